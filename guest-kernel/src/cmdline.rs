@@ -1,0 +1,84 @@
+//! The guest's command line (`start_info.cmd_line`): space-separated words, `key=value` or `flag`.
+
+/// A parsed view of a NUL-terminated command-line buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Cmdline<'a> {
+    text: &'a str,
+}
+
+impl<'a> Cmdline<'a> {
+    /// Wraps a command line given as bytes: stops at the first NUL, and keeps only the valid UTF-8
+    /// prefix (a command line is ASCII; anything else is ignored rather than trusted).
+    pub fn from_bytes(bytes: &'a [u8]) -> Self {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let bytes = &bytes[..end];
+        let text = match core::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+        };
+        Cmdline { text }
+    }
+
+    /// The whole command line.
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// The words of the command line.
+    pub fn words(&self) -> impl Iterator<Item = &'a str> {
+        self.text.split_ascii_whitespace()
+    }
+
+    /// The value of the last `key=value` word for `key` (later words override earlier ones).
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.words()
+            .filter_map(|w| w.split_once('='))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .last()
+    }
+
+    /// Whether `flag` appears as a bare word or as `flag=<anything>`.
+    pub fn has(&self, flag: &str) -> bool {
+        self.words()
+            .any(|w| w == flag || w.split_once('=').is_some_and(|(k, _)| k == flag))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_at_nul_and_splits_words() {
+        let mut buf = [0u8; 64];
+        buf[..27].copy_from_slice(b"suite=conformance  verbose ");
+        let c = Cmdline::from_bytes(&buf);
+        assert_eq!(c.words().count(), 2);
+        assert_eq!(c.get("suite"), Some("conformance"));
+        assert!(c.has("verbose"));
+        assert!(c.has("suite"));
+        assert!(!c.has("suit"));
+        assert_eq!(c.get("verbose"), None);
+    }
+
+    #[test]
+    fn later_values_override_earlier_ones() {
+        let c = Cmdline::from_bytes(b"exit=poweroff exit=reboot");
+        assert_eq!(c.get("exit"), Some("reboot"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_cut_at_the_first_bad_byte() {
+        let c = Cmdline::from_bytes(b"a=1 \xff b=2");
+        assert_eq!(c.as_str(), "a=1 ");
+        assert_eq!(c.get("b"), None);
+    }
+
+    #[test]
+    fn empty_command_line() {
+        let c = Cmdline::from_bytes(&[0u8; 8]);
+        assert_eq!(c.words().count(), 0);
+        assert_eq!(c.get("x"), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! Hypercalls: calls into the stubs the hypervisor wrote into `hypercall_page`, plus typed wrappers.
+//!
+//! The x86-64 PV convention (`xen-abi.md`): number in RAX, arguments in RDI, RSI, RDX, R10, R8,
+//! result in RAX (negative errno on failure). Xen's stub is `push %rcx; push %r11; mov $nr,%eax;
+//! syscall; pop %r11; pop %rcx; ret`, so a stub call preserves RCX/R11 but we still treat every
+//! argument register as clobbered: the hypervisor may update arguments (continuations).
+
+use core::arch::asm;
+
+use hypercall_abi::sched::{SchedShutdown, SCHEDOP_shutdown};
+use hypercall_abi::xen::{
+    MmuUpdate, MmuextOp, MulticallEntry, __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op,
+    __HYPERVISOR_memory_op, __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op,
+    __HYPERVISOR_multicall, __HYPERVISOR_sched_op, __HYPERVISOR_update_va_mapping,
+    __HYPERVISOR_xen_version,
+};
+
+use super::boot::hypercall_page;
+
+/// Number of 32-byte stubs in the hypercall page.
+pub const STUBS: u32 = 4096 / 32;
+
+/// Issues hypercall `nr` through its stub in the hypercall page.
+///
+/// # Safety
+/// The arguments are handed to the hypervisor as they are: any pointer among them must be valid for
+/// what hypercall `nr` does with it (read, or write) for the duration of the call. The hypervisor
+/// validates guest pointers, so a wrong one gives -EFAULT, but memory it may write must not be
+/// memory Rust assumes unchanged.
+pub unsafe fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    assert!(nr < STUBS, "hypercall {nr} has no stub in the hypercall page");
+    let stub = (&raw const hypercall_page).cast::<u8>() as u64 + u64::from(nr) * 32;
+    let ret: i64;
+    // SAFETY: `stub` points into the hypercall page, which the hypervisor filled with stubs that
+    // follow the convention above and return with `ret`. The caller vouches for the arguments.
+    unsafe {
+        asm!(
+            "call {stub}",
+            stub = in(reg) stub,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            inlateout("r10") a4 => _,
+            inlateout("r8") a5 => _,
+            lateout("rax") ret,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// Issues hypercall `nr` with a bare `syscall`, bypassing the hypercall page: used for numbers past
+/// the page's 128 stubs (the "unknown hypercall number" conformance cases).
+///
+/// # Safety
+/// As for [`hypercall`].
+pub unsafe fn raw_syscall(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: a guest-kernel `syscall` enters the hypervisor's hypercall path; the hypervisor
+    // clobbers RCX and R11 (the `syscall` return state), declared here. The caller vouches for the
+    // arguments.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            inlateout("r10") a4 => _,
+            inlateout("r8") a5 => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// A pointer argument, as the hypervisor receives it.
+pub fn ptr<T>(p: *const T) -> u64 {
+    p as u64
+}
+
+/// `console_io(cmd, count, buf)`.
+pub fn console_io(cmd: u32, buf: &mut [u8]) -> i64 {
+    // SAFETY: `buf` is valid for reads and writes of `buf.len()` bytes for the call.
+    unsafe {
+        hypercall(
+            __HYPERVISOR_console_io,
+            cmd.into(),
+            buf.len() as u64,
+            ptr(buf.as_mut_ptr()),
+            0,
+            0,
+        )
+    }
+}
+
+/// `xen_version(cmd, arg)` with an argument buffer of any plain type.
+pub fn xen_version<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
+    let p = arg.map_or(0, |a| ptr(a as *mut T));
+    // SAFETY: `p` is null or a valid exclusive reference for the call; callers pick `T` at least
+    // as large as what `cmd` writes (checked against `version.h` in hypercall-abi).
+    unsafe { hypercall(__HYPERVISOR_xen_version, cmd.into(), p, 0, 0, 0) }
+}
+
+/// `sched_op(cmd, arg)`.
+pub fn sched_op<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
+    let p = arg.map_or(0, |a| ptr(a as *mut T));
+    // SAFETY: `p` is null or a valid exclusive reference for the call.
+    unsafe { hypercall(__HYPERVISOR_sched_op, cmd.into(), p, 0, 0, 0) }
+}
+
+/// `memory_op(cmd, arg)`.
+pub fn memory_op<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
+    let p = arg.map_or(0, |a| ptr(a as *mut T));
+    // SAFETY: `p` is null or a valid exclusive reference for the call; structures that embed
+    // guest handles are built by the caller from live buffers.
+    unsafe { hypercall(__HYPERVISOR_memory_op, cmd.into(), p, 0, 0, 0) }
+}
+
+/// `event_channel_op(cmd, arg)`.
+pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call.
+    unsafe { hypercall(__HYPERVISOR_event_channel_op, cmd.into(), ptr(arg as *mut T), 0, 0, 0) }
+}
+
+/// `mmu_update(reqs, count, &done, foreigndom)`: returns (rc, done).
+pub fn mmu_update(reqs: &[MmuUpdate], foreigndom: u16) -> (i64, u32) {
+    let mut done: u32 = 0;
+    // SAFETY: `reqs` is readable and `done` writable for the call.
+    let rc = unsafe {
+        hypercall(
+            __HYPERVISOR_mmu_update,
+            ptr(reqs.as_ptr()),
+            reqs.len() as u64,
+            ptr(&raw mut done),
+            foreigndom.into(),
+            0,
+        )
+    };
+    (rc, done)
+}
+
+/// `mmuext_op(ops, count, &done, foreigndom)`: returns (rc, done).
+pub fn mmuext_op(ops: &[MmuextOp], foreigndom: u16) -> (i64, u32) {
+    let mut done: u32 = 0;
+    // SAFETY: `ops` is readable and `done` writable for the call.
+    let rc = unsafe {
+        hypercall(
+            __HYPERVISOR_mmuext_op,
+            ptr(ops.as_ptr()),
+            ops.len() as u64,
+            ptr(&raw mut done),
+            foreigndom.into(),
+            0,
+        )
+    };
+    (rc, done)
+}
+
+/// `update_va_mapping(va, pte, flags)`.
+///
+/// # Safety
+/// Changing the mapping of `va` must not pull memory from under live Rust references.
+pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> i64 {
+    // SAFETY: no pointers are passed; the caller vouches for the mapping change.
+    unsafe { hypercall(__HYPERVISOR_update_va_mapping, va, pte, flags, 0, 0) }
+}
+
+/// `multicall(entries, count)`; each entry's `result` is written back.
+///
+/// # Safety
+/// Every entry must be a hypercall whose arguments are valid as for [`hypercall`].
+pub unsafe fn multicall(entries: &mut [MulticallEntry]) -> i64 {
+    // SAFETY: `entries` is readable and writable for the call; the caller vouches for each entry.
+    unsafe {
+        hypercall(
+            __HYPERVISOR_multicall,
+            ptr(entries.as_mut_ptr()),
+            entries.len() as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// Shuts this domain down with `reason` (SHUTDOWN_*); never returns.
+pub fn shutdown(reason: u32) -> ! {
+    let mut arg = SchedShutdown { reason };
+    loop {
+        sched_op(SCHEDOP_shutdown, Some(&mut arg));
+        // A shutdown that returned was refused; fall back to a crash, then spin.
+        arg.reason = hypercall_abi::sched::SHUTDOWN_crash;
+        core::hint::spin_loop();
+    }
+}

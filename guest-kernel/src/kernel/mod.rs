@@ -1,0 +1,77 @@
+//! The bare-metal kernel: boot, hypercalls, console, memory helpers and the conformance suite.
+//!
+//! Design principles, in XenoLinux's footsteps:
+//! - the kernel never writes a page-table entry itself: it asks the hypervisor (`mmu_update`,
+//!   `update_va_mapping`), and reads its tables through the read-only mapping Xen gives it;
+//! - every hypercall goes through the hypercall page the hypervisor filled in (`hypercall.rs`);
+//! - output is whole lines through `console_io`, so logs never interleave mid-line.
+
+#[macro_use]
+pub mod console;
+mod boot;
+mod conformance;
+pub mod hypercall;
+pub mod mm;
+
+use core::fmt::Write;
+use guest_kernel::cmdline::Cmdline;
+use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot};
+use hypercall_abi::xen::{StartInfo, SIF_INITDOMAIN, SIF_PRIVILEGED};
+
+/// Rust entry, called by `boot.rs` with the `start_info` pointer Xen left in RSI.
+///
+/// # Safety
+/// `start_info` must be the pointer the hypervisor passed at entry, and this is called once.
+#[no_mangle]
+unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
+    // SAFETY: the caller passes the start_info Xen mapped for us; it stays mapped and is not
+    // written by anyone else for the kernel's lifetime.
+    let si: &'static StartInfo = unsafe { &*start_info };
+    mm::init(si);
+    let cmdline = Cmdline::from_bytes(&si.cmd_line);
+
+    let role = if si.flags & SIF_INITDOMAIN != 0 { "dom0" } else { "domU" };
+    let magic = Cmdline::from_bytes(&si.magic);
+    println!(
+        "guest-kernel {}: booted as {role} on {} ({} pages{})",
+        env!("CARGO_PKG_VERSION"),
+        magic.as_str(),
+        si.nr_pages,
+        if si.flags & SIF_PRIVILEGED != 0 { ", privileged" } else { "" },
+    );
+    println!("guest-kernel: command line \"{}\"", cmdline.as_str());
+
+    let reason = match cmdline.get("suite") {
+        Some("conformance") => {
+            let reason = exit_reason(&cmdline);
+            conformance::run(si, reason);
+            reason
+        }
+        Some(other) => {
+            println!("guest-kernel: unknown suite '{other}'");
+            SHUTDOWN_crash
+        }
+        None => {
+            println!("guest-kernel: nothing to do, shutting down");
+            exit_reason(&cmdline)
+        }
+    };
+    hypercall::shutdown(reason)
+}
+
+/// `exit=reboot` asks for SHUTDOWN_reboot (Xen then resets the machine, and QEMU's `-no-reboot`
+/// exits); anything else is a power-off.
+fn exit_reason(cmdline: &Cmdline<'_>) -> u32 {
+    match cmdline.get("exit") {
+        Some("reboot") => SHUTDOWN_reboot,
+        _ => SHUTDOWN_poweroff,
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut line = guest_kernel::line::LineBuf::<512>::new();
+    let _ = write!(line, "guest-kernel: PANIC: {info}\n");
+    console::write_bytes(line.as_bytes());
+    hypercall::shutdown(SHUTDOWN_crash)
+}

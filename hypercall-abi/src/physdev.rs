@@ -1,0 +1,136 @@
+//! Physical device operations for `HYPERVISOR_physdev_op` (basics), mirroring `physdev.h`.
+//!
+//! Only the operations a PV guest without passthrough uses are mirrored as structs (IOPL, I/O
+//! bitmap, IRQ status and EOI); all sub-operation numbers are listed so that a hypervisor can
+//! reject them by name.
+#![allow(non_upper_case_globals)] // Xen spells these in mixed case (`PHYSDEVOP_set_iopl`).
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::assert_layout;
+use crate::xen::XenPfn;
+
+/// Obsolete: notify end of interrupt (pre-`eoi`).
+pub const PHYSDEVOP_IRQ_UNMASK_NOTIFY: u32 = 4;
+/// Query an IRQ's status; [`PhysdevIrqStatusQuery`].
+pub const PHYSDEVOP_irq_status_query: u32 = 5;
+/// Set the I/O privilege level; [`PhysdevSetIopl`].
+pub const PHYSDEVOP_set_iopl: u32 = 6;
+/// Set the I/O port bitmap; [`PhysdevSetIobitmap`].
+pub const PHYSDEVOP_set_iobitmap: u32 = 7;
+/// Read an IO-APIC register (dom0).
+pub const PHYSDEVOP_apic_read: u32 = 8;
+/// Write an IO-APIC register (dom0).
+pub const PHYSDEVOP_apic_write: u32 = 9;
+/// Allocate an IRQ vector (dom0).
+pub const PHYSDEVOP_alloc_irq_vector: u32 = 10;
+/// Free an IRQ vector (dom0).
+pub const PHYSDEVOP_free_irq_vector: u32 = 11;
+/// End of interrupt for a PIRQ; [`PhysdevEoi`].
+pub const PHYSDEVOP_eoi: u32 = 12;
+/// Map a PIRQ.
+pub const PHYSDEVOP_map_pirq: u32 = 13;
+/// Unmap a PIRQ.
+pub const PHYSDEVOP_unmap_pirq: u32 = 14;
+/// Add a PCI device.
+pub const PHYSDEVOP_manage_pci_add: u32 = 15;
+/// Remove a PCI device.
+pub const PHYSDEVOP_manage_pci_remove: u32 = 16;
+/// Register the PIRQ EOI bitmap frame (v1 semantics); [`PhysdevPirqEoiGmfn`].
+pub const PHYSDEVOP_pirq_eoi_gmfn_v1: u32 = 17;
+/// Restore MSI state.
+pub const PHYSDEVOP_restore_msi: u32 = 19;
+/// Add a PCI device (extended).
+pub const PHYSDEVOP_manage_pci_add_ext: u32 = 20;
+/// Set up a GSI.
+pub const PHYSDEVOP_setup_gsi: u32 = 21;
+/// Get a free PIRQ.
+pub const PHYSDEVOP_get_free_pirq: u32 = 23;
+/// Report an MMCFG region.
+pub const PHYSDEVOP_pci_mmcfg_reserved: u32 = 24;
+/// Add a PCI device (segment-aware).
+pub const PHYSDEVOP_pci_device_add: u32 = 25;
+/// Remove a PCI device (segment-aware).
+pub const PHYSDEVOP_pci_device_remove: u32 = 26;
+/// Restore MSI state (segment-aware).
+pub const PHYSDEVOP_restore_msi_ext: u32 = 27;
+/// Register the PIRQ EOI bitmap frame (v2 semantics); [`PhysdevPirqEoiGmfn`].
+pub const PHYSDEVOP_pirq_eoi_gmfn_v2: u32 = 28;
+/// Debug port operation.
+pub const PHYSDEVOP_dbgp_op: u32 = 29;
+/// Prepare MSI-X.
+pub const PHYSDEVOP_prepare_msix: u32 = 30;
+/// Release MSI-X.
+pub const PHYSDEVOP_release_msix: u32 = 31;
+/// The current name of the EOI bitmap operation (v2).
+pub const PHYSDEVOP_pirq_eoi_gmfn: u32 = PHYSDEVOP_pirq_eoi_gmfn_v2;
+
+/// Bit number of [`XENIRQSTAT_needs_eoi`].
+pub const _XENIRQSTAT_needs_eoi: u32 = 0;
+/// The IRQ needs `PHYSDEVOP_eoi`.
+pub const XENIRQSTAT_needs_eoi: u32 = 1 << _XENIRQSTAT_needs_eoi;
+/// Bit number of [`XENIRQSTAT_shared`].
+pub const _XENIRQSTAT_shared: u32 = 1;
+/// The IRQ is shared with other domains.
+pub const XENIRQSTAT_shared: u32 = 1 << _XENIRQSTAT_shared;
+
+/// `PHYSDEVOP_eoi`.
+#[doc(alias = "physdev_eoi_t")]
+#[doc(alias = "physdev_eoi")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct PhysdevEoi {
+    /// IN: PIRQ.
+    pub irq: u32,
+}
+assert_layout!(PhysdevEoi, 4, { irq: 0 });
+
+/// `PHYSDEVOP_pirq_eoi_gmfn_v1` / `_v2`.
+#[doc(alias = "physdev_pirq_eoi_gmfn_t")]
+#[doc(alias = "physdev_pirq_eoi_gmfn")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct PhysdevPirqEoiGmfn {
+    /// IN: frame holding the EOI bitmap.
+    pub gmfn: XenPfn,
+}
+assert_layout!(PhysdevPirqEoiGmfn, 8, { gmfn: 0 });
+
+/// `PHYSDEVOP_irq_status_query`.
+#[doc(alias = "physdev_irq_status_query_t")]
+#[doc(alias = "physdev_irq_status_query")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct PhysdevIrqStatusQuery {
+    /// IN: PIRQ.
+    pub irq: u32,
+    /// OUT: `XENIRQSTAT_*`.
+    pub flags: u32,
+}
+assert_layout!(PhysdevIrqStatusQuery, 8, { irq: 0, flags: 4 });
+
+/// `PHYSDEVOP_set_iopl`.
+#[doc(alias = "physdev_set_iopl_t")]
+#[doc(alias = "physdev_set_iopl")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct PhysdevSetIopl {
+    /// IN: I/O privilege level, 0-3.
+    pub iopl: u32,
+}
+assert_layout!(PhysdevSetIopl, 4, { iopl: 0 });
+
+/// `PHYSDEVOP_set_iobitmap`.
+#[doc(alias = "physdev_set_iobitmap_t")]
+#[doc(alias = "physdev_set_iobitmap")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct PhysdevSetIobitmap {
+    /// IN: guest handle of the bitmap (bit set = port denied, as in the TSS).
+    pub bitmap: u64,
+    /// IN: number of ports the bitmap covers.
+    pub nr_ports: u32,
+    /// Implicit C padding at the end.
+    pub _pad0: [u8; 4],
+}
+assert_layout!(PhysdevSetIobitmap, 16, { bitmap: 0, nr_ports: 8, _pad0: 12 });

@@ -1,0 +1,398 @@
+//! Host-side integration harness: boots images in QEMU (TCG), captures the serial log, extracts
+//! the conformance suite's `case` lines and compares runs.
+//!
+//! The differential idea: the same guest kernel runs its conformance suite on Debian's Xen 4.17 and
+//! (from the hypervisor issue on) on ours, in the same QEMU; the two `case` lists must match.
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The repository root (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The build directory (`$BUILD` or `<root>/build`).
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("BUILD").map(PathBuf::from).unwrap_or_else(|| repo_root().join("build"))
+}
+
+/// Debian's Xen 4.17 image, unpacked by `scripts/setup.sh`.
+pub fn xen_reference_image() -> PathBuf {
+    build_dir().join("xen-4.17/xen")
+}
+
+/// The guest kernel built by `make images`.
+pub fn guest_kernel_image() -> PathBuf {
+    build_dir().join("guest-kernel")
+}
+
+/// Xen's command line for the reference runs: serial console, 64 MiB dom0, all log levels.
+pub const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=64M loglvl=all guest_loglvl=all";
+
+/// Machine memory given to QEMU for every differential run (cases such as
+/// `memory_op.maximum_ram_page` depend on it, so both hypervisors must see the same machine).
+pub const MACHINE_MEMORY_MIB: u32 = 512;
+
+/// Log lines after which the run is over even if QEMU has not exited (Xen halts the CPU on a dom0
+/// power-off instead of turning the machine off).
+pub const END_MARKERS: &[&str] = &["Hardware Dom0 halted", "Hardware Dom0 crashed"];
+
+/// A QEMU boot: a multiboot hypervisor image with its command line and boot modules.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    /// The `-kernel` image (multiboot1).
+    pub hypervisor: PathBuf,
+    /// Its command line (`-append`).
+    pub cmdline: String,
+    /// Boot modules: (file, command line). Module 1 becomes dom0.
+    pub modules: Vec<(PathBuf, String)>,
+    /// Wall-clock limit for the whole run.
+    pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// QEMU exited by itself with this status.
+    Exited(i32),
+    /// An end marker appeared in the log and the harness stopped QEMU.
+    Marker,
+    /// The time limit passed and the harness killed QEMU.
+    TimedOut,
+}
+
+/// The outcome of a run: the serial log and how it ended.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Everything QEMU wrote to the serial port (and its own stderr), line by line.
+    pub log: Vec<String>,
+    /// How the run ended.
+    pub ending: Ending,
+    /// Wall-clock duration.
+    pub elapsed: Duration,
+}
+
+/// A harness problem (not a hypervisor failure): QEMU missing, image missing, ...
+#[derive(Debug)]
+pub struct HarnessError(pub String);
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+impl Boot {
+    /// Debian's Xen 4.17 with `kernel` as dom0 and `cmdline` as its command line.
+    pub fn xen_reference(kernel: &Path, cmdline: &str) -> Boot {
+        Boot {
+            hypervisor: xen_reference_image(),
+            cmdline: XEN_CMDLINE.to_string(),
+            modules: vec![(kernel.to_path_buf(), cmdline.to_string())],
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The QEMU arguments for this boot.
+    pub fn qemu_args(&self) -> Vec<String> {
+        let initrd = self
+            .modules
+            .iter()
+            .map(|(path, cmdline)| {
+                // QEMU splits modules at commas; a comma inside a module's own command line would
+                // be taken as a separator, so refuse it rather than boot something else.
+                assert!(!cmdline.contains(','), "module command lines cannot contain ','");
+                format!("{} {}", path.display(), cmdline).trim_end().to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args: Vec<String> = [
+            "-accel", "tcg", "-cpu", "max", "-display", "none", "-serial", "stdio", "-monitor",
+            "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["-m".into(), MACHINE_MEMORY_MIB.to_string()]);
+        args.extend(["-kernel".into(), self.hypervisor.display().to_string()]);
+        args.extend(["-append".into(), self.cmdline.clone()]);
+        if !initrd.is_empty() {
+            args.extend(["-initrd".into(), initrd]);
+        }
+        args
+    }
+
+    /// Boots, streams the log, and stops at QEMU's exit, an end marker, or the time limit.
+    pub fn run(&self) -> Result<Run, HarnessError> {
+        for path in std::iter::once(&self.hypervisor).chain(self.modules.iter().map(|(p, _)| p)) {
+            if !path.is_file() {
+                return Err(HarnessError(format!(
+                    "{} is missing: run `make images` (or `make test`, which builds and installs \
+                     everything)",
+                    path.display()
+                )));
+            }
+        }
+        let start = Instant::now();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(self.qemu_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
+
+        let (tx, rx) = mpsc::channel::<String>();
+        let mut readers = Vec::new();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+            let tx = tx.clone();
+            readers.push(thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while reader.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                    buf.clear();
+                }
+            }));
+        }
+        drop(tx);
+
+        let deadline = start + self.timeout;
+        let mut log = Vec::new();
+        let ending = loop {
+            let now = Instant::now();
+            if now >= deadline {
+                let _ = child.kill();
+                break Ending::TimedOut;
+            }
+            match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    let is_end = END_MARKERS.iter().any(|m| line.contains(m));
+                    log.push(line);
+                    if is_end {
+                        let _ = child.kill();
+                        break Ending::Marker;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        // Drain what is left, then report the exit.
+                        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                            log.push(line);
+                        }
+                        break Ending::Exited(status.code().unwrap_or(-1));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().map_err(|e| HarnessError(e.to_string()))?;
+                    break Ending::Exited(status.code().unwrap_or(-1));
+                }
+            }
+        };
+        let _ = child.wait();
+        for r in readers {
+            let _ = r.join();
+        }
+        Ok(Run { log, ending, elapsed: start.elapsed() })
+    }
+}
+
+/// One `case <name> = <value>` line of the conformance suite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Case {
+    /// The case's name, e.g. `xen_version.version`.
+    pub name: String,
+    /// What it observed, e.g. `0x40011`.
+    pub value: String,
+}
+
+/// The conformance suite's output in a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuiteResult {
+    /// The cases, in order.
+    pub cases: Vec<Case>,
+    /// The count from `conformance done: <N> cases`, if the suite got that far.
+    pub done: Option<usize>,
+}
+
+impl SuiteResult {
+    /// Extracts the case lines and the summary from a log. Lines may carry a prefix (Xen prints
+    /// domU output as `(d1) ...`), so the `case ` marker is searched anywhere in the line.
+    pub fn from_log<S: AsRef<str>>(log: &[S]) -> SuiteResult {
+        let mut cases = Vec::new();
+        let mut done = None;
+        for line in log {
+            let line = line.as_ref();
+            if let Some(i) = line.find("case ") {
+                if let Some((name, value)) = line[i + 5..].split_once(" = ") {
+                    cases.push(Case { name: name.trim().to_string(), value: value.trim().to_string() });
+                    continue;
+                }
+            }
+            if let Some(i) = line.find("conformance done: ") {
+                done = line[i + 18..].split_whitespace().next().and_then(|n| n.parse().ok());
+            }
+        }
+        SuiteResult { cases, done }
+    }
+
+    /// Whether the suite ran to completion: the summary is there and counts exactly the cases seen.
+    pub fn complete(&self) -> bool {
+        self.done == Some(self.cases.len())
+    }
+
+    /// The case list as text, one `case <name> = <value>` per line.
+    pub fn to_text(&self) -> String {
+        self.cases.iter().map(|c| format!("case {} = {}\n", c.name, c.value)).collect()
+    }
+
+    /// Parses the text written by [`SuiteResult::to_text`] (a recorded reference list).
+    pub fn from_text(text: &str) -> SuiteResult {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut r = SuiteResult::from_log(&lines);
+        r.done = Some(r.cases.len());
+        r
+    }
+}
+
+/// One difference between two case lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaseDiff {
+    /// The case ran on both sides with different values.
+    Value { name: String, left: String, right: String },
+    /// The case appears only on the left.
+    OnlyLeft { name: String, value: String },
+    /// The case appears only on the right.
+    OnlyRight { name: String, value: String },
+}
+
+impl fmt::Display for CaseDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaseDiff::Value { name, left, right } => write!(f, "{name}: {left}  <>  {right}"),
+            CaseDiff::OnlyLeft { name, value } => write!(f, "{name}: {value}  <>  (missing)"),
+            CaseDiff::OnlyRight { name, value } => write!(f, "{name}: (missing)  <>  {value}"),
+        }
+    }
+}
+
+/// Compares two case lists by name (order-insensitive; a case name must be unique in a list).
+pub fn diff_cases(left: &[Case], right: &[Case]) -> Vec<CaseDiff> {
+    let mut out = Vec::new();
+    for l in left {
+        match right.iter().find(|r| r.name == l.name) {
+            Some(r) if r.value != l.value => out.push(CaseDiff::Value {
+                name: l.name.clone(),
+                left: l.value.clone(),
+                right: r.value.clone(),
+            }),
+            Some(_) => {}
+            None => out.push(CaseDiff::OnlyLeft { name: l.name.clone(), value: l.value.clone() }),
+        }
+    }
+    for r in right {
+        if !left.iter().any(|l| l.name == r.name) {
+            out.push(CaseDiff::OnlyRight { name: r.name.clone(), value: r.value.clone() });
+        }
+    }
+    out
+}
+
+/// Names that appear more than once in a case list (each case name must be unique).
+pub fn duplicate_names(cases: &[Case]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dups = std::collections::BTreeSet::new();
+    for c in cases {
+        if !seen.insert(c.name.as_str()) {
+            dups.insert(c.name.clone());
+        }
+    }
+    dups.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(name: &str, value: &str) -> Case {
+        Case { name: name.into(), value: value.into() }
+    }
+
+    #[test]
+    fn extracts_cases_with_and_without_prefixes() {
+        let log = [
+            "(XEN) Xen version 4.17",
+            "case a.b = 1",
+            "(d1) case c.d = rc=-22 done=0",
+            "something else",
+            "conformance done: 2 cases",
+        ];
+        let r = SuiteResult::from_log(&log);
+        assert_eq!(r.cases, vec![case("a.b", "1"), case("c.d", "rc=-22 done=0")]);
+        assert_eq!(r.done, Some(2));
+        assert!(r.complete());
+    }
+
+    #[test]
+    fn a_suite_cut_short_is_not_complete() {
+        let r = SuiteResult::from_log(&["case a = 1", "case b = 2", "conformance done: 3 cases"]);
+        assert!(!r.complete());
+        let r = SuiteResult::from_log(&["case a = 1"]);
+        assert_eq!(r.done, None);
+        assert!(!r.complete());
+    }
+
+    #[test]
+    fn text_round_trip() {
+        let r = SuiteResult::from_log(&["case a = 1", "case b = x y", "conformance done: 2 cases"]);
+        assert_eq!(SuiteResult::from_text(&r.to_text()), r);
+    }
+
+    #[test]
+    fn diff_reports_values_and_missing_cases() {
+        let left = [case("a", "1"), case("b", "2"), case("c", "3")];
+        let right = [case("a", "1"), case("b", "-22"), case("d", "4")];
+        let d = diff_cases(&left, &right);
+        assert_eq!(
+            d,
+            vec![
+                CaseDiff::Value { name: "b".into(), left: "2".into(), right: "-22".into() },
+                CaseDiff::OnlyLeft { name: "c".into(), value: "3".into() },
+                CaseDiff::OnlyRight { name: "d".into(), value: "4".into() },
+            ]
+        );
+        assert!(diff_cases(&left, &left).is_empty());
+    }
+
+    #[test]
+    fn finds_duplicate_names() {
+        assert_eq!(duplicate_names(&[case("a", "1"), case("b", "1"), case("a", "2")]), vec!["a"]);
+    }
+
+    #[test]
+    fn qemu_args_join_modules() {
+        let b = Boot {
+            hypervisor: "/x/xen".into(),
+            cmdline: "console=com1".into(),
+            modules: vec![("/k".into(), "suite=conformance".into()), ("/u".into(), String::new())],
+            timeout: Duration::from_secs(1),
+        };
+        let args = b.qemu_args();
+        let i = args.iter().position(|a| a == "-initrd").unwrap();
+        assert_eq!(args[i + 1], "/k suite=conformance,/u");
+    }
+}

@@ -1,0 +1,11 @@
+//! x86-64 support: boot assembly, serial console, early exception handling, direct map, power-off.
+//!
+//! Boot order: `boot.rs` (32-bit stub, page tables, long mode) calls [`boot::start`], which brings
+//! up the console and the exception table and then hands over to the portable flow in `main.rs`.
+
+pub mod boot;
+pub mod console;
+pub mod mm;
+pub mod power;
+pub mod serial;
+pub mod traps;

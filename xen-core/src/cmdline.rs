@@ -1,0 +1,245 @@
+//! The hypervisor command line: Xen's syntax, and the few options this hypervisor knows so far.
+//!
+//! Syntax follows Xen's `parse_params()` (`xen/common/kernel.c`): options are separated by spaces
+//! (only ' ', no quoting), each is `name` or `name=value`. Unknown options are reported, not fatal.
+
+use log::LevelFilter;
+
+/// Strips the image name a multiboot1 loader puts in front of the command line.
+///
+/// QEMU (like GRUB legacy) passes `"<image path> <options>"`; GRUB 2 passes only the options. This
+/// is Xen's `cmdline_cook()` (`xen/arch/x86/setup.c`): skip leading spaces, then, unless the loader
+/// is GRUB 2, skip the first word and the spaces after it.
+pub fn cook<'a>(raw: &'a str, boot_loader_name: Option<&str>) -> &'a str {
+    let s = raw.trim_start_matches(' ');
+    if boot_loader_name.is_some_and(|name| name.starts_with("GRUB 2")) {
+        return s;
+    }
+    split_image_name(s).1
+}
+
+/// Splits a module (or hypervisor) string `"<image path> <args>"` into the path and the arguments.
+///
+/// QEMU's `-initrd "a.elf x=1,b.elf"` gives each module such a string; the arguments become that
+/// domain's kernel command line.
+pub fn split_image_name(s: &str) -> (&str, &str) {
+    let s = s.trim_start_matches(' ');
+    match s.split_once(' ') {
+        Some((name, rest)) => (name, rest.trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+/// One command-line option: `name` or `name=value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// The text before the first `=`.
+    pub name: &'a str,
+    /// The text after the first `=`, if there is one (it may be empty: `name=`).
+    pub value: Option<&'a str>,
+}
+
+/// Iterates over the options of a (cooked) command line, in order.
+pub fn params(cmdline: &str) -> impl Iterator<Item = Param<'_>> {
+    cmdline
+        .split(' ')
+        .filter(|word| !word.is_empty())
+        .map(|word| match word.split_once('=') {
+            Some((name, value)) => Param {
+                name,
+                value: Some(value),
+            },
+            None => Param {
+                name: word,
+                value: None,
+            },
+        })
+}
+
+/// Something wrong with one option. Reported on the console; boot continues with the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamProblem<'a> {
+    /// No option of that name exists (Xen prints `parameter "name" unknown!`).
+    Unknown(Param<'a>),
+    /// The option exists but its value cannot be parsed.
+    BadValue(Param<'a>),
+}
+
+/// The options the hypervisor understands, with Xen's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootOptions<'a> {
+    /// `console=`: where hypervisor output goes. Only `com1` exists so far; kept for the record.
+    pub console: Option<&'a str>,
+    /// `loglvl=`: the most verbose hypervisor message level printed (Xen's default is `warning`).
+    pub loglvl: LevelFilter,
+}
+
+impl Default for BootOptions<'_> {
+    fn default() -> Self {
+        Self {
+            console: None,
+            loglvl: LevelFilter::Warn,
+        }
+    }
+}
+
+impl<'a> BootOptions<'a> {
+    /// Parses a cooked command line; each problem is passed to `report`, and the option keeps its
+    /// default. A later occurrence of an option overrides an earlier one, as in Xen.
+    pub fn parse(cmdline: &'a str, mut report: impl FnMut(ParamProblem<'a>)) -> Self {
+        let mut opts = Self::default();
+        for param in params(cmdline) {
+            match param.name {
+                "console" => opts.console = param.value,
+                "loglvl" => match param.value.and_then(parse_loglvl) {
+                    Some(level) => opts.loglvl = level,
+                    None => report(ParamProblem::BadValue(param)),
+                },
+                // Options real Xen takes that are harmless to ignore here: the serial line is
+                // always 115200 8n1, and guests have no log levels yet.
+                "com1" | "guest_loglvl" => {}
+                _ => report(ParamProblem::Unknown(param)),
+            }
+        }
+        opts
+    }
+}
+
+/// Parses Xen's `loglvl` value, `<level>[/<rate-limited level>]`, ignoring the rate-limited part.
+///
+/// Levels are Xen's names (`xen/drivers/char/console.c`): none, error, warning, info, debug, all.
+pub fn parse_loglvl(value: &str) -> Option<LevelFilter> {
+    let level = value
+        .split_once('/')
+        .map_or(value, |(level, _rate_limited)| level);
+    Some(match level {
+        "none" => LevelFilter::Off,
+        "error" => LevelFilter::Error,
+        "warning" => LevelFilter::Warn,
+        "info" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "all" => LevelFilter::Trace,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cook_strips_the_image_name_that_qemu_prepends() {
+        assert_eq!(
+            cook("build/xen console=com1 loglvl=all", Some("qemu")),
+            "console=com1 loglvl=all"
+        );
+        assert_eq!(cook("  /boot/xen  a=b", None), "a=b");
+        assert_eq!(cook("build/xen", Some("qemu")), "");
+        assert_eq!(cook("", Some("qemu")), "");
+    }
+
+    #[test]
+    fn cook_keeps_grub2_command_lines_whole() {
+        assert_eq!(cook(" console=com1", Some("GRUB 2.06")), "console=com1");
+    }
+
+    #[test]
+    fn split_image_name_separates_path_and_arguments() {
+        assert_eq!(
+            split_image_name("/path/a.elf arg1 arg2"),
+            ("/path/a.elf", "arg1 arg2")
+        );
+        assert_eq!(split_image_name("/path/b.elf"), ("/path/b.elf", ""));
+        assert_eq!(split_image_name(" b.elf   x=1 "), ("b.elf", "x=1 "));
+        assert_eq!(split_image_name(""), ("", ""));
+    }
+
+    #[test]
+    fn params_splits_on_spaces_and_the_first_equals_sign() {
+        let got: Vec<_> = params("  a  b=1 c=x=y d= ").collect();
+        assert_eq!(
+            got,
+            [
+                Param {
+                    name: "a",
+                    value: None
+                },
+                Param {
+                    name: "b",
+                    value: Some("1")
+                },
+                Param {
+                    name: "c",
+                    value: Some("x=y")
+                },
+                Param {
+                    name: "d",
+                    value: Some("")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn boot_options_reads_known_options_and_reports_the_rest() {
+        let mut problems = Vec::new();
+        let opts = BootOptions::parse("console=com1 loglvl=all foo=bar bare", |p| problems.push(p));
+        assert_eq!(
+            opts,
+            BootOptions {
+                console: Some("com1"),
+                loglvl: LevelFilter::Trace
+            }
+        );
+        assert_eq!(
+            problems,
+            [
+                ParamProblem::Unknown(Param {
+                    name: "foo",
+                    value: Some("bar")
+                }),
+                ParamProblem::Unknown(Param {
+                    name: "bare",
+                    value: None
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_loglvl_is_reported_and_keeps_the_default() {
+        let mut problems = Vec::new();
+        let opts = BootOptions::parse("loglvl=loud loglvl", |p| problems.push(p));
+        assert_eq!(opts.loglvl, LevelFilter::Warn);
+        assert_eq!(
+            problems,
+            [
+                ParamProblem::BadValue(Param {
+                    name: "loglvl",
+                    value: Some("loud")
+                }),
+                ParamProblem::BadValue(Param {
+                    name: "loglvl",
+                    value: None
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_last_occurrence_of_an_option_wins() {
+        let opts = BootOptions::parse("loglvl=error loglvl=info", |_| {
+            panic!("no problem expected")
+        });
+        assert_eq!(opts.loglvl, LevelFilter::Info);
+    }
+
+    #[test]
+    fn loglvl_accepts_xens_names_and_ignores_the_rate_limited_part() {
+        assert_eq!(parse_loglvl("none"), Some(LevelFilter::Off));
+        assert_eq!(parse_loglvl("warning/error"), Some(LevelFilter::Warn));
+        assert_eq!(parse_loglvl("debug"), Some(LevelFilter::Debug));
+        assert_eq!(parse_loglvl("warn"), None);
+        assert_eq!(parse_loglvl(""), None);
+    }
+}

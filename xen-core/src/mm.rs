@@ -1,0 +1,93 @@
+//! Memory-management vocabulary: address newtypes and the trait through which the core reads memory.
+//!
+//! Separate types for machine addresses and (later) guest frames make mixing them a type error.
+
+use core::fmt;
+
+/// A machine (host-physical) address: what a boot loader hands us and what page tables point to.
+#[doc(alias = "paddr_t")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Maddr(pub u64);
+
+impl Maddr {
+    /// `self + offset`, or `None` on overflow (addresses come from untrusted structures).
+    pub fn checked_add(self, offset: u64) -> Option<Maddr> {
+        self.0.checked_add(offset).map(Maddr)
+    }
+}
+
+impl fmt::Debug for Maddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Maddr({:#x})", self.0)
+    }
+}
+
+impl fmt::Display for Maddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// Read access to machine memory, as the portable core sees it.
+///
+/// The hypervisor implements this over its direct map; host tests implement it over a byte vector.
+/// Implementations must return `None` for ranges they cannot (or must not) expose, rather than
+/// faulting: addresses given to the core come from boot loaders and, later, guests.
+pub trait MachineMemory {
+    /// Borrows `len` bytes of machine memory starting at `addr`, or returns `None` if any byte of
+    /// that range is not readable.
+    fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]>;
+}
+
+/// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that
+/// host tests place boot-loader structures in.
+#[cfg(test)]
+pub(crate) struct FakeMemory {
+    pub base: u64,
+    pub bytes: Vec<u8>,
+}
+
+#[cfg(test)]
+impl FakeMemory {
+    /// `size` zero bytes starting at machine address `base`.
+    pub fn new(base: u64, size: usize) -> Self {
+        Self {
+            base,
+            bytes: vec![0; size],
+        }
+    }
+
+    /// Copies `data` to machine address `addr` (which must lie inside the fake).
+    pub fn put(&mut self, addr: u64, data: &[u8]) {
+        let off = usize::try_from(addr - self.base).unwrap();
+        self.bytes[off..off + data.len()].copy_from_slice(data);
+    }
+}
+
+#[cfg(test)]
+impl MachineMemory for FakeMemory {
+    fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
+        let off = usize::try_from(addr.0.checked_sub(self.base)?).ok()?;
+        self.bytes.get(off..off.checked_add(len)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_memory_refuses_ranges_outside_itself() {
+        let mem = FakeMemory::new(0x1000, 0x100);
+        assert!(mem.read(Maddr(0x1000), 0x100).is_some());
+        assert!(mem.read(Maddr(0xfff), 1).is_none());
+        assert!(mem.read(Maddr(0x10ff), 2).is_none());
+        assert!(mem.read(Maddr(u64::MAX), 2).is_none());
+    }
+
+    #[test]
+    fn maddr_checked_add_reports_overflow() {
+        assert_eq!(Maddr(1).checked_add(2), Some(Maddr(3)));
+        assert_eq!(Maddr(u64::MAX).checked_add(1), None);
+    }
+}
