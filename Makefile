@@ -1,0 +1,66 @@
+# The project's commands. `make run` and `make test` are the README's two commands: on a fresh
+# machine they install what they need first (scripts/setup.sh), then build and boot or test.
+#
+#   make run            boot the images in QEMU (our hypervisor, then the guest on Debian's Xen 4.17)
+#   make test           host unit tests, ABI-vs-C-headers conformance, lints, QEMU tests on Xen 4.17
+#   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
+#   make xen-reference  boot `guest-kernel suite=conformance` as dom0 on Xen 4.17, print the cases
+#   make clean
+
+SHELL      := /bin/bash
+BUILD      ?= build
+TARGET     := x86_64-unknown-none
+KDIR       := target/$(TARGET)/release
+QEMU       := qemu-system-x86_64
+QEMU_FLAGS := -accel tcg -cpu max -m 512 -display none -serial stdio -monitor none -no-reboot \
+              -device isa-debug-exit,iobase=0xf4,iosize=0x04
+XEN_CMDLINE := console=com1 com1=115200,8n1 dom0_mem=64M loglvl=all guest_loglvl=all
+DOM0_CMDLINE ?=
+
+export BUILD
+
+.PHONY: all setup images run test test-host test-qemu lint xen-reference clean
+
+all: images
+
+setup:
+	@bash scripts/setup.sh
+
+images: setup
+	cargo build --release -p guest-kernel --target $(TARGET)
+	cargo build --release -p xen-core --bin xen --target $(TARGET)
+	@mkdir -p $(BUILD)
+	cp $(KDIR)/guest-kernel $(BUILD)/guest-kernel
+	cp $(KDIR)/xen $(BUILD)/xen-syms
+	objcopy -O binary $(KDIR)/xen $(BUILD)/xen
+	@echo "images: $(BUILD)/xen ($$(stat -c %s $(BUILD)/xen) bytes), $(BUILD)/guest-kernel ($$(stat -c %s $(BUILD)/guest-kernel) bytes)"
+
+run: images
+	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 ===="
+	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "loglvl=all" \
+	    -initrd "$(strip $(BUILD)/guest-kernel $(DOM0_CMDLINE))"; \
+	    status=$$?; echo "==== QEMU exited with status $$status ===="
+	@echo "==== reference: Debian's Xen 4.17 with $(BUILD)/guest-kernel as dom0 ===="
+	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen-4.17/xen -append "$(XEN_CMDLINE)" \
+	    -initrd "$(strip $(BUILD)/guest-kernel exit=reboot $(DOM0_CMDLINE))"; \
+	    status=$$?; echo "==== QEMU exited with status $$status ===="
+
+# Every cargo test result line is collected so the run ends with one total.
+test: images
+	@rm -f $(BUILD)/test.log
+	@$(MAKE) --no-print-directory lint
+	@set -o pipefail; cargo test --workspace 2>&1 | tee -a $(BUILD)/test.log
+	@set -o pipefail; cargo test -p xtests --test '*' -- --ignored --nocapture 2>&1 | tee -a $(BUILD)/test.log
+	@bash scripts/test-summary.sh $(BUILD)/test.log
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p guest-kernel -p xen-core -p hypercall-abi -p ring-drivers --target $(TARGET) -- -D warnings
+
+xen-reference: images
+	cargo run -q --release -p xtests --bin xen-reference
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)/xen $(BUILD)/guest-kernel $(BUILD)/lab $(BUILD)/*.log $(BUILD)/*.cases
