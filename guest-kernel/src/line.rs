@@ -13,7 +13,11 @@ pub struct LineBuf<const N: usize> {
 impl<const N: usize> LineBuf<N> {
     /// An empty line.
     pub const fn new() -> Self {
-        LineBuf { buf: [0; N], len: 0, truncated: false }
+        LineBuf {
+            buf: [0; N],
+            len: 0,
+            truncated: false,
+        }
     }
 
     /// The bytes written so far.

@@ -163,7 +163,9 @@ pub const fn xen_cr3_to_pfn(cr3: u64) -> u64 {
 #[doc(alias = "trap_info_t")]
 #[doc(alias = "trap_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TrapInfo {
     /// Exception vector.
     pub vector: u8,
@@ -207,7 +209,9 @@ impl TrapInfo {
 /// The frame `HYPERVISOR_iret` pops from the guest stack.
 #[doc(alias = "iret_context")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct IretContext {
     /// Saved RAX (the hypercall stub clobbered it).
     pub rax: u64,
@@ -237,7 +241,9 @@ assert_layout!(IretContext, 72, {
 #[doc(alias = "cpu_user_regs_t")]
 #[doc(alias = "cpu_user_regs")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CpuUserRegs {
     /// R15.
     pub r15: u64,
@@ -374,7 +380,9 @@ zeroed_default!(VcpuGuestContext);
 #[doc(alias = "arch_vcpu_info_t")]
 #[doc(alias = "arch_vcpu_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct ArchVcpuInfo {
     /// Faulting address of the last page fault delivered to the guest.
     pub cr2: u64,
@@ -387,7 +395,9 @@ assert_layout!(ArchVcpuInfo, 16, { cr2: 0, pad: 8 });
 #[doc(alias = "arch_shared_info_t")]
 #[doc(alias = "arch_shared_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct ArchSharedInfo {
     /// Number of entries in the p2m table (for save/restore).
     pub max_pfn: u64,
@@ -411,7 +421,9 @@ assert_layout!(ArchSharedInfo, 48, {
 #[doc(alias = "xen_cpuid_leaf_t")]
 #[doc(alias = "xen_cpuid_leaf")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenCpuidLeaf {
     /// EAX input.
     pub leaf: u32,

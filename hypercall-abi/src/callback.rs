@@ -35,7 +35,9 @@ pub const CALLBACKOP_unregister: u32 = 1;
 #[doc(alias = "callback_register_t")]
 #[doc(alias = "callback_register")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CallbackRegister {
     /// `CALLBACKTYPE_*`.
     pub r#type: u16,
@@ -52,7 +54,9 @@ assert_layout!(CallbackRegister, 16, { r#type: 0, flags: 2, _pad0: 4, address: 8
 #[doc(alias = "callback_unregister_t")]
 #[doc(alias = "callback_unregister")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CallbackUnregister {
     /// `CALLBACKTYPE_*`.
     pub r#type: u16,

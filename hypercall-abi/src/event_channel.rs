@@ -88,7 +88,9 @@ pub const EVTCHN_FIFO_NR_CHANNELS: u32 = 1 << EVTCHN_FIFO_LINK_BITS;
 #[doc(alias = "evtchn_alloc_unbound_t")]
 #[doc(alias = "evtchn_alloc_unbound")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnAllocUnbound {
     /// IN: domain allocating the port (`DOMID_SELF`).
     pub dom: DomId,
@@ -103,7 +105,9 @@ assert_layout!(EvtchnAllocUnbound, 8, { dom: 0, remote_dom: 2, port: 4 });
 #[doc(alias = "evtchn_bind_interdomain_t")]
 #[doc(alias = "evtchn_bind_interdomain")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnBindInterdomain {
     /// IN: remote domain.
     pub remote_dom: DomId,
@@ -122,7 +126,9 @@ assert_layout!(EvtchnBindInterdomain, 12, {
 #[doc(alias = "evtchn_bind_virq_t")]
 #[doc(alias = "evtchn_bind_virq")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnBindVirq {
     /// IN: `VIRQ_*`.
     pub virq: u32,
@@ -137,7 +143,9 @@ assert_layout!(EvtchnBindVirq, 12, { virq: 0, vcpu: 4, port: 8 });
 #[doc(alias = "evtchn_bind_pirq_t")]
 #[doc(alias = "evtchn_bind_pirq")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnBindPirq {
     /// IN: physical IRQ.
     pub pirq: u32,
@@ -152,7 +160,9 @@ assert_layout!(EvtchnBindPirq, 12, { pirq: 0, flags: 4, port: 8 });
 #[doc(alias = "evtchn_bind_ipi_t")]
 #[doc(alias = "evtchn_bind_ipi")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnBindIpi {
     /// IN: vCPU to notify.
     pub vcpu: u32,
@@ -165,7 +175,9 @@ assert_layout!(EvtchnBindIpi, 8, { vcpu: 0, port: 4 });
 #[doc(alias = "evtchn_close_t")]
 #[doc(alias = "evtchn_close")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnClose {
     /// IN: port to close.
     pub port: EvtchnPort,
@@ -176,7 +188,9 @@ assert_layout!(EvtchnClose, 4, { port: 0 });
 #[doc(alias = "evtchn_send_t")]
 #[doc(alias = "evtchn_send")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnSend {
     /// IN: local port whose remote end is notified.
     pub port: EvtchnPort,
@@ -187,7 +201,9 @@ assert_layout!(EvtchnSend, 4, { port: 0 });
 #[doc(alias = "evtchn_status_t")]
 #[doc(alias = "evtchn_status")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnStatus {
     /// IN: domain owning the port.
     pub dom: DomId,
@@ -245,7 +261,9 @@ impl EvtchnStatus {
 #[doc(alias = "evtchn_bind_vcpu_t")]
 #[doc(alias = "evtchn_bind_vcpu")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnBindVcpu {
     /// IN: port.
     pub port: EvtchnPort,
@@ -258,7 +276,9 @@ assert_layout!(EvtchnBindVcpu, 8, { port: 0, vcpu: 4 });
 #[doc(alias = "evtchn_unmask_t")]
 #[doc(alias = "evtchn_unmask")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnUnmask {
     /// IN: port to unmask.
     pub port: EvtchnPort,
@@ -269,7 +289,9 @@ assert_layout!(EvtchnUnmask, 4, { port: 0 });
 #[doc(alias = "evtchn_reset_t")]
 #[doc(alias = "evtchn_reset")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnReset {
     /// IN: domain whose ports are closed (`DOMID_SELF`).
     pub dom: DomId,
@@ -280,7 +302,9 @@ assert_layout!(EvtchnReset, 2, { dom: 0 });
 #[doc(alias = "evtchn_init_control_t")]
 #[doc(alias = "evtchn_init_control")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnInitControl {
     /// IN: frame of the control block.
     pub control_gfn: u64,
@@ -301,7 +325,9 @@ assert_layout!(EvtchnInitControl, 24, {
 #[doc(alias = "evtchn_expand_array_t")]
 #[doc(alias = "evtchn_expand_array")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnExpandArray {
     /// IN: frame of the new event array page.
     pub array_gfn: u64,
@@ -312,7 +338,9 @@ assert_layout!(EvtchnExpandArray, 8, { array_gfn: 0 });
 #[doc(alias = "evtchn_set_priority_t")]
 #[doc(alias = "evtchn_set_priority")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnSetPriority {
     /// IN: port.
     pub port: EvtchnPort,
@@ -326,7 +354,9 @@ assert_layout!(EvtchnSetPriority, 8, { port: 0, priority: 4 });
 #[doc(alias = "evtchn_op_t")]
 #[doc(alias = "evtchn_op")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnOp {
     /// An `EVTCHNOP_*` command.
     pub cmd: u32,
@@ -339,7 +369,9 @@ assert_layout!(EvtchnOp, 28, { cmd: 0, u: 4 });
 #[doc(alias = "evtchn_fifo_control_block_t")]
 #[doc(alias = "evtchn_fifo_control_block")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EvtchnFifoControlBlock {
     /// Bitmap of queues with events.
     pub ready: u32,

@@ -211,7 +211,9 @@ pub fn gntst_message(status: i16) -> Option<&'static str> {
 #[doc(alias = "grant_entry_v1_t")]
 #[doc(alias = "grant_entry_v1")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GrantEntryV1 {
     /// `GTF_*`; the granter writes the type last, Xen sets `GTF_reading`/`GTF_writing`.
     pub flags: u16,
@@ -226,7 +228,9 @@ assert_layout!(GrantEntryV1, 8, { flags: 0, domid: 2, frame: 4 });
 #[doc(alias = "grant_entry_header_t")]
 #[doc(alias = "grant_entry_header")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GrantEntryHeader {
     /// `GTF_*`.
     pub flags: u16,
@@ -240,7 +244,9 @@ assert_layout!(GrantEntryHeader, 4, { flags: 0, domid: 2 });
 #[doc(alias = "grant_entry_v2_t")]
 #[doc(alias = "grant_entry_v2")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GrantEntryV2 {
     /// The union's bytes as two words (C spacer is `uint32_t __spacer[4]`, alignment 8).
     pub words: [u64; 2],
@@ -288,7 +294,9 @@ impl GrantEntryV2 {
 #[doc(alias = "gnttab_map_grant_ref_t")]
 #[doc(alias = "gnttab_map_grant_ref")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabMapGrantRef {
     /// IN: virtual address (or PTE machine address with `GNTMAP_contains_pte`).
     pub host_addr: u64,
@@ -313,7 +321,9 @@ assert_layout!(GnttabMapGrantRef, 32, {
 #[doc(alias = "gnttab_unmap_grant_ref_t")]
 #[doc(alias = "gnttab_unmap_grant_ref")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabUnmapGrantRef {
     /// IN: address given at map time (0 if not host-mapped).
     pub host_addr: u64,
@@ -334,7 +344,9 @@ assert_layout!(GnttabUnmapGrantRef, 24, {
 #[doc(alias = "gnttab_setup_table_t")]
 #[doc(alias = "gnttab_setup_table")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabSetupTable {
     /// IN: domain (`DOMID_SELF`).
     pub dom: DomId,
@@ -357,7 +369,9 @@ assert_layout!(GnttabSetupTable, 24, {
 #[doc(alias = "gnttab_dump_table_t")]
 #[doc(alias = "gnttab_dump_table")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabDumpTable {
     /// IN: domain.
     pub dom: DomId,
@@ -370,7 +384,9 @@ assert_layout!(GnttabDumpTable, 4, { dom: 0, status: 2 });
 #[doc(alias = "gnttab_transfer_t")]
 #[doc(alias = "gnttab_transfer")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabTransfer {
     /// IN: frame to give away.
     pub mfn: XenPfn,
@@ -392,7 +408,9 @@ assert_layout!(GnttabTransfer, 24, {
 /// One side of a [`GnttabCopy`]. `u` is the C union `{ grant_ref_t ref; xen_pfn_t gmfn; }`.
 #[doc(alias = "gnttab_copy_ptr")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabCopyPtr {
     /// Union: grant reference (low 32 bits, with `GNTCOPY_*_gref`) or GMFN.
     pub u: u64,
@@ -426,7 +444,9 @@ impl GnttabCopyPtr {
 #[doc(alias = "gnttab_copy_t")]
 #[doc(alias = "gnttab_copy")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabCopy {
     /// IN: source.
     pub source: GnttabCopyPtr,
@@ -449,7 +469,9 @@ assert_layout!(GnttabCopy, 40, {
 #[doc(alias = "gnttab_query_size_t")]
 #[doc(alias = "gnttab_query_size")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabQuerySize {
     /// IN: domain.
     pub dom: DomId,
@@ -472,7 +494,9 @@ assert_layout!(GnttabQuerySize, 16, {
 #[doc(alias = "gnttab_unmap_and_replace_t")]
 #[doc(alias = "gnttab_unmap_and_replace")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabUnmapAndReplace {
     /// IN: address of the grant mapping.
     pub host_addr: u64,
@@ -493,7 +517,9 @@ assert_layout!(GnttabUnmapAndReplace, 24, {
 #[doc(alias = "gnttab_set_version_t")]
 #[doc(alias = "gnttab_set_version")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabSetVersion {
     /// IN/OUT: 1 or 2.
     pub version: u32,
@@ -504,7 +530,9 @@ assert_layout!(GnttabSetVersion, 4, { version: 0 });
 #[doc(alias = "gnttab_get_status_frames_t")]
 #[doc(alias = "gnttab_get_status_frames")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabGetStatusFrames {
     /// IN: frames wanted.
     pub nr_frames: u32,
@@ -521,7 +549,9 @@ assert_layout!(GnttabGetStatusFrames, 16, { nr_frames: 0, dom: 4, status: 6, fra
 #[doc(alias = "gnttab_get_version_t")]
 #[doc(alias = "gnttab_get_version")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabGetVersion {
     /// IN: domain.
     pub dom: DomId,
@@ -536,7 +566,9 @@ assert_layout!(GnttabGetVersion, 8, { dom: 0, pad: 2, version: 4 });
 #[doc(alias = "gnttab_swap_grant_ref_t")]
 #[doc(alias = "gnttab_swap_grant_ref")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabSwapGrantRef {
     /// IN: first entry.
     pub ref_a: GrantRef,
@@ -553,7 +585,9 @@ assert_layout!(GnttabSwapGrantRef, 12, { ref_a: 0, ref_b: 4, status: 8, _pad0: 1
 #[doc(alias = "gnttab_cache_flush_t")]
 #[doc(alias = "gnttab_cache_flush")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GnttabCacheFlush {
     /// Union: bus address, or grant reference with `GNTTAB_CACHE_SOURCE_GREF`.
     pub a: u64,

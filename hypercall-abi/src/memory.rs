@@ -98,7 +98,9 @@ pub const XENMEM_resource_ioreq_server_frame_bufioreq: u64 = 0;
 #[doc(alias = "xen_memory_reservation_t")]
 #[doc(alias = "xen_memory_reservation")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMemoryReservation {
     /// Guest handle of a `xen_pfn_t` array (IN: GPFNs or MFNs, OUT: MFNs).
     pub extent_start: u64,
@@ -121,7 +123,9 @@ assert_layout!(XenMemoryReservation, 32, {
 #[doc(alias = "xen_memory_exchange_t")]
 #[doc(alias = "xen_memory_exchange")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMemoryExchange {
     /// Extents given up.
     pub r#in: XenMemoryReservation,
@@ -135,7 +139,9 @@ assert_layout!(XenMemoryExchange, 72, { r#in: 0, out: 32, nr_exchanged: 64 });
 /// Argument of the reservation queries (a bare `domid_t` on the wire).
 #[doc(alias = "xen_memory_domain")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMemoryDomain {
     /// Domain queried.
     pub domid: DomId,
@@ -146,7 +152,9 @@ assert_layout!(XenMemoryDomain, 2, { domid: 0 });
 #[doc(alias = "xen_machphys_mfn_list_t")]
 #[doc(alias = "xen_machphys_mfn_list")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMachphysMfnList {
     /// IN: size of the array.
     pub max_extents: u32,
@@ -167,7 +175,9 @@ assert_layout!(XenMachphysMfnList, 24, {
 #[doc(alias = "xen_machphys_mapping_t")]
 #[doc(alias = "xen_machphys_mapping")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMachphysMapping {
     /// Start of the M2P mapping.
     pub v_start: u64,
@@ -182,7 +192,9 @@ assert_layout!(XenMachphysMapping, 24, { v_start: 0, v_end: 8, max_mfn: 16 });
 #[doc(alias = "xen_add_to_physmap_t")]
 #[doc(alias = "xen_add_to_physmap")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenAddToPhysmap {
     /// Domain whose physmap changes.
     pub domid: DomId,
@@ -201,7 +213,9 @@ assert_layout!(XenAddToPhysmap, 24, { domid: 0, size: 2, space: 4, idx: 8, gpfn:
 #[doc(alias = "xen_add_to_physmap_batch_t")]
 #[doc(alias = "xen_add_to_physmap_batch")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenAddToPhysmapBatch {
     /// Domain whose physmap changes.
     pub domid: DomId,
@@ -226,7 +240,9 @@ assert_layout!(XenAddToPhysmapBatch, 32, {
 #[doc(alias = "xen_remove_from_physmap_t")]
 #[doc(alias = "xen_remove_from_physmap")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenRemoveFromPhysmap {
     /// Domain whose physmap changes.
     pub domid: DomId,
@@ -241,7 +257,9 @@ assert_layout!(XenRemoveFromPhysmap, 16, { domid: 0, _pad0: 2, gpfn: 8 });
 #[doc(alias = "xen_memory_map_t")]
 #[doc(alias = "xen_memory_map")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMemoryMap {
     /// IN: buffer capacity in entries; OUT: entries written.
     pub nr_entries: u32,
@@ -256,7 +274,9 @@ assert_layout!(XenMemoryMap, 16, { nr_entries: 0, _pad0: 4, buffer: 8 });
 #[doc(alias = "xen_foreign_memory_map_t")]
 #[doc(alias = "xen_foreign_memory_map")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenForeignMemoryMap {
     /// Target domain.
     pub domid: DomId,
@@ -271,7 +291,9 @@ assert_layout!(XenForeignMemoryMap, 24, { domid: 0, _pad0: 2, map: 8 });
 #[doc(alias = "xen_pod_target_t")]
 #[doc(alias = "xen_pod_target")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenPodTarget {
     /// IN: target pages.
     pub target_pages: u64,
@@ -294,7 +316,9 @@ assert_layout!(XenPodTarget, 40, {
 #[doc(alias = "xen_mem_acquire_resource_t")]
 #[doc(alias = "xen_mem_acquire_resource")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMemAcquireResource {
     /// Domain owning the resource.
     pub domid: DomId,
@@ -319,7 +343,9 @@ assert_layout!(XenMemAcquireResource, 32, {
 #[doc(alias = "xen_vmemrange_t")]
 #[doc(alias = "xen_vmemrange")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenVmemrange {
     /// Start address.
     pub start: u64,
@@ -336,7 +362,9 @@ assert_layout!(XenVmemrange, 24, { start: 0, end: 8, flags: 16, nid: 20 });
 #[doc(alias = "xen_vnuma_topology_info_t")]
 #[doc(alias = "xen_vnuma_topology_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenVnumaTopologyInfo {
     /// Domain.
     pub domid: DomId,

@@ -78,7 +78,9 @@ pub const XENIRQSTAT_shared: u32 = 1 << _XENIRQSTAT_shared;
 #[doc(alias = "physdev_eoi_t")]
 #[doc(alias = "physdev_eoi")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PhysdevEoi {
     /// IN: PIRQ.
     pub irq: u32,
@@ -89,7 +91,9 @@ assert_layout!(PhysdevEoi, 4, { irq: 0 });
 #[doc(alias = "physdev_pirq_eoi_gmfn_t")]
 #[doc(alias = "physdev_pirq_eoi_gmfn")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PhysdevPirqEoiGmfn {
     /// IN: frame holding the EOI bitmap.
     pub gmfn: XenPfn,
@@ -100,7 +104,9 @@ assert_layout!(PhysdevPirqEoiGmfn, 8, { gmfn: 0 });
 #[doc(alias = "physdev_irq_status_query_t")]
 #[doc(alias = "physdev_irq_status_query")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PhysdevIrqStatusQuery {
     /// IN: PIRQ.
     pub irq: u32,
@@ -113,7 +119,9 @@ assert_layout!(PhysdevIrqStatusQuery, 8, { irq: 0, flags: 4 });
 #[doc(alias = "physdev_set_iopl_t")]
 #[doc(alias = "physdev_set_iopl")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PhysdevSetIopl {
     /// IN: I/O privilege level, 0-3.
     pub iopl: u32,
@@ -124,7 +132,9 @@ assert_layout!(PhysdevSetIopl, 4, { iopl: 0 });
 #[doc(alias = "physdev_set_iobitmap_t")]
 #[doc(alias = "physdev_set_iobitmap")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PhysdevSetIobitmap {
     /// IN: guest handle of the bitmap (bit set = port denied, as in the TSS).
     pub bitmap: u64,

@@ -42,7 +42,9 @@ pub const SHUTDOWN_MAX: u32 = 5;
 #[doc(alias = "sched_shutdown_t")]
 #[doc(alias = "sched_shutdown")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SchedShutdown {
     /// A `SHUTDOWN_*` reason.
     pub reason: u32,
@@ -53,7 +55,9 @@ assert_layout!(SchedShutdown, 4, { reason: 0 });
 #[doc(alias = "sched_poll_t")]
 #[doc(alias = "sched_poll")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SchedPoll {
     /// Guest handle (virtual address) of an `evtchn_port_t` array.
     pub ports: u64,
@@ -70,7 +74,9 @@ assert_layout!(SchedPoll, 24, { ports: 0, nr_ports: 8, _pad0: 12, timeout: 16 })
 #[doc(alias = "sched_remote_shutdown_t")]
 #[doc(alias = "sched_remote_shutdown")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SchedRemoteShutdown {
     /// Domain to shut down.
     pub domain_id: DomId,
@@ -85,7 +91,9 @@ assert_layout!(SchedRemoteShutdown, 8, { domain_id: 0, _pad0: 2, reason: 4 });
 #[doc(alias = "sched_watchdog_t")]
 #[doc(alias = "sched_watchdog")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SchedWatchdog {
     /// Watchdog id; 0 allocates a new one.
     pub id: u32,
@@ -98,7 +106,9 @@ assert_layout!(SchedWatchdog, 8, { id: 0, timeout: 4 });
 #[doc(alias = "sched_pin_override_t")]
 #[doc(alias = "sched_pin_override")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SchedPinOverride {
     /// Physical CPU, or negative to end the override.
     pub pcpu: i32,

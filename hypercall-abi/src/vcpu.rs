@@ -54,7 +54,9 @@ pub const VCPU_SSHOTTMR_future: u32 = 1 << _VCPU_SSHOTTMR_future;
 #[doc(alias = "vcpu_runstate_info_t")]
 #[doc(alias = "vcpu_runstate_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuRunstateInfo {
     /// Current `RUNSTATE_*`.
     pub state: i32,
@@ -72,7 +74,9 @@ assert_layout!(VcpuRunstateInfo, 48, { state: 0, _pad0: 4, state_entry_time: 8, 
 #[doc(alias = "vcpu_register_runstate_memory_area_t")]
 #[doc(alias = "vcpu_register_runstate_memory_area")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuRegisterRunstateMemoryArea {
     /// Guest virtual address of a [`VcpuRunstateInfo`].
     pub addr: u64,
@@ -83,7 +87,9 @@ assert_layout!(VcpuRegisterRunstateMemoryArea, 8, { addr: 0 });
 #[doc(alias = "vcpu_set_periodic_timer_t")]
 #[doc(alias = "vcpu_set_periodic_timer")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuSetPeriodicTimer {
     /// Period in nanoseconds.
     pub period_ns: u64,
@@ -94,7 +100,9 @@ assert_layout!(VcpuSetPeriodicTimer, 8, { period_ns: 0 });
 #[doc(alias = "vcpu_set_singleshot_timer_t")]
 #[doc(alias = "vcpu_set_singleshot_timer")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuSetSingleshotTimer {
     /// Absolute system time of expiry, in nanoseconds.
     pub timeout_abs_ns: u64,
@@ -109,7 +117,9 @@ assert_layout!(VcpuSetSingleshotTimer, 16, { timeout_abs_ns: 0, flags: 8, _pad0:
 #[doc(alias = "vcpu_register_vcpu_info_t")]
 #[doc(alias = "vcpu_register_vcpu_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuRegisterVcpuInfo {
     /// Frame (MFN for PV) holding the new `vcpu_info`.
     pub mfn: u64,
@@ -124,7 +134,9 @@ assert_layout!(VcpuRegisterVcpuInfo, 16, { mfn: 0, offset: 8, rsvd: 12 });
 #[doc(alias = "vcpu_get_physid_t")]
 #[doc(alias = "vcpu_get_physid")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuGetPhysid {
     /// APIC id in the low 32 bits, ACPI id in the high 32 bits.
     pub phys_id: u64,
@@ -147,7 +159,9 @@ impl VcpuGetPhysid {
 #[doc(alias = "vcpu_register_time_memory_area_t")]
 #[doc(alias = "vcpu_register_time_memory_area")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuRegisterTimeMemoryArea {
     /// Guest virtual address of a `vcpu_time_info`.
     pub addr: u64,

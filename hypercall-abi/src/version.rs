@@ -74,7 +74,9 @@ zeroed_default!(XenCompileInfo);
 #[doc(alias = "xen_platform_parameters_t")]
 #[doc(alias = "xen_platform_parameters")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenPlatformParameters {
     /// Lowest hypervisor virtual address; the M2P table is readable from here.
     pub virt_start: u64,
@@ -85,7 +87,9 @@ assert_layout!(XenPlatformParameters, 8, { virt_start: 0 });
 #[doc(alias = "xen_feature_info_t")]
 #[doc(alias = "xen_feature_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenFeatureInfo {
     /// IN: which 32-bit submap to return.
     pub submap_idx: u32,
@@ -98,7 +102,9 @@ assert_layout!(XenFeatureInfo, 8, { submap_idx: 0, submap: 4 });
 #[doc(alias = "xen_build_id_t")]
 #[doc(alias = "xen_build_id")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenBuildId {
     /// IN: buffer size; OUT: build id length.
     pub len: u32,

@@ -121,7 +121,6 @@ pub const __HYPERVISOR_arch_6: u32 = 54;
 /// Architecture-specific hypercall slot `arch_7`.
 pub const __HYPERVISOR_arch_7: u32 = 55;
 
-
 // --- Virtual interrupts (`enum virq`); V = per-vCPU, G = global. ---
 
 /// V: timebase update and/or requested timeout.
@@ -324,7 +323,9 @@ pub const XEN_VGATYPE_EFI_LFB: u8 = 0x70;
 #[doc(alias = "mmu_update_t")]
 #[doc(alias = "mmu_update")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct MmuUpdate {
     /// Machine address of the PTE, ORed with an `MMU_*` command.
     pub ptr: u64,
@@ -337,7 +338,9 @@ assert_layout!(MmuUpdate, 16, { ptr: 0, val: 8 });
 #[doc(alias = "mmuext_op_t")]
 #[doc(alias = "mmuext_op")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct MmuextOp {
     /// An `MMUEXT_*` command.
     pub cmd: u32,
@@ -381,7 +384,9 @@ impl MmuextOp {
 #[doc(alias = "multicall_entry_t")]
 #[doc(alias = "multicall_entry")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct MulticallEntry {
     /// Hypercall number.
     pub op: u64,
@@ -396,7 +401,9 @@ assert_layout!(MulticallEntry, 64, { op: 0, result: 8, args: 16 });
 #[doc(alias = "vcpu_time_info_t")]
 #[doc(alias = "vcpu_time_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuTimeInfo {
     /// Incremented before and after each update (seqlock).
     pub version: u32,
@@ -424,7 +431,9 @@ assert_layout!(VcpuTimeInfo, 32, {
 #[doc(alias = "vcpu_info_t")]
 #[doc(alias = "vcpu_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuInfo {
     /// Written non-zero by Xen when an event is pending; cleared by the guest before scanning.
     pub evtchn_upcall_pending: u8,
@@ -560,13 +569,21 @@ impl StartInfo {
 
     /// The command line up to (not including) its first NUL.
     pub fn cmd_line_bytes(&self) -> &[u8] {
-        let len = self.cmd_line.iter().position(|&b| b == 0).unwrap_or(MAX_GUEST_CMDLINE);
+        let len = self
+            .cmd_line
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MAX_GUEST_CMDLINE);
         &self.cmd_line[..len]
     }
 
     /// The magic string up to (not including) its first NUL.
     pub fn magic_bytes(&self) -> &[u8] {
-        let len = self.magic.iter().position(|&b| b == 0).unwrap_or(self.magic.len());
+        let len = self
+            .magic
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.magic.len());
         &self.magic[..len]
     }
 }
@@ -574,7 +591,9 @@ impl StartInfo {
 /// One module of a multiboot module list (`SIF_MULTIBOOT_MOD`).
 #[doc(alias = "xen_multiboot_mod_list")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenMultibootModList {
     /// Address of the first byte of the module.
     pub mod_start: u32,
@@ -590,7 +609,9 @@ assert_layout!(XenMultibootModList, 16, { mod_start: 0, mod_end: 4, cmdline: 8, 
 /// `xen_uuid_t`: a 16-byte UUID in big-endian byte order.
 #[doc(alias = "xen_uuid_t")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenUuid {
     /// The bytes.
     pub a: [u8; 16],

@@ -14,12 +14,17 @@ use std::time::{Duration, Instant};
 
 /// The repository root (this crate lives in `<root>/tests`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The build directory (`$BUILD` or `<root>/build`).
 pub fn build_dir() -> PathBuf {
-    std::env::var_os("BUILD").map(PathBuf::from).unwrap_or_else(|| repo_root().join("build"))
+    std::env::var_os("BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("build"))
 }
 
 /// Debian's Xen 4.17 image, unpacked by `scripts/setup.sh`.
@@ -33,7 +38,8 @@ pub fn guest_kernel_image() -> PathBuf {
 }
 
 /// Xen's command line for the reference runs: serial console, 64 MiB dom0, all log levels.
-pub const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=64M loglvl=all guest_loglvl=all";
+pub const XEN_CMDLINE: &str =
+    "console=com1 com1=115200,8n1 dom0_mem=64M loglvl=all guest_loglvl=all";
 
 /// Machine memory given to QEMU for every differential run (cases such as
 /// `memory_op.maximum_ram_page` depend on it, so both hypervisors must see the same machine).
@@ -109,14 +115,30 @@ impl Boot {
             .map(|(path, cmdline)| {
                 // QEMU splits modules at commas; a comma inside a module's own command line would
                 // be taken as a separator, so refuse it rather than boot something else.
-                assert!(!cmdline.contains(','), "module command lines cannot contain ','");
-                format!("{} {}", path.display(), cmdline).trim_end().to_string()
+                assert!(
+                    !cmdline.contains(','),
+                    "module command lines cannot contain ','"
+                );
+                format!("{} {}", path.display(), cmdline)
+                    .trim_end()
+                    .to_string()
             })
             .collect::<Vec<_>>()
             .join(",");
         let mut args: Vec<String> = [
-            "-accel", "tcg", "-cpu", "max", "-display", "none", "-serial", "stdio", "-monitor",
-            "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -154,7 +176,10 @@ impl Boot {
         let mut readers = Vec::new();
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
             let tx = tx.clone();
             readers.push(thread::spawn(move || {
                 let mut reader = BufReader::new(stream);
@@ -207,7 +232,11 @@ impl Boot {
         for r in readers {
             let _ = r.join();
         }
-        Ok(Run { log, ending, elapsed: start.elapsed() })
+        Ok(Run {
+            log,
+            ending,
+            elapsed: start.elapsed(),
+        })
     }
 }
 
@@ -239,12 +268,18 @@ impl SuiteResult {
             let line = line.as_ref();
             if let Some(i) = line.find("case ") {
                 if let Some((name, value)) = line[i + 5..].split_once(" = ") {
-                    cases.push(Case { name: name.trim().to_string(), value: value.trim().to_string() });
+                    cases.push(Case {
+                        name: name.trim().to_string(),
+                        value: value.trim().to_string(),
+                    });
                     continue;
                 }
             }
             if let Some(i) = line.find("conformance done: ") {
-                done = line[i + 18..].split_whitespace().next().and_then(|n| n.parse().ok());
+                done = line[i + 18..]
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok());
             }
         }
         SuiteResult { cases, done }
@@ -257,7 +292,10 @@ impl SuiteResult {
 
     /// The case list as text, one `case <name> = <value>` per line.
     pub fn to_text(&self) -> String {
-        self.cases.iter().map(|c| format!("case {} = {}\n", c.name, c.value)).collect()
+        self.cases
+            .iter()
+            .map(|c| format!("case {} = {}\n", c.name, c.value))
+            .collect()
     }
 
     /// Parses the text written by [`SuiteResult::to_text`] (a recorded reference list).
@@ -273,7 +311,11 @@ impl SuiteResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaseDiff {
     /// The case ran on both sides with different values.
-    Value { name: String, left: String, right: String },
+    Value {
+        name: String,
+        left: String,
+        right: String,
+    },
     /// The case appears only on the left.
     OnlyLeft { name: String, value: String },
     /// The case appears only on the right.
@@ -301,12 +343,18 @@ pub fn diff_cases(left: &[Case], right: &[Case]) -> Vec<CaseDiff> {
                 right: r.value.clone(),
             }),
             Some(_) => {}
-            None => out.push(CaseDiff::OnlyLeft { name: l.name.clone(), value: l.value.clone() }),
+            None => out.push(CaseDiff::OnlyLeft {
+                name: l.name.clone(),
+                value: l.value.clone(),
+            }),
         }
     }
     for r in right {
         if !left.iter().any(|l| l.name == r.name) {
-            out.push(CaseDiff::OnlyRight { name: r.name.clone(), value: r.value.clone() });
+            out.push(CaseDiff::OnlyRight {
+                name: r.name.clone(),
+                value: r.value.clone(),
+            });
         }
     }
     out
@@ -329,7 +377,10 @@ mod tests {
     use super::*;
 
     fn case(name: &str, value: &str) -> Case {
-        Case { name: name.into(), value: value.into() }
+        Case {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     #[test]
@@ -342,7 +393,10 @@ mod tests {
             "conformance done: 2 cases",
         ];
         let r = SuiteResult::from_log(&log);
-        assert_eq!(r.cases, vec![case("a.b", "1"), case("c.d", "rc=-22 done=0")]);
+        assert_eq!(
+            r.cases,
+            vec![case("a.b", "1"), case("c.d", "rc=-22 done=0")]
+        );
         assert_eq!(r.done, Some(2));
         assert!(r.complete());
     }
@@ -370,9 +424,19 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                CaseDiff::Value { name: "b".into(), left: "2".into(), right: "-22".into() },
-                CaseDiff::OnlyLeft { name: "c".into(), value: "3".into() },
-                CaseDiff::OnlyRight { name: "d".into(), value: "4".into() },
+                CaseDiff::Value {
+                    name: "b".into(),
+                    left: "2".into(),
+                    right: "-22".into()
+                },
+                CaseDiff::OnlyLeft {
+                    name: "c".into(),
+                    value: "3".into()
+                },
+                CaseDiff::OnlyRight {
+                    name: "d".into(),
+                    value: "4".into()
+                },
             ]
         );
         assert!(diff_cases(&left, &left).is_empty());
@@ -380,7 +444,10 @@ mod tests {
 
     #[test]
     fn finds_duplicate_names() {
-        assert_eq!(duplicate_names(&[case("a", "1"), case("b", "1"), case("a", "2")]), vec!["a"]);
+        assert_eq!(
+            duplicate_names(&[case("a", "1"), case("b", "1"), case("a", "2")]),
+            vec!["a"]
+        );
     }
 
     #[test]
@@ -388,7 +455,10 @@ mod tests {
         let b = Boot {
             hypervisor: "/x/xen".into(),
             cmdline: "console=com1".into(),
-            modules: vec![("/k".into(), "suite=conformance".into()), ("/u".into(), String::new())],
+            modules: vec![
+                ("/k".into(), "suite=conformance".into()),
+                ("/u".into(), String::new()),
+            ],
             timeout: Duration::from_secs(1),
         };
         let args = b.qemu_args();

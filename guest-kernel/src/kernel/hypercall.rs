@@ -7,12 +7,11 @@
 
 use core::arch::asm;
 
-use hypercall_abi::sched::{SchedShutdown, SCHEDOP_shutdown};
+use hypercall_abi::sched::{SCHEDOP_shutdown, SchedShutdown};
 use hypercall_abi::xen::{
-    MmuUpdate, MmuextOp, MulticallEntry, __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op,
-    __HYPERVISOR_memory_op, __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op,
-    __HYPERVISOR_multicall, __HYPERVISOR_sched_op, __HYPERVISOR_update_va_mapping,
-    __HYPERVISOR_xen_version,
+    __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op, __HYPERVISOR_memory_op,
+    __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_multicall, __HYPERVISOR_sched_op,
+    __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version, MmuUpdate, MmuextOp, MulticallEntry,
 };
 
 use super::boot::hypercall_page;
@@ -28,7 +27,10 @@ pub const STUBS: u32 = 4096 / 32;
 /// validates guest pointers, so a wrong one gives -EFAULT, but memory it may write must not be
 /// memory Rust assumes unchanged.
 pub unsafe fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
-    assert!(nr < STUBS, "hypercall {nr} has no stub in the hypercall page");
+    assert!(
+        nr < STUBS,
+        "hypercall {nr} has no stub in the hypercall page"
+    );
     let stub = (&raw const hypercall_page).cast::<u8>() as u64 + u64::from(nr) * 32;
     let ret: i64;
     // SAFETY: `stub` points into the hypercall page, which the hypervisor filled with stubs that
@@ -122,7 +124,16 @@ pub fn memory_op<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
 /// `event_channel_op(cmd, arg)`.
 pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> i64 {
     // SAFETY: `arg` is a valid exclusive reference for the call.
-    unsafe { hypercall(__HYPERVISOR_event_channel_op, cmd.into(), ptr(arg as *mut T), 0, 0, 0) }
+    unsafe {
+        hypercall(
+            __HYPERVISOR_event_channel_op,
+            cmd.into(),
+            ptr(arg as *mut T),
+            0,
+            0,
+            0,
+        )
+    }
 }
 
 /// `mmu_update(reqs, count, &done, foreigndom)`: returns (rc, done).

@@ -27,7 +27,11 @@ static LAYOUT: Once<Layout> = Once::new();
 
 /// Records the layout from start_info.
 pub fn init(si: &StartInfo) {
-    LAYOUT.call_once(|| Layout { pt_base: si.pt_base, mfn_list: si.mfn_list, nr_pages: si.nr_pages });
+    LAYOUT.call_once(|| Layout {
+        pt_base: si.pt_base,
+        mfn_list: si.mfn_list,
+        nr_pages: si.nr_pages,
+    });
 }
 
 /// The layout recorded by [`init`].
@@ -95,7 +99,11 @@ pub fn l1_slot(va: u64) -> Option<L1Slot> {
             let l1_va = mfn_to_va(next_mfn);
             let value = read_entry(l1_va, index(va, 1));
             let maddr = (next_mfn << 12) + 8 * index(va, 1) as u64;
-            return Some(L1Slot { maddr, l1_mfn: next_mfn, value });
+            return Some(L1Slot {
+                maddr,
+                l1_mfn: next_mfn,
+                value,
+            });
         }
         table_va = mfn_to_va(next_mfn);
     }

@@ -30,14 +30,22 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
     mm::init(si);
     let cmdline = Cmdline::from_bytes(&si.cmd_line);
 
-    let role = if si.flags & SIF_INITDOMAIN != 0 { "dom0" } else { "domU" };
+    let role = if si.flags & SIF_INITDOMAIN != 0 {
+        "dom0"
+    } else {
+        "domU"
+    };
     let magic = Cmdline::from_bytes(&si.magic);
     println!(
         "guest-kernel {}: booted as {role} on {} ({} pages{})",
         env!("CARGO_PKG_VERSION"),
         magic.as_str(),
         si.nr_pages,
-        if si.flags & SIF_PRIVILEGED != 0 { ", privileged" } else { "" },
+        if si.flags & SIF_PRIVILEGED != 0 {
+            ", privileged"
+        } else {
+            ""
+        },
     );
     println!("guest-kernel: command line \"{}\"", cmdline.as_str());
 
@@ -71,7 +79,7 @@ fn exit_reason(cmdline: &Cmdline<'_>) -> u32 {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut line = guest_kernel::line::LineBuf::<512>::new();
-    let _ = write!(line, "guest-kernel: PANIC: {info}\n");
+    let _ = writeln!(line, "guest-kernel: PANIC: {info}");
     console::write_bytes(line.as_bytes());
     hypercall::shutdown(SHUTDOWN_crash)
 }

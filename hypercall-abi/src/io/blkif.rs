@@ -112,7 +112,9 @@ pub const VDISK_READONLY: u32 = 0x4;
 /// One granted data page of a request.
 #[doc(alias = "blkif_request_segment")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BlkifRequestSegment {
     /// Grant reference of the data frame.
     pub gref: GrantRef,
@@ -129,7 +131,9 @@ assert_layout!(BlkifRequestSegment, 8, { gref: 0, first_sect: 4, last_sect: 5, _
 #[doc(alias = "blkif_request_t")]
 #[doc(alias = "blkif_request")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BlkifRequest {
     /// `BLKIF_OP_*`.
     pub operation: u8,
@@ -154,7 +158,9 @@ assert_layout!(BlkifRequest, 112, {
 #[doc(alias = "blkif_request_discard_t")]
 #[doc(alias = "blkif_request_discard")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BlkifRequestDiscard {
     /// `BLKIF_OP_DISCARD`.
     pub operation: u8,
@@ -179,7 +185,9 @@ assert_layout!(BlkifRequestDiscard, 32, {
 #[doc(alias = "blkif_request_indirect_t")]
 #[doc(alias = "blkif_request_indirect")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BlkifRequestIndirect {
     /// `BLKIF_OP_INDIRECT`.
     pub operation: u8,
@@ -211,7 +219,9 @@ assert_layout!(BlkifRequestIndirect, 64, {
 #[doc(alias = "blkif_response_t")]
 #[doc(alias = "blkif_response")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BlkifResponse {
     /// The request's `id`.
     pub id: u64,

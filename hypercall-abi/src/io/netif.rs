@@ -158,7 +158,9 @@ pub const XEN_NETIF_CTRLF_GREF_readonly: u16 = 1 << _XEN_NETIF_CTRLF_GREF_readon
 #[doc(alias = "netif_tx_request_t")]
 #[doc(alias = "netif_tx_request")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct NetifTxRequest {
     /// Grant of the frame holding the data.
     pub gref: GrantRef,
@@ -177,7 +179,9 @@ assert_layout!(NetifTxRequest, 12, { gref: 0, offset: 4, flags: 6, id: 8, size: 
 #[doc(alias = "netif_extra_info_t")]
 #[doc(alias = "netif_extra_info")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct NetifExtraInfo {
     /// `XEN_NETIF_EXTRA_TYPE_*`.
     pub r#type: u8,
@@ -222,7 +226,9 @@ impl NetifExtraInfo {
 #[doc(alias = "netif_tx_response_t")]
 #[doc(alias = "netif_tx_response")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct NetifTxResponse {
     /// The request's `id`.
     pub id: u16,
@@ -235,7 +241,9 @@ assert_layout!(NetifTxResponse, 4, { id: 0, status: 2 });
 #[doc(alias = "netif_rx_request_t")]
 #[doc(alias = "netif_rx_request")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct NetifRxRequest {
     /// Echoed in the response.
     pub id: u16,
@@ -250,7 +258,9 @@ assert_layout!(NetifRxRequest, 8, { id: 0, pad: 2, gref: 4 });
 #[doc(alias = "netif_rx_response_t")]
 #[doc(alias = "netif_rx_response")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct NetifRxResponse {
     /// The request's `id`.
     pub id: u16,
@@ -266,7 +276,9 @@ assert_layout!(NetifRxResponse, 8, { id: 0, offset: 2, flags: 4, status: 6 });
 /// A control-ring request.
 #[doc(alias = "xen_netif_ctrl_request")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenNetifCtrlRequest {
     /// Echoed in the response.
     pub id: u16,
@@ -280,7 +292,9 @@ assert_layout!(XenNetifCtrlRequest, 16, { id: 0, r#type: 2, data: 4 });
 /// A control-ring response.
 #[doc(alias = "xen_netif_ctrl_response")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenNetifCtrlResponse {
     /// The request's `id`.
     pub id: u16,
@@ -296,7 +310,9 @@ assert_layout!(XenNetifCtrlResponse, 12, { id: 0, r#type: 2, status: 4, data: 8 
 /// One entry of a grant mapping control request.
 #[doc(alias = "xen_netif_gref")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XenNetifGref {
     /// Grant reference.
     pub r#ref: GrantRef,

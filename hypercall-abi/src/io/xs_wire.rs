@@ -100,13 +100,18 @@ pub const XSD_ERRORS: [Errno; 16] = [
 
 /// The [`XSD_ERRORS`] entry named by an `XS_ERROR` payload (without its NUL).
 pub fn xsd_error_from_name(name: &[u8]) -> Option<Errno> {
-    XSD_ERRORS.iter().copied().find(|e| e.name().as_bytes() == name)
+    XSD_ERRORS
+        .iter()
+        .copied()
+        .find(|e| e.name().as_bytes() == name)
 }
 
 /// Header of every xenstore message.
 #[doc(alias = "xsd_sockmsg")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct XsdSockmsg {
     /// `XS_*` message type.
     pub r#type: u32,

@@ -7,7 +7,9 @@
 
 use std::process::ExitCode;
 
-use xtests::{build_dir, diff_cases, duplicate_names, guest_kernel_image, Boot, Ending, SuiteResult};
+use xtests::{
+    build_dir, diff_cases, duplicate_names, guest_kernel_image, Boot, Ending, SuiteResult,
+};
 
 fn main() -> ExitCode {
     let mut runs = 1usize;
@@ -46,7 +48,11 @@ fn main() -> ExitCode {
         println!(
             "xen-reference: run {n}: {} cases, suite {}, ended {:?} after {:.1} s",
             suite.cases.len(),
-            if suite.complete() { "complete" } else { "INCOMPLETE" },
+            if suite.complete() {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
             run.ending,
             run.elapsed.as_secs_f64()
         );
@@ -85,7 +91,11 @@ fn main() -> ExitCode {
         eprintln!("xen-reference: cannot write {}: {e}", out.display());
         return ExitCode::from(1);
     }
-    println!("---- case list ({} cases, recorded in {}) ----", first.cases.len(), out.display());
+    println!(
+        "---- case list ({} cases, recorded in {}) ----",
+        first.cases.len(),
+        out.display()
+    );
     print!("{}", first.to_text());
     if ok {
         ExitCode::SUCCESS
