@@ -59,7 +59,7 @@ lint:
 	cargo clippy -p guest-kernel -p xen-core -p hypercall-abi -p ring-drivers --target $(TARGET) -- -D warnings
 
 xen-reference: images
-	cargo run -q --release -p xtests --bin xen-reference
+	cargo run -q --release -p xtests --bin xen-reference -- --runs 2
 
 clean:
 	cargo clean
