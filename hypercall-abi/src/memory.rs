@@ -42,8 +42,6 @@ pub const XENMEM_set_pod_target: u32 = 16;
 pub const XENMEM_get_pod_target: u32 = 17;
 /// Batched `add_to_physmap`; [`XenAddToPhysmapBatch`].
 pub const XENMEM_add_to_physmap_batch: u32 = 23;
-/// Claim pages for a domain being built (toolstack).
-pub const XENMEM_claim_pages: u32 = 24;
 /// 32-bit compat M2P frame list; [`XenMachphysMfnList`].
 pub const XENMEM_machphys_compat_mfn_list: u32 = 25;
 /// vNUMA topology; [`XenVnumaTopologyInfo`].

@@ -137,8 +137,6 @@ pub const XENFEAT_hvm_safe_pvclock: u32 = 9;
 pub const XENFEAT_hvm_pirqs: u32 = 10;
 /// The domain is dom0 (the hardware domain).
 pub const XENFEAT_dom0: u32 = 11;
-/// Grant maps are 1:1 (Arm).
-pub const XENFEAT_grant_map_identity: u32 = 12;
 /// `XENMEM_get_vnumainfo` is supported.
 pub const XENFEAT_memory_op_vnode_supported: u32 = 13;
 /// Arm SMCCC is supported.

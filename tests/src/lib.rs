@@ -20,11 +20,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The build directory (`$BUILD` or `<root>/build`).
+/// The build directory: `$BUILD` (relative to the repository root unless absolute) or
+/// `<root>/build`. Cargo runs tests from the crate's own directory, hence the anchoring.
 pub fn build_dir() -> PathBuf {
-    std::env::var_os("BUILD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("build"))
+    match std::env::var_os("BUILD") {
+        Some(dir) => repo_root().join(dir),
+        None => repo_root().join("build"),
+    }
 }
 
 /// Debian's Xen 4.17 image, unpacked by `scripts/setup.sh`.
