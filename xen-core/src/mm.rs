@@ -28,6 +28,30 @@ impl fmt::Display for Maddr {
     }
 }
 
+/// A machine frame number: `Maddr >> 12`.
+#[doc(alias = "mfn_t")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+pub struct Mfn(pub u64);
+
+impl Mfn {
+    /// The machine address of the frame's first byte.
+    pub const fn maddr(self) -> Maddr {
+        Maddr(self.0 << 12)
+    }
+}
+
+/// A guest (pseudo-physical) frame number, as a PV guest's p2m names its pages.
+#[doc(alias = "gfn_t")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+pub struct Pfn(pub u64);
+
+impl Maddr {
+    /// The frame holding this address.
+    pub const fn mfn(self) -> Mfn {
+        Mfn(self.0 >> 12)
+    }
+}
+
 /// Read access to machine memory, as the portable core sees it.
 ///
 /// The hypervisor implements this over its direct map; host tests implement it over a byte vector.
@@ -37,6 +61,24 @@ pub trait MachineMemory {
     /// Borrows `len` bytes of machine memory starting at `addr`, or returns `None` if any byte of
     /// that range is not readable.
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]>;
+}
+
+/// Write access to machine memory (the domain builder, page-table walks that set A/D bits, guest
+/// copies). Same contract as [`MachineMemory`]: `None` for any range that must not be written.
+pub trait MachineMemoryMut: MachineMemory {
+    /// Copies `data` to machine memory at `addr`.
+    fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()>;
+
+    /// Reads a little-endian u64 at `addr` (page-table entries, p2m entries).
+    fn read_u64(&self, addr: Maddr) -> Option<u64> {
+        let b = self.read(addr, 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Writes a little-endian u64 at `addr`.
+    fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
+        self.write(addr, &value.to_le_bytes())
+    }
 }
 
 /// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that
@@ -69,6 +111,15 @@ impl MachineMemory for FakeMemory {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         let off = usize::try_from(addr.0.checked_sub(self.base)?).ok()?;
         self.bytes.get(off..off.checked_add(len)?)
+    }
+}
+
+#[cfg(test)]
+impl MachineMemoryMut for FakeMemory {
+    fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
+        let off = usize::try_from(addr.0.checked_sub(self.base)?).ok()?;
+        self.bytes.get_mut(off..off.checked_add(data.len())?)?.copy_from_slice(data);
+        Some(())
     }
 }
 
