@@ -18,8 +18,12 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod domain;
 pub mod guest;
+pub mod hypercall;
 pub mod layout;
 pub mod mm;
 pub mod multiboot;
 pub mod power;
+pub mod regs;
+pub mod shared;

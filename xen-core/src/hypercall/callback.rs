@@ -1,0 +1,100 @@
+//! `set_callbacks` and `callback_op`: where the guest wants events, failsafe returns and
+//! guest-user `syscall`s delivered (`public/callback.h`, Xen's `pv/callback.c`).
+
+use hypercall_abi::arch_x86_64::{VGCF_failsafe_disables_events, VGCF_syscall_disables_events};
+use hypercall_abi::callback::*;
+use hypercall_abi::errno::Errno;
+
+use super::{Ctx, HcResult, Machine};
+use crate::guest::{copy_from_guest, is_canonical};
+
+/// Vector of the NMI, whose callback lives in the trap table.
+const TRAP_NMI: usize = 2;
+
+fn register<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: &CallbackRegister) -> HcResult {
+    if !is_canonical(reg.address) {
+        return Err(Errno::EINVAL);
+    }
+    let v = &mut ctx.dom.vcpu;
+    let mask = reg.flags & CALLBACKF_mask_events != 0;
+    let set_flag = |flags: &mut u64, bit: u64| {
+        if mask {
+            *flags |= bit;
+        } else {
+            *flags &= !bit;
+        }
+    };
+    match reg.r#type {
+        CALLBACKTYPE_event => v.event_callback = reg.address,
+        CALLBACKTYPE_failsafe => {
+            v.failsafe_callback = reg.address;
+            set_flag(&mut v.callback_flags, VGCF_failsafe_disables_events);
+        }
+        CALLBACKTYPE_syscall => {
+            v.syscall_callback = reg.address;
+            set_flag(&mut v.callback_flags, VGCF_syscall_disables_events);
+        }
+        // 32-bit compat entry points: accepted and kept, although no 32-bit code runs yet.
+        CALLBACKTYPE_syscall32 | CALLBACKTYPE_sysenter => {}
+        CALLBACKTYPE_nmi => {
+            let t = &mut v.trap_ctxt[TRAP_NMI];
+            t.vector = TRAP_NMI as u8;
+            t.address = reg.address;
+            t.cs = hypercall_abi::arch_x86_64::FLAT_KERNEL_CS;
+            t.flags = 0;
+        }
+        _ => return Err(Errno::ENOSYS),
+    }
+    Ok(0)
+}
+
+pub(super) fn set_callbacks<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    event: u64,
+    failsafe: u64,
+    syscall: u64,
+) -> HcResult {
+    // Xen registers the three and ignores their individual results.
+    for (kind, address) in [
+        (CALLBACKTYPE_event, event),
+        (CALLBACKTYPE_failsafe, failsafe),
+        (CALLBACKTYPE_syscall, syscall),
+    ] {
+        let reg = CallbackRegister {
+            r#type: kind,
+            address,
+            ..Default::default()
+        };
+        let _ = register(ctx, &reg);
+    }
+    Ok(0)
+}
+
+pub(super) fn callback_op<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    cmd: u64,
+    arg: u64,
+) -> HcResult {
+    match super::cmd32(cmd) {
+        CALLBACKOP_register => {
+            let reg: CallbackRegister = copy_from_guest(&ctx.guest(), arg)?;
+            register(ctx, &reg)
+        }
+        CALLBACKOP_unregister => {
+            let unreg: CallbackUnregister = copy_from_guest(&ctx.guest(), arg)?;
+            match unreg.r#type {
+                CALLBACKTYPE_nmi => {
+                    ctx.dom.vcpu.trap_ctxt[TRAP_NMI].address = 0;
+                    Ok(0)
+                }
+                CALLBACKTYPE_event
+                | CALLBACKTYPE_failsafe
+                | CALLBACKTYPE_syscall
+                | CALLBACKTYPE_syscall32
+                | CALLBACKTYPE_sysenter => Err(Errno::EINVAL),
+                _ => Err(Errno::ENOSYS),
+            }
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}

@@ -1,0 +1,191 @@
+//! Hypercall dispatch: the one table of what we implement, and the context handlers run in.
+//!
+//! The arch layer's `syscall` entry saves a [`Regs`] frame and calls [`dispatch`] with the number
+//! (RAX) and the five arguments (RDI, RSI, RDX, R10, R8). Each handler is ordinary Rust that takes
+//! a [`Ctx`]: the calling domain, the machine (through the [`Machine`] trait, so tests can fake it)
+//! and the guest's memory, reached only through checked copies (`crate::guest`). A handler returns
+//! the value for RAX: non-negative on success, `-errno` on failure. A hypercall we do not
+//! implement returns -ENOSYS, as Xen does for one it does not know.
+
+// Handlers match on Xen's own constant spellings (`__HYPERVISOR_iret`, `XENVER_version`).
+#![allow(non_upper_case_globals)]
+
+mod callback;
+mod console;
+mod memory;
+mod multicall;
+mod sched;
+mod traps;
+mod vcpu;
+mod version;
+
+use hypercall_abi::errno::Errno;
+use hypercall_abi::xen::*;
+
+use crate::domain::{Domain, MachineInfo};
+use crate::guest::{GuestFault, PageTableGuest};
+use crate::mm::MachineMemoryMut;
+use crate::regs::Regs;
+
+/// What the hypervisor provides to hypercall handlers besides the domain's own state. The arch
+/// layer implements it over the real machine; tests implement it over a byte vector.
+pub trait Machine: MachineMemoryMut {
+    /// Writes guest console output (dom0's goes straight to the serial line, as on Xen).
+    fn console_write(&mut self, bytes: &[u8]);
+    /// Reads pending console input into `buf`; returns the number of bytes read.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// System time: nanoseconds since boot, as `vcpu_time_info` describes it to guests.
+    fn now_ns(&self) -> u64;
+    /// The machine's memory map as e820 entries (addr, size, type), for
+    /// `XENMEM_machine_memory_map`. Returns how many entries were written to `out`.
+    fn e820(&self, out: &mut [(u64, u64, u32)]) -> usize;
+}
+
+/// Everything a handler may touch.
+pub struct Ctx<'a, M: Machine + ?Sized> {
+    /// The machine.
+    pub m: &'a mut M,
+    /// Machine-wide facts.
+    pub info: &'a MachineInfo,
+    /// The calling domain (and its only vCPU).
+    pub dom: &'a mut Domain,
+    /// The caller's saved registers (`iret` rewrites them).
+    pub regs: &'a mut Regs,
+    /// Set while a multicall runs: a nested multicall is refused.
+    pub in_multicall: bool,
+}
+
+impl<M: Machine + ?Sized> Ctx<'_, M> {
+    /// The caller's virtual memory, as its current page tables map it.
+    pub fn guest(&mut self) -> PageTableGuest<'_, M> {
+        PageTableGuest {
+            mem: &mut *self.m,
+            l4: self.dom.l4,
+        }
+    }
+}
+
+/// A handler's result before it is written to RAX.
+pub type HcResult = Result<i64, Errno>;
+
+impl From<GuestFault> for Errno {
+    fn from(_: GuestFault) -> Errno {
+        Errno::EFAULT
+    }
+}
+
+/// One row of the hypercall table.
+#[derive(Clone, Copy, Debug)]
+pub struct Hypercall {
+    /// Xen's number (`__HYPERVISOR_*`).
+    pub nr: u32,
+    /// Xen's name.
+    pub name: &'static str,
+}
+
+/// The hypercalls we implement: the answer to "what does this hypervisor do?". Every other number
+/// returns -ENOSYS. (The memory-management hypercalls, `mmu_update`, `mmuext_op` and
+/// `update_va_mapping`, arrive with the validated page-table issue.)
+pub const IMPLEMENTED: &[Hypercall] = &[
+    Hypercall {
+        nr: __HYPERVISOR_set_trap_table,
+        name: "set_trap_table",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_stack_switch,
+        name: "stack_switch",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_set_callbacks,
+        name: "set_callbacks",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_fpu_taskswitch,
+        name: "fpu_taskswitch",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_memory_op,
+        name: "memory_op",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_multicall,
+        name: "multicall",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_set_timer_op,
+        name: "set_timer_op",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_xen_version,
+        name: "xen_version",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_console_io,
+        name: "console_io",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_vm_assist,
+        name: "vm_assist",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_iret,
+        name: "iret",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_vcpu_op,
+        name: "vcpu_op",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_set_segment_base,
+        name: "set_segment_base",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_sched_op,
+        name: "sched_op",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_callback_op,
+        name: "callback_op",
+    },
+];
+
+/// Runs hypercall `nr` with arguments `a` for the domain in `ctx`; returns the value for RAX.
+pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
+    let Ok(nr) = u32::try_from(nr) else {
+        return Errno::ENOSYS.neg();
+    };
+    let result = match nr {
+        __HYPERVISOR_set_trap_table => traps::set_trap_table(ctx, a[0]),
+        __HYPERVISOR_stack_switch => traps::stack_switch(ctx, a[0], a[1]),
+        __HYPERVISOR_set_callbacks => callback::set_callbacks(ctx, a[0], a[1], a[2]),
+        __HYPERVISOR_fpu_taskswitch => traps::fpu_taskswitch(ctx, a[0]),
+        __HYPERVISOR_memory_op => memory::memory_op(ctx, a[0], a[1]),
+        __HYPERVISOR_multicall => multicall::multicall(ctx, a[0], a[1]),
+        __HYPERVISOR_set_timer_op => sched::set_timer_op(ctx, a[0]),
+        __HYPERVISOR_xen_version => version::xen_version(ctx, a[0], a[1]),
+        __HYPERVISOR_console_io => console::console_io(ctx, a[0], a[1], a[2]),
+        __HYPERVISOR_vm_assist => traps::vm_assist(ctx, a[0], a[1]),
+        __HYPERVISOR_iret => traps::iret(ctx),
+        __HYPERVISOR_vcpu_op => vcpu::vcpu_op(ctx, a[0], a[1], a[2]),
+        __HYPERVISOR_set_segment_base => traps::set_segment_base(ctx, a[0], a[1]),
+        __HYPERVISOR_sched_op => sched::sched_op(ctx, a[0], a[1]),
+        __HYPERVISOR_callback_op => callback::callback_op(ctx, a[0], a[1]),
+        _ => Err(Errno::ENOSYS),
+    };
+    match result {
+        Ok(v) => v,
+        Err(e) => e.neg(),
+    }
+}
+
+/// The command argument of a `*_op` hypercall: Xen takes it as `unsigned int`, so the upper half of
+/// the register is ignored.
+pub(crate) fn cmd32(arg: u64) -> u32 {
+    arg as u32
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+//! A fake machine for host tests of the hypercall handlers: byte-vector memory holding a guest
+//! address space, a console that records output, and a settable clock.
+
+use super::{Ctx, Machine};
+use crate::domain::{Domain, MachineInfo, Vcpu};
+use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
+use crate::regs::Regs;
+
+/// Guest virtual address of the first mapped guest page.
+pub const GUEST_VA: u64 = 0x40_0000;
+/// Number of guest pages mapped writable at `GUEST_VA`.
+pub const GUEST_PAGES: u64 = 8;
+/// A guest page mapped read-only, just after the writable ones.
+pub const GUEST_RO_VA: u64 = GUEST_VA + GUEST_PAGES * 4096;
+
+pub struct FakeMachine {
+    pub mem: FakeMemory,
+    pub console: Vec<u8>,
+    pub now: u64,
+}
+
+impl MachineMemory for FakeMachine {
+    fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
+        self.mem.read(addr, len)
+    }
+}
+
+impl MachineMemoryMut for FakeMachine {
+    fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
+        self.mem.write(addr, data)
+    }
+}
+
+impl Machine for FakeMachine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.extend_from_slice(bytes);
+    }
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+    fn e820(&self, out: &mut [(u64, u64, u32)]) -> usize {
+        let map = [
+            (0, 0x9fc00, 1),
+            (0x9fc00, 0x400, 2),
+            (0x10_0000, 0x1fee_0000, 1),
+        ];
+        out[..map.len()].copy_from_slice(&map);
+        map.len()
+    }
+}
+
+/// A machine of 32 frames: L4 at frame 1, L3 at 2, L2 at 3, L1 at 4, shared_info at 5, guest data
+/// in frames 8.. mapped at `GUEST_VA`, and one read-only page after them.
+pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
+    let mut mem = FakeMemory::new(0, 32 * 4096);
+    let rw = 0x7; // P | RW | US
+    mem.write_u64(Maddr(0x1000), 0x2000 | rw).unwrap();
+    mem.write_u64(Maddr(0x2000), 0x3000 | rw).unwrap();
+    mem.write_u64(Maddr(0x3000 + 2 * 8), 0x4000 | rw).unwrap();
+    for i in 0..GUEST_PAGES {
+        mem.write_u64(Maddr(0x4000 + i * 8), (0x8000 + i * 0x1000) | rw)
+            .unwrap();
+    }
+    mem.write_u64(
+        Maddr(0x4000 + GUEST_PAGES * 8),
+        (0x8000 + GUEST_PAGES * 0x1000) | 0x5,
+    )
+    .unwrap();
+    let dom = Domain {
+        id: 0,
+        privileged: true,
+        nr_pages: 16384,
+        max_pages: u32::MAX.into(),
+        shared_info: Mfn(5),
+        l4: Mfn(1),
+        shutdown_code: None,
+        shutdown: None,
+        vm_assist: 0,
+        vcpu: Vcpu::default(),
+    };
+    let m = FakeMachine {
+        mem,
+        console: Vec::new(),
+        now: 1_000_000_000,
+    };
+    (
+        m,
+        dom,
+        MachineInfo {
+            max_ram_page: 0x1ffe0,
+        },
+    )
+}
+
+/// Runs `f` with a context over the fake machine.
+pub fn with_ctx<R>(
+    m: &mut FakeMachine,
+    dom: &mut Domain,
+    info: &MachineInfo,
+    regs: &mut Regs,
+    f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
+) -> R {
+    let mut ctx = Ctx {
+        m,
+        info,
+        dom,
+        regs,
+        in_multicall: false,
+    };
+    f(&mut ctx)
+}

@@ -1,0 +1,493 @@
+//! Host tests of the hypercall handlers against the fake machine: the answers Xen 4.17 gives in
+//! the conformance suite, and the guest-pointer checks.
+
+use hypercall_abi::errno::Errno;
+use hypercall_abi::version::*;
+use hypercall_abi::xen::*;
+use zerocopy::IntoBytes;
+
+use super::testing::*;
+use super::*;
+use crate::guest::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::regs::Regs;
+
+const EFAULT: i64 = -14;
+const EINVAL: i64 = -22;
+const ENOSYS: i64 = -38;
+const UNMAPPED: u64 = 0x7000_0000_0000;
+
+fn call(m: &mut FakeMachine, d: &mut crate::domain::Domain, nr: u32, a: [u64; 5]) -> i64 {
+    let info = MachineInfo {
+        max_ram_page: 0x1ffe0,
+    };
+    let mut regs = Regs::default();
+    with_ctx(m, d, &info, &mut regs, |ctx| dispatch(ctx, nr.into(), a))
+}
+
+fn guest_write<T: IntoBytes + zerocopy::Immutable>(
+    m: &mut FakeMachine,
+    d: &crate::domain::Domain,
+    va: u64,
+    v: &T,
+) {
+    let mut g = crate::guest::PageTableGuest { mem: m, l4: d.l4 };
+    copy_to_guest(&mut g, va, v).unwrap();
+}
+
+fn guest_read<T: zerocopy::FromBytes + IntoBytes>(
+    m: &mut FakeMachine,
+    d: &crate::domain::Domain,
+    va: u64,
+) -> T {
+    let g = crate::guest::PageTableGuest { mem: m, l4: d.l4 };
+    copy_from_guest(&g, va).unwrap()
+}
+
+#[test]
+fn xen_version_answers_as_xen_4_17() {
+    let (mut m, mut d, _) = setup();
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_xen_version,
+            [XENVER_version.into(), 0, 0, 0, 0]
+        ),
+        0x40011
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_xen_version,
+            [XENVER_pagesize.into(), 0, 0, 0, 0]
+        ),
+        4096
+    );
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_xen_version, [9999, 0, 0, 0, 0]),
+        ENOSYS
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_xen_version,
+            [XENVER_extraversion.into(), UNMAPPED, 0, 0, 0]
+        ),
+        EFAULT
+    );
+    // Read-only guest memory cannot receive an answer either.
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_xen_version,
+            [XENVER_extraversion.into(), GUEST_RO_VA, 0, 0, 0]
+        ),
+        EFAULT
+    );
+
+    let rc = call(
+        &mut m,
+        &mut d,
+        __HYPERVISOR_xen_version,
+        [XENVER_platform_parameters.into(), GUEST_VA, 0, 0, 0],
+    );
+    assert_eq!(rc, 0);
+    let pp: XenPlatformParameters = guest_read(&mut m, &d, GUEST_VA);
+    assert_eq!(pp.virt_start, 0xffff_8000_0000_0000);
+
+    guest_write(
+        &mut m,
+        &d,
+        GUEST_VA,
+        &XenFeatureInfo {
+            submap_idx: 0,
+            submap: 0,
+        },
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_xen_version,
+            [XENVER_get_features.into(), GUEST_VA, 0, 0, 0]
+        ),
+        0
+    );
+    let fi: XenFeatureInfo = guest_read(&mut m, &d, GUEST_VA);
+    assert_eq!(fi.submap, 0x228e0);
+    guest_write(
+        &mut m,
+        &d,
+        GUEST_VA,
+        &XenFeatureInfo {
+            submap_idx: 1000,
+            submap: 0xdead,
+        },
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_xen_version,
+            [XENVER_get_features.into(), GUEST_VA, 0, 0, 0]
+        ),
+        EINVAL
+    );
+    let fi: XenFeatureInfo = guest_read(&mut m, &d, GUEST_VA);
+    assert_eq!(fi.submap, 0xdead, "a refused query writes nothing back");
+}
+
+#[test]
+fn console_write_copies_guest_bytes_and_checks_the_pointer() {
+    let (mut m, mut d, _) = setup();
+    let text = [b'x'; 300];
+    let mut g = crate::guest::PageTableGuest {
+        mem: &mut m,
+        l4: d.l4,
+    };
+    g.write(GUEST_VA, &text).unwrap();
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_console_io,
+            [CONSOLEIO_write.into(), 300, GUEST_VA, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(m.console.len(), 300);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_console_io,
+            [CONSOLEIO_write.into(), 16, UNMAPPED, 0, 0]
+        ),
+        EFAULT
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_console_io,
+            [99, 16, GUEST_VA, 0, 0]
+        ),
+        ENOSYS
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_console_io,
+            [CONSOLEIO_read.into(), 16, GUEST_VA, 0, 0]
+        ),
+        0
+    );
+}
+
+#[test]
+fn memory_op_queries() {
+    let (mut m, mut d, _) = setup();
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_memory_op, [2, 0, 0, 0, 0]),
+        0x1ffe0
+    );
+    guest_write(&mut m, &d, GUEST_VA, &DOMID_SELF);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [3, GUEST_VA, 0, 0, 0]
+        ),
+        16384
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [4, GUEST_VA, 0, 0, 0]
+        ),
+        0xffff_ffff
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [14, GUEST_VA, 0, 0, 0]
+        ),
+        0
+    );
+    guest_write(&mut m, &d, GUEST_VA, &77u16);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [3, GUEST_VA, 0, 0, 0]
+        ),
+        -3
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [3, UNMAPPED, 0, 0, 0]
+        ),
+        EFAULT
+    );
+    // 9999 is command 15 with continuation index 156: refused with -EINVAL, as Xen does.
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_memory_op, [9999, 0, 0, 0, 0]),
+        EINVAL
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [9, GUEST_VA, 0, 0, 0]
+        ),
+        ENOSYS
+    );
+
+    let map = hypercall_abi::memory::XenMemoryMap {
+        nr_entries: 8,
+        buffer: GUEST_VA + 64,
+        ..Default::default()
+    };
+    guest_write(&mut m, &d, GUEST_VA, &map);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_memory_op,
+            [10, GUEST_VA, 0, 0, 0]
+        ),
+        0
+    );
+    let map: hypercall_abi::memory::XenMemoryMap = guest_read(&mut m, &d, GUEST_VA);
+    assert_eq!(map.nr_entries, 3);
+}
+
+fn entry(op: u32, args: [u64; 6]) -> MulticallEntry {
+    MulticallEntry {
+        op: op.into(),
+        result: 0x5a5a,
+        args,
+    }
+}
+
+#[test]
+fn multicall_continues_past_failures_and_refuses_nesting() {
+    let (mut m, mut d, _) = setup();
+    let list = [
+        entry(__HYPERVISOR_xen_version, [0, 0, 0, 0, 0, 0]),
+        entry(__HYPERVISOR_xen_version, [9999, 0, 0, 0, 0, 0]),
+        entry(60, [0; 6]),
+        entry(__HYPERVISOR_xen_version, [1, UNMAPPED, 0, 0, 0, 0]),
+    ];
+    guest_write(&mut m, &d, GUEST_VA, &list);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_multicall,
+            [GUEST_VA, 4, 0, 0, 0]
+        ),
+        0
+    );
+    let out: [MulticallEntry; 4] = guest_read(&mut m, &d, GUEST_VA);
+    let results: Vec<i64> = out.iter().map(|e| e.result as i64).collect();
+    assert_eq!(results, vec![0x40011, ENOSYS, ENOSYS, EFAULT]);
+
+    let inner = [entry(__HYPERVISOR_xen_version, [0; 6])];
+    guest_write(&mut m, &d, GUEST_VA + 0x1000, &inner);
+    let outer = [entry(
+        __HYPERVISOR_multicall,
+        [GUEST_VA + 0x1000, 1, 0, 0, 0, 0],
+    )];
+    guest_write(&mut m, &d, GUEST_VA, &outer);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_multicall,
+            [GUEST_VA, 1, 0, 0, 0]
+        ),
+        0
+    );
+    let out: [MulticallEntry; 1] = guest_read(&mut m, &d, GUEST_VA);
+    assert_eq!(out[0].result as i64, EINVAL);
+    let inner: [MulticallEntry; 1] = guest_read(&mut m, &d, GUEST_VA + 0x1000);
+    assert_eq!(inner[0].result, 0x5a5a, "the nested list never ran");
+
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_multicall,
+            [UNMAPPED, 2, 0, 0, 0]
+        ),
+        EFAULT
+    );
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_multicall,
+            [UNMAPPED, 0, 0, 0, 0]
+        ),
+        0
+    );
+}
+
+#[test]
+fn unknown_hypercalls_are_enosys() {
+    let (mut m, mut d, _) = setup();
+    for nr in [1u32, 26, 60, 127] {
+        assert_eq!(call(&mut m, &mut d, nr, [0; 5]), ENOSYS, "hypercall {nr}");
+    }
+    let info = MachineInfo { max_ram_page: 1 };
+    let mut regs = Regs::default();
+    assert_eq!(
+        with_ctx(&mut m, &mut d, &info, &mut regs, |c| dispatch(
+            c, 1000, [0; 5]
+        )),
+        ENOSYS
+    );
+    assert_eq!(
+        with_ctx(&mut m, &mut d, &info, &mut regs, |c| dispatch(
+            c,
+            1 << 40,
+            [0; 5]
+        )),
+        ENOSYS
+    );
+}
+
+#[test]
+fn trap_table_install_clear_and_bad_entries() {
+    let (mut m, mut d, _) = setup();
+    let mut t = [hypercall_abi::arch_x86_64::TrapInfo::default(); 3];
+    t[0].vector = 14;
+    t[0].address = 0x10_0000;
+    t[1].vector = 6;
+    t[1].address = 0x10_0100;
+    guest_write(&mut m, &d, GUEST_VA, &t);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_set_trap_table,
+            [GUEST_VA, 0, 0, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(d.vcpu.trap_ctxt[14].address, 0x10_0000);
+    assert_eq!(d.vcpu.trap_ctxt[6].address, 0x10_0100);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_set_trap_table,
+            [UNMAPPED, 0, 0, 0, 0]
+        ),
+        EFAULT
+    );
+    t[0].address = 0x8000_0000_0000;
+    guest_write(&mut m, &d, GUEST_VA, &t);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_set_trap_table,
+            [GUEST_VA, 0, 0, 0, 0]
+        ),
+        EINVAL
+    );
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_set_trap_table, [0, 0, 0, 0, 0]),
+        0
+    );
+    assert!(d.vcpu.trap_ctxt.iter().all(|t| t.address == 0));
+}
+
+#[test]
+fn iret_restores_the_context_and_the_upcall_mask() {
+    let (mut m, mut d, info) = setup();
+    let ctx_iret = hypercall_abi::arch_x86_64::IretContext {
+        rax: 7,
+        r11: 11,
+        rcx: 12,
+        flags: 0,
+        rip: 0x10_2000,
+        cs: 0xe030,
+        rflags: 0x3202, // IF set, IOPL 3: IOPL must not survive
+        rsp: GUEST_VA + 0x800,
+        ss: 0xe02b,
+    };
+    guest_write(&mut m, &d, GUEST_VA + 0x100, &ctx_iret);
+    crate::shared::set_upcall_mask(&mut m, &d, true);
+    let mut regs = Regs {
+        rsp: GUEST_VA + 0x100,
+        ..Regs::default()
+    };
+    let rax = with_ctx(&mut m, &mut d, &info, &mut regs, |c| {
+        dispatch(c, __HYPERVISOR_iret.into(), [0; 5])
+    });
+    assert_eq!(rax, 7);
+    assert_eq!(
+        (regs.rip, regs.cs, regs.rsp, regs.ss),
+        (0x10_2000, 0xe033, GUEST_VA + 0x800, 0xe02b)
+    );
+    assert_eq!(regs.rflags & 0x3000, 0);
+    assert_eq!((regs.rcx, regs.r11), (12, 11));
+    assert!(!crate::shared::upcall_mask(&m, &d));
+}
+
+#[test]
+fn shutdown_code_wins_over_the_final_reason() {
+    let (mut m, mut d, _) = setup();
+    guest_write(&mut m, &d, GUEST_VA, &1u32);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_sched_op,
+            [5, GUEST_VA, 0, 0, 0]
+        ),
+        0
+    );
+    guest_write(&mut m, &d, GUEST_VA, &0u32);
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_sched_op,
+            [2, GUEST_VA, 0, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(d.shutdown, Some(crate::domain::Shutdown::Requested(1)));
+    assert_eq!(
+        call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_sched_op,
+            [2, UNMAPPED, 0, 0, 0]
+        ),
+        EFAULT
+    );
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_sched_op, [99, 0, 0, 0, 0]),
+        ENOSYS
+    );
+    let _ = Errno::EINVAL;
+}

@@ -1,0 +1,133 @@
+//! The virtual CPU's trap-related hypercalls: `set_trap_table`, `iret`, `stack_switch`,
+//! `set_segment_base`, `fpu_taskswitch`, `vm_assist`.
+
+use hypercall_abi::arch_x86_64::*;
+use hypercall_abi::errno::Errno;
+use hypercall_abi::xen::*;
+
+use super::{Ctx, HcResult, Machine};
+use crate::guest::{copy_from_guest, is_canonical};
+use crate::regs::rflags;
+
+pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64) -> HcResult {
+    if list == 0 {
+        // A null table clears the whole virtual IDT.
+        ctx.dom.vcpu.trap_ctxt = [TrapInfo::default(); 256];
+        return Ok(0);
+    }
+    let mut at = list;
+    loop {
+        let mut ti: TrapInfo = copy_from_guest(&ctx.guest(), at)?;
+        if ti.address == 0 {
+            return Ok(0);
+        }
+        if !is_canonical(ti.address) {
+            return Err(Errno::EINVAL);
+        }
+        // `fixup_guest_code_selector`: a 64-bit PV kernel's selectors carry RPL 3.
+        ti.cs |= 3;
+        ctx.dom.vcpu.trap_ctxt[usize::from(ti.vector)] = ti;
+        at = at.wrapping_add(core::mem::size_of::<TrapInfo>() as u64);
+    }
+}
+
+/// `iret`: returns from a bounced exception or event. The stub pushed RCX, R11, RAX on top of the
+/// guest-built frame, so RSP points at an `iret_context` (`arch-x86/xen-x86_64.h`).
+pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
+    let rsp = ctx.regs.rsp;
+    let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), rsp) else {
+        ctx.dom.shutdown = Some(crate::domain::Shutdown::Crashed(
+            "fault while reading the iret context from the guest stack",
+        ));
+        return Ok(0);
+    };
+    let r = &mut *ctx.regs;
+    r.rip = saved.rip;
+    r.cs = saved.cs;
+    r.rflags = saved.rflags;
+    r.rsp = saved.rsp;
+    r.ss = saved.ss;
+    r.sanitise_for_guest();
+    if saved.flags & VGCF_in_syscall != 0 {
+        // Returning to a `syscall` site: Xen leaves through `sysret`, which loads RCX and R11.
+        r.rcx = r.rip;
+        r.r11 = r.rflags;
+    } else {
+        r.rcx = saved.rcx;
+        r.r11 = saved.r11;
+    }
+    // The guest's virtual interrupt flag follows the returned RFLAGS.IF.
+    let masked = saved.rflags & rflags::IF == 0;
+    crate::shared::set_upcall_mask(ctx.m, ctx.dom, masked);
+    Ok(saved.rax as i64)
+}
+
+pub(super) fn stack_switch<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    ss: u64,
+    sp: u64,
+) -> HcResult {
+    // `fixup_guest_stack_selector`: force RPL 3. Xen accepts any value: it is checked when used.
+    ctx.dom.vcpu.kernel_ss = ss | 3;
+    ctx.dom.vcpu.kernel_sp = sp;
+    Ok(0)
+}
+
+pub(super) fn set_segment_base<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    which: u64,
+    base: u64,
+) -> HcResult {
+    let v = &mut ctx.dom.vcpu;
+    match which as u32 {
+        SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL if !is_canonical(base) => {
+            Err(Errno::EINVAL)
+        }
+        SEGBASE_FS => {
+            v.fs_base = base;
+            Ok(0)
+        }
+        SEGBASE_GS_USER => {
+            v.gs_base_user = base;
+            Ok(0)
+        }
+        SEGBASE_GS_KERNEL => {
+            v.gs_base_kernel = base;
+            Ok(0)
+        }
+        // Loading the user GS selector: a bad selector loads the null one instead, never fails.
+        SEGBASE_GS_USER_SEL => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub(super) fn fpu_taskswitch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, set: u64) -> HcResult {
+    ctx.dom.vcpu.fpu_ts = set as u32 != 0;
+    Ok(0)
+}
+
+/// VM assists a 64-bit PV guest may enable (`NATIVE_VM_ASSIST_VALID`).
+const VM_ASSIST_VALID: u64 = (1 << VMASST_TYPE_4gb_segments)
+    | (1 << VMASST_TYPE_4gb_segments_notify)
+    | (1 << VMASST_TYPE_writable_pagetables)
+    | (1 << VMASST_TYPE_pae_extended_cr3)
+    | (1 << VMASST_TYPE_architectural_iopl)
+    | (1 << VMASST_TYPE_runstate_update_flag)
+    | (1 << VMASST_TYPE_m2p_strict);
+
+pub(super) fn vm_assist<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    cmd: u64,
+    kind: u64,
+) -> HcResult {
+    let kind = kind as u32;
+    if kind >= 64 || VM_ASSIST_VALID & (1 << kind) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    match cmd as u32 {
+        VMASST_CMD_enable => ctx.dom.vm_assist |= 1 << kind,
+        VMASST_CMD_disable => ctx.dom.vm_assist &= !(1 << kind),
+        _ => return Err(Errno::ENOSYS),
+    }
+    Ok(0)
+}

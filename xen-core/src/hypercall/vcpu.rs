@@ -1,0 +1,65 @@
+//! `vcpu_op`: per-vCPU queries and timers (`public/vcpu.h`). Domains have one vCPU, number 0.
+
+use hypercall_abi::errno::Errno;
+use hypercall_abi::vcpu::*;
+
+use super::{Ctx, HcResult, Machine};
+use crate::guest::{copy_from_guest, copy_to_guest};
+
+/// Shortest periodic timer Xen accepts (1 ms).
+const MIN_PERIOD_NS: u64 = 1_000_000;
+/// Longest (`STIME_DELTA_MAX`, 2^62 - 1 ns).
+const MAX_PERIOD_NS: u64 = (1 << 62) - 1;
+
+pub(super) fn vcpu_op<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    cmd: u64,
+    vcpuid: u64,
+    arg: u64,
+) -> HcResult {
+    if vcpuid as u32 != 0 {
+        return Err(Errno::ENOENT);
+    }
+    match super::cmd32(cmd) {
+        // vCPU 0 is initialised and running.
+        VCPUOP_initialise => Err(Errno::EEXIST),
+        VCPUOP_up => Ok(0),
+        VCPUOP_is_up => Ok(1),
+        VCPUOP_get_runstate_info => {
+            let now = ctx.m.now_ns();
+            let info = VcpuRunstateInfo {
+                state: RUNSTATE_running,
+                state_entry_time: 0,
+                time: [now, 0, 0, 0],
+                ..Default::default()
+            };
+            copy_to_guest(&mut ctx.guest(), arg, &info)?;
+            Ok(0)
+        }
+        VCPUOP_set_periodic_timer => {
+            let set: VcpuSetPeriodicTimer = copy_from_guest(&ctx.guest(), arg)?;
+            if !(MIN_PERIOD_NS..=MAX_PERIOD_NS).contains(&set.period_ns) {
+                return Err(Errno::EINVAL);
+            }
+            ctx.dom.vcpu.periodic_period = set.period_ns;
+            Ok(0)
+        }
+        VCPUOP_stop_periodic_timer => {
+            ctx.dom.vcpu.periodic_period = 0;
+            Ok(0)
+        }
+        VCPUOP_set_singleshot_timer => {
+            let set: VcpuSetSingleshotTimer = copy_from_guest(&ctx.guest(), arg)?;
+            if set.flags & VCPU_SSHOTTMR_future != 0 && set.timeout_abs_ns < ctx.m.now_ns() {
+                return Err(Errno::ETIME);
+            }
+            ctx.dom.vcpu.timer_deadline = Some(set.timeout_abs_ns);
+            Ok(0)
+        }
+        VCPUOP_stop_singleshot_timer => {
+            ctx.dom.vcpu.timer_deadline = None;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
