@@ -17,8 +17,10 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 pub mod cmdline;
+pub mod bounce;
 pub mod console;
 pub mod domain;
+pub mod emulate;
 pub mod guest;
 pub mod hypercall;
 pub mod layout;

@@ -22,6 +22,8 @@ pub enum FailCode {
     /// The boot environment is unusable: no long mode or NX, or the loader's magic is wrong
     /// (QEMU exits 7). The 32-bit boot stub writes this value itself.
     BadBoot = 3,
+    /// dom0 crashed (or shut down with `SHUTDOWN_crash`): the run cannot go on without it.
+    Dom0Crashed = 4,
 }
 
 impl FailCode {
@@ -32,7 +34,7 @@ impl FailCode {
 
     /// The failure a QEMU exit status reports, if it is one of ours.
     pub fn from_qemu_exit_status(status: i32) -> Option<FailCode> {
-        [FailCode::Panic, FailCode::Trap, FailCode::BadBoot]
+        [FailCode::Panic, FailCode::Trap, FailCode::BadBoot, FailCode::Dom0Crashed]
             .into_iter()
             .find(|code| code.qemu_exit_status() == status)
     }
@@ -44,7 +46,7 @@ mod tests {
 
     #[test]
     fn exit_statuses_are_odd_and_round_trip() {
-        for code in [FailCode::Panic, FailCode::Trap, FailCode::BadBoot] {
+        for code in [FailCode::Panic, FailCode::Trap, FailCode::BadBoot, FailCode::Dom0Crashed] {
             let status = code.qemu_exit_status();
             assert_eq!(
                 status % 2,

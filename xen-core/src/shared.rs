@@ -48,3 +48,8 @@ pub fn upcall_pending<M: MachineMemoryMut + ?Sized>(m: &M, dom: &Domain) -> bool
 pub fn set_cr2<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, cr2: u64) {
     let _ = m.write_u64(at(dom, ARCH_CR2), cr2);
 }
+
+/// The page-fault address last given to the guest.
+pub fn cr2<M: MachineMemoryMut + ?Sized>(m: &M, dom: &Domain) -> u64 {
+    m.read_u64(at(dom, ARCH_CR2)).unwrap_or(0)
+}

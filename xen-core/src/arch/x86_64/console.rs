@@ -72,3 +72,16 @@ impl log::Log for Logger {
 
     fn flush(&self) {}
 }
+
+/// Writes a guest's console bytes as they are (dom0's `console_io` output, like Xen's, carries no
+/// prefix), through the same lock so that lines never interleave mid-byte-sequence.
+pub fn write_guest(bytes: &[u8]) {
+    let mut console = CONSOLE.lock();
+    let port = console.inner_mut();
+    for &b in bytes {
+        if b == b'\n' {
+            port.write_byte(b'\r');
+        }
+        port.write_byte(b);
+    }
+}

@@ -5,6 +5,10 @@
 
 pub mod boot;
 pub mod console;
+pub mod dispatch;
+pub mod entry;
+pub mod gdt;
+pub mod machine;
 pub mod mm;
 pub mod power;
 pub mod serial;

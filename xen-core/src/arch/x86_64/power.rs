@@ -61,3 +61,11 @@ pub fn halt_forever() -> ! {
         hlt();
     }
 }
+
+/// Resets the machine (dom0's `SHUTDOWN_reboot`). Under QEMU with `-no-reboot` the process exits
+/// with status 0, as it does for Xen's reboot.
+pub fn reboot() -> ! {
+    // SAFETY: pulsing the reset line ends this run, which is what the caller asked for.
+    unsafe { Port::<u8>::new(KBC_COMMAND_PORT).write(KBC_PULSE_RESET) };
+    halt_forever()
+}

@@ -1,0 +1,259 @@
+//! Entry and exit paths: the IDT, the `syscall` (hypercall) entry, and the return to a guest.
+//!
+//! Every way into the hypervisor builds the same [`Regs`] frame on the entry stack and calls
+//! [`super::dispatch::handle_entry`]; every way out restores that frame and leaves with `iretq`.
+//! - Exceptions and interrupts: the CPU pushes SS, RSP, RFLAGS, CS, RIP (switching to TSS.RSP0
+//!   when it comes from ring 3); a per-vector stub pushes an error code where the CPU does not and
+//!   the vector number.
+//! - `syscall` from a guest kernel (a hypercall): the CPU leaves RSP alone, so the stub switches to
+//!   the entry stack itself (one CPU, interrupts masked by SFMASK, so a scratch slot is safe) and
+//!   pushes the frame the CPU would have pushed, with vector [`ENTRY_SYSCALL`].
+//!
+//! Leaving through `iretq` rather than `sysretq` costs a few cycles but has no non-canonical-RIP
+//! pitfall and one path for everything.
+
+use core::arch::{asm, global_asm};
+use core::mem::size_of;
+
+use xen_core::regs::{Regs, ENTRY_SYSCALL};
+
+use super::gdt::{self, GUEST_CS32, GUEST_CS64, GUEST_DS, HYPERVISOR_CS, HYPERVISOR_DS};
+
+/// Bytes between two vector stubs.
+const STUB_SIZE: usize = 16;
+/// Vectors for which the CPU pushes an error code: #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX.
+const HAS_ERROR_CODE: u64 = 1 << 8
+    | 1 << 10
+    | 1 << 11
+    | 1 << 12
+    | 1 << 13
+    | 1 << 14
+    | 1 << 17
+    | 1 << 21
+    | 1 << 29
+    | 1 << 30;
+
+global_asm!(
+    r#"
+    .section .text.entry, "ax", @progbits
+    .balign {stub_size}
+    .globl xen_vector_stubs
+xen_vector_stubs:
+    .set vec, 0
+    .rept 256
+    .balign {stub_size}
+    .if vec < 32 && (({has_error_code} >> vec) & 1) == 1
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp .Lentry_common
+    .set vec, vec + 1
+    .endr
+
+    /* syscall from a guest: RCX = guest RIP, R11 = guest RFLAGS, RSP = guest RSP. */
+    .globl xen_syscall_entry
+xen_syscall_entry:
+    mov %rsp, xen_syscall_scratch(%rip)
+    mov xen_entry_stack_top(%rip), %rsp
+    pushq ${guest_ds}
+    pushq xen_syscall_scratch(%rip)
+    pushq %r11
+    pushq ${guest_cs}
+    pushq %rcx
+    pushq $0
+    pushq ${syscall_vector}
+
+.Lentry_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call {handle_entry}
+
+    /* Restore the (possibly rewritten) frame at RSP and leave. */
+    .globl xen_exit_to_frame
+xen_exit_to_frame:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+    .section .bss.entry, "aw", @nobits
+    .balign 8
+xen_syscall_scratch: .skip 8
+    .section .data.entry, "aw", @progbits
+    .balign 8
+    .globl xen_entry_stack_top
+xen_entry_stack_top: .quad 0
+    "#,
+    stub_size = const STUB_SIZE,
+    has_error_code = const HAS_ERROR_CODE,
+    guest_ds = const GUEST_DS,
+    guest_cs = const GUEST_CS64,
+    syscall_vector = const ENTRY_SYSCALL,
+    handle_entry = sym super::dispatch::handle_entry,
+    options(att_syntax)
+);
+
+extern "C" {
+    static xen_vector_stubs: u8;
+    fn xen_syscall_entry();
+    static mut xen_entry_stack_top: u64;
+}
+
+/// One IDT gate (Intel SDM vol. 3, 6.14.1).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+#[repr(C, align(4096))]
+struct Idt([Gate; 256]);
+
+static mut IDT: Idt = Idt(
+    [Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    }; 256],
+);
+
+/// Vectors a guest may raise with `int n` directly (gate DPL 3): int3 and into, as on Xen. Any
+/// other `int n` faults with #GP(n*8+2) and the hypervisor decides from the guest's trap table.
+fn gate_dpl(vector: usize) -> u8 {
+    if vector == 3 || vector == 4 {
+        3
+    } else {
+        0
+    }
+}
+
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_CSTAR: u32 = 0xc000_0083;
+const MSR_SFMASK: u32 = 0xc000_0084;
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist and `value` be valid for it; the caller owns the consequences.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller guarantees the MSR and value are valid.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags));
+    }
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` must exist.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller guarantees the MSR exists.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Installs the IDT and the `syscall` MSRs. Runs once, after [`gdt::init`].
+pub fn init() {
+    let stubs = (&raw const xen_vector_stubs) as u64;
+    // SAFETY: single CPU at boot, before interrupts are enabled or guests exist: nothing reads the
+    // IDT or the entry-stack slot while they are written. Each gate points at its stub in .text.
+    unsafe {
+        let idt = &raw mut IDT.0;
+        for v in 0..256 {
+            let addr = stubs + (v * STUB_SIZE) as u64;
+            let ist = match v {
+                8 => gdt::IST_DOUBLE_FAULT,
+                2 => gdt::IST_NMI,
+                _ => 0,
+            };
+            (*idt)[v] = Gate {
+                offset_low: addr as u16,
+                selector: HYPERVISOR_CS,
+                ist,
+                // Present, DPL, 64-bit interrupt gate (type 14: IF cleared on entry).
+                type_attr: 0x80 | (gate_dpl(v) << 5) | 0xe,
+                offset_mid: (addr >> 16) as u16,
+                offset_high: (addr >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        xen_entry_stack_top = gdt::entry_stack_top();
+    }
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let ptr = Pointer { limit: (size_of::<Idt>() - 1) as u16, base: (&raw const IDT) as u64 };
+    // SAFETY: the IDT is fully initialised above and lives for the hypervisor's lifetime. STAR puts
+    // `syscall` on the hypervisor selectors and `sysret` on Xen's ring-3 ones (CS = base + 16 =
+    // 0xe033, SS = base + 8 = 0xe02b); SFMASK clears IF, TF, DF, AC and NT on entry, so the
+    // syscall stub runs with interrupts off. EFER.SCE was set by the boot stub.
+    unsafe {
+        asm!("lidt [{}]", in(reg) &raw const ptr, options(nostack));
+        let star = (u64::from(GUEST_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32);
+        wrmsr(MSR_STAR, star);
+        wrmsr(MSR_LSTAR, xen_syscall_entry as unsafe extern "C" fn() as usize as u64);
+        wrmsr(MSR_CSTAR, 0);
+        wrmsr(MSR_SFMASK, 0x4_7700);
+    }
+    let _ = HYPERVISOR_DS;
+}
+
+/// Leaves the hypervisor into the context `regs` describes, on a fresh entry stack. Used to start
+/// a guest; every later exit happens by returning from `handle_entry`.
+pub fn enter(regs: &Regs) -> ! {
+    let top = gdt::entry_stack_top();
+    let frame = (top - size_of::<Regs>() as u64) as *mut Regs;
+    // SAFETY: the entry stack is not in use (this is the first entry into a guest, made from the
+    // boot stack) and has room for one frame at its top. `xen_exit_to_frame` pops exactly a `Regs`
+    // and returns with `iretq` to the ring-3 context it describes.
+    unsafe {
+        frame.write(*regs);
+        asm!("mov rsp, {f}", "jmp xen_exit_to_frame", f = in(reg) frame, options(noreturn));
+    }
+}

@@ -1,0 +1,117 @@
+//! The real machine behind the portable core's traits: machine memory through the direct map,
+//! the console, the clock and the e820 map.
+
+use core::arch::x86_64::{__cpuid_count, _rdtsc};
+
+use xen_core::hypercall::Machine;
+use xen_core::layout;
+use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr};
+
+use super::console;
+use super::mm::image_maddr_range;
+
+/// Machine memory through the direct map (machine 0..4 GiB), minus the hypervisor image, whose
+/// bytes are live Rust data that must never be aliased or written through another mapping.
+pub struct DirectMap;
+
+impl DirectMap {
+    fn virt(&self, addr: Maddr, len: usize) -> Option<u64> {
+        let end = addr.0.checked_add(u64::try_from(len).ok()?)?;
+        if end > layout::BOOT_DIRECTMAP_SIZE {
+            return None;
+        }
+        let image = image_maddr_range();
+        if addr.0 < image.end && image.start < end {
+            return None;
+        }
+        layout::directmap_virt(addr.0)
+    }
+}
+
+impl MachineMemory for DirectMap {
+    fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
+        let virt = self.virt(addr, len)?;
+        // SAFETY: `[addr, addr + len)` lies in the direct map (mapped for the hypervisor's lifetime)
+        // and outside the image. It is guest or free memory: a guest may change it concurrently only
+        // on another CPU, and there is one CPU, which is running this code.
+        Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
+    }
+}
+
+impl MachineMemoryMut for DirectMap {
+    fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
+        let virt = self.virt(addr, data.len())?;
+        // SAFETY: as for `read`; no Rust reference covers memory outside the image, so this copy
+        // aliases nothing the compiler knows about.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
+        Some(())
+    }
+}
+
+/// An e820 entry: (address, size, type).
+pub type E820 = (u64, u64, u32);
+
+/// The machine as hypercall handlers see it.
+pub struct HvMachine {
+    /// Machine memory.
+    pub mem: DirectMap,
+    /// The memory map from the boot loader, as e820 entries.
+    pub e820: heapless::Vec<E820, 64>,
+    /// TSC ticks per microsecond, from calibration.
+    pub tsc_per_us: u64,
+    /// TSC value at system time 0.
+    pub tsc_at_boot: u64,
+}
+
+impl MachineMemory for HvMachine {
+    fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
+        self.mem.read(addr, len)
+    }
+}
+
+impl MachineMemoryMut for HvMachine {
+    fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
+        self.mem.write(addr, data)
+    }
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is unprivileged and has no side effects (CR4.TSD is clear in ring 0 anyway).
+    unsafe { _rdtsc() }
+}
+
+/// The CPU's own CPUID answer.
+pub fn native_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = __cpuid_count(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+impl HvMachine {
+    /// Nanoseconds since boot.
+    pub fn now(&self) -> u64 {
+        let ticks = rdtsc().wrapping_sub(self.tsc_at_boot);
+        ((u128::from(ticks) * 1000) / u128::from(self.tsc_per_us.max(1))) as u64
+    }
+}
+
+impl Machine for HvMachine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        console::write_guest(bytes);
+    }
+
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        // Serial input is routed to dom0 once the console daemon exists; nothing is queued yet.
+        0
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.now()
+    }
+
+    fn e820(&self, out: &mut [(u64, u64, u32)]) -> usize {
+        let n = self.e820.len().min(out.len());
+        out[..n].copy_from_slice(&self.e820[..n]);
+        n
+    }
+}

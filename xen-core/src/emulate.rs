@@ -1,0 +1,178 @@
+//! The few guest instructions the hypervisor emulates instead of bouncing their fault.
+//!
+//! A PV kernel runs in ring 3, so privileged instructions fault. Xen emulates a handful that PV
+//! guests rely on and reflects everything else back to the guest as #GP:
+//! - the forced-emulation prefix `ud2; .ascii "xen"; cpuid` (#UD), which asks the hypervisor for
+//!   its CPUID view, including the hypervisor leaves at 0x40000000 (`arch-x86/cpuid.h`);
+//! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2 and CR3 (its L4 frame).
+//!
+//! Decoding works on bytes copied from the guest; nothing here trusts them beyond their length.
+
+use hypercall_abi::xen::__HYPERVISOR_iret;
+
+use crate::regs::Regs;
+
+/// `ud2; .ascii "xen"; cpuid` (`XEN_EMULATE_PREFIX` + cpuid).
+pub const FORCED_CPUID: [u8; 7] = [0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2];
+
+/// First hypervisor CPUID leaf.
+pub const XEN_CPUID_FIRST_LEAF: u32 = 0x4000_0000;
+/// Number of hypervisor leaves after the first (`XEN_CPUID_MAX_NUM_LEAVES`).
+pub const XEN_CPUID_MAX_NUM_LEAVES: u32 = 5;
+
+/// What the CPU itself answers for a leaf (the arch layer runs `cpuid`).
+pub type NativeCpuid = fn(leaf: u32, subleaf: u32) -> [u32; 4];
+
+/// The CPUID answer a PV guest gets through forced emulation: Xen's leaves for 0x4000_00xx, the
+/// native answer otherwise (with the hypervisor-present bit set in leaf 1, as Xen's policy does).
+pub fn cpuid(leaf: u32, subleaf: u32, native: NativeCpuid) -> [u32; 4] {
+    match leaf {
+        // "XenVMMXenVMM", and the last hypervisor leaf.
+        0x4000_0000 => [
+            XEN_CPUID_FIRST_LEAF + XEN_CPUID_MAX_NUM_LEAVES,
+            0x566e_6558,
+            0x6558_4d4d,
+            0x4d4d_566e,
+        ],
+        // Version: major << 16 | minor.
+        0x4000_0001 => [(4 << 16) | 17, 0, 0, 0],
+        // One hypercall page, installed by writing MSR 0x40000000 (an HVM interface; PV guests get
+        // their page from the ELF note).
+        0x4000_0002 => [1, 0x4000_0000, 0, 0],
+        0x4000_0003..=0x4000_0005 => [0; 4],
+        0x4000_0006..=0x4000_ffff => [0; 4],
+        1 => {
+            let mut r = native(leaf, subleaf);
+            r[2] |= 1 << 31; // ECX.hypervisor
+            r
+        }
+        _ => native(leaf, subleaf),
+    }
+}
+
+/// Emulates the forced-emulation CPUID at `regs.rip` if `code` (bytes read from there) holds it.
+pub fn forced_cpuid(regs: &mut Regs, code: &[u8], native: NativeCpuid) -> bool {
+    if !code.starts_with(&FORCED_CPUID) {
+        return false;
+    }
+    let r = cpuid(regs.rax as u32, regs.rcx as u32, native);
+    regs.rax = r[0].into();
+    regs.rbx = r[1].into();
+    regs.rcx = r[2].into();
+    regs.rdx = r[3].into();
+    regs.rip = regs.rip.wrapping_add(FORCED_CPUID.len() as u64);
+    true
+}
+
+/// Control-register values the guest may read.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestCrs {
+    /// CR0 as the guest sees it (PE, PG, WP, ... and its virtual TS).
+    pub cr0: u64,
+    /// The guest's last page-fault address.
+    pub cr2: u64,
+    /// Machine address of its current L4 (what a PV guest's CR3 holds).
+    pub cr3: u64,
+}
+
+/// Emulates `mov %crN, %reg` (0f 20 /r, optional REX) at `regs.rip`. Returns whether it did.
+pub fn mov_from_cr(regs: &mut Regs, code: &[u8], crs: GuestCrs) -> bool {
+    let (rex, rest) = match code.first() {
+        Some(&b) if (0x40..=0x4f).contains(&b) => (b, &code[1..]),
+        _ => (0, code),
+    };
+    let [0x0f, 0x20, modrm, ..] = *rest else {
+        return false;
+    };
+    let cr = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+    let rm = (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 };
+    let value = match cr {
+        0 => crs.cr0,
+        2 => crs.cr2,
+        3 => crs.cr3,
+        _ => return false,
+    };
+    *gpr(regs, rm) = value;
+    let len = 3 + u64::from(rex != 0);
+    regs.rip = regs.rip.wrapping_add(len);
+    true
+}
+
+/// General register number `n` (x86 encoding order) in the frame.
+pub fn gpr(regs: &mut Regs, n: u8) -> &mut u64 {
+    match n & 15 {
+        0 => &mut regs.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut regs.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        _ => &mut regs.r15,
+    }
+}
+
+/// `int $n` seen as #GP(n*8 + 2): the vector the guest tried to raise, if the error code says so.
+pub fn soft_int_vector(error_code: u64) -> Option<u8> {
+    (error_code & 3 == 2).then_some((error_code >> 3) as u8)
+}
+
+const _: () = assert!(__HYPERVISOR_iret == 23);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn native(_leaf: u32, _sub: u32) -> [u32; 4] {
+        [1, 2, 3, 4]
+    }
+
+    #[test]
+    fn forced_cpuid_gives_xen_signature_and_advances() {
+        let mut regs = Regs { rax: 0x4000_0000, rip: 0x1000, ..Regs::default() };
+        assert!(forced_cpuid(&mut regs, &[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2, 0x90], native));
+        assert_eq!(regs.rip, 0x1007);
+        let sig: Vec<u8> = [regs.rbx, regs.rcx, regs.rdx]
+            .iter()
+            .flat_map(|r| (*r as u32).to_le_bytes())
+            .collect();
+        assert_eq!(&sig, b"XenVMMXenVMM");
+        assert_eq!(regs.rax, 0x4000_0005);
+        let mut regs = Regs { rax: 0x4000_0001, ..Regs::default() };
+        assert!(forced_cpuid(&mut regs, &FORCED_CPUID, native));
+        assert_eq!(regs.rax, 0x4_0011);
+        let mut regs = Regs::default();
+        assert!(!forced_cpuid(&mut regs, &[0x0f, 0x0b, 0x90], native));
+        assert_eq!(regs.rip, 0);
+    }
+
+    #[test]
+    fn mov_from_cr3_and_cr0_with_rex() {
+        let crs = GuestCrs { cr0: 0x8005_003b, cr2: 0x42, cr3: 0x1234_5000 };
+        let mut regs = Regs::default();
+        assert!(mov_from_cr(&mut regs, &[0x0f, 0x20, 0xd8], crs)); // mov %cr3, %rax
+        assert_eq!((regs.rax, regs.rip), (0x1234_5000, 3));
+        let mut regs = Regs::default();
+        assert!(mov_from_cr(&mut regs, &[0x41, 0x0f, 0x20, 0xc7], crs)); // mov %cr0, %r15
+        assert_eq!((regs.r15, regs.rip), (0x8005_003b, 4));
+        let mut regs = Regs::default();
+        assert!(!mov_from_cr(&mut regs, &[0x0f, 0x22, 0xd8], crs), "writes are not emulated");
+        assert!(!mov_from_cr(&mut regs, &[0x0f, 0x20, 0xe0], crs), "cr4 is not readable");
+        assert!(!mov_from_cr(&mut regs, &[0x0f], crs));
+    }
+
+    #[test]
+    fn soft_int_decoding() {
+        assert_eq!(soft_int_vector(0x80 * 8 + 2), Some(0x80));
+        assert_eq!(soft_int_vector(0), None);
+        assert_eq!(soft_int_vector(0x80 * 8 + 3), None);
+    }
+}
