@@ -124,7 +124,16 @@ pub fn inject_exception<M: MachineMemoryMut + ?Sized>(
             }
         });
     }
-    create_bounce_frame(m, dom, regs, Bounce { eip: ti.address, error_code, mask_events: ti.flags & 4 != 0 })
+    create_bounce_frame(
+        m,
+        dom,
+        regs,
+        Bounce {
+            eip: ti.address,
+            error_code,
+            mask_events: ti.flags & 4 != 0,
+        },
+    )
 }
 
 /// Delivers a pending event upcall if the guest has events pending and unmasked. Returns whether
@@ -138,7 +147,16 @@ pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
         return Ok(false);
     }
     let eip = dom.vcpu.event_callback;
-    create_bounce_frame(m, dom, regs, Bounce { eip, error_code: None, mask_events: true })?;
+    create_bounce_frame(
+        m,
+        dom,
+        regs,
+        Bounce {
+            eip,
+            error_code: None,
+            mask_events: true,
+        },
+    )?;
     Ok(true)
 }
 
@@ -167,42 +185,90 @@ mod tests {
         assert_eq!(regs.rip, 0x10_1000);
         assert_eq!((regs.cs, regs.ss), (0xe033, 0xe02b));
         assert_eq!(regs.rsp, GUEST_VA + 0x800 - 64);
-        let g = PageTableGuest { mem: &mut m, l4: d.l4 };
+        let g = PageTableGuest {
+            mem: &mut m,
+            l4: d.l4,
+        };
         let frame: [u64; 8] = copy_from_guest(&g, regs.rsp).unwrap();
         // RCX, R11, error code (user bit cleared: guest kernel mode), RIP, CS (RPL 0, mask 0 saved),
         // RFLAGS (IF = !saved mask), RSP, SS.
-        assert_eq!(frame, [0x1111, 0x2222, 0x2, 0x10_2345, 0xe030, 0x246, GUEST_VA + 0x808, 0xe02b]);
+        assert_eq!(
+            frame,
+            [
+                0x1111,
+                0x2222,
+                0x2,
+                0x10_2345,
+                0xe030,
+                0x246,
+                GUEST_VA + 0x808,
+                0xe02b
+            ]
+        );
         assert!(shared::upcall_mask(&m, &d), "trap flag 4 masks events");
-        let cr2 = m.mem.read_u64(crate::mm::Maddr(d.shared_info.maddr().0 + 16)).unwrap();
+        let cr2 = m
+            .mem
+            .read_u64(crate::mm::Maddr(d.shared_info.maddr().0 + 16))
+            .unwrap();
         assert_eq!(cr2, 0xdead_b000);
     }
 
     #[test]
     fn no_handler_or_bad_stack_crashes_the_domain() {
         let (mut m, d, _) = setup();
-        let mut regs = Regs { rsp: GUEST_VA + 0x800, ..Regs::default() };
+        let mut regs = Regs {
+            rsp: GUEST_VA + 0x800,
+            ..Regs::default()
+        };
         assert!(inject_exception(&mut m, &d, &mut regs, 6, None, 0).is_err());
-        let b = Bounce { eip: 0x1000, error_code: None, mask_events: false };
-        let mut regs = Regs { rsp: HYPERVISOR_VIRT_START + 0x100, ..Regs::default() };
+        let b = Bounce {
+            eip: 0x1000,
+            error_code: None,
+            mask_events: false,
+        };
+        let mut regs = Regs {
+            rsp: HYPERVISOR_VIRT_START + 0x100,
+            ..Regs::default()
+        };
         assert!(create_bounce_frame(&mut m, &d, &mut regs, b).is_err());
-        let mut regs = Regs { rsp: 0x7000_0000_0000, ..Regs::default() };
-        assert!(create_bounce_frame(&mut m, &d, &mut regs, b).is_err(), "unmapped stack");
+        let mut regs = Regs {
+            rsp: 0x7000_0000_0000,
+            ..Regs::default()
+        };
+        assert!(
+            create_bounce_frame(&mut m, &d, &mut regs, b).is_err(),
+            "unmapped stack"
+        );
     }
 
     #[test]
     fn upcall_only_when_pending_and_unmasked() {
         let (mut m, mut d, _) = setup();
         d.vcpu.event_callback = 0x10_3000;
-        let mut regs = Regs { rsp: GUEST_VA + 0x800, rflags: 0x202, cs: 0xe033, ..Regs::default() };
+        let mut regs = Regs {
+            rsp: GUEST_VA + 0x800,
+            rflags: 0x202,
+            cs: 0xe033,
+            ..Regs::default()
+        };
         shared::set_upcall_mask(&mut m, &d, true);
         shared::write_u8(&mut m, &d, shared::UPCALL_PENDING, 1);
         assert_eq!(deliver_upcall(&mut m, &d, &mut regs), Ok(false));
         shared::set_upcall_mask(&mut m, &d, false);
         assert_eq!(deliver_upcall(&mut m, &d, &mut regs), Ok(true));
         assert_eq!(regs.rip, 0x10_3000);
-        assert!(shared::upcall_mask(&m, &d), "an upcall masks further upcalls");
-        let g = PageTableGuest { mem: &mut m, l4: d.l4 };
+        assert!(
+            shared::upcall_mask(&m, &d),
+            "an upcall masks further upcalls"
+        );
+        let g = PageTableGuest {
+            mem: &mut m,
+            l4: d.l4,
+        };
         let frame: [u64; 7] = copy_from_guest(&g, regs.rsp).unwrap();
-        assert_eq!(frame[4], 0x202, "IF set: upcalls were unmasked when it was taken");
+        assert_eq!(
+            frame[4], 0x202,
+            "IF set: upcalls were unmasked when it was taken"
+        );
     }
 }

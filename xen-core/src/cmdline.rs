@@ -72,6 +72,8 @@ pub struct BootOptions<'a> {
     pub console: Option<&'a str>,
     /// `loglvl=`: the most verbose hypervisor message level printed (Xen's default is `warning`).
     pub loglvl: LevelFilter,
+    /// `dom0_mem=<size>`: dom0's memory in bytes (Xen's `parse_size_and_unit`: K, M, G suffixes).
+    pub dom0_mem: Option<u64>,
 }
 
 impl Default for BootOptions<'_> {
@@ -79,6 +81,7 @@ impl Default for BootOptions<'_> {
         Self {
             console: None,
             loglvl: LevelFilter::Warn,
+            dom0_mem: None,
         }
     }
 }
@@ -97,12 +100,35 @@ impl<'a> BootOptions<'a> {
                 },
                 // Options real Xen takes that are harmless to ignore here: the serial line is
                 // always 115200 8n1, and guests have no log levels yet.
+                "dom0_mem" => match param.value.and_then(parse_size) {
+                    Some(bytes) => opts.dom0_mem = Some(bytes),
+                    None => report(ParamProblem::BadValue(param)),
+                },
                 "com1" | "guest_loglvl" => {}
                 _ => report(ParamProblem::Unknown(param)),
             }
         }
         opts
     }
+}
+
+/// Parses Xen's size syntax (`parse_size_and_unit`): a decimal number with a B, K, M, G or T
+/// suffix; without a suffix the number is in KiB.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        "B" | "b" => 0,
+        "" | "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 /// Parses Xen's `loglvl` value, `<level>[/<rate-limited level>]`, ignoring the rate-limited part.
@@ -126,6 +152,20 @@ pub fn parse_loglvl(value: &str) -> Option<LevelFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_use_xen_units() {
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("512"), Some(512 << 10));
+        assert_eq!(parse_size("4096B"), Some(4096));
+        assert_eq!(parse_size("12Q"), None);
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(
+            BootOptions::parse("dom0_mem=64M", |_| {}).dom0_mem,
+            Some(64 << 20)
+        );
+    }
 
     #[test]
     fn cook_strips_the_image_name_that_qemu_prepends() {
@@ -188,7 +228,8 @@ mod tests {
             opts,
             BootOptions {
                 console: Some("com1"),
-                loglvl: LevelFilter::Trace
+                loglvl: LevelFilter::Trace,
+                dom0_mem: None,
             }
         );
         assert_eq!(

@@ -137,8 +137,16 @@ mod tests {
 
     #[test]
     fn forced_cpuid_gives_xen_signature_and_advances() {
-        let mut regs = Regs { rax: 0x4000_0000, rip: 0x1000, ..Regs::default() };
-        assert!(forced_cpuid(&mut regs, &[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2, 0x90], native));
+        let mut regs = Regs {
+            rax: 0x4000_0000,
+            rip: 0x1000,
+            ..Regs::default()
+        };
+        assert!(forced_cpuid(
+            &mut regs,
+            &[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2, 0x90],
+            native
+        ));
         assert_eq!(regs.rip, 0x1007);
         let sig: Vec<u8> = [regs.rbx, regs.rcx, regs.rdx]
             .iter()
@@ -146,7 +154,10 @@ mod tests {
             .collect();
         assert_eq!(&sig, b"XenVMMXenVMM");
         assert_eq!(regs.rax, 0x4000_0005);
-        let mut regs = Regs { rax: 0x4000_0001, ..Regs::default() };
+        let mut regs = Regs {
+            rax: 0x4000_0001,
+            ..Regs::default()
+        };
         assert!(forced_cpuid(&mut regs, &FORCED_CPUID, native));
         assert_eq!(regs.rax, 0x4_0011);
         let mut regs = Regs::default();
@@ -156,7 +167,11 @@ mod tests {
 
     #[test]
     fn mov_from_cr3_and_cr0_with_rex() {
-        let crs = GuestCrs { cr0: 0x8005_003b, cr2: 0x42, cr3: 0x1234_5000 };
+        let crs = GuestCrs {
+            cr0: 0x8005_003b,
+            cr2: 0x42,
+            cr3: 0x1234_5000,
+        };
         let mut regs = Regs::default();
         assert!(mov_from_cr(&mut regs, &[0x0f, 0x20, 0xd8], crs)); // mov %cr3, %rax
         assert_eq!((regs.rax, regs.rip), (0x1234_5000, 3));
@@ -164,8 +179,14 @@ mod tests {
         assert!(mov_from_cr(&mut regs, &[0x41, 0x0f, 0x20, 0xc7], crs)); // mov %cr0, %r15
         assert_eq!((regs.r15, regs.rip), (0x8005_003b, 4));
         let mut regs = Regs::default();
-        assert!(!mov_from_cr(&mut regs, &[0x0f, 0x22, 0xd8], crs), "writes are not emulated");
-        assert!(!mov_from_cr(&mut regs, &[0x0f, 0x20, 0xe0], crs), "cr4 is not readable");
+        assert!(
+            !mov_from_cr(&mut regs, &[0x0f, 0x22, 0xd8], crs),
+            "writes are not emulated"
+        );
+        assert!(
+            !mov_from_cr(&mut regs, &[0x0f, 0x20, 0xe0], crs),
+            "cr4 is not readable"
+        );
         assert!(!mov_from_cr(&mut regs, &[0x0f], crs));
     }
 

@@ -16,8 +16,8 @@
 //!   from, so that the same guests boot on real Xen and here.
 #![cfg_attr(target_os = "none", no_std)]
 
-pub mod cmdline;
 pub mod bounce;
+pub mod cmdline;
 pub mod console;
 pub mod domain;
 pub mod emulate;

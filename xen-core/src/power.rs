@@ -34,9 +34,14 @@ impl FailCode {
 
     /// The failure a QEMU exit status reports, if it is one of ours.
     pub fn from_qemu_exit_status(status: i32) -> Option<FailCode> {
-        [FailCode::Panic, FailCode::Trap, FailCode::BadBoot, FailCode::Dom0Crashed]
-            .into_iter()
-            .find(|code| code.qemu_exit_status() == status)
+        [
+            FailCode::Panic,
+            FailCode::Trap,
+            FailCode::BadBoot,
+            FailCode::Dom0Crashed,
+        ]
+        .into_iter()
+        .find(|code| code.qemu_exit_status() == status)
     }
 }
 
@@ -46,7 +51,12 @@ mod tests {
 
     #[test]
     fn exit_statuses_are_odd_and_round_trip() {
-        for code in [FailCode::Panic, FailCode::Trap, FailCode::BadBoot, FailCode::Dom0Crashed] {
+        for code in [
+            FailCode::Panic,
+            FailCode::Trap,
+            FailCode::BadBoot,
+            FailCode::Dom0Crashed,
+        ] {
             let status = code.qemu_exit_status();
             assert_eq!(
                 status % 2,

@@ -243,6 +243,7 @@ boot_gdtr64:                    /* for 64-bit lgdt: limit, 64-bit virtual addres
     /* ---- Boot page tables and stack, zeroed by the stub above. */
     .section .bss.boot, "aw", @nobits
     .balign 4096
+    .globl boot_l4
 boot_l4:            .skip 4096
 boot_l3_ident:      .skip 4096
 boot_l3_xen:        .skip 4096

@@ -55,7 +55,13 @@ pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
         m,
         info,
         dom,
-        loaded: Loaded { fs: 1, gs_kernel: 1, gs_user: 1, ts: true, cr3: 0 },
+        loaded: Loaded {
+            fs: 1,
+            gs_kernel: 1,
+            gs_user: 1,
+            ts: true,
+            cr3: 0,
+        },
     };
     load_vcpu_state(&mut hv);
     *HV.lock() = Some(hv);
@@ -68,11 +74,19 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         hypervisor_fault(regs);
     }
     let mut guard = HV.lock();
-    let hv = guard.as_mut().expect("a guest runs only after `run` installed the state");
+    let hv = guard
+        .as_mut()
+        .expect("a guest runs only after `run` installed the state");
     match regs.vector {
         ENTRY_SYSCALL => {
             let (nr, args) = regs.hypercall_args();
-            let mut ctx = Ctx { m: &mut hv.m, info: &hv.info, dom: &mut hv.dom, regs, in_multicall: false };
+            let mut ctx = Ctx {
+                m: &mut hv.m,
+                info: &hv.info,
+                dom: &mut hv.dom,
+                regs,
+                in_multicall: false,
+            };
             let rax = dispatch(&mut ctx, nr, args);
             regs.rax = rax as u64;
         }
@@ -93,9 +107,15 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
     let dom = &mut hv.dom;
     let mut code = [0u8; 16];
     let fetched = {
-        let g = PageTableGuest { mem: &mut hv.m, l4: dom.l4 };
+        let g = PageTableGuest {
+            mem: &mut hv.m,
+            l4: dom.l4,
+        };
         // An instruction may end before a page boundary: fetch what is readable.
-        (1..=code.len()).rev().find(|&n| g.read(regs.rip, &mut code[..n]).is_ok()).unwrap_or(0)
+        (1..=code.len())
+            .rev()
+            .find(|&n| g.read(regs.rip, &mut code[..n]).is_ok())
+            .unwrap_or(0)
     };
     let code = &code[..fetched];
     match vector {
@@ -116,7 +136,11 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
                 if ti.dpl() >= 3 && ti.address != 0 {
                     // `int $n` the guest allowed itself: deliver n after the instruction.
                     regs.rip = regs.rip.wrapping_add(2);
-                    let b = bounce::Bounce { eip: ti.address, error_code: None, mask_events: ti.flags & 4 != 0 };
+                    let b = bounce::Bounce {
+                        eip: ti.address,
+                        error_code: None,
+                        mask_events: ti.flags & 4 != 0,
+                    };
                     return bounce::create_bounce_frame(&mut hv.m, dom, regs, b);
                 }
             }
@@ -269,10 +293,37 @@ fn hypervisor_fault(regs: &Regs) -> ! {
 pub fn dump_regs(r: &Regs) {
     printk!(
         "RIP: {:04x}:{:016x}  RFLAGS: {:016x}  RSP: {:04x}:{:016x}\n",
-        r.cs, r.rip, r.rflags, r.ss, r.rsp
+        r.cs,
+        r.rip,
+        r.rflags,
+        r.ss,
+        r.rsp
     );
-    printk!("rax: {:016x} rbx: {:016x} rcx: {:016x} rdx: {:016x}\n", r.rax, r.rbx, r.rcx, r.rdx);
-    printk!("rsi: {:016x} rdi: {:016x} rbp: {:016x} r8:  {:016x}\n", r.rsi, r.rdi, r.rbp, r.r8);
-    printk!("r9:  {:016x} r10: {:016x} r11: {:016x} r12: {:016x}\n", r.r9, r.r10, r.r11, r.r12);
-    printk!("r13: {:016x} r14: {:016x} r15: {:016x}\n", r.r13, r.r14, r.r15);
+    printk!(
+        "rax: {:016x} rbx: {:016x} rcx: {:016x} rdx: {:016x}\n",
+        r.rax,
+        r.rbx,
+        r.rcx,
+        r.rdx
+    );
+    printk!(
+        "rsi: {:016x} rdi: {:016x} rbp: {:016x} r8:  {:016x}\n",
+        r.rsi,
+        r.rdi,
+        r.rbp,
+        r.r8
+    );
+    printk!(
+        "r9:  {:016x} r10: {:016x} r11: {:016x} r12: {:016x}\n",
+        r.r9,
+        r.r10,
+        r.r11,
+        r.r12
+    );
+    printk!(
+        "r13: {:016x} r14: {:016x} r15: {:016x}\n",
+        r.r13,
+        r.r14,
+        r.r15
+    );
 }

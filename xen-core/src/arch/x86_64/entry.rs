@@ -144,17 +144,15 @@ struct Gate {
 #[repr(C, align(4096))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt(
-    [Gate {
-        offset_low: 0,
-        selector: 0,
-        ist: 0,
-        type_attr: 0,
-        offset_mid: 0,
-        offset_high: 0,
-        reserved: 0,
-    }; 256],
-);
+static mut IDT: Idt = Idt([Gate {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    type_attr: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    reserved: 0,
+}; 256]);
 
 /// Vectors a guest may raise with `int n` directly (gate DPL 3): int3 and into, as on Xen. Any
 /// other `int n` faults with #GP(n*8+2) and the hypervisor decides from the guest's trap table.
@@ -228,7 +226,10 @@ pub fn init() {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (size_of::<Idt>() - 1) as u16, base: (&raw const IDT) as u64 };
+    let ptr = Pointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: (&raw const IDT) as u64,
+    };
     // SAFETY: the IDT is fully initialised above and lives for the hypervisor's lifetime. STAR puts
     // `syscall` on the hypervisor selectors and `sysret` on Xen's ring-3 ones (CS = base + 16 =
     // 0xe033, SS = base + 8 = 0xe02b); SFMASK clears IF, TF, DF, AC and NT on entry, so the
@@ -237,7 +238,10 @@ pub fn init() {
         asm!("lidt [{}]", in(reg) &raw const ptr, options(nostack));
         let star = (u64::from(GUEST_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32);
         wrmsr(MSR_STAR, star);
-        wrmsr(MSR_LSTAR, xen_syscall_entry as unsafe extern "C" fn() as usize as u64);
+        wrmsr(
+            MSR_LSTAR,
+            xen_syscall_entry as unsafe extern "C" fn() as usize as u64,
+        );
         wrmsr(MSR_CSTAR, 0);
         wrmsr(MSR_SFMASK, 0x4_7700);
     }

@@ -95,7 +95,7 @@ pub fn init() {
         set(4, segment(0xc, 0xfb)); // 0xe023: 32-bit code, DPL 3
         set(5, segment(0xc, 0xf3)); // 0xe02b: data, DPL 3
         set(6, segment(0xa, 0xfb)); // 0xe033: 64-bit code, DPL 3
-        // 0xe040: 64-bit available TSS (type 9, present), a 16-byte descriptor.
+                                    // 0xe040: 64-bit available TSS (type 9, present), a 16-byte descriptor.
         let low = (tss_limit & 0xffff)
             | ((tss_base & 0xff_ffff) << 16)
             | (0x89 << 40)
@@ -118,7 +118,10 @@ pub fn init() {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (ENTRIES * 8 - 1) as u16, base: (&raw const GDT) as u64 };
+    let ptr = Pointer {
+        limit: (ENTRIES * 8 - 1) as u16,
+        base: (&raw const GDT) as u64,
+    };
     // SAFETY: the GDT holds valid descriptors for every selector loaded below and lives in .bss for
     // the hypervisor's lifetime. The far return reloads CS with the new hypervisor code selector;
     // the data selectors follow; TR points at the TSS descriptor just written.

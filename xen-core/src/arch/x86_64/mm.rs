@@ -3,7 +3,7 @@
 use core::ops::Range;
 
 use xen_core::layout::{self, XEN_VIRT_START};
-use xen_core::mm::{MachineMemory, Maddr};
+use xen_core::mm::{MachineMemory, Maddr, Mfn};
 
 extern "C" {
     /// First byte of the image (defined by `xen.ld`).
@@ -45,4 +45,71 @@ impl MachineMemory for BootDirectMap {
         // the bytes do not change while the returned slice lives.
         Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
     }
+}
+
+extern "C" {
+    /// The hypervisor's L4 table (built by `boot.rs`); its slots 256..271 go into every guest L4.
+    static mut boot_l4: [u64; 512];
+}
+
+/// L4 slots reserved for the hypervisor in every address space (`HYPERVISOR_VIRT_START` ..
+/// `HYPERVISOR_VIRT_END`).
+pub const XEN_SLOTS: core::ops::Range<usize> = 256..272;
+
+const P: u64 = 1;
+const RW: u64 = 2;
+const US: u64 = 4;
+const NX: u64 = 1 << 63;
+
+/// The hypervisor's entries for L4 slots 256..271, to be copied into every guest L4.
+pub fn hypervisor_l4_slots() -> [u64; 16] {
+    let mut out = [0u64; 16];
+    // SAFETY: boot_l4 is only written during boot on this CPU (by `map_m2p` and `boot.rs`); reading
+    // it here does not race.
+    let l4 = unsafe { &*(&raw const boot_l4) };
+    out.copy_from_slice(&l4[XEN_SLOTS]);
+    out
+}
+
+/// Maps `frames` machine frames starting at `first` read-only and user-readable at
+/// `MACH2PHYS_VIRT_START`, the read-only M2P every PV guest may read. Page-table frames come from
+/// `alloc` and are zeroed through `mem`.
+pub fn map_m2p(
+    mem: &mut super::machine::DirectMap,
+    alloc: &mut dyn FnMut() -> Option<Mfn>,
+    first: Mfn,
+    frames: u64,
+) -> Option<()> {
+    use xen_core::mm::MachineMemoryMut;
+    let base = hypercall_abi::arch_x86_64::MACH2PHYS_VIRT_START;
+    let mut new_table = |mem: &mut super::machine::DirectMap| -> Option<u64> {
+        let mfn = alloc()?;
+        mem.write(mfn.maddr(), &[0u8; 4096])?;
+        Some(mfn.maddr().0)
+    };
+    // SAFETY: boot_l4 is written only here, at boot, on the one CPU, before any guest exists.
+    let l4 = unsafe { &mut *(&raw mut boot_l4) };
+    let slot = layout::l4_index(base);
+    if l4[slot] & P == 0 {
+        l4[slot] = new_table(mem)? | P | RW | US;
+    }
+    for i in 0..frames {
+        let va = base + i * 4096;
+        let l3 = l4[slot] & 0x000f_ffff_ffff_f000;
+        let l3e_at = Maddr(l3 + 8 * layout::l3_index(va) as u64);
+        if mem.read_u64(l3e_at)? & P == 0 {
+            let t = new_table(mem)?;
+            mem.write_u64(l3e_at, t | P | RW | US)?;
+        }
+        let l2 = mem.read_u64(l3e_at)? & 0x000f_ffff_ffff_f000;
+        let l2e_at = Maddr(l2 + 8 * layout::l2_index(va) as u64);
+        if mem.read_u64(l2e_at)? & P == 0 {
+            let t = new_table(mem)?;
+            mem.write_u64(l2e_at, t | P | RW | US)?;
+        }
+        let l1 = mem.read_u64(l2e_at)? & 0x000f_ffff_ffff_f000;
+        let l1e_at = Maddr(l1 + 8 * ((va >> 12) & 511));
+        mem.write_u64(l1e_at, (first.0 + i) << 12 | P | US | NX)?;
+    }
+    Some(())
 }
