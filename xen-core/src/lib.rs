@@ -18,6 +18,8 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod domain_build;
+pub mod frame_alloc;
 pub mod guest;
 pub mod layout;
 pub mod mm;
