@@ -21,6 +21,8 @@ pub mod cmdline;
 pub mod console;
 pub mod domain;
 pub mod emulate;
+pub mod domain_build;
+pub mod frame_alloc;
 pub mod guest;
 pub mod hypercall;
 pub mod layout;

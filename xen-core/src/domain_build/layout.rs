@@ -1,0 +1,323 @@
+//! The start-of-day virtual layout of a 64-bit PV guest, computed as Xen 4.17 computes dom0's.
+//!
+//! `xen.h` ("Start-of-day memory layout") is the contract: one contiguous virtual region starting
+//! at `VIRT_BASE` holding, in order and each page aligned, the kernel image, [the initrd], the p2m
+//! list, `start_info`, [xenstore and console pages, unless dom0], the bootstrap page tables, the
+//! boot stack; then at least 512 KiB of padding, ending on a 4 MiB boundary. The arithmetic is
+//! `dom0_construct_pv` in `xen/arch/x86/pv/dom0_build.c`, including its search for the number of
+//! page-table frames (the tables map the region, and the region holds the tables).
+//!
+//! The region is mapped 1:1 onto the first pseudo-physical pages: the page at `v_start + n * 4096`
+//! is pfn `n`.
+
+use core::fmt;
+
+use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
+
+/// Bytes per page.
+pub const PAGE_SIZE: u64 = 4096;
+/// `sizeof(struct start_info)` (`xen.h`).
+pub const START_INFO_SIZE: u64 = 1168;
+/// `sizeof(struct dom0_vga_console_info)` (`xen.h`): Xen reserves room for it after dom0's
+/// `start_info`, in the same page.
+pub const DOM0_VGA_CONSOLE_INFO_SIZE: u64 = 40;
+/// The region ends on a multiple of this (`v_end` rounding in `dom0_construct_pv`).
+pub const REGION_ALIGN: u64 = 4 << 20;
+/// At least this much unused space follows the boot stack (`xen.h`, point 7).
+pub const MIN_PADDING: u64 = 512 << 10;
+/// Bytes per p2m entry for a 64-bit guest (`unsigned long`).
+pub const P2M_ENTRY_SIZE: u64 = 8;
+/// Upper end of the canonical lower half of the address space.
+const LOWER_HALF_END: u64 = 1 << 47;
+/// Start of the canonical upper half.
+const UPPER_HALF_START: u64 = 0xFFFF_8000_0000_0000;
+
+/// Address bits translated by one L2, L3 and L4 entry.
+const L2_SHIFT: u32 = 21;
+const L3_SHIFT: u32 = 30;
+const L4_SHIFT: u32 = 39;
+
+/// A half-open range of guest virtual addresses `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte (not necessarily page aligned: Xen reports exact ends).
+    pub end: u64,
+}
+
+impl Region {
+    /// Whether `va` lies in the region.
+    pub const fn contains(&self, va: u64) -> bool {
+        self.start <= va && va < self.end
+    }
+}
+
+/// What can make a layout impossible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The region would run past the top of the address space.
+    AddressOverflow,
+    /// The region crosses the non-canonical hole.
+    NotCanonical {
+        /// Start of the region.
+        v_start: u64,
+    },
+    /// The region overlaps the hypervisor's reserved range (L4 slots 256..272).
+    OverlapsHypervisor {
+        /// Start of the region.
+        v_start: u64,
+        /// End of the region.
+        v_end: u64,
+    },
+    /// The domain has fewer pages than the initial region needs.
+    TooFewPages {
+        /// Pages the domain has.
+        nr_pages: u64,
+        /// Pages it needs.
+        need: u64,
+    },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LayoutError::AddressOverflow => {
+                write!(f, "the initial mapping would run past the end of the address space")
+            }
+            LayoutError::NotCanonical { v_start } => write!(
+                f,
+                "the initial mapping from {v_start:#x} crosses the non-canonical hole"
+            ),
+            LayoutError::OverlapsHypervisor { v_start, v_end } => write!(
+                f,
+                "the initial mapping {v_start:#x}..{v_end:#x} overlaps the hypervisor's reserved range"
+            ),
+            LayoutError::TooFewPages { nr_pages, need } => write!(
+                f,
+                "{nr_pages} pages are too few for the initial mapping, which needs {need}"
+            ),
+        }
+    }
+}
+
+/// The start-of-day layout: where each bootstrap element lies, and how many page tables map it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Start of the initial mapping: `VIRT_BASE`.
+    pub v_start: u64,
+    /// End of the initial mapping, 4 MiB aligned.
+    pub v_end: u64,
+    /// The loaded kernel image `[virt_kstart, virt_kend)`.
+    pub kernel: Region,
+    /// The p2m list: `nr_pages` 8-byte machine frame numbers.
+    pub p2m: Region,
+    /// `start_info` (for dom0, plus room for the VGA console information Xen may append).
+    pub start_info: Region,
+    /// The xenstore ring page (domU only).
+    pub xenstore: Option<Region>,
+    /// The console ring page (domU only).
+    pub console: Option<Region>,
+    /// The bootstrap page tables; the L4 is the first page (`pt_base`).
+    pub page_tables: Region,
+    /// The boot stack page; the initial RSP is its end.
+    pub stack: Region,
+    /// Number of page-table frames (`nr_pt_frames`).
+    pub nr_pt_frames: u64,
+    /// Pages of the domain.
+    pub nr_pages: u64,
+    /// `start_info.first_p2m_pfn`.
+    pub first_p2m_pfn: u64,
+    /// `start_info.nr_p2m_frames`.
+    pub nr_p2m_frames: u64,
+}
+
+/// `x` rounded up to a multiple of `align` (a power of two), or `None` on overflow.
+fn round_up(x: u64, align: u64) -> Option<u64> {
+    Some(x.checked_add(align - 1)? & !(align - 1))
+}
+
+/// Number of `1 << shift`-sized, aligned blocks that `[lo, hi)` touches (Xen's `NR()` macro).
+fn blocks(lo: u64, hi: u64, shift: u32) -> u64 {
+    let size = 1u64 << shift;
+    // `hi` was checked to round up without overflow at 4 MiB; at 512 GiB it may reach 2^64.
+    let hi_up = (u128::from(hi) + u128::from(size) - 1) & !(u128::from(size) - 1);
+    let lo_down = u128::from(lo & !(size - 1));
+    ((hi_up - lo_down) >> shift) as u64
+}
+
+/// Page-table frames needed to map `[v_start, v_end)` with 4 KiB pages: one L4 and as many L3s,
+/// L2s and L1s as the range touches 512 GiB, 1 GiB and 2 MiB blocks.
+pub fn page_tables_needed(v_start: u64, v_end: u64) -> u64 {
+    1 + blocks(v_start, v_end, L4_SHIFT)
+        + blocks(v_start, v_end, L3_SHIFT)
+        + blocks(v_start, v_end, L2_SHIFT)
+}
+
+impl Layout {
+    /// The layout for a kernel occupying `[kstart, kend)` with `virt_base <= kstart` (checked by
+    /// [`super::notes::KernelAddresses::compute`]), for a domain of `nr_pages` pages.
+    ///
+    /// `dom0` decides the two differences between Xen's dom0 and a domU: dom0 has no xenstore or
+    /// console page (and room for the VGA console information after `start_info`); and the p2m
+    /// bookkeeping fields, which Xen fills for dom0 as "the frames after the initial allocation"
+    /// (`first_p2m_pfn` = the power-of-two initial allocation, `nr_p2m_frames` = 0, since the p2m
+    /// is not relocated), and the toolstack fills for a domU as the p2m list's own pages
+    /// (`libxenguest`, `start_info_x86_64`).
+    pub fn compute(
+        virt_base: u64,
+        kstart: u64,
+        kend: u64,
+        nr_pages: u64,
+        dom0: bool,
+    ) -> Result<Self, LayoutError> {
+        let overflow = LayoutError::AddressOverflow;
+        let v_start = virt_base;
+        let kernel = Region {
+            start: kstart,
+            end: kend,
+        };
+        let p2m_start = round_up(kend, PAGE_SIZE).ok_or(overflow)?;
+        let p2m_len = nr_pages.checked_mul(P2M_ENTRY_SIZE).ok_or(overflow)?;
+        let p2m = Region {
+            start: p2m_start,
+            end: p2m_start.checked_add(p2m_len).ok_or(overflow)?,
+        };
+        let si_start = round_up(p2m.end, PAGE_SIZE).ok_or(overflow)?;
+        let si_end = si_start + START_INFO_SIZE;
+        let after_si = round_up(si_end, PAGE_SIZE).ok_or(overflow)?;
+        let (start_info, xenstore, console, pt_start) = if dom0 {
+            let start_info = Region {
+                start: si_start,
+                end: si_end + DOM0_VGA_CONSOLE_INFO_SIZE,
+            };
+            (start_info, None, None, after_si)
+        } else {
+            let page = |start: u64| -> Result<Region, LayoutError> {
+                Ok(Region {
+                    start,
+                    end: start.checked_add(PAGE_SIZE).ok_or(overflow)?,
+                })
+            };
+            let xenstore = page(after_si)?;
+            let console = page(xenstore.end)?;
+            let start_info = Region {
+                start: si_start,
+                end: si_end,
+            };
+            (start_info, Some(xenstore), Some(console), console.end)
+        };
+
+        // Xen's exhaustive search: the smallest table count that maps a region holding itself.
+        let mut nr_pt_frames = 2u64;
+        let (page_tables, stack, v_end) = loop {
+            let pt_end = nr_pt_frames
+                .checked_mul(PAGE_SIZE)
+                .and_then(|len| pt_start.checked_add(len))
+                .ok_or(overflow)?;
+            let stack_end = pt_end.checked_add(PAGE_SIZE).ok_or(overflow)?;
+            let mut v_end = round_up(stack_end, REGION_ALIGN).ok_or(overflow)?;
+            if v_end - stack_end < MIN_PADDING {
+                v_end = v_end.checked_add(REGION_ALIGN).ok_or(overflow)?;
+            }
+            if page_tables_needed(v_start, v_end) <= nr_pt_frames {
+                let page_tables = Region {
+                    start: pt_start,
+                    end: pt_end,
+                };
+                let stack = Region {
+                    start: pt_end,
+                    end: stack_end,
+                };
+                break (page_tables, stack, v_end);
+            }
+            nr_pt_frames += 1;
+        };
+
+        let in_lower_half = v_end <= LOWER_HALF_END;
+        let in_upper_half = v_start >= UPPER_HALF_START;
+        if !in_lower_half && !in_upper_half {
+            return Err(LayoutError::NotCanonical { v_start });
+        }
+        if v_start < HYPERVISOR_VIRT_END && v_end > HYPERVISOR_VIRT_START {
+            return Err(LayoutError::OverlapsHypervisor { v_start, v_end });
+        }
+
+        let region_pages = (v_end - v_start) / PAGE_SIZE;
+        // dom0: Xen allocates the region as one power-of-two chunk and panics if that exceeds the
+        // domain's pages ("Domain 0 allocation is too small for kernel image").
+        let initial_alloc = region_pages.next_power_of_two();
+        let need = if dom0 { initial_alloc } else { region_pages };
+        if nr_pages < need {
+            return Err(LayoutError::TooFewPages { nr_pages, need });
+        }
+        let (first_p2m_pfn, nr_p2m_frames) = if dom0 {
+            (initial_alloc, 0)
+        } else {
+            let first = (p2m.start - v_start) / PAGE_SIZE;
+            let last = (round_up(p2m.end, PAGE_SIZE).ok_or(overflow)? - v_start) / PAGE_SIZE;
+            (first, last - first)
+        };
+
+        Ok(Self {
+            v_start,
+            v_end,
+            kernel,
+            p2m,
+            start_info,
+            xenstore,
+            console,
+            page_tables,
+            stack,
+            nr_pt_frames,
+            nr_pages,
+            first_p2m_pfn,
+            nr_p2m_frames,
+        })
+    }
+
+    /// Pages in the initial mapping.
+    pub const fn region_pages(&self) -> u64 {
+        (self.v_end - self.v_start) / PAGE_SIZE
+    }
+
+    /// The pfn (page index in the region) of virtual address `va` of the region.
+    pub const fn pfn_of(&self, va: u64) -> u64 {
+        (va - self.v_start) / PAGE_SIZE
+    }
+
+    /// Xen's "VIRTUAL MEMORY ARRANGEMENT" report, for the boot log.
+    pub fn arrangement(&self) -> Arrangement<'_> {
+        Arrangement(self)
+    }
+}
+
+/// [`Layout`] displayed the way `dom0_construct_pv` prints it, plus each region's first pfn.
+pub struct Arrangement<'a>(&'a Layout);
+
+impl fmt::Display for Arrangement<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = self.0;
+        let mut line = |name: &str, r: Region| {
+            writeln!(
+                f,
+                " {name:<15}{:016x}->{:016x} (pfn {:#x})",
+                r.start,
+                r.end,
+                l.pfn_of(r.start)
+            )
+        };
+        line("Loaded kernel:", l.kernel)?;
+        line("Phys-Mach map:", l.p2m)?;
+        line("Start info:", l.start_info)?;
+        if let Some(r) = l.xenstore {
+            line("Xenstore ring:", r)?;
+        }
+        if let Some(r) = l.console {
+            line("Console ring:", r)?;
+        }
+        line("Page tables:", l.page_tables)?;
+        line("Boot stack:", l.stack)?;
+        write!(f, " {:<15}{:016x}->{:016x}", "TOTAL:", l.v_start, l.v_end)
+    }
+}
