@@ -48,7 +48,7 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
     use xen_core::cmdline::{self, BootOptions, ParamProblem};
     use xen_core::layout::{MIB, XEN_VIRT_START};
     use xen_core::multiboot::BootInfo;
-    use xen_core::power::{FailCode, POWEROFF_MESSAGE};
+    use xen_core::power::FailCode;
 
     printk!(
         "xen-core {} (Rust PV hypervisor) booting\n",
@@ -113,10 +113,22 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
         );
     }
 
-    printk!("No domain builder yet: nothing to run.\n");
-    printk!("{POWEROFF_MESSAGE}\n");
-    power::poweroff()
+    let Some(map) = info.memory_map else {
+        printk!("ERR: no memory map: cannot allocate memory for domains\n");
+        power::fail(FailCode::BadBoot);
+    };
+    let Some(dom0_module) = info.modules.first() else {
+        printk!("ERR: no boot module: nothing to run as dom0\n");
+        power::fail(FailCode::BadBoot);
+    };
+    let (dom0_path, dom0_cmdline) = cmdline::split_image_name(dom0_module.string);
+    let nr_pages = options.dom0_mem.unwrap_or(DEFAULT_DOM0_MEM) / 4096;
+    arch::x86_64::dom0::start(&info, map, dom0_module, dom0_path, dom0_cmdline, nr_pages)
 }
+
+/// dom0's memory when `dom0_mem=` is not given.
+#[cfg(target_os = "none")]
+const DEFAULT_DOM0_MEM: u64 = 64 * xen_core::layout::MIB;
 
 /// A panic in the hypervisor: report it on the console and fail the run.
 #[cfg(target_os = "none")]

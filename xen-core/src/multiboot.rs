@@ -344,6 +344,17 @@ pub enum MemoryKind {
 }
 
 impl MemoryKind {
+    /// The E820 type number (what `XENMEM_machine_memory_map` reports).
+    pub fn e820_type(self) -> u32 {
+        match self {
+            MemoryKind::Usable => 1,
+            MemoryKind::AcpiReclaimable => 3,
+            MemoryKind::AcpiNvs => 4,
+            MemoryKind::BadMemory => 5,
+            MemoryKind::Reserved(raw) => raw,
+        }
+    }
+
     fn from_raw(raw: u32) -> Self {
         match raw {
             1 => MemoryKind::Usable,

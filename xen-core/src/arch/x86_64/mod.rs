@@ -6,10 +6,12 @@
 pub mod boot;
 pub mod console;
 pub mod dispatch;
+pub mod dom0;
 pub mod entry;
 pub mod gdt;
 pub mod machine;
 pub mod mm;
+pub mod pic;
 pub mod power;
 pub mod serial;
 pub mod traps;

@@ -1,0 +1,136 @@
+//! Building and starting dom0 on this machine: frames, the M2P, shared_info, the domain builder,
+//! then the first entry into the guest.
+
+use xen_core::domain::{Domain, MachineInfo, Vcpu};
+use xen_core::domain_build::{self, BuildParams, DomainKind};
+use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator};
+use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
+use xen_core::multiboot::{BootInfo, MemoryKind, MemoryMap, Module};
+use xen_core::power::FailCode;
+use xen_core::regs::Regs;
+
+use super::console::printk;
+use super::machine::{rdtsc, DirectMap, HvMachine};
+use super::mm::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
+use super::{dispatch, power};
+
+/// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
+const INVALID_M2P_ENTRY: u64 = u64::MAX;
+
+fn refuse(why: core::fmt::Arguments<'_>) -> ! {
+    printk!("ERR: {why}\n");
+    power::fail(FailCode::BadBoot)
+}
+
+/// Builds dom0 from boot module `module` and runs it. Never returns: the run ends when dom0 shuts
+/// down (or is refused, with a diagnostic that names the problem and a non-zero exit).
+pub fn start(
+    info: &BootInfo<'_>,
+    map: MemoryMap<'_>,
+    module: &Module<'_>,
+    path: &str,
+    cmdline: &str,
+    nr_pages: u64,
+) -> ! {
+    // Free memory: RAM minus the first MiB, the hypervisor image and every boot module.
+    let image = image_maddr_range();
+    let mut reserved: heapless::Vec<core::ops::Range<Maddr>, 40> = heapless::Vec::new();
+    let _ = reserved.push(Maddr(image.start)..Maddr(image.end));
+    for m in &info.modules {
+        let _ = reserved.push(m.start..m.end);
+    }
+    let mut regions: heapless::Vec<xen_core::multiboot::MemoryRegion, 64> = heapless::Vec::new();
+    for r in map.iter() {
+        if regions.push(r).is_err() {
+            refuse(format_args!("memory map: more than 64 regions"));
+        }
+    }
+    let mut frames = match BootFrameAllocator::new(regions.iter().copied(), &reserved) {
+        Ok(a) => a,
+        Err(e) => refuse(format_args!("memory map: {e}")),
+    };
+
+    let max_ram_page = map
+        .iter()
+        .filter(|r| r.kind == MemoryKind::Usable)
+        .map(|r| (r.base.0 + r.len) >> 12)
+        .max()
+        .unwrap_or(0);
+    let mut e820 = heapless::Vec::new();
+    for r in map.iter() {
+        let _ = e820.push((r.base.0, r.len, r.kind.e820_type()));
+    }
+    let mut mem = DirectMap;
+
+    // The read-only machine-to-phys table every PV guest can read at MACH2PHYS_VIRT_START.
+    let m2p_frames = (max_ram_page * 8).div_ceil(4096);
+    let Some(m2p) = frames.alloc_contiguous(m2p_frames, 1) else {
+        refuse(format_args!(
+            "no memory for the M2P table ({m2p_frames} frames)"
+        ));
+    };
+    let invalid = [0xffu8; 4096];
+    for i in 0..m2p_frames {
+        let _ = mem.write(Mfn(m2p.0 + i).maddr(), &invalid);
+    }
+    let _ = INVALID_M2P_ENTRY;
+    if map_m2p(&mut mem, &mut || frames.alloc_frame(), m2p, m2p_frames).is_none() {
+        refuse(format_args!("cannot map the M2P table"));
+    }
+
+    let Some(shared_info) = frames.alloc_frame() else {
+        refuse(format_args!("no memory for dom0's shared_info"));
+    };
+    let _ = mem.write(shared_info.maddr(), &[0u8; 4096]);
+
+    // The kernel image, read where the boot loader left it. The frames it occupies are reserved
+    // above, so the builder never writes them while this slice is alive.
+    let Some(image_bytes) = BootDirectMap.read(module.start, module.len() as usize) else {
+        refuse(format_args!(
+            "dom0 kernel {path}: not readable through the direct map"
+        ));
+    };
+    let params = BuildParams {
+        image: image_bytes,
+        cmdline,
+        nr_pages,
+        kind: DomainKind::Dom0,
+        hypervisor_l4_slots: hypervisor_l4_slots(),
+        shared_info,
+    };
+    let m2p_base = m2p.maddr().0;
+    let built = match domain_build::build(&mut mem, &mut frames, &params, |mfn, pfn| {
+        let _ = DirectMap.write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
+    }) {
+        Ok(b) => b,
+        Err(e) => refuse(format_args!("dom0 kernel {path} refused: {e}")),
+    };
+    printk!("*** Building a PV Dom0 ***\n");
+    printk!("{}", built.layout.arrangement());
+    printk!(" ENTRY ADDRESS: {:016x}\n", built.entry);
+
+    let dom = Domain {
+        id: 0,
+        privileged: true,
+        nr_pages,
+        max_pages: u32::MAX.into(),
+        shared_info,
+        l4: built.l4,
+        shutdown_code: None,
+        shutdown: None,
+        vm_assist: 0,
+        vcpu: Vcpu::default(),
+    };
+    let mut m = HvMachine {
+        mem,
+        e820,
+        tsc_per_us: 1000,
+        tsc_at_boot: rdtsc(),
+    };
+    // Guests start with event upcalls masked.
+    xen_core::shared::set_upcall_mask(&mut m, &dom, true);
+    let regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
+    printk!("Std. Loglevel: All\n");
+    printk!("*** Serial input to DOM0 (not routed yet) ***\n");
+    dispatch::run(m, MachineInfo { max_ram_page }, dom, regs)
+}
