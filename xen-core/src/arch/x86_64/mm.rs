@@ -66,7 +66,7 @@ pub fn hypervisor_l4_slots() -> [u64; 16] {
     let mut out = [0u64; 16];
     // SAFETY: boot_l4 is only written during boot on this CPU (by `map_m2p` and `boot.rs`); reading
     // it here does not race.
-    let l4 = unsafe { &*(&raw const boot_l4) };
+    let l4 = unsafe { core::ptr::read(&raw const boot_l4) };
     out.copy_from_slice(&l4[XEN_SLOTS]);
     out
 }
@@ -87,15 +87,19 @@ pub fn map_m2p(
         mem.write(mfn.maddr(), &[0u8; 4096])?;
         Some(mfn.maddr().0)
     };
-    // SAFETY: boot_l4 is written only here, at boot, on the one CPU, before any guest exists.
-    let l4 = unsafe { &mut *(&raw mut boot_l4) };
+    let l4 = &raw mut boot_l4;
     let slot = layout::l4_index(base);
-    if l4[slot] & P == 0 {
-        l4[slot] = new_table(mem)? | P | RW | US;
+    // SAFETY: boot_l4 is written only here, at boot, on the one CPU, before any guest exists; no
+    // reference to it is live.
+    let mut l4e = unsafe { (*l4)[slot] };
+    if l4e & P == 0 {
+        l4e = new_table(mem)? | P | RW | US;
+        // SAFETY: as above.
+        unsafe { (*l4)[slot] = l4e };
     }
     for i in 0..frames {
         let va = base + i * 4096;
-        let l3 = l4[slot] & 0x000f_ffff_ffff_f000;
+        let l3 = l4e & 0x000f_ffff_ffff_f000;
         let l3e_at = Maddr(l3 + 8 * layout::l3_index(va) as u64);
         if mem.read_u64(l3e_at)? & P == 0 {
             let t = new_table(mem)?;
