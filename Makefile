@@ -1,7 +1,9 @@
 # The project's commands. `make run` and `make test` are the README's two commands: on a fresh
 # machine they install what they need first (scripts/setup.sh), then build and boot or test.
 #
-#   make run            boot the images in QEMU (our hypervisor, then the guest on Debian's Xen 4.17)
+#   make run            boot our hypervisor with the guest kernel as dom0 in QEMU
+#   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
+#   make bench          boot time and null-hypercall cost, ours next to Xen 4.17
 #   make test           host unit tests, ABI-vs-C-headers conformance, lints, QEMU tests on Xen 4.17
 #   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
 #   make xen-reference  boot `guest-kernel suite=conformance` as dom0 on Xen 4.17, print the cases
@@ -19,7 +21,7 @@ DOM0_CMDLINE ?=
 
 export BUILD
 
-.PHONY: all setup images run test test-host test-qemu lint xen-reference clean
+.PHONY: all setup images run run-xen bench test lint xen-reference clean
 
 all: images
 
@@ -37,13 +39,18 @@ images: setup
 
 run: images
 	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 ===="
-	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "loglvl=all" \
+	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "$(XEN_CMDLINE)" \
 	    -initrd "$(strip $(BUILD)/guest-kernel $(DOM0_CMDLINE))"; \
-	    status=$$?; echo "==== QEMU exited with status $$status ===="
+	    status=$$?; echo "==== QEMU exited with status $$status ===="; exit $$status
+
+run-xen: images
 	@echo "==== reference: Debian's Xen 4.17 with $(BUILD)/guest-kernel as dom0 ===="
 	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen-4.17/xen -append "$(XEN_CMDLINE)" \
 	    -initrd "$(strip $(BUILD)/guest-kernel exit=reboot $(DOM0_CMDLINE))"; \
 	    status=$$?; echo "==== QEMU exited with status $$status ===="
+
+bench: images
+	cargo run -q --release -p xtests --bin bench
 
 # Every cargo test result line is collected so the run ends with one total.
 test: images

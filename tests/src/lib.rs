@@ -80,6 +80,8 @@ pub enum Ending {
 pub struct Run {
     /// Everything QEMU wrote to the serial port (and its own stderr), line by line.
     pub log: Vec<String>,
+    /// When each line of `log` arrived, counted from QEMU's start.
+    pub arrived: Vec<Duration>,
     /// How the run ended.
     pub ending: Ending,
     /// Wall-clock duration.
@@ -200,6 +202,7 @@ impl Boot {
 
         let deadline = start + self.timeout;
         let mut log = Vec::new();
+        let mut arrived = Vec::new();
         let ending = loop {
             let now = Instant::now();
             if now >= deadline {
@@ -210,6 +213,7 @@ impl Boot {
                 Ok(line) => {
                     let is_end = END_MARKERS.iter().any(|m| line.contains(m));
                     log.push(line);
+                    arrived.push(start.elapsed());
                     if is_end {
                         let _ = child.kill();
                         break Ending::Marker;
@@ -220,6 +224,7 @@ impl Boot {
                         // Drain what is left, then report the exit.
                         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
                             log.push(line);
+                            arrived.push(start.elapsed());
                         }
                         break Ending::Exited(status.code().unwrap_or(-1));
                     }
@@ -236,10 +241,28 @@ impl Boot {
         }
         Ok(Run {
             log,
+            arrived,
             ending,
             elapsed: start.elapsed(),
         })
     }
+}
+
+impl Run {
+    /// When the first line containing `pattern` arrived, counted from QEMU's start.
+    pub fn first_line_at(&self, pattern: &str) -> Option<Duration> {
+        self.log
+            .iter()
+            .position(|l| l.contains(pattern))
+            .map(|i| self.arrived[i])
+    }
+}
+
+/// The median of `values` (the lower middle for an even count); `None` when empty.
+pub fn median<T: Ord + Copy>(values: &[T]) -> Option<T> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len().saturating_sub(1) / 2).copied()
 }
 
 /// One `case <name> = <value>` line of the conformance suite.
@@ -442,6 +465,13 @@ mod tests {
             ]
         );
         assert!(diff_cases(&left, &left).is_empty());
+    }
+
+    #[test]
+    fn median_takes_the_lower_middle() {
+        assert_eq!(median(&[5, 1, 3]), Some(3));
+        assert_eq!(median(&[4, 1, 3, 2]), Some(2));
+        assert_eq!(median::<u32>(&[]), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 #[macro_use]
 pub mod console;
+mod bench;
 mod boot;
 mod conformance;
 pub mod hypercall;
@@ -59,10 +60,17 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             println!("guest-kernel: unknown suite '{other}'");
             SHUTDOWN_crash
         }
-        None => {
-            println!("guest-kernel: nothing to do, shutting down");
-            exit_reason(&cmdline)
-        }
+        None => match cmdline.get("bench") {
+            Some(name) if bench::run(name) => exit_reason(&cmdline),
+            Some(name) => {
+                println!("guest-kernel: unknown benchmark '{name}'");
+                SHUTDOWN_crash
+            }
+            None => {
+                println!("guest-kernel: nothing to do, shutting down");
+                exit_reason(&cmdline)
+            }
+        },
     };
     hypercall::shutdown(reason)
 }

@@ -1,0 +1,108 @@
+//! `make bench`: boot and hypercall figures for our hypervisor and Debian's Xen 4.17, in one run.
+//!
+//! - Boot: QEMU start to dom0's first console line, median of 5 boots, in ms (wall clock, TCG).
+//! - Null hypercall: `xen_version(XENVER_version)` round trip in guest TSC cycles, median of 10^5,
+//!   measured by the guest (`bench=null-hypercall`).
+//!
+//! The machine is shared and noisy: compare the two columns of one run (the ratio), not absolute
+//! figures across runs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use xtests::{build_dir, guest_kernel_image, median, xen_reference_image, Boot, XEN_CMDLINE};
+
+const BOOTS: usize = 5;
+const FIRST_LINE: &str = "guest-kernel 0.1.0: booted";
+
+struct Figures {
+    boot_ms: Option<f64>,
+    null_cycles: Option<u64>,
+    null_line: String,
+}
+
+fn boot(hypervisor: &std::path::Path, guest_cmdline: &str) -> Option<xtests::Run> {
+    let b = Boot {
+        hypervisor: hypervisor.to_path_buf(),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![(guest_kernel_image(), guest_cmdline.into())],
+        timeout: Duration::from_secs(120),
+    };
+    match b.run() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            None
+        }
+    }
+}
+
+fn measure(hypervisor: &std::path::Path) -> Figures {
+    let mut boots = Vec::new();
+    for _ in 0..BOOTS {
+        if let Some(t) = boot(hypervisor, "exit=reboot").and_then(|r| r.first_line_at(FIRST_LINE)) {
+            boots.push(t.as_micros() as u64);
+        }
+    }
+    let boot_ms = (boots.len() == BOOTS).then(|| median(&boots).unwrap_or(0) as f64 / 1000.0);
+    let run = boot(hypervisor, "bench=null-hypercall exit=reboot");
+    let line = run
+        .as_ref()
+        .and_then(|r| {
+            r.log
+                .iter()
+                .find(|l| l.contains("bench null_hypercall"))
+                .cloned()
+        })
+        .unwrap_or_default();
+    let null_cycles = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("median_cycles="))
+        .and_then(|v| v.parse().ok());
+    Figures {
+        boot_ms,
+        null_cycles,
+        null_line: line,
+    }
+}
+
+fn show<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "FAILED".to_string(), |v| v.to_string())
+}
+
+fn main() -> ExitCode {
+    let ours = measure(&build_dir().join("xen"));
+    let xen = measure(&xen_reference_image());
+    println!();
+    println!("| figure | ours | Xen 4.17 | ours / Xen |");
+    println!("|---|---|---|---|");
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!(
+        "| QEMU start -> dom0 first line, median of {BOOTS} (ms) | {} | {} | {} |",
+        show(ours.boot_ms.map(|v| format!("{v:.0}"))),
+        show(xen.boot_ms.map(|v| format!("{v:.0}"))),
+        ratio(ours.boot_ms, xen.boot_ms)
+    );
+    println!(
+        "| null hypercall (xen_version) round trip, median of 10^5 (guest TSC cycles) | {} | {} | {} |",
+        show(ours.null_cycles),
+        show(xen.null_cycles),
+        ratio(ours.null_cycles.map(|v| v as f64), xen.null_cycles.map(|v| v as f64))
+    );
+    println!();
+    println!("ours:     {}", ours.null_line);
+    println!("xen-4.17: {}", xen.null_line);
+    println!("(TCG without -icount: TSC cycles are host cycles; hypercalls counted: 10^5 per run)");
+    if ours.boot_ms.is_some()
+        && xen.boot_ms.is_some()
+        && ours.null_cycles.is_some()
+        && xen.null_cycles.is_some()
+    {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
