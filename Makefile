@@ -35,6 +35,7 @@ images: setup
 	cp $(KDIR)/guest-kernel $(BUILD)/guest-kernel
 	cp $(KDIR)/xen $(BUILD)/xen-syms
 	objcopy -O binary $(KDIR)/xen $(BUILD)/xen
+	python3 scripts/embed-symbols.py $(BUILD)/xen-syms $(BUILD)/xen
 	@echo "images: $(BUILD)/xen ($$(stat -c %s $(BUILD)/xen) bytes), $(BUILD)/guest-kernel ($$(stat -c %s $(BUILD)/guest-kernel) bytes)"
 
 run: images

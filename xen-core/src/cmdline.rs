@@ -74,6 +74,9 @@ pub struct BootOptions<'a> {
     pub loglvl: LevelFilter,
     /// `dom0_mem=<size>`: dom0's memory in bytes (Xen's `parse_size_and_unit`: K, M, G suffixes).
     pub dom0_mem: Option<u64>,
+    /// `selftest=<name>`: run a hypervisor self-test instead of (or before) dom0 (`panic`, `trap`:
+    /// the fatal-error paths, checked by the QEMU tests).
+    pub selftest: Option<&'a str>,
 }
 
 impl Default for BootOptions<'_> {
@@ -82,6 +85,7 @@ impl Default for BootOptions<'_> {
             console: None,
             loglvl: LevelFilter::Warn,
             dom0_mem: None,
+            selftest: None,
         }
     }
 }
@@ -104,6 +108,7 @@ impl<'a> BootOptions<'a> {
                     Some(bytes) => opts.dom0_mem = Some(bytes),
                     None => report(ParamProblem::BadValue(param)),
                 },
+                "selftest" => opts.selftest = param.value,
                 "com1" | "guest_loglvl" => {}
                 _ => report(ParamProblem::Unknown(param)),
             }
@@ -230,6 +235,7 @@ mod tests {
                 console: Some("com1"),
                 loglvl: LevelFilter::Trace,
                 dom0_mem: None,
+                selftest: None,
             }
         );
         assert_eq!(

@@ -113,6 +113,18 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
         );
     }
 
+    match options.selftest {
+        Some("panic") => panic!("self-test: a deliberate hypervisor panic"),
+        Some("trap") => {
+            // SAFETY: deliberately reads an address nothing maps, to exercise the fatal-trap path;
+            // the page fault ends the run.
+            let v = unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
+            printk!("self-test: read {v:#x} from an unmapped address?!\n");
+        }
+        Some(other) => printk!("unknown self-test \"{other}\"\n"),
+        None => {}
+    }
+
     let Some(map) = info.memory_map else {
         printk!("ERR: no memory map: cannot allocate memory for domains\n");
         power::fail(FailCode::BadBoot);
@@ -143,6 +155,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         )),
         None => arch::x86_64::console::print_emergency(format_args!("PANIC: {message}\n")),
     }
+    arch::x86_64::symbols::print_backtrace(arch::x86_64::symbols::current_rbp());
     arch::x86_64::power::fail(xen_core::power::FailCode::Panic)
 }
 

@@ -31,7 +31,9 @@ pub fn run(name: &str) -> bool {
 /// `xen_version(XENVER_version)`, the cheapest hypercall, timed one call at a time.
 fn null_hypercall() {
     // SAFETY: the samples array is used by this function only, and the kernel is single-threaded.
-    let samples = unsafe { &mut *(&raw mut SAMPLES) };
+    let samples = unsafe {
+        core::slice::from_raw_parts_mut((&raw mut SAMPLES).cast::<u32>(), NULL_HYPERCALL_ITERATIONS)
+    };
     for s in samples.iter_mut() {
         let t0 = rdtsc();
         let v = hypercall::xen_version::<u8>(XENVER_version, None);

@@ -285,6 +285,22 @@ fn hypervisor_fault(regs: &Regs) -> ! {
         regs.vector, regs.error_code, cr2
     ));
     dump_regs(regs);
+    // The faulting code's own frame first, then its callers.
+    if let Some((mut name, off)) = super::symbols::lookup(regs.rip) {
+        let mut buf = [0u8; 200];
+        let n = name
+            .by_ref()
+            .take(200)
+            .zip(buf.iter_mut())
+            .map(|(b, d)| *d = b)
+            .count();
+        printk!(
+            "   [<{:016x}>] {}+{off:#x} (faulting instruction)\n",
+            regs.rip,
+            core::str::from_utf8(&buf[..n]).unwrap_or("?")
+        );
+    }
+    super::symbols::print_backtrace(regs.rbp);
     power::fail(FailCode::Trap)
 }
 

@@ -14,4 +14,5 @@ pub mod mm;
 pub mod pic;
 pub mod power;
 pub mod serial;
+pub mod symbols;
 pub mod traps;
