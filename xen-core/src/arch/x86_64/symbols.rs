@@ -67,7 +67,7 @@ pub fn backtrace(rbp: u64, mut print: impl FnMut(u64, &mut dyn Iterator<Item = u
     let mut fp = rbp;
     for _ in 0..32 {
         // A frame pointer of the hypervisor lies in its image or stacks (high half), 8-aligned.
-        if fp < xen_core::layout::XEN_VIRT_START || fp % 8 != 0 {
+        if fp < xen_core::layout::XEN_VIRT_START || !fp.is_multiple_of(8) {
             break;
         }
         // SAFETY: `fp` lies in the hypervisor's image window, which is mapped for its lifetime;
