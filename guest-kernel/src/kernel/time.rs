@@ -14,7 +14,11 @@ use super::shared_info;
 /// Nanoseconds per millisecond.
 pub const MS: u64 = 1_000_000;
 
-/// Xen system time now, in ns; `None` if shared_info is not mapped.
+/// Attempts at a consistent snapshot before giving up (a hypervisor that left `version` odd).
+const MAX_TRIES: u32 = 100_000;
+
+/// Xen system time now, in ns; `None` if shared_info is not mapped or never holds a consistent
+/// snapshot.
 ///
 /// The snapshot is read under the `version` seqlock: an odd version means Xen is rewriting it, a
 /// changed version means it did so while we read, and either way we read again.
@@ -22,7 +26,7 @@ pub fn now_ns() -> Option<u64> {
     let v = shared_info::vcpu0()?;
     // SAFETY: field address inside our own mapped vcpu_info; nothing is dereferenced here.
     let t = unsafe { &raw const (*v).time };
-    loop {
+    for _ in 0..MAX_TRIES {
         // SAFETY: volatile reads of our own vcpu_time_info, which Xen rewrites at any time.
         let (version, tsc_timestamp, system_time, mul, shift) = unsafe {
             let version = ptr::read_volatile(&raw const (*t).version);
@@ -52,4 +56,5 @@ pub fn now_ns() -> Option<u64> {
         }
         core::hint::spin_loop();
     }
+    None
 }

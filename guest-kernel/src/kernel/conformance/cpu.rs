@@ -1,25 +1,19 @@
-//! Conformance cases for CPU virtualization: exceptions and the trap table, `iret`, callbacks,
-//! segment bases, the FPU switch, privileged-instruction emulation, CPUID and CR3, `set_gdt`,
-//! `stack_switch` and `vm_assist`.
-//!
-//! Each case runs under its own guard ([`Suite::run`]): a fault the case did not arm for is
-//! printed as `unexpected trap ...` and the suite goes on. Faults a case does arm for go through
-//! [`probe!`]: the handler records vector, error code and CR2, and execution resumes after the
-//! probed instruction, so a case prints e.g. `vector=14 error=0x2 cr2_ok=1 rip_ok=1`, never the
-//! addresses themselves.
+//! Conformance cases for the rest of CPU virtualization: callbacks, segment bases,
+//! `stack_switch`, CPUID, control registers, privileged-instruction emulation, `set_gdt` and
+//! `vm_assist`.
 //!
 //! Many answers here are Xen's emulation of a privileged instruction a PV kernel executes in ring
 //! 3: the CPU raises #GP, Xen decodes the instruction (`pv_emulate_privileged_op` in Xen's
 //! `arch/x86/pv/emul-priv-op.c`) and either emulates it invisibly or injects the #GP into the
-//! guest.
+//! guest. Cases run guarded and probe their instructions as in [`super::exceptions`].
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use guest_kernel::paging::{index, make_entry, PTE_A, PTE_D, PTE_FRAME_MASK, PTE_P, PTE_RW};
+use guest_kernel::paging::PTE_FRAME_MASK;
 use hypercall_abi::arch_x86_64::{
-    TrapInfo, VGCF_in_syscall, FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, FLAT_KERNEL_SS,
-    SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL,
+    FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_SS, SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER,
+    SEGBASE_GS_USER_SEL,
 };
 use hypercall_abi::callback::{
     CALLBACKF_mask_events, CALLBACKOP_register, CALLBACKOP_unregister, CALLBACKTYPE_event,
@@ -27,30 +21,18 @@ use hypercall_abi::callback::{
     CallbackUnregister,
 };
 use hypercall_abi::xen::{
-    __HYPERVISOR_callback_op, __HYPERVISOR_iret, __HYPERVISOR_set_gdt, __HYPERVISOR_set_trap_table,
-    VMASST_CMD_disable, VMASST_CMD_enable, VMASST_TYPE_4gb_segments,
-    VMASST_TYPE_runstate_update_flag, VMASST_TYPE_writable_pagetables, DOMID_SELF,
+    __HYPERVISOR_callback_op, __HYPERVISOR_set_gdt, VMASST_CMD_disable, VMASST_CMD_enable,
+    VMASST_TYPE_4gb_segments, VMASST_TYPE_runstate_update_flag, VMASST_TYPE_writable_pagetables,
 };
 
-use super::super::boot::hypercall_page;
 use super::super::hypercall::{self as hc, ptr as gp};
-use super::super::shared_info;
-use super::super::traps::{self, probe, Probe, INT80, SOFT_DPL0, SOFT_DPL3};
-use super::{flush_local, mm, normal, scratch, values, Suite, BAD_CMD, NON_CANONICAL, UNMAPPED};
+use super::super::traps::{self, probe, Probe};
+use super::exceptions::l1_store_same;
+use super::insn::{rdmsr, read_cr};
+use super::{flag, mm, scratch, values, Suite, BAD_CMD, NON_CANONICAL, UNMAPPED};
 
-/// CR0.TS: set by `fpu_taskswitch(1)`, makes the next FPU instruction raise #NM.
-const CR0_TS: u64 = 1 << 3;
 /// CR0.MP: a bit Xen does not let a PV guest change.
 const CR0_MP: u64 = 1 << 1;
-/// RFLAGS.IF as it appears in a bounce frame or an `iret` frame.
-const RFLAGS_IF: u64 = 1 << 9;
-/// RFLAGS.CF.
-const RFLAGS_CF: u64 = 1 << 0;
-/// DR6.BS: the last #DB was a single step.
-const DR6_BS: i64 = 1 << 14;
-/// A code selector with RPL 0, as Xen writes `cs` into a bounce frame for kernel mode and as an
-/// `iret` frame must give it to stay in kernel mode (RPL 3 would mean "return to user mode").
-const KERNEL_CS_RPL0: u64 = (FLAT_KERNEL_CS & !3) as u64;
 /// An MSR index no CPU defines.
 const UNKNOWN_MSR: u32 = 0x1234_5678;
 /// MSR_FS_BASE, MSR_GS_BASE and MSR_SHADOW_GS_BASE.
@@ -60,15 +42,6 @@ const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
 
 /// Every group of this module, in order.
 pub(super) fn cases(s: &mut Suite) {
-    if let Err(why) = s.handlers_ready() {
-        // Without handlers a fault would kill the domain: the whole module is skipped.
-        s.case("cpu.skipped", format_args!("{why}"));
-        return;
-    }
-    trap_table_cases(s);
-    exception_cases(s);
-    iret_cases(s);
-    fpu_cases(s);
     callback_cases(s);
     segment_cases(s);
     stack_switch_cases(s);
@@ -76,511 +49,7 @@ pub(super) fn cases(s: &mut Suite) {
     control_register_cases(s);
     privileged_instruction_cases(s);
     set_gdt_cases(s);
-    l1_pagetable_cases(s);
     vm_assist_cases(s);
-}
-
-fn bit(v: bool) -> u8 {
-    v as u8
-}
-
-/// `ud2`: the simplest fault, used to check that a trap table entry is live.
-fn ud2() -> Probe {
-    // SAFETY: `ud2` always raises #UD; the armed handler resumes after it.
-    unsafe { probe!("ud2") }
-}
-
-/// `set_trap_table` with a table of one `entry` (plus the terminator); the return code.
-fn register_one(entry: TrapInfo) -> i64 {
-    let table = [entry, TrapInfo::default()];
-    // SAFETY: each caller's entry points at a stub of `traps.rs` (or is refused by the hypervisor).
-    unsafe { hc::set_trap_table(Some(&table)) }
-}
-
-fn trap_table_cases(s: &mut Suite) {
-    s.run("traps.set_trap_table_bad_pointer", || {
-        // SAFETY: an unmapped table: the hypervisor must fail the copy with -EFAULT.
-        let rc = unsafe { hc::hypercall(__HYPERVISOR_set_trap_table, UNMAPPED, 0, 0, 0, 0) };
-        values!("{rc}")
-    });
-
-    // An entry with a non-canonical address after a good one: Xen applies entries one by one,
-    // so the first (a new vector) is live when the second is refused; the refused entry leaves
-    // the old handler of its vector in place.
-    s.run("traps.set_trap_table_non_canonical", || {
-        let mut bad = traps::entry(6, 0);
-        bad.address = NON_CANONICAL;
-        let table = [traps::entry(SOFT_DPL3, 3), bad, TrapInfo::default()];
-        // SAFETY: the first entry points at a stub; the second must be refused.
-        let rc = unsafe { hc::set_trap_table(Some(&table)) };
-        // SAFETY: `int $0x30` enters the new entry, or raises #GP if it was not applied.
-        let first = unsafe { probe!("int $0x30") };
-        let old = ud2();
-        let r = traps::reinstall();
-        values!(
-            "rc={rc} first_entry=[{}] old_vector_6=[{old}] reinstall={r}",
-            SoftInt(&first)
-        )
-    });
-
-    // A code selector of 0: 64-bit PV ignores trap_info.cs (Xen fixes up its RPL and always
-    // bounces with FLAT_KERNEL_CS), so the entry is accepted and works.
-    s.run("traps.set_trap_table_null_cs", || {
-        let mut e = traps::entry(6, 0);
-        e.cs = 0;
-        let rc = register_one(e);
-        let p = ud2();
-        let r = traps::reinstall();
-        values!("rc={rc} ud2={p} reinstall={r}")
-    });
-
-    // A null table clears the whole virtual IDT.
-    s.run("traps.set_trap_table_null_clears", || {
-        // SAFETY: the table is cleared and reinstalled straight away; nothing traps in between.
-        let rc = unsafe { hc::set_trap_table(None) };
-        let r = traps::install();
-        values!("rc={rc} reinstall={r}")
-    });
-}
-
-fn exception_cases(s: &mut Suite) {
-    // Xen's bounce frame for a fault in kernel mode: CS with RPL 0, the saved upcall mask (1:
-    // the suite runs with upcalls masked) in bits 32..39 and its inverse in RFLAGS.IF.
-    s.run("traps.invalid_opcode", || {
-        let p = ud2();
-        let t = p.trap.unwrap_or_default();
-        values!(
-            "{p} cs={:#x} saved_upcall_mask={} rflags_if={}",
-            t.cs & 0xffff,
-            (t.cs >> 32) & 0xff,
-            bit(t.rflags & RFLAGS_IF != 0)
-        )
-    });
-
-    s.run("traps.page_fault_read_unmapped", || {
-        // SAFETY: a load from an unmapped address: #PF, and the handler resumes after it.
-        let p = unsafe { probe!("mov ({a}), {v}", a = in(reg) UNMAPPED, v = out(reg) _) };
-        values!("{p} cr2_ok={}", cr2_is(&p, UNMAPPED))
-    });
-
-    s.run("traps.page_fault_write_unmapped", || {
-        // SAFETY: a store to an unmapped address: #PF, nothing is written.
-        let p = unsafe { probe!("movq $0, ({a})", a = in(reg) UNMAPPED + 8) };
-        values!("{p} cr2_ok={}", cr2_is(&p, UNMAPPED + 8))
-    });
-
-    // Xen records the faulting address in its copy of CR2 too: `mov %cr2` (emulated) reads it.
-    s.run("traps.page_fault_cr2_register", || {
-        // SAFETY: as above, a load from an unmapped address.
-        let p = unsafe { probe!("mov ({a}), {v}", a = in(reg) UNMAPPED + 16, v = out(reg) _) };
-        let (q, cr2) = read_cr(2);
-        values!(
-            "fault={} mov_cr2={q} matches={}",
-            p.trap.is_some() as u8,
-            bit(cr2 == Some(UNMAPPED + 16))
-        )
-    });
-
-    // The bootstrap page tables are mapped read-only: a store to the L4 is a protection fault
-    // (error P|W). Xen emulates stores only to L1 tables (below).
-    s.run("traps.page_fault_write_readonly", || {
-        let l4 = mm::layout().pt_base;
-        let p = store_same(l4);
-        values!("{p} cr2_ok={}", cr2_is(&p, l4))
-    });
-
-    s.run("traps.general_protection_non_canonical", || {
-        // SAFETY: a load from a non-canonical address: #GP(0), nothing is read.
-        let p = unsafe { probe!("mov ({a}), {v}", a = in(reg) NON_CANONICAL, v = out(reg) _) };
-        values!("{p}")
-    });
-
-    s.run("traps.divide_error", || {
-        // SAFETY: 1 / 0: #DE before RAX or RDX change.
-        let p = unsafe {
-            probe!(
-                "div {d}",
-                d = in(reg) 0u64,
-                inout("rax") 1u64 => _,
-                inout("rdx") 0u64 => _
-            )
-        };
-        values!("{p}")
-    });
-
-    // int3 is a trap: the frame's RIP is the next instruction.
-    s.run("traps.int3", || {
-        // SAFETY: `int3` raises #BP and changes nothing else.
-        let p = unsafe { probe!("int3") };
-        values!(
-            "vector={} rip_after_insn={}",
-            p.trap.map_or(-1, |t| t.vector as i64),
-            bit(p.rip_after_insn())
-        )
-    });
-
-    // Single step: TF set by popf traps after the next instruction; Xen reports it in DR6.
-    s.run("traps.single_step", || {
-        // SAFETY: sets RFLAGS.TF for one `nop`; the #DB handler clears TF in the frame it returns
-        // to, so nothing else is stepped.
-        let p = unsafe { probe!("pushfq\norq $0x100, (%rsp)\npopfq\nnop") };
-        let dr6 = hc::get_debugreg(6);
-        values!(
-            "vector={} rip_after_insn={} dr6_bs={}",
-            p.trap.map_or(-1, |t| t.vector as i64),
-            bit(p.rip_after_insn()),
-            bit(dr6 >= 0 && dr6 & DR6_BS != 0)
-        )
-    });
-
-    // `int $0x80` without a registered handler: Xen's int80 fast path finds none and reports a
-    // #GP with the IDT-vector error code, RIP rewound to the instruction, like hardware would.
-    s.run("traps.int80_no_handler", || {
-        // SAFETY: a software interrupt with no handler: #GP, the handler resumes after it.
-        let p = unsafe { probe!("int $0x80") };
-        values!("{p}")
-    });
-
-    s.run("traps.int80_dpl3_handler", || {
-        let rc = register_one(traps::entry(INT80, 3));
-        // SAFETY: `int $0x80` enters the stub registered just above.
-        let p = unsafe { probe!("int $0x80") };
-        let r = traps::reinstall();
-        values!("rc={rc} {} reinstall={r}", SoftInt(&p))
-    });
-
-    // Other software interrupts: allowed if the entry's DPL admits the guest kernel, else #GP
-    // with the error code naming the IDT vector ((vector << 3) | 2).
-    s.run("traps.int_n_dpl3", || {
-        let rc = register_one(traps::entry(SOFT_DPL3, 3));
-        // SAFETY: `int $0x30` enters the stub registered just above.
-        let p = unsafe { probe!("int $0x30") };
-        let r = traps::reinstall();
-        values!("rc={rc} {} reinstall={r}", SoftInt(&p))
-    });
-
-    s.run("traps.int_n_dpl0", || {
-        let rc = register_one(traps::entry(SOFT_DPL0, 0));
-        // SAFETY: `int $0x31` is refused for DPL 0: #GP, handled.
-        let p = unsafe { probe!("int $0x31") };
-        let r = traps::reinstall();
-        values!("rc={rc} {p} reinstall={r}")
-    });
-
-    s.run("traps.int_n_no_handler", || {
-        // SAFETY: `int $0x32` has no handler: #GP, handled.
-        let p = unsafe { probe!("int $0x32") };
-        values!("{p}")
-    });
-}
-
-/// How a software interrupt arrived: its vector and whether RIP points past `int $n`.
-struct SoftInt<'a>(&'a Probe);
-
-impl core::fmt::Display for SoftInt<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0.trap {
-            None => write!(f, "no_trap"),
-            Some(t) => write!(f, "{t} rip_after_insn={}", bit(self.0.rip_after_insn())),
-        }
-    }
-}
-
-/// Whether the trap of `p` is a page fault whose CR2 (from vcpu_info) is `addr`.
-fn cr2_is(p: &Probe, addr: u64) -> u8 {
-    bit(p.trap.is_some_and(|t| t.cr2 == Some(addr)))
-}
-
-/// Register values loaded before the `int3` of `iret.registers_intact`, RAX to R15 (RSP aside).
-const PATTERNS: [u64; 15] = [
-    0x1111_0000_0000_00aa, // rax
-    0x2222_0000_0000_00bb, // rbx
-    0x3333_0000_0000_00cc, // rcx
-    0x4444_0000_0000_00dd, // rdx
-    0x5555_0000_0000_00ee, // rsi
-    0x6666_0000_0000_00ff, // rdi
-    0x7777_0000_0000_0011, // rbp
-    0x8888_0000_0000_0022, // r8
-    0x9999_0000_0000_0033, // r9
-    0xaaaa_0000_0000_0044, // r10
-    0xbbbb_0000_0000_0055, // r11
-    0xcccc_0000_0000_0066, // r12
-    0xdddd_0000_0000_0077, // r13
-    0xeeee_0000_0000_0088, // r14
-    0xffff_0000_0000_0099, // r15
-];
-
-/// The registers seen right after the `int3` returned, then RFLAGS.
-static SEEN: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
-
-fn iret_cases(s: &mut Suite) {
-    // Every general-purpose register and the arithmetic flags survive a trap and the return
-    // through HYPERVISOR_iret (RCX and R11 travel in the bounce frame and the iret frame).
-    s.run("iret.registers_intact", || {
-        // SAFETY: saves the callee-saved registers, loads patterns into all of them, takes an
-        // `int3` (handled, resuming at 3:), stores what the registers hold into SEEN and
-        // restores. The caller-saved registers are declared clobbered.
-        unsafe {
-            asm!(
-                "push %rbx",
-                "push %rbp",
-                "push %r12",
-                "push %r13",
-                "push %r14",
-                "push %r15",
-                "lea 3f(%rip), %rax",
-                "mov %rax, {recovery}(%rip)",
-                "movabs ${p0}, %rax",
-                "movabs ${p1}, %rbx",
-                "movabs ${p2}, %rcx",
-                "movabs ${p3}, %rdx",
-                "movabs ${p4}, %rsi",
-                "movabs ${p5}, %rdi",
-                "movabs ${p6}, %rbp",
-                "movabs ${p7}, %r8",
-                "movabs ${p8}, %r9",
-                "movabs ${p9}, %r10",
-                "movabs ${p10}, %r11",
-                "movabs ${p11}, %r12",
-                "movabs ${p12}, %r13",
-                "movabs ${p13}, %r14",
-                "movabs ${p14}, %r15",
-                "stc",
-                "int3",
-                "3:",
-                "pushfq",
-                "popq {seen}+120(%rip)",
-                "mov %rax, {seen}(%rip)",
-                "mov %rbx, {seen}+8(%rip)",
-                "mov %rcx, {seen}+16(%rip)",
-                "mov %rdx, {seen}+24(%rip)",
-                "mov %rsi, {seen}+32(%rip)",
-                "mov %rdi, {seen}+40(%rip)",
-                "mov %rbp, {seen}+48(%rip)",
-                "mov %r8, {seen}+56(%rip)",
-                "mov %r9, {seen}+64(%rip)",
-                "mov %r10, {seen}+72(%rip)",
-                "mov %r11, {seen}+80(%rip)",
-                "mov %r12, {seen}+88(%rip)",
-                "mov %r13, {seen}+96(%rip)",
-                "mov %r14, {seen}+104(%rip)",
-                "mov %r15, {seen}+112(%rip)",
-                "pop %r15",
-                "pop %r14",
-                "pop %r13",
-                "pop %r12",
-                "pop %rbp",
-                "pop %rbx",
-                recovery = sym traps::RECOVERY,
-                seen = sym SEEN,
-                p0 = const PATTERNS[0],
-                p1 = const PATTERNS[1],
-                p2 = const PATTERNS[2],
-                p3 = const PATTERNS[3],
-                p4 = const PATTERNS[4],
-                p5 = const PATTERNS[5],
-                p6 = const PATTERNS[6],
-                p7 = const PATTERNS[7],
-                p8 = const PATTERNS[8],
-                p9 = const PATTERNS[9],
-                p10 = const PATTERNS[10],
-                p11 = const PATTERNS[11],
-                p12 = const PATTERNS[12],
-                p13 = const PATTERNS[13],
-                p14 = const PATTERNS[14],
-                out("rax") _,
-                out("rcx") _,
-                out("rdx") _,
-                out("rsi") _,
-                out("rdi") _,
-                out("r8") _,
-                out("r9") _,
-                out("r10") _,
-                out("r11") _,
-                options(att_syntax)
-            );
-        }
-        let trap = traps::take_last();
-        let intact = PATTERNS
-            .iter()
-            .zip(SEEN.iter())
-            .filter(|(p, s)| s.load(Ordering::SeqCst) == **p)
-            .count();
-        let cf = SEEN[15].load(Ordering::SeqCst) & RFLAGS_CF != 0;
-        values!(
-            "vector={} registers_intact={intact}/15 carry_intact={}",
-            trap.map_or(-1, |t| t.vector as i64),
-            bit(cf)
-        )
-    });
-
-    // HYPERVISOR_iret called directly (not from a trap): with flags 0, RAX, RCX and R11 come
-    // from the frame, and RFLAGS.IF of the frame becomes the inverse of the upcall mask.
-    s.run("iret.direct", || {
-        let r = direct_iret(0, false);
-        values!(
-            "rax_ok={} rcx_ok={} r11_ok={} upcall_mask={}",
-            bit(r.rax == IRET_RAX),
-            bit(r.rcx == IRET_RCX),
-            bit(r.r11 == IRET_R11),
-            shared_info::upcall_mask().map_or(-1, i32::from)
-        )
-    });
-
-    // With VGCF_in_syscall Xen returns like `sysret`: RCX and R11 are not restored (RCX ends up
-    // holding the return address).
-    s.run("iret.in_syscall", || {
-        let r = direct_iret(VGCF_in_syscall, false);
-        values!(
-            "rax_ok={} rcx_restored={} r11_restored={} rcx_is_rip={}",
-            bit(r.rax == IRET_RAX),
-            bit(r.rcx == IRET_RCX),
-            bit(r.r11 == IRET_R11),
-            bit(r.rcx == r.target)
-        )
-    });
-
-    // RFLAGS.IF in the iret frame sets the upcall mask: IF=1 unmasks, IF=0 masks.
-    s.run("iret.rflags_if_sets_upcall_mask", || {
-        direct_iret(0, true);
-        let unmasked = shared_info::upcall_mask().map_or(-1, i32::from);
-        direct_iret(0, false);
-        let masked = shared_info::upcall_mask().map_or(-1, i32::from);
-        shared_info::set_upcall_mask(1);
-        values!("if_set_mask={unmasked} if_clear_mask={masked}")
-    });
-}
-
-const IRET_RAX: u64 = 0x0123_4567_89ab_cdef;
-const IRET_RCX: u64 = 0x1357_9bdf_2468_ace0;
-const IRET_R11: u64 = 0x0246_8ace_1357_9bdf;
-
-/// What the code after a direct `iret` saw.
-struct IretSeen {
-    rax: u64,
-    rcx: u64,
-    r11: u64,
-    /// The return address given in the frame.
-    target: u64,
-}
-
-/// Builds an `iret` frame returning to the next instruction on the current stack, with
-/// `iret_context.flags = flags` and RFLAGS.IF = `set_if`, and jumps to the hypercall page's iret
-/// stub with RAX, RCX and R11 holding the IRET_* patterns (the stub pushes them).
-fn direct_iret(flags: u64, set_if: bool) -> IretSeen {
-    let (rax, rcx, r11, target): (u64, u64, u64, u64);
-    // SAFETY: the frame returns to label 3 in kernel mode (CS with RPL 0) on the stack pointer
-    // the block started with, so the code after the block runs as if the block had fallen
-    // through. RAX, RCX and R11 are outputs; every other register is preserved by Xen.
-    unsafe {
-        asm!(
-            "lea 3f(%rip), {target}",
-            "mov %rsp, {sp}",
-            "pushq ${ss}",
-            "push {sp}",
-            "pushfq",
-            "andq $~{rflags_if}, (%rsp)",
-            "or {ifbit}, (%rsp)",
-            "pushq ${cs}",
-            "push {target}",
-            "push {flags}",
-            "movabs ${rax}, %rax",
-            "movabs ${rcx}, %rcx",
-            "movabs ${r11}, %r11",
-            "jmp {hypercall_page}+{iret_offset}",
-            "3:",
-            target = out(reg) target,
-            sp = out(reg) _,
-            ifbit = in(reg) if set_if { RFLAGS_IF } else { 0 },
-            flags = in(reg) flags,
-            ss = const FLAT_KERNEL_SS,
-            cs = const KERNEL_CS_RPL0,
-            rflags_if = const RFLAGS_IF,
-            rax = const IRET_RAX,
-            rcx = const IRET_RCX,
-            r11 = const IRET_R11,
-            hypercall_page = sym hypercall_page,
-            iret_offset = const __HYPERVISOR_iret * 32,
-            out("rax") rax,
-            out("rcx") rcx,
-            out("r11") r11,
-            options(att_syntax)
-        );
-    }
-    IretSeen {
-        rax,
-        rcx,
-        r11,
-        target,
-    }
-}
-
-/// Reads control register `n` with `mov %crN` (emulated by Xen); the probe and the value.
-fn read_cr(n: u8) -> (Probe, Option<u64>) {
-    let mut v: u64 = 0;
-    // SAFETY: reading a control register has no side effect; at CPL 3 it traps and Xen emulates
-    // it (or injects #GP, which the handler resumes from).
-    let p = unsafe {
-        match n {
-            0 => probe!("mov %cr0, {v}", v = inout(reg) v),
-            2 => probe!("mov %cr2, {v}", v = inout(reg) v),
-            3 => probe!("mov %cr3, {v}", v = inout(reg) v),
-            _ => unreachable!("read_cr({n})"),
-        }
-    };
-    (p, p.trap.is_none().then_some(v))
-}
-
-/// CR0.TS as `mov %cr0` reads it: 1, 0, or -1 if the read trapped.
-fn cr0_ts() -> i32 {
-    read_cr(0).1.map_or(-1, |cr0| i32::from(cr0 & CR0_TS != 0))
-}
-
-/// `fnstcw`: an x87 instruction that raises #NM while CR0.TS is set.
-fn x87() -> Probe {
-    let mut cw: u16 = 0;
-    // SAFETY: stores the x87 control word into a local; no other effect.
-    unsafe { probe!("fnstcw ({p})", p = in(reg) &raw mut cw) }
-}
-
-fn fpu_cases(s: &mut Suite) {
-    s.run("fpu.taskswitch_set", || {
-        let rc = hc::fpu_taskswitch(true);
-        let ts = cr0_ts();
-        let p = x87();
-        hc::fpu_taskswitch(false);
-        values!("rc={rc} cr0_ts={ts} x87={p}")
-    });
-
-    // Xen clears the virtual TS when it delivers #NM (as if the guest's handler had done `clts`),
-    // so the instruction succeeds when retried.
-    s.run("fpu.nm_clears_ts", || {
-        hc::fpu_taskswitch(true);
-        let first = x87();
-        let ts = cr0_ts();
-        let retry = x87();
-        hc::fpu_taskswitch(false);
-        values!(
-            "first={} cr0_ts={ts} retry={retry}",
-            bit(first.trap.is_some())
-        )
-    });
-
-    s.run("fpu.taskswitch_clear", || {
-        hc::fpu_taskswitch(true);
-        let rc = hc::fpu_taskswitch(false);
-        values!("rc={rc} cr0_ts={} x87={}", cr0_ts(), x87())
-    });
-
-    // `clts` is emulated: it clears the virtual TS like fpu_taskswitch(0).
-    s.run("fpu.clts", || {
-        hc::fpu_taskswitch(true);
-        // SAFETY: clears CR0.TS (emulated by Xen); the kernel wants TS clear anyway.
-        let p = unsafe { probe!("clts") };
-        let ts = cr0_ts();
-        hc::fpu_taskswitch(false);
-        values!("{p} cr0_ts={ts} x87={}", x87())
-    });
 }
 
 /// Registers `address` as callback `kind` with `flags`; the return code.
@@ -697,24 +166,6 @@ fn callback_cases(s: &mut Suite) {
 static FS_TARGET: AtomicU64 = AtomicU64::new(0x0f5f_5f5f_0000_0001);
 static GS_TARGET: AtomicU64 = AtomicU64::new(0x0656_5656_0000_0002);
 
-/// Reads MSR `msr` with `rdmsr` (emulated by Xen for the MSRs it knows).
-fn rdmsr(msr: u32) -> (Probe, Option<u64>) {
-    let (mut lo, mut hi): (u64, u64) = (0, 0);
-    // SAFETY: reading an MSR has no side effect; Xen emulates it or injects #GP.
-    let p = unsafe {
-        probe!(
-            "rdmsr",
-            in("ecx") msr,
-            inout("rax") lo,
-            inout("rdx") hi
-        )
-    };
-    (
-        p,
-        p.trap.is_none().then_some((hi << 32) | (lo & 0xffff_ffff)),
-    )
-}
-
 /// `%fs:0` or `%gs:0`.
 fn read_segment_word(gs: bool) -> u64 {
     let v: u64;
@@ -745,8 +196,8 @@ fn segment_cases(s: &mut Suite) {
         let undo = set_base(SEGBASE_FS, old);
         values!(
             "rc={rc} fs0_reads_target={} rdmsr_matches={} undo={undo}",
-            bit(reads),
-            bit(msr)
+            flag(reads),
+            flag(msr)
         )
     });
 
@@ -759,8 +210,8 @@ fn segment_cases(s: &mut Suite) {
         let undo = set_base(SEGBASE_GS_KERNEL, old);
         values!(
             "rc={rc} gs0_reads_target={} rdmsr_matches={} undo={undo}",
-            bit(reads),
-            bit(msr)
+            flag(reads),
+            flag(msr)
         )
     });
 
@@ -771,7 +222,7 @@ fn segment_cases(s: &mut Suite) {
         let rc = set_base(SEGBASE_GS_USER, target);
         let msr = rdmsr(MSR_SHADOW_GS_BASE).1 == Some(target);
         let undo = set_base(SEGBASE_GS_USER, old);
-        values!("rc={rc} shadow_gs_msr_matches={} undo={undo}", bit(msr))
+        values!("rc={rc} shadow_gs_msr_matches={} undo={undo}", flag(msr))
     });
 
     // Loading the null selector into the user GS resets the user GS base to 0.
@@ -883,7 +334,7 @@ fn cpuid_cases(s: &mut Suite) {
             )
         };
         let _ = (a, b);
-        values!("returned={} {p}", bit(p.trap.is_none()))
+        values!("returned={} {p}", flag(p.trap.is_none()))
     });
 }
 
@@ -894,7 +345,7 @@ fn control_register_cases(s: &mut Suite) {
         let l4 = mm::l4_mfn();
         values!(
             "{p} matches_l4_machine_address={}",
-            bit(cr3.is_some_and(|v| v & PTE_FRAME_MASK == l4 << 12))
+            flag(cr3.is_some_and(|v| v & PTE_FRAME_MASK == l4 << 12))
         )
     });
 
@@ -906,7 +357,7 @@ fn control_register_cases(s: &mut Suite) {
         values!("{p}")
     });
 
-    s.run("cr0.write_same", || {
+    s.run("priv.mov_cr0_write_same", || {
         let (_, cr0) = read_cr(0);
         let Some(cr0) = cr0 else {
             return values!("read_trapped");
@@ -917,7 +368,7 @@ fn control_register_cases(s: &mut Suite) {
     });
 
     // Xen lets a PV guest change only CR0.TS; any other bit is refused with #GP.
-    s.run("cr0.write_other_bit", || {
+    s.run("priv.mov_cr0_write_other_bit", || {
         let (_, cr0) = read_cr(0);
         let Some(cr0) = cr0 else {
             return values!("read_trapped");
@@ -925,7 +376,7 @@ fn control_register_cases(s: &mut Suite) {
         // SAFETY: asks to flip CR0.MP; the hypervisor refuses (and MP only affects WAIT/FWAIT).
         let p = unsafe { probe!("mov {v}, %cr0", v = in(reg) cr0 ^ CR0_MP) };
         let still = read_cr(0).1 == Some(cr0);
-        values!("{p} unchanged={}", bit(still))
+        values!("{p} unchanged={}", flag(still))
     });
 }
 
@@ -1010,70 +461,6 @@ fn set_gdt_cases(s: &mut Suite) {
     });
 }
 
-/// Stores the value at `va` back to `va` (an 8-byte load, then the probed store).
-fn store_same(va: u64) -> Probe {
-    // SAFETY: `va` is mapped (at least readable) and 8-byte aligned in every caller.
-    let value = unsafe { core::ptr::read_volatile(va as *const u64) };
-    // SAFETY: stores the value just read: if the store goes through, nothing changes.
-    unsafe { probe!("mov {v}, ({a})", a = in(reg) va, v = in(reg) value) }
-}
-
-/// Where the L1 entry mapping scratch page 3 is mapped (read-only) in the kernel's address space,
-/// with the entry's value and its machine address.
-fn scratch_pte() -> Option<(u64, mm::L1Slot)> {
-    let page = scratch(3)?;
-    let slot = mm::l1_slot(page.va)?;
-    Some((
-        mm::mfn_to_va(slot.l1_mfn) + 8 * index(page.va, 1) as u64,
-        slot,
-    ))
-}
-
-/// Rewrites scratch page 3's L1 entry with its own value through the read-only mapping.
-fn l1_store_same() -> Probe {
-    match scratch_pte() {
-        Some((pte_va, _)) => store_same(pte_va),
-        None => Probe {
-            trap: None,
-            at: 0,
-            after: 1,
-        },
-    }
-}
-
-/// Stores to an L1 page-table page through its read-only mapping: Xen decodes the faulting
-/// instruction and performs it as a validated PTE update (`ptwr_do_page_fault` in Xen's
-/// `arch/x86/pv/ro-page-fault.c`); a PTE it would refuse leaves the #PF to the guest.
-fn l1_pagetable_cases(s: &mut Suite) {
-    s.run("l1_pagetable.store_same_value", || {
-        let Some((_, slot)) = scratch_pte() else {
-            return values!("scratch_unmapped");
-        };
-        let p = l1_store_same();
-        let kept = scratch_pte().is_some_and(|(_, now)| now.value == slot.value);
-        values!("{p} pte_kept={}", bit(kept))
-    });
-
-    // A PTE mapping the kernel's own L4 writable: refused (as `mmu_update` refuses it), so the
-    // fault reaches the guest.
-    s.run("l1_pagetable.store_invalid_pte", || {
-        let Some((pte_va, slot)) = scratch_pte() else {
-            return values!("scratch_unmapped");
-        };
-        let bad = make_entry(mm::l4_mfn(), PTE_P | PTE_RW | PTE_A | PTE_D);
-        // SAFETY: asks to map the L4 writable over scratch page 3 (a page only the cases use);
-        // the hypervisor must refuse, and the entry is restored below if it did not.
-        let p = unsafe { probe!("mov {v}, ({a})", a = in(reg) pte_va, v = in(reg) bad) };
-        let now = scratch_pte().map_or(0, |(_, e)| e.value);
-        let kept = now == slot.value;
-        if !kept {
-            hc::mmu_update(&[normal(slot.maddr, slot.value)], DOMID_SELF);
-            flush_local();
-        }
-        values!("{p} cr2_ok={} pte_kept={}", cr2_is(&p, pte_va), bit(kept))
-    });
-}
-
 fn vm_assist_cases(s: &mut Suite) {
     s.run("vm_assist.4gb_segments", || {
         let on = hc::vm_assist(VMASST_CMD_enable, VMASST_TYPE_4gb_segments);
@@ -1088,7 +475,7 @@ fn vm_assist_cases(s: &mut Suite) {
     });
 
     // The assist is accepted, but has no effect on a 64-bit PV guest: Xen emulates stores to L1
-    // tables whether or not it is enabled (the `l1_pagetable.*` cases).
+    // tables whether or not it is enabled (the `traps.l1_pagetable_*` cases).
     s.run("vm_assist.writable_pagetables", || {
         let on = hc::vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables);
         let with = l1_store_same();

@@ -31,7 +31,7 @@ use super::super::events;
 use super::super::hypercall::{self as hc, ptr as gp};
 use super::super::shared_info::{self, Bitmap::Pending};
 use super::super::time::{self, MS};
-use super::{values, Suite, Values, BAD_CMD, NO_SUCH_DOMAIN, UNMAPPED};
+use super::{flag, values, Suite, Values, BAD_CMD, NO_SUCH_DOMAIN, UNMAPPED};
 
 /// Xen's default period for a PV vCPU's periodic timer.
 const DEFAULT_PERIOD_NS: u64 = 10 * MS;
@@ -43,18 +43,9 @@ const CANCEL_MARGIN_NS: u64 = 20 * MS;
 
 /// Every group of this module, in order.
 pub(super) fn cases(s: &mut Suite) {
-    if let Err(why) = s.handlers_ready() {
-        // Without the event callback an upcall would bounce to address 0 and kill the domain.
-        s.case("timer.skipped", format_args!("{why}"));
-        return;
-    }
     timer_cases(s);
     sched_op_cases(s);
     vcpu_op_cases(s);
-}
-
-fn bit(v: bool) -> u8 {
-    v as u8
 }
 
 /// VIRQ_TIMER bound to a port for the length of one case.
@@ -206,8 +197,8 @@ fn timer_cases(s: &mut Suite) {
             let b = block_until_event(port, now + GIVE_UP_NS);
             values!(
                 "rc={rc} fired={} port_ok={} mask_after_block={} pending_after={} upcall_pending_after={}",
-                bit(events::upcalls() != before),
-                bit(b.fired),
+                flag(events::upcalls() != before),
+                flag(b.fired),
                 b.mask_after_block,
                 shared_info::test_bit(Pending, port),
                 shared_info::upcall_pending()
@@ -242,7 +233,7 @@ fn timer_cases(s: &mut Suite) {
         with_timer_port(|port, now| {
             let rc = set_singleshot(now + MS, 0);
             let fired = rc == 0 && block_until_event(port, now + GIVE_UP_NS).fired;
-            values!("rc={rc} fired={}", bit(fired))
+            values!("rc={rc} fired={}", flag(fired))
         })
     });
 
@@ -291,8 +282,8 @@ fn timer_cases(s: &mut Suite) {
             let stop = hc::vcpu_op::<u8>(VCPUOP_stop_periodic_timer, 0, None);
             values!(
                 "rc={rc} first={} second={} stop={stop}",
-                bit(first),
-                bit(second)
+                flag(first),
+                flag(second)
             )
         })
     });
