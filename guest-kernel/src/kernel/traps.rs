@@ -469,10 +469,14 @@ impl fmt::Display for Probe {
 /// after them, and evaluates to a [`Probe`]. Further operands are passed to `asm!` (AT&T syntax).
 /// Labels 2 and 3 are taken.
 ///
+/// `epilogue = "..."` adds instructions that run after the recovery point, whether or not the
+/// probed ones trapped: the place to restore a register the probed code borrowed (RBX, which
+/// cannot be an `asm!` operand, for CPUID).
+///
 /// The caller wraps the macro in `unsafe` with a `// SAFETY:` note on what the instruction does
 /// when it does *not* trap.
 macro_rules! probe {
-    ($insn:literal $(, $($operands:tt)+)?) => {{
+    ($insn:literal, epilogue = $epilogue:literal $(, $($operands:tt)+)?) => {{
         let at: u64;
         let after: u64;
         core::arch::asm!(
@@ -483,6 +487,7 @@ macro_rules! probe {
             $insn,
             "3:",
             "movq $0, {recovery}(%rip)",
+            $epilogue,
             after = out(reg) after,
             at = out(reg) at,
             recovery = sym $crate::kernel::traps::RECOVERY,
@@ -495,6 +500,9 @@ macro_rules! probe {
             after,
         }
     }};
+    ($insn:literal $(, $($operands:tt)+)?) => {
+        $crate::kernel::traps::probe!($insn, epilogue = "" $(, $($operands)+)?)
+    };
 }
 pub(crate) use probe;
 

@@ -276,11 +276,12 @@ fn kernel_stack_top() -> u64 {
 /// Returns the probe (a #UD if the prefix is not recognised) and EAX, EBX, ECX, EDX.
 fn forced_cpuid(leaf: u32) -> (Probe, [u32; 4]) {
     let (mut a, mut b, mut c, mut d) = (leaf, 0u32, 0u32, 0u32);
-    // SAFETY: CPUID has no side effects. RBX cannot be an asm operand, so it is saved in `b`'s
-    // register and exchanged back after the instruction.
+    // SAFETY: CPUID has no side effects. RBX cannot be an asm operand: it is parked in `b`'s
+    // register and exchanged back in the epilogue, which runs even if the probe trapped.
     let p = unsafe {
         probe!(
-            "xchg %rbx, {b:r}\nud2\n.ascii \"xen\"\ncpuid\nxchg %rbx, {b:r}",
+            "mov %rbx, {b:r}\nud2\n.ascii \"xen\"\ncpuid",
+            epilogue = "xchg %rbx, {b:r}",
             b = inout(reg) b,
             inout("eax") a,
             inout("ecx") c,
@@ -322,18 +323,17 @@ fn cpuid_cases(s: &mut Suite) {
     // A plain CPUID is not trapped by the guest (Xen may fault and emulate it, invisibly, or the
     // CPU answers directly); its answer depends on the CPU QEMU models, so only "it returned".
     s.run("cpuid.native_leaf_0", || {
-        let (mut a, mut b) = (0u32, 0u32);
         // SAFETY: CPUID has no side effects; RBX is saved and restored as in `forced_cpuid`.
         let p = unsafe {
             probe!(
-                "xchg %rbx, {b:r}\ncpuid\nxchg %rbx, {b:r}",
-                b = inout(reg) b,
-                inout("eax") a,
+                "mov %rbx, {b:r}\ncpuid",
+                epilogue = "xchg %rbx, {b:r}",
+                b = out(reg) _,
+                inout("eax") 0u32 => _,
                 inout("ecx") 0u32 => _,
                 out("edx") _
             )
         };
-        let _ = (a, b);
         values!("returned={} {p}", flag(p.trap.is_none()))
     });
 }
