@@ -1,5 +1,6 @@
-//! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic and
-//! the line formatting the conformance suite prints. Host-tested with `cargo test -p guest-kernel`.
+//! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the PV
+//! clock arithmetic and the line formatting the conformance suite prints. Host-tested with
+//! `cargo test -p guest-kernel`.
 //!
 //! Everything that touches the hardware or the hypervisor lives in the binary (`src/main.rs` and
 //! `src/kernel/`), built only for `x86_64-unknown-none`.
@@ -9,3 +10,4 @@
 pub mod cmdline;
 pub mod line;
 pub mod paging;
+pub mod pvclock;

@@ -56,6 +56,19 @@ impl<const N: usize> fmt::Write for LineBuf<N> {
     }
 }
 
+/// The text of the line. The buffer only ever receives `&str`s, but truncation may cut a
+/// multi-byte character: such a tail is left out.
+impl<const N: usize> fmt::Display for LineBuf<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.as_bytes();
+        let text = match core::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        f.write_str(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +85,13 @@ mod tests {
         assert!(l.truncated());
         l.clear();
         assert_eq!(l.as_bytes(), b"");
+    }
+
+    #[test]
+    fn displays_as_text_without_a_cut_character() {
+        let mut l = LineBuf::<4>::new();
+        write!(l, "ab\u{e9}\u{e9}").unwrap();
+        assert!(l.truncated());
+        assert_eq!(format!("{l}"), "ab\u{e9}");
     }
 }

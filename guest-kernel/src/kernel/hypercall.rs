@@ -7,11 +7,16 @@
 
 use core::arch::asm;
 
+use hypercall_abi::arch_x86_64::TrapInfo;
 use hypercall_abi::sched::{SCHEDOP_shutdown, SchedShutdown};
 use hypercall_abi::xen::{
-    __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op, __HYPERVISOR_memory_op,
+    __HYPERVISOR_callback_op, __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op,
+    __HYPERVISOR_fpu_taskswitch, __HYPERVISOR_get_debugreg, __HYPERVISOR_memory_op,
     __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_multicall, __HYPERVISOR_sched_op,
-    __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version, MmuUpdate, MmuextOp, MulticallEntry,
+    __HYPERVISOR_set_callbacks, __HYPERVISOR_set_segment_base, __HYPERVISOR_set_timer_op,
+    __HYPERVISOR_set_trap_table, __HYPERVISOR_stack_switch, __HYPERVISOR_update_va_mapping,
+    __HYPERVISOR_vcpu_op, __HYPERVISOR_vm_assist, __HYPERVISOR_xen_version, MmuUpdate, MmuextOp,
+    MulticallEntry,
 };
 
 use super::boot::hypercall_page;
@@ -195,6 +200,103 @@ pub unsafe fn multicall(entries: &mut [MulticallEntry]) -> i64 {
             0,
         )
     }
+}
+
+/// `set_trap_table(traps)`: registers the entries of `traps` up to the first with address 0 (the
+/// caller includes that terminator). `None` clears the whole virtual IDT.
+///
+/// # Safety
+/// Every non-zero `address` must be an entry point that copes with Xen's bounce frame (`traps.rs`):
+/// from now on the hypervisor jumps there when the vector is raised.
+pub unsafe fn set_trap_table(traps: Option<&[TrapInfo]>) -> i64 {
+    if let Some(t) = traps {
+        assert!(
+            t.last().is_some_and(|e| e.address == 0),
+            "a trap table ends with a zero-address entry"
+        );
+    }
+    let p = traps.map_or(0, |t| ptr(t.as_ptr()));
+    // SAFETY: `p` is null or a readable, terminated array; the caller vouches for the handlers.
+    unsafe { hypercall(__HYPERVISOR_set_trap_table, p, 0, 0, 0, 0) }
+}
+
+/// `callback_op(cmd, arg)` (`callback.h`).
+///
+/// # Safety
+/// A registered callback address must be an entry point that copes with what the hypervisor
+/// pushes for that callback type (`traps.rs`), or a type the hypervisor never enters in this
+/// kernel (syscall from user mode, failsafe after a bad segment reload).
+pub unsafe fn callback_op<T>(cmd: u32, arg: &T) -> i64 {
+    // SAFETY: `arg` is readable for the call; the caller vouches for the address it names.
+    unsafe {
+        hypercall(
+            __HYPERVISOR_callback_op,
+            cmd.into(),
+            ptr(arg as *const T),
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// `set_callbacks(event, failsafe, syscall)`: the pre-`callback_op` way to register all three.
+///
+/// # Safety
+/// As for [`callback_op`], for each of the three addresses.
+pub unsafe fn set_callbacks(event: u64, failsafe: u64, syscall: u64) -> i64 {
+    // SAFETY: no pointers are dereferenced by the hypervisor; the caller vouches for the entries.
+    unsafe { hypercall(__HYPERVISOR_set_callbacks, event, failsafe, syscall, 0, 0) }
+}
+
+/// `fpu_taskswitch(set)`: sets (1) or clears (0) the virtual CR0.TS; with TS set, the next FPU or
+/// SSE instruction raises #NM.
+pub fn fpu_taskswitch(set: bool) -> i64 {
+    // SAFETY: no pointers; the kernel itself is built soft-float and never touches the FPU.
+    unsafe { hypercall(__HYPERVISOR_fpu_taskswitch, set.into(), 0, 0, 0, 0) }
+}
+
+/// `set_timer_op(deadline)`: arms the vCPU's single-shot timer for an absolute system time in ns;
+/// 0 cancels it. Expiry raises VIRQ_TIMER.
+pub fn set_timer_op(deadline_ns: u64) -> i64 {
+    // SAFETY: no pointers.
+    unsafe { hypercall(__HYPERVISOR_set_timer_op, deadline_ns, 0, 0, 0, 0) }
+}
+
+/// `vcpu_op(cmd, vcpu, arg)` with an argument of any plain type (`vcpu.h`).
+pub fn vcpu_op<T>(cmd: u32, vcpu: u32, arg: Option<&mut T>) -> i64 {
+    let p = arg.map_or(0, |a| ptr(a as *mut T));
+    // SAFETY: `p` is null or a valid exclusive reference for the call. The commands the suite uses
+    // read or write only that structure (never VCPUOP_initialise with a live context).
+    unsafe { hypercall(__HYPERVISOR_vcpu_op, cmd.into(), vcpu.into(), p, 0, 0) }
+}
+
+/// `set_segment_base(which, base)` (SEGBASE_*, `xen-x86_64.h`).
+///
+/// # Safety
+/// The kernel must not rely on the segment base being changed (the Rust code never uses FS or GS).
+pub unsafe fn set_segment_base(which: u32, base: u64) -> i64 {
+    // SAFETY: no pointers; the caller vouches that nothing depends on the base.
+    unsafe { hypercall(__HYPERVISOR_set_segment_base, which.into(), base, 0, 0, 0) }
+}
+
+/// `stack_switch(ss, sp)`: the kernel stack Xen switches to on a user-to-kernel transition.
+pub fn stack_switch(ss: u64, sp: u64) -> i64 {
+    // SAFETY: no pointers; this kernel never runs user mode, so the stack is never used.
+    unsafe { hypercall(__HYPERVISOR_stack_switch, ss, sp, 0, 0, 0) }
+}
+
+/// `vm_assist(cmd, type)` (VMASST_*, `xen.h`).
+pub fn vm_assist(cmd: u32, kind: u32) -> i64 {
+    // SAFETY: no pointers; the assists the suite toggles change only how later faults and
+    // page-table writes are handled, which the cases that toggle them expect.
+    unsafe { hypercall(__HYPERVISOR_vm_assist, cmd.into(), kind.into(), 0, 0, 0) }
+}
+
+/// `get_debugreg(reg)`: the virtual debug register `reg` (a value, or a negative errno).
+pub fn get_debugreg(reg: u32) -> i64 {
+    // SAFETY: no pointers.
+    unsafe { hypercall(__HYPERVISOR_get_debugreg, reg.into(), 0, 0, 0, 0) }
 }
 
 /// Shuts this domain down with `reason` (SHUTDOWN_*); never returns.

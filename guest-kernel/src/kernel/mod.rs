@@ -1,9 +1,14 @@
-//! The bare-metal kernel: boot, hypercalls, console, memory helpers and the conformance suite.
+//! The bare-metal kernel: boot, hypercalls, console, memory, traps and events, and the
+//! conformance suite.
 //!
 //! Design principles, in XenoLinux's footsteps:
 //! - the kernel never writes a page-table entry itself: it asks the hypervisor (`mmu_update`,
 //!   `update_va_mapping`), and reads its tables through the read-only mapping Xen gives it;
 //! - every hypercall goes through the hypercall page the hypervisor filled in (`hypercall.rs`);
+//! - exceptions and event upcalls arrive as Xen's bounce frames and leave through the `iret`
+//!   hypercall (`traps.rs`); privileged instructions appear only in the cases that probe them;
+//! - memory the hypervisor writes (shared_info) is reached only through raw pointers, volatile or
+//!   atomic (`shared_info.rs`);
 //! - output is whole lines through `console_io`, so logs never interleave mid-line.
 
 #[macro_use]
@@ -11,8 +16,12 @@ pub mod console;
 mod bench;
 mod boot;
 mod conformance;
+pub mod events;
 pub mod hypercall;
 pub mod mm;
+pub mod shared_info;
+pub mod time;
+pub mod traps;
 
 use core::fmt::Write;
 use guest_kernel::cmdline::Cmdline;

@@ -6,12 +6,25 @@
 //! against Xen's documented semantics (`xen.h`, `xen-abi.md`) and many are negative: a bad command,
 //! a bad pointer, a bad count, a batch whose k-th entry is invalid. Every case leaves the domain as
 //! it found it (mappings restored, ports closed), so cases are independent of their order.
+//!
+//! The suite must also survive a hypervisor that answers differently: a setup step that fails is
+//! printed as the case's value (`restore_failed=-38`), never a panic, and a trap the suite did not
+//! expect aborts only the case (or group) it happened in, printed as `unexpected trap vector=..`
+//! (`traps.rs` has the machinery). The first groups (start_info to evtchn) are in this file; the
+//! exception groups are in [`exceptions`], the rest of CPU virtualization in [`cpu`], and the
+//! timer, scheduler and vCPU groups in [`timer`].
+
+mod cpu;
+mod exceptions;
+mod insn;
+mod timer;
 
 use core::fmt;
 use core::ptr;
 
 use guest_kernel::cmdline::Cmdline;
-use guest_kernel::paging::{entry_frame, make_entry, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW, PTE_US};
+use guest_kernel::line::LineBuf;
+use guest_kernel::paging::{make_entry, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW, PTE_US};
 use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use hypercall_abi::event_channel::{
     EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
@@ -31,13 +44,14 @@ use hypercall_abi::version::{
 use hypercall_abi::xen::{
     __HYPERVISOR_console_io, __HYPERVISOR_multicall, __HYPERVISOR_sched_op,
     __HYPERVISOR_xen_version, CONSOLEIO_read, CONSOLEIO_write, MmuUpdate, MmuextOp, MulticallEntry,
-    SharedInfo, StartInfo, DOMID_SELF, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
-    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
-    MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, UVMF_INVLPG, UVMF_LOCAL, UVMF_TLB_FLUSH, VIRQ_TIMER,
+    StartInfo, DOMID_SELF, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
+    MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE,
+    MMU_NORMAL_PT_UPDATE, UVMF_INVLPG, UVMF_LOCAL, UVMF_TLB_FLUSH, VIRQ_TIMER,
 };
 
 use super::hypercall::{self as hc, ptr as gp};
-use super::mm;
+use super::shared_info::{self, clear_bit, test_bit, Bitmap::Mask, Bitmap::Pending};
+use super::{mm, traps};
 
 /// A domain id that no domain has at boot (domains are numbered from 0 upwards, 77 is never
 /// reached by a boot-time configuration).
@@ -52,16 +66,105 @@ const BAD_CMD: u32 = 9999;
 /// its guest-kernel software bit itself).
 const DATA_FLAGS: u64 = PTE_P | PTE_RW | PTE_A | PTE_D;
 
+/// The values of one case, formatted into a line buffer (see [`values!`]).
+pub type Values = LineBuf<256>;
+
+/// Formats a case's values into a [`Values`] buffer, like `format!`.
+macro_rules! values {
+    ($($arg:tt)*) => {{
+        let mut v = $crate::kernel::conformance::Values::new();
+        let _ = core::fmt::Write::write_fmt(&mut v, format_args!($($arg)*));
+        v
+    }};
+}
+pub(crate) use values;
+
+/// `1` or `0`, how the cases print a yes/no observation.
+fn flag(v: bool) -> u8 {
+    v.into()
+}
+
 /// Counts and prints the cases.
-struct Suite {
+pub struct Suite {
     count: u32,
+    /// Name of the last case printed (reported when a group is aborted).
+    last: &'static str,
+    /// Return codes of the setup steps that install the trap table and the event callback.
+    handlers: (i64, i64),
 }
 
 impl Suite {
-    fn case(&mut self, name: &str, values: fmt::Arguments<'_>) {
+    /// Prints the line of case `name`.
+    pub fn case(&mut self, name: &'static str, values: fmt::Arguments<'_>) {
         self.count += 1;
+        self.last = name;
         println!("case {name} = {values}");
     }
+
+    /// Runs case `name` under a guard and prints the values `body` returns, or the unexpected
+    /// trap that aborted it.
+    pub fn run(&mut self, name: &'static str, mut body: impl FnMut() -> Values) {
+        let mut out = Values::new();
+        match traps::guarded(|| out = body()) {
+            Ok(()) => self.case(name, format_args!("{out}")),
+            Err(trap) => {
+                recover_after_abort();
+                self.case(name, format_args!("unexpected trap {trap}"));
+            }
+        }
+    }
+
+    /// Whether the trap table and the event callback are installed (the setup cases did it);
+    /// otherwise the failed return codes, for groups that provoke faults or events to print.
+    pub fn handlers_ready(&self) -> Result<(), MissingHandlers> {
+        match self.handlers {
+            (0, 0) => Ok(()),
+            (set_trap_table, register_event) => Err(MissingHandlers {
+                set_trap_table,
+                register_event,
+            }),
+        }
+    }
+
+    /// Runs a group of cases under one guard. An unexpected trap ends the group with an extra
+    /// case `<group>.aborted`, naming the last case that completed.
+    fn group(&mut self, group: &'static str, mut body: impl FnMut(&mut Suite)) {
+        if let Err(trap) = traps::guarded(|| body(self)) {
+            recover_after_abort();
+            self.count += 1;
+            println!(
+                "case {group}.aborted = unexpected trap {trap} after={}",
+                self.last
+            );
+        }
+    }
+}
+
+/// The setup steps that failed to install the trap table or the event callback.
+#[derive(Clone, Copy, Debug)]
+pub struct MissingHandlers {
+    set_trap_table: i64,
+    register_event: i64,
+}
+
+impl fmt::Display for MissingHandlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "handlers_missing set_trap_table={} register_event={}",
+            self.set_trap_table, self.register_event
+        )
+    }
+}
+
+/// Puts back what an aborted case may have left changed: upcalls masked, FPU usable, the boot
+/// trap table and event callback. Return codes are ignored: this is best effort before the
+/// next case, which reports its own failures.
+fn recover_after_abort() {
+    shared_info::set_upcall_mask(1);
+    hc::fpu_taskswitch(false);
+    traps::reinstall();
+    traps::register_upcall();
 }
 
 /// Number of scratch pages the memory cases remap.
@@ -73,12 +176,6 @@ struct Scratch([[u8; 4096]; SCRATCH_PAGES]);
 /// Pages only the conformance cases touch, always through raw pointers and volatile accesses,
 /// because the cases change what their virtual addresses map.
 static mut SCRATCH: Scratch = Scratch([[0; 4096]; SCRATCH_PAGES]);
-
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-
-/// A page whose virtual address is remapped onto the shared_info frame.
-static mut SHARED_INFO_WINDOW: Page = Page([0; 4096]);
 
 fn scratch_va(i: usize) -> u64 {
     assert!(i < SCRATCH_PAGES);
@@ -100,19 +197,49 @@ fn poke(va: u64, value: u64) {
 /// `exit_reason` is the SHUTDOWN_* code the kernel will shut down with afterwards (a case sets it
 /// as the domain's shutdown code, and Xen then reports that code whatever the final call says).
 pub fn run(si: &StartInfo, exit_reason: u32) {
-    let mut s = Suite { count: 0 };
-    start_info_cases(&mut s, si);
-    xen_version_cases(&mut s);
-    console_io_cases(&mut s);
-    sched_op_cases(&mut s, exit_reason);
-    memory_op_cases(&mut s, si);
-    mmu_update_cases(&mut s);
-    mmuext_op_cases(&mut s);
-    update_va_mapping_cases(&mut s);
-    multicall_cases(&mut s);
-    unknown_hypercall_cases(&mut s);
-    event_channel_cases(&mut s, si);
+    let mut s = Suite {
+        count: 0,
+        last: "",
+        handlers: (-1, -1),
+    };
+    setup_cases(&mut s, si);
+    s.group("start_info", |s| start_info_cases(s, si));
+    s.group("xen_version", xen_version_cases);
+    s.group("console_io", console_io_cases);
+    s.group("sched_op", |s| sched_op_cases(s, exit_reason));
+    s.group("memory_op", |s| memory_op_cases(s, si));
+    s.group("mmu_update", mmu_update_cases);
+    s.group("mmuext_op", mmuext_op_cases);
+    s.group("update_va_mapping", update_va_mapping_cases);
+    s.group("multicall", multicall_cases);
+    s.group("hypercall", unknown_hypercall_cases);
+    s.group("evtchn", event_channel_cases);
+    // These groups provoke faults and events on purpose: without handlers, the first one would
+    // kill the domain, so they run only if the setup cases installed them.
+    match s.handlers_ready() {
+        Ok(()) => {
+            exceptions::cases(&mut s);
+            cpu::cases(&mut s);
+            timer::cases(&mut s);
+        }
+        Err(why) => s.case("traps.groups_skipped", format_args!("{why}")),
+    }
     println!("conformance done: {} cases", s.count);
+}
+
+/// What every later case relies on, each printed as a case: shared_info mapped (event bits, time,
+/// CR2), the boot trap table (so a fault is reported instead of killing the domain) and the
+/// event callback (so an upcall never bounces to address 0).
+fn setup_cases(s: &mut Suite, si: &StartInfo) {
+    match shared_info::map(si) {
+        Ok(_) => s.case("shared_info.map", format_args!("0")),
+        Err(e) => s.case("shared_info.map", format_args!("{e}")),
+    }
+    let traps = traps::install();
+    s.case("traps.set_trap_table", format_args!("{traps}"));
+    let event = traps::register_upcall();
+    s.case("callback.register_event", format_args!("{event}"));
+    s.handlers = (traps, event);
 }
 
 fn start_info_cases(s: &mut Suite, si: &StartInfo) {
@@ -417,16 +544,34 @@ struct ScratchMap {
     pte: u64,
 }
 
-fn scratch(i: usize) -> ScratchMap {
+/// Scratch page `i` and its L1 entry; `None` if it is not mapped by a 4 KiB L1 entry of the
+/// initial region (a hypervisor whose domain builder used superpages, say).
+fn scratch(i: usize) -> Option<ScratchMap> {
     let va = scratch_va(i);
-    let slot = mm::l1_slot(va).expect("scratch pages are mapped by 4 KiB L1 entries");
-    let mfn = mm::va_to_mfn(va).expect("scratch pages lie in the initial region");
-    ScratchMap {
+    let slot = mm::l1_slot(va)?;
+    let mfn = mm::va_to_mfn(va)?;
+    Some(ScratchMap {
         va,
         mfn,
         pte_maddr: slot.maddr,
         pte: slot.value,
+    })
+}
+
+/// Scratch pages 0..N, or a case `<group>.setup` saying why not.
+fn scratch_pages<const N: usize>(
+    s: &mut Suite,
+    group_setup: &'static str,
+) -> Option<[ScratchMap; N]> {
+    let pages: [Option<ScratchMap>; N] = core::array::from_fn(scratch);
+    if pages.iter().any(Option::is_none) {
+        s.case(
+            group_setup,
+            format_args!("failed: scratch pages not mapped by 4 KiB L1 entries"),
+        );
+        return None;
     }
+    Some(pages.map(|p| p.expect("checked just above")))
 }
 
 fn normal(pte_maddr: u64, val: u64) -> MmuUpdate {
@@ -450,10 +595,36 @@ fn flush_local() -> (i64, u32) {
 }
 
 /// Puts scratch page `m` back on its own frame, read-write, and flushes.
-fn restore(m: &ScratchMap) {
+fn restore(m: &ScratchMap) -> Restored {
     let (rc, _) = hc::mmu_update(&[normal(m.pte_maddr, data_pte(m.mfn, m.pte))], DOMID_SELF);
-    assert_eq!(rc, 0, "restoring a scratch mapping failed");
     flush_local();
+    Restored(rc)
+}
+
+/// The return code of a restore step, printed after a case's values only when it failed
+/// (` restore_failed=-38`): on a hypervisor without `mmu_update`, the case still prints its line.
+#[derive(Clone, Copy, Debug)]
+#[must_use]
+struct Restored(i64);
+
+impl Restored {
+    /// The first failure of two restore steps.
+    fn and(self, other: Restored) -> Restored {
+        if self.0 != 0 {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+impl fmt::Display for Restored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            rc => write!(f, " restore_failed={rc}"),
+        }
+    }
 }
 
 /// A data PTE for `mfn`, keeping only NX from the entry it replaces.
@@ -462,7 +633,9 @@ fn data_pte(mfn: u64, old: u64) -> u64 {
 }
 
 fn mmu_update_cases(s: &mut Suite) {
-    let (a, b, c) = (scratch(0), scratch(1), scratch(2));
+    let Some([a, b, c]) = scratch_pages(s, "mmu_update.setup") else {
+        return;
+    };
     poke(a.va, 0xa1);
     poke(b.va, 0xb2);
     poke(c.va, 0xc3);
@@ -475,11 +648,10 @@ fn mmu_update_cases(s: &mut Suite) {
     let (rc, done) = hc::mmu_update(&swap, DOMID_SELF);
     flush_local();
     let (ra, rb) = (peek(a.va), peek(b.va));
-    restore(&a);
-    restore(&b);
+    let r = restore(&a).and(restore(&b));
     s.case(
         "mmu_update.batch_of_2",
-        format_args!("rc={rc} done={done} a_reads={ra:#x} b_reads={rb:#x}"),
+        format_args!("rc={rc} done={done} a_reads={ra:#x} b_reads={rb:#x}{r}"),
     );
 
     let (rc, done) = hc::mmu_update(&[], DOMID_SELF);
@@ -493,10 +665,10 @@ fn mmu_update_cases(s: &mut Suite) {
     );
     flush_local();
     let same = peek(a.va) == peek(mm::layout().pt_base);
-    restore(&a);
+    let r = restore(&a);
     s.case(
         "mmu_update.map_own_l4_readonly",
-        format_args!("rc={rc} done={done} reads_l4={}", same as u8),
+        format_args!("rc={rc} done={done} reads_l4={}{r}", same as u8),
     );
 
     let (rc, done) = hc::mmu_update(
@@ -511,7 +683,7 @@ fn mmu_update_cases(s: &mut Suite) {
     );
 
     // The L1 that maps a, mapped writable: refused as well.
-    let l1 = mm::l1_slot(a.va).expect("mapped").l1_mfn;
+    let l1 = mm::l1_slot(a.va).map_or(0, |slot| slot.l1_mfn);
     let (rc, done) = hc::mmu_update(
         &[normal(b.pte_maddr, make_entry(l1, DATA_FLAGS))],
         DOMID_SELF,
@@ -541,11 +713,10 @@ fn mmu_update_cases(s: &mut Suite) {
     let (rc, done) = hc::mmu_update(&batch, DOMID_SELF);
     flush_local();
     let (ra, rb) = (peek(a.va), peek(b.va));
-    restore(&a);
-    restore(&b);
+    let r = restore(&a).and(restore(&b));
     s.case(
         "mmu_update.batch_third_invalid",
-        format_args!("rc={rc} done={done} a_reads={ra:#x} b_reads={rb:#x}"),
+        format_args!("rc={rc} done={done} a_reads={ra:#x} b_reads={rb:#x}{r}"),
     );
 
     // Flag bits a PV guest may not set in an L1 entry: PCD|PWT (bits 3, 4) are allowed only with
@@ -554,8 +725,11 @@ fn mmu_update_cases(s: &mut Suite) {
         &[normal(a.pte_maddr, data_pte(a.mfn, a.pte) | (1 << 8))],
         DOMID_SELF,
     );
-    restore(&a);
-    s.case("mmu_update.global_bit", format_args!("rc={rc} done={done}"));
+    let r = restore(&a);
+    s.case(
+        "mmu_update.global_bit",
+        format_args!("rc={rc} done={done}{r}"),
+    );
 
     // A PTE pointer with a reserved command in its low bits.
     let (rc, done) = hc::mmu_update(
@@ -565,10 +739,10 @@ fn mmu_update_cases(s: &mut Suite) {
         }],
         DOMID_SELF,
     );
-    restore(&a);
+    let r = restore(&a);
     s.case(
         "mmu_update.cmd_no_translate",
-        format_args!("rc={rc} done={done}"),
+        format_args!("rc={rc} done={done}{r}"),
     );
 
     // MACHPHYS_UPDATE of our own frame with its own pfn: allowed, a no-op.
@@ -609,15 +783,17 @@ fn mmu_update_cases(s: &mut Suite) {
         &[normal(a.pte_maddr, data_pte(a.mfn, a.pte))],
         NO_SUCH_DOMAIN,
     );
-    restore(&a);
+    let r = restore(&a);
     s.case(
         "mmu_update.foreigndom_no_such_domain",
-        format_args!("rc={rc} done={done}"),
+        format_args!("rc={rc} done={done}{r}"),
     );
 }
 
 fn mmuext_op_cases(s: &mut Suite) {
-    let (a, c) = (scratch(0), scratch(2));
+    let Some([a, _, c]) = scratch_pages(s, "mmuext_op.setup") else {
+        return;
+    };
     let l4 = mm::l4_mfn();
 
     let (rc, done) = flush_local();
@@ -713,16 +889,18 @@ fn remap_scratch(va: u64, pte: u64, flags: u64) -> i64 {
 }
 
 fn update_va_mapping_cases(s: &mut Suite) {
-    let (a, b) = (scratch(0), scratch(1));
+    let Some([a, b]) = scratch_pages(s, "update_va_mapping.setup") else {
+        return;
+    };
     poke(a.va, 0xa1);
     poke(b.va, 0xb2);
 
     let rc = remap_scratch(a.va, data_pte(b.mfn, a.pte), UVMF_INVLPG | UVMF_LOCAL);
     let reads = peek(a.va);
-    restore(&a);
+    let r = restore(&a);
     s.case(
         "update_va_mapping.invlpg",
-        format_args!("rc={rc} a_reads={reads:#x}"),
+        format_args!("rc={rc} a_reads={reads:#x}{r}"),
     );
 
     let rc = remap_scratch(a.va, data_pte(a.mfn, a.pte), UVMF_TLB_FLUSH | UVMF_LOCAL);
@@ -752,8 +930,11 @@ fn update_va_mapping_cases(s: &mut Suite) {
 
     // UVMF_MULTI: the bits above the flush type are a pointer to a vCPU mask; make it bad.
     let rc = remap_scratch(a.va, data_pte(a.mfn, a.pte), UNMAPPED | UVMF_INVLPG);
-    restore(&a);
-    s.case("update_va_mapping.multi_bad_vcpumask", format_args!("{rc}"));
+    let r = restore(&a);
+    s.case(
+        "update_va_mapping.multi_bad_vcpumask",
+        format_args!("{rc}{r}"),
+    );
 }
 
 fn entry(op: u32, args: [u64; 6]) -> MulticallEntry {
@@ -861,46 +1042,10 @@ fn unknown_hypercall_cases(s: &mut Suite) {
     s.case("hypercall.unknown_beyond_page", format_args!("{rc}"));
 }
 
-/// The shared_info page, mapped over `SHARED_INFO_WINDOW` once.
-fn shared_info(si: &StartInfo) -> *mut SharedInfo {
-    let va = (&raw mut SHARED_INFO_WINDOW) as u64;
-    let frame = si.shared_info >> 12;
-    let current = mm::l1_slot(va).expect("the window is mapped").value;
-    if entry_frame(current) != frame {
-        // SAFETY: the window page is referenced by nothing but this function's callers, which
-        // only access it as shared_info through raw pointers.
-        let rc = unsafe { hc::update_va_mapping(va, make_entry(frame, DATA_FLAGS), UVMF_INVLPG) };
-        assert_eq!(rc, 0, "mapping shared_info failed");
-    }
-    va as *mut SharedInfo
-}
-
-fn test_bit(words: *const u64, port: u32) -> u8 {
-    // SAFETY: `words` points at a 64-word event bitmap in shared_info and port < 4096.
-    let w = unsafe { ptr::read_volatile(words.add((port / 64) as usize)) };
-    (w >> (port % 64) & 1) as u8
-}
-
-fn clear_bit(words: *mut u64, port: u32) {
-    // SAFETY: as for test_bit; shared_info bitmaps are updated by the guest for its own ports.
-    unsafe {
-        let p = words.add((port / 64) as usize);
-        ptr::write_volatile(p, ptr::read_volatile(p) & !(1u64 << (port % 64)));
-    }
-}
-
-fn event_channel_cases(s: &mut Suite, si: &StartInfo) {
-    let sh = shared_info(si);
-    // SAFETY: `sh` maps shared_info (just established); field addresses only, no references.
-    let (pending, mask, v0) = unsafe {
-        (
-            (&raw mut (*sh).evtchn_pending).cast::<u64>(),
-            (&raw mut (*sh).evtchn_mask).cast::<u64>(),
-            &raw mut (*sh).vcpu_info[0],
-        )
-    };
-    // SAFETY: reading vcpu_info[0] of our own shared_info.
-    let upcall_mask = unsafe { ptr::read_volatile(&raw const (*v0).evtchn_upcall_mask) };
+/// Event channel cases. Bits read from shared_info print as -1 if it could not be mapped
+/// (`shared_info.map` says why).
+fn event_channel_cases(s: &mut Suite) {
+    let upcall_mask = shared_info::upcall_mask().map_or(-1, i32::from);
     s.case(
         "shared_info.upcall_mask_at_entry",
         format_args!("{upcall_mask}"),
@@ -930,7 +1075,7 @@ fn event_channel_cases(s: &mut Suite, si: &StartInfo) {
     let rc = hc::event_channel_op(EVTCHNOP_send, &mut send);
     s.case(
         "evtchn.send_unbound",
-        format_args!("rc={rc} pending={}", test_bit(pending, a)),
+        format_args!("rc={rc} pending={}", test_bit(Pending, a)),
     );
 
     // Loop back: bind a second port to the first, send on it, watch the first become pending.
@@ -954,26 +1099,21 @@ fn event_channel_cases(s: &mut Suite, si: &StartInfo) {
         format_args!("rc={rc} status={}", st.status),
     );
 
-    let was_masked = test_bit(mask, a);
+    let was_masked = test_bit(Mask, a);
     let mut send = EvtchnSend { port: b };
     let rc = hc::event_channel_op(EVTCHNOP_send, &mut send);
-    // SAFETY: reading vcpu_info[0] of our own shared_info.
-    let upcall_pending = unsafe { ptr::read_volatile(&raw const (*v0).evtchn_upcall_pending) };
+    let upcall_pending = shared_info::upcall_pending();
     s.case(
         "evtchn.send_loopback",
         format_args!(
             "rc={rc} remote_pending={} local_pending={} masked={was_masked} upcall_pending={upcall_pending}",
-            test_bit(pending, a),
-            test_bit(pending, b)
+            test_bit(Pending, a),
+            test_bit(Pending, b)
         ),
     );
-    clear_bit(pending, a);
-    // SAFETY: clearing our own vcpu_info's selector and pending flag, as a guest's event loop does
-    // (upcall_pending first, then the selector).
-    unsafe {
-        ptr::write_volatile(&raw mut (*v0).evtchn_upcall_pending, 0);
-        ptr::write_volatile(&raw mut (*v0).evtchn_pending_sel, 0);
-    }
+    // Upcalls are masked here, so the event waits; consume it as the upcall handler would.
+    clear_bit(Pending, a);
+    shared_info::ack_upcall();
 
     let mut unmask = EvtchnUnmask { port: a };
     let rc = hc::event_channel_op(EVTCHNOP_unmask, &mut unmask);

@@ -1,0 +1,60 @@
+//! System time: Xen's nanosecond clock, read from vCPU 0's `vcpu_time_info` and the TSC.
+//!
+//! Timer hypercalls (`set_timer_op`, `VCPUOP_set_singleshot_timer`, `SCHEDOP_poll`'s timeout) take
+//! absolute deadlines in this clock. The values are never printed: they differ run to run.
+
+use core::arch::x86_64::_rdtsc;
+use core::ptr;
+use core::sync::atomic::{compiler_fence, Ordering};
+
+use guest_kernel::pvclock;
+
+use super::shared_info;
+
+/// Nanoseconds per millisecond.
+pub const MS: u64 = 1_000_000;
+
+/// Attempts at a consistent snapshot before giving up (a hypervisor that left `version` odd).
+const MAX_TRIES: u32 = 100_000;
+
+/// Xen system time now, in ns; `None` if shared_info is not mapped or never holds a consistent
+/// snapshot.
+///
+/// The snapshot is read under the `version` seqlock: an odd version means Xen is rewriting it, a
+/// changed version means it did so while we read, and either way we read again.
+pub fn now_ns() -> Option<u64> {
+    let v = shared_info::vcpu0()?;
+    // SAFETY: field address inside our own mapped vcpu_info; nothing is dereferenced here.
+    let t = unsafe { &raw const (*v).time };
+    for _ in 0..MAX_TRIES {
+        // SAFETY: volatile reads of our own vcpu_time_info, which Xen rewrites at any time.
+        let (version, tsc_timestamp, system_time, mul, shift) = unsafe {
+            let version = ptr::read_volatile(&raw const (*t).version);
+            compiler_fence(Ordering::Acquire);
+            (
+                version,
+                ptr::read_volatile(&raw const (*t).tsc_timestamp),
+                ptr::read_volatile(&raw const (*t).system_time),
+                ptr::read_volatile(&raw const (*t).tsc_to_system_mul),
+                ptr::read_volatile(&raw const (*t).tsc_shift),
+            )
+        };
+        // SAFETY: `rdtsc` has no memory effects; a PV kernel may execute it (if Xen ever sets
+        // CR4.TSD, the instruction traps and Xen emulates it).
+        let tsc = unsafe { _rdtsc() };
+        compiler_fence(Ordering::Acquire);
+        // SAFETY: as above.
+        let again = unsafe { ptr::read_volatile(&raw const (*t).version) };
+        if version & 1 == 0 && version == again {
+            return Some(pvclock::system_time(
+                tsc,
+                tsc_timestamp,
+                system_time,
+                mul,
+                shift,
+            ));
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
