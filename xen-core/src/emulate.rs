@@ -98,6 +98,91 @@ pub fn mov_from_cr(regs: &mut Regs, code: &[u8], crs: GuestCrs) -> bool {
     true
 }
 
+/// What emulating a privileged instruction came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulated {
+    /// Done: RIP advanced, registers and vCPU state updated.
+    Done,
+    /// `mov %reg, %cr3`: the guest asks for a new base pointer; RIP already advanced. The caller
+    /// validates and loads it (as `MMUEXT_NEW_BASEPTR`), or reflects #GP.
+    NewCr3(u64),
+    /// Not an instruction Xen emulates for a PV guest: reflect the #GP.
+    No,
+}
+
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
+const CR0_TS: u64 = 1 << 3;
+
+/// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
+/// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
+/// CR3 writes, and RDMSR/WRMSR of the segment-base MSRs. Everything else is `Emulated::No`.
+pub fn privileged(regs: &mut Regs, code: &[u8], vcpu: &mut crate::domain::Vcpu, crs: GuestCrs) -> Emulated {
+    if mov_from_cr(regs, code, crs) {
+        return Emulated::Done;
+    }
+    let (rex, rest) = match code.first() {
+        Some(&b) if (0x40..=0x4f).contains(&b) => (b, &code[1..]),
+        _ => (0, code),
+    };
+    let prefix = u64::from(rex != 0);
+    match *rest {
+        // clts: clears the virtual TS, like fpu_taskswitch(0).
+        [0x0f, 0x06, ..] => {
+            vcpu.fpu_ts = false;
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        // mov %reg, %crN
+        [0x0f, 0x22, modrm, ..] if modrm >> 6 == 3 => {
+            let cr = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+            let value = *gpr(regs, (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 });
+            match cr {
+                // Only TS may change (`write_cr`: "Attempt to change unmodifiable CR0 flags").
+                0 if (value ^ crs.cr0) & !CR0_TS == 0 => {
+                    vcpu.fpu_ts = value & CR0_TS != 0;
+                    regs.rip = regs.rip.wrapping_add(3 + prefix);
+                    Emulated::Done
+                }
+                3 => {
+                    regs.rip = regs.rip.wrapping_add(3 + prefix);
+                    Emulated::NewCr3(value)
+                }
+                _ => Emulated::No,
+            }
+        }
+        // rdmsr / wrmsr of the bases a PV kernel owns.
+        [0x0f, 0x32, ..] => {
+            let value = match regs.rcx as u32 {
+                MSR_FS_BASE => vcpu.fs_base,
+                MSR_GS_BASE => vcpu.gs_base_kernel,
+                MSR_SHADOW_GS_BASE => vcpu.gs_base_user,
+                _ => return Emulated::No,
+            };
+            regs.rax = value & 0xffff_ffff;
+            regs.rdx = value >> 32;
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        [0x0f, 0x30, ..] => {
+            let value = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
+            if !crate::guest::is_canonical(value) {
+                return Emulated::No;
+            }
+            match regs.rcx as u32 {
+                MSR_FS_BASE => vcpu.fs_base = value,
+                MSR_GS_BASE => vcpu.gs_base_kernel = value,
+                MSR_SHADOW_GS_BASE => vcpu.gs_base_user = value,
+                _ => return Emulated::No,
+            }
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        _ => Emulated::No,
+    }
+}
+
 /// General register number `n` (x86 encoding order) in the frame.
 pub fn gpr(regs: &mut Regs, n: u8) -> &mut u64 {
     match n & 15 {
@@ -188,6 +273,39 @@ mod tests {
             "cr4 is not readable"
         );
         assert!(!mov_from_cr(&mut regs, &[0x0f], crs));
+    }
+
+    #[test]
+    fn privileged_instructions_xen_emulates() {
+        let crs = GuestCrs { cr0: 0x8005_003b, cr2: 0, cr3: 0x5000 };
+        let mut v = crate::domain::Vcpu { fpu_ts: true, fs_base: 0x1234, ..Default::default() };
+        let mut regs = Regs::default();
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x06], &mut v, crs), Emulated::Done);
+        assert!(!v.fpu_ts);
+        assert_eq!(regs.rip, 2);
+        // mov %rax, %cr0 with only TS changed: accepted; with PG cleared: refused.
+        let mut regs = Regs { rax: 0x8005_003b | CR0_TS, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs), Emulated::Done);
+        assert!(v.fpu_ts);
+        let mut regs = Regs { rax: 0x0005_003b, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs), Emulated::No);
+        let mut regs = Regs { rbx: 0x5000, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x22, 0xdb], &mut v, crs), Emulated::NewCr3(0x5000));
+        // rdmsr FS_BASE; rdmsr of anything else is not emulated.
+        let mut regs = Regs { rcx: 0xc000_0100, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x32], &mut v, crs), Emulated::Done);
+        assert_eq!((regs.rax, regs.rdx), (0x1234, 0));
+        let mut regs = Regs { rcx: 0x10, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x32], &mut v, crs), Emulated::No);
+        // wrmsr SHADOW_GS_BASE, non-canonical refused.
+        let mut regs = Regs { rcx: 0xc000_0102, rax: 0x5000, rdx: 0, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x30], &mut v, crs), Emulated::Done);
+        assert_eq!(v.gs_base_user, 0x5000);
+        let mut regs = Regs { rcx: 0xc000_0102, rax: 0, rdx: 0x8000, ..Regs::default() };
+        assert_eq!(privileged(&mut regs, &[0x0f, 0x30], &mut v, crs), Emulated::No);
+        // cli, hlt: not emulated.
+        assert_eq!(privileged(&mut Regs::default(), &[0xfa], &mut v, crs), Emulated::No);
+        assert_eq!(privileged(&mut Regs::default(), &[0xf4], &mut v, crs), Emulated::No);
     }
 
     #[test]

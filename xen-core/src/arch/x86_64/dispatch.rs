@@ -149,8 +149,18 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
                 cr2: xen_core::shared::cr2(&hv.m, dom),
                 cr3: dom.l4.maddr().0,
             };
-            if ec == 0 && emulate::mov_from_cr(regs, code, crs) {
-                return Ok(());
+            if ec == 0 {
+                let saved = *regs;
+                match emulate::privileged(regs, code, &mut dom.vcpu, crs) {
+                    emulate::Emulated::Done => return Ok(()),
+                    // Reloading the current L4 is a TLB flush; switching tables arrives with
+                    // validated page tables.
+                    emulate::Emulated::NewCr3(v) if v & 0x000f_ffff_ffff_f000 == crs.cr3 => {
+                        flush_tlb_local();
+                        return Ok(());
+                    }
+                    _ => *regs = saved,
+                }
             }
             bounce::inject_exception(&mut hv.m, dom, regs, 13, Some(ec as u32), 0)
         }
@@ -166,6 +176,16 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
             let has_ec = matches!(vector, 10..=14 | 17 | 21 | 29 | 30);
             bounce::inject_exception(&mut hv.m, dom, regs, vector, has_ec.then_some(ec as u32), 0)
         }
+    }
+}
+
+/// Flushes this CPU's TLB (non-global entries) by reloading CR3.
+fn flush_tlb_local() {
+    // SAFETY: writing CR3 back unchanged only drops non-global TLB entries.
+    unsafe {
+        let cr3: u64;
+        asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
+        asm!("mov cr3, {}", in(reg) cr3, options(nostack));
     }
 }
 
