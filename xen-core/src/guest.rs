@@ -128,7 +128,9 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for PageTableGuest<'_, M> {
             let cur = va + done as u64;
             let n = ((4096 - (cur & 0xfff)) as usize).min(data.len() - done);
             let maddr = translate(&*self.mem, self.l4, cur, true).ok_or(GuestFault { va: cur })?;
-            self.mem.write(maddr, &data[done..done + n]).ok_or(GuestFault { va: cur })?;
+            self.mem
+                .write(maddr, &data[done..done + n])
+                .ok_or(GuestFault { va: cur })?;
             done += n;
         }
         Ok(())
@@ -150,7 +152,8 @@ mod tests {
         m.write_u64(Maddr(0x2000), 0x3000 | FLAGS).unwrap();
         m.write_u64(Maddr(0x3000 + 2 * 8), 0x4000 | FLAGS).unwrap();
         m.write_u64(Maddr(0x4000), 0x8000 | FLAGS).unwrap();
-        m.write_u64(Maddr(0x4000 + 8), 0x9000 | PTE_P | PTE_US).unwrap();
+        m.write_u64(Maddr(0x4000 + 8), 0x9000 | PTE_P | PTE_US)
+            .unwrap();
         m.put(0x8000, b"hello");
         m
     }
@@ -158,7 +161,10 @@ mod tests {
     #[test]
     fn reads_and_writes_through_the_guest_tables() {
         let mut m = machine();
-        let mut g = PageTableGuest { mem: &mut m, l4: Mfn(1) };
+        let mut g = PageTableGuest {
+            mem: &mut m,
+            l4: Mfn(1),
+        };
         let mut buf = [0u8; 5];
         g.read(0x40_0000, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
@@ -170,9 +176,15 @@ mod tests {
     #[test]
     fn read_only_pages_refuse_writes_and_nothing_is_written() {
         let mut m = machine();
-        let mut g = PageTableGuest { mem: &mut m, l4: Mfn(1) };
+        let mut g = PageTableGuest {
+            mem: &mut m,
+            l4: Mfn(1),
+        };
         // Crosses from the writable page into the read-only one.
-        assert_eq!(g.write(0x40_0ffe, b"abcd"), Err(GuestFault { va: 0x40_1000 }));
+        assert_eq!(
+            g.write(0x40_0ffe, b"abcd"),
+            Err(GuestFault { va: 0x40_1000 })
+        );
         let mut b = [0u8; 2];
         g.read(0x40_0ffe, &mut b).unwrap();
         assert_eq!(b, [0, 0]);
@@ -183,7 +195,10 @@ mod tests {
     #[test]
     fn unmapped_noncanonical_and_hypervisor_addresses_fault() {
         let mut m = machine();
-        let g = PageTableGuest { mem: &mut m, l4: Mfn(1) };
+        let g = PageTableGuest {
+            mem: &mut m,
+            l4: Mfn(1),
+        };
         let mut b = [0u8; 1];
         assert!(g.read(0x40_2000, &mut b).is_err());
         assert!(g.read(0x0000_8000_0000_0000, &mut b).is_err());
@@ -194,9 +209,13 @@ mod tests {
     #[test]
     fn supervisor_only_and_superpage_mappings_fault() {
         let mut m = machine();
-        m.write_u64(Maddr(0x4000 + 2 * 8), 0xa000 | PTE_P | PTE_RW).unwrap();
+        m.write_u64(Maddr(0x4000 + 2 * 8), 0xa000 | PTE_P | PTE_RW)
+            .unwrap();
         m.write_u64(Maddr(0x3000 + 3 * 8), FLAGS | PTE_PSE).unwrap();
-        let g = PageTableGuest { mem: &mut m, l4: Mfn(1) };
+        let g = PageTableGuest {
+            mem: &mut m,
+            l4: Mfn(1),
+        };
         let mut b = [0u8; 1];
         assert!(g.read(0x40_2000, &mut b).is_err());
         assert!(g.read(0x60_0000, &mut b).is_err());

@@ -118,7 +118,9 @@ impl MachineMemory for FakeMemory {
 impl MachineMemoryMut for FakeMemory {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         let off = usize::try_from(addr.0.checked_sub(self.base)?).ok()?;
-        self.bytes.get_mut(off..off.checked_add(data.len())?)?.copy_from_slice(data);
+        self.bytes
+            .get_mut(off..off.checked_add(data.len())?)?
+            .copy_from_slice(data);
         Some(())
     }
 }
