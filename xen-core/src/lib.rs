@@ -23,3 +23,4 @@ pub mod layout;
 pub mod mm;
 pub mod multiboot;
 pub mod power;
+pub mod time;

@@ -70,6 +70,8 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
     let cmdline = cmdline::cook(info.cmdline.unwrap_or(""), info.boot_loader_name);
     printk!("Command line: {cmdline}\n");
     let options = BootOptions::parse(cmdline, |problem| match problem {
+        // Debug hooks, handled below.
+        ParamProblem::Unknown(param) if param.name == "selftest" => {}
         ParamProblem::Unknown(param) => printk!("parameter \"{}\" unknown!\n", param.name),
         ParamProblem::BadValue(param) => {
             printk!(
@@ -111,6 +113,22 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
             module.len(),
             module.string
         );
+    }
+
+    // `selftest=time`: a debug hook that exercises the clocks and the APIC timer, then powers off.
+    match cmdline::params(cmdline)
+        .filter(|p| p.name == "selftest")
+        .last()
+    {
+        Some(param) if param.value == Some("time") => {
+            if !arch::x86_64::time::selftest() {
+                power::fail(FailCode::Panic);
+            }
+            printk!("{POWEROFF_MESSAGE}\n");
+            power::poweroff()
+        }
+        Some(param) => printk!("selftest: unknown test \"{}\"\n", param.value.unwrap_or("")),
+        None => {}
     }
 
     printk!("No domain builder yet: nothing to run.\n");

@@ -3,9 +3,16 @@
 //! Boot order: `boot.rs` (32-bit stub, page tables, long mode) calls [`boot::start`], which brings
 //! up the console and the exception table and then hands over to the portable flow in `main.rs`.
 
+pub mod apic;
 pub mod boot;
 pub mod console;
 pub mod mm;
+pub mod mmio;
+pub mod pic;
+pub mod pit;
 pub mod power;
+pub mod rtc;
 pub mod serial;
+pub mod time;
 pub mod traps;
+pub mod tsc;
