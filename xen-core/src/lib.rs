@@ -18,6 +18,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod evtchn;
 pub mod guest;
 pub mod layout;
 pub mod mm;
