@@ -70,6 +70,8 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
     let cmdline = cmdline::cook(info.cmdline.unwrap_or(""), info.boot_loader_name);
     printk!("Command line: {cmdline}\n");
     let options = BootOptions::parse(cmdline, |problem| match problem {
+        // Debug hooks, handled below.
+        ParamProblem::Unknown(param) if param.name == "selftest" => {}
         ParamProblem::Unknown(param) => printk!("parameter \"{}\" unknown!\n", param.name),
         ParamProblem::BadValue(param) => {
             printk!(
@@ -115,6 +117,14 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
 
     match options.selftest {
         Some("panic") => panic!("self-test: a deliberate hypervisor panic"),
+        // Exercises the clocks and the APIC timer, then powers off.
+        Some("time") => {
+            if !arch::x86_64::time::selftest() {
+                power::fail(FailCode::Panic);
+            }
+            printk!("{}\n", xen_core::power::POWEROFF_MESSAGE);
+            power::poweroff()
+        }
         Some("trap") => {
             // SAFETY: deliberately reads an address nothing maps, to exercise the fatal-trap path;
             // the page fault ends the run.

@@ -289,7 +289,7 @@ boot_stack_top:
 extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     console::init();
     traps::init();
-    super::pic::init();
+    super::pic::disable();
     super::gdt::init();
     super::entry::init();
     crate::start_xen(mb_magic, Maddr(mb_info_paddr.into()))

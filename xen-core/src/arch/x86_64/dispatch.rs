@@ -19,7 +19,7 @@ use xen_core::regs::{Regs, ENTRY_SYSCALL};
 use super::console::{print_emergency, printk};
 use super::entry::{rdmsr, wrmsr};
 use super::machine::{native_cpuid, HvMachine};
-use super::power;
+use super::{apic, power};
 
 /// Everything the hypervisor keeps while a guest runs.
 pub struct Hv {
@@ -70,8 +70,18 @@ pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
 
 /// Called by the entry assembly for every exception, interrupt and hypercall.
 pub extern "C" fn handle_entry(regs: &mut Regs) {
+    match regs.vector {
+        // The APIC timer: account for it (the handler sends the EOI); guests see its effect when
+        // `exit_to_guest` checks their timers.
+        v if v == u64::from(apic::TIMER_VECTOR) => apic::timer_interrupt(),
+        // A spurious APIC interrupt needs no EOI and has no effect.
+        v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
+        _ if !regs.from_guest() => hypervisor_fault(regs),
+        _ => {}
+    }
     if !regs.from_guest() {
-        hypervisor_fault(regs);
+        // An interrupt taken while the hypervisor waited (`block`): resume the wait.
+        return;
     }
     let mut guard = HV.lock();
     let hv = guard

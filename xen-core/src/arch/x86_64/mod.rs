@@ -3,6 +3,7 @@
 //! Boot order: `boot.rs` (32-bit stub, page tables, long mode) calls [`boot::start`], which brings
 //! up the console and the exception table and then hands over to the portable flow in `main.rs`.
 
+pub mod apic;
 pub mod boot;
 pub mod console;
 pub mod dispatch;
@@ -12,7 +13,12 @@ pub mod gdt;
 pub mod machine;
 pub mod mm;
 pub mod pic;
+pub mod mmio;
+pub mod pit;
 pub mod power;
+pub mod rtc;
 pub mod serial;
 pub mod symbols;
+pub mod time;
 pub mod traps;
+pub mod tsc;

@@ -15,12 +15,16 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
 use xen_core::power::FailCode;
 
+use super::apic::{self, SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::boot::BOOT_CS;
 use super::console::print_emergency;
 use super::power::fail;
 
 /// Number of architectural exception vectors.
 const NR_EXCEPTIONS: usize = 32;
+/// Entries in the IDT: every vector, so that device vectors can have gates. A vector without one
+/// is not present, and delivering it raises #NP, which is reported like any other exception.
+const NR_VECTORS: usize = 256;
 /// Bytes between two entry stubs (each is aligned to this).
 const STUB_SIZE: usize = 16;
 /// Vectors for which the CPU pushes an error code: #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX.
@@ -81,9 +85,54 @@ xen_early_trap_stubs:
     options(att_syntax)
 );
 
+// Device interrupts, a minimal set until the real trap table arrives: the APIC timer, whose stub
+// saves the registers a C-ABI callee may clobber and calls `apic::timer_interrupt`, and the APIC's
+// spurious vector, which needs no EOI and no work. The CPU aligned RSP to 16 before pushing its
+// 5-word frame; the 9 pushes below keep it aligned for the call.
+global_asm!(
+    r#"
+    .section .text.irq_stubs, "ax", @progbits
+    .balign 16
+    .globl xen_apic_timer_stub
+xen_apic_timer_stub:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    cld
+    call {timer_interrupt}
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+
+    .balign 16
+    .globl xen_spurious_irq_stub
+xen_spurious_irq_stub:
+    iretq
+    "#,
+    timer_interrupt = sym apic::timer_interrupt,
+    options(att_syntax)
+);
+
 extern "C" {
     /// The first of the [`NR_EXCEPTIONS`] entry stubs, [`STUB_SIZE`] bytes apart.
     static xen_early_trap_stubs: u8;
+    /// Entry of [`TIMER_VECTOR`].
+    static xen_apic_timer_stub: u8;
+    /// Entry of [`SPURIOUS_VECTOR`].
+    static xen_spurious_irq_stub: u8;
 }
 
 /// The stack as the common entry path leaves it: saved registers, then what the stub and the CPU
@@ -132,6 +181,17 @@ struct Gate {
 const GATE_INTERRUPT_DPL0: u8 = 0x8E;
 
 impl Gate {
+    /// A vector with no handler.
+    const NOT_PRESENT: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
     fn interrupt(handler: u64) -> Self {
         Gate {
             offset_low: handler as u16,
@@ -145,20 +205,29 @@ impl Gate {
     }
 }
 
-static IDT: Once<[Gate; NR_EXCEPTIONS]> = Once::new();
+static IDT: Once<[Gate; NR_VECTORS]> = Once::new();
 
-/// Loads an IDT whose exception vectors all lead to [`early_trap`].
+/// Loads an IDT whose exception vectors all lead to [`early_trap`], with gates for the APIC timer
+/// and spurious vectors; every other vector is not present.
 pub fn init() {
     let stubs = (&raw const xen_early_trap_stubs) as u64;
+    let timer = (&raw const xen_apic_timer_stub) as u64;
+    let spurious = (&raw const xen_spurious_irq_stub) as u64;
     let idt = IDT.call_once(|| {
-        core::array::from_fn(|vector| Gate::interrupt(stubs + (vector * STUB_SIZE) as u64))
+        core::array::from_fn(|vector| match vector {
+            v if v < NR_EXCEPTIONS => Gate::interrupt(stubs + (v * STUB_SIZE) as u64),
+            v if v == usize::from(TIMER_VECTOR) => Gate::interrupt(timer),
+            v if v == usize::from(SPURIOUS_VECTOR) => Gate::interrupt(spurious),
+            _ => Gate::NOT_PRESENT,
+        })
     });
     let pointer = DescriptorTablePointer {
-        limit: (size_of::<[Gate; NR_EXCEPTIONS]>() - 1) as u16,
+        limit: (size_of::<[Gate; NR_VECTORS]>() - 1) as u16,
         base: VirtAddr::from_ptr(idt.as_ptr()),
     };
     // SAFETY: `idt` is a `'static` table of valid gates whose handlers are the stubs above, each of
-    // which runs on the current stack with the boot code selector, and never returns.
+    // which runs on the current stack with the boot code selector; the exception stubs never
+    // return, the interrupt stubs restore every register they or their callee change.
     unsafe { lidt(&pointer) };
 }
 
