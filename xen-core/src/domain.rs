@@ -54,6 +54,30 @@ pub struct Vcpu {
     pub blocked: bool,
     /// Running in guest kernel mode (always, until user mode arrives with the memory issue).
     pub kernel_mode: bool,
+    /// System time of the next periodic tick (meaningful while `periodic_period` != 0).
+    pub next_periodic: u64,
+    /// Waiting in `SCHEDOP_poll` for one of these ports, until the deadline if any.
+    pub poll: Option<Poll>,
+    /// Virtual debug registers DR0..DR3.
+    pub dr: [u64; 4],
+    /// Virtual DR6: what the last #DB reported (`X86_DR6_DEFAULT` when clear).
+    pub dr6: u64,
+    /// Virtual DR7.
+    pub dr7: u64,
+    /// Guest address of its runstate area (`VCPUOP_register_runstate_memory_area`), 0 for none.
+    pub runstate_area: u64,
+}
+
+/// DR6 with no event recorded (`X86_DR6_DEFAULT`).
+pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
+
+/// A `SCHEDOP_poll` in progress.
+#[derive(Clone, Debug, Default)]
+pub struct Poll {
+    /// Ports to wait for.
+    pub ports: heapless::Vec<u32, 128>,
+    /// System time at which to give up, if any.
+    pub deadline: Option<u64>,
 }
 
 impl Default for Vcpu {
@@ -75,6 +99,12 @@ impl Default for Vcpu {
             periodic_period: 10_000_000,
             blocked: false,
             kernel_mode: true,
+            next_periodic: 10_000_000,
+            poll: None,
+            dr: [0; 4],
+            dr6: DR6_DEFAULT,
+            dr7: 0x400,
+            runstate_area: 0,
         }
     }
 }
@@ -100,6 +130,8 @@ pub struct Domain {
     pub shutdown: Option<Shutdown>,
     /// VM assists enabled (`vm_assist`), one bit per VMASST_TYPE_*.
     pub vm_assist: u64,
+    /// Watchdog deadlines (`SCHEDOP_watchdog`), by id - 1; `None` is a free slot.
+    pub watchdogs: [Option<u64>; 2],
     /// Its only vCPU.
     pub vcpu: Vcpu,
 }

@@ -118,7 +118,12 @@ const CR0_TS: u64 = 1 << 3;
 /// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
 /// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
 /// CR3 writes, and RDMSR/WRMSR of the segment-base MSRs. Everything else is `Emulated::No`.
-pub fn privileged(regs: &mut Regs, code: &[u8], vcpu: &mut crate::domain::Vcpu, crs: GuestCrs) -> Emulated {
+pub fn privileged(
+    regs: &mut Regs,
+    code: &[u8],
+    vcpu: &mut crate::domain::Vcpu,
+    crs: GuestCrs,
+) -> Emulated {
     if mov_from_cr(regs, code, crs) {
         return Emulated::Done;
     }
@@ -277,35 +282,98 @@ mod tests {
 
     #[test]
     fn privileged_instructions_xen_emulates() {
-        let crs = GuestCrs { cr0: 0x8005_003b, cr2: 0, cr3: 0x5000 };
-        let mut v = crate::domain::Vcpu { fpu_ts: true, fs_base: 0x1234, ..Default::default() };
+        let crs = GuestCrs {
+            cr0: 0x8005_003b,
+            cr2: 0,
+            cr3: 0x5000,
+        };
+        let mut v = crate::domain::Vcpu {
+            fpu_ts: true,
+            fs_base: 0x1234,
+            ..Default::default()
+        };
         let mut regs = Regs::default();
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x06], &mut v, crs), Emulated::Done);
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x06], &mut v, crs),
+            Emulated::Done
+        );
         assert!(!v.fpu_ts);
         assert_eq!(regs.rip, 2);
         // mov %rax, %cr0 with only TS changed: accepted; with PG cleared: refused.
-        let mut regs = Regs { rax: 0x8005_003b | CR0_TS, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs), Emulated::Done);
+        let mut regs = Regs {
+            rax: 0x8005_003b | CR0_TS,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs),
+            Emulated::Done
+        );
         assert!(v.fpu_ts);
-        let mut regs = Regs { rax: 0x0005_003b, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs), Emulated::No);
-        let mut regs = Regs { rbx: 0x5000, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x22, 0xdb], &mut v, crs), Emulated::NewCr3(0x5000));
+        let mut regs = Regs {
+            rax: 0x0005_003b,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs),
+            Emulated::No
+        );
+        let mut regs = Regs {
+            rbx: 0x5000,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x22, 0xdb], &mut v, crs),
+            Emulated::NewCr3(0x5000)
+        );
         // rdmsr FS_BASE; rdmsr of anything else is not emulated.
-        let mut regs = Regs { rcx: 0xc000_0100, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x32], &mut v, crs), Emulated::Done);
+        let mut regs = Regs {
+            rcx: 0xc000_0100,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x32], &mut v, crs),
+            Emulated::Done
+        );
         assert_eq!((regs.rax, regs.rdx), (0x1234, 0));
-        let mut regs = Regs { rcx: 0x10, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x32], &mut v, crs), Emulated::No);
+        let mut regs = Regs {
+            rcx: 0x10,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x32], &mut v, crs),
+            Emulated::No
+        );
         // wrmsr SHADOW_GS_BASE, non-canonical refused.
-        let mut regs = Regs { rcx: 0xc000_0102, rax: 0x5000, rdx: 0, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x30], &mut v, crs), Emulated::Done);
+        let mut regs = Regs {
+            rcx: 0xc000_0102,
+            rax: 0x5000,
+            rdx: 0,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x30], &mut v, crs),
+            Emulated::Done
+        );
         assert_eq!(v.gs_base_user, 0x5000);
-        let mut regs = Regs { rcx: 0xc000_0102, rax: 0, rdx: 0x8000, ..Regs::default() };
-        assert_eq!(privileged(&mut regs, &[0x0f, 0x30], &mut v, crs), Emulated::No);
+        let mut regs = Regs {
+            rcx: 0xc000_0102,
+            rax: 0,
+            rdx: 0x8000,
+            ..Regs::default()
+        };
+        assert_eq!(
+            privileged(&mut regs, &[0x0f, 0x30], &mut v, crs),
+            Emulated::No
+        );
         // cli, hlt: not emulated.
-        assert_eq!(privileged(&mut Regs::default(), &[0xfa], &mut v, crs), Emulated::No);
-        assert_eq!(privileged(&mut Regs::default(), &[0xf4], &mut v, crs), Emulated::No);
+        assert_eq!(
+            privileged(&mut Regs::default(), &[0xfa], &mut v, crs),
+            Emulated::No
+        );
+        assert_eq!(
+            privileged(&mut Regs::default(), &[0xf4], &mut v, crs),
+            Emulated::No
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 mod callback;
 mod console;
+mod debugreg;
+pub mod event_channel;
 mod memory;
 mod multicall;
 mod sched;
@@ -49,6 +51,8 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub info: &'a MachineInfo,
     /// The calling domain (and its only vCPU).
     pub dom: &'a mut Domain,
+    /// Its event channels.
+    pub events: &'a mut crate::evtchn::PortTable,
     /// The caller's saved registers (`iret` rewrites them).
     pub regs: &'a mut Regs,
     /// Set while a multicall runs: a nested multicall is refused.
@@ -170,6 +174,9 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         __HYPERVISOR_set_segment_base => traps::set_segment_base(ctx, a[0], a[1]),
         __HYPERVISOR_sched_op => sched::sched_op(ctx, a[0], a[1]),
         __HYPERVISOR_callback_op => callback::callback_op(ctx, a[0], a[1]),
+        __HYPERVISOR_event_channel_op => event_channel::event_channel_op(ctx, a[0], a[1]),
+        __HYPERVISOR_set_debugreg => debugreg::set_debugreg(ctx, a[0], a[1]),
+        __HYPERVISOR_get_debugreg => debugreg::get_debugreg(ctx, a[0]),
         _ => Err(Errno::ENOSYS),
     };
     match result {

@@ -4,8 +4,11 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::domain::Shutdown;
-use crate::guest::copy_from_guest;
+use crate::domain::{Poll, Shutdown};
+use crate::guest::{copy_from_guest, guest_va_ok};
+
+/// Most ports one `SCHEDOP_poll` may wait for (Xen: `nr_ports > 128` is -EINVAL).
+const MAX_POLL_PORTS: u32 = 128;
 
 pub(super) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     match super::cmd32(cmd) {
@@ -41,8 +44,64 @@ pub(super) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg:
             ctx.dom.shutdown = Some(Shutdown::Requested(s.reason & 0xff));
             Ok(0)
         }
+        SCHEDOP_poll => {
+            let p: SchedPoll = copy_from_guest(&ctx.guest(), arg)?;
+            poll(ctx, p)
+        }
+        SCHEDOP_watchdog => {
+            let w: SchedWatchdog = copy_from_guest(&ctx.guest(), arg)?;
+            watchdog(ctx, w)
+        }
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// `SCHEDOP_poll`: wait until one of the ports is pending or the deadline passes
+/// (`common/sched/core.c: do_poll`).
+fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
+    if p.nr_ports > MAX_POLL_PORTS {
+        return Err(Errno::EINVAL);
+    }
+    let bytes = u64::from(p.nr_ports) * 4;
+    if p.nr_ports > 0 && (!guest_va_ok(p.ports) || !guest_va_ok(p.ports.wrapping_add(bytes - 1))) {
+        return Err(Errno::EFAULT);
+    }
+    let mut ports = heapless::Vec::new();
+    for i in 0..u64::from(p.nr_ports) {
+        let port: u32 = copy_from_guest(&ctx.guest(), p.ports + 4 * i)?;
+        if !ctx.events.is_valid(port) {
+            return Err(Errno::EINVAL);
+        }
+        if super::event_channel::port_pending(&*ctx.m, ctx.dom, port) {
+            return Ok(0);
+        }
+        let _ = ports.push(port);
+    }
+    let deadline = (p.timeout != 0).then_some(p.timeout);
+    ctx.dom.vcpu.poll = Some(Poll { ports, deadline });
+    Ok(0)
+}
+
+/// `SCHEDOP_watchdog`: id 0 creates a watchdog (returns its id); a non-zero id with a timeout
+/// re-arms it, with timeout 0 destroys it (`domain_watchdog`).
+fn watchdog<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, w: SchedWatchdog) -> HcResult {
+    let now = ctx.m.now_ns();
+    let deadline = now.saturating_add(u64::from(w.timeout) * 1_000_000_000);
+    let slots = &mut ctx.dom.watchdogs;
+    if w.id == 0 {
+        let free = slots.iter().position(Option::is_none).ok_or(Errno::EBUSY)?;
+        slots[free] = Some(deadline);
+        return Ok(free as i64 + 1);
+    }
+    let slot = (w.id as usize)
+        .checked_sub(1)
+        .filter(|&i| i < slots.len())
+        .ok_or(Errno::EINVAL)?;
+    if slots[slot].is_none() {
+        return Err(Errno::EINVAL);
+    }
+    slots[slot] = (w.timeout != 0).then_some(deadline);
+    Ok(0)
 }
 
 /// Xen's limit for a sane single-shot deadline: about 13 days ahead (2^50 ns). Past it (or a

@@ -79,6 +79,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         shutdown_code: None,
         shutdown: None,
         vm_assist: 0,
+        watchdogs: [None; 2],
         vcpu: Vcpu::default(),
     };
     let m = FakeMachine {
@@ -103,10 +104,12 @@ pub fn with_ctx<R>(
     regs: &mut Regs,
     f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
 ) -> R {
+    let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
     let mut ctx = Ctx {
         m,
         info,
         dom,
+        events: &mut events,
         regs,
         in_multicall: false,
     };

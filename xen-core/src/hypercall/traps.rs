@@ -95,8 +95,12 @@ pub(super) fn set_segment_base<M: Machine + ?Sized>(
             v.gs_base_kernel = base;
             Ok(0)
         }
-        // Loading the user GS selector: a bad selector loads the null one instead, never fails.
-        SEGBASE_GS_USER_SEL => Ok(0),
+        // Loading a user GS selector: the flat selectors (and the null one, which a bad one becomes)
+        // have base 0, which becomes the user GS base (Xen re-reads the base after the load).
+        SEGBASE_GS_USER_SEL => {
+            v.gs_base_user = 0;
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }

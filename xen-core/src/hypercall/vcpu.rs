@@ -21,18 +21,17 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
         return Err(Errno::ENOENT);
     }
     match super::cmd32(cmd) {
-        // vCPU 0 is initialised and running.
-        VCPUOP_initialise => Err(Errno::EEXIST),
+        // Xen reads the context before it looks at the vCPU: a bad pointer is -EFAULT even
+        // though vCPU 0 is initialised and running (-EEXIST).
+        VCPUOP_initialise => {
+            let _: hypercall_abi::arch_x86_64::VcpuGuestContext =
+                copy_from_guest(&ctx.guest(), arg)?;
+            Err(Errno::EEXIST)
+        }
         VCPUOP_up => Ok(0),
         VCPUOP_is_up => Ok(1),
         VCPUOP_get_runstate_info => {
-            let now = ctx.m.now_ns();
-            let info = VcpuRunstateInfo {
-                state: RUNSTATE_running,
-                state_entry_time: 0,
-                time: [now, 0, 0, 0],
-                ..Default::default()
-            };
+            let info = runstate(ctx.m.now_ns());
             copy_to_guest(&mut ctx.guest(), arg, &info)?;
             Ok(0)
         }
@@ -60,6 +59,32 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             ctx.dom.vcpu.timer_deadline = None;
             Ok(0)
         }
+        VCPUOP_register_runstate_memory_area => {
+            let area: VcpuRegisterRunstateMemoryArea = copy_from_guest(&ctx.guest(), arg)?;
+            ctx.dom.vcpu.runstate_area = area.addr;
+            if area.addr != 0 {
+                // Xen writes the current runstate at once; a bad address is the guest's loss.
+                let info = runstate(ctx.m.now_ns());
+                let _ = copy_to_guest(&mut ctx.guest(), area.addr, &info);
+            }
+            Ok(0)
+        }
+        // One physical CPU, APIC id 0 and ACPI id 0: dom0's vCPU 0 is pinned to it.
+        VCPUOP_get_physid if ctx.dom.privileged => {
+            copy_to_guest(&mut ctx.guest(), arg, &VcpuGetPhysid { phys_id: 0 })?;
+            Ok(0)
+        }
+        VCPUOP_get_physid => Err(Errno::EINVAL),
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// The runstate of the running vCPU: running since boot.
+fn runstate(now: u64) -> VcpuRunstateInfo {
+    VcpuRunstateInfo {
+        state: RUNSTATE_running,
+        state_entry_time: 0,
+        time: [now, 0, 0, 0],
+        ..Default::default()
     }
 }

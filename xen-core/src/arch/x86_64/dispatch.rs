@@ -11,7 +11,9 @@ use spin::Mutex;
 use xen_core::bounce::{self, CrashReason};
 use xen_core::domain::{Domain, MachineInfo, Shutdown};
 use xen_core::emulate::{self, GuestCrs};
+use xen_core::evtchn::PortTable;
 use xen_core::guest::{GuestMemory, PageTableGuest};
+use xen_core::hypercall::event_channel;
 use xen_core::hypercall::{dispatch, Ctx};
 use xen_core::power::FailCode;
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
@@ -43,6 +45,13 @@ struct Loaded {
 }
 
 static HV: Mutex<Option<Hv>> = Mutex::new(None);
+
+/// dom0's event channels (kept apart from `Hv`: a port table is tens of KiB, too big to build on
+/// the boot stack and move).
+static DOM0_PORTS: Mutex<PortTable> = Mutex::new(PortTable::new(1, MAX_PORT_2L));
+
+/// The highest 2-level event channel port (4096 ports on 64-bit).
+const MAX_PORT_2L: u32 = 4095;
 
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
@@ -87,6 +96,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
     let hv = guard
         .as_mut()
         .expect("a guest runs only after `run` installed the state");
+    let mut ports = DOM0_PORTS.lock();
     match regs.vector {
         ENTRY_SYSCALL => {
             let (nr, args) = regs.hypercall_args();
@@ -94,6 +104,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 m: &mut hv.m,
                 info: &hv.info,
                 dom: &mut hv.dom,
+                events: &mut ports,
                 regs,
                 in_multicall: false,
             };
@@ -108,7 +119,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         // External interrupts taken while the guest ran: nothing is routed to guests yet.
         _ => {}
     }
-    exit_to_guest(hv, regs);
+    exit_to_guest(hv, &mut ports, regs);
 }
 
 /// Handles an exception the guest raised: emulate what Xen emulates, bounce the rest.
@@ -181,6 +192,17 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
             bounce::inject_exception(&mut hv.m, dom, regs, 14, Some(ec as u32), cr2)
         }
         2 => Ok(()), // an NMI while the guest ran: nothing to forward yet
+        1 => {
+            // Record what the CPU reported in the guest's virtual DR6, and clear the real one.
+            let dr6: u64;
+            // SAFETY: reading and resetting DR6 only affects what the next #DB reports.
+            unsafe {
+                asm!("mov {}, dr6", out(reg) dr6, options(nomem, nostack));
+                asm!("mov dr6, {}", in(reg) xen_core::domain::DR6_DEFAULT, options(nomem, nostack));
+            }
+            dom.vcpu.dr6 = (dom.vcpu.dr6 & !0xf) | (dr6 & 0xe00f);
+            bounce::inject_exception(&mut hv.m, dom, regs, 1, None, 0)
+        }
         8 | 18 => Err("machine check or double fault while the guest ran"),
         _ => {
             let has_ec = matches!(vector, 10..=14 | 17 | 21 | 29 | 30);
@@ -208,9 +230,23 @@ fn guest_cr0(dom: &Domain) -> u64 {
 }
 
 /// Settles everything due before the guest runs again.
-fn exit_to_guest(hv: &mut Hv, regs: &mut Regs) {
+fn exit_to_guest(hv: &mut Hv, ports: &mut PortTable, regs: &mut Regs) {
+    run_timers(hv, ports, true);
     if hv.dom.vcpu.blocked {
-        block(hv);
+        hv.dom.vcpu.blocked = false;
+        // SCHEDOP_block enables events, then waits unless one is already pending.
+        xen_core::shared::set_upcall_mask(&mut hv.m, &hv.dom, false);
+        wait(hv, ports, |hv| {
+            xen_core::shared::upcall_pending(&hv.m, &hv.dom)
+        });
+    }
+    if let Some(poll) = hv.dom.vcpu.poll.take() {
+        wait(hv, ports, |hv| {
+            poll.ports
+                .iter()
+                .any(|&p| event_channel::port_pending(&hv.m, &hv.dom, p))
+                || poll.deadline.is_some_and(|d| hv.m.now() >= d)
+        });
     }
     if let Some(s) = hv.dom.shutdown {
         domain_stopped(hv, regs, s);
@@ -218,28 +254,90 @@ fn exit_to_guest(hv: &mut Hv, regs: &mut Regs) {
     if let Err(why) = bounce::deliver_upcall(&mut hv.m, &hv.dom, regs) {
         domain_stopped(hv, regs, Shutdown::Crashed(why));
     }
+    arm_next_timer(hv, true);
     load_vcpu_state(hv);
 }
 
-/// `SCHEDOP_block`: events are enabled and the vCPU waits until one is pending or its timer is
-/// due. (With one domain, waiting means spinning on the clock until the APIC timer is wired in.)
-fn block(hv: &mut Hv) {
-    xen_core::shared::set_upcall_mask(&mut hv.m, &hv.dom, false);
-    loop {
-        if xen_core::shared::upcall_pending(&hv.m, &hv.dom) {
-            break;
-        }
-        match hv.dom.vcpu.timer_deadline {
-            Some(d) if hv.m.now() >= d => break,
-            Some(_) => core::hint::spin_loop(),
-            None => {
-                // Nothing can ever wake it: an idle dom0 would wait forever.
-                hv.dom.shutdown = Some(Shutdown::Crashed("blocked with no event source"));
-                break;
-            }
-        }
+/// Fires what is due: the single-shot timer and (while the vCPU runs) the periodic timer send
+/// VIRQ_TIMER; an expired watchdog shuts the domain down (`SHUTDOWN_watchdog`).
+fn run_timers(hv: &mut Hv, ports: &mut PortTable, running: bool) {
+    let now = hv.m.now();
+    let v = &mut hv.dom.vcpu;
+    let mut fire = false;
+    if v.timer_deadline.is_some_and(|d| d <= now) {
+        v.timer_deadline = None;
+        fire = true;
     }
-    hv.dom.vcpu.blocked = false;
+    if running && v.periodic_period != 0 && v.next_periodic <= now {
+        // Xen's periodic timer catches up by whole periods.
+        let behind = (now - v.next_periodic) / v.periodic_period + 1;
+        v.next_periodic += behind * v.periodic_period;
+        fire = true;
+    }
+    if fire {
+        event_channel::send_virq(&mut hv.m, &hv.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
+    }
+    if hv.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
+        hv.dom
+            .shutdown
+            .get_or_insert(Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_watchdog));
+    }
+}
+
+/// The next moment something is due for the vCPU.
+fn next_deadline(hv: &Hv, running: bool) -> Option<u64> {
+    let v = &hv.dom.vcpu;
+    let periodic = (running && v.periodic_period != 0).then_some(v.next_periodic);
+    let poll = v.poll.as_ref().and_then(|p| p.deadline);
+    [v.timer_deadline, periodic, poll]
+        .into_iter()
+        .chain(hv.dom.watchdogs.iter().copied())
+        .flatten()
+        .min()
+}
+
+/// Arms the APIC one-shot timer for the next deadline, or cancels it.
+fn arm_next_timer(hv: &Hv, running: bool) {
+    match next_deadline(hv, running) {
+        Some(d) => apic::arm_oneshot(d),
+        None => apic::cancel(),
+    }
+}
+
+/// Halts until `done` holds, running the timers as they fall due. A wait that nothing can end
+/// (no deadline, nothing pending) would hang the machine: with one domain, that crashes it.
+fn wait(hv: &mut Hv, ports: &mut PortTable, done: impl Fn(&Hv) -> bool) {
+    loop {
+        run_timers(hv, ports, false);
+        if done(hv) || hv.dom.shutdown.is_some() {
+            return;
+        }
+        let deadline = next_deadline(hv, false);
+        let Some(d) = deadline else {
+            hv.dom.shutdown = Some(Shutdown::Crashed("blocked with nothing that could wake it"));
+            return;
+        };
+        apic::arm_oneshot(d);
+        // SAFETY: `sti; hlt` atomically enables interrupts and halts, so a timer interrupt that is
+        // already pending wakes the CPU rather than being lost; its handler (entry from ring 0)
+        // only accounts for it and returns here. Interrupts are off again before the state is
+        // touched.
+        unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+}
+
+/// Publishes the vCPU's time (`vcpu_time_info`) and the wall clock in shared_info.
+pub fn publish_time(m: &mut HvMachine, dom: &Domain) {
+    let Ok(t) = super::time::init() else { return };
+    let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
+    event_channel::with_shared_info(m, dom, |_, page| {
+        xen_core::time::publish_vcpu_time(
+            &mut page[..],
+            xen_core::time::vcpu_time_offset(0),
+            &info,
+        );
+        xen_core::time::publish_wallclock(&mut page[..], t.wallclock);
+    });
 }
 
 /// The domain stopped: dom0 takes the machine with it, as on Xen.

@@ -10,7 +10,7 @@ use xen_core::power::FailCode;
 use xen_core::regs::Regs;
 
 use super::console::printk;
-use super::machine::{rdtsc, DirectMap, HvMachine};
+use super::machine::{DirectMap, HvMachine};
 use super::mm::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
 
@@ -32,6 +32,15 @@ pub fn start(
     cmdline: &str,
     nr_pages: u64,
 ) -> ! {
+    match super::time::init() {
+        Ok(t) => printk!(
+            "TSC: {} kHz, APIC timer: {} kHz\n",
+            t.clock.tsc_hz / 1000,
+            t.apic_timer_hz / 1000
+        ),
+        Err(e) => refuse(format_args!("time: {e:?}")),
+    }
+
     // Free memory: RAM minus the first MiB, the hypervisor image and every boot module.
     let image = image_maddr_range();
     let mut reserved: heapless::Vec<core::ops::Range<Maddr>, 40> = heapless::Vec::new();
@@ -119,16 +128,13 @@ pub fn start(
         shutdown_code: None,
         shutdown: None,
         vm_assist: 0,
+        watchdogs: [None; 2],
         vcpu: Vcpu::default(),
     };
-    let mut m = HvMachine {
-        mem,
-        e820,
-        tsc_per_us: 1000,
-        tsc_at_boot: rdtsc(),
-    };
-    // Guests start with event upcalls masked.
+    let mut m = HvMachine { mem, e820 };
+    // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared::set_upcall_mask(&mut m, &dom, true);
+    dispatch::publish_time(&mut m, &dom);
     let regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     printk!("Std. Loglevel: All\n");
     printk!("*** Serial input to DOM0 (not routed yet) ***\n");

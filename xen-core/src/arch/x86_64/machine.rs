@@ -1,7 +1,7 @@
 //! The real machine behind the portable core's traits: machine memory through the direct map,
 //! the console, the clock and the e820 map.
 
-use core::arch::x86_64::{__cpuid_count, _rdtsc};
+use core::arch::x86_64::__cpuid_count;
 
 use xen_core::hypercall::Machine;
 use xen_core::layout;
@@ -57,10 +57,6 @@ pub struct HvMachine {
     pub mem: DirectMap,
     /// The memory map from the boot loader, as e820 entries.
     pub e820: heapless::Vec<E820, 64>,
-    /// TSC ticks per microsecond, from calibration.
-    pub tsc_per_us: u64,
-    /// TSC value at system time 0.
-    pub tsc_at_boot: u64,
 }
 
 impl MachineMemory for HvMachine {
@@ -75,12 +71,6 @@ impl MachineMemoryMut for HvMachine {
     }
 }
 
-/// Reads the time-stamp counter.
-pub fn rdtsc() -> u64 {
-    // SAFETY: RDTSC is unprivileged and has no side effects (CR4.TSD is clear in ring 0 anyway).
-    unsafe { _rdtsc() }
-}
-
 /// The CPU's own CPUID answer.
 pub fn native_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let r = __cpuid_count(leaf, subleaf);
@@ -88,10 +78,9 @@ pub fn native_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 }
 
 impl HvMachine {
-    /// Nanoseconds since boot.
+    /// System time: nanoseconds since boot, from the calibrated TSC.
     pub fn now(&self) -> u64 {
-        let ticks = rdtsc().wrapping_sub(self.tsc_at_boot);
-        ((u128::from(ticks) * 1000) / u128::from(self.tsc_per_us.max(1))) as u64
+        super::time::now()
     }
 }
 
