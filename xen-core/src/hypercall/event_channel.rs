@@ -25,7 +25,10 @@ impl Domains for OneDomain<'_> {
     type Shared = [u8; 4096];
 
     fn get(&mut self, id: u16) -> Option<DomainEvents<'_, [u8; 4096]>> {
-        (id == self.id).then(|| DomainEvents {
+        if id != self.id {
+            return None;
+        }
+        Some(DomainEvents {
             id: self.id,
             privileged: self.privileged,
             ports: &mut *self.ports,
