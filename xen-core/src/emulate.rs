@@ -188,6 +188,44 @@ pub fn privileged(
     }
 }
 
+/// A guest store to one of its page tables through the read-only mapping: `mov %reg, mem`
+/// (REX.W 89 /r, an 8-byte store). Returns the source register and the instruction's length; the
+/// target address is the fault's CR2. Other forms are not emulated.
+pub fn decode_pte_store(code: &[u8]) -> Option<(u8, u64)> {
+    let (&rex, rest) = code.split_first()?;
+    if rex & 0xf8 != 0x48 {
+        return None; // REX.W required: a PTE is 8 bytes
+    }
+    let [0x89, modrm, ref tail @ ..] = *rest else {
+        return None;
+    };
+    let md = modrm >> 6;
+    let rm = modrm & 7;
+    if md == 3 {
+        return None; // a register destination is not a store
+    }
+    let mut len = 3u64; // REX, opcode, ModRM
+    if rm == 4 {
+        let &sib = tail.first()?;
+        len += 1;
+        if md == 0 && sib & 7 == 5 {
+            len += 4; // no base: disp32
+        }
+    } else if md == 0 && rm == 5 {
+        len += 4; // RIP-relative disp32
+    }
+    len += match md {
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    if code.len() < len as usize {
+        return None;
+    }
+    let reg = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+    Some((reg, len))
+}
+
 /// General register number `n` (x86 encoding order) in the frame.
 pub fn gpr(regs: &mut Regs, n: u8) -> &mut u64 {
     match n & 15 {
@@ -374,6 +412,22 @@ mod tests {
             privileged(&mut Regs::default(), &[0xf4], &mut v, crs),
             Emulated::No
         );
+    }
+
+    #[test]
+    fn pte_store_decoding() {
+        // mov %rax, (%rcx)
+        assert_eq!(decode_pte_store(&[0x48, 0x89, 0x01]), Some((0, 3)));
+        // mov %r9, 0x10(%rdi): REX.WR, disp8
+        assert_eq!(decode_pte_store(&[0x4c, 0x89, 0x4f, 0x10]), Some((9, 4)));
+        // mov %rdx, (%rsp): SIB
+        assert_eq!(decode_pte_store(&[0x48, 0x89, 0x14, 0x24]), Some((2, 4)));
+        // mov %rax, 0x1000(%rip): disp32
+        assert_eq!(decode_pte_store(&[0x48, 0x89, 0x05, 0, 0x10, 0, 0]), Some((0, 7)));
+        // 32-bit store, register destination, truncated instruction: not emulated.
+        assert_eq!(decode_pte_store(&[0x89, 0x01]), None);
+        assert_eq!(decode_pte_store(&[0x48, 0x89, 0xc1]), None);
+        assert_eq!(decode_pte_store(&[0x48, 0x89, 0x05, 0]), None);
     }
 
     #[test]
