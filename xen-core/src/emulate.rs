@@ -423,7 +423,10 @@ mod tests {
         // mov %rdx, (%rsp): SIB
         assert_eq!(decode_pte_store(&[0x48, 0x89, 0x14, 0x24]), Some((2, 4)));
         // mov %rax, 0x1000(%rip): disp32
-        assert_eq!(decode_pte_store(&[0x48, 0x89, 0x05, 0, 0x10, 0, 0]), Some((0, 7)));
+        assert_eq!(
+            decode_pte_store(&[0x48, 0x89, 0x05, 0, 0x10, 0, 0]),
+            Some((0, 7))
+        );
         // 32-bit store, register destination, truncated instruction: not emulated.
         assert_eq!(decode_pte_store(&[0x89, 0x01]), None);
         assert_eq!(decode_pte_store(&[0x48, 0x89, 0xc1]), None);

@@ -8,8 +8,13 @@
 
 use hypercall_abi::arch_x86_64::{FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 
-/// The `vector` of a frame built by the `syscall` entry.
+/// The `vector` of a frame built by the `syscall` entry. The exit path leaves such a frame with
+/// `sysretq` (RIP from RCX, RFLAGS from R11); anything that must restore the guest's own RCX and
+/// R11 changes the vector to [`ENTRY_RESTORE_ALL`].
 pub const ENTRY_SYSCALL: u64 = 0x100;
+
+/// The `vector` of a rewritten frame that must be left with `iretq`, restoring every register.
+pub const ENTRY_RESTORE_ALL: u64 = 0x101;
 
 /// RFLAGS bits the hypervisor cares about.
 pub mod rflags {

@@ -55,6 +55,8 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     } else {
         r.rcx = saved.rcx;
         r.r11 = saved.r11;
+        // Leave with `iretq`, which restores RCX and R11 instead of loading them.
+        r.vector = crate::regs::ENTRY_RESTORE_ALL;
     }
     // The guest's virtual interrupt flag follows the returned RFLAGS.IF.
     let masked = saved.rflags & rflags::IF == 0;

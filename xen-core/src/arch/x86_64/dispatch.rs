@@ -33,6 +33,8 @@ pub struct Hv {
     pub dom: Domain,
     /// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes.
     loaded: Loaded,
+    /// The deadline the APIC one-shot timer is armed for, to skip redundant (slow) APIC writes.
+    armed: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,7 @@ pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
             ts: true,
             cr3: 0,
         },
+        armed: None,
     };
     load_vcpu_state(&mut hv);
     *HV.lock() = Some(hv);
@@ -296,12 +299,18 @@ fn next_deadline(hv: &Hv, running: bool) -> Option<u64> {
         .min()
 }
 
-/// Arms the APIC one-shot timer for the next deadline, or cancels it.
-fn arm_next_timer(hv: &Hv, running: bool) {
-    match next_deadline(hv, running) {
+/// Arms the APIC one-shot timer for the next deadline, or cancels it; only when that changed,
+/// since APIC accesses are slow (and most hypercalls change no timer).
+fn arm_next_timer(hv: &mut Hv, running: bool) {
+    let next = next_deadline(hv, running);
+    if next == hv.armed {
+        return;
+    }
+    match next {
         Some(d) => apic::arm_oneshot(d),
         None => apic::cancel(),
     }
+    hv.armed = next;
 }
 
 /// Halts until `done` holds, running the timers as they fall due. A wait that nothing can end
@@ -318,6 +327,7 @@ fn wait(hv: &mut Hv, ports: &mut PortTable, done: impl Fn(&Hv) -> bool) {
             return;
         };
         apic::arm_oneshot(d);
+        hv.armed = Some(d);
         // SAFETY: `sti; hlt` atomically enables interrupts and halts, so a timer interrupt that is
         // already pending wakes the CPU rather than being lost; its handler (entry from ring 0)
         // only accounts for it and returns here. Interrupts are off again before the state is

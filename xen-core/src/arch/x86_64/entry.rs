@@ -87,6 +87,39 @@ xen_syscall_entry:
     /* Restore the (possibly rewritten) frame at RSP and leave. */
     .globl xen_exit_to_frame
 xen_exit_to_frame:
+    /* A frame from `syscall` leaves through `sysretq`, which is cheaper, as Xen does: RIP comes
+       from RCX and RFLAGS from R11 (the guest's own RCX/R11 were saved by its hypercall stub).
+       Only with a canonical RIP: `sysretq` to a non-canonical one faults in ring 0. */
+    cmpq ${syscall_vector}, {vector_off}(%rsp)
+    jne .Lexit_iret
+    mov {rip_off}(%rsp), %rcx
+    mov %rcx, %r11
+    sar $47, %r11
+    inc %r11
+    cmp $1, %r11
+    ja .Lexit_iret
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    add $8, %rsp                /* R11: becomes RFLAGS */
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    add $8, %rsp                /* RCX: becomes RIP */
+    pop %rbx
+    pop %rax
+    add $16, %rsp               /* vector, error code */
+    mov (%rsp), %rcx            /* RIP */
+    mov 16(%rsp), %r11          /* RFLAGS */
+    mov 24(%rsp), %rsp          /* the guest's RSP */
+    sysretq
+
+.Lexit_iret:
     pop %r15
     pop %r14
     pop %r13
@@ -118,6 +151,8 @@ xen_entry_stack_top: .quad 0
     guest_ds = const GUEST_DS,
     guest_cs = const GUEST_CS64,
     syscall_vector = const ENTRY_SYSCALL,
+    vector_off = const core::mem::offset_of!(Regs, vector),
+    rip_off = const core::mem::offset_of!(Regs, rip),
     handle_entry = sym super::dispatch::handle_entry,
     options(att_syntax)
 );
