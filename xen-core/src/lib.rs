@@ -23,6 +23,7 @@ pub mod domain;
 pub mod domain_build;
 pub mod emulate;
 pub mod frame_alloc;
+pub mod frame_table;
 pub mod guest;
 pub mod hypercall;
 pub mod layout;
