@@ -66,6 +66,19 @@ pub struct Vcpu {
     pub dr7: u64,
     /// Guest address of its runstate area (`VCPUOP_register_runstate_memory_area`), 0 for none.
     pub runstate_area: u64,
+    /// The user-mode top-level table (`MMUEXT_NEW_USER_BASEPTR`, Xen's `guest_table_user`),
+    /// loaded into CR3 while the guest runs in user mode. Holds a general and an L4 type
+    /// reference in the frame table while set.
+    pub user_l4: Option<Mfn>,
+    /// The LDT the guest installed (`MMUEXT_SET_LDT`): linear base and number of entries.
+    pub ldt_base: u64,
+    /// See `ldt_base`; 0 means no LDT.
+    pub ldt_ents: u32,
+    /// TLB and CR3 work the last hypercall left for the arch layer to do before this vCPU runs
+    /// again (see [`FlushRequest`]).
+    pub flush: FlushRequest,
+    /// Event counters, read by the teaching lab ([`Domain::perf`]).
+    pub perf: PerfCounters,
 }
 
 /// DR6 with no event recorded (`X86_DR6_DEFAULT`).
@@ -78,6 +91,91 @@ pub struct Poll {
     pub ports: heapless::Vec<u32, 128>,
     /// System time at which to give up, if any.
     pub deadline: Option<u64>,
+}
+
+/// Most single-address invalidations a [`FlushRequest`] records before it falls back to a full
+/// flush.
+pub const MAX_INVLPG: usize = 8;
+
+/// TLB and CR3 maintenance a hypercall asks for. Flushing is an arch effect: the portable handlers
+/// only record what Xen would do at that point, and the arch layer performs it after the
+/// hypercall (or the whole multicall) returns and before the guest runs again, then clears the
+/// request ([`FlushRequest::take`]). That is as safe as Xen's immediate flush because the
+/// hypervisor never reaches guest memory through the TLB: guest copies walk the tables in software
+/// (`crate::guest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlushRequest {
+    /// Flush the whole TLB of this CPU, global entries included (Xen sets `_PAGE_GLOBAL` on guest
+    /// user mappings, `adjust_guest_l1e`).
+    pub local_flush: bool,
+    /// Invalidate these linear addresses (`invlpg`); meaningless when `local_flush` is set.
+    pub invlpg: heapless::Vec<u64, MAX_INVLPG>,
+    /// Load CR3 with this top-level table now, even if it is the one loaded (Xen's
+    /// `write_ptbase`; a CR3 load also flushes the non-global TLB entries).
+    pub new_cr3: Option<Mfn>,
+    /// Write back and invalidate the caches (`wbinvd`, `MMUEXT_FLUSH_CACHE[_GLOBAL]`).
+    pub cache_flush: bool,
+}
+
+impl FlushRequest {
+    /// Asks for a full TLB flush (counted once however often it is asked before being done).
+    pub fn flush_all(&mut self, perf: &mut PerfCounters) {
+        if !self.local_flush {
+            self.local_flush = true;
+            self.invlpg.clear();
+            perf.tlb_flushes += 1;
+        }
+    }
+
+    /// Asks for one linear address to be invalidated; too many become a full flush.
+    pub fn invlpg(&mut self, va: u64, perf: &mut PerfCounters) {
+        if self.local_flush || self.invlpg.contains(&va) {
+            return;
+        }
+        if self.invlpg.push(va).is_err() {
+            self.flush_all(perf);
+        } else {
+            perf.invlpgs += 1;
+        }
+    }
+
+    /// Asks for CR3 to be (re)loaded with `l4`.
+    pub fn load_cr3(&mut self, l4: Mfn) {
+        self.new_cr3 = Some(l4);
+    }
+
+    /// Whether nothing is asked.
+    pub fn is_empty(&self) -> bool {
+        *self == FlushRequest::default()
+    }
+
+    /// Hands the request to the arch layer and leaves an empty one.
+    pub fn take(&mut self) -> FlushRequest {
+        core::mem::take(self)
+    }
+}
+
+/// Counters of memory-management work, per vCPU (a domain's figures are its vCPUs' sum; one vCPU
+/// per domain today). Plain numbers for the teaching lab: they show what batching saves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerfCounters {
+    /// Hypercalls dispatched, multicall entries included (Xen's `calls_to_*` perf counters).
+    pub hypercalls: u64,
+    /// Page-table entries validated: present entries checked while promoting a table or
+    /// written by `mmu_update`/`update_va_mapping` (Xen counts `num_page_updates`).
+    pub ptes_validated: u64,
+    /// `mmu_update` requests completed (`num_page_updates`).
+    pub page_updates: u64,
+    /// `mmu_update` requests aimed at ordinary writable pages, done as plain writes
+    /// (`writable_mmu_updates`).
+    pub writable_mmu_updates: u64,
+    /// Full TLB flushes asked for (coalesced: at most one per hypercall).
+    pub tlb_flushes: u64,
+    /// Single-address invalidations asked for.
+    pub invlpgs: u64,
+    /// Reference-count operations on the frame table: general (`get_page`/`put_page`) and type
+    /// (`get_page_type`/`put_page_type`) references taken or dropped.
+    pub ref_ops: u64,
 }
 
 impl Default for Vcpu {
@@ -105,6 +203,11 @@ impl Default for Vcpu {
             dr6: DR6_DEFAULT,
             dr7: 0x400,
             runstate_area: 0,
+            user_l4: None,
+            ldt_base: 0,
+            ldt_ents: 0,
+            flush: FlushRequest::default(),
+            perf: PerfCounters::default(),
         }
     }
 }
@@ -134,6 +237,31 @@ pub struct Domain {
     pub watchdogs: [Option<u64>; 2],
     /// Its only vCPU.
     pub vcpu: Vcpu,
+}
+
+impl Domain {
+    /// What the frame table needs to know about this domain.
+    pub fn info(&self) -> DomainInfo {
+        DomainInfo {
+            id: self.id,
+            privileged: self.privileged,
+        }
+    }
+
+    /// The domain's memory-management counters (its only vCPU's).
+    pub fn perf(&self) -> &PerfCounters {
+        &self.vcpu.perf
+    }
+}
+
+/// A domain as the frame table knows it: its id and whether it holds I/O privileges (dom0 has all
+/// of machine I/O memory in its `iomem_caps`; other domains have none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// The domain id.
+    pub id: DomainId,
+    /// Privileged: may map I/O memory, use cache attributes, name other domains' pages.
+    pub privileged: bool,
 }
 
 /// Facts about the machine that hypercalls report.

@@ -24,6 +24,7 @@ pub mod domain_build;
 pub mod emulate;
 pub mod evtchn;
 pub mod frame_alloc;
+pub mod frame_table;
 pub mod guest;
 pub mod hypercall;
 pub mod layout;

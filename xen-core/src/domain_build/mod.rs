@@ -24,7 +24,7 @@ pub mod notes;
 pub mod pagetables;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use core::fmt;
 

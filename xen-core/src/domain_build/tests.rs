@@ -38,7 +38,7 @@ struct Note {
 }
 
 #[derive(Clone)]
-struct Elf {
+pub(crate) struct Elf {
     class: u8,
     data: u8,
     e_type: u16,
@@ -81,7 +81,7 @@ const DATA: u64 = 0x10_4000;
 
 impl Elf {
     /// A kernel like ours: text (with a hypercall page) at 1 MiB, data + bss after it.
-    fn good() -> Self {
+    pub(crate) fn good() -> Self {
         let text: Vec<u8> = (0..0x3000u32).map(|i| (i % 251) as u8).collect();
         let data: Vec<u8> = (0..0x100u32).map(|i| 0x80 | (i % 127) as u8).collect();
         Elf {
@@ -149,7 +149,7 @@ impl Elf {
     }
 
     /// Header, program headers, notes, then each segment's bytes at a page-aligned offset.
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let notes = self.note_bytes();
         let mut segs = self.segs.clone();
         if !notes.is_empty() {

@@ -15,6 +15,7 @@ mod console;
 mod debugreg;
 pub mod event_channel;
 mod memory;
+pub(crate) mod mmu;
 mod multicall;
 mod sched;
 mod traps;
@@ -25,6 +26,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 
 use crate::domain::{Domain, MachineInfo};
+use crate::frame_table::Mm;
 use crate::guest::{GuestFault, PageTableGuest};
 use crate::mm::MachineMemoryMut;
 use crate::regs::Regs;
@@ -41,6 +43,14 @@ pub trait Machine: MachineMemoryMut {
     /// The machine's memory map as e820 entries (addr, size, type), for
     /// `XENMEM_machine_memory_map`. Returns how many entries were written to `out`.
     fn e820(&self, out: &mut [(u64, u64, u32)]) -> usize;
+
+    /// The machine-wide memory-management state (frame table, M2P location, hypervisor L4
+    /// slots), with machine memory borrowed alongside it: validating page tables needs both at
+    /// once. `None` until the arch layer has a frame table; the page-table hypercalls
+    /// (`mmu_update`, `mmuext_op`, `update_va_mapping*`) then return -ENOSYS.
+    fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
+        None
+    }
 }
 
 /// Everything a handler may touch.
@@ -88,12 +98,15 @@ pub struct Hypercall {
 }
 
 /// The hypercalls we implement: the answer to "what does this hypervisor do?". Every other number
-/// returns -ENOSYS. (The memory-management hypercalls, `mmu_update`, `mmuext_op` and
-/// `update_va_mapping`, arrive with the validated page-table issue.)
+/// returns -ENOSYS.
 pub const IMPLEMENTED: &[Hypercall] = &[
     Hypercall {
         nr: __HYPERVISOR_set_trap_table,
         name: "set_trap_table",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_mmu_update,
+        name: "mmu_update",
     },
     Hypercall {
         nr: __HYPERVISOR_stack_switch,
@@ -116,6 +129,10 @@ pub const IMPLEMENTED: &[Hypercall] = &[
         name: "multicall",
     },
     Hypercall {
+        nr: __HYPERVISOR_update_va_mapping,
+        name: "update_va_mapping",
+    },
+    Hypercall {
         nr: __HYPERVISOR_set_timer_op,
         name: "set_timer_op",
     },
@@ -132,6 +149,10 @@ pub const IMPLEMENTED: &[Hypercall] = &[
         name: "vm_assist",
     },
     Hypercall {
+        nr: __HYPERVISOR_update_va_mapping_otherdomain,
+        name: "update_va_mapping_otherdomain",
+    },
+    Hypercall {
         nr: __HYPERVISOR_iret,
         name: "iret",
     },
@@ -142,6 +163,10 @@ pub const IMPLEMENTED: &[Hypercall] = &[
     Hypercall {
         nr: __HYPERVISOR_set_segment_base,
         name: "set_segment_base",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_mmuext_op,
+        name: "mmuext_op",
     },
     Hypercall {
         nr: __HYPERVISOR_sched_op,
@@ -155,11 +180,18 @@ pub const IMPLEMENTED: &[Hypercall] = &[
 
 /// Runs hypercall `nr` with arguments `a` for the domain in `ctx`; returns the value for RAX.
 pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
+    ctx.dom.vcpu.perf.hypercalls += 1;
     let Ok(nr) = u32::try_from(nr) else {
         return Errno::ENOSYS.neg();
     };
     let result = match nr {
         __HYPERVISOR_set_trap_table => traps::set_trap_table(ctx, a[0]),
+        __HYPERVISOR_mmu_update => mmu::mmu_update(ctx, a[0], a[1], a[2], a[3]),
+        __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(ctx, a[0], a[1], a[2]),
+        __HYPERVISOR_update_va_mapping_otherdomain => {
+            mmu::update_va_mapping_otherdomain(ctx, a[0], a[1], a[2], a[3])
+        }
+        __HYPERVISOR_mmuext_op => mmu::mmuext_op(ctx, a[0], a[1], a[2], a[3]),
         __HYPERVISOR_stack_switch => traps::stack_switch(ctx, a[0], a[1]),
         __HYPERVISOR_set_callbacks => callback::set_callbacks(ctx, a[0], a[1], a[2]),
         __HYPERVISOR_fpu_taskswitch => traps::fpu_taskswitch(ctx, a[0]),
@@ -194,5 +226,7 @@ pub(crate) fn cmd32(arg: u64) -> u32 {
 #[cfg(test)]
 pub(crate) mod testing;
 
+#[cfg(test)]
+mod mmu_tests;
 #[cfg(test)]
 mod tests;

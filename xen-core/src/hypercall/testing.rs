@@ -3,6 +3,7 @@
 
 use super::{Ctx, Machine};
 use crate::domain::{Domain, MachineInfo, Vcpu};
+use crate::frame_table::Mm;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 
@@ -17,6 +18,8 @@ pub struct FakeMachine {
     pub mem: FakeMemory,
     pub console: Vec<u8>,
     pub now: u64,
+    /// The frame table, for tests of the page-table hypercalls (`None`: they return -ENOSYS).
+    pub mm: Option<Mm<'static>>,
 }
 
 impl MachineMemory for FakeMachine {
@@ -49,6 +52,10 @@ impl Machine for FakeMachine {
         ];
         out[..map.len()].copy_from_slice(&map);
         map.len()
+    }
+    fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
+        let mm = self.mm.as_mut()?;
+        Some((mm, &mut self.mem))
     }
 }
 
@@ -86,6 +93,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         mem,
         console: Vec::new(),
         now: 1_000_000_000,
+        mm: None,
     };
     (
         m,

@@ -1,0 +1,179 @@
+//! A full recount of the frame table from first principles, for tests: what every count should
+//! be, given the allocations, shares, pins, base pointers and the entries of every validated
+//! table, and whether every validated entry obeys Xen's rules.
+
+use super::pte;
+use super::{is_guest_l4_slot, Mm, Owner, PageType, FIRST_XEN_SLOT};
+use crate::domain::Domain;
+use crate::mm::{MachineMemory, Mfn};
+
+const ZERO: [u8; 512] = [0; 512];
+
+/// The slots of a table whose present bit is set. Written for debug builds, where this runs after
+/// every step of the property test: a plain loop, zero blocks skipped with a slice comparison (a
+/// `memcmp`, optimised even in debug builds).
+fn present_slots<'s>(bytes: &[u8], out: &'s mut [usize; 512]) -> &'s [usize] {
+    let mut n = 0;
+    let mut i = 0;
+    while i < 512 {
+        if i % 64 == 0 && bytes[i * 8..i * 8 + 512] == ZERO[..] {
+            i += 64;
+        } else if i % 8 == 0 && bytes[i * 8..i * 8 + 64] == ZERO[..64] {
+            i += 8;
+        } else {
+            if bytes[i * 8] & 1 != 0 {
+                out[n] = i;
+                n += 1;
+            }
+            i += 1;
+        }
+    }
+    &out[..n]
+}
+
+/// Recounts everything and checks every validated table; `Err` says what is wrong.
+pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> Result<(), String> {
+    let n = mm.frames.max_ram_page() as usize;
+    let mut count = vec![0u64; n];
+    let mut tcount = vec![0u64; n];
+    let frame = |m: u64| mm.frames.get(Mfn(m));
+
+    for (mfn, f) in mm.frames.iter() {
+        let i = mfn.0 as usize;
+        if f.owner() == Owner::Free && *f != super::FrameInfo::FREE {
+            return Err(format!("{mfn:?} is free but {f:?}"));
+        }
+        if f.allocated() {
+            count[i] += 1;
+        }
+        if f.xen_heap() {
+            tcount[i] += 1;
+        }
+        if f.pinned() {
+            if !(f.page_type().is_page_table() && f.validated()) {
+                return Err(format!("{mfn:?} pinned but {f:?}"));
+            }
+            count[i] += 1;
+            tcount[i] += 1;
+        }
+        if f.page_type().is_page_table() && (f.type_count() > 0) != f.validated() {
+            return Err(format!(
+                "{mfn:?}: a table is validated exactly while in use: {f:?}"
+            ));
+        }
+    }
+    for d in doms {
+        for t in [Some(d.l4), d.vcpu.user_l4].into_iter().flatten() {
+            if t.0 == 0 {
+                continue;
+            }
+            let f = frame(t.0).ok_or_else(|| format!("d{} base pointer {t:?} beyond RAM", d.id))?;
+            if f.page_type() != PageType::L4 || !f.validated() || f.owner() != Owner::Domain(d.id) {
+                return Err(format!("d{} base pointer {t:?} is {f:?}", d.id));
+            }
+            count[t.0 as usize] += 1;
+            tcount[t.0 as usize] += 1;
+        }
+    }
+
+    let mut slots = [0usize; 512];
+    for (mfn, f) in mm.frames.iter() {
+        let ty = f.page_type();
+        if !(ty.is_page_table() && f.validated()) {
+            continue;
+        }
+        let Owner::Domain(id) = f.owner() else {
+            return Err(format!("table {mfn:?} owned by {:?}", f.owner()));
+        };
+        let d = mm
+            .domain(id)
+            .ok_or_else(|| format!("table {mfn:?} of unknown d{id}"))?;
+        let bytes = mem
+            .read(mfn.maddr(), 4096)
+            .ok_or_else(|| format!("table {mfn:?} unreadable"))?;
+        let is_l4 = ty == PageType::L4;
+        if is_l4 {
+            for (k, &want) in mm.cfg.xen_l4_slots.iter().enumerate() {
+                let at = (FIRST_XEN_SLOT + k) * 8;
+                let e = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+                if e != want {
+                    return Err(format!(
+                        "L4 {mfn:?} slot {} is {e:#x}, not Xen's",
+                        FIRST_XEN_SLOT + k
+                    ));
+                }
+            }
+        }
+        for &i in present_slots(bytes, &mut slots) {
+            if is_l4 && !is_guest_l4_slot(i) {
+                continue;
+            }
+            let e = u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+            let t = pte::mfn(e);
+            let what = || format!("{ty:?} {mfn:?}[{i}] = {e:#x}");
+            if ty == PageType::L1 {
+                if e & pte::l1_disallow_mask(d.privileged) != 0 {
+                    return Err(format!("{}: disallowed flags", what()));
+                }
+                if e & pte::USER == 0 {
+                    return Err(format!("{}: not adjusted (no _PAGE_USER)", what()));
+                }
+                let io = frame(t).is_none_or(|tf| tf.owner() == Owner::Io);
+                if io {
+                    if !mm.iomem_access_permitted(Owner::Domain(id), Mfn(t)) {
+                        return Err(format!("{}: I/O frame without permission", what()));
+                    }
+                    continue;
+                }
+                let tf = frame(t).unwrap();
+                let own = tf.owner() == Owner::Domain(id);
+                let foreign = d.privileged && matches!(tf.owner(), Owner::Domain(_));
+                if !(own || foreign) {
+                    return Err(format!("{}: maps a frame of {:?}", what(), tf.owner()));
+                }
+                count[t as usize] += 1;
+                if e & pte::RW != 0 {
+                    if tf.page_type() != PageType::Writable {
+                        return Err(format!("{}: writable mapping of a {tf:?} frame", what()));
+                    }
+                    tcount[t as usize] += 1;
+                }
+            } else {
+                let disallow = match ty {
+                    PageType::L2 => pte::L2_DISALLOW,
+                    PageType::L3 => pte::L3_DISALLOW,
+                    _ => pte::L4_DISALLOW,
+                };
+                if e & disallow != 0 || e & pte::USER == 0 {
+                    return Err(format!("{}: bad or unadjusted flags", what()));
+                }
+                if t == mfn.0 {
+                    if e & pte::RW != 0 {
+                        return Err(format!("{}: writable self-map", what()));
+                    }
+                    continue;
+                }
+                let tf = frame(t).ok_or_else(|| format!("{}: beyond RAM", what()))?;
+                if tf.owner() != Owner::Domain(id)
+                    || Some(tf.page_type()) != ty.child()
+                    || !tf.validated()
+                {
+                    return Err(format!("{}: maps {tf:?}", what()));
+                }
+                count[t as usize] += 1;
+                tcount[t as usize] += 1;
+            }
+        }
+    }
+
+    for (mfn, f) in mm.frames.iter() {
+        let i = mfn.0 as usize;
+        if u64::from(f.count()) != count[i] || u64::from(f.type_count()) != tcount[i] {
+            return Err(format!(
+                "{mfn:?} is {f:?}; the recount says count={} type_count={}",
+                count[i], tcount[i]
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! Giving frames to domains and taking them back: what the arch layer calls when it builds a
+//! domain and when one dies.
+//!
+//! Building dom0 follows `dom0_construct_pv` (`xen/arch/x86/pv/dom0_build.c`): the domain's pages
+//! are assigned to it (`assign_pages`, each with its `PGC_allocated` reference), its shared_info
+//! page is shared with it writable (`share_xen_page_with_guest`), and the bootstrap page tables
+//! the builder wrote are validated with the top-level table pinned and installed as the vCPU's
+//! base pointer. Xen sets the resulting counts by hand (`mark_pv_pt_pages_rdonly`); here they come
+//! from validating the tables for real, which must give the same numbers. Taking a domain apart
+//! follows `domain_relinquish_resources`: base pointers dropped, pins dropped, allocation
+//! references dropped.
+
+use core::fmt;
+
+use hypercall_abi::errno::Errno;
+
+use super::{flag, Mm, Owner, PageType, Pt};
+use crate::domain::{Domain, DomainId};
+use crate::domain_build::{BuiltDomain, PtLevel};
+use crate::frame_alloc::FrameRange;
+use crate::mm::{MachineMemoryMut, Mfn};
+
+/// Why a domain's frames could not be set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedError {
+    /// More than [`super::MAX_DOMAINS`] domains.
+    TooManyDomains,
+    /// More than [`super::MAX_IO_DENIED`] withheld I/O ranges.
+    TooManyIoRanges,
+    /// A reserved domain id (`DOMID_FIRST_RESERVED` and up).
+    BadDomainId {
+        /// The id.
+        id: DomainId,
+    },
+    /// The domain is registered already.
+    DomainExists {
+        /// The id.
+        id: DomainId,
+    },
+    /// The domain is not registered.
+    UnknownDomain {
+        /// The id.
+        id: DomainId,
+    },
+    /// The frame is beyond the frame table.
+    OutOfRange {
+        /// The frame.
+        mfn: Mfn,
+    },
+    /// The frame already has an owner.
+    NotFree {
+        /// The frame.
+        mfn: Mfn,
+        /// Its owner.
+        owner: Owner,
+    },
+    /// The top-level table was refused.
+    Refused {
+        /// The table.
+        mfn: Mfn,
+        /// Xen's error for it.
+        errno: Errno,
+    },
+    /// A table the builder reported is not a validated table of its level afterwards.
+    NotValidated {
+        /// The table.
+        mfn: Mfn,
+        /// Its level.
+        level: PtLevel,
+    },
+}
+
+impl fmt::Display for SeedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SeedError::TooManyDomains => write!(f, "more than {} domains", super::MAX_DOMAINS),
+            SeedError::TooManyIoRanges => {
+                write!(f, "more than {} denied I/O ranges", super::MAX_IO_DENIED)
+            }
+            SeedError::BadDomainId { id } => write!(f, "domain id {id:#x} is reserved"),
+            SeedError::DomainExists { id } => write!(f, "domain {id} exists already"),
+            SeedError::UnknownDomain { id } => write!(f, "no domain {id}"),
+            SeedError::OutOfRange { mfn } => {
+                write!(f, "frame {:#x} is beyond the frame table", mfn.0)
+            }
+            SeedError::NotFree { mfn, owner } => {
+                write!(f, "frame {:#x} already belongs to {owner:?}", mfn.0)
+            }
+            SeedError::Refused { mfn, errno } => {
+                write!(f, "top-level table {:#x} refused: {errno}", mfn.0)
+            }
+            SeedError::NotValidated { mfn, level } => {
+                write!(f, "{level} table {:#x} did not validate", mfn.0)
+            }
+        }
+    }
+}
+
+impl<'t> Mm<'t> {
+    /// A [`Pt`] for work done on behalf of `dom` outside a hypercall.
+    fn pt_for<'a>(
+        &'a mut self,
+        mem: &'a mut dyn MachineMemoryMut,
+        dom: &'a mut Domain,
+    ) -> Pt<'a, 't> {
+        let caller = dom.info();
+        let vcpu = &mut dom.vcpu;
+        Pt {
+            mm: self,
+            mem,
+            perf: &mut vcpu.perf,
+            flush: &mut vcpu.flush,
+            caller,
+        }
+    }
+
+    /// Gives frames `range` to `owner` (`assign_pages`). A domain must be registered and gets an
+    /// allocation reference on each frame; [`Owner::Io`] frames are shared writable with
+    /// `DOMID_IO` (`share_xen_page_with_guest(.., dom_io, SHARE_rw)`, as Xen does for the first
+    /// MiB and e820 holes); [`Owner::Xen`] marks hypervisor frames, which no guest may map. Every
+    /// frame must be free; nothing changes unless all are.
+    pub fn assign(&mut self, range: FrameRange, owner: Owner) -> Result<(), SeedError> {
+        match owner {
+            Owner::Domain(id) if self.domain(id).is_none() => {
+                return Err(SeedError::UnknownDomain { id })
+            }
+            Owner::Free => {
+                return Err(SeedError::NotFree {
+                    mfn: range.start,
+                    owner,
+                })
+            }
+            _ => {}
+        }
+        for m in range.start.0..range.end.0 {
+            let f = self
+                .frames
+                .get(Mfn(m))
+                .ok_or(SeedError::OutOfRange { mfn: Mfn(m) })?;
+            if f.owner() != Owner::Free {
+                return Err(SeedError::NotFree {
+                    mfn: Mfn(m),
+                    owner: f.owner(),
+                });
+            }
+        }
+        for m in range.start.0..range.end.0 {
+            let Some(f) = self.frames.get_mut(Mfn(m)) else {
+                continue;
+            };
+            f.owner = owner.to_bits();
+            match owner {
+                Owner::Domain(_) => {
+                    f.count = 1;
+                    f.flags = flag::ALLOCATED;
+                }
+                Owner::Io => {
+                    f.count = 1;
+                    f.flags = flag::ALLOCATED | flag::XEN_HEAP | flag::VALIDATED;
+                    f.set_type(PageType::Writable);
+                    f.type_count = 1;
+                }
+                Owner::Xen | Owner::Free => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `share_xen_page_with_guest`: a hypervisor page (shared_info) becomes `id`'s, typed writable
+    /// (or read-only) for good: the share holds a type reference, so it can never become a page
+    /// table, and the domain may map it like its own memory.
+    pub fn share_xen_page_with_guest(
+        &mut self,
+        mfn: Mfn,
+        id: DomainId,
+        writable: bool,
+    ) -> Result<(), SeedError> {
+        if self.domain(id).is_none() {
+            return Err(SeedError::UnknownDomain { id });
+        }
+        let f = self
+            .frames
+            .get_mut(mfn)
+            .ok_or(SeedError::OutOfRange { mfn })?;
+        match f.owner() {
+            Owner::Free | Owner::Xen if f.count == 0 => {}
+            owner => return Err(SeedError::NotFree { mfn, owner }),
+        }
+        f.owner = Owner::Domain(id).to_bits();
+        f.count = 1;
+        f.flags = flag::ALLOCATED | flag::XEN_HEAP | flag::VALIDATED;
+        f.set_type(if writable {
+            PageType::Writable
+        } else {
+            PageType::None
+        });
+        f.type_count = 1;
+        Ok(())
+    }
+
+    /// Validates the bootstrap page tables rooted at `l4`, pins `l4` (Xen pins dom0's top-level
+    /// table) and installs it as `dom`'s base pointer (`guest_table`), each holding a general and
+    /// a type reference. `tables` lists every table the builder wrote
+    /// ([`BuiltDomain::page_table_frames`]); each must come out a validated table of its level.
+    pub fn validate_and_pin_initial_tables(
+        &mut self,
+        mem: &mut dyn MachineMemoryMut,
+        dom: &mut Domain,
+        l4: Mfn,
+        tables: impl IntoIterator<Item = (Mfn, PtLevel)>,
+    ) -> Result<(), SeedError> {
+        let owner = Owner::Domain(dom.id);
+        {
+            let mut pt = self.pt_for(mem, dom);
+            pt.get_page_and_type(l4, owner, PageType::L4)
+                .map_err(|errno| SeedError::Refused { mfn: l4, errno })?;
+            if let Some(f) = pt.mm.frames.get_mut(l4) {
+                f.set(flag::PINNED, true);
+            }
+            pt.get_page_and_type(l4, owner, PageType::L4)
+                .map_err(|errno| SeedError::Refused { mfn: l4, errno })?;
+        }
+        dom.l4 = l4;
+        for (mfn, level) in tables {
+            let ok = self.frames.get(mfn).is_some_and(|f| {
+                f.page_type() == PageType::of_level(level)
+                    && f.validated()
+                    && f.type_count() > 0
+                    && f.owner() == owner
+            });
+            if !ok {
+                return Err(SeedError::NotValidated { mfn, level });
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything dom0 construction does to the frame table: registers `dom`, assigns it the
+    /// built domain's frames, shares its shared_info page with it, and validates and pins its
+    /// bootstrap tables (setting `dom.l4`).
+    pub fn seed_domain(
+        &mut self,
+        mem: &mut dyn MachineMemoryMut,
+        dom: &mut Domain,
+        built: &BuiltDomain,
+    ) -> Result<(), SeedError> {
+        self.add_domain(dom.info())?;
+        let range = FrameRange {
+            start: built.mfn_base,
+            end: Mfn(built.mfn_base.0 + built.nr_pages),
+        };
+        self.assign(range, Owner::Domain(dom.id))?;
+        self.share_xen_page_with_guest(dom.shared_info, dom.id, true)?;
+        self.validate_and_pin_initial_tables(mem, dom, built.l4, built.page_table_frames())
+    }
+
+    /// Takes a dead domain's frames back (`domain_relinquish_resources`): drops its base
+    /// pointers, its pins, its shares and its allocation references, then forgets it. Returns
+    /// how many of its frames are still referenced (by another domain's tables) and so are not
+    /// freed; they stay owned by the id, as Xen's zombie domains keep theirs.
+    pub fn relinquish_domain(&mut self, mem: &mut dyn MachineMemoryMut, dom: &mut Domain) -> usize {
+        let owner = Owner::Domain(dom.id);
+        let kernel = core::mem::replace(&mut dom.l4, Mfn(0));
+        let user = dom.vcpu.user_l4.take();
+        let max = self.frames.max_ram_page();
+        {
+            let mut pt = self.pt_for(mem, dom);
+            // `vcpu_destroy_pagetables`.
+            for t in [Some(kernel), user].into_iter().flatten() {
+                if t.0 != 0 && pt.mm.frames.get(t).is_some_and(|f| f.owner() == owner) {
+                    pt.put_page_and_type(t);
+                }
+            }
+            // `relinquish_memory`: pins first (they may hold whole trees), then the rest.
+            for m in 0..max {
+                let mfn = Mfn(m);
+                let pinned = pt
+                    .mm
+                    .frames
+                    .get(mfn)
+                    .is_some_and(|f| f.owner() == owner && f.pinned());
+                if pinned {
+                    if let Some(f) = pt.mm.frames.get_mut(mfn) {
+                        f.set(flag::PINNED, false);
+                    }
+                    pt.put_page_and_type(mfn);
+                }
+            }
+            for m in 0..max {
+                let mfn = Mfn(m);
+                let Some(f) = pt.mm.frames.get(mfn) else {
+                    continue;
+                };
+                if f.owner() != owner {
+                    continue;
+                }
+                let (heap, allocated) = (f.xen_heap(), f.allocated());
+                if heap {
+                    if let Some(f) = pt.mm.frames.get_mut(mfn) {
+                        f.set(flag::XEN_HEAP, false);
+                    }
+                    pt.put_page_type(mfn);
+                }
+                if allocated {
+                    if let Some(f) = pt.mm.frames.get_mut(mfn) {
+                        f.set(flag::ALLOCATED, false);
+                    }
+                    pt.put_page(mfn);
+                }
+            }
+        }
+        self.remove_domain(dom.id);
+        self.frames
+            .iter()
+            .filter(|(_, f)| f.owner() == owner)
+            .count()
+    }
+}

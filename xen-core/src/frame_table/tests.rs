@@ -1,0 +1,725 @@
+//! Host tests of the frame table's rules that succeed: seeding from the domain builder, the
+//! references each kind of entry takes, validation and devalidation, pins and base pointers,
+//! flushes, counters, foreign and I/O mappings, teardown. Refusals are in `negative_tests.rs`.
+
+use hypercall_abi::xen::*;
+
+use super::pte::{self, ACCESSED, DIRTY, GLOBAL, PCD, PRESENT, PWT, RW, USER};
+use super::testing::*;
+use super::{Owner, PageType};
+use crate::domain_build::{self, BuildParams, DomainKind, PtLevel};
+use crate::frame_alloc::BootFrameAllocator;
+use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
+
+const DOM1: u32 = 1;
+const SELF_ID: u32 = DOMID_SELF as u32;
+
+/// Domain 1's frames: L4, L3, L2, L1, then data.
+fn d1(k: u64) -> u64 {
+    base(1) + k
+}
+
+fn d0(k: u64) -> u64 {
+    base(0) + k
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding.
+
+#[test]
+fn dom0_from_the_builder_validates_with_xens_start_of_day_counts() {
+    let w = World::dom0();
+    let l4 = w.frame(w.dom.l4);
+    // PGC_allocated + read-only mapping + pin + guest_table, as `mark_pv_pt_pages_rdonly` sets.
+    assert_eq!((l4.count(), l4.type_count()), (4, 2));
+    assert!(l4.pinned() && l4.validated());
+    for (mfn, level) in w.built.page_table_frames() {
+        let f = w.frame(mfn);
+        assert_eq!(f.page_type(), PageType::of_level(level));
+        if level != PtLevel::L4 {
+            // allocation + read-only mapping + the parent's entry.
+            assert_eq!((f.count(), f.type_count()), (3, 1), "{level} {mfn:?}");
+            assert!(!f.pinned());
+        }
+    }
+    // An ordinary page: allocation + its writable mapping.
+    let data = w.frame(w.mfn_of(w.scratch_va(0)));
+    assert_eq!(
+        (data.count(), data.page_type(), data.type_count()),
+        (2, PageType::Writable, 1)
+    );
+    let si = w.frame(w.dom.shared_info);
+    assert_eq!(
+        (si.owner(), si.count(), si.type_count()),
+        (Owner::Domain(0), 1, 1)
+    );
+    // The first MiB is I/O memory, the M2P the hypervisor's.
+    assert_eq!(w.frame(Mfn(0x9f)).owner(), Owner::Io);
+    assert_eq!(w.frame(WORLD_M2P).owner(), Owner::Xen);
+    assert_eq!(
+        w.dom.perf().ptes_validated,
+        1024 + w.built.layout.nr_pt_frames - 1
+    );
+}
+
+#[test]
+fn validation_leaves_the_builders_tables_byte_for_byte() {
+    // Build once more by hand, snapshot the tables, then seed.
+    let mut mem = FakeMemory::new(0, (WORLD_FRAMES * 4096) as usize);
+    let regions = [crate::multiboot::MemoryRegion {
+        base: Maddr(0),
+        len: WORLD_FRAMES * 4096,
+        kind: crate::multiboot::MemoryKind::Usable,
+    }];
+    let mut frames = BootFrameAllocator::new(regions, &[Maddr(0x100000)..Maddr(0x110000)]).unwrap();
+    let image = crate::domain_build::tests::Elf::good().bytes();
+    let params = BuildParams {
+        image: &image,
+        cmdline: "",
+        nr_pages: DOM0_PAGES,
+        kind: DomainKind::Dom0,
+        hypervisor_l4_slots: HV_SLOTS,
+        shared_info: WORLD_SHARED_INFO,
+    };
+    let built = domain_build::build(&mut mem, &mut frames, &params, |_, _| {}).unwrap();
+    let snapshot: Vec<Vec<u8>> = built
+        .page_table_frames()
+        .map(|(m, _)| mem.read(m.maddr(), 4096).unwrap().to_vec())
+        .collect();
+    let mut mm = new_mm(WORLD_FRAMES as usize, WORLD_M2P.maddr());
+    let mut dom = fresh_domain(0, true, WORLD_SHARED_INFO);
+    mm.seed_domain(&mut mem, &mut dom, &built).unwrap();
+    for ((m, level), before) in built.page_table_frames().zip(snapshot) {
+        assert_eq!(
+            mem.read(m.maddr(), 4096).unwrap(),
+            &before[..],
+            "{level} {m:?}"
+        );
+    }
+    assert_eq!(dom.l4, built.l4);
+}
+
+#[test]
+fn the_two_domain_world_is_consistent() {
+    let t = Two::new();
+    for d in 0..2 {
+        let l4 = t.frame(base(d));
+        assert_eq!((l4.count(), l4.type_count()), (4, 2));
+        assert_eq!(t.frame(base(d) + 3).page_type(), PageType::L1);
+        assert_eq!(t.frame(base(d) + 10).page_type(), PageType::Writable);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// References taken by entries.
+
+#[test]
+fn a_read_only_mapping_takes_a_general_reference_and_a_writable_one_a_type_reference() {
+    let mut t = Two::new();
+    let x = d1(10);
+    // Map x a second time, read-only, at L1 slot 40 (VA 0x28000).
+    let slot = Two::slot(d1(3), 40);
+    assert_eq!(t.mmu(1, &[(slot, (x << 12) | PRESENT)], SELF_ID), (0, 1));
+    assert_eq!((t.frame(x).count(), t.frame(x).type_count()), (3, 1));
+    // Now writable: one more type reference; the old read-only entry's reference goes.
+    assert_eq!(
+        t.mmu(1, &[(slot, (x << 12) | PRESENT | RW)], SELF_ID),
+        (0, 1)
+    );
+    assert_eq!((t.frame(x).count(), t.frame(x).type_count()), (3, 2));
+    // Unmapped: back to the start.
+    assert_eq!(t.mmu(1, &[(slot, 0)], SELF_ID), (0, 1));
+    assert_eq!((t.frame(x).count(), t.frame(x).type_count()), (2, 1));
+    t.check();
+}
+
+#[test]
+fn xen_adds_user_and_guest_kernel_to_kernel_mappings_and_global_to_user_mappings() {
+    let mut t = Two::new();
+    let slot = Two::slot(d1(3), 40);
+    t.mmu(1, &[(slot, (d1(10) << 12) | PRESENT | RW)], SELF_ID);
+    assert_eq!(
+        t.entry(d1(3), 40),
+        (d1(10) << 12) | PRESENT | RW | USER | pte::GUEST_KERNEL
+    );
+    t.mmu(1, &[(slot, (d1(10) << 12) | PRESENT | USER)], SELF_ID);
+    assert_eq!(t.entry(d1(3), 40), (d1(10) << 12) | PRESENT | USER | GLOBAL);
+}
+
+#[test]
+fn whitelisted_flag_changes_take_the_fast_path_without_reference_changes() {
+    let mut t = Two::new();
+    let slot = Two::slot(d1(3), 10);
+    let old = t.entry(d1(3), 10);
+    let ops = t.doms[1].vcpu.perf.ref_ops;
+    let new = old | DIRTY | GLOBAL | pte::NX | (1 << 60);
+    assert_eq!(t.mmu(1, &[(slot, new)], SELF_ID), (0, 1));
+    // Two general references for the page-lock of the L1 (get and put), nothing else.
+    assert_eq!(t.doms[1].vcpu.perf.ref_ops - ops, 2);
+    assert_eq!(t.entry(d1(3), 10), new);
+    t.check();
+}
+
+#[test]
+fn preserve_ad_keeps_the_accessed_and_dirty_bits() {
+    let mut t = Two::new();
+    let slot = Two::slot(d1(3), 10);
+    let old = t.entry(d1(3), 10) | ACCESSED | DIRTY;
+    t.m.mem.write_u64(Maddr(slot), old).unwrap();
+    let new = (d1(11) << 12) | PRESENT | RW | USER;
+    let rc = t.mmu(1, &[(slot | MMU_PT_UPDATE_PRESERVE_AD, new)], SELF_ID);
+    assert_eq!(rc, (0, 1));
+    assert_eq!(t.entry(d1(3), 10) & (ACCESSED | DIRTY), ACCESSED | DIRTY);
+    t.check();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and devalidation.
+
+#[test]
+fn pinning_validates_a_table_and_unpinning_releases_what_it_maps() {
+    let mut t = Two::new();
+    let x = d1(20);
+    // Unmap x (it was mapped writable), then pin it as an L1 and fill it through mmu_update.
+    assert_eq!(t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID).0, 0);
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L1_TABLE, x, 0)], SELF_ID), 0);
+    let f = t.frame(x);
+    assert_eq!(
+        (f.page_type(), f.type_count(), f.count()),
+        (PageType::L1, 1, 2)
+    );
+    assert!(f.pinned() && f.validated());
+    let y = d1(21);
+    assert_eq!(
+        t.mmu(1, &[(Two::slot(x, 0), (y << 12) | PRESENT | RW)], SELF_ID),
+        (0, 1)
+    );
+    assert_eq!(t.frame(y).type_count(), 2);
+    t.check();
+    assert_eq!(t.ext(1, &[(MMUEXT_UNPIN_TABLE, x, 0)], SELF_ID), 0);
+    let f = t.frame(x);
+    assert_eq!((f.type_count(), f.count(), f.validated()), (0, 1, false));
+    assert_eq!(t.frame(y).type_count(), 1, "devalidation dropped x's entry");
+    // x keeps its (unvalidated) L1 type until it is used as something else.
+    assert_eq!(f.page_type(), PageType::L1);
+    t.check();
+}
+
+#[test]
+fn a_frame_changes_type_only_when_its_type_count_is_zero_and_then_flushes() {
+    let mut t = Two::new();
+    let x = d1(20);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    t.doms[1].vcpu.flush.take();
+    // Writable (count 0 now) -> L1: a type change, and stale writable TLB entries must go.
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L1_TABLE, x, 0)], SELF_ID), 0);
+    assert!(t.doms[1].vcpu.flush.local_flush);
+    // Pinned as L1, it cannot become an L2.
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L2_TABLE, x, 0)], SELF_ID), -22);
+    t.ext(1, &[(MMUEXT_UNPIN_TABLE, x, 0)], SELF_ID);
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L2_TABLE, x, 0)], SELF_ID), 0);
+    assert_eq!(t.frame(x).page_type(), PageType::L2);
+    t.check();
+}
+
+#[test]
+fn hooking_a_table_into_an_upper_level_validates_it_and_unhooking_cascades() {
+    let mut t = Two::new();
+    // Build a second branch: L3 slot 1 -> L2 y, y slot 0 -> L1 x, x maps data page z.
+    let (x, y, z) = (d1(20), d1(21), d1(22));
+    let unmap: Vec<_> = [20, 21].iter().map(|&k| (Two::slot(d1(3), k), 0)).collect();
+    assert_eq!(t.mmu(1, &unmap, SELF_ID), (0, 2));
+    // The tables are written while still plain pages (writable type, count 0: Xen writes them).
+    t.m.mem
+        .write_u64(Maddr(Two::slot(x, 0)), (z << 12) | DATA)
+        .unwrap();
+    t.m.mem
+        .write_u64(Maddr(Two::slot(y, 0)), (x << 12) | TABLE_FLAGS)
+        .unwrap();
+    t.doms[1].vcpu.flush.take();
+    let rc = t.mmu(
+        1,
+        &[(Two::slot(d1(1), 1), (y << 12) | TABLE_FLAGS)],
+        SELF_ID,
+    );
+    assert_eq!(rc, (0, 1));
+    assert_eq!(t.frame(y).page_type(), PageType::L2);
+    assert_eq!(t.frame(x).page_type(), PageType::L1);
+    assert_eq!(t.frame(z).type_count(), 2);
+    // The L3 is in use (loaded through the L4): one flush after the batch.
+    assert!(t.doms[1].vcpu.flush.local_flush);
+    t.check();
+    // The guest sees z through the new branch at VA 1 GiB.
+    let va = 1 << 30;
+    let at = crate::guest::translate(&t.m.mem, t.doms[1].l4, va, true).unwrap();
+    assert_eq!(at, Mfn(z).maddr());
+    // Unhook: y, then x, are devalidated, and z loses the mapping's type reference.
+    assert_eq!(t.mmu(1, &[(Two::slot(d1(1), 1), 0)], SELF_ID), (0, 1));
+    assert_eq!(
+        (t.frame(y).validated(), t.frame(x).validated()),
+        (false, false)
+    );
+    assert_eq!(t.frame(z).type_count(), 1);
+    t.check();
+}
+
+#[test]
+fn l2_updates_of_a_merely_pinned_table_need_no_flush() {
+    let mut t = Two::new();
+    let x = d1(20);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L2_TABLE, x, 0)], SELF_ID), 0);
+    t.doms[1].vcpu.flush.take();
+    // x is an L2 hooked up nowhere: pointing its slot 5 at the domain's L1 changes no TLB.
+    let rc = t.mmu(
+        1,
+        &[(Two::slot(x, 5), (d1(3) << 12) | TABLE_FLAGS)],
+        SELF_ID,
+    );
+    assert_eq!(rc, (0, 1));
+    assert!(t.doms[1].vcpu.flush.is_empty());
+    t.check();
+}
+
+#[test]
+fn a_batch_of_upper_level_updates_flushes_once() {
+    let mut t = Two::new();
+    t.doms[1].vcpu.flush.take();
+    let before = t.doms[1].vcpu.perf.tlb_flushes;
+    // Re-point L3 slots 1..4 at the domain's own L2 (several entries may map one table).
+    let reqs: Vec<_> = (1..5)
+        .map(|i| (Two::slot(d1(1), i), (d1(2) << 12) | TABLE_FLAGS))
+        .collect();
+    assert_eq!(t.mmu(1, &reqs, SELF_ID), (0, 4));
+    assert_eq!(t.frame(d1(2)).type_count(), 5);
+    assert_eq!(t.doms[1].vcpu.perf.tlb_flushes - before, 1);
+    t.check();
+}
+
+#[test]
+fn an_l4_may_map_itself_read_only_without_a_reference() {
+    let mut t = Two::new();
+    let l4 = d1(0);
+    let before = t.frame(l4);
+    let rc = t.mmu(
+        1,
+        &[(Two::slot(l4, 300), (l4 << 12) | PRESENT | USER)],
+        SELF_ID,
+    );
+    assert_eq!(rc, (0, 1));
+    assert_eq!(t.frame(l4).count(), before.count());
+    assert_eq!(t.frame(l4).type_count(), before.type_count());
+    t.check();
+    // Unpinning and unloading it later still balances (the self-map is skipped on the way out).
+    assert_eq!(t.mmu(1, &[(Two::slot(l4, 300), 0)], SELF_ID), (0, 1));
+    t.check();
+}
+
+#[test]
+fn validating_an_l4_installs_the_hypervisor_slots() {
+    let mut t = Two::new();
+    let x = d1(20);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    // Garbage where Xen's slots go: validation overwrites it.
+    for i in 256..272 {
+        t.m.mem
+            .write_u64(Maddr(Two::slot(x, i)), 0xdead_0067)
+            .unwrap();
+    }
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L4_TABLE, x, 0)], SELF_ID), 0);
+    for i in 256..272 {
+        assert_eq!(t.entry(x, i), HV_SLOTS[i as usize - 256]);
+    }
+    t.check();
+}
+
+#[test]
+fn descriptor_pages_are_checked_fixed_up_and_never_writable() {
+    let mut t = Two::new();
+    let x = d1(20);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    // A ring-0 code segment: accepted with DPL 3.
+    t.m.mem
+        .write_u64(Maddr(Two::slot(x, 1)), 0x00af_9a00_0000_ffff)
+        .unwrap();
+    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let dom = &mut t.doms[1];
+    let mut pt = super::Pt {
+        mm,
+        mem,
+        perf: &mut dom.vcpu.perf,
+        flush: &mut dom.vcpu.flush,
+        caller: crate::domain::DomainInfo {
+            id: 1,
+            privileged: false,
+        },
+    };
+    assert!(pt
+        .get_page_and_type(Mfn(x), Owner::Domain(1), PageType::SegDesc)
+        .is_ok());
+    assert_eq!(pt.entry(Mfn(x), 1), 0x00af_fa00_0000_ffff);
+    // In use as descriptors: mapping it writable is refused.
+    let rc = t.mmu(1, &[(Two::slot(d1(3), 40), (x << 12) | DATA)], SELF_ID);
+    assert_eq!(rc, (-16, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Base pointers and pins.
+
+#[test]
+fn a_new_base_pointer_takes_the_new_l4_and_releases_the_old_one() {
+    let mut t = Two::new();
+    let x = d1(20);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    // x: an L4 sharing the domain's L3.
+    t.m.mem
+        .write_u64(Maddr(Two::slot(x, 0)), (d1(1) << 12) | TABLE_FLAGS)
+        .unwrap();
+    t.doms[1].vcpu.flush.take();
+    assert_eq!(t.ext(1, &[(MMUEXT_NEW_BASEPTR, x, 0)], SELF_ID), 0);
+    assert_eq!(t.doms[1].l4, Mfn(x));
+    assert_eq!(t.doms[1].vcpu.flush.new_cr3, Some(Mfn(x)));
+    let (old, new) = (t.frame(d1(0)), t.frame(x));
+    assert_eq!(
+        (old.type_count(), new.type_count()),
+        (1, 1),
+        "old keeps its pin"
+    );
+    assert_eq!(t.frame(d1(1)).type_count(), 2, "the L3 is shared");
+    t.check();
+    // Unpinning the old L4 now tears it down; the L3 stays, through x.
+    assert_eq!(t.ext(1, &[(MMUEXT_UNPIN_TABLE, d1(0), 0)], SELF_ID), 0);
+    assert!(!t.frame(d1(0)).validated());
+    assert_eq!(t.frame(d1(1)).type_count(), 1);
+    t.check();
+}
+
+#[test]
+fn the_user_base_pointer_holds_a_reference_until_replaced_or_cleared() {
+    let mut t = Two::new();
+    assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, d1(0), 0)], SELF_ID), 0);
+    assert_eq!(t.doms[1].vcpu.user_l4, Some(Mfn(d1(0))));
+    assert_eq!(t.frame(d1(0)).type_count(), 3);
+    t.check();
+    // Setting it again is a no-op; 0 clears it.
+    assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, d1(0), 0)], SELF_ID), 0);
+    assert_eq!(t.frame(d1(0)).type_count(), 3);
+    assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, 0, 0)], SELF_ID), 0);
+    assert_eq!(t.doms[1].vcpu.user_l4, None);
+    assert_eq!(t.frame(d1(0)).type_count(), 2);
+    t.check();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flushes and counters.
+
+#[test]
+fn update_va_mapping_records_the_flush_its_flags_ask_for() {
+    let mut t = Two::new();
+    let va = page_va(10);
+    let pte = t.entry(d1(3), 10);
+    let cases = [
+        (UVMF_NONE, false, false),
+        (UVMF_TLB_FLUSH | UVMF_LOCAL, true, false),
+        (UVMF_TLB_FLUSH | UVMF_ALL, true, false),
+        (UVMF_INVLPG | UVMF_LOCAL, false, true),
+        (UVMF_INVLPG | UVMF_ALL, false, true),
+        (3, false, false),
+    ];
+    for (flags, full, one) in cases {
+        t.doms[1].vcpu.flush.take();
+        assert_eq!(t.uvm(1, va, pte, flags, None), 0, "flags {flags:#x}");
+        let f = t.doms[1].vcpu.flush.take();
+        assert_eq!(f.local_flush, full, "flags {flags:#x}");
+        assert_eq!(f.invlpg.contains(&va), one, "flags {flags:#x}");
+    }
+    // A vCPU mask in guest memory (page 12): bit 0 set flushes, clear does not.
+    let mask_va = page_va(12);
+    t.m.mem.write_u64(Mfn(d1(12)).maddr(), 1).unwrap();
+    assert_eq!(t.uvm(1, va, pte, mask_va | UVMF_INVLPG, None), 0);
+    assert!(t.doms[1].vcpu.flush.take().invlpg.contains(&va));
+    t.m.mem.write_u64(Mfn(d1(12)).maddr(), 0).unwrap();
+    assert_eq!(t.uvm(1, va, pte, mask_va | UVMF_TLB_FLUSH, None), 0);
+    assert!(t.doms[1].vcpu.flush.take().is_empty());
+}
+
+#[test]
+fn mmuext_flush_operations_record_their_flushes() {
+    let mut t = Two::new();
+    let mask_va = page_va(12);
+    t.m.mem.write_u64(Mfn(d1(12)).maddr(), 1).unwrap();
+    for (cmd, arg1, arg2, full, one) in [
+        (MMUEXT_TLB_FLUSH_LOCAL, 0, 0, true, None),
+        (MMUEXT_TLB_FLUSH_ALL, 0, 0, true, None),
+        (MMUEXT_TLB_FLUSH_MULTI, 0, mask_va, true, None),
+        (MMUEXT_INVLPG_LOCAL, 0x5000, 0, false, Some(0x5000)),
+        (MMUEXT_INVLPG_ALL, 0x6000, 0, false, Some(0x6000)),
+        (MMUEXT_INVLPG_MULTI, 0x7000, mask_va, false, Some(0x7000)),
+        // Non-canonical addresses are ignored.
+        (MMUEXT_INVLPG_LOCAL, 1 << 47, 0, false, None),
+    ] {
+        t.doms[1].vcpu.flush.take();
+        assert_eq!(t.ext(1, &[(cmd, arg1, arg2)], SELF_ID), 0, "cmd {cmd}");
+        let f = t.doms[1].vcpu.flush.take();
+        assert_eq!(f.local_flush, full, "cmd {cmd}");
+        assert_eq!(f.invlpg.first().copied(), one, "cmd {cmd}");
+    }
+    // More single invalidations than the request holds become one full flush.
+    let ops: Vec<_> = (0..20)
+        .map(|i| (MMUEXT_INVLPG_LOCAL, i * 4096, 0))
+        .collect();
+    assert_eq!(t.ext(1, &ops, SELF_ID), 0);
+    let f = t.doms[1].vcpu.flush.take();
+    assert!(f.local_flush && f.invlpg.is_empty());
+    // dom0 may flush caches.
+    assert_eq!(t.ext(0, &[(MMUEXT_FLUSH_CACHE, 0, 0)], SELF_ID), 0);
+    assert!(t.doms[0].vcpu.flush.take().cache_flush);
+    assert_eq!(t.ext(0, &[(MMUEXT_FLUSH_CACHE_GLOBAL, 0, 0)], SELF_ID), 0);
+    assert!(t.doms[0].vcpu.flush.take().cache_flush);
+}
+
+#[test]
+fn perf_counters_count_hypercalls_validations_flushes_and_references() {
+    let mut t = Two::new();
+    let p0 = t.doms[1].vcpu.perf;
+    let slot = Two::slot(d1(3), 40);
+    let rc = t.call(
+        1,
+        __HYPERVISOR_update_va_mapping,
+        [page_va(40), (d1(10) << 12) | DATA, UVMF_TLB_FLUSH, 0, 0],
+    );
+    assert_eq!(rc, 0);
+    let p = t.doms[1].vcpu.perf;
+    assert_eq!(p.hypercalls - p0.hypercalls, 1);
+    assert_eq!(p.ptes_validated - p0.ptes_validated, 1);
+    assert_eq!(p.tlb_flushes - p0.tlb_flushes, 1);
+    // L1 page lock (get + put), the new mapping's general and type references.
+    assert_eq!(p.ref_ops - p0.ref_ops, 4);
+    assert_eq!(t.mmu(1, &[(slot, 0)], SELF_ID), (0, 1));
+    assert_eq!(t.doms[1].vcpu.perf.page_updates - p.page_updates, 1);
+    // A plain write to a data page counts as a writable update.
+    let w0 = t.doms[1].vcpu.perf.writable_mmu_updates;
+    assert_eq!(t.mmu(1, &[(d1(10) << 12, 7)], SELF_ID), (0, 1));
+    assert_eq!(t.doms[1].vcpu.perf.writable_mmu_updates - w0, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other page operations.
+
+#[test]
+fn target_pages_of_another_type_are_written_plainly_once_their_type_count_is_zero() {
+    let mut t = Two::new();
+    let x = d1(20);
+    // Unmapped data page (writable type, count 0): mmu_update writes it as a plain page.
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    assert_eq!(t.mmu(1, &[(Two::slot(x, 3), 0x1234)], SELF_ID), (0, 1));
+    assert_eq!(t.entry(x, 3), 0x1234);
+    // Once an unvalidated L1 (pinned then unpinned) it is still just a page.
+    t.m.mem.write_u64(Maddr(Two::slot(x, 3)), 0).unwrap();
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L1_TABLE, x, 0)], SELF_ID), 0);
+    t.ext(1, &[(MMUEXT_UNPIN_TABLE, x, 0)], SELF_ID);
+    assert_eq!(t.mmu(1, &[(Two::slot(x, 4), 0x99)], SELF_ID), (0, 1));
+    assert_eq!(t.frame(x).page_type(), PageType::Writable);
+    t.check();
+}
+
+#[test]
+fn clear_page_and_copy_page_work_on_writable_pages() {
+    let mut t = Two::new();
+    let (x, y) = (d1(10), d1(11));
+    t.m.mem.write_u64(Maddr(Two::slot(y, 7)), 0x77).unwrap();
+    t.m.mem.write_u64(Maddr(Two::slot(x, 9)), 0x99).unwrap();
+    assert_eq!(t.ext(1, &[(MMUEXT_COPY_PAGE, x, y)], SELF_ID), 0);
+    assert_eq!((t.entry(x, 7), t.entry(x, 9)), (0x77, 0));
+    assert_eq!(t.ext(1, &[(MMUEXT_CLEAR_PAGE, y, 0)], SELF_ID), 0);
+    assert_eq!(t.entry(y, 7), 0);
+    // Both may be done to an L1's frame only through validation: refused.
+    assert_eq!(t.ext(1, &[(MMUEXT_CLEAR_PAGE, d1(3), 0)], SELF_ID), -22);
+    assert_eq!(t.ext(1, &[(MMUEXT_COPY_PAGE, d1(3), y)], SELF_ID), -22);
+    // The source may be a table: it is only read.
+    assert_eq!(t.ext(1, &[(MMUEXT_COPY_PAGE, x, d1(3))], SELF_ID), 0);
+    t.check();
+}
+
+#[test]
+fn set_ldt_records_the_table_as_xen_checks_it() {
+    let mut t = Two::new();
+    assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x40_0000, 16)], SELF_ID), 0);
+    assert_eq!(
+        (t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents),
+        (0x40_0000, 16)
+    );
+    // No entries: the base is ignored.
+    assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x1234, 0)], SELF_ID), 0);
+    assert_eq!((t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents), (0, 0));
+}
+
+#[test]
+fn machphys_update_sets_the_m2p_entry_of_an_own_frame() {
+    let mut t = Two::new();
+    let x = d1(10);
+    assert_eq!(
+        t.mmu(1, &[((x << 12) | MMU_MACHPHYS_UPDATE, 0x4242)], SELF_ID),
+        (0, 1)
+    );
+    let at = Maddr(t.mm().cfg.m2p.0 + x * 8);
+    assert_eq!(t.m.mem.read_u64(at), Some(0x4242));
+    // The shared_info page is the domain's too.
+    let si = t.doms[1].shared_info.0;
+    assert_eq!(
+        t.mmu(1, &[((si << 12) | MMU_MACHPHYS_UPDATE, 1)], SELF_ID),
+        (0, 1)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Privileged operations.
+
+#[test]
+fn dom0_maps_another_domains_frame_through_foreigndom() {
+    let mut t = Two::new();
+    let y = d1(10);
+    let slot = Two::slot(d0(3), 40);
+    assert_eq!(t.mmu(0, &[(slot, (y << 12) | DATA)], DOM1), (0, 1));
+    assert_eq!((t.frame(y).count(), t.frame(y).type_count()), (3, 2));
+    t.check();
+    // The same through update_va_mapping_otherdomain.
+    let rc = t.uvm(0, page_va(41), (d1(11) << 12) | PRESENT, 0, Some(1));
+    assert_eq!(rc, 0);
+    assert_eq!(t.frame(d1(11)).count(), 3);
+    t.check();
+    // dom1's frames stay dom1's: it can still use y writable itself.
+    assert_eq!(t.frame(y).owner(), Owner::Domain(1));
+}
+
+#[test]
+fn dom0_edits_another_domains_tables_through_the_upper_half_of_foreigndom() {
+    let mut t = Two::new();
+    // pt_dom = 1 + 1: dom1's L1, mapping one of dom1's own frames (pg_owner 1).
+    let foreigndom = (2 << 16) | DOM1;
+    let rc = t.mmu(
+        0,
+        &[(Two::slot(d1(3), 40), (d1(10) << 12) | DATA)],
+        foreigndom,
+    );
+    assert_eq!(rc, (0, 1));
+    assert_eq!(t.frame(d1(10)).type_count(), 2);
+    t.check();
+}
+
+#[test]
+fn dom0_maps_io_memory_uncachable_without_reference_counting() {
+    let mut t = Two::new();
+    let slot = Two::slot(d0(3), 40);
+    // Beyond RAM: write-back becomes UC (PCD|PWT flipped on).
+    let mmio = 0xfee01;
+    assert_eq!(t.mmu(0, &[(slot, (mmio << 12) | DATA)], SELF_ID), (0, 1));
+    assert_eq!(t.entry(d0(3), 40) & (PCD | PWT), PCD | PWT);
+    // An I/O frame inside RAM (frame 2): no reference is taken.
+    let before = t.frame(2);
+    assert_eq!(t.mmu(0, &[(slot, (2 << 12) | DATA | PWT)], SELF_ID), (0, 1));
+    assert_eq!(t.entry(d0(3), 40) & (PCD | PWT), PCD | PWT, "WT becomes UC");
+    assert_eq!(t.frame(2), before);
+    // Through DOMID_IO as well.
+    assert_eq!(
+        t.mmu(0, &[(slot, (3 << 12) | DATA)], DOMID_IO as u32),
+        (0, 1)
+    );
+    // Explicitly uncachable is left alone.
+    assert_eq!(
+        t.mmu(0, &[(slot, (mmio << 12) | DATA | PCD)], SELF_ID),
+        (0, 1)
+    );
+    assert_eq!(t.entry(d0(3), 40) & (PCD | PWT), PCD);
+    t.check();
+}
+
+#[test]
+fn dom0_may_choose_cache_attributes_for_its_own_ram() {
+    let mut t = Two::new();
+    let slot = Two::slot(d0(3), 40);
+    let rc = t.mmu(
+        0,
+        &[(slot, (d0(10) << 12) | DATA | pte::PAT | PCD)],
+        SELF_ID,
+    );
+    assert_eq!(rc, (0, 1));
+    t.check();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Continuations and teardown.
+
+#[test]
+fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
+    let mut t = Two::new();
+    // A null list with exactly the marker as count returns foreigndom.
+    let rc = t.ctx(1, |ctx| {
+        crate::hypercall::mmu::do_mmu_update(
+            ctx,
+            crate::hypercall::mmu::Batch::Guest(0),
+            1 << 31,
+            0,
+            0x1234,
+        )
+    });
+    assert_eq!(rc, Ok(0x1234));
+    // With a list: the marker is dropped and *pdone is read back as the starting count.
+    let list = page_va(12);
+    let done = page_va(13);
+    let req = MmuUpdate {
+        ptr: d1(10) << 12,
+        val: 5,
+    };
+    let mut g = crate::guest::PageTableGuest {
+        mem: &mut t.m.mem,
+        l4: t.doms[1].l4,
+    };
+    crate::guest::copy_to_guest(&mut g, list, &req).unwrap();
+    crate::guest::copy_to_guest(&mut g, done, &40u32).unwrap();
+    let rc = t.call(
+        1,
+        __HYPERVISOR_mmu_update,
+        [list, (1 << 31) | 1, done, DOMID_SELF.into(), 0],
+    );
+    assert_eq!(rc, 0);
+    let g = crate::guest::PageTableGuest {
+        mem: &mut t.m.mem,
+        l4: t.doms[1].l4,
+    };
+    assert_eq!(crate::guest::copy_from_guest::<u32>(&g, done).unwrap(), 41);
+    let rc = t.ctx(1, |ctx| {
+        crate::hypercall::mmu::do_mmuext_op(
+            ctx,
+            crate::hypercall::mmu::Batch::Guest(0),
+            1 << 31,
+            0,
+            0xffff_fff0,
+        )
+    });
+    // `(int)foreigndom`.
+    assert_eq!(rc, Ok(-16));
+}
+
+#[test]
+fn relinquishing_every_domain_returns_every_count_to_zero() {
+    let mut t = Two::new();
+    // Give it some state first: a foreign mapping, a pin, a user base pointer.
+    t.mmu(0, &[(Two::slot(d0(3), 40), (d1(10) << 12) | DATA)], DOM1);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L1_TABLE, d1(20), 0)], SELF_ID), 0);
+    assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, d1(0), 0)], SELF_ID), 0);
+    t.check();
+    // dom1 goes first: the frame dom0 maps survives, still dom1's.
+    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 1);
+    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    assert_eq!(mm.relinquish_domain(mem, &mut t.doms[0]), 0);
+    for (mfn, f) in t.mm().frames.iter() {
+        match mfn.0 {
+            0..4 => assert_eq!((f.count(), f.type_count()), (1, 1), "I/O {mfn:?}"),
+            4..6 => assert_eq!((f.owner(), f.count()), (Owner::Xen, 0)),
+            _ => assert_eq!(*f, super::FrameInfo::FREE, "{mfn:?}"),
+        }
+    }
+}

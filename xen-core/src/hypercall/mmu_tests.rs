@@ -1,0 +1,348 @@
+//! The conformance cases of `mmu_update`, `mmuext_op` and `update_va_mapping`, replayed on the
+//! host: dom0 built by the domain builder and seeded into a frame table, each case done the way
+//! `guest-kernel/src/kernel/conformance.rs` does it, each answer the one Debian's Xen 4.17 gives.
+
+use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
+use hypercall_abi::xen::*;
+
+use crate::frame_table::testing::{World, SELF};
+use crate::frame_table::{pte, Owner, PageType};
+
+const EFAULT: i64 = -14;
+const EINVAL: i64 = -22;
+const EBUSY: i64 = -16;
+const ESRCH: i64 = -3;
+const ENOSYS: i64 = -38;
+const UNMAPPED: u64 = 0x0000_7000_0000_0000;
+const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
+const NO_SUCH_DOMAIN: u64 = 77;
+const BAD_CMD: u32 = 9999;
+/// The conformance guest's data PTE flags: present, writable, accessed, dirty (no user bit: Xen
+/// adds it).
+const DATA_FLAGS: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
+
+/// One scratch page as the guest sees it: its address, its frame and its L1 entry.
+#[derive(Clone, Copy)]
+struct Scratch {
+    va: u64,
+    mfn: u64,
+    pte_maddr: u64,
+    pte: u64,
+}
+
+/// The guest's buffers: request lists at `LIST`, `*done` at `DONE`.
+struct Guest {
+    w: World,
+    list: u64,
+    done: u64,
+}
+
+fn data_pte(mfn: u64, old: u64) -> u64 {
+    (mfn << 12) | DATA_FLAGS | (old & pte::NX)
+}
+
+fn entry(mfn: u64, flags: u64) -> u64 {
+    (mfn << 12) | flags
+}
+
+fn normal(ptr: u64, val: u64) -> MmuUpdate {
+    MmuUpdate { ptr, val }
+}
+
+fn ext(cmd: u32, arg1: u64, arg2: u64) -> MmuextOp {
+    MmuextOp {
+        cmd,
+        arg1,
+        arg2,
+        ..Default::default()
+    }
+}
+
+impl Guest {
+    fn new() -> Guest {
+        let w = World::dom0();
+        let list = w.scratch_va(16);
+        let done = w.scratch_va(17);
+        Guest { w, list, done }
+    }
+
+    fn scratch(&self, i: u64) -> Scratch {
+        let va = self.w.scratch_va(i);
+        let (at, pte, _) = self.w.l1_slot(va);
+        Scratch {
+            va,
+            mfn: self.w.mfn_of(va).0,
+            pte_maddr: at.0,
+            pte,
+        }
+    }
+
+    /// `mmu_update(reqs, count, &done, foreigndom)` with the list in guest memory.
+    fn mmu_update(&mut self, reqs: &[MmuUpdate], foreigndom: u64) -> (i64, u32) {
+        for (i, r) in reqs.iter().enumerate() {
+            self.w.put(self.list + 16 * i as u64, r);
+        }
+        self.w.put(self.done, &0xdeadu32);
+        let rc = self.w.call(
+            __HYPERVISOR_mmu_update,
+            [self.list, reqs.len() as u64, self.done, foreigndom, 0],
+        );
+        let done = self.w.get::<u32>(self.done);
+        self.w.check();
+        (rc, done)
+    }
+
+    fn mmuext_op(&mut self, ops: &[MmuextOp], foreigndom: u64) -> (i64, u32) {
+        for (i, o) in ops.iter().enumerate() {
+            self.w.put(self.list + 24 * i as u64, o);
+        }
+        self.w.put(self.done, &0xdeadu32);
+        let rc = self.w.call(
+            __HYPERVISOR_mmuext_op,
+            [self.list, ops.len() as u64, self.done, foreigndom, 0],
+        );
+        let done = self.w.get::<u32>(self.done);
+        self.w.check();
+        (rc, done)
+    }
+
+    fn update_va_mapping(&mut self, va: u64, val: u64, flags: u64) -> i64 {
+        let rc = self
+            .w
+            .call(__HYPERVISOR_update_va_mapping, [va, val, flags, 0, 0]);
+        self.w.check();
+        rc
+    }
+
+    fn flush_local(&mut self) -> (i64, u32) {
+        self.mmuext_op(&[ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0)], SELF)
+    }
+
+    /// Puts scratch page `s` back on its own frame, read-write.
+    fn restore(&mut self, s: Scratch) {
+        let (rc, _) = self.mmu_update(&[normal(s.pte_maddr, data_pte(s.mfn, s.pte))], SELF);
+        assert_eq!(rc, 0, "restoring a scratch mapping failed");
+    }
+
+    fn l4(&self) -> u64 {
+        self.w.dom.l4.0
+    }
+}
+
+#[test]
+fn mmu_update_conformance_cases() {
+    let mut g = Guest::new();
+    let (a, b, c) = (g.scratch(0), g.scratch(1), g.scratch(2));
+    g.w.poke(a.va, 0xa1);
+    g.w.poke(b.va, 0xb2);
+    g.w.poke(c.va, 0xc3);
+
+    // mmu_update.batch_of_2 = rc=0 done=2 a_reads=0xb2 b_reads=0xa1
+    let swap = [
+        normal(a.pte_maddr, data_pte(b.mfn, a.pte)),
+        normal(b.pte_maddr, data_pte(a.mfn, b.pte)),
+    ];
+    assert_eq!(g.mmu_update(&swap, SELF), (0, 2));
+    assert_eq!((g.w.peek(a.va), g.w.peek(b.va)), (0xb2, 0xa1));
+    g.restore(a);
+    g.restore(b);
+
+    // mmu_update.count_0 = rc=0 done=0
+    assert_eq!(g.mmu_update(&[], SELF), (0, 0));
+
+    // mmu_update.map_own_l4_readonly = rc=0 done=1 reads_l4=1
+    let l4 = g.l4();
+    let rc = g.mmu_update(
+        &[normal(a.pte_maddr, entry(l4, pte::PRESENT | pte::ACCESSED))],
+        SELF,
+    );
+    assert_eq!(rc, (0, 1));
+    let pt_base = g.w.built.layout.page_tables.start;
+    assert_eq!(g.w.peek(a.va), g.w.peek(pt_base), "reads_l4");
+    g.restore(a);
+
+    // mmu_update.map_own_l4_writable = rc=-16 done=0 a_intact=1
+    let rc = g.mmu_update(&[normal(a.pte_maddr, entry(l4, DATA_FLAGS))], SELF);
+    assert_eq!(rc, (EBUSY, 0));
+    assert_eq!(g.w.peek(a.va), 0xa1, "a_intact");
+
+    // mmu_update.map_own_l1_writable = rc=-16 done=0
+    let (_, _, l1) = g.w.l1_slot(a.va);
+    let rc = g.mmu_update(&[normal(b.pte_maddr, entry(l1.0, DATA_FLAGS))], SELF);
+    assert_eq!(rc, (EBUSY, 0));
+
+    // mmu_update.target_writable_page = rc=0 done=1 c_reads=0x12345000
+    let rc = g.mmu_update(&[normal(c.mfn << 12, 0x1234_5000)], SELF);
+    assert_eq!(rc, (0, 1));
+    assert_eq!(g.w.peek(c.va), 0x1234_5000);
+    g.w.poke(c.va, 0xc3);
+
+    // mmu_update.batch_third_invalid = rc=-16 done=2 a_reads=0xb2 b_reads=0xa1
+    let batch = [
+        normal(a.pte_maddr, data_pte(b.mfn, a.pte)),
+        normal(b.pte_maddr, data_pte(a.mfn, b.pte)),
+        normal(a.pte_maddr, entry(l4, DATA_FLAGS)),
+        normal(b.pte_maddr, data_pte(b.mfn, b.pte)),
+    ];
+    assert_eq!(g.mmu_update(&batch, SELF), (EBUSY, 2));
+    assert_eq!((g.w.peek(a.va), g.w.peek(b.va)), (0xb2, 0xa1));
+    g.restore(a);
+    g.restore(b);
+
+    // mmu_update.global_bit = rc=0 done=1
+    let rc = g.mmu_update(
+        &[normal(a.pte_maddr, data_pte(a.mfn, a.pte) | pte::GLOBAL)],
+        SELF,
+    );
+    assert_eq!(rc, (0, 1));
+    g.restore(a);
+
+    // mmu_update.cmd_no_translate = rc=0 done=1
+    let rc = g.mmu_update(&[normal(a.pte_maddr | 3, data_pte(a.mfn, a.pte))], SELF);
+    assert_eq!(rc, (0, 1));
+    g.restore(a);
+
+    // mmu_update.machphys_own_frame = rc=0 done=1 m2p_kept=1
+    let m2p = |g: &Guest| {
+        let at = crate::mm::Maddr(g.w.mm().cfg.m2p.0 + c.mfn * 8);
+        crate::mm::MachineMemoryMut::read_u64(&g.w.m.mem, at).unwrap()
+    };
+    let pfn = m2p(&g);
+    let rc = g.mmu_update(&[normal((c.mfn << 12) | MMU_MACHPHYS_UPDATE, pfn)], SELF);
+    assert_eq!(rc, (0, 1));
+    assert_eq!(m2p(&g), pfn, "m2p_kept");
+
+    // mmu_update.bad_pointer = rc=-14 done=0
+    g.w.put(g.done, &0u32);
+    let rc =
+        g.w.call(__HYPERVISOR_mmu_update, [UNMAPPED, 1, g.done, SELF, 0]);
+    assert_eq!((rc, g.w.get::<u32>(g.done)), (EFAULT, 0));
+
+    // mmu_update.foreigndom_no_such_domain = rc=-3 done=0
+    let rc = g.mmu_update(
+        &[normal(a.pte_maddr, data_pte(a.mfn, a.pte))],
+        NO_SUCH_DOMAIN,
+    );
+    assert_eq!(rc, (ESRCH, 0));
+    g.restore(a);
+    g.w.check();
+}
+
+#[test]
+fn mmuext_op_conformance_cases() {
+    let mut g = Guest::new();
+    let (a, c) = (g.scratch(0), g.scratch(2));
+    let l4 = g.l4();
+
+    // mmuext_op.tlb_flush_local = rc=0 done=1
+    assert_eq!(g.flush_local(), (0, 1));
+    // mmuext_op.invlpg_local = rc=0 done=1
+    assert_eq!(
+        g.mmuext_op(&[ext(MMUEXT_INVLPG_LOCAL, a.va, 0)], SELF),
+        (0, 1)
+    );
+    // mmuext_op.count_0 = rc=0 done=0
+    assert_eq!(g.mmuext_op(&[], SELF), (0, 0));
+    // mmuext_op.unknown_cmd = rc=-38 done=0
+    assert_eq!(g.mmuext_op(&[ext(BAD_CMD, 0, 0)], SELF), (ENOSYS, 0));
+    // mmuext_op.batch_third_invalid = rc=-38 done=2
+    let batch = [
+        ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+        ext(MMUEXT_INVLPG_LOCAL, a.va, 0),
+        ext(BAD_CMD, 0, 0),
+        ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+    ];
+    assert_eq!(g.mmuext_op(&batch, SELF), (ENOSYS, 2));
+    // mmuext_op.pin_l1_writable_page = rc=-22 done=0
+    assert_eq!(
+        g.mmuext_op(&[ext(MMUEXT_PIN_L1_TABLE, c.mfn, 0)], SELF),
+        (EINVAL, 0)
+    );
+    // mmuext_op.unpin_not_pinned = rc=-22 done=0
+    assert_eq!(
+        g.mmuext_op(&[ext(MMUEXT_UNPIN_TABLE, c.mfn, 0)], SELF),
+        (EINVAL, 0)
+    );
+    // mmuext_op.pin_l4_already_pinned = rc=-22 done=0
+    assert_eq!(
+        g.mmuext_op(&[ext(MMUEXT_PIN_L4_TABLE, l4, 0)], SELF),
+        (EINVAL, 0)
+    );
+    // mmuext_op.new_baseptr_data_page = rc=-22 done=0
+    assert_eq!(
+        g.mmuext_op(&[ext(MMUEXT_NEW_BASEPTR, c.mfn, 0)], SELF),
+        (EINVAL, 0)
+    );
+    // mmuext_op.new_baseptr_current_l4 = rc=0 done=1
+    assert_eq!(g.mmuext_op(&[ext(MMUEXT_NEW_BASEPTR, l4, 0)], SELF), (0, 1));
+    // mmuext_op.bad_pointer = rc=-14 done=0
+    g.w.put(g.done, &0u32);
+    let rc =
+        g.w.call(__HYPERVISOR_mmuext_op, [UNMAPPED, 1, g.done, SELF, 0]);
+    assert_eq!((rc, g.w.get::<u32>(g.done)), (EFAULT, 0));
+    g.w.check();
+}
+
+#[test]
+fn update_va_mapping_conformance_cases() {
+    let mut g = Guest::new();
+    let (a, b) = (g.scratch(0), g.scratch(1));
+    g.w.poke(a.va, 0xa1);
+    g.w.poke(b.va, 0xb2);
+
+    // update_va_mapping.invlpg = rc=0 (a_reads=0xb2)
+    let rc = g.update_va_mapping(a.va, data_pte(b.mfn, a.pte), UVMF_INVLPG | UVMF_LOCAL);
+    assert_eq!((rc, g.w.peek(a.va)), (0, 0xb2));
+    g.restore(a);
+
+    // update_va_mapping.tlb_flush = rc=0 (a_reads=0xa1)
+    let rc = g.update_va_mapping(a.va, data_pte(a.mfn, a.pte), UVMF_TLB_FLUSH | UVMF_LOCAL);
+    assert_eq!((rc, g.w.peek(a.va)), (0, 0xa1));
+
+    // update_va_mapping.own_l4_writable = rc=-16 (a_intact=1)
+    let l4 = g.l4();
+    let rc = g.update_va_mapping(a.va, entry(l4, DATA_FLAGS), UVMF_INVLPG);
+    assert_eq!((rc, g.w.peek(a.va)), (EBUSY, 0xa1));
+
+    // update_va_mapping.non_canonical_va = -22 ; hypervisor_va = -22 ; no_l1_table = -22
+    for va in [NON_CANONICAL, HYPERVISOR_VIRT_START, UNMAPPED] {
+        assert_eq!(
+            g.update_va_mapping(va, data_pte(a.mfn, 0), UVMF_INVLPG),
+            EINVAL,
+            "{va:#x}"
+        );
+    }
+
+    // update_va_mapping.multi_bad_vcpumask = -14
+    let rc = g.update_va_mapping(a.va, data_pte(a.mfn, a.pte), UNMAPPED | UVMF_INVLPG);
+    assert_eq!(rc, EFAULT);
+    g.restore(a);
+    g.w.check();
+}
+
+#[test]
+fn the_guest_maps_its_shared_info_writable() {
+    let mut g = Guest::new();
+    let a = g.scratch(0);
+    let si = g.w.dom.shared_info;
+    assert_eq!(
+        g.update_va_mapping(a.va, entry(si.0, DATA_FLAGS), UVMF_INVLPG),
+        0
+    );
+    g.w.poke(a.va + 8, 0x5151);
+    let f = g.w.frame(si);
+    assert_eq!(f.owner(), Owner::Domain(0));
+    assert_eq!(
+        (f.page_type(), f.type_count(), f.count()),
+        (PageType::Writable, 2, 2)
+    );
+    // shared_info is writable for good: it can never become a page table.
+    assert_eq!(
+        g.mmuext_op(&[ext(MMUEXT_PIN_L1_TABLE, si.0, 0)], SELF),
+        (EINVAL, 0)
+    );
+    g.restore(a);
+    let f = g.w.frame(si);
+    assert_eq!((f.type_count(), f.count()), (1, 1));
+    assert_eq!(g.w.peek(a.va), 0, "a is its own frame again");
+}
