@@ -243,13 +243,15 @@ fn exit_to_guest(hv: &mut Hv, ports: &mut PortTable, regs: &mut Regs) {
             xen_core::shared::upcall_pending(&hv.m, &hv.dom)
         });
     }
-    if let Some(poll) = hv.dom.vcpu.poll.take() {
+    if let Some(poll) = hv.dom.vcpu.poll.clone() {
+        // The poll stays recorded while waiting: its deadline is one of the wake-ups.
         wait(hv, ports, |hv| {
             poll.ports
                 .iter()
                 .any(|&p| event_channel::port_pending(&hv.m, &hv.dom, p))
                 || poll.deadline.is_some_and(|d| hv.m.now() >= d)
         });
+        hv.dom.vcpu.poll = None;
     }
     if let Some(s) = hv.dom.shutdown {
         domain_stopped(hv, regs, s);
@@ -258,7 +260,39 @@ fn exit_to_guest(hv: &mut Hv, ports: &mut PortTable, regs: &mut Regs) {
         domain_stopped(hv, regs, Shutdown::Crashed(why));
     }
     arm_next_timer(hv, true);
+    perform_flushes(hv);
     load_vcpu_state(hv);
+}
+
+/// Carries out the TLB, cache and CR3 work the hypercalls asked for (`FlushRequest`), once per
+/// entry: a whole `mmu_update` batch or multicall is followed by one flush, as on Xen.
+fn perform_flushes(hv: &mut Hv) {
+    let req = hv.dom.vcpu.flush.take();
+    if req.is_empty() {
+        return;
+    }
+    // SAFETY: each operation only drops cached translations or writes back caches; CR3 is loaded
+    // with a validated L4 of the domain, which maps the hypervisor in its reserved slots.
+    unsafe {
+        if req.cache_flush {
+            asm!("wbinvd", options(nomem, nostack));
+        }
+        if let Some(l4) = req.new_cr3 {
+            asm!("mov cr3, {}", in(reg) l4.maddr().0, options(nostack));
+            hv.loaded.cr3 = l4.maddr().0;
+        }
+        if req.local_flush {
+            // Toggling CR4.PGE flushes global entries too (Xen marks guest user mappings global).
+            let cr4: u64;
+            asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+            asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
+            asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        } else {
+            for va in req.invlpg {
+                asm!("invlpg [{}]", in(reg) va, options(nostack));
+            }
+        }
+    }
 }
 
 /// Fires what is due: the single-shot timer and (while the vCPU runs) the periodic timer send

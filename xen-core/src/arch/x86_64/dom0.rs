@@ -3,7 +3,8 @@
 
 use xen_core::domain::{Domain, MachineInfo, Vcpu};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
-use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator};
+use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
+use xen_core::frame_table::{Mm, MmConfig, Owner};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use xen_core::multiboot::{BootInfo, MemoryKind, MemoryMap, Module};
 use xen_core::power::FailCode;
@@ -13,6 +14,16 @@ use super::console::printk;
 use super::machine::{DirectMap, HvMachine};
 use super::mm::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
+
+/// The CPU's physical address width (CPUID 0x80000008), 36 if it does not say.
+fn physical_address_bits() -> u64 {
+    let max = super::machine::native_cpuid(0x8000_0000, 0)[0];
+    if max >= 0x8000_0008 {
+        u64::from(super::machine::native_cpuid(0x8000_0008, 0)[0] & 0xff)
+    } else {
+        36
+    }
+}
 
 /// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
 const INVALID_M2P_ENTRY: u64 = u64::MAX;
@@ -92,6 +103,63 @@ pub fn start(
     };
     let _ = mem.write(shared_info.maddr(), &[0u8; 4096]);
 
+    // The frame table: one 16-byte entry per frame below max_ram_page.
+    let ft_frames = (max_ram_page * 16).div_ceil(4096);
+    let Some(ft) = frames.alloc_contiguous(ft_frames, 1) else {
+        refuse(format_args!(
+            "no memory for the frame table ({ft_frames} frames)"
+        ));
+    };
+    let storage = mem.take_frame_table(ft, max_ram_page as usize);
+    let cfg = MmConfig {
+        m2p: m2p.maddr(),
+        xen_l4_slots: hypervisor_l4_slots(),
+        io_limit: Mfn(1 << (physical_address_bits() - 12)),
+    };
+    let mut mm = Mm::new(storage, cfg);
+    // Below max_ram_page, what is not RAM is I/O memory dom0 may map (the first MiB: VGA, BIOS;
+    // the holes of the e820 map); the hypervisor's own frames are Xen's. The local APIC is the
+    // hypervisor's and withheld from every domain.
+    let mut ram_end_of_previous = 0u64;
+    let io = |mm: &mut Mm<'static>, start: u64, end: u64| {
+        if start < end {
+            let range = FrameRange {
+                start: Mfn(start),
+                end: Mfn(end.min(max_ram_page)),
+            };
+            if range.start < range.end {
+                let _ = mm.assign(range, Owner::Io);
+            }
+        }
+    };
+    let mut usable: heapless::Vec<(u64, u64), 64> = heapless::Vec::new();
+    for r in regions.iter().filter(|r| r.kind == MemoryKind::Usable) {
+        let _ = usable.push((r.base.0.div_ceil(4096), (r.base.0 + r.len) / 4096));
+    }
+    usable.sort_unstable();
+    for &(first, end) in &usable {
+        io(&mut mm, ram_end_of_previous, first);
+        ram_end_of_previous = ram_end_of_previous.max(end);
+    }
+    io(&mut mm, 0, 0x100);
+    for range in [
+        (image.start / 4096, image.end.div_ceil(4096)),
+        (m2p.0, m2p.0 + m2p_frames),
+        (ft.0, ft.0 + ft_frames),
+    ] {
+        let _ = mm.assign(
+            FrameRange {
+                start: Mfn(range.0),
+                end: Mfn(range.1),
+            },
+            Owner::Xen,
+        );
+    }
+    let _ = mm.deny_io(FrameRange {
+        start: Mfn(0xfee00),
+        end: Mfn(0xfee01),
+    });
+
     // The kernel image, read where the boot loader left it. The frames it occupies are reserved
     // above, so the builder never writes them while this slice is alive.
     let Some(image_bytes) = BootDirectMap.read(module.start, module.len() as usize) else {
@@ -118,7 +186,7 @@ pub fn start(
     printk!("{}", built.layout.arrangement());
     printk!(" ENTRY ADDRESS: {:016x}\n", built.entry);
 
-    let dom = Domain {
+    let mut dom = Domain {
         id: 0,
         privileged: true,
         nr_pages,
@@ -131,7 +199,14 @@ pub fn start(
         watchdogs: [None; 2],
         vcpu: Vcpu::default(),
     };
-    let mut m = HvMachine { mem, e820 };
+    // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
+    // so that from now on every change to them goes through the validated hypercalls.
+    if let Err(e) = mm.seed_domain(&mut mem, &mut dom, &built) {
+        refuse(format_args!(
+            "dom0's initial page tables did not validate: {e}"
+        ));
+    }
+    let mut m = HvMachine { mem, e820, mm };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared::set_upcall_mask(&mut m, &dom, true);
     dispatch::publish_time(&mut m, &dom);

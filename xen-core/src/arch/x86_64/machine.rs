@@ -3,6 +3,7 @@
 
 use core::arch::x86_64::__cpuid_count;
 
+use xen_core::frame_table::Mm;
 use xen_core::hypercall::Machine;
 use xen_core::layout;
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr};
@@ -10,9 +11,13 @@ use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr};
 use super::console;
 use super::mm::image_maddr_range;
 
-/// Machine memory through the direct map (machine 0..4 GiB), minus the hypervisor image, whose
-/// bytes are live Rust data that must never be aliased or written through another mapping.
+/// Machine memory through the direct map (machine 0..4 GiB), minus the hypervisor image and the
+/// frame table, whose bytes are live Rust data that must never be aliased or written through
+/// another mapping.
 pub struct DirectMap;
+
+/// The frame table's machine range, once it exists (see [`DirectMap`]).
+static FRAME_TABLE_RANGE: spin::Once<core::ops::Range<u64>> = spin::Once::new();
 
 impl DirectMap {
     fn virt(&self, addr: Maddr, len: usize) -> Option<u64> {
@@ -24,7 +29,37 @@ impl DirectMap {
         if addr.0 < image.end && image.start < end {
             return None;
         }
+        if let Some(ft) = FRAME_TABLE_RANGE.get() {
+            if addr.0 < ft.end && ft.start < end {
+                return None;
+            }
+        }
         layout::directmap_virt(addr.0)
+    }
+
+    /// Turns `frames` frames at `first` into the frame table's storage, for the hypervisor's
+    /// lifetime, and withdraws them from [`DirectMap`] so nothing else can reach them. Once only.
+    pub fn take_frame_table(
+        &mut self,
+        first: xen_core::mm::Mfn,
+        entries: usize,
+    ) -> &'static mut [xen_core::frame_table::FrameInfo] {
+        let bytes = entries * core::mem::size_of::<xen_core::frame_table::FrameInfo>();
+        let start = first.maddr().0;
+        assert!(FRAME_TABLE_RANGE.get().is_none(), "one frame table");
+        assert!(
+            start + bytes as u64 <= layout::BOOT_DIRECTMAP_SIZE,
+            "frame table in the direct map"
+        );
+        FRAME_TABLE_RANGE.call_once(|| start..start + bytes as u64);
+        let virt = layout::directmap_virt(start).expect("checked above");
+        // SAFETY: the range lies in the direct map (mapped for the hypervisor's lifetime), came from
+        // the frame allocator (so nothing else owns it), and is from now on refused by `virt`, so
+        // this slice is its only access path. `FrameInfo` is plain data; `Mm::new` resets every
+        // entry before use.
+        unsafe {
+            core::slice::from_raw_parts_mut(virt as *mut xen_core::frame_table::FrameInfo, entries)
+        }
     }
 }
 
@@ -57,6 +92,8 @@ pub struct HvMachine {
     pub mem: DirectMap,
     /// The memory map from the boot loader, as e820 entries.
     pub e820: heapless::Vec<E820, 64>,
+    /// The frame table and memory-management settings.
+    pub mm: Mm<'static>,
 }
 
 impl MachineMemory for HvMachine {
@@ -102,5 +139,9 @@ impl Machine for HvMachine {
         let n = self.e820.len().min(out.len());
         out[..n].copy_from_slice(&self.e820[..n]);
         n
+    }
+
+    fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
+        Some((&mut self.mm, &mut self.mem))
     }
 }
