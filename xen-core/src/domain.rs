@@ -66,6 +66,11 @@ pub struct Vcpu {
     pub dr7: u64,
     /// Guest address of its runstate area (`VCPUOP_register_runstate_memory_area`), 0 for none.
     pub runstate_area: u64,
+    /// Frames of the guest's own GDT (`set_gdt`), each holding a segment-descriptor type
+    /// reference while installed.
+    pub gdt_frames: heapless::Vec<Mfn, 16>,
+    /// Number of entries of that GDT.
+    pub gdt_ents: u32,
     /// The user-mode top-level table (`MMUEXT_NEW_USER_BASEPTR`, Xen's `guest_table_user`),
     /// loaded into CR3 while the guest runs in user mode. Holds a general and an L4 type
     /// reference in the frame table while set.
@@ -203,6 +208,8 @@ impl Default for Vcpu {
             dr6: DR6_DEFAULT,
             dr7: 0x400,
             runstate_area: 0,
+            gdt_frames: heapless::Vec::new(),
+            gdt_ents: 0,
             user_l4: None,
             ldt_base: 0,
             ldt_ents: 0,

@@ -118,7 +118,7 @@ fn xsm_target(d: DomainInfo, t: Owner) -> Result<(), Errno> {
 
 /// Splits the context into what the handlers need at once: the frame-table context (which
 /// borrows the caller's counters and flush request) and the rest of the domain.
-fn pt<'a>(
+pub(super) fn pt<'a>(
     mm: &'a mut Mm<'static>,
     mem: &'a mut dyn MachineMemoryMut,
     dom: &'a mut Domain,
@@ -151,7 +151,7 @@ fn pt<'a>(
 }
 
 /// The parts of the calling domain `mmuext_op` changes besides counters and flushes.
-struct DomainParts<'a> {
+pub(super) struct DomainParts<'a> {
     l4: &'a mut Mfn,
     user_l4: &'a mut Option<Mfn>,
     ldt_base: &'a mut u64,
@@ -787,4 +787,38 @@ pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
         }
     }
     Ok(0)
+}
+
+/// Xen's emulation of a guest kernel's store to one of its own L1 page tables through the
+/// read-only mapping (`pv/ro-page-fault.c: ptwr_do_page_fault`, always on in 4.17): the store of
+/// `value` to guest address `va` is carried out as a validated `mod_l1_entry`. Refused (and the
+/// page fault delivered to the guest) unless `va` maps, read-only, a validated L1 table of the
+/// domain and the store is an aligned 8-byte one; a refused entry leaves the table unchanged.
+pub fn ptwr_emulate<M: Machine + ?Sized>(
+    m: &mut M,
+    dom: &mut Domain,
+    va: u64,
+    value: u64,
+) -> Result<(), Errno> {
+    if va & 7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (l4, me) = (dom.l4, dom.info());
+    let Some((mm, mem)) = m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let (pte_at, _) = map_guest_l1e(mem, l4, va).ok_or(Errno::EINVAL)?;
+    let pte = mem.read_u64(pte_at).ok_or(Errno::EFAULT)?;
+    if !pte::present(pte) || pte & pte::RW != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = Mfn(pte::mfn(pte));
+    let f = mm.frames.get(target).ok_or(Errno::EINVAL)?;
+    if f.owner() != Owner::Domain(me.id) || f.page_type() != PageType::L1 || !f.validated() {
+        return Err(Errno::EINVAL);
+    }
+    let at = Maddr(target.maddr().0 + (va & 0xff8));
+    let (mut pt, _) = pt(mm, mem, dom);
+    pt.perf.page_updates += 1;
+    pt.mod_l1_entry(at, value, false, me, Owner::Domain(me.id))
 }

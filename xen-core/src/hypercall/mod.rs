@@ -14,8 +14,10 @@ mod callback;
 mod console;
 mod debugreg;
 pub mod event_channel;
+mod gdt;
 mod memory;
 pub(crate) mod mmu;
+pub use mmu::ptwr_emulate;
 mod multicall;
 mod sched;
 mod traps;
@@ -209,6 +211,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         __HYPERVISOR_event_channel_op => event_channel::event_channel_op(ctx, a[0], a[1]),
         __HYPERVISOR_set_debugreg => debugreg::set_debugreg(ctx, a[0], a[1]),
         __HYPERVISOR_get_debugreg => debugreg::get_debugreg(ctx, a[0]),
+        __HYPERVISOR_set_gdt => gdt::set_gdt(ctx, a[0], a[1]),
         _ => Err(Errno::ENOSYS),
     };
     match result {

@@ -49,9 +49,8 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
         }
         VCPUOP_set_singleshot_timer => {
             let set: VcpuSetSingleshotTimer = copy_from_guest(&ctx.guest(), arg)?;
-            if set.flags & VCPU_SSHOTTMR_future != 0 && set.timeout_abs_ns < ctx.m.now_ns() {
-                return Err(Errno::ETIME);
-            }
+            // VCPU_SSHOTTMR_future is ignored since Xen commit 19c6cbd90965 (in Debian's 4.17): a
+            // deadline in the past fires at once instead of failing with -ETIME as vcpu.h says.
             ctx.dom.vcpu.timer_deadline = Some(set.timeout_abs_ns);
             Ok(0)
         }

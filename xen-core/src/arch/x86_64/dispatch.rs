@@ -14,7 +14,7 @@ use xen_core::emulate::{self, GuestCrs};
 use xen_core::evtchn::PortTable;
 use xen_core::guest::{GuestMemory, PageTableGuest};
 use xen_core::hypercall::event_channel;
-use xen_core::hypercall::{dispatch, Ctx};
+use xen_core::hypercall::{dispatch, ptwr_emulate, Ctx};
 use xen_core::power::FailCode;
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
 
@@ -192,6 +192,21 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
             let cr2: u64;
             // SAFETY: reading CR2 has no side effects.
             unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
+            // A kernel-mode write to a present, read-only page may be a store to one of the
+            // guest's own L1 tables: Xen emulates it as a validated update (`ptwr`).
+            const PFEC_PRESENT_WRITE: u64 = 0x3;
+            const PFEC_RESERVED: u64 = 0x8;
+            if ec & (PFEC_PRESENT_WRITE | PFEC_RESERVED) == PFEC_PRESENT_WRITE
+                && dom.vcpu.kernel_mode
+            {
+                if let Some((reg, len)) = emulate::decode_pte_store(code) {
+                    let value = *emulate::gpr(regs, reg);
+                    if ptwr_emulate(&mut hv.m, dom, cr2, value).is_ok() {
+                        regs.rip = regs.rip.wrapping_add(len);
+                        return Ok(());
+                    }
+                }
+            }
             bounce::inject_exception(&mut hv.m, dom, regs, 14, Some(ec as u32), cr2)
         }
         2 => Ok(()), // an NMI while the guest ran: nothing to forward yet
