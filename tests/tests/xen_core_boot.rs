@@ -1,5 +1,6 @@
 //! QEMU test: our hypervisor image boots under QEMU's multiboot loader, reports its command line
-//! and boot modules, and powers the machine off cleanly (QEMU exit status 0).
+//! and boot modules, runs module 1 as dom0, and powers the machine off cleanly when dom0 does
+//! (QEMU exit status 0).
 
 use std::time::Duration;
 
@@ -7,12 +8,12 @@ use xtests::{build_dir, guest_kernel_image, Boot, Ending};
 
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
-fn our_image_boots_lists_its_modules_and_powers_off() {
+fn our_image_boots_dom0_and_powers_off_with_it() {
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: "loglvl=all".into(),
         modules: vec![
-            (guest_kernel_image(), "suite=conformance".into()),
+            (guest_kernel_image(), "first=1".into()),
             (guest_kernel_image(), "name=second".into()),
         ],
         timeout: Duration::from_secs(60),
@@ -29,12 +30,17 @@ fn our_image_boots_lists_its_modules_and_powers_off() {
         "log:\n{log}"
     );
     assert!(log.contains("(XEN) Boot modules: 2"), "log:\n{log}");
-    assert!(log.contains("suite=conformance\""), "log:\n{log}");
+    assert!(log.contains("first=1\""), "log:\n{log}");
     assert!(log.contains("name=second\""), "log:\n{log}");
+    assert!(log.contains("*** Building a PV Dom0 ***"), "log:\n{log}");
+    assert!(
+        log.contains("guest-kernel: command line \"first=1\""),
+        "log:\n{log}"
+    );
     assert!(
         run.log
             .last()
-            .is_some_and(|l| l.contains("(XEN) Powering off.")),
+            .is_some_and(|l| l.contains("(XEN) Hardware Dom0 halted: powering off")),
         "log:\n{log}"
     );
 }
