@@ -230,6 +230,8 @@ pub(crate) fn cmd32(arg: u64) -> u32 {
 pub(crate) mod testing;
 
 #[cfg(test)]
+mod gdt_ptwr_tests;
+#[cfg(test)]
 mod mmu_tests;
 #[cfg(test)]
 mod tests;
