@@ -29,7 +29,7 @@ use xen_core::mm::Maddr;
 use xen_core::multiboot;
 use xen_core::power::FailCode;
 
-use super::{console, traps};
+use super::console;
 
 /// Code selector of the boot GDT (64-bit, ring 0).
 pub const BOOT_CS: u16 = 0x08;
@@ -288,9 +288,10 @@ boot_stack_top:
 /// multiboot loader's EAX (`mb_magic`) and EBX (`mb_info_paddr`, a machine address).
 extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     console::init();
-    traps::init();
-    super::pic::disable();
+    // The real GDT and IDT at once: from here on any exception is reported (`dispatch.rs`)
+    // instead of triple-faulting.
     super::gdt::init();
     super::entry::init();
+    super::pic::disable();
     crate::start_xen(mb_magic, Maddr(mb_info_paddr.into()))
 }

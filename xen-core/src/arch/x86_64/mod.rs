@@ -1,7 +1,7 @@
-//! x86-64 support: boot assembly, serial console, early exception handling, direct map, power-off.
+//! x86-64 support: boot assembly, descriptor tables, entry paths, timers, serial console, power.
 //!
 //! Boot order: `boot.rs` (32-bit stub, page tables, long mode) calls [`boot::start`], which brings
-//! up the console and the exception table and then hands over to the portable flow in `main.rs`.
+//! up the console, the GDT and the IDT, and then hands over to the portable flow in `main.rs`.
 
 pub mod apic;
 pub mod boot;
@@ -20,5 +20,4 @@ pub mod rtc;
 pub mod serial;
 pub mod symbols;
 pub mod time;
-pub mod traps;
 pub mod tsc;
