@@ -40,8 +40,8 @@ mod arch;
 #[cfg(target_os = "none")]
 use arch::x86_64::console::printk;
 
-/// The portable boot flow, entered from `arch::x86_64::boot::start` once the console and the early
-/// exception table are up. Named after Xen's `__start_xen`.
+/// The portable boot flow, entered from `arch::x86_64::boot::start` once the console, the GDT and the
+/// IDT are up. Named after Xen's `__start_xen`.
 #[cfg(target_os = "none")]
 fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
     use arch::x86_64::{mm, power};
