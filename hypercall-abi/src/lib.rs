@@ -29,6 +29,7 @@ pub mod io;
 pub mod memory;
 pub mod physdev;
 pub mod sched;
+pub mod sysctl;
 pub mod vcpu;
 pub mod version;
 pub mod xen;

@@ -181,6 +181,24 @@ pub struct PerfCounters {
     /// Reference-count operations on the frame table: general (`get_page`/`put_page`) and type
     /// (`get_page_type`/`put_page_type`) references taken or dropped.
     pub ref_ops: u64,
+    /// Exceptions the guest raised (emulated or bounced) and interrupts taken while it ran.
+    pub traps: u64,
+}
+
+impl PerfCounters {
+    /// The counters with their names, in the order `XEN_SYSCTL_perfc_op` reports them.
+    pub fn named(&self) -> [(&'static str, u64); 8] {
+        [
+            ("hypercalls", self.hypercalls),
+            ("traps", self.traps),
+            ("ptes_validated", self.ptes_validated),
+            ("page_updates", self.page_updates),
+            ("writable_mmu_updates", self.writable_mmu_updates),
+            ("tlb_flushes", self.tlb_flushes),
+            ("invlpgs", self.invlpgs),
+            ("ref_ops", self.ref_ops),
+        ]
+    }
 }
 
 impl Default for Vcpu {

@@ -17,6 +17,7 @@ pub mod event_channel;
 mod gdt;
 mod memory;
 pub(crate) mod mmu;
+mod sysctl;
 pub use mmu::ptwr_emulate;
 mod multicall;
 mod sched;
@@ -212,6 +213,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         __HYPERVISOR_set_debugreg => debugreg::set_debugreg(ctx, a[0], a[1]),
         __HYPERVISOR_get_debugreg => debugreg::get_debugreg(ctx, a[0]),
         __HYPERVISOR_set_gdt => gdt::set_gdt(ctx, a[0], a[1]),
+        __HYPERVISOR_sysctl => sysctl::sysctl(ctx, a[0]),
         _ => Err(Errno::ENOSYS),
     };
     match result {

@@ -491,3 +491,64 @@ fn shutdown_code_wins_over_the_final_reason() {
     );
     let _ = Errno::EINVAL;
 }
+
+#[test]
+fn sysctl_perfc_reports_and_resets_the_counters() {
+    use hypercall_abi::sysctl::*;
+    let (mut m, mut d, _) = setup();
+    d.vcpu.perf.tlb_flushes = 7;
+    let op = XenSysctlPerfcOp {
+        cmd: XEN_SYSCTL_PERFCOP_query,
+        desc: GUEST_VA + 0x1000,
+        val: GUEST_VA + 0x2000,
+        ..Default::default()
+    };
+    let mut sc = XenSysctl {
+        cmd: XEN_SYSCTL_perfc_op,
+        ..Default::default()
+    };
+    sc.u[..32].copy_from_slice(op.as_bytes());
+    guest_write(&mut m, &d, GUEST_VA, &sc);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_sysctl, [GUEST_VA, 0, 0, 0, 0]),
+        0
+    );
+    let back: XenSysctl = guest_read(&mut m, &d, GUEST_VA);
+    let nr = u32::from_le_bytes(back.u[4..8].try_into().unwrap());
+    assert_eq!(nr, 8);
+    let descs: [XenSysctlPerfcDesc; 8] = guest_read(&mut m, &d, GUEST_VA + 0x1000);
+    let vals: [u32; 8] = guest_read(&mut m, &d, GUEST_VA + 0x2000);
+    let i = descs
+        .iter()
+        .position(|x| x.name.starts_with(b"tlb_flushes\0"))
+        .unwrap();
+    assert_eq!(vals[i], 7);
+    // hypercalls counts this very call
+    assert!(vals[0] >= 1);
+
+    // Reset, then a wrong interface version is refused.
+    let op = XenSysctlPerfcOp {
+        cmd: XEN_SYSCTL_PERFCOP_reset,
+        ..Default::default()
+    };
+    sc.u[..32].copy_from_slice(op.as_bytes());
+    guest_write(&mut m, &d, GUEST_VA, &sc);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_sysctl, [GUEST_VA, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(d.vcpu.perf.tlb_flushes, 0);
+    sc.interface_version = 0x14;
+    guest_write(&mut m, &d, GUEST_VA, &sc);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_sysctl, [GUEST_VA, 0, 0, 0, 0]),
+        -13
+    );
+    d.privileged = false;
+    sc.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+    guest_write(&mut m, &d, GUEST_VA, &sc);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_sysctl, [GUEST_VA, 0, 0, 0, 0]),
+        -1
+    );
+}

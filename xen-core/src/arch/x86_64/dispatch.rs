@@ -115,6 +115,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             regs.rax = rax as u64;
         }
         v @ 0..=31 => {
+            hv.dom.vcpu.perf.traps += 1;
             if let Err(why) = guest_exception(hv, regs, v as u8) {
                 hv.dom.shutdown = Some(Shutdown::Crashed(why));
             }

@@ -1,0 +1,57 @@
+//! `sysctl` for the control domain: the software performance counters (`XEN_SYSCTL_perfc_op`).
+//!
+//! Xen keeps machine-wide counters when built with `CONFIG_PERF_COUNTERS` (Debian's release build
+//! is not, and answers -ENOSYS). Ours are always there: the counters of the domains (one today),
+//! each described by name with one value, as `xenperf` reads them. The teaching lab and
+//! `make bench` read them around each workload.
+
+use hypercall_abi::errno::Errno;
+use hypercall_abi::sysctl::*;
+use zerocopy::{FromBytes, IntoBytes};
+
+use super::{Ctx, HcResult, Machine};
+use crate::domain::PerfCounters;
+use crate::guest::{copy_from_guest, copy_to_guest};
+
+pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
+    let mut op: XenSysctl = copy_from_guest(&ctx.guest(), arg)?;
+    if op.interface_version != XEN_SYSCTL_INTERFACE_VERSION {
+        return Err(Errno::EACCES);
+    }
+    if !ctx.dom.privileged {
+        return Err(Errno::EPERM);
+    }
+    match op.cmd {
+        XEN_SYSCTL_perfc_op => {
+            let (mut pc, _) =
+                XenSysctlPerfcOp::read_from_prefix(&op.u).map_err(|_| Errno::EINVAL)?;
+            let counters = ctx.dom.vcpu.perf.named();
+            match pc.cmd {
+                XEN_SYSCTL_PERFCOP_reset => ctx.dom.vcpu.perf = PerfCounters::default(),
+                XEN_SYSCTL_PERFCOP_query => {}
+                _ => return Err(Errno::EINVAL),
+            }
+            pc.nr_counters = counters.len() as u32;
+            pc.nr_vals = counters.len() as u32;
+            for (i, (name, value)) in counters.iter().enumerate() {
+                let i = i as u64;
+                if pc.desc != 0 {
+                    let mut d = XenSysctlPerfcDesc {
+                        nr_vals: 1,
+                        ..Default::default()
+                    };
+                    d.name[..name.len()].copy_from_slice(name.as_bytes());
+                    copy_to_guest(&mut ctx.guest(), pc.desc + i * 84, &d)?;
+                }
+                if pc.val != 0 {
+                    // Xen's values are 32-bit: they wrap, as Xen's do.
+                    copy_to_guest(&mut ctx.guest(), pc.val + i * 4, &(*value as u32))?;
+                }
+            }
+            op.u[..32].copy_from_slice(pc.as_bytes());
+            copy_to_guest(&mut ctx.guest(), arg, &op)?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
