@@ -19,6 +19,16 @@ struct Figures {
     boot_ms: Option<f64>,
     null_cycles: Option<u64>,
     null_line: String,
+    /// `bench pt_update ...` lines: one per variant and batch size.
+    pt_update: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+/// The `key=value` words of a `bench` line.
+fn fields(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn boot(hypervisor: &std::path::Path, guest_cmdline: &str) -> Option<xtests::Run> {
@@ -59,10 +69,21 @@ fn measure(hypervisor: &std::path::Path) -> Figures {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("median_cycles="))
         .and_then(|v| v.parse().ok());
+    let pt = boot(hypervisor, "bench=pt-update exit=reboot");
+    let pt_update = pt
+        .map(|r| {
+            r.log
+                .iter()
+                .filter(|l| l.contains("bench pt_update"))
+                .map(|l| fields(l))
+                .collect()
+        })
+        .unwrap_or_default();
     Figures {
         boot_ms,
         null_cycles,
         null_line: line,
+        pt_update,
     }
 }
 
@@ -96,6 +117,44 @@ fn main() -> ExitCode {
     println!("ours:     {}", ours.null_line);
     println!("xen-4.17: {}", xen.null_line);
     println!("(TCG without -icount: TSC cycles are host cycles; hypercalls counted: 10^5 per run)");
+    println!();
+    println!("Page-table updates (bench=pt-update): guest TSC cycles per PTE, median of the guest's repetitions;");
+    println!("counts per run from the guest (hypercalls) and from the hypervisor's counters (sysctl perfc:");
+    println!(
+        "validations, TLB flushes; Debian's Xen is built without perf counters, so n/a there)."
+    );
+    println!();
+    println!("| variant | batch | pages | ours cycles/PTE | Xen cycles/PTE | ours / Xen | hypercalls | ours validations | ours TLB flushes |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+        m.get(k).cloned().unwrap_or_else(|| "n/a".into())
+    };
+    for o in &ours.pt_update {
+        let key = (o.get("variant"), o.get("batch"));
+        let x = xen
+            .pt_update
+            .iter()
+            .find(|x| (x.get("variant"), x.get("batch")) == key);
+        let oc: Option<f64> = o.get("cycles_per_pte").and_then(|v| v.parse().ok());
+        let xc: Option<f64> = x
+            .and_then(|x| x.get("cycles_per_pte"))
+            .and_then(|v| v.parse().ok());
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            get(o, "variant"),
+            get(o, "batch"),
+            get(o, "pages"),
+            get(o, "cycles_per_pte"),
+            x.map_or("n/a".into(), |x| get(x, "cycles_per_pte")),
+            ratio(oc, xc),
+            get(o, "hypercalls"),
+            get(o, "validations"),
+            get(o, "flushes"),
+        );
+    }
+    if ours.pt_update.is_empty() {
+        println!("(no pt_update lines from our hypervisor)");
+    }
     if ours.boot_ms.is_some()
         && xen.boot_ms.is_some()
         && ours.null_cycles.is_some()
