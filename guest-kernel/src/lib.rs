@@ -1,6 +1,6 @@
-//! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the PV
-//! clock arithmetic and the line formatting the conformance suite prints. Host-tested with
-//! `cargo test -p guest-kernel`.
+//! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the
+//! virtual address map, the frame allocator, `mmu_update` batching, the PV clock arithmetic and
+//! the line formatting the console prints. Host-tested with `cargo test -p guest-kernel`.
 //!
 //! Everything that touches the hardware or the hypervisor lives in the binary (`src/main.rs` and
 //! `src/kernel/`), built only for `x86_64-unknown-none`.
@@ -8,6 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cmdline;
+pub mod frame_alloc;
+pub mod layout;
 pub mod line;
+pub mod mmu_batch;
 pub mod paging;
 pub mod pvclock;

@@ -225,7 +225,8 @@ pub unsafe fn set_trap_table(traps: Option<&[TrapInfo]>) -> i64 {
 /// # Safety
 /// A registered callback address must be an entry point that copes with what the hypervisor
 /// pushes for that callback type (`traps.rs`), or a type the hypervisor never enters in this
-/// kernel (syscall from user mode, failsafe after a bad segment reload).
+/// kernel (failsafe after a bad segment reload; syscall from user mode unless `user.rs` runs a
+/// program).
 pub unsafe fn callback_op<T>(cmd: u32, arg: &T) -> i64 {
     // SAFETY: `arg` is readable for the call; the caller vouches for the address it names.
     unsafe {
@@ -282,7 +283,8 @@ pub unsafe fn set_segment_base(which: u32, base: u64) -> i64 {
 
 /// `stack_switch(ss, sp)`: the kernel stack Xen switches to on a user-to-kernel transition.
 pub fn stack_switch(ss: u64, sp: u64) -> i64 {
-    // SAFETY: no pointers; this kernel never runs user mode, so the stack is never used.
+    // SAFETY: no pointers. The stack is used only on entries from user mode, and only `user.rs`
+    // runs user mode, after registering a stack reserved for that.
     unsafe { hypercall(__HYPERVISOR_stack_switch, ss, sp, 0, 0, 0) }
 }
 

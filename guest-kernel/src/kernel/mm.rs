@@ -1,16 +1,31 @@
-//! Memory helpers: the p2m/m2p translations and a read-only walk of the guest's own page tables.
+//! Memory: the p2m/m2p translations, a read-only walk of the guest's own page tables, the frame
+//! allocator and the direct map of all pseudo-physical memory.
 //!
 //! Xen maps the bootstrap page tables read-only into the initial region (`xen.h`, "Start-of-day
 //! memory layout"), and the machine-to-phys table read-only at `MACH2PHYS_VIRT_START`, so the
 //! kernel can find the machine address of any of its PTEs, which is what `mmu_update` takes.
 //! With VIRT_BASE 0, guest pfn n is mapped at virtual address n << 12.
+//!
+//! Xen maps only the initial region (a few MiB); [`init_memory`] extends that 1:1 map over every
+//! page up to `nr_pages` (the direct map, `guest_kernel::layout`), building the L1 tables the
+//! XenoLinux way (`pt.rs`), and hands the free pages to the frame allocator. Nothing at boot
+//! needs it: it runs when a command (`init`, `bench=pt-update`) asks for memory.
 
+use core::fmt;
 use core::ptr;
 
-use guest_kernel::paging::{entry_frame, index, PTE_P, PTE_PSE_OR_PAT};
+use guest_kernel::frame_alloc::{FrameAllocator, FreeError};
+use guest_kernel::layout::{direct_map_va, BootRegion};
+use guest_kernel::mmu_batch::{Mode, MAX_BATCH};
+use guest_kernel::paging::{
+    entry_frame, entry_maddr, index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_PSE_OR_PAT,
+    PTE_RW,
+};
 use hypercall_abi::arch_x86_64::MACH2PHYS_VIRT_START;
 use hypercall_abi::xen::StartInfo;
-use spin::Once;
+use spin::{Mutex, Once};
+
+use super::pt::{self, PtError};
 
 /// What the kernel learnt from start_info about its memory.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +36,8 @@ pub struct Layout {
     pub mfn_list: u64,
     /// Number of pages in the p2m list (`start_info.nr_pages`).
     pub nr_pages: u64,
+    /// Number of bootstrap page-table frames (`start_info.nr_pt_frames`).
+    pub nr_pt_frames: u64,
 }
 
 static LAYOUT: Once<Layout> = Once::new();
@@ -31,6 +48,7 @@ pub fn init(si: &StartInfo) {
         pt_base: si.pt_base,
         mfn_list: si.mfn_list,
         nr_pages: si.nr_pages,
+        nr_pt_frames: si.nr_pt_frames,
     });
 }
 
@@ -113,4 +131,140 @@ pub fn l1_slot(va: u64) -> Option<L1Slot> {
 /// Machine frame of the current L4 table.
 pub fn l4_mfn() -> u64 {
     va_to_mfn(layout().pt_base).expect("pt_base lies in the initial region")
+}
+
+/// The machine frame backing `pfn`, if the p2m has a valid one that the M2P maps back to `pfn`.
+pub fn mfn_of(pfn: Pfn) -> Option<Mfn> {
+    let mfn = pfn_to_mfn(pfn.0)?;
+    // INVALID_P2M_ENTRY is ~0; anything the M2P does not map back is not ours either.
+    (mfn != u64::MAX && mfn < 1 << 40 && mfn_to_pfn(mfn) == pfn.0).then_some(Mfn(mfn))
+}
+
+/// The pseudo-physical frame of `mfn`, if it is one of ours (checked against the p2m).
+pub fn pfn_of(mfn: Mfn) -> Option<Pfn> {
+    if mfn.0 >= 1 << 40 {
+        return None;
+    }
+    let pfn = Pfn(mfn_to_pfn(mfn.0));
+    (pfn_to_mfn(pfn.0) == Some(mfn.0)).then_some(pfn)
+}
+
+/// Whether the current page tables map `va` with a 4 KiB page.
+pub fn is_mapped(va: u64) -> bool {
+    l1_slot(va).is_some_and(|s| s.value & PTE_P != 0)
+}
+
+/// Frames the bitmap can track: 2^20 (4 GiB of guest memory, 128 KiB of bitmap).
+const FRAME_WORDS: usize = 1 << 14;
+
+/// The frame allocator. Never locked by a trap handler, so the kernel cannot deadlock on it.
+static FRAMES: Mutex<FrameAllocator<FRAME_WORDS>> = Mutex::new(FrameAllocator::new());
+
+/// Takes the lowest free frame (mapped in the direct map once [`init_memory`] has run).
+pub fn alloc_frame() -> Option<Pfn> {
+    FRAMES.lock().alloc()
+}
+
+/// Gives a frame back.
+pub fn free_frame(pfn: Pfn) -> Result<(), FreeError> {
+    FRAMES.lock().free(pfn)
+}
+
+/// Number of free frames.
+pub fn free_frames() -> u64 {
+    FRAMES.lock().free_count()
+}
+
+/// What [`init_memory`] found and did.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryInfo {
+    /// The start-of-day region.
+    pub region: BootRegion,
+    /// Free frames handed to the allocator.
+    pub free: u64,
+    /// Pages added to the direct map.
+    pub mapped: u64,
+    /// Page-table frames that took (all from the allocator).
+    pub tables: u64,
+    /// `mmu_update` hypercalls that took.
+    pub hypercalls: u64,
+}
+
+impl fmt::Display for MemoryInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} free pages from {:#x}, direct map extended from {:#x} to {:#x} ({} pages, {} L1 tables, {} mmu_update calls)",
+            self.free,
+            self.region.free_start.0 << 12,
+            self.region.mapped_end.0 << 12,
+            self.region.nr_pages << 12,
+            self.mapped,
+            self.tables,
+            self.hypercalls
+        )
+    }
+}
+
+static MEMORY: Once<Result<MemoryInfo, PtError>> = Once::new();
+
+/// Finds the free pages, hands them to the allocator and extends the direct map over them; once
+/// (later calls return the first outcome).
+pub fn init_memory() -> Result<MemoryInfo, PtError> {
+    *MEMORY.call_once(|| {
+        let l = layout();
+        let region = BootRegion::discover(l.pt_base, l.nr_pt_frames, l.nr_pages, |pfn| {
+            is_mapped(direct_map_va(pfn))
+        })
+        .map_err(PtError::Region)?;
+        let free = {
+            let mut frames = FRAMES.lock();
+            let r = region.free_pages();
+            frames.add_free_range(Pfn(r.start), Pfn(r.end))
+        };
+        let before = free_frames();
+        let hypercalls = extend_direct_map(&region)?;
+        Ok(MemoryInfo {
+            region,
+            free,
+            mapped: region.unmapped_pages().count() as u64,
+            tables: before - free_frames(),
+            hypercalls,
+        })
+    })
+}
+
+/// Maps every page of `region` that Xen did not at its direct-map address, writable, one L1 per
+/// 2 MiB. The L1s come from the allocator's lowest frames, which lie in the mapped padding (see
+/// `frame_alloc`). Returns the number of `mmu_update` calls.
+fn extend_direct_map(region: &BootRegion) -> Result<u64, PtError> {
+    let l4 = kernel_l4();
+    let mut batch = pt::batch(Mode::Batched(MAX_BATCH))?;
+    let mut l1 = None;
+    let mut links = 0;
+    for pfn in region.unmapped_pages() {
+        let va = direct_map_va(Pfn(pfn));
+        if l1.is_none() || index(va, 1) == 0 {
+            let before = free_frames();
+            l1 = Some(pt::ensure_l1(l4, va)?);
+            links += before - free_frames();
+        }
+        let Some(mfn) = mfn_of(Pfn(pfn)) else {
+            continue; // a hole in the p2m: nothing to map
+        };
+        let l1 = l1.expect("set above");
+        batch
+            .set_pte(
+                entry_maddr(l1, index(va, 1)),
+                make_entry(mfn.0, PTE_P | PTE_RW | PTE_A | PTE_D),
+            )
+            .map_err(|e| PtError::Mmu("direct map", e))?;
+    }
+    batch.flush().map_err(|e| PtError::Mmu("direct map", e))?;
+    Ok(batch.hypercalls() + links)
+}
+
+/// Machine frame of the kernel's L4 (the one Xen built; the kernel never replaces it).
+pub fn kernel_l4() -> Mfn {
+    Mfn(l4_mfn())
 }

@@ -1,5 +1,5 @@
-//! The bare-metal kernel: boot, hypercalls, console, memory, traps and events, and the
-//! conformance suite.
+//! The bare-metal kernel: boot, hypercalls, console, memory and page tables, traps and events,
+//! user mode and its first program, the benchmarks and the conformance suite.
 //!
 //! Design principles, in XenoLinux's footsteps:
 //! - the kernel never writes a page-table entry itself: it asks the hypervisor (`mmu_update`,
@@ -9,7 +9,9 @@
 //!   hypercall (`traps.rs`); privileged instructions appear only in the cases that probe them;
 //! - memory the hypervisor writes (shared_info) is reached only through raw pointers, volatile or
 //!   atomic (`shared_info.rs`);
-//! - output is whole lines through `console_io`, so logs never interleave mid-line.
+//! - output is whole lines through `console_io`, so logs never interleave mid-line;
+//! - user mode is separated from the kernel by page tables alone (both run in ring 3): a user L4
+//!   that maps nothing but user space, installed with `MMUEXT_NEW_USER_BASEPTR` (`user.rs`).
 
 #[macro_use]
 pub mod console;
@@ -19,9 +21,11 @@ mod conformance;
 pub mod events;
 pub mod hypercall;
 pub mod mm;
+pub mod pt;
 pub mod shared_info;
 pub mod time;
 pub mod traps;
+pub mod user;
 
 use core::fmt::Write;
 use guest_kernel::cmdline::Cmdline;
@@ -70,10 +74,14 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             SHUTDOWN_crash
         }
         None => match cmdline.get("bench") {
-            Some(name) if bench::run(name) => exit_reason(&cmdline),
+            Some(name) if bench::run(name, &cmdline) => exit_reason(&cmdline),
             Some(name) => {
                 println!("guest-kernel: unknown benchmark '{name}'");
                 SHUTDOWN_crash
+            }
+            None if cmdline.has("init") => {
+                user::run_init(si, &cmdline);
+                exit_reason(&cmdline)
             }
             None => {
                 println!("guest-kernel: nothing to do, shutting down");

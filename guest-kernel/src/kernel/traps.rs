@@ -21,11 +21,14 @@
 //! (Xen's `pv_ring3_init_hypercall_page` and `do_iret`). `flags` = 0 asks Xen to restore RCX and
 //! R11 from the frame; `VGCF_in_syscall` would return with `sysret` semantics and lose them. Xen
 //! restores the upcall mask from `rflags.IF` and forces RPL 3 on `cs`; a `cs` that already has
-//! RPL 3 means "return to user mode", which this kernel has no page tables for.
+//! RPL 3 means "return to user mode" (Xen switches to the user L4 first, `user.rs`).
 //!
 //! Event upcalls (the event callback) arrive the same way, without an error code, and with
-//! upcalls masked. All entries share one path: save the registers into a [`TrapFrame`], call
-//! [`trap_dispatch`] in Rust, restore, and return through the `iret` stub.
+//! upcalls masked; so does a `syscall` made in user mode (the syscall callback, on the stack
+//! registered with `stack_switch`). All entries share one path: save the registers into a
+//! [`TrapFrame`], call [`trap_dispatch`] in Rust, restore, and return through the `iret` stub.
+//! While a user program runs (`user::active`), its system calls, its traps and the upcalls that
+//! interrupt it go to `user.rs`, which may end it by aiming the frame back at the kernel.
 //!
 //! **Probes and guards.** A case that wants to observe a fault arms a *recovery* address (the
 //! [`probe!`] macro does it around one instruction); the handler records the trap in [`LAST`] and
@@ -45,12 +48,14 @@ use hypercall_abi::xen::__HYPERVISOR_iret;
 
 use super::boot::hypercall_page;
 use super::hypercall as hc;
-use super::{events, shared_info};
+use super::{events, shared_info, user};
 
 /// Vector number the upcall entry reports (past the 256 hardware vectors).
 pub const UPCALL: u64 = 256;
 /// Vector number the failsafe entry reports.
 pub const FAILSAFE: u64 = 257;
+/// Vector number the syscall entry reports (a `syscall` made in user mode).
+pub const SYSCALL: u64 = 258;
 
 /// Software-interrupt vectors with an entry stub, for the `int $n` cases.
 pub const SOFT_DPL3: u8 = 0x30;
@@ -110,6 +115,18 @@ failsafe_entry:
     push ${failsafe}
     jmp trap_common
 
+    /* Syscall callback: a `syscall` in guest user mode. Xen switched to the kernel L4 and the
+       stack_switch stack and wrote rcx, r11, rip, cs, rflags, rsp, ss there: the exception frame
+       without error code, RCX/R11 holding the user's return RIP and RFLAGS. */
+    .balign 16
+    .global syscall_entry
+syscall_entry:
+    pop %rcx
+    pop %r11
+    push $0
+    push ${syscall}
+    jmp trap_common
+
     /* Stack: vector, error code, rip, cs, rflags, rsp, ss. Save the registers in TrapFrame
        order, call Rust on a 16-byte aligned stack, restore, return with HYPERVISOR_iret. */
 trap_common:
@@ -166,6 +183,7 @@ trap_entries_end:
     "#,
     upcall = const UPCALL,
     failsafe = const FAILSAFE,
+    syscall = const SYSCALL,
     dispatch = sym trap_dispatch,
     hypercall_page = sym hypercall_page,
     iret_offset = const __HYPERVISOR_iret * 32,
@@ -216,6 +234,8 @@ extern "C" {
     fn event_upcall_entry();
     /// Entry point registered as the failsafe callback.
     fn failsafe_entry();
+    /// Entry point registered as the syscall callback.
+    fn syscall_entry();
     /// Where an aborted guarded call resumes (never called).
     fn guard_abort();
     /// Runs `f(ctx)` under a guard; 0 if `f` returned, 1 if the trap handler aborted it.
@@ -380,7 +400,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         hc::shutdown(SHUTDOWN_crash);
     }
     match frame.vector {
-        UPCALL => events::upcall(),
+        UPCALL => {
+            events::upcall();
+            user::after_upcall(frame);
+        }
+        SYSCALL => user::syscall(frame),
         _ => exception(frame),
     }
     DEPTH.fetch_sub(1, Ordering::SeqCst);
@@ -399,6 +423,11 @@ fn exception(frame: &mut TrapFrame) {
         cs: frame.cs,
         rflags: frame.rflags,
     };
+    // A trap while a user program runs ends the program, whatever mode it came from.
+    if user::active() {
+        user::trap(frame, trap);
+        return;
+    }
     // A single-step trap leaves TF set in the frame: clear it, or the return would step again.
     if frame.vector == 1 {
         frame.rflags &= !RFLAGS_TF;
@@ -584,6 +613,11 @@ pub fn upcall_entry() -> u64 {
 /// The address of the failsafe entry.
 pub fn failsafe_entry_address() -> u64 {
     failsafe_entry as *const () as u64
+}
+
+/// The address of the syscall entry.
+pub fn syscall_entry_address() -> u64 {
+    syscall_entry as *const () as u64
 }
 
 /// Registers [`upcall_entry`] as the event callback; the hypercall's return code.
