@@ -259,22 +259,95 @@ fn pt_update_variant(s: &Scratch, variant: Variant) -> Result<(), PtError> {
 
     let mut samples = [0u64; PT_REPS];
     let mut hypercalls = 0;
+    let mut counted = None;
     for sample in samples.iter_mut() {
+        let before = perf_counters();
         let t0 = rdtsc();
         let mapped = pt_update_pass(s, variant, &mut batch, true)?;
         let unmapped = pt_update_pass(s, variant, &mut batch, false)?;
         let t1 = rdtsc();
+        let after = perf_counters();
         flush()?;
         hypercalls = mapped + unmapped;
+        counted = before.zip(after).map(|(b, a)| a.since(&b));
         *sample = t1.wrapping_sub(t0) / (2 * s.pages as u64);
     }
     samples.sort_unstable();
+    let validations = OrNa(counted.map(|c| c.ptes_validated));
+    let flushes = OrNa(counted.map(|c| c.tlb_flushes));
     println!(
-        "bench pt_update {variant} pages={} cycles_per_pte={} hypercalls={hypercalls}",
+        "bench pt_update {variant} pages={} cycles_per_pte={} hypercalls={hypercalls} \
+         validations={validations} flushes={flushes}",
         s.pages,
         samples[PT_REPS / 2]
     );
     Ok(())
+}
+
+/// A counter, or `n/a` where the hypervisor has none.
+struct OrNa(Option<u32>);
+
+impl core::fmt::Display for OrNa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("n/a"),
+        }
+    }
+}
+
+/// The hypervisor's counters that the page-table benchmark reports.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    ptes_validated: u32,
+    tlb_flushes: u32,
+}
+
+impl Counters {
+    fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            ptes_validated: self.ptes_validated.wrapping_sub(earlier.ptes_validated),
+            tlb_flushes: self.tlb_flushes.wrapping_sub(earlier.tlb_flushes),
+        }
+    }
+}
+
+/// Reads the hypervisor's performance counters (`sysctl(XEN_SYSCTL_perfc_op)`), if it has them:
+/// ours always does; Debian's Xen, built without `CONFIG_PERF_COUNTERS`, refuses.
+fn perf_counters() -> Option<Counters> {
+    use hypercall_abi::sysctl::*;
+    use zerocopy::{FromBytes, IntoBytes};
+    const MAX: usize = 32;
+    let mut descs = [XenSysctlPerfcDesc::default(); MAX];
+    let mut vals = [0u32; MAX];
+    let op = XenSysctlPerfcOp {
+        cmd: XEN_SYSCTL_PERFCOP_query,
+        desc: descs.as_mut_ptr() as u64,
+        val: vals.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    let mut sc = XenSysctl {
+        cmd: XEN_SYSCTL_perfc_op,
+        ..Default::default()
+    };
+    sc.u[..32].copy_from_slice(op.as_bytes());
+    if hypercall::sysctl(&mut sc) != 0 {
+        return None;
+    }
+    let (back, _) = XenSysctlPerfcOp::read_from_prefix(&sc.u).ok()?;
+    if back.nr_counters as usize > MAX || back.nr_vals != back.nr_counters {
+        return None; // several values per counter (per-CPU): not what we read here
+    }
+    let mut c = Counters::default();
+    for (d, v) in descs.iter().zip(vals).take(back.nr_counters as usize) {
+        let name = d.name.split(|&b| b == 0).next().unwrap_or(&[]);
+        match name {
+            b"ptes_validated" => c.ptes_validated = v,
+            b"tlb_flushes" => c.tlb_flushes = v,
+            _ => {}
+        }
+    }
+    Some(c)
 }
 
 /// Unmaps what is left, unlinks the scratch range's tables and frees them and the frames.

@@ -311,3 +311,19 @@ pub fn shutdown(reason: u32) -> ! {
         core::hint::spin_loop();
     }
 }
+
+/// `sysctl(op)` (control domain only); the structure is read and written back.
+pub fn sysctl(op: &mut hypercall_abi::sysctl::XenSysctl) -> i64 {
+    // SAFETY: `op` is a valid exclusive reference for the call; the counter buffers it names were
+    // built by the caller from live arrays of the sizes it declares.
+    unsafe {
+        hypercall(
+            hypercall_abi::xen::__HYPERVISOR_sysctl,
+            ptr(op as *mut _),
+            0,
+            0,
+            0,
+            0,
+        )
+    }
+}
