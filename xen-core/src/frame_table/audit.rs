@@ -36,6 +36,8 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
     let n = mm.frames.max_ram_page() as usize;
     let mut count = vec![0u64; n];
     let mut tcount = vec![0u64; n];
+    let mut linear_entries = vec![0i64; n];
+    let mut linear_uses = vec![0i64; n];
     let frame = |m: u64| mm.frames.get(Mfn(m));
 
     for (mfn, f) in mm.frames.iter() {
@@ -154,10 +156,17 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
                     continue;
                 }
                 let tf = frame(t).ok_or_else(|| format!("{}: beyond RAM", what()))?;
-                if tf.owner() != Owner::Domain(id)
-                    || Some(tf.page_type()) != ty.child()
-                    || !tf.validated()
-                {
+                if tf.owner() != Owner::Domain(id) || !tf.validated() {
+                    return Err(format!("{}: maps {tf:?}", what()));
+                }
+                if tf.page_type() == ty {
+                    // A linear entry: read-only, counted on both tables.
+                    if e & pte::RW != 0 {
+                        return Err(format!("{}: writable linear entry", what()));
+                    }
+                    linear_entries[mfn.0 as usize] += 1;
+                    linear_uses[t as usize] += 1;
+                } else if Some(tf.page_type()) != ty.child() {
                     return Err(format!("{}: maps {tf:?}", what()));
                 }
                 count[t as usize] += 1;
@@ -172,6 +181,18 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
             return Err(format!(
                 "{mfn:?} is {f:?}; the recount says count={} type_count={}",
                 count[i], tcount[i]
+            ));
+        }
+        if linear_entries[i] != 0 && linear_uses[i] != 0 {
+            return Err(format!(
+                "{mfn:?} holds {} linear entries and is the target of {}",
+                linear_entries[i], linear_uses[i]
+            ));
+        }
+        if i64::from(f.linear_pt_count()) != linear_entries[i] - linear_uses[i] {
+            return Err(format!(
+                "{mfn:?} is {f:?}; the recount says {} linear entries, {} linear uses",
+                linear_entries[i], linear_uses[i]
             ));
         }
     }

@@ -26,12 +26,15 @@
 //! `max_ram_page`: the arch layer carves it out of hypervisor memory, host tests use a vector.
 //! Validation reads and writes guest page tables through [`MachineMemoryMut`].
 //!
+//! Linear page tables are Xen's (`get_lN_linear_pagetable`, on by default in 4.17): an L2, L3 or
+//! L4 entry may point read-only at a validated table of its own level. A table mapping itself
+//! takes no reference; one mapping another holds a general and a type reference on it, and the
+//! frame's `linear_pt_count` keeps a table from both holding such entries and being the target
+//! of one (`inc_linear_entries`, `inc_linear_uses`).
+//!
 //! What is left out of Xen: preemption of long validations (ours run to completion), shadow and
-//! translated (HVM) guests, grant mappings, superpages, cache-attribute bookkeeping of the
-//! hypervisor's own direct map, and linear page tables other than a table mapping itself
-//! (`get_lN_linear_pagetable`; a read-only self-reference is accepted, as Xen does, without a
-//! reference; a read-only entry pointing at *another* validated table of the same level is
-//! refused with -EINVAL where Xen would accept it).
+//! translated (HVM) guests, grant mappings, superpages, and cache-attribute bookkeeping of the
+//! hypervisor's own direct map.
 
 pub mod pte;
 mod seed;
@@ -70,6 +73,14 @@ pub const MAX_IO_DENIED: usize = 8;
 pub const FIRST_XEN_SLOT: usize = 256;
 /// Number of reserved L4 slots: 256..272 (`ROOT_PAGETABLE_LAST_XEN_SLOT` is 271).
 pub const XEN_SLOTS: usize = 16;
+/// The MSI address window, `MSI_ADDR_BASE_LO` (0xfee00000) up to `MSI_ADDR_BASE_LO +
+/// MSI_ADDR_DEST_ID_MASK`: a write there is an interrupt message, so Xen withholds the whole
+/// window from the hardware domain whatever the machine (`dom0_setup_permissions`,
+/// `xen/arch/x86/dom0_build.c`, "MSI range"). It contains the local APIC's default page.
+pub const MSI_WINDOW: FrameRange = FrameRange {
+    start: Mfn(0xfee00),
+    end: Mfn(0xfef00),
+};
 
 /// `is_guest_l4_slot` for a 64-bit PV guest: every slot but Xen's.
 pub const fn is_guest_l4_slot(slot: usize) -> bool {
@@ -196,7 +207,10 @@ pub struct FrameInfo {
     owner: u16,
     ty: u8,
     flags: u8,
-    _reserved: u32,
+    /// `linear_pt_count`: for a validated table, how many linear entries to other tables it
+    /// holds (positive) or how many such entries point at it (negative); never both.
+    linear: i16,
+    _reserved: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<FrameInfo>() == 16);
@@ -209,6 +223,7 @@ impl FrameInfo {
         owner: DOMID_INVALID,
         ty: PageType::None as u8,
         flags: 0,
+        linear: 0,
         _reserved: 0,
     };
 
@@ -230,6 +245,11 @@ impl FrameInfo {
     /// Uses of the frame as its current type.
     pub const fn type_count(&self) -> u32 {
         self.type_count
+    }
+
+    /// `linear_pt_count`: linear entries held (positive) or pointing here (negative).
+    pub const fn linear_pt_count(&self) -> i16 {
+        self.linear
     }
 
     /// Whether the frame is a valid instance of its type.
@@ -284,7 +304,11 @@ impl fmt::Debug for FrameInfo {
             if self.pinned() { " pinned" } else { "" },
             if self.allocated() { " allocated" } else { "" },
             if self.xen_heap() { " xen_heap" } else { "" },
-        )
+        )?;
+        if self.linear != 0 {
+            write!(f, " linear={}", self.linear)?;
+        }
+        Ok(())
     }
 }
 
@@ -398,17 +422,21 @@ pub struct Mm<'t> {
     /// The settings.
     pub cfg: MmConfig,
     io_denied: heapless::Vec<FrameRange, MAX_IO_DENIED>,
+    mmio_ro: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     domains: heapless::Vec<DomainInfo, MAX_DOMAINS>,
 }
 
 impl<'t> Mm<'t> {
     /// The state over frame-table storage `storage` (one entry per frame below `max_ram_page`,
-    /// all reset to free).
+    /// all reset to free). The [`MSI_WINDOW`] is withheld from the start.
     pub fn new(storage: &'t mut [FrameInfo], cfg: MmConfig) -> Self {
+        let mut io_denied = heapless::Vec::new();
+        let _ = io_denied.push(MSI_WINDOW);
         Mm {
             frames: FrameTable::new(storage),
             cfg,
-            io_denied: heapless::Vec::new(),
+            io_denied,
+            mmio_ro: heapless::Vec::new(),
             domains: heapless::Vec::new(),
         }
     }
@@ -419,6 +447,22 @@ impl<'t> Mm<'t> {
         self.io_denied
             .push(range)
             .map_err(|_| SeedError::TooManyIoRanges)
+    }
+
+    /// Lets I/O frames `range` be mapped read-only only (`mmio_ro_ranges`): a writable mapping a
+    /// privileged domain asks for is made read-only instead of refused. Xen puts there the I/O
+    /// APICs it leaves dom0 (`dom0_setup_permissions`) and the HPET (`ro_hpet`).
+    pub fn mark_mmio_ro(&mut self, range: FrameRange) -> Result<(), SeedError> {
+        self.mmio_ro
+            .push(range)
+            .map_err(|_| SeedError::TooManyIoRanges)
+    }
+
+    /// `rangeset_contains_singleton(mmio_ro_ranges, mfn)`.
+    pub fn is_mmio_ro(&self, mfn: Mfn) -> bool {
+        self.mmio_ro
+            .iter()
+            .any(|r| (r.start.0..r.end.0).contains(&mfn.0))
     }
 
     /// `iomem_access_permitted(d, mfn, mfn)`: whether domain `d` may map I/O frame `mfn`.

@@ -269,7 +269,7 @@ fn the_hypervisor_l4_slots_are_not_the_guests() {
 }
 
 #[test]
-fn linear_page_tables_must_be_read_only_self_maps() {
+fn linear_page_tables_must_be_read_only() {
     let mut t = Two::new();
     let x = d1(20);
     t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
@@ -282,15 +282,61 @@ fn linear_page_tables_must_be_read_only_self_maps() {
             SELF_ID,
         );
         assert_eq!(rc, (EINVAL, 0));
-        // Read-only map of another validated L4: Xen accepts this (linear page tables across
-        // tables, `get_l4_linear_pagetable`); we refuse it.
+        // Writable map of another validated L4.
         let rc = t.mmu(
             1,
-            &[(Two::slot(d1(0), 300), (x << 12) | PRESENT | USER)],
+            &[(Two::slot(d1(0), 300), (x << 12) | TABLE_FLAGS)],
             SELF_ID,
         );
         assert_eq!(rc, (EINVAL, 0));
     });
+}
+
+#[test]
+fn a_table_holds_linear_entries_or_is_a_linear_target_never_both() {
+    // Xen's `linear_pt_count`: `inc_linear_entries` fails on a table that is a linear target,
+    // `inc_linear_uses` on one that holds linear entries. dom1's L4 (d1(0)) points read-only at
+    // x, a pinned empty L4; x then cannot point at anything linearly, nor can y point at d1(0).
+    let mut t = Two::new();
+    let (x, y) = (d1(20), d1(21));
+    for m in [x, y] {
+        t.mmu(1, &[(Two::slot(d1(3), m - d1(0)), 0)], SELF_ID);
+        assert_eq!(t.ext(1, &[(MMUEXT_PIN_L4_TABLE, m, 0)], SELF_ID), 0);
+    }
+    let linear = |m: u64| (m << 12) | PRESENT | USER;
+    assert_eq!(
+        t.mmu(1, &[(Two::slot(d1(0), 300), linear(x))], SELF_ID),
+        (0, 1)
+    );
+    assert_eq!(t.frame(x).type_count(), 2, "the pin and the linear entry");
+    assert_eq!(t.frame(x).linear_pt_count(), -1);
+    assert_eq!(t.frame(d1(0)).linear_pt_count(), 1);
+    t.check();
+    unchanged(&mut t, |t| {
+        let rc = t.mmu(1, &[(Two::slot(x, 300), linear(y))], SELF_ID);
+        assert_eq!(
+            rc,
+            (EINVAL, 0),
+            "a linear target cannot hold linear entries"
+        );
+        let rc = t.mmu(1, &[(Two::slot(y, 300), linear(d1(0)))], SELF_ID);
+        assert_eq!(
+            rc,
+            (EINVAL, 0),
+            "a table with linear entries cannot be a target"
+        );
+    });
+    // Unpinned, x lives on through the linear entry; removing the entry devalidates it.
+    assert_eq!(t.ext(1, &[(MMUEXT_UNPIN_TABLE, x, 0)], SELF_ID), 0);
+    assert!(t.frame(x).validated());
+    assert_eq!(t.mmu(1, &[(Two::slot(d1(0), 300), 0)], SELF_ID), (0, 1));
+    let f = t.frame(x);
+    assert_eq!(
+        (f.type_count(), f.validated(), f.linear_pt_count()),
+        (0, false, 0)
+    );
+    assert_eq!(t.frame(d1(0)).linear_pt_count(), 0);
+    t.check();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,6 +382,60 @@ fn withheld_io_ranges_and_frames_beyond_the_limit_are_refused_to_dom0() {
             let rc = t.mmu(0, &[(Two::slot(d0(3), 40), (mfn << 12) | DATA)], SELF_ID);
             assert_eq!(rc, (EPERM, 0), "frame {mfn:#x}");
         }
+    });
+}
+
+#[test]
+fn the_msi_window_is_withheld_from_dom0_without_being_asked() {
+    // Xen's `dom0_setup_permissions` denies MSI_ADDR_BASE_LO .. + MSI_ADDR_DEST_ID_MASK on every
+    // machine: frames 0xfee00..=0xfeeff. The frame after it is ordinary MMIO.
+    let mut t = Two::new();
+    unchanged(&mut t, |t| {
+        for mfn in [0xfee00, 0xfee01, 0xfeef0, 0xfeeff] {
+            let rc = t.mmu(0, &[(Two::slot(d0(3), 40), (mfn << 12) | PRESENT)], SELF_ID);
+            assert_eq!(rc, (EPERM, 0), "frame {mfn:#x}");
+            assert_eq!(t.uvm(0, page_va(40), (mfn << 12) | PRESENT, 0, None), EPERM);
+        }
+    });
+    let at = Two::slot(d0(3), 40);
+    assert_eq!(
+        t.mmu(0, &[(at, (0xfef00 << 12) | PRESENT)], SELF_ID),
+        (0, 1)
+    );
+    assert_eq!(t.mmu(0, &[(at, 0)], SELF_ID), (0, 1));
+    t.check();
+}
+
+#[test]
+fn read_only_mmio_is_mapped_read_only_when_asked_for_writable() {
+    // `mmio_ro_ranges` in `get_page_from_l1e`: a privileged domain's writable mapping of such a
+    // frame succeeds without _PAGE_RW ("Forcing read-only access to MFN"); the cache attributes
+    // are forced to UC as for any MMIO; an unprivileged domain is still refused.
+    let mut t = Two::new();
+    t.m.mm
+        .as_mut()
+        .unwrap()
+        .mark_mmio_ro(range(0xfec00, 0xfec01))
+        .unwrap();
+    let at = Two::slot(d0(3), 40);
+    assert_eq!(t.mmu(0, &[(at, (0xfec00 << 12) | DATA)], SELF_ID), (0, 1));
+    let e = t.entry(d0(3), 40);
+    assert_eq!(e & RW, 0, "read-only MMIO mapped writable: {e:#x}");
+    assert_eq!(e & (PCD | PWT), PCD | PWT, "MMIO mapped cachable: {e:#x}");
+    // A read-only request is taken as it is (apart from the cache attributes).
+    assert_eq!(
+        t.uvm(0, page_va(40), (0xfec00 << 12) | PRESENT | USER, 0, None),
+        0
+    );
+    assert_eq!(t.entry(d0(3), 40) & RW, 0);
+    // Other MMIO keeps its _PAGE_RW.
+    assert_eq!(t.mmu(0, &[(at, (0xfec01 << 12) | DATA)], SELF_ID), (0, 1));
+    assert_eq!(t.entry(d0(3), 40) & RW, RW);
+    assert_eq!(t.mmu(0, &[(at, 0)], SELF_ID), (0, 1));
+    t.check();
+    unchanged(&mut t, |t| {
+        let rc = t.mmu(1, &[(free_slot(), (0xfec00 << 12) | DATA)], SELF_ID);
+        assert_eq!(rc, (EPERM, 0));
     });
 }
 

@@ -154,6 +154,8 @@ struct Stats {
     baseptr_ok: usize,
     uvm_ok: usize,
     tables_seen: usize,
+    /// Steps after which some table held a linear entry to another table.
+    linear_seen: usize,
 }
 
 /// One operation, kept for the failure message.
@@ -216,6 +218,26 @@ fn constructive(t: &Two, r: &mut Rng, d: usize) -> Vec<(u64, u64)> {
             let data = base(d) + 4 + r.below(DOM_FRAMES - 4);
             let flags = if r.pct(70) { DATA } else { DATA & !RW };
             (r.below(48), (data << 12) | flags)
+        }
+        // A linear entry: read-only, to a validated table of the same level (or itself).
+        _ if r.pct(5) => {
+            let same: Vec<u64> = t
+                .mm()
+                .frames
+                .iter()
+                .filter(|(m, f)| {
+                    (base(d)..base(d) + DOM_FRAMES).contains(&m.0)
+                        && f.page_type() == ty
+                        && f.validated()
+                })
+                .map(|(m, _)| m.0)
+                .collect();
+            let target = if same.is_empty() {
+                child
+            } else {
+                r.pick(&same)
+            };
+            (r.below(3), (target << 12) | (TABLE_FLAGS & !RW))
         }
         PageType::L4 => (r.below(2), (child << 12) | TABLE_FLAGS),
         _ => (r.below(3), (child << 12) | TABLE_FLAGS),
@@ -302,10 +324,15 @@ fn step(t: &mut Two, r: &mut Rng, s: &mut Stats) -> Op {
                         93..=95 => MMUEXT_SET_LDT,
                         _ => r.below(24) as u32,
                     };
+                    // Validated L4s to switch to (for NEW_BASEPTR, other than the current one:
+                    // a reload is reached often enough through `frame`).
+                    let current = t.doms[d].l4.0;
                     let l4s: Vec<u64> = (base(d)..base(d) + DOM_FRAMES)
                         .filter(|&m| {
                             let f = t.frame(m);
-                            f.page_type() == PageType::L4 && f.validated()
+                            f.page_type() == PageType::L4
+                                && f.validated()
+                                && (cmd != MMUEXT_NEW_BASEPTR || m != current)
                         })
                         .collect();
                     let baseptr = matches!(cmd, MMUEXT_NEW_BASEPTR | MMUEXT_NEW_USER_BASEPTR);
@@ -403,6 +430,7 @@ fn run(seed: u64) -> Stats {
             .iter()
             .filter(|(_, f)| f.page_type().is_page_table() && f.validated())
             .count();
+        s.linear_seen += usize::from(t.mm().frames.iter().any(|(_, f)| f.linear_pt_count() > 0));
     }
 
     // Tear everything down: dom0 first (it may map the domU's frames), then the domU.
@@ -445,6 +473,7 @@ fn random_operations_from_two_hostile_domains_keep_every_invariant() {
         total.baseptr_ok += s.baseptr_ok;
         total.uvm_ok += s.uvm_ok;
         total.tables_seen += s.tables_seen;
+        total.linear_seen += s.linear_seen;
     }
     eprintln!(
         "property test: {} operations in {:.2?}: {total:?}",
@@ -463,4 +492,5 @@ fn random_operations_from_two_hostile_domains_keep_every_invariant() {
         total.unpins_ok > 100 && total.baseptr_ok > 10 && total.uvm_ok > 500,
         "{total:?}"
     );
+    assert!(total.linear_seen > 1000, "{total:?}");
 }

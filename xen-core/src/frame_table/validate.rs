@@ -4,8 +4,9 @@
 //!
 //! Validation recurses at most four levels deep: an L4 validates the L3s it maps, and so on down
 //! to the L1s, whose entries take references on data frames. A table can only refer to tables
-//! one level down (or to itself, read-only), so validation never meets a frame it is already
-//! validating.
+//! one level down, or read-only to itself or to an already validated table of its own level (a
+//! linear page table, which is never validated on the way), so validation never meets a frame it
+//! is already validating.
 
 use hypercall_abi::errno::Errno;
 
@@ -102,7 +103,8 @@ impl Pt<'_, '_> {
             return Err(Errno::EINVAL);
         } else if !f.validated() {
             // Only a table being validated further up this call chain is typed but not yet
-            // validated, and tables only refer one level down: this cannot happen.
+            // validated, and tables only refer one level down (linear entries need a validated
+            // target): this cannot happen.
             return Err(Errno::EINVAL);
         }
         f.type_count += 1;
@@ -115,6 +117,10 @@ impl Pt<'_, '_> {
             self.flush.flush_all(self.perf);
         }
         if needs_validation {
+            // A table starts its validated life with no linear entries or uses.
+            let f = self.frame_mut(mfn)?;
+            debug_assert_eq!(f.linear, 0, "{mfn:?} revalidated with linear counts: {f:?}");
+            f.linear = 0;
             if let Err(e) = self.validate_page(mfn, ty) {
                 // `validate_page` failure: the frame loses its type altogether.
                 let f = self.frame_mut(mfn)?;
@@ -288,6 +294,13 @@ impl Pt<'_, '_> {
         if pg_owner != l1e_owner && !self.mm.iomem_access_permitted(l1e_owner, mfn) {
             return Err(refused(mfn));
         }
+        // Frames in `mmio_ro_ranges` are mapped read-only whatever was asked ("Forcing
+        // read-only access to MFN").
+        let ro = if l1e & pte::RW != 0 && self.mm.is_mmio_ro(mfn) {
+            pte::RW
+        } else {
+            0
+        };
         // MMIO must not be mapped cachable unless asked for (`opt_mmio_relax` off): write-back
         // becomes uncachable, write-through and write-protect become uncachable too.
         let flip = match l1e & pte::CACHE_ATTRS {
@@ -295,7 +308,7 @@ impl Pt<'_, '_> {
             a if a == pte::PWT || a == pte::PWT | pte::PAT => pte::PCD | (l1e & pte::PAT),
             _ => 0,
         };
-        Ok(flip)
+        Ok(ro | flip)
     }
 
     /// `put_page_from_l1e`: drops what `get_page_from_l1e` took.
@@ -332,20 +345,93 @@ impl Pt<'_, '_> {
         let child = ty.child().ok_or(Errno::EINVAL)?;
         let mfn = Mfn(pte::mfn(e));
         match self.get_page_and_type(mfn, Owner::Domain(d.id), child) {
-            // `get_lN_linear_pagetable`: a read-only entry mapping its own table is a linear
-            // (self) mapping, accepted without a reference.
-            Err(Errno::EINVAL) if mfn == table && e & pte::RW == 0 => Ok(()),
+            Err(Errno::EINVAL) if self.get_linear_pagetable(e, ty, table, d) => Ok(()),
             r => r,
         }
     }
 
-    /// `put_page_from_l2e`/`l3e`/`l4e`.
+    /// `get_lN_linear_pagetable`: whether entry `e` of table `table` (type `ty`, owned by `d`) is
+    /// an acceptable linear mapping. It must be read-only; mapping its own table it takes nothing;
+    /// mapping another validated table of the same level it takes a general and a type reference
+    /// on it, provided `table` is not itself the target of linear entries and the other table
+    /// holds none (`inc_linear_entries`, `inc_linear_uses`).
+    fn get_linear_pagetable(&mut self, e: u64, ty: PageType, table: Mfn, d: DomainInfo) -> bool {
+        if e & pte::RW != 0 {
+            return false; // "Attempt to create linear p.t. with write perms"
+        }
+        let mfn = Mfn(pte::mfn(e));
+        if mfn == table {
+            return true;
+        }
+        let owner = Owner::Domain(d.id);
+        if self.frame(table).map(FrameInfo::owner) != Some(owner) || !self.get_page(mfn, owner) {
+            return false;
+        }
+        if !self.inc_linear(table, 1) {
+            self.put_page(mfn);
+            return false;
+        }
+        if !self.inc_linear(mfn, -1) {
+            self.dec_linear(table, 1);
+            self.put_page(mfn);
+            return false;
+        }
+        let usable = self
+            .frame(mfn)
+            .is_some_and(|f| f.type_count < u32::MAX && f.page_type() == ty && f.validated());
+        match self.frame_mut(mfn) {
+            Ok(f) if usable => {
+                f.type_count += 1;
+                self.perf.ref_ops += 1;
+                true
+            }
+            _ => {
+                self.dec_linear(mfn, -1);
+                self.dec_linear(table, 1);
+                self.put_page(mfn);
+                false
+            }
+        }
+    }
+
+    /// `inc_linear_entries` (`step` 1) or `inc_linear_uses` (`step` -1): moves the frame's
+    /// `linear_pt_count` one step away from zero, unless it is on the other side of zero (or
+    /// would overflow).
+    fn inc_linear(&mut self, mfn: Mfn, step: i16) -> bool {
+        let Ok(f) = self.frame_mut(mfn) else {
+            return false;
+        };
+        let n = f.linear.wrapping_add(step);
+        if n.signum() != step.signum() {
+            return false;
+        }
+        f.linear = n;
+        true
+    }
+
+    /// `dec_linear_entries` (`step` 1) or `dec_linear_uses` (`step` -1).
+    fn dec_linear(&mut self, mfn: Mfn, step: i16) {
+        if let Ok(f) = self.frame_mut(mfn) {
+            debug_assert_eq!(f.linear.signum(), step.signum(), "{mfn:?}: {f:?}");
+            f.linear = f.linear.wrapping_sub(step);
+        }
+    }
+
+    /// `put_page_from_l2e`/`l3e`/`l4e`. A reference held on a table of the same type as `table`
+    /// is a linear one (`_put_page_type` with `ptpg`): the linear counts go down with it.
     fn put_page_from_upper(&mut self, e: u64, table: Mfn) {
         let mfn = Mfn(pte::mfn(e));
         if !pte::present(e) || mfn == table {
             return;
         }
-        self.put_page_and_type(mfn);
+        let ty = |pt: &Self, m| pt.frame(m).map(FrameInfo::page_type);
+        let linear = ty(self, mfn) == ty(self, table);
+        self.put_page_type(mfn);
+        if linear {
+            self.dec_linear(mfn, -1);
+            self.dec_linear(table, 1);
+        }
+        self.put_page(mfn);
     }
 
     /// `promote_l1_table`: every present entry must be mappable by the table's owner.

@@ -1,13 +1,15 @@
 //! The conformance cases of `mmu_update`, `mmuext_op` and `update_va_mapping`, replayed on the
 //! host: dom0 built by the domain builder and seeded into a frame table, each case done the way
-//! `guest-kernel/src/kernel/conformance.rs` does it, each answer the one Debian's Xen 4.17 gives.
+//! `guest-kernel/src/kernel/conformance/` does it, each answer the one Debian's Xen 4.17 gives.
 
 use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use hypercall_abi::xen::*;
 
 use crate::frame_table::testing::{World, SELF};
 use crate::frame_table::{pte, Owner, PageType};
+use crate::mm::Mfn;
 
+const EPERM: i64 = -1;
 const EFAULT: i64 = -14;
 const EINVAL: i64 = -22;
 const EBUSY: i64 = -16;
@@ -126,6 +128,31 @@ impl Guest {
 
     fn l4(&self) -> u64 {
         self.w.dom.l4.0
+    }
+
+    /// The table of `level` (4..=2) on the way to `va`, as the guest walks its tables.
+    fn table(&self, va: u64, level: u32) -> u64 {
+        let mut t = self.l4();
+        for l in (level..4).rev() {
+            let i = (va >> (12 + 9 * l)) & 511;
+            let at = crate::mm::Maddr((t << 12) + 8 * i);
+            t = pte::mfn(crate::mm::MachineMemoryMut::read_u64(&self.w.m.mem, at).unwrap());
+        }
+        t
+    }
+
+    /// Scratch page `s` as a would-be table: zeroed except for `entries`, mapped read-only.
+    fn table_page(&mut self, s: Scratch, entries: &[u64]) {
+        for i in 0..512 {
+            let v = entries.get(i as usize).copied().unwrap_or(0);
+            self.w.poke(s.va + 8 * i, v);
+        }
+        let ro = entry(s.mfn, pte::PRESENT | pte::ACCESSED);
+        assert_eq!(self.mmu_update(&[normal(s.pte_maddr, ro)], SELF), (0, 1));
+    }
+
+    fn ext1(&mut self, cmd: u32, arg1: u64) -> i64 {
+        self.mmuext_op(&[ext(cmd, arg1, 0)], SELF).0
     }
 }
 
@@ -345,4 +372,100 @@ fn the_guest_maps_its_shared_info_writable() {
     let f = g.w.frame(si);
     assert_eq!((f.type_count(), f.count()), (1, 1));
     assert_eq!(g.w.peek(a.va), 0, "a is its own frame again");
+}
+
+/// The linear page-table cases of `conformance/memory.rs`, with Xen 4.17's answers
+/// (`get_lN_linear_pagetable`, `inc_linear_entries`, `inc_linear_uses` in `mm.c`).
+#[test]
+fn linear_page_table_conformance_cases() {
+    let mut g = Guest::new();
+    let (t, u) = (g.scratch(4), g.scratch(5));
+    let l2 = g.table(t.va, 2);
+    let ro = pte::PRESENT | pte::ACCESSED;
+    let at = (l2 << 12) + 511 * 8;
+
+    // mmu_update.l2_entry_other_l2_readonly = pin=0 rc=0 done=1 unpin=0 map_writable=-16 undo=0
+    g.table_page(t, &[]);
+    assert_eq!(g.ext1(MMUEXT_PIN_L2_TABLE, t.mfn), 0);
+    assert_eq!(g.mmu_update(&[normal(at, entry(t.mfn, ro))], SELF), (0, 1));
+    let f = g.w.frame(Mfn(t.mfn));
+    assert_eq!((f.type_count(), f.linear_pt_count()), (2, -1));
+    assert_eq!(g.w.frame(Mfn(l2)).linear_pt_count(), 1);
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, t.mfn), 0);
+    let rc = g.mmu_update(&[normal(t.pte_maddr, data_pte(t.mfn, t.pte))], SELF);
+    assert_eq!(rc, (EBUSY, 0), "the linear entry keeps t an L2");
+    assert_eq!(g.mmu_update(&[normal(at, 0)], SELF), (0, 1));
+    let f = g.w.frame(Mfn(t.mfn));
+    assert_eq!(
+        (f.type_count(), f.validated(), f.linear_pt_count()),
+        (0, false, 0)
+    );
+    assert_eq!(g.w.frame(Mfn(l2)).linear_pt_count(), 0);
+    g.restore(t);
+
+    // mmu_update.l2_entry_other_l2_writable = pin=0 rc=-22 done=0 unpin=0
+    g.table_page(t, &[]);
+    assert_eq!(g.ext1(MMUEXT_PIN_L2_TABLE, t.mfn), 0);
+    let rc = g.mmu_update(&[normal(at, entry(t.mfn, DATA_FLAGS))], SELF);
+    assert_eq!(rc, (EINVAL, 0));
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, t.mfn), 0);
+    g.restore(t);
+
+    // mmu_update.linear_entries_both_ways = pin_with_linear_entry=0 rc=-22 done=0 unpin=0
+    g.table_page(t, &[entry(l2, ro)]);
+    assert_eq!(g.ext1(MMUEXT_PIN_L2_TABLE, t.mfn), 0);
+    assert_eq!(
+        g.mmu_update(&[normal(at, entry(t.mfn, ro))], SELF),
+        (EINVAL, 0)
+    );
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, t.mfn), 0);
+    g.restore(t);
+
+    // mmu_update.linear_target_gets_linear_entry =
+    //   pin_u=0 pin_t=0 rc=-22 done=0 unpin_t=0 after_unpin=0 clear=0 unpin_u=0
+    g.table_page(u, &[]);
+    g.table_page(t, &[entry(u.mfn, ro)]);
+    assert_eq!(g.ext1(MMUEXT_PIN_L2_TABLE, u.mfn), 0);
+    assert_eq!(g.ext1(MMUEXT_PIN_L2_TABLE, t.mfn), 0);
+    let back = normal(u.mfn << 12, entry(l2, ro));
+    assert_eq!(g.mmu_update(&[back], SELF), (EINVAL, 0));
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, t.mfn), 0);
+    assert_eq!(g.mmu_update(&[back], SELF), (0, 1));
+    assert_eq!(g.mmu_update(&[normal(u.mfn << 12, 0)], SELF), (0, 1));
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, u.mfn), 0);
+    g.restore(t);
+    g.restore(u);
+
+    // mmu_update.l4_entry_other_l4_readonly = pin=0 rc=0 done=1 unpin=0
+    let l4 = g.l4();
+    let copy: Vec<u64> = (0..512)
+        .map(|i| g.w.peek(g.w.built.layout.page_tables.start + 8 * i))
+        .collect();
+    g.table_page(t, &copy);
+    assert_eq!(g.ext1(MMUEXT_PIN_L4_TABLE, t.mfn), 0);
+    let at4 = (l4 << 12) + 300 * 8;
+    assert_eq!(g.mmu_update(&[normal(at4, entry(t.mfn, ro))], SELF), (0, 1));
+    assert_eq!(g.mmu_update(&[normal(at4, 0)], SELF), (0, 1));
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, t.mfn), 0);
+    g.restore(t);
+    g.w.check();
+}
+
+/// update_va_mapping.msi_window_frame = rc=-1: Xen withholds the MSI window from dom0
+/// (`dom0_setup_permissions`), whatever the arch layer registers.
+#[test]
+fn the_msi_window_is_not_dom0s() {
+    let mut g = Guest::new();
+    let b = g.scratch(1);
+    let flags = pte::PRESENT | pte::ACCESSED | pte::PCD | pte::PWT;
+    assert_eq!(
+        g.update_va_mapping(b.va, entry(0xfeef0, flags), UVMF_INVLPG),
+        EPERM
+    );
+    assert_eq!(
+        g.update_va_mapping(b.va, entry(0xfef00, flags), UVMF_INVLPG),
+        0
+    );
+    g.restore(b);
+    g.w.check();
 }

@@ -17,6 +17,7 @@
 mod cpu;
 mod exceptions;
 mod insn;
+mod memory;
 mod timer;
 
 use core::fmt;
@@ -168,7 +169,7 @@ fn recover_after_abort() {
 }
 
 /// Number of scratch pages the memory cases remap.
-const SCRATCH_PAGES: usize = 4;
+const SCRATCH_PAGES: usize = 8;
 
 #[repr(C, align(4096))]
 struct Scratch([[u8; 4096]; SCRATCH_PAGES]);
@@ -212,6 +213,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
     s.group("mmuext_op", mmuext_op_cases);
     s.group("update_va_mapping", update_va_mapping_cases);
     s.group("multicall", multicall_cases);
+    memory::cases(&mut s, si);
     s.group("hypercall", unknown_hypercall_cases);
     s.group("evtchn", event_channel_cases);
     // These groups provoke faults and events on purpose: without handlers, the first one would
@@ -537,6 +539,7 @@ impl E820Entry {
 }
 
 /// A scratch page and where its L1 entry lives.
+#[derive(Clone, Copy)]
 struct ScratchMap {
     va: u64,
     mfn: u64,
@@ -608,6 +611,11 @@ fn restore(m: &ScratchMap) -> Restored {
 struct Restored(i64);
 
 impl Restored {
+    /// Whether the restore step succeeded.
+    fn ok(self) -> bool {
+        self.0 == 0
+    }
+
     /// The first failure of two restore steps.
     fn and(self, other: Restored) -> Restored {
         if self.0 != 0 {
