@@ -25,6 +25,24 @@ fn physical_address_bits() -> u64 {
     }
 }
 
+/// Whether the CPU is an AMD (or Hygon) one of a family before 0x17 (CPUID 0 and 1).
+fn amd_family_below_0x17() -> bool {
+    let v = super::machine::native_cpuid(0, 0);
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&v[1].to_le_bytes());
+    vendor[4..8].copy_from_slice(&v[3].to_le_bytes());
+    vendor[8..].copy_from_slice(&v[2].to_le_bytes());
+    let amd = &vendor == b"AuthenticAMD" || &vendor == b"HygonGenuine";
+    let eax = super::machine::native_cpuid(1, 0)[0];
+    let base = (eax >> 8) & 0xf;
+    let family = if base == 0xf {
+        base + ((eax >> 20) & 0xff)
+    } else {
+        base
+    };
+    amd && family < 0x17
+}
+
 /// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
 const INVALID_M2P_ENTRY: u64 = u64::MAX;
 
@@ -155,9 +173,23 @@ pub fn start(
             Owner::Xen,
         );
     }
-    let _ = mm.deny_io(FrameRange {
-        start: Mfn(0xfee00),
-        end: Mfn(0xfee01),
+    // As Xen's `dom0_setup_permissions` (the MSI window, local APIC included, is withheld by
+    // `Mm::new`): the HyperTransport window is withheld on AMD CPUs before family 0x17, and the
+    // I/O APIC and HPET are mapped read-only for dom0 (`mmio_ro_ranges`).
+    if amd_family_below_0x17() {
+        let ht = FrameRange {
+            start: Mfn(0xfd_0000_0000 >> 12),
+            end: Mfn(1 << 28),
+        };
+        let _ = mm.deny_io(ht);
+    }
+    let _ = mm.mark_mmio_ro(FrameRange {
+        start: Mfn(0xfec00),
+        end: Mfn(0xfec01),
+    });
+    let _ = mm.mark_mmio_ro(FrameRange {
+        start: Mfn(0xfed00),
+        end: Mfn(0xfed01),
     });
 
     // The kernel image, read where the boot loader left it. The frames it occupies are reserved

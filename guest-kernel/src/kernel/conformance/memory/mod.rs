@@ -966,6 +966,42 @@ fn multicall_cases(s: &mut Suite, e: &Env) {
 /// and maps the I/O APIC and the HPET read-only when asked for writable (`mmio_ro_ranges`).
 fn io_policy_cases(s: &mut Suite, e: &Env) {
     let b = e.p[1];
+    // Xen maps the I/O APIC and the HPET read-only for dom0 even when asked for writable
+    // (`mmio_ro_ranges`): the request succeeds with RW dropped.
+    s.run("update_va_mapping.ioapic_frame_writable", || {
+        let rc = uvm(
+            b.va,
+            make_entry(IOAPIC_MFN, DATA_FLAGS | PCD | PWT),
+            UVMF_INVLPG,
+        );
+        let flags = flags_of(l1_value(&b));
+        let r = restore(&b);
+        values!("rc={rc} flags={flags:#x}{r}")
+    });
+
+    s.run("update_va_mapping.hpet_frame_writable", || {
+        let rc = uvm(
+            b.va,
+            make_entry(0xfed00, DATA_FLAGS | PCD | PWT),
+            UVMF_INVLPG,
+        );
+        let flags = flags_of(l1_value(&b));
+        let r = restore(&b);
+        values!("rc={rc} flags={flags:#x}{r}")
+    });
+
+    // The HyperTransport window (0xfd_0000_0000..) is withheld from dom0 on the AMD CPU family
+    // QEMU's `-cpu max` reports under TCG.
+    s.run("update_va_mapping.ht_range_frame", || {
+        let rc = uvm(
+            b.va,
+            make_entry(0xfd_0000_0000 >> 12, PTE_P | PTE_A),
+            UVMF_INVLPG,
+        );
+        let r = restore(&b);
+        values!("rc={rc}{r}")
+    });
+
     s.run("update_va_mapping.msi_window_frame", || {
         let rc = uvm(
             b.va,
