@@ -5,6 +5,7 @@
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #   make bench          boot time and null-hypercall cost, ours next to Xen 4.17
 #   make test           host unit tests, ABI-vs-C-headers conformance, lints, QEMU tests on Xen 4.17
+#   make fuzz-mm        the frame-table property test, long: 10^7 random operations (release mode)
 #   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
 #   make xen-reference  boot `guest-kernel suite=conformance` as dom0 on Xen 4.17, print the cases
 #   make clean
@@ -21,7 +22,7 @@ DOM0_CMDLINE ?=
 
 export BUILD
 
-.PHONY: all setup images run run-xen bench test lint xen-reference clean
+.PHONY: all setup images run run-xen bench test lint fuzz-mm xen-reference clean
 
 all: images
 
@@ -65,6 +66,19 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p guest-kernel -p xen-core -p hypercall-abi -p ring-drivers --target $(TARGET) -- -D warnings
+
+# The frame-table property test at length: FUZZ_MM_OPS operations (default 10^7) from a random seed
+# unless FUZZ_MM_SEEDS names some (the test prints every seed it ran and how to replay a failure).
+# Release mode for speed, with debug assertions and overflow checks kept on; a target directory of
+# its own, so those settings never force a rebuild of `make bench`'s release artifacts.
+FUZZ_MM_OPS   ?= 10000000
+FUZZ_MM_SEEDS ?= 0x$(shell od -An -N8 -tx8 /dev/urandom | tr -d ' \n')
+
+fuzz-mm:
+	FUZZ_MM_OPS=$(FUZZ_MM_OPS) FUZZ_MM_SEEDS=$(FUZZ_MM_SEEDS) \
+	CARGO_TARGET_DIR=target/fuzz-mm \
+	CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+	    cargo test --release -p xen-core property -- --nocapture
 
 xen-reference: images
 	cargo run -q --release -p xtests --bin xen-reference -- --runs 2

@@ -36,13 +36,18 @@ pub struct Vcpu {
     pub failsafe_callback: u64,
     /// Guest-user `syscall` entry (`CALLBACKTYPE_syscall`).
     pub syscall_callback: u64,
+    /// Entry for `syscall` from 32-bit code (`CALLBACKTYPE_syscall32`, Xen's
+    /// `syscall32_callback_eip`); 0 for none.
+    pub syscall32_callback: u64,
     /// VGCF_* bits: failsafe/syscall disable events.
     pub callback_flags: u64,
     /// FS base (`set_segment_base(SEGBASE_FS)`).
     pub fs_base: u64,
-    /// Kernel GS base (`SEGBASE_GS_KERNEL`).
+    /// The guest kernel's GS base (`SEGBASE_GS_KERNEL`), whatever the mode: as in Xen, the two GS
+    /// fields keep their meaning and a mode toggle swaps which one the CPU's GS base holds
+    /// ([`Vcpu::gs_bases`]).
     pub gs_base_kernel: u64,
-    /// User GS base (`SEGBASE_GS_USER`).
+    /// Guest user's GS base (`SEGBASE_GS_USER`).
     pub gs_base_user: u64,
     /// The guest's virtual CR0.TS (`fpu_taskswitch`).
     pub fpu_ts: bool,
@@ -52,7 +57,10 @@ pub struct Vcpu {
     pub periodic_period: u64,
     /// Blocked in `SCHEDOP_block` until an event is pending.
     pub blocked: bool,
-    /// Running in guest kernel mode (always, until user mode arrives with the memory issue).
+    /// Running in guest kernel mode (Xen's `TF_kernel_mode`). Both guest modes run in ring 3;
+    /// this flag is what tells them apart. It changes only through
+    /// [`Domain::toggle_guest_mode`]: the `iret` hypercall enters user mode, and any bounce
+    /// (exception, event, `syscall` from user mode) leaves it.
     pub kernel_mode: bool,
     /// System time of the next periodic tick (meaningful while `periodic_period` != 0).
     pub next_periodic: u64,
@@ -73,7 +81,9 @@ pub struct Vcpu {
     pub gdt_ents: u32,
     /// The user-mode top-level table (`MMUEXT_NEW_USER_BASEPTR`, Xen's `guest_table_user`),
     /// loaded into CR3 while the guest runs in user mode. Holds a general and an L4 type
-    /// reference in the frame table while set.
+    /// reference in the frame table while set. Always `Some` in user mode: the only way into
+    /// user mode (`iret`) refuses to go there without one, and user mode cannot make hypercalls
+    /// that would clear it.
     pub user_l4: Option<Mfn>,
     /// The LDT the guest installed (`MMUEXT_SET_LDT`): linear base and number of entries.
     pub ldt_base: u64,
@@ -210,6 +220,7 @@ impl Default for Vcpu {
             event_callback: 0,
             failsafe_callback: 0,
             syscall_callback: 0,
+            syscall32_callback: 0,
             callback_flags: 0,
             fs_base: 0,
             gs_base_kernel: 0,
@@ -264,7 +275,51 @@ pub struct Domain {
     pub vcpu: Vcpu,
 }
 
+impl Vcpu {
+    /// The GS bases as the CPU must hold them now: `(GS_BASE, SHADOW_GS_BASE)`. In kernel mode
+    /// the kernel's base is live and the user's waits in the shadow register (where the guest
+    /// kernel's own view of `swapgs` would put it); in user mode the other way round. Xen keeps
+    /// the same arrangement by executing `swapgs` on every mode toggle (`toggle_guest_mode`).
+    pub fn gs_bases(&self) -> (u64, u64) {
+        if self.kernel_mode {
+            (self.gs_base_kernel, self.gs_base_user)
+        } else {
+            (self.gs_base_user, self.gs_base_kernel)
+        }
+    }
+}
+
+/// Why [`Domain::toggle_guest_mode`] refused: Xen's message when `iret` asks for user mode
+/// before the guest installed user page tables (`do_iret`).
+pub const NO_USER_PAGE_TABLES: &str = "guest switching to user mode with no user page tables";
+
 impl Domain {
+    /// The top-level table the vCPU runs on in its current mode (Xen's `update_cr3`: the kernel's
+    /// `guest_table` or the user's `guest_table_user`). Guest user mode never runs on the kernel's
+    /// table, so it never sees the kernel's mappings.
+    pub fn current_l4(&self) -> Mfn {
+        match (self.vcpu.kernel_mode, self.vcpu.user_l4) {
+            (false, Some(user)) => user,
+            // User mode without a user table cannot happen (see `Vcpu::user_l4`).
+            _ => self.l4,
+        }
+    }
+
+    /// `toggle_guest_mode`: flips between guest kernel and guest user mode. The GS bases swap
+    /// roles ([`Vcpu::gs_bases`], Xen's `swapgs`) and CR3 is reloaded with the other mode's
+    /// table through the vCPU's [`FlushRequest`] (a CR3 write without flushing global entries:
+    /// user mappings are global, the kernel's are not, as Xen arranges with `adjust_guest_l1e`).
+    /// Entering user mode without a user table is refused (the caller crashes the domain).
+    pub fn toggle_guest_mode(&mut self) -> Result<(), &'static str> {
+        if self.vcpu.kernel_mode && self.vcpu.user_l4.is_none() {
+            return Err(NO_USER_PAGE_TABLES);
+        }
+        self.vcpu.kernel_mode = !self.vcpu.kernel_mode;
+        let l4 = self.current_l4();
+        self.vcpu.flush.load_cr3(l4);
+        Ok(())
+    }
+
     /// What the frame table needs to know about this domain.
     pub fn info(&self) -> DomainInfo {
         DomainInfo {
@@ -294,4 +349,79 @@ pub struct DomainInfo {
 pub struct MachineInfo {
     /// One past the highest RAM frame (`XENMEM_maximum_ram_page`).
     pub max_ram_page: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain() -> Domain {
+        Domain {
+            id: 1,
+            privileged: false,
+            nr_pages: 16,
+            max_pages: 16,
+            shared_info: Mfn(5),
+            l4: Mfn(0x10),
+            shutdown_code: None,
+            shutdown: None,
+            vm_assist: 0,
+            watchdogs: [None; 2],
+            vcpu: Vcpu {
+                gs_base_kernel: 0xffff_8880_0000_0000,
+                gs_base_user: 0x7f00_0000_1000,
+                ..Vcpu::default()
+            },
+        }
+    }
+
+    #[test]
+    fn entering_user_mode_needs_user_page_tables() {
+        let mut d = domain();
+        assert_eq!(d.toggle_guest_mode(), Err(NO_USER_PAGE_TABLES));
+        assert!(d.vcpu.kernel_mode, "refused: still in kernel mode");
+        assert!(d.vcpu.flush.is_empty(), "refused: no CR3 load");
+        assert_eq!(d.current_l4(), Mfn(0x10));
+    }
+
+    #[test]
+    fn a_toggle_swaps_page_tables_and_gs_bases_both_ways() {
+        let mut d = domain();
+        d.vcpu.user_l4 = Some(Mfn(0x20));
+        let (kernel_gs, user_gs) = (d.vcpu.gs_base_kernel, d.vcpu.gs_base_user);
+        assert_eq!(d.vcpu.gs_bases(), (kernel_gs, user_gs));
+
+        d.toggle_guest_mode().unwrap();
+        assert!(!d.vcpu.kernel_mode);
+        assert_eq!(d.current_l4(), Mfn(0x20), "user mode runs on the user L4");
+        assert_eq!(d.vcpu.flush.take().new_cr3, Some(Mfn(0x20)));
+        assert_eq!(d.vcpu.gs_bases(), (user_gs, kernel_gs), "swapgs");
+        // The fields keep their meaning (Xen's `gs_base_kernel`/`gs_base_user`).
+        assert_eq!(
+            (d.vcpu.gs_base_kernel, d.vcpu.gs_base_user),
+            (kernel_gs, user_gs)
+        );
+
+        d.toggle_guest_mode().unwrap();
+        assert!(d.vcpu.kernel_mode);
+        assert_eq!(d.current_l4(), Mfn(0x10));
+        assert_eq!(d.vcpu.flush.take().new_cr3, Some(Mfn(0x10)));
+        assert_eq!(d.vcpu.gs_bases(), (kernel_gs, user_gs));
+    }
+
+    #[test]
+    fn only_the_last_toggle_of_an_entry_reaches_cr3() {
+        // An `iret` to user mode followed by an upcall bounce in the same exit: the flush request
+        // ends with the kernel table, once.
+        let mut d = domain();
+        d.vcpu.user_l4 = Some(Mfn(0x20));
+        d.toggle_guest_mode().unwrap();
+        d.toggle_guest_mode().unwrap();
+        let req = d.vcpu.flush.take();
+        assert_eq!(req.new_cr3, Some(Mfn(0x10)));
+        assert!(
+            !req.local_flush,
+            "a mode switch keeps global (user) TLB entries"
+        );
+    }
 }

@@ -253,6 +253,13 @@ pub fn soft_int_vector(error_code: u64) -> Option<u8> {
     (error_code & 3 == 2).then_some((error_code >> 3) as u8)
 }
 
+/// `permit_softint`: whether a trap-table entry of privilege `dpl` may be raised with `int $n`
+/// from the current guest mode. The guest kernel (virtual ring 1 of the old 32-bit model) may
+/// raise DPL 1..3, guest user mode only DPL 3.
+pub fn permit_softint(dpl: u8, kernel_mode: bool) -> bool {
+    dpl >= if kernel_mode { 1 } else { 3 }
+}
+
 const _: () = assert!(__HYPERVISOR_iret == 23);
 
 #[cfg(test)]
@@ -438,5 +445,8 @@ mod tests {
         assert_eq!(soft_int_vector(0x80 * 8 + 2), Some(0x80));
         assert_eq!(soft_int_vector(0), None);
         assert_eq!(soft_int_vector(0x80 * 8 + 3), None);
+        // Kernel mode may raise DPL 1..3 vectors, user mode only DPL 3 (Xen's `permit_softint`).
+        assert!(!permit_softint(0, true) && permit_softint(1, true) && permit_softint(3, true));
+        assert!(!permit_softint(2, false) && permit_softint(3, false));
     }
 }

@@ -8,6 +8,12 @@
 //! The generator aims at collisions: most frames and slots come from a small set, so tables get
 //! built, shared, pinned, remapped and torn down often; the rest is noise (other domains' frames,
 //! hypervisor and I/O frames, reserved flags, Xen's slots, bad commands).
+//!
+//! `make test` runs 10^5 operations from two fixed seeds. Longer runs take their size and seeds
+//! from the environment ([`Plan::from_env`]); `make fuzz-mm` runs 10^7 operations from a random
+//! seed in release mode, with debug assertions and overflow checks on. Every run of [`STEPS`]
+//! operations starts afresh from its own seed; a failure names the seed and step, and the command
+//! that replays it.
 
 use hypercall_abi::xen::*;
 
@@ -15,8 +21,92 @@ use super::pte::{self, ACCESSED, DIRTY, GLOBAL, NX, PAT, PCD, PRESENT, PWT, RW, 
 use super::testing::*;
 use super::{FrameInfo, Owner, PageType};
 
-/// Steps per run; two runs with different seeds keep the whole test at 10^5 operations.
-const STEPS: usize = 50_000;
+/// Operations per run (one seed, one fresh pair of domains).
+const STEPS: u64 = 50_000;
+/// Operations of the default plan: two runs, as `make test` has always done.
+const DEFAULT_OPS: u64 = 100_000;
+/// Seeds of the default plan.
+const DEFAULT_SEEDS: [u64; 2] = [0x9e37_79b9_7f4a_7c15, 0xd1b5_4a32_d192_ed03];
+
+/// How many operations to run, from which seeds, on how many threads.
+#[derive(Debug)]
+struct Plan {
+    /// Total operations.
+    ops: u64,
+    /// One seed per run of up to [`STEPS`] operations.
+    seeds: Vec<u64>,
+    /// Worker threads (runs are independent).
+    threads: usize,
+}
+
+impl Plan {
+    /// The plan the environment asks for:
+    /// - `FUZZ_MM_OPS`: total operations (default 10^5; `_` separators allowed);
+    /// - `FUZZ_MM_SEEDS`: comma-separated seeds, decimal or `0x` hex (default: the two fixed
+    ///   ones). Runs take them in order; when there are more runs than seeds, further seeds come
+    ///   from a splitmix64 stream started at the last one, so one seed names a whole long run;
+    /// - `FUZZ_MM_THREADS`: worker threads (default: the available parallelism).
+    fn from_env() -> Plan {
+        Plan::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Plan::from_env`] over any source of variables.
+    fn from_vars(get: impl Fn(&str) -> Option<String>) -> Plan {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let ops = var("FUZZ_MM_OPS").map_or(DEFAULT_OPS, |v| {
+            parse_u64(&v).unwrap_or_else(|| panic!("FUZZ_MM_OPS={v:?}: not a number"))
+        });
+        let given: Vec<u64> = var("FUZZ_MM_SEEDS").map_or(DEFAULT_SEEDS.to_vec(), |v| {
+            v.split(',')
+                .map(|s| {
+                    parse_u64(s).unwrap_or_else(|| panic!("FUZZ_MM_SEEDS: {s:?} is not a seed"))
+                })
+                .collect()
+        });
+        assert!(!given.is_empty(), "FUZZ_MM_SEEDS names no seed");
+        let runs = ops.div_ceil(STEPS) as usize;
+        let mut seeds: Vec<u64> = given.iter().copied().take(runs).collect();
+        let mut stream = *given.last().unwrap();
+        while seeds.len() < runs {
+            seeds.push(splitmix64(&mut stream));
+        }
+        let threads = var("FUZZ_MM_THREADS")
+            .and_then(|v| parse_u64(&v))
+            .map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |n| n as usize,
+            )
+            .clamp(1, runs.max(1));
+        Plan {
+            ops,
+            seeds,
+            threads,
+        }
+    }
+
+    /// Operations of run `i`: [`STEPS`], or what is left for the last one.
+    fn steps(&self, i: usize) -> u64 {
+        (self.ops - i as u64 * STEPS).min(STEPS)
+    }
+}
+
+/// A decimal or `0x` hexadecimal number, `_` separators allowed.
+fn parse_u64(s: &str) -> Option<u64> {
+    let s: String = s.trim().chars().filter(|&c| c != '_').collect();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// splitmix64: derives well-spread seeds from one.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// xorshift64*: small, deterministic, good enough to explore.
 struct Rng(u64);
@@ -143,7 +233,7 @@ fn va(r: &mut Rng) -> u64 {
 }
 
 /// What happened, for the coverage check at the end.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 struct Stats {
     ops: usize,
     ok: usize,
@@ -156,6 +246,23 @@ struct Stats {
     tables_seen: usize,
     /// Steps after which some table held a linear entry to another table.
     linear_seen: usize,
+}
+
+impl Stats {
+    fn add(&mut self, s: &Stats) {
+        self.ops += s.ops;
+        self.ok += s.ok;
+        self.l1_updates_ok += s.l1_updates_ok;
+        self.upper_updates_ok += s.upper_updates_ok;
+        for i in 0..4 {
+            self.pins_ok[i] += s.pins_ok[i];
+        }
+        self.unpins_ok += s.unpins_ok;
+        self.baseptr_ok += s.baseptr_ok;
+        self.uvm_ok += s.uvm_ok;
+        self.tables_seen += s.tables_seen;
+        self.linear_seen += s.linear_seen;
+    }
 }
 
 /// One operation, kept for the failure message.
@@ -410,11 +517,11 @@ fn step(t: &mut Two, r: &mut Rng, s: &mut Stats) -> Op {
     }
 }
 
-fn run(seed: u64) -> Stats {
+fn run(seed: u64, steps: u64) -> Stats {
     let mut t = Two::new();
     let mut r = Rng(seed);
     let mut s = Stats::default();
-    for i in 0..STEPS {
+    for i in 0..steps {
         let what = step(&mut t, &mut r, &mut s);
         s.ops += 1;
         // What the arch layer would do after each hypercall.
@@ -422,7 +529,11 @@ fn run(seed: u64) -> Stats {
             d.vcpu.flush.take();
         }
         if let Err(e) = t.audit() {
-            panic!("seed {seed:#x} step {i}: {what:x?}\n  audit: {e}");
+            panic!(
+                "seed {seed:#x} step {i}: {what:x?}\n  audit: {e}\n  \
+                 replay: FUZZ_MM_SEEDS={seed:#x} FUZZ_MM_OPS={} cargo test -p xen-core property",
+                i + 1
+            );
         }
         s.tables_seen += t
             .mm()
@@ -458,39 +569,107 @@ fn run(seed: u64) -> Stats {
 
 #[test]
 fn random_operations_from_two_hostile_domains_keep_every_invariant() {
+    let plan = Plan::from_env();
     let started = std::time::Instant::now();
-    let mut total = Stats::default();
-    for seed in [0x9e37_79b9_7f4a_7c15, 0xd1b5_4a32_d192_ed03] {
-        let s = run(seed);
-        total.ops += s.ops;
-        total.ok += s.ok;
-        total.l1_updates_ok += s.l1_updates_ok;
-        total.upper_updates_ok += s.upper_updates_ok;
-        for i in 0..4 {
-            total.pins_ok[i] += s.pins_ok[i];
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let total = std::sync::Mutex::new(Stats::default());
+    let long = plan.seeds.len() > DEFAULT_SEEDS.len();
+    std::thread::scope(|scope| {
+        for _ in 0..plan.threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&seed) = plan.seeds.get(i) else {
+                    break;
+                };
+                let s = run(seed, plan.steps(i));
+                total.lock().unwrap().add(&s);
+                let before = done.fetch_add(s.ops as u64, std::sync::atomic::Ordering::Relaxed);
+                let after = before + s.ops as u64;
+                // Progress of a long run, every tenth.
+                if long && after * 10 / plan.ops != before * 10 / plan.ops {
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "fuzz-mm: {after}/{} operations, {:.0} ops/s",
+                        plan.ops,
+                        after as f64 / secs
+                    );
+                }
+            });
         }
-        total.unpins_ok += s.unpins_ok;
-        total.baseptr_ok += s.baseptr_ok;
-        total.uvm_ok += s.uvm_ok;
-        total.tables_seen += s.tables_seen;
-        total.linear_seen += s.linear_seen;
-    }
+    });
+    let total = total.into_inner().unwrap();
+    let elapsed = started.elapsed();
     eprintln!(
-        "property test: {} operations in {:.2?}: {total:?}",
+        "property test: {} operations in {elapsed:.2?} ({:.0} ops/s, {} runs on {} threads): \
+         {total:?}",
         total.ops,
-        started.elapsed()
+        total.ops as f64 / elapsed.as_secs_f64(),
+        plan.seeds.len(),
+        plan.threads
     );
-    assert!(total.ops >= 100_000);
-    // The generator must reach the interesting paths, not just bounce off refusals.
-    assert!(total.ok > total.ops / 10, "{total:?}");
-    assert!(
-        total.l1_updates_ok > 1000 && total.upper_updates_ok > 100,
-        "{total:?}"
+    eprintln!(
+        "  replay: FUZZ_MM_SEEDS={:#x} FUZZ_MM_OPS={} \
+         (one run: FUZZ_MM_SEEDS=<its seed> FUZZ_MM_OPS={STEPS})",
+        plan.seeds[0], plan.ops
     );
-    assert!(total.pins_ok.iter().all(|&n| n > 20), "{total:?}");
-    assert!(
-        total.unpins_ok > 100 && total.baseptr_ok > 10 && total.uvm_ok > 500,
-        "{total:?}"
+    for chunk in plan.seeds.chunks(6) {
+        let line: Vec<String> = chunk.iter().map(|s| format!("{s:#018x}")).collect();
+        eprintln!("  seeds: {}", line.join(" "));
+    }
+    assert_eq!(total.ops as u64, plan.ops);
+    // The generator must reach the interesting paths, not just bounce off refusals (checked on
+    // runs at least as long as the default; a short replay of one failure is not held to it).
+    if plan.ops >= DEFAULT_OPS {
+        assert!(total.ok > total.ops / 10, "{total:?}");
+        assert!(
+            total.l1_updates_ok > 1000 && total.upper_updates_ok > 100,
+            "{total:?}"
+        );
+        assert!(total.pins_ok.iter().all(|&n| n > 20), "{total:?}");
+        assert!(
+            total.unpins_ok > 100 && total.baseptr_ok > 10 && total.uvm_ok > 500,
+            "{total:?}"
+        );
+        assert!(total.linear_seen > 1000, "{total:?}");
+    }
+}
+
+#[test]
+fn the_plan_defaults_to_two_fixed_runs_and_extends_seeds_by_splitmix() {
+    let plan = |vars: &[(&str, &str)]| {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Plan::from_vars(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    };
+    // Nothing set (`make test`): the two historical runs.
+    let d = plan(&[("FUZZ_MM_THREADS", "1")]);
+    assert_eq!(
+        (d.ops, d.seeds.as_slice()),
+        (DEFAULT_OPS, &DEFAULT_SEEDS[..])
     );
-    assert!(total.linear_seen > 1000, "{total:?}");
+    assert_eq!((d.steps(0), d.steps(1)), (STEPS, STEPS));
+    // Empty variables are unset ones.
+    assert_eq!(
+        plan(&[("FUZZ_MM_OPS", ""), ("FUZZ_MM_SEEDS", " ")]).seeds,
+        DEFAULT_SEEDS
+    );
+    // One seed names a long run: the rest follow from it, the same every time.
+    let long = plan(&[("FUZZ_MM_OPS", "10_000_000"), ("FUZZ_MM_SEEDS", "0x2a")]);
+    assert_eq!(long.seeds.len(), 200);
+    assert_eq!(long.seeds[0], 0x2a);
+    let mut stream = 0x2a;
+    assert_eq!(long.seeds[1], splitmix64(&mut stream));
+    assert_eq!(
+        long.seeds,
+        plan(&[("FUZZ_MM_OPS", "10000000"), ("FUZZ_MM_SEEDS", "42")]).seeds
+    );
+    // A replay of one failure: the seed it names, as many steps as it took; a last short run.
+    let replay = plan(&[("FUZZ_MM_OPS", "1234"), ("FUZZ_MM_SEEDS", "0x5, 0x6")]);
+    assert_eq!((replay.seeds.as_slice(), replay.steps(0)), (&[5][..], 1234));
+    let odd = plan(&[("FUZZ_MM_OPS", "120001"), ("FUZZ_MM_THREADS", "64")]);
+    assert_eq!((odd.seeds.len(), odd.steps(2), odd.threads), (3, 20_001, 3));
+    assert_eq!(parse_u64("1e7"), None);
 }

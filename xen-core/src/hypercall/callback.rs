@@ -34,8 +34,11 @@ fn register<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: &CallbackRegister) -
             v.syscall_callback = reg.address;
             set_flag(&mut v.callback_flags, VGCF_syscall_disables_events);
         }
-        // 32-bit compat entry points: accepted and kept, although no 32-bit code runs yet.
-        CALLBACKTYPE_syscall32 | CALLBACKTYPE_sysenter => {}
+        // `syscall` from 32-bit code enters here (Xen's `cstar_enter`); its event masking follows
+        // VGCF_syscall_disables_events like the 64-bit one (`switch_to_kernel`).
+        CALLBACKTYPE_syscall32 => v.syscall32_callback = reg.address,
+        // `sysenter` is not delivered (it faults with #GP, reflected to the guest): accepted.
+        CALLBACKTYPE_sysenter => {}
         CALLBACKTYPE_nmi => {
             let t = &mut v.trap_ctxt[TRAP_NMI];
             t.vector = TRAP_NMI as u8;

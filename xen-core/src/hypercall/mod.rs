@@ -237,3 +237,5 @@ mod gdt_ptwr_tests;
 mod mmu_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod user_mode_tests;

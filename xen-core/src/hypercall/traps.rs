@@ -31,8 +31,11 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
     }
 }
 
-/// `iret`: returns from a bounced exception or event. The stub pushed RCX, R11, RAX on top of the
-/// guest-built frame, so RSP points at an `iret_context` (`arch-x86/xen-x86_64.h`).
+/// `iret`: returns from a bounced exception or event (`pv/iret.c: do_iret`). The stub pushed
+/// RCX, R11, RAX on top of the guest-built frame, so RSP points at an `iret_context`
+/// (`arch-x86/xen-x86_64.h`). The RPL of the saved CS chooses the mode: 3 returns to guest user
+/// mode (toggling to it: user page tables, user GS base), anything else stays in kernel mode. CS
+/// and SS get RPL 3 either way, since both modes run in ring 3.
 pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     let rsp = ctx.regs.rsp;
     let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), rsp) else {
@@ -41,6 +44,13 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
         ));
         return Ok(0);
     };
+    // Returning to user mode? Hypercalls come from kernel mode only, so this is a toggle to user.
+    if saved.cs & 3 == 3 {
+        if let Err(why) = ctx.dom.toggle_guest_mode() {
+            ctx.dom.shutdown = Some(crate::domain::Shutdown::Crashed(why));
+            return Ok(0);
+        }
+    }
     let r = &mut *ctx.regs;
     r.rip = saved.rip;
     r.cs = saved.cs;

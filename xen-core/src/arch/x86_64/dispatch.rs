@@ -20,6 +20,7 @@ use xen_core::regs::{Regs, ENTRY_SYSCALL};
 
 use super::console::{print_emergency, printk};
 use super::entry::{rdmsr, wrmsr};
+use super::gdt::GUEST_CS32;
 use super::machine::{native_cpuid, HvMachine};
 use super::{apic, power};
 
@@ -40,8 +41,10 @@ pub struct Hv {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Loaded {
     fs: u64,
-    gs_kernel: u64,
-    gs_user: u64,
+    /// MSR_GS_BASE: the current mode's GS base.
+    gs: u64,
+    /// MSR_SHADOW_GS_BASE: the other mode's.
+    gs_shadow: u64,
     ts: bool,
     cr3: u64,
 }
@@ -68,8 +71,8 @@ pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
         dom,
         loaded: Loaded {
             fs: 1,
-            gs_kernel: 1,
-            gs_user: 1,
+            gs: 1,
+            gs_shadow: 1,
             ts: true,
             cr3: 0,
         },
@@ -101,6 +104,13 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         .expect("a guest runs only after `run` installed the state");
     let mut ports = DOM0_PORTS.lock();
     match regs.vector {
+        // `syscall` from guest user mode, or from 32-bit code (Xen's `cstar_enter` bounces that
+        // whatever the mode): not a hypercall, the guest kernel's syscall callback takes it.
+        ENTRY_SYSCALL if !hv.dom.vcpu.kernel_mode || regs.cs == u64::from(GUEST_CS32) => {
+            if let Err(why) = bounce::switch_to_kernel(&mut hv.m, &mut hv.dom, regs) {
+                hv.dom.shutdown = Some(Shutdown::Crashed(why));
+            }
+        }
         ENTRY_SYSCALL => {
             let (nr, args) = regs.hypercall_args();
             let mut ctx = Ctx {
@@ -132,9 +142,10 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
     let dom = &mut hv.dom;
     let mut code = [0u8; 16];
     let fetched = {
+        // The instruction as the faulting mode sees it: through the user table in user mode.
         let g = PageTableGuest {
             mem: &mut hv.m,
-            l4: dom.l4,
+            l4: dom.current_l4(),
         };
         // An instruction may end before a page boundary: fetch what is readable.
         (1..=code.len())
@@ -156,25 +167,18 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
             }
         }
         13 => {
-            if let Some(n) = emulate::soft_int_vector(ec) {
-                let ti = dom.vcpu.trap_ctxt[usize::from(n)];
-                if ti.dpl() >= 3 && ti.address != 0 {
-                    // `int $n` the guest allowed itself: deliver n after the instruction.
-                    regs.rip = regs.rip.wrapping_add(2);
-                    let b = bounce::Bounce {
-                        eip: ti.address,
-                        error_code: None,
-                        mask_events: ti.flags & 4 != 0,
-                    };
-                    return bounce::create_bounce_frame(&mut hv.m, dom, regs, b);
-                }
+            // `int $n` the guest allowed itself from this mode: deliver n after the instruction.
+            if let Some(r) = bounce::software_interrupt(&mut hv.m, dom, regs, ec) {
+                return r;
             }
             let crs = GuestCrs {
                 cr0: guest_cr0(dom),
                 cr2: xen_core::shared::cr2(&hv.m, dom),
                 cr3: dom.l4.maddr().0,
             };
-            if ec == 0 {
+            // Privileged instructions are emulated for the guest kernel only; from guest user
+            // mode they are the #GP they are (Xen emulates with CPL 3 there, `read_segment`).
+            if ec == 0 && dom.vcpu.kernel_mode {
                 let saved = *regs;
                 match emulate::privileged(regs, code, &mut dom.vcpu, crs) {
                     emulate::Emulated::Done => return Ok(()),
@@ -272,8 +276,16 @@ fn exit_to_guest(hv: &mut Hv, ports: &mut PortTable, regs: &mut Regs) {
     if let Some(s) = hv.dom.shutdown {
         domain_stopped(hv, regs, s);
     }
-    if let Err(why) = bounce::deliver_upcall(&mut hv.m, &hv.dom, regs) {
+    if let Err(why) = bounce::deliver_upcall(&mut hv.m, &mut hv.dom, regs) {
         domain_stopped(hv, regs, Shutdown::Crashed(why));
+    }
+    if !xen_core::guest::is_canonical(regs.rip) {
+        // `iret` to a non-canonical RIP (or a `syscall` from the last bytes of the lower half)
+        // would fault in ring 0 on the way out. Xen's `iretq` takes that #GP(0) through its
+        // exception table and reflects it to the guest; so do we, before leaving.
+        if let Err(why) = bounce::inject_exception(&mut hv.m, &mut hv.dom, regs, 13, Some(0), 0) {
+            domain_stopped(hv, regs, Shutdown::Crashed(why));
+        }
     }
     arm_next_timer(hv, true);
     perform_flushes(hv);
@@ -426,28 +438,32 @@ fn domain_stopped(hv: &mut Hv, regs: &Regs, s: Shutdown) -> ! {
 }
 
 /// Loads the vCPU's segment bases, virtual CR0.TS and page tables into the CPU where changed.
+/// The GS base and CR3 follow the guest mode: the user's GS base and L4 in user mode, the
+/// kernel's in kernel mode (what Xen's `swapgs` and `update_cr3` keep in step on each toggle).
 fn load_vcpu_state(hv: &mut Hv) {
     let v = &hv.dom.vcpu;
+    let (gs, gs_shadow) = v.gs_bases();
     let want = Loaded {
         fs: v.fs_base,
-        gs_kernel: v.gs_base_kernel,
-        gs_user: v.gs_base_user,
+        gs,
+        gs_shadow,
         ts: v.fpu_ts,
-        cr3: hv.dom.l4.maddr().0,
+        cr3: hv.dom.current_l4().maddr().0,
     };
     let have = hv.loaded;
-    // SAFETY: the bases were checked canonical by `set_segment_base`, so the MSR writes cannot
-    // fault; CR0.TS only makes the next FPU instruction trap; CR3 is the domain's L4, which maps
-    // the hypervisor in its reserved slots, so the code running now stays mapped.
+    // SAFETY: the bases were checked canonical by `set_segment_base` (or the emulated WRMSR), so
+    // the MSR writes cannot fault; CR0.TS only makes the next FPU instruction trap; CR3 is one of
+    // the domain's validated L4s (kernel or user), which map the hypervisor in its reserved slots,
+    // so the code running now stays mapped.
     unsafe {
         if want.fs != have.fs {
             wrmsr(MSR_FS_BASE, want.fs);
         }
-        if want.gs_kernel != have.gs_kernel {
-            wrmsr(MSR_GS_BASE, want.gs_kernel);
+        if want.gs != have.gs {
+            wrmsr(MSR_GS_BASE, want.gs);
         }
-        if want.gs_user != have.gs_user {
-            wrmsr(MSR_KERNEL_GS_BASE, want.gs_user);
+        if want.gs_shadow != have.gs_shadow {
+            wrmsr(MSR_KERNEL_GS_BASE, want.gs_shadow);
         }
         if want.ts != have.ts {
             let mut cr0: u64;

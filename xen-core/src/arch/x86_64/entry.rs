@@ -1,16 +1,19 @@
-//! Entry and exit paths: the IDT, the `syscall` (hypercall) entry, and the return to a guest.
+//! Entry and exit paths: the IDT, the `syscall` entries, and the return to a guest.
 //!
 //! Every way into the hypervisor builds the same [`Regs`] frame on the entry stack and calls
-//! [`super::dispatch::handle_entry`]; every way out restores that frame and leaves with `iretq`.
+//! [`super::dispatch::handle_entry`]; every way out restores that frame.
 //! - Exceptions and interrupts: the CPU pushes SS, RSP, RFLAGS, CS, RIP (switching to TSS.RSP0
 //!   when it comes from ring 3); a per-vector stub pushes an error code where the CPU does not and
 //!   the vector number.
-//! - `syscall` from a guest kernel (a hypercall): the CPU leaves RSP alone, so the stub switches to
-//!   the entry stack itself (one CPU, interrupts masked by SFMASK, so a scratch slot is safe) and
-//!   pushes the frame the CPU would have pushed, with vector [`ENTRY_SYSCALL`].
+//! - `syscall` (LSTAR from 64-bit code, CSTAR from 32-bit code): the CPU leaves RSP alone, so the
+//!   stub switches to the entry stack itself (one CPU, interrupts masked by SFMASK, so a scratch
+//!   slot is safe) and pushes the frame the CPU would have pushed, with vector [`ENTRY_SYSCALL`]
+//!   and the guest's code selector (0xe033 or 0xe023). From the guest kernel in 64-bit code it is
+//!   a hypercall; from guest user mode, or from 32-bit code, `handle_entry` bounces it to the
+//!   guest kernel's syscall callback, as Xen does.
 //!
-//! Leaving through `iretq` rather than `sysretq` costs a few cycles but has no non-canonical-RIP
-//! pitfall and one path for everything.
+//! A frame with vector [`ENTRY_SYSCALL`] and the 64-bit code selector leaves through `sysretq`
+//! when its RIP is canonical (as Xen's `restore_all_guest` does); anything else through `iretq`.
 
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
@@ -63,6 +66,21 @@ xen_syscall_entry:
     pushq %rcx
     pushq $0
     pushq ${syscall_vector}
+    jmp .Lentry_common
+
+    /* syscall from 32-bit guest code (CSTAR): the same frame with the 32-bit code selector, which
+       is how `handle_entry` knows to bounce it to the guest's 32-bit syscall callback. */
+    .globl xen_syscall32_entry
+xen_syscall32_entry:
+    mov %rsp, xen_syscall_scratch(%rip)
+    mov xen_entry_stack_top(%rip), %rsp
+    pushq ${guest_ds}
+    pushq xen_syscall_scratch(%rip)
+    pushq %r11
+    pushq ${guest_cs32}
+    pushq %rcx
+    pushq $0
+    pushq ${syscall_vector}
 
 .Lentry_common:
     push %rax
@@ -89,15 +107,18 @@ xen_syscall_entry:
 xen_exit_to_frame:
     /* A frame from `syscall` leaves through `sysretq`, which is cheaper, as Xen does: RIP comes
        from RCX and RFLAGS from R11 (the guest's own RCX/R11 were saved by its hypercall stub).
-       Only with a canonical RIP: `sysretq` to a non-canonical one faults in ring 0. */
+       Only with a canonical RIP (`sysretq` to a non-canonical one faults in ring 0), and only to
+       the 64-bit code selector, which is the one `sysretq` loads. */
     cmpq ${syscall_vector}, {vector_off}(%rsp)
     jne .Lexit_iret
+    cmpq ${guest_cs}, {cs_off}(%rsp)
+    jne .Lexit_iret_sysret_regs
     mov {rip_off}(%rsp), %rcx
     mov %rcx, %r11
     sar $47, %r11
     inc %r11
     cmp $1, %r11
-    ja .Lexit_iret
+    ja .Lexit_iret_sysret_regs
     pop %r15
     pop %r14
     pop %r13
@@ -119,6 +140,13 @@ xen_exit_to_frame:
     mov 24(%rsp), %rsp          /* the guest's RSP */
     sysretq
 
+.Lexit_iret_sysret_regs:
+    /* Leaving a `syscall` frame through `iretq`: RCX and R11 get what `sysret` would have
+       loaded (RIP and RFLAGS), as in Xen's `.Lforce_iret`. */
+    mov {rip_off}(%rsp), %rcx
+    mov %rcx, {rcx_off}(%rsp)
+    mov {rflags_off}(%rsp), %rcx
+    mov %rcx, {r11_off}(%rsp)
 .Lexit_iret:
     pop %r15
     pop %r14
@@ -150,9 +178,14 @@ xen_entry_stack_top: .quad 0
     has_error_code = const HAS_ERROR_CODE,
     guest_ds = const GUEST_DS,
     guest_cs = const GUEST_CS64,
+    guest_cs32 = const GUEST_CS32,
     syscall_vector = const ENTRY_SYSCALL,
     vector_off = const core::mem::offset_of!(Regs, vector),
     rip_off = const core::mem::offset_of!(Regs, rip),
+    cs_off = const core::mem::offset_of!(Regs, cs),
+    rflags_off = const core::mem::offset_of!(Regs, rflags),
+    rcx_off = const core::mem::offset_of!(Regs, rcx),
+    r11_off = const core::mem::offset_of!(Regs, r11),
     handle_entry = sym super::dispatch::handle_entry,
     options(att_syntax)
 );
@@ -160,6 +193,7 @@ xen_entry_stack_top: .quad 0
 extern "C" {
     static xen_vector_stubs: u8;
     fn xen_syscall_entry();
+    fn xen_syscall32_entry();
     static mut xen_entry_stack_top: u64;
 }
 
@@ -267,8 +301,9 @@ pub fn init() {
     };
     // SAFETY: the IDT is fully initialised above and lives for the hypervisor's lifetime. STAR puts
     // `syscall` on the hypervisor selectors and `sysret` on Xen's ring-3 ones (CS = base + 16 =
-    // 0xe033, SS = base + 8 = 0xe02b); SFMASK clears IF, TF, DF, AC and NT on entry, so the
-    // syscall stub runs with interrupts off. EFER.SCE was set by the boot stub.
+    // 0xe033, SS = base + 8 = 0xe02b); LSTAR and CSTAR point at the two syscall stubs; SFMASK
+    // clears IF, TF, DF, AC and NT on entry, so the syscall stubs run with interrupts off.
+    // EFER.SCE was set by the boot stub.
     unsafe {
         asm!("lidt [{}]", in(reg) &raw const ptr, options(nostack));
         let star = (u64::from(GUEST_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32);
@@ -277,7 +312,12 @@ pub fn init() {
             MSR_LSTAR,
             xen_syscall_entry as unsafe extern "C" fn() as usize as u64,
         );
-        wrmsr(MSR_CSTAR, 0);
+        // `syscall` from 32-bit code lands on CSTAR (on AMD; Intel raises #UD): never leave it
+        // at 0, which would run ring 0 at a guest-chosen address.
+        wrmsr(
+            MSR_CSTAR,
+            xen_syscall32_entry as unsafe extern "C" fn() as usize as u64,
+        );
         wrmsr(MSR_SFMASK, 0x4_7700);
     }
     let _ = HYPERVISOR_DS;
