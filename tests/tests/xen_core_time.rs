@@ -15,6 +15,7 @@ fn selftest_boot() -> Boot {
         cmdline: "selftest=time".into(),
         modules: Vec::new(),
         timeout: Duration::from_secs(60),
+        qemu_extra: Vec::new(),
     }
 }
 
