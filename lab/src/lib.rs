@@ -203,6 +203,35 @@ impl Plan {
         }
     }
 
+    /// The plan that produced `rows` (one mode's): their N, batch sizes, rounds and
+    /// hypervisors; `None` when there are no guest rows.
+    pub fn of_rows(rows: &[Row]) -> Option<Plan> {
+        let guest: Vec<&Row> = rows.iter().filter(|r| r.variant != "native").collect();
+        let first = guest.first()?;
+        let unique = |it: &mut dyn Iterator<Item = u32>| {
+            let mut v: Vec<u32> = it.collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut hypervisors: Vec<Hypervisor> = guest.iter().map(|r| r.hypervisor).collect();
+        hypervisors.sort_unstable();
+        hypervisors.dedup();
+        Some(Plan {
+            pages: unique(&mut guest.iter().map(|r| r.pages)),
+            batches: unique(
+                &mut guest
+                    .iter()
+                    .filter(|r| r.variant == "mmu_update" || r.variant == "multicall_uvm")
+                    .filter_map(|r| r.batch),
+            ),
+            wall_reps: first.reps,
+            icount_reps: first.reps,
+            hypervisors,
+            modes: vec![first.mode],
+        })
+    }
+
     /// The guest rows a complete run prints: every N times every variant.
     pub fn guest_rows(&self) -> usize {
         self.pages.len() * (2 * self.batches.len() + 2)
@@ -701,6 +730,25 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["-cpu", "max,-x2apic"]));
         let b = plan.boot(Hypervisor::Ours, Mode::Wall);
         assert!(!b.qemu_args().contains(&"-icount".to_string()));
+    }
+
+    #[test]
+    fn a_plan_is_recovered_from_its_rows() {
+        let log = [NATIVE, GUEST, XEN.replace("pages=512", "pages=64").as_str()].map(String::from);
+        let rows = RunOutput::from_log(Hypervisor::Ours, Mode::Icount, &log).rows;
+        let p = Plan::of_rows(&rows).unwrap();
+        assert_eq!(p.pages, [64, 512]);
+        assert_eq!(p.batches, [8]);
+        assert_eq!(
+            (p.icount_reps, p.modes.as_slice()),
+            (5, &[Mode::Icount][..])
+        );
+        assert_eq!(p.hypervisors, [Hypervisor::Ours]);
+        assert_eq!(
+            Plan::of_rows(&rows[..1]),
+            None,
+            "native rows alone make no plan"
+        );
     }
 
     #[test]

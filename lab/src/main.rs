@@ -3,7 +3,8 @@
 //! ```text
 //! lab [run]    [--out DIR] [--pages LIST] [--batches LIST] [--reps N] [--wall-reps N]
 //!              [--icount-reps N] [--modes LIST] [--hypervisors LIST]
-//! lab check    [the same options]     rerun icount mode and compare with DIR/results.csv
+//! lab check    [the same options]     rerun icount mode and compare with DIR/results.csv (its
+//!                                     N, B and rounds; the options only when it has no icount rows)
 //! lab report   [--out DIR]            report and plots again from DIR/results.csv
 //! ```
 //!
@@ -149,11 +150,19 @@ fn write_report(rows: &[Row], out: &Path) -> Result<(), String> {
     let md = out.join("report.md");
     std::fs::write(&md, report::markdown(rows)).map_err(|e| format!("{}: {e}", md.display()))?;
     println!("lab: wrote {}", md.display());
-    if let Some(n) = report::main_pages(rows) {
-        for mode in Mode::ALL {
-            if rows.iter().any(|r| r.mode == mode) {
+    let n = report::main_pages(rows);
+    for mode in Mode::ALL {
+        match n {
+            Some(n) if rows.iter().any(|r| r.mode == mode) => {
                 let [svg, png] = plot::batching_chart(rows, mode, n, out)?;
                 println!("lab: wrote {} and {}", svg.display(), png.display());
+            }
+            // No rows in this mode: a plot left by an earlier run would not match the CSV.
+            _ => {
+                for ext in ["svg", "png"] {
+                    let _ =
+                        std::fs::remove_file(out.join(format!("batching-{}.{ext}", mode.name())));
+                }
             }
         }
     }
@@ -194,20 +203,29 @@ fn summary(rows: &[Row]) {
     }
 }
 
-/// `check`: icount mode again, compared byte for byte with the icount rows of `results.csv`
-/// (or with a second run when there is none).
+/// `check`: icount mode again, compared byte for byte with the icount rows of `results.csv`,
+/// rerunning exactly what produced them (or, when there are none, twice with the given plan).
 fn check(args: &Args) -> Result<(), String> {
     let mut plan = args.plan.clone();
     plan.modes = vec![Mode::Icount];
     let dir = args.out.join("check");
-    let previous = read_csv(&args.out.join("results.csv")).ok().map(|rows| {
-        rows.into_iter()
-            .filter(|r| r.mode == Mode::Icount && plan.hypervisors.contains(&r.hypervisor))
-            .collect::<Vec<_>>()
-    });
-    let (first, what) = match previous {
-        Some(rows) if !rows.is_empty() => (to_csv(&rows), "the icount rows of results.csv"),
-        _ => {
+    let previous: Vec<Row> = read_csv(&args.out.join("results.csv"))
+        .map(|rows| {
+            rows.into_iter()
+                .filter(|r| r.mode == Mode::Icount && plan.hypervisors.contains(&r.hypervisor))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(p) = Plan::of_rows(&previous) {
+        plan.pages = p.pages;
+        plan.batches = p.batches;
+        plan.icount_reps = p.icount_reps;
+        plan.hypervisors = p.hypervisors;
+        println!("lab check: rerunning the icount runs of results.csv");
+    }
+    let (first, what) = match previous.is_empty() {
+        false => (to_csv(&previous), "the icount rows of results.csv"),
+        true => {
             println!("lab check: no icount rows in results.csv: two runs");
             (to_csv(&measure(&plan, &dir)?), "a first run")
         }
