@@ -4,6 +4,8 @@
 #   make run            boot our hypervisor with the guest kernel as dom0 in QEMU
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #   make bench          boot time and null-hypercall cost, ours next to Xen 4.17
+#   make lab            the page-table batching lab: build/lab/{results.csv,report.md,*.svg,*.png}
+#   make lab-check      rerun the lab's icount mode and require the same CSV rows
 #   make test           host unit tests, ABI-vs-C-headers conformance, lints, QEMU tests on Xen 4.17
 #   make fuzz-mm        the frame-table property test, long: 10^7 random operations (release mode)
 #   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
@@ -17,12 +19,17 @@ KDIR       := target/$(TARGET)/release
 QEMU       := qemu-system-x86_64
 QEMU_FLAGS := -accel tcg -cpu max -m 512 -display none -serial stdio -monitor none -no-reboot \
               -device isa-debug-exit,iobase=0xf4,iosize=0x04
-XEN_CMDLINE := console=com1 com1=115200,8n1 dom0_mem=64M loglvl=all guest_loglvl=all
+DOM0_MEM   ?= 64M
+XEN_CMDLINE := console=com1 com1=115200,8n1 dom0_mem=$(DOM0_MEM) loglvl=all guest_loglvl=all
+# Extra options for our hypervisor only (`make run`), e.g. XEN_OPTS=selftest=native-pte.
+XEN_OPTS   ?=
 DOM0_CMDLINE ?=
+# Options for the lab runner (`make lab`, `make lab-check`), e.g. LAB_ARGS="--pages 512,4096".
+LAB_ARGS   ?=
 
 export BUILD
 
-.PHONY: all setup images run run-xen bench test lint fuzz-mm xen-reference clean
+.PHONY: all setup images run run-xen bench lab lab-check test lint fuzz-mm xen-reference clean
 
 all: images
 
@@ -41,7 +48,7 @@ images: setup
 
 run: images
 	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 ===="
-	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "$(XEN_CMDLINE)" \
+	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
 	    -initrd "$(strip $(BUILD)/guest-kernel $(DOM0_CMDLINE))"; \
 	    status=$$?; echo "==== QEMU exited with status $$status ===="; exit $$status
 
@@ -54,12 +61,20 @@ run-xen: images
 bench: images
 	cargo run -q --release -p xtests --bin bench
 
+# The teaching lab (docs/lab-page-table-batching.md): both hypervisors, wall and icount mode.
+lab: images
+	cargo run -q --release -p lab -- run $(LAB_ARGS)
+
+lab-check: images
+	cargo run -q --release -p lab -- check $(LAB_ARGS)
+
 # Every cargo test result line is collected so the run ends with one total.
 test: images
 	@rm -f $(BUILD)/test.log
 	@$(MAKE) --no-print-directory lint
 	@set -o pipefail; cargo test --workspace 2>&1 | tee -a $(BUILD)/test.log
 	@set -o pipefail; cargo test -p xtests --test '*' -- --ignored --nocapture 2>&1 | tee -a $(BUILD)/test.log
+	@set -o pipefail; cargo test -p lab --test '*' -- --ignored --nocapture 2>&1 | tee -a $(BUILD)/test.log
 	@bash scripts/test-summary.sh $(BUILD)/test.log
 
 lint:

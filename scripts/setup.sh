@@ -7,6 +7,7 @@
 # - Debian's Xen 4.17 hypervisor image (downloaded, unpacked, gunzipped into build/xen-4.17), the
 #   differential reference.
 # - The x86_64-unknown-none Rust target (rust-toolchain.toml names it; rustup adds it on first use).
+# - fonts-dejavu-core: the font `make lab` draws its plots' text with (loaded by file, no fontconfig).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -54,6 +55,11 @@ if [ ! -f "$BUILD/xen-4.17/xen" ]; then
     gunzip -c "$gz" > "$BUILD/xen-4.17/xen"
     dpkg-deb -f "$tmp"/xen-hypervisor-4.17-amd64_*.deb Version > "$BUILD/xen-4.17/VERSION"
     rm -rf "$tmp"
+fi
+
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    apt_update
+    $SUDO apt-get install -y -qq fonts-dejavu-core >/dev/null
 fi
 
 if command -v rustup >/dev/null 2>&1; then

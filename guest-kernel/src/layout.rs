@@ -10,7 +10,7 @@
 //!   L4 slot 0        0x0000_0000_0000 ..  direct map: pfn n at n << 12 (kernel only)
 //!   L4 slot 1        0x0080_0000_0000 ..  user space: present in the kernel L4 *and* the user L4,
 //!                                         through the same L3 (the XenoLinux arrangement)
-//!   L4 slot 2        0x0100_0000_0000 ..  kernel scratch range (the pt-update benchmark)
+//!   L4 slot 2        0x0100_0000_0000 ..  kernel scratch range (bench=pt-update, lab=pt-batching)
 //!   L4 slots 256-271 0xffff_8000_0000_0000 ..  Xen's, copied into every L4 it validates
 //! ```
 //!

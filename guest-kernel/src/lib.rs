@@ -1,6 +1,7 @@
 //! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the
-//! virtual address map, the frame allocator, `mmu_update` batching, the PV clock arithmetic and
-//! the line formatting the console prints. Host-tested with `cargo test -p guest-kernel`.
+//! virtual address map, the frame allocator, `mmu_update` batching, the page-table workload's
+//! parameters and result lines, the PV clock arithmetic and the line formatting the console
+//! prints. Host-tested with `cargo test -p guest-kernel`.
 //!
 //! Everything that touches the hardware or the hypervisor lives in the binary (`src/main.rs` and
 //! `src/kernel/`), built only for `x86_64-unknown-none`.
@@ -13,4 +14,5 @@ pub mod layout;
 pub mod line;
 pub mod mmu_batch;
 pub mod paging;
+pub mod pt_lab;
 pub mod pvclock;

@@ -63,6 +63,10 @@ pub struct Boot {
     pub modules: Vec<(PathBuf, String)>,
     /// Wall-clock limit for the whole run.
     pub timeout: Duration,
+    /// Extra QEMU arguments, appended after the harness's own (QEMU takes the last of a repeated
+    /// option, so `-cpu max,-x2apic` here replaces the default `-cpu max`), e.g. the teaching
+    /// lab's `-icount shift=0,sleep=off`.
+    pub qemu_extra: Vec<String>,
 }
 
 /// How a run ended.
@@ -109,6 +113,7 @@ impl Boot {
             cmdline: XEN_CMDLINE.to_string(),
             modules: vec![(kernel.to_path_buf(), cmdline.to_string())],
             timeout: Duration::from_secs(120),
+            qemu_extra: Vec::new(),
         }
     }
 
@@ -154,6 +159,7 @@ impl Boot {
         if !initrd.is_empty() {
             args.extend(["-initrd".into(), initrd]);
         }
+        args.extend(self.qemu_extra.iter().cloned());
         args
     }
 
@@ -498,9 +504,24 @@ mod tests {
                 ("/u".into(), String::new()),
             ],
             timeout: Duration::from_secs(1),
+            qemu_extra: Vec::new(),
         };
         let args = b.qemu_args();
         let i = args.iter().position(|a| a == "-initrd").unwrap();
         assert_eq!(args[i + 1], "/k suite=conformance,/u");
+    }
+
+    #[test]
+    fn extra_qemu_arguments_come_last() {
+        let b = Boot {
+            hypervisor: "/x/xen".into(),
+            cmdline: String::new(),
+            modules: vec![],
+            timeout: Duration::from_secs(1),
+            qemu_extra: vec!["-icount".into(), "shift=0,sleep=off".into()],
+        };
+        let args = b.qemu_args();
+        assert_eq!(args[args.len() - 2..], ["-icount", "shift=0,sleep=off"]);
+        assert!(!args.contains(&"-initrd".to_string()));
     }
 }

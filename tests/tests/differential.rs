@@ -31,6 +31,7 @@ fn suite_on(hypervisor: std::path::PathBuf) -> (SuiteResult, Ending, String) {
         cmdline: XEN_CMDLINE.into(),
         modules: vec![(guest_kernel_image(), GUEST_CMDLINE.into())],
         timeout: Duration::from_secs(120),
+        qemu_extra: Vec::new(),
     };
     let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
     (

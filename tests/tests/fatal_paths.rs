@@ -13,6 +13,7 @@ fn boot(xen_cmdline: &str, dom0_cmdline: &str) -> (Ending, String) {
         cmdline: xen_cmdline.into(),
         modules: vec![(guest_kernel_image(), dom0_cmdline.into())],
         timeout: Duration::from_secs(60),
+        qemu_extra: Vec::new(),
     };
     let run = b.run().unwrap_or_else(|e| panic!("harness error: {e}"));
     (run.ending, run.log.join("\n"))

@@ -34,6 +34,7 @@ fn boot_refused(kernel: PathBuf) -> (Ending, String) {
         cmdline: XEN_CMDLINE.into(),
         modules: vec![(kernel, "suite=conformance".into())],
         timeout: Duration::from_secs(60),
+        qemu_extra: Vec::new(),
     };
     let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
     (run.ending, run.log.join("\n"))

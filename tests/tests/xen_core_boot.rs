@@ -17,6 +17,7 @@ fn our_image_boots_dom0_and_powers_off_with_it() {
             (guest_kernel_image(), "name=second".into()),
         ],
         timeout: Duration::from_secs(60),
+        qemu_extra: Vec::new(),
     };
     let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
     let log = run.log.join("\n");

@@ -2,10 +2,7 @@
 //! xAPIC and x2APIC mode, and powers off cleanly, both against the host clock and in QEMU's
 //! deterministic instruction-counting mode (`-icount shift=0,sleep=off`, used by the labs).
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xtests::{build_dir, Boot, Ending};
 
@@ -15,6 +12,7 @@ fn selftest_boot() -> Boot {
         cmdline: "selftest=time".into(),
         modules: Vec::new(),
         timeout: Duration::from_secs(60),
+        qemu_extra: Vec::new(),
     }
 }
 
@@ -49,56 +47,16 @@ fn time_selftest_passes_against_the_host_clock() {
     check_common(&log);
 }
 
-/// Runs QEMU with the harness's arguments plus `extra`, and returns (exit status, output). The
-/// harness's `Boot::run` takes no extra arguments, hence this small runner.
-fn run_with(boot: &Boot, extra: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(boot.qemu_args())
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start qemu-system-x86_64");
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + boot.timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for qemu") {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let log = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
-    (status, log.replace('\r', ""))
-}
-
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn time_selftest_passes_with_icount() {
-    let boot = selftest_boot();
-    assert!(
-        boot.hypervisor.is_file(),
-        "{} is missing: run `make images`",
-        boot.hypervisor.display()
-    );
-    let (status, log) = run_with(&boot, &["-icount", "shift=0,sleep=off"]);
-    assert_eq!(status, Some(0), "log:\n{log}");
+    let boot = Boot {
+        qemu_extra: vec!["-icount".into(), "shift=0,sleep=off".into()],
+        ..selftest_boot()
+    };
+    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     check_common(&log);
     // With shift=0 one instruction is one nanosecond: the TSC runs at exactly 1 GHz, and QEMU's
     // APIC timer (virtual nanoseconds, divide by 1) too.

@@ -27,6 +27,7 @@ pub mod frame_alloc;
 pub mod frame_table;
 pub mod guest;
 pub mod hypercall;
+pub mod lab;
 pub mod layout;
 pub mod mm;
 pub mod multiboot;

@@ -1,5 +1,5 @@
 //! The bare-metal kernel: boot, hypercalls, console, memory and page tables, traps and events,
-//! user mode and its first program, the benchmarks and the conformance suite.
+//! user mode and its first program, the benchmarks, the teaching labs and the conformance suite.
 //!
 //! Design principles, in XenoLinux's footsteps:
 //! - the kernel never writes a page-table entry itself: it asks the hypervisor (`mmu_update`,
@@ -20,8 +20,10 @@ mod boot;
 mod conformance;
 pub mod events;
 pub mod hypercall;
+mod lab;
 pub mod mm;
 pub mod pt;
+mod pt_workload;
 pub mod shared_info;
 pub mod time;
 pub mod traps;
@@ -73,17 +75,22 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             println!("guest-kernel: unknown suite '{other}'");
             SHUTDOWN_crash
         }
-        None => match cmdline.get("bench") {
-            Some(name) if bench::run(name, &cmdline) => exit_reason(&cmdline),
-            Some(name) => {
+        None => match (cmdline.get("bench"), cmdline.get("lab")) {
+            (Some(name), _) if bench::run(name, &cmdline) => exit_reason(&cmdline),
+            (Some(name), _) => {
                 println!("guest-kernel: unknown benchmark '{name}'");
                 SHUTDOWN_crash
             }
-            None if cmdline.has("init") => {
+            (None, Some(name)) if lab::run(name, &cmdline) => exit_reason(&cmdline),
+            (None, Some(name)) => {
+                println!("guest-kernel: unknown lab '{name}'");
+                SHUTDOWN_crash
+            }
+            (None, None) if cmdline.has("init") => {
                 user::run_init(si, &cmdline);
                 exit_reason(&cmdline)
             }
-            None => {
+            (None, None) => {
                 println!("guest-kernel: nothing to do, shutting down");
                 exit_reason(&cmdline)
             }

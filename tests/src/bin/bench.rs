@@ -37,6 +37,7 @@ fn boot(hypervisor: &std::path::Path, guest_cmdline: &str) -> Option<xtests::Run
         cmdline: XEN_CMDLINE.into(),
         modules: vec![(guest_kernel_image(), guest_cmdline.into())],
         timeout: Duration::from_secs(120),
+        qemu_extra: Vec::new(),
     };
     match b.run() {
         Ok(r) => Some(r),

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod dom0;
 pub mod entry;
 pub mod gdt;
+pub mod lab;
 pub mod machine;
 pub mod mm;
 pub mod mmio;
