@@ -12,6 +12,7 @@ fn init_lines(hypervisor: std::path::PathBuf, cmdline: &str) -> (Vec<String>, St
         hypervisor,
         cmdline: XEN_CMDLINE.into(),
         modules: vec![(guest_kernel_image(), cmdline.into())],
+        qemu_extra: Vec::new(),
         timeout: Duration::from_secs(120),
     };
     let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
