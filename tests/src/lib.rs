@@ -165,6 +165,12 @@ impl Boot {
 
     /// Boots, streams the log, and stops at QEMU's exit, an end marker, or the time limit.
     pub fn run(&self) -> Result<Run, HarnessError> {
+        self.run_with_input(&[])
+    }
+
+    /// As [`Boot::run`], typing on the serial console: when a line containing `after` arrives,
+    /// `bytes` are written to the serial port's input (QEMU's stdin), once per trigger.
+    pub fn run_with_input(&self, triggers: &[(&str, &[u8])]) -> Result<Run, HarnessError> {
         for path in std::iter::once(&self.hypervisor).chain(self.modules.iter().map(|(p, _)| p)) {
             if !path.is_file() {
                 return Err(HarnessError(format!(
@@ -177,7 +183,11 @@ impl Boot {
         let start = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
             .args(self.qemu_args())
-            .stdin(Stdio::null())
+            .stdin(if triggers.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -206,6 +216,8 @@ impl Boot {
             }));
         }
         drop(tx);
+        let mut stdin = child.stdin.take();
+        let mut pending: Vec<(&str, &[u8])> = triggers.to_vec();
 
         let deadline = start + self.timeout;
         let markers: &[&str] = if self.hypervisor == xen_reference_image() {
@@ -223,6 +235,16 @@ impl Boot {
             }
             match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
                 Ok(line) => {
+                    if let Some(input) = stdin.as_mut() {
+                        use std::io::Write;
+                        pending.retain(|(after, bytes)| {
+                            let fire = line.contains(after);
+                            if fire {
+                                let _ = input.write_all(bytes).and_then(|()| input.flush());
+                            }
+                            !fire
+                        });
+                    }
                     let is_end = markers.iter().any(|m| line.contains(m));
                     log.push(line);
                     arrived.push(start.elapsed());

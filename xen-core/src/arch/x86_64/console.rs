@@ -85,3 +85,8 @@ pub fn write_guest(bytes: &[u8]) {
         port.write_byte(b);
     }
 }
+
+/// A byte typed on the serial console, if any (never blocks).
+pub fn read_key() -> Option<u8> {
+    CONSOLE.lock().inner_mut().read_byte()
+}

@@ -130,7 +130,13 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 hv.dom.shutdown = Some(Shutdown::Crashed(why));
             }
         }
-        // External interrupts taken while the guest ran: nothing is routed to guests yet.
+        // The timer interrupt is also when the hypervisor looks at its serial console for debug
+        // keys (cheaply: not on every entry).
+        v if v == u64::from(apic::TIMER_VECTOR) => {
+            hv.dom.vcpu.perf.traps += 1;
+            debug_keys(hv, &ports, regs);
+        }
+        // Other external interrupts taken while the guest ran: nothing is routed to guests yet.
         _ => {}
     }
     exit_to_guest(hv, &mut ports, regs);
@@ -395,6 +401,74 @@ fn wait(hv: &mut Hv, ports: &mut PortTable, done: impl Fn(&Hv) -> bool) {
         // only accounts for it and returns here. Interrupts are off again before the state is
         // touched.
         unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+        debug_keys(hv, ports, &Regs::default());
+    }
+}
+
+/// Handles the keys typed on the serial console, like Xen's debug keys (`xen/common/keyhandler.c`):
+/// `q` dumps the domains, `e` the event channels, `p` prints the performance counters and `P`
+/// resets them, `h` lists the keys.
+fn debug_keys(hv: &mut Hv, ports: &PortTable, regs: &Regs) {
+    while let Some(key) = super::console::read_key() {
+        match key {
+            b'h' => printk!("'q' domains, 'e' event channels, 'p' perf counters, 'P' reset them\n"),
+            b'q' => {
+                let d = &hv.dom;
+                let v = &d.vcpu;
+                printk!(
+                    "d{}: {} pages (max {}), {}, shutdown {:?}\n",
+                    d.id,
+                    d.nr_pages,
+                    d.max_pages,
+                    if d.privileged {
+                        "privileged"
+                    } else {
+                        "unprivileged"
+                    },
+                    d.shutdown
+                );
+                printk!(
+                    "  v0: {} mode, {}, rip {:#x}, timer {:?}, periodic {} ns, upcall mask {}\n",
+                    if v.kernel_mode { "kernel" } else { "user" },
+                    if v.blocked || v.poll.is_some() {
+                        "blocked"
+                    } else {
+                        "running"
+                    },
+                    regs.rip,
+                    v.timer_deadline,
+                    v.periodic_period,
+                    u8::from(xen_core::shared::upcall_mask(&hv.m, d))
+                );
+            }
+            b'e' => {
+                printk!("d{} event channels:\n", hv.dom.id);
+                for port in 1..ports.valid_ports() {
+                    if let Some(c) = ports.channel(port) {
+                        if c.state != xen_core::evtchn::ChannelState::Free {
+                            let pending = event_channel::port_pending(&hv.m, &hv.dom, port);
+                            printk!(
+                                "  port {port}: {:?} pending {}\n",
+                                c.state,
+                                u8::from(pending)
+                            );
+                        }
+                    }
+                }
+            }
+            b'p' => {
+                printk!("d{} perf counters:", hv.dom.id);
+                for (name, value) in hv.dom.vcpu.perf.named() {
+                    printk!(" {name}={value}");
+                }
+                printk!("\n");
+            }
+            b'P' => {
+                hv.dom.vcpu.perf = Default::default();
+                printk!("d{} perf counters reset\n", hv.dom.id);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -22,6 +22,10 @@ const FCR_ENABLE_CLEAR: u8 = 0xC7;
 const MCR_DTR_RTS: u8 = 0x03;
 /// Transmit holding register empty: the UART takes another byte.
 const LSR_THRE: u8 = 0x20;
+/// Line status: a received byte is waiting in RBR.
+const LSR_DATA_READY: u8 = 0x01;
+/// Receive buffer register (read, DLAB clear): the same port as THR.
+const RBR: u16 = 0;
 
 /// The UART clock (1.8432 MHz) divided by 16; the divisor for a baud rate is this over the rate.
 const UART_BASE_BAUD: u32 = 115_200;
@@ -55,6 +59,16 @@ impl SerialPort {
             core::hint::spin_loop();
         }
         self.write_reg(THR, byte);
+    }
+
+    /// A received byte, if one is waiting (never blocks).
+    pub fn read_byte(&mut self) -> Option<u8> {
+        // An absent UART reads as 0xff: data-ready set, and the byte read is 0xff. Treat that as
+        // no input (0xff is not a key anyone types on a serial console).
+        if self.read_reg(LSR) & LSR_DATA_READY == 0 {
+            return None;
+        }
+        Some(self.read_reg(RBR)).filter(|&b| b != 0xff)
     }
 
     fn write_reg(&mut self, reg: u16, value: u8) {
