@@ -159,6 +159,42 @@ pub(super) struct DomainParts<'a> {
 }
 
 /// Reads `*pdone` when continuing (bit 31 of `count`); a bad pointer reads as 0.
+/// How a batch hypercall starts: the shared preamble of `do_mmu_update` and `do_mmuext_op`.
+enum BatchStart {
+    /// Nothing to do: return this.
+    Finished(i64),
+    /// Process `count` entries, `done` of them already done by earlier (continued) calls.
+    Run { count: u32, done: u32 },
+}
+
+/// The preamble both batch hypercalls share (as in Xen): bit 31 of `count` marks a continuation,
+/// whose `*pdone` says how far the earlier call got (with a null list and exactly that bit, Xen
+/// hands back `foreigndom`); then the list must lie in guest space.
+fn batch_start<T: FromBytes + IntoBytes + Copy>(
+    mem: &mut dyn MachineMemoryMut,
+    guest_l4: Mfn,
+    batch: &Batch<'_, T>,
+    count: u32,
+    pdone: u64,
+    foreigndom: u32,
+) -> Result<BatchStart, Errno> {
+    if count == MMU_UPDATE_PREEMPTED && batch.is_null() {
+        return Ok(BatchStart::Finished(i64::from(foreigndom as i32)));
+    }
+    let (count, done) = if count & MMU_UPDATE_PREEMPTED != 0 {
+        (
+            count & !MMU_UPDATE_PREEMPTED,
+            continued_done(mem, guest_l4, pdone),
+        )
+    } else {
+        (count, 0)
+    };
+    if !batch.okay() {
+        return Err(Errno::EFAULT);
+    }
+    Ok(BatchStart::Run { count, done })
+}
+
 fn continued_done(mem: &mut dyn MachineMemoryMut, l4: Mfn, pdone: u64) -> u32 {
     if pdone == 0 {
         return 0;
@@ -211,18 +247,10 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     };
     let guest_l4 = ctx.dom.l4;
     let curr = ctx.dom.info();
-    let mut count = count;
-    let mut done = 0;
-    if count == MMU_UPDATE_PREEMPTED && reqs.is_null() {
-        return Ok(i64::from(foreigndom as i32));
-    }
-    if count & MMU_UPDATE_PREEMPTED != 0 {
-        count &= !MMU_UPDATE_PREEMPTED;
-        done = continued_done(mem, guest_l4, pdone);
-    }
-    if !reqs.okay() {
-        return Err(Errno::EFAULT);
-    }
+    let (count, done) = match batch_start(mem, guest_l4, &reqs, count, pdone, foreigndom)? {
+        BatchStart::Finished(rc) => return Ok(rc),
+        BatchStart::Run { count, done } => (count, done),
+    };
     // The upper half of foreigndom names the page tables' owner, plus one (0 = the caller).
     let pt_dom = foreigndom >> 16;
     let pt_owner = if pt_dom != 0 {
@@ -412,18 +440,10 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     };
     let guest_l4 = ctx.dom.l4;
     let curr = ctx.dom.info();
-    let mut count = count;
-    let mut done = 0;
-    if count == MMU_UPDATE_PREEMPTED && ops.is_null() {
-        return Ok(i64::from(foreigndom as i32));
-    }
-    if count & MMU_UPDATE_PREEMPTED != 0 {
-        count &= !MMU_UPDATE_PREEMPTED;
-        done = continued_done(mem, guest_l4, pdone);
-    }
-    if !ops.okay() {
-        return Err(Errno::EFAULT);
-    }
+    let (count, done) = match batch_start(mem, guest_l4, &ops, count, pdone, foreigndom)? {
+        BatchStart::Finished(rc) => return Ok(rc),
+        BatchStart::Run { count, done } => (count, done),
+    };
     let pg_owner = get_pg_owner(mm, curr, foreigndom as u16).ok_or(Errno::ESRCH)?;
     // `xsm_mmuext_op`.
     xsm_target(curr, pg_owner)?;
