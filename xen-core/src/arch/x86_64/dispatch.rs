@@ -346,6 +346,9 @@ fn run_timers(hv: &mut Hv, ports: &mut PortTable, running: bool) {
         fire = true;
     }
     if fire {
+        // Refresh the guest's time record with each tick, as Xen's `update_vcpu_system_time`
+        // does, so its extrapolation from the TSC never runs far.
+        publish_time(&mut hv.m, &hv.dom);
         event_channel::send_virq(&mut hv.m, &hv.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
     }
     if hv.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
