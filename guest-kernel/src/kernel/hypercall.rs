@@ -301,6 +301,21 @@ pub fn get_debugreg(reg: u32) -> i64 {
     unsafe { hypercall(__HYPERVISOR_get_debugreg, reg.into(), 0, 0, 0, 0) }
 }
 
+/// `set_debugreg(reg, value)`: sets virtual debug register `reg`.
+pub fn set_debugreg(reg: u32, value: u64) -> i64 {
+    // SAFETY: no pointers; a breakpoint only makes later accesses trap, which the caller expects.
+    unsafe {
+        hypercall(
+            hypercall_abi::xen::__HYPERVISOR_set_debugreg,
+            reg.into(),
+            value,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
 /// Shuts this domain down with `reason` (SHUTDOWN_*); never returns.
 pub fn shutdown(reason: u32) -> ! {
     let mut arg = SchedShutdown { reason };

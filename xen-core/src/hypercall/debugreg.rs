@@ -14,6 +14,8 @@ use crate::guest::guest_va_ok;
 const DR6_RESERVED_ONE: u64 = 0xffff_0ff0;
 /// DR7 bits that always read as 1.
 const DR7_RESERVED_ONE: u64 = 0x400;
+/// DR7.GD: trap accesses to the debug registers themselves (never for a guest).
+const DR7_GENERAL_DETECT: u64 = 1 << 13;
 /// DR7 bits reserved as 0 (bits 11..=12, 14..=15, and the upper half).
 const DR7_RESERVED_ZERO: u64 = 0xffff_ffff_0000_d800;
 
@@ -32,7 +34,13 @@ pub(super) fn set_debugreg<M: Machine + ?Sized>(
         }
         6 => v.dr6 = (value | DR6_RESERVED_ONE) & 0xffff_ffff,
         7 => {
-            if value & DR7_RESERVED_ZERO != 0 {
+            if value & DR7_RESERVED_ZERO != 0 || value & DR7_GENERAL_DETECT != 0 {
+                return Err(Errno::EPERM);
+            }
+            // An I/O breakpoint (R/W = 10b) needs CR4.DE, which a PV guest does not have.
+            let io =
+                (0..4).any(|i| value & (3 << (2 * i)) != 0 && (value >> (16 + 4 * i)) & 3 == 2);
+            if io {
                 return Err(Errno::EPERM);
             }
             v.dr7 = value | DR7_RESERVED_ONE;

@@ -552,3 +552,32 @@ fn sysctl_perfc_reports_and_resets_the_counters() {
         -1
     );
 }
+
+#[test]
+fn debug_registers_refuse_what_would_reach_the_hypervisor() {
+    let (mut m, mut d, _) = setup();
+    let set = |m: &mut FakeMachine, d: &mut crate::domain::Domain, r: u64, v: u64| {
+        call(m, d, __HYPERVISOR_set_debugreg, [r, v, 0, 0, 0])
+    };
+    assert_eq!(set(&mut m, &mut d, 0, GUEST_VA), 0);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [0, 0, 0, 0, 0]),
+        GUEST_VA as i64
+    );
+    // Breakpoints on hypervisor or non-canonical addresses.
+    assert_eq!(set(&mut m, &mut d, 1, 0xffff_8000_0000_1000), -1);
+    assert_eq!(set(&mut m, &mut d, 1, 0x8000_0000_0000), -1);
+    // DR7: general detect and I/O breakpoints are refused; an execute breakpoint is fine.
+    assert_eq!(set(&mut m, &mut d, 7, 1 << 13), -1);
+    assert_eq!(set(&mut m, &mut d, 7, 0x1 | (2 << 16)), -1);
+    assert_eq!(set(&mut m, &mut d, 7, 0x1), 0);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [7, 0, 0, 0, 0]),
+        0x401
+    );
+    assert_eq!(set(&mut m, &mut d, 9, 0), EINVAL);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [9, 0, 0, 0, 0]),
+        -19
+    );
+}

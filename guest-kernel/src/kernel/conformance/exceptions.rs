@@ -30,6 +30,15 @@ const RFLAGS_IF: u64 = 1 << 9;
 const RFLAGS_CF: u64 = 1 << 0;
 /// DR6.BS: the last #DB was a single step.
 const DR6_BS: i64 = 1 << 14;
+/// DR7: local enable of breakpoint 0.
+const DR7_L0: u64 = 1;
+/// DR7: breakpoint 0 on data writes.
+const DR7_RW0_WRITE: u64 = 1 << 16;
+/// DR7: breakpoint 0 covers 8 bytes.
+const DR7_LEN0_8: u64 = 3 << 18;
+
+/// The variable `traps.data_breakpoint` watches.
+static mut BREAKPOINT_TARGET: u64 = 0;
 /// A code selector with RPL 0, as Xen writes `cs` into a bounce frame for kernel mode and as an
 /// `iret` frame must give it to stay in kernel mode (RPL 3 would mean "return to user mode").
 const KERNEL_CS_RPL0: u64 = (FLAT_KERNEL_CS & !3) as u64;
@@ -183,6 +192,25 @@ fn exception_cases(s: &mut Suite) {
             p.trap.map_or(-1, |t| t.vector as i64),
             flag(p.rip_after_insn()),
             flag(dr6 >= 0 && dr6 & DR6_BS != 0)
+        )
+    });
+
+    // A data breakpoint (DR0 on a variable, DR7: local enable, write, 8 bytes): the store traps
+    // after it completes, and DR6 says which breakpoint fired.
+    s.run("traps.data_breakpoint", || {
+        let target = (&raw const BREAKPOINT_TARGET) as u64;
+        let dr0 = hc::set_debugreg(0, target);
+        let dr7 = hc::set_debugreg(7, DR7_L0 | DR7_RW0_WRITE | DR7_LEN0_8);
+        // SAFETY: stores to a static only this case uses; the #DB handler records the trap.
+        let p = unsafe { probe!("movq $1, ({t})", t = in(reg) target) };
+        let dr6 = hc::get_debugreg(6);
+        let clear = hc::set_debugreg(7, 0);
+        let reset = hc::set_debugreg(6, 0);
+        values!(
+            "dr0={dr0} dr7={dr7} vector={} rip_after_insn={} dr6_b0={} clear={clear} dr6_reset={reset}",
+            p.trap.map_or(-1, |t| t.vector as i64),
+            flag(p.rip_after_insn()),
+            flag(dr6 >= 0 && dr6 & 1 != 0)
         )
     });
 

@@ -36,6 +36,8 @@ pub struct Hv {
     loaded: Loaded,
     /// The deadline the APIC one-shot timer is armed for, to skip redundant (slow) APIC writes.
     armed: Option<u64>,
+    /// The guest's debug registers as last loaded (DR0..DR3, DR7).
+    loaded_debug: ([u64; 4], u64),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,7 @@ pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
             cr3: 0,
         },
         armed: None,
+        loaded_debug: ([0; 4], 0x400),
     };
     load_vcpu_state(&mut hv);
     *HV.lock() = Some(hv);
@@ -91,6 +94,15 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         v if v == u64::from(apic::TIMER_VECTOR) => apic::timer_interrupt(),
         // A spurious APIC interrupt needs no EOI and has no effect.
         v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
+        // A guest breakpoint cannot match hypervisor addresses, but a #DB here is no reason to
+        // stop the machine: clear DR6 and go on.
+        1 if !regs.from_guest() => {
+            // SAFETY: resetting DR6 only affects what the next #DB reports.
+            unsafe {
+                asm!("mov dr6, {}", in(reg) xen_core::domain::DR6_DEFAULT, options(nomem, nostack))
+            };
+            return;
+        }
         _ if !regs.from_guest() => hypervisor_fault(regs),
         _ => {}
     }
@@ -528,6 +540,22 @@ fn load_vcpu_state(hv: &mut Hv) {
         cr3: hv.dom.current_l4().maddr().0,
     };
     let have = hv.loaded;
+    let dbg = (v.dr, v.dr7);
+    if dbg != hv.loaded_debug {
+        // SAFETY: DR0..DR3 hold guest addresses (checked by `set_debugreg`: never the
+        // hypervisor's range, which the hypervisor's own accesses use), DR7 has no general-detect
+        // or I/O breakpoints; a breakpoint can only fire while the guest runs, and a #DB taken in
+        // the hypervisor anyway is harmless (`hypervisor_debug_trap`).
+        unsafe {
+            asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack));
+            asm!("mov dr0, {}", in(reg) dbg.0[0], options(nomem, nostack));
+            asm!("mov dr1, {}", in(reg) dbg.0[1], options(nomem, nostack));
+            asm!("mov dr2, {}", in(reg) dbg.0[2], options(nomem, nostack));
+            asm!("mov dr3, {}", in(reg) dbg.0[3], options(nomem, nostack));
+            asm!("mov dr7, {}", in(reg) dbg.1, options(nomem, nostack));
+        }
+        hv.loaded_debug = dbg;
+    }
     // SAFETY: the bases were checked canonical by `set_segment_base` (or the emulated WRMSR), so
     // the MSR writes cannot fault; CR0.TS only makes the next FPU instruction trap; CR3 is one of
     // the domain's validated L4s (kernel or user), which map the hypervisor in its reserved slots,
