@@ -459,37 +459,19 @@ pub fn markdown(rows: &[Row]) -> String {
     s
 }
 
+/// Our hypervisor's row for `variant`/`batch` at `n`: the icount run's (exact counts) if there is
+/// one, else the wall run's.
+fn find_ours<'a>(rows: &'a [Row], variant: &str, batch: Option<u32>, n: u32) -> Option<&'a Row> {
+    find(rows, Hypervisor::Ours, Mode::Icount, variant, batch, n)
+        .or_else(|| find(rows, Hypervisor::Ours, Mode::Wall, variant, batch, n))
+}
+
 /// The explanation of the curve with this run's counters.
 fn explanation(rows: &[Row], n: u32) -> String {
     let mut s = String::new();
     let last = batches(rows).last().copied().unwrap_or(512);
-    let one = find(
-        rows,
-        Hypervisor::Ours,
-        Mode::Icount,
-        "mmu_update",
-        Some(1),
-        n,
-    )
-    .or_else(|| find(rows, Hypervisor::Ours, Mode::Wall, "mmu_update", Some(1), n));
-    let big = find(
-        rows,
-        Hypervisor::Ours,
-        Mode::Icount,
-        "mmu_update",
-        Some(last),
-        n,
-    )
-    .or_else(|| {
-        find(
-            rows,
-            Hypervisor::Ours,
-            Mode::Wall,
-            "mmu_update",
-            Some(last),
-            n,
-        )
-    });
+    let one = find_ours(rows, "mmu_update", Some(1), n);
+    let big = find_ours(rows, "mmu_update", Some(last), n);
     if let (Some(one), Some(big)) = (one, big) {
         let _ = writeln!(
             s,
@@ -569,24 +551,7 @@ fn acceptance(rows: &[Row], n: u32) -> String {
         })
     };
     let last = batches(rows).last().copied().unwrap_or(512);
-    let work = find(
-        rows,
-        Hypervisor::Ours,
-        Mode::Icount,
-        "mmu_update",
-        Some(last),
-        n,
-    )
-    .or_else(|| {
-        find(
-            rows,
-            Hypervisor::Ours,
-            Mode::Wall,
-            "mmu_update",
-            Some(last),
-            n,
-        )
-    });
+    let work = find_ours(rows, "mmu_update", Some(last), n);
     if let Some(r) = work {
         let _ = writeln!(
             s,
