@@ -144,6 +144,19 @@ impl PortTable {
         }
     }
 
+    /// Makes this the table of a new domain, in place (a table is too big to build on a stack
+    /// and move): as [`PortTable::new`].
+    pub fn reset(&mut self, vcpus: u32, max_port: u32) {
+        self.channels.fill(Channel::FREE);
+        self.channels[0].state = ChannelState::Reserved;
+        self.valid = PORTS_PER_BUCKET;
+        self.max_port = max_port;
+        self.vcpus = vcpus.min(MAX_VCPUS as u32);
+        for v in self.virq_to_port.iter_mut() {
+            v.fill(0);
+        }
+    }
+
     /// Number of valid ports: ports `0..valid_ports()` exist, later ones are -EINVAL.
     pub const fn valid_ports(&self) -> u32 {
         self.valid

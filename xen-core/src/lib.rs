@@ -21,6 +21,7 @@ pub mod cmdline;
 pub mod console;
 pub mod domain;
 pub mod domain_build;
+pub mod domains;
 pub mod emulate;
 pub mod evtchn;
 pub mod frame_alloc;

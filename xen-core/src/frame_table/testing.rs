@@ -157,6 +157,7 @@ impl World {
             info: &self.info,
             dom: &mut self.dom,
             events: &mut events,
+            others: crate::domains::Others::none(),
             regs: &mut regs,
             in_multicall: false,
         };
@@ -346,6 +347,7 @@ impl Two {
             info: &self.info,
             dom: &mut self.doms[d],
             events: &mut events,
+            others: crate::domains::Others::none(),
             regs: &mut regs,
             in_multicall: false,
         };

@@ -1,43 +1,149 @@
 //! `event_channel_op` and the hypervisor's own event sends, over the portable `crate::evtchn`.
 //!
-//! The event-channel code works on a domain's shared_info through `SharedInfoBits`. With one CPU
-//! the guest cannot run while the hypervisor does, so a copy of the page is as good as the page:
-//! the operation runs on a copy and only the bytes it changed are written back. (With more CPUs
-//! this becomes atomic bit operations on the page itself, as in Xen.)
+//! The event-channel code works on each domain's shared_info through `SharedInfoBits`. With one
+//! CPU no guest runs while the hypervisor does, so a bit operation is a plain read-modify-write of
+//! the frame through machine memory. Several domains' frames are reached at once (an interdomain
+//! send sets a bit in the remote domain's frame) through one machine borrowed in a `RefCell`:
+//! each bit operation and each guest copy borrows it for just its own length.
+
+use core::cell::RefCell;
 
 use hypercall_abi::errno::Errno;
 
 use super::{Ctx, HcResult, Machine};
 use crate::domain::Domain;
-use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
-use crate::guest::PageTableGuest;
-use crate::mm::MachineMemoryMut;
+use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable, SharedInfoBits};
+use crate::guest::{GuestFault, GuestMemory, PageTableGuest};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
-/// The only domain there is, as `evtchn::Domains` sees it.
-struct OneDomain<'a> {
+/// A domain's shared_info frame, reached through the machine shared by every handle.
+pub struct SharedFrame<'a, 'm, M: ?Sized> {
+    m: &'a RefCell<&'m mut M>,
+    base: Maddr,
+}
+
+impl<M: MachineMemoryMut + ?Sized> SharedFrame<'_, '_, M> {
+    fn word(&self, offset: usize) -> u64 {
+        self.m
+            .borrow()
+            .read_u64(Maddr(self.base.0 + offset as u64))
+            .unwrap_or(0)
+    }
+
+    fn update(&mut self, offset: usize, bit: u32, set: bool) -> bool {
+        let at = Maddr(self.base.0 + offset as u64);
+        let mut m = self.m.borrow_mut();
+        let old = m.read_u64(at).unwrap_or(0);
+        let new = if set {
+            old | 1 << bit
+        } else {
+            old & !(1 << bit)
+        };
+        if new != old {
+            let _ = m.write_u64(at, new);
+        }
+        old & 1 << bit != 0
+    }
+}
+
+impl<M: MachineMemoryMut + ?Sized> SharedInfoBits for SharedFrame<'_, '_, M> {
+    fn test_bit(&self, offset: usize, bit: u32) -> bool {
+        self.word(offset) & 1 << bit != 0
+    }
+
+    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
+        self.update(offset, bit, true)
+    }
+
+    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
+        self.update(offset, bit, false)
+    }
+}
+
+/// The caller's memory, through the shared machine.
+struct SharedGuest<'a, 'm, M: ?Sized> {
+    m: &'a RefCell<&'m mut M>,
+    l4: Mfn,
+}
+
+impl<M: MachineMemoryMut + ?Sized> GuestMemory for SharedGuest<'_, '_, M> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
+        let mut m = self.m.borrow_mut();
+        PageTableGuest {
+            mem: &mut **m,
+            l4: self.l4,
+        }
+        .read(va, buf)
+    }
+
+    fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
+        let mut m = self.m.borrow_mut();
+        PageTableGuest {
+            mem: &mut **m,
+            l4: self.l4,
+        }
+        .write(va, data)
+    }
+}
+
+/// One domain as the event-channel code sees it.
+struct Entry<'a, 'm, M: ?Sized> {
     id: u16,
     privileged: bool,
     ports: &'a mut PortTable,
-    shared: &'a mut [u8; 4096],
+    shared: SharedFrame<'a, 'm, M>,
 }
 
-impl Domains for OneDomain<'_> {
-    type Shared = [u8; 4096];
+/// Every domain, as `evtchn::Domains` sees them.
+struct AllDomains<'a, 'm, M: ?Sized> {
+    doms: heapless::Vec<Entry<'a, 'm, M>, { crate::domains::MAX_DOMAINS }>,
+}
 
-    fn get(&mut self, id: u16) -> Option<DomainEvents<'_, [u8; 4096]>> {
-        if id != self.id {
-            return None;
-        }
-        Some(DomainEvents {
-            id: self.id,
-            privileged: self.privileged,
-            ports: &mut *self.ports,
-            shared: &mut *self.shared,
-        })
+impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
+    fn add(&mut self, m: &'a RefCell<&'m mut M>, dom: &Domain, ports: &'a mut PortTable) {
+        let _ = self.doms.push(Entry {
+            id: dom.id,
+            privileged: dom.privileged,
+            ports,
+            shared: SharedFrame {
+                m,
+                base: dom.shared_info.maddr(),
+            },
+        });
+    }
+}
+
+fn view<'e, 'a: 'e, 'm: 'e, M: MachineMemoryMut + ?Sized>(
+    e: &'e mut Entry<'a, 'm, M>,
+) -> DomainEvents<'e, SharedFrame<'a, 'm, M>> {
+    DomainEvents {
+        id: e.id,
+        privileged: e.privileged,
+        ports: &mut *e.ports,
+        shared: &mut e.shared,
+    }
+}
+
+impl<'a, 'm, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, M> {
+    type Shared = SharedFrame<'a, 'm, M>;
+
+    fn get(&mut self, id: u16) -> Option<DomainEvents<'_, Self::Shared>> {
+        self.doms.iter_mut().find(|d| d.id == id).map(view)
     }
 
-    fn get_two(&mut self, _a: u16, _b: u16) -> Option<DomainPair<'_, [u8; 4096]>> {
-        None
+    fn get_two(&mut self, a: u16, b: u16) -> Option<DomainPair<'_, Self::Shared>> {
+        if a == b {
+            return None;
+        }
+        let ia = self.doms.iter().position(|d| d.id == a)?;
+        let ib = self.doms.iter().position(|d| d.id == b)?;
+        if ia < ib {
+            let (lo, hi) = self.doms.split_at_mut(ib);
+            Some((view(&mut lo[ia]), view(&mut hi[0])))
+        } else {
+            let (lo, hi) = self.doms.split_at_mut(ia);
+            Some((view(&mut hi[0]), view(&mut lo[ib])))
+        }
     }
 }
 
@@ -74,20 +180,22 @@ pub(super) fn event_channel_op<M: Machine + ?Sized>(
     cmd: u64,
     arg: u64,
 ) -> HcResult {
-    let (id, privileged, l4) = (ctx.dom.id, ctx.dom.privileged, ctx.dom.l4);
-    let ports = &mut *ctx.events;
-    let outcome = with_shared_info(ctx.m, ctx.dom, |m, page| {
-        let mut doms = OneDomain {
-            id,
-            privileged,
-            ports,
-            shared: page,
-        };
-        let mut guest = PageTableGuest { mem: m, l4 };
-        evtchn::do_event_channel_op(&mut doms, id, &mut guest, super::cmd32(cmd), arg)
-    });
-    // A kick for our own (only) vCPU needs nothing more: `evtchn_upcall_pending` is set and the
-    // exit path delivers the upcall.
+    let (id, l4) = (ctx.dom.id, ctx.dom.l4);
+    let m = RefCell::new(&mut *ctx.m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, ctx.dom, &mut *ctx.events);
+    for (g, ports) in ctx.others.iter_mut() {
+        if g.dom.shutdown.is_none() {
+            doms.add(&m, &g.dom, ports);
+        }
+    }
+    let mut guest = SharedGuest { m: &m, l4 };
+    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, super::cmd32(cmd), arg);
+    // A kick needs nothing more here: `evtchn_upcall_pending` is set in the target's
+    // shared_info, and the scheduler wakes a blocked vCPU that has one (and the exit path
+    // delivers the upcall to a running one).
     outcome.result.map(|()| 0).map_err(|e: Errno| e)
 }
 
@@ -98,16 +206,13 @@ pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     virq: u32,
 ) {
-    let (id, privileged) = (dom.id, dom.privileged);
-    with_shared_info(m, dom, |_, page| {
-        let mut doms = OneDomain {
-            id,
-            privileged,
-            ports,
-            shared: page,
-        };
-        let _ = evtchn::send_virq(&mut doms, id, 0, virq);
-    });
+    let id = dom.id;
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    let _ = evtchn::send_virq(&mut doms, id, 0, virq);
 }
 
 /// Whether event channel `port` of `dom` is pending.

@@ -66,6 +66,8 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub dom: &'a mut Domain,
     /// Its event channels.
     pub events: &'a mut crate::evtchn::PortTable,
+    /// Every other domain (event channels and grants reach them; dom0 manages them).
+    pub others: crate::domains::Others<'a>,
     /// The caller's saved registers (`iret` rewrites them).
     pub regs: &'a mut Regs,
     /// Set while a multicall runs: a nested multicall is refused.

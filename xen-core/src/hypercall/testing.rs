@@ -118,6 +118,7 @@ pub fn with_ctx<R>(
         info,
         dom,
         events: &mut events,
+        others: crate::domains::Others::none(),
         regs,
         in_multicall: false,
     };

@@ -33,6 +33,7 @@ fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
         info: &w.info,
         dom: &mut w.dom,
         events: &mut events,
+        others: crate::domains::Others::none(),
         regs,
         in_multicall: false,
     };

@@ -1,0 +1,238 @@
+//! Every domain the hypervisor runs: a fixed table of slots, and the split borrow that lets a
+//! hypercall change its caller and reach the other domains at the same time.
+//!
+//! A slot holds a [`Guest`] (the domain, its vCPU's saved registers while it does not run, its
+//! scheduling figures) and, beside it in a parallel array, the domain's event-channel
+//! [`PortTable`] (tens of KiB each, so the arrays are built in place once and reset in place, never
+//! moved). Domain ids are not slot numbers: a rebuilt domain gets a fresh id, as on Xen.
+
+use crate::domain::{Domain, DomainId};
+use crate::evtchn::PortTable;
+use crate::regs::Regs;
+
+/// Most domains at once, dom0 included.
+pub const MAX_DOMAINS: usize = 16;
+
+/// The highest 2-level event channel port (4096 ports on 64-bit).
+pub const MAX_PORT_2L: u32 = 4095;
+
+/// Scheduling figures of a vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedInfo {
+    /// Relative share of the CPU (Xen's credit scheduler default is 256).
+    pub weight: u32,
+    /// Nanoseconds spent running (Xen's `runstate.time[RUNSTATE_running]`).
+    pub run_ns: u64,
+    /// Times it was given the CPU.
+    pub dispatches: u64,
+    /// Times it lost the CPU because its slice ran out.
+    pub preemptions: u64,
+}
+
+/// One domain with what the hypervisor keeps for it besides its ABI state.
+#[derive(Clone, Debug)]
+pub struct Guest {
+    /// The domain.
+    pub dom: Domain,
+    /// Its vCPU's registers while another vCPU runs.
+    pub regs: Regs,
+    /// Scheduling figures.
+    pub sched: SchedInfo,
+    /// Its name (`name=` on its boot module's command line; "Domain-0" for dom0).
+    pub name: heapless::String<32>,
+    /// The boot module it was built from (to rebuild it).
+    pub module: usize,
+}
+
+/// The table of domains.
+pub struct DomainSet {
+    guests: [Option<Guest>; MAX_DOMAINS],
+    ports: [PortTable; MAX_DOMAINS],
+}
+
+impl Default for DomainSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DomainSet {
+    /// No domains.
+    pub const fn new() -> DomainSet {
+        DomainSet {
+            guests: [const { None }; MAX_DOMAINS],
+            ports: [const { PortTable::new(1, MAX_PORT_2L) }; MAX_DOMAINS],
+        }
+    }
+
+    /// The slot of domain `id`.
+    pub fn slot_of(&self, id: DomainId) -> Option<usize> {
+        self.guests
+            .iter()
+            .position(|g| g.as_ref().is_some_and(|g| g.dom.id == id))
+    }
+
+    /// A free slot, if any.
+    pub fn free_slot(&self) -> Option<usize> {
+        self.guests.iter().position(Option::is_none)
+    }
+
+    /// Puts `guest` in free slot `slot` with a fresh port table (one vCPU, `max_port`).
+    pub fn install(&mut self, slot: usize, guest: Guest, max_port: u32) {
+        self.ports[slot].reset(1, max_port);
+        self.guests[slot] = Some(guest);
+    }
+
+    /// Empties slot `slot`, returning its domain.
+    pub fn remove(&mut self, slot: usize) -> Option<Guest> {
+        self.ports[slot].reset(1, MAX_PORT_2L);
+        self.guests[slot].take()
+    }
+
+    /// The guest in `slot`.
+    pub fn guest(&self, slot: usize) -> Option<&Guest> {
+        self.guests.get(slot)?.as_ref()
+    }
+
+    /// The guest in `slot`, mutably.
+    pub fn guest_mut(&mut self, slot: usize) -> Option<&mut Guest> {
+        self.guests.get_mut(slot)?.as_mut()
+    }
+
+    /// The guest and port table in `slot`.
+    pub fn both_mut(&mut self, slot: usize) -> Option<(&mut Guest, &mut PortTable)> {
+        let g = self.guests.get_mut(slot)?.as_mut()?;
+        Some((g, &mut self.ports[slot]))
+    }
+
+    /// The port table in `slot`.
+    pub fn ports(&self, slot: usize) -> &PortTable {
+        &self.ports[slot]
+    }
+
+    /// Occupied slots, in slot order.
+    pub fn slots(&self) -> impl Iterator<Item = (usize, &Guest)> + '_ {
+        self.guests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (i, g)))
+    }
+
+    /// Number of domains.
+    pub fn len(&self) -> usize {
+        self.guests.iter().flatten().count()
+    }
+
+    /// Whether there is no domain.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Splits the table into the guest in `slot` (with its ports) and all the others.
+    pub fn split(&mut self, slot: usize) -> Option<(&mut Guest, &mut PortTable, Others<'_>)> {
+        let (glo, grest) = self.guests.split_at_mut(slot);
+        let (gme, ghi) = grest.split_first_mut()?;
+        let (plo, prest) = self.ports.split_at_mut(slot);
+        let (pme, phi) = prest.split_first_mut()?;
+        Some((
+            gme.as_mut()?,
+            pme,
+            Others {
+                lo: (glo, plo),
+                hi: (ghi, phi),
+            },
+        ))
+    }
+}
+
+/// Every domain but the caller, borrowed for the length of a hypercall.
+pub struct Others<'a> {
+    lo: (&'a mut [Option<Guest>], &'a mut [PortTable]),
+    hi: (&'a mut [Option<Guest>], &'a mut [PortTable]),
+}
+
+impl<'a> Others<'a> {
+    /// No other domain (tests of a single domain).
+    pub fn none() -> Others<'a> {
+        Others {
+            lo: (&mut [], &mut []),
+            hi: (&mut [], &mut []),
+        }
+    }
+
+    /// Domain `id` with its ports, if it exists (and is not the caller).
+    pub fn get(&mut self, id: DomainId) -> Option<(&mut Guest, &mut PortTable)> {
+        self.iter_mut().find(|(g, _)| g.dom.id == id)
+    }
+
+    /// Every other domain with its ports.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut Guest, &mut PortTable)> + '_ {
+        let lo = self.lo.0.iter_mut().zip(self.lo.1.iter_mut());
+        let hi = self.hi.0.iter_mut().zip(self.hi.1.iter_mut());
+        lo.chain(hi).filter_map(|(g, p)| g.as_mut().map(|g| (g, p)))
+    }
+
+    /// Every other domain.
+    pub fn iter(&self) -> impl Iterator<Item = &Guest> + '_ {
+        self.lo.0.iter().chain(self.hi.0.iter()).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Vcpu;
+    use crate::mm::Mfn;
+
+    fn guest(id: DomainId) -> Guest {
+        Guest {
+            dom: Domain {
+                id,
+                privileged: id == 0,
+                nr_pages: 1,
+                max_pages: 1,
+                shared_info: Mfn(u64::from(id) + 1),
+                l4: Mfn(0),
+                shutdown_code: None,
+                shutdown: None,
+                vm_assist: 0,
+                watchdogs: [None; 2],
+                vcpu: Vcpu::default(),
+            },
+            regs: Regs::default(),
+            sched: SchedInfo::default(),
+            name: heapless::String::new(),
+            module: 0,
+        }
+    }
+
+    #[test]
+    fn split_gives_the_caller_and_everyone_else() {
+        let mut set = Box::new(DomainSet::new());
+        for (slot, id) in [(0, 0), (1, 3), (2, 7)] {
+            set.install(slot, guest(id), MAX_PORT_2L);
+        }
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.slot_of(7), Some(2));
+        let (me, _, mut others) = set.split(1).unwrap();
+        assert_eq!(me.dom.id, 3);
+        assert!(
+            others.get(3).is_none(),
+            "the caller is not among the others"
+        );
+        assert_eq!(others.get(7).unwrap().0.dom.id, 7);
+        assert_eq!(others.iter().map(|g| g.dom.id).collect::<Vec<_>>(), [0, 7]);
+    }
+
+    #[test]
+    fn removing_a_domain_frees_its_slot_and_resets_its_ports() {
+        let mut set = Box::new(DomainSet::new());
+        set.install(0, guest(0), MAX_PORT_2L);
+        set.install(1, guest(1), 1023);
+        assert_eq!(set.ports(1).max_port(), 1023);
+        assert_eq!(set.remove(1).unwrap().dom.id, 1);
+        assert_eq!(set.free_slot(), Some(1));
+        assert!(set.split(1).is_none());
+        assert_eq!(set.ports(1).max_port(), MAX_PORT_2L);
+    }
+}
