@@ -57,6 +57,8 @@ pub struct Vcpu {
     pub periodic_period: u64,
     /// Blocked in `SCHEDOP_block` until an event is pending.
     pub blocked: bool,
+    /// Gave up the rest of its time slice (`SCHEDOP_yield`).
+    pub yielded: bool,
     /// Running in guest kernel mode (Xen's `TF_kernel_mode`). Both guest modes run in ring 3;
     /// this flag is what tells them apart. It changes only through
     /// [`Domain::toggle_guest_mode`]: the `iret` hypercall enters user mode, and any bounce
@@ -230,6 +232,7 @@ impl Default for Vcpu {
             // Xen starts every PV vCPU with a 10 ms periodic VIRQ_TIMER (`vcpu_initialise`).
             periodic_period: 10_000_000,
             blocked: false,
+            yielded: false,
             kernel_mode: true,
             next_periodic: 10_000_000,
             poll: None,

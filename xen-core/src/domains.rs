@@ -42,6 +42,26 @@ pub struct Guest {
     pub name: heapless::String<32>,
     /// The boot module it was built from (to rebuild it).
     pub module: usize,
+    /// Its xenstore and console rings, for a domU (what a toolstack would have set up and
+    /// recorded; dom0's toolstack reads it with `HVMOP_get_param`).
+    pub rings: Option<BootRings>,
+    /// dom0 asked for it to be destroyed (`XEN_DOMCTL_destroydomain`): the arch layer tears it
+    /// down before anything runs again.
+    pub destroy: bool,
+}
+
+/// The xenstore and console rings a domU is built with: machine frames and event-channel ports
+/// (in the domU, unbound with dom0 as the remote end).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootRings {
+    /// The xenstore ring's machine frame (`start_info.store_mfn`).
+    pub store_mfn: u64,
+    /// Its port (`start_info.store_evtchn`).
+    pub store_evtchn: u32,
+    /// The console ring's machine frame (`start_info.console.domU.mfn`).
+    pub console_mfn: u64,
+    /// Its port (`start_info.console.domU.evtchn`).
+    pub console_evtchn: u32,
 }
 
 /// The table of domains.
@@ -203,6 +223,8 @@ mod tests {
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: 0,
+            rings: None,
+            destroy: false,
         }
     }
 

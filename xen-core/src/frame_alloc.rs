@@ -165,6 +165,12 @@ impl BootFrameAllocator {
         self.free.iter().map(FrameRange::len).sum()
     }
 
+    /// Gives frames back (a destroyed domain's memory). Frames already free are not counted
+    /// twice: the free set is a union of runs.
+    pub fn free(&mut self, range: FrameRange) -> Result<(), FrameAllocError> {
+        self.add(range.start.0, range.end.0)
+    }
+
     /// Adds frames `[first, last)` to the free set, merging with runs they overlap or touch.
     fn add(&mut self, first: u64, last: u64) -> Result<(), FrameAllocError> {
         if first >= last {
@@ -292,6 +298,19 @@ mod tests {
             len,
             kind: MemoryKind::Reserved(2),
         }
+    }
+
+    #[test]
+    fn freed_frames_merge_back_into_the_pool() {
+        let mut a = BootFrameAllocator::new([usable(MIB, 4 * MIB)], &[]).unwrap();
+        let before = a.free_frames();
+        let x = a.alloc_contiguous(64, 1).unwrap();
+        let y = a.alloc_frame().unwrap();
+        assert_eq!(a.free_frames(), before - 65);
+        a.free(FrameRange { start: x, end: Mfn(x.0 + 64) }).unwrap();
+        a.free(FrameRange { start: y, end: Mfn(y.0 + 1) }).unwrap();
+        assert_eq!(a.free_frames(), before);
+        assert_eq!(a.free_ranges().len(), 1, "one run again");
     }
 
     fn ranges(a: &BootFrameAllocator) -> Vec<(u64, u64)> {
