@@ -48,6 +48,8 @@ pub struct Guest {
     /// dom0 asked for it to be destroyed (`XEN_DOMCTL_destroydomain`): the arch layer tears it
     /// down before anything runs again.
     pub destroy: bool,
+    /// Its shutdown was reported (console and `VIRQ_DOM_EXC`).
+    pub reported: bool,
 }
 
 /// The xenstore and console rings a domU is built with: machine frames and event-channel ports
@@ -225,6 +227,7 @@ mod tests {
             module: 0,
             rings: None,
             destroy: false,
+            reported: false,
         }
     }
 

@@ -307,8 +307,16 @@ mod tests {
         let x = a.alloc_contiguous(64, 1).unwrap();
         let y = a.alloc_frame().unwrap();
         assert_eq!(a.free_frames(), before - 65);
-        a.free(FrameRange { start: x, end: Mfn(x.0 + 64) }).unwrap();
-        a.free(FrameRange { start: y, end: Mfn(y.0 + 1) }).unwrap();
+        a.free(FrameRange {
+            start: x,
+            end: Mfn(x.0 + 64),
+        })
+        .unwrap();
+        a.free(FrameRange {
+            start: y,
+            end: Mfn(y.0 + 1),
+        })
+        .unwrap();
         assert_eq!(a.free_frames(), before);
         assert_eq!(a.free_ranges().len(), 1, "one run again");
     }

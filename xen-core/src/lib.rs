@@ -34,5 +34,6 @@ pub mod mm;
 pub mod multiboot;
 pub mod power;
 pub mod regs;
+pub mod sched;
 pub mod shared;
 pub mod time;

@@ -145,12 +145,6 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
         printk!("ERR: no boot module: nothing to run as dom0\n");
         power::fail(FailCode::BadBoot);
     };
-    for (i, m) in info.modules.iter().enumerate().skip(1) {
-        printk!(
-            "boot module {i} (\"{}\"): not started: only dom0 is built so far\n",
-            m.string
-        );
-    }
     let (dom0_path, dom0_cmdline) = cmdline::split_image_name(dom0_module.string);
     let nr_pages = options.dom0_mem.unwrap_or(DEFAULT_DOM0_MEM) / 4096;
     arch::x86_64::dom0::start(&info, map, dom0_module, dom0_path, dom0_cmdline, nr_pages)

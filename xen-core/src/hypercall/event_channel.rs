@@ -215,6 +215,43 @@ pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     let _ = evtchn::send_virq(&mut doms, id, 0, virq);
 }
 
+/// Allocates an unbound port of `dom` that `remote` may bind (what a toolstack does for a new
+/// domain's xenstore and console channels with `EVTCHNOP_alloc_unbound`).
+pub fn alloc_unbound_for<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    remote: u16,
+) -> Result<u32, Errno> {
+    let id = dom.id;
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    evtchn::alloc_unbound(&mut doms, id, id, remote)
+}
+
+/// Closes every port of a dying domain (Xen's `evtchn_destroy`): the other end of each
+/// interdomain channel becomes unbound again, as on Xen.
+pub fn close_all<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    others: &mut crate::domains::Others<'_>,
+) {
+    let id = dom.id;
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    for (g, p) in others.iter_mut() {
+        doms.add(&m, &g.dom, p);
+    }
+    let _ = evtchn::reset(&mut doms, id, id);
+}
+
 /// Whether event channel `port` of `dom` is pending.
 pub fn port_pending<M: MachineMemoryMut + ?Sized>(m: &M, dom: &Domain, port: u32) -> bool {
     let at = crate::mm::Maddr(dom.shared_info.maddr().0 + 2048 + u64::from(port / 8));

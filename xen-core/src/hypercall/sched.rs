@@ -12,11 +12,16 @@ const MAX_POLL_PORTS: u32 = 128;
 
 pub(super) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     match super::cmd32(cmd) {
-        // One vCPU, one domain running: yielding returns at once.
-        SCHEDOP_yield => Ok(0),
+        // The scheduler runs another vCPU if one is runnable (`vcpu_yield`).
+        SCHEDOP_yield => {
+            ctx.dom.vcpu.yielded = true;
+            Ok(0)
+        }
         SCHEDOP_block => {
-            // Blocking re-enables event delivery (Xen's `vcpu_block_enable_events`); the arch layer
-            // halts until an event is pending and then resumes the guest.
+            // Blocking re-enables event delivery (Xen's `vcpu_block_enable_events`); the vCPU
+            // then waits until an event is pending (at once if one already is: the scheduler
+            // wakes a blocked vCPU with an upcall pending).
+            crate::shared::set_upcall_mask(ctx.m, ctx.dom, false);
             ctx.dom.vcpu.blocked = true;
             Ok(0)
         }

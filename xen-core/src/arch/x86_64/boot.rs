@@ -37,7 +37,7 @@ pub const BOOT_CS: u16 = 0x08;
 const BOOT_DS: u16 = 0x10;
 
 /// Size of the boot stack, the only stack until the next issue adds per-CPU stacks.
-const BOOT_STACK_SIZE: usize = 64 * 1024;
+const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 /// Page-table entry bits (Intel SDM vol. 3, "Paging").
 const PTE_PRESENT: u32 = 1 << 0;

@@ -1,15 +1,18 @@
-//! What happens on each entry into the hypervisor, and on the way back to the guest.
+//! What happens on each entry into the hypervisor, and on the way back to a guest.
 //!
-//! [`handle_entry`] is called by the entry assembly with the saved [`Regs`]. From a guest it runs
-//! the hypercall or handles the exception (emulate, or bounce to the guest's trap table), then
-//! [`exit_to_guest`] settles what must happen before the guest runs again: shutdown, blocking,
-//! timers, a pending event upcall, and loading the vCPU state the CPU must see.
+//! [`handle_entry`] is called by the entry assembly with the saved [`Regs`] of the running vCPU.
+//! From a guest it runs the hypercall or handles the exception (emulate, or bounce to the guest's
+//! trap table), then [`exit_to_guest`] settles what must happen before a guest runs again: every
+//! domain's timers, wake-ups of blocked vCPUs, shut-down domains, the scheduler's choice of the
+//! next vCPU (a context switch if it is another one), a pending event upcall, and loading the
+//! vCPU state the CPU must see.
 
 use core::arch::asm;
 
 use spin::Mutex;
 use xen_core::bounce::{self, CrashReason};
 use xen_core::domain::{Domain, MachineInfo, Shutdown};
+use xen_core::domains::{DomainSet, Guest};
 use xen_core::emulate::{self, GuestCrs};
 use xen_core::evtchn::PortTable;
 use xen_core::guest::{GuestMemory, PageTableGuest};
@@ -17,21 +20,31 @@ use xen_core::hypercall::event_channel;
 use xen_core::hypercall::{dispatch, ptwr_emulate, Ctx};
 use xen_core::power::FailCode;
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
+use xen_core::sched::{self as policy, Candidate};
 
 use super::console::{print_emergency, printk};
+use super::domu::{self, Pool};
 use super::entry::{rdmsr, wrmsr};
 use super::gdt::GUEST_CS32;
 use super::machine::{native_cpuid, HvMachine};
 use super::{apic, power};
 
-/// Everything the hypervisor keeps while a guest runs.
+/// Everything the hypervisor keeps besides the domains themselves.
 pub struct Hv {
     /// The machine.
     pub m: HvMachine,
     /// Machine-wide facts.
     pub info: MachineInfo,
-    /// The running domain.
-    pub dom: Domain,
+    /// The slot (in [`DOMS`]) of the vCPU the CPU runs.
+    pub cur: usize,
+    /// Free memory and what each domain took from it.
+    pub pool: Pool,
+    /// When the running vCPU's time slice ends.
+    slice_end: u64,
+    /// When the running vCPU got the CPU (for run-time accounting).
+    run_start: u64,
+    /// Time the CPU spent halted with nothing to run.
+    pub idle_ns: u64,
     /// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes.
     loaded: Loaded,
     /// The deadline the APIC one-shot timer is armed for, to skip redundant (slow) APIC writes.
@@ -53,24 +66,59 @@ struct Loaded {
 
 static HV: Mutex<Option<Hv>> = Mutex::new(None);
 
-/// dom0's event channels (kept apart from `Hv`: a port table is tens of KiB, too big to build on
-/// the boot stack and move).
-static DOM0_PORTS: Mutex<PortTable> = Mutex::new(PortTable::new(1, MAX_PORT_2L));
+/// Every domain (kept apart from `Hv`: port tables are tens of KiB each, too big to build on the
+/// boot stack and move).
+pub static DOMS: Mutex<DomainSet> = Mutex::new(DomainSet::new());
 
-/// The highest 2-level event channel port (4096 ports on 64-bit).
-const MAX_PORT_2L: u32 = 4095;
+/// FPU/SSE state of each slot's vCPU while it does not run (`fxsave` format).
+static FPU: Mutex<[Fxsave; xen_core::domains::MAX_DOMAINS]> =
+    Mutex::new([Fxsave([0; 512]); xen_core::domains::MAX_DOMAINS]);
+
+/// An `fxsave` area.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub struct Fxsave(pub [u8; 512]);
+
+/// The FPU state a vCPU starts with (`fninit`), captured once at boot.
+static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
 
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const CR0_TS: u64 = 1 << 3;
 
-/// Installs the state and enters the domain at `regs`; never returns.
-pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
+/// Captures the initial FPU state every new vCPU gets; call before any guest runs.
+pub fn capture_initial_fpu() {
+    FPU_INIT.call_once(|| {
+        let mut area = Fxsave([0; 512]);
+        // SAFETY: no guest has run yet, so resetting the x87/SSE state loses nothing; `clts`
+        // makes the FPU instructions usable; the area is 16-byte aligned and 512 bytes long.
+        unsafe {
+            asm!("clts", "fninit", options(nomem, nostack));
+            asm!("fxsave64 [{}]", in(reg) area.0.as_mut_ptr(), options(nostack));
+        }
+        area
+    });
+}
+
+/// Gives slot `slot` the initial FPU state (a new domain).
+pub fn reset_fpu(slot: usize) {
+    if let Some(init) = FPU_INIT.get() {
+        FPU.lock()[slot] = *init;
+    }
+}
+
+/// Installs the state and enters the domain in slot `cur`; never returns.
+pub fn run(m: HvMachine, info: MachineInfo, pool: Pool, cur: usize) -> ! {
+    let now = m.now();
     let mut hv = Hv {
         m,
         info,
-        dom,
+        cur,
+        pool,
+        slice_end: now + policy::SLICE_NS,
+        run_start: now,
+        idle_ns: 0,
         loaded: Loaded {
             fs: 1,
             gs: 1,
@@ -81,7 +129,14 @@ pub fn run(m: HvMachine, info: MachineInfo, dom: Domain, regs: Regs) -> ! {
         armed: None,
         loaded_debug: ([0; 4], 0x400),
     };
-    load_vcpu_state(&mut hv);
+    let regs = {
+        let mut doms = DOMS.lock();
+        let g = doms.guest_mut(cur).expect("a domain to run");
+        g.sched.dispatches += 1;
+        let regs = g.regs;
+        load_vcpu_state(&mut hv, &g.dom);
+        regs
+    };
     *HV.lock() = Some(hv);
     super::entry::enter(&regs)
 }
@@ -107,62 +162,74 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         _ => {}
     }
     if !regs.from_guest() {
-        // An interrupt taken while the hypervisor waited (`block`): resume the wait.
+        // An interrupt taken while the hypervisor waited (idle): resume the wait.
         return;
     }
     let mut guard = HV.lock();
     let hv = guard
         .as_mut()
         .expect("a guest runs only after `run` installed the state");
-    let mut ports = DOM0_PORTS.lock();
-    match regs.vector {
-        // `syscall` from guest user mode, or from 32-bit code (Xen's `cstar_enter` bounces that
-        // whatever the mode): not a hypercall, the guest kernel's syscall callback takes it.
-        ENTRY_SYSCALL if !hv.dom.vcpu.kernel_mode || regs.cs == u64::from(GUEST_CS32) => {
-            if let Err(why) = bounce::switch_to_kernel(&mut hv.m, &mut hv.dom, regs) {
-                hv.dom.shutdown = Some(Shutdown::Crashed(why));
+    let mut doms = DOMS.lock();
+    {
+        let (g, ports, others) = doms
+            .split(hv.cur)
+            .expect("the running vCPU's domain exists");
+        let dom = &mut g.dom;
+        match regs.vector {
+            // `syscall` from guest user mode, or from 32-bit code (Xen's `cstar_enter` bounces
+            // that whatever the mode): not a hypercall, the guest kernel's syscall callback takes
+            // it.
+            ENTRY_SYSCALL if !dom.vcpu.kernel_mode || regs.cs == u64::from(GUEST_CS32) => {
+                if let Err(why) = bounce::switch_to_kernel(&mut hv.m, dom, regs) {
+                    dom.shutdown = Some(Shutdown::Crashed(why));
+                }
             }
-        }
-        ENTRY_SYSCALL => {
-            let (nr, args) = regs.hypercall_args();
-            let mut ctx = Ctx {
-                m: &mut hv.m,
-                info: &hv.info,
-                dom: &mut hv.dom,
-                events: &mut ports,
-                regs,
-                in_multicall: false,
-            };
-            let rax = dispatch(&mut ctx, nr, args);
-            regs.rax = rax as u64;
-        }
-        v @ 0..=31 => {
-            hv.dom.vcpu.perf.traps += 1;
-            if let Err(why) = guest_exception(hv, regs, v as u8) {
-                hv.dom.shutdown = Some(Shutdown::Crashed(why));
+            ENTRY_SYSCALL => {
+                let (nr, args) = regs.hypercall_args();
+                let mut ctx = Ctx {
+                    m: &mut hv.m,
+                    info: &hv.info,
+                    dom,
+                    events: ports,
+                    others,
+                    regs,
+                    in_multicall: false,
+                };
+                let rax = dispatch(&mut ctx, nr, args);
+                regs.rax = rax as u64;
             }
+            v @ 0..=31 => {
+                dom.vcpu.perf.traps += 1;
+                if let Err(why) = guest_exception(&mut hv.m, dom, regs, v as u8) {
+                    dom.shutdown = Some(Shutdown::Crashed(why));
+                }
+            }
+            v if v == u64::from(apic::TIMER_VECTOR) => dom.vcpu.perf.traps += 1,
+            // Other external interrupts taken while the guest ran: nothing is routed to guests.
+            _ => {}
         }
-        // The timer interrupt is also when the hypervisor looks at its serial console for debug
-        // keys (cheaply: not on every entry).
-        v if v == u64::from(apic::TIMER_VECTOR) => {
-            hv.dom.vcpu.perf.traps += 1;
-            debug_keys(hv, &ports, regs);
-        }
-        // Other external interrupts taken while the guest ran: nothing is routed to guests yet.
-        _ => {}
     }
-    exit_to_guest(hv, &mut ports, regs);
+    // The timer interrupt is also when the hypervisor looks at its serial console for debug keys
+    // (cheaply: not on every entry).
+    if regs.vector == u64::from(apic::TIMER_VECTOR) {
+        debug_keys(hv, &mut doms, regs);
+    }
+    exit_to_guest(hv, &mut doms, regs);
 }
 
 /// Handles an exception the guest raised: emulate what Xen emulates, bounce the rest.
-fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), CrashReason> {
+fn guest_exception(
+    m: &mut HvMachine,
+    dom: &mut Domain,
+    regs: &mut Regs,
+    vector: u8,
+) -> Result<(), CrashReason> {
     let ec = regs.error_code;
-    let dom = &mut hv.dom;
     let mut code = [0u8; 16];
     let fetched = {
         // The instruction as the faulting mode sees it: through the user table in user mode.
         let g = PageTableGuest {
-            mem: &mut hv.m,
+            mem: &mut *m,
             l4: dom.current_l4(),
         };
         // An instruction may end before a page boundary: fetch what is readable.
@@ -179,19 +246,19 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
         7 => {
             if dom.vcpu.fpu_ts {
                 dom.vcpu.fpu_ts = false;
-                bounce::inject_exception(&mut hv.m, dom, regs, 7, None, 0)
+                bounce::inject_exception(&mut *m, dom, regs, 7, None, 0)
             } else {
                 Ok(())
             }
         }
         13 => {
             // `int $n` the guest allowed itself from this mode: deliver n after the instruction.
-            if let Some(r) = bounce::software_interrupt(&mut hv.m, dom, regs, ec) {
+            if let Some(r) = bounce::software_interrupt(&mut *m, dom, regs, ec) {
                 return r;
             }
             let crs = GuestCrs {
                 cr0: guest_cr0(dom),
-                cr2: xen_core::shared::cr2(&hv.m, dom),
+                cr2: xen_core::shared::cr2(&*m, dom),
                 cr3: dom.l4.maddr().0,
             };
             // Privileged instructions are emulated for the guest kernel only; from guest user
@@ -209,7 +276,7 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
                     _ => *regs = saved,
                 }
             }
-            bounce::inject_exception(&mut hv.m, dom, regs, 13, Some(ec as u32), 0)
+            bounce::inject_exception(&mut *m, dom, regs, 13, Some(ec as u32), 0)
         }
         14 => {
             let cr2: u64;
@@ -224,13 +291,13 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
             {
                 if let Some((reg, len)) = emulate::decode_pte_store(code) {
                     let value = *emulate::gpr(regs, reg);
-                    if ptwr_emulate(&mut hv.m, dom, cr2, value).is_ok() {
+                    if ptwr_emulate(&mut *m, dom, cr2, value).is_ok() {
                         regs.rip = regs.rip.wrapping_add(len);
                         return Ok(());
                     }
                 }
             }
-            bounce::inject_exception(&mut hv.m, dom, regs, 14, Some(ec as u32), cr2)
+            bounce::inject_exception(&mut *m, dom, regs, 14, Some(ec as u32), cr2)
         }
         2 => Ok(()), // an NMI while the guest ran: nothing to forward yet
         1 => {
@@ -242,12 +309,12 @@ fn guest_exception(hv: &mut Hv, regs: &mut Regs, vector: u8) -> Result<(), Crash
                 asm!("mov dr6, {}", in(reg) xen_core::domain::DR6_DEFAULT, options(nomem, nostack));
             }
             dom.vcpu.dr6 = (dom.vcpu.dr6 & !0xf) | (dr6 & 0xe00f);
-            bounce::inject_exception(&mut hv.m, dom, regs, 1, None, 0)
+            bounce::inject_exception(&mut *m, dom, regs, 1, None, 0)
         }
         8 | 18 => Err("machine check or double fault while the guest ran"),
         _ => {
             let has_ec = matches!(vector, 10..=14 | 17 | 21 | 29 | 30);
-            bounce::inject_exception(&mut hv.m, dom, regs, vector, has_ec.then_some(ec as u32), 0)
+            bounce::inject_exception(&mut *m, dom, regs, vector, has_ec.then_some(ec as u32), 0)
         }
     }
 }
@@ -270,50 +337,217 @@ fn guest_cr0(dom: &Domain) -> u64 {
     (cr0 & !CR0_TS) | if dom.vcpu.fpu_ts { CR0_TS } else { 0 }
 }
 
-/// Settles everything due before the guest runs again.
-fn exit_to_guest(hv: &mut Hv, ports: &mut PortTable, regs: &mut Regs) {
-    run_timers(hv, ports, true);
-    if hv.dom.vcpu.blocked {
-        hv.dom.vcpu.blocked = false;
-        // SCHEDOP_block enables events, then waits unless one is already pending.
-        xen_core::shared::set_upcall_mask(&mut hv.m, &hv.dom, false);
-        wait(hv, ports, |hv| {
-            xen_core::shared::upcall_pending(&hv.m, &hv.dom)
-        });
+/// Whether a vCPU could run now.
+fn runnable(g: &Guest) -> bool {
+    let v = &g.dom.vcpu;
+    !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
+}
+
+/// Settles everything due before a guest runs again, choosing which one.
+fn exit_to_guest(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs) {
+    let tick = regs.vector == u64::from(apic::TIMER_VECTOR);
+    loop {
+        schedule(hv, doms, regs, tick);
+        let g = doms
+            .guest_mut(hv.cur)
+            .expect("the scheduler picked a domain");
+        g.dom.vcpu.yielded = false;
+        if let Err(why) = bounce::deliver_upcall(&mut hv.m, &mut g.dom, regs) {
+            g.dom.shutdown = Some(Shutdown::Crashed(why));
+            continue;
+        }
+        if !xen_core::guest::is_canonical(regs.rip) {
+            // `iret` to a non-canonical RIP (or a `syscall` from the last bytes of the lower
+            // half) would fault in ring 0 on the way out. Xen's `iretq` takes that #GP(0) through
+            // its exception table and reflects it to the guest; so do we, before leaving.
+            if let Err(why) = bounce::inject_exception(&mut hv.m, &mut g.dom, regs, 13, Some(0), 0)
+            {
+                g.dom.shutdown = Some(Shutdown::Crashed(why));
+                continue;
+            }
+        }
+        break;
     }
-    if let Some(poll) = hv.dom.vcpu.poll.clone() {
-        // The poll stays recorded while waiting: its deadline is one of the wake-ups.
-        wait(hv, ports, |hv| {
-            poll.ports
-                .iter()
-                .any(|&p| event_channel::port_pending(&hv.m, &hv.dom, p))
-                || poll.deadline.is_some_and(|d| hv.m.now() >= d)
-        });
-        hv.dom.vcpu.poll = None;
-    }
-    if let Some(s) = hv.dom.shutdown {
-        domain_stopped(hv, regs, s);
-    }
-    if let Err(why) = bounce::deliver_upcall(&mut hv.m, &mut hv.dom, regs) {
-        domain_stopped(hv, regs, Shutdown::Crashed(why));
-    }
-    if !xen_core::guest::is_canonical(regs.rip) {
-        // `iret` to a non-canonical RIP (or a `syscall` from the last bytes of the lower half)
-        // would fault in ring 0 on the way out. Xen's `iretq` takes that #GP(0) through its
-        // exception table and reflects it to the guest; so do we, before leaving.
-        if let Err(why) = bounce::inject_exception(&mut hv.m, &mut hv.dom, regs, 13, Some(0), 0) {
-            domain_stopped(hv, regs, Shutdown::Crashed(why));
+    arm_next_timer(hv, doms);
+    let cur = hv.cur;
+    let g = doms.guest_mut(cur).expect("the scheduler picked a domain");
+    perform_flushes(hv, &mut g.dom);
+    load_vcpu_state(hv, &g.dom);
+}
+
+/// Runs every domain's timers, wakes, reports and tears down, and leaves in `hv.cur` (with its
+/// registers in `regs`) the vCPU to run next, halting while nothing is runnable.
+fn schedule(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
+    loop {
+        let now = hv.m.now();
+        for slot in 0..xen_core::domains::MAX_DOMAINS {
+            let Some((g, ports)) = doms.both_mut(slot) else {
+                continue;
+            };
+            run_timers(&mut hv.m, g, ports, slot == hv.cur, now);
+            let m = &hv.m;
+            if g.dom.vcpu.blocked && xen_core::shared::upcall_pending(m, &g.dom) {
+                g.dom.vcpu.blocked = false;
+            }
+            if let Some(poll) = &g.dom.vcpu.poll {
+                let ready = poll
+                    .ports
+                    .iter()
+                    .any(|&p| event_channel::port_pending(m, &g.dom, p))
+                    || poll.deadline.is_some_and(|d| now >= d);
+                if ready {
+                    g.dom.vcpu.poll = None;
+                }
+            }
+        }
+        stopped_domains(hv, doms, regs);
+        if tick {
+            domu::reap(hv);
+        }
+
+        let cands: heapless::Vec<Candidate, { xen_core::domains::MAX_DOMAINS }> = doms
+            .slots()
+            .map(|(slot, g)| Candidate {
+                slot,
+                runnable: runnable(g),
+            })
+            .collect();
+        let keep = doms
+            .guest(hv.cur)
+            .is_some_and(|g| !g.dom.vcpu.yielded && now < hv.slice_end);
+        match policy::pick(&cands, hv.cur, keep) {
+            Some(next) => {
+                if next != hv.cur || doms.guest(hv.cur).is_none() {
+                    switch_to(hv, doms, regs, next, now);
+                } else if now >= hv.slice_end
+                    || doms.guest(next).is_some_and(|g| g.dom.vcpu.yielded)
+                {
+                    // Alone on the CPU: a new slice.
+                    hv.slice_end =
+                        now + policy::slice_ns(doms.guest(next).map_or(0, |g| g.sched.weight));
+                }
+                return;
+            }
+            None => idle(hv, doms, regs),
         }
     }
-    arm_next_timer(hv, true);
-    perform_flushes(hv);
-    load_vcpu_state(hv);
+}
+
+/// Reports domains that shut down (dom0 takes the machine with it, as on Xen) and tears down
+/// those dom0 destroyed.
+fn stopped_domains(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs) {
+    for slot in 0..xen_core::domains::MAX_DOMAINS {
+        let Some(g) = doms.guest_mut(slot) else {
+            continue;
+        };
+        if let Some(s) = g.dom.shutdown {
+            if g.dom.id == 0 {
+                let r = if slot == hv.cur { *regs } else { g.regs };
+                domain_stopped(g, &r, s);
+            }
+            if !g.reported {
+                g.reported = true;
+                let id = g.dom.id;
+                match s {
+                    Shutdown::Requested(code) => printk!(
+                        "domain {id} ({}) shut down (code {code}): {}\n",
+                        g.name,
+                        shutdown_name(code)
+                    ),
+                    Shutdown::Crashed(why) => {
+                        printk!("domain {id} ({}) crashed: {why}\n", g.name);
+                        dump_regs(if slot == hv.cur { regs } else { &g.regs });
+                    }
+                }
+                // Tell the toolstack (`VIRQ_DOM_EXC` is global: dom0 binds it).
+                domu::notify_dom0(hv, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
+            }
+        }
+        if doms.guest(slot).is_some_and(|g| g.destroy) {
+            domu::destroy(hv, doms, slot);
+        }
+    }
+}
+
+fn shutdown_name(code: u32) -> &'static str {
+    match code {
+        hypercall_abi::sched::SHUTDOWN_poweroff => "poweroff",
+        hypercall_abi::sched::SHUTDOWN_reboot => "reboot",
+        hypercall_abi::sched::SHUTDOWN_suspend => "suspend",
+        hypercall_abi::sched::SHUTDOWN_crash => "crash",
+        hypercall_abi::sched::SHUTDOWN_watchdog => "watchdog",
+        _ => "unknown",
+    }
+}
+
+/// Hands the CPU from the vCPU in `hv.cur` (if its domain still exists) to the one in `next`.
+fn switch_to(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, next: usize, now: u64) {
+    let mut fpu = FPU.lock();
+    // SAFETY: `clts` only makes FPU instructions usable in ring 0 (the vCPU's virtual CR0.TS is
+    // loaded again by `load_vcpu_state`); each area is a 16-byte aligned 512-byte `fxsave` image:
+    // one written by `fxsave64` here or captured at boot, so `fxrstor64` cannot fault on it.
+    unsafe { asm!("clts", options(nomem, nostack)) };
+    hv.loaded.ts = false;
+    if let Some(prev) = doms.guest_mut(hv.cur) {
+        prev.regs = *regs;
+        prev.sched.run_ns += now.saturating_sub(hv.run_start);
+        if runnable(prev) && !prev.dom.vcpu.yielded {
+            prev.sched.preemptions += 1;
+        }
+        // SAFETY: as above.
+        unsafe { asm!("fxsave64 [{}]", in(reg) fpu[hv.cur].0.as_mut_ptr(), options(nostack)) };
+    }
+    let g = doms
+        .guest_mut(next)
+        .expect("picked from the existing domains");
+    *regs = g.regs;
+    g.sched.dispatches += 1;
+    // SAFETY: as above.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) fpu[next].0.as_ptr(), options(nostack)) };
+    hv.cur = next;
+    hv.run_start = now;
+    hv.slice_end = now + policy::slice_ns(g.sched.weight);
+    // Guest user mappings are global (as Xen makes them): a new address space must not see the
+    // previous domain's. Toggling CR4.PGE drops every TLB entry, global ones included.
+    // SAFETY: only drops cached translations.
+    unsafe {
+        let cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
+}
+
+/// Nothing can run: halts until the next deadline (or any interrupt). If nothing at all could
+/// ever make a vCPU runnable, the machine would hang: dom0 is crashed instead, which ends the run
+/// with a diagnostic.
+fn idle(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
+    let next = doms
+        .slots()
+        .filter_map(|(_, g)| next_deadline(g, false))
+        .min();
+    let Some(d) = next else {
+        if let Some(g) = doms.guest_mut(0).filter(|g| g.dom.id == 0) {
+            g.dom.shutdown = Some(Shutdown::Crashed("blocked with nothing that could wake it"));
+        }
+        return;
+    };
+    apic::arm_oneshot(d);
+    hv.armed = Some(d);
+    let before = hv.m.now();
+    // SAFETY: `sti; hlt` atomically enables interrupts and halts, so a timer interrupt that is
+    // already pending wakes the CPU rather than being lost; its handler (entry from ring 0) only
+    // accounts for it and returns here. Interrupts are off again before the state is touched.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    hv.idle_ns += hv.m.now().saturating_sub(before);
+    debug_keys(hv, doms, regs);
+    domu::reap(hv);
 }
 
 /// Carries out the TLB, cache and CR3 work the hypercalls asked for (`FlushRequest`), once per
 /// entry: a whole `mmu_update` batch or multicall is followed by one flush, as on Xen.
-fn perform_flushes(hv: &mut Hv) {
-    let req = hv.dom.vcpu.flush.take();
+fn perform_flushes(hv: &mut Hv, dom: &mut Domain) {
+    let req = dom.vcpu.flush.take();
     if req.is_empty() {
         return;
     }
@@ -341,11 +575,12 @@ fn perform_flushes(hv: &mut Hv) {
     }
 }
 
-/// Fires what is due: the single-shot timer and (while the vCPU runs) the periodic timer send
-/// VIRQ_TIMER; an expired watchdog shuts the domain down (`SHUTDOWN_watchdog`).
-fn run_timers(hv: &mut Hv, ports: &mut PortTable, running: bool) {
-    let now = hv.m.now();
-    let v = &mut hv.dom.vcpu;
+/// Fires what is due for one domain: the single-shot timer and (while the vCPU runs) the
+/// periodic timer send VIRQ_TIMER; an expired watchdog shuts the domain down
+/// (`SHUTDOWN_watchdog`). A vCPU that does not run has no periodic ticks (Xen stops the periodic
+/// timer of a descheduled vCPU and catches up when it runs again).
+fn run_timers(m: &mut HvMachine, g: &mut Guest, ports: &mut PortTable, running: bool, now: u64) {
+    let v = &mut g.dom.vcpu;
     let mut fire = false;
     if v.timer_deadline.is_some_and(|d| d <= now) {
         v.timer_deadline = None;
@@ -357,35 +592,50 @@ fn run_timers(hv: &mut Hv, ports: &mut PortTable, running: bool) {
         v.next_periodic += behind * v.periodic_period;
         fire = true;
     }
-    if fire {
+    if fire && g.dom.shutdown.is_none() {
         // Refresh the guest's time record with each tick, as Xen's `update_vcpu_system_time`
         // does, so its extrapolation from the TSC never runs far.
-        publish_time(&mut hv.m, &hv.dom);
-        event_channel::send_virq(&mut hv.m, &hv.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
+        publish_time(m, &g.dom);
+        event_channel::send_virq(m, &g.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
     }
-    if hv.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
-        hv.dom
+    if g.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
+        g.dom
             .shutdown
             .get_or_insert(Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_watchdog));
     }
 }
 
-/// The next moment something is due for the vCPU.
-fn next_deadline(hv: &Hv, running: bool) -> Option<u64> {
-    let v = &hv.dom.vcpu;
+/// The next moment something is due for a domain's vCPU.
+fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
+    if g.dom.shutdown.is_some() {
+        return None;
+    }
+    let v = &g.dom.vcpu;
     let periodic = (running && v.periodic_period != 0).then_some(v.next_periodic);
     let poll = v.poll.as_ref().and_then(|p| p.deadline);
     [v.timer_deadline, periodic, poll]
         .into_iter()
-        .chain(hv.dom.watchdogs.iter().copied())
+        .chain(g.dom.watchdogs.iter().copied())
         .flatten()
         .min()
 }
 
-/// Arms the APIC one-shot timer for the next deadline, or cancels it; only when that changed,
-/// since APIC accesses are slow (and most hypercalls change no timer).
-fn arm_next_timer(hv: &mut Hv, running: bool) {
-    let next = next_deadline(hv, running);
+/// Arms the APIC one-shot timer for the next deadline of any domain (the end of the running
+/// vCPU's slice included while another could run), or cancels it; only when that changed, since
+/// APIC accesses are slow (and most hypercalls change no timer).
+fn arm_next_timer(hv: &mut Hv, doms: &DomainSet) {
+    let mut next = None::<u64>;
+    let mut others_runnable = false;
+    for (slot, g) in doms.slots() {
+        let running = slot == hv.cur;
+        if let Some(d) = next_deadline(g, running) {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        others_runnable |= !running && runnable(g);
+    }
+    if others_runnable {
+        next = Some(next.map_or(hv.slice_end, |n| n.min(hv.slice_end)));
+    }
     if next == hv.armed {
         return;
     }
@@ -396,91 +646,106 @@ fn arm_next_timer(hv: &mut Hv, running: bool) {
     hv.armed = next;
 }
 
-/// Halts until `done` holds, running the timers as they fall due. A wait that nothing can end
-/// (no deadline, nothing pending) would hang the machine: with one domain, that crashes it.
-fn wait(hv: &mut Hv, ports: &mut PortTable, done: impl Fn(&Hv) -> bool) {
-    loop {
-        run_timers(hv, ports, false);
-        if done(hv) || hv.dom.shutdown.is_some() {
-            return;
-        }
-        let deadline = next_deadline(hv, false);
-        let Some(d) = deadline else {
-            hv.dom.shutdown = Some(Shutdown::Crashed("blocked with nothing that could wake it"));
-            return;
-        };
-        apic::arm_oneshot(d);
-        hv.armed = Some(d);
-        // SAFETY: `sti; hlt` atomically enables interrupts and halts, so a timer interrupt that is
-        // already pending wakes the CPU rather than being lost; its handler (entry from ring 0)
-        // only accounts for it and returns here. Interrupts are off again before the state is
-        // touched.
-        unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-        debug_keys(hv, ports, &Regs::default());
-    }
-}
-
 /// Handles the keys typed on the serial console, like Xen's debug keys (`xen/common/keyhandler.c`):
-/// `q` dumps the domains, `e` the event channels, `p` prints the performance counters and `P`
-/// resets them, `h` lists the keys.
-fn debug_keys(hv: &mut Hv, ports: &PortTable, regs: &Regs) {
+/// `q` dumps the domains and their vCPUs, `e` the event channels, `r` the scheduler, `p` prints
+/// the performance counters and `P` resets them, `h` lists the keys.
+fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
     while let Some(key) = super::console::read_key() {
         match key {
-            b'h' => printk!("'q' domains, 'e' event channels, 'p' perf counters, 'P' reset them\n"),
+            b'h' => printk!(
+                "'q' domains, 'e' event channels, 'r' scheduler, 'p' perf counters, 'P' reset them\n"
+            ),
             b'q' => {
-                let d = &hv.dom;
-                let v = &d.vcpu;
-                printk!(
-                    "d{}: {} pages (max {}), {}, shutdown {:?}\n",
-                    d.id,
-                    d.nr_pages,
-                    d.max_pages,
-                    if d.privileged {
-                        "privileged"
-                    } else {
-                        "unprivileged"
-                    },
-                    d.shutdown
-                );
-                printk!(
-                    "  v0: {} mode, {}, rip {:#x}, timer {:?}, periodic {} ns, upcall mask {}\n",
-                    if v.kernel_mode { "kernel" } else { "user" },
-                    if v.blocked || v.poll.is_some() {
-                        "blocked"
-                    } else {
-                        "running"
-                    },
-                    regs.rip,
-                    v.timer_deadline,
-                    v.periodic_period,
-                    u8::from(xen_core::shared::upcall_mask(&hv.m, d))
-                );
+                for (slot, g) in doms.slots() {
+                    let d = &g.dom;
+                    let v = &d.vcpu;
+                    printk!(
+                        "d{} ({}): {} pages (max {}), {}, shutdown {:?}{}\n",
+                        d.id,
+                        g.name,
+                        d.nr_pages,
+                        d.max_pages,
+                        if d.privileged {
+                            "privileged"
+                        } else {
+                            "unprivileged"
+                        },
+                        d.shutdown,
+                        if g.destroy { ", dying" } else { "" }
+                    );
+                    let rip = if slot == hv.cur { regs.rip } else { g.regs.rip };
+                    printk!(
+                        "  v0: {} mode, {}, rip {:#x}, timer {:?}, periodic {} ns, upcall mask {} pending {}, run {} ns\n",
+                        if v.kernel_mode { "kernel" } else { "user" },
+                        if slot == hv.cur {
+                            "running"
+                        } else if v.blocked || v.poll.is_some() {
+                            "blocked"
+                        } else {
+                            "runnable"
+                        },
+                        rip,
+                        v.timer_deadline,
+                        v.periodic_period,
+                        u8::from(xen_core::shared::upcall_mask(&hv.m, d)),
+                        u8::from(xen_core::shared::upcall_pending(&hv.m, d)),
+                        g.sched.run_ns
+                    );
+                }
             }
             b'e' => {
-                printk!("d{} event channels:\n", hv.dom.id);
-                for port in 1..ports.valid_ports() {
-                    if let Some(c) = ports.channel(port) {
-                        if c.state != xen_core::evtchn::ChannelState::Free {
-                            let pending = event_channel::port_pending(&hv.m, &hv.dom, port);
-                            printk!(
-                                "  port {port}: {:?} pending {}\n",
-                                c.state,
-                                u8::from(pending)
-                            );
+                for (slot, g) in doms.slots() {
+                    let ports = doms.ports(slot);
+                    printk!("d{} event channels:\n", g.dom.id);
+                    for port in 1..ports.valid_ports() {
+                        if let Some(c) = ports.channel(port) {
+                            if c.state != xen_core::evtchn::ChannelState::Free {
+                                let pending = event_channel::port_pending(&hv.m, &g.dom, port);
+                                printk!(
+                                    "  port {port}: {:?} pending {}\n",
+                                    c.state,
+                                    u8::from(pending)
+                                );
+                            }
                         }
                     }
                 }
             }
-            b'p' => {
-                printk!("d{} perf counters:", hv.dom.id);
-                for (name, value) in hv.dom.vcpu.perf.named() {
-                    printk!(" {name}={value}");
+            b'r' => {
+                printk!(
+                    "scheduler: weighted round robin, slice {} us, idle {} ns, free frames {}\n",
+                    policy::SLICE_NS / 1000,
+                    hv.idle_ns,
+                    hv.pool.free_frames()
+                );
+                for (slot, g) in doms.slots() {
+                    printk!(
+                        "  d{}: weight {}, run {} ns, dispatched {}, preempted {}{}\n",
+                        g.dom.id,
+                        g.sched.weight,
+                        g.sched.run_ns,
+                        g.sched.dispatches,
+                        g.sched.preemptions,
+                        if slot == hv.cur { " (running)" } else { "" }
+                    );
                 }
-                printk!("\n");
+            }
+            b'p' => {
+                for (_, g) in doms.slots() {
+                    printk!("d{} perf counters:", g.dom.id);
+                    for (name, value) in g.dom.vcpu.perf.named() {
+                        printk!(" {name}={value}");
+                    }
+                    printk!("\n");
+                }
             }
             b'P' => {
-                hv.dom.vcpu.perf = Default::default();
-                printk!("d{} perf counters reset\n", hv.dom.id);
+                for slot in 0..xen_core::domains::MAX_DOMAINS {
+                    if let Some(g) = doms.guest_mut(slot) {
+                        g.dom.vcpu.perf = Default::default();
+                        printk!("d{} perf counters reset\n", g.dom.id);
+                    }
+                }
             }
             _ => {}
         }
@@ -501,9 +766,9 @@ pub fn publish_time(m: &mut HvMachine, dom: &Domain) {
     });
 }
 
-/// The domain stopped: dom0 takes the machine with it, as on Xen.
-fn domain_stopped(hv: &mut Hv, regs: &Regs, s: Shutdown) -> ! {
-    let id = hv.dom.id;
+/// The domain stopped: dom0 takes the machine with it, as on Xen./// dom0 stopped: it takes the machine with it, as on Xen.
+fn domain_stopped(g: &Guest, regs: &Regs, s: Shutdown) -> ! {
+    let id = g.dom.id;
     match s {
         Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_poweroff) => {
             printk!("Hardware Dom{id} halted: powering off\n");
@@ -529,15 +794,15 @@ fn domain_stopped(hv: &mut Hv, regs: &Regs, s: Shutdown) -> ! {
 /// Loads the vCPU's segment bases, virtual CR0.TS and page tables into the CPU where changed.
 /// The GS base and CR3 follow the guest mode: the user's GS base and L4 in user mode, the
 /// kernel's in kernel mode (what Xen's `swapgs` and `update_cr3` keep in step on each toggle).
-fn load_vcpu_state(hv: &mut Hv) {
-    let v = &hv.dom.vcpu;
+fn load_vcpu_state(hv: &mut Hv, dom: &Domain) {
+    let v = &dom.vcpu;
     let (gs, gs_shadow) = v.gs_bases();
     let want = Loaded {
         fs: v.fs_base,
         gs,
         gs_shadow,
         ts: v.fpu_ts,
-        cr3: hv.dom.current_l4().maddr().0,
+        cr3: dom.current_l4().maddr().0,
     };
     let have = hv.loaded;
     let dbg = (v.dr, v.dr7);

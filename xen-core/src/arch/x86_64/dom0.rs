@@ -1,8 +1,9 @@
 //! Building and starting dom0 on this machine: frames, the M2P, shared_info, the domain builder,
-//! then the first entry into the guest.
+//! then the boot-time domUs and the first entry into dom0.
 
 use xen_core::domain::{Domain, MachineInfo, Vcpu};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
+use xen_core::domains::{Guest, SchedInfo, MAX_PORT_2L};
 use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
 use xen_core::frame_table::{Mm, MmConfig, Owner};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
@@ -11,6 +12,7 @@ use xen_core::power::FailCode;
 use xen_core::regs::Regs;
 
 use super::console::printk;
+use super::domu::{self, BootModule, Pool};
 use super::machine::{DirectMap, HvMachine};
 use super::mm::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
@@ -242,8 +244,50 @@ pub fn start(
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared::set_upcall_mask(&mut m, &dom, true);
     dispatch::publish_time(&mut m, &dom);
-    let regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
+    dispatch::capture_initial_fpu();
+    let mut name = heapless::String::new();
+    let _ = name.push_str("Domain-0");
+    let mut doms = dispatch::DOMS.lock();
+    doms.install(
+        0,
+        Guest {
+            dom,
+            regs: Regs::guest_entry(built.entry, built.stack_top, built.start_info_va),
+            sched: SchedInfo {
+                weight: xen_core::sched::DEFAULT_WEIGHT,
+                ..SchedInfo::default()
+            },
+            name,
+            module: 0,
+            rings: None,
+            destroy: false,
+            reported: false,
+        },
+        MAX_PORT_2L,
+    );
+    dispatch::reset_fpu(0);
+
+    // Every further boot module becomes a domU; one that cannot be built is refused and the
+    // others still boot.
+    let mut pool = Pool::new(frames, m2p_base);
+    for module in &info.modules {
+        let mut string = heapless::String::new();
+        for c in module.string.chars() {
+            if string.push(c).is_err() {
+                break;
+            }
+        }
+        let _ = pool.modules.push(BootModule {
+            start: module.start,
+            len: module.len() as usize,
+            string,
+        });
+    }
+    for i in 1..pool.modules.len() {
+        let _ = domu::build(&mut m, &mut pool, &mut doms, i);
+    }
+    drop(doms);
     printk!("Std. Loglevel: All\n");
     printk!("*** Serial input to DOM0 (not routed yet) ***\n");
-    dispatch::run(m, MachineInfo { max_ram_page }, dom, regs)
+    dispatch::run(m, MachineInfo { max_ram_page }, pool, 0)
 }

@@ -8,6 +8,7 @@ pub mod boot;
 pub mod console;
 pub mod dispatch;
 pub mod dom0;
+pub mod domu;
 pub mod entry;
 pub mod gdt;
 pub mod lab;
