@@ -39,7 +39,7 @@ fn debug_keys_dump_counters_domains_and_event_channels() {
         assert!(perf.contains(name), "{name} missing in {perf}");
     }
     assert!(
-        log.contains("(XEN) d0: 16384 pages"),
+        log.contains("(XEN) d0 (Domain-0): 16384 pages"),
         "domain dump missing; log:\n{log}"
     );
     assert!(
