@@ -1,18 +1,22 @@
 //! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the
 //! virtual address map, the frame allocator, `mmu_update` batching, the page-table workload's
-//! parameters and result lines, the PV clock arithmetic and the line formatting the console
-//! prints. Host-tested with `cargo test -p guest-kernel`.
+//! parameters and result lines, the PV clock arithmetic, the line formatting the console
+//! prints, the kernel heap's free list and the xenstore server (`xenstored`). Host-tested with `cargo test -p guest-kernel`.
 //!
 //! Everything that touches the hardware or the hypervisor lives in the binary (`src/main.rs` and
 //! `src/kernel/`), built only for `x86_64-unknown-none`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod cmdline;
 pub mod frame_alloc;
+pub mod heap;
 pub mod layout;
 pub mod line;
 pub mod mmu_batch;
 pub mod paging;
 pub mod pt_lab;
 pub mod pvclock;
+pub mod xenstored;

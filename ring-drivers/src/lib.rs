@@ -1,8 +1,27 @@
 //! Xen shared rings and split-driver protocol logic: portable, `no_std`, host-tested.
 //!
-//! This crate is filled in by the block and network split-driver issues. It already names the
-//! ABI it will speak: the `io/ring.h`, `io/blkif.h` and `io/netif.h` layouts in `hypercall-abi`.
+//! Design principles:
+//! - Shared memory is never referenced: every access goes through a [`SharedPage`], which copies
+//!   bytes in and out and orders the index loads and stores (acquire / release). The hardware glue
+//!   implements the trait; host tests use [`ArrayPage`].
+//! - Indices written by the other side are hostile: a producer more than a ring's size ahead of
+//!   its consumer is reported ([`RingError`]), never used to index.
+//! - Nothing blocks: callers pump the rings when an event channel fires and get back what
+//!   completed.
+//!
+//! Modules: [`xs_ring`] (the xenstore ring and message framing), [`xenbus`] (a xenstore client),
+//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+mod byte_ring;
+pub mod console_ring;
+pub mod shared_page;
+pub mod xenbus;
+pub mod xs_ring;
+
+pub use byte_ring::RingError;
 pub use hypercall_abi::io;
+pub use shared_page::{ArrayPage, SharedPage};

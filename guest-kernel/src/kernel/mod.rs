@@ -19,6 +19,7 @@ mod bench;
 mod boot;
 mod conformance;
 pub mod events;
+mod heap;
 pub mod hypercall;
 mod lab;
 pub mod mm;
