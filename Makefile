@@ -32,6 +32,7 @@ DOMU_CMDLINE ?=
 # QEMU's -initrd list: dom0, then the domUs (a comma inside a command line is doubled, QEMU's
 # escape).
 comma      := ,
+space      := $() $()
 DOMU_MODULES = $(foreach i,$(shell seq 1 $(DOMUS)),$(comma)$(strip $(BUILD)/guest-kernel name=domU$(i) mem=$(DOMU_MEM) $(subst $(comma),$(comma)$(comma),$(DOMU_CMDLINE))))
 # Options for the lab runner (`make lab`, `make lab-check`), e.g. LAB_ARGS="--pages 512,4096".
 LAB_ARGS   ?=
@@ -58,7 +59,7 @@ images: setup
 run: images
 	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 and $(DOMUS) domU(s) ===="
 	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
-	    -initrd "$(strip $(BUILD)/guest-kernel $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))$(strip $(DOMU_MODULES))"; \
+	    -initrd "$(strip $(BUILD)/guest-kernel $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))$(subst $(space)$(comma),$(comma),$(strip $(DOMU_MODULES)))"; \
 	    status=$$?; echo "==== QEMU exited with status $$status ===="; exit $$status
 
 run-xen: images
