@@ -146,7 +146,12 @@ fn console_io_is_refused_to_unprivileged_domains() {
     d.privileged = false;
     for cmd in [CONSOLEIO_write, CONSOLEIO_read] {
         assert_eq!(
-            call(&mut m, &mut d, __HYPERVISOR_console_io, [cmd.into(), 4, GUEST_VA, 0, 0]),
+            call(
+                &mut m,
+                &mut d,
+                __HYPERVISOR_console_io,
+                [cmd.into(), 4, GUEST_VA, 0, 0]
+            ),
             -(Errno::EPERM as i64)
         );
     }
