@@ -146,6 +146,7 @@ pub fn guest(id: crate::domain::DomainId) -> crate::domains::Guest {
         module: 0,
         rings: None,
         destroy: false,
+        reported: false,
     }
 }
 
