@@ -8,6 +8,7 @@
 
 use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
+use crate::grant_table::GrantTable;
 use crate::regs::Regs;
 
 /// Most domains at once, dom0 included.
@@ -48,6 +49,8 @@ pub struct Guest {
 pub struct DomainSet {
     guests: [Option<Guest>; MAX_DOMAINS],
     ports: [PortTable; MAX_DOMAINS],
+    /// Each slot's grant table (built and reset in place, like the port tables).
+    pub grants: [GrantTable; MAX_DOMAINS],
 }
 
 impl Default for DomainSet {
@@ -62,6 +65,7 @@ impl DomainSet {
         DomainSet {
             guests: [const { None }; MAX_DOMAINS],
             ports: [const { PortTable::new(1, MAX_PORT_2L) }; MAX_DOMAINS],
+            grants: [const { GrantTable::new() }; MAX_DOMAINS],
         }
     }
 
@@ -80,12 +84,14 @@ impl DomainSet {
     /// Puts `guest` in free slot `slot` with a fresh port table (one vCPU, `max_port`).
     pub fn install(&mut self, slot: usize, guest: Guest, max_port: u32) {
         self.ports[slot].reset(1, max_port);
+        self.grants[slot].reset();
         self.guests[slot] = Some(guest);
     }
 
     /// Empties slot `slot`, returning its domain.
     pub fn remove(&mut self, slot: usize) -> Option<Guest> {
         self.ports[slot].reset(1, MAX_PORT_2L);
+        self.grants[slot].reset();
         self.guests[slot].take()
     }
 
@@ -128,18 +134,26 @@ impl DomainSet {
         self.len() == 0
     }
 
-    /// Splits the table into the guest in `slot` (with its ports) and all the others.
-    pub fn split(&mut self, slot: usize) -> Option<(&mut Guest, &mut PortTable, Others<'_>)> {
+    /// Splits the table into the guest in `slot` (with its ports and grant table) and all the
+    /// others.
+    pub fn split(
+        &mut self,
+        slot: usize,
+    ) -> Option<(&mut Guest, &mut PortTable, &mut GrantTable, Others<'_>)> {
         let (glo, grest) = self.guests.split_at_mut(slot);
         let (gme, ghi) = grest.split_first_mut()?;
         let (plo, prest) = self.ports.split_at_mut(slot);
         let (pme, phi) = prest.split_first_mut()?;
+        let (tlo, trest) = self.grants.split_at_mut(slot);
+        let (tme, thi) = trest.split_first_mut()?;
         Some((
             gme.as_mut()?,
             pme,
+            tme,
             Others {
                 lo: (glo, plo),
                 hi: (ghi, phi),
+                grants: (tlo, thi),
             },
         ))
     }
@@ -149,6 +163,7 @@ impl DomainSet {
 pub struct Others<'a> {
     lo: (&'a mut [Option<Guest>], &'a mut [PortTable]),
     hi: (&'a mut [Option<Guest>], &'a mut [PortTable]),
+    grants: (&'a mut [GrantTable], &'a mut [GrantTable]),
 }
 
 impl<'a> Others<'a> {
@@ -157,6 +172,7 @@ impl<'a> Others<'a> {
         Others {
             lo: (&mut [], &mut []),
             hi: (&mut [], &mut []),
+            grants: (&mut [], &mut []),
         }
     }
 
@@ -170,6 +186,15 @@ impl<'a> Others<'a> {
         let lo = self.lo.0.iter_mut().zip(self.lo.1.iter_mut());
         let hi = self.hi.0.iter_mut().zip(self.hi.1.iter_mut());
         lo.chain(hi).filter_map(|(g, p)| g.as_mut().map(|g| (g, p)))
+    }
+
+    /// The grant table of domain `id`, if it exists (and is not the caller).
+    pub fn grants_mut(&mut self, id: DomainId) -> Option<&mut GrantTable> {
+        let lo = self.lo.0.iter().zip(self.grants.0.iter_mut());
+        let hi = self.hi.0.iter().zip(self.grants.1.iter_mut());
+        lo.chain(hi)
+            .find(|(g, _)| g.as_ref().is_some_and(|g| g.dom.id == id))
+            .map(|(_, t)| t)
     }
 
     /// Every other domain.
@@ -214,7 +239,7 @@ mod tests {
         }
         assert_eq!(set.len(), 3);
         assert_eq!(set.slot_of(7), Some(2));
-        let (me, _, mut others) = set.split(1).unwrap();
+        let (me, _, _, mut others) = set.split(1).unwrap();
         assert_eq!(me.dom.id, 3);
         assert!(
             others.get(3).is_none(),

@@ -113,11 +113,13 @@ pub fn with_ctx<R>(
     f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
 ) -> R {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
+    let mut grants = Box::new(crate::grant_table::GrantTable::new());
     let mut ctx = Ctx {
         m,
         info,
         dom,
         events: &mut events,
+        grants: &mut grants,
         others: crate::domains::Others::none(),
         regs,
         in_multicall: false,

@@ -12,6 +12,7 @@ use xen_core::bounce::{self, CrashReason};
 use xen_core::domain::{Domain, MachineInfo, Shutdown};
 use xen_core::emulate::{self, GuestCrs};
 use xen_core::evtchn::PortTable;
+use xen_core::grant_table::GrantTable;
 use xen_core::guest::{GuestMemory, PageTableGuest};
 use xen_core::hypercall::event_channel;
 use xen_core::hypercall::{dispatch, ptwr_emulate, Ctx};
@@ -56,6 +57,10 @@ static HV: Mutex<Option<Hv>> = Mutex::new(None);
 /// dom0's event channels (kept apart from `Hv`: a port table is tens of KiB, too big to build on
 /// the boot stack and move).
 static DOM0_PORTS: Mutex<PortTable> = Mutex::new(PortTable::new(1, MAX_PORT_2L));
+
+/// dom0's grant table (kept apart from `Hv` for the same reason); `dom0::start` gives it its
+/// frames.
+pub static DOM0_GRANTS: Mutex<GrantTable> = Mutex::new(GrantTable::new());
 
 /// The highest 2-level event channel port (4096 ports on 64-bit).
 const MAX_PORT_2L: u32 = 4095;
@@ -125,11 +130,14 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         }
         ENTRY_SYSCALL => {
             let (nr, args) = regs.hypercall_args();
+            let mut grants = DOM0_GRANTS.lock();
             let mut ctx = Ctx {
                 m: &mut hv.m,
                 info: &hv.info,
                 dom: &mut hv.dom,
                 events: &mut ports,
+                grants: &mut grants,
+                others: xen_core::domains::Others::none(),
                 regs,
                 in_multicall: false,
             };

@@ -238,6 +238,17 @@ pub fn start(
             "dom0's initial page tables did not validate: {e}"
         ));
     }
+    // dom0's grant table: its frames now (hypervisor memory shared with it as Xen's
+    // `gnttab_grow_table` does), while the boot allocator is at hand.
+    if let Err(e) = dispatch::DOM0_GRANTS.lock().init(
+        &mut mm,
+        &mut mem,
+        dom.id,
+        &mut || frames.alloc_frame(),
+        xen_core::grant_table::MAX_GRANT_FRAMES,
+    ) {
+        refuse(format_args!("dom0's grant table: {e:?}"));
+    }
     let mut m = HvMachine { mem, e820, mm };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared::set_upcall_mask(&mut m, &dom, true);
