@@ -231,9 +231,20 @@ mod tests {
         }
     }
 
+    /// A set on the heap. Built on a thread with a big stack: the value passes through the stack
+    /// (twice in debug builds) on its way into the box, and it is over a MiB.
+    fn boxed_set() -> Box<DomainSet> {
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(|| Box::new(DomainSet::new()))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
     #[test]
     fn split_gives_the_caller_and_everyone_else() {
-        let mut set = Box::new(DomainSet::new());
+        let mut set = boxed_set();
         for (slot, id) in [(0, 0), (1, 3), (2, 7)] {
             set.install(slot, guest(id), MAX_PORT_2L);
         }
@@ -251,7 +262,7 @@ mod tests {
 
     #[test]
     fn removing_a_domain_frees_its_slot_and_resets_its_ports() {
-        let mut set = Box::new(DomainSet::new());
+        let mut set = boxed_set();
         set.install(0, guest(0), MAX_PORT_2L);
         set.install(1, guest(1), 1023);
         assert_eq!(set.ports(1).max_port(), 1023);
