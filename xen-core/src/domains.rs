@@ -8,6 +8,7 @@
 
 use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
+use crate::grant_table::GrantTable;
 use crate::regs::Regs;
 
 /// Most domains at once, dom0 included.
@@ -70,6 +71,8 @@ pub struct BootRings {
 pub struct DomainSet {
     guests: [Option<Guest>; MAX_DOMAINS],
     ports: [PortTable; MAX_DOMAINS],
+    /// Each slot's grant table (built and reset in place, like the port tables).
+    pub grants: [GrantTable; MAX_DOMAINS],
 }
 
 impl Default for DomainSet {
@@ -84,6 +87,7 @@ impl DomainSet {
         DomainSet {
             guests: [const { None }; MAX_DOMAINS],
             ports: [const { PortTable::new(1, MAX_PORT_2L) }; MAX_DOMAINS],
+            grants: [const { GrantTable::new() }; MAX_DOMAINS],
         }
     }
 
@@ -102,12 +106,14 @@ impl DomainSet {
     /// Puts `guest` in free slot `slot` with a fresh port table (one vCPU, `max_port`).
     pub fn install(&mut self, slot: usize, guest: Guest, max_port: u32) {
         self.ports[slot].reset(1, max_port);
+        self.grants[slot].reset();
         self.guests[slot] = Some(guest);
     }
 
     /// Empties slot `slot`, returning its domain.
     pub fn remove(&mut self, slot: usize) -> Option<Guest> {
         self.ports[slot].reset(1, MAX_PORT_2L);
+        self.grants[slot].reset();
         self.guests[slot].take()
     }
 
@@ -150,18 +156,26 @@ impl DomainSet {
         self.len() == 0
     }
 
-    /// Splits the table into the guest in `slot` (with its ports) and all the others.
-    pub fn split(&mut self, slot: usize) -> Option<(&mut Guest, &mut PortTable, Others<'_>)> {
+    /// Splits the table into the guest in `slot` (with its ports and grant table) and all the
+    /// others.
+    pub fn split(
+        &mut self,
+        slot: usize,
+    ) -> Option<(&mut Guest, &mut PortTable, &mut GrantTable, Others<'_>)> {
         let (glo, grest) = self.guests.split_at_mut(slot);
         let (gme, ghi) = grest.split_first_mut()?;
         let (plo, prest) = self.ports.split_at_mut(slot);
         let (pme, phi) = prest.split_first_mut()?;
+        let (tlo, trest) = self.grants.split_at_mut(slot);
+        let (tme, thi) = trest.split_first_mut()?;
         Some((
             gme.as_mut()?,
             pme,
+            tme,
             Others {
                 lo: (glo, plo),
                 hi: (ghi, phi),
+                grants: (tlo, thi),
             },
         ))
     }
@@ -171,6 +185,7 @@ impl DomainSet {
 pub struct Others<'a> {
     lo: (&'a mut [Option<Guest>], &'a mut [PortTable]),
     hi: (&'a mut [Option<Guest>], &'a mut [PortTable]),
+    grants: (&'a mut [GrantTable], &'a mut [GrantTable]),
 }
 
 impl<'a> Others<'a> {
@@ -179,6 +194,7 @@ impl<'a> Others<'a> {
         Others {
             lo: (&mut [], &mut []),
             hi: (&mut [], &mut []),
+            grants: (&mut [], &mut []),
         }
     }
 
@@ -192,6 +208,15 @@ impl<'a> Others<'a> {
         let lo = self.lo.0.iter_mut().zip(self.lo.1.iter_mut());
         let hi = self.hi.0.iter_mut().zip(self.hi.1.iter_mut());
         lo.chain(hi).filter_map(|(g, p)| g.as_mut().map(|g| (g, p)))
+    }
+
+    /// The grant table of domain `id`, if it exists (and is not the caller).
+    pub fn grants_mut(&mut self, id: DomainId) -> Option<&mut GrantTable> {
+        let lo = self.lo.0.iter().zip(self.grants.0.iter_mut());
+        let hi = self.hi.0.iter().zip(self.grants.1.iter_mut());
+        lo.chain(hi)
+            .find(|(g, _)| g.as_ref().is_some_and(|g| g.dom.id == id))
+            .map(|(_, t)| t)
     }
 
     /// Every other domain.
@@ -231,15 +256,26 @@ mod tests {
         }
     }
 
+    /// A set on the heap. Built on a thread with a big stack: the value passes through the stack
+    /// (twice in debug builds) on its way into the box, and it is over a MiB.
+    fn boxed_set() -> Box<DomainSet> {
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(|| Box::new(DomainSet::new()))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
     #[test]
     fn split_gives_the_caller_and_everyone_else() {
-        let mut set = Box::new(DomainSet::new());
+        let mut set = boxed_set();
         for (slot, id) in [(0, 0), (1, 3), (2, 7)] {
             set.install(slot, guest(id), MAX_PORT_2L);
         }
         assert_eq!(set.len(), 3);
         assert_eq!(set.slot_of(7), Some(2));
-        let (me, _, mut others) = set.split(1).unwrap();
+        let (me, _, _, mut others) = set.split(1).unwrap();
         assert_eq!(me.dom.id, 3);
         assert!(
             others.get(3).is_none(),
@@ -251,7 +287,7 @@ mod tests {
 
     #[test]
     fn removing_a_domain_frees_its_slot_and_resets_its_ports() {
-        let mut set = Box::new(DomainSet::new());
+        let mut set = boxed_set();
         set.install(0, guest(0), MAX_PORT_2L);
         set.install(1, guest(1), 1023);
         assert_eq!(set.ports(1).max_port(), 1023);

@@ -26,6 +26,7 @@ pub mod emulate;
 pub mod evtchn;
 pub mod frame_alloc;
 pub mod frame_table;
+pub mod grant_table;
 pub mod guest;
 pub mod hypercall;
 pub mod lab;

@@ -152,11 +152,13 @@ impl World {
     pub fn call(&mut self, nr: u32, a: [u64; 5]) -> i64 {
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
+        let mut grants = Box::new(crate::grant_table::GrantTable::new());
         let mut ctx = Ctx {
             m: &mut self.m,
             info: &self.info,
             dom: &mut self.dom,
             events: &mut events,
+            grants: &mut grants,
             others: crate::domains::Others::none(),
             regs: &mut regs,
             in_multicall: false,
@@ -342,11 +344,13 @@ impl Two {
     pub fn ctx<R>(&mut self, d: usize, f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R) -> R {
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
+        let mut grants = Box::new(crate::grant_table::GrantTable::new());
         let mut ctx = Ctx {
             m: &mut self.m,
             info: &self.info,
             dom: &mut self.doms[d],
             events: &mut events,
+            grants: &mut grants,
             others: crate::domains::Others::none(),
             regs: &mut regs,
             in_multicall: false,

@@ -16,6 +16,7 @@ mod debugreg;
 mod domctl;
 pub mod event_channel;
 mod gdt;
+pub mod grant_table;
 mod hvm;
 mod memory;
 pub(crate) mod mmu;
@@ -68,6 +69,8 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub dom: &'a mut Domain,
     /// Its event channels.
     pub events: &'a mut crate::evtchn::PortTable,
+    /// Its grant table.
+    pub grants: &'a mut crate::grant_table::GrantTable,
     /// Every other domain (event channels and grants reach them; dom0 manages them).
     pub others: crate::domains::Others<'a>,
     /// The caller's saved registers (`iret` rewrites them).
@@ -152,6 +155,10 @@ pub const IMPLEMENTED: &[Hypercall] = &[
         name: "console_io",
     },
     Hypercall {
+        nr: __HYPERVISOR_grant_table_op,
+        name: "grant_table_op",
+    },
+    Hypercall {
         nr: __HYPERVISOR_vm_assist,
         name: "vm_assist",
     },
@@ -216,6 +223,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         __HYPERVISOR_xen_version => version::xen_version(ctx, a[0], a[1]),
         __HYPERVISOR_console_io => console::console_io(ctx, a[0], a[1], a[2]),
         __HYPERVISOR_vm_assist => traps::vm_assist(ctx, a[0], a[1]),
+        __HYPERVISOR_grant_table_op => grant_table::grant_table_op(ctx, a[0], a[1], a[2]),
         __HYPERVISOR_iret => traps::iret(ctx),
         __HYPERVISOR_vcpu_op => vcpu::vcpu_op(ctx, a[0], a[1], a[2]),
         __HYPERVISOR_set_segment_base => traps::set_segment_base(ctx, a[0], a[1]),

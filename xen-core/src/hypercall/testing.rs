@@ -113,11 +113,13 @@ pub fn with_ctx<R>(
     f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
 ) -> R {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
+    let mut grants = Box::new(crate::grant_table::GrantTable::new());
     let mut ctx = Ctx {
         m,
         info,
         dom,
         events: &mut events,
+        grants: &mut grants,
         others: crate::domains::Others::none(),
         regs,
         in_multicall: false,
@@ -162,12 +164,13 @@ pub fn with_set_ctx<R>(
         max_ram_page: 0x1ffe0,
     };
     let mut regs = Regs::default();
-    let (me, events, others) = set.split(slot).expect("no domain in that slot");
+    let (me, events, grants, others) = set.split(slot).expect("no domain in that slot");
     let mut ctx = Ctx {
         m,
         info: &info,
         dom: &mut me.dom,
         events,
+        grants,
         others,
         regs: &mut regs,
         in_multicall: false,

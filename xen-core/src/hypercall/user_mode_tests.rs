@@ -28,11 +28,13 @@ const SYSCALL_CB: u64 = 0x10_5000;
 /// Hypercall `nr` as dom0 with the saved registers `regs` (`iret` reads and rewrites them).
 fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
+    let mut grants = Box::new(crate::grant_table::GrantTable::new());
     let mut ctx = Ctx {
         m: &mut w.m,
         info: &w.info,
         dom: &mut w.dom,
         events: &mut events,
+        grants: &mut grants,
         others: crate::domains::Others::none(),
         regs,
         in_multicall: false,

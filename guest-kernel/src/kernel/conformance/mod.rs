@@ -16,6 +16,7 @@
 
 mod cpu;
 mod exceptions;
+mod grant;
 mod insn;
 mod memory;
 mod timer;
@@ -216,6 +217,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
     memory::cases(&mut s, si);
     s.group("hypercall", unknown_hypercall_cases);
     s.group("evtchn", event_channel_cases);
+    s.group("grant", grant::cases);
     // These groups provoke faults and events on purpose: without handlers, the first one would
     // kill the domain, so they run only if the setup cases installed them.
     match s.handlers_ready() {
@@ -1230,6 +1232,61 @@ fn event_channel_cases(s: &mut Suite) {
     };
     let rc = hc::event_channel_op(EVTCHNOP_bind_virq, &mut virq);
     s.case("evtchn.bind_virq_bad_virq", format_args!("{rc}"));
+
+    // Closed, never-valid and foreign ports.
+    let mut send = EvtchnSend { port: a };
+    let rc_send = hc::event_channel_op(EVTCHNOP_send, &mut send);
+    let mut unmask = EvtchnUnmask { port: a };
+    let rc_unmask = hc::event_channel_op(EVTCHNOP_unmask, &mut unmask);
+    let mut bind = EvtchnBindInterdomain {
+        remote_dom: DOMID_SELF,
+        remote_port: a,
+        local_port: 0,
+        ..Default::default()
+    };
+    let rc_bind = hc::event_channel_op(EVTCHNOP_bind_interdomain, &mut bind);
+    s.case(
+        "evtchn.closed_port",
+        format_args!("send={rc_send} unmask={rc_unmask} bind_interdomain={rc_bind}"),
+    );
+    let mut unmask = EvtchnUnmask { port: 5000 };
+    let rc_unmask = hc::event_channel_op(EVTCHNOP_unmask, &mut unmask);
+    let mut bind = EvtchnBindInterdomain {
+        remote_dom: DOMID_SELF,
+        remote_port: 5000,
+        local_port: 0,
+        ..Default::default()
+    };
+    let rc_bind = hc::event_channel_op(EVTCHNOP_bind_interdomain, &mut bind);
+    s.case(
+        "evtchn.port_out_of_range",
+        format_args!("unmask={rc_unmask} bind_interdomain={rc_bind}"),
+    );
+    let mut st = EvtchnStatus {
+        dom: NO_SUCH_DOMAIN,
+        port: 1,
+        ..Default::default()
+    };
+    let rc_status = hc::event_channel_op(EVTCHNOP_status, &mut st);
+    let mut bind = EvtchnBindInterdomain {
+        remote_dom: NO_SUCH_DOMAIN,
+        remote_port: 1,
+        local_port: 0,
+        ..Default::default()
+    };
+    let rc_bind = hc::event_channel_op(EVTCHNOP_bind_interdomain, &mut bind);
+    let mut close = EvtchnClose {
+        port: bind.local_port,
+    };
+    let _ = if rc_bind == 0 {
+        hc::event_channel_op(EVTCHNOP_close, &mut close)
+    } else {
+        0
+    };
+    s.case(
+        "evtchn.foreign_domain",
+        format_args!("status={rc_status} bind_interdomain={rc_bind}"),
+    );
 
     let mut any = EvtchnClose { port: 0 };
     let rc = hc::event_channel_op(BAD_CMD, &mut any);

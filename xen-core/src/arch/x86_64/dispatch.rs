@@ -192,7 +192,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         .expect("a guest runs only after `run` installed the state");
     let mut doms = DOMS.lock();
     {
-        let (g, ports, others) = doms
+        let (g, ports, grants, others) = doms
             .split(hv.cur)
             .expect("the running vCPU's domain exists");
         let dom = &mut g.dom;
@@ -212,6 +212,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                     info: &hv.info,
                     dom,
                     events: ports,
+                    grants,
                     others,
                     regs,
                     in_multicall: false,

@@ -266,6 +266,16 @@ pub fn start(
         MAX_PORT_2L,
     );
     dispatch::reset_fpu(0);
+    // dom0's grant table: frames shared with it as Xen's `gnttab_grow_table` does.
+    if let Err(e) = doms.grants[0].init(
+        &mut m.mm,
+        &mut m.mem,
+        0,
+        &mut || frames.alloc_frame(),
+        xen_core::grant_table::MAX_GRANT_FRAMES,
+    ) {
+        refuse(format_args!("dom0's grant table: {e:?}"));
+    }
 
     // Every further boot module becomes a domU; one that cannot be built is refused and the
     // others still boot.

@@ -14,8 +14,8 @@
 //! destroyed (Xen's toolstack does this for `on_reboot = "restart"`): that is how dom0 restarts a
 //! domU, with `SCHEDOP_remote_shutdown(domid, SHUTDOWN_reboot)`.
 
-use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use hypercall_abi::sched::SHUTDOWN_reboot;
+use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use xen_core::domain::{Domain, Shutdown, Vcpu};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
 use xen_core::domains::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
@@ -56,6 +56,8 @@ struct Alloc {
     domid: u16,
     pages: FrameRange,
     shared_info: Mfn,
+    /// Its grant-table frames (shared with it or held in reserve).
+    grant_frames: heapless::Vec<Mfn, { xen_core::grant_table::MAX_GRANT_FRAMES as usize }>,
 }
 
 /// Free memory, and what each domain took from it.
@@ -88,11 +90,19 @@ impl Pool {
     }
 
     /// Records that domain `domid` in `slot` owns `pages` and `shared_info`.
-    pub fn record(&mut self, slot: usize, domid: u16, pages: FrameRange, shared_info: Mfn) {
+    pub fn record(
+        &mut self,
+        slot: usize,
+        domid: u16,
+        pages: FrameRange,
+        shared_info: Mfn,
+        grant_frames: &[Mfn],
+    ) {
         self.allocs[slot] = Some(Alloc {
             domid,
             pages,
             shared_info,
+            grant_frames: grant_frames.iter().copied().collect(),
         });
     }
 }
@@ -254,6 +264,26 @@ pub fn build(
         let _ = pool.frames.free(one(shared_info));
         return Err(());
     }
+    // Its grant table: frames shared with it as Xen's `gnttab_grow_table` does.
+    let frames = &mut pool.frames;
+    if let Err(e) = doms.grants[slot].init(
+        &mut m.mm,
+        &mut m.mem,
+        id,
+        &mut || frames.alloc_frame(),
+        xen_core::grant_table::MAX_GRANT_FRAMES,
+    ) {
+        refuse(format_args!("no grant table: {e:?}"));
+        let taken: heapless::Vec<Mfn, 64> = doms.grants[slot].frames().iter().copied().collect();
+        m.mm.relinquish_domain(&mut m.mem, &mut dom);
+        doms.remove(slot);
+        let _ = pool.frames.free(pages);
+        let _ = pool.frames.free(one(shared_info));
+        for f in taken {
+            let _ = pool.frames.free(one(f));
+        }
+        return Err(());
+    }
     let page_mfn = |r: Option<domain_build::layout::Region>| {
         r.map_or(0, |r| built.mfn_base.0 + built.layout.pfn_of(r.start))
     };
@@ -270,7 +300,8 @@ pub fn build(
     g.dom = dom;
     g.regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     g.rings = Some(rings);
-    pool.record(slot, id, pages, shared_info);
+    let grant_frames: heapless::Vec<Mfn, 64> = doms.grants[slot].frames().iter().copied().collect();
+    pool.record(slot, id, pages, shared_info, &grant_frames);
     pool.next_domid += 1;
     dispatch::reset_fpu(slot);
     printk!(
@@ -300,10 +331,26 @@ pub fn notify_dom0(hv: &mut Hv, doms: &mut DomainSet, virq: u32) {
 /// Tears down the domain in `slot` (dom0 destroyed it): closes its event channels, relinquishes
 /// its memory, frees its slot, and tells dom0 (`VIRQ_DOM_EXC`).
 pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
-    let Some((g, ports, mut others)) = doms.split(slot) else {
+    let Some((g, ports, grants, mut others)) = doms.split(slot) else {
         return;
     };
     let id = g.dom.id;
+    // Grants first: its mappings of others' frames, and others' mappings of its grants.
+    let _ = xen_core::hypercall::grant_table::domain_dying(
+        &mut hv.m.mm,
+        &mut hv.m.mem,
+        &mut g.dom,
+        grants,
+        &mut others,
+    );
+    // The mappers' TLBs: another vCPU is flushed when it is switched to; the running one now.
+    // SAFETY: toggling CR4.PGE only drops cached translations.
+    unsafe {
+        let cr4: u64;
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
     let module = g.module;
     event_channel::close_all(&mut hv.m.mem, &g.dom, ports, &mut others);
@@ -337,6 +384,7 @@ pub fn reap(hv: &mut Hv) {
         let busy = |mfn: Mfn| hv.m.mm.frames.get(mfn).is_some_and(|f| f.owner() == owner);
         let held = (a.pages.start.0..a.pages.end.0)
             .chain(core::iter::once(a.shared_info.0))
+            .chain(a.grant_frames.iter().map(|f| f.0))
             .filter(|&m| busy(Mfn(m)))
             .count();
         if held > 0 {
@@ -348,10 +396,13 @@ pub fn reap(hv: &mut Hv) {
         }
         let _ = hv.pool.frames.free(a.pages);
         let _ = hv.pool.frames.free(one(a.shared_info));
+        for &f in &a.grant_frames {
+            let _ = hv.pool.frames.free(one(f));
+        }
         printk!(
             "domain {}: all {} frames returned to the free pool ({} free)\n",
             a.domid,
-            a.pages.len() + 1,
+            a.pages.len() + 1 + a.grant_frames.len() as u64,
             hv.pool.frames.free_frames()
         );
         hv.pool.zombies.swap_remove(i);

@@ -1,0 +1,441 @@
+//! Host tests of the grant table state machine on the two-domain test machine
+//! (`frame_table::testing::Two`): domain 0 grants, domain 1 maps and copies. The frame table
+//! audit (which knows nothing of grants: a PTE mapping another domain's frame is an error to it)
+//! must hold whenever no grant is mapped; while one is, the counts are checked one by one.
+
+use hypercall_abi::grant_table::*;
+
+use super::*;
+use crate::frame_table::testing::{base, page_va, Two};
+use crate::frame_table::FrameInfo;
+
+/// Two domains with a grant table each (frames 80.. for the tables, 4 frames each).
+struct World {
+    two: Two,
+    tables: [Box<GrantTable>; 2],
+}
+
+/// The tables as [`GrantTables`] (domain `i` has id `i`).
+struct Both<'a>(&'a mut [Box<GrantTable>; 2]);
+
+impl GrantTables for Both<'_> {
+    fn table(&mut self, id: DomainId) -> Option<&mut GrantTable> {
+        self.0.get_mut(usize::from(id)).map(|b| &mut **b)
+    }
+    fn ids(&self, out: &mut dyn FnMut(DomainId)) {
+        out(0);
+        out(1);
+    }
+}
+
+/// The frame dom0 grants (its page 10, mapped writable by itself).
+const GRANTED: u64 = base(0) + 10;
+/// A second frame of dom0 (page 11).
+const GRANTED2: u64 = base(0) + 11;
+/// Where dom1 maps grants (its pages 20 and 21).
+const AT: u64 = page_va(20);
+const AT2: u64 = page_va(21);
+
+impl World {
+    fn new() -> World {
+        let mut two = Two::new();
+        let mut tables = [Box::new(GrantTable::new()), Box::new(GrantTable::new())];
+        let mut next = 80u64;
+        let mut alloc = || {
+            next += 1;
+            Some(Mfn(next - 1))
+        };
+        for (d, t) in tables.iter_mut().enumerate() {
+            let mm = two.m.mm.as_mut().unwrap();
+            t.init(mm, &mut two.m.mem, d as u16, &mut alloc, 4).unwrap();
+        }
+        let w = World { two, tables };
+        w.two.check();
+        w
+    }
+
+    /// Writes entry `gref` of domain `d`'s table.
+    fn grant(&mut self, d: usize, gref: u32, flags: u16, domid: u16, frame: u64) {
+        let at = self.tables[d].entry_at(gref);
+        let v = u64::from(flags) | u64::from(domid) << 16 | frame << 32;
+        self.two.m.mem.write_u64(at, v).unwrap();
+    }
+
+    fn flags(&self, d: usize, gref: u32) -> u16 {
+        self.tables[d].entry(&self.two.m.mem, gref).0
+    }
+
+    /// Runs `f` as domain `d` with a frame-table context and both tables.
+    fn as_dom<R>(
+        &mut self,
+        d: usize,
+        f: impl FnOnce(&mut Pt<'_, '_>, Mfn, &mut Both<'_>) -> R,
+    ) -> R {
+        let dom = &mut self.two.doms[d];
+        let caller = dom.info();
+        let l4 = dom.l4;
+        let mut pt = Pt {
+            mm: self.two.m.mm.as_mut().unwrap(),
+            mem: &mut self.two.m.mem,
+            perf: &mut dom.vcpu.perf,
+            flush: &mut dom.vcpu.flush,
+            caller,
+        };
+        f(&mut pt, l4, &mut Both(&mut self.tables))
+    }
+
+    fn map(&mut self, d: usize, gref: u32, dom: u16, va: u64, flags: u32) -> GnttabMapGrantRef {
+        let mut op = GnttabMapGrantRef {
+            host_addr: va,
+            flags,
+            r#ref: gref,
+            dom,
+            ..Default::default()
+        };
+        self.as_dom(d, |pt, l4, t| map_grant_ref(pt, l4, t, &mut op));
+        op
+    }
+
+    fn unmap(&mut self, d: usize, va: u64, bus: u64, handle: u32) -> i16 {
+        let mut op = GnttabUnmapGrantRef {
+            host_addr: va,
+            dev_bus_addr: bus,
+            handle,
+            ..Default::default()
+        };
+        self.as_dom(d, |pt, l4, t| unmap_grant_ref(pt, l4, t, &mut op));
+        op.status
+    }
+
+    fn copy(&mut self, d: usize, op: GnttabCopy) -> i16 {
+        self.as_dom(d, |pt, _, t| copy(pt, t, &op))
+    }
+
+    fn frame(&self, mfn: u64) -> FrameInfo {
+        self.two.frame(mfn)
+    }
+
+    /// dom1's L1 entry for `va` (its L1 is frame base(1)+3).
+    fn pte(&self, va: u64) -> u64 {
+        self.two.entry(base(1) + 3, va >> 12)
+    }
+
+    fn check(&self) {
+        self.two.check();
+    }
+}
+
+const HOST: u32 = GNTMAP_host_map;
+const RO: u32 = GNTMAP_host_map | GNTMAP_readonly;
+
+#[test]
+fn setup_shares_the_first_frame_and_grows_on_demand() {
+    let mut w = World::new();
+    assert_eq!(w.tables[0].nr_frames(), 1);
+    assert_eq!(w.tables[0].nr_entries(), 512);
+    let f = w.frame(w.tables[0].shared_frames()[0].0);
+    assert_eq!(f.owner(), Owner::Domain(0));
+    assert!(f.xen_heap());
+    let r = w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 3));
+    assert_eq!(r, Ok(()));
+    assert_eq!(w.tables[0].nr_frames(), 3);
+    let r = w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 5));
+    assert_eq!(
+        r,
+        Err(GNTST_general_error),
+        "beyond the 4 frames it was given"
+    );
+    // dom1 (unprivileged) may not ask about dom0; dom0 may ask about dom1.
+    let r = w.as_dom(1, |pt, _, t| target_table(pt, t, 0));
+    assert_eq!(r, Err(GNTST_permission_denied));
+    let r = w.as_dom(0, |pt, _, t| target_table(pt, t, 1));
+    assert_eq!(r, Ok(1));
+    let r = w.as_dom(0, |pt, _, t| target_table(pt, t, 9));
+    assert_eq!(r, Err(GNTST_bad_domain));
+    w.check();
+}
+
+#[test]
+fn map_and_unmap_rw_and_ro_with_pins_flags_and_references() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    let old_pte = w.pte(AT);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(m.dev_bus_addr, GRANTED << 12);
+    assert_eq!(
+        w.flags(0, 10),
+        GTF_permit_access | GTF_reading | GTF_writing
+    );
+    assert_eq!(w.tables[0].active(10).unwrap().pin, GNTPIN_HSTW_INC);
+    let pte = w.pte(AT);
+    assert_eq!(pte::mfn(pte), GRANTED);
+    assert_eq!(pte & !pte::ADDR, 0x8010_0000_0000_0067);
+    assert_eq!(w.frame(GRANTED).count(), start.count() + 1);
+    assert_eq!(w.frame(GRANTED).type_count(), start.type_count() + 1);
+    // The page dom1 had there lost its mapping.
+    assert_eq!(w.frame(pte::mfn(old_pte)).type_count(), 0);
+
+    let m2 = w.map(1, 10, 0, AT2, RO);
+    assert_eq!(m2.status, GNTST_okay);
+    assert_ne!(m2.handle, m.handle);
+    assert_eq!(
+        w.tables[0].active(10).unwrap().pin,
+        GNTPIN_HSTW_INC + GNTPIN_HSTR_INC
+    );
+    assert_eq!(w.pte(AT2) & pte::RW, 0);
+
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    assert_eq!(w.pte(AT), 0);
+    assert_eq!(w.flags(0, 10), GTF_permit_access | GTF_reading);
+    assert_eq!(
+        w.unmap(1, AT, 0, m.handle),
+        GNTST_bad_handle,
+        "double unmap"
+    );
+    assert_eq!(w.unmap(1, AT, 0, 5000), GNTST_bad_handle);
+    assert_eq!(w.unmap(1, AT, 0, 7), GNTST_bad_handle);
+    // The wrong address: the PTE there does not map the frame; the mapping stays.
+    assert_eq!(w.unmap(1, AT, 0, m2.handle), GNTST_general_error);
+    assert_eq!(w.unmap(1, AT2, 0, m2.handle), GNTST_okay);
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert!(w.tables[0].active(10).is_none());
+    assert_eq!(w.frame(GRANTED), start);
+    assert!(w.tables[1].mappings().next().is_none());
+    w.check();
+}
+
+#[test]
+fn refused_maps_change_nothing() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access | GTF_readonly, 1, GRANTED);
+    w.grant(0, 11, GTF_permit_access, 7, GRANTED);
+    w.grant(0, 12, 0, 1, GRANTED);
+    w.grant(0, 13, GTF_permit_access, 1, base(1) + 5); // not dom0's frame
+    let cases = [
+        (10, 0, HOST, GNTST_general_error), // read-only grant mapped writable
+        (11, 0, HOST, GNTST_general_error), // granted to another domain
+        (12, 0, HOST, GNTST_general_error), // not permitted
+        (13, 0, HOST, GNTST_bad_page),      // the granter does not own the frame
+        (512, 0, HOST, GNTST_bad_gntref),   // beyond the table
+        (10, 9, HOST, GNTST_bad_domain),
+        (10, DOMID_SELF, HOST, GNTST_bad_domain),
+        (10, 0, 0, GNTST_bad_gntref), // neither host nor device
+    ];
+    for (gref, dom, flags, want) in cases {
+        let m = w.map(1, gref, dom, AT, flags);
+        assert_eq!(m.status, want, "ref {gref} dom {dom} flags {flags:#x}");
+    }
+    // A bad address: no L1 there.
+    let m = w.map(1, 10, 0, 0x7000_0000_0000, RO);
+    assert_eq!(m.status, GNTST_general_error);
+    assert_eq!(w.flags(0, 10), GTF_permit_access | GTF_readonly);
+    assert_eq!(w.flags(0, 11), GTF_permit_access);
+    assert!(w.tables[0].active_entries().next().is_none());
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}
+
+#[test]
+fn copies_in_both_directions_with_bounds() {
+    let mut w = World::new();
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    w.grant(0, 11, GTF_permit_access | GTF_readonly, 1, GRANTED2);
+    let (src_start, dst_start) = (w.frame(GRANTED), w.frame(base(1) + 6));
+    w.two
+        .m
+        .mem
+        .write_u64(Maddr((GRANTED2 << 12) + 8), 0x1122_3344)
+        .unwrap();
+    let ptr = |u: u64, domid: u16, offset: u16| GnttabCopyPtr {
+        u,
+        domid,
+        offset,
+        ..Default::default()
+    };
+    // From dom0's read-only grant into dom1's own frame.
+    let op = GnttabCopy {
+        source: ptr(11, 0, 8),
+        dest: ptr(base(1) + 6, DOMID_SELF, 100),
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    assert_eq!(w.copy(1, op), GNTST_okay);
+    let got = w.two.m.mem.read_u64(Maddr(((base(1) + 6) << 12) + 100));
+    assert_eq!(got, Some(0x1122_3344));
+    // From dom1's frame into dom0's writable grant.
+    let op = GnttabCopy {
+        source: ptr(base(1) + 6, DOMID_SELF, 100),
+        dest: ptr(10, 0, 4088),
+        len: 8,
+        flags: GNTCOPY_dest_gref,
+        ..Default::default()
+    };
+    assert_eq!(w.copy(1, op), GNTST_okay);
+    let got = w.two.m.mem.read_u64(Maddr((GRANTED << 12) + 4088));
+    assert_eq!(got, Some(0x1122_3344));
+    let refused = [
+        (ptr(11, 0, 0), ptr(10, 0, 4089), 8, 3, GNTST_bad_copy_arg),
+        (ptr(11, 0, 4095), ptr(10, 0, 0), 2, 3, GNTST_bad_copy_arg),
+        (ptr(10, 0, 0), ptr(11, 0, 0), 8, 3, GNTST_general_error), // r/o destination
+        (
+            ptr(GRANTED, 0, 0),
+            ptr(10, 0, 0),
+            8,
+            2,
+            GNTST_permission_denied,
+        ),
+        (
+            ptr(GRANTED, DOMID_SELF, 0),
+            ptr(10, 0, 0),
+            8,
+            2,
+            GNTST_bad_page,
+        ), // not dom1's
+        (ptr(600, 0, 0), ptr(10, 0, 0), 8, 3, GNTST_bad_gntref),
+        (ptr(11, 9, 0), ptr(10, 0, 0), 8, 3, GNTST_bad_domain),
+    ];
+    for (source, dest, len, flags, want) in refused {
+        let op = GnttabCopy {
+            source,
+            dest,
+            len,
+            flags,
+            ..Default::default()
+        };
+        assert_eq!(w.copy(1, op), want, "{op:?}");
+    }
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.flags(0, 11), GTF_permit_access | GTF_readonly);
+    assert!(w.tables[0].active_entries().next().is_none());
+    assert_eq!(w.frame(GRANTED), src_start);
+    assert_eq!(w.frame(base(1) + 6), dst_start);
+    w.check();
+}
+
+#[test]
+fn a_revoked_grant_stays_mapped_until_unmapped() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    w.grant(0, 10, 0, 0, 0); // the granter revokes
+                             // Pinned: another mapping does not look at the entry (Xen's behaviour).
+    let m2 = w.map(1, 10, 0, AT2, RO);
+    assert_eq!(m2.status, GNTST_okay);
+    assert_eq!(pte::mfn(w.pte(AT2)), GRANTED);
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    assert_eq!(w.unmap(1, AT2, 0, m2.handle), GNTST_okay);
+    assert_eq!(w.map(1, 10, 0, AT, HOST).status, GNTST_general_error);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}
+
+#[test]
+fn a_grant_pte_replaced_by_the_guest_gives_its_references_back() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    // dom1 writes its own frame over the grant PTE with mmu_update.
+    let slot = Two::slot(base(1) + 3, AT >> 12);
+    let own = ((base(1) + 20) << 12) | crate::frame_table::testing::DATA;
+    assert_eq!(w.two.mmu(1, &[(slot, own)], DOMID_SELF as u32), (0, 1));
+    assert_eq!(w.frame(GRANTED), start, "the PTE's references went with it");
+    w.check();
+    // The handle outlives its PTE: unmap refuses (the PTE does not map the frame) and keeps it.
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_general_error);
+    assert!(w.tables[1].mapping(m.handle).is_some());
+    // The mapper's death releases the pin without touching references again.
+    w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
+    assert!(w.tables[0].active_entries().next().is_none());
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}
+
+#[test]
+fn the_granters_death_revokes_every_mapping_of_its_grants() {
+    let mut w = World::new();
+    let start = [w.frame(GRANTED), w.frame(GRANTED2)];
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    w.grant(0, 11, GTF_permit_access, 1, GRANTED2);
+    let m = w.map(1, 10, 0, AT, HOST);
+    let d = w.map(1, 11, 0, 0, GNTMAP_device_map);
+    assert_eq!((m.status, d.status), (GNTST_okay, GNTST_okay));
+    assert_eq!(w.frame(GRANTED2).count(), start[1].count() + 1);
+    let mut flushed = Vec::new();
+    w.as_dom(0, |pt, _, t| {
+        revoke_grants_of(pt, t, 0, &mut |id| flushed.push(id));
+        release_mappings(pt, t, 0);
+    });
+    assert_eq!(flushed, [1]);
+    assert_eq!(w.pte(AT), 0);
+    assert!(w.tables[1].mappings().next().is_none());
+    assert!(w.tables[0].active_entries().next().is_none());
+    assert_eq!([w.frame(GRANTED), w.frame(GRANTED2)], start);
+    w.check();
+    // Now dom0's frames can all go: nothing of dom1 holds them.
+    let mm = w.two.m.mm.as_mut().unwrap();
+    let left = mm.relinquish_domain(&mut w.two.m.mem, &mut w.two.doms[0]);
+    assert_eq!(left, 0);
+    for f in w.tables[0].frames() {
+        assert_eq!(w.two.frame(f.0).owner(), Owner::Free);
+    }
+}
+
+#[test]
+fn the_mappers_death_drops_its_device_mappings_and_pins() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST | GNTMAP_device_map);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(
+        w.tables[0].active(10).unwrap().pin,
+        GNTPIN_HSTW_INC + GNTPIN_DEVW_INC
+    );
+    assert_eq!(w.frame(GRANTED).count(), start.count() + 2);
+    w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    // The host mapping's references are its PTE's: tearing dom1 down drops them.
+    let mm = w.two.m.mm.as_mut().unwrap();
+    let _ = mm.relinquish_domain(&mut w.two.m.mem, &mut w.two.doms[1]);
+    assert_eq!(w.frame(GRANTED), start);
+}
+
+#[test]
+fn hostile_handles_and_counts_are_refused() {
+    let mut w = World::new();
+    for h in [u32::MAX, MAX_MAPTRACK as u32, 0, 1023] {
+        assert_eq!(w.unmap(1, AT, 0, h), GNTST_bad_handle);
+    }
+    // A pin counter stops at 128 (its top bit set).
+    w.grant(0, 10, GTF_permit_access | GTF_readonly, 1, GRANTED);
+    let dev_ro = GNTMAP_device_map | GNTMAP_readonly;
+    for _ in 0..128 {
+        assert_eq!(w.map(1, 10, 0, 0, dev_ro).status, GNTST_okay);
+    }
+    assert_eq!(w.map(1, 10, 0, 0, dev_ro).status, GNTST_general_error);
+    // Every maptrack handle in use: the next map has no handle.
+    for r in 11..20 {
+        w.grant(0, r, GTF_permit_access | GTF_readonly, 1, GRANTED);
+    }
+    for i in 128..MAX_MAPTRACK as u32 {
+        let m = w.map(1, 11 + (i - 128) / 120, 0, 0, dev_ro);
+        assert_eq!(m.status, GNTST_okay, "map {i}");
+    }
+    let m = w.map(1, 19, 0, 0, dev_ro);
+    assert_eq!(m.status, GNTST_no_device_space);
+    // The mapper's death gives every reference back.
+    w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
+    assert!(w.tables[0].active_entries().next().is_none());
+    assert_eq!(w.frame(GRANTED).count(), 2);
+    w.check();
+}

@@ -1,0 +1,259 @@
+//! `HYPERVISOR_grant_table_op(cmd, uop, count)`: Xen 4.17's `do_grant_table_op` over the
+//! portable [`crate::grant_table`].
+//!
+//! The argument checks come first, in Xen's order: a negative `count` is -EINVAL, so are bits
+//! above the command (the continuation argument only `cache_flush` uses), then the array must
+//! start in guest space (-EFAULT). The batch operations (map, unmap, copy, swap) return 0 and put
+//! a `GNTST_*` status in each element; a fault reading or writing an element ends the batch with
+//! -EFAULT. `setup_table`, `query_size` and `get_status_frames` take exactly one element.
+
+use hypercall_abi::errno::Errno;
+use hypercall_abi::grant_table::*;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::{Ctx, HcResult, Machine};
+use crate::domain::DomainId;
+use crate::domains::Others;
+use crate::grant_table::{self as gnt, GrantTable, GrantTables};
+use crate::guest::{copy_from_guest, copy_to_guest, guest_va_ok, PageTableGuest};
+use crate::mm::{MachineMemoryMut, Mfn};
+
+/// Bits of `cmd` above the command: a continuation's argument (`GNTTABOP_ARG_MASK`).
+const GNTTABOP_ARG_MASK: u32 = !0xfff;
+
+/// The caller's table and every other domain's.
+struct Tables<'a, 'b> {
+    me: DomainId,
+    mine: &'a mut GrantTable,
+    others: &'a mut Others<'b>,
+}
+
+impl GrantTables for Tables<'_, '_> {
+    fn table(&mut self, id: DomainId) -> Option<&mut GrantTable> {
+        if id == self.me {
+            Some(&mut *self.mine)
+        } else {
+            self.others.grants_mut(id)
+        }
+    }
+
+    fn ids(&self, out: &mut dyn FnMut(DomainId)) {
+        out(self.me);
+        for g in self.others.iter() {
+            out(g.dom.id);
+        }
+    }
+}
+
+fn get<T: FromBytes + IntoBytes>(mem: &mut dyn MachineMemoryMut, l4: Mfn, va: u64) -> Option<T> {
+    copy_from_guest(&PageTableGuest { mem, l4 }, va).ok()
+}
+
+fn put<T: IntoBytes + Immutable>(
+    mem: &mut dyn MachineMemoryMut,
+    l4: Mfn,
+    va: u64,
+    v: &T,
+) -> Option<()> {
+    copy_to_guest(&mut PageTableGuest { mem, l4 }, va, v).ok()
+}
+
+/// Element `i` of an array at `base`.
+fn elem<T>(base: u64, i: u32) -> u64 {
+    base.wrapping_add(u64::from(i) * core::mem::size_of::<T>() as u64)
+}
+
+/// `do_grant_table_op`.
+pub(super) fn grant_table_op<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    cmd: u64,
+    uop: u64,
+    count: u64,
+) -> HcResult {
+    let (cmd, count) = (cmd as u32, count as u32);
+    if (count as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let opaque = cmd & GNTTABOP_ARG_MASK;
+    let cmd = cmd & !GNTTABOP_ARG_MASK;
+    if cmd != GNTTABOP_cache_flush && opaque != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let batch = matches!(
+        cmd,
+        GNTTABOP_map_grant_ref | GNTTABOP_unmap_grant_ref | GNTTABOP_copy | GNTTABOP_swap_grant_ref
+    );
+    if batch && !guest_va_ok(uop) {
+        return Err(Errno::EFAULT); // `guest_handle_okay`
+    }
+    let Some((mm, mem)) = ctx.m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let l4 = ctx.dom.l4;
+    let me = ctx.dom.id;
+    let mut tables = Tables {
+        me,
+        mine: &mut *ctx.grants,
+        others: &mut ctx.others,
+    };
+    let (mut pt, _) = super::mmu::pt(mm, mem, &mut *ctx.dom);
+    match cmd {
+        GNTTABOP_map_grant_ref => {
+            for i in 0..count {
+                let at = elem::<GnttabMapGrantRef>(uop, i);
+                let mut op: GnttabMapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op);
+                put(pt.mem, l4, at, &op).ok_or(Errno::EFAULT)?;
+            }
+            Ok(0)
+        }
+        GNTTABOP_unmap_grant_ref => {
+            for i in 0..count {
+                let at = elem::<GnttabUnmapGrantRef>(uop, i);
+                let mut op: GnttabUnmapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
+                // Only `status` is written back.
+                put(pt.mem, l4, at + 20, &op.status).ok_or(Errno::EFAULT)?;
+            }
+            Ok(0)
+        }
+        GNTTABOP_copy => {
+            for i in 0..count {
+                let at = elem::<GnttabCopy>(uop, i);
+                let op: GnttabCopy = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let status = gnt::copy(&mut pt, &mut tables, &op);
+                put(pt.mem, l4, at + 36, &status).ok_or(Errno::EFAULT)?;
+            }
+            Ok(0)
+        }
+        GNTTABOP_swap_grant_ref => {
+            for i in 0..count {
+                let at = elem::<GnttabSwapGrantRef>(uop, i);
+                let op: GnttabSwapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
+                put(pt.mem, l4, at + 8, &status).ok_or(Errno::EFAULT)?;
+            }
+            Ok(0)
+        }
+        GNTTABOP_setup_table => {
+            if count != 1 {
+                return Err(Errno::EINVAL);
+            }
+            let mut op: GnttabSetupTable = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            if !guest_va_ok(op.frame_list) {
+                return Err(Errno::EFAULT);
+            }
+            op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
+                Err(s) => s,
+                Ok(id) => match gnt::setup_table(&mut pt, &mut tables, id, op.nr_frames) {
+                    Err(s) => s,
+                    Ok(()) => {
+                        let mut status = GNTST_okay;
+                        for i in 0..op.nr_frames {
+                            let mfn = tables
+                                .table(id)
+                                .and_then(|t| t.shared_frames().get(i as usize).copied())
+                                .map_or(0, |m| m.0);
+                            if put(pt.mem, l4, elem::<u64>(op.frame_list, i), &mfn).is_none() {
+                                status = GNTST_bad_virt_addr;
+                            }
+                        }
+                        status
+                    }
+                },
+            };
+            put(pt.mem, l4, uop + 8, &op.status).ok_or(Errno::EFAULT)?;
+            Ok(0)
+        }
+        GNTTABOP_query_size => {
+            if count != 1 {
+                return Err(Errno::EINVAL);
+            }
+            let mut op: GnttabQuerySize = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            match gnt::target_table(&pt, &mut tables, op.dom) {
+                Err(s) => op.status = s,
+                Ok(id) => {
+                    if let Some(t) = tables.table(id) {
+                        op.nr_frames = t.nr_frames();
+                        op.max_nr_frames = t.max_frames();
+                    }
+                    op.status = GNTST_okay;
+                }
+            }
+            put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
+            Ok(0)
+        }
+        GNTTABOP_set_version => {
+            let mut op: GnttabSetVersion = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let (version, rc) = gnt::set_version(tables.mine, op.version);
+            op.version = version;
+            put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
+            rc.map(|()| 0)
+        }
+        GNTTABOP_get_version => {
+            let mut op: GnttabGetVersion = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let id = if op.dom == hypercall_abi::xen::DOMID_SELF {
+                me
+            } else {
+                op.dom
+            };
+            let version = tables.table(id).ok_or(Errno::ESRCH)?.version();
+            if id != me && !pt.caller.privileged {
+                return Err(Errno::EPERM);
+            }
+            op.version = version;
+            put(pt.mem, l4, uop + 4, &op.version).ok_or(Errno::EFAULT)?;
+            Ok(0)
+        }
+        GNTTABOP_get_status_frames => {
+            if count != 1 {
+                return Err(Errno::EINVAL);
+            }
+            let mut op: GnttabGetStatusFrames = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
+                Err(s) => s,
+                // Version 1 has no status frames.
+                Ok(_) if op.nr_frames > 0 => GNTST_general_error,
+                Ok(_) => GNTST_okay,
+            };
+            put(pt.mem, l4, uop + 6, &op.status).ok_or(Errno::EFAULT)?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// A domain dies: drops every grant mapping it holds of other domains' frames, and every other
+/// domain's mapping of its grants (the grant code clears those PTEs). Returns the domains whose
+/// TLBs must be flushed (global entries included) before they run again. Call before the
+/// domain's memory is relinquished.
+pub fn domain_dying(
+    mm: &mut crate::frame_table::Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    dom: &mut crate::domain::Domain,
+    mine: &mut GrantTable,
+    others: &mut Others<'_>,
+) -> heapless::Vec<DomainId, { crate::domains::MAX_DOMAINS }> {
+    let id = dom.id;
+    let caller = dom.info();
+    let mut tables = Tables {
+        me: id,
+        mine,
+        others,
+    };
+    let mut pt = crate::frame_table::Pt {
+        mm,
+        mem,
+        perf: &mut dom.vcpu.perf,
+        flush: &mut dom.vcpu.flush,
+        caller,
+    };
+    gnt::release_mappings(&mut pt, &mut tables, id);
+    let mut flush = heapless::Vec::new();
+    gnt::revoke_grants_of(&mut pt, &mut tables, id, &mut |mapper| {
+        if !flush.contains(&mapper) {
+            let _ = flush.push(mapper);
+        }
+    });
+    flush
+}
