@@ -28,8 +28,12 @@ const FIRST_RESERVED: usize = 0xe000 / 8;
 /// Number of 8-byte GDT slots: up to and including the 16-byte TSS descriptor at 0xe040.
 const ENTRIES: usize = FIRST_RESERVED + 16;
 
-/// Size of each of the entry and IST stacks.
+/// Size of each of the IST stacks.
 pub const STACK_SIZE: usize = 32 * 1024;
+
+/// Size of the entry stack: every hypercall, exception and interrupt from a guest runs on it,
+/// scheduling and domain teardown included.
+pub const ENTRY_STACK_SIZE: usize = 256 * 1024;
 
 #[repr(C, align(4096))]
 struct Gdt([u64; ENTRIES]);
@@ -50,6 +54,9 @@ struct Tss {
 #[repr(C, align(16))]
 struct Stack([u8; STACK_SIZE]);
 
+#[repr(C, align(16))]
+struct EntryStack([u8; ENTRY_STACK_SIZE]);
+
 static mut GDT: Gdt = Gdt([0; ENTRIES]);
 static mut TSS: Tss = Tss {
     reserved0: 0,
@@ -61,7 +68,7 @@ static mut TSS: Tss = Tss {
     iomap_base: 0,
 };
 /// The stack every entry from a guest runs on (TSS.RSP0, and the `syscall` entry's stack).
-static mut ENTRY_STACK: Stack = Stack([0; STACK_SIZE]);
+static mut ENTRY_STACK: EntryStack = EntryStack([0; ENTRY_STACK_SIZE]);
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; STACK_SIZE]);
 static mut NMI_STACK: Stack = Stack([0; STACK_SIZE]);
 
@@ -72,7 +79,12 @@ pub const IST_NMI: u8 = 2;
 
 /// Top of the entry stack.
 pub fn entry_stack_top() -> u64 {
-    (&raw const ENTRY_STACK) as u64 + STACK_SIZE as u64
+    entry_stack_bottom() + ENTRY_STACK_SIZE as u64
+}
+
+/// Lowest address of the entry stack.
+pub fn entry_stack_bottom() -> u64 {
+    (&raw const ENTRY_STACK) as u64
 }
 
 const fn segment(flags_hi: u64, access: u64) -> u64 {
