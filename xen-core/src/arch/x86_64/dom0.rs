@@ -293,6 +293,7 @@ pub fn start(
             string,
         });
     }
+    printk!("free memory before domUs: {} frames\n", pool.free_frames());
     for i in 1..pool.modules.len() {
         let _ = domu::build(&mut m, &mut pool, &mut doms, i);
     }
