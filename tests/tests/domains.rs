@@ -1,0 +1,155 @@
+//! QEMU tests of several domains: dom0 with boot-time domUs exchanging events and grant data,
+//! xenstore and console rings, eight domUs at once, and crashed domUs contained and reclaimed.
+
+use std::time::Duration;
+
+use xtests::{build_dir, guest_kernel_image, Boot, Ending, Run, XEN_CMDLINE};
+
+/// Boots dom0 (no command line: its services mode) with one domU per entry of `domus`.
+fn boot(domus: &[String], timeout: Duration) -> Run {
+    let mut modules = vec![(guest_kernel_image(), String::new())];
+    modules.extend(domus.iter().map(|c| (guest_kernel_image(), c.clone())));
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules,
+        qemu_extra: Vec::new(),
+        timeout,
+    };
+    boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
+}
+
+fn has(run: &Run, needle: &str) -> bool {
+    run.log.iter().any(|l| l.contains(needle))
+}
+
+fn expect(run: &Run, needle: &str) {
+    assert!(
+        has(run, needle),
+        "missing {needle:?}; log:\n{}",
+        run.log.join("\n")
+    );
+}
+
+/// The free-frame count the hypervisor printed before building the domUs, and the last one it
+/// printed after giving a dead domain's frames back.
+fn free_frames(run: &Run) -> (u64, Option<u64>) {
+    let before = run
+        .log
+        .iter()
+        .find_map(|l| {
+            l.split("free memory before domUs: ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the hypervisor prints the free pool before the domUs");
+    let after = run.log.iter().rev().find_map(|l| {
+        let rest = l.split("frames returned to the free pool (").nth(1)?;
+        rest.split(' ').next()?.parse().ok()
+    });
+    (before, after)
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn dom0_and_a_domu_exchange_events_grants_and_xenstore() {
+    let run = boot(&["name=web mem=16M".into()], Duration::from_secs(60));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    expect(&run, "*** Built d1 (web)");
+    expect(&run, "toolstack: introduced d1 (web)");
+    // The domU's console reaches the serial log through dom0's console daemon.
+    expect(&run, "(d1) domU: my domid is 1 (from xenstore)");
+    expect(
+        &run,
+        "(d1) domU: ping-pong 100 round trips ok, grant copy verified",
+    );
+    expect(&run, "dom0: d1 ping-pong 100 ok, grant copy 4096 bytes ok");
+    expect(&run, "domain 1 (web) shut down (code 0): poweroff");
+    expect(&run, "toolstack: d1 (web) shut down (poweroff)");
+    expect(&run, "toolstack: d1 (web) destroyed");
+    let (before, after) = free_frames(&run);
+    assert_eq!(
+        after,
+        Some(before),
+        "every frame of d1 back in the pool; log:\n{log}"
+    );
+    expect(&run, "Hardware Dom0 halted: powering off");
+    // Figures, not a gate: the machine is shared.
+    println!(
+        "dom0 + 1 domU: {:.2} s wall from QEMU start to power-off",
+        run.elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn eight_domus_ping_pong_and_copy_grants_with_dom0() {
+    let domus: Vec<String> = (1..=8).map(|i| format!("name=vm{i} mem=16M")).collect();
+    let run = boot(&domus, Duration::from_secs(240));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    for id in 1..=8 {
+        expect(
+            &run,
+            &format!("(d{id}) domU: ping-pong 100 round trips ok, grant copy verified"),
+        );
+        expect(
+            &run,
+            &format!("dom0: d{id} ping-pong 100 ok, grant copy 4096 bytes ok"),
+        );
+        expect(&run, &format!("toolstack: d{id} (vm{id}) destroyed"));
+    }
+    let (before, after) = free_frames(&run);
+    assert_eq!(after, Some(before), "every frame back; log:\n{log}");
+    println!(
+        "dom0 + 8 domUs: {:.2} s wall from QEMU start to power-off",
+        run.elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn crashed_domus_are_reported_destroyed_and_reclaimed_while_the_others_run_on() {
+    // d1..d3 crash three different ways; d4 is an ordinary domU that must finish its work.
+    let domus = [
+        "name=wild mem=16M crash=wild-write",
+        "name=triple mem=16M crash=triple-fault",
+        "name=abi mem=16M crash=bad-hypercall",
+        "name=good mem=16M",
+    ]
+    .map(String::from);
+    let run = boot(&domus, Duration::from_secs(120));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "dom0 survives; log:\n{log}");
+    for (id, name, way) in [
+        (1, "wild", "wild-write"),
+        (2, "triple", "triple-fault"),
+        (3, "abi", "bad-hypercall"),
+    ] {
+        expect(&run, &format!("(d{id}) domU: crashing by {way}"));
+        // The hypervisor crashes it, dom0 hears of it (VIRQ_DOM_EXC) and destroys it.
+        expect(&run, &format!("domain {id} ({name}) crashed: "));
+        expect(&run, &format!("toolstack: d{id} ({name}) crashed"));
+        expect(&run, &format!("toolstack: d{id} ({name}) destroyed"));
+        expect(&run, &format!("domain {id}: all "));
+        assert!(
+            !has(&run, &format!("(d{id}) domU: still alive after crash")),
+            "d{id} was not crashed; log:\n{log}"
+        );
+    }
+    expect(
+        &run,
+        "(d4) domU: ping-pong 100 round trips ok, grant copy verified",
+    );
+    expect(&run, "dom0: d4 ping-pong 100 ok, grant copy 4096 bytes ok");
+    let (before, after) = free_frames(&run);
+    assert_eq!(
+        after,
+        Some(before),
+        "every frame of the dead domains back in the pool; log:\n{log}"
+    );
+}
