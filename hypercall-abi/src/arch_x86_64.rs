@@ -439,3 +439,18 @@ pub struct XenCpuidLeaf {
     pub d: u32,
 }
 assert_layout!(XenCpuidLeaf, 24, { leaf: 0, subleaf: 4, a: 8, b: 12, c: 16, d: 20 });
+
+/// The x86 part of a domain's configuration (`struct xen_arch_domainconfig`, a tools interface
+/// covered by the domctl interface version): which devices Xen emulates for it.
+#[doc(alias = "xen_arch_domainconfig")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenArchDomainconfig {
+    /// `XEN_X86_EMU_*` bits: emulated LAPIC, HPET, ... (0 for a PV domain).
+    pub emulation_flags: u32,
+    /// `XEN_X86_MSR_RELAXED` and friends.
+    pub misc_flags: u32,
+}
+assert_layout!(XenArchDomainconfig, 8, { emulation_flags: 0, misc_flags: 4 });

@@ -21,10 +21,12 @@
 
 pub mod arch_x86_64;
 pub mod callback;
+pub mod domctl;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
 pub mod grant_table;
+pub mod hvm;
 pub mod io;
 pub mod memory;
 pub mod physdev;

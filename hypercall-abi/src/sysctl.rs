@@ -1,5 +1,6 @@
 //! System control for the control domain (`HYPERVISOR_sysctl`), mirroring `sysctl.h`: the part the
-//! project uses, the software performance counters (`XEN_SYSCTL_perfc_op`).
+//! project uses, the software performance counters (`XEN_SYSCTL_perfc_op`) and the list of
+//! domains (`XEN_SYSCTL_getdomaininfolist`).
 //!
 //! `sysctl.h` is a tools interface (`__XEN_TOOLS__`): its layout carries its own version number,
 //! `XEN_SYSCTL_INTERFACE_VERSION`, which every call must quote.
@@ -13,6 +14,8 @@ use crate::assert_layout;
 pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x0000_0015;
 /// Command: read or reset the performance counters.
 pub const XEN_SYSCTL_perfc_op: u32 = 5;
+/// Command: describe the domains with ids from `first_domain` up, in id order.
+pub const XEN_SYSCTL_getdomaininfolist: u32 = 6;
 /// `perfc_op` sub-command: reset all counters to zero.
 pub const XEN_SYSCTL_PERFCOP_reset: u32 = 1;
 /// `perfc_op` sub-command: describe the counters and read their values.
@@ -89,3 +92,31 @@ impl Default for XenSysctlPerfcDesc {
         }
     }
 }
+
+/// `XEN_SYSCTL_getdomaininfolist`: fill `buffer` with up to `max_domains`
+/// [`XenDomctlGetdomaininfo`](crate::domctl::XenDomctlGetdomaininfo) entries for the domains with
+/// ids from `first_domain` up, in id order; the hypercall returns 0 and `num_domains` says how
+/// many were written.
+#[doc(alias = "xen_sysctl_getdomaininfolist_t")]
+#[doc(alias = "xen_sysctl_getdomaininfolist")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenSysctlGetdomaininfolist {
+    /// IN: the lowest domain id to describe.
+    pub first_domain: crate::xen::DomId,
+    /// Implicit C padding before `max_domains`.
+    pub _pad0: [u8; 2],
+    /// IN: room in `buffer`, in entries.
+    pub max_domains: u32,
+    /// IN: guest handle of a `xen_domctl_getdomaininfo_t` array.
+    pub buffer: u64,
+    /// OUT: entries written.
+    pub num_domains: u32,
+    /// Implicit C padding at the end.
+    pub _pad1: [u8; 4],
+}
+assert_layout!(XenSysctlGetdomaininfolist, 24, {
+    first_domain: 0, _pad0: 2, max_domains: 4, buffer: 8, num_domains: 16, _pad1: 20,
+});
