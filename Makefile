@@ -1,7 +1,8 @@
 # The project's commands. `make run` and `make test` are the README's two commands: on a fresh
 # machine they install what they need first (scripts/setup.sh), then build and boot or test.
 #
-#   make run            boot our hypervisor with the guest kernel as dom0 in QEMU
+#   make run            boot our hypervisor with the guest kernel as dom0 and one domU in QEMU
+#                       (DOMUS=<n> domUs, DOMU_CMDLINE='...' for each, DOMU_MEM=16M each)
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #   make bench          boot time and null-hypercall cost, ours next to Xen 4.17
 #   make lab            the page-table batching lab: build/lab/{results.csv,report.md,*.svg,*.png}
@@ -24,6 +25,15 @@ XEN_CMDLINE := console=com1 com1=115200,8n1 dom0_mem=$(DOM0_MEM) loglvl=all gues
 # Extra options for our hypervisor only (`make run`), e.g. XEN_OPTS=selftest=native-pte.
 XEN_OPTS   ?=
 DOM0_CMDLINE ?=
+# The domUs of `make run`: how many, each one's memory, and a command line passed to each.
+DOMUS      ?= 1
+DOMU_MEM   ?= 16M
+DOMU_CMDLINE ?=
+# QEMU's -initrd list: dom0, then the domUs (a comma inside a command line is doubled, QEMU's
+# escape).
+comma      := ,
+space      := $() $()
+DOMU_MODULES = $(foreach i,$(shell seq 1 $(DOMUS)),$(comma)$(strip $(BUILD)/guest-kernel name=domU$(i) mem=$(DOMU_MEM) $(subst $(comma),$(comma)$(comma),$(DOMU_CMDLINE))))
 # Options for the lab runner (`make lab`, `make lab-check`), e.g. LAB_ARGS="--pages 512,4096".
 LAB_ARGS   ?=
 
@@ -47,9 +57,9 @@ images: setup
 	@echo "images: $(BUILD)/xen ($$(stat -c %s $(BUILD)/xen) bytes), $(BUILD)/guest-kernel ($$(stat -c %s $(BUILD)/guest-kernel) bytes)"
 
 run: images
-	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 ===="
+	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 and $(DOMUS) domU(s) ===="
 	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
-	    -initrd "$(strip $(BUILD)/guest-kernel $(DOM0_CMDLINE))"; \
+	    -initrd "$(strip $(BUILD)/guest-kernel $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))$(subst $(space)$(comma),$(comma),$(strip $(DOMU_MODULES)))"; \
 	    status=$$?; echo "==== QEMU exited with status $$status ===="; exit $$status
 
 run-xen: images

@@ -1,6 +1,8 @@
 //! `console_io`: the domain's raw console (`CONSOLEIO_write`, `CONSOLEIO_read`).
 //!
-//! Xen writes dom0's bytes straight to the serial line. Guest bytes are copied in bounded chunks
+//! Xen writes dom0's bytes straight to the serial line. Other domains may not use it: Xen's
+//! default XSM policy (`xsm_console_io`) refuses them with -EPERM in release builds (only debug
+//! builds let them write), so a domU's console is its console ring, served by dom0. Guest bytes are copied in bounded chunks
 //! through the checked guest copy, so a bad pointer anywhere in the buffer is -EFAULT and nothing
 //! past it is read.
 
@@ -19,6 +21,9 @@ pub(super) fn console_io<M: Machine + ?Sized>(
     count: u64,
     buf: u64,
 ) -> HcResult {
+    if !ctx.dom.privileged {
+        return Err(Errno::EPERM);
+    }
     // Xen takes `count` as an unsigned int.
     let count = count as u32 as usize;
     match super::cmd32(cmd) {

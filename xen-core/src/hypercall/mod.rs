@@ -13,8 +13,10 @@
 mod callback;
 mod console;
 mod debugreg;
+mod domctl;
 pub mod event_channel;
 mod gdt;
+mod hvm;
 mod memory;
 pub(crate) mod mmu;
 mod sysctl;
@@ -181,6 +183,14 @@ pub const IMPLEMENTED: &[Hypercall] = &[
         nr: __HYPERVISOR_callback_op,
         name: "callback_op",
     },
+    Hypercall {
+        nr: __HYPERVISOR_hvm_op,
+        name: "hvm_op",
+    },
+    Hypercall {
+        nr: __HYPERVISOR_domctl,
+        name: "domctl",
+    },
 ];
 
 /// Runs hypercall `nr` with arguments `a` for the domain in `ctx`; returns the value for RAX.
@@ -216,6 +226,8 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         __HYPERVISOR_get_debugreg => debugreg::get_debugreg(ctx, a[0]),
         __HYPERVISOR_set_gdt => gdt::set_gdt(ctx, a[0], a[1]),
         __HYPERVISOR_sysctl => sysctl::sysctl(ctx, a[0]),
+        __HYPERVISOR_domctl => domctl::domctl(ctx, a[0]),
+        __HYPERVISOR_hvm_op => hvm::hvm_op(ctx, a[0], a[1]),
         _ => Err(Errno::ENOSYS),
     };
     match result {
@@ -233,6 +245,8 @@ pub(crate) fn cmd32(arg: u64) -> u32 {
 #[cfg(test)]
 pub(crate) mod testing;
 
+#[cfg(test)]
+mod domctl_tests;
 #[cfg(test)]
 mod gdt_ptwr_tests;
 #[cfg(test)]

@@ -1,9 +1,17 @@
-//! `sysctl` for the control domain: the software performance counters (`XEN_SYSCTL_perfc_op`).
+//! `sysctl` for the control domain: the software performance counters (`XEN_SYSCTL_perfc_op`)
+//! and the list of domains (`XEN_SYSCTL_getdomaininfolist`).
 //!
 //! Xen keeps machine-wide counters when built with `CONFIG_PERF_COUNTERS` (Debian's release build
 //! is not, and answers -ENOSYS). Ours are always there: the counters of the domains (one today),
 //! each described by name with one value, as `xenperf` reads them. The teaching lab and
 //! `make bench` read them around each workload.
+//!
+//! `XEN_SYSCTL_getdomaininfolist` (`xen/common/sysctl.c`) writes one `xen_domctl_getdomaininfo`
+//! per domain with an id from `first_domain` up, in id order, until `max_domains` entries; it
+//! returns 0 and reports the count in `num_domains`. No domain to report (or `max_domains` 0) is
+//! success with `num_domains` 0 and the buffer untouched; a buffer that cannot be written is
+//! -EFAULT. The records are [`super::domctl::domain_info`]'s (the caller's `cpu_time` is 0: its
+//! run time is not in the hypercall's reach).
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sysctl::*;
@@ -49,6 +57,27 @@ pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
                 }
             }
             op.u[..32].copy_from_slice(pc.as_bytes());
+            copy_to_guest(&mut ctx.guest(), arg, &op)?;
+            Ok(0)
+        }
+        XEN_SYSCTL_getdomaininfolist => {
+            let (mut l, _) =
+                XenSysctlGetdomaininfolist::read_from_prefix(&op.u).map_err(|_| Errno::EINVAL)?;
+            let mut n = 0u32;
+            let mut from = u32::from(l.first_domain);
+            while n < l.max_domains {
+                let Some(info) = super::domctl::first_info_from(ctx, from) else {
+                    break;
+                };
+                let at = l
+                    .buffer
+                    .wrapping_add(u64::from(n) * size_of_val(&info) as u64);
+                copy_to_guest(&mut ctx.guest(), at, &info)?;
+                n += 1;
+                from = u32::from(info.domain) + 1;
+            }
+            l.num_domains = n;
+            op.u[..size_of_val(&l)].copy_from_slice(l.as_bytes());
             copy_to_guest(&mut ctx.guest(), arg, &op)?;
             Ok(0)
         }

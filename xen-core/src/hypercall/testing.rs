@@ -124,3 +124,53 @@ pub fn with_ctx<R>(
     };
     f(&mut ctx)
 }
+
+/// A domain for a [`crate::domains::DomainSet`], on the fake machine's page tables (L4 at frame
+/// 1, like [`setup`]'s) so that any of them can be the caller: id `id`, privileged when 0,
+/// shared_info at frame `10 + id`, `100 + id` pages, run time `1000 * id` ns.
+pub fn guest(id: crate::domain::DomainId) -> crate::domains::Guest {
+    let (_, mut dom, _) = setup();
+    dom.id = id;
+    dom.privileged = id == 0;
+    dom.nr_pages = 100 + u64::from(id);
+    dom.max_pages = 200 + u64::from(id);
+    dom.shared_info = Mfn(10 + u64::from(id));
+    crate::domains::Guest {
+        dom,
+        regs: Regs::default(),
+        sched: crate::domains::SchedInfo {
+            run_ns: 1000 * u64::from(id),
+            ..Default::default()
+        },
+        name: heapless::String::new(),
+        module: 0,
+        rings: None,
+        destroy: false,
+        reported: false,
+    }
+}
+
+/// Runs `f` with a context for the domain in `slot` of `set`, every other domain in
+/// `ctx.others` (the split the arch layer makes for a hypercall).
+pub fn with_set_ctx<R>(
+    m: &mut FakeMachine,
+    set: &mut crate::domains::DomainSet,
+    slot: usize,
+    f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
+) -> R {
+    let info = MachineInfo {
+        max_ram_page: 0x1ffe0,
+    };
+    let mut regs = Regs::default();
+    let (me, events, others) = set.split(slot).expect("no domain in that slot");
+    let mut ctx = Ctx {
+        m,
+        info: &info,
+        dom: &mut me.dom,
+        events,
+        others,
+        regs: &mut regs,
+        in_multicall: false,
+    };
+    f(&mut ctx)
+}

@@ -141,6 +141,24 @@ fn xen_version_answers_as_xen_4_17() {
 }
 
 #[test]
+fn console_io_is_refused_to_unprivileged_domains() {
+    let (mut m, mut d, _) = setup();
+    d.privileged = false;
+    for cmd in [CONSOLEIO_write, CONSOLEIO_read] {
+        assert_eq!(
+            call(
+                &mut m,
+                &mut d,
+                __HYPERVISOR_console_io,
+                [cmd.into(), 4, GUEST_VA, 0, 0]
+            ),
+            -(Errno::EPERM as i64)
+        );
+    }
+    assert!(m.console.is_empty());
+}
+
+#[test]
 fn console_write_copies_guest_bytes_and_checks_the_pointer() {
     let (mut m, mut d, _) = setup();
     let text = [b'x'; 300];

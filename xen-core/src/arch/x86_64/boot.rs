@@ -251,6 +251,7 @@ boot_l3_directmap:  .skip 4096
 boot_l2_low:        .skip 4096
 boot_l2_directmap:  .skip 4096 * {directmap_gib}
     .balign 16
+    .globl boot_stack
 boot_stack:         .skip {stack_size}
 boot_stack_top:
     "#,

@@ -141,8 +141,29 @@ pub fn run(m: HvMachine, info: MachineInfo, pool: Pool, cur: usize) -> ! {
     super::entry::enter(&regs)
 }
 
+/// Stack the hypervisor must have left on entry: below this margin a deep path could run off the
+/// bottom of the boot stack into the boot page tables, which lie below it.
+const STACK_MARGIN: u64 = 64 * 1024;
+
+extern "C" {
+    /// The lowest byte of the boot stack (`boot.rs`).
+    static boot_stack: u8;
+}
+
+/// Stops the machine, with a clear message, if the stack is nearly exhausted.
+fn check_stack() {
+    let sp: u64;
+    // SAFETY: reading RSP has no side effects.
+    unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    let bottom = (&raw const boot_stack) as u64;
+    if sp < bottom + STACK_MARGIN {
+        panic!("hypervisor stack nearly exhausted: rsp {sp:#x}, bottom {bottom:#x}");
+    }
+}
+
 /// Called by the entry assembly for every exception, interrupt and hypercall.
 pub extern "C" fn handle_entry(regs: &mut Regs) {
+    check_stack();
     match regs.vector {
         // The APIC timer: account for it (the handler sends the EOI); guests see its effect when
         // `exit_to_guest` checks their timers.

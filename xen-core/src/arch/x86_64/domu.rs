@@ -10,9 +10,13 @@
 //! memory is relinquished through the frame table. Frames another domain still references (dom0
 //! mapping its rings) stay owned by the dead domain, as Xen's zombie domains keep theirs, and go
 //! back to the free pool once the last reference is dropped ([`reap`]), with a line saying so.
+//! A domU that shut down with `SHUTDOWN_reboot` is built again from its boot module when it is
+//! destroyed (Xen's toolstack does this for `on_reboot = "restart"`): that is how dom0 restarts a
+//! domU, with `SCHEDOP_remote_shutdown(domid, SHUTDOWN_reboot)`.
 
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
-use xen_core::domain::{Domain, Vcpu};
+use hypercall_abi::sched::SHUTDOWN_reboot;
+use xen_core::domain::{Domain, Shutdown, Vcpu};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
 use xen_core::domains::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
 use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
@@ -300,6 +304,8 @@ pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
         return;
     };
     let id = g.dom.id;
+    let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
+    let module = g.module;
     event_channel::close_all(&mut hv.m.mem, &g.dom, ports, &mut others);
     let still_referenced = hv.m.mm.relinquish_domain(&mut hv.m.mem, &mut g.dom);
     printk!(
@@ -312,6 +318,12 @@ pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
         let _ = hv.pool.zombies.push(a);
     }
     reap(hv);
+    // A domU that rebooted (itself, or dom0 with `SCHEDOP_remote_shutdown`) is built again from
+    // its boot module under a new id, as `on_reboot = "restart"` has Xen's toolstack do.
+    if restart {
+        printk!("domain {id} rebooted: building it again from boot module {module}\n");
+        let _ = build(&mut hv.m, &mut hv.pool, doms, module);
+    }
     notify_dom0(hv, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
 }
 
