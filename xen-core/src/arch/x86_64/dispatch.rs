@@ -156,7 +156,7 @@ fn check_stack() {
     // SAFETY: reading RSP has no side effects.
     unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
     let bottom = (&raw const boot_stack) as u64;
-    if sp < bottom + STACK_MARGIN {
+    if (bottom..bottom + STACK_MARGIN).contains(&sp) {
         panic!("hypervisor stack nearly exhausted: rsp {sp:#x}, bottom {bottom:#x}");
     }
 }
