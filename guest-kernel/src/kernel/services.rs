@@ -116,8 +116,8 @@ struct Ping {
     port: u32,
     rounds: u32,
     seen: u32,
-    gref: u32,
-    reply_gref: u32,
+    /// The pattern and reply grants (`None`: the domU has no grant table).
+    grefs: Option<(u32, u32)>,
 }
 
 /// One domU as the services see it.
@@ -510,12 +510,8 @@ impl Services {
         }
         let num =
             |s: &mut Self, n: &str| -> Option<u32> { s.read(&format!("{base}/{n}"))?.parse().ok() };
-        let (Some(port), Some(gref), Some(reply_gref), Some(rounds)) = (
-            num(self, "ping-port"),
-            num(self, "gref"),
-            num(self, "reply-gref"),
-            num(self, "rounds"),
-        ) else {
+        let grefs = (num(self, "gref"), num(self, "reply-gref"));
+        let (Some(port), Some(rounds)) = (num(self, "ping-port"), num(self, "rounds")) else {
             println!("dom0: d{id} published incomplete data");
             return;
         };
@@ -538,10 +534,17 @@ impl Services {
                 port: local,
                 rounds,
                 seen: 0,
-                gref,
-                reply_gref,
+                grefs: match grefs {
+                    (Some(a), Some(b)) => Some((a, b)),
+                    _ => None,
+                },
             });
         }
+        // Xen marks a freshly bound port pending (so no event can be lost in the race with the
+        // peer); here that would count as the first ping. Upcalls are masked in this loop, so
+        // the bit has not been delivered yet: clear it.
+        shared_info::clear_bit(shared_info::Bitmap::Pending, local);
+        events::take(local);
         // The kick: the domU starts bouncing once it knows we are bound.
         let _ = events::send(local);
     }
@@ -559,7 +562,12 @@ impl Services {
         if p.seen < p.rounds {
             return;
         }
-        let (rounds, gref, reply_gref) = (p.rounds, p.gref, p.reply_gref);
+        let rounds = p.rounds;
+        let Some((gref, reply_gref)) = p.grefs else {
+            self.write(&format!("/local/domain/{id}/data/result"), "ok nogrant");
+            println!("dom0: d{id} ping-pong {rounds} ok, no grants offered");
+            return;
+        };
         let result = grant_exchange(id, gref, reply_gref);
         match result {
             Ok(sum) => {

@@ -14,8 +14,8 @@
 //! destroyed (Xen's toolstack does this for `on_reboot = "restart"`): that is how dom0 restarts a
 //! domU, with `SCHEDOP_remote_shutdown(domid, SHUTDOWN_reboot)`.
 
-use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use hypercall_abi::sched::SHUTDOWN_reboot;
+use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use xen_core::domain::{Domain, Shutdown, Vcpu};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
 use xen_core::domains::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
