@@ -403,7 +403,7 @@ impl Services {
         );
         println!(
             "toolstack: introduced d{id} ({name}), {} MiB",
-            info.tot_pages * 4096 >> 20
+            (info.tot_pages * 4096) >> 20
         );
         self.drain_console(id);
         self.serve_store(id);
