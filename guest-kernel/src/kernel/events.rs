@@ -6,11 +6,27 @@
 //! "Event channels"): clear `evtchn_upcall_pending`, exchange the selector with 0, and for each
 //! selected word handle the bits that are pending and not masked, clearing each pending bit.
 //!
-//! This kernel has no drivers: it only records which ports fired, for the cases to [`take`].
+//! The upcall only records which ports fired (it must not allocate or lock). The conformance
+//! cases [`take`] single ports; the multi-domain modes (`services.rs`, `domu.rs`) keep a
+//! port-to-[`Handler`] table ([`register`]) and run an event loop: [`wait`] blocks until
+//! something fired, [`dispatch`] hands each fired port with its handler to the caller.
+//! The event-channel hypercalls those modes need are wrapped here too.
 
+use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use hypercall_abi::event_channel::{
+    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
+    EVTCHNOP_send, EVTCHNOP_unmask, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq,
+    EvtchnClose, EvtchnSend, EvtchnUnmask,
+};
+use hypercall_abi::sched::SCHEDOP_block;
+use hypercall_abi::xen::DOMID_SELF;
+use spin::Mutex;
+
+use super::hypercall as hc;
 use super::shared_info::{self, Bitmap};
+use super::time;
 
 /// Ports seen by the upcall and not yet taken: a copy of the 4096-bit pending bitmap.
 static RECEIVED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
@@ -44,4 +60,129 @@ pub fn take(port: u32) -> bool {
 /// Number of upcalls taken since boot (cases compare two readings).
 pub fn upcalls() -> u32 {
     UPCALLS.load(Ordering::SeqCst)
+}
+
+/// What a port is for: a kind the event loop's owner defines, and an argument (usually a domid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handler {
+    /// Caller-defined kind (`services.rs` and `domu.rs` each have their own constants).
+    pub kind: u32,
+    /// Caller-defined argument.
+    pub arg: u32,
+}
+
+/// The port-to-handler table. Only the event loop touches it (never the upcall).
+static HANDLERS: Mutex<BTreeMap<u32, Handler>> = Mutex::new(BTreeMap::new());
+
+/// Routes `port` to `handler` in [`dispatch`].
+pub fn register(port: u32, handler: Handler) {
+    HANDLERS.lock().insert(port, handler);
+}
+
+/// Forgets `port`'s handler (and any event it had pending for the loop).
+pub fn unregister(port: u32) {
+    HANDLERS.lock().remove(&port);
+    take(port);
+}
+
+/// Takes every port that fired since the last call and hands it to `f` with its handler
+/// (`None`: a port nobody registered). Returns how many ports fired.
+pub fn dispatch(mut f: impl FnMut(u32, Option<Handler>)) -> usize {
+    let mut n = 0;
+    for (w, word) in RECEIVED.iter().enumerate() {
+        let mut bits = word.swap(0, Ordering::SeqCst);
+        while bits != 0 {
+            let bit = bits.trailing_zeros();
+            bits &= bits - 1;
+            let port = w as u32 * 64 + bit;
+            let h = HANDLERS.lock().get(&port).copied();
+            f(port, h);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Whether any port fired and was not yet dispatched or taken.
+pub fn any_received() -> bool {
+    RECEIVED.iter().any(|w| w.load(Ordering::SeqCst) != 0)
+}
+
+/// Blocks until some port fired, or `timeout_ns` passed (the timer raises VIRQ_TIMER, which
+/// the caller must have bound for the timeout to wake us). Upcalls are masked again on return.
+pub fn wait(timeout_ns: Option<u64>) {
+    if any_received() {
+        return;
+    }
+    if let (Some(t), Some(now)) = (timeout_ns, time::now_ns()) {
+        hc::set_timer_op(now + t);
+    }
+    // SCHEDOP_block unmasks upcalls and checks for pending events before blocking; the upcall
+    // runs on the way out of the hypercall.
+    hc::sched_op::<u8>(SCHEDOP_block, None);
+    shared_info::set_upcall_mask(1);
+}
+
+/// An event-channel hypercall's result: `Ok` or the negative errno.
+fn check(rc: i64) -> Result<(), i64> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(rc)
+    }
+}
+
+/// `EVTCHNOP_alloc_unbound`: a fresh port of ours that `remote` may bind to.
+pub fn alloc_unbound(remote: u16) -> Result<u32, i64> {
+    let mut a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    check(hc::event_channel_op(EVTCHNOP_alloc_unbound, &mut a))?;
+    Ok(a.port)
+}
+
+/// `EVTCHNOP_bind_interdomain`: connects a new local port to `remote`'s unbound `remote_port`.
+pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, i64> {
+    let mut b = EvtchnBindInterdomain {
+        remote_dom: remote,
+        remote_port,
+        local_port: 0,
+        ..Default::default()
+    };
+    check(hc::event_channel_op(EVTCHNOP_bind_interdomain, &mut b))?;
+    unmask(b.local_port);
+    Ok(b.local_port)
+}
+
+/// `EVTCHNOP_bind_virq` on vCPU 0.
+pub fn bind_virq(virq: u32) -> Result<u32, i64> {
+    let mut b = EvtchnBindVirq {
+        virq,
+        vcpu: 0,
+        port: 0,
+    };
+    check(hc::event_channel_op(EVTCHNOP_bind_virq, &mut b))?;
+    unmask(b.port);
+    Ok(b.port)
+}
+
+/// `EVTCHNOP_send`.
+pub fn send(port: u32) -> Result<(), i64> {
+    let mut s = EvtchnSend { port };
+    check(hc::event_channel_op(EVTCHNOP_send, &mut s))
+}
+
+/// `EVTCHNOP_close` (and forgets the port's handler).
+pub fn close(port: u32) -> Result<(), i64> {
+    unregister(port);
+    let mut c = EvtchnClose { port };
+    check(hc::event_channel_op(EVTCHNOP_close, &mut c))
+}
+
+/// `EVTCHNOP_unmask`: clears the port's mask bit (Xen re-raises it if it is pending).
+pub fn unmask(port: u32) {
+    let mut u = EvtchnUnmask { port };
+    hc::event_channel_op(EVTCHNOP_unmask, &mut u);
 }

@@ -342,3 +342,69 @@ pub fn sysctl(op: &mut hypercall_abi::sysctl::XenSysctl) -> i64 {
         )
     }
 }
+
+/// `update_va_mapping_otherdomain(va, pte, flags, domid)`: like [`update_va_mapping`], with the
+/// frame in `pte` owned by `domid` (a privileged domain mapping another domain's page).
+///
+/// # Safety
+/// As for [`update_va_mapping`].
+pub unsafe fn update_va_mapping_otherdomain(va: u64, pte: u64, flags: u64, domid: u16) -> i64 {
+    // SAFETY: no pointers are passed; the caller vouches for the mapping change.
+    unsafe {
+        hypercall(
+            hypercall_abi::xen::__HYPERVISOR_update_va_mapping_otherdomain,
+            va,
+            pte,
+            flags,
+            domid.into(),
+            0,
+        )
+    }
+}
+
+/// `grant_table_op(cmd, ops, ops.len())`; per-op statuses are written back into `ops`.
+pub fn grant_table_op<T>(cmd: u32, ops: &mut [T]) -> i64 {
+    // SAFETY: `ops` is a live exclusive buffer of `ops.len()` elements of the structure `cmd`
+    // takes (the caller picks `T` accordingly); the hypervisor reads and writes only those. Frame
+    // lists and copy addresses inside them are checked by the hypervisor.
+    unsafe {
+        hypercall(
+            hypercall_abi::xen::__HYPERVISOR_grant_table_op,
+            cmd.into(),
+            ptr(ops.as_mut_ptr()),
+            ops.len() as u64,
+            0,
+            0,
+        )
+    }
+}
+
+/// `domctl(op)` (control domain only); the structure is read and written back.
+pub fn domctl(op: &mut hypercall_abi::domctl::XenDomctl) -> i64 {
+    // SAFETY: `op` is a valid exclusive reference for the call.
+    unsafe {
+        hypercall(
+            hypercall_abi::xen::__HYPERVISOR_domctl,
+            ptr(op as *mut _),
+            0,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// `hvm_op(cmd, arg)`.
+pub fn hvm_op(cmd: u64, arg: &mut hypercall_abi::hvm::XenHvmParam) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call.
+    unsafe {
+        hypercall(
+            hypercall_abi::xen::__HYPERVISOR_hvm_op,
+            cmd,
+            ptr(arg as *mut _),
+            0,
+            0,
+            0,
+        )
+    }
+}

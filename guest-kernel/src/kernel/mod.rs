@@ -18,13 +18,17 @@ pub mod console;
 mod bench;
 mod boot;
 mod conformance;
+mod domu;
 pub mod events;
+mod grant;
 mod heap;
 pub mod hypercall;
 mod lab;
 pub mod mm;
 pub mod pt;
 mod pt_workload;
+pub mod ring_page;
+mod services;
 pub mod shared_info;
 pub mod time;
 pub mod traps;
@@ -46,6 +50,11 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
     let si: &'static StartInfo = unsafe { &*start_info };
     mm::init(si);
     let cmdline = Cmdline::from_bytes(&si.cmd_line);
+    let initdomain = si.flags & SIF_INITDOMAIN != 0;
+    if !initdomain {
+        // A domU's console is its console ring, from the first line on.
+        domu::early_console(si);
+    }
 
     let role = if si.flags & SIF_INITDOMAIN != 0 {
         "dom0"
@@ -91,6 +100,8 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
                 user::run_init(si, &cmdline);
                 exit_reason(&cmdline)
             }
+            (None, None) if !initdomain => domu::run(si, &cmdline),
+            (None, None) if services::has_domus() => services::run(si, &cmdline),
             (None, None) => {
                 println!("guest-kernel: nothing to do, shutting down");
                 exit_reason(&cmdline)

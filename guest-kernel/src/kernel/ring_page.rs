@@ -1,0 +1,149 @@
+//! Pages shared with other domains, as the ring protocols see them ([`MappedPage`]), and the
+//! window pages dom0 maps other domains' frames into.
+//!
+//! A shared page is written by the other side at any time, so it is never referenced: bytes are
+//! copied with volatile accesses and the ring indices are atomics (`ring_drivers::SharedPage`).
+//! A window is a page-aligned page of our .bss whose L1 entry is repointed at a foreign frame
+//! (`update_va_mapping_otherdomain`) and cleared (PTE 0) when the mapping is given up, so that no
+//! mapping keeps the other domain's frame referenced after it is destroyed.
+
+use core::ptr;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use guest_kernel::paging::{make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
+use hypercall_abi::xen::UVMF_INVLPG;
+use ring_drivers::shared_page::{SharedPage, PAGE_SIZE};
+
+use super::hypercall as hc;
+
+/// A mapped page shared with another domain, at virtual address `va`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedPage {
+    va: u64,
+}
+
+impl MappedPage {
+    /// The page mapped at `va`.
+    ///
+    /// # Safety
+    /// `va` must be page-aligned and mapped (readable and writable) for as long as the value (or
+    /// a copy) is used, and no Rust reference may point into the page.
+    pub unsafe fn new(va: u64) -> Self {
+        assert_eq!(va % PAGE_SIZE as u64, 0, "a shared page is page-aligned");
+        MappedPage { va }
+    }
+
+    /// Its virtual address.
+    pub fn va(&self) -> u64 {
+        self.va
+    }
+
+    fn at(&self, offset: usize, len: usize) -> *mut u8 {
+        assert!(offset + len <= PAGE_SIZE, "access past the shared page");
+        (self.va as usize + offset) as *mut u8
+    }
+}
+
+impl SharedPage for MappedPage {
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        let p = self.at(offset, buf.len());
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: inside the mapped page (checked by `at`); volatile because the other
+            // domain writes the page behind the compiler's back.
+            *b = unsafe { ptr::read_volatile(p.add(i)) };
+        }
+    }
+
+    fn write_bytes(&mut self, offset: usize, data: &[u8]) {
+        let p = self.at(offset, data.len());
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: as in `read_bytes`; the page is mapped writable.
+            unsafe { ptr::write_volatile(p.add(i), b) };
+        }
+    }
+
+    fn load_acquire_u32(&self, offset: usize) -> u32 {
+        let p = self.at(offset, 4).cast::<u32>();
+        assert!(p.is_aligned());
+        // SAFETY: an aligned u32 inside the mapped page, accessed only atomically by both sides.
+        unsafe { AtomicU32::from_ptr(p) }.load(Ordering::Acquire)
+    }
+
+    fn store_release_u32(&mut self, offset: usize, value: u32) {
+        let p = self.at(offset, 4).cast::<u32>();
+        assert!(p.is_aligned());
+        // SAFETY: as in `load_acquire_u32`.
+        unsafe { AtomicU32::from_ptr(p) }.store(value, Ordering::Release);
+    }
+}
+
+/// Number of window pages: two rings per domU for up to 30 domUs, plus spares.
+pub const WINDOWS: usize = 64;
+
+#[repr(C, align(4096))]
+struct Windows([[u8; PAGE_SIZE]; WINDOWS]);
+
+/// The window pages. Never accessed as Rust data: only their addresses are used.
+static mut WINDOW_PAGES: Windows = Windows([[0; PAGE_SIZE]; WINDOWS]);
+
+/// Bit i set: window i is in use.
+static IN_USE: AtomicU64 = AtomicU64::new(0);
+
+/// Why a foreign frame could not be mapped.
+#[derive(Clone, Copy, Debug)]
+pub enum MapError {
+    /// Every window is in use.
+    NoWindow,
+    /// The hypervisor refused (`update_va_mapping_otherdomain`'s return code).
+    Refused(i64),
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MapError::NoWindow => write!(f, "no free window page"),
+            MapError::Refused(rc) => write!(f, "update_va_mapping_otherdomain={rc}"),
+        }
+    }
+}
+
+/// Maps machine frame `mfn` of domain `domid` at a free window (writable or read-only);
+/// returns the page.
+pub fn map_foreign(domid: u16, mfn: u64, writable: bool) -> Result<MappedPage, MapError> {
+    let i = loop {
+        let used = IN_USE.load(Ordering::SeqCst);
+        if used == u64::MAX {
+            return Err(MapError::NoWindow);
+        }
+        let i = (!used).trailing_zeros();
+        if IN_USE
+            .compare_exchange(used, used | 1 << i, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            break i as usize;
+        }
+    };
+    let va = (&raw mut WINDOW_PAGES) as u64 + (i * PAGE_SIZE) as u64;
+    let rw = if writable { PTE_RW | PTE_D } else { 0 };
+    let pte = make_entry(mfn, PTE_P | PTE_A | rw);
+    // SAFETY: the window is ours alone (just claimed) and never referenced as Rust data.
+    let rc = unsafe { hc::update_va_mapping_otherdomain(va, pte, UVMF_INVLPG, domid) };
+    if rc != 0 {
+        IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+        return Err(MapError::Refused(rc));
+    }
+    // SAFETY: just mapped, page-aligned, only reached through the returned value.
+    Ok(unsafe { MappedPage::new(va) })
+}
+
+/// Unmaps a window (PTE 0: the foreign frame is no longer referenced) and frees it. The caller
+/// must not use `page` (or a copy) afterwards.
+pub fn unmap(page: MappedPage) -> i64 {
+    let base = (&raw mut WINDOW_PAGES) as u64;
+    let i = ((page.va - base) / PAGE_SIZE as u64) as usize;
+    assert!(i < WINDOWS, "not a window page");
+    // SAFETY: the caller gives the window up; nothing references it.
+    let rc = unsafe { hc::update_va_mapping(page.va, 0, UVMF_INVLPG) };
+    IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+    rc
+}

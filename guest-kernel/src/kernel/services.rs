@@ -1,0 +1,727 @@
+//! dom0's services mode: a toolstack, xenstored and a console daemon in one event loop.
+//!
+//! - **toolstack**: binds `VIRQ_DOM_EXC`, lists the domains (`sysctl getdomaininfolist`), and
+//!   for each domU reads its ring frames and ports (`hvm_op HVMOP_get_param`), maps both pages,
+//!   binds both ports, introduces it to xenstored and writes `/local/domain/<id>` (libxl's
+//!   layout and permissions: the home is `n0 r<id>`, read-only for the domain; `data` is owned
+//!   by the domain). When a domU shuts down or crashes (`VIRQ_DOM_EXC`), it is reported, its
+//!   console drained, its ports closed, its pages unmapped, released from xenstored and
+//!   destroyed (`domctl destroydomain`). With no domU left, dom0 powers off (unless `stay`).
+//! - **xenstored**: `guest_kernel::xenstored` serves every domU's store ring (connection =
+//!   domid); dom0's own requests go straight to it as connection 0.
+//! - **console daemon**: drains every domU's console ring into `(d<id>) text` lines.
+//! - **demo partner** (`domu.rs` describes the protocol): on a domU's `data/ready`, bind its
+//!   ping port, bounce its events, grant-copy its pattern page, check it, copy the complement
+//!   into its reply page and write `data/result`.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use guest_kernel::cmdline::Cmdline;
+use guest_kernel::xenstored::Xenstored;
+use hypercall_abi::domctl::{
+    XEN_DOMCTL_destroydomain, XEN_DOMINF_dying, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownmask,
+    XEN_DOMINF_shutdownshift, XenDomctl, XenDomctlGetdomaininfo,
+};
+use hypercall_abi::hvm::{
+    HVMOP_get_param, XenHvmParam, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
+use hypercall_abi::io::xs_wire::{XsdSockmsg, XENSTORE_ERROR_RINGIDX, XS_WATCH_EVENT};
+use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
+use hypercall_abi::sysctl::{XEN_SYSCTL_getdomaininfolist, XenSysctl, XenSysctlGetdomaininfolist};
+use hypercall_abi::xen::{StartInfo, VIRQ_DOM_EXC, VIRQ_TIMER};
+use ring_drivers::console_ring::{self, LinePrefixer};
+use ring_drivers::xenbus::{parse_reply, parse_watch_event, Access, Perm, Reply, Request};
+use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
+use zerocopy::{FromBytes, IntoBytes};
+
+use super::events::{self, Handler};
+use super::grant::{self, CopyEnd};
+use super::hypercall as hc;
+use super::ring_page::{self, MappedPage};
+use super::{console, domu, mm, shared_info, time, traps};
+
+const K_DOM_EXC: u32 = 1;
+const K_STORE: u32 = 2;
+const K_CONSOLE: u32 = 3;
+const K_PING: u32 = 4;
+const K_TIMER: u32 = 5;
+
+/// Most domains one `getdomaininfolist` reports.
+const MAX_DOMAINS: usize = 64;
+
+/// Lists the domains with ids from 1 up.
+pub fn domus() -> Result<Vec<XenDomctlGetdomaininfo>, i64> {
+    let mut buf = vec![XenDomctlGetdomaininfo::default(); MAX_DOMAINS];
+    let list = XenSysctlGetdomaininfolist {
+        first_domain: 1,
+        max_domains: MAX_DOMAINS as u32,
+        buffer: hc::ptr(buf.as_mut_ptr()),
+        ..Default::default()
+    };
+    let mut op = XenSysctl {
+        cmd: XEN_SYSCTL_getdomaininfolist,
+        ..Default::default()
+    };
+    op.u[..size_of::<XenSysctlGetdomaininfolist>()].copy_from_slice(list.as_bytes());
+    let rc = hc::sysctl(&mut op);
+    if rc != 0 {
+        return Err(rc);
+    }
+    let (list, _) = XenSysctlGetdomaininfolist::read_from_prefix(&op.u).map_err(|_| -22i64)?;
+    buf.truncate((list.num_domains as usize).min(MAX_DOMAINS));
+    // Only real domUs (not DOMID_SELF-style reserved ids).
+    buf.retain(|d| d.domain != 0 && d.domain < guest_kernel::xenstored::DOMID_FIRST_RESERVED);
+    Ok(buf)
+}
+
+/// Whether the hypervisor reports any domain besides dom0 (services mode's trigger).
+pub fn has_domus() -> bool {
+    domus().is_ok_and(|d| !d.is_empty())
+}
+
+fn hvm_param(domid: u16, index: u32) -> Result<u64, i64> {
+    let mut p = XenHvmParam {
+        domid,
+        index,
+        ..Default::default()
+    };
+    match hc::hvm_op(HVMOP_get_param, &mut p) {
+        0 => Ok(p.value),
+        rc => Err(rc),
+    }
+}
+
+fn destroy(domid: u16) -> i64 {
+    let mut op = XenDomctl {
+        cmd: XEN_DOMCTL_destroydomain,
+        domain: domid,
+        ..Default::default()
+    };
+    loop {
+        let rc = hc::domctl(&mut op);
+        // -EAGAIN / -ERESTART: the teardown is preemptible; ask again.
+        if rc != -11 && rc != -85 {
+            return rc;
+        }
+    }
+}
+
+/// The demo partner's state for one domU.
+struct Ping {
+    port: u32,
+    rounds: u32,
+    seen: u32,
+    /// The pattern and reply grants (`None`: the domU has no grant table).
+    grefs: Option<(u32, u32)>,
+}
+
+/// One domU as the services see it.
+struct Dom {
+    id: u16,
+    name: String,
+    store: MappedPage,
+    store_port: u32,
+    console: MappedPage,
+    console_port: u32,
+    asm: MessageAssembler,
+    out: OutQueue,
+    lines: LinePrefixer,
+    ping: Option<Ping>,
+    store_broken: bool,
+    console_broken: bool,
+}
+
+struct Services {
+    xs: Xenstored,
+    doms: BTreeMap<u16, Dom>,
+    /// Watch events for dom0's own connection: (path, token).
+    watch_events: VecDeque<(String, String)>,
+}
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// dom0's grant-copy buffers: what it copies in, and the reply it copies out. Written by the
+/// hypervisor during copies: reached only through raw pointers.
+static mut BUFFERS: [Page; 2] = [Page([0; 4096]), Page([0; 4096])];
+
+fn buffer_va(i: usize) -> u64 {
+    // SAFETY: address of an element of a static array; nothing is dereferenced.
+    unsafe { (&raw mut BUFFERS[i]) as u64 }
+}
+
+fn print_bytes(b: &[u8]) {
+    console::write_bytes(b);
+}
+
+impl Services {
+    /// One request from dom0 to its own xenstored; watch events for dom0 are queued.
+    fn xs0(&mut self, tx: u32, req: &Request<'_>) -> Reply {
+        let Ok(payload) = req.payload() else {
+            return Reply::Error(hypercall_abi::errno::Errno::EINVAL);
+        };
+        let hdr = XsdSockmsg {
+            r#type: req.msg_type(),
+            req_id: 0,
+            tx_id: tx,
+            len: payload.len() as u32,
+        };
+        let out = self.xs.handle(0, &hdr, &payload);
+        let mut reply = Reply::Error(hypercall_abi::errno::Errno::EIO);
+        for (conn, bytes) in out.messages {
+            if conn != 0 {
+                self.queue(conn, &bytes);
+                continue;
+            }
+            let Ok((h, body)) = XsdSockmsg::read_from_prefix(&bytes) else {
+                continue;
+            };
+            if h.r#type == XS_WATCH_EVENT {
+                if let Ok(w) = parse_watch_event(body) {
+                    self.watch_events.push_back((w.path, w.token));
+                }
+            } else if let Ok(r) = parse_reply(hdr.r#type, h.r#type, body) {
+                reply = r;
+            }
+        }
+        self.flush_all();
+        reply
+    }
+
+    fn write(&mut self, path: &str, value: &str) {
+        if let Reply::Error(e) = self.xs0(0, &Request::Write(path, value.as_bytes())) {
+            println!("toolstack: write {path}: {}", e.name());
+        }
+    }
+
+    fn set_perms(&mut self, path: &str, perms: &[Perm]) {
+        if let Reply::Error(e) = self.xs0(0, &Request::SetPerms(path, perms)) {
+            println!("toolstack: set perms {path}: {}", e.name());
+        }
+    }
+
+    fn read(&mut self, path: &str) -> Option<String> {
+        match self.xs0(0, &Request::Read(path)) {
+            Reply::Value(v) => String::from_utf8(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// Queues a framed message for a domU's connection.
+    fn queue(&mut self, conn: u16, bytes: &[u8]) {
+        if let Some(d) = self.doms.get_mut(&conn) {
+            d.out.push(bytes);
+        }
+    }
+
+    /// Moves queued responses into every domU's ring, notifying those that got some.
+    fn flush_all(&mut self) {
+        for d in self.doms.values_mut() {
+            if d.out.is_empty() || d.store_broken {
+                continue;
+            }
+            match d.out.flush_responses(&mut d.store) {
+                Ok(0) => {}
+                Ok(_) => {
+                    let _ = events::send(d.store_port);
+                }
+                Err(e) => {
+                    println!("xenstored: d{} ring broken: {e}", d.id);
+                    xs_ring::report_error(&mut d.store, XENSTORE_ERROR_RINGIDX);
+                    d.store_broken = true;
+                }
+            }
+        }
+    }
+
+    /// Serves the requests waiting in `id`'s store ring.
+    fn serve_store(&mut self, id: u16) {
+        let mut consumed = false;
+        loop {
+            let Some(d) = self.doms.get_mut(&id) else {
+                return;
+            };
+            if d.store_broken {
+                return;
+            }
+            let msg = match xs_ring::read_request_message(&mut d.store, &mut d.asm) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    println!("xenstored: d{id} sent a bad message ({e:?}); dropping its ring");
+                    xs_ring::report_error(&mut d.store, XENSTORE_ERROR_RINGIDX);
+                    d.store_broken = true;
+                    break;
+                }
+            };
+            consumed = true;
+            let out = self.xs.handle_message(id, &msg);
+            for (conn, bytes) in out.messages {
+                if conn == 0 {
+                    if let Ok((h, body)) = XsdSockmsg::read_from_prefix(&bytes) {
+                        if h.r#type == XS_WATCH_EVENT {
+                            if let Ok(w) = parse_watch_event(body) {
+                                self.watch_events.push_back((w.path, w.token));
+                            }
+                        }
+                    }
+                } else {
+                    self.queue(conn, &bytes);
+                }
+            }
+            self.flush_all();
+        }
+        if consumed {
+            if let Some(d) = self.doms.get(&id) {
+                // Room in the request ring for a client that waits for it.
+                let _ = events::send(d.store_port);
+            }
+        }
+        self.flush_all();
+    }
+
+    /// Prints every complete line waiting in `id`'s console ring.
+    fn drain_console(&mut self, id: u16) {
+        let Some(d) = self.doms.get_mut(&id) else {
+            return;
+        };
+        if d.console_broken {
+            return;
+        }
+        let lines = &mut d.lines;
+        match console_ring::drain_out(&mut d.console, &mut |b| lines.feed(b, &mut print_bytes)) {
+            Ok(0) => {}
+            Ok(_) => {
+                let _ = events::send(d.console_port);
+            }
+            Err(e) => {
+                println!("console: d{id} ring broken: {e}");
+                d.console_broken = true;
+            }
+        }
+    }
+
+    /// Sets up a domU found in the domain list.
+    fn introduce(&mut self, info: &XenDomctlGetdomaininfo) -> Result<(), String> {
+        let id = info.domain;
+        let p = |index| hvm_param(id, index).map_err(|rc| format!("hvm_op get_param {index}={rc}"));
+        let (store_mfn, store_evtchn) = (p(HVM_PARAM_STORE_PFN)?, p(HVM_PARAM_STORE_EVTCHN)?);
+        let (cons_mfn, cons_evtchn) = (p(HVM_PARAM_CONSOLE_PFN)?, p(HVM_PARAM_CONSOLE_EVTCHN)?);
+        let name = domain_name(id, store_mfn).unwrap_or_else(|| format!("domain{id}"));
+        let store =
+            ring_page::map_foreign(id, store_mfn, true).map_err(|e| format!("store: {e}"))?;
+        let console = match ring_page::map_foreign(id, cons_mfn, true) {
+            Ok(c) => c,
+            Err(e) => {
+                ring_page::unmap(store);
+                return Err(format!("console: {e}"));
+            }
+        };
+        let bind = |port: u64| {
+            events::bind_interdomain(id, port as u32).map_err(|rc| format!("bind {port}={rc}"))
+        };
+        let store_port = bind(store_evtchn)?;
+        let console_port = bind(cons_evtchn)?;
+        self.doms.insert(
+            id,
+            Dom {
+                id,
+                name: name.clone(),
+                store,
+                store_port,
+                console,
+                console_port,
+                asm: MessageAssembler::new(),
+                out: OutQueue::new(),
+                lines: LinePrefixer::new(id),
+                ping: None,
+                store_broken: false,
+                console_broken: false,
+            },
+        );
+        // The nodes first, then the connection: the domain's first request finds them.
+        let home = format!("/local/domain/{id}");
+        self.write(&home, "");
+        let ro = [
+            Perm {
+                domid: 0,
+                access: Access::None,
+            },
+            Perm {
+                domid: id,
+                access: Access::Read,
+            },
+        ];
+        self.set_perms(&home, &ro);
+        self.write(&format!("{home}/name"), &name);
+        self.write(&format!("{home}/domid"), &format!("{id}"));
+        self.write(&format!("{home}/console/ring-ref"), &format!("{cons_mfn}"));
+        self.write(&format!("{home}/console/port"), &format!("{cons_evtchn}"));
+        self.write(&format!("{home}/console/type"), "xenconsoled");
+        self.write(&format!("{home}/console/limit"), "1048576");
+        self.write(&format!("{home}/data"), "");
+        self.set_perms(
+            &format!("{home}/data"),
+            &[Perm {
+                domid: id,
+                access: Access::None,
+            }],
+        );
+        match self.xs.introduce(id, store_mfn, store_evtchn as u32) {
+            Ok(out) => {
+                for (conn, bytes) in out.messages {
+                    self.queue(conn, &bytes);
+                }
+            }
+            Err(e) => return Err(format!("xenstored introduce: {}", e.name())),
+        }
+        self.xs0(
+            0,
+            &Request::Watch {
+                path: &format!("{home}/data"),
+                token: &format!("data{id}"),
+            },
+        );
+        events::register(
+            store_port,
+            Handler {
+                kind: K_STORE,
+                arg: id.into(),
+            },
+        );
+        events::register(
+            console_port,
+            Handler {
+                kind: K_CONSOLE,
+                arg: id.into(),
+            },
+        );
+        println!(
+            "toolstack: introduced d{id} ({name}), {} MiB",
+            (info.tot_pages * 4096) >> 20
+        );
+        self.drain_console(id);
+        self.serve_store(id);
+        Ok(())
+    }
+
+    /// Looks at every domain: introduces new domUs, reports and destroys those that stopped.
+    fn scan(&mut self) {
+        let list = match domus() {
+            Ok(l) => l,
+            Err(rc) => {
+                println!("toolstack: getdomaininfolist={rc}");
+                return;
+            }
+        };
+        for info in &list {
+            let id = info.domain;
+            let stopped = info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying) != 0;
+            if stopped {
+                if self.doms.contains_key(&id) {
+                    self.teardown(id, Some(info.flags));
+                } else {
+                    // Never introduced (it stopped before we saw it): just destroy it.
+                    println!("toolstack: d{id} stopped before it was introduced");
+                    destroy(id);
+                }
+            } else if !self.doms.contains_key(&id) {
+                if let Err(e) = self.introduce(info) {
+                    println!("toolstack: cannot introduce d{id}: {e}");
+                }
+            }
+        }
+        let gone: Vec<u16> = self
+            .doms
+            .keys()
+            .copied()
+            .filter(|id| !list.iter().any(|i| i.domain == *id))
+            .collect();
+        for id in gone {
+            self.teardown(id, None);
+        }
+    }
+
+    /// Reports a stopped domU and undoes everything set up for it, then destroys it.
+    fn teardown(&mut self, id: u16, flags: Option<u32>) {
+        // Its last words first.
+        self.drain_console(id);
+        let Some(mut d) = self.doms.remove(&id) else {
+            return;
+        };
+        d.lines.flush(&mut print_bytes);
+        match flags {
+            Some(f) if f & XEN_DOMINF_shutdown != 0 => {
+                let code = (f >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
+                if code == SHUTDOWN_crash {
+                    println!("toolstack: d{id} ({}) crashed", d.name);
+                } else {
+                    println!("toolstack: d{id} ({}) shut down ({})", d.name, reason(code));
+                }
+            }
+            Some(_) => println!("toolstack: d{id} ({}) is dying", d.name),
+            None => println!("toolstack: d{id} ({}) disappeared", d.name),
+        }
+        let _ = events::close(d.store_port);
+        let _ = events::close(d.console_port);
+        if let Some(p) = &d.ping {
+            let _ = events::close(p.port);
+        }
+        let u1 = ring_page::unmap(d.store);
+        let u2 = ring_page::unmap(d.console);
+        if u1 != 0 || u2 != 0 {
+            println!("toolstack: d{id}: unmapping its rings failed ({u1}, {u2})");
+        }
+        if let Ok(out) = self.xs.release(id) {
+            for (conn, bytes) in out.messages {
+                self.queue(conn, &bytes);
+            }
+        }
+        self.xs0(
+            0,
+            &Request::Unwatch {
+                path: &format!("/local/domain/{id}/data"),
+                token: &format!("data{id}"),
+            },
+        );
+        self.xs0(0, &Request::Rm(&format!("/local/domain/{id}")));
+        self.watch_events.retain(|(_, t)| *t != format!("data{id}"));
+        if flags.is_some() {
+            match destroy(id) {
+                0 => println!("toolstack: d{id} ({}) destroyed", d.name),
+                rc => println!("toolstack: d{id} ({}) destroydomain={rc}", d.name),
+            }
+        }
+    }
+
+    /// A watch on some domU's `data` fired: start the demo if it is ready.
+    fn data_changed(&mut self, id: u16) {
+        if self.doms.get(&id).is_none_or(|d| d.ping.is_some()) {
+            return;
+        }
+        let base = format!("/local/domain/{id}/data");
+        if self.read(&format!("{base}/ready")).as_deref() != Some("1") {
+            return;
+        }
+        let num =
+            |s: &mut Self, n: &str| -> Option<u32> { s.read(&format!("{base}/{n}"))?.parse().ok() };
+        let grefs = (num(self, "gref"), num(self, "reply-gref"));
+        let (Some(port), Some(rounds)) = (num(self, "ping-port"), num(self, "rounds")) else {
+            println!("dom0: d{id} published incomplete data");
+            return;
+        };
+        let local = match events::bind_interdomain(id, port) {
+            Ok(p) => p,
+            Err(rc) => {
+                println!("dom0: d{id} bind_interdomain({port})={rc}");
+                return;
+            }
+        };
+        events::register(
+            local,
+            Handler {
+                kind: K_PING,
+                arg: id.into(),
+            },
+        );
+        if let Some(d) = self.doms.get_mut(&id) {
+            d.ping = Some(Ping {
+                port: local,
+                rounds,
+                seen: 0,
+                grefs: match grefs {
+                    (Some(a), Some(b)) => Some((a, b)),
+                    _ => None,
+                },
+            });
+        }
+        // Xen marks a freshly bound port pending (so no event can be lost in the race with the
+        // peer); here that would count as the first ping. Upcalls are masked in this loop, so
+        // the bit has not been delivered yet: clear it.
+        shared_info::clear_bit(shared_info::Bitmap::Pending, local);
+        events::take(local);
+        // The kick: the domU starts bouncing once it knows we are bound.
+        let _ = events::send(local);
+    }
+
+    /// A ping from `id`: answer it; after the last, do the grant exchange.
+    fn pinged(&mut self, id: u16) {
+        let Some(p) = self.doms.get_mut(&id).and_then(|d| d.ping.as_mut()) else {
+            return;
+        };
+        if p.seen >= p.rounds {
+            return;
+        }
+        p.seen += 1;
+        let _ = events::send(p.port);
+        if p.seen < p.rounds {
+            return;
+        }
+        let rounds = p.rounds;
+        let Some((gref, reply_gref)) = p.grefs else {
+            self.write(&format!("/local/domain/{id}/data/result"), "ok nogrant");
+            println!("dom0: d{id} ping-pong {rounds} ok, no grants offered");
+            return;
+        };
+        let result = grant_exchange(id, gref, reply_gref);
+        match result {
+            Ok(sum) => {
+                self.write(
+                    &format!("/local/domain/{id}/data/result"),
+                    &format!("ok {sum}"),
+                );
+                println!("dom0: d{id} ping-pong {rounds} ok, grant copy 4096 bytes ok");
+            }
+            Err(e) => {
+                self.write(
+                    &format!("/local/domain/{id}/data/result"),
+                    &format!("error {e}"),
+                );
+                println!("dom0: d{id} ping-pong {rounds} ok, grant exchange FAILED: {e}");
+            }
+        }
+    }
+}
+
+/// Copies `id`'s pattern page in, checks it, and copies its complement into the reply page;
+/// returns the pattern's checksum.
+fn grant_exchange(id: u16, gref: u32, reply_gref: u32) -> Result<u32, String> {
+    let mfn = |i| mm::va_to_mfn(buffer_va(i)).ok_or_else(|| String::from("buffer has no frame"));
+    let (m0, m1) = (mfn(0)?, mfn(1)?);
+    grant::copy(
+        CopyEnd::Grant { domid: id, gref },
+        CopyEnd::Local { mfn: m0 },
+        4096,
+    )
+    .map_err(|e| format!("{e}"))?;
+    let mut data = [0u8; 4096];
+    // SAFETY: our own .bss page, just written by the hypervisor's copy; no reference held.
+    unsafe { core::ptr::copy_nonoverlapping(buffer_va(0) as *const u8, data.as_mut_ptr(), 4096) };
+    if let Some(i) = (0..4096).find(|&i| data[i] != domu::pattern(id, i)) {
+        return Err(format!("pattern mismatch at byte {i}"));
+    }
+    for (i, b) in data.iter().enumerate() {
+        // SAFETY: as above; the reply page is ours and not referenced.
+        unsafe { core::ptr::write_volatile((buffer_va(1) as *mut u8).add(i), !b) };
+    }
+    grant::copy(
+        CopyEnd::Local { mfn: m1 },
+        CopyEnd::Grant {
+            domid: id,
+            gref: reply_gref,
+        },
+        4096,
+    )
+    .map_err(|e| format!("{e}"))?;
+    Ok(domu::checksum(&data))
+}
+
+fn reason(code: u32) -> &'static str {
+    match code {
+        0 => "poweroff",
+        1 => "reboot",
+        2 => "suspend",
+        3 => "crash",
+        4 => "watchdog",
+        _ => "unknown",
+    }
+}
+
+/// The name on the domain's command line (`name=`), read from its start_info: Xen's start-of-day
+/// layout puts start_info in the page before the xenstore page. Checked (magic and `store_mfn`)
+/// before it is believed; `None` if anything does not fit.
+fn domain_name(id: u16, store_mfn: u64) -> Option<String> {
+    let page = ring_page::map_foreign(id, store_mfn.checked_sub(1)?, false).ok()?;
+    let mut si = [0u8; size_of::<StartInfo>()];
+    ring_drivers::SharedPage::read_bytes(&page, 0, &mut si);
+    ring_page::unmap(page);
+    let si = StartInfo::read_from_bytes(&si).ok()?;
+    if !si.magic.starts_with(b"xen-3.0") || si.store_mfn != store_mfn {
+        return None;
+    }
+    let cmdline = Cmdline::from_bytes(&si.cmd_line);
+    cmdline.get("name").map(String::from)
+}
+
+/// Runs the services until no domU is left (or forever with `stay`); returns the exit reason.
+pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
+    if let Err(e) = shared_info::map(si) {
+        println!("services: shared_info: {e}");
+        return SHUTDOWN_crash;
+    }
+    if traps::install() != 0 || traps::register_upcall() != 0 {
+        println!("services: cannot install the trap table or event callback");
+        return SHUTDOWN_crash;
+    }
+    match events::bind_virq(VIRQ_DOM_EXC) {
+        Ok(p) => events::register(
+            p,
+            Handler {
+                kind: K_DOM_EXC,
+                arg: 0,
+            },
+        ),
+        Err(rc) => println!("toolstack: bind VIRQ_DOM_EXC={rc}"),
+    }
+    if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
+        events::register(
+            p,
+            Handler {
+                kind: K_TIMER,
+                arg: 0,
+            },
+        );
+    }
+    let stay = cmdline.has("stay");
+    let mut s = Services {
+        xs: Xenstored::new(),
+        doms: BTreeMap::new(),
+        watch_events: VecDeque::new(),
+    };
+    println!("services: toolstack, xenstored and console daemon running");
+    s.scan();
+    loop {
+        if s.doms.is_empty() && !stay {
+            break;
+        }
+        events::wait(Some(1000 * time::MS));
+        let mut fired = Vec::new();
+        events::dispatch(|_, h| {
+            if let Some(h) = h {
+                fired.push(h);
+            }
+        });
+        let mut rescan = false;
+        for h in fired {
+            let id = h.arg as u16;
+            match h.kind {
+                K_DOM_EXC => rescan = true,
+                K_STORE => s.serve_store(id),
+                K_CONSOLE => s.drain_console(id),
+                K_PING => s.pinged(id),
+                _ => {}
+            }
+        }
+        // Cheap polls: no ring waits for a lost or coalesced notification.
+        let ids: Vec<u16> = s.doms.keys().copied().collect();
+        for id in ids {
+            s.drain_console(id);
+            s.serve_store(id);
+        }
+        while let Some((_, token)) = s.watch_events.pop_front() {
+            if let Some(id) = token.strip_prefix("data").and_then(|t| t.parse().ok()) {
+                s.data_changed(id);
+            }
+        }
+        if rescan {
+            s.scan();
+        }
+    }
+    println!("services: no domU left, powering off");
+    SHUTDOWN_poweroff
+}
