@@ -21,6 +21,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use guest_kernel::cmdline::Cmdline;
+
+use super::pt_workload::rdtsc;
 use guest_kernel::xenstored::Xenstored;
 use hypercall_abi::domctl::{
     XEN_DOMCTL_destroydomain, XEN_DOMINF_dying, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownmask,
@@ -116,6 +118,10 @@ struct Ping {
     port: u32,
     rounds: u32,
     seen: u32,
+    /// TSC when dom0 last sent an event on the channel.
+    sent_at: u64,
+    /// Round trips measured (TSC cycles, dom0 send to the domU's answer arriving).
+    rtts: Vec<u64>,
     /// The pattern and reply grants (`None`: the domU has no grant table).
     grefs: Option<(u32, u32)>,
 }
@@ -137,6 +143,9 @@ struct Dom {
 }
 
 struct Services {
+    /// `bench-copies=<n>` on dom0's command line: after each domU's demo, time `n` grant copies
+    /// of its page and print the figures with the round trips (`make bench`).
+    bench_copies: u32,
     xs: Xenstored,
     doms: BTreeMap<u16, Dom>,
     /// Watch events for dom0's own connection: (path, token).
@@ -534,6 +543,8 @@ impl Services {
                 port: local,
                 rounds,
                 seen: 0,
+                sent_at: 0,
+                rtts: Vec::with_capacity(rounds.min(100_000) as usize),
                 grefs: match grefs {
                     (Some(a), Some(b)) => Some((a, b)),
                     _ => None,
@@ -546,6 +557,9 @@ impl Services {
         shared_info::clear_bit(shared_info::Bitmap::Pending, local);
         events::take(local);
         // The kick: the domU starts bouncing once it knows we are bound.
+        if let Some(p) = self.doms.get_mut(&id).and_then(|d| d.ping.as_mut()) {
+            p.sent_at = rdtsc();
+        }
         let _ = events::send(local);
     }
 
@@ -557,18 +571,37 @@ impl Services {
         if p.seen >= p.rounds {
             return;
         }
+        let now = rdtsc();
+        if p.rtts.len() < p.rtts.capacity() {
+            p.rtts.push(now.wrapping_sub(p.sent_at));
+        }
         p.seen += 1;
+        p.sent_at = rdtsc();
         let _ = events::send(p.port);
         if p.seen < p.rounds {
             return;
         }
         let rounds = p.rounds;
+        if self.bench_copies > 0 {
+            let mut rtts = core::mem::take(&mut p.rtts);
+            rtts.sort_unstable();
+            if let Some(&median) = rtts.get(rtts.len() / 2) {
+                println!(
+                    "bench evtchn_rtt dom={id} rounds={} median_cycles={median} min_cycles={}",
+                    rtts.len(),
+                    rtts[0]
+                );
+            }
+        }
         let Some((gref, reply_gref)) = p.grefs else {
             self.write(&format!("/local/domain/{id}/data/result"), "ok nogrant");
             println!("dom0: d{id} ping-pong {rounds} ok, no grants offered");
             return;
         };
         let result = grant_exchange(id, gref, reply_gref);
+        if result.is_ok() && self.bench_copies > 0 {
+            bench_grant_copy(id, gref, self.bench_copies);
+        }
         match result {
             Ok(sum) => {
                 self.write(
@@ -586,6 +619,39 @@ impl Services {
             }
         }
     }
+}
+
+/// Times `copies` grant copies of `id`'s 4 KiB page into a local page, one per hypercall, and
+/// prints the median cost and the throughput.
+fn bench_grant_copy(id: u16, gref: u32, copies: u32) {
+    let Some(local) = mm::va_to_mfn(buffer_va(0)) else {
+        return;
+    };
+    let mut each = Vec::with_capacity(copies as usize);
+    let start = time::now_ns();
+    for _ in 0..copies {
+        let t0 = rdtsc();
+        let r = grant::copy(
+            CopyEnd::Grant { domid: id, gref },
+            CopyEnd::Local { mfn: local },
+            4096,
+        );
+        each.push(rdtsc().wrapping_sub(t0));
+        if r.is_err() {
+            println!("bench grant_copy dom={id} failed");
+            return;
+        }
+    }
+    let (Some(start), Some(end)) = (start, time::now_ns()) else {
+        return;
+    };
+    let ns = end.saturating_sub(start).max(1);
+    each.sort_unstable();
+    let mb_s = u64::from(copies) * 4096 * 1000 / ns;
+    println!(
+        "bench grant_copy dom={id} copies={copies} bytes=4096 median_cycles={} total_ns={ns} mb_per_s={mb_s}",
+        each[each.len() / 2]
+    );
 }
 
 /// Copies `id`'s pattern page in, checks it, and copies its complement into the reply page;
@@ -679,6 +745,10 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     }
     let stay = cmdline.has("stay");
     let mut s = Services {
+        bench_copies: cmdline
+            .get("bench-copies")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         xs: Xenstored::new(),
         doms: BTreeMap::new(),
         watch_events: VecDeque::new(),

@@ -4,6 +4,11 @@
 //! - Null hypercall: `xen_version(XENVER_version)` round trip in guest TSC cycles, median of 10^5,
 //!   measured by the guest (`bench=null-hypercall`).
 //!
+//! - Two domains (ours only: Xen 4.17 has no toolstack here to start a domU): dom0 and one domU
+//!   bounce 1000 events (round trip, dom0 send to the domU's answer arriving, through both event
+//!   loops and the scheduler: median of the 1000, TSC cycles), then dom0 times 1000 grant copies
+//!   of a 4 KiB page from the domU (`GNTTABOP_copy`, one per hypercall): median cycles and MB/s.
+//!
 //! The machine is shared and noisy: compare the two columns of one run (the ratio), not absolute
 //! figures across runs.
 
@@ -92,7 +97,34 @@ fn show<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "FAILED".to_string(), |v| v.to_string())
 }
 
+/// dom0 + one domU: the `bench evtchn_rtt` and `bench grant_copy` lines dom0 prints.
+fn two_domains() -> Option<(String, String)> {
+    let b = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), "bench-copies=1000".into()),
+            (
+                guest_kernel_image(),
+                "name=bench mem=16M pingpong=1000".into(),
+            ),
+        ],
+        timeout: Duration::from_secs(120),
+        qemu_extra: Vec::new(),
+    };
+    let run = match b.run() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return None;
+        }
+    };
+    let find = |p: &str| run.log.iter().find(|l| l.starts_with(p)).cloned();
+    Some((find("bench evtchn_rtt")?, find("bench grant_copy")?))
+}
+
 fn main() -> ExitCode {
+    let domains = two_domains();
     let ours = measure(&build_dir().join("xen"));
     let xen = measure(&xen_reference_image());
     println!();
@@ -156,7 +188,39 @@ fn main() -> ExitCode {
     if ours.pt_update.is_empty() {
         println!("(no pt_update lines from our hypervisor)");
     }
-    if ours.boot_ms.is_some()
+    println!();
+    println!("Two domains on ours (dom0 <-> domU; guest TSC cycles under TCG):");
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    match &domains {
+        Some((rtt, copy)) => {
+            let (r, c) = (fields(rtt), fields(copy));
+            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
+            };
+            println!(
+                "| event-channel ping-pong round trip, median of {} (cycles) | {} |",
+                get(&r, "rounds"),
+                get(&r, "median_cycles")
+            );
+            println!(
+                "| grant copy of 4 KiB, median of {} (cycles per copy) | {} |",
+                get(&c, "copies"),
+                get(&c, "median_cycles")
+            );
+            println!(
+                "| grant copy throughput, 4 KiB copies (MB/s) | {} |",
+                get(&c, "mb_per_s")
+            );
+            println!();
+            println!("ours: {rtt}");
+            println!("ours: {copy}");
+        }
+        None => println!("(no two-domain figures: the run failed)"),
+    }
+    if domains.is_some()
+        && ours.boot_ms.is_some()
         && xen.boot_ms.is_some()
         && ours.null_cycles.is_some()
         && xen.null_cycles.is_some()

@@ -45,6 +45,11 @@ pub struct Hv {
     run_start: u64,
     /// Time the CPU spent halted with nothing to run.
     pub idle_ns: u64,
+    /// The earliest deadline of the vCPUs that do not run, and whether any of them is runnable,
+    /// as the last full scheduling pass found them: an entry that cannot have changed another
+    /// domain (see `touches_others`) reuses them instead of scanning every domain again.
+    others_next: Option<u64>,
+    others_runnable: bool,
     /// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes.
     loaded: Loaded,
     /// The deadline the APIC one-shot timer is armed for, to skip redundant (slow) APIC writes.
@@ -119,6 +124,8 @@ pub fn run(m: HvMachine, info: MachineInfo, pool: Pool, cur: usize) -> ! {
         slice_end: now + policy::SLICE_NS,
         run_start: now,
         idle_ns: 0,
+        others_next: None,
+        others_runnable: true,
         loaded: Loaded {
             fs: 1,
             gs: 1,
@@ -196,6 +203,19 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         .expect("a guest runs only after `run` installed the state");
     check_stack();
     let mut doms = DOMS.lock();
+    // Whether this entry can have changed another domain's state (woken it, shut it down, ...)
+    // or the running vCPU's right to go on: if not, the way out skips the full scheduling pass.
+    let touches_others = match regs.vector {
+        ENTRY_SYSCALL => matches!(
+            u32::try_from(regs.rax).unwrap_or(u32::MAX),
+            hypercall_abi::xen::__HYPERVISOR_sched_op
+                | hypercall_abi::xen::__HYPERVISOR_event_channel_op
+                | hypercall_abi::xen::__HYPERVISOR_domctl
+                | hypercall_abi::xen::__HYPERVISOR_multicall
+        ),
+        0..=31 => false,
+        _ => true,
+    };
     {
         let (g, ports, grants, others) = doms
             .split(hv.cur)
@@ -241,7 +261,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
     if regs.vector == u64::from(apic::TIMER_VECTOR) {
         debug_keys(hv, &mut doms, regs);
     }
-    exit_to_guest(hv, &mut doms, regs);
+    exit_to_guest(hv, &mut doms, regs, touches_others);
 }
 
 /// Handles an exception the guest raised: emulate what Xen emulates, bounce the rest.
@@ -371,10 +391,16 @@ fn runnable(g: &Guest) -> bool {
 }
 
 /// Settles everything due before a guest runs again, choosing which one.
-fn exit_to_guest(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs) {
+fn exit_to_guest(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, touches_others: bool) {
     let tick = regs.vector == u64::from(apic::TIMER_VECTOR);
+    let mut fast = !touches_others;
+    let mut full = false;
     loop {
-        schedule(hv, doms, regs, tick);
+        if !(fast && may_go_on(hv, doms)) {
+            schedule(hv, doms, regs, tick);
+            full = true;
+        }
+        fast = false;
         let g = doms
             .guest_mut(hv.cur)
             .expect("the scheduler picked a domain");
@@ -395,11 +421,26 @@ fn exit_to_guest(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs) {
         }
         break;
     }
-    arm_next_timer(hv, doms);
+    arm_next_timer(hv, doms, full);
     let cur = hv.cur;
     let g = doms.guest_mut(cur).expect("the scheduler picked a domain");
     perform_flushes(hv, &mut g.dom);
     load_vcpu_state(hv, &g.dom);
+}
+
+/// The fast way out: after an entry that changed no other domain, the running vCPU goes on if
+/// its own timers leave it runnable and its slice lasts.
+fn may_go_on(hv: &mut Hv, doms: &mut DomainSet) -> bool {
+    let now = hv.m.now();
+    if now >= hv.slice_end && hv.others_runnable {
+        return false;
+    }
+    let cur = hv.cur;
+    let Some((g, ports)) = doms.both_mut(cur) else {
+        return false;
+    };
+    run_timers(&mut hv.m, g, ports, true, now);
+    runnable(g) && !g.dom.vcpu.yielded && !g.destroy
 }
 
 /// Runs every domain's timers, wakes, reports and tears down, and leaves in `hv.cur` (with its
@@ -650,17 +691,26 @@ fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
 /// Arms the APIC one-shot timer for the next deadline of any domain (the end of the running
 /// vCPU's slice included while another could run), or cancels it; only when that changed, since
 /// APIC accesses are slow (and most hypercalls change no timer).
-fn arm_next_timer(hv: &mut Hv, doms: &DomainSet) {
-    let mut next = None::<u64>;
-    let mut others_runnable = false;
-    for (slot, g) in doms.slots() {
-        let running = slot == hv.cur;
-        if let Some(d) = next_deadline(g, running) {
-            next = Some(next.map_or(d, |n| n.min(d)));
+fn arm_next_timer(hv: &mut Hv, doms: &DomainSet, full: bool) {
+    if full {
+        let mut others_next = None::<u64>;
+        let mut others_runnable = false;
+        for (slot, g) in doms.slots() {
+            if slot != hv.cur {
+                if let Some(d) = next_deadline(g, false) {
+                    others_next = Some(others_next.map_or(d, |n| n.min(d)));
+                }
+                others_runnable |= runnable(g);
+            }
         }
-        others_runnable |= !running && runnable(g);
+        hv.others_next = others_next;
+        hv.others_runnable = others_runnable;
     }
-    if others_runnable {
+    let mut next = hv.others_next;
+    if let Some(d) = doms.guest(hv.cur).and_then(|g| next_deadline(g, true)) {
+        next = Some(next.map_or(d, |n| n.min(d)));
+    }
+    if hv.others_runnable {
         next = Some(next.map_or(hv.slice_end, |n| n.min(hv.slice_end)));
     }
     if next == hv.armed {
