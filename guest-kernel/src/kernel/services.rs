@@ -143,6 +143,9 @@ struct Dom {
 }
 
 struct Services {
+    /// `two-domain-cases` on dom0's command line: after each domU's demo, run the two-domain
+    /// event-channel and grant cases against it (`case2 <name> = <value>` lines).
+    cases: bool,
     /// `bench-copies=<n>` on dom0's command line: after each domU's demo, time `n` grant copies
     /// of its page and print the figures with the round trips (`make bench`).
     bench_copies: u32,
@@ -598,7 +601,13 @@ impl Services {
             println!("dom0: d{id} ping-pong {rounds} ok, no grants offered");
             return;
         };
+        let port = p.port;
         let result = grant_exchange(id, gref, reply_gref);
+        if self.cases {
+            let remote = self.read(&format!("/local/domain/{id}/data/ping-port"));
+            let remote = remote.and_then(|r| r.parse().ok()).unwrap_or(0);
+            two_domain_cases(id, gref, reply_gref, remote, port);
+        }
         if result.is_ok() && self.bench_copies > 0 {
             bench_grant_copy(id, gref, self.bench_copies);
         }
@@ -619,6 +628,139 @@ impl Services {
             }
         }
     }
+}
+
+/// Cases only two domains can run: dom0 against a domU's event channels and grants (a
+/// read-only pattern grant `ro_gref`, a writable `rw_gref`, and the domU's port `remote` that dom0
+/// bound as `local`). Prints `case2 <name> = <value>`; the QEMU test states the expected values
+/// (Xen 4.17's answers).
+fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32) {
+    use hypercall_abi::grant_table::{
+        GNTMAP_device_map, GNTMAP_readonly, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+        GnttabMapGrantRef, GnttabUnmapGrantRef,
+    };
+    let case = |name: &str, v: i64| println!("case2 {name} = {v}");
+    let rc = |r: Result<u32, i64>| r.map_or_else(|e| e, |_| 0);
+    // Event channels.
+    case(
+        "evtchn.rebind_bound_remote_port",
+        rc(events::bind_interdomain(id, remote)),
+    );
+    case(
+        "evtchn.bind_remote_port_beyond_valid",
+        rc(events::bind_interdomain(id, 4000)),
+    );
+    case(
+        "evtchn.bind_remote_port_zero",
+        rc(events::bind_interdomain(id, 0)),
+    );
+    case(
+        "evtchn.bind_missing_domain",
+        rc(events::bind_interdomain(999, 1)),
+    );
+    case(
+        "evtchn.send_bound",
+        events::send(local).map_or_else(|e| e, |()| 0),
+    );
+    // Grants: device mappings (no virtual address needed).
+    let map = |gref: u32, dom: u16, readonly: bool| {
+        let mut op = [GnttabMapGrantRef {
+            flags: GNTMAP_device_map | if readonly { GNTMAP_readonly } else { 0 },
+            r#ref: gref,
+            dom,
+            ..Default::default()
+        }];
+        let r = hc::grant_table_op(GNTTABOP_map_grant_ref, &mut op);
+        (r, op[0].status, op[0].handle, op[0].dev_bus_addr)
+    };
+    let unmap = |handle: u32, bus: u64| {
+        let mut op = [GnttabUnmapGrantRef {
+            dev_bus_addr: bus,
+            handle,
+            ..Default::default()
+        }];
+        let r = hc::grant_table_op(GNTTABOP_unmap_grant_ref, &mut op);
+        if r != 0 {
+            r
+        } else {
+            i64::from(op[0].status)
+        }
+    };
+    let (r, st, _, _) = map(ro_gref, id, false);
+    case(
+        "grant.map_readonly_grant_writable",
+        if r != 0 { r } else { i64::from(st) },
+    );
+    let (r, st, h, bus) = map(ro_gref, id, true);
+    case(
+        "grant.map_readonly_grant_readonly",
+        if r != 0 { r } else { i64::from(st) },
+    );
+    if r == 0 && st == 0 {
+        case("grant.unmap", unmap(h, bus));
+        case("grant.double_unmap", unmap(h, bus));
+    }
+    let (r, st, h, bus) = map(rw_gref, id, false);
+    case(
+        "grant.map_writable_grant_writable",
+        if r != 0 { r } else { i64::from(st) },
+    );
+    if r == 0 && st == 0 {
+        case("grant.unmap_writable", unmap(h, bus));
+    }
+    let (r, st, _, _) = map(100_000, id, true);
+    case(
+        "grant.map_ref_out_of_range",
+        if r != 0 { r } else { i64::from(st) },
+    );
+    let (r, st, _, _) = map(ro_gref, 999, true);
+    case(
+        "grant.map_missing_domain",
+        if r != 0 { r } else { i64::from(st) },
+    );
+    case("grant.unmap_bad_handle", unmap(0xffff, 0));
+    let Some(local_mfn) = mm::va_to_mfn(buffer_va(0)) else {
+        return;
+    };
+    let status = |r: Result<(), grant::GrantError>| match r {
+        Ok(()) => 0,
+        Err(grant::GrantError::Status(_, st)) => i64::from(st),
+        Err(grant::GrantError::Hypercall(_, rc)) => rc,
+        Err(_) => i64::MIN,
+    };
+    case(
+        "grant.copy_into_readonly_grant",
+        status(grant::copy(
+            CopyEnd::Local { mfn: local_mfn },
+            CopyEnd::Grant {
+                domid: id,
+                gref: ro_gref,
+            },
+            16,
+        )),
+    );
+    case(
+        "grant.copy_from_readonly_grant",
+        status(grant::copy(
+            CopyEnd::Grant {
+                domid: id,
+                gref: ro_gref,
+            },
+            CopyEnd::Local { mfn: local_mfn },
+            16,
+        )),
+    );
+    case(
+        "grant.copy_longer_than_a_page",
+        status(grant::copy(
+            CopyEnd::Grant {
+                domid: id,
+                gref: ro_gref,
+            },
+            CopyEnd::Local { mfn: local_mfn },
+            4097,
+        )),
+    );
 }
 
 /// Times `copies` grant copies of `id`'s 4 KiB page into a local page, one per hypercall, and
@@ -745,6 +887,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     }
     let stay = cmdline.has("stay");
     let mut s = Services {
+        cases: cmdline.has("two-domain-cases"),
         bench_copies: cmdline
             .get("bench-copies")
             .and_then(|v| v.parse().ok())
