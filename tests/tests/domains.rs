@@ -214,3 +214,65 @@ fn two_domain_event_channel_and_grant_cases_give_xens_answers() {
     let all = run.log.iter().filter(|l| l.starts_with("case2 ")).count();
     assert_eq!(all, TWO_DOMAIN_CASES.len(), "every case is stated here");
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn dom0_restarts_a_domu_with_remote_shutdown_reboot() {
+    // The domU lingers after its demo; dom0 reboots it (`SCHEDOP_remote_shutdown`), destroys it,
+    // and the hypervisor builds it again under a new id, which dom0 introduces and, after its
+    // demo, powers off.
+    let run = boot_with(
+        "restart-first".into(),
+        &["name=phoenix mem=16M linger".into()],
+        Duration::from_secs(60),
+    );
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    for needle in [
+        "toolstack: remote_shutdown(d1, reboot)=0",
+        "domain 1 (phoenix) shut down (code 1): reboot",
+        "toolstack: d1 (phoenix) destroyed",
+        "domain 1 rebooted: building it again from boot module 1",
+        "*** Built d2 (phoenix)",
+        "toolstack: introduced d2 (phoenix)",
+        "(d2) domU: my domid is 2 (from xenstore)",
+        "dom0: d2 ping-pong 100 ok, grant copy 4096 bytes ok",
+        "toolstack: remote_shutdown(d2, poweroff)=0",
+        "toolstack: d2 (phoenix) destroyed",
+    ] {
+        expect(&run, needle);
+    }
+    let (before, after) = free_frames(&run);
+    assert_eq!(after, Some(before), "log:\n{log}");
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn debug_keys_dump_every_domain_its_event_channels_and_the_scheduler() {
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), "restart-first".into()),
+            (guest_kernel_image(), "name=keys mem=16M linger".into()),
+        ],
+        qemu_extra: Vec::new(),
+        timeout: Duration::from_secs(60),
+    };
+    let run = boot
+        .run_with_input(&[("(d1) domU: my domid is 1", b"qer")])
+        .unwrap_or_else(|e| panic!("harness error: {e}"));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    for needle in [
+        "d0 (Domain-0): 16384 pages",
+        "d1 (keys): 4096 pages",
+        "d0 event channels:",
+        "d1 event channels:",
+        "Interdomain { remote_dom: 0",
+        "scheduler: weighted round robin",
+        "  d1: weight 256, run ",
+    ] {
+        expect(&run, needle);
+    }
+}

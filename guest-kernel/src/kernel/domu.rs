@@ -192,6 +192,15 @@ pub fn early_console(si: &StartInfo) {
 /// Runs the domU: never returns.
 pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
     let reason = match main(si, cmdline) {
+        Ok(()) if cmdline.has("linger") => {
+            // Stay up until dom0 shuts us down (`SCHEDOP_remote_shutdown`): the restart test.
+            println!("domU: lingering until dom0 shuts me down");
+            console::flush();
+            loop {
+                super::events::wait(None);
+                console::flush();
+            }
+        }
         Ok(()) => SHUTDOWN_poweroff,
         Err(e) => {
             println!("domU: FAILED: {e}");

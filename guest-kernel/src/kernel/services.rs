@@ -143,6 +143,13 @@ struct Dom {
 }
 
 struct Services {
+    /// `restart-first` on dom0's command line: after the first domU's demo, restart it with
+    /// `SCHEDOP_remote_shutdown(SHUTDOWN_reboot)` (the hypervisor builds it again under a new id);
+    /// after any later demo, shut that domU down (`SHUTDOWN_poweroff`). For domUs started with
+    /// `linger`, which wait for dom0 after their demo.
+    restart_first: bool,
+    /// Whether the restart was done.
+    restarted: bool,
     /// `two-domain-cases` on dom0's command line: after each domU's demo, run the two-domain
     /// event-channel and grant cases against it (`case2 <name> = <value>` lines).
     cases: bool,
@@ -424,17 +431,31 @@ impl Services {
 
     /// Looks at every domain: introduces new domUs, reports and destroys those that stopped.
     fn scan(&mut self) {
+        // Destroying a domU that rebooted makes the hypervisor build it again under a new id:
+        // look again after any teardown, so the new domain is introduced before we could
+        // conclude that no domU is left.
+        for _ in 0..8 {
+            if !self.scan_once() {
+                break;
+            }
+        }
+    }
+
+    /// One look at the domain list; returns whether a domU was torn down.
+    fn scan_once(&mut self) -> bool {
+        let mut tore_down = false;
         let list = match domus() {
             Ok(l) => l,
             Err(rc) => {
                 println!("toolstack: getdomaininfolist={rc}");
-                return;
+                return false;
             }
         };
         for info in &list {
             let id = info.domain;
             let stopped = info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying) != 0;
             if stopped {
+                tore_down = true;
                 if self.doms.contains_key(&id) {
                     self.teardown(id, Some(info.flags));
                 } else {
@@ -457,6 +478,7 @@ impl Services {
         for id in gone {
             self.teardown(id, None);
         }
+        tore_down
     }
 
     /// Reports a stopped domU and undoes everything set up for it, then destroys it.
@@ -603,6 +625,24 @@ impl Services {
         };
         let port = p.port;
         let result = grant_exchange(id, gref, reply_gref);
+        if self.restart_first {
+            let reason = if self.restarted {
+                SHUTDOWN_poweroff
+            } else {
+                hypercall_abi::sched::SHUTDOWN_reboot
+            };
+            self.restarted = true;
+            let mut r = hypercall_abi::sched::SchedRemoteShutdown {
+                domain_id: id,
+                reason,
+                ..Default::default()
+            };
+            let rc = hc::sched_op(hypercall_abi::sched::SCHEDOP_remote_shutdown, Some(&mut r));
+            println!(
+                "toolstack: remote_shutdown(d{id}, {})={rc}",
+                self::reason(reason)
+            );
+        }
         if self.cases {
             let remote = self.read(&format!("/local/domain/{id}/data/ping-port"));
             let remote = remote.and_then(|r| r.parse().ok()).unwrap_or(0);
@@ -887,6 +927,8 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     }
     let stay = cmdline.has("stay");
     let mut s = Services {
+        restart_first: cmdline.has("restart-first"),
+        restarted: false,
         cases: cmdline.has("two-domain-cases"),
         bench_copies: cmdline
             .get("bench-copies")
