@@ -276,3 +276,24 @@ fn debug_keys_dump_every_domain_its_event_channels_and_the_scheduler() {
         expect(&run, needle);
     }
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_domu_that_does_not_fit_is_refused_and_the_others_still_boot() {
+    let run = boot(
+        &["name=huge mem=4096M".into(), "name=small mem=16M".into()],
+        Duration::from_secs(60),
+    );
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    expect(
+        &run,
+        "ERR: boot module 1 (build/guest-kernel): not started: mem=4096 MiB does not fit",
+    );
+    // The next module gets the next id.
+    expect(&run, "*** Built d1 (small)");
+    expect(
+        &run,
+        "(d1) domU: ping-pong 100 round trips ok, grant copy verified",
+    );
+}
