@@ -288,7 +288,7 @@ fn a_domu_that_does_not_fit_is_refused_and_the_others_still_boot() {
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     expect(
         &run,
-        "ERR: boot module 1 (build/guest-kernel): not started: mem=4096 MiB does not fit",
+        "guest-kernel): not started: mem=4096 MiB does not fit",
     );
     // The next module gets the next id.
     expect(&run, "*** Built d1 (small)");
