@@ -18,10 +18,11 @@ extern crate alloc;
 
 mod byte_ring;
 pub mod console_ring;
+pub mod ring;
 pub mod shared_page;
 pub mod xenbus;
 pub mod xs_ring;
 
 pub use byte_ring::RingError;
 pub use hypercall_abi::io;
-pub use shared_page::{ArrayPage, SharedPage};
+pub use shared_page::{ArrayPage, AtomicPage, SharedPage};
