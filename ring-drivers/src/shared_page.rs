@@ -110,7 +110,7 @@ impl AtomicPage {
         while i < data.len() {
             let at = offset + i;
             let w = &self.0[at / 4];
-            if at % 4 == 0 && data.len() - i >= 4 {
+            if at.is_multiple_of(4) && data.len() - i >= 4 {
                 let bytes = [data[i], data[i + 1], data[i + 2], data[i + 3]];
                 w.store(u32::from_ne_bytes(bytes), Ordering::Relaxed);
                 i += 4;
@@ -127,7 +127,7 @@ impl AtomicPage {
     }
 
     fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0, "unaligned ring index");
+        assert!(offset.is_multiple_of(4), "unaligned ring index");
         &self.0[offset / 4]
     }
 }
