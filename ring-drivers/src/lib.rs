@@ -16,11 +16,13 @@
 
 extern crate alloc;
 
+pub mod blkif;
 mod byte_ring;
 pub mod console_ring;
 pub mod ring;
 pub mod shared_page;
 pub mod xenbus;
+pub mod xenbus_state;
 pub mod xs_ring;
 
 pub use byte_ring::RingError;
