@@ -174,7 +174,7 @@ impl RamDisk {
             .and_then(|s| s.checked_mul(SECTOR_SIZE))
             .ok_or(DiskError::Io)?;
         let end = start.checked_add(len).ok_or(DiskError::Io)?;
-        if end > self.data.len() || len % SECTOR_SIZE != 0 {
+        if end > self.data.len() || !len.is_multiple_of(SECTOR_SIZE) {
             return Err(DiskError::Io);
         }
         Ok(start..end)
@@ -910,6 +910,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         });
         self.ring
             .push_request_bytes(&mut self.page, &req[..bytes.len()]);
+        self.stats.requests += 1;
         self.publish();
         while self.inflight.iter().any(Option::is_some) {
             self.wait_some(&mut wait_event, &mut None, &mut first_error)?;
@@ -934,7 +935,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         mut wait_event: impl FnMut(),
     ) -> Result<(), BlkFrontError> {
         let len = buf.len();
-        if len % SECTOR_SIZE != 0 {
+        if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(BlkFrontError::BufferSize(len));
         }
         self.check_range(sector, (len / SECTOR_SIZE) as u64)?;

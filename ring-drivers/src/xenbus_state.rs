@@ -220,7 +220,7 @@ impl BackendInfo {
             return Err(KeyError::Invalid(keys::SECTOR_SIZE));
         }
         let physical_sector_size = number_u32(r, keys::PHYSICAL_SECTOR_SIZE, sector_size)?;
-        if physical_sector_size == 0 || physical_sector_size % sector_size != 0 {
+        if physical_sector_size == 0 || !physical_sector_size.is_multiple_of(sector_size) {
             return Err(KeyError::Invalid(keys::PHYSICAL_SECTOR_SIZE));
         }
         Ok(BackendInfo {
