@@ -501,3 +501,204 @@ impl XenbusBackend {
         actions
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn reader(pairs: &[(&str, &str)]) -> impl FnMut(&str) -> Option<Vec<u8>> {
+        let map: HashMap<String, Vec<u8>> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn last_state<A: Copy>(own: S, actions: &[A], switch: impl Fn(A) -> Option<S>) -> S {
+        let mut s = own;
+        track(&mut s, actions, switch);
+        s
+    }
+
+    #[test]
+    fn reactions_are_idempotent_for_every_pair_of_states() {
+        // A watch may fire again with nothing changed: the second reaction must be empty.
+        for own in S::ALL {
+            for other in S::ALL {
+                let a = frontend_on_other_end_changed(own, other);
+                let next = last_state(own, &a, front_switch);
+                assert_eq!(
+                    frontend_on_other_end_changed(next, other),
+                    vec![],
+                    "front {own:?} -> {next:?} on {other:?}"
+                );
+                let a = backend_on_other_end_changed(own, other);
+                let next = last_state(own, &a, back_switch);
+                assert_eq!(
+                    backend_on_other_end_changed(next, other),
+                    vec![],
+                    "back {own:?} -> {next:?} on {other:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn front_end_copes_with_a_back_end_that_skips_initwait() {
+        use FrontendAction as A;
+        assert_eq!(
+            frontend_on_other_end_changed(S::Initialising, S::Connected),
+            vec![
+                A::PublishTransport,
+                A::SwitchState(S::Initialised),
+                A::ReadBackendInfo,
+                A::Connect,
+                A::SwitchState(S::Connected),
+            ]
+        );
+        // Waiting for a closed back end to come back is not a reason to close.
+        assert_eq!(
+            frontend_on_other_end_changed(S::Initialising, S::Closed),
+            vec![]
+        );
+        let mut f = XenbusFrontend::new();
+        assert_eq!(f.close(), vec![A::SwitchState(S::Closed)]);
+        assert_eq!(f.reconnect(S::InitWait).len(), 3);
+        assert_eq!(f.state(), S::Initialised);
+    }
+
+    #[test]
+    fn back_end_connects_on_initialised_or_connected() {
+        use BackendAction as A;
+        let connect = vec![
+            A::ReadFrontendTransport,
+            A::Connect,
+            A::SwitchState(S::Connected),
+        ];
+        assert_eq!(
+            backend_on_other_end_changed(S::InitWait, S::Initialised),
+            connect
+        );
+        assert_eq!(
+            backend_on_other_end_changed(S::InitWait, S::Connected),
+            connect
+        );
+        assert_eq!(
+            backend_on_other_end_changed(S::Initialising, S::Initialised),
+            vec![]
+        );
+        let mut b = XenbusBackend::new();
+        assert_eq!(
+            b.on_other_end_changed(S::Initialised),
+            vec![],
+            "not started"
+        );
+        assert_eq!(b.start().len(), 2);
+        assert_eq!(b.on_other_end_changed(S::Initialised), connect);
+        assert_eq!(
+            b.close()[0],
+            A::Disconnect,
+            "unmap before the front end ends its grant"
+        );
+        assert_eq!(b.state(), S::Closing);
+    }
+
+    #[test]
+    fn backend_keys_round_trip_with_defaults() {
+        let info = BackendInfo {
+            sectors: 2048,
+            info: VDISK_READONLY,
+            feature_flush_cache: true,
+            feature_discard: true,
+            discard_granularity: 4096,
+            ..BackendInfo::default()
+        };
+        let keys = info.to_keys();
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(BackendInfo::from_keys(reader(&pairs)), Ok(info));
+        // Only `sectors` is required.
+        let min = BackendInfo::from_keys(reader(&[("sectors", "8")])).unwrap();
+        assert_eq!(
+            min,
+            BackendInfo {
+                sectors: 8,
+                ..BackendInfo::default()
+            }
+        );
+        // A 4 KiB-sector device: sizes converted to 512-byte units.
+        let big =
+            BackendInfo::from_keys(reader(&[("sectors", "10"), ("sector-size", "4096")])).unwrap();
+        assert_eq!((big.sectors_512(), big.discard_granularity), (80, 4096));
+    }
+
+    #[test]
+    fn hostile_backend_keys_are_refused() {
+        assert_eq!(
+            BackendInfo::from_keys(reader(&[])),
+            Err(KeyError::Missing(keys::SECTORS))
+        );
+        for (k, v) in [
+            ("sectors", "-1"),
+            ("sectors", "0x10"),
+            ("sectors", "99999999999999999999999"),
+            ("sector-size", "256"),
+            ("sector-size", "1000"),
+            ("physical-sector-size", "768"),
+            ("info", "4294967296"),
+            ("feature-discard", "yes"),
+        ] {
+            let mut pairs = vec![("sectors", "8")];
+            pairs.retain(|(key, _)| *key != k);
+            pairs.push((k, v));
+            assert!(
+                matches!(
+                    BackendInfo::from_keys(reader(&pairs)),
+                    Err(KeyError::Invalid(_))
+                ),
+                "{k}={v}"
+            );
+        }
+    }
+
+    #[test]
+    fn frontend_transport_keys() {
+        let t = FrontendTransport {
+            ring_ref: 9,
+            event_channel: 12,
+        };
+        let keys = t.to_keys();
+        let mut pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("ring-ref", "9"),
+                ("event-channel", "12"),
+                ("protocol", "x86_64-abi")
+            ]
+        );
+        assert_eq!(FrontendTransport::from_keys(reader(&pairs)), Ok(t));
+        pairs.pop();
+        assert_eq!(
+            FrontendTransport::from_keys(reader(&pairs)),
+            Ok(t),
+            "native by default"
+        );
+        pairs.push(("protocol", "x86_32-abi"));
+        assert_eq!(
+            FrontendTransport::from_keys(reader(&pairs)),
+            Err(KeyError::UnsupportedProtocol)
+        );
+        assert_eq!(
+            FrontendTransport::from_keys(reader(&[("event-channel", "1")])),
+            Err(KeyError::Missing(keys::RING_REF))
+        );
+        assert_eq!(
+            FrontendTransport::from_keys(reader(&[
+                ("ring-ref", "4294967296"),
+                ("event-channel", "1")
+            ])),
+            Err(KeyError::Invalid(keys::RING_REF))
+        );
+    }
+}

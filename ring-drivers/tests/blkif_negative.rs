@@ -380,3 +380,36 @@ fn one_notification_for_a_batch_of_responses() {
     assert_eq!(n, 20);
     let _ = &r.notified;
 }
+
+#[test]
+fn front_end_refuses_a_response_it_never_asked_for() {
+    use ring_drivers::blkif::{BlkBackRing, BlkFront, BlkFrontError};
+    use ring_drivers::xenbus_state::BackendInfo;
+    let page = Arc::new(AtomicPage::new());
+    let grants = Arc::new(GrantTable::default());
+    let mut front = BlkFront::new(
+        page.clone(),
+        0,
+        grants.grant(11),
+        Arc::new(EventChannel::default()).sender(),
+    );
+    front.connect(BackendInfo {
+        sectors: 64,
+        ..BackendInfo::default()
+    });
+    // A back end that answers with a made-up id.
+    let mut back = BlkBackRing::attach(&page).unwrap();
+    let mut view = &*page;
+    let err = front.read(0, &mut [0; 512], || {
+        if let Some(req) = back.get_request(&view).unwrap() {
+            let rsp = BlkifResponse {
+                id: req.id ^ 0x100,
+                operation: req.operation,
+                ..Default::default()
+            };
+            back.push_response(&mut view, &rsp);
+            back.push_responses(&mut view);
+        }
+    });
+    assert!(matches!(err, Err(BlkFrontError::UnknownResponse(_))));
+}
