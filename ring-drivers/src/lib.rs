@@ -9,8 +9,13 @@
 //! - Nothing blocks: callers pump the rings when an event channel fires and get back what
 //!   completed.
 //!
+//! - Back ends copy each request out of shared memory once, validate the copy, and answer every
+//!   bad request with an error status; nothing a request asks is done until all of it checked.
+//!
 //! Modules: [`xs_ring`] (the xenstore ring and message framing), [`xenbus`] (a xenstore client),
-//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer).
+//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer), [`ring`] (the generic
+//! `io/ring.h` request/response ring), [`blkif`] (block front and back ends),
+//! [`xenbus_state`] (the XenbusState handshake of both ends as pure state machines).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
