@@ -9,19 +9,27 @@
 //! - Nothing blocks: callers pump the rings when an event channel fires and get back what
 //!   completed.
 //!
+//! - Back ends copy each request out of shared memory once, validate the copy, and answer every
+//!   bad request with an error status; nothing a request asks is done until all of it checked.
+//!
 //! Modules: [`xs_ring`] (the xenstore ring and message framing), [`xenbus`] (a xenstore client),
-//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer).
+//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer), [`ring`] (the generic
+//! `io/ring.h` request/response ring), [`blkif`] (block front and back ends),
+//! [`xenbus_state`] (the XenbusState handshake of both ends as pure state machines).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod blkif;
 mod byte_ring;
 pub mod console_ring;
+pub mod ring;
 pub mod shared_page;
 pub mod xenbus;
+pub mod xenbus_state;
 pub mod xs_ring;
 
 pub use byte_ring::RingError;
 pub use hypercall_abi::io;
-pub use shared_page::{ArrayPage, SharedPage};
+pub use shared_page::{ArrayPage, AtomicPage, SharedPage};

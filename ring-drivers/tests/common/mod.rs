@@ -1,0 +1,238 @@
+//! Fakes for the other side of every blkif interface: grant table, event channel, domains.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use hypercall_abi::grant_table::{GNTST_bad_domain, GNTST_bad_gntref};
+use ring_drivers::blkif::{GrantIo, GrantIoError, GrantPages, GrantSegment, Notify};
+use ring_drivers::shared_page::PAGE_SIZE;
+
+/// The front end's domain id and the back end's, as the fakes check them.
+pub const FRONT_DOMID: u16 = 1;
+
+/// A grant table: the front end's granted pages by reference (shared by both "domains").
+#[derive(Default)]
+pub struct GrantTable {
+    pages: Mutex<HashMap<u32, Box<[u8; PAGE_SIZE]>>>,
+}
+
+impl GrantTable {
+    /// Grants `n` fresh zeroed pages with references 8.. (0..7 are reserved); returns them.
+    pub fn grant(self: &Arc<Self>, n: usize) -> FrontPages {
+        let mut pages = self.pages.lock().unwrap();
+        let first = 8 + pages.len() as u32;
+        let grefs: Vec<u32> = (first..first + n as u32).collect();
+        for &g in &grefs {
+            pages.insert(g, Box::new([0; PAGE_SIZE]));
+        }
+        FrontPages {
+            table: self.clone(),
+            grefs,
+        }
+    }
+
+    /// The back end's view (grant copies checked against the granting domain).
+    pub fn backend_view(self: &Arc<Self>) -> BackGrants {
+        BackGrants {
+            table: self.clone(),
+            copies: 0,
+        }
+    }
+}
+
+/// The front end's granted data pages.
+pub struct FrontPages {
+    table: Arc<GrantTable>,
+    pub grefs: Vec<u32>,
+}
+
+impl GrantPages for FrontPages {
+    fn count(&self) -> usize {
+        self.grefs.len()
+    }
+
+    fn gref(&self, page: usize) -> u32 {
+        self.grefs[page]
+    }
+
+    fn read(&self, page: usize, offset: usize, buf: &mut [u8]) {
+        let pages = self.table.pages.lock().unwrap();
+        buf.copy_from_slice(&pages[&self.grefs[page]][offset..offset + buf.len()]);
+    }
+
+    fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
+        let mut pages = self.table.pages.lock().unwrap();
+        let p = pages.get_mut(&self.grefs[page]).unwrap();
+        p[offset..offset + data.len()].copy_from_slice(data);
+    }
+}
+
+/// `GNTTABOP_copy` against the table: an unknown reference is `GNTST_bad_gntref`, another
+/// domain than the front end `GNTST_bad_domain`.
+pub struct BackGrants {
+    table: Arc<GrantTable>,
+    pub copies: u64,
+}
+
+impl BackGrants {
+    fn check(
+        &self,
+        pages: &HashMap<u32, Box<[u8; PAGE_SIZE]>>,
+        domid: u16,
+        segs: &[GrantSegment],
+    ) -> Result<(), GrantIoError> {
+        for s in segs {
+            let status = if domid != FRONT_DOMID {
+                GNTST_bad_domain
+            } else if !pages.contains_key(&s.gref) {
+                GNTST_bad_gntref
+            } else {
+                assert!(usize::from(s.offset) + usize::from(s.len) <= PAGE_SIZE);
+                continue;
+            };
+            return Err(GrantIoError {
+                gref: s.gref,
+                status,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl GrantIo for BackGrants {
+    fn copy_from_grants(
+        &mut self,
+        domid: u16,
+        segs: &[GrantSegment],
+        buf: &mut [u8],
+    ) -> Result<(), GrantIoError> {
+        let pages = self.table.pages.lock().unwrap();
+        self.check(&pages, domid, segs)?;
+        let mut at = 0;
+        for s in segs {
+            let (o, l) = (usize::from(s.offset), usize::from(s.len));
+            buf[at..at + l].copy_from_slice(&pages[&s.gref][o..o + l]);
+            at += l;
+        }
+        assert_eq!(at, buf.len());
+        self.copies += 1;
+        Ok(())
+    }
+
+    fn copy_to_grants(
+        &mut self,
+        domid: u16,
+        segs: &[GrantSegment],
+        data: &[u8],
+    ) -> Result<(), GrantIoError> {
+        let mut pages = self.table.pages.lock().unwrap();
+        self.check(&pages, domid, segs)?;
+        let mut at = 0;
+        for s in segs {
+            let (o, l) = (usize::from(s.offset), usize::from(s.len));
+            pages.get_mut(&s.gref).unwrap()[o..o + l].copy_from_slice(&data[at..at + l]);
+            at += l;
+        }
+        assert_eq!(at, data.len());
+        self.copies += 1;
+        Ok(())
+    }
+}
+
+/// One direction of an event channel: a pending count and a condition variable. Like a real
+/// port, events sent while nobody waits stay pending (a waiter returns at once).
+#[derive(Default)]
+pub struct EventChannel {
+    sent: Mutex<u64>,
+    cv: Condvar,
+    closed: AtomicBool,
+}
+
+impl EventChannel {
+    /// The sending end.
+    pub fn sender(self: &Arc<Self>) -> Sender {
+        Sender(self.clone(), 0)
+    }
+
+    /// The receiving end.
+    pub fn waiter(self: &Arc<Self>) -> Waiter {
+        Waiter {
+            chan: self.clone(),
+            seen: 0,
+        }
+    }
+
+    /// Wakes every waiter for good (test teardown).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _g = self.sent.lock().unwrap();
+        self.cv.notify_all();
+    }
+}
+
+/// Sends events; counts them.
+pub struct Sender(Arc<EventChannel>, pub u64);
+
+impl Notify for Sender {
+    fn notify(&mut self) {
+        *self.0.sent.lock().unwrap() += 1;
+        self.0.cv.notify_all();
+        self.1 += 1;
+    }
+}
+
+/// Waits for events.
+pub struct Waiter {
+    chan: Arc<EventChannel>,
+    seen: u64,
+}
+
+impl Waiter {
+    /// Blocks until an event is pending (consuming it) or the channel is closed; `false` if
+    /// closed. Times out after 10 s so a lost notification fails the test instead of hanging.
+    pub fn wait(&mut self) -> bool {
+        let mut sent = self.chan.sent.lock().unwrap();
+        while *sent == self.seen {
+            if self.chan.closed.load(Ordering::SeqCst) {
+                return false;
+            }
+            let (s, timeout) = self
+                .chan
+                .cv
+                .wait_timeout(sent, Duration::from_secs(10))
+                .unwrap();
+            sent = s;
+            assert!(
+                !timeout.timed_out() || self.chan.closed.load(Ordering::SeqCst),
+                "no event for 10 s: a notification was lost"
+            );
+        }
+        self.seen = *sent;
+        true
+    }
+}
+
+/// A small deterministic generator (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next() as u8;
+        }
+    }
+}
