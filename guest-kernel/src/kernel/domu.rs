@@ -12,6 +12,10 @@
 //! (ping, pong), and dom0 grant-copies the pattern, checks it, copies its complement into the
 //! reply page and writes `data/result` = `ok <sum>`, which we watch. Then we power off.
 //!
+//! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close.
+//! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil` and `blk-bench[=<start>]` run a block mode
+//! instead of the demo.
+//!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
 
 use alloc::collections::VecDeque;
@@ -26,6 +30,7 @@ use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 use hypercall_abi::xen::{StartInfo, VIRQ_TIMER};
 use ring_drivers::xenbus::{Event, Reply, Request, WatchEvent, XenbusClient};
 
+use super::blkfront;
 use super::boot::hypercall_page;
 use super::events::{self, Handler};
 use super::grant;
@@ -65,12 +70,12 @@ fn own_page(mfn: u64) -> Option<MappedPage> {
 }
 
 /// The xenstore connection and everything the event loop counts.
-struct Domu {
+pub(super) struct Domu {
     xs: XenbusClient,
     store: MappedPage,
     store_port: u32,
     replies: VecDeque<(u32, Reply)>,
-    watches: VecDeque<WatchEvent>,
+    pub(super) watches: VecDeque<WatchEvent>,
     pings: u32,
     broken: Option<String>,
 }
@@ -103,7 +108,7 @@ impl Domu {
     }
 
     /// Waits for events and handles them.
-    fn step(&mut self) {
+    pub(super) fn step(&mut self) {
         events::wait(Some(1000 * time::MS));
         let mut pings = 0;
         events::dispatch(|_, h| {
@@ -115,7 +120,7 @@ impl Domu {
         self.pump();
     }
 
-    fn timed_out(&self, since: u64) -> Result<(), String> {
+    pub(super) fn timed_out(&self, since: u64) -> Result<(), String> {
         if let Some(b) = &self.broken {
             return Err(b.clone());
         }
@@ -128,7 +133,7 @@ impl Domu {
     }
 
     /// Sends `req` and waits for its reply.
-    fn request(&mut self, tx: u32, req: &Request<'_>) -> Result<Reply, String> {
+    pub(super) fn request(&mut self, tx: u32, req: &Request<'_>) -> Result<Reply, String> {
         let id = self
             .xs
             .send(tx, req)
@@ -144,7 +149,7 @@ impl Domu {
         }
     }
 
-    fn read(&mut self, path: &str) -> Result<Result<Vec<u8>, Errno>, String> {
+    pub(super) fn read(&mut self, path: &str) -> Result<Result<Vec<u8>, Errno>, String> {
         Ok(match self.request(0, &Request::Read(path))? {
             Reply::Value(v) => Ok(v),
             Reply::Error(e) => Err(e),
@@ -152,7 +157,7 @@ impl Domu {
         })
     }
 
-    fn ok(&mut self, tx: u32, req: &Request<'_>) -> Result<Result<(), Errno>, String> {
+    pub(super) fn ok(&mut self, tx: u32, req: &Request<'_>) -> Result<Result<(), Errno>, String> {
         Ok(match self.request(tx, req)? {
             Reply::Ok => Ok(()),
             Reply::Error(e) => Err(e),
@@ -267,6 +272,16 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         Err(e) => return Err(format!("read domid: {}", e.name())),
     };
     println!("domU: my domid is {domid} (from xenstore)");
+    // The block modes skip the ping-pong demo.
+    if let Some(arg) = cmdline.get("blk-selftest") {
+        return blkfront::selftest(&mut d, arg);
+    }
+    if cmdline.has("blk-evil") {
+        return blkfront::evil(&mut d);
+    }
+    if cmdline.has("blk-bench") {
+        return blkfront::bench(&mut d, cmdline.get("blk-bench"));
+    }
     let rounds: u32 = cmdline
         .get("pingpong")
         .and_then(|s| s.parse().ok())
@@ -357,7 +372,8 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         ));
     }
     println!("domU: ping-pong {rounds} round trips ok, grant copy verified");
-    Ok(())
+    // The block device: read sector 0 through the split driver.
+    blkfront::demo(&mut d)
 }
 
 /// Writes `data/*` in one transaction (retried on EAGAIN).

@@ -16,7 +16,9 @@
 #[macro_use]
 pub mod console;
 mod bench;
+mod blkback;
 pub mod blkdev;
+mod blkfront;
 mod boot;
 mod conformance;
 mod domu;

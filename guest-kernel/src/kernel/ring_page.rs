@@ -6,11 +6,20 @@
 //! A window is a page-aligned page of our .bss whose L1 entry is repointed at a foreign frame
 //! (`update_va_mapping_otherdomain`) and cleared (PTE 0) when the mapping is given up, so that no
 //! mapping keeps the other domain's frame referenced after it is destroyed.
+//!
+//! A window can also hold a **grant mapping** ([`map_grant`]): `GNTTABOP_map_grant_ref` with
+//! `GNTMAP_host_map` at the window's address makes the hypervisor write the PTE (the other
+//! domain's granted frame, shared for real, as blkback maps a ring); [`unmap_grant`] gives it up
+//! with `GNTTABOP_unmap_grant_ref`, which clears the PTE.
 
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_kernel::paging::{make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
+use hypercall_abi::grant_table::{
+    GNTMAP_host_map, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GnttabMapGrantRef,
+    GnttabUnmapGrantRef,
+};
 use hypercall_abi::xen::UVMF_INVLPG;
 use ring_drivers::shared_page::{SharedPage, PAGE_SIZE};
 
@@ -96,6 +105,8 @@ pub enum MapError {
     NoWindow,
     /// The hypervisor refused (`update_va_mapping_otherdomain`'s return code).
     Refused(i64),
+    /// `GNTTABOP_map_grant_ref` failed: the hypercall's return code, or its `GNTST_*` status.
+    Grant(i64),
 }
 
 impl core::fmt::Display for MapError {
@@ -103,13 +114,13 @@ impl core::fmt::Display for MapError {
         match self {
             MapError::NoWindow => write!(f, "no free window page"),
             MapError::Refused(rc) => write!(f, "update_va_mapping_otherdomain={rc}"),
+            MapError::Grant(st) => write!(f, "map_grant_ref status {st}"),
         }
     }
 }
 
-/// Maps machine frame `mfn` of domain `domid` at a free window (writable or read-only);
-/// returns the page.
-pub fn map_foreign(domid: u16, mfn: u64, writable: bool) -> Result<MappedPage, MapError> {
+/// Claims a free window: its index and address.
+fn claim() -> Result<(usize, u64), MapError> {
     let i = loop {
         let used = IN_USE.load(Ordering::SeqCst);
         if used == u64::MAX {
@@ -123,7 +134,13 @@ pub fn map_foreign(domid: u16, mfn: u64, writable: bool) -> Result<MappedPage, M
             break i as usize;
         }
     };
-    let va = (&raw mut WINDOW_PAGES) as u64 + (i * PAGE_SIZE) as u64;
+    Ok((i, (&raw mut WINDOW_PAGES) as u64 + (i * PAGE_SIZE) as u64))
+}
+
+/// Maps machine frame `mfn` of domain `domid` at a free window (writable or read-only);
+/// returns the page.
+pub fn map_foreign(domid: u16, mfn: u64, writable: bool) -> Result<MappedPage, MapError> {
+    let (i, va) = claim()?;
     let rw = if writable { PTE_RW | PTE_D } else { 0 };
     let pte = make_entry(mfn, PTE_P | PTE_A | rw);
     // SAFETY: the window is ours alone (just claimed) and never referenced as Rust data.
@@ -134,6 +151,58 @@ pub fn map_foreign(domid: u16, mfn: u64, writable: bool) -> Result<MappedPage, M
     }
     // SAFETY: just mapped, page-aligned, only reached through the returned value.
     Ok(unsafe { MappedPage::new(va) })
+}
+
+/// Maps grant `gref` of domain `domid` (read-write) at a free window with
+/// `GNTTABOP_map_grant_ref(GNTMAP_host_map)`; returns the page and the grant handle.
+pub fn map_grant(domid: u16, gref: u32) -> Result<(MappedPage, u32), MapError> {
+    let (i, va) = claim()?;
+    let mut op = [GnttabMapGrantRef {
+        host_addr: va,
+        flags: GNTMAP_host_map,
+        r#ref: gref,
+        dom: domid,
+        ..Default::default()
+    }];
+    let rc = hc::grant_table_op(GNTTABOP_map_grant_ref, &mut op);
+    if rc != 0 || op[0].status != 0 {
+        // The window's own page may have been replaced by nothing: make it empty either way.
+        // SAFETY: the window is ours alone (just claimed) and never referenced as Rust data.
+        unsafe { hc::update_va_mapping(va, 0, UVMF_INVLPG) };
+        IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+        return Err(MapError::Grant(if rc != 0 {
+            rc
+        } else {
+            i64::from(op[0].status)
+        }));
+    }
+    // SAFETY: the hypervisor just mapped the granted frame there, page-aligned; it is only
+    // reached through the returned value.
+    Ok((unsafe { MappedPage::new(va) }, op[0].handle))
+}
+
+/// Gives up a grant mapping made by [`map_grant`] (`GNTTABOP_unmap_grant_ref`, which clears the
+/// PTE) and frees the window; returns the hypercall's result or the op's status (non-zero when
+/// the hypervisor already revoked the mapping because the granter died). The caller must not use
+/// `page` afterwards.
+pub fn unmap_grant(page: MappedPage, handle: u32) -> i64 {
+    let base = (&raw mut WINDOW_PAGES) as u64;
+    let i = ((page.va - base) / PAGE_SIZE as u64) as usize;
+    assert!(i < WINDOWS, "not a window page");
+    let mut op = [GnttabUnmapGrantRef {
+        host_addr: page.va,
+        handle,
+        ..Default::default()
+    }];
+    let rc = hc::grant_table_op(GNTTABOP_unmap_grant_ref, &mut op);
+    let rc = if rc != 0 { rc } else { i64::from(op[0].status) };
+    if rc != 0 {
+        // Revoked (or never there): make sure nothing stays mapped at the window.
+        // SAFETY: the caller gives the window up; nothing references it.
+        unsafe { hc::update_va_mapping(page.va, 0, UVMF_INVLPG) };
+    }
+    IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+    rc
 }
 
 /// Unmaps a window (PTE 0: the foreign frame is no longer referenced) and frees it. The caller

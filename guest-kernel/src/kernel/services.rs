@@ -10,6 +10,7 @@
 //! - **xenstored**: `guest_kernel::xenstored` serves every domU's store ring (connection =
 //!   domid); dom0's own requests go straight to it as connection 0.
 //! - **console daemon**: drains every domU's console ring into `(d<id>) text` lines.
+//! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk.
 //! - **demo partner** (`domu.rs` describes the protocol): on a domU's `data/ready`, bind its
 //!   ping port, bounce its events, grant-copy its pattern page, check it, copy the complement
 //!   into its reply page and write `data/result`.
@@ -41,6 +42,7 @@ use ring_drivers::xenbus::{parse_reply, parse_watch_event, Access, Perm, Reply, 
 use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
 use zerocopy::{FromBytes, IntoBytes};
 
+use super::blkback::{self, Vbd};
 use super::events::{self, Handler};
 use super::grant::{self, CopyEnd};
 use super::hypercall as hc;
@@ -52,6 +54,7 @@ const K_STORE: u32 = 2;
 const K_CONSOLE: u32 = 3;
 const K_PING: u32 = 4;
 const K_TIMER: u32 = 5;
+const K_BLK: u32 = 6;
 
 /// Most domains one `getdomaininfolist` reports.
 const MAX_DOMAINS: usize = 64;
@@ -158,6 +161,8 @@ struct Services {
     bench_copies: u32,
     xs: Xenstored,
     doms: BTreeMap<u16, Dom>,
+    /// Each domU's virtual block device.
+    vbds: BTreeMap<u16, Vbd>,
     /// Watch events for dom0's own connection: (path, token).
     watch_events: VecDeque<(String, String)>,
 }
@@ -178,7 +183,44 @@ fn print_bytes(b: &[u8]) {
     console::write_bytes(b);
 }
 
+impl blkback::Store for Services {
+    fn read(&mut self, path: &str) -> Option<String> {
+        Services::read(self, path)
+    }
+
+    fn write(&mut self, path: &str, value: &str) {
+        Services::write(self, path, value)
+    }
+
+    fn set_perms(&mut self, path: &str, perms: &[Perm]) {
+        Services::set_perms(self, path, perms)
+    }
+
+    fn watch(&mut self, path: &str, token: &str) {
+        if let Reply::Error(e) = self.xs0(0, &Request::Watch { path, token }) {
+            println!("toolstack: watch {path}: {}", e.name());
+        }
+    }
+
+    fn unwatch(&mut self, path: &str, token: &str) {
+        self.xs0(0, &Request::Unwatch { path, token });
+        self.watch_events.retain(|(_, t)| t != token);
+    }
+
+    fn rm(&mut self, path: &str) {
+        self.xs0(0, &Request::Rm(path));
+    }
+}
+
 impl Services {
+    /// Runs `f` on `id`'s vbd (taken out of the map meanwhile, so `f` can use the store).
+    fn with_vbd(&mut self, id: u16, f: impl FnOnce(&mut Vbd, &mut Self)) {
+        if let Some(mut v) = self.vbds.remove(&id) {
+            f(&mut v, self);
+            self.vbds.insert(id, v);
+        }
+    }
+
     /// One request from dom0 to its own xenstored; watch events for dom0 are queued.
     fn xs0(&mut self, tx: u32, req: &Request<'_>) -> Reply {
         let Ok(payload) = req.payload() else {
@@ -391,6 +433,8 @@ impl Services {
                 access: Access::None,
             }],
         );
+        let vbd = Vbd::create(self, id, K_BLK);
+        self.vbds.insert(id, vbd);
         match self.xs.introduce(id, store_mfn, store_evtchn as u32) {
             Ok(out) => {
                 for (conn, bytes) in out.messages {
@@ -505,6 +549,9 @@ impl Services {
         let _ = events::close(d.console_port);
         if let Some(p) = &d.ping {
             let _ = events::close(p.port);
+        }
+        if let Some(v) = self.vbds.remove(&id) {
+            v.destroy(self);
         }
         let u1 = ring_page::unmap(d.store);
         let u2 = ring_page::unmap(d.console);
@@ -936,15 +983,23 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
             .unwrap_or(0),
         xs: Xenstored::new(),
         doms: BTreeMap::new(),
+        vbds: BTreeMap::new(),
         watch_events: VecDeque::new(),
     };
     println!("services: toolstack, xenstored and console daemon running");
+    blkback::init_disk();
+    if let Some(v) = cmdline.get("bench-blkdev") {
+        // `bench-blkdev=<start sector>`: dom0 on the disk directly, before serving the domUs.
+        blkback::bench_direct(v.parse().unwrap_or(16384), 4, 256);
+    }
     s.scan();
     loop {
         if s.doms.is_empty() && !stay {
             break;
         }
-        events::wait(Some(1000 * time::MS));
+        if !s.vbds.values().any(|v| v.busy) {
+            events::wait(Some(1000 * time::MS));
+        }
         let mut fired = Vec::new();
         events::dispatch(|_, h| {
             if let Some(h) = h {
@@ -959,8 +1014,19 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
                 K_STORE => s.serve_store(id),
                 K_CONSOLE => s.drain_console(id),
                 K_PING => s.pinged(id),
+                K_BLK => s.with_vbd(id, |v, s| v.serve(s, true)),
                 _ => {}
             }
+        }
+        // Rings a budget-limited pass left requests in.
+        let busy: Vec<u16> = s
+            .vbds
+            .iter()
+            .filter(|(_, v)| v.busy)
+            .map(|(&i, _)| i)
+            .collect();
+        for id in busy {
+            s.with_vbd(id, |v, s| v.serve(s, false));
         }
         // Cheap polls: no ring waits for a lost or coalesced notification.
         let ids: Vec<u16> = s.doms.keys().copied().collect();
@@ -971,6 +1037,8 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         while let Some((_, token)) = s.watch_events.pop_front() {
             if let Some(id) = token.strip_prefix("data").and_then(|t| t.parse().ok()) {
                 s.data_changed(id);
+            } else if let Some(id) = token.strip_prefix("vbd").and_then(|t| t.parse().ok()) {
+                s.with_vbd(id, |v, s| v.frontend_changed(s));
             }
         }
         if rescan {
