@@ -123,13 +123,13 @@ impl Boot {
             .modules
             .iter()
             .map(|(path, cmdline)| {
-                // QEMU splits modules at commas; a comma inside a module's own command line would
-                // be taken as a separator, so refuse it rather than boot something else.
+                // QEMU splits modules at commas; a comma inside a module's own command line is
+                // doubled, QEMU's escape (`make run` does the same). A path cannot be escaped.
                 assert!(
-                    !cmdline.contains(','),
-                    "module command lines cannot contain ','"
+                    !path.display().to_string().contains(','),
+                    "module paths cannot contain ','"
                 );
-                format!("{} {}", path.display(), cmdline)
+                format!("{} {}", path.display(), cmdline.replace(',', ",,"))
                     .trim_end()
                     .to_string()
             })
@@ -531,6 +531,23 @@ mod tests {
         let args = b.qemu_args();
         let i = args.iter().position(|a| a == "-initrd").unwrap();
         assert_eq!(args[i + 1], "/k suite=conformance,/u");
+    }
+
+    #[test]
+    fn commas_in_module_command_lines_are_doubled() {
+        let b = Boot {
+            hypervisor: "/x/xen".into(),
+            cmdline: String::new(),
+            modules: vec![
+                ("/k".into(), String::new()),
+                ("/u".into(), "blk-selftest=7,100,64 name=a".into()),
+            ],
+            timeout: Duration::from_secs(1),
+            qemu_extra: Vec::new(),
+        };
+        let args = b.qemu_args();
+        let i = args.iter().position(|a| a == "-initrd").unwrap();
+        assert_eq!(args[i + 1], "/k,/u blk-selftest=7,,100,,64 name=a");
     }
 
     #[test]
