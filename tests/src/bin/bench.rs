@@ -9,6 +9,12 @@
 //!   loops and the scheduler: median of the 1000, TSC cycles), then dom0 times 1000 grant copies
 //!   of a 4 KiB page from the domU (`GNTTABOP_copy`, one per hypercall): median cycles and MB/s.
 //!
+//! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
+//!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
+//!   and then a domU does the same through blkfront/blkback (`blk-bench`: 256 KiB calls, split
+//!   into 11-page requests, several in flight), on a fresh 32 MiB image; with the event
+//!   notifications per request on both sides (BlkFront and BlkBack counters).
+//!
 //! The machine is shared and noisy: compare the two columns of one run (the ratio), not absolute
 //! figures across runs.
 
@@ -123,8 +129,56 @@ fn two_domains() -> Option<(String, String)> {
     Some((find("bench evtchn_rtt")?, find("bench grant_copy")?))
 }
 
+/// dom0 on its disk directly, then a domU through the split driver: the `bench blkdev`,
+/// `bench blk` and `bench blkback` lines.
+fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
+    let disk = build_dir().join(format!("bench-disk-{}.img", std::process::id()));
+    std::fs::write(&disk, vec![0u8; 32 << 20]).ok()?;
+    let b = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), "bench-blkdev=16384".into()),
+            (
+                guest_kernel_image(),
+                "name=bench mem=16M blk-bench=0".into(),
+            ),
+        ],
+        timeout: Duration::from_secs(300),
+        qemu_extra: vec![
+            "-drive".into(),
+            format!("file={},format=raw,if=none,id=disk0", disk.display()),
+            "-device".into(),
+            "virtio-blk-pci,drive=disk0".into(),
+        ],
+    };
+    let run = b.run();
+    let _ = std::fs::remove_file(&disk);
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return None;
+        }
+    };
+    let find = |p: &str| run.log.iter().find(|l| l.contains(p)).map(|l| fields(l));
+    let r = (
+        find("bench blkdev "),
+        find("bench blk "),
+        find("bench blkback dom=1"),
+    );
+    match r {
+        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+        _ => {
+            eprintln!("bench: block run incomplete:\n{}", run.log.join("\n"));
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let domains = two_domains();
+    let blk = block();
     let ours = measure(&build_dir().join("xen"));
     let xen = measure(&xen_reference_image());
     println!();
@@ -219,7 +273,52 @@ fn main() -> ExitCode {
         }
         None => println!("(no two-domain figures: the run failed)"),
     }
+    println!();
+    println!("Block I/O on ours, one run, one 32 MiB virtio disk (MB/s = 10^6 bytes/s; TCG):");
+    println!();
+    match &blk {
+        Some([dev, front, back]) => {
+            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
+            };
+            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
+            println!("|---|---|---|");
+            for (name, key) in [
+                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
+                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
+                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
+            ] {
+                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
+            }
+            println!();
+            println!("| split-driver counter (whole blk-bench run) | value |");
+            println!("|---|---|");
+            println!("| requests | {} |", get(front, "requests"));
+            println!(
+                "| front end: notifications sent per request | {} |",
+                get(front, "notifications_per_request")
+            );
+            println!(
+                "| front end: waits for an event per request | {} |",
+                get(front, "waits_per_request")
+            );
+            println!(
+                "| back end: events received per request | {} |",
+                get(back, "events_per_request")
+            );
+            println!(
+                "| back end: notifications sent per request | {} |",
+                get(back, "notifications_per_request")
+            );
+            println!(
+                "| back end: grant-copy hypercalls | {} |",
+                get(back, "grant_copy_hypercalls")
+            );
+        }
+        None => println!("(no block figures: the run failed)"),
+    }
     if domains.is_some()
+        && blk.is_some()
         && ours.boot_ms.is_some()
         && xen.boot_ms.is_some()
         && ours.null_cycles.is_some()
