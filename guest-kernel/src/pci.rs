@@ -64,6 +64,7 @@ mod tests {
     #[test]
     fn the_pattern_differs_between_sectors() {
         assert_ne!(selftest_pattern(1), selftest_pattern(2));
-        assert_eq!(selftest_pattern(5)[0], (35 % 251) as u8 ^ 0x5a);
+        assert_eq!(selftest_pattern(5)[0], 35 ^ 0x5a);
+        assert_eq!(selftest_pattern(0)[100], (1300 % 251) as u8 ^ 0x5a);
     }
 }

@@ -260,7 +260,7 @@ impl BlockDevice {
 
     /// Checks a request of `len` bytes at `sector`; returns its sector count.
     fn check(&self, sector: u64, len: usize) -> Result<u64, BlkError> {
-        if len == 0 || len % SECTOR_SIZE != 0 {
+        if len == 0 || !len.is_multiple_of(SECTOR_SIZE) {
             return Err(BlkError::BadLength(len));
         }
         let n = (len / SECTOR_SIZE) as u64;
@@ -328,7 +328,7 @@ fn run_selftest(sector: u64) -> Result<(), BlkError> {
     let sectors = dev.sectors();
     println!(
         "blkdev: virtio-blk {sectors} sectors ({} MiB){}",
-        sectors * SECTOR_SIZE as u64 >> 20,
+        (sectors * SECTOR_SIZE as u64) >> 20,
         if dev.readonly() { ", read-only" } else { "" }
     );
     let mut buf = [0u8; SECTOR_SIZE];

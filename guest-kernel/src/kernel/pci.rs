@@ -48,17 +48,6 @@ pub unsafe fn outl(port: u16, value: u32) {
     unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack)) };
 }
 
-/// `inb` from an immediate port (the imm8 form of `in`): used by the conformance probes.
-///
-/// # Safety
-/// As [`inl`].
-pub unsafe fn inb_80() -> u8 {
-    let v: u8;
-    // SAFETY: port 0x80 is the POST diagnostic port: reading it has no effect.
-    unsafe { asm!("in al, 0x80", out("al") v, options(nomem, nostack)) };
-    v
-}
-
 /// Configuration mechanism #1 through the ports (PCI segment 0 only).
 pub struct PortCam;
 
