@@ -22,6 +22,7 @@
 //!   when the domU dies ([`Vbd::destroy`]; the hypervisor has already revoked the mapping of a
 //!   dead granter's page, so the unmap's refusal is expected then).
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -52,7 +53,7 @@ const RAM_SECTORS: u64 = 2048;
 
 /// What serves the blocks.
 enum Backing {
-    Virtio(BlockDevice),
+    Virtio(Box<BlockDevice>),
     Ram(RamDisk),
 }
 
@@ -78,7 +79,7 @@ pub fn init_disk() {
                 "blkback: serving every domU's vbd {VDEV} from the virtio disk ({} sectors), one disk shared by all",
                 dev.sectors()
             );
-            Backing::Virtio(dev)
+            Backing::Virtio(Box::new(dev))
         }
         Err(e) => {
             println!(
