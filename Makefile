@@ -3,7 +3,9 @@
 #
 #   make run            boot our hypervisor with the guest kernel as dom0 and one domU in QEMU
 #                       (DOMUS=<n> domUs, DOMU_CMDLINE='...' for each, DOMU_MEM=16M each;
-#                       DISK=<raw image> is dom0's virtio disk, build/disk.img by default)
+#                       DISK=<raw image> is dom0's virtio disk, build/disk.img by default;
+#                       every domU reaches it as vbd 51712, e.g.
+#                       DOMU_CMDLINE='blk-selftest=<seed>,<start_sector>,<sectors>')
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #   make bench          boot time and null-hypercall cost, ours next to Xen 4.17
 #   make lab            the page-table batching lab: build/lab/{results.csv,report.md,*.svg,*.png}
