@@ -205,3 +205,34 @@ fn the_default_demo_reads_sector_0_through_the_split_driver() {
     );
     assert!(image == bytes, "a read changed the disk");
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_domu_that_dies_with_its_vbd_connected_is_torn_down_and_reclaimed() {
+    let disk = fresh_disk("crash", &vec![0u8; DISK_BYTES]);
+    let run = boot(&disk, &["name=dier blk-crash".into()]);
+    let _ = std::fs::remove_file(&disk);
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    expect(
+        &run,
+        "(d1) domU: blkfront: vbd 51712 connected, 32768 sectors",
+    );
+    expect(&run, "toolstack: d1 (dier) crashed");
+    // The back end disconnected (its counters) although the grant mapping was already revoked.
+    expect(&run, "bench blkback dom=1 requests=0");
+    expect(&run, "toolstack: d1 (dier) destroyed");
+    let field = |pat: &str| {
+        run.log.iter().find_map(|l| {
+            l.split(pat)
+                .nth(1)?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let before = field("free memory before domUs: ").expect("free pool before the domUs");
+    let after = field("frames returned to the free pool (").expect("frames returned");
+    assert_eq!(before, after, "frames lost; log:\n{log}");
+}

@@ -14,7 +14,7 @@
 //!
 //! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close.
 //! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil` and `blk-bench[=<start>]` run a block mode
-//! instead of the demo.
+//! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
 //!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
 
@@ -278,6 +278,11 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
     }
     if cmdline.has("blk-evil") {
         return blkfront::evil(&mut d);
+    }
+    if cmdline.has("blk-crash") {
+        // Die with the vbd connected: dom0 must tear it down after the fact.
+        let _vbd = blkfront::open(&mut d)?;
+        crash("wild-write");
     }
     if cmdline.has("blk-bench") {
         return blkfront::bench(&mut d, cmdline.get("blk-bench"));
