@@ -2,7 +2,8 @@
 # machine they install what they need first (scripts/setup.sh), then build and boot or test.
 #
 #   make run            boot our hypervisor with the guest kernel as dom0 and one domU in QEMU
-#                       (DOMUS=<n> domUs, DOMU_CMDLINE='...' for each, DOMU_MEM=16M each)
+#                       (DOMUS=<n> domUs, DOMU_CMDLINE='...' for each, DOMU_MEM=16M each;
+#                       DISK=<raw image> is dom0's virtio disk, build/disk.img by default)
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #   make bench          boot time and null-hypercall cost, ours next to Xen 4.17
 #   make lab            the page-table batching lab: build/lab/{results.csv,report.md,*.svg,*.png}
@@ -29,6 +30,11 @@ DOM0_CMDLINE ?=
 DOMUS      ?= 1
 DOMU_MEM   ?= 16M
 DOMU_CMDLINE ?=
+# dom0's disk: a raw image attached as a virtio-blk PCI device (created, 64 MiB of zeros, if
+# missing), on both hypervisors. `make run DOM0_CMDLINE=blkdev-selftest=<sector>` exercises it.
+DISK       ?= $(BUILD)/disk.img
+DISK_SIZE  ?= 64M
+DISK_ARGS   = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0
 # QEMU's -initrd list: dom0, then the domUs (a comma inside a command line is doubled, QEMU's
 # escape).
 comma      := ,
@@ -56,15 +62,19 @@ images: setup
 	python3 scripts/embed-symbols.py $(BUILD)/xen-syms $(BUILD)/xen
 	@echo "images: $(BUILD)/xen ($$(stat -c %s $(BUILD)/xen) bytes), $(BUILD)/guest-kernel ($$(stat -c %s $(BUILD)/guest-kernel) bytes)"
 
-run: images
+$(DISK):
+	@mkdir -p $(dir $(DISK))
+	truncate -s $(DISK_SIZE) $(DISK)
+
+run: images $(DISK)
 	@echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 and $(DOMUS) domU(s) ===="
-	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
+	$(QEMU) $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
 	    -initrd "$(strip $(BUILD)/guest-kernel $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))$(subst $(space)$(comma),$(comma),$(strip $(DOMU_MODULES)))"; \
 	    status=$$?; echo "==== QEMU exited with status $$status ===="; exit $$status
 
-run-xen: images
+run-xen: images $(DISK)
 	@echo "==== reference: Debian's Xen 4.17 with $(BUILD)/guest-kernel as dom0 ===="
-	$(QEMU) $(QEMU_FLAGS) -kernel $(BUILD)/xen-4.17/xen -append "$(XEN_CMDLINE)" \
+	$(QEMU) $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen-4.17/xen -append "$(XEN_CMDLINE)" \
 	    -initrd "$(strip $(BUILD)/guest-kernel exit=reboot $(DOM0_CMDLINE))"; \
 	    status=$$?; echo "==== QEMU exited with status $$status ===="
 

@@ -108,6 +108,37 @@ impl<const WORDS: usize> FrameAllocator<WORDS> {
         Some(Pfn(w as u64 * 64 + u64::from(bit)))
     }
 
+    /// Takes the lowest run of `n` consecutive free frames (for device DMA, which needs
+    /// machine-contiguous buffers: pseudo-physically contiguous ones are, where the p2m is). The
+    /// frames are given back one by one with [`FrameAllocator::free`].
+    pub fn alloc_contiguous(&mut self, n: u64) -> Option<Pfn> {
+        if n == 0 {
+            return None;
+        }
+        let first = self.hint as u64 * 64;
+        let mut run_start = first;
+        let mut run = 0;
+        for pfn in first..Self::capacity() {
+            if self.is_free(Pfn(pfn)) {
+                if run == 0 {
+                    run_start = pfn;
+                }
+                run += 1;
+                if run == n {
+                    for p in run_start..run_start + n {
+                        let (w, bit) = ((p / 64) as usize, 1u64 << (p % 64));
+                        self.free[w] &= !bit;
+                    }
+                    self.nr_free -= n;
+                    return Some(Pfn(run_start));
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    }
+
     /// Gives `pfn` back.
     pub fn free(&mut self, pfn: Pfn) -> Result<(), FreeError> {
         if pfn.0 >= Self::capacity() {
@@ -145,6 +176,31 @@ mod tests {
     use super::*;
 
     type Small = FrameAllocator<4>; // 256 frames
+
+    #[test]
+    fn contiguous_runs_skip_holes_and_free_frame_by_frame() {
+        let mut a = Small::new();
+        a.add_free_range(Pfn(10), Pfn(200));
+        // Make a hole at 12: the first run of 4 starts at 13.
+        assert_eq!(a.alloc(), Some(Pfn(10)));
+        assert_eq!(a.alloc(), Some(Pfn(11)));
+        assert_eq!(a.alloc(), Some(Pfn(12)));
+        a.free(Pfn(10)).unwrap();
+        a.free(Pfn(11)).unwrap();
+        let before = a.free_count();
+        assert_eq!(a.alloc_contiguous(4), Some(Pfn(13)));
+        assert_eq!(a.free_count(), before - 4);
+        assert!((13..17).all(|p| !a.is_free(Pfn(p))));
+        assert_eq!(a.alloc_contiguous(2), Some(Pfn(10)));
+        // A run across a word boundary, and one too long to exist.
+        assert_eq!(a.alloc_contiguous(100), Some(Pfn(17)));
+        assert_eq!(a.alloc_contiguous(100), None);
+        assert_eq!(a.alloc_contiguous(0), None);
+        for p in 13..17 {
+            a.free(Pfn(p)).unwrap();
+        }
+        assert_eq!(a.alloc(), Some(Pfn(13)));
+    }
 
     #[test]
     fn starts_empty() {

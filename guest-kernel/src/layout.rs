@@ -11,6 +11,7 @@
 //!   L4 slot 1        0x0080_0000_0000 ..  user space: present in the kernel L4 *and* the user L4,
 //!                                         through the same L3 (the XenoLinux arrangement)
 //!   L4 slot 2        0x0100_0000_0000 ..  kernel scratch range (bench=pt-update, lab=pt-batching)
+//!   L4 slot 3        0x0180_0000_0000 ..  device MMIO: PCI BARs dom0 maps, uncached (blkdev)
 //!   L4 slots 256-271 0xffff_8000_0000_0000 ..  Xen's, copied into every L4 it validates
 //! ```
 //!
@@ -27,6 +28,8 @@ pub const DIRECT_MAP_SLOT: usize = 0;
 pub const USER_SLOT: usize = 1;
 /// L4 slot of the kernel's scratch range.
 pub const SCRATCH_SLOT: usize = 2;
+/// L4 slot of device MMIO mappings (dom0's PCI BARs).
+pub const MMIO_SLOT: usize = 3;
 /// Xen's reserved L4 slots (`HYPERVISOR_VIRT_START` .. `HYPERVISOR_VIRT_END`).
 pub const XEN_SLOTS: Range<usize> = 256..272;
 
@@ -42,6 +45,11 @@ pub const INIT_STACK_TOP: u64 = USER_BASE + 0x80_0000;
 pub const SCRATCH_BASE: u64 = 0x0000_0100_0000_0000;
 /// End of the kernel's scratch range (exclusive).
 pub const SCRATCH_END: u64 = 0x0000_0180_0000_0000;
+
+/// Start of the device MMIO range.
+pub const MMIO_BASE: u64 = 0x0000_0180_0000_0000;
+/// End of the device MMIO range (exclusive).
+pub const MMIO_END: u64 = 0x0000_0200_0000_0000;
 
 /// The direct-map address of `pfn`.
 pub const fn direct_map_va(pfn: Pfn) -> u64 {
@@ -180,6 +188,8 @@ pub const fn slots_are_consistent() -> bool {
         && index(USER_END - 1, 4) == USER_SLOT
         && index(SCRATCH_BASE, 4) == SCRATCH_SLOT
         && index(SCRATCH_END - 1, 4) == SCRATCH_SLOT
+        && index(MMIO_BASE, 4) == MMIO_SLOT
+        && index(MMIO_END - 1, 4) == MMIO_SLOT
         && index(INIT_TEXT, 4) == USER_SLOT
         && index(INIT_STACK_TOP - 1, 4) == USER_SLOT
         && DIRECT_MAP_MAX_PAGES << 12 == USER_BASE

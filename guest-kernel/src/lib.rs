@@ -16,6 +16,7 @@ pub mod layout;
 pub mod line;
 pub mod mmu_batch;
 pub mod paging;
+pub mod pci;
 pub mod pt_lab;
 pub mod pvclock;
 pub mod xenstored;

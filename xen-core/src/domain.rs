@@ -96,6 +96,11 @@ pub struct Vcpu {
     pub flush: FlushRequest,
     /// Event counters, read by the teaching lab ([`Domain::perf`]).
     pub perf: PerfCounters,
+    /// The virtual I/O privilege level, 0..=3 (`PHYSDEVOP_set_iopl`, Xen's `arch.pv.iopl`):
+    /// port I/O from the guest kernel is emulated when it is at least 1, from guest user mode
+    /// when it is 3 (`emulate::iopl_ok`). The real RFLAGS.IOPL stays 0, so every port access
+    /// faults into the hypervisor.
+    pub iopl: u8,
 }
 
 /// DR6 with no event recorded (`X86_DR6_DEFAULT`).
@@ -247,6 +252,7 @@ impl Default for Vcpu {
             ldt_ents: 0,
             flush: FlushRequest::default(),
             perf: PerfCounters::default(),
+            iopl: 0,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! guests rely on and reflects everything else back to the guest as #GP:
 //! - the forced-emulation prefix `ud2; .ascii "xen"; cpuid` (#UD), which asks the hypervisor for
 //!   its CPUID view, including the hypervisor leaves at 0x40000000 (`arch-x86/cpuid.h`);
-//! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2 and CR3 (its L4 frame).
+//! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2 and CR3 (its L4 frame);
+//! - `in`/`out` (#GP) when the guest's virtual IOPL allows them (`PHYSDEVOP_set_iopl`), on the
+//!   ports the domain may use ([`port_io`]).
 //!
 //! Decoding works on bytes copied from the guest; nothing here trusts them beyond their length.
 
@@ -260,6 +262,171 @@ pub fn permit_softint(dpl: u8, kernel_mode: bool) -> bool {
     dpl >= if kernel_mode { 1 } else { 3 }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Port I/O (`in`/`out`), Xen's `emulate_privileged_op` with `guest_io_okay` and `admin_io_okay`.
+
+/// Which way a port access goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoDirection {
+    /// `in`: the port's value goes to AL/AX/EAX.
+    In,
+    /// `out`: AL/AX/EAX goes to the port.
+    Out,
+}
+
+/// One decoded `in`/`out` instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortAccess {
+    /// The port (imm8, or DX).
+    pub port: u16,
+    /// Access width in bytes: 1, 2 or 4.
+    pub bytes: u8,
+    /// `in` or `out`.
+    pub dir: IoDirection,
+    /// The instruction's length, prefixes included.
+    pub len: u64,
+}
+
+/// Decodes `in`/`out` at the start of `code` (opcodes E4-E7 with an imm8 port, EC-EF with the
+/// port in DX; an operand-size prefix 0x66 makes the wide forms 16-bit; a REX prefix is allowed
+/// and changes nothing, as on hardware). `ins`/`outs` are not decoded: Xen emulates them, we
+/// reflect their #GP (none of our guests uses them).
+pub fn decode_port_io(code: &[u8], dx: u64) -> Option<PortAccess> {
+    let mut i = 0;
+    let mut opsize16 = false;
+    while let Some(&b) = code.get(i) {
+        match b {
+            0x66 => opsize16 = true,
+            0x40..=0x4f => {}
+            _ => break,
+        }
+        i += 1;
+        if i > 4 {
+            return None; // no instruction of ours needs more prefixes than that
+        }
+    }
+    let op = *code.get(i)?;
+    let wide = if opsize16 { 2 } else { 4 };
+    let (bytes, dir) = match op {
+        0xe4 | 0xec => (1, IoDirection::In),
+        0xe5 | 0xed => (wide, IoDirection::In),
+        0xe6 | 0xee => (1, IoDirection::Out),
+        0xe7 | 0xef => (wide, IoDirection::Out),
+        _ => return None,
+    };
+    let (port, len) = if op & 0x08 == 0 {
+        (u16::from(*code.get(i + 1)?), i + 2)
+    } else {
+        (dx as u16, i + 1)
+    };
+    Some(PortAccess {
+        port,
+        bytes,
+        dir,
+        len: len as u64,
+    })
+}
+
+/// `iopl_ok`: whether the vCPU's virtual IOPL lets the current guest mode use port I/O. The guest
+/// kernel counts as ring 1 (ring 0 with `VMASST_TYPE_architectural_iopl`), user mode as ring 3.
+pub fn iopl_ok(iopl: u8, kernel_mode: bool, architectural_iopl: bool) -> bool {
+    let cpl = match (kernel_mode, architectural_iopl) {
+        (true, true) => 0,
+        (true, false) => 1,
+        (false, _) => 3,
+    };
+    iopl >= cpl
+}
+
+/// The I/O ports the hypervisor keeps for itself, withheld from every domain (Xen's
+/// `dom0_setup_permissions` and `ns16550_endboot`): the PICs (it masks them), the PIT and the
+/// speaker port (TSC and APIC calibration), the CMOS/RTC (the wall clock at boot; Xen emulates
+/// these for dom0, `rtc_guest_read`), the serial console COM1, and QEMU's isa-debug-exit device,
+/// through which the hypervisor reports how the run ended.
+pub const HYPERVISOR_PORTS: &[core::ops::RangeInclusive<u16>] = &[
+    0x20..=0x21,   // master PIC
+    0x40..=0x43,   // PIT
+    0x61..=0x61,   // PIT channel 2 gate, speaker
+    0x70..=0x71,   // CMOS/RTC
+    0xa0..=0xa1,   // slave PIC
+    0xf4..=0xf7,   // isa-debug-exit (iobase 0xf4, iosize 4)
+    0x3f8..=0x3ff, // COM1, the hypervisor's console
+];
+
+/// `ioports_access_permitted(d, port, port + bytes - 1)`: the privileged domain (dom0) may use
+/// every port but [`HYPERVISOR_PORTS`]; other domains none (no `XEN_DOMCTL_ioport_permission`
+/// yet). PCI configuration space (0xcf8/0xcfc) is an ordinary port range here; Xen instead
+/// keeps a virtual 0xcf8 per domain and filters writes to 0xcfc (`pci_cfg_ok`: MSI/MSI-X
+/// control and BARs of devices it owns), which gives the same answers to a dom0 that does not
+/// touch those registers.
+pub fn ioports_access_permitted(privileged: bool, port: u16, bytes: u8) -> bool {
+    let first = u32::from(port);
+    let last = first + u32::from(bytes.max(1)) - 1;
+    privileged
+        && last <= 0xffff
+        && !HYPERVISOR_PORTS
+            .iter()
+            .any(|r| first <= u32::from(*r.end()) && u32::from(*r.start()) <= last)
+}
+
+/// The machine's port space, as the arch layer reaches it (`in`/`out` instructions); tests fake it.
+pub trait PortBus {
+    /// Reads `bytes` (1, 2 or 4) from `port`.
+    fn port_read(&mut self, port: u16, bytes: u8) -> u32;
+    /// Writes the low `bytes` (1, 2 or 4) bytes of `value` to `port`.
+    fn port_write(&mut self, port: u16, bytes: u8, value: u32);
+}
+
+/// Emulates `in`/`out` at `regs.rip` after a #GP(0), as Xen's `emulate_privileged_op`: refused
+/// (`Emulated::No`, the #GP is reflected) unless the virtual IOPL allows port I/O in the current
+/// mode (`guest_io_okay`); then a port the domain may use is accessed for real
+/// (`admin_io_okay`), and any other reads all-ones and ignores writes (`guest_io_read` /
+/// `guest_io_write`). RIP is advanced past the instruction.
+pub fn port_io(
+    regs: &mut Regs,
+    code: &[u8],
+    vcpu: &crate::domain::Vcpu,
+    vm_assist: u64,
+    privileged: bool,
+    bus: &mut dyn PortBus,
+) -> Emulated {
+    let Some(io) = decode_port_io(code, regs.rdx) else {
+        return Emulated::No;
+    };
+    let architectural = vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0;
+    if !iopl_ok(vcpu.iopl, vcpu.kernel_mode, architectural) {
+        return Emulated::No;
+    }
+    let permitted = ioports_access_permitted(privileged, io.port, io.bytes);
+    let mask = match io.bytes {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xffff_ffff,
+    };
+    match io.dir {
+        IoDirection::In => {
+            let value = if permitted {
+                bus.port_read(io.port, io.bytes) & mask
+            } else {
+                mask
+            };
+            // A 32-bit destination zero-extends into RAX; 8- and 16-bit ones keep the rest.
+            regs.rax = if io.bytes == 4 {
+                u64::from(value)
+            } else {
+                (regs.rax & !u64::from(mask)) | u64::from(value)
+            };
+        }
+        IoDirection::Out => {
+            if permitted {
+                bus.port_write(io.port, io.bytes, regs.rax as u32 & mask);
+            }
+        }
+    }
+    regs.rip = regs.rip.wrapping_add(io.len);
+    Emulated::Done
+}
+
 const _: () = assert!(__HYPERVISOR_iret == 23);
 
 #[cfg(test)]
@@ -438,6 +605,152 @@ mod tests {
         assert_eq!(decode_pte_store(&[0x89, 0x01]), None);
         assert_eq!(decode_pte_store(&[0x48, 0x89, 0xc1]), None);
         assert_eq!(decode_pte_store(&[0x48, 0x89, 0x05, 0]), None);
+    }
+
+    /// A port space that records accesses and answers `0x1234_5678 + port`.
+    #[derive(Default)]
+    struct FakeBus {
+        writes: Vec<(u16, u8, u32)>,
+        reads: Vec<(u16, u8)>,
+    }
+
+    impl PortBus for FakeBus {
+        fn port_read(&mut self, port: u16, bytes: u8) -> u32 {
+            self.reads.push((port, bytes));
+            0x1234_5678 + u32::from(port)
+        }
+        fn port_write(&mut self, port: u16, bytes: u8, value: u32) {
+            self.writes.push((port, bytes, value));
+        }
+    }
+
+    #[test]
+    fn port_io_decoding_covers_every_in_out_form() {
+        let d = |code: &[u8]| decode_port_io(code, 0xcfc).map(|a| (a.port, a.bytes, a.dir, a.len));
+        use IoDirection::{In, Out};
+        assert_eq!(d(&[0xe4, 0x80]), Some((0x80, 1, In, 2)));
+        assert_eq!(d(&[0xe5, 0x80]), Some((0x80, 4, In, 2)));
+        assert_eq!(d(&[0x66, 0xe5, 0x80]), Some((0x80, 2, In, 3)));
+        assert_eq!(d(&[0xe6, 0x80]), Some((0x80, 1, Out, 2)));
+        assert_eq!(d(&[0xe7, 0x80]), Some((0x80, 4, Out, 2)));
+        assert_eq!(d(&[0xec]), Some((0xcfc, 1, In, 1)));
+        assert_eq!(d(&[0xed]), Some((0xcfc, 4, In, 1)));
+        assert_eq!(d(&[0x66, 0xed]), Some((0xcfc, 2, In, 2)));
+        assert_eq!(d(&[0xee]), Some((0xcfc, 1, Out, 1)));
+        assert_eq!(d(&[0x66, 0xef]), Some((0xcfc, 2, Out, 2)));
+        assert_eq!(
+            d(&[0x48, 0xef]),
+            Some((0xcfc, 4, Out, 2)),
+            "REX.W changes nothing"
+        );
+        // Truncated imm8, ins/outs, other instructions: not decoded.
+        assert_eq!(d(&[0xe4]), None);
+        assert_eq!(d(&[0x6c]), None);
+        assert_eq!(d(&[0x6f]), None);
+        assert_eq!(d(&[0x0f, 0x06]), None);
+        assert_eq!(d(&[0x66, 0x66, 0x66, 0x66, 0x66, 0xed]), None);
+    }
+
+    #[test]
+    fn iopl_levels_by_mode() {
+        // Kernel mode is ring 1 (ring 0 with VMASST_TYPE_architectural_iopl); user mode ring 3.
+        assert!(!iopl_ok(0, true, false) && iopl_ok(1, true, false) && iopl_ok(3, true, false));
+        assert!(iopl_ok(0, true, true));
+        assert!(!iopl_ok(2, false, false) && iopl_ok(3, false, false));
+    }
+
+    #[test]
+    fn hypervisor_ports_are_withheld_from_dom0_and_everything_from_domus() {
+        for port in [
+            0x20, 0x21, 0x40, 0x43, 0x61, 0x70, 0x71, 0xa0, 0xf4, 0x3f8, 0x3ff,
+        ] {
+            assert!(!ioports_access_permitted(true, port, 1), "{port:#x}");
+        }
+        assert!(ioports_access_permitted(true, 0x80, 1));
+        assert!(ioports_access_permitted(true, 0xcf8, 4));
+        assert!(ioports_access_permitted(true, 0xcfc, 4));
+        assert!(ioports_access_permitted(true, 0x3f0, 4));
+        // A wide access that straddles a withheld port is refused whole.
+        assert!(!ioports_access_permitted(true, 0x3f6, 4));
+        assert!(!ioports_access_permitted(true, 0x1e, 4));
+        assert!(
+            !ioports_access_permitted(true, 0xfffe, 4),
+            "past the port space"
+        );
+        assert!(!ioports_access_permitted(false, 0x80, 1));
+    }
+
+    #[test]
+    fn port_io_needs_iopl_then_reads_or_masks() {
+        let mut bus = FakeBus::default();
+        let mut v = crate::domain::Vcpu::default();
+        let mut regs = Regs {
+            rax: 0xffff_ffff_ffff_ffff,
+            rdx: 0xcfc,
+            rip: 0x1000,
+            ..Regs::default()
+        };
+        // IOPL 0: the #GP is the guest's.
+        assert_eq!(
+            port_io(&mut regs, &[0xed], &v, 0, true, &mut bus),
+            Emulated::No
+        );
+        assert_eq!(regs.rip, 0x1000);
+        v.iopl = 1;
+        // in %dx, %eax: real read, zero-extended into RAX.
+        assert_eq!(
+            port_io(&mut regs, &[0xed], &v, 0, true, &mut bus),
+            Emulated::Done
+        );
+        assert_eq!((regs.rax, regs.rip), (0x1234_5678 + 0xcfc, 0x1001));
+        // in $0x80, %al keeps the upper bits.
+        regs.rax = 0xaaaa_bbbb_cccc_dd00;
+        assert_eq!(
+            port_io(&mut regs, &[0xe4, 0x80], &v, 0, true, &mut bus),
+            Emulated::Done
+        );
+        assert_eq!(regs.rax, 0xaaaa_bbbb_cccc_ddf8);
+        // A withheld port reads all-ones without touching the machine; writes are dropped.
+        let before = bus.reads.len();
+        regs.rax = 0;
+        assert_eq!(
+            port_io(&mut regs, &[0x66, 0xe5, 0x40], &v, 0, true, &mut bus),
+            Emulated::Done
+        );
+        assert_eq!((regs.rax, bus.reads.len()), (0xffff, before));
+        regs.rdx = 0x3f8;
+        regs.rax = 0x41;
+        assert_eq!(
+            port_io(&mut regs, &[0xee], &v, 0, true, &mut bus),
+            Emulated::Done
+        );
+        assert!(bus.writes.is_empty());
+        // out %eax, %dx to PCI config address: through.
+        regs.rdx = 0xcf8;
+        regs.rax = 0x1_8000_0000;
+        assert_eq!(
+            port_io(&mut regs, &[0xef], &v, 0, true, &mut bus),
+            Emulated::Done
+        );
+        assert_eq!(bus.writes, vec![(0xcf8, 4, 0x8000_0000)]);
+        // A domU with IOPL: every port reads all-ones.
+        regs.rax = 0;
+        assert_eq!(
+            port_io(&mut regs, &[0xe4, 0x80], &v, 0, false, &mut bus),
+            Emulated::Done
+        );
+        assert_eq!(regs.rax, 0xff);
+        // User mode needs IOPL 3.
+        v.kernel_mode = false;
+        assert_eq!(
+            port_io(&mut regs, &[0xe4, 0x80], &v, 0, true, &mut bus),
+            Emulated::No
+        );
+        v.iopl = 3;
+        assert_eq!(
+            port_io(&mut regs, &[0xe4, 0x80], &v, 0, true, &mut bus),
+            Emulated::Done
+        );
     }
 
     #[test]

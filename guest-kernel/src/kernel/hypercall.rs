@@ -12,11 +12,11 @@ use hypercall_abi::sched::{SCHEDOP_shutdown, SchedShutdown};
 use hypercall_abi::xen::{
     __HYPERVISOR_callback_op, __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op,
     __HYPERVISOR_fpu_taskswitch, __HYPERVISOR_get_debugreg, __HYPERVISOR_memory_op,
-    __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_multicall, __HYPERVISOR_sched_op,
-    __HYPERVISOR_set_callbacks, __HYPERVISOR_set_segment_base, __HYPERVISOR_set_timer_op,
-    __HYPERVISOR_set_trap_table, __HYPERVISOR_stack_switch, __HYPERVISOR_update_va_mapping,
-    __HYPERVISOR_vcpu_op, __HYPERVISOR_vm_assist, __HYPERVISOR_xen_version, MmuUpdate, MmuextOp,
-    MulticallEntry,
+    __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_multicall,
+    __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op, __HYPERVISOR_set_callbacks,
+    __HYPERVISOR_set_segment_base, __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table,
+    __HYPERVISOR_stack_switch, __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op,
+    __HYPERVISOR_vm_assist, __HYPERVISOR_xen_version, MmuUpdate, MmuextOp, MulticallEntry,
 };
 
 use super::boot::hypercall_page;
@@ -132,6 +132,22 @@ pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> i64 {
     unsafe {
         hypercall(
             __HYPERVISOR_event_channel_op,
+            cmd.into(),
+            ptr(arg as *mut T),
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// `physdev_op(cmd, arg)` with an argument of any plain type.
+pub fn physdev_op<T>(cmd: u32, arg: &mut T) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call; callers pick the `physdev.h`
+    // struct that `cmd` reads and writes.
+    unsafe {
+        hypercall(
+            __HYPERVISOR_physdev_op,
             cmd.into(),
             ptr(arg as *mut T),
             0,

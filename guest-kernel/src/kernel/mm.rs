@@ -165,6 +165,11 @@ pub fn alloc_frame() -> Option<Pfn> {
     FRAMES.lock().alloc()
 }
 
+/// Takes the lowest run of `n` consecutive free frames (device DMA).
+pub fn alloc_contiguous(n: u64) -> Option<Pfn> {
+    FRAMES.lock().alloc_contiguous(n)
+}
+
 /// Gives a frame back.
 pub fn free_frame(pfn: Pfn) -> Result<(), FreeError> {
     FRAMES.lock().free(pfn)

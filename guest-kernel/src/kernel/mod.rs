@@ -16,6 +16,7 @@
 #[macro_use]
 pub mod console;
 mod bench;
+pub mod blkdev;
 mod boot;
 mod conformance;
 mod domu;
@@ -25,6 +26,7 @@ mod heap;
 pub mod hypercall;
 mod lab;
 pub mod mm;
+pub mod pci;
 pub mod pt;
 mod pt_workload;
 pub mod ring_page;
@@ -95,6 +97,18 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             (None, Some(name)) => {
                 println!("guest-kernel: unknown lab '{name}'");
                 SHUTDOWN_crash
+            }
+            // dom0 drives its virtio disk: find it, read, write a pattern, flush, read back.
+            (None, None) if cmdline.has("blkdev-selftest") => {
+                let sector = cmdline
+                    .get("blkdev-selftest")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1);
+                if blkdev::selftest(sector) {
+                    exit_reason(&cmdline)
+                } else {
+                    SHUTDOWN_crash
+                }
             }
             (None, None) if cmdline.has("init") => {
                 user::run_init(si, &cmdline);

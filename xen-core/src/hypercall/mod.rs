@@ -23,6 +23,7 @@ pub(crate) mod mmu;
 mod sysctl;
 pub use mmu::ptwr_emulate;
 mod multicall;
+mod physdev;
 mod sched;
 mod traps;
 mod vcpu;
@@ -191,6 +192,10 @@ pub const IMPLEMENTED: &[Hypercall] = &[
         name: "callback_op",
     },
     Hypercall {
+        nr: __HYPERVISOR_physdev_op,
+        name: "physdev_op",
+    },
+    Hypercall {
         nr: __HYPERVISOR_hvm_op,
         name: "hvm_op",
     },
@@ -235,6 +240,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         __HYPERVISOR_set_gdt => gdt::set_gdt(ctx, a[0], a[1]),
         __HYPERVISOR_sysctl => sysctl::sysctl(ctx, a[0]),
         __HYPERVISOR_domctl => domctl::domctl(ctx, a[0]),
+        __HYPERVISOR_physdev_op => physdev::physdev_op(ctx, a[0], a[1]),
         __HYPERVISOR_hvm_op => hvm::hvm_op(ctx, a[0], a[1]),
         _ => Err(Errno::ENOSYS),
     };

@@ -599,3 +599,52 @@ fn debug_registers_refuse_what_would_reach_the_hypervisor() {
         -19
     );
 }
+
+#[test]
+fn physdev_set_iopl_answers_as_xen_4_17() {
+    use hypercall_abi::physdev::{PHYSDEVOP_set_iopl, PhysdevSetIopl};
+    let (mut m, mut d, _) = setup();
+    for iopl in [1u32, 3, 0] {
+        guest_write(&mut m, &d, GUEST_VA, &PhysdevSetIopl { iopl });
+        let rc = call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_physdev_op,
+            [PHYSDEVOP_set_iopl.into(), GUEST_VA, 0, 0, 0],
+        );
+        assert_eq!((rc, d.vcpu.iopl), (0, iopl as u8));
+    }
+    d.vcpu.iopl = 1;
+    guest_write(&mut m, &d, GUEST_VA, &PhysdevSetIopl { iopl: 4 });
+    let rc = call(
+        &mut m,
+        &mut d,
+        __HYPERVISOR_physdev_op,
+        [PHYSDEVOP_set_iopl.into(), GUEST_VA, 0, 0, 0],
+    );
+    assert_eq!((rc, d.vcpu.iopl), (EINVAL, 1), "out of range: unchanged");
+    let rc = call(
+        &mut m,
+        &mut d,
+        __HYPERVISOR_physdev_op,
+        [PHYSDEVOP_set_iopl.into(), UNMAPPED, 0, 0, 0],
+    );
+    assert_eq!(rc, EFAULT);
+    // The upper half of the command is ignored; unknown and unimplemented commands are -ENOSYS.
+    let rc = call(
+        &mut m,
+        &mut d,
+        __HYPERVISOR_physdev_op,
+        [(1 << 32) | u64::from(PHYSDEVOP_set_iopl), GUEST_VA, 0, 0, 0],
+    );
+    assert_eq!(rc, EINVAL);
+    for cmd in [hypercall_abi::physdev::PHYSDEVOP_eoi, 0xffff] {
+        let rc = call(
+            &mut m,
+            &mut d,
+            __HYPERVISOR_physdev_op,
+            [cmd.into(), GUEST_VA, 0, 0, 0],
+        );
+        assert_eq!(rc, ENOSYS, "cmd {cmd}");
+    }
+}

@@ -19,6 +19,7 @@ mod exceptions;
 mod grant;
 mod insn;
 mod memory;
+mod physdev;
 mod timer;
 
 use core::fmt;
@@ -225,6 +226,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
             exceptions::cases(&mut s);
             cpu::cases(&mut s);
             timer::cases(&mut s);
+            physdev::cases(&mut s);
         }
         Err(why) => s.case("traps.groups_skipped", format_args!("{why}")),
     }

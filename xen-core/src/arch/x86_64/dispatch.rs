@@ -26,7 +26,7 @@ use super::console::{print_emergency, printk};
 use super::domu::{self, Pool};
 use super::entry::{rdmsr, wrmsr};
 use super::gdt::GUEST_CS32;
-use super::machine::{native_cpuid, HvMachine};
+use super::machine::{native_cpuid, HvMachine, RealPorts};
 use super::{apic, power};
 
 /// Everything the hypervisor keeps besides the domains themselves.
@@ -308,6 +308,19 @@ fn guest_exception(
                 cr2: xen_core::shared::cr2(&*m, dom),
                 cr3: dom.l4.maddr().0,
             };
+            // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).
+            if ec == 0
+                && emulate::port_io(
+                    regs,
+                    code,
+                    &dom.vcpu,
+                    dom.vm_assist,
+                    dom.privileged,
+                    &mut RealPorts,
+                ) == emulate::Emulated::Done
+            {
+                return Ok(());
+            }
             // Privileged instructions are emulated for the guest kernel only; from guest user
             // mode they are the #GP they are (Xen emulates with CPL 3 there, `read_segment`).
             if ec == 0 && dom.vcpu.kernel_mode {

@@ -1,0 +1,70 @@
+//! PCI configuration mechanism #1 (ports 0xCF8/0xCFC) and the virtio-blk identities: the portable
+//! half of dom0's PCI code (`kernel/pci.rs` does the port I/O).
+//!
+//! A configuration read writes `CONFIG_ADDRESS` (0xCF8) with the enable bit, bus, device,
+//! function and dword-aligned register, then reads `CONFIG_DATA` (0xCFC). On a PV dom0 every such
+//! access is a privileged instruction the hypervisor emulates once the kernel has raised its
+//! virtual IOPL (`PHYSDEVOP_set_iopl`).
+
+/// `CONFIG_ADDRESS`.
+pub const CONFIG_ADDRESS: u16 = 0xcf8;
+/// `CONFIG_DATA`.
+pub const CONFIG_DATA: u16 = 0xcfc;
+
+/// The virtio vendor (Red Hat / Qumranet).
+pub const VIRTIO_VENDOR: u16 = 0x1af4;
+/// virtio-blk, transitional device ID (legacy I/O BAR and modern capabilities).
+pub const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
+/// virtio-blk, modern-only device ID (0x1040 + virtio device type 2).
+pub const VIRTIO_BLK_MODERN: u16 = 0x1042;
+
+/// The `CONFIG_ADDRESS` value for register `offset` (rounded down to a dword) of
+/// `bus:device.function`.
+pub const fn config_address(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
+    0x8000_0000
+        | (bus as u32) << 16
+        | ((device & 0x1f) as u32) << 11
+        | ((function & 7) as u32) << 8
+        | (offset & 0xfc) as u32
+}
+
+/// Whether a function with these IDs is a virtio block device.
+pub const fn is_virtio_blk(vendor: u16, device: u16) -> bool {
+    vendor == VIRTIO_VENDOR && (device == VIRTIO_BLK_TRANSITIONAL || device == VIRTIO_BLK_MODERN)
+}
+
+/// The 512 bytes `blkdev-selftest` writes to sector `sector`: a byte pattern that differs from
+/// one sector to the next, so a write that lands on the wrong sector is caught. The QEMU test
+/// (`tests/tests/blkdev.rs`) computes the same bytes on the host.
+pub fn selftest_pattern(sector: u64) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    for (i, v) in b.iter_mut().enumerate() {
+        *v = ((sector.wrapping_mul(7).wrapping_add(i as u64 * 13)) % 251) as u8 ^ 0x5a;
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_addresses_pack_bus_device_function_register() {
+        assert_eq!(config_address(0, 0, 0, 0), 0x8000_0000);
+        assert_eq!(config_address(0, 4, 0, 0x10), 0x8000_2010);
+        assert_eq!(config_address(1, 31, 7, 0xff), 0x8001_fffc);
+    }
+
+    #[test]
+    fn virtio_blk_ids() {
+        assert!(is_virtio_blk(0x1af4, 0x1001) && is_virtio_blk(0x1af4, 0x1042));
+        assert!(!is_virtio_blk(0x1af4, 0x1000) && !is_virtio_blk(0x8086, 0x1001));
+    }
+
+    #[test]
+    fn the_pattern_differs_between_sectors() {
+        assert_ne!(selftest_pattern(1), selftest_pattern(2));
+        assert_eq!(selftest_pattern(5)[0], 35 ^ 0x5a);
+        assert_eq!(selftest_pattern(0)[100], (1300 % 251) as u8 ^ 0x5a);
+    }
+}
