@@ -186,10 +186,11 @@ pub(super) fn event_channel_op<M: Machine + ?Sized>(
         doms: heapless::Vec::new(),
     };
     doms.add(&m, ctx.dom, &mut *ctx.events);
+    // Every domain that exists, shut down ones included: closing a channel to a stopped domain
+    // must unbind its end too, or tearing that domain down later would rebind a port of ours
+    // that may have been reused meanwhile.
     for (g, ports) in ctx.others.iter_mut() {
-        if g.dom.shutdown.is_none() {
-            doms.add(&m, &g.dom, ports);
-        }
+        doms.add(&m, &g.dom, ports);
     }
     let mut guest = SharedGuest { m: &m, l4 };
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, super::cmd32(cmd), arg);
