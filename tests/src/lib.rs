@@ -282,7 +282,32 @@ impl Boot {
     }
 }
 
+/// QEMU arguments attaching `image` (raw) as a virtio-blk PCI disk: dom0's real block device.
+pub fn virtio_disk_args(image: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("file={},format=raw,if=none,id=disk0", image.display()),
+        "-device".into(),
+        "virtio-blk-pci,drive=disk0".into(),
+    ]
+}
+
 impl Run {
+    /// Whether some line of the log contains `needle`.
+    pub fn has(&self, needle: &str) -> bool {
+        self.log.iter().any(|l| l.contains(needle))
+    }
+
+    /// Fails the test, showing the whole log, unless some line contains `needle`.
+    #[track_caller]
+    pub fn expect(&self, needle: &str) {
+        assert!(
+            self.has(needle),
+            "missing {needle:?}; log:\n{}",
+            self.log.join("\n")
+        );
+    }
+
     /// When the first line containing `pattern` arrived, counted from QEMU's start.
     pub fn first_line_at(&self, pattern: &str) -> Option<Duration> {
         self.log

@@ -43,22 +43,9 @@ fn boot(hypervisor: PathBuf, disk: &Path, dom0: &str) -> Run {
         cmdline: XEN_CMDLINE.into(),
         modules: vec![(guest_kernel_image(), dom0.into())],
         timeout: Duration::from_secs(120),
-        qemu_extra: vec![
-            "-drive".into(),
-            format!("file={},format=raw,if=none,id=disk0", disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=disk0".into(),
-        ],
+        qemu_extra: xtests::virtio_disk_args(disk),
     };
     boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
-}
-
-fn expect(run: &Run, needle: &str) {
-    assert!(
-        run.log.iter().any(|l| l.contains(needle)),
-        "missing {needle:?}; log:\n{}",
-        run.log.join("\n")
-    );
 }
 
 /// Boots the self-test writing `sector` and checks the log and, on the host, the image.
@@ -73,19 +60,15 @@ fn selftest_on(hypervisor: PathBuf, name: &str, extra: &str, sector: usize) {
     let after = std::fs::read(&disk).expect("read the test disk");
     let _ = std::fs::remove_file(&disk);
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    expect(&run, "pci: 00:00.0 8086:1237 class 06.00");
-    expect(&run, "blkdev: virtio-blk at 00:04.0 (1af4:1001), polled");
-    expect(&run, "blkdev: virtio-blk 8192 sectors (4 MiB)");
+    run.expect("pci: 00:00.0 8086:1237 class 06.00");
+    run.expect("blkdev: virtio-blk at 00:04.0 (1af4:1001), polled");
+    run.expect("blkdev: virtio-blk 8192 sectors (4 MiB)");
     // Sector 0 as the host wrote it: its number (0), then the filler.
-    expect(
-        &run,
-        "blkdev: read sector 0: 0000000000000000c3c3c3c3c3c3c3c3...",
-    );
-    expect(
-        &run,
-        &format!("blkdev: sector {sector}: wrote the pattern, flushed, read back identical"),
-    );
-    expect(&run, "blkdev-selftest: PASS");
+    run.expect("blkdev: read sector 0: 0000000000000000c3c3c3c3c3c3c3c3...");
+    run.expect(&format!(
+        "blkdev: sector {sector}: wrote the pattern, flushed, read back identical"
+    ));
+    run.expect("blkdev-selftest: PASS");
 
     let before = background();
     assert_eq!(after.len(), before.len(), "the image changed size");
@@ -126,10 +109,7 @@ fn a_sector_past_the_end_is_refused_and_nothing_is_written() {
     );
     let after = std::fs::read(&disk).expect("read the test disk");
     let _ = std::fs::remove_file(&disk);
-    expect(
-        &run,
-        "blkdev-selftest: FAIL: sectors 8192+1 past the end of a 8192-sector disk",
-    );
+    run.expect("blkdev-selftest: FAIL: sectors 8192+1 past the end of a 8192-sector disk");
     assert_ne!(run.ending, Ending::Exited(0));
     assert!(after == background(), "the disk changed");
 }

@@ -60,22 +60,9 @@ fn boot(disk: &Path, domus: &[String]) -> Run {
         cmdline: XEN_CMDLINE.into(),
         modules,
         timeout: Duration::from_secs(180),
-        qemu_extra: vec![
-            "-drive".into(),
-            format!("file={},format=raw,if=none,id=disk0", disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=disk0".into(),
-        ],
+        qemu_extra: xtests::virtio_disk_args(disk),
     };
     boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
-}
-
-fn expect(run: &Run, needle: &str) {
-    assert!(
-        run.log.iter().any(|l| l.contains(needle)),
-        "missing {needle:?}; log:\n{}",
-        run.log.join("\n")
-    );
 }
 
 /// Checks that `image` holds `regions` (sector, bytes) and zeros everywhere else.
@@ -112,19 +99,13 @@ fn a_domu_writes_an_xorshift_stream_through_blkfront_and_the_host_finds_it_on_th
     let _ = std::fs::remove_file(&disk);
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    expect(
-        &run,
-        "blkback: serving every domU's vbd 51712 from the virtio disk (32768 sectors)",
-    );
-    expect(&run, "blkback: d1 vbd 51712 connected: ring-ref");
-    expect(
-        &run,
-        "(d1) domU: blkfront: vbd 51712 connected, 32768 sectors",
-    );
-    expect(&run, "(d1) blk-selftest: reconnected");
+    run.expect("blkback: serving every domU's vbd 51712 from the virtio disk (32768 sectors)");
+    run.expect("blkback: d1 vbd 51712 connected: ring-ref");
+    run.expect("(d1) domU: blkfront: vbd 51712 connected, 32768 sectors");
+    run.expect("(d1) blk-selftest: reconnected");
     let bytes = sectors as usize * SECTOR;
-    expect(&run, &format!("(d1) blk-selftest: ok {bytes} bytes"));
-    expect(&run, "toolstack: d1 (blk) shut down (poweroff)");
+    run.expect(&format!("(d1) blk-selftest: ok {bytes} bytes"));
+    run.expect("toolstack: d1 (blk) shut down (poweroff)");
     check_image(&image, &[(start, &xorshift_stream(seed, bytes))]);
 }
 
@@ -156,21 +137,21 @@ fn a_misbehaving_front_end_is_refused_and_closed_while_another_domu_does_its_io(
         ("unknown-op", -1),
         ("write-barrier", -2),
     ] {
-        expect(&run, &format!("(d1) blk-evil: {case} -> {status}"));
+        run.expect(&format!("(d1) blk-evil: {case} -> {status}"));
     }
-    expect(&run, "(d1) blk-evil: 7 of 7 refused");
-    expect(&run, "(d1) blk-evil: overrun sent");
-    expect(&run, "blkback: d1 ring overrun: closing");
-    expect(&run, "(d1) blk-evil: back end closed the ring (state 5)");
-    expect(&run, "toolstack: d1 (evil) shut down (poweroff)");
+    run.expect("(d1) blk-evil: 7 of 7 refused");
+    run.expect("(d1) blk-evil: overrun sent");
+    run.expect("blkback: d1 ring overrun: closing");
+    run.expect("(d1) blk-evil: back end closed the ring (state 5)");
+    run.expect("toolstack: d1 (evil) shut down (poweroff)");
     assert!(
         !log.contains("blkback: d2 ring overrun"),
         "the good domU's ring was closed:\n{log}"
     );
     let bytes = sectors as usize * SECTOR;
-    expect(&run, &format!("(d2) blk-selftest: ok {bytes} bytes"));
-    expect(&run, "toolstack: d2 (good) shut down (poweroff)");
-    expect(&run, "services: no domU left, powering off");
+    run.expect(&format!("(d2) blk-selftest: ok {bytes} bytes"));
+    run.expect("toolstack: d2 (good) shut down (poweroff)");
+    run.expect("services: no domU left, powering off");
     // Every bad request was refused before touching the disk: only the good domU's data is there.
     check_image(&image, &[(start, &xorshift_stream(seed, bytes))]);
 }
@@ -186,23 +167,11 @@ fn the_default_demo_reads_sector_0_through_the_split_driver() {
     let _ = std::fs::remove_file(&disk);
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    expect(
-        &run,
-        "(d1) domU: ping-pong 100 round trips ok, grant copy verified",
-    );
-    expect(
-        &run,
-        "(d1) domU: blkfront: vbd 51712 connected, 32768 sectors",
-    );
-    expect(
-        &run,
-        "(d1) domU: blkfront: read sector 0: 78656e2d727320626c6b2064656d6f21...",
-    );
+    run.expect("(d1) domU: ping-pong 100 round trips ok, grant copy verified");
+    run.expect("(d1) domU: blkfront: vbd 51712 connected, 32768 sectors");
+    run.expect("(d1) domU: blkfront: read sector 0: 78656e2d727320626c6b2064656d6f21...");
     // The front end closed the device before powering off: the back end disconnected then.
-    expect(
-        &run,
-        "bench blkback dom=1 requests=1 errors=0 sectors_read=1",
-    );
+    run.expect("bench blkback dom=1 requests=1 errors=0 sectors_read=1");
     assert!(image == bytes, "a read changed the disk");
 }
 
@@ -214,14 +183,11 @@ fn a_domu_that_dies_with_its_vbd_connected_is_torn_down_and_reclaimed() {
     let _ = std::fs::remove_file(&disk);
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    expect(
-        &run,
-        "(d1) domU: blkfront: vbd 51712 connected, 32768 sectors",
-    );
-    expect(&run, "toolstack: d1 (dier) crashed");
+    run.expect("(d1) domU: blkfront: vbd 51712 connected, 32768 sectors");
+    run.expect("toolstack: d1 (dier) crashed");
     // The back end disconnected (its counters) although the grant mapping was already revoked.
-    expect(&run, "bench blkback dom=1 requests=0");
-    expect(&run, "toolstack: d1 (dier) destroyed");
+    run.expect("bench blkback dom=1 requests=0");
+    run.expect("toolstack: d1 (dier) destroyed");
     let field = |pat: &str| {
         run.log.iter().find_map(|l| {
             l.split(pat)

@@ -24,18 +24,6 @@ fn boot_with(dom0: String, domus: &[String], timeout: Duration) -> Run {
     boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
 }
 
-fn has(run: &Run, needle: &str) -> bool {
-    run.log.iter().any(|l| l.contains(needle))
-}
-
-fn expect(run: &Run, needle: &str) {
-    assert!(
-        has(run, needle),
-        "missing {needle:?}; log:\n{}",
-        run.log.join("\n")
-    );
-}
-
 /// The free-frame count the hypervisor printed before building the domUs, and the last one it
 /// printed after giving a dead domain's frames back.
 fn free_frames(run: &Run) -> (u64, Option<u64>) {
@@ -64,25 +52,22 @@ fn dom0_and_a_domu_exchange_events_grants_and_xenstore() {
     let run = boot(&["name=web mem=16M".into()], Duration::from_secs(60));
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    expect(&run, "*** Built d1 (web)");
-    expect(&run, "toolstack: introduced d1 (web)");
+    run.expect("*** Built d1 (web)");
+    run.expect("toolstack: introduced d1 (web)");
     // The domU's console reaches the serial log through dom0's console daemon.
-    expect(&run, "(d1) domU: my domid is 1 (from xenstore)");
-    expect(
-        &run,
-        "(d1) domU: ping-pong 100 round trips ok, grant copy verified",
-    );
-    expect(&run, "dom0: d1 ping-pong 100 ok, grant copy 4096 bytes ok");
-    expect(&run, "domain 1 (web) shut down (code 0): poweroff");
-    expect(&run, "toolstack: d1 (web) shut down (poweroff)");
-    expect(&run, "toolstack: d1 (web) destroyed");
+    run.expect("(d1) domU: my domid is 1 (from xenstore)");
+    run.expect("(d1) domU: ping-pong 100 round trips ok, grant copy verified");
+    run.expect("dom0: d1 ping-pong 100 ok, grant copy 4096 bytes ok");
+    run.expect("domain 1 (web) shut down (code 0): poweroff");
+    run.expect("toolstack: d1 (web) shut down (poweroff)");
+    run.expect("toolstack: d1 (web) destroyed");
     let (before, after) = free_frames(&run);
     assert_eq!(
         after,
         Some(before),
         "every frame of d1 back in the pool; log:\n{log}"
     );
-    expect(&run, "Hardware Dom0 halted: powering off");
+    run.expect("Hardware Dom0 halted: powering off");
     // Figures, not a gate: the machine is shared.
     println!(
         "dom0 + 1 domU: {:.2} s wall from QEMU start to power-off",
@@ -98,15 +83,13 @@ fn eight_domus_ping_pong_and_copy_grants_with_dom0() {
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     for id in 1..=8 {
-        expect(
-            &run,
-            &format!("(d{id}) domU: ping-pong 100 round trips ok, grant copy verified"),
-        );
-        expect(
-            &run,
-            &format!("dom0: d{id} ping-pong 100 ok, grant copy 4096 bytes ok"),
-        );
-        expect(&run, &format!("toolstack: d{id} (vm{id}) destroyed"));
+        run.expect(&format!(
+            "(d{id}) domU: ping-pong 100 round trips ok, grant copy verified"
+        ));
+        run.expect(&format!(
+            "dom0: d{id} ping-pong 100 ok, grant copy 4096 bytes ok"
+        ));
+        run.expect(&format!("toolstack: d{id} (vm{id}) destroyed"));
     }
     let (before, after) = free_frames(&run);
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
@@ -135,22 +118,19 @@ fn crashed_domus_are_reported_destroyed_and_reclaimed_while_the_others_run_on() 
         (2, "triple", "triple-fault"),
         (3, "abi", "bad-hypercall"),
     ] {
-        expect(&run, &format!("(d{id}) domU: crashing by {way}"));
+        run.expect(&format!("(d{id}) domU: crashing by {way}"));
         // The hypervisor crashes it, dom0 hears of it (VIRQ_DOM_EXC) and destroys it.
-        expect(&run, &format!("domain {id} ({name}) crashed: "));
-        expect(&run, &format!("toolstack: d{id} ({name}) crashed"));
-        expect(&run, &format!("toolstack: d{id} ({name}) destroyed"));
-        expect(&run, &format!("domain {id}: all "));
+        run.expect(&format!("domain {id} ({name}) crashed: "));
+        run.expect(&format!("toolstack: d{id} ({name}) crashed"));
+        run.expect(&format!("toolstack: d{id} ({name}) destroyed"));
+        run.expect(&format!("domain {id}: all "));
         assert!(
-            !has(&run, &format!("(d{id}) domU: still alive after crash")),
+            !run.has(&format!("(d{id}) domU: still alive after crash")),
             "d{id} was not crashed; log:\n{log}"
         );
     }
-    expect(
-        &run,
-        "(d4) domU: ping-pong 100 round trips ok, grant copy verified",
-    );
-    expect(&run, "dom0: d4 ping-pong 100 ok, grant copy 4096 bytes ok");
+    run.expect("(d4) domU: ping-pong 100 round trips ok, grant copy verified");
+    run.expect("dom0: d4 ping-pong 100 ok, grant copy 4096 bytes ok");
     let (before, after) = free_frames(&run);
     assert_eq!(
         after,
@@ -240,7 +220,7 @@ fn dom0_restarts_a_domu_with_remote_shutdown_reboot() {
         "toolstack: remote_shutdown(d2, poweroff)=0",
         "toolstack: d2 (phoenix) destroyed",
     ] {
-        expect(&run, needle);
+        run.expect(needle);
     }
     let (before, after) = free_frames(&run);
     assert_eq!(after, Some(before), "log:\n{log}");
@@ -273,7 +253,7 @@ fn debug_keys_dump_every_domain_its_event_channels_and_the_scheduler() {
         "scheduler: weighted round robin",
         "  d1: weight 256, run ",
     ] {
-        expect(&run, needle);
+        run.expect(needle);
     }
 }
 
@@ -286,14 +266,8 @@ fn a_domu_that_does_not_fit_is_refused_and_the_others_still_boot() {
     );
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    expect(
-        &run,
-        "guest-kernel): not started: mem=4096 MiB does not fit",
-    );
+    run.expect("guest-kernel): not started: mem=4096 MiB does not fit");
     // The next module gets the next id.
-    expect(&run, "*** Built d1 (small)");
-    expect(
-        &run,
-        "(d1) domU: ping-pong 100 round trips ok, grant copy verified",
-    );
+    run.expect("*** Built d1 (small)");
+    run.expect("(d1) domU: ping-pong 100 round trips ok, grant copy verified");
 }
