@@ -303,6 +303,31 @@ impl Vcpu {
 pub const NO_USER_PAGE_TABLES: &str = "guest switching to user mode with no user page tables";
 
 impl Domain {
+    /// A new domain with one vCPU in its initial state, not shut down, no VM assists or
+    /// watchdogs, running on `l4` (0 until its page tables are validated).
+    pub fn new(
+        id: DomainId,
+        privileged: bool,
+        nr_pages: u64,
+        max_pages: u64,
+        shared_info: Mfn,
+        l4: Mfn,
+    ) -> Domain {
+        Domain {
+            id,
+            privileged,
+            nr_pages,
+            max_pages,
+            shared_info,
+            l4,
+            shutdown_code: None,
+            shutdown: None,
+            vm_assist: 0,
+            watchdogs: [None; 2],
+            vcpu: Vcpu::default(),
+        }
+    }
+
     /// The top-level table the vCPU runs on in its current mode (Xen's `update_cr3`: the kernel's
     /// `guest_table` or the user's `guest_table_user`). Guest user mode never runs on the kernel's
     /// table, so it never sees the kernel's mappings.

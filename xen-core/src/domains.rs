@@ -228,24 +228,11 @@ impl<'a> Others<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Vcpu;
     use crate::mm::Mfn;
 
     fn guest(id: DomainId) -> Guest {
         Guest {
-            dom: Domain {
-                id,
-                privileged: id == 0,
-                nr_pages: 1,
-                max_pages: 1,
-                shared_info: Mfn(u64::from(id) + 1),
-                l4: Mfn(0),
-                shutdown_code: None,
-                shutdown: None,
-                vm_assist: 0,
-                watchdogs: [None; 2],
-                vcpu: Vcpu::default(),
-            },
+            dom: Domain::new(id, id == 0, 1, 1, Mfn(u64::from(id) + 1), Mfn(0)),
             regs: Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::new(),

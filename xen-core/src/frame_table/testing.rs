@@ -7,7 +7,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::audit::audit;
 use super::{FrameInfo, Mm, MmConfig, Owner};
-use crate::domain::{Domain, MachineInfo, Vcpu};
+use crate::domain::{Domain, MachineInfo};
 use crate::domain_build::tests::Elf;
 use crate::domain_build::{self, BuildParams, BuiltDomain, DomainKind};
 use crate::frame_alloc::{BootFrameAllocator, FrameRange};
@@ -61,19 +61,14 @@ pub(crate) struct World {
 }
 
 pub(crate) fn fresh_domain(id: u16, privileged: bool, shared_info: Mfn) -> Domain {
-    Domain {
+    Domain::new(
         id,
         privileged,
-        nr_pages: DOM0_PAGES,
-        max_pages: u32::MAX.into(),
+        DOM0_PAGES,
+        u32::MAX.into(),
         shared_info,
-        l4: Mfn(0),
-        shutdown_code: None,
-        shutdown: None,
-        vm_assist: 0,
-        watchdogs: [None; 2],
-        vcpu: Vcpu::default(),
-    }
+        Mfn(0),
+    )
 }
 
 impl World {

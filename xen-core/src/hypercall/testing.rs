@@ -2,7 +2,7 @@
 //! address space, a console that records output, and a settable clock.
 
 use super::{Ctx, Machine};
-use crate::domain::{Domain, MachineInfo, Vcpu};
+use crate::domain::{Domain, MachineInfo};
 use crate::frame_table::Mm;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
@@ -76,19 +76,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         (0x8000 + GUEST_PAGES * 0x1000) | 0x5,
     )
     .unwrap();
-    let dom = Domain {
-        id: 0,
-        privileged: true,
-        nr_pages: 16384,
-        max_pages: u32::MAX.into(),
-        shared_info: Mfn(5),
-        l4: Mfn(1),
-        shutdown_code: None,
-        shutdown: None,
-        vm_assist: 0,
-        watchdogs: [None; 2],
-        vcpu: Vcpu::default(),
-    };
+    let dom = Domain::new(0, true, 16384, u32::MAX.into(), Mfn(5), Mfn(1));
     let m = FakeMachine {
         mem,
         console: Vec::new(),

@@ -1,7 +1,7 @@
 //! Building and starting dom0 on this machine: frames, the M2P, shared_info, the domain builder,
 //! then the boot-time domUs and the first entry into dom0.
 
-use xen_core::domain::{Domain, MachineInfo, Vcpu};
+use xen_core::domain::{Domain, MachineInfo};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
 use xen_core::domains::{Guest, SchedInfo, MAX_PORT_2L};
 use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
@@ -220,19 +220,7 @@ pub fn start(
     printk!("{}", built.layout.arrangement());
     printk!(" ENTRY ADDRESS: {:016x}\n", built.entry);
 
-    let mut dom = Domain {
-        id: 0,
-        privileged: true,
-        nr_pages,
-        max_pages: u32::MAX.into(),
-        shared_info,
-        l4: built.l4,
-        shutdown_code: None,
-        shutdown: None,
-        vm_assist: 0,
-        watchdogs: [None; 2],
-        vcpu: Vcpu::default(),
-    };
+    let mut dom = Domain::new(0, true, nr_pages, u32::MAX.into(), shared_info, built.l4);
     // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
     // so that from now on every change to them goes through the validated hypercalls.
     if let Err(e) = mm.seed_domain(&mut mem, &mut dom, &built) {

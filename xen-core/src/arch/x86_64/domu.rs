@@ -16,7 +16,7 @@
 
 use hypercall_abi::sched::SHUTDOWN_reboot;
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
-use xen_core::domain::{Domain, Shutdown, Vcpu};
+use xen_core::domain::{Domain, Shutdown};
 use xen_core::domain_build::{self, BuildParams, DomainKind};
 use xen_core::domains::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
 use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
@@ -177,19 +177,7 @@ pub fn build(
         return Err(());
     };
     let _ = m.mem.write(shared_info.maddr(), &[0u8; 4096]);
-    let mut dom = Domain {
-        id,
-        privileged: false,
-        nr_pages,
-        max_pages: nr_pages,
-        shared_info,
-        l4: Mfn(0),
-        shutdown_code: None,
-        shutdown: None,
-        vm_assist: 0,
-        watchdogs: [None; 2],
-        vcpu: Vcpu::default(),
-    };
+    let mut dom = Domain::new(id, false, nr_pages, nr_pages, shared_info, Mfn(0));
     // The xenstore and console channels, unbound for dom0 (ports 1 and 2 of a new domain).
     let mut ports_ok = Ok((0, 0));
     doms.install(
