@@ -9,7 +9,8 @@ use xtests::{build_dir, guest_kernel_image, Boot, Ending, XEN_CMDLINE};
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn debug_keys_dump_counters_domains_and_event_channels() {
     // `init=hang` keeps the guest busy in user mode for two seconds (its watchdog ends it): the
-    // hypervisor takes timer interrupts meanwhile, which is when it reads the console.
+    // hypervisor takes timer interrupts meanwhile, which is when it reads the console. The keys
+    // go in once the program runs, so the watchdog's VIRQ_TIMER is already bound.
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -18,7 +19,7 @@ fn debug_keys_dump_counters_domains_and_event_channels() {
         timeout: Duration::from_secs(60),
     };
     let run = boot
-        .run_with_input(&[("guest-kernel: init:", b"pqe")])
+        .run_with_input(&[("init: hello from user mode", b"pqe")])
         .unwrap_or_else(|e| panic!("harness error: {e}"));
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
