@@ -464,6 +464,30 @@ pub fn selftest(d: &mut Domu, arg: &str) -> Result<(), String> {
 }
 
 /// `blk-evil`: a front end that breaks the rules, one bad request at a time, then overruns.
+/// `blk-reconnects=<n>`: closes and reconnects the vbd `n` times, reading sector 0 after each
+/// connect (each connect grants a ring and the data pages afresh: the grant references of the
+/// last one must be free again), then prints `blkfront: <n> reconnects ok`.
+pub fn reconnects(d: &mut Domu, arg: &str) -> Result<(), String> {
+    let n: u32 = arg
+        .parse()
+        .map_err(|_| format!("blk-reconnects={arg}: not a number"))?;
+    let mut b = open(d)?;
+    let mut first = vec![0u8; 512];
+    b.read(d, 0, &mut first)?;
+    for i in 0..n {
+        b.close(d)?;
+        b.reconnect(d)?;
+        let mut again = vec![0u8; 512];
+        b.read(d, 0, &mut again)?;
+        if again != first {
+            return Err(format!("reconnect {i}: sector 0 reads differently"));
+        }
+    }
+    b.close(d)?;
+    println!("blkfront: {n} reconnects ok");
+    Ok(())
+}
+
 pub fn evil(d: &mut Domu) -> Result<(), String> {
     let mut b = open(d)?;
     let sectors = b.sectors();

@@ -13,7 +13,7 @@
 //! reply page and writes `data/result` = `ok <sum>`, which we watch. Then we power off.
 //!
 //! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close.
-//! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil` and `blk-bench[=<start>]` run a block mode
+//! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil`, `blk-reconnects=<n>` and `blk-bench[=<start>]` run a block mode
 //! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
 //!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
@@ -278,6 +278,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
     }
     if cmdline.has("blk-evil") {
         return blkfront::evil(&mut d);
+    }
+    if let Some(arg) = cmdline.get("blk-reconnects") {
+        return blkfront::reconnects(&mut d, arg);
     }
     if cmdline.has("blk-crash") {
         // Die with the vbd connected: dom0 must tear it down after the fact.

@@ -4,7 +4,8 @@
 //! the hypervisor); the first is mapped over a window page of .bss, and entries are written
 //! there as `grant_entry_v1` (`flags`, `domid`, `frame`): `domid` and `frame` first, then, after
 //! a write barrier, `flags` (`GTF_permit_access`, plus `GTF_readonly`), which is what makes the
-//! grant valid (Linux's `gnttab_grant_foreign_access`). Entries 0..7 are reserved.
+//! grant valid (Linux's `gnttab_grant_foreign_access`). Entries 0..7 are reserved; a reference
+//! whose grant was ended ([`end_access`]) is handed out again.
 //! `GNTTABOP_copy` copies between a granted frame of another domain and one of ours without
 //! mapping anything.
 
@@ -31,8 +32,43 @@ static mut TABLE_WINDOW: Page = Page([0; 4096]);
 /// Entries in one frame of a v1 table.
 const ENTRIES: u32 = 4096 / core::mem::size_of::<GrantEntryV1>() as u32;
 
-/// The mapped table and the next free reference.
-static TABLE: Mutex<Option<u32>> = Mutex::new(None);
+/// Which references of the mapped frame are in use (the reserved ones always are): a reference
+/// whose grant was ended is handed out again.
+struct Refs {
+    used: [u64; ENTRIES as usize / 64],
+}
+
+impl Refs {
+    fn new() -> Refs {
+        let mut r = Refs {
+            used: [0; ENTRIES as usize / 64],
+        };
+        for gref in 0..GNTTAB_NR_RESERVED_ENTRIES {
+            r.set(gref, true);
+        }
+        r
+    }
+
+    fn set(&mut self, gref: u32, used: bool) {
+        let (w, b) = ((gref / 64) as usize, gref % 64);
+        if used {
+            self.used[w] |= 1 << b;
+        } else {
+            self.used[w] &= !(1 << b);
+        }
+    }
+
+    /// The lowest free reference, now marked used.
+    fn take(&mut self) -> Option<u32> {
+        let (w, word) = self.used.iter().enumerate().find(|(_, &u)| u != u64::MAX)?;
+        let gref = w as u32 * 64 + (!word).trailing_zeros();
+        self.set(gref, true);
+        Some(gref)
+    }
+}
+
+/// The mapped table's reference allocator (`None` until [`init`]).
+static TABLE: Mutex<Option<Refs>> = Mutex::new(None);
 
 /// Why a grant operation failed.
 #[derive(Clone, Copy, Debug)]
@@ -89,7 +125,7 @@ pub fn init() -> Result<(), GrantError> {
     if rc != 0 {
         return Err(GrantError::Hypercall("update_va_mapping(grant frame)", rc));
     }
-    *t = Some(GNTTAB_NR_RESERVED_ENTRIES);
+    *t = Some(Refs::new());
     Ok(())
 }
 
@@ -107,12 +143,8 @@ fn entry(gref: u32) -> *mut GrantEntryV1 {
 /// reference.
 pub fn grant_access(domid: u16, mfn: u64, readonly: bool) -> Result<u32, GrantError> {
     let mut t = TABLE.lock();
-    let next = t.as_mut().ok_or(GrantError::NoTable)?;
-    if *next >= ENTRIES {
-        return Err(GrantError::Full);
-    }
-    let gref = *next;
-    *next += 1;
+    let refs = t.as_mut().ok_or(GrantError::NoTable)?;
+    let gref = refs.take().ok_or(GrantError::Full)?;
     let e = entry(gref);
     // SAFETY: `e` is entry `gref` of the mapped table, which only we (and the hypervisor, in the
     // flags' GTF_reading/writing bits) write; the entry was unused.
@@ -135,9 +167,15 @@ pub fn end_access(gref: u32) -> bool {
     if cur & (GTF_reading | GTF_writing) != 0 {
         return false;
     }
-    flags
+    let ended = flags
         .compare_exchange(cur, 0, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok()
+        .is_ok();
+    if ended && gref >= GNTTAB_NR_RESERVED_ENTRIES {
+        if let Some(refs) = TABLE.lock().as_mut() {
+            refs.set(gref, false);
+        }
+    }
+    ended
 }
 
 /// One side of a copy.
