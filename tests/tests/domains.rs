@@ -271,3 +271,35 @@ fn a_domu_that_does_not_fit_is_refused_and_the_others_still_boot() {
     run.expect("*** Built d1 (small)");
     run.expect("(d1) domU: ping-pong 100 round trips ok, grant copy verified");
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn hostile_domus_making_random_hypercalls_harm_only_themselves() {
+    // Three fuzzing domUs (random hypercall numbers and arguments; the third also makes the
+    // calls that can wreck its own trap handling and mappings) next to an ordinary one. Whatever
+    // happens to the fuzzers (they may finish, corrupt their own rings, or be crashed), the
+    // hypervisor stays up, the ordinary domU does its work, dom0 powers off cleanly and every
+    // frame comes back.
+    let domus = [
+        "name=fuzz1 mem=16M fuzz=1,20000",
+        "name=fuzz2 mem=16M fuzz=2,20000",
+        "name=fuzz3 mem=16M fuzz-all=3,20000",
+        "name=bystander mem=16M",
+    ]
+    .map(String::from);
+    let run = boot(&domus, Duration::from_secs(240));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    assert!(!run.has("FATAL TRAP") && !run.has("PANIC"), "log:\n{log}");
+    // The first two leave their own trap handling and mappings alone, so they get far.
+    for id in 1..=2 {
+        run.expect(&format!("(d{id}) fuzz: 1000 hypercalls made"));
+    }
+    for id in 1..=3 {
+        run.expect(&format!("toolstack: d{id} (fuzz{id}) destroyed"));
+    }
+    run.expect("(d4) domU: ping-pong 100 round trips ok, grant copy verified");
+    run.expect("toolstack: d4 (bystander) destroyed");
+    let (before, after) = free_frames(&run);
+    assert_eq!(after, Some(before), "every frame back; log:\n{log}");
+}

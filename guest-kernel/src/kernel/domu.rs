@@ -279,6 +279,15 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
     if cmdline.has("blk-evil") {
         return blkfront::evil(&mut d);
     }
+    if let Some((arg, all)) = cmdline
+        .get("fuzz")
+        .map(|a| (a, false))
+        .or_else(|| cmdline.get("fuzz-all").map(|a| (a, true)))
+    {
+        let (n, ok) = super::fuzz::run(arg, all).map_err(String::from)?;
+        println!("fuzz: done: {n} hypercalls, {ok} returned 0");
+        return Ok(());
+    }
     if let Some(arg) = cmdline.get("blk-reconnects") {
         return blkfront::reconnects(&mut d, arg);
     }

@@ -23,6 +23,7 @@ mod boot;
 mod conformance;
 mod domu;
 pub mod events;
+mod fuzz;
 mod grant;
 mod heap;
 pub mod hypercall;
