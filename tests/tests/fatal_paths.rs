@@ -1,6 +1,7 @@
-//! QEMU tests of the ways a run can end badly: a hypervisor panic, a fatal trap in the hypervisor,
-//! and a dom0 crash. Each must end QEMU with its own non-zero status, a register dump or message,
-//! and (for the hypervisor's own failures) a backtrace of symbols.
+//! QEMU tests of the ways a run can end badly: a hypervisor panic, a fatal trap in the hypervisor
+//! (among them a write to the read-only `.text`, W^X), and a dom0 crash. Each must end QEMU with
+//! its own non-zero status, a register dump or message, and (for the hypervisor's own failures) a
+//! backtrace of symbols.
 
 use std::time::Duration;
 
@@ -70,4 +71,22 @@ fn a_dom0_crash_ends_the_run_with_its_own_status() {
         log.contains("RIP: "),
         "a register dump follows; log:\n{log}"
     );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_write_to_the_hypervisor_text_is_a_fatal_page_fault() {
+    // W^X: .text is mapped read-only and CR0.WP is set, so the write faults with present|write.
+    let (ending, log) = boot("selftest=wx", "");
+    assert_eq!(
+        ending,
+        Ending::Exited(FailCode::Trap.qemu_exit_status()),
+        "log:\n{log}"
+    );
+    assert!(
+        log.contains("FATAL TRAP: vector 14 error 0x3 "),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("self-test: FAIL"), "log:\n{log}");
+    assert!(log.contains("xen::start_xen+0x"), "log:\n{log}");
 }

@@ -75,7 +75,8 @@ pub struct BootOptions<'a> {
     /// `dom0_mem=<size>`: dom0's memory in bytes (Xen's `parse_size_and_unit`: K, M, G suffixes).
     pub dom0_mem: Option<u64>,
     /// `selftest=<name>`: run a hypervisor self-test instead of (or before) dom0 (`panic`, `trap`:
-    /// the fatal-error paths, checked by the QEMU tests; `time`: the clocks; `native-pte`: the
+    /// the fatal-error paths, checked by the QEMU tests; `wx`: a write to `.text`, which W^X makes
+    /// a fatal page fault; `time`: the clocks; `native-pte`: the
     /// teaching lab's native page-table baseline, then dom0 as usual).
     pub selftest: Option<&'a str>,
 }

@@ -20,6 +20,10 @@ pub const XEN_VIRT_END: u64 = XEN_VIRT_START + GIB;
 /// the boot page tables map `XEN_VIRT_START + x` to machine address `x` for the whole window.
 pub const XEN_IMG_OFFSET: u64 = 2 * MIB;
 
+/// The most the image may take, `.bss` included: `boot.rs` reserves the 4 KiB-page tables that map
+/// it for this size, and `xen.ld` checks that the image fits.
+pub const XEN_IMG_MAX_SIZE: u64 = 16 * MIB;
+
 /// Start of the direct map (1:1 map of machine memory, L4 slot 262 onwards), `DIRECTMAP_VIRT_START`.
 pub const DIRECTMAP_VIRT_START: u64 = 0xFFFF_8300_0000_0000;
 /// End of the direct map for PV-capable builds: the end of the reserved slots.
@@ -73,6 +77,9 @@ const _: () = {
     // The boot direct map uses whole L3 slots, starting at slot 0 of its L3 table.
     assert!(l3_index(DIRECTMAP_VIRT_START) == 0 && BOOT_DIRECTMAP_SIZE.is_multiple_of(GIB));
     assert!(XEN_IMG_OFFSET.is_multiple_of(SUPERPAGE_SIZE));
+    // The image's 4 KiB-page tables are whole L1 tables, all under the window's one L2 table.
+    assert!(XEN_IMG_MAX_SIZE.is_multiple_of(SUPERPAGE_SIZE));
+    assert!(XEN_IMG_OFFSET + XEN_IMG_MAX_SIZE <= GIB);
 };
 
 #[cfg(test)]

@@ -131,6 +131,17 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
             let v = unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
             printk!("self-test: read {v:#x} from an unmapped address?!\n");
         }
+        Some("wx") => {
+            // W^X: the image's .text is mapped read-only, so with CR0.WP this write (of the byte
+            // already there) is a fatal page fault, error code 0x3 (present | write).
+            let text = (start_xen as *const ()).cast_mut().cast::<u8>();
+            // SAFETY: `text` is the first byte of this function's code, mapped and readable; the
+            // write stores back the byte just read, so even if it went through the code would be
+            // unchanged. It is expected to fault, which ends the run.
+            unsafe { core::ptr::write_volatile(text, core::ptr::read_volatile(text)) };
+            printk!("self-test: FAIL: wrote to .text at {text:p}: the image is writable\n");
+            power::fail(FailCode::Panic);
+        }
         // The teaching lab's native baseline (`xen_core::lab`); dom0 boots afterwards.
         Some("native-pte") => arch::x86_64::lab::native_pte(info.memory_map.as_ref()),
         Some(other) => printk!("unknown self-test \"{other}\"\n"),

@@ -7,23 +7,32 @@
 //!
 //! 1. checks for long mode and NX (and reports their absence on COM1, exit code `BadBoot`),
 //! 2. zeroes `.bss`,
-//! 3. builds the boot page tables, all with 2 MiB pages:
-//!    - L4 slot 0: identity map of machine 0..1 GiB, only until we run at the high address;
-//!    - L4 slot 261: the image window, `XEN_VIRT_START + x` -> machine `x` for x in 0..1 GiB;
+//! 3. builds the boot page tables:
+//!    - L4 slot 0: identity map of machine 0..1 GiB with 2 MiB read-write executable pages, only
+//!      until we run at the high address;
+//!    - L4 slot 261: the image window, `XEN_VIRT_START + x` -> machine `x` for the image alone, with
+//!      4 KiB pages and W^X as in Xen: `.text` read-only and executable, `.rodata` and
+//!      `.xen_symbols` read-only and no-execute, `.data` and `.bss` read-write and no-execute (the
+//!      boundaries are `xen.ld`'s `__text_end` and `__rodata_end`); the rest of the window is
+//!      unmapped;
 //!    - L4 slot 262: the direct map, `DIRECTMAP_VIRT_START + x` -> machine `x` for x in 0..4 GiB,
-//!      no-execute;
+//!      read-write and no-execute with 2 MiB pages, except that the 2 MiB pages holding the image
+//!      are split into 4 KiB pages and the image's own frames are read-only there: the alias can
+//!      read the image but never write it (its code or its data);
 //! 4. enables PAE and PGE, EFER.LME/NXE/SCE, then paging with CR0.WP (ring 0 honours read-only),
 //! 5. loads a boot GDT and far-jumps to 64-bit code, still at the low (identity) alias,
 //! 6. jumps to the high alias, reloads the GDT from there, sets the stack, drops the identity
 //!    map, and calls [`start`] with the loader's EAX and EBX.
 //!
-//! All mappings are read-write and (except the direct map) executable; the next issue splits the
-//! image into text/rodata/data permissions and builds the real GDT, TSS and IDT.
+//! With CR0.WP set, a write to `.text` or `.rodata` from ring 0 is a page fault: nothing is written
+//! there after the link (`scripts/embed-symbols.py` fills `.xen_symbols` in the file), and
+//! `selftest=wx` checks that such a write is fatal.
 
 use core::arch::global_asm;
 
 use xen_core::layout::{
-    l3_index, l4_index, BOOT_DIRECTMAP_SIZE, DIRECTMAP_VIRT_START, GIB, XEN_VIRT_START,
+    l2_index, l3_index, l4_index, BOOT_DIRECTMAP_SIZE, DIRECTMAP_VIRT_START, GIB, SUPERPAGE_SIZE,
+    XEN_IMG_MAX_SIZE, XEN_IMG_OFFSET, XEN_VIRT_START,
 };
 use xen_core::mm::Maddr;
 use xen_core::multiboot;
@@ -47,6 +56,8 @@ const PTE_PSE: u32 = 1 << 7;
 const PTE_NX_HIGH: u32 = 1 << (63 - 32);
 /// Flags of an entry pointing to a next-level table.
 const PTE_TABLE: u32 = PTE_PRESENT | PTE_WRITABLE;
+/// Flags of a read-write 4 KiB leaf.
+const PTE_PAGE_RW: u32 = PTE_PRESENT | PTE_WRITABLE;
 /// Flags of a 2 MiB leaf.
 const PTE_SUPERPAGE: u32 = PTE_PRESENT | PTE_WRITABLE | PTE_PSE;
 
@@ -81,9 +92,12 @@ multiboot1_header:
     .long __bss_end - {virt}            /* bss_end_addr: the loader zeroes up to here */
     .long start32 - {virt}              /* entry_addr */
 
-    /* xen.ld checks that it and xen_core::layout agree on XEN_VIRT_START. */
+    /* xen.ld checks that it and xen_core::layout agree on XEN_VIRT_START, and that the image fits
+       in the 4 KiB-page tables below. */
     .globl __layout_xen_virt_start
     .set __layout_xen_virt_start, {virt}
+    .globl __layout_xen_img_max_size
+    .set __layout_xen_img_max_size, {img_max}
 
     /* ---- 32-bit entry. EAX = multiboot magic, EBX = multiboot info; flat 4 GiB segments, paging
        off, interrupts off, no stack. */
@@ -117,7 +131,7 @@ start32:
     xor %eax, %eax
     rep stosl
 
-    /* L2 for machine 0..1 GiB, executable: shared by the identity map and the image window. */
+    /* L2 for the identity map of machine 0..1 GiB, executable (the stub runs there). */
     mov $(boot_l2_low - {virt}), %edi
     mov ${pte_superpage}, %eax
     mov $512, %ecx
@@ -136,9 +150,70 @@ start32:
     add $8, %edi
     loop 1b
 
+    /* L1s of the image window, W^X: .text present (read-only, executable); .rodata and
+       .xen_symbols present and no-execute; .data and .bss also writable. EAX = machine address of
+       the page, EDI = its L1 entry, EDX:EBX = the entry's low and high halves. */
+    mov $(__image_start - {virt}), %eax
+    mov $(boot_l1_xen - {virt}), %edi
+1:  mov ${pte_present}, %edx
+    xor %ebx, %ebx
+    cmp $(__text_end - {virt}), %eax
+    jb 2f
+    mov ${pte_nx_high}, %ebx
+    cmp $(__rodata_end - {virt}), %eax
+    jb 2f
+    or ${pte_writable}, %edx
+2:  or %eax, %edx
+    mov %edx, (%edi)
+    mov %ebx, 4(%edi)
+    add $4096, %eax
+    add $8, %edi
+    cmp $(__image_end - {virt}), %eax
+    jb 1b
+
+    /* L1s of the direct map's 2 MiB pages that hold the image: the image's frames read-only, the
+       rest of those 2 MiB pages read-write as before, all no-execute. */
+    mov $(__image_start - {virt}), %eax
+    mov $(boot_l1_directmap - {virt}), %edi
+1:  mov ${pte_page_rw}, %edx
+    cmp $(__image_end - {virt}), %eax
+    jae 2f
+    mov ${pte_present}, %edx
+2:  or %eax, %edx
+    mov %edx, (%edi)
+    movl ${pte_nx_high}, 4(%edi)
+    add $4096, %eax
+    add $8, %edi
+    test $0x1fffff, %eax
+    jnz 1b
+    cmp $(__image_end - {virt}), %eax
+    jb 1b
+
+    /* L2 entries for those L1s, one per 2 MiB of image: in the image window's L2 and in the
+       direct map's (whose entries keep the no-execute bit written above). EDX = machine address
+       of the 2 MiB page. */
+    mov $(boot_l1_xen - {virt} + {pte_table}), %eax
+    mov $(boot_l2_xen - {virt} + {img_l2} * 8), %edi
+    mov $(__image_start - {virt}), %edx
+1:  mov %eax, (%edi)
+    add $4096, %eax
+    add $8, %edi
+    add $0x200000, %edx
+    cmp $(__image_end - {virt}), %edx
+    jb 1b
+    mov $(boot_l1_directmap - {virt} + {pte_table}), %eax
+    mov $(boot_l2_directmap - {virt} + {img_l2_directmap} * 8), %edi
+    mov $(__image_start - {virt}), %edx
+1:  mov %eax, (%edi)
+    add $4096, %eax
+    add $8, %edi
+    add $0x200000, %edx
+    cmp $(__image_end - {virt}), %edx
+    jb 1b
+
     /* L3s. */
     movl $(boot_l2_low - {virt} + {pte_table}), (boot_l3_ident - {virt})
-    movl $(boot_l2_low - {virt} + {pte_table}), (boot_l3_xen - {virt} + {xen_l3} * 8)
+    movl $(boot_l2_xen - {virt} + {pte_table}), (boot_l3_xen - {virt} + {xen_l3} * 8)
     mov $(boot_l2_directmap - {virt} + {pte_table}), %eax
     mov $(boot_l3_directmap - {virt} + {directmap_l3} * 8), %edi
     mov ${directmap_gib}, %ecx
@@ -249,7 +324,10 @@ boot_l3_ident:      .skip 4096
 boot_l3_xen:        .skip 4096
 boot_l3_directmap:  .skip 4096
 boot_l2_low:        .skip 4096
+boot_l2_xen:        .skip 4096
 boot_l2_directmap:  .skip 4096 * {directmap_gib}
+boot_l1_xen:        .skip 4096 * {img_l1s}
+boot_l1_directmap:  .skip 4096 * {img_l1s}
     .balign 16
     .globl boot_stack
 boot_stack:         .skip {stack_size}
@@ -263,6 +341,13 @@ boot_stack_top:
     cpuid_nx_bit = const CPUID_EDX_NX_BIT,
     pte_table = const PTE_TABLE,
     pte_superpage = const PTE_SUPERPAGE,
+    pte_present = const PTE_PRESENT,
+    pte_writable = const PTE_WRITABLE,
+    pte_page_rw = const PTE_PAGE_RW,
+    img_max = const XEN_IMG_MAX_SIZE,
+    img_l1s = const XEN_IMG_MAX_SIZE / SUPERPAGE_SIZE,
+    img_l2 = const l2_index(XEN_VIRT_START + XEN_IMG_OFFSET),
+    img_l2_directmap = const XEN_IMG_OFFSET / SUPERPAGE_SIZE,
     pte_nx_high = const PTE_NX_HIGH,
     directmap_gib = const BOOT_DIRECTMAP_SIZE / GIB,
     xen_l4 = const l4_index(XEN_VIRT_START),

@@ -31,9 +31,15 @@ pub enum MmioError {
     UnexpectedMapping,
 }
 
-/// The address, in the direct map, of entry `index` of the page table at machine address `table`.
+/// The address of entry `index` of the page table at machine address `table`: through the image
+/// window for the boot page tables (in the image's `.bss`, which the direct map aliases read-only),
+/// through the direct map for any other table.
 fn entry_ptr(table: u64, index: usize) -> Result<*mut u64, MmioError> {
-    let va = layout::directmap_virt(table).ok_or(MmioError::UnexpectedMapping)?;
+    let va = if super::mm::image_maddr_range().contains(&table) {
+        layout::XEN_VIRT_START + table
+    } else {
+        layout::directmap_virt(table).ok_or(MmioError::UnexpectedMapping)?
+    };
     Ok((va + index as u64 * 8) as *mut u64)
 }
 
@@ -46,7 +52,8 @@ pub fn directmap_uncached(maddr: u64) -> Result<u64, MmioError> {
     for index in [l4_index(va), l3_index(va)] {
         let e = entry_ptr(table, index)?;
         // SAFETY: `e` points into a page table of the live hierarchy (rooted at CR3), reached
-        // through the direct map, which covers the machine addresses the boot tables use. The
+        // through the image window or the direct map, which between them cover the machine
+        // addresses the boot tables use (read-write in the image window's `.bss`). The
         // tables are plain memory owned by `boot.rs`'s assembly, never referenced from Rust.
         let entry = unsafe { ptr::read_volatile(e) };
         if entry & PTE_PRESENT == 0 || entry & PTE_PSE != 0 {
