@@ -10,7 +10,8 @@ use xtests::{build_dir, guest_kernel_image, Boot, Ending, XEN_CMDLINE};
 fn debug_keys_dump_counters_domains_and_event_channels() {
     // `init=hang` keeps the guest busy in user mode for two seconds (its watchdog ends it): the
     // hypervisor takes timer interrupts meanwhile, which is when it reads the console. The keys
-    // go in once the program runs, so the watchdog's VIRQ_TIMER is already bound.
+    // go in once the program runs, so the watchdog's VIRQ_TIMER is already bound. Serial input
+    // goes to dom0 at boot: three CTRL-a first hand it to the hypervisor, as on Xen.
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -19,7 +20,7 @@ fn debug_keys_dump_counters_domains_and_event_channels() {
         timeout: Duration::from_secs(60),
     };
     let run = boot
-        .run_with_input(&[("init: hello from user mode", b"pqe")])
+        .run_with_input(&[("init: hello from user mode", b"\x01\x01\x01pqe")])
         .unwrap_or_else(|e| panic!("harness error: {e}"));
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
@@ -42,6 +43,10 @@ fn debug_keys_dump_counters_domains_and_event_channels() {
     assert!(
         log.contains("(XEN) d0 (Domain-0): 16384 pages"),
         "domain dump missing; log:\n{log}"
+    );
+    assert!(
+        log.contains("*** Serial input to Xen (type 'CTRL-a' three times to switch input)"),
+        "the switch is announced; log:\n{log}"
     );
     assert!(
         log.contains("d0 event channels:"),

@@ -240,7 +240,7 @@ fn debug_keys_dump_every_domain_its_event_channels_and_the_scheduler() {
         timeout: Duration::from_secs(60),
     };
     let run = boot
-        .run_with_input(&[("(d1) domU: my domid is 1", b"qer")])
+        .run_with_input(&[("(d1) domU: my domid is 1", b"\x01\x01\x01qer")])
         .unwrap_or_else(|e| panic!("harness error: {e}"));
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");

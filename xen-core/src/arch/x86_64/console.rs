@@ -87,6 +87,44 @@ pub fn write_guest(bytes: &[u8]) {
 }
 
 /// A byte typed on the serial console, if any (never blocks).
-pub fn read_key() -> Option<u8> {
+fn read_byte() -> Option<u8> {
     CONSOLE.lock().inner_mut().read_byte()
+}
+
+/// Where serial input goes (dom0 at boot; three `CTRL-a` switch to the debug keys and back).
+static INPUT: spin::Mutex<xen_core::console::InputSwitch> =
+    spin::Mutex::new(xen_core::console::InputSwitch::new());
+
+/// Serial input waiting for dom0's `CONSOLEIO_read`.
+static DOM0_INPUT: spin::Mutex<xen_core::console::InputQueue<1024>> =
+    spin::Mutex::new(xen_core::console::InputQueue::new());
+
+/// Reads what was typed: debug keys are handed to `key`; bytes for dom0 are queued. Returns
+/// whether dom0 got new input (the caller raises `VIRQ_CONSOLE`).
+pub fn poll_input(mut key: impl FnMut(u8)) -> bool {
+    use xen_core::console::{Input, InputOwner};
+    let mut for_dom0 = false;
+    while let Some(b) = read_byte() {
+        let routed = INPUT.lock().feed(b);
+        match routed {
+            Input::Dom0(b) => {
+                DOM0_INPUT.lock().push(b);
+                for_dom0 = true;
+            }
+            Input::Key(k) => key(k),
+            Input::Switched(InputOwner::Xen) => {
+                printk!("*** Serial input to Xen (type 'CTRL-a' three times to switch input)\n")
+            }
+            Input::Switched(InputOwner::Dom0) => {
+                printk!("*** Serial input to DOM0 (type 'CTRL-a' three times to switch input)\n")
+            }
+            Input::Pending => {}
+        }
+    }
+    for_dom0
+}
+
+/// Moves queued dom0 input into `buf` (`CONSOLEIO_read`); returns how many bytes.
+pub fn read_dom0_input(buf: &mut [u8]) -> usize {
+    DOM0_INPUT.lock().pop_into(buf)
 }

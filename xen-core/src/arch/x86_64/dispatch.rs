@@ -736,11 +736,20 @@ fn arm_next_timer(hv: &mut Hv, doms: &DomainSet, full: bool) {
     hv.armed = next;
 }
 
-/// Handles the keys typed on the serial console, like Xen's debug keys (`xen/common/keyhandler.c`):
+/// Handles serial input: bytes for dom0 are queued and announced with `VIRQ_CONSOLE`; after three
+/// `CTRL-a` the keys are the hypervisor's, like Xen's debug keys (`xen/common/keyhandler.c`):
 /// `q` dumps the domains and their vCPUs, `e` the event channels, `r` the scheduler, `p` prints
 /// the performance counters and `P` resets them, `h` lists the keys.
 fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
-    while let Some(key) = super::console::read_key() {
+    let mut keys: heapless::Vec<u8, 64> = heapless::Vec::new();
+    let for_dom0 = super::console::poll_input(|k| {
+        let _ = keys.push(k);
+    });
+    if for_dom0 {
+        // Xen raises VIRQ_CONSOLE in the hardware domain when serial input arrives for it.
+        domu::notify_dom0(hv, doms, hypercall_abi::xen::VIRQ_CONSOLE);
+    }
+    for key in keys {
         match key {
             b'h' => printk!(
                 "'q' domains, 'e' event channels, 'r' scheduler, 'p' perf counters, 'P' reset them\n"

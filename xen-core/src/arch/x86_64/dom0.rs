@@ -287,6 +287,6 @@ pub fn start(
     }
     drop(doms);
     printk!("Std. Loglevel: All\n");
-    printk!("*** Serial input to DOM0 (not routed yet) ***\n");
+    printk!("*** Serial input to DOM0 (type 'CTRL-a' three times to switch input)\n");
     dispatch::run(m, MachineInfo { max_ram_page }, pool, 0)
 }

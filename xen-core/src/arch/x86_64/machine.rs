@@ -126,9 +126,9 @@ impl Machine for HvMachine {
         console::write_guest(bytes);
     }
 
-    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
-        // Serial input is routed to dom0 once the console daemon exists; nothing is queued yet.
-        0
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        // Only dom0 reaches this (`console_io` refuses other domains).
+        console::read_dom0_input(buf)
     }
 
     fn now_ns(&self) -> u64 {
