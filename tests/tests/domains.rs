@@ -303,3 +303,39 @@ fn hostile_domus_making_random_hypercalls_harm_only_themselves() {
     let (before, after) = free_frames(&run);
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn serial_input_reaches_dom0s_shell_which_lists_and_shuts_down_domus() {
+    // Serial input goes to dom0 at boot (VIRQ_CONSOLE, CONSOLEIO_read): its services' shell
+    // lists the domUs, shuts one down, and powers off on request.
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), "stay".into()),
+            (guest_kernel_image(), "name=shell mem=16M linger".into()),
+        ],
+        qemu_extra: Vec::new(),
+        timeout: Duration::from_secs(60),
+    };
+    let run = boot
+        .run_with_input(&[
+            ("(d1) domU: lingering until dom0", b"list\rshutdown 1\r"),
+            ("toolstack: d1 (shell) destroyed", b"poweroff\r"),
+        ])
+        .unwrap_or_else(|e| panic!("harness error: {e}"));
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    run.expect("*** Serial input to DOM0 (type 'CTRL-a' three times to switch input)");
+    assert!(
+        run.log
+            .iter()
+            .any(|l| l.starts_with("xl: 1 ") && l.contains("shell") && l.contains("16 MiB")),
+        "the list names d1; log:\n{log}"
+    );
+    run.expect("xl: shutdown d1: 0");
+    run.expect("toolstack: d1 (shell) shut down (poweroff)");
+    run.expect("xl: powering off");
+    run.expect("Hardware Dom0 halted: powering off");
+}

@@ -55,6 +55,7 @@ const K_CONSOLE: u32 = 3;
 const K_PING: u32 = 4;
 const K_TIMER: u32 = 5;
 const K_BLK: u32 = 6;
+const K_INPUT: u32 = 7;
 
 /// Most domains one `getdomaininfolist` reports.
 const MAX_DOMAINS: usize = 64;
@@ -146,6 +147,8 @@ struct Dom {
 }
 
 struct Services {
+    /// The shell's line being typed (serial input, `VIRQ_CONSOLE`).
+    line: String,
     /// `restart-first` on dom0's command line: after the first domU's demo, restart it with
     /// `SCHEDOP_remote_shutdown(SHUTDOWN_reboot)` (the hypervisor builds it again under a new id);
     /// after any later demo, shut that domU down (`SHUTDOWN_poweroff`). For domUs started with
@@ -474,6 +477,101 @@ impl Services {
     }
 
     /// Looks at every domain: introduces new domUs, reports and destroys those that stopped.
+    /// Reads serial input (`CONSOLEIO_read`), echoes it, and runs each complete line as a shell
+    /// command. Returns true on `poweroff`.
+    fn shell_input(&mut self) -> bool {
+        let mut buf = [0u8; 128];
+        let mut off = false;
+        loop {
+            let n = hc::console_io(hypercall_abi::xen::CONSOLEIO_read, &mut buf);
+            if n <= 0 {
+                return off;
+            }
+            for &b in &buf[..n as usize] {
+                match b {
+                    b'\r' | b'\n' => {
+                        console::write_bytes(b"\n");
+                        let line = core::mem::take(&mut self.line);
+                        off |= self.command(line.trim());
+                    }
+                    0x08 | 0x7f if self.line.pop().is_some() => {
+                        console::write_bytes(b"\x08 \x08");
+                    }
+                    b if (0x20..0x7f).contains(&b) && self.line.len() < 120 => {
+                        self.line.push(b as char);
+                        console::write_bytes(&[b]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// One shell command, `xl`-like: `list`, `shutdown|reboot|destroy <id>`, `poweroff`, `help`.
+    fn command(&mut self, line: &str) -> bool {
+        let mut words = line.split_whitespace();
+        let (Some(cmd), arg) = (words.next(), words.next()) else {
+            return false;
+        };
+        let id = arg.and_then(|a| a.parse::<u16>().ok());
+        match (cmd, id) {
+            ("help", _) => println!(
+                "xl: commands: list, shutdown <id>, reboot <id>, destroy <id>, poweroff (CTRL-a three times: debug keys)"
+            ),
+            ("list", _) => {
+                println!("xl: {:<4} {:<16} {:>8} {:>10}  state", "id", "name", "mem", "cpu(ms)");
+                match domus() {
+                    Ok(list) => {
+                        for d in list {
+                            let name = self
+                                .doms
+                                .get(&d.domain)
+                                .map_or_else(|| format!("domain{}", d.domain), |x| x.name.clone());
+                            let state = if d.flags & XEN_DOMINF_dying != 0 {
+                                "dying"
+                            } else if d.flags & XEN_DOMINF_shutdown != 0 {
+                                "shut down"
+                            } else if d.flags & hypercall_abi::domctl::XEN_DOMINF_blocked != 0 {
+                                "blocked"
+                            } else {
+                                "running"
+                            };
+                            println!(
+                                "xl: {:<4} {:<16} {:>5} MiB {:>10}  {state}",
+                                d.domain,
+                                name,
+                                d.tot_pages / 256,
+                                d.cpu_time / 1_000_000
+                            );
+                        }
+                    }
+                    Err(rc) => println!("xl: getdomaininfolist={rc}"),
+                }
+            }
+            ("shutdown" | "reboot", Some(id)) => {
+                let reason = if cmd == "shutdown" {
+                    SHUTDOWN_poweroff
+                } else {
+                    hypercall_abi::sched::SHUTDOWN_reboot
+                };
+                let mut r = hypercall_abi::sched::SchedRemoteShutdown {
+                    domain_id: id,
+                    reason,
+                    ..Default::default()
+                };
+                let rc = hc::sched_op(hypercall_abi::sched::SCHEDOP_remote_shutdown, Some(&mut r));
+                println!("xl: {cmd} d{id}: {rc}");
+            }
+            ("destroy", Some(id)) => println!("xl: destroy d{id}: {}", destroy(id)),
+            ("poweroff", _) => {
+                println!("xl: powering off");
+                return true;
+            }
+            _ => println!("xl: unknown command '{line}' (try help)"),
+        }
+        false
+    }
+
     fn scan(&mut self) {
         // Destroying a domU that rebooted makes the hypervisor build it again under a new id:
         // look again after any teardown, so the new domain is introduced before we could
@@ -963,6 +1061,16 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         ),
         Err(rc) => println!("toolstack: bind VIRQ_DOM_EXC={rc}"),
     }
+    // Serial input (the hypervisor routes it to dom0 and raises VIRQ_CONSOLE): a small shell.
+    if let Ok(p) = events::bind_virq(hypercall_abi::xen::VIRQ_CONSOLE) {
+        events::register(
+            p,
+            Handler {
+                kind: K_INPUT,
+                arg: 0,
+            },
+        );
+    }
     if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
         events::register(
             p,
@@ -974,6 +1082,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     }
     let stay = cmdline.has("stay");
     let mut s = Services {
+        line: String::new(),
         restart_first: cmdline.has("restart-first"),
         restarted: false,
         cases: cmdline.has("two-domain-cases"),
@@ -993,8 +1102,9 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         blkback::bench_direct(v.parse().unwrap_or(16384), 4, 256);
     }
     s.scan();
+    let mut poweroff = false;
     loop {
-        if s.doms.is_empty() && !stay {
+        if (s.doms.is_empty() && !stay) || poweroff {
             break;
         }
         if !s.vbds.values().any(|v| v.busy) {
@@ -1015,6 +1125,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
                 K_CONSOLE => s.drain_console(id),
                 K_PING => s.pinged(id),
                 K_BLK => s.with_vbd(id, |v, s| v.serve(s, true)),
+                K_INPUT => poweroff |= s.shell_input(),
                 _ => {}
             }
         }
