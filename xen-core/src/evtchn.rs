@@ -31,10 +31,11 @@ use hypercall_abi::event_channel::{
     EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_ipi, EVTCHNOP_bind_pirq,
     EVTCHNOP_bind_vcpu, EVTCHNOP_bind_virq, EVTCHNOP_close, EVTCHNOP_expand_array,
     EVTCHNOP_init_control, EVTCHNOP_reset, EVTCHNOP_send, EVTCHNOP_set_priority, EVTCHNOP_status,
-    EVTCHNOP_unmask, EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_ipi, EVTCHNSTAT_pirq, EVTCHNSTAT_unbound,
-    EVTCHNSTAT_virq, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
-    EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnExpandArray, EvtchnInitControl, EvtchnPort,
-    EvtchnReset, EvtchnSend, EvtchnSetPriority, EvtchnStatus, EvtchnUnmask, EVTCHN_2L_NR_CHANNELS,
+    EVTCHNOP_unmask, EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_ipi, EVTCHNSTAT_pirq,
+    EVTCHNSTAT_unbound, EVTCHNSTAT_virq, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi,
+    EvtchnBindPirq, EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnExpandArray,
+    EvtchnInitControl, EvtchnPort, EvtchnReset, EvtchnSend, EvtchnSetPriority, EvtchnStatus,
+    EvtchnUnmask, EVTCHN_2L_NR_CHANNELS,
 };
 use hypercall_abi::xen::{
     DomId, SharedInfo, VcpuInfo, DOMID_FIRST_RESERVED, DOMID_SELF, NR_VIRQS, VIRQ_DEBUG,
@@ -673,7 +674,11 @@ pub fn close<D: Domains + ?Sized>(
         ChannelState::Unbound { .. } | ChannelState::Ipi => {}
         ChannelState::Pirq { pirq } => {
             // `pirq_guest_unbind`: the line is no longer delivered (the caller masks it).
-            doms.get(caller).ok_or(Errno::ESRCH)?.ports.pirqs.unbind(pirq);
+            doms.get(caller)
+                .ok_or(Errno::ESRCH)?
+                .ports
+                .pirqs
+                .unbind(pirq);
         }
         ChannelState::Virq { virq } => {
             let d = doms.get(caller).ok_or(Errno::ESRCH)?;

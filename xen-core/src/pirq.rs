@@ -203,7 +203,11 @@ mod tests {
         assert_eq!(t.map_gsi(11, 11), Ok(11), "same mapping again");
         assert_eq!(t.map_gsi(11, -1), Ok(11), "the GSI's existing PIRQ");
         assert_eq!(t.map_gsi(11, 12), Err(Errno::EBUSY), "GSI mapped elsewhere");
-        assert_eq!(t.map_gsi(10, 11), Err(Errno::EBUSY), "PIRQ mapped elsewhere");
+        assert_eq!(
+            t.map_gsi(10, 11),
+            Err(Errno::EBUSY),
+            "PIRQ mapped elsewhere"
+        );
         assert_eq!(t.map_gsi(10, -1), Ok(10));
         assert_eq!(t.map_gsi(5, 20), Ok(20));
         // GSI 20's identity PIRQ is taken by GSI 5: the lowest free one.
@@ -235,7 +239,10 @@ mod tests {
         assert_eq!(t.unmap(11), Err(Errno::EBUSY), "bound");
         t.unbind(11);
         assert!(!t.awaits_eoi(11) && !t.line_enabled(11));
-        assert_eq!(t.status(11), Ok(hypercall_abi::physdev::XENIRQSTAT_needs_eoi));
+        assert_eq!(
+            t.status(11),
+            Ok(hypercall_abi::physdev::XENIRQSTAT_needs_eoi)
+        );
         t.unmap(11).unwrap();
         assert_eq!(t.status(11), Err(Errno::EINVAL));
         assert_eq!(t.unmap(11), Err(Errno::EINVAL));

@@ -15,9 +15,9 @@
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::physdev::{
-    PhysdevEoi, PhysdevIrqStatusQuery, PhysdevMapPirq, PhysdevSetIopl, PhysdevUnmapPirq,
-    MAP_PIRQ_TYPE_GSI, PHYSDEVOP_IRQ_UNMASK_NOTIFY, PHYSDEVOP_eoi, PHYSDEVOP_irq_status_query,
-    PHYSDEVOP_map_pirq, PHYSDEVOP_set_iopl, PHYSDEVOP_unmap_pirq,
+    PHYSDEVOP_eoi, PHYSDEVOP_irq_status_query, PHYSDEVOP_map_pirq, PHYSDEVOP_set_iopl,
+    PHYSDEVOP_unmap_pirq, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevMapPirq, PhysdevSetIopl,
+    PhysdevUnmapPirq, MAP_PIRQ_TYPE_GSI, PHYSDEVOP_IRQ_UNMASK_NOTIFY,
 };
 use hypercall_abi::xen::{DomId, DOMID_FIRST_RESERVED, DOMID_SELF};
 
