@@ -76,9 +76,11 @@ fn selftest_on(hypervisor: PathBuf, name: &str, extra: &str, sector: usize, mode
         // waited for a lost interrupt. (Xen 4.17 maps and binds the PIRQ too, but without the
         // I/O APIC setup a Linux dom0 does with PHYSDEVOP_setup_gsi the line may stay quiet:
         // the driver's poll timeout covers it there.)
-        // TODO: the interrupt does not arrive yet (`N interrupts, M poll timeouts` shows it):
-        // completion is still noticed by the poll's timeout and the used ring.
-        run.expect(" interrupts, ");
+        run.expect("interrupts, 0 poll timeouts");
+        assert!(
+            !run.has("blkdev: 0 interrupts"),
+            "no interrupt arrived; log:\n{log}"
+        );
         run.expect("(XEN) irq: GSI 11 -> vector 0x3b (I/O APIC, level, active high) -> dom0 pirq");
     }
     run.expect("blkdev: virtio-blk 8192 sectors (4 MiB)");

@@ -264,6 +264,10 @@ impl fmt::Display for IrqMode {
 /// Maps `gsi` to a PIRQ and binds it to a masked event channel; `None` if the hypervisor
 /// refuses either step (the PIRQ stays mapped if only the bind fails: harmless).
 fn bind_gsi(gsi: u32) -> Option<IrqMode> {
+    // The port is watched in shared_info, and the poll's timeout needs the time.
+    if shared_info::get().is_none() || time::now_ns().is_none() {
+        return None;
+    }
     use hypercall_abi::event_channel::{EVTCHNOP_bind_pirq, EvtchnBindPirq};
     use hypercall_abi::physdev::{PHYSDEVOP_map_pirq, PhysdevMapPirq, MAP_PIRQ_TYPE_GSI};
     let mut map = PhysdevMapPirq {
