@@ -144,3 +144,62 @@ pub struct PhysdevSetIobitmap {
     pub _pad0: [u8; 4],
 }
 assert_layout!(PhysdevSetIobitmap, 16, { bitmap: 0, nr_ports: 8, _pad0: 12 });
+
+/// `PHYSDEVOP_map_pirq` type: an MSI.
+pub const MAP_PIRQ_TYPE_MSI: i32 = 0;
+/// `PHYSDEVOP_map_pirq` type: a GSI (an I/O APIC input); `index` is the GSI.
+pub const MAP_PIRQ_TYPE_GSI: i32 = 1;
+/// `PHYSDEVOP_map_pirq` type: unknown.
+pub const MAP_PIRQ_TYPE_UNKNOWN: i32 = 2;
+/// `PHYSDEVOP_map_pirq` type: an MSI with a PCI segment.
+pub const MAP_PIRQ_TYPE_MSI_SEG: i32 = 3;
+/// `PHYSDEVOP_map_pirq` type: multiple MSI vectors.
+pub const MAP_PIRQ_TYPE_MULTI_MSI: i32 = 4;
+
+/// `PHYSDEVOP_map_pirq`.
+#[doc(alias = "physdev_map_pirq_t")]
+#[doc(alias = "physdev_map_pirq")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct PhysdevMapPirq {
+    /// IN: the domain (`DOMID_SELF`).
+    pub domid: u16,
+    /// Implicit C padding after `domid`.
+    pub _pad0: [u8; 2],
+    /// IN: `MAP_PIRQ_TYPE_*`.
+    pub r#type: i32,
+    /// IN: the GSI for [`MAP_PIRQ_TYPE_GSI`].
+    pub index: i32,
+    /// IN or OUT: the PIRQ (negative in: any free one).
+    pub pirq: i32,
+    /// IN: PCI bus (MSI).
+    pub bus: i32,
+    /// IN: PCI devfn (MSI).
+    pub devfn: i32,
+    /// IN: MSI-X entry number.
+    pub entry_nr: i32,
+    /// Implicit C padding before `table_base`.
+    pub _pad1: [u8; 4],
+    /// IN: MSI-X table base.
+    pub table_base: u64,
+}
+assert_layout!(PhysdevMapPirq, 40, { domid: 0, _pad0: 2, r#type: 4, index: 8, pirq: 12, bus: 16, devfn: 20, entry_nr: 24, _pad1: 28, table_base: 32 });
+
+/// `PHYSDEVOP_unmap_pirq`.
+#[doc(alias = "physdev_unmap_pirq_t")]
+#[doc(alias = "physdev_unmap_pirq")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct PhysdevUnmapPirq {
+    /// IN: the domain (`DOMID_SELF`).
+    pub domid: u16,
+    /// Implicit C padding after `domid`.
+    pub _pad0: [u8; 2],
+    /// IN: the PIRQ.
+    pub pirq: i32,
+}
+assert_layout!(PhysdevUnmapPirq, 8, { domid: 0, _pad0: 2, pirq: 4 });

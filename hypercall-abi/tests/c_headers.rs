@@ -291,6 +291,8 @@ fn type_checks() -> Vec<TypeCheck> {
         physdev::PhysdevPirqEoiGmfn => "physdev_pirq_eoi_gmfn_t" { gmfn };
         physdev::PhysdevIrqStatusQuery => "physdev_irq_status_query_t" { irq, flags };
         physdev::PhysdevSetIopl => "physdev_set_iopl_t" { iopl };
+        physdev::PhysdevUnmapPirq => "physdev_unmap_pirq_t" { domid, pirq } pad { _pad0 };
+        physdev::PhysdevMapPirq => "physdev_map_pirq_t" { domid, r#type, index, pirq, bus, devfn, entry_nr, table_base } pad { _pad0, _pad1 };
         physdev::PhysdevSetIobitmap => "physdev_set_iobitmap_t" { bitmap, nr_ports } pad { _pad0 };
         sched::SchedShutdown => "sched_shutdown_t" { reason };
         sched::SchedPoll => "sched_poll_t" { ports, nr_ports, timeout } pad { _pad0 };
@@ -714,6 +716,11 @@ fn const_checks() -> Vec<ConstCheck> {
         memory::XENMEM_resource_grant_table_id_status,
         memory::XENMEM_resource_ioreq_server_frame_bufioreq,
         physdev::PHYSDEVOP_IRQ_UNMASK_NOTIFY,
+        physdev::MAP_PIRQ_TYPE_MSI,
+        physdev::MAP_PIRQ_TYPE_GSI,
+        physdev::MAP_PIRQ_TYPE_UNKNOWN,
+        physdev::MAP_PIRQ_TYPE_MSI_SEG,
+        physdev::MAP_PIRQ_TYPE_MULTI_MSI,
         physdev::PHYSDEVOP_irq_status_query,
         physdev::PHYSDEVOP_set_iopl,
         physdev::PHYSDEVOP_set_iobitmap,

@@ -18,8 +18,10 @@
 //! pending for a vCPU whose upcall was not yet pending returns a [`Kick`]: the caller must wake
 //! (or interrupt) that vCPU, as Xen's `vcpu_kick` does.
 //!
-//! Not provided yet: physical IRQs (`bind_pirq` answers as Xen does for a domain without PIRQs),
-//! the FIFO ABI (`init_control`, `expand_array`: -ENOSYS, so guests fall back to 2-level), Xen-
+//! Physical IRQs: a domain's PIRQs (mapped by `PHYSDEVOP_map_pirq`, see `crate::pirq`) live in
+//! its port table; `bind_pirq` binds one, `close` unbinds it, [`send_pirq`] raises it.
+//!
+//! Not provided yet: the FIFO ABI (`init_control`, `expand_array`: -ENOSYS, so guests fall back to 2-level), Xen-
 //! internal consumers, and device-model targets in the privilege check.
 
 use core::mem::{offset_of, size_of};
@@ -29,10 +31,11 @@ use hypercall_abi::event_channel::{
     EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_ipi, EVTCHNOP_bind_pirq,
     EVTCHNOP_bind_vcpu, EVTCHNOP_bind_virq, EVTCHNOP_close, EVTCHNOP_expand_array,
     EVTCHNOP_init_control, EVTCHNOP_reset, EVTCHNOP_send, EVTCHNOP_set_priority, EVTCHNOP_status,
-    EVTCHNOP_unmask, EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_ipi, EVTCHNSTAT_unbound,
-    EVTCHNSTAT_virq, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
-    EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnExpandArray, EvtchnInitControl, EvtchnPort,
-    EvtchnReset, EvtchnSend, EvtchnSetPriority, EvtchnStatus, EvtchnUnmask, EVTCHN_2L_NR_CHANNELS,
+    EVTCHNOP_unmask, EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_ipi, EVTCHNSTAT_pirq,
+    EVTCHNSTAT_unbound, EVTCHNSTAT_virq, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi,
+    EvtchnBindPirq, EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnExpandArray,
+    EvtchnInitControl, EvtchnPort, EvtchnReset, EvtchnSend, EvtchnSetPriority, EvtchnStatus,
+    EvtchnUnmask, EVTCHN_2L_NR_CHANNELS,
 };
 use hypercall_abi::xen::{
     DomId, SharedInfo, VcpuInfo, DOMID_FIRST_RESERVED, DOMID_SELF, NR_VIRQS, VIRQ_DEBUG,
@@ -42,6 +45,7 @@ use hypercall_abi::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::guest::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::pirq::PirqTable;
 
 /// Ports per domain in the 2-level ABI on 64-bit guests: 64 selector bits × 64-bit words.
 pub const NR_PORTS: usize = EVTCHN_2L_NR_CHANNELS as usize;
@@ -83,6 +87,11 @@ pub enum ChannelState {
     },
     /// An inter-processor interrupt within the domain (`ECS_IPI`).
     Ipi,
+    /// Raised by the hypervisor for physical IRQ `pirq` of the domain (`ECS_PIRQ`).
+    Pirq {
+        /// The PIRQ.
+        pirq: u32,
+    },
 }
 
 impl ChannelState {
@@ -122,6 +131,8 @@ pub struct PortTable {
     vcpus: u32,
     /// Per vCPU, the port bound to each VIRQ, 0 for none (`v->virq_to_evtchn`).
     virq_to_port: [[EvtchnPort; NR_VIRQS as usize]; MAX_VCPUS],
+    /// The domain's physical IRQs and the ports bound to them.
+    pub pirqs: PirqTable,
 }
 
 impl PortTable {
@@ -141,6 +152,7 @@ impl PortTable {
                 vcpus
             },
             virq_to_port: [[0; NR_VIRQS as usize]; MAX_VCPUS],
+            pirqs: PirqTable::new(),
         }
     }
 
@@ -155,6 +167,7 @@ impl PortTable {
         for v in self.virq_to_port.iter_mut() {
             v.fill(0);
         }
+        self.pirqs.reset();
     }
 
     /// Number of valid ports: ports `0..valid_ports()` exist, later ones are -EINVAL.
@@ -612,6 +625,39 @@ pub fn bind_ipi<D: Domains + ?Sized>(
     Ok(port)
 }
 
+/// `EVTCHNOP_bind_pirq`: a new port raised when physical IRQ `pirq` of the caller fires,
+/// notifying vCPU 0 (`evtchn_bind_pirq`). The PIRQ must be mapped (-EINVAL otherwise, also out
+/// of range) and not bound yet (-EEXIST). `BIND_PIRQ__WILL_SHARE` is accepted: nothing else
+/// shares a line here.
+pub fn bind_pirq<D: Domains + ?Sized>(
+    doms: &mut D,
+    caller: DomId,
+    pirq: u32,
+) -> Result<EvtchnPort, Errno> {
+    let d = doms.get(caller).ok_or(Errno::ESRCH)?;
+    d.ports.pirqs.check_bind(pirq)?;
+    let port = d.ports.get_free_port()?;
+    *d.ports.chan_mut(port) = Channel {
+        state: ChannelState::Pirq { pirq },
+        notify_vcpu: 0,
+    };
+    d.ports.pirqs.bind(pirq, port);
+    Ok(port)
+}
+
+/// Raises the PIRQ mapping `gsi` in domain `dom`, whose line was masked when the interrupt
+/// arrived (Xen's `send_guest_pirq`): if a port is bound, it is made pending and the line awaits
+/// the guest's `PHYSDEVOP_eoi`. Returns whether a port was raised, and the vCPU to kick.
+pub fn send_pirq<D: Domains + ?Sized>(doms: &mut D, dom: DomId, gsi: u32) -> (bool, Option<Kick>) {
+    let Some(mut d) = doms.get(dom) else {
+        return (false, None);
+    };
+    let Some((_, port)) = d.ports.pirqs.raise(gsi) else {
+        return (false, None);
+    };
+    (true, set_pending_on(&mut d, port))
+}
+
 /// `EVTCHNOP_close`: free a port. The other end of an interdomain channel becomes unbound again,
 /// waiting for the closing domain to bind to it anew.
 pub fn close<D: Domains + ?Sized>(
@@ -626,6 +672,14 @@ pub fn close<D: Domains + ?Sized>(
     match state {
         ChannelState::Free | ChannelState::Reserved => return Err(Errno::EINVAL),
         ChannelState::Unbound { .. } | ChannelState::Ipi => {}
+        ChannelState::Pirq { pirq } => {
+            // `pirq_guest_unbind`: the line is no longer delivered (the caller masks it).
+            doms.get(caller)
+                .ok_or(Errno::ESRCH)?
+                .ports
+                .pirqs
+                .unbind(pirq);
+        }
         ChannelState::Virq { virq } => {
             let d = doms.get(caller).ok_or(Errno::ESRCH)?;
             let chan = *d.ports.chan_mut(port);
@@ -680,9 +734,10 @@ pub fn send<D: Domains + ?Sized>(
             Ok(set_pending_on(&mut d, port))
         }
         ChannelState::Unbound { .. } => Ok(None),
-        ChannelState::Free | ChannelState::Reserved | ChannelState::Virq { .. } => {
-            Err(Errno::EINVAL)
-        }
+        ChannelState::Free
+        | ChannelState::Reserved
+        | ChannelState::Virq { .. }
+        | ChannelState::Pirq { .. } => Err(Errno::EINVAL),
     }
 }
 
@@ -726,6 +781,10 @@ pub fn status<D: Domains + ?Sized>(
             EVTCHNSTAT_virq
         }
         ChannelState::Ipi => EVTCHNSTAT_ipi,
+        ChannelState::Pirq { pirq } => {
+            out.set_irq(pirq);
+            EVTCHNSTAT_pirq
+        }
     };
     Ok(out)
 }
@@ -745,7 +804,9 @@ pub fn bind_vcpu<D: Domains + ?Sized>(
     let chan = d.ports.channel(port).ok_or(Errno::EINVAL)?.state;
     match chan {
         ChannelState::Virq { virq } if virq_is_global(virq) => {}
-        ChannelState::Unbound { .. } | ChannelState::Interdomain { .. } => {}
+        ChannelState::Unbound { .. }
+        | ChannelState::Interdomain { .. }
+        | ChannelState::Pirq { .. } => {}
         _ => return Err(Errno::EINVAL),
     }
     d.ports.chan_mut(port).notify_vcpu = vcpu;
@@ -907,9 +968,10 @@ pub fn do_event_channel_op<D: Domains + ?Sized, G: GuestMemory>(
             b.port = bind_ipi(doms, caller, b.vcpu)?;
             put(guest, arg_va, &b)
         }),
-        // No physical IRQs are assigned to any domain (Xen's `nr_pirqs` is 0): every PIRQ number
-        // is out of range.
-        EVTCHNOP_bind_pirq => arg::<EvtchnBindPirq>(guest, arg_va).and(Err(Errno::EINVAL)),
+        EVTCHNOP_bind_pirq => arg::<EvtchnBindPirq>(guest, arg_va).and_then(|mut b| {
+            b.port = bind_pirq(doms, caller, b.pirq)?;
+            put(guest, arg_va, &b)
+        }),
         EVTCHNOP_close => {
             arg::<EvtchnClose>(guest, arg_va).and_then(|c| close(doms, caller, c.port))
         }

@@ -11,10 +11,15 @@
 //!   hypervisor, `mfn = base + pfn`; checked, as a PV kernel must, on any hypervisor), and the
 //!   device gets `mfn << 12`. Caller buffers are bounced through such frames (`share`/`unshare`),
 //!   so any slice works.
-//! - **Completion by polling**: the hypervisor routes no device interrupt to guests yet (no
-//!   PIRQs, `PHYSDEVOP_map_pirq`, or I/O APIC programming for dom0; the legacy PIC is the
-//!   hypervisor's and masked), so the driver disables the queue's interrupts and spins on the
-//!   used ring (`VirtQueue::add_notify_wait_pop`). QEMU completes requests from its own thread.
+//! - **Completion by interrupt** (Xen's PIRQ model): the device's INTx GSI (its configuration
+//!   space's Interrupt Line, which the BIOS programmed) is mapped to a PIRQ with
+//!   `PHYSDEVOP_map_pirq(MAP_PIRQ_TYPE_GSI)` and bound to an event channel with
+//!   `EVTCHNOP_bind_pirq`. The port stays masked (the upcall leaves it alone): a request is
+//!   submitted (`*_blocks_nb`), the driver waits in `SCHEDOP_poll` on the port until the used
+//!   ring has the answer, then clears the pending bit, reads the device's ISR (which lowers the
+//!   level-triggered line) and sends `PHYSDEVOP_eoi`, after which the hypervisor unmasks the
+//!   line. If either hypercall fails (a hypervisor without PIRQs), completion is polled: the
+//!   queue's interrupts off, spinning on the used ring (`add_notify_wait_pop`).
 //!
 //! The driver itself is the `virtio-drivers` crate (`VirtIOBlk` over `PciTransport`); this file
 //! is its `Hal` for a PV guest and the [`BlockDevice`] API in 512-byte sectors.
@@ -26,14 +31,17 @@ use guest_kernel::layout::{direct_map_va, MMIO_BASE, MMIO_END};
 use guest_kernel::paging::{index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_RW};
 use guest_kernel::pci::{is_virtio_blk, selftest_pattern};
 use spin::Mutex;
-use virtio_drivers::device::blk::VirtIOBlk;
-use virtio_drivers::transport::pci::bus::{Command, DeviceFunction};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
+use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
+use super::hypercall as hc;
 use super::mm;
 use super::pci;
 use super::pt::{self, PtError};
+use super::shared_info::{self, Bitmap};
+use super::time;
 
 /// Bytes per sector: every offset and length in the [`BlockDevice`] API counts these.
 pub const SECTOR_SIZE: usize = 512;
@@ -218,6 +226,76 @@ pub struct BlockDevice {
     pub location: DeviceFunction,
     /// Its PCI device ID (0x1001 transitional, 0x1042 modern).
     pub device_id: u16,
+    /// How completions are noticed.
+    pub irq: IrqMode,
+    /// Interrupts (events on the PIRQ's port) taken.
+    pub interrupts: u64,
+    /// Waits that ended without the event (a lost interrupt would show here).
+    pub timeouts: u64,
+}
+
+/// How the driver learns that a request completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqMode {
+    /// Spinning on the used ring.
+    Polled,
+    /// The INTx line's GSI, mapped to `pirq`, bound to event channel `port`.
+    Pirq {
+        /// GSI from the Interrupt Line register.
+        gsi: u32,
+        /// The PIRQ the hypervisor mapped it to.
+        pirq: u32,
+        /// The event channel bound to the PIRQ.
+        port: u32,
+    },
+}
+
+impl fmt::Display for IrqMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IrqMode::Polled => f.write_str("polled"),
+            IrqMode::Pirq { gsi, pirq, port } => {
+                write!(f, "irq GSI {gsi} -> pirq {pirq} -> port {port}")
+            }
+        }
+    }
+}
+
+/// Maps `gsi` to a PIRQ and binds it to a masked event channel; `None` if the hypervisor
+/// refuses either step (the PIRQ stays mapped if only the bind fails: harmless).
+fn bind_gsi(gsi: u32) -> Option<IrqMode> {
+    // The port is watched in shared_info, and the poll's timeout needs the time.
+    if shared_info::get().is_none() || time::now_ns().is_none() {
+        return None;
+    }
+    use hypercall_abi::event_channel::{EVTCHNOP_bind_pirq, EvtchnBindPirq};
+    use hypercall_abi::physdev::{PHYSDEVOP_map_pirq, PhysdevMapPirq, MAP_PIRQ_TYPE_GSI};
+    let mut map = PhysdevMapPirq {
+        domid: hypercall_abi::xen::DOMID_SELF,
+        r#type: MAP_PIRQ_TYPE_GSI,
+        index: gsi as i32,
+        pirq: gsi as i32,
+        ..Default::default()
+    };
+    if hc::physdev_op(PHYSDEVOP_map_pirq, &mut map) != 0 || map.pirq < 0 {
+        return None;
+    }
+    let pirq = map.pirq as u32;
+    let mut bind = EvtchnBindPirq {
+        pirq,
+        flags: hypercall_abi::event_channel::BIND_PIRQ__WILL_SHARE,
+        port: 0,
+    };
+    if hc::event_channel_op(EVTCHNOP_bind_pirq, &mut bind) != 0 {
+        return None;
+    }
+    // The upcall handles unmasked ports only: this one is waited for with SCHEDOP_poll.
+    shared_info::set_bit(Bitmap::Mask, bind.port);
+    Some(IrqMode::Pirq {
+        gsi,
+        pirq,
+        port: bind.port,
+    })
 }
 
 impl BlockDevice {
@@ -239,12 +317,36 @@ impl BlockDevice {
         let transport =
             PciTransport::new::<XenHal, _>(&mut root, location).map_err(BlkError::Transport)?;
         let mut blk = VirtIOBlk::<XenHal, _>::new(transport)?;
-        // Completion is polled (see the module doc): the device need not interrupt.
-        blk.disable_interrupts();
+        // Interrupt Line (byte 0x3c) and Pin (0x3d): a pin and a line below 0xff mean INTx
+        // routed to that GSI.
+        let intr = pci::PortCam.read_word(location, 0x3c);
+        let (line, pin) = (intr & 0xff, (intr >> 8) & 0xff);
+        let irq = if pin != 0 && line < 0xff {
+            bind_gsi(line)
+        } else {
+            None
+        };
+        let irq = match irq {
+            Some(mode) => {
+                // INTx must not be disabled in the command register.
+                let (_, command) = root.get_status_command(location);
+                root.set_command(location, command - Command::INTERRUPT_DISABLE);
+                blk.enable_interrupts();
+                mode
+            }
+            None => {
+                // Completion is polled (see the module doc): the device need not interrupt.
+                blk.disable_interrupts();
+                IrqMode::Polled
+            }
+        };
         Ok(BlockDevice {
             blk,
             location,
             device_id: info.device_id,
+            irq,
+            interrupts: 0,
+            timeouts: 0,
         })
     }
 
@@ -279,7 +381,22 @@ impl BlockDevice {
             .enumerate()
         {
             let at = sector + (i * MAX_REQUEST_SECTORS) as u64;
-            self.blk.read_blocks(at as usize, chunk)?;
+            if let IrqMode::Pirq { port, pirq, .. } = self.irq {
+                let mut req = BlkReq::default();
+                let mut resp = BlkResp::default();
+                // SAFETY: `req`, `chunk` and `resp` outlive the request: it is completed below
+                // (or the error returned only after the device is done with them).
+                unsafe {
+                    let token = self
+                        .blk
+                        .read_blocks_nb(at as usize, &mut req, chunk, &mut resp)?;
+                    self.wait(token, port, pirq);
+                    self.blk
+                        .complete_read_blocks(token, &req, chunk, &mut resp)?;
+                }
+            } else {
+                self.blk.read_blocks(at as usize, chunk)?;
+            }
         }
         Ok(())
     }
@@ -289,7 +406,21 @@ impl BlockDevice {
         self.check(sector, buf.len())?;
         for (i, chunk) in buf.chunks(MAX_REQUEST_SECTORS * SECTOR_SIZE).enumerate() {
             let at = sector + (i * MAX_REQUEST_SECTORS) as u64;
-            self.blk.write_blocks(at as usize, chunk)?;
+            if let IrqMode::Pirq { port, pirq, .. } = self.irq {
+                let mut req = BlkReq::default();
+                let mut resp = BlkResp::default();
+                // SAFETY: as in `read`.
+                unsafe {
+                    let token =
+                        self.blk
+                            .write_blocks_nb(at as usize, &mut req, chunk, &mut resp)?;
+                    self.wait(token, port, pirq);
+                    self.blk
+                        .complete_write_blocks(token, &req, chunk, &mut resp)?;
+                }
+            } else {
+                self.blk.write_blocks(at as usize, chunk)?;
+            }
         }
         Ok(())
     }
@@ -297,7 +428,44 @@ impl BlockDevice {
     /// Makes completed writes durable (`VIRTIO_BLK_T_FLUSH`; a no-op for a device without
     /// `VIRTIO_BLK_F_FLUSH`, whose writes are durable on completion).
     pub fn flush(&mut self) -> Result<(), BlkError> {
-        Ok(self.blk.flush()?)
+        // virtio-drivers has no non-blocking flush: poll it with the queue's interrupts off.
+        if self.irq == IrqMode::Polled {
+            return Ok(self.blk.flush()?);
+        }
+        self.blk.disable_interrupts();
+        let r = self.blk.flush();
+        self.blk.enable_interrupts();
+        Ok(r?)
+    }
+
+    /// Waits for request `token` to be in the used ring: `SCHEDOP_poll` on the PIRQ's port, then
+    /// clear the event, read the ISR (lowering the line) and EOI the PIRQ. The poll has a timeout
+    /// so that a lost interrupt only costs time.
+    fn wait(&mut self, token: u16, port: u32, pirq: u32) {
+        use hypercall_abi::physdev::{PHYSDEVOP_eoi, PhysdevEoi};
+        use hypercall_abi::sched::{SCHEDOP_poll, SchedPoll};
+        loop {
+            if shared_info::test_bit(Bitmap::Pending, port) == 1 {
+                shared_info::clear_bit(Bitmap::Pending, port);
+                self.interrupts += 1;
+                self.blk.ack_interrupt();
+                hc::physdev_op(PHYSDEVOP_eoi, &mut PhysdevEoi { irq: pirq });
+            }
+            if self.blk.peek_used() == Some(token) {
+                break;
+            }
+            let mut ports = [port];
+            let mut poll = SchedPoll {
+                ports: ports.as_mut_ptr() as u64,
+                nr_ports: 1,
+                timeout: time::now_ns().map_or(0, |t| t + 100_000_000),
+                ..Default::default()
+            };
+            hc::sched_op(SCHEDOP_poll, Some(&mut poll));
+            if shared_info::test_bit(Bitmap::Pending, port) != 1 {
+                self.timeouts += 1;
+            }
+        }
     }
 }
 
@@ -322,8 +490,8 @@ fn run_selftest(sector: u64) -> Result<(), BlkError> {
     let mut dev = BlockDevice::probe(true)?;
     let l = dev.location;
     println!(
-        "blkdev: virtio-blk at {:02x}:{:02x}.{} (1af4:{:04x}), polled",
-        l.bus, l.device, l.function, dev.device_id
+        "blkdev: virtio-blk at {:02x}:{:02x}.{} (1af4:{:04x}), {}",
+        l.bus, l.device, l.function, dev.device_id, dev.irq
     );
     let sectors = dev.sectors();
     println!(
@@ -352,6 +520,12 @@ fn run_selftest(sector: u64) -> Result<(), BlkError> {
         "blkdev: sector {sector}: wrote the pattern, flushed, read back {}",
         if same { "identical" } else { "DIFFERENT" }
     );
+    if dev.irq != IrqMode::Polled {
+        println!(
+            "blkdev: {} interrupts, {} poll timeouts",
+            dev.interrupts, dev.timeouts
+        );
+    }
     if same {
         Ok(())
     } else {

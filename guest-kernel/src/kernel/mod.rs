@@ -107,6 +107,11 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
                     .get("blkdev-selftest")
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(1);
+                // The PIRQ's port and the poll timeout need shared_info (without it the driver
+                // polls).
+                if let Err(e) = shared_info::map(si) {
+                    println!("guest-kernel: shared_info: {e}");
+                }
                 if blkdev::selftest(sector) {
                     exit_reason(&cmdline)
                 } else {

@@ -138,6 +138,13 @@ pub fn word(bitmap: Bitmap, w: u32) -> u64 {
     atomic_word(bitmap, w * 64).map_or(0, |a| a.load(Ordering::SeqCst))
 }
 
+/// Sets bit `port` of `bitmap` (atomically: Xen may change other bits of the word meanwhile).
+pub fn set_bit(bitmap: Bitmap, port: u32) {
+    if let Some(w) = atomic_word(bitmap, port) {
+        w.fetch_or(1u64 << (port % 64), Ordering::SeqCst);
+    }
+}
+
 /// Clears bit `port` of `bitmap` (atomically: Xen may set other bits of the word meanwhile).
 pub fn clear_bit(bitmap: Bitmap, port: u32) {
     if let Some(w) = atomic_word(bitmap, port) {

@@ -1136,6 +1136,14 @@ fn check_invariants(w: &World, full: bool) {
                     assert!(!pend, "dom{} free port {port} is pending", d.id);
                 }
                 ChannelState::Reserved => assert_eq!(port, 0),
+                ChannelState::Pirq { pirq } => {
+                    assert_eq!(
+                        d.ports.pirqs.port(pirq),
+                        Some(port),
+                        "dom{} pirq {pirq}",
+                        d.id
+                    );
+                }
                 ChannelState::Interdomain {
                     remote_dom,
                     remote_port,

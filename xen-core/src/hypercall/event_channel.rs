@@ -193,7 +193,14 @@ pub(super) fn event_channel_op<M: Machine + ?Sized>(
         doms.add(&m, &g.dom, ports);
     }
     let mut guest = SharedGuest { m: &m, l4 };
-    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, super::cmd32(cmd), arg);
+    let op = super::cmd32(cmd);
+    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, arg);
+    drop(doms);
+    // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
+    use hypercall_abi::event_channel::{EVTCHNOP_bind_pirq, EVTCHNOP_close, EVTCHNOP_reset};
+    if ctx.dom.privileged && matches!(op, EVTCHNOP_bind_pirq | EVTCHNOP_close | EVTCHNOP_reset) {
+        ctx.m.sync_irq_lines(&ctx.events.pirqs);
+    }
     // A kick needs nothing more here: `evtchn_upcall_pending` is set in the target's
     // shared_info, and the scheduler wakes a blocked vCPU that has one (and the exit path
     // delivers the upcall to a running one).
@@ -214,6 +221,24 @@ pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     };
     doms.add(&m, dom, ports);
     let _ = evtchn::send_virq(&mut doms, id, 0, virq);
+}
+
+/// The interrupt of `gsi` arrived (its line masked): raises the PIRQ that `dom` (the control
+/// domain) mapped to it, if a port is bound (Xen's `send_guest_pirq`). Returns whether it was
+/// delivered; if not, the line is left masked.
+pub fn send_gsi<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    gsi: u32,
+) -> bool {
+    let id = dom.id;
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    evtchn::send_pirq(&mut doms, id, gsi).0
 }
 
 /// Allocates an unbound port of `dom` that `remote` may bind (what a toolstack does for a new

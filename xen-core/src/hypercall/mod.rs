@@ -58,6 +58,11 @@ pub trait Machine: MachineMemoryMut {
     fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
         None
     }
+
+    /// Brings the interrupt controller in line with the control domain's PIRQs: each GSI's
+    /// line unmasked exactly when `pirqs.line_enabled(gsi)` (after a bind, close or EOI). The
+    /// default, for machines without routable interrupts, does nothing.
+    fn sync_irq_lines(&mut self, _pirqs: &crate::pirq::PirqTable) {}
 }
 
 /// Everything a handler may touch.

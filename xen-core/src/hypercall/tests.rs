@@ -638,7 +638,21 @@ fn physdev_set_iopl_answers_as_xen_4_17() {
         [(1 << 32) | u64::from(PHYSDEVOP_set_iopl), GUEST_VA, 0, 0, 0],
     );
     assert_eq!(rc, EINVAL);
-    for cmd in [hypercall_abi::physdev::PHYSDEVOP_eoi, 0xffff] {
+    // PHYSDEVOP_eoi of a PIRQ that is not mapped: -EINVAL, as on Xen.
+    let rc = call(
+        &mut m,
+        &mut d,
+        __HYPERVISOR_physdev_op,
+        [
+            hypercall_abi::physdev::PHYSDEVOP_eoi.into(),
+            GUEST_VA,
+            0,
+            0,
+            0,
+        ],
+    );
+    assert_eq!(rc, EINVAL);
+    for cmd in [hypercall_abi::physdev::PHYSDEVOP_set_iobitmap, 0xffff] {
         let rc = call(
             &mut m,
             &mut d,

@@ -27,7 +27,7 @@ use super::domu::{self, Pool};
 use super::entry::{rdmsr, wrmsr};
 use super::gdt::GUEST_CS32;
 use super::machine::{native_cpuid, HvMachine, RealPorts};
-use super::{apic, power};
+use super::{apic, ioapic, power};
 
 /// Everything the hypervisor keeps besides the domains themselves.
 pub struct Hv {
@@ -181,6 +181,11 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         v if v == u64::from(apic::TIMER_VECTOR) => apic::timer_interrupt(),
         // A spurious APIC interrupt needs no EOI and has no effect.
         v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
+        // A device interrupt (a GSI dom0 bound as a PIRQ): masked and acknowledged now, raised
+        // in dom0 by `deliver_irqs` below or, when the CPU was idle, by `schedule`'s loop.
+        v if ioapic::gsi_of_vector(v).is_some() => {
+            ioapic::interrupt(ioapic::gsi_of_vector(v).unwrap_or(0));
+        }
         // A guest breakpoint cannot match hypervisor addresses, but a #DB here is no reason to
         // stop the machine: clear DR6 and go on.
         1 if !regs.from_guest() => {
@@ -256,12 +261,32 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             _ => {}
         }
     }
+    deliver_irqs(hv, &mut doms);
     // The timer interrupt is also when the hypervisor looks at its serial console for debug keys
     // (cheaply: not on every entry).
     if regs.vector == u64::from(apic::TIMER_VECTOR) {
         debug_keys(hv, &mut doms, regs);
     }
     exit_to_guest(hv, &mut doms, regs, touches_others);
+}
+
+/// Raises in dom0 the PIRQs of the GSIs whose interrupts arrived (`ioapic::interrupt` masked
+/// each line): Xen's `__do_IRQ_guest` → `send_guest_pirq`. A GSI dom0 has not bound stays
+/// masked. The event's upcall is delivered on the way out, or wakes dom0 if it blocked.
+fn deliver_irqs(hv: &mut Hv, doms: &mut DomainSet) {
+    let pending = ioapic::take_pending();
+    if pending == 0 {
+        return;
+    }
+    let Some((g, ports)) = doms.both_mut(0) else {
+        return;
+    };
+    if g.dom.id != 0 || !g.dom.privileged {
+        return;
+    }
+    for gsi in (0..xen_core::pirq::NR_GSIS).filter(|g| pending & (1 << g) != 0) {
+        event_channel::send_gsi(&mut hv.m, &g.dom, ports, gsi);
+    }
 }
 
 /// Handles an exception the guest raised: emulate what Xen emulates, bounce the rest.
@@ -460,6 +485,7 @@ fn may_go_on(hv: &mut Hv, doms: &mut DomainSet) -> bool {
 /// registers in `regs`) the vCPU to run next, halting while nothing is runnable.
 fn schedule(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
     loop {
+        deliver_irqs(hv, doms);
         let now = hv.m.now();
         for slot in 0..xen_core::domains::MAX_DOMAINS {
             let Some((g, ports)) = doms.both_mut(slot) else {
@@ -607,14 +633,19 @@ fn idle(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
         .slots()
         .filter_map(|(_, g)| next_deadline(g, false))
         .min();
-    let Some(d) = next else {
+    let Some(d) = next.or_else(|| {
+        // No deadline, but an unmasked device line can still wake a vCPU: halt until it fires.
+        ioapic::any_enabled().then_some(u64::MAX)
+    }) else {
         if let Some(g) = doms.guest_mut(0).filter(|g| g.dom.id == 0) {
             g.dom.shutdown = Some(Shutdown::Crashed("blocked with nothing that could wake it"));
         }
         return;
     };
-    apic::arm_oneshot(d);
-    hv.armed = Some(d);
+    if d != u64::MAX {
+        apic::arm_oneshot(d);
+        hv.armed = Some(d);
+    }
     let before = hv.m.now();
     // SAFETY: `sti; hlt` atomically enables interrupts and halts, so a timer interrupt that is
     // already pending wakes the CPU rather than being lost; its handler (entry from ring 0) only
@@ -837,6 +868,7 @@ fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
                     }
                     printk!("\n");
                 }
+                printk!("device interrupts: {}\n", ioapic::count());
             }
             b'P' => {
                 for slot in 0..xen_core::domains::MAX_DOMAINS {

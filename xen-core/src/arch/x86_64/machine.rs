@@ -144,6 +144,10 @@ impl Machine for HvMachine {
     fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
         Some((&mut self.mm, &mut self.mem))
     }
+
+    fn sync_irq_lines(&mut self, pirqs: &xen_core::pirq::PirqTable) {
+        super::ioapic::sync(pirqs);
+    }
 }
 
 /// The machine's I/O port space: real `in`/`out` for the guest port accesses the hypervisor

@@ -11,6 +11,7 @@ pub mod dom0;
 pub mod domu;
 pub mod entry;
 pub mod gdt;
+pub mod ioapic;
 pub mod lab;
 pub mod machine;
 pub mod mm;

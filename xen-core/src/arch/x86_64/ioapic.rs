@@ -1,0 +1,158 @@
+//! The I/O APIC (at 0xFEC00000, the hypervisor's; dom0 may map it read-only, as on Xen): routes
+//! the GSIs dom0 bound as PIRQs to [`IRQ_VECTOR_BASE`]` + gsi` on this CPU's local APIC.
+//!
+//! PCI INTx lines are level-triggered and, on QEMU's `pc` machine, active high at the I/O APIC
+//! (QEMU's MADT gives every PCI-routed ISA IRQ an override with flags 0xd: level, active high),
+//! so each GSI is programmed level-triggered, active high, fixed delivery, physical destination.
+//! When one fires, [`interrupt`] masks its line and sends the local APIC its EOI (the level stays
+//! asserted until the device is serviced, so the line must stay masked until the guest's
+//! `PHYSDEVOP_eoi`), and records the GSI; the dispatcher then raises dom0's bound port
+//! ([`take_pending`], `xen_core::hypercall::event_channel::send_gsi`). Entries start masked, and
+//! [`sync`] unmasks exactly those `xen_core::pirq::PirqTable::line_enabled` names.
+
+use core::ptr;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use xen_core::pirq::{PirqTable, NR_GSIS};
+
+use super::console::printk;
+use super::{apic, mmio};
+
+/// Machine address of the I/O APIC's registers.
+const IOAPIC_BASE: u64 = 0xFEC0_0000;
+/// First vector of the GSIs: GSI n arrives on vector 0x30 + n (below the timer's 0xF0).
+pub const IRQ_VECTOR_BASE: u8 = 0x30;
+
+const IOREGSEL: u64 = 0x00;
+const IOWIN: u64 = 0x10;
+const REG_VERSION: u32 = 0x01;
+const REG_REDIR: u32 = 0x10;
+
+const REDIR_MASKED: u32 = 1 << 16;
+const REDIR_LEVEL: u32 = 1 << 15;
+
+/// Virtual address of the register window, 0 before [`init`].
+static BASE: AtomicU64 = AtomicU64::new(0);
+/// Redirection entries present (from the version register).
+static ENTRIES: AtomicU32 = AtomicU32::new(0);
+/// GSIs whose entry is unmasked.
+static ENABLED: AtomicU32 = AtomicU32::new(0);
+/// GSIs that fired and are not yet delivered to dom0.
+static PENDING: AtomicU32 = AtomicU32::new(0);
+/// GSIs routed at least once (each is reported once).
+static ROUTED: AtomicU32 = AtomicU32::new(0);
+/// Interrupts taken since boot (debug keys, tests).
+static COUNT: AtomicU64 = AtomicU64::new(0);
+
+fn read(base: u64, reg: u32) -> u32 {
+    // SAFETY: `base` is the uncached direct-map address of the I/O APIC (from `init`); selecting
+    // a register and reading the window has no other effect. One CPU, interrupts off: no other
+    // selector write can come in between.
+    unsafe {
+        ptr::write_volatile((base + IOREGSEL) as *mut u32, reg);
+        ptr::read_volatile((base + IOWIN) as *const u32)
+    }
+}
+
+fn write(base: u64, reg: u32, value: u32) {
+    // SAFETY: as in `read`; the registers written are redirection entries the hypervisor owns.
+    unsafe {
+        ptr::write_volatile((base + IOREGSEL) as *mut u32, reg);
+        ptr::write_volatile((base + IOWIN) as *mut u32, value);
+    }
+}
+
+/// Maps the I/O APIC uncached and masks every entry; idempotent. Returns the register window,
+/// or `None` if it cannot be reached.
+fn init() -> Option<u64> {
+    let base = BASE.load(Ordering::SeqCst);
+    if base != 0 {
+        return Some(base);
+    }
+    let base = mmio::directmap_uncached(IOAPIC_BASE).ok()?;
+    let version = read(base, REG_VERSION);
+    if version == u32::MAX {
+        return None;
+    }
+    let entries = ((version >> 16) & 0xff) + 1;
+    for gsi in 0..entries {
+        write(base, REG_REDIR + 2 * gsi, REDIR_MASKED);
+    }
+    ENTRIES.store(entries.min(NR_GSIS), Ordering::SeqCst);
+    BASE.store(base, Ordering::SeqCst);
+    Some(base)
+}
+
+/// Programs `gsi`'s entry: vector `IRQ_VECTOR_BASE + gsi`, level, active high, to this CPU.
+fn program(base: u64, gsi: u32, masked: bool) {
+    let vector = u32::from(IRQ_VECTOR_BASE) + gsi;
+    let low = vector | REDIR_LEVEL | if masked { REDIR_MASKED } else { 0 };
+    // Mask first, then the destination, then the final low word.
+    write(base, REG_REDIR + 2 * gsi, REDIR_MASKED);
+    write(base, REG_REDIR + 2 * gsi + 1, (apic::id() & 0xff) << 24);
+    write(base, REG_REDIR + 2 * gsi, low);
+}
+
+/// Unmasks exactly the lines `pirqs` (dom0's) says are enabled.
+pub fn sync(pirqs: &PirqTable) {
+    let want = (0..NR_GSIS)
+        .filter(|&g| pirqs.line_enabled(g))
+        .fold(0u32, |acc, g| acc | 1 << g);
+    let have = ENABLED.load(Ordering::SeqCst);
+    if want == have {
+        return;
+    }
+    let Some(base) = init() else {
+        return;
+    };
+    let entries = ENTRIES.load(Ordering::SeqCst);
+    let want = want & ((1u64 << entries) - 1) as u32;
+    for gsi in 0..entries {
+        let bit = 1 << gsi;
+        if (want ^ have) & bit != 0 {
+            program(base, gsi, want & bit == 0);
+            if want & bit != 0 && ROUTED.fetch_or(bit, Ordering::SeqCst) & bit == 0 {
+                printk!(
+                    "irq: GSI {gsi} -> vector {:#x} (I/O APIC, level, active high) -> dom0 pirq\n",
+                    u32::from(IRQ_VECTOR_BASE) + gsi
+                );
+            }
+        }
+    }
+    ENABLED.store(want, Ordering::SeqCst);
+}
+
+/// The GSI behind an interrupt `vector`, if it is one of [`IRQ_VECTOR_BASE`]'s.
+pub fn gsi_of_vector(vector: u64) -> Option<u32> {
+    let gsi = vector.checked_sub(u64::from(IRQ_VECTOR_BASE))?;
+    (gsi < u64::from(NR_GSIS)).then_some(gsi as u32)
+}
+
+/// A GSI's interrupt: mask its line (level-triggered: it stays asserted until the guest has
+/// serviced the device), EOI the local APIC, and leave it for [`take_pending`].
+pub fn interrupt(gsi: u32) {
+    let base = BASE.load(Ordering::SeqCst);
+    if base != 0 {
+        let low = read(base, REG_REDIR + 2 * gsi);
+        write(base, REG_REDIR + 2 * gsi, low | REDIR_MASKED);
+    }
+    ENABLED.fetch_and(!(1 << gsi), Ordering::SeqCst);
+    PENDING.fetch_or(1 << gsi, Ordering::SeqCst);
+    COUNT.fetch_add(1, Ordering::Relaxed);
+    apic::eoi();
+}
+
+/// The GSIs that fired since the last call.
+pub fn take_pending() -> u32 {
+    PENDING.swap(0, Ordering::SeqCst)
+}
+
+/// Whether some line is unmasked (an interrupt may still wake an idle CPU).
+pub fn any_enabled() -> bool {
+    ENABLED.load(Ordering::SeqCst) != 0
+}
+
+/// Device interrupts taken since boot.
+pub fn count() -> u64 {
+    COUNT.load(Ordering::Relaxed)
+}
