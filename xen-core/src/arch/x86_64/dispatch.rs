@@ -24,7 +24,7 @@ use xen_core::sched::{self as policy, Candidate};
 
 use super::console::{print_emergency, printk};
 use super::domu::{self, Pool};
-use super::entry::{rdmsr, wrmsr};
+use super::entry::wrmsr;
 use super::gdt::GUEST_CS32;
 use super::machine::{native_cpuid, HvMachine, RealPorts};
 use super::{apic, ioapic, power};
@@ -84,6 +84,11 @@ static FPU: Mutex<[Fxsave; xen_core::domains::MAX_DOMAINS]> =
 #[repr(C, align(16))]
 pub struct Fxsave(pub [u8; 512]);
 
+/// Data segment selectors (DS, ES, FS, GS) of each slot's vCPU while it does not run (Xen's
+/// `save_segments`/`load_segments`): a guest loads them itself, even from user mode.
+static SEGS: Mutex<[[u16; 4]; xen_core::domains::MAX_DOMAINS]> =
+    Mutex::new([[0; 4]; xen_core::domains::MAX_DOMAINS]);
+
 /// The FPU state a vCPU starts with (`fninit`), captured once at boot.
 static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
 
@@ -106,11 +111,12 @@ pub fn capture_initial_fpu() {
     });
 }
 
-/// Gives slot `slot` the initial FPU state (a new domain).
+/// Gives slot `slot` the initial FPU state and null data selectors (a new domain).
 pub fn reset_fpu(slot: usize) {
     if let Some(init) = FPU_INIT.get() {
         FPU.lock()[slot] = *init;
     }
+    SEGS.lock()[slot] = [0; 4];
 }
 
 /// Installs the state and enters the domain in slot `cur`; never returns.
@@ -595,8 +601,17 @@ fn switch_to(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, next: usize, no
     // one written by `fxsave64` here or captured at boot, so `fxrstor64` cannot fault on it.
     unsafe { asm!("clts", options(nomem, nostack)) };
     hv.loaded.ts = false;
+    let mut segs = SEGS.lock();
     if let Some(prev) = doms.guest_mut(hv.cur) {
         prev.regs = *regs;
+        let s = &mut segs[hv.cur];
+        // SAFETY: reading segment registers has no side effects.
+        unsafe {
+            asm!("mov {:x}, ds", out(reg) s[0], options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, es", out(reg) s[1], options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, fs", out(reg) s[2], options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, gs", out(reg) s[3], options(nomem, nostack, preserves_flags));
+        }
         prev.sched.run_ns += now.saturating_sub(hv.run_start);
         if runnable(prev) && !prev.dom.vcpu.yielded {
             prev.sched.preemptions += 1;
@@ -611,6 +626,22 @@ fn switch_to(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, next: usize, no
     g.sched.dispatches += 1;
     // SAFETY: as above.
     unsafe { asm!("fxrstor64 [{}]", in(reg) fpu[next].0.as_ptr(), options(nostack)) };
+    let s = segs[next];
+    // SAFETY: each selector is null (a new vCPU) or one this vCPU loaded itself, which the CPU
+    // checked then against the GDT, which never changes (guest GDTs are not loaded), so reloading
+    // it cannot fault. Loading FS and GS also loads their bases from the descriptors: the MSR
+    // writes below (the cache of loaded bases is forgotten) put the vCPU's own bases back.
+    unsafe {
+        asm!("mov ds, {:x}", in(reg) s[0], options(nomem, nostack, preserves_flags));
+        asm!("mov es, {:x}", in(reg) s[1], options(nomem, nostack, preserves_flags));
+        asm!("mov fs, {:x}", in(reg) s[2], options(nomem, nostack, preserves_flags));
+        asm!("mov gs, {:x}", in(reg) s[3], options(nomem, nostack, preserves_flags));
+    }
+    // A guest may have changed its bases without a hypercall (a selector load clears them): the
+    // next vCPU's bases are written whatever the cache says.
+    hv.loaded.fs = 1;
+    hv.loaded.gs = 1;
+    hv.loaded.gs_shadow = 1;
     hv.cur = next;
     hv.run_start = now;
     hv.slice_end = now + policy::slice_ns(g.sched.weight);
@@ -976,7 +1007,6 @@ fn load_vcpu_state(hv: &mut Hv, dom: &Domain) {
             asm!("mov cr3, {}", in(reg) want.cr3, options(nostack));
         }
     }
-    let _ = rdmsr;
     hv.loaded = want;
 }
 

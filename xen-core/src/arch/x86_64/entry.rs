@@ -250,19 +250,6 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     }
 }
 
-/// Reads a model-specific register.
-///
-/// # Safety
-/// `msr` must exist.
-pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: the caller guarantees the MSR exists.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack, preserves_flags));
-    }
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
 /// Installs the IDT and the `syscall` MSRs. Runs once, after [`gdt::init`].
 pub fn init() {
     let stubs = (&raw const xen_vector_stubs) as u64;
