@@ -55,6 +55,12 @@ const K_CONSOLE: u32 = 3;
 const K_PING: u32 = 4;
 const K_TIMER: u32 = 5;
 const K_BLK: u32 = 6;
+
+/// Store-ring messages served per call (the loop polls every ring again soon).
+const STORE_BUDGET: usize = 64;
+
+/// Reply bytes a domU may leave unread before dom0 stops reading its requests.
+const STORE_BACKLOG: usize = 64 * 1024;
 const K_INPUT: u32 = 7;
 
 /// Most domains one `getdomaininfolist` reports.
@@ -134,6 +140,8 @@ struct Ping {
 struct Dom {
     id: u16,
     name: String,
+    /// System time it was introduced (for `domu-timeout`).
+    since_ns: u64,
     store: MappedPage,
     store_port: u32,
     console: MappedPage,
@@ -147,6 +155,10 @@ struct Dom {
 }
 
 struct Services {
+    /// `domu-timeout=<seconds>` on dom0's command line: a domU still running that long after it
+    /// was introduced is destroyed (a toolstack's watchdog; the fuzz tests rely on it, since a
+    /// fuzzer can wreck itself into an endless loop).
+    domu_timeout_ns: Option<u64>,
     /// The shell's line being typed (serial input, `VIRQ_CONSOLE`).
     line: String,
     /// `restart-first` on dom0's command line: after the first domU's demo, restart it with
@@ -276,10 +288,14 @@ impl Services {
         }
     }
 
-    /// Queues a framed message for a domU's connection.
+    /// Queues a framed message for a domU's connection. A connection whose ring is broken gets
+    /// nothing, and one that leaves too much unread loses further messages (watch events from
+    /// other domains' writes could otherwise grow its queue without bound).
     fn queue(&mut self, conn: u16, bytes: &[u8]) {
         if let Some(d) = self.doms.get_mut(&conn) {
-            d.out.push(bytes);
+            if !d.store_broken && d.out.len() <= 4 * STORE_BACKLOG {
+                d.out.push(bytes);
+            }
         }
     }
 
@@ -303,15 +319,17 @@ impl Services {
         }
     }
 
-    /// Serves the requests waiting in `id`'s store ring.
+    /// Serves the requests waiting in `id`'s store ring: at most [`STORE_BUDGET`] messages per
+    /// call, and none while [`STORE_BACKLOG`] bytes of replies wait for the domU to read them (a
+    /// client that never reads its responses cannot make dom0 queue without bound).
     fn serve_store(&mut self, id: u16) {
         let mut consumed = false;
-        loop {
+        for _ in 0..STORE_BUDGET {
             let Some(d) = self.doms.get_mut(&id) else {
                 return;
             };
-            if d.store_broken {
-                return;
+            if d.store_broken || d.out.len() > STORE_BACKLOG {
+                break;
             }
             let msg = match xs_ring::read_request_message(&mut d.store, &mut d.asm) {
                 Ok(Some(m)) => m,
@@ -396,6 +414,7 @@ impl Services {
             Dom {
                 id,
                 name: name.clone(),
+                since_ns: time::now_ns().unwrap_or(0),
                 store,
                 store_port,
                 console,
@@ -562,7 +581,15 @@ impl Services {
                 let rc = hc::sched_op(hypercall_abi::sched::SCHEDOP_remote_shutdown, Some(&mut r));
                 println!("xl: {cmd} d{id}: {rc}");
             }
-            ("destroy", Some(id)) => println!("xl: destroy d{id}: {}", destroy(id)),
+            ("destroy", Some(id)) => {
+                if self.doms.contains_key(&id) {
+                    // Undo what we set up for it (vbd, ring mappings, ports) before it goes:
+                    // its grant mappings are revoked with it.
+                    self.teardown(id, Some(XEN_DOMINF_dying));
+                } else {
+                    println!("xl: destroy d{id}: {}", destroy(id));
+                }
+            }
             ("poweroff", _) => {
                 println!("xl: powering off");
                 return true;
@@ -714,7 +741,13 @@ impl Services {
                 rounds,
                 seen: 0,
                 sent_at: 0,
-                rtts: Vec::with_capacity(rounds.min(100_000) as usize),
+                // The domU chooses `rounds`: measure (and allocate) only when benchmarking, and
+                // never more than a bounded sample.
+                rtts: if self.bench_copies > 0 {
+                    Vec::with_capacity(rounds.min(10_000) as usize)
+                } else {
+                    Vec::new()
+                },
                 grefs: match grefs {
                     (Some(a), Some(b)) => Some((a, b)),
                     _ => None,
@@ -1082,6 +1115,10 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     }
     let stay = cmdline.has("stay");
     let mut s = Services {
+        domu_timeout_ns: cmdline
+            .get("domu-timeout")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|secs| secs * 1_000_000_000),
         line: String::new(),
         restart_first: cmdline.has("restart-first"),
         restarted: false,
@@ -1150,6 +1187,21 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
                 s.data_changed(id);
             } else if let Some(id) = token.strip_prefix("vbd").and_then(|t| t.parse().ok()) {
                 s.with_vbd(id, |v, s| v.frontend_changed(s));
+            }
+        }
+        if let (Some(limit), Some(now)) = (s.domu_timeout_ns, time::now_ns()) {
+            let late: Vec<(u16, String)> = s
+                .doms
+                .values()
+                .filter(|d| now.saturating_sub(d.since_ns) > limit)
+                .map(|d| (d.id, d.name.clone()))
+                .collect();
+            for (id, name) in late {
+                println!(
+                    "toolstack: d{id} ({name}) still running after {} s: destroying it",
+                    limit / 1_000_000_000
+                );
+                s.teardown(id, Some(XEN_DOMINF_dying));
             }
         }
         if rescan {

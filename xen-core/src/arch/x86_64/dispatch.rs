@@ -92,6 +92,9 @@ static SEGS: Mutex<[[u16; 4]; xen_core::domains::MAX_DOMAINS]> =
 /// The FPU state a vCPU starts with (`fninit`), captured once at boot.
 static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
 
+/// How often an idle CPU looks at the serial line while dom0 waits for input.
+const CONSOLE_POLL_NS: u64 = 20_000_000;
+
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
@@ -664,6 +667,17 @@ fn idle(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
         .slots()
         .filter_map(|(_, g)| next_deadline(g, false))
         .min();
+    // Serial input is polled, not interrupt-driven: while dom0 listens for it (VIRQ_CONSOLE
+    // bound), wake up every 20 ms to look.
+    let console_poll = doms
+        .slot_of(0)
+        .filter(|&s| {
+            doms.ports(s)
+                .virq_port(0, hypercall_abi::xen::VIRQ_CONSOLE)
+                .is_some()
+        })
+        .map(|_| hv.m.now() + CONSOLE_POLL_NS);
+    let next = [next, console_poll].into_iter().flatten().min();
     let Some(d) = next.or_else(|| {
         // No deadline, but an unmasked device line can still wake a vCPU: halt until it fires.
         ioapic::any_enabled().then_some(u64::MAX)
@@ -682,7 +696,10 @@ fn idle(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
     // already pending wakes the CPU rather than being lost; its handler (entry from ring 0) only
     // accounts for it and returns here. Interrupts are off again before the state is touched.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-    hv.idle_ns += hv.m.now().saturating_sub(before);
+    let after = hv.m.now();
+    hv.idle_ns += after.saturating_sub(before);
+    // Halted time is nobody's run time.
+    hv.run_start = after;
     debug_keys(hv, doms, regs);
     domu::reap(hv);
 }

@@ -39,6 +39,9 @@ pub const DOMU_MAX_PORT: u32 = 1023;
 /// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
 const INVALID_M2P_ENTRY: u64 = u64::MAX;
 
+/// Dead domains whose frames are still referenced, at most (a push beyond would lose them).
+const MAX_ZOMBIES: usize = 64;
+
 /// A boot module, remembered so that a domain can be rebuilt from it.
 #[derive(Clone, Debug)]
 pub struct BootModule {
@@ -64,7 +67,7 @@ struct Alloc {
 pub struct Pool {
     frames: BootFrameAllocator,
     allocs: [Option<Alloc>; MAX_DOMAINS],
-    zombies: heapless::Vec<Alloc, MAX_DOMAINS>,
+    zombies: heapless::Vec<Alloc, MAX_ZOMBIES>,
     m2p_base: u64,
     /// The boot modules.
     pub modules: heapless::Vec<BootModule, 16>,
@@ -350,7 +353,13 @@ pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
     );
     doms.remove(slot);
     if let Some(a) = hv.pool.allocs[slot].take() {
-        let _ = hv.pool.zombies.push(a);
+        if let Err(a) = hv.pool.zombies.push(a) {
+            printk!(
+                "domain {}: {} frames lost: too many dead domains still referenced\n",
+                a.domid,
+                a.pages.len() + 1 + a.grant_frames.len() as u64
+            );
+        }
     }
     reap(hv);
     // A domU that rebooted (itself, or dom0 with `SCHEDOP_remote_shutdown`) is built again from
