@@ -47,6 +47,12 @@ pub const DOM0: u16 = 0;
 pub const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
 /// Nodes an unprivileged domain may own (C xenstored's default `quota-nodes`).
 pub const QUOTA_NODES: usize = 1000;
+/// Bytes of value an unprivileged domain may store in one node (C xenstored's default
+/// `quota-max-entry-size`, 2048); beyond it a write fails with ENOSPC, as C xenstored's quotas do.
+pub const QUOTA_ENTRY_SIZE: usize = 2048;
+/// Pending watch fires one transaction may collect before its writes fail with ENOSPC (bounds
+/// what a transaction that is never committed can make the server hold).
+pub const QUOTA_TX_FIRES: usize = 1024;
 /// Watches per connection (C xenstored's default `quota-watches`).
 pub const QUOTA_WATCHES: usize = 128;
 /// Open transactions per connection (C xenstored's default `quota-transactions`).
@@ -491,6 +497,9 @@ impl Xenstored {
             generation: &mut self.generation,
             log: Some(&mut tx.log),
         };
+        if conn != DOM0 && tx.fires.len() >= QUOTA_TX_FIRES {
+            return Err(Errno::ENOSPC);
+        }
         let mut done = tree_op(&mut db, conn, r#type, payload)?;
         // Events of a transaction fire when (if) it commits.
         tx.fires.append(&mut done.fires);
@@ -680,6 +689,9 @@ fn write(
     value: Vec<u8>,
     overwrite: bool,
 ) -> Result<Done, Errno> {
+    if conn != DOM0 && value.len() > QUOTA_ENTRY_SIZE {
+        return Err(Errno::ENOSPC);
+    }
     if let Some(mut node) = db.get(p) {
         if !rights(conn, &node.perms).write {
             return Err(Errno::EACCES);

@@ -685,7 +685,7 @@ fn xenbus_client_through_the_ring() {
     let mut out = OutQueue::new();
     let mut events: Vec<Event> = Vec::new();
 
-    let big = alloc::vec![b'z'; 3000];
+    let big = alloc::vec![b'z'; QUOTA_ENTRY_SIZE];
     let reqs = [
         client
             .send(
@@ -791,4 +791,14 @@ fn xenbus_client_through_the_ring() {
         read(&mut xs, 0, "/local/domain/1/device/vbd/768/state"),
         Ok(b"4".to_vec())
     );
+}
+
+#[test]
+fn an_unprivileged_value_beyond_the_entry_quota_is_refused() {
+    let mut xs = two_domains();
+    let big = "x".repeat(QUOTA_ENTRY_SIZE + 1);
+    err(write(&mut xs, 1, "big", &big), "ENOSPC");
+    ok(write(&mut xs, 1, "fits", &"x".repeat(QUOTA_ENTRY_SIZE)));
+    // dom0 is not bound by the quota.
+    ok(write(&mut xs, 0, "/local/domain/1/big", &big));
 }
