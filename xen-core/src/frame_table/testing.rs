@@ -157,6 +157,7 @@ impl World {
             others: crate::domains::Others::none(),
             regs: &mut regs,
             in_multicall: false,
+            continuation: None,
         };
         dispatch(&mut ctx, nr.into(), a)
     }
@@ -349,6 +350,7 @@ impl Two {
             others: crate::domains::Others::none(),
             regs: &mut regs,
             in_multicall: false,
+            continuation: None,
         };
         f(&mut ctx)
     }

@@ -7,6 +7,8 @@
 //! a `GNTST_*` status in each element; a fault reading or writing an element ends the batch with
 //! -EFAULT. `setup_table`, `query_size` and `get_status_frames` take exactly one element.
 
+use core::mem::size_of;
+
 use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::*;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -86,6 +88,41 @@ pub(super) fn grant_table_op<M: Machine + ?Sized>(
     if batch && !guest_va_ok(uop) {
         return Err(Errno::EFAULT); // `guest_handle_okay`
     }
+    // A long batch runs in chunks: the rest becomes a continuation (Xen checks for preemption
+    // every few elements; a fixed chunk gives the same bound). Not inside a multicall, which runs
+    // its entries to the end.
+    let size = match cmd {
+        GNTTABOP_map_grant_ref => size_of::<GnttabMapGrantRef>(),
+        GNTTABOP_unmap_grant_ref => size_of::<GnttabUnmapGrantRef>(),
+        GNTTABOP_copy => size_of::<GnttabCopy>(),
+        _ => size_of::<GnttabSwapGrantRef>(),
+    } as u64;
+    let count = if batch && !ctx.in_multicall && count > BATCH_CHUNK {
+        let rest = count - BATCH_CHUNK;
+        ctx.continuation = Some([
+            u64::from(cmd),
+            uop.wrapping_add(u64::from(BATCH_CHUNK) * size),
+            u64::from(rest),
+            0,
+            0,
+        ]);
+        BATCH_CHUNK
+    } else {
+        count
+    };
+    let rc = run_op(ctx, cmd, uop, count);
+    if rc.is_err() {
+        // A failed batch ends here, as on Xen.
+        ctx.continuation = None;
+    }
+    rc
+}
+
+/// Elements of a batch done per entry before the rest continues as a new entry.
+pub const BATCH_CHUNK: u32 = 512;
+
+/// One chunk of `do_grant_table_op` (arguments already checked).
+fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: u32) -> HcResult {
     let Some((mm, mem)) = ctx.m.mm() else {
         return Err(Errno::ENOSYS);
     };

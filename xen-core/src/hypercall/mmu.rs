@@ -10,7 +10,8 @@
 //! a domain may act on itself; a privileged domain on anyone.
 //!
 //! Xen can preempt a long batch and continue it later (`hypercall_create_continuation`); it marks
-//! the continuation by setting bit 31 of `count` (`MMU_UPDATE_PREEMPTED`). We never preempt, but
+//! the continuation by setting bit 31 of `count` (`MMU_UPDATE_PREEMPTED`). We preempt a top-level
+//! batch every 512 elements the same way (the arch layer re-executes the `syscall`), and
 //! a guest that sets the bit itself gets what Xen gives it: the count without the bit, `*pdone`
 //! read back as the starting value, and, for a null list with exactly that count, `foreigndom`
 //! returned as the result.
@@ -225,13 +226,49 @@ pub(super) fn mmu_update<M: Machine + ?Sized>(
     foreigndom: u64,
 ) -> HcResult {
     // `count` and `foreigndom` are `unsigned int`.
-    do_mmu_update(
-        ctx,
-        Batch::Guest(ureqs),
-        count as u32,
-        pdone,
-        foreigndom as u32,
+    let (count, next) = chunk(ctx, count as u32, ureqs, size_of::<MmuUpdate>() as u64);
+    let rc = do_mmu_update(ctx, Batch::Guest(ureqs), count, pdone, foreigndom as u32);
+    continue_with(ctx, &rc, next, pdone, foreigndom);
+    rc
+}
+
+/// Elements done per entry before the rest of a long batch continues as a new entry.
+const BATCH_CHUNK: u32 = 512;
+
+/// Splits a long top-level batch: the count to do now (keeping the continuation bit, so `*pdone`
+/// is read back) and, if more remain, where and how many (with the continuation bit set, as Xen's
+/// `hypercall_create_continuation` passes `count | MMU_UPDATE_PREEMPTED`).
+fn chunk<M: Machine + ?Sized>(
+    ctx: &Ctx<'_, M>,
+    count: u32,
+    list: u64,
+    size: u64,
+) -> (u32, Option<(u64, u32)>) {
+    let flag = count & MMU_UPDATE_PREEMPTED;
+    let n = count & !MMU_UPDATE_PREEMPTED;
+    if ctx.in_multicall || n <= BATCH_CHUNK {
+        return (count, None);
+    }
+    (
+        BATCH_CHUNK | flag,
+        Some((
+            list.wrapping_add(u64::from(BATCH_CHUNK) * size),
+            (n - BATCH_CHUNK) | MMU_UPDATE_PREEMPTED,
+        )),
     )
+}
+
+/// After a successful chunk, asks for the rest as a continuation.
+fn continue_with<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    rc: &HcResult,
+    next: Option<(u64, u32)>,
+    pdone: u64,
+    foreigndom: u64,
+) {
+    if let (Ok(_), Some((list, count))) = (rc, next) {
+        ctx.continuation = Some([list, u64::from(count), pdone, foreigndom, 0]);
+    }
 }
 
 /// `do_mmu_update` over any [`Batch`].
@@ -418,13 +455,10 @@ pub(super) fn mmuext_op<M: Machine + ?Sized>(
     pdone: u64,
     foreigndom: u64,
 ) -> HcResult {
-    do_mmuext_op(
-        ctx,
-        Batch::Guest(uops),
-        count as u32,
-        pdone,
-        foreigndom as u32,
-    )
+    let (count, next) = chunk(ctx, count as u32, uops, size_of::<MmuextOp>() as u64);
+    let rc = do_mmuext_op(ctx, Batch::Guest(uops), count, pdone, foreigndom as u32);
+    continue_with(ctx, &rc, next, pdone, foreigndom);
+    rc
 }
 
 /// `do_mmuext_op` over any [`Batch`].

@@ -83,6 +83,12 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub regs: &'a mut Regs,
     /// Set while a multicall runs: a nested multicall is refused.
     pub in_multicall: bool,
+    /// Set by a handler that did part of a long batch: the arguments to run the same hypercall
+    /// again with (Xen's `hypercall_create_continuation`). The arch layer then rewinds the
+    /// guest's RIP to its `syscall` instruction and loads these arguments instead of writing a
+    /// result, so the rest of the batch runs as a fresh entry, after any interrupt or
+    /// rescheduling that is due: a guest cannot hold the CPU with one huge batch.
+    pub continuation: Option<[u64; 5]>,
 }
 
 impl<M: Machine + ?Sized> Ctx<'_, M> {

@@ -111,6 +111,7 @@ pub fn with_ctx<R>(
         others: crate::domains::Others::none(),
         regs,
         in_multicall: false,
+        continuation: None,
     };
     f(&mut ctx)
 }
@@ -162,6 +163,7 @@ pub fn with_set_ctx<R>(
         others,
         regs: &mut regs,
         in_multicall: false,
+        continuation: None,
     };
     f(&mut ctx)
 }

@@ -38,6 +38,7 @@ fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
         others: crate::domains::Others::none(),
         regs,
         in_multicall: false,
+        continuation: None,
     };
     dispatch(&mut ctx, nr.into(), a)
 }

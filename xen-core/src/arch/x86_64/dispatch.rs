@@ -255,9 +255,20 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                     others,
                     regs,
                     in_multicall: false,
+                    continuation: None,
                 };
                 let rax = dispatch(&mut ctx, nr, args);
-                regs.rax = rax as u64;
+                match ctx.continuation.take() {
+                    // The rest of a long batch: run the same hypercall again, from the `syscall`
+                    // instruction (2 bytes), with the handler's arguments (Xen's continuation).
+                    Some(a) => {
+                        regs.rip = regs.rip.wrapping_sub(2);
+                        regs.rax = nr;
+                        (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8) =
+                            (a[0], a[1], a[2], a[3], a[4]);
+                    }
+                    None => regs.rax = rax as u64,
+                }
             }
             v @ 0..=31 => {
                 dom.vcpu.perf.traps += 1;
