@@ -25,6 +25,7 @@ pub mod store;
 mod tests;
 
 use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -257,7 +258,7 @@ impl Xenstored {
         nodes.insert(
             String::from("/"),
             Node {
-                value: Vec::new(),
+                value: Rc::from(&[][..]),
                 perms: alloc::vec![Perm {
                     domid: DOM0,
                     access: Access::None
@@ -589,6 +590,24 @@ impl Xenstored {
         if conflict {
             return Err(Errno::EAGAIN);
         }
+        // The node quota was checked against the transaction's snapshot; several transactions
+        // could each stay under it and together exceed it: check the tree the commit would make.
+        if conn != DOM0 {
+            let owns = |n: Option<&Node>| {
+                n.is_some_and(|n| n.perms.first().map(|p| p.domid) == Some(conn))
+            };
+            let now = self
+                .nodes
+                .values()
+                .filter(|n| n.perms.first().map(|p| p.domid) == Some(conn))
+                .count();
+            let after = tx.log.written.iter().fold(now as isize, |acc, p| {
+                acc + isize::from(owns(tx.nodes.get(p))) - isize::from(owns(self.nodes.get(p)))
+            });
+            if after > QUOTA_NODES as isize {
+                return Err(Errno::ENOSPC);
+            }
+        }
         for p in &tx.log.written {
             match tx.nodes.get(p) {
                 Some(n) => {
@@ -621,7 +640,7 @@ fn tree_op(db: &mut Db<'_>, conn: u16, r#type: u32, payload: &[u8]) -> Result<Do
         XS_READ => {
             let (p, _) = canonical(conn, one_arg(payload)?, false)?;
             let node = readable(db, conn, &p)?;
-            Ok(Done::reply(node.value))
+            Ok(Done::reply(node.value.to_vec()))
         }
         XS_DIRECTORY => {
             let (p, _) = canonical(conn, one_arg(payload)?, false)?;
@@ -699,7 +718,7 @@ fn write(
         if !overwrite {
             return Ok(Done::ok());
         }
-        node.value = value;
+        node.value = Rc::from(value);
         let perms = node.perms.clone();
         db.put(p, node);
         return Ok(Done::ok_firing(alloc::vec![changed(p, perms)]));
@@ -727,7 +746,11 @@ fn write(
     }
     for (i, m) in missing.iter().enumerate().rev() {
         let node = Node {
-            value: if i == 0 { value.clone() } else { Vec::new() },
+            value: if i == 0 {
+                Rc::from(value.as_slice())
+            } else {
+                Rc::from(&[][..])
+            },
             perms: perms.clone(),
             generation: 0,
         };

@@ -8,6 +8,7 @@
 //! rule since Xen 4.9).
 
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Bound;
@@ -19,8 +20,9 @@ use super::path::parent;
 /// A node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
-    /// Its value.
-    pub value: Vec<u8>,
+    /// Its value, shared between the tree and transaction snapshots until one of them writes
+    /// the node (a snapshot costs the tree's paths, not its values).
+    pub value: Rc<[u8]>,
     /// Its permissions; never empty (the first entry names the owner).
     pub perms: Vec<Perm>,
     /// Bumped on every change.

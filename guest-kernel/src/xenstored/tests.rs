@@ -802,3 +802,32 @@ fn an_unprivileged_value_beyond_the_entry_quota_is_refused() {
     // dom0 is not bound by the quota.
     ok(write(&mut xs, 0, "/local/domain/1/big", &big));
 }
+
+#[test]
+fn transactions_cannot_together_exceed_the_node_quota() {
+    let mut xs = two_domains();
+    let start = |xs: &mut Xenstored| -> u32 {
+        let r = call(xs, 1, XS_TRANSACTION_START, 0, &arg("")).unwrap();
+        core::str::from_utf8(&r[..r.len() - 1])
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Two directories, so the transactions touch no common node (no conflict).
+    ok(write(&mut xs, 1, "x", ""));
+    ok(write(&mut xs, 1, "y", ""));
+    let (t1, t2) = (start(&mut xs), start(&mut xs));
+    // Each stays under the quota on its own snapshot.
+    for (t, dir) in [(t1, "x"), (t2, "y")] {
+        for i in 0..600 {
+            let mut p = Vec::from(alloc::format!("{dir}/n{i}").as_bytes());
+            p.push(0);
+            ok(call(&mut xs, 1, XS_WRITE, t, &p));
+        }
+    }
+    ok(call(&mut xs, 1, XS_TRANSACTION_END, t1, &arg("T")));
+    err(
+        call(&mut xs, 1, XS_TRANSACTION_END, t2, &arg("T")),
+        "ENOSPC",
+    );
+}
