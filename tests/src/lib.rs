@@ -308,6 +308,28 @@ impl Run {
         );
     }
 
+    /// The free-frame count our hypervisor printed before building the domUs, and the last one
+    /// it printed after giving a dead domain's frames back (`None` if none was given back).
+    pub fn free_frames(&self) -> (u64, Option<u64>) {
+        let before = self
+            .log
+            .iter()
+            .find_map(|l| {
+                l.split("free memory before domUs: ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .expect("the hypervisor prints the free pool before the domUs");
+        let after = self.log.iter().rev().find_map(|l| {
+            let rest = l.split("frames returned to the free pool (").nth(1)?;
+            rest.split(' ').next()?.parse().ok()
+        });
+        (before, after)
+    }
+
     /// When the first line containing `pattern` arrived, counted from QEMU's start.
     pub fn first_line_at(&self, pattern: &str) -> Option<Duration> {
         self.log

@@ -24,28 +24,6 @@ fn boot_with(dom0: String, domus: &[String], timeout: Duration) -> Run {
     boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
 }
 
-/// The free-frame count the hypervisor printed before building the domUs, and the last one it
-/// printed after giving a dead domain's frames back.
-fn free_frames(run: &Run) -> (u64, Option<u64>) {
-    let before = run
-        .log
-        .iter()
-        .find_map(|l| {
-            l.split("free memory before domUs: ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("the hypervisor prints the free pool before the domUs");
-    let after = run.log.iter().rev().find_map(|l| {
-        let rest = l.split("frames returned to the free pool (").nth(1)?;
-        rest.split(' ').next()?.parse().ok()
-    });
-    (before, after)
-}
-
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn dom0_and_a_domu_exchange_events_grants_and_xenstore() {
@@ -61,7 +39,7 @@ fn dom0_and_a_domu_exchange_events_grants_and_xenstore() {
     run.expect("domain 1 (web) shut down (code 0): poweroff");
     run.expect("toolstack: d1 (web) shut down (poweroff)");
     run.expect("toolstack: d1 (web) destroyed");
-    let (before, after) = free_frames(&run);
+    let (before, after) = run.free_frames();
     assert_eq!(
         after,
         Some(before),
@@ -91,7 +69,7 @@ fn eight_domus_ping_pong_and_copy_grants_with_dom0() {
         ));
         run.expect(&format!("toolstack: d{id} (vm{id}) destroyed"));
     }
-    let (before, after) = free_frames(&run);
+    let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
     println!(
         "dom0 + 8 domUs: {:.2} s wall from QEMU start to power-off",
@@ -131,7 +109,7 @@ fn crashed_domus_are_reported_destroyed_and_reclaimed_while_the_others_run_on() 
     }
     run.expect("(d4) domU: ping-pong 100 round trips ok, grant copy verified");
     run.expect("dom0: d4 ping-pong 100 ok, grant copy 4096 bytes ok");
-    let (before, after) = free_frames(&run);
+    let (before, after) = run.free_frames();
     assert_eq!(
         after,
         Some(before),
@@ -222,7 +200,7 @@ fn dom0_restarts_a_domu_with_remote_shutdown_reboot() {
     ] {
         run.expect(needle);
     }
-    let (before, after) = free_frames(&run);
+    let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "log:\n{log}");
 }
 
@@ -305,7 +283,7 @@ fn hostile_domus_making_random_hypercalls_harm_only_themselves() {
     }
     run.expect("(d4) domU: ping-pong 100 round trips ok, grant copy verified");
     run.expect("toolstack: d4 (bystander) destroyed");
-    let (before, after) = free_frames(&run);
+    let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
 }
 

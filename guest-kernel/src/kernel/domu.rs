@@ -17,6 +17,7 @@
 //! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
 //!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
+//! `hostile=<name>` makes one of the attacks of [`super::hostile`] and powers off.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -287,6 +288,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         let (n, ok) = super::fuzz::run(arg, all).map_err(String::from)?;
         println!("fuzz: done: {n} hypercalls, {ok} returned 0");
         return Ok(());
+    }
+    if let Some(name) = cmdline.get("hostile") {
+        return super::hostile::run(name).map_err(String::from);
     }
     if let Some(arg) = cmdline.get("blk-reconnects") {
         return blkfront::reconnects(&mut d, arg);

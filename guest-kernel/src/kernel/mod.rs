@@ -26,6 +26,7 @@ pub mod events;
 mod fuzz;
 mod grant;
 mod heap;
+mod hostile;
 pub mod hypercall;
 mod lab;
 pub mod mm;

@@ -1,0 +1,31 @@
+//! `hostile=<name>`: a domU that makes one attack on the hypervisor, one per boot (issue 11).
+//!
+//! Each attack is a way in which one unprivileged guest could crash, stall or take over the
+//! hypervisor, or keep another domain's memory, if the hypervisor lacked one of Xen's rules. The
+//! attacker prints `hostile: <name>: <what it saw>` lines (return codes, counts), then returns,
+//! and the domU powers off; or the hypervisor crashes it, which is also allowed. The QEMU tests
+//! (`tests/tests/hostile.rs`) run each attack next to a bystander domU that must finish its own
+//! work, and check that the hypervisor survives and every frame of the attacker comes back.
+//!
+//! One module per attack; [`ATTACKS`] is the table of names.
+
+/// An attack: runs once, returns what to report on failure to even set up.
+type Attack = fn() -> Result<(), &'static str>;
+
+/// Every attack, by the name `hostile=` takes.
+const ATTACKS: &[(&str, Attack)] = &[];
+
+/// Runs the attack `name`.
+pub fn run(name: &str) -> Result<(), &'static str> {
+    let Some((_, attack)) = ATTACKS.iter().find(|(n, _)| *n == name) else {
+        println!("hostile: unknown attack {name:?}; known:");
+        for (n, _) in ATTACKS {
+            println!("hostile:   {n}");
+        }
+        return Err("unknown attack");
+    };
+    println!("hostile: {name}: start");
+    attack()?;
+    println!("hostile: {name}: survived");
+    Ok(())
+}
