@@ -1105,4 +1105,5 @@ pub fn dump_regs(r: &Regs) {
         r.r14,
         r.r15
     );
+    printk!("vector: {:#x} error code: {:#x}\n", r.vector, r.error_code);
 }
