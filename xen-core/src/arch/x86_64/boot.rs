@@ -378,6 +378,12 @@ extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     // instead of triple-faulting.
     super::gdt::init();
     super::entry::init();
+    let (smep, smap) = super::entry::enable_smep_smap();
+    console::printk!(
+        "SMEP {}, SMAP {}\n",
+        if smep { "enabled" } else { "not available" },
+        if smap { "enabled" } else { "not available" }
+    );
     super::pic::disable();
     crate::start_xen(mb_magic, Maddr(mb_info_paddr.into()))
 }

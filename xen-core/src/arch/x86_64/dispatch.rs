@@ -8,6 +8,7 @@
 //! vCPU state the CPU must see.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 use xen_core::bounce::{self, CrashReason};
@@ -24,7 +25,6 @@ use xen_core::sched::{self as policy, Candidate};
 
 use super::console::{print_emergency, printk};
 use super::domu::{self, Pool};
-use super::entry::wrmsr;
 use super::gdt::GUEST_CS32;
 use super::machine::{native_cpuid, HvMachine, RealPorts};
 use super::{apic, ioapic, power};
@@ -184,6 +184,18 @@ fn check_stack() {
 
 /// Called by the entry assembly for every exception, interrupt and hypercall.
 pub extern "C" fn handle_entry(regs: &mut Regs) {
+    if !regs.from_guest() {
+        // A listed instruction that loads guest-chosen state faulted: resume at its fixup.
+        if let Some(fixup) = super::extable::fixup(regs.rip) {
+            regs.rip = fixup;
+            regs.r11 = regs.vector + 1;
+            return;
+        }
+        // The `iretq` back to a guest refused the guest's selectors: the fault is the guest's.
+        if regs.rip == super::entry::iret_to_guest_address() && matches!(regs.vector, 10..=13) {
+            iret_fault_to_guest(regs);
+        }
+    }
     match regs.vector {
         // The APIC timer: account for it (the handler sends the EOI); guests see its effect when
         // `exit_to_guest` checks their timers.
@@ -195,13 +207,43 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         v if ioapic::gsi_of_vector(v).is_some() => {
             ioapic::interrupt(ioapic::gsi_of_vector(v).unwrap_or(0));
         }
-        // A guest breakpoint cannot match hypervisor addresses, but a #DB here is no reason to
-        // stop the machine: clear DR6 and go on.
+        // A #DB in the hypervisor. A guest's breakpoints never match hypervisor addresses, but a
+        // data breakpoint on the operand of a guest's `mov ss`/`pop ss` is deferred by the CPU
+        // past the next instruction: if that is `syscall`, the #DB arrives on the first
+        // instruction of the `syscall` entry, in ring 0, with the guest's RSP (XSA-260). It ran
+        // on its own IST stack, so nothing was written where the guest pointed; like Xen's
+        // `do_debug` for a #DB in Xen context: note it, clear DR6, go on.
         1 if !regs.from_guest() => {
-            // SAFETY: resetting DR6 only affects what the next #DB reports.
+            let dr6: u64;
+            // SAFETY: reading and resetting DR6 only affects what the next #DB reports.
             unsafe {
-                asm!("mov dr6, {}", in(reg) xen_core::domain::DR6_DEFAULT, options(nomem, nostack))
-            };
+                asm!("mov {}, dr6", out(reg) dr6, options(nomem, nostack));
+                asm!("mov dr6, {}", in(reg) xen_core::domain::DR6_DEFAULT, options(nomem, nostack));
+            }
+            let n = XEN_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
+            if n < 10 {
+                printk!(
+                    "Hit #DB in Xen context: {:04x}:{:#x}, stk {:04x}:{:#x}, dr6 {dr6:#x}\n",
+                    regs.cs,
+                    regs.rip,
+                    regs.ss,
+                    regs.rsp
+                );
+            }
+            return;
+        }
+        // An NMI in the hypervisor (a device, the watchdog, another CPU): not fatal, as in Xen's
+        // `do_nmi` with `nmi=dom0`/`ignore`: count it, say so (rate-limited), go on.
+        2 if !regs.from_guest() => {
+            let n = XEN_NMIS.fetch_add(1, Ordering::Relaxed);
+            if n < 10 {
+                printk!(
+                    "NMI received in Xen context at {:04x}:{:#x}: ignored (count {})\n",
+                    regs.cs,
+                    regs.rip,
+                    n + 1
+                );
+            }
             return;
         }
         _ if !regs.from_guest() => hypervisor_fault(regs),
@@ -288,6 +330,32 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         debug_keys(hv, &mut doms, regs);
     }
     exit_to_guest(hv, &mut doms, regs, touches_others);
+}
+
+/// #DBs and NMIs taken in the hypervisor itself (reported by debug key `p` and at the start of
+/// their messages).
+static XEN_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+static XEN_NMIS: AtomicU64 = AtomicU64::new(0);
+
+/// Turns a fault of the `iretq` back to a guest into the guest's own fault. The CPU pushed its
+/// frame below the one `iretq` was loading; that one, the guest's return context, is at
+/// `regs.rsp`, and the general registers in `regs` are already the guest's (restored just before
+/// the `iretq`). So the frame becomes the guest's context and the fault is bounced to it like any
+/// other, as Xen's `.Lft0` pre-exception-table fixup of `iret_exit_to_guest` does: a guest that
+/// returns with CS 0xe008 or a null SS receives #GP through its trap table.
+fn iret_fault_to_guest(regs: &mut Regs) {
+    let frame = regs.rsp as *const [u64; 5];
+    // SAFETY: `regs.rsp` is where `xen_exit_to_frame` left the five-word `iretq` frame (RIP, CS,
+    // RFLAGS, RSP, SS) on the entry stack; the CPU pushed the fault's frame below it, so it is
+    // intact, aligned and mapped.
+    let [rip, cs, rflags, rsp, ss] = unsafe { frame.read() };
+    regs.rip = rip;
+    regs.cs = cs;
+    regs.rflags = rflags;
+    regs.rsp = rsp;
+    regs.ss = ss;
+    // `sanitise_for_guest` forced RPL 3 on both selectors before, so this is a guest frame.
+    debug_assert!(regs.from_guest());
 }
 
 /// Raises in dom0 the PIRQs of the GSIs whose interrupts arrived (`ioapic::interrupt` masked
@@ -641,15 +709,15 @@ fn switch_to(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, next: usize, no
     // SAFETY: as above.
     unsafe { asm!("fxrstor64 [{}]", in(reg) fpu[next].0.as_ptr(), options(nostack)) };
     let s = segs[next];
-    // SAFETY: each selector is null (a new vCPU) or one this vCPU loaded itself, which the CPU
-    // checked then against the GDT, which never changes (guest GDTs are not loaded), so reloading
-    // it cannot fault. Loading FS and GS also loads their bases from the descriptors: the MSR
-    // writes below (the cache of loaded bases is forgotten) put the vCPU's own bases back.
-    unsafe {
-        asm!("mov ds, {:x}", in(reg) s[0], options(nomem, nostack, preserves_flags));
-        asm!("mov es, {:x}", in(reg) s[1], options(nomem, nostack, preserves_flags));
-        asm!("mov fs, {:x}", in(reg) s[2], options(nomem, nostack, preserves_flags));
-        asm!("mov gs, {:x}", in(reg) s[3], options(nomem, nostack, preserves_flags));
+    // Each selector is null (a new vCPU) or one this vCPU loaded itself, which the CPU checked
+    // then; still, they are the guest's choice, so each load has an exception-table fixup (a
+    // refused selector becomes the null one, as Xen's `load_segments`). Loading FS and GS also
+    // loads their bases from the descriptors: the MSR writes below (the cache of loaded bases is
+    // forgotten) put the vCPU's own bases back.
+    for (which, sel) in s.iter().enumerate() {
+        if super::extable::load_data_segment(which, *sel).is_err() {
+            segs[next][which] = 0;
+        }
     }
     // A guest may have changed its bases without a hypercall (a selector load clears them): the
     // next vCPU's bases are written whatever the cache says.
@@ -1016,14 +1084,16 @@ fn load_vcpu_state(hv: &mut Hv, dom: &Domain) {
     // the domain's validated L4s (kernel or user), which map the hypervisor in its reserved slots,
     // so the code running now stays mapped.
     unsafe {
+        // Guest values: checked canonical where they were set, and written with a fixup all
+        // the same (a refused base stays what it was; Xen's `wrfsbase`/`wrmsr_safe`).
         if want.fs != have.fs {
-            wrmsr(MSR_FS_BASE, want.fs);
+            let _ = super::extable::wrmsr_safe(MSR_FS_BASE, want.fs);
         }
         if want.gs != have.gs {
-            wrmsr(MSR_GS_BASE, want.gs);
+            let _ = super::extable::wrmsr_safe(MSR_GS_BASE, want.gs);
         }
         if want.gs_shadow != have.gs_shadow {
-            wrmsr(MSR_KERNEL_GS_BASE, want.gs_shadow);
+            let _ = super::extable::wrmsr_safe(MSR_KERNEL_GS_BASE, want.gs_shadow);
         }
         if want.ts != have.ts {
             let mut cr0: u64;

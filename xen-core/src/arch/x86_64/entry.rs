@@ -50,9 +50,36 @@ xen_vector_stubs:
     pushq $0
     .endif
     pushq $vec
+    .if vec == 1 || vec == 2 || vec == 8 || vec == 18
+    jmp .Lentry_ist
+    .else
     jmp .Lentry_common
+    .endif
     .set vec, vec + 1
     .endr
+
+    /* #DB, NMI, #DF and #MC arrive on IST stacks of their own (`gdt.rs`), whatever RSP was: so an
+       NMI or a #DB deferred past `mov ss` (XSA-260) that hits the first instruction of the
+       `syscall` entry, before it has switched away from the guest's stack, never writes its
+       frame where the guest chose. Taken in the hypervisor, they run on that IST stack. Taken
+       while a guest ran, the frame moves to the entry stack (free: no hypervisor code was
+       running) and goes the common way, as Xen's `handle_ist_exception` does, so scheduling
+       never runs on an IST stack and a nested IST event cannot overwrite it. */
+.Lentry_ist:
+    testb $3, 24(%rsp)          /* CS of the interrupted context, above vector and error code */
+    jz .Lentry_common
+    push %rax
+    push %rcx
+    mov xen_entry_stack_top(%rip), %rax
+    .irp off, 48, 40, 32, 24, 16, 8, 0
+    mov 16+\off(%rsp), %rcx
+    mov %rcx, \off-56(%rax)
+    .endr
+    pop %rcx
+    sub $56, %rax
+    xchg %rax, (%rsp)           /* RAX back, the new stack pointer in its slot */
+    mov (%rsp), %rsp
+    jmp .Lentry_common
 
     /* syscall from a guest: RCX = guest RIP, R11 = guest RFLAGS, RSP = guest RSP. */
     .globl xen_syscall_entry
@@ -83,6 +110,13 @@ xen_syscall32_entry:
     pushq ${syscall_vector}
 
 .Lentry_common:
+    /* SMAP: a guest may run with RFLAGS.AC set, which would lift SMAP in ring 0; clear it on
+       every entry, as Xen's ASM_CLAC (the flags of the interrupted context are in the frame).
+       `clac` exists only where SMAP does, hence the flag. */
+    testb $1, xen_smap_enabled(%rip)
+    jz 1f
+    clac
+1:
     push %rax
     push %rbx
     push %rcx
@@ -164,11 +198,19 @@ xen_exit_to_frame:
     pop %rbx
     pop %rax
     add $16, %rsp
+    /* `iretq` checks the selectors it loads: a guest's `iret` hypercall can ask for CS 0xe008 or
+       a null SS, and the CPU then faults here, in ring 0, with the guest's frame at RSP. The
+       fault handler knows this address and delivers the fault to the guest instead, as Xen's
+       `.Lft0` pre-exception-table entry does (`dispatch::iret_fault_to_guest`). */
+    .globl xen_iret_to_guest
+xen_iret_to_guest:
     iretq
 
     .section .bss.entry, "aw", @nobits
     .balign 8
 xen_syscall_scratch: .skip 8
+    .globl xen_smap_enabled
+xen_smap_enabled: .skip 1
     .section .data.entry, "aw", @progbits
     .balign 8
     .globl xen_entry_stack_top
@@ -192,6 +234,10 @@ xen_entry_stack_top: .quad 0
 
 extern "C" {
     static xen_vector_stubs: u8;
+    /// The `iretq` that returns to a guest (see the assembly).
+    static xen_iret_to_guest: u8;
+    /// Set once SMAP is enabled: the entry code then clears RFLAGS.AC.
+    static mut xen_smap_enabled: u8;
     fn xen_syscall_entry();
     fn xen_syscall32_entry();
     static mut xen_entry_stack_top: u64;
@@ -262,6 +308,8 @@ pub fn init() {
             let ist = match v {
                 8 => gdt::IST_DOUBLE_FAULT,
                 2 => gdt::IST_NMI,
+                1 => gdt::IST_DEBUG,
+                18 => gdt::IST_MACHINE_CHECK,
                 _ => 0,
             };
             (*idt)[v] = Gate {
@@ -322,4 +370,44 @@ pub fn enter(regs: &Regs) -> ! {
         frame.write(*regs);
         asm!("mov rsp, {f}", "jmp xen_exit_to_frame", f = in(reg) frame, options(noreturn));
     }
+}
+
+/// The address of the `iretq` that returns to a guest: a fault there is the guest's.
+pub fn iret_to_guest_address() -> u64 {
+    (&raw const xen_iret_to_guest) as u64
+}
+
+/// CR4.SMEP: ring 0 never executes a user page.
+const CR4_SMEP: u64 = 1 << 20;
+/// CR4.SMAP: ring 0 touches a user page only with RFLAGS.AC set (it never does).
+const CR4_SMAP: u64 = 1 << 21;
+
+/// Enables SMEP and SMAP where the CPU has them (CPUID leaf 7, EBX bits 7 and 20), as Xen does
+/// by default: every guest page is a user page (64-bit PV guests run in ring 3), so ring 0 can
+/// then neither run guest code nor read or write guest memory through a guest mapping by mistake
+/// (the hypervisor reaches guest memory through its direct map only). Returns (SMEP, SMAP).
+pub fn enable_smep_smap() -> (bool, bool) {
+    let max = core::arch::x86_64::__cpuid(0).eax;
+    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0).ebx;
+    let smep = max >= 7 && leaf7 & (1 << 7) != 0;
+    let smap = max >= 7 && leaf7 & (1 << 20) != 0;
+    if smap {
+        // SAFETY: a byte only the entry code reads; written before CR4.SMAP is set and before
+        // any guest runs, so every entry from then on clears RFLAGS.AC.
+        unsafe { (&raw mut xen_smap_enabled).write_volatile(1) };
+    }
+    // SAFETY: setting the bits the CPU reports only adds protection checks; nothing in ring 0
+    // executes or accesses user pages (the direct map and the image are supervisor mappings).
+    unsafe {
+        let mut cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        if smep {
+            cr4 |= CR4_SMEP;
+        }
+        if smap {
+            cr4 |= CR4_SMAP;
+        }
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
+    (smep, smap)
 }

@@ -5,7 +5,7 @@
 //! hypervisor runs on `__HYPERVISOR_CS` 0xe008 / `__HYPERVISOR_DS` 0xe010. `STAR` is set so that
 //! `syscall` lands on 0xe008 and `sysret` on 0xe033/0xe02b. The TSS gives the CPU the stack to use
 //! when an interrupt or exception arrives from ring 3 (RSP0) and separate known-good stacks for
-//! double faults and NMIs (IST1, IST2).
+//! double faults, NMIs, debug exceptions and machine checks (IST1..IST4), as Xen has.
 
 use core::arch::asm;
 use core::mem::size_of;
@@ -71,11 +71,18 @@ static mut TSS: Tss = Tss {
 static mut ENTRY_STACK: EntryStack = EntryStack([0; ENTRY_STACK_SIZE]);
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; STACK_SIZE]);
 static mut NMI_STACK: Stack = Stack([0; STACK_SIZE]);
+static mut DEBUG_STACK: Stack = Stack([0; STACK_SIZE]);
+static mut MACHINE_CHECK_STACK: Stack = Stack([0; STACK_SIZE]);
 
 /// IST index (1-based, as IDT entries name it) of the double-fault stack.
 pub const IST_DOUBLE_FAULT: u8 = 1;
 /// IST index of the NMI stack.
 pub const IST_NMI: u8 = 2;
+/// IST index of the #DB stack (XSA-260: a #DB can hit the `syscall` entry before it switches
+/// stacks).
+pub const IST_DEBUG: u8 = 3;
+/// IST index of the #MC stack.
+pub const IST_MACHINE_CHECK: u8 = 4;
 
 /// Top of the entry stack.
 pub fn entry_stack_top() -> u64 {
@@ -121,6 +128,9 @@ pub fn init() {
         (*t).ist[usize::from(IST_DOUBLE_FAULT) - 1] =
             (&raw const DOUBLE_FAULT_STACK) as u64 + STACK_SIZE as u64;
         (*t).ist[usize::from(IST_NMI) - 1] = (&raw const NMI_STACK) as u64 + STACK_SIZE as u64;
+        (*t).ist[usize::from(IST_DEBUG) - 1] = (&raw const DEBUG_STACK) as u64 + STACK_SIZE as u64;
+        (*t).ist[usize::from(IST_MACHINE_CHECK) - 1] =
+            (&raw const MACHINE_CHECK_STACK) as u64 + STACK_SIZE as u64;
         // No I/O bitmap: every port access from ring 3 without IOPL faults into the hypervisor.
         (*t).iomap_base = size_of::<Tss>() as u16;
     }

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod dom0;
 pub mod domu;
 pub mod entry;
+pub mod extable;
 pub mod gdt;
 pub mod ioapic;
 pub mod lab;
