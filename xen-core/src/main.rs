@@ -142,6 +142,16 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
             printk!("self-test: FAIL: wrote to .text at {text:p}: the image is writable\n");
             power::fail(FailCode::Panic);
         }
+        // XSA-260's #DB and an NMI, in ring 0 on a guest-chosen stack; then powers off.
+        Some("ist") => {
+            if !arch::x86_64::entry::ist_selftest() {
+                printk!("ist selftest: FAIL\n");
+                power::fail(FailCode::Panic);
+            }
+            printk!("ist selftest: PASS\n");
+            printk!("{}\n", xen_core::power::POWEROFF_MESSAGE);
+            power::poweroff()
+        }
         // The teaching lab's native baseline (`xen_core::lab`); dom0 boots afterwards.
         Some("native-pte") => arch::x86_64::lab::native_pte(info.memory_map.as_ref()),
         Some(other) => printk!("unknown self-test \"{other}\"\n"),

@@ -255,6 +255,30 @@ pub fn id() -> u32 {
     }
 }
 
+/// Sends an NMI to this CPU through the interrupt command register (physical destination: its
+/// own APIC ID; the "self" shorthand is not allowed for NMIs). Used by `selftest=ist`.
+pub fn send_self_nmi() {
+    const ICR_LOW: u32 = 0x300;
+    const ICR_HIGH: u32 = 0x310;
+    const ICR_ASSERT: u32 = 1 << 14;
+    let low = LVT_DELIVERY_NMI | ICR_ASSERT;
+    match mode() {
+        Some(Mode::X2Apic) => {
+            // SAFETY: in x2APIC mode the ICR is the one 64-bit MSR 0x830 (destination in the high
+            // half); an NMI to this CPU only runs the hypervisor's NMI handler.
+            unsafe {
+                Msr::new(MSR_X2APIC_BASE + (ICR_LOW >> 4))
+                    .write((u64::from(id()) << 32) | u64::from(low))
+            }
+        }
+        Some(Mode::XApic { .. }) => {
+            write(ICR_HIGH, id() << 24);
+            write(ICR_LOW, low);
+        }
+        None => {}
+    }
+}
+
 /// Signals the end of the interrupt being handled.
 pub fn eoi() {
     write(REG_EOI, 0);

@@ -332,10 +332,10 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
     exit_to_guest(hv, &mut doms, regs, touches_others);
 }
 
-/// #DBs and NMIs taken in the hypervisor itself (reported by debug key `p` and at the start of
-/// their messages).
-static XEN_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
-static XEN_NMIS: AtomicU64 = AtomicU64::new(0);
+/// #DBs taken in the hypervisor itself.
+pub static XEN_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+/// NMIs taken in the hypervisor itself.
+pub static XEN_NMIS: AtomicU64 = AtomicU64::new(0);
 
 /// Turns a fault of the `iretq` back to a guest into the guest's own fault. The CPU pushed its
 /// frame below the one `iretq` was loading; that one, the guest's return context, is at

@@ -411,3 +411,62 @@ pub fn enable_smep_smap() -> (bool, bool) {
     }
     (smep, smap)
 }
+
+/// `selftest=ist`: the two events that must not run on a stack the guest chose, made to happen
+/// in ring 0. First a data breakpoint that fires while RSP holds a guest address (what a
+/// guest's `mov ss` + `syscall` does to the `syscall` entry on real hardware, XSA-260: TCG
+/// delivers that #DB before the `syscall`, so it cannot be provoked from a guest there); without
+/// the #DB's IST stack the CPU would push its frame at that address, fault, and double-fault.
+/// Then an NMI in ring 0, which must be survived. Returns whether both were handled.
+pub fn ist_selftest() -> bool {
+    use core::sync::atomic::Ordering;
+    static PROBE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    /// A user-half address nothing maps for the hypervisor: what a guest's RSP looks like.
+    const GUEST_RSP: u64 = 0x1000;
+    let dbs = super::dispatch::XEN_DEBUG_TRAPS.load(Ordering::SeqCst);
+    // DR7: L0 enabled, R/W0 = 01 (data writes), LEN0 = 11 (8 bytes).
+    let dr7: u64 = 1 | (0b01 << 16) | (0b11 << 18);
+    // SAFETY: interrupts are off and no guest exists. DR0 watches a hypervisor static that only
+    // this code writes. The store runs with RSP at an unmapped user address and touches no stack;
+    // the #DB it raises is a trap taken after it, on the #DB's IST stack, and returns to the
+    // instruction that puts RSP back. DR7 is cleared afterwards.
+    unsafe {
+        asm!("mov dr0, {}", in(reg) (&raw const PROBE) as u64, options(nomem, nostack));
+        asm!("mov dr7, {}", in(reg) dr7, options(nomem, nostack));
+        asm!(
+            "mov {save}, rsp",
+            "mov rsp, {bad}",
+            "mov qword ptr [{probe}], 1",
+            "mov rsp, {save}",
+            save = out(reg) _,
+            bad = in(reg) GUEST_RSP,
+            probe = in(reg) (&raw const PROBE) as u64,
+        );
+        asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack));
+    }
+    let db_ok = super::dispatch::XEN_DEBUG_TRAPS.load(Ordering::SeqCst) == dbs + 1;
+    crate::arch::x86_64::console::printk!(
+        "ist selftest: #DB with RSP {GUEST_RSP:#x} in ring 0: {}\n",
+        if db_ok {
+            "taken on the IST stack, survived"
+        } else {
+            "NOT SEEN"
+        }
+    );
+    let nmis = super::dispatch::XEN_NMIS.load(Ordering::SeqCst);
+    if super::apic::init().is_err() {
+        return false;
+    }
+    super::apic::send_self_nmi();
+    let mut spins = 0u32;
+    while super::dispatch::XEN_NMIS.load(Ordering::SeqCst) == nmis && spins < 10_000_000 {
+        core::hint::spin_loop();
+        spins += 1;
+    }
+    let nmi_ok = super::dispatch::XEN_NMIS.load(Ordering::SeqCst) == nmis + 1;
+    crate::arch::x86_64::console::printk!(
+        "ist selftest: NMI in ring 0: {}\n",
+        if nmi_ok { "survived" } else { "NOT SEEN" }
+    );
+    db_ok && nmi_ok
+}
