@@ -98,3 +98,21 @@ fn a_db_and_an_nmi_in_ring_0_on_a_guest_chosen_stack_are_survived() {
     run.expect("ist selftest: PASS");
     run.expect("SMEP ");
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn an_iret_to_refused_selectors_faults_into_the_guest_not_the_hypervisor() {
+    // Finding 3: `iret` with CS 0xe008 or a null SS made the hypervisor's `iretq` fault in ring 0
+    // (FATAL TRAP). Now, as on Xen, the attacker receives #GP(selector) at the frame it asked for.
+    let run = attack("bad-iret", &[], Duration::from_secs(120));
+    survived(&run);
+    assert_eq!(
+        reported(&run, "bad-iret", "hypervisor_cs"),
+        Some("13/0xe008/1")
+    );
+    assert_eq!(reported(&run, "bad-iret", "null_ss"), Some("13/0x0/1"));
+    assert_eq!(
+        reported(&run, "bad-iret", "hypervisor_ss"),
+        Some("13/0xe010/1")
+    );
+}

@@ -41,7 +41,7 @@ use core::ffi::c_void;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use hypercall_abi::arch_x86_64::{TrapInfo, FLAT_KERNEL_CS};
+use hypercall_abi::arch_x86_64::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use hypercall_abi::callback::{CALLBACKOP_register, CALLBACKTYPE_event, CallbackRegister};
 use hypercall_abi::sched::SHUTDOWN_crash;
 use hypercall_abi::xen::__HYPERVISOR_iret;
@@ -436,6 +436,11 @@ fn exception(frame: &mut TrapFrame) {
     if recovery != 0 && frame.vector != FAILSAFE {
         LAST.put(&trap);
         frame.rip = recovery;
+        // A recovery point is kernel code: resume there in kernel mode on the flat selectors,
+        // whatever the trapped frame held (an `iret` to a bad selector traps with that selector
+        // in the frame, and returning to it would trap again).
+        frame.cs = (frame.cs & !0xffff) | u64::from(FLAT_KERNEL_CS & !3);
+        frame.ss = u64::from(FLAT_KERNEL_SS);
         return;
     }
     let guard = CURRENT_GUARD.load(Ordering::SeqCst);
@@ -450,6 +455,50 @@ fn exception(frame: &mut TrapFrame) {
         frame.rip
     );
     hc::shutdown(SHUTDOWN_crash);
+}
+
+/// Calls `HYPERVISOR_iret` with a frame that returns to kernel mode just after the call, with
+/// code selector `cs` and stack selector `ss` (the hypervisor forces RPL 3 on both). With
+/// selectors the CPU refuses (the hypervisor's CS 0xe008, a null SS), the hypervisor's own
+/// `iretq` faults; Xen delivers that fault to the guest (#GP with the selector as error code)
+/// at the frame it asked for. Returns the trap taken, if any, and whether it was taken at the
+/// requested return address.
+pub fn iret_with_selectors(cs: u64, ss: u64) -> (Option<Trap>, bool) {
+    let target: u64;
+    // SAFETY: the frame returns to label 3 on the stack pointer the block started with, so the
+    // code after the block runs as if it had fallen through; a trap there resumes at the same
+    // label (RECOVERY) in kernel mode on the flat selectors (`exception`). Every register the
+    // iret context carries (RAX, RCX, R11) is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "lea 3f(%rip), {target}",
+            "mov {target}, {recovery}(%rip)",
+            "mov %rsp, {sp}",
+            "push {ss}",
+            "push {sp}",
+            "pushfq",
+            "push {cs}",
+            "push {target}",
+            "pushq $0",
+            "jmp {hypercall_page}+{iret_offset}",
+            "3:",
+            target = out(reg) target,
+            sp = out(reg) _,
+            cs = in(reg) cs,
+            ss = in(reg) ss,
+            recovery = sym RECOVERY,
+            hypercall_page = sym hypercall_page,
+            iret_offset = const __HYPERVISOR_iret * 32,
+            out("rax") _,
+            out("rcx") _,
+            out("r11") _,
+            options(att_syntax)
+        );
+    }
+    disarm();
+    let trap = take_last();
+    let at_target = trap.is_some_and(|t| t.rip == target);
+    (trap, at_target)
 }
 
 /// The trap recorded at the last armed recovery point, if one was taken since the last call.

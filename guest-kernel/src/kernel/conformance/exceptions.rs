@@ -451,6 +451,28 @@ fn iret_cases(s: &mut Suite) {
         )
     });
 
+    // `iret` to selectors the CPU refuses (issue 11): the hypervisor's code selector 0xe008
+    // (RPL 3 forced: 0xe00b, a DPL 0 segment) and a null SS. Xen's `iretq` back to the guest
+    // faults and its `.Lft0` fixup delivers the #GP to the guest, at the frame it asked for, with
+    // the selector as error code; the hypervisor carries on. The frame's CS is printed as the
+    // bounce frame gives it.
+    for (name, cs, ss) in [
+        ("iret.hypervisor_cs", 0xe008u64, u64::from(FLAT_KERNEL_SS)),
+        ("iret.null_ss", KERNEL_CS_RPL0, 0),
+    ] {
+        s.run(name, || {
+            let (trap, at_target) = traps::iret_with_selectors(cs, ss);
+            match trap {
+                Some(t) => values!(
+                    "{t} at_target={} frame_cs={:#x}",
+                    flag(at_target),
+                    t.cs & 0xffff
+                ),
+                None => values!("no_trap"),
+            }
+        });
+    }
+
     // HYPERVISOR_iret called directly (not from a trap): with flags 0, RAX, RCX and R11 come
     // from the frame, and RFLAGS.IF of the frame becomes the inverse of the upcall mask.
     s.run("iret.direct", || {

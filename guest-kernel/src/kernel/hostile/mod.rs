@@ -9,11 +9,13 @@
 //!
 //! One module per attack; [`ATTACKS`] is the table of names.
 
+mod bad_iret;
+
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
 
 /// Every attack, by the name `hostile=` takes.
-const ATTACKS: &[(&str, Attack)] = &[];
+const ATTACKS: &[(&str, Attack)] = &[("bad-iret", bad_iret::run)];
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {
