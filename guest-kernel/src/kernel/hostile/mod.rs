@@ -9,11 +9,14 @@
 //!
 //! One module per attack; [`ATTACKS`] is the table of names.
 
+mod gdt_leak;
+mod live_l4;
+
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
 
 /// Every attack, by the name `hostile=` takes.
-const ATTACKS: &[(&str, Attack)] = &[];
+const ATTACKS: &[(&str, Attack)] = &[("live-l4", live_l4::run), ("gdt-leak", gdt_leak::run)];
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {
