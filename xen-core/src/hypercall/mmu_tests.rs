@@ -502,7 +502,7 @@ fn back_to(g: &mut Guest, l4: u64, copy: Scratch) {
     g.w.check();
 }
 
-/// mmuext_op.leave_and_clear_old_l4 = rc=0 done=4: unpin the boot L4, leave it for a copy and
+/// mmuext_op.leave_and_clear_old_l4 = rc=0 done=4 back=0,3 (Xen 4.17's answer): unpin the boot L4, leave it for a copy and
 /// clear it, in one batch. On Xen the CPU is on the copy by the time the old table is released,
 /// so clearing it (it is an ordinary page by then) is allowed and harmless; the fourth op is
 /// read through the copy (the cleared table maps nothing).
@@ -526,7 +526,7 @@ fn a_batch_may_clear_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
     back_to(&mut g, l4, t);
 }
 
-/// mmuext_op.leave_and_copy_over_old_l4 = rc=0 done=3: the same with COPY_PAGE from a page
+/// mmuext_op.leave_and_copy_over_old_l4 = rc=0 done=3 back=0,3: the same with COPY_PAGE from a page
 /// whose "hypervisor slots" the guest chose.
 #[test]
 fn a_batch_may_overwrite_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
@@ -552,9 +552,9 @@ fn a_batch_may_overwrite_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
     }
 }
 
-/// multicall.leave_l4_then_write_its_xen_slots = rc=0 results=0,0 done=2,16: in a multicall,
-/// the first call unpins and leaves the boot L4, the second writes zeros over its hypervisor
-/// slots with plain `mmu_update` writes (it has no type left).
+/// multicall.leave_l4_then_write_its_xen_slots = rc=0 results=0,0 done=2,16 back=0,3: in a
+/// multicall, the first call unpins and leaves the boot L4, the second writes zeros over its
+/// hypervisor slots with plain `mmu_update` writes (it has no type left).
 #[test]
 fn a_multicall_may_write_over_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
     let mut g = Guest::new();
@@ -605,8 +605,9 @@ fn a_multicall_may_write_over_the_l4_it_left_once_the_cpu_runs_on_the_new_one() 
     back_to(&mut g, l4, t);
 }
 
-/// mmuext_op.drop_and_clear_user_l4 = rc=0 done=2: the user L4 is never the table in CR3
-/// during a hypercall (they come from guest kernel mode), so it may go at once, as in Xen.
+/// The user L4 is never the table in CR3 during a hypercall (they come from guest kernel mode),
+/// so `MMUEXT_NEW_USER_BASEPTR` may release it at once, as Xen does: dropping it and clearing it
+/// in one batch is rc=0 done=2.
 #[test]
 fn the_user_l4_is_released_at_once_since_hypercalls_run_on_the_kernel_l4() {
     let mut g = Guest::new();
