@@ -116,3 +116,35 @@ fn an_iret_to_refused_selectors_faults_into_the_guest_not_the_hypervisor() {
         Some("13/0xe010/1")
     );
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn the_l4_the_cpu_runs_on_cannot_be_changed_by_the_batch_that_leaves_it() {
+    // Issue 11, finding 2: unpin + NEW_BASEPTR + CLEAR_PAGE/COPY_PAGE in one mmuext_op batch,
+    // and unpin + NEW_BASEPTR then mmu_update over the old L4's hypervisor slots in a multicall.
+    // Xen switches CR3 before it releases the old table: every step succeeds, harmlessly.
+    let run = attack("live-l4", &[], Duration::from_secs(120));
+    survived(&run);
+    let says = |key| reported(&run, "live-l4", key);
+    assert_eq!(says("batch_clear"), Some("0,4"), "Xen's answer");
+    assert_eq!(says("batch_copy"), Some("0,3"), "Xen's answer");
+    assert_eq!(says("multicall"), Some("0,0,0"), "Xen's answer");
+    assert_eq!(says("xen_slots_intact"), Some("1"));
+    let undone = run
+        .log
+        .iter()
+        .filter(|l| l.contains("(d1) hostile: live-l4:") && l.contains(" back=0,3"))
+        .count();
+    assert_eq!(undone, 3, "every sequence undone");
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_domu_that_dies_with_a_gdt_installed_gives_back_every_frame() {
+    // Issue 11, finding 5: the set_gdt frames' references are dropped at teardown, so the dead
+    // attacker's memory all returns to the pool (`survived` checks the free-frame count).
+    let run = attack("gdt-leak", &[], Duration::from_secs(120));
+    survived(&run);
+    assert_eq!(reported(&run, "gdt-leak", "set_gdt"), Some("0,0"));
+    assert_eq!(reported(&run, "gdt-leak", "set_ldt"), Some("0"));
+}

@@ -132,8 +132,11 @@ pub struct FlushRequest {
     pub local_flush: bool,
     /// Invalidate these linear addresses (`invlpg`); meaningless when `local_flush` is set.
     pub invlpg: heapless::Vec<u64, MAX_INVLPG>,
-    /// Load CR3 with this top-level table now, even if it is the one loaded (Xen's
-    /// `write_ptbase`; a CR3 load also flushes the non-global TLB entries).
+    /// Reload CR3 on the way out, even if the table is the one loaded (a CR3 write also flushes
+    /// the non-global TLB entries): a guest mode toggle asks for the other mode's table. The arch
+    /// layer loads the vCPU's current table ([`Domain::current_l4`], which holds a type
+    /// reference), not necessarily this one. `MMUEXT_NEW_BASEPTR` does not come here: it switches
+    /// CR3 at once (`Machine::write_ptbase`).
     pub new_cr3: Option<Mfn>,
     /// Write back and invalidate the caches (`wbinvd`, `MMUEXT_FLUSH_CACHE[_GLOBAL]`).
     pub cache_flush: bool,

@@ -64,17 +64,21 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
             ));
         }
     }
+    live_cr3(mm, mem, doms, None)?;
     for d in doms {
-        for t in [Some(d.l4), d.vcpu.user_l4].into_iter().flatten() {
-            if t.0 == 0 {
-                continue;
-            }
-            let f = frame(t.0).ok_or_else(|| format!("d{} base pointer {t:?} beyond RAM", d.id))?;
-            if f.page_type() != PageType::L4 || !f.validated() || f.owner() != Owner::Domain(d.id) {
-                return Err(format!("d{} base pointer {t:?} is {f:?}", d.id));
-            }
+        for t in base_pointers(d) {
             count[t.0 as usize] += 1;
             tcount[t.0 as usize] += 1;
+        }
+        // `set_gdt`: each frame of the guest's GDT holds a general and a descriptor-page type
+        // reference while installed.
+        for &g in &d.vcpu.gdt_frames {
+            let f = frame(g.0).ok_or_else(|| format!("d{} GDT frame {g:?} beyond RAM", d.id))?;
+            if f.page_type() != PageType::SegDesc || f.owner() != Owner::Domain(d.id) {
+                return Err(format!("d{} GDT frame {g:?} is {f:?}", d.id));
+            }
+            count[g.0 as usize] += 1;
+            tcount[g.0 as usize] += 1;
         }
     }
 
@@ -193,6 +197,73 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
             return Err(format!(
                 "{mfn:?} is {f:?}; the recount says {} linear entries, {} linear uses",
                 linear_entries[i], linear_uses[i]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The tables a vCPU's CR3 can hold: its kernel L4 (`guest_table`) and, when set, its user L4
+/// (`guest_table_user`), each holding a general and an L4 type reference.
+fn base_pointers(d: &Domain) -> impl Iterator<Item = Mfn> {
+    [Some(d.l4), d.vcpu.user_l4]
+        .into_iter()
+        .flatten()
+        .filter(|t| t.0 != 0)
+}
+
+/// The live-CR3 invariant. Every table a vCPU's CR3 can hold (its kernel L4 and, when set, its
+/// user L4: which one depends on the guest mode, `update_cr3`) is a validated L4 of its domain
+/// with a nonzero type count, so it can be neither mapped writable nor changed except through
+/// validated updates, and its hypervisor slots are Xen's. `cpu`, when the caller models it, is
+/// the table the CPU runs on now (CR3): it must be one of those tables, the same rule for the
+/// table actually in use (a table is released only after the CPU has left it, `new_guest_cr3`).
+pub(crate) fn live_cr3(
+    mm: &Mm<'_>,
+    mem: &dyn MachineMemory,
+    doms: &[&Domain],
+    cpu: Option<Mfn>,
+) -> Result<(), String> {
+    let live = |t: Mfn, who: &str| -> Result<(), String> {
+        let f = mm
+            .frames
+            .get(t)
+            .ok_or_else(|| format!("{who} {t:?} beyond RAM"))?;
+        if f.page_type() != PageType::L4
+            || !f.validated()
+            || f.type_count() == 0
+            || !matches!(f.owner(), Owner::Domain(_))
+        {
+            return Err(format!("{who} {t:?} is {f:?}"));
+        }
+        let bytes = mem
+            .read(t.maddr(), 4096)
+            .ok_or_else(|| format!("{who} {t:?} unreadable"))?;
+        for (k, &want) in mm.cfg.xen_l4_slots.iter().enumerate() {
+            let at = (FIRST_XEN_SLOT + k) * 8;
+            let e = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            if e != want {
+                return Err(format!(
+                    "{who} {t:?}: slot {} is {e:#x}, not Xen's",
+                    FIRST_XEN_SLOT + k
+                ));
+            }
+        }
+        Ok(())
+    };
+    for d in doms {
+        for t in base_pointers(d) {
+            live(t, &format!("d{} base pointer", d.id))?;
+            if mm.frames.get(t).map(|f| f.owner()) != Some(Owner::Domain(d.id)) {
+                return Err(format!("d{} base pointer {t:?} is not its own", d.id));
+            }
+        }
+    }
+    if let Some(t) = cpu {
+        live(t, "the table in CR3")?;
+        if !doms.iter().any(|d| base_pointers(d).any(|b| b == t)) {
+            return Err(format!(
+                "the table in CR3 {t:?} is no vCPU's kernel or user L4"
             ));
         }
     }

@@ -255,13 +255,25 @@ impl<'t> Mm<'t> {
     }
 
     /// Takes a dead domain's frames back (`domain_relinquish_resources`): drops its base
-    /// pointers, its pins, its shares and its allocation references, then forgets it. Returns
-    /// how many of its frames are still referenced (by another domain's tables) and so are not
-    /// freed; they stay owned by the id, as Xen's zombie domains keep theirs.
+    /// pointers, its GDT frames, its pins, its shares and its allocation references, then
+    /// forgets it. Returns how many of its frames are still referenced (by another domain's
+    /// tables) and so are not freed; they stay owned by the id, as Xen's zombie domains keep
+    /// theirs.
+    ///
+    /// Every reference the hypervisor holds on the domain's behalf goes here: the vCPU's kernel
+    /// and user L4 (CR3 is elsewhere by now: a domain is torn down from dom0's entry, on dom0's
+    /// tables), the frames of the GDT it installed with `set_gdt`, pins, and the shared pages
+    /// (shared_info, grant-table frames). The LDT (`MMUEXT_SET_LDT`) holds none: its pages are
+    /// not mapped by the hypervisor. What the tables themselves reference goes as each table
+    /// loses its last type reference and is devalidated; grant mappings are dropped before this
+    /// (`hypercall::grant_table::domain_dying`).
     pub fn relinquish_domain(&mut self, mem: &mut dyn MachineMemoryMut, dom: &mut Domain) -> usize {
         let owner = Owner::Domain(dom.id);
         let kernel = core::mem::replace(&mut dom.l4, Mfn(0));
         let user = dom.vcpu.user_l4.take();
+        let gdt = core::mem::take(&mut dom.vcpu.gdt_frames);
+        dom.vcpu.gdt_ents = 0;
+        (dom.vcpu.ldt_base, dom.vcpu.ldt_ents) = (0, 0);
         let max = self.frames.max_ram_page();
         {
             let mut pt = self.pt_for(mem, dom);
@@ -270,6 +282,11 @@ impl<'t> Mm<'t> {
                 if t.0 != 0 && pt.mm.frames.get(t).is_some_and(|f| f.owner() == owner) {
                     pt.put_page_and_type(t);
                 }
+            }
+            // `pv_destroy_gdt` ("Relinquish GDT/LDT mappings"): `set_gdt` took a general and a
+            // descriptor-page type reference on each frame (`pv_set_gdt`).
+            for g in gdt {
+                pt.put_page_and_type(g);
             }
             // `relinquish_memory`: pins first (they may hold whole trees), then the rest.
             for m in 0..max {

@@ -5,7 +5,7 @@
 use hypercall_abi::xen::DOMID_SELF;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::audit::audit;
+use super::audit::{audit, live_cr3};
 use super::{FrameInfo, Mm, MmConfig, Owner};
 use crate::domain::{Domain, MachineInfo};
 use crate::domain_build::tests::Elf;
@@ -112,6 +112,7 @@ impl World {
             console: Vec::new(),
             now: 0,
             mm: Some(mm),
+            cr3: None,
         };
         let info = MachineInfo {
             max_ram_page: WORLD_FRAMES,
@@ -136,15 +137,21 @@ impl World {
         *self.mm().frames.get(mfn).unwrap()
     }
 
-    /// Runs the full recount; panics with what is wrong.
+    /// Runs the full recount and the live-CR3 check (the table the CPU runs on is the
+    /// domain's); panics with what is wrong.
     pub fn check(&self) {
-        if let Err(e) = audit(self.mm(), &self.m.mem, &[&self.dom]) {
+        let doms = [&self.dom];
+        let r = audit(self.mm(), &self.m.mem, &doms)
+            .and_then(|()| live_cr3(self.mm(), &self.m.mem, &doms, self.m.cr3));
+        if let Err(e) = r {
             panic!("frame table audit: {e}");
         }
     }
 
     /// Issues hypercall `nr` as the domain.
     pub fn call(&mut self, nr: u32, a: [u64; 5]) -> i64 {
+        // The guest entered on the table of its mode (the exit path loaded it).
+        self.m.cr3 = Some(self.dom.current_l4());
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
         let mut grants = Box::new(crate::grant_table::GrantTable::new());
@@ -305,6 +312,7 @@ impl Two {
             console: Vec::new(),
             now: 0,
             mm: Some(mm),
+            cr3: None,
         };
         let t = Two {
             m,
@@ -325,9 +333,12 @@ impl Two {
         *self.mm().frames.get(Mfn(mfn)).unwrap()
     }
 
-    /// The full recount over both domains.
+    /// The full recount over both domains, and the live-CR3 check (the table the CPU runs on is
+    /// one of theirs).
     pub fn audit(&self) -> Result<(), String> {
-        audit(self.mm(), &self.m.mem, &[&self.doms[0], &self.doms[1]])
+        let doms = [&self.doms[0], &self.doms[1]];
+        audit(self.mm(), &self.m.mem, &doms)?;
+        live_cr3(self.mm(), &self.m.mem, &doms, self.m.cr3)
     }
 
     pub fn check(&self) {
@@ -336,8 +347,9 @@ impl Two {
         }
     }
 
-    /// Runs `f` as domain `d`.
+    /// Runs `f` as domain `d`, which entered on the table of its mode (the exit path loaded it).
     pub fn ctx<R>(&mut self, d: usize, f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R) -> R {
+        self.m.cr3 = Some(self.doms[d].current_l4());
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
         let mut grants = Box::new(crate::grant_table::GrantTable::new());

@@ -378,7 +378,9 @@ fn a_new_base_pointer_takes_the_new_l4_and_releases_the_old_one() {
     t.doms[1].vcpu.flush.take();
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_BASEPTR, x, 0)], SELF_ID), 0);
     assert_eq!(t.doms[1].l4, Mfn(x));
-    assert_eq!(t.doms[1].vcpu.flush.new_cr3, Some(Mfn(x)));
+    // CR3 switched at once (`write_ptbase`), before the old table was released.
+    assert_eq!(t.m.cr3, Some(Mfn(x)));
+    assert_eq!(t.doms[1].vcpu.flush.new_cr3, None);
     let (old, new) = (t.frame(d1(0)), t.frame(x));
     assert_eq!(
         (old.type_count(), new.type_count()),
@@ -722,4 +724,77 @@ fn relinquishing_every_domain_returns_every_count_to_zero() {
             _ => assert_eq!(*f, super::FrameInfo::FREE, "{mfn:?}"),
         }
     }
+}
+
+/// Domain 1 installs a GDT of its frames 20 and 21 (taken out of its writable mappings first)
+/// and an LDT: what a guest kernel does before it reboots.
+fn install_gdt_and_ldt(t: &mut Two) {
+    for k in [20, 21] {
+        assert_eq!(t.mmu(1, &[(Two::slot(d1(3), k), 0)], SELF_ID), (0, 1));
+    }
+    let list = page_va(12);
+    let mut g = crate::guest::PageTableGuest {
+        mem: &mut t.m.mem,
+        l4: t.doms[1].l4,
+    };
+    crate::guest::copy_to_guest(&mut g, list, &[d1(20), d1(21)]).unwrap();
+    assert_eq!(t.call(1, __HYPERVISOR_set_gdt, [list, 1024, 0, 0, 0]), 0);
+    assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x40_0000, 16)], SELF_ID), 0);
+    let f = t.frame(d1(20));
+    assert_eq!(
+        (f.page_type(), f.type_count(), f.count()),
+        (PageType::SegDesc, 1, 2)
+    );
+    t.check();
+}
+
+/// Every frame of domain 1 is free again, and the frame table agrees with what is left.
+fn domain1_is_gone(t: &Two, others: &[&crate::domain::Domain]) {
+    for m in (d1(0)..d1(DOM_FRAMES)).chain([7]) {
+        assert_eq!(t.frame(m), super::FrameInfo::FREE, "{:?}", Mfn(m));
+    }
+    super::audit::audit(t.mm(), &t.m.mem, others).unwrap();
+}
+
+/// `domain_relinquish_resources` drops the GDT frames' references (`pv_destroy_gdt`): without
+/// that, a domU that called `set_gdt` kept its whole memory after it died (issue 11, finding 5).
+#[test]
+fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
+    let mut t = Two::new();
+    install_gdt_and_ldt(&mut t);
+    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
+    assert!(t.doms[1].vcpu.gdt_frames.is_empty());
+    assert_eq!((t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents), (0, 0));
+    domain1_is_gone(&t, &[&t.doms[0]]);
+}
+
+/// The whole teardown (`DomainSet::destroy`: grants, event channels, memory) of a domain that
+/// installed a GDT and an LDT gives every one of its frames back.
+#[test]
+fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
+    use crate::domains::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+    let mut t = Two::new();
+    install_gdt_and_ldt(&mut t);
+    let mut set = Box::new(DomainSet::new());
+    for (slot, dom) in t.doms.iter().enumerate() {
+        let g = Guest {
+            dom: dom.clone(),
+            regs: crate::regs::Regs::default(),
+            sched: SchedInfo::default(),
+            name: heapless::String::new(),
+            module: 0,
+            rings: None,
+            destroy: true,
+            reported: true,
+        };
+        set.install(slot, g, MAX_PORT_2L);
+    }
+    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let gone = set.destroy(1, mm, mem).unwrap();
+    assert_eq!(gone.guest.dom.id, 1);
+    assert_eq!(gone.still_referenced, 0);
+    assert!(set.guest(1).is_none(), "the slot is free");
+    let dom0 = set.guest(0).unwrap().dom.clone();
+    domain1_is_gone(&t, &[&dom0]);
 }

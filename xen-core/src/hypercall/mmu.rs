@@ -472,9 +472,8 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     let Some((mm, mem)) = ctx.m.mm() else {
         return Err(Errno::ENOSYS);
     };
-    let guest_l4 = ctx.dom.l4;
     let curr = ctx.dom.info();
-    let (count, done) = match batch_start(mem, guest_l4, &ops, count, pdone, foreigndom)? {
+    let (count, done) = match batch_start(mem, ctx.dom.l4, &ops, count, pdone, foreigndom)? {
         BatchStart::Finished(rc) => return Ok(rc),
         BatchStart::Run { count, done } => (count, done),
     };
@@ -482,25 +481,42 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     // `xsm_mmuext_op`.
     xsm_target(curr, pg_owner)?;
 
-    let (mut pt, mut parts) = pt(mm, &mut *mem, &mut *ctx.dom);
     let mut rc = Ok(());
     let mut i = 0;
     while i < count {
-        let op = match ops.get(pt.mem, guest_l4, i) {
-            Ok(op) => op,
-            Err(e) => {
-                rc = Err(e);
-                break;
-            }
-        };
-        if let Err(e) = mmuext_one(&mut pt, &mut parts, op, pg_owner) {
+        if let Err(e) = mmuext_step(ctx, &ops, i, pg_owner) {
             rc = Err(e);
             break;
         }
         i += 1;
     }
-    write_done(mem, guest_l4, pdone, done.wrapping_add(i));
+    // Through the tables in use now, as Xen's `copy_to_guest` goes through CR3.
+    if let Some((_, mem)) = ctx.m.mm() {
+        write_done(mem, ctx.dom.l4, pdone, done.wrapping_add(i));
+    }
     status(rc)
+}
+
+/// Element `i` of an `mmuext_op` batch, read and done. The element is read through the caller's
+/// current tables: an earlier `MMUEXT_NEW_BASEPTR` of the same batch changed them (and CR3, on
+/// Xen as here), and the old ones may be an ordinary, guest-writable page by now.
+fn mmuext_step<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    ops: &Batch<'_, MmuextOp>,
+    i: u32,
+    pg_owner: Owner,
+) -> Result<(), Errno> {
+    let (mm, mem) = ctx.m.mm().ok_or(Errno::ENOSYS)?;
+    let op = ops.get(mem, ctx.dom.l4, i)?;
+    if op.cmd == MMUEXT_NEW_BASEPTR {
+        // `new_guest_cr3` switches CR3, which the frame-table context cannot reach.
+        if pg_owner != Owner::Domain(ctx.dom.id) {
+            return Err(Errno::EPERM);
+        }
+        return new_guest_cr3(ctx, Mfn(op.mfn()));
+    }
+    let (mut pt, mut parts) = pt(mm, mem, ctx.dom);
+    mmuext_one(&mut pt, &mut parts, op, pg_owner)
 }
 
 /// `get_page_from_gfn` for a PV domain: a reference on a frame `owner` owns. With `ram_only`,
@@ -566,12 +582,11 @@ fn mmuext_one(
             pt.put_page(mfn);
             Ok(())
         }
-        MMUEXT_NEW_BASEPTR => {
-            if !own {
-                return Err(Errno::EPERM);
-            }
-            new_guest_cr3(pt, d, mfn)
-        }
+        // Done by `mmuext_step` (it switches CR3); not reached.
+        MMUEXT_NEW_BASEPTR => Err(Errno::EPERM),
+        // The vCPU runs on its kernel table while it makes hypercalls (from guest user mode,
+        // `syscall` is the guest kernel's), so the user table is not the one in CR3 and may lose
+        // its reference at once, as in Xen's `MMUEXT_NEW_USER_BASEPTR`.
         MMUEXT_NEW_USER_BASEPTR => {
             if !own {
                 return Err(Errno::EPERM);
@@ -717,18 +732,31 @@ fn copy_frame(mem: &mut dyn MachineMemoryMut, src: Option<Mfn>, dst: Mfn) -> Res
     Ok(())
 }
 
-/// `new_guest_cr3` for a 64-bit guest: install `mfn` as the kernel base pointer.
-fn new_guest_cr3(pt: &mut Pt<'_, '_>, d: &mut DomainParts<'_>, mfn: Mfn) -> Result<(), Errno> {
-    let old = *d.l4;
+/// `new_guest_cr3` for a 64-bit guest: installs `mfn` as the kernel base pointer. As in Xen, the
+/// new table is taken, CR3 is switched to it (`write_ptbase`), and only then is the old one
+/// released: the table the CPU runs on never loses its last L4 type reference while the CPU
+/// uses it. (Were the old table put first and CR3 switched on the way out, the rest of the batch
+/// or multicall could unpin it, map it writable or `CLEAR_PAGE`/`COPY_PAGE` it, and rewrite the
+/// hypervisor's slots of the table the CPU was still running on.)
+fn new_guest_cr3<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, mfn: Mfn) -> Result<(), Errno> {
+    let old = ctx.dom.l4;
     if old == mfn {
-        // Reloading the current table: just `write_ptbase`.
-        pt.flush.load_cr3(mfn);
+        // Reloading the current table: just `write_ptbase` (a full TLB flush).
+        ctx.m.write_ptbase(mfn);
         return Ok(());
     }
-    pt.get_page_and_type(mfn, Owner::Domain(pt.caller.id), PageType::L4)?;
-    *d.l4 = mfn;
-    pt.flush.load_cr3(mfn);
+    {
+        let (mm, mem) = ctx.m.mm().ok_or(Errno::ENOSYS)?;
+        let (mut pt, _) = pt(mm, mem, ctx.dom);
+        let me = Owner::Domain(pt.caller.id);
+        pt.get_page_and_type(mfn, me, PageType::L4)?;
+    }
+    ctx.dom.l4 = mfn;
+    // `update_cr3` + `write_ptbase`: hypercalls come from guest kernel mode, whose table this is.
+    ctx.m.write_ptbase(ctx.dom.current_l4());
     if old.0 != 0 {
+        let (mm, mem) = ctx.m.mm().ok_or(Errno::ENOSYS)?;
+        let (mut pt, _) = pt(mm, mem, ctx.dom);
         pt.put_page_and_type(old);
     }
     Ok(())

@@ -7,7 +7,7 @@ use hypercall_abi::xen::*;
 
 use crate::frame_table::testing::{World, SELF};
 use crate::frame_table::{pte, Owner, PageType};
-use crate::mm::Mfn;
+use crate::mm::{MachineMemoryMut, Mfn};
 
 const EPERM: i64 = -1;
 const EFAULT: i64 = -14;
@@ -467,5 +467,165 @@ fn the_msi_window_is_not_dom0s() {
         0
     );
     g.restore(b);
+    g.w.check();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The L4 the CPU runs on (issue 11, finding 2): `new_guest_cr3` switches CR3 before it releases
+// the old table, so nothing later in the batch or multicall can make the table in CR3 writable.
+// `Guest::mmuext_op` and friends run `World::check` after every call, whose live-CR3 check
+// fails if the table the CPU runs on is not a validated L4 of the domain with Xen's slots.
+
+/// Scratch page 4 as a copy of the current L4 (mapped read-only, not yet validated).
+fn l4_copy(g: &mut Guest) -> Scratch {
+    let t = g.scratch(4);
+    let copy: Vec<u64> = (0..512)
+        .map(|i| g.w.peek(g.w.built.layout.page_tables.start + 8 * i))
+        .collect();
+    g.table_page(t, &copy);
+    t
+}
+
+/// Goes back to the boot L4 `l4` (whose frame held something else meanwhile): `copy` (the
+/// current L4, a copy of it) is copied over it, it becomes the base pointer again and is
+/// pinned again, and `copy` is an ordinary page once more.
+fn back_to(g: &mut Guest, l4: u64, copy: Scratch) {
+    let ops = [
+        ext(MMUEXT_COPY_PAGE, l4, copy.mfn),
+        ext(MMUEXT_NEW_BASEPTR, l4, 0),
+        ext(MMUEXT_PIN_L4_TABLE, l4, 0),
+    ];
+    assert_eq!(g.mmuext_op(&ops, SELF), (0, 3));
+    assert_eq!(g.w.m.cr3, Some(Mfn(l4)));
+    assert!(!g.w.frame(Mfn(copy.mfn)).validated(), "the copy is left");
+    g.restore(copy);
+    g.w.check();
+}
+
+/// mmuext_op.leave_and_clear_old_l4 = rc=0 done=4 back=0,3 (Xen 4.17's answer): unpin the boot L4, leave it for a copy and
+/// clear it, in one batch. On Xen the CPU is on the copy by the time the old table is released,
+/// so clearing it (it is an ordinary page by then) is allowed and harmless; the fourth op is
+/// read through the copy (the cleared table maps nothing).
+#[test]
+fn a_batch_may_clear_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
+    let mut g = Guest::new();
+    let l4 = g.l4();
+    let t = l4_copy(&mut g);
+    let ops = [
+        ext(MMUEXT_UNPIN_TABLE, l4, 0),
+        ext(MMUEXT_NEW_BASEPTR, t.mfn, 0),
+        ext(MMUEXT_CLEAR_PAGE, l4, 0),
+        ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+    ];
+    // `mmuext_op` checks that the table in CR3 is live after the call.
+    assert_eq!(g.mmuext_op(&ops, SELF), (0, 4));
+    assert_eq!(g.w.m.cr3, Some(Mfn(t.mfn)), "CR3 switched within the batch");
+    let old = g.w.frame(Mfn(l4));
+    assert_eq!((old.page_type(), old.type_count()), (PageType::Writable, 0));
+    assert_eq!(g.w.m.mem.read_u64(Mfn(l4).maddr()), Some(0), "cleared");
+    back_to(&mut g, l4, t);
+}
+
+/// mmuext_op.leave_and_copy_over_old_l4 = rc=0 done=3 back=0,3: the same with COPY_PAGE from a page
+/// whose "hypervisor slots" the guest chose.
+#[test]
+fn a_batch_may_overwrite_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
+    let mut g = Guest::new();
+    let l4 = g.l4();
+    let t = l4_copy(&mut g);
+    let c = g.scratch(2);
+    for i in 256..272 {
+        g.w.poke(c.va + 8 * i, entry(c.mfn, DATA_FLAGS | pte::USER));
+    }
+    let ops = [
+        ext(MMUEXT_UNPIN_TABLE, l4, 0),
+        ext(MMUEXT_NEW_BASEPTR, t.mfn, 0),
+        ext(MMUEXT_COPY_PAGE, l4, c.mfn),
+    ];
+    assert_eq!(g.mmuext_op(&ops, SELF), (0, 3));
+    assert_eq!(g.w.m.cr3, Some(Mfn(t.mfn)));
+    let slot256 = g.w.m.mem.read_u64(crate::mm::Maddr((l4 << 12) + 256 * 8));
+    assert_eq!(slot256, Some(entry(c.mfn, DATA_FLAGS | pte::USER)));
+    back_to(&mut g, l4, t);
+    for i in 256..272 {
+        g.w.poke(c.va + 8 * i, 0);
+    }
+}
+
+/// multicall.leave_l4_then_write_its_xen_slots = rc=0 results=0,0 done=2,16 back=0,3: in a
+/// multicall, the first call unpins and leaves the boot L4, the second writes zeros over its
+/// hypervisor slots with plain `mmu_update` writes (it has no type left).
+#[test]
+fn a_multicall_may_write_over_the_l4_it_left_once_the_cpu_runs_on_the_new_one() {
+    let mut g = Guest::new();
+    let l4 = g.l4();
+    let t = l4_copy(&mut g);
+    let (ops_va, reqs_va, calls_va, done_va) = (
+        g.w.scratch_va(18),
+        g.w.scratch_va(19),
+        g.w.scratch_va(20),
+        g.w.scratch_va(21),
+    );
+    let ops = [
+        ext(MMUEXT_UNPIN_TABLE, l4, 0),
+        ext(MMUEXT_NEW_BASEPTR, t.mfn, 0),
+    ];
+    for (i, o) in ops.iter().enumerate() {
+        g.w.put(ops_va + 24 * i as u64, o);
+    }
+    for k in 0..16u64 {
+        let req = normal((l4 << 12) + (256 + k) * 8, 0);
+        g.w.put(reqs_va + 16 * k, &req);
+    }
+    let calls = [
+        MulticallEntry {
+            op: __HYPERVISOR_mmuext_op.into(),
+            result: 0x5a5a,
+            args: [ops_va, 2, done_va, SELF, 0, 0],
+        },
+        MulticallEntry {
+            op: __HYPERVISOR_mmu_update.into(),
+            result: 0x5a5a,
+            args: [reqs_va, 16, done_va + 4, SELF, 0, 0],
+        },
+    ];
+    for (i, c) in calls.iter().enumerate() {
+        g.w.put(calls_va + 64 * i as u64, c);
+    }
+    let rc = g.w.call(__HYPERVISOR_multicall, [calls_va, 2, 0, 0, 0]);
+    g.w.check();
+    let results: Vec<u64> = (0..2)
+        .map(|i| g.w.get::<u64>(calls_va + 64 * i + 8))
+        .collect();
+    let done = (g.w.get::<u32>(done_va), g.w.get::<u32>(done_va + 4));
+    assert_eq!((rc, results, done), (0, vec![0, 0], (2, 16)));
+    assert_eq!(g.w.m.cr3, Some(Mfn(t.mfn)));
+    let slot256 = g.w.m.mem.read_u64(crate::mm::Maddr((l4 << 12) + 256 * 8));
+    assert_eq!(slot256, Some(0));
+    back_to(&mut g, l4, t);
+}
+
+/// The user L4 is never the table in CR3 during a hypercall (they come from guest kernel mode),
+/// so `MMUEXT_NEW_USER_BASEPTR` may release it at once, as Xen does: dropping it and clearing it
+/// in one batch is rc=0 done=2.
+#[test]
+fn the_user_l4_is_released_at_once_since_hypercalls_run_on_the_kernel_l4() {
+    let mut g = Guest::new();
+    let l4 = g.l4();
+    let t = l4_copy(&mut g);
+    assert_eq!(g.ext1(MMUEXT_NEW_USER_BASEPTR, t.mfn), 0);
+    assert_eq!(g.w.dom.vcpu.user_l4, Some(Mfn(t.mfn)));
+    // In user mode the CPU runs on the user table: still a live L4.
+    g.w.dom.toggle_guest_mode().unwrap();
+    g.w.m.cr3 = Some(g.w.dom.current_l4());
+    g.w.check();
+    g.w.dom.toggle_guest_mode().unwrap();
+    let ops = [
+        ext(MMUEXT_NEW_USER_BASEPTR, 0, 0),
+        ext(MMUEXT_CLEAR_PAGE, t.mfn, 0),
+    ];
+    assert_eq!(g.mmuext_op(&ops, SELF), (0, 2));
+    assert_eq!(g.w.m.cr3, Some(Mfn(l4)));
+    g.restore(t);
     g.w.check();
 }

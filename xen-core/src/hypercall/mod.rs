@@ -59,6 +59,14 @@ pub trait Machine: MachineMemoryMut {
         None
     }
 
+    /// Loads CR3 with top-level table `l4` now, flushing the whole TLB, global entries included
+    /// (Xen's `write_ptbase`, whose `switch_cr3_cr4` toggles CR4.PGE). `MMUEXT_NEW_BASEPTR`
+    /// calls it between taking the new table and dropping the old one (`new_guest_cr3`), so the
+    /// table the CPU runs on never loses its last L4 type reference while the CPU uses it: a
+    /// table without one could be made writable and its hypervisor slots overwritten.
+    /// `l4` is a validated L4 the caller holds a type reference on.
+    fn write_ptbase(&mut self, l4: crate::mm::Mfn);
+
     /// Brings the interrupt controller in line with the control domain's PIRQs: each GSI's
     /// line unmasked exactly when `pirqs.line_enabled(gsi)` (after a bind, close or EOI). The
     /// default, for machines without routable interrupts, does nothing.

@@ -20,6 +20,10 @@ pub struct FakeMachine {
     pub now: u64,
     /// The frame table, for tests of the page-table hypercalls (`None`: they return -ENOSYS).
     pub mm: Option<Mm<'static>>,
+    /// The table the CPU runs on (CR3), as far as a test models it: test worlds set it to the
+    /// caller's current table at each entry (what the arch layer's exit path loaded before the
+    /// guest ran), and [`Machine::write_ptbase`] changes it. `None`: not modelled.
+    pub cr3: Option<Mfn>,
 }
 
 impl MachineMemory for FakeMachine {
@@ -57,6 +61,9 @@ impl Machine for FakeMachine {
         let mm = self.mm.as_mut()?;
         Some((mm, &mut self.mem))
     }
+    fn write_ptbase(&mut self, l4: Mfn) {
+        self.cr3 = Some(l4);
+    }
 }
 
 /// A machine of 32 frames: L4 at frame 1, L3 at 2, L2 at 3, L1 at 4, shared_info at 5, guest data
@@ -82,6 +89,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         console: Vec::new(),
         now: 1_000_000_000,
         mm: None,
+        cr3: None,
     };
     (
         m,

@@ -10,12 +10,18 @@
 //! One module per attack; [`ATTACKS`] is the table of names.
 
 mod bad_iret;
+mod gdt_leak;
+mod live_l4;
 
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
 
 /// Every attack, by the name `hostile=` takes.
-const ATTACKS: &[(&str, Attack)] = &[("bad-iret", bad_iret::run)];
+const ATTACKS: &[(&str, Attack)] = &[
+    ("bad-iret", bad_iret::run),
+    ("live-l4", live_l4::run),
+    ("gdt-leak", gdt_leak::run),
+];
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {

@@ -26,7 +26,7 @@ use xen_core::sched::{self as policy, Candidate};
 use super::console::{print_emergency, printk};
 use super::domu::{self, Pool};
 use super::gdt::GUEST_CS32;
-use super::machine::{native_cpuid, HvMachine, RealPorts};
+use super::machine::{native_cpuid, Cr3Load, HvMachine, RealPorts};
 use super::{apic, ioapic, power};
 
 /// Everything the hypervisor keeps besides the domains themselves.
@@ -66,7 +66,6 @@ struct Loaded {
     /// MSR_SHADOW_GS_BASE: the other mode's.
     gs_shadow: u64,
     ts: bool,
-    cr3: u64,
 }
 
 static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -140,7 +139,6 @@ pub fn run(m: HvMachine, info: MachineInfo, pool: Pool, cur: usize) -> ! {
             gs: 1,
             gs_shadow: 1,
             ts: true,
-            cr3: 0,
         },
         armed: None,
         loaded_debug: ([0; 4], 0x400),
@@ -790,15 +788,16 @@ fn perform_flushes(hv: &mut Hv, dom: &mut Domain) {
     if req.is_empty() {
         return;
     }
-    // SAFETY: each operation only drops cached translations or writes back caches; CR3 is loaded
-    // with a validated L4 of the domain, which maps the hypervisor in its reserved slots.
+    if req.new_cr3.is_some() {
+        // The table the vCPU's mode runs on (`update_cr3`), which is its kernel or user L4 and
+        // so holds a type reference: not the recorded one, which a later hypercall of the same
+        // entry could have replaced (and released).
+        hv.m.load_cr3(dom.current_l4(), Cr3Load::Always);
+    }
+    // SAFETY: each operation only drops cached translations or writes back caches.
     unsafe {
         if req.cache_flush {
             asm!("wbinvd", options(nomem, nostack));
-        }
-        if let Some(l4) = req.new_cr3 {
-            asm!("mov cr3, {}", in(reg) l4.maddr().0, options(nostack));
-            hv.loaded.cr3 = l4.maddr().0;
         }
         if req.local_flush {
             // Toggling CR4.PGE flushes global entries too (Xen marks guest user mappings global).
@@ -1060,7 +1059,6 @@ fn load_vcpu_state(hv: &mut Hv, dom: &Domain) {
         gs,
         gs_shadow,
         ts: v.fpu_ts,
-        cr3: dom.current_l4().maddr().0,
     };
     let have = hv.loaded;
     let dbg = (v.dr, v.dr7);
@@ -1079,10 +1077,11 @@ fn load_vcpu_state(hv: &mut Hv, dom: &Domain) {
         }
         hv.loaded_debug = dbg;
     }
+    // The vCPU's kernel or user L4 (`update_cr3`), both of which hold a type reference while
+    // installed; `load_cr3` checks that and skips a reload of the table in CR3.
+    hv.m.load_cr3(dom.current_l4(), Cr3Load::IfChanged);
     // SAFETY: the bases were checked canonical by `set_segment_base` (or the emulated WRMSR), so
-    // the MSR writes cannot fault; CR0.TS only makes the next FPU instruction trap; CR3 is one of
-    // the domain's validated L4s (kernel or user), which map the hypervisor in its reserved slots,
-    // so the code running now stays mapped.
+    // the MSR writes cannot fault; CR0.TS only makes the next FPU instruction trap.
     unsafe {
         // Guest values: checked canonical where they were set, and written with a fixup all
         // the same (a refused base stays what it was; Xen's `wrfsbase`/`wrmsr_safe`).
@@ -1100,9 +1099,6 @@ fn load_vcpu_state(hv: &mut Hv, dom: &Domain) {
             asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
             cr0 = if want.ts { cr0 | CR0_TS } else { cr0 & !CR0_TS };
             asm!("mov cr0, {}", in(reg) cr0, options(nostack));
-        }
-        if want.cr3 != have.cr3 {
-            asm!("mov cr3, {}", in(reg) want.cr3, options(nostack));
         }
     }
     hv.loaded = want;

@@ -322,18 +322,19 @@ pub fn notify_dom0(hv: &mut Hv, doms: &mut DomainSet, virq: u32) {
 /// Tears down the domain in `slot` (dom0 destroyed it): closes its event channels, relinquishes
 /// its memory, frees its slot, and tells dom0 (`VIRQ_DOM_EXC`).
 pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
-    let Some((g, ports, grants, mut others)) = doms.split(slot) else {
+    // dom0 destroyed it from its own entry (`XEN_DOMCTL_destroydomain`), so the CPU runs on
+    // dom0's tables, not on the dying domain's, whose L4s are released here.
+    if let Some(g) = doms.guest(slot) {
+        let tables = [Some(g.dom.l4), g.dom.vcpu.user_l4];
+        assert!(
+            !tables.contains(&Some(Mfn(hv.m.cr3 >> 12))),
+            "destroying d{} while the CPU runs on its page tables",
+            g.dom.id
+        );
+    }
+    let Some(gone) = doms.destroy(slot, &mut hv.m.mm, &mut hv.m.mem) else {
         return;
     };
-    let id = g.dom.id;
-    // Grants first: its mappings of others' frames, and others' mappings of its grants.
-    let _ = xen_core::hypercall::grant_table::domain_dying(
-        &mut hv.m.mm,
-        &mut hv.m.mem,
-        &mut g.dom,
-        grants,
-        &mut others,
-    );
     // The mappers' TLBs: another vCPU is flushed when it is switched to; the running one now.
     // SAFETY: toggling CR4.PGE only drops cached translations.
     unsafe {
@@ -342,16 +343,16 @@ pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
         core::arch::asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
         core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
     }
+    let g = &gone.guest;
+    let id = g.dom.id;
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
     let module = g.module;
-    event_channel::close_all(&mut hv.m.mem, &g.dom, ports, &mut others);
-    let still_referenced = hv.m.mm.relinquish_domain(&mut hv.m.mem, &mut g.dom);
     printk!(
-        "domain {id} ({}) destroyed: {} s run, {still_referenced} frames still referenced\n",
+        "domain {id} ({}) destroyed: {} s run, {} frames still referenced\n",
         g.name,
-        g.sched.run_ns / 1_000_000_000
+        g.sched.run_ns / 1_000_000_000,
+        gone.still_referenced
     );
-    doms.remove(slot);
     if let Some(a) = hv.pool.allocs[slot].take() {
         if let Err(a) = hv.pool.zombies.push(a) {
             printk!(

@@ -3,10 +3,10 @@
 
 use core::arch::x86_64::__cpuid_count;
 
-use xen_core::frame_table::Mm;
+use xen_core::frame_table::{Mm, Owner, PageType};
 use xen_core::hypercall::Machine;
 use xen_core::layout;
-use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr};
+use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 use super::console;
 use super::mm::image_maddr_range;
@@ -94,6 +94,9 @@ pub struct HvMachine {
     pub e820: heapless::Vec<E820, 64>,
     /// The frame table and memory-management settings.
     pub mm: Mm<'static>,
+    /// The machine address CR3 holds: the table the CPU runs on (0 until the first guest's is
+    /// loaded). Every CR3 load goes through [`HvMachine::load_cr3`], which keeps it.
+    pub cr3: u64,
 }
 
 impl MachineMemory for HvMachine {
@@ -119,6 +122,56 @@ impl HvMachine {
     pub fn now(&self) -> u64 {
         super::time::now()
     }
+
+    /// Loads CR3 with `l4`, one of a domain's top-level tables, as `how` says.
+    ///
+    /// Panics (a hypervisor bug, never a guest's doing) unless `l4` is a validated L4 of a
+    /// domain holding a type reference: only such a table is sure to map the hypervisor in its
+    /// reserved slots (written at validation, never writable while it keeps its type), which is
+    /// what lets the code running now go on after the load.
+    pub fn load_cr3(&mut self, l4: Mfn, how: Cr3Load) {
+        let live = self.mm.frames.get(l4).is_some_and(|f| {
+            f.page_type() == PageType::L4
+                && f.validated()
+                && f.type_count() > 0
+                && matches!(f.owner(), Owner::Domain(_))
+        });
+        assert!(live, "CR3 load of {l4:?}, which is not a live L4");
+        let maddr = l4.maddr().0;
+        if maddr == self.cr3 && how == Cr3Load::IfChanged {
+            return;
+        }
+        // SAFETY: `l4` is a validated L4 with a type reference (checked above), so its slots
+        // 256..272 hold the hypervisor's entries (`init_xen_l4_slots` at validation; a guest can
+        // change them neither through validated updates nor by mapping the frame writable) and
+        // the hypervisor's code, stack and data stay mapped across the load. Toggling CR4.PGE
+        // only drops cached translations.
+        unsafe {
+            if how == Cr3Load::FlushAll {
+                let cr4: u64;
+                core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+                core::arch::asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
+                core::arch::asm!("mov cr3, {}", in(reg) maddr, options(nostack));
+                core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+            } else {
+                core::arch::asm!("mov cr3, {}", in(reg) maddr, options(nostack));
+            }
+        }
+        self.cr3 = maddr;
+    }
+}
+
+/// How [`HvMachine::load_cr3`] loads CR3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cr3Load {
+    /// Only if another table is in CR3 (entering a vCPU).
+    IfChanged,
+    /// Always: a CR3 write, which drops the non-global TLB entries (a guest mode toggle, Xen's
+    /// `toggle_guest_pt`, which keeps the global user mappings).
+    Always,
+    /// Always, and the global TLB entries too (Xen's `write_ptbase`, whose `switch_cr3_cr4`
+    /// toggles CR4.PGE).
+    FlushAll,
 }
 
 impl Machine for HvMachine {
@@ -143,6 +196,10 @@ impl Machine for HvMachine {
 
     fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
         Some((&mut self.mm, &mut self.mem))
+    }
+
+    fn write_ptbase(&mut self, l4: Mfn) {
+        self.load_cr3(l4, Cr3Load::FlushAll);
     }
 
     fn sync_irq_lines(&mut self, pirqs: &xen_core::pirq::PirqTable) {

@@ -344,6 +344,7 @@ pub(super) fn cases(s: &mut Suite, si: &StartInfo) {
     mmuext_argument_cases(s, &env);
     update_va_mapping_cases(s, &env);
     tables::table_lifecycle_cases(s, &env);
+    tables::live_l4_cases(s, &env);
     tables::linear_table_cases(s, &env);
     io_policy_cases(s, &env);
     multicall_cases(s, &env);

@@ -742,3 +742,108 @@ pub(super) fn linear_table_cases(s: &mut Suite, e: &Env) {
         values!("rc={rc} done={done} pin_l1={as_l1} pin_l2={as_l2} unpin={unpin}{undo}{r}")
     });
 }
+
+/// The L4 in CR3 left and changed in the same batch or multicall (issue 11): the boot L4 is
+/// unpinned and left for a copy, then cleared, copied over or written through `mmu_update`. On
+/// Xen the CPU is on the copy by the time the old table loses its last type reference
+/// (`new_guest_cr3` calls `write_ptbase` before the put), so the old table is an ordinary page
+/// and every step succeeds; the next op of the batch is read through the copy. Each case goes
+/// back: the copy is copied over the boot L4, which becomes the base pointer again (validation
+/// rewrites its hypervisor slots) and is pinned again.
+pub(super) fn live_l4_cases(s: &mut Suite, e: &Env) {
+    let c = e.p[2];
+    let t = e.p[4];
+    let l4 = e.l4;
+    let back = || {
+        let ops = [
+            ext(MMUEXT_COPY_PAGE, l4, t.mfn),
+            ext(MMUEXT_NEW_BASEPTR, l4, 0),
+            ext(MMUEXT_PIN_L4_TABLE, l4, 0),
+        ];
+        ext_ops(&ops, SELF)
+    };
+
+    s.run("mmuext_op.leave_and_clear_old_l4", || {
+        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
+        if let Err(rc) = table_page(&t, &copy) {
+            let r = untable(&t);
+            return values!("setup_failed={rc}{r}");
+        }
+        let ops = [
+            ext(MMUEXT_UNPIN_TABLE, l4, 0),
+            ext(MMUEXT_NEW_BASEPTR, t.mfn, 0),
+            ext(MMUEXT_CLEAR_PAGE, l4, 0),
+            ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+        ];
+        let (rc, done) = ext_ops(&ops, SELF);
+        let (b, bd) = back();
+        let r = untable(&t);
+        values!("rc={rc} done={done} back={b},{bd}{r}")
+    });
+
+    s.run("mmuext_op.leave_and_copy_over_old_l4", || {
+        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
+        if let Err(rc) = table_page(&t, &copy) {
+            let r = untable(&t);
+            return values!("setup_failed={rc}{r}");
+        }
+        // "Hypervisor slots" of the guest's choosing: its own page, writable.
+        let mut evil = [0u64; 272];
+        evil[256..].fill(make_entry(c.mfn, DATA_FLAGS));
+        fill(&c, &evil);
+        let ops = [
+            ext(MMUEXT_UNPIN_TABLE, l4, 0),
+            ext(MMUEXT_NEW_BASEPTR, t.mfn, 0),
+            ext(MMUEXT_COPY_PAGE, l4, c.mfn),
+        ];
+        let (rc, done) = ext_ops(&ops, SELF);
+        let (b, bd) = back();
+        fill(&c, &[]);
+        let r = untable(&t);
+        values!("rc={rc} done={done} back={b},{bd}{r}")
+    });
+
+    s.run("multicall.leave_l4_then_write_its_xen_slots", || {
+        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
+        if let Err(rc) = table_page(&t, &copy) {
+            let r = untable(&t);
+            return values!("setup_failed={rc}{r}");
+        }
+        let ops = [
+            ext(MMUEXT_UNPIN_TABLE, l4, 0),
+            ext(MMUEXT_NEW_BASEPTR, t.mfn, 0),
+        ];
+        let reqs: [MmuUpdate; 16] = core::array::from_fn(|k| normal(slot(l4, 256 + k), 0));
+        let mut done = [SENTINEL; 2];
+        let mut calls = [
+            entry(
+                __HYPERVISOR_mmuext_op,
+                [gp(ops.as_ptr()), 2, gp(&raw mut done[0]), SELF.into(), 0, 0],
+            ),
+            entry(
+                __HYPERVISOR_mmu_update,
+                [
+                    gp(reqs.as_ptr()),
+                    16,
+                    gp(&raw mut done[1]),
+                    SELF.into(),
+                    0,
+                    0,
+                ],
+            ),
+        ];
+        // SAFETY: the lists and `done` are live for the call; the only table that changes under
+        // the kernel is the boot L4, which is left for an identical copy first.
+        let rc = unsafe { hc::multicall(&mut calls) };
+        let (b, bd) = back();
+        let r = untable(&t);
+        let res = [calls[0].result as i64, calls[1].result as i64];
+        values!(
+            "rc={rc} results={},{} done={},{} back={b},{bd}{r}",
+            res[0],
+            res[1],
+            done[0],
+            done[1]
+        )
+    });
+}
