@@ -19,9 +19,10 @@
 //!   pinned costs it nothing, and the only bound is the granter's own table size;
 //! - the **maptrack** table: the domain's own mappings of other domains' grants, indexed by the
 //!   handle `map_grant_ref` returns, up to [`MAX_MAPTRACK`] at once (Xen: 1024 frames of 256).
-//!   It is the only per-mapper resource: a mapper that fills it gets `GNTST_no_device_space`
-//!   (Xen's answer when `get_maptrack_handle` fails) and hurts nobody else; a reference's pin
-//!   counter refuses its 129th pin of a kind (`GNTST_general_error`, as Xen's overflow check).
+//!   It is the only per-mapper resource: a mapper that fills it gets `GNTST_no_space` (Xen 4.17's
+//!   answer when `get_maptrack_handle` fails, seen by the differential case
+//!   `grant.maptrack_exhausted`) and hurts nobody else; a reference's pin counter refuses its
+//!   129th pin of a kind (`GNTST_general_error`, Xen's "risk of counter overflow" check).
 //!
 //! Reference counting follows Xen for PV guests: a host mapping takes a general reference on the
 //! granted frame (and a writable type reference when writable) and those references belong to
@@ -44,7 +45,7 @@ use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
     GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
     GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error,
-    GNTST_no_device_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access, GTF_reading,
+    GNTST_no_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access, GTF_reading,
     GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, GnttabCopy, GnttabMapGrantRef,
     GnttabUnmapGrantRef, GrantRef,
 };
@@ -557,7 +558,8 @@ pub fn map_grant_ref(
         return;
     }
     let Some(handle) = tables.table(ld).and_then(|t| t.free_handle()) else {
-        op.status = GNTST_no_device_space; // "Failed to obtain maptrack handle"
+        // "Failed to obtain maptrack handle": only this mapper is out of handles.
+        op.status = GNTST_no_space;
         return;
     };
     let Some(rgt) = tables.table(rd) else {

@@ -435,7 +435,7 @@ fn hostile_handles_and_counts_are_refused() {
         assert_eq!(m.status, GNTST_okay, "map {i}");
     }
     let m = w.map(1, 19, 0, 0, dev_ro);
-    assert_eq!(m.status, GNTST_no_device_space);
+    assert_eq!(m.status, GNTST_no_space);
     // The mapper's death gives every reference back.
     w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
     assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
@@ -462,7 +462,7 @@ fn one_mapper_cannot_exhaust_the_granters_active_entries() {
     let dev_ro = GNTMAP_device_map | GNTMAP_readonly;
 
     // dom1 pins as many distinct references as it can: its maptrack runs out first
-    // (`get_maptrack_handle` fails: GNTST_no_device_space).
+    // (`get_maptrack_handle` fails: GNTST_no_space on Xen 4.17).
     let mut handles = Vec::new();
     let mut r = 8;
     let status = loop {
@@ -473,7 +473,7 @@ fn one_mapper_cannot_exhaust_the_granters_active_entries() {
         handles.push(m.handle);
         r += 1;
     };
-    assert_eq!(status, GNTST_no_device_space);
+    assert_eq!(status, GNTST_no_space);
     assert_eq!(handles.len(), MAX_MAPTRACK);
     // Another mapper of the same granter is not affected.
     let own = w.map(0, 5, 0, 0, dev_ro);
