@@ -94,8 +94,14 @@ pub const GNTPIN_DEVW_MASK: u32 = 0xff << 16;
 pub const GNTPIN_DEVR_INC: u32 = 1 << 24;
 /// Mask of [`GNTPIN_DEVR_INC`] counts.
 pub const GNTPIN_DEVR_MASK: u32 = 0xff << 24;
-/// Any count about to overflow (Xen refuses another pin when a counter's top bit is set).
-const PIN_OVERFLOW: u32 = 0x8080_8080;
+/// The top bits of the counters `inc` (a sum of `GNTPIN_*_INC`) adds to: a pin is refused while
+/// one of them is set (`GNTPIN_incr2oflow_mask`), so a counter stops at 128. Only the counters a
+/// pin increments are checked, as on Xen 4.17: a copy (a host-read pin) still works from a
+/// reference whose read-only device counter is full (differential case
+/// `grant.pin_count_overflow`).
+const fn overflow_mask(inc: u32) -> u32 {
+    inc << 7
+}
 /// The writable counts.
 const PIN_WRITE: u32 = GNTPIN_HSTW_MASK | GNTPIN_DEVW_MASK;
 
@@ -573,8 +579,9 @@ pub fn map_grant_ref(
     }
     // `active_entry_acquire`: the reference's own entry, whoever else pins what.
     let mut act = rgt.read_active(pt.mem, gref);
+    let inc = pin_inc(flags);
     // "Bad domain, or risk of counter overflow".
-    if act.pin != 0 && (act.domid != ld || act.pin & PIN_OVERFLOW != 0) {
+    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
         op.status = GNTST_general_error;
         return;
     }
@@ -599,7 +606,6 @@ pub fn map_grant_ref(
             act.mfn = mfn;
         }
     }
-    let inc = pin_inc(flags);
     act.pin += inc;
     rgt.write_active(pt.mem, gref, &act);
     let mfn = act.mfn;
@@ -856,7 +862,12 @@ fn acquire_grant_for_copy(
     }
     // `active_entry_acquire`: the reference's own entry, whoever else pins what.
     let mut act = rgt.read_active(pt.mem, gref);
-    if act.pin != 0 && (act.domid != ld || act.pin & PIN_OVERFLOW != 0) {
+    let inc = if readonly {
+        GNTPIN_HSTR_INC
+    } else {
+        GNTPIN_HSTW_INC
+    };
+    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
         return Err(GNTST_general_error);
     }
     let fail = |rgt: &mut GrantTable, mem: &mut dyn MachineMemoryMut, s: i16| {
@@ -886,11 +897,7 @@ fn acquire_grant_for_copy(
     } else if !pt.get_page(act.mfn, Owner::Domain(rd)) {
         return fail(rgt, pt.mem, GNTST_bad_domain);
     }
-    act.pin += if readonly {
-        GNTPIN_HSTR_INC
-    } else {
-        GNTPIN_HSTW_INC
-    };
+    act.pin += inc;
     rgt.write_active(pt.mem, gref, &act);
     Ok(act.mfn)
 }

@@ -527,3 +527,59 @@ fn one_mapper_cannot_exhaust_the_granters_active_entries() {
     assert_eq!(w.frame(GRANTED2), start[1]);
     w.check();
 }
+
+/// Each pin counter overflows alone (`GNTPIN_incr2oflow_mask`): a reference whose read-only
+/// device counter is full still takes host mappings, other device mappings and copies, as on
+/// Xen 4.17 (differential case `grant.pin_count_overflow`).
+#[test]
+fn a_full_pin_counter_refuses_only_its_own_kind() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let dev_ro = GNTMAP_device_map | GNTMAP_readonly;
+    let mut handles = Vec::new();
+    for _ in 0..128 {
+        let m = w.map(1, 10, 0, 0, dev_ro);
+        assert_eq!(m.status, GNTST_okay);
+        handles.push(m.handle);
+    }
+    assert_eq!(w.map(1, 10, 0, 0, dev_ro).status, GNTST_general_error);
+    // A host mapping and a device mapping together: refused only if one of their counters is
+    // full.
+    assert_eq!(
+        w.map(1, 10, 0, 0, dev_ro | HOST).status,
+        GNTST_general_error
+    );
+    let host = w.map(1, 10, 0, AT, RO);
+    assert_eq!(host.status, GNTST_okay, "host read-only counter is free");
+    let dev_rw = w.map(1, 10, 0, 0, GNTMAP_device_map);
+    assert_eq!(dev_rw.status, GNTST_okay, "device writable counter is free");
+    let from = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 10,
+            domid: 0,
+            ..Default::default()
+        },
+        dest: GnttabCopyPtr {
+            u: base(1) + 6,
+            domid: DOMID_SELF,
+            ..Default::default()
+        },
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    assert_eq!(w.copy(1, from), GNTST_okay, "a copy pins host-read");
+    assert_eq!(
+        w.tables[0].active(&w.two.m.mem, 10).unwrap().pin,
+        128 * GNTPIN_DEVR_INC + GNTPIN_HSTR_INC + GNTPIN_DEVW_INC
+    );
+    for h in handles {
+        assert_eq!(w.unmap(1, 0, GRANTED << 12, h), GNTST_okay);
+    }
+    assert_eq!(w.unmap(1, AT, 0, host.handle), GNTST_okay);
+    assert_eq!(w.unmap(1, 0, GRANTED << 12, dev_rw.handle), GNTST_okay);
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}

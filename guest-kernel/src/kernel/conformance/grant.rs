@@ -726,11 +726,18 @@ fn exhaustion_cases(s: &mut Suite, t: &super::ScratchMap, g_mfn: u64, c_va: u64,
     let pinned = m.iter().take_while(|x| x.status == GNTST_okay).count();
     let next = m[pinned.min(EXHAUST_BATCH - 1)].status;
     let rest_same = m[pinned..].iter().all(|x| x.status == next);
+    // A copy pins too: refused while a counter is full.
+    let (_, copy) = copy1(
+        copy_ptr(R_RO.into(), ME, 0),
+        copy_ptr(c_mfn, DOMID_SELF, 64),
+        8,
+        GNTCOPY_source_gref,
+    );
     let unmapped = unmap_device(m[..pinned].iter().map(|x| x.handle), bus);
     s.case(
         "grant.pin_count_overflow",
         format_args!(
-            "rc={rc} pinned={pinned} next={next} rest_same={} unmapped={unmapped} flags={:#x}",
+            "rc={rc} pinned={pinned} next={next} rest_same={} copy={copy} unmapped={unmapped} flags={:#x}",
             u8::from(rest_same),
             Table { va: t.va }.flags(R_RO)
         ),

@@ -9,11 +9,18 @@
 //!
 //! One module per attack; [`ATTACKS`] is the table of names.
 
+use core::sync::atomic::AtomicU16;
+
+mod grant_exhaust;
+
+/// The attacker's own domain id (from xenstore; the domU sets it before [`run`]).
+pub static DOMID: AtomicU16 = AtomicU16::new(0);
+
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
 
 /// Every attack, by the name `hostile=` takes.
-const ATTACKS: &[(&str, Attack)] = &[];
+const ATTACKS: &[(&str, Attack)] = &[("grant-exhaust", grant_exhaust::run)];
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {
