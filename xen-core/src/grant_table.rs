@@ -44,10 +44,10 @@
 use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
     GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
-    GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error,
-    GNTST_no_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access, GTF_reading,
-    GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, GnttabCopy, GnttabMapGrantRef,
-    GnttabUnmapGrantRef, GrantRef,
+    GNTST_bad_dev_addr, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page,
+    GNTST_general_error, GNTST_no_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access,
+    GTF_reading, GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, GnttabCopy,
+    GnttabMapGrantRef, GnttabUnmapGrantRef, GrantRef,
 };
 use hypercall_abi::xen::{DomId, DOMID_SELF};
 
@@ -742,8 +742,14 @@ pub fn unmap_grant_ref(
         return;
     };
     let mfn = act.mfn;
-    if op.dev_bus_addr != 0 && op.dev_bus_addr != mfn.maddr().0 {
-        op.status = GNTST_general_error; // "Bus address doesn't match gntref"
+    // "Bus address doesn't match gntref": checked only for a device mapping, and answered
+    // GNTST_bad_dev_addr, as Xen 4.17 does (differential cases
+    // `grant.unmap_device_wrong_bus_addr`, `grant.unmap_host_wrong_bus_addr`).
+    if op.dev_bus_addr != 0
+        && map.flags & GNTMAP_device_map != 0
+        && op.dev_bus_addr != mfn.maddr().0
+    {
+        op.status = GNTST_bad_dev_addr;
         return;
     }
     let mut flags = map.flags;

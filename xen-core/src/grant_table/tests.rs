@@ -583,3 +583,25 @@ fn a_full_pin_counter_refuses_only_its_own_kind() {
     assert_eq!(w.frame(GRANTED), start);
     w.check();
 }
+
+/// `unmap_common`: a wrong bus address refuses the unmap of a device mapping
+/// (`GNTST_bad_dev_addr`) and is not looked at for a host-only one, as on Xen 4.17.
+#[test]
+fn a_wrong_bus_address_refuses_only_a_device_unmap() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let dev = w.map(1, 10, 0, 0, GNTMAP_device_map);
+    assert_eq!(dev.status, GNTST_okay);
+    let wrong = (GRANTED + 1) << 12;
+    assert_eq!(w.unmap(1, 0, wrong, dev.handle), GNTST_bad_dev_addr);
+    assert!(w.tables[1].mapping(dev.handle).is_some());
+    assert_eq!(w.unmap(1, 0, GRANTED << 12, dev.handle), GNTST_okay);
+    let host = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(host.status, GNTST_okay);
+    assert_eq!(w.unmap(1, AT, wrong, host.handle), GNTST_okay);
+    assert_eq!(w.pte(AT), 0);
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}

@@ -488,6 +488,29 @@ fn map_cases(s: &mut Suite, tbl: &Table, g_va: u64, [h, r]: [super::ScratchMap; 
     let rr = restore(&h).and(restore(&r));
     s.case("grant.map_restore", format_args!("{}", u8::from(rr.ok())));
 
+    // A host mapping's unmap with a bus address that is not the frame's.
+    let (_, m) = map(R_RW, ME, h.va, host);
+    let mut u = [GnttabUnmapGrantRef {
+        host_addr: h.va,
+        dev_bus_addr: m.dev_bus_addr ^ 0x1000,
+        handle: m.handle,
+        status: 0x55,
+        ..Default::default()
+    }];
+    let rc = op(GNTTABOP_unmap_grant_ref, &mut u, 1);
+    let (_, again) = unmap(h.va, m.handle);
+    let rr = restore(&h);
+    s.case(
+        "grant.unmap_host_wrong_bus_addr",
+        format_args!(
+            "map={} rc={rc} status={} then={again} flags={:#x}{}",
+            m.status,
+            u[0].status,
+            tbl.flags(R_RW),
+            if rr.ok() { "" } else { " restore_failed" }
+        ),
+    );
+
     // The granter revokes a mapped grant: the mapping stays usable, another mapping of the
     // pinned entry still succeeds, and once unmapped the entry cannot be mapped again.
     let (_, m) = map(R_RW, ME, h.va, host);
@@ -739,6 +762,26 @@ fn exhaustion_cases(s: &mut Suite, t: &super::ScratchMap, g_mfn: u64, c_va: u64,
         format_args!(
             "rc={rc} pinned={pinned} next={next} rest_same={} copy={copy} unmapped={unmapped} flags={:#x}",
             u8::from(rest_same),
+            Table { va: t.va }.flags(R_RO)
+        ),
+    );
+
+    // Unmapping a device mapping names its bus address: a wrong one is refused.
+    let (_, m) = map_device_ro(R_RO, 1);
+    let mut u = [GnttabUnmapGrantRef {
+        dev_bus_addr: bus + 4096,
+        handle: m[0].handle,
+        status: 0x55,
+        ..Default::default()
+    }];
+    let rc = op(GNTTABOP_unmap_grant_ref, &mut u, 1);
+    let wrong = u[0].status;
+    let right = unmap_device(core::iter::once(m[0].handle), bus);
+    s.case(
+        "grant.unmap_device_wrong_bus_addr",
+        format_args!(
+            "map={} rc={rc} status={wrong} then_unmapped={right} flags={:#x}",
+            m[0].status,
             Table { va: t.va }.flags(R_RO)
         ),
     );
