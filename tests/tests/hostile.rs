@@ -148,3 +148,32 @@ fn a_domu_that_dies_with_a_gdt_installed_gives_back_every_frame() {
     assert_eq!(reported(&run, "gdt-leak", "set_gdt"), Some("0,0"));
     assert_eq!(reported(&run, "gdt-leak", "set_ldt"), Some("0"));
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn grant_exhaustion_hurts_only_the_attacker() {
+    // Issue 11, finding 6: the attacker pins and maps its own grants until its pin counter and
+    // its maptrack are full and holds them while the bystander does its grant copy with dom0.
+    let run = attack("grant-exhaust", &[], Duration::from_secs(150));
+    for l in run
+        .log
+        .iter()
+        .filter(|l| l.contains("hostile:") || l.contains("(d2) domU:"))
+    {
+        println!("{l}");
+    }
+    survived(&run);
+    let seen = |key| reported(&run, "grant-exhaust", key);
+    // Other domains' grants are not the attacker's to map or copy.
+    assert_eq!(seen("dom0_status"), Some("-1"), "GNTST_general_error");
+    assert_eq!(seen("neighbour_status"), Some("-1"), "GNTST_general_error");
+    assert_eq!(seen("neighbour_copy_status"), Some("-1"));
+    // Its own limits, with Xen's statuses.
+    assert_eq!(seen("pins"), Some("128"));
+    assert_eq!(seen("pin_overflow"), Some("-1"), "GNTST_general_error");
+    assert_eq!(seen("handles"), Some("1024"));
+    assert_eq!(seen("maptrack_full"), Some("-13"), "GNTST_no_space");
+    assert_eq!(seen("copy_while_full"), Some("0"), "a copy needs no handle");
+    assert_eq!(seen("copy_full_ref"), Some("0"), "and pins another counter");
+    assert!(seen("held_ms").is_some(), "the attacker held its mappings");
+}

@@ -7,14 +7,22 @@
 //! - the **shared entries** (`grant_entry_v1_t`, 512 per frame) live in hypervisor frames shared
 //!   writable with the domain (`share_xen_page_with_guest`), which the guest maps with
 //!   `mmu_update` after `GNTTABOP_setup_table` told it their MFNs. The arch layer hands the table
-//!   [`MAX_GRANT_FRAMES`] frames when it builds the domain ([`GrantTable::init`]); one is shared at
-//!   once (Xen's `INITIAL_NR_GRANT_FRAMES`), the others when `setup_table` grows the table;
-//! - the **active entries** (Xen's `active_grant_entry`): pin counts (host and device, read-only and
-//!   writable), the mapping domain and the frame, for each reference in use. Xen keeps one per
-//!   reference; this table keeps up to [`MAX_ACTIVE`] in-use ones (a reference is in use while it
-//!   is pinned) and answers `GNTST_no_device_space` beyond;
+//!   [`MAX_GRANT_FRAMES`] such frames when it builds the domain ([`GrantTable::init`]); one is
+//!   shared at once (Xen's `INITIAL_NR_GRANT_FRAMES`), the others when `setup_table` grows the
+//!   table;
+//! - the **active entries** (Xen's `struct active_grant_entry`): one per reference of the table,
+//!   as on Xen (`_active_entry(t, e)` indexes `t->active` by the reference): the pin counts (host
+//!   and device, read-only and writable), the domain it is pinned for and the frame. They live in
+//!   hypervisor frames that no guest can map ([`ACGNT_PER_PAGE`] entries of 16 bytes per frame,
+//!   `num_act_frames_from_sha_frames`), which [`GrantTable::init`] takes with the shared ones.
+//!   So a reference can always be pinned by the domain it is granted to: what other mappers
+//!   pinned costs it nothing, and the only bound is the granter's own table size;
 //! - the **maptrack** table: the domain's own mappings of other domains' grants, indexed by the
 //!   handle `map_grant_ref` returns, up to [`MAX_MAPTRACK`] at once (Xen: 1024 frames of 256).
+//!   It is the only per-mapper resource: a mapper that fills it gets `GNTST_no_space` (Xen 4.17's
+//!   answer when `get_maptrack_handle` fails, seen by the differential case
+//!   `grant.maptrack_exhausted`) and hurts nobody else; a reference's pin counter refuses its
+//!   129th pin of a kind (`GNTST_general_error`, Xen's "risk of counter overflow" check).
 //!
 //! Reference counting follows Xen for PV guests: a host mapping takes a general reference on the
 //! granted frame (and a writable type reference when writable) and those references belong to
@@ -36,10 +44,10 @@
 use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
     GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
-    GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error,
-    GNTST_no_device_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access, GTF_reading,
-    GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, GnttabCopy, GnttabMapGrantRef,
-    GnttabUnmapGrantRef, GrantRef,
+    GNTST_bad_dev_addr, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page,
+    GNTST_general_error, GNTST_no_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access,
+    GTF_reading, GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, GnttabCopy,
+    GnttabMapGrantRef, GnttabUnmapGrantRef, GrantRef,
 };
 use hypercall_abi::xen::{DomId, DOMID_SELF};
 
@@ -56,8 +64,19 @@ pub const INITIAL_NR_GRANT_FRAMES: u32 = 1;
 pub const ENTRIES_PER_FRAME: u32 = 512;
 /// Most mappings a domain holds at once (maptrack handles 0..1024).
 pub const MAX_MAPTRACK: usize = 1024;
-/// Most references of one domain pinned at once.
-pub const MAX_ACTIVE: usize = 1024;
+/// Bytes of one active entry in its frame: the pin counts and the domain in the first word, the
+/// frame in the second.
+const ACTIVE_ENTRY_BYTES: u64 = 16;
+/// Active entries per frame (Xen's `ACGNT_PER_PAGE`).
+pub const ACGNT_PER_PAGE: u32 = 4096 / ACTIVE_ENTRY_BYTES as u32;
+/// Active-entry frames a table of `max_frames` shared frames needs
+/// (`num_act_frames_from_sha_frames`).
+pub const fn active_frames_for(max_frames: u32) -> u32 {
+    (max_frames * ENTRIES_PER_FRAME).div_ceil(ACGNT_PER_PAGE)
+}
+/// Most frames a table takes from the arch layer: shared entries and active entries.
+pub const MAX_TABLE_FRAMES: usize =
+    (MAX_GRANT_FRAMES + active_frames_for(MAX_GRANT_FRAMES)) as usize;
 
 /// Pin count of writable host mappings (`GNTPIN_hstw_*`).
 pub const GNTPIN_HSTW_INC: u32 = 1;
@@ -75,34 +94,27 @@ pub const GNTPIN_DEVW_MASK: u32 = 0xff << 16;
 pub const GNTPIN_DEVR_INC: u32 = 1 << 24;
 /// Mask of [`GNTPIN_DEVR_INC`] counts.
 pub const GNTPIN_DEVR_MASK: u32 = 0xff << 24;
-/// Any count about to overflow (Xen refuses another pin when a counter's top bit is set).
-const PIN_OVERFLOW: u32 = 0x8080_8080;
+/// The top bits of the counters `inc` (a sum of `GNTPIN_*_INC`) adds to: a pin is refused while
+/// one of them is set (`GNTPIN_incr2oflow_mask`), so a counter stops at 128. Only the counters a
+/// pin increments are checked, as on Xen 4.17: a copy (a host-read pin) still works from a
+/// reference whose read-only device counter is full (differential case
+/// `grant.pin_count_overflow`).
+const fn overflow_mask(inc: u32) -> u32 {
+    inc << 7
+}
 /// The writable counts.
 const PIN_WRITE: u32 = GNTPIN_HSTW_MASK | GNTPIN_DEVW_MASK;
 
-/// An unused [`ActiveEntry`] slot.
-const NO_REF: GrantRef = GrantRef::MAX;
-
-/// One pinned reference (`struct active_grant_entry`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The active state of one reference (`struct active_grant_entry`, v1 fields). `domid` and
+/// `mfn` mean something only while `pin` is not 0 (Xen's are stale too once unpinned).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActiveEntry {
-    /// The reference ([`GrantRef::MAX`] for a free slot).
-    pub gref: GrantRef,
     /// The `GNTPIN_*` counts.
     pub pin: u32,
     /// The domain it is pinned for.
     pub domid: DomId,
     /// The granted frame.
     pub mfn: Mfn,
-}
-
-impl ActiveEntry {
-    const FREE: ActiveEntry = ActiveEntry {
-        gref: NO_REF,
-        pin: 0,
-        domid: 0,
-        mfn: Mfn(0),
-    };
 }
 
 /// One of a domain's mappings of a grant (`struct grant_mapping`); `flags` 0 is a free handle.
@@ -137,6 +149,8 @@ pub enum GrantInitError {
     NoMemory,
     /// A frame could not be shared with the domain.
     Share(SeedError),
+    /// An active-entry frame could not be cleared.
+    Unwritable(Mfn),
 }
 
 /// A domain's grant table. Big (tens of KiB): build it in place ([`GrantTable::new`] is `const`)
@@ -146,8 +160,9 @@ pub struct GrantTable {
     nr_frames: u32,
     max_frames: u32,
     reserved: u32,
-    frames: [Mfn; MAX_GRANT_FRAMES as usize],
-    active: [ActiveEntry; MAX_ACTIVE],
+    /// The frames [`GrantTable::init`] took: `max_frames` for the shared entries, then
+    /// `active_frames_for(max_frames)` for the active entries.
+    frames: [Mfn; MAX_TABLE_FRAMES],
     maptrack: [Mapping; MAX_MAPTRACK],
 }
 
@@ -165,8 +180,7 @@ impl GrantTable {
             nr_frames: 0,
             max_frames: MAX_GRANT_FRAMES,
             reserved: 0,
-            frames: [Mfn(0); MAX_GRANT_FRAMES as usize],
-            active: [ActiveEntry::FREE; MAX_ACTIVE],
+            frames: [Mfn(0); MAX_TABLE_FRAMES],
             maptrack: [Mapping::FREE; MAX_MAPTRACK],
         }
     }
@@ -179,12 +193,12 @@ impl GrantTable {
         self.max_frames = MAX_GRANT_FRAMES;
         self.reserved = 0;
         self.frames.fill(Mfn(0));
-        self.active.fill(ActiveEntry::FREE);
         self.maptrack.fill(Mapping::FREE);
     }
 
     /// `grant_table_init` for domain `id`: takes `max_frames` (at most [`MAX_GRANT_FRAMES`])
-    /// frames from `alloc` (free in the frame table, so no guest can map them), zeroes them and
+    /// frames for the shared entries and [`active_frames_for`]`(max_frames)` for the active
+    /// entries from `alloc` (free in the frame table, so no guest can map them), zeroes them and
     /// shares the first one with the domain. The domain must be registered in `mm`.
     pub fn init(
         &mut self,
@@ -196,14 +210,19 @@ impl GrantTable {
     ) -> Result<(), GrantInitError> {
         self.reset();
         let max_frames = max_frames.clamp(INITIAL_NR_GRANT_FRAMES, MAX_GRANT_FRAMES);
-        for i in 0..max_frames as usize {
+        self.max_frames = max_frames;
+        let total = max_frames + active_frames_for(max_frames);
+        for i in 0..total as usize {
             let Some(mfn) = alloc() else {
                 return Err(GrantInitError::NoMemory);
             };
             self.frames[i] = mfn;
             self.reserved += 1;
+            // Every reference starts unpinned.
+            if i >= max_frames as usize && mem.write(mfn.maddr(), &[0u8; 4096]).is_none() {
+                return Err(GrantInitError::Unwritable(mfn));
+            }
         }
-        self.max_frames = max_frames;
         if !self.grow(mm, mem, id, INITIAL_NR_GRANT_FRAMES) {
             return Err(GrantInitError::Share(SeedError::OutOfRange {
                 mfn: self.frames[0],
@@ -212,8 +231,8 @@ impl GrantTable {
         Ok(())
     }
 
-    /// Every frame the table was given (shared or not), for the arch layer to take back once the
-    /// domain is gone. A shared frame something still references stays owned by the dead domain
+    /// Every frame the table was given (shared or not, active entries too), for the arch layer to
+    /// take back once the domain is gone. A shared frame something still references stays owned by the dead domain
     /// in the frame table (a zombie frame): only reuse frames the frame table shows free.
     pub fn frames(&self) -> &[Mfn] {
         &self.frames[..self.reserved as usize]
@@ -244,16 +263,20 @@ impl GrantTable {
         self.nr_frames * ENTRIES_PER_FRAME
     }
 
-    /// The pinned entry of `gref`, if any.
-    pub fn active(&self, gref: GrantRef) -> Option<&ActiveEntry> {
-        self.active
-            .iter()
-            .find(|a| a.gref == gref && gref != NO_REF)
+    /// The active entry of `gref` if it is pinned.
+    pub fn active(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> Option<ActiveEntry> {
+        if gref >= self.nr_entries() {
+            return None;
+        }
+        Some(self.read_active(mem, gref)).filter(|a| a.pin != 0)
     }
 
-    /// Pinned references.
-    pub fn active_entries(&self) -> impl Iterator<Item = &ActiveEntry> + '_ {
-        self.active.iter().filter(|a| a.gref != NO_REF)
+    /// Pinned references with their active entries.
+    pub fn active_entries<'a>(
+        &'a self,
+        mem: &'a dyn MachineMemoryMut,
+    ) -> impl Iterator<Item = (GrantRef, ActiveEntry)> + 'a {
+        (0..self.nr_entries()).filter_map(move |r| self.active(mem, r).map(|a| (r, a)))
     }
 
     /// The mapping with handle `h`, if in use.
@@ -270,7 +293,9 @@ impl GrantTable {
             .map(|(h, m)| (h as u32, m))
     }
 
-    /// `gnttab_grow_table`: shares frames up to `n` with domain `id`.
+    /// `gnttab_grow_table`: shares frames up to `n` with domain `id`. Their active entries are
+    /// ready (cleared at [`GrantTable::init`], untouched since: only references below
+    /// `nr_entries` are ever pinned).
     fn grow(
         &mut self,
         mm: &mut Mm<'_>,
@@ -279,7 +304,9 @@ impl GrantTable {
         n: u32,
     ) -> bool {
         let n = n.max(INITIAL_NR_GRANT_FRAMES);
-        if n > self.reserved {
+        // A table [`GrantTable::init`] did not complete has no frames to grow into.
+        let ready = self.reserved == self.max_frames + active_frames_for(self.max_frames);
+        if n > self.max_frames || !ready {
             return false;
         }
         for i in self.nr_frames..n {
@@ -319,24 +346,32 @@ impl GrantTable {
         self.set_entry_flags(mem, gref, flags & !bits);
     }
 
-    /// The slot of `gref`'s active entry, claiming a free one for a reference not pinned yet.
-    fn active_slot(&mut self, gref: GrantRef) -> Option<usize> {
-        if let Some(i) = self.active.iter().position(|a| a.gref == gref) {
-            return Some(i);
-        }
-        let i = self.active.iter().position(|a| a.gref == NO_REF)?;
-        self.active[i] = ActiveEntry {
-            gref,
-            ..ActiveEntry::FREE
-        };
-        Some(i)
+    /// Where the active entry of `gref` lives (`_active_entry`; the caller checked
+    /// `gref < nr_entries`).
+    fn active_at(&self, gref: GrantRef) -> Maddr {
+        let frame = self.frames[(self.max_frames + gref / ACGNT_PER_PAGE) as usize];
+        Maddr(frame.maddr().0 + u64::from(gref % ACGNT_PER_PAGE) * ACTIVE_ENTRY_BYTES)
     }
 
-    /// Frees slot `i` if nothing pins it any more.
-    fn settle(&mut self, i: usize) {
-        if self.active[i].pin == 0 {
-            self.active[i] = ActiveEntry::FREE;
+    /// The active entry of `gref` (`active_entry_acquire`; the caller checked
+    /// `gref < nr_entries`). A frame machine memory refuses reads as unpinned.
+    fn read_active(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> ActiveEntry {
+        let at = self.active_at(gref);
+        let (Some(w0), Some(w1)) = (mem.read_u64(at), mem.read_u64(Maddr(at.0 + 8))) else {
+            return ActiveEntry::default();
+        };
+        ActiveEntry {
+            pin: w0 as u32,
+            domid: (w0 >> 32) as DomId,
+            mfn: Mfn(w1),
         }
+    }
+
+    /// Stores the active entry of `gref` (the caller checked `gref < nr_entries`).
+    fn write_active(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, act: &ActiveEntry) {
+        let at = self.active_at(gref);
+        let _ = mem.write_u64(at, u64::from(act.pin) | u64::from(act.domid) << 32);
+        let _ = mem.write_u64(Maddr(at.0 + 8), act.mfn.0);
     }
 
     fn free_handle(&self) -> Option<u32> {
@@ -529,52 +564,51 @@ pub fn map_grant_ref(
         return;
     }
     let Some(handle) = tables.table(ld).and_then(|t| t.free_handle()) else {
-        op.status = GNTST_no_device_space; // "Failed to obtain maptrack handle"
+        // "Failed to obtain maptrack handle": only this mapper is out of handles.
+        op.status = GNTST_no_space;
         return;
     };
     let Some(rgt) = tables.table(rd) else {
         op.status = GNTST_bad_domain;
         return;
     };
-    if op.r#ref >= rgt.nr_entries() {
+    let gref = op.r#ref;
+    if gref >= rgt.nr_entries() {
         op.status = GNTST_bad_gntref;
         return;
     }
-    let Some(slot) = rgt.active_slot(op.r#ref) else {
-        op.status = GNTST_no_device_space;
-        return;
-    };
-    let act = rgt.active[slot];
-    if act.pin != 0 && (act.domid != ld || act.pin & PIN_OVERFLOW != 0) {
+    // `active_entry_acquire`: the reference's own entry, whoever else pins what.
+    let mut act = rgt.read_active(pt.mem, gref);
+    let inc = pin_inc(flags);
+    // "Bad domain, or risk of counter overflow".
+    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
         op.status = GNTST_general_error;
         return;
     }
     let mut page_ref = false;
     if act.pin == 0 || (!ro && act.pin & PIN_WRITE == 0) {
-        if let Err(s) = set_status_v1(pt.mem, rgt, op.r#ref, act.pin != 0, ro, true, ld) {
-            rgt.settle(slot);
+        if let Err(s) = set_status_v1(pt.mem, rgt, gref, act.pin != 0, ro, true, ld) {
             op.status = s;
             return;
         }
         if act.pin == 0 {
-            let (_, _, frame) = rgt.entry(pt.mem, op.r#ref);
+            let (_, _, frame) = rgt.entry(pt.mem, gref);
             let mfn = Mfn(frame.into());
             // `get_paged_frame` for a PV granter: the entry names a machine frame it owns.
             if !pt.get_page(mfn, Owner::Domain(rd)) {
-                let clear = flags_to_clear(rgt.active[slot].pin, ro);
-                rgt.clear_flags(pt.mem, op.r#ref, clear);
-                rgt.settle(slot);
+                let clear = flags_to_clear(act.pin, ro);
+                rgt.clear_flags(pt.mem, gref, clear);
                 op.status = GNTST_bad_page;
                 return;
             }
             page_ref = true;
-            rgt.active[slot].domid = ld;
-            rgt.active[slot].mfn = mfn;
+            act.domid = ld;
+            act.mfn = mfn;
         }
     }
-    let inc = pin_inc(flags);
-    rgt.active[slot].pin += inc;
-    let mfn = rgt.active[slot].mfn;
+    act.pin += inc;
+    rgt.write_active(pt.mem, gref, &act);
+    let mfn = act.mfn;
 
     // The references, taken with the pin released (as Xen drops the grant lock here).
     let (mut refcnt, mut typecnt) = (0u32, 0u32);
@@ -614,10 +648,11 @@ pub fn map_grant_ref(
                 pt.put_page(mfn);
             }
             if let Some(rgt) = tables.table(rd) {
-                rgt.active[slot].pin -= inc;
-                let clear = flags_to_clear(rgt.active[slot].pin, ro);
-                rgt.clear_flags(pt.mem, op.r#ref, clear);
-                rgt.settle(slot);
+                let mut act = rgt.read_active(pt.mem, gref);
+                act.pin -= inc;
+                rgt.write_active(pt.mem, gref, &act);
+                let clear = flags_to_clear(act.pin, ro);
+                rgt.clear_flags(pt.mem, gref, clear);
             }
             op.status = s;
         }
@@ -702,13 +737,19 @@ pub fn unmap_grant_ref(
         op.status = GNTST_bad_handle; // "Unstable handle"
         return;
     }
-    let Some(act) = rgt.active(map.gref).copied() else {
+    let Some(act) = rgt.active(pt.mem, map.gref) else {
         op.status = GNTST_bad_handle;
         return;
     };
     let mfn = act.mfn;
-    if op.dev_bus_addr != 0 && op.dev_bus_addr != mfn.maddr().0 {
-        op.status = GNTST_general_error; // "Bus address doesn't match gntref"
+    // "Bus address doesn't match gntref": checked only for a device mapping, and answered
+    // GNTST_bad_dev_addr, as Xen 4.17 does (differential cases
+    // `grant.unmap_device_wrong_bus_addr`, `grant.unmap_host_wrong_bus_addr`).
+    if op.dev_bus_addr != 0
+        && map.flags & GNTMAP_device_map != 0
+        && op.dev_bus_addr != mfn.maddr().0
+    {
+        op.status = GNTST_bad_dev_addr;
         return;
     }
     let mut flags = map.flags;
@@ -788,16 +829,17 @@ fn unpin(
     let Some(rgt) = tables.table(rd) else {
         return;
     };
-    let Some(slot) = rgt.active.iter().position(|a| a.gref == gref) else {
+    if gref >= rgt.nr_entries() {
         return;
-    };
-    debug_assert!(rgt.active[slot].pin >= dec, "unpin below zero");
-    rgt.active[slot].pin = rgt.active[slot].pin.saturating_sub(dec);
-    let clear = flags_to_clear(rgt.active[slot].pin, ro);
-    if clear != 0 && gref < rgt.nr_entries() {
+    }
+    let mut act = rgt.read_active(mem, gref);
+    debug_assert!(act.pin >= dec, "unpin below zero");
+    act.pin = act.pin.saturating_sub(dec);
+    rgt.write_active(mem, gref, &act);
+    let clear = flags_to_clear(act.pin, ro);
+    if clear != 0 {
         rgt.clear_flags(mem, gref, clear);
     }
-    rgt.settle(slot);
 }
 
 /// One side of a copy, claimed: the frame with a general reference (and a writable type
@@ -824,30 +866,31 @@ fn acquire_grant_for_copy(
     if gref >= rgt.nr_entries() {
         return Err(GNTST_bad_gntref);
     }
-    let slot = rgt.active_slot(gref).ok_or(GNTST_no_device_space)?;
-    let act = rgt.active[slot];
-    if act.pin != 0 && (act.domid != ld || act.pin & PIN_OVERFLOW != 0) {
+    // `active_entry_acquire`: the reference's own entry, whoever else pins what.
+    let mut act = rgt.read_active(pt.mem, gref);
+    let inc = if readonly {
+        GNTPIN_HSTR_INC
+    } else {
+        GNTPIN_HSTW_INC
+    };
+    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
         return Err(GNTST_general_error);
     }
     let fail = |rgt: &mut GrantTable, mem: &mut dyn MachineMemoryMut, s: i16| {
-        let clear = flags_to_clear(rgt.active[slot].pin, readonly);
+        let clear = flags_to_clear(act.pin, readonly);
         rgt.clear_flags(mem, gref, clear);
-        rgt.settle(slot);
         Err(s)
     };
     if act.pin == 0 || (!readonly && act.pin & PIN_WRITE == 0) {
-        if let Err(s) = set_status_v1(pt.mem, rgt, gref, act.pin != 0, readonly, false, ld) {
-            rgt.settle(slot);
-            return Err(s);
-        }
+        set_status_v1(pt.mem, rgt, gref, act.pin != 0, readonly, false, ld)?;
         let (_, _, frame) = rgt.entry(pt.mem, gref);
         let mfn = Mfn(frame.into());
         if !pt.get_page(mfn, Owner::Domain(rd)) {
             return fail(rgt, pt.mem, GNTST_bad_page);
         }
         if act.pin == 0 {
-            rgt.active[slot].domid = ld;
-            rgt.active[slot].mfn = mfn;
+            act.domid = ld;
+            act.mfn = mfn;
         } else if act.mfn != mfn {
             // Pinned already: the pinned frame is the one copied (Xen overwrites `page` with the
             // entry's frame yet copies `act->mfn`; the two differ only if the granter rewrote
@@ -860,12 +903,9 @@ fn acquire_grant_for_copy(
     } else if !pt.get_page(act.mfn, Owner::Domain(rd)) {
         return fail(rgt, pt.mem, GNTST_bad_domain);
     }
-    rgt.active[slot].pin += if readonly {
-        GNTPIN_HSTR_INC
-    } else {
-        GNTPIN_HSTW_INC
-    };
-    Ok(rgt.active[slot].mfn)
+    act.pin += inc;
+    rgt.write_active(pt.mem, gref, &act);
+    Ok(act.mfn)
 }
 
 /// `gnttab_copy_claim_buf`.
@@ -1079,7 +1119,8 @@ pub fn swap_grant_ref(
     if a == b {
         return GNTST_okay;
     }
-    if gt.active(a).is_some() || gt.active(b).is_some() {
+    // "ref a/b busy": pinned by anyone.
+    if gt.active(mem, a).is_some() || gt.active(mem, b).is_some() {
         return hypercall_abi::grant_table::GNTST_eagain;
     }
     let (ea, eb) = (gt.entry_at(a), gt.entry_at(b));

@@ -290,6 +290,7 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         return Ok(());
     }
     if let Some(name) = cmdline.get("hostile") {
+        super::hostile::DOMID.store(domid, core::sync::atomic::Ordering::Relaxed);
         return super::hostile::run(name).map_err(String::from);
     }
     if let Some(arg) = cmdline.get("blk-reconnects") {

@@ -169,7 +169,10 @@ fn map_and_unmap_rw_and_ro_with_pins_flags_and_references() {
         w.flags(0, 10),
         GTF_permit_access | GTF_reading | GTF_writing
     );
-    assert_eq!(w.tables[0].active(10).unwrap().pin, GNTPIN_HSTW_INC);
+    assert_eq!(
+        w.tables[0].active(&w.two.m.mem, 10).unwrap().pin,
+        GNTPIN_HSTW_INC
+    );
     let pte = w.pte(AT);
     assert_eq!(pte::mfn(pte), GRANTED);
     assert_eq!(pte & !pte::ADDR, 0x8010_0000_0000_0067);
@@ -182,7 +185,7 @@ fn map_and_unmap_rw_and_ro_with_pins_flags_and_references() {
     assert_eq!(m2.status, GNTST_okay);
     assert_ne!(m2.handle, m.handle);
     assert_eq!(
-        w.tables[0].active(10).unwrap().pin,
+        w.tables[0].active(&w.two.m.mem, 10).unwrap().pin,
         GNTPIN_HSTW_INC + GNTPIN_HSTR_INC
     );
     assert_eq!(w.pte(AT2) & pte::RW, 0);
@@ -201,7 +204,7 @@ fn map_and_unmap_rw_and_ro_with_pins_flags_and_references() {
     assert_eq!(w.unmap(1, AT, 0, m2.handle), GNTST_general_error);
     assert_eq!(w.unmap(1, AT2, 0, m2.handle), GNTST_okay);
     assert_eq!(w.flags(0, 10), GTF_permit_access);
-    assert!(w.tables[0].active(10).is_none());
+    assert!(w.tables[0].active(&w.two.m.mem, 10).is_none());
     assert_eq!(w.frame(GRANTED), start);
     assert!(w.tables[1].mappings().next().is_none());
     w.check();
@@ -234,7 +237,7 @@ fn refused_maps_change_nothing() {
     assert_eq!(m.status, GNTST_general_error);
     assert_eq!(w.flags(0, 10), GTF_permit_access | GTF_readonly);
     assert_eq!(w.flags(0, 11), GTF_permit_access);
-    assert!(w.tables[0].active_entries().next().is_none());
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert_eq!(w.frame(GRANTED), start);
     w.check();
 }
@@ -311,7 +314,7 @@ fn copies_in_both_directions_with_bounds() {
     }
     assert_eq!(w.flags(0, 10), GTF_permit_access);
     assert_eq!(w.flags(0, 11), GTF_permit_access | GTF_readonly);
-    assert!(w.tables[0].active_entries().next().is_none());
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert_eq!(w.frame(GRANTED), src_start);
     assert_eq!(w.frame(base(1) + 6), dst_start);
     w.check();
@@ -354,7 +357,7 @@ fn a_grant_pte_replaced_by_the_guest_gives_its_references_back() {
     assert!(w.tables[1].mapping(m.handle).is_some());
     // The mapper's death releases the pin without touching references again.
     w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
-    assert!(w.tables[0].active_entries().next().is_none());
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert_eq!(w.flags(0, 10), GTF_permit_access);
     assert_eq!(w.frame(GRANTED), start);
     w.check();
@@ -378,7 +381,7 @@ fn the_granters_death_revokes_every_mapping_of_its_grants() {
     assert_eq!(flushed, [1]);
     assert_eq!(w.pte(AT), 0);
     assert!(w.tables[1].mappings().next().is_none());
-    assert!(w.tables[0].active_entries().next().is_none());
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert_eq!([w.frame(GRANTED), w.frame(GRANTED2)], start);
     w.check();
     // Now dom0's frames can all go: nothing of dom1 holds them.
@@ -398,7 +401,7 @@ fn the_mappers_death_drops_its_device_mappings_and_pins() {
     let m = w.map(1, 10, 0, AT, HOST | GNTMAP_device_map);
     assert_eq!(m.status, GNTST_okay);
     assert_eq!(
-        w.tables[0].active(10).unwrap().pin,
+        w.tables[0].active(&w.two.m.mem, 10).unwrap().pin,
         GNTPIN_HSTW_INC + GNTPIN_DEVW_INC
     );
     assert_eq!(w.frame(GRANTED).count(), start.count() + 2);
@@ -432,10 +435,173 @@ fn hostile_handles_and_counts_are_refused() {
         assert_eq!(m.status, GNTST_okay, "map {i}");
     }
     let m = w.map(1, 19, 0, 0, dev_ro);
-    assert_eq!(m.status, GNTST_no_device_space);
+    assert_eq!(m.status, GNTST_no_space);
     // The mapper's death gives every reference back.
     w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
-    assert!(w.tables[0].active_entries().next().is_none());
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert_eq!(w.frame(GRANTED).count(), 2);
+    w.check();
+}
+
+/// Issue 11, finding 6: the active state is per reference of the granter (Xen's
+/// `active_grant_entry` array, one per entry of the table), so what one mapper pins costs no other
+/// domain anything; a mapper's own limits (its maptrack, a reference's pin counters) stop only
+/// it, with Xen's statuses.
+#[test]
+fn one_mapper_cannot_exhaust_the_granters_active_entries() {
+    let mut w = World::new();
+    let start = [w.frame(GRANTED), w.frame(GRANTED2)];
+    // dom0's table grows to 4 frames (2048 references); every one from 8 up is granted read-only
+    // to dom1, and reference 5 to dom0 itself (the second mapper).
+    assert_eq!(w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 4)), Ok(()));
+    let ro = GTF_permit_access | GTF_readonly;
+    for r in 8..2048 {
+        w.grant(0, r, ro, 1, GRANTED);
+    }
+    w.grant(0, 5, ro, 0, GRANTED2);
+    let dev_ro = GNTMAP_device_map | GNTMAP_readonly;
+
+    // dom1 pins as many distinct references as it can: its maptrack runs out first
+    // (`get_maptrack_handle` fails: GNTST_no_space on Xen 4.17).
+    let mut handles = Vec::new();
+    let mut r = 8;
+    let status = loop {
+        let m = w.map(1, r, 0, 0, dev_ro);
+        if m.status != GNTST_okay {
+            break m.status;
+        }
+        handles.push(m.handle);
+        r += 1;
+    };
+    assert_eq!(status, GNTST_no_space);
+    assert_eq!(handles.len(), MAX_MAPTRACK);
+    // Another mapper of the same granter is not affected.
+    let own = w.map(0, 5, 0, 0, dev_ro);
+    assert_eq!(own.status, GNTST_okay, "dom0 maps its own grant");
+    let copy_in = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 5,
+            domid: 0,
+            ..Default::default()
+        },
+        dest: GnttabCopyPtr {
+            u: base(0) + 12,
+            domid: DOMID_SELF,
+            ..Default::default()
+        },
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    assert_eq!(w.copy(0, copy_in), GNTST_okay, "dom0 copies from its grant");
+
+    // dom1 gives back 200 handles and pins one reference until its read-only device counter
+    // would overflow (Xen refuses once the counter's top bit is set: GNTST_general_error).
+    for h in handles.split_off(MAX_MAPTRACK - 200) {
+        assert_eq!(w.unmap(1, 0, GRANTED << 12, h), GNTST_okay);
+    }
+    let mut pins = 1; // reference 8 is still mapped once
+    let status = loop {
+        let m = w.map(1, 8, 0, 0, dev_ro);
+        if m.status != GNTST_okay {
+            break m.status;
+        }
+        handles.push(m.handle);
+        pins += 1;
+    };
+    assert_eq!((status, pins), (GNTST_general_error, 128));
+    let again = w.map(0, 5, 0, 0, dev_ro);
+    assert_eq!(again.status, GNTST_okay, "dom0 still maps its own grant");
+
+    // The mapper's death gives back every pin and reference; dom0's own mappings stay.
+    w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
+    assert!(w.tables[1].mappings().next().is_none());
+    for r in 8..2048 {
+        assert_eq!(w.flags(0, r), ro, "ref {r}");
+    }
+    assert_eq!(w.frame(GRANTED), start[0]);
+    for m in [own, again] {
+        assert_eq!(w.unmap(0, 0, GRANTED2 << 12, m.handle), GNTST_okay);
+    }
+    assert_eq!(w.flags(0, 5), ro);
+    assert_eq!(w.frame(GRANTED2), start[1]);
+    w.check();
+}
+
+/// Each pin counter overflows alone (`GNTPIN_incr2oflow_mask`): a reference whose read-only
+/// device counter is full still takes host mappings, other device mappings and copies, as on
+/// Xen 4.17 (differential case `grant.pin_count_overflow`).
+#[test]
+fn a_full_pin_counter_refuses_only_its_own_kind() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let dev_ro = GNTMAP_device_map | GNTMAP_readonly;
+    let mut handles = Vec::new();
+    for _ in 0..128 {
+        let m = w.map(1, 10, 0, 0, dev_ro);
+        assert_eq!(m.status, GNTST_okay);
+        handles.push(m.handle);
+    }
+    assert_eq!(w.map(1, 10, 0, 0, dev_ro).status, GNTST_general_error);
+    // A host mapping and a device mapping together: refused only if one of their counters is
+    // full.
+    assert_eq!(
+        w.map(1, 10, 0, 0, dev_ro | HOST).status,
+        GNTST_general_error
+    );
+    let host = w.map(1, 10, 0, AT, RO);
+    assert_eq!(host.status, GNTST_okay, "host read-only counter is free");
+    let dev_rw = w.map(1, 10, 0, 0, GNTMAP_device_map);
+    assert_eq!(dev_rw.status, GNTST_okay, "device writable counter is free");
+    let from = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 10,
+            domid: 0,
+            ..Default::default()
+        },
+        dest: GnttabCopyPtr {
+            u: base(1) + 6,
+            domid: DOMID_SELF,
+            ..Default::default()
+        },
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    assert_eq!(w.copy(1, from), GNTST_okay, "a copy pins host-read");
+    assert_eq!(
+        w.tables[0].active(&w.two.m.mem, 10).unwrap().pin,
+        128 * GNTPIN_DEVR_INC + GNTPIN_HSTR_INC + GNTPIN_DEVW_INC
+    );
+    for h in handles {
+        assert_eq!(w.unmap(1, 0, GRANTED << 12, h), GNTST_okay);
+    }
+    assert_eq!(w.unmap(1, AT, 0, host.handle), GNTST_okay);
+    assert_eq!(w.unmap(1, 0, GRANTED << 12, dev_rw.handle), GNTST_okay);
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}
+
+/// `unmap_common`: a wrong bus address refuses the unmap of a device mapping
+/// (`GNTST_bad_dev_addr`) and is not looked at for a host-only one, as on Xen 4.17.
+#[test]
+fn a_wrong_bus_address_refuses_only_a_device_unmap() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let dev = w.map(1, 10, 0, 0, GNTMAP_device_map);
+    assert_eq!(dev.status, GNTST_okay);
+    let wrong = (GRANTED + 1) << 12;
+    assert_eq!(w.unmap(1, 0, wrong, dev.handle), GNTST_bad_dev_addr);
+    assert!(w.tables[1].mapping(dev.handle).is_some());
+    assert_eq!(w.unmap(1, 0, GRANTED << 12, dev.handle), GNTST_okay);
+    let host = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(host.status, GNTST_okay);
+    assert_eq!(w.unmap(1, AT, wrong, host.handle), GNTST_okay);
+    assert_eq!(w.pte(AT), 0);
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
     w.check();
 }

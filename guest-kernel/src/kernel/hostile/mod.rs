@@ -9,9 +9,15 @@
 //!
 //! One module per attack; [`ATTACKS`] is the table of names.
 
+use core::sync::atomic::AtomicU16;
+
 mod bad_iret;
 mod gdt_leak;
+mod grant_exhaust;
 mod live_l4;
+
+/// The attacker's own domain id (from xenstore; the domU sets it before [`run`]).
+pub static DOMID: AtomicU16 = AtomicU16::new(0);
 
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
@@ -21,6 +27,7 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("bad-iret", bad_iret::run),
     ("live-l4", live_l4::run),
     ("gdt-leak", gdt_leak::run),
+    ("grant-exhaust", grant_exhaust::run),
 ];
 
 /// Runs the attack `name`.

@@ -59,8 +59,9 @@ struct Alloc {
     domid: u16,
     pages: FrameRange,
     shared_info: Mfn,
-    /// Its grant-table frames (shared with it or held in reserve).
-    grant_frames: heapless::Vec<Mfn, { xen_core::grant_table::MAX_GRANT_FRAMES as usize }>,
+    /// Its grant-table frames (shared entries, shared with it or held in reserve, and active
+    /// entries): one run, taken at once.
+    grant_frames: FrameRange,
 }
 
 /// Free memory, and what each domain took from it.
@@ -92,20 +93,20 @@ impl Pool {
         self.frames.free_frames()
     }
 
-    /// Records that domain `domid` in `slot` owns `pages` and `shared_info`.
+    /// Records that domain `domid` in `slot` owns `pages`, `shared_info` and `grant_frames`.
     pub fn record(
         &mut self,
         slot: usize,
         domid: u16,
         pages: FrameRange,
         shared_info: Mfn,
-        grant_frames: &[Mfn],
+        grant_frames: FrameRange,
     ) {
         self.allocs[slot] = Some(Alloc {
             domid,
             pages,
             shared_info,
-            grant_frames: grant_frames.iter().copied().collect(),
+            grant_frames,
         });
     }
 }
@@ -255,24 +256,38 @@ pub fn build(
         let _ = pool.frames.free(one(shared_info));
         return Err(());
     }
-    // Its grant table: frames shared with it as Xen's `gnttab_grow_table` does.
-    let frames = &mut pool.frames;
-    if let Err(e) = doms.grants[slot].init(
-        &mut m.mm,
-        &mut m.mem,
-        id,
-        &mut || frames.alloc_frame(),
-        xen_core::grant_table::MAX_GRANT_FRAMES,
-    ) {
-        refuse(format_args!("no grant table: {e:?}"));
-        let taken: heapless::Vec<Mfn, 64> = doms.grants[slot].frames().iter().copied().collect();
+    // Its grant table: frames shared with it as Xen's `gnttab_grow_table` does, and the
+    // frames of its active entries; one run, so that one range records them all.
+    let nr_grant = xen_core::grant_table::MAX_TABLE_FRAMES as u64;
+    let Some(first) = pool.frames.alloc_contiguous(nr_grant, 1) else {
+        refuse(format_args!("no memory for its grant table"));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
-        for f in taken {
-            let _ = pool.frames.free(one(f));
-        }
+        return Err(());
+    };
+    let grant_frames = FrameRange {
+        start: first,
+        end: Mfn(first.0 + nr_grant),
+    };
+    let mut next = first.0;
+    if let Err(e) = doms.grants[slot].init(
+        &mut m.mm,
+        &mut m.mem,
+        id,
+        &mut || {
+            next += 1;
+            (next <= grant_frames.end.0).then_some(Mfn(next - 1))
+        },
+        xen_core::grant_table::MAX_GRANT_FRAMES,
+    ) {
+        refuse(format_args!("no grant table: {e:?}"));
+        m.mm.relinquish_domain(&mut m.mem, &mut dom);
+        doms.remove(slot);
+        let _ = pool.frames.free(pages);
+        let _ = pool.frames.free(one(shared_info));
+        let _ = pool.frames.free(grant_frames);
         return Err(());
     }
     let page_mfn = |r: Option<domain_build::layout::Region>| {
@@ -291,8 +306,7 @@ pub fn build(
     g.dom = dom;
     g.regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     g.rings = Some(rings);
-    let grant_frames: heapless::Vec<Mfn, 64> = doms.grants[slot].frames().iter().copied().collect();
-    pool.record(slot, id, pages, shared_info, &grant_frames);
+    pool.record(slot, id, pages, shared_info, grant_frames);
     pool.next_domid += 1;
     dispatch::reset_fpu(slot);
     printk!(
@@ -358,7 +372,7 @@ pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
             printk!(
                 "domain {}: {} frames lost: too many dead domains still referenced\n",
                 a.domid,
-                a.pages.len() + 1 + a.grant_frames.len() as u64
+                a.pages.len() + 1 + a.grant_frames.len()
             );
         }
     }
@@ -382,7 +396,7 @@ pub fn reap(hv: &mut Hv) {
         let busy = |mfn: Mfn| hv.m.mm.frames.get(mfn).is_some_and(|f| f.owner() == owner);
         let held = (a.pages.start.0..a.pages.end.0)
             .chain(core::iter::once(a.shared_info.0))
-            .chain(a.grant_frames.iter().map(|f| f.0))
+            .chain(a.grant_frames.start.0..a.grant_frames.end.0)
             .filter(|&m| busy(Mfn(m)))
             .count();
         if held > 0 {
@@ -394,13 +408,11 @@ pub fn reap(hv: &mut Hv) {
         }
         let _ = hv.pool.frames.free(a.pages);
         let _ = hv.pool.frames.free(one(a.shared_info));
-        for &f in &a.grant_frames {
-            let _ = hv.pool.frames.free(one(f));
-        }
+        let _ = hv.pool.frames.free(a.grant_frames);
         printk!(
             "domain {}: all {} frames returned to the free pool ({} free)\n",
             a.domid,
-            a.pages.len() + 1 + a.grant_frames.len() as u64,
+            a.pages.len() + 1 + a.grant_frames.len(),
             hv.pool.frames.free_frames()
         );
         hv.pool.zombies.swap_remove(i);
