@@ -13,7 +13,9 @@
 use core::arch::asm;
 
 use guest_kernel::pci::{config_address, CONFIG_ADDRESS, CONFIG_DATA};
-use hypercall_abi::physdev::{PHYSDEVOP_set_iopl, PhysdevSetIopl};
+use hypercall_abi::physdev::{
+    PHYSDEVOP_manage_pci_add, PHYSDEVOP_set_iopl, PhysdevManagePci, PhysdevSetIopl,
+};
 use spin::Mutex;
 use virtio_drivers::transport::pci::bus::{
     ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, PciRoot,
@@ -239,8 +241,11 @@ fn attack_msi(df: DeviceFunction, pos: u8, name: &str) -> bool {
     took
 }
 
-/// `pci-msi-attack`: for every function on bus 0, lists its capabilities and tries to program
-/// its MSI and MSI-X (see [`attack_msi`], [`attack_msix`]), reading each back. Prints
+/// `pci-msi-attack`: for every function on bus 0, reports it to the hypervisor
+/// (`PHYSDEVOP_manage_pci_add`, as a Linux dom0 reports each device at boot: Xen filters only
+/// the devices it knows; ours answers -ENOSYS and filters every device), lists its capabilities
+/// and tries to program its MSI and MSI-X (see [`attack_msi`], [`attack_msix`]), reading each
+/// back. Prints
 /// `pci-msi-attack: <n> capabilities attacked, <k> writes took effect`; on a hypervisor that
 /// keeps MSI for itself k is 0. Returns `(n, k)`, or the `set_iopl` error.
 pub fn msi_attack() -> Result<(usize, usize), i64> {
@@ -248,13 +253,18 @@ pub fn msi_attack() -> Result<(usize, usize), i64> {
     let (mut attacked, mut took) = (0, 0);
     for (df, info) in enumerate_bus0(&root, false) {
         let name = alloc::format!("{:02x}:{:02x}.{}", df.bus, df.device, df.function);
+        let mut add = PhysdevManagePci {
+            bus: df.bus,
+            devfn: df.device << 3 | df.function,
+        };
+        let rc = hc::physdev_op(PHYSDEVOP_manage_pci_add, &mut add);
         let caps = guest_kernel::pci::capabilities(|reg| read8(df, reg));
         let mut list = alloc::string::String::new();
         for (pos, id) in &caps {
             list.push_str(&alloc::format!(" {id:02x}@{pos:02x}"));
         }
         println!(
-            "pci-msi-attack: {name} {:04x}:{:04x} capabilities:{}",
+            "pci-msi-attack: {name} {:04x}:{:04x} manage_pci_add={rc} capabilities:{}",
             info.vendor_id,
             info.device_id,
             if list.is_empty() { " none" } else { &list }
