@@ -44,6 +44,38 @@ pub fn selftest_pattern(sector: u64) -> [u8; 512] {
     b
 }
 
+/// `PCI_CAP_ID_MSI`.
+pub const PCI_CAP_ID_MSI: u8 = 0x05;
+/// `PCI_CAP_ID_MSIX`.
+pub const PCI_CAP_ID_MSIX: u8 = 0x11;
+/// Most capability links followed (Linux's and Xen's 48): a device's list can loop.
+pub const MAX_CAP_LINKS: usize = 48;
+
+/// A function's capability list as `(offset, id)` pairs, read with `read8(register)`, in list
+/// order: from the pointer at 0x34 (if the status register's capability-list bit is set) until
+/// a link below 0x40, an id of 0xff, or [`MAX_CAP_LINKS`] entries.
+pub fn capabilities(mut read8: impl FnMut(u8) -> u8) -> alloc::vec::Vec<(u8, u8)> {
+    let mut caps = alloc::vec::Vec::new();
+    if read8(0x06) & 0x10 == 0 {
+        return caps;
+    }
+    let mut link = 0x34;
+    for _ in 0..MAX_CAP_LINKS {
+        let pos = read8(link);
+        if pos < 0x40 {
+            break;
+        }
+        let pos = pos & !3;
+        let id = read8(pos);
+        if id == 0xff {
+            break;
+        }
+        caps.push((pos, id));
+        link = pos + 1;
+    }
+    caps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +91,25 @@ mod tests {
     fn virtio_blk_ids() {
         assert!(is_virtio_blk(0x1af4, 0x1001) && is_virtio_blk(0x1af4, 0x1042));
         assert!(!is_virtio_blk(0x1af4, 0x1000) && !is_virtio_blk(0x8086, 0x1001));
+    }
+
+    #[test]
+    fn capability_walks_end_even_when_the_list_loops() {
+        let mut cfg = [0u8; 256];
+        cfg[0x06] = 0x10;
+        cfg[0x34] = 0x40;
+        cfg[0x40] = 0x09;
+        cfg[0x41] = 0x98;
+        cfg[0x98] = PCI_CAP_ID_MSIX;
+        cfg[0x99] = 0x00;
+        assert_eq!(
+            capabilities(|r| cfg[usize::from(r)]).as_slice(),
+            &[(0x40, 0x09), (0x98, PCI_CAP_ID_MSIX)]
+        );
+        cfg[0x99] = 0x40; // back to the first
+        assert_eq!(capabilities(|r| cfg[usize::from(r)]).len(), MAX_CAP_LINKS);
+        cfg[0x06] = 0; // no list
+        assert!(capabilities(|r| cfg[usize::from(r)]).is_empty());
     }
 
     #[test]

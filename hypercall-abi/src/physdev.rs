@@ -115,6 +115,23 @@ pub struct PhysdevIrqStatusQuery {
 }
 assert_layout!(PhysdevIrqStatusQuery, 8, { irq: 0, flags: 4 });
 
+/// `PHYSDEVOP_manage_pci_add` / `PHYSDEVOP_manage_pci_remove`: a PCI function on segment 0
+/// that dom0 reports to the hypervisor (Xen's `pci_add_device`), so that it knows the device
+/// before dom0 drives it.
+#[doc(alias = "physdev_manage_pci_t")]
+#[doc(alias = "physdev_manage_pci")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct PhysdevManagePci {
+    /// IN: bus number.
+    pub bus: u8,
+    /// IN: device << 3 | function.
+    pub devfn: u8,
+}
+assert_layout!(PhysdevManagePci, 2, { bus: 0, devfn: 1 });
+
 /// `PHYSDEVOP_set_iopl`.
 #[doc(alias = "physdev_set_iopl_t")]
 #[doc(alias = "physdev_set_iopl")]

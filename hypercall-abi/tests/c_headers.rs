@@ -291,6 +291,7 @@ fn type_checks() -> Vec<TypeCheck> {
         physdev::PhysdevPirqEoiGmfn => "physdev_pirq_eoi_gmfn_t" { gmfn };
         physdev::PhysdevIrqStatusQuery => "physdev_irq_status_query_t" { irq, flags };
         physdev::PhysdevSetIopl => "physdev_set_iopl_t" { iopl };
+        physdev::PhysdevManagePci => "physdev_manage_pci_t" { bus, devfn };
         physdev::PhysdevUnmapPirq => "physdev_unmap_pirq_t" { domid, pirq } pad { _pad0 };
         physdev::PhysdevMapPirq => "physdev_map_pirq_t" { domid, r#type, index, pirq, bus, devfn, entry_nr, table_base } pad { _pad0, _pad1 };
         physdev::PhysdevSetIobitmap => "physdev_set_iobitmap_t" { bitmap, nr_ports } pad { _pad0 };

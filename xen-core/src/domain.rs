@@ -285,6 +285,10 @@ pub struct Domain {
     pub watchdogs: [Option<u64>; 2],
     /// Its only vCPU.
     pub vcpu: Vcpu,
+    /// Its PCI CONFIG_ADDRESS (port 0xCF8), written and read as a dword through port I/O
+    /// emulation and loaded into the real register for each configuration access the
+    /// hypervisor performs for it (Xen's `d->arch.pci_cf8`, `emulate::port_io`).
+    pub pci_cf8: u32,
 }
 
 impl Vcpu {
@@ -328,6 +332,7 @@ impl Domain {
             vm_assist: 0,
             watchdogs: [None; 2],
             vcpu: Vcpu::default(),
+            pci_cf8: 0,
         }
     }
 
@@ -409,6 +414,7 @@ mod tests {
                 gs_base_user: 0x7f00_0000_1000,
                 ..Vcpu::default()
             },
+            pci_cf8: 0,
         }
     }
 

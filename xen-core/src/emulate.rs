@@ -338,11 +338,12 @@ pub fn iopl_ok(iopl: u8, kernel_mode: bool, architectural_iopl: bool) -> bool {
     iopl >= cpl
 }
 
-/// The I/O ports the hypervisor keeps for itself, withheld from every domain (Xen's
-/// `dom0_setup_permissions` and `ns16550_endboot`): the PICs (it masks them), the PIT and the
-/// speaker port (TSC and APIC calibration), the CMOS/RTC (the wall clock at boot; Xen emulates
-/// these for dom0, `rtc_guest_read`), the serial console COM1, and QEMU's isa-debug-exit device,
-/// through which the hypervisor reports how the run ended.
+/// The I/O ports no domain reaches directly (Xen's `dom0_setup_permissions` and
+/// `ns16550_endboot`): the PICs (the hypervisor masks them), the PIT and the speaker port (TSC
+/// and APIC calibration), the CMOS/RTC (the wall clock at boot; Xen emulates these for dom0,
+/// `rtc_guest_read`), the serial console COM1, QEMU's isa-debug-exit device, through which the
+/// hypervisor reports how the run ended, and PCI CONFIG_DATA, which the hypervisor accesses on
+/// dom0's behalf after filtering ([`crate::pci::cfg_ok`]).
 pub const HYPERVISOR_PORTS: &[core::ops::RangeInclusive<u16>] = &[
     0x20..=0x21,   // master PIC
     0x40..=0x43,   // PIT
@@ -351,14 +352,12 @@ pub const HYPERVISOR_PORTS: &[core::ops::RangeInclusive<u16>] = &[
     0xa0..=0xa1,   // slave PIC
     0xf4..=0xf7,   // isa-debug-exit (iobase 0xf4, iosize 4)
     0x3f8..=0x3ff, // COM1, the hypervisor's console
+    0xcfc..=0xcff, // PCI CONFIG_DATA ("NB. 0xcf8 has special treatment")
 ];
 
 /// `ioports_access_permitted(d, port, port + bytes - 1)`: the privileged domain (dom0) may use
 /// every port but [`HYPERVISOR_PORTS`]; other domains none (no `XEN_DOMCTL_ioport_permission`
-/// yet). PCI configuration space (0xcf8/0xcfc) is an ordinary port range here; Xen instead
-/// keeps a virtual 0xcf8 per domain and filters writes to 0xcfc (`pci_cfg_ok`: MSI/MSI-X
-/// control and BARs of devices it owns), which gives the same answers to a dom0 that does not
-/// touch those registers.
+/// yet).
 pub fn ioports_access_permitted(privileged: bool, port: u16, bytes: u8) -> bool {
     let first = u32::from(port);
     let last = first + u32::from(bytes.max(1)) - 1;
@@ -369,6 +368,15 @@ pub fn ioports_access_permitted(privileged: bool, port: u16, bytes: u8) -> bool 
             .any(|r| first <= u32::from(*r.end()) && u32::from(*r.start()) <= last)
 }
 
+/// `admin_io_okay`: whether the access goes to the machine's port as it is. A dword at
+/// CONFIG_ADDRESS (0xCF8) never does: each domain has its own, which the hypervisor loads into
+/// the real register for each data access it performs (narrower accesses at 0xCF8 are other
+/// registers on PC chipsets and are ordinary ports, as on Xen 4.17).
+pub fn admin_io_okay(privileged: bool, port: u16, bytes: u8) -> bool {
+    !(port == crate::pci::PCI_CONF_ADDRESS && bytes == 4)
+        && ioports_access_permitted(privileged, port, bytes)
+}
+
 /// The machine's port space, as the arch layer reaches it (`in`/`out` instructions); tests fake it.
 pub trait PortBus {
     /// Reads `bytes` (1, 2 or 4) from `port`.
@@ -377,27 +385,104 @@ pub trait PortBus {
     fn port_write(&mut self, port: u16, bytes: u8, value: u32);
 }
 
+/// The size of the next piece of a data-port access at `port` with `bytes` left, as Xen's
+/// `guest_io_read`/`guest_io_write` split it: up to the end of CONFIG_DATA, never 3.
+fn conf_data_piece(port: u16, bytes: u8) -> u8 {
+    match bytes.min(4 - (port & 3) as u8) {
+        3 => 2,
+        n => n,
+    }
+}
+
+/// Xen's `guest_io_read` for an access [`admin_io_okay`] refused, byte by byte or piece by
+/// piece: the domain's CONFIG_ADDRESS for a dword at 0xCF8, configuration space through
+/// [`crate::pci::cfg_ok`] at 0xCFC-0xCFF, all-ones for every other port (Xen emulates the PIT
+/// and RTC for dom0 here; we do not).
+fn guest_io_read(
+    dom: &crate::domain::Domain,
+    mut port: u16,
+    mut bytes: u8,
+    bus: &mut dyn PortBus,
+) -> u32 {
+    let mut data = 0u32;
+    let mut shift = 0;
+    while bytes != 0 {
+        let mut size = 1;
+        let mut sub = u32::MAX;
+        if port == crate::pci::PCI_CONF_ADDRESS && bytes == 4 {
+            size = 4;
+            sub = dom.pci_cf8;
+        } else if port & 0xfffc == crate::pci::PCI_CONF_DATA {
+            let offset = (port & 3) as u8;
+            size = conf_data_piece(port, bytes);
+            if crate::pci::cfg_ok(dom.privileged, dom.pci_cf8, offset, size, false, bus) {
+                sub = crate::pci::conf_read(bus, dom.pci_cf8, offset, size);
+            }
+        }
+        if size == 4 {
+            return sub;
+        }
+        data |= (sub & ((1 << (size * 8)) - 1)) << shift;
+        shift += u32::from(size) * 8;
+        port = port.wrapping_add(size.into());
+        bytes -= size;
+    }
+    data
+}
+
+/// Xen's `guest_io_write` for an access [`admin_io_okay`] refused: a dword at 0xCF8 sets the
+/// domain's CONFIG_ADDRESS; each piece at 0xCFC-0xCFF goes to configuration space if
+/// [`crate::pci::cfg_ok`] passes it and is dropped if not (no error reaches the guest, as on
+/// Xen); anything else is dropped.
+fn guest_io_write(
+    dom: &mut crate::domain::Domain,
+    mut port: u16,
+    mut bytes: u8,
+    mut data: u32,
+    bus: &mut dyn PortBus,
+) {
+    while bytes != 0 {
+        let mut size = 1;
+        if port == crate::pci::PCI_CONF_ADDRESS && bytes == 4 {
+            size = 4;
+            dom.pci_cf8 = data;
+        } else if port & 0xfffc == crate::pci::PCI_CONF_DATA {
+            let offset = (port & 3) as u8;
+            size = conf_data_piece(port, bytes);
+            if crate::pci::cfg_ok(dom.privileged, dom.pci_cf8, offset, size, true, bus) {
+                crate::pci::conf_write(bus, dom.pci_cf8, offset, size, data);
+            }
+        }
+        if size == 4 {
+            return;
+        }
+        port = port.wrapping_add(size.into());
+        bytes -= size;
+        data >>= u32::from(size) * 8;
+    }
+}
+
 /// Emulates `in`/`out` at `regs.rip` after a #GP(0), as Xen's `emulate_privileged_op`: refused
 /// (`Emulated::No`, the #GP is reflected) unless the virtual IOPL allows port I/O in the current
 /// mode (`guest_io_okay`); then a port the domain may use is accessed for real
-/// (`admin_io_okay`), and any other reads all-ones and ignores writes (`guest_io_read` /
-/// `guest_io_write`). RIP is advanced past the instruction.
+/// (`admin_io_okay`), and any other goes through Xen's `guest_io_read` / `guest_io_write`:
+/// PCI configuration space, filtered, for dom0; all-ones and dropped writes otherwise. RIP is
+/// advanced past the instruction.
 pub fn port_io(
     regs: &mut Regs,
     code: &[u8],
-    vcpu: &crate::domain::Vcpu,
-    vm_assist: u64,
-    privileged: bool,
+    dom: &mut crate::domain::Domain,
     bus: &mut dyn PortBus,
 ) -> Emulated {
     let Some(io) = decode_port_io(code, regs.rdx) else {
         return Emulated::No;
     };
-    let architectural = vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0;
-    if !iopl_ok(vcpu.iopl, vcpu.kernel_mode, architectural) {
+    let architectural =
+        dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0;
+    if !iopl_ok(dom.vcpu.iopl, dom.vcpu.kernel_mode, architectural) {
         return Emulated::No;
     }
-    let permitted = ioports_access_permitted(privileged, io.port, io.bytes);
+    let direct = admin_io_okay(dom.privileged, io.port, io.bytes);
     let mask = match io.bytes {
         1 => 0xff,
         2 => 0xffff,
@@ -405,11 +490,11 @@ pub fn port_io(
     };
     match io.dir {
         IoDirection::In => {
-            let value = if permitted {
-                bus.port_read(io.port, io.bytes) & mask
+            let value = if direct {
+                bus.port_read(io.port, io.bytes)
             } else {
-                mask
-            };
+                guest_io_read(dom, io.port, io.bytes, bus)
+            } & mask;
             // A 32-bit destination zero-extends into RAX; 8- and 16-bit ones keep the rest.
             regs.rax = if io.bytes == 4 {
                 u64::from(value)
@@ -418,8 +503,11 @@ pub fn port_io(
             };
         }
         IoDirection::Out => {
-            if permitted {
-                bus.port_write(io.port, io.bytes, regs.rax as u32 & mask);
+            let value = regs.rax as u32 & mask;
+            if direct {
+                bus.port_write(io.port, io.bytes, value);
+            } else {
+                guest_io_write(dom, io.port, io.bytes, value, bus);
             }
         }
     }
@@ -668,7 +756,12 @@ mod tests {
         }
         assert!(ioports_access_permitted(true, 0x80, 1));
         assert!(ioports_access_permitted(true, 0xcf8, 4));
-        assert!(ioports_access_permitted(true, 0xcfc, 4));
+        // CONFIG_DATA is accessed for dom0 by the hypervisor, after its filter; a dword at
+        // CONFIG_ADDRESS is dom0's own virtual register (Xen's `admin_io_okay`).
+        assert!(!ioports_access_permitted(true, 0xcfc, 4));
+        assert!(!ioports_access_permitted(true, 0xcff, 1));
+        assert!(!admin_io_okay(true, 0xcf8, 4));
+        assert!(admin_io_okay(true, 0xcf8, 2) && admin_io_okay(true, 0xcf9, 1));
         assert!(ioports_access_permitted(true, 0x3f0, 4));
         // A wide access that straddles a withheld port is refused whole.
         assert!(!ioports_access_permitted(true, 0x3f6, 4));
@@ -683,30 +776,31 @@ mod tests {
     #[test]
     fn port_io_needs_iopl_then_reads_or_masks() {
         let mut bus = FakeBus::default();
-        let mut v = crate::domain::Vcpu::default();
+        let mut dom0 = io_dom(true);
+        dom0.vcpu.iopl = 0;
         let mut regs = Regs {
             rax: 0xffff_ffff_ffff_ffff,
-            rdx: 0xcfc,
+            rdx: 0x3f0,
             rip: 0x1000,
             ..Regs::default()
         };
         // IOPL 0: the #GP is the guest's.
         assert_eq!(
-            port_io(&mut regs, &[0xed], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xed], &mut dom0, &mut bus),
             Emulated::No
         );
         assert_eq!(regs.rip, 0x1000);
-        v.iopl = 1;
+        dom0.vcpu.iopl = 1;
         // in %dx, %eax: real read, zero-extended into RAX.
         assert_eq!(
-            port_io(&mut regs, &[0xed], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xed], &mut dom0, &mut bus),
             Emulated::Done
         );
-        assert_eq!((regs.rax, regs.rip), (0x1234_5678 + 0xcfc, 0x1001));
+        assert_eq!((regs.rax, regs.rip), (0x1234_5678 + 0x3f0, 0x1001));
         // in $0x80, %al keeps the upper bits.
         regs.rax = 0xaaaa_bbbb_cccc_dd00;
         assert_eq!(
-            port_io(&mut regs, &[0xe4, 0x80], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xe4, 0x80], &mut dom0, &mut bus),
             Emulated::Done
         );
         assert_eq!(regs.rax, 0xaaaa_bbbb_cccc_ddf8);
@@ -714,43 +808,399 @@ mod tests {
         let before = bus.reads.len();
         regs.rax = 0;
         assert_eq!(
-            port_io(&mut regs, &[0x66, 0xe5, 0x40], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0x66, 0xe5, 0x40], &mut dom0, &mut bus),
             Emulated::Done
         );
         assert_eq!((regs.rax, bus.reads.len()), (0xffff, before));
         regs.rdx = 0x3f8;
         regs.rax = 0x41;
         assert_eq!(
-            port_io(&mut regs, &[0xee], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xee], &mut dom0, &mut bus),
             Emulated::Done
         );
         assert!(bus.writes.is_empty());
-        // out %eax, %dx to PCI config address: through.
+        // out %eax, %dx to the PCI configuration address: the domain's own, not the machine's.
         regs.rdx = 0xcf8;
         regs.rax = 0x1_8000_0000;
         assert_eq!(
-            port_io(&mut regs, &[0xef], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xef], &mut dom0, &mut bus),
             Emulated::Done
         );
-        assert_eq!(bus.writes, vec![(0xcf8, 4, 0x8000_0000)]);
+        assert!(bus.writes.is_empty());
+        assert_eq!(dom0.pci_cf8, 0x8000_0000);
         // A domU with IOPL: every port reads all-ones.
+        let mut domu = io_dom(false);
         regs.rax = 0;
         assert_eq!(
-            port_io(&mut regs, &[0xe4, 0x80], &v, 0, false, &mut bus),
+            port_io(&mut regs, &[0xe4, 0x80], &mut domu, &mut bus),
             Emulated::Done
         );
         assert_eq!(regs.rax, 0xff);
         // User mode needs IOPL 3.
-        v.kernel_mode = false;
+        dom0.vcpu.kernel_mode = false;
         assert_eq!(
-            port_io(&mut regs, &[0xe4, 0x80], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xe4, 0x80], &mut dom0, &mut bus),
             Emulated::No
         );
-        v.iopl = 3;
+        dom0.vcpu.iopl = 3;
         assert_eq!(
-            port_io(&mut regs, &[0xe4, 0x80], &v, 0, true, &mut bus),
+            port_io(&mut regs, &[0xe4, 0x80], &mut dom0, &mut bus),
             Emulated::Done
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // PCI configuration space through 0xCF8/0xCFC: the write filter (`pci_cfg_ok`).
+
+    /// Bus:device.function 00:04.0 and 00:05.0 as CF8's bits 8..23 hold them.
+    const DEV4: u16 = 4 << 3;
+    const DEV5: u16 = 5 << 3;
+    /// Where the fake device 00:04.0 keeps its capabilities: a vendor-specific one, then MSI
+    /// (64-bit addresses, no per-vector masking: 14 bytes), then MSI-X (12 bytes).
+    const VNDR_POS: usize = 0x40;
+    const MSI_POS: usize = 0x50;
+    const MSIX_POS: usize = 0x70;
+
+    /// A machine's configuration mechanism #1 as QEMU's i440fx host bridge implements it
+    /// (`pci_host_config_write`, `pci_data_write`): CONFIG_ADDRESS takes dword writes only, and a
+    /// data access reaches register `(CONFIG_ADDRESS | port & 3) & 0xff` of the addressed
+    /// function, CONFIG_ADDRESS's low two bits included. Other ports answer as `FakeBus` does.
+    struct FakePci {
+        cf8: u32,
+        devices: Vec<(u16, [u8; 256])>,
+        /// Every configuration write that reached a device: bdf, register, width, value.
+        config_writes: Vec<(u16, u8, u8, u32)>,
+        /// Writes to ports other than 0xCF8..0xCFF.
+        other_writes: Vec<(u16, u8, u32)>,
+        /// Port accesses of any kind, to bound the filter's work.
+        accesses: usize,
+    }
+
+    impl FakePci {
+        fn new() -> FakePci {
+            FakePci {
+                cf8: 0,
+                devices: Vec::new(),
+                config_writes: Vec::new(),
+                other_writes: Vec::new(),
+                accesses: 0,
+            }
+        }
+
+        /// 00:04.0, a virtio-blk-like function with an I/O BAR, a vendor-specific capability,
+        /// MSI and MSI-X; 00:05.0, a function without a capability list.
+        fn with_msi_and_msix() -> FakePci {
+            let mut d = [0u8; 256];
+            d[0..4].copy_from_slice(&0x1001_1af4u32.to_le_bytes());
+            d[0x04] = 0x05; // command: I/O, bus master
+            d[0x06] = 0x10; // status: capability list
+            d[0x10..0x14].copy_from_slice(&0xc001u32.to_le_bytes()); // BAR0, I/O
+            d[0x34] = VNDR_POS as u8;
+            d[VNDR_POS] = 0x09;
+            d[VNDR_POS + 1] = MSI_POS as u8;
+            d[MSI_POS] = 0x05;
+            d[MSI_POS + 1] = MSIX_POS as u8;
+            d[MSI_POS + 2] = 0x80; // control: 64-bit address capable, MSI disabled
+            d[MSIX_POS] = 0x11;
+            d[MSIX_POS + 1] = 0;
+            d[MSIX_POS + 2] = 0x03; // control: table size 4, MSI-X disabled
+            d[MSIX_POS + 4] = 0x01; // table in BAR1 at 0
+            d[MSIX_POS + 8] = 0x01; // PBA in BAR1 at 0x800
+            d[MSIX_POS + 9] = 0x08;
+            let mut plain = [0u8; 256];
+            plain[0..4].copy_from_slice(&0x1237_8086u32.to_le_bytes());
+            let mut pci = FakePci::new();
+            pci.devices.push((DEV4, d));
+            pci.devices.push((DEV5, plain));
+            pci
+        }
+
+        fn config(&self, bdf: u16) -> &[u8; 256] {
+            &self
+                .devices
+                .iter()
+                .find(|(b, _)| *b == bdf)
+                .expect("device")
+                .1
+        }
+
+        fn msi_and_msix_bytes(&self) -> Vec<u8> {
+            let d = self.config(DEV4);
+            [&d[MSI_POS..MSI_POS + 14], &d[MSIX_POS..MSIX_POS + 12]].concat()
+        }
+
+        /// The function and register a data-port access at `port` reaches, if any.
+        fn target(&mut self, port: u16) -> Option<(usize, usize)> {
+            if self.cf8 & 0x8000_0000 == 0 {
+                return None;
+            }
+            let bdf = ((self.cf8 >> 8) & 0xffff) as u16;
+            let reg = ((self.cf8 | u32::from(port & 3)) & 0xff) as usize;
+            let i = self.devices.iter().position(|(b, _)| *b == bdf)?;
+            Some((i, reg))
+        }
+    }
+
+    impl PortBus for FakePci {
+        fn port_read(&mut self, port: u16, bytes: u8) -> u32 {
+            self.accesses += 1;
+            match port {
+                0xcf8 if bytes == 4 => self.cf8,
+                0xcfc..=0xcff => match self.target(port) {
+                    Some((i, reg)) => {
+                        let d = &self.devices[i].1;
+                        (0..usize::from(bytes)).fold(0, |v, k| {
+                            v | u32::from(*d.get(reg + k).unwrap_or(&0xff)) << (8 * k)
+                        })
+                    }
+                    None => u32::MAX >> (32 - 8 * u32::from(bytes)),
+                },
+                _ => 0x1234_5678 + u32::from(port),
+            }
+        }
+
+        fn port_write(&mut self, port: u16, bytes: u8, value: u32) {
+            self.accesses += 1;
+            match port {
+                0xcf8 if bytes == 4 => self.cf8 = value,
+                0xcfc..=0xcff => {
+                    if let Some((i, reg)) = self.target(port) {
+                        let (bdf, d) = &mut self.devices[i];
+                        for k in 0..usize::from(bytes) {
+                            if let Some(b) = d.get_mut(reg + k) {
+                                *b = (value >> (8 * k)) as u8;
+                            }
+                        }
+                        let value = value & (u32::MAX >> (32 - 8 * u32::from(bytes)));
+                        self.config_writes.push((*bdf, reg as u8, bytes, value));
+                    }
+                }
+                _ => self.other_writes.push((port, bytes, value)),
+            }
+        }
+    }
+
+    /// dom0 with its virtual IOPL raised, as after `PHYSDEVOP_set_iopl(1)`.
+    fn io_dom(privileged: bool) -> crate::domain::Domain {
+        let mut d = crate::domain::Domain::new(
+            u16::from(!privileged),
+            privileged,
+            16,
+            16,
+            crate::mm::Mfn(5),
+            crate::mm::Mfn(6),
+        );
+        d.vcpu.iopl = 1;
+        d
+    }
+
+    /// Runs one `in`/`out` (`code`) with DX = `dx` and RAX = `rax`; returns RAX after it.
+    fn io(
+        dom: &mut crate::domain::Domain,
+        bus: &mut dyn PortBus,
+        code: &[u8],
+        dx: u16,
+        rax: u32,
+    ) -> u32 {
+        let mut regs = Regs {
+            rax: rax.into(),
+            rdx: dx.into(),
+            ..Regs::default()
+        };
+        assert_eq!(port_io(&mut regs, code, dom, bus), Emulated::Done);
+        assert_eq!(regs.rip, code.len() as u64);
+        regs.rax as u32
+    }
+
+    const OUTL: &[u8] = &[0xef];
+    const OUTW: &[u8] = &[0x66, 0xef];
+    const OUTB: &[u8] = &[0xee];
+    const INL: &[u8] = &[0xed];
+    const INW: &[u8] = &[0x66, 0xed];
+
+    /// `out` of `value` (`code` gives the width) to register `reg` of `bdf`, through 0xCF8 and
+    /// the data port that selects `reg`'s byte in its dword.
+    fn conf_out(
+        dom: &mut crate::domain::Domain,
+        bus: &mut dyn PortBus,
+        bdf: u16,
+        reg: usize,
+        code: &[u8],
+        value: u32,
+    ) {
+        let cf8 = 0x8000_0000 | u32::from(bdf) << 8 | (reg as u32 & 0xfc);
+        io(dom, bus, OUTL, 0xcf8, cf8);
+        io(dom, bus, code, 0xcfc + (reg as u16 & 3), value);
+    }
+
+    fn conf_in(
+        dom: &mut crate::domain::Domain,
+        bus: &mut dyn PortBus,
+        bdf: u16,
+        reg: usize,
+        code: &[u8],
+    ) -> u32 {
+        let cf8 = 0x8000_0000 | u32::from(bdf) << 8 | (reg as u32 & 0xfc);
+        io(dom, bus, OUTL, 0xcf8, cf8);
+        io(dom, bus, code, 0xcfc + (reg as u16 & 3), 0)
+    }
+
+    #[test]
+    fn dom0_writes_to_msi_and_msix_capabilities_are_dropped() {
+        let mut pci = FakePci::with_msi_and_msix();
+        let mut dom0 = io_dom(true);
+        let before = pci.msi_and_msix_bytes();
+        // MSI: address (low, high), data (aimed at the NMI delivery mode), then the enable bit,
+        // as a word and as the control register's low byte alone.
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 4, OUTL, 0xfee0_0000);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 8, OUTL, 0);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 0xc, OUTW, 0x0402);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 2, OUTW, 0x0081);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 2, OUTB, 0x81);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS, OUTL, 0x0081_7005);
+        // MSI-X: the control word (enable, function mask clear), its high byte, the whole
+        // first dword, the table and PBA offsets.
+        conf_out(&mut dom0, &mut pci, DEV4, MSIX_POS + 2, OUTW, 0x8003);
+        conf_out(&mut dom0, &mut pci, DEV4, MSIX_POS + 3, OUTB, 0x80);
+        conf_out(&mut dom0, &mut pci, DEV4, MSIX_POS, OUTL, 0x8003_0011);
+        conf_out(&mut dom0, &mut pci, DEV4, MSIX_POS + 4, OUTL, 0x100);
+        conf_out(&mut dom0, &mut pci, DEV4, MSIX_POS + 8, OUTL, 0x100);
+        assert_eq!(pci.msi_and_msix_bytes(), before, "{:x?}", pci.config_writes);
+        assert!(pci.config_writes.is_empty(), "{:x?}", pci.config_writes);
+        // Reads still give the device's registers.
+        assert_eq!(
+            conf_in(&mut dom0, &mut pci, DEV4, MSI_POS, INL),
+            0x0080_7005
+        );
+        assert_eq!(
+            conf_in(&mut dom0, &mut pci, DEV4, MSIX_POS + 2, INW),
+            0x0003
+        );
+    }
+
+    #[test]
+    fn dom0_writes_elsewhere_in_configuration_space_pass() {
+        let mut pci = FakePci::with_msi_and_msix();
+        let mut dom0 = io_dom(true);
+        // A BAR (sized as a driver does), the command register, the vendor-specific
+        // capability, the bytes after the 14-byte MSI structure, another function's registers.
+        conf_out(&mut dom0, &mut pci, DEV4, 0x10, OUTL, 0xffff_ffff);
+        conf_out(&mut dom0, &mut pci, DEV4, 0x10, OUTL, 0xc041);
+        conf_out(&mut dom0, &mut pci, DEV4, 0x04, OUTW, 0x0407);
+        conf_out(&mut dom0, &mut pci, DEV4, VNDR_POS + 4, OUTL, 0xabcd);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 0xe, OUTW, 0x1234);
+        conf_out(&mut dom0, &mut pci, DEV5, 0x50, OUTL, 0x5555_aaaa);
+        assert_eq!(
+            pci.config_writes,
+            vec![
+                (DEV4, 0x10, 4, 0xffff_ffff),
+                (DEV4, 0x10, 4, 0xc041),
+                (DEV4, 0x04, 2, 0x0407),
+                (DEV4, 0x44, 4, 0xabcd),
+                (DEV4, 0x5e, 2, 0x1234),
+                (DEV5, 0x50, 4, 0x5555_aaaa),
+            ]
+        );
+        assert_eq!(conf_in(&mut dom0, &mut pci, DEV4, 0x10, INL), 0xc041);
+        assert_eq!(conf_in(&mut dom0, &mut pci, DEV4, 0x04, INW), 0x0407);
+    }
+
+    #[test]
+    fn a_looping_capability_list_does_not_hang_the_filter() {
+        // 00:04.0's list runs 0x40 -> 0x48 -> 0x40 -> ... and never names MSI or MSI-X.
+        let mut d = [0u8; 256];
+        d[0x06] = 0x10;
+        d[0x34] = 0x40;
+        d[0x40] = 0x09;
+        d[0x41] = 0x48;
+        d[0x48] = 0x01;
+        d[0x49] = 0x40;
+        let mut pci = FakePci::new();
+        pci.devices.push((DEV4, d));
+        let mut dom0 = io_dom(true);
+        conf_out(&mut dom0, &mut pci, DEV4, 0x4c, OUTL, 0x1111_2222);
+        assert_eq!(pci.config_writes, vec![(DEV4, 0x4c, 4, 0x1111_2222)]);
+        // Xen's `pci_find_cap_offset` follows at most 48 links: a few hundred port accesses.
+        assert!(pci.accesses < 500, "{} port accesses", pci.accesses);
+        // A list that points below the header, or at all-ones, ends at once.
+        pci.devices[0].1[0x49] = 0x10;
+        conf_out(&mut dom0, &mut pci, DEV4, 0x4c, OUTL, 0x3333_4444);
+        assert_eq!(pci.config_writes.len(), 2);
+    }
+
+    #[test]
+    fn config_address_is_per_domain_and_its_spare_bits_cannot_aim_a_write_into_msi() {
+        let mut pci = FakePci::with_msi_and_msix();
+        let mut dom0 = io_dom(true);
+        let before = pci.msi_and_msix_bytes();
+        // CF8 = the dword just below MSI's, with the two reserved low bits set: QEMU adds them
+        // to the register number, so a dword write would land on 0x4f..0x52, the MSI control
+        // register's enable bit included. The filter must judge the register the write reaches.
+        let cf8 = 0x8000_0000 | u32::from(DEV4) << 8 | (MSI_POS as u32 - 4) | 3;
+        io(&mut dom0, &mut pci, OUTL, 0xcf8, cf8);
+        io(&mut dom0, &mut pci, OUTL, 0xcfc, 0x0101_0101);
+        assert_eq!(pci.msi_and_msix_bytes(), before, "{:x?}", pci.config_writes);
+        // dom0 reads back the CONFIG_ADDRESS it wrote (Xen's per-domain `pci_cf8`).
+        assert_eq!(io(&mut dom0, &mut pci, INL, 0xcf8, 0), cf8);
+        // Bits 24..27 (AMD's extended register number) do not move the write out of the
+        // filter's sight either.
+        let cf8 = 0x8f00_0000 | u32::from(DEV4) << 8 | (MSIX_POS as u32);
+        io(&mut dom0, &mut pci, OUTL, 0xcf8, cf8);
+        io(&mut dom0, &mut pci, OUTW, 0xcfe, 0x8003);
+        assert_eq!(pci.msi_and_msix_bytes(), before, "{:x?}", pci.config_writes);
+    }
+
+    #[test]
+    fn partial_and_straddling_data_port_writes_are_filtered_piece_by_piece() {
+        let mut pci = FakePci::with_msi_and_msix();
+        let mut dom0 = io_dom(true);
+        let before = pci.msi_and_msix_bytes();
+        // A dword at 0xcfd is split as Xen's `guest_io_write` splits it: a word at register
+        // +1, a byte at +3 (each judged on its own), and a byte for port 0xd00, dropped.
+        let cf8 = 0x8000_0000 | u32::from(DEV4) << 8 | MSI_POS as u32;
+        io(&mut dom0, &mut pci, OUTL, 0xcf8, cf8);
+        io(&mut dom0, &mut pci, &[0xef], 0xcfd, 0x0101_0101);
+        assert_eq!(pci.msi_and_msix_bytes(), before, "{:x?}", pci.config_writes);
+        let cf8 = 0x8000_0000 | u32::from(DEV4) << 8 | 0x10;
+        io(&mut dom0, &mut pci, OUTL, 0xcf8, cf8);
+        io(&mut dom0, &mut pci, &[0xef], 0xcfd, 0xaabb_ccdd);
+        assert_eq!(
+            pci.config_writes,
+            vec![(DEV4, 0x11, 2, 0xccdd), (DEV4, 0x13, 1, 0xbb)]
+        );
+        assert!(pci.other_writes.is_empty(), "{:x?}", pci.other_writes);
+    }
+
+    #[test]
+    fn a_domu_with_iopl_has_a_config_address_but_no_configuration_space() {
+        let mut pci = FakePci::with_msi_and_msix();
+        let mut domu = io_dom(false);
+        let cf8 = 0x8000_0000 | u32::from(DEV4) << 8;
+        io(&mut domu, &mut pci, OUTL, 0xcf8, cf8);
+        assert_eq!(io(&mut domu, &mut pci, INL, 0xcf8, 0), cf8);
+        assert_eq!(io(&mut domu, &mut pci, INL, 0xcfc, 0), 0xffff_ffff);
+        io(&mut domu, &mut pci, OUTL, 0xcfc, 0);
+        assert!(pci.config_writes.is_empty());
+        assert_eq!(pci.accesses, 0, "a domU never reaches the machine's ports");
+    }
+
+    #[test]
+    fn the_msi_structure_is_as_long_as_its_control_word_says() {
+        // 32-bit addresses with per-vector masking: control, address, data, mask bits at +0xc,
+        // pending bits at +0x10; the structure ends at +0x14.
+        let mut pci = FakePci::with_msi_and_msix();
+        pci.devices[0].1[MSI_POS + 2] = 0x00;
+        pci.devices[0].1[MSI_POS + 3] = 0x01;
+        let mut dom0 = io_dom(true);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 0xc, OUTL, 0);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 0x10, OUTL, 0);
+        assert!(pci.config_writes.is_empty(), "{:x?}", pci.config_writes);
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 0x14, OUTL, 7);
+        assert_eq!(pci.config_writes, vec![(DEV4, 0x64, 4, 7)]);
+        // Without a capability list (status bit clear) nothing is an MSI structure.
+        pci.devices[0].1[0x06] = 0;
+        conf_out(&mut dom0, &mut pci, DEV4, MSI_POS + 4, OUTL, 0xfee0_0000);
+        assert_eq!(pci.config_writes.len(), 2);
     }
 
     #[test]

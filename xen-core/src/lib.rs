@@ -33,6 +33,7 @@ pub mod lab;
 pub mod layout;
 pub mod mm;
 pub mod multiboot;
+pub mod pci;
 pub mod pirq;
 pub mod power;
 pub mod regs;

@@ -102,8 +102,14 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
                 println!("guest-kernel: unknown lab '{name}'");
                 SHUTDOWN_crash
             }
-            // dom0 drives its virtio disk: find it, read, write a pattern, flush, read back.
-            (None, None) if cmdline.has("blkdev-selftest") => {
+            // dom0 drives its virtio disk: find it, read, write a pattern, flush, read back;
+            // with `pci-msi-attack`, after trying to program every device's MSI and MSI-X.
+            (None, None) if cmdline.has("blkdev-selftest") || cmdline.has("pci-msi-attack") => {
+                if cmdline.has("pci-msi-attack") {
+                    if let Err(rc) = pci::msi_attack() {
+                        println!("pci-msi-attack: PHYSDEVOP_set_iopl(1)={rc}");
+                    }
+                }
                 let sector = cmdline
                     .get("blkdev-selftest")
                     .and_then(|s| s.parse().ok())

@@ -421,14 +421,7 @@ fn guest_exception(
             };
             // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).
             if ec == 0
-                && emulate::port_io(
-                    regs,
-                    code,
-                    &dom.vcpu,
-                    dom.vm_assist,
-                    dom.privileged,
-                    &mut RealPorts,
-                ) == emulate::Emulated::Done
+                && emulate::port_io(regs, code, dom, &mut RealPorts) == emulate::Emulated::Done
             {
                 return Ok(());
             }

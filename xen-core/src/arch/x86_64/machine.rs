@@ -209,14 +209,16 @@ impl Machine for HvMachine {
 
 /// The machine's I/O port space: real `in`/`out` for the guest port accesses the hypervisor
 /// emulates (`xen_core::emulate::port_io`, which has already checked the domain's right to the
-/// port and kept the hypervisor's own ports out of reach).
+/// port and kept the hypervisor's own ports out of reach) and for the PCI configuration
+/// accesses it performs for dom0 (`xen_core::pci`, after its MSI/MSI-X write filter).
 pub struct RealPorts;
 
 impl xen_core::emulate::PortBus for RealPorts {
     fn port_read(&mut self, port: u16, bytes: u8) -> u32 {
         // SAFETY: `port_io` only passes ports the domain may use, which exclude every port the
-        // hypervisor drives (PIC, PIT, CMOS, COM1, isa-debug-exit): a read cannot disturb the
-        // hypervisor's devices or memory.
+        // hypervisor drives (PIC, PIT, CMOS, COM1, isa-debug-exit), and PCI configuration
+        // reads (CONFIG_ADDRESS, then CONFIG_DATA): a read cannot disturb the hypervisor's
+        // devices or memory.
         unsafe {
             match bytes {
                 1 => u32::from(x86_64::instructions::port::Port::<u8>::new(port).read()),
@@ -227,9 +229,10 @@ impl xen_core::emulate::PortBus for RealPorts {
     }
 
     fn port_write(&mut self, port: u16, bytes: u8, value: u32) {
-        // SAFETY: as for `port_read`: only ports granted to the domain reach here. A device the
-        // domain programs this way may DMA into memory, which is what a privileged dom0 is trusted
-        // with on Xen too (no IOMMU).
+        // SAFETY: as for `port_read`: only ports granted to the domain reach here, and
+        // configuration writes `xen_core::pci::cfg_ok` passed (none into a device's MSI or
+        // MSI-X). A device the domain programs this way may DMA into memory, which is what a
+        // privileged dom0 is trusted with on Xen too (no IOMMU).
         unsafe {
             match bytes {
                 1 => x86_64::instructions::port::Port::<u8>::new(port).write(value as u8),
