@@ -99,13 +99,11 @@ pub(super) fn grant_table_op<M: Machine + ?Sized>(
     } as u64;
     let count = if batch && !ctx.in_multicall && count > BATCH_CHUNK {
         let rest = count - BATCH_CHUNK;
-        ctx.continuation = Some([
+        ctx.continuation = Some(super::Continuation::new(&[
             u64::from(cmd),
             uop.wrapping_add(u64::from(BATCH_CHUNK) * size),
             u64::from(rest),
-            0,
-            0,
-        ]);
+        ]));
         BATCH_CHUNK
     } else {
         count

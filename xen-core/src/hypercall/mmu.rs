@@ -267,7 +267,7 @@ fn continue_with<M: Machine + ?Sized>(
     foreigndom: u64,
 ) {
     if let (Ok(_), Some((list, count))) = (rc, next) {
-        ctx.continuation = Some([list, u64::from(count), pdone, foreigndom, 0]);
+        ctx.continuation = Some(super::Continuation::new(&[list, u64::from(count), pdone, foreigndom]));
     }
 }
 

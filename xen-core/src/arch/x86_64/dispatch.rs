@@ -259,13 +259,23 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 };
                 let rax = dispatch(&mut ctx, nr, args);
                 match ctx.continuation.take() {
-                    // The rest of a long batch: run the same hypercall again, from the `syscall`
-                    // instruction (2 bytes), with the handler's arguments (Xen's continuation).
-                    Some(a) => {
+                    // Preempted: run the same hypercall again, from the `syscall` instruction
+                    // (2 bytes), with the arguments the handler set (Xen's
+                    // `hypercall_create_continuation`: `regs->rip -= 2`, the format's registers
+                    // rewritten, the others left as the guest had them).
+                    Some(c) => {
                         regs.rip = regs.rip.wrapping_sub(2);
                         regs.rax = nr;
-                        (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8) =
-                            (a[0], a[1], a[2], a[3], a[4]);
+                        let arg_regs = [
+                            &mut regs.rdi,
+                            &mut regs.rsi,
+                            &mut regs.rdx,
+                            &mut regs.r10,
+                            &mut regs.r8,
+                        ];
+                        for (r, &v) in arg_regs.into_iter().zip(&c.args).take(c.nargs) {
+                            *r = v;
+                        }
                     }
                     None => regs.rax = rax as u64,
                 }
