@@ -573,7 +573,10 @@ fn batches_inside_a_multicall_are_preempted_with_the_same_answers() {
     assert_eq!(whole.rc, 0);
     assert_eq!(whole.results[0], 0);
     assert_eq!(whole.results[2], 0);
-    assert_eq!(whole.results[3], EINVAL, "the last update of the fourth entry is bad");
+    assert_eq!(
+        whole.results[3], EINVAL,
+        "the last update of the fourth entry is bad"
+    );
     assert_eq!(whole.done, vec![2999, 2000, 1199]);
 
     let preempted = batches_in_a_multicall(37);
@@ -594,7 +597,10 @@ fn batches_inside_a_multicall_are_preempted_with_the_same_answers() {
             0x6666
         ]
     );
-    assert_eq!(p.first_entry.result, 0xdead, "no result for an unfinished sub-call");
+    assert_eq!(
+        p.first_entry.result, 0xdead,
+        "no result for an unfinished sub-call"
+    );
     assert_eq!(p.first_done, 37);
     assert!(preempted.continuations > 100, "{}", preempted.continuations);
     assert_eq!(

@@ -97,7 +97,10 @@ fn a_million_entry_aliased_trap_table_is_preempted_and_continued() {
         assert_eq!(continuations + 1, ENTRIES / 1000);
         for v in 0..256 {
             let ti = ctx.dom.vcpu.trap_ctxt[v as usize];
-            assert_eq!((ti.vector, ti.address, ti.cs), (v as u8, entry(v).address, 0xe033));
+            assert_eq!(
+                (ti.vector, ti.address, ti.cs),
+                (v as u8, entry(v).address, 0xe033)
+            );
         }
     });
 }
@@ -231,11 +234,111 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
         let (rc, continuations) =
             call_to_completion(ctx, __HYPERVISOR_multicall, [list, 2, 0, 0, 0], 100);
         assert_eq!(rc, 0);
-        assert_eq!(continuations, ENTRIES / 100_000);
+        // One stop every 100 000 entries, the first one above.
+        assert_eq!(continuations + 1, ENTRIES / 100_000);
         let g = ctx.guest();
         let first: MulticallEntry = copy_from_guest(&g, list).unwrap();
         let second: MulticallEntry = copy_from_guest(&g, list + ENTRY).unwrap();
         assert_eq!((first.result, second.result), (0, version as u64));
         assert_eq!(ctx.dom.vcpu.trap_ctxt[255].address, entry(255).address);
     });
+}
+
+#[test]
+fn a_long_console_write_is_preempted_and_continued() {
+    let (mut m, mut dom, info) = setup();
+    let text: Vec<u8> = (0..32 * 1024u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut g = PageTableGuest {
+        mem: &mut m.mem,
+        l4: dom.l4,
+    };
+    crate::guest::GuestMemory::write(&mut g, GUEST_VA, &text).unwrap();
+    m.preempt = FakePreempt::every(10);
+    let mut regs = Regs::default();
+    with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
+        let a = [CONSOLEIO_write.into(), text.len() as u64, GUEST_VA, 0, 0];
+        dispatch(ctx, __HYPERVISOR_console_io.into(), a);
+        // `guest_console_write` asks between chunks: 10 chunks of 128 bytes, then ("iih").
+        let c = ctx.continuation.take().expect("preempted");
+        let done = 10 * 128;
+        assert_eq!(
+            c,
+            Continuation::new(&[
+                CONSOLEIO_write.into(),
+                (text.len() - done) as u64,
+                GUEST_VA + done as u64
+            ])
+        );
+        let mut a = a;
+        a[..3].copy_from_slice(&c.args[..3]);
+        let (rc, n) = call_to_completion(ctx, __HYPERVISOR_console_io, a, 100);
+        // 256 chunks, 10 per entry: 25 more entries, the last of which finishes.
+        assert_eq!((rc, n), (0, 24));
+    });
+    assert_eq!(m.console, text);
+}
+
+#[test]
+fn a_long_grant_batch_is_preempted_and_continued_with_the_same_statuses() {
+    use crate::frame_table::testing::{page_va, Two};
+    use hypercall_abi::grant_table::{GNTTABOP_swap_grant_ref, GnttabSwapGrantRef};
+    const SWAP: u64 = core::mem::size_of::<GnttabSwapGrantRef>() as u64;
+    // 1000 swaps of grant references (most of them out of range: a status per element).
+    let run = |every: u32| {
+        let mut t = Two::new();
+        let list = page_va(8);
+        for i in 0..1000u32 {
+            let op = GnttabSwapGrantRef {
+                ref_a: i % 7,
+                ref_b: i % 11,
+                status: 0x55,
+                ..Default::default()
+            };
+            t.ctx(1, |ctx| {
+                copy_to_guest(&mut ctx.guest(), list + SWAP * u64::from(i), &op)
+            })
+            .unwrap();
+        }
+        t.m.preempt = FakePreempt::every(every);
+        let a = [GNTTABOP_swap_grant_ref.into(), list, 1000, 0, 0];
+        let (first, rest) = t.ctx(1, |ctx| {
+            dispatch(ctx, __HYPERVISOR_grant_table_op.into(), a);
+            let first = ctx.continuation.take();
+            let rest = first.map(|c| {
+                let mut a = a;
+                a[..c.nargs].copy_from_slice(&c.args[..c.nargs]);
+                call_to_completion(ctx, __HYPERVISOR_grant_table_op, a, 100)
+            });
+            (first, rest)
+        });
+        let statuses: Vec<i16> = (0..1000u64)
+            .map(|i| {
+                t.ctx(1, |ctx| {
+                    copy_from_guest::<GnttabSwapGrantRef>(&ctx.guest(), list + SWAP * i)
+                        .unwrap()
+                        .status
+                })
+            })
+            .collect();
+        (first, rest, statuses, list)
+    };
+    let (none, _, whole, _) = run(0);
+    assert_eq!(none, None);
+    let (first, rest, preempted, list) = run(100);
+    // Xen's `gnttab_swap_grant_ref` asks before every element but the first: stopped before
+    // element 100, continued with "ihi" (the command, the list advanced, the count left).
+    assert_eq!(
+        first,
+        Some(Continuation::new(&[
+            GNTTABOP_swap_grant_ref.into(),
+            list + 100 * SWAP,
+            900
+        ]))
+    );
+    assert_eq!(rest, Some((0, 8)));
+    assert_eq!(preempted, whole);
+    assert!(
+        whole.iter().all(|&s| s != 0x55),
+        "every element has a status"
+    );
 }

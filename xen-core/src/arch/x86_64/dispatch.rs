@@ -217,6 +217,8 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         .expect("a guest runs only after `run` installed the state");
     check_stack();
     let mut doms = DOMS.lock();
+    // How long the guest's request keeps the CPU (see `SchedInfo::longest_entry_ns`).
+    let entered = hv.m.now();
     // Whether this entry can have changed another domain's state (woken it, shut it down, ...)
     // or the running vCPU's right to go on: if not, the way out skips the full scheduling pass.
     let touches_others = match regs.vector {
@@ -246,6 +248,8 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             }
             ENTRY_SYSCALL => {
                 let (nr, args) = regs.hypercall_args();
+                // A long hypercall stops when the APIC timer is due (or soon after it began).
+                hv.m.preempt.arm(entered, hv.armed);
                 let mut ctx = Ctx {
                     m: &mut hv.m,
                     info: &hv.info,
@@ -290,6 +294,10 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             // Other external interrupts taken while the guest ran: nothing is routed to guests.
             _ => {}
         }
+        // From entry to the end of the handler: what the guest's request cost (the way out,
+        // timers and scheduling for everyone, is not the guest's doing).
+        let spent = hv.m.now().saturating_sub(entered);
+        g.sched.longest_entry_ns = g.sched.longest_entry_ns.max(spent);
     }
     deliver_irqs(hv, &mut doms);
     // The timer interrupt is also when the hypervisor looks at its serial console for debug keys

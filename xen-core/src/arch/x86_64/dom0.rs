@@ -228,7 +228,12 @@ pub fn start(
             "dom0's initial page tables did not validate: {e}"
         ));
     }
-    let mut m = HvMachine { mem, e820, mm };
+    let mut m = HvMachine {
+        mem,
+        e820,
+        mm,
+        preempt: super::machine::PreemptAt::new(),
+    };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared::set_upcall_mask(&mut m, &dom, true);
     dispatch::publish_time(&mut m, &dom);
