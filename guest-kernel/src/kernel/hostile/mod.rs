@@ -9,11 +9,18 @@
 //!
 //! One module per attack; [`ATTACKS`] is the table of names.
 
+mod alias;
+mod huge_multicall;
+mod huge_trap_table;
+
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
 
 /// Every attack, by the name `hostile=` takes.
-const ATTACKS: &[(&str, Attack)] = &[];
+const ATTACKS: &[(&str, Attack)] = &[
+    ("huge-trap-table", huge_trap_table::run),
+    ("huge-multicall", huge_multicall::run),
+];
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {
