@@ -161,7 +161,7 @@ fn run_op<M: Machine + ?Sized>(
         }
         GNTTABOP_unmap_grant_ref => {
             for i in 0..count {
-                if i % UNMAP_BATCH == 0 && stop(pt.mem, i) {
+                if i.is_multiple_of(UNMAP_BATCH) && stop(pt.mem, i) {
                     return Ok(Ran::Preempted(i));
                 }
                 let at = elem::<GnttabUnmapGrantRef>(uop, i);

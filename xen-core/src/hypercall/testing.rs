@@ -50,7 +50,7 @@ impl Preempt for FakePreempt {
     fn pending(&self) -> bool {
         let n = self.asked.get() + 1;
         self.asked.set(n);
-        self.every != 0 && n % u64::from(self.every) == 0
+        self.every != 0 && n.is_multiple_of(u64::from(self.every))
     }
 }
 

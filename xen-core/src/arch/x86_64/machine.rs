@@ -145,7 +145,7 @@ impl Preempt for PreemptAt {
         }
         let n = self.asked.get().wrapping_add(1);
         self.asked.set(n);
-        n % Self::IRR_EVERY == 0 && super::apic::interrupt_waiting()
+        n.is_multiple_of(Self::IRR_EVERY) && super::apic::interrupt_waiting()
     }
 }
 
