@@ -117,7 +117,11 @@ fn preempted(run: &Run, attack: &str, what: &str) {
          preempted; log:\n{log}"
     );
     let longest = longest_entry_us(run, 1).expect("the attacker's longest entry is printed");
-    println!("{attack} {what}: {upcalls} upcalls during the call; longest entry {longest} us");
+    let name = format!("{attack} {what}");
+    println!(
+        "{}: {upcalls} upcalls during the call; longest entry {longest} us",
+        name.trim_end()
+    );
     assert!(
         longest < LONGEST_ENTRY_BOUND_US,
         "one hypervisor entry of the attacker took {longest} us; log:\n{log}"
