@@ -177,3 +177,104 @@ fn grant_exhaustion_hurts_only_the_attacker() {
     assert_eq!(seen("copy_full_ref"), Some("0"), "and pins another counter");
     assert!(seen("held_ms").is_some(), "the attacker held its mappings");
 }
+
+/// The longest time (µs) the hypervisor spent on one hypercall or exception of domain `id`, as it
+/// printed when it destroyed the domain (`(XEN) domain <id>: longest hypervisor entry <n> us`).
+pub fn longest_entry_us(run: &Run, id: u16) -> Option<u64> {
+    let prefix = format!("(XEN) domain {id}: longest hypervisor entry ");
+    run.log.iter().find_map(|l| {
+        let at = l.find(&prefix)?;
+        l[at + prefix.len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// QEMU options for the attacks whose time is measured: the guest's TSC counts instructions,
+/// one per nanosecond (`-icount shift=0,sleep=off`), so the hypervisor's clock measures the work
+/// done in an entry and nothing else. Under plain TCG it is the host's clock, and QEMU's vCPU
+/// thread shares two host cores with other work: each host preemption of that thread (a few ms)
+/// lands inside whatever entry is running, which for an attacker in a long hypercall is almost
+/// always one of its own. QEMU 10's icount needs the xAPIC (it aborts on an x2APIC timer read
+/// through an MSR), as in the lab (`lab/src/lib.rs`).
+const ICOUNT: &[&str] = &["-cpu", "max,-x2apic", "-icount", "shift=0,sleep=off"];
+
+/// The bound on one hypervisor entry of the attacker: one 5 ms slice. A hypercall stops when the
+/// hypervisor's next deadline is due and at most 1 ms after it began (`PreemptAt::MAX_NS`), so
+/// an entry is about a millisecond plus one list element; under [`ICOUNT`] a millisecond is a
+/// million guest instructions, more than hardware does in one. Without preemption, the 10^6
+/// entries of these lists take seconds in one entry.
+const LONGEST_ENTRY_BOUND_US: u64 = 5_000;
+
+/// Checks a long-hypercall attack: the attacker reported more than one timer upcall during the
+/// call (`key` is the report's upcall count), and no entry of it held the CPU past the bound.
+#[track_caller]
+fn preempted(run: &Run, attack: &str, what: &str) {
+    let log = run.log.join("\n");
+    let upcalls: u64 = reported_after(run, attack, what, "upcalls")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no upcall count for {attack} {what}; log:\n{log}"));
+    assert!(
+        upcalls > 1,
+        "{attack} {what}: {upcalls} timer upcalls during the call: the hypercall was not \
+         preempted; log:\n{log}"
+    );
+    let longest = longest_entry_us(run, 1).expect("the attacker's longest entry is printed");
+    let name = format!("{attack} {what}");
+    println!(
+        "{}: {upcalls} upcalls during the call; longest entry {longest} us",
+        name.trim_end()
+    );
+    assert!(
+        longest < LONGEST_ENTRY_BOUND_US,
+        "one hypervisor entry of the attacker took {longest} us; log:\n{log}"
+    );
+}
+
+/// The value of `key` on the attacker's `hostile: <attack>: <what> ...` line (`what` empty: the
+/// first `key=` after the attack's name).
+fn reported_after<'a>(run: &'a Run, attack: &str, what: &str, key: &str) -> Option<&'a str> {
+    let prefix = format!("(d1) hostile: {attack}: {what}");
+    let key = format!("{key}=");
+    run.log.iter().find_map(|l| {
+        let rest = &l[l.find(&prefix)? + prefix.len()..];
+        let at = rest.find(&key)? + key.len();
+        rest[at..].split_whitespace().next()
+    })
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_million_entry_trap_table_is_preempted() {
+    // Finding 4: set_trap_table walks a guest list 10^6 entries long (one page aliased at 4000
+    // addresses). Xen checks for preemption after every entry, so the guest's 1 ms timer ticks
+    // during the call; the bystander keeps running.
+    let run = attack("huge-trap-table", ICOUNT, Duration::from_secs(300));
+    survived(&run);
+    let log = run.log.join("\n");
+    let report = |key| reported_after(&run, "huge-trap-table", "", key);
+    assert_eq!(report("rc"), Some("0"), "log:\n{log}");
+    assert_eq!(report("entries"), Some("1024000"), "log:\n{log}");
+    preempted(&run, "huge-trap-table", "");
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn huge_multicalls_are_preempted() {
+    // Finding 4: a multicall has no preemption check, and batches inside it are never chunked.
+    // Two multicalls: one of two aliased batches (10^6 page-table updates, 682 666 TLB flushes),
+    // one of 10^6 cheap entries. Each is preempted and continued; the results are Xen's.
+    let run = attack("huge-multicall", ICOUNT, Duration::from_secs(600));
+    survived(&run);
+    let batches = |key| reported_after(&run, "huge-multicall", "batches", key);
+    assert_eq!(batches("rc"), Some("0"));
+    assert_eq!(batches("results"), Some("0,0"));
+    assert_eq!(batches("done"), Some("1024000,682666"));
+    let entries = |key| reported_after(&run, "huge-multicall", "entries", key);
+    assert_eq!(entries("rc"), Some("0"));
+    assert_eq!(entries("count"), Some("1024000"));
+    preempted(&run, "huge-multicall", "batches");
+    preempted(&run, "huge-multicall", "entries");
+}

@@ -30,6 +30,9 @@ pub struct SchedInfo {
     pub dispatches: u64,
     /// Times it lost the CPU because its slice ran out.
     pub preemptions: u64,
+    /// The longest the hypervisor spent on one of its hypercalls or exceptions, in ns (one
+    /// entry: a preempted hypercall that continues is a new entry each time).
+    pub longest_entry_ns: u64,
 }
 
 /// One domain with what the hypervisor keeps for it besides its ABI state.

@@ -12,8 +12,8 @@ use crate::domain_build::tests::Elf;
 use crate::domain_build::{self, BuildParams, BuiltDomain, DomainKind};
 use crate::frame_alloc::{BootFrameAllocator, FrameRange};
 use crate::guest::{copy_from_guest, copy_to_guest, translate, PageTableGuest};
-use crate::hypercall::testing::FakeMachine;
-use crate::hypercall::{dispatch, Ctx};
+use crate::hypercall::testing::{call_to_completion, FakeMachine};
+use crate::hypercall::{dispatch, Continuation, Ctx};
 use crate::mm::{FakeMemory, MachineMemoryMut, Maddr, Mfn, Pfn};
 use crate::multiboot::{MemoryKind, MemoryRegion};
 use crate::regs::Regs;
@@ -113,6 +113,7 @@ impl World {
             now: 0,
             mm: Some(mm),
             cr3: None,
+            preempt: Default::default(),
         };
         let info = MachineInfo {
             max_ram_page: WORLD_FRAMES,
@@ -150,6 +151,25 @@ impl World {
 
     /// Issues hypercall `nr` as the domain.
     pub fn call(&mut self, nr: u32, a: [u64; 5]) -> i64 {
+        self.with_ctx(|ctx| dispatch(ctx, nr.into(), a))
+    }
+
+    /// Issues hypercall `nr` once; also returns the continuation it asked for, if it was
+    /// preempted.
+    pub fn call_once(&mut self, nr: u32, a: [u64; 5]) -> (i64, Option<Continuation>) {
+        self.with_ctx(|ctx| {
+            let rc = dispatch(ctx, nr.into(), a);
+            (rc, ctx.continuation.take())
+        })
+    }
+
+    /// Issues hypercall `nr` and its continuations until it completes, as the arch layer does
+    /// (see [`call_to_completion`]): the result and the number of continuations.
+    pub fn call_to_completion(&mut self, nr: u32, a: [u64; 5], limit: u64) -> (i64, u64) {
+        self.with_ctx(|ctx| call_to_completion(ctx, nr, a, limit))
+    }
+
+    fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R) -> R {
         // The guest entered on the table of its mode (the exit path loaded it).
         self.m.cr3 = Some(self.dom.current_l4());
         let mut regs = Regs::default();
@@ -166,7 +186,7 @@ impl World {
             in_multicall: false,
             continuation: None,
         };
-        dispatch(&mut ctx, nr.into(), a)
+        f(&mut ctx)
     }
 
     /// A page of the initial region by index from the end of the boot stack: the padding Xen
@@ -313,6 +333,7 @@ impl Two {
             now: 0,
             mm: Some(mm),
             cr3: None,
+            preempt: Default::default(),
         };
         let t = Two {
             m,

@@ -88,43 +88,55 @@ pub(super) fn grant_table_op<M: Machine + ?Sized>(
     if batch && !guest_va_ok(uop) {
         return Err(Errno::EFAULT); // `guest_handle_okay`
     }
-    // A long batch runs in chunks: the rest becomes a continuation (Xen checks for preemption
-    // every few elements; a fixed chunk gives the same bound). Not inside a multicall, which runs
-    // its entries to the end.
-    let size = match cmd {
-        GNTTABOP_map_grant_ref => size_of::<GnttabMapGrantRef>(),
-        GNTTABOP_unmap_grant_ref => size_of::<GnttabUnmapGrantRef>(),
-        GNTTABOP_copy => size_of::<GnttabCopy>(),
-        _ => size_of::<GnttabSwapGrantRef>(),
-    } as u64;
-    let count = if batch && !ctx.in_multicall && count > BATCH_CHUNK {
-        let rest = count - BATCH_CHUNK;
-        ctx.continuation = Some([
-            u64::from(cmd),
-            uop.wrapping_add(u64::from(BATCH_CHUNK) * size),
-            u64::from(rest),
-            0,
-            0,
-        ]);
-        BATCH_CHUNK
-    } else {
-        count
-    };
-    let rc = run_op(ctx, cmd, uop, count);
-    if rc.is_err() {
-        // A failed batch ends here, as on Xen.
-        ctx.continuation = None;
+    match run_op(ctx, cmd, uop, count)? {
+        Ran::Done(rc) => Ok(rc),
+        // Stopped before element `i` of a batch: the rest is a continuation
+        // (`hypercall_create_continuation(__HYPERVISOR_grant_table_op, "ihi", cmd, uop + i,
+        // count - i)`).
+        Ran::Preempted(i) => {
+            let size = match cmd {
+                GNTTABOP_map_grant_ref => size_of::<GnttabMapGrantRef>(),
+                GNTTABOP_unmap_grant_ref => size_of::<GnttabUnmapGrantRef>(),
+                GNTTABOP_copy => size_of::<GnttabCopy>(),
+                _ => size_of::<GnttabSwapGrantRef>(),
+            } as u64;
+            ctx.create_continuation(&[
+                u64::from(cmd),
+                uop.wrapping_add(u64::from(i) * size),
+                u64::from(count - i),
+            ])
+        }
     }
-    rc
 }
 
-/// Elements of a batch done per entry before the rest continues as a new entry.
-pub const BATCH_CHUNK: u32 = 512;
+/// Elements `gnttab_unmap_grant_ref` does between preemption checks
+/// (`GNTTAB_UNMAP_BATCH_SIZE`: it unmaps in batches and flushes the TLB once per batch).
+const UNMAP_BATCH: u32 = 32;
 
-/// One chunk of `do_grant_table_op` (arguments already checked).
-fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: u32) -> HcResult {
-    let Some((mm, mem)) = ctx.m.mm() else {
+/// How a grant-table operation ended.
+enum Ran {
+    /// Finished: the hypercall's result.
+    Done(i64),
+    /// A batch stopped before element `i`, the CPU being wanted elsewhere.
+    Preempted(u32),
+}
+
+/// `do_grant_table_op` once its arguments are checked. The batch loops ask
+/// `hypercall_preempt_check()` before every element but the first, as Xen's
+/// `gnttab_map_grant_ref`, `gnttab_copy` and `gnttab_swap_grant_ref` do (unmap: between batches
+/// of [`UNMAP_BATCH`]).
+fn run_op<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    cmd: u32,
+    uop: u64,
+    count: u32,
+) -> Result<Ran, Errno> {
+    let shared_info = ctx.dom.shared_info;
+    let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
+    };
+    let stop = |mem: &dyn MachineMemoryMut, i: u32| {
+        i > 0 && super::preempt_check(preempt, mem, shared_info)
     };
     let l4 = ctx.dom.l4;
     let me = ctx.dom.id;
@@ -137,40 +149,52 @@ fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: 
     match cmd {
         GNTTABOP_map_grant_ref => {
             for i in 0..count {
+                if stop(pt.mem, i) {
+                    return Ok(Ran::Preempted(i));
+                }
                 let at = elem::<GnttabMapGrantRef>(uop, i);
                 let mut op: GnttabMapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 put(pt.mem, l4, at, &op).ok_or(Errno::EFAULT)?;
             }
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_unmap_grant_ref => {
             for i in 0..count {
+                if i.is_multiple_of(UNMAP_BATCH) && stop(pt.mem, i) {
+                    return Ok(Ran::Preempted(i));
+                }
                 let at = elem::<GnttabUnmapGrantRef>(uop, i);
                 let mut op: GnttabUnmapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 put(pt.mem, l4, at + 20, &op.status).ok_or(Errno::EFAULT)?;
             }
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_copy => {
             for i in 0..count {
+                if stop(pt.mem, i) {
+                    return Ok(Ran::Preempted(i));
+                }
                 let at = elem::<GnttabCopy>(uop, i);
                 let op: GnttabCopy = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::copy(&mut pt, &mut tables, &op);
                 put(pt.mem, l4, at + 36, &status).ok_or(Errno::EFAULT)?;
             }
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_swap_grant_ref => {
             for i in 0..count {
+                if stop(pt.mem, i) {
+                    return Ok(Ran::Preempted(i));
+                }
                 let at = elem::<GnttabSwapGrantRef>(uop, i);
                 let op: GnttabSwapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
                 put(pt.mem, l4, at + 8, &status).ok_or(Errno::EFAULT)?;
             }
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_setup_table => {
             if count != 1 {
@@ -200,7 +224,7 @@ fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: 
                 },
             };
             put(pt.mem, l4, uop + 8, &op.status).ok_or(Errno::EFAULT)?;
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_query_size => {
             if count != 1 {
@@ -218,14 +242,14 @@ fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: 
                 }
             }
             put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_set_version => {
             let mut op: GnttabSetVersion = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
             let (version, rc) = gnt::set_version(tables.mine, op.version);
             op.version = version;
             put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
-            rc.map(|()| 0)
+            rc.map(|()| Ran::Done(0))
         }
         GNTTABOP_get_version => {
             let mut op: GnttabGetVersion = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
@@ -240,7 +264,7 @@ fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: 
             }
             op.version = version;
             put(pt.mem, l4, uop + 4, &op.version).ok_or(Errno::EFAULT)?;
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         GNTTABOP_get_status_frames => {
             if count != 1 {
@@ -254,7 +278,7 @@ fn run_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u32, uop: u64, count: 
                 Ok(_) => GNTST_okay,
             };
             put(pt.mem, l4, uop + 6, &op.status).ok_or(Errno::EFAULT)?;
-            Ok(0)
+            Ok(Ran::Done(0))
         }
         _ => Err(Errno::ENOSYS),
     }

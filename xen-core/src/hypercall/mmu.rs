@@ -9,12 +9,16 @@
 //! flushes once per batch. Xen's privilege checks are those of its default (dummy) XSM policy:
 //! a domain may act on itself; a privileged domain on anyone.
 //!
-//! Xen can preempt a long batch and continue it later (`hypercall_create_continuation`); it marks
-//! the continuation by setting bit 31 of `count` (`MMU_UPDATE_PREEMPTED`). We preempt a top-level
-//! batch every 512 elements the same way (the arch layer re-executes the `syscall`), and
-//! a guest that sets the bit itself gets what Xen gives it: the count without the bit, `*pdone`
-//! read back as the starting value, and, for a null list with exactly that count, `foreigndom`
-//! returned as the result.
+//! A batch may be long (a list aliased through page tables can name millions of elements), so it
+//! is preemptible as in Xen: before every element but the first, `do_mmu_update` and
+//! `do_mmuext_op` ask `hypercall_preempt_check()` and, if the CPU is wanted, stop, add the
+//! elements done to `*pdone`, and continue later with the rest
+//! (`hypercall_create_continuation(op, "hihi", list + i, (count - i) | MMU_UPDATE_PREEMPTED,
+//! pdone, foreigndom)`): at top level the arch layer re-executes the guest's `syscall`, inside a
+//! multicall the entry is rewritten. Bit 31 of `count` (`MMU_UPDATE_PREEMPTED`) marks a
+//! continuation, and a guest that sets it itself gets what Xen gives it: the count without the
+//! bit, `*pdone` read back as the starting value, and, for a null list with exactly that count,
+//! `foreigndom` returned as the result.
 
 use core::mem::size_of;
 
@@ -226,48 +230,50 @@ pub(super) fn mmu_update<M: Machine + ?Sized>(
     foreigndom: u64,
 ) -> HcResult {
     // `count` and `foreigndom` are `unsigned int`.
-    let (count, next) = chunk(ctx, count as u32, ureqs, size_of::<MmuUpdate>() as u64);
-    let rc = do_mmu_update(ctx, Batch::Guest(ureqs), count, pdone, foreigndom as u32);
-    continue_with(ctx, &rc, next, pdone, foreigndom);
-    rc
-}
-
-/// Elements done per entry before the rest of a long batch continues as a new entry.
-const BATCH_CHUNK: u32 = 512;
-
-/// Splits a long top-level batch: the count to do now (keeping the continuation bit, so `*pdone`
-/// is read back) and, if more remain, where and how many (with the continuation bit set, as Xen's
-/// `hypercall_create_continuation` passes `count | MMU_UPDATE_PREEMPTED`).
-fn chunk<M: Machine + ?Sized>(
-    ctx: &Ctx<'_, M>,
-    count: u32,
-    list: u64,
-    size: u64,
-) -> (u32, Option<(u64, u32)>) {
-    let flag = count & MMU_UPDATE_PREEMPTED;
-    let n = count & !MMU_UPDATE_PREEMPTED;
-    if ctx.in_multicall || n <= BATCH_CHUNK {
-        return (count, None);
-    }
-    (
-        BATCH_CHUNK | flag,
-        Some((
-            list.wrapping_add(u64::from(BATCH_CHUNK) * size),
-            (n - BATCH_CHUNK) | MMU_UPDATE_PREEMPTED,
-        )),
+    do_mmu_update(
+        ctx,
+        Batch::Guest(ureqs),
+        count as u32,
+        pdone,
+        foreigndom as u32,
     )
 }
 
-/// After a successful chunk, asks for the rest as a continuation.
-fn continue_with<M: Machine + ?Sized>(
+/// Asks for the rest of a batch stopped before element `i` of `count` as a continuation: the
+/// list advanced by `i` elements, the rest of the count marked `MMU_UPDATE_PREEMPTED` (so that
+/// `*pdone`, which now holds the elements done, is read back), `pdone` and `foreigndom` as they
+/// were. Only a guest list can be continued; a test's slice is never preempted.
+fn continue_batch<M: Machine + ?Sized, T>(
     ctx: &mut Ctx<'_, M>,
-    rc: &HcResult,
-    next: Option<(u64, u32)>,
+    batch: &Batch<'_, T>,
+    stopped: Option<u32>,
+    count: u32,
     pdone: u64,
-    foreigndom: u64,
+    foreigndom: u32,
 ) {
-    if let (Ok(_), Some((list, count))) = (rc, next) {
-        ctx.continuation = Some([list, u64::from(count), pdone, foreigndom, 0]);
+    if let (Some(i), Batch::Guest(list)) = (stopped, batch) {
+        let size = size_of::<T>() as u64;
+        let _ = ctx.create_continuation(&[
+            list.wrapping_add(u64::from(i) * size),
+            u64::from((count - i) | MMU_UPDATE_PREEMPTED),
+            pdone,
+            u64::from(foreigndom),
+        ]);
+    }
+}
+
+/// What a batch loop asks between elements: whether to stop (see [`super::preempt_check`]).
+/// `None` for a test's slice, which is never preempted.
+#[derive(Clone, Copy)]
+struct Stop<'p> {
+    preempt: Option<&'p dyn super::Preempt>,
+    shared_info: Mfn,
+}
+
+impl Stop<'_> {
+    fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
+        self.preempt
+            .is_some_and(|p| super::preempt_check(p, mem, self.shared_info))
     }
 }
 
@@ -279,8 +285,13 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     pdone: u64,
     foreigndom: u32,
 ) -> HcResult {
-    let Some((mm, mem)) = ctx.m.mm() else {
+    let shared_info = ctx.dom.shared_info;
+    let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
+    };
+    let stop = Stop {
+        preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
+        shared_info,
     };
     let guest_l4 = ctx.dom.l4;
     let curr = ctx.dom.info();
@@ -298,18 +309,20 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     } else {
         curr
     };
-    let (rc, i) = match get_pg_owner(mm, curr, foreigndom as u16) {
-        None => (Err(Errno::ESRCH), 0),
+    let (rc, i, stopped) = match get_pg_owner(mm, curr, foreigndom as u16) {
+        None => (Err(Errno::ESRCH), 0, false),
         Some(pg_owner) => {
             let (mut pt, _) = pt(mm, &mut *mem, &mut *ctx.dom);
-            mmu_update_loop(&mut pt, reqs, count, guest_l4, pt_owner, pg_owner)
+            mmu_update_loop(&mut pt, reqs, count, guest_l4, pt_owner, pg_owner, stop)
         }
     };
     write_done(mem, guest_l4, pdone, done.wrapping_add(i));
+    continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
 
-/// The request loop of `do_mmu_update`; returns the outcome and how many requests completed.
+/// The request loop of `do_mmu_update`; returns the outcome, how many requests completed, and
+/// whether it stopped for preemption before request `i` (the outcome is then `Ok`).
 fn mmu_update_loop(
     pt: &mut Pt<'_, '_>,
     reqs: Batch<'_, MmuUpdate>,
@@ -317,11 +330,18 @@ fn mmu_update_loop(
     guest_l4: Mfn,
     pt_owner: DomainInfo,
     pg_owner: Owner,
-) -> (Result<(), Errno>, u32) {
+    stop: Stop<'_>,
+) -> (Result<(), Errno>, u32, bool) {
     let mut flush_linear_pt = false;
     let mut rc = Ok(());
     let mut i = 0;
+    let mut stopped = false;
     while i < count {
+        // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
+        if i > 0 && stop.now(pt.mem) {
+            stopped = true;
+            break;
+        }
         let req = match reqs.get(pt.mem, guest_l4, i) {
             Ok(r) => r,
             Err(e) => {
@@ -350,7 +370,7 @@ fn mmu_update_loop(
         pt.flush.flush_all(pt.perf);
     }
     pt.perf.page_updates += u64::from(i);
-    (rc, i)
+    (rc, i, stopped)
 }
 
 /// `MMU_NORMAL_PT_UPDATE` (and `PRESERVE_AD`, and `NO_TRANSLATE`, which is the same for a PV
@@ -455,10 +475,13 @@ pub(super) fn mmuext_op<M: Machine + ?Sized>(
     pdone: u64,
     foreigndom: u64,
 ) -> HcResult {
-    let (count, next) = chunk(ctx, count as u32, uops, size_of::<MmuextOp>() as u64);
-    let rc = do_mmuext_op(ctx, Batch::Guest(uops), count, pdone, foreigndom as u32);
-    continue_with(ctx, &rc, next, pdone, foreigndom);
-    rc
+    do_mmuext_op(
+        ctx,
+        Batch::Guest(uops),
+        count as u32,
+        pdone,
+        foreigndom as u32,
+    )
 }
 
 /// `do_mmuext_op` over any [`Batch`].
@@ -481,9 +504,17 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     // `xsm_mmuext_op`.
     xsm_target(curr, pg_owner)?;
 
+    // Only a guest list can be continued; a test's slice is never preempted.
+    let preemptible = matches!(ops, Batch::Guest(_));
     let mut rc = Ok(());
     let mut i = 0;
+    let mut stopped = false;
     while i < count {
+        // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
+        if i > 0 && preemptible && ctx.preempt_check() {
+            stopped = true;
+            break;
+        }
         if let Err(e) = mmuext_step(ctx, &ops, i, pg_owner) {
             rc = Err(e);
             break;
@@ -494,6 +525,7 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     if let Some((_, mem)) = ctx.m.mm() {
         write_done(mem, ctx.dom.l4, pdone, done.wrapping_add(i));
     }
+    continue_batch(ctx, &ops, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
 

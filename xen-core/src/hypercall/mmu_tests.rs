@@ -629,3 +629,142 @@ fn the_user_l4_is_released_at_once_since_hypercalls_run_on_the_kernel_l4() {
     g.restore(t);
     g.w.check();
 }
+
+/// What a multicall of long page-table batches left behind: the multicall's result, each entry's
+/// result and `*done`, the continuations it took, and its first continuation.
+#[derive(Debug, PartialEq)]
+struct BatchesInMulticall {
+    rc: i64,
+    results: Vec<i64>,
+    done: Vec<u32>,
+    continuations: u64,
+    first: Option<crate::hypercall::Continuation>,
+    first_entry: MulticallEntry,
+    first_done: u32,
+    /// Where the multicall list, the first batch and the `*done` words were.
+    calls: u64,
+    updates: u64,
+    dones: u64,
+}
+
+/// A multicall of [mmu_update(2999 no-op updates), xen_version, mmuext_op(2000 local flushes),
+/// mmu_update(1200 updates, the last one bad)], on a machine that wants the CPU back every
+/// `every` questions (never with 0).
+fn batches_in_a_multicall(every: u32) -> BatchesInMulticall {
+    let mut g = Guest::new();
+    let s = g.scratch(0);
+    let noop = normal(s.pte_maddr, data_pte(s.mfn, s.pte));
+    // Three lists and the `*done` words in scratch pages 20.. of the initial region.
+    let updates = g.w.scratch_va(20);
+    let flushes = g.w.scratch_va(40);
+    let calls = g.w.scratch_va(60);
+    let dones = g.w.scratch_va(61);
+    for i in 0..3000u64 {
+        let req = if i == 2999 {
+            normal(((g.w.info.max_ram_page + 1) << 12) | MMU_MACHPHYS_UPDATE, 0)
+        } else {
+            noop
+        };
+        g.w.put(updates + 16 * i, &req);
+    }
+    for i in 0..2000u64 {
+        g.w.put(flushes + 24 * i, &ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0));
+    }
+    let entry = |op: u32, args: [u64; 4]| MulticallEntry {
+        op: op.into(),
+        result: 0xdead,
+        args: [args[0], args[1], args[2], args[3], 0x5555, 0x6666],
+    };
+    let entries = [
+        entry(__HYPERVISOR_mmu_update, [updates, 2999, dones, SELF]),
+        entry(__HYPERVISOR_xen_version, [0, 0, 0, 0]),
+        entry(__HYPERVISOR_mmuext_op, [flushes, 2000, dones + 4, SELF]),
+        entry(
+            __HYPERVISOR_mmu_update,
+            [updates + 16 * 1800, 1200, dones + 8, SELF],
+        ),
+    ];
+    for (i, e) in entries.iter().enumerate() {
+        g.w.put(calls + 64 * i as u64, e);
+    }
+    g.w.m.preempt = crate::hypercall::testing::FakePreempt::every(every);
+    let (rc, first) = g.w.call_once(__HYPERVISOR_multicall, [calls, 4, 0, 0, 0]);
+    let first_entry: MulticallEntry = g.w.get(calls);
+    let first_done: u32 = g.w.get(dones);
+    let (rc, continuations) = match first {
+        Some(c) => {
+            let (rc, n) = g.w.call_to_completion(
+                __HYPERVISOR_multicall,
+                [c.args[0], c.args[1], 0, 0, 0],
+                10_000,
+            );
+            (rc, n + 1)
+        }
+        None => (rc, 0),
+    };
+    g.w.check();
+    let results = (0..4)
+        .map(|i| g.w.get::<MulticallEntry>(calls + 64 * i).result as i64)
+        .collect();
+    let done = (0..3).map(|i| g.w.get::<u32>(dones + 4 * i)).collect();
+    BatchesInMulticall {
+        rc,
+        results,
+        done,
+        continuations,
+        first,
+        first_entry,
+        first_done,
+        calls,
+        updates,
+        dones,
+    }
+}
+
+/// Batches inside a multicall are preempted like top-level ones (Xen's `do_mmu_update` asks
+/// `hypercall_preempt_check()` before every element but the first): the sub-call's continuation
+/// rewrites the multicall entry's arguments in guest memory and the multicall continues from
+/// that entry (`MCSF_call_preempted` in `do_multicall`). The answers are those of the run that
+/// was never preempted.
+#[test]
+fn batches_inside_a_multicall_are_preempted_with_the_same_answers() {
+    let whole = batches_in_a_multicall(0);
+    assert_eq!(whole.first, None);
+    assert_eq!(whole.rc, 0);
+    assert_eq!(whole.results[0], 0);
+    assert_eq!(whole.results[2], 0);
+    assert_eq!(
+        whole.results[3], EINVAL,
+        "the last update of the fourth entry is bad"
+    );
+    assert_eq!(whole.done, vec![2999, 2000, 1199]);
+
+    let preempted = batches_in_a_multicall(37);
+    // The 37th question stops the first batch before its element 37; the multicall continues
+    // from that same entry, whose list now starts at element 37, with the rest marked
+    // `MMU_UPDATE_PREEMPTED` and `*done` = 37 (`hypercall_create_continuation("hihi")`).
+    let p = &preempted;
+    let first = p.first.expect("the batch inside must be preempted");
+    assert_eq!(first, crate::hypercall::Continuation::new(&[p.calls, 4]));
+    assert_eq!(
+        p.first_entry.args,
+        [
+            p.updates + 37 * 16,
+            (2999 - 37) | 1 << 31,
+            p.dones,
+            SELF,
+            0x5555,
+            0x6666
+        ]
+    );
+    assert_eq!(
+        p.first_entry.result, 0xdead,
+        "no result for an unfinished sub-call"
+    );
+    assert_eq!(p.first_done, 37);
+    assert!(preempted.continuations > 100, "{}", preempted.continuations);
+    assert_eq!(
+        (preempted.rc, &preempted.results, &preempted.done),
+        (whole.rc, &whole.results, &whole.done)
+    );
+}

@@ -71,6 +71,80 @@ pub trait Machine: MachineMemoryMut {
     /// line unmasked exactly when `pirqs.line_enabled(gsi)` (after a bind, close or EOI). The
     /// default, for machines without routable interrupts, does nothing.
     fn sync_irq_lines(&mut self, _pirqs: &crate::pirq::PirqTable) {}
+
+    /// Whether the CPU is wanted elsewhere: the machine's half of Xen's
+    /// `hypercall_preempt_check()` (`softirq_pending`: a timer is due, the running vCPU's slice
+    /// is over, an interrupt waits). The default, for machines without time, never preempts.
+    fn preemption(&self) -> &dyn Preempt {
+        &NoPreemption
+    }
+
+    /// [`Machine::mm`] together with [`Machine::preemption`]: a batch loop holds the frame table
+    /// while it asks, between elements, whether to stop. A machine that overrides `preemption`
+    /// overrides this too, with the same answer.
+    #[allow(clippy::type_complexity)] // the three borrows one split of the machine gives
+    fn mm_preemptible(
+        &mut self,
+    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+        self.mm()
+            .map(|(mm, mem)| (mm, mem, &NoPreemption as &dyn Preempt))
+    }
+}
+
+/// Asked between the elements of a long hypercall: must it stop and continue later?
+pub trait Preempt {
+    /// Whether something else is due on this CPU now (Xen's `softirq_pending(cpu)`).
+    fn pending(&self) -> bool;
+}
+
+/// A machine without time: nothing ever preempts a hypercall.
+pub struct NoPreemption;
+
+impl Preempt for NoPreemption {
+    fn pending(&self) -> bool {
+        false
+    }
+}
+
+/// Xen's `hypercall_preempt_check()`: `softirq_pending(cpu) || local_events_need_delivery()`,
+/// the second being "the caller has an event upcall pending and not masked" (its
+/// `vcpu_info.evtchn_upcall_pending` and `evtchn_upcall_mask`), which it gets on the way out.
+pub(crate) fn preempt_check<R: crate::mm::MachineMemory + ?Sized>(
+    p: &dyn Preempt,
+    mem: &R,
+    shared_info: crate::mm::Mfn,
+) -> bool {
+    if p.pending() {
+        return true;
+    }
+    let at = crate::mm::Maddr(shared_info.maddr().0 + crate::shared::UPCALL_PENDING);
+    // `evtchn_upcall_pending` and `evtchn_upcall_mask` are the first two bytes of vcpu_info[0].
+    const _: () = assert!(crate::shared::UPCALL_MASK == crate::shared::UPCALL_PENDING + 1);
+    mem.read(at, 2).is_some_and(|b| b[0] != 0 && b[1] == 0)
+}
+
+/// What a preempted hypercall asks for instead of a result (Xen's
+/// `hypercall_create_continuation`): to be issued again with these arguments, the first `nargs`
+/// of them rewritten (Xen's format string has one letter per argument it sets; the others keep
+/// what the guest passed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    /// The new arguments.
+    pub args: [u64; 5],
+    /// How many of them the continuation sets.
+    pub nargs: usize,
+}
+
+impl Continuation {
+    /// A continuation that sets the first `args.len()` arguments.
+    pub fn new(args: &[u64]) -> Continuation {
+        let mut a = [0; 5];
+        a[..args.len()].copy_from_slice(args);
+        Continuation {
+            args: a,
+            nargs: args.len(),
+        }
+    }
 }
 
 /// Everything a handler may touch.
@@ -91,12 +165,15 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub regs: &'a mut Regs,
     /// Set while a multicall runs: a nested multicall is refused.
     pub in_multicall: bool,
-    /// Set by a handler that did part of a long batch: the arguments to run the same hypercall
-    /// again with (Xen's `hypercall_create_continuation`). The arch layer then rewinds the
-    /// guest's RIP to its `syscall` instruction and loads these arguments instead of writing a
-    /// result, so the rest of the batch runs as a fresh entry, after any interrupt or
-    /// rescheduling that is due: a guest cannot hold the CPU with one huge batch.
-    pub continuation: Option<[u64; 5]>,
+    /// Set by a handler that stopped part-way because [`Ctx::preempt_check`] said so: the
+    /// arguments to run the same hypercall again with (Xen's `hypercall_create_continuation`).
+    /// At top level the arch layer then rewinds the guest's RIP to its `syscall` instruction and
+    /// loads these arguments instead of writing a result, so the rest runs as a fresh entry,
+    /// after the interrupts, timers, event upcalls and rescheduling that are due: a guest cannot
+    /// hold the CPU with one huge list. Inside a multicall, the multicall rewrites the entry's
+    /// arguments in guest memory and continues itself from that entry (`MCSF_call_preempted`).
+    /// The handler's return value is then meaningless and is never written anywhere.
+    pub continuation: Option<Continuation>,
 }
 
 impl<M: Machine + ?Sized> Ctx<'_, M> {
@@ -106,6 +183,20 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
             mem: &mut *self.m,
             l4: self.dom.l4,
         }
+    }
+
+    /// Xen's `hypercall_preempt_check()`: whether a long hypercall must stop here and continue
+    /// (see [`preempt_check`]).
+    pub fn preempt_check(&self) -> bool {
+        preempt_check(self.m.preemption(), &*self.m, self.dom.shared_info)
+    }
+
+    /// Xen's `hypercall_create_continuation`: the hypercall is to be issued again with `args` as
+    /// its first arguments (see [`Ctx::continuation`]). Returns what the handler returns then, a
+    /// value nobody sees.
+    pub(crate) fn create_continuation(&mut self, args: &[u64]) -> HcResult {
+        self.continuation = Some(Continuation::new(args));
+        Ok(0)
     }
 }
 
@@ -284,6 +375,8 @@ mod domctl_tests;
 mod gdt_ptwr_tests;
 #[cfg(test)]
 mod mmu_tests;
+#[cfg(test)]
+mod preempt_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

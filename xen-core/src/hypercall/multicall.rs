@@ -3,16 +3,34 @@
 //! Unlike `mmu_update`, a multicall continues past failing entries (`common/multicall.c`): a
 //! failure is that entry's `result`, and the multicall itself returns 0 unless the list cannot be
 //! read or written (-EFAULT). A multicall inside a multicall is refused with -EINVAL.
+//!
+//! A multicall may be long (many entries, or entries that are long themselves), so it is
+//! preemptible as Xen's `do_multicall` is: before every entry but the first it asks
+//! `hypercall_preempt_check()` and, if the CPU is wanted, continues itself from that entry
+//! (`hypercall_create_continuation(__HYPERVISOR_multicall, "hi", call_list, nr_calls - i)`). An
+//! entry whose hypercall was itself preempted (`MCSF_call_preempted`: it asked for a
+//! continuation) gets the continuation's arguments written over its own in guest memory, and the
+//! multicall continues from that entry, which then runs again with them. Such an entry gets no
+//! result until it finishes (Xen writes the sub-call's placeholder return value there, which the
+//! re-run overwrites; we leave the field as it was).
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::{__HYPERVISOR_iret, MulticallEntry};
 
 use super::{dispatch, Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, guest_va_ok, GuestMemory};
+use crate::guest::{copy_from_guest, copy_to_guest, guest_va_ok, GuestMemory};
 
 const ENTRY_SIZE: u64 = core::mem::size_of::<MulticallEntry>() as u64;
 /// Offset of `result` in an entry.
 const RESULT_OFFSET: u64 = 8;
+
+/// How the loop over the entries ended.
+enum End {
+    /// All entries ran (or the domain stopped): the multicall's result.
+    Done(HcResult),
+    /// Stopped before entry `i` (which was preempted itself, or has not run yet).
+    Preempted(u64),
+}
 
 pub(super) fn multicall<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
@@ -29,15 +47,23 @@ pub(super) fn multicall<M: Machine + ?Sized>(
         return Err(Errno::EFAULT);
     }
     ctx.in_multicall = true;
-    let mut rc = Ok(0);
+    let end = entries(ctx, list, count);
+    ctx.in_multicall = false;
+    match end {
+        End::Done(rc) => rc,
+        End::Preempted(i) => ctx.create_continuation(&[list + i * ENTRY_SIZE, count - i]),
+    }
+}
+
+/// Runs the entries of the list (`do_multicall`'s loop).
+fn entries<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64, count: u64) -> End {
     for i in 0..count {
+        if i > 0 && ctx.preempt_check() {
+            return End::Preempted(i);
+        }
         let at = list + i * ENTRY_SIZE;
-        let call: MulticallEntry = match copy_from_guest(&ctx.guest(), at) {
-            Ok(c) => c,
-            Err(_) => {
-                rc = Err(Errno::EFAULT);
-                break;
-            }
+        let Ok(mut call) = copy_from_guest::<MulticallEntry>(&ctx.guest(), at) else {
+            return End::Done(Err(Errno::EFAULT));
         };
         let a = call.args;
         let result = if call.op == u64::from(__HYPERVISOR_iret) {
@@ -46,18 +72,26 @@ pub(super) fn multicall<M: Machine + ?Sized>(
         } else {
             dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]])
         };
+        if let Some(c) = ctx.continuation.take() {
+            // The sub-call was preempted: its continuation goes into the entry (Xen copies the
+            // whole entry back), and the multicall resumes here. If the entry cannot be
+            // written, the continuation is cancelled and the multicall fails (-EFAULT).
+            call.args[..c.nargs].copy_from_slice(&c.args[..c.nargs]);
+            if copy_to_guest(&mut ctx.guest(), at, &call).is_err() {
+                return End::Done(Err(Errno::EFAULT));
+            }
+            return End::Preempted(i);
+        }
         if ctx
             .guest()
             .write(at + RESULT_OFFSET, &result.to_le_bytes())
             .is_err()
         {
-            rc = Err(Errno::EFAULT);
-            break;
+            return End::Done(Err(Errno::EFAULT));
         }
         if ctx.dom.shutdown.is_some() {
             break;
         }
     }
-    ctx.in_multicall = false;
-    rc
+    End::Done(Ok(0))
 }

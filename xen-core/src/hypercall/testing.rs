@@ -1,7 +1,9 @@
 //! A fake machine for host tests of the hypercall handlers: byte-vector memory holding a guest
 //! address space, a console that records output, and a settable clock.
 
-use super::{Ctx, Machine};
+use std::cell::Cell;
+
+use super::{Ctx, Machine, Preempt};
 use crate::domain::{Domain, MachineInfo};
 use crate::frame_table::Mm;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
@@ -24,6 +26,36 @@ pub struct FakeMachine {
     /// caller's current table at each entry (what the arch layer's exit path loaded before the
     /// guest ran), and [`Machine::write_ptbase`] changes it. `None`: not modelled.
     pub cr3: Option<Mfn>,
+    /// When long hypercalls are told to stop (never, unless a test says so).
+    pub preempt: FakePreempt,
+}
+
+/// The fake machine's answer to "is the CPU wanted elsewhere?": every `every`-th question says
+/// yes (never when `every` is 0), and the questions are counted.
+#[derive(Debug, Default)]
+pub struct FakePreempt {
+    /// Say yes to every `every`-th question (0: never).
+    pub every: u32,
+    /// Questions asked so far.
+    pub asked: Cell<u64>,
+}
+
+impl FakePreempt {
+    /// Yes to every `n`-th question.
+    pub fn every(n: u32) -> FakePreempt {
+        FakePreempt {
+            every: n,
+            asked: Cell::new(0),
+        }
+    }
+}
+
+impl Preempt for FakePreempt {
+    fn pending(&self) -> bool {
+        let n = self.asked.get() + 1;
+        self.asked.set(n);
+        self.every != 0 && n.is_multiple_of(u64::from(self.every))
+    }
 }
 
 impl MachineMemory for FakeMachine {
@@ -64,6 +96,15 @@ impl Machine for FakeMachine {
     fn write_ptbase(&mut self, l4: Mfn) {
         self.cr3 = Some(l4);
     }
+    fn preemption(&self) -> &dyn Preempt {
+        &self.preempt
+    }
+    fn mm_preemptible(
+        &mut self,
+    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+        let mm = self.mm.as_mut()?;
+        Some((mm, &mut self.mem, &self.preempt))
+    }
 }
 
 /// A machine of 32 frames: L4 at frame 1, L3 at 2, L2 at 3, L1 at 4, shared_info at 5, guest data
@@ -90,6 +131,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         now: 1_000_000_000,
         mm: None,
         cr3: None,
+        preempt: FakePreempt::default(),
     };
     (
         m,
@@ -174,4 +216,27 @@ pub fn with_set_ctx<R>(
         continuation: None,
     };
     f(&mut ctx)
+}
+
+/// Issues hypercall `nr` the way the arch layer does: while the handler asks for a continuation,
+/// the guest's `syscall` runs again with the continuation's arguments in place of the first
+/// `nargs`. Returns the final result and how many continuations it took; panics after `limit`.
+pub fn call_to_completion<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    nr: u32,
+    mut a: [u64; 5],
+    limit: u64,
+) -> (i64, u64) {
+    let mut continuations = 0;
+    loop {
+        let rc = super::dispatch(ctx, nr.into(), a);
+        match ctx.continuation.take() {
+            Some(c) => {
+                a[..c.nargs].copy_from_slice(&c.args[..c.nargs]);
+                continuations += 1;
+                assert!(continuations <= limit, "more than {limit} continuations");
+            }
+            None => return (rc, continuations),
+        }
+    }
 }

@@ -9,6 +9,12 @@ use super::{Ctx, HcResult, Machine};
 use crate::guest::{copy_from_guest, is_canonical};
 use crate::regs::rflags;
 
+/// `do_set_trap_table` (`xen/arch/x86/pv/traps.c`): reads `trap_info` entries until one with
+/// address 0. The list is the guest's and may be any length (one page aliased at a million
+/// addresses makes it 2^20 entries and more), so after each entry Xen asks
+/// `hypercall_preempt_check()` and, if the CPU is wanted, continues with the list advanced past
+/// the entries done (`hypercall_create_continuation(__HYPERVISOR_set_trap_table, "h", traps)`).
+/// Entries done stay done, also when a later one faults (-EFAULT) or is non-canonical (-EINVAL).
 pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64) -> HcResult {
     if list == 0 {
         // A null table clears the whole virtual IDT.
@@ -28,6 +34,9 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
         ti.cs |= 3;
         ctx.dom.vcpu.trap_ctxt[usize::from(ti.vector)] = ti;
         at = at.wrapping_add(core::mem::size_of::<TrapInfo>() as u64);
+        if ctx.preempt_check() {
+            return ctx.create_continuation(&[at]);
+        }
     }
 }
 

@@ -59,6 +59,29 @@ fn register_one(entry: TrapInfo) -> i64 {
     unsafe { hc::set_trap_table(Some(&table)) }
 }
 
+/// Entries of the long trap tables.
+const LONG_TABLE: usize = 20_000;
+
+/// [`LONG_TABLE`] entries: the boot table over and over, then the `int $0x30` entry, then the
+/// terminator; with a non-canonical address at `bad` (which comes after the `int $0x30` entry,
+/// placed just before it).
+fn long_table(bad: Option<usize>) -> alloc::vec::Vec<TrapInfo> {
+    let base = traps::base_table();
+    let real = &base[..base.len() - 1];
+    let mut table: alloc::vec::Vec<TrapInfo> =
+        (0..LONG_TABLE).map(|i| real[i % real.len()]).collect();
+    let soft = traps::entry(SOFT_DPL3, 3);
+    match bad {
+        None => table[LONG_TABLE - 1] = soft,
+        Some(at) => {
+            table[at - 1] = soft;
+            table[at].address = NON_CANONICAL;
+        }
+    }
+    table.push(TrapInfo::default());
+    table
+}
+
 fn trap_table_cases(s: &mut Suite) {
     s.run("traps.set_trap_table_bad_pointer", || {
         // SAFETY: an unmapped table: the hypervisor must fail the copy with -EFAULT.
@@ -94,6 +117,31 @@ fn trap_table_cases(s: &mut Suite) {
         let p = ud2();
         let r = traps::reinstall();
         values!("rc={rc} ud2={p} reinstall={r}")
+    });
+
+    // A list of 20 000 entries (our boot table over and over, then a new vector): long enough
+    // to be preempted on either hypervisor, and continued with the list advanced (Xen's
+    // `do_set_trap_table`). The last entry is live after the call.
+    s.run("traps.set_trap_table_long_list", || {
+        let table = long_table(None);
+        // SAFETY: every entry points at a stub of `traps.rs`; the list ends with a zero entry.
+        let rc = unsafe { hc::set_trap_table(Some(&table)) };
+        // SAFETY: `int $0x30` enters the new entry, or raises #GP if it was not applied.
+        let last = unsafe { probe!("int $0x30") };
+        let r = traps::reinstall();
+        values!("rc={rc} last_entry=[{}] reinstall={r}", SoftInt(&last))
+    });
+
+    // The same list with a non-canonical entry near its end: -EINVAL there, after the entries
+    // before it (across the continuations) were applied.
+    s.run("traps.set_trap_table_long_list_bad_late", || {
+        let table = long_table(Some(LONG_TABLE - 100));
+        // SAFETY: every entry points at a stub of `traps.rs`, but one, which must be refused.
+        let rc = unsafe { hc::set_trap_table(Some(&table)) };
+        // SAFETY: as above.
+        let last = unsafe { probe!("int $0x30") };
+        let r = traps::reinstall();
+        values!("rc={rc} entry_before=[{}] reinstall={r}", SoftInt(&last))
     });
 
     // A null table clears the whole virtual IDT.

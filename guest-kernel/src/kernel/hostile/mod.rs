@@ -11,9 +11,12 @@
 
 use core::sync::atomic::AtomicU16;
 
+mod alias;
 mod bad_iret;
 mod gdt_leak;
 mod grant_exhaust;
+mod huge_multicall;
+mod huge_trap_table;
 mod live_l4;
 
 /// The attacker's own domain id (from xenstore; the domU sets it before [`run`]).
@@ -28,6 +31,8 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("live-l4", live_l4::run),
     ("gdt-leak", gdt_leak::run),
     ("grant-exhaust", grant_exhaust::run),
+    ("huge-trap-table", huge_trap_table::run),
+    ("huge-multicall", huge_multicall::run),
 ];
 
 /// Runs the attack `name`.

@@ -166,6 +166,18 @@ fn write(reg: u32, value: u32) {
     }
 }
 
+/// First Interrupt Request Register (eight of them, 32 vectors each, 0x10 apart).
+const REG_IRR: u32 = 0x200;
+
+/// Whether an interrupt waits to be taken: a bit of a vector from 32 up is set in the IRR (the
+/// hypervisor runs with interrupts off, so they wait there). Eight register reads: callers ration
+/// it.
+pub fn interrupt_waiting() -> bool {
+    // The first register holds vectors 0..31: exceptions, never requested through the APIC
+    // (their IRR bits are reserved).
+    (1..8).any(|i| read(REG_IRR + 0x10 * i) != 0)
+}
+
 /// Reads IA32_APIC_BASE.
 fn apic_base() -> u64 {
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (`init` checks CPUID first);

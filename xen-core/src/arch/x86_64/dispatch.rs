@@ -257,6 +257,8 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         .expect("a guest runs only after `run` installed the state");
     check_stack();
     let mut doms = DOMS.lock();
+    // How long the guest's request keeps the CPU (see `SchedInfo::longest_entry_ns`).
+    let entered = hv.m.now();
     // Whether this entry can have changed another domain's state (woken it, shut it down, ...)
     // or the running vCPU's right to go on: if not, the way out skips the full scheduling pass.
     let touches_others = match regs.vector {
@@ -286,6 +288,8 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             }
             ENTRY_SYSCALL => {
                 let (nr, args) = regs.hypercall_args();
+                // A long hypercall stops when the APIC timer is due (or soon after it began).
+                hv.m.preempt.arm(entered, hv.armed);
                 let mut ctx = Ctx {
                     m: &mut hv.m,
                     info: &hv.info,
@@ -299,13 +303,23 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 };
                 let rax = dispatch(&mut ctx, nr, args);
                 match ctx.continuation.take() {
-                    // The rest of a long batch: run the same hypercall again, from the `syscall`
-                    // instruction (2 bytes), with the handler's arguments (Xen's continuation).
-                    Some(a) => {
+                    // Preempted: run the same hypercall again, from the `syscall` instruction
+                    // (2 bytes), with the arguments the handler set (Xen's
+                    // `hypercall_create_continuation`: `regs->rip -= 2`, the format's registers
+                    // rewritten, the others left as the guest had them).
+                    Some(c) => {
                         regs.rip = regs.rip.wrapping_sub(2);
                         regs.rax = nr;
-                        (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8) =
-                            (a[0], a[1], a[2], a[3], a[4]);
+                        let arg_regs = [
+                            &mut regs.rdi,
+                            &mut regs.rsi,
+                            &mut regs.rdx,
+                            &mut regs.r10,
+                            &mut regs.r8,
+                        ];
+                        for (r, &v) in arg_regs.into_iter().zip(&c.args).take(c.nargs) {
+                            *r = v;
+                        }
                     }
                     None => regs.rax = rax as u64,
                 }
@@ -320,6 +334,10 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             // Other external interrupts taken while the guest ran: nothing is routed to guests.
             _ => {}
         }
+        // From entry to the end of the handler: what the guest's request cost (the way out,
+        // timers and scheduling for everyone, is not the guest's doing).
+        let spent = hv.m.now().saturating_sub(entered);
+        g.sched.longest_entry_ns = g.sched.longest_entry_ns.max(spent);
     }
     deliver_irqs(hv, &mut doms);
     // The timer interrupt is also when the hypervisor looks at its serial console for debug keys

@@ -233,6 +233,7 @@ pub fn start(
         e820,
         mm,
         cr3: 0,
+        preempt: super::machine::PreemptAt::new(),
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared::set_upcall_mask(&mut m, &dom, true);

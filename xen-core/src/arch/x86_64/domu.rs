@@ -367,6 +367,12 @@ pub fn destroy(hv: &mut Hv, doms: &mut DomainSet, slot: usize) {
         g.sched.run_ns / 1_000_000_000,
         gone.still_referenced
     );
+    // How long it ever held the CPU in one hypercall or exception (issue 11: a long hypercall
+    // continues instead of holding it).
+    printk!(
+        "domain {id}: longest hypervisor entry {} us\n",
+        g.sched.longest_entry_ns / 1000
+    );
     if let Some(a) = hv.pool.allocs[slot].take() {
         if let Err(a) = hv.pool.zombies.push(a) {
             printk!(

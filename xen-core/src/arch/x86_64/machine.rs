@@ -1,10 +1,11 @@
 //! The real machine behind the portable core's traits: machine memory through the direct map,
-//! the console, the clock and the e820 map.
+//! the console, the clock, the e820 map and when a long hypercall must stop.
 
 use core::arch::x86_64::__cpuid_count;
+use core::cell::Cell;
 
 use xen_core::frame_table::{Mm, Owner, PageType};
-use xen_core::hypercall::Machine;
+use xen_core::hypercall::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
@@ -97,6 +98,58 @@ pub struct HvMachine {
     /// The machine address CR3 holds: the table the CPU runs on (0 until the first guest's is
     /// loaded). Every CR3 load goes through [`HvMachine::load_cr3`], which keeps it.
     pub cr3: u64,
+    /// When the hypercall that runs must stop and continue.
+    pub preempt: PreemptAt,
+}
+
+/// The machine's half of Xen's `hypercall_preempt_check()` (`softirq_pending`): Xen takes
+/// interrupts while a hypercall runs and a due timer raises a softirq; we run hypercalls with
+/// interrupts off, so the arch layer sets, at each hypercall entry, the time from which the CPU
+/// is wanted elsewhere (the deadline the APIC timer is armed for: the next timer of any vCPU, or
+/// the end of the running vCPU's slice while another could run; at most [`PreemptAt::MAX_NS`]
+/// after the entry), and every [`PreemptAt::IRR_EVERY`] questions it also looks for an interrupt
+/// waiting in the APIC (a device's, for dom0).
+#[derive(Debug)]
+pub struct PreemptAt {
+    /// System time (ns) from which a hypercall must stop.
+    pub deadline: u64,
+    /// Questions asked, to ration the APIC reads.
+    asked: Cell<u32>,
+}
+
+impl PreemptAt {
+    /// The longest a hypercall runs before it continues, whatever is due: interrupts are off
+    /// meanwhile (Xen's hypercalls run with them on).
+    pub const MAX_NS: u64 = 1_000_000;
+    /// Questions per look at the APIC's pending interrupts (an uncached register read each,
+    /// or a VM exit under KVM: too slow for every element of a batch).
+    pub const IRR_EVERY: u32 = 256;
+
+    /// Never preempts, until [`PreemptAt::arm`].
+    pub const fn new() -> PreemptAt {
+        PreemptAt {
+            deadline: u64::MAX,
+            asked: Cell::new(0),
+        }
+    }
+
+    /// A hypercall starts at `now`: it stops at `due` (the next deadline the hypervisor has,
+    /// if any), and at most [`PreemptAt::MAX_NS`] later.
+    pub fn arm(&mut self, now: u64, due: Option<u64>) {
+        let cap = now.saturating_add(Self::MAX_NS);
+        self.deadline = due.map_or(cap, |d| d.min(cap));
+    }
+}
+
+impl Preempt for PreemptAt {
+    fn pending(&self) -> bool {
+        if super::time::now() >= self.deadline {
+            return true;
+        }
+        let n = self.asked.get().wrapping_add(1);
+        self.asked.set(n);
+        n.is_multiple_of(Self::IRR_EVERY) && super::apic::interrupt_waiting()
+    }
 }
 
 impl MachineMemory for HvMachine {
@@ -204,6 +257,16 @@ impl Machine for HvMachine {
 
     fn sync_irq_lines(&mut self, pirqs: &xen_core::pirq::PirqTable) {
         super::ioapic::sync(pirqs);
+    }
+
+    fn preemption(&self) -> &dyn Preempt {
+        &self.preempt
+    }
+
+    fn mm_preemptible(
+        &mut self,
+    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+        Some((&mut self.mm, &mut self.mem, &self.preempt))
     }
 }
 

@@ -31,13 +31,14 @@ use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 use hypercall_abi::memory::XENMEM_maximum_ram_page;
 use hypercall_abi::xen::{
     __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_set_gdt,
-    __HYPERVISOR_update_va_mapping, __HYPERVISOR_update_va_mapping_otherdomain, MmuUpdate,
-    MmuextOp, StartInfo, DOMID_IO, DOMID_SELF, DOMID_XEN, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE,
-    MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI, MMUEXT_MARK_SUPER,
-    MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
-    MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_LOCAL,
-    MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE,
-    MMU_PT_UPDATE_PRESERVE_AD, UVMF_INVLPG, UVMF_TLB_FLUSH,
+    __HYPERVISOR_update_va_mapping, __HYPERVISOR_update_va_mapping_otherdomain,
+    __HYPERVISOR_xen_version, MmuUpdate, MmuextOp, StartInfo, DOMID_IO, DOMID_SELF, DOMID_XEN,
+    MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL,
+    MMUEXT_INVLPG_MULTI, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR,
+    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER,
+    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, UVMF_INVLPG,
+    UVMF_TLB_FLUSH,
 };
 
 use super::super::hypercall::{self as hc, ptr as gp};
@@ -549,9 +550,10 @@ fn mmu_update_argument_cases(s: &mut Suite, e: &Env) {
         values!("rc={rc} done={done}")
     });
 
-    // Batches longer than a hypervisor processes in one go (Xen preempts and continues them;
-    // so do we, every 512 entries): `*done` counts across the continuations, and a failure in a
-    // later part still stops the batch at that entry.
+    // Batches longer than a hypervisor processes in one go (Xen preempts and continues them
+    // when a timer or interrupt is due; so do we, and at least every millisecond): `*done`
+    // counts across the continuations, and a failure in a later part still stops the batch at
+    // that entry.
     s.run("mmu_update.long_batch", || {
         let reqs = alloc::vec![noop; 1300];
         let (rc, done) = mmu(&reqs, SELF);
@@ -566,7 +568,62 @@ fn mmu_update_argument_cases(s: &mut Suite, e: &Env) {
         let (rc, done) = mmu(&reqs, SELF);
         values!("rc={rc} done={done}")
     });
+    // Long enough to be preempted many times on either hypervisor (tens of milliseconds under
+    // QEMU): the answer does not show where.
+    s.run("mmu_update.very_long_batch", || {
+        let reqs = alloc::vec![noop; LONG];
+        let (rc, done) = mmu(&reqs, SELF);
+        values!("rc={rc} done={done}")
+    });
+
+    // The same batches inside a multicall: Xen preempts them there too, writes the sub-call's
+    // continuation into the entry and continues the multicall from it (`MCSF_call_preempted`;
+    // under QEMU both hypervisors do, several times). Only the results and `*done` are defined
+    // (the entries' arguments are not: they hold the last continuation's, if any).
+    s.run("multicall.long_batch_inside", || {
+        let good = alloc::vec![noop; LONG];
+        let mut late = alloc::vec![noop; LONG];
+        late[LONG - 1000] = MmuUpdate {
+            ptr: ((e.max_ram + 1) << 12) | MMU_MACHPHYS_UPDATE,
+            val: 0,
+        };
+        let mut done = [SENTINEL; 2];
+        let batch = |list: &[MmuUpdate], done: &mut u32| {
+            entry(
+                __HYPERVISOR_mmu_update,
+                [
+                    gp(list.as_ptr()),
+                    list.len() as u64,
+                    gp(done as *mut u32),
+                    DOMID_SELF.into(),
+                    0,
+                    0,
+                ],
+            )
+        };
+        let mut calls = [
+            batch(&good, &mut done[0]),
+            entry(__HYPERVISOR_xen_version, [0; 6]),
+            batch(&late, &mut done[1]),
+        ];
+        // SAFETY: both lists and both `done` words are live for the call; every update restates
+        // scratch page a's mapping (or fails).
+        let rc = unsafe { hc::multicall(&mut calls) };
+        // SAFETY: the hypervisor wrote `done` during the call.
+        let done = unsafe { ptr::read_volatile(&raw const done) };
+        values!(
+            "rc={rc} results={},{:#x},{} done={},{}",
+            calls[0].result as i64,
+            calls[1].result,
+            calls[2].result as i64,
+            done[0],
+            done[1]
+        )
+    });
 }
+
+/// Elements of the lists that are long enough to be preempted.
+const LONG: usize = 20_000;
 
 fn machphys(mfn: u64, pfn: u64, foreigndom: u32) -> (i64, u32) {
     let req = MmuUpdate {
