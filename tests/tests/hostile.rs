@@ -13,8 +13,9 @@ use xtests::{build_dir, guest_kernel_image, Boot, Ending, Run, XEN_CMDLINE};
 /// The bystander's line that says it did its work.
 const BYSTANDER_DONE: &str = "(d2) domU: ping-pong 100 round trips ok, grant copy verified";
 
-/// Boots dom0, the attacker `hostile=<attack>` (d1) and a bystander (d2). `qemu_extra` is added
-/// to the QEMU line (e.g. `-accel kvm -cpu host`).
+/// Boots dom0, the attacker `hostile=<attack>` (d1) and a bystander (d2), under [`ICOUNT`] (so
+/// that the hypervisor's clock measures its own work: see [`survived`]). `qemu_extra` is added
+/// to the QEMU line after it.
 pub fn attack(attack: &str, qemu_extra: &[&str], timeout: Duration) -> Run {
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
@@ -27,14 +28,20 @@ pub fn attack(attack: &str, qemu_extra: &[&str], timeout: Duration) -> Run {
             ),
             (guest_kernel_image(), "name=bystander mem=16M".into()),
         ],
-        qemu_extra: qemu_extra.iter().map(|s| s.to_string()).collect(),
+        qemu_extra: ICOUNT
+            .iter()
+            .chain(qemu_extra)
+            .map(|s| s.to_string())
+            .collect(),
         timeout,
     };
     boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
 }
 
 /// The checks every attack must pass: the hypervisor survived, the bystander did its work, both
-/// domUs were destroyed and every frame is back.
+/// domUs were destroyed, every frame is back, and no hypervisor entry of the attacker (one
+/// hypercall or exception, up to its continuation) held the CPU longer than one scheduling slice
+/// (printed).
 #[track_caller]
 pub fn survived(run: &Run) {
     let log = run.log.join("\n");
@@ -48,6 +55,12 @@ pub fn survived(run: &Run) {
     run.expect("toolstack: d2 (bystander) destroyed");
     let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
+    let longest = longest_entry_us(run, 1).expect("the attacker's longest entry is printed");
+    println!("attacker's longest hypervisor entry: {longest} us");
+    assert!(
+        longest < LONGEST_ENTRY_BOUND_US,
+        "one hypervisor entry of the attacker took {longest} us; log:\n{log}"
+    );
 }
 
 /// The `hostile: <attack>: <key>=<value>` value the attacker printed, if any.
