@@ -45,6 +45,9 @@ pub struct Hv {
     run_start: u64,
     /// Time the CPU spent halted with nothing to run.
     pub idle_ns: u64,
+    /// Halts of the idle loop (each one ended by an interrupt): with `idle_ns`, shows that a far
+    /// deadline does not make the idle loop spin (debug key `r`).
+    pub idle_halts: u64,
     /// The earliest deadline of the vCPUs that do not run, and whether any of them is runnable,
     /// as the last full scheduling pass found them: an entry that cannot have changed another
     /// domain (see `touches_others`) reuses them instead of scanning every domain again.
@@ -133,6 +136,7 @@ pub fn run(m: HvMachine, info: MachineInfo, pool: Pool, cur: usize) -> ! {
         slice_end: now + policy::SLICE_NS,
         run_start: now,
         idle_ns: 0,
+        idle_halts: 0,
         others_next: None,
         others_runnable: true,
         loaded: Loaded {
@@ -709,6 +713,7 @@ fn idle(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     let after = hv.m.now();
     hv.idle_ns += after.saturating_sub(before);
+    hv.idle_halts += 1;
     // Halted time is nobody's run time.
     hv.run_start = after;
     debug_keys(hv, doms, regs);
@@ -769,10 +774,15 @@ fn run_timers(m: &mut HvMachine, g: &mut Guest, ports: &mut PortTable, running: 
         publish_time(m, &g.dom);
         event_channel::send_virq(m, &g.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
     }
-    if g.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
-        g.dom
-            .shutdown
-            .get_or_insert(Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_watchdog));
+    // Xen's `domain_watchdog_timeout`: a domain already shutting down is left alone; otherwise
+    // `domain_shutdown(d, SHUTDOWN_watchdog)`, where a code set by `SCHEDOP_shutdown_code` wins.
+    if g.dom.shutdown.is_none() && g.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
+        printk!("Watchdog timer fired for domain {}\n", g.dom.id);
+        let reason = g
+            .dom
+            .shutdown_code
+            .unwrap_or(hypercall_abi::sched::SHUTDOWN_watchdog);
+        g.dom.shutdown = Some(Shutdown::Requested(reason));
     }
 }
 
@@ -902,9 +912,11 @@ fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
             }
             b'r' => {
                 printk!(
-                    "scheduler: weighted round robin, slice {} us, idle {} ns, free frames {}\n",
+                    "scheduler: weighted round robin, slice {} us, idle {} ns in {} halts, timer interrupts {}, free frames {}\n",
                     policy::SLICE_NS / 1000,
                     hv.idle_ns,
+                    hv.idle_halts,
+                    apic::timer_stats().interrupts,
                     hv.pool.free_frames()
                 );
                 for (slot, g) in doms.slots() {
