@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod frame_alloc;
+pub mod introduce;
 pub mod layout;
 pub mod line;
 pub mod mmu_batch;

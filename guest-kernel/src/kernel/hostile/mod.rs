@@ -9,11 +9,27 @@
 //!
 //! One module per attack; [`ATTACKS`] is the table of names.
 
+mod close_store_port;
+mod console_escapes;
+mod far_timer;
+
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
 
 /// Every attack, by the name `hostile=` takes.
-const ATTACKS: &[(&str, Attack)] = &[];
+const ATTACKS: &[(&str, Attack)] = &[
+    ("close-store-port", close_store_port::run),
+    ("console-escapes", console_escapes::run),
+    ("far-timer", far_timer::run),
+];
+
+/// Attacks on dom0's toolstack that must strike before dom0 introduces the domU: called first
+/// thing by `domu::run`. Returns if there is none to make (or it found dom0 was quicker).
+pub fn early(si: &hypercall_abi::xen::StartInfo, name: &str) {
+    if name == "close-store-port" {
+        close_store_port::early(si);
+    }
+}
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {
