@@ -12,6 +12,7 @@
 mod close_store_port;
 mod console_escapes;
 mod far_timer;
+mod watchdog_spin;
 
 /// An attack: runs once, returns what to report on failure to even set up.
 type Attack = fn() -> Result<(), &'static str>;
@@ -21,6 +22,7 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("close-store-port", close_store_port::run),
     ("console-escapes", console_escapes::run),
     ("far-timer", far_timer::run),
+    ("watchdog-spin", watchdog_spin::run),
 ];
 
 /// Attacks on dom0's toolstack that must strike before dom0 introduces the domU: called first
