@@ -250,12 +250,14 @@ fn console_control_characters_are_escaped_in_dom0s_log() {
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn a_spinning_domu_is_shut_down_by_its_own_watchdog() {
-    // SCHEDOP_watchdog, Xen's answers first: ids 1 and 2, -ENOSPC (-28) for a third, -EINVAL
-    // (-22) for an unknown id; then the 1 s watchdog fires on a domain that spins with events
+    // SCHEDOP_watchdog, Xen's answers first: ids 1 and 2, -ENOSPC for a third (as Xen 4.17
+    // returns it: the unsigned 4294967268), -EINVAL (-22) for an unknown id; then the 1 s watchdog fires on a domain that spins with events
     // masked (`domain_watchdog_timeout`), long before dom0's 60 s domu-timeout would.
     let run = attack("watchdog-spin", &[], Duration::from_secs(120));
     survived(&run);
-    run.expect("(d1) hostile: watchdog-spin: first=1 second=2 third=-28 unknown=-22 freed=0");
+    run.expect(
+        "(d1) hostile: watchdog-spin: first=1 second=2 third=4294967268 unknown=-22 freed=0",
+    );
     run.expect("(XEN) Watchdog timer fired for domain 1");
     run.expect("toolstack: d1 (attacker) shut down (watchdog)");
     assert!(

@@ -232,6 +232,24 @@ pub const fn countdown_ticks(
     }
 }
 
+/// Whether the one-shot timer must be (re)programmed for `next` (`None`: nothing to wait for),
+/// given the deadline it was last armed for and whether it is still counting towards it.
+///
+/// Skipping the (slow) APIC write when the deadline has not changed is only right while the
+/// timer still counts: once it has fired, it stays silent until armed again. And it can fire a
+/// few nanoseconds before the system time reaches the deadline (the nanosecond-to-TSC
+/// conversion and back both truncate), so the deadline that made it fire may still be the next
+/// one, not yet due: re-arming is then what brings the interrupt that finds it due. Without
+/// that, a vCPU that spins with no other reason to enter the hypervisor would run on forever
+/// (no slice end, no timer, no watchdog).
+pub const fn must_arm(next: Option<u64>, armed: Option<u64>, counting: bool) -> bool {
+    match (next, armed) {
+        (None, None) => false,
+        (Some(n), Some(a)) => n != a || !counting,
+        _ => true,
+    }
+}
+
 /// What a guest computes from a `vcpu_time_info` at TSC `tsc` (the pvclock formula), for tests
 /// and for checking what was published.
 pub const fn guest_system_time(info: &VcpuTimeInfo, tsc: u64) -> u64 {
@@ -726,6 +744,20 @@ mod tests {
                 assert_eq!(ticks(u64::MAX), u32::MAX, "{tsc_hz}/{apic_hz} Hz");
             }
         }
+    }
+
+    #[test]
+    fn a_fired_timer_is_armed_again_even_for_the_same_deadline() {
+        // Counting towards the same deadline: nothing to do.
+        assert!(!must_arm(Some(5), Some(5), true));
+        assert!(!must_arm(None, None, false));
+        // A new deadline, or none any more.
+        assert!(must_arm(Some(6), Some(5), true));
+        assert!(must_arm(None, Some(5), true));
+        assert!(must_arm(Some(5), None, false));
+        // It fired (a few ns early: the deadline is not due yet, and still the next one). Not
+        // arming it again would leave the CPU without a timer interrupt.
+        assert!(must_arm(Some(5), Some(5), false));
     }
 
     #[test]

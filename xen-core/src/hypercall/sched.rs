@@ -108,9 +108,16 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
     Ok(0)
 }
 
+/// What Xen 4.17 answers when both watchdogs are in use: `domain_watchdog` returns
+/// `id == NR_DOMAIN_WATCHDOG_TIMERS ? -ENOSPC : id + 1`, and with `id` a `uint32_t` the
+/// conditional is unsigned, so -ENOSPC reaches the guest as the positive 0xffffffe4 (the
+/// differential suite's `sched_op.watchdog_full` sees exactly that on Debian's 4.17).
+const WATCHDOG_ENOSPC_AS_XEN_RETURNS: i64 = (-(Errno::ENOSPC as i32)) as u32 as i64;
+
 /// `SCHEDOP_watchdog`, the guest-armed domain watchdog (`common/sched/core.c: domain_watchdog`):
 /// id 0 creates one of `NR_DOMAIN_WATCHDOG_TIMERS` (2) watchdogs and returns its id (from 1),
-/// -ENOSPC when both are in use; a known id with a timeout re-arms it `timeout` seconds from now,
+/// -ENOSPC as an unsigned int when both are in use ([`WATCHDOG_ENOSPC_AS_XEN_RETURNS`]); a known
+/// id with a timeout re-arms it `timeout` seconds from now,
 /// with timeout 0 frees it; an id past the table or not in use is -EINVAL. A watchdog that is
 /// not re-armed in time shuts the domain down with `SHUTDOWN_watchdog` (the arch layer's
 /// `run_timers`, Xen's `domain_watchdog_timeout`).
@@ -120,10 +127,9 @@ fn watchdog<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, w: SchedWatchdog) -> HcRe
     let deadline = now.saturating_add(u64::from(w.timeout) * 1_000_000_000);
     let slots = &mut ctx.dom.watchdogs;
     if w.id == 0 {
-        let free = slots
-            .iter()
-            .position(Option::is_none)
-            .ok_or(Errno::ENOSPC)?;
+        let Some(free) = slots.iter().position(Option::is_none) else {
+            return Ok(WATCHDOG_ENOSPC_AS_XEN_RETURNS);
+        };
         slots[free] = Some(deadline);
         return Ok(free as i64 + 1);
     }
@@ -170,7 +176,8 @@ mod tests {
     use crate::regs::Regs;
 
     const EINVAL: i64 = -22;
-    const ENOSPC: i64 = -28;
+    /// -ENOSPC as Xen's unsigned conditional returns it.
+    const ENOSPC_U32: i64 = 0xffff_ffe4;
     const NOW: u64 = 7_000_000_000;
 
     fn sched_op<T: IntoBytes + zerocopy::Immutable>(
@@ -259,10 +266,11 @@ mod tests {
         let wd = |m: &mut FakeMachine, d: &mut Domain, id: u32, timeout: u32| {
             sched_op(m, d, SCHEDOP_watchdog, &SchedWatchdog { id, timeout })
         };
-        // Ids from 1; NR_DOMAIN_WATCHDOG_TIMERS (2) of them, then -ENOSPC (`domain_watchdog`).
+        // Ids from 1; NR_DOMAIN_WATCHDOG_TIMERS (2) of them, then -ENOSPC, as the unsigned
+        // 0xffffffe4 that `domain_watchdog`'s conditional makes of it.
         assert_eq!(wd(&mut m, &mut d, 0, 10), 1);
         assert_eq!(wd(&mut m, &mut d, 0, u32::MAX), 2);
-        assert_eq!(wd(&mut m, &mut d, 0, 10), ENOSPC);
+        assert_eq!(wd(&mut m, &mut d, 0, 10), ENOSPC_U32);
         assert_eq!(
             d.watchdogs,
             [

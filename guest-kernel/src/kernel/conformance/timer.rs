@@ -437,7 +437,9 @@ fn sched_op_cases(s: &mut Suite) {
         values!("id={id} destroy={destroy}")
     });
 
-    // Xen has NR_DOMAIN_WATCHDOG_TIMERS (2) per domain: a third is -ENOSPC.
+    // Xen has NR_DOMAIN_WATCHDOG_TIMERS (2) per domain: a third is -ENOSPC, which Xen 4.17
+    // returns as an unsigned int (`id == NR_DOMAIN_WATCHDOG_TIMERS ? -ENOSPC : id + 1` with a
+    // uint32_t id): the guest sees 4294967268.
     s.run("sched_op.watchdog_full", || {
         let create = || {
             let mut arg = SchedWatchdog {

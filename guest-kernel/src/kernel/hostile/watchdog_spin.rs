@@ -3,7 +3,8 @@
 //! `SCHEDOP_watchdog` is the guest's own watchdog (`domain_watchdog` in Xen's
 //! `common/sched/core.c`): a domain that stops re-arming it is shut down with
 //! `SHUTDOWN_watchdog` when it expires. Here the domain arms one for 1 s, checks Xen's answers
-//! (ids from 1, -ENOSPC for a third, -EINVAL for an unknown id), and spins with event delivery
+//! (ids from 1, -ENOSPC for a third, which Xen 4.17 returns as the unsigned 0xffffffe4, -EINVAL
+//! for an unknown id), and spins with event delivery
 //! masked, as a wedged kernel would. The hypervisor must still preempt it (the bystander runs),
 //! fire the watchdog, and dom0 reports the shutdown and destroys it.
 

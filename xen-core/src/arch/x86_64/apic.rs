@@ -368,6 +368,12 @@ pub fn arm_oneshot_tsc(deadline: u64) {
     program_countdown(c, deadline);
 }
 
+/// Whether the one-shot timer is counting towards a deadline (armed, not yet reached): it will
+/// interrupt. False once the deadline was reached, or after [`cancel`].
+pub fn counting() -> bool {
+    DEADLINE_TSC.load(Ordering::SeqCst) != 0
+}
+
 /// Disarms the timer. An interrupt already on its way is taken but counts as no expiry.
 pub fn cancel() {
     DEADLINE_TSC.store(0, Ordering::SeqCst);

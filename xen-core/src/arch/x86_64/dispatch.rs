@@ -802,8 +802,9 @@ fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
 }
 
 /// Arms the APIC one-shot timer for the next deadline of any domain (the end of the running
-/// vCPU's slice included while another could run), or cancels it; only when that changed, since
-/// APIC accesses are slow (and most hypercalls change no timer).
+/// vCPU's slice included while another could run), or cancels it; only when that changed or the
+/// timer already fired ([`xen_core::time::must_arm`]), since APIC accesses are slow (and most
+/// hypercalls change no timer).
 fn arm_next_timer(hv: &mut Hv, doms: &DomainSet, full: bool) {
     if full {
         let mut others_next = None::<u64>;
@@ -826,7 +827,7 @@ fn arm_next_timer(hv: &mut Hv, doms: &DomainSet, full: bool) {
     if hv.others_runnable {
         next = Some(next.map_or(hv.slice_end, |n| n.min(hv.slice_end)));
     }
-    if next == hv.armed {
+    if !xen_core::time::must_arm(next, hv.armed, apic::counting()) {
         return;
     }
     match next {
