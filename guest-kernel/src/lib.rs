@@ -1,7 +1,8 @@
 //! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the
 //! virtual address map, the frame allocator, `mmu_update` batching, the page-table workload's
 //! parameters and result lines, the PV clock arithmetic, the line formatting the console
-//! prints and the xenstore server (`xenstored`). Host-tested with `cargo test -p guest-kernel`.
+//! prints, the xenstore server (`xenstored`) and the toolstack's connection to a domU's rings
+//! (`introduce`). Host-tested with `cargo test -p guest-kernel`.
 //!
 //! Everything that touches the hardware or the hypervisor lives in the binary (`src/main.rs` and
 //! `src/kernel/`), built only for `x86_64-unknown-none`.
@@ -12,6 +13,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod frame_alloc;
+pub mod introduce;
 pub mod layout;
 pub mod line;
 pub mod mmu_batch;

@@ -105,15 +105,18 @@ impl LinePrefixer {
     }
 
     /// Feeds output bytes; `emit` gets each completed line, prefix and `\n` included, in one
-    /// slice. `\r` is dropped (guests often write `\r\n`); a line longer than [`LINE_MAX`] is
-    /// emitted in pieces.
+    /// slice. `\r` is dropped (guests often write `\r\n`); every other byte outside printable
+    /// ASCII is escaped ([`crate::printable`]: Xen strips them from a domU's console output), so
+    /// a domain cannot erase its prefix or fake another's line; a line longer than [`LINE_MAX`]
+    /// is emitted in pieces.
     pub fn feed(&mut self, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
         for &b in bytes {
             match b {
                 b'\r' => {}
                 b'\n' => self.emit_line(emit),
                 _ => {
-                    self.line.push(b);
+                    let line = &mut self.line;
+                    crate::printable::escape_byte(b, &mut |e| line.extend_from_slice(e));
                     if self.line.len() - self.prefix.len() >= LINE_MAX {
                         self.emit_line(emit);
                     }
@@ -210,6 +213,33 @@ mod tests {
                 b"(d12) partial\n"
             ]
         );
+    }
+
+    #[test]
+    fn prefixer_escapes_what_could_rewrite_the_log() {
+        // ESC sequences (erase line, cursor moves), BEL, backspaces, NUL: escaped, so a domain
+        // cannot hide its `(dN) ` prefix or pass a line off as the hypervisor's.
+        let mut p = LinePrefixer::new(3);
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut emit = |l: &[u8]| lines.push(l.to_vec());
+        p.feed(
+            b"\x1b[2K\x1b[1G(XEN) fake\x07\x08\x08\x00 \\ok\tend\n",
+            &mut emit,
+        );
+        p.feed(b"(XEN) second\r\n", &mut emit);
+        assert_eq!(
+            lines,
+            [
+                &b"(d3) \\x1b[2K\\x1b[1G(XEN) fake\\x07\\x08\\x08\\x00 \\\\ok\tend\n"[..],
+                b"(d3) (XEN) second\n",
+            ]
+        );
+        for l in &lines {
+            assert!(l.starts_with(b"(d3) "));
+            assert!(l[..l.len() - 1]
+                .iter()
+                .all(|&c| (b' '..=b'~').contains(&c) || c == b'\t'));
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   bad request with an error status; nothing a request asks is done until all of it checked.
 //!
 //! Modules: [`xs_ring`] (the xenstore ring and message framing), [`xenbus`] (a xenstore client),
-//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer), [`ring`] (the generic
+//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer), [`printable`] (guest
+//! text escaped for dom0's log), [`ring`] (the generic
 //! `io/ring.h` request/response ring), [`blkif`] (block front and back ends),
 //! [`xenbus_state`] (the XenbusState handshake of both ends as pure state machines).
 #![cfg_attr(not(test), no_std)]
@@ -24,6 +25,7 @@ extern crate alloc;
 pub mod blkif;
 mod byte_ring;
 pub mod console_ring;
+pub mod printable;
 pub mod ring;
 pub mod shared_page;
 pub mod xenbus;

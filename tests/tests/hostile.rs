@@ -17,6 +17,17 @@ const BYSTANDER_DONE: &str = "(d2) domU: ping-pong 100 round trips ok, grant cop
 /// that the hypervisor's clock measures its own work: see [`survived`]). `qemu_extra` is added
 /// to the QEMU line after it.
 pub fn attack(attack: &str, qemu_extra: &[&str], timeout: Duration) -> Run {
+    attack_typing(attack, qemu_extra, timeout, &[])
+}
+
+/// As [`attack`], typing on the serial console: `bytes` when a line containing `after` arrives
+/// (`Boot::run_with_input`), e.g. debug keys.
+pub fn attack_typing(
+    attack: &str,
+    qemu_extra: &[&str],
+    timeout: Duration,
+    triggers: &[(&str, &[u8])],
+) -> Run {
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -35,7 +46,8 @@ pub fn attack(attack: &str, qemu_extra: &[&str], timeout: Duration) -> Run {
             .collect(),
         timeout,
     };
-    boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
+    boot.run_with_input(triggers)
+        .unwrap_or_else(|e| panic!("harness error: {e}"))
 }
 
 /// The checks every attack must pass: the hypervisor survived, the bystander did its work, both
@@ -290,4 +302,185 @@ fn huge_multicalls_are_preempted() {
     assert_eq!(entries("count"), Some("1024000"));
     preempted(&run, "huge-multicall", "batches");
     preempted(&run, "huge-multicall", "entries");
+}
+
+/// `far-timer`'s report of one step: (arming rc, poll rc, ms waited, whether the port fired).
+fn far_timer_step(run: &Run, step: &str) -> (i64, i64, u64, bool) {
+    let v = reported(run, "far-timer", step)
+        .unwrap_or_else(|| panic!("no {step} report; log:\n{}", run.log.join("\n")));
+    let f: Vec<&str> = v.split(',').collect();
+    assert_eq!(f.len(), 4, "{step}={v}");
+    (
+        f[0].parse().unwrap(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3] == "1",
+    )
+}
+
+/// The idle figures of a debug-key `r` dump: (idle ns, halts, timer interrupts).
+fn idle_counters(line: &str) -> Option<(u64, u64, u64)> {
+    let num = |after: &str| -> Option<u64> {
+        let at = line.find(after)? + after.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let ns = num("idle ")?;
+    let halts = num(" ns in ")?;
+    let irqs = num("timer interrupts ")?;
+    Some((ns, halts, irqs))
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn far_and_negative_timer_deadlines_follow_xens_rules_and_idle_halts() {
+    // Debug key `r` (after three CTRL-a hand the keyboard to the hypervisor) at the start and
+    // the end of the attacker's 3 s wait with a far single-shot timer armed.
+    let run = attack_typing(
+        "far-timer",
+        &[],
+        Duration::from_secs(150),
+        &[
+            ("(d1) hostile: far-timer: sleeping", b"\x01\x01\x01r"),
+            ("(d1) hostile: far-timer: woke", b"r"),
+        ],
+    );
+    survived(&run);
+    run.expect("(d1) hostile: far-timer: survived");
+    let log = run.log.join("\n");
+    // set_timer_op: 2^63 - 1 and a negative deadline become 100 ms (`do_set_timer_op`).
+    for step in ["set_timer_op_farthest", "set_timer_op_negative"] {
+        let (armed, rc, ms, fired) = far_timer_step(&run, step);
+        assert!(armed == 0 && rc == 0 && fired, "{step}; log:\n{log}");
+        assert!(
+            (90..1500).contains(&ms),
+            "{step}: fired after {ms} ms; log:\n{log}"
+        );
+    }
+    // A single-shot deadline with the top bit set is past: fires at once, well before the 2 s
+    // poll timeout.
+    let (armed, rc, ms, fired) = far_timer_step(&run, "singleshot_negative");
+    assert!(
+        armed == 0 && rc == 0 && fired,
+        "singleshot_negative; log:\n{log}"
+    );
+    assert!(ms < 500, "singleshot_negative took {ms} ms; log:\n{log}");
+    // The farthest deadlines are kept and do not fire: the 200 ms poll times out.
+    for step in ["singleshot_2_62", "singleshot_farthest"] {
+        let (armed, rc, ms, fired) = far_timer_step(&run, step);
+        assert!(armed == 0 && rc == 0 && !fired, "{step}; log:\n{log}");
+        assert!(ms >= 190, "{step}: {ms} ms; log:\n{log}");
+    }
+    // A negative poll timeout ends the poll at once (before the 1 s timer behind it); the
+    // farthest one waits for the polled port (the 150 ms timer).
+    let (_, rc, ms, fired) = far_timer_step(&run, "poll_negative_timeout");
+    assert!(
+        rc == 0 && !fired && ms < 500,
+        "poll_negative_timeout; log:\n{log}"
+    );
+    let (_, rc, ms, fired) = far_timer_step(&run, "poll_farthest_timeout");
+    assert!(
+        rc == 0 && fired && (140..1000).contains(&ms),
+        "poll_farthest_timeout {ms} ms; log:\n{log}"
+    );
+    let (_, rc, ms, fired) = far_timer_step(&run, "sleep_with_far_timer");
+    assert!(
+        rc == 0 && !fired && ms >= 2900,
+        "sleep_with_far_timer {ms} ms; log:\n{log}"
+    );
+
+    // The hypervisor's idle loop around the 3 s wait: it halts (each halt ended by a timer or
+    // device interrupt), it does not spin.
+    let dumps: Vec<(u64, u64, u64)> = run
+        .log
+        .iter()
+        .filter(|l| l.contains("scheduler: weighted round robin"))
+        .filter_map(|l| idle_counters(l))
+        .collect();
+    assert_eq!(dumps.len(), 2, "two `r` dumps; log:\n{log}");
+    let (ns, halts, irqs) = (
+        dumps[1].0 - dumps[0].0,
+        dumps[1].1 - dumps[0].1,
+        dumps[1].2 - dumps[0].2,
+    );
+    let mean_us = ns / halts.max(1) / 1000;
+    println!(
+        "idle loop during the far-timer wait: {halts} halts, {} ms halted, mean halt {mean_us} us, {irqs} timer interrupts",
+        ns / 1_000_000
+    );
+    assert!(halts > 0 && ns > 0, "the CPU idled; log:\n{log}");
+    assert!(
+        mean_us >= 1000,
+        "halts of {mean_us} us on average: the idle loop spins; log:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_domu_that_closes_its_store_port_is_destroyed_once_and_returns_every_frame() {
+    let run = attack("close-store-port", &[], Duration::from_secs(120));
+    let log = run.log.join("\n");
+    assert!(
+        !run.has("(d1) hostile: close-store-port: dom0_first=1"),
+        "dom0 introduced the attacker before it could close its ports: nothing was tested; log:\n{log}"
+    );
+    run.expect("toolstack: cannot introduce d1 (attacker): store port: bind_interdomain=-22: destroying it");
+    let attempts = run
+        .log
+        .iter()
+        .filter(|l| l.contains("cannot introduce d1"))
+        .count();
+    assert_eq!(attempts, 1, "given up after one failure; log:\n{log}");
+    // Destroyed, both mapping windows given back: every frame of it returns.
+    survived(&run);
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn console_control_characters_are_escaped_in_dom0s_log() {
+    let run = attack("console-escapes", &[], Duration::from_secs(90));
+    survived(&run);
+    let log = run.log.join("\n");
+    for line in [
+        r"(d1) hostile: console-escapes: \x1b[2K\x1b[1G(XEN) fake hypervisor line",
+        r"(d1) hostile: console-escapes: \x08\x08\x08\x08\x08(XEN) behind backspaces\x07",
+        r"(d1) hostile: console-escapes: \x1b]0;owned\x07 title\x00nul\x7fdel",
+        r"(d1) hostile: console-escapes: carriage(XEN) return",
+        r"(d1) hostile: console-escapes: high \xc2\xb5 \xff and a backslash \\x1b",
+        "(d1) hostile: console-escapes: lines=5",
+    ] {
+        assert!(run.has(line), "missing {line:?}; log:\n{log}");
+    }
+    for l in &run.log {
+        assert!(
+            !l.chars().any(|c| c.is_control() && c != '\t'),
+            "a control character reached the log: {l:?}"
+        );
+        assert!(
+            !l.starts_with("(XEN) fake") && !l.starts_with("(XEN) behind"),
+            "{l:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_spinning_domu_is_shut_down_by_its_own_watchdog() {
+    // SCHEDOP_watchdog, Xen's answers first: ids 1 and 2, -ENOSPC for a third (as Xen 4.17
+    // returns it: the unsigned 4294967268), -EINVAL (-22) for an unknown id; then the 1 s watchdog fires on a domain that spins with events
+    // masked (`domain_watchdog_timeout`), long before dom0's 60 s domu-timeout would.
+    let run = attack("watchdog-spin", &[], Duration::from_secs(120));
+    survived(&run);
+    run.expect(
+        "(d1) hostile: watchdog-spin: first=1 second=2 third=4294967268 unknown=-22 freed=0",
+    );
+    run.expect("(XEN) Watchdog timer fired for domain 1");
+    run.expect("toolstack: d1 (attacker) shut down (watchdog)");
+    assert!(
+        !run.has("still running after"),
+        "dom0's domu-timeout was not needed"
+    );
 }

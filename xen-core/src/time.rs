@@ -76,6 +76,31 @@ impl TimeScale {
         ((shifted as u128 * self.mul_frac as u128) >> 32) as u64
     }
 
+    /// As [`TimeScale::scale`] without losing the high bits: the exact result, or `u64::MAX` when
+    /// it does not fit. For arming timers, where a wrapped value would be a deadline in the past;
+    /// the guest-visible formula stays [`TimeScale::scale`], bit for bit Xen's.
+    pub const fn scale_saturating(self, delta: u64) -> u64 {
+        let shifted = if self.shift < 0 {
+            (delta >> self.shift.unsigned_abs()) as u128
+        } else {
+            // A shift of 64 or more leaves no room: any non-zero delta saturates.
+            if self.shift >= 64 {
+                return if delta == 0 { 0 } else { u64::MAX };
+            }
+            (delta as u128) << self.shift as u32
+        };
+        // shifted < 2^127 / 2^32 is not guaranteed for large shifts: multiply checked.
+        let Some(product) = shifted.checked_mul(self.mul_frac as u128) else {
+            return u64::MAX;
+        };
+        let ns = product >> 32;
+        if ns > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ns as u64
+        }
+    }
+
     /// The inverse conversion (nanoseconds back to ticks), computed as Xen's `scale_reciprocal`.
     /// `None` if `mul_frac` is 0 (no scale built by [`TimeScale::from_frequency`] has that).
     #[doc(alias = "scale_reciprocal")]
@@ -139,10 +164,14 @@ impl Clock {
     }
 
     /// The TSC value at which the system time reaches `system_time` (Xen's `stime2tsc`); a time
-    /// before the stamp maps to the stamp.
+    /// before the stamp maps to the stamp, and one too far for the TSC to reach maps to
+    /// `u64::MAX`. Unlike Xen's `scale_delta`, the conversion saturates: a guest may ask for a
+    /// deadline up to 2^63 - 1 ns, and a wrapped result would be a TSC value in the past, which
+    /// armed fires at once (and again, as long as the deadline stays armed).
     pub const fn tsc_at(&self, system_time: u64) -> u64 {
         let delta = system_time.saturating_sub(self.stamp_system_time);
-        self.stamp_tsc.saturating_add(self.inverse.scale(delta))
+        self.stamp_tsc
+            .saturating_add(self.inverse.scale_saturating(delta))
     }
 
     /// The `vcpu_time_info` a guest needs to follow this clock, stamped at TSC `tsc`; publish it
@@ -158,6 +187,66 @@ impl Clock {
             flags,
             pad1: [0; 2],
         }
+    }
+}
+
+/// A guest's absolute deadline as Xen reads it. Xen's timers take an `s_time_t`, a signed
+/// 64-bit count of nanoseconds, so a deadline with the top bit set is negative: long past, and
+/// due at once (`set_timer` with such an `expires` fires on the next timer softirq; that is what
+/// `VCPUOP_set_singleshot_timer` and `SCHEDOP_poll`'s `timeout` do with it in
+/// `xen/common/domain.c` and `xen/common/sched/core.c: do_poll`). Any other value, however far
+/// ahead (up to 2^63 - 1 ns, 292 years), is kept: the arch layer arms the hardware timer for as
+/// long as it can count and re-arms on the early interrupt ([`countdown_ticks`]).
+pub const fn guest_deadline(raw: u64, now: u64) -> u64 {
+    if raw > i64::MAX as u64 {
+        now
+    } else {
+        raw
+    }
+}
+
+/// The initial count for a one-shot countdown timer (the local APIC's 32-bit counter) that
+/// should expire at TSC `deadline_tsc`, TSC `now_tsc` being now: at least 1 (a deadline already
+/// reached fires at once) and at most `u32::MAX`, for a deadline the counter cannot reach in one
+/// go (the interrupt handler then finds it early and re-arms for the rest, as Xen's
+/// `reprogram_timer` clamps `APIC_TMICT` to `UINT_MAX` and its timer softirq re-programs). The
+/// conversions saturate, so no deadline, however far, wraps into a short count: an idle loop
+/// waiting for a far deadline halts for the counter's full span instead of spinning.
+pub const fn countdown_ticks(
+    tsc_to_ns: TimeScale,
+    ns_to_ticks: TimeScale,
+    now_tsc: u64,
+    deadline_tsc: u64,
+) -> u32 {
+    if deadline_tsc <= now_tsc {
+        return 1;
+    }
+    let ns = tsc_to_ns.scale_saturating(deadline_tsc - now_tsc);
+    let ticks = ns_to_ticks.scale_saturating(ns);
+    if ticks == 0 {
+        1
+    } else if ticks > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        ticks as u32
+    }
+}
+
+/// Whether the one-shot timer must be (re)programmed for `next` (`None`: nothing to wait for),
+/// given the deadline it was last armed for and whether it is still counting towards it.
+///
+/// Skipping the (slow) APIC write when the deadline has not changed is only right while the
+/// timer still counts: once it has fired, it stays silent until armed again. And it can fire a
+/// few nanoseconds before the system time reaches the deadline (the nanosecond-to-TSC
+/// conversion and back both truncate), so the deadline that made it fire may still be the next
+/// one, not yet due: re-arming is then what brings the interrupt that finds it due. Without
+/// that, a vCPU that spins with no other reason to enter the hypervisor would run on forever
+/// (no slice end, no timer, no watchdog).
+pub const fn must_arm(next: Option<u64>, armed: Option<u64>, counting: bool) -> bool {
+    match (next, armed) {
+        (None, None) => false,
+        (Some(n), Some(a)) => n != a || !counting,
+        _ => true,
     }
 }
 
@@ -557,6 +646,129 @@ mod tests {
     /// Nanoseconds for `ticks` at `hz`, exactly (rounded down), in 128-bit arithmetic.
     fn exact_ns(ticks: u64, hz: u64) -> u128 {
         ticks as u128 * NSEC_PER_SEC as u128 / hz as u128
+    }
+
+    /// TSC and APIC rates the deadline tests run at: QEMU's and real machines' TSCs, the PIT,
+    /// a slow counter (positive shifts) and one above 4 GHz.
+    const RATES: [u64; 6] = [
+        1_000_000_000,
+        2_500_000_000,
+        3_000_000_000,
+        1_193_182,
+        100_000_000,
+        5_000_000_000,
+    ];
+
+    #[test]
+    fn far_deadlines_map_to_far_tscs_never_back_into_the_past() {
+        // A guest may arm a timer for any s_time_t up to 2^63 - 1 ns. Converting such a deadline
+        // must not wrap around to a TSC value near (or before) now: armed, that would fire at
+        // once, again and again, while nothing is due.
+        for hz in RATES {
+            let clock = Clock::new(hz, 1_000).unwrap();
+            let mut last = clock.tsc_at(NSEC_PER_SEC);
+            for bit in 31..64 {
+                for d in [1u64 << bit, (1u64 << bit) | ((1u64 << bit) - 1)] {
+                    let t = clock.tsc_at(d);
+                    assert!(t >= last, "{hz} Hz: tsc_at({d:#x}) = {t:#x} < {last:#x}");
+                    last = t;
+                }
+            }
+            assert!(clock.tsc_at(u64::MAX) >= last, "{hz} Hz");
+            if hz >= NSEC_PER_SEC {
+                assert_eq!(clock.tsc_at(u64::MAX), u64::MAX, "{hz} Hz saturates");
+            }
+        }
+    }
+
+    #[test]
+    fn saturating_scale_agrees_below_the_overflow_and_saturates_above() {
+        for hz in RATES {
+            let s = TimeScale::from_frequency(hz).unwrap();
+            for s in [s, s.reciprocal().unwrap()] {
+                for delta in [0u64, 1, 999, NSEC_PER_SEC, 1 << 40] {
+                    assert_eq!(s.scale_saturating(delta), s.scale(delta), "{s:?} {delta}");
+                }
+                let exact = |d: u64| {
+                    let shifted = if s.shift < 0 {
+                        u128::from(d) >> s.shift.unsigned_abs()
+                    } else {
+                        u128::from(d) << s.shift
+                    };
+                    (shifted * u128::from(s.mul_frac)) >> 32
+                };
+                for delta in [u64::MAX, 1 << 63, (1 << 62) + 12345] {
+                    let want = exact(delta).min(u128::from(u64::MAX)) as u64;
+                    assert_eq!(s.scale_saturating(delta), want, "{s:?} {delta:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_countdown_is_at_least_one_tick_and_at_most_the_counter() {
+        // An APIC timer at 1 GHz against a 2.5 GHz TSC.
+        let tsc_to_ns = TimeScale::from_frequency(2_500_000_000).unwrap();
+        let ns_to_ticks = TimeScale::from_frequency(1_000_000_000)
+            .unwrap()
+            .reciprocal()
+            .unwrap();
+        let now = 1 << 40;
+        let ticks = |deadline| countdown_ticks(tsc_to_ns, ns_to_ticks, now, deadline);
+        assert_eq!(ticks(now - 5), 1, "a deadline in the past fires at once");
+        assert_eq!(ticks(now), 1);
+        // 1 ms ahead is 2.5e6 TSC ticks, 1e6 APIC ticks.
+        assert!(ticks(now + 2_500_000).abs_diff(1_000_000) <= 2);
+        // Far deadlines count down the whole counter (the handler re-arms for the rest), however
+        // far: never a short count that would make the idle loop spin.
+        for deadline in [now + (1 << 40), 1 << 62, 1 << 63, u64::MAX] {
+            assert_eq!(ticks(deadline), u32::MAX, "{deadline:#x}");
+        }
+        for tsc_hz in RATES {
+            for apic_hz in RATES {
+                let tsc_to_ns = TimeScale::from_frequency(tsc_hz).unwrap();
+                let ns_to_ticks = TimeScale::from_frequency(apic_hz)
+                    .unwrap()
+                    .reciprocal()
+                    .unwrap();
+                let ticks = |deadline| countdown_ticks(tsc_to_ns, ns_to_ticks, now, deadline);
+                let mut last = 1;
+                for bit in 41..64 {
+                    let t = ticks(now + (1 << bit));
+                    assert!(
+                        t >= last,
+                        "{tsc_hz}/{apic_hz} Hz: 2^{bit} gives {t} < {last}"
+                    );
+                    last = t;
+                }
+                assert_eq!(ticks(u64::MAX), u32::MAX, "{tsc_hz}/{apic_hz} Hz");
+            }
+        }
+    }
+
+    #[test]
+    fn a_fired_timer_is_armed_again_even_for_the_same_deadline() {
+        // Counting towards the same deadline: nothing to do.
+        assert!(!must_arm(Some(5), Some(5), true));
+        assert!(!must_arm(None, None, false));
+        // A new deadline, or none any more.
+        assert!(must_arm(Some(6), Some(5), true));
+        assert!(must_arm(None, Some(5), true));
+        assert!(must_arm(Some(5), None, false));
+        // It fired (a few ns early: the deadline is not due yet, and still the next one). Not
+        // arming it again would leave the CPU without a timer interrupt.
+        assert!(must_arm(Some(5), Some(5), false));
+    }
+
+    #[test]
+    fn guest_deadlines_are_signed_as_xens_s_time_t() {
+        let now = 5 * NSEC_PER_SEC;
+        assert_eq!(guest_deadline(now + 7, now), now + 7);
+        assert_eq!(guest_deadline(3, now), 3, "in the past: due at once");
+        assert_eq!(guest_deadline(i64::MAX as u64, now), i64::MAX as u64);
+        for negative in [1u64 << 63, (1 << 63) | 5, u64::MAX] {
+            assert_eq!(guest_deadline(negative, now), now, "{negative:#x}");
+        }
     }
 
     #[test]

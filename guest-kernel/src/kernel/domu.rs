@@ -197,6 +197,13 @@ pub fn early_console(si: &StartInfo) {
 
 /// Runs the domU: never returns.
 pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
+    if let Some(name) = cmdline.get("hostile") {
+        // An attack that returns from here found nothing to attack: power off.
+        super::hostile::early(si, name);
+        if name == "close-store-port" {
+            hc::shutdown(SHUTDOWN_poweroff);
+        }
+    }
     let reason = match main(si, cmdline) {
         Ok(()) if cmdline.has("linger") => {
             // Stay up until dom0 shuts us down (`SCHEDOP_remote_shutdown`): the restart test.

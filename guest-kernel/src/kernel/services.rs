@@ -22,6 +22,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use guest_kernel::cmdline::Cmdline;
+use guest_kernel::introduce::{self, RingParams, Rings};
 
 use super::pt_workload::rdtsc;
 use guest_kernel::xenstored::Xenstored;
@@ -65,6 +66,36 @@ const K_INPUT: u32 = 7;
 
 /// Most domains one `getdomaininfolist` reports.
 const MAX_DOMAINS: usize = 64;
+
+/// Longest domain name dom0 shows (a domU chooses its own: longer ones are cut).
+const NAME_MAX: usize = 64;
+
+/// dom0's side of a domU's rings: mapping windows (`ring_page`) and interdomain ports.
+struct Dom0Rings;
+
+impl introduce::Resources for Dom0Rings {
+    type Page = MappedPage;
+    type Error = ring_page::MapError;
+
+    fn map(&mut self, domid: u16, mfn: u64) -> Result<MappedPage, ring_page::MapError> {
+        ring_page::map_foreign(domid, mfn, true)
+    }
+
+    fn unmap(&mut self, page: MappedPage) {
+        let rc = ring_page::unmap(page);
+        if rc != 0 {
+            println!("toolstack: unmapping a ring page failed ({rc})");
+        }
+    }
+
+    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, i64> {
+        events::bind_interdomain(domid, remote)
+    }
+
+    fn close(&mut self, port: u32) {
+        let _ = events::close(port);
+    }
+}
 
 /// Lists the domains with ids from 1 up.
 pub fn domus() -> Result<Vec<XenDomctlGetdomaininfo>, i64> {
@@ -178,6 +209,8 @@ struct Services {
     doms: BTreeMap<u16, Dom>,
     /// Each domU's virtual block device.
     vbds: BTreeMap<u16, Vbd>,
+    /// Domains whose introduction failed (and which dom0 destroyed): not tried again.
+    failed: introduce::Failed,
     /// Watch events for dom0's own connection: (path, token).
     watch_events: VecDeque<(String, String)>,
 }
@@ -388,27 +421,33 @@ impl Services {
         }
     }
 
-    /// Sets up a domU found in the domain list.
-    fn introduce(&mut self, info: &XenDomctlGetdomaininfo) -> Result<(), String> {
+    /// Sets up a domU found in the domain list. On failure, everything set up for it is undone
+    /// and the error comes back with its name, for the caller to report and destroy it.
+    fn introduce(&mut self, info: &XenDomctlGetdomaininfo) -> Result<(), (String, String)> {
         let id = info.domain;
-        let p = |index| hvm_param(id, index).map_err(|rc| format!("hvm_op get_param {index}={rc}"));
+        let fallback = || format!("domain{id}");
+        let p = |index| {
+            hvm_param(id, index)
+                .map_err(|rc| (fallback(), format!("hvm_op get_param {index}={rc}")))
+        };
         let (store_mfn, store_evtchn) = (p(HVM_PARAM_STORE_PFN)?, p(HVM_PARAM_STORE_EVTCHN)?);
         let (cons_mfn, cons_evtchn) = (p(HVM_PARAM_CONSOLE_PFN)?, p(HVM_PARAM_CONSOLE_EVTCHN)?);
-        let name = domain_name(id, store_mfn).unwrap_or_else(|| format!("domain{id}"));
-        let store =
-            ring_page::map_foreign(id, store_mfn, true).map_err(|e| format!("store: {e}"))?;
-        let console = match ring_page::map_foreign(id, cons_mfn, true) {
-            Ok(c) => c,
-            Err(e) => {
-                ring_page::unmap(store);
-                return Err(format!("console: {e}"));
-            }
+        let name = domain_name(id, store_mfn).unwrap_or_else(fallback);
+        let params = RingParams {
+            store_mfn,
+            store_port: store_evtchn as u32,
+            console_mfn: cons_mfn,
+            console_port: cons_evtchn as u32,
         };
-        let bind = |port: u64| {
-            events::bind_interdomain(id, port as u32).map_err(|rc| format!("bind {port}={rc}"))
-        };
-        let store_port = bind(store_evtchn)?;
-        let console_port = bind(cons_evtchn)?;
+        // Maps both rings and binds both ports, or gives back what it took (a domU may have
+        // closed its ports before we came to it).
+        let Rings {
+            store,
+            store_port,
+            console,
+            console_port,
+        } = introduce::connect(&mut Dom0Rings, id, &params)
+            .map_err(|e| (name.clone(), format!("{e}")))?;
         self.doms.insert(
             id,
             Dom {
@@ -463,7 +502,12 @@ impl Services {
                     self.queue(conn, &bytes);
                 }
             }
-            Err(e) => return Err(format!("xenstored introduce: {}", e.name())),
+            Err(e) => {
+                if let Some(d) = self.doms.remove(&id) {
+                    self.undo(d);
+                }
+                return Err((name, format!("xenstored introduce: {}", e.name())));
+            }
         }
         self.xs0(
             0,
@@ -632,12 +676,22 @@ impl Services {
                     println!("toolstack: d{id} stopped before it was introduced");
                     destroy(id);
                 }
-            } else if !self.doms.contains_key(&id) {
-                if let Err(e) = self.introduce(info) {
-                    println!("toolstack: cannot introduce d{id}: {e}");
+            } else if !self.doms.contains_key(&id) && self.failed.may_try(id) {
+                if let Err((name, e)) = self.introduce(info) {
+                    // Given up for good (not retried on the next scan), and destroyed, as libxl
+                    // destroys a domain whose creation fails (`domcreate_complete`).
+                    self.failed.record(id);
+                    tore_down = true;
+                    println!("toolstack: cannot introduce d{id} ({name}): {e}: destroying it");
+                    match destroy(id) {
+                        0 => println!("toolstack: d{id} ({name}) destroyed"),
+                        rc => println!("toolstack: d{id} ({name}) destroydomain={rc}"),
+                    }
                 }
             }
         }
+        self.failed
+            .retain_present(|id| list.iter().any(|i| i.domain == id));
         let gone: Vec<u16> = self
             .doms
             .keys()
@@ -670,19 +724,35 @@ impl Services {
             Some(_) => println!("toolstack: d{id} ({}) is dying", d.name),
             None => println!("toolstack: d{id} ({}) disappeared", d.name),
         }
-        let _ = events::close(d.store_port);
-        let _ = events::close(d.console_port);
+        let name = d.name.clone();
+        self.undo(d);
+        if flags.is_some() {
+            match destroy(id) {
+                0 => println!("toolstack: d{id} ({name}) destroyed"),
+                rc => println!("toolstack: d{id} ({name}) destroydomain={rc}"),
+            }
+        }
+    }
+
+    /// Undoes everything set up for a domU (its ports, vbd, ring mappings, xenstore connection
+    /// and nodes); `d` was taken out of `doms`.
+    fn undo(&mut self, d: Dom) {
+        let id = d.id;
         if let Some(p) = &d.ping {
             let _ = events::close(p.port);
         }
         if let Some(v) = self.vbds.remove(&id) {
             v.destroy(self);
         }
-        let u1 = ring_page::unmap(d.store);
-        let u2 = ring_page::unmap(d.console);
-        if u1 != 0 || u2 != 0 {
-            println!("toolstack: d{id}: unmapping its rings failed ({u1}, {u2})");
-        }
+        introduce::disconnect(
+            &mut Dom0Rings,
+            Rings {
+                store: d.store,
+                store_port: d.store_port,
+                console: d.console,
+                console_port: d.console_port,
+            },
+        );
         if let Ok(out) = self.xs.release(id) {
             for (conn, bytes) in out.messages {
                 self.queue(conn, &bytes);
@@ -697,12 +767,6 @@ impl Services {
         );
         self.xs0(0, &Request::Rm(&format!("/local/domain/{id}")));
         self.watch_events.retain(|(_, t)| *t != format!("data{id}"));
-        if flags.is_some() {
-            match destroy(id) {
-                0 => println!("toolstack: d{id} ({}) destroyed", d.name),
-                rc => println!("toolstack: d{id} ({}) destroydomain={rc}", d.name),
-            }
-        }
     }
 
     /// A watch on some domU's `data` fired: start the demo if it is ready.
@@ -1060,7 +1124,8 @@ fn reason(code: u32) -> &'static str {
 
 /// The name on the domain's command line (`name=`), read from its start_info: Xen's start-of-day
 /// layout puts start_info in the page before the xenstore page. Checked (magic and `store_mfn`)
-/// before it is believed; `None` if anything does not fit.
+/// before it is believed; `None` if anything does not fit. Escaped ([`ring_drivers::printable`])
+/// and cut to [`NAME_MAX`] bytes.
 fn domain_name(id: u16, store_mfn: u64) -> Option<String> {
     let page = ring_page::map_foreign(id, store_mfn.checked_sub(1)?, false).ok()?;
     let mut si = [0u8; size_of::<StartInfo>()];
@@ -1070,8 +1135,12 @@ fn domain_name(id: u16, store_mfn: u64) -> Option<String> {
     if !si.magic.starts_with(b"xen-3.0") || si.store_mfn != store_mfn {
         return None;
     }
+    // The domU chose it (and could have rewritten its start_info before we read it): escaped
+    // and bounded before it goes into our log and its xenstore `name` node.
     let cmdline = Cmdline::from_bytes(&si.cmd_line);
-    cmdline.get("name").map(String::from)
+    cmdline
+        .get("name")
+        .map(|n| ring_drivers::printable::escape(n.as_bytes(), NAME_MAX))
 }
 
 /// Runs the services until no domU is left (or forever with `stay`); returns the exit reason.
@@ -1130,6 +1199,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         xs: Xenstored::new(),
         doms: BTreeMap::new(),
         vbds: BTreeMap::new(),
+        failed: introduce::Failed::new(),
         watch_events: VecDeque::new(),
     };
     println!("services: toolstack, xenstored and console daemon running");

@@ -100,19 +100,36 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
         }
         let _ = ports.push(port);
     }
-    let deadline = (p.timeout != 0).then_some(p.timeout);
+    // Xen: `set_timer(&v->poll_timer, sched_poll->timeout)`, an s_time_t: a timeout with the top
+    // bit set is negative, so already past, and the poll ends at once.
+    let now = ctx.m.now_ns();
+    let deadline = (p.timeout != 0).then(|| crate::time::guest_deadline(p.timeout, now));
     ctx.dom.vcpu.poll = Some(Poll { ports, deadline });
     Ok(0)
 }
 
-/// `SCHEDOP_watchdog`: id 0 creates a watchdog (returns its id); a non-zero id with a timeout
-/// re-arms it, with timeout 0 destroys it (`domain_watchdog`).
+/// What Xen 4.17 answers when both watchdogs are in use: `domain_watchdog` returns
+/// `id == NR_DOMAIN_WATCHDOG_TIMERS ? -ENOSPC : id + 1`, and with `id` a `uint32_t` the
+/// conditional is unsigned, so -ENOSPC reaches the guest as the positive 0xffffffe4 (the
+/// differential suite's `sched_op.watchdog_full` sees exactly that on Debian's 4.17).
+const WATCHDOG_ENOSPC_AS_XEN_RETURNS: i64 = (-(Errno::ENOSPC as i32)) as u32 as i64;
+
+/// `SCHEDOP_watchdog`, the guest-armed domain watchdog (`common/sched/core.c: domain_watchdog`):
+/// id 0 creates one of `NR_DOMAIN_WATCHDOG_TIMERS` (2) watchdogs and returns its id (from 1),
+/// -ENOSPC as an unsigned int when both are in use ([`WATCHDOG_ENOSPC_AS_XEN_RETURNS`]); a known
+/// id with a timeout re-arms it `timeout` seconds from now,
+/// with timeout 0 frees it; an id past the table or not in use is -EINVAL. A watchdog that is
+/// not re-armed in time shuts the domain down with `SHUTDOWN_watchdog` (the arch layer's
+/// `run_timers`, Xen's `domain_watchdog_timeout`).
 fn watchdog<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, w: SchedWatchdog) -> HcResult {
     let now = ctx.m.now_ns();
+    // SECONDS(timeout) of a u32 fits easily (under 2^62 ns).
     let deadline = now.saturating_add(u64::from(w.timeout) * 1_000_000_000);
     let slots = &mut ctx.dom.watchdogs;
     if w.id == 0 {
-        let free = slots.iter().position(Option::is_none).ok_or(Errno::EBUSY)?;
+        let Some(free) = slots.iter().position(Option::is_none) else {
+            return Ok(WATCHDOG_ENOSPC_AS_XEN_RETURNS);
+        };
         slots[free] = Some(deadline);
         return Ok(free as i64 + 1);
     }
@@ -127,8 +144,9 @@ fn watchdog<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, w: SchedWatchdog) -> HcRe
     Ok(0)
 }
 
-/// Xen's limit for a sane single-shot deadline: about 13 days ahead (2^50 ns). Past it (or a
-/// negative deadline), Xen assumes a wrapped guest clock and fires in 100 ms instead.
+/// Xen's limit for a sane `set_timer_op` deadline: about 13 days ahead (2^50 ns). At or past it
+/// (`(uint32_t)(offset >> 50) != 0`), or for a negative deadline, Xen assumes a wrapped guest
+/// clock and fires in 100 ms instead (`do_set_timer_op` in `xen/common/sched/core.c`).
 const MAX_AHEAD_NS: u64 = 1 << 50;
 
 pub(super) fn set_timer_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, timeout: u64) -> HcResult {
@@ -137,11 +155,143 @@ pub(super) fn set_timer_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, timeout: u
         return Ok(0);
     }
     let now = ctx.m.now_ns();
-    let deadline = if (timeout as i64) < 0 || timeout > now.saturating_add(MAX_AHEAD_NS) {
+    let deadline = if (timeout as i64) < 0 || timeout.saturating_sub(now) >= MAX_AHEAD_NS {
         now + 100_000_000
     } else {
         timeout
     };
     ctx.dom.vcpu.timer_deadline = Some(deadline);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use hypercall_abi::sched::*;
+    use hypercall_abi::xen::__HYPERVISOR_sched_op;
+    use zerocopy::IntoBytes;
+
+    use super::super::testing::*;
+    use super::super::{dispatch, MachineInfo};
+    use crate::domain::Domain;
+    use crate::regs::Regs;
+
+    const EINVAL: i64 = -22;
+    /// -ENOSPC as Xen's unsigned conditional returns it.
+    const ENOSPC_U32: i64 = 0xffff_ffe4;
+    const NOW: u64 = 7_000_000_000;
+
+    fn sched_op<T: IntoBytes + zerocopy::Immutable>(
+        m: &mut FakeMachine,
+        d: &mut Domain,
+        cmd: u32,
+        arg: &T,
+    ) -> i64 {
+        let mut g = crate::guest::PageTableGuest {
+            mem: &mut *m,
+            l4: d.l4,
+        };
+        crate::guest::copy_to_guest(&mut g, GUEST_VA, arg).unwrap();
+        let info = MachineInfo {
+            max_ram_page: 0x1ffe0,
+        };
+        let mut regs = Regs::default();
+        with_ctx(m, d, &info, &mut regs, |ctx| {
+            dispatch(
+                ctx,
+                __HYPERVISOR_sched_op.into(),
+                [cmd.into(), GUEST_VA, 0, 0, 0],
+            )
+        })
+    }
+
+    fn poll_deadline(timeout: u64) -> Option<u64> {
+        let (mut m, mut d, _) = setup();
+        m.now = NOW;
+        let p = SchedPoll {
+            timeout,
+            ..Default::default()
+        };
+        assert_eq!(sched_op(&mut m, &mut d, SCHEDOP_poll, &p), 0);
+        d.vcpu.poll.expect("the vCPU waits").deadline
+    }
+
+    #[test]
+    fn a_poll_timeout_with_the_sign_bit_set_is_due_at_once() {
+        // Xen passes the u64 timeout to set_timer as an s_time_t: negative, so past.
+        assert_eq!(poll_deadline(0), None, "0: no timeout");
+        assert_eq!(poll_deadline(NOW + 10), Some(NOW + 10));
+        assert_eq!(
+            poll_deadline(3),
+            Some(3),
+            "past: the scheduler wakes it at once"
+        );
+        assert_eq!(poll_deadline(i64::MAX as u64), Some(i64::MAX as u64));
+        for negative in [1u64 << 63, (1 << 63) | 12345, u64::MAX] {
+            assert_eq!(poll_deadline(negative), Some(NOW), "{negative:#x}");
+        }
+    }
+
+    #[test]
+    fn set_timer_op_clamps_far_and_negative_deadlines_to_100_ms() {
+        // do_set_timer_op: negative, or more than 2^50 ns ahead, fires in 100 ms.
+        let deadline = |timeout: u64| {
+            let (mut m, mut d, _) = setup();
+            m.now = NOW;
+            let info = MachineInfo {
+                max_ram_page: 0x1ffe0,
+            };
+            let mut regs = Regs::default();
+            let rc = with_ctx(&mut m, &mut d, &info, &mut regs, |ctx| {
+                dispatch(
+                    ctx,
+                    hypercall_abi::xen::__HYPERVISOR_set_timer_op.into(),
+                    [timeout, 0, 0, 0, 0],
+                )
+            });
+            assert_eq!(rc, 0);
+            d.vcpu.timer_deadline
+        };
+        assert_eq!(deadline(0), None);
+        assert_eq!(deadline(NOW + (1 << 50) - 1), Some(NOW + (1 << 50) - 1));
+        assert_eq!(deadline(NOW - 1), Some(NOW - 1), "past: fires at once");
+        for far in [NOW + (1 << 50), i64::MAX as u64, 1 << 63, u64::MAX] {
+            assert_eq!(deadline(far), Some(NOW + 100_000_000), "{far:#x}");
+        }
+    }
+
+    #[test]
+    fn watchdogs_are_allocated_rearmed_and_freed_as_xens() {
+        let (mut m, mut d, _) = setup();
+        m.now = NOW;
+        let wd = |m: &mut FakeMachine, d: &mut Domain, id: u32, timeout: u32| {
+            sched_op(m, d, SCHEDOP_watchdog, &SchedWatchdog { id, timeout })
+        };
+        // Ids from 1; NR_DOMAIN_WATCHDOG_TIMERS (2) of them, then -ENOSPC, as the unsigned
+        // 0xffffffe4 that `domain_watchdog`'s conditional makes of it.
+        assert_eq!(wd(&mut m, &mut d, 0, 10), 1);
+        assert_eq!(wd(&mut m, &mut d, 0, u32::MAX), 2);
+        assert_eq!(wd(&mut m, &mut d, 0, 10), ENOSPC_U32);
+        assert_eq!(
+            d.watchdogs,
+            [
+                Some(NOW + 10_000_000_000),
+                Some(NOW + u64::from(u32::MAX) * 1_000_000_000)
+            ]
+        );
+        // An id past the table, or one not in use, is -EINVAL.
+        assert_eq!(wd(&mut m, &mut d, 3, 0), EINVAL);
+        assert_eq!(wd(&mut m, &mut d, u32::MAX, 5), EINVAL);
+        // Re-arming counts from now; timeout 0 frees the id, which is then unknown.
+        m.now = NOW + 1;
+        assert_eq!(wd(&mut m, &mut d, 1, 20), 0);
+        assert_eq!(d.watchdogs[0], Some(NOW + 1 + 20_000_000_000));
+        assert_eq!(wd(&mut m, &mut d, 1, 0), 0);
+        assert_eq!(d.watchdogs[0], None);
+        assert_eq!(wd(&mut m, &mut d, 1, 0), EINVAL);
+        assert_eq!(wd(&mut m, &mut d, 0, 1), 1, "the freed id is reused");
+        // A new watchdog with timeout 0 is due at once (Xen: set_timer(NOW() + 0)).
+        assert_eq!(wd(&mut m, &mut d, 2, 0), 0);
+        assert_eq!(wd(&mut m, &mut d, 0, 0), 2);
+        assert_eq!(d.watchdogs[1], Some(NOW + 1));
+    }
 }

@@ -51,7 +51,12 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             let set: VcpuSetSingleshotTimer = copy_from_guest(&ctx.guest(), arg)?;
             // VCPU_SSHOTTMR_future is ignored since Xen commit 19c6cbd90965 (in Debian's 4.17): a
             // deadline in the past fires at once instead of failing with -ETIME as vcpu.h says.
-            ctx.dom.vcpu.timer_deadline = Some(set.timeout_abs_ns);
+            // One with the top bit set passes Xen's (unsigned) "in the past" test but is a
+            // negative s_time_t for `set_timer`, so it fires at once too; any other deadline,
+            // however far, is kept (`do_vcpu_op` in `xen/common/domain.c`).
+            let now = ctx.m.now_ns();
+            ctx.dom.vcpu.timer_deadline =
+                Some(crate::time::guest_deadline(set.timeout_abs_ns, now));
             Ok(0)
         }
         VCPUOP_stop_singleshot_timer => {
@@ -85,5 +90,57 @@ fn runstate(now: u64) -> VcpuRunstateInfo {
         state_entry_time: 0,
         time: [now, 0, 0, 0],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hypercall_abi::vcpu::{VCPUOP_set_singleshot_timer, VcpuSetSingleshotTimer};
+    use hypercall_abi::xen::__HYPERVISOR_vcpu_op;
+
+    use super::super::testing::*;
+    use super::super::{dispatch, MachineInfo};
+    use crate::regs::Regs;
+
+    const NOW: u64 = 7_000_000_000;
+
+    fn singleshot(timeout_abs_ns: u64, flags: u32) -> (i64, Option<u64>) {
+        let (mut m, mut d, _) = setup();
+        m.now = NOW;
+        let arg = VcpuSetSingleshotTimer {
+            timeout_abs_ns,
+            flags,
+            ..Default::default()
+        };
+        let mut g = crate::guest::PageTableGuest {
+            mem: &mut m,
+            l4: d.l4,
+        };
+        crate::guest::copy_to_guest(&mut g, GUEST_VA, &arg).unwrap();
+        let info = MachineInfo {
+            max_ram_page: 0x1ffe0,
+        };
+        let mut regs = Regs::default();
+        let rc = with_ctx(&mut m, &mut d, &info, &mut regs, |ctx| {
+            dispatch(
+                ctx,
+                __HYPERVISOR_vcpu_op.into(),
+                [VCPUOP_set_singleshot_timer.into(), 0, GUEST_VA, 0, 0],
+            )
+        });
+        (rc, d.vcpu.timer_deadline)
+    }
+
+    #[test]
+    fn a_singleshot_deadline_with_the_sign_bit_set_fires_at_once() {
+        assert_eq!(singleshot(NOW + 5, 0), (0, Some(NOW + 5)));
+        assert_eq!(singleshot(i64::MAX as u64, 0), (0, Some(i64::MAX as u64)));
+        // Past (VCPU_SSHOTTMR_future ignored, as in Debian's 4.17): due at once.
+        assert_eq!(singleshot(NOW / 2, 1), (0, Some(NOW / 2)));
+        // Xen compares the u64 with NOW() unsigned (not past), then hands it to set_timer as a
+        // negative s_time_t: it fires on the next timer softirq.
+        for negative in [1u64 << 63, (1 << 63) | 1, u64::MAX] {
+            assert_eq!(singleshot(negative, 0), (0, Some(NOW)), "{negative:#x}");
+        }
     }
 }

@@ -261,6 +261,44 @@ fn timer_cases(s: &mut Suite) {
         })
     });
 
+    // Deadlines are Xen's s_time_t: one with the top bit set is negative, long past. It passes
+    // the (unsigned) "already expired" test of VCPUOP_set_singleshot_timer but then reaches
+    // `set_timer` as a negative expiry, which fires on the next timer softirq: at once.
+    s.run("timer.singleshot_negative_deadline", || {
+        with_timer_port(|port, now| {
+            let rc = set_singleshot((1 << 63) | now, 0);
+            let poll = poll_until(port, now + GIVE_UP_NS);
+            let fired = shared_info::test_bit(Pending, port);
+            shared_info::clear_bit(Pending, port);
+            values!("rc={rc} poll={poll} fired={fired}")
+        })
+    });
+
+    // The farthest deadline there is (2^63 - 1 ns, 292 years): accepted, and it does not fire.
+    s.run("timer.singleshot_farthest_deadline", || {
+        with_timer_port(|port, now| {
+            let rc = set_singleshot(i64::MAX as u64, 0);
+            let poll = poll_until(port, now + CANCEL_MARGIN_NS);
+            let fired = shared_info::test_bit(Pending, port);
+            let stop = hc::vcpu_op::<u8>(VCPUOP_stop_singleshot_timer, 0, None);
+            shared_info::clear_bit(Pending, port);
+            values!("rc={rc} poll={poll} fired={fired} stop={stop}")
+        })
+    });
+
+    // A poll timeout with the top bit set is also long past: the poll ends at once, well before
+    // the single-shot timer behind it (500 ms) raises the polled port.
+    s.run("timer.poll_negative_timeout", || {
+        with_timer_port(|port, now| {
+            let rc = set_singleshot(now + 500 * MS, 0);
+            let poll = poll_until(port, 1 << 63);
+            let fired = shared_info::test_bit(Pending, port);
+            let stop = hc::vcpu_op::<u8>(VCPUOP_stop_singleshot_timer, 0, None);
+            shared_info::clear_bit(Pending, port);
+            values!("rc={rc} poll={poll} fired_first={fired} stop={stop}")
+        })
+    });
+
     // Periods under 1 ms are refused.
     s.run("timer.periodic_too_short", || {
         let mut p = VcpuSetPeriodicTimer { period_ns: 1000 };
@@ -397,6 +435,29 @@ fn sched_op_cases(s: &mut Suite) {
         };
         let destroy = hc::sched_op(SCHEDOP_watchdog, Some(&mut stop));
         values!("id={id} destroy={destroy}")
+    });
+
+    // Xen has NR_DOMAIN_WATCHDOG_TIMERS (2) per domain: a third is -ENOSPC, which Xen 4.17
+    // returns as an unsigned int (`id == NR_DOMAIN_WATCHDOG_TIMERS ? -ENOSPC : id + 1` with a
+    // uint32_t id): the guest sees 4294967268.
+    s.run("sched_op.watchdog_full", || {
+        let create = || {
+            let mut arg = SchedWatchdog {
+                id: 0,
+                timeout: 100,
+            };
+            hc::sched_op(SCHEDOP_watchdog, Some(&mut arg))
+        };
+        let (first, second, third) = (create(), create(), create());
+        let destroy = |id: i64| {
+            let mut stop = SchedWatchdog {
+                id: id.max(0) as u32,
+                timeout: 0,
+            };
+            hc::sched_op(SCHEDOP_watchdog, Some(&mut stop))
+        };
+        let (d1, d2) = (destroy(first), destroy(second));
+        values!("first={first} second={second} third={third} destroy={d1},{d2}")
     });
 
     s.run("sched_op.watchdog_unknown_id", || {

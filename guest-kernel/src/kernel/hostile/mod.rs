@@ -13,11 +13,15 @@ use core::sync::atomic::AtomicU16;
 
 mod alias;
 mod bad_iret;
+mod close_store_port;
+mod console_escapes;
+mod far_timer;
 mod gdt_leak;
 mod grant_exhaust;
 mod huge_multicall;
 mod huge_trap_table;
 mod live_l4;
+mod watchdog_spin;
 
 /// The attacker's own domain id (from xenstore; the domU sets it before [`run`]).
 pub static DOMID: AtomicU16 = AtomicU16::new(0);
@@ -33,7 +37,19 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("grant-exhaust", grant_exhaust::run),
     ("huge-trap-table", huge_trap_table::run),
     ("huge-multicall", huge_multicall::run),
+    ("close-store-port", close_store_port::run),
+    ("console-escapes", console_escapes::run),
+    ("far-timer", far_timer::run),
+    ("watchdog-spin", watchdog_spin::run),
 ];
+
+/// Attacks on dom0's toolstack that must strike before dom0 introduces the domU: called first
+/// thing by `domu::run`. Returns if there is none to make (or it found dom0 was quicker).
+pub fn early(si: &hypercall_abi::xen::StartInfo, name: &str) {
+    if name == "close-store-port" {
+        close_store_port::early(si);
+    }
+}
 
 /// Runs the attack `name`.
 pub fn run(name: &str) -> Result<(), &'static str> {

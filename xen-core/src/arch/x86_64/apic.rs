@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use spin::Once;
 use x86_64::registers::model_specific::Msr;
-use xen_core::time::{Clock, TimeScale};
+use xen_core::time::{countdown_ticks, Clock, TimeScale};
 
 use super::mmio::{self, MmioError};
 use super::tsc::{rdtsc_ordered, Interval};
@@ -377,17 +377,14 @@ static EXPIRIES: AtomicU64 = AtomicU64::new(0);
 /// The TSC when the last deadline was found reached.
 static LAST_EXPIRY_TSC: AtomicU64 = AtomicU64::new(0);
 
-/// Counts the timer down to TSC `deadline` (at least one tick, at most the 32-bit counter).
+/// Counts the timer down to TSC `deadline` (at least one tick, at most the 32-bit counter: a
+/// farther deadline is re-armed by [`timer_interrupt`] when the count runs out early, as Xen's
+/// `reprogram_timer` clamps `APIC_TMICT`). The conversion saturates ([`countdown_ticks`]), so a
+/// far deadline never turns into a short count.
 fn program_countdown(c: &Calibration, deadline: u64) {
-    let now = rdtsc_ordered();
-    let ticks = if deadline <= now {
-        1
-    } else {
-        let ns = c.clock.scale.scale(deadline - now);
-        c.ns_to_ticks.scale(ns).clamp(1, u64::from(u32::MAX))
-    };
+    let ticks = countdown_ticks(c.clock.scale, c.ns_to_ticks, rdtsc_ordered(), deadline);
     write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
-    write(REG_TIMER_INITIAL, ticks as u32);
+    write(REG_TIMER_INITIAL, ticks);
 }
 
 /// Arms the one-shot timer for system time `deadline` (nanoseconds since boot). A deadline in the
@@ -405,6 +402,12 @@ pub fn arm_oneshot_tsc(deadline: u64) {
     };
     DEADLINE_TSC.store(deadline.max(1), Ordering::SeqCst);
     program_countdown(c, deadline);
+}
+
+/// Whether the one-shot timer is counting towards a deadline (armed, not yet reached): it will
+/// interrupt. False once the deadline was reached, or after [`cancel`].
+pub fn counting() -> bool {
+    DEADLINE_TSC.load(Ordering::SeqCst) != 0
 }
 
 /// Disarms the timer. An interrupt already on its way is taken but counts as no expiry.

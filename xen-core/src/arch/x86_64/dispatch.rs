@@ -45,6 +45,9 @@ pub struct Hv {
     run_start: u64,
     /// Time the CPU spent halted with nothing to run.
     pub idle_ns: u64,
+    /// Halts of the idle loop (each one ended by an interrupt): with `idle_ns`, shows that a far
+    /// deadline does not make the idle loop spin (debug key `r`).
+    pub idle_halts: u64,
     /// The earliest deadline of the vCPUs that do not run, and whether any of them is runnable,
     /// as the last full scheduling pass found them: an entry that cannot have changed another
     /// domain (see `touches_others`) reuses them instead of scanning every domain again.
@@ -132,6 +135,7 @@ pub fn run(m: HvMachine, info: MachineInfo, pool: Pool, cur: usize) -> ! {
         slice_end: now + policy::SLICE_NS,
         run_start: now,
         idle_ns: 0,
+        idle_halts: 0,
         others_next: None,
         others_runnable: true,
         loaded: Loaded {
@@ -786,6 +790,7 @@ fn idle(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     let after = hv.m.now();
     hv.idle_ns += after.saturating_sub(before);
+    hv.idle_halts += 1;
     // Halted time is nobody's run time.
     hv.run_start = after;
     debug_keys(hv, doms, regs);
@@ -847,10 +852,15 @@ fn run_timers(m: &mut HvMachine, g: &mut Guest, ports: &mut PortTable, running: 
         publish_time(m, &g.dom);
         event_channel::send_virq(m, &g.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
     }
-    if g.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
-        g.dom
-            .shutdown
-            .get_or_insert(Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_watchdog));
+    // Xen's `domain_watchdog_timeout`: a domain already shutting down is left alone; otherwise
+    // `domain_shutdown(d, SHUTDOWN_watchdog)`, where a code set by `SCHEDOP_shutdown_code` wins.
+    if g.dom.shutdown.is_none() && g.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
+        printk!("Watchdog timer fired for domain {}\n", g.dom.id);
+        let reason = g
+            .dom
+            .shutdown_code
+            .unwrap_or(hypercall_abi::sched::SHUTDOWN_watchdog);
+        g.dom.shutdown = Some(Shutdown::Requested(reason));
     }
 }
 
@@ -870,8 +880,9 @@ fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
 }
 
 /// Arms the APIC one-shot timer for the next deadline of any domain (the end of the running
-/// vCPU's slice included while another could run), or cancels it; only when that changed, since
-/// APIC accesses are slow (and most hypercalls change no timer).
+/// vCPU's slice included while another could run), or cancels it; only when that changed or the
+/// timer already fired ([`xen_core::time::must_arm`]), since APIC accesses are slow (and most
+/// hypercalls change no timer).
 fn arm_next_timer(hv: &mut Hv, doms: &DomainSet, full: bool) {
     if full {
         let mut others_next = None::<u64>;
@@ -894,7 +905,7 @@ fn arm_next_timer(hv: &mut Hv, doms: &DomainSet, full: bool) {
     if hv.others_runnable {
         next = Some(next.map_or(hv.slice_end, |n| n.min(hv.slice_end)));
     }
-    if next == hv.armed {
+    if !xen_core::time::must_arm(next, hv.armed, apic::counting()) {
         return;
     }
     match next {
@@ -980,9 +991,11 @@ fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
             }
             b'r' => {
                 printk!(
-                    "scheduler: weighted round robin, slice {} us, idle {} ns, free frames {}\n",
+                    "scheduler: weighted round robin, slice {} us, idle {} ns in {} halts, timer interrupts {}, free frames {}\n",
                     policy::SLICE_NS / 1000,
                     hv.idle_ns,
+                    hv.idle_halts,
+                    apic::timer_stats().interrupts,
                     hv.pool.free_frames()
                 );
                 for (slot, g) in doms.slots() {
