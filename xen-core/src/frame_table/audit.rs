@@ -5,7 +5,40 @@
 use super::pte;
 use super::{is_guest_l4_slot, Mm, Owner, PageType, FIRST_XEN_SLOT};
 use crate::domain::Domain;
-use crate::mm::{MachineMemory, Mfn};
+use crate::mm::{MachineMemory, Maddr, Mfn};
+
+/// References held by grant mappings, which the frame table cannot attribute by itself (Xen's
+/// maptrack): the audit takes them from the domains' grant tables.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GrantRefs {
+    /// Host mappings: where the grant PTE was written and the granted frame. Such a PTE may map
+    /// another domain's frame; its references are those of any L1 entry.
+    pub host: Vec<(Maddr, Mfn)>,
+    /// Device mappings: the frame and whether the mapping is writable. Each holds a general
+    /// reference, and a writable type reference when writable (`map_grant_ref`).
+    pub device: Vec<(Mfn, bool)>,
+}
+
+impl GrantRefs {
+    /// The mappings recorded in grant tables `tables` (every live domain's).
+    pub(crate) fn of<'t>(
+        tables: impl IntoIterator<Item = &'t crate::grant_table::GrantTable>,
+    ) -> GrantRefs {
+        use hypercall_abi::grant_table::{GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly};
+        let mut r = GrantRefs::default();
+        for t in tables {
+            for (_, m) in t.mappings() {
+                if m.flags & GNTMAP_host_map != 0 {
+                    r.host.push((m.pte, m.mfn));
+                }
+                if m.flags & GNTMAP_device_map != 0 {
+                    r.device.push((m.mfn, m.flags & GNTMAP_readonly == 0));
+                }
+            }
+        }
+        r
+    }
+}
 
 const ZERO: [u8; 512] = [0; 512];
 
@@ -33,6 +66,16 @@ fn present_slots<'s>(bytes: &[u8], out: &'s mut [usize; 512]) -> &'s [usize] {
 
 /// Recounts everything and checks every validated table; `Err` says what is wrong.
 pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> Result<(), String> {
+    audit_with_grants(mm, mem, doms, &GrantRefs::default())
+}
+
+/// [`audit`] with the references grant mappings hold.
+pub(crate) fn audit_with_grants(
+    mm: &Mm<'_>,
+    mem: &dyn MachineMemory,
+    doms: &[&Domain],
+    grants: &GrantRefs,
+) -> Result<(), String> {
     let n = mm.frames.max_ram_page() as usize;
     let mut count = vec![0u64; n];
     let mut tcount = vec![0u64; n];
@@ -75,6 +118,21 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
             }
             count[t.0 as usize] += 1;
             tcount[t.0 as usize] += 1;
+        }
+        // An installed GDT holds a general and a segment-descriptor type reference per frame.
+        for &g in &d.vcpu.gdt_frames {
+            let f = frame(g.0).ok_or_else(|| format!("d{} GDT frame {g:?} beyond RAM", d.id))?;
+            if f.page_type() != PageType::SegDesc || f.owner() != Owner::Domain(d.id) {
+                return Err(format!("d{} GDT frame {g:?} is {f:?}", d.id));
+            }
+            count[g.0 as usize] += 1;
+            tcount[g.0 as usize] += 1;
+        }
+    }
+    for &(m, writable) in &grants.device {
+        if let Some(i) = count.get_mut(m.0 as usize) {
+            *i += 1;
+            tcount[m.0 as usize] += u64::from(writable);
         }
     }
 
@@ -130,7 +188,11 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
                 let tf = frame(t).unwrap();
                 let own = tf.owner() == Owner::Domain(id);
                 let foreign = d.privileged && matches!(tf.owner(), Owner::Domain(_));
-                if !(own || foreign) {
+                let granted = || {
+                    let at = Maddr(mfn.maddr().0 + i as u64 * 8);
+                    grants.host.contains(&(at, Mfn(t)))
+                };
+                if !(own || foreign || granted()) {
                     return Err(format!("{}: maps a frame of {:?}", what(), tf.owner()));
                 }
                 count[t as usize] += 1;

@@ -277,6 +277,8 @@ mod gdt_ptwr_tests;
 #[cfg(test)]
 mod mmu_tests;
 #[cfg(test)]
+mod sequence_fuzz;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod user_mode_tests;
