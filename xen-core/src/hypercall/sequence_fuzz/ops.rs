@@ -230,10 +230,33 @@ pub enum UvmFlags {
 /// A grant reference: small ones mostly (the table has 512 per frame shared).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gref {
+    /// The k-th reference of the granting domain's table that grants access to the caller
+    /// (a small one if none does).
+    Granted(u8),
     /// 0..32.
     Small(u8),
     /// Any.
     Raw(u32),
+}
+
+/// An event-channel port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// The caller's k-th port in use (any state but free).
+    Mine(u8),
+    /// The k-th port of the named remote domain left unbound for the caller to bind.
+    Waiting(u8),
+    /// Any port number.
+    Raw(u16),
+}
+
+/// A grant handle of the caller's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handle {
+    /// The caller's k-th mapping in use.
+    Mapped(u8),
+    /// Any handle number.
+    Raw(u16),
 }
 
 /// Where a grant mapping goes: a linear address, or (`GNTMAP_contains_pte`) a PTE's machine
@@ -259,8 +282,9 @@ pub struct GMap {
 /// One `GNTTABOP_unmap_grant_ref`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GUnmap {
-    pub handle: u16,
-    pub host: Option<Host>,
+    pub handle: Handle,
+    /// The address the handle was mapped at (`Some(None)`), another one, or none.
+    pub host: Option<Option<Host>>,
     /// Pass the bus address of the frame the handle maps (or a wrong one).
     pub dev: Option<bool>,
 }
@@ -309,18 +333,18 @@ pub enum Ev {
     },
     BindInterdomain {
         remote: Dom,
-        port: u16,
+        port: Port,
     },
-    Send(u16),
-    Close(u16),
-    Unmask(u16),
-    Status(Dom, u16),
+    Send(Port),
+    Close(Port),
+    Unmask(Port),
+    Status(Dom, Port),
     BindVirq {
         virq: u8,
         vcpu: u8,
     },
     BindIpi(u8),
-    BindVcpu(u16, u8),
+    BindVcpu(Port, u8),
     Reset(Dom),
     /// Any command with zeroed-or-stale arguments.
     Raw(u8),
@@ -429,7 +453,7 @@ pub enum Step {
 // ------------------------------------------------------------------------------------------------
 // Strategies
 
-fn frame() -> impl Strategy<Value = F> {
+fn frame() -> BoxedStrategy<F> {
     prop_oneof![
         4 => (0..DOM_FRAMES as u8).prop_map(F::Own),
         1 => Just(F::Cur),
@@ -439,16 +463,18 @@ fn frame() -> impl Strategy<Value = F> {
         1 => (any::<u8>(), 0u8..16).prop_map(|(d, k)| F::OtherTable(d, k)),
         1 => (0u8..18).prop_map(F::Special),
     ]
+    .boxed()
 }
 
 /// Frames for the base-pointer and pin commands: mostly tables.
-fn table_frame() -> impl Strategy<Value = F> {
+fn table_frame() -> BoxedStrategy<F> {
     prop_oneof![
         3 => (0u8..4).prop_map(F::L4),
         2 => Just(F::Cur),
         3 => (0u8..16).prop_map(F::Table),
         2 => frame(),
     ]
+    .boxed()
 }
 
 fn flags() -> impl Strategy<Value = Flags> {
@@ -472,12 +498,13 @@ fn flags() -> impl Strategy<Value = Flags> {
         })
 }
 
-fn val() -> impl Strategy<Value = Val> {
+fn val() -> BoxedStrategy<Val> {
     prop_oneof![
         1 => Just(Val::Zero),
         10 => (frame(), flags()).prop_map(|(f, fl)| Val::Pte(f, fl)),
         1 => any::<u64>().prop_map(Val::Raw),
     ]
+    .boxed()
 }
 
 fn offset() -> impl Strategy<Value = u16> {
@@ -489,7 +516,7 @@ fn offset() -> impl Strategy<Value = u16> {
     ]
 }
 
-fn va() -> impl Strategy<Value = Va> {
+fn va() -> BoxedStrategy<Va> {
     prop_oneof![
         6 => (0..(MAPPED + 2) as u8, offset()).prop_map(|(p, o)| Va::Page(p, o)),
         2 => (0u16..512, offset()).prop_map(|(p, o)| Va::Alias(p, o)),
@@ -497,15 +524,17 @@ fn va() -> impl Strategy<Value = Va> {
         1 => (0u16..4096).prop_map(Va::Grant),
         2 => (0u8..12).prop_map(Va::Bad),
     ]
+    .boxed()
 }
 
-fn at() -> impl Strategy<Value = At> {
+fn at() -> BoxedStrategy<At> {
     prop_oneof![
         8 => (0..(MAPPED - I_DATA - 10) as u8, offset()).prop_map(|(p, o)| At::Page(p, o)),
         2 => (0u16..4096).prop_map(|o| At::Alias(o & !7)),
         1 => (0u8..8).prop_map(At::Table),
         1 => (0u8..12).prop_map(At::Bad),
     ]
+    .boxed()
 }
 
 fn count(huge: bool) -> BoxedStrategy<Count> {
@@ -527,29 +556,37 @@ fn count(huge: bool) -> BoxedStrategy<Count> {
     }
 }
 
-fn done() -> impl Strategy<Value = Done> {
+fn done() -> BoxedStrategy<Done> {
     prop_oneof![
         4 => Just(Done::Ok),
         2 => Just(Done::Null),
         1 => (0u8..12).prop_map(Done::Bad),
     ]
+    .boxed()
 }
 
-fn dom() -> impl Strategy<Value = Dom> {
+fn dom() -> BoxedStrategy<Dom> {
     prop_oneof![
         4 => Just(Dom::SelfId),
         1 => Just(Dom::Me),
         4 => any::<u8>().prop_map(Dom::Other),
         1 => (0u8..10).prop_map(Dom::Raw),
     ]
+    .boxed()
 }
 
-fn fd() -> impl Strategy<Value = Fd> {
+/// A domain id, mostly another domain's.
+fn other_dom() -> BoxedStrategy<Dom> {
+    prop_oneof![4 => any::<u8>().prop_map(Dom::Other), 1 => dom()].boxed()
+}
+
+fn fd() -> BoxedStrategy<Fd> {
     prop_oneof![
         12 => Just(Fd::SelfId),
         3 => dom().prop_map(Fd::Dom),
         1 => (dom(), dom()).prop_map(|(a, b)| Fd::PtOwner(a, b)),
     ]
+    .boxed()
 }
 
 fn slot() -> impl Strategy<Value = u16> {
@@ -560,7 +597,7 @@ fn slot() -> impl Strategy<Value = u16> {
     ]
 }
 
-fn mmu_req() -> impl Strategy<Value = MmuReq> {
+fn mmu_req() -> BoxedStrategy<MmuReq> {
     prop_oneof![
         1 => (0u8..16, 0u16..48, frame(), prop::bool::weighted(0.3))
             .prop_map(|(table, slot, child, ro)| MmuReq::Link { table, slot, child, ro }),
@@ -572,9 +609,10 @@ fn mmu_req() -> impl Strategy<Value = MmuReq> {
         )
             .prop_map(|(cmd, at, slot, val)| MmuReq::Raw { cmd, at, slot, val }),
     ]
+    .boxed()
 }
 
-fn ext() -> impl Strategy<Value = Ext> {
+fn ext() -> BoxedStrategy<Ext> {
     prop_oneof![
         8 => (1u8..=4, table_frame()).prop_map(|(l, f)| Ext::Pin(l, f)),
         5 => table_frame().prop_map(Ext::Unpin),
@@ -587,23 +625,27 @@ fn ext() -> impl Strategy<Value = Ext> {
         2 => (0u8..8, va()).prop_map(|(c, v)| Ext::Flush(c, v)),
         1 => (0u8..24, any::<u64>(), any::<u64>()).prop_map(|(c, a, b)| Ext::Raw(c, a, b)),
     ]
+    .boxed()
 }
 
-fn gref() -> impl Strategy<Value = Gref> {
+fn gref() -> BoxedStrategy<Gref> {
     prop_oneof![
-        8 => (0u8..32).prop_map(Gref::Small),
+        6 => (0u8..8).prop_map(Gref::Granted),
+        4 => (0u8..32).prop_map(Gref::Small),
         1 => prop::sample::select(vec![511u32, 512, 1023, 2047, 2048, u32::MAX]).prop_map(Gref::Raw),
     ]
+    .boxed()
 }
 
-fn host() -> impl Strategy<Value = Host> {
+fn host() -> BoxedStrategy<Host> {
     prop_oneof![
         4 => va().prop_map(Host::Va),
         1 => (frame(), slot()).prop_map(|(f, s)| Host::Pte(f, s)),
     ]
+    .boxed()
 }
 
-fn gmap() -> impl Strategy<Value = GMap> {
+fn gmap() -> BoxedStrategy<GMap> {
     (
         prop_oneof![
             4 => Just(2u8),   // host
@@ -623,18 +665,24 @@ fn gmap() -> impl Strategy<Value = GMap> {
             dom,
             host,
         })
+        .boxed()
 }
 
-fn gunmap() -> impl Strategy<Value = GUnmap> {
+fn gunmap() -> BoxedStrategy<GUnmap> {
     (
-        prop_oneof![4 => 0u16..8, 1 => any::<u16>()],
-        prop::option::weighted(0.8, host()),
+        prop_oneof![
+            6 => (0u8..8).prop_map(Handle::Mapped),
+            2 => (0u16..8).prop_map(Handle::Raw),
+            1 => any::<u16>().prop_map(Handle::Raw),
+        ],
+        prop::option::weighted(0.8, prop::option::weighted(0.2, host())),
         prop::option::weighted(0.3, any::<bool>()),
     )
         .prop_map(|(handle, host, dev)| GUnmap { handle, host, dev })
+        .boxed()
 }
 
-fn side() -> impl Strategy<Value = Side> {
+fn side() -> BoxedStrategy<Side> {
     (
         prop::option::weighted(0.6, gref()),
         frame(),
@@ -647,18 +695,20 @@ fn side() -> impl Strategy<Value = Side> {
             dom,
             off,
         })
+        .boxed()
 }
 
-fn gcopy() -> impl Strategy<Value = GCopy> {
+fn gcopy() -> BoxedStrategy<GCopy> {
     (
         side(),
         side(),
         prop_oneof![2 => Just(8u16), 2 => Just(4096u16), 1 => any::<u16>()],
     )
         .prop_map(|(src, dst, len)| GCopy { src, dst, len })
+        .boxed()
 }
 
-fn gother() -> impl Strategy<Value = GOther> {
+fn gother() -> BoxedStrategy<GOther> {
     prop_oneof![
         2 => (dom(), 0u8..6, va()).prop_map(|(dom, nr, list)| GOther::SetupTable { dom, nr, list }),
         1 => dom().prop_map(GOther::QuerySize),
@@ -668,19 +718,23 @@ fn gother() -> impl Strategy<Value = GOther> {
         2 => (gref(), gref()).prop_map(|(a, b)| GOther::Swap(a, b)),
         1 => (0u8..16, 0u8..4).prop_map(|(c, n)| GOther::Raw(c, n)),
     ]
+    .boxed()
 }
 
-fn port() -> impl Strategy<Value = u16> {
+fn port() -> BoxedStrategy<Port> {
     prop_oneof![
-        8 => 0u16..12,
-        1 => prop::sample::select(vec![63u16, 64, 1023, 4095, 4096, u16::MAX]),
+        6 => (0u8..8).prop_map(Port::Mine),
+        3 => (0u8..4).prop_map(Port::Waiting),
+        3 => (0u16..12).prop_map(Port::Raw),
+        1 => prop::sample::select(vec![63u16, 64, 1023, 4095, 4096, u16::MAX]).prop_map(Port::Raw),
     ]
+    .boxed()
 }
 
-fn ev() -> impl Strategy<Value = Ev> {
+fn ev() -> BoxedStrategy<Ev> {
     prop_oneof![
-        3 => (dom(), dom()).prop_map(|(dom, remote)| Ev::AllocUnbound { dom, remote }),
-        3 => (dom(), port()).prop_map(|(remote, port)| Ev::BindInterdomain { remote, port }),
+        3 => (dom(), other_dom()).prop_map(|(dom, remote)| Ev::AllocUnbound { dom, remote }),
+        3 => (other_dom(), port()).prop_map(|(remote, port)| Ev::BindInterdomain { remote, port }),
         3 => port().prop_map(Ev::Send),
         3 => port().prop_map(Ev::Close),
         1 => port().prop_map(Ev::Unmask),
@@ -691,9 +745,10 @@ fn ev() -> impl Strategy<Value = Ev> {
         1 => dom().prop_map(Ev::Reset),
         1 => (0u8..16).prop_map(Ev::Raw),
     ]
+    .boxed()
 }
 
-fn arg() -> impl Strategy<Value = Arg> {
+fn arg() -> BoxedStrategy<Arg> {
     prop_oneof![
         4 => (0u8..16).prop_map(Arg::Small),
         4 => prop_oneof![3 => Just(0u16), 1 => (0u16..64).prop_map(|x| x * 8)].prop_map(Arg::Ptr),
@@ -701,6 +756,7 @@ fn arg() -> impl Strategy<Value = Arg> {
         1 => dom().prop_map(Arg::Dom),
         1 => any::<u64>().prop_map(Arg::Word),
     ]
+    .boxed()
 }
 
 fn word() -> impl Strategy<Value = u64> {
@@ -712,17 +768,18 @@ fn word() -> impl Strategy<Value = u64> {
     ]
 }
 
-fn handler() -> impl Strategy<Value = Handler> {
+fn handler() -> BoxedStrategy<Handler> {
     prop_oneof![
         8 => any::<u16>().prop_map(Handler::Good),
         1 => Just(Handler::End),
         1 => Just(Handler::Bad),
     ]
+    .boxed()
 }
 
 /// A call; `nested`: inside a multicall, where no batch is chunked (no huge counts there, or
 /// one step could run for minutes).
-fn call(nested: bool) -> impl Strategy<Value = Call> {
+fn call(nested: bool) -> BoxedStrategy<Call> {
     let small = 1..6usize;
     prop_oneof![
         25 => (vec(mmu_req(), small.clone()), fd(), at(), count(!nested), done())
@@ -747,10 +804,19 @@ fn call(nested: bool) -> impl Strategy<Value = Call> {
         3 => (vec(gcopy(), 1..3), at(), count(!nested))
             .prop_map(|(ops, at, count)| Call::Copy { ops, at, count }),
         3 => gother().prop_map(Call::Gnt),
-        8 => ev().prop_map(Call::Evtchn),
+        12 => ev().prop_map(Call::Evtchn),
         3 => (
-            vec(frame(), 0..3),
-            prop_oneof![3 => 1u16..1536, 1 => Just(0u16), 1 => Just(7168u16), 1 => Just(7169u16)],
+            vec(
+                prop_oneof![3 => prop::sample::select(vec![F::Own(6), F::Own(7)]), 1 => frame()],
+                0..3
+            ),
+            prop_oneof![
+                4 => 1u16..512,
+                1 => 512u16..1536,
+                1 => Just(0u16),
+                1 => Just(7168u16),
+                1 => Just(7169u16),
+            ],
             at(),
         )
             .prop_map(|(frames, entries, at)| Call::SetGdt { frames, entries, at }),
@@ -760,9 +826,10 @@ fn call(nested: bool) -> impl Strategy<Value = Call> {
         10 => (0u8..64, [arg(), arg(), arg(), arg(), arg()], vec(word(), 0..12))
             .prop_map(|(nr, args, words)| Call::Raw { nr, args, words }),
     ]
+    .boxed()
 }
 
-fn step() -> impl Strategy<Value = Step> {
+fn step() -> BoxedStrategy<Step> {
     prop_oneof![
         70 => (any::<u8>(), call(false)).prop_map(|(d, c)| Step::Call(d, c)),
         8 => (any::<u8>(), vec(call(true), 1..5), at(), count(false))
@@ -779,12 +846,13 @@ fn step() -> impl Strategy<Value = Step> {
                 1 => any::<u16>(),
             ],
             dom(),
-            frame(),
+            prop_oneof![3 => (I_DATA as u8..MAPPED as u8).prop_map(F::Own), 1 => frame()],
         )
             .prop_map(|(d, gref, flags, to, f)| Step::Grant(d, gref, flags, to, f)),
         1 => any::<u8>().prop_map(Step::Destroy),
         2 => any::<u8>().prop_map(Step::Rebuild),
     ]
+    .boxed()
 }
 
 /// A sequence of up to `max` steps.

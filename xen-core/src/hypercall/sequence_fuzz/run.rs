@@ -14,6 +14,7 @@ use zerocopy::{Immutable, IntoBytes};
 
 use super::ops::*;
 use super::world::*;
+use crate::evtchn::ChannelState;
 use crate::frame_table::{pte, Owner, PageType};
 use crate::guest::translate;
 use crate::hypercall::ptwr_emulate;
@@ -125,9 +126,12 @@ pub(super) fn step(w: &mut World, step: &Step) -> Result<String, String> {
             if w.guest(s).is_some_and(|g| g.destroy) {
                 desc += &format!("; d{} torn down", id(w, s));
                 w.teardown(s)?;
+                w.cover.destroyed += 1;
             }
         }
-        w.check()
+        w.check()?;
+        w.observe();
+        Ok(())
     });
     match r {
         Ok(()) => Ok(desc),
@@ -259,10 +263,19 @@ fn id(w: &World, s: usize) -> u16 {
 
 /// A hypercall as a line.
 fn name(nr: u64, a: [u64; 5]) -> String {
+    let others = [
+        (__HYPERVISOR_event_channel_op, "event_channel_op"),
+        (__HYPERVISOR_set_gdt, "set_gdt"),
+        (__HYPERVISOR_set_debugreg, "set_debugreg"),
+        (__HYPERVISOR_get_debugreg, "get_debugreg"),
+        (__HYPERVISOR_sysctl, "sysctl"),
+    ];
     let n = crate::hypercall::IMPLEMENTED
         .iter()
-        .find(|h| u64::from(h.nr) == nr)
-        .map_or_else(|| format!("hypercall{nr}"), |h| h.name.to_string());
+        .map(|h| (h.nr, h.name))
+        .chain(others)
+        .find(|&(n, _)| u64::from(n) == nr)
+        .map_or_else(|| format!("hypercall{nr}"), |(_, name)| name.to_string());
     format!(
         "{n}({:#x}, {:#x}, {:#x}, {:#x}, {:#x})",
         a[0], a[1], a[2], a[3], a[4]
@@ -411,11 +424,91 @@ fn resolve_host(w: &World, s: usize, h: Host) -> u64 {
     }
 }
 
-fn resolve_gref(g: Gref) -> u32 {
+/// Resolves a grant reference of domain `granter`'s table for the caller in slot `s`.
+fn resolve_gref(w: &World, s: usize, granter: u16, g: Gref) -> u32 {
     match g {
+        Gref::Granted(k) => {
+            let me = id(w, s);
+            let granter = if granter == DOMID_SELF { me } else { granter };
+            let refs: Vec<u32> = w
+                .set
+                .slot_of(granter)
+                .map(|gs| {
+                    let t = &w.set.grants[gs];
+                    (0..64)
+                        .filter(|&r| {
+                            let (flags, domid, _) = t.entry(&w.m.mem.mem, r);
+                            flags & GTF_type_mask == GTF_permit_access && domid == me
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if refs.is_empty() {
+                u32::from(k)
+            } else {
+                refs[usize::from(k) % refs.len()]
+            }
+        }
         Gref::Small(r) => r.into(),
         Gref::Raw(r) => r,
     }
+}
+
+/// Resolves a port of the caller (slot `s`), or for [`Port::Waiting`] of domain `remote`.
+fn resolve_port(w: &World, s: usize, remote: Option<u16>, p: Port) -> u32 {
+    let ports_of = |slot: usize, want: &dyn Fn(&ChannelState) -> bool| -> Vec<u32> {
+        let t = w.set.ports(slot);
+        (1..t.valid_ports())
+            .filter(|&p| t.channel(p).is_some_and(|c| want(&c.state)))
+            .collect()
+    };
+    let nth = |v: Vec<u32>, k: u8| (!v.is_empty()).then(|| v[usize::from(k) % v.len()]);
+    match p {
+        Port::Mine(k) => nth(ports_of(s, &|c| *c != ChannelState::Free), k).unwrap_or(k.into()),
+        Port::Waiting(k) => {
+            let me = id(w, s);
+            let waiting = remote
+                .and_then(|r| w.set.slot_of(r))
+                .map(|r| {
+                    ports_of(
+                        r,
+                        &|c| matches!(c, ChannelState::Unbound { remote_dom } if *remote_dom == me),
+                    )
+                })
+                .unwrap_or_default();
+            nth(waiting, k).unwrap_or(k.into())
+        }
+        Port::Raw(p) => p.into(),
+    }
+}
+
+/// Resolves a handle of the caller's maptrack; with it, the mapping's linear address when the
+/// grant PTE lies in one of the caller's two built L1s (0 otherwise) and its frame.
+fn resolve_handle(w: &World, s: usize, h: Handle) -> (u32, u64, u64) {
+    let t = &w.set.grants[s];
+    let handle = match h {
+        Handle::Mapped(k) => {
+            let used: Vec<u32> = t.mappings().map(|(h, _)| h).collect();
+            if used.is_empty() {
+                u32::from(k)
+            } else {
+                used[usize::from(k) % used.len()]
+            }
+        }
+        Handle::Raw(x) => x.into(),
+    };
+    let Some(m) = t.mapping(handle) else {
+        return (handle, 0, 0);
+    };
+    let (l1, slot) = (m.pte.0 >> 12, (m.pte.0 & 0xfff) / 8);
+    let va = if l1 == dom_base(s) + 3 {
+        slot * 4096
+    } else if l1 == dom_base(s) + 4 {
+        ALIAS_VA + slot * 4096
+    } else {
+        0
+    };
+    (handle, va, m.mfn.maddr().0)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -489,6 +582,14 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
             done,
         } => {
             let list: Vec<MmuUpdate> = reqs.iter().map(|r| mmu_req(w, s, *r)).collect();
+            // A privileged caller naming the tables' owner may put its own frames there.
+            let privileged = w.guest(s).is_some_and(|g| g.dom.privileged);
+            if privileged && matches!(fd, Fd::PtOwner(..)) {
+                for r in &list {
+                    let at = Maddr(r.ptr & !7);
+                    w.foreign_ptes.push((at, Mfn(pte::mfn(r.val))));
+                }
+            }
             let items: Vec<String> = list
                 .iter()
                 .map(|r| format!("{:#x} = {:#x}", r.ptr, r.val))
@@ -541,12 +642,15 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
         Call::Map { ops, at, count } => {
             let list: Vec<GnttabMapGrantRef> = ops
                 .iter()
-                .map(|o| GnttabMapGrantRef {
-                    host_addr: resolve_host(w, s, o.host),
-                    flags: u32::from(o.flags),
-                    r#ref: resolve_gref(o.gref),
-                    dom: resolve_dom(w, s, o.dom),
-                    ..Default::default()
+                .map(|o| {
+                    let dom = resolve_dom(w, s, o.dom);
+                    GnttabMapGrantRef {
+                        host_addr: resolve_host(w, s, o.host),
+                        flags: u32::from(o.flags),
+                        r#ref: resolve_gref(w, s, dom, o.gref),
+                        dom,
+                        ..Default::default()
+                    }
                 })
                 .collect();
             let (va, n) = put_list(w, s, *at, &list, *count);
@@ -556,17 +660,19 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
             let list: Vec<GnttabUnmapGrantRef> = ops
                 .iter()
                 .map(|o| {
-                    let mapped = w.set.grants[s]
-                        .mapping(o.handle.into())
-                        .map_or(0, |m| m.mfn.maddr().0);
+                    let (handle, va, mapped) = resolve_handle(w, s, o.handle);
                     GnttabUnmapGrantRef {
-                        host_addr: o.host.map_or(0, |h| resolve_host(w, s, h)),
+                        host_addr: match o.host {
+                            None => 0,
+                            Some(None) => va,
+                            Some(Some(h)) => resolve_host(w, s, h),
+                        },
                         dev_bus_addr: match o.dev {
                             None => 0,
                             Some(true) => mapped,
                             Some(false) => mapped ^ 0x1000,
                         },
-                        handle: o.handle.into(),
+                        handle,
                         ..Default::default()
                     }
                 })
@@ -575,14 +681,17 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
             gnttab(GNTTABOP_unmap_grant_ref, va, n)
         }
         Call::Copy { ops, at, count } => {
-            let side = |w: &World, x: Side| GnttabCopyPtr {
-                u: x.gref.map_or_else(
-                    || resolve_frame(w, s, x.frame),
-                    |g| u64::from(resolve_gref(g)),
-                ),
-                domid: resolve_dom(w, s, x.dom),
-                offset: x.off,
-                ..Default::default()
+            let side = |w: &World, x: Side| {
+                let domid = resolve_dom(w, s, x.dom);
+                GnttabCopyPtr {
+                    u: x.gref.map_or_else(
+                        || resolve_frame(w, s, x.frame),
+                        |g| u64::from(resolve_gref(w, s, domid, g)),
+                    ),
+                    domid,
+                    offset: x.off,
+                    ..Default::default()
+                }
             };
             let list: Vec<GnttabCopy> = ops
                 .iter()
@@ -638,8 +747,8 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
                 }
                 GOther::Swap(a, b) => {
                     let op = GnttabSwapGrantRef {
-                        ref_a: resolve_gref(a),
-                        ref_b: resolve_gref(b),
+                        ref_a: resolve_gref(w, s, DOMID_SELF, a),
+                        ref_b: resolve_gref(w, s, DOMID_SELF, b),
                         ..Default::default()
                     };
                     (GNTTABOP_swap_grant_ref, put_arg(w, s, k, &op), 1)
@@ -833,29 +942,30 @@ fn evtchn(w: &mut World, s: usize, k: usize, ev: Ev) -> (u32, u64) {
             (EVTCHNOP_alloc_unbound, put_arg(w, s, k, &op))
         }
         Ev::BindInterdomain { remote, port } => {
+            let remote = dom(w, remote);
             let op = EvtchnBindInterdomain {
-                remote_dom: dom(w, remote),
-                remote_port: port.into(),
+                remote_dom: remote,
+                remote_port: resolve_port(w, s, Some(remote), port),
                 ..Default::default()
             };
             (EVTCHNOP_bind_interdomain, put_arg(w, s, k, &op))
         }
-        Ev::Send(p) => (
-            EVTCHNOP_send,
-            put_arg(w, s, k, &EvtchnSend { port: p.into() }),
-        ),
-        Ev::Close(p) => (
-            EVTCHNOP_close,
-            put_arg(w, s, k, &EvtchnClose { port: p.into() }),
-        ),
-        Ev::Unmask(p) => (
-            EVTCHNOP_unmask,
-            put_arg(w, s, k, &EvtchnUnmask { port: p.into() }),
-        ),
+        Ev::Send(p) => {
+            let port = resolve_port(w, s, None, p);
+            (EVTCHNOP_send, put_arg(w, s, k, &EvtchnSend { port }))
+        }
+        Ev::Close(p) => {
+            let port = resolve_port(w, s, None, p);
+            (EVTCHNOP_close, put_arg(w, s, k, &EvtchnClose { port }))
+        }
+        Ev::Unmask(p) => {
+            let port = resolve_port(w, s, None, p);
+            (EVTCHNOP_unmask, put_arg(w, s, k, &EvtchnUnmask { port }))
+        }
         Ev::Status(d, p) => {
             let op = EvtchnStatus {
                 dom: dom(w, d),
-                port: p.into(),
+                port: resolve_port(w, s, None, p),
                 ..Default::default()
             };
             (EVTCHNOP_status, put_arg(w, s, k, &op))
@@ -877,7 +987,7 @@ fn evtchn(w: &mut World, s: usize, k: usize, ev: Ev) -> (u32, u64) {
         }
         Ev::BindVcpu(p, vcpu) => {
             let op = EvtchnBindVcpu {
-                port: p.into(),
+                port: resolve_port(w, s, None, p),
                 vcpu: vcpu.into(),
             };
             (EVTCHNOP_bind_vcpu, put_arg(w, s, k, &op))

@@ -15,7 +15,7 @@ use crate::domain::{Domain, DomainId, MachineInfo};
 use crate::domain_build::PtLevel;
 use crate::domains::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
 use crate::evtchn::ChannelState;
-use crate::frame_table::audit::{audit_with_grants, GrantRefs};
+use crate::frame_table::audit::{audit_with_foreign, ForeignRefs};
 use crate::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
 use crate::hypercall::{dispatch, Ctx, Machine};
@@ -204,8 +204,67 @@ pub(super) struct World {
     pub dead: Vec<(DomainId, usize)>,
     next_id: DomainId,
     pub checks: Checks,
+    /// L1 entries dom0 asked to write into another domain's tables (`mmu_update` naming the
+    /// table's owner): they may map dom0's frames ([`ForeignRefs::ptes`]).
+    pub foreign_ptes: Vec<(Maddr, Mfn)>,
     /// Hypercall entries made, continuations included.
     pub entries: u64,
+    /// What the sequences reached (kept across sequences).
+    pub cover: Coverage,
+}
+
+/// How far the sequences got: counts of what they reached, to tell a fuzzer that explores from
+/// one that bounces off the first refusal.
+#[derive(Clone, Debug)]
+pub(super) struct Coverage {
+    /// Top-level hypercalls by number (below 64): made, and returned 0 (or more).
+    pub calls: Vec<(u64, u64)>,
+    /// Steps after which some domain held a grant mapping of another's frame.
+    pub granted: u64,
+    /// Steps after which some domain ran on an L4 other than the one it was built with, or had
+    /// a user L4.
+    pub switched: u64,
+    /// Steps after which some domain had a GDT installed.
+    pub gdt: u64,
+    /// Steps after which some interdomain event channel was bound.
+    pub channels: u64,
+    /// Domains destroyed, and built again.
+    pub destroyed: u64,
+    pub rebuilt: u64,
+}
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Coverage {
+            calls: vec![(0, 0); 64],
+            granted: 0,
+            switched: 0,
+            gdt: 0,
+            channels: 0,
+            destroyed: 0,
+            rebuilt: 0,
+        }
+    }
+}
+
+impl Coverage {
+    pub fn add(&mut self, o: &Coverage) {
+        for (a, b) in self.calls.iter_mut().zip(o.calls.iter()) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+        self.granted += o.granted;
+        self.switched += o.switched;
+        self.gdt += o.gdt;
+        self.channels += o.channels;
+        self.destroyed += o.destroyed;
+        self.rebuilt += o.rebuilt;
+    }
+
+    /// Calls made and succeeded of hypercall `nr`.
+    pub fn of(&self, nr: u32) -> (u64, u64) {
+        self.calls.get(nr as usize).copied().unwrap_or_default()
+    }
 }
 
 /// Continuations of one hypercall the fuzzer follows before it leaves the rest undone (the state
@@ -242,7 +301,9 @@ impl World {
             dead: Vec::new(),
             next_id: 0,
             checks,
+            foreign_ptes: Vec::new(),
             entries: 0,
+            cover: Coverage::default(),
         };
         w.reset();
         w
@@ -271,6 +332,7 @@ impl World {
         self.ids = [None; SLOTS];
         self.dead.clear();
         self.next_id = 0;
+        self.foreign_ptes.clear();
         self.entries = 0;
         for s in 0..SLOTS {
             assert!(self.build(s), "slot {s} could not be built");
@@ -387,7 +449,30 @@ impl World {
         pt.mm.set_pinned(spare, true);
         dom.vcpu.flush.take();
         self.ids[s] = Some(id);
+        self.cover.rebuilt += u64::from(id >= SLOTS as DomainId);
         true
+    }
+
+    /// Counts what the state after a step reached ([`Coverage`]).
+    pub fn observe(&mut self) {
+        let mut c = Coverage::default();
+        for s in self.live() {
+            let g = self.guest(s).unwrap();
+            let maps = self.set.grants[s].mappings().count() > 0;
+            let switched = g.dom.l4.0 != dom_base(s) + I_L4 || g.dom.vcpu.user_l4.is_some();
+            let ports = self.set.ports(s);
+            let bound = (0..ports.valid_ports()).any(|p| {
+                matches!(
+                    ports.channel(p).map(|c| c.state),
+                    Some(ChannelState::Interdomain { remote_dom, .. }) if remote_dom != g.dom.id
+                )
+            });
+            c.granted = c.granted.max(u64::from(maps));
+            c.switched = c.switched.max(u64::from(switched));
+            c.gdt = c.gdt.max(u64::from(!g.dom.vcpu.gdt_frames.is_empty()));
+            c.channels = c.channels.max(u64::from(bound));
+        }
+        self.cover.add(&c);
     }
 
     /// The guest in slot `s`, if any.
@@ -427,7 +512,16 @@ impl World {
     /// Hypercall `nr` from the domain in slot `s`, followed through its continuations (each one a
     /// fresh entry, with the exit path in between). Returns the result of the last entry, or
     /// what broke an invariant during an entry.
-    pub fn hypercall(&mut self, s: usize, nr: u64, mut args: [u64; 5]) -> Result<i64, String> {
+    pub fn hypercall(&mut self, s: usize, nr: u64, args: [u64; 5]) -> Result<i64, String> {
+        let rc = self.follow(s, nr, args)?;
+        if let Some(c) = self.cover.calls.get_mut(nr as usize) {
+            c.0 += 1;
+            c.1 += u64::from(rc >= 0);
+        }
+        Ok(rc)
+    }
+
+    fn follow(&mut self, s: usize, nr: u64, mut args: [u64; 5]) -> Result<i64, String> {
         let mut chunks = 0;
         loop {
             let (rc, cont) = self.entry(s, |ctx| {
@@ -591,7 +685,7 @@ impl World {
                 ));
             }
         }
-        audit_with_grants(&self.m.mm, &self.m.mem, &[], &GrantRefs::default())
+        audit_with_foreign(&self.m.mm, &self.m.mem, &[], &ForeignRefs::default())
             .map_err(|e| format!("audit after teardown: {e}"))
     }
 
@@ -600,8 +694,12 @@ impl World {
     /// whose two ends agree.
     pub fn check(&self) -> Result<(), String> {
         let doms: Vec<&Domain> = self.live().map(|s| &self.guest(s).unwrap().dom).collect();
-        let grants = GrantRefs::of(self.live().map(|s| &self.set.grants[s]));
-        audit_with_grants(&self.m.mm, &self.m.mem, &doms, &grants)
+        let mut foreign = ForeignRefs {
+            ptes: self.foreign_ptes.clone(),
+            device: Vec::new(),
+        };
+        foreign.add_grants(self.live().map(|s| &self.set.grants[s]));
+        audit_with_foreign(&self.m.mm, &self.m.mem, &doms, &foreign)
             .map_err(|e| format!("frame table: {e}"))?;
         self.check_owners()?;
         self.check_channels()
