@@ -12,6 +12,8 @@
 #   make lab-check      rerun the lab's icount mode and require the same CSV rows
 #   make test           host unit tests, ABI-vs-C-headers conformance, lints, QEMU tests on Xen 4.17
 #   make fuzz-mm        the frame-table property test, long: 10^7 random operations (release mode)
+#   make fuzz           the hypercall-sequence fuzzer, long: 10^7 operations from a random seed
+#                       (FUZZ_SEED=<seed> replays one; FUZZ_OPS, FUZZ_THREADS; release mode)
 #   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
 #   make xen-reference  boot `guest-kernel suite=conformance` as dom0 on Xen 4.17, print the cases
 #   make clean
@@ -47,7 +49,7 @@ LAB_ARGS   ?=
 
 export BUILD
 
-.PHONY: all setup images run run-xen bench lab lab-check test lint fuzz-mm xen-reference clean
+.PHONY: all setup images run run-xen bench lab lab-check test lint fuzz-mm fuzz xen-reference clean
 
 all: images
 
@@ -95,6 +97,8 @@ test: images
 	@rm -f $(BUILD)/test.log
 	@$(MAKE) --no-print-directory lint
 	@set -o pipefail; cargo test --workspace 2>&1 | tee -a $(BUILD)/test.log
+	@set -o pipefail; FUZZ_OPS=100000 FUZZ_SEED= FUZZ_THREADS= $(FUZZ_ENV) \
+	    cargo test --release -p xen-core --lib sequence_fuzz -- --nocapture 2>&1 | tee -a $(BUILD)/test.log
 	@set -o pipefail; cargo test -p xtests --test '*' -- --ignored --nocapture 2>&1 | tee -a $(BUILD)/test.log
 	@set -o pipefail; cargo test -p lab --test '*' -- --ignored --nocapture 2>&1 | tee -a $(BUILD)/test.log
 	@bash scripts/test-summary.sh $(BUILD)/test.log
@@ -116,6 +120,20 @@ fuzz-mm:
 	CARGO_TARGET_DIR=target/fuzz-mm \
 	CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
 	    cargo test --release -p xen-core property -- --nocapture
+
+# The hypercall-sequence fuzzer at length (xen-core/src/hypercall/sequence_fuzz): FUZZ_OPS
+# operations (default 10^7) from FUZZ_SEED (default: a random one; the run prints it, and a
+# failure prints its minimal sequence and the command that replays it). Same build settings and
+# target directory as fuzz-mm; `make test` runs it with 10^5 operations from a fixed seed.
+FUZZ_OPS  ?= 10000000
+FUZZ_SEED ?= 0x$(shell od -An -N8 -tx8 /dev/urandom | tr -d ' \n')
+FUZZ_THREADS ?=
+FUZZ_ENV  := CARGO_TARGET_DIR=target/fuzz-mm \
+             CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true
+
+fuzz:
+	FUZZ_OPS=$(FUZZ_OPS) FUZZ_SEED=$(FUZZ_SEED) FUZZ_THREADS=$(FUZZ_THREADS) $(FUZZ_ENV) \
+	    cargo test --release -p xen-core --lib sequence_fuzz -- --nocapture
 
 xen-reference: images
 	cargo run -q --release -p xtests --bin xen-reference -- --runs 2

@@ -5,7 +5,42 @@
 use super::pte;
 use super::{is_guest_l4_slot, Mm, Owner, PageType, FIRST_XEN_SLOT};
 use crate::domain::Domain;
-use crate::mm::{MachineMemory, Mfn};
+use crate::mm::{MachineMemory, Maddr, Mfn};
+
+/// Page-table entries and references the frame table cannot attribute by itself: grant mappings
+/// (Xen's maptrack) and the entries a privileged domain wrote into another domain's tables. The
+/// audit takes them from the caller.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ForeignRefs {
+    /// L1 entries that may map another domain's frame: where the entry is and the frame. Grant
+    /// host mappings, and entries written by `mmu_update` with a page-table owner other than
+    /// the caller (Xen's `get_page_from_l1e` lets the page owner named by the caller, who may
+    /// act on the table's owner, differ from it). Their references are those of any L1 entry.
+    pub ptes: Vec<(Maddr, Mfn)>,
+    /// Grant device mappings: the frame and whether the mapping is writable. Each holds a
+    /// general reference, and a writable type reference when writable (`map_grant_ref`).
+    pub device: Vec<(Mfn, bool)>,
+}
+
+impl ForeignRefs {
+    /// Adds the mappings recorded in grant tables `tables` (every live domain's).
+    pub(crate) fn add_grants<'t>(
+        &mut self,
+        tables: impl IntoIterator<Item = &'t crate::grant_table::GrantTable>,
+    ) {
+        use hypercall_abi::grant_table::{GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly};
+        for t in tables {
+            for (_, m) in t.mappings() {
+                if m.flags & GNTMAP_host_map != 0 {
+                    self.ptes.push((m.pte, m.mfn));
+                }
+                if m.flags & GNTMAP_device_map != 0 {
+                    self.device.push((m.mfn, m.flags & GNTMAP_readonly == 0));
+                }
+            }
+        }
+    }
+}
 
 const ZERO: [u8; 512] = [0; 512];
 
@@ -33,6 +68,16 @@ fn present_slots<'s>(bytes: &[u8], out: &'s mut [usize; 512]) -> &'s [usize] {
 
 /// Recounts everything and checks every validated table; `Err` says what is wrong.
 pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> Result<(), String> {
+    audit_with_foreign(mm, mem, doms, &ForeignRefs::default())
+}
+
+/// [`audit`] with the entries and references of [`ForeignRefs`].
+pub(crate) fn audit_with_foreign(
+    mm: &Mm<'_>,
+    mem: &dyn MachineMemory,
+    doms: &[&Domain],
+    foreign: &ForeignRefs,
+) -> Result<(), String> {
     let n = mm.frames.max_ram_page() as usize;
     let mut count = vec![0u64; n];
     let mut tcount = vec![0u64; n];
@@ -79,6 +124,12 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
             }
             count[g.0 as usize] += 1;
             tcount[g.0 as usize] += 1;
+        }
+    }
+    for &(m, writable) in &foreign.device {
+        if let Some(i) = count.get_mut(m.0 as usize) {
+            *i += 1;
+            tcount[m.0 as usize] += u64::from(writable);
         }
     }
 
@@ -133,8 +184,12 @@ pub(crate) fn audit(mm: &Mm<'_>, mem: &dyn MachineMemory, doms: &[&Domain]) -> R
                 }
                 let tf = frame(t).unwrap();
                 let own = tf.owner() == Owner::Domain(id);
-                let foreign = d.privileged && matches!(tf.owner(), Owner::Domain(_));
-                if !(own || foreign) {
+                let privileged = d.privileged && matches!(tf.owner(), Owner::Domain(_));
+                let allowed = || {
+                    let at = Maddr(mfn.maddr().0 + i as u64 * 8);
+                    foreign.ptes.contains(&(at, Mfn(t)))
+                };
+                if !(own || privileged || allowed()) {
                     return Err(format!("{}: maps a frame of {:?}", what(), tf.owner()));
                 }
                 count[t as usize] += 1;

@@ -378,6 +378,8 @@ mod mmu_tests;
 #[cfg(test)]
 mod preempt_tests;
 #[cfg(test)]
+mod sequence_fuzz;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod user_mode_tests;
