@@ -96,7 +96,7 @@ fn info_of(op: &XenDomctl) -> XenDomctlGetdomaininfo {
 #[test]
 fn domctl_and_hvm_op_are_in_the_table() {
     for nr in [__HYPERVISOR_domctl, __HYPERVISOR_hvm_op] {
-        assert!(IMPLEMENTED.iter().any(|h| h.nr == nr), "{nr} missing");
+        assert!(TABLE.iter().any(|h| h.nr == nr), "{nr} missing");
     }
 }
 
@@ -580,4 +580,47 @@ fn remote_shutdown_refusals() {
         [SCHEDOP_remote_shutdown.into(), UNMAPPED, 0, 0, 0],
     );
     assert_eq!(rc, err(Errno::EFAULT));
+}
+
+// ------------------------------------------------------------------------------------------------
+// The table's "who may call" column
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn privileged_rows_refuse_an_unprivileged_caller() {
+    for h in TABLE
+        .iter()
+        .filter(|h| h.caller == table::Caller::Privileged)
+    {
+        let (mut m, mut set) = world();
+        // A request dom0 gets an answer for, as domain 1 (unprivileged) and then as dom0.
+        let mut ask = |caller: DomainId| match h.handler {
+            table::Handler::Domctl => domctl(
+                &mut m,
+                &mut set,
+                caller,
+                &domctl_op(XEN_DOMCTL_getdomaininfo, 0),
+            ),
+            table::Handler::Sysctl => list(&mut m, &mut set, caller, &list_op(0, 4, BUF)).0,
+            table::Handler::HvmOp => {
+                hvm(
+                    &mut m,
+                    &mut set,
+                    caller,
+                    HVMOP_get_param,
+                    3,
+                    HVM_PARAM_STORE_PFN,
+                )
+                .0
+            }
+            table::Handler::ConsoleIo => {
+                put(&mut m, BUF, b"x");
+                let args = [CONSOLEIO_write.into(), 1, BUF, 0, 0];
+                hc(&mut m, &mut set, caller, __HYPERVISOR_console_io, args)
+            }
+            other => panic!("no request for privileged row {other:?}: add one"),
+        };
+        assert_eq!(ask(1), err(Errno::EPERM), "{}", h.name);
+        assert!(ask(0) >= 0, "{}", h.name);
+    }
 }

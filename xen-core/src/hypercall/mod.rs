@@ -1,11 +1,13 @@
-//! Hypercall dispatch: the one table of what we implement, and the context handlers run in.
+//! Hypercall dispatch through the one table of what we implement (`table`), and the context
+//! handlers run in.
 //!
 //! The arch layer's `syscall` entry saves a [`Regs`] frame and calls [`dispatch`] with the number
 //! (RAX) and the five arguments (RDI, RSI, RDX, R10, R8). Each handler is ordinary Rust that takes
 //! a [`Ctx`]: the calling domain, the machine (through the [`Machine`] trait, so tests can fake it)
 //! and the guest's memory, reached only through checked copies (`crate::guest`). A handler returns
-//! the value for RAX: non-negative on success, `-errno` on failure. A hypercall we do not
-//! implement returns -ENOSYS, as Xen does for one it does not know.
+//! the value for RAX: non-negative on success, `-errno` on failure. [`dispatch`] finds the handler
+//! in [`table::TABLE`]; a hypercall without a row returns -ENOSYS, as Xen does for one it does not
+//! know.
 
 // Handlers match on Xen's own constant spellings (`__HYPERVISOR_iret`, `XENVER_version`).
 #![allow(non_upper_case_globals)]
@@ -23,6 +25,8 @@ pub(crate) mod mmu;
 mod sysctl;
 pub use mmu::ptwr_emulate;
 mod multicall;
+pub mod table;
+pub use table::{Hypercall, TABLE};
 mod physdev;
 mod sched;
 mod traps;
@@ -30,7 +34,6 @@ mod vcpu;
 mod version;
 
 use hypercall_abi::errno::Errno;
-use hypercall_abi::xen::*;
 
 use crate::domain::{Domain, MachineInfo};
 use crate::frame_table::Mm;
@@ -209,152 +212,18 @@ impl From<GuestFault> for Errno {
     }
 }
 
-/// One row of the hypercall table.
-#[derive(Clone, Copy, Debug)]
-pub struct Hypercall {
-    /// Xen's number (`__HYPERVISOR_*`).
-    pub nr: u32,
-    /// Xen's name.
-    pub name: &'static str,
-}
-
-/// The hypercalls we implement: the answer to "what does this hypervisor do?". Every other number
-/// returns -ENOSYS.
-pub const IMPLEMENTED: &[Hypercall] = &[
-    Hypercall {
-        nr: __HYPERVISOR_set_trap_table,
-        name: "set_trap_table",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_mmu_update,
-        name: "mmu_update",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_stack_switch,
-        name: "stack_switch",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_set_callbacks,
-        name: "set_callbacks",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_fpu_taskswitch,
-        name: "fpu_taskswitch",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_memory_op,
-        name: "memory_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_multicall,
-        name: "multicall",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_update_va_mapping,
-        name: "update_va_mapping",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_set_timer_op,
-        name: "set_timer_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_xen_version,
-        name: "xen_version",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_console_io,
-        name: "console_io",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_grant_table_op,
-        name: "grant_table_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_vm_assist,
-        name: "vm_assist",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_update_va_mapping_otherdomain,
-        name: "update_va_mapping_otherdomain",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_iret,
-        name: "iret",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_vcpu_op,
-        name: "vcpu_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_set_segment_base,
-        name: "set_segment_base",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_mmuext_op,
-        name: "mmuext_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_sched_op,
-        name: "sched_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_callback_op,
-        name: "callback_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_physdev_op,
-        name: "physdev_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_hvm_op,
-        name: "hvm_op",
-    },
-    Hypercall {
-        nr: __HYPERVISOR_domctl,
-        name: "domctl",
-    },
-];
-
 /// Runs hypercall `nr` with arguments `a` for the domain in `ctx`; returns the value for RAX.
+/// The number is looked up in [`table::TABLE`]: a number without a row is -ENOSYS, a row a
+/// multicall may not contain is -EINVAL inside one (see [`Hypercall::in_multicall`]).
 pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
     ctx.dom.vcpu.perf.hypercalls += 1;
-    let Ok(nr) = u32::try_from(nr) else {
+    let Some(h) = table::lookup(nr) else {
         return Errno::ENOSYS.neg();
     };
-    let result = match nr {
-        __HYPERVISOR_set_trap_table => traps::set_trap_table(ctx, a[0]),
-        __HYPERVISOR_mmu_update => mmu::mmu_update(ctx, a[0], a[1], a[2], a[3]),
-        __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(ctx, a[0], a[1], a[2]),
-        __HYPERVISOR_update_va_mapping_otherdomain => {
-            mmu::update_va_mapping_otherdomain(ctx, a[0], a[1], a[2], a[3])
-        }
-        __HYPERVISOR_mmuext_op => mmu::mmuext_op(ctx, a[0], a[1], a[2], a[3]),
-        __HYPERVISOR_stack_switch => traps::stack_switch(ctx, a[0], a[1]),
-        __HYPERVISOR_set_callbacks => callback::set_callbacks(ctx, a[0], a[1], a[2]),
-        __HYPERVISOR_fpu_taskswitch => traps::fpu_taskswitch(ctx, a[0]),
-        __HYPERVISOR_memory_op => memory::memory_op(ctx, a[0], a[1]),
-        __HYPERVISOR_multicall => multicall::multicall(ctx, a[0], a[1]),
-        __HYPERVISOR_set_timer_op => sched::set_timer_op(ctx, a[0]),
-        __HYPERVISOR_xen_version => version::xen_version(ctx, a[0], a[1]),
-        __HYPERVISOR_console_io => console::console_io(ctx, a[0], a[1], a[2]),
-        __HYPERVISOR_vm_assist => traps::vm_assist(ctx, a[0], a[1]),
-        __HYPERVISOR_grant_table_op => grant_table::grant_table_op(ctx, a[0], a[1], a[2]),
-        __HYPERVISOR_iret => traps::iret(ctx),
-        __HYPERVISOR_vcpu_op => vcpu::vcpu_op(ctx, a[0], a[1], a[2]),
-        __HYPERVISOR_set_segment_base => traps::set_segment_base(ctx, a[0], a[1]),
-        __HYPERVISOR_sched_op => sched::sched_op(ctx, a[0], a[1]),
-        __HYPERVISOR_callback_op => callback::callback_op(ctx, a[0], a[1]),
-        __HYPERVISOR_event_channel_op => event_channel::event_channel_op(ctx, a[0], a[1]),
-        __HYPERVISOR_set_debugreg => debugreg::set_debugreg(ctx, a[0], a[1]),
-        __HYPERVISOR_get_debugreg => debugreg::get_debugreg(ctx, a[0]),
-        __HYPERVISOR_set_gdt => gdt::set_gdt(ctx, a[0], a[1]),
-        __HYPERVISOR_sysctl => sysctl::sysctl(ctx, a[0]),
-        __HYPERVISOR_domctl => domctl::domctl(ctx, a[0]),
-        __HYPERVISOR_physdev_op => physdev::physdev_op(ctx, a[0], a[1]),
-        __HYPERVISOR_hvm_op => hvm::hvm_op(ctx, a[0], a[1]),
-        _ => Err(Errno::ENOSYS),
-    };
-    match result {
+    if ctx.in_multicall && !h.in_multicall {
+        return Errno::EINVAL.neg();
+    }
+    match h.handler.run(ctx, a) {
         Ok(v) => v,
         Err(e) => e.neg(),
     }
@@ -379,6 +248,8 @@ mod mmu_tests;
 mod preempt_tests;
 #[cfg(test)]
 mod sequence_fuzz;
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

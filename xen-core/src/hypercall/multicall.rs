@@ -2,7 +2,8 @@
 //!
 //! Unlike `mmu_update`, a multicall continues past failing entries (`common/multicall.c`): a
 //! failure is that entry's `result`, and the multicall itself returns 0 unless the list cannot be
-//! read or written (-EFAULT). A multicall inside a multicall is refused with -EINVAL.
+//! read or written (-EFAULT). Entries go through `dispatch`, which refuses with -EINVAL the
+//! hypercalls the table keeps out of a multicall (a nested multicall, `iret`).
 //!
 //! A multicall may be long (many entries, or entries that are long themselves), so it is
 //! preemptible as Xen's `do_multicall` is: before every entry but the first it asks
@@ -15,7 +16,7 @@
 //! re-run overwrites; we leave the field as it was).
 
 use hypercall_abi::errno::Errno;
-use hypercall_abi::xen::{__HYPERVISOR_iret, MulticallEntry};
+use hypercall_abi::xen::MulticallEntry;
 
 use super::{dispatch, Ctx, HcResult, Machine};
 use crate::guest::{copy_from_guest, copy_to_guest, guest_va_ok, GuestMemory};
@@ -37,9 +38,7 @@ pub(super) fn multicall<M: Machine + ?Sized>(
     list: u64,
     count: u64,
 ) -> HcResult {
-    if ctx.in_multicall {
-        return Err(Errno::EINVAL);
-    }
+    // A nested multicall never gets here: `dispatch` refuses it (the table's `in_multicall`).
     let count = count as u32 as u64;
     // `guest_handle_okay`: the whole array must lie in guest address space.
     let end = list.checked_add(count * ENTRY_SIZE);
@@ -66,12 +65,7 @@ fn entries<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64, count: u64) -> 
             return End::Done(Err(Errno::EFAULT));
         };
         let a = call.args;
-        let result = if call.op == u64::from(__HYPERVISOR_iret) {
-            // `iret` rewrites the caller's frame: meaningless inside a batch.
-            Errno::EINVAL.neg()
-        } else {
-            dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]])
-        };
+        let result = dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]]);
         if let Some(c) = ctx.continuation.take() {
             // The sub-call was preempted: its continuation goes into the entry (Xen copies the
             // whole entry back), and the multicall resumes here. If the entry cannot be

@@ -265,14 +265,9 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
     let entered = hv.m.now();
     // Whether this entry can have changed another domain's state (woken it, shut it down, ...)
     // or the running vCPU's right to go on: if not, the way out skips the full scheduling pass.
+    // For a hypercall, the table's `reach` column says.
     let touches_others = match regs.vector {
-        ENTRY_SYSCALL => matches!(
-            u32::try_from(regs.rax).unwrap_or(u32::MAX),
-            hypercall_abi::xen::__HYPERVISOR_sched_op
-                | hypercall_abi::xen::__HYPERVISOR_event_channel_op
-                | hypercall_abi::xen::__HYPERVISOR_domctl
-                | hypercall_abi::xen::__HYPERVISOR_multicall
-        ),
+        ENTRY_SYSCALL => xen_core::hypercall::table::reaches_others(regs.rax),
         0..=31 => false,
         _ => true,
     };

@@ -90,20 +90,10 @@ const DOMCTLS: [u32; 6] = [
     99,
 ];
 
-/// Hypercall numbers of [`Call::Raw`]: every one in the table, the ones dispatched outside it,
-/// and some that do not exist.
+/// Hypercall numbers of [`Call::Raw`]: every one in the table and some that do not exist.
 fn raw_nrs() -> Vec<u32> {
-    let mut v: Vec<u32> = crate::hypercall::IMPLEMENTED.iter().map(|h| h.nr).collect();
-    v.extend([
-        __HYPERVISOR_event_channel_op,
-        __HYPERVISOR_set_gdt,
-        __HYPERVISOR_set_debugreg,
-        __HYPERVISOR_get_debugreg,
-        __HYPERVISOR_sysctl,
-        99,
-        48,
-        63,
-    ]);
+    let mut v: Vec<u32> = crate::hypercall::TABLE.iter().map(|h| h.nr).collect();
+    v.extend([99, 48, 63]);
     v
 }
 
@@ -263,17 +253,9 @@ fn id(w: &World, s: usize) -> u16 {
 
 /// A hypercall as a line.
 fn name(nr: u64, a: [u64; 5]) -> String {
-    let others = [
-        (__HYPERVISOR_event_channel_op, "event_channel_op"),
-        (__HYPERVISOR_set_gdt, "set_gdt"),
-        (__HYPERVISOR_set_debugreg, "set_debugreg"),
-        (__HYPERVISOR_get_debugreg, "get_debugreg"),
-        (__HYPERVISOR_sysctl, "sysctl"),
-    ];
-    let n = crate::hypercall::IMPLEMENTED
+    let n = crate::hypercall::TABLE
         .iter()
         .map(|h| (h.nr, h.name))
-        .chain(others)
         .find(|&(n, _)| u64::from(n) == nr)
         .map_or_else(|| format!("hypercall{nr}"), |(_, name)| name.to_string());
     format!(

@@ -1,0 +1,415 @@
+//! Host tests of the hypercall table: its rows agree with `hypercall_abi` and with the guest's
+//! conformance suite, unknown numbers are -ENOSYS, the multicall column holds, and every
+//! hypercall seen to wake or stop another domain is one the table says reaches others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use hypercall_abi::domctl::*;
+use hypercall_abi::errno::Errno;
+use hypercall_abi::event_channel::*;
+use hypercall_abi::sched::*;
+use hypercall_abi::xen::*;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::table::{lookup, reaches_others, Reach};
+use super::testing::*;
+use super::*;
+use crate::domain::DomainId;
+use crate::domains::{DomainSet, MAX_PORT_2L};
+use crate::guest::{copy_from_guest, copy_to_guest, PageTableGuest};
+use crate::mm::Mfn;
+
+const ARG: u64 = GUEST_VA;
+
+fn put<T: IntoBytes + Immutable>(m: &mut FakeMachine, va: u64, v: &T) {
+    let mut g = PageTableGuest { mem: m, l4: Mfn(1) };
+    copy_to_guest(&mut g, va, v).unwrap();
+}
+
+fn get<T: FromBytes + IntoBytes>(m: &mut FakeMachine, va: u64) -> T {
+    let g = PageTableGuest { mem: m, l4: Mfn(1) };
+    copy_from_guest(&g, va).unwrap()
+}
+
+/// dom0 (privileged) and two domUs, 1 and 2.
+fn world() -> (FakeMachine, Box<DomainSet>) {
+    let (m, _, _) = setup();
+    let mut set = Box::new(DomainSet::new());
+    for id in 0..3 {
+        set.install(usize::from(id), guest(id), MAX_PORT_2L);
+    }
+    (m, set)
+}
+
+/// Makes hypercall `nr` as the domain with id `caller`.
+fn hc(m: &mut FakeMachine, set: &mut DomainSet, caller: DomainId, nr: u32, a: [u64; 5]) -> i64 {
+    let slot = set.slot_of(caller).unwrap();
+    with_set_ctx(m, set, slot, |ctx| dispatch(ctx, nr.into(), a))
+}
+
+/// What the scheduler looks at in a domain: whether it was woken (an upcall pending), stopped
+/// (shut down, marked for destruction) or blocked.
+fn sched_view(m: &FakeMachine, set: &DomainSet, id: DomainId) -> String {
+    let g = set.guest(set.slot_of(id).unwrap()).unwrap();
+    format!(
+        "upcall={} shutdown={:?} destroy={} blocked={} poll={}",
+        crate::shared::upcall_pending(m, &g.dom),
+        g.dom.shutdown,
+        g.destroy,
+        g.dom.vcpu.blocked,
+        g.dom.vcpu.poll.is_some(),
+    )
+}
+
+/// Runs hypercall `nr` as `caller` and reports whether it changed how the scheduler sees any
+/// other domain; checks that the table then says the hypercall reaches others.
+fn assert_flagged_if_it_reaches(
+    m: &mut FakeMachine,
+    set: &mut DomainSet,
+    caller: DomainId,
+    nr: u32,
+    a: [u64; 5],
+) -> (i64, bool) {
+    let others: Vec<DomainId> = set
+        .slots()
+        .map(|(_, g)| g.dom.id)
+        .filter(|&id| id != caller)
+        .collect();
+    let before: Vec<String> = others.iter().map(|&id| sched_view(m, set, id)).collect();
+    let rc = hc(m, set, caller, nr, a);
+    let after: Vec<String> = others.iter().map(|&id| sched_view(m, set, id)).collect();
+    let changed = before != after;
+    if changed {
+        assert!(
+            reaches_others(nr.into()),
+            "hypercall {nr} changed another domain ({before:?} -> {after:?}) but its row says {:?}",
+            lookup(nr.into()).map(|h| h.reach)
+        );
+    }
+    (rc, changed)
+}
+
+#[test]
+fn table_has_no_duplicate_numbers_names_or_handlers() {
+    let mut nrs = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    let mut handlers = Vec::new();
+    for h in TABLE {
+        assert!(nrs.insert(h.nr), "number {} twice", h.nr);
+        assert!(names.insert(h.name), "name {} twice", h.name);
+        assert!(!handlers.contains(&h.handler), "{:?} twice", h.handler);
+        handlers.push(h.handler);
+        assert_eq!(lookup(h.nr.into()), Some(h));
+    }
+    // In number order, as Xen's table reads.
+    assert!(TABLE.windows(2).all(|w| w[0].nr < w[1].nr));
+}
+
+/// `pub const __HYPERVISOR_<name>: u32 = <n>;` from hypercall-abi's source: the name-to-number
+/// map written down independently of the table.
+fn abi_numbers() -> BTreeMap<String, u32> {
+    let src = include_str!("../../../hypercall-abi/src/xen.rs");
+    src.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("pub const __HYPERVISOR_")?;
+            let (name, rest) = rest.split_once(": u32 = ")?;
+            let n = rest.strip_suffix(';')?.parse().ok()?;
+            Some((name.to_string(), n))
+        })
+        .collect()
+}
+
+#[test]
+fn every_row_has_hypercall_abis_number_for_its_name() {
+    let abi = abi_numbers();
+    assert!(abi.len() > 40, "hypercall-abi's constants not found");
+    for h in TABLE {
+        assert_eq!(abi.get(h.name), Some(&h.nr), "row {}", h.name);
+    }
+}
+
+/// Every `.rs` file under `dir`, with its text.
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
+        }
+    }
+}
+
+/// The guest's hypercall wrappers (`guest-kernel/src/kernel/hypercall.rs`): wrapper name to the
+/// `__HYPERVISOR_*` name it issues.
+fn guest_wrappers(src: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in src.lines() {
+        let l = line.trim_start();
+        let l = l.strip_prefix("pub ").unwrap_or(l);
+        let l = l.strip_prefix("unsafe ").unwrap_or(l);
+        if let Some(rest) = l.strip_prefix("fn ") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            current = Some(name);
+            continue;
+        }
+        if let (Some(f), Some(i)) = (&current, line.find("__HYPERVISOR_")) {
+            let name: String = line[i + "__HYPERVISOR_".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            map.entry(f.clone()).or_insert(name);
+        }
+    }
+    map
+}
+
+#[test]
+fn every_hypercall_the_conformance_suite_makes_is_in_the_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src/kernel");
+    let wrappers = guest_wrappers(&std::fs::read_to_string(root.join("hypercall.rs")).unwrap());
+    // `shutdown` issues `sched_op` through the `sched_op` wrapper.
+    let mut wrappers = wrappers;
+    assert_eq!(wrappers.insert("shutdown".into(), "sched_op".into()), None);
+    let mut files = Vec::new();
+    sources(&root.join("conformance"), &mut files);
+    assert!(files.len() > 3, "conformance sources not found");
+    let mut used = BTreeSet::new();
+    for (_, text) in &files {
+        for (i, _) in text.match_indices("__HYPERVISOR_") {
+            let name: String = text[i + "__HYPERVISOR_".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            used.insert(name);
+        }
+        for (wrapper, name) in &wrappers {
+            if text.contains(&format!("hc::{wrapper}("))
+                || text.contains(&format!("hc::{wrapper}::"))
+            {
+                used.insert(name.clone());
+            }
+        }
+    }
+    // Sanity: the suite's main areas are seen.
+    for name in [
+        "mmu_update",
+        "event_channel_op",
+        "grant_table_op",
+        "multicall",
+        "xen_version",
+    ] {
+        assert!(used.contains(name), "{name} not found in the suite");
+    }
+    let served: BTreeSet<&str> = TABLE.iter().map(|h| h.name).collect();
+    for name in &used {
+        assert!(
+            served.contains(name.as_str()),
+            "the suite makes {name}, not in the table"
+        );
+    }
+}
+
+#[test]
+fn numbers_without_a_row_are_enosys() {
+    let (mut m, mut set) = world();
+    let mut unknown: Vec<u64> = (0..80).filter(|&n| lookup(n).is_none()).collect();
+    unknown.extend([
+        u64::from(u32::MAX),
+        1 << 32,
+        u64::from(__HYPERVISOR_iret) | 1 << 32,
+        u64::MAX,
+    ]);
+    // Xen's own numbers we do not serve.
+    for nr in [
+        __HYPERVISOR_platform_op,
+        __HYPERVISOR_update_descriptor,
+        __HYPERVISOR_xsm_op,
+    ] {
+        assert!(unknown.contains(&u64::from(nr)));
+    }
+    for nr in unknown {
+        let slot = set.slot_of(1).unwrap();
+        let (rc, counted) = with_set_ctx(&mut m, &mut set, slot, |ctx| {
+            let before = ctx.dom.vcpu.perf.hypercalls;
+            let rc = dispatch(ctx, nr, [0; 5]);
+            (rc, ctx.dom.vcpu.perf.hypercalls - before)
+        });
+        assert_eq!(rc, Errno::ENOSYS.neg(), "number {nr:#x}");
+        assert_eq!(counted, 1);
+        assert!(!reaches_others(nr));
+    }
+}
+
+#[test]
+fn rows_kept_out_of_a_multicall_get_einval_there() {
+    let (mut m, mut set) = world();
+    let kept_out: Vec<u32> = TABLE
+        .iter()
+        .filter(|h| !h.in_multicall)
+        .map(|h| h.nr)
+        .collect();
+    assert_eq!(kept_out, [__HYPERVISOR_multicall, __HYPERVISOR_iret]);
+    let list = ARG + 0x100;
+    let mut entries = Vec::new();
+    for &nr in &kept_out {
+        entries.push(MulticallEntry {
+            op: nr.into(),
+            result: 0x5a5a,
+            args: [list, 1, 0, 0, 0, 0],
+        });
+    }
+    // An allowed one between them runs: xen_version(XENVER_version) is the version.
+    entries.push(MulticallEntry {
+        op: __HYPERVISOR_xen_version.into(),
+        result: 0x5a5a,
+        args: [0; 6],
+    });
+    for (i, e) in entries.iter().enumerate() {
+        put(&mut m, list + i as u64 * 64, e);
+    }
+    let rc = hc(
+        &mut m,
+        &mut set,
+        1,
+        __HYPERVISOR_multicall,
+        [list, entries.len() as u64, 0, 0, 0],
+    );
+    assert_eq!(rc, 0);
+    for i in 0..kept_out.len() {
+        let e: MulticallEntry = get(&mut m, list + i as u64 * 64);
+        assert_eq!(e.result as i64, Errno::EINVAL.neg(), "entry {i}");
+    }
+    let v: MulticallEntry = get(&mut m, list + kept_out.len() as u64 * 64);
+    assert!(v.result as i64 > 0);
+}
+
+#[test]
+fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others() {
+    let (mut m, mut set) = world();
+    // Domain 2 blocks, waiting for events.
+    set.guest_mut(set.slot_of(2).unwrap())
+        .unwrap()
+        .dom
+        .vcpu
+        .blocked = true;
+    // Domain 2 offers a port to dom0; dom0 binds it (neither touches the other's run state).
+    let a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: 0,
+        port: 0,
+    };
+    put(&mut m, ARG, &a);
+    let args = [EVTCHNOP_alloc_unbound.into(), ARG, 0, 0, 0];
+    assert_eq!(
+        hc(&mut m, &mut set, 2, __HYPERVISOR_event_channel_op, args),
+        0
+    );
+    let remote_port = get::<EvtchnAllocUnbound>(&mut m, ARG).port;
+    let b = EvtchnBindInterdomain {
+        remote_dom: 2,
+        remote_port,
+        ..Default::default()
+    };
+    put(&mut m, ARG, &b);
+    let args = [EVTCHNOP_bind_interdomain.into(), ARG, 0, 0, 0];
+    assert_eq!(
+        hc(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args),
+        0
+    );
+    let local_port = get::<EvtchnBindInterdomain>(&mut m, ARG).local_port;
+    // dom0 sends: domain 2 gets an upcall pending, which wakes it.
+    put(&mut m, ARG, &EvtchnSend { port: local_port });
+    let args = [EVTCHNOP_send.into(), ARG, 0, 0, 0];
+    let (rc, changed) =
+        assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args);
+    assert_eq!(rc, 0);
+    assert!(changed, "the send did not reach domain 2");
+    assert!(crate::shared::upcall_pending(
+        &m,
+        &set.guest(set.slot_of(2).unwrap()).unwrap().dom
+    ));
+    // The same send inside a multicall: the multicall's row must say so too.
+    // Domain 2 handles the event as its upcall would: clears evtchn_upcall_pending,
+    // evtchn_pending_sel (vcpu_info offset 8) and the port's bit (evtchn_pending, at 2048).
+    let si = set
+        .guest(set.slot_of(2).unwrap())
+        .unwrap()
+        .dom
+        .shared_info
+        .maddr()
+        .0;
+    for (offset, len) in [(crate::shared::UPCALL_PENDING, 1), (8, 8), (2048, 8)] {
+        let zero = [0u8; 8];
+        crate::mm::MachineMemoryMut::write(&mut m, crate::mm::Maddr(si + offset), &zero[..len])
+            .unwrap();
+    }
+    let list = ARG + 0x100;
+    put(
+        &mut m,
+        list,
+        &MulticallEntry {
+            op: __HYPERVISOR_event_channel_op.into(),
+            result: 0,
+            args: [EVTCHNOP_send.into(), ARG, 0, 0, 0, 0],
+        },
+    );
+    let (rc, changed) = assert_flagged_if_it_reaches(
+        &mut m,
+        &mut set,
+        0,
+        __HYPERVISOR_multicall,
+        [list, 1, 0, 0, 0],
+    );
+    assert_eq!(rc, 0);
+    assert!(changed, "the multicall's send did not reach domain 2");
+}
+
+#[test]
+fn stopping_another_domain_goes_through_hypercalls_that_reach_others() {
+    let (mut m, mut set) = world();
+    // SCHEDOP_remote_shutdown of domain 1 by dom0.
+    let s = SchedRemoteShutdown {
+        domain_id: 1,
+        reason: SHUTDOWN_poweroff,
+        ..Default::default()
+    };
+    put(&mut m, ARG, &s);
+    let args = [SCHEDOP_remote_shutdown.into(), ARG, 0, 0, 0];
+    let (rc, changed) =
+        assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_sched_op, args);
+    assert_eq!((rc, changed), (0, true));
+    // XEN_DOMCTL_destroydomain of domain 2 by dom0.
+    let op = XenDomctl {
+        cmd: XEN_DOMCTL_destroydomain,
+        domain: 2,
+        ..Default::default()
+    };
+    put(&mut m, ARG, &op);
+    let (rc, changed) =
+        assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_domctl, [ARG, 0, 0, 0, 0]);
+    assert_eq!((rc, changed), (0, true));
+}
+
+#[test]
+fn only_the_rows_that_reach_others_are_flagged() {
+    let flagged: Vec<&str> = TABLE
+        .iter()
+        .filter(|h| h.reach == Reach::Others)
+        .map(|h| h.name)
+        .collect();
+    // What the arch layer's way out treated as touching other domains before the table: any
+    // change here changes when the scheduler runs its full pass.
+    assert_eq!(
+        flagged,
+        ["multicall", "sched_op", "event_channel_op", "domctl"]
+    );
+}
