@@ -13,9 +13,7 @@
 use core::arch::asm;
 
 use guest_kernel::pci::{config_address, CONFIG_ADDRESS, CONFIG_DATA};
-use hypercall_abi::physdev::{
-    PHYSDEVOP_manage_pci_add, PHYSDEVOP_set_iopl, PhysdevManagePci, PhysdevSetIopl,
-};
+use hypercall_abi::physdev::{PhysdevManagePci, PhysdevSetIopl};
 use spin::Mutex;
 use virtio_drivers::transport::pci::bus::{
     ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, PciRoot,
@@ -30,7 +28,7 @@ static CF8: Mutex<()> = Mutex::new(());
 /// `PHYSDEVOP_set_iopl(iopl)`: returns the hypercall's result (0, or -EINVAL above 3).
 pub fn set_iopl(iopl: u32) -> i64 {
     let mut arg = PhysdevSetIopl { iopl };
-    hc::physdev_op(PHYSDEVOP_set_iopl, &mut arg)
+    hc::physdev_op(&mut arg)
 }
 
 /// `inl`.
@@ -257,7 +255,7 @@ pub fn msi_attack() -> Result<(usize, usize), i64> {
             bus: df.bus,
             devfn: df.device << 3 | df.function,
         };
-        let rc = hc::physdev_op(PHYSDEVOP_manage_pci_add, &mut add);
+        let rc = hc::physdev_op(&mut add);
         let caps = guest_kernel::pci::capabilities(|reg| read8(df, reg));
         let mut list = alloc::string::String::new();
         for (pos, id) in &caps {

@@ -28,7 +28,7 @@ use core::ptr;
 
 use guest_kernel::paging::{entry_frame, index, make_entry, PTE_A, PTE_NX, PTE_P, PTE_RW};
 use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
-use hypercall_abi::memory::XENMEM_maximum_ram_page;
+use hypercall_abi::memory::MemoryNoArg;
 use hypercall_abi::xen::{
     __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_set_gdt,
     __HYPERVISOR_update_va_mapping, __HYPERVISOR_update_va_mapping_otherdomain,
@@ -112,7 +112,7 @@ impl Env {
         if [l3, l2].iter().any(|&t| mm::mfn_to_pfn(t) >= si.nr_pages) {
             return Err("page tables outside the p2m");
         }
-        let max_ram = hc::memory_op::<u8>(XENMEM_maximum_ram_page, None) as u64;
+        let max_ram = hc::memory_op_noarg(MemoryNoArg::MaximumRamPage) as u64;
         let shinfo = si.shared_info >> 12;
         let unowned = unowned_ram_frame(si.nr_pages, shinfo, max_ram).ok_or("no unowned frame")?;
         let free = [(l4, FREE_L4_SLOT), (l3, FREE_L3_SLOT), (l2, FREE_L2_SLOT)];
