@@ -36,7 +36,7 @@ pub mod vcpu;
 pub mod version;
 pub mod xen;
 
-pub use errno::Errno;
+pub use errno::{Errno, HypercallError};
 
 /// Implements `Default` as all-zeroes for structs whose arrays are too large for `derive(Default)`.
 macro_rules! zeroed_default {

@@ -133,6 +133,10 @@ const EXEMPT: &[(&str, &str)] = &[
         "Rust-only list of the variants, for iteration",
     ),
     (
+        "errno::HypercallError",
+        "Rust-only wrapper of a failed hypercall's negative return value",
+    ),
+    (
         "io::xenbus::XenbusState::ALL",
         "Rust-only list of the variants, for iteration",
     ),

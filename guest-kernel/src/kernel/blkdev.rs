@@ -30,6 +30,7 @@ use core::ptr::{self, NonNull};
 use guest_kernel::layout::{direct_map_va, MMIO_BASE, MMIO_END};
 use guest_kernel::paging::{index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_RW};
 use guest_kernel::pci::{is_virtio_blk, selftest_pattern};
+use hypercall_abi::HypercallError;
 use spin::Mutex;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction};
@@ -57,7 +58,7 @@ const MAX_REQUEST_SECTORS: usize = 64;
 #[derive(Debug)]
 pub enum BlkError {
     /// `PHYSDEVOP_set_iopl(1)` failed with this result.
-    Iopl(i64),
+    Iopl(HypercallError),
     /// No virtio-blk function on PCI bus 0.
     NoDevice,
     /// The virtio-pci transport could not be set up.

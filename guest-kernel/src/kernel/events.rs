@@ -21,6 +21,7 @@ use hypercall_abi::event_channel::{
 };
 use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::DOMID_SELF;
+use hypercall_abi::HypercallError;
 use spin::Mutex;
 
 use super::hypercall as hc;
@@ -122,17 +123,13 @@ pub fn wait(timeout_ns: Option<u64>) {
     shared_info::set_upcall_mask(1);
 }
 
-/// An event-channel hypercall's result: `Ok` or the negative errno.
-fn check(rc: i64) -> Result<(), i64> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(rc)
-    }
+/// An event-channel hypercall's result: `Ok` or the error (event-channel ops return 0 on success).
+fn check(rc: i64) -> Result<(), HypercallError> {
+    HypercallError::check(rc).map(|_| ())
 }
 
 /// `EVTCHNOP_alloc_unbound`: a fresh port of ours that `remote` may bind to.
-pub fn alloc_unbound(remote: u16) -> Result<u32, i64> {
+pub fn alloc_unbound(remote: u16) -> Result<u32, HypercallError> {
     let mut a = EvtchnAllocUnbound {
         dom: DOMID_SELF,
         remote_dom: remote,
@@ -143,7 +140,7 @@ pub fn alloc_unbound(remote: u16) -> Result<u32, i64> {
 }
 
 /// `EVTCHNOP_bind_interdomain`: connects a new local port to `remote`'s unbound `remote_port`.
-pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, i64> {
+pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, HypercallError> {
     let mut b = EvtchnBindInterdomain {
         remote_dom: remote,
         remote_port,
@@ -156,7 +153,7 @@ pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, i64> {
 }
 
 /// `EVTCHNOP_bind_virq` on vCPU 0.
-pub fn bind_virq(virq: u32) -> Result<u32, i64> {
+pub fn bind_virq(virq: u32) -> Result<u32, HypercallError> {
     let mut b = EvtchnBindVirq {
         virq,
         vcpu: 0,
@@ -168,13 +165,13 @@ pub fn bind_virq(virq: u32) -> Result<u32, i64> {
 }
 
 /// `EVTCHNOP_send`.
-pub fn send(port: u32) -> Result<(), i64> {
+pub fn send(port: u32) -> Result<(), HypercallError> {
     let mut s = EvtchnSend { port };
     check(hc::event_channel_op(&mut s))
 }
 
 /// `EVTCHNOP_close` (and forgets the port's handler).
-pub fn close(port: u32) -> Result<(), i64> {
+pub fn close(port: u32) -> Result<(), HypercallError> {
     unregister(port);
     let mut c = EvtchnClose { port };
     check(hc::event_channel_op(&mut c))

@@ -39,6 +39,7 @@ use hypercall_abi::io::xs_wire::{XsdSockmsg, XENSTORE_ERROR_RINGIDX, XS_WATCH_EV
 use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 use hypercall_abi::sysctl::{XEN_SYSCTL_getdomaininfolist, XenSysctl, XenSysctlGetdomaininfolist};
 use hypercall_abi::xen::{StartInfo, VIRQ_DOM_EXC, VIRQ_TIMER};
+use hypercall_abi::HypercallError;
 use ring_drivers::console_ring::{self, LinePrefixer};
 use ring_drivers::xenbus::{parse_reply, parse_watch_event, Access, Perm, Reply, Request};
 use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
@@ -89,7 +90,7 @@ impl introduce::Resources for Dom0Rings {
         }
     }
 
-    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, i64> {
+    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, HypercallError> {
         events::bind_interdomain(domid, remote)
     }
 
@@ -128,16 +129,13 @@ pub fn has_domus() -> bool {
     domus().is_ok_and(|d| !d.is_empty())
 }
 
-fn hvm_param(domid: u16, index: u32) -> Result<u64, i64> {
+fn hvm_param(domid: u16, index: u32) -> Result<u64, HypercallError> {
     let mut p = GetParam(XenHvmParam {
         domid,
         index,
         ..Default::default()
     });
-    match hc::hvm_op(&mut p) {
-        0 => Ok(p.0.value),
-        rc => Err(rc),
-    }
+    HypercallError::check(hc::hvm_op(&mut p)).map(|_| p.0.value)
 }
 
 fn destroy(domid: u16) -> i64 {
@@ -922,7 +920,7 @@ fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32
         GNTMAP_device_map, GNTMAP_readonly, GnttabMapGrantRef, GnttabUnmapGrantRef,
     };
     let case = |name: &str, v: i64| println!("case2 {name} = {v}");
-    let rc = |r: Result<u32, i64>| r.map_or_else(|e| e, |_| 0);
+    let rc = |r: Result<u32, HypercallError>| r.map_or_else(HypercallError::ret, |_| 0);
     // Event channels.
     case(
         "evtchn.rebind_bound_remote_port",
@@ -942,7 +940,7 @@ fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32
     );
     case(
         "evtchn.send_bound",
-        events::send(local).map_or_else(|e| e, |()| 0),
+        events::send(local).map_or_else(HypercallError::ret, |()| 0),
     );
     // Grants: device mappings (no virtual address needed).
     let map = |gref: u32, dom: u16, readonly: bool| {

@@ -23,6 +23,7 @@ use hypercall_abi::vcpu::{
 };
 use hypercall_abi::version::XenVersionNoArg;
 use hypercall_abi::xen::{__HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, VIRQ_TIMER};
+use hypercall_abi::HypercallError;
 
 use super::super::events;
 use super::super::hypercall::{self as hc, ptr as gp};
@@ -49,21 +50,17 @@ pub(super) fn cases(s: &mut Suite) {
 struct TimerPort(u32);
 
 impl TimerPort {
-    fn bind() -> Result<TimerPort, i64> {
+    fn bind() -> Result<TimerPort, HypercallError> {
         let mut virq = EvtchnBindVirq {
             virq: VIRQ_TIMER,
             vcpu: 0,
             port: 0,
         };
-        match hc::event_channel_op(&mut virq) {
-            0 => {
-                // Forget anything a previous case left behind on a port with this number.
-                shared_info::clear_bit(Pending, virq.port);
-                events::take(virq.port);
-                Ok(TimerPort(virq.port))
-            }
-            rc => Err(rc),
-        }
+        HypercallError::check(hc::event_channel_op(&mut virq))?;
+        // Forget anything a previous case left behind on a port with this number.
+        shared_info::clear_bit(Pending, virq.port);
+        events::take(virq.port);
+        Ok(TimerPort(virq.port))
     }
 
     /// Closes the port; the return code.

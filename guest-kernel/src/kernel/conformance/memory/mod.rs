@@ -40,6 +40,7 @@ use hypercall_abi::xen::{
     MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, UVMF_INVLPG,
     UVMF_TLB_FLUSH,
 };
+use hypercall_abi::HypercallError;
 
 use super::super::hypercall::{self as hc, ptr as gp};
 use super::super::shared_info;
@@ -302,12 +303,9 @@ fn fill(m: &ScratchMap, entries: &[u64]) {
 
 /// Scratch page `m` as a would-be page table: filled with `entries` and mapped read-only. `Err`
 /// is the return code of the read-only remap.
-fn table_page(m: &ScratchMap, entries: &[u64]) -> Result<(), i64> {
+fn table_page(m: &ScratchMap, entries: &[u64]) -> Result<(), HypercallError> {
     fill(m, entries);
-    match readonly(m) {
-        0 => Ok(()),
-        rc => Err(rc),
-    }
+    HypercallError::check(readonly(m)).map(|_| ())
 }
 
 /// Puts scratch page `m` back writable and zeroed after [`table_page`].
