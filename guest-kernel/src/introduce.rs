@@ -18,6 +18,8 @@
 use alloc::collections::BTreeSet;
 use core::fmt;
 
+use hypercall_abi::HypercallError;
+
 /// Which of a domU's two rings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ring {
@@ -42,7 +44,7 @@ pub enum ConnectError<E> {
     /// Mapping the ring page failed.
     Map(Ring, E),
     /// Binding the ring's port failed (the hypercall's return code).
-    Bind(Ring, i64),
+    Bind(Ring, HypercallError),
 }
 
 impl<E: fmt::Display> fmt::Display for ConnectError<E> {
@@ -65,7 +67,7 @@ pub trait Resources {
     /// Unmaps a page and frees its window.
     fn unmap(&mut self, page: Self::Page);
     /// Binds a local port to `domid`'s unbound port `remote`; the local port or the return code.
-    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, i64>;
+    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, HypercallError>;
     /// Closes a local port.
     fn close(&mut self, port: u32);
 }
@@ -179,6 +181,7 @@ impl Failed {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+    use hypercall_abi::Errno;
 
     /// Which call of the fake fails, if any.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -219,7 +222,7 @@ mod tests {
         fn unmap(&mut self, page: u64) {
             assert!(self.windows_in_use.remove(&page), "unmapped twice");
         }
-        fn bind(&mut self, _domid: u16, _remote: u32) -> Result<u32, i64> {
+        fn bind(&mut self, _domid: u16, _remote: u32) -> Result<u32, HypercallError> {
             self.binds += 1;
             let step = if self.binds % 2 == 1 {
                 Step::BindStore
@@ -227,7 +230,7 @@ mod tests {
                 Step::BindConsole
             };
             if self.fail == Some(step) {
-                return Err(-22);
+                return Err(Errno::EINVAL.into());
             }
             self.next_port += 1;
             self.ports_bound.insert(self.next_port);
@@ -271,8 +274,8 @@ mod tests {
             let want = match step {
                 Step::MapStore => ConnectError::Map(Ring::Store, "refused"),
                 Step::MapConsole => ConnectError::Map(Ring::Console, "refused"),
-                Step::BindStore => ConnectError::Bind(Ring::Store, -22),
-                Step::BindConsole => ConnectError::Bind(Ring::Console, -22),
+                Step::BindStore => ConnectError::Bind(Ring::Store, Errno::EINVAL.into()),
+                Step::BindConsole => ConnectError::Bind(Ring::Console, Errno::EINVAL.into()),
             };
             assert_eq!(err, want);
             assert!(
@@ -287,7 +290,7 @@ mod tests {
             );
         }
         assert_eq!(
-            ConnectError::<&str>::Bind(Ring::Console, -22).to_string(),
+            ConnectError::<&str>::Bind(Ring::Console, Errno::EINVAL.into()).to_string(),
             "console port: bind_interdomain=-22"
         );
     }

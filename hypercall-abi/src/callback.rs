@@ -64,3 +64,14 @@ pub struct CallbackUnregister {
     pub _unused: u16,
 }
 assert_layout!(CallbackUnregister, 4, { r#type: 0, _unused: 2 });
+
+/// An argument of `HYPERVISOR_callback_op`, paired with the one command that takes it
+/// (`callback.h`).
+pub trait CallbackOpArg {
+    /// The `CALLBACKOP_*` command whose argument this is.
+    const CMD: u32;
+}
+crate::sub_ops!(CallbackOpArg:
+    CallbackRegister => CALLBACKOP_register,
+    CallbackUnregister => CALLBACKOP_unregister,
+);

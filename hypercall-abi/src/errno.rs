@@ -344,9 +344,68 @@ impl core::fmt::Display for Errno {
     }
 }
 
+/// A failed hypercall, as the guest sees it: the negative value the hypercall returned, which is
+/// `-errno` for every error Xen gives a guest. Kept raw so that a value [`Errno`] does not name is
+/// still reported as it came; [`HypercallError::errno`] names it. `Display` prints the raw value
+/// (`-22`), as the guest's logs and the conformance answers always have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HypercallError(i64);
+
+impl HypercallError {
+    /// A hypercall's return value as a result: `Ok` with a non-negative value, the error otherwise.
+    pub const fn check(ret: i64) -> Result<u64, HypercallError> {
+        if ret < 0 {
+            Err(HypercallError(ret))
+        } else {
+            Ok(ret as u64)
+        }
+    }
+
+    /// The error a hypercall failing with `e` returns.
+    pub const fn from_errno(e: Errno) -> HypercallError {
+        HypercallError(e.neg())
+    }
+
+    /// The raw return value (negative).
+    pub const fn ret(self) -> i64 {
+        self.0
+    }
+
+    /// The error as an [`Errno`], when it is one Xen defines.
+    pub const fn errno(self) -> Option<Errno> {
+        Errno::from_ret(self.0)
+    }
+}
+
+impl From<Errno> for HypercallError {
+    fn from(e: Errno) -> Self {
+        Self::from_errno(e)
+    }
+}
+
+impl core::fmt::Display for HypercallError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hypercall_errors_keep_the_raw_value() {
+        assert_eq!(HypercallError::check(0), Ok(0));
+        assert_eq!(HypercallError::check(7), Ok(7));
+        let e = HypercallError::check(-22).unwrap_err();
+        assert_eq!(e, HypercallError::from(Errno::EINVAL));
+        assert_eq!(e.errno(), Some(Errno::EINVAL));
+        assert_eq!(e.ret(), -22);
+        assert_eq!(std::format!("{e}"), "-22");
+        // A value Xen never returns to guests (ERESTART) is kept, unnamed.
+        let odd = HypercallError::check(-85).unwrap_err();
+        assert_eq!((odd.ret(), odd.errno()), (-85, None));
+    }
 
     #[test]
     fn from_raw_round_trips_every_variant() {

@@ -381,3 +381,44 @@ pub struct EvtchnFifoControlBlock {
     pub head: [EventWord; EVTCHN_FIFO_MAX_QUEUES],
 }
 assert_layout!(EvtchnFifoControlBlock, 72, { ready: 0, _rsvd: 4, head: 8 });
+
+/// An argument of `HYPERVISOR_event_channel_op`, paired with the one command that takes it, so a
+/// wrapper generic over it cannot hand the hypervisor a structure smaller than the command writes.
+///
+/// ```
+/// use hypercall_abi::event_channel::{EvtchnOpArg, EvtchnSend, EVTCHNOP_send};
+/// fn cmd_of<A: EvtchnOpArg>(_: &mut A) -> u32 {
+///     A::CMD
+/// }
+/// assert_eq!(cmd_of(&mut EvtchnSend { port: 3 }), EVTCHNOP_send);
+/// ```
+///
+/// Another family's argument does not compile:
+///
+/// ```compile_fail,E0277
+/// use hypercall_abi::event_channel::EvtchnOpArg;
+/// fn cmd_of<A: EvtchnOpArg>(_: &mut A) -> u32 {
+///     A::CMD
+/// }
+/// cmd_of(&mut hypercall_abi::sched::SchedPoll::default());
+/// ```
+pub trait EvtchnOpArg {
+    /// The `EVTCHNOP_*` command whose argument this is (`event_channel.h`).
+    const CMD: u32;
+}
+crate::sub_ops!(EvtchnOpArg:
+    EvtchnBindInterdomain => EVTCHNOP_bind_interdomain,
+    EvtchnBindVirq => EVTCHNOP_bind_virq,
+    EvtchnBindPirq => EVTCHNOP_bind_pirq,
+    EvtchnClose => EVTCHNOP_close,
+    EvtchnSend => EVTCHNOP_send,
+    EvtchnStatus => EVTCHNOP_status,
+    EvtchnAllocUnbound => EVTCHNOP_alloc_unbound,
+    EvtchnBindIpi => EVTCHNOP_bind_ipi,
+    EvtchnBindVcpu => EVTCHNOP_bind_vcpu,
+    EvtchnUnmask => EVTCHNOP_unmask,
+    EvtchnReset => EVTCHNOP_reset,
+    EvtchnInitControl => EVTCHNOP_init_control,
+    EvtchnExpandArray => EVTCHNOP_expand_array,
+    EvtchnSetPriority => EVTCHNOP_set_priority,
+);

@@ -612,3 +612,25 @@ mod tests {
         assert_eq!(gntst_message(1), None);
     }
 }
+
+/// An element of the argument array of `HYPERVISOR_grant_table_op`, paired with the one command
+/// that takes it (`grant_table.h`: the struct declared after each `#define`).
+pub trait GnttabOpArg {
+    /// The `GNTTABOP_*` command whose argument this is.
+    const CMD: u32;
+}
+crate::sub_ops!(GnttabOpArg:
+    GnttabMapGrantRef => GNTTABOP_map_grant_ref,
+    GnttabUnmapGrantRef => GNTTABOP_unmap_grant_ref,
+    GnttabSetupTable => GNTTABOP_setup_table,
+    GnttabDumpTable => GNTTABOP_dump_table,
+    GnttabTransfer => GNTTABOP_transfer,
+    GnttabCopy => GNTTABOP_copy,
+    GnttabQuerySize => GNTTABOP_query_size,
+    GnttabUnmapAndReplace => GNTTABOP_unmap_and_replace,
+    GnttabSetVersion => GNTTABOP_set_version,
+    GnttabGetStatusFrames => GNTTABOP_get_status_frames,
+    GnttabGetVersion => GNTTABOP_get_version,
+    GnttabSwapGrantRef => GNTTABOP_swap_grant_ref,
+    GnttabCacheFlush => GNTTABOP_cache_flush,
+);

@@ -44,3 +44,27 @@ pub struct XenHvmParam {
     pub value: u64,
 }
 assert_layout!(XenHvmParam, 16, { domid: 0, pad: 2, index: 4, value: 8 });
+
+/// An argument of `HYPERVISOR_hvm_op`, paired with the one command that takes it (`hvm_op.h`).
+/// Set and get share [`XenHvmParam`], so each has a `#[repr(transparent)]` wrapper.
+pub trait HvmOpArg {
+    /// The `HVMOP_*` command whose argument this is.
+    const CMD: u64;
+}
+
+/// The argument of `HVMOP_set_param`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetParam(pub XenHvmParam);
+
+/// The argument of `HVMOP_get_param`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GetParam(pub XenHvmParam);
+
+impl HvmOpArg for SetParam {
+    const CMD: u64 = HVMOP_set_param;
+}
+impl HvmOpArg for GetParam {
+    const CMD: u64 = HVMOP_get_param;
+}

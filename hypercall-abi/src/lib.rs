@@ -36,7 +36,7 @@ pub mod vcpu;
 pub mod version;
 pub mod xen;
 
-pub use errno::Errno;
+pub use errno::{Errno, HypercallError};
 
 /// Implements `Default` as all-zeroes for structs whose arrays are too large for `derive(Default)`.
 macro_rules! zeroed_default {
@@ -60,3 +60,14 @@ macro_rules! assert_layout {
     };
 }
 pub(crate) use assert_layout;
+
+/// Pairs sub-ops of one multiplexed hypercall with their argument types: implements the family's
+/// trait (`EvtchnOp`, `SchedOp`, ...) for each type with the command as `CMD`. Each pairing is the
+/// one the comment above the command in Xen's public header names (`@arg == ...` or the struct
+/// declared right after the `#define`).
+macro_rules! sub_ops {
+    ($tr:ident: $($t:ty => $cmd:expr),* $(,)?) => {
+        $(impl $tr for $t { const CMD: u32 = $cmd; })*
+    };
+}
+pub(crate) use sub_ops;

@@ -385,3 +385,61 @@ assert_layout!(XenVnumaTopologyInfo, 40, {
     domid: 0, pad: 2, nr_vnodes: 4, nr_vcpus: 8, nr_vmemranges: 12, vdistance: 16,
     vcpu_to_vnode: 24, vmemrange: 32,
 });
+
+/// An argument of `HYPERVISOR_memory_op`, paired with the one command that takes it (`memory.h`:
+/// the struct declared after each `#define`). Commands sharing a structure get a
+/// `#[repr(transparent)]` wrapper named after the command; those not listed go through the guest's
+/// raw escape hatch.
+pub trait MemoryOpArg {
+    /// The `XENMEM_*` command whose argument this is.
+    const CMD: u32;
+}
+
+/// The argument of `XENMEM_current_reservation`: a [`XenMemoryDomain`] (`arg == addr of struct xen_memory_domain`).
+#[doc(alias = "XENMEM_current_reservation")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CurrentReservation(pub XenMemoryDomain);
+
+/// The argument of `XENMEM_maximum_reservation`: a [`XenMemoryDomain`] (`arg == addr of struct xen_memory_domain`).
+#[doc(alias = "XENMEM_maximum_reservation")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaximumReservation(pub XenMemoryDomain);
+
+/// The argument of `XENMEM_maximum_gpfn`: a [`XenMemoryDomain`] (`arg == addr of struct xen_memory_domain`).
+#[doc(alias = "XENMEM_maximum_gpfn")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaximumGpfn(pub XenMemoryDomain);
+
+/// The argument of `XENMEM_machine_memory_map`: a [`XenMemoryMap`], as for `XENMEM_memory_map`.
+#[doc(alias = "XENMEM_machine_memory_map")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineMemoryMap(pub XenMemoryMap);
+
+crate::sub_ops!(MemoryOpArg:
+    CurrentReservation => XENMEM_current_reservation,
+    MaximumReservation => XENMEM_maximum_reservation,
+    MaximumGpfn => XENMEM_maximum_gpfn,
+    XenMemoryMap => XENMEM_memory_map,
+    MachineMemoryMap => XENMEM_machine_memory_map,
+    XenForeignMemoryMap => XENMEM_set_memory_map,
+    XenMemoryExchange => XENMEM_exchange,
+    XenMachphysMfnList => XENMEM_machphys_mfn_list,
+    XenMachphysMapping => XENMEM_machphys_mapping,
+    XenAddToPhysmap => XENMEM_add_to_physmap,
+    XenAddToPhysmapBatch => XENMEM_add_to_physmap_batch,
+    XenRemoveFromPhysmap => XENMEM_remove_from_physmap,
+    XenMemAcquireResource => XENMEM_acquire_resource,
+    XenVnumaTopologyInfo => XENMEM_get_vnumainfo,
+);
+
+/// The `memory_op` commands that take no argument.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryNoArg {
+    /// `XENMEM_maximum_ram_page`: returns the highest machine frame.
+    MaximumRamPage = XENMEM_maximum_ram_page,
+}

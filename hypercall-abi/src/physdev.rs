@@ -220,3 +220,21 @@ pub struct PhysdevUnmapPirq {
     pub pirq: i32,
 }
 assert_layout!(PhysdevUnmapPirq, 8, { domid: 0, _pad0: 2, pirq: 4 });
+
+/// An argument of `HYPERVISOR_physdev_op`, paired with the one command that takes it
+/// (`physdev.h`: the struct declared after each `#define`).
+pub trait PhysdevOpArg {
+    /// The `PHYSDEVOP_*` command whose argument this is.
+    const CMD: u32;
+}
+crate::sub_ops!(PhysdevOpArg:
+    PhysdevEoi => PHYSDEVOP_eoi,
+    PhysdevPirqEoiGmfn => PHYSDEVOP_pirq_eoi_gmfn_v2,
+    PhysdevIrqStatusQuery => PHYSDEVOP_irq_status_query,
+    PhysdevSetIopl => PHYSDEVOP_set_iopl,
+    PhysdevSetIobitmap => PHYSDEVOP_set_iobitmap,
+    PhysdevMapPirq => PHYSDEVOP_map_pirq,
+    PhysdevUnmapPirq => PHYSDEVOP_unmap_pirq,
+    // `PHYSDEVOP_manage_pci_remove` shares the structure; only `add` is paired.
+    PhysdevManagePci => PHYSDEVOP_manage_pci_add,
+);

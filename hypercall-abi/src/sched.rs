@@ -114,3 +114,36 @@ pub struct SchedPinOverride {
     pub pcpu: i32,
 }
 assert_layout!(SchedPinOverride, 4, { pcpu: 0 });
+
+/// An argument of `HYPERVISOR_sched_op`, paired with the one command that takes it (`sched.h`,
+/// `@arg == pointer to ...`).
+pub trait SchedOpArg {
+    /// The `SCHEDOP_*` command whose argument this is.
+    const CMD: u32;
+}
+
+/// The argument of `SCHEDOP_shutdown_code`: a [`SchedShutdown`] (`@arg == sched_shutdown_t, as for
+/// SCHEDOP_shutdown`), wrapped so the type names the command.
+#[doc(alias = "SCHEDOP_shutdown_code")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownCode(pub SchedShutdown);
+
+crate::sub_ops!(SchedOpArg:
+    SchedShutdown => SCHEDOP_shutdown,
+    SchedPoll => SCHEDOP_poll,
+    SchedRemoteShutdown => SCHEDOP_remote_shutdown,
+    ShutdownCode => SCHEDOP_shutdown_code,
+    SchedWatchdog => SCHEDOP_watchdog,
+    SchedPinOverride => SCHEDOP_pin_override,
+);
+
+/// The `sched_op` commands that take no argument (`@arg == NULL`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedNoArg {
+    /// `SCHEDOP_yield`.
+    Yield = SCHEDOP_yield,
+    /// `SCHEDOP_block`.
+    Block = SCHEDOP_block,
+}

@@ -167,3 +167,37 @@ pub struct VcpuRegisterTimeMemoryArea {
     pub addr: u64,
 }
 assert_layout!(VcpuRegisterTimeMemoryArea, 8, { addr: 0 });
+
+/// An argument of `HYPERVISOR_vcpu_op`, paired with the one command that takes it (`vcpu.h`:
+/// the struct declared after each `#define`).
+pub trait VcpuOpArg {
+    /// The `VCPUOP_*` command whose argument this is.
+    const CMD: u32;
+}
+crate::sub_ops!(VcpuOpArg:
+    VcpuRunstateInfo => VCPUOP_get_runstate_info,
+    VcpuRegisterRunstateMemoryArea => VCPUOP_register_runstate_memory_area,
+    VcpuSetPeriodicTimer => VCPUOP_set_periodic_timer,
+    VcpuSetSingleshotTimer => VCPUOP_set_singleshot_timer,
+    VcpuRegisterVcpuInfo => VCPUOP_register_vcpu_info,
+    VcpuGetPhysid => VCPUOP_get_physid,
+    VcpuRegisterTimeMemoryArea => VCPUOP_register_vcpu_time_memory_area,
+);
+
+/// The `vcpu_op` commands that take no argument (`@arg == NULL` in `vcpu.h`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuNoArg {
+    /// `VCPUOP_up`.
+    Up = VCPUOP_up,
+    /// `VCPUOP_down`.
+    Down = VCPUOP_down,
+    /// `VCPUOP_is_up`.
+    IsUp = VCPUOP_is_up,
+    /// `VCPUOP_stop_periodic_timer`.
+    StopPeriodicTimer = VCPUOP_stop_periodic_timer,
+    /// `VCPUOP_stop_singleshot_timer`.
+    StopSingleshotTimer = VCPUOP_stop_singleshot_timer,
+    /// `VCPUOP_send_nmi`.
+    SendNmi = VCPUOP_send_nmi,
+}

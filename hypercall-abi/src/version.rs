@@ -149,3 +149,57 @@ pub const XENFEAT_not_direct_mapped: u32 = 16;
 pub const XENFEAT_direct_mapped: u32 = 17;
 /// Number of 32-bit feature submaps.
 pub const XENFEAT_NR_SUBMAPS: u32 = 1;
+
+/// An argument buffer of `HYPERVISOR_xen_version`, paired with the one command that fills it
+/// (`version.h`). The character-array commands get `#[repr(transparent)]` wrappers named after the
+/// command, since several share an array type.
+pub trait XenVersionArg {
+    /// The `XENVER_*` command whose argument this is.
+    const CMD: u32;
+}
+
+/// The buffer of `XENVER_extraversion`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extraversion(pub XenExtraversion);
+
+/// The buffer of `XENVER_capabilities`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities(pub XenCapabilitiesInfo);
+
+/// The buffer of `XENVER_changeset`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Changeset(pub XenChangesetInfo);
+
+/// The buffer of `XENVER_commandline`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commandline(pub XenCommandline);
+
+/// The buffer of `XENVER_guest_handle`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestHandle(pub XenDomainHandle);
+
+crate::sub_ops!(XenVersionArg:
+    Extraversion => XENVER_extraversion,
+    XenCompileInfo => XENVER_compile_info,
+    Capabilities => XENVER_capabilities,
+    Changeset => XENVER_changeset,
+    XenPlatformParameters => XENVER_platform_parameters,
+    XenFeatureInfo => XENVER_get_features,
+    GuestHandle => XENVER_guest_handle,
+    Commandline => XENVER_commandline,
+);
+
+/// The `xen_version` commands that take no argument and return a value.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XenVersionNoArg {
+    /// `XENVER_version`: `major << 16 | minor`.
+    Version = XENVER_version,
+    /// `XENVER_pagesize`.
+    Pagesize = XENVER_pagesize,
+}

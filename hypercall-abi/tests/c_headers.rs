@@ -133,6 +133,10 @@ const EXEMPT: &[(&str, &str)] = &[
         "Rust-only list of the variants, for iteration",
     ),
     (
+        "errno::HypercallError",
+        "Rust-only wrapper of a failed hypercall's negative return value",
+    ),
+    (
         "io::xenbus::XenbusState::ALL",
         "Rust-only list of the variants, for iteration",
     ),
@@ -343,6 +347,19 @@ fn type_checks() -> Vec<TypeCheck> {
         version::XenCommandline => "xen_commandline_t" {};
         version::XenDomainHandle => "xen_domain_handle_t" {};
         xen::DomId => "domid_t" {};
+        // The sub-op wrappers: same layout as what they wrap.
+        sched::ShutdownCode => "sched_shutdown_t" {};
+        memory::CurrentReservation => "struct xen_memory_domain" {};
+        memory::MaximumReservation => "struct xen_memory_domain" {};
+        memory::MaximumGpfn => "struct xen_memory_domain" {};
+        memory::MachineMemoryMap => "struct xen_memory_map" {};
+        version::Extraversion => "xen_extraversion_t" {};
+        version::Capabilities => "xen_capabilities_info_t" {};
+        version::Changeset => "xen_changeset_info_t" {};
+        version::Commandline => "xen_commandline_t" {};
+        version::GuestHandle => "xen_domain_handle_t" {};
+        hvm::SetParam => "struct xen_hvm_param" {};
+        hvm::GetParam => "struct xen_hvm_param" {};
     }
 }
 
@@ -1049,6 +1066,17 @@ fn const_checks() -> Vec<ConstCheck> {
         io::xenbus::XenbusState::Closed => "XenbusStateClosed",
         io::xenbus::XenbusState::Reconfiguring => "XenbusStateReconfiguring",
         io::xenbus::XenbusState::Reconfigured => "XenbusStateReconfigured",
+        sched::SchedNoArg::Yield = (sched::SchedNoArg::Yield as u32) => "SCHEDOP_yield",
+        sched::SchedNoArg::Block = (sched::SchedNoArg::Block as u32) => "SCHEDOP_block",
+        memory::MemoryNoArg::MaximumRamPage = (memory::MemoryNoArg::MaximumRamPage as u32) => "XENMEM_maximum_ram_page",
+        vcpu::VcpuNoArg::Up = (vcpu::VcpuNoArg::Up as u32) => "VCPUOP_up",
+        vcpu::VcpuNoArg::Down = (vcpu::VcpuNoArg::Down as u32) => "VCPUOP_down",
+        vcpu::VcpuNoArg::IsUp = (vcpu::VcpuNoArg::IsUp as u32) => "VCPUOP_is_up",
+        vcpu::VcpuNoArg::StopPeriodicTimer = (vcpu::VcpuNoArg::StopPeriodicTimer as u32) => "VCPUOP_stop_periodic_timer",
+        vcpu::VcpuNoArg::StopSingleshotTimer = (vcpu::VcpuNoArg::StopSingleshotTimer as u32) => "VCPUOP_stop_singleshot_timer",
+        vcpu::VcpuNoArg::SendNmi = (vcpu::VcpuNoArg::SendNmi as u32) => "VCPUOP_send_nmi",
+        version::XenVersionNoArg::Version = (version::XenVersionNoArg::Version as u32) => "XENVER_version",
+        version::XenVersionNoArg::Pagesize = (version::XenVersionNoArg::Pagesize as u32) => "XENVER_pagesize",
     ];
     // Helper functions and macro equivalents, compared on sample inputs.
     let extra: Vec<(&str, Val, &str)> = vec![
@@ -2021,4 +2049,223 @@ fn every_public_item_is_checked() {
         errs.len(),
         errs.join("\n  ")
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sub-op pairings: each multiplexed command with the argument type its header comment names.
+// ------------------------------------------------------------------------------------------------
+
+/// One `impl <Trait> for <Type>` of the sub-op traits, with the command and argument type that
+/// Xen's header pairs (the `@arg == ...` / `arg == ...` comment, or the struct declared after the
+/// `#define`).
+struct PairCheck {
+    /// `event_channel::EvtchnOpArg for EvtchnSend`.
+    key: String,
+    /// `<Type as Trait>::CMD`.
+    cmd: i128,
+    size: usize,
+    c_cmd: &'static str,
+    c_type: &'static str,
+}
+
+macro_rules! pairs {
+    ($($m:ident::$tr:ident { $($ty:ident => $ccmd:literal, $cty:literal;)* })*) => {
+        vec![$($(PairCheck {
+            key: format!("{}::{} for {}", stringify!($m), stringify!($tr), stringify!($ty)),
+            cmd: <$m::$ty as $m::$tr>::CMD as i128,
+            size: size_of::<$m::$ty>(),
+            c_cmd: $ccmd,
+            c_type: $cty,
+        }),*),*]
+    };
+}
+
+fn pair_checks() -> Vec<PairCheck> {
+    pairs! {
+        event_channel::EvtchnOpArg {
+            EvtchnBindInterdomain => "EVTCHNOP_bind_interdomain", "evtchn_bind_interdomain_t";
+            EvtchnBindVirq => "EVTCHNOP_bind_virq", "evtchn_bind_virq_t";
+            EvtchnBindPirq => "EVTCHNOP_bind_pirq", "evtchn_bind_pirq_t";
+            EvtchnClose => "EVTCHNOP_close", "evtchn_close_t";
+            EvtchnSend => "EVTCHNOP_send", "evtchn_send_t";
+            EvtchnStatus => "EVTCHNOP_status", "evtchn_status_t";
+            EvtchnAllocUnbound => "EVTCHNOP_alloc_unbound", "evtchn_alloc_unbound_t";
+            EvtchnBindIpi => "EVTCHNOP_bind_ipi", "evtchn_bind_ipi_t";
+            EvtchnBindVcpu => "EVTCHNOP_bind_vcpu", "evtchn_bind_vcpu_t";
+            EvtchnUnmask => "EVTCHNOP_unmask", "evtchn_unmask_t";
+            EvtchnReset => "EVTCHNOP_reset", "evtchn_reset_t";
+            EvtchnInitControl => "EVTCHNOP_init_control", "evtchn_init_control_t";
+            EvtchnExpandArray => "EVTCHNOP_expand_array", "evtchn_expand_array_t";
+            EvtchnSetPriority => "EVTCHNOP_set_priority", "evtchn_set_priority_t";
+        }
+        sched::SchedOpArg {
+            SchedShutdown => "SCHEDOP_shutdown", "sched_shutdown_t";
+            SchedPoll => "SCHEDOP_poll", "sched_poll_t";
+            SchedRemoteShutdown => "SCHEDOP_remote_shutdown", "sched_remote_shutdown_t";
+            ShutdownCode => "SCHEDOP_shutdown_code", "sched_shutdown_t";
+            SchedWatchdog => "SCHEDOP_watchdog", "sched_watchdog_t";
+            SchedPinOverride => "SCHEDOP_pin_override", "sched_pin_override_t";
+        }
+        memory::MemoryOpArg {
+            CurrentReservation => "XENMEM_current_reservation", "struct xen_memory_domain";
+            MaximumReservation => "XENMEM_maximum_reservation", "struct xen_memory_domain";
+            MaximumGpfn => "XENMEM_maximum_gpfn", "struct xen_memory_domain";
+            XenMemoryMap => "XENMEM_memory_map", "struct xen_memory_map";
+            MachineMemoryMap => "XENMEM_machine_memory_map", "struct xen_memory_map";
+            XenForeignMemoryMap => "XENMEM_set_memory_map", "struct xen_foreign_memory_map";
+            XenMemoryExchange => "XENMEM_exchange", "struct xen_memory_exchange";
+            XenMachphysMfnList => "XENMEM_machphys_mfn_list", "struct xen_machphys_mfn_list";
+            XenMachphysMapping => "XENMEM_machphys_mapping", "struct xen_machphys_mapping";
+            XenAddToPhysmap => "XENMEM_add_to_physmap", "struct xen_add_to_physmap";
+            XenAddToPhysmapBatch => "XENMEM_add_to_physmap_batch", "struct xen_add_to_physmap_batch";
+            XenRemoveFromPhysmap => "XENMEM_remove_from_physmap", "struct xen_remove_from_physmap";
+            XenMemAcquireResource => "XENMEM_acquire_resource", "struct xen_mem_acquire_resource";
+            XenVnumaTopologyInfo => "XENMEM_get_vnumainfo", "struct xen_vnuma_topology_info";
+        }
+        physdev::PhysdevOpArg {
+            PhysdevEoi => "PHYSDEVOP_eoi", "struct physdev_eoi";
+            PhysdevPirqEoiGmfn => "PHYSDEVOP_pirq_eoi_gmfn_v2", "struct physdev_pirq_eoi_gmfn";
+            PhysdevIrqStatusQuery => "PHYSDEVOP_irq_status_query", "struct physdev_irq_status_query";
+            PhysdevSetIopl => "PHYSDEVOP_set_iopl", "struct physdev_set_iopl";
+            PhysdevSetIobitmap => "PHYSDEVOP_set_iobitmap", "struct physdev_set_iobitmap";
+            PhysdevMapPirq => "PHYSDEVOP_map_pirq", "struct physdev_map_pirq";
+            PhysdevUnmapPirq => "PHYSDEVOP_unmap_pirq", "struct physdev_unmap_pirq";
+            PhysdevManagePci => "PHYSDEVOP_manage_pci_add", "struct physdev_manage_pci";
+        }
+        vcpu::VcpuOpArg {
+            VcpuRunstateInfo => "VCPUOP_get_runstate_info", "struct vcpu_runstate_info";
+            VcpuRegisterRunstateMemoryArea => "VCPUOP_register_runstate_memory_area", "struct vcpu_register_runstate_memory_area";
+            VcpuSetPeriodicTimer => "VCPUOP_set_periodic_timer", "struct vcpu_set_periodic_timer";
+            VcpuSetSingleshotTimer => "VCPUOP_set_singleshot_timer", "struct vcpu_set_singleshot_timer";
+            VcpuRegisterVcpuInfo => "VCPUOP_register_vcpu_info", "struct vcpu_register_vcpu_info";
+            VcpuGetPhysid => "VCPUOP_get_physid", "struct vcpu_get_physid";
+            VcpuRegisterTimeMemoryArea => "VCPUOP_register_vcpu_time_memory_area", "struct vcpu_register_time_memory_area";
+        }
+        grant_table::GnttabOpArg {
+            GnttabMapGrantRef => "GNTTABOP_map_grant_ref", "struct gnttab_map_grant_ref";
+            GnttabUnmapGrantRef => "GNTTABOP_unmap_grant_ref", "struct gnttab_unmap_grant_ref";
+            GnttabSetupTable => "GNTTABOP_setup_table", "struct gnttab_setup_table";
+            GnttabDumpTable => "GNTTABOP_dump_table", "struct gnttab_dump_table";
+            GnttabTransfer => "GNTTABOP_transfer", "struct gnttab_transfer";
+            GnttabCopy => "GNTTABOP_copy", "struct gnttab_copy";
+            GnttabQuerySize => "GNTTABOP_query_size", "struct gnttab_query_size";
+            GnttabUnmapAndReplace => "GNTTABOP_unmap_and_replace", "struct gnttab_unmap_and_replace";
+            GnttabSetVersion => "GNTTABOP_set_version", "struct gnttab_set_version";
+            GnttabGetStatusFrames => "GNTTABOP_get_status_frames", "struct gnttab_get_status_frames";
+            GnttabGetVersion => "GNTTABOP_get_version", "struct gnttab_get_version";
+            GnttabSwapGrantRef => "GNTTABOP_swap_grant_ref", "struct gnttab_swap_grant_ref";
+            GnttabCacheFlush => "GNTTABOP_cache_flush", "struct gnttab_cache_flush";
+        }
+        callback::CallbackOpArg {
+            CallbackRegister => "CALLBACKOP_register", "struct callback_register";
+            CallbackUnregister => "CALLBACKOP_unregister", "struct callback_unregister";
+        }
+        version::XenVersionArg {
+            Extraversion => "XENVER_extraversion", "xen_extraversion_t";
+            XenCompileInfo => "XENVER_compile_info", "xen_compile_info_t";
+            Capabilities => "XENVER_capabilities", "xen_capabilities_info_t";
+            Changeset => "XENVER_changeset", "xen_changeset_info_t";
+            XenPlatformParameters => "XENVER_platform_parameters", "xen_platform_parameters_t";
+            XenFeatureInfo => "XENVER_get_features", "xen_feature_info_t";
+            GuestHandle => "XENVER_guest_handle", "xen_domain_handle_t";
+            Commandline => "XENVER_commandline", "xen_commandline_t";
+        }
+        hvm::HvmOpArg {
+            SetParam => "HVMOP_set_param", "struct xen_hvm_param";
+            GetParam => "HVMOP_get_param", "struct xen_hvm_param";
+        }
+    }
+}
+
+/// The `(trait, type)` pairs the sources declare: the `sub_ops!(Trait: Type => CMD, ...)` lists and
+/// hand-written `impl Trait for Type` of a `*Arg` trait.
+fn scan_pairs(dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let module = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut in_list: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix("crate::sub_ops!(") {
+                in_list = Some(rest.trim_end_matches(':').to_string());
+            } else if t == ");" {
+                in_list = None;
+            } else if let Some(tr) = &in_list {
+                if let Some((ty, _)) = t.split_once(" => ") {
+                    found.insert(format!("{module}::{tr} for {ty}"));
+                }
+            } else if let Some(rest) = t.strip_prefix("impl ") {
+                if let Some((tr, ty)) = rest.trim_end_matches(" {").split_once(" for ") {
+                    if tr.ends_with("OpArg") || tr.ends_with("VersionArg") {
+                        found.insert(format!("{module}::{tr} for {ty}"));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every sub-op trait impl pairs a command with the argument type Xen's header names for it: the
+/// command's value and the type's size match C. A wrong pairing here would let the guest's typed
+/// wrapper hand the hypervisor a buffer smaller than the command writes.
+#[test]
+fn sub_op_pairings_match_c() {
+    let pairs = pair_checks();
+    let listed: BTreeSet<String> = pairs.iter().map(|p| p.key.clone()).collect();
+    let declared = scan_pairs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(
+        declared.contains("event_channel::EvtchnOpArg for EvtchnSend"),
+        "scanner found no sub-op pairs: {declared:?}"
+    );
+    let unlisted: Vec<_> = declared.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&declared).collect();
+    assert!(
+        unlisted.is_empty() && stale.is_empty(),
+        "pairings declared in src but not checked: {unlisted:?}; checked but not declared: {stale:?}"
+    );
+
+    let mut c = String::from(C_PRELUDE);
+    for p in &pairs {
+        writeln!(
+            c,
+            "    printf(\"P %s %lld %zu\\n\", {}, (long long)({}), sizeof({}));",
+            c_string(&p.key),
+            p.c_cmd,
+            p.c_type
+        )
+        .unwrap();
+    }
+    c.push_str("    return 0;\n}\n");
+    let out = run_c(&c);
+    let mut from_c = BTreeMap::new();
+    for line in out.lines() {
+        let rest = line.strip_prefix("P ").unwrap();
+        let (rest, size) = rest.rsplit_once(' ').unwrap();
+        let (key, cmd) = rest.rsplit_once(' ').unwrap();
+        from_c.insert(
+            key.to_string(),
+            (cmd.parse::<i128>().unwrap(), size.parse::<usize>().unwrap()),
+        );
+    }
+    let mut errs = Vec::new();
+    for p in &pairs {
+        let (cmd, size) = from_c[&p.key];
+        if cmd != p.cmd {
+            errs.push(format!("{}: CMD {} but {} is {cmd}", p.key, p.cmd, p.c_cmd));
+        }
+        if size != p.size {
+            errs.push(format!(
+                "{}: {} bytes but {} is {size}",
+                p.key, p.size, p.c_type
+            ));
+        }
+    }
+    eprintln!("checked against C: {} sub-op pairings", pairs.len());
+    assert!(errs.is_empty(), "sub-op pairings:\n  {}", errs.join("\n  "));
 }

@@ -13,7 +13,6 @@
 
 use guest_kernel::cmdline::Cmdline;
 use guest_kernel::pt_lab::Params;
-use hypercall_abi::version::XENVER_version;
 
 use super::hypercall;
 use super::pt_workload::{self, rdtsc};
@@ -41,7 +40,7 @@ fn null_hypercall() {
     };
     for s in samples.iter_mut() {
         let t0 = rdtsc();
-        let v = hypercall::xen_version::<u8>(XENVER_version, None);
+        let v = hypercall::xen_version_noarg(hypercall_abi::version::XenVersionNoArg::Version);
         let t1 = rdtsc();
         core::hint::black_box(v);
         *s = t1.wrapping_sub(t0).min(u64::from(u32::MAX)) as u32;

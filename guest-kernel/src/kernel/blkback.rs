@@ -28,7 +28,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use hypercall_abi::grant_table::{
-    GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTTABOP_copy, GnttabCopy, GnttabCopyPtr,
+    GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabCopy, GnttabCopyPtr,
 };
 use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
@@ -195,7 +195,7 @@ impl GntCopy {
             return Ok(());
         }
         self.hypercalls += 1;
-        let rc = hc::grant_table_op(GNTTABOP_copy, &mut self.ops);
+        let rc = hc::grant_table_op(&mut self.ops);
         if rc != 0 {
             return Err(GrantIoError {
                 gref: self.grefs[0],

@@ -30,6 +30,7 @@ use core::ptr::{self, NonNull};
 use guest_kernel::layout::{direct_map_va, MMIO_BASE, MMIO_END};
 use guest_kernel::paging::{index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_RW};
 use guest_kernel::pci::{is_virtio_blk, selftest_pattern};
+use hypercall_abi::HypercallError;
 use spin::Mutex;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction};
@@ -57,7 +58,7 @@ const MAX_REQUEST_SECTORS: usize = 64;
 #[derive(Debug)]
 pub enum BlkError {
     /// `PHYSDEVOP_set_iopl(1)` failed with this result.
-    Iopl(i64),
+    Iopl(HypercallError),
     /// No virtio-blk function on PCI bus 0.
     NoDevice,
     /// The virtio-pci transport could not be set up.
@@ -268,8 +269,8 @@ fn bind_gsi(gsi: u32) -> Option<IrqMode> {
     if shared_info::get().is_none() || time::now_ns().is_none() {
         return None;
     }
-    use hypercall_abi::event_channel::{EVTCHNOP_bind_pirq, EvtchnBindPirq};
-    use hypercall_abi::physdev::{PHYSDEVOP_map_pirq, PhysdevMapPirq, MAP_PIRQ_TYPE_GSI};
+    use hypercall_abi::event_channel::EvtchnBindPirq;
+    use hypercall_abi::physdev::{PhysdevMapPirq, MAP_PIRQ_TYPE_GSI};
     let mut map = PhysdevMapPirq {
         domid: hypercall_abi::xen::DOMID_SELF,
         r#type: MAP_PIRQ_TYPE_GSI,
@@ -277,7 +278,7 @@ fn bind_gsi(gsi: u32) -> Option<IrqMode> {
         pirq: gsi as i32,
         ..Default::default()
     };
-    if hc::physdev_op(PHYSDEVOP_map_pirq, &mut map) != 0 || map.pirq < 0 {
+    if hc::physdev_op(&mut map) != 0 || map.pirq < 0 {
         return None;
     }
     let pirq = map.pirq as u32;
@@ -286,7 +287,7 @@ fn bind_gsi(gsi: u32) -> Option<IrqMode> {
         flags: hypercall_abi::event_channel::BIND_PIRQ__WILL_SHARE,
         port: 0,
     };
-    if hc::event_channel_op(EVTCHNOP_bind_pirq, &mut bind) != 0 {
+    if hc::event_channel_op(&mut bind) != 0 {
         return None;
     }
     // The upcall handles unmasked ports only: this one is waited for with SCHEDOP_poll.
@@ -442,14 +443,14 @@ impl BlockDevice {
     /// clear the event, read the ISR (lowering the line) and EOI the PIRQ. The poll has a timeout
     /// so that a lost interrupt only costs time.
     fn wait(&mut self, token: u16, port: u32, pirq: u32) {
-        use hypercall_abi::physdev::{PHYSDEVOP_eoi, PhysdevEoi};
-        use hypercall_abi::sched::{SCHEDOP_poll, SchedPoll};
+        use hypercall_abi::physdev::PhysdevEoi;
+        use hypercall_abi::sched::SchedPoll;
         loop {
             if shared_info::test_bit(Bitmap::Pending, port) == 1 {
                 shared_info::clear_bit(Bitmap::Pending, port);
                 self.interrupts += 1;
                 self.blk.ack_interrupt();
-                hc::physdev_op(PHYSDEVOP_eoi, &mut PhysdevEoi { irq: pirq });
+                hc::physdev_op(&mut PhysdevEoi { irq: pirq });
             }
             if self.blk.peek_used() == Some(token) {
                 break;
@@ -461,7 +462,7 @@ impl BlockDevice {
                 timeout: time::now_ns().map_or(0, |t| t + 100_000_000),
                 ..Default::default()
             };
-            hc::sched_op(SCHEDOP_poll, Some(&mut poll));
+            hc::sched_op(&mut poll);
             if shared_info::test_bit(Bitmap::Pending, port) != 1 {
                 self.timeouts += 1;
             }

@@ -7,7 +7,6 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_kernel::line::LineBuf;
-use hypercall_abi::sched::SCHEDOP_yield;
 use hypercall_abi::xen::CONSOLEIO_write;
 use ring_drivers::console_ring;
 
@@ -60,7 +59,7 @@ fn ring_write(mut page: MappedPage, mut bytes: &[u8]) -> bool {
         if waited > PATIENCE {
             return false;
         }
-        hypercall::sched_op::<u8>(SCHEDOP_yield, None);
+        hypercall::sched_op_noarg(hypercall_abi::sched::SchedNoArg::Yield);
     }
     true
 }
@@ -74,7 +73,7 @@ pub fn flush() -> bool {
             Ok(0) => return true,
             Ok(_) => {
                 notify();
-                hypercall::sched_op::<u8>(SCHEDOP_yield, None);
+                hypercall::sched_op_noarg(hypercall_abi::sched::SchedNoArg::Yield);
             }
             Err(_) => return false,
         }

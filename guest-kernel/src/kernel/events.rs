@@ -16,12 +16,12 @@ use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hypercall_abi::event_channel::{
-    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
-    EVTCHNOP_send, EVTCHNOP_unmask, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq,
-    EvtchnClose, EvtchnSend, EvtchnUnmask,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnSend,
+    EvtchnUnmask,
 };
-use hypercall_abi::sched::SCHEDOP_block;
+use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::DOMID_SELF;
+use hypercall_abi::HypercallError;
 use spin::Mutex;
 
 use super::hypercall as hc;
@@ -119,70 +119,66 @@ pub fn wait(timeout_ns: Option<u64>) {
     }
     // SCHEDOP_block unmasks upcalls and checks for pending events before blocking; the upcall
     // runs on the way out of the hypercall.
-    hc::sched_op::<u8>(SCHEDOP_block, None);
+    hc::sched_op_noarg(SchedNoArg::Block);
     shared_info::set_upcall_mask(1);
 }
 
-/// An event-channel hypercall's result: `Ok` or the negative errno.
-fn check(rc: i64) -> Result<(), i64> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(rc)
-    }
+/// An event-channel hypercall's result: `Ok` or the error (event-channel ops return 0 on success).
+fn check(rc: i64) -> Result<(), HypercallError> {
+    HypercallError::check(rc).map(|_| ())
 }
 
 /// `EVTCHNOP_alloc_unbound`: a fresh port of ours that `remote` may bind to.
-pub fn alloc_unbound(remote: u16) -> Result<u32, i64> {
+pub fn alloc_unbound(remote: u16) -> Result<u32, HypercallError> {
     let mut a = EvtchnAllocUnbound {
         dom: DOMID_SELF,
         remote_dom: remote,
         port: 0,
     };
-    check(hc::event_channel_op(EVTCHNOP_alloc_unbound, &mut a))?;
+    check(hc::event_channel_op(&mut a))?;
     Ok(a.port)
 }
 
 /// `EVTCHNOP_bind_interdomain`: connects a new local port to `remote`'s unbound `remote_port`.
-pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, i64> {
+pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, HypercallError> {
     let mut b = EvtchnBindInterdomain {
         remote_dom: remote,
         remote_port,
         local_port: 0,
         ..Default::default()
     };
-    check(hc::event_channel_op(EVTCHNOP_bind_interdomain, &mut b))?;
+    check(hc::event_channel_op(&mut b))?;
     unmask(b.local_port);
     Ok(b.local_port)
 }
 
 /// `EVTCHNOP_bind_virq` on vCPU 0.
-pub fn bind_virq(virq: u32) -> Result<u32, i64> {
+pub fn bind_virq(virq: u32) -> Result<u32, HypercallError> {
     let mut b = EvtchnBindVirq {
         virq,
         vcpu: 0,
         port: 0,
     };
-    check(hc::event_channel_op(EVTCHNOP_bind_virq, &mut b))?;
+    check(hc::event_channel_op(&mut b))?;
     unmask(b.port);
     Ok(b.port)
 }
 
 /// `EVTCHNOP_send`.
-pub fn send(port: u32) -> Result<(), i64> {
+pub fn send(port: u32) -> Result<(), HypercallError> {
     let mut s = EvtchnSend { port };
-    check(hc::event_channel_op(EVTCHNOP_send, &mut s))
+    check(hc::event_channel_op(&mut s))
 }
 
 /// `EVTCHNOP_close` (and forgets the port's handler).
-pub fn close(port: u32) -> Result<(), i64> {
+pub fn close(port: u32) -> Result<(), HypercallError> {
     unregister(port);
     let mut c = EvtchnClose { port };
-    check(hc::event_channel_op(EVTCHNOP_close, &mut c))
+    check(hc::event_channel_op(&mut c))
 }
 
 /// `EVTCHNOP_unmask`: clears the port's mask bit (Xen re-raises it if it is pending).
 pub fn unmask(port: u32) {
     let mut u = EvtchnUnmask { port };
-    hc::event_channel_op(EVTCHNOP_unmask, &mut u);
+    hc::event_channel_op(&mut u);
 }

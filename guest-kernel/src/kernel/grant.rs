@@ -14,9 +14,9 @@ use core::sync::atomic::{fence, AtomicU16, Ordering};
 
 use guest_kernel::paging::{make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
 use hypercall_abi::grant_table::{
-    GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTTABOP_copy, GNTTABOP_setup_table, GTF_permit_access,
-    GTF_reading, GTF_readonly, GTF_writing, GnttabCopy, GnttabCopyPtr, GnttabSetupTable,
-    GrantEntryV1, GNTTAB_NR_RESERVED_ENTRIES,
+    GNTCOPY_dest_gref, GNTCOPY_source_gref, GTF_permit_access, GTF_reading, GTF_readonly,
+    GTF_writing, GnttabCopy, GnttabCopyPtr, GnttabSetupTable, GrantEntryV1,
+    GNTTAB_NR_RESERVED_ENTRIES,
 };
 use hypercall_abi::xen::{DOMID_SELF, UVMF_INVLPG};
 use spin::Mutex;
@@ -111,7 +111,7 @@ pub fn init() -> Result<(), GrantError> {
         frame_list: hc::ptr(frames.as_mut_ptr()),
         ..Default::default()
     }];
-    let rc = hc::grant_table_op(GNTTABOP_setup_table, &mut st);
+    let rc = hc::grant_table_op(&mut st);
     if rc != 0 {
         return Err(GrantError::Hypercall("setup_table", rc));
     }
@@ -228,7 +228,7 @@ pub fn copy(src: CopyEnd, dst: CopyEnd, len: u16) -> Result<(), GrantError> {
         flags,
         ..Default::default()
     }];
-    let rc = hc::grant_table_op(GNTTABOP_copy, &mut c);
+    let rc = hc::grant_table_op(&mut c);
     if rc != 0 {
         return Err(GrantError::Hypercall("grant copy", rc));
     }

@@ -8,15 +8,21 @@
 use core::arch::asm;
 
 use hypercall_abi::arch_x86_64::TrapInfo;
-use hypercall_abi::sched::{SCHEDOP_shutdown, SchedShutdown};
+use hypercall_abi::callback::CallbackOpArg;
+use hypercall_abi::event_channel::EvtchnOpArg;
+use hypercall_abi::grant_table::GnttabOpArg;
+use hypercall_abi::hvm::HvmOpArg;
+use hypercall_abi::memory::{MemoryNoArg, MemoryOpArg};
+use hypercall_abi::physdev::PhysdevOpArg;
+use hypercall_abi::sched::{SchedNoArg, SchedOpArg, SchedShutdown};
+use hypercall_abi::vcpu::{VcpuNoArg, VcpuOpArg};
+use hypercall_abi::version::{XenVersionArg, XenVersionNoArg};
 use hypercall_abi::xen::{
-    __HYPERVISOR_callback_op, __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op,
-    __HYPERVISOR_fpu_taskswitch, __HYPERVISOR_get_debugreg, __HYPERVISOR_memory_op,
+    __HYPERVISOR_console_io, __HYPERVISOR_fpu_taskswitch, __HYPERVISOR_get_debugreg,
     __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_multicall,
-    __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op, __HYPERVISOR_set_callbacks,
-    __HYPERVISOR_set_segment_base, __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table,
-    __HYPERVISOR_stack_switch, __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op,
-    __HYPERVISOR_vm_assist, __HYPERVISOR_xen_version, MmuUpdate, MmuextOp, MulticallEntry,
+    __HYPERVISOR_set_callbacks, __HYPERVISOR_set_segment_base, __HYPERVISOR_set_timer_op,
+    __HYPERVISOR_set_trap_table, __HYPERVISOR_stack_switch, __HYPERVISOR_update_va_mapping,
+    __HYPERVISOR_vm_assist, MmuUpdate, MmuextOp, MulticallEntry,
 };
 
 use super::boot::hypercall_page;
@@ -103,58 +109,55 @@ pub fn console_io(cmd: u32, buf: &mut [u8]) -> i64 {
     }
 }
 
-/// `xen_version(cmd, arg)` with an argument buffer of any plain type.
-pub fn xen_version<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
-    let p = arg.map_or(0, |a| ptr(a as *mut T));
-    // SAFETY: `p` is null or a valid exclusive reference for the call; callers pick `T` at least
-    // as large as what `cmd` writes (checked against `version.h` in hypercall-abi).
-    unsafe { hypercall(__HYPERVISOR_xen_version, cmd.into(), p, 0, 0, 0) }
+/// `xen_version(A::CMD, arg)`: the command is the one `version.h` pairs with the buffer's type.
+pub fn xen_version<A: XenVersionArg>(arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` fills.
+    unsafe { raw::xen_version(A::CMD, ptr(arg as *mut A)) }
 }
 
-/// `sched_op(cmd, arg)`.
-pub fn sched_op<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
-    let p = arg.map_or(0, |a| ptr(a as *mut T));
-    // SAFETY: `p` is null or a valid exclusive reference for the call.
-    unsafe { hypercall(__HYPERVISOR_sched_op, cmd.into(), p, 0, 0, 0) }
+/// `xen_version(cmd, NULL)` for the commands that take no buffer.
+pub fn xen_version_noarg(op: XenVersionNoArg) -> i64 {
+    // SAFETY: a null argument, which these commands ignore.
+    unsafe { raw::xen_version(op as u32, 0) }
 }
 
-/// `memory_op(cmd, arg)`.
-pub fn memory_op<T>(cmd: u32, arg: Option<&mut T>) -> i64 {
-    let p = arg.map_or(0, |a| ptr(a as *mut T));
-    // SAFETY: `p` is null or a valid exclusive reference for the call; structures that embed
-    // guest handles are built by the caller from live buffers.
-    unsafe { hypercall(__HYPERVISOR_memory_op, cmd.into(), p, 0, 0, 0) }
+/// `sched_op(A::CMD, arg)`: the command is the one `sched.h` pairs with the argument's type.
+pub fn sched_op<A: SchedOpArg>(arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` takes.
+    unsafe { raw::sched_op(A::CMD, ptr(arg as *mut A)) }
 }
 
-/// `event_channel_op(cmd, arg)`.
-pub fn event_channel_op<T>(cmd: u32, arg: &mut T) -> i64 {
-    // SAFETY: `arg` is a valid exclusive reference for the call.
-    unsafe {
-        hypercall(
-            __HYPERVISOR_event_channel_op,
-            cmd.into(),
-            ptr(arg as *mut T),
-            0,
-            0,
-            0,
-        )
-    }
+/// `sched_op(cmd, NULL)` for the commands that take no argument (yield, block).
+pub fn sched_op_noarg(op: SchedNoArg) -> i64 {
+    // SAFETY: a null argument, which these commands ignore.
+    unsafe { raw::sched_op(op as u32, 0) }
 }
 
-/// `physdev_op(cmd, arg)` with an argument of any plain type.
-pub fn physdev_op<T>(cmd: u32, arg: &mut T) -> i64 {
-    // SAFETY: `arg` is a valid exclusive reference for the call; callers pick the `physdev.h`
-    // struct that `cmd` reads and writes.
-    unsafe {
-        hypercall(
-            __HYPERVISOR_physdev_op,
-            cmd.into(),
-            ptr(arg as *mut T),
-            0,
-            0,
-            0,
-        )
-    }
+/// `memory_op(A::CMD, arg)`: the command is the one `memory.h` pairs with the argument's type.
+pub fn memory_op<A: MemoryOpArg>(arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` takes;
+    // structures that embed guest handles are built by the caller from live buffers (the
+    // hypervisor checks the addresses).
+    unsafe { raw::memory_op(A::CMD, ptr(arg as *mut A)) }
+}
+
+/// `memory_op(cmd, NULL)` for the commands that take no argument.
+pub fn memory_op_noarg(op: MemoryNoArg) -> i64 {
+    // SAFETY: a null argument, which these commands ignore.
+    unsafe { raw::memory_op(op as u32, 0) }
+}
+
+/// `event_channel_op(A::CMD, arg)`: the command is the one `event_channel.h` pairs with the
+/// argument's type, so the hypervisor never writes past `arg`.
+pub fn event_channel_op<A: EvtchnOpArg>(arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` takes.
+    unsafe { raw::event_channel_op(A::CMD, ptr(arg as *mut A)) }
+}
+
+/// `physdev_op(A::CMD, arg)`: the command is the one `physdev.h` pairs with the argument's type.
+pub fn physdev_op<A: PhysdevOpArg>(arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` takes.
+    unsafe { raw::physdev_op(A::CMD, ptr(arg as *mut A)) }
 }
 
 /// `mmu_update(reqs, count, &done, foreigndom)`: returns (rc, done).
@@ -236,25 +239,17 @@ pub unsafe fn set_trap_table(traps: Option<&[TrapInfo]>) -> i64 {
     unsafe { hypercall(__HYPERVISOR_set_trap_table, p, 0, 0, 0, 0) }
 }
 
-/// `callback_op(cmd, arg)` (`callback.h`).
+/// `callback_op(A::CMD, arg)` (`callback.h`).
 ///
 /// # Safety
 /// A registered callback address must be an entry point that copes with what the hypervisor
 /// pushes for that callback type (`traps.rs`), or a type the hypervisor never enters in this
 /// kernel (failsafe after a bad segment reload; syscall from user mode unless `user.rs` runs a
 /// program).
-pub unsafe fn callback_op<T>(cmd: u32, arg: &T) -> i64 {
-    // SAFETY: `arg` is readable for the call; the caller vouches for the address it names.
-    unsafe {
-        hypercall(
-            __HYPERVISOR_callback_op,
-            cmd.into(),
-            ptr(arg as *const T),
-            0,
-            0,
-            0,
-        )
-    }
+pub unsafe fn callback_op<A: CallbackOpArg>(arg: &A) -> i64 {
+    // SAFETY: `arg` is readable for the call and of the type `A::CMD` reads; the caller vouches
+    // for the address it names.
+    unsafe { raw::callback_op(A::CMD, ptr(arg as *const A)) }
 }
 
 /// `set_callbacks(event, failsafe, syscall)`: the pre-`callback_op` way to register all three.
@@ -280,12 +275,18 @@ pub fn set_timer_op(deadline_ns: u64) -> i64 {
     unsafe { hypercall(__HYPERVISOR_set_timer_op, deadline_ns, 0, 0, 0, 0) }
 }
 
-/// `vcpu_op(cmd, vcpu, arg)` with an argument of any plain type (`vcpu.h`).
-pub fn vcpu_op<T>(cmd: u32, vcpu: u32, arg: Option<&mut T>) -> i64 {
-    let p = arg.map_or(0, |a| ptr(a as *mut T));
-    // SAFETY: `p` is null or a valid exclusive reference for the call. The commands the suite uses
-    // read or write only that structure (never VCPUOP_initialise with a live context).
-    unsafe { hypercall(__HYPERVISOR_vcpu_op, cmd.into(), vcpu.into(), p, 0, 0) }
+/// `vcpu_op(A::CMD, vcpu, arg)`: the command is the one `vcpu.h` pairs with the argument's type.
+pub fn vcpu_op<A: VcpuOpArg>(vcpu: u32, arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` takes. No
+    // paired command takes a live register context (VCPUOP_initialise is not paired); the areas
+    // the register commands name are the caller's, checked by the hypervisor.
+    unsafe { raw::vcpu_op(A::CMD, vcpu, ptr(arg as *mut A)) }
+}
+
+/// `vcpu_op(cmd, vcpu, NULL)` for the commands that take no argument.
+pub fn vcpu_op_noarg(op: VcpuNoArg, vcpu: u32) -> i64 {
+    // SAFETY: a null argument, which these commands ignore.
+    unsafe { raw::vcpu_op(op as u32, vcpu, 0) }
 }
 
 /// `set_segment_base(which, base)` (SEGBASE_*, `xen-x86_64.h`).
@@ -336,7 +337,7 @@ pub fn set_debugreg(reg: u32, value: u64) -> i64 {
 pub fn shutdown(reason: u32) -> ! {
     let mut arg = SchedShutdown { reason };
     loop {
-        sched_op(SCHEDOP_shutdown, Some(&mut arg));
+        sched_op(&mut arg);
         // A shutdown that returned was refused; fall back to a crash, then spin.
         arg.reason = hypercall_abi::sched::SHUTDOWN_crash;
         core::hint::spin_loop();
@@ -378,21 +379,12 @@ pub unsafe fn update_va_mapping_otherdomain(va: u64, pte: u64, flags: u64, domid
     }
 }
 
-/// `grant_table_op(cmd, ops, ops.len())`; per-op statuses are written back into `ops`.
-pub fn grant_table_op<T>(cmd: u32, ops: &mut [T]) -> i64 {
-    // SAFETY: `ops` is a live exclusive buffer of `ops.len()` elements of the structure `cmd`
-    // takes (the caller picks `T` accordingly); the hypervisor reads and writes only those. Frame
-    // lists and copy addresses inside them are checked by the hypervisor.
-    unsafe {
-        hypercall(
-            hypercall_abi::xen::__HYPERVISOR_grant_table_op,
-            cmd.into(),
-            ptr(ops.as_mut_ptr()),
-            ops.len() as u64,
-            0,
-            0,
-        )
-    }
+/// `grant_table_op(A::CMD, ops, ops.len())`; per-op statuses are written back into `ops`.
+pub fn grant_table_op<A: GnttabOpArg>(ops: &mut [A]) -> i64 {
+    // SAFETY: `ops` is a live exclusive buffer of `ops.len()` elements of the structure `A::CMD`
+    // takes; the hypervisor reads and writes only those. Frame lists and copy addresses inside
+    // them are checked by the hypervisor.
+    unsafe { raw::grant_table_op(A::CMD, ptr(ops.as_mut_ptr()), ops.len() as u32) }
 }
 
 /// `domctl(op)` (control domain only); the structure is read and written back.
@@ -410,17 +402,119 @@ pub fn domctl(op: &mut hypercall_abi::domctl::XenDomctl) -> i64 {
     }
 }
 
-/// `hvm_op(cmd, arg)`.
-pub fn hvm_op(cmd: u64, arg: &mut hypercall_abi::hvm::XenHvmParam) -> i64 {
-    // SAFETY: `arg` is a valid exclusive reference for the call.
+/// `hvm_op(A::CMD, arg)`: the command is the one `hvm_op.h` pairs with the argument's type.
+pub fn hvm_op<A: HvmOpArg>(arg: &mut A) -> i64 {
+    // SAFETY: `arg` is a valid exclusive reference for the call, of the type `A::CMD` takes.
     unsafe {
         hypercall(
             hypercall_abi::xen::__HYPERVISOR_hvm_op,
-            cmd,
-            ptr(arg as *mut _),
+            A::CMD,
+            ptr(arg as *mut A),
             0,
             0,
             0,
         )
+    }
+}
+
+/// The multiplexed hypercalls with the command and the argument pointer unpaired: the escape hatch
+/// for the conformance cases that pair them wrongly on purpose (an unknown command, a struct too
+/// small, an unmapped pointer) to check the hypervisor's answer. Everything else uses the typed
+/// wrappers above, where the argument's type picks the command.
+pub mod raw {
+    use super::hypercall;
+    use hypercall_abi::xen::{
+        __HYPERVISOR_callback_op, __HYPERVISOR_event_channel_op, __HYPERVISOR_grant_table_op,
+        __HYPERVISOR_memory_op, __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op,
+        __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
+    };
+
+    /// `xen_version(cmd, arg)`.
+    ///
+    /// # Safety
+    /// `arg` is 0, an address the hypervisor must refuse (unmapped, non-canonical), or points to
+    /// memory valid for everything command `cmd` may write (`version.h`), which Rust must not
+    /// assume unchanged across the call.
+    pub unsafe fn xen_version(cmd: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_xen_version, cmd.into(), arg, 0, 0, 0) }
+    }
+
+    /// `sched_op(cmd, arg)`.
+    ///
+    /// # Safety
+    /// As for [`xen_version`], for what `cmd` reads and writes (`sched.h`); a shutdown command ends
+    /// the domain.
+    pub unsafe fn sched_op(cmd: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_sched_op, cmd.into(), arg, 0, 0, 0) }
+    }
+
+    /// `memory_op(cmd, arg)`.
+    ///
+    /// # Safety
+    /// As for [`xen_version`], for what `cmd` reads and writes (`memory.h`), including the buffers
+    /// the argument's guest handles name.
+    pub unsafe fn memory_op(cmd: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_memory_op, cmd.into(), arg, 0, 0, 0) }
+    }
+
+    /// `event_channel_op(cmd, arg)`.
+    ///
+    /// # Safety
+    /// As for [`xen_version`], for what `cmd` reads and writes (`event_channel.h`).
+    pub unsafe fn event_channel_op(cmd: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_event_channel_op, cmd.into(), arg, 0, 0, 0) }
+    }
+
+    /// `physdev_op(cmd, arg)`.
+    ///
+    /// # Safety
+    /// As for [`xen_version`], for what `cmd` reads and writes (`physdev.h`).
+    pub unsafe fn physdev_op(cmd: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_physdev_op, cmd.into(), arg, 0, 0, 0) }
+    }
+
+    /// `vcpu_op(cmd, vcpu, arg)`.
+    ///
+    /// # Safety
+    /// As for [`xen_version`], for what `cmd` reads and writes (`vcpu.h`); never
+    /// `VCPUOP_initialise` with a context for a vCPU that would run Rust code.
+    pub unsafe fn vcpu_op(cmd: u32, vcpu: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_vcpu_op, cmd.into(), vcpu.into(), arg, 0, 0) }
+    }
+
+    /// `callback_op(cmd, arg)`.
+    ///
+    /// # Safety
+    /// As for [`xen_version`], for what `cmd` reads (`callback.h`), and as for
+    /// [`super::callback_op`] for any address it registers.
+    pub unsafe fn callback_op(cmd: u32, arg: u64) -> i64 {
+        // SAFETY: the caller vouches for `arg` as above.
+        unsafe { hypercall(__HYPERVISOR_callback_op, cmd.into(), arg, 0, 0, 0) }
+    }
+
+    /// `grant_table_op(cmd, uop, count)`.
+    ///
+    /// # Safety
+    /// `uop` is an address the hypervisor must refuse, or points to `count` elements of what `cmd`
+    /// reads and writes (`grant_table.h`), valid for the call; frames it maps or copies must not
+    /// be memory Rust relies on.
+    pub unsafe fn grant_table_op(cmd: u32, uop: u64, count: u32) -> i64 {
+        // SAFETY: the caller vouches for `uop` and `count` as above.
+        unsafe {
+            hypercall(
+                __HYPERVISOR_grant_table_op,
+                cmd.into(),
+                uop,
+                count.into(),
+                0,
+                0,
+            )
+        }
     }
 }

@@ -13,9 +13,8 @@
 use core::arch::asm;
 
 use guest_kernel::pci::{config_address, CONFIG_ADDRESS, CONFIG_DATA};
-use hypercall_abi::physdev::{
-    PHYSDEVOP_manage_pci_add, PHYSDEVOP_set_iopl, PhysdevManagePci, PhysdevSetIopl,
-};
+use hypercall_abi::physdev::{PhysdevManagePci, PhysdevSetIopl};
+use hypercall_abi::HypercallError;
 use spin::Mutex;
 use virtio_drivers::transport::pci::bus::{
     ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, PciRoot,
@@ -30,7 +29,7 @@ static CF8: Mutex<()> = Mutex::new(());
 /// `PHYSDEVOP_set_iopl(iopl)`: returns the hypercall's result (0, or -EINVAL above 3).
 pub fn set_iopl(iopl: u32) -> i64 {
     let mut arg = PhysdevSetIopl { iopl };
-    hc::physdev_op(PHYSDEVOP_set_iopl, &mut arg)
+    hc::physdev_op(&mut arg)
 }
 
 /// `inl`.
@@ -90,11 +89,8 @@ impl ConfigurationAccess for PortCam {
 }
 
 /// Raises the IOPL and returns a `PciRoot` over the ports; the error is `set_iopl`'s result.
-pub fn root() -> Result<PciRoot<PortCam>, i64> {
-    match set_iopl(1) {
-        0 => Ok(PciRoot::new(PortCam)),
-        rc => Err(rc),
-    }
+pub fn root() -> Result<PciRoot<PortCam>, HypercallError> {
+    HypercallError::check(set_iopl(1)).map(|_| PciRoot::new(PortCam))
 }
 
 /// Every function on bus 0, in slot order, printed as `pci: 00:04.0 1af4:1001 class 01.00`.
@@ -248,7 +244,7 @@ fn attack_msi(df: DeviceFunction, pos: u8, name: &str) -> bool {
 /// back. Prints
 /// `pci-msi-attack: <n> capabilities attacked, <k> writes took effect`; on a hypervisor that
 /// keeps MSI for itself k is 0. Returns `(n, k)`, or the `set_iopl` error.
-pub fn msi_attack() -> Result<(usize, usize), i64> {
+pub fn msi_attack() -> Result<(usize, usize), HypercallError> {
     let root = root()?;
     let (mut attacked, mut took) = (0, 0);
     for (df, info) in enumerate_bus0(&root, false) {
@@ -257,7 +253,7 @@ pub fn msi_attack() -> Result<(usize, usize), i64> {
             bus: df.bus,
             devfn: df.device << 3 | df.function,
         };
-        let rc = hc::physdev_op(PHYSDEVOP_manage_pci_add, &mut add);
+        let rc = hc::physdev_op(&mut add);
         let caps = guest_kernel::pci::capabilities(|reg| read8(df, reg));
         let mut list = alloc::string::String::new();
         for (pos, id) in &caps {

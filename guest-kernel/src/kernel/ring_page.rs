@@ -16,10 +16,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_kernel::paging::{make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
-use hypercall_abi::grant_table::{
-    GNTMAP_host_map, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GnttabMapGrantRef,
-    GnttabUnmapGrantRef,
-};
+use hypercall_abi::grant_table::{GNTMAP_host_map, GnttabMapGrantRef, GnttabUnmapGrantRef};
 use hypercall_abi::xen::UVMF_INVLPG;
 use ring_drivers::shared_page::{SharedPage, PAGE_SIZE};
 
@@ -164,7 +161,7 @@ pub fn map_grant(domid: u16, gref: u32) -> Result<(MappedPage, u32), MapError> {
         dom: domid,
         ..Default::default()
     }];
-    let rc = hc::grant_table_op(GNTTABOP_map_grant_ref, &mut op);
+    let rc = hc::grant_table_op(&mut op);
     if rc != 0 || op[0].status != 0 {
         // The window's own page may have been replaced by nothing: make it empty either way.
         // SAFETY: the window is ours alone (just claimed) and never referenced as Rust data.
@@ -194,7 +191,7 @@ pub fn unmap_grant(page: MappedPage, handle: u32) -> i64 {
         handle,
         ..Default::default()
     }];
-    let rc = hc::grant_table_op(GNTTABOP_unmap_grant_ref, &mut op);
+    let rc = hc::grant_table_op(&mut op);
     let rc = if rc != 0 { rc } else { i64::from(op[0].status) };
     if rc != 0 {
         // Revoked (or never there): make sure nothing stays mapped at the window.

@@ -30,14 +30,16 @@ use hypercall_abi::domctl::{
     XEN_DOMCTL_destroydomain, XEN_DOMINF_dying, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownmask,
     XEN_DOMINF_shutdownshift, XenDomctl, XenDomctlGetdomaininfo,
 };
+use hypercall_abi::hvm::GetParam;
 use hypercall_abi::hvm::{
-    HVMOP_get_param, XenHvmParam, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
-    HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+    XenHvmParam, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN,
+    HVM_PARAM_STORE_PFN,
 };
 use hypercall_abi::io::xs_wire::{XsdSockmsg, XENSTORE_ERROR_RINGIDX, XS_WATCH_EVENT};
 use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 use hypercall_abi::sysctl::{XEN_SYSCTL_getdomaininfolist, XenSysctl, XenSysctlGetdomaininfolist};
 use hypercall_abi::xen::{StartInfo, VIRQ_DOM_EXC, VIRQ_TIMER};
+use hypercall_abi::HypercallError;
 use ring_drivers::console_ring::{self, LinePrefixer};
 use ring_drivers::xenbus::{parse_reply, parse_watch_event, Access, Perm, Reply, Request};
 use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
@@ -88,7 +90,7 @@ impl introduce::Resources for Dom0Rings {
         }
     }
 
-    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, i64> {
+    fn bind(&mut self, domid: u16, remote: u32) -> Result<u32, HypercallError> {
         events::bind_interdomain(domid, remote)
     }
 
@@ -127,16 +129,13 @@ pub fn has_domus() -> bool {
     domus().is_ok_and(|d| !d.is_empty())
 }
 
-fn hvm_param(domid: u16, index: u32) -> Result<u64, i64> {
-    let mut p = XenHvmParam {
+fn hvm_param(domid: u16, index: u32) -> Result<u64, HypercallError> {
+    let mut p = GetParam(XenHvmParam {
         domid,
         index,
         ..Default::default()
-    };
-    match hc::hvm_op(HVMOP_get_param, &mut p) {
-        0 => Ok(p.value),
-        rc => Err(rc),
-    }
+    });
+    HypercallError::check(hc::hvm_op(&mut p)).map(|_| p.0.value)
 }
 
 fn destroy(domid: u16) -> i64 {
@@ -622,7 +621,7 @@ impl Services {
                     reason,
                     ..Default::default()
                 };
-                let rc = hc::sched_op(hypercall_abi::sched::SCHEDOP_remote_shutdown, Some(&mut r));
+                let rc = hc::sched_op(&mut r);
                 println!("xl: {cmd} d{id}: {rc}");
             }
             ("destroy", Some(id)) => {
@@ -879,7 +878,7 @@ impl Services {
                 reason,
                 ..Default::default()
             };
-            let rc = hc::sched_op(hypercall_abi::sched::SCHEDOP_remote_shutdown, Some(&mut r));
+            let rc = hc::sched_op(&mut r);
             println!(
                 "toolstack: remote_shutdown(d{id}, {})={rc}",
                 self::reason(reason)
@@ -918,11 +917,10 @@ impl Services {
 /// (Xen 4.17's answers).
 fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32) {
     use hypercall_abi::grant_table::{
-        GNTMAP_device_map, GNTMAP_readonly, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
-        GnttabMapGrantRef, GnttabUnmapGrantRef,
+        GNTMAP_device_map, GNTMAP_readonly, GnttabMapGrantRef, GnttabUnmapGrantRef,
     };
     let case = |name: &str, v: i64| println!("case2 {name} = {v}");
-    let rc = |r: Result<u32, i64>| r.map_or_else(|e| e, |_| 0);
+    let rc = |r: Result<u32, HypercallError>| r.map_or_else(HypercallError::ret, |_| 0);
     // Event channels.
     case(
         "evtchn.rebind_bound_remote_port",
@@ -942,7 +940,7 @@ fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32
     );
     case(
         "evtchn.send_bound",
-        events::send(local).map_or_else(|e| e, |()| 0),
+        events::send(local).map_or_else(HypercallError::ret, |()| 0),
     );
     // Grants: device mappings (no virtual address needed).
     let map = |gref: u32, dom: u16, readonly: bool| {
@@ -952,7 +950,7 @@ fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32
             dom,
             ..Default::default()
         }];
-        let r = hc::grant_table_op(GNTTABOP_map_grant_ref, &mut op);
+        let r = hc::grant_table_op(&mut op);
         (r, op[0].status, op[0].handle, op[0].dev_bus_addr)
     };
     let unmap = |handle: u32, bus: u64| {
@@ -961,7 +959,7 @@ fn two_domain_cases(id: u16, ro_gref: u32, rw_gref: u32, remote: u32, local: u32
             handle,
             ..Default::default()
         }];
-        let r = hc::grant_table_op(GNTTABOP_unmap_grant_ref, &mut op);
+        let r = hc::grant_table_op(&mut op);
         if r != 0 {
             r
         } else {

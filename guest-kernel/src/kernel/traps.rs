@@ -42,7 +42,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hypercall_abi::arch_x86_64::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
-use hypercall_abi::callback::{CALLBACKOP_register, CALLBACKTYPE_event, CallbackRegister};
+use hypercall_abi::callback::{CALLBACKTYPE_event, CallbackRegister};
 use hypercall_abi::sched::SHUTDOWN_crash;
 use hypercall_abi::xen::__HYPERVISOR_iret;
 
@@ -677,5 +677,5 @@ pub fn register_upcall() -> i64 {
         ..Default::default()
     };
     // SAFETY: the upcall entry handles Xen's event bounce frame (see the module docs).
-    unsafe { hc::callback_op(CALLBACKOP_register, &reg) }
+    unsafe { hc::callback_op(&reg) }
 }

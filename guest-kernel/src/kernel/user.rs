@@ -54,13 +54,9 @@ use guest_kernel::paging::{
     PTE_NX, PTE_P, PTE_RW, PTE_US, TABLE_FLAGS,
 };
 use hypercall_abi::arch_x86_64::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS};
-use hypercall_abi::callback::{
-    CALLBACKF_mask_events, CALLBACKOP_register, CALLBACKTYPE_syscall, CallbackRegister,
-};
+use hypercall_abi::callback::{CALLBACKF_mask_events, CALLBACKTYPE_syscall, CallbackRegister};
 use hypercall_abi::errno::Errno;
-use hypercall_abi::event_channel::{
-    EVTCHNOP_bind_virq, EVTCHNOP_close, EvtchnBindVirq, EvtchnClose,
-};
+use hypercall_abi::event_channel::{EvtchnBindVirq, EvtchnClose};
 use hypercall_abi::xen::{
     __HYPERVISOR_iret, StartInfo, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE,
     VIRQ_TIMER,
@@ -561,7 +557,7 @@ impl Watchdog {
         };
         step(
             "event_channel_op(bind_virq VIRQ_TIMER)",
-            hc::event_channel_op(EVTCHNOP_bind_virq, &mut virq),
+            hc::event_channel_op(&mut virq),
         )?;
         let dog = Watchdog { port: virq.port };
         let now = time::now_ns().ok_or(Failure::Other("no system time"))?;
@@ -577,7 +573,7 @@ impl Drop for Watchdog {
         DEADLINE.store(u64::MAX, Ordering::SeqCst);
         hc::set_timer_op(0);
         let mut close = EvtchnClose { port: self.port };
-        hc::event_channel_op(EVTCHNOP_close, &mut close);
+        hc::event_channel_op(&mut close);
         events::take(self.port);
     }
 }
@@ -658,7 +654,7 @@ fn setup_and_run(si: &StartInfo, space: &mut UserSpace, probe: u64) -> Result<Ou
     };
     // SAFETY: the syscall entry handles Xen's syscall bounce frame (traps.rs, this module).
     step("callback_op(register syscall)", unsafe {
-        hc::callback_op(CALLBACKOP_register, &syscall)
+        hc::callback_op(&syscall)
     })?;
     let stack_top = (&raw mut ENTRY_STACK) as u64 + ENTRY_STACK_SIZE as u64;
     step(

@@ -7,15 +7,15 @@
 //! entries), 1 is the granted page, 2 and 3 are where grants get mapped, 4 is a second granted
 //! page for copies. Every page is put back at the end (or at the case that moved it).
 
+use hypercall_abi::grant_table::GnttabOpArg;
 use hypercall_abi::grant_table::{
     GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly,
-    GNTST_okay, GNTTABOP_copy, GNTTABOP_get_status_frames, GNTTABOP_get_version,
-    GNTTABOP_map_grant_ref, GNTTABOP_query_size, GNTTABOP_set_version, GNTTABOP_setup_table,
-    GNTTABOP_swap_grant_ref, GNTTABOP_unmap_grant_ref, GTF_permit_access, GTF_readonly, GnttabCopy,
-    GnttabCopyPtr, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabQuerySize,
-    GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapGrantRef,
+    GNTST_okay, GNTTABOP_copy, GNTTABOP_map_grant_ref, GNTTABOP_query_size,
+    GNTTABOP_unmap_grant_ref, GTF_permit_access, GTF_readonly, GnttabCopy, GnttabCopyPtr,
+    GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabQuerySize, GnttabSetVersion,
+    GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapGrantRef,
 };
-use hypercall_abi::xen::{__HYPERVISOR_grant_table_op, DOMID_SELF};
+use hypercall_abi::xen::DOMID_SELF;
 
 use super::{
     data_pte, flush_local, normal, peek, poke, restore, scratch_pages, Suite, BAD_CMD,
@@ -36,37 +36,26 @@ const R_BAD_FRAME: u32 = 15;
 /// A domain id that is not ours, written into an entry.
 const OTHER_DOMID: u16 = 5;
 
-/// `grant_table_op(cmd, ops, count)`.
-fn op<T>(cmd: u32, ops: &mut [T], count: u32) -> i64 {
-    // SAFETY: `ops` is a live exclusive buffer; the hypercall reads and writes at most `count`
-    // elements of it, and the cases pass `count <= ops.len()` except the deliberately bad ones,
-    // which the hypervisor refuses before touching memory.
-    unsafe {
-        hc::hypercall(
-            __HYPERVISOR_grant_table_op,
-            cmd.into(),
-            gp(ops.as_mut_ptr()),
-            count.into(),
-            0,
-            0,
-        )
-    }
+/// `grant_table_op(A::CMD, ops, count)`: the first `count` elements of `ops`, the command the one
+/// `grant_table.h` pairs with their type.
+fn op<A: GnttabOpArg>(ops: &mut [A], count: u32) -> i64 {
+    assert!(
+        count as usize <= ops.len(),
+        "grant op count past the buffer"
+    );
+    // SAFETY: `ops` is a live exclusive buffer of at least `count` elements of the structure
+    // `A::CMD` takes; the hypervisor reads and writes at most those.
+    unsafe { hc::raw::grant_table_op(A::CMD, gp(ops.as_mut_ptr()), count) }
 }
 
 /// `grant_table_op` with a raw pointer (for bad-pointer cases).
-fn op_raw(cmd: u32, uop: u64, count: u32) -> i64 {
-    // SAFETY: `uop` is never a live Rust object here: the cases pass unmapped or non-canonical
-    // addresses, which the hypervisor must refuse.
-    unsafe {
-        hc::hypercall(
-            __HYPERVISOR_grant_table_op,
-            cmd.into(),
-            uop,
-            count.into(),
-            0,
-            0,
-        )
-    }
+///
+/// # Safety
+/// `uop` must not be a live Rust object the hypervisor could write: the cases pass unmapped or
+/// non-canonical addresses, which it must refuse.
+unsafe fn op_raw(cmd: u32, uop: u64, count: u32) -> i64 {
+    // SAFETY: the caller vouches for `uop` as above.
+    unsafe { hc::raw::grant_table_op(cmd, uop, count) }
 }
 
 fn query() -> (i64, GnttabQuerySize) {
@@ -74,7 +63,7 @@ fn query() -> (i64, GnttabQuerySize) {
         dom: DOMID_SELF,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_query_size, &mut q, 1);
+    let rc = op(&mut q, 1);
     (rc, q[0])
 }
 
@@ -86,7 +75,7 @@ fn setup(dom: u16, nr_frames: u32, list: u64) -> (i64, i16) {
         frame_list: list,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_setup_table, &mut st, 1);
+    let rc = op(&mut st, 1);
     (rc, st[0].status)
 }
 
@@ -99,7 +88,7 @@ fn map(gref: u32, dom: u16, host_addr: u64, flags: u32) -> (i64, GnttabMapGrantR
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_map_grant_ref, &mut m, 1);
+    let rc = op(&mut m, 1);
     (rc, m[0])
 }
 
@@ -110,7 +99,7 @@ fn unmap(host_addr: u64, handle: u32) -> (i64, i16) {
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_unmap_grant_ref, &mut u, 1);
+    let rc = op(&mut u, 1);
     (rc, u[0].status)
 }
 
@@ -132,7 +121,7 @@ fn copy1(source: GnttabCopyPtr, dest: GnttabCopyPtr, len: u16, flags: u16) -> (i
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_copy, &mut c, 1);
+    let rc = op(&mut c, 1);
     (rc, c[0].status)
 }
 
@@ -171,19 +160,21 @@ pub fn cases(s: &mut Suite) {
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_query_size, &mut q, 1);
+    let rc = op(&mut q, 1);
     s.case(
         "grant.query_size_bad_domain",
         format_args!("rc={rc} status={}", q[0].status),
     );
-    let rc = op(GNTTABOP_query_size, &mut q, 2);
+    // SAFETY: a count other than 1 is -EINVAL before Xen reads `q` (`do_grant_table_op`,
+    // GNTTABOP_query_size); `q` is a live buffer anyway.
+    let rc = unsafe { hc::raw::grant_table_op(GNTTABOP_query_size, gp(q.as_mut_ptr()), 2) };
     s.case("grant.query_size_count_2", format_args!("{rc}"));
 
     let mut v = [GnttabGetVersion {
         dom: DOMID_SELF,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_get_version, &mut v, 1);
+    let rc = op(&mut v, 1);
     s.case(
         "grant.get_version",
         format_args!("rc={rc} version={}", v[0].version),
@@ -192,7 +183,7 @@ pub fn cases(s: &mut Suite) {
         dom: NO_SUCH_DOMAIN,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_get_version, &mut v, 1);
+    let rc = op(&mut v, 1);
     s.case("grant.get_version_bad_domain", format_args!("{rc}"));
     for (name, want) in [
         ("grant.set_version_1", 1),
@@ -200,7 +191,7 @@ pub fn cases(s: &mut Suite) {
         ("grant.set_version_3", 3),
     ] {
         let mut sv = [GnttabSetVersion { version: want }];
-        let rc = op(GNTTABOP_set_version, &mut sv, 1);
+        let rc = op(&mut sv, 1);
         s.case(name, format_args!("rc={rc} version={}", sv[0].version));
     }
 
@@ -209,7 +200,7 @@ pub fn cases(s: &mut Suite) {
     let (rc0, _) = setup(DOMID_SELF, 1, list);
     let rc_c0 = {
         let mut st = [GnttabSetupTable::default()];
-        op(GNTTABOP_setup_table, &mut st, 0)
+        op(&mut st, 0)
     };
     s.case(
         "grant.setup_table_count",
@@ -264,10 +255,10 @@ pub fn cases(s: &mut Suite) {
         status: 0x55,
         frame_list: list,
     }];
-    let rc = op(GNTTABOP_get_status_frames, &mut gs, 1);
+    let rc = op(&mut gs, 1);
     let st1 = gs[0].status;
     gs[0].nr_frames = 0;
-    let rc0 = op(GNTTABOP_get_status_frames, &mut gs, 1);
+    let rc0 = op(&mut gs, 1);
     s.case(
         "grant.get_status_frames_v1",
         format_args!(
@@ -276,18 +267,28 @@ pub fn cases(s: &mut Suite) {
         ),
     );
 
-    let rc_neg = op_raw(GNTTABOP_map_grant_ref, UNMAPPED, 0x8000_0000);
-    let rc_zero = op_raw(GNTTABOP_map_grant_ref, UNMAPPED, 0);
-    let rc_bad = op_raw(GNTTABOP_map_grant_ref, UNMAPPED, 1);
-    let rc_nc = op_raw(GNTTABOP_map_grant_ref, NON_CANONICAL, 1);
+    // SAFETY: unmapped and non-canonical addresses only, which the hypervisor refuses.
+    let (rc_neg, rc_zero, rc_bad, rc_nc) = unsafe {
+        (
+            op_raw(GNTTABOP_map_grant_ref, UNMAPPED, 0x8000_0000),
+            op_raw(GNTTABOP_map_grant_ref, UNMAPPED, 0),
+            op_raw(GNTTABOP_map_grant_ref, UNMAPPED, 1),
+            op_raw(GNTTABOP_map_grant_ref, NON_CANONICAL, 1),
+        )
+    };
     s.case(
         "grant.map_counts_and_pointers",
         format_args!("negative={rc_neg} zero={rc_zero} unmapped={rc_bad} non_canonical={rc_nc}"),
     );
-    let rc = op_raw(BAD_CMD % 0x1000, UNMAPPED, 1);
-    let rc_hi = op_raw(0x1000 | GNTTABOP_query_size, UNMAPPED, 1);
-    let rc_copy = op_raw(GNTTABOP_copy, UNMAPPED, 1);
-    let rc_unmap = op_raw(GNTTABOP_unmap_grant_ref, NON_CANONICAL, 1);
+    // SAFETY: as above.
+    let (rc, rc_hi, rc_copy, rc_unmap) = unsafe {
+        (
+            op_raw(BAD_CMD % 0x1000, UNMAPPED, 1),
+            op_raw(0x1000 | GNTTABOP_query_size, UNMAPPED, 1),
+            op_raw(GNTTABOP_copy, UNMAPPED, 1),
+            op_raw(GNTTABOP_unmap_grant_ref, NON_CANONICAL, 1),
+        )
+    };
     s.case(
         "grant.bad_commands",
         format_args!(
@@ -330,11 +331,11 @@ pub fn cases(s: &mut Suite) {
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_swap_grant_ref, &mut sw, 1);
+    let rc = op(&mut sw, 1);
     let swapped = tbl.flags(R_NONE) == u64::from(GTF_permit_access) && tbl.flags(R_OTHER) == 0;
-    let rc_back = op(GNTTABOP_swap_grant_ref, &mut sw, 1);
+    let rc_back = op(&mut sw, 1);
     sw[0].ref_b = 4096;
-    let rc_bad = op(GNTTABOP_swap_grant_ref, &mut sw, 1);
+    let rc_bad = op(&mut sw, 1);
     s.case(
         "grant.swap_grant_ref",
         format_args!(
@@ -497,7 +498,7 @@ fn map_cases(s: &mut Suite, tbl: &Table, g_va: u64, [h, r]: [super::ScratchMap; 
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_unmap_grant_ref, &mut u, 1);
+    let rc = op(&mut u, 1);
     let (_, again) = unmap(h.va, m.handle);
     let rr = restore(&h);
     s.case(
@@ -678,7 +679,7 @@ fn copy_cases(s: &mut Suite, tbl: &Table, g_mfn: u64, c_va: u64, c_mfn: u64) {
             ..Default::default()
         },
     ];
-    let rc = op(GNTTABOP_copy, &mut batch, 2);
+    let rc = op(&mut batch, 2);
     s.case(
         "grant.copy_batch",
         format_args!(
@@ -702,7 +703,7 @@ fn map_device_ro(gref: u32, n: usize) -> (i64, [GnttabMapGrantRef; EXHAUST_BATCH
         status: 0x55,
         ..Default::default()
     }; EXHAUST_BATCH];
-    let rc = op(GNTTABOP_map_grant_ref, &mut m, n as u32);
+    let rc = op(&mut m, n as u32);
     (rc, m)
 }
 
@@ -713,7 +714,7 @@ fn unmap_device(handles: impl Iterator<Item = u32>, bus: u64) -> usize {
     let mut u = [GnttabUnmapGrantRef::default(); EXHAUST_BATCH];
     let mut n = 0;
     let flush = |u: &mut [GnttabUnmapGrantRef], n: usize| {
-        op(GNTTABOP_unmap_grant_ref, u, n as u32);
+        op(u, n as u32);
         u[..n].iter().filter(|x| x.status == GNTST_okay).count()
     };
     for h in handles {
@@ -774,7 +775,7 @@ fn exhaustion_cases(s: &mut Suite, t: &super::ScratchMap, g_mfn: u64, c_va: u64,
         status: 0x55,
         ..Default::default()
     }];
-    let rc = op(GNTTABOP_unmap_grant_ref, &mut u, 1);
+    let rc = op(&mut u, 1);
     let wrong = u[0].status;
     let right = unmap_device(core::iter::once(m[0].handle), bus);
     s.case(

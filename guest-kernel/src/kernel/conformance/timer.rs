@@ -11,21 +11,19 @@
 //! first, so that only the timers the cases arm raise VIRQ_TIMER, and restores it at the end.
 
 use hypercall_abi::arch_x86_64::VcpuGuestContext;
-use hypercall_abi::event_channel::{
-    EVTCHNOP_bind_virq, EVTCHNOP_close, EvtchnBindVirq, EvtchnClose,
-};
+use hypercall_abi::event_channel::{EvtchnBindVirq, EvtchnClose};
+use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::sched::{
-    SCHEDOP_block, SCHEDOP_poll, SCHEDOP_remote_shutdown, SCHEDOP_watchdog, SHUTDOWN_poweroff,
-    SchedPoll, SchedRemoteShutdown, SchedWatchdog,
+    SCHEDOP_poll, SHUTDOWN_poweroff, SchedPoll, SchedRemoteShutdown, SchedWatchdog,
 };
+use hypercall_abi::vcpu::VcpuNoArg;
 use hypercall_abi::vcpu::{
-    VCPUOP_get_physid, VCPUOP_get_runstate_info, VCPUOP_initialise, VCPUOP_is_up,
-    VCPUOP_register_runstate_memory_area, VCPUOP_set_periodic_timer, VCPUOP_set_singleshot_timer,
-    VCPUOP_stop_periodic_timer, VCPUOP_stop_singleshot_timer, VCPUOP_up, VCPU_SSHOTTMR_future,
+    VCPUOP_get_runstate_info, VCPUOP_initialise, VCPU_SSHOTTMR_future,
     VcpuRegisterRunstateMemoryArea, VcpuRunstateInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer,
 };
-use hypercall_abi::version::XENVER_version;
+use hypercall_abi::version::XenVersionNoArg;
 use hypercall_abi::xen::{__HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, VIRQ_TIMER};
+use hypercall_abi::HypercallError;
 
 use super::super::events;
 use super::super::hypercall::{self as hc, ptr as gp};
@@ -52,27 +50,23 @@ pub(super) fn cases(s: &mut Suite) {
 struct TimerPort(u32);
 
 impl TimerPort {
-    fn bind() -> Result<TimerPort, i64> {
+    fn bind() -> Result<TimerPort, HypercallError> {
         let mut virq = EvtchnBindVirq {
             virq: VIRQ_TIMER,
             vcpu: 0,
             port: 0,
         };
-        match hc::event_channel_op(EVTCHNOP_bind_virq, &mut virq) {
-            0 => {
-                // Forget anything a previous case left behind on a port with this number.
-                shared_info::clear_bit(Pending, virq.port);
-                events::take(virq.port);
-                Ok(TimerPort(virq.port))
-            }
-            rc => Err(rc),
-        }
+        HypercallError::check(hc::event_channel_op(&mut virq))?;
+        // Forget anything a previous case left behind on a port with this number.
+        shared_info::clear_bit(Pending, virq.port);
+        events::take(virq.port);
+        Ok(TimerPort(virq.port))
     }
 
     /// Closes the port; the return code.
     fn close(self) -> i64 {
         let mut close = EvtchnClose { port: self.0 };
-        hc::event_channel_op(EVTCHNOP_close, &mut close)
+        hc::event_channel_op(&mut close)
     }
 }
 
@@ -102,7 +96,7 @@ fn block_until_event(port: u32, give_up: u64) -> Blocked {
             };
         }
         // The upcall runs on the way out of the hypercall, before it returns.
-        let rc = hc::sched_op::<u8>(SCHEDOP_block, None);
+        let rc = hc::sched_op_noarg(SchedNoArg::Block);
         mask_after_block = shared_info::upcall_mask().map_or(-1, i32::from);
         shared_info::set_upcall_mask(1);
         if rc != 0 {
@@ -124,7 +118,7 @@ fn spin_until_event(port: u32, give_up: u64) -> bool {
     shared_info::set_upcall_mask(0);
     let fired = loop {
         if shared_info::upcall_pending() == 1 {
-            hc::xen_version::<u8>(XENVER_version, None);
+            hc::xen_version_noarg(XenVersionNoArg::Version);
         }
         if events::take(port) {
             break true;
@@ -148,7 +142,7 @@ fn poll_until(port: u32, deadline: u64) -> i64 {
         timeout: deadline,
         ..Default::default()
     };
-    hc::sched_op(SCHEDOP_poll, Some(&mut poll))
+    hc::sched_op(&mut poll)
 }
 
 /// Runs `body` with VIRQ_TIMER bound and the clock readable; prints the failure otherwise.
@@ -174,12 +168,12 @@ fn set_singleshot(deadline: u64, flags: u32) -> i64 {
         flags,
         ..Default::default()
     };
-    hc::vcpu_op(VCPUOP_set_singleshot_timer, 0, Some(&mut t))
+    hc::vcpu_op(0, &mut t)
 }
 
 fn timer_cases(s: &mut Suite) {
     s.run("timer.stop_periodic", || {
-        values!("{}", hc::vcpu_op::<u8>(VCPUOP_stop_periodic_timer, 0, None))
+        values!("{}", hc::vcpu_op_noarg(VcpuNoArg::StopPeriodicTimer, 0))
     });
 
     // The whole path: bind VIRQ_TIMER, arm the single-shot timer 1 ms ahead, block; Xen raises
@@ -253,7 +247,7 @@ fn timer_cases(s: &mut Suite) {
     s.run("timer.singleshot_stop", || {
         with_timer_port(|port, now| {
             let rc = set_singleshot(now + CANCEL_MARGIN_NS, 0);
-            let stop = hc::vcpu_op::<u8>(VCPUOP_stop_singleshot_timer, 0, None);
+            let stop = hc::vcpu_op_noarg(VcpuNoArg::StopSingleshotTimer, 0);
             let poll = poll_until(port, now + CANCEL_MARGIN_NS + 5 * MS);
             let fired = shared_info::test_bit(Pending, port);
             shared_info::clear_bit(Pending, port);
@@ -280,7 +274,7 @@ fn timer_cases(s: &mut Suite) {
             let rc = set_singleshot(i64::MAX as u64, 0);
             let poll = poll_until(port, now + CANCEL_MARGIN_NS);
             let fired = shared_info::test_bit(Pending, port);
-            let stop = hc::vcpu_op::<u8>(VCPUOP_stop_singleshot_timer, 0, None);
+            let stop = hc::vcpu_op_noarg(VcpuNoArg::StopSingleshotTimer, 0);
             shared_info::clear_bit(Pending, port);
             values!("rc={rc} poll={poll} fired={fired} stop={stop}")
         })
@@ -293,7 +287,7 @@ fn timer_cases(s: &mut Suite) {
             let rc = set_singleshot(now + 500 * MS, 0);
             let poll = poll_until(port, 1 << 63);
             let fired = shared_info::test_bit(Pending, port);
-            let stop = hc::vcpu_op::<u8>(VCPUOP_stop_singleshot_timer, 0, None);
+            let stop = hc::vcpu_op_noarg(VcpuNoArg::StopSingleshotTimer, 0);
             shared_info::clear_bit(Pending, port);
             values!("rc={rc} poll={poll} fired_first={fired} stop={stop}")
         })
@@ -302,10 +296,7 @@ fn timer_cases(s: &mut Suite) {
     // Periods under 1 ms are refused.
     s.run("timer.periodic_too_short", || {
         let mut p = VcpuSetPeriodicTimer { period_ns: 1000 };
-        values!(
-            "{}",
-            hc::vcpu_op(VCPUOP_set_periodic_timer, 0, Some(&mut p))
-        )
+        values!("{}", hc::vcpu_op(0, &mut p))
     });
 
     // The periodic timer ticks only while the vCPU runs: Xen stops it when the vCPU is switched
@@ -314,10 +305,10 @@ fn timer_cases(s: &mut Suite) {
     s.run("timer.periodic_fires_while_running", || {
         with_timer_port(|port, now| {
             let mut p = VcpuSetPeriodicTimer { period_ns: MS };
-            let rc = hc::vcpu_op(VCPUOP_set_periodic_timer, 0, Some(&mut p));
+            let rc = hc::vcpu_op(0, &mut p);
             let first = rc == 0 && spin_until_event(port, now + GIVE_UP_NS);
             let second = rc == 0 && spin_until_event(port, now + GIVE_UP_NS);
-            let stop = hc::vcpu_op::<u8>(VCPUOP_stop_periodic_timer, 0, None);
+            let stop = hc::vcpu_op_noarg(VcpuNoArg::StopPeriodicTimer, 0);
             values!(
                 "rc={rc} first={} second={} stop={stop}",
                 flag(first),
@@ -330,10 +321,7 @@ fn timer_cases(s: &mut Suite) {
         let mut p = VcpuSetPeriodicTimer {
             period_ns: DEFAULT_PERIOD_NS,
         };
-        values!(
-            "{}",
-            hc::vcpu_op(VCPUOP_set_periodic_timer, 0, Some(&mut p))
-        )
+        values!("{}", hc::vcpu_op(0, &mut p))
     });
 }
 
@@ -349,7 +337,7 @@ fn sched_op_cases(s: &mut Suite) {
             timeout: now + MS,
             ..Default::default()
         };
-        values!("{}", hc::sched_op(SCHEDOP_poll, Some(&mut poll)))
+        values!("{}", hc::sched_op(&mut poll))
     });
 
     // Xen caps the list at 128 ports.
@@ -361,7 +349,7 @@ fn sched_op_cases(s: &mut Suite) {
             timeout: 0,
             ..Default::default()
         };
-        values!("{}", hc::sched_op(SCHEDOP_poll, Some(&mut poll)))
+        values!("{}", hc::sched_op(&mut poll))
     });
 
     s.run("sched_op.poll_bad_port_list", || {
@@ -371,7 +359,7 @@ fn sched_op_cases(s: &mut Suite) {
             timeout: 0,
             ..Default::default()
         };
-        values!("{}", hc::sched_op(SCHEDOP_poll, Some(&mut poll)))
+        values!("{}", hc::sched_op(&mut poll))
     });
 
     s.run("sched_op.poll_port_out_of_range", || {
@@ -382,7 +370,7 @@ fn sched_op_cases(s: &mut Suite) {
             timeout: 0,
             ..Default::default()
         };
-        values!("{}", hc::sched_op(SCHEDOP_poll, Some(&mut poll)))
+        values!("{}", hc::sched_op(&mut poll))
     });
 
     s.run("sched_op.poll_bad_pointer", || {
@@ -418,7 +406,7 @@ fn sched_op_cases(s: &mut Suite) {
             reason: SHUTDOWN_poweroff,
             ..Default::default()
         };
-        values!("{}", hc::sched_op(SCHEDOP_remote_shutdown, Some(&mut arg)))
+        values!("{}", hc::sched_op(&mut arg))
     });
 
     // A watchdog is allocated with id 0 (the answer is its id, from 1) and destroyed with a
@@ -428,12 +416,12 @@ fn sched_op_cases(s: &mut Suite) {
             id: 0,
             timeout: 100,
         };
-        let id = hc::sched_op(SCHEDOP_watchdog, Some(&mut arg));
+        let id = hc::sched_op(&mut arg);
         let mut stop = SchedWatchdog {
             id: id.max(0) as u32,
             timeout: 0,
         };
-        let destroy = hc::sched_op(SCHEDOP_watchdog, Some(&mut stop));
+        let destroy = hc::sched_op(&mut stop);
         values!("id={id} destroy={destroy}")
     });
 
@@ -446,7 +434,7 @@ fn sched_op_cases(s: &mut Suite) {
                 id: 0,
                 timeout: 100,
             };
-            hc::sched_op(SCHEDOP_watchdog, Some(&mut arg))
+            hc::sched_op(&mut arg)
         };
         let (first, second, third) = (create(), create(), create());
         let destroy = |id: i64| {
@@ -454,7 +442,7 @@ fn sched_op_cases(s: &mut Suite) {
                 id: id.max(0) as u32,
                 timeout: 0,
             };
-            hc::sched_op(SCHEDOP_watchdog, Some(&mut stop))
+            hc::sched_op(&mut stop)
         };
         let (d1, d2) = (destroy(first), destroy(second));
         values!("first={first} second={second} third={third} destroy={d1},{d2}")
@@ -462,12 +450,12 @@ fn sched_op_cases(s: &mut Suite) {
 
     s.run("sched_op.watchdog_unknown_id", || {
         let mut arg = SchedWatchdog { id: 2, timeout: 0 };
-        let unused = hc::sched_op(SCHEDOP_watchdog, Some(&mut arg));
+        let unused = hc::sched_op(&mut arg);
         let mut arg = SchedWatchdog {
             id: 1000,
             timeout: 0,
         };
-        let out_of_range = hc::sched_op(SCHEDOP_watchdog, Some(&mut arg));
+        let out_of_range = hc::sched_op(&mut arg);
         values!("unused={unused} out_of_range={out_of_range}")
     });
 }
@@ -483,15 +471,15 @@ static mut RUNSTATE_AREA: VcpuRunstateInfo = VcpuRunstateInfo {
 
 fn vcpu_op_cases(s: &mut Suite) {
     s.run("vcpu_op.is_up", || {
-        values!("{}", hc::vcpu_op::<u8>(VCPUOP_is_up, 0, None))
+        values!("{}", hc::vcpu_op_noarg(VcpuNoArg::IsUp, 0))
     });
 
     s.run("vcpu_op.is_up_no_such_vcpu", || {
-        values!("{}", hc::vcpu_op::<u8>(VCPUOP_is_up, 1000, None))
+        values!("{}", hc::vcpu_op_noarg(VcpuNoArg::IsUp, 1000))
     });
 
     s.run("vcpu_op.up_running", || {
-        values!("{}", hc::vcpu_op::<u8>(VCPUOP_up, 0, None))
+        values!("{}", hc::vcpu_op_noarg(VcpuNoArg::Up, 0))
     });
 
     // Xen copies the context before it looks at the vCPU: a bad pointer is -EFAULT even for a
@@ -529,7 +517,7 @@ fn vcpu_op_cases(s: &mut Suite) {
 
     s.run("vcpu_op.get_runstate_info", || {
         let mut info = VcpuRunstateInfo::default();
-        let rc = hc::vcpu_op(VCPUOP_get_runstate_info, 0, Some(&mut info));
+        let rc = hc::vcpu_op(0, &mut info);
         values!("rc={rc} state={}", info.state)
     });
 
@@ -555,20 +543,21 @@ fn vcpu_op_cases(s: &mut Suite) {
         // SAFETY: only this case touches the static, through raw pointers.
         unsafe { core::ptr::write_volatile(&raw mut (*area).state, -1) };
         let mut reg = VcpuRegisterRunstateMemoryArea { addr: gp(area) };
-        let rc = hc::vcpu_op(VCPUOP_register_runstate_memory_area, 0, Some(&mut reg));
+        let rc = hc::vcpu_op(0, &mut reg);
         let mut none = VcpuRegisterRunstateMemoryArea { addr: 0 };
-        let undo = hc::vcpu_op(VCPUOP_register_runstate_memory_area, 0, Some(&mut none));
+        let undo = hc::vcpu_op(0, &mut none);
         // SAFETY: as above; volatile because the hypervisor wrote it.
         let state = unsafe { core::ptr::read_volatile(&raw const (*area).state) };
         values!("rc={rc} state={state} undo={undo}")
     });
 
     s.run("vcpu_op.get_physid", || {
-        let mut id = 0u64;
-        values!("{}", hc::vcpu_op(VCPUOP_get_physid, 0, Some(&mut id)))
+        let mut id = hypercall_abi::vcpu::VcpuGetPhysid::default();
+        values!("{}", hc::vcpu_op(0, &mut id))
     });
 
     s.run("vcpu_op.unknown_cmd", || {
-        values!("{}", hc::vcpu_op::<u8>(BAD_CMD, 0, None))
+        // SAFETY: an unknown command with a null argument: the hypervisor touches no memory.
+        values!("{}", unsafe { hc::raw::vcpu_op(BAD_CMD, 0, 0) })
     });
 }

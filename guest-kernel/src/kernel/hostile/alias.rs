@@ -12,9 +12,8 @@ use core::ptr;
 use guest_kernel::layout::{direct_map_va, SCRATCH_BASE};
 use guest_kernel::mmu_batch::{Mode, MAX_BATCH};
 use guest_kernel::paging::{entry_maddr, index, make_entry, Mfn, PTE_A, PTE_D, PTE_P, PTE_RW};
-use hypercall_abi::vcpu::{
-    VCPUOP_set_periodic_timer, VCPUOP_stop_periodic_timer, VcpuSetPeriodicTimer,
-};
+use hypercall_abi::vcpu::VcpuNoArg;
+use hypercall_abi::vcpu::VcpuSetPeriodicTimer;
 
 use super::super::hypercall as hc;
 use super::super::{events, mm, pt, shared_info, time};
@@ -74,7 +73,7 @@ pub fn map_pages(
 /// 0 if the clock is unreadable).
 pub fn during_ticks<R>(call: impl FnOnce() -> R) -> (R, u32, u64) {
     let mut period = VcpuSetPeriodicTimer { period_ns: TICK_NS };
-    hc::vcpu_op(VCPUOP_set_periodic_timer, 0, Some(&mut period));
+    hc::vcpu_op(0, &mut period);
     let start = time::now_ns();
     let before = events::upcalls();
     shared_info::set_upcall_mask(0);
@@ -85,6 +84,6 @@ pub fn during_ticks<R>(call: impl FnOnce() -> R) -> (R, u32, u64) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => 0,
     };
-    hc::vcpu_op::<u8>(VCPUOP_stop_periodic_timer, 0, None);
+    hc::vcpu_op_noarg(VcpuNoArg::StopPeriodicTimer, 0);
     (r, upcalls, took)
 }

@@ -10,10 +10,8 @@
 //! This runs before the domU's normal start (which waits for dom0). If dom0 was quicker and has
 //! bound the ports already, the attack says so and powers off: that ordering tests nothing.
 
-use hypercall_abi::event_channel::{
-    EVTCHNOP_close, EVTCHNOP_status, EVTCHNSTAT_unbound, EvtchnClose, EvtchnStatus,
-};
-use hypercall_abi::sched::SCHEDOP_block;
+use hypercall_abi::event_channel::{EVTCHNSTAT_unbound, EvtchnClose, EvtchnStatus};
+use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::{StartInfo, DOMID_SELF};
 
 use super::super::hypercall as hc;
@@ -25,7 +23,7 @@ fn status(port: u32) -> u32 {
         port,
         ..Default::default()
     };
-    if hc::event_channel_op(EVTCHNOP_status, &mut st) == 0 {
+    if hc::event_channel_op(&mut st) == 0 {
         st.status
     } else {
         u32::MAX
@@ -34,7 +32,7 @@ fn status(port: u32) -> u32 {
 
 fn close(port: u32) -> i64 {
     let mut c = EvtchnClose { port };
-    hc::event_channel_op(EVTCHNOP_close, &mut c)
+    hc::event_channel_op(&mut c)
 }
 
 /// The attack; returns only if dom0 had bound the ports already.
@@ -56,7 +54,7 @@ pub fn early(si: &StartInfo) {
     }
     // Nobody can reach us now: wait for dom0 to give up on us and destroy the domain.
     loop {
-        hc::sched_op::<u8>(SCHEDOP_block, None);
+        hc::sched_op_noarg(SchedNoArg::Block);
     }
 }
 

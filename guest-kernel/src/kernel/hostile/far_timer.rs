@@ -10,12 +10,10 @@
 //! whether the timer's port fired; the QEMU test compares them with Xen's rules and reads the
 //! hypervisor's idle counters (debug key `r`) around a long wait on far timers.
 
-use hypercall_abi::event_channel::{EVTCHNOP_status, EVTCHNSTAT_virq, EvtchnStatus};
-use hypercall_abi::sched::{SCHEDOP_poll, SchedPoll};
-use hypercall_abi::vcpu::{
-    VCPUOP_set_singleshot_timer, VCPUOP_stop_periodic_timer, VCPUOP_stop_singleshot_timer,
-    VcpuSetSingleshotTimer,
-};
+use hypercall_abi::event_channel::{EVTCHNSTAT_virq, EvtchnStatus};
+use hypercall_abi::sched::SchedPoll;
+use hypercall_abi::vcpu::VcpuNoArg;
+use hypercall_abi::vcpu::VcpuSetSingleshotTimer;
 use hypercall_abi::xen::{DOMID_SELF, VIRQ_TIMER};
 
 use super::super::hypercall as hc;
@@ -32,9 +30,7 @@ fn timer_port() -> Option<u32> {
             port,
             ..Default::default()
         };
-        hc::event_channel_op(EVTCHNOP_status, &mut st) == 0
-            && st.status == EVTCHNSTAT_virq
-            && st.u[0] == VIRQ_TIMER
+        hc::event_channel_op(&mut st) == 0 && st.status == EVTCHNSTAT_virq && st.u[0] == VIRQ_TIMER
     })
 }
 
@@ -43,11 +39,11 @@ fn singleshot(deadline: u64) -> i64 {
         timeout_abs_ns: deadline,
         ..Default::default()
     };
-    hc::vcpu_op(VCPUOP_set_singleshot_timer, 0, Some(&mut t))
+    hc::vcpu_op(0, &mut t)
 }
 
 fn stop_singleshot() -> i64 {
-    hc::vcpu_op::<u8>(VCPUOP_stop_singleshot_timer, 0, None)
+    hc::vcpu_op_noarg(VcpuNoArg::StopSingleshotTimer, 0)
 }
 
 /// Polls `port` with `timeout` (absolute; upcalls stay masked). Returns the poll's answer, the
@@ -61,7 +57,7 @@ fn poll(port: u32, timeout: u64) -> (i64, u64, bool) {
         ..Default::default()
     };
     let start = time::now_ns().unwrap_or(0);
-    let rc = hc::sched_op(SCHEDOP_poll, Some(&mut p));
+    let rc = hc::sched_op(&mut p);
     let took = time::now_ns().unwrap_or(0).saturating_sub(start) / MS;
     let fired = shared_info::test_bit(Pending, port) != 0;
     shared_info::clear_bit(Pending, port);
@@ -84,7 +80,7 @@ fn report(step: &str, (rc, ms, fired): (i64, u64, bool), armed: i64) {
 pub fn run() -> Result<(), &'static str> {
     let port = timer_port().ok_or("VIRQ_TIMER is not bound")?;
     // Only the timers armed here raise VIRQ_TIMER from now on.
-    let stop = hc::vcpu_op::<u8>(VCPUOP_stop_periodic_timer, 0, None);
+    let stop = hc::vcpu_op_noarg(VcpuNoArg::StopPeriodicTimer, 0);
     if stop != 0 {
         return Err("cannot stop the periodic timer");
     }

@@ -24,9 +24,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use hypercall_abi::grant_table::{
-    GNTMAP_device_map, GNTMAP_readonly, GNTST_okay, GNTTABOP_map_grant_ref, GnttabMapGrantRef,
+    GNTMAP_device_map, GNTMAP_readonly, GNTST_okay, GnttabMapGrantRef,
 };
-use hypercall_abi::sched::SCHEDOP_yield;
+use hypercall_abi::sched::SchedNoArg;
 
 use crate::kernel::grant::{self, CopyEnd, GrantError};
 use crate::kernel::hypercall as hc;
@@ -55,7 +55,7 @@ fn map_device_ro(dom: u16, gref: u32, n: usize) -> Result<(usize, i16), &'static
         dom,
         ..Default::default()
     }; BATCH];
-    let rc = hc::grant_table_op(GNTTABOP_map_grant_ref, &mut m[..n]);
+    let rc = hc::grant_table_op(&mut m[..n]);
     if rc != 0 {
         return Err("map_grant_ref batch failed");
     }
@@ -162,7 +162,7 @@ pub fn run() -> Result<(), &'static str> {
     let start = time::now_ns().unwrap_or(0);
     let mut now = start;
     while now.saturating_sub(start) < HOLD_NS {
-        hc::sched_op::<u8>(SCHEDOP_yield, None);
+        hc::sched_op_noarg(SchedNoArg::Yield);
         now = match time::now_ns() {
             Some(t) => t,
             None => break,

@@ -9,13 +9,13 @@
 //! fire the watchdog, and dom0 reports the shutdown and destroys it.
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use hypercall_abi::sched::{SCHEDOP_watchdog, SchedWatchdog};
+use hypercall_abi::sched::SchedWatchdog;
 
 use super::super::{console, hypercall as hc, shared_info};
 
 fn watchdog(id: u32, timeout: u32) -> i64 {
     let mut w = SchedWatchdog { id, timeout };
-    hc::sched_op(SCHEDOP_watchdog, Some(&mut w))
+    hc::sched_op(&mut w)
 }
 
 pub fn run() -> Result<(), &'static str> {

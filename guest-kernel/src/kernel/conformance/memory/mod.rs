@@ -28,7 +28,7 @@ use core::ptr;
 
 use guest_kernel::paging::{entry_frame, index, make_entry, PTE_A, PTE_NX, PTE_P, PTE_RW};
 use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
-use hypercall_abi::memory::XENMEM_maximum_ram_page;
+use hypercall_abi::memory::MemoryNoArg;
 use hypercall_abi::xen::{
     __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, __HYPERVISOR_set_gdt,
     __HYPERVISOR_update_va_mapping, __HYPERVISOR_update_va_mapping_otherdomain,
@@ -40,6 +40,7 @@ use hypercall_abi::xen::{
     MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, UVMF_INVLPG,
     UVMF_TLB_FLUSH,
 };
+use hypercall_abi::HypercallError;
 
 use super::super::hypercall::{self as hc, ptr as gp};
 use super::super::shared_info;
@@ -112,7 +113,7 @@ impl Env {
         if [l3, l2].iter().any(|&t| mm::mfn_to_pfn(t) >= si.nr_pages) {
             return Err("page tables outside the p2m");
         }
-        let max_ram = hc::memory_op::<u8>(XENMEM_maximum_ram_page, None) as u64;
+        let max_ram = hc::memory_op_noarg(MemoryNoArg::MaximumRamPage) as u64;
         let shinfo = si.shared_info >> 12;
         let unowned = unowned_ram_frame(si.nr_pages, shinfo, max_ram).ok_or("no unowned frame")?;
         let free = [(l4, FREE_L4_SLOT), (l3, FREE_L3_SLOT), (l2, FREE_L2_SLOT)];
@@ -302,12 +303,9 @@ fn fill(m: &ScratchMap, entries: &[u64]) {
 
 /// Scratch page `m` as a would-be page table: filled with `entries` and mapped read-only. `Err`
 /// is the return code of the read-only remap.
-fn table_page(m: &ScratchMap, entries: &[u64]) -> Result<(), i64> {
+fn table_page(m: &ScratchMap, entries: &[u64]) -> Result<(), HypercallError> {
     fill(m, entries);
-    match readonly(m) {
-        0 => Ok(()),
-        rc => Err(rc),
-    }
+    HypercallError::check(readonly(m)).map(|_| ())
 }
 
 /// Puts scratch page `m` back writable and zeroed after [`table_page`].
