@@ -29,7 +29,7 @@ const BAD_VA: [u64; 12] = [
     1 << 47,
     0xffff_8000_0000_0000,
     0xffff_8400_0000_1000,
-    u64::MAX & !7,
+    !7,
     0xffff_ffff_ffff_f000,
     0x7fff_ffff_f000,
     (MAPPED + 2) * 4096 - 8,
@@ -699,8 +699,8 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
                     source: side(w, o.src),
                     dest: side(w, o.dst),
                     len: o.len,
-                    flags: u16::from(o.src.gref.is_some()) * GNTCOPY_source_gref
-                        | u16::from(o.dst.gref.is_some()) * GNTCOPY_dest_gref,
+                    flags: (u16::from(o.src.gref.is_some()) * GNTCOPY_source_gref)
+                        | (u16::from(o.dst.gref.is_some()) * GNTCOPY_dest_gref),
                     ..Default::default()
                 })
                 .collect();
