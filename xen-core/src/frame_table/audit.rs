@@ -1,6 +1,6 @@
 //! A full recount of the frame table from first principles, for tests: what every count should
-//! be, given the allocations, shares, pins, base pointers and the entries of every validated
-//! table, and whether every validated entry obeys Xen's rules.
+//! be, given the allocations, shares, pins, base pointers, installed GDTs, grant mappings and the
+//! entries of every validated table, and whether every validated entry obeys Xen's rules.
 
 use super::pte;
 use super::{is_guest_l4_slot, Mm, Owner, PageType, FIRST_XEN_SLOT};

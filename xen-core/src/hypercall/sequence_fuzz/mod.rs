@@ -547,7 +547,6 @@ fn switching_away_from_the_running_l4_keeps_it_typed_until_the_exit_path() {
         0,
         ext(vec![Ext::NewBase(F::L4(1)), Ext::Unpin(F::L4(0))]),
     )];
-    assert_eq!(replay(&unpin_and_switch, checks), Ok(()));
     let and_clear = [Step::Call(
         1,
         ext(vec![
@@ -556,7 +555,6 @@ fn switching_away_from_the_running_l4_keeps_it_typed_until_the_exit_path() {
             Ext::Clear(F::Own(0)),
         ]),
     )];
-    assert_eq!(replay(&and_clear, checks), Ok(()));
     let then_write = [Step::Multi(
         2,
         vec![
@@ -577,7 +575,12 @@ fn switching_away_from_the_running_l4_keeps_it_typed_until_the_exit_path() {
         At::Page(2, 0),
         Count::Exact,
     )];
-    assert_eq!(replay(&then_write, checks), Ok(()));
+    let results = [
+        replay(&unpin_and_switch, checks),
+        replay(&and_clear, checks),
+        replay(&then_write, checks),
+    ];
+    assert_eq!(results, [Ok(()), Ok(()), Ok(())]);
 }
 
 /// Issue 11, finding 5: the fuzzer's minimal sequence for the GDT references a dead domain
