@@ -194,6 +194,7 @@ fn every_hypercall_the_conformance_suite_makes_is_in_the_table() {
         for (wrapper, name) in &wrappers {
             if text.contains(&format!("hc::{wrapper}("))
                 || text.contains(&format!("hc::{wrapper}::"))
+                || text.contains(&format!("hc::raw::{wrapper}("))
             {
                 used.insert(name.clone());
             }

@@ -527,9 +527,9 @@ fn the_starting_world_and_a_quiet_sequence_pass_every_check() {
 
 /// Issue 11, finding 2: the minimal sequences the fuzzer prints for the live L4 put by
 /// `MMUEXT_NEW_BASEPTR` (in one batch, and with the running L4 rewritten after it in the same
-/// batch or multicall). Fails until the fix on branch `wip-mm`; then flip [`LIVE_CR3_CHECK`].
+/// batch or multicall). They failed before the fix (`new_guest_cr3` now switches CR3 before it
+/// releases the old table); a regression test since.
 #[test]
-#[ignore = "fails until the NEW_BASEPTR fix (branch wip-mm) is merged; then flip LIVE_CR3_CHECK"]
 fn switching_away_from_the_running_l4_keeps_it_typed_until_the_exit_path() {
     use ops::*;
     let ext = |ops: Vec<Ext>| Call::Ext {
@@ -584,9 +584,8 @@ fn switching_away_from_the_running_l4_keeps_it_typed_until_the_exit_path() {
 }
 
 /// Issue 11, finding 5: the fuzzer's minimal sequence for the GDT references a dead domain
-/// leaks. Fails until `relinquish_domain` drops them; then flip [`GDT_TEARDOWN_CHECK`].
+/// leaks. It failed before `relinquish_domain` dropped them; a regression test since.
 #[test]
-#[ignore = "fails until relinquish_domain drops set_gdt's references; then flip GDT_TEARDOWN_CHECK"]
 fn a_destroyed_domain_gives_back_its_gdt_frames() {
     use ops::*;
     let checks = Checks {
