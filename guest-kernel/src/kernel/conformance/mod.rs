@@ -594,7 +594,8 @@ fn normal(pte_maddr: u64, val: u64) -> MmuUpdate {
     }
 }
 
-fn ext(cmd: u32, arg1: u64, arg2: u64) -> MmuextOp {
+/// One `mmuext_op` element (also used by the hostile guests).
+pub(in crate::kernel) fn ext(cmd: u32, arg1: u64, arg2: u64) -> MmuextOp {
     MmuextOp {
         cmd,
         arg1,

@@ -25,26 +25,18 @@ use alloc::vec::Vec;
 
 use guest_kernel::paging::{entry_maddr, make_entry, Mfn, PTE_A, PTE_D, PTE_P, PTE_RW, PTE_US};
 use hypercall_abi::xen::{
-    __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, MmuUpdate, MmuextOp, MulticallEntry,
-    DOMID_SELF, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L4_TABLE,
+    __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op, MmuUpdate, MulticallEntry, DOMID_SELF,
+    MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L4_TABLE,
     MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
 };
 
+use super::super::conformance::ext;
 use super::super::hypercall::{self as hc, ptr as gp};
 use super::super::mm;
 use super::super::pt;
 
 /// The hypervisor's L4 slots: 256..272.
 const XEN_SLOTS: core::ops::Range<usize> = 256..272;
-
-fn ext(cmd: u32, arg1: u64, arg2: u64) -> MmuextOp {
-    MmuextOp {
-        cmd,
-        arg1,
-        arg2,
-        ..Default::default()
-    }
-}
 
 fn write(table: Mfn, idx: usize, val: u64) -> MmuUpdate {
     MmuUpdate {

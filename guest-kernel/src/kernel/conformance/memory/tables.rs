@@ -762,12 +762,18 @@ pub(super) fn live_l4_cases(s: &mut Suite, e: &Env) {
         ];
         ext_ops(&ops, SELF)
     };
+    // Scratch page 4 as a validated copy of the current L4; if that fails, the case's values.
+    let copy_of_l4_failed = || {
+        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
+        table_page(&t, &copy).err().map(|rc| {
+            let r = untable(&t);
+            values!("setup_failed={rc}{r}")
+        })
+    };
 
     s.run("mmuext_op.leave_and_clear_old_l4", || {
-        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
-        if let Err(rc) = table_page(&t, &copy) {
-            let r = untable(&t);
-            return values!("setup_failed={rc}{r}");
+        if let Some(failed) = copy_of_l4_failed() {
+            return failed;
         }
         let ops = [
             ext(MMUEXT_UNPIN_TABLE, l4, 0),
@@ -782,10 +788,8 @@ pub(super) fn live_l4_cases(s: &mut Suite, e: &Env) {
     });
 
     s.run("mmuext_op.leave_and_copy_over_old_l4", || {
-        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
-        if let Err(rc) = table_page(&t, &copy) {
-            let r = untable(&t);
-            return values!("setup_failed={rc}{r}");
+        if let Some(failed) = copy_of_l4_failed() {
+            return failed;
         }
         // "Hypervisor slots" of the guest's choosing: its own page, writable.
         let mut evil = [0u64; 272];
@@ -804,10 +808,8 @@ pub(super) fn live_l4_cases(s: &mut Suite, e: &Env) {
     });
 
     s.run("multicall.leave_l4_then_write_its_xen_slots", || {
-        let copy: [u64; 512] = core::array::from_fn(|i| table_entry(l4, i));
-        if let Err(rc) = table_page(&t, &copy) {
-            let r = untable(&t);
-            return values!("setup_failed={rc}{r}");
+        if let Some(failed) = copy_of_l4_failed() {
+            return failed;
         }
         let ops = [
             ext(MMUEXT_UNPIN_TABLE, l4, 0),
