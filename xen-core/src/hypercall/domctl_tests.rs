@@ -7,14 +7,13 @@ use hypercall_abi::hvm::*;
 use hypercall_abi::sched::*;
 use hypercall_abi::sysctl::*;
 use hypercall_abi::xen::*;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::testing::*;
 use super::*;
 use crate::domain::{DomainId, Poll, Shutdown};
 use crate::domains::{BootRings, DomainSet, MAX_PORT_2L};
-use crate::guest::{copy_from_guest, copy_to_guest, PageTableGuest};
-use crate::mm::Mfn;
 
 const ARG: u64 = GUEST_VA;
 const BUF: u64 = GUEST_VA + 0x1000;
@@ -56,16 +55,6 @@ fn slot_of(set: &DomainSet, id: DomainId) -> usize {
 fn hc(m: &mut FakeMachine, set: &mut DomainSet, caller: DomainId, nr: u32, a: [u64; 5]) -> i64 {
     let slot = slot_of(set, caller);
     with_set_ctx(m, set, slot, |ctx| dispatch(ctx, nr.into(), a))
-}
-
-fn put<T: IntoBytes + Immutable>(m: &mut FakeMachine, va: u64, v: &T) {
-    let mut g = PageTableGuest { mem: m, l4: Mfn(1) };
-    copy_to_guest(&mut g, va, v).unwrap();
-}
-
-fn get<T: FromBytes + IntoBytes>(m: &mut FakeMachine, va: u64) -> T {
-    let g = PageTableGuest { mem: m, l4: Mfn(1) };
-    copy_from_guest(&g, va).unwrap()
 }
 
 fn err(e: Errno) -> i64 {

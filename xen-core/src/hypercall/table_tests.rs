@@ -10,27 +10,14 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::event_channel::*;
 use hypercall_abi::sched::*;
 use hypercall_abi::xen::*;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::table::{lookup, reaches_others, Reach};
 use super::testing::*;
 use super::*;
 use crate::domain::DomainId;
 use crate::domains::{DomainSet, MAX_PORT_2L};
-use crate::guest::{copy_from_guest, copy_to_guest, PageTableGuest};
-use crate::mm::Mfn;
 
 const ARG: u64 = GUEST_VA;
-
-fn put<T: IntoBytes + Immutable>(m: &mut FakeMachine, va: u64, v: &T) {
-    let mut g = PageTableGuest { mem: m, l4: Mfn(1) };
-    copy_to_guest(&mut g, va, v).unwrap();
-}
-
-fn get<T: FromBytes + IntoBytes>(m: &mut FakeMachine, va: u64) -> T {
-    let g = PageTableGuest { mem: m, l4: Mfn(1) };
-    copy_from_guest(&g, va).unwrap()
-}
 
 /// dom0 (privileged) and two domUs, 1 and 2.
 fn world() -> (FakeMachine, Box<DomainSet>) {
