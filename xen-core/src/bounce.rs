@@ -25,10 +25,10 @@ use hypercall_abi::arch_x86_64::{
 };
 
 use crate::domain::Domain;
-use crate::guest::{GuestMemory, PageTableGuest};
+use crate::guest_access::{GuestMemory, PageTableGuest};
 use crate::mm::MachineMemoryMut;
 use crate::regs::{rflags, Regs};
-use crate::shared;
+use crate::shared_info;
 
 /// Page-fault error-code bit: the access came from user mode.
 const PFEC_USER: u32 = 1 << 2;
@@ -76,9 +76,9 @@ pub fn create_bounce_frame<M: MachineMemoryMut + ?Sized>(
     if (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END + 60).contains(&sp) {
         return Err("guest stack pointer inside the hypervisor's range");
     }
-    let saved_mask = shared::upcall_mask(m, dom);
+    let saved_mask = shared_info::upcall_mask(m, dom);
     if b.mask_events {
-        shared::set_upcall_mask(m, dom, true);
+        shared_info::set_upcall_mask(m, dom, true);
     }
     let cs = cs | (u64::from(saved_mask) << 32);
     let fl = (regs.rflags & !rflags::IF) | if saved_mask { 0 } else { rflags::IF };
@@ -173,7 +173,7 @@ pub fn inject_exception<M: MachineMemoryMut + ?Sized>(
     let ti = dom.vcpu.trap_ctxt[usize::from(vector)];
     let mut error_code = error_code;
     if vector == TRAP_PAGE_FAULT {
-        shared::set_cr2(m, dom, cr2);
+        shared_info::set_cr2(m, dom, cr2);
         // The CPU saw ring 3; the guest wants to know whether its *user* mode faulted.
         error_code = error_code.map(|e| {
             let e = e & !PFEC_USER;
@@ -227,7 +227,7 @@ pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
     dom: &mut Domain,
     regs: &mut Regs,
 ) -> Result<bool, CrashReason> {
-    if shared::upcall_mask(m, dom) || !shared::upcall_pending(m, dom) {
+    if shared_info::upcall_mask(m, dom) || !shared_info::upcall_pending(m, dom) {
         return Ok(false);
     }
     let eip = dom.vcpu.event_callback;
@@ -247,7 +247,7 @@ pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::copy_from_guest;
+    use crate::guest_access::copy_from_guest;
     use crate::hypercall::testing::{setup, GUEST_VA};
 
     #[test]
@@ -289,7 +289,7 @@ mod tests {
                 0xe02b
             ]
         );
-        assert!(shared::upcall_mask(&m, &d), "trap flag 4 masks events");
+        assert!(shared_info::upcall_mask(&m, &d), "trap flag 4 masks events");
         let cr2 = m
             .mem
             .read_u64(crate::mm::Maddr(d.shared_info.maddr().0 + 16))
@@ -335,14 +335,14 @@ mod tests {
             cs: 0xe033,
             ..Regs::default()
         };
-        shared::set_upcall_mask(&mut m, &d, true);
-        shared::write_u8(&mut m, &d, shared::UPCALL_PENDING, 1);
+        shared_info::set_upcall_mask(&mut m, &d, true);
+        shared_info::write_u8(&mut m, &d, shared_info::UPCALL_PENDING, 1);
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(false));
-        shared::set_upcall_mask(&mut m, &d, false);
+        shared_info::set_upcall_mask(&mut m, &d, false);
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(true));
         assert_eq!(regs.rip, 0x10_3000);
         assert!(
-            shared::upcall_mask(&m, &d),
+            shared_info::upcall_mask(&m, &d),
             "an upcall masks further upcalls"
         );
         let g = PageTableGuest {
@@ -437,7 +437,7 @@ mod tests {
             [USER_RIP, 0x646, USER_RIP, 0xe033, 0x646, USER_RSP, 0xe02b]
         );
         assert!(
-            shared::upcall_mask(&m, &d),
+            shared_info::upcall_mask(&m, &d),
             "VGCF_syscall_disables_events masks events"
         );
     }
@@ -446,7 +446,7 @@ mod tests {
     fn syscall_from_user_with_events_masked_saves_the_mask_and_keeps_it() {
         let (mut m, mut d) = in_user_mode();
         d.vcpu.syscall_callback = SYSCALL_CB;
-        shared::set_upcall_mask(&mut m, &d, true);
+        shared_info::set_upcall_mask(&mut m, &d, true);
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
         let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
@@ -456,14 +456,14 @@ mod tests {
             "saved_upcall_mask in bits 32..39"
         );
         assert_eq!(frame[4], 0x446, "IF clear: events were masked");
-        assert!(shared::upcall_mask(&m, &d));
+        assert!(shared_info::upcall_mask(&m, &d));
 
         // Registered without CALLBACKF_mask_events: events stay as they were.
         let (mut m, mut d) = in_user_mode();
         d.vcpu.syscall_callback = SYSCALL_CB;
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
-        assert!(!shared::upcall_mask(&m, &d));
+        assert!(!shared_info::upcall_mask(&m, &d));
     }
 
     #[test]
@@ -543,7 +543,7 @@ mod tests {
     fn an_upcall_in_user_mode_switches_to_the_kernel() {
         let (mut m, mut d) = in_user_mode();
         d.vcpu.event_callback = 0x10_3000;
-        shared::write_u8(&mut m, &d, shared::UPCALL_PENDING, 1);
+        shared_info::write_u8(&mut m, &d, shared_info::UPCALL_PENDING, 1);
         let mut regs = Regs {
             rip: USER_RIP,
             cs: 0xe033,
@@ -626,6 +626,6 @@ mod tests {
             Some(Ok(()))
         );
         assert_eq!(regs.rip, 0x10_8100);
-        assert!(shared::upcall_mask(&m, &d));
+        assert!(shared_info::upcall_mask(&m, &d));
     }
 }

@@ -174,7 +174,7 @@ pub fn privileged(
         }
         [0x0f, 0x30, ..] => {
             let value = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
-            if !crate::guest::is_canonical(value) {
+            if !crate::guest_access::is_canonical(value) {
                 return Emulated::No;
             }
             match regs.rcx as u32 {

@@ -44,7 +44,7 @@ use arch::x86_64::console::printk;
 /// IDT are up. Named after Xen's `__start_xen`.
 #[cfg(target_os = "none")]
 fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
-    use arch::x86_64::{mm, power};
+    use arch::x86_64::{mappings, power};
     use xen_core::cmdline::{self, BootOptions, ParamProblem};
     use xen_core::layout::{MIB, XEN_VIRT_START};
     use xen_core::multiboot::BootInfo;
@@ -55,7 +55,7 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
         env!("CARGO_PKG_VERSION")
     );
 
-    let memory = mm::BootDirectMap;
+    let memory = mappings::BootDirectMap;
     let info = match BootInfo::parse(&memory, mb_magic, mb_info) {
         Ok(info) => info,
         Err(err) => {
@@ -83,7 +83,7 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
     });
     log::set_max_level(options.loglvl);
 
-    let image = mm::image_maddr_range();
+    let image = mappings::image_maddr_range();
     log::info!(
         "Xen image: machine {:#x}-{:#x}, linked at {:#x}",
         image.start,

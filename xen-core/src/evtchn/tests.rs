@@ -2,7 +2,7 @@
 //! and random operation sequences checked against the table invariants.
 
 use super::*;
-use crate::guest::GuestFault;
+use crate::guest_access::GuestFault;
 use hypercall_abi::xen::{VIRQ_CONSOLE, VIRQ_DOM_EXC};
 use std::collections::BTreeSet;
 use zerocopy::FromZeros;

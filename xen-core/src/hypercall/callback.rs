@@ -6,7 +6,7 @@ use hypercall_abi::callback::*;
 use hypercall_abi::errno::Errno;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, is_canonical};
+use crate::guest_access::{copy_from_guest, is_canonical};
 
 /// Vector of the NMI, whose callback lives in the trap table.
 const TRAP_NMI: usize = 2;

@@ -11,7 +11,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::{CONSOLEIO_read, CONSOLEIO_write};
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest::GuestMemory;
+use crate::guest_access::GuestMemory;
 
 /// Bytes copied from the guest per step (Xen uses 128).
 const CHUNK: usize = 128;

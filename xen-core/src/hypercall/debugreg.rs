@@ -8,7 +8,7 @@ use hypercall_abi::errno::Errno;
 
 use super::{Ctx, HcResult, Machine};
 use crate::domain::DR6_DEFAULT;
-use crate::guest::guest_va_ok;
+use crate::guest_access::guest_va_ok;
 
 /// DR6 bits that always read as 1 / are reserved (`X86_DR6_DEFAULT` keeps them set).
 const DR6_RESERVED_ONE: u64 = 0xffff_0ff0;

@@ -25,9 +25,9 @@ use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use zerocopy::IntoBytes;
 
 use super::{Ctx, HcResult, Machine};
+use crate::domain::set::Guest;
 use crate::domain::{Domain, DomainId, Shutdown};
-use crate::domains::Guest;
-use crate::guest::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest};
 
 /// Xen's `SHUTDOWN_CODE_INVALID`: a domain's shutdown code before anything set it.
 const SHUTDOWN_CODE_INVALID: u32 = !0;

@@ -10,10 +10,10 @@
 
 use hypercall_abi::errno::Errno;
 
-use super::mmu::pt;
 use super::{Ctx, HcResult, Machine};
-use crate::frame_table::{Owner, PageType};
-use crate::guest::GuestMemory;
+use crate::guest_access::GuestMemory;
+use crate::mm::frame_table::{Owner, PageType};
+use crate::mm::mmu::pt;
 use crate::mm::Mfn;
 
 /// First GDT entry the hypervisor reserves (`FIRST_RESERVED_GDT_ENTRY`: byte 0xE000).

@@ -4,8 +4,8 @@
 use hypercall_abi::xen::{__HYPERVISOR_set_gdt, __HYPERVISOR_update_va_mapping, UVMF_INVLPG};
 
 use super::ptwr_emulate;
-use crate::frame_table::testing::World;
-use crate::frame_table::{pte, PageType};
+use crate::mm::frame_table::testing::World;
+use crate::mm::frame_table::{pte, PageType};
 use crate::mm::MachineMemoryMut;
 
 // The padding pages past the boot stack are zero-filled by the builder: only null descriptors.

@@ -6,7 +6,7 @@
 //! way dom0less exposes them to `init-dom0less`: as HVM parameters of the domU, read with
 //! `HVMOP_get_param` (`HVM_PARAM_STORE_PFN` is the xenstore ring's machine frame,
 //! `HVM_PARAM_STORE_EVTCHN` its port in the domU, and the same for the console). A domain built
-//! with rings ([`crate::domains::BootRings`]) answers like an HVM domain; every other domain,
+//! with rings ([`crate::domain::set::BootRings`]) answers like an HVM domain; every other domain,
 //! the caller included, is PV and answers as Xen does for one.
 //!
 //! Checks in Xen 4.17's order (`hvmop_get_param`): copy (-EFAULT), an index from
@@ -21,7 +21,7 @@ use hypercall_abi::hvm::*;
 use hypercall_abi::xen::DOMID_SELF;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest};
 
 pub(super) fn hvm_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: u64, arg: u64) -> HcResult {
     // Xen takes the operation as `unsigned long`: no truncation.

@@ -4,7 +4,7 @@
 //! The arch layer's `syscall` entry saves a [`Regs`] frame and calls [`dispatch`] with the number
 //! (RAX) and the five arguments (RDI, RSI, RDX, R10, R8). Each handler is ordinary Rust that takes
 //! a [`Ctx`]: the calling domain, the machine (through the [`Machine`] trait, so tests can fake it)
-//! and the guest's memory, reached only through checked copies (`crate::guest`). A handler returns
+//! and the guest's memory, reached only through checked copies (`crate::guest_access`). A handler returns
 //! the value for RAX: non-negative on success, `-errno` on failure. [`dispatch`] finds the handler
 //! in [`table::TABLE`]; a hypercall without a row returns -ENOSYS, as Xen does for one it does not
 //! know.
@@ -16,28 +16,24 @@ mod callback;
 mod console;
 mod debugreg;
 mod domctl;
-pub mod event_channel;
 mod gdt;
-pub mod grant_table;
 mod hvm;
-mod memory;
-pub(crate) mod mmu;
 mod sysctl;
-pub use mmu::ptwr_emulate;
+pub use crate::mm::mmu::ptwr_emulate;
 mod multicall;
 pub mod table;
 pub use table::{Hypercall, TABLE};
 mod physdev;
-mod sched;
 mod traps;
 mod vcpu;
 mod version;
 
 use hypercall_abi::errno::Errno;
 
-use crate::domain::{Domain, MachineInfo};
-use crate::frame_table::Mm;
-use crate::guest::{GuestFault, PageTableGuest};
+use crate::domain::Domain;
+pub(crate) use crate::domain::MachineInfo;
+use crate::guest_access::{GuestFault, PageTableGuest};
+use crate::mm::frame_table::Mm;
 use crate::mm::MachineMemoryMut;
 use crate::regs::Regs;
 
@@ -120,9 +116,10 @@ pub(crate) fn preempt_check<R: crate::mm::MachineMemory + ?Sized>(
     if p.pending() {
         return true;
     }
-    let at = crate::mm::Maddr(shared_info.maddr().0 + crate::shared::UPCALL_PENDING);
+    let at = crate::mm::Maddr(shared_info.maddr().0 + crate::shared_info::UPCALL_PENDING);
     // `evtchn_upcall_pending` and `evtchn_upcall_mask` are the first two bytes of vcpu_info[0].
-    const _: () = assert!(crate::shared::UPCALL_MASK == crate::shared::UPCALL_PENDING + 1);
+    const _: () =
+        assert!(crate::shared_info::UPCALL_MASK == crate::shared_info::UPCALL_PENDING + 1);
     mem.read(at, 2).is_some_and(|b| b[0] != 0 && b[1] == 0)
 }
 
@@ -161,9 +158,9 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     /// Its event channels.
     pub events: &'a mut crate::evtchn::PortTable,
     /// Its grant table.
-    pub grants: &'a mut crate::grant_table::GrantTable,
+    pub grants: &'a mut crate::gnttab::GrantTable,
     /// Every other domain (event channels and grants reach them; dom0 manages them).
-    pub others: crate::domains::Others<'a>,
+    pub others: crate::domain::set::Others<'a>,
     /// The caller's saved registers (`iret` rewrites them).
     pub regs: &'a mut Regs,
     /// Set while a multicall runs: a nested multicall is refused.
@@ -242,8 +239,6 @@ pub(crate) mod testing;
 mod domctl_tests;
 #[cfg(test)]
 mod gdt_ptwr_tests;
-#[cfg(test)]
-mod mmu_tests;
 #[cfg(test)]
 mod preempt_tests;
 #[cfg(test)]

@@ -19,7 +19,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::MulticallEntry;
 
 use super::{dispatch, Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, copy_to_guest, guest_va_ok, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, GuestMemory};
 
 const ENTRY_SIZE: u64 = core::mem::size_of::<MulticallEntry>() as u64;
 /// Offset of `result` in an entry.

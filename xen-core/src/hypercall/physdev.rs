@@ -22,7 +22,7 @@ use hypercall_abi::physdev::{
 use hypercall_abi::xen::{DomId, DOMID_FIRST_RESERVED, DOMID_SELF};
 
 use super::{cmd32, Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest};
 use crate::pirq::NR_PIRQS;
 
 /// The domain a PIRQ operation names, which must be the caller: `DOMID_SELF` or its own id.

@@ -8,7 +8,7 @@ use hypercall_abi::xen::*;
 
 use super::testing::{call_to_completion, setup, with_ctx, FakePreempt, GUEST_VA};
 use super::{dispatch, Continuation};
-use crate::guest::{copy_from_guest, copy_to_guest, PageTableGuest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, PageTableGuest};
 use crate::mm::{MachineMemoryMut, Maddr};
 use crate::regs::Regs;
 
@@ -252,7 +252,7 @@ fn a_long_console_write_is_preempted_and_continued() {
         mem: &mut m.mem,
         l4: dom.l4,
     };
-    crate::guest::GuestMemory::write(&mut g, GUEST_VA, &text).unwrap();
+    crate::guest_access::GuestMemory::write(&mut g, GUEST_VA, &text).unwrap();
     m.preempt = FakePreempt::every(10);
     let mut regs = Regs::default();
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
@@ -280,7 +280,7 @@ fn a_long_console_write_is_preempted_and_continued() {
 
 #[test]
 fn a_long_grant_batch_is_preempted_and_continued_with_the_same_statuses() {
-    use crate::frame_table::testing::{page_va, Two};
+    use crate::mm::frame_table::testing::{page_va, Two};
     use hypercall_abi::grant_table::{GNTTABOP_swap_grant_ref, GnttabSwapGrantRef};
     const SWAP: u64 = core::mem::size_of::<GnttabSwapGrantRef>() as u64;
     // 1000 swaps of grant references (most of them out of range: a status per element).

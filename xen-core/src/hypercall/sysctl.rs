@@ -19,7 +19,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use super::{Ctx, HcResult, Machine};
 use crate::domain::PerfCounters;
-use crate::guest::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest};
 
 pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
     let mut op: XenSysctl = copy_from_guest(&ctx.guest(), arg)?;

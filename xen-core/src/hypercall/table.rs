@@ -17,9 +17,13 @@
 use hypercall_abi::xen::*;
 
 use super::{
-    callback, console, debugreg, domctl, event_channel, gdt, grant_table, hvm, memory, mmu,
-    multicall, physdev, sched, sysctl, traps, vcpu, version, Ctx, HcResult, Machine,
+    callback, console, debugreg, domctl, gdt, hvm, multicall, physdev, sysctl, traps, vcpu,
+    version, Ctx, HcResult, Machine,
 };
+use crate::evtchn::hypercall as event_channel;
+use crate::gnttab::hypercall as grant_table;
+use crate::mm::{memory, mmu};
+use crate::sched::hypercall as sched;
 
 /// Who may make a hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

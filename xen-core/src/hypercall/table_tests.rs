@@ -14,8 +14,8 @@ use hypercall_abi::xen::*;
 use super::table::{lookup, reaches_others, Reach};
 use super::testing::*;
 use super::*;
+use crate::domain::set::{DomainSet, MAX_PORT_2L};
 use crate::domain::DomainId;
-use crate::domains::{DomainSet, MAX_PORT_2L};
 
 const ARG: u64 = GUEST_VA;
 
@@ -41,7 +41,7 @@ fn sched_view(m: &FakeMachine, set: &DomainSet, id: DomainId) -> String {
     let g = set.guest(set.slot_of(id).unwrap()).unwrap();
     format!(
         "upcall={} shutdown={:?} destroy={} blocked={} poll={}",
-        crate::shared::upcall_pending(m, &g.dom),
+        crate::shared_info::upcall_pending(m, &g.dom),
         g.dom.shutdown,
         g.destroy,
         g.dom.vcpu.blocked,
@@ -321,7 +321,7 @@ fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others(
         assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args);
     assert_eq!(rc, 0);
     assert!(changed, "the send did not reach domain 2");
-    assert!(crate::shared::upcall_pending(
+    assert!(crate::shared_info::upcall_pending(
         &m,
         &set.guest(set.slot_of(2).unwrap()).unwrap().dom
     ));
@@ -335,7 +335,7 @@ fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others(
         .shared_info
         .maddr()
         .0;
-    for (offset, len) in [(crate::shared::UPCALL_PENDING, 1), (8, 8), (2048, 8)] {
+    for (offset, len) in [(crate::shared_info::UPCALL_PENDING, 1), (8, 8), (2048, 8)] {
         let zero = [0u8; 8];
         crate::mm::MachineMemoryMut::write(&mut m, crate::mm::Maddr(si + offset), &zero[..len])
             .unwrap();

@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use super::{Ctx, Machine, Preempt};
 use crate::domain::{Domain, MachineInfo};
-use crate::frame_table::Mm;
+use crate::mm::frame_table::Mm;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 
@@ -151,14 +151,14 @@ pub fn with_ctx<R>(
     f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
 ) -> R {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
-    let mut grants = Box::new(crate::grant_table::GrantTable::new());
+    let mut grants = Box::new(crate::gnttab::GrantTable::new());
     let mut ctx = Ctx {
         m,
         info,
         dom,
         events: &mut events,
         grants: &mut grants,
-        others: crate::domains::Others::none(),
+        others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
         continuation: None,
@@ -166,20 +166,20 @@ pub fn with_ctx<R>(
     f(&mut ctx)
 }
 
-/// A domain for a [`crate::domains::DomainSet`], on the fake machine's page tables (L4 at frame
+/// A domain for a [`crate::domain::set::DomainSet`], on the fake machine's page tables (L4 at frame
 /// 1, like [`setup`]'s) so that any of them can be the caller: id `id`, privileged when 0,
 /// shared_info at frame `10 + id`, `100 + id` pages, run time `1000 * id` ns.
-pub fn guest(id: crate::domain::DomainId) -> crate::domains::Guest {
+pub fn guest(id: crate::domain::DomainId) -> crate::domain::set::Guest {
     let (_, mut dom, _) = setup();
     dom.id = id;
     dom.privileged = id == 0;
     dom.nr_pages = 100 + u64::from(id);
     dom.max_pages = 200 + u64::from(id);
     dom.shared_info = Mfn(10 + u64::from(id));
-    crate::domains::Guest {
+    crate::domain::set::Guest {
         dom,
         regs: Regs::default(),
-        sched: crate::domains::SchedInfo {
+        sched: crate::domain::set::SchedInfo {
             run_ns: 1000 * u64::from(id),
             ..Default::default()
         },
@@ -195,7 +195,7 @@ pub fn guest(id: crate::domain::DomainId) -> crate::domains::Guest {
 /// `ctx.others` (the split the arch layer makes for a hypercall).
 pub fn with_set_ctx<R>(
     m: &mut FakeMachine,
-    set: &mut crate::domains::DomainSet,
+    set: &mut crate::domain::set::DomainSet,
     slot: usize,
     f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R,
 ) -> R {
@@ -243,12 +243,12 @@ pub fn call_to_completion<M: Machine + ?Sized>(
 
 /// Writes `v` into the guest at `va`, through the test domain's L4 (frame 1).
 pub fn put<T: zerocopy::IntoBytes + zerocopy::Immutable>(m: &mut FakeMachine, va: u64, v: &T) {
-    let mut g = crate::guest::PageTableGuest { mem: m, l4: Mfn(1) };
-    crate::guest::copy_to_guest(&mut g, va, v).unwrap();
+    let mut g = crate::guest_access::PageTableGuest { mem: m, l4: Mfn(1) };
+    crate::guest_access::copy_to_guest(&mut g, va, v).unwrap();
 }
 
 /// Reads a `T` from the guest at `va`, through the test domain's L4 (frame 1).
 pub fn get<T: zerocopy::FromBytes + zerocopy::IntoBytes>(m: &mut FakeMachine, va: u64) -> T {
-    let g = crate::guest::PageTableGuest { mem: m, l4: Mfn(1) };
-    crate::guest::copy_from_guest(&g, va).unwrap()
+    let g = crate::guest_access::PageTableGuest { mem: m, l4: Mfn(1) };
+    crate::guest_access::copy_from_guest(&g, va).unwrap()
 }

@@ -8,7 +8,7 @@ use zerocopy::IntoBytes;
 
 use super::testing::*;
 use super::*;
-use crate::guest::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
 use crate::regs::Regs;
 
 const EFAULT: i64 = -14;
@@ -30,7 +30,7 @@ fn guest_write<T: IntoBytes + zerocopy::Immutable>(
     va: u64,
     v: &T,
 ) {
-    let mut g = crate::guest::PageTableGuest { mem: m, l4: d.l4 };
+    let mut g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
     copy_to_guest(&mut g, va, v).unwrap();
 }
 
@@ -39,7 +39,7 @@ fn guest_read<T: zerocopy::FromBytes + IntoBytes>(
     d: &crate::domain::Domain,
     va: u64,
 ) -> T {
-    let g = crate::guest::PageTableGuest { mem: m, l4: d.l4 };
+    let g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
     copy_from_guest(&g, va).unwrap()
 }
 
@@ -162,7 +162,7 @@ fn console_io_is_refused_to_unprivileged_domains() {
 fn console_write_copies_guest_bytes_and_checks_the_pointer() {
     let (mut m, mut d, _) = setup();
     let text = [b'x'; 300];
-    let mut g = crate::guest::PageTableGuest {
+    let mut g = crate::guest_access::PageTableGuest {
         mem: &mut m,
         l4: d.l4,
     };
@@ -452,7 +452,7 @@ fn iret_restores_the_context_and_the_upcall_mask() {
         ss: 0xe02b,
     };
     guest_write(&mut m, &d, GUEST_VA + 0x100, &ctx_iret);
-    crate::shared::set_upcall_mask(&mut m, &d, true);
+    crate::shared_info::set_upcall_mask(&mut m, &d, true);
     let mut regs = Regs {
         rsp: GUEST_VA + 0x100,
         ..Regs::default()
@@ -467,7 +467,7 @@ fn iret_restores_the_context_and_the_upcall_mask() {
     );
     assert_eq!(regs.rflags & 0x3000, 0);
     assert_eq!((regs.rcx, regs.r11), (12, 11));
-    assert!(!crate::shared::upcall_mask(&m, &d));
+    assert!(!crate::shared_info::upcall_mask(&m, &d));
 }
 
 #[test]

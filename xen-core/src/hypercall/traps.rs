@@ -6,7 +6,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, is_canonical};
+use crate::guest_access::{copy_from_guest, is_canonical};
 use crate::regs::rflags;
 
 /// `do_set_trap_table` (`xen/arch/x86/pv/traps.c`): reads `trap_info` entries until one with
@@ -79,7 +79,7 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     }
     // The guest's virtual interrupt flag follows the returned RFLAGS.IF.
     let masked = saved.rflags & rflags::IF == 0;
-    crate::shared::set_upcall_mask(ctx.m, ctx.dom, masked);
+    crate::shared_info::set_upcall_mask(ctx.m, ctx.dom, masked);
     Ok(saved.rax as i64)
 }
 

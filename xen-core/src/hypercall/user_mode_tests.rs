@@ -13,9 +13,9 @@ use hypercall_abi::xen::*;
 use super::{dispatch, Ctx};
 use crate::bounce;
 use crate::domain::{Shutdown, NO_USER_PAGE_TABLES};
-use crate::frame_table::testing::{World, SELF};
-use crate::frame_table::{pte, PageType};
-use crate::guest::translate;
+use crate::guest_access::translate;
+use crate::mm::frame_table::testing::{World, SELF};
+use crate::mm::frame_table::{pte, PageType};
 use crate::mm::Mfn;
 use crate::regs::{Regs, ENTRY_RESTORE_ALL, ENTRY_SYSCALL};
 
@@ -28,14 +28,14 @@ const SYSCALL_CB: u64 = 0x10_5000;
 /// Hypercall `nr` as dom0 with the saved registers `regs` (`iret` reads and rewrites them).
 fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
-    let mut grants = Box::new(crate::grant_table::GrantTable::new());
+    let mut grants = Box::new(crate::gnttab::GrantTable::new());
     let mut ctx = Ctx {
         m: &mut w.m,
         info: &w.info,
         dom: &mut w.dom,
         events: &mut events,
         grants: &mut grants,
-        others: crate::domains::Others::none(),
+        others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
         continuation: None,
@@ -239,7 +239,7 @@ fn a_system_call_round_trip_through_user_mode() {
         [next, 0x246, next, 0xe033, 0x246, USER_RSP - 0x40, 0xe02b]
     );
     assert!(
-        crate::shared::upcall_mask(&w.m, &w.dom),
+        crate::shared_info::upcall_mask(&w.m, &w.dom),
         "CALLBACKF_mask_events"
     );
 
@@ -269,7 +269,7 @@ fn a_system_call_round_trip_through_user_mode() {
         (next, USER_RSP - 0x40, 0xe033)
     );
     assert!(
-        !crate::shared::upcall_mask(&w.m, &w.dom),
+        !crate::shared_info::upcall_mask(&w.m, &w.dom),
         "events back on with RFLAGS.IF"
     );
     w.check();

@@ -4,7 +4,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest};
 
 /// Shortest periodic timer Xen accepts (1 ms).
 const MIN_PERIOD_NS: u64 = 1_000_000;
@@ -112,11 +112,11 @@ mod tests {
             flags,
             ..Default::default()
         };
-        let mut g = crate::guest::PageTableGuest {
+        let mut g = crate::guest_access::PageTableGuest {
             mem: &mut m,
             l4: d.l4,
         };
-        crate::guest::copy_to_guest(&mut g, GUEST_VA, &arg).unwrap();
+        crate::guest_access::copy_to_guest(&mut g, GUEST_VA, &arg).unwrap();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
         };

@@ -8,7 +8,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::version::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
 
 /// The Xen version we implement the ABI of: 4.17.
 pub const XEN_MAJOR: i64 = 4;

@@ -12,12 +12,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 use xen_core::bounce::{self, CrashReason};
+use xen_core::domain::set::{DomainSet, Guest};
 use xen_core::domain::{Domain, MachineInfo, Shutdown};
-use xen_core::domains::{DomainSet, Guest};
 use xen_core::emulate::{self, GuestCrs};
+use xen_core::evtchn::hypercall as event_channel;
 use xen_core::evtchn::PortTable;
-use xen_core::guest::{GuestMemory, PageTableGuest};
-use xen_core::hypercall::event_channel;
+use xen_core::guest_access::{GuestMemory, PageTableGuest};
 use xen_core::hypercall::{dispatch, ptwr_emulate, Ctx};
 use xen_core::power::FailCode;
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
@@ -78,8 +78,8 @@ static HV: Mutex<Option<Hv>> = Mutex::new(None);
 pub static DOMS: Mutex<DomainSet> = Mutex::new(DomainSet::new());
 
 /// FPU/SSE state of each slot's vCPU while it does not run (`fxsave` format).
-static FPU: Mutex<[Fxsave; xen_core::domains::MAX_DOMAINS]> =
-    Mutex::new([Fxsave([0; 512]); xen_core::domains::MAX_DOMAINS]);
+static FPU: Mutex<[Fxsave; xen_core::domain::set::MAX_DOMAINS]> =
+    Mutex::new([Fxsave([0; 512]); xen_core::domain::set::MAX_DOMAINS]);
 
 /// An `fxsave` area.
 #[derive(Clone, Copy)]
@@ -88,8 +88,8 @@ pub struct Fxsave(pub [u8; 512]);
 
 /// Data segment selectors (DS, ES, FS, GS) of each slot's vCPU while it does not run (Xen's
 /// `save_segments`/`load_segments`): a guest loads them itself, even from user mode.
-static SEGS: Mutex<[[u16; 4]; xen_core::domains::MAX_DOMAINS]> =
-    Mutex::new([[0; 4]; xen_core::domains::MAX_DOMAINS]);
+static SEGS: Mutex<[[u16; 4]; xen_core::domain::set::MAX_DOMAINS]> =
+    Mutex::new([[0; 4]; xen_core::domain::set::MAX_DOMAINS]);
 
 /// The FPU state a vCPU starts with (`fninit`), captured once at boot.
 static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
@@ -433,7 +433,7 @@ fn guest_exception(
             }
             let crs = GuestCrs {
                 cr0: guest_cr0(dom),
-                cr2: xen_core::shared::cr2(&*m, dom),
+                cr2: xen_core::shared_info::cr2(&*m, dom),
                 cr3: dom.l4.maddr().0,
             };
             // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).
@@ -543,7 +543,7 @@ fn exit_to_guest(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, touches_oth
             g.dom.shutdown = Some(Shutdown::Crashed(why));
             continue;
         }
-        if !xen_core::guest::is_canonical(regs.rip) {
+        if !xen_core::guest_access::is_canonical(regs.rip) {
             // `iret` to a non-canonical RIP (or a `syscall` from the last bytes of the lower
             // half) would fault in ring 0 on the way out. Xen's `iretq` takes that #GP(0) through
             // its exception table and reflects it to the guest; so do we, before leaving.
@@ -583,13 +583,13 @@ fn schedule(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
     loop {
         deliver_irqs(hv, doms);
         let now = hv.m.now();
-        for slot in 0..xen_core::domains::MAX_DOMAINS {
+        for slot in 0..xen_core::domain::set::MAX_DOMAINS {
             let Some((g, ports)) = doms.both_mut(slot) else {
                 continue;
             };
             run_timers(&mut hv.m, g, ports, slot == hv.cur, now);
             let m = &hv.m;
-            if g.dom.vcpu.blocked && xen_core::shared::upcall_pending(m, &g.dom) {
+            if g.dom.vcpu.blocked && xen_core::shared_info::upcall_pending(m, &g.dom) {
                 g.dom.vcpu.blocked = false;
             }
             if let Some(poll) = &g.dom.vcpu.poll {
@@ -608,7 +608,7 @@ fn schedule(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
             domu::reap(hv);
         }
 
-        let cands: heapless::Vec<Candidate, { xen_core::domains::MAX_DOMAINS }> = doms
+        let cands: heapless::Vec<Candidate, { xen_core::domain::set::MAX_DOMAINS }> = doms
             .slots()
             .map(|(slot, g)| Candidate {
                 slot,
@@ -639,7 +639,7 @@ fn schedule(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
 /// Reports domains that shut down (dom0 takes the machine with it, as on Xen) and tears down
 /// those dom0 destroyed.
 fn stopped_domains(hv: &mut Hv, doms: &mut DomainSet, regs: &mut Regs) {
-    for slot in 0..xen_core::domains::MAX_DOMAINS {
+    for slot in 0..xen_core::domain::set::MAX_DOMAINS {
         let Some(g) = doms.guest_mut(slot) else {
             continue;
         };
@@ -960,8 +960,8 @@ fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
                         rip,
                         v.timer_deadline,
                         v.periodic_period,
-                        u8::from(xen_core::shared::upcall_mask(&hv.m, d)),
-                        u8::from(xen_core::shared::upcall_pending(&hv.m, d)),
+                        u8::from(xen_core::shared_info::upcall_mask(&hv.m, d)),
+                        u8::from(xen_core::shared_info::upcall_pending(&hv.m, d)),
                         g.sched.run_ns
                     );
                 }
@@ -1016,7 +1016,7 @@ fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
                 printk!("device interrupts: {}\n", ioapic::count());
             }
             b'P' => {
-                for slot in 0..xen_core::domains::MAX_DOMAINS {
+                for slot in 0..xen_core::domain::set::MAX_DOMAINS {
                     if let Some(g) = doms.guest_mut(slot) {
                         g.dom.vcpu.perf = Default::default();
                         printk!("d{} perf counters reset\n", g.dom.id);

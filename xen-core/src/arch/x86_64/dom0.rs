@@ -1,11 +1,11 @@
 //! Building and starting dom0 on this machine: frames, the M2P, shared_info, the domain builder,
 //! then the boot-time domUs and the first entry into dom0.
 
+use xen_core::domain::build::{self, BuildParams, DomainKind};
+use xen_core::domain::set::{Guest, SchedInfo, MAX_PORT_2L};
 use xen_core::domain::{Domain, MachineInfo};
-use xen_core::domain_build::{self, BuildParams, DomainKind};
-use xen_core::domains::{Guest, SchedInfo, MAX_PORT_2L};
-use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
-use xen_core::frame_table::{Mm, MmConfig, Owner};
+use xen_core::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
+use xen_core::mm::frame_table::{Mm, MmConfig, Owner};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use xen_core::multiboot::{BootInfo, MemoryKind, MemoryMap, Module};
 use xen_core::power::FailCode;
@@ -14,7 +14,7 @@ use xen_core::regs::Regs;
 use super::console::printk;
 use super::domu::{self, BootModule, Pool};
 use super::machine::{DirectMap, HvMachine};
-use super::mm::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
+use super::mappings::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
 
 /// The CPU's physical address width (CPUID 0x80000008), 36 if it does not say.
@@ -210,7 +210,7 @@ pub fn start(
         shared_info,
     };
     let m2p_base = m2p.maddr().0;
-    let built = match domain_build::build(&mut mem, &mut frames, &params, |mfn, pfn| {
+    let built = match build::build(&mut mem, &mut frames, &params, |mfn, pfn| {
         let _ = DirectMap.write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
     }) {
         Ok(b) => b,
@@ -236,7 +236,7 @@ pub fn start(
         preempt: super::machine::PreemptAt::new(),
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
-    xen_core::shared::set_upcall_mask(&mut m, &dom, true);
+    xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
     dispatch::publish_time(&mut m, &dom);
     dispatch::capture_initial_fpu();
     let mut name = heapless::String::new();
@@ -266,7 +266,7 @@ pub fn start(
         &mut m.mem,
         0,
         &mut || frames.alloc_frame(),
-        xen_core::grant_table::MAX_GRANT_FRAMES,
+        xen_core::gnttab::MAX_GRANT_FRAMES,
     ) {
         refuse(format_args!("dom0's grant table: {e:?}"));
     }

@@ -16,19 +16,19 @@
 
 use hypercall_abi::sched::SHUTDOWN_reboot;
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
+use xen_core::domain::build::{self, BuildParams, DomainKind};
+use xen_core::domain::set::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
 use xen_core::domain::{Domain, Shutdown};
-use xen_core::domain_build::{self, BuildParams, DomainKind};
-use xen_core::domains::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
-use xen_core::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
-use xen_core::frame_table::Owner;
-use xen_core::hypercall::event_channel;
+use xen_core::evtchn::hypercall as event_channel;
+use xen_core::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
+use xen_core::mm::frame_table::Owner;
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use xen_core::regs::Regs;
 
 use super::console::printk;
 use super::dispatch::{self, Hv};
 use super::machine::{DirectMap, HvMachine};
-use super::mm::{hypervisor_l4_slots, BootDirectMap};
+use super::mappings::{hypervisor_l4_slots, BootDirectMap};
 
 /// A domU's memory when its command line has no `mem=`.
 pub const DEFAULT_DOMU_MEM: u64 = 16 << 20;
@@ -231,7 +231,7 @@ pub fn build(
         shared_info,
     };
     let m2p_base = pool.m2p_base;
-    let built = match domain_build::build(&mut m.mem, &mut pool.frames, &params, |mfn, pfn| {
+    let built = match build::build(&mut m.mem, &mut pool.frames, &params, |mfn, pfn| {
         let _ = DirectMap.write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
     }) {
         Ok(b) => b,
@@ -258,7 +258,7 @@ pub fn build(
     }
     // Its grant table: frames shared with it as Xen's `gnttab_grow_table` does, and the
     // frames of its active entries; one run, so that one range records them all.
-    let nr_grant = xen_core::grant_table::MAX_TABLE_FRAMES as u64;
+    let nr_grant = xen_core::gnttab::MAX_TABLE_FRAMES as u64;
     let Some(first) = pool.frames.alloc_contiguous(nr_grant, 1) else {
         refuse(format_args!("no memory for its grant table"));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
@@ -280,7 +280,7 @@ pub fn build(
             next += 1;
             (next <= grant_frames.end.0).then_some(Mfn(next - 1))
         },
-        xen_core::grant_table::MAX_GRANT_FRAMES,
+        xen_core::gnttab::MAX_GRANT_FRAMES,
     ) {
         refuse(format_args!("no grant table: {e:?}"));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
@@ -290,7 +290,7 @@ pub fn build(
         let _ = pool.frames.free(grant_frames);
         return Err(());
     }
-    let page_mfn = |r: Option<domain_build::layout::Region>| {
+    let page_mfn = |r: Option<build::layout::Region>| {
         r.map_or(0, |r| built.mfn_base.0 + built.layout.pfn_of(r.start))
     };
     let rings = BootRings {
@@ -300,7 +300,7 @@ pub fn build(
         console_evtchn,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
-    xen_core::shared::set_upcall_mask(m, &dom, true);
+    xen_core::shared_info::set_upcall_mask(m, &dom, true);
     dispatch::publish_time(m, &dom);
     let g = doms.guest_mut(slot).expect("installed above");
     g.dom = dom;

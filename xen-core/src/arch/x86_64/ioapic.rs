@@ -7,7 +7,7 @@
 //! When one fires, [`interrupt`] masks its line and sends the local APIC its EOI (the level stays
 //! asserted until the device is serviced, so the line must stay masked until the guest's
 //! `PHYSDEVOP_eoi`), and records the GSI; the dispatcher then raises dom0's bound port
-//! ([`take_pending`], `xen_core::hypercall::event_channel::send_gsi`). Entries start masked, and
+//! ([`take_pending`], `xen_core::evtchn::hypercall::send_gsi`). Entries start masked, and
 //! [`sync`] unmasks exactly those `xen_core::pirq::PirqTable::line_enabled` names.
 
 use core::ptr;

@@ -4,13 +4,13 @@
 use core::arch::x86_64::__cpuid_count;
 use core::cell::Cell;
 
-use xen_core::frame_table::{Mm, Owner, PageType};
 use xen_core::hypercall::{Machine, Preempt};
 use xen_core::layout;
+use xen_core::mm::frame_table::{Mm, Owner, PageType};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 use super::console;
-use super::mm::image_maddr_range;
+use super::mappings::image_maddr_range;
 
 /// Machine memory through the direct map (machine 0..4 GiB), minus the hypervisor image and the
 /// frame table, whose bytes are live Rust data that must never be aliased or written through
@@ -44,8 +44,8 @@ impl DirectMap {
         &mut self,
         first: xen_core::mm::Mfn,
         entries: usize,
-    ) -> &'static mut [xen_core::frame_table::FrameInfo] {
-        let bytes = entries * core::mem::size_of::<xen_core::frame_table::FrameInfo>();
+    ) -> &'static mut [xen_core::mm::frame_table::FrameInfo] {
+        let bytes = entries * core::mem::size_of::<xen_core::mm::frame_table::FrameInfo>();
         let start = first.maddr().0;
         assert!(FRAME_TABLE_RANGE.get().is_none(), "one frame table");
         assert!(
@@ -59,7 +59,10 @@ impl DirectMap {
         // this slice is its only access path. `FrameInfo` is plain data; `Mm::new` resets every
         // entry before use.
         unsafe {
-            core::slice::from_raw_parts_mut(virt as *mut xen_core::frame_table::FrameInfo, entries)
+            core::slice::from_raw_parts_mut(
+                virt as *mut xen_core::mm::frame_table::FrameInfo,
+                entries,
+            )
         }
     }
 }

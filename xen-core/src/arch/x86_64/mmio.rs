@@ -35,7 +35,7 @@ pub enum MmioError {
 /// window for the boot page tables (in the image's `.bss`, which the direct map aliases read-only),
 /// through the direct map for any other table.
 fn entry_ptr(table: u64, index: usize) -> Result<*mut u64, MmioError> {
-    let va = if super::mm::image_maddr_range().contains(&table) {
+    let va = if super::mappings::image_maddr_range().contains(&table) {
         layout::XEN_VIRT_START + table
     } else {
         layout::directmap_virt(table).ok_or(MmioError::UnexpectedMapping)?

@@ -15,7 +15,7 @@ pub mod gdt;
 pub mod ioapic;
 pub mod lab;
 pub mod machine;
-pub mod mm;
+pub mod mappings;
 pub mod mmio;
 pub mod pic;
 pub mod pit;

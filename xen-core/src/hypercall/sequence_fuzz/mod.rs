@@ -398,7 +398,7 @@ const ALL_CHECKS: Checks = Checks {
 
 #[test]
 fn the_watch_catches_writes_into_the_running_l4s_hypervisor_slots() {
-    use crate::frame_table::testing::HV_SLOTS;
+    use crate::mm::frame_table::testing::HV_SLOTS;
     use crate::mm::{MachineMemoryMut, Maddr, Mfn};
     let mut w = World::new(ALL_CHECKS);
     let l4 = Mfn(world::dom_base(0));
@@ -420,7 +420,7 @@ fn the_watch_catches_writes_into_the_running_l4s_hypervisor_slots() {
 
 #[test]
 fn the_live_cr3_check_catches_a_running_l4_that_loses_its_type() {
-    use crate::frame_table::Pt;
+    use crate::mm::frame_table::Pt;
     let mut w = World::new(ALL_CHECKS);
     // Inside one entry, drop the pin's and the base pointer's type references on the L4 the vCPU
     // runs on, as a buggy handler would.

@@ -46,7 +46,7 @@ impl Flags {
     /// The PTE bits: P RW US PWT PCD A D PAT/PSE G, an available bit (9), NX, Xen's
     /// guest-kernel bit (52), an address bit beyond the machine (51) and reserved bit 62.
     pub fn bits(self) -> u64 {
-        use crate::frame_table::pte::*;
+        use crate::mm::frame_table::pte::*;
         let table = [
             PRESENT,
             RW,

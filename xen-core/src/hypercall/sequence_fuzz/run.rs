@@ -15,9 +15,9 @@ use zerocopy::{Immutable, IntoBytes};
 use super::ops::*;
 use super::world::*;
 use crate::evtchn::ChannelState;
-use crate::frame_table::{pte, Owner, PageType};
-use crate::guest::translate;
+use crate::guest_access::translate;
 use crate::hypercall::ptwr_emulate;
+use crate::mm::frame_table::{pte, Owner, PageType};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Addresses no list should come from: null, unmapped, non-canonical, the hypervisor's own

@@ -11,14 +11,14 @@ use core::fmt::Write as _;
 
 use hypercall_abi::xen::DOMID_SELF;
 
+use crate::domain::build::PtLevel;
+use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
 use crate::domain::{Domain, DomainId, MachineInfo};
-use crate::domain_build::PtLevel;
-use crate::domains::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
 use crate::evtchn::ChannelState;
-use crate::frame_table::audit::{audit_with_foreign, ForeignRefs};
-use crate::frame_table::testing::{new_mm, range, HV_SLOTS};
-use crate::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
 use crate::hypercall::{dispatch, Ctx, Machine};
+use crate::mm::frame_table::audit::{audit_with_foreign, ForeignRefs};
+use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
+use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 
@@ -34,8 +34,7 @@ pub(super) const DOM_FRAMES: u64 = 48;
 pub(super) const GRANT_FRAMES: u32 = 4;
 /// Frames each grant table takes: the shared entries and the active entries (one per reference,
 /// never shared).
-pub(super) const TABLE_FRAMES: u32 =
-    GRANT_FRAMES + crate::grant_table::active_frames_for(GRANT_FRAMES);
+pub(super) const TABLE_FRAMES: u32 = GRANT_FRAMES + crate::gnttab::active_frames_for(GRANT_FRAMES);
 /// Frames from here to [`FRAMES`] are never given to anyone.
 pub(super) const FIRST_FREE: u64 = 256;
 
@@ -633,9 +632,8 @@ impl World {
         let mm = &mut self.m.mm;
         let mem = &mut self.m.mem;
         // The mappers' TLB flushes it asks for change no state here.
-        let _ =
-            crate::hypercall::grant_table::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
-        crate::hypercall::event_channel::close_all(mem, &g.dom, ports, &mut others);
+        let _ = crate::gnttab::hypercall::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
+        crate::evtchn::hypercall::close_all(mem, &g.dom, ports, &mut others);
         if !self.checks.gdt_teardown {
             // Drop the GDT's references as a fixed `relinquish_domain` does (then there are none
             // left for it to drop, whichever version runs).

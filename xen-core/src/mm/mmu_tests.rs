@@ -5,8 +5,8 @@
 use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use hypercall_abi::xen::*;
 
-use crate::frame_table::testing::{World, SELF};
-use crate::frame_table::{pte, Owner, PageType};
+use crate::mm::frame_table::testing::{World, SELF};
+use crate::mm::frame_table::{pte, Owner, PageType};
 use crate::mm::{MachineMemoryMut, Mfn};
 
 const EPERM: i64 = -1;

@@ -1,6 +1,6 @@
 //! Host tests of the domain builder: a tiny ELF writer makes kernels with chosen notes; each
 //! refusal is checked for its variant and for naming its note, and built domains are checked by
-//! walking their page tables the way the CPU (and `crate::guest::translate`) would.
+//! walking their page tables the way the CPU (and `crate::guest_access::translate`) would.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ use super::elf::{PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE};
 use super::layout::PAGE_SIZE;
 use super::pagetables::*;
 use super::*;
-use crate::frame_alloc::BootFrameAllocator;
-use crate::guest::translate;
+use crate::guest_access::translate;
+use crate::mm::frame_alloc::BootFrameAllocator;
 use crate::mm::{FakeMemory, MachineMemory};
 use crate::multiboot::{MemoryKind, MemoryRegion};
 

@@ -15,9 +15,9 @@ use core::fmt;
 use hypercall_abi::errno::Errno;
 
 use super::{flag, Mm, Owner, PageType, Pt};
+use crate::domain::build::{BuiltDomain, PtLevel};
 use crate::domain::{Domain, DomainId};
-use crate::domain_build::{BuiltDomain, PtLevel};
-use crate::frame_alloc::FrameRange;
+use crate::mm::frame_alloc::FrameRange;
 use crate::mm::{MachineMemoryMut, Mfn};
 
 /// Why a domain's frames could not be set up.

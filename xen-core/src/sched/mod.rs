@@ -6,6 +6,8 @@
 //! vCPU after it in slot order runs, so no runnable vCPU waits more than one round. With nothing
 //! runnable the CPU idles (halts) until an interrupt makes something runnable.
 
+pub(crate) mod hypercall;
+
 /// The time slice of a vCPU of the default weight (Xen's credit scheduler uses 30 ms on real
 /// hardware; under emulation a shorter slice keeps domains responsive).
 pub const SLICE_NS: u64 = 5_000_000;

@@ -41,6 +41,8 @@
 //! `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
 //! frames it owns, so they never arise).
 
+pub mod hypercall;
+
 use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
     GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
@@ -52,7 +54,7 @@ use hypercall_abi::grant_table::{
 use hypercall_abi::xen::{DomId, DOMID_SELF};
 
 use crate::domain::DomainId;
-use crate::frame_table::{pte, Mm, Owner, PageType, Pt, SeedError};
+use crate::mm::frame_table::{pte, Mm, Owner, PageType, Pt, SeedError};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Most shared frames a table may have: Xen's default `gnttab_max_frames` (64 frames of 512
@@ -462,7 +464,7 @@ fn grant_l1e(pt: &mut Pt<'_, '_>, l4: Mfn, addr: u64, flags: u32) -> Option<(Mad
         }
         (Maddr(addr), Mfn(addr >> 12))
     } else {
-        crate::hypercall::mmu::map_guest_l1e(pt.mem, l4, addr)?
+        crate::mm::mmu::map_guest_l1e(pt.mem, l4, addr)?
     };
     if !pt.get_page(l1, Owner::Domain(pt.caller.id)) {
         return None;

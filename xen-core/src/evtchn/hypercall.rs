@@ -6,14 +6,17 @@
 //! send sets a bit in the remote domain's frame) through one machine borrowed in a `RefCell`:
 //! each bit operation and each guest copy borrows it for just its own length.
 
+// Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
+#![allow(non_upper_case_globals)]
+
 use core::cell::RefCell;
 
 use hypercall_abi::errno::Errno;
 
-use super::{Ctx, HcResult, Machine};
 use crate::domain::Domain;
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable, SharedInfoBits};
-use crate::guest::{GuestFault, GuestMemory, PageTableGuest};
+use crate::guest_access::{GuestFault, GuestMemory, PageTableGuest};
+use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// A domain's shared_info frame, reached through the machine shared by every handle.
@@ -96,7 +99,7 @@ struct Entry<'a, 'm, M: ?Sized> {
 
 /// Every domain, as `evtchn::Domains` sees them.
 struct AllDomains<'a, 'm, M: ?Sized> {
-    doms: heapless::Vec<Entry<'a, 'm, M>, { crate::domains::MAX_DOMAINS }>,
+    doms: heapless::Vec<Entry<'a, 'm, M>, { crate::domain::set::MAX_DOMAINS }>,
 }
 
 impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
@@ -175,7 +178,7 @@ pub fn with_shared_info<M: MachineMemoryMut + ?Sized, R>(
     r
 }
 
-pub(super) fn event_channel_op<M: Machine + ?Sized>(
+pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     cmd: u64,
     arg: u64,
@@ -193,7 +196,7 @@ pub(super) fn event_channel_op<M: Machine + ?Sized>(
         doms.add(&m, &g.dom, ports);
     }
     let mut guest = SharedGuest { m: &m, l4 };
-    let op = super::cmd32(cmd);
+    let op = crate::hypercall::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, arg);
     drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
@@ -264,7 +267,7 @@ pub fn close_all<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
-    others: &mut crate::domains::Others<'_>,
+    others: &mut crate::domain::set::Others<'_>,
 ) {
     let id = dom.id;
     let m = RefCell::new(m);

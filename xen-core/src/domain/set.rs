@@ -8,8 +8,8 @@
 
 use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
-use crate::frame_table::Mm;
-use crate::grant_table::GrantTable;
+use crate::gnttab::GrantTable;
+use crate::mm::frame_table::Mm;
 use crate::mm::MachineMemoryMut;
 use crate::regs::Regs;
 
@@ -213,8 +213,8 @@ impl DomainSet {
     ) -> Option<Destroyed> {
         let (g, ports, grants, mut others) = self.split(slot)?;
         let flush =
-            crate::hypercall::grant_table::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
-        crate::hypercall::event_channel::close_all(mem, &g.dom, ports, &mut others);
+            crate::gnttab::hypercall::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
+        crate::evtchn::hypercall::close_all(mem, &g.dom, ports, &mut others);
         let still_referenced = mm.relinquish_domain(mem, &mut g.dom);
         let guest = self.remove(slot)?;
         Some(Destroyed {

@@ -4,6 +4,9 @@
 //! plain data; the arch layer loads the parts the CPU must see (segment bases, CR0.TS, CR3) when it
 //! runs the vCPU.
 
+pub mod build;
+pub mod set;
+
 use hypercall_abi::arch_x86_64::TrapInfo;
 
 use crate::mm::Mfn;
@@ -124,7 +127,7 @@ pub const MAX_INVLPG: usize = 8;
 /// hypercall (or the whole multicall) returns and before the guest runs again, then clears the
 /// request ([`FlushRequest::take`]). That is as safe as Xen's immediate flush because the
 /// hypervisor never reaches guest memory through the TLB: guest copies walk the tables in software
-/// (`crate::guest`).
+/// (`crate::guest_access`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlushRequest {
     /// Flush the whole TLB of this CPU, global entries included (Xen sets `_PAGE_GLOBAL` on guest

@@ -34,7 +34,7 @@ use hypercall_abi::xen::{
 };
 use zerocopy::IntoBytes;
 
-use crate::frame_alloc::FrameAllocator;
+use crate::mm::frame_alloc::FrameAllocator;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn, Pfn};
 
 pub use elf::{ElfError, ElfImage, LoadSegment};

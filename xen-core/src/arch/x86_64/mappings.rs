@@ -1,4 +1,5 @@
-//! Machine memory as the boot page tables map it: the image's own range, and the direct map.
+//! The hypervisor's own mappings of machine memory: the image's range, the boot direct map, the
+//! hypervisor L4 slots every guest L4 shares, and the M2P table's mapping.
 
 use core::ops::Range;
 

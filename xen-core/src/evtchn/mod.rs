@@ -24,6 +24,8 @@
 //! Not provided yet: the FIFO ABI (`init_control`, `expand_array`: -ENOSYS, so guests fall back to 2-level), Xen-
 //! internal consumers, and device-model targets in the privilege check.
 
+pub mod hypercall;
+
 use core::mem::{offset_of, size_of};
 
 use hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPUS;
@@ -44,7 +46,7 @@ use hypercall_abi::xen::{
 use hypercall_abi::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::guest::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
 use crate::pirq::PirqTable;
 
 /// Ports per domain in the 2-level ABI on 64-bit guests: 64 selector bits × 64-bit words.

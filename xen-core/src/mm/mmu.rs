@@ -20,16 +20,21 @@
 //! bit, `*pdone` read back as the starting value, and, for a null list with exactly that count,
 //! `foreigndom` returned as the result.
 
+// Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
+#![allow(non_upper_case_globals)]
+
 use core::mem::size_of;
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::{Ctx, HcResult, Machine};
 use crate::domain::{Domain, DomainInfo};
-use crate::frame_table::{pte, Mm, Owner, PageType, Pt};
-use crate::guest::{copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, PageTableGuest};
+use crate::guest_access::{
+    copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, PageTableGuest,
+};
+use crate::hypercall::{Ctx, HcResult, Machine};
+use crate::mm::frame_table::{pte, Mm, Owner, PageType, Pt};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Bit 31 of `count`: a continuation of a preempted call.
@@ -123,7 +128,7 @@ fn xsm_target(d: DomainInfo, t: Owner) -> Result<(), Errno> {
 
 /// Splits the context into what the handlers need at once: the frame-table context (which
 /// borrows the caller's counters and flush request) and the rest of the domain.
-pub(super) fn pt<'a>(
+pub(crate) fn pt<'a>(
     mm: &'a mut Mm<'static>,
     mem: &'a mut dyn MachineMemoryMut,
     dom: &'a mut Domain,
@@ -156,7 +161,7 @@ pub(super) fn pt<'a>(
 }
 
 /// The parts of the calling domain `mmuext_op` changes besides counters and flushes.
-pub(super) struct DomainParts<'a> {
+pub(crate) struct DomainParts<'a> {
     l4: &'a mut Mfn,
     user_l4: &'a mut Option<Mfn>,
     ldt_base: &'a mut u64,
@@ -222,7 +227,7 @@ fn status(rc: Result<(), Errno>) -> HcResult {
 // mmu_update
 
 /// `HYPERVISOR_mmu_update(reqs, count, pdone, foreigndom)`.
-pub(super) fn mmu_update<M: Machine + ?Sized>(
+pub(crate) fn mmu_update<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     ureqs: u64,
     count: u64,
@@ -262,18 +267,18 @@ fn continue_batch<M: Machine + ?Sized, T>(
     }
 }
 
-/// What a batch loop asks between elements: whether to stop (see [`super::preempt_check`]).
+/// What a batch loop asks between elements: whether to stop (see [`crate::hypercall::preempt_check`]).
 /// `None` for a test's slice, which is never preempted.
 #[derive(Clone, Copy)]
 struct Stop<'p> {
-    preempt: Option<&'p dyn super::Preempt>,
+    preempt: Option<&'p dyn crate::hypercall::Preempt>,
     shared_info: Mfn,
 }
 
 impl Stop<'_> {
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
         self.preempt
-            .is_some_and(|p| super::preempt_check(p, mem, self.shared_info))
+            .is_some_and(|p| crate::hypercall::preempt_check(p, mem, self.shared_info))
     }
 }
 
@@ -468,7 +473,7 @@ fn machphys_update(
 // mmuext_op
 
 /// `HYPERVISOR_mmuext_op(ops, count, pdone, foreigndom)`.
-pub(super) fn mmuext_op<M: Machine + ?Sized>(
+pub(crate) fn mmuext_op<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     uops: u64,
     count: u64,
@@ -798,7 +803,7 @@ fn new_guest_cr3<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, mfn: Mfn) -> Result<
 // update_va_mapping
 
 /// `HYPERVISOR_update_va_mapping(va, val, flags)`.
-pub(super) fn update_va_mapping<M: Machine + ?Sized>(
+pub(crate) fn update_va_mapping<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     va: u64,
     val: u64,
@@ -809,7 +814,7 @@ pub(super) fn update_va_mapping<M: Machine + ?Sized>(
 
 /// `HYPERVISOR_update_va_mapping_otherdomain(va, val, flags, domid)`: the same, mapping a frame
 /// of `domid` (`get_pg_owner`; a privileged caller for anyone but itself).
-pub(super) fn update_va_mapping_otherdomain<M: Machine + ?Sized>(
+pub(crate) fn update_va_mapping_otherdomain<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     va: u64,
     val: u64,

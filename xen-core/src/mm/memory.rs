@@ -5,12 +5,15 @@
 //! operations that change a domain's memory (populate, exchange, add_to_physmap, ...) come with
 //! the memory-management issue; until then they are -ENOSYS.
 
+// Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
+#![allow(non_upper_case_globals)]
+
 use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::*;
 use hypercall_abi::xen::DOMID_SELF;
 
-use super::{Ctx, HcResult, Machine};
-use crate::guest::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::hypercall::{Ctx, HcResult, Machine};
 
 /// Low bits of the command word: the operation (`MEMOP_CMD_MASK`).
 const CMD_MASK: u64 = (1 << 6) - 1;
@@ -19,7 +22,7 @@ const EXTENT_SHIFT: u64 = 6;
 /// Offset of `arch.max_pfn` in shared_info (`arch_shared_info.max_pfn`).
 const SHARED_INFO_MAX_PFN: u64 = 3088;
 
-pub(super) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
+pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let op = (cmd & CMD_MASK) as u32;
     let start_extent = (cmd as u32 as u64) >> EXTENT_SHIFT;
     if start_extent != 0 {

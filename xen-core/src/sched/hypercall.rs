@@ -1,17 +1,20 @@
 //! `sched_op` and `set_timer_op`: yield, block, shutdown, and the vCPU's single-shot timer.
 
+// Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
+#![allow(non_upper_case_globals)]
+
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::*;
 
-use super::{Ctx, HcResult, Machine};
 use crate::domain::{Poll, Shutdown};
-use crate::guest::{copy_from_guest, guest_va_ok};
+use crate::guest_access::{copy_from_guest, guest_va_ok};
+use crate::hypercall::{Ctx, HcResult, Machine};
 
 /// Most ports one `SCHEDOP_poll` may wait for (Xen: `nr_ports > 128` is -EINVAL).
 const MAX_POLL_PORTS: u32 = 128;
 
-pub(super) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
-    match super::cmd32(cmd) {
+pub(crate) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
+    match crate::hypercall::cmd32(cmd) {
         // The scheduler runs another vCPU if one is runnable (`vcpu_yield`).
         SCHEDOP_yield => {
             ctx.dom.vcpu.yielded = true;
@@ -21,7 +24,7 @@ pub(super) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg:
             // Blocking re-enables event delivery (Xen's `vcpu_block_enable_events`); the vCPU
             // then waits until an event is pending (at once if one already is: the scheduler
             // wakes a blocked vCPU with an upcall pending).
-            crate::shared::set_upcall_mask(ctx.m, ctx.dom, false);
+            crate::shared_info::set_upcall_mask(ctx.m, ctx.dom, false);
             ctx.dom.vcpu.blocked = true;
             Ok(0)
         }
@@ -95,7 +98,7 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
         if !ctx.events.is_valid(port) {
             return Err(Errno::EINVAL);
         }
-        if super::event_channel::port_pending(&*ctx.m, ctx.dom, port) {
+        if crate::evtchn::hypercall::port_pending(&*ctx.m, ctx.dom, port) {
             return Ok(0);
         }
         let _ = ports.push(port);
@@ -149,7 +152,7 @@ fn watchdog<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, w: SchedWatchdog) -> HcRe
 /// clock and fires in 100 ms instead (`do_set_timer_op` in `xen/common/sched/core.c`).
 const MAX_AHEAD_NS: u64 = 1 << 50;
 
-pub(super) fn set_timer_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, timeout: u64) -> HcResult {
+pub(crate) fn set_timer_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, timeout: u64) -> HcResult {
     if timeout == 0 {
         ctx.dom.vcpu.timer_deadline = None;
         return Ok(0);
@@ -170,9 +173,9 @@ mod tests {
     use hypercall_abi::xen::__HYPERVISOR_sched_op;
     use zerocopy::IntoBytes;
 
-    use super::super::testing::*;
-    use super::super::{dispatch, MachineInfo};
     use crate::domain::Domain;
+    use crate::hypercall::testing::*;
+    use crate::hypercall::{dispatch, MachineInfo};
     use crate::regs::Regs;
 
     const EINVAL: i64 = -22;
@@ -186,11 +189,11 @@ mod tests {
         cmd: u32,
         arg: &T,
     ) -> i64 {
-        let mut g = crate::guest::PageTableGuest {
+        let mut g = crate::guest_access::PageTableGuest {
             mem: &mut *m,
             l4: d.l4,
         };
-        crate::guest::copy_to_guest(&mut g, GUEST_VA, arg).unwrap();
+        crate::guest_access::copy_to_guest(&mut g, GUEST_VA, arg).unwrap();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
         };

@@ -6,8 +6,8 @@
 use hypercall_abi::grant_table::*;
 
 use super::*;
-use crate::frame_table::testing::{base, page_va, Two};
-use crate::frame_table::FrameInfo;
+use crate::mm::frame_table::testing::{base, page_va, Two};
+use crate::mm::frame_table::FrameInfo;
 
 /// Two domains with a grant table each (frames 80.. for the tables, 4 frames each).
 struct World {
@@ -348,7 +348,7 @@ fn a_grant_pte_replaced_by_the_guest_gives_its_references_back() {
     assert_eq!(m.status, GNTST_okay);
     // dom1 writes its own frame over the grant PTE with mmu_update.
     let slot = Two::slot(base(1) + 3, AT >> 12);
-    let own = ((base(1) + 20) << 12) | crate::frame_table::testing::DATA;
+    let own = ((base(1) + 20) << 12) | crate::mm::frame_table::testing::DATA;
     assert_eq!(w.two.mmu(1, &[(slot, own)], DOMID_SELF as u32), (0, 1));
     assert_eq!(w.frame(GRANTED), start, "the PTE's references went with it");
     w.check();

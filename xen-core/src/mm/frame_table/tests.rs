@@ -7,8 +7,8 @@ use hypercall_abi::xen::*;
 use super::pte::{self, ACCESSED, DIRTY, GLOBAL, PCD, PRESENT, PWT, RW, USER};
 use super::testing::*;
 use super::{Owner, PageType};
-use crate::domain_build::{self, BuildParams, DomainKind, PtLevel};
-use crate::frame_alloc::BootFrameAllocator;
+use crate::domain::build::{self, BuildParams, DomainKind, PtLevel};
+use crate::mm::frame_alloc::BootFrameAllocator;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 const DOM1: u32 = 1;
@@ -72,7 +72,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
         kind: crate::multiboot::MemoryKind::Usable,
     }];
     let mut frames = BootFrameAllocator::new(regions, &[Maddr(0x100000)..Maddr(0x110000)]).unwrap();
-    let image = crate::domain_build::tests::Elf::good().bytes();
+    let image = crate::domain::build::tests::Elf::good().bytes();
     let params = BuildParams {
         image: &image,
         cmdline: "",
@@ -81,7 +81,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
         hypervisor_l4_slots: HV_SLOTS,
         shared_info: WORLD_SHARED_INFO,
     };
-    let built = domain_build::build(&mut mem, &mut frames, &params, |_, _| {}).unwrap();
+    let built = build::build(&mut mem, &mut frames, &params, |_, _| {}).unwrap();
     let snapshot: Vec<Vec<u8>> = built
         .page_table_frames()
         .map(|(m, _)| mem.read(m.maddr(), 4096).unwrap().to_vec())
@@ -251,7 +251,7 @@ fn hooking_a_table_into_an_upper_level_validates_it_and_unhooking_cascades() {
     t.check();
     // The guest sees z through the new branch at VA 1 GiB.
     let va = 1 << 30;
-    let at = crate::guest::translate(&t.m.mem, t.doms[1].l4, va, true).unwrap();
+    let at = crate::guest_access::translate(&t.m.mem, t.doms[1].l4, va, true).unwrap();
     assert_eq!(at, Mfn(z).maddr());
     // Unhook: y, then x, are devalidated, and z loses the mapping's type reference.
     assert_eq!(t.mmu(1, &[(Two::slot(d1(1), 1), 0)], SELF_ID), (0, 1));
@@ -657,13 +657,7 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
     let mut t = Two::new();
     // A null list with exactly the marker as count returns foreigndom.
     let rc = t.ctx(1, |ctx| {
-        crate::hypercall::mmu::do_mmu_update(
-            ctx,
-            crate::hypercall::mmu::Batch::Guest(0),
-            1 << 31,
-            0,
-            0x1234,
-        )
+        crate::mm::mmu::do_mmu_update(ctx, crate::mm::mmu::Batch::Guest(0), 1 << 31, 0, 0x1234)
     });
     assert_eq!(rc, Ok(0x1234));
     // With a list: the marker is dropped and *pdone is read back as the starting count.
@@ -673,27 +667,30 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
         ptr: d1(10) << 12,
         val: 5,
     };
-    let mut g = crate::guest::PageTableGuest {
+    let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
         l4: t.doms[1].l4,
     };
-    crate::guest::copy_to_guest(&mut g, list, &req).unwrap();
-    crate::guest::copy_to_guest(&mut g, done, &40u32).unwrap();
+    crate::guest_access::copy_to_guest(&mut g, list, &req).unwrap();
+    crate::guest_access::copy_to_guest(&mut g, done, &40u32).unwrap();
     let rc = t.call(
         1,
         __HYPERVISOR_mmu_update,
         [list, (1 << 31) | 1, done, DOMID_SELF.into(), 0],
     );
     assert_eq!(rc, 0);
-    let g = crate::guest::PageTableGuest {
+    let g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
         l4: t.doms[1].l4,
     };
-    assert_eq!(crate::guest::copy_from_guest::<u32>(&g, done).unwrap(), 41);
+    assert_eq!(
+        crate::guest_access::copy_from_guest::<u32>(&g, done).unwrap(),
+        41
+    );
     let rc = t.ctx(1, |ctx| {
-        crate::hypercall::mmu::do_mmuext_op(
+        crate::mm::mmu::do_mmuext_op(
             ctx,
-            crate::hypercall::mmu::Batch::Guest(0),
+            crate::mm::mmu::Batch::Guest(0),
             1 << 31,
             0,
             0xffff_fff0,
@@ -733,11 +730,11 @@ fn install_gdt_and_ldt(t: &mut Two) {
         assert_eq!(t.mmu(1, &[(Two::slot(d1(3), k), 0)], SELF_ID), (0, 1));
     }
     let list = page_va(12);
-    let mut g = crate::guest::PageTableGuest {
+    let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
         l4: t.doms[1].l4,
     };
-    crate::guest::copy_to_guest(&mut g, list, &[d1(20), d1(21)]).unwrap();
+    crate::guest_access::copy_to_guest(&mut g, list, &[d1(20), d1(21)]).unwrap();
     assert_eq!(t.call(1, __HYPERVISOR_set_gdt, [list, 1024, 0, 0, 0]), 0);
     assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x40_0000, 16)], SELF_ID), 0);
     let f = t.frame(d1(20));
@@ -773,7 +770,7 @@ fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
 /// installed a GDT and an LDT gives every one of its frames back.
 #[test]
 fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
-    use crate::domains::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+    use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
     let mut t = Two::new();
     install_gdt_and_ldt(&mut t);
     let mut set = Box::new(DomainSet::new());

@@ -7,13 +7,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::audit::{audit, live_cr3};
 use super::{FrameInfo, Mm, MmConfig, Owner};
+use crate::domain::build::tests::Elf;
+use crate::domain::build::{self, BuildParams, BuiltDomain, DomainKind};
 use crate::domain::{Domain, MachineInfo};
-use crate::domain_build::tests::Elf;
-use crate::domain_build::{self, BuildParams, BuiltDomain, DomainKind};
-use crate::frame_alloc::{BootFrameAllocator, FrameRange};
-use crate::guest::{copy_from_guest, copy_to_guest, translate, PageTableGuest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, translate, PageTableGuest};
 use crate::hypercall::testing::{call_to_completion, FakeMachine};
 use crate::hypercall::{dispatch, Continuation, Ctx};
+use crate::mm::frame_alloc::{BootFrameAllocator, FrameRange};
 use crate::mm::{FakeMemory, MachineMemoryMut, Maddr, Mfn, Pfn};
 use crate::multiboot::{MemoryKind, MemoryRegion};
 use crate::regs::Regs;
@@ -93,7 +93,7 @@ impl World {
             shared_info: WORLD_SHARED_INFO,
         };
         let mut m2p = Vec::new();
-        let built = domain_build::build(&mut mem, &mut frames, &params, |mfn, pfn| {
+        let built = build::build(&mut mem, &mut frames, &params, |mfn, pfn| {
             m2p.push((mfn, pfn))
         })
         .unwrap();
@@ -174,14 +174,14 @@ impl World {
         self.m.cr3 = Some(self.dom.current_l4());
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
-        let mut grants = Box::new(crate::grant_table::GrantTable::new());
+        let mut grants = Box::new(crate::gnttab::GrantTable::new());
         let mut ctx = Ctx {
             m: &mut self.m,
             info: &self.info,
             dom: &mut self.dom,
             events: &mut events,
             grants: &mut grants,
-            others: crate::domains::Others::none(),
+            others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
             continuation: None,
@@ -202,8 +202,8 @@ impl World {
 
     /// Where the L1 entry for `va` lives (walking the current tables), its value, and its L1.
     pub fn l1_slot(&self, va: u64) -> (Maddr, u64, Mfn) {
-        let (at, l1) = crate::hypercall::mmu::map_guest_l1e(&self.m.mem, self.dom.l4, va)
-            .expect("va has an L1");
+        let (at, l1) =
+            crate::mm::mmu::map_guest_l1e(&self.m.mem, self.dom.l4, va).expect("va has an L1");
         (at, self.m.mem.read_u64(at).unwrap(), l1)
     }
 
@@ -317,7 +317,7 @@ impl Two {
                 .unwrap();
             mm.share_xen_page_with_guest(dom.shared_info, dom.id, true)
                 .unwrap();
-            use crate::domain_build::PtLevel::*;
+            use crate::domain::build::PtLevel::*;
             let tables = [(b, L4), (b + 1, L3), (b + 2, L2), (b + 3, L1)];
             mm.validate_and_pin_initial_tables(
                 &mut mem,
@@ -373,14 +373,14 @@ impl Two {
         self.m.cr3 = Some(self.doms[d].current_l4());
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
-        let mut grants = Box::new(crate::grant_table::GrantTable::new());
+        let mut grants = Box::new(crate::gnttab::GrantTable::new());
         let mut ctx = Ctx {
             m: &mut self.m,
             info: &self.info,
             dom: &mut self.doms[d],
             events: &mut events,
             grants: &mut grants,
-            others: crate::domains::Others::none(),
+            others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
             continuation: None,
@@ -401,9 +401,9 @@ impl Two {
             .collect();
         let before = self.doms[d].vcpu.perf.page_updates;
         let rc = self.ctx(d, |ctx| {
-            crate::hypercall::mmu::do_mmu_update(
+            crate::mm::mmu::do_mmu_update(
                 ctx,
-                crate::hypercall::mmu::Batch::Slice(&reqs),
+                crate::mm::mmu::Batch::Slice(&reqs),
                 reqs.len() as u32,
                 0,
                 foreigndom,
@@ -425,9 +425,9 @@ impl Two {
             })
             .collect();
         self.ctx(d, |ctx| {
-            crate::hypercall::mmu::do_mmuext_op(
+            crate::mm::mmu::do_mmuext_op(
                 ctx,
-                crate::hypercall::mmu::Batch::Slice(&ops),
+                crate::mm::mmu::Batch::Slice(&ops),
                 ops.len() as u32,
                 0,
                 foreigndom,
@@ -439,7 +439,7 @@ impl Two {
     /// `update_va_mapping` (or `_otherdomain` with `domid`) as domain `d`.
     pub fn uvm(&mut self, d: usize, va: u64, val: u64, flags: u64, domid: Option<u16>) -> i64 {
         self.ctx(d, |ctx| {
-            crate::hypercall::mmu::do_update_va_mapping(ctx, va, val, flags, domid)
+            crate::mm::mmu::do_update_va_mapping(ctx, va, val, flags, domid)
         })
         .unwrap_or_else(|e| e.neg())
     }

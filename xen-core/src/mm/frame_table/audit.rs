@@ -26,7 +26,7 @@ impl ForeignRefs {
     /// Adds the mappings recorded in grant tables `tables` (every live domain's).
     pub(crate) fn add_grants<'t>(
         &mut self,
-        tables: impl IntoIterator<Item = &'t crate::grant_table::GrantTable>,
+        tables: impl IntoIterator<Item = &'t crate::gnttab::GrantTable>,
     ) {
         use hypercall_abi::grant_table::{GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly};
         for t in tables {

@@ -1,5 +1,5 @@
 //! `HYPERVISOR_grant_table_op(cmd, uop, count)`: Xen 4.17's `do_grant_table_op` over the
-//! portable [`crate::grant_table`].
+//! portable [`crate::gnttab`].
 //!
 //! The argument checks come first, in Xen's order: a negative `count` is -EINVAL, so are bits
 //! above the command (the continuation argument only `cache_flush` uses), then the array must
@@ -7,17 +7,20 @@
 //! a `GNTST_*` status in each element; a fault reading or writing an element ends the batch with
 //! -EFAULT. `setup_table`, `query_size` and `get_status_frames` take exactly one element.
 
+// Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
+#![allow(non_upper_case_globals)]
+
 use core::mem::size_of;
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::*;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::{Ctx, HcResult, Machine};
+use crate::domain::set::Others;
 use crate::domain::DomainId;
-use crate::domains::Others;
-use crate::grant_table::{self as gnt, GrantTable, GrantTables};
-use crate::guest::{copy_from_guest, copy_to_guest, guest_va_ok, PageTableGuest};
+use crate::gnttab::{self as gnt, GrantTable, GrantTables};
+use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, PageTableGuest};
+use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 
 /// Bits of `cmd` above the command: a continuation's argument (`GNTTABOP_ARG_MASK`).
@@ -66,7 +69,7 @@ fn elem<T>(base: u64, i: u32) -> u64 {
 }
 
 /// `do_grant_table_op`.
-pub(super) fn grant_table_op<M: Machine + ?Sized>(
+pub(crate) fn grant_table_op<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     cmd: u64,
     uop: u64,
@@ -136,7 +139,7 @@ fn run_op<M: Machine + ?Sized>(
         return Err(Errno::ENOSYS);
     };
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
-        i > 0 && super::preempt_check(preempt, mem, shared_info)
+        i > 0 && crate::hypercall::preempt_check(preempt, mem, shared_info)
     };
     let l4 = ctx.dom.l4;
     let me = ctx.dom.id;
@@ -145,7 +148,7 @@ fn run_op<M: Machine + ?Sized>(
         mine: &mut *ctx.grants,
         others: &mut ctx.others,
     };
-    let (mut pt, _) = super::mmu::pt(mm, mem, &mut *ctx.dom);
+    let (mut pt, _) = crate::mm::mmu::pt(mm, mem, &mut *ctx.dom);
     match cmd {
         GNTTABOP_map_grant_ref => {
             for i in 0..count {
@@ -289,12 +292,12 @@ fn run_op<M: Machine + ?Sized>(
 /// TLBs must be flushed (global entries included) before they run again. Call before the
 /// domain's memory is relinquished.
 pub fn domain_dying(
-    mm: &mut crate::frame_table::Mm<'_>,
+    mm: &mut crate::mm::frame_table::Mm<'_>,
     mem: &mut dyn MachineMemoryMut,
     dom: &mut crate::domain::Domain,
     mine: &mut GrantTable,
     others: &mut Others<'_>,
-) -> heapless::Vec<DomainId, { crate::domains::MAX_DOMAINS }> {
+) -> heapless::Vec<DomainId, { crate::domain::set::MAX_DOMAINS }> {
     let id = dom.id;
     let caller = dom.info();
     let mut tables = Tables {
@@ -302,7 +305,7 @@ pub fn domain_dying(
         mine,
         others,
     };
-    let mut pt = crate::frame_table::Pt {
+    let mut pt = crate::mm::frame_table::Pt {
         mm,
         mem,
         perf: &mut dom.vcpu.perf,

@@ -2,6 +2,13 @@
 //!
 //! Separate types for machine addresses and (later) guest frames make mixing them a type error.
 
+pub mod frame_alloc;
+pub mod frame_table;
+pub(crate) mod memory;
+pub(crate) mod mmu;
+#[cfg(test)]
+mod mmu_tests;
+
 use core::fmt;
 
 /// A machine (host-physical) address: what a boot loader hands us and what page tables point to.
