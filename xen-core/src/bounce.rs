@@ -336,7 +336,8 @@ mod tests {
             ..Regs::default()
         };
         shared_info::set_upcall_mask(&mut m, &d, true);
-        shared_info::write_u8(&mut m, &d, shared_info::UPCALL_PENDING, 1);
+        let _ = shared_info::SharedInfoPage::of_mut(&mut m, d.shared_info)
+            .test_and_set_upcall_pending(0);
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(false));
         shared_info::set_upcall_mask(&mut m, &d, false);
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(true));
@@ -543,7 +544,8 @@ mod tests {
     fn an_upcall_in_user_mode_switches_to_the_kernel() {
         let (mut m, mut d) = in_user_mode();
         d.vcpu.event_callback = 0x10_3000;
-        shared_info::write_u8(&mut m, &d, shared_info::UPCALL_PENDING, 1);
+        let _ = shared_info::SharedInfoPage::of_mut(&mut m, d.shared_info)
+            .test_and_set_upcall_pending(0);
         let mut regs = Regs {
             rip: USER_RIP,
             cs: 0xe033,

@@ -1032,14 +1032,9 @@ fn debug_keys(hv: &mut Hv, doms: &mut DomainSet, regs: &Regs) {
 pub fn publish_time(m: &mut HvMachine, dom: &Domain) {
     let Ok(t) = super::time::init() else { return };
     let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
-    event_channel::with_shared_info(m, dom, |_, page| {
-        xen_core::time::publish_vcpu_time(
-            &mut page[..],
-            xen_core::time::vcpu_time_offset(0),
-            &info,
-        );
-        xen_core::time::publish_wallclock(&mut page[..], t.wallclock);
-    });
+    let mut page = xen_core::shared_info::SharedInfoPage::of_mut(m, dom.shared_info);
+    page.publish_vcpu_time(0, &info);
+    page.publish_wallclock(t.wallclock);
 }
 
 /// The domain stopped: dom0 takes the machine with it, as on Xen./// dom0 stopped: it takes the machine with it, as on Xen.

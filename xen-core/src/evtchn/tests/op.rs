@@ -110,14 +110,10 @@ fn conformance_cases_match_xen_4_17() {
         u8::from(upcall_pending(w, DOM0, 0))
     ));
     // The guest clears port a's pending bit, then upcall_pending and the selector.
-    let _ = dom_mut(w, DOM0)
-        .shared
-        .test_and_clear_bit(offsets::pending_word(a), a % 64);
-    let _ = dom_mut(w, DOM0)
-        .shared
-        .test_and_clear_bit(offsets::upcall_word(0), 0);
-    let sel = offsets::selector_word(0);
-    dom_mut(w, DOM0).shared[sel..sel + 8].fill(0);
+    let mut page = SharedInfoPage(&mut dom_mut(w, DOM0).shared);
+    let _ = page.test_and_clear_evtchn_pending(a);
+    let _ = page.test_and_clear_upcall_pending(0);
+    page.clear_pending_sel(0);
 
     let rc = hypercall(w, DOM0, EVTCHNOP_unmask, &mut EvtchnUnmask { port: a });
     lines.push(format!("evtchn.unmask = {rc}"));
