@@ -273,7 +273,8 @@ mod tests {
             mem: &mut m,
             l4: d.l4,
         };
-        let frame: [u64; 8] = copy_from_guest(&g, regs.rsp).unwrap();
+        let frame: [u64; 8] =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
         // RCX, R11, error code (user bit cleared: guest kernel mode), RIP, CS (RPL 0, mask 0 saved),
         // RFLAGS (IF = !saved mask), RSP, SS.
         assert_eq!(
@@ -350,7 +351,8 @@ mod tests {
             mem: &mut m,
             l4: d.l4,
         };
-        let frame: [u64; 7] = copy_from_guest(&g, regs.rsp).unwrap();
+        let frame: [u64; 7] =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
         assert_eq!(
             frame[4], 0x202,
             "IF set: upcalls were unmasked when it was taken"
@@ -407,7 +409,7 @@ mod tests {
 
     fn kernel_frame<const N: usize>(m: &mut FakeMachine, d: &Domain, rsp: u64) -> [u64; N] {
         let g = PageTableGuest { mem: m, l4: d.l4 };
-        copy_from_guest(&g, rsp).unwrap()
+        copy_from_guest(&g, crate::guest_access::GuestPtr::new(rsp)).unwrap()
     }
 
     /// What the guest kernel sees on entry to its syscall callback from user mode.

@@ -27,6 +27,7 @@ use crate::time::Wallclock;
 mod offsets {
     use core::mem::{offset_of, size_of};
 
+    use hypercall_abi::arch_x86_64::ArchSharedInfo;
     use hypercall_abi::xen::{SharedInfo, VcpuInfo, VcpuTimeInfo};
 
     /// Bits per word of the 2-level bitmaps (`xen_ulong_t`).
@@ -72,6 +73,10 @@ mod offsets {
     pub const fn mask_word(port: u32) -> usize {
         offset_of!(SharedInfo, evtchn_mask) + (port / BITS_PER_WORD) as usize * 8
     }
+
+    /// `arch.max_pfn` (`arch_shared_info`).
+    pub const ARCH_MAX_PFN: usize =
+        offset_of!(SharedInfo, arch) + offset_of!(ArchSharedInfo, max_pfn);
 
     pub const WC_VERSION: usize = offset_of!(SharedInfo, wc_version);
     pub const WC_SEC: usize = offset_of!(SharedInfo, wc_sec);
@@ -394,6 +399,11 @@ impl<S: SharedRead> SharedInfoPage<S> {
     pub fn evtchn_masked(&self, port: u32) -> bool {
         self.0
             .test_bit(offsets::mask_word(port), port % offsets::BITS_PER_WORD)
+    }
+
+    /// `arch.max_pfn`: the guest's highest pfn, as it wrote it (for `XENMEM_maximum_gpfn`).
+    pub fn arch_max_pfn(&self) -> u64 {
+        self.0.read_u64(offsets::ARCH_MAX_PFN)
     }
 
     /// `vcpu_info[vcpu].time`, as a guest would copy it (no version check).

@@ -15,7 +15,7 @@ use hypercall_abi::errno::Errno;
 
 use crate::domain::Domain;
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
-use crate::guest_access::{GuestFault, GuestMemory, PageTableGuest};
+use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
 use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 use crate::shared_info::{MachineFrame, MachineFrameMut, SharedInfoPage, SharedMemory, SharedRead};
@@ -168,7 +168,7 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     }
     let mut guest = SharedGuest { m: &m, l4 };
     let op = crate::hypercall::cmd32(cmd);
-    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, arg);
+    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
     drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
     use hypercall_abi::event_channel::{EVTCHNOP_bind_pirq, EVTCHNOP_close, EVTCHNOP_reset};
