@@ -223,7 +223,7 @@ pub fn start(
     let mut dom = Domain::new(0, true, nr_pages, u32::MAX.into(), shared_info, built.l4);
     // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
     // so that from now on every change to them goes through the validated hypercalls.
-    if let Err(e) = mm.seed_domain(&mut mem, &mut dom, &built) {
+    if let Err(e) = xen_core::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built) {
         refuse(format_args!(
             "dom0's initial page tables did not validate: {e}"
         ));

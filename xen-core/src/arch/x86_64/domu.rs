@@ -246,7 +246,7 @@ pub fn build(
         start: built.mfn_base,
         end: Mfn(built.mfn_base.0 + built.nr_pages),
     };
-    if let Err(e) = m.mm.seed_domain(&mut m.mem, &mut dom, &built) {
+    if let Err(e) = xen_core::domain::build::seed_domain(&mut m.mm, &mut m.mem, &mut dom, &built) {
         refuse(format_args!(
             "its initial page tables did not validate: {e}"
         ));

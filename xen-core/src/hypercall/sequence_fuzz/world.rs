@@ -11,7 +11,6 @@ use core::fmt::Write as _;
 
 use hypercall_abi::xen::DOMID_SELF;
 
-use crate::domain::build::PtLevel;
 use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
 use crate::domain::{Domain, DomainId, MachineInfo};
 use crate::evtchn::ChannelState;
@@ -19,6 +18,7 @@ use crate::hypercall::{dispatch, Ctx, Machine};
 use crate::mm::frame_table::audit::{audit_with_foreign, ForeignRefs};
 use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
+use crate::mm::PtLevel;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 

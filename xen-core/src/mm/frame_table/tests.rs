@@ -88,7 +88,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
         .collect();
     let mut mm = new_mm(WORLD_FRAMES as usize, WORLD_M2P.maddr());
     let mut dom = fresh_domain(0, true, WORLD_SHARED_INFO);
-    mm.seed_domain(&mut mem, &mut dom, &built).unwrap();
+    crate::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built).unwrap();
     for ((m, level), before) in built.page_table_frames().zip(snapshot) {
         assert_eq!(
             mem.read(m.maddr(), 4096).unwrap(),
