@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 use xen_core::bounce::{self, CrashReason};
-use xen_core::domain::set::{DomainSet, Guest};
+use xen_core::domain::set::{DomainEntry, DomainSet};
 use xen_core::domain::{Domain, MachineInfo, Shutdown};
 use xen_core::emulate::{self, GuestCrs};
 use xen_core::evtchn::hypercall as event_channel;
@@ -519,7 +519,7 @@ fn guest_cr0(dom: &Domain) -> u64 {
 }
 
 /// Whether a vCPU could run now.
-fn runnable(g: &Guest) -> bool {
+fn runnable(g: &DomainEntry) -> bool {
     let v = &g.dom.vcpu;
     !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
 }
@@ -828,7 +828,13 @@ fn perform_flushes(hv: &mut Hv, dom: &mut Domain) {
 /// periodic timer send VIRQ_TIMER; an expired watchdog shuts the domain down
 /// (`SHUTDOWN_watchdog`). A vCPU that does not run has no periodic ticks (Xen stops the periodic
 /// timer of a descheduled vCPU and catches up when it runs again).
-fn run_timers(m: &mut HvMachine, g: &mut Guest, ports: &mut PortTable, running: bool, now: u64) {
+fn run_timers(
+    m: &mut HvMachine,
+    g: &mut DomainEntry,
+    ports: &mut PortTable,
+    running: bool,
+    now: u64,
+) {
     let v = &mut g.dom.vcpu;
     let mut fire = false;
     if v.timer_deadline.is_some_and(|d| d <= now) {
@@ -860,7 +866,7 @@ fn run_timers(m: &mut HvMachine, g: &mut Guest, ports: &mut PortTable, running: 
 }
 
 /// The next moment something is due for a domain's vCPU.
-fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
+fn next_deadline(g: &DomainEntry, running: bool) -> Option<u64> {
     if g.dom.shutdown.is_some() {
         return None;
     }
@@ -1038,7 +1044,7 @@ pub fn publish_time(m: &mut HvMachine, dom: &Domain) {
 }
 
 /// The domain stopped: dom0 takes the machine with it, as on Xen./// dom0 stopped: it takes the machine with it, as on Xen.
-fn domain_stopped(g: &Guest, regs: &Regs, s: Shutdown) -> ! {
+fn domain_stopped(g: &DomainEntry, regs: &Regs, s: Shutdown) -> ! {
     let id = g.dom.id;
     match s {
         Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_poweroff) => {

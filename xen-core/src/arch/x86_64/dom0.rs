@@ -2,7 +2,7 @@
 //! then the boot-time domUs and the first entry into dom0.
 
 use xen_core::domain::build::{self, BuildParams, DomainKind};
-use xen_core::domain::set::{Guest, SchedInfo, MAX_PORT_2L};
+use xen_core::domain::set::{DomainEntry, SchedInfo, MAX_PORT_2L};
 use xen_core::domain::{Domain, MachineInfo};
 use xen_core::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
 use xen_core::mm::frame_table::{Mm, MmConfig, Owner};
@@ -244,7 +244,7 @@ pub fn start(
     let mut doms = dispatch::DOMS.lock();
     doms.install(
         0,
-        Guest {
+        DomainEntry {
             dom,
             regs: Regs::guest_entry(built.entry, built.stack_top, built.start_info_va),
             sched: SchedInfo {

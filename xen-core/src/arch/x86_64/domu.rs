@@ -17,7 +17,7 @@
 use hypercall_abi::sched::SHUTDOWN_reboot;
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use xen_core::domain::build::{self, BuildParams, DomainKind};
-use xen_core::domain::set::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
+use xen_core::domain::set::{BootRings, DomainEntry, DomainSet, SchedInfo, MAX_DOMAINS};
 use xen_core::domain::{Domain, Shutdown};
 use xen_core::evtchn::hypercall as event_channel;
 use xen_core::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
@@ -186,7 +186,7 @@ pub fn build(
     let mut ports_ok = Ok((0, 0));
     doms.install(
         slot,
-        Guest {
+        DomainEntry {
             dom: dom.clone(),
             regs: Regs::default(),
             sched: SchedInfo {

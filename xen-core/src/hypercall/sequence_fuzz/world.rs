@@ -11,7 +11,7 @@ use core::fmt::Write as _;
 
 use hypercall_abi::xen::DOMID_SELF;
 
-use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use crate::domain::{Domain, DomainId, MachineInfo};
 use crate::evtchn::ChannelState;
 use crate::hypercall::{dispatch, Ctx, Machine};
@@ -396,7 +396,7 @@ impl World {
             .unwrap();
         mm.share_xen_page_with_guest(shared_info(s), id, true)
             .unwrap();
-        let guest = Guest {
+        let guest = DomainEntry {
             dom,
             regs: Regs::default(),
             sched: SchedInfo::default(),
@@ -485,7 +485,7 @@ impl World {
     }
 
     /// The guest in slot `s`, if any.
-    pub fn guest(&self, s: usize) -> Option<&Guest> {
+    pub fn guest(&self, s: usize) -> Option<&DomainEntry> {
         self.set.guest(s)
     }
 

@@ -784,12 +784,12 @@ fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
 /// installed a GDT and an LDT gives every one of its frames back.
 #[test]
 fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
-    use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+    use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
     let mut t = Two::new();
     install_gdt_and_ldt(&mut t);
     let mut set = Box::new(DomainSet::new());
     for (slot, dom) in t.doms.iter().enumerate() {
-        let g = Guest {
+        let g = DomainEntry {
             dom: dom.clone(),
             regs: crate::regs::Regs::default(),
             sched: SchedInfo::default(),
