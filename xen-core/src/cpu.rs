@@ -79,13 +79,14 @@ pub trait Arch: Machine {
     fn publish_time(&mut self, dom: &Domain);
     /// The machine's counters.
     fn counters(&self) -> Counters;
-    /// Builds a domain again from boot module `module` into a free slot (a domU that rebooted).
+    /// Builds a domain again from boot module `module` into a free slot (a domU that rebooted):
+    /// the slot, or `None` if it could not be built (the reason printed).
     fn build_domain(
         &mut self,
         pool: &mut Pool,
         doms: &mut DomainSet,
         module: usize,
-    ) -> Result<usize, ()>;
+    ) -> Option<usize>;
     /// Stops the machine.
     fn stop(&mut self, how: Stop) -> !;
 }

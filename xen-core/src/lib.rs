@@ -29,6 +29,8 @@ pub mod gnttab;
 pub mod guest_access;
 pub mod hypercall;
 pub mod keyhandler;
+#[cfg(test)]
+mod keyhandler_tests;
 pub mod lab;
 pub mod layout;
 pub mod mm;

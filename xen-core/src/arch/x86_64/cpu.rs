@@ -92,8 +92,8 @@ impl Arch for HvMachine {
         pool: &mut Pool,
         doms: &mut DomainSet,
         module: usize,
-    ) -> Result<usize, ()> {
-        domu::build(self, pool, doms, module)
+    ) -> Option<usize> {
+        domu::build(self, pool, doms, module).ok()
     }
 
     fn stop(&mut self, how: Stop) -> ! {
