@@ -6,6 +6,9 @@
 //! The world is built once per worker thread and reset in place for every sequence: the frame
 //! table's storage must be `'static` (the page-table handlers take `Mm<'static>`), so it is leaked
 //! once and reused rather than leaked per sequence.
+//!
+//! One file (about 800 lines) on purpose: the world's construction and the invariants checked on it
+//! read against each other, field by field.
 
 use core::fmt::Write as _;
 
