@@ -2,6 +2,7 @@
 //!
 //! Separate types for machine addresses and (later) guest frames make mixing them a type error.
 
+pub mod e820;
 pub mod frame_alloc;
 pub mod frame_table;
 pub(crate) mod guest_pt;
