@@ -146,10 +146,9 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     outcome.result.map(|()| 0).map_err(|e: Errno| e)
 }
 
-/// Runs `f` on `dom` alone as the event-channel code sees it (the domains it may name, and
-/// their shared_info frames, through the machine), with its id: what the hypervisor does for
-/// a domain outside a hypercall (a VIRQ, a PIRQ, a toolstack's unbound port).
-fn on_one<M: MachineMemoryMut + ?Sized, R>(
+/// Runs `f` over `dom` alone, as `evtchn::Domains` sees it (with its id): what the hypervisor's
+/// own operations on one domain's channels need.
+fn with_domain<M: MachineMemoryMut + ?Sized, R>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
@@ -163,14 +162,15 @@ fn on_one<M: MachineMemoryMut + ?Sized, R>(
     f(&mut doms, dom.id)
 }
 
-/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...).
+/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...). The scheduler's
+/// pass that follows wakes the vCPU if the upcall became pending (`sched::wake`).
 pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
     virq: u32,
 ) {
-    on_one(m, dom, ports, |doms, id| {
+    with_domain(m, dom, ports, |doms, id| {
         let _ = evtchn::send_virq(doms, id, 0, virq);
     });
 }
@@ -184,7 +184,7 @@ pub fn send_gsi<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     gsi: u32,
 ) -> bool {
-    on_one(m, dom, ports, |doms, id| evtchn::send_pirq(doms, id, gsi).0)
+    with_domain(m, dom, ports, |doms, id| evtchn::send_pirq(doms, id, gsi).0)
 }
 
 /// Allocates an unbound port of `dom` that `remote` may bind (what a toolstack does for a new
@@ -195,7 +195,7 @@ pub fn alloc_unbound_for<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     remote: u16,
 ) -> Result<u32, Errno> {
-    on_one(m, dom, ports, |doms, id| {
+    with_domain(m, dom, ports, |doms, id| {
         evtchn::alloc_unbound(doms, id, id, remote)
     })
 }
@@ -208,7 +208,7 @@ pub fn bind_virq_for<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     virq: u32,
 ) -> Result<u32, Errno> {
-    on_one(m, dom, ports, |doms, id| {
+    with_domain(m, dom, ports, |doms, id| {
         evtchn::bind_virq(doms, id, virq, 0)
     })
 }
