@@ -49,13 +49,13 @@ pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
                         ..Default::default()
                     };
                     d.name[..name.len()].copy_from_slice(name.as_bytes());
-                    copy_to_guest(&mut ctx.guest(), GuestPtr::new(pc.desc + i * 84), &d)?;
+                    copy_to_guest(&mut ctx.guest(), GuestPtr::new(pc.desc).add(i), &d)?;
                 }
                 if pc.val != 0 {
                     // Xen's values are 32-bit: they wrap, as Xen's do.
                     copy_to_guest(
                         &mut ctx.guest(),
-                        GuestPtr::new(pc.val + i * 4),
+                        GuestPtr::new(pc.val).add(i),
                         &(*value as u32),
                     )?;
                 }
@@ -73,10 +73,8 @@ pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
                 let Some(info) = super::domctl::first_info_from(ctx, from) else {
                     break;
                 };
-                let at = l
-                    .buffer
-                    .wrapping_add(u64::from(n) * size_of_val(&info) as u64);
-                copy_to_guest(&mut ctx.guest(), GuestPtr::new(at), &info)?;
+                let at = GuestPtr::new(l.buffer).add(u64::from(n));
+                copy_to_guest(&mut ctx.guest(), at, &info)?;
                 n += 1;
                 from = u32::from(info.domain) + 1;
             }
