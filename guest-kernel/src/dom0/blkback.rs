@@ -27,23 +27,24 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use guest_kernel::rates::{mb_per_s, per_request, per_s};
 use hypercall_abi::grant_table::{
     GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabCopy, GnttabCopyPtr,
 };
 use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
 use ring_drivers::blkif::{
-    BackStats, BlkBack, Disk, DiskError, GrantIo, GrantIoError, GrantSegment, Notify, RamDisk,
+    BackStats, BlkBack, Disk, DiskError, GrantIo, GrantIoError, GrantSegment, RamDisk,
 };
 use ring_drivers::xenbus::{Access, Perm};
 use ring_drivers::xenbus_state::{BackendAction, BackendInfo, FrontendTransport, XenbusBackend};
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;
-use super::events::{self, Handler};
-use super::hypercall as hc;
-use super::mm;
-use super::ring_page::{self, MappedPage};
+use crate::kernel::events::{self, Channel, EvtNotify};
+use crate::kernel::hypercall as hc;
+use crate::kernel::mm;
+use crate::kernel::ring_page::{self, MappedPage};
 
 /// The virtual device number of the one disk each domU gets: `xvda` (202 << 8 | 0).
 pub const VDEV: u32 = 51712;
@@ -235,16 +236,6 @@ impl GrantIo for GntCopy {
     }
 }
 
-/// `EVTCHNOP_send` on a bound port.
-#[derive(Clone, Copy, Debug)]
-pub struct EvtNotify(pub u32);
-
-impl Notify for EvtNotify {
-    fn notify(&mut self) {
-        let _ = events::send(self.0);
-    }
-}
-
 /// xenstore as dom0's toolstack reaches it (its own xenstored, connection 0).
 pub trait Store {
     /// A node's value.
@@ -281,8 +272,6 @@ pub struct Vbd {
     transport: Option<FrontendTransport>,
     /// A serve pass ran out of budget with requests waiting: serve again before blocking.
     pub busy: bool,
-    /// The event-loop handler kind for the ring's port.
-    kind: u32,
 }
 
 /// The watch token of `domid`'s vbd (its front end's `state`).
@@ -292,9 +281,9 @@ pub fn token(domid: u16) -> String {
 
 impl Vbd {
     /// Creates `domid`'s vbd in xenstore (both directories, libxl's permissions), watches the
-    /// front end's state and starts the back end (`InitWait`). `kind` is the handler kind the
-    /// event loop routes the ring's port with (argument: the domid).
-    pub fn create(store: &mut impl Store, domid: u16, kind: u32) -> Vbd {
+    /// front end's state and starts the back end (`InitWait`). Once connected, the ring's port
+    /// goes to the event loop as [`Channel::Blk`]`(domid)`.
+    pub fn create(store: &mut impl Store, domid: u16) -> Vbd {
         let front_dir = format!("/local/domain/{domid}/device/vbd/{VDEV}");
         let back_dir = format!("/local/domain/0/backend/vbd/{domid}/{VDEV}");
         store.write(&back_dir, "");
@@ -341,7 +330,6 @@ impl Vbd {
             back_dir,
             transport: None,
             busy: false,
-            kind,
         };
         let actions = v.backend.start();
         v.apply(store, actions);
@@ -437,13 +425,7 @@ impl Vbd {
                 return Err(format!("ring: {e}"));
             }
         };
-        events::register(
-            port,
-            Handler {
-                kind: self.kind,
-                arg: self.domid.into(),
-            },
-        );
+        events::register(port, Channel::Blk(self.domid));
         println!(
             "blkback: d{} vbd {VDEV} connected: ring-ref {} mapped, event channel {} bound as {port}",
             self.domid, t.ring_ref, t.event_channel
@@ -533,26 +515,6 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
     );
 }
 
-/// `n / requests` with three decimals.
-pub fn per_request(n: u64, requests: u64) -> String {
-    if requests == 0 {
-        return String::from("n/a");
-    }
-    let m = n * 1000 / requests;
-    format!("{}.{:03}", m / 1000, m % 1000)
-}
-
-/// Bytes over nanoseconds as MB/s (10^6 bytes), one decimal.
-pub fn mb_per_s(bytes: u64, ns: u64) -> String {
-    let tenths = bytes * 10_000 / ns.max(1);
-    format!("{}.{}", tenths / 10, tenths % 10)
-}
-
-/// Operations over nanoseconds as operations per second.
-pub fn per_s(ops: u64, ns: u64) -> u64 {
-    ops * 1_000_000_000 / ns.max(1)
-}
-
 /// `bench-blkdev` on dom0's command line: dom0 reads and writes its disk directly (no split
 /// driver), on the same device the domUs use: sequential write and read of `mib` MiB from sector
 /// `start` in 64 KiB requests, then `random_ops` 4 KiB reads at random 4 KiB-aligned places in that
@@ -571,7 +533,7 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i * 31 + 7) as u8;
     }
-    let now = || super::time::now_ns().unwrap_or(0);
+    let now = || crate::kernel::time::now_ns().unwrap_or(0);
     let t0 = now();
     for c in 0..(bytes / chunk as u64) {
         if disk.write(start + c * (chunk as u64 / 512), &buf).is_err() {

@@ -37,12 +37,12 @@ use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFu
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
-use super::hypercall as hc;
-use super::mm;
 use super::pci;
-use super::pt::{self, PtError};
-use super::shared_info::{self, Bitmap};
-use super::time;
+use crate::kernel::hypercall as hc;
+use crate::kernel::pt::{self, PtError};
+use crate::kernel::shared_info::{self, Bitmap};
+use crate::kernel::time;
+use crate::kernel::{direct_map, mm};
 
 /// Bytes per sector: every offset and length in the [`BlockDevice`] API counts these.
 pub const SECTOR_SIZE: usize = 512;
@@ -116,7 +116,7 @@ fn dma_pages(n: usize) -> Result<(u64, u64), PtError> {
     }
     let va = direct_map_va(first);
     // SAFETY: the frames were just taken from the allocator (nobody else uses them) and the
-    // direct map maps every allocator frame writable (`mm::init_memory` ran in `probe`).
+    // direct map maps every allocator frame writable (`direct_map::init_memory` ran in `probe`).
     unsafe { ptr::write_bytes(va as *mut u8, 0, (n as usize) * PAGE_SIZE) };
     Ok((mfn0.maddr(), va))
 }
@@ -304,7 +304,7 @@ impl BlockDevice {
     /// mastering) and initialises it. Raises the IOPL and builds the kernel's direct map and
     /// frame allocator if not done yet.
     pub fn probe(print_bus: bool) -> Result<BlockDevice, BlkError> {
-        mm::init_memory().map_err(BlkError::Memory)?;
+        direct_map::init_memory().map_err(BlkError::Memory)?;
         let mut root = pci::root().map_err(BlkError::Iopl)?;
         let (location, info) = pci::enumerate_bus0(&root, print_bus)
             .into_iter()

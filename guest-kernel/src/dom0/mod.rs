@@ -22,9 +22,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use guest_kernel::cmdline::Cmdline;
+use guest_kernel::demo;
 use guest_kernel::introduce::{self, RingParams, Rings};
 
-use super::pt_workload::rdtsc;
+use crate::kernel::time::rdtsc;
 use guest_kernel::xenstored::Xenstored;
 use hypercall_abi::domctl::{
     XEN_DOMCTL_destroydomain, XEN_DOMINF_dying, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownmask,
@@ -45,26 +46,22 @@ use ring_drivers::xenbus::{parse_reply, parse_watch_event, Access, Perm, Reply, 
 use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::blkback::{self, Vbd};
-use super::events::{self, Handler};
-use super::grant::{self, CopyEnd};
-use super::hypercall as hc;
-use super::ring_page::{self, MappedPage};
-use super::{console, domu, mm, shared_info, time, traps};
+pub mod blkback;
+pub mod blkdev;
+pub mod pci;
 
-const K_DOM_EXC: u32 = 1;
-const K_STORE: u32 = 2;
-const K_CONSOLE: u32 = 3;
-const K_PING: u32 = 4;
-const K_TIMER: u32 = 5;
-const K_BLK: u32 = 6;
+use crate::kernel::events::{self, Channel};
+use crate::kernel::grant::{self, CopyEnd};
+use crate::kernel::hypercall as hc;
+use crate::kernel::ring_page::{self, MappedPage};
+use crate::kernel::{console, mm, shared_info, time, traps};
+use blkback::Vbd;
 
 /// Store-ring messages served per call (the loop polls every ring again soon).
 const STORE_BUDGET: usize = 64;
 
 /// Reply bytes a domU may leave unread before dom0 stops reading its requests.
 const STORE_BACKLOG: usize = 64 * 1024;
-const K_INPUT: u32 = 7;
 
 /// Most domains one `getdomaininfolist` reports.
 const MAX_DOMAINS: usize = 64;
@@ -493,7 +490,7 @@ impl Services {
                 access: Access::None,
             }],
         );
-        let vbd = Vbd::create(self, id, K_BLK);
+        let vbd = Vbd::create(self, id);
         self.vbds.insert(id, vbd);
         match self.xs.introduce(id, store_mfn, store_evtchn as u32) {
             Ok(out) => {
@@ -515,20 +512,8 @@ impl Services {
                 token: &format!("data{id}"),
             },
         );
-        events::register(
-            store_port,
-            Handler {
-                kind: K_STORE,
-                arg: id.into(),
-            },
-        );
-        events::register(
-            console_port,
-            Handler {
-                kind: K_CONSOLE,
-                arg: id.into(),
-            },
-        );
+        events::register(store_port, Channel::Store(id));
+        events::register(console_port, Channel::Console(id));
         println!(
             "toolstack: introduced d{id} ({name}), {} MiB",
             (info.tot_pages * 4096) >> 20
@@ -791,13 +776,7 @@ impl Services {
                 return;
             }
         };
-        events::register(
-            local,
-            Handler {
-                kind: K_PING,
-                arg: id.into(),
-            },
-        );
+        events::register(local, Channel::Ping(id));
         if let Some(d) = self.doms.get_mut(&id) {
             d.ping = Some(Ping {
                 port: local,
@@ -1090,7 +1069,7 @@ fn grant_exchange(id: u16, gref: u32, reply_gref: u32) -> Result<u32, String> {
     let mut data = [0u8; 4096];
     // SAFETY: our own .bss page, just written by the hypervisor's copy; no reference held.
     unsafe { core::ptr::copy_nonoverlapping(buffer_va(0) as *const u8, data.as_mut_ptr(), 4096) };
-    if let Some(i) = (0..4096).find(|&i| data[i] != domu::pattern(id, i)) {
+    if let Some(i) = (0..4096).find(|&i| data[i] != demo::pattern(id, i)) {
         return Err(format!("pattern mismatch at byte {i}"));
     }
     for (i, b) in data.iter().enumerate() {
@@ -1106,7 +1085,7 @@ fn grant_exchange(id: u16, gref: u32, reply_gref: u32) -> Result<u32, String> {
         4096,
     )
     .map_err(|e| format!("{e}"))?;
-    Ok(domu::checksum(&data))
+    Ok(demo::checksum(&data))
 }
 
 fn reason(code: u32) -> &'static str {
@@ -1152,33 +1131,15 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         return SHUTDOWN_crash;
     }
     match events::bind_virq(VIRQ_DOM_EXC) {
-        Ok(p) => events::register(
-            p,
-            Handler {
-                kind: K_DOM_EXC,
-                arg: 0,
-            },
-        ),
+        Ok(p) => events::register(p, Channel::DomExc),
         Err(rc) => println!("toolstack: bind VIRQ_DOM_EXC={rc}"),
     }
     // Serial input (the hypervisor routes it to dom0 and raises VIRQ_CONSOLE): a small shell.
     if let Ok(p) = events::bind_virq(hypercall_abi::xen::VIRQ_CONSOLE) {
-        events::register(
-            p,
-            Handler {
-                kind: K_INPUT,
-                arg: 0,
-            },
-        );
+        events::register(p, Channel::Input);
     }
     if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
-        events::register(
-            p,
-            Handler {
-                kind: K_TIMER,
-                arg: 0,
-            },
-        );
+        events::register(p, Channel::Timer);
     }
     let stay = cmdline.has("stay");
     let mut s = Services {
@@ -1223,15 +1184,14 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         });
         let mut rescan = false;
         for h in fired {
-            let id = h.arg as u16;
-            match h.kind {
-                K_DOM_EXC => rescan = true,
-                K_STORE => s.serve_store(id),
-                K_CONSOLE => s.drain_console(id),
-                K_PING => s.pinged(id),
-                K_BLK => s.with_vbd(id, |v, s| v.serve(s, true)),
-                K_INPUT => poweroff |= s.shell_input(),
-                _ => {}
+            match h {
+                Channel::DomExc => rescan = true,
+                Channel::Store(id) => s.serve_store(id),
+                Channel::Console(id) => s.drain_console(id),
+                Channel::Ping(id) => s.pinged(id),
+                Channel::Blk(id) => s.with_vbd(id, |v, s| v.serve(s, true)),
+                Channel::Input => poweroff |= s.shell_input(),
+                Channel::Timer => {}
             }
         }
         // Rings a budget-limited pass left requests in.

@@ -20,7 +20,7 @@ use virtio_drivers::transport::pci::bus::{
     ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, PciRoot,
 };
 
-use super::hypercall as hc;
+use crate::kernel::hypercall as hc;
 
 /// Serialises the two-step CONFIG_ADDRESS / CONFIG_DATA sequence (one vCPU, but the event
 /// upcall could one day touch PCI too).

@@ -12,7 +12,7 @@
 //!   close the port and say `Closed`. **Reconnect**: once the back end is `Closed` too, start
 //!   over from `Initialising` with fresh grants.
 //!
-//! Command-line modes (`domu.rs` runs them): `blk-selftest=<seed>,<start>,<sectors>` writes an
+//! Command-line modes (`domu/mod.rs` runs them): `blk-selftest=<seed>,<start>,<sectors>` writes an
 //! xorshift64 stream, flushes, reconnects, reads it back and verifies; `blk-evil` sends one bad
 //! request per kind and then overruns the ring; `blk-bench[=<start>]` measures throughput.
 
@@ -27,27 +27,24 @@ use hypercall_abi::io::blkif::{
     BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
 };
 use hypercall_abi::io::xenbus::XenbusState;
-use ring_drivers::blkif::{BlkFront, BlkFrontRing, GrantPages, Notify};
+use ring_drivers::blkif::{BlkFront, BlkFrontRing, GrantPages};
 use ring_drivers::shared_page::SharedPage;
 use ring_drivers::xenbus::{Reply, Request};
 use ring_drivers::xenbus_state::{
     keys, BackendInfo, FrontendAction, FrontendTransport, XenbusFrontend,
 };
 
-use super::blkback::{mb_per_s, per_request, per_s};
-use super::domu::Domu;
-use super::events::{self, Handler};
-use super::grant;
-use super::mm;
-use super::ring_page::MappedPage;
-use super::time;
+use guest_kernel::rates::{mb_per_s, per_request, per_s};
+
+use super::client::Client;
+use crate::kernel::events::{self, Channel, EvtNotify};
+use crate::kernel::grant;
+use crate::kernel::mm;
+use crate::kernel::ring_page::MappedPage;
+use crate::kernel::time;
 
 /// Granted data pages: 32 (enough for two full 11-segment requests and a third in flight).
 pub const DATA_PAGES: usize = 32;
-
-/// Handler kind of the ring's port in the domU's event loop (`domu.rs` ignores it: waiting is
-/// all a front end needs the event for).
-pub const K_BLK: u32 = 5;
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -98,16 +95,6 @@ impl GrantPages for DataPages {
     }
 }
 
-/// `EVTCHNOP_send` on the front end's port.
-#[derive(Clone, Copy, Debug)]
-pub struct EvtNotify(u32);
-
-impl Notify for EvtNotify {
-    fn notify(&mut self) {
-        let _ = events::send(self.0);
-    }
-}
-
 type Front = BlkFront<MappedPage, DataPages, EvtNotify>;
 
 /// One vbd, connected or not.
@@ -133,7 +120,7 @@ fn value(
 }
 
 /// Reads `path` and parses it as a XenbusState (`Unknown` if absent or malformed).
-fn state_of(d: &mut Domu, path: &str) -> Result<XenbusState, String> {
+fn state_of(d: &mut Client, path: &str) -> Result<XenbusState, String> {
     Ok(match d.read(path)? {
         Ok(v) => XenbusState::from_node(&v).unwrap_or(XenbusState::Unknown),
         Err(_) => XenbusState::Unknown,
@@ -144,7 +131,7 @@ const TOKEN: &str = "blk-back-state";
 
 impl Blkfront {
     /// Finds the first vbd dom0 created for us and watches its back end's state.
-    pub fn discover(d: &mut Domu) -> Result<Blkfront, String> {
+    pub fn discover(d: &mut Client) -> Result<Blkfront, String> {
         let list = match d.request(0, &Request::Directory("device/vbd"))? {
             Reply::Directory(l) => l,
             Reply::Error(e) => return Err(format!("device/vbd: {}", e.name())),
@@ -181,12 +168,12 @@ impl Blkfront {
     }
 
     /// The back end's current state.
-    pub fn backend_state(&self, d: &mut Domu) -> Result<XenbusState, String> {
+    pub fn backend_state(&self, d: &mut Client) -> Result<XenbusState, String> {
         state_of(d, &format!("{}/state", self.back_dir))
     }
 
     /// Waits for the back end's `state` watch to fire (or a second to pass).
-    fn wait_backend(&self, d: &mut Domu, since: u64) -> Result<(), String> {
+    fn wait_backend(&self, d: &mut Client, since: u64) -> Result<(), String> {
         let start = time::now_ns().unwrap_or(0);
         loop {
             if let Some(i) = d.watches.iter().position(|w| w.token == TOKEN) {
@@ -202,7 +189,7 @@ impl Blkfront {
     }
 
     /// Runs the handshake until the device is connected.
-    pub fn connect(&mut self, d: &mut Domu) -> Result<(), String> {
+    pub fn connect(&mut self, d: &mut Client) -> Result<(), String> {
         let since = time::now_ns().unwrap_or(0);
         loop {
             let back = self.backend_state(d)?;
@@ -216,7 +203,7 @@ impl Blkfront {
     }
 
     /// Closes the device (`Closing`, then `Closed` once the back end let go of the ring).
-    pub fn close(&mut self, d: &mut Domu) -> Result<(), String> {
+    pub fn close(&mut self, d: &mut Client) -> Result<(), String> {
         let since = time::now_ns().unwrap_or(0);
         let actions = self.xb.close();
         self.apply(d, &actions)?;
@@ -231,7 +218,7 @@ impl Blkfront {
 
     /// After [`Blkfront::close`]: waits for the back end to be `Closed` too, then connects again
     /// (fresh ring, grants and port).
-    pub fn reconnect(&mut self, d: &mut Domu) -> Result<(), String> {
+    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), String> {
         let since = time::now_ns().unwrap_or(0);
         let mut back = self.backend_state(d)?;
         while back != XenbusState::Closed && back != XenbusState::InitWait {
@@ -243,13 +230,13 @@ impl Blkfront {
         self.connect(d)
     }
 
-    fn write_node(&self, d: &mut Domu, key: &str, v: &str) -> Result<(), String> {
+    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), String> {
         let path = format!("{}/{key}", self.front_dir);
         d.ok(0, &Request::Write(&path, v.as_bytes()))?
             .map_err(|e| format!("write {path}: {}", e.name()))
     }
 
-    fn apply(&mut self, d: &mut Domu, actions: &[FrontendAction]) -> Result<(), String> {
+    fn apply(&mut self, d: &mut Client, actions: &[FrontendAction]) -> Result<(), String> {
         for &a in actions {
             match a {
                 FrontendAction::PublishTransport => self.publish(d)?,
@@ -271,7 +258,7 @@ impl Blkfront {
 
     /// Grants the ring and data pages, allocates the port, initialises the ring and writes the
     /// transport keys.
-    fn publish(&mut self, d: &mut Domu) -> Result<(), String> {
+    fn publish(&mut self, d: &mut Client) -> Result<(), String> {
         self.teardown();
         grant::init().map_err(|e| format!("grant table: {e}"))?;
         let dom = self.backend_id;
@@ -281,13 +268,8 @@ impl Blkfront {
             *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(|e| format!("{e}"))?;
         }
         let port = events::alloc_unbound(dom).map_err(|rc| format!("alloc_unbound={rc}"))?;
-        events::register(
-            port,
-            Handler {
-                kind: K_BLK,
-                arg: self.vdev,
-            },
-        );
+        // The domU's loop only waits on it (any event wakes the front end's poll).
+        events::register(port, Channel::Blk(dom));
         // SAFETY: our own .bss ring page, mapped for our lifetime, only reached through
         // `MappedPage` from now on.
         let page = unsafe { MappedPage::new(ring_va()) };
@@ -312,7 +294,7 @@ impl Blkfront {
         Ok(())
     }
 
-    fn read_backend_info(&self, d: &mut Domu) -> Result<BackendInfo, String> {
+    fn read_backend_info(&self, d: &mut Client) -> Result<BackendInfo, String> {
         let names = [
             keys::SECTORS,
             keys::SECTOR_SIZE,
@@ -365,21 +347,21 @@ impl Blkfront {
     }
 
     /// Reads `buf.len() / 512` sectors from `sector`.
-    pub fn read(&mut self, d: &mut Domu, sector: u64, buf: &mut [u8]) -> Result<(), String> {
+    pub fn read(&mut self, d: &mut Client, sector: u64, buf: &mut [u8]) -> Result<(), String> {
         self.front()?
             .read(sector, buf, || d.step())
             .map_err(|e| format!("read at {sector}: {e:?}"))
     }
 
     /// Writes `data` (whole sectors) from `sector`.
-    pub fn write(&mut self, d: &mut Domu, sector: u64, data: &[u8]) -> Result<(), String> {
+    pub fn write(&mut self, d: &mut Client, sector: u64, data: &[u8]) -> Result<(), String> {
         self.front()?
             .write(sector, data, || d.step())
             .map_err(|e| format!("write at {sector}: {e:?}"))
     }
 
     /// Flushes the back end's cache.
-    pub fn flush(&mut self, d: &mut Domu) -> Result<(), String> {
+    pub fn flush(&mut self, d: &mut Client) -> Result<(), String> {
         self.front()?
             .flush(|| d.step())
             .map_err(|e| format!("flush: {e:?}"))
@@ -387,7 +369,7 @@ impl Blkfront {
 }
 
 /// Discovers and connects the first vbd, printing the connection line.
-pub fn open(d: &mut Domu) -> Result<Blkfront, String> {
+pub fn open(d: &mut Client) -> Result<Blkfront, String> {
     let mut b = Blkfront::discover(d)?;
     b.connect(d)?;
     println!(
@@ -403,7 +385,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The default demo's part: read sector 0, print it, close.
-pub fn demo(d: &mut Domu) -> Result<(), String> {
+pub fn demo(d: &mut Client) -> Result<(), String> {
     let mut b = open(d)?;
     let mut buf = vec![0u8; 512];
     b.read(d, 0, &mut buf)?;
@@ -427,7 +409,7 @@ pub fn xorshift_stream(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// `blk-selftest=<seed>,<start_sector>,<sectors>`.
-pub fn selftest(d: &mut Domu, arg: &str) -> Result<(), String> {
+pub fn selftest(d: &mut Client, arg: &str) -> Result<(), String> {
     let nums: Vec<u64> = arg.split(',').filter_map(|s| s.parse().ok()).collect();
     let [seed, start, sectors] = nums[..] else {
         return Err(format!(
@@ -467,7 +449,7 @@ pub fn selftest(d: &mut Domu, arg: &str) -> Result<(), String> {
 /// `blk-reconnects=<n>`: closes and reconnects the vbd `n` times, reading sector 0 after each
 /// connect (each connect grants a ring and the data pages afresh: the grant references of the
 /// last one must be free again), then prints `blkfront: <n> reconnects ok`.
-pub fn reconnects(d: &mut Domu, arg: &str) -> Result<(), String> {
+pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), String> {
     let n: u32 = arg
         .parse()
         .map_err(|_| format!("blk-reconnects={arg}: not a number"))?;
@@ -488,7 +470,7 @@ pub fn reconnects(d: &mut Domu, arg: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn evil(d: &mut Domu) -> Result<(), String> {
+pub fn evil(d: &mut Client) -> Result<(), String> {
     let mut b = open(d)?;
     let sectors = b.sectors();
     let blk = b.blk.take().ok_or("not connected")?;
@@ -581,7 +563,7 @@ pub fn evil(d: &mut Domu) -> Result<(), String> {
 
 /// `blk-bench[=<start sector>]`: sequential write and read of 4 MiB, then 256 random 4 KiB
 /// reads, through the split driver; prints `bench blk ...` with the front end's counters.
-pub fn bench(d: &mut Domu, arg: Option<&str>) -> Result<(), String> {
+pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), String> {
     let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut b = open(d)?;
     let bytes: u64 = 4 << 20;

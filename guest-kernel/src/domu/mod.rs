@@ -17,48 +17,30 @@
 //! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
 //!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
-//! `hostile=<name>` makes one of the attacks of [`super::hostile`] and powers off.
+//! `hostile=<name>` makes one of the attacks of [`crate::suites::hostile`] and powers off.
 
-use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::arch::asm;
 
 use guest_kernel::cmdline::Cmdline;
+use guest_kernel::demo;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 use hypercall_abi::xen::{StartInfo, VIRQ_TIMER};
-use ring_drivers::xenbus::{Event, Reply, Request, WatchEvent, XenbusClient};
+use ring_drivers::xenbus::{Reply, Request};
 
-use super::blkfront;
-use super::boot::hypercall_page;
-use super::events::{self, Handler};
-use super::grant;
-use super::hypercall as hc;
-use super::ring_page::MappedPage;
-use super::{console, mm, shared_info, time, traps};
+use client::Client;
 
-/// Handler kinds of the domU's ports.
-const K_STORE: u32 = 1;
-const K_CONSOLE: u32 = 2;
-const K_PING: u32 = 3;
-const K_TIMER: u32 = 4;
+use crate::kernel::boot::hypercall_page;
+use crate::kernel::events::{self, Channel};
+use crate::kernel::grant;
+use crate::kernel::hypercall as hc;
+use crate::kernel::ring_page::MappedPage;
+use crate::kernel::{console, mm, shared_info, time, traps};
 
-/// How long to wait for dom0 at most (system time).
-const GIVE_UP_NS: u64 = 120_000 * time::MS;
-
-/// The first grant reference dom0 is told about holds this pattern (byte i).
-pub fn pattern(domid: u16, i: usize) -> u8 {
-    (i as u32 * 7 + u32::from(domid) * 13 + 1) as u8
-}
-
-/// The checksum both sides print: sum of the pattern's bytes.
-pub fn checksum(bytes: &[u8]) -> u32 {
-    bytes.iter().enumerate().fold(0u32, |s, (i, &b)| {
-        s.wrapping_add((i as u32 + 1) * u32::from(b))
-    })
-}
+pub mod blkfront;
+pub mod client;
 
 /// A ring page of our initial region, from its machine frame.
 fn own_page(mfn: u64) -> Option<MappedPage> {
@@ -68,103 +50,6 @@ fn own_page(mfn: u64) -> Option<MappedPage> {
         // pfn << 12 for our lifetime; the rings are only reached through `MappedPage`.
         unsafe { MappedPage::new(pfn << 12) }
     })
-}
-
-/// The xenstore connection and everything the event loop counts.
-pub(super) struct Domu {
-    xs: XenbusClient,
-    store: MappedPage,
-    store_port: u32,
-    replies: VecDeque<(u32, Reply)>,
-    pub(super) watches: VecDeque<WatchEvent>,
-    pings: u32,
-    broken: Option<String>,
-}
-
-impl Domu {
-    /// Moves requests and replies through the store ring; notifies dom0 if requests moved.
-    fn pump(&mut self) {
-        if self.broken.is_some() {
-            return;
-        }
-        let mut replies = Vec::new();
-        let mut watches = Vec::new();
-        let r = self.xs.pump(&mut self.store, &mut |ev| match ev {
-            Event::Reply { req_id, reply, .. } => replies.push((req_id, reply)),
-            Event::Watch(w) => watches.push(w),
-        });
-        match r {
-            Ok(n) if n > 0 => {
-                let _ = events::send(self.store_port);
-            }
-            Ok(_) => {}
-            Err(e) => self.broken = Some(format!("xenbus: {e:?}")),
-        }
-        // dom0 waits for room in the response ring only if it is full; tell it we consumed.
-        if !replies.is_empty() || !watches.is_empty() {
-            let _ = events::send(self.store_port);
-        }
-        self.replies.extend(replies);
-        self.watches.extend(watches);
-    }
-
-    /// Waits for events and handles them.
-    pub(super) fn step(&mut self) {
-        events::wait(Some(1000 * time::MS));
-        let mut pings = 0;
-        events::dispatch(|_, h| {
-            if let Some(Handler { kind: K_PING, .. }) = h {
-                pings += 1;
-            }
-        });
-        self.pings += pings;
-        self.pump();
-    }
-
-    pub(super) fn timed_out(&self, since: u64) -> Result<(), String> {
-        if let Some(b) = &self.broken {
-            return Err(b.clone());
-        }
-        match time::now_ns() {
-            Some(now) if now > since + GIVE_UP_NS => {
-                Err(String::from("timed out waiting for dom0"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Sends `req` and waits for its reply.
-    pub(super) fn request(&mut self, tx: u32, req: &Request<'_>) -> Result<Reply, String> {
-        let id = self
-            .xs
-            .send(tx, req)
-            .map_err(|e| format!("xenbus send: {e:?}"))?;
-        let start = time::now_ns().unwrap_or(0);
-        loop {
-            self.pump();
-            if let Some(i) = self.replies.iter().position(|(r, _)| *r == id) {
-                return Ok(self.replies.remove(i).expect("found").1);
-            }
-            self.timed_out(start)?;
-            self.step();
-        }
-    }
-
-    pub(super) fn read(&mut self, path: &str) -> Result<Result<Vec<u8>, Errno>, String> {
-        Ok(match self.request(0, &Request::Read(path))? {
-            Reply::Value(v) => Ok(v),
-            Reply::Error(e) => Err(e),
-            other => return Err(format!("read {path}: unexpected {other:?}")),
-        })
-    }
-
-    pub(super) fn ok(&mut self, tx: u32, req: &Request<'_>) -> Result<Result<(), Errno>, String> {
-        Ok(match self.request(tx, req)? {
-            Reply::Ok => Ok(()),
-            Reply::Error(e) => Err(e),
-            other => return Err(format!("{req:?}: unexpected {other:?}")),
-        })
-    }
 }
 
 #[repr(C, align(4096))]
@@ -199,7 +84,7 @@ pub fn early_console(si: &StartInfo) {
 pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
     if let Some(name) = cmdline.get("hostile") {
         // An attack that returns from here found nothing to attack: power off.
-        super::hostile::early(si, name);
+        crate::suites::hostile::early(si, name);
         if name == "close-store-port" {
             hc::shutdown(SHUTDOWN_poweroff);
         }
@@ -210,7 +95,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
             println!("domU: lingering until dom0 shuts me down");
             console::flush();
             loop {
-                super::events::wait(None);
+                events::wait(None);
                 console::flush();
             }
         }
@@ -224,47 +109,19 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
     hc::shutdown(reason)
 }
 
-fn setup(si: &StartInfo) -> Result<Domu, String> {
+fn setup(si: &StartInfo) -> Result<Client, String> {
     shared_info::map(si).map_err(|e| format!("shared_info: {e}"))?;
     if traps::install() != 0 || traps::register_upcall() != 0 {
         return Err(String::from("cannot install trap table / event callback"));
     }
     own_page(si.console_domu_mfn()).ok_or("console page not in our region")?;
-    let console_port = si.console_domu_evtchn();
-    events::register(
-        console_port,
-        Handler {
-            kind: K_CONSOLE,
-            arg: 0,
-        },
-    );
+    events::register(si.console_domu_evtchn(), Channel::Console(0));
     let store = own_page(si.store_mfn).ok_or("xenstore page not in our region")?;
-    let store_port = si.store_evtchn;
-    events::register(
-        store_port,
-        Handler {
-            kind: K_STORE,
-            arg: 0,
-        },
-    );
+    events::register(si.store_evtchn, Channel::Store(0));
     if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
-        events::register(
-            p,
-            Handler {
-                kind: K_TIMER,
-                arg: 0,
-            },
-        );
+        events::register(p, Channel::Timer);
     }
-    Ok(Domu {
-        xs: XenbusClient::new(),
-        store,
-        store_port,
-        replies: VecDeque::new(),
-        watches: VecDeque::new(),
-        pings: 0,
-        broken: None,
-    })
+    Ok(Client::new(store, si.store_evtchn))
 }
 
 fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
@@ -292,13 +149,13 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         .map(|a| (a, false))
         .or_else(|| cmdline.get("fuzz-all").map(|a| (a, true)))
     {
-        let (n, ok) = super::fuzz::run(arg, all).map_err(String::from)?;
+        let (n, ok) = crate::suites::fuzz::run(arg, all).map_err(String::from)?;
         println!("fuzz: done: {n} hypercalls, {ok} returned 0");
         return Ok(());
     }
     if let Some(name) = cmdline.get("hostile") {
-        super::hostile::DOMID.store(domid, core::sync::atomic::Ordering::Relaxed);
-        return super::hostile::run(name).map_err(String::from);
+        crate::suites::hostile::DOMID.store(domid, core::sync::atomic::Ordering::Relaxed);
+        return crate::suites::hostile::run(name).map_err(String::from);
     }
     if let Some(arg) = cmdline.get("blk-reconnects") {
         return blkfront::reconnects(&mut d, arg);
@@ -319,7 +176,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
     // The pages and the port dom0 will use.
     for i in 0..4096 {
         // SAFETY: our own .bss page; not yet granted, no reference held.
-        unsafe { core::ptr::write_volatile((granted_va(0) as *mut u8).add(i), pattern(domid, i)) };
+        unsafe {
+            core::ptr::write_volatile((granted_va(0) as *mut u8).add(i), demo::pattern(domid, i))
+        };
     }
     // Without grant tables (a hypervisor that lacks them) the demo is the ping-pong alone.
     let grants = match grant::init() {
@@ -332,13 +191,7 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         Err(e) => Err(e),
     };
     let ping = events::alloc_unbound(0).map_err(|rc| format!("alloc_unbound={rc}"))?;
-    events::register(
-        ping,
-        Handler {
-            kind: K_PING,
-            arg: 0,
-        },
-    );
+    events::register(ping, Channel::Ping(0));
 
     // Watch for dom0's result before publishing, so the answer cannot be missed.
     d.ok(
@@ -353,13 +206,13 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
 
     // Ping-pong: wait for dom0's kick, then `rounds` round trips.
     let start = time::now_ns().unwrap_or(0);
-    while d.pings < 1 {
+    while d.pings() < 1 {
         d.timed_out(start)?;
         d.step();
     }
     for r in 0..rounds {
         events::send(ping).map_err(|rc| format!("send={rc}"))?;
-        while d.pings < r + 2 {
+        while d.pings() < r + 2 {
             d.timed_out(start)?;
             d.step();
         }
@@ -389,9 +242,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
             return Ok(());
         }
     };
-    let expect = format!("ok {}", checksum(&read_granted(0)));
+    let expect = format!("ok {}", demo::checksum(&read_granted(0)));
     let reply = read_granted(1);
-    let complement = (0..4096).all(|i| reply[i] == !pattern(domid, i));
+    let complement = (0..4096).all(|i| reply[i] == !demo::pattern(domid, i));
     grant::end_access(gref);
     grant::end_access(reply_gref);
     if text != expect || !complement {
@@ -407,7 +260,12 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
 
 /// Writes `data/*` in one transaction (retried on EAGAIN).
 /// `grefs` is `None` without grant tables: dom0 then skips the copies.
-fn publish(d: &mut Domu, ping: u32, grefs: Option<(u32, u32)>, rounds: u32) -> Result<(), String> {
+fn publish(
+    d: &mut Client,
+    ping: u32,
+    grefs: Option<(u32, u32)>,
+    rounds: u32,
+) -> Result<(), String> {
     let g = |v: Option<u32>| v.map_or(String::from("none"), |r| format!("{r}"));
     for _ in 0..10 {
         let tx = match d.request(0, &Request::TransactionStart)? {

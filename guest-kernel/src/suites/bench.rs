@@ -14,8 +14,9 @@
 use guest_kernel::cmdline::Cmdline;
 use guest_kernel::pt_lab::Params;
 
-use super::hypercall;
-use super::pt_workload::{self, rdtsc};
+use super::pt_workload;
+use crate::kernel::hypercall;
+use crate::kernel::time::rdtsc;
 
 /// Null-hypercall round trips to time.
 const NULL_HYPERCALL_ITERATIONS: usize = 100_000;

@@ -14,7 +14,7 @@
 
 use core::ptr;
 
-use super::hypercall as hc;
+use crate::kernel::hypercall as hc;
 
 #[repr(C, align(4096))]
 struct Page([u8; 8192]);

@@ -15,7 +15,6 @@
 //! the guest's own count of hypercalls per round, and the hypervisor's counters over the last
 //! round (`sysctl(XEN_SYSCTL_perfc_op)`; Debian's Xen is built without them and refuses).
 
-use core::arch::x86_64::_rdtsc;
 use core::fmt;
 
 use guest_kernel::layout::{direct_map_va, SCRATCH_BASE, SCRATCH_SLOT};
@@ -31,9 +30,10 @@ use hypercall_abi::xen::{
     __HYPERVISOR_update_va_mapping, MulticallEntry, MMUEXT_TLB_FLUSH_LOCAL, UVMF_INVLPG, UVMF_NONE,
 };
 
-use super::hypercall;
-use super::mm;
-use super::pt::{self, Batch, PtError};
+use crate::kernel::hypercall;
+use crate::kernel::pt::{self, Batch, PtError};
+use crate::kernel::time::rdtsc;
+use crate::kernel::{direct_map, mm};
 
 /// Flags of a scratch mapping.
 const FLAGS: u64 = PTE_P | PTE_RW | PTE_A | PTE_D;
@@ -104,12 +104,6 @@ static mut MULTICALL: [MulticallEntry; MAX_BATCH] = [MulticallEntry {
 // Scratch page i is entry i % 512 of L1 i / 512 only if the range starts on an L1 boundary.
 const _: () = assert!(index(SCRATCH_BASE, 1) == 0);
 
-/// The guest's TSC.
-pub fn rdtsc() -> u64 {
-    // SAFETY: RDTSC has no side effects; PV guests may use it (CR4.TSD is clear).
-    unsafe { _rdtsc() }
-}
-
 fn scratch_va(i: usize) -> u64 {
     SCRATCH_BASE + i as u64 * PAGE_SIZE
 }
@@ -127,7 +121,7 @@ pub fn run(params: &Params, mut report: impl FnMut(&Figures)) -> Result<(), Erro
     // is single-threaded.
     let s = unsafe { &mut *scratch };
     s.pages = 0;
-    let free_before = mm::init_memory().map(|_| mm::free_frames());
+    let free_before = direct_map::init_memory().map(|_| mm::free_frames());
     let result = setup(s, params.max_pages()).and_then(|()| {
         for pages in params.pages.iter() {
             measure(s, pages, params, &mut report)?;
@@ -147,7 +141,7 @@ pub fn run(params: &Params, mut report: impl FnMut(&Figures)) -> Result<(), Erro
 
 /// Takes the frames, marks them, and builds the scratch range's L3, L2 and L1s.
 fn setup(s: &mut Scratch, pages: usize) -> Result<(), Error> {
-    mm::init_memory()?;
+    direct_map::init_memory()?;
     let l4 = mm::kernel_l4();
     if pt::read_entry(l4, SCRATCH_SLOT)? & PTE_P != 0 {
         return Err(PtError::Hypercall("scratch slot already in use", 0).into());

@@ -63,13 +63,14 @@ use hypercall_abi::xen::{
 };
 use spin::Mutex;
 
-use super::boot::hypercall_page;
-use super::hypercall as hc;
-use super::pt::{self, PtError};
-use super::shared_info::{self, MapError};
-use super::time::{self, MS};
-use super::traps::{self, Trap, TrapFrame};
-use super::{events, mm};
+use crate::kernel::boot::hypercall_page;
+use crate::kernel::direct_map;
+use crate::kernel::hypercall as hc;
+use crate::kernel::pt::{self, PtError};
+use crate::kernel::shared_info::{self, MapError};
+use crate::kernel::time::{self, MS};
+use crate::kernel::traps::{self, Trap, TrapFrame, UserMode};
+use crate::kernel::{events, mm};
 
 /// `write(fd, buf, len)`.
 const SYS_WRITE: u64 = 1;
@@ -244,8 +245,29 @@ enum Outcome {
     TimedOut,
 }
 
+/// `init`'s kernel side, as the trap dispatcher reaches it.
+struct Init;
+
+impl UserMode for Init {
+    fn active(&self) -> bool {
+        active()
+    }
+
+    fn syscall(&self, frame: &mut TrapFrame) {
+        syscall(frame);
+    }
+
+    fn trap(&self, frame: &mut TrapFrame, trap: Trap) {
+        self::trap(frame, trap);
+    }
+
+    fn after_upcall(&self, frame: &mut TrapFrame) {
+        after_upcall(frame);
+    }
+}
+
 /// Whether a user program is running (the trap handlers route to this module if so).
-pub fn active() -> bool {
+fn active() -> bool {
     ACTIVE.load(Ordering::SeqCst)
 }
 
@@ -264,7 +286,7 @@ fn finish(frame: &mut TrapFrame, outcome: Outcome) {
 }
 
 /// The syscall callback (from `traps.rs`).
-pub fn syscall(frame: &mut TrapFrame) {
+fn syscall(frame: &mut TrapFrame) {
     if !active() {
         frame.rax = Errno::ENOSYS.neg() as u64;
         return;
@@ -326,7 +348,7 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> i64 {
 }
 
 /// A trap while the program is running (from `traps.rs`): ends it.
-pub fn trap(frame: &mut TrapFrame, trap: Trap) {
+fn trap(frame: &mut TrapFrame, trap: Trap) {
     let outcome = if frame.cs & 3 == 3 {
         Outcome::Killed(trap)
     } else {
@@ -337,7 +359,7 @@ pub fn trap(frame: &mut TrapFrame, trap: Trap) {
 
 /// After an event upcall (from `traps.rs`): counts it, and ends the program if the watchdog's
 /// deadline has passed.
-pub fn after_upcall(frame: &mut TrapFrame) {
+fn after_upcall(frame: &mut TrapFrame) {
     if !active() {
         return;
     }
@@ -614,6 +636,7 @@ impl Test {
 /// Command line `init` (`init=isolation`, `init=hang`): runs the first user program and reports
 /// how it ended; every failure is a line `init: failed: <reason>`, and the kernel goes on.
 pub fn run_init(si: &StartInfo, cmdline: &Cmdline<'_>) {
+    traps::set_user_mode(&Init);
     let test = match cmdline.get("init") {
         // The kernel address the isolation probe reads: the kernel's own code.
         Some("isolation") => {
@@ -641,7 +664,7 @@ fn setup_and_run(si: &StartInfo, space: &mut UserSpace, probe: u64) -> Result<Ou
     if program.len() as u64 > PAGE_SIZE {
         return Err(Failure::Other("the program does not fit in a page"));
     }
-    let info = mm::init_memory().map_err(|e| Failure::Pt("memory", e))?;
+    let info = direct_map::init_memory().map_err(|e| Failure::Pt("memory", e))?;
     println!("guest-kernel: memory: {info}");
     shared_info::map(si).map_err(Failure::SharedInfo)?;
     step("set_trap_table", traps::install())?;

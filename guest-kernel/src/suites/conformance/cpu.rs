@@ -24,11 +24,11 @@ use hypercall_abi::xen::{
     VMASST_TYPE_4gb_segments, VMASST_TYPE_runstate_update_flag, VMASST_TYPE_writable_pagetables,
 };
 
-use super::super::hypercall::{self as hc, ptr as gp};
-use super::super::traps::{self, probe, Probe};
 use super::exceptions::l1_store_same;
 use super::insn::{rdmsr, read_cr};
 use super::{flag, mm, scratch, values, Suite, BAD_CMD, NON_CANONICAL, UNMAPPED};
+use crate::kernel::hypercall::{self as hc, ptr as gp};
+use crate::kernel::traps::{self, probe, Probe};
 
 /// CR0.MP: a bit Xen does not let a PV guest change.
 const CR0_MP: u64 = 1 << 1;

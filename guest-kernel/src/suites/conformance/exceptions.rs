@@ -15,12 +15,12 @@ use guest_kernel::paging::{index, make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
 use hypercall_abi::arch_x86_64::{TrapInfo, VGCF_in_syscall, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use hypercall_abi::xen::{__HYPERVISOR_iret, __HYPERVISOR_set_trap_table, DOMID_SELF};
 
-use super::super::boot::hypercall_page;
-use super::super::hypercall as hc;
-use super::super::shared_info;
-use super::super::traps::{self, probe, Probe, INT80, SOFT_DPL0, SOFT_DPL3};
 use super::insn::{read_cr, store_same, ud2};
 use super::{flag, flush_local, mm, normal, scratch, values, Suite, NON_CANONICAL, UNMAPPED};
+use crate::kernel::boot::hypercall_page;
+use crate::kernel::hypercall as hc;
+use crate::kernel::shared_info;
+use crate::kernel::traps::{self, probe, Probe, INT80, SOFT_DPL0, SOFT_DPL3};
 
 /// CR0.TS: set by `fpu_taskswitch(1)`, makes the next FPU instruction raise #NM.
 const CR0_TS: u64 = 1 << 3;

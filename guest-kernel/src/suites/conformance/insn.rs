@@ -2,7 +2,7 @@
 //! MSR reads (which a PV kernel cannot execute, so Xen emulates them), `ud2`, and a store that
 //! rewrites a word with its own value.
 
-use super::super::traps::{probe, Probe};
+use crate::kernel::traps::{probe, Probe};
 
 /// `ud2`: the simplest fault, used to check that a trap table entry is live.
 pub(super) fn ud2() -> Probe {

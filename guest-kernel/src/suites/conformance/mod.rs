@@ -53,9 +53,9 @@ use hypercall_abi::xen::{
     MMU_NORMAL_PT_UPDATE, UVMF_INVLPG, UVMF_LOCAL, UVMF_TLB_FLUSH, VIRQ_TIMER,
 };
 
-use super::hypercall::{self as hc, ptr as gp};
-use super::shared_info::{self, clear_bit, test_bit, Bitmap::Mask, Bitmap::Pending};
-use super::{mm, traps};
+use crate::kernel::hypercall::{self as hc, ptr as gp};
+use crate::kernel::shared_info::{self, clear_bit, test_bit, Bitmap::Mask, Bitmap::Pending};
+use crate::kernel::{mm, traps};
 
 /// A domain id that no domain has at boot (domains are numbered from 0 upwards, 77 is never
 /// reached by a boot-time configuration).
@@ -76,7 +76,7 @@ pub type Values = LineBuf<256>;
 /// Formats a case's values into a [`Values`] buffer, like `format!`.
 macro_rules! values {
     ($($arg:tt)*) => {{
-        let mut v = $crate::kernel::conformance::Values::new();
+        let mut v = $crate::suites::conformance::Values::new();
         let _ = core::fmt::Write::write_fmt(&mut v, format_args!($($arg)*));
         v
     }};
@@ -595,7 +595,7 @@ fn normal(pte_maddr: u64, val: u64) -> MmuUpdate {
 }
 
 /// One `mmuext_op` element (also used by the hostile guests).
-pub(in crate::kernel) fn ext(cmd: u32, arg1: u64, arg2: u64) -> MmuextOp {
+pub(crate) fn ext(cmd: u32, arg1: u64, arg2: u64) -> MmuextOp {
     MmuextOp {
         cmd,
         arg1,

@@ -9,9 +9,9 @@
 
 use hypercall_abi::physdev::{PHYSDEVOP_set_iopl, PhysdevSetIopl};
 
-use super::super::hypercall as hc;
-use super::super::traps::probe;
 use super::{values, Suite, BAD_CMD, UNMAPPED};
+use crate::kernel::hypercall as hc;
+use crate::kernel::traps::probe;
 
 /// `physdev_op(PHYSDEVOP_set_iopl, {iopl})`.
 fn set_iopl(iopl: u32) -> i64 {

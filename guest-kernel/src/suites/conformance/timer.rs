@@ -25,11 +25,11 @@ use hypercall_abi::version::XenVersionNoArg;
 use hypercall_abi::xen::{__HYPERVISOR_sched_op, __HYPERVISOR_vcpu_op, VIRQ_TIMER};
 use hypercall_abi::HypercallError;
 
-use super::super::events;
-use super::super::hypercall::{self as hc, ptr as gp};
-use super::super::shared_info::{self, Bitmap::Pending};
-use super::super::time::{self, MS};
 use super::{flag, values, Suite, Values, BAD_CMD, NO_SUCH_DOMAIN, UNMAPPED};
+use crate::kernel::events;
+use crate::kernel::hypercall::{self as hc, ptr as gp};
+use crate::kernel::shared_info::{self, Bitmap::Pending};
+use crate::kernel::time::{self, MS};
 
 /// Xen's default period for a PV vCPU's periodic timer.
 const DEFAULT_PERIOD_NS: u64 = 10 * MS;

@@ -15,8 +15,8 @@ use guest_kernel::paging::{entry_maddr, index, make_entry, Mfn, PTE_A, PTE_D, PT
 use hypercall_abi::vcpu::VcpuNoArg;
 use hypercall_abi::vcpu::VcpuSetPeriodicTimer;
 
-use super::super::hypercall as hc;
-use super::super::{events, mm, pt, shared_info, time};
+use crate::kernel::hypercall as hc;
+use crate::kernel::{direct_map, events, mm, pt, shared_info, time};
 
 /// Where the aliased lists go: the scratch slot of the address space, unused by a domU.
 pub const BASE: u64 = SCRATCH_BASE;
@@ -26,7 +26,7 @@ const TICK_NS: u64 = time::MS;
 
 /// A new frame of ours, filled by `fill` through its writable direct-map page.
 pub fn filled_frame(fill: impl FnOnce(&mut [u8; 4096])) -> Result<Mfn, &'static str> {
-    mm::init_memory().map_err(|_| "cannot extend the direct map")?;
+    direct_map::init_memory().map_err(|_| "cannot extend the direct map")?;
     let pfn = mm::alloc_frame().ok_or("out of frames")?;
     let mfn = mm::mfn_of(pfn).ok_or("a frame without a machine frame")?;
     let mut page = [0u8; 4096];

@@ -7,7 +7,7 @@
 
 use hypercall_abi::arch_x86_64::{FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 
-use super::super::traps;
+use crate::kernel::traps;
 
 /// The attack: both bad frames, each reported as `<name>=vector/error/at_target`.
 pub fn run() -> Result<(), &'static str> {

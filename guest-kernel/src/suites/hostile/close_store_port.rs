@@ -14,8 +14,8 @@ use hypercall_abi::event_channel::{EVTCHNSTAT_unbound, EvtchnClose, EvtchnStatus
 use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::{StartInfo, DOMID_SELF};
 
-use super::super::hypercall as hc;
-use super::super::{console, shared_info, time};
+use crate::kernel::hypercall as hc;
+use crate::kernel::{console, shared_info, time};
 
 fn status(port: u32) -> u32 {
     let mut st = EvtchnStatus {

@@ -5,7 +5,7 @@
 //! retitle the window, ring the bell, or slip in a line that reads as the hypervisor's. dom0 must
 //! escape them (`ring_drivers::printable`), as Xen strips them from a domU's console writes.
 
-use super::super::console;
+use crate::kernel::console;
 
 pub fn run() -> Result<(), &'static str> {
     let lines: [&[u8]; 5] = [

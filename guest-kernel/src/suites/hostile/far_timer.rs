@@ -16,9 +16,9 @@ use hypercall_abi::vcpu::VcpuNoArg;
 use hypercall_abi::vcpu::VcpuSetSingleshotTimer;
 use hypercall_abi::xen::{DOMID_SELF, VIRQ_TIMER};
 
-use super::super::hypercall as hc;
-use super::super::shared_info::{self, Bitmap::Pending};
-use super::super::{console, events, time};
+use crate::kernel::hypercall as hc;
+use crate::kernel::shared_info::{self, Bitmap::Pending};
+use crate::kernel::{console, events, time};
 
 const MS: u64 = time::MS;
 

@@ -15,9 +15,9 @@
 use guest_kernel::paging::Mfn;
 use hypercall_abi::xen::{__HYPERVISOR_set_gdt, MmuextOp, DOMID_SELF, MMUEXT_SET_LDT};
 
-use super::super::hypercall::{self as hc, ptr as gp};
-use super::super::mm;
-use super::super::pt;
+use crate::kernel::direct_map;
+use crate::kernel::hypercall::{self as hc, ptr as gp};
+use crate::kernel::pt;
 
 /// Frames of the largest GDT a guest may install: `FIRST_RESERVED_GDT_ENTRY` (7168) entries.
 const GDT_FRAMES: usize = 14;
@@ -30,7 +30,7 @@ fn set_gdt(frames: &[u64], entries: u64) -> i64 {
 }
 
 pub fn run() -> Result<(), &'static str> {
-    mm::init_memory().map_err(|_| "init_memory failed")?;
+    direct_map::init_memory().map_err(|_| "init_memory failed")?;
     // Zeroed frames mapped read-only: every descriptor null, which is valid, and the frames free
     // to take the descriptor-page type.
     let mut frames = [0u64; GDT_FRAMES];

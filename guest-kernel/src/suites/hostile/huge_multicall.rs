@@ -21,9 +21,9 @@ use hypercall_abi::xen::{
 };
 use zerocopy::IntoBytes;
 
-use super::super::hypercall::{self as hc, ptr};
-use super::super::mm;
 use super::alias;
+use crate::kernel::hypercall::{self as hc, ptr};
+use crate::kernel::mm;
 
 /// Pages of each aliased batch list.
 const BATCH_PAGES: u64 = 4000;

@@ -14,9 +14,9 @@ use hypercall_abi::arch_x86_64::TrapInfo;
 use hypercall_abi::xen::__HYPERVISOR_set_trap_table;
 use zerocopy::IntoBytes;
 
-use super::super::hypercall as hc;
-use super::super::traps;
 use super::alias;
+use crate::kernel::hypercall as hc;
+use crate::kernel::traps;
 
 /// Pages of entries (each the same frame).
 const PAGES: u64 = 4000;

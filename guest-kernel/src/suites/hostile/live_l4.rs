@@ -31,9 +31,9 @@ use hypercall_abi::xen::{
 };
 
 use super::super::conformance::ext;
-use super::super::hypercall::{self as hc, ptr as gp};
-use super::super::mm;
-use super::super::pt;
+use crate::kernel::hypercall::{self as hc, ptr as gp};
+use crate::kernel::pt;
+use crate::kernel::{direct_map, mm};
 
 /// The hypervisor's L4 slots: 256..272.
 const XEN_SLOTS: core::ops::Range<usize> = 256..272;
@@ -69,7 +69,7 @@ fn back(l4: Mfn, copy: Mfn) -> (i64, u32) {
 }
 
 pub fn run() -> Result<(), &'static str> {
-    mm::init_memory().map_err(|_| "init_memory failed")?;
+    direct_map::init_memory().map_err(|_| "init_memory failed")?;
     let l4 = mm::kernel_l4();
     let entry = |t: Mfn, i: usize| pt::read_entry(t, i).map_err(|_| "unreadable table");
     let mut slots_before = [0u64; 16];

@@ -11,7 +11,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 use hypercall_abi::sched::SchedWatchdog;
 
-use super::super::{console, hypercall as hc, shared_info};
+use crate::kernel::{console, hypercall as hc, shared_info};
 
 fn watchdog(id: u32, timeout: u32) -> i64 {
     let mut w = SchedWatchdog { id, timeout };

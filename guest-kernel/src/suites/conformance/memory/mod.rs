@@ -42,13 +42,13 @@ use hypercall_abi::xen::{
 };
 use hypercall_abi::HypercallError;
 
-use super::super::hypercall::{self as hc, ptr as gp};
-use super::super::shared_info;
 use super::{
     data_pte, entry, ext, flush_local, mm, normal, peek, poke, remap_scratch, restore, scratch,
     values, Restored, ScratchMap, Suite, Values, DATA_FLAGS, NON_CANONICAL, NO_SUCH_DOMAIN,
     SCRATCH_PAGES, UNMAPPED,
 };
+use crate::kernel::hypercall::{self as hc, ptr as gp};
+use crate::kernel::shared_info;
 
 /// What `*done` holds before a call, so a case sees whether the hypervisor wrote it.
 const SENTINEL: u32 = 0xdead;
