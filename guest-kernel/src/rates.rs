@@ -33,7 +33,7 @@ mod tests {
         assert_eq!(per_request(3, 2), "1.500");
         assert_eq!(per_request(3, 0), "n/a");
         assert_eq!(mb_per_s(1_000_000, 1_000_000_000), "1.0");
-        assert_eq!(mb_per_s(1, 0), "10000.0");
+        assert_eq!(mb_per_s(1, 0), "1000.0");
         assert_eq!(per_s(5, 1_000_000_000), 5);
     }
 }
