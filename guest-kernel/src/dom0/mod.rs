@@ -11,7 +11,7 @@
 //!   domid); dom0's own requests go straight to it as connection 0.
 //! - **console daemon**: drains every domU's console ring into `(d<id>) text` lines.
 //! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk.
-//! - **demo partner** (`domu.rs` describes the protocol): on a domU's `data/ready`, bind its
+//! - **demo partner** (`domu/mod.rs` describes the protocol): on a domU's `data/ready`, bind its
 //!   ping port, bounce its events, grant-copy its pattern page, check it, copy the complement
 //!   into its reply page and write `data/result`.
 

@@ -5,7 +5,7 @@
 //! M2P), with ports allocated unbound for dom0. Output goes into the console ring
 //! (`console.rs`); xenstore requests go through `ring_drivers::xenbus` on the store ring.
 //!
-//! The demo (agreed with dom0's `services.rs`): read our `domid`; allocate an unbound port for
+//! The demo (agreed with dom0's services, `dom0/`): read our `domid`; allocate an unbound port for
 //! dom0 and grant it two pages (a pattern, read-only; a reply page, writable); publish
 //! `data/{ping-port,gref,reply-gref,rounds,ready}` in one transaction. dom0 (watching
 //! `/local/domain/<id>/data`) binds the port and sends one kick; we then bounce `rounds` events
