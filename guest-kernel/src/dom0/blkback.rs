@@ -23,6 +23,7 @@
 //!   dead granter's page, so the unmap's refusal is expected then).
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -41,6 +42,8 @@ use ring_drivers::xenbus_state::{BackendAction, BackendInfo, FrontendTransport, 
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;
+use super::xenstore::Store;
+use super::{Ctx, Service};
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::hypercall as hc;
 use crate::kernel::mm;
@@ -234,22 +237,6 @@ impl GrantIo for GntCopy {
         self.build(domid, segs, data.as_ptr() as u64, true);
         self.run()
     }
-}
-
-/// xenstore as dom0's toolstack reaches it (its own xenstored, connection 0).
-pub trait Store {
-    /// A node's value.
-    fn read(&mut self, path: &str) -> Option<String>;
-    /// Writes a node (creating it and its parents).
-    fn write(&mut self, path: &str, value: &str);
-    /// Replaces a node's permissions.
-    fn set_perms(&mut self, path: &str, perms: &[Perm]);
-    /// Watches `path` with `token`.
-    fn watch(&mut self, path: &str, token: &str);
-    /// Removes a watch.
-    fn unwatch(&mut self, path: &str, token: &str);
-    /// Removes a node and its children.
-    fn rm(&mut self, path: &str);
 }
 
 type Back = BlkBack<MappedPage, SharedDisk, GntCopy, EvtNotify>;
@@ -496,6 +483,63 @@ impl Vbd {
         self.disconnect(true);
         store.unwatch(&format!("{}/state", self.front_dir), &token(self.domid));
         store.rm(&format!("/local/domain/0/backend/vbd/{}", self.domid));
+    }
+}
+
+/// The block back end as one of dom0's services: a vbd per domU, served on its ring's events
+/// and again while a budget-limited pass left requests waiting.
+pub struct Blkback {
+    vbds: BTreeMap<u16, Vbd>,
+}
+
+impl Blkback {
+    /// No vbd yet.
+    pub fn new() -> Blkback {
+        Blkback {
+            vbds: BTreeMap::new(),
+        }
+    }
+}
+
+impl Service for Blkback {
+    fn attach(&mut self, ctx: &mut Ctx, id: u16) {
+        let vbd = Vbd::create(&mut ctx.xs, id);
+        self.vbds.insert(id, vbd);
+    }
+
+    fn detach(&mut self, ctx: &mut Ctx, id: u16) {
+        if let Some(v) = self.vbds.remove(&id) {
+            v.destroy(&mut ctx.xs);
+        }
+    }
+
+    fn event(&mut self, ctx: &mut Ctx, channel: Channel) {
+        if let Channel::Blk(id) = channel {
+            if let Some(v) = self.vbds.get_mut(&id) {
+                v.serve(&mut ctx.xs, true);
+            }
+        }
+    }
+
+    fn poll(&mut self, ctx: &mut Ctx) {
+        // Rings a budget-limited pass left requests in.
+        for v in self.vbds.values_mut().filter(|v| v.busy) {
+            v.serve(&mut ctx.xs, false);
+        }
+    }
+
+    fn watch(&mut self, ctx: &mut Ctx, token: &str) -> bool {
+        let Some(id) = token.strip_prefix("vbd").and_then(|t| t.parse().ok()) else {
+            return false;
+        };
+        if let Some(v) = self.vbds.get_mut(&id) {
+            v.frontend_changed(&mut ctx.xs);
+        }
+        true
+    }
+
+    fn busy(&self) -> bool {
+        self.vbds.values().any(|v| v.busy)
     }
 }
 
