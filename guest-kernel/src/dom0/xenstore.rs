@@ -9,8 +9,8 @@ use alloc::string::String;
 use guest_kernel::xenstored::Xenstored;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::io::xs_wire::{XsdSockmsg, XENSTORE_ERROR_RINGIDX, XS_WATCH_EVENT};
+use ring_drivers::xenbus::xs_ring::{self, MessageAssembler, OutQueue};
 use ring_drivers::xenbus::{parse_reply, parse_watch_event, Perm, Reply, Request};
-use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
 use zerocopy::FromBytes;
 
 use super::{Ctx, Service};
