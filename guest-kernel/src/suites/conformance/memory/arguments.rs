@@ -135,29 +135,16 @@ pub(super) fn mmu_update_argument_cases(s: &mut Suite, e: &Env) {
         values!("rc={rc} done={done} flags={flags:#x}{r}")
     });
 
-    // Bit 31 of `count` marks a continuation: `*done` is read first and added to.
-    s.run("mmu_update.count_preempted_bit", || {
-        let mut done = 5u32;
-        // SAFETY: a one-entry list and a writable `done`.
-        let rc = unsafe { mmu_raw(gp(&noop), 1 | 1 << 31, gp(&raw mut done), SELF) };
-        values!("rc={rc} done={done}")
-    });
-
-    // Exactly bit 31 with a null list is how Xen passes a result to its own continuation: the
-    // call returns `foreigndom`.
-    s.run("mmu_update.preempted_marker_null_list", || {
-        // SAFETY: no list and no `done`: nothing is read or written.
-        let rc = unsafe { mmu_raw(0, 1 << 31, 0, SELF) };
-        values!("{rc}")
-    });
-
-    // Lists Xen refuses before looking at them (`guest_handle_okay`): `*done` untouched.
-    s.run("mmu_update.list_in_hypervisor_area", || {
-        let mut done = SENTINEL;
-        // SAFETY: the list pointer is in the hypervisor's area: refused, nothing read.
-        let rc = unsafe { mmu_raw(HYPERVISOR_VIRT_START, 1, gp(&raw mut done), SELF) };
-        values!("rc={rc} done={done:#x}")
-    });
+    list_pointer_cases(
+        s,
+        [
+            "mmu_update.count_preempted_bit",
+            "mmu_update.preempted_marker_null_list",
+            "mmu_update.list_in_hypervisor_area",
+        ],
+        gp(&noop),
+        mmu_raw,
+    );
 
     s.run("mmu_update.list_non_canonical", || {
         let mut done = SENTINEL;
@@ -424,26 +411,17 @@ pub(super) fn mmuext_argument_cases(s: &mut Suite, e: &Env) {
     });
 
     // The continuation marker, as for mmu_update.
-    s.run("mmuext_op.count_preempted_bit", || {
-        let op = ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0);
-        let mut done = 5u32;
-        // SAFETY: a one-entry list and a writable `done`.
-        let rc = unsafe { ext_raw(gp(&op), 1 | 1 << 31, gp(&raw mut done), SELF) };
-        values!("rc={rc} done={done}")
-    });
-
-    s.run("mmuext_op.preempted_marker_null_list", || {
-        // SAFETY: no list and no `done`: nothing is read or written.
-        let rc = unsafe { ext_raw(0, 1 << 31, 0, SELF) };
-        values!("{rc}")
-    });
-
-    s.run("mmuext_op.list_in_hypervisor_area", || {
-        let mut done = SENTINEL;
-        // SAFETY: the list pointer is in the hypervisor's area: refused, nothing read.
-        let rc = unsafe { ext_raw(HYPERVISOR_VIRT_START, 1, gp(&raw mut done), SELF) };
-        values!("rc={rc} done={done:#x}")
-    });
+    let op = ext(MMUEXT_TLB_FLUSH_LOCAL, 0, 0);
+    list_pointer_cases(
+        s,
+        [
+            "mmuext_op.count_preempted_bit",
+            "mmuext_op.preempted_marker_null_list",
+            "mmuext_op.list_in_hypervisor_area",
+        ],
+        gp(&op),
+        ext_raw,
+    );
 
     s.run("mmuext_op.batch_second_pin_fails", || {
         let ops = [
@@ -453,5 +431,39 @@ pub(super) fn mmuext_argument_cases(s: &mut Suite, e: &Env) {
         ];
         let (rc, done) = ext_ops(&ops, SELF);
         values!("rc={rc} done={done}")
+    });
+}
+
+/// The list-pointer cases `mmu_update` and `mmuext_op` share (`names`, in this order):
+///
+/// - bit 31 of `count` marks a continuation: `*done` is read first and added to;
+/// - exactly bit 31 with a null list is how Xen passes a result to its own continuation: the
+///   call returns `foreigndom`;
+/// - a list in the hypervisor's area is refused before it is looked at (`guest_handle_okay`):
+///   `*done` untouched.
+///
+/// `raw` is the hypercall (list, count, done, foreigndom), `one` a valid one-element list.
+fn list_pointer_cases(
+    s: &mut Suite,
+    names: [&'static str; 3],
+    one: u64,
+    raw: unsafe fn(u64, u64, u64, u32) -> i64,
+) {
+    s.run(names[0], || {
+        let mut done = 5u32;
+        // SAFETY: a one-entry list and a writable `done`.
+        let rc = unsafe { raw(one, 1 | 1 << 31, gp(&raw mut done), SELF) };
+        values!("rc={rc} done={done}")
+    });
+    s.run(names[1], || {
+        // SAFETY: no list and no `done`: nothing is read or written.
+        let rc = unsafe { raw(0, 1 << 31, 0, SELF) };
+        values!("{rc}")
+    });
+    s.run(names[2], || {
+        let mut done = SENTINEL;
+        // SAFETY: the list pointer is in the hypervisor's area: refused, nothing read.
+        let rc = unsafe { raw(HYPERVISOR_VIRT_START, 1, gp(&raw mut done), SELF) };
+        values!("rc={rc} done={done:#x}")
     });
 }

@@ -234,33 +234,24 @@ pub(super) fn linear_table_cases(s: &mut Suite, e: &Env) {
     });
 
     s.run("mmu_update.l2_entry_other_l2_writable", || {
-        if let Err(rc) = table_page(&t, &[]) {
-            let r = untable(&t);
-            return values!("setup_failed={rc}{r}");
-        }
-        let pin = ext1(MMUEXT_PIN_L2_TABLE, t.mfn, 0);
         let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(t.mfn, DATA_FLAGS))], SELF);
-        let undo = undo_slot(rc, at);
-        let unpin = ext1(MMUEXT_UNPIN_TABLE, t.mfn, 0);
-        let r = untable(&t);
-        values!("pin={pin} rc={rc} done={done}{undo} unpin={unpin}{r}")
+        pin_and_link(&t, &[], MMUEXT_PIN_L2_TABLE, at, DATA_FLAGS, "pin")
     });
 
     // A table cannot both hold linear entries and be the target of one: t points linearly at
     // our L2, so our L2 cannot point linearly at t (and the reverse).
     s.run("mmu_update.linear_entries_both_ways", || {
-        if let Err(rc) = table_page(&t, &[make_entry(e.l2, PTE_P | PTE_A)]) {
-            let r = untable(&t);
-            return values!("setup_failed={rc}{r}");
-        }
-        let pin = ext1(MMUEXT_PIN_L2_TABLE, t.mfn, 0);
+        let entries = [make_entry(e.l2, PTE_P | PTE_A)];
         let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(t.mfn, PTE_P | PTE_A))], SELF);
-        let undo = undo_slot(rc, at);
-        let unpin = ext1(MMUEXT_UNPIN_TABLE, t.mfn, 0);
-        let r = untable(&t);
-        values!("pin_with_linear_entry={pin} rc={rc} done={done}{undo} unpin={unpin}{r}")
+        let flags = PTE_P | PTE_A;
+        pin_and_link(
+            &t,
+            &entries,
+            MMUEXT_PIN_L2_TABLE,
+            at,
+            flags,
+            "pin_with_linear_entry",
+        )
     });
 
     // A table used as a linear target cannot get linear entries of its own: u (an L2 that t
@@ -290,17 +281,8 @@ pub(super) fn linear_table_cases(s: &mut Suite, e: &Env) {
     // The same one level up: our L4 points read-only at a pinned copy of itself.
     s.run("mmu_update.l4_entry_other_l4_readonly", || {
         let copy: [u64; 512] = core::array::from_fn(|i| table_entry(e.l4, i));
-        if let Err(rc) = table_page(&t, &copy) {
-            let r = untable(&t);
-            return values!("setup_failed={rc}{r}");
-        }
-        let pin = ext1(MMUEXT_PIN_L4_TABLE, t.mfn, 0);
         let at = slot(e.l4, FREE_L4_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(t.mfn, PTE_P | PTE_A))], SELF);
-        let undo = undo_slot(rc, at);
-        let unpin = ext1(MMUEXT_UNPIN_TABLE, t.mfn, 0);
-        let r = untable(&t);
-        values!("pin={pin} rc={rc} done={done}{undo} unpin={unpin}{r}")
+        pin_and_link(&t, &copy, MMUEXT_PIN_L4_TABLE, at, PTE_P | PTE_A, "pin")
     });
 
     // A linear entry to a table that is not validated (a read-only page of type none) is
@@ -430,4 +412,27 @@ pub(super) fn live_l4_cases(s: &mut Suite, e: &Env) {
             done[1]
         )
     });
+}
+
+/// Makes `t` a table of `entries` pinned with `pin_cmd`, links it at the table slot `at` with
+/// `flags`, then takes the link out, unpins `t` and gives it back: prints
+/// `<pin_name>=.. rc=.. done=..[ undo..] unpin=..[ restore_failed=..]`.
+fn pin_and_link(
+    t: &ScratchMap,
+    entries: &[u64],
+    pin_cmd: u32,
+    at: u64,
+    flags: u64,
+    pin_name: &str,
+) -> Values {
+    if let Err(rc) = table_page(t, entries) {
+        let r = untable(t);
+        return values!("setup_failed={rc}{r}");
+    }
+    let pin = ext1(pin_cmd, t.mfn, 0);
+    let (rc, done) = mmu(&[normal(at, make_entry(t.mfn, flags))], SELF);
+    let undo = undo_slot(rc, at);
+    let unpin = ext1(MMUEXT_UNPIN_TABLE, t.mfn, 0);
+    let r = untable(t);
+    values!("{pin_name}={pin} rc={rc} done={done}{undo} unpin={unpin}{r}")
 }

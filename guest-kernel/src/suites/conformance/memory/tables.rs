@@ -22,10 +22,7 @@ pub(super) fn mmu_update_table_cases(s: &mut Suite, e: &Env) {
 
     // Bit 7 is reserved in an L4 entry, PSE (a superpage) in L3 and L2 entries: all refused.
     s.run("mmu_update.l4_entry_pse", || {
-        let at = slot(e.l4, FREE_L4_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(e.l3, DATA_FLAGS | PSE))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l4, FREE_L4_SLOT, make_entry(e.l3, DATA_FLAGS | PSE))
     });
 
     s.run("mmu_update.l3_entry_pse", || {
@@ -42,44 +39,30 @@ pub(super) fn mmu_update_table_cases(s: &mut Suite, e: &Env) {
     });
 
     s.run("mmu_update.l2_entry_pse", || {
-        let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(
-            &[normal(at, make_entry(e.unowned & !0x1ff, DATA_FLAGS | PSE))],
-            SELF,
-        );
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(
+            e.l2,
+            FREE_L2_SLOT,
+            make_entry(e.unowned & !0x1ff, DATA_FLAGS | PSE),
+        )
     });
 
     // Cache attributes are an L1 matter: PCD in an L2 entry is refused even for dom0.
     s.run("mmu_update.l2_entry_pcd", || {
-        let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(e.l1, DATA_FLAGS | PCD))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l2, FREE_L2_SLOT, make_entry(e.l1, DATA_FLAGS | PCD))
     });
 
     // An L4 entry must point at an L3: our L2 is refused.
     s.run("mmu_update.l4_entry_wrong_level", || {
-        let at = slot(e.l4, FREE_L4_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(e.l2, DATA_FLAGS))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l4, FREE_L4_SLOT, make_entry(e.l2, DATA_FLAGS))
     });
 
     // Pointing an L3 or L2 entry at a page mapped writable would make it a page table: refused.
     s.run("mmu_update.l3_entry_writable_data_page", || {
-        let at = slot(e.l3, FREE_L3_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(c.mfn, DATA_FLAGS))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l3, FREE_L3_SLOT, make_entry(c.mfn, DATA_FLAGS))
     });
 
     s.run("mmu_update.l2_entry_writable_data_page", || {
-        let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(c.mfn, PTE_P | PTE_A))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l2, FREE_L2_SLOT, make_entry(c.mfn, PTE_P | PTE_A))
     });
 
     // A page mapped only read-only becomes an L1 when an L2 entry points at it; from then on it
@@ -100,17 +83,11 @@ pub(super) fn mmu_update_table_cases(s: &mut Suite, e: &Env) {
 
     // A read-only entry of an L2 pointing at the L2 itself is a linear page table: allowed.
     s.run("mmu_update.l2_entry_self_readonly", || {
-        let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(e.l2, PTE_P | PTE_A))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l2, FREE_L2_SLOT, make_entry(e.l2, PTE_P | PTE_A))
     });
 
     s.run("mmu_update.l2_entry_self_writable", || {
-        let at = slot(e.l2, FREE_L2_SLOT);
-        let (rc, done) = mmu(&[normal(at, make_entry(e.l2, DATA_FLAGS))], SELF);
-        let undo = undo_slot(rc, at);
-        values!("rc={rc} done={done}{undo}")
+        write_slot(e.l2, FREE_L2_SLOT, make_entry(e.l2, DATA_FLAGS))
     });
 
     // PRESERVE_AD is not limited to L1 entries: a second L4 entry for our L3, read back.
@@ -129,6 +106,15 @@ pub(super) fn mmu_update_table_cases(s: &mut Suite, e: &Env) {
 }
 
 /// Clears the table entry at `at` if a case's update (`rc`) unexpectedly succeeded.
+/// Writes `entry` into slot `i` of table `table` (one `mmu_update`) and takes it out again if it
+/// was accepted: `rc=.. done=..[ undo..]`.
+pub(super) fn write_slot(table: u64, i: usize, entry: u64) -> Values {
+    let at = slot(table, i);
+    let (rc, done) = mmu(&[normal(at, entry)], SELF);
+    let undo = undo_slot(rc, at);
+    values!("rc={rc} done={done}{undo}")
+}
+
 pub(super) fn undo_slot(rc: i64, at: u64) -> Undo {
     if rc != 0 {
         return Undo(0);
