@@ -19,12 +19,18 @@
 pub mod bounce;
 pub mod cmdline;
 pub mod console;
+pub mod cpu;
+#[cfg(test)]
+pub(crate) mod cpu_fake;
 pub mod domain;
 pub mod emulate;
 pub mod evtchn;
 pub mod gnttab;
 pub mod guest_access;
 pub mod hypercall;
+pub mod keyhandler;
+#[cfg(test)]
+mod keyhandler_tests;
 pub mod lab;
 pub mod layout;
 pub mod mm;

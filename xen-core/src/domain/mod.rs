@@ -5,6 +5,9 @@
 //! runs the vCPU.
 
 pub mod build;
+pub mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod set;
 
 use hypercall_abi::arch_x86_64::TrapInfo;

@@ -261,6 +261,23 @@ pub fn alloc_unbound_for<M: MachineMemoryMut + ?Sized>(
     evtchn::alloc_unbound(&mut doms, id, id, remote)
 }
 
+/// Binds `virq` on vCPU 0 of `dom` to a new port (what the domain's own `EVTCHNOP_bind_virq`
+/// does; tests use it to watch what the hypervisor raises).
+pub fn bind_virq_for<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    virq: u32,
+) -> Result<u32, Errno> {
+    let id = dom.id;
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    evtchn::bind_virq(&mut doms, id, virq, 0)
+}
+
 /// Closes every port of a dying domain (Xen's `evtchn_destroy`): the other end of each
 /// interdomain channel becomes unbound again, as on Xen.
 pub fn close_all<M: MachineMemoryMut + ?Sized>(

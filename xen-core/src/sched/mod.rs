@@ -6,7 +6,12 @@
 //! vCPU after it in slot order runs, so no runnable vCPU waits more than one round. With nothing
 //! runnable the CPU idles (halts) until an interrupt makes something runnable.
 
+pub mod core;
 pub(crate) mod hypercall;
+pub mod wake;
+
+#[cfg(test)]
+mod core_tests;
 
 /// The time slice of a vCPU of the default weight (Xen's credit scheduler uses 30 ms on real
 /// hardware; under emulation a shorter slice keeps domains responsive).

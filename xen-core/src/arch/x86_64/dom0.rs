@@ -12,10 +12,11 @@ use xen_core::power::FailCode;
 use xen_core::regs::Regs;
 
 use super::console::printk;
-use super::domu::{self, BootModule, Pool};
+use super::domu;
 use super::machine::{DirectMap, HvMachine};
 use super::mappings::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
+use xen_core::domain::lifecycle::{BootModule, Pool};
 
 /// The CPU's physical address width (CPUID 0x80000008), 36 if it does not say.
 fn physical_address_bits() -> u64 {
@@ -234,11 +235,12 @@ pub fn start(
         mm,
         cr3: 0,
         preempt: super::machine::PreemptAt::new(),
+        loaded: super::context::Loaded::UNKNOWN,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
-    dispatch::publish_time(&mut m, &dom);
-    dispatch::capture_initial_fpu();
+    super::cpu::publish_time(&mut m, &dom);
+    super::context::capture_initial_fpu();
     let mut name = heapless::String::new();
     let _ = name.push_str("Domain-0");
     let mut doms = dispatch::DOMS.lock();
@@ -259,7 +261,7 @@ pub fn start(
         },
         MAX_PORT_2L,
     );
-    dispatch::reset_fpu(0);
+    super::context::reset_fpu(0);
     // dom0's grant table: frames shared with it as Xen's `gnttab_grow_table` does.
     if let Err(e) = doms.grants[0].init(
         &mut m.mm,

@@ -201,7 +201,7 @@ xen_exit_to_frame:
     /* `iretq` checks the selectors it loads: a guest's `iret` hypercall can ask for CS 0xe008 or
        a null SS, and the CPU then faults here, in ring 0, with the guest's frame at RSP. The
        fault handler knows this address and delivers the fault to the guest instead, as Xen's
-       `.Lft0` pre-exception-table entry does (`dispatch::iret_fault_to_guest`). */
+       `.Lft0` pre-exception-table entry does (`traps::iret_fault_to_guest`). */
     .globl xen_iret_to_guest
 xen_iret_to_guest:
     iretq
@@ -423,7 +423,7 @@ pub fn ist_selftest() -> bool {
     static PROBE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
     /// A user-half address nothing maps for the hypervisor: what a guest's RSP looks like.
     const GUEST_RSP: u64 = 0x1000;
-    let dbs = super::dispatch::XEN_DEBUG_TRAPS.load(Ordering::SeqCst);
+    let dbs = super::traps::XEN_DEBUG_TRAPS.load(Ordering::SeqCst);
     // DR7: L0 enabled, R/W0 = 01 (data writes), LEN0 = 11 (8 bytes).
     let dr7: u64 = 1 | (0b01 << 16) | (0b11 << 18);
     // SAFETY: interrupts are off and no guest exists. DR0 watches a hypervisor static that only
@@ -444,7 +444,7 @@ pub fn ist_selftest() -> bool {
         );
         asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack));
     }
-    let db_ok = super::dispatch::XEN_DEBUG_TRAPS.load(Ordering::SeqCst) == dbs + 1;
+    let db_ok = super::traps::XEN_DEBUG_TRAPS.load(Ordering::SeqCst) == dbs + 1;
     crate::arch::x86_64::console::printk!(
         "ist selftest: #DB with RSP {GUEST_RSP:#x} in ring 0: {}\n",
         if db_ok {
@@ -453,17 +453,17 @@ pub fn ist_selftest() -> bool {
             "NOT SEEN"
         }
     );
-    let nmis = super::dispatch::XEN_NMIS.load(Ordering::SeqCst);
+    let nmis = super::traps::XEN_NMIS.load(Ordering::SeqCst);
     if super::apic::init().is_err() {
         return false;
     }
     super::apic::send_self_nmi();
     let mut spins = 0u32;
-    while super::dispatch::XEN_NMIS.load(Ordering::SeqCst) == nmis && spins < 10_000_000 {
+    while super::traps::XEN_NMIS.load(Ordering::SeqCst) == nmis && spins < 10_000_000 {
         core::hint::spin_loop();
         spins += 1;
     }
-    let nmi_ok = super::dispatch::XEN_NMIS.load(Ordering::SeqCst) == nmis + 1;
+    let nmi_ok = super::traps::XEN_NMIS.load(Ordering::SeqCst) == nmis + 1;
     crate::arch::x86_64::console::printk!(
         "ist selftest: NMI in ring 0: {}\n",
         if nmi_ok { "survived" } else { "NOT SEEN" }

@@ -103,6 +103,8 @@ pub struct HvMachine {
     pub cr3: u64,
     /// When the hypercall that runs must stop and continue.
     pub preempt: PreemptAt,
+    /// The vCPU state as last loaded into the CPU (`context.rs`).
+    pub loaded: super::context::Loaded,
 }
 
 /// The machine's half of Xen's `hypercall_preempt_check()` (`softirq_pending`): Xen takes

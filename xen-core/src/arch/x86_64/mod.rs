@@ -6,6 +6,8 @@
 pub mod apic;
 pub mod boot;
 pub mod console;
+pub mod context;
+pub mod cpu;
 pub mod dispatch;
 pub mod dom0;
 pub mod domu;
@@ -24,4 +26,5 @@ pub mod rtc;
 pub mod serial;
 pub mod symbols;
 pub mod time;
+pub mod traps;
 pub mod tsc;

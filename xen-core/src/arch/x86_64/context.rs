@@ -1,0 +1,227 @@
+//! The vCPU state the CPU holds while a vCPU runs, and its switch (Xen's `arch/x86/domain.c`
+//! `context_switch`, `save_segments`/`load_segments`): FPU/SSE areas, data selectors, segment
+//! bases, virtual CR0.TS, debug registers, page tables, and the TLB work hypercalls asked for.
+//! Which vCPU runs is the portable scheduler's choice (`xen_core::sched::core`).
+
+use core::arch::asm;
+
+use spin::Mutex;
+use xen_core::domain::set::MAX_DOMAINS;
+use xen_core::domain::{Domain, FlushRequest};
+
+use super::machine::{Cr3Load, HvMachine};
+
+/// FPU/SSE state of each slot's vCPU while it does not run (`fxsave` format).
+static FPU: Mutex<[Fxsave; MAX_DOMAINS]> = Mutex::new([Fxsave([0; 512]); MAX_DOMAINS]);
+
+/// An `fxsave` area.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub struct Fxsave(pub [u8; 512]);
+
+/// Data segment selectors (DS, ES, FS, GS) of each slot's vCPU while it does not run (Xen's
+/// `save_segments`/`load_segments`): a guest loads them itself, even from user mode.
+static SEGS: Mutex<[[u16; 4]; MAX_DOMAINS]> = Mutex::new([[0; 4]; MAX_DOMAINS]);
+
+/// The FPU state a vCPU starts with (`fninit`), captured once at boot.
+static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
+
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// CR0.TS.
+pub const CR0_TS: u64 = 1 << 3;
+
+/// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    fs: u64,
+    /// MSR_GS_BASE: the current mode's GS base.
+    gs: u64,
+    /// MSR_SHADOW_GS_BASE: the other mode's.
+    gs_shadow: u64,
+    ts: bool,
+    /// The guest's debug registers as last loaded (DR0..DR3, DR7).
+    debug: ([u64; 4], u64),
+}
+
+impl Loaded {
+    /// Nothing known: every base and CR0.TS is written at the first load.
+    pub const UNKNOWN: Loaded = Loaded {
+        fs: 1,
+        gs: 1,
+        gs_shadow: 1,
+        ts: true,
+        debug: ([0; 4], 0x400),
+    };
+}
+
+/// Captures the initial FPU state every new vCPU gets; call before any guest runs.
+pub fn capture_initial_fpu() {
+    FPU_INIT.call_once(|| {
+        let mut area = Fxsave([0; 512]);
+        // SAFETY: no guest has run yet, so resetting the x87/SSE state loses nothing; `clts`
+        // makes the FPU instructions usable; the area is 16-byte aligned and 512 bytes long.
+        unsafe {
+            asm!("clts", "fninit", options(nomem, nostack));
+            asm!("fxsave64 [{}]", in(reg) area.0.as_mut_ptr(), options(nostack));
+        }
+        area
+    });
+}
+
+/// Gives slot `slot` the initial FPU state and null data selectors (a new domain).
+pub fn reset_fpu(slot: usize) {
+    if let Some(init) = FPU_INIT.get() {
+        FPU.lock()[slot] = *init;
+    }
+    SEGS.lock()[slot] = [0; 4];
+}
+
+/// Drops every TLB entry, global ones included, by toggling CR4.PGE.
+pub fn flush_tlb_global() {
+    // SAFETY: toggling CR4.PGE only drops cached translations.
+    unsafe {
+        let cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
+}
+
+/// Flushes this CPU's TLB (non-global entries) by reloading CR3.
+pub fn flush_tlb_local() {
+    // SAFETY: writing CR3 back unchanged only drops non-global TLB entries.
+    unsafe {
+        let cr3: u64;
+        asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
+        asm!("mov cr3, {}", in(reg) cr3, options(nostack));
+    }
+}
+
+/// Hands the FPU state and data selectors from the vCPU of slot `prev` (saved, if its domain
+/// still exists) to the one of slot `next` (loaded), and drops every TLB entry.
+pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
+    let mut fpu = FPU.lock();
+    // SAFETY: `clts` only makes FPU instructions usable in ring 0 (the vCPU's virtual CR0.TS is
+    // loaded again by `load_vcpu_state`); each area is a 16-byte aligned 512-byte `fxsave` image:
+    // one written by `fxsave64` here or captured at boot, so `fxrstor64` cannot fault on it.
+    unsafe { asm!("clts", options(nomem, nostack)) };
+    m.loaded.ts = false;
+    let mut segs = SEGS.lock();
+    if let Some(prev) = prev {
+        let s = &mut segs[prev];
+        // SAFETY: reading segment registers has no side effects.
+        unsafe {
+            asm!("mov {:x}, ds", out(reg) s[0], options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, es", out(reg) s[1], options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, fs", out(reg) s[2], options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, gs", out(reg) s[3], options(nomem, nostack, preserves_flags));
+        }
+        // SAFETY: as above.
+        unsafe { asm!("fxsave64 [{}]", in(reg) fpu[prev].0.as_mut_ptr(), options(nostack)) };
+    }
+    // SAFETY: as above.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) fpu[next].0.as_ptr(), options(nostack)) };
+    let s = segs[next];
+    // Each selector is null (a new vCPU) or one this vCPU loaded itself, which the CPU checked
+    // then; still, they are the guest's choice, so each load has an exception-table fixup (a
+    // refused selector becomes the null one, as Xen's `load_segments`). Loading FS and GS also
+    // loads their bases from the descriptors: the MSR writes below (the cache of loaded bases is
+    // forgotten) put the vCPU's own bases back.
+    for (which, sel) in s.iter().enumerate() {
+        if super::extable::load_data_segment(which, *sel).is_err() {
+            segs[next][which] = 0;
+        }
+    }
+    // A guest may have changed its bases without a hypercall (a selector load clears them): the
+    // next vCPU's bases are written whatever the cache says.
+    m.loaded.fs = 1;
+    m.loaded.gs = 1;
+    m.loaded.gs_shadow = 1;
+    // Guest user mappings are global (as Xen makes them): a new address space must not see the
+    // previous domain's.
+    flush_tlb_global();
+}
+
+/// Loads the vCPU's segment bases, virtual CR0.TS and page tables into the CPU where changed.
+/// The GS base and CR3 follow the guest mode: the user's GS base and L4 in user mode, the
+/// kernel's in kernel mode (what Xen's `swapgs` and `update_cr3` keep in step on each toggle).
+pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
+    let v = &dom.vcpu;
+    let (gs, gs_shadow) = v.gs_bases();
+    let dbg = (v.dr, v.dr7);
+    let want = Loaded {
+        fs: v.fs_base,
+        gs,
+        gs_shadow,
+        ts: v.fpu_ts,
+        debug: dbg,
+    };
+    let have = m.loaded;
+    if dbg != have.debug {
+        // SAFETY: DR0..DR3 hold guest addresses (checked by `set_debugreg`: never the
+        // hypervisor's range, which the hypervisor's own accesses use), DR7 has no general-detect
+        // or I/O breakpoints; a breakpoint can only fire while the guest runs, and a #DB taken in
+        // the hypervisor anyway is harmless (`hypervisor_debug_trap`).
+        unsafe {
+            asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack));
+            asm!("mov dr0, {}", in(reg) dbg.0[0], options(nomem, nostack));
+            asm!("mov dr1, {}", in(reg) dbg.0[1], options(nomem, nostack));
+            asm!("mov dr2, {}", in(reg) dbg.0[2], options(nomem, nostack));
+            asm!("mov dr3, {}", in(reg) dbg.0[3], options(nomem, nostack));
+            asm!("mov dr7, {}", in(reg) dbg.1, options(nomem, nostack));
+        }
+    }
+    // The vCPU's kernel or user L4 (`update_cr3`), both of which hold a type reference while
+    // installed; `load_cr3` checks that and skips a reload of the table in CR3.
+    m.load_cr3(dom.current_l4(), Cr3Load::IfChanged);
+    // SAFETY: the bases were checked canonical by `set_segment_base` (or the emulated WRMSR), so
+    // the MSR writes cannot fault; CR0.TS only makes the next FPU instruction trap.
+    unsafe {
+        // Guest values: checked canonical where they were set, and written with a fixup all
+        // the same (a refused base stays what it was; Xen's `wrfsbase`/`wrmsr_safe`).
+        if want.fs != have.fs {
+            let _ = super::extable::wrmsr_safe(MSR_FS_BASE, want.fs);
+        }
+        if want.gs != have.gs {
+            let _ = super::extable::wrmsr_safe(MSR_GS_BASE, want.gs);
+        }
+        if want.gs_shadow != have.gs_shadow {
+            let _ = super::extable::wrmsr_safe(MSR_KERNEL_GS_BASE, want.gs_shadow);
+        }
+        if want.ts != have.ts {
+            let mut cr0: u64;
+            asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+            cr0 = if want.ts { cr0 | CR0_TS } else { cr0 & !CR0_TS };
+            asm!("mov cr0, {}", in(reg) cr0, options(nostack));
+        }
+    }
+    m.loaded = want;
+}
+
+/// Carries out the TLB, cache and CR3 work the hypercalls asked for (`FlushRequest`), once per
+/// entry: a whole `mmu_update` batch or multicall is followed by one flush, as on Xen.
+pub fn perform_flushes(m: &mut HvMachine, dom: &Domain, req: FlushRequest) {
+    if req.new_cr3.is_some() {
+        // The table the vCPU's mode runs on (`update_cr3`), which is its kernel or user L4 and
+        // so holds a type reference: not the recorded one, which a later hypercall of the same
+        // entry could have replaced (and released).
+        m.load_cr3(dom.current_l4(), Cr3Load::Always);
+    }
+    // SAFETY: each operation only drops cached translations or writes back caches.
+    unsafe {
+        if req.cache_flush {
+            asm!("wbinvd", options(nomem, nostack));
+        }
+    }
+    if req.local_flush {
+        // Toggling CR4.PGE flushes global entries too (Xen marks guest user mappings global).
+        flush_tlb_global();
+    } else {
+        for va in req.invlpg {
+            // SAFETY: only drops a cached translation.
+            unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack)) };
+        }
+    }
+}

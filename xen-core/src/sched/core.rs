@@ -1,0 +1,376 @@
+//! The scheduler loop: what happens on the way back to a guest (Xen's `common/sched/core.c` with
+//! the exit path of `arch/x86/x86_64/entry.S` reduced to its policy).
+//!
+//! After every entry the arch layer calls [`after_entry`]: device interrupts are raised in dom0,
+//! the debug keys are read on a timer tick, then [`exit_to_guest`] settles what must happen
+//! before a guest runs again: every domain's timers ([`run_timers`]), wake-ups
+//! (`super::wake`), shut-down and destroyed domains (`crate::domain::lifecycle`), the choice of
+//! the next vCPU ([`super::pick`]; a context switch if it is another one), the idle loop while
+//! nothing is runnable, a pending event upcall, the one-shot timer for the next deadline, and the
+//! vCPU state the CPU must see. All of it goes through [`Arch`], so host tests run it on a fake.
+
+use crate::bounce;
+use crate::cpu::{printk, Arch, Hv};
+use crate::domain::lifecycle;
+use crate::domain::set::{DomainSet, Guest, MAX_DOMAINS};
+use crate::domain::Shutdown;
+use crate::evtchn::hypercall as event_channel;
+use crate::evtchn::PortTable;
+use crate::regs::Regs;
+
+use super::{wake, Candidate};
+
+/// How often an idle CPU looks at the serial line while dom0 waits for input.
+pub const CONSOLE_POLL_NS: u64 = 20_000_000;
+
+/// The scheduler's state for one CPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sched {
+    /// The slot (in the [`DomainSet`]) of the vCPU the CPU runs.
+    pub cur: usize,
+    /// When the running vCPU's time slice ends.
+    pub slice_end: u64,
+    /// When the running vCPU got the CPU (for run-time accounting).
+    pub run_start: u64,
+    /// Time the CPU spent halted with nothing to run.
+    pub idle_ns: u64,
+    /// Halts of the idle loop (each one ended by an interrupt): with `idle_ns`, shows that a far
+    /// deadline does not make the idle loop spin (debug key `r`).
+    pub idle_halts: u64,
+    /// The earliest deadline of the vCPUs that do not run, and whether any of them is runnable,
+    /// as the last full scheduling pass found them: an entry that cannot have changed another
+    /// domain reuses them instead of scanning every domain again.
+    others_next: Option<u64>,
+    others_runnable: bool,
+    /// The deadline the one-shot timer is armed for, to skip redundant (slow) timer writes.
+    pub armed: Option<u64>,
+}
+
+impl Sched {
+    /// The state with the vCPU of slot `cur` given the CPU at `now`.
+    pub fn new(cur: usize, now: u64) -> Sched {
+        Sched {
+            cur,
+            slice_end: now + super::SLICE_NS,
+            run_start: now,
+            idle_ns: 0,
+            idle_halts: 0,
+            others_next: None,
+            others_runnable: true,
+            armed: None,
+        }
+    }
+}
+
+/// Gives the CPU to the vCPU in `hv.sched.cur` for the first time: returns the registers to enter
+/// it with.
+pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
+    let g = doms.guest_mut(hv.sched.cur).expect("a domain to run");
+    g.sched.dispatches += 1;
+    hv.arch.load_vcpu(&g.dom);
+    g.regs
+}
+
+/// Whether a vCPU could run now.
+pub fn runnable(g: &Guest) -> bool {
+    let v = &g.dom.vcpu;
+    !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
+}
+
+/// The way out of every entry from a guest, after the arch layer handled it: device interrupts
+/// for dom0, the debug keys on a timer tick, then [`exit_to_guest`]. `touches_others` says the
+/// entry may have changed another domain (or given the CPU up); `tick` that it was the timer
+/// interrupt.
+pub fn after_entry<A: Arch>(
+    hv: &mut Hv<A>,
+    doms: &mut DomainSet,
+    regs: &mut Regs,
+    touches_others: bool,
+    tick: bool,
+) {
+    wake::deliver_irqs(&mut hv.arch, doms);
+    // The timer interrupt is also when the hypervisor looks at its serial console for debug keys
+    // (cheaply: not on every entry).
+    if tick {
+        crate::keyhandler::poll(hv, doms, regs);
+    }
+    exit_to_guest(hv, doms, regs, touches_others, tick);
+}
+
+/// Settles everything due before a guest runs again, choosing which one; leaves its registers in
+/// `regs` and its state loaded.
+pub fn exit_to_guest<A: Arch>(
+    hv: &mut Hv<A>,
+    doms: &mut DomainSet,
+    regs: &mut Regs,
+    touches_others: bool,
+    tick: bool,
+) {
+    let mut fast = !touches_others;
+    let mut full = false;
+    loop {
+        if !(fast && may_go_on(hv, doms)) {
+            schedule(hv, doms, regs, tick);
+            full = true;
+        }
+        fast = false;
+        let g = doms
+            .guest_mut(hv.sched.cur)
+            .expect("the scheduler picked a domain");
+        g.dom.vcpu.yielded = false;
+        if let Err(why) = bounce::deliver_upcall(&mut hv.arch, &mut g.dom, regs) {
+            g.dom.shutdown = Some(Shutdown::Crashed(why));
+            continue;
+        }
+        if !crate::guest_access::is_canonical(regs.rip) {
+            // `iret` to a non-canonical RIP (or a `syscall` from the last bytes of the lower
+            // half) would fault in ring 0 on the way out. Xen's `iretq` takes that #GP(0) through
+            // its exception table and reflects it to the guest; so do we, before leaving.
+            if let Err(why) =
+                bounce::inject_exception(&mut hv.arch, &mut g.dom, regs, 13, Some(0), 0)
+            {
+                g.dom.shutdown = Some(Shutdown::Crashed(why));
+                continue;
+            }
+        }
+        break;
+    }
+    arm_next_timer(hv, doms, full);
+    let g = doms
+        .guest_mut(hv.sched.cur)
+        .expect("the scheduler picked a domain");
+    let req = g.dom.vcpu.flush.take();
+    if !req.is_empty() {
+        hv.arch.perform_flushes(&g.dom, req);
+    }
+    hv.arch.load_vcpu(&g.dom);
+}
+
+/// The fast way out: after an entry that changed no other domain, the running vCPU goes on if
+/// its own timers leave it runnable and its slice lasts.
+fn may_go_on<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> bool {
+    let now = hv.arch.now_ns();
+    if now >= hv.sched.slice_end && hv.sched.others_runnable {
+        return false;
+    }
+    let Some((g, ports)) = doms.both_mut(hv.sched.cur) else {
+        return false;
+    };
+    run_timers(&mut hv.arch, g, ports, true, now);
+    runnable(g) && !g.dom.vcpu.yielded && !g.destroy
+}
+
+/// Runs every domain's timers, wakes, reports and tears down, and leaves in `hv.sched.cur` (with
+/// its registers in `regs`) the vCPU to run next, halting while nothing is runnable.
+pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
+    loop {
+        wake::deliver_irqs(&mut hv.arch, doms);
+        let now = hv.arch.now_ns();
+        for slot in 0..MAX_DOMAINS {
+            let Some((g, ports)) = doms.both_mut(slot) else {
+                continue;
+            };
+            run_timers(&mut hv.arch, g, ports, slot == hv.sched.cur, now);
+            wake::wake_if_due(&hv.arch, g, now);
+        }
+        lifecycle::stopped_domains(hv, doms, regs);
+        if tick {
+            lifecycle::reap(hv);
+        }
+
+        let cands: heapless::Vec<Candidate, MAX_DOMAINS> = doms
+            .slots()
+            .map(|(slot, g)| Candidate {
+                slot,
+                runnable: runnable(g),
+            })
+            .collect();
+        let cur = hv.sched.cur;
+        let keep = doms
+            .guest(cur)
+            .is_some_and(|g| !g.dom.vcpu.yielded && now < hv.sched.slice_end);
+        match super::pick(&cands, cur, keep) {
+            Some(next) => {
+                if next != cur || doms.guest(cur).is_none() {
+                    switch_to(hv, doms, regs, next, now);
+                } else if now >= hv.sched.slice_end
+                    || doms.guest(next).is_some_and(|g| g.dom.vcpu.yielded)
+                {
+                    // Alone on the CPU: a new slice.
+                    hv.sched.slice_end =
+                        now + super::slice_ns(doms.guest(next).map_or(0, |g| g.sched.weight));
+                }
+                return;
+            }
+            None => idle(hv, doms, regs),
+        }
+    }
+}
+
+/// Hands the CPU from the vCPU in `hv.sched.cur` (if its domain still exists) to the one in
+/// `next`: its registers into `regs`, the accounting, and the arch's context switch.
+fn switch_to<A: Arch>(
+    hv: &mut Hv<A>,
+    doms: &mut DomainSet,
+    regs: &mut Regs,
+    next: usize,
+    now: u64,
+) {
+    let cur = hv.sched.cur;
+    let prev = match doms.guest_mut(cur) {
+        Some(prev) => {
+            prev.regs = *regs;
+            prev.sched.run_ns += now.saturating_sub(hv.sched.run_start);
+            if runnable(prev) && !prev.dom.vcpu.yielded {
+                prev.sched.preemptions += 1;
+            }
+            Some(cur)
+        }
+        None => None,
+    };
+    let g = doms
+        .guest_mut(next)
+        .expect("picked from the existing domains");
+    *regs = g.regs;
+    g.sched.dispatches += 1;
+    hv.arch.context_switch(prev, next);
+    hv.sched.cur = next;
+    hv.sched.run_start = now;
+    hv.sched.slice_end = now + super::slice_ns(g.sched.weight);
+}
+
+/// Nothing can run: halts until the next deadline (or any interrupt). If nothing at all could
+/// ever make a vCPU runnable, the machine would hang: dom0 is crashed instead, which ends the run
+/// with a diagnostic.
+fn idle<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
+    let next = doms
+        .slots()
+        .filter_map(|(_, g)| next_deadline(g, false))
+        .min();
+    // Serial input is polled, not interrupt-driven: while dom0 listens for it (VIRQ_CONSOLE
+    // bound), wake up every 20 ms to look.
+    let console_poll = doms
+        .slot_of(0)
+        .filter(|&s| {
+            doms.ports(s)
+                .virq_port(0, hypercall_abi::xen::VIRQ_CONSOLE)
+                .is_some()
+        })
+        .map(|_| hv.arch.now_ns() + CONSOLE_POLL_NS);
+    let next = [next, console_poll].into_iter().flatten().min();
+    let Some(d) = next.or_else(|| {
+        // No deadline, but an unmasked device line can still wake a vCPU: halt until it fires.
+        hv.arch.irq_lines_enabled().then_some(u64::MAX)
+    }) else {
+        if let Some(g) = doms.guest_mut(0).filter(|g| g.dom.id == 0) {
+            g.dom.shutdown = Some(Shutdown::Crashed("blocked with nothing that could wake it"));
+        }
+        return;
+    };
+    if d != u64::MAX {
+        hv.arch.arm_timer(d);
+        hv.sched.armed = Some(d);
+    }
+    let before = hv.arch.now_ns();
+    hv.arch.halt_until_interrupt();
+    let after = hv.arch.now_ns();
+    hv.sched.idle_ns += after.saturating_sub(before);
+    hv.sched.idle_halts += 1;
+    // Halted time is nobody's run time.
+    hv.sched.run_start = after;
+    crate::keyhandler::poll(hv, doms, regs);
+    lifecycle::reap(hv);
+}
+
+/// Fires what is due for one domain: the single-shot timer and (while the vCPU runs) the
+/// periodic timer send VIRQ_TIMER; an expired watchdog shuts the domain down
+/// (`SHUTDOWN_watchdog`). A vCPU that does not run has no periodic ticks (Xen stops the periodic
+/// timer of a descheduled vCPU and catches up when it runs again).
+pub fn run_timers<A: Arch>(
+    arch: &mut A,
+    g: &mut Guest,
+    ports: &mut PortTable,
+    running: bool,
+    now: u64,
+) {
+    let v = &mut g.dom.vcpu;
+    let mut fire = false;
+    if v.timer_deadline.is_some_and(|d| d <= now) {
+        v.timer_deadline = None;
+        fire = true;
+    }
+    if running && v.periodic_period != 0 && v.next_periodic <= now {
+        // Xen's periodic timer catches up by whole periods.
+        let behind = (now - v.next_periodic) / v.periodic_period + 1;
+        v.next_periodic += behind * v.periodic_period;
+        fire = true;
+    }
+    if fire && g.dom.shutdown.is_none() {
+        // Refresh the guest's time record with each tick, as Xen's `update_vcpu_system_time`
+        // does, so its extrapolation from the TSC never runs far.
+        arch.publish_time(&g.dom);
+        event_channel::send_virq(arch, &g.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
+    }
+    // Xen's `domain_watchdog_timeout`: a domain already shutting down is left alone; otherwise
+    // `domain_shutdown(d, SHUTDOWN_watchdog)`, where a code set by `SCHEDOP_shutdown_code` wins.
+    if g.dom.shutdown.is_none() && g.dom.watchdogs.iter().flatten().any(|&d| d <= now) {
+        printk!(arch, "Watchdog timer fired for domain {}\n", g.dom.id);
+        let reason = g
+            .dom
+            .shutdown_code
+            .unwrap_or(hypercall_abi::sched::SHUTDOWN_watchdog);
+        g.dom.shutdown = Some(Shutdown::Requested(reason));
+    }
+}
+
+/// The next moment something is due for a domain's vCPU.
+pub fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
+    if g.dom.shutdown.is_some() {
+        return None;
+    }
+    let v = &g.dom.vcpu;
+    let periodic = (running && v.periodic_period != 0).then_some(v.next_periodic);
+    let poll = v.poll.as_ref().and_then(|p| p.deadline);
+    [v.timer_deadline, periodic, poll]
+        .into_iter()
+        .chain(g.dom.watchdogs.iter().copied())
+        .flatten()
+        .min()
+}
+
+/// Arms the one-shot timer for the next deadline of any domain (the end of the running vCPU's
+/// slice included while another could run), or cancels it; only when that changed or the timer
+/// already fired ([`crate::time::must_arm`]), since timer accesses are slow (and most hypercalls
+/// change no timer). `full`: look at every domain again, not only the running one.
+fn arm_next_timer<A: Arch>(hv: &mut Hv<A>, doms: &DomainSet, full: bool) {
+    let s = &mut hv.sched;
+    if full {
+        let mut others_next = None::<u64>;
+        let mut others_runnable = false;
+        for (slot, g) in doms.slots() {
+            if slot != s.cur {
+                if let Some(d) = next_deadline(g, false) {
+                    others_next = Some(others_next.map_or(d, |n| n.min(d)));
+                }
+                others_runnable |= runnable(g);
+            }
+        }
+        s.others_next = others_next;
+        s.others_runnable = others_runnable;
+    }
+    let mut next = s.others_next;
+    if let Some(d) = doms.guest(s.cur).and_then(|g| next_deadline(g, true)) {
+        next = Some(next.map_or(d, |n| n.min(d)));
+    }
+    if s.others_runnable {
+        next = Some(next.map_or(s.slice_end, |n| n.min(s.slice_end)));
+    }
+    if !crate::time::must_arm(next, s.armed, hv.arch.timer_counting()) {
+        return;
+    }
+    match next {
+        Some(d) => hv.arch.arm_timer(d),
+        None => hv.arch.cancel_timer(),
+    }
+    hv.sched.armed = next;
+}

@@ -1,0 +1,255 @@
+//! Host tests of the scheduler loop (`sched/core.rs`) and wake-ups (`sched/wake.rs`) on the fake
+//! CPU: who runs, when a timer wakes whom, the idle loop, and what is loaded on the way out.
+
+use hypercall_abi::xen::VIRQ_TIMER;
+
+use super::core::{exit_to_guest, Sched};
+use super::SLICE_NS;
+use crate::cpu::Hv;
+use crate::cpu_fake::FakeArch;
+use crate::domain::lifecycle::Pool;
+use crate::domain::set::{DomainSet, MAX_PORT_2L};
+use crate::domain::{MachineInfo, Shutdown};
+use crate::evtchn::hypercall::bind_virq_for;
+use crate::hypercall::testing::{guest, setup};
+use crate::mm::frame_alloc::BootFrameAllocator;
+use crate::regs::Regs;
+
+/// Start of the tests' clock.
+const T0: u64 = 1_000_000_000;
+
+/// Domains 0, 1 and 2 in slots 0, 1 and 2, all runnable, without a periodic timer, upcalls
+/// masked (as guests start), each with VIRQ_TIMER bound; slot 0 runs.
+fn world() -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
+    let (m, _, info) = setup();
+    let mut arch = FakeArch::new(m);
+    let mut set = Box::new(DomainSet::new());
+    for id in 0..3u16 {
+        let mut g = guest(id);
+        g.regs.rip = 0x1000 * (u64::from(id) + 1);
+        g.sched.weight = super::DEFAULT_WEIGHT;
+        g.dom.vcpu.periodic_period = 0;
+        crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
+        set.install(usize::from(id), g, MAX_PORT_2L);
+        let (g, ports) = set.both_mut(usize::from(id)).unwrap();
+        bind_virq_for(&mut arch, &g.dom, ports, VIRQ_TIMER).unwrap();
+    }
+    let pool = Pool::new(BootFrameAllocator::empty(), 0);
+    let mut hv = Hv::new(arch, info, pool, 0);
+    let regs = super::core::start(&mut hv, &mut set);
+    (hv, set, regs)
+}
+
+fn info() -> MachineInfo {
+    setup().2
+}
+
+/// The way out after an entry that may have touched others (the full pass).
+fn exit(hv: &mut Hv<FakeArch>, set: &mut DomainSet, regs: &mut Regs) {
+    exit_to_guest(hv, set, regs, true, false);
+}
+
+#[test]
+fn the_first_vcpu_is_loaded_with_its_registers() {
+    let (hv, _set, regs) = world();
+    assert_eq!(regs.rip, 0x1000);
+    assert_eq!(hv.arch.loaded, Some(0));
+    assert_eq!(hv.sched, Sched::new(0, T0));
+    assert_eq!(hv.info.max_ram_page, info().max_ram_page);
+}
+
+#[test]
+fn a_vcpu_keeps_the_cpu_for_its_slice_then_the_next_runnable_one_runs() {
+    let (mut hv, mut set, mut regs) = world();
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.cur, 0, "slice left: it goes on");
+    assert!(hv.arch.switches.is_empty());
+    // Its registers as the guest left them are saved when it loses the CPU.
+    regs.rax = 42;
+    hv.arch.m.now = T0 + SLICE_NS;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.cur, 1);
+    assert_eq!(hv.arch.switches, [(Some(0), 1)]);
+    assert_eq!(regs.rip, 0x2000, "the next vCPU's registers");
+    assert_eq!(set.guest(0).unwrap().regs.rax, 42);
+    assert_eq!(set.guest(0).unwrap().sched.preemptions, 1);
+    assert_eq!(set.guest(0).unwrap().sched.run_ns, SLICE_NS);
+    assert_eq!(set.guest(1).unwrap().sched.dispatches, 1);
+    assert_eq!(hv.arch.loaded, Some(1));
+    assert_eq!(hv.sched.slice_end, T0 + 2 * SLICE_NS);
+}
+
+#[test]
+fn a_blocked_vcpu_is_passed_over() {
+    let (mut hv, mut set, mut regs) = world();
+    set.guest_mut(1).unwrap().dom.vcpu.blocked = true;
+    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.cur, 2, "slot 1 is blocked");
+    assert_eq!(
+        set.guest(0).unwrap().sched.preemptions,
+        0,
+        "a yield is no preemption"
+    );
+}
+
+#[test]
+fn a_pending_upcall_wakes_a_blocked_vcpu() {
+    let (mut hv, mut set, mut regs) = world();
+    for slot in 1..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
+    }
+    let d2 = set.guest(2).unwrap().dom.clone();
+    crate::shared_info::write_u8(&mut hv.arch, &d2, crate::shared_info::UPCALL_PENDING, 1);
+    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(!set.guest(2).unwrap().dom.vcpu.blocked, "woken");
+    assert!(set.guest(1).unwrap().dom.vcpu.blocked, "still waiting");
+    assert_eq!(hv.sched.cur, 2);
+}
+
+#[test]
+fn an_expired_timer_sends_virq_timer_and_wakes_its_vcpu() {
+    let (mut hv, mut set, mut regs) = world();
+    let g1 = &mut set.guest_mut(1).unwrap().dom.vcpu;
+    g1.blocked = true;
+    g1.timer_deadline = Some(T0 + 1000);
+    set.guest_mut(2).unwrap().dom.vcpu.blocked = true;
+    // Dom0 blocks too: the CPU idles until domain 1's timer.
+    set.guest_mut(0).unwrap().dom.vcpu.blocked = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.arch.halts, 1, "one halt, ended by the timer");
+    assert_eq!(hv.sched.idle_halts, 1);
+    assert_eq!(hv.sched.idle_ns, 1000);
+    let d1 = &set.guest(1).unwrap().dom;
+    assert_eq!(
+        d1.vcpu.timer_deadline, None,
+        "a single-shot timer fires once"
+    );
+    assert!(!d1.vcpu.blocked, "the tick woke it");
+    assert!(crate::shared_info::upcall_pending(&hv.arch, d1));
+    assert_eq!(
+        hv.arch.published,
+        [1],
+        "the time is published with the tick"
+    );
+    assert_eq!(hv.sched.cur, 1);
+    assert_eq!(hv.arch.switches, [(Some(0), 1)]);
+}
+
+#[test]
+fn the_timer_is_armed_for_the_earliest_deadline() {
+    let (mut hv, mut set, mut regs) = world();
+    set.guest_mut(1).unwrap().dom.vcpu.timer_deadline = Some(T0 + 3000);
+    set.guest_mut(2).unwrap().dom.vcpu.timer_deadline = Some(T0 + 2000);
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.arch.timer, Some(T0 + 2000));
+    assert_eq!(hv.sched.armed, Some(T0 + 2000));
+    // Alone, with no deadline: nothing to arm.
+    for slot in 1..3 {
+        set.remove(slot);
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.arch.timer, None);
+    assert_eq!(hv.sched.armed, None);
+}
+
+#[test]
+fn the_fast_way_out_keeps_the_running_vcpu_while_its_slice_lasts() {
+    let (mut hv, mut set, mut regs) = world();
+    exit(&mut hv, &mut set, &mut regs);
+    // Another domain's timer expired, but this entry touched nobody else: not looked at now.
+    set.guest_mut(1).unwrap().dom.vcpu.timer_deadline = Some(T0);
+    hv.arch.m.now = T0 + 10;
+    exit_to_guest(&mut hv, &mut set, &mut regs, false, false);
+    assert_eq!(hv.sched.cur, 0);
+    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, Some(T0));
+    // Once the slice is over the full pass runs, timers included.
+    hv.arch.m.now = T0 + SLICE_NS;
+    exit_to_guest(&mut hv, &mut set, &mut regs, false, false);
+    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, None);
+    assert_eq!(hv.sched.cur, 1);
+}
+
+#[test]
+fn a_pending_flush_is_carried_out_before_the_vcpu_runs() {
+    let (mut hv, mut set, mut regs) = world();
+    let v = &mut set.guest_mut(0).unwrap().dom.vcpu;
+    v.flush.flush_all(&mut v.perf);
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.arch.performed.len(), 1);
+    assert_eq!(hv.arch.performed[0].0, 0);
+    assert!(hv.arch.performed[0].1.local_flush);
+    assert!(set.guest(0).unwrap().dom.vcpu.flush.is_empty(), "done once");
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.arch.performed.len(), 1);
+}
+
+#[test]
+fn an_expired_watchdog_shuts_the_domain_down_and_it_is_reported() {
+    let (mut hv, mut set, mut regs) = world();
+    set.guest_mut(2).unwrap().dom.watchdogs[0] = Some(T0);
+    exit(&mut hv, &mut set, &mut regs);
+    let d2 = set.guest(2).unwrap();
+    assert_eq!(
+        d2.dom.shutdown,
+        Some(Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_watchdog))
+    );
+    assert!(d2.reported);
+    assert!(hv.arch.out.contains("Watchdog timer fired for domain 2\n"));
+    assert!(hv
+        .arch
+        .out
+        .contains("domain 2 () shut down (code 4): watchdog\n"));
+}
+
+#[test]
+#[should_panic(expected = "machine stopped: Fail(Dom0Crashed)")]
+fn with_nothing_that_could_ever_wake_a_vcpu_dom0_is_crashed() {
+    let (mut hv, mut set, mut regs) = world();
+    for slot in 0..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+}
+
+#[test]
+fn an_unmasked_device_line_lets_the_cpu_halt_without_a_deadline() {
+    let (mut hv, mut set, mut regs) = world();
+    for slot in 0..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
+    }
+    hv.arch.lines_enabled = true;
+    hv.arch.max_halts = 3;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        exit(&mut hv, &mut set, &mut regs)
+    }));
+    assert!(
+        r.is_err(),
+        "nothing ever wakes: the fake stops after its halts"
+    );
+    assert_eq!(hv.arch.halts, 4);
+    assert_eq!(hv.arch.timer, None, "no deadline: the timer is left alone");
+    assert!(
+        set.guest(0).unwrap().dom.shutdown.is_none(),
+        "dom0 was not crashed"
+    );
+}
+
+#[test]
+fn a_poll_ends_when_its_deadline_passes() {
+    let (mut hv, mut set, mut regs) = world();
+    set.guest_mut(1).unwrap().dom.vcpu.poll = Some(crate::domain::Poll {
+        ports: heapless::Vec::new(),
+        deadline: Some(T0 + 500),
+    });
+    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    set.guest_mut(2).unwrap().dom.vcpu.blocked = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.cur, 0, "slot 1 still polls");
+    hv.arch.m.now = T0 + 500;
+    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(1).unwrap().dom.vcpu.poll.is_none());
+    assert_eq!(hv.sched.cur, 1);
+}

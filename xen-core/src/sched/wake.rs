@@ -1,0 +1,53 @@
+//! Wake-ups: when a blocked or polling vCPU may run again (Xen's `vcpu_unblock` and the
+//! `SCHEDOP_poll` wake-up in `common/sched/core.c`), and the device interrupts that wake dom0.
+//!
+//! An event made pending sets `evtchn_upcall_pending` in the target vCPU's `vcpu_info`; a vCPU
+//! blocked in `SCHEDOP_block` runs again once that is set, one polling in `SCHEDOP_poll` once one
+//! of its ports is pending or its deadline passed.
+
+use crate::cpu::Arch;
+use crate::domain::set::{DomainSet, Guest};
+use crate::evtchn::hypercall as event_channel;
+use crate::hypercall::Machine;
+
+/// Wakes the vCPU of `g` if what it waits for happened by `now`: a blocked vCPU with an upcall
+/// pending, a polling one with one of its ports pending or its poll deadline passed. Returns
+/// whether it was woken.
+pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut Guest, now: u64) -> bool {
+    let mut woken = false;
+    if g.dom.vcpu.blocked && crate::shared_info::upcall_pending(m, &g.dom) {
+        g.dom.vcpu.blocked = false;
+        woken = true;
+    }
+    if let Some(poll) = &g.dom.vcpu.poll {
+        let ready = poll
+            .ports
+            .iter()
+            .any(|&p| event_channel::port_pending(m, &g.dom, p))
+            || poll.deadline.is_some_and(|d| now >= d);
+        if ready {
+            g.dom.vcpu.poll = None;
+            woken = true;
+        }
+    }
+    woken
+}
+
+/// Raises in dom0 the PIRQs of the GSIs whose interrupts arrived (the arch layer masked each
+/// line): Xen's `__do_IRQ_guest` → `send_guest_pirq`. A GSI dom0 has not bound stays masked. The
+/// event's upcall is delivered on the way out, or wakes dom0 if it blocked.
+pub fn deliver_irqs<A: Arch>(arch: &mut A, doms: &mut DomainSet) {
+    let pending = arch.take_pending_irqs();
+    if pending == 0 {
+        return;
+    }
+    let Some((g, ports)) = doms.both_mut(0) else {
+        return;
+    };
+    if g.dom.id != 0 || !g.dom.privileged {
+        return;
+    }
+    for gsi in (0..crate::pirq::NR_GSIS).filter(|g| pending & (1 << g) != 0) {
+        event_channel::send_gsi(arch, &g.dom, ports, gsi);
+    }
+}
