@@ -27,6 +27,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
 use hypercall_abi::grant_table::{
@@ -34,12 +35,14 @@ use hypercall_abi::grant_table::{
 };
 use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
+use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
     BackStats, BackendInfo, BlkBack, Disk, DiskError, FrontendTransport, GrantIo, GrantIoError,
     GrantSegment, RamDisk,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
+use ring_drivers::RingError;
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;
@@ -250,6 +253,30 @@ struct Conn {
     errors_reported: u64,
 }
 
+/// Why a vbd could not connect to its front end's ring.
+#[derive(Debug)]
+enum ConnectError {
+    /// The front end published no transport (`ring-ref`, `event-channel`).
+    NoTransport,
+    /// Its `ring-ref` could not be mapped.
+    RingRef(ring_page::MapError),
+    /// Its `event-channel` could not be bound (the port, the return code).
+    Bind(u32, HypercallError),
+    /// The ring's indexes are unusable.
+    Ring(RingError),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::NoTransport => write!(f, "no transport"),
+            ConnectError::RingRef(e) => write!(f, "ring-ref: {e}"),
+            ConnectError::Bind(port, rc) => write!(f, "bind event-channel {port}={rc}"),
+            ConnectError::Ring(e) => write!(f, "ring: {e}"),
+        }
+    }
+}
+
 /// One domU's vbd as dom0 serves it.
 pub struct Vbd {
     domid: u16,
@@ -385,18 +412,18 @@ impl Vbd {
         }
     }
 
-    fn connect(&mut self) -> Result<(), String> {
+    fn connect(&mut self) -> Result<(), ConnectError> {
         if self.conn.is_some() {
             return Ok(());
         }
-        let t = self.transport.ok_or("no transport")?;
+        let t = self.transport.ok_or(ConnectError::NoTransport)?;
         let (page, handle) =
-            ring_page::map_grant(self.domid, t.ring_ref).map_err(|e| format!("ring-ref: {e}"))?;
+            ring_page::map_grant(self.domid, t.ring_ref).map_err(ConnectError::RingRef)?;
         let port = match events::bind_interdomain(self.domid, t.event_channel) {
             Ok(p) => p,
             Err(rc) => {
                 ring_page::unmap_grant(page, handle);
-                return Err(format!("bind event-channel {}={rc}", t.event_channel));
+                return Err(ConnectError::Bind(t.event_channel, rc));
             }
         };
         let back = match Back::new(
@@ -410,7 +437,7 @@ impl Vbd {
             Err(e) => {
                 let _ = events::close(port);
                 ring_page::unmap_grant(page, handle);
-                return Err(format!("ring: {e}"));
+                return Err(ConnectError::Ring(e));
             }
         };
         events::register(port, Channel::Blk(self.domid));
