@@ -328,18 +328,13 @@ fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others(
     ));
     // The same send inside a multicall: the multicall's row must say so too.
     // Domain 2 handles the event as its upcall would: clears evtchn_upcall_pending,
-    // evtchn_pending_sel (vcpu_info offset 8) and the port's bit (evtchn_pending, at 2048).
-    let si = set
-        .guest(set.slot_of(2).unwrap())
-        .unwrap()
-        .dom
-        .shared_info
-        .maddr()
-        .0;
-    for (offset, len) in [(crate::shared_info::UPCALL_PENDING, 1), (8, 8), (2048, 8)] {
-        let zero = [0u8; 8];
-        crate::mm::MachineMemoryMut::write(&mut m, crate::mm::Maddr(si + offset), &zero[..len])
-            .unwrap();
+    // evtchn_pending_sel and the pending bits of the first word (the port's among them).
+    let si = set.guest(set.slot_of(2).unwrap()).unwrap().dom.shared_info;
+    let mut page = crate::shared_info::SharedInfoPage::of_mut(&mut m, si);
+    let _ = page.test_and_clear_upcall_pending(0);
+    page.clear_pending_sel(0);
+    for port in 0..64 {
+        let _ = page.test_and_clear_evtchn_pending(port);
     }
     let list = ARG + 0x100;
     put(
