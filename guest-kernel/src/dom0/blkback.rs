@@ -46,8 +46,8 @@ use ring_drivers::RingError;
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;
+use super::service::{Ctx, Service};
 use super::xenstore::Store;
-use super::{Ctx, Service};
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::hypercall as hc;
 use crate::kernel::mm;

@@ -1,14 +1,13 @@
-//! The console daemon: drains every domU's console ring into `(d<id>) text` lines on dom0's
-//! console. [`Consoles`] holds the rings (shared: the toolstack drains a domain's last words
-//! before it destroys it); [`ConsoleDaemon`] is the service that drains them.
+//! The domUs' console rings as dom0 reads them: each drained into `(d<id>) text` lines on dom0's
+//! console. Shared by the console daemon (`console_daemon.rs`, the service that drains them)
+//! and the toolstack (which drains a domain's last words before it destroys it).
 
 use alloc::collections::BTreeMap;
 
 use ring_drivers::console_ring::{self, LinePrefixer};
 
-use super::{Ctx, Service};
 use crate::kernel::console;
-use crate::kernel::events::{self, Channel};
+use crate::kernel::events;
 use crate::kernel::ring_page::MappedPage;
 
 /// One domU's console ring as dom0 reads it.
@@ -84,24 +83,7 @@ impl Consoles {
     }
 
     /// The domUs whose consoles are read, in id order.
-    fn ids(&self) -> alloc::vec::Vec<u16> {
+    pub fn ids(&self) -> alloc::vec::Vec<u16> {
         self.rings.keys().copied().collect()
-    }
-}
-
-/// The console daemon: drains a ring when its port fires, and every ring once a pass.
-pub struct ConsoleDaemon;
-
-impl Service for ConsoleDaemon {
-    fn event(&mut self, ctx: &mut Ctx, channel: Channel) {
-        if let Channel::Console(id) = channel {
-            ctx.consoles.drain(id);
-        }
-    }
-
-    fn poll(&mut self, ctx: &mut Ctx) {
-        for id in ctx.consoles.ids() {
-            ctx.consoles.drain(id);
-        }
     }
 }

@@ -14,9 +14,9 @@ use guest_kernel::demo;
 use hypercall_abi::sched::SHUTDOWN_poweroff;
 use hypercall_abi::HypercallError;
 
+use super::service::{Ctx, Service};
 use super::toolstack;
 use super::xenstore::{Store, Xenstore};
-use super::{Ctx, Service};
 use crate::kernel::events::{self, Channel};
 use crate::kernel::grant::{self, CopyEnd, GrantError};
 use crate::kernel::hypercall as hc;

@@ -1,32 +1,34 @@
-//! dom0's services: one event loop, and each service behind the one [`Service`] trait it
-//! dispatches to.
+//! dom0's services: one event loop, and each service behind the one `Service` trait it
+//! dispatches to (`service.rs`, with the `Ctx` they share).
 //!
 //! - **toolstack** (`toolstack.rs`): introduces every domU (rings, xenstore home) and tears it
 //!   down when it stops; every other service attaches to and detaches from each domU.
-//! - **xenstored** (`xenstore.rs`): `guest_kernel::xenstored` serves every domU's store ring
-//!   (connection = domid); dom0's own requests go straight to it as connection 0.
-//! - **console daemon** (`console.rs`): drains every domU's console ring into `(d<id>) text`
+//! - **xenstored** (`xenstored.rs`, over `xenstore.rs`): `guest_kernel::xenstored` serves every
+//!   domU's store ring (connection = domid); dom0's own requests go straight to it as
+//!   connection 0.
+//! - **console daemon** (`console_daemon.rs`, over `console.rs`): drains every domU's console ring into `(d<id>) text`
 //!   lines.
 //! - **shell** (`shell.rs`): `xl`-like commands typed on the serial line.
 //! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk (`blkdev.rs`,
 //!   found through `pci.rs`).
 //! - **demo partner** (`demo.rs`): the ping-pong and grant exchange `domu/mod.rs` describes.
 //!
-//! What services share is in [`Ctx`]: the xenstore (every service reads and writes nodes), the
+//! What services share is in `Ctx`: the xenstore (every service reads and writes nodes), the
 //! console rings, the table of domUs, and the requests a service makes of the loop.
 
 pub mod blkback;
 pub mod blkdev;
 mod console;
+mod console_daemon;
 mod demo;
 pub mod pci;
+mod service;
 mod shell;
 mod toolstack;
 mod xenstore;
+mod xenstored;
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -36,73 +38,14 @@ use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 use hypercall_abi::xen::{StartInfo, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
 
 use self::blkback::Blkback;
-use self::console::{ConsoleDaemon, Consoles};
+use self::console_daemon::ConsoleDaemon;
 use self::demo::Demo;
+use self::service::{Ctx, Request, Service};
 use self::shell::Shell;
 use self::toolstack::Toolstack;
-use self::xenstore::{Xenstore, XenstoredPump};
+use self::xenstored::XenstoredPump;
 use crate::kernel::events::{self, Channel};
 use crate::kernel::{shared_info, time, traps};
-
-/// One of dom0's services, as the event loop drives it. Every hook has a default that does
-/// nothing: a service implements the ones it needs.
-pub trait Service {
-    /// An event fired on `channel` (every service sees every event and takes its own).
-    fn event(&mut self, _ctx: &mut Ctx, _channel: Channel) {}
-    /// Once a pass, after the events: cheap polls, so that no ring waits for a lost or
-    /// coalesced notification.
-    fn poll(&mut self, _ctx: &mut Ctx) {}
-    /// A watch of dom0's own connection fired with `token`; whether the token is this
-    /// service's.
-    fn watch(&mut self, _ctx: &mut Ctx, _token: &str) -> bool {
-        false
-    }
-    /// The toolstack is introducing domU `id` (its rings are connected, its xenstore home
-    /// written, xenstored not yet told): set up what this service keeps for it.
-    fn attach(&mut self, _ctx: &mut Ctx, _id: u16) {}
-    /// DomU `id` is going (already out of [`Ctx::doms`] and of the ring tables): undo what this
-    /// service set up for it. Services detach in the reverse order of attaching.
-    fn detach(&mut self, _ctx: &mut Ctx, _id: u16) {}
-    /// Work is waiting: the loop must not block.
-    fn busy(&self) -> bool {
-        false
-    }
-}
-
-/// A domU the toolstack introduced.
-pub struct Domain {
-    /// Its name (from its command line, escaped; `domain<id>` if it has none).
-    pub name: String,
-    /// System time it was introduced (for `domu-timeout`).
-    pub since_ns: u64,
-}
-
-/// What a service asks of the loop (done as soon as the service returns).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
-    /// Tear domU `id` down and destroy it (the shell's `destroy`).
-    Destroy(u16),
-    /// Leave the loop: dom0 powers off.
-    Poweroff,
-}
-
-/// What the services share.
-pub struct Ctx {
-    /// dom0's xenstore: the server, the domUs' store rings and dom0's own connection.
-    pub xs: Xenstore,
-    /// The domUs' console rings.
-    pub consoles: Consoles,
-    /// The domUs introduced, by id.
-    pub doms: BTreeMap<u16, Domain>,
-    requests: Vec<Request>,
-}
-
-impl Ctx {
-    /// Asks the loop for `r`.
-    pub fn request(&mut self, r: Request) {
-        self.requests.push(r);
-    }
-}
 
 /// Whether the hypervisor reports any domain besides dom0 (services mode's trigger).
 pub fn has_domus() -> bool {
@@ -130,7 +73,7 @@ impl Dom0 {
 
     /// Does what the services asked.
     fn requests(&mut self) {
-        for r in core::mem::take(&mut self.ctx.requests) {
+        for r in self.ctx.take_requests() {
             match r {
                 Request::Destroy(id) => self.toolstack.teardown(
                     &mut self.ctx,
@@ -193,12 +136,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     }
     let stay = cmdline.has("stay");
     let mut d = Dom0 {
-        ctx: Ctx {
-            xs: Xenstore::new(),
-            consoles: Consoles::new(),
-            doms: BTreeMap::new(),
-            requests: Vec::new(),
-        },
+        ctx: Ctx::new(),
         toolstack: Toolstack::new(cmdline),
         services: vec![
             Box::new(Blkback::new()),

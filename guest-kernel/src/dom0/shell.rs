@@ -9,8 +9,8 @@ use hypercall_abi::domctl::{XEN_DOMINF_blocked, XEN_DOMINF_dying, XEN_DOMINF_shu
 use hypercall_abi::sched::{SHUTDOWN_poweroff, SHUTDOWN_reboot, SchedRemoteShutdown};
 use hypercall_abi::xen::CONSOLEIO_read;
 
+use super::service::{Ctx, Request, Service};
 use super::toolstack::{destroy, domus};
-use super::{Ctx, Request, Service};
 use crate::kernel::console;
 use crate::kernel::events::Channel;
 use crate::kernel::hypercall as hc;

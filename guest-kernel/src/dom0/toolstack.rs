@@ -34,8 +34,8 @@ use hypercall_abi::HypercallError;
 use ring_drivers::xenbus::{Access, Perm, Request};
 use zerocopy::{FromBytes, IntoBytes};
 
+use super::service::{Ctx, Domain, Service};
 use super::xenstore::Store;
-use super::{Ctx, Domain, Service};
 use crate::kernel::events::{self, Channel};
 use crate::kernel::hypercall as hc;
 use crate::kernel::ring_page::{self, MappedPage};

@@ -1,7 +1,7 @@
 //! dom0's xenstore: the xenstore server (`guest_kernel::xenstored`) with every domU's store ring
 //! (connection = domid) and dom0's own connection (0), whose requests go straight to the
 //! server. [`Xenstore`] is shared by every service (they all read and write nodes, through
-//! [`Store`]); [`XenstoredPump`] is the service that moves the domUs' rings.
+//! [`Store`]); the xenstored pump (`xenstored.rs`) is the service that moves the domUs' rings.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -13,8 +13,7 @@ use ring_drivers::xenbus::xs_ring::{self, MessageAssembler, OutQueue};
 use ring_drivers::xenbus::{parse_reply, parse_watch_event, Perm, Reply, Request};
 use zerocopy::FromBytes;
 
-use super::{Ctx, Service};
-use crate::kernel::events::{self, Channel};
+use crate::kernel::events;
 use crate::kernel::ring_page::MappedPage;
 
 /// Store-ring messages served per call (the loop polls every ring again soon).
@@ -264,25 +263,7 @@ impl Xenstore {
     }
 
     /// The domUs connected, in id order.
-    fn ids(&self) -> alloc::vec::Vec<u16> {
+    pub fn ids(&self) -> alloc::vec::Vec<u16> {
         self.conns.keys().copied().collect()
-    }
-}
-
-/// The xenstored pump: serves a domU's store ring when its port fires, and every ring once a
-/// pass (no ring waits for a lost or coalesced notification).
-pub struct XenstoredPump;
-
-impl Service for XenstoredPump {
-    fn event(&mut self, ctx: &mut Ctx, channel: Channel) {
-        if let Channel::Store(id) = channel {
-            ctx.xs.serve(id);
-        }
-    }
-
-    fn poll(&mut self, ctx: &mut Ctx) {
-        for id in ctx.xs.ids() {
-            ctx.xs.serve(id);
-        }
     }
 }
