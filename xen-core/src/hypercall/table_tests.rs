@@ -161,13 +161,14 @@ fn guest_wrappers(src: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn every_hypercall_the_conformance_suite_makes_is_in_the_table() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src/kernel");
-    let wrappers = guest_wrappers(&std::fs::read_to_string(root.join("hypercall.rs")).unwrap());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src");
+    let wrappers =
+        guest_wrappers(&std::fs::read_to_string(root.join("kernel/hypercall.rs")).unwrap());
     // `shutdown` issues `sched_op` through the `sched_op` wrapper.
     let mut wrappers = wrappers;
     assert_eq!(wrappers.insert("shutdown".into(), "sched_op".into()), None);
     let mut files = Vec::new();
-    sources(&root.join("conformance"), &mut files);
+    sources(&root.join("suites/conformance"), &mut files);
     assert!(files.len() > 3, "conformance sources not found");
     let mut used = BTreeSet::new();
     for (_, text) in &files {
