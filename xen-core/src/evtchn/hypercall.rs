@@ -18,7 +18,10 @@ use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
 use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
 use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
-use crate::shared_info::{MachineFrame, MachineFrameMut, SharedInfoPage, SharedMemory, SharedRead};
+use crate::shared_info::{
+    forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedInfoPage,
+    SharedMemory, SharedRead,
+};
 
 /// A domain's shared_info frame, reached through the machine shared by every handle.
 pub struct SharedFrame<'a, 'm, M: ?Sized> {
@@ -26,41 +29,13 @@ pub struct SharedFrame<'a, 'm, M: ?Sized> {
     mfn: Mfn,
 }
 
-impl<M: MachineMemoryMut + ?Sized> SharedRead for SharedFrame<'_, '_, M> {
-    fn read_u8(&self, offset: usize) -> u8 {
-        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u8(offset)
-    }
-
-    fn read_u32(&self, offset: usize) -> u32 {
-        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u32(offset)
-    }
-
-    fn read_u64(&self, offset: usize) -> u64 {
-        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u64(offset)
-    }
-}
-
-impl<M: MachineMemoryMut + ?Sized> SharedMemory for SharedFrame<'_, '_, M> {
-    fn write_u8(&mut self, offset: usize, value: u8) {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u8(offset, value);
-    }
-
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u32(offset, value);
-    }
-
-    fn write_u64(&mut self, offset: usize, value: u64) {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u64(offset, value);
-    }
-
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).test_and_set_bit(offset, bit)
-    }
-
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).test_and_clear_bit(offset, bit)
-    }
-}
+// Each access borrows the machine for just its own length.
+forward_shared_read!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
+    MachineFrame::new(&**s.m.borrow(), s.mfn)
+});
+forward_shared_memory!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
+    MachineFrameMut::new(&mut **s.m.borrow_mut(), s.mfn)
+});
 
 /// The caller's memory, through the shared machine.
 struct SharedGuest<'a, 'm, M: ?Sized> {
@@ -134,18 +109,8 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, M> {
     }
 
     fn get_two(&mut self, a: u16, b: u16) -> Option<DomainPair<'_, Self::Shared>> {
-        if a == b {
-            return None;
-        }
-        let ia = self.doms.iter().position(|d| d.id == a)?;
-        let ib = self.doms.iter().position(|d| d.id == b)?;
-        if ia < ib {
-            let (lo, hi) = self.doms.split_at_mut(ib);
-            Some((view(&mut lo[ia]), view(&mut hi[0])))
-        } else {
-            let (lo, hi) = self.doms.split_at_mut(ia);
-            Some((view(&mut hi[0]), view(&mut lo[ib])))
-        }
+        let (x, y) = evtchn::two_by_id(&mut self.doms, |d| d.id, a, b)?;
+        Some((view(x), view(y)))
     }
 }
 
@@ -181,20 +146,33 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     outcome.result.map(|()| 0).map_err(|e: Errno| e)
 }
 
-/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...).
+/// Runs `f` over `dom` alone, as `evtchn::Domains` sees it (with its id): what the hypervisor's
+/// own operations on one domain's channels need.
+fn with_domain<M: MachineMemoryMut + ?Sized, R>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    f: impl FnOnce(&mut AllDomains<'_, '_, M>, u16) -> R,
+) -> R {
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    f(&mut doms, dom.id)
+}
+
+/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...). The scheduler's
+/// pass that follows wakes the vCPU if the upcall became pending (`sched::wake`).
 pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
     virq: u32,
 ) {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    let _ = evtchn::send_virq(&mut doms, id, 0, virq);
+    with_domain(m, dom, ports, |doms, id| {
+        let _ = evtchn::send_virq(doms, id, 0, virq);
+    });
 }
 
 /// The interrupt of `gsi` arrived (its line masked): raises the PIRQ that `dom` (the control
@@ -206,13 +184,7 @@ pub fn send_gsi<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     gsi: u32,
 ) -> bool {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    evtchn::send_pirq(&mut doms, id, gsi).0
+    with_domain(m, dom, ports, |doms, id| evtchn::send_pirq(doms, id, gsi).0)
 }
 
 /// Allocates an unbound port of `dom` that `remote` may bind (what a toolstack does for a new
@@ -223,13 +195,9 @@ pub fn alloc_unbound_for<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     remote: u16,
 ) -> Result<u32, Errno> {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    evtchn::alloc_unbound(&mut doms, id, id, remote)
+    with_domain(m, dom, ports, |doms, id| {
+        evtchn::alloc_unbound(doms, id, id, remote)
+    })
 }
 
 /// Binds `virq` on vCPU 0 of `dom` to a new port (what the domain's own `EVTCHNOP_bind_virq`
@@ -240,13 +208,9 @@ pub fn bind_virq_for<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     virq: u32,
 ) -> Result<u32, Errno> {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    evtchn::bind_virq(&mut doms, id, virq, 0)
+    with_domain(m, dom, ports, |doms, id| {
+        evtchn::bind_virq(doms, id, virq, 0)
+    })
 }
 
 /// Closes every port of a dying domain (Xen's `evtchn_destroy`): the other end of each
