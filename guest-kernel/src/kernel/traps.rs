@@ -44,7 +44,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
 
-use hypercall_abi::arch_x86_64::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
+use hypercall_abi::arch_x86_64::{CpuUserRegs, TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use hypercall_abi::callback::{CALLBACKTYPE_event, CallbackRegister};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::SHUTDOWN_crash;
@@ -132,19 +132,20 @@ syscall_entry:
     jmp trap_common
 
     /* Stack: vector, error code, rip, cs, rflags, rsp, ss. Save the registers in TrapFrame
-       order, call Rust on a 16-byte aligned stack, restore, return with HYPERVISOR_iret. */
+       order (Xen's cpu_user_regs order: R15 at the lowest address, RDI at the highest), call
+       Rust on a 16-byte aligned stack, restore, return with HYPERVISOR_iret. */
 trap_common:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
     push %rdi
-    push %rbp
+    push %rsi
+    push %rdx
+    push %rcx
+    push %rax
     push %r8
     push %r9
     push %r10
     push %r11
+    push %rbx
+    push %rbp
     push %r12
     push %r13
     push %r14
@@ -159,17 +160,17 @@ trap_common:
     pop %r14
     pop %r13
     pop %r12
+    pop %rbp
+    pop %rbx
     pop %r11
     pop %r10
     pop %r9
     pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
     pop %rax
+    pop %rcx
+    pop %rdx
+    pop %rsi
+    pop %rdi
     add $8, %rsp            /* drop the vector */
     movq $0, (%rsp)         /* the error-code slot becomes iret_context.flags = 0 */
     jmp {hypercall_page} + {iret_offset}
@@ -260,7 +261,10 @@ extern "C" {
     static trap_entries: [[u64; 2]; 35];
 }
 
-/// The registers and bounce frame of an interrupted context, as `trap_common` saved them.
+/// The registers and bounce frame of an interrupted context, as `trap_common` saved them: the
+/// general registers in the order of Xen's `cpu_user_regs` (checked against
+/// [`CpuUserRegs`] below), then the vector and error code the stub pushed, then the frame Xen
+/// bounced (which is the tail of a `cpu_user_regs`, error code and vector apart).
 #[repr(C)]
 #[derive(Debug)]
 pub struct TrapFrame {
@@ -268,17 +272,17 @@ pub struct TrapFrame {
     pub r14: u64,
     pub r13: u64,
     pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
     pub r11: u64,
     pub r10: u64,
     pub r9: u64,
     pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
     pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
     /// Vector (or [`UPCALL`] / [`FAILSAFE`]), pushed by the stub.
     pub vector: u64,
     /// Error code from Xen, or 0 pushed by the stub; becomes `iret_context.flags` on return.
@@ -290,6 +294,16 @@ pub struct TrapFrame {
     pub rsp: u64,
     pub ss: u64,
 }
+
+// The general registers sit where Xen's `cpu_user_regs` has them.
+macro_rules! same_offsets {
+    ($($reg:ident),*) => {
+        $(const _: () = assert!(
+            core::mem::offset_of!(TrapFrame, $reg) == core::mem::offset_of!(CpuUserRegs, $reg)
+        );)*
+    };
+}
+same_offsets!(r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi);
 
 /// Vectors whose bounce frame carries an error code (as in the stub list above).
 pub const fn has_error_code(vector: u64) -> bool {
