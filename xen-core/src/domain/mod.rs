@@ -180,6 +180,28 @@ impl FlushRequest {
         *self == FlushRequest::default()
     }
 
+    /// Adds what `other` asks (already counted where it was asked).
+    pub fn merge(&mut self, other: &FlushRequest) {
+        if other.local_flush {
+            self.local_flush = true;
+        }
+        if self.local_flush {
+            self.invlpg.clear();
+        } else {
+            for &va in &other.invlpg {
+                if !self.invlpg.contains(&va) && self.invlpg.push(va).is_err() {
+                    self.local_flush = true;
+                    self.invlpg.clear();
+                    break;
+                }
+            }
+        }
+        if other.new_cr3.is_some() {
+            self.new_cr3 = other.new_cr3;
+        }
+        self.cache_flush |= other.cache_flush;
+    }
+
     /// Hands the request to the arch layer and leaves an empty one.
     pub fn take(&mut self) -> FlushRequest {
         core::mem::take(self)
