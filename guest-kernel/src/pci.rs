@@ -35,7 +35,7 @@ pub const fn is_virtio_blk(vendor: u16, device: u16) -> bool {
 
 /// The 512 bytes `blkdev-selftest` writes to sector `sector`: a byte pattern that differs from
 /// one sector to the next, so a write that lands on the wrong sector is caught. The QEMU test
-/// (`tests/tests/blkdev.rs`) computes the same bytes on the host.
+/// (`tests/tests/blkdev.rs`) looks for these bytes in the disk image on the host.
 pub fn selftest_pattern(sector: u64) -> [u8; 512] {
     let mut b = [0u8; 512];
     for (i, v) in b.iter_mut().enumerate() {

@@ -13,6 +13,7 @@ use hypercall_abi::io::console::{XenconsInterface, XENCONS_IN_SIZE, XENCONS_OUT_
 
 use crate::byte_ring::{ByteRing, RingError};
 use crate::shared_page::SharedPage;
+use crate::xenbus::push_decimal;
 
 /// Guest output: front end produces, back end consumes.
 const OUT: ByteRing = ByteRing {
@@ -87,18 +88,7 @@ impl LinePrefixer {
     pub fn new(domid: u16) -> Self {
         let mut prefix = Vec::new();
         prefix.extend_from_slice(b"(d");
-        let mut digits = [0u8; 5];
-        let mut n = domid;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        prefix.extend_from_slice(&digits[i..]);
+        push_decimal(&mut prefix, u64::from(domid));
         prefix.extend_from_slice(b") ");
         let line = prefix.clone();
         LinePrefixer { prefix, line }

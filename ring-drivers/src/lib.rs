@@ -12,11 +12,12 @@
 //! - Back ends copy each request out of shared memory once, validate the copy, and answer every
 //!   bad request with an error status; nothing a request asks is done until all of it checked.
 //!
-//! Modules: [`xs_ring`] (the xenstore ring and message framing), [`xenbus`] (a xenstore client),
-//! [`console_ring`] (the PV console ring and a `(dN) ` line prefixer), [`printable`] (guest
-//! text escaped for dom0's log), [`ring`] (the generic
-//! `io/ring.h` request/response ring), [`blkif`] (block front and back ends),
-//! [`xenbus_state`] (the XenbusState handshake of both ends as pure state machines).
+//! Modules, lower first: [`shared_page`] and [`ring`] (the generic `io/ring.h` request/response
+//! ring); [`xenbus`] (a xenstore client, with [`xenbus::xs_ring`], the xenstore ring and message
+//! framing, and [`xenbus::state`], the XenbusState handshake of both ends as pure state
+//! machines); [`blkif`] (block back end, front end, RAM disk and the device's xenstore keys, on
+//! `ring` and `xenbus`); [`console_ring`] (the PV console ring and a `(dN) ` line prefixer);
+//! [`printable`] (guest text escaped for dom0's log).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -29,8 +30,6 @@ pub mod printable;
 pub mod ring;
 pub mod shared_page;
 pub mod xenbus;
-pub mod xenbus_state;
-pub mod xs_ring;
 
 pub use byte_ring::RingError;
 pub use hypercall_abi::io;

@@ -383,8 +383,8 @@ fn one_notification_for_a_batch_of_responses() {
 
 #[test]
 fn front_end_refuses_a_response_it_never_asked_for() {
+    use ring_drivers::blkif::BackendInfo;
     use ring_drivers::blkif::{BlkBackRing, BlkFront, BlkFrontError};
-    use ring_drivers::xenbus_state::BackendInfo;
     let page = Arc::new(AtomicPage::new());
     let grants = Arc::new(GrantTable::default());
     let mut front = BlkFront::new(

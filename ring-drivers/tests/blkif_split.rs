@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::thread;
 
 use common::{EventChannel, GrantTable, Rng, Sender, Waiter, FRONT_DOMID};
+use ring_drivers::blkif::BackendInfo;
 use ring_drivers::blkif::{
     BackStats, BlkBack, BlkFront, BlkFrontError, RamDisk, MAX_SECTORS_PER_REQUEST, SECTOR_SIZE,
 };
 use ring_drivers::shared_page::{AtomicPage, SharedPage};
-use ring_drivers::xenbus_state::BackendInfo;
 
 type Front = BlkFront<Arc<AtomicPage>, common::FrontPages, Sender>;
 

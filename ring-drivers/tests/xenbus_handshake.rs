@@ -8,12 +8,9 @@ use std::sync::Arc;
 
 use common::{EventChannel, GrantTable, Sender, FRONT_DOMID};
 use hypercall_abi::io::xenbus::XenbusState;
-use ring_drivers::blkif::{BlkBack, BlkFront, RamDisk};
+use ring_drivers::blkif::{keys, BackendInfo, BlkBack, BlkFront, FrontendTransport, RamDisk};
 use ring_drivers::shared_page::AtomicPage;
-use ring_drivers::xenbus_state::{
-    keys, BackendAction, BackendInfo, FrontendAction, FrontendTransport, XenbusBackend,
-    XenbusFrontend,
-};
+use ring_drivers::xenbus::state::{BackendAction, FrontendAction, XenbusBackend, XenbusFrontend};
 
 const FRONT_DIR: &str = "/local/domain/1/device/vbd/51712";
 const BACK_DIR: &str = "/local/domain/0/backend/vbd/1/51712";

@@ -10,18 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use guest_kernel::pci::selftest_pattern;
 use xtests::{build_dir, guest_kernel_image, Boot, Ending, Run, XEN_CMDLINE};
 
 const SECTOR: usize = 512;
 /// The test disk: 4 MiB.
 const DISK_SECTORS: usize = 8192;
-
-/// `guest_kernel::pci::selftest_pattern`: what `blkdev-selftest=<sector>` writes.
-fn pattern(sector: u64) -> Vec<u8> {
-    (0..SECTOR as u64)
-        .map(|i| ((sector.wrapping_mul(7).wrapping_add(i * 13)) % 251) as u8 ^ 0x5a)
-        .collect()
-}
 
 /// A disk whose every sector starts out different (its number, then a filler), so a write to
 /// the wrong place or a stray write anywhere shows.
@@ -99,7 +93,7 @@ fn selftest_on(hypervisor: PathBuf, name: &str, extra: &str, sector: usize, mode
     assert_eq!(after.len(), before.len(), "the image changed size");
     assert_eq!(
         &after[sector * SECTOR..(sector + 1) * SECTOR],
-        &pattern(sector as u64)[..],
+        &selftest_pattern(sector as u64)[..],
         "sector {sector} does not hold the pattern"
     );
     let changed: Vec<usize> = (0..DISK_SECTORS)

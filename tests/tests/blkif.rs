@@ -7,27 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ring_drivers::blkif::{xorshift64, xorshift_stream};
 use xtests::{build_dir, guest_kernel_image, Boot, Ending, Run, XEN_CMDLINE};
 
 const SECTOR: usize = 512;
 /// The test disk: 16 MiB of zeros.
 const DISK_BYTES: usize = 16 << 20;
 const DISK_SECTORS: u64 = (DISK_BYTES / SECTOR) as u64;
-
-/// The stream `blk-selftest` writes: state = seed; each step x ^= x << 13; x ^= x >> 7;
-/// x ^= x << 17; emit x as 8 little-endian bytes.
-fn xorshift_stream(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A random non-zero number (time and process id, mixed), printed by the callers for replay.
 fn random(salt: u64) -> u64 {
@@ -37,9 +23,7 @@ fn random(salt: u64) -> u64 {
     let mut x =
         t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for _ in 0..4 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        x = xorshift64(x);
     }
     x.max(1)
 }

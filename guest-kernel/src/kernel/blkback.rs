@@ -11,7 +11,7 @@
 //!   `virtual-device`, `device-type`) is owned by the domU and readable by dom0. Both start in
 //!   `Initialising`; the back end then publishes the device and goes to `InitWait`.
 //! - **The handshake**: dom0 watches the front end's `state` and feeds it to
-//!   `ring_drivers::xenbus_state::XenbusBackend`, performing the actions it returns.
+//!   `ring_drivers::xenbus::state::XenbusBackend`, performing the actions it returns.
 //! - **Connect**: the front end's `ring-ref` is mapped for real (`GNTTABOP_map_grant_ref` with
 //!   `GNTMAP_host_map` into a window page, `ring_page::map_grant`), its `event-channel` bound;
 //!   data moves with batched `GNTTABOP_copy` ([`GntCopy`]: one hypercall per request).
@@ -33,10 +33,11 @@ use hypercall_abi::grant_table::{
 use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
 use ring_drivers::blkif::{
-    BackStats, BlkBack, Disk, DiskError, GrantIo, GrantIoError, GrantSegment, Notify, RamDisk,
+    BackStats, BackendInfo, BlkBack, Disk, DiskError, FrontendTransport, GrantIo, GrantIoError,
+    GrantSegment, Notify, RamDisk,
 };
+use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
-use ring_drivers::xenbus_state::{BackendAction, BackendInfo, FrontendTransport, XenbusBackend};
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;

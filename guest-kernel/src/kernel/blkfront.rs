@@ -1,5 +1,5 @@
 //! The domU's block front end: finds its vbd in xenstore, connects it with
-//! `ring_drivers::xenbus_state::XenbusFrontend`, and offers blocking sector I/O through
+//! `ring_drivers::xenbus::state::XenbusFrontend`, and offers blocking sector I/O through
 //! `ring_drivers::blkif::BlkFront` ([`Blkfront::read`], [`Blkfront::write`], [`Blkfront::flush`]).
 //!
 //! - **Discovery**: `device/vbd` lists the devices dom0's toolstack created; each has `backend`
@@ -27,12 +27,13 @@ use hypercall_abi::io::blkif::{
     BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
 };
 use hypercall_abi::io::xenbus::XenbusState;
-use ring_drivers::blkif::{BlkFront, BlkFrontRing, GrantPages, Notify};
-use ring_drivers::shared_page::SharedPage;
-use ring_drivers::xenbus::{Reply, Request};
-use ring_drivers::xenbus_state::{
-    keys, BackendInfo, FrontendAction, FrontendTransport, XenbusFrontend,
+use ring_drivers::blkif::{
+    keys, xorshift_stream, BackendInfo, BlkFront, BlkFrontRing, FrontendTransport, GrantPages,
+    Notify,
 };
+use ring_drivers::shared_page::SharedPage;
+use ring_drivers::xenbus::state::{FrontendAction, XenbusFrontend};
+use ring_drivers::xenbus::{Reply, Request};
 
 use super::blkback::{mb_per_s, per_request, per_s};
 use super::domu::Domu;
@@ -409,21 +410,6 @@ pub fn demo(d: &mut Domu) -> Result<(), String> {
     b.read(d, 0, &mut buf)?;
     println!("domU: blkfront: read sector 0: {}...", hex(&buf[..16]));
     b.close(d)
-}
-
-/// The xorshift64 stream: state = seed; each step x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-/// emit x as 8 little-endian bytes.
-pub fn xorshift_stream(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// `blk-selftest=<seed>,<start_sector>,<sectors>`.

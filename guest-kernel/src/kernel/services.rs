@@ -41,8 +41,8 @@ use hypercall_abi::sysctl::{XEN_SYSCTL_getdomaininfolist, XenSysctl, XenSysctlGe
 use hypercall_abi::xen::{StartInfo, VIRQ_DOM_EXC, VIRQ_TIMER};
 use hypercall_abi::HypercallError;
 use ring_drivers::console_ring::{self, LinePrefixer};
+use ring_drivers::xenbus::xs_ring::{self, MessageAssembler, OutQueue};
 use ring_drivers::xenbus::{parse_reply, parse_watch_event, Access, Perm, Reply, Request};
-use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::blkback::{self, Vbd};

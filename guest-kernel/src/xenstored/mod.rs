@@ -36,8 +36,8 @@ use hypercall_abi::io::xs_wire::{
     XS_RELEASE, XS_RESET_WATCHES, XS_RESUME, XS_RM, XS_SET_PERMS, XS_SET_TARGET,
     XS_TRANSACTION_END, XS_TRANSACTION_START, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
 };
+use ring_drivers::xenbus::xs_ring::{frame, XsMessage};
 use ring_drivers::xenbus::{nul_strings, parse_decimal, push_decimal, Access, Perm};
-use ring_drivers::xs_ring::{frame, XsMessage};
 
 use path::{canonical, home, is_child, parent};
 use store::{Db, Node, Nodes, TxLog};

@@ -5,8 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use hypercall_abi::io::xs_wire::*;
+use ring_drivers::xenbus::xs_ring::{self, MessageAssembler, OutQueue};
 use ring_drivers::xenbus::{Event, Reply, Request, WatchEvent, XenbusClient};
-use ring_drivers::xs_ring::{self, MessageAssembler, OutQueue};
 use ring_drivers::ArrayPage;
 use zerocopy::FromBytes;
 

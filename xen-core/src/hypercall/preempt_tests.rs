@@ -1,6 +1,6 @@
 //! Host tests of hypercall preemption (issue 11): long hypercalls stop when the machine says the
 //! CPU is wanted elsewhere and continue as Xen's `hypercall_create_continuation` does, with the
-//! same final answers. The page-table batches inside a multicall are in `mmu_tests.rs`.
+//! same final answers. The page-table batches inside a multicall are in `mm/mmu/tests.rs`.
 
 use hypercall_abi::arch_x86_64::TrapInfo;
 use hypercall_abi::version::XENVER_version;

@@ -6,8 +6,6 @@ pub mod frame_alloc;
 pub mod frame_table;
 pub(crate) mod memory;
 pub(crate) mod mmu;
-#[cfg(test)]
-mod mmu_tests;
 
 use core::fmt;
 

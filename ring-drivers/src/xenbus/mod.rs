@@ -6,6 +6,10 @@
 //! xenstored when bytes moved). Replies are parsed by the type of the request they answer:
 //! `XS_ERROR` carries an errno name (`"ENOENT\0"`), `XS_WATCH_EVENT` is `path\0token\0`.
 //! [`Perm`] is the permission syntax (`"r1"`, `"n0"`) shared with the server.
+//!
+//! Below it: [`xs_ring`] (the xenstore ring and message framing, shared with xenstored). Beside
+//! it: [`state`] (the XenbusState handshake of a split device's two ends), which the device
+//! protocols (`blkif`) use.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -18,8 +22,11 @@ use hypercall_abi::io::xs_wire::{
     XS_TRANSACTION_START, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
 };
 
+use self::xs_ring::{MessageAssembler, OutQueue, XsRingError};
 use crate::shared_page::SharedPage;
-use crate::xs_ring::{self, MessageAssembler, OutQueue, XsRingError};
+
+pub mod state;
+pub mod xs_ring;
 
 /// What a domain may do to a node (the letter of a permission string).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -492,9 +499,9 @@ impl XenbusClient {
 
 #[cfg(test)]
 mod tests {
+    use super::xs_ring::{frame, read_request_message, write_response};
     use super::*;
     use crate::shared_page::ArrayPage;
-    use crate::xs_ring::{frame, read_request_message, write_response};
 
     #[test]
     fn perms_parse_and_encode() {

@@ -1,0 +1,521 @@
+//! The block back end: [`BlkBack`] serves one front end's ring from a [`Disk`], after
+//! [`parse_request`] validated each request copied out of the ring against [`DeviceLimits`].
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use hypercall_abi::grant_table::GrantRef;
+use hypercall_abi::io::blkif::{
+    BlkifRequest, BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse,
+    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT,
+    BLKIF_OP_READ, BLKIF_OP_RESERVED_1, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER,
+    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+};
+use zerocopy::{FromBytes, IntoBytes};
+
+use super::{BackendInfo, BlkBackRing, Notify, SECTORS_PER_PAGE, SECTOR_SIZE};
+use crate::byte_ring::RingError;
+use crate::shared_page::{SharedPage, PAGE_SIZE};
+
+/// One piece of a front end's granted frame: `len` bytes at `offset` of the frame `gref` names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantSegment {
+    /// The front end's grant reference.
+    pub gref: GrantRef,
+    /// Byte offset inside the 4 KiB frame.
+    pub offset: u16,
+    /// Bytes (offset + len <= 4096).
+    pub len: u16,
+}
+
+/// A grant copy failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantIoError {
+    /// The reference that failed.
+    pub gref: GrantRef,
+    /// Its `GNTST_*` status (e.g. `GNTST_bad_gntref`).
+    pub status: i16,
+}
+
+/// The back end's access to the front end's granted data pages. The kernel implements it with
+/// `GNTTABOP_copy` (one op per segment, or two where a segment's local bytes cross a page of the
+/// bounce buffer), batched in one hypercall per call.
+pub trait GrantIo {
+    /// Copies the segments of domain `domid`'s grants, in order, into `buf` (whose length is
+    /// the sum of the segments' lengths).
+    fn copy_from_grants(
+        &mut self,
+        domid: u16,
+        segs: &[GrantSegment],
+        buf: &mut [u8],
+    ) -> Result<(), GrantIoError>;
+
+    /// Copies `data` (the sum of the segments' lengths) into the segments of domain `domid`'s
+    /// grants, in order.
+    fn copy_to_grants(
+        &mut self,
+        domid: u16,
+        segs: &[GrantSegment],
+        data: &[u8],
+    ) -> Result<(), GrantIoError>;
+}
+
+/// A disk operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The device reported an I/O error.
+    Io,
+    /// The device cannot do this operation.
+    Unsupported,
+}
+
+/// The storage behind a back end, in 512-byte sectors. Buffers are whole sectors.
+pub trait Disk {
+    /// Size in 512-byte sectors.
+    fn sectors(&self) -> u64;
+    /// Reads `buf.len() / 512` sectors starting at `sector`.
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError>;
+    /// Writes `data.len() / 512` sectors starting at `sector`.
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError>;
+    /// Makes earlier writes durable (`BLKIF_OP_FLUSH_DISKCACHE`).
+    fn flush(&mut self) -> Result<(), DiskError>;
+    /// Discards `count` sectors starting at `sector` (`BLKIF_OP_DISCARD`); only called when
+    /// [`Disk::supports_discard`] says so.
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
+        let _ = (sector, count);
+        Err(DiskError::Unsupported)
+    }
+    /// Whether writes are refused (published as `VDISK_READONLY` in `info`).
+    fn read_only(&self) -> bool {
+        false
+    }
+    /// Whether flushes are offered (`feature-flush-cache`).
+    fn supports_flush(&self) -> bool {
+        true
+    }
+    /// Whether discards are offered (`feature-discard`).
+    fn supports_discard(&self) -> bool {
+        false
+    }
+}
+
+/// Why a request was refused or failed. Each untrusted-input check has its own variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// `operation` is not a `BLKIF_OP_*` value.
+    UnknownOperation(u8),
+    /// A known operation the device does not offer (barrier, indirect, reserved, or flush /
+    /// discard without the feature): `BLKIF_RSP_EOPNOTSUPP`.
+    Unsupported(u8),
+    /// `nr_segments` is 0 (for a read or write) or over 11.
+    SegmentCount(u8),
+    /// A segment with `first_sect > last_sect` or `last_sect > 7`.
+    SegmentRange {
+        /// The segment's index.
+        index: u8,
+        /// Its `first_sect`.
+        first_sect: u8,
+        /// Its `last_sect`.
+        last_sect: u8,
+    },
+    /// The request reaches past the end of the disk (or overflows).
+    PastEnd {
+        /// First sector.
+        sector: u64,
+        /// Sectors requested.
+        count: u64,
+    },
+    /// A write (or discard) to a read-only device.
+    ReadOnly,
+    /// Copying from or to a granted page failed (bad grant reference, wrong domain...).
+    Grant(GrantIoError),
+    /// The disk failed.
+    Disk(DiskError),
+}
+
+impl RequestError {
+    /// The `BLKIF_RSP_*` status answering this error.
+    pub fn status(&self) -> i16 {
+        match self {
+            RequestError::Unsupported(_) | RequestError::Disk(DiskError::Unsupported) => {
+                BLKIF_RSP_EOPNOTSUPP
+            }
+            _ => BLKIF_RSP_ERROR,
+        }
+    }
+}
+
+/// What the device offers; [`parse_request`] checks requests against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Size in 512-byte sectors.
+    pub sectors: u64,
+    /// Writes and discards refused.
+    pub read_only: bool,
+    /// `feature-flush-cache`.
+    pub flush: bool,
+    /// `feature-discard`.
+    pub discard: bool,
+}
+
+impl DeviceLimits {
+    /// The limits of `disk`.
+    pub fn of<D: Disk + ?Sized>(disk: &D) -> Self {
+        DeviceLimits {
+            sectors: disk.sectors(),
+            read_only: disk.read_only(),
+            flush: disk.supports_flush(),
+            discard: disk.supports_discard(),
+        }
+    }
+
+    fn check_range(&self, sector: u64, count: u64) -> Result<(), RequestError> {
+        match sector.checked_add(count) {
+            Some(end) if end <= self.sectors => Ok(()),
+            _ => Err(RequestError::PastEnd { sector, count }),
+        }
+    }
+}
+
+/// The validated segments of a request, as byte ranges of granted frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segments {
+    segs: [GrantSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    len: usize,
+    sectors: u64,
+}
+
+impl Segments {
+    /// The segments.
+    pub fn as_slice(&self) -> &[GrantSegment] {
+        &self.segs[..self.len]
+    }
+
+    /// Total 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// Total bytes.
+    pub fn bytes(&self) -> usize {
+        self.sectors as usize * SECTOR_SIZE
+    }
+
+    fn parse(nr: u8, seg: &[BlkifRequestSegment]) -> Result<Segments, RequestError> {
+        if nr == 0 || usize::from(nr) > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+            return Err(RequestError::SegmentCount(nr));
+        }
+        let mut out = Segments {
+            segs: [GrantSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST],
+            len: usize::from(nr),
+            sectors: 0,
+        };
+        for (i, s) in seg[..usize::from(nr)].iter().enumerate() {
+            if s.first_sect > s.last_sect || s.last_sect >= SECTORS_PER_PAGE {
+                return Err(RequestError::SegmentRange {
+                    index: i as u8,
+                    first_sect: s.first_sect,
+                    last_sect: s.last_sect,
+                });
+            }
+            let n = u16::from(s.last_sect - s.first_sect) + 1;
+            out.segs[i] = GrantSegment {
+                gref: s.gref,
+                offset: u16::from(s.first_sect) * SECTOR_SIZE as u16,
+                len: n * SECTOR_SIZE as u16,
+            };
+            out.sectors += u64::from(n);
+        }
+        Ok(out)
+    }
+}
+
+/// A validated request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlkOp {
+    /// Read `segs.sectors()` sectors from `sector` into the segments.
+    Read {
+        /// First sector.
+        sector: u64,
+        /// Where the data goes.
+        segs: Segments,
+    },
+    /// Write the segments to the disk from `sector`; `preflush`: flush first (a
+    /// `BLKIF_OP_FLUSH_DISKCACHE` with data, as Linux blkfront sends for `REQ_PREFLUSH`).
+    Write {
+        /// First sector.
+        sector: u64,
+        /// Where the data comes from.
+        segs: Segments,
+        /// Flush the cache before writing.
+        preflush: bool,
+    },
+    /// Flush the device's cache.
+    Flush,
+    /// Discard `count` sectors from `sector`.
+    Discard {
+        /// First sector.
+        sector: u64,
+        /// Sectors.
+        count: u64,
+    },
+}
+
+/// Validates a request copied out of the ring against the device.
+pub fn parse_request(req: &BlkifRequest, dev: &DeviceLimits) -> Result<BlkOp, RequestError> {
+    let op = req.operation;
+    match op {
+        BLKIF_OP_READ | BLKIF_OP_WRITE => {
+            let segs = Segments::parse(req.nr_segments, &req.seg)?;
+            if op == BLKIF_OP_WRITE && dev.read_only {
+                return Err(RequestError::ReadOnly);
+            }
+            dev.check_range(req.sector_number, segs.sectors)?;
+            Ok(if op == BLKIF_OP_READ {
+                BlkOp::Read {
+                    sector: req.sector_number,
+                    segs,
+                }
+            } else {
+                BlkOp::Write {
+                    sector: req.sector_number,
+                    segs,
+                    preflush: false,
+                }
+            })
+        }
+        BLKIF_OP_FLUSH_DISKCACHE => {
+            if !dev.flush {
+                return Err(RequestError::Unsupported(op));
+            }
+            if req.nr_segments == 0 {
+                return Ok(BlkOp::Flush);
+            }
+            let segs = Segments::parse(req.nr_segments, &req.seg)?;
+            if dev.read_only {
+                return Err(RequestError::ReadOnly);
+            }
+            dev.check_range(req.sector_number, segs.sectors)?;
+            Ok(BlkOp::Write {
+                sector: req.sector_number,
+                segs,
+                preflush: true,
+            })
+        }
+        BLKIF_OP_DISCARD => {
+            if !dev.discard {
+                return Err(RequestError::Unsupported(op));
+            }
+            if dev.read_only {
+                return Err(RequestError::ReadOnly);
+            }
+            // The same slot read as a blkif_request_discard (a prefix of blkif_request).
+            let (d, _) = BlkifRequestDiscard::read_from_prefix(req.as_bytes())
+                .expect("a discard request is a prefix of a request");
+            // BLKIF_DISCARD_SECURE is "ignored if discard-secure=0", which we publish.
+            dev.check_range(d.sector_number, d.nr_sectors)?;
+            Ok(BlkOp::Discard {
+                sector: d.sector_number,
+                count: d.nr_sectors,
+            })
+        }
+        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_RESERVED_1 | BLKIF_OP_INDIRECT => {
+            Err(RequestError::Unsupported(op))
+        }
+        _ => Err(RequestError::UnknownOperation(op)),
+    }
+}
+
+/// Counters of a back end (for the bench: notifications per request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackStats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests answered with an error status.
+    pub errors: u64,
+    /// Events sent to the front end.
+    pub notifications_sent: u64,
+    /// Events received from the front end ([`BlkBack::on_event`] calls).
+    pub events_received: u64,
+    /// Sectors read from the disk for the front end.
+    pub sectors_read: u64,
+    /// Sectors written to the disk.
+    pub sectors_written: u64,
+}
+
+/// What one [`BlkBack::serve`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// Requests answered.
+    pub requests: usize,
+    /// The budget ran out with requests still waiting: call `serve` again (the front end will
+    /// not notify for them, `req_event` was not re-armed).
+    pub more: bool,
+}
+
+/// Requests one [`BlkBack::serve`] call answers at most, so a front end that keeps producing
+/// cannot hold the back end's CPU forever.
+pub const SERVE_BUDGET: usize = 4 * BlkBackRing::SIZE as usize;
+
+/// A block back end serving one front end's ring from a [`Disk`].
+#[derive(Debug)]
+pub struct BlkBack<P, D, G, N> {
+    ring: BlkBackRing,
+    page: P,
+    frontend: u16,
+    disk: D,
+    grants: G,
+    notify: N,
+    bounce: Vec<u8>,
+    stats: BackStats,
+    last_error: Option<RequestError>,
+}
+
+impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
+    /// Attaches to the ring in `page` (the front end's `ring-ref`, mapped) of domain
+    /// `frontend`. Fails if the ring's `req_prod` is already an overrun.
+    pub fn new(page: P, frontend: u16, disk: D, grants: G, notify: N) -> Result<Self, RingError> {
+        let ring = BlkBackRing::attach(&page)?;
+        Ok(BlkBack {
+            ring,
+            page,
+            frontend,
+            disk,
+            grants,
+            notify,
+            bounce: vec![0; BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE],
+            stats: BackStats::default(),
+            last_error: None,
+        })
+    }
+
+    /// The event channel fired: counts it and serves the ring.
+    pub fn on_event(&mut self) -> Result<Served, RingError> {
+        self.stats.events_received += 1;
+        self.serve()
+    }
+
+    /// Answers waiting requests (at most [`SERVE_BUDGET`]), publishing each response and
+    /// notifying the front end when its `rsp_event` asks for it; before returning with nothing
+    /// left it re-arms `req_event` (`RING_FINAL_CHECK_FOR_REQUESTS`), so the next request
+    /// notifies. A producer overrun is returned now and on every later call: the ring is no
+    /// longer served, and the integrator should report it and disconnect the device.
+    pub fn serve(&mut self) -> Result<Served, RingError> {
+        let mut served = 0;
+        loop {
+            while let Some(req) = self.ring.get_request(&self.page)? {
+                let rsp = self.handle(&req);
+                self.ring.push_response(&mut self.page, &rsp);
+                if self.ring.push_responses_and_check_notify(&mut self.page) {
+                    self.notify.notify();
+                    self.stats.notifications_sent += 1;
+                }
+                served += 1;
+                if served >= SERVE_BUDGET {
+                    let more = self.ring.unconsumed_requests(&self.page)? > 0;
+                    return Ok(Served {
+                        requests: served,
+                        more,
+                    });
+                }
+            }
+            if !self.ring.final_check_for_requests(&mut self.page)? {
+                return Ok(Served {
+                    requests: served,
+                    more: false,
+                });
+            }
+        }
+    }
+
+    /// Validates and performs one request (already copied out of the ring); returns its
+    /// response. Nothing is written to the disk unless the whole request is valid and every
+    /// segment was copied in.
+    pub fn handle(&mut self, req: &BlkifRequest) -> BlkifResponse {
+        let status = match self.perform(req) {
+            Ok(()) => BLKIF_RSP_OKAY,
+            Err(e) => {
+                self.last_error = Some(e);
+                self.stats.errors += 1;
+                e.status()
+            }
+        };
+        self.stats.requests += 1;
+        BlkifResponse {
+            id: req.id,
+            operation: req.operation,
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn perform(&mut self, req: &BlkifRequest) -> Result<(), RequestError> {
+        match parse_request(req, &DeviceLimits::of(&self.disk))? {
+            BlkOp::Read { sector, segs } => {
+                let buf = &mut self.bounce[..segs.bytes()];
+                self.disk.read(sector, buf).map_err(RequestError::Disk)?;
+                self.grants
+                    .copy_to_grants(self.frontend, segs.as_slice(), buf)
+                    .map_err(RequestError::Grant)?;
+                self.stats.sectors_read += segs.sectors();
+            }
+            BlkOp::Write {
+                sector,
+                segs,
+                preflush,
+            } => {
+                let buf = &mut self.bounce[..segs.bytes()];
+                self.grants
+                    .copy_from_grants(self.frontend, segs.as_slice(), buf)
+                    .map_err(RequestError::Grant)?;
+                if preflush {
+                    self.disk.flush().map_err(RequestError::Disk)?;
+                }
+                self.disk.write(sector, buf).map_err(RequestError::Disk)?;
+                self.stats.sectors_written += segs.sectors();
+            }
+            BlkOp::Flush => self.disk.flush().map_err(RequestError::Disk)?,
+            BlkOp::Discard { sector, count } => {
+                self.disk
+                    .discard(sector, count)
+                    .map_err(RequestError::Disk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BackStats {
+        self.stats
+    }
+
+    /// The most recent refused or failed request's error.
+    pub fn last_error(&self) -> Option<RequestError> {
+        self.last_error
+    }
+
+    /// The overrun that stopped the ring, if any.
+    pub fn broken(&self) -> Option<RingError> {
+        self.ring.broken()
+    }
+
+    /// The disk.
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// The front end's domain.
+    pub fn frontend(&self) -> u16 {
+        self.frontend
+    }
+
+    /// What to publish in xenstore for this device (`sectors`, `info`, features...).
+    pub fn backend_info(&self) -> BackendInfo {
+        BackendInfo::for_disk(&self.disk)
+    }
+
+    /// Disconnects: gives back the ring page, disk, grant access and event channel.
+    pub fn into_parts(self) -> (P, D, G, N) {
+        (self.page, self.disk, self.grants, self.notify)
+    }
+}

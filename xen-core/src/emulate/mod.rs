@@ -1,0 +1,271 @@
+//! The few guest instructions the hypervisor emulates instead of bouncing their fault.
+//!
+//! A PV kernel runs in ring 3, so privileged instructions fault. Xen emulates a handful that PV
+//! guests rely on and reflects everything else back to the guest as #GP:
+//! - the forced-emulation prefix `ud2; .ascii "xen"; cpuid` (#UD), which asks the hypervisor for
+//!   its CPUID view, including the hypervisor leaves at 0x40000000 (`arch-x86/cpuid.h`);
+//! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2 and CR3 (its L4 frame);
+//! - `in`/`out` (#GP) when the guest's virtual IOPL allows them (`PHYSDEVOP_set_iopl`), on the
+//!   ports the domain may use ([`port_io()`]).
+//!
+//! Decoding works on bytes copied from the guest; nothing here trusts them beyond their length.
+
+use hypercall_abi::xen::__HYPERVISOR_iret;
+
+use crate::regs::Regs;
+
+/// `ud2; .ascii "xen"; cpuid` (`XEN_EMULATE_PREFIX` + cpuid).
+pub const FORCED_CPUID: [u8; 7] = [0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2];
+
+/// First hypervisor CPUID leaf.
+pub const XEN_CPUID_FIRST_LEAF: u32 = 0x4000_0000;
+/// Number of hypervisor leaves after the first (`XEN_CPUID_MAX_NUM_LEAVES`).
+pub const XEN_CPUID_MAX_NUM_LEAVES: u32 = 5;
+
+/// What the CPU itself answers for a leaf (the arch layer runs `cpuid`).
+pub type NativeCpuid = fn(leaf: u32, subleaf: u32) -> [u32; 4];
+
+/// The CPUID answer a PV guest gets through forced emulation: Xen's leaves for 0x4000_00xx, the
+/// native answer otherwise (with the hypervisor-present bit set in leaf 1, as Xen's policy does).
+pub fn cpuid(leaf: u32, subleaf: u32, native: NativeCpuid) -> [u32; 4] {
+    match leaf {
+        // "XenVMMXenVMM", and the last hypervisor leaf.
+        0x4000_0000 => [
+            XEN_CPUID_FIRST_LEAF + XEN_CPUID_MAX_NUM_LEAVES,
+            0x566e_6558,
+            0x6558_4d4d,
+            0x4d4d_566e,
+        ],
+        // Version: major << 16 | minor.
+        0x4000_0001 => [(4 << 16) | 17, 0, 0, 0],
+        // One hypercall page, installed by writing MSR 0x40000000 (an HVM interface; PV guests get
+        // their page from the ELF note).
+        0x4000_0002 => [1, 0x4000_0000, 0, 0],
+        0x4000_0003..=0x4000_0005 => [0; 4],
+        0x4000_0006..=0x4000_ffff => [0; 4],
+        1 => {
+            let mut r = native(leaf, subleaf);
+            r[2] |= 1 << 31; // ECX.hypervisor
+            r
+        }
+        _ => native(leaf, subleaf),
+    }
+}
+
+/// Emulates the forced-emulation CPUID at `regs.rip` if `code` (bytes read from there) holds it.
+pub fn forced_cpuid(regs: &mut Regs, code: &[u8], native: NativeCpuid) -> bool {
+    if !code.starts_with(&FORCED_CPUID) {
+        return false;
+    }
+    let r = cpuid(regs.rax as u32, regs.rcx as u32, native);
+    regs.rax = r[0].into();
+    regs.rbx = r[1].into();
+    regs.rcx = r[2].into();
+    regs.rdx = r[3].into();
+    regs.rip = regs.rip.wrapping_add(FORCED_CPUID.len() as u64);
+    true
+}
+
+/// Control-register values the guest may read.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestCrs {
+    /// CR0 as the guest sees it (PE, PG, WP, ... and its virtual TS).
+    pub cr0: u64,
+    /// The guest's last page-fault address.
+    pub cr2: u64,
+    /// Machine address of its current L4 (what a PV guest's CR3 holds).
+    pub cr3: u64,
+}
+
+/// Emulates `mov %crN, %reg` (0f 20 /r, optional REX) at `regs.rip`. Returns whether it did.
+pub fn mov_from_cr(regs: &mut Regs, code: &[u8], crs: GuestCrs) -> bool {
+    let (rex, rest) = match code.first() {
+        Some(&b) if (0x40..=0x4f).contains(&b) => (b, &code[1..]),
+        _ => (0, code),
+    };
+    let [0x0f, 0x20, modrm, ..] = *rest else {
+        return false;
+    };
+    let cr = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+    let rm = (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 };
+    let value = match cr {
+        0 => crs.cr0,
+        2 => crs.cr2,
+        3 => crs.cr3,
+        _ => return false,
+    };
+    *gpr(regs, rm) = value;
+    let len = 3 + u64::from(rex != 0);
+    regs.rip = regs.rip.wrapping_add(len);
+    true
+}
+
+/// What emulating a privileged instruction came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulated {
+    /// Done: RIP advanced, registers and vCPU state updated.
+    Done,
+    /// `mov %reg, %cr3`: the guest asks for a new base pointer; RIP already advanced. The caller
+    /// validates and loads it (as `MMUEXT_NEW_BASEPTR`), or reflects #GP.
+    NewCr3(u64),
+    /// Not an instruction Xen emulates for a PV guest: reflect the #GP.
+    No,
+}
+
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
+const CR0_TS: u64 = 1 << 3;
+
+/// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
+/// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
+/// CR3 writes, and RDMSR/WRMSR of the segment-base MSRs. Everything else is `Emulated::No`.
+pub fn privileged(
+    regs: &mut Regs,
+    code: &[u8],
+    vcpu: &mut crate::domain::Vcpu,
+    crs: GuestCrs,
+) -> Emulated {
+    if mov_from_cr(regs, code, crs) {
+        return Emulated::Done;
+    }
+    let (rex, rest) = match code.first() {
+        Some(&b) if (0x40..=0x4f).contains(&b) => (b, &code[1..]),
+        _ => (0, code),
+    };
+    let prefix = u64::from(rex != 0);
+    match *rest {
+        // clts: clears the virtual TS, like fpu_taskswitch(0).
+        [0x0f, 0x06, ..] => {
+            vcpu.fpu_ts = false;
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        // mov %reg, %crN
+        [0x0f, 0x22, modrm, ..] if modrm >> 6 == 3 => {
+            let cr = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+            let value = *gpr(regs, (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 });
+            match cr {
+                // Only TS may change (`write_cr`: "Attempt to change unmodifiable CR0 flags").
+                0 if (value ^ crs.cr0) & !CR0_TS == 0 => {
+                    vcpu.fpu_ts = value & CR0_TS != 0;
+                    regs.rip = regs.rip.wrapping_add(3 + prefix);
+                    Emulated::Done
+                }
+                3 => {
+                    regs.rip = regs.rip.wrapping_add(3 + prefix);
+                    Emulated::NewCr3(value)
+                }
+                _ => Emulated::No,
+            }
+        }
+        // rdmsr / wrmsr of the bases a PV kernel owns.
+        [0x0f, 0x32, ..] => {
+            let value = match regs.rcx as u32 {
+                MSR_FS_BASE => vcpu.fs_base,
+                MSR_GS_BASE => vcpu.gs_base_kernel,
+                MSR_SHADOW_GS_BASE => vcpu.gs_base_user,
+                _ => return Emulated::No,
+            };
+            regs.rax = value & 0xffff_ffff;
+            regs.rdx = value >> 32;
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        [0x0f, 0x30, ..] => {
+            let value = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
+            if !crate::guest_access::is_canonical(value) {
+                return Emulated::No;
+            }
+            match regs.rcx as u32 {
+                MSR_FS_BASE => vcpu.fs_base = value,
+                MSR_GS_BASE => vcpu.gs_base_kernel = value,
+                MSR_SHADOW_GS_BASE => vcpu.gs_base_user = value,
+                _ => return Emulated::No,
+            }
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        _ => Emulated::No,
+    }
+}
+
+/// A guest store to one of its page tables through the read-only mapping: `mov %reg, mem`
+/// (REX.W 89 /r, an 8-byte store). Returns the source register and the instruction's length; the
+/// target address is the fault's CR2. Other forms are not emulated.
+pub fn decode_pte_store(code: &[u8]) -> Option<(u8, u64)> {
+    let (&rex, rest) = code.split_first()?;
+    if rex & 0xf8 != 0x48 {
+        return None; // REX.W required: a PTE is 8 bytes
+    }
+    let [0x89, modrm, ref tail @ ..] = *rest else {
+        return None;
+    };
+    let md = modrm >> 6;
+    let rm = modrm & 7;
+    if md == 3 {
+        return None; // a register destination is not a store
+    }
+    let mut len = 3u64; // REX, opcode, ModRM
+    if rm == 4 {
+        let &sib = tail.first()?;
+        len += 1;
+        if md == 0 && sib & 7 == 5 {
+            len += 4; // no base: disp32
+        }
+    } else if md == 0 && rm == 5 {
+        len += 4; // RIP-relative disp32
+    }
+    len += match md {
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    if code.len() < len as usize {
+        return None;
+    }
+    let reg = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+    Some((reg, len))
+}
+
+/// General register number `n` (x86 encoding order) in the frame.
+pub fn gpr(regs: &mut Regs, n: u8) -> &mut u64 {
+    match n & 15 {
+        0 => &mut regs.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut regs.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        _ => &mut regs.r15,
+    }
+}
+
+/// `int $n` seen as #GP(n*8 + 2): the vector the guest tried to raise, if the error code says so.
+pub fn soft_int_vector(error_code: u64) -> Option<u8> {
+    (error_code & 3 == 2).then_some((error_code >> 3) as u8)
+}
+
+/// `permit_softint`: whether a trap-table entry of privilege `dpl` may be raised with `int $n`
+/// from the current guest mode. The guest kernel (virtual ring 1 of the old 32-bit model) may
+/// raise DPL 1..3, guest user mode only DPL 3.
+pub fn permit_softint(dpl: u8, kernel_mode: bool) -> bool {
+    dpl >= if kernel_mode { 1 } else { 3 }
+}
+
+mod port_io;
+pub use port_io::*;
+
+const _: () = assert!(__HYPERVISOR_iret == 23);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,493 @@
+//! Mapping grants: `map_grant_ref` and `unmap_grant_ref` with their PTEs and pins, and the teardown of a dying domain's mappings and grants.
+
+use super::*;
+
+/// `grant_to_pte_flags` plus `adjust_guest_l1e`: the PTE of a host mapping.
+fn grant_pte(mfn: Mfn, flags: u32) -> u64 {
+    let mut e = mfn.maddr().0 | pte::PRESENT | pte::ACCESSED | pte::DIRTY | pte::NX;
+    if flags & GNTMAP_application_map != 0 {
+        e |= pte::USER;
+    }
+    if flags & GNTMAP_readonly == 0 {
+        e |= pte::RW;
+    }
+    e |= u64::from((flags >> _GNTMAP_guest_avail0) & 7) << 9;
+    pte::adjust_guest_l1e(e)
+}
+
+/// The L1 entry a host mapping at `addr` names (a linear address, or with
+/// `GNTMAP_contains_pte` the PTE's machine address) with its L1 frame, on which a general
+/// reference is taken; `None` (`GNTST_general_error`) if there is no such entry in a validated
+/// L1 the caller owns.
+fn grant_l1e(pt: &mut Pt<'_, '_>, l4: Mfn, addr: u64, flags: u32) -> Option<(Maddr, Mfn)> {
+    let (at, l1) = if flags & GNTMAP_contains_pte != 0 {
+        if addr & 7 != 0 {
+            return None; // "Misaligned PTE address"
+        }
+        (Maddr(addr), Mfn(addr >> 12))
+    } else {
+        crate::mm::mmu::map_guest_l1e(pt.mem, l4, addr)?
+    };
+    if !pt.get_page(l1, Owner::Domain(pt.caller.id)) {
+        return None;
+    }
+    // `page_lock`, then the type check.
+    let is_l1 = pt
+        .mm
+        .frames
+        .get(l1)
+        .is_some_and(|f| f.validated() && f.type_count() > 0 && f.page_type() == PageType::L1);
+    if !is_l1 {
+        pt.put_page(l1);
+        return None;
+    }
+    Some((at, l1))
+}
+
+/// `create_grant_pv_mapping`: writes the grant PTE for `mfn` at `addr`, dropping what the old
+/// entry held. Returns where the PTE is.
+fn create_host_mapping(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    addr: u64,
+    mfn: Mfn,
+    flags: u32,
+) -> Result<Maddr, i16> {
+    let (at, l1) = grant_l1e(pt, l4, addr, flags).ok_or(GNTST_general_error)?;
+    let Some(old) = pt.mem.read_u64(at) else {
+        pt.put_page(l1);
+        return Err(GNTST_general_error);
+    };
+    let written = pt.mem.write_u64(at, grant_pte(mfn, flags)).is_some();
+    pt.put_page(l1);
+    if !written {
+        return Err(GNTST_general_error);
+    }
+    pt.put_page_from_l1e(old);
+    if pte::present(old) {
+        // The old translation may be cached: Xen leaves that to the guest; we do not let a freed
+        // frame stay reachable.
+        flush_mapping(pt, addr, flags);
+    }
+    Ok(at)
+}
+
+fn flush_mapping(pt: &mut Pt<'_, '_>, addr: u64, flags: u32) {
+    if flags & GNTMAP_contains_pte != 0 {
+        pt.flush.flush_all(pt.perf);
+    } else {
+        pt.flush.invlpg(addr, pt.perf);
+    }
+}
+
+/// `replace_grant_pv_mapping` with no replacement: clears the grant PTE at `addr` if it still
+/// maps `mfn` with the grant's access. The PTE's references are the caller's to drop.
+fn destroy_host_mapping(pt: &mut Pt<'_, '_>, l4: Mfn, addr: u64, mfn: Mfn, flags: u32) -> i16 {
+    let Some((at, l1)) = grant_l1e(pt, l4, addr, flags) else {
+        return GNTST_general_error;
+    };
+    let rc = match pt.mem.read_u64(at) {
+        Some(old) if matches_grant(old, mfn, flags) => {
+            if pt.mem.write_u64(at, 0).is_some() {
+                GNTST_okay
+            } else {
+                GNTST_general_error
+            }
+        }
+        // "PTE doesn't match grant".
+        _ => GNTST_general_error,
+    };
+    pt.put_page(l1);
+    rc
+}
+
+/// Whether PTE `e` maps `mfn` with the present and RW bits a grant mapping with `flags` has.
+fn matches_grant(e: u64, mfn: Mfn, flags: u32) -> bool {
+    let want = grant_pte(mfn, flags);
+    pte::mfn(e) == mfn.0 && (e ^ want) & (pte::PRESENT | pte::RW) == 0
+}
+
+/// `map_grant_ref`: one `GNTTABOP_map_grant_ref` for the caller (`pt.caller`), whose current
+/// page tables are `l4`. Fills `status`, and on success `handle` and `dev_bus_addr`.
+pub fn map_grant_ref(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    tables: &mut dyn GrantTables,
+    op: &mut GnttabMapGrantRef,
+) {
+    let ld = pt.caller.id;
+    let flags = op.flags;
+    let ro = flags & GNTMAP_readonly != 0;
+    if flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
+        op.status = GNTST_bad_gntref; // "Bad flags in grant map op"
+        return;
+    }
+    let rd = op.dom;
+    if tables.table(rd).is_none() {
+        op.status = GNTST_bad_domain;
+        return;
+    }
+    let Some(handle) = tables.table(ld).and_then(|t| t.free_handle()) else {
+        // "Failed to obtain maptrack handle": only this mapper is out of handles.
+        op.status = GNTST_no_space;
+        return;
+    };
+    let Some(rgt) = tables.table(rd) else {
+        op.status = GNTST_bad_domain;
+        return;
+    };
+    let gref = op.r#ref;
+    if gref >= rgt.nr_entries() {
+        op.status = GNTST_bad_gntref;
+        return;
+    }
+    // `active_entry_acquire`: the reference's own entry, whoever else pins what.
+    let mut act = rgt.read_active(pt.mem, gref);
+    let inc = pin_inc(flags);
+    // "Bad domain, or risk of counter overflow".
+    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
+        op.status = GNTST_general_error;
+        return;
+    }
+    let mut page_ref = false;
+    if act.pin == 0 || (!ro && act.pin & PIN_WRITE == 0) {
+        if let Err(s) = set_status_v1(pt.mem, rgt, gref, act.pin != 0, ro, true, ld) {
+            op.status = s;
+            return;
+        }
+        if act.pin == 0 {
+            let (_, _, frame) = rgt.entry(pt.mem, gref);
+            let mfn = Mfn(frame.into());
+            // `get_paged_frame` for a PV granter: the entry names a machine frame it owns.
+            if !pt.get_page(mfn, Owner::Domain(rd)) {
+                let clear = flags_to_clear(act.pin, ro);
+                rgt.clear_flags(pt.mem, gref, clear);
+                op.status = GNTST_bad_page;
+                return;
+            }
+            page_ref = true;
+            act.domid = ld;
+            act.mfn = mfn;
+        }
+    }
+    act.pin += inc;
+    rgt.write_active(pt.mem, gref, &act);
+    let mfn = act.mfn;
+
+    // The references, taken with the pin released (as Xen drops the grant lock here).
+    let (mut refcnt, mut typecnt) = (0u32, 0u32);
+    let owner = if page_ref {
+        Some(Owner::Domain(rd))
+    } else {
+        pt.mm.frames.get_owner_and_reference(mfn, pt.perf)
+    };
+    if owner.is_some() {
+        refcnt += 1;
+    }
+    let rc = if owner == Some(Owner::Domain(rd)) {
+        take_map_refs(pt, l4, op, mfn, rd, &mut refcnt, &mut typecnt)
+    } else {
+        Err(GNTST_general_error) // "Could not pin grant frame"
+    };
+    match rc {
+        Ok(pte_at) => {
+            if let Some(lgt) = tables.table(ld) {
+                lgt.maptrack[handle as usize] = Mapping {
+                    flags,
+                    gref: op.r#ref,
+                    domid: rd,
+                    mfn,
+                    pte: pte_at,
+                };
+            }
+            op.dev_bus_addr = mfn.maddr().0;
+            op.handle = handle;
+            op.status = GNTST_okay;
+        }
+        Err(s) => {
+            for _ in 0..typecnt {
+                pt.put_page_type(mfn);
+            }
+            for _ in 0..refcnt {
+                pt.put_page(mfn);
+            }
+            if let Some(rgt) = tables.table(rd) {
+                let mut act = rgt.read_active(pt.mem, gref);
+                act.pin -= inc;
+                rgt.write_active(pt.mem, gref, &act);
+                let clear = flags_to_clear(act.pin, ro);
+                rgt.clear_flags(pt.mem, gref, clear);
+            }
+            op.status = s;
+        }
+    }
+}
+
+/// The pin counts one mapping with `flags` adds.
+fn pin_inc(flags: u32) -> u32 {
+    let ro = flags & GNTMAP_readonly != 0;
+    let mut inc = 0;
+    if flags & GNTMAP_device_map != 0 {
+        inc += if ro { GNTPIN_DEVR_INC } else { GNTPIN_DEVW_INC };
+    }
+    if flags & GNTMAP_host_map != 0 {
+        inc += if ro { GNTPIN_HSTR_INC } else { GNTPIN_HSTW_INC };
+    }
+    inc
+}
+
+/// The `owner == rd` branch of `map_grant_ref`: type references and the host PTE.
+fn take_map_refs(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    op: &GnttabMapGrantRef,
+    mfn: Mfn,
+    rd: DomainId,
+    refcnt: &mut u32,
+    typecnt: &mut u32,
+) -> Result<Maddr, i16> {
+    let flags = op.flags;
+    let ro = flags & GNTMAP_readonly != 0;
+    if flags & GNTMAP_device_map != 0 && !ro {
+        pt.get_page_type(mfn, PageType::Writable)
+            .map_err(|_| GNTST_general_error)?;
+        *typecnt += 1;
+    }
+    if flags & GNTMAP_host_map == 0 {
+        return Ok(Maddr(0));
+    }
+    if flags & GNTMAP_device_map != 0 {
+        if !pt.get_page(mfn, Owner::Domain(rd)) {
+            return Err(GNTST_general_error);
+        }
+        *refcnt += 1;
+    }
+    if !ro {
+        pt.get_page_type(mfn, PageType::Writable)
+            .map_err(|_| GNTST_general_error)?;
+        *typecnt += 1;
+    }
+    create_host_mapping(pt, l4, op.host_addr, mfn, flags)
+}
+
+/// `unmap_grant_ref` (`unmap_common` then `unmap_common_complete`): one
+/// `GNTTABOP_unmap_grant_ref` for the caller; fills `status`. A flush of the caller's TLB is
+/// recorded when a host mapping went.
+pub fn unmap_grant_ref(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    tables: &mut dyn GrantTables,
+    op: &mut GnttabUnmapGrantRef,
+) {
+    let ld = pt.caller.id;
+    let Some(map) = tables
+        .table(ld)
+        .and_then(|t| t.maptrack.get(op.handle as usize).copied())
+    else {
+        op.status = GNTST_bad_handle; // handle beyond the maptrack
+        return;
+    };
+    if map.flags == 0 {
+        op.status = GNTST_bad_handle; // "Zero flags for handle"
+        return;
+    }
+    let Some(rgt) = tables.table(map.domid) else {
+        // Xen crashes the caller here (a granter vanished under a mapping); granters' deaths
+        // revoke their grants first ([`revoke_grants_of`]), so this cannot happen.
+        op.status = GNTST_bad_handle;
+        return;
+    };
+    if map.gref >= rgt.nr_entries() {
+        op.status = GNTST_bad_handle; // "Unstable handle"
+        return;
+    }
+    let Some(act) = rgt.active(pt.mem, map.gref) else {
+        op.status = GNTST_bad_handle;
+        return;
+    };
+    let mfn = act.mfn;
+    // "Bus address doesn't match gntref": checked only for a device mapping, and answered
+    // GNTST_bad_dev_addr, as Xen 4.17 does (differential cases
+    // `grant.unmap_device_wrong_bus_addr`, `grant.unmap_host_wrong_bus_addr`).
+    if op.dev_bus_addr != 0
+        && map.flags & GNTMAP_device_map != 0
+        && op.dev_bus_addr != mfn.maddr().0
+    {
+        op.status = GNTST_bad_dev_addr;
+        return;
+    }
+    let mut flags = map.flags;
+    let mut done = 0u32;
+    if op.host_addr != 0 && flags & GNTMAP_host_map != 0 {
+        let rc = destroy_host_mapping(pt, l4, op.host_addr, mfn, flags);
+        if rc != GNTST_okay {
+            op.status = rc;
+            return;
+        }
+        flags &= !GNTMAP_host_map;
+        done |= GNTMAP_host_map | (map.flags & GNTMAP_readonly);
+        pt.flush.flush_all(pt.perf); // `gnttab_flush_tlb`
+    }
+    if op.dev_bus_addr != 0 && flags & GNTMAP_device_map != 0 {
+        flags &= !GNTMAP_device_map;
+        done |= GNTMAP_device_map | (map.flags & GNTMAP_readonly);
+    }
+    if let Some(lgt) = tables.table(ld) {
+        let m = &mut lgt.maptrack[op.handle as usize];
+        m.flags = if flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
+            0
+        } else {
+            flags
+        };
+    }
+    op.status = GNTST_okay;
+    if done != 0 {
+        complete_unmap(pt, tables, map.domid, map.gref, mfn, done);
+    }
+}
+
+/// `unmap_common_complete`: drops the references and pins of what an unmap took away (`done`:
+/// `GNTMAP_host_map`/`device_map`, with `GNTMAP_readonly` for a read-only mapping).
+fn complete_unmap(
+    pt: &mut Pt<'_, '_>,
+    tables: &mut dyn GrantTables,
+    rd: DomainId,
+    gref: GrantRef,
+    mfn: Mfn,
+    done: u32,
+) {
+    let ro = done & GNTMAP_readonly != 0;
+    let mut dec = 0;
+    if done & GNTMAP_device_map != 0 {
+        if !pt.mm.frames.is_iomem_page(mfn) {
+            if ro {
+                pt.put_page(mfn);
+            } else {
+                pt.put_page_and_type(mfn);
+            }
+        }
+        dec += if ro { GNTPIN_DEVR_INC } else { GNTPIN_DEVW_INC };
+    }
+    if done & GNTMAP_host_map != 0 {
+        // The references the PTE held.
+        if !pt.mm.frames.is_iomem_page(mfn) {
+            if !ro {
+                pt.put_page_type(mfn);
+            }
+            pt.put_page(mfn);
+        }
+        dec += if ro { GNTPIN_HSTR_INC } else { GNTPIN_HSTW_INC };
+    }
+    unpin(pt.mem, tables, rd, gref, dec, ro);
+}
+
+/// `gnttab_release_mappings`, run when domain `dying` dies (before its page tables are torn
+/// down): every mapping it holds goes. Pins come off the granters' entries (with their
+/// `GTF_reading`/`GTF_writing`), device mappings drop their references; a host mapping's
+/// references belong to its PTE, which tearing down the dying domain's tables drops (Xen:
+/// `gnttab_release_host_mappings` is false for PV).
+pub fn release_mappings(pt: &mut Pt<'_, '_>, tables: &mut dyn GrantTables, dying: DomainId) {
+    for h in 0..MAX_MAPTRACK {
+        let Some(map) = tables.table(dying).map(|t| t.maptrack[h]) else {
+            return;
+        };
+        if map.flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
+            continue;
+        }
+        if let Some(t) = tables.table(dying) {
+            t.maptrack[h] = Mapping::FREE;
+        }
+        let ro = map.flags & GNTMAP_readonly != 0;
+        let mut dec = 0;
+        if map.flags & GNTMAP_device_map != 0 {
+            if !pt.mm.frames.is_iomem_page(map.mfn) {
+                if ro {
+                    pt.put_page(map.mfn);
+                } else {
+                    pt.put_page_and_type(map.mfn);
+                }
+            }
+            dec += if ro { GNTPIN_DEVR_INC } else { GNTPIN_DEVW_INC };
+        }
+        if map.flags & GNTMAP_host_map != 0 {
+            dec += if ro { GNTPIN_HSTR_INC } else { GNTPIN_HSTW_INC };
+        }
+        unpin(pt.mem, tables, map.domid, map.gref, dec, ro);
+    }
+}
+
+/// Run when domain `dying` dies, before its frames are taken back: every other domain's
+/// mapping of its grants is revoked, so that its frames can be freed and none stays reachable
+/// through a dead grant. (Xen instead keeps the frames of a dead granter until the mappers
+/// unmap: a zombie domain; here the mappers lose their mappings.) A host mapping whose PTE still
+/// maps the frame has the PTE cleared and its references dropped (one that the mapper already
+/// replaced itself gave them back then); device mappings drop theirs. `flush` is called with
+/// each mapper whose PTEs changed: its TLB must be flushed (global entries included) before it
+/// runs again.
+pub fn revoke_grants_of(
+    pt: &mut Pt<'_, '_>,
+    tables: &mut dyn GrantTables,
+    dying: DomainId,
+    flush: &mut dyn FnMut(DomainId),
+) {
+    let mut ids: heapless::Vec<DomainId, 64> = heapless::Vec::new();
+    tables.ids(&mut |id| {
+        if id != dying {
+            let _ = ids.push(id);
+        }
+    });
+    for &mapper in &ids {
+        let mut flushed = false;
+        for h in 0..MAX_MAPTRACK {
+            let Some(map) = tables.table(mapper).map(|t| t.maptrack[h]) else {
+                break;
+            };
+            if map.flags == 0 || map.domid != dying {
+                continue;
+            }
+            if let Some(t) = tables.table(mapper) {
+                t.maptrack[h] = Mapping::FREE;
+            }
+            let ro = map.flags & GNTMAP_readonly != 0;
+            let mut done = map.flags & GNTMAP_device_map;
+            if map.flags & GNTMAP_host_map != 0 && clear_grant_pte(pt, mapper, &map) {
+                done |= GNTMAP_host_map;
+                flushed = true;
+            }
+            if done != 0 {
+                if ro {
+                    done |= GNTMAP_readonly;
+                }
+                complete_unmap(pt, tables, dying, map.gref, map.mfn, done);
+            }
+            // A host mapping whose PTE is gone already had its references dropped; its pin goes
+            // too.
+            if map.flags & GNTMAP_host_map != 0 && done & GNTMAP_host_map == 0 {
+                let dec = if ro { GNTPIN_HSTR_INC } else { GNTPIN_HSTW_INC };
+                unpin(pt.mem, tables, dying, map.gref, dec, ro);
+            }
+        }
+        if flushed {
+            flush(mapper);
+        }
+    }
+}
+
+/// Clears the grant PTE of `map` (held by `mapper`) if it is still there: in a validated L1 the
+/// mapper owns, mapping the frame with the grant's access.
+fn clear_grant_pte(pt: &mut Pt<'_, '_>, mapper: DomainId, map: &Mapping) -> bool {
+    let l1 = Mfn(map.pte.0 >> 12);
+    let is_l1 = pt.mm.frames.get(l1).is_some_and(|f| {
+        f.owner() == Owner::Domain(mapper)
+            && f.validated()
+            && f.type_count() > 0
+            && f.page_type() == PageType::L1
+    });
+    if !is_l1 {
+        return false;
+    }
+    match pt.mem.read_u64(map.pte) {
+        Some(e) if matches_grant(e, map.mfn, map.flags) => pt.mem.write_u64(map.pte, 0).is_some(),
+        _ => false,
+    }
+}

@@ -1,0 +1,223 @@
+//! `mmu_update`: batches of page-table writes and machine-to-phys updates (`do_mmu_update`).
+
+use super::*;
+
+/// `HYPERVISOR_mmu_update(reqs, count, pdone, foreigndom)`.
+pub(crate) fn mmu_update<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    ureqs: u64,
+    count: u64,
+    pdone: u64,
+    foreigndom: u64,
+) -> HcResult {
+    // `count` and `foreigndom` are `unsigned int`.
+    do_mmu_update(
+        ctx,
+        Batch::Guest(ureqs),
+        count as u32,
+        pdone,
+        foreigndom as u32,
+    )
+}
+
+/// What a batch loop asks between elements: whether to stop (see [`crate::hypercall::preempt_check`]).
+/// `None` for a test's slice, which is never preempted.
+#[derive(Clone, Copy)]
+struct Stop<'p> {
+    preempt: Option<&'p dyn crate::hypercall::Preempt>,
+    shared_info: Mfn,
+}
+
+impl Stop<'_> {
+    fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
+        self.preempt
+            .is_some_and(|p| crate::hypercall::preempt_check(p, mem, self.shared_info))
+    }
+}
+
+/// `do_mmu_update` over any [`Batch`].
+pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    reqs: Batch<'_, MmuUpdate>,
+    count: u32,
+    pdone: u64,
+    foreigndom: u32,
+) -> HcResult {
+    let shared_info = ctx.dom.shared_info;
+    let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
+        return Err(Errno::ENOSYS);
+    };
+    let stop = Stop {
+        preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
+        shared_info,
+    };
+    let guest_l4 = ctx.dom.l4;
+    let curr = ctx.dom.info();
+    let (count, done) = match batch_start(mem, guest_l4, &reqs, count, pdone, foreigndom)? {
+        BatchStart::Finished(rc) => return Ok(rc),
+        BatchStart::Run { count, done } => (count, done),
+    };
+    // The upper half of foreigndom names the page tables' owner, plus one (0 = the caller).
+    let pt_dom = foreigndom >> 16;
+    let pt_owner = if pt_dom != 0 {
+        match mm.domain((pt_dom - 1) as u16) {
+            Some(d) => d,
+            None => return Err(Errno::ESRCH),
+        }
+    } else {
+        curr
+    };
+    let (rc, i, stopped) = match get_pg_owner(mm, curr, foreigndom as u16) {
+        None => (Err(Errno::ESRCH), 0, false),
+        Some(pg_owner) => {
+            let (mut pt, _) = pt(mm, &mut *mem, &mut *ctx.dom);
+            mmu_update_loop(&mut pt, reqs, count, guest_l4, pt_owner, pg_owner, stop)
+        }
+    };
+    write_done(mem, guest_l4, pdone, done.wrapping_add(i));
+    continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
+    status(rc)
+}
+
+/// The request loop of `do_mmu_update`; returns the outcome, how many requests completed, and
+/// whether it stopped for preemption before request `i` (the outcome is then `Ok`).
+fn mmu_update_loop(
+    pt: &mut Pt<'_, '_>,
+    reqs: Batch<'_, MmuUpdate>,
+    count: u32,
+    guest_l4: Mfn,
+    pt_owner: DomainInfo,
+    pg_owner: Owner,
+    stop: Stop<'_>,
+) -> (Result<(), Errno>, u32, bool) {
+    let mut flush_linear_pt = false;
+    let mut rc = Ok(());
+    let mut i = 0;
+    let mut stopped = false;
+    while i < count {
+        // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
+        if i > 0 && stop.now(pt.mem) {
+            stopped = true;
+            break;
+        }
+        let req = match reqs.get(pt.mem, guest_l4, i) {
+            Ok(r) => r,
+            Err(e) => {
+                rc = Err(e);
+                break;
+            }
+        };
+        // The command is in the low bits of the pointer: `req.ptr & (sizeof(l1_pgentry_t) - 1)`.
+        let cmd = req.ptr & 7;
+        let r = match cmd {
+            MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE => {
+                normal_pt_update(pt, req, cmd, pt_owner, pg_owner, &mut flush_linear_pt)
+            }
+            MMU_MACHPHYS_UPDATE => machphys_update(pt, req, pt_owner, pg_owner),
+            _ => Err(Errno::ENOSYS),
+        };
+        if let Err(e) = r {
+            rc = Err(e);
+            break;
+        }
+        i += 1;
+    }
+    // Changes to L2..L4 tables that are in use (not merely pinned) must not leave stale
+    // paging-structure caches behind: one flush for the whole batch (XSA-286).
+    if flush_linear_pt {
+        pt.flush.flush_all(pt.perf);
+    }
+    pt.perf.page_updates += u64::from(i);
+    (rc, i, stopped)
+}
+
+/// `MMU_NORMAL_PT_UPDATE` (and `PRESERVE_AD`, and `NO_TRANSLATE`, which is the same for a PV
+/// guest): `*ptr = val` for a page-table entry, validated; or a plain write when `ptr` is in an
+/// ordinary page the guest may write anyway.
+fn normal_pt_update(
+    pt: &mut Pt<'_, '_>,
+    req: MmuUpdate,
+    cmd: u64,
+    pt_owner: DomainInfo,
+    pg_owner: Owner,
+    flush_linear_pt: &mut bool,
+) -> Result<(), Errno> {
+    // `xsm_mmu_update`: the caller must be allowed to act on both owners.
+    if pg_owner != Owner::Io {
+        xsm_target(pt.caller, pg_owner)?;
+    }
+    xsm_target(pt.caller, Owner::Domain(pt_owner.id))?;
+
+    let ptr = req.ptr - cmd;
+    let gmfn = Mfn(ptr >> 12);
+    let pt_owner_o = Owner::Domain(pt_owner.id);
+    if !pt.get_page(gmfn, pt_owner_o) {
+        return Err(Errno::EINVAL); // "Could not get page for normal update"
+    }
+    let at = Maddr(ptr);
+    let preserve_ad = cmd == MMU_PT_UPDATE_PRESERVE_AD;
+    let f = *pt.mm.frames.get(gmfn).ok_or(Errno::EINVAL)?;
+    // `page_lock` succeeds on a validated frame in use as its type.
+    let rc = if f.validated() && f.type_count() > 0 {
+        match f.page_type() {
+            PageType::L1 => pt.mod_l1_entry(at, req.val, preserve_ad, pt_owner, pg_owner),
+            ty @ (PageType::L2 | PageType::L3 | PageType::L4) => {
+                if pg_owner != pt_owner_o {
+                    Err(Errno::EINVAL)
+                } else {
+                    let r = pt.mod_upper_entry(at, req.val, ty, gmfn, preserve_ad, pt_owner);
+                    // Flush unless the table is merely pinned, hooked up nowhere.
+                    let in_use = pt
+                        .mm
+                        .frames
+                        .get(gmfn)
+                        .is_some_and(|f| f.type_count() > u32::from(f.pinned()));
+                    if r.is_ok() && in_use {
+                        *flush_linear_pt = true;
+                    }
+                    r
+                }
+            }
+            PageType::Writable => plain_write(pt, at, req.val),
+            _ => Err(Errno::EINVAL),
+        }
+    } else if pt.get_page_type(gmfn, PageType::Writable).is_ok() {
+        let r = plain_write(pt, at, req.val);
+        pt.put_page_type(gmfn);
+        r
+    } else {
+        Err(Errno::EINVAL)
+    };
+    pt.put_page(gmfn);
+    rc
+}
+
+/// An `mmu_update` aimed at a writable page: Xen just writes the value
+/// (`paging_write_guest_entry`).
+fn plain_write(pt: &mut Pt<'_, '_>, at: Maddr, val: u64) -> Result<(), Errno> {
+    pt.perf.writable_mmu_updates += 1;
+    pt.mem.write_u64(at, val).ok_or(Errno::EFAULT)
+}
+
+/// `MMU_MACHPHYS_UPDATE`: M2P[`ptr >> 12`] = `val`, for a frame `pg_owner` owns.
+fn machphys_update(
+    pt: &mut Pt<'_, '_>,
+    req: MmuUpdate,
+    pt_owner: DomainInfo,
+    pg_owner: Owner,
+) -> Result<(), Errno> {
+    if pt_owner.id != pt.caller.id {
+        return Err(Errno::EPERM);
+    }
+    let mfn = Mfn(req.ptr >> 12);
+    if pg_owner != Owner::Io {
+        xsm_target(pt.caller, pg_owner)?;
+    }
+    if !pt.get_page(mfn, pg_owner) {
+        return Err(Errno::EINVAL); // "Could not get page for mach->phys update"
+    }
+    let at = Maddr(pt.mm.cfg.m2p.0.wrapping_add(mfn.0 * 8));
+    let r = pt.mem.write_u64(at, req.val).ok_or(Errno::EFAULT);
+    pt.put_page(mfn);
+    r
+}

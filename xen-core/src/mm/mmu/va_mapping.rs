@@ -1,0 +1,143 @@
+//! `update_va_mapping`(`_otherdomain`) and the page-table write emulation (`ptwr_emulate`).
+
+use super::*;
+
+/// `HYPERVISOR_update_va_mapping(va, val, flags)`.
+pub(crate) fn update_va_mapping<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    va: u64,
+    val: u64,
+    flags: u64,
+) -> HcResult {
+    do_update_va_mapping(ctx, va, val, flags, None)
+}
+
+/// `HYPERVISOR_update_va_mapping_otherdomain(va, val, flags, domid)`: the same, mapping a frame
+/// of `domid` (`get_pg_owner`; a privileged caller for anyone but itself).
+pub(crate) fn update_va_mapping_otherdomain<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    va: u64,
+    val: u64,
+    flags: u64,
+    domid: u64,
+) -> HcResult {
+    do_update_va_mapping(ctx, va, val, flags, Some(domid as u16))
+}
+
+/// `map_guest_l1e`: the machine address of the L1 entry that maps `va` in the tables rooted at
+/// `l4`, and the L1's frame; `None` if `va` is not a guest address or no L1 covers it.
+pub(crate) fn map_guest_l1e(mem: &dyn MachineMemoryMut, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
+    if !guest_va_ok(va) {
+        return None;
+    }
+    let index = |shift: u32| (va >> shift) & 511;
+    let e4 = mem.read_u64(Maddr(l4.maddr().0 + index(39) * 8))?;
+    if !pte::present(e4) {
+        return None;
+    }
+    let e3 = mem.read_u64(Maddr((e4 & pte::ADDR) + index(30) * 8))?;
+    if !pte::present(e3) {
+        return None;
+    }
+    let e2 = mem.read_u64(Maddr((e3 & pte::ADDR) + index(21) * 8))?;
+    if e2 & (pte::PRESENT | pte::PSE) != pte::PRESENT {
+        return None;
+    }
+    let l1 = Mfn(pte::mfn(e2));
+    Some((Maddr(l1.maddr().0 + index(12) * 8), l1))
+}
+
+/// `__do_update_va_mapping`: replaces the L1 entry that maps `va` in the caller's current
+/// tables, then flushes as `flags` asks.
+pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    va: u64,
+    val: u64,
+    flags: u64,
+    domid: Option<u16>,
+) -> HcResult {
+    let Some((mm, mem)) = ctx.m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let curr = ctx.dom.info();
+    let pg_owner = match domid {
+        None => Owner::Domain(curr.id),
+        Some(id) => get_pg_owner(mm, curr, id).ok_or(Errno::ESRCH)?,
+    };
+    // `xsm_update_va_mapping`.
+    xsm_target(curr, pg_owner)?;
+    let guest_l4 = ctx.dom.l4;
+    let (mut pt, _) = pt(mm, mem, &mut *ctx.dom);
+
+    let (at, gl1mfn) = map_guest_l1e(pt.mem, guest_l4, va).ok_or(Errno::EINVAL)?;
+    if !pt.get_page(gl1mfn, Owner::Domain(curr.id)) {
+        return Err(Errno::EINVAL);
+    }
+    let is_l1 = pt
+        .mm
+        .frames
+        .get(gl1mfn)
+        .is_some_and(|f| f.validated() && f.type_count() > 0 && f.page_type() == PageType::L1);
+    let rc = if is_l1 {
+        pt.mod_l1_entry(at, val, false, curr, pg_owner)
+    } else {
+        Err(Errno::EINVAL)
+    };
+    pt.put_page(gl1mfn);
+    // An error means the entry did not change: skip the flush.
+    rc?;
+
+    let target = flags & !UVMF_FLUSHTYPE_MASK;
+    let wanted = match target {
+        UVMF_LOCAL => true,
+        UVMF_ALL_BITS => true,
+        // Anything else is a guest pointer to a vCPU bitmap; a bad one is -EFAULT, after the
+        // update (which stays).
+        mask => match flags & UVMF_FLUSHTYPE_MASK {
+            UVMF_TLB_FLUSH | UVMF_INVLPG => vcpu0_in_mask(&mut pt, guest_l4, mask)?,
+            _ => false,
+        },
+    };
+    if wanted {
+        match flags & UVMF_FLUSHTYPE_MASK {
+            UVMF_TLB_FLUSH => pt.flush.flush_all(pt.perf),
+            UVMF_INVLPG => pt.flush.invlpg(va, pt.perf),
+            _ => {}
+        }
+    }
+    Ok(0)
+}
+
+/// Xen's emulation of a guest kernel's store to one of its own L1 page tables through the
+/// read-only mapping (`pv/ro-page-fault.c: ptwr_do_page_fault`, always on in 4.17): the store of
+/// `value` to guest address `va` is carried out as a validated `mod_l1_entry`. Refused (and the
+/// page fault delivered to the guest) unless `va` maps, read-only, a validated L1 table of the
+/// domain and the store is an aligned 8-byte one; a refused entry leaves the table unchanged.
+pub fn ptwr_emulate<M: Machine + ?Sized>(
+    m: &mut M,
+    dom: &mut Domain,
+    va: u64,
+    value: u64,
+) -> Result<(), Errno> {
+    if va & 7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (l4, me) = (dom.l4, dom.info());
+    let Some((mm, mem)) = m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let (pte_at, _) = map_guest_l1e(mem, l4, va).ok_or(Errno::EINVAL)?;
+    let pte = mem.read_u64(pte_at).ok_or(Errno::EFAULT)?;
+    if !pte::present(pte) || pte & pte::RW != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = Mfn(pte::mfn(pte));
+    let f = mm.frames.get(target).ok_or(Errno::EINVAL)?;
+    if f.owner() != Owner::Domain(me.id) || f.page_type() != PageType::L1 || !f.validated() {
+        return Err(Errno::EINVAL);
+    }
+    let at = Maddr(target.maddr().0 + (va & 0xff8));
+    let (mut pt, _) = pt(mm, mem, dom);
+    pt.perf.page_updates += 1;
+    pt.mod_l1_entry(at, value, false, me, Owner::Domain(me.id))
+}
