@@ -5,9 +5,11 @@
 //! (RAX) and the five arguments (RDI, RSI, RDX, R10, R8). Each handler is ordinary Rust that takes
 //! a [`Ctx`]: the calling domain, the machine (through the [`Machine`] trait, so tests can fake it)
 //! and the guest's memory, reached only through checked copies (`crate::guest_access`). A handler returns
-//! the value for RAX: non-negative on success, `-errno` on failure. [`dispatch`] finds the handler
-//! in [`table::TABLE`]; a hypercall without a row returns -ENOSYS, as Xen does for one it does not
-//! know.
+//! the value for RAX: non-negative on success, `-errno` on failure, and records what else it did
+//! in the call's [`Effects`] (a continuation, domains it kicked, TLB work, a crash). [`dispatch`]
+//! finds the handler in [`table::TABLE`] and returns both as the call's [`Outcome`], which the
+//! arch layer applies to the guest and hands to the scheduler; a hypercall without a row returns
+//! -ENOSYS, as Xen does for one it does not know.
 
 // Handlers match on Xen's own constant spellings (`__HYPERVISOR_iret`, `XENVER_version`).
 #![allow(non_upper_case_globals)]

@@ -131,6 +131,15 @@ impl Outcome {
         }
     }
 
+    /// Applies the effects on the caller itself: the TLB work becomes the vCPU's to owe, a crash
+    /// shuts it down.
+    pub fn apply_effects(&self, dom: &mut Domain) {
+        dom.vcpu.flush.merge(&self.flush);
+        if let Some(why) = self.crash {
+            dom.shutdown = Some(Shutdown::Crashed(why));
+        }
+    }
+
     /// Applies the outcome of hypercall `nr` to its caller: the TLB work becomes the vCPU's to
     /// owe, a crash shuts it down, and the result goes into RAX, or, for a continuation, the
     /// guest is made to issue the same hypercall again from its `syscall` instruction (2 bytes)
@@ -138,10 +147,7 @@ impl Outcome {
     /// `regs->rip -= 2`, the format's registers rewritten, the others left as the guest had
     /// them).
     pub fn apply(&self, nr: u64, dom: &mut Domain, regs: &mut Regs) {
-        dom.vcpu.flush.merge(&self.flush);
-        if let Some(why) = self.crash {
-            dom.shutdown = Some(Shutdown::Crashed(why));
-        }
+        self.apply_effects(dom);
         match self.ret {
             Ret::Continue(c) => {
                 regs.rip = regs.rip.wrapping_sub(2);
