@@ -97,8 +97,8 @@ pub struct Vcpu {
     pub ldt_base: u64,
     /// See `ldt_base`; 0 means no LDT.
     pub ldt_ents: u32,
-    /// TLB and CR3 work the last hypercall left for the arch layer to do before this vCPU runs
-    /// again (see [`FlushRequest`]).
+    /// TLB and CR3 work this vCPU is owed before it runs again (see [`FlushRequest`]): what its
+    /// last hypercall's outcome asked for, and the CR3 load of a guest mode toggle.
     pub flush: FlushRequest,
     /// Event counters, read by the teaching lab ([`Domain::perf`]).
     pub perf: PerfCounters,
