@@ -65,8 +65,8 @@ fn entries<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64, count: u64) -> 
             return End::Done(Err(Errno::EFAULT));
         };
         let a = call.args;
-        let result = dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]]);
-        if let Some(c) = ctx.continuation.take() {
+        let out = dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]]);
+        if let Some(c) = out.continuation() {
             // The sub-call was preempted: its continuation goes into the entry (Xen copies the
             // whole entry back), and the multicall resumes here. If the entry cannot be
             // written, the continuation is cancelled and the multicall fails (-EFAULT).
@@ -78,12 +78,12 @@ fn entries<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64, count: u64) -> 
         }
         if ctx
             .guest()
-            .write(at + RESULT_OFFSET, &result.to_le_bytes())
+            .write(at + RESULT_OFFSET, &out.rax().to_le_bytes())
             .is_err()
         {
             return End::Done(Err(Errno::EFAULT));
         }
-        if ctx.dom.shutdown.is_some() {
+        if ctx.dom.shutdown.is_some() || ctx.fx.crash.is_some() {
             break;
         }
     }

@@ -4,8 +4,9 @@
 //!
 //! Batches run in order and stop at the first failure; `*pdone` (when the guest passes one)
 //! receives the number of entries completed. Every entry is validated against the frame table
-//! before it takes effect. TLB flushes and CR3 loads are recorded in the vCPU's
-//! [`FlushRequest`](crate::domain::FlushRequest) for the arch layer, once per batch where Xen
+//! before it takes effect. TLB flushes and CR3 loads are recorded in the call's
+//! [`FlushRequest`](crate::domain::FlushRequest) (its `Outcome`) for the arch layer, once per
+//! batch where Xen
 //! flushes once per batch. Xen's privilege checks are those of its default (dummy) XSM policy:
 //! a domain may act on itself; a privileged domain on anyone.
 //!
@@ -127,17 +128,18 @@ fn xsm_target(d: DomainInfo, t: Owner) -> Result<(), Errno> {
 }
 
 /// Splits the context into what the handlers need at once: the frame-table context (which
-/// borrows the caller's counters and flush request) and the rest of the domain.
+/// borrows the caller's counters, and records TLB work in `flush`: the call's, see
+/// `crate::hypercall::Effects`) and the rest of the domain.
 pub(crate) fn pt<'a>(
     mm: &'a mut Mm<'static>,
     mem: &'a mut dyn MachineMemoryMut,
     dom: &'a mut Domain,
+    flush: &'a mut crate::domain::FlushRequest,
 ) -> (Pt<'a, 'static>, DomainParts<'a>) {
     let caller = dom.info();
     let Domain { l4, vcpu, .. } = dom;
     let crate::domain::Vcpu {
         perf,
-        flush,
         user_l4,
         ldt_base,
         ldt_ents,
