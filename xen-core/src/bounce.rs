@@ -273,7 +273,8 @@ mod tests {
             mem: &mut m,
             l4: d.l4,
         };
-        let frame: [u64; 8] = copy_from_guest(&g, regs.rsp).unwrap();
+        let frame: [u64; 8] =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
         // RCX, R11, error code (user bit cleared: guest kernel mode), RIP, CS (RPL 0, mask 0 saved),
         // RFLAGS (IF = !saved mask), RSP, SS.
         assert_eq!(
@@ -336,7 +337,8 @@ mod tests {
             ..Regs::default()
         };
         shared_info::set_upcall_mask(&mut m, &d, true);
-        shared_info::write_u8(&mut m, &d, shared_info::UPCALL_PENDING, 1);
+        let _ = shared_info::SharedInfoPage::of_mut(&mut m, d.shared_info)
+            .test_and_set_upcall_pending(0);
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(false));
         shared_info::set_upcall_mask(&mut m, &d, false);
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(true));
@@ -349,7 +351,8 @@ mod tests {
             mem: &mut m,
             l4: d.l4,
         };
-        let frame: [u64; 7] = copy_from_guest(&g, regs.rsp).unwrap();
+        let frame: [u64; 7] =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
         assert_eq!(
             frame[4], 0x202,
             "IF set: upcalls were unmasked when it was taken"
@@ -406,7 +409,7 @@ mod tests {
 
     fn kernel_frame<const N: usize>(m: &mut FakeMachine, d: &Domain, rsp: u64) -> [u64; N] {
         let g = PageTableGuest { mem: m, l4: d.l4 };
-        copy_from_guest(&g, rsp).unwrap()
+        copy_from_guest(&g, crate::guest_access::GuestPtr::new(rsp)).unwrap()
     }
 
     /// What the guest kernel sees on entry to its syscall callback from user mode.
@@ -543,7 +546,8 @@ mod tests {
     fn an_upcall_in_user_mode_switches_to_the_kernel() {
         let (mut m, mut d) = in_user_mode();
         d.vcpu.event_callback = 0x10_3000;
-        shared_info::write_u8(&mut m, &d, shared_info::UPCALL_PENDING, 1);
+        let _ = shared_info::SharedInfoPage::of_mut(&mut m, d.shared_info)
+            .test_and_set_upcall_pending(0);
         let mut regs = Regs {
             rip: USER_RIP,
             cs: 0xe033,

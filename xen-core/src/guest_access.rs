@@ -6,6 +6,9 @@
 //! user-mode access (64-bit PV kernels run in ring 3), writable for a write. Anything else is
 //! -EFAULT for the hypercall, never a hypervisor fault.
 
+use core::fmt;
+use core::marker::PhantomData;
+
 use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -26,23 +29,102 @@ pub trait GuestMemory {
     fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault>;
 }
 
+/// A guest virtual address of a `T`, or of the first of an array of them: Xen's
+/// `XEN_GUEST_HANDLE(T)`. What a guest passes in a register or an argument structure is an
+/// allegation; nothing is read or written through it but by [`copy_from_guest`] and
+/// [`copy_to_guest`], which check the guest's own mappings.
+#[doc(alias = "XEN_GUEST_HANDLE")]
+#[repr(transparent)]
+pub struct GuestPtr<T> {
+    va: u64,
+    elem: PhantomData<fn() -> T>,
+}
+
+impl<T> GuestPtr<T> {
+    /// The guest's pointer `va` (a register or a field of an argument), typed.
+    pub const fn new(va: u64) -> Self {
+        GuestPtr {
+            va,
+            elem: PhantomData,
+        }
+    }
+
+    /// Its guest virtual address.
+    pub const fn va(self) -> u64 {
+        self.va
+    }
+
+    /// `guest_handle_is_null`.
+    pub const fn is_null(self) -> bool {
+        self.va == 0
+    }
+
+    /// `guest_handle_okay` for an array: it starts inside guest address space (Xen's `__addr_ok`
+    /// checks the start only; each element is checked when it is copied).
+    pub fn okay(self) -> bool {
+        guest_va_ok(self.va)
+    }
+
+    /// Element `i` of the array starting here (`guest_handle_add_offset`; wraps as Xen's
+    /// pointer arithmetic does, and the copy then faults).
+    pub const fn add(self, i: u64) -> Self {
+        GuestPtr::new(
+            self.va
+                .wrapping_add(i.wrapping_mul(core::mem::size_of::<T>() as u64)),
+        )
+    }
+
+    /// The field at byte `offset` (from `offset_of!`) of the `T` here, as a pointer to a `U`:
+    /// where Xen copies back one member of an argument (`__copy_field_to_guest`).
+    pub const fn field<U>(self, offset: usize) -> GuestPtr<U> {
+        GuestPtr::new(self.va.wrapping_add(offset as u64))
+    }
+
+    /// The same address as a pointer to a `U` (`guest_handle_cast`).
+    pub const fn cast<U>(self) -> GuestPtr<U> {
+        GuestPtr::new(self.va)
+    }
+}
+
+impl<T> Clone for GuestPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for GuestPtr<T> {}
+
+impl<T> PartialEq for GuestPtr<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.va == other.va
+    }
+}
+
+impl<T> Eq for GuestPtr<T> {}
+
+impl<T> fmt::Debug for GuestPtr<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GuestPtr({:#x})", self.va)
+    }
+}
+
 /// Reads a `T` from the guest (`copy_from_guest`).
 pub fn copy_from_guest<T: FromBytes + IntoBytes>(
     mem: &impl GuestMemory,
-    va: u64,
+    ptr: GuestPtr<T>,
 ) -> Result<T, GuestFault> {
     let mut value = T::new_zeroed();
-    mem.read(va, value.as_mut_bytes())?;
+    mem.read(ptr.va, value.as_mut_bytes())?;
     Ok(value)
 }
 
 /// Writes a `T` to the guest (`copy_to_guest`).
 pub fn copy_to_guest<T: IntoBytes + Immutable>(
     mem: &mut impl GuestMemory,
-    va: u64,
+    ptr: GuestPtr<T>,
     value: &T,
 ) -> Result<(), GuestFault> {
-    mem.write(va, value.as_bytes())
+    mem.write(ptr.va, value.as_bytes())
 }
 
 const PTE_P: u64 = 1 << 0;
@@ -174,7 +256,7 @@ mod tests {
         g.read(0x40_0000, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
         g.write(0x40_0002, b"LL").unwrap();
-        let v: [u8; 5] = copy_from_guest(&g, 0x40_0000).unwrap();
+        let v: [u8; 5] = copy_from_guest(&g, GuestPtr::new(0x40_0000)).unwrap();
         assert_eq!(&v, b"heLLo");
     }
 

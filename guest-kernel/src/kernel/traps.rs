@@ -21,14 +21,15 @@
 //! (Xen's `pv_ring3_init_hypercall_page` and `do_iret`). `flags` = 0 asks Xen to restore RCX and
 //! R11 from the frame; `VGCF_in_syscall` would return with `sysret` semantics and lose them. Xen
 //! restores the upcall mask from `rflags.IF` and forces RPL 3 on `cs`; a `cs` that already has
-//! RPL 3 means "return to user mode" (Xen switches to the user L4 first, `user.rs`).
+//! RPL 3 means "return to user mode" (Xen switches to the user L4 first, `user/`).
 //!
 //! Event upcalls (the event callback) arrive the same way, without an error code, and with
 //! upcalls masked; so does a `syscall` made in user mode (the syscall callback, on the stack
 //! registered with `stack_switch`). All entries share one path: save the registers into a
 //! [`TrapFrame`], call [`trap_dispatch`] in Rust, restore, and return through the `iret` stub.
-//! While a user program runs (`user::active`), its system calls, its traps and the upcalls that
-//! interrupt it go to `user.rs`, which may end it by aiming the frame back at the kernel.
+//! While a user program runs ([`UserMode::active`]), its system calls, its traps and the upcalls
+//! that interrupt it go to the [`UserMode`] hook (`user/`), which may end it by aiming the frame
+//! back at the kernel.
 //!
 //! **Probes and guards.** A case that wants to observe a fault arms a *recovery* address (the
 //! [`probe!`] macro does it around one instruction); the handler records the trap in [`LAST`] and
@@ -41,14 +42,17 @@ use core::ffi::c_void;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use spin::Once;
+
 use hypercall_abi::arch_x86_64::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use hypercall_abi::callback::{CALLBACKTYPE_event, CallbackRegister};
+use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::SHUTDOWN_crash;
 use hypercall_abi::xen::__HYPERVISOR_iret;
 
 use super::boot::hypercall_page;
 use super::hypercall as hc;
-use super::{events, shared_info, user};
+use super::{events, shared_info};
 
 /// Vector number the upcall entry reports (past the 256 hardware vectors).
 pub const UPCALL: u64 = 256;
@@ -390,6 +394,29 @@ static DEPTH: AtomicU32 = AtomicU32::new(0);
 /// RFLAGS.TF: single-step.
 const RFLAGS_TF: u64 = 1 << 8;
 
+/// The kernel side of a user program (`user/`): while one runs ([`UserMode::active`]), the
+/// dispatcher hands it the program's system calls, its traps and the upcalls that interrupt it,
+/// and it may end the program by aiming the frame back at the kernel. Installed once with
+/// [`set_user_mode`]; until then a system call returns -ENOSYS. (A hook, so that the kernel does
+/// not import the program that runs on it.)
+pub trait UserMode: Sync {
+    /// Whether a user program is running.
+    fn active(&self) -> bool;
+    /// A `syscall` made in user mode (RAX = number; the handler sets RAX to the result).
+    fn syscall(&self, frame: &mut TrapFrame);
+    /// An exception while the program runs (from either mode).
+    fn trap(&self, frame: &mut TrapFrame, trap: Trap);
+    /// After an event upcall has been handled (the watchdog's chance to end the program).
+    fn after_upcall(&self, frame: &mut TrapFrame);
+}
+
+static USER_MODE: Once<&'static dyn UserMode> = Once::new();
+
+/// Routes user-mode entries to `user` from now on (the first call wins).
+pub fn set_user_mode(user: &'static dyn UserMode) {
+    USER_MODE.call_once(|| user);
+}
+
 /// Called by `trap_common` for every exception and upcall.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if DEPTH.fetch_add(1, Ordering::SeqCst) != 0 {
@@ -402,9 +429,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         UPCALL => {
             events::upcall();
-            user::after_upcall(frame);
+            if let Some(user) = USER_MODE.get() {
+                user.after_upcall(frame);
+            }
         }
-        SYSCALL => user::syscall(frame),
+        SYSCALL => match USER_MODE.get() {
+            Some(user) => user.syscall(frame),
+            None => frame.rax = Errno::ENOSYS.neg() as u64,
+        },
         _ => exception(frame),
     }
     DEPTH.fetch_sub(1, Ordering::SeqCst);
@@ -424,8 +456,8 @@ fn exception(frame: &mut TrapFrame) {
         rflags: frame.rflags,
     };
     // A trap while a user program runs ends the program, whatever mode it came from.
-    if user::active() {
-        user::trap(frame, trap);
+    if let Some(user) = USER_MODE.get().filter(|u| u.active()) {
+        user.trap(frame, trap);
         return;
     }
     // A single-step trap leaves TF set in the frame: clear it, or the return would step again.

@@ -140,7 +140,13 @@ fn a_frame_still_mapped_keeps_a_dead_domain_a_zombie_until_it_is_unmapped() {
         val: ((base(0) + 10) << 12) | DATA,
     }];
     let rc = crate::hypercall::testing::with_set_ctx(&mut hv.arch.m, &mut set, 0, |ctx| {
-        crate::mm::mmu::do_mmu_update(ctx, crate::mm::mmu::Batch::Slice(&req), 1, 0, SELF as u32)
+        crate::mm::mmu::do_mmu_update(
+            ctx,
+            crate::mm::mmu::Batch::Slice(&req),
+            1,
+            crate::guest_access::GuestPtr::new(0),
+            SELF as u32,
+        )
     });
     assert_eq!(rc, Ok(0));
     lifecycle::reap(&mut hv);

@@ -1,10 +1,10 @@
 //! `event_channel_op` and the hypervisor's own event sends, over the portable `crate::evtchn`.
 //!
-//! The event-channel code works on each domain's shared_info through `SharedInfoBits`. With one
-//! CPU no guest runs while the hypervisor does, so a bit operation is a plain read-modify-write of
-//! the frame through machine memory. Several domains' frames are reached at once (an interdomain
-//! send sets a bit in the remote domain's frame) through one machine borrowed in a `RefCell`:
-//! each bit operation and each guest copy borrows it for just its own length.
+//! The event-channel code works on each domain's shared_info through its view
+//! (`crate::shared_info`), whose bit operations are the machine's locked ones. Several domains'
+//! frames are reached at once (an interdomain send sets a bit in the remote domain's frame)
+//! through one machine borrowed in a `RefCell`: each bit operation and each guest copy borrows
+//! it for just its own length.
 
 // Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
 #![allow(non_upper_case_globals)]
@@ -14,52 +14,51 @@ use core::cell::RefCell;
 use hypercall_abi::errno::Errno;
 
 use crate::domain::Domain;
-use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable, SharedInfoBits};
-use crate::guest_access::{GuestFault, GuestMemory, PageTableGuest};
+use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
+use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
 use crate::hypercall::{Ctx, HcResult, Machine};
-use crate::mm::{MachineMemoryMut, Maddr, Mfn};
+use crate::mm::{MachineMemoryMut, Mfn};
+use crate::shared_info::{MachineFrame, MachineFrameMut, SharedInfoPage, SharedMemory, SharedRead};
 
 /// A domain's shared_info frame, reached through the machine shared by every handle.
 pub struct SharedFrame<'a, 'm, M: ?Sized> {
     m: &'a RefCell<&'m mut M>,
-    base: Maddr,
+    mfn: Mfn,
 }
 
-impl<M: MachineMemoryMut + ?Sized> SharedFrame<'_, '_, M> {
-    fn word(&self, offset: usize) -> u64 {
-        self.m
-            .borrow()
-            .read_u64(Maddr(self.base.0 + offset as u64))
-            .unwrap_or(0)
+impl<M: MachineMemoryMut + ?Sized> SharedRead for SharedFrame<'_, '_, M> {
+    fn read_u8(&self, offset: usize) -> u8 {
+        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u8(offset)
     }
 
-    fn update(&mut self, offset: usize, bit: u32, set: bool) -> bool {
-        let at = Maddr(self.base.0 + offset as u64);
-        let mut m = self.m.borrow_mut();
-        let old = m.read_u64(at).unwrap_or(0);
-        let new = if set {
-            old | 1 << bit
-        } else {
-            old & !(1 << bit)
-        };
-        if new != old {
-            let _ = m.write_u64(at, new);
-        }
-        old & 1 << bit != 0
+    fn read_u32(&self, offset: usize) -> u32 {
+        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u32(offset)
+    }
+
+    fn read_u64(&self, offset: usize) -> u64 {
+        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u64(offset)
     }
 }
 
-impl<M: MachineMemoryMut + ?Sized> SharedInfoBits for SharedFrame<'_, '_, M> {
-    fn test_bit(&self, offset: usize, bit: u32) -> bool {
-        self.word(offset) & 1 << bit != 0
+impl<M: MachineMemoryMut + ?Sized> SharedMemory for SharedFrame<'_, '_, M> {
+    fn write_u8(&mut self, offset: usize, value: u8) {
+        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u8(offset, value);
+    }
+
+    fn write_u32(&mut self, offset: usize, value: u32) {
+        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u32(offset, value);
+    }
+
+    fn write_u64(&mut self, offset: usize, value: u64) {
+        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u64(offset, value);
     }
 
     fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        self.update(offset, bit, true)
+        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).test_and_set_bit(offset, bit)
     }
 
     fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        self.update(offset, bit, false)
+        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).test_and_clear_bit(offset, bit)
     }
 }
 
@@ -110,7 +109,7 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
             ports,
             shared: SharedFrame {
                 m,
-                base: dom.shared_info.maddr(),
+                mfn: dom.shared_info,
             },
         });
     }
@@ -150,34 +149,6 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, M> {
     }
 }
 
-/// Runs `f` on a copy of `dom`'s shared_info page and writes back the bytes it changed.
-pub fn with_shared_info<M: MachineMemoryMut + ?Sized, R>(
-    m: &mut M,
-    dom: &Domain,
-    f: impl FnOnce(&mut M, &mut [u8; 4096]) -> R,
-) -> R {
-    let base = dom.shared_info.maddr();
-    let mut page = [0u8; 4096];
-    if let Some(bytes) = m.read(base, 4096) {
-        page.copy_from_slice(bytes);
-    }
-    let before = page;
-    let r = f(m, &mut page);
-    // Re-read what the callback may have written through `m` (guest copies into the page), and
-    // apply only our own changes on top of it.
-    let mut now = [0u8; 4096];
-    if let Some(bytes) = m.read(base, 4096) {
-        now.copy_from_slice(bytes);
-    }
-    for (i, (&new, &old)) in page.iter().zip(before.iter()).enumerate() {
-        if new != old {
-            now[i] = new;
-        }
-    }
-    let _ = m.write(base, &now);
-    r
-}
-
 pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     cmd: u64,
@@ -197,7 +168,7 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     }
     let mut guest = SharedGuest { m: &m, l4 };
     let op = crate::hypercall::cmd32(cmd);
-    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, arg);
+    let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
     drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
     use hypercall_abi::event_channel::{
@@ -313,6 +284,5 @@ pub fn close_all<M: MachineMemoryMut + ?Sized>(
 
 /// Whether event channel `port` of `dom` is pending.
 pub fn port_pending<M: MachineMemoryMut + ?Sized>(m: &M, dom: &Domain, port: u32) -> bool {
-    let at = crate::mm::Maddr(dom.shared_info.maddr().0 + 2048 + u64::from(port / 8));
-    m.read(at, 1).is_some_and(|b| b[0] & (1 << (port % 8)) != 0)
+    SharedInfoPage::of(m, dom.shared_info).evtchn_pending(port)
 }

@@ -8,9 +8,9 @@
 //!   of which the first [`PortTable::valid_ports`] are "valid" as Xen counts them — Xen allocates
 //!   channels in buckets of [`PORTS_PER_BUCKET`] and answers -EINVAL for any port beyond the
 //!   buckets allocated so far, even below the ABI limit, so this table tracks the same boundary;
-//! - a domain's `shared_info` frame is reached only through [`SharedInfoBits`], atomic bit
-//!   operations at byte offsets (the hypervisor implements it with `lock bts`/`btr` through the
-//!   direct map; tests use a byte array);
+//! - a domain's `shared_info` frame is reached only through its view
+//!   ([`SharedInfoPage`]), whose bitmap operations are Xen's locked ones (the hypervisor's
+//!   direct map does them with `lock` instructions; tests use a byte array);
 //! - operations that touch two domains (interdomain channels) find them through [`Domains`].
 //!
 //! Every operation validates its arguments in Xen's order and fails with Xen's errno, so that the
@@ -33,8 +33,6 @@ pub use bind::*;
 pub use op::*;
 pub use send::*;
 
-use core::mem::{offset_of, size_of};
-
 use hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPUS;
 use hypercall_abi::event_channel::{
     EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_ipi, EVTCHNOP_bind_pirq,
@@ -47,14 +45,15 @@ use hypercall_abi::event_channel::{
     EvtchnUnmask, EVTCHN_2L_NR_CHANNELS,
 };
 use hypercall_abi::xen::{
-    DomId, SharedInfo, VcpuInfo, DOMID_FIRST_RESERVED, DOMID_SELF, NR_VIRQS, VIRQ_DEBUG,
-    VIRQ_TIMER, VIRQ_XENOPROF, VIRQ_XENPMU,
+    DomId, DOMID_FIRST_RESERVED, DOMID_SELF, NR_VIRQS, VIRQ_DEBUG, VIRQ_TIMER, VIRQ_XENOPROF,
+    VIRQ_XENPMU,
 };
 use hypercall_abi::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
 use crate::pirq::PirqTable;
+use crate::shared_info::{SharedInfoPage, SharedMemory};
 
 /// Ports per domain in the 2-level ABI on 64-bit guests: 64 selector bits × 64-bit words.
 pub const NR_PORTS: usize = EVTCHN_2L_NR_CHANNELS as usize;
@@ -254,83 +253,6 @@ impl PortTable {
     }
 }
 
-/// Atomic bit operations on one domain's `shared_info` frame.
-///
-/// `offset` is the byte offset of a naturally aligned 64-bit word inside `shared_info`, `bit` is
-/// 0..64 within that little-endian word. The hypervisor implements these with locked bit
-/// instructions on the frame (guests change the same words concurrently); the `[u8]`
-/// implementation is for tests and for frames nobody else can see yet.
-pub trait SharedInfoBits {
-    /// Whether the bit is set.
-    fn test_bit(&self, offset: usize, bit: u32) -> bool;
-    /// Sets the bit; returns whether it was already set.
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool;
-    /// Clears the bit; returns whether it was set.
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool;
-}
-
-impl SharedInfoBits for [u8] {
-    fn test_bit(&self, offset: usize, bit: u32) -> bool {
-        self[offset + (bit / 8) as usize] & (1 << (bit % 8)) != 0
-    }
-
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        let byte = &mut self[offset + (bit / 8) as usize];
-        let old = *byte & (1 << (bit % 8)) != 0;
-        *byte |= 1 << (bit % 8);
-        old
-    }
-
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        let byte = &mut self[offset + (bit / 8) as usize];
-        let old = *byte & (1 << (bit % 8)) != 0;
-        *byte &= !(1 << (bit % 8));
-        old
-    }
-}
-
-impl<const N: usize> SharedInfoBits for [u8; N] {
-    fn test_bit(&self, offset: usize, bit: u32) -> bool {
-        self.as_slice().test_bit(offset, bit)
-    }
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        self.as_mut_slice().test_and_set_bit(offset, bit)
-    }
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        self.as_mut_slice().test_and_clear_bit(offset, bit)
-    }
-}
-
-/// Where the bits of the 2-level ABI live in `shared_info` (`xen.h`).
-pub mod offsets {
-    use super::*;
-
-    /// The word of `evtchn_pending` holding `port`'s bit (bit `port % 64`).
-    pub const fn pending_word(port: EvtchnPort) -> usize {
-        offset_of!(SharedInfo, evtchn_pending) + (port / BITS_PER_WORD) as usize * 8
-    }
-
-    /// The word of `evtchn_mask` holding `port`'s bit (bit `port % 64`).
-    pub const fn mask_word(port: EvtchnPort) -> usize {
-        offset_of!(SharedInfo, evtchn_mask) + (port / BITS_PER_WORD) as usize * 8
-    }
-
-    /// `vcpu_info[vcpu].evtchn_pending_sel` (bit `port / 64`).
-    pub const fn selector_word(vcpu: u32) -> usize {
-        offset_of!(SharedInfo, vcpu_info)
-            + vcpu as usize * size_of::<VcpuInfo>()
-            + offset_of!(VcpuInfo, evtchn_pending_sel)
-    }
-
-    /// The word starting at `vcpu_info[vcpu].evtchn_upcall_pending` (bit 0 is that byte's bit
-    /// 0, which is what Xen's `test_and_set_bit(0, &evtchn_upcall_pending)` touches).
-    pub const fn upcall_word(vcpu: u32) -> usize {
-        offset_of!(SharedInfo, vcpu_info)
-            + vcpu as usize * size_of::<VcpuInfo>()
-            + offset_of!(VcpuInfo, evtchn_upcall_pending)
-    }
-}
-
 /// A vCPU whose `evtchn_upcall_pending` went from 0 to 1: it must be woken, or interrupted if it
 /// is running, so that it takes the upcall (Xen's `vcpu_mark_events_pending` → `vcpu_kick`).
 #[must_use = "a vCPU with a new pending upcall must be kicked"]
@@ -343,7 +265,7 @@ pub struct Kick {
 }
 
 /// One domain as the event-channel code needs it.
-pub struct DomainEvents<'a, S: SharedInfoBits + ?Sized> {
+pub struct DomainEvents<'a, S: SharedMemory + ?Sized> {
     /// Its id (a real one, below `DOMID_FIRST_RESERVED`).
     pub id: DomId,
     /// Whether it is the control domain, which may act on other domains' channels (Xen's
@@ -361,7 +283,7 @@ pub type DomainPair<'a, S> = (DomainEvents<'a, S>, DomainEvents<'a, S>);
 /// The set of existing domains, as event channels look them up (Xen's `rcu_lock_domain_by_id`).
 pub trait Domains {
     /// How each domain's `shared_info` is reached.
-    type Shared: SharedInfoBits + ?Sized;
+    type Shared: SharedMemory + ?Sized;
 
     /// The domain with this id, if it exists.
     fn get(&mut self, id: DomId) -> Option<DomainEvents<'_, Self::Shared>>;
@@ -383,7 +305,7 @@ pub struct EvtchnDomain<S> {
     pub shared: S,
 }
 
-impl<S: SharedInfoBits> EvtchnDomain<S> {
+impl<S: SharedMemory> EvtchnDomain<S> {
     fn view(&mut self) -> DomainEvents<'_, S> {
         DomainEvents {
             id: self.id,
@@ -394,7 +316,7 @@ impl<S: SharedInfoBits> EvtchnDomain<S> {
     }
 }
 
-impl<S: SharedInfoBits> Domains for [EvtchnDomain<S>] {
+impl<S: SharedMemory> Domains for [EvtchnDomain<S>] {
     type Shared = S;
 
     fn get(&mut self, id: DomId) -> Option<DomainEvents<'_, S>> {
@@ -437,30 +359,29 @@ pub const fn virq_is_global(virq: u32) -> bool {
 /// The 2-level set-pending order (`evtchn_2l_set_pending`): set the port's pending bit; only if
 /// it was clear and the port is not masked, set the selector bit on the notified vCPU; only if
 /// that was clear, set `evtchn_upcall_pending`; only if that was clear, kick the vCPU.
-fn set_pending<S: SharedInfoBits + ?Sized>(
+fn set_pending<S: SharedMemory + ?Sized>(
     dom: DomId,
     shared: &mut S,
     port: EvtchnPort,
     vcpu: u32,
 ) -> Option<Kick> {
-    if shared.test_and_set_bit(offsets::pending_word(port), port % BITS_PER_WORD) {
+    let mut page = SharedInfoPage(shared);
+    if page.test_and_set_evtchn_pending(port) {
         return None;
     }
-    if shared.test_bit(offsets::mask_word(port), port % BITS_PER_WORD)
-        || shared.test_and_set_bit(offsets::selector_word(vcpu), port / BITS_PER_WORD)
-    {
+    if page.evtchn_masked(port) || page.test_and_set_pending_sel(vcpu, port / BITS_PER_WORD) {
         return None;
     }
-    mark_events_pending(dom, shared, vcpu)
+    mark_events_pending(dom, page.0, vcpu)
 }
 
 /// Xen's `vcpu_mark_events_pending`.
-fn mark_events_pending<S: SharedInfoBits + ?Sized>(
+fn mark_events_pending<S: SharedMemory + ?Sized>(
     dom: DomId,
     shared: &mut S,
     vcpu: u32,
 ) -> Option<Kick> {
-    if shared.test_and_set_bit(offsets::upcall_word(vcpu), 0) {
+    if SharedInfoPage(shared).test_and_set_upcall_pending(vcpu) {
         None
     } else {
         Some(Kick { dom, vcpu })
@@ -468,7 +389,7 @@ fn mark_events_pending<S: SharedInfoBits + ?Sized>(
 }
 
 /// `evtchn_port_set_pending`: only usable channels are made pending.
-fn set_pending_on<S: SharedInfoBits + ?Sized>(
+fn set_pending_on<S: SharedMemory + ?Sized>(
     d: &mut DomainEvents<'_, S>,
     port: EvtchnPort,
 ) -> Option<Kick> {
@@ -482,10 +403,9 @@ fn set_pending_on<S: SharedInfoBits + ?Sized>(
 
 /// Xen's `evtchn_free`: clear the pending bit (so a re-bound port starts quiet), mark the
 /// channel free and notify vCPU 0 again.
-fn free_channel<S: SharedInfoBits + ?Sized>(d: &mut DomainEvents<'_, S>, port: EvtchnPort) {
+fn free_channel<S: SharedMemory + ?Sized>(d: &mut DomainEvents<'_, S>, port: EvtchnPort) {
     if d.ports.chan_mut(port).state.usable() {
-        d.shared
-            .test_and_clear_bit(offsets::pending_word(port), port % BITS_PER_WORD);
+        SharedInfoPage(&mut *d.shared).test_and_clear_evtchn_pending(port);
     }
     *d.ports.chan_mut(port) = Channel::FREE;
 }

@@ -1,6 +1,9 @@
 //! `close`, `status`, `reset`, and `HYPERVISOR_event_channel_op`: decoding each command's argument from the guest.
 
+use core::ffi::c_void;
+
 use super::*;
+use crate::guest_access::GuestPtr;
 
 /// `EVTCHNOP_close`: free a port. The other end of an interdomain channel becomes unbound again,
 /// waiting for the closing domain to bind to it anew.
@@ -158,39 +161,41 @@ impl OpOutcome {
 }
 
 /// Reads the argument structure (`copy_from_guest`), or -EFAULT.
-fn arg<T: FromBytes + IntoBytes>(guest: &impl GuestMemory, va: u64) -> Result<T, Errno> {
-    copy_from_guest(guest, va).map_err(|_| Errno::EFAULT)
+fn arg<T: FromBytes + IntoBytes>(guest: &impl GuestMemory, ptr: GuestPtr<T>) -> Result<T, Errno> {
+    copy_from_guest(guest, ptr).map_err(|_| Errno::EFAULT)
 }
 
 /// Writes the argument structure back (`__copy_to_guest`), or -EFAULT. Xen does not undo the
 /// operation when this fails ("cleaning up here would be a mess"), and neither does this.
 fn put<T: IntoBytes + Immutable>(
     guest: &mut impl GuestMemory,
-    va: u64,
+    ptr: GuestPtr<T>,
     v: &T,
 ) -> Result<(), Errno> {
-    copy_to_guest(guest, va, v).map_err(|_| Errno::EFAULT)
+    copy_to_guest(guest, ptr, v).map_err(|_| Errno::EFAULT)
 }
 
 /// `HYPERVISOR_event_channel_op(cmd, arg)` for domain `caller`, whose memory `guest` is and whose
-/// argument structure is at guest virtual address `arg_va` (Xen's `do_event_channel_op`).
-/// Unknown commands are -ENOSYS.
+/// argument structure is at `arg_va`, whose type the command gives (Xen's `do_event_channel_op`
+/// with its `XEN_GUEST_HANDLE_PARAM(void)`). Unknown commands are -ENOSYS.
 #[allow(non_upper_case_globals)] // the EVTCHNOP_* patterns keep Xen's spelling
 pub fn do_event_channel_op<D: Domains + ?Sized, G: GuestMemory>(
     doms: &mut D,
     caller: DomId,
     guest: &mut G,
     cmd: u32,
-    arg_va: u64,
+    arg_va: GuestPtr<c_void>,
 ) -> OpOutcome {
     // Operations that only produce a result; those that can also kick return early below.
     let result = match cmd {
-        EVTCHNOP_alloc_unbound => arg::<EvtchnAllocUnbound>(guest, arg_va).and_then(|mut a| {
-            a.port = alloc_unbound(doms, caller, a.dom, a.remote_dom)?;
-            put(guest, arg_va, &a)
-        }),
+        EVTCHNOP_alloc_unbound => {
+            arg::<EvtchnAllocUnbound>(guest, arg_va.cast()).and_then(|mut a| {
+                a.port = alloc_unbound(doms, caller, a.dom, a.remote_dom)?;
+                put(guest, arg_va.cast(), &a)
+            })
+        }
         EVTCHNOP_bind_interdomain => {
-            let bound = arg::<EvtchnBindInterdomain>(guest, arg_va).and_then(|b| {
+            let bound = arg::<EvtchnBindInterdomain>(guest, arg_va.cast()).and_then(|b| {
                 let bound = bind_interdomain(doms, caller, b.remote_dom, b.remote_port)?;
                 Ok((b, bound))
             });
@@ -198,55 +203,60 @@ pub fn do_event_channel_op<D: Domains + ?Sized, G: GuestMemory>(
                 Ok((mut b, bound)) => {
                     b.local_port = bound.port;
                     OpOutcome {
-                        result: put(guest, arg_va, &b),
+                        result: put(guest, arg_va.cast(), &b),
                         kick: bound.kick,
                     }
                 }
                 Err(e) => OpOutcome::done(Err(e)),
             };
         }
-        EVTCHNOP_bind_virq => arg::<EvtchnBindVirq>(guest, arg_va).and_then(|mut b| {
+        EVTCHNOP_bind_virq => arg::<EvtchnBindVirq>(guest, arg_va.cast()).and_then(|mut b| {
             b.port = bind_virq(doms, caller, b.virq, b.vcpu)?;
-            put(guest, arg_va, &b)
+            put(guest, arg_va.cast(), &b)
         }),
-        EVTCHNOP_bind_ipi => arg::<EvtchnBindIpi>(guest, arg_va).and_then(|mut b| {
+        EVTCHNOP_bind_ipi => arg::<EvtchnBindIpi>(guest, arg_va.cast()).and_then(|mut b| {
             b.port = bind_ipi(doms, caller, b.vcpu)?;
-            put(guest, arg_va, &b)
+            put(guest, arg_va.cast(), &b)
         }),
-        EVTCHNOP_bind_pirq => arg::<EvtchnBindPirq>(guest, arg_va).and_then(|mut b| {
+        EVTCHNOP_bind_pirq => arg::<EvtchnBindPirq>(guest, arg_va.cast()).and_then(|mut b| {
             b.port = bind_pirq(doms, caller, b.pirq)?;
-            put(guest, arg_va, &b)
+            put(guest, arg_va.cast(), &b)
         }),
         EVTCHNOP_close => {
-            arg::<EvtchnClose>(guest, arg_va).and_then(|c| close(doms, caller, c.port))
+            arg::<EvtchnClose>(guest, arg_va.cast()).and_then(|c| close(doms, caller, c.port))
         }
         EVTCHNOP_send => {
-            let sent = arg::<EvtchnSend>(guest, arg_va).and_then(|s| send(doms, caller, s.port));
+            let sent =
+                arg::<EvtchnSend>(guest, arg_va.cast()).and_then(|s| send(doms, caller, s.port));
             return OpOutcome::kicked(sent);
         }
-        EVTCHNOP_status => arg::<EvtchnStatus>(guest, arg_va).and_then(|s| {
+        EVTCHNOP_status => arg::<EvtchnStatus>(guest, arg_va.cast()).and_then(|s| {
             let out = status(doms, caller, s.dom, s.port)?;
-            put(guest, arg_va, &out)
+            put(guest, arg_va.cast(), &out)
         }),
-        EVTCHNOP_bind_vcpu => arg::<EvtchnBindVcpu>(guest, arg_va)
+        EVTCHNOP_bind_vcpu => arg::<EvtchnBindVcpu>(guest, arg_va.cast())
             .and_then(|b| bind_vcpu(doms, caller, b.port, b.vcpu)),
         EVTCHNOP_unmask => {
-            let unmasked =
-                arg::<EvtchnUnmask>(guest, arg_va).and_then(|u| unmask(doms, caller, u.port));
+            let unmasked = arg::<EvtchnUnmask>(guest, arg_va.cast())
+                .and_then(|u| unmask(doms, caller, u.port));
             return OpOutcome::kicked(unmasked);
         }
         EVTCHNOP_reset => {
-            arg::<EvtchnReset>(guest, arg_va).and_then(|r| reset(doms, caller, r.dom))
+            arg::<EvtchnReset>(guest, arg_va.cast()).and_then(|r| reset(doms, caller, r.dom))
         }
         // The 2-level ABI has no priorities: Xen checks the port, then answers -ENOSYS.
-        EVTCHNOP_set_priority => arg::<EvtchnSetPriority>(guest, arg_va).and_then(|p| {
+        EVTCHNOP_set_priority => arg::<EvtchnSetPriority>(guest, arg_va.cast()).and_then(|p| {
             let d = doms.get(caller).ok_or(Errno::ESRCH)?;
             d.ports.channel(p.port).ok_or(Errno::EINVAL)?;
             Err(Errno::ENOSYS)
         }),
         // The FIFO ABI is not provided; guests fall back to 2-level on any error.
-        EVTCHNOP_init_control => arg::<EvtchnInitControl>(guest, arg_va).and(Err(Errno::ENOSYS)),
-        EVTCHNOP_expand_array => arg::<EvtchnExpandArray>(guest, arg_va).and(Err(Errno::ENOSYS)),
+        EVTCHNOP_init_control => {
+            arg::<EvtchnInitControl>(guest, arg_va.cast()).and(Err(Errno::ENOSYS))
+        }
+        EVTCHNOP_expand_array => {
+            arg::<EvtchnExpandArray>(guest, arg_va.cast()).and(Err(Errno::ENOSYS))
+        }
         _ => Err(Errno::ENOSYS),
     };
     OpOutcome::done(result)

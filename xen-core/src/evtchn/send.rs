@@ -44,13 +44,10 @@ pub fn unmask<D: Domains + ?Sized>(
     if !chan.state.usable() {
         return Ok(None);
     }
-    let bit = port % BITS_PER_WORD;
-    if d.shared.test_and_clear_bit(offsets::mask_word(port), bit)
-        && d.shared.test_bit(offsets::pending_word(port), bit)
-        && !d.shared.test_and_set_bit(
-            offsets::selector_word(chan.notify_vcpu),
-            port / BITS_PER_WORD,
-        )
+    let mut page = SharedInfoPage(&mut *d.shared);
+    if page.test_and_clear_evtchn_mask(port)
+        && page.evtchn_pending(port)
+        && !page.test_and_set_pending_sel(chan.notify_vcpu, port / BITS_PER_WORD)
     {
         return Ok(mark_events_pending(d.id, d.shared, chan.notify_vcpu));
     }

@@ -10,7 +10,8 @@
 // Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
 #![allow(non_upper_case_globals)]
 
-use core::mem::size_of;
+use core::ffi::c_void;
+use core::mem::offset_of;
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::*;
@@ -19,7 +20,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::domain::set::Others;
 use crate::domain::DomainId;
 use crate::gnttab::{self as gnt, GrantTable, GrantTables};
-use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, PageTableGuest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr, PageTableGuest};
 use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 
@@ -50,22 +51,21 @@ impl GrantTables for Tables<'_, '_> {
     }
 }
 
-fn get<T: FromBytes + IntoBytes>(mem: &mut dyn MachineMemoryMut, l4: Mfn, va: u64) -> Option<T> {
-    copy_from_guest(&PageTableGuest { mem, l4 }, va).ok()
+fn get<T: FromBytes + IntoBytes>(
+    mem: &mut dyn MachineMemoryMut,
+    l4: Mfn,
+    ptr: GuestPtr<T>,
+) -> Option<T> {
+    copy_from_guest(&PageTableGuest { mem, l4 }, ptr).ok()
 }
 
 fn put<T: IntoBytes + Immutable>(
     mem: &mut dyn MachineMemoryMut,
     l4: Mfn,
-    va: u64,
+    ptr: GuestPtr<T>,
     v: &T,
 ) -> Option<()> {
-    copy_to_guest(&mut PageTableGuest { mem, l4 }, va, v).ok()
-}
-
-/// Element `i` of an array at `base`.
-fn elem<T>(base: u64, i: u32) -> u64 {
-    base.wrapping_add(u64::from(i) * core::mem::size_of::<T>() as u64)
+    copy_to_guest(&mut PageTableGuest { mem, l4 }, ptr, v).ok()
 }
 
 /// `do_grant_table_op`.
@@ -88,7 +88,8 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
         cmd,
         GNTTABOP_map_grant_ref | GNTTABOP_unmap_grant_ref | GNTTABOP_copy | GNTTABOP_swap_grant_ref
     );
-    if batch && !guest_va_ok(uop) {
+    let uop = GuestPtr::<c_void>::new(uop);
+    if batch && !uop.okay() {
         return Err(Errno::EFAULT); // `guest_handle_okay`
     }
     match run_op(ctx, cmd, uop, count)? {
@@ -97,17 +98,13 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
         // (`hypercall_create_continuation(__HYPERVISOR_grant_table_op, "ihi", cmd, uop + i,
         // count - i)`).
         Ran::Preempted(i) => {
-            let size = match cmd {
-                GNTTABOP_map_grant_ref => size_of::<GnttabMapGrantRef>(),
-                GNTTABOP_unmap_grant_ref => size_of::<GnttabUnmapGrantRef>(),
-                GNTTABOP_copy => size_of::<GnttabCopy>(),
-                _ => size_of::<GnttabSwapGrantRef>(),
-            } as u64;
-            ctx.create_continuation(&[
-                u64::from(cmd),
-                uop.wrapping_add(u64::from(i) * size),
-                u64::from(count - i),
-            ])
+            let rest = match cmd {
+                GNTTABOP_map_grant_ref => uop.cast::<GnttabMapGrantRef>().add(i.into()).va(),
+                GNTTABOP_unmap_grant_ref => uop.cast::<GnttabUnmapGrantRef>().add(i.into()).va(),
+                GNTTABOP_copy => uop.cast::<GnttabCopy>().add(i.into()).va(),
+                _ => uop.cast::<GnttabSwapGrantRef>().add(i.into()).va(),
+            };
+            ctx.create_continuation(&[u64::from(cmd), rest, u64::from(count - i)])
         }
     }
 }
@@ -131,7 +128,7 @@ enum Ran {
 fn run_op<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     cmd: u32,
-    uop: u64,
+    uop: GuestPtr<c_void>,
     count: u32,
 ) -> Result<Ran, Errno> {
     let shared_info = ctx.dom.shared_info;
@@ -155,7 +152,7 @@ fn run_op<M: Machine + ?Sized>(
                 if stop(pt.mem, i) {
                     return Ok(Ran::Preempted(i));
                 }
-                let at = elem::<GnttabMapGrantRef>(uop, i);
+                let at = uop.cast::<GnttabMapGrantRef>().add(i.into());
                 let mut op: GnttabMapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 put(pt.mem, l4, at, &op).ok_or(Errno::EFAULT)?;
@@ -167,11 +164,17 @@ fn run_op<M: Machine + ?Sized>(
                 if i.is_multiple_of(UNMAP_BATCH) && stop(pt.mem, i) {
                     return Ok(Ran::Preempted(i));
                 }
-                let at = elem::<GnttabUnmapGrantRef>(uop, i);
+                let at = uop.cast::<GnttabUnmapGrantRef>().add(i.into());
                 let mut op: GnttabUnmapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
-                put(pt.mem, l4, at + 20, &op.status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    at.field(offset_of!(GnttabUnmapGrantRef, status)),
+                    &op.status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -180,10 +183,16 @@ fn run_op<M: Machine + ?Sized>(
                 if stop(pt.mem, i) {
                     return Ok(Ran::Preempted(i));
                 }
-                let at = elem::<GnttabCopy>(uop, i);
+                let at = uop.cast::<GnttabCopy>().add(i.into());
                 let op: GnttabCopy = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::copy(&mut pt, &mut tables, &op);
-                put(pt.mem, l4, at + 36, &status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    at.field(offset_of!(GnttabCopy, status)),
+                    &status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -192,10 +201,16 @@ fn run_op<M: Machine + ?Sized>(
                 if stop(pt.mem, i) {
                     return Ok(Ran::Preempted(i));
                 }
-                let at = elem::<GnttabSwapGrantRef>(uop, i);
+                let at = uop.cast::<GnttabSwapGrantRef>().add(i.into());
                 let op: GnttabSwapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
-                put(pt.mem, l4, at + 8, &status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    at.field(offset_of!(GnttabSwapGrantRef, status)),
+                    &status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -203,8 +218,10 @@ fn run_op<M: Machine + ?Sized>(
             if count != 1 {
                 return Err(Errno::EINVAL);
             }
-            let mut op: GnttabSetupTable = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
-            if !guest_va_ok(op.frame_list) {
+            let uop = uop.cast::<GnttabSetupTable>();
+            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let frame_list = GuestPtr::<u64>::new(op.frame_list);
+            if !frame_list.okay() {
                 return Err(Errno::EFAULT);
             }
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
@@ -218,7 +235,7 @@ fn run_op<M: Machine + ?Sized>(
                                 .table(id)
                                 .and_then(|t| t.shared_frames().get(i as usize).copied())
                                 .map_or(0, |m| m.0);
-                            if put(pt.mem, l4, elem::<u64>(op.frame_list, i), &mfn).is_none() {
+                            if put(pt.mem, l4, frame_list.add(i.into()), &mfn).is_none() {
                                 status = GNTST_bad_virt_addr;
                             }
                         }
@@ -226,14 +243,21 @@ fn run_op<M: Machine + ?Sized>(
                     }
                 },
             };
-            put(pt.mem, l4, uop + 8, &op.status).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                l4,
+                uop.field(offset_of!(GnttabSetupTable, status)),
+                &op.status,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_query_size => {
             if count != 1 {
                 return Err(Errno::EINVAL);
             }
-            let mut op: GnttabQuerySize = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let uop = uop.cast::<GnttabQuerySize>();
+            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
             match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => op.status = s,
                 Ok(id) => {
@@ -248,14 +272,16 @@ fn run_op<M: Machine + ?Sized>(
             Ok(Ran::Done(0))
         }
         GNTTABOP_set_version => {
-            let mut op: GnttabSetVersion = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let uop = uop.cast::<GnttabSetVersion>();
+            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
             let (version, rc) = gnt::set_version(tables.mine, op.version);
             op.version = version;
             put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))
         }
         GNTTABOP_get_version => {
-            let mut op: GnttabGetVersion = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let uop = uop.cast::<GnttabGetVersion>();
+            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
             let id = if op.dom == hypercall_abi::xen::DOMID_SELF {
                 me
             } else {
@@ -266,21 +292,34 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EPERM);
             }
             op.version = version;
-            put(pt.mem, l4, uop + 4, &op.version).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                l4,
+                uop.field(offset_of!(GnttabGetVersion, version)),
+                &op.version,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_get_status_frames => {
             if count != 1 {
                 return Err(Errno::EINVAL);
             }
-            let mut op: GnttabGetStatusFrames = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let uop = uop.cast::<GnttabGetStatusFrames>();
+            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => s,
                 // Version 1 has no status frames.
                 Ok(_) if op.nr_frames > 0 => GNTST_general_error,
                 Ok(_) => GNTST_okay,
             };
-            put(pt.mem, l4, uop + 6, &op.status).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                l4,
+                uop.field(offset_of!(GnttabGetStatusFrames, status)),
+                &op.status,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         _ => Err(Errno::ENOSYS),

@@ -6,7 +6,7 @@ use hypercall_abi::callback::*;
 use hypercall_abi::errno::Errno;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, is_canonical};
+use crate::guest_access::{copy_from_guest, is_canonical, GuestPtr};
 
 /// Vector of the NMI, whose callback lives in the trap table.
 const TRAP_NMI: usize = 2;
@@ -80,11 +80,11 @@ pub(super) fn callback_op<M: Machine + ?Sized>(
 ) -> HcResult {
     match super::cmd32(cmd) {
         CALLBACKOP_register => {
-            let reg: CallbackRegister = copy_from_guest(&ctx.guest(), arg)?;
+            let reg: CallbackRegister = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             register(ctx, &reg)
         }
         CALLBACKOP_unregister => {
-            let unreg: CallbackUnregister = copy_from_guest(&ctx.guest(), arg)?;
+            let unreg: CallbackUnregister = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             match unreg.r#type {
                 CALLBACKTYPE_nmi => {
                     ctx.dom.vcpu.trap_ctxt[TRAP_NMI].address = 0;

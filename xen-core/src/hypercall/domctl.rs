@@ -27,7 +27,7 @@ use zerocopy::IntoBytes;
 use super::{Ctx, HcResult, Machine};
 use crate::domain::set::Guest;
 use crate::domain::{Domain, DomainId, Shutdown};
-use crate::guest_access::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
 /// Xen's `SHUTDOWN_CODE_INVALID`: a domain's shutdown code before anything set it.
 const SHUTDOWN_CODE_INVALID: u32 = !0;
@@ -117,7 +117,7 @@ fn lookup<M: Machine + ?Sized>(ctx: &Ctx<'_, M>, id: DomainId) -> Option<bool> {
 }
 
 pub(super) fn domctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
-    let mut op: XenDomctl = copy_from_guest(&ctx.guest(), arg)?;
+    let mut op: XenDomctl = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
     if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES);
     }
@@ -131,7 +131,7 @@ pub(super) fn domctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
         let info = first_info_from(ctx, op.domain.into()).ok_or(Errno::ESRCH)?;
         op.u[..size_of::<XenDomctlGetdomaininfo>()].copy_from_slice(info.as_bytes());
         op.domain = info.domain;
-        copy_to_guest(&mut ctx.guest(), arg, &op)?;
+        copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &op)?;
         return Ok(0);
     }
     let is_caller = lookup(ctx, op.domain).ok_or(Errno::ESRCH)?;

@@ -21,14 +21,14 @@ use hypercall_abi::hvm::*;
 use hypercall_abi::xen::DOMID_SELF;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
 pub(super) fn hvm_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: u64, arg: u64) -> HcResult {
     // Xen takes the operation as `unsigned long`: no truncation.
     if op != HVMOP_get_param && op != HVMOP_set_param {
         return Err(Errno::ENOSYS);
     }
-    let mut p: XenHvmParam = copy_from_guest(&ctx.guest(), arg)?;
+    let mut p: XenHvmParam = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
     if p.index >= HVM_NR_PARAMS {
         return Err(Errno::EINVAL);
     }
@@ -54,6 +54,6 @@ pub(super) fn hvm_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: u64, arg: u6
         HVM_PARAM_CONSOLE_EVTCHN => rings.console_evtchn.into(),
         _ => return Err(Errno::EINVAL),
     };
-    copy_to_guest(&mut ctx.guest(), arg, &p)?;
+    copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &p)?;
     Ok(0)
 }

@@ -120,11 +120,8 @@ pub(crate) fn preempt_check<R: crate::mm::MachineMemory + ?Sized>(
     if p.pending() {
         return true;
     }
-    let at = crate::mm::Maddr(shared_info.maddr().0 + crate::shared_info::UPCALL_PENDING);
-    // `evtchn_upcall_pending` and `evtchn_upcall_mask` are the first two bytes of vcpu_info[0].
-    const _: () =
-        assert!(crate::shared_info::UPCALL_MASK == crate::shared_info::UPCALL_PENDING + 1);
-    mem.read(at, 2).is_some_and(|b| b[0] != 0 && b[1] == 0)
+    let page = crate::shared_info::SharedInfoPage::of(mem, shared_info);
+    page.upcall_pending(0) && !page.upcall_mask(0)
 }
 
 /// What a preempted hypercall asks for instead of a result (Xen's

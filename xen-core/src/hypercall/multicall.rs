@@ -15,15 +15,15 @@
 //! result until it finishes (Xen writes the sub-call's placeholder return value there, which the
 //! re-run overwrites; we leave the field as it was).
 
+use core::mem::offset_of;
+
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::MulticallEntry;
 
 use super::{dispatch, Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, GuestPtr};
 
 const ENTRY_SIZE: u64 = core::mem::size_of::<MulticallEntry>() as u64;
-/// Offset of `result` in an entry.
-const RESULT_OFFSET: u64 = 8;
 
 /// How the loop over the entries ended.
 enum End {
@@ -40,9 +40,10 @@ pub(super) fn multicall<M: Machine + ?Sized>(
 ) -> HcResult {
     // A nested multicall never gets here: `dispatch` refuses it (the table's `in_multicall`).
     let count = count as u32 as u64;
+    let list = GuestPtr::<MulticallEntry>::new(list);
     // `guest_handle_okay`: the whole array must lie in guest address space.
-    let end = list.checked_add(count * ENTRY_SIZE);
-    if count > 0 && (!guest_va_ok(list) || end.is_none_or(|e| !guest_va_ok(e - 1))) {
+    let end = list.va().checked_add(count * ENTRY_SIZE);
+    if count > 0 && (!list.okay() || end.is_none_or(|e| !guest_va_ok(e - 1))) {
         return Err(Errno::EFAULT);
     }
     ctx.in_multicall = true;
@@ -50,18 +51,22 @@ pub(super) fn multicall<M: Machine + ?Sized>(
     ctx.in_multicall = false;
     match end {
         End::Done(rc) => rc,
-        End::Preempted(i) => ctx.create_continuation(&[list + i * ENTRY_SIZE, count - i]),
+        End::Preempted(i) => ctx.create_continuation(&[list.add(i).va(), count - i]),
     }
 }
 
 /// Runs the entries of the list (`do_multicall`'s loop).
-fn entries<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64, count: u64) -> End {
+fn entries<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    list: GuestPtr<MulticallEntry>,
+    count: u64,
+) -> End {
     for i in 0..count {
         if i > 0 && ctx.preempt_check() {
             return End::Preempted(i);
         }
-        let at = list + i * ENTRY_SIZE;
-        let Ok(mut call) = copy_from_guest::<MulticallEntry>(&ctx.guest(), at) else {
+        let at = list.add(i);
+        let Ok(mut call) = copy_from_guest(&ctx.guest(), at) else {
             return End::Done(Err(Errno::EFAULT));
         };
         let a = call.args;
@@ -76,11 +81,8 @@ fn entries<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64, count: u64) -> 
             }
             return End::Preempted(i);
         }
-        if ctx
-            .guest()
-            .write(at + RESULT_OFFSET, &out.rax().to_le_bytes())
-            .is_err()
-        {
+        let result_at = at.field::<i64>(offset_of!(MulticallEntry, result));
+        if copy_to_guest(&mut ctx.guest(), result_at, &out.rax()).is_err() {
             return End::Done(Err(Errno::EFAULT));
         }
         if ctx.dom.shutdown.is_some() || ctx.fx.crash.is_some() {

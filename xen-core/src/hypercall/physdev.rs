@@ -22,7 +22,7 @@ use hypercall_abi::physdev::{
 use hypercall_abi::xen::{DomId, DOMID_FIRST_RESERVED, DOMID_SELF};
 
 use super::{cmd32, Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 use crate::pirq::NR_PIRQS;
 
 /// The domain a PIRQ operation names, which must be the caller: `DOMID_SELF` or its own id.
@@ -50,7 +50,7 @@ pub(super) fn physdev_op<M: Machine + ?Sized>(
         // Any PV vCPU may set its own IOPL (Xen checks no privilege: which ports a domain may
         // reach is `ioports_access_permitted`'s business); 0..=3, else -EINVAL.
         PHYSDEVOP_set_iopl => {
-            let req: PhysdevSetIopl = copy_from_guest(&ctx.guest(), arg)?;
+            let req: PhysdevSetIopl = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             if req.iopl > 3 {
                 return Err(Errno::EINVAL);
             }
@@ -58,7 +58,7 @@ pub(super) fn physdev_op<M: Machine + ?Sized>(
             Ok(0)
         }
         PHYSDEVOP_map_pirq => {
-            let mut req: PhysdevMapPirq = copy_from_guest(&ctx.guest(), arg)?;
+            let mut req: PhysdevMapPirq = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             pirq_domain(ctx.dom.id, ctx.dom.privileged, req.domid)?;
             if req.r#type != MAP_PIRQ_TYPE_GSI {
                 // MSI is not provided.
@@ -66,17 +66,17 @@ pub(super) fn physdev_op<M: Machine + ?Sized>(
             }
             let pirq = ctx.events.pirqs.map_gsi(req.index, req.pirq)?;
             req.pirq = pirq as i32;
-            copy_to_guest(&mut ctx.guest(), arg, &req)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &req)?;
             Ok(0)
         }
         PHYSDEVOP_unmap_pirq => {
-            let req: PhysdevUnmapPirq = copy_from_guest(&ctx.guest(), arg)?;
+            let req: PhysdevUnmapPirq = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             pirq_domain(ctx.dom.id, ctx.dom.privileged, req.domid)?;
             ctx.events.pirqs.unmap(req.pirq)?;
             Ok(0)
         }
         PHYSDEVOP_eoi => {
-            let req: PhysdevEoi = copy_from_guest(&ctx.guest(), arg)?;
+            let req: PhysdevEoi = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             if ctx.events.pirqs.eoi(req.irq)?.is_some() {
                 ctx.m.sync_irq_lines(&ctx.events.pirqs);
             }
@@ -93,9 +93,9 @@ pub(super) fn physdev_op<M: Machine + ?Sized>(
             Ok(0)
         }
         PHYSDEVOP_irq_status_query => {
-            let mut req: PhysdevIrqStatusQuery = copy_from_guest(&ctx.guest(), arg)?;
+            let mut req: PhysdevIrqStatusQuery = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             req.flags = ctx.events.pirqs.status(req.irq)?;
-            copy_to_guest(&mut ctx.guest(), arg, &req)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &req)?;
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),

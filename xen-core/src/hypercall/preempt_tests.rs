@@ -144,7 +144,12 @@ fn a_multicall_is_preempted_between_entries_and_continues_where_it_stopped() {
             result: 0xdead,
             args: [u64::from(XENVER_version), 0, 0, 0, 0, 0],
         };
-        copy_to_guest(&mut g, list + i * ENTRY, &e).unwrap();
+        copy_to_guest(
+            &mut g,
+            crate::guest_access::GuestPtr::new(list + i * ENTRY),
+            &e,
+        )
+        .unwrap();
     }
     m.preempt = FakePreempt::every(10);
     let mut regs = Regs::default();
@@ -159,7 +164,13 @@ fn a_multicall_is_preempted_between_entries_and_continues_where_it_stopped() {
         let c = cont.expect("the multicall must stop when told to");
         assert_eq!(c, Continuation::new(&[list + 10 * ENTRY, 90]));
         let g = ctx.guest();
-        let result = |i: u64| copy_from_guest::<i64>(&g, list + i * ENTRY + RESULT).unwrap();
+        let result = |i: u64| {
+            copy_from_guest::<i64>(
+                &g,
+                crate::guest_access::GuestPtr::new(list + i * ENTRY + RESULT),
+            )
+            .unwrap()
+        };
         assert_eq!(result(9), expect);
         assert_eq!(result(10), 0xdead, "entry 10 has not run");
 
@@ -168,7 +179,8 @@ fn a_multicall_is_preempted_between_entries_and_continues_where_it_stopped() {
         assert_eq!((rc, continuations), (0, 8));
         let g = ctx.guest();
         for i in 0..100 {
-            let e: MulticallEntry = copy_from_guest(&g, list + i * ENTRY).unwrap();
+            let e: MulticallEntry =
+                copy_from_guest(&g, crate::guest_access::GuestPtr::new(list + i * ENTRY)).unwrap();
             assert_eq!(e.result, expect as u64, "entry {i}");
             // Entries that were not preempted inside keep their arguments.
             assert_eq!(e.args[0], u64::from(XENVER_version));
@@ -200,7 +212,12 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
         },
     ];
     for (i, e) in calls.iter().enumerate() {
-        copy_to_guest(&mut g, list + i as u64 * ENTRY, e).unwrap();
+        copy_to_guest(
+            &mut g,
+            crate::guest_access::GuestPtr::new(list + i as u64 * ENTRY),
+            e,
+        )
+        .unwrap();
     }
     m.preempt = FakePreempt::every(100_000);
     let mut regs = Regs::default();
@@ -213,7 +230,8 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
         let c = cont.expect("preempted inside");
         assert_eq!(c, Continuation::new(&[list, 2]));
         let g = ctx.guest();
-        let e: MulticallEntry = copy_from_guest(&g, list).unwrap();
+        let e: MulticallEntry =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(list)).unwrap();
         // Only the arguments the continuation sets are rewritten; no result is written for a
         // sub-call that has not finished.
         assert_eq!(
@@ -228,8 +246,10 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
         // One stop every 100 000 entries, the first one above.
         assert_eq!(continuations + 1, ENTRIES / 100_000);
         let g = ctx.guest();
-        let first: MulticallEntry = copy_from_guest(&g, list).unwrap();
-        let second: MulticallEntry = copy_from_guest(&g, list + ENTRY).unwrap();
+        let first: MulticallEntry =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(list)).unwrap();
+        let second: MulticallEntry =
+            copy_from_guest(&g, crate::guest_access::GuestPtr::new(list + ENTRY)).unwrap();
         assert_eq!((first.result, second.result), (0, version as u64));
         assert_eq!(ctx.dom.vcpu.trap_ctxt[255].address, entry(255).address);
     });
@@ -286,7 +306,11 @@ fn a_long_grant_batch_is_preempted_and_continued_with_the_same_statuses() {
                 ..Default::default()
             };
             t.ctx(1, |ctx| {
-                copy_to_guest(&mut ctx.guest(), list + SWAP * u64::from(i), &op)
+                copy_to_guest(
+                    &mut ctx.guest(),
+                    crate::guest_access::GuestPtr::new(list + SWAP * u64::from(i)),
+                    &op,
+                )
             })
             .unwrap();
         }
@@ -305,9 +329,12 @@ fn a_long_grant_batch_is_preempted_and_continued_with_the_same_statuses() {
         let statuses: Vec<i16> = (0..1000u64)
             .map(|i| {
                 t.ctx(1, |ctx| {
-                    copy_from_guest::<GnttabSwapGrantRef>(&ctx.guest(), list + SWAP * i)
-                        .unwrap()
-                        .status
+                    copy_from_guest::<GnttabSwapGrantRef>(
+                        &ctx.guest(),
+                        crate::guest_access::GuestPtr::new(list + SWAP * i),
+                    )
+                    .unwrap()
+                    .status
                 })
             })
             .collect();

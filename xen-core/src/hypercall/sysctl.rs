@@ -19,10 +19,10 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use super::{Ctx, HcResult, Machine};
 use crate::domain::PerfCounters;
-use crate::guest_access::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
 pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
-    let mut op: XenSysctl = copy_from_guest(&ctx.guest(), arg)?;
+    let mut op: XenSysctl = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
     if op.interface_version != XEN_SYSCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES);
     }
@@ -49,15 +49,19 @@ pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
                         ..Default::default()
                     };
                     d.name[..name.len()].copy_from_slice(name.as_bytes());
-                    copy_to_guest(&mut ctx.guest(), pc.desc + i * 84, &d)?;
+                    copy_to_guest(&mut ctx.guest(), GuestPtr::new(pc.desc + i * 84), &d)?;
                 }
                 if pc.val != 0 {
                     // Xen's values are 32-bit: they wrap, as Xen's do.
-                    copy_to_guest(&mut ctx.guest(), pc.val + i * 4, &(*value as u32))?;
+                    copy_to_guest(
+                        &mut ctx.guest(),
+                        GuestPtr::new(pc.val + i * 4),
+                        &(*value as u32),
+                    )?;
                 }
             }
             op.u[..32].copy_from_slice(pc.as_bytes());
-            copy_to_guest(&mut ctx.guest(), arg, &op)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &op)?;
             Ok(0)
         }
         XEN_SYSCTL_getdomaininfolist => {
@@ -72,13 +76,13 @@ pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
                 let at = l
                     .buffer
                     .wrapping_add(u64::from(n) * size_of_val(&info) as u64);
-                copy_to_guest(&mut ctx.guest(), at, &info)?;
+                copy_to_guest(&mut ctx.guest(), GuestPtr::new(at), &info)?;
                 n += 1;
                 from = u32::from(info.domain) + 1;
             }
             l.num_domains = n;
             op.u[..size_of_val(&l)].copy_from_slice(l.as_bytes());
-            copy_to_guest(&mut ctx.guest(), arg, &op)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &op)?;
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),

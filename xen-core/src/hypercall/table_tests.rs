@@ -182,13 +182,14 @@ fn guest_wrappers(src: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn every_hypercall_the_conformance_suite_makes_is_in_the_table() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src/kernel");
-    let wrappers = guest_wrappers(&std::fs::read_to_string(root.join("hypercall.rs")).unwrap());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src");
+    let wrappers =
+        guest_wrappers(&std::fs::read_to_string(root.join("kernel/hypercall.rs")).unwrap());
     // `shutdown` issues `sched_op` through the `sched_op` wrapper.
     let mut wrappers = wrappers;
     assert_eq!(wrappers.insert("shutdown".into(), "sched_op".into()), None);
     let mut files = Vec::new();
-    sources(&root.join("conformance"), &mut files);
+    sources(&root.join("suites/conformance"), &mut files);
     assert!(files.len() > 3, "conformance sources not found");
     let mut used = BTreeSet::new();
     for (_, text) in &files {
@@ -347,18 +348,13 @@ fn an_event_sent_to_another_domain_kicks_it() {
     ));
     // The same send inside a multicall: the multicall's outcome must say so too.
     // Domain 2 handles the event as its upcall would: clears evtchn_upcall_pending,
-    // evtchn_pending_sel (vcpu_info offset 8) and the port's bit (evtchn_pending, at 2048).
-    let si = set
-        .guest(set.slot_of(2).unwrap())
-        .unwrap()
-        .dom
-        .shared_info
-        .maddr()
-        .0;
-    for (offset, len) in [(crate::shared_info::UPCALL_PENDING, 1), (8, 8), (2048, 8)] {
-        let zero = [0u8; 8];
-        crate::mm::MachineMemoryMut::write(&mut m, crate::mm::Maddr(si + offset), &zero[..len])
-            .unwrap();
+    // evtchn_pending_sel and the pending bits of the first word (the port's among them).
+    let si = set.guest(set.slot_of(2).unwrap()).unwrap().dom.shared_info;
+    let mut page = crate::shared_info::SharedInfoPage::of_mut(&mut m, si);
+    let _ = page.test_and_clear_upcall_pending(0);
+    page.clear_pending_sel(0);
+    for port in 0..64 {
+        let _ = page.test_and_clear_evtchn_pending(port);
     }
     let list = ARG + 0x100;
     put(

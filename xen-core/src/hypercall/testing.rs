@@ -273,11 +273,11 @@ pub fn call_to_completion<M: Machine + ?Sized>(
 /// Writes `v` into the guest at `va`, through the test domain's L4 (frame 1).
 pub fn put<T: zerocopy::IntoBytes + zerocopy::Immutable>(m: &mut FakeMachine, va: u64, v: &T) {
     let mut g = crate::guest_access::PageTableGuest { mem: m, l4: Mfn(1) };
-    crate::guest_access::copy_to_guest(&mut g, va, v).unwrap();
+    crate::guest_access::copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(va), v).unwrap();
 }
 
 /// Reads a `T` from the guest at `va`, through the test domain's L4 (frame 1).
 pub fn get<T: zerocopy::FromBytes + zerocopy::IntoBytes>(m: &mut FakeMachine, va: u64) -> T {
     let g = crate::guest_access::PageTableGuest { mem: m, l4: Mfn(1) };
-    crate::guest_access::copy_from_guest(&g, va).unwrap()
+    crate::guest_access::copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
 }

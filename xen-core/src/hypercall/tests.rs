@@ -33,7 +33,7 @@ fn guest_write<T: IntoBytes + zerocopy::Immutable>(
     v: &T,
 ) {
     let mut g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
-    copy_to_guest(&mut g, va, v).unwrap();
+    copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(va), v).unwrap();
 }
 
 fn guest_read<T: zerocopy::FromBytes + IntoBytes>(
@@ -42,7 +42,7 @@ fn guest_read<T: zerocopy::FromBytes + IntoBytes>(
     va: u64,
 ) -> T {
     let g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
-    copy_from_guest(&g, va).unwrap()
+    copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
 }
 
 #[test]

@@ -6,7 +6,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, is_canonical};
+use crate::guest_access::{copy_from_guest, is_canonical, GuestPtr};
 use crate::regs::rflags;
 
 /// `do_set_trap_table` (`xen/arch/x86/pv/traps.c`): reads `trap_info` entries until one with
@@ -23,7 +23,7 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
     }
     let mut at = list;
     loop {
-        let mut ti: TrapInfo = copy_from_guest(&ctx.guest(), at)?;
+        let mut ti: TrapInfo = copy_from_guest(&ctx.guest(), GuestPtr::new(at))?;
         if ti.address == 0 {
             return Ok(0);
         }
@@ -47,7 +47,7 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
 /// and SS get RPL 3 either way, since both modes run in ring 3.
 pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     let rsp = ctx.regs.rsp;
-    let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), rsp) else {
+    let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), GuestPtr::new(rsp)) else {
         ctx.fx.crash = Some("fault while reading the iret context from the guest stack");
         return Ok(0);
     };

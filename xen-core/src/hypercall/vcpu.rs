@@ -4,7 +4,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, copy_to_guest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
 /// Shortest periodic timer Xen accepts (1 ms).
 const MIN_PERIOD_NS: u64 = 1_000_000;
@@ -25,18 +25,18 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
         // though vCPU 0 is initialised and running (-EEXIST).
         VCPUOP_initialise => {
             let _: hypercall_abi::arch_x86_64::VcpuGuestContext =
-                copy_from_guest(&ctx.guest(), arg)?;
+                copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             Err(Errno::EEXIST)
         }
         VCPUOP_up => Ok(0),
         VCPUOP_is_up => Ok(1),
         VCPUOP_get_runstate_info => {
             let info = runstate(ctx.m.now_ns());
-            copy_to_guest(&mut ctx.guest(), arg, &info)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &info)?;
             Ok(0)
         }
         VCPUOP_set_periodic_timer => {
-            let set: VcpuSetPeriodicTimer = copy_from_guest(&ctx.guest(), arg)?;
+            let set: VcpuSetPeriodicTimer = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             if !(MIN_PERIOD_NS..=MAX_PERIOD_NS).contains(&set.period_ns) {
                 return Err(Errno::EINVAL);
             }
@@ -48,7 +48,7 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             Ok(0)
         }
         VCPUOP_set_singleshot_timer => {
-            let set: VcpuSetSingleshotTimer = copy_from_guest(&ctx.guest(), arg)?;
+            let set: VcpuSetSingleshotTimer = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             // VCPU_SSHOTTMR_future is ignored since Xen commit 19c6cbd90965 (in Debian's 4.17): a
             // deadline in the past fires at once instead of failing with -ETIME as vcpu.h says.
             // One with the top bit set passes Xen's (unsigned) "in the past" test but is a
@@ -64,18 +64,23 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             Ok(0)
         }
         VCPUOP_register_runstate_memory_area => {
-            let area: VcpuRegisterRunstateMemoryArea = copy_from_guest(&ctx.guest(), arg)?;
+            let area: VcpuRegisterRunstateMemoryArea =
+                copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             ctx.dom.vcpu.runstate_area = area.addr;
             if area.addr != 0 {
                 // Xen writes the current runstate at once; a bad address is the guest's loss.
                 let info = runstate(ctx.m.now_ns());
-                let _ = copy_to_guest(&mut ctx.guest(), area.addr, &info);
+                let _ = copy_to_guest(&mut ctx.guest(), GuestPtr::new(area.addr), &info);
             }
             Ok(0)
         }
         // One physical CPU, APIC id 0 and ACPI id 0: dom0's vCPU 0 is pinned to it.
         VCPUOP_get_physid if ctx.dom.privileged => {
-            copy_to_guest(&mut ctx.guest(), arg, &VcpuGetPhysid { phys_id: 0 })?;
+            copy_to_guest(
+                &mut ctx.guest(),
+                GuestPtr::new(arg),
+                &VcpuGetPhysid { phys_id: 0 },
+            )?;
             Ok(0)
         }
         VCPUOP_get_physid => Err(Errno::EINVAL),
@@ -116,7 +121,12 @@ mod tests {
             mem: &mut m,
             l4: d.l4,
         };
-        crate::guest_access::copy_to_guest(&mut g, GUEST_VA, &arg).unwrap();
+        crate::guest_access::copy_to_guest(
+            &mut g,
+            crate::guest_access::GuestPtr::new(GUEST_VA),
+            &arg,
+        )
+        .unwrap();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
         };

@@ -8,7 +8,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::version::*;
 
 use super::{Ctx, HcResult, Machine};
-use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory, GuestPtr};
 
 /// The Xen version we implement the ABI of: 4.17.
 pub const XEN_MAJOR: i64 = 4;
@@ -50,30 +50,30 @@ pub(super) fn xen_version<M: Machine + ?Sized>(
             fill(&mut info.compile_by, b"xen-rs");
             fill(&mut info.compile_domain, b"");
             fill(&mut info.compile_date, b"");
-            copy_to_guest(&mut ctx.guest(), arg, &info)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &info)?;
             Ok(0)
         }
         XENVER_platform_parameters => {
             let params = XenPlatformParameters {
                 virt_start: HYPERVISOR_VIRT_START,
             };
-            copy_to_guest(&mut ctx.guest(), arg, &params)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &params)?;
             Ok(0)
         }
         XENVER_get_features => {
-            let mut fi: XenFeatureInfo = copy_from_guest(&ctx.guest(), arg)?;
+            let mut fi: XenFeatureInfo = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             match fi.submap_idx {
                 0 => fi.submap = features(ctx.dom.privileged),
                 _ => return Err(Errno::EINVAL),
             }
-            copy_to_guest(&mut ctx.guest(), arg, &fi)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &fi)?;
             Ok(0)
         }
         XENVER_pagesize => Ok(4096),
         XENVER_guest_handle => {
             // The domain handle (a UUID the toolstack assigns); boot-time domains have none.
             let handle: XenDomainHandle = [0; 16];
-            copy_to_guest(&mut ctx.guest(), arg, &handle)?;
+            copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &handle)?;
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),

@@ -12,15 +12,14 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::*;
 use hypercall_abi::xen::DOMID_SELF;
 
-use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 use crate::hypercall::{Ctx, HcResult, Machine};
+use crate::shared_info::SharedInfoPage;
 
 /// Low bits of the command word: the operation (`MEMOP_CMD_MASK`).
 const CMD_MASK: u64 = (1 << 6) - 1;
 /// Shift of the continuation index (`MEMOP_EXTENT_SHIFT`).
 const EXTENT_SHIFT: u64 = 6;
-/// Offset of `arch.max_pfn` in shared_info (`arch_shared_info.max_pfn`).
-const SHARED_INFO_MAX_PFN: u64 = 3088;
 
 pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let op = (cmd & CMD_MASK) as u32;
@@ -31,7 +30,7 @@ pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg
     match op {
         XENMEM_maximum_ram_page => Ok(ctx.info.max_ram_page as i64),
         XENMEM_current_reservation | XENMEM_maximum_reservation | XENMEM_maximum_gpfn => {
-            let domid: u16 = copy_from_guest(&ctx.guest(), arg)?;
+            let domid: u16 = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             if domid != DOMID_SELF && domid != ctx.dom.id {
                 // Only one domain exists yet; a privileged caller naming another gets -ESRCH.
                 return Err(if ctx.dom.privileged {
@@ -44,10 +43,7 @@ pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg
                 XENMEM_current_reservation => ctx.dom.nr_pages as i64,
                 XENMEM_maximum_reservation => ctx.dom.max_pages as i64,
                 // A PV guest's highest pfn is what it wrote into shared_info.arch.max_pfn.
-                _ => {
-                    let at = ctx.dom.shared_info.maddr().0 + SHARED_INFO_MAX_PFN;
-                    ctx.m.read_u64(crate::mm::Maddr(at)).unwrap_or(0) as i64
-                }
+                _ => SharedInfoPage::of(&*ctx.m, ctx.dom.shared_info).arch_max_pfn() as i64,
             })
         }
         // A PV domain without a map set by the toolstack has none to report.
@@ -56,7 +52,9 @@ pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg
             if !ctx.dom.privileged {
                 return Err(Errno::EPERM);
             }
-            let mut map: XenMemoryMap = copy_from_guest(&ctx.guest(), arg)?;
+            let arg = GuestPtr::<XenMemoryMap>::new(arg);
+            let mut map = copy_from_guest(&ctx.guest(), arg)?;
+            let buffer = GuestPtr::<[u8; 20]>::new(map.buffer);
             let mut entries = [(0u64, 0u64, 0u32); 64];
             let n = ctx.m.e820(&mut entries);
             if (map.nr_entries as usize) < n {
@@ -67,8 +65,7 @@ pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg
                 raw[..8].copy_from_slice(&addr.to_le_bytes());
                 raw[8..16].copy_from_slice(&size.to_le_bytes());
                 raw[16..].copy_from_slice(&kind.to_le_bytes());
-                ctx.guest()
-                    .write(map.buffer.wrapping_add(20 * i as u64), &raw)?;
+                copy_to_guest(&mut ctx.guest(), buffer.add(i as u64), &raw)?;
             }
             map.nr_entries = n as u32;
             copy_to_guest(&mut ctx.guest(), arg, &map)?;

@@ -84,6 +84,28 @@ pub trait MachineMemoryMut: MachineMemory {
     fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
         self.write(addr, &value.to_le_bytes())
     }
+
+    /// Xen's locked `test_and_set_bit` on the little-endian u64 at `addr` (naturally aligned,
+    /// in memory a guest shares): sets bit `bit` (0..64) and returns whether it was set. The
+    /// hypervisor's direct map does it with one `lock` instruction, since a guest may change the
+    /// same word on another CPU; this default, a read and a write, is right for memory nothing
+    /// else runs on (host tests).
+    fn test_and_set_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        let old = self.read_u64(addr)?;
+        if old & (1 << bit) == 0 {
+            self.write_u64(addr, old | 1 << bit)?;
+        }
+        Some(old & (1 << bit) != 0)
+    }
+
+    /// Xen's locked `test_and_clear_bit`: as [`MachineMemoryMut::test_and_set_bit`], clearing.
+    fn test_and_clear_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        let old = self.read_u64(addr)?;
+        if old & (1 << bit) != 0 {
+            self.write_u64(addr, old & !(1 << bit))?;
+        }
+        Some(old & (1 << bit) != 0)
+    }
 }
 
 /// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that

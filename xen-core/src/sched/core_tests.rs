@@ -101,7 +101,8 @@ fn a_pending_upcall_wakes_a_blocked_vcpu() {
         set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
     }
     let d2 = set.guest(2).unwrap().dom.clone();
-    crate::shared_info::write_u8(&mut hv.arch, &d2, crate::shared_info::UPCALL_PENDING, 1);
+    let _ = crate::shared_info::SharedInfoPage::of_mut(&mut hv.arch, d2.shared_info)
+        .test_and_set_upcall_pending(0);
     set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
     exit(&mut hv, &mut set, &mut regs);
     assert!(!set.guest(2).unwrap().dom.vcpu.blocked, "woken");

@@ -7,7 +7,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::*;
 
 use crate::domain::{Poll, Shutdown};
-use crate::guest_access::{copy_from_guest, guest_va_ok};
+use crate::guest_access::{copy_from_guest, guest_va_ok, GuestPtr};
 use crate::hypercall::{Ctx, HcResult, Machine};
 
 /// Most ports one `SCHEDOP_poll` may wait for (Xen: `nr_ports > 128` is -EINVAL).
@@ -29,27 +29,27 @@ pub(crate) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg:
             Ok(0)
         }
         SCHEDOP_shutdown => {
-            let s: SchedShutdown = copy_from_guest(&ctx.guest(), arg)?;
+            let s: SchedShutdown = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             // Xen keeps the reason as a u8 and lets an earlier SCHEDOP_shutdown_code win.
             let reason = ctx.dom.shutdown_code.unwrap_or(s.reason & 0xff);
             ctx.dom.shutdown = Some(Shutdown::Requested(reason));
             Ok(0)
         }
         SCHEDOP_shutdown_code => {
-            let s: SchedShutdown = copy_from_guest(&ctx.guest(), arg)?;
+            let s: SchedShutdown = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             ctx.dom.shutdown_code = Some(s.reason & 0xff);
             Ok(0)
         }
         SCHEDOP_remote_shutdown => {
-            let s: SchedRemoteShutdown = copy_from_guest(&ctx.guest(), arg)?;
+            let s: SchedRemoteShutdown = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             remote_shutdown(ctx, s)
         }
         SCHEDOP_poll => {
-            let p: SchedPoll = copy_from_guest(&ctx.guest(), arg)?;
+            let p: SchedPoll = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             poll(ctx, p)
         }
         SCHEDOP_watchdog => {
-            let w: SchedWatchdog = copy_from_guest(&ctx.guest(), arg)?;
+            let w: SchedWatchdog = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             watchdog(ctx, w)
         }
         _ => Err(Errno::ENOSYS),
@@ -96,7 +96,7 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
     }
     let mut ports = heapless::Vec::new();
     for i in 0..u64::from(p.nr_ports) {
-        let port: u32 = copy_from_guest(&ctx.guest(), p.ports + 4 * i)?;
+        let port: u32 = copy_from_guest(&ctx.guest(), GuestPtr::new(p.ports + 4 * i))?;
         if !ctx.events.is_valid(port) {
             return Err(Errno::EINVAL);
         }
@@ -195,7 +195,12 @@ mod tests {
             mem: &mut *m,
             l4: d.l4,
         };
-        crate::guest_access::copy_to_guest(&mut g, GUEST_VA, arg).unwrap();
+        crate::guest_access::copy_to_guest(
+            &mut g,
+            crate::guest_access::GuestPtr::new(GUEST_VA),
+            arg,
+        )
+        .unwrap();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
         };

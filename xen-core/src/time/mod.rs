@@ -8,7 +8,8 @@
 //! see the same clock here as on Xen. The record is guarded by a version counter that is odd while
 //! an update is in progress (a seqlock); the wallclock in `shared_info` uses the same protocol.
 //!
-//! Everything here is arithmetic and ordered stores through a small trait ([`SharedWords`]); the
+//! Everything here is arithmetic; the records are stored into `shared_info` by its view
+//! ([`crate::shared_info::SharedInfoPage::publish_vcpu_time`] and `publish_wallclock`), and the
 //! drivers that read the TSC, the PIT and the CMOS RTC live in `arch/x86_64/`.
 
 mod calendar;
@@ -174,7 +175,7 @@ impl Clock {
     }
 
     /// The `vcpu_time_info` a guest needs to follow this clock, stamped at TSC `tsc`; publish it
-    /// with [`publish_vcpu_time`], which also sets `version`.
+    /// with [`crate::shared_info::SharedInfoPage::publish_vcpu_time`], which also sets `version`.
     pub const fn vcpu_time_info(&self, tsc: u64, flags: u8) -> VcpuTimeInfo {
         VcpuTimeInfo {
             version: 0,

@@ -1,11 +1,6 @@
-//! Tests of time: TSC scaling, deadlines, the published records and the calendar.
-
-use core::mem::size_of;
-
-use hypercall_abi::xen::SharedInfo;
+//! Tests of time: TSC scaling, deadlines, the pvclock formula, the wallclock and the calendar.
 
 use super::*;
-use zerocopy::{FromZeros, IntoBytes};
 
 /// Nanoseconds for `ticks` at `hz`, exactly (rounded down), in 128-bit arithmetic.
 fn exact_ns(ticks: u64, hz: u64) -> u128 {
@@ -322,93 +317,6 @@ fn a_guest_reading_the_published_record_sees_the_hypervisors_clock() {
         let guest = guest_system_time(&info, tsc);
         assert!(guest.abs_diff(clock.system_time(tsc)) <= 1, "{tsc}");
     }
-}
-
-/// Records every store, to check the order of the version protocol.
-struct Recorder {
-    bytes: Vec<u8>,
-    log: Vec<(usize, u64)>,
-}
-
-impl SharedWords for Recorder {
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.bytes.read_u32(offset)
-    }
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        self.log.push((offset, value.into()));
-        self.bytes.write_u32(offset, value);
-    }
-    fn write_u64(&mut self, offset: usize, value: u64) {
-        self.log.push((offset, value));
-        self.bytes.write_u64(offset, value);
-    }
-}
-
-#[test]
-fn vcpu_time_is_published_odd_version_first_and_even_version_last() {
-    let mut rec = Recorder {
-        bytes: vec![0; size_of::<SharedInfo>()],
-        log: Vec::new(),
-    };
-    let at = vcpu_time_offset(1);
-    assert_eq!(at, 64 + 32);
-    let clock = Clock::new(2_500_000_000, 0).unwrap();
-    let info = clock.vcpu_time_info(123_456, 0x1);
-    publish_vcpu_time(&mut rec, at, &info);
-    let first = rec.log.first().copied().unwrap();
-    let last = rec.log.last().copied().unwrap();
-    assert_eq!(first, (at, 1), "version goes odd before anything else");
-    assert_eq!(last, (at, 2), "version goes even after everything else");
-    assert_eq!(rec.log.len(), 6);
-
-    let mut back = VcpuTimeInfo::new_zeroed();
-    back.as_mut_bytes()
-        .copy_from_slice(&rec.bytes[at..at + size_of::<VcpuTimeInfo>()]);
-    assert_eq!(back, VcpuTimeInfo { version: 2, ..info });
-
-    // A second update advances by two, and from an odd (torn) value to the next odd one.
-    publish_vcpu_time(&mut rec.bytes[..], at, &info);
-    assert_eq!(rec.bytes.read_u32(at), 4);
-    rec.bytes.write_u32(at, 7);
-    rec.log.clear();
-    publish_vcpu_time(&mut rec, at, &info);
-    assert_eq!(rec.log.first().copied(), Some((at, 9)));
-    assert_eq!(rec.log.last().copied(), Some((at, 10)));
-}
-
-#[test]
-fn publishing_into_a_struct_through_its_bytes() {
-    let mut t = VcpuTimeInfo::new_zeroed();
-    let info = Clock::new(1_000_000_000, 0).unwrap().vcpu_time_info(42, 0);
-    publish_vcpu_time(t.as_mut_bytes(), 0, &info);
-    assert_eq!(t.version, 2);
-    assert_eq!(
-        (t.tsc_timestamp, t.tsc_shift, t.tsc_to_system_mul),
-        (42, 1, 1 << 31)
-    );
-}
-
-#[test]
-fn the_wallclock_is_published_with_its_own_version() {
-    let mut rec = Recorder {
-        bytes: vec![0; size_of::<SharedInfo>()],
-        log: Vec::new(),
-    };
-    let wc = Wallclock {
-        sec: 0x1_2345_6789,
-        nsec: 999_999_999,
-    };
-    publish_wallclock(&mut rec, wc);
-    assert_eq!(
-        rec.log,
-        vec![
-            (3072, 1),
-            (3076, 0x2345_6789),
-            (3080, 999_999_999),
-            (3084, 1),
-            (3072, 2)
-        ]
-    );
 }
 
 #[test]

@@ -9,7 +9,6 @@ use xen_core::cpu::{Arch, Counters, Stop};
 use xen_core::domain::lifecycle::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{Domain, FlushRequest};
-use xen_core::evtchn::hypercall as event_channel;
 use xen_core::mm::Mfn;
 
 use super::machine::HvMachine;
@@ -109,12 +108,7 @@ impl Arch for HvMachine {
 pub fn publish_time(m: &mut HvMachine, dom: &Domain) {
     let Ok(t) = super::time::init() else { return };
     let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
-    event_channel::with_shared_info(m, dom, |_, page| {
-        xen_core::time::publish_vcpu_time(
-            &mut page[..],
-            xen_core::time::vcpu_time_offset(0),
-            &info,
-        );
-        xen_core::time::publish_wallclock(&mut page[..], t.wallclock);
-    });
+    let mut page = xen_core::shared_info::SharedInfoPage::of_mut(m, dom.shared_info);
+    page.publish_vcpu_time(0, &info);
+    page.publish_wallclock(t.wallclock);
 }

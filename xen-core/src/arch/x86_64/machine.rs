@@ -3,6 +3,7 @@
 
 use core::arch::x86_64::__cpuid_count;
 use core::cell::Cell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use xen_core::hypercall::{Machine, Preempt};
 use xen_core::layout;
@@ -85,6 +86,34 @@ impl MachineMemoryMut for DirectMap {
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
         Some(())
     }
+
+    fn test_and_set_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        let old = self.atomic_u64(addr)?.fetch_or(1 << bit, Ordering::SeqCst);
+        Some(old & (1 << bit) != 0)
+    }
+
+    fn test_and_clear_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        let old = self
+            .atomic_u64(addr)?
+            .fetch_and(!(1 << bit), Ordering::SeqCst);
+        Some(old & (1 << bit) != 0)
+    }
+}
+
+impl DirectMap {
+    /// The naturally aligned u64 at `addr` as an atomic, for Xen's locked bit operations on
+    /// memory a guest shares (`lock or`/`lock and`, or `lock bts`/`btr`, on the direct map).
+    fn atomic_u64(&mut self, addr: Maddr) -> Option<&AtomicU64> {
+        if !addr.0.is_multiple_of(8) {
+            return None;
+        }
+        let virt = self.virt(addr, 8)?;
+        // SAFETY: `[addr, addr + 8)` lies in the direct map (mapped for the hypervisor's
+        // lifetime) and outside the image and the frame table, so it is guest or free memory
+        // that no Rust data lives in; `virt` is 8-byte aligned (the direct map is an offset of
+        // whole pages, and `addr` is aligned). The reference lives for one locked instruction.
+        Some(unsafe { AtomicU64::from_ptr(virt as *mut u64) })
+    }
 }
 
 /// An e820 entry: (address, size, type).
@@ -166,6 +195,14 @@ impl MachineMemory for HvMachine {
 impl MachineMemoryMut for HvMachine {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.mem.write(addr, data)
+    }
+
+    fn test_and_set_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        self.mem.test_and_set_bit(addr, bit)
+    }
+
+    fn test_and_clear_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        self.mem.test_and_clear_bit(addr, bit)
     }
 }
 

@@ -43,42 +43,39 @@ fn dom_mut(w: &mut World, id: DomId) -> &mut EvtchnDomain<Page> {
     w.iter_mut().find(|d| d.id == id).unwrap()
 }
 
+/// The view of a domain's shared_info page.
+fn page(w: &World, id: DomId) -> SharedInfoPage<&Page> {
+    SharedInfoPage(&dom(w, id).shared)
+}
+
 fn pending(w: &World, id: DomId, port: EvtchnPort) -> bool {
-    dom(w, id)
-        .shared
-        .test_bit(offsets::pending_word(port), port % 64)
+    page(w, id).evtchn_pending(port)
 }
 
 fn masked(w: &World, id: DomId, port: EvtchnPort) -> bool {
-    dom(w, id)
-        .shared
-        .test_bit(offsets::mask_word(port), port % 64)
+    page(w, id).evtchn_masked(port)
 }
 
 fn set_mask(w: &mut World, id: DomId, port: EvtchnPort) {
-    let _ = dom_mut(w, id)
-        .shared
-        .test_and_set_bit(offsets::mask_word(port), port % 64);
+    let _ = SharedInfoPage(&mut dom_mut(w, id).shared).test_and_set_evtchn_mask(port);
 }
 
 fn selector(w: &World, id: DomId, vcpu: u32, word: u32) -> bool {
-    dom(w, id)
-        .shared
-        .test_bit(offsets::selector_word(vcpu), word)
+    page(w, id).pending_sel(vcpu, word)
 }
 
 fn upcall_pending(w: &World, id: DomId, vcpu: u32) -> bool {
-    dom(w, id).shared.test_bit(offsets::upcall_word(vcpu), 0)
+    page(w, id).upcall_pending(vcpu)
 }
 
 /// What a guest's event loop does: clear upcall_pending, then the selector, then pending bits.
 fn guest_acknowledges(w: &mut World, id: DomId, vcpu: u32) {
-    let d = dom_mut(w, id);
-    let _ = d.shared.test_and_clear_bit(offsets::upcall_word(vcpu), 0);
-    let sel = offsets::selector_word(vcpu);
-    d.shared[sel..sel + 8].fill(0);
-    let pend = offsets::pending_word(0);
-    d.shared[pend..pend + 512].fill(0);
+    let mut page = SharedInfoPage(&mut dom_mut(w, id).shared);
+    let _ = page.test_and_clear_upcall_pending(vcpu);
+    page.clear_pending_sel(vcpu);
+    for port in 0..NR_PORTS as u32 {
+        let _ = page.test_and_clear_evtchn_pending(port);
+    }
 }
 
 fn state(w: &World, id: DomId, port: EvtchnPort) -> ChannelState {

@@ -38,7 +38,13 @@ fn hypercall<T: FromBytes + IntoBytes + Immutable>(
 ) -> i64 {
     let mut guest = FlatGuest(vec![0; 0x1000]);
     guest.write(ARG_VA, arg.as_bytes()).unwrap();
-    let out = do_event_channel_op(w.as_mut_slice(), caller, &mut guest, cmd, ARG_VA);
+    let out = do_event_channel_op(
+        w.as_mut_slice(),
+        caller,
+        &mut guest,
+        cmd,
+        crate::guest_access::GuestPtr::new(ARG_VA),
+    );
     guest.read(ARG_VA, arg.as_mut_bytes()).unwrap();
     out.rax()
 }
@@ -110,14 +116,10 @@ fn conformance_cases_match_xen_4_17() {
         u8::from(upcall_pending(w, DOM0, 0))
     ));
     // The guest clears port a's pending bit, then upcall_pending and the selector.
-    let _ = dom_mut(w, DOM0)
-        .shared
-        .test_and_clear_bit(offsets::pending_word(a), a % 64);
-    let _ = dom_mut(w, DOM0)
-        .shared
-        .test_and_clear_bit(offsets::upcall_word(0), 0);
-    let sel = offsets::selector_word(0);
-    dom_mut(w, DOM0).shared[sel..sel + 8].fill(0);
+    let mut page = SharedInfoPage(&mut dom_mut(w, DOM0).shared);
+    let _ = page.test_and_clear_evtchn_pending(a);
+    let _ = page.test_and_clear_upcall_pending(0);
+    page.clear_pending_sel(0);
 
     let rc = hypercall(w, DOM0, EVTCHNOP_unmask, &mut EvtchnUnmask { port: a });
     lines.push(format!("evtchn.unmask = {rc}"));
@@ -270,7 +272,13 @@ fn guest_pointers_that_fault_are_efault() {
         EVTCHNOP_expand_array,
         EVTCHNOP_set_priority,
     ] {
-        let out = do_event_channel_op(w.as_mut_slice(), DOM1, &mut guest, cmd, 0x2000);
+        let out = do_event_channel_op(
+            w.as_mut_slice(),
+            DOM1,
+            &mut guest,
+            cmd,
+            crate::guest_access::GuestPtr::new(0x2000),
+        );
         assert_eq!(out.result, Err(Errno::EFAULT), "cmd {cmd}");
     }
     // The argument is readable but the result cannot be written back: the port stays allocated
@@ -288,7 +296,7 @@ fn guest_pointers_that_fault_are_efault() {
         DOM1,
         &mut ro,
         EVTCHNOP_alloc_unbound,
-        ARG_VA,
+        crate::guest_access::GuestPtr::new(ARG_VA),
     );
     assert_eq!(out.result, Err(Errno::EFAULT));
     assert_eq!(
@@ -361,7 +369,7 @@ fn hypercall_kicks_are_reported() {
         DOM2,
         &mut guest,
         EVTCHNOP_bind_interdomain,
-        ARG_VA,
+        crate::guest_access::GuestPtr::new(ARG_VA),
     );
     assert_eq!(out.result, Ok(()));
     assert_eq!(out.kick, Some(Kick { dom: DOM2, vcpu: 0 }));
@@ -376,6 +384,12 @@ fn hypercall_kicks_are_reported() {
             .as_bytes(),
         )
         .unwrap();
-    let out = do_event_channel_op(w.as_mut_slice(), DOM2, &mut guest, EVTCHNOP_send, ARG_VA);
+    let out = do_event_channel_op(
+        w.as_mut_slice(),
+        DOM2,
+        &mut guest,
+        EVTCHNOP_send,
+        crate::guest_access::GuestPtr::new(ARG_VA),
+    );
     assert_eq!(out.kick, Some(Kick { dom: DOM1, vcpu: 0 }));
 }

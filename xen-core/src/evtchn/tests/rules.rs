@@ -5,58 +5,48 @@ use super::*;
 // ---- Layout and the set-pending order -----------------------------------------------------
 
 #[test]
-fn bitmap_offsets_follow_the_shared_info_layout() {
-    assert_eq!(offsets::pending_word(0), 2048);
-    assert_eq!(offsets::pending_word(65), 2056);
-    assert_eq!(offsets::mask_word(4095), 2560 + 63 * 8);
-    assert_eq!(offsets::selector_word(0), 8);
-    assert_eq!(offsets::selector_word(1), 72);
-    assert_eq!(offsets::upcall_word(2), 128);
-}
-
-#[test]
 fn set_pending_follows_xens_order_and_kicks_once() {
     let mut page: Page = [0; 4096];
     assert_eq!(
         set_pending(DOM0, &mut page, 70, 0),
         Some(Kick { dom: DOM0, vcpu: 0 })
     );
-    assert!(page.test_bit(offsets::pending_word(70), 6));
-    assert!(page.test_bit(offsets::selector_word(0), 1));
-    assert!(page.test_bit(offsets::upcall_word(0), 0));
+    assert!(SharedInfoPage(&page).evtchn_pending(70));
+    assert!(SharedInfoPage(&page).pending_sel(0, 1));
+    assert!(SharedInfoPage(&page).upcall_pending(0));
     // Already pending: nothing more happens.
     assert_eq!(set_pending(DOM0, &mut page, 70, 0), None);
     // Another port in the same word: selector already set, no kick.
     assert_eq!(set_pending(DOM0, &mut page, 71, 0), None);
     // A port in another word sets its selector bit, but the upcall is already pending.
     assert_eq!(set_pending(DOM0, &mut page, 3, 0), None);
-    assert!(page.test_bit(offsets::selector_word(0), 0));
+    assert!(SharedInfoPage(&page).pending_sel(0, 0));
 }
 
 #[test]
 fn a_masked_port_becomes_pending_but_raises_nothing() {
     let mut page: Page = [0; 4096];
-    let _ = page.test_and_set_bit(offsets::mask_word(5), 5);
+    let _ = SharedInfoPage(&mut page).test_and_set_evtchn_mask(5);
     assert_eq!(set_pending(DOM0, &mut page, 5, 0), None);
-    assert!(page.test_bit(offsets::pending_word(5), 5));
-    assert!(!page.test_bit(offsets::selector_word(0), 0));
-    assert!(!page.test_bit(offsets::upcall_word(0), 0));
+    assert!(SharedInfoPage(&page).evtchn_pending(5));
+    assert!(!SharedInfoPage(&page).pending_sel(0, 0));
+    assert!(!SharedInfoPage(&page).upcall_pending(0));
 }
 
 #[test]
 fn a_set_selector_bit_means_the_guest_will_scan_that_word_so_no_kick() {
     let mut page: Page = [0; 4096];
-    let _ = page.test_and_set_bit(offsets::selector_word(0), 0);
+    let _ = SharedInfoPage(&mut page).test_and_set_pending_sel(0, 0);
     assert_eq!(set_pending(DOM0, &mut page, 9, 0), None);
-    assert!(!page.test_bit(offsets::upcall_word(0), 0));
+    assert!(!SharedInfoPage(&page).upcall_pending(0));
 }
 
 #[test]
 fn an_already_pending_upcall_is_not_kicked_again() {
     let mut page: Page = [0; 4096];
-    let _ = page.test_and_set_bit(offsets::upcall_word(0), 0);
+    let _ = SharedInfoPage(&mut page).test_and_set_upcall_pending(0);
     assert_eq!(set_pending(DOM0, &mut page, 9, 0), None);
-    assert!(page.test_bit(offsets::selector_word(0), 0));
+    assert!(SharedInfoPage(&page).pending_sel(0, 0));
 }
 
 // ---- Port table --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ fn check_invariants(w: &World, full: bool) {
                     d.id
                 );
             }
-            let pend = d.shared.test_bit(offsets::pending_word(port), port % 64);
+            let pend = SharedInfoPage(&d.shared).evtchn_pending(port);
             match chan.state {
                 ChannelState::Free => {
                     assert_eq!(chan.notify_vcpu, 0, "dom{} free port {port}", d.id);

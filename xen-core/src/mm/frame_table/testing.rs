@@ -224,7 +224,7 @@ impl World {
             mem: &mut self.m.mem,
             l4: self.dom.l4,
         };
-        copy_to_guest(&mut g, va, v).unwrap();
+        copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(va), v).unwrap();
     }
 
     /// Copies a `T` out of guest memory at `va`.
@@ -233,7 +233,7 @@ impl World {
             mem: &mut self.m.mem,
             l4: self.dom.l4,
         };
-        copy_from_guest(&g, va).unwrap()
+        copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
     }
 }
 
@@ -406,7 +406,7 @@ impl Two {
                 ctx,
                 crate::mm::mmu::Batch::Slice(&reqs),
                 reqs.len() as u32,
-                0,
+                crate::guest_access::GuestPtr::new(0),
                 foreigndom,
             )
         });
@@ -430,7 +430,7 @@ impl Two {
                 ctx,
                 crate::mm::mmu::Batch::Slice(&ops),
                 ops.len() as u32,
-                0,
+                crate::guest_access::GuestPtr::new(0),
                 foreigndom,
             )
         })

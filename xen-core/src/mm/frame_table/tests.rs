@@ -657,7 +657,13 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
     let mut t = Two::new();
     // A null list with exactly the marker as count returns foreigndom.
     let rc = t.ctx(1, |ctx| {
-        crate::mm::mmu::do_mmu_update(ctx, crate::mm::mmu::Batch::Guest(0), 1 << 31, 0, 0x1234)
+        crate::mm::mmu::do_mmu_update(
+            ctx,
+            crate::mm::mmu::Batch::Guest(crate::guest_access::GuestPtr::new(0)),
+            1 << 31,
+            crate::guest_access::GuestPtr::new(0),
+            0x1234,
+        )
     });
     assert_eq!(rc, Ok(0x1234));
     // With a list: the marker is dropped and *pdone is read back as the starting count.
@@ -671,8 +677,10 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
         mem: &mut t.m.mem,
         l4: t.doms[1].l4,
     };
-    crate::guest_access::copy_to_guest(&mut g, list, &req).unwrap();
-    crate::guest_access::copy_to_guest(&mut g, done, &40u32).unwrap();
+    crate::guest_access::copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(list), &req)
+        .unwrap();
+    crate::guest_access::copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(done), &40u32)
+        .unwrap();
     let rc = t.call(
         1,
         __HYPERVISOR_mmu_update,
@@ -684,15 +692,16 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
         l4: t.doms[1].l4,
     };
     assert_eq!(
-        crate::guest_access::copy_from_guest::<u32>(&g, done).unwrap(),
+        crate::guest_access::copy_from_guest::<u32>(&g, crate::guest_access::GuestPtr::new(done))
+            .unwrap(),
         41
     );
     let rc = t.ctx(1, |ctx| {
         crate::mm::mmu::do_mmuext_op(
             ctx,
-            crate::mm::mmu::Batch::Guest(0),
+            crate::mm::mmu::Batch::Guest(crate::guest_access::GuestPtr::new(0)),
             1 << 31,
-            0,
+            crate::guest_access::GuestPtr::new(0),
             0xffff_fff0,
         )
     });
@@ -734,7 +743,12 @@ fn install_gdt_and_ldt(t: &mut Two) {
         mem: &mut t.m.mem,
         l4: t.doms[1].l4,
     };
-    crate::guest_access::copy_to_guest(&mut g, list, &[d1(20), d1(21)]).unwrap();
+    crate::guest_access::copy_to_guest(
+        &mut g,
+        crate::guest_access::GuestPtr::new(list),
+        &[d1(20), d1(21)],
+    )
+    .unwrap();
     assert_eq!(t.call(1, __HYPERVISOR_set_gdt, [list, 1024, 0, 0, 0]), 0);
     assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x40_0000, 16)], SELF_ID), 0);
     let f = t.frame(d1(20));

@@ -12,9 +12,9 @@ pub(crate) fn mmuext_op<M: Machine + ?Sized>(
 ) -> HcResult {
     do_mmuext_op(
         ctx,
-        Batch::Guest(uops),
+        Batch::Guest(GuestPtr::new(uops)),
         count as u32,
-        pdone,
+        GuestPtr::new(pdone),
         foreigndom as u32,
     )
 }
@@ -24,7 +24,7 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     ops: Batch<'_, MmuextOp>,
     count: u32,
-    pdone: u64,
+    pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) -> HcResult {
     let Some((mm, mem)) = ctx.m.mm() else {
@@ -194,7 +194,8 @@ fn mmuext_one(
             if !own {
                 return Err(Errno::EPERM);
             }
-            let in_mask = vcpu0_in_mask(pt, *d.l4, op.vcpumask()).map_err(|_| Errno::EINVAL)?;
+            let in_mask = vcpu0_in_mask(pt, *d.l4, GuestPtr::new(op.vcpumask()))
+                .map_err(|_| Errno::EINVAL)?;
             if in_mask {
                 if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
                     pt.flush.flush_all(pt.perf);

@@ -24,15 +24,13 @@
 // Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
 #![allow(non_upper_case_globals)]
 
-use core::mem::size_of;
-
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::domain::{Domain, DomainInfo};
 use crate::guest_access::{
-    copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, PageTableGuest,
+    copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestPtr, PageTableGuest,
 };
 use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::frame_table::{pte, Mm, Owner, PageType, Pt};
@@ -49,8 +47,8 @@ const MAX_LDT_ENTS: u32 = 8192;
 /// that drive the handlers directly, a slice.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Batch<'s, T> {
-    /// A guest virtual address.
-    Guest(u64),
+    /// The guest's array.
+    Guest(GuestPtr<T>),
     /// Elements supplied by the caller.
     #[cfg_attr(not(test), allow(dead_code))]
     Slice(&'s [T]),
@@ -59,14 +57,14 @@ pub(crate) enum Batch<'s, T> {
 impl<T: FromBytes + IntoBytes + Copy> Batch<'_, T> {
     /// `guest_handle_is_null`.
     fn is_null(&self) -> bool {
-        matches!(self, Batch::Guest(0))
+        matches!(self, Batch::Guest(list) if list.is_null())
     }
 
     /// `guest_handle_okay`: the array starts inside guest address space (Xen's `__addr_ok`
     /// checks the start only; each element is checked when it is copied).
     fn okay(&self) -> bool {
         match *self {
-            Batch::Guest(va) => guest_va_ok(va),
+            Batch::Guest(list) => list.okay(),
             Batch::Slice(_) => true,
         }
     }
@@ -74,10 +72,7 @@ impl<T: FromBytes + IntoBytes + Copy> Batch<'_, T> {
     /// Element `i` (`__copy_from_guest`).
     fn get(&self, mem: &mut dyn MachineMemoryMut, l4: Mfn, i: u32) -> Result<T, Errno> {
         match *self {
-            Batch::Guest(va) => {
-                let at = va.wrapping_add(u64::from(i) * size_of::<T>() as u64);
-                read_guest(mem, l4, at)
-            }
+            Batch::Guest(list) => read_guest(mem, l4, list.add(u64::from(i))),
             Batch::Slice(s) => s.get(i as usize).copied().ok_or(Errno::EFAULT),
         }
     }
@@ -86,18 +81,18 @@ impl<T: FromBytes + IntoBytes + Copy> Batch<'_, T> {
 fn read_guest<T: FromBytes + IntoBytes>(
     mem: &mut dyn MachineMemoryMut,
     l4: Mfn,
-    va: u64,
+    ptr: GuestPtr<T>,
 ) -> Result<T, Errno> {
-    Ok(copy_from_guest(&PageTableGuest { mem, l4 }, va)?)
+    Ok(copy_from_guest(&PageTableGuest { mem, l4 }, ptr)?)
 }
 
 fn write_guest<T: IntoBytes + Immutable>(
     mem: &mut dyn MachineMemoryMut,
     l4: Mfn,
-    va: u64,
+    ptr: GuestPtr<T>,
     v: &T,
 ) -> Result<(), Errno> {
-    Ok(copy_to_guest(&mut PageTableGuest { mem, l4 }, va, v)?)
+    Ok(copy_to_guest(&mut PageTableGuest { mem, l4 }, ptr, v)?)
 }
 
 /// `get_pg_owner`: whose pages a call may map. `DOMID_SELF` is the caller; the caller's own id is
@@ -187,7 +182,7 @@ fn batch_start<T: FromBytes + IntoBytes + Copy>(
     guest_l4: Mfn,
     batch: &Batch<'_, T>,
     count: u32,
-    pdone: u64,
+    pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) -> Result<BatchStart, Errno> {
     if count == MMU_UPDATE_PREEMPTED && batch.is_null() {
@@ -207,16 +202,16 @@ fn batch_start<T: FromBytes + IntoBytes + Copy>(
     Ok(BatchStart::Run { count, done })
 }
 
-fn continued_done(mem: &mut dyn MachineMemoryMut, l4: Mfn, pdone: u64) -> u32 {
-    if pdone == 0 {
+fn continued_done(mem: &mut dyn MachineMemoryMut, l4: Mfn, pdone: GuestPtr<u32>) -> u32 {
+    if pdone.is_null() {
         return 0;
     }
-    read_guest::<u32>(mem, l4, pdone).unwrap_or(0)
+    read_guest(mem, l4, pdone).unwrap_or(0)
 }
 
 /// Writes `*pdone` if the guest passed a pointer; Xen ignores a failure to write it.
-fn write_done(mem: &mut dyn MachineMemoryMut, l4: Mfn, pdone: u64, done: u32) {
-    if pdone != 0 {
+fn write_done(mem: &mut dyn MachineMemoryMut, l4: Mfn, pdone: GuestPtr<u32>, done: u32) {
+    if !pdone.is_null() {
         let _ = write_guest(mem, l4, pdone, &done);
     }
 }
@@ -234,15 +229,14 @@ fn continue_batch<M: Machine + ?Sized, T>(
     batch: &Batch<'_, T>,
     stopped: Option<u32>,
     count: u32,
-    pdone: u64,
+    pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) {
     if let (Some(i), Batch::Guest(list)) = (stopped, batch) {
-        let size = size_of::<T>() as u64;
         let _ = ctx.create_continuation(&[
-            list.wrapping_add(u64::from(i) * size),
+            list.add(u64::from(i)).va(),
             u64::from((count - i) | MMU_UPDATE_PREEMPTED),
-            pdone,
+            pdone.va(),
             u64::from(foreigndom),
         ]);
     }
@@ -250,8 +244,8 @@ fn continue_batch<M: Machine + ?Sized, T>(
 
 /// `vcpumask_to_pcpumask` for a domain with one vCPU: reads the first word of the mask; returns
 /// whether vCPU 0 is in it.
-fn vcpu0_in_mask(pt: &mut Pt<'_, '_>, guest_l4: Mfn, mask: u64) -> Result<bool, Errno> {
-    let word: u64 = read_guest(pt.mem, guest_l4, mask)?;
+fn vcpu0_in_mask(pt: &mut Pt<'_, '_>, guest_l4: Mfn, mask: GuestPtr<u64>) -> Result<bool, Errno> {
+    let word = read_guest(pt.mem, guest_l4, mask)?;
     Ok(word & 1 != 0)
 }
 

@@ -13,9 +13,9 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
     // `count` and `foreigndom` are `unsigned int`.
     do_mmu_update(
         ctx,
-        Batch::Guest(ureqs),
+        Batch::Guest(GuestPtr::new(ureqs)),
         count as u32,
-        pdone,
+        GuestPtr::new(pdone),
         foreigndom as u32,
     )
 }
@@ -40,7 +40,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     reqs: Batch<'_, MmuUpdate>,
     count: u32,
-    pdone: u64,
+    pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;

@@ -94,7 +94,7 @@ pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
         // Anything else is a guest pointer to a vCPU bitmap; a bad one is -EFAULT, after the
         // update (which stays).
         mask => match flags & UVMF_FLUSHTYPE_MASK {
-            UVMF_TLB_FLUSH | UVMF_INVLPG => vcpu0_in_mask(&mut pt, guest_l4, mask)?,
+            UVMF_TLB_FLUSH | UVMF_INVLPG => vcpu0_in_mask(&mut pt, guest_l4, GuestPtr::new(mask))?,
             _ => false,
         },
     };
