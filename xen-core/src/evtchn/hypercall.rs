@@ -194,20 +194,33 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     outcome.result.map(|()| 0).map_err(|e: Errno| e)
 }
 
-/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...).
+/// Runs `f` over `dom` alone, as `evtchn::Domains` sees it (with its id): what the hypervisor's
+/// own operations on one domain's channels need.
+fn with_domain<M: MachineMemoryMut + ?Sized, R>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    f: impl FnOnce(&mut AllDomains<'_, '_, M>, u16) -> R,
+) -> R {
+    let m = RefCell::new(m);
+    let mut doms = AllDomains {
+        doms: heapless::Vec::new(),
+    };
+    doms.add(&m, dom, ports);
+    f(&mut doms, dom.id)
+}
+
+/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...). The scheduler's
+/// pass that follows wakes the vCPU if the upcall became pending (`sched::wake`).
 pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
     virq: u32,
 ) {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    let _ = evtchn::send_virq(&mut doms, id, 0, virq);
+    with_domain(m, dom, ports, |doms, id| {
+        let _ = evtchn::send_virq(doms, id, 0, virq);
+    });
 }
 
 /// The interrupt of `gsi` arrived (its line masked): raises the PIRQ that `dom` (the control
@@ -219,13 +232,7 @@ pub fn send_gsi<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     gsi: u32,
 ) -> bool {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    evtchn::send_pirq(&mut doms, id, gsi).0
+    with_domain(m, dom, ports, |doms, id| evtchn::send_pirq(doms, id, gsi).0)
 }
 
 /// Allocates an unbound port of `dom` that `remote` may bind (what a toolstack does for a new
@@ -236,13 +243,9 @@ pub fn alloc_unbound_for<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     remote: u16,
 ) -> Result<u32, Errno> {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    evtchn::alloc_unbound(&mut doms, id, id, remote)
+    with_domain(m, dom, ports, |doms, id| {
+        evtchn::alloc_unbound(doms, id, id, remote)
+    })
 }
 
 /// Binds `virq` on vCPU 0 of `dom` to a new port (what the domain's own `EVTCHNOP_bind_virq`
@@ -253,13 +256,9 @@ pub fn bind_virq_for<M: MachineMemoryMut + ?Sized>(
     ports: &mut PortTable,
     virq: u32,
 ) -> Result<u32, Errno> {
-    let id = dom.id;
-    let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    evtchn::bind_virq(&mut doms, id, virq, 0)
+    with_domain(m, dom, ports, |doms, id| {
+        evtchn::bind_virq(doms, id, virq, 0)
+    })
 }
 
 /// Closes every port of a dying domain (Xen's `evtchn_destroy`): the other end of each

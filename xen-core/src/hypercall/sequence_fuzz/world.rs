@@ -619,9 +619,9 @@ impl World {
         Ok(r)
     }
 
-    /// Dom0 destroys the domain in slot `s` (`XEN_DOMCTL_destroydomain` marks it) and the arch
-    /// layer tears it down (`domu::destroy`): grants, event channels, memory. Returns whether
-    /// there was one to destroy.
+    /// Dom0 destroys the domain in slot `s` (`XEN_DOMCTL_destroydomain` marks it) and the
+    /// lifecycle tears it down (`domain::lifecycle::destroy`): grants, event channels, memory.
+    /// Returns whether there was one to destroy.
     pub fn teardown(&mut self, s: usize) -> Result<bool, String> {
         let Some(id) = self.ids[s] else {
             return Ok(false);
