@@ -24,7 +24,13 @@
 
 use core::ops::Range;
 
-use crate::emulate::PortBus;
+/// The machine's port space, as the arch layer reaches it (`in`/`out` instructions); tests fake it.
+pub trait PortBus {
+    /// Reads `bytes` (1, 2 or 4) from `port`.
+    fn port_read(&mut self, port: u16, bytes: u8) -> u32;
+    /// Writes the low `bytes` (1, 2 or 4) bytes of `value` to `port`.
+    fn port_write(&mut self, port: u16, bytes: u8, value: u32);
+}
 
 /// CONFIG_ADDRESS (mechanism #1).
 pub const PCI_CONF_ADDRESS: u16 = 0xcf8;

@@ -181,86 +181,67 @@ impl SharedMemory for [u8] {
     }
 }
 
-impl<const N: usize> SharedRead for [u8; N] {
-    fn read_u8(&self, offset: usize) -> u8 {
-        self.as_slice().read_u8(offset)
-    }
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.as_slice().read_u32(offset)
-    }
-    fn read_u64(&self, offset: usize) -> u64 {
-        self.as_slice().read_u64(offset)
-    }
-    fn test_bit(&self, offset: usize, bit: u32) -> bool {
-        self.as_slice().test_bit(offset, bit)
-    }
+/// Forwards [`SharedRead`] from a wrapper type to what it holds (`$s` bound to `&self`): arrays
+/// to slices, references to their referent.
+macro_rules! forward_shared_read {
+    ([$($g:tt)*] $ty:ty, |$s:ident| $inner:expr) => {
+        impl<$($g)*> SharedRead for $ty {
+            fn read_u8(&self, offset: usize) -> u8 {
+                let $s = self;
+                $inner.read_u8(offset)
+            }
+            fn read_u32(&self, offset: usize) -> u32 {
+                let $s = self;
+                $inner.read_u32(offset)
+            }
+            fn read_u64(&self, offset: usize) -> u64 {
+                let $s = self;
+                $inner.read_u64(offset)
+            }
+            fn test_bit(&self, offset: usize, bit: u32) -> bool {
+                let $s = self;
+                $inner.test_bit(offset, bit)
+            }
+        }
+    };
 }
 
-impl<const N: usize> SharedMemory for [u8; N] {
-    fn write_u8(&mut self, offset: usize, value: u8) {
-        self.as_mut_slice().write_u8(offset, value);
-    }
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        self.as_mut_slice().write_u32(offset, value);
-    }
-    fn write_u64(&mut self, offset: usize, value: u64) {
-        self.as_mut_slice().write_u64(offset, value);
-    }
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        self.as_mut_slice().test_and_set_bit(offset, bit)
-    }
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        self.as_mut_slice().test_and_clear_bit(offset, bit)
-    }
+/// Forwards [`SharedMemory`] likewise (`$s` bound to `&mut self`).
+macro_rules! forward_shared_memory {
+    ([$($g:tt)*] $ty:ty, |$s:ident| $inner:expr) => {
+        impl<$($g)*> SharedMemory for $ty {
+            fn write_u8(&mut self, offset: usize, value: u8) {
+                let $s = self;
+                $inner.write_u8(offset, value);
+            }
+            fn write_u32(&mut self, offset: usize, value: u32) {
+                let $s = self;
+                $inner.write_u32(offset, value);
+            }
+            fn write_u64(&mut self, offset: usize, value: u64) {
+                let $s = self;
+                $inner.write_u64(offset, value);
+            }
+            fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
+                let $s = self;
+                $inner.test_and_set_bit(offset, bit)
+            }
+            fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
+                let $s = self;
+                $inner.test_and_clear_bit(offset, bit)
+            }
+        }
+    };
 }
 
-impl<T: SharedRead + ?Sized> SharedRead for &T {
-    fn read_u8(&self, offset: usize) -> u8 {
-        (**self).read_u8(offset)
-    }
-    fn read_u32(&self, offset: usize) -> u32 {
-        (**self).read_u32(offset)
-    }
-    fn read_u64(&self, offset: usize) -> u64 {
-        (**self).read_u64(offset)
-    }
-    fn test_bit(&self, offset: usize, bit: u32) -> bool {
-        (**self).test_bit(offset, bit)
-    }
-}
+forward_shared_read!([const N: usize] [u8; N], |s| s.as_slice());
+forward_shared_memory!([const N: usize] [u8; N], |s| s.as_mut_slice());
+forward_shared_read!([T: SharedRead + ?Sized] &T, |s| (**s));
+forward_shared_read!([T: SharedRead + ?Sized] &mut T, |s| (**s));
+forward_shared_memory!([T: SharedMemory + ?Sized] &mut T, |s| (**s));
 
-impl<T: SharedRead + ?Sized> SharedRead for &mut T {
-    fn read_u8(&self, offset: usize) -> u8 {
-        (**self).read_u8(offset)
-    }
-    fn read_u32(&self, offset: usize) -> u32 {
-        (**self).read_u32(offset)
-    }
-    fn read_u64(&self, offset: usize) -> u64 {
-        (**self).read_u64(offset)
-    }
-    fn test_bit(&self, offset: usize, bit: u32) -> bool {
-        (**self).test_bit(offset, bit)
-    }
-}
-
-impl<T: SharedMemory + ?Sized> SharedMemory for &mut T {
-    fn write_u8(&mut self, offset: usize, value: u8) {
-        (**self).write_u8(offset, value);
-    }
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        (**self).write_u32(offset, value);
-    }
-    fn write_u64(&mut self, offset: usize, value: u64) {
-        (**self).write_u64(offset, value);
-    }
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        (**self).test_and_set_bit(offset, bit)
-    }
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        (**self).test_and_clear_bit(offset, bit)
-    }
-}
+// For the event-channel code's frames reached through a shared machine.
+pub(crate) use {forward_shared_memory, forward_shared_read};
 
 /// Reads `N` bytes of machine memory at `at`, zeros if they cannot be read.
 fn read_bytes<const N: usize, M: MachineMemory + ?Sized>(m: &M, at: Maddr) -> [u8; N] {
@@ -318,17 +299,10 @@ impl<'a, M: MachineMemoryMut + ?Sized> MachineFrameMut<'a, M> {
     }
 }
 
-impl<M: MachineMemoryMut + ?Sized> SharedRead for MachineFrameMut<'_, M> {
-    fn read_u8(&self, offset: usize) -> u8 {
-        read_bytes::<1, M>(self.m, self.at(offset))[0]
-    }
-    fn read_u32(&self, offset: usize) -> u32 {
-        u32::from_le_bytes(read_bytes(self.m, self.at(offset)))
-    }
-    fn read_u64(&self, offset: usize) -> u64 {
-        u64::from_le_bytes(read_bytes(self.m, self.at(offset)))
-    }
-}
+forward_shared_read!([M: MachineMemoryMut + ?Sized] MachineFrameMut<'_, M>, |s| MachineFrame {
+    m: &*s.m,
+    base: s.base,
+});
 
 impl<M: MachineMemoryMut + ?Sized> SharedMemory for MachineFrameMut<'_, M> {
     fn write_u8(&mut self, offset: usize, value: u8) {

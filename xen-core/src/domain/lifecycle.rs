@@ -15,7 +15,7 @@
 use hypercall_abi::sched::SHUTDOWN_reboot;
 
 use crate::cpu::{printk, Arch, Hv, Stop};
-use crate::domain::set::{DomainSet, Guest, MAX_DOMAINS};
+use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::Shutdown;
 use crate::evtchn::hypercall as event_channel;
 use crate::keyhandler::RegsDump;
@@ -190,7 +190,7 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
 }
 
 /// dom0 stopped: it takes the machine with it, as on Xen.
-fn dom0_stopped<A: Arch>(arch: &mut A, g: &Guest, regs: &Regs, s: Shutdown) -> ! {
+fn dom0_stopped<A: Arch>(arch: &mut A, g: &DomainEntry, regs: &Regs, s: Shutdown) -> ! {
     let id = g.dom.id;
     match s {
         Shutdown::Requested(hypercall_abi::sched::SHUTDOWN_poweroff) => {

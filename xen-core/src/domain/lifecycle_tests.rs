@@ -5,7 +5,7 @@ use hypercall_abi::sched::{SHUTDOWN_poweroff, SHUTDOWN_reboot};
 use hypercall_abi::xen::VIRQ_DOM_EXC;
 
 use super::lifecycle::{self, Pool, INVALID_M2P_ENTRY};
-use super::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+use super::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use super::Shutdown;
 use crate::cpu::Hv;
 use crate::cpu_fake::FakeArch;
@@ -32,7 +32,7 @@ fn world(map_d1: bool) -> (Hv<FakeArch>, Box<DomainSet>) {
     }
     let mut set = Box::new(DomainSet::new());
     for (slot, dom) in t.doms.iter().enumerate() {
-        let g = Guest {
+        let g = DomainEntry {
             dom: dom.clone(),
             regs: Regs::default(),
             sched: SchedInfo::default(),

@@ -1,7 +1,7 @@
 //! Every domain the hypervisor runs: a fixed table of slots, and the split borrow that lets a
 //! hypercall change its caller and reach the other domains at the same time.
 //!
-//! A slot holds a [`Guest`] (the domain, its vCPU's saved registers while it does not run, its
+//! A slot holds a [`DomainEntry`] (the domain, its vCPU's saved registers while it does not run, its
 //! scheduling figures) and, beside it in a parallel array, the domain's event-channel
 //! [`PortTable`] (tens of KiB each, so the arrays are built in place once and reset in place, never
 //! moved). Domain ids are not slot numbers: a rebuilt domain gets a fresh id, as on Xen.
@@ -35,9 +35,10 @@ pub struct SchedInfo {
     pub longest_entry_ns: u64,
 }
 
-/// One domain with what the hypervisor keeps for it besides its ABI state.
+/// One domain's entry in the [`DomainSet`]: the domain with what the hypervisor keeps for it
+/// besides its ABI state. (Named apart from [`crate::guest_access`], which is guest memory.)
 #[derive(Clone, Debug)]
-pub struct Guest {
+pub struct DomainEntry {
     /// The domain.
     pub dom: Domain,
     /// Its vCPU's registers while another vCPU runs.
@@ -58,6 +59,9 @@ pub struct Guest {
     pub reported: bool,
 }
 
+/// The entry's former name, kept while branches written before the rename merge; to be removed.
+pub type Guest = DomainEntry;
+
 /// The xenstore and console rings a domU is built with: machine frames and event-channel ports
 /// (in the domU, unbound with dom0 as the remote end).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,7 +78,7 @@ pub struct BootRings {
 
 /// The table of domains.
 pub struct DomainSet {
-    guests: [Option<Guest>; MAX_DOMAINS],
+    guests: [Option<DomainEntry>; MAX_DOMAINS],
     ports: [PortTable; MAX_DOMAINS],
     /// Each slot's grant table (built and reset in place, like the port tables).
     pub grants: [GrantTable; MAX_DOMAINS],
@@ -109,31 +113,31 @@ impl DomainSet {
     }
 
     /// Puts `guest` in free slot `slot` with a fresh port table (one vCPU, `max_port`).
-    pub fn install(&mut self, slot: usize, guest: Guest, max_port: u32) {
+    pub fn install(&mut self, slot: usize, guest: DomainEntry, max_port: u32) {
         self.ports[slot].reset(1, max_port);
         self.grants[slot].reset();
         self.guests[slot] = Some(guest);
     }
 
     /// Empties slot `slot`, returning its domain.
-    pub fn remove(&mut self, slot: usize) -> Option<Guest> {
+    pub fn remove(&mut self, slot: usize) -> Option<DomainEntry> {
         self.ports[slot].reset(1, MAX_PORT_2L);
         self.grants[slot].reset();
         self.guests[slot].take()
     }
 
     /// The guest in `slot`.
-    pub fn guest(&self, slot: usize) -> Option<&Guest> {
+    pub fn guest(&self, slot: usize) -> Option<&DomainEntry> {
         self.guests.get(slot)?.as_ref()
     }
 
     /// The guest in `slot`, mutably.
-    pub fn guest_mut(&mut self, slot: usize) -> Option<&mut Guest> {
+    pub fn guest_mut(&mut self, slot: usize) -> Option<&mut DomainEntry> {
         self.guests.get_mut(slot)?.as_mut()
     }
 
     /// The guest and port table in `slot`.
-    pub fn both_mut(&mut self, slot: usize) -> Option<(&mut Guest, &mut PortTable)> {
+    pub fn both_mut(&mut self, slot: usize) -> Option<(&mut DomainEntry, &mut PortTable)> {
         let g = self.guests.get_mut(slot)?.as_mut()?;
         Some((g, &mut self.ports[slot]))
     }
@@ -144,7 +148,7 @@ impl DomainSet {
     }
 
     /// Occupied slots, in slot order.
-    pub fn slots(&self) -> impl Iterator<Item = (usize, &Guest)> + '_ {
+    pub fn slots(&self) -> impl Iterator<Item = (usize, &DomainEntry)> + '_ {
         self.guests
             .iter()
             .enumerate()
@@ -166,7 +170,12 @@ impl DomainSet {
     pub fn split(
         &mut self,
         slot: usize,
-    ) -> Option<(&mut Guest, &mut PortTable, &mut GrantTable, Others<'_>)> {
+    ) -> Option<(
+        &mut DomainEntry,
+        &mut PortTable,
+        &mut GrantTable,
+        Others<'_>,
+    )> {
         let (glo, grest) = self.guests.split_at_mut(slot);
         let (gme, ghi) = grest.split_first_mut()?;
         let (plo, prest) = self.ports.split_at_mut(slot);
@@ -190,7 +199,7 @@ impl DomainSet {
 #[derive(Debug)]
 pub struct Destroyed {
     /// The domain as it was (name, boot module, shutdown reason, run time), its frames released.
-    pub guest: Guest,
+    pub guest: DomainEntry,
     /// How many of its frames other domains still reference: they stay owned by its id (a
     /// zombie, as on Xen) until those references go.
     pub still_referenced: usize,
@@ -227,8 +236,8 @@ impl DomainSet {
 
 /// Every domain but the caller, borrowed for the length of a hypercall.
 pub struct Others<'a> {
-    lo: (&'a mut [Option<Guest>], &'a mut [PortTable]),
-    hi: (&'a mut [Option<Guest>], &'a mut [PortTable]),
+    lo: (&'a mut [Option<DomainEntry>], &'a mut [PortTable]),
+    hi: (&'a mut [Option<DomainEntry>], &'a mut [PortTable]),
     grants: (&'a mut [GrantTable], &'a mut [GrantTable]),
 }
 
@@ -243,12 +252,12 @@ impl<'a> Others<'a> {
     }
 
     /// Domain `id` with its ports, if it exists (and is not the caller).
-    pub fn get(&mut self, id: DomainId) -> Option<(&mut Guest, &mut PortTable)> {
+    pub fn get(&mut self, id: DomainId) -> Option<(&mut DomainEntry, &mut PortTable)> {
         self.iter_mut().find(|(g, _)| g.dom.id == id)
     }
 
     /// Every other domain with its ports.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut Guest, &mut PortTable)> + '_ {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut DomainEntry, &mut PortTable)> + '_ {
         let lo = self.lo.0.iter_mut().zip(self.lo.1.iter_mut());
         let hi = self.hi.0.iter_mut().zip(self.hi.1.iter_mut());
         lo.chain(hi).filter_map(|(g, p)| g.as_mut().map(|g| (g, p)))
@@ -264,7 +273,7 @@ impl<'a> Others<'a> {
     }
 
     /// Every other domain.
-    pub fn iter(&self) -> impl Iterator<Item = &Guest> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &DomainEntry> + '_ {
         self.lo.0.iter().chain(self.hi.0.iter()).flatten()
     }
 }
@@ -274,8 +283,8 @@ mod tests {
     use super::*;
     use crate::mm::Mfn;
 
-    fn guest(id: DomainId) -> Guest {
-        Guest {
+    fn guest(id: DomainId) -> DomainEntry {
+        DomainEntry {
             dom: Domain::new(id, id == 0, 1, 1, Mfn(u64::from(id) + 1), Mfn(0)),
             regs: Regs::default(),
             sched: SchedInfo::default(),

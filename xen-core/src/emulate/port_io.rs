@@ -1,5 +1,7 @@
 //! Port I/O (`in`/`out`), Xen's `emulate_privileged_op` with `guest_io_okay` and `admin_io_okay`.
 
+pub use crate::pci::PortBus;
+
 use super::Emulated;
 use crate::regs::Regs;
 
@@ -113,14 +115,6 @@ pub fn ioports_access_permitted(privileged: bool, port: u16, bytes: u8) -> bool 
 pub fn admin_io_okay(privileged: bool, port: u16, bytes: u8) -> bool {
     !(port == crate::pci::PCI_CONF_ADDRESS && bytes == 4)
         && ioports_access_permitted(privileged, port, bytes)
-}
-
-/// The machine's port space, as the arch layer reaches it (`in`/`out` instructions); tests fake it.
-pub trait PortBus {
-    /// Reads `bytes` (1, 2 or 4) from `port`.
-    fn port_read(&mut self, port: u16, bytes: u8) -> u32;
-    /// Writes the low `bytes` (1, 2 or 4) bytes of `value` to `port`.
-    fn port_write(&mut self, port: u16, bytes: u8, value: u32);
 }
 
 /// The size of the next piece of a data-port access at `port` with `bytes` left, as Xen's

@@ -18,7 +18,10 @@ use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
 use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
 use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
-use crate::shared_info::{MachineFrame, MachineFrameMut, SharedInfoPage, SharedMemory, SharedRead};
+use crate::shared_info::{
+    forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedInfoPage,
+    SharedMemory, SharedRead,
+};
 
 /// A domain's shared_info frame, reached through the machine shared by every handle.
 pub struct SharedFrame<'a, 'm, M: ?Sized> {
@@ -26,41 +29,13 @@ pub struct SharedFrame<'a, 'm, M: ?Sized> {
     mfn: Mfn,
 }
 
-impl<M: MachineMemoryMut + ?Sized> SharedRead for SharedFrame<'_, '_, M> {
-    fn read_u8(&self, offset: usize) -> u8 {
-        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u8(offset)
-    }
-
-    fn read_u32(&self, offset: usize) -> u32 {
-        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u32(offset)
-    }
-
-    fn read_u64(&self, offset: usize) -> u64 {
-        MachineFrame::new(&**self.m.borrow(), self.mfn).read_u64(offset)
-    }
-}
-
-impl<M: MachineMemoryMut + ?Sized> SharedMemory for SharedFrame<'_, '_, M> {
-    fn write_u8(&mut self, offset: usize, value: u8) {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u8(offset, value);
-    }
-
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u32(offset, value);
-    }
-
-    fn write_u64(&mut self, offset: usize, value: u64) {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).write_u64(offset, value);
-    }
-
-    fn test_and_set_bit(&mut self, offset: usize, bit: u32) -> bool {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).test_and_set_bit(offset, bit)
-    }
-
-    fn test_and_clear_bit(&mut self, offset: usize, bit: u32) -> bool {
-        MachineFrameMut::new(&mut **self.m.borrow_mut(), self.mfn).test_and_clear_bit(offset, bit)
-    }
-}
+// Each access borrows the machine for just its own length.
+forward_shared_read!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
+    MachineFrame::new(&**s.m.borrow(), s.mfn)
+});
+forward_shared_memory!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
+    MachineFrameMut::new(&mut **s.m.borrow_mut(), s.mfn)
+});
 
 /// The caller's memory, through the shared machine.
 struct SharedGuest<'a, 'm, M: ?Sized> {
@@ -134,18 +109,8 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, M> {
     }
 
     fn get_two(&mut self, a: u16, b: u16) -> Option<DomainPair<'_, Self::Shared>> {
-        if a == b {
-            return None;
-        }
-        let ia = self.doms.iter().position(|d| d.id == a)?;
-        let ib = self.doms.iter().position(|d| d.id == b)?;
-        if ia < ib {
-            let (lo, hi) = self.doms.split_at_mut(ib);
-            Some((view(&mut lo[ia]), view(&mut hi[0])))
-        } else {
-            let (lo, hi) = self.doms.split_at_mut(ia);
-            Some((view(&mut hi[0]), view(&mut lo[ib])))
-        }
+        let (x, y) = evtchn::two_by_id(&mut self.doms, |d| d.id, a, b)?;
+        Some((view(x), view(y)))
     }
 }
 

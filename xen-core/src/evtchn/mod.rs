@@ -324,18 +324,30 @@ impl<S: SharedMemory> Domains for [EvtchnDomain<S>] {
     }
 
     fn get_two(&mut self, a: DomId, b: DomId) -> Option<DomainPair<'_, S>> {
-        if a == b {
-            return None;
-        }
-        let ia = self.iter().position(|d| d.id == a)?;
-        let ib = self.iter().position(|d| d.id == b)?;
-        if ia < ib {
-            let (lo, hi) = self.split_at_mut(ib);
-            Some((lo[ia].view(), hi[0].view()))
-        } else {
-            let (lo, hi) = self.split_at_mut(ia);
-            Some((hi[0].view(), lo[ib].view()))
-        }
+        let (x, y) = two_by_id(self, |d| d.id, a, b)?;
+        Some((x.view(), y.view()))
+    }
+}
+
+/// The entries of `items` whose ids (by `id`) are `a` and `b`, both borrowed at once, in that
+/// order: the body of every [`Domains::get_two`]. `None` if `a == b` or either is missing.
+pub(crate) fn two_by_id<T>(
+    items: &mut [T],
+    id: impl Fn(&T) -> DomId,
+    a: DomId,
+    b: DomId,
+) -> Option<(&mut T, &mut T)> {
+    if a == b {
+        return None;
+    }
+    let ia = items.iter().position(|d| id(d) == a)?;
+    let ib = items.iter().position(|d| id(d) == b)?;
+    if ia < ib {
+        let (lo, hi) = items.split_at_mut(ib);
+        Some((&mut lo[ia], &mut hi[0]))
+    } else {
+        let (lo, hi) = items.split_at_mut(ia);
+        Some((&mut hi[0], &mut lo[ib]))
     }
 }
 

@@ -145,7 +145,7 @@ fn run_op<M: Machine + ?Sized>(
         mine: &mut *ctx.grants,
         others: &mut ctx.others,
     };
-    let (mut pt, _) = crate::mm::mmu::pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
+    let (mut pt, _) = crate::mm::guest_pt::pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
     match cmd {
         GNTTABOP_map_grant_ref => {
             for i in 0..count {
@@ -168,13 +168,8 @@ fn run_op<M: Machine + ?Sized>(
                 let mut op: GnttabUnmapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
-                put(
-                    pt.mem,
-                    l4,
-                    at.field(offset_of!(GnttabUnmapGrantRef, status)),
-                    &op.status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                let field = at.field(offset_of!(GnttabUnmapGrantRef, status));
+                put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -186,13 +181,8 @@ fn run_op<M: Machine + ?Sized>(
                 let at = uop.cast::<GnttabCopy>().add(i.into());
                 let op: GnttabCopy = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::copy(&mut pt, &mut tables, &op);
-                put(
-                    pt.mem,
-                    l4,
-                    at.field(offset_of!(GnttabCopy, status)),
-                    &status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                let field = at.field(offset_of!(GnttabCopy, status));
+                put(pt.mem, l4, field, &status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -204,13 +194,8 @@ fn run_op<M: Machine + ?Sized>(
                 let at = uop.cast::<GnttabSwapGrantRef>().add(i.into());
                 let op: GnttabSwapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
-                put(
-                    pt.mem,
-                    l4,
-                    at.field(offset_of!(GnttabSwapGrantRef, status)),
-                    &status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                let field = at.field(offset_of!(GnttabSwapGrantRef, status));
+                put(pt.mem, l4, field, &status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -243,13 +228,8 @@ fn run_op<M: Machine + ?Sized>(
                     }
                 },
             };
-            put(
-                pt.mem,
-                l4,
-                uop.field(offset_of!(GnttabSetupTable, status)),
-                &op.status,
-            )
-            .ok_or(Errno::EFAULT)?;
+            let field = uop.field(offset_of!(GnttabSetupTable, status));
+            put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_query_size => {
@@ -292,13 +272,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EPERM);
             }
             op.version = version;
-            put(
-                pt.mem,
-                l4,
-                uop.field(offset_of!(GnttabGetVersion, version)),
-                &op.version,
-            )
-            .ok_or(Errno::EFAULT)?;
+            let field = uop.field(offset_of!(GnttabGetVersion, version));
+            put(pt.mem, l4, field, &op.version).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_get_status_frames => {
@@ -313,13 +288,8 @@ fn run_op<M: Machine + ?Sized>(
                 Ok(_) if op.nr_frames > 0 => GNTST_general_error,
                 Ok(_) => GNTST_okay,
             };
-            put(
-                pt.mem,
-                l4,
-                uop.field(offset_of!(GnttabGetStatusFrames, status)),
-                &op.status,
-            )
-            .ok_or(Errno::EFAULT)?;
+            let field = uop.field(offset_of!(GnttabGetStatusFrames, status));
+            put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         _ => Err(Errno::ENOSYS),

@@ -26,7 +26,7 @@ fn grant_l1e(pt: &mut Pt<'_, '_>, l4: Mfn, addr: u64, flags: u32) -> Option<(Mad
         }
         (Maddr(addr), Mfn(addr >> 12))
     } else {
-        crate::mm::mmu::map_guest_l1e(pt.mem, l4, addr)?
+        crate::mm::guest_pt::map_guest_l1e(pt.mem, l4, addr)?
     };
     if !pt.get_page(l1, Owner::Domain(pt.caller.id)) {
         return None;

@@ -4,7 +4,7 @@
 //! - `XEN_DOMCTL_getdomaininfo` describes the first domain whose id is at least `domain` (the
 //!   4.17 behaviour; Xen 4.18 made it exact) and echoes that id in `xen_domctl.domain`; an id
 //!   from `DOMID_FIRST_RESERVED` up is -EINVAL, no such domain -ESRCH.
-//! - `XEN_DOMCTL_destroydomain` marks the domain for destruction ([`Guest::destroy`]); the arch
+//! - `XEN_DOMCTL_destroydomain` marks the domain for destruction ([`DomainEntry::destroy`]); the arch
 //!   layer tears it down before anything runs again. A domain cannot destroy itself (-EINVAL,
 //!   `domain_kill`); destroying a dying domain again succeeds.
 //! - Everything else, `pausedomain`/`unpausedomain` included, is -ENOSYS (the scheduler has no
@@ -25,7 +25,7 @@ use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use zerocopy::IntoBytes;
 
 use super::{Ctx, HcResult, Machine};
-use crate::domain::set::Guest;
+use crate::domain::set::DomainEntry;
 use crate::domain::{Domain, DomainId, Shutdown};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
@@ -77,7 +77,7 @@ pub(super) fn domain_info(dom: &Domain, cpu_time: u64, dying: bool) -> XenDomctl
     }
 }
 
-/// The record of the caller. Its run time lives in its [`Guest`] slot, which the hypercall does
+/// The record of the caller. Its run time lives in its [`DomainEntry`] slot, which the hypercall does
 /// not see (the arch layer lends only the `Domain`), so its `cpu_time` is 0; it is also never
 /// dying (a destroyed domain does not run again).
 fn caller_info<M: Machine + ?Sized>(ctx: &Ctx<'_, M>) -> XenDomctlGetdomaininfo {
@@ -85,7 +85,7 @@ fn caller_info<M: Machine + ?Sized>(ctx: &Ctx<'_, M>) -> XenDomctlGetdomaininfo 
 }
 
 /// The record of another domain.
-fn guest_info(g: &Guest) -> XenDomctlGetdomaininfo {
+fn guest_info(g: &DomainEntry) -> XenDomctlGetdomaininfo {
     domain_info(&g.dom, g.sched.run_ns, g.destroy)
 }
 

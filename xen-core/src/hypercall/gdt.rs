@@ -13,7 +13,7 @@ use hypercall_abi::errno::Errno;
 use super::{Ctx, HcResult, Machine};
 use crate::guest_access::GuestMemory;
 use crate::mm::frame_table::{Owner, PageType};
-use crate::mm::mmu::pt;
+use crate::mm::guest_pt::pt;
 use crate::mm::Mfn;
 
 /// First GDT entry the hypervisor reserves (`FIRST_RESERVED_GDT_ENTRY`: byte 0xE000).

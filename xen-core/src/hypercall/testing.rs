@@ -196,14 +196,14 @@ pub fn call_once<M: Machine + ?Sized>(
 /// A domain for a [`crate::domain::set::DomainSet`], on the fake machine's page tables (L4 at frame
 /// 1, like [`setup`]'s) so that any of them can be the caller: id `id`, privileged when 0,
 /// shared_info at frame `10 + id`, `100 + id` pages, run time `1000 * id` ns.
-pub fn guest(id: crate::domain::DomainId) -> crate::domain::set::Guest {
+pub fn guest(id: crate::domain::DomainId) -> crate::domain::set::DomainEntry {
     let (_, mut dom, _) = setup();
     dom.id = id;
     dom.privileged = id == 0;
     dom.nr_pages = 100 + u64::from(id);
     dom.max_pages = 200 + u64::from(id);
     dom.shared_info = Mfn(10 + u64::from(id));
-    crate::domain::set::Guest {
+    crate::domain::set::DomainEntry {
         dom,
         regs: Regs::default(),
         sched: crate::domain::set::SchedInfo {

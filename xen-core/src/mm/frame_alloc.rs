@@ -17,8 +17,8 @@
 use core::fmt;
 use core::ops::Range;
 
+use crate::mm::e820::{MemoryKind, MemoryRegion};
 use crate::mm::{Maddr, Mfn};
-use crate::multiboot::{MemoryKind, MemoryRegion};
 
 /// Machine memory below this address is never handed out (BIOS data, real-mode IVT, VGA, ROMs).
 pub const LOW_MEMORY_END: Maddr = Maddr(1 << 20);

@@ -2,12 +2,38 @@
 //!
 //! Separate types for machine addresses and (later) guest frames make mixing them a type error.
 
+pub mod e820;
 pub mod frame_alloc;
 pub mod frame_table;
+pub(crate) mod guest_pt;
 pub(crate) mod memory;
 pub(crate) mod mmu;
 
 use core::fmt;
+
+/// The level of a page-table frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PtLevel {
+    /// Maps 4 KiB pages.
+    L1,
+    /// Points to L1s.
+    L2,
+    /// Points to L2s.
+    L3,
+    /// The root.
+    L4,
+}
+
+impl fmt::Display for PtLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PtLevel::L1 => "L1",
+            PtLevel::L2 => "L2",
+            PtLevel::L3 => "L3",
+            PtLevel::L4 => "L4",
+        })
+    }
+}
 
 /// A machine (host-physical) address: what a boot loader hands us and what page tables point to.
 #[doc(alias = "paddr_t")]

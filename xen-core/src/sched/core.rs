@@ -12,7 +12,7 @@
 use crate::bounce;
 use crate::cpu::{printk, Arch, Hv};
 use crate::domain::lifecycle;
-use crate::domain::set::{DomainSet, Guest, MAX_DOMAINS};
+use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::Shutdown;
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
@@ -73,7 +73,7 @@ pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
 }
 
 /// Whether a vCPU could run now.
-pub fn runnable(g: &Guest) -> bool {
+pub fn runnable(g: &DomainEntry) -> bool {
     let v = &g.dom.vcpu;
     !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
 }
@@ -319,7 +319,7 @@ fn idle<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
 /// timer of a descheduled vCPU and catches up when it runs again).
 pub fn run_timers<A: Arch>(
     arch: &mut A,
-    g: &mut Guest,
+    g: &mut DomainEntry,
     ports: &mut PortTable,
     running: bool,
     now: u64,
@@ -355,7 +355,7 @@ pub fn run_timers<A: Arch>(
 }
 
 /// The next moment something is due for a domain's vCPU.
-pub fn next_deadline(g: &Guest, running: bool) -> Option<u64> {
+pub fn next_deadline(g: &DomainEntry, running: bool) -> Option<u64> {
     if g.dom.shutdown.is_some() {
         return None;
     }

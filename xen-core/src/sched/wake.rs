@@ -6,14 +6,14 @@
 //! of its ports is pending or its deadline passed.
 
 use crate::cpu::Arch;
-use crate::domain::set::{DomainSet, Guest};
+use crate::domain::set::{DomainEntry, DomainSet};
 use crate::evtchn::hypercall as event_channel;
 use crate::hypercall::Machine;
 
 /// Wakes the vCPU of `g` if what it waits for happened by `now`: a blocked vCPU with an upcall
 /// pending, a polling one with one of its ports pending or its poll deadline passed. Returns
 /// whether it was woken.
-pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut Guest, now: u64) -> bool {
+pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut DomainEntry, now: u64) -> bool {
     let mut woken = false;
     if g.dom.vcpu.blocked && crate::shared_info::upcall_pending(m, &g.dom) {
         g.dom.vcpu.blocked = false;

@@ -2,7 +2,7 @@
 //! then the boot-time domUs and the first entry into dom0.
 
 use xen_core::domain::build::{self, BuildParams, DomainKind};
-use xen_core::domain::set::{Guest, SchedInfo, MAX_PORT_2L};
+use xen_core::domain::set::{DomainEntry, SchedInfo, MAX_PORT_2L};
 use xen_core::domain::{Domain, MachineInfo};
 use xen_core::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FrameRange};
 use xen_core::mm::frame_table::{Mm, MmConfig, Owner};
@@ -224,7 +224,7 @@ pub fn start(
     let mut dom = Domain::new(0, true, nr_pages, u32::MAX.into(), shared_info, built.l4);
     // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
     // so that from now on every change to them goes through the validated hypercalls.
-    if let Err(e) = mm.seed_domain(&mut mem, &mut dom, &built) {
+    if let Err(e) = xen_core::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built) {
         refuse(format_args!(
             "dom0's initial page tables did not validate: {e}"
         ));
@@ -246,7 +246,7 @@ pub fn start(
     let mut doms = dispatch::DOMS.lock();
     doms.install(
         0,
-        Guest {
+        DomainEntry {
             dom,
             regs: Regs::guest_entry(built.entry, built.stack_top, built.start_info_va),
             sched: SchedInfo {

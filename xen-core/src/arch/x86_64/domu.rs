@@ -11,7 +11,7 @@
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use xen_core::domain::build::{self, BuildParams, DomainKind};
 use xen_core::domain::lifecycle::{one, Pool};
-use xen_core::domain::set::{BootRings, DomainSet, Guest, SchedInfo, MAX_DOMAINS};
+use xen_core::domain::set::{BootRings, DomainEntry, DomainSet, SchedInfo, MAX_DOMAINS};
 use xen_core::domain::Domain;
 use xen_core::evtchn::hypercall as event_channel;
 use xen_core::mm::frame_alloc::{FrameAllocator, FrameRange};
@@ -103,7 +103,7 @@ pub fn build(
     let mut ports_ok = Ok((0, 0));
     doms.install(
         slot,
-        Guest {
+        DomainEntry {
             dom: dom.clone(),
             regs: Regs::default(),
             sched: SchedInfo {
@@ -163,7 +163,7 @@ pub fn build(
         start: built.mfn_base,
         end: Mfn(built.mfn_base.0 + built.nr_pages),
     };
-    if let Err(e) = m.mm.seed_domain(&mut m.mem, &mut dom, &built) {
+    if let Err(e) = xen_core::domain::build::seed_domain(&mut m.mm, &mut m.mem, &mut dom, &built) {
         refuse(format_args!(
             "its initial page tables did not validate: {e}"
         ));

@@ -22,6 +22,7 @@ pub mod hypercall_page;
 pub mod layout;
 pub mod notes;
 pub mod pagetables;
+pub mod seed;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -42,6 +43,7 @@ pub use hypercall_page::write_hypercall_page;
 pub use layout::{Layout, LayoutError, Region};
 pub use notes::{KernelAddresses, NoteError, NoteType, XenNotes};
 pub use pagetables::{PtFrame, PtLevel};
+pub use seed::seed_domain;
 
 /// `XEN_PROCESSOR_PM_CX` (`public/platform.h`): Xen controls C-states.
 pub const XEN_PROCESSOR_PM_CX: u32 = 1;

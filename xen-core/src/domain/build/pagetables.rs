@@ -7,9 +7,8 @@
 //! L3, then one L1 per further 2 MiB block, each followed by a new L2 when it starts a 1 GiB block
 //! and a new L3 when it starts a 512 GiB block.
 
-use core::fmt;
-
 use super::layout::{Layout, PAGE_SIZE};
+pub use crate::mm::PtLevel;
 
 /// `_PAGE_PRESENT`.
 pub const PAGE_PRESENT: u64 = 1 << 0;
@@ -42,30 +41,6 @@ pub const L4_PROT: u64 = BASE_PROT | PAGE_DIRTY;
 pub const FIRST_XEN_SLOT: usize = 256;
 /// Number of reserved L4 slots (256..272).
 pub const XEN_SLOTS: usize = 16;
-
-/// The level of a page-table frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PtLevel {
-    /// Maps 4 KiB pages.
-    L1,
-    /// Points to L1s.
-    L2,
-    /// Points to L2s.
-    L3,
-    /// The root.
-    L4,
-}
-
-impl fmt::Display for PtLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PtLevel::L1 => "L1",
-            PtLevel::L2 => "L2",
-            PtLevel::L3 => "L3",
-            PtLevel::L4 => "L4",
-        })
-    }
-}
 
 /// One bootstrap page-table frame: its pfn in the region, its level, and the first virtual
 /// address of the region it translates.

@@ -6,6 +6,9 @@
 //! state the steps before it leave, and proptest can shrink it (drop steps, simplify arguments)
 //! without the rest losing its sense. Every enum lists its simplest variants first: proptest
 //! shrinks towards the first arm of a `prop_oneof!`.
+//!
+//! One file (about 850 lines) on purpose: each step kind's symbolic names and the proptest strategy
+//! that generates them change together.
 
 use core::fmt;
 

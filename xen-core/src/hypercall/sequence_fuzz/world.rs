@@ -6,19 +6,22 @@
 //! The world is built once per worker thread and reset in place for every sequence: the frame
 //! table's storage must be `'static` (the page-table handlers take `Mm<'static>`), so it is leaked
 //! once and reused rather than leaked per sequence.
+//!
+//! One file (about 800 lines) on purpose: the world's construction and the invariants checked on it
+//! read against each other, field by field.
 
 use core::fmt::Write as _;
 
 use hypercall_abi::xen::DOMID_SELF;
 
-use crate::domain::build::PtLevel;
-use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use crate::domain::{Domain, DomainId, MachineInfo};
 use crate::evtchn::ChannelState;
 use crate::hypercall::{Ctx, Machine};
 use crate::mm::frame_table::audit::{audit_with_foreign, ForeignRefs};
 use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
+use crate::mm::PtLevel;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 
@@ -396,7 +399,7 @@ impl World {
             .unwrap();
         mm.share_xen_page_with_guest(shared_info(s), id, true)
             .unwrap();
-        let guest = Guest {
+        let guest = DomainEntry {
             dom,
             regs: Regs::default(),
             sched: SchedInfo::default(),
@@ -485,7 +488,7 @@ impl World {
     }
 
     /// The guest in slot `s`, if any.
-    pub fn guest(&self, s: usize) -> Option<&Guest> {
+    pub fn guest(&self, s: usize) -> Option<&DomainEntry> {
         self.set.guest(s)
     }
 

@@ -56,9 +56,9 @@ use core::fmt;
 
 use hypercall_abi::xen::{DOMID_INVALID, DOMID_IO, DOMID_XEN};
 
-use crate::domain::build::PtLevel;
 use crate::domain::{DomainId, DomainInfo, PerfCounters};
 use crate::mm::frame_alloc::FrameRange;
+use crate::mm::PtLevel;
 use crate::mm::{Maddr, Mfn};
 
 pub use seed::SeedError;

@@ -6,8 +6,8 @@ use hypercall_abi::xen::*;
 use super::pte::{PAT, PCD, PRESENT, PSE, PWT, RW, USER};
 use super::testing::*;
 use super::{Owner, PageType, SeedError};
-use crate::domain::build::PtLevel;
 use crate::mm::frame_alloc::FrameRange;
+use crate::mm::PtLevel;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 const EPERM: i64 = -1;

@@ -306,7 +306,7 @@ fn some_table(t: &Two, r: &mut Rng, d: usize) -> Option<(u64, PageType)> {
 fn aimed_va(t: &Two, r: &mut Rng, d: usize) -> u64 {
     for _ in 0..8 {
         let v = (r.below(2) << 39) | (r.below(3) << 30) | (r.below(3) << 21) | page_va(r.below(48));
-        if crate::mm::mmu::map_guest_l1e(&t.m.mem, t.doms[d].l4, v).is_some() {
+        if crate::mm::guest_pt::map_guest_l1e(&t.m.mem, t.doms[d].l4, v).is_some() {
             return v;
         }
     }

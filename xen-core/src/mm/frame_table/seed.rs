@@ -15,10 +15,9 @@ use core::fmt;
 use hypercall_abi::errno::Errno;
 
 use super::{flag, Mm, Owner, PageType, Pt};
-use crate::domain::build::{BuiltDomain, PtLevel};
 use crate::domain::{Domain, DomainId};
 use crate::mm::frame_alloc::FrameRange;
-use crate::mm::{MachineMemoryMut, Mfn};
+use crate::mm::{MachineMemoryMut, Mfn, PtLevel};
 
 /// Why a domain's frames could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,25 +232,6 @@ impl<'t> Mm<'t> {
             }
         }
         Ok(())
-    }
-
-    /// Everything dom0 construction does to the frame table: registers `dom`, assigns it the
-    /// built domain's frames, shares its shared_info page with it, and validates and pins its
-    /// bootstrap tables (setting `dom.l4`).
-    pub fn seed_domain(
-        &mut self,
-        mem: &mut dyn MachineMemoryMut,
-        dom: &mut Domain,
-        built: &BuiltDomain,
-    ) -> Result<(), SeedError> {
-        self.add_domain(dom.info())?;
-        let range = FrameRange {
-            start: built.mfn_base,
-            end: Mfn(built.mfn_base.0 + built.nr_pages),
-        };
-        self.assign(range, Owner::Domain(dom.id))?;
-        self.share_xen_page_with_guest(dom.shared_info, dom.id, true)?;
-        self.validate_and_pin_initial_tables(mem, dom, built.l4, built.page_table_frames())
     }
 
     /// Takes a dead domain's frames back (`domain_relinquish_resources`): drops its base

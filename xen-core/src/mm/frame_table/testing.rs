@@ -106,7 +106,7 @@ impl World {
         mm.assign(range(WORLD_M2P.0, WORLD_SHARED_INFO.0), Owner::Xen)
             .unwrap();
         let mut dom = fresh_domain(0, true, WORLD_SHARED_INFO);
-        mm.seed_domain(&mut mem, &mut dom, &built).unwrap();
+        build::seed_domain(&mut mm, &mut mem, &mut dom, &built).unwrap();
         let m = FakeMachine {
             mem,
             console: Vec::new(),
@@ -202,7 +202,7 @@ impl World {
     /// Where the L1 entry for `va` lives (walking the current tables), its value, and its L1.
     pub fn l1_slot(&self, va: u64) -> (Maddr, u64, Mfn) {
         let (at, l1) =
-            crate::mm::mmu::map_guest_l1e(&self.m.mem, self.dom.l4, va).expect("va has an L1");
+            crate::mm::guest_pt::map_guest_l1e(&self.m.mem, self.dom.l4, va).expect("va has an L1");
         (at, self.m.mem.read_u64(at).unwrap(), l1)
     }
 
@@ -316,7 +316,7 @@ impl Two {
                 .unwrap();
             mm.share_xen_page_with_guest(dom.shared_info, dom.id, true)
                 .unwrap();
-            use crate::domain::build::PtLevel::*;
+            use crate::mm::PtLevel::*;
             let tables = [(b, L4), (b + 1, L3), (b + 2, L2), (b + 3, L1)];
             mm.validate_and_pin_initial_tables(
                 &mut mem,

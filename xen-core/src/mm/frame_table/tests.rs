@@ -1,6 +1,9 @@
 //! Host tests of the frame table's rules that succeed: seeding from the domain builder, the
 //! references each kind of entry takes, validation and devalidation, pins and base pointers,
 //! flushes, counters, foreign and I/O mappings, teardown. Refusals are in `negative_tests.rs`.
+//!
+//! One file (about 800 lines) on purpose: the success cases share one seeded-dom0 fixture and read
+//! as one walk through the frame table's rules; the refusals are apart.
 
 use hypercall_abi::xen::*;
 
@@ -88,7 +91,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
         .collect();
     let mut mm = new_mm(WORLD_FRAMES as usize, WORLD_M2P.maddr());
     let mut dom = fresh_domain(0, true, WORLD_SHARED_INFO);
-    mm.seed_domain(&mut mem, &mut dom, &built).unwrap();
+    crate::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built).unwrap();
     for ((m, level), before) in built.page_table_frames().zip(snapshot) {
         assert_eq!(
             mem.read(m.maddr(), 4096).unwrap(),
@@ -784,12 +787,12 @@ fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
 /// installed a GDT and an LDT gives every one of its frames back.
 #[test]
 fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
-    use crate::domain::set::{DomainSet, Guest, SchedInfo, MAX_PORT_2L};
+    use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
     let mut t = Two::new();
     install_gdt_and_ldt(&mut t);
     let mut set = Box::new(DomainSet::new());
     for (slot, dom) in t.doms.iter().enumerate() {
-        let g = Guest {
+        let g = DomainEntry {
             dom: dom.clone(),
             regs: crate::regs::Regs::default(),
             sched: SchedInfo::default(),

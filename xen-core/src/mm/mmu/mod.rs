@@ -122,50 +122,6 @@ fn xsm_target(d: DomainInfo, t: Owner) -> Result<(), Errno> {
     }
 }
 
-/// Splits the context into what the handlers need at once: the frame-table context (which
-/// borrows the caller's counters, and records TLB work in `flush`: the call's, see
-/// `crate::hypercall::Effects`) and the rest of the domain.
-pub(crate) fn pt<'a>(
-    mm: &'a mut Mm<'static>,
-    mem: &'a mut dyn MachineMemoryMut,
-    dom: &'a mut Domain,
-    flush: &'a mut crate::domain::FlushRequest,
-) -> (Pt<'a, 'static>, DomainParts<'a>) {
-    let caller = dom.info();
-    let Domain { l4, vcpu, .. } = dom;
-    let crate::domain::Vcpu {
-        perf,
-        user_l4,
-        ldt_base,
-        ldt_ents,
-        ..
-    } = vcpu;
-    (
-        Pt {
-            mm,
-            mem,
-            perf,
-            flush,
-            caller,
-        },
-        DomainParts {
-            l4,
-            user_l4,
-            ldt_base,
-            ldt_ents,
-        },
-    )
-}
-
-/// The parts of the calling domain `mmuext_op` changes besides counters and flushes.
-pub(crate) struct DomainParts<'a> {
-    l4: &'a mut Mfn,
-    user_l4: &'a mut Option<Mfn>,
-    ldt_base: &'a mut u64,
-    ldt_ents: &'a mut u32,
-}
-
-/// Reads `*pdone` when continuing (bit 31 of `count`); a bad pointer reads as 0.
 /// How a batch hypercall starts: the shared preamble of `do_mmu_update` and `do_mmuext_op`.
 enum BatchStart {
     /// Nothing to do: return this.
@@ -202,6 +158,7 @@ fn batch_start<T: FromBytes + IntoBytes + Copy>(
     Ok(BatchStart::Run { count, done })
 }
 
+/// Reads `*pdone` when continuing (bit 31 of `count`); a bad pointer reads as 0.
 fn continued_done(mem: &mut dyn MachineMemoryMut, l4: Mfn, pdone: GuestPtr<u32>) -> u32 {
     if pdone.is_null() {
         return 0;
@@ -253,6 +210,7 @@ mod mmuext;
 mod update;
 mod va_mapping;
 
+use crate::mm::guest_pt::{map_guest_l1e, pt, DomainParts};
 pub(crate) use mmuext::*;
 pub(crate) use update::*;
 pub use va_mapping::*;

@@ -24,29 +24,6 @@ pub(crate) fn update_va_mapping_otherdomain<M: Machine + ?Sized>(
     do_update_va_mapping(ctx, va, val, flags, Some(domid as u16))
 }
 
-/// `map_guest_l1e`: the machine address of the L1 entry that maps `va` in the tables rooted at
-/// `l4`, and the L1's frame; `None` if `va` is not a guest address or no L1 covers it.
-pub(crate) fn map_guest_l1e(mem: &dyn MachineMemoryMut, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
-    if !guest_va_ok(va) {
-        return None;
-    }
-    let index = |shift: u32| (va >> shift) & 511;
-    let e4 = mem.read_u64(Maddr(l4.maddr().0 + index(39) * 8))?;
-    if !pte::present(e4) {
-        return None;
-    }
-    let e3 = mem.read_u64(Maddr((e4 & pte::ADDR) + index(30) * 8))?;
-    if !pte::present(e3) {
-        return None;
-    }
-    let e2 = mem.read_u64(Maddr((e3 & pte::ADDR) + index(21) * 8))?;
-    if e2 & (pte::PRESENT | pte::PSE) != pte::PRESENT {
-        return None;
-    }
-    let l1 = Mfn(pte::mfn(e2));
-    Some((Maddr(l1.maddr().0 + index(12) * 8), l1))
-}
-
 /// `__do_update_va_mapping`: replaces the L1 entry that maps `va` in the caller's current
 /// tables, then flushes as `flags` asks.
 pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(

@@ -1,0 +1,75 @@
+//! A guest's page tables as the memory-management code reaches them: the caller's page-table
+//! context ([`pt`]) and the walk to the L1 entry that maps a virtual address
+//! ([`map_guest_l1e`]). Shared by the page-table hypercalls (`mm::mmu`), grant mapping
+//! (`gnttab`) and `set_gdt`, so that none of them imports another's handlers.
+
+use crate::domain::Domain;
+use crate::guest_access::guest_va_ok;
+use crate::mm::frame_table::{pte, Mm, Pt};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
+
+/// Splits the context into what the handlers need at once: the frame-table context (which
+/// borrows the caller's counters, and records TLB work in `flush`: the call's, see
+/// `crate::hypercall::Effects`) and the rest of the domain.
+pub(crate) fn pt<'a>(
+    mm: &'a mut Mm<'static>,
+    mem: &'a mut dyn MachineMemoryMut,
+    dom: &'a mut Domain,
+    flush: &'a mut crate::domain::FlushRequest,
+) -> (Pt<'a, 'static>, DomainParts<'a>) {
+    let caller = dom.info();
+    let Domain { l4, vcpu, .. } = dom;
+    let crate::domain::Vcpu {
+        perf,
+        user_l4,
+        ldt_base,
+        ldt_ents,
+        ..
+    } = vcpu;
+    (
+        Pt {
+            mm,
+            mem,
+            perf,
+            flush,
+            caller,
+        },
+        DomainParts {
+            l4,
+            user_l4,
+            ldt_base,
+            ldt_ents,
+        },
+    )
+}
+
+/// The parts of the calling domain `mmuext_op` changes besides counters and flushes.
+pub(crate) struct DomainParts<'a> {
+    pub(crate) l4: &'a mut Mfn,
+    pub(crate) user_l4: &'a mut Option<Mfn>,
+    pub(crate) ldt_base: &'a mut u64,
+    pub(crate) ldt_ents: &'a mut u32,
+}
+
+/// `map_guest_l1e`: the machine address of the L1 entry that maps `va` in the tables rooted at
+/// `l4`, and the L1's frame; `None` if `va` is not a guest address or no L1 covers it.
+pub(crate) fn map_guest_l1e(mem: &dyn MachineMemoryMut, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
+    if !guest_va_ok(va) {
+        return None;
+    }
+    let index = |shift: u32| (va >> shift) & 511;
+    let e4 = mem.read_u64(Maddr(l4.maddr().0 + index(39) * 8))?;
+    if !pte::present(e4) {
+        return None;
+    }
+    let e3 = mem.read_u64(Maddr((e4 & pte::ADDR) + index(30) * 8))?;
+    if !pte::present(e3) {
+        return None;
+    }
+    let e2 = mem.read_u64(Maddr((e3 & pte::ADDR) + index(21) * 8))?;
+    if e2 & (pte::PRESENT | pte::PSE) != pte::PRESENT {
+        return None;
+    }
+    let l1 = Mfn(pte::mfn(e2));
+    Some((Maddr(l1.maddr().0 + index(12) * 8), l1))
+}
