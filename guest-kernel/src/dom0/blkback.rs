@@ -23,9 +23,11 @@
 //!   dead granter's page, so the unmap's refusal is expected then).
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
 use hypercall_abi::grant_table::{
@@ -33,15 +35,19 @@ use hypercall_abi::grant_table::{
 };
 use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
+use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
     BackStats, BackendInfo, BlkBack, Disk, DiskError, FrontendTransport, GrantIo, GrantIoError,
     GrantSegment, RamDisk,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
+use ring_drivers::RingError;
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;
+use super::xenstore::Store;
+use super::{Ctx, Service};
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::hypercall as hc;
 use crate::kernel::mm;
@@ -237,22 +243,6 @@ impl GrantIo for GntCopy {
     }
 }
 
-/// xenstore as dom0's toolstack reaches it (its own xenstored, connection 0).
-pub trait Store {
-    /// A node's value.
-    fn read(&mut self, path: &str) -> Option<String>;
-    /// Writes a node (creating it and its parents).
-    fn write(&mut self, path: &str, value: &str);
-    /// Replaces a node's permissions.
-    fn set_perms(&mut self, path: &str, perms: &[Perm]);
-    /// Watches `path` with `token`.
-    fn watch(&mut self, path: &str, token: &str);
-    /// Removes a watch.
-    fn unwatch(&mut self, path: &str, token: &str);
-    /// Removes a node and its children.
-    fn rm(&mut self, path: &str);
-}
-
 type Back = BlkBack<MappedPage, SharedDisk, GntCopy, EvtNotify>;
 
 /// A connected ring.
@@ -261,6 +251,30 @@ struct Conn {
     handle: u32,
     port: u32,
     errors_reported: u64,
+}
+
+/// Why a vbd could not connect to its front end's ring.
+#[derive(Debug)]
+enum ConnectError {
+    /// The front end published no transport (`ring-ref`, `event-channel`).
+    NoTransport,
+    /// Its `ring-ref` could not be mapped.
+    RingRef(ring_page::MapError),
+    /// Its `event-channel` could not be bound (the port, the return code).
+    Bind(u32, HypercallError),
+    /// The ring's indexes are unusable.
+    Ring(RingError),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::NoTransport => write!(f, "no transport"),
+            ConnectError::RingRef(e) => write!(f, "ring-ref: {e}"),
+            ConnectError::Bind(port, rc) => write!(f, "bind event-channel {port}={rc}"),
+            ConnectError::Ring(e) => write!(f, "ring: {e}"),
+        }
+    }
 }
 
 /// One domU's vbd as dom0 serves it.
@@ -398,18 +412,18 @@ impl Vbd {
         }
     }
 
-    fn connect(&mut self) -> Result<(), String> {
+    fn connect(&mut self) -> Result<(), ConnectError> {
         if self.conn.is_some() {
             return Ok(());
         }
-        let t = self.transport.ok_or("no transport")?;
+        let t = self.transport.ok_or(ConnectError::NoTransport)?;
         let (page, handle) =
-            ring_page::map_grant(self.domid, t.ring_ref).map_err(|e| format!("ring-ref: {e}"))?;
+            ring_page::map_grant(self.domid, t.ring_ref).map_err(ConnectError::RingRef)?;
         let port = match events::bind_interdomain(self.domid, t.event_channel) {
             Ok(p) => p,
             Err(rc) => {
                 ring_page::unmap_grant(page, handle);
-                return Err(format!("bind event-channel {}={rc}", t.event_channel));
+                return Err(ConnectError::Bind(t.event_channel, rc));
             }
         };
         let back = match Back::new(
@@ -423,7 +437,7 @@ impl Vbd {
             Err(e) => {
                 let _ = events::close(port);
                 ring_page::unmap_grant(page, handle);
-                return Err(format!("ring: {e}"));
+                return Err(ConnectError::Ring(e));
             }
         };
         events::register(port, Channel::Blk(self.domid));
@@ -497,6 +511,63 @@ impl Vbd {
         self.disconnect(true);
         store.unwatch(&format!("{}/state", self.front_dir), &token(self.domid));
         store.rm(&format!("/local/domain/0/backend/vbd/{}", self.domid));
+    }
+}
+
+/// The block back end as one of dom0's services: a vbd per domU, served on its ring's events
+/// and again while a budget-limited pass left requests waiting.
+pub struct Blkback {
+    vbds: BTreeMap<u16, Vbd>,
+}
+
+impl Blkback {
+    /// No vbd yet.
+    pub fn new() -> Blkback {
+        Blkback {
+            vbds: BTreeMap::new(),
+        }
+    }
+}
+
+impl Service for Blkback {
+    fn attach(&mut self, ctx: &mut Ctx, id: u16) {
+        let vbd = Vbd::create(&mut ctx.xs, id);
+        self.vbds.insert(id, vbd);
+    }
+
+    fn detach(&mut self, ctx: &mut Ctx, id: u16) {
+        if let Some(v) = self.vbds.remove(&id) {
+            v.destroy(&mut ctx.xs);
+        }
+    }
+
+    fn event(&mut self, ctx: &mut Ctx, channel: Channel) {
+        if let Channel::Blk(id) = channel {
+            if let Some(v) = self.vbds.get_mut(&id) {
+                v.serve(&mut ctx.xs, true);
+            }
+        }
+    }
+
+    fn poll(&mut self, ctx: &mut Ctx) {
+        // Rings a budget-limited pass left requests in.
+        for v in self.vbds.values_mut().filter(|v| v.busy) {
+            v.serve(&mut ctx.xs, false);
+        }
+    }
+
+    fn watch(&mut self, ctx: &mut Ctx, token: &str) -> bool {
+        let Some(id) = token.strip_prefix("vbd").and_then(|t| t.parse().ok()) else {
+            return false;
+        };
+        if let Some(v) = self.vbds.get_mut(&id) {
+            v.frontend_changed(&mut ctx.xs);
+        }
+        true
+    }
+
+    fn busy(&self) -> bool {
+        self.vbds.values().any(|v| v.busy)
     }
 }
 

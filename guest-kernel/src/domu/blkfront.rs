@@ -37,6 +37,7 @@ use ring_drivers::xenbus::{Reply, Request};
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
 
 use super::client::Client;
+use super::error::DomuError;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
 use crate::kernel::mm;
@@ -110,17 +111,18 @@ pub struct Blkfront {
     port: u32,
 }
 
-fn value(
-    v: Result<Result<Vec<u8>, hypercall_abi::errno::Errno>, String>,
-) -> Result<String, String> {
-    match v? {
-        Ok(v) => String::from_utf8(v).map_err(|_| String::from("not UTF-8")),
-        Err(e) => Err(String::from(e.name())),
+/// Reads the node `path` as text.
+fn value(d: &mut Client, path: &str) -> Result<String, DomuError> {
+    match d.read(path)? {
+        Ok(v) => {
+            String::from_utf8(v).map_err(|_| DomuError::BadNode(String::from(path), "not UTF-8"))
+        }
+        Err(e) => Err(DomuError::Refused(String::from(path), e)),
     }
 }
 
 /// Reads `path` and parses it as a XenbusState (`Unknown` if absent or malformed).
-fn state_of(d: &mut Client, path: &str) -> Result<XenbusState, String> {
+fn state_of(d: &mut Client, path: &str) -> Result<XenbusState, DomuError> {
     Ok(match d.read(path)? {
         Ok(v) => XenbusState::from_node(&v).unwrap_or(XenbusState::Unknown),
         Err(_) => XenbusState::Unknown,
@@ -131,22 +133,22 @@ const TOKEN: &str = "blk-back-state";
 
 impl Blkfront {
     /// Finds the first vbd dom0 created for us and watches its back end's state.
-    pub fn discover(d: &mut Client) -> Result<Blkfront, String> {
+    pub fn discover(d: &mut Client) -> Result<Blkfront, DomuError> {
         let list = match d.request(0, &Request::Directory("device/vbd"))? {
             Reply::Directory(l) => l,
-            Reply::Error(e) => return Err(format!("device/vbd: {}", e.name())),
-            other => return Err(format!("device/vbd: unexpected {other:?}")),
+            Reply::Error(e) => return Err(DomuError::Refused(String::from("device/vbd"), e)),
+            other => return Err(DomuError::Unexpected(String::from("device/vbd"), other)),
         };
         let vdev: u32 = list
             .iter()
             .find_map(|n| n.parse().ok())
-            .ok_or("no vbd in device/vbd")?;
+            .ok_or(DomuError::NoVbd)?;
         let front_dir = format!("device/vbd/{vdev}");
-        let back_dir = value(d.read(&format!("{front_dir}/backend")))
-            .map_err(|e| format!("{front_dir}/backend: {e}"))?;
-        let backend_id = value(d.read(&format!("{front_dir}/backend-id")))?
+        let back_dir = value(d, &format!("{front_dir}/backend"))?;
+        let id_path = format!("{front_dir}/backend-id");
+        let backend_id = value(d, &id_path)?
             .parse()
-            .map_err(|_| String::from("backend-id is not a domid"))?;
+            .map_err(|_| DomuError::BadNode(id_path, "not a domid"))?;
         d.ok(
             0,
             &Request::Watch {
@@ -154,7 +156,7 @@ impl Blkfront {
                 token: TOKEN,
             },
         )?
-        .map_err(|e| format!("watch {back_dir}/state: {}", e.name()))?;
+        .map_err(|e| DomuError::Refused(format!("watch {back_dir}/state"), e))?;
         Ok(Blkfront {
             vdev,
             front_dir,
@@ -168,12 +170,12 @@ impl Blkfront {
     }
 
     /// The back end's current state.
-    pub fn backend_state(&self, d: &mut Client) -> Result<XenbusState, String> {
+    pub fn backend_state(&self, d: &mut Client) -> Result<XenbusState, DomuError> {
         state_of(d, &format!("{}/state", self.back_dir))
     }
 
     /// Waits for the back end's `state` watch to fire (or a second to pass).
-    fn wait_backend(&self, d: &mut Client, since: u64) -> Result<(), String> {
+    fn wait_backend(&self, d: &mut Client, since: u64) -> Result<(), DomuError> {
         let start = time::now_ns().unwrap_or(0);
         loop {
             if let Some(i) = d.watches.iter().position(|w| w.token == TOKEN) {
@@ -189,7 +191,7 @@ impl Blkfront {
     }
 
     /// Runs the handshake until the device is connected.
-    pub fn connect(&mut self, d: &mut Client) -> Result<(), String> {
+    pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
         let since = time::now_ns().unwrap_or(0);
         loop {
             let back = self.backend_state(d)?;
@@ -203,7 +205,7 @@ impl Blkfront {
     }
 
     /// Closes the device (`Closing`, then `Closed` once the back end let go of the ring).
-    pub fn close(&mut self, d: &mut Client) -> Result<(), String> {
+    pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
         let since = time::now_ns().unwrap_or(0);
         let actions = self.xb.close();
         self.apply(d, &actions)?;
@@ -218,7 +220,7 @@ impl Blkfront {
 
     /// After [`Blkfront::close`]: waits for the back end to be `Closed` too, then connects again
     /// (fresh ring, grants and port).
-    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), String> {
+    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
         let since = time::now_ns().unwrap_or(0);
         let mut back = self.backend_state(d)?;
         while back != XenbusState::Closed && back != XenbusState::InitWait {
@@ -230,13 +232,13 @@ impl Blkfront {
         self.connect(d)
     }
 
-    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), String> {
+    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
         let path = format!("{}/{key}", self.front_dir);
         d.ok(0, &Request::Write(&path, v.as_bytes()))?
-            .map_err(|e| format!("write {path}: {}", e.name()))
+            .map_err(|e| DomuError::Refused(format!("write {path}"), e))
     }
 
-    fn apply(&mut self, d: &mut Client, actions: &[FrontendAction]) -> Result<(), String> {
+    fn apply(&mut self, d: &mut Client, actions: &[FrontendAction]) -> Result<(), DomuError> {
         for &a in actions {
             match a {
                 FrontendAction::PublishTransport => self.publish(d)?,
@@ -258,16 +260,17 @@ impl Blkfront {
 
     /// Grants the ring and data pages, allocates the port, initialises the ring and writes the
     /// transport keys.
-    fn publish(&mut self, d: &mut Client) -> Result<(), String> {
+    fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
         self.teardown();
-        grant::init().map_err(|e| format!("grant table: {e}"))?;
+        grant::init().map_err(DomuError::GrantTable)?;
         let dom = self.backend_id;
-        let mfn = |va: u64| mm::va_to_mfn(va).ok_or_else(|| String::from("page without a frame"));
+        let mfn = |va: u64| mm::va_to_mfn(va).ok_or(DomuError::NoFrame("page"));
         let mut grefs = [0u32; DATA_PAGES];
         for (i, g) in grefs.iter_mut().enumerate() {
-            *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(|e| format!("{e}"))?;
+            *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(DomuError::Grant)?;
         }
-        let port = events::alloc_unbound(dom).map_err(|rc| format!("alloc_unbound={rc}"))?;
+        let port =
+            events::alloc_unbound(dom).map_err(|rc| DomuError::Evtchn("alloc_unbound", rc))?;
         // The domU's loop only waits on it (any event wakes the front end's poll).
         events::register(port, Channel::Blk(dom));
         // SAFETY: our own .bss ring page, mapped for our lifetime, only reached through
@@ -281,7 +284,7 @@ impl Blkfront {
         );
         // The ring is initialised: only now may the back end see it.
         self.ring_gref =
-            grant::grant_access(dom, mfn(ring_va())?, false).map_err(|e| format!("{e}"))?;
+            grant::grant_access(dom, mfn(ring_va())?, false).map_err(DomuError::Grant)?;
         self.port = port;
         self.blk = Some(blk);
         let t = FrontendTransport {
@@ -294,7 +297,7 @@ impl Blkfront {
         Ok(())
     }
 
-    fn read_backend_info(&self, d: &mut Client) -> Result<BackendInfo, String> {
+    fn read_backend_info(&self, d: &mut Client) -> Result<BackendInfo, DomuError> {
         let names = [
             keys::SECTORS,
             keys::SECTOR_SIZE,
@@ -314,7 +317,7 @@ impl Blkfront {
             }
         }
         BackendInfo::from_keys(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .map_err(|e| format!("back-end keys: {e:?}"))
+            .map_err(DomuError::BackendKeys)
     }
 
     /// Ends the grants and closes the port (the back end has let go of them).
@@ -335,10 +338,8 @@ impl Blkfront {
         let _ = events::close(self.port);
     }
 
-    fn front(&mut self) -> Result<&mut Front, String> {
-        self.blk
-            .as_mut()
-            .ok_or_else(|| String::from("vbd not connected"))
+    fn front(&mut self) -> Result<&mut Front, DomuError> {
+        self.blk.as_mut().ok_or(DomuError::NotConnected)
     }
 
     /// Device size in 512-byte sectors.
@@ -347,29 +348,29 @@ impl Blkfront {
     }
 
     /// Reads `buf.len() / 512` sectors from `sector`.
-    pub fn read(&mut self, d: &mut Client, sector: u64, buf: &mut [u8]) -> Result<(), String> {
+    pub fn read(&mut self, d: &mut Client, sector: u64, buf: &mut [u8]) -> Result<(), DomuError> {
         self.front()?
             .read(sector, buf, || d.step())
-            .map_err(|e| format!("read at {sector}: {e:?}"))
+            .map_err(|e| DomuError::Io("read", Some(sector), e))
     }
 
     /// Writes `data` (whole sectors) from `sector`.
-    pub fn write(&mut self, d: &mut Client, sector: u64, data: &[u8]) -> Result<(), String> {
+    pub fn write(&mut self, d: &mut Client, sector: u64, data: &[u8]) -> Result<(), DomuError> {
         self.front()?
             .write(sector, data, || d.step())
-            .map_err(|e| format!("write at {sector}: {e:?}"))
+            .map_err(|e| DomuError::Io("write", Some(sector), e))
     }
 
     /// Flushes the back end's cache.
-    pub fn flush(&mut self, d: &mut Client) -> Result<(), String> {
+    pub fn flush(&mut self, d: &mut Client) -> Result<(), DomuError> {
         self.front()?
             .flush(|| d.step())
-            .map_err(|e| format!("flush: {e:?}"))
+            .map_err(|e| DomuError::Io("flush", None, e))
     }
 }
 
 /// Discovers and connects the first vbd, printing the connection line.
-pub fn open(d: &mut Client) -> Result<Blkfront, String> {
+pub fn open(d: &mut Client) -> Result<Blkfront, DomuError> {
     let mut b = Blkfront::discover(d)?;
     b.connect(d)?;
     println!(
@@ -385,7 +386,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The default demo's part: read sector 0, print it, close.
-pub fn demo(d: &mut Client) -> Result<(), String> {
+pub fn demo(d: &mut Client) -> Result<(), DomuError> {
     let mut b = open(d)?;
     let mut buf = vec![0u8; 512];
     b.read(d, 0, &mut buf)?;
@@ -394,11 +395,13 @@ pub fn demo(d: &mut Client) -> Result<(), String> {
 }
 
 /// `blk-selftest=<seed>,<start_sector>,<sectors>`.
-pub fn selftest(d: &mut Client, arg: &str) -> Result<(), String> {
+pub fn selftest(d: &mut Client, arg: &str) -> Result<(), DomuError> {
     let nums: Vec<u64> = arg.split(',').filter_map(|s| s.parse().ok()).collect();
     let [seed, start, sectors] = nums[..] else {
-        return Err(format!(
-            "blk-selftest={arg}: want <seed>,<start_sector>,<sectors>"
+        return Err(DomuError::Arg(
+            "blk-selftest",
+            String::from(arg),
+            "want <seed>,<start_sector>,<sectors>",
         ));
     };
     let mut b = open(d)?;
@@ -423,21 +426,20 @@ pub fn selftest(d: &mut Client, arg: &str) -> Result<(), String> {
                 "blk-selftest: mismatch at byte {i}: wrote {:#04x} read {:#04x}",
                 data[i], back[i]
             );
-            Err(String::from("blk-selftest failed"))
+            Err(DomuError::Check(String::from("blk-selftest failed")))
         }
     };
     b.close(d)?;
     r
 }
 
-/// `blk-evil`: a front end that breaks the rules, one bad request at a time, then overruns.
 /// `blk-reconnects=<n>`: closes and reconnects the vbd `n` times, reading sector 0 after each
 /// connect (each connect grants a ring and the data pages afresh: the grant references of the
 /// last one must be free again), then prints `blkfront: <n> reconnects ok`.
-pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), String> {
+pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), DomuError> {
     let n: u32 = arg
         .parse()
-        .map_err(|_| format!("blk-reconnects={arg}: not a number"))?;
+        .map_err(|_| DomuError::Arg("blk-reconnects", String::from(arg), "not a number"))?;
     let mut b = open(d)?;
     let mut first = vec![0u8; 512];
     b.read(d, 0, &mut first)?;
@@ -447,7 +449,9 @@ pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), String> {
         let mut again = vec![0u8; 512];
         b.read(d, 0, &mut again)?;
         if again != first {
-            return Err(format!("reconnect {i}: sector 0 reads differently"));
+            return Err(DomuError::Check(format!(
+                "reconnect {i}: sector 0 reads differently"
+            )));
         }
     }
     b.close(d)?;
@@ -455,10 +459,11 @@ pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn evil(d: &mut Client) -> Result<(), String> {
+/// `blk-evil`: a front end that breaks the rules, one bad request at a time, then overruns.
+pub fn evil(d: &mut Client) -> Result<(), DomuError> {
     let mut b = open(d)?;
     let sectors = b.sectors();
-    let blk = b.blk.take().ok_or("not connected")?;
+    let blk = b.blk.take().ok_or(DomuError::NotConnected)?;
     let (mut page, pages, _) = blk.into_parts();
     let port = b.port;
     // Nothing was sent yet: every index is 0, and initialising again keeps them so.
@@ -507,12 +512,12 @@ pub fn evil(d: &mut Client) -> Result<(), String> {
             let _ = events::send(port);
         }
         let rsp = loop {
-            if let Some(r) = ring.get_response(&page).map_err(|e| format!("{e:?}"))? {
+            if let Some(r) = ring.get_response(&page).map_err(DomuError::Ring)? {
                 break r;
             }
             if !ring
                 .final_check_for_responses(&mut page)
-                .map_err(|e| format!("{e:?}"))?
+                .map_err(DomuError::Ring)?
             {
                 d.timed_out(since)?;
                 d.step();
@@ -542,20 +547,24 @@ pub fn evil(d: &mut Client) -> Result<(), String> {
     if refused == cases.len() {
         Ok(())
     } else {
-        Err(String::from("blk-evil: a bad request was not refused"))
+        Err(DomuError::Check(String::from(
+            "blk-evil: a bad request was not refused",
+        )))
     }
 }
 
 /// `blk-bench[=<start sector>]`: sequential write and read of 4 MiB, then 256 random 4 KiB
 /// reads, through the split driver; prints `bench blk ...` with the front end's counters.
-pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), String> {
+pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
     let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut b = open(d)?;
     let bytes: u64 = 4 << 20;
     let chunk = 256 * 1024usize;
     let count = bytes / 512;
     if start + count > b.sectors() {
-        return Err(String::from("bench blk: the disk is too small"));
+        return Err(DomuError::Check(String::from(
+            "bench blk: the disk is too small",
+        )));
     }
     let mut buf = xorshift_stream(0x1234_5678, chunk);
     let now = || time::now_ns().unwrap_or(0);

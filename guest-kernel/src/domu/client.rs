@@ -4,11 +4,12 @@
 
 use alloc::collections::VecDeque;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use hypercall_abi::errno::Errno;
-use ring_drivers::xenbus::{Event, Reply, Request, WatchEvent, XenbusClient};
+use ring_drivers::xenbus::{Event, Reply, Request, WatchEvent, XenbusClient, XenbusError};
+
+use super::error::DomuError;
 
 use crate::kernel::events::{self, Channel};
 use crate::kernel::ring_page::MappedPage;
@@ -25,7 +26,7 @@ pub struct Client {
     replies: VecDeque<(u32, Reply)>,
     pub watches: VecDeque<WatchEvent>,
     pings: u32,
-    broken: Option<String>,
+    broken: Option<XenbusError>,
 }
 
 impl Client {
@@ -63,7 +64,7 @@ impl Client {
                 let _ = events::send(self.store_port);
             }
             Ok(_) => {}
-            Err(e) => self.broken = Some(format!("xenbus: {e:?}")),
+            Err(e) => self.broken = Some(e),
         }
         // dom0 waits for room in the response ring only if it is full; tell it we consumed.
         if !replies.is_empty() || !watches.is_empty() {
@@ -86,24 +87,19 @@ impl Client {
         self.pump();
     }
 
-    pub fn timed_out(&self, since: u64) -> Result<(), String> {
-        if let Some(b) = &self.broken {
-            return Err(b.clone());
+    pub fn timed_out(&self, since: u64) -> Result<(), DomuError> {
+        if let Some(e) = self.broken {
+            return Err(DomuError::Xenbus(e));
         }
         match time::now_ns() {
-            Some(now) if now > since + GIVE_UP_NS => {
-                Err(String::from("timed out waiting for dom0"))
-            }
+            Some(now) if now > since + GIVE_UP_NS => Err(DomuError::TimedOut),
             _ => Ok(()),
         }
     }
 
     /// Sends `req` and waits for its reply.
-    pub fn request(&mut self, tx: u32, req: &Request<'_>) -> Result<Reply, String> {
-        let id = self
-            .xs
-            .send(tx, req)
-            .map_err(|e| format!("xenbus send: {e:?}"))?;
+    pub fn request(&mut self, tx: u32, req: &Request<'_>) -> Result<Reply, DomuError> {
+        let id = self.xs.send(tx, req).map_err(DomuError::Send)?;
         let start = time::now_ns().unwrap_or(0);
         loop {
             self.pump();
@@ -115,19 +111,19 @@ impl Client {
         }
     }
 
-    pub fn read(&mut self, path: &str) -> Result<Result<Vec<u8>, Errno>, String> {
+    pub fn read(&mut self, path: &str) -> Result<Result<Vec<u8>, Errno>, DomuError> {
         Ok(match self.request(0, &Request::Read(path))? {
             Reply::Value(v) => Ok(v),
             Reply::Error(e) => Err(e),
-            other => return Err(format!("read {path}: unexpected {other:?}")),
+            other => return Err(DomuError::Unexpected(format!("read {path}"), other)),
         })
     }
 
-    pub fn ok(&mut self, tx: u32, req: &Request<'_>) -> Result<Result<(), Errno>, String> {
+    pub fn ok(&mut self, tx: u32, req: &Request<'_>) -> Result<Result<(), Errno>, DomuError> {
         Ok(match self.request(tx, req)? {
             Reply::Ok => Ok(()),
             Reply::Error(e) => Err(e),
-            other => return Err(format!("{req:?}: unexpected {other:?}")),
+            other => return Err(DomuError::Unexpected(format!("{req:?}"), other)),
         })
     }
 }

@@ -20,7 +20,7 @@
 //! `hostile=<name>` makes one of the attacks of [`crate::suites::hostile`] and powers off.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::arch::asm;
 
 use guest_kernel::cmdline::Cmdline;
@@ -31,6 +31,7 @@ use hypercall_abi::xen::{StartInfo, VIRQ_TIMER};
 use ring_drivers::xenbus::{Reply, Request};
 
 use client::Client;
+use error::DomuError;
 
 use crate::kernel::boot::hypercall_page;
 use crate::kernel::events::{self, Channel};
@@ -41,6 +42,7 @@ use crate::kernel::{console, mm, shared_info, time, traps};
 
 pub mod blkfront;
 pub mod client;
+pub mod error;
 
 /// A ring page of our initial region, from its machine frame.
 fn own_page(mfn: u64) -> Option<MappedPage> {
@@ -109,14 +111,14 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
     hc::shutdown(reason)
 }
 
-fn setup(si: &StartInfo) -> Result<Client, String> {
-    shared_info::map(si).map_err(|e| format!("shared_info: {e}"))?;
+fn setup(si: &StartInfo) -> Result<Client, DomuError> {
+    shared_info::map(si).map_err(DomuError::SharedInfo)?;
     if traps::install() != 0 || traps::register_upcall() != 0 {
-        return Err(String::from("cannot install trap table / event callback"));
+        return Err(DomuError::Handlers);
     }
-    own_page(si.console_domu_mfn()).ok_or("console page not in our region")?;
+    own_page(si.console_domu_mfn()).ok_or(DomuError::NotOurPage("console"))?;
     events::register(si.console_domu_evtchn(), Channel::Console(0));
-    let store = own_page(si.store_mfn).ok_or("xenstore page not in our region")?;
+    let store = own_page(si.store_mfn).ok_or(DomuError::NotOurPage("xenstore"))?;
     events::register(si.store_evtchn, Channel::Store(0));
     if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
         events::register(p, Channel::Timer);
@@ -124,7 +126,7 @@ fn setup(si: &StartInfo) -> Result<Client, String> {
     Ok(Client::new(store, si.store_evtchn))
 }
 
-fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
+fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     let mut d = setup(si)?;
     if let Some(way) = cmdline.get("crash") {
         crash(way);
@@ -133,8 +135,8 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         Ok(v) => core::str::from_utf8(&v)
             .ok()
             .and_then(|s| s.parse::<u16>().ok())
-            .ok_or("domid node is not a number")?,
-        Err(e) => return Err(format!("read domid: {}", e.name())),
+            .ok_or_else(|| DomuError::BadNode(String::from("domid"), "not a number"))?,
+        Err(e) => return Err(DomuError::Refused(String::from("read domid"), e)),
     };
     println!("domU: my domid is {domid} (from xenstore)");
     // The block modes skip the ping-pong demo.
@@ -149,13 +151,13 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         .map(|a| (a, false))
         .or_else(|| cmdline.get("fuzz-all").map(|a| (a, true)))
     {
-        let (n, ok) = crate::suites::fuzz::run(arg, all).map_err(String::from)?;
+        let (n, ok) = crate::suites::fuzz::run(arg, all).map_err(DomuError::Suite)?;
         println!("fuzz: done: {n} hypercalls, {ok} returned 0");
         return Ok(());
     }
     if let Some(name) = cmdline.get("hostile") {
         crate::suites::hostile::DOMID.store(domid, core::sync::atomic::Ordering::Relaxed);
-        return crate::suites::hostile::run(name).map_err(String::from);
+        return crate::suites::hostile::run(name).map_err(DomuError::Suite);
     }
     if let Some(arg) = cmdline.get("blk-reconnects") {
         return blkfront::reconnects(&mut d, arg);
@@ -183,14 +185,14 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
     // Without grant tables (a hypervisor that lacks them) the demo is the ping-pong alone.
     let grants = match grant::init() {
         Ok(()) => {
-            let mfn = |i| mm::va_to_mfn(granted_va(i)).ok_or("granted page has no frame");
-            let gref = grant::grant_access(0, mfn(0)?, true).map_err(|e| e.to_string())?;
-            let reply_gref = grant::grant_access(0, mfn(1)?, false).map_err(|e| e.to_string())?;
+            let mfn = |i| mm::va_to_mfn(granted_va(i)).ok_or(DomuError::NoFrame("granted page"));
+            let gref = grant::grant_access(0, mfn(0)?, true).map_err(DomuError::Grant)?;
+            let reply_gref = grant::grant_access(0, mfn(1)?, false).map_err(DomuError::Grant)?;
             Ok((gref, reply_gref))
         }
         Err(e) => Err(e),
     };
-    let ping = events::alloc_unbound(0).map_err(|rc| format!("alloc_unbound={rc}"))?;
+    let ping = events::alloc_unbound(0).map_err(|rc| DomuError::Evtchn("alloc_unbound", rc))?;
     events::register(ping, Channel::Ping(0));
 
     // Watch for dom0's result before publishing, so the answer cannot be missed.
@@ -201,7 +203,7 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
             token: "result",
         },
     )?
-    .map_err(|e| format!("watch: {}", e.name()))?;
+    .map_err(|e| DomuError::Refused(String::from("watch"), e))?;
     publish(&mut d, ping, grants.as_ref().ok().copied(), rounds)?;
 
     // Ping-pong: wait for dom0's kick, then `rounds` round trips.
@@ -211,7 +213,7 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         d.step();
     }
     for r in 0..rounds {
-        events::send(ping).map_err(|rc| format!("send={rc}"))?;
+        events::send(ping).map_err(|rc| DomuError::Evtchn("send", rc))?;
         while d.pings() < r + 2 {
             d.timed_out(start)?;
             d.step();
@@ -236,7 +238,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
         Ok(g) => g,
         Err(e) => {
             if text != "ok nogrant" {
-                return Err(format!("dom0 said '{text}' (expected 'ok nogrant')"));
+                return Err(DomuError::Check(format!(
+                    "dom0 said '{text}' (expected 'ok nogrant')"
+                )));
             }
             println!("domU: ping-pong {rounds} round trips ok, grant copy skipped ({e})");
             return Ok(());
@@ -248,10 +252,10 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), String> {
     grant::end_access(gref);
     grant::end_access(reply_gref);
     if text != expect || !complement {
-        return Err(format!(
+        return Err(DomuError::Check(format!(
             "dom0 said '{text}' (expected '{expect}'), reply page {}",
             if complement { "ok" } else { "wrong" }
-        ));
+        )));
     }
     println!("domU: ping-pong {rounds} round trips ok, grant copy verified");
     // The block device: read sector 0 through the split driver.
@@ -265,12 +269,17 @@ fn publish(
     ping: u32,
     grefs: Option<(u32, u32)>,
     rounds: u32,
-) -> Result<(), String> {
+) -> Result<(), DomuError> {
     let g = |v: Option<u32>| v.map_or(String::from("none"), |r| format!("{r}"));
     for _ in 0..10 {
         let tx = match d.request(0, &Request::TransactionStart)? {
             Reply::TransactionId(t) => t,
-            other => return Err(format!("transaction start: {other:?}")),
+            other => {
+                return Err(DomuError::Unexpected(
+                    String::from("transaction start"),
+                    other,
+                ))
+            }
         };
         let nodes = [
             ("data/ping-port", format!("{ping}")),
@@ -281,15 +290,17 @@ fn publish(
         ];
         for (path, value) in &nodes {
             d.ok(tx, &Request::Write(path, value.as_bytes()))?
-                .map_err(|e| format!("write {path}: {}", e.name()))?;
+                .map_err(|e| DomuError::Refused(format!("write {path}"), e))?;
         }
         match d.ok(tx, &Request::TransactionEnd(true))? {
             Ok(()) => return Ok(()),
             Err(Errno::EAGAIN) => continue,
-            Err(e) => return Err(format!("transaction end: {}", e.name())),
+            Err(e) => return Err(DomuError::Refused(String::from("transaction end"), e)),
         }
     }
-    Err(String::from("transaction kept failing with EAGAIN"))
+    Err(DomuError::Check(String::from(
+        "transaction kept failing with EAGAIN",
+    )))
 }
 
 /// Makes the hypervisor crash this domain in one of three ways.

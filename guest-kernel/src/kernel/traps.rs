@@ -194,6 +194,24 @@ trap_entries_end:
     options(att_syntax)
 );
 
+/// The asm that saves a Rust caller's callee-saved registers (System V: RBP, RBX, R12-R15) on
+/// the stack, for code that leaves through another door (`guarded_call` here, `enter_user` in
+/// `user/`); [`pop_callee_saved!`] restores them.
+macro_rules! push_callee_saved {
+    () => {
+        "push %rbp\n push %rbx\n push %r12\n push %r13\n push %r14\n push %r15"
+    };
+}
+
+/// Restores what [`push_callee_saved!`] saved (AT&T syntax).
+macro_rules! pop_callee_saved {
+    () => {
+        "pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbx\n pop %rbp"
+    };
+}
+
+pub(crate) use {pop_callee_saved, push_callee_saved};
+
 // The guard: `guarded_call(f, ctx)` saves the callee-saved registers and the previous guard on
 // its own stack, records its stack pointer in CURRENT_GUARD and calls `f(ctx)`. It returns 0 when
 // `f` returns; when the trap handler aborts `f`, it resumes at `guard_abort` with RSP = that
@@ -203,12 +221,9 @@ global_asm!(
     .section .text.traps, "ax"
     .global guarded_call
 guarded_call:
-    push %rbp
-    push %rbx
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    "#,
+    push_callee_saved!(),
+    r#"
     push {current}(%rip)    /* the enclosing guard, if any */
     mov %rsp, {current}(%rip)
     mov %rdi, %rax
@@ -216,12 +231,9 @@ guarded_call:
     call *%rax              /* 7 pushes + return address: RSP is 16-byte aligned here */
     xor %eax, %eax
 2:  pop {current}(%rip)
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbx
-    pop %rbp
+    "#,
+    pop_callee_saved!(),
+    r#"
     ret
 
     .global guard_abort

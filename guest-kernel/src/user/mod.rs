@@ -69,7 +69,7 @@ use crate::kernel::hypercall as hc;
 use crate::kernel::pt::{self, PtError};
 use crate::kernel::shared_info::{self, MapError};
 use crate::kernel::time::{self, MS};
-use crate::kernel::traps::{self, Trap, TrapFrame, UserMode};
+use crate::kernel::traps::{self, pop_callee_saved, push_callee_saved, Trap, TrapFrame, UserMode};
 use crate::kernel::{events, mm};
 
 /// `write(fd, buf, len)`.
@@ -144,12 +144,9 @@ global_asm!(
     .section .text.user, "ax"
     .global enter_user
 enter_user:
-    push %rbp
-    push %rbx
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    "#,
+    push_callee_saved!(),
+    r#"
     mov %rsp, {kernel_rsp}(%rip)
     push ${user_ss}
     push %rsi
@@ -176,14 +173,9 @@ enter_user:
 
     .global user_return
 user_return:
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbx
-    pop %rbp
-    ret
     "#,
+    pop_callee_saved!(),
+    "ret",
     kernel_rsp = sym KERNEL_RSP,
     user_ss = const FLAT_USER_SS,
     user_cs = const FLAT_USER_CS64,

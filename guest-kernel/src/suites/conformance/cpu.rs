@@ -26,7 +26,7 @@ use hypercall_abi::xen::{
 
 use super::exceptions::l1_store_same;
 use super::insn::{rdmsr, read_cr};
-use super::{flag, mm, scratch, values, Suite, BAD_CMD, NON_CANONICAL, UNMAPPED};
+use super::{flag, mm, scratch, values, Suite, Values, BAD_CMD, NON_CANONICAL, UNMAPPED};
 use crate::kernel::hypercall::{self as hc, ptr as gp};
 use crate::kernel::traps::{self, probe, Probe};
 
@@ -185,34 +185,30 @@ fn set_base(which: u32, base: u64) -> i64 {
     unsafe { hc::set_segment_base(which, base) }
 }
 
-fn segment_cases(s: &mut Suite) {
-    s.run("segment.fs_base", || {
-        let old = rdmsr(MSR_FS_BASE).1.unwrap_or(0);
-        let target = FS_TARGET.as_ptr() as u64;
-        let rc = set_base(SEGBASE_FS, target);
-        let reads = read_segment_word(false) == FS_TARGET.load(Ordering::SeqCst);
-        let msr = rdmsr(MSR_FS_BASE).1 == Some(target);
-        let undo = set_base(SEGBASE_FS, old);
-        values!(
-            "rc={rc} fs0_reads_target={} rdmsr_matches={} undo={undo}",
-            flag(reads),
-            flag(msr)
-        )
-    });
+/// `set_segment_base` of FS (or, with `gs`, the kernel GS) to a word of ours: the return code,
+/// whether `%fs:0` (`%gs:0`) then reads that word, whether the MSR holds the base, and the undo.
+fn base_case(gs: bool) -> Values {
+    let (msr_index, which, word, seg) = if gs {
+        (MSR_GS_BASE, SEGBASE_GS_KERNEL, &GS_TARGET, "gs")
+    } else {
+        (MSR_FS_BASE, SEGBASE_FS, &FS_TARGET, "fs")
+    };
+    let old = rdmsr(msr_index).1.unwrap_or(0);
+    let target = word.as_ptr() as u64;
+    let rc = set_base(which, target);
+    let reads = read_segment_word(gs) == word.load(Ordering::SeqCst);
+    let msr = rdmsr(msr_index).1 == Some(target);
+    let undo = set_base(which, old);
+    values!(
+        "rc={rc} {seg}0_reads_target={} rdmsr_matches={} undo={undo}",
+        flag(reads),
+        flag(msr)
+    )
+}
 
-    s.run("segment.gs_kernel_base", || {
-        let old = rdmsr(MSR_GS_BASE).1.unwrap_or(0);
-        let target = GS_TARGET.as_ptr() as u64;
-        let rc = set_base(SEGBASE_GS_KERNEL, target);
-        let reads = read_segment_word(true) == GS_TARGET.load(Ordering::SeqCst);
-        let msr = rdmsr(MSR_GS_BASE).1 == Some(target);
-        let undo = set_base(SEGBASE_GS_KERNEL, old);
-        values!(
-            "rc={rc} gs0_reads_target={} rdmsr_matches={} undo={undo}",
-            flag(reads),
-            flag(msr)
-        )
-    });
+fn segment_cases(s: &mut Suite) {
+    s.run("segment.fs_base", || base_case(false));
+    s.run("segment.gs_kernel_base", || base_case(true));
 
     // The user GS base is the one `swapgs` brings in: invisible in kernel mode but for the MSR.
     s.run("segment.gs_user_base", || {
