@@ -1,6 +1,6 @@
 //! The toolstack's connection to a new domU's two rings, and what it does when that fails.
 //!
-//! Introducing a domU (dom0's `services.rs`) takes dom0 resources in steps: a mapping window for
+//! Introducing a domU (dom0's toolstack, `dom0/`) takes dom0 resources in steps: a mapping window for
 //! the xenstore ring page, one for the console ring page, then its two event channels bound
 //! (`EVTCHNOP_bind_interdomain` on the ports the domain builder left unbound for dom0). Any step
 //! can fail because of the domU alone: it may have closed its ports (they are its own to close)

@@ -186,6 +186,7 @@ impl<S: MmuUpdateSink> MmuBatch<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hypercall_abi::errno::Errno;
     use std::collections::HashMap;
 
     /// A fake hypervisor: applies updates to a map of machine addresses, refusing any update whose
@@ -202,10 +203,10 @@ mod tests {
             self.calls.push(reqs.len());
             for (done, r) in reqs.iter().enumerate() {
                 if r.ptr & 3 != MMU_NORMAL_PT_UPDATE {
-                    return (-38, done as u32);
+                    return (Errno::ENOSYS.neg(), done as u32);
                 }
                 if self.refuse.contains(&r.ptr) {
-                    return (-22, done as u32);
+                    return (Errno::EINVAL.neg(), done as u32);
                 }
                 self.memory.insert(r.ptr, r.val);
             }
@@ -290,7 +291,7 @@ mod tests {
         }
         assert_eq!(errors.len(), 1);
         let e = errors[0];
-        assert_eq!(e.rc, -22);
+        assert_eq!(e.rc, Errno::EINVAL.neg());
         assert_eq!(e.index, 10);
         assert_eq!(e.request.ptr, 0x1000 + 8 * 10);
         assert_eq!(e.dropped, 5);
@@ -322,14 +323,14 @@ mod tests {
         struct Liar;
         impl MmuUpdateSink for Liar {
             fn mmu_update(&mut self, _reqs: &[MmuUpdate]) -> (i64, u32) {
-                (-14, 1000)
+                (Errno::EFAULT.neg(), 1000)
             }
         }
         let mut b = MmuBatch::new(Liar, Mode::Batched(4)).unwrap();
         b.set_pte(0, 0).unwrap();
         b.set_pte(8, 0).unwrap();
         let e = b.flush().unwrap_err();
-        assert_eq!((e.rc, e.index, e.dropped), (-14, 1, 0));
+        assert_eq!((e.rc, e.index, e.dropped), (Errno::EFAULT.neg(), 1, 0));
     }
 
     #[test]

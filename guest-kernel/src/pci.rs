@@ -1,5 +1,5 @@
 //! PCI configuration mechanism #1 (ports 0xCF8/0xCFC) and the virtio-blk identities: the portable
-//! half of dom0's PCI code (`kernel/pci.rs` does the port I/O).
+//! half of dom0's PCI code (`dom0/pci.rs` does the port I/O).
 //!
 //! A configuration read writes `CONFIG_ADDRESS` (0xCF8) with the enable bit, bus, device,
 //! function and dword-aligned register, then reads `CONFIG_DATA` (0xCFC). On a PV dom0 every such

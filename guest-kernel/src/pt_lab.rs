@@ -2,7 +2,7 @@
 //!
 //! `lab=pt-batching` (the teaching lab) and `bench=pt-update` (`make bench`) both map and unmap a
 //! scratch region of N pages in several ways and print one line per way. The kernel side
-//! (`kernel/pt_workload.rs`) issues the hypercalls and reads the clock; this module holds the
+//! (`suites/pt_workload.rs`) issues the hypercalls and reads the clock; this module holds the
 //! parameters and their command-line syntax, the variants, the hypervisor's counters and the
 //! result line, so that the host tests cover all of it.
 //!

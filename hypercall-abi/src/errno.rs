@@ -352,6 +352,11 @@ impl core::fmt::Display for Errno {
 pub struct HypercallError(i64);
 
 impl HypercallError {
+    /// `-ERESTART` (Xen's 85): hypervisor-internal, "call me again"; a preemptible operation
+    /// (`XEN_DOMCTL_destroydomain`) may hand it to its caller, who asks again. [`Errno`] does
+    /// not name it.
+    pub const RESTART: HypercallError = HypercallError(-85);
+
     /// A hypercall's return value as a result: `Ok` with a non-negative value, the error otherwise.
     pub const fn check(ret: i64) -> Result<u64, HypercallError> {
         if ret < 0 {

@@ -137,6 +137,10 @@ const EXEMPT: &[(&str, &str)] = &[
         "Rust-only wrapper of a failed hypercall's negative return value",
     ),
     (
+        "errno::HypercallError::RESTART",
+        "-ERESTART (85): xen/errno.h defines it only under __XEN__, hypervisor-internal",
+    ),
+    (
         "io::xenbus::XenbusState::ALL",
         "Rust-only list of the variants, for iteration",
     ),

@@ -73,7 +73,7 @@ hypercall_page:
     "#,
     stack = sym BOOT_STACK,
     stack_size = const BOOT_STACK_SIZE,
-    main = sym super::guest_main,
+    main = sym guest_main,
     options(att_syntax)
 );
 
@@ -87,6 +87,9 @@ struct Stack([u8; BOOT_STACK_SIZE]);
 static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
 
 extern "C" {
+    /// The Rust entry: `modes::guest_main`, found by its unmangled name so the kernel does not
+    /// import the programs that run on it.
+    fn guest_main(start_info: *const hypercall_abi::xen::StartInfo) -> !;
     /// The page the hypervisor fills with hypercall stubs (defined in the asm above).
     pub static hypercall_page: [u8; 4096];
 }

@@ -7,8 +7,8 @@
 //! selected word handle the bits that are pending and not masked, clearing each pending bit.
 //!
 //! The upcall only records which ports fired (it must not allocate or lock). The conformance
-//! cases [`take`] single ports; the multi-domain modes (`services.rs`, `domu.rs`) keep a
-//! port-to-[`Handler`] table ([`register`]) and run an event loop: [`wait`] blocks until
+//! cases [`take`] single ports; the multi-domain programs (`dom0/`, `domu/`) keep a
+//! port-to-[`Channel`] table ([`register`]) and run an event loop: [`wait`] blocks until
 //! something fired, [`dispatch`] hands each fired port with its handler to the caller.
 //! The event-channel hypercalls those modes need are wrapped here too.
 
@@ -22,6 +22,7 @@ use hypercall_abi::event_channel::{
 use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::DOMID_SELF;
 use hypercall_abi::HypercallError;
+use ring_drivers::blkif::Notify;
 use spin::Mutex;
 
 use super::hypercall as hc;
@@ -62,21 +63,33 @@ pub fn upcalls() -> u32 {
     UPCALLS.load(Ordering::SeqCst)
 }
 
-/// What a port is for: a kind the event loop's owner defines, and an argument (usually a domid).
+/// What a port is for, in the event loop of the program that bound it (dom0's services or the
+/// domU): one list for every program, so a kind means the same everywhere. The domid is the
+/// domain at the other end (dom0 for a domU's own rings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handler {
-    /// Caller-defined kind (`services.rs` and `domu.rs` each have their own constants).
-    pub kind: u32,
-    /// Caller-defined argument.
-    pub arg: u32,
+pub enum Channel {
+    /// `VIRQ_DOM_EXC`: a domain shut down or died (dom0's toolstack rescans).
+    DomExc,
+    /// `VIRQ_CONSOLE`: serial input arrived (dom0's shell).
+    Input,
+    /// `VIRQ_TIMER`: the event loop's timeout.
+    Timer,
+    /// A xenstore ring.
+    Store(u16),
+    /// A console ring.
+    Console(u16),
+    /// The demo's ping-pong channel.
+    Ping(u16),
+    /// A block ring (`blkif`).
+    Blk(u16),
 }
 
 /// The port-to-handler table. Only the event loop touches it (never the upcall).
-static HANDLERS: Mutex<BTreeMap<u32, Handler>> = Mutex::new(BTreeMap::new());
+static HANDLERS: Mutex<BTreeMap<u32, Channel>> = Mutex::new(BTreeMap::new());
 
-/// Routes `port` to `handler` in [`dispatch`].
-pub fn register(port: u32, handler: Handler) {
-    HANDLERS.lock().insert(port, handler);
+/// Routes `port` to `channel` in [`dispatch`].
+pub fn register(port: u32, channel: Channel) {
+    HANDLERS.lock().insert(port, channel);
 }
 
 /// Forgets `port`'s handler (and any event it had pending for the loop).
@@ -85,9 +98,9 @@ pub fn unregister(port: u32) {
     take(port);
 }
 
-/// Takes every port that fired since the last call and hands it to `f` with its handler
+/// Takes every port that fired since the last call and hands it to `f` with its channel
 /// (`None`: a port nobody registered). Returns how many ports fired.
-pub fn dispatch(mut f: impl FnMut(u32, Option<Handler>)) -> usize {
+pub fn dispatch(mut f: impl FnMut(u32, Option<Channel>)) -> usize {
     let mut n = 0;
     for (w, word) in RECEIVED.iter().enumerate() {
         let mut bits = word.swap(0, Ordering::SeqCst);
@@ -181,4 +194,14 @@ pub fn close(port: u32) -> Result<(), HypercallError> {
 pub fn unmask(port: u32) {
     let mut u = EvtchnUnmask { port };
     hc::event_channel_op(&mut u);
+}
+
+/// `EVTCHNOP_send` on a bound port: how a ring end (`ring_drivers`' [`Notify`]) tells its peer.
+#[derive(Clone, Copy, Debug)]
+pub struct EvtNotify(pub u32);
+
+impl Notify for EvtNotify {
+    fn notify(&mut self) {
+        let _ = send(self.0);
+    }
 }

@@ -244,7 +244,7 @@ pub unsafe fn set_trap_table(traps: Option<&[TrapInfo]>) -> i64 {
 /// # Safety
 /// A registered callback address must be an entry point that copes with what the hypervisor
 /// pushes for that callback type (`traps.rs`), or a type the hypervisor never enters in this
-/// kernel (failsafe after a bad segment reload; syscall from user mode unless `user.rs` runs a
+/// kernel (failsafe after a bad segment reload; syscall from user mode unless `user/` runs a
 /// program).
 pub unsafe fn callback_op<A: CallbackOpArg>(arg: &A) -> i64 {
     // SAFETY: `arg` is readable for the call and of the type `A::CMD` reads; the caller vouches
@@ -300,7 +300,7 @@ pub unsafe fn set_segment_base(which: u32, base: u64) -> i64 {
 
 /// `stack_switch(ss, sp)`: the kernel stack Xen switches to on a user-to-kernel transition.
 pub fn stack_switch(ss: u64, sp: u64) -> i64 {
-    // SAFETY: no pointers. The stack is used only on entries from user mode, and only `user.rs`
+    // SAFETY: no pointers. The stack is used only on entries from user mode, and only `user/`
     // runs user mode, after registering a stack reserved for that.
     unsafe { hypercall(__HYPERVISOR_stack_switch, ss, sp, 0, 0, 0) }
 }

@@ -107,7 +107,7 @@ pub fn read_entry(table: Mfn, idx: usize) -> Result<u64, PtError> {
     let va = frame_va(table)?;
     assert!(idx < ENTRIES);
     // SAFETY: `va` is the direct-map page of one of our frames, mapped for the kernel's lifetime
-    // (Xen's initial region, or the direct map `mm::init_memory` built before any table was made
+    // (Xen's initial region, or the direct map `direct_map::init_memory` built before any table was made
     // from the allocator); `idx` < 512 keeps the read inside the page. Volatile: the hypervisor
     // changes the contents behind the compiler's back.
     Ok(unsafe { ptr::read_volatile((va as *const u64).add(idx)) })

@@ -58,3 +58,9 @@ pub fn now_ns() -> Option<u64> {
     }
     None
 }
+
+/// The guest's TSC.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects; PV guests may use it (CR4.TSD is clear).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

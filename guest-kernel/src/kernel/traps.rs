@@ -21,14 +21,15 @@
 //! (Xen's `pv_ring3_init_hypercall_page` and `do_iret`). `flags` = 0 asks Xen to restore RCX and
 //! R11 from the frame; `VGCF_in_syscall` would return with `sysret` semantics and lose them. Xen
 //! restores the upcall mask from `rflags.IF` and forces RPL 3 on `cs`; a `cs` that already has
-//! RPL 3 means "return to user mode" (Xen switches to the user L4 first, `user.rs`).
+//! RPL 3 means "return to user mode" (Xen switches to the user L4 first, `user/`).
 //!
 //! Event upcalls (the event callback) arrive the same way, without an error code, and with
 //! upcalls masked; so does a `syscall` made in user mode (the syscall callback, on the stack
 //! registered with `stack_switch`). All entries share one path: save the registers into a
 //! [`TrapFrame`], call [`trap_dispatch`] in Rust, restore, and return through the `iret` stub.
-//! While a user program runs (`user::active`), its system calls, its traps and the upcalls that
-//! interrupt it go to `user.rs`, which may end it by aiming the frame back at the kernel.
+//! While a user program runs ([`UserMode::active`]), its system calls, its traps and the upcalls
+//! that interrupt it go to the [`UserMode`] hook (`user/`), which may end it by aiming the frame
+//! back at the kernel.
 //!
 //! **Probes and guards.** A case that wants to observe a fault arms a *recovery* address (the
 //! [`probe!`] macro does it around one instruction); the handler records the trap in [`LAST`] and
@@ -41,14 +42,17 @@ use core::ffi::c_void;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use hypercall_abi::arch_x86_64::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
+use spin::Once;
+
+use hypercall_abi::arch_x86_64::{CpuUserRegs, TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use hypercall_abi::callback::{CALLBACKTYPE_event, CallbackRegister};
+use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::SHUTDOWN_crash;
 use hypercall_abi::xen::__HYPERVISOR_iret;
 
 use super::boot::hypercall_page;
 use super::hypercall as hc;
-use super::{events, shared_info, user};
+use super::{events, shared_info};
 
 /// Vector number the upcall entry reports (past the 256 hardware vectors).
 pub const UPCALL: u64 = 256;
@@ -128,19 +132,20 @@ syscall_entry:
     jmp trap_common
 
     /* Stack: vector, error code, rip, cs, rflags, rsp, ss. Save the registers in TrapFrame
-       order, call Rust on a 16-byte aligned stack, restore, return with HYPERVISOR_iret. */
+       order (Xen's cpu_user_regs order: R15 at the lowest address, RDI at the highest), call
+       Rust on a 16-byte aligned stack, restore, return with HYPERVISOR_iret. */
 trap_common:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
     push %rdi
-    push %rbp
+    push %rsi
+    push %rdx
+    push %rcx
+    push %rax
     push %r8
     push %r9
     push %r10
     push %r11
+    push %rbx
+    push %rbp
     push %r12
     push %r13
     push %r14
@@ -155,17 +160,17 @@ trap_common:
     pop %r14
     pop %r13
     pop %r12
+    pop %rbp
+    pop %rbx
     pop %r11
     pop %r10
     pop %r9
     pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
     pop %rax
+    pop %rcx
+    pop %rdx
+    pop %rsi
+    pop %rdi
     add $8, %rsp            /* drop the vector */
     movq $0, (%rsp)         /* the error-code slot becomes iret_context.flags = 0 */
     jmp {hypercall_page} + {iret_offset}
@@ -190,6 +195,24 @@ trap_entries_end:
     options(att_syntax)
 );
 
+/// The asm that saves a Rust caller's callee-saved registers (System V: RBP, RBX, R12-R15) on
+/// the stack, for code that leaves through another door (`guarded_call` here, `enter_user` in
+/// `user/`); [`pop_callee_saved!`] restores them.
+macro_rules! push_callee_saved {
+    () => {
+        "push %rbp\n push %rbx\n push %r12\n push %r13\n push %r14\n push %r15"
+    };
+}
+
+/// Restores what [`push_callee_saved!`] saved (AT&T syntax).
+macro_rules! pop_callee_saved {
+    () => {
+        "pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbx\n pop %rbp"
+    };
+}
+
+pub(crate) use {pop_callee_saved, push_callee_saved};
+
 // The guard: `guarded_call(f, ctx)` saves the callee-saved registers and the previous guard on
 // its own stack, records its stack pointer in CURRENT_GUARD and calls `f(ctx)`. It returns 0 when
 // `f` returns; when the trap handler aborts `f`, it resumes at `guard_abort` with RSP = that
@@ -199,12 +222,9 @@ global_asm!(
     .section .text.traps, "ax"
     .global guarded_call
 guarded_call:
-    push %rbp
-    push %rbx
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    "#,
+    push_callee_saved!(),
+    r#"
     push {current}(%rip)    /* the enclosing guard, if any */
     mov %rsp, {current}(%rip)
     mov %rdi, %rax
@@ -212,12 +232,9 @@ guarded_call:
     call *%rax              /* 7 pushes + return address: RSP is 16-byte aligned here */
     xor %eax, %eax
 2:  pop {current}(%rip)
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbx
-    pop %rbp
+    "#,
+    pop_callee_saved!(),
+    r#"
     ret
 
     .global guard_abort
@@ -244,7 +261,10 @@ extern "C" {
     static trap_entries: [[u64; 2]; 35];
 }
 
-/// The registers and bounce frame of an interrupted context, as `trap_common` saved them.
+/// The registers and bounce frame of an interrupted context, as `trap_common` saved them: the
+/// general registers in the order of Xen's `cpu_user_regs` (checked against
+/// [`CpuUserRegs`] below), then the vector and error code the stub pushed, then the frame Xen
+/// bounced (which is the tail of a `cpu_user_regs`, error code and vector apart).
 #[repr(C)]
 #[derive(Debug)]
 pub struct TrapFrame {
@@ -252,17 +272,17 @@ pub struct TrapFrame {
     pub r14: u64,
     pub r13: u64,
     pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
     pub r11: u64,
     pub r10: u64,
     pub r9: u64,
     pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
     pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
     /// Vector (or [`UPCALL`] / [`FAILSAFE`]), pushed by the stub.
     pub vector: u64,
     /// Error code from Xen, or 0 pushed by the stub; becomes `iret_context.flags` on return.
@@ -274,6 +294,16 @@ pub struct TrapFrame {
     pub rsp: u64,
     pub ss: u64,
 }
+
+// The general registers sit where Xen's `cpu_user_regs` has them.
+macro_rules! same_offsets {
+    ($($reg:ident),*) => {
+        $(const _: () = assert!(
+            core::mem::offset_of!(TrapFrame, $reg) == core::mem::offset_of!(CpuUserRegs, $reg)
+        );)*
+    };
+}
+same_offsets!(r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi);
 
 /// Vectors whose bounce frame carries an error code (as in the stub list above).
 pub const fn has_error_code(vector: u64) -> bool {
@@ -390,6 +420,29 @@ static DEPTH: AtomicU32 = AtomicU32::new(0);
 /// RFLAGS.TF: single-step.
 const RFLAGS_TF: u64 = 1 << 8;
 
+/// The kernel side of a user program (`user/`): while one runs ([`UserMode::active`]), the
+/// dispatcher hands it the program's system calls, its traps and the upcalls that interrupt it,
+/// and it may end the program by aiming the frame back at the kernel. Installed once with
+/// [`set_user_mode`]; until then a system call returns -ENOSYS. (A hook, so that the kernel does
+/// not import the program that runs on it.)
+pub trait UserMode: Sync {
+    /// Whether a user program is running.
+    fn active(&self) -> bool;
+    /// A `syscall` made in user mode (RAX = number; the handler sets RAX to the result).
+    fn syscall(&self, frame: &mut TrapFrame);
+    /// An exception while the program runs (from either mode).
+    fn trap(&self, frame: &mut TrapFrame, trap: Trap);
+    /// After an event upcall has been handled (the watchdog's chance to end the program).
+    fn after_upcall(&self, frame: &mut TrapFrame);
+}
+
+static USER_MODE: Once<&'static dyn UserMode> = Once::new();
+
+/// Routes user-mode entries to `user` from now on (the first call wins).
+pub fn set_user_mode(user: &'static dyn UserMode) {
+    USER_MODE.call_once(|| user);
+}
+
 /// Called by `trap_common` for every exception and upcall.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if DEPTH.fetch_add(1, Ordering::SeqCst) != 0 {
@@ -402,9 +455,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         UPCALL => {
             events::upcall();
-            user::after_upcall(frame);
+            if let Some(user) = USER_MODE.get() {
+                user.after_upcall(frame);
+            }
         }
-        SYSCALL => user::syscall(frame),
+        SYSCALL => match USER_MODE.get() {
+            Some(user) => user.syscall(frame),
+            None => frame.rax = Errno::ENOSYS.neg() as u64,
+        },
         _ => exception(frame),
     }
     DEPTH.fetch_sub(1, Ordering::SeqCst);
@@ -424,8 +482,8 @@ fn exception(frame: &mut TrapFrame) {
         rflags: frame.rflags,
     };
     // A trap while a user program runs ends the program, whatever mode it came from.
-    if user::active() {
-        user::trap(frame, trap);
+    if let Some(user) = USER_MODE.get().filter(|u| u.active()) {
+        user.trap(frame, trap);
         return;
     }
     // A single-step trap leaves TF set in the frame: clear it, or the return would step again.

@@ -97,8 +97,8 @@ pub struct Vcpu {
     pub ldt_base: u64,
     /// See `ldt_base`; 0 means no LDT.
     pub ldt_ents: u32,
-    /// TLB and CR3 work the last hypercall left for the arch layer to do before this vCPU runs
-    /// again (see [`FlushRequest`]).
+    /// TLB and CR3 work this vCPU is owed before it runs again (see [`FlushRequest`]): what its
+    /// last hypercall's outcome asked for, and the CR3 load of a guest mode toggle.
     pub flush: FlushRequest,
     /// Event counters, read by the teaching lab ([`Domain::perf`]).
     pub perf: PerfCounters,
@@ -178,6 +178,28 @@ impl FlushRequest {
     /// Whether nothing is asked.
     pub fn is_empty(&self) -> bool {
         *self == FlushRequest::default()
+    }
+
+    /// Adds what `other` asks (already counted where it was asked).
+    pub fn merge(&mut self, other: &FlushRequest) {
+        if other.local_flush {
+            self.local_flush = true;
+        }
+        if self.local_flush {
+            self.invlpg.clear();
+        } else {
+            for &va in &other.invlpg {
+                if !self.invlpg.contains(&va) && self.invlpg.push(va).is_err() {
+                    self.local_flush = true;
+                    self.invlpg.clear();
+                    break;
+                }
+            }
+        }
+        if other.new_cr3.is_some() {
+            self.new_cr3 = other.new_cr3;
+        }
+        self.cache_flush |= other.cache_flush;
     }
 
     /// Hands the request to the arch layer and leaves an empty one.

@@ -136,13 +136,26 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
     drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
-    use hypercall_abi::event_channel::{EVTCHNOP_bind_pirq, EVTCHNOP_close, EVTCHNOP_reset};
+    use hypercall_abi::event_channel::{
+        EVTCHNOP_bind_pirq, EVTCHNOP_close, EVTCHNOP_reset, EVTCHNOP_send,
+    };
     if ctx.dom.privileged && matches!(op, EVTCHNOP_bind_pirq | EVTCHNOP_close | EVTCHNOP_reset) {
         ctx.m.sync_irq_lines(&ctx.events.pirqs);
     }
-    // A kick needs nothing more here: `evtchn_upcall_pending` is set in the target's
-    // shared_info, and the scheduler wakes a blocked vCPU that has one (and the exit path
-    // delivers the upcall to a running one).
+    // A vCPU whose `evtchn_upcall_pending` went from 0 to 1 must be woken (Xen's `vcpu_kick`):
+    // the scheduler does that for the domains in the outcome's kicks.
+    if let Some(kick) = outcome.kick {
+        ctx.fx.kicks.add(kick.dom);
+    }
+    // A send also wakes a domain polling for the port even if its upcall was already pending
+    // (Xen's `evtchn_check_pollers`): any domain polling is looked at again.
+    if op == EVTCHNOP_send && outcome.result.is_ok() {
+        for g in ctx.others.iter() {
+            if g.dom.vcpu.poll.is_some() {
+                ctx.fx.kicks.add(g.dom.id);
+            }
+        }
+    }
     outcome.result.map(|()| 0).map_err(|e: Errno| e)
 }
 

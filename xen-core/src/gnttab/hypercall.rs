@@ -145,7 +145,7 @@ fn run_op<M: Machine + ?Sized>(
         mine: &mut *ctx.grants,
         others: &mut ctx.others,
     };
-    let (mut pt, _) = crate::mm::guest_pt::pt(mm, mem, &mut *ctx.dom);
+    let (mut pt, _) = crate::mm::guest_pt::pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
     match cmd {
         GNTTABOP_map_grant_ref => {
             for i in 0..count {

@@ -145,6 +145,8 @@ pub(super) fn domctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
             }
             let (g, _) = ctx.others.get(op.domain).ok_or(Errno::ESRCH)?;
             g.destroy = true;
+            // The scheduler tears it down before anything runs again.
+            ctx.fx.kicks.add(op.domain);
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),

@@ -54,7 +54,7 @@ fn slot_of(set: &DomainSet, id: DomainId) -> usize {
 /// Makes hypercall `nr` as the domain with id `caller`.
 fn hc(m: &mut FakeMachine, set: &mut DomainSet, caller: DomainId, nr: u32, a: [u64; 5]) -> i64 {
     let slot = slot_of(set, caller);
-    with_set_ctx(m, set, slot, |ctx| dispatch(ctx, nr.into(), a))
+    with_set_ctx(m, set, slot, |ctx| call(ctx, nr.into(), a))
 }
 
 fn err(e: Errno) -> i64 {

@@ -43,7 +43,7 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
         return Err(Errno::ENOSYS);
     };
     let old = core::mem::take(&mut ctx.dom.vcpu.gdt_frames);
-    let (mut pt, _) = pt(mm, mem, ctx.dom);
+    let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
     for (i, &mfn) in frames.iter().enumerate() {
         if !pt.mm.frames.mfn_valid(mfn)
             || pt

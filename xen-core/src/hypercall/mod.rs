@@ -5,9 +5,11 @@
 //! (RAX) and the five arguments (RDI, RSI, RDX, R10, R8). Each handler is ordinary Rust that takes
 //! a [`Ctx`]: the calling domain, the machine (through the [`Machine`] trait, so tests can fake it)
 //! and the guest's memory, reached only through checked copies (`crate::guest_access`). A handler returns
-//! the value for RAX: non-negative on success, `-errno` on failure. [`dispatch`] finds the handler
-//! in [`table::TABLE`]; a hypercall without a row returns -ENOSYS, as Xen does for one it does not
-//! know.
+//! the value for RAX: non-negative on success, `-errno` on failure, and records what else it did
+//! in the call's [`Effects`] (a continuation, domains it kicked, TLB work, a crash). [`dispatch`]
+//! finds the handler in [`table::TABLE`] and returns both as the call's [`Outcome`], which the
+//! arch layer applies to the guest and hands to the scheduler; a hypercall without a row returns
+//! -ENOSYS, as Xen does for one it does not know.
 
 // Handlers match on Xen's own constant spellings (`__HYPERVISOR_iret`, `XENVER_version`).
 #![allow(non_upper_case_globals)]
@@ -21,6 +23,8 @@ mod hvm;
 mod sysctl;
 pub use crate::mm::mmu::ptwr_emulate;
 mod multicall;
+mod outcome;
+pub use outcome::{Effects, Kicks, Outcome, Ret};
 pub mod table;
 pub use table::{Hypercall, TABLE};
 mod physdev;
@@ -162,15 +166,14 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub regs: &'a mut Regs,
     /// Set while a multicall runs: a nested multicall is refused.
     pub in_multicall: bool,
-    /// Set by a handler that stopped part-way because [`Ctx::preempt_check`] said so: the
-    /// arguments to run the same hypercall again with (Xen's `hypercall_create_continuation`).
-    /// At top level the arch layer then rewinds the guest's RIP to its `syscall` instruction and
-    /// loads these arguments instead of writing a result, so the rest runs as a fresh entry,
-    /// after the interrupts, timers, event upcalls and rescheduling that are due: a guest cannot
-    /// hold the CPU with one huge list. Inside a multicall, the multicall rewrites the entry's
-    /// arguments in guest memory and continues itself from that entry (`MCSF_call_preempted`).
-    /// The handler's return value is then meaningless and is never written anywhere.
-    pub continuation: Option<Continuation>,
+    /// What the call recorded besides its result (see [`Effects`]): a continuation set by a
+    /// handler that stopped part-way because [`Ctx::preempt_check`] said so (Xen's
+    /// `hypercall_create_continuation`), the domains it kicked, the TLB work it asked for, a
+    /// crash. [`dispatch`] returns them as the call's [`Outcome`]; inside a multicall, an entry's
+    /// continuation is its own (the multicall rewrites the entry's arguments in guest memory and
+    /// continues itself from that entry, `MCSF_call_preempted`) while the other effects add up
+    /// to the multicall's.
+    pub fx: Effects,
 }
 
 impl<M: Machine + ?Sized> Ctx<'_, M> {
@@ -189,10 +192,10 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
     }
 
     /// Xen's `hypercall_create_continuation`: the hypercall is to be issued again with `args` as
-    /// its first arguments (see [`Ctx::continuation`]). Returns what the handler returns then, a
-    /// value nobody sees.
+    /// its first arguments (see [`Ctx::fx`]). Returns what the handler returns then, a value
+    /// nobody sees.
     pub(crate) fn create_continuation(&mut self, args: &[u64]) -> HcResult {
-        self.continuation = Some(Continuation::new(args));
+        self.fx.continuation = Some(Continuation::new(args));
         Ok(0)
     }
 }
@@ -206,20 +209,30 @@ impl From<GuestFault> for Errno {
     }
 }
 
-/// Runs hypercall `nr` with arguments `a` for the domain in `ctx`; returns the value for RAX.
-/// The number is looked up in [`table::TABLE`]: a number without a row is -ENOSYS, a row a
-/// multicall may not contain is -EINVAL inside one (see [`Hypercall::in_multicall`]).
-pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
+/// Runs hypercall `nr` with arguments `a` for the domain in `ctx`; returns what it did (the value
+/// for RAX or a continuation, and its effects: [`Outcome`]), for the caller to apply
+/// ([`Outcome::apply`]). The number is looked up in [`table::TABLE`]: a number without a row is
+/// -ENOSYS, a row a multicall may not contain is -EINVAL inside one (see
+/// [`Hypercall::in_multicall`]). Inside a multicall the outcome carries only the entry's result
+/// or continuation: its other effects stay in `ctx.fx`, the multicall's.
+pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> Outcome {
     ctx.dom.vcpu.perf.hypercalls += 1;
-    let Some(h) = table::lookup(nr) else {
-        return Errno::ENOSYS.neg();
+    let rc = match table::lookup(nr) {
+        None => Errno::ENOSYS.neg(),
+        Some(h) if ctx.in_multicall && !h.in_multicall => Errno::EINVAL.neg(),
+        Some(h) => match h.handler.run(ctx, a) {
+            Ok(v) => v,
+            Err(e) => e.neg(),
+        },
     };
-    if ctx.in_multicall && !h.in_multicall {
-        return Errno::EINVAL.neg();
-    }
-    match h.handler.run(ctx, a) {
-        Ok(v) => v,
-        Err(e) => e.neg(),
+    if ctx.in_multicall {
+        let fx = Effects {
+            continuation: ctx.fx.continuation.take(),
+            ..Effects::default()
+        };
+        Outcome::from_effects(rc, fx)
+    } else {
+        Outcome::from_effects(rc, core::mem::take(&mut ctx.fx))
     }
 }
 

@@ -70,8 +70,8 @@ fn entries<M: Machine + ?Sized>(
             return End::Done(Err(Errno::EFAULT));
         };
         let a = call.args;
-        let result = dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]]);
-        if let Some(c) = ctx.continuation.take() {
+        let out = dispatch(ctx, call.op, [a[0], a[1], a[2], a[3], a[4]]);
+        if let Some(c) = out.continuation() {
             // The sub-call was preempted: its continuation goes into the entry (Xen copies the
             // whole entry back), and the multicall resumes here. If the entry cannot be
             // written, the continuation is cancelled and the multicall fails (-EFAULT).
@@ -82,10 +82,10 @@ fn entries<M: Machine + ?Sized>(
             return End::Preempted(i);
         }
         let result_at = at.field::<i64>(offset_of!(MulticallEntry, result));
-        if copy_to_guest(&mut ctx.guest(), result_at, &result).is_err() {
+        if copy_to_guest(&mut ctx.guest(), result_at, &out.rax()).is_err() {
             return End::Done(Err(Errno::EFAULT));
         }
-        if ctx.dom.shutdown.is_some() {
+        if ctx.dom.shutdown.is_some() || ctx.fx.crash.is_some() {
             break;
         }
     }

@@ -6,8 +6,8 @@ use hypercall_abi::arch_x86_64::TrapInfo;
 use hypercall_abi::version::XENVER_version;
 use hypercall_abi::xen::*;
 
-use super::testing::{call_to_completion, setup, with_ctx, FakePreempt, GUEST_VA};
-use super::{dispatch, Continuation};
+use super::testing::{call, call_once, call_to_completion, setup, with_ctx, FakePreempt, GUEST_VA};
+use super::Continuation;
 use crate::guest_access::{copy_from_guest, copy_to_guest, PageTableGuest};
 use crate::mm::{MachineMemoryMut, Maddr};
 use crate::regs::Regs;
@@ -73,13 +73,10 @@ fn a_million_entry_aliased_trap_table_is_preempted_and_continued() {
     m.preempt = FakePreempt::every(1000);
     let mut regs = Regs::default();
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
-        dispatch(ctx, __HYPERVISOR_set_trap_table.into(), [LIST, 0, 0, 0, 0]);
+        let (_, cont) = call_once(ctx, __HYPERVISOR_set_trap_table.into(), [LIST, 0, 0, 0, 0]);
         // Xen's `do_set_trap_table` asks after each entry: the 1000th answer stops it after
         // entry 999 and it continues with the list advanced past it ("h", one argument).
-        let c = ctx
-            .continuation
-            .take()
-            .expect("a 2^20-entry trap table must not run in one go");
+        let c = cont.expect("a 2^20-entry trap table must not run in one go");
         assert_eq!(c, Continuation::new(&[LIST + 1000 * 16]));
         assert_eq!(ctx.m.preempt.asked.get(), 1000);
         // What was done stays done.
@@ -113,11 +110,8 @@ fn a_trap_table_caller_with_an_event_waiting_is_preempted_after_one_entry() {
     m.mem.write(dom.shared_info.maddr(), &[1, 0]).unwrap();
     let mut regs = Regs::default();
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
-        dispatch(ctx, __HYPERVISOR_set_trap_table.into(), [LIST, 0, 0, 0, 0]);
-        assert_eq!(
-            ctx.continuation.take(),
-            Some(Continuation::new(&[LIST + 16]))
-        );
+        let (_, cont) = call_once(ctx, __HYPERVISOR_set_trap_table.into(), [LIST, 0, 0, 0, 0]);
+        assert_eq!(cont, Some(Continuation::new(&[LIST + 16])));
     });
     // Masked, it is no reason to stop.
     m.mem.write(dom.shared_info.maddr(), &[1, 1]).unwrap();
@@ -125,8 +119,8 @@ fn a_trap_table_caller_with_an_event_waiting_is_preempted_after_one_entry() {
         .write_u64(Maddr(3 * 4096 + 3 * 8), (22 << 12) | P_US)
         .unwrap();
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
-        let rc = dispatch(ctx, __HYPERVISOR_set_trap_table.into(), [LIST, 0, 0, 0, 0]);
-        assert_eq!((rc, ctx.continuation), (0, None));
+        let out = call_once(ctx, __HYPERVISOR_set_trap_table.into(), [LIST, 0, 0, 0, 0]);
+        assert_eq!(out, (0, None));
     });
 }
 
@@ -160,17 +154,14 @@ fn a_multicall_is_preempted_between_entries_and_continues_where_it_stopped() {
     m.preempt = FakePreempt::every(10);
     let mut regs = Regs::default();
     let expect = with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
-        dispatch(ctx, __HYPERVISOR_xen_version.into(), [0; 5])
+        call(ctx, __HYPERVISOR_xen_version.into(), [0; 5])
     });
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
         ctx.m.preempt.asked.set(0);
-        dispatch(ctx, __HYPERVISOR_multicall.into(), [list, 100, 0, 0, 0]);
+        let (_, cont) = call_once(ctx, __HYPERVISOR_multicall.into(), [list, 100, 0, 0, 0]);
         // Xen's `do_multicall` asks before every entry but the first: the 10th answer stops it
         // before entry 10, and it continues from there with 90 entries ("hi").
-        let c = ctx
-            .continuation
-            .take()
-            .expect("the multicall must stop when told to");
+        let c = cont.expect("the multicall must stop when told to");
         assert_eq!(c, Continuation::new(&[list + 10 * ENTRY, 90]));
         let g = ctx.guest();
         let result = |i: u64| {
@@ -231,12 +222,12 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
     m.preempt = FakePreempt::every(100_000);
     let mut regs = Regs::default();
     let version = with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
-        dispatch(ctx, __HYPERVISOR_xen_version.into(), [0; 5])
+        call(ctx, __HYPERVISOR_xen_version.into(), [0; 5])
     });
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
-        dispatch(ctx, __HYPERVISOR_multicall.into(), [list, 2, 0, 0, 0]);
+        let (_, cont) = call_once(ctx, __HYPERVISOR_multicall.into(), [list, 2, 0, 0, 0]);
         // The multicall continues from the preempted entry itself.
-        let c = ctx.continuation.take().expect("preempted inside");
+        let c = cont.expect("preempted inside");
         assert_eq!(c, Continuation::new(&[list, 2]));
         let g = ctx.guest();
         let e: MulticallEntry =
@@ -277,9 +268,9 @@ fn a_long_console_write_is_preempted_and_continued() {
     let mut regs = Regs::default();
     with_ctx(&mut m, &mut dom, &info, &mut regs, |ctx| {
         let a = [CONSOLEIO_write.into(), text.len() as u64, GUEST_VA, 0, 0];
-        dispatch(ctx, __HYPERVISOR_console_io.into(), a);
+        let (_, cont) = call_once(ctx, __HYPERVISOR_console_io.into(), a);
         // `guest_console_write` asks between chunks: 10 chunks of 128 bytes, then ("iih").
-        let c = ctx.continuation.take().expect("preempted");
+        let c = cont.expect("preempted");
         let done = 10 * 128;
         assert_eq!(
             c,
@@ -326,8 +317,8 @@ fn a_long_grant_batch_is_preempted_and_continued_with_the_same_statuses() {
         t.m.preempt = FakePreempt::every(every);
         let a = [GNTTABOP_swap_grant_ref.into(), list, 1000, 0, 0];
         let (first, rest) = t.ctx(1, |ctx| {
-            dispatch(ctx, __HYPERVISOR_grant_table_op.into(), a);
-            let first = ctx.continuation.take();
+            let (_, cont) = call_once(ctx, __HYPERVISOR_grant_table_op.into(), a);
+            let first = cont;
             let rest = first.map(|c| {
                 let mut a = a;
                 a[..c.nargs].copy_from_slice(&c.args[..c.nargs]);

@@ -1,12 +1,13 @@
 //! The hypercall table: every hypercall we implement, one row each, as data.
 //!
-//! This is the one answer to "which hypercalls does this hypervisor serve, for whom, and what can
-//! they reach?", in the spirit of Xen's `xen/include/hypercall-defs.c` (whose final `table:`
+//! This is the one answer to "which hypercalls does this hypervisor serve, for whom, and which
+//! may a multicall hold?", in the spirit of Xen's `xen/include/hypercall-defs.c` (whose final `table:`
 //! lists, per hypercall, the handler each kind of guest gets). A row gives Xen's number and name,
-//! the handler, who may call it, whether a multicall may contain it, and whether it can change
-//! another domain (or give the CPU up), which decides the arch layer's way out. [`super::dispatch`]
-//! looks the number up here; a number without a row is -ENOSYS, as Xen answers for one its table
-//! leaves empty (`pv_hypercall` / `call_handlers_pv64`). Nothing else lists hypercalls.
+//! the handler, who may call it and whether a multicall may contain it. [`super::dispatch`] looks
+//! the number up here; a number without a row is -ENOSYS, as Xen answers for one its table leaves
+//! empty (`pv_hypercall` / `call_handlers_pv64`). Nothing else lists hypercalls. What a call
+//! changed besides its caller is not a property of its row but of the call: its
+//! [`super::Outcome`] says (the domains it kicked).
 //!
 //! Compared with Xen 4.17's PV64 column we serve a subset: no `update_descriptor`, `platform_op`,
 //! `xsm_op`, `nmi_op`, `kexec_op`, `dm_op`, `hypfs_op`, `mca`, nor the `*_compat` entries.
@@ -37,19 +38,6 @@ pub enum Caller {
     /// Xen's check sits (after the argument copy and the interface version, say), so the errno a
     /// bad request gets stays Xen's; the table records the rule, a host test checks it.
     Privileged,
-}
-
-/// What a hypercall can change besides the caller, for the arch layer's way out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reach {
-    /// At most the caller itself. Whether the caller may go on (its own timers, blocked,
-    /// yielded, shut down or crashed) is what the fast way out checks anyway, so the scheduler
-    /// need not look at the other domains again.
-    Own,
-    /// May wake, block, shut down or destroy another domain, or give the CPU up for one (an
-    /// event sent to another domain, `SCHEDOP_remote_shutdown`, `XEN_DOMCTL_destroydomain`, a
-    /// multicall holding any of these): the way out runs the full scheduling pass.
-    Others,
 }
 
 /// The handler of a row. [`Handler::run`] is the only `match` over hypercalls: it unpacks the
@@ -142,12 +130,9 @@ pub struct Hypercall {
     /// rewrites the caller's frame, which means nothing inside a batch, and is refused too (Xen
     /// 4.17's `pv_do_multicall_call` runs it and ends the batch instead: our answer differs).
     pub in_multicall: bool,
-    /// What it can change besides the caller.
-    pub reach: Reach,
 }
 
 use Caller::{Any, Privileged};
-use Reach::{Others, Own};
 
 /// One row, in the column order of the table below.
 const fn row(
@@ -156,7 +141,6 @@ const fn row(
     handler: Handler,
     caller: Caller,
     in_multicall: bool,
-    reach: Reach,
 ) -> Hypercall {
     Hypercall {
         nr,
@@ -164,7 +148,6 @@ const fn row(
         handler,
         caller,
         in_multicall,
-        reach,
     }
 }
 
@@ -175,35 +158,35 @@ const NO_MC: bool = false;
 /// The hypercalls we implement, in Xen's number order. Every other number is -ENOSYS.
 #[rustfmt::skip] // a table: one row a line
 pub const TABLE: &[Hypercall] = &[
-    //  number                                       name                             handler                               caller      multicall reach
-    row(__HYPERVISOR_set_trap_table,                "set_trap_table",                Handler::SetTrapTable,                Any,        MC,    Own),
-    row(__HYPERVISOR_mmu_update,                    "mmu_update",                    Handler::MmuUpdate,                   Any,        MC,    Own),
-    row(__HYPERVISOR_set_gdt,                       "set_gdt",                       Handler::SetGdt,                      Any,        MC,    Own),
-    row(__HYPERVISOR_stack_switch,                  "stack_switch",                  Handler::StackSwitch,                 Any,        MC,    Own),
-    row(__HYPERVISOR_set_callbacks,                 "set_callbacks",                 Handler::SetCallbacks,                Any,        MC,    Own),
-    row(__HYPERVISOR_fpu_taskswitch,                "fpu_taskswitch",                Handler::FpuTaskswitch,               Any,        MC,    Own),
-    row(__HYPERVISOR_set_debugreg,                  "set_debugreg",                  Handler::SetDebugreg,                 Any,        MC,    Own),
-    row(__HYPERVISOR_get_debugreg,                  "get_debugreg",                  Handler::GetDebugreg,                 Any,        MC,    Own),
-    row(__HYPERVISOR_memory_op,                     "memory_op",                     Handler::MemoryOp,                    Any,        MC,    Own),
-    row(__HYPERVISOR_multicall,                     "multicall",                     Handler::Multicall,                   Any,        NO_MC, Others),
-    row(__HYPERVISOR_update_va_mapping,             "update_va_mapping",             Handler::UpdateVaMapping,             Any,        MC,    Own),
-    row(__HYPERVISOR_set_timer_op,                  "set_timer_op",                  Handler::SetTimerOp,                  Any,        MC,    Own),
-    row(__HYPERVISOR_xen_version,                   "xen_version",                   Handler::XenVersion,                  Any,        MC,    Own),
-    row(__HYPERVISOR_console_io,                    "console_io",                    Handler::ConsoleIo,                   Privileged, MC,    Own),
-    row(__HYPERVISOR_grant_table_op,                "grant_table_op",                Handler::GrantTableOp,                Any,        MC,    Own),
-    row(__HYPERVISOR_vm_assist,                     "vm_assist",                     Handler::VmAssist,                    Any,        MC,    Own),
-    row(__HYPERVISOR_update_va_mapping_otherdomain, "update_va_mapping_otherdomain", Handler::UpdateVaMappingOtherdomain,  Any,        MC,    Own),
-    row(__HYPERVISOR_iret,                          "iret",                          Handler::Iret,                        Any,        NO_MC, Own),
-    row(__HYPERVISOR_vcpu_op,                       "vcpu_op",                       Handler::VcpuOp,                      Any,        MC,    Own),
-    row(__HYPERVISOR_set_segment_base,              "set_segment_base",              Handler::SetSegmentBase,              Any,        MC,    Own),
-    row(__HYPERVISOR_mmuext_op,                     "mmuext_op",                     Handler::MmuextOp,                    Any,        MC,    Own),
-    row(__HYPERVISOR_sched_op,                      "sched_op",                      Handler::SchedOp,                     Any,        MC,    Others),
-    row(__HYPERVISOR_callback_op,                   "callback_op",                   Handler::CallbackOp,                  Any,        MC,    Own),
-    row(__HYPERVISOR_event_channel_op,              "event_channel_op",              Handler::EventChannelOp,              Any,        MC,    Others),
-    row(__HYPERVISOR_physdev_op,                    "physdev_op",                    Handler::PhysdevOp,                   Any,        MC,    Own),
-    row(__HYPERVISOR_hvm_op,                        "hvm_op",                        Handler::HvmOp,                       Privileged, MC,    Own),
-    row(__HYPERVISOR_sysctl,                        "sysctl",                        Handler::Sysctl,                      Privileged, MC,    Own),
-    row(__HYPERVISOR_domctl,                        "domctl",                        Handler::Domctl,                      Privileged, MC,    Others),
+    //  number                                       name                             handler                               caller      multicall
+    row(__HYPERVISOR_set_trap_table,                "set_trap_table",                Handler::SetTrapTable,                Any,        MC),
+    row(__HYPERVISOR_mmu_update,                    "mmu_update",                    Handler::MmuUpdate,                   Any,        MC),
+    row(__HYPERVISOR_set_gdt,                       "set_gdt",                       Handler::SetGdt,                      Any,        MC),
+    row(__HYPERVISOR_stack_switch,                  "stack_switch",                  Handler::StackSwitch,                 Any,        MC),
+    row(__HYPERVISOR_set_callbacks,                 "set_callbacks",                 Handler::SetCallbacks,                Any,        MC),
+    row(__HYPERVISOR_fpu_taskswitch,                "fpu_taskswitch",                Handler::FpuTaskswitch,               Any,        MC),
+    row(__HYPERVISOR_set_debugreg,                  "set_debugreg",                  Handler::SetDebugreg,                 Any,        MC),
+    row(__HYPERVISOR_get_debugreg,                  "get_debugreg",                  Handler::GetDebugreg,                 Any,        MC),
+    row(__HYPERVISOR_memory_op,                     "memory_op",                     Handler::MemoryOp,                    Any,        MC),
+    row(__HYPERVISOR_multicall,                     "multicall",                     Handler::Multicall,                   Any,        NO_MC),
+    row(__HYPERVISOR_update_va_mapping,             "update_va_mapping",             Handler::UpdateVaMapping,             Any,        MC),
+    row(__HYPERVISOR_set_timer_op,                  "set_timer_op",                  Handler::SetTimerOp,                  Any,        MC),
+    row(__HYPERVISOR_xen_version,                   "xen_version",                   Handler::XenVersion,                  Any,        MC),
+    row(__HYPERVISOR_console_io,                    "console_io",                    Handler::ConsoleIo,                   Privileged, MC),
+    row(__HYPERVISOR_grant_table_op,                "grant_table_op",                Handler::GrantTableOp,                Any,        MC),
+    row(__HYPERVISOR_vm_assist,                     "vm_assist",                     Handler::VmAssist,                    Any,        MC),
+    row(__HYPERVISOR_update_va_mapping_otherdomain, "update_va_mapping_otherdomain", Handler::UpdateVaMappingOtherdomain,  Any,        MC),
+    row(__HYPERVISOR_iret,                          "iret",                          Handler::Iret,                        Any,        NO_MC),
+    row(__HYPERVISOR_vcpu_op,                       "vcpu_op",                       Handler::VcpuOp,                      Any,        MC),
+    row(__HYPERVISOR_set_segment_base,              "set_segment_base",              Handler::SetSegmentBase,              Any,        MC),
+    row(__HYPERVISOR_mmuext_op,                     "mmuext_op",                     Handler::MmuextOp,                    Any,        MC),
+    row(__HYPERVISOR_sched_op,                      "sched_op",                      Handler::SchedOp,                     Any,        MC),
+    row(__HYPERVISOR_callback_op,                   "callback_op",                   Handler::CallbackOp,                  Any,        MC),
+    row(__HYPERVISOR_event_channel_op,              "event_channel_op",              Handler::EventChannelOp,              Any,        MC),
+    row(__HYPERVISOR_physdev_op,                    "physdev_op",                    Handler::PhysdevOp,                   Any,        MC),
+    row(__HYPERVISOR_hvm_op,                        "hvm_op",                        Handler::HvmOp,                       Privileged, MC),
+    row(__HYPERVISOR_sysctl,                        "sysctl",                        Handler::Sysctl,                      Privileged, MC),
+    row(__HYPERVISOR_domctl,                        "domctl",                        Handler::Domctl,                      Privileged, MC),
 ];
 
 /// Numbers up to here can have a row (Xen's `NR_hypercalls` is 64).
@@ -230,11 +213,4 @@ static INDEX: [u8; NR_HYPERCALLS] = {
 pub fn lookup(nr: u64) -> Option<&'static Hypercall> {
     let i = *INDEX.get(usize::try_from(nr).ok()?)?;
     TABLE.get(usize::from(i))
-}
-
-/// Whether hypercall `nr` may have changed another domain or given the CPU up ([`Reach::Others`]):
-/// if not, the arch layer's way out lets the caller go on without a full scheduling pass. An
-/// unknown number changes nothing (-ENOSYS).
-pub fn reaches_others(nr: u64) -> bool {
-    lookup(nr).is_some_and(|h| h.reach == Reach::Others)
 }

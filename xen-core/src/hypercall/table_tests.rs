@@ -1,6 +1,7 @@
 //! Host tests of the hypercall table: its rows agree with `hypercall_abi` and with the guest's
-//! conformance suite, unknown numbers are -ENOSYS, the multicall column holds, and every
-//! hypercall seen to wake or stop another domain is one the table says reaches others.
+//! conformance suite, unknown numbers are -ENOSYS, the multicall column holds; and the outcome
+//! plumbing: every hypercall seen to wake or stop another domain kicks it in its outcome, one that
+//! changes only its caller kicks nobody, a continuation, a crash and TLB work reach the caller.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,7 +12,7 @@ use hypercall_abi::event_channel::*;
 use hypercall_abi::sched::*;
 use hypercall_abi::xen::*;
 
-use super::table::{lookup, reaches_others, Reach};
+use super::table::lookup;
 use super::testing::*;
 use super::*;
 use crate::domain::set::{DomainSet, MAX_PORT_2L};
@@ -31,8 +32,23 @@ fn world() -> (FakeMachine, Box<DomainSet>) {
 
 /// Makes hypercall `nr` as the domain with id `caller`.
 fn hc(m: &mut FakeMachine, set: &mut DomainSet, caller: DomainId, nr: u32, a: [u64; 5]) -> i64 {
+    outcome(m, set, caller, nr, a).rax()
+}
+
+/// Makes hypercall `nr` as the domain with id `caller`; its outcome, applied to the caller.
+fn outcome(
+    m: &mut FakeMachine,
+    set: &mut DomainSet,
+    caller: DomainId,
+    nr: u32,
+    a: [u64; 5],
+) -> Outcome {
     let slot = set.slot_of(caller).unwrap();
-    with_set_ctx(m, set, slot, |ctx| dispatch(ctx, nr.into(), a))
+    with_set_ctx(m, set, slot, |ctx| {
+        let out = dispatch(ctx, nr.into(), a);
+        out.apply_effects(ctx.dom);
+        out
+    })
 }
 
 /// What the scheduler looks at in a domain: whether it was woken (an upcall pending), stopped
@@ -50,8 +66,9 @@ fn sched_view(m: &FakeMachine, set: &DomainSet, id: DomainId) -> String {
 }
 
 /// Runs hypercall `nr` as `caller` and reports whether it changed how the scheduler sees any
-/// other domain; checks that the table then says the hypercall reaches others.
-fn assert_flagged_if_it_reaches(
+/// other domain; checks that its outcome kicks every domain it changed, so that the scheduler
+/// looks at them.
+fn assert_kicked_if_it_reaches(
     m: &mut FakeMachine,
     set: &mut DomainSet,
     caller: DomainId,
@@ -64,17 +81,21 @@ fn assert_flagged_if_it_reaches(
         .filter(|&id| id != caller)
         .collect();
     let before: Vec<String> = others.iter().map(|&id| sched_view(m, set, id)).collect();
-    let rc = hc(m, set, caller, nr, a);
-    let after: Vec<String> = others.iter().map(|&id| sched_view(m, set, id)).collect();
-    let changed = before != after;
-    if changed {
-        assert!(
-            reaches_others(nr.into()),
-            "hypercall {nr} changed another domain ({before:?} -> {after:?}) but its row says {:?}",
-            lookup(nr.into()).map(|h| h.reach)
-        );
+    let out = outcome(m, set, caller, nr, a);
+    let mut changed = false;
+    for (i, &id) in others.iter().enumerate() {
+        let after = sched_view(m, set, id);
+        if after != before[i] {
+            changed = true;
+            assert!(
+                out.kicks.contains(id),
+                "hypercall {nr} changed d{id} ({} -> {after}) but its outcome kicks {:?}",
+                before[i],
+                out.kicks
+            );
+        }
     }
-    (rc, changed)
+    (out.rax(), changed)
 }
 
 #[test]
@@ -161,13 +182,14 @@ fn guest_wrappers(src: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn every_hypercall_the_conformance_suite_makes_is_in_the_table() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src/kernel");
-    let wrappers = guest_wrappers(&std::fs::read_to_string(root.join("hypercall.rs")).unwrap());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src");
+    let wrappers =
+        guest_wrappers(&std::fs::read_to_string(root.join("kernel/hypercall.rs")).unwrap());
     // `shutdown` issues `sched_op` through the `sched_op` wrapper.
     let mut wrappers = wrappers;
     assert_eq!(wrappers.insert("shutdown".into(), "sched_op".into()), None);
     let mut files = Vec::new();
-    sources(&root.join("conformance"), &mut files);
+    sources(&root.join("suites/conformance"), &mut files);
     assert!(files.len() > 3, "conformance sources not found");
     let mut used = BTreeSet::new();
     for (_, text) in &files {
@@ -228,12 +250,11 @@ fn numbers_without_a_row_are_enosys() {
         let slot = set.slot_of(1).unwrap();
         let (rc, counted) = with_set_ctx(&mut m, &mut set, slot, |ctx| {
             let before = ctx.dom.vcpu.perf.hypercalls;
-            let rc = dispatch(ctx, nr, [0; 5]);
-            (rc, ctx.dom.vcpu.perf.hypercalls - before)
+            let out = dispatch(ctx, nr, [0; 5]);
+            (out, ctx.dom.vcpu.perf.hypercalls - before)
         });
-        assert_eq!(rc, Errno::ENOSYS.neg(), "number {nr:#x}");
+        assert_eq!(rc, Outcome::value(Errno::ENOSYS.neg()), "number {nr:#x}");
         assert_eq!(counted, 1);
-        assert!(!reaches_others(nr));
     }
 }
 
@@ -281,7 +302,7 @@ fn rows_kept_out_of_a_multicall_get_einval_there() {
 }
 
 #[test]
-fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others() {
+fn an_event_sent_to_another_domain_kicks_it() {
     let (mut m, mut set) = world();
     // Domain 2 blocks, waiting for events.
     set.guest_mut(set.slot_of(2).unwrap())
@@ -318,14 +339,14 @@ fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others(
     put(&mut m, ARG, &EvtchnSend { port: local_port });
     let args = [EVTCHNOP_send.into(), ARG, 0, 0, 0];
     let (rc, changed) =
-        assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args);
+        assert_kicked_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args);
     assert_eq!(rc, 0);
     assert!(changed, "the send did not reach domain 2");
     assert!(crate::shared_info::upcall_pending(
         &m,
         &set.guest(set.slot_of(2).unwrap()).unwrap().dom
     ));
-    // The same send inside a multicall: the multicall's row must say so too.
+    // The same send inside a multicall: the multicall's outcome must say so too.
     // Domain 2 handles the event as its upcall would: clears evtchn_upcall_pending,
     // evtchn_pending_sel and the pending bits of the first word (the port's among them).
     let si = set.guest(set.slot_of(2).unwrap()).unwrap().dom.shared_info;
@@ -345,7 +366,7 @@ fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others(
             args: [EVTCHNOP_send.into(), ARG, 0, 0, 0, 0],
         },
     );
-    let (rc, changed) = assert_flagged_if_it_reaches(
+    let (rc, changed) = assert_kicked_if_it_reaches(
         &mut m,
         &mut set,
         0,
@@ -357,7 +378,7 @@ fn an_event_sent_to_another_domain_goes_through_a_hypercall_that_reaches_others(
 }
 
 #[test]
-fn stopping_another_domain_goes_through_hypercalls_that_reach_others() {
+fn stopping_another_domain_kicks_it() {
     let (mut m, mut set) = world();
     // SCHEDOP_remote_shutdown of domain 1 by dom0.
     let s = SchedRemoteShutdown {
@@ -368,7 +389,7 @@ fn stopping_another_domain_goes_through_hypercalls_that_reach_others() {
     put(&mut m, ARG, &s);
     let args = [SCHEDOP_remote_shutdown.into(), ARG, 0, 0, 0];
     let (rc, changed) =
-        assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_sched_op, args);
+        assert_kicked_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_sched_op, args);
     assert_eq!((rc, changed), (0, true));
     // XEN_DOMCTL_destroydomain of domain 2 by dom0.
     let op = XenDomctl {
@@ -378,21 +399,193 @@ fn stopping_another_domain_goes_through_hypercalls_that_reach_others() {
     };
     put(&mut m, ARG, &op);
     let (rc, changed) =
-        assert_flagged_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_domctl, [ARG, 0, 0, 0, 0]);
+        assert_kicked_if_it_reaches(&mut m, &mut set, 0, __HYPERVISOR_domctl, [ARG, 0, 0, 0, 0]);
     assert_eq!((rc, changed), (0, true));
 }
 
 #[test]
-fn only_the_rows_that_reach_others_are_flagged() {
-    let flagged: Vec<&str> = TABLE
-        .iter()
-        .filter(|h| h.reach == Reach::Others)
-        .map(|h| h.name)
-        .collect();
-    // What the arch layer's way out treated as touching other domains before the table: any
-    // change here changes when the scheduler runs its full pass.
-    assert_eq!(
-        flagged,
-        ["multicall", "sched_op", "event_channel_op", "domctl"]
+fn hypercalls_that_change_only_their_caller_kick_nobody() {
+    let (mut m, mut set) = world();
+    let version = outcome(&mut m, &mut set, 1, __HYPERVISOR_xen_version, [0; 5]);
+    assert!(version.rax() > 0);
+    assert!(version.kicks.is_empty());
+    // Offering a port to another domain changes nothing the scheduler sees.
+    put(
+        &mut m,
+        ARG,
+        &EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 0,
+            port: 0,
+        },
     );
+    let args = [EVTCHNOP_alloc_unbound.into(), ARG, 0, 0, 0];
+    let out = outcome(&mut m, &mut set, 1, __HYPERVISOR_event_channel_op, args);
+    assert_eq!((out.rax(), out.kicks.is_empty()), (0, true));
+    // A refused remote shutdown kicks nobody either.
+    let s = SchedRemoteShutdown {
+        domain_id: 2,
+        reason: SHUTDOWN_poweroff,
+        ..Default::default()
+    };
+    put(&mut m, ARG, &s);
+    let args = [SCHEDOP_remote_shutdown.into(), ARG, 0, 0, 0];
+    let out = outcome(&mut m, &mut set, 1, __HYPERVISOR_sched_op, args);
+    assert_eq!(out.rax(), Errno::EPERM.neg());
+    assert!(out.kicks.is_empty());
+}
+
+#[test]
+fn a_polling_domain_is_kicked_by_a_send_even_with_its_upcall_pending() {
+    let (mut m, mut set) = world();
+    // dom0 sends to itself (loopback) while domain 2 polls with an upcall already pending.
+    let d2 = set.slot_of(2).unwrap();
+    set.guest_mut(d2).unwrap().dom.vcpu.poll = Some(crate::domain::Poll::default());
+    put(
+        &mut m,
+        ARG,
+        &EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: DOMID_SELF,
+            port: 0,
+        },
+    );
+    let args = [EVTCHNOP_alloc_unbound.into(), ARG, 0, 0, 0];
+    assert_eq!(
+        hc(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args),
+        0
+    );
+    let port = get::<EvtchnAllocUnbound>(&mut m, ARG).port;
+    let b = EvtchnBindInterdomain {
+        remote_dom: DOMID_SELF,
+        remote_port: port,
+        ..Default::default()
+    };
+    put(&mut m, ARG, &b);
+    let args = [EVTCHNOP_bind_interdomain.into(), ARG, 0, 0, 0];
+    let bound = outcome(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args);
+    assert_eq!(bound.rax(), 0);
+    assert!(
+        bound.kicks.contains(0),
+        "the new port starts pending: dom0 is kicked"
+    );
+    put(&mut m, ARG, &EvtchnSend { port });
+    let args = [EVTCHNOP_send.into(), ARG, 0, 0, 0];
+    let out = outcome(&mut m, &mut set, 0, __HYPERVISOR_event_channel_op, args);
+    assert_eq!(out.rax(), 0);
+    assert!(
+        out.kicks.contains(2),
+        "the poller is looked at: {:?}",
+        out.kicks
+    );
+    assert!(!out.kicks.contains(1));
+}
+
+#[test]
+fn a_continuation_rewinds_the_guest_to_its_syscall_with_the_new_arguments() {
+    let c = Continuation::new(&[0x1000, 7]);
+    let out = Outcome::from_effects(
+        99,
+        Effects {
+            continuation: Some(c),
+            ..Effects::default()
+        },
+    );
+    assert_eq!(out.ret, Ret::Continue(c));
+    assert_eq!((out.rax(), out.continuation()), (0, Some(c)));
+    let (_, mut dom, _) = setup();
+    let mut regs = Regs {
+        rip: 0x5002,
+        rax: 0,
+        rdi: 1,
+        rsi: 2,
+        rdx: 3,
+        r10: 4,
+        ..Regs::default()
+    };
+    out.apply(__HYPERVISOR_multicall.into(), &mut dom, &mut regs);
+    assert_eq!(regs.rip, 0x5000, "back to the `syscall`");
+    assert_eq!(regs.rax, __HYPERVISOR_multicall.into());
+    assert_eq!((regs.rdi, regs.rsi, regs.rdx, regs.r10), (0x1000, 7, 3, 4));
+    // A plain result goes into RAX.
+    let mut regs = Regs::default();
+    Outcome::value(-22).apply(0, &mut dom, &mut regs);
+    assert_eq!(regs.rax as i64, -22);
+    assert_eq!(dom.shutdown, None);
+}
+
+#[test]
+fn a_crash_and_tlb_work_in_the_outcome_reach_the_caller() {
+    let (_, mut dom, _) = setup();
+    let mut fx = Effects {
+        crash: Some("test"),
+        ..Effects::default()
+    };
+    fx.flush.flush_all(&mut dom.vcpu.perf);
+    let out = Outcome::from_effects(0, fx);
+    out.apply(0, &mut dom, &mut Regs::default());
+    assert_eq!(dom.shutdown, Some(crate::domain::Shutdown::Crashed("test")));
+    assert!(
+        dom.vcpu.flush.local_flush,
+        "owed before the vCPU runs again"
+    );
+}
+
+#[test]
+fn an_iret_that_cannot_read_its_frame_crashes_the_caller_through_its_outcome() {
+    let (mut m, mut set) = world();
+    let slot = set.slot_of(1).unwrap();
+    let out = with_set_ctx(&mut m, &mut set, slot, |ctx| {
+        ctx.regs.rsp = 0x7000_0000_0000;
+        dispatch(ctx, __HYPERVISOR_iret.into(), [0; 5])
+    });
+    assert!(out.crash.is_some());
+    assert_eq!(
+        set.guest(slot).unwrap().dom.shutdown,
+        None,
+        "not before it is applied"
+    );
+}
+
+#[test]
+fn a_multicall_adds_up_its_entries_kicks() {
+    let (mut m, mut set) = world();
+    // dom0 shuts down domain 1 and destroys domain 2 in one multicall.
+    let s = SchedRemoteShutdown {
+        domain_id: 1,
+        reason: SHUTDOWN_poweroff,
+        ..Default::default()
+    };
+    put(&mut m, ARG, &s);
+    let op = XenDomctl {
+        cmd: XEN_DOMCTL_destroydomain,
+        domain: 2,
+        ..Default::default()
+    };
+    put(&mut m, ARG + 0x80, &op);
+    let list = ARG + 0x400;
+    let entries = [
+        MulticallEntry {
+            op: __HYPERVISOR_sched_op.into(),
+            result: 1,
+            args: [SCHEDOP_remote_shutdown.into(), ARG, 0, 0, 0, 0],
+        },
+        MulticallEntry {
+            op: __HYPERVISOR_domctl.into(),
+            result: 1,
+            args: [ARG + 0x80, 0, 0, 0, 0, 0],
+        },
+    ];
+    for (i, e) in entries.iter().enumerate() {
+        put(&mut m, list + i as u64 * 64, e);
+    }
+    let out = outcome(
+        &mut m,
+        &mut set,
+        0,
+        __HYPERVISOR_multicall,
+        [list, 2, 0, 0, 0],
+    );
+    assert_eq!(out.rax(), 0);
+    assert_eq!(out.kicks.iter().collect::<Vec<_>>(), [1, 2]);
 }

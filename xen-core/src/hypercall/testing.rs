@@ -161,9 +161,36 @@ pub fn with_ctx<R>(
         others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
-        continuation: None,
+        fx: Default::default(),
     };
-    f(&mut ctx)
+    let r = f(&mut ctx);
+    settle(&mut ctx);
+    r
+}
+
+/// What the arch layer does with the effects a handler called directly (not through
+/// [`super::dispatch`]) recorded: the TLB work becomes the vCPU's to owe, a crash shuts it down.
+pub fn settle<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
+    let fx = core::mem::take(&mut ctx.fx);
+    let out = super::Outcome::from_effects(0, fx);
+    out.apply_effects(ctx.dom);
+}
+
+/// Issues hypercall `nr` as the arch layer does, but returns the value for RAX instead of
+/// writing it: the outcome's TLB work and crash are applied to the caller.
+pub fn call<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
+    call_once(ctx, nr, a).0
+}
+
+/// [`call`], also returning the continuation the hypercall asked for, if it was preempted.
+pub fn call_once<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    nr: u64,
+    a: [u64; 5],
+) -> (i64, Option<super::Continuation>) {
+    let out = super::dispatch(ctx, nr, a);
+    out.apply_effects(ctx.dom);
+    (out.rax(), out.continuation())
 }
 
 /// A domain for a [`crate::domain::set::DomainSet`], on the fake machine's page tables (L4 at frame
@@ -213,9 +240,11 @@ pub fn with_set_ctx<R>(
         others,
         regs: &mut regs,
         in_multicall: false,
-        continuation: None,
+        fx: Default::default(),
     };
-    f(&mut ctx)
+    let r = f(&mut ctx);
+    settle(&mut ctx);
+    r
 }
 
 /// Issues hypercall `nr` the way the arch layer does: while the handler asks for a continuation,
@@ -229,8 +258,8 @@ pub fn call_to_completion<M: Machine + ?Sized>(
 ) -> (i64, u64) {
     let mut continuations = 0;
     loop {
-        let rc = super::dispatch(ctx, nr.into(), a);
-        match ctx.continuation.take() {
+        let (rc, c) = call_once(ctx, nr.into(), a);
+        match c {
             Some(c) => {
                 a[..c.nargs].copy_from_slice(&c.args[..c.nargs]);
                 continuations += 1;

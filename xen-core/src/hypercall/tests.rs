@@ -21,7 +21,9 @@ fn call(m: &mut FakeMachine, d: &mut crate::domain::Domain, nr: u32, a: [u64; 5]
         max_ram_page: 0x1ffe0,
     };
     let mut regs = Regs::default();
-    with_ctx(m, d, &info, &mut regs, |ctx| dispatch(ctx, nr.into(), a))
+    with_ctx(m, d, &info, &mut regs, |ctx| {
+        super::testing::call(ctx, nr.into(), a)
+    })
 }
 
 fn guest_write<T: IntoBytes + zerocopy::Immutable>(
@@ -375,13 +377,13 @@ fn unknown_hypercalls_are_enosys() {
     let info = MachineInfo { max_ram_page: 1 };
     let mut regs = Regs::default();
     assert_eq!(
-        with_ctx(&mut m, &mut d, &info, &mut regs, |c| dispatch(
+        with_ctx(&mut m, &mut d, &info, &mut regs, |c| super::testing::call(
             c, 1000, [0; 5]
         )),
         ENOSYS
     );
     assert_eq!(
-        with_ctx(&mut m, &mut d, &info, &mut regs, |c| dispatch(
+        with_ctx(&mut m, &mut d, &info, &mut regs, |c| super::testing::call(
             c,
             1 << 40,
             [0; 5]
@@ -458,7 +460,7 @@ fn iret_restores_the_context_and_the_upcall_mask() {
         ..Regs::default()
     };
     let rax = with_ctx(&mut m, &mut d, &info, &mut regs, |c| {
-        dispatch(c, __HYPERVISOR_iret.into(), [0; 5])
+        super::testing::call(c, __HYPERVISOR_iret.into(), [0; 5])
     });
     assert_eq!(rax, 7);
     assert_eq!(

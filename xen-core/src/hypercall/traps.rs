@@ -48,15 +48,13 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
 pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     let rsp = ctx.regs.rsp;
     let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), GuestPtr::new(rsp)) else {
-        ctx.dom.shutdown = Some(crate::domain::Shutdown::Crashed(
-            "fault while reading the iret context from the guest stack",
-        ));
+        ctx.fx.crash = Some("fault while reading the iret context from the guest stack");
         return Ok(0);
     };
     // Returning to user mode? Hypercalls come from kernel mode only, so this is a toggle to user.
     if saved.cs & 3 == 3 {
         if let Err(why) = ctx.dom.toggle_guest_mode() {
-            ctx.dom.shutdown = Some(crate::domain::Shutdown::Crashed(why));
+            ctx.fx.crash = Some(why);
             return Ok(0);
         }
     }

@@ -10,7 +10,8 @@ use hypercall_abi::callback::{
 };
 use hypercall_abi::xen::*;
 
-use super::{dispatch, Ctx};
+use super::testing::call;
+use super::Ctx;
 use crate::bounce;
 use crate::domain::{Shutdown, NO_USER_PAGE_TABLES};
 use crate::guest_access::translate;
@@ -38,9 +39,9 @@ fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
         others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
-        continuation: None,
+        fx: Default::default(),
     };
-    dispatch(&mut ctx, nr.into(), a)
+    call(&mut ctx, nr.into(), a)
 }
 
 /// dom0 prepared the way a kernel prepares to run a process: a user L4 (an empty page-table

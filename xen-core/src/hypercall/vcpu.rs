@@ -104,7 +104,7 @@ mod tests {
     use hypercall_abi::xen::__HYPERVISOR_vcpu_op;
 
     use super::super::testing::*;
-    use super::super::{dispatch, MachineInfo};
+    use super::super::MachineInfo;
     use crate::regs::Regs;
 
     const NOW: u64 = 7_000_000_000;
@@ -132,7 +132,7 @@ mod tests {
         };
         let mut regs = Regs::default();
         let rc = with_ctx(&mut m, &mut d, &info, &mut regs, |ctx| {
-            dispatch(
+            call(
                 ctx,
                 __HYPERVISOR_vcpu_op.into(),
                 [VCPUOP_set_singleshot_timer.into(), 0, GUEST_VA, 0, 0],

@@ -9,17 +9,18 @@ use crate::mm::frame_table::{pte, Mm, Pt};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Splits the context into what the handlers need at once: the frame-table context (which
-/// borrows the caller's counters and flush request) and the rest of the domain.
+/// borrows the caller's counters, and records TLB work in `flush`: the call's, see
+/// `crate::hypercall::Effects`) and the rest of the domain.
 pub(crate) fn pt<'a>(
     mm: &'a mut Mm<'static>,
     mem: &'a mut dyn MachineMemoryMut,
     dom: &'a mut Domain,
+    flush: &'a mut crate::domain::FlushRequest,
 ) -> (Pt<'a, 'static>, DomainParts<'a>) {
     let caller = dom.info();
     let Domain { l4, vcpu, .. } = dom;
     let crate::domain::Vcpu {
         perf,
-        flush,
         user_l4,
         ldt_base,
         ldt_ents,

@@ -16,6 +16,7 @@ use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::Shutdown;
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
+use crate::hypercall::Kicks;
 use crate::regs::Regs;
 
 use super::{wake, Candidate};
@@ -77,17 +78,47 @@ pub fn runnable(g: &DomainEntry) -> bool {
     !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
 }
 
+/// What brought the CPU into the hypervisor from a guest, as the way out needs to know it.
+#[derive(Clone, Copy, Debug)]
+pub enum Entry<'a> {
+    /// A hypercall, with the domains its outcome kicked: if none, no other domain changed.
+    Hypercall(&'a Kicks),
+    /// A guest exception, or a `syscall` from guest user mode bounced to the guest kernel: the
+    /// running domain's own business.
+    Exception,
+    /// An interrupt (`tick`: the timer's): time passed, anything may be due.
+    Interrupt {
+        /// It was the timer interrupt.
+        tick: bool,
+    },
+}
+
+impl Entry<'_> {
+    /// Whether the entry may have changed another domain (woken it, shut it down, ...) or made
+    /// something due: then the way out runs the full scheduling pass.
+    pub fn touches_others(&self) -> bool {
+        match self {
+            Entry::Hypercall(kicks) => !kicks.is_empty(),
+            Entry::Exception => false,
+            Entry::Interrupt { .. } => true,
+        }
+    }
+
+    /// Whether it was the timer interrupt.
+    pub fn tick(&self) -> bool {
+        matches!(self, Entry::Interrupt { tick: true })
+    }
+}
+
 /// The way out of every entry from a guest, after the arch layer handled it: device interrupts
-/// for dom0, the debug keys on a timer tick, then [`exit_to_guest`]. `touches_others` says the
-/// entry may have changed another domain (or given the CPU up); `tick` that it was the timer
-/// interrupt.
+/// for dom0, the debug keys on a timer tick, then [`exit_to_guest`].
 pub fn after_entry<A: Arch>(
     hv: &mut Hv<A>,
     doms: &mut DomainSet,
     regs: &mut Regs,
-    touches_others: bool,
-    tick: bool,
+    entry: Entry<'_>,
 ) {
+    let (touches_others, tick) = (entry.touches_others(), entry.tick());
     wake::deliver_irqs(&mut hv.arch, doms);
     // The timer interrupt is also when the hypervisor looks at its serial console for debug keys
     // (cheaply: not on every entry).

@@ -3,7 +3,7 @@
 
 use hypercall_abi::xen::VIRQ_TIMER;
 
-use super::core::{exit_to_guest, Sched};
+use super::core::{after_entry, exit_to_guest, Entry, Sched};
 use super::SLICE_NS;
 use crate::cpu::Hv;
 use crate::cpu_fake::FakeArch;
@@ -12,6 +12,7 @@ use crate::domain::set::{DomainSet, MAX_PORT_2L};
 use crate::domain::{MachineInfo, Shutdown};
 use crate::evtchn::hypercall::bind_virq_for;
 use crate::hypercall::testing::{guest, setup};
+use crate::hypercall::Kicks;
 use crate::mm::frame_alloc::BootFrameAllocator;
 use crate::regs::Regs;
 
@@ -253,4 +254,52 @@ fn a_poll_ends_when_its_deadline_passes() {
     exit(&mut hv, &mut set, &mut regs);
     assert!(set.guest(1).unwrap().dom.vcpu.poll.is_none());
     assert_eq!(hv.sched.cur, 1);
+}
+
+#[test]
+fn a_hypercall_that_kicked_nobody_leaves_the_other_domains_alone() {
+    let (mut hv, mut set, mut regs) = world();
+    exit(&mut hv, &mut set, &mut regs);
+    set.guest_mut(1).unwrap().dom.vcpu.timer_deadline = Some(T0);
+    hv.arch.m.now = T0 + 10;
+    let none = Kicks::default();
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&none));
+    assert_eq!(
+        set.guest(1).unwrap().dom.vcpu.timer_deadline,
+        Some(T0),
+        "not looked at"
+    );
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Exception);
+    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, Some(T0));
+    // Kicking domain 1 makes the way out look at everyone: its timer fires.
+    let mut kicks = Kicks::default();
+    kicks.add(1);
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, None);
+    assert_eq!(hv.sched.cur, 0, "slice left: the caller goes on");
+}
+
+#[test]
+fn a_timer_tick_reads_the_debug_keys_and_runs_the_full_pass() {
+    let (mut hv, mut set, mut regs) = world();
+    set.guest_mut(2).unwrap().dom.vcpu.timer_deadline = Some(T0);
+    hv.arch.keys.extend(b"h");
+    after_entry(
+        &mut hv,
+        &mut set,
+        &mut regs,
+        Entry::Interrupt { tick: false },
+    );
+    assert!(
+        hv.arch.out.is_empty(),
+        "keys are read on the timer tick only"
+    );
+    assert_eq!(set.guest(2).unwrap().dom.vcpu.timer_deadline, None);
+    after_entry(
+        &mut hv,
+        &mut set,
+        &mut regs,
+        Entry::Interrupt { tick: true },
+    );
+    assert!(hv.arch.out.starts_with("'q' domains"), "{}", hv.arch.out);
 }

@@ -79,6 +79,8 @@ fn remote_shutdown<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, s: SchedRemoteShut
     if g.dom.shutdown.is_none() {
         g.dom.shutdown = Some(Shutdown::Requested(g.dom.shutdown_code.unwrap_or(reason)));
     }
+    // The scheduler reports it (and tells dom0) on its next pass.
+    ctx.fx.kicks.add(s.domain_id);
     Ok(0)
 }
 
@@ -175,7 +177,7 @@ mod tests {
 
     use crate::domain::Domain;
     use crate::hypercall::testing::*;
-    use crate::hypercall::{dispatch, MachineInfo};
+    use crate::hypercall::MachineInfo;
     use crate::regs::Regs;
 
     const EINVAL: i64 = -22;
@@ -204,7 +206,7 @@ mod tests {
         };
         let mut regs = Regs::default();
         with_ctx(m, d, &info, &mut regs, |ctx| {
-            dispatch(
+            call(
                 ctx,
                 __HYPERVISOR_sched_op.into(),
                 [cmd.into(), GUEST_VA, 0, 0, 0],
@@ -250,7 +252,7 @@ mod tests {
             };
             let mut regs = Regs::default();
             let rc = with_ctx(&mut m, &mut d, &info, &mut regs, |ctx| {
-                dispatch(
+                call(
                     ctx,
                     hypercall_abi::xen::__HYPERVISOR_set_timer_op.into(),
                     [timeout, 0, 0, 0, 0],

@@ -374,7 +374,7 @@ boot_stack_top:
 /// multiboot loader's EAX (`mb_magic`) and EBX (`mb_info_paddr`, a machine address).
 extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     console::init();
-    // The real GDT and IDT at once: from here on any exception is reported (`dispatch.rs`)
+    // The real GDT and IDT at once: from here on any exception is reported (`traps.rs`)
     // instead of triple-faulting.
     super::gdt::init();
     super::entry::init();

@@ -15,8 +15,9 @@ use xen_core::cpu::Hv;
 use xen_core::domain::lifecycle::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{MachineInfo, Shutdown};
-use xen_core::hypercall::{dispatch, Ctx};
+use xen_core::hypercall::{dispatch, Ctx, Effects, Kicks};
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
+use xen_core::sched::core::Entry;
 
 use super::gdt::GUEST_CS32;
 use super::machine::HvMachine;
@@ -106,14 +107,10 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
     let mut doms = DOMS.lock();
     // How long the guest's request keeps the CPU (see `SchedInfo::longest_entry_ns`).
     let entered = hv.arch.now();
-    // Whether this entry can have changed another domain's state (woken it, shut it down, ...)
-    // or the running vCPU's right to go on: if not, the way out skips the full scheduling pass.
-    // For a hypercall, the table's `reach` column says.
-    let touches_others = match regs.vector {
-        ENTRY_SYSCALL => xen_core::hypercall::table::reaches_others(regs.rax),
-        0..=31 => false,
-        _ => true,
-    };
+    // The domains a hypercall kicked (woke, shut down, ...): with none, the way out may skip
+    // the full scheduling pass.
+    let mut kicks = Kicks::default();
+    let mut hypercall = false;
     {
         let (g, ports, grants, others) = doms
             .split(hv.sched.cur)
@@ -135,36 +132,20 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 let mut ctx = Ctx {
                     m: &mut hv.arch,
                     info: &hv.info,
-                    dom,
+                    dom: &mut *dom,
                     events: ports,
                     grants,
                     others,
-                    regs,
+                    regs: &mut *regs,
                     in_multicall: false,
-                    continuation: None,
+                    fx: Effects::default(),
                 };
-                let rax = dispatch(&mut ctx, nr, args);
-                match ctx.continuation.take() {
-                    // Preempted: run the same hypercall again, from the `syscall` instruction
-                    // (2 bytes), with the arguments the handler set (Xen's
-                    // `hypercall_create_continuation`: `regs->rip -= 2`, the format's registers
-                    // rewritten, the others left as the guest had them).
-                    Some(c) => {
-                        regs.rip = regs.rip.wrapping_sub(2);
-                        regs.rax = nr;
-                        let arg_regs = [
-                            &mut regs.rdi,
-                            &mut regs.rsi,
-                            &mut regs.rdx,
-                            &mut regs.r10,
-                            &mut regs.r8,
-                        ];
-                        for (r, &v) in arg_regs.into_iter().zip(&c.args).take(c.nargs) {
-                            *r = v;
-                        }
-                    }
-                    None => regs.rax = rax as u64,
-                }
+                let out = dispatch(&mut ctx, nr, args);
+                // The result into RAX, or the continuation into the registers; a crash; the
+                // TLB work the vCPU owes before it runs again.
+                out.apply(nr, dom, regs);
+                kicks = out.kicks;
+                hypercall = true;
             }
             v @ 0..=31 => {
                 dom.vcpu.perf.traps += 1;
@@ -181,6 +162,12 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         let spent = hv.arch.now().saturating_sub(entered);
         g.sched.longest_entry_ns = g.sched.longest_entry_ns.max(spent);
     }
-    let tick = regs.vector == u64::from(apic::TIMER_VECTOR);
-    xen_core::sched::core::after_entry(hv, &mut doms, regs, touches_others, tick);
+    let entry = match regs.vector {
+        _ if hypercall => Entry::Hypercall(&kicks),
+        ENTRY_SYSCALL | 0..=31 => Entry::Exception,
+        v => Entry::Interrupt {
+            tick: v == u64::from(apic::TIMER_VECTOR),
+        },
+    };
+    xen_core::sched::core::after_entry(hv, &mut doms, regs, entry);
 }

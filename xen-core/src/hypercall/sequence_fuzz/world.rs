@@ -17,7 +17,7 @@ use hypercall_abi::xen::DOMID_SELF;
 use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use crate::domain::{Domain, DomainId, MachineInfo};
 use crate::evtchn::ChannelState;
-use crate::hypercall::{dispatch, Ctx, Machine};
+use crate::hypercall::{Ctx, Machine};
 use crate::mm::frame_table::audit::{audit_with_foreign, ForeignRefs};
 use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
@@ -536,10 +536,8 @@ impl World {
     fn follow(&mut self, s: usize, nr: u64, mut args: [u64; 5]) -> Result<i64, String> {
         let mut chunks = 0;
         loop {
-            let (rc, cont) = self.entry(s, |ctx| {
-                let rc = dispatch(ctx, nr, args);
-                (rc, ctx.continuation.take())
-            })?;
+            let (rc, cont) =
+                self.entry(s, |ctx| crate::hypercall::testing::call_once(ctx, nr, args))?;
             match cont {
                 Some(next) if chunks < MAX_CHUNKS => {
                     args[..next.nargs].copy_from_slice(&next.args[..next.nargs]);
@@ -579,9 +577,11 @@ impl World {
                 others,
                 regs: &mut me.regs,
                 in_multicall: false,
-                continuation: None,
+                fx: Default::default(),
             };
-            f(&mut ctx)
+            let r = f(&mut ctx);
+            crate::hypercall::testing::settle(&mut ctx);
+            r
         };
         let live = self.m.mem.watch.take().unwrap_or(entered_on);
         if self.checks.live_cr3 {
@@ -622,9 +622,9 @@ impl World {
         Ok(r)
     }
 
-    /// Dom0 destroys the domain in slot `s` (`XEN_DOMCTL_destroydomain` marks it) and the arch
-    /// layer tears it down (`domu::destroy`): grants, event channels, memory. Returns whether
-    /// there was one to destroy.
+    /// Dom0 destroys the domain in slot `s` (`XEN_DOMCTL_destroydomain` marks it) and the
+    /// lifecycle tears it down (`domain::lifecycle::destroy`): grants, event channels, memory.
+    /// Returns whether there was one to destroy.
     pub fn teardown(&mut self, s: usize) -> Result<bool, String> {
         let Some(id) = self.ids[s] else {
             return Ok(false);

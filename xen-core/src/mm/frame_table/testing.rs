@@ -12,7 +12,7 @@ use crate::domain::build::{self, BuildParams, BuiltDomain, DomainKind};
 use crate::domain::{Domain, MachineInfo};
 use crate::guest_access::{copy_from_guest, copy_to_guest, translate, PageTableGuest};
 use crate::hypercall::testing::{call_to_completion, FakeMachine};
-use crate::hypercall::{dispatch, Continuation, Ctx};
+use crate::hypercall::{Continuation, Ctx};
 use crate::mm::frame_alloc::{BootFrameAllocator, FrameRange};
 use crate::mm::{FakeMemory, MachineMemoryMut, Maddr, Mfn, Pfn};
 use crate::multiboot::{MemoryKind, MemoryRegion};
@@ -151,16 +151,13 @@ impl World {
 
     /// Issues hypercall `nr` as the domain.
     pub fn call(&mut self, nr: u32, a: [u64; 5]) -> i64 {
-        self.with_ctx(|ctx| dispatch(ctx, nr.into(), a))
+        self.with_ctx(|ctx| crate::hypercall::testing::call(ctx, nr.into(), a))
     }
 
     /// Issues hypercall `nr` once; also returns the continuation it asked for, if it was
     /// preempted.
     pub fn call_once(&mut self, nr: u32, a: [u64; 5]) -> (i64, Option<Continuation>) {
-        self.with_ctx(|ctx| {
-            let rc = dispatch(ctx, nr.into(), a);
-            (rc, ctx.continuation.take())
-        })
+        self.with_ctx(|ctx| crate::hypercall::testing::call_once(ctx, nr.into(), a))
     }
 
     /// Issues hypercall `nr` and its continuations until it completes, as the arch layer does
@@ -184,9 +181,11 @@ impl World {
             others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
-            continuation: None,
+            fx: Default::default(),
         };
-        f(&mut ctx)
+        let r = f(&mut ctx);
+        crate::hypercall::testing::settle(&mut ctx);
+        r
     }
 
     /// A page of the initial region by index from the end of the boot stack: the padding Xen
@@ -383,14 +382,16 @@ impl Two {
             others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
-            continuation: None,
+            fx: Default::default(),
         };
-        f(&mut ctx)
+        let r = f(&mut ctx);
+        crate::hypercall::testing::settle(&mut ctx);
+        r
     }
 
     /// Hypercall `nr` as domain `d`.
     pub fn call(&mut self, d: usize, nr: u32, a: [u64; 5]) -> i64 {
-        self.ctx(d, |ctx| dispatch(ctx, nr.into(), a))
+        self.ctx(d, |ctx| crate::hypercall::testing::call(ctx, nr.into(), a))
     }
 
     /// `mmu_update` as domain `d` with a list given directly (not through guest memory).

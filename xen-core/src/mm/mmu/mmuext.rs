@@ -82,7 +82,7 @@ fn mmuext_step<M: Machine + ?Sized>(
         }
         return new_guest_cr3(ctx, Mfn(op.mfn()));
     }
-    let (mut pt, mut parts) = pt(mm, mem, ctx.dom);
+    let (mut pt, mut parts) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
     mmuext_one(&mut pt, &mut parts, op, pg_owner)
 }
 
@@ -308,7 +308,7 @@ fn new_guest_cr3<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, mfn: Mfn) -> Result<
     }
     {
         let (mm, mem) = ctx.m.mm().ok_or(Errno::ENOSYS)?;
-        let (mut pt, _) = pt(mm, mem, ctx.dom);
+        let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
         let me = Owner::Domain(pt.caller.id);
         pt.get_page_and_type(mfn, me, PageType::L4)?;
     }
@@ -317,7 +317,7 @@ fn new_guest_cr3<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, mfn: Mfn) -> Result<
     ctx.m.write_ptbase(ctx.dom.current_l4());
     if old.0 != 0 {
         let (mm, mem) = ctx.m.mm().ok_or(Errno::ENOSYS)?;
-        let (mut pt, _) = pt(mm, mem, ctx.dom);
+        let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
         pt.put_page_and_type(old);
     }
     Ok(())

@@ -4,8 +4,9 @@
 //!
 //! Batches run in order and stop at the first failure; `*pdone` (when the guest passes one)
 //! receives the number of entries completed. Every entry is validated against the frame table
-//! before it takes effect. TLB flushes and CR3 loads are recorded in the vCPU's
-//! [`FlushRequest`](crate::domain::FlushRequest) for the arch layer, once per batch where Xen
+//! before it takes effect. TLB flushes and CR3 loads are recorded in the call's
+//! [`FlushRequest`](crate::domain::FlushRequest) (its `Outcome`) for the arch layer, once per
+//! batch where Xen
 //! flushes once per batch. Xen's privilege checks are those of its default (dummy) XSM policy:
 //! a domain may act on itself; a privileged domain on anyone.
 //!

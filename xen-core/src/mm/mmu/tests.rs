@@ -1,6 +1,6 @@
 //! The conformance cases of `mmu_update`, `mmuext_op` and `update_va_mapping`, replayed on the
 //! host: dom0 built by the domain builder and seeded into a frame table, each case done the way
-//! `guest-kernel/src/kernel/conformance/` does it, each answer the one Debian's Xen 4.17 gives.
+//! `guest-kernel/src/suites/conformance/` does it, each answer the one Debian's Xen 4.17 gives.
 
 use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use hypercall_abi::xen::*;

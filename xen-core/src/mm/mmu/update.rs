@@ -70,7 +70,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     let (rc, i, stopped) = match get_pg_owner(mm, curr, foreigndom as u16) {
         None => (Err(Errno::ESRCH), 0, false),
         Some(pg_owner) => {
-            let (mut pt, _) = pt(mm, &mut *mem, &mut *ctx.dom);
+            let (mut pt, _) = pt(mm, &mut *mem, &mut *ctx.dom, &mut ctx.fx.flush);
             mmu_update_loop(&mut pt, reqs, count, guest_l4, pt_owner, pg_owner, stop)
         }
     };

@@ -44,7 +44,7 @@ pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
     // `xsm_update_va_mapping`.
     xsm_target(curr, pg_owner)?;
     let guest_l4 = ctx.dom.l4;
-    let (mut pt, _) = pt(mm, mem, &mut *ctx.dom);
+    let (mut pt, _) = pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
 
     let (at, gl1mfn) = map_guest_l1e(pt.mem, guest_l4, va).ok_or(Errno::EINVAL)?;
     if !pt.get_page(gl1mfn, Owner::Domain(curr.id)) {
@@ -114,7 +114,11 @@ pub fn ptwr_emulate<M: Machine + ?Sized>(
         return Err(Errno::EINVAL);
     }
     let at = Maddr(target.maddr().0 + (va & 0xff8));
-    let (mut pt, _) = pt(mm, mem, dom);
+    // Not a hypercall: the TLB work is the vCPU's to owe straight away.
+    let mut flush = crate::domain::FlushRequest::default();
+    let (mut pt, _) = pt(mm, mem, dom, &mut flush);
     pt.perf.page_updates += 1;
-    pt.mod_l1_entry(at, value, false, me, Owner::Domain(me.id))
+    let r = pt.mod_l1_entry(at, value, false, me, Owner::Domain(me.id));
+    dom.vcpu.flush.merge(&flush);
+    r
 }

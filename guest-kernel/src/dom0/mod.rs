@@ -1,0 +1,162 @@
+//! dom0's services: one event loop, and each service behind the one `Service` trait it
+//! dispatches to (`service.rs`, with the `Ctx` they share).
+//!
+//! - **toolstack** (`toolstack.rs`): introduces every domU (rings, xenstore home) and tears it
+//!   down when it stops; every other service attaches to and detaches from each domU.
+//! - **xenstored** (`xenstored.rs`, over `xenstore.rs`): `guest_kernel::xenstored` serves every
+//!   domU's store ring (connection = domid); dom0's own requests go straight to it as
+//!   connection 0.
+//! - **console daemon** (`console_daemon.rs`, over `console.rs`): drains every domU's console ring into `(d<id>) text`
+//!   lines.
+//! - **shell** (`shell.rs`): `xl`-like commands typed on the serial line.
+//! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk (`blkdev.rs`,
+//!   found through `pci.rs`).
+//! - **demo partner** (`demo.rs`): the ping-pong and grant exchange `domu/mod.rs` describes.
+//!
+//! What services share is in `Ctx`: the xenstore (every service reads and writes nodes), the
+//! console rings, the table of domUs, and the requests a service makes of the loop.
+
+pub mod blkback;
+pub mod blkdev;
+mod console;
+mod console_daemon;
+mod demo;
+pub mod pci;
+mod service;
+mod shell;
+mod toolstack;
+mod xenstore;
+mod xenstored;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use guest_kernel::cmdline::Cmdline;
+use hypercall_abi::domctl::XEN_DOMINF_dying;
+use hypercall_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
+use hypercall_abi::xen::{StartInfo, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
+
+use self::blkback::Blkback;
+use self::console_daemon::ConsoleDaemon;
+use self::demo::Demo;
+use self::service::{Ctx, Request, Service};
+use self::shell::Shell;
+use self::toolstack::Toolstack;
+use self::xenstored::XenstoredPump;
+use crate::kernel::events::{self, Channel};
+use crate::kernel::{shared_info, time, traps};
+
+/// Whether the hypervisor reports any domain besides dom0 (services mode's trigger).
+pub fn has_domus() -> bool {
+    toolstack::domus().is_ok_and(|d| !d.is_empty())
+}
+
+/// The loop's state: the shared context, the toolstack and the other services.
+struct Dom0 {
+    ctx: Ctx,
+    toolstack: Toolstack,
+    /// In attach order (detach runs backwards): the block back end first, the demo last.
+    services: Vec<Box<dyn Service>>,
+    poweroff: bool,
+}
+
+impl Dom0 {
+    /// Hands `channel` to every service, then does what they asked.
+    fn dispatch(&mut self, channel: Channel) {
+        self.toolstack.event(&mut self.ctx, channel);
+        for s in self.services.iter_mut() {
+            s.event(&mut self.ctx, channel);
+        }
+        self.requests();
+    }
+
+    /// Does what the services asked.
+    fn requests(&mut self) {
+        for r in self.ctx.take_requests() {
+            match r {
+                Request::Destroy(id) => self.toolstack.teardown(
+                    &mut self.ctx,
+                    &mut self.services,
+                    id,
+                    Some(XEN_DOMINF_dying),
+                ),
+                Request::Poweroff => self.poweroff = true,
+            }
+        }
+    }
+
+    /// One pass: the events that fired, the polls, dom0's watch events, the toolstack's look
+    /// at the domains.
+    fn pass(&mut self) {
+        if !self.services.iter().any(|s| s.busy()) {
+            events::wait(Some(1000 * time::MS));
+        }
+        let mut fired = Vec::new();
+        events::dispatch(|_, channel| fired.extend(channel));
+        for channel in fired {
+            self.dispatch(channel);
+        }
+        for s in self.services.iter_mut() {
+            s.poll(&mut self.ctx);
+        }
+        while let Some((_, token)) = self.ctx.xs.next_watch_event() {
+            for s in self.services.iter_mut() {
+                if s.watch(&mut self.ctx, &token) {
+                    break;
+                }
+            }
+            self.requests();
+        }
+        self.toolstack
+            .end_of_pass(&mut self.ctx, &mut self.services);
+    }
+}
+
+/// Runs the services until no domU is left (or forever with `stay`); returns the exit reason.
+pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
+    if let Err(e) = shared_info::map(si) {
+        println!("services: shared_info: {e}");
+        return SHUTDOWN_crash;
+    }
+    if traps::install() != 0 || traps::register_upcall() != 0 {
+        println!("services: cannot install the trap table or event callback");
+        return SHUTDOWN_crash;
+    }
+    match events::bind_virq(VIRQ_DOM_EXC) {
+        Ok(p) => events::register(p, Channel::DomExc),
+        Err(rc) => println!("toolstack: bind VIRQ_DOM_EXC={rc}"),
+    }
+    // Serial input (the hypervisor routes it to dom0 and raises VIRQ_CONSOLE): a small shell.
+    if let Ok(p) = events::bind_virq(VIRQ_CONSOLE) {
+        events::register(p, Channel::Input);
+    }
+    if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
+        events::register(p, Channel::Timer);
+    }
+    let stay = cmdline.has("stay");
+    let mut d = Dom0 {
+        ctx: Ctx::new(),
+        toolstack: Toolstack::new(cmdline),
+        services: vec![
+            Box::new(Blkback::new()),
+            Box::new(ConsoleDaemon),
+            Box::new(XenstoredPump),
+            Box::new(Shell::new()),
+            Box::new(Demo::new(cmdline)),
+        ],
+        poweroff: false,
+    };
+    println!("services: toolstack, xenstored and console daemon running");
+    blkback::init_disk();
+    if let Some(v) = cmdline.get("bench-blkdev") {
+        // `bench-blkdev=<start sector>`: dom0 on the disk directly, before serving the domUs.
+        blkback::bench_direct(v.parse().unwrap_or(16384), 4, 256);
+    }
+    d.toolstack.scan(&mut d.ctx, &mut d.services);
+    while (stay || !d.ctx.doms.is_empty()) && !d.poweroff {
+        d.pass();
+    }
+    println!("services: no domU left, powering off");
+    SHUTDOWN_poweroff
+}

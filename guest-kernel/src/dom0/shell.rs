@@ -1,0 +1,148 @@
+//! dom0's shell: serial input (the hypervisor routes it to dom0 and raises `VIRQ_CONSOLE`),
+//! echoed and edited line by line; each line is an `xl`-like command: `list`,
+//! `shutdown|reboot|destroy <id>`, `poweroff`, `help`.
+
+use alloc::format;
+use alloc::string::String;
+
+use hypercall_abi::domctl::{XEN_DOMINF_blocked, XEN_DOMINF_dying, XEN_DOMINF_shutdown};
+use hypercall_abi::sched::{SHUTDOWN_poweroff, SHUTDOWN_reboot, SchedRemoteShutdown};
+use hypercall_abi::xen::CONSOLEIO_read;
+
+use super::service::{Ctx, Request, Service};
+use super::toolstack::{destroy, domus};
+use crate::kernel::console;
+use crate::kernel::events::Channel;
+use crate::kernel::hypercall as hc;
+
+/// The longest line the shell keeps.
+const LINE_MAX: usize = 120;
+
+/// The line being typed.
+pub struct Shell {
+    line: String,
+}
+
+impl Service for Shell {
+    fn event(&mut self, ctx: &mut Ctx, channel: Channel) {
+        if channel == Channel::Input {
+            self.input(ctx);
+        }
+    }
+}
+
+impl Shell {
+    /// No line typed yet.
+    pub fn new() -> Shell {
+        Shell {
+            line: String::new(),
+        }
+    }
+
+    /// Reads serial input (`CONSOLEIO_read`), echoes it, and runs each complete line.
+    fn input(&mut self, ctx: &mut Ctx) {
+        let mut buf = [0u8; 128];
+        loop {
+            let n = hc::console_io(CONSOLEIO_read, &mut buf);
+            if n <= 0 {
+                return;
+            }
+            for &b in &buf[..n as usize] {
+                match b {
+                    b'\r' | b'\n' => {
+                        console::write_bytes(b"\n");
+                        let line = core::mem::take(&mut self.line);
+                        command(ctx, line.trim());
+                    }
+                    0x08 | 0x7f if self.line.pop().is_some() => {
+                        console::write_bytes(b"\x08 \x08");
+                    }
+                    b if (0x20..0x7f).contains(&b) && self.line.len() < LINE_MAX => {
+                        self.line.push(b as char);
+                        console::write_bytes(&[b]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// One shell command.
+fn command(ctx: &mut Ctx, line: &str) {
+    let mut words = line.split_whitespace();
+    let (Some(cmd), arg) = (words.next(), words.next()) else {
+        return;
+    };
+    let id = arg.and_then(|a| a.parse::<u16>().ok());
+    match (cmd, id) {
+        ("help", _) => println!(
+            "xl: commands: list, shutdown <id>, reboot <id>, destroy <id>, poweroff (CTRL-a three times: debug keys)"
+        ),
+        ("list", _) => list(ctx),
+        ("shutdown" | "reboot", Some(id)) => {
+            let reason = if cmd == "shutdown" {
+                SHUTDOWN_poweroff
+            } else {
+                SHUTDOWN_reboot
+            };
+            let mut r = SchedRemoteShutdown {
+                domain_id: id,
+                reason,
+                ..Default::default()
+            };
+            let rc = hc::sched_op(&mut r);
+            println!("xl: {cmd} d{id}: {rc}");
+        }
+        ("destroy", Some(id)) => {
+            if ctx.doms.contains_key(&id) {
+                // Undo what we set up for it (vbd, ring mappings, ports) before it goes:
+                // its grant mappings are revoked with it.
+                ctx.request(Request::Destroy(id));
+            } else {
+                let rc = destroy(id).map_or_else(|e| e.ret(), |()| 0);
+                println!("xl: destroy d{id}: {rc}");
+            }
+        }
+        ("poweroff", _) => {
+            println!("xl: powering off");
+            ctx.request(Request::Poweroff);
+        }
+        _ => println!("xl: unknown command '{line}' (try help)"),
+    }
+}
+
+/// `list`: every domU with its name, memory, CPU time and state.
+fn list(ctx: &Ctx) {
+    println!(
+        "xl: {:<4} {:<16} {:>8} {:>10}  state",
+        "id", "name", "mem", "cpu(ms)"
+    );
+    match domus() {
+        Ok(list) => {
+            for d in list {
+                let name = ctx
+                    .doms
+                    .get(&d.domain)
+                    .map_or_else(|| format!("domain{}", d.domain), |x| x.name.clone());
+                let state = if d.flags & XEN_DOMINF_dying != 0 {
+                    "dying"
+                } else if d.flags & XEN_DOMINF_shutdown != 0 {
+                    "shut down"
+                } else if d.flags & XEN_DOMINF_blocked != 0 {
+                    "blocked"
+                } else {
+                    "running"
+                };
+                println!(
+                    "xl: {:<4} {:<16} {:>5} MiB {:>10}  {state}",
+                    d.domain,
+                    name,
+                    d.tot_pages / 256,
+                    d.cpu_time / 1_000_000
+                );
+            }
+        }
+        Err(rc) => println!("xl: getdomaininfolist={rc}"),
+    }
+}

@@ -1,0 +1,605 @@
+//! The domU's block front end: finds its vbd in xenstore, connects it with
+//! `ring_drivers::xenbus::state::XenbusFrontend`, and offers blocking sector I/O through
+//! `ring_drivers::blkif::BlkFront` ([`Blkfront::read`], [`Blkfront::write`], [`Blkfront::flush`]).
+//!
+//! - **Discovery**: `device/vbd` lists the devices dom0's toolstack created; each has `backend`
+//!   (the back end's directory) and `backend-id`. We watch the back end's `state`.
+//! - **Transport**: one ring page and [`DATA_PAGES`] data pages in .bss, granted read-write to the
+//!   back end's domain; an unbound event channel for it; `ring-ref`, `event-channel` and
+//!   `protocol` (`x86_64-abi`) written in the front-end directory. The ring is initialised
+//!   (`BlkFront::new`) before its reference is published.
+//! - **Close**: `Closing`, the back end disconnects and says `Closing`, then we end the grants,
+//!   close the port and say `Closed`. **Reconnect**: once the back end is `Closed` too, start
+//!   over from `Initialising` with fresh grants.
+//!
+//! Command-line modes (`domu/mod.rs` runs them): `blk-selftest=<seed>,<start>,<sectors>` writes an
+//! xorshift64 stream, flushes, reconnects, reads it back and verifies; `blk-evil` sends one bad
+//! request per kind and then overruns the ring; `blk-bench[=<start>]` measures throughput.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ptr;
+
+use hypercall_abi::io::blkif::{
+    BlkifRequest, BlkifRequestSegment, BlkifVdev, BLKIF_OP_READ, BLKIF_OP_WRITE_BARRIER,
+    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
+};
+use hypercall_abi::io::xenbus::XenbusState;
+use ring_drivers::blkif::{
+    keys, xorshift_stream, BackendInfo, BlkFront, BlkFrontRing, FrontendTransport, GrantPages,
+};
+use ring_drivers::shared_page::SharedPage;
+use ring_drivers::xenbus::state::{FrontendAction, XenbusFrontend};
+use ring_drivers::xenbus::{Reply, Request};
+
+use guest_kernel::rates::{mb_per_s, per_request, per_s};
+
+use super::client::Client;
+use super::error::DomuError;
+use crate::kernel::events::{self, Channel, EvtNotify};
+use crate::kernel::grant;
+use crate::kernel::mm;
+use crate::kernel::ring_page::MappedPage;
+use crate::kernel::time;
+
+/// Granted data pages: 32 (enough for two full 11-segment requests and a third in flight).
+pub const DATA_PAGES: usize = 32;
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// The ring page; shared with the back end: reached only through raw pointers.
+static mut RING: Page = Page([0; 4096]);
+/// The data pages; shared with the back end (its grant copies write them): raw pointers only.
+static mut DATA: [Page; DATA_PAGES] = [const { Page([0; 4096]) }; DATA_PAGES];
+
+fn data_va(i: usize) -> u64 {
+    assert!(i < DATA_PAGES);
+    // SAFETY: address of an element of a static array; nothing is dereferenced.
+    unsafe { (&raw mut DATA[i]) as u64 }
+}
+
+fn ring_va() -> u64 {
+    (&raw mut RING) as u64
+}
+
+/// The data pages and their grant references.
+#[derive(Debug)]
+pub struct DataPages {
+    grefs: [u32; DATA_PAGES],
+}
+
+impl GrantPages for DataPages {
+    fn count(&self) -> usize {
+        DATA_PAGES
+    }
+
+    fn gref(&self, page: usize) -> u32 {
+        self.grefs[page]
+    }
+
+    fn read(&self, page: usize, offset: usize, buf: &mut [u8]) {
+        assert!(offset + buf.len() <= 4096);
+        let p = (data_va(page) as usize + offset) as *const u8;
+        // SAFETY: inside data page `page` (checked above); the back end writes it through the
+        // hypervisor between our requests, so it is copied, never referenced.
+        unsafe { ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
+    }
+
+    fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
+        assert!(offset + data.len() <= 4096);
+        let p = (data_va(page) as usize + offset) as *mut u8;
+        // SAFETY: as in `read`; the page is ours and not in use by a request now.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+    }
+}
+
+type Front = BlkFront<MappedPage, DataPages, EvtNotify>;
+
+/// One vbd, connected or not.
+pub struct Blkfront {
+    /// Its virtual device number (the directory name under `device/vbd`).
+    pub vdev: u32,
+    front_dir: String,
+    back_dir: String,
+    backend_id: u16,
+    xb: XenbusFrontend,
+    blk: Option<Front>,
+    ring_gref: u32,
+    port: u32,
+}
+
+/// Reads the node `path` as text.
+fn value(d: &mut Client, path: &str) -> Result<String, DomuError> {
+    match d.read(path)? {
+        Ok(v) => {
+            String::from_utf8(v).map_err(|_| DomuError::BadNode(String::from(path), "not UTF-8"))
+        }
+        Err(e) => Err(DomuError::Refused(String::from(path), e)),
+    }
+}
+
+/// Reads `path` and parses it as a XenbusState (`Unknown` if absent or malformed).
+fn state_of(d: &mut Client, path: &str) -> Result<XenbusState, DomuError> {
+    Ok(match d.read(path)? {
+        Ok(v) => XenbusState::from_node(&v).unwrap_or(XenbusState::Unknown),
+        Err(_) => XenbusState::Unknown,
+    })
+}
+
+const TOKEN: &str = "blk-back-state";
+
+impl Blkfront {
+    /// Finds the first vbd dom0 created for us and watches its back end's state.
+    pub fn discover(d: &mut Client) -> Result<Blkfront, DomuError> {
+        let list = match d.request(0, &Request::Directory("device/vbd"))? {
+            Reply::Directory(l) => l,
+            Reply::Error(e) => return Err(DomuError::Refused(String::from("device/vbd"), e)),
+            other => return Err(DomuError::Unexpected(String::from("device/vbd"), other)),
+        };
+        let vdev: u32 = list
+            .iter()
+            .find_map(|n| n.parse().ok())
+            .ok_or(DomuError::NoVbd)?;
+        let front_dir = format!("device/vbd/{vdev}");
+        let back_dir = value(d, &format!("{front_dir}/backend"))?;
+        let id_path = format!("{front_dir}/backend-id");
+        let backend_id = value(d, &id_path)?
+            .parse()
+            .map_err(|_| DomuError::BadNode(id_path, "not a domid"))?;
+        d.ok(
+            0,
+            &Request::Watch {
+                path: &format!("{back_dir}/state"),
+                token: TOKEN,
+            },
+        )?
+        .map_err(|e| DomuError::Refused(format!("watch {back_dir}/state"), e))?;
+        Ok(Blkfront {
+            vdev,
+            front_dir,
+            back_dir,
+            backend_id,
+            xb: XenbusFrontend::new(),
+            blk: None,
+            ring_gref: 0,
+            port: 0,
+        })
+    }
+
+    /// The back end's current state.
+    pub fn backend_state(&self, d: &mut Client) -> Result<XenbusState, DomuError> {
+        state_of(d, &format!("{}/state", self.back_dir))
+    }
+
+    /// Waits for the back end's `state` watch to fire (or a second to pass).
+    fn wait_backend(&self, d: &mut Client, since: u64) -> Result<(), DomuError> {
+        let start = time::now_ns().unwrap_or(0);
+        loop {
+            if let Some(i) = d.watches.iter().position(|w| w.token == TOKEN) {
+                d.watches.remove(i);
+                return Ok(());
+            }
+            d.timed_out(since)?;
+            if time::now_ns().unwrap_or(0) > start + 1000 * time::MS {
+                return Ok(());
+            }
+            d.step();
+        }
+    }
+
+    /// Runs the handshake until the device is connected.
+    pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        let since = time::now_ns().unwrap_or(0);
+        loop {
+            let back = self.backend_state(d)?;
+            let actions = self.xb.on_other_end_changed(back);
+            self.apply(d, &actions)?;
+            if self.xb.state() == XenbusState::Connected {
+                return Ok(());
+            }
+            self.wait_backend(d, since)?;
+        }
+    }
+
+    /// Closes the device (`Closing`, then `Closed` once the back end let go of the ring).
+    pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        let since = time::now_ns().unwrap_or(0);
+        let actions = self.xb.close();
+        self.apply(d, &actions)?;
+        while self.xb.state() != XenbusState::Closed {
+            self.wait_backend(d, since)?;
+            let back = self.backend_state(d)?;
+            let actions = self.xb.on_other_end_changed(back);
+            self.apply(d, &actions)?;
+        }
+        Ok(())
+    }
+
+    /// After [`Blkfront::close`]: waits for the back end to be `Closed` too, then connects again
+    /// (fresh ring, grants and port).
+    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        let since = time::now_ns().unwrap_or(0);
+        let mut back = self.backend_state(d)?;
+        while back != XenbusState::Closed && back != XenbusState::InitWait {
+            self.wait_backend(d, since)?;
+            back = self.backend_state(d)?;
+        }
+        let actions = self.xb.reconnect(back);
+        self.apply(d, &actions)?;
+        self.connect(d)
+    }
+
+    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
+        let path = format!("{}/{key}", self.front_dir);
+        d.ok(0, &Request::Write(&path, v.as_bytes()))?
+            .map_err(|e| DomuError::Refused(format!("write {path}"), e))
+    }
+
+    fn apply(&mut self, d: &mut Client, actions: &[FrontendAction]) -> Result<(), DomuError> {
+        for &a in actions {
+            match a {
+                FrontendAction::PublishTransport => self.publish(d)?,
+                FrontendAction::ReadBackendInfo => {
+                    let info = self.read_backend_info(d)?;
+                    if let Some(b) = self.blk.as_mut() {
+                        b.connect(info);
+                    }
+                }
+                FrontendAction::Connect => {}
+                FrontendAction::Disconnect => self.teardown(),
+                FrontendAction::SwitchState(s) => {
+                    self.write_node(d, keys::STATE, &format!("{}", s.raw()))?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants the ring and data pages, allocates the port, initialises the ring and writes the
+    /// transport keys.
+    fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        self.teardown();
+        grant::init().map_err(DomuError::GrantTable)?;
+        let dom = self.backend_id;
+        let mfn = |va: u64| mm::va_to_mfn(va).ok_or(DomuError::NoFrame("page"));
+        let mut grefs = [0u32; DATA_PAGES];
+        for (i, g) in grefs.iter_mut().enumerate() {
+            *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(DomuError::Grant)?;
+        }
+        let port =
+            events::alloc_unbound(dom).map_err(|rc| DomuError::Evtchn("alloc_unbound", rc))?;
+        // The domU's loop only waits on it (any event wakes the front end's poll).
+        events::register(port, Channel::Blk(dom));
+        // SAFETY: our own .bss ring page, mapped for our lifetime, only reached through
+        // `MappedPage` from now on.
+        let page = unsafe { MappedPage::new(ring_va()) };
+        let blk = Front::new(
+            page,
+            self.vdev as BlkifVdev,
+            DataPages { grefs },
+            EvtNotify(port),
+        );
+        // The ring is initialised: only now may the back end see it.
+        self.ring_gref =
+            grant::grant_access(dom, mfn(ring_va())?, false).map_err(DomuError::Grant)?;
+        self.port = port;
+        self.blk = Some(blk);
+        let t = FrontendTransport {
+            ring_ref: self.ring_gref,
+            event_channel: port,
+        };
+        for (k, v) in t.to_keys() {
+            self.write_node(d, k, &v)?;
+        }
+        Ok(())
+    }
+
+    fn read_backend_info(&self, d: &mut Client) -> Result<BackendInfo, DomuError> {
+        let names = [
+            keys::SECTORS,
+            keys::SECTOR_SIZE,
+            keys::PHYSICAL_SECTOR_SIZE,
+            keys::INFO,
+            keys::FEATURE_FLUSH_CACHE,
+            keys::FEATURE_BARRIER,
+            keys::FEATURE_DISCARD,
+            keys::DISCARD_GRANULARITY,
+            keys::DISCARD_ALIGNMENT,
+            keys::DISCARD_SECURE,
+        ];
+        let mut values = Vec::new();
+        for k in names {
+            if let Ok(v) = d.read(&format!("{}/{k}", self.back_dir))? {
+                values.push((k, v));
+            }
+        }
+        BackendInfo::from_keys(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .map_err(DomuError::BackendKeys)
+    }
+
+    /// Ends the grants and closes the port (the back end has let go of them).
+    fn teardown(&mut self) {
+        let Some(blk) = self.blk.take() else {
+            return;
+        };
+        let (_, pages, _) = blk.into_parts();
+        let mut busy = 0;
+        for &g in pages.grefs.iter().chain(core::iter::once(&self.ring_gref)) {
+            if !grant::end_access(g) {
+                busy += 1;
+            }
+        }
+        if busy > 0 {
+            println!("blkfront: {busy} grant(s) still in use at disconnect");
+        }
+        let _ = events::close(self.port);
+    }
+
+    fn front(&mut self) -> Result<&mut Front, DomuError> {
+        self.blk.as_mut().ok_or(DomuError::NotConnected)
+    }
+
+    /// Device size in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.blk.as_ref().map_or(0, |b| b.sectors())
+    }
+
+    /// Reads `buf.len() / 512` sectors from `sector`.
+    pub fn read(&mut self, d: &mut Client, sector: u64, buf: &mut [u8]) -> Result<(), DomuError> {
+        self.front()?
+            .read(sector, buf, || d.step())
+            .map_err(|e| DomuError::Io("read", Some(sector), e))
+    }
+
+    /// Writes `data` (whole sectors) from `sector`.
+    pub fn write(&mut self, d: &mut Client, sector: u64, data: &[u8]) -> Result<(), DomuError> {
+        self.front()?
+            .write(sector, data, || d.step())
+            .map_err(|e| DomuError::Io("write", Some(sector), e))
+    }
+
+    /// Flushes the back end's cache.
+    pub fn flush(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        self.front()?
+            .flush(|| d.step())
+            .map_err(|e| DomuError::Io("flush", None, e))
+    }
+}
+
+/// Discovers and connects the first vbd, printing the connection line.
+pub fn open(d: &mut Client) -> Result<Blkfront, DomuError> {
+    let mut b = Blkfront::discover(d)?;
+    b.connect(d)?;
+    println!(
+        "domU: blkfront: vbd {} connected, {} sectors",
+        b.vdev,
+        b.sectors()
+    );
+    Ok(b)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The default demo's part: read sector 0, print it, close.
+pub fn demo(d: &mut Client) -> Result<(), DomuError> {
+    let mut b = open(d)?;
+    let mut buf = vec![0u8; 512];
+    b.read(d, 0, &mut buf)?;
+    println!("domU: blkfront: read sector 0: {}...", hex(&buf[..16]));
+    b.close(d)
+}
+
+/// `blk-selftest=<seed>,<start_sector>,<sectors>`.
+pub fn selftest(d: &mut Client, arg: &str) -> Result<(), DomuError> {
+    let nums: Vec<u64> = arg.split(',').filter_map(|s| s.parse().ok()).collect();
+    let [seed, start, sectors] = nums[..] else {
+        return Err(DomuError::Arg(
+            "blk-selftest",
+            String::from(arg),
+            "want <seed>,<start_sector>,<sectors>",
+        ));
+    };
+    let mut b = open(d)?;
+    let len = sectors as usize * 512;
+    let data = xorshift_stream(seed, len);
+    b.write(d, start, &data)?;
+    b.flush(d)?;
+    println!("blk-selftest: wrote {len} bytes at sector {start} (seed {seed}), flushed");
+    // Read back over a fresh connection: what comes back was on the disk, not in a ring.
+    b.close(d)?;
+    b.reconnect(d)?;
+    println!("blk-selftest: reconnected");
+    let mut back = vec![0u8; len];
+    b.read(d, start, &mut back)?;
+    let r = match (0..len).find(|&i| back[i] != data[i]) {
+        None => {
+            println!("blk-selftest: ok {len} bytes");
+            Ok(())
+        }
+        Some(i) => {
+            println!(
+                "blk-selftest: mismatch at byte {i}: wrote {:#04x} read {:#04x}",
+                data[i], back[i]
+            );
+            Err(DomuError::Check(String::from("blk-selftest failed")))
+        }
+    };
+    b.close(d)?;
+    r
+}
+
+/// `blk-reconnects=<n>`: closes and reconnects the vbd `n` times, reading sector 0 after each
+/// connect (each connect grants a ring and the data pages afresh: the grant references of the
+/// last one must be free again), then prints `blkfront: <n> reconnects ok`.
+pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), DomuError> {
+    let n: u32 = arg
+        .parse()
+        .map_err(|_| DomuError::Arg("blk-reconnects", String::from(arg), "not a number"))?;
+    let mut b = open(d)?;
+    let mut first = vec![0u8; 512];
+    b.read(d, 0, &mut first)?;
+    for i in 0..n {
+        b.close(d)?;
+        b.reconnect(d)?;
+        let mut again = vec![0u8; 512];
+        b.read(d, 0, &mut again)?;
+        if again != first {
+            return Err(DomuError::Check(format!(
+                "reconnect {i}: sector 0 reads differently"
+            )));
+        }
+    }
+    b.close(d)?;
+    println!("blkfront: {n} reconnects ok");
+    Ok(())
+}
+
+/// `blk-evil`: a front end that breaks the rules, one bad request at a time, then overruns.
+pub fn evil(d: &mut Client) -> Result<(), DomuError> {
+    let mut b = open(d)?;
+    let sectors = b.sectors();
+    let blk = b.blk.take().ok_or(DomuError::NotConnected)?;
+    let (mut page, pages, _) = blk.into_parts();
+    let port = b.port;
+    // Nothing was sent yet: every index is 0, and initialising again keeps them so.
+    let mut ring = BlkFrontRing::init(&mut page);
+    let good = pages.gref(0);
+    let vdev = b.vdev as BlkifVdev;
+    let seg = |gref, first_sect, last_sect| BlkifRequestSegment {
+        gref,
+        first_sect,
+        last_sect,
+        ..Default::default()
+    };
+    let read = |nr: u8, sector: u64, s0: BlkifRequestSegment| {
+        let mut r = BlkifRequest {
+            operation: BLKIF_OP_READ,
+            nr_segments: nr,
+            handle: vdev,
+            sector_number: sector,
+            ..Default::default()
+        };
+        for s in r.seg.iter_mut() {
+            *s = seg(good, 0, 7);
+        }
+        r.seg[0] = s0;
+        r
+    };
+    let mut unknown = read(1, 0, seg(good, 0, 7));
+    unknown.operation = 0x7f;
+    let mut barrier = read(1, 0, seg(good, 0, 7));
+    barrier.operation = BLKIF_OP_WRITE_BARRIER;
+    let cases = [
+        ("bad-gref", read(1, 0, seg(0x00ff_ffff, 0, 7))),
+        ("nr-segments-0", read(0, 0, seg(good, 0, 7))),
+        ("nr-segments-12", read(12, 0, seg(good, 0, 7))),
+        ("first-sect-after-last", read(1, 0, seg(good, 5, 2))),
+        ("past-the-end", read(1, sectors, seg(good, 0, 7))),
+        ("unknown-op", unknown),
+        ("write-barrier", barrier),
+    ];
+    let since = time::now_ns().unwrap_or(0);
+    let mut refused = 0;
+    for (i, (name, mut req)) in cases.into_iter().enumerate() {
+        req.id = 0xe000 + i as u64;
+        ring.push_request(&mut page, &req);
+        if ring.push_requests_and_check_notify(&mut page) {
+            let _ = events::send(port);
+        }
+        let rsp = loop {
+            if let Some(r) = ring.get_response(&page).map_err(DomuError::Ring)? {
+                break r;
+            }
+            if !ring
+                .final_check_for_responses(&mut page)
+                .map_err(DomuError::Ring)?
+            {
+                d.timed_out(since)?;
+                d.step();
+            }
+        };
+        println!("blk-evil: {name} -> {}", rsp.status);
+        if rsp.id == req.id && (rsp.status == BLKIF_RSP_ERROR || rsp.status == BLKIF_RSP_EOPNOTSUPP)
+        {
+            refused += 1;
+        }
+    }
+    println!("blk-evil: {refused} of {} refused", cases.len());
+    // The producer index far ahead of anything the back end could answer.
+    let prod = ring.req_prod_pvt().wrapping_add(1000);
+    page.store_release_u32(0, prod);
+    let _ = events::send(port);
+    println!("blk-evil: overrun sent");
+    let since = time::now_ns().unwrap_or(0);
+    loop {
+        let s = b.backend_state(d)?;
+        if s == XenbusState::Closing || s == XenbusState::Closed {
+            println!("blk-evil: back end closed the ring (state {})", s.raw());
+            break;
+        }
+        b.wait_backend(d, since)?;
+    }
+    if refused == cases.len() {
+        Ok(())
+    } else {
+        Err(DomuError::Check(String::from(
+            "blk-evil: a bad request was not refused",
+        )))
+    }
+}
+
+/// `blk-bench[=<start sector>]`: sequential write and read of 4 MiB, then 256 random 4 KiB
+/// reads, through the split driver; prints `bench blk ...` with the front end's counters.
+pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
+    let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut b = open(d)?;
+    let bytes: u64 = 4 << 20;
+    let chunk = 256 * 1024usize;
+    let count = bytes / 512;
+    if start + count > b.sectors() {
+        return Err(DomuError::Check(String::from(
+            "bench blk: the disk is too small",
+        )));
+    }
+    let mut buf = xorshift_stream(0x1234_5678, chunk);
+    let now = || time::now_ns().unwrap_or(0);
+    let t0 = now();
+    for c in 0..(bytes / chunk as u64) {
+        b.write(d, start + c * (chunk as u64 / 512), &buf)?;
+    }
+    b.flush(d)?;
+    let write_ns = now() - t0;
+    let t0 = now();
+    for c in 0..(bytes / chunk as u64) {
+        b.read(d, start + c * (chunk as u64 / 512), &mut buf)?;
+    }
+    let read_ns = now() - t0;
+    let ops = 256u64;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let t0 = now();
+    for _ in 0..ops {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
+    }
+    let rand_ns = now() - t0;
+    let s = b.front()?.stats();
+    println!(
+        "bench blk bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={} notifications_sent={} waits={} notifications_per_request={} waits_per_request={}",
+        mb_per_s(bytes, write_ns),
+        mb_per_s(bytes, read_ns),
+        per_s(ops, rand_ns),
+        s.requests,
+        s.notifications_sent,
+        s.waits,
+        per_request(s.notifications_sent, s.requests),
+        per_request(s.waits, s.requests),
+    );
+    b.close(d)
+}

@@ -1,0 +1,169 @@
+//! What a hypercall did, as data: its result or continuation, and its effects on the world
+//! (crash the caller, wake these domains, TLB work before the caller runs again).
+//!
+//! Handlers record effects in the call's [`Effects`] (`Ctx::fx`): a continuation with
+//! `Ctx::create_continuation`, TLB work through the frame-table context they borrow, the domains
+//! an event woke ([`Kicks`], from the event-channel code's `Kick`s), a crash. [`super::dispatch`]
+//! hands them back as the [`Outcome`], which the caller applies ([`Outcome::apply`]: RAX or the
+//! continuation into the guest's registers, the crash, the TLB work owed by the vCPU) and the
+//! scheduler reads: an entry whose outcome kicked nobody leaves every other domain as it was, so
+//! the way out need not look at them (`crate::sched::core`).
+
+use crate::bounce::CrashReason;
+use crate::domain::set::MAX_DOMAINS;
+use crate::domain::{Domain, DomainId, FlushRequest, Shutdown};
+use crate::regs::Regs;
+
+use super::Continuation;
+
+/// Domains whose state a hypercall changed so that the scheduler must look at them again: an
+/// event made pending for them (Xen's `vcpu_kick`), or they were shut down or destroyed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Kicks {
+    ids: heapless::Vec<DomainId, MAX_DOMAINS>,
+}
+
+impl Kicks {
+    /// Adds domain `id` (once).
+    pub fn add(&mut self, id: DomainId) {
+        if !self.ids.contains(&id) && self.ids.push(id).is_err() {
+            // More distinct domains than can exist: keep the first ones (unreachable).
+        }
+    }
+
+    /// Adds every domain of `other`.
+    pub fn merge(&mut self, other: &Kicks) {
+        for &id in &other.ids {
+            self.add(id);
+        }
+    }
+
+    /// Whether domain `id` was kicked.
+    pub fn contains(&self, id: DomainId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    /// Whether nobody was kicked.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The kicked domains, in the order they were first kicked.
+    pub fn iter(&self) -> impl Iterator<Item = DomainId> + '_ {
+        self.ids.iter().copied()
+    }
+}
+
+/// What a call recorded while it ran (see the module documentation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Set by a handler that stopped part-way: the arguments to issue it again with.
+    pub continuation: Option<Continuation>,
+    /// Domains to look at again.
+    pub kicks: Kicks,
+    /// TLB, cache and CR3 work to do before the caller runs again.
+    pub flush: FlushRequest,
+    /// The caller broke the rules: crash it.
+    pub crash: Option<CrashReason>,
+}
+
+/// A hypercall's result for the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ret {
+    /// The value for RAX: non-negative on success, `-errno` on failure.
+    Value(i64),
+    /// Preempted: issue the same hypercall again with these arguments (Xen's
+    /// `hypercall_create_continuation`); no value is written.
+    Continue(Continuation),
+}
+
+/// What a hypercall did (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Its result, or its continuation.
+    pub ret: Ret,
+    /// Domains to look at again.
+    pub kicks: Kicks,
+    /// TLB, cache and CR3 work owed before the caller runs again.
+    pub flush: FlushRequest,
+    /// Crash the caller, for this reason.
+    pub crash: Option<CrashReason>,
+}
+
+impl Outcome {
+    /// A plain result with no effects.
+    pub fn value(v: i64) -> Outcome {
+        Outcome {
+            ret: Ret::Value(v),
+            kicks: Kicks::default(),
+            flush: FlushRequest::default(),
+            crash: None,
+        }
+    }
+
+    /// The outcome of a call that returned `v` (meaningless if it continues) having recorded
+    /// `fx`.
+    pub fn from_effects(v: i64, fx: Effects) -> Outcome {
+        Outcome {
+            ret: match fx.continuation {
+                Some(c) => Ret::Continue(c),
+                None => Ret::Value(v),
+            },
+            kicks: fx.kicks,
+            flush: fx.flush,
+            crash: fx.crash,
+        }
+    }
+
+    /// The value for RAX (0 for a continuation, which writes none).
+    pub fn rax(&self) -> i64 {
+        match self.ret {
+            Ret::Value(v) => v,
+            Ret::Continue(_) => 0,
+        }
+    }
+
+    /// The continuation, if the call was preempted.
+    pub fn continuation(&self) -> Option<Continuation> {
+        match self.ret {
+            Ret::Continue(c) => Some(c),
+            Ret::Value(_) => None,
+        }
+    }
+
+    /// Applies the effects on the caller itself: the TLB work becomes the vCPU's to owe, a crash
+    /// shuts it down.
+    pub fn apply_effects(&self, dom: &mut Domain) {
+        dom.vcpu.flush.merge(&self.flush);
+        if let Some(why) = self.crash {
+            dom.shutdown = Some(Shutdown::Crashed(why));
+        }
+    }
+
+    /// Applies the outcome of hypercall `nr` to its caller: the TLB work becomes the vCPU's to
+    /// owe, a crash shuts it down, and the result goes into RAX, or, for a continuation, the
+    /// guest is made to issue the same hypercall again from its `syscall` instruction (2 bytes)
+    /// with the arguments the handler set (Xen's `hypercall_create_continuation`:
+    /// `regs->rip -= 2`, the format's registers rewritten, the others left as the guest had
+    /// them).
+    pub fn apply(&self, nr: u64, dom: &mut Domain, regs: &mut Regs) {
+        self.apply_effects(dom);
+        match self.ret {
+            Ret::Continue(c) => {
+                regs.rip = regs.rip.wrapping_sub(2);
+                regs.rax = nr;
+                let arg_regs = [
+                    &mut regs.rdi,
+                    &mut regs.rsi,
+                    &mut regs.rdx,
+                    &mut regs.r10,
+                    &mut regs.r8,
+                ];
+                for (r, &v) in arg_regs.into_iter().zip(&c.args).take(c.nargs) {
+                    *r = v;
+                }
+            }
+            Ret::Value(v) => regs.rax = v as u64,
+        }
+    }
+}
