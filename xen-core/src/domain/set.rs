@@ -59,9 +59,6 @@ pub struct DomainEntry {
     pub reported: bool,
 }
 
-/// The entry's former name, kept while branches written before the rename merge; to be removed.
-pub type Guest = DomainEntry;
-
 /// The xenstore and console rings a domU is built with: machine frames and event-channel ports
 /// (in the domU, unbound with dom0 as the remote end).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
