@@ -1,7 +1,7 @@
 //! The `xen` binary: the hypervisor image that QEMU boots with `-kernel` (multiboot1).
 //!
-//! For now it boots, prints what the boot loader handed over and powers off; the domain builder
-//! comes next. On the host this file compiles to a stub `main`, so that `cargo build` and
+//! It hands control to `arch::x86_64` (boot, dom0 and the domUs from the multiboot modules, the
+//! scheduler's loop in `sched::core`). On the host this file compiles to a stub `main`, so that `cargo build` and
 //! `cargo test` of the whole workspace keep working.
 //!
 //! # Building
