@@ -1,4 +1,6 @@
 //! Conformance of `hypercall-abi` with Xen's C headers (`/usr/include/xen`, Xen 4.17).
+//! (One long file on purpose: one C program and one table of every struct, field and constant,
+//! kept in the order of Xen's headers so that a reader can hold it against them.)
 //!
 //! `c_headers_match` compiles a C program against the installed public headers that prints the
 //! size, alignment, field offsets, field sizes and integer kinds of every mirrored type and the

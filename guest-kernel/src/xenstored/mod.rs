@@ -1,4 +1,6 @@
 //! A xenstore server (xenstored) for dom0: the tree, permissions, watches and transactions.
+//! (One file of ~820 lines: `handle` and the per-request operations share the connection and
+//! transaction state; the tree and paths are already in `store.rs` and `path.rs`.)
 //!
 //! Portable and host-tested; the kernel moves bytes between the rings and [`Xenstored::handle`]
 //! (one connection per domain, numbered by domid; dom0 is connection 0 and privileged). Replies

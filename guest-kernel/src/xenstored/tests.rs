@@ -1,5 +1,6 @@
 //! Host tests for the xenstore server: tree operations, permissions, watches, transactions,
 //! domains, hostile input, and a run through the real ring code with the xenbus client.
+//! (One file: the cases share one set of setup helpers and read as one specification.)
 
 use alloc::string::String;
 use alloc::vec::Vec;
