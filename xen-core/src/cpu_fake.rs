@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt::Write;
 
 use crate::cpu::{Arch, Counters, Stop};
-use crate::domain::lifecycle::Pool;
+use crate::domain::pool::Pool;
 use crate::domain::set::DomainSet;
 use crate::domain::{Domain, DomainId, FlushRequest};
 use crate::hypercall::testing::FakeMachine;

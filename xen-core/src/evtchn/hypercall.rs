@@ -13,14 +13,15 @@ use core::cell::RefCell;
 
 use hypercall_abi::errno::Errno;
 
+use crate::domain::set::DomainSet;
 use crate::domain::Domain;
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
 use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
 use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 use crate::shared_info::{
-    forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedInfoPage,
-    SharedMemory, SharedRead,
+    forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedMemory,
+    SharedRead,
 };
 
 /// A domain's shared_info frame, reached through the machine shared by every handle.
@@ -188,6 +189,15 @@ pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     });
 }
 
+/// Raises a global VIRQ (`VIRQ_DOM_EXC`, `VIRQ_CONSOLE`) in dom0, if it exists (Xen's
+/// `send_global_virq`: global VIRQs go to the domain that bound them, the control domain here).
+pub fn send_global_virq<M: MachineMemoryMut + ?Sized>(m: &mut M, doms: &mut DomainSet, virq: u32) {
+    let Some(slot) = doms.slot_of(0) else { return };
+    if let Some((g, ports)) = doms.both_mut(slot) {
+        send_virq(m, &g.dom, ports, virq);
+    }
+}
+
 /// The interrupt of `gsi` arrived (its line masked): raises the PIRQ that `dom` (the control
 /// domain) mapped to it, if a port is bound (Xen's `send_guest_pirq`). Returns whether it was
 /// delivered; if not, the line is left masked.
@@ -244,9 +254,4 @@ pub fn close_all<M: MachineMemoryMut + ?Sized>(
         doms.add(&m, &g.dom, p);
     }
     let _ = evtchn::reset(&mut doms, id, id);
-}
-
-/// Whether event channel `port` of `dom` is pending.
-pub fn port_pending<M: MachineMemoryMut + ?Sized>(m: &M, dom: &Domain, port: u32) -> bool {
-    SharedInfoPage::of(m, dom.shared_info).evtchn_pending(port)
 }

@@ -7,7 +7,7 @@ use super::core::{after_entry, exit_to_guest, Entry, Sched};
 use super::SLICE_NS;
 use crate::cpu::Hv;
 use crate::cpu_fake::FakeArch;
-use crate::domain::lifecycle::Pool;
+use crate::domain::pool::Pool;
 use crate::domain::set::{DomainSet, MAX_PORT_2L};
 use crate::domain::{MachineInfo, Shutdown};
 use crate::evtchn::hypercall::bind_virq_for;

@@ -23,7 +23,7 @@ pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut DomainEntry, now: u64) ->
         let ready = poll
             .ports
             .iter()
-            .any(|&p| event_channel::port_pending(m, &g.dom, p))
+            .any(|&p| crate::shared_info::port_pending(m, &g.dom, p))
             || poll.deadline.is_some_and(|d| now >= d);
         if ready {
             g.dom.vcpu.poll = None;

@@ -6,7 +6,7 @@ use core::arch::asm;
 use core::fmt;
 
 use xen_core::cpu::{Arch, Counters, Stop};
-use xen_core::domain::lifecycle::Pool;
+use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{Domain, FlushRequest};
 use xen_core::mm::Mfn;

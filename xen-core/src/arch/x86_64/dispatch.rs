@@ -12,7 +12,7 @@ use core::arch::asm;
 use spin::Mutex;
 use xen_core::bounce;
 use xen_core::cpu::Hv;
-use xen_core::domain::lifecycle::Pool;
+use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{MachineInfo, Shutdown};
 use xen_core::hypercall::{dispatch, Ctx, Effects, Kicks};

@@ -16,7 +16,7 @@ use super::domu;
 use super::machine::{DirectMap, HvMachine};
 use super::mappings::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
-use xen_core::domain::lifecycle::{BootModule, Pool};
+use xen_core::domain::pool::{BootModule, Pool};
 
 /// The CPU's physical address width (CPUID 0x80000008), 36 if it does not say.
 fn physical_address_bits() -> u64 {

@@ -10,7 +10,7 @@
 
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use xen_core::domain::build::{self, BuildParams, DomainKind};
-use xen_core::domain::lifecycle::{one, Pool};
+use xen_core::domain::pool::{one, Pool};
 use xen_core::domain::set::{BootRings, DomainEntry, DomainSet, SchedInfo, MAX_DOMAINS};
 use xen_core::domain::Domain;
 use xen_core::evtchn::hypercall as event_channel;

@@ -783,8 +783,8 @@ fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
 
-/// The whole teardown (`DomainSet::destroy`: grants, event channels, memory) of a domain that
-/// installed a GDT and an LDT gives every one of its frames back.
+/// The whole teardown (`domain::lifecycle::teardown`: grants, event channels, memory) of a domain
+/// that installed a GDT and an LDT gives every one of its frames back.
 #[test]
 fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
     use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
@@ -805,7 +805,7 @@ fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
         set.install(slot, g, MAX_PORT_2L);
     }
     let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
-    let gone = set.destroy(1, mm, mem).unwrap();
+    let gone = crate::domain::lifecycle::teardown(&mut set, 1, mm, mem).unwrap();
     assert_eq!(gone.guest.dom.id, 1);
     assert_eq!(gone.still_referenced, 0);
     assert!(set.guest(1).is_none(), "the slot is free");
