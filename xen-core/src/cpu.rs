@@ -11,10 +11,10 @@
 
 use core::fmt;
 
+use crate::ctx::Machine;
 use crate::domain::pool::Pool;
 use crate::domain::set::DomainSet;
 use crate::domain::{Domain, FlushRequest, MachineInfo};
-use crate::hypercall::Machine;
 use crate::mm::Mfn;
 use crate::sched::Sched;
 

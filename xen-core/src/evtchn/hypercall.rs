@@ -13,11 +13,11 @@ use core::cell::RefCell;
 
 use hypercall_abi::errno::Errno;
 
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::DomainSet;
 use crate::domain::Domain;
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
 use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
-use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 use crate::shared_info::{
     forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedMemory,
@@ -133,7 +133,7 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
         doms.add(&m, &g.dom, ports);
     }
     let mut guest = SharedGuest { m: &m, l4 };
-    let op = crate::hypercall::cmd32(cmd);
+    let op = crate::ctx::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
     drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.

@@ -11,12 +11,12 @@
 
 use crate::bounce;
 use crate::cpu::{printk, Arch, Hv};
+use crate::ctx::Kicks;
 use crate::domain::lifecycle;
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::Shutdown;
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
-use crate::hypercall::Kicks;
 use crate::regs::Regs;
 
 use super::{wake, Candidate};

@@ -5,7 +5,7 @@ use core::arch::x86_64::__cpuid_count;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use xen_core::hypercall::{Machine, Preempt};
+use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::frame_table::{Mm, Owner, PageType};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
