@@ -1,6 +1,7 @@
 //! Building and starting dom0 on this machine: frames, the M2P, shared_info, the domain builder,
 //! then the boot-time domUs and the first entry into dom0.
 
+use xen_core::cpu::Arch;
 use xen_core::domain::build::{self, BuildParams, DomainKind};
 use xen_core::domain::set::{DomainEntry, SchedInfo, MAX_PORT_2L};
 use xen_core::domain::{Domain, MachineInfo};
@@ -235,11 +236,11 @@ pub fn start(
         mm,
         cr3: 0,
         preempt: super::machine::PreemptAt::new(),
-        loaded: super::context::Loaded::UNKNOWN,
+        loaded: super::machine::Loaded::UNKNOWN,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
-    super::cpu::publish_time(&mut m, &dom);
+    Arch::publish_time(&mut m, &dom);
     super::context::capture_initial_fpu();
     let mut name = heapless::String::new();
     let _ = name.push_str("Domain-0");
