@@ -5,6 +5,9 @@
 //! weight ([`slice_ns`]); when the slice ends, or the vCPU blocks or yields, the next runnable
 //! vCPU after it in slot order runs, so no runnable vCPU waits more than one round. With nothing
 //! runnable the CPU idles (halts) until an interrupt makes something runnable.
+//!
+//! [`Sched`], the state the policy keeps for the CPU, is here rather than in `core` so that
+//! `crate::cpu::Hv` can hold it without importing the loop that uses `Hv` (`core`, `wake`).
 
 pub mod core;
 pub(crate) mod hypercall;
