@@ -152,9 +152,15 @@ fn thousands_of_frames_echo_intact() {
     assert_eq!(stats.tx_packets, 3000);
     assert_eq!(stats.rx_packets, 3000);
     assert_eq!((stats.tx_bytes, stats.rx_bytes), (bytes, bytes));
-    assert_eq!(stats.tx_errors + stats.rx_dropped_no_buffer + stats.rx_grant_errors, 0);
+    assert_eq!(
+        stats.tx_errors + stats.rx_dropped_no_buffer + stats.rx_grant_errors,
+        0
+    );
     let fs = front.stats();
-    assert_eq!((fs.tx_packets, fs.rx_packets, fs.rx_errors), (3000, 3000, 0));
+    assert_eq!(
+        (fs.tx_packets, fs.rx_packets, fs.rx_errors),
+        (3000, 3000, 0)
+    );
     assert_eq!(fs.tx_errors + fs.bad_responses, 0);
     // Notification suppression: far fewer events than frames in either direction.
     assert!(
@@ -163,7 +169,10 @@ fn thousands_of_frames_echo_intact() {
         fs.notifications_sent,
         stats.notifications_sent
     );
-    assert!(front.tx_free() == 64 && front.rx_posted() == 64, "every buffer came back");
+    assert!(
+        front.tx_free() == 64 && front.rx_posted() == 64,
+        "every buffer came back"
+    );
 }
 
 #[test]

@@ -12,9 +12,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use hypercall_abi::io::netif::{
-    NetifExtraInfo, NetifRxResponse, NetifTxRequest, NetifTxResponse, NETIF_RSP_ERROR,
-    NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_csum_blank, NETRXF_data_validated, NETRXF_more_data,
-    NETTXF_csum_blank, NETTXF_data_validated, NETTXF_extra_info, NETTXF_more_data,
+    NETRXF_csum_blank, NETRXF_data_validated, NETRXF_more_data, NETTXF_csum_blank,
+    NETTXF_data_validated, NETTXF_extra_info, NETTXF_more_data, NetifExtraInfo, NetifRxResponse,
+    NetifTxRequest, NetifTxResponse, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
     XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_EXTRA_TYPE_MAX,
     XEN_NETIF_EXTRA_TYPE_NONE, XEN_NETIF_GSO_TYPE_NONE,
 };
@@ -252,10 +252,7 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
 
     /// The event channel fired: counts it, copies queued frames into buffers the front end
     /// may have posted, and serves the tx ring, handing each good frame to `deliver`.
-    pub fn on_event(
-        &mut self,
-        deliver: impl FnMut(&[u8], TxMeta),
-    ) -> Result<TxServed, RingError> {
+    pub fn on_event(&mut self, deliver: impl FnMut(&[u8], TxMeta)) -> Result<TxServed, RingError> {
         self.stats.events_received += 1;
         self.flush_rx()?;
         self.serve_tx(deliver)

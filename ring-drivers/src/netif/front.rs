@@ -11,8 +11,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use hypercall_abi::io::netif::{
-    NetifExtraInfo, NetifRxRequest, NetifTxRequest, NETIF_RSP_NULL, NETIF_RSP_OKAY,
-    NETRXF_extra_info, NETRXF_more_data, NETTXF_more_data, XEN_NETIF_EXTRA_FLAG_MORE,
+    NETRXF_extra_info, NETRXF_more_data, NETTXF_more_data, NetifExtraInfo, NetifRxRequest,
+    NetifTxRequest, NETIF_RSP_NULL, NETIF_RSP_OKAY, XEN_NETIF_EXTRA_FLAG_MORE,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -112,9 +112,15 @@ impl<P: SharedPage, G: GrantPages, N: Notify> NetFront<P, G, N> {
             tx_page,
             rx,
             rx_page,
-            tx_free: (0..tx_bufs.count() as u32).rev().map(|i| i as u16).collect(),
+            tx_free: (0..tx_bufs.count() as u32)
+                .rev()
+                .map(|i| i as u16)
+                .collect(),
             tx_busy: vec![false; tx_bufs.count()],
-            rx_free: (0..rx_bufs.count() as u32).rev().map(|i| i as u16).collect(),
+            rx_free: (0..rx_bufs.count() as u32)
+                .rev()
+                .map(|i| i as u16)
+                .collect(),
             rx_slot: vec![None; NetRxFrontRing::SIZE as usize],
             tx_bufs,
             rx_bufs,
@@ -180,7 +186,11 @@ impl<P: SharedPage, G: GrantPages, N: Notify> NetFront<P, G, N> {
                 flags: if i + 1 < n { NETTXF_more_data } else { 0 },
                 id: page,
                 // The first slot carries the whole frame's size, the others their own.
-                size: if i == 0 { len as u16 } else { chunk.len() as u16 },
+                size: if i == 0 {
+                    len as u16
+                } else {
+                    chunk.len() as u16
+                },
             };
             self.tx.push_request(&mut self.tx_page, &req);
         }

@@ -16,7 +16,9 @@
 //!             NetFrontendTransport::from_keys on the front end's directory)
 //! event on the vif's port:
 //!            back.on_event(|frame, meta| bridge.input(vif, frame, meta))?
-//!            -> every frame the domU sent, already validated and copied into dom0's memory;
+//!            -> every frame the domU sent, already validated and copied into dom0's memory
+//!               (the slice is only valid inside the callback: copy it or push it to a queue
+//!               and forward it to the other vifs after the call, which borrow-checks);
 //!               call again (serve_tx) while the result says `more` (a per-call budget keeps
 //!               one domU from starving the others)
 //! a frame for the domU (bridge output to this vif):

@@ -258,7 +258,7 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    fn pairs(keys: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+    fn pairs<'a>(keys: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
         keys.iter().map(|(k, v)| (*k, v.as_str())).collect()
     }
 
