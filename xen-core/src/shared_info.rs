@@ -7,7 +7,11 @@
 //! bitmaps, the upcall flags, CR2 and the time records are all placed by one source.
 //!
 //! The view works over any [`SharedMemory`]: the frame in machine memory ([`MachineFrame`],
-//! [`MachineFrameMut`]), or plain bytes in host tests. Where Xen uses a locked instruction
+//! [`MachineFrameMut`]), or plain bytes in host tests. Once the guest has moved vCPU 0's
+//! `vcpu_info` elsewhere (`VCPUOP_register_vcpu_info`), the machine views send the bytes of
+//! `vcpu_info[0]` (the first 64 bytes of shared_info) to the registered place instead, so every
+//! per-vCPU field (upcall pending and mask, pending selector, CR2, time) follows it, as Xen's
+//! `vcpu_info(v, field)` does. Where Xen uses a locked instruction
 //! (`test_and_set_bit` on `evtchn_pending`, `evtchn_mask`, `evtchn_pending_sel` and
 //! `evtchn_upcall_pending`), the view uses the memory's locked bit operations; the hypervisor's
 //! direct map implements them with `lock` instructions
@@ -250,31 +254,51 @@ fn read_bytes<const N: usize, M: MachineMemory + ?Sized>(m: &M, at: Maddr) -> [u
         .unwrap_or([0; N])
 }
 
+/// Size of a `vcpu_info`: the first this many bytes of shared_info are `vcpu_info[0]`.
+pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<hypercall_abi::xen::VcpuInfo>();
+const _: () = assert!(offsets::vcpu_info(0) == 0);
+
+/// Where byte `offset` of shared_info is: in the frame at `base`, or, for `vcpu_info[0]` once
+/// the guest registered another place for it, there.
+fn place(base: Maddr, vcpu0: Option<Maddr>, offset: usize) -> Maddr {
+    match vcpu0 {
+        Some(v) if offset < VCPU_INFO_SIZE => Maddr(v.0 + offset as u64),
+        _ => Maddr(base.0 + offset as u64),
+    }
+}
+
 /// A domain's shared_info frame in machine memory, for reading.
 pub struct MachineFrame<'a, M: ?Sized> {
     m: &'a M,
     base: Maddr,
+    vcpu0: Option<Maddr>,
 }
 
 impl<'a, M: MachineMemory + ?Sized> MachineFrame<'a, M> {
     /// The frame `mfn` of `m`.
     pub fn new(m: &'a M, mfn: Mfn) -> Self {
+        Self::with_vcpu_info(m, mfn, None)
+    }
+
+    /// The frame `mfn` of `m`, with vCPU 0's `vcpu_info` at `vcpu0` if the guest moved it.
+    pub fn with_vcpu_info(m: &'a M, mfn: Mfn, vcpu0: Option<Maddr>) -> Self {
         MachineFrame {
             m,
             base: mfn.maddr(),
+            vcpu0,
         }
     }
 }
 
 impl<M: MachineMemory + ?Sized> SharedRead for MachineFrame<'_, M> {
     fn read_u8(&self, offset: usize) -> u8 {
-        read_bytes::<1, M>(self.m, Maddr(self.base.0 + offset as u64))[0]
+        read_bytes::<1, M>(self.m, place(self.base, self.vcpu0, offset))[0]
     }
     fn read_u32(&self, offset: usize) -> u32 {
-        u32::from_le_bytes(read_bytes(self.m, Maddr(self.base.0 + offset as u64)))
+        u32::from_le_bytes(read_bytes(self.m, place(self.base, self.vcpu0, offset)))
     }
     fn read_u64(&self, offset: usize) -> u64 {
-        u64::from_le_bytes(read_bytes(self.m, Maddr(self.base.0 + offset as u64)))
+        u64::from_le_bytes(read_bytes(self.m, place(self.base, self.vcpu0, offset)))
     }
 }
 
@@ -283,25 +307,33 @@ impl<M: MachineMemory + ?Sized> SharedRead for MachineFrame<'_, M> {
 pub struct MachineFrameMut<'a, M: ?Sized> {
     m: &'a mut M,
     base: Maddr,
+    vcpu0: Option<Maddr>,
 }
 
 impl<'a, M: MachineMemoryMut + ?Sized> MachineFrameMut<'a, M> {
     /// The frame `mfn` of `m`.
     pub fn new(m: &'a mut M, mfn: Mfn) -> Self {
+        Self::with_vcpu_info(m, mfn, None)
+    }
+
+    /// The frame `mfn` of `m`, with vCPU 0's `vcpu_info` at `vcpu0` if the guest moved it.
+    pub fn with_vcpu_info(m: &'a mut M, mfn: Mfn, vcpu0: Option<Maddr>) -> Self {
         MachineFrameMut {
             m,
             base: mfn.maddr(),
+            vcpu0,
         }
     }
 
     fn at(&self, offset: usize) -> Maddr {
-        Maddr(self.base.0 + offset as u64)
+        place(self.base, self.vcpu0, offset)
     }
 }
 
 forward_shared_read!([M: MachineMemoryMut + ?Sized] MachineFrameMut<'_, M>, |s| MachineFrame {
     m: &*s.m,
     base: s.base,
+    vcpu0: s.vcpu0,
 });
 
 impl<M: MachineMemoryMut + ?Sized> SharedMemory for MachineFrameMut<'_, M> {
@@ -339,6 +371,26 @@ impl<'a, M: MachineMemoryMut + ?Sized> SharedInfoPage<MachineFrameMut<'a, M>> {
     /// The shared_info frame `mfn` in machine memory, for reading and writing.
     pub fn of_mut(m: &'a mut M, mfn: Mfn) -> Self {
         SharedInfoPage(MachineFrameMut::new(m, mfn))
+    }
+
+    /// `dom`'s shared_info, with its vCPU's `vcpu_info` wherever the guest registered it.
+    pub fn of_domain_mut(m: &'a mut M, dom: &Domain) -> Self {
+        SharedInfoPage(MachineFrameMut::with_vcpu_info(
+            m,
+            dom.shared_info,
+            dom.vcpu.vcpu_info_maddr(),
+        ))
+    }
+}
+
+impl<'a, M: MachineMemory + ?Sized> SharedInfoPage<MachineFrame<'a, M>> {
+    /// `dom`'s shared_info for reading, with its vCPU's `vcpu_info` wherever it was registered.
+    pub fn of_domain(m: &'a M, dom: &Domain) -> Self {
+        SharedInfoPage(MachineFrame::with_vcpu_info(
+            m,
+            dom.shared_info,
+            dom.vcpu.vcpu_info_maddr(),
+        ))
     }
 }
 
@@ -508,32 +560,32 @@ impl<S: SharedMemory> SharedInfoPage<S> {
 
 /// Whether `dom`'s vCPU 0 has its event upcalls masked.
 pub fn upcall_mask<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of(m, dom.shared_info).upcall_mask(0)
+    SharedInfoPage::of_domain(m, dom).upcall_mask(0)
 }
 
 /// Sets or clears the upcall mask of `dom`'s vCPU 0.
 pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
-    SharedInfoPage::of_mut(m, dom.shared_info).set_upcall_mask(0, masked);
+    SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(0, masked);
 }
 
 /// Whether an event upcall is pending for `dom`'s vCPU 0.
 pub fn upcall_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of(m, dom.shared_info).upcall_pending(0)
+    SharedInfoPage::of_domain(m, dom).upcall_pending(0)
 }
 
 /// Whether event channel `port` of `dom` is pending (its bit in `evtchn_pending`).
 pub fn port_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, port: u32) -> bool {
-    SharedInfoPage::of(m, dom.shared_info).evtchn_pending(port)
+    SharedInfoPage::of_domain(m, dom).evtchn_pending(port)
 }
 
 /// Records a page-fault address where `dom`'s handler reads it (vCPU 0).
 pub fn set_cr2<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, cr2: u64) {
-    SharedInfoPage::of_mut(m, dom.shared_info).set_cr2(0, cr2);
+    SharedInfoPage::of_domain_mut(m, dom).set_cr2(0, cr2);
 }
 
 /// The page-fault address last given to `dom`'s vCPU 0.
 pub fn cr2<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> u64 {
-    SharedInfoPage::of(m, dom.shared_info).cr2(0)
+    SharedInfoPage::of_domain(m, dom).cr2(0)
 }
 
 #[cfg(test)]

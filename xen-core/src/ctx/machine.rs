@@ -82,10 +82,15 @@ pub(crate) fn preempt_check<R: MachineMemory + ?Sized>(
     p: &dyn Preempt,
     mem: &R,
     shared_info: Mfn,
+    vcpu0: Option<crate::mm::Maddr>,
 ) -> bool {
     if p.pending() {
         return true;
     }
-    let page = SharedInfoPage::of(mem, shared_info);
+    let page = SharedInfoPage(crate::shared_info::MachineFrame::with_vcpu_info(
+        mem,
+        shared_info,
+        vcpu0,
+    ));
     page.upcall_pending(0) && !page.upcall_mask(0)
 }

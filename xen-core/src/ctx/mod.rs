@@ -68,7 +68,12 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
     /// Xen's `hypercall_preempt_check()`: whether a long hypercall must stop here and continue
     /// (see [`preempt_check`]).
     pub fn preempt_check(&self) -> bool {
-        preempt_check(self.m.preemption(), &*self.m, self.dom.shared_info)
+        preempt_check(
+            self.m.preemption(),
+            &*self.m,
+            self.dom.shared_info,
+            self.dom.vcpu.vcpu_info_maddr(),
+        )
     }
 
     /// Xen's `hypercall_create_continuation`: the hypercall is to be issued again with `args` as

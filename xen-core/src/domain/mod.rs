@@ -56,8 +56,16 @@ pub struct Vcpu {
     pub gs_base_kernel: u64,
     /// Guest user's GS base (`SEGBASE_GS_USER`).
     pub gs_base_user: u64,
+    /// Counts the guest's explicit base writes (`set_segment_base`, an emulated `wrmsr`). The
+    /// guest can also change the CPU's FS/GS base behind the hypervisor's back by loading a
+    /// selector (`mov %eax,%gs` zeroes it), so a write of the value last loaded must still reach
+    /// the CPU: the arch layer rewrites every base when this count moves.
+    pub base_writes: u64,
     /// The guest's virtual CR0.TS (`fpu_taskswitch`).
     pub fpu_ts: bool,
+    /// The CR4 bits the guest controls in its view of CR4 (`PV_CR4_GUEST_MASK` within its CPUID
+    /// policy: only DE here, see `emulate::guest_cr4`), as it last wrote them.
+    pub cr4: u64,
     /// Single-shot timer deadline in system time ns (`set_timer_op`), if armed.
     pub timer_deadline: Option<u64>,
     /// Periodic timer period in ns, 0 = stopped (`VCPUOP_{set,stop}_periodic_timer`).
@@ -83,6 +91,10 @@ pub struct Vcpu {
     pub dr7: u64,
     /// Guest address of its runstate area (`VCPUOP_register_runstate_memory_area`), 0 for none.
     pub runstate_area: u64,
+    /// Where the guest moved this vCPU's `vcpu_info` (`VCPUOP_register_vcpu_info`): the frame,
+    /// which holds a general and a writable type reference while registered, and the offset in
+    /// it. `None`: `vcpu_info[0]` of shared_info.
+    pub vcpu_info: Option<(Mfn, u32)>,
     /// Frames of the guest's own GDT (`set_gdt`), each holding a segment-descriptor type
     /// reference while installed.
     pub gdt_frames: heapless::Vec<Mfn, 16>,
@@ -264,7 +276,9 @@ impl Default for Vcpu {
             fs_base: 0,
             gs_base_kernel: 0,
             gs_base_user: 0,
+            base_writes: 0,
             fpu_ts: false,
+            cr4: 0,
             timer_deadline: None,
             // Xen starts every PV vCPU with a 10 ms periodic VIRQ_TIMER (`vcpu_initialise`).
             periodic_period: 10_000_000,
@@ -277,6 +291,7 @@ impl Default for Vcpu {
             dr6: DR6_DEFAULT,
             dr7: 0x400,
             runstate_area: 0,
+            vcpu_info: None,
             gdt_frames: heapless::Vec::new(),
             gdt_ents: 0,
             user_l4: None,
@@ -321,6 +336,12 @@ pub struct Domain {
 }
 
 impl Vcpu {
+    /// The machine address of the `vcpu_info` the guest registered, if it moved it.
+    pub fn vcpu_info_maddr(&self) -> Option<crate::mm::Maddr> {
+        self.vcpu_info
+            .map(|(mfn, off)| crate::mm::Maddr(mfn.maddr().0 + u64::from(off)))
+    }
+
     /// The GS bases as the CPU must hold them now: `(GS_BASE, SHADOW_GS_BASE)`. In kernel mode
     /// the kernel's base is live and the user's waits in the shadow register (where the guest
     /// kernel's own view of `swapgs` would put it); in user mode the other way round. Xen keeps

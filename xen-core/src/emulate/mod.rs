@@ -4,7 +4,8 @@
 //! guests rely on and reflects everything else back to the guest as #GP:
 //! - the forced-emulation prefix `ud2; .ascii "xen"; cpuid` (#UD), which asks the hypervisor for
 //!   its CPUID view, including the hypervisor leaves at 0x40000000 (`arch-x86/cpuid.h`);
-//! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2 and CR3 (its L4 frame);
+//! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2, CR3 (its L4 frame) and
+//!   CR4 as Xen shows it to a PV guest ([`guest_cr4`]); CR4 writes keep the bits the guest owns;
 //! - `in`/`out` (#GP) when the guest's virtual IOPL allows them (`PHYSDEVOP_set_iopl`), on the
 //!   ports the domain may use ([`port_io()`]).
 //!
@@ -25,8 +26,96 @@ pub const XEN_CPUID_MAX_NUM_LEAVES: u32 = 5;
 /// What the CPU itself answers for a leaf (the arch layer runs `cpuid`).
 pub type NativeCpuid = fn(leaf: u32, subleaf: u32) -> [u32; 4];
 
-/// The CPUID answer a PV guest gets through forced emulation: Xen's leaves for 0x4000_00xx, the
-/// native answer otherwise (with the hypervisor-present bit set in leaf 1, as Xen's policy does).
+/// Bits of a mask, from a list of bit numbers.
+const fn bits(list: &[u32]) -> u32 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < list.len() {
+        m |= 1 << list[i];
+        i += 1;
+    }
+    m
+}
+
+/// Leaf 1 EDX bits a PV guest sees: Xen's "A" (all guests, by default) features of
+/// `public/arch-x86/cpufeatureset.h` word 0 — FPU, DE, TSC, MSR, PAE, CX8, SEP, CMOV, PAT,
+/// CLFLUSH, ACPI, MMX, FXSR, SSE, SSE2, SS, HTT. Hidden as in Xen ("S", HVM only): VME, PSE, MTRR,
+/// PGE, PSE36 (a PV guest's page tables are validated 4 KiB mappings: no large pages), and what
+/// Xen never shows (DS, TM1, PBE). Hidden here although Xen shows them: MCE and MCA (Xen emulates
+/// the machine-check MSRs for PV guests, vMCE; we do not) and APIC (a PV guest has no local
+/// APIC to program).
+pub const PV_LEAF1_EDX: u32 = bits(&[0, 2, 4, 5, 6, 8, 11, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28]);
+/// Leaf 1 ECX bits a PV guest sees ("A" in word 1): SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1,
+/// SSE4.2, MOVBE, POPCNT, AESNI, RDRAND, and HYPERVISOR (set). Hidden as in Xen: DTES64, MONITOR,
+/// DSCPL, VMX, SMX, EIST, TM2, SDBG, XTPR, PDCM, PCID, DCA, X2APIC, TSC_DEADLINE. Hidden here
+/// although Xen shows them: XSAVE (and OSXSAVE) with what needs it, FMA, AVX and F16C: Xen emulates
+/// `xsetbv` and switches XSAVE state per vCPU; we save the FPU with `fxsave`, SSE state only.
+pub const PV_LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 22, 23, 25, 30, 31]);
+/// Leaf 7 subleaf 0 EBX bits ("A" in word 5 without the AVX and AVX-512 family): BMI1, BMI2,
+/// ERMS, RTM, RDSEED, ADX, CLFLUSHOPT, CLWB, SHA. Hidden as in Xen: TSC_ADJUST, SGX, HLE, SMEP,
+/// INVPCID, PQM, MPX, PQE, SMAP, PROC_TRACE, AVX512PF/ER. Hidden here: FSGSBASE (a PV guest
+/// cannot set CR4.FSGSBASE, see `PV_CR4_GUEST_MASK`), AVX2 and AVX-512 (no XSAVE).
+pub const PV_LEAF7_EBX: u32 = bits(&[3, 8, 9, 11, 18, 19, 23, 24, 29]);
+/// Leaf 7 subleaf 0 ECX bits: PREFETCHWT1, GFNI, RDPID, CLDEMOTE ("A"; VAES, VPCLMULQDQ and the
+/// AVX-512 ones need XSAVE). Hidden as in Xen: UMIP, PKU, OSPKE, WAITPKG, CET_SS, TME, LA57, BLD,
+/// ENQCMD, SGX_LC, PKS.
+pub const PV_LEAF7_ECX: u32 = bits(&[0, 8, 22, 25]);
+/// Leaf 7 subleaf 0 EDX bits: FSRM and MD_CLEAR. The speculation-control MSRs (IBRS, STIBP,
+/// SSBD, ARCH_CAPABILITIES, ...) are not emulated, so they are hidden.
+pub const PV_LEAF7_EDX: u32 = bits(&[4, 10]);
+/// Leaf 0x8000_0001 EDX bits ("A" in word 2): SYSCALL, NX, MMXEXT, FFXSR, RDTSCP, LM, 3DNOWEXT,
+/// 3DNOW, plus AMD's copies of the leaf 1 EDX bits (0..=17, 23, 24) that leaf 1 shows. Hidden as
+/// in Xen: PAGE1GB ("H": no 1 GiB pages for a PV guest).
+pub const PV_EXT1_EDX: u32 =
+    bits(&[11, 20, 22, 25, 27, 29, 30, 31]) | (PV_LEAF1_EDX & (0x3_ffff | (1 << 23) | (1 << 24)));
+/// Leaf 0x8000_0001 ECX bits ("A" in word 3): LAHF_LM, CMP_LEGACY, ABM, SSE4A, MISALIGNSSE,
+/// 3DNOWPREFETCH, TBM, DBEXT. Hidden as in Xen: SVM, EXTAPIC, CR8_LEGACY, OSVW, IBS, SKINIT, WDT,
+/// LWP, NODEID_MSR, TOPOEXT, MONITORX. Hidden here: XOP and FMA4 (AVX-encoded, no XSAVE).
+pub const PV_EXT1_ECX: u32 = bits(&[0, 1, 5, 6, 7, 8, 21, 26]);
+/// Leaf 0x8000_0008 EBX bits ("A" in word 8): CLZERO, RSTR_FP_ERR_PTRS, IBPB, SSB_NO, BTC_NO,
+/// IBPB_RET.
+pub const PV_EXT8_EBX: u32 = bits(&[0, 2, 12, 26, 29, 30]);
+
+/// A PV guest's CPUID policy over the CPU's answers, modelled on Xen 4.17's default PV policy
+/// (`calculate_pv_def_policy`, `recalculate_misc` and `guest_cpuid` in `xen/arch/x86/`): feature
+/// words filtered by the `PV_*` masks above, leaves Xen empties for guests empty (MONITOR 5,
+/// thermal and power 6, 8, performance monitoring 0xA, 0xC, topology 0xB and 0x1F, XSAVE 0xD),
+/// no APIC ID in leaf 1 EBX, no subleaves of leaf 7 beyond 0, no SVM leaf, no invariant-TSC or
+/// power-management bits in 0x8000_0007. Leaves not named (vendor, family, caches, brand
+/// string, address sizes) are the CPU's.
+pub fn pv_policy(leaf: u32, subleaf: u32, native: NativeCpuid) -> [u32; 4] {
+    match leaf {
+        1 => {
+            let [a, b, c, d] = native(leaf, subleaf);
+            [
+                a,
+                b & 0x00ff_ffff,
+                (c & PV_LEAF1_ECX) | (1 << 31),
+                d & PV_LEAF1_EDX,
+            ]
+        }
+        5 | 6 | 8 | 0xa | 0xb | 0xc | 0xd | 0x1f => [0; 4],
+        7 if subleaf == 0 => {
+            let [_, b, c, d] = native(leaf, subleaf);
+            [0, b & PV_LEAF7_EBX, c & PV_LEAF7_ECX, d & PV_LEAF7_EDX]
+        }
+        7 => [0; 4],
+        0x8000_0001 => {
+            let [a, b, c, d] = native(leaf, subleaf);
+            [a, b, c & PV_EXT1_ECX, d & PV_EXT1_EDX]
+        }
+        0x8000_0007 => [0; 4],
+        0x8000_0008 => {
+            let [a, b, ..] = native(leaf, subleaf);
+            [a, b & PV_EXT8_EBX, 0, 0]
+        }
+        0x8000_000a => [0; 4],
+        _ => native(leaf, subleaf),
+    }
+}
+
+/// The CPUID answer a PV guest gets through forced emulation: Xen's leaves for 0x4000_00xx, and
+/// [`pv_policy`] over the CPU's answer otherwise.
 pub fn cpuid(leaf: u32, subleaf: u32, native: NativeCpuid) -> [u32; 4] {
     match leaf {
         // "XenVMMXenVMM", and the last hypervisor leaf.
@@ -43,12 +132,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, native: NativeCpuid) -> [u32; 4] {
         0x4000_0002 => [1, 0x4000_0000, 0, 0],
         0x4000_0003..=0x4000_0005 => [0; 4],
         0x4000_0006..=0x4000_ffff => [0; 4],
-        1 => {
-            let mut r = native(leaf, subleaf);
-            r[2] |= 1 << 31; // ECX.hypervisor
-            r
-        }
-        _ => native(leaf, subleaf),
+        _ => pv_policy(leaf, subleaf, native),
     }
 }
 
@@ -75,6 +159,34 @@ pub struct GuestCrs {
     pub cr2: u64,
     /// Machine address of its current L4 (what a PV guest's CR3 holds).
     pub cr3: u64,
+    /// CR4 as the guest sees it ([`guest_cr4`]).
+    pub cr4: u64,
+}
+
+/// CR4.DE: debugging extensions.
+pub const CR4_DE: u64 = 1 << 3;
+/// CR4.PAE.
+pub const CR4_PAE: u64 = 1 << 5;
+/// CR4.MCE.
+pub const CR4_MCE: u64 = 1 << 6;
+/// CR4.OSFXSR: the OS supports `fxsave`/`fxrstor` (SSE usable).
+pub const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXMMEXCPT: the OS handles SIMD floating-point exceptions (#XM).
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// The CR4 bits a PV guest sees from the hypervisor's own CR4 (Xen's
+/// `PV_CR4_GUEST_VISIBLE_MASK`, `xen/arch/x86/include/asm/pv/domain.h`).
+pub const PV_CR4_GUEST_VISIBLE_MASK: u64 = CR4_PAE | CR4_MCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+/// The CR4 bits a PV guest may set in its view. Xen's `PV_CR4_GUEST_MASK` is TSD, DE, FSGSBASE
+/// and OSXSAVE, each only if the domain's CPUID policy has the feature (`pv_fixup_guest_cr4`);
+/// our PV policy ([`cpuid`]) hides FSGSBASE and XSAVE, and CR4.TSD is not loaded into the CPU
+/// for a guest, so DE (emulated: it only changes how DR4/DR5 and I/O breakpoints behave) is what
+/// remains. Attempts to set other bits are discarded, as in Xen (a CR4 write never faults).
+pub const PV_CR4_GUEST_MASK: u64 = CR4_DE;
+
+/// The CR4 a PV guest reads (`pv_fixup_guest_cr4`): its own bits, and the hypervisor's visible
+/// ones from `host_cr4`.
+pub const fn guest_cr4(vcpu_cr4: u64, host_cr4: u64) -> u64 {
+    (vcpu_cr4 & PV_CR4_GUEST_MASK) | (host_cr4 & PV_CR4_GUEST_VISIBLE_MASK)
 }
 
 /// Emulates `mov %crN, %reg` (0f 20 /r, optional REX) at `regs.rip`. Returns whether it did.
@@ -92,6 +204,7 @@ pub fn mov_from_cr(regs: &mut Regs, code: &[u8], crs: GuestCrs) -> bool {
         0 => crs.cr0,
         2 => crs.cr2,
         3 => crs.cr3,
+        4 => crs.cr4,
         _ => return false,
     };
     *gpr(regs, rm) = value;
@@ -119,7 +232,8 @@ const CR0_TS: u64 = 1 << 3;
 
 /// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
 /// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
-/// CR3 writes, and RDMSR/WRMSR of the segment-base MSRs. Everything else is `Emulated::No`.
+/// CR3 and CR4 writes, and RDMSR/WRMSR of the segment-base MSRs. Everything else is
+/// `Emulated::No`.
 pub fn privileged(
     regs: &mut Regs,
     code: &[u8],
@@ -156,6 +270,12 @@ pub fn privileged(
                     regs.rip = regs.rip.wrapping_add(3 + prefix);
                     Emulated::NewCr3(value)
                 }
+                // Xen's `write_cr(4)`: keep the guest's own bits, discard the rest.
+                4 => {
+                    vcpu.cr4 = value & PV_CR4_GUEST_MASK;
+                    regs.rip = regs.rip.wrapping_add(3 + prefix);
+                    Emulated::Done
+                }
                 _ => Emulated::No,
             }
         }
@@ -183,6 +303,7 @@ pub fn privileged(
                 MSR_SHADOW_GS_BASE => vcpu.gs_base_user = value,
                 _ => return Emulated::No,
             }
+            vcpu.base_writes = vcpu.base_writes.wrapping_add(1);
             regs.rip = regs.rip.wrapping_add(2 + prefix);
             Emulated::Done
         }

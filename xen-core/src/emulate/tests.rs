@@ -42,6 +42,7 @@ fn mov_from_cr3_and_cr0_with_rex() {
         cr0: 0x8005_003b,
         cr2: 0x42,
         cr3: 0x1234_5000,
+        cr4: guest_cr4(0, 0x0030_06a0),
     };
     let mut regs = Regs::default();
     assert!(mov_from_cr(&mut regs, &[0x0f, 0x20, 0xd8], crs)); // mov %cr3, %rax
@@ -54,11 +55,48 @@ fn mov_from_cr3_and_cr0_with_rex() {
         !mov_from_cr(&mut regs, &[0x0f, 0x22, 0xd8], crs),
         "writes are not emulated"
     );
-    assert!(
-        !mov_from_cr(&mut regs, &[0x0f, 0x20, 0xe0], crs),
-        "cr4 is not readable"
-    );
+    // mov %cr4, %rbp (Linux's `cr4_init_shadow`): the host's PAE, OSFXSR and OSXMMEXCPT only,
+    // not its PGE, SMEP or SMAP.
+    let mut regs = Regs::default();
+    assert!(mov_from_cr(&mut regs, &[0x0f, 0x20, 0xe5], crs));
+    assert_eq!((regs.rbp, regs.rip), (0x620, 3));
+    // CR8 and other registers are not.
+    assert!(!mov_from_cr(&mut regs, &[0x44, 0x0f, 0x20, 0xc0], crs));
+    assert!(!mov_from_cr(&mut regs, &[0x0f, 0x20, 0xe8], crs));
     assert!(!mov_from_cr(&mut regs, &[0x0f], crs));
+}
+
+#[test]
+fn the_guest_view_of_cr4_is_xens() {
+    let host = (1 << 5) | (1 << 7) | (1 << 9) | (1 << 10) | (1 << 20) | (1 << 21);
+    assert_eq!(guest_cr4(0, host), 0x620);
+    assert_eq!(guest_cr4(CR4_DE, host), 0x628);
+    // Bits the guest may not own are not in its view, whatever it wrote.
+    assert_eq!(guest_cr4(u64::MAX, 0), CR4_DE);
+    let crs = GuestCrs {
+        cr0: 0x8005_003b,
+        cr2: 0,
+        cr3: 0x5000,
+        cr4: 0x620,
+    };
+    let mut v = crate::domain::Vcpu::default();
+    // mov %rax, %cr4 with DE, PGE, PSE, OSXSAVE and FSGSBASE: only DE is kept, and it never
+    // faults (Xen's `write_cr(4)`).
+    let mut regs = Regs {
+        rax: CR4_DE | (1 << 7) | (1 << 4) | (1 << 18) | (1 << 16),
+        ..Regs::default()
+    };
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x22, 0xe0], &mut v, crs),
+        Emulated::Done
+    );
+    assert_eq!((v.cr4, regs.rip), (CR4_DE, 3));
+    let mut regs = Regs::default();
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x22, 0xe0], &mut v, crs),
+        Emulated::Done
+    );
+    assert_eq!(v.cr4, 0);
 }
 
 #[test]
@@ -67,6 +105,7 @@ fn privileged_instructions_xen_emulates() {
         cr0: 0x8005_003b,
         cr2: 0,
         cr3: 0x5000,
+        cr4: 0x620,
     };
     let mut v = crate::domain::Vcpu {
         fpu_ts: true,
@@ -136,6 +175,19 @@ fn privileged_instructions_xen_emulates() {
         Emulated::Done
     );
     assert_eq!(v.gs_base_user, 0x5000);
+    // Each accepted base write is counted, even of the value already there: after a selector
+    // load zeroed the CPU's base (`mov %eax,%gs`), Linux writes the same base again.
+    let writes = v.base_writes;
+    let mut regs = Regs {
+        rcx: 0xc000_0102,
+        rax: 0x5000,
+        ..Regs::default()
+    };
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs),
+        Emulated::Done
+    );
+    assert_eq!(v.base_writes, writes + 1);
     let mut regs = Regs {
         rcx: 0xc000_0102,
         rax: 0,
@@ -692,4 +744,55 @@ fn soft_int_decoding() {
     // Kernel mode may raise DPL 1..3 vectors, user mode only DPL 3 (Xen's `permit_softint`).
     assert!(!permit_softint(0, true) && permit_softint(1, true) && permit_softint(3, true));
     assert!(!permit_softint(2, false) && permit_softint(3, false));
+}
+
+fn all_ones(_leaf: u32, _subleaf: u32) -> [u32; 4] {
+    [u32::MAX; 4]
+}
+
+#[test]
+fn the_pv_cpuid_policy_hides_what_xen_hides_from_pv_guests() {
+    let bit = |n: u32| 1u32 << n;
+    let [_, b, c, d] = cpuid(1, 0, all_ones);
+    // PSE, PGE, PSE36, MTRR, VME hidden (Xen's "S"); MCE, MCA, APIC hidden too.
+    for n in [1, 3, 7, 9, 12, 13, 14, 17, 21, 29, 31] {
+        assert_eq!(d & bit(n), 0, "leaf 1 edx bit {n}");
+    }
+    for n in [0, 4, 5, 6, 8, 11, 15, 16, 19, 23, 24, 25, 26] {
+        assert_ne!(d & bit(n), 0, "leaf 1 edx bit {n}");
+    }
+    // MONITOR, VMX, SMX, PCID, X2APIC, TSC_DEADLINE, XSAVE, OSXSAVE, AVX hidden; SSE3..SSE4.2,
+    // CX16, POPCNT, HYPERVISOR shown.
+    for n in [3, 5, 6, 17, 21, 24, 26, 27, 28] {
+        assert_eq!(c & bit(n), 0, "leaf 1 ecx bit {n}");
+    }
+    for n in [0, 9, 13, 19, 20, 23, 31] {
+        assert_ne!(c & bit(n), 0, "leaf 1 ecx bit {n}");
+    }
+    assert_eq!(b >> 24, 0, "no APIC ID");
+    // 1 GiB pages and SVM hidden; SYSCALL, NX, LM shown.
+    let [_, _, c, d] = cpuid(0x8000_0001, 0, all_ones);
+    assert_eq!(d & bit(26), 0);
+    assert_eq!(c & bit(2), 0);
+    assert_eq!(
+        d & (bit(11) | bit(20) | bit(29)),
+        bit(11) | bit(20) | bit(29)
+    );
+    // AMD's copy of PSE and PGE follows leaf 1.
+    assert_eq!(d & (bit(3) | bit(13)), 0);
+    // Leaf 7: no FSGSBASE, SMEP, SMAP, INVPCID, AVX2; no subleaf 1.
+    let [a, b, ..] = cpuid(7, 0, all_ones);
+    assert_eq!(a, 0);
+    for n in [0, 5, 7, 10, 20] {
+        assert_eq!(b & bit(n), 0, "leaf 7 ebx bit {n}");
+    }
+    assert_eq!(cpuid(7, 1, all_ones), [0; 4]);
+    // Emptied leaves.
+    for leaf in [5, 6, 0xa, 0xb, 0xd, 0x8000_0007, 0x8000_000a] {
+        assert_eq!(cpuid(leaf, 0, all_ones), [0; 4], "leaf {leaf:#x}");
+    }
+    // Untouched leaves are the CPU's; hypervisor leaves are Xen's.
+    assert_eq!(cpuid(0, 0, all_ones), [u32::MAX; 4]);
+    assert_eq!(cpuid(0x8000_0002, 0, all_ones), [u32::MAX; 4]);
+    assert_eq!(cpuid(0x4000_0001, 0, all_ones), [(4 << 16) | 17, 0, 0, 0]);
 }

@@ -18,7 +18,7 @@ use crate::domain::set::DomainSet;
 use crate::domain::Domain;
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
 use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
-use crate::mm::{MachineMemoryMut, Mfn};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::shared_info::{
     forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedMemory,
     SharedRead,
@@ -28,14 +28,16 @@ use crate::shared_info::{
 pub struct SharedFrame<'a, 'm, M: ?Sized> {
     m: &'a RefCell<&'m mut M>,
     mfn: Mfn,
+    /// vCPU 0's `vcpu_info`, if the guest moved it out of shared_info.
+    vcpu0: Option<Maddr>,
 }
 
 // Each access borrows the machine for just its own length.
 forward_shared_read!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
-    MachineFrame::new(&**s.m.borrow(), s.mfn)
+    MachineFrame::with_vcpu_info(&**s.m.borrow(), s.mfn, s.vcpu0)
 });
 forward_shared_memory!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
-    MachineFrameMut::new(&mut **s.m.borrow_mut(), s.mfn)
+    MachineFrameMut::with_vcpu_info(&mut **s.m.borrow_mut(), s.mfn, s.vcpu0)
 });
 
 /// The caller's memory, through the shared machine.
@@ -86,6 +88,7 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
             shared: SharedFrame {
                 m,
                 mfn: dom.shared_info,
+                vcpu0: dom.vcpu.vcpu_info_maddr(),
             },
         });
     }

@@ -132,11 +132,12 @@ fn run_op<M: Machine + ?Sized>(
     count: u32,
 ) -> Result<Ran, Errno> {
     let shared_info = ctx.dom.shared_info;
+    let vcpu0 = ctx.dom.vcpu.vcpu_info_maddr();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
-        i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info)
+        i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu0)
     };
     let l4 = ctx.dom.l4;
     let me = ctx.dom.id;

@@ -98,6 +98,12 @@ pub(super) fn set_segment_base<M: Machine + ?Sized>(
     base: u64,
 ) -> HcResult {
     let v = &mut ctx.dom.vcpu;
+    if matches!(
+        which as u32,
+        SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL | SEGBASE_GS_USER_SEL
+    ) {
+        v.base_writes = v.base_writes.wrapping_add(1);
+    }
     match which as u32 {
         SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL if !is_canonical(base) => {
             Err(Errno::EINVAL)

@@ -77,10 +77,14 @@ fn kernel_ready_for_user() -> (World, Mfn, u64) {
         0
     );
     for (which, base) in [(SEGBASE_GS_KERNEL, KERNEL_GS), (SEGBASE_GS_USER, USER_GS)] {
+        let writes = w.dom.vcpu.base_writes;
         assert_eq!(
             w.call(__HYPERVISOR_set_segment_base, [which.into(), base, 0, 0, 0]),
             0
         );
+        // Counted, so the arch layer rewrites the CPU's bases (a selector load may have changed
+        // them since the last write).
+        assert_eq!(w.dom.vcpu.base_writes, writes + 1);
     }
     let reg = CallbackRegister {
         r#type: CALLBACKTYPE_syscall,

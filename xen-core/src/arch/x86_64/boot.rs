@@ -379,6 +379,7 @@ extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     super::gdt::init();
     super::entry::init();
     let (smep, smap) = super::entry::enable_smep_smap();
+    super::entry::enable_sse();
     console::printk!(
         "SMEP {}, SMAP {}\n",
         if smep { "enabled" } else { "not available" },

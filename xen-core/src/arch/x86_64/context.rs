@@ -133,8 +133,15 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         gs_shadow,
         ts: v.fpu_ts,
         debug: dbg,
+        base_writes: v.base_writes,
     };
-    let have = m.loaded;
+    let mut have = m.loaded;
+    if want.base_writes != have.base_writes {
+        // The guest wrote a base: the CPU's copies may be stale whatever the cache says.
+        have.fs = !want.fs;
+        have.gs = !want.gs;
+        have.gs_shadow = !want.gs_shadow;
+    }
     if dbg != have.debug {
         // SAFETY: DR0..DR3 hold guest addresses (checked by `set_debugreg`: never the
         // hypervisor's range, which the hypervisor's own accesses use), DR7 has no general-detect

@@ -78,7 +78,7 @@ impl Arch for HvMachine {
     fn publish_time(&mut self, dom: &Domain) {
         let Ok(t) = super::time::init() else { return };
         let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
-        let mut page = xen_core::shared_info::SharedInfoPage::of_mut(self, dom.shared_info);
+        let mut page = xen_core::shared_info::SharedInfoPage::of_domain_mut(self, dom);
         page.publish_vcpu_time(0, &info);
         page.publish_wallclock(t.wallclock);
     }

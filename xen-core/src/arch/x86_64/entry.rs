@@ -382,6 +382,24 @@ const CR4_SMEP: u64 = 1 << 20;
 /// CR4.SMAP: ring 0 touches a user page only with RFLAGS.AC set (it never does).
 const CR4_SMAP: u64 = 1 << 21;
 
+/// CR4.OSFXSR and CR4.OSXMMEXCPT.
+const CR4_OSFXSR_OSXMMEXCPT: u64 = (1 << 9) | (1 << 10);
+
+/// Enables SSE for everyone, as Xen does at boot (`mmu_cr4_features`): CR4.OSFXSR (the state is
+/// saved and restored with `fxsave`/`fxrstor`, which the context switch does) and CR4.OSXMMEXCPT
+/// (SIMD exceptions raise #XM, bounced to the guest). Without them a guest's `ldmxcsr` or any SSE
+/// instruction raises #UD. Every x86-64 CPU has FXSR and SSE.
+pub fn enable_sse() {
+    // SAFETY: setting the two bits only makes SSE instructions usable and routes SIMD exceptions
+    // to #XM; the hypervisor itself is built without SSE.
+    unsafe {
+        let mut cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        cr4 |= CR4_OSFXSR_OSXMMEXCPT;
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
+}
+
 /// Enables SMEP and SMAP where the CPU has them (CPUID leaf 7, EBX bits 7 and 20), as Xen does
 /// by default: every guest page is a user page (64-bit PV guests run in ring 3), so ring 0 can
 /// then neither run guest code nor read or write guest memory through a guest mapping by mistake

@@ -150,6 +150,9 @@ pub struct Loaded {
     pub(super) ts: bool,
     /// The guest's debug registers as last loaded (DR0..DR3, DR7).
     pub(super) debug: ([u64; 4], u64),
+    /// The vCPU's `base_writes` when its bases were last written: a new explicit write rewrites
+    /// them all, whatever the cache says (a selector load may have changed the CPU's copy).
+    pub(super) base_writes: u64,
 }
 
 impl Loaded {
@@ -160,6 +163,7 @@ impl Loaded {
         gs_shadow: 1,
         ts: true,
         debug: ([0; 4], 0x400),
+        base_writes: u64::MAX,
     };
 }
 

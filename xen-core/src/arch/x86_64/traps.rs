@@ -126,6 +126,7 @@ pub fn guest_exception(
                 cr0: guest_cr0(dom),
                 cr2: xen_core::shared_info::cr2(&*m, dom),
                 cr3: dom.l4.maddr().0,
+                cr4: emulate::guest_cr4(dom.vcpu.cr4, host_cr4()),
             };
             // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).
             if ec == 0
@@ -189,6 +190,14 @@ pub fn guest_exception(
             bounce::inject_exception(&mut *m, dom, regs, vector, has_ec.then_some(ec as u32), 0)
         }
     }
+}
+
+/// The hypervisor's CR4.
+fn host_cr4() -> u64 {
+    let cr4: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack)) };
+    cr4
 }
 
 /// The CR0 a PV guest reads: the real one with the guest's virtual TS.

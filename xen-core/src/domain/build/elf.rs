@@ -25,6 +25,10 @@ const EM_X86_64: u16 = 62;
 pub const EHDR_SIZE: usize = 64;
 /// Size of one ELF64 program header.
 pub const PHDR_SIZE: usize = 56;
+/// Size of one ELF64 section header.
+pub const SHDR_SIZE: usize = 64;
+/// Section of notes (`sh_type`).
+pub const SHT_NOTE: u32 = 7;
 /// Loadable segment.
 pub const PT_LOAD: u32 = 1;
 /// Note segment.
@@ -128,6 +132,29 @@ pub enum ElfError {
     },
     /// No loadable segment: nothing to run.
     NoLoadableSegments,
+    /// `e_shentsize` is smaller than an ELF64 section header.
+    BadShentsize {
+        /// `e_shentsize`.
+        shentsize: u16,
+    },
+    /// The section header table runs past the end of the image.
+    SectionHeadersOutOfBounds {
+        /// `e_shoff`.
+        shoff: u64,
+        /// `e_shnum`.
+        shnum: u16,
+    },
+    /// A note section's bytes `[sh_offset, sh_offset + sh_size)` lie (partly) outside the image.
+    SectionOutOfBounds {
+        /// Index of the section header.
+        index: usize,
+        /// `sh_offset`.
+        offset: u64,
+        /// `sh_size`.
+        size: u64,
+    },
+    /// More note sections than [`MAX_NOTE_SEGMENTS`].
+    TooManyNoteSections,
 }
 
 impl fmt::Display for ElfError {
@@ -196,6 +223,25 @@ impl fmt::Display for ElfError {
                 write!(f, "loadable segments {first} and {second} overlap")
             }
             ElfError::NoLoadableSegments => write!(f, "no loadable (PT_LOAD) segment"),
+            ElfError::BadShentsize { shentsize } => write!(
+                f,
+                "section header size {shentsize} is smaller than an ELF64 section header ({SHDR_SIZE})"
+            ),
+            ElfError::SectionHeadersOutOfBounds { shoff, shnum } => write!(
+                f,
+                "section header table ({shnum} entries at offset {shoff:#x}) runs past the end of the image"
+            ),
+            ElfError::SectionOutOfBounds {
+                index,
+                offset,
+                size,
+            } => write!(
+                f,
+                "section {index}: bytes {offset:#x}+{size:#x} lie outside the image"
+            ),
+            ElfError::TooManyNoteSections => {
+                write!(f, "more than {MAX_NOTE_SEGMENTS} note sections")
+            }
         }
     }
 }
@@ -235,6 +281,9 @@ pub struct ElfImage<'a> {
     pub pstart: u64,
     /// Highest `p_paddr + p_memsz` of the loadable segments (Xen's `elf->pend`).
     pub pend: u64,
+    /// `e_shoff`, `e_shentsize`, `e_shnum`: the section header table, read only when the notes
+    /// must come from it ([`ElfImage::note_sections`]).
+    sh: (u64, u16, u16),
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -288,6 +337,7 @@ impl<'a> ElfImage<'a> {
         let phoff = u64_at(h, 32);
         let phentsize = u16_at(h, 54);
         let phnum = u16_at(h, 56);
+        let sh = (u64_at(h, 40), u16_at(h, 58), u16_at(h, 60));
         if machine != EM_X86_64 {
             return Err(ElfError::NotX86_64 { machine });
         }
@@ -375,7 +425,43 @@ impl<'a> ElfImage<'a> {
             note_segments,
             pstart,
             pend,
+            sh,
         })
+    }
+
+    /// The file byte ranges `(offset, len)` of the `SHT_NOTE` sections, each checked to lie inside
+    /// the image. No section header table (`e_shoff` or `e_shnum` 0) means no sections.
+    pub fn note_sections(
+        &self,
+    ) -> Result<heapless::Vec<(usize, usize), MAX_NOTE_SEGMENTS>, ElfError> {
+        let (shoff, shentsize, shnum) = self.sh;
+        let mut out = heapless::Vec::new();
+        if shoff == 0 || shnum == 0 {
+            return Ok(out);
+        }
+        if usize::from(shentsize) < SHDR_SIZE {
+            return Err(ElfError::BadShentsize { shentsize });
+        }
+        let table_len = u64::from(shentsize) * u64::from(shnum);
+        let (table_off, _) = file_range(shoff, table_len, self.bytes.len())
+            .ok_or(ElfError::SectionHeadersOutOfBounds { shoff, shnum })?;
+        for index in 0..usize::from(shnum) {
+            let start = table_off + index * usize::from(shentsize);
+            let sh = &self.bytes[start..start + SHDR_SIZE];
+            if u32_at(sh, 4) != SHT_NOTE {
+                continue;
+            }
+            let offset = u64_at(sh, 24);
+            let size = u64_at(sh, 32);
+            let range =
+                file_range(offset, size, self.bytes.len()).ok_or(ElfError::SectionOutOfBounds {
+                    index,
+                    offset,
+                    size,
+                })?;
+            out.push(range).map_err(|_| ElfError::TooManyNoteSections)?;
+        }
+        Ok(out)
     }
 
     /// The whole image.

@@ -9,6 +9,12 @@
 //!
 //! The region is mapped 1:1 onto the first pseudo-physical pages: the page at `v_start + n * 4096`
 //! is pfn `n`.
+//!
+//! A kernel with an `INIT_P2M` note (Linux) gets its p2m list outside the region, mapped at that
+//! address, as `dom0_construct_pv` does when `parms.p2m_base` is set: the list's pages and the page
+//! tables that map them are the pfns after the initial allocation, and `start_info`'s
+//! `first_p2m_pfn`/`nr_p2m_frames` name exactly those frames (Linux reserves them and maps them
+//! read-only in its direct map, `mask_rw_pte`).
 
 use core::fmt;
 
@@ -70,6 +76,14 @@ pub enum LayoutError {
         /// End of the region.
         v_end: u64,
     },
+    /// The `INIT_P2M` address cannot hold the p2m list: misaligned, non-canonical, over the
+    /// hypervisor's range, or in a 512 GiB slot the initial mapping uses.
+    P2mPlacement {
+        /// The `INIT_P2M` address.
+        va: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The domain has fewer pages than the initial region needs.
     TooFewPages {
         /// Pages the domain has.
@@ -93,6 +107,10 @@ impl fmt::Display for LayoutError {
                 f,
                 "the initial mapping {v_start:#x}..{v_end:#x} overlaps the hypervisor's reserved range"
             ),
+            LayoutError::P2mPlacement { va, reason } => write!(
+                f,
+                "Xen ELF note INIT_P2M {va:#x} cannot hold the p2m list: {reason}"
+            ),
             LayoutError::TooFewPages { nr_pages, need } => write!(
                 f,
                 "{nr_pages} pages are too few for the initial mapping, which needs {need}"
@@ -110,8 +128,13 @@ pub struct Layout {
     pub v_end: u64,
     /// The loaded kernel image `[virt_kstart, virt_kend)`.
     pub kernel: Region,
-    /// The p2m list: `nr_pages` 8-byte machine frame numbers.
+    /// The p2m list: `nr_pages` 8-byte machine frame numbers (in the region, or at `INIT_P2M`).
     pub p2m: Region,
+    /// The pfn of the p2m list's first page.
+    pub p2m_pfn: u64,
+    /// Page-table frames that map an `INIT_P2M` list (0 when the list is in the region): the pfns
+    /// right after the list's pages.
+    pub p2m_tables: u64,
     /// `start_info` (for dom0, plus room for the VGA console information Xen may append).
     pub start_info: Region,
     /// The xenstore ring page (domU only).
@@ -146,6 +169,12 @@ fn blocks(lo: u64, hi: u64, shift: u32) -> u64 {
     ((hi_up - lo_down) >> shift) as u64
 }
 
+/// Page-table frames (L3s, L2s and L1s) that map an `INIT_P2M` list at `[start, end)`, in L4
+/// slots of its own.
+pub fn p2m_tables_needed(start: u64, end: u64) -> u64 {
+    blocks(start, end, L4_SHIFT) + blocks(start, end, L3_SHIFT) + blocks(start, end, L2_SHIFT)
+}
+
 /// Page-table frames needed to map `[v_start, v_end)` with 4 KiB pages: one L4 and as many L3s,
 /// L2s and L1s as the range touches 512 GiB, 1 GiB and 2 MiB blocks.
 pub fn page_tables_needed(v_start: u64, v_end: u64) -> u64 {
@@ -171,19 +200,41 @@ impl Layout {
         nr_pages: u64,
         dom0: bool,
     ) -> Result<Self, LayoutError> {
+        Self::compute_with_p2m(virt_base, kstart, kend, nr_pages, dom0, None)
+    }
+
+    /// [`Layout::compute`] for a kernel that may ask for its p2m list at `init_p2m` (the
+    /// `INIT_P2M` note): then the list is not in the region but mapped there, from the pfns after
+    /// the initial allocation, followed by the page tables that map it.
+    pub fn compute_with_p2m(
+        virt_base: u64,
+        kstart: u64,
+        kend: u64,
+        nr_pages: u64,
+        dom0: bool,
+        init_p2m: Option<u64>,
+    ) -> Result<Self, LayoutError> {
         let overflow = LayoutError::AddressOverflow;
         let v_start = virt_base;
         let kernel = Region {
             start: kstart,
             end: kend,
         };
-        let p2m_start = round_up(kend, PAGE_SIZE).ok_or(overflow)?;
         let p2m_len = nr_pages.checked_mul(P2M_ENTRY_SIZE).ok_or(overflow)?;
-        let p2m = Region {
-            start: p2m_start,
-            end: p2m_start.checked_add(p2m_len).ok_or(overflow)?,
+        let kernel_end = round_up(kend, PAGE_SIZE).ok_or(overflow)?;
+        let (p2m, si_start) = match init_p2m {
+            None => {
+                let p2m = Region {
+                    start: kernel_end,
+                    end: kernel_end.checked_add(p2m_len).ok_or(overflow)?,
+                };
+                (p2m, round_up(p2m.end, PAGE_SIZE).ok_or(overflow)?)
+            }
+            Some(va) => {
+                let end = va.checked_add(p2m_len).ok_or(overflow)?;
+                (Region { start: va, end }, kernel_end)
+            }
         };
-        let si_start = round_up(p2m.end, PAGE_SIZE).ok_or(overflow)?;
         let si_end = si_start + START_INFO_SIZE;
         let after_si = round_up(si_end, PAGE_SIZE).ok_or(overflow)?;
         let (start_info, xenstore, console, pt_start) = if dom0 {
@@ -251,6 +302,50 @@ impl Layout {
         if nr_pages < need {
             return Err(LayoutError::TooFewPages { nr_pages, need });
         }
+        if let Some(va) = init_p2m {
+            // The list and its tables go after the initial allocation (`setup_pv_physmap`).
+            let fail = |reason| LayoutError::P2mPlacement { va, reason };
+            if !va.is_multiple_of(PAGE_SIZE) {
+                return Err(fail("not page aligned"));
+            }
+            let map_end = round_up(p2m.end, PAGE_SIZE).ok_or(overflow)?;
+            if !(map_end <= LOWER_HALF_END || va >= UPPER_HALF_START) {
+                return Err(fail("the list crosses the non-canonical hole"));
+            }
+            if va < HYPERVISOR_VIRT_END && map_end > HYPERVISOR_VIRT_START {
+                return Err(fail("the list overlaps the hypervisor's reserved range"));
+            }
+            let slot = |a: u64| a >> L4_SHIFT;
+            let (r0, r1) = (slot(v_start), slot(v_end - 1));
+            let (p0, p1) = (slot(va), slot(map_end.max(va + 1) - 1));
+            if p0 <= r1 && r0 <= p1 {
+                return Err(fail("it shares a 512 GiB slot with the initial mapping"));
+            }
+            let first = if dom0 { initial_alloc } else { region_pages };
+            let pages = (map_end - va) / PAGE_SIZE;
+            let tables = p2m_tables_needed(va, map_end);
+            let need = first + pages + tables;
+            if nr_pages < need {
+                return Err(LayoutError::TooFewPages { nr_pages, need });
+            }
+            return Ok(Self {
+                v_start,
+                v_end,
+                kernel,
+                p2m,
+                p2m_pfn: first,
+                p2m_tables: tables,
+                start_info,
+                xenstore,
+                console,
+                page_tables,
+                stack,
+                nr_pt_frames,
+                nr_pages,
+                first_p2m_pfn: first,
+                nr_p2m_frames: pages + tables,
+            });
+        }
         let (first_p2m_pfn, nr_p2m_frames) = if dom0 {
             (initial_alloc, 0)
         } else {
@@ -264,6 +359,8 @@ impl Layout {
             v_end,
             kernel,
             p2m,
+            p2m_pfn: (p2m.start - v_start) / PAGE_SIZE,
+            p2m_tables: 0,
             start_info,
             xenstore,
             console,
@@ -298,26 +395,29 @@ pub struct Arrangement<'a>(&'a Layout);
 impl fmt::Display for Arrangement<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = self.0;
-        let mut line = |name: &str, r: Region| {
+        let line = |f: &mut fmt::Formatter<'_>, name: &str, r: Region, pfn: u64| {
             writeln!(
                 f,
-                " {name:<15}{:016x}->{:016x} (pfn {:#x})",
-                r.start,
-                r.end,
-                l.pfn_of(r.start)
+                " {name:<15}{:016x}->{:016x} (pfn {pfn:#x})",
+                r.start, r.end
             )
         };
-        line("Loaded kernel:", l.kernel)?;
-        line("Phys-Mach map:", l.p2m)?;
-        line("Start info:", l.start_info)?;
+        line(f, "Loaded kernel:", l.kernel, l.pfn_of(l.kernel.start))?;
+        line(f, "Phys-Mach map:", l.p2m, l.p2m_pfn)?;
+        line(f, "Start info:", l.start_info, l.pfn_of(l.start_info.start))?;
         if let Some(r) = l.xenstore {
-            line("Xenstore ring:", r)?;
+            line(f, "Xenstore ring:", r, l.pfn_of(r.start))?;
         }
         if let Some(r) = l.console {
-            line("Console ring:", r)?;
+            line(f, "Console ring:", r, l.pfn_of(r.start))?;
         }
-        line("Page tables:", l.page_tables)?;
-        line("Boot stack:", l.stack)?;
+        line(
+            f,
+            "Page tables:",
+            l.page_tables,
+            l.pfn_of(l.page_tables.start),
+        )?;
+        line(f, "Boot stack:", l.stack, l.pfn_of(l.stack.start))?;
         write!(f, " {:<15}{:016x}->{:016x}", "TOTAL:", l.v_start, l.v_end)
     }
 }

@@ -194,12 +194,13 @@ pub struct BuildParams<'a> {
 pub fn plan<'a>(params: &BuildParams<'a>) -> Result<(KernelImage<'a>, Layout), BuildError> {
     let kernel = KernelImage::parse(params.image)?;
     kernel.check_kind(params.kind)?;
-    let layout = Layout::compute(
+    let layout = Layout::compute_with_p2m(
         kernel.addrs.virt_base,
         kernel.addrs.kstart,
         kernel.addrs.kend,
         params.nr_pages,
         params.kind == DomainKind::Dom0,
+        kernel.notes.init_p2m,
     )?;
     Ok((kernel, layout))
 }
@@ -342,8 +343,8 @@ where
             chunk[i as usize * 8..][..8].copy_from_slice(&mfn.to_le_bytes());
             set_m2p(Mfn(mfn), Pfn(pfn + i));
         }
-        let va = layout.p2m.start + pfn * 8;
-        write(mem, maddr_of_va(va), &chunk[..n as usize * 8])?;
+        let at = Maddr(maddr_of_pfn(layout.p2m_pfn).0 + pfn * 8);
+        write(mem, at, &chunk[..n as usize * 8])?;
         pfn += n;
     }
 

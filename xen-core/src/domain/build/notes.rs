@@ -9,10 +9,13 @@
 //! - `xen/arch/x86/pv/dom0_build.c`: `XENFEAT_dom0` for dom0, no `supervisor_mode_kernel`, the
 //!   hypercall page inside the initial mapping.
 //!
-//! Where Xen silently reads a malformed note as 0 or skips it (a numeric note of odd size, a string
-//! without its NUL), we refuse the image with an error naming the note instead. Legacy images that
-//! describe themselves with a `__xen_guest` section or only with `SHT_NOTE` sections are not
-//! supported: only `PT_NOTE` segments are read.
+//! Where Xen silently reads a malformed note as 0 or skips it (a numeric note of odd size), we refuse
+//! the image with an error naming the note instead. A string note's NUL may lie in the descriptor's
+//! 4-byte padding, as in Linux's `FEATURES` note (libelf reads a string up to its NUL wherever that
+//! is; we look no further than the padding and refuse a string without a NUL there). Like libelf
+//! (`elf_xen_parse`), the notes come from the `PT_NOTE` segments, and only when those hold no Xen
+//! note from the `SHT_NOTE` sections. Legacy images that describe themselves with a `__xen_guest`
+//! section are not supported.
 
 use core::fmt;
 
@@ -143,14 +146,14 @@ impl fmt::Display for Escaped<'_> {
 /// A Xen ELF note the builder refuses. Every message names the note.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoteError {
-    /// No note named "Xen" in any `PT_NOTE` segment: not a Xen PV kernel.
+    /// No note named "Xen" in any `PT_NOTE` segment or `SHT_NOTE` section: not a Xen PV kernel.
     NoXenNotes,
-    /// A note record's header, name or descriptor runs past the end of its segment.
+    /// A note record's header, name or descriptor runs past the end of its segment (or section).
     Truncated {
         /// Byte offset of the record inside its segment.
         offset: usize,
     },
-    /// A string note has no NUL inside its descriptor.
+    /// A string note has no NUL inside its descriptor or the descriptor's padding.
     NotAString {
         /// The note.
         note: NoteType,
@@ -245,6 +248,9 @@ pub enum NoteError {
         /// Its value.
         va: u64,
     },
+    /// No `PT_NOTE` segment holds a Xen note and the section header table, where the notes must
+    /// then be looked for, is malformed.
+    SectionHeaders(super::elf::ElfError),
 }
 
 impl fmt::Display for NoteError {
@@ -253,7 +259,7 @@ impl fmt::Display for NoteError {
         match self {
             NoteError::NoXenNotes => write!(
                 f,
-                "not a Xen PV kernel: no Xen ELF notes (no PT_NOTE segment holds a note named \"Xen\")"
+                "not a Xen PV kernel: no Xen ELF notes (no PT_NOTE segment or SHT_NOTE section holds a note named \"Xen\")"
             ),
             NoteError::Truncated { offset } => write!(
                 f,
@@ -371,6 +377,10 @@ impl fmt::Display for NoteError {
                 "Xen ELF note {} {va:#x} lies inside the image",
                 n(XEN_ELFNOTE_INIT_P2M)
             ),
+            NoteError::SectionHeaders(e) => write!(
+                f,
+                "no Xen ELF notes in a PT_NOTE segment, and the SHT_NOTE sections cannot be read: {e}"
+            ),
         }
     }
 }
@@ -412,8 +422,8 @@ pub struct XenNotes<'a> {
     pub entry: Option<u64>,
     /// `HYPERCALL_PAGE`.
     pub hypercall_page: Option<u64>,
-    /// `INIT_P2M`: where the kernel would like the p2m list. Recorded, not honoured: the list stays
-    /// in the initial mapping, as with hypervisors that predate the note (the kernel must cope).
+    /// `INIT_P2M`: where the kernel wants the p2m list mapped, outside the initial region
+    /// (`layout.rs` places it there, as Xen's `dom0_construct_pv` does).
     pub init_p2m: Option<u64>,
     /// `MOD_START_PFN` is non-zero.
     pub mod_start_pfn: bool,
@@ -436,13 +446,14 @@ fn align4(x: usize) -> Option<usize> {
     x.checked_add(3).map(|v| v & !3)
 }
 
-/// The string value of a string note: the bytes before the first NUL of its descriptor.
-fn string_value(note: NoteType, desc: &[u8]) -> Result<&[u8], NoteError> {
-    let nul = desc
+/// The string value of a string note: the bytes before the first NUL of its descriptor, or of its
+/// padding (`padded` is the descriptor followed by its padding up to the next 4-byte boundary).
+fn string_value(note: NoteType, padded: &[u8]) -> Result<&[u8], NoteError> {
+    let nul = padded
         .iter()
         .position(|&b| b == 0)
         .ok_or(NoteError::NotAString { note })?;
-    Ok(&desc[..nul])
+    Ok(&padded[..nul])
 }
 
 /// The value of a numeric note (`elf_note_numeric`): 1, 2, 4 or 8 little-endian bytes.
@@ -495,12 +506,20 @@ fn parse_features(
 }
 
 impl<'a> XenNotes<'a> {
-    /// Reads every note named "Xen" from the image's `PT_NOTE` segments (`elf_xen_parse_notes`)
-    /// and applies Xen's content checks (`elf_xen_note_check`).
+    /// Reads every note named "Xen" from the image's `PT_NOTE` segments (`elf_xen_parse_notes`),
+    /// or, when they hold none, from its `SHT_NOTE` sections (as `elf_xen_parse` falls back to
+    /// them), and applies Xen's content checks (`elf_xen_note_check`).
     pub fn parse(elf: &ElfImage<'a>) -> Result<Self, NoteError> {
         let mut notes = XenNotes::default();
         for segment in elf.note_bytes() {
             notes.parse_segment(segment)?;
+        }
+        if notes.count == 0 {
+            // A broken section header table is only an error when the notes must come from it.
+            let sections = elf.note_sections().map_err(NoteError::SectionHeaders)?;
+            for &(off, len) in &sections {
+                notes.parse_segment(&elf.bytes()[off..off + len])?;
+            }
         }
         notes.check()?;
         Ok(notes)
@@ -529,20 +548,22 @@ impl<'a> XenNotes<'a> {
             pos = align4(descsz)
                 .and_then(|d| desc_at.checked_add(d))
                 .ok_or(truncated)?;
+            // The descriptor and whatever of its padding the segment holds.
+            let padded = &seg[desc_at..pos.min(seg.len())];
 
             // `strcmp(note_name, "Xen")`: the name up to its NUL.
             let name = name.split(|&b| b == 0).next().unwrap_or(name);
             if name == b"Xen" {
                 self.count += 1;
-                self.apply(NoteType(ty), desc)?;
+                self.apply(NoteType(ty), desc, padded)?;
             }
         }
         Ok(())
     }
 
     /// Records one Xen note (`elf_xen_parse_note`). Unknown types are ignored, as in Xen.
-    fn apply(&mut self, note: NoteType, desc: &'a [u8]) -> Result<(), NoteError> {
-        let string = || string_value(note, desc);
+    fn apply(&mut self, note: NoteType, desc: &'a [u8], padded: &'a [u8]) -> Result<(), NoteError> {
+        let string = || string_value(note, padded);
         let number = || numeric_value(note, desc);
         match note.0 {
             XEN_ELFNOTE_GUEST_OS => self.guest_os = Some(string()?),

@@ -5,7 +5,8 @@
 //! `xen/arch/x86/pv/dom0_build.c`. The tables occupy the region's page-table pages in the order
 //! Xen allocates them: the L4 first (`pt_base`), then for the first 2 MiB block an L1, an L2 and an
 //! L3, then one L1 per further 2 MiB block, each followed by a new L2 when it starts a 1 GiB block
-//! and a new L3 when it starts a 512 GiB block.
+//! and a new L3 when it starts a 512 GiB block. An `INIT_P2M` list outside the region is mapped the
+//! same way by tables of its own, allocated in the same order right after the list's pages.
 
 use super::layout::{Layout, PAGE_SIZE};
 pub use crate::mm::PtLevel;
@@ -73,14 +74,39 @@ const BLOCK: u64 = 1 << 21;
 
 /// The region's 2 MiB blocks, with table pfns assigned in Xen's order after the L4.
 fn blocks(layout: &Layout) -> impl Iterator<Item = Block> + '_ {
-    let mut next_pfn = layout.pfn_of(layout.page_tables.start) + 1;
-    let mut va = layout.v_start;
+    blocks_of(
+        layout.v_start,
+        layout.v_end,
+        layout.pfn_of(layout.page_tables.start) + 1,
+    )
+}
+
+/// The pages of an `INIT_P2M` list: `(first va, one past the last, first pfn)`, or `None` when the
+/// list lies in the region.
+fn p2m_mapping(layout: &Layout) -> Option<(u64, u64, u64)> {
+    if layout.p2m_tables == 0 {
+        return None;
+    }
+    let end = layout.p2m.end.next_multiple_of(PAGE_SIZE);
+    Some((layout.p2m.start, end, layout.p2m_pfn))
+}
+
+/// The 2 MiB blocks of the `INIT_P2M` list's mapping (none when the list is in the region), with
+/// table pfns assigned after the list's own pages.
+fn p2m_blocks(layout: &Layout) -> impl Iterator<Item = Block> + '_ {
+    let (start, end, pfn) = p2m_mapping(layout).unwrap_or((0, 0, 0));
+    blocks_of(start, end, pfn + (end - start) / PAGE_SIZE)
+}
+
+/// The 2 MiB blocks of `[start, end)`, with table pfns assigned in Xen's order from `next_pfn`.
+fn blocks_of(start: u64, end_all: u64, mut next_pfn: u64) -> impl Iterator<Item = Block> {
+    let mut va = start;
     core::iter::from_fn(move || {
-        if va >= layout.v_end {
+        if va >= end_all {
             return None;
         }
-        let first = va == layout.v_start;
-        let end = ((va & !(BLOCK - 1)) + BLOCK).min(layout.v_end);
+        let first = va == start;
+        let end = ((va & !(BLOCK - 1)) + BLOCK).min(end_all);
         let mut take = || {
             next_pfn += 1;
             next_pfn - 1
@@ -100,15 +126,15 @@ fn blocks(layout: &Layout) -> impl Iterator<Item = Block> + '_ {
     })
 }
 
-/// The page-table frames of `layout` in Xen's allocation order; exactly `nr_pt_frames` of them,
-/// the L4 first.
+/// The page-table frames of `layout` in Xen's allocation order: the `nr_pt_frames` of the region,
+/// the L4 first, then the `p2m_tables` that map an `INIT_P2M` list.
 pub fn frames(layout: &Layout) -> impl Iterator<Item = PtFrame> + '_ {
     let l4 = PtFrame {
         pfn: layout.pfn_of(layout.page_tables.start),
         level: PtLevel::L4,
         va: layout.v_start,
     };
-    core::iter::once(l4).chain(blocks(layout).flat_map(|b| {
+    core::iter::once(l4).chain(blocks(layout).chain(p2m_blocks(layout)).flat_map(|b| {
         let frame = |level| {
             move |pfn| PtFrame {
                 pfn,
@@ -143,7 +169,7 @@ pub const fn table_index(level: PtLevel, va: u64) -> usize {
 ///
 /// L4, L3 and L2 entries get `L4_PROT`/`L3_PROT`/`L2_PROT`; each page of the region gets an L1
 /// entry with `L1_PROT`, minus `_PAGE_RW` for the page-table pages themselves
-/// (`mark_pv_pt_pages_rdonly`).
+/// (`mark_pv_pt_pages_rdonly`); each page of an `INIT_P2M` list gets a writable L1 entry.
 pub fn write_entries<E>(
     layout: &Layout,
     mfn_of: impl Fn(u64) -> u64,
@@ -151,9 +177,36 @@ pub fn write_entries<E>(
 ) -> Result<(), E> {
     let l4 = layout.pfn_of(layout.page_tables.start);
     let pt_pfns = l4..l4 + layout.nr_pt_frames;
+    map_blocks(l4, blocks(layout), &mfn_of, &mut write, |va| {
+        let pfn = layout.pfn_of(va);
+        let prot = if pt_pfns.contains(&pfn) {
+            L1_PROT & !PAGE_RW
+        } else {
+            L1_PROT
+        };
+        (pfn, prot)
+    })?;
+    if let Some((start, _, first_pfn)) = p2m_mapping(layout) {
+        map_blocks(l4, p2m_blocks(layout), &mfn_of, &mut write, |va| {
+            (first_pfn + (va - start) / PAGE_SIZE, L1_PROT)
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the entries for `blocks` under the L4 `l4`: each block's tables linked in (the first
+/// block allocates an L3 and an L2), and each page `va` of a block mapped as `page(va)` gives
+/// (pfn, L1 flags).
+fn map_blocks<E>(
+    l4: u64,
+    blocks: impl Iterator<Item = Block>,
+    mfn_of: &impl Fn(u64) -> u64,
+    write: &mut impl FnMut(u64, usize, u64) -> Result<(), E>,
+    page: impl Fn(u64) -> (u64, u64),
+) -> Result<(), E> {
     let mut l3 = 0;
     let mut l2 = 0;
-    for b in blocks(layout) {
+    for b in blocks {
         if let Some(new_l2) = b.l2 {
             if let Some(new_l3) = b.l3 {
                 l3 = new_l3;
@@ -176,12 +229,7 @@ pub fn write_entries<E>(
             (mfn_of(b.l1) << 12) | L2_PROT,
         )?;
         for va in (b.va..b.end).step_by(PAGE_SIZE as usize) {
-            let pfn = layout.pfn_of(va);
-            let prot = if pt_pfns.contains(&pfn) {
-                L1_PROT & !PAGE_RW
-            } else {
-                L1_PROT
-            };
+            let (pfn, prot) = page(va);
             write(
                 b.l1,
                 table_index(PtLevel::L1, va),

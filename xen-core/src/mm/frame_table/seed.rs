@@ -242,7 +242,8 @@ impl<'t> Mm<'t> {
     ///
     /// Every reference the hypervisor holds on the domain's behalf goes here: the vCPU's kernel
     /// and user L4 (CR3 is elsewhere by now: a domain is torn down from dom0's entry, on dom0's
-    /// tables), the frames of the GDT it installed with `set_gdt`, pins, and the shared pages
+    /// tables), the frames of the GDT it installed with `set_gdt`, the frame of its registered
+    /// `vcpu_info`, pins, and the shared pages
     /// (shared_info, grant-table frames). The LDT (`MMUEXT_SET_LDT`) holds none: its pages are
     /// not mapped by the hypervisor. What the tables themselves reference goes as each table
     /// loses its last type reference and is devalidated; grant mappings are dropped before this
@@ -252,6 +253,7 @@ impl<'t> Mm<'t> {
         let kernel = core::mem::replace(&mut dom.l4, Mfn(0));
         let user = dom.vcpu.user_l4.take();
         let gdt = core::mem::take(&mut dom.vcpu.gdt_frames);
+        let vcpu_info = dom.vcpu.vcpu_info.take();
         dom.vcpu.gdt_ents = 0;
         (dom.vcpu.ldt_base, dom.vcpu.ldt_ents) = (0, 0);
         let max = self.frames.max_ram_page();
@@ -267,6 +269,11 @@ impl<'t> Mm<'t> {
             // descriptor-page type reference on each frame (`pv_set_gdt`).
             for g in gdt {
                 pt.put_page_and_type(g);
+            }
+            // `unmap_vcpu_info`: `VCPUOP_register_vcpu_info` took a general and a writable type
+            // reference.
+            if let Some((v, _)) = vcpu_info {
+                pt.put_page_and_type(v);
             }
             // `relinquish_memory`: pins first (they may hold whole trees), then the rest.
             for m in 0..max {

@@ -812,3 +812,84 @@ fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
     let dom0 = set.guest(0).unwrap().dom.clone();
     domain1_is_gone(&t, &[&dom0]);
 }
+
+/// `VCPUOP_register_vcpu_info` as dom1: the argument written at its page 12 first.
+fn register_vcpu_info(t: &mut Two, mfn: u64, offset: u32) -> i64 {
+    use hypercall_abi::vcpu::{VCPUOP_register_vcpu_info, VcpuRegisterVcpuInfo};
+    let arg = page_va(12);
+    let mut g = crate::guest_access::PageTableGuest {
+        mem: &mut t.m.mem,
+        l4: t.doms[1].l4,
+    };
+    let info = VcpuRegisterVcpuInfo {
+        mfn,
+        offset,
+        rsvd: 0,
+    };
+    crate::guest_access::copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(arg), &info)
+        .unwrap();
+    t.call(
+        1,
+        __HYPERVISOR_vcpu_op,
+        [VCPUOP_register_vcpu_info.into(), 0, arg, 0, 0],
+    )
+}
+
+/// `map_vcpu_info`: the frame must be the domain's and take a writable type, the structure must
+/// fit in it, and it happens once; the frame then holds a general and a writable type reference
+/// (the audit counts them) until the domain is torn down, and every per-vCPU field of
+/// shared_info's `vcpu_info[0]` lives at the new place, starting with "everything pending".
+#[test]
+fn register_vcpu_info_moves_vcpu_info_and_holds_its_frame_until_teardown() {
+    const EINVAL: i64 = -22;
+    let mut t = Two::new();
+    let frame = d1(13);
+    // Crossing the end of the page; another domain's frame; a frame beyond RAM.
+    assert_eq!(register_vcpu_info(&mut t, frame, 4096 - 63), EINVAL);
+    assert_eq!(register_vcpu_info(&mut t, base(0) + 13, 0), EINVAL);
+    assert_eq!(register_vcpu_info(&mut t, 1 << 40, 0), EINVAL);
+    // One of its own page tables (the L4) cannot be made writable.
+    let l4 = t.doms[1].l4.0;
+    assert_eq!(register_vcpu_info(&mut t, l4, 0), EINVAL);
+    assert_eq!(t.doms[1].vcpu.vcpu_info, None);
+    t.check();
+
+    // Linux's shape: in a per-CPU page at some offset; the old contents come along.
+    let mask_at = Maddr(t.doms[1].shared_info.maddr().0 + 1);
+    t.m.mem.write(mask_at, &[1]).unwrap();
+    let before = t.frame(frame);
+    assert_eq!(register_vcpu_info(&mut t, frame, 0x40), 0);
+    assert_eq!(t.doms[1].vcpu.vcpu_info, Some((Mfn(frame), 0x40)));
+    let f = t.frame(frame);
+    assert_eq!(
+        (f.page_type(), f.type_count(), f.count()),
+        (
+            PageType::Writable,
+            before.type_count() + 1,
+            before.count() + 1
+        )
+    );
+    t.check();
+    let new = (frame << 12) + 0x40;
+    let byte = |t: &Two, at: u64| t.m.mem.read(Maddr(at), 1).unwrap()[0];
+    assert_eq!(byte(&t, new), 1, "upcall pending, to force a scan");
+    assert_eq!(byte(&t, new + 1), 1, "the mask came along");
+    assert_eq!(
+        t.m.mem.read_u64(Maddr(new + 8)),
+        Some(u64::MAX),
+        "every selector"
+    );
+    // The per-vCPU fields follow it; the legacy slot is left alone.
+    crate::shared_info::set_upcall_mask(&mut t.m.mem, &t.doms[1], false);
+    assert_eq!(byte(&t, new + 1), 0);
+    assert_eq!(byte(&t, mask_at.0), 1);
+    assert!(crate::shared_info::upcall_pending(&t.m.mem, &t.doms[1]));
+    // Once only.
+    assert_eq!(register_vcpu_info(&mut t, d1(14), 0), EINVAL);
+    assert_eq!(t.doms[1].vcpu.vcpu_info, Some((Mfn(frame), 0x40)));
+
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
+    assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
+    assert_eq!(t.doms[1].vcpu.vcpu_info, None);
+    domain1_is_gone(&t, &[&t.doms[0]]);
+}

@@ -26,12 +26,13 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
 struct Stop<'p> {
     preempt: Option<&'p dyn crate::ctx::Preempt>,
     shared_info: Mfn,
+    vcpu0: Option<crate::mm::Maddr>,
 }
 
 impl Stop<'_> {
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
         self.preempt
-            .is_some_and(|p| crate::ctx::preempt_check(p, mem, self.shared_info))
+            .is_some_and(|p| crate::ctx::preempt_check(p, mem, self.shared_info, self.vcpu0))
     }
 }
 
@@ -44,12 +45,14 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;
+    let vcpu0 = ctx.dom.vcpu.vcpu_info_maddr();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = Stop {
         preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
         shared_info,
+        vcpu0,
     };
     let guest_l4 = ctx.dom.l4;
     let curr = ctx.dom.info();

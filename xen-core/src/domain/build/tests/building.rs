@@ -140,11 +140,27 @@ fn check_domain(m: &Machine, d: &BuiltDomain, elf: &Elf, kind: DomainKind) {
             assert_ne!(e & PAGE_USER, 0);
         }
     }
-    assert_eq!(mapped, l.region_pages());
+    // An INIT_P2M list is mapped page by page outside the region, writable.
+    let p2m_outside_pages = if l.p2m_tables > 0 {
+        l.nr_p2m_frames - l.p2m_tables
+    } else {
+        0
+    };
+    for i in 0..p2m_outside_pages {
+        let va = l.p2m.start + i * PAGE_SIZE;
+        let want = d.mfn(Pfn(l.p2m_pfn + i)).maddr();
+        assert_eq!(
+            translate(&m.mem, d.l4, va, true),
+            Some(want),
+            "p2m va {va:#x}"
+        );
+        assert!(!region.contains(&va));
+    }
+    assert_eq!(mapped, l.region_pages() + p2m_outside_pages);
 
     // The page-table frames the hypervisor is told about are exactly the tables in use.
     let frames: Vec<(Mfn, PtLevel)> = d.page_table_frames().collect();
-    assert_eq!(frames.len() as u64, l.nr_pt_frames);
+    assert_eq!(frames.len() as u64, l.nr_pt_frames + l.p2m_tables);
     assert_eq!(frames[0], (d.l4, PtLevel::L4));
     let mut reported_l1s: Vec<Mfn> = frames
         .iter()
@@ -272,6 +288,94 @@ fn builds_a_linux_style_high_kernel_across_l3_and_l2_tables() {
     assert_eq!(d.layout.v_start, virt_base);
     assert_eq!(d.entry, virt_base + TEXT);
     check_domain(&m, &d, &elf, DomainKind::Dom0);
+}
+
+/// Linux's notes: high VIRT_BASE and INIT_P2M at 512 GiB.
+fn linux_like(init_p2m: u64) -> Elf {
+    let virt_base = 0xffff_ffff_8000_0000u64;
+    let mut elf = Elf::good()
+        .with(num_note(XEN_ELFNOTE_VIRT_BASE, virt_base))
+        .with(num_note(XEN_ELFNOTE_ENTRY, virt_base + TEXT))
+        .with(num_note(XEN_ELFNOTE_INIT_P2M, init_p2m))
+        .without(XEN_ELFNOTE_HYPERCALL_PAGE)
+        .without(XEN_ELFNOTE_PADDR_OFFSET);
+    elf.entry = virt_base + TEXT;
+    elf
+}
+
+#[test]
+fn init_p2m_places_the_p2m_list_outside_the_initial_mapping() {
+    let init_p2m = 0x80_0000_0000u64;
+    let elf = linux_like(init_p2m);
+    let image = elf.bytes();
+    for kind in [
+        DomainKind::Dom0,
+        DomainKind::DomU {
+            store_evtchn: 1,
+            console_evtchn: 2,
+        },
+    ] {
+        let mut m = Machine::new();
+        let nr_pages = 4096;
+        let d = m.build(&params(&image, nr_pages, kind)).unwrap();
+        let l = &d.layout;
+        assert_eq!(l.p2m.start, init_p2m);
+        assert_eq!(l.p2m.end, init_p2m + nr_pages * 8);
+        // start_info follows the kernel directly.
+        assert_eq!(l.start_info.start, l.kernel.end.next_multiple_of(PAGE_SIZE));
+        // 8 pages of list, one L3, one L2 and one L1 to map them, after the initial allocation.
+        let first = match kind {
+            DomainKind::Dom0 => l.region_pages().next_power_of_two(),
+            DomainKind::DomU { .. } => l.region_pages(),
+        };
+        assert_eq!((l.first_p2m_pfn, l.nr_p2m_frames), (first, 8 + 3));
+        assert_eq!((l.p2m_pfn, l.p2m_tables), (first, 3));
+        assert!(d.hypercall_page.is_none());
+        check_domain(&m, &d, &elf, kind);
+    }
+}
+
+#[test]
+fn init_p2m_placement_is_checked() {
+    let mut m = Machine::new();
+    let refused = |m: &mut Machine, va: u64| match m.build(&params(
+        &linux_like(va).bytes(),
+        4096,
+        DomainKind::Dom0,
+    )) {
+        Err(BuildError::Layout(LayoutError::P2mPlacement { va: got, reason })) => {
+            assert_eq!(got, va);
+            let text = BuildError::Layout(LayoutError::P2mPlacement { va, reason }).to_string();
+            assert!(text.contains("INIT_P2M"), "{text}");
+            reason
+        }
+        other => panic!("INIT_P2M {va:#x}: {other:?}"),
+    };
+    assert_eq!(refused(&mut m, 0x80_0000_0123), "not page aligned");
+    assert!(refused(&mut m, (1 << 47) - 4096).contains("non-canonical"));
+    assert!(refused(&mut m, 0xffff_8000_0000_0000).contains("hypervisor"));
+    // The kernel's own 512 GiB slot (but outside the image).
+    assert!(refused(&mut m, 0xffff_ff80_0000_0000).contains("slot"));
+    // Inside the image: libelf's own check.
+    let e = linux_like(0xffff_ffff_8010_0000);
+    assert!(matches!(
+        KernelImage::parse(&e.bytes()),
+        Err(BuildError::Note(NoteError::InitP2mInsideImage { .. }))
+    ));
+    // Too few pages for the list after the initial allocation.
+    let image = linux_like(0x80_0000_0000).bytes();
+    // 1024 pages: the initial allocation takes all of them (a 4 MiB region, a power of two), the
+    // 1024 entries need 2 pages and their mapping an L3, an L2 and an L1.
+    let err = plan(&params(&image, 1024, DomainKind::Dom0)).map(|_| ());
+    assert_eq!(
+        err,
+        Err(BuildError::Layout(LayoutError::TooFewPages {
+            nr_pages: 1024,
+            need: 1024 + 2 + 3
+        }))
+    );
+    // 1030 pages: 1030 entries take 3 pages.
+    assert!(plan(&params(&image, 1030, DomainKind::Dom0)).is_ok());
 }
 
 #[test]

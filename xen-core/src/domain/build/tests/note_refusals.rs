@@ -159,15 +159,30 @@ fn malformed_notes_are_refused_by_name() {
         note_err(&e).to_string(),
         "Xen ELF note ENTRY has a 3-byte value, must be 1, 2, 4 or 8 bytes"
     );
+    // No NUL in the descriptor, and no padding after it to hold one.
     let e = Elf::good().with(Note {
         name: b"Xen\0".to_vec(),
         ty: XEN_ELFNOTE_GUEST_OS,
-        desc: b"linux".to_vec(),
+        desc: b"linu".to_vec(),
     });
     assert_eq!(
         note_err(&e).to_string(),
         "Xen ELF note GUEST_OS is not a NUL-terminated string"
     );
+    // Nor in its padding: the padding bytes are not NUL.
+    let mut image = Elf::good()
+        .with(Note {
+            name: b"Xen\0".to_vec(),
+            ty: XEN_ELFNOTE_GUEST_OS,
+            desc: b"linux".to_vec(),
+        })
+        .bytes();
+    let at = image.windows(5).rposition(|w| w == b"linux").unwrap() + 5;
+    image[at..at + 3].copy_from_slice(b"xyz");
+    assert!(matches!(
+        parse_err(&image),
+        BuildError::Note(NoteError::NotAString { .. })
+    ));
     let e = Elf::good().with(Note {
         name: b"Xen\0".to_vec(),
         ty: XEN_ELFNOTE_SUPPORTED_FEATURES,
@@ -179,6 +194,80 @@ fn malformed_notes_are_refused_by_name() {
         .with(num4_note(XEN_ELFNOTE_ENTRY, TEXT as u32))
         .with(num_note(0x4242, 7));
     assert_eq!(KernelImage::parse(&e.bytes()).unwrap().addrs.entry, TEXT);
+}
+
+#[test]
+fn a_string_whose_nul_lies_in_the_padding_is_read_as_libelf_reads_it() {
+    // Linux's FEATURES note: 41 bytes, its NUL in the 3 bytes of padding.
+    let features = "!writable_page_tables|pae_pgdir_above_4gb";
+    let e = Elf::good().with(Note {
+        name: b"Xen\0".to_vec(),
+        ty: XEN_ELFNOTE_FEATURES,
+        desc: features.as_bytes().to_vec(),
+    });
+    let image = e.bytes();
+    let k = KernelImage::parse(&image).unwrap();
+    assert_eq!(k.notes.features, Some(features.as_bytes()));
+    assert!(k
+        .notes
+        .requires(hypercall_abi::version::XENFEAT_writable_page_tables));
+    assert!(k
+        .notes
+        .supports(hypercall_abi::version::XENFEAT_pae_pgdir_above_4gb));
+}
+
+#[test]
+fn notes_come_from_sections_when_no_note_segment_holds_them() {
+    let good = Elf::good().bytes();
+    let k = KernelImage::parse(&good).unwrap();
+    let (off, len) = k.elf.note_segments[0];
+    // Turn the PT_NOTE program header (the last one) into PT_NULL and describe the notes with a
+    // section header table instead: a NULL section and one SHT_NOTE section.
+    let phnum = u16::from_le_bytes([good[56], good[57]]) as usize;
+    let mut image = good.clone();
+    image[64 + (phnum - 1) * 56..][..4].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(
+        parse_err(&image),
+        BuildError::Note(NoteError::NoXenNotes)
+    ));
+    let shoff = image.len().next_multiple_of(8);
+    image.resize(shoff + 2 * 64, 0);
+    let sh = &mut image[shoff + 64..];
+    sh[4..8].copy_from_slice(&7u32.to_le_bytes());
+    sh[24..32].copy_from_slice(&(off as u64).to_le_bytes());
+    sh[32..40].copy_from_slice(&(len as u64).to_le_bytes());
+    image[40..48].copy_from_slice(&(shoff as u64).to_le_bytes());
+    image[58..60].copy_from_slice(&64u16.to_le_bytes());
+    image[60..62].copy_from_slice(&2u16.to_le_bytes());
+    let from_sections = KernelImage::parse(&image).unwrap();
+    assert_eq!(from_sections.notes, k.notes);
+    assert!(from_sections.elf.note_segments.is_empty());
+
+    // A section that lies outside the image, and a table that does, are refused by name.
+    let mut bad = image.clone();
+    bad[shoff + 64 + 32..][..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let text = parse_err(&bad).to_string();
+    assert!(
+        text.contains("SHT_NOTE") && text.contains("section 1"),
+        "{text}"
+    );
+    let mut bad = image.clone();
+    bad[60..62].copy_from_slice(&0x400u16.to_le_bytes());
+    let text = parse_err(&bad).to_string();
+    assert!(text.contains("section header table"), "{text}");
+    let mut bad = image;
+    bad[58..60].copy_from_slice(&8u16.to_le_bytes());
+    assert!(matches!(
+        parse_err(&bad),
+        BuildError::Note(NoteError::SectionHeaders(ElfError::BadShentsize {
+            shentsize: 8
+        }))
+    ));
+    // With notes in a PT_NOTE segment, a broken section header table is never read.
+    let mut fine = good;
+    fine[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+    fine[60..62].copy_from_slice(&3u16.to_le_bytes());
+    assert!(KernelImage::parse(&fine).is_ok());
 }
 
 #[test]
