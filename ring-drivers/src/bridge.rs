@@ -355,7 +355,12 @@ impl Bridge {
     pub fn targets(&self, ingress: PortId, fwd: Forward) -> Vec<PortId> {
         match fwd {
             Forward::To(p) if p != ingress && self.ports.contains_key(&p) => alloc::vec![p],
-            Forward::Flood => self.ports.keys().copied().filter(|&p| p != ingress).collect(),
+            Forward::Flood => self
+                .ports
+                .keys()
+                .copied()
+                .filter(|&p| p != ingress)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -424,7 +429,10 @@ mod tests {
         let mut b = bridge(Config::default());
         let f = frame(mac(2), mac(1), 60);
         assert_eq!(b.forward(0, VIF1, &f), Forward::Flood);
-        assert_eq!(b.targets(VIF1, Forward::Flood), alloc::vec![NIC, DOM0, VIF2]);
+        assert_eq!(
+            b.targets(VIF1, Forward::Flood),
+            alloc::vec![NIC, DOM0, VIF2]
+        );
         // mac(1) is now known on VIF1: the reply goes there only.
         let r = frame(mac(1), mac(2), 60);
         assert_eq!(b.forward(S, VIF2, &r), Forward::To(VIF1));
@@ -441,7 +449,10 @@ mod tests {
         let mut b = bridge(Config::default());
         let f = frame(BROADCAST, mac(1), 42);
         assert_eq!(b.forward(0, NIC, &f), Forward::Flood);
-        assert_eq!(b.targets(NIC, Forward::Flood), alloc::vec![DOM0, VIF1, VIF2]);
+        assert_eq!(
+            b.targets(NIC, Forward::Flood),
+            alloc::vec![DOM0, VIF1, VIF2]
+        );
         // Even a broadcast to a learned address's port: the destination is a group.
         let m = frame([0x01, 0x00, 0x5e, 0, 0, 1], mac(2), 60);
         assert_eq!(b.forward(0, VIF2, &m), Forward::Flood);
@@ -471,7 +482,10 @@ mod tests {
         let mut b = bridge(cfg);
         b.forward(0, VIF1, &frame(BROADCAST, mac(1), 60));
         assert_eq!(b.lookup(10 * S, &mac(1)), Some(VIF1), "fresh at the limit");
-        assert_eq!(b.forward(11 * S, VIF2, &frame(mac(1), mac(2), 60)), Forward::Flood);
+        assert_eq!(
+            b.forward(11 * S, VIF2, &frame(mac(1), mac(2), 60)),
+            Forward::Flood
+        );
         assert_eq!(b.stats().aged, 1);
         // Refreshed entries stay: mac(2) was seen at 11 s.
         b.forward(15 * S, VIF2, &frame(BROADCAST, mac(2), 60));
@@ -499,7 +513,10 @@ mod tests {
         assert_eq!(b.stats().learn_refused, 196);
         assert_eq!(b.lookup(S, &mac(3)), Some(VIF1));
         // mac(100) was not learned: frames to it flood.
-        assert_eq!(b.forward(S, VIF1, &frame(mac(100), mac(0), 60)), Forward::Flood);
+        assert_eq!(
+            b.forward(S, VIF1, &frame(mac(100), mac(0), 60)),
+            Forward::Flood
+        );
         // Once the old entries age out, learning resumes.
         assert_eq!(b.age(20 * S), 4);
         b.forward(20 * S, NIC, &frame(BROADCAST, mac(100), 60));
@@ -525,7 +542,10 @@ mod tests {
         assert_eq!(b.add_port(DOM0, Some(BROADCAST)), Err(PortError::BadMac));
         assert_eq!(b.add_port(VIF1, None), Err(PortError::Exists));
         // The fixed entry is there before the domU sent anything.
-        assert_eq!(b.forward(0, NIC, &frame(mac(1), mac(9), 60)), Forward::To(VIF1));
+        assert_eq!(
+            b.forward(0, NIC, &frame(mac(1), mac(9), 60)),
+            Forward::To(VIF1)
+        );
         // VIF2 claims mac(1) and mac(7): dropped.
         assert_eq!(
             b.forward(0, VIF2, &frame(BROADCAST, mac(1), 60)),
@@ -540,12 +560,19 @@ mod tests {
             b.forward(0, NIC, &frame(BROADCAST, mac(2), 60)),
             Forward::Drop(Drop::Spoofed)
         );
-        assert_eq!(b.lookup(u64::MAX, &mac(2)), Some(VIF2), "fixed entries never age");
+        assert_eq!(
+            b.lookup(u64::MAX, &mac(2)),
+            Some(VIF2),
+            "fixed entries never age"
+        );
         assert_eq!(b.port_stats(VIF2).unwrap().spoofed, 2);
         // Removing the port forgets its entries.
         assert!(b.remove_port(VIF1).is_some());
         assert_eq!(b.lookup(0, &mac(1)), None);
-        assert_eq!(b.forward(0, NIC, &frame(mac(1), mac(9), 60)), Forward::Flood);
+        assert_eq!(
+            b.forward(0, NIC, &frame(mac(1), mac(9), 60)),
+            Forward::Flood
+        );
         assert_eq!(b.targets(NIC, Forward::Flood), alloc::vec![VIF2]);
         assert_eq!(b.remove_port(VIF1), None);
     }
@@ -574,8 +601,14 @@ mod tests {
         assert!(b.is_empty(), "nothing learned from dropped frames");
         assert_eq!(b.port_stats(VIF1).unwrap().dropped, 5);
         // A header-only frame is fine.
-        assert_eq!(b.forward(0, VIF1, &frame(mac(2), mac(1), 14)), Forward::Flood);
-        assert_eq!(b.forward(0, VIF1, &frame(mac(2), mac(1), 1518)), Forward::Flood);
+        assert_eq!(
+            b.forward(0, VIF1, &frame(mac(2), mac(1), 14)),
+            Forward::Flood
+        );
+        assert_eq!(
+            b.forward(0, VIF1, &frame(mac(2), mac(1), 1518)),
+            Forward::Flood
+        );
     }
 
     #[test]

@@ -139,10 +139,9 @@ impl Net {
             nic.irq
         );
         let addressing = match cmdline.get("net-ip").and_then(parse_cidr) {
-            Some(cidr) => Addressing::Static(
-                cidr,
-                cmdline.get("net-gw").and_then(|g| g.parse().ok()),
-            ),
+            Some(cidr) => {
+                Addressing::Static(cidr, cmdline.get("net-gw").and_then(|g| g.parse().ok()))
+            }
             None => Addressing::Dhcp,
         };
         let now = time::now_ns().unwrap_or(0);
@@ -232,7 +231,10 @@ impl Net {
                 );
             }
         }
-        let _ = writeln!(out, "echo: {echoed} bytes echoed; http: {pages} pages served");
+        let _ = writeln!(
+            out,
+            "echo: {echoed} bytes echoed; http: {pages} pages served"
+        );
     }
 
     /// Moves frames until nothing moves: the NIC's arrivals, dom0's stack.
