@@ -82,6 +82,8 @@ pub enum Channel {
     Ping(u16),
     /// A block ring (`blkif`).
     Blk(u16),
+    /// dom0's network card (its PIRQ).
+    Nic,
 }
 
 /// The port-to-handler table. Only the event loop touches it (never the upcall).
