@@ -33,8 +33,8 @@ use smoltcp::wire::{
 
 /// A network device as the stack sees it: whole Ethernet frames in and out (no FCS).
 pub trait Nic {
-    /// Whether a frame can be sent now (a free buffer and ring slot).
-    fn can_transmit(&self) -> bool;
+    /// Whether a frame can be sent now (a free buffer and ring slot); may reap completions.
+    fn can_transmit(&mut self) -> bool;
     /// Sends a frame; `false` if it could not (dropped).
     fn transmit(&mut self, frame: &[u8]) -> bool;
     /// The next received frame, if any.
@@ -188,7 +188,10 @@ impl<N: Nic> phy::Device for Phy<'_, N> {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxTok<'_, N>> {
-        self.nic.can_transmit().then(|| TxTok {
+        if !self.nic.can_transmit() {
+            return None;
+        }
+        Some(TxTok {
             nic: self.nic,
             stats: self.stats,
         })
@@ -278,7 +281,8 @@ impl NetStack {
                 let mut d = dhcpv4::Socket::new();
                 if let Some(ip) = requested {
                     // The socket set is 'static: the option lives as long as the stack.
-                    let bytes: &'static [u8; 4] = alloc::boxed::Box::leak(alloc::boxed::Box::new(ip.octets()));
+                    let bytes: &'static [u8; 4] =
+                        alloc::boxed::Box::leak(alloc::boxed::Box::new(ip.octets()));
                     let opt: &'static [DhcpOption<'static>] =
                         alloc::boxed::Box::leak(alloc::boxed::Box::new([DhcpOption {
                             kind: 50,
@@ -497,7 +501,8 @@ impl NetStack {
             self.next_port + 1
         };
         let remote = IpEndpoint::new(IpAddress::Ipv4(remote), port);
-        s.connect(self.iface.context(), remote, self.next_port).ok()?;
+        s.connect(self.iface.context(), remote, self.next_port)
+            .ok()?;
         Some(ConnId(self.sockets.add(s)))
     }
 
@@ -636,13 +641,13 @@ mod tests {
     }
 
     impl Nic for WireEnd {
-        fn can_transmit(&self) -> bool {
+        fn can_transmit(&mut self) -> bool {
             self.out.borrow().len() < 64
         }
         fn transmit(&mut self, frame: &[u8]) -> bool {
             assert!(frame.len() <= MAX_FRAME);
             self.sent += 1;
-            if self.drop_every != 0 && self.sent % self.drop_every == 0 {
+            if self.drop_every != 0 && self.sent.is_multiple_of(self.drop_every) {
                 return true;
             }
             self.out.borrow_mut().push_back(frame.to_vec());
@@ -688,9 +693,11 @@ mod tests {
     impl Pair {
         fn step(&mut self) {
             self.ms += 1;
-            let mut page = |s: &StackStats| format!("domain 1\nhttp requests {}\n", s.http_requests);
+            let mut page =
+                |s: &StackStats| format!("domain 1\nhttp requests {}\n", s.http_requests);
             self.server.poll(&mut self.s_nic, self.ms, &mut page);
-            self.client.poll(&mut self.c_nic, self.ms, &mut |_| String::new());
+            self.client
+                .poll(&mut self.c_nic, self.ms, &mut |_| String::new());
         }
 
         /// Opens, sends `data`, closes our side after it, collects until the server closes.
@@ -708,8 +715,10 @@ mod tests {
                     self.client.close(c);
                     closed = true;
                 }
-                if matches!(self.client.state(c), ConnState::Closed | ConnState::PeerClosed)
-                    && sent == data.len()
+                if matches!(
+                    self.client.state(c),
+                    ConnState::Closed | ConnState::PeerClosed
+                ) && sent == data.len()
                 {
                     self.client.recv(c, &mut got);
                     // Let the last (delayed) ACK out before forgetting the socket.
@@ -758,7 +767,9 @@ mod tests {
         // Again, more times than there are sockets: they are re-armed.
         for i in 2..20 {
             let resp = p.exchange(80, b"GET / HTTP/1.0\r\n\r\n");
-            assert!(split(&resp).1.ends_with(format!("requests {i}\n").as_bytes()));
+            assert!(split(&resp)
+                .1
+                .ends_with(format!("requests {i}\n").as_bytes()));
         }
     }
 
@@ -800,7 +811,11 @@ mod tests {
             *b = x as u8;
         }
         let got = p.exchange(7, &data);
-        assert!(got == data, "echo changed the stream ({} bytes back)", got.len());
+        assert!(
+            got == data,
+            "echo changed the stream ({} bytes back)",
+            got.len()
+        );
         assert_eq!(p.server.stats().echo_bytes, 1 << 20);
         assert_eq!(p.server.stats().echo_connections, 1);
     }

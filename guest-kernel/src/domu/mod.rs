@@ -12,7 +12,9 @@
 //! (ping, pong), and dom0 grant-copies the pattern, checks it, copies its complement into the
 //! reply page and writes `data/result` = `ok <sum>`, which we watch. Then we power off.
 //!
-//! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close.
+//! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close. Then, if dom0
+//! made a vif for us (`device/vif/0`), the network (`net.rs` over `netfront.rs`): DHCP, HTTP on
+//! port 80, echo on port 7, until dom0 shuts us down; without one the domU powers off as before.
 //! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil`, `blk-reconnects=<n>` and `blk-bench[=<start>]` run a block mode
 //! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
 //!
@@ -43,6 +45,8 @@ use crate::kernel::{console, mm, shared_info, time, traps};
 pub mod blkfront;
 pub mod client;
 pub mod error;
+pub mod net;
+pub mod netfront;
 
 /// A ring page of our initial region, from its machine frame.
 fn own_page(mfn: u64) -> Option<MappedPage> {
@@ -259,7 +263,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     }
     println!("domU: ping-pong {rounds} round trips ok, grant copy verified");
     // The block device: read sector 0 through the split driver.
-    blkfront::demo(&mut d)
+    blkfront::demo(&mut d)?;
+    // The network, if dom0 made us a vif: served until dom0 shuts us down.
+    net::serve_if_vif(&mut d, domid, cmdline)
 }
 
 /// Writes `data/*` in one transaction (retried on EAGAIN).
