@@ -105,6 +105,7 @@ test: images
 
 lint:
 	cargo fmt --all -- --check
+	bash scripts/check-layers.sh
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p guest-kernel -p xen-core -p hypercall-abi -p ring-drivers --target $(TARGET) -- -D warnings
 

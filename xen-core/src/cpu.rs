@@ -11,12 +11,12 @@
 
 use core::fmt;
 
-use crate::domain::lifecycle::Pool;
+use crate::ctx::Machine;
+use crate::domain::pool::Pool;
 use crate::domain::set::DomainSet;
 use crate::domain::{Domain, FlushRequest, MachineInfo};
-use crate::hypercall::Machine;
 use crate::mm::Mfn;
-use crate::sched::core::Sched;
+use crate::sched::Sched;
 
 /// How the machine stops (dom0 took it with it, or a fatal error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,11 +5,11 @@ use std::collections::VecDeque;
 use std::fmt::Write;
 
 use crate::cpu::{Arch, Counters, Stop};
-use crate::domain::lifecycle::Pool;
+use crate::ctx::{Machine, Preempt};
+use crate::domain::pool::Pool;
 use crate::domain::set::DomainSet;
 use crate::domain::{Domain, DomainId, FlushRequest};
 use crate::hypercall::testing::FakeMachine;
-use crate::hypercall::{Machine, Preempt};
 use crate::mm::frame_table::Mm;
 use crate::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 

@@ -1,12 +1,9 @@
-//! The hypervisor's debug keys and register dumps (Xen's `common/keyhandler.c`).
+//! The hypervisor's debug keys (Xen's `common/keyhandler.c`).
 //!
 //! Serial input belongs to dom0 until three `CTRL-a` hand it to the hypervisor (and three more
 //! back, `crate::console::InputSwitch`). Then each key prints a view of the machine: `q` the
 //! domains and their vCPUs, `e` the event channels, `r` the scheduler, `p` the performance
-//! counters (`P` resets them), `h` the list. [`RegsDump`] formats a register frame, for the keys,
-//! a crashed domain and a fatal trap alike.
-
-use core::fmt;
+//! counters (`P` resets them), `h` the list.
 
 use crate::cpu::{printk, Arch, Hv};
 use crate::domain::set::{DomainSet, MAX_DOMAINS};
@@ -22,7 +19,7 @@ pub fn poll<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
     });
     if for_dom0 {
         // Xen raises VIRQ_CONSOLE in the hardware domain when serial input arrives for it.
-        crate::domain::lifecycle::notify_dom0(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_CONSOLE);
+        event_channel::send_global_virq(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_CONSOLE);
     }
     for key in keys {
         handle_key(hv, doms, regs, key);
@@ -87,7 +84,7 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
                 for port in 1..ports.valid_ports() {
                     if let Some(c) = ports.channel(port) {
                         if c.state != crate::evtchn::ChannelState::Free {
-                            let pending = event_channel::port_pending(&*arch, &g.dom, port);
+                            let pending = crate::shared_info::port_pending(&*arch, &g.dom, port);
                             printk!(
                                 arch,
                                 "  port {port}: {:?} pending {}\n",
@@ -143,41 +140,5 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
             }
         }
         _ => {}
-    }
-}
-
-/// A register frame, formatted as Xen's `show_registers` lines (addresses only:
-/// `addr2line -e build/xen-syms` turns them into symbols).
-pub struct RegsDump<'a>(pub &'a Regs);
-
-impl fmt::Display for RegsDump<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.0;
-        writeln!(
-            f,
-            "RIP: {:04x}:{:016x}  RFLAGS: {:016x}  RSP: {:04x}:{:016x}",
-            r.cs, r.rip, r.rflags, r.ss, r.rsp
-        )?;
-        writeln!(
-            f,
-            "rax: {:016x} rbx: {:016x} rcx: {:016x} rdx: {:016x}",
-            r.rax, r.rbx, r.rcx, r.rdx
-        )?;
-        writeln!(
-            f,
-            "rsi: {:016x} rdi: {:016x} rbp: {:016x} r8:  {:016x}",
-            r.rsi, r.rdi, r.rbp, r.r8
-        )?;
-        writeln!(
-            f,
-            "r9:  {:016x} r10: {:016x} r11: {:016x} r12: {:016x}",
-            r.r9, r.r10, r.r11, r.r12
-        )?;
-        writeln!(
-            f,
-            "r13: {:016x} r14: {:016x} r15: {:016x}",
-            r.r13, r.r14, r.r15
-        )?;
-        writeln!(f, "vector: {:#x} error code: {:#x}", r.vector, r.error_code)
     }
 }

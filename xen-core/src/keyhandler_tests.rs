@@ -4,13 +4,14 @@ use hypercall_abi::xen::VIRQ_CONSOLE;
 
 use crate::cpu::Hv;
 use crate::cpu_fake::FakeArch;
-use crate::domain::lifecycle::Pool;
+use crate::domain::pool::Pool;
 use crate::domain::set::{DomainSet, MAX_PORT_2L};
 use crate::evtchn::hypercall::bind_virq_for;
 use crate::hypercall::testing::{guest, setup};
-use crate::keyhandler::{poll, RegsDump};
+use crate::keyhandler::poll;
 use crate::mm::frame_alloc::BootFrameAllocator;
 use crate::regs::Regs;
+use crate::regs::RegsDump;
 
 /// dom0 (slot 0, running, `VIRQ_CONSOLE` bound) and domain 4 (slot 2, blocked).
 fn world() -> (Hv<FakeArch>, Box<DomainSet>) {

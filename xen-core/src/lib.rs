@@ -22,6 +22,7 @@ pub mod console;
 pub mod cpu;
 #[cfg(test)]
 pub(crate) mod cpu_fake;
+pub mod ctx;
 pub mod domain;
 pub mod emulate;
 pub mod evtchn;

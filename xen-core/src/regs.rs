@@ -1,10 +1,13 @@
-//! The register frame every entry into the hypervisor saves: exceptions, interrupts and hypercalls.
+//! The register frame every entry into the hypervisor saves (exceptions, interrupts, hypercalls),
+//! and its dump ([`RegsDump`]) for the debug keys, a crashed domain and a fatal trap alike.
 //!
 //! The layout is fixed by the entry assembly (`arch/x86_64/entry.rs`): the CPU pushes SS, RSP,
 //! RFLAGS, CS, RIP; the stub pushes an error code (0 where the CPU pushes none) and the entry
 //! vector; the common path pushes the general registers. A hypercall (`syscall`) builds the same
 //! frame by hand with [`ENTRY_SYSCALL`] as its vector, so one type serves every path (Xen's
 //! `struct cpu_user_regs` plays this role).
+
+use core::fmt;
 
 use hypercall_abi::arch_x86_64::{FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 
@@ -106,3 +109,39 @@ impl Regs {
 }
 
 const _: () = assert!(core::mem::size_of::<Regs>() == 22 * 8);
+
+/// A register frame, formatted as Xen's `show_registers` lines (addresses only:
+/// `addr2line -e build/xen-syms` turns them into symbols).
+pub struct RegsDump<'a>(pub &'a Regs);
+
+impl fmt::Display for RegsDump<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        writeln!(
+            f,
+            "RIP: {:04x}:{:016x}  RFLAGS: {:016x}  RSP: {:04x}:{:016x}",
+            r.cs, r.rip, r.rflags, r.ss, r.rsp
+        )?;
+        writeln!(
+            f,
+            "rax: {:016x} rbx: {:016x} rcx: {:016x} rdx: {:016x}",
+            r.rax, r.rbx, r.rcx, r.rdx
+        )?;
+        writeln!(
+            f,
+            "rsi: {:016x} rdi: {:016x} rbp: {:016x} r8:  {:016x}",
+            r.rsi, r.rdi, r.rbp, r.r8
+        )?;
+        writeln!(
+            f,
+            "r9:  {:016x} r10: {:016x} r11: {:016x} r12: {:016x}",
+            r.r9, r.r10, r.r11, r.r12
+        )?;
+        writeln!(
+            f,
+            "r13: {:016x} r14: {:016x} r15: {:016x}",
+            r.r13, r.r14, r.r15
+        )?;
+        writeln!(f, "vector: {:#x} error code: {:#x}", r.vector, r.error_code)
+    }
+}

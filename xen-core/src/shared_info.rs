@@ -521,6 +521,11 @@ pub fn upcall_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
     SharedInfoPage::of(m, dom.shared_info).upcall_pending(0)
 }
 
+/// Whether event channel `port` of `dom` is pending (its bit in `evtchn_pending`).
+pub fn port_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, port: u32) -> bool {
+    SharedInfoPage::of(m, dom.shared_info).evtchn_pending(port)
+}
+
 /// Records a page-fault address where `dom`'s handler reads it (vCPU 0).
 pub fn set_cr2<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, cr2: u64) {
     SharedInfoPage::of_mut(m, dom.shared_info).set_cr2(0, cr2);

@@ -15,129 +15,16 @@
 use hypercall_abi::sched::SHUTDOWN_reboot;
 
 use crate::cpu::{printk, Arch, Hv, Stop};
+use crate::domain::pool::{one, INVALID_M2P_ENTRY};
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
-use crate::domain::Shutdown;
+use crate::domain::{DomainId, Shutdown};
 use crate::evtchn::hypercall as event_channel;
-use crate::keyhandler::RegsDump;
-use crate::mm::frame_alloc::{BootFrameAllocator, FrameRange};
-use crate::mm::frame_table::Owner;
-use crate::mm::{Maddr, Mfn};
+use crate::gnttab::hypercall as grant_table;
+use crate::mm::frame_table::{Mm, Owner};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::power::FailCode;
 use crate::regs::Regs;
-
-/// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
-pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
-
-/// Dead domains whose frames are still referenced, at most (a push beyond would lose them).
-pub const MAX_ZOMBIES: usize = 64;
-
-/// A boot module, remembered so that a domain can be rebuilt from it.
-#[derive(Clone, Debug)]
-pub struct BootModule {
-    /// Its bytes in machine memory (reserved for the hypervisor's lifetime).
-    pub start: Maddr,
-    /// Length in bytes.
-    pub len: usize,
-    /// Its string: path, then command line.
-    pub string: heapless::String<512>,
-}
-
-/// The memory a domain was given: its pages and its shared_info frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Alloc {
-    /// The domain.
-    pub domid: u16,
-    /// Its pages.
-    pub pages: FrameRange,
-    /// Its shared_info frame.
-    pub shared_info: Mfn,
-    /// Its grant-table frames (shared entries, shared with it or held in reserve, and active
-    /// entries): one run, taken at once.
-    pub grant_frames: FrameRange,
-}
-
-impl Alloc {
-    /// How many frames it holds.
-    pub fn frames(&self) -> u64 {
-        self.pages.len() + 1 + self.grant_frames.len()
-    }
-}
-
-/// Free memory, and what each domain took from it.
-pub struct Pool {
-    /// The free frames.
-    pub frames: BootFrameAllocator,
-    allocs: [Option<Alloc>; MAX_DOMAINS],
-    zombies: heapless::Vec<Alloc, MAX_ZOMBIES>,
-    /// Where the M2P table is (machine address).
-    pub m2p_base: u64,
-    /// The boot modules.
-    pub modules: heapless::Vec<BootModule, 16>,
-    /// The id the next domain built gets.
-    pub next_domid: u16,
-}
-
-impl Pool {
-    /// The pool over `frames`, with the M2P at `m2p_base`.
-    pub fn new(frames: BootFrameAllocator, m2p_base: u64) -> Pool {
-        Pool {
-            frames,
-            allocs: [const { None }; MAX_DOMAINS],
-            zombies: heapless::Vec::new(),
-            m2p_base,
-            modules: heapless::Vec::new(),
-            next_domid: 1,
-        }
-    }
-
-    /// Free frames.
-    pub fn free_frames(&self) -> u64 {
-        self.frames.free_frames()
-    }
-
-    /// Records that domain `domid` in `slot` owns `pages`, `shared_info` and `grant_frames`.
-    pub fn record(
-        &mut self,
-        slot: usize,
-        domid: u16,
-        pages: FrameRange,
-        shared_info: Mfn,
-        grant_frames: FrameRange,
-    ) {
-        self.allocs[slot] = Some(Alloc {
-            domid,
-            pages,
-            shared_info,
-            grant_frames,
-        });
-    }
-
-    /// What the domain in `slot` was given.
-    pub fn alloc(&self, slot: usize) -> Option<&Alloc> {
-        self.allocs.get(slot)?.as_ref()
-    }
-
-    /// Dead domains whose memory is not all back yet.
-    pub fn zombies(&self) -> &[Alloc] {
-        &self.zombies
-    }
-}
-
-/// The one frame `mfn`, as a range.
-pub fn one(mfn: Mfn) -> FrameRange {
-    FrameRange {
-        start: mfn,
-        end: Mfn(mfn.0 + 1),
-    }
-}
-
-/// Raises a global VIRQ (`VIRQ_DOM_EXC`, `VIRQ_CONSOLE`) in dom0.
-pub fn notify_dom0<A: Arch>(arch: &mut A, doms: &mut DomainSet, virq: u32) {
-    let Some(slot) = doms.slot_of(0) else { return };
-    if let Some((g, ports)) = doms.both_mut(slot) {
-        event_channel::send_virq(arch, &g.dom, ports, virq);
-    }
-}
+use crate::regs::RegsDump;
 
 /// Xen's name of a `SHUTDOWN_*` code.
 pub fn shutdown_name(code: u32) -> &'static str {
@@ -180,7 +67,11 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
                     }
                 }
                 // Tell the toolstack (`VIRQ_DOM_EXC` is global: dom0 binds it).
-                notify_dom0(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
+                event_channel::send_global_virq(
+                    &mut hv.arch,
+                    doms,
+                    hypercall_abi::xen::VIRQ_DOM_EXC,
+                );
             }
         }
         if doms.guest(slot).is_some_and(|g| g.destroy) {
@@ -214,6 +105,42 @@ fn dom0_stopped<A: Arch>(arch: &mut A, g: &DomainEntry, regs: &Regs, s: Shutdown
     }
 }
 
+/// A domain [`teardown`] took apart.
+#[derive(Debug)]
+pub struct Destroyed {
+    /// The domain as it was (name, boot module, shutdown reason, run time), its frames released.
+    pub guest: DomainEntry,
+    /// How many of its frames other domains still reference: they stay owned by its id (a
+    /// zombie, as on Xen) until those references go.
+    pub still_referenced: usize,
+    /// The domains whose page-table entries mapping its grants were cleared: their TLBs must be
+    /// flushed (global entries included) before they run again.
+    pub flush: heapless::Vec<DomainId, MAX_DOMAINS>,
+}
+
+/// Tears down the domain in `slot` (`domain_kill`, `domain_relinquish_resources`): its grant
+/// mappings of others and others' mappings of its grants go first, then its event channels
+/// (the other ends become unbound), then its memory is relinquished through the frame table
+/// ([`Mm::relinquish_domain`]: base pointers, GDT, pins, shares, allocations), and the slot
+/// is emptied. `None` if the slot is empty.
+pub fn teardown(
+    doms: &mut DomainSet,
+    slot: usize,
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+) -> Option<Destroyed> {
+    let (g, ports, grants, mut others) = doms.split(slot)?;
+    let flush = grant_table::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
+    event_channel::close_all(mem, &g.dom, ports, &mut others);
+    let still_referenced = mm.relinquish_domain(mem, &mut g.dom);
+    let guest = doms.remove(slot)?;
+    Some(Destroyed {
+        guest,
+        still_referenced,
+        flush,
+    })
+}
+
 /// Tears down the domain in `slot` (dom0 destroyed it): closes its event channels, relinquishes
 /// its memory, frees its slot, and tells dom0 (`VIRQ_DOM_EXC`).
 pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
@@ -230,7 +157,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     let Some((mm, mem)) = hv.arch.mm() else {
         return;
     };
-    let Some(gone) = doms.destroy(slot, mm, mem) else {
+    let Some(gone) = teardown(doms, slot, mm, mem) else {
         return;
     };
     // The mappers' TLBs: another vCPU is flushed when it is switched to; the running one now.
@@ -273,7 +200,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
         );
         let _ = hv.arch.build_domain(&mut hv.pool, doms, module);
     }
-    notify_dom0(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
+    event_channel::send_global_virq(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
 }
 
 /// Gives dead domains' frames back to the free pool once nothing references them (their M2P

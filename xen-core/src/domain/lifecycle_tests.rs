@@ -4,7 +4,8 @@
 use hypercall_abi::sched::{SHUTDOWN_poweroff, SHUTDOWN_reboot};
 use hypercall_abi::xen::VIRQ_DOM_EXC;
 
-use super::lifecycle::{self, Pool, INVALID_M2P_ENTRY};
+use super::lifecycle;
+use super::pool::{Pool, INVALID_M2P_ENTRY};
 use super::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use super::Shutdown;
 use crate::cpu::Hv;

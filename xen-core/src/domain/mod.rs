@@ -8,6 +8,7 @@ pub mod build;
 pub mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod pool;
 pub mod set;
 
 use hypercall_abi::arch_x86_64::TrapInfo;

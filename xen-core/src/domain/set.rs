@@ -9,8 +9,6 @@
 use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
 use crate::gnttab::GrantTable;
-use crate::mm::frame_table::Mm;
-use crate::mm::MachineMemoryMut;
 use crate::regs::Regs;
 
 /// Most domains at once, dom0 included.
@@ -189,45 +187,6 @@ impl DomainSet {
                 grants: (tlo, thi),
             },
         ))
-    }
-}
-
-/// A domain [`DomainSet::destroy`] took apart.
-#[derive(Debug)]
-pub struct Destroyed {
-    /// The domain as it was (name, boot module, shutdown reason, run time), its frames released.
-    pub guest: DomainEntry,
-    /// How many of its frames other domains still reference: they stay owned by its id (a
-    /// zombie, as on Xen) until those references go.
-    pub still_referenced: usize,
-    /// The domains whose page-table entries mapping its grants were cleared: their TLBs must be
-    /// flushed (global entries included) before they run again.
-    pub flush: heapless::Vec<DomainId, MAX_DOMAINS>,
-}
-
-impl DomainSet {
-    /// Tears down the domain in `slot` (`domain_kill`, `domain_relinquish_resources`): its grant
-    /// mappings of others and others' mappings of its grants go first, then its event channels
-    /// (the other ends become unbound), then its memory is relinquished through the frame table
-    /// ([`Mm::relinquish_domain`]: base pointers, GDT, pins, shares, allocations), and the slot
-    /// is emptied. `None` if the slot is empty.
-    pub fn destroy(
-        &mut self,
-        slot: usize,
-        mm: &mut Mm<'_>,
-        mem: &mut dyn MachineMemoryMut,
-    ) -> Option<Destroyed> {
-        let (g, ports, grants, mut others) = self.split(slot)?;
-        let flush =
-            crate::gnttab::hypercall::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
-        crate::evtchn::hypercall::close_all(mem, &g.dom, ports, &mut others);
-        let still_referenced = mm.relinquish_domain(mem, &mut g.dom);
-        let guest = self.remove(slot)?;
-        Some(Destroyed {
-            guest,
-            still_referenced,
-            flush,
-        })
     }
 }
 

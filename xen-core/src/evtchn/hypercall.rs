@@ -13,14 +13,15 @@ use core::cell::RefCell;
 
 use hypercall_abi::errno::Errno;
 
+use crate::ctx::{Ctx, HcResult, Machine};
+use crate::domain::set::DomainSet;
 use crate::domain::Domain;
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
 use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
-use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 use crate::shared_info::{
-    forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedInfoPage,
-    SharedMemory, SharedRead,
+    forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedMemory,
+    SharedRead,
 };
 
 /// A domain's shared_info frame, reached through the machine shared by every handle.
@@ -132,7 +133,7 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
         doms.add(&m, &g.dom, ports);
     }
     let mut guest = SharedGuest { m: &m, l4 };
-    let op = crate::hypercall::cmd32(cmd);
+    let op = crate::ctx::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
     drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
@@ -186,6 +187,15 @@ pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     with_domain(m, dom, ports, |doms, id| {
         let _ = evtchn::send_virq(doms, id, 0, virq);
     });
+}
+
+/// Raises a global VIRQ (`VIRQ_DOM_EXC`, `VIRQ_CONSOLE`) in dom0, if it exists (Xen's
+/// `send_global_virq`: global VIRQs go to the domain that bound them, the control domain here).
+pub fn send_global_virq<M: MachineMemoryMut + ?Sized>(m: &mut M, doms: &mut DomainSet, virq: u32) {
+    let Some(slot) = doms.slot_of(0) else { return };
+    if let Some((g, ports)) = doms.both_mut(slot) {
+        send_virq(m, &g.dom, ports, virq);
+    }
 }
 
 /// The interrupt of `gsi` arrived (its line masked): raises the PIRQ that `dom` (the control
@@ -244,9 +254,4 @@ pub fn close_all<M: MachineMemoryMut + ?Sized>(
         doms.add(&m, &g.dom, p);
     }
     let _ = evtchn::reset(&mut doms, id, id);
-}
-
-/// Whether event channel `port` of `dom` is pending.
-pub fn port_pending<M: MachineMemoryMut + ?Sized>(m: &M, dom: &Domain, port: u32) -> bool {
-    SharedInfoPage::of(m, dom.shared_info).evtchn_pending(port)
 }

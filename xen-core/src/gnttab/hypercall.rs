@@ -17,11 +17,11 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::*;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::Others;
 use crate::domain::DomainId;
 use crate::gnttab::{self as gnt, GrantTable, GrantTables};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr, PageTableGuest};
-use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::{MachineMemoryMut, Mfn};
 
 /// Bits of `cmd` above the command: a continuation's argument (`GNTTABOP_ARG_MASK`).
@@ -136,7 +136,7 @@ fn run_op<M: Machine + ?Sized>(
         return Err(Errno::ENOSYS);
     };
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
-        i > 0 && crate::hypercall::preempt_check(preempt, mem, shared_info)
+        i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info)
     };
     let l4 = ctx.dom.l4;
     let me = ctx.dom.id;

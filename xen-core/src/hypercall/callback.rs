@@ -5,7 +5,7 @@ use hypercall_abi::arch_x86_64::{VGCF_failsafe_disables_events, VGCF_syscall_dis
 use hypercall_abi::callback::*;
 use hypercall_abi::errno::Errno;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, is_canonical, GuestPtr};
 
 /// Vector of the NMI, whose callback lives in the trap table.
@@ -78,7 +78,7 @@ pub(super) fn callback_op<M: Machine + ?Sized>(
     cmd: u64,
     arg: u64,
 ) -> HcResult {
-    match super::cmd32(cmd) {
+    match crate::ctx::cmd32(cmd) {
         CALLBACKOP_register => {
             let reg: CallbackRegister = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             register(ctx, &reg)

@@ -10,7 +10,7 @@
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::{CONSOLEIO_read, CONSOLEIO_write};
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::GuestMemory;
 
 /// Bytes copied from the guest per step (Xen uses 128).
@@ -27,7 +27,7 @@ pub(super) fn console_io<M: Machine + ?Sized>(
     }
     // Xen takes `count` as an unsigned int.
     let count = count as u32 as usize;
-    match super::cmd32(cmd) {
+    match crate::ctx::cmd32(cmd) {
         CONSOLEIO_write => {
             let mut chunk = [0u8; CHUNK];
             let mut done = 0usize;

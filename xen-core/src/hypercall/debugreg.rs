@@ -6,7 +6,7 @@
 
 use hypercall_abi::errno::Errno;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::DR6_DEFAULT;
 use crate::guest_access::guest_va_ok;
 

@@ -24,7 +24,7 @@ use hypercall_abi::sched::SHUTDOWN_crash;
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
 use zerocopy::IntoBytes;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::DomainEntry;
 use crate::domain::{Domain, DomainId, Shutdown};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};

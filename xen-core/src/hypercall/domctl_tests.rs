@@ -14,6 +14,7 @@ use super::testing::*;
 use super::*;
 use crate::domain::set::{BootRings, DomainSet, MAX_PORT_2L};
 use crate::domain::{DomainId, Poll, Shutdown};
+use crate::mm::MachineMemoryMut;
 
 const ARG: u64 = GUEST_VA;
 const BUF: u64 = GUEST_VA + 0x1000;

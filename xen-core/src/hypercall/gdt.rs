@@ -10,7 +10,7 @@
 
 use hypercall_abi::errno::Errno;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::GuestMemory;
 use crate::mm::frame_table::{Owner, PageType};
 use crate::mm::guest_pt::pt;

@@ -20,7 +20,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::hvm::*;
 use hypercall_abi::xen::DOMID_SELF;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
 pub(super) fn hvm_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: u64, arg: u64) -> HcResult {

@@ -20,7 +20,8 @@ use core::mem::offset_of;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::MulticallEntry;
 
-use super::{dispatch, Ctx, HcResult, Machine};
+use super::dispatch;
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, GuestPtr};
 
 const ENTRY_SIZE: u64 = core::mem::size_of::<MulticallEntry>() as u64;

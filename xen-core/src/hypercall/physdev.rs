@@ -21,7 +21,7 @@ use hypercall_abi::physdev::{
 };
 use hypercall_abi::xen::{DomId, DOMID_FIRST_RESERVED, DOMID_SELF};
 
-use super::{cmd32, Ctx, HcResult, Machine};
+use crate::ctx::{cmd32, Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 use crate::pirq::NR_PIRQS;
 

@@ -7,7 +7,7 @@ use hypercall_abi::version::XENVER_version;
 use hypercall_abi::xen::*;
 
 use super::testing::{call, call_once, call_to_completion, setup, with_ctx, FakePreempt, GUEST_VA};
-use super::Continuation;
+use crate::ctx::Continuation;
 use crate::guest_access::{copy_from_guest, copy_to_guest, PageTableGuest};
 use crate::mm::{MachineMemoryMut, Maddr};
 use crate::regs::Regs;

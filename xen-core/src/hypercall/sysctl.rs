@@ -17,7 +17,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::sysctl::*;
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::PerfCounters;
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 

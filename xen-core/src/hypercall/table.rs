@@ -7,7 +7,7 @@
 //! the number up here; a number without a row is -ENOSYS, as Xen answers for one its table leaves
 //! empty (`pv_hypercall` / `call_handlers_pv64`). Nothing else lists hypercalls. What a call
 //! changed besides its caller is not a property of its row but of the call: its
-//! [`super::Outcome`] says (the domains it kicked).
+//! [`crate::ctx::Outcome`] says (the domains it kicked).
 //!
 //! Compared with Xen 4.17's PV64 column we serve a subset: no `update_descriptor`, `platform_op`,
 //! `xsm_op`, `nmi_op`, `kexec_op`, `dm_op`, `hypfs_op`, `mca`, nor the `*_compat` entries.
@@ -18,9 +18,9 @@
 use hypercall_abi::xen::*;
 
 use super::{
-    callback, console, debugreg, domctl, gdt, hvm, multicall, physdev, sysctl, traps, vcpu,
-    version, Ctx, HcResult, Machine,
+    callback, console, debugreg, domctl, gdt, hvm, multicall, physdev, sysctl, traps, vcpu, version,
 };
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::evtchn::hypercall as event_channel;
 use crate::gnttab::hypercall as grant_table;
 use crate::mm::{memory, mmu};

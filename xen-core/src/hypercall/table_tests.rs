@@ -15,8 +15,10 @@ use hypercall_abi::xen::*;
 use super::table::lookup;
 use super::testing::*;
 use super::*;
+use crate::ctx::{Continuation, Ret};
 use crate::domain::set::{DomainSet, MAX_PORT_2L};
 use crate::domain::DomainId;
+use crate::regs::Regs;
 
 const ARG: u64 = GUEST_VA;
 

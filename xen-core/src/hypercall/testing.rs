@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use super::{Ctx, Machine, Preempt};
+use crate::ctx::{Ctx, Machine, Preempt};
 use crate::domain::{Domain, MachineInfo};
 use crate::mm::frame_table::Mm;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
@@ -187,7 +187,7 @@ pub fn call_once<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     nr: u64,
     a: [u64; 5],
-) -> (i64, Option<super::Continuation>) {
+) -> (i64, Option<crate::ctx::Continuation>) {
     let out = super::dispatch(ctx, nr, a);
     out.apply_effects(ctx.dom);
     (out.rax(), out.continuation())

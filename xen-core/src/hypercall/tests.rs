@@ -7,7 +7,7 @@ use hypercall_abi::xen::*;
 use zerocopy::IntoBytes;
 
 use super::testing::*;
-use super::*;
+use crate::domain::MachineInfo;
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
 use crate::regs::Regs;
 

@@ -5,7 +5,7 @@ use hypercall_abi::arch_x86_64::*;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, is_canonical, GuestPtr};
 use crate::regs::rflags;
 

@@ -11,8 +11,8 @@ use hypercall_abi::callback::{
 use hypercall_abi::xen::*;
 
 use super::testing::call;
-use super::Ctx;
 use crate::bounce;
+use crate::ctx::Ctx;
 use crate::domain::{Shutdown, NO_USER_PAGE_TABLES};
 use crate::guest_access::translate;
 use crate::mm::frame_table::testing::{World, SELF};

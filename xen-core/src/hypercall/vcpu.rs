@@ -3,7 +3,7 @@
 use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::*;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 
 /// Shortest periodic timer Xen accepts (1 ms).
@@ -20,7 +20,7 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
     if vcpuid as u32 != 0 {
         return Err(Errno::ENOENT);
     }
-    match super::cmd32(cmd) {
+    match crate::ctx::cmd32(cmd) {
         // Xen reads the context before it looks at the vCPU: a bad pointer is -EFAULT even
         // though vCPU 0 is initialised and running (-EEXIST).
         VCPUOP_initialise => {
@@ -104,7 +104,7 @@ mod tests {
     use hypercall_abi::xen::__HYPERVISOR_vcpu_op;
 
     use super::super::testing::*;
-    use super::super::MachineInfo;
+    use crate::domain::MachineInfo;
     use crate::regs::Regs;
 
     const NOW: u64 = 7_000_000_000;

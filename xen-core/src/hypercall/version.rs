@@ -7,7 +7,7 @@ use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::version::*;
 
-use super::{Ctx, HcResult, Machine};
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory, GuestPtr};
 
 /// The Xen version we implement the ABI of: 4.17.
@@ -39,7 +39,7 @@ pub(super) fn xen_version<M: Machine + ?Sized>(
     cmd: u64,
     arg: u64,
 ) -> HcResult {
-    match super::cmd32(cmd) {
+    match crate::ctx::cmd32(cmd) {
         XENVER_version => Ok((XEN_MAJOR << 16) | XEN_MINOR),
         XENVER_extraversion => put_str::<16, M>(ctx, arg, EXTRAVERSION),
         XENVER_capabilities => put_str::<1024, M>(ctx, arg, CAPABILITIES),

@@ -10,7 +10,7 @@ use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Splits the context into what the handlers need at once: the frame-table context (which
 /// borrows the caller's counters, and records TLB work in `flush`: the call's, see
-/// `crate::hypercall::Effects`) and the rest of the domain.
+/// `crate::ctx::Effects`) and the rest of the domain.
 pub(crate) fn pt<'a>(
     mm: &'a mut Mm<'static>,
     mem: &'a mut dyn MachineMemoryMut,

@@ -12,8 +12,8 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::*;
 use hypercall_abi::xen::DOMID_SELF;
 
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
-use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::shared_info::SharedInfoPage;
 
 /// Low bits of the command word: the operation (`MEMOP_CMD_MASK`).

@@ -11,57 +11,18 @@
 
 use crate::bounce;
 use crate::cpu::{printk, Arch, Hv};
+use crate::ctx::Kicks;
 use crate::domain::lifecycle;
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::Shutdown;
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
-use crate::hypercall::Kicks;
 use crate::regs::Regs;
 
 use super::{wake, Candidate};
 
 /// How often an idle CPU looks at the serial line while dom0 waits for input.
 pub const CONSOLE_POLL_NS: u64 = 20_000_000;
-
-/// The scheduler's state for one CPU.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sched {
-    /// The slot (in the [`DomainSet`]) of the vCPU the CPU runs.
-    pub cur: usize,
-    /// When the running vCPU's time slice ends.
-    pub slice_end: u64,
-    /// When the running vCPU got the CPU (for run-time accounting).
-    pub run_start: u64,
-    /// Time the CPU spent halted with nothing to run.
-    pub idle_ns: u64,
-    /// Halts of the idle loop (each one ended by an interrupt): with `idle_ns`, shows that a far
-    /// deadline does not make the idle loop spin (debug key `r`).
-    pub idle_halts: u64,
-    /// The earliest deadline of the vCPUs that do not run, and whether any of them is runnable,
-    /// as the last full scheduling pass found them: an entry that cannot have changed another
-    /// domain reuses them instead of scanning every domain again.
-    others_next: Option<u64>,
-    others_runnable: bool,
-    /// The deadline the one-shot timer is armed for, to skip redundant (slow) timer writes.
-    pub armed: Option<u64>,
-}
-
-impl Sched {
-    /// The state with the vCPU of slot `cur` given the CPU at `now`.
-    pub fn new(cur: usize, now: u64) -> Sched {
-        Sched {
-            cur,
-            slice_end: now + super::SLICE_NS,
-            run_start: now,
-            idle_ns: 0,
-            idle_halts: 0,
-            others_next: None,
-            others_runnable: true,
-            armed: None,
-        }
-    }
-}
 
 /// Gives the CPU to the vCPU in `hv.sched.cur` for the first time: returns the registers to enter
 /// it with.

@@ -3,16 +3,17 @@
 
 use hypercall_abi::xen::VIRQ_TIMER;
 
-use super::core::{after_entry, exit_to_guest, Entry, Sched};
+use super::core::{after_entry, exit_to_guest, Entry};
+use super::Sched;
 use super::SLICE_NS;
 use crate::cpu::Hv;
 use crate::cpu_fake::FakeArch;
-use crate::domain::lifecycle::Pool;
+use crate::ctx::Kicks;
+use crate::domain::pool::Pool;
 use crate::domain::set::{DomainSet, MAX_PORT_2L};
 use crate::domain::{MachineInfo, Shutdown};
 use crate::evtchn::hypercall::bind_virq_for;
 use crate::hypercall::testing::{guest, setup};
-use crate::hypercall::Kicks;
 use crate::mm::frame_alloc::BootFrameAllocator;
 use crate::regs::Regs;
 

@@ -6,15 +6,15 @@
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::*;
 
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::{Poll, Shutdown};
 use crate::guest_access::{copy_from_guest, guest_va_ok, GuestPtr};
-use crate::hypercall::{Ctx, HcResult, Machine};
 
 /// Most ports one `SCHEDOP_poll` may wait for (Xen: `nr_ports > 128` is -EINVAL).
 const MAX_POLL_PORTS: u32 = 128;
 
 pub(crate) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
-    match crate::hypercall::cmd32(cmd) {
+    match crate::ctx::cmd32(cmd) {
         // The scheduler runs another vCPU if one is runnable (`vcpu_yield`).
         SCHEDOP_yield => {
             ctx.dom.vcpu.yielded = true;
@@ -100,7 +100,7 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
         if !ctx.events.is_valid(port) {
             return Err(Errno::EINVAL);
         }
-        if crate::evtchn::hypercall::port_pending(&*ctx.m, ctx.dom, port) {
+        if crate::shared_info::port_pending(&*ctx.m, ctx.dom, port) {
             return Ok(0);
         }
         let _ = ports.push(port);
@@ -176,8 +176,8 @@ mod tests {
     use zerocopy::IntoBytes;
 
     use crate::domain::Domain;
+    use crate::domain::MachineInfo;
     use crate::hypercall::testing::*;
-    use crate::hypercall::MachineInfo;
     use crate::regs::Regs;
 
     const EINVAL: i64 = -22;

@@ -5,6 +5,9 @@
 //! weight ([`slice_ns`]); when the slice ends, or the vCPU blocks or yields, the next runnable
 //! vCPU after it in slot order runs, so no runnable vCPU waits more than one round. With nothing
 //! runnable the CPU idles (halts) until an interrupt makes something runnable.
+//!
+//! [`Sched`], the state the policy keeps for the CPU, is here rather than in `core` so that
+//! `crate::cpu::Hv` can hold it without importing the loop that uses `Hv` (`core`, `wake`).
 
 pub mod core;
 pub(crate) mod hypercall;
@@ -46,6 +49,45 @@ pub fn pick(cands: &[Candidate], cur: usize, keep: bool) -> Option<usize> {
     let after = cands.iter().filter(|c| c.runnable && c.slot > cur);
     let before = cands.iter().filter(|c| c.runnable && c.slot <= cur);
     after.chain(before).map(|c| c.slot).next()
+}
+
+/// The scheduler's state for one CPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sched {
+    /// The slot (in the `DomainSet`) of the vCPU the CPU runs.
+    pub cur: usize,
+    /// When the running vCPU's time slice ends.
+    pub slice_end: u64,
+    /// When the running vCPU got the CPU (for run-time accounting).
+    pub run_start: u64,
+    /// Time the CPU spent halted with nothing to run.
+    pub idle_ns: u64,
+    /// Halts of the idle loop (each one ended by an interrupt): with `idle_ns`, shows that a far
+    /// deadline does not make the idle loop spin (debug key `r`).
+    pub idle_halts: u64,
+    /// The earliest deadline of the vCPUs that do not run, and whether any of them is runnable,
+    /// as the last full scheduling pass found them: an entry that cannot have changed another
+    /// domain reuses them instead of scanning every domain again.
+    others_next: Option<u64>,
+    others_runnable: bool,
+    /// The deadline the one-shot timer is armed for, to skip redundant (slow) timer writes.
+    pub armed: Option<u64>,
+}
+
+impl Sched {
+    /// The state with the vCPU of slot `cur` given the CPU at `now`.
+    pub fn new(cur: usize, now: u64) -> Sched {
+        Sched {
+            cur,
+            slice_end: now + SLICE_NS,
+            run_start: now,
+            idle_ns: 0,
+            idle_halts: 0,
+            others_next: None,
+            others_runnable: true,
+            armed: None,
+        }
+    }
 }
 
 #[cfg(test)]

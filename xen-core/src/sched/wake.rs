@@ -6,9 +6,9 @@
 //! of its ports is pending or its deadline passed.
 
 use crate::cpu::Arch;
+use crate::ctx::Machine;
 use crate::domain::set::{DomainEntry, DomainSet};
 use crate::evtchn::hypercall as event_channel;
-use crate::hypercall::Machine;
 
 /// Wakes the vCPU of `g` if what it waits for happened by `now`: a blocked vCPU with an upcall
 /// pending, a polling one with one of its ports pending or its poll deadline passed. Returns
@@ -23,7 +23,7 @@ pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut DomainEntry, now: u64) ->
         let ready = poll
             .ports
             .iter()
-            .any(|&p| event_channel::port_pending(m, &g.dom, p))
+            .any(|&p| crate::shared_info::port_pending(m, &g.dom, p))
             || poll.deadline.is_some_and(|d| now >= d);
         if ready {
             g.dom.vcpu.poll = None;

@@ -13,9 +13,11 @@
 //! drivers that read the TSC, the PIT and the CMOS RTC live in `arch/x86_64/`.
 
 mod calendar;
+mod interval;
 mod records;
 
 pub use calendar::*;
+pub use interval::Interval;
 pub use records::*;
 
 use hypercall_abi::xen::VcpuTimeInfo;

@@ -29,7 +29,8 @@ use x86_64::registers::model_specific::Msr;
 use xen_core::time::{countdown_ticks, Clock, TimeScale};
 
 use super::mmio::{self, MmioError};
-use super::tsc::{rdtsc_ordered, Interval};
+use super::tsc::rdtsc_ordered;
+use xen_core::time::Interval;
 
 /// The vector of the APIC timer interrupt: in the highest priority class (0xf0..0xff), where Xen
 /// keeps its own `LOCAL_TIMER_VECTOR` and the other APIC-internal vectors.

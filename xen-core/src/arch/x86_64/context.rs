@@ -9,7 +9,7 @@ use spin::Mutex;
 use xen_core::domain::set::MAX_DOMAINS;
 use xen_core::domain::{Domain, FlushRequest};
 
-use super::machine::{Cr3Load, HvMachine};
+use super::machine::{Cr3Load, HvMachine, Loaded};
 
 /// FPU/SSE state of each slot's vCPU while it does not run (`fxsave` format).
 static FPU: Mutex<[Fxsave; MAX_DOMAINS]> = Mutex::new([Fxsave([0; 512]); MAX_DOMAINS]);
@@ -31,30 +31,6 @@ const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 /// CR0.TS.
 pub const CR0_TS: u64 = 1 << 3;
-
-/// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Loaded {
-    fs: u64,
-    /// MSR_GS_BASE: the current mode's GS base.
-    gs: u64,
-    /// MSR_SHADOW_GS_BASE: the other mode's.
-    gs_shadow: u64,
-    ts: bool,
-    /// The guest's debug registers as last loaded (DR0..DR3, DR7).
-    debug: ([u64; 4], u64),
-}
-
-impl Loaded {
-    /// Nothing known: every base and CR0.TS is written at the first load.
-    pub const UNKNOWN: Loaded = Loaded {
-        fs: 1,
-        gs: 1,
-        gs_shadow: 1,
-        ts: true,
-        debug: ([0; 4], 0x400),
-    };
-}
 
 /// Captures the initial FPU state every new vCPU gets; call before any guest runs.
 pub fn capture_initial_fpu() {

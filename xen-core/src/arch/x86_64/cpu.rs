@@ -6,7 +6,7 @@ use core::arch::asm;
 use core::fmt;
 
 use xen_core::cpu::{Arch, Counters, Stop};
-use xen_core::domain::lifecycle::Pool;
+use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{Domain, FlushRequest};
 use xen_core::mm::Mfn;
@@ -76,7 +76,11 @@ impl Arch for HvMachine {
     }
 
     fn publish_time(&mut self, dom: &Domain) {
-        publish_time(self, dom);
+        let Ok(t) = super::time::init() else { return };
+        let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
+        let mut page = xen_core::shared_info::SharedInfoPage::of_mut(self, dom.shared_info);
+        page.publish_vcpu_time(0, &info);
+        page.publish_wallclock(t.wallclock);
     }
 
     fn counters(&self) -> Counters {
@@ -102,13 +106,4 @@ impl Arch for HvMachine {
             Stop::Fail(code) => power::fail(code),
         }
     }
-}
-
-/// Publishes the vCPU's time (`vcpu_time_info`) and the wall clock in shared_info.
-pub fn publish_time(m: &mut HvMachine, dom: &Domain) {
-    let Ok(t) = super::time::init() else { return };
-    let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
-    let mut page = xen_core::shared_info::SharedInfoPage::of_mut(m, dom.shared_info);
-    page.publish_vcpu_time(0, &info);
-    page.publish_wallclock(t.wallclock);
 }

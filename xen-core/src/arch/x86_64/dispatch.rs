@@ -12,10 +12,11 @@ use core::arch::asm;
 use spin::Mutex;
 use xen_core::bounce;
 use xen_core::cpu::Hv;
-use xen_core::domain::lifecycle::Pool;
+use xen_core::ctx::{Ctx, Effects, Kicks};
+use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{MachineInfo, Shutdown};
-use xen_core::hypercall::{dispatch, Ctx, Effects, Kicks};
+use xen_core::hypercall::dispatch;
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
 use xen_core::sched::core::Entry;
 

@@ -1,6 +1,7 @@
 //! Building and starting dom0 on this machine: frames, the M2P, shared_info, the domain builder,
 //! then the boot-time domUs and the first entry into dom0.
 
+use xen_core::cpu::Arch;
 use xen_core::domain::build::{self, BuildParams, DomainKind};
 use xen_core::domain::set::{DomainEntry, SchedInfo, MAX_PORT_2L};
 use xen_core::domain::{Domain, MachineInfo};
@@ -16,7 +17,7 @@ use super::domu;
 use super::machine::{DirectMap, HvMachine};
 use super::mappings::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
-use xen_core::domain::lifecycle::{BootModule, Pool};
+use xen_core::domain::pool::{BootModule, Pool};
 
 /// The CPU's physical address width (CPUID 0x80000008), 36 if it does not say.
 fn physical_address_bits() -> u64 {
@@ -235,11 +236,11 @@ pub fn start(
         mm,
         cr3: 0,
         preempt: super::machine::PreemptAt::new(),
-        loaded: super::context::Loaded::UNKNOWN,
+        loaded: super::machine::Loaded::UNKNOWN,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
-    super::cpu::publish_time(&mut m, &dom);
+    Arch::publish_time(&mut m, &dom);
     super::context::capture_initial_fpu();
     let mut name = heapless::String::new();
     let _ = name.push_str("Domain-0");

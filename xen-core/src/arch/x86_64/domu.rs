@@ -9,8 +9,9 @@
 //! `xen_core::domain::lifecycle`.
 
 use hypercall_abi::xen::DOMID_FIRST_RESERVED;
+use xen_core::cpu::Arch;
 use xen_core::domain::build::{self, BuildParams, DomainKind};
-use xen_core::domain::lifecycle::{one, Pool};
+use xen_core::domain::pool::{one, Pool};
 use xen_core::domain::set::{BootRings, DomainEntry, DomainSet, SchedInfo, MAX_DOMAINS};
 use xen_core::domain::Domain;
 use xen_core::evtchn::hypercall as event_channel;
@@ -218,7 +219,7 @@ pub fn build(
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared_info::set_upcall_mask(m, &dom, true);
-    super::cpu::publish_time(m, &dom);
+    Arch::publish_time(m, &dom);
     let g = doms.guest_mut(slot).expect("installed above");
     g.dom = dom;
     g.regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);

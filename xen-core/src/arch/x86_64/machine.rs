@@ -5,7 +5,7 @@ use core::arch::x86_64::__cpuid_count;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use xen_core::hypercall::{Machine, Preempt};
+use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::frame_table::{Mm, Owner, PageType};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
@@ -133,7 +133,34 @@ pub struct HvMachine {
     /// When the hypercall that runs must stop and continue.
     pub preempt: PreemptAt,
     /// The vCPU state as last loaded into the CPU (`context.rs`).
-    pub loaded: super::context::Loaded,
+    pub loaded: Loaded,
+}
+
+/// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes (kept and
+/// compared by `context.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// MSR_FS_BASE.
+    pub(super) fs: u64,
+    /// MSR_GS_BASE: the current mode's GS base.
+    pub(super) gs: u64,
+    /// MSR_SHADOW_GS_BASE: the other mode's.
+    pub(super) gs_shadow: u64,
+    /// CR0.TS.
+    pub(super) ts: bool,
+    /// The guest's debug registers as last loaded (DR0..DR3, DR7).
+    pub(super) debug: ([u64; 4], u64),
+}
+
+impl Loaded {
+    /// Nothing known: every base and CR0.TS is written at the first load.
+    pub const UNKNOWN: Loaded = Loaded {
+        fs: 1,
+        gs: 1,
+        gs_shadow: 1,
+        ts: true,
+        debug: ([0; 4], 0x400),
+    };
 }
 
 /// The machine's half of Xen's `hypercall_preempt_check()` (`softirq_pending`): Xen takes

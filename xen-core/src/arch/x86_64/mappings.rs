@@ -4,7 +4,7 @@
 use core::ops::Range;
 
 use xen_core::layout::{self, XEN_VIRT_START};
-use xen_core::mm::{MachineMemory, Maddr, Mfn};
+use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 extern "C" {
     /// First byte of the image (defined by `xen.ld`).
@@ -75,15 +75,14 @@ pub fn hypervisor_l4_slots() -> [u64; 16] {
 /// Maps `frames` machine frames starting at `first` read-only and user-readable at
 /// `MACH2PHYS_VIRT_START`, the read-only M2P every PV guest may read. Page-table frames come from
 /// `alloc` and are zeroed through `mem`.
-pub fn map_m2p(
-    mem: &mut super::machine::DirectMap,
+pub fn map_m2p<M: MachineMemoryMut + ?Sized>(
+    mem: &mut M,
     alloc: &mut dyn FnMut() -> Option<Mfn>,
     first: Mfn,
     frames: u64,
 ) -> Option<()> {
-    use xen_core::mm::MachineMemoryMut;
     let base = hypercall_abi::arch_x86_64::MACH2PHYS_VIRT_START;
-    let mut new_table = |mem: &mut super::machine::DirectMap| -> Option<u64> {
+    let mut new_table = |mem: &mut M| -> Option<u64> {
         let mfn = alloc()?;
         mem.write(mfn.maddr(), &[0u8; 4096])?;
         Some(mfn.maddr().0)

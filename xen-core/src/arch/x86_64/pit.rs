@@ -8,7 +8,7 @@
 
 use x86_64::instructions::port::Port;
 
-use super::tsc::Interval;
+use xen_core::time::Interval;
 
 /// The PIT's input clock in Hz (Xen's and Linux's `CLOCK_TICK_RATE`).
 pub const PIT_HZ: u64 = 1_193_182;

@@ -9,9 +9,9 @@ use xen_core::domain::Domain;
 use xen_core::emulate::{self, GuestCrs};
 use xen_core::guest_access::{GuestMemory, PageTableGuest};
 use xen_core::hypercall::ptwr_emulate;
-use xen_core::keyhandler::RegsDump;
 use xen_core::power::FailCode;
 use xen_core::regs::Regs;
+use xen_core::regs::RegsDump;
 
 use super::console::{print_emergency, printk};
 use super::context::{flush_tlb_local, CR0_TS};

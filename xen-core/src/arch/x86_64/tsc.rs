@@ -7,6 +7,8 @@
 use core::arch::asm;
 use core::arch::x86_64::__cpuid;
 
+use xen_core::time::Interval;
+
 use super::pit::{self, PitError, PIT_HZ};
 
 /// PIT ticks in one calibration interval: 1/20 s, rounded as Xen's `CALIBRATE_VALUE` does.
@@ -29,35 +31,6 @@ pub fn rdtsc_ordered() -> u64 {
         );
     }
     (u64::from(hi) << 32) | u64::from(lo)
-}
-
-/// An interval measured with the TSC: when it started and ended, each known only to within a
-/// bracket (the TSC is read before and after the event).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Interval {
-    /// TSC at the middle of the start bracket.
-    pub start: u64,
-    /// TSC at the middle of the end bracket.
-    pub end: u64,
-    /// Half the total width of both brackets: how far `end - start` may be off.
-    pub uncertainty: u64,
-}
-
-impl Interval {
-    /// Builds an interval from the brackets around its start and its end.
-    pub fn from_brackets(start: (u64, u64), end: (u64, u64)) -> Interval {
-        let mid = |(a, b): (u64, u64)| a + b.wrapping_sub(a) / 2;
-        Interval {
-            start: mid(start),
-            end: mid(end),
-            uncertainty: (start.1.wrapping_sub(start.0) + end.1.wrapping_sub(end.0)) / 2,
-        }
-    }
-
-    /// TSC ticks between start and end.
-    pub fn len(&self) -> u64 {
-        self.end.wrapping_sub(self.start)
-    }
 }
 
 /// Whether the TSC runs at a constant rate in every power state (CPUID 0x8000_0007 EDX bit 8),

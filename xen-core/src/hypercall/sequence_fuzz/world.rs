@@ -14,10 +14,10 @@ use core::fmt::Write as _;
 
 use hypercall_abi::xen::DOMID_SELF;
 
+use crate::ctx::{Ctx, Machine};
 use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use crate::domain::{Domain, DomainId, MachineInfo};
 use crate::evtchn::ChannelState;
-use crate::hypercall::{Ctx, Machine};
 use crate::mm::frame_table::audit::{audit_with_foreign, ForeignRefs};
 use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};

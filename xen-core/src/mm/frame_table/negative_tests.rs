@@ -672,7 +672,7 @@ fn seeding_refuses_frames_that_are_taken_and_domains_it_does_not_know() {
 #[test]
 fn seeding_refuses_tables_that_do_not_validate() {
     let mut t = Two::new();
-    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     mm.add_domain(crate::domain::DomainInfo {
         id: 2,
         privileged: false,

@@ -546,7 +546,7 @@ fn run(seed: u64, steps: u64) -> Stats {
 
     // Tear everything down: dom0 first (it may map the domU's frames), then the domU.
     for d in 0..2 {
-        let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+        let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
         let left = mm.relinquish_domain(mem, &mut t.doms[d]);
         assert_eq!(left, 0, "seed {seed:#x}: d{d} frames still referenced");
     }

@@ -246,7 +246,7 @@ impl<'t> Mm<'t> {
     /// (shared_info, grant-table frames). The LDT (`MMUEXT_SET_LDT`) holds none: its pages are
     /// not mapped by the hypervisor. What the tables themselves reference goes as each table
     /// loses its last type reference and is devalidated; grant mappings are dropped before this
-    /// (`hypercall::grant_table::domain_dying`).
+    /// (`gnttab::hypercall::domain_dying`).
     pub fn relinquish_domain(&mut self, mem: &mut dyn MachineMemoryMut, dom: &mut Domain) -> usize {
         let owner = Owner::Domain(dom.id);
         let kernel = core::mem::replace(&mut dom.l4, Mfn(0));

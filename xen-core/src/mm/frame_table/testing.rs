@@ -7,12 +7,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::audit::{audit, live_cr3};
 use super::{FrameInfo, Mm, MmConfig, Owner};
+use crate::ctx::{Continuation, Ctx};
 use crate::domain::build::tests::Elf;
 use crate::domain::build::{self, BuildParams, BuiltDomain, DomainKind};
 use crate::domain::{Domain, MachineInfo};
 use crate::guest_access::{copy_from_guest, copy_to_guest, translate, PageTableGuest};
 use crate::hypercall::testing::{call_to_completion, FakeMachine};
-use crate::hypercall::{Continuation, Ctx};
 use crate::mm::frame_alloc::{BootFrameAllocator, FrameRange};
 use crate::mm::{FakeMemory, MachineMemoryMut, Maddr, Mfn, Pfn};
 use crate::multiboot::{MemoryKind, MemoryRegion};

@@ -345,7 +345,7 @@ fn descriptor_pages_are_checked_fixed_up_and_never_writable() {
     t.m.mem
         .write_u64(Maddr(Two::slot(x, 1)), 0x00af_9a00_0000_ffff)
         .unwrap();
-    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     let dom = &mut t.doms[1];
     let mut pt = super::Pt {
         mm,
@@ -722,9 +722,9 @@ fn relinquishing_every_domain_returns_every_count_to_zero() {
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, d1(0), 0)], SELF_ID), 0);
     t.check();
     // dom1 goes first: the frame dom0 maps survives, still dom1's.
-    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 1);
-    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[0]), 0);
     for (mfn, f) in t.mm().frames.iter() {
         match mfn.0 {
@@ -776,15 +776,15 @@ fn domain1_is_gone(t: &Two, others: &[&crate::domain::Domain]) {
 fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
     let mut t = Two::new();
     install_gdt_and_ldt(&mut t);
-    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
     assert!(t.doms[1].vcpu.gdt_frames.is_empty());
     assert_eq!((t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents), (0, 0));
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
 
-/// The whole teardown (`DomainSet::destroy`: grants, event channels, memory) of a domain that
-/// installed a GDT and an LDT gives every one of its frames back.
+/// The whole teardown (`domain::lifecycle::teardown`: grants, event channels, memory) of a domain
+/// that installed a GDT and an LDT gives every one of its frames back.
 #[test]
 fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
     use crate::domain::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
@@ -804,8 +804,8 @@ fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
         };
         set.install(slot, g, MAX_PORT_2L);
     }
-    let (mm, mem) = crate::hypercall::Machine::mm(&mut t.m).unwrap();
-    let gone = set.destroy(1, mm, mem).unwrap();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
+    let gone = crate::domain::lifecycle::teardown(&mut set, 1, mm, mem).unwrap();
     assert_eq!(gone.guest.dom.id, 1);
     assert_eq!(gone.still_referenced, 0);
     assert!(set.guest(1).is_none(), "the slot is free");

@@ -28,11 +28,11 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::{Domain, DomainInfo};
 use crate::guest_access::{
     copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestPtr, PageTableGuest,
 };
-use crate::hypercall::{Ctx, HcResult, Machine};
 use crate::mm::frame_table::{pte, Mm, Owner, PageType, Pt};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 

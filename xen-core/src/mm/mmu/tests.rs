@@ -638,7 +638,7 @@ struct BatchesInMulticall {
     results: Vec<i64>,
     done: Vec<u32>,
     continuations: u64,
-    first: Option<crate::hypercall::Continuation>,
+    first: Option<crate::ctx::Continuation>,
     first_entry: MulticallEntry,
     first_done: u32,
     /// Where the multicall list, the first batch and the `*done` words were.
@@ -745,7 +745,7 @@ fn batches_inside_a_multicall_are_preempted_with_the_same_answers() {
     // `MMU_UPDATE_PREEMPTED` and `*done` = 37 (`hypercall_create_continuation("hihi")`).
     let p = &preempted;
     let first = p.first.expect("the batch inside must be preempted");
-    assert_eq!(first, crate::hypercall::Continuation::new(&[p.calls, 4]));
+    assert_eq!(first, crate::ctx::Continuation::new(&[p.calls, 4]));
     assert_eq!(
         p.first_entry.args,
         [

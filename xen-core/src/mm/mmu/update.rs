@@ -20,18 +20,18 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
     )
 }
 
-/// What a batch loop asks between elements: whether to stop (see [`crate::hypercall::preempt_check`]).
+/// What a batch loop asks between elements: whether to stop (see [`crate::ctx::preempt_check`]).
 /// `None` for a test's slice, which is never preempted.
 #[derive(Clone, Copy)]
 struct Stop<'p> {
-    preempt: Option<&'p dyn crate::hypercall::Preempt>,
+    preempt: Option<&'p dyn crate::ctx::Preempt>,
     shared_info: Mfn,
 }
 
 impl Stop<'_> {
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
         self.preempt
-            .is_some_and(|p| crate::hypercall::preempt_check(p, mem, self.shared_info))
+            .is_some_and(|p| crate::ctx::preempt_check(p, mem, self.shared_info))
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Handlers record effects in the call's [`Effects`] (`Ctx::fx`): a continuation with
 //! `Ctx::create_continuation`, TLB work through the frame-table context they borrow, the domains
-//! an event woke ([`Kicks`], from the event-channel code's `Kick`s), a crash. [`super::dispatch`]
+//! an event woke ([`Kicks`], from the event-channel code's `Kick`s), a crash. `crate::hypercall::dispatch`
 //! hands them back as the [`Outcome`], which the caller applies ([`Outcome::apply`]: RAX or the
 //! continuation into the guest's registers, the crash, the TLB work owed by the vCPU) and the
 //! scheduler reads: an entry whose outcome kicked nobody leaves every other domain as it was, so
@@ -14,7 +14,29 @@ use crate::domain::set::MAX_DOMAINS;
 use crate::domain::{Domain, DomainId, FlushRequest, Shutdown};
 use crate::regs::Regs;
 
-use super::Continuation;
+/// What a preempted hypercall asks for instead of a result (Xen's
+/// `hypercall_create_continuation`): to be issued again with these arguments, the first `nargs`
+/// of them rewritten (Xen's format string has one letter per argument it sets; the others keep
+/// what the guest passed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    /// The new arguments.
+    pub args: [u64; 5],
+    /// How many of them the continuation sets.
+    pub nargs: usize,
+}
+
+impl Continuation {
+    /// A continuation that sets the first `args.len()` arguments.
+    pub fn new(args: &[u64]) -> Continuation {
+        let mut a = [0; 5];
+        a[..args.len()].copy_from_slice(args);
+        Continuation {
+            args: a,
+            nargs: args.len(),
+        }
+    }
+}
 
 /// Domains whose state a hypercall changed so that the scheduler must look at them again: an
 /// event made pending for them (Xen's `vcpu_kick`), or they were shut down or destroyed.

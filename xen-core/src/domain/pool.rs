@@ -1,0 +1,113 @@
+//! Free memory and what each domain took from it (the [`Pool`]): the frames a domain was given,
+//! the boot modules a domain can be rebuilt from, and the dead domains (zombies) whose frames are
+//! still referenced. What happens to them over a domain's life is `super::lifecycle`'s.
+
+use crate::domain::set::MAX_DOMAINS;
+use crate::mm::frame_alloc::{BootFrameAllocator, FrameRange};
+use crate::mm::{Maddr, Mfn};
+
+/// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
+pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
+
+/// Dead domains whose frames are still referenced, at most (a push beyond would lose them).
+pub const MAX_ZOMBIES: usize = 64;
+
+/// A boot module, remembered so that a domain can be rebuilt from it.
+#[derive(Clone, Debug)]
+pub struct BootModule {
+    /// Its bytes in machine memory (reserved for the hypervisor's lifetime).
+    pub start: Maddr,
+    /// Length in bytes.
+    pub len: usize,
+    /// Its string: path, then command line.
+    pub string: heapless::String<512>,
+}
+
+/// The memory a domain was given: its pages and its shared_info frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alloc {
+    /// The domain.
+    pub domid: u16,
+    /// Its pages.
+    pub pages: FrameRange,
+    /// Its shared_info frame.
+    pub shared_info: Mfn,
+    /// Its grant-table frames (shared entries, shared with it or held in reserve, and active
+    /// entries): one run, taken at once.
+    pub grant_frames: FrameRange,
+}
+
+impl Alloc {
+    /// How many frames it holds.
+    pub fn frames(&self) -> u64 {
+        self.pages.len() + 1 + self.grant_frames.len()
+    }
+}
+
+/// Free memory, and what each domain took from it.
+pub struct Pool {
+    /// The free frames.
+    pub frames: BootFrameAllocator,
+    pub(super) allocs: [Option<Alloc>; MAX_DOMAINS],
+    pub(super) zombies: heapless::Vec<Alloc, MAX_ZOMBIES>,
+    /// Where the M2P table is (machine address).
+    pub m2p_base: u64,
+    /// The boot modules.
+    pub modules: heapless::Vec<BootModule, 16>,
+    /// The id the next domain built gets.
+    pub next_domid: u16,
+}
+
+impl Pool {
+    /// The pool over `frames`, with the M2P at `m2p_base`.
+    pub fn new(frames: BootFrameAllocator, m2p_base: u64) -> Pool {
+        Pool {
+            frames,
+            allocs: [const { None }; MAX_DOMAINS],
+            zombies: heapless::Vec::new(),
+            m2p_base,
+            modules: heapless::Vec::new(),
+            next_domid: 1,
+        }
+    }
+
+    /// Free frames.
+    pub fn free_frames(&self) -> u64 {
+        self.frames.free_frames()
+    }
+
+    /// Records that domain `domid` in `slot` owns `pages`, `shared_info` and `grant_frames`.
+    pub fn record(
+        &mut self,
+        slot: usize,
+        domid: u16,
+        pages: FrameRange,
+        shared_info: Mfn,
+        grant_frames: FrameRange,
+    ) {
+        self.allocs[slot] = Some(Alloc {
+            domid,
+            pages,
+            shared_info,
+            grant_frames,
+        });
+    }
+
+    /// What the domain in `slot` was given.
+    pub fn alloc(&self, slot: usize) -> Option<&Alloc> {
+        self.allocs.get(slot)?.as_ref()
+    }
+
+    /// Dead domains whose memory is not all back yet.
+    pub fn zombies(&self) -> &[Alloc] {
+        &self.zombies
+    }
+}
+
+/// The one frame `mfn`, as a range.
+pub fn one(mfn: Mfn) -> FrameRange {
+    FrameRange {
+        start: mfn,
+        end: Mfn(mfn.0 + 1),
+    }
+}
