@@ -18,6 +18,8 @@
 //! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil`, `blk-reconnects=<n>` and `blk-bench[=<start>]` run a block mode
 //! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
 //!
+//! `net-evil` attacks dom0's netback instead (`net_evil.rs`): bad packets, a flood, an overrun.
+//!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
 //! `hostile=<name>` makes one of the attacks of [`crate::suites::hostile`] and powers off.
 
@@ -46,6 +48,7 @@ pub mod blkfront;
 pub mod client;
 pub mod error;
 pub mod net;
+pub mod net_evil;
 pub mod netfront;
 
 /// A ring page of our initial region, from its machine frame.
@@ -149,6 +152,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     }
     if cmdline.has("blk-evil") {
         return blkfront::evil(&mut d);
+    }
+    if cmdline.has("net-evil") {
+        return net_evil::run(&mut d, cmdline);
     }
     if let Some((arg, all)) = cmdline
         .get("fuzz")

@@ -7,7 +7,7 @@
 //!   vifs; without it the domU has no network and behaves as before.
 //! - **Transport**: a tx and an rx ring page, [`TX_PAGES`] tx pages (granted read-only: the back
 //!   end only copies from them) and [`RX_PAGES`] rx pages (granted writable: it copies into
-//!   them), all in .bss; one unbound event channel for both rings; `tx-ring-ref`, `rx-ring-ref`,
+//!   them), frames from the allocator (`VifFrames`); one unbound event channel for both rings; `tx-ring-ref`, `rx-ring-ref`,
 //!   `event-channel`, `request-rx-copy`, `feature-rx-notify`, `feature-sg` and
 //!   `feature-no-csum-offload` (smoltcp checks every checksum) in the front-end directory. The
 //!   rings are initialised and every rx page posted before the references are published.
@@ -19,7 +19,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr;
 
+use guest_kernel::layout::direct_map_va;
 use guest_kernel::netstack::{Nic, MAX_FRAME};
+use guest_kernel::paging::Pfn;
 use hypercall_abi::io::xenbus::XenbusState;
 use ring_drivers::netif::{
     keys, parse_mac, GrantPages, NetBackendInfo, NetFront, NetFrontError, NetFrontStats,
@@ -30,6 +32,7 @@ use ring_drivers::xenbus::{Reply, Request};
 
 use super::client::Client;
 use super::error::DomuError;
+use crate::kernel::direct_map;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
 use crate::kernel::mm;
@@ -41,33 +44,39 @@ pub const TX_PAGES: usize = 64;
 /// Rx pages: buffers posted for the back end to fill.
 pub const RX_PAGES: usize = 128;
 
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-
-/// The two ring pages and the data pages; shared with the back end: raw pointers only.
-static mut TX_RING: Page = Page([0; 4096]);
-static mut RX_RING: Page = Page([0; 4096]);
-static mut TX_DATA: [Page; TX_PAGES] = [const { Page([0; 4096]) }; TX_PAGES];
-static mut RX_DATA: [Page; RX_PAGES] = [const { Page([0; 4096]) }; RX_PAGES];
-
-fn tx_ring_va() -> u64 {
-    (&raw mut TX_RING) as u64
+/// The vif's frames: two ring pages and the data pages, from the frame allocator (mapped in
+/// the direct map), taken when the first connection is made and kept for reconnects; shared
+/// with the back end, so reached through raw pointers only. Not in .bss: a domU without a vif
+/// pays nothing, and the image still fits the smallest domain.
+struct VifFrames {
+    tx_ring: u64,
+    rx_ring: u64,
+    tx: Vec<u64>,
+    rx: Vec<u64>,
 }
 
-fn rx_ring_va() -> u64 {
-    (&raw mut RX_RING) as u64
+impl VifFrames {
+    fn alloc() -> Result<VifFrames, DomuError> {
+        direct_map::init_memory().map_err(|_| DomuError::NoFrame("direct map"))?;
+        let one = || {
+            mm::alloc_frame()
+                .map(direct_map_va)
+                .ok_or(DomuError::NoFrame("vif page (out of frames)"))
+        };
+        Ok(VifFrames {
+            tx_ring: one()?,
+            rx_ring: one()?,
+            tx: (0..TX_PAGES).map(|_| one()).collect::<Result<_, _>>()?,
+            rx: (0..RX_PAGES).map(|_| one()).collect::<Result<_, _>>()?,
+        })
+    }
 }
 
-fn tx_va(i: usize) -> u64 {
-    assert!(i < TX_PAGES);
-    // SAFETY: address of an element of a static array; nothing is dereferenced.
-    unsafe { (&raw mut TX_DATA[i]) as u64 }
-}
-
-fn rx_va(i: usize) -> u64 {
-    assert!(i < RX_PAGES);
-    // SAFETY: address of an element of a static array; nothing is dereferenced.
-    unsafe { (&raw mut RX_DATA[i]) as u64 }
+/// The machine frame behind a direct-map address of ours.
+fn mfn(va: u64) -> Result<u64, DomuError> {
+    mm::mfn_of(Pfn(va >> 12))
+        .map(|m| m.0)
+        .ok_or(DomuError::NoFrame("vif page"))
 }
 
 /// A set of granted data pages (the tx set or the rx set) and their grant references.
@@ -89,7 +98,8 @@ impl GrantPages for NetPages {
     fn read(&self, page: usize, offset: usize, buf: &mut [u8]) {
         assert!(offset + buf.len() <= 4096);
         let p = (self.vas[page] as usize + offset) as *const u8;
-        // SAFETY: inside one of our .bss data pages (checked above); the back end writes it
+        // SAFETY: inside one of our data frames (checked above; mapped in the direct map and never
+        // freed); the back end writes it
         // through the hypervisor's grant copy between our uses, so it is copied, never
         // referenced.
         unsafe { ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
@@ -114,6 +124,7 @@ pub struct Netfront {
     /// The MAC the toolstack gave us.
     pub mac: [u8; 6],
     xb: XenbusFrontend,
+    frames: Option<VifFrames>,
     dev: Option<Front>,
     ring_grefs: [u32; 2],
     port: u32,
@@ -169,6 +180,7 @@ impl Netfront {
             backend_id,
             mac,
             xb: XenbusFrontend::new(),
+            frames: None,
             dev: None,
             ring_grefs: [0; 2],
             port: 0,
@@ -272,8 +284,13 @@ impl Netfront {
     fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
         self.teardown();
         grant::init().map_err(DomuError::GrantTable)?;
+        if self.frames.is_none() {
+            self.frames = Some(VifFrames::alloc()?);
+        }
+        let f = self.frames.as_ref().expect("allocated above");
+        let (tx_ring_va, rx_ring_va) = (f.tx_ring, f.rx_ring);
+        let (tx_vas, rx_vas) = (f.tx.clone(), f.rx.clone());
         let dom = self.backend_id;
-        let mfn = |va: u64| mm::va_to_mfn(va).ok_or(DomuError::NoFrame("vif page"));
         let grant_all = |vas: Vec<u64>, readonly: bool| -> Result<NetPages, DomuError> {
             let mut grefs = Vec::with_capacity(vas.len());
             for &va in &vas {
@@ -281,21 +298,21 @@ impl Netfront {
             }
             Ok(NetPages { vas, grefs })
         };
-        let tx = grant_all((0..TX_PAGES).map(tx_va).collect(), true)?;
-        let rx = grant_all((0..RX_PAGES).map(rx_va).collect(), false)?;
+        let tx = grant_all(tx_vas, true)?;
+        let rx = grant_all(rx_vas, false)?;
         let port =
             events::alloc_unbound(dom).map_err(|rc| DomuError::Evtchn("alloc_unbound", rc))?;
         events::register(port, Channel::Vif(dom));
-        // SAFETY: our own .bss ring pages, mapped for our lifetime, only reached through
-        // `MappedPage` from now on.
+        // SAFETY: two page-aligned frames of ours from the allocator, mapped writable in the
+        // direct map for our lifetime (never freed), only reached through `MappedPage`.
         let (tx_page, rx_page) =
-            unsafe { (MappedPage::new(tx_ring_va()), MappedPage::new(rx_ring_va())) };
+            unsafe { (MappedPage::new(tx_ring_va), MappedPage::new(rx_ring_va)) };
         let front = Front::new(tx_page, rx_page, tx, rx, EvtNotify(port));
         // The rings are initialised: only now may the back end see them.
         let tx_gref =
-            grant::grant_access(dom, mfn(tx_ring_va())?, false).map_err(DomuError::Grant)?;
+            grant::grant_access(dom, mfn(tx_ring_va)?, false).map_err(DomuError::Grant)?;
         let rx_gref =
-            grant::grant_access(dom, mfn(rx_ring_va())?, false).map_err(DomuError::Grant)?;
+            grant::grant_access(dom, mfn(rx_ring_va)?, false).map_err(DomuError::Grant)?;
         self.ring_grefs = [tx_gref, rx_gref];
         self.port = port;
         self.dev = Some(front);
@@ -345,6 +362,29 @@ impl Netfront {
             println!("netfront: {busy} grant(s) still in use at disconnect");
         }
         let _ = events::close(self.port);
+    }
+
+    /// Takes the connected device apart for `net-evil`, which drives the rings by hand: the
+    /// ring pages, the tx and rx pages and the event channel (grants stay as they are).
+    pub fn take_raw(&mut self) -> Option<(MappedPage, MappedPage, NetPages, NetPages, EvtNotify)> {
+        self.dev.take().map(NetFront::into_parts)
+    }
+
+    /// Waits until the back end's state is one of `states` (watch-driven, with the client's
+    /// overall timeout); returns it.
+    pub fn wait_for_backend(
+        &self,
+        d: &mut Client,
+        states: &[XenbusState],
+    ) -> Result<XenbusState, DomuError> {
+        let since = time::now_ns().unwrap_or(0);
+        loop {
+            let s = self.backend_state(d)?;
+            if states.contains(&s) {
+                return Ok(s);
+            }
+            self.wait_backend(d, since)?;
+        }
     }
 
     /// The event-channel port (`Channel::Vif`).
