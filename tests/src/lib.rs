@@ -478,6 +478,150 @@ pub fn duplicate_names(cases: &[Case]) -> Vec<String> {
     dups.into_iter().collect()
 }
 
+/// A QEMU boot left running while the test talks to it (over forwarded TCP ports): the log
+/// streams in the background; [`Running::wait_for`] waits for a line, [`Running::stop`] kills
+/// QEMU and returns the log. Dropping it kills QEMU too.
+pub struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    arrived: Vec<Duration>,
+    start: Instant,
+}
+
+impl Boot {
+    /// Starts QEMU and returns at once (no time limit: the caller stops it).
+    pub fn spawn(&self) -> Result<Running, HarnessError> {
+        for path in std::iter::once(&self.hypervisor).chain(self.modules.iter().map(|(p, _)| p)) {
+            if !path.is_file() {
+                return Err(HarnessError(format!(
+                    "{} is missing: run `make images`",
+                    path.display()
+                )));
+            }
+        }
+        let start = Instant::now();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(self.qemu_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while reader.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                    buf.clear();
+                }
+            });
+        }
+        Ok(Running {
+            child,
+            lines: rx,
+            log: Vec::new(),
+            arrived: Vec::new(),
+            start,
+        })
+    }
+}
+
+impl Running {
+    /// Waits up to `timeout` for a line containing `needle` (also among the lines already
+    /// seen); returns it, or `None` at the time limit or QEMU's exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            match self.lines.recv_timeout(deadline - now) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.log.push(line.clone());
+                    self.arrived.push(self.start.elapsed());
+                    if hit {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The log so far (lines not yet read are drained first).
+    pub fn log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+            self.arrived.push(self.start.elapsed());
+        }
+        &self.log
+    }
+
+    /// Kills QEMU (if it is still running) and returns the whole log.
+    pub fn stop(mut self) -> Run {
+        let _ = self.child.kill();
+        let status = self.child.wait().ok().and_then(|s| s.code());
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.log.push(line);
+            self.arrived.push(self.start.elapsed());
+        }
+        Run {
+            log: std::mem::take(&mut self.log),
+            arrived: std::mem::take(&mut self.arrived),
+            ending: status.map_or(Ending::TimedOut, Ending::Exited),
+            elapsed: self.start.elapsed(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for QEMU's `hostfwd`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// QEMU arguments for dom0's NIC: a virtio-net PCI card (slot 5) on QEMU's user-mode network,
+/// each `(host port, guest address, guest port)` forwarded from 127.0.0.1 only.
+pub fn virtio_net_args(forwards: &[(u16, &str, u16)]) -> Vec<String> {
+    let mut netdev = String::from("user,id=net0");
+    for (host, guest, port) in forwards {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-{guest}:{port}"));
+    }
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=net0,addr=5".into(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

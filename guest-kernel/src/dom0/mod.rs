@@ -11,6 +11,8 @@
 //! - **shell** (`shell.rs`): `xl`-like commands typed on the serial line.
 //! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk (`blkdev.rs`,
 //!   found through `pci.rs`).
+//! - **network** (`net.rs`): the NIC (`netdev.rs`, virtio-net), dom0's own interface
+//!   (`netstack.rs`, smoltcp: DHCP, echo, HTTP) and the domUs' vifs on one learning bridge.
 //! - **demo partner** (`demo.rs`): the ping-pong and grant exchange `domu/mod.rs` describes.
 //!
 //! What services share is in `Ctx`: the xenstore (every service reads and writes nodes), the
@@ -21,6 +23,9 @@ pub mod blkdev;
 mod console;
 mod console_daemon;
 mod demo;
+mod net;
+mod netdev;
+mod netstack;
 pub mod pci;
 mod service;
 mod shell;
@@ -40,6 +45,7 @@ use hypercall_abi::xen::{StartInfo, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
 use self::blkback::Blkback;
 use self::console_daemon::ConsoleDaemon;
 use self::demo::Demo;
+use self::net::Net;
 use self::service::{Ctx, Request, Service};
 use self::shell::Shell;
 use self::toolstack::Toolstack;
@@ -90,7 +96,15 @@ impl Dom0 {
     /// at the domains.
     fn pass(&mut self) {
         if !self.services.iter().any(|s| s.busy()) {
-            events::wait(Some(1000 * time::MS));
+            let now = time::now_ns().unwrap_or(0);
+            let until = self
+                .services
+                .iter_mut()
+                .filter_map(|s| s.deadline_ns(now))
+                .fold(now + 1000 * time::MS, u64::min);
+            if until > now {
+                events::wait(Some(until - now));
+            }
         }
         let mut fired = Vec::new();
         events::dispatch(|_, channel| fired.extend(channel));
@@ -140,6 +154,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         toolstack: Toolstack::new(cmdline),
         services: vec![
             Box::new(Blkback::new()),
+            Box::new(Net::new(cmdline)),
             Box::new(ConsoleDaemon),
             Box::new(XenstoredPump),
             Box::new(Shell::new()),

@@ -32,6 +32,11 @@ pub trait Service {
     fn busy(&self) -> bool {
         false
     }
+    /// The Xen system time by which this service needs another [`Service::poll`] (a protocol
+    /// timer), if any: the loop blocks no longer than that.
+    fn deadline_ns(&mut self, _now_ns: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// A domU the toolstack introduced.

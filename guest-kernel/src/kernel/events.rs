@@ -84,6 +84,8 @@ pub enum Channel {
     Blk(u16),
     /// A network vif's rings (`netif`, one port for tx and rx).
     Vif(u16),
+    /// dom0's network card (its PIRQ).
+    Nic,
 }
 
 /// The port-to-handler table. Only the event loop touches it (never the upcall).
