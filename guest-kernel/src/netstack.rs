@@ -3,9 +3,9 @@
 //! a TCP echo service on port 7, and client connections ([`NetStack::open`]).
 //!
 //! Addressing: DHCP from QEMU's user-mode network (through dom0's bridge), asking for
-//! [`requested_address`]`(domid)` = 10.0.2.(15 + domid) in the DISCOVER (option 50). QEMU's DHCP
+//! [`requested_address`]`(domid)` = 10.0.2.(20 + domid) in the DISCOVER (option 50). QEMU's DHCP
 //! server (libslirp `bootp.c`) hands out 10.0.2.15..=10.0.2.30 and honours a requested address
-//! that is free, so each domU gets a fixed address the host's port forwards can name (dom0, which
+//! that is free, so each domU gets the fixed address `make run`'s port forwards name (dom0, which
 //! asks first and for nothing, gets 10.0.2.15). If no lease comes within [`DHCP_PLAIN_AFTER_MS`]
 //! (the address was taken, or the domid is past the pool) the request is dropped and any lease is
 //! taken; DHCP itself cannot be avoided: the gateway and DNS come with it. A static address
@@ -61,10 +61,12 @@ const IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Without a lease after this long, DHCP stops asking for [`requested_address`].
 pub const DHCP_PLAIN_AFTER_MS: u64 = 8_000;
 
-/// The address a domU asks QEMU's DHCP server for: 10.0.2.(15 + domid), inside its pool
-/// 10.0.2.15..=10.0.2.30 (`None` past it).
+/// The address a domU asks QEMU's DHCP server for: 10.0.2.(20 + domid), inside its pool
+/// 10.0.2.15..=10.0.2.30 (`None` past it), as the Makefile's host port forwards expect.
 pub fn requested_address(domid: u16) -> Option<Ipv4Addr> {
-    (domid <= 15).then(|| Ipv4Addr::new(10, 0, 2, 15 + domid as u8))
+    (1..=10)
+        .contains(&domid)
+        .then(|| Ipv4Addr::new(10, 0, 2, 20 + domid as u8))
 }
 
 /// How the interface gets its address.
@@ -822,8 +824,231 @@ mod tests {
 
     #[test]
     fn requested_addresses_follow_the_domid_inside_slirps_pool() {
-        assert_eq!(requested_address(1), Some(Ipv4Addr::new(10, 0, 2, 16)));
-        assert_eq!(requested_address(15), Some(Ipv4Addr::new(10, 0, 2, 30)));
-        assert_eq!(requested_address(16), None);
+        assert_eq!(requested_address(1), Some(Ipv4Addr::new(10, 0, 2, 21)));
+        assert_eq!(requested_address(10), Some(Ipv4Addr::new(10, 0, 2, 30)));
+        assert_eq!(requested_address(0), None, "dom0 asks for nothing");
+        assert_eq!(requested_address(11), None);
+    }
+
+    // --- The whole domU path: smoltcp -> NetFront -> rings -> NetBack -> a peer stack. ---
+
+    mod through_netif {
+        use super::*;
+        use ring_drivers::netif::{
+            GrantIo, GrantIoError, GrantPages, GrantSegment, NetBack, NetBackendInfo, NetFront,
+            NetFrontendTransport, Notify, RxMeta,
+        };
+        use ring_drivers::shared_page::AtomicPage;
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        type Frames = Rc<RefCell<HashMap<u32, Box<[u8; 4096]>>>>;
+
+        /// The front end's granted pages, by reference.
+        struct Pages {
+            table: Frames,
+            grefs: Vec<u32>,
+        }
+
+        impl GrantPages for Pages {
+            fn count(&self) -> usize {
+                self.grefs.len()
+            }
+            fn gref(&self, page: usize) -> u32 {
+                self.grefs[page]
+            }
+            fn read(&self, page: usize, offset: usize, buf: &mut [u8]) {
+                let t = self.table.borrow();
+                buf.copy_from_slice(&t[&self.grefs[page]][offset..offset + buf.len()]);
+            }
+            fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
+                let mut t = self.table.borrow_mut();
+                t.get_mut(&self.grefs[page]).unwrap()[offset..offset + data.len()]
+                    .copy_from_slice(data);
+            }
+        }
+
+        /// The back end's grant copies against the same table.
+        struct Copier(Frames);
+
+        impl GrantIo for Copier {
+            fn copy_from_grants(
+                &mut self,
+                _: u16,
+                segs: &[GrantSegment],
+                buf: &mut [u8],
+            ) -> Result<(), GrantIoError> {
+                let t = self.0.borrow();
+                let mut at = 0;
+                for s in segs {
+                    let (o, l) = (usize::from(s.offset), usize::from(s.len));
+                    buf[at..at + l].copy_from_slice(&t[&s.gref][o..o + l]);
+                    at += l;
+                }
+                Ok(())
+            }
+            fn copy_to_grants(
+                &mut self,
+                _: u16,
+                segs: &[GrantSegment],
+                data: &[u8],
+            ) -> Result<(), GrantIoError> {
+                let mut t = self.0.borrow_mut();
+                let mut at = 0;
+                for s in segs {
+                    let (o, l) = (usize::from(s.offset), usize::from(s.len));
+                    t.get_mut(&s.gref).unwrap()[o..o + l].copy_from_slice(&data[at..at + l]);
+                    at += l;
+                }
+                Ok(())
+            }
+        }
+
+        struct Count(Rc<RefCell<u64>>);
+
+        impl Notify for Count {
+            fn notify(&mut self) {
+                *self.0.borrow_mut() += 1;
+            }
+        }
+
+        type Front = NetFront<Arc<AtomicPage>, Pages, Count>;
+        type Back = NetBack<Arc<AtomicPage>, Copier, Count>;
+
+        /// The domU's side: netfront as the stack's NIC.
+        struct FrontNic(Front);
+
+        impl Nic for FrontNic {
+            fn can_transmit(&mut self) -> bool {
+                if !self.0.can_transmit(MAX_FRAME) {
+                    self.0.poll().unwrap();
+                }
+                self.0.can_transmit(MAX_FRAME)
+            }
+            fn transmit(&mut self, frame: &[u8]) -> bool {
+                self.0.transmit(frame).is_ok()
+            }
+            fn receive(&mut self) -> Option<Vec<u8>> {
+                self.0.receive().unwrap()
+            }
+        }
+
+        fn grant(table: &Frames, first: u32, n: u32) -> Pages {
+            let mut t = table.borrow_mut();
+            for g in first..first + n {
+                t.insert(g, Box::new([0; 4096]));
+            }
+            Pages {
+                table: table.clone(),
+                grefs: (first..first + n).collect(),
+            }
+        }
+
+        #[test]
+        fn the_domu_serves_http_and_echo_through_netfront_and_netback() {
+            let table: Frames = Default::default();
+            let (tx_ring, rx_ring) = (Arc::new(AtomicPage::new()), Arc::new(AtomicPage::new()));
+            let to_back = Rc::new(RefCell::new(0));
+            let to_front = Rc::new(RefCell::new(0));
+            let mut front = Front::new(
+                tx_ring.clone(),
+                rx_ring.clone(),
+                grant(&table, 100, 16),
+                grant(&table, 200, 32),
+                Count(to_back.clone()),
+            );
+            front.connect(NetBackendInfo::default());
+            let t = NetFrontendTransport {
+                tx_ring_ref: 1,
+                rx_ring_ref: 2,
+                event_channel: 3,
+                feature_sg: true,
+                feature_rx_notify: true,
+                no_csum_offload: true,
+            };
+            let mut back = Back::new(
+                tx_ring,
+                rx_ring,
+                1,
+                &t,
+                Copier(table.clone()),
+                Count(to_front.clone()),
+            )
+            .unwrap();
+            let mut domu_nic = FrontNic(front);
+            // dom0's side of the vif: a peer stack on a wire whose other end is the back end.
+            let (mut peer_nic, mut vif_end) = wire();
+            let mut domu =
+                NetStack::new(&mut domu_nic, [0, 0x16, 0x3e, 0, 0, 1], stat(SERVER), 1, 1);
+            let mut peer =
+                NetStack::new(&mut peer_nic, [0, 0x16, 0x3e, 0, 0, 9], stat(CLIENT), 1, 2);
+            let mut data = vec![0u8; 300_000];
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = (i * 7 + i / 251) as u8;
+            }
+            let mut ms = 1;
+            let mut step = |domu: &mut NetStack, peer: &mut NetStack, domu_nic: &mut FrontNic| {
+                ms += 1;
+                domu.poll(domu_nic, ms, &mut |s| {
+                    format!("domU page, {} requests\n", s.http_requests)
+                });
+                // The back end: what the domU sent goes to the peer; what the peer sent, to the domU.
+                back.on_event(|f, _| vif_end.transmit(f).then_some(()).unwrap())
+                    .unwrap();
+                while let Some(f) = vif_end.receive() {
+                    back.send(&f, RxMeta::default()).unwrap();
+                }
+                peer.poll(&mut peer_nic, ms, &mut |_| String::new());
+            };
+            for (port, payload, expect) in [
+                (80u16, b"GET / HTTP/1.1\r\n\r\n".to_vec(), None),
+                (7, data.clone(), Some(data.clone())),
+            ] {
+                let c = peer.open(SERVER, port).unwrap();
+                let (mut sent, mut got, mut closed) = (0, Vec::new(), false);
+                for _ in 0..100_000 {
+                    step(&mut domu, &mut peer, &mut domu_nic);
+                    if peer.state(c) == ConnState::Connecting {
+                        continue;
+                    }
+                    sent += peer.send(c, &payload[sent..]);
+                    peer.recv(c, &mut got);
+                    if sent == payload.len() && !closed {
+                        peer.close(c);
+                        closed = true;
+                    }
+                    if sent == payload.len()
+                        && matches!(peer.state(c), ConnState::Closed | ConnState::PeerClosed)
+                    {
+                        break;
+                    }
+                }
+                peer.recv(c, &mut got);
+                match expect {
+                    Some(e) => assert!(
+                        got == e,
+                        "echo through the vif: {} of {} bytes",
+                        got.len(),
+                        e.len()
+                    ),
+                    None => {
+                        let text = String::from_utf8(got).unwrap();
+                        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+                        assert!(text.ends_with("domU page, 1 requests\n"), "{text}");
+                    }
+                }
+                for _ in 0..50 {
+                    step(&mut domu, &mut peer, &mut domu_nic);
+                }
+                peer.release(c);
+            }
+            let s = back.stats();
+            assert_eq!(s.tx_errors + s.rx_dropped_no_buffer + s.rx_grant_errors, 0);
+            assert!(s.tx_packets > 200 && s.rx_packets > 200, "{s:?}");
+            let f = domu_nic.0.stats();
+            assert_eq!(f.rx_errors + f.tx_errors + f.bad_responses, 0);
+            assert_eq!(f.tx_packets, s.tx_packets);
+            assert_eq!(f.rx_packets, s.rx_packets);
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! The domU's network mode: when dom0 made a vif for us (`device/vif/0`), connect netfront,
-//! bring up `guest_kernel::netstack` on it (DHCP, asking for 10.0.2.(15 + domid); why in that
+//! bring up `guest_kernel::netstack` on it (DHCP, asking for 10.0.2.(20 + domid); why in that
 //! module's doc) and serve HTTP on port 80 and echo on port 7 until dom0 shuts us down.
 //!
 //! The page (`GET /`) shows the domain's id and name, its uptime, its address and the vif's
 //! counters (netfront's and the stack's). `net-fetch=<domid>` on the command line also fetches
-//! the page of that domU (10.0.2.(15 + domid), through dom0's bridge) once we have an address,
+//! the page of that domU (10.0.2.(20 + domid), through dom0's bridge) once we have an address,
 //! retrying for a minute, and prints it line by line as `net-fetch: <line>`;
 //! `net-reconnects=<n>` closes and reconnects the vif `n` times first (fresh rings and grants
 //! each time: dom0's netback must follow).

@@ -80,11 +80,11 @@
 //! # The domU on the wire
 //!
 //! The domU (`guest-kernel/src/domu/net.rs`, stack in `guest_kernel::netstack`) takes its
-//! address by DHCP, asking for 10.0.2.(15 + D) (`netstack::requested_address`), which QEMU's
+//! address by DHCP, asking for 10.0.2.(20 + D) (`netstack::requested_address`), which QEMU's
 //! user-mode DHCP server grants (it honours a free requested address in its pool
-//! 10.0.2.15..=10.0.2.30; dom0, asking for nothing first, gets 10.0.2.15). So host port forwards
-//! can name domU D statically, e.g. `hostfwd=tcp:127.0.0.1:(8079+D)-10.0.2.(15+D):80` and
-//! `hostfwd=tcp:127.0.0.1:(8006+D)-10.0.2.(15+D):7` (8080 and 8007 for domU 1). It serves HTTP on
+//! 10.0.2.15..=10.0.2.30; dom0, asking for nothing first, gets 10.0.2.15). So the Makefile's host
+//! port forwards name domU D statically (`hostfwd=tcp:127.0.0.1:<port>-10.0.2.(20+D):80` and
+//! `:7`). It serves HTTP on
 //! port 80 (a text page: domid, uptime, the vif's counters) and echo on port 7; `net-fetch=<D2>`
 //! fetches domU D2's page over the bridge, `net-reconnects=<n>` closes and reconnects the vif
 //! n times first.
