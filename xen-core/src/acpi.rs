@@ -217,11 +217,7 @@ pub fn find_rsdp<M: MachineMemory>(mem: &M) -> Result<Rsdp, AcpiError> {
 
 /// Borrows the whole table at `addr` after checking its header: readable, the expected
 /// signature, a length between the header and [`MAX_TABLE_LEN`], a zero checksum.
-fn table_at<'m, M: MachineMemory>(
-    mem: &'m M,
-    addr: u64,
-    sig: [u8; 4],
-) -> Result<&'m [u8], AcpiError> {
+fn table_at<M: MachineMemory>(mem: &M, addr: u64, sig: [u8; 4]) -> Result<&[u8], AcpiError> {
     let header = mem
         .read(Maddr(addr), HEADER_LEN)
         .ok_or(AcpiError::Unreadable(sig, addr))?;
