@@ -52,6 +52,50 @@ pub const MACHINE_MEMORY_MIB: u32 = 512;
 /// reference image: our hypervisor always ends QEMU itself, and a test must see that it does.
 pub const END_MARKERS: &[&str] = &["Hardware Dom0 halted", "Hardware Dom0 crashed"];
 
+/// QEMU's accelerator for every boot of the harness, from `XTESTS_ACCEL` (`tcg`, the default, or
+/// `kvm`; `scripts/accel.sh` picks it for `make bench` and `make test`'s KVM pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// QEMU's emulator with `-cpu max`: deterministic, what the differential answers come from.
+    Tcg,
+    /// Hardware virtualization with `-cpu host`: real cycles.
+    Kvm,
+}
+
+impl Accel {
+    /// Parses `XTESTS_ACCEL`'s value; `None` for anything but `tcg`, `kvm` or empty.
+    pub fn parse(value: &str) -> Option<Accel> {
+        match value {
+            "" | "tcg" => Some(Accel::Tcg),
+            "kvm" => Some(Accel::Kvm),
+            _ => None,
+        }
+    }
+
+    /// The accelerator's name, as `XTESTS_ACCEL` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+
+    /// QEMU's `-accel` and `-cpu` arguments for it.
+    pub fn qemu_args(self) -> [&'static str; 4] {
+        match self {
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+        }
+    }
+}
+
+/// The accelerator `XTESTS_ACCEL` asks for (TCG when unset). A value that is neither `tcg` nor
+/// `kvm` is a harness error: it panics rather than run the tests under the wrong one.
+pub fn accel() -> Accel {
+    let value = std::env::var("XTESTS_ACCEL").unwrap_or_default();
+    Accel::parse(&value).unwrap_or_else(|| panic!("XTESTS_ACCEL must be tcg or kvm, not {value:?}"))
+}
+
 /// A QEMU boot: a multiboot hypervisor image with its command line and boot modules.
 #[derive(Clone, Debug)]
 pub struct Boot {
@@ -117,8 +161,13 @@ impl Boot {
         }
     }
 
-    /// The QEMU arguments for this boot.
+    /// The QEMU arguments for this boot, under the accelerator `XTESTS_ACCEL` names.
     pub fn qemu_args(&self) -> Vec<String> {
+        self.qemu_args_under(accel())
+    }
+
+    /// The QEMU arguments for this boot under `accel`.
+    pub fn qemu_args_under(&self, accel: Accel) -> Vec<String> {
         let initrd = self
             .modules
             .iter()
@@ -135,24 +184,22 @@ impl Boot {
             })
             .collect::<Vec<_>>()
             .join(",");
-        let mut args: Vec<String> = [
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = accel.qemu_args().iter().map(|s| s.to_string()).collect();
+        args.extend(
+            [
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         args.extend(["-m".into(), MACHINE_MEMORY_MIB.to_string()]);
         args.extend(["-kernel".into(), self.hypervisor.display().to_string()]);
         args.extend(["-append".into(), self.cmdline.clone()]);
@@ -171,6 +218,19 @@ impl Boot {
     /// As [`Boot::run`], typing on the serial console: when a line containing `after` arrives,
     /// `bytes` are written to the serial port's input (QEMU's stdin), once per trigger.
     pub fn run_with_input(&self, triggers: &[(&str, &[u8])]) -> Result<Run, HarnessError> {
+        self.run_inner(self.qemu_args(), triggers)
+    }
+
+    /// Boots under `accel` whatever `XTESTS_ACCEL` says (e.g. a KVM probe from the TCG pass).
+    pub fn run_under(&self, accel: Accel) -> Result<Run, HarnessError> {
+        self.run_inner(self.qemu_args_under(accel), &[])
+    }
+
+    fn run_inner(
+        &self,
+        args: Vec<String>,
+        triggers: &[(&str, &[u8])],
+    ) -> Result<Run, HarnessError> {
         for path in std::iter::once(&self.hypervisor).chain(self.modules.iter().map(|(p, _)| p)) {
             if !path.is_file() {
                 return Err(HarnessError(format!(
@@ -182,7 +242,7 @@ impl Boot {
         }
         let start = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
-            .args(self.qemu_args())
+            .args(args)
             .stdin(if triggers.is_empty() {
                 Stdio::null()
             } else {
@@ -705,6 +765,18 @@ mod tests {
             duplicate_names(&[case("a", "1"), case("b", "1"), case("a", "2")]),
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn accel_names_and_flags() {
+        assert_eq!(Accel::parse(""), Some(Accel::Tcg));
+        assert_eq!(Accel::parse("tcg"), Some(Accel::Tcg));
+        assert_eq!(Accel::parse("kvm"), Some(Accel::Kvm));
+        assert_eq!(Accel::parse("KVM"), None);
+        assert_eq!(Accel::parse("hvf"), None);
+        assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(Accel::Tcg.qemu_args(), ["-accel", "tcg", "-cpu", "max"]);
+        assert_eq!(Accel::parse(Accel::Kvm.name()), Some(Accel::Kvm));
     }
 
     #[test]

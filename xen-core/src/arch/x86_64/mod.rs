@@ -22,6 +22,7 @@ pub mod mmio;
 pub mod pic;
 pub mod pit;
 pub mod power;
+pub mod ring3;
 pub mod rtc;
 pub mod serial;
 pub mod symbols;
