@@ -64,6 +64,10 @@ pub struct Ctx {
     pub consoles: Consoles,
     /// The domUs introduced, by id.
     pub doms: BTreeMap<u16, Domain>,
+    /// dom0 serves vifs (it has a network and a netback): the toolstack writes vif 0's nodes
+    /// for every domU it introduces (`ring_drivers::netif::vif_nodes`). Off, no domU sees a
+    /// `device/vif`, and none enables networking.
+    pub vifs: bool,
     requests: Vec<Request>,
 }
 
@@ -81,6 +85,7 @@ impl Ctx {
             xs: Xenstore::new(),
             consoles: Consoles::new(),
             doms: BTreeMap::new(),
+            vifs: false,
             requests: Vec::new(),
         }
     }
