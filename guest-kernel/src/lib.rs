@@ -2,8 +2,8 @@
 //! virtual address map, the frame allocator, `mmu_update` batching, the page-table workload's
 //! parameters and result lines, the PV clock arithmetic, the demo protocol's pattern, the
 //! throughput arithmetic the block benchmarks print, the line formatting the console
-//! prints, the xenstore server (`xenstored`) and the toolstack's connection to a domU's rings
-//! (`introduce`). Host-tested with `cargo test -p guest-kernel`.
+//! prints, the domU's TCP/IP services on smoltcp (`netstack`), the xenstore server
+//! (`xenstored`) and the toolstack's connection to a domU's rings (`introduce`). Host-tested with `cargo test -p guest-kernel`.
 //!
 //! Everything that touches the hardware or the hypervisor lives in the binary (`src/main.rs`,
 //! `src/kernel/` and the programs beside it), built only for `x86_64-unknown-none`.
@@ -19,6 +19,7 @@ pub mod introduce;
 pub mod layout;
 pub mod line;
 pub mod mmu_batch;
+pub mod netstack;
 pub mod paging;
 pub mod pci;
 pub mod pt_lab;

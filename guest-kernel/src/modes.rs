@@ -95,7 +95,8 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
                 exit_reason(&cmdline)
             }
             (None, None) if !initdomain => domu::run(si, &cmdline),
-            (None, None) if dom0::has_domus() => dom0::run(si, &cmdline),
+            // `stay`: the services run (the network, the shell) even with no domU to serve.
+            (None, None) if dom0::has_domus() || cmdline.has("stay") => dom0::run(si, &cmdline),
             (None, None) => {
                 println!("guest-kernel: nothing to do, shutting down");
                 exit_reason(&cmdline)

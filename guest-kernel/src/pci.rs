@@ -33,6 +33,16 @@ pub const fn is_virtio_blk(vendor: u16, device: u16) -> bool {
     vendor == VIRTIO_VENDOR && (device == VIRTIO_BLK_TRANSITIONAL || device == VIRTIO_BLK_MODERN)
 }
 
+/// PCI device ID of a transitional virtio-net function (QEMU's `virtio-net-pci` default).
+pub const VIRTIO_NET_TRANSITIONAL: u16 = 0x1000;
+/// PCI device ID of a modern-only virtio-net function.
+pub const VIRTIO_NET_MODERN: u16 = 0x1041;
+
+/// Whether a function with these IDs is a virtio network device.
+pub const fn is_virtio_net(vendor: u16, device: u16) -> bool {
+    vendor == VIRTIO_VENDOR && (device == VIRTIO_NET_TRANSITIONAL || device == VIRTIO_NET_MODERN)
+}
+
 /// The 512 bytes `blkdev-selftest` writes to sector `sector`: a byte pattern that differs from
 /// one sector to the next, so a write that lands on the wrong sector is caught. The QEMU test
 /// (`tests/tests/blkdev.rs`) looks for these bytes in the disk image on the host.
@@ -91,6 +101,8 @@ mod tests {
     fn virtio_blk_ids() {
         assert!(is_virtio_blk(0x1af4, 0x1001) && is_virtio_blk(0x1af4, 0x1042));
         assert!(!is_virtio_blk(0x1af4, 0x1000) && !is_virtio_blk(0x8086, 0x1001));
+        assert!(is_virtio_net(0x1af4, 0x1000) && is_virtio_net(0x1af4, 0x1041));
+        assert!(!is_virtio_net(0x1af4, 0x1001) && !is_virtio_net(0x8086, 0x1000));
     }
 
     #[test]

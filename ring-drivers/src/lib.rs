@@ -15,7 +15,8 @@
 //! Modules, lower first: [`shared_page`] and [`ring`] (the generic `io/ring.h` request/response
 //! ring); [`xenbus`] (a xenstore client, with [`xenbus::xs_ring`], the xenstore ring and message
 //! framing, and [`xenbus::state`], the XenbusState handshake of both ends as pure state
-//! machines); [`blkif`] (block back end, front end, RAM disk and the device's xenstore keys, on
+//! machines); [`bridge`] (the learning Ethernet bridge dom0 joins its NIC, its own interface
+//! and the vifs with); [`blkif`] (block back end, front end, RAM disk and the device's xenstore keys, on
 //! `ring` and `xenbus`); [`netif`] (network back end and front end, the rx-copy model, and the
 //! vif's xenstore keys, on the same pieces); [`console_ring`] (the PV console ring and a `(dN) ` line prefixer);
 //! [`printable`] (guest text escaped for dom0's log).
@@ -25,6 +26,7 @@
 extern crate alloc;
 
 pub mod blkif;
+pub mod bridge;
 mod byte_ring;
 pub mod console_ring;
 pub mod netif;

@@ -52,6 +52,50 @@ pub const MACHINE_MEMORY_MIB: u32 = 512;
 /// reference image: our hypervisor always ends QEMU itself, and a test must see that it does.
 pub const END_MARKERS: &[&str] = &["Hardware Dom0 halted", "Hardware Dom0 crashed"];
 
+/// QEMU's accelerator for every boot of the harness, from `XTESTS_ACCEL` (`tcg`, the default, or
+/// `kvm`; `scripts/accel.sh` picks it for `make bench` and `make test`'s KVM pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// QEMU's emulator with `-cpu max`: deterministic, what the differential answers come from.
+    Tcg,
+    /// Hardware virtualization with `-cpu host`: real cycles.
+    Kvm,
+}
+
+impl Accel {
+    /// Parses `XTESTS_ACCEL`'s value; `None` for anything but `tcg`, `kvm` or empty.
+    pub fn parse(value: &str) -> Option<Accel> {
+        match value {
+            "" | "tcg" => Some(Accel::Tcg),
+            "kvm" => Some(Accel::Kvm),
+            _ => None,
+        }
+    }
+
+    /// The accelerator's name, as `XTESTS_ACCEL` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+
+    /// QEMU's `-accel` and `-cpu` arguments for it.
+    pub fn qemu_args(self) -> [&'static str; 4] {
+        match self {
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+        }
+    }
+}
+
+/// The accelerator `XTESTS_ACCEL` asks for (TCG when unset). A value that is neither `tcg` nor
+/// `kvm` is a harness error: it panics rather than run the tests under the wrong one.
+pub fn accel() -> Accel {
+    let value = std::env::var("XTESTS_ACCEL").unwrap_or_default();
+    Accel::parse(&value).unwrap_or_else(|| panic!("XTESTS_ACCEL must be tcg or kvm, not {value:?}"))
+}
+
 /// A QEMU boot: a multiboot hypervisor image with its command line and boot modules.
 #[derive(Clone, Debug)]
 pub struct Boot {
@@ -117,8 +161,13 @@ impl Boot {
         }
     }
 
-    /// The QEMU arguments for this boot.
+    /// The QEMU arguments for this boot, under the accelerator `XTESTS_ACCEL` names.
     pub fn qemu_args(&self) -> Vec<String> {
+        self.qemu_args_under(accel())
+    }
+
+    /// The QEMU arguments for this boot under `accel`.
+    pub fn qemu_args_under(&self, accel: Accel) -> Vec<String> {
         let initrd = self
             .modules
             .iter()
@@ -135,24 +184,22 @@ impl Boot {
             })
             .collect::<Vec<_>>()
             .join(",");
-        let mut args: Vec<String> = [
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = accel.qemu_args().iter().map(|s| s.to_string()).collect();
+        args.extend(
+            [
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         args.extend(["-m".into(), MACHINE_MEMORY_MIB.to_string()]);
         args.extend(["-kernel".into(), self.hypervisor.display().to_string()]);
         args.extend(["-append".into(), self.cmdline.clone()]);
@@ -171,6 +218,19 @@ impl Boot {
     /// As [`Boot::run`], typing on the serial console: when a line containing `after` arrives,
     /// `bytes` are written to the serial port's input (QEMU's stdin), once per trigger.
     pub fn run_with_input(&self, triggers: &[(&str, &[u8])]) -> Result<Run, HarnessError> {
+        self.run_inner(self.qemu_args(), triggers)
+    }
+
+    /// Boots under `accel` whatever `XTESTS_ACCEL` says (e.g. a KVM probe from the TCG pass).
+    pub fn run_under(&self, accel: Accel) -> Result<Run, HarnessError> {
+        self.run_inner(self.qemu_args_under(accel), &[])
+    }
+
+    fn run_inner(
+        &self,
+        args: Vec<String>,
+        triggers: &[(&str, &[u8])],
+    ) -> Result<Run, HarnessError> {
         for path in std::iter::once(&self.hypervisor).chain(self.modules.iter().map(|(p, _)| p)) {
             if !path.is_file() {
                 return Err(HarnessError(format!(
@@ -182,7 +242,7 @@ impl Boot {
         }
         let start = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
-            .args(self.qemu_args())
+            .args(args)
             .stdin(if triggers.is_empty() {
                 Stdio::null()
             } else {
@@ -478,6 +538,150 @@ pub fn duplicate_names(cases: &[Case]) -> Vec<String> {
     dups.into_iter().collect()
 }
 
+/// A QEMU boot left running while the test talks to it (over forwarded TCP ports): the log
+/// streams in the background; [`Running::wait_for`] waits for a line, [`Running::stop`] kills
+/// QEMU and returns the log. Dropping it kills QEMU too.
+pub struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    arrived: Vec<Duration>,
+    start: Instant,
+}
+
+impl Boot {
+    /// Starts QEMU and returns at once (no time limit: the caller stops it).
+    pub fn spawn(&self) -> Result<Running, HarnessError> {
+        for path in std::iter::once(&self.hypervisor).chain(self.modules.iter().map(|(p, _)| p)) {
+            if !path.is_file() {
+                return Err(HarnessError(format!(
+                    "{} is missing: run `make images`",
+                    path.display()
+                )));
+            }
+        }
+        let start = Instant::now();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(self.qemu_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while reader.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                    buf.clear();
+                }
+            });
+        }
+        Ok(Running {
+            child,
+            lines: rx,
+            log: Vec::new(),
+            arrived: Vec::new(),
+            start,
+        })
+    }
+}
+
+impl Running {
+    /// Waits up to `timeout` for a line containing `needle` (also among the lines already
+    /// seen); returns it, or `None` at the time limit or QEMU's exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            match self.lines.recv_timeout(deadline - now) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.log.push(line.clone());
+                    self.arrived.push(self.start.elapsed());
+                    if hit {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The log so far (lines not yet read are drained first).
+    pub fn log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+            self.arrived.push(self.start.elapsed());
+        }
+        &self.log
+    }
+
+    /// Kills QEMU (if it is still running) and returns the whole log.
+    pub fn stop(mut self) -> Run {
+        let _ = self.child.kill();
+        let status = self.child.wait().ok().and_then(|s| s.code());
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.log.push(line);
+            self.arrived.push(self.start.elapsed());
+        }
+        Run {
+            log: std::mem::take(&mut self.log),
+            arrived: std::mem::take(&mut self.arrived),
+            ending: status.map_or(Ending::TimedOut, Ending::Exited),
+            elapsed: self.start.elapsed(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for QEMU's `hostfwd`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// QEMU arguments for dom0's NIC: a virtio-net PCI card (slot 5) on QEMU's user-mode network,
+/// each `(host port, guest address, guest port)` forwarded from 127.0.0.1 only.
+pub fn virtio_net_args(forwards: &[(u16, &str, u16)]) -> Vec<String> {
+    let mut netdev = String::from("user,id=net0");
+    for (host, guest, port) in forwards {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-{guest}:{port}"));
+    }
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=net0,addr=5".into(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +765,18 @@ mod tests {
             duplicate_names(&[case("a", "1"), case("b", "1"), case("a", "2")]),
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn accel_names_and_flags() {
+        assert_eq!(Accel::parse(""), Some(Accel::Tcg));
+        assert_eq!(Accel::parse("tcg"), Some(Accel::Tcg));
+        assert_eq!(Accel::parse("kvm"), Some(Accel::Kvm));
+        assert_eq!(Accel::parse("KVM"), None);
+        assert_eq!(Accel::parse("hvf"), None);
+        assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(Accel::Tcg.qemu_args(), ["-accel", "tcg", "-cpu", "max"]);
+        assert_eq!(Accel::parse(Accel::Kvm.name()), Some(Accel::Kvm));
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub struct BootOptions<'a> {
     /// `selftest=<name>`: run a hypervisor self-test instead of (or before) dom0 (`panic`, `trap`:
     /// the fatal-error paths, checked by the QEMU tests; `wx`: a write to `.text`, which W^X makes
     /// a fatal page fault; `time`: the clocks; `native-pte`: the
-    /// teaching lab's native page-table baseline, then dom0 as usual).
+    /// teaching lab's native page-table baseline, then dom0 as usual; `native-syscall`: the bare
+    /// ring-3 syscall round trip, then dom0; `cpl`: power off after the boot's ring-0 check).
     pub selftest: Option<&'a str>,
 }
 

@@ -154,6 +154,14 @@ fn start_xen(mb_magic: u32, mb_info: xen_core::mm::Maddr) -> ! {
         }
         // The teaching lab's native baseline (`xen_core::lab`); dom0 boots afterwards.
         Some("native-pte") => arch::x86_64::lab::native_pte(info.memory_map.as_ref()),
+        // The bare syscall/sysretq round trip from ring 3 (`ring3.rs`); dom0 boots afterwards.
+        Some("native-syscall") => arch::x86_64::ring3::native_syscall(),
+        // Only the boot-time CPL check (already passed to get here), then power off: a quick
+        // probe of whether a virtual machine can host us (`scripts/accel.sh`).
+        Some("cpl") => {
+            printk!("{}\n", xen_core::power::POWEROFF_MESSAGE);
+            power::poweroff()
+        }
         Some(other) => printk!("unknown self-test \"{other}\"\n"),
         None => {}
     }

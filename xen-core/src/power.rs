@@ -24,6 +24,10 @@ pub enum FailCode {
     BadBoot = 3,
     /// dom0 crashed (or shut down with `SHUTDOWN_crash`): the run cannot go on without it.
     Dom0Crashed = 4,
+    /// The hypervisor does not run in ring 0: a `syscall` from ring 3 entered it at CPL 3, as on
+    /// a KVM that runs guests in hardware ring 3 (`kvm_pvm`); see `arch/x86_64/ring3.rs`
+    /// (QEMU exits 11).
+    NotRing0 = 5,
 }
 
 impl FailCode {
@@ -39,6 +43,7 @@ impl FailCode {
             FailCode::Trap,
             FailCode::BadBoot,
             FailCode::Dom0Crashed,
+            FailCode::NotRing0,
         ]
         .into_iter()
         .find(|code| code.qemu_exit_status() == status)
@@ -56,6 +61,7 @@ mod tests {
             FailCode::Trap,
             FailCode::BadBoot,
             FailCode::Dom0Crashed,
+            FailCode::NotRing0,
         ] {
             let status = code.qemu_exit_status();
             assert_eq!(

@@ -264,7 +264,7 @@ impl fmt::Display for IrqMode {
 
 /// Maps `gsi` to a PIRQ and binds it to a masked event channel; `None` if the hypervisor
 /// refuses either step (the PIRQ stays mapped if only the bind fails: harmless).
-fn bind_gsi(gsi: u32) -> Option<IrqMode> {
+pub(crate) fn bind_gsi(gsi: u32) -> Option<IrqMode> {
     // The port is watched in shared_info, and the poll's timeout needs the time.
     if shared_info::get().is_none() || time::now_ns().is_none() {
         return None;

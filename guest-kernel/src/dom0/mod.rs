@@ -11,6 +11,8 @@
 //! - **shell** (`shell.rs`): `xl`-like commands typed on the serial line.
 //! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk (`blkdev.rs`,
 //!   found through `pci.rs`).
+//! - **network** (`net.rs`): the NIC (`netdev.rs`, virtio-net), dom0's own interface
+//!   (`netstack.rs`, smoltcp: DHCP, echo, HTTP) and the domUs' vifs on one learning bridge.
 //! - **demo partner** (`demo.rs`): the ping-pong and grant exchange `domu/mod.rs` describes.
 //!
 //! What services share is in `Ctx`: the xenstore (every service reads and writes nodes), the
@@ -21,6 +23,10 @@ pub mod blkdev;
 mod console;
 mod console_daemon;
 mod demo;
+mod net;
+mod netback;
+mod netdev;
+mod netstack;
 pub mod pci;
 mod service;
 mod shell;
@@ -40,6 +46,7 @@ use hypercall_abi::xen::{StartInfo, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
 use self::blkback::Blkback;
 use self::console_daemon::ConsoleDaemon;
 use self::demo::Demo;
+use self::net::Net;
 use self::service::{Ctx, Request, Service};
 use self::shell::Shell;
 use self::toolstack::Toolstack;
@@ -90,7 +97,15 @@ impl Dom0 {
     /// at the domains.
     fn pass(&mut self) {
         if !self.services.iter().any(|s| s.busy()) {
-            events::wait(Some(1000 * time::MS));
+            let now = time::now_ns().unwrap_or(0);
+            let until = self
+                .services
+                .iter_mut()
+                .filter_map(|s| s.deadline_ns(now))
+                .fold(now + 1000 * time::MS, u64::min);
+            if until > now {
+                events::wait(Some(until - now));
+            }
         }
         let mut fired = Vec::new();
         events::dispatch(|_, channel| fired.extend(channel));
@@ -135,11 +150,15 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         events::register(p, Channel::Timer);
     }
     let stay = cmdline.has("stay");
+    let net = Net::new(cmdline);
+    let mut ctx = Ctx::new();
+    ctx.vifs = net.serves_vifs();
     let mut d = Dom0 {
-        ctx: Ctx::new(),
+        ctx,
         toolstack: Toolstack::new(cmdline),
         services: vec![
             Box::new(Blkback::new()),
+            Box::new(net),
             Box::new(ConsoleDaemon),
             Box::new(XenstoredPump),
             Box::new(Shell::new()),

@@ -32,6 +32,11 @@ pub trait Service {
     fn busy(&self) -> bool {
         false
     }
+    /// The Xen system time by which this service needs another [`Service::poll`] (a protocol
+    /// timer), if any: the loop blocks no longer than that.
+    fn deadline_ns(&mut self, _now_ns: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// A domU the toolstack introduced.
@@ -59,6 +64,10 @@ pub struct Ctx {
     pub consoles: Consoles,
     /// The domUs introduced, by id.
     pub doms: BTreeMap<u16, Domain>,
+    /// dom0 serves vifs (it has a network and a netback): the toolstack writes vif 0's nodes
+    /// for every domU it introduces (`ring_drivers::netif::vif_nodes`). Off, no domU sees a
+    /// `device/vif`, and none enables networking.
+    pub vifs: bool,
     requests: Vec<Request>,
 }
 
@@ -76,6 +85,7 @@ impl Ctx {
             xs: Xenstore::new(),
             consoles: Consoles::new(),
             doms: BTreeMap::new(),
+            vifs: false,
             requests: Vec::new(),
         }
     }

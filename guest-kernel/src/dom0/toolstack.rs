@@ -4,9 +4,11 @@
 //! reads its ring frames and ports (`hvm_op HVMOP_get_param`), maps both pages, binds both ports,
 //! introduces it to xenstored and writes `/local/domain/<id>` (libxl's layout and permissions:
 //! the home is `n0 r<id>`, read-only for the domain; `data` is owned by the domain); then every
-//! service [`attaches`](Service::attach) to it. When a domU shuts down or crashes
+//! service [`attaches`](Service::attach) to it; with [`Ctx::vifs`] set (dom0 serves vifs) vif 0's
+//! front- and back-end directories are written first, for the netback to serve. When a domU shuts down or crashes
 //! (`VIRQ_DOM_EXC`), it is reported, its console drained, every service detached, its ports
-//! closed, its pages unmapped, released from xenstored and destroyed (`domctl destroydomain`).
+//! closed, its pages unmapped, released from xenstored, its nodes (vif back end included)
+//! removed and destroyed (`domctl destroydomain`).
 //! `domu-timeout=<seconds>` destroys a domU still running that long after its introduction.
 
 use alloc::boxed::Box;
@@ -31,6 +33,7 @@ use hypercall_abi::sched::SHUTDOWN_crash;
 use hypercall_abi::sysctl::{XEN_SYSCTL_getdomaininfolist, XenSysctl, XenSysctlGetdomaininfolist};
 use hypercall_abi::xen::StartInfo;
 use hypercall_abi::HypercallError;
+use ring_drivers::netif::vif_nodes;
 use ring_drivers::xenbus::{Access, Perm, Request};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -371,6 +374,9 @@ impl Toolstack {
                 access: Access::None,
             }],
         );
+        if ctx.vifs {
+            write_vif_nodes(&mut ctx.xs, id);
+        }
         for s in services.iter_mut() {
             s.attach(ctx, id);
         }
@@ -461,6 +467,40 @@ impl Toolstack {
             },
         );
         ctx.xs.xs0(0, &Request::Rm(&format!("/local/domain/{id}")));
+        ctx.xs.xs0(
+            0,
+            &Request::Rm(&format!("/local/domain/0/backend/vif/{id}")),
+        );
         ctx.xs.forget_watch_events(&token);
+    }
+}
+
+/// Writes vif 0's nodes for domU `id` (the layout in `ring_drivers::netif`'s module doc): the
+/// back-end directory owned by dom0 and readable by the domU, the front-end directory owned by
+/// the domU and readable by dom0, as libxl sets them; `state` last in each.
+fn write_vif_nodes(xs: &mut impl Store, id: u16) {
+    let n = vif_nodes(id, 0);
+    let dirs = [
+        (&n.back_dir, &n.back, 0, id),
+        (&n.front_dir, &n.front, id, 0),
+    ];
+    for (dir, keys, owner, reader) in dirs {
+        xs.write(dir, "");
+        xs.set_perms(
+            dir,
+            &[
+                Perm {
+                    domid: owner,
+                    access: Access::None,
+                },
+                Perm {
+                    domid: reader,
+                    access: Access::Read,
+                },
+            ],
+        );
+        for (k, v) in keys {
+            xs.write(&format!("{dir}/{k}"), v);
+        }
     }
 }

@@ -12,9 +12,13 @@
 //! (ping, pong), and dom0 grant-copies the pattern, checks it, copies its complement into the
 //! reply page and writes `data/result` = `ok <sum>`, which we watch. Then we power off.
 //!
-//! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close.
+//! Then the block device (`blkfront.rs`): connect vbd 51712, read sector 0, close. Then, if dom0
+//! made a vif for us (`device/vif/0`), the network (`net.rs` over `netfront.rs`): DHCP, HTTP on
+//! port 80, echo on port 7, until dom0 shuts us down; without one the domU powers off as before.
 //! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil`, `blk-reconnects=<n>` and `blk-bench[=<start>]` run a block mode
 //! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
+//!
+//! `net-evil` attacks dom0's netback instead (`net_evil.rs`): bad packets, a flood, an overrun.
 //!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
 //! `hostile=<name>` makes one of the attacks of [`crate::suites::hostile`] and powers off.
@@ -43,6 +47,9 @@ use crate::kernel::{console, mm, shared_info, time, traps};
 pub mod blkfront;
 pub mod client;
 pub mod error;
+pub mod net;
+pub mod net_evil;
+pub mod netfront;
 
 /// A ring page of our initial region, from its machine frame.
 fn own_page(mfn: u64) -> Option<MappedPage> {
@@ -145,6 +152,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     }
     if cmdline.has("blk-evil") {
         return blkfront::evil(&mut d);
+    }
+    if cmdline.has("net-evil") {
+        return net_evil::run(&mut d, cmdline);
     }
     if let Some((arg, all)) = cmdline
         .get("fuzz")
@@ -259,7 +269,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     }
     println!("domU: ping-pong {rounds} round trips ok, grant copy verified");
     // The block device: read sector 0 through the split driver.
-    blkfront::demo(&mut d)
+    blkfront::demo(&mut d)?;
+    // The network, if dom0 made us a vif: served until dom0 shuts us down.
+    net::serve_if_vif(&mut d, domid, cmdline)
 }
 
 /// Writes `data/*` in one transaction (retried on EAGAIN).

@@ -77,8 +77,10 @@ hypercall_page:
     options(att_syntax)
 );
 
-/// Size of the boot stack.
-const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Size of the boot stack: 256 KiB. smoltcp builds its interface and sockets on the stack, and
+/// with dom0's network 64 KiB overflowed (73 KiB deep, found when the overflow reached
+/// `mm::LAYOUT`, the static just below the stack, after an unrelated layout change).
+const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 #[repr(C, align(4096))]
 struct Stack([u8; BOOT_STACK_SIZE]);

@@ -82,6 +82,10 @@ pub enum Channel {
     Ping(u16),
     /// A block ring (`blkif`).
     Blk(u16),
+    /// A network vif's rings (`netif`, one port for tx and rx).
+    Vif(u16),
+    /// dom0's network card (its PIRQ).
+    Nic,
 }
 
 /// The port-to-handler table. Only the event loop touches it (never the upcall).

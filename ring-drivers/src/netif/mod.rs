@@ -43,6 +43,15 @@
 //!
 //! # Xenstore node layout (written by dom0's toolstack, per domU `D`, vif handle `H` = 0)
 //!
+//! [`vif_nodes`]`(D, H)` gives both directories and their keys; dom0's toolstack writes them
+//! (`write_vif_nodes` in `guest-kernel/src/dom0/toolstack.rs`) for every domU it introduces when
+//! `Ctx::vifs` is set (set it once dom0 serves vifs: a NIC and a netback), before the services'
+//! `attach`, so a netback service's `attach(ctx, D)` finds `backend/vif/D/0` complete and runs
+//! `XenbusBackend::start` (write `NetBackendInfo::default().to_keys()`, then `InitWait`) and
+//! watches the front end's `state`. The toolstack removes `backend/vif/D` after the services'
+//! `detach`. A domU finding `device/vif/0` connects it and serves (below); without it, it powers
+//! off as before.
+//!
 //! ```text
 //! /local/domain/0/backend/vif/D/H/          owner dom0, domU D may read  (r0 then r D)
 //!     frontend       /local/domain/D/device/vif/H
@@ -50,7 +59,7 @@
 //!     online         1
 //!     state          1 (Initialising; then the back end's own states)
 //!     handle         H
-//!     mac            00:16:3e:00:DH:DL   (mac_for_domain(D, H); DH/DL = domid high/low byte)
+//!     mac            00:16:3e:HH:DH:DL   (mac_for_domain(D, H); HH = H, DH/DL = domid bytes)
 //!     bridge         xenbr0
 //!     feature-sg, feature-rx-copy, feature-gso-tcpv4 (0), feature-rx-flip (0),
 //!     feature-multicast-control (0), feature-split-event-channels (0)
@@ -67,6 +76,18 @@
 //! ```
 //!
 //! The handshake is the generic one of [`crate::xenbus::state`]; [`keys`] has every key name.
+//!
+//! # The domU on the wire
+//!
+//! The domU (`guest-kernel/src/domu/net.rs`, stack in `guest_kernel::netstack`) takes its
+//! address by DHCP, asking for 10.0.2.(20 + D) (`netstack::requested_address`), which QEMU's
+//! user-mode DHCP server grants (it honours a free requested address in its pool
+//! 10.0.2.15..=10.0.2.30; dom0, asking for nothing first, gets 10.0.2.15). So the Makefile's host
+//! port forwards name domU D statically (`hostfwd=tcp:127.0.0.1:<port>-10.0.2.(20+D):80` and
+//! `:7`). It serves HTTP on
+//! port 80 (a text page: domid, uptime, the vif's counters) and echo on port 7; `net-fetch=<D2>`
+//! fetches domU D2's page over the bridge, `net-reconnects=<n>` closes and reconnects the vif
+//! n times first.
 //!
 //! # Validation (what a hostile front end gets)
 //!
@@ -104,7 +125,8 @@ pub use back::{
 };
 pub use front::{NetFront, NetFrontError, NetFrontStats};
 pub use xenstore::{
-    format_mac, keys, mac_for_domain, parse_mac, NetBackendInfo, NetFrontendTransport,
+    format_mac, keys, mac_for_domain, parse_mac, vif_nodes, NetBackendInfo, NetFrontendTransport,
+    VifNodes, BRIDGE,
 };
 
 /// Data slots a back end accepts in one tx packet (Linux netback's `XEN_NETBK_LEGACY_SLOTS_MAX`,

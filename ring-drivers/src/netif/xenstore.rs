@@ -99,6 +99,51 @@ pub fn parse_mac(s: &[u8]) -> Option<[u8; 6]> {
     Some(mac)
 }
 
+/// The nodes a toolstack writes for vif `handle` of domain `domid` (as libxl does): both
+/// directories, their owners, and their keys; the ends then add their own keys and states.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifNodes {
+    /// `/local/domain/0/backend/vif/<domid>/<handle>`: owned by dom0, readable by the domU.
+    pub back_dir: String,
+    /// `/local/domain/<domid>/device/vif/<handle>`: owned by the domU, readable by dom0.
+    pub front_dir: String,
+    /// Keys of the back-end directory.
+    pub back: Vec<(&'static str, String)>,
+    /// Keys of the front-end directory.
+    pub front: Vec<(&'static str, String)>,
+}
+
+/// The bridge every vif joins (`bridge` key; dom0's bridge is the only one).
+pub const BRIDGE: &str = "xenbr0";
+
+/// The toolstack's nodes for vif `handle` of `domid`, with [`mac_for_domain`]'s address and
+/// both states `Initialising` (1).
+pub fn vif_nodes(domid: u16, handle: u8) -> VifNodes {
+    let back_dir = format!("/local/domain/0/backend/vif/{domid}/{handle}");
+    let front_dir = format!("/local/domain/{domid}/device/vif/{handle}");
+    let mac = format_mac(&mac_for_domain(domid, handle));
+    VifNodes {
+        back: vec![
+            (keys::FRONTEND, front_dir.clone()),
+            (keys::FRONTEND_ID, format!("{domid}")),
+            (keys::ONLINE, String::from("1")),
+            (keys::HANDLE, format!("{handle}")),
+            (keys::MAC, mac.clone()),
+            (keys::BRIDGE, String::from(BRIDGE)),
+            (keys::STATE, String::from("1")),
+        ],
+        front: vec![
+            (keys::BACKEND, back_dir.clone()),
+            (keys::BACKEND_ID, String::from("0")),
+            (keys::HANDLE, format!("{handle}")),
+            (keys::MAC, mac),
+            (keys::STATE, String::from("1")),
+        ],
+        back_dir,
+        front_dir,
+    }
+}
+
 fn number(
     read: &mut impl FnMut(&str) -> Option<Vec<u8>>,
     key: &'static str,
@@ -280,6 +325,28 @@ mod tests {
         ] {
             assert_eq!(parse_mac(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn toolstack_nodes() {
+        let n = vif_nodes(3, 0);
+        assert_eq!(n.back_dir, "/local/domain/0/backend/vif/3/0");
+        assert_eq!(n.front_dir, "/local/domain/3/device/vif/0");
+        let get =
+            |kv: &[(&str, String)], k: &str| kv.iter().find(|(x, _)| *x == k).unwrap().1.clone();
+        assert_eq!(get(&n.back, "frontend"), n.front_dir);
+        assert_eq!(get(&n.front, "backend"), n.back_dir);
+        assert_eq!(get(&n.back, "frontend-id"), "3");
+        assert_eq!(get(&n.front, "backend-id"), "0");
+        assert_eq!(get(&n.back, "mac"), "00:16:3e:00:00:03");
+        assert_eq!(get(&n.front, "mac"), get(&n.back, "mac"));
+        assert_eq!(get(&n.back, "state"), "1");
+        assert_eq!(get(&n.front, "state"), "1");
+        assert_eq!(
+            n.back.last().unwrap().0,
+            "state",
+            "state last: watchers see a full directory"
+        );
     }
 
     #[test]

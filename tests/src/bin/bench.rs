@@ -1,8 +1,13 @@
 //! `make bench`: boot and hypercall figures for our hypervisor and Debian's Xen 4.17, in one run.
 //!
-//! - Boot: QEMU start to dom0's first console line, median of 5 boots, in ms (wall clock, TCG).
+//! Every boot runs under the accelerator `XTESTS_ACCEL` names (`tcg` by default; `make bench`
+//! runs this once under KVM when `scripts/accel.sh` picks it, then once under TCG).
+//!
+//! - Boot: QEMU start to dom0's first console line, median of 5 boots, in ms (wall clock).
 //! - Null hypercall: `xen_version(XENVER_version)` round trip in guest TSC cycles, median of 10^5,
-//!   measured by the guest (`bench=null-hypercall`).
+//!   measured by the guest (`bench=null-hypercall`); next to it, from the same boot of ours, the
+//!   bare `syscall`/`sysretq` round trip from ring 3 with an empty handler, median of 1000,
+//!   measured by the hypervisor (`selftest=native-syscall`), and the ratio of the two.
 //!
 //! - Two domains (ours only: Xen 4.17 has no toolstack here to start a domU): dom0 and one domU
 //!   bounce 1000 events (round trip, dom0 send to the domU's answer arriving, through both event
@@ -30,6 +35,10 @@ struct Figures {
     boot_ms: Option<f64>,
     null_cycles: Option<u64>,
     null_line: String,
+    /// Ours only (`selftest=native-syscall`, same boot as the null hypercall): the bare
+    /// `syscall`/`sysretq` round trip from ring 3, median TSC cycles, and its line.
+    native_cycles: Option<u64>,
+    native_line: String,
     /// `bench pt_update ...` lines: one per variant and batch size.
     pt_update: Vec<std::collections::BTreeMap<String, String>>,
 }
@@ -42,10 +51,10 @@ fn fields(line: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-fn boot(hypervisor: &std::path::Path, guest_cmdline: &str) -> Option<xtests::Run> {
+fn boot(hypervisor: &std::path::Path, xen_opts: &str, guest_cmdline: &str) -> Option<xtests::Run> {
     let b = Boot {
         hypervisor: hypervisor.to_path_buf(),
-        cmdline: XEN_CMDLINE.into(),
+        cmdline: format!("{XEN_CMDLINE} {xen_opts}").trim_end().to_string(),
         modules: vec![(guest_kernel_image(), guest_cmdline.into())],
         timeout: Duration::from_secs(120),
         qemu_extra: Vec::new(),
@@ -59,15 +68,31 @@ fn boot(hypervisor: &std::path::Path, guest_cmdline: &str) -> Option<xtests::Run
     }
 }
 
-fn measure(hypervisor: &std::path::Path) -> Figures {
+/// `null_opts`: extra hypervisor options for the null-hypercall boot (ours: the native baseline).
+fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
     let mut boots = Vec::new();
     for _ in 0..BOOTS {
-        if let Some(t) = boot(hypervisor, "exit=reboot").and_then(|r| r.first_line_at(FIRST_LINE)) {
+        if let Some(t) =
+            boot(hypervisor, "", "exit=reboot").and_then(|r| r.first_line_at(FIRST_LINE))
+        {
             boots.push(t.as_micros() as u64);
         }
     }
     let boot_ms = (boots.len() == BOOTS).then(|| median(&boots).unwrap_or(0) as f64 / 1000.0);
-    let run = boot(hypervisor, "bench=null-hypercall exit=reboot");
+    let run = boot(hypervisor, null_opts, "bench=null-hypercall exit=reboot");
+    let native_line = run
+        .as_ref()
+        .and_then(|r| {
+            r.log
+                .iter()
+                .find(|l| l.contains("native-syscall: median_cycles="))
+                .cloned()
+        })
+        .unwrap_or_default();
+    let native_cycles = native_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("median_cycles="))
+        .and_then(|v| v.parse().ok());
     let line = run
         .as_ref()
         .and_then(|r| {
@@ -81,7 +106,7 @@ fn measure(hypervisor: &std::path::Path) -> Figures {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("median_cycles="))
         .and_then(|v| v.parse().ok());
-    let pt = boot(hypervisor, "bench=pt-update exit=reboot");
+    let pt = boot(hypervisor, "", "bench=pt-update exit=reboot");
     let pt_update = pt
         .map(|r| {
             r.log
@@ -95,6 +120,8 @@ fn measure(hypervisor: &std::path::Path) -> Figures {
         boot_ms,
         null_cycles,
         null_line: line,
+        native_cycles,
+        native_line,
         pt_update,
     }
 }
@@ -179,8 +206,14 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
 fn main() -> ExitCode {
     let domains = two_domains();
     let blk = block();
-    let ours = measure(&build_dir().join("xen"));
-    let xen = measure(&xen_reference_image());
+    let accel = xtests::accel();
+    println!(
+        "bench: accel {} ({})",
+        accel.name(),
+        accel.qemu_args().join(" ")
+    );
+    let ours = measure(&build_dir().join("xen"), "selftest=native-syscall");
+    let xen = measure(&xen_reference_image(), "");
     println!();
     println!("| figure | ours | Xen 4.17 | ours / Xen |");
     println!("|---|---|---|---|");
@@ -200,10 +233,33 @@ fn main() -> ExitCode {
         show(xen.null_cycles),
         ratio(ours.null_cycles.map(|v| v as f64), xen.null_cycles.map(|v| v as f64))
     );
+    println!(
+        "| native syscall/sysretq round trip from ring 3, empty handler, median of {} (hypervisor TSC cycles) | {} | n/a | - |",
+        1000,
+        show(ours.native_cycles)
+    );
+    println!(
+        "| null hypercall / native round trip | {} | n/a | - |",
+        ratio(
+            ours.null_cycles.map(|v| v as f64),
+            ours.native_cycles.map(|v| v as f64)
+        )
+    );
     println!();
     println!("ours:     {}", ours.null_line);
+    println!(
+        "ours:     {}",
+        ours.native_line.trim_start_matches("(XEN) ")
+    );
     println!("xen-4.17: {}", xen.null_line);
-    println!("(TCG without -icount: TSC cycles are host cycles; hypercalls counted: 10^5 per run)");
+    match accel {
+        xtests::Accel::Tcg => println!(
+            "(TCG without -icount: TSC cycles are host cycles of the emulator; hypercalls counted: 10^5 per run)"
+        ),
+        xtests::Accel::Kvm => println!(
+            "(KVM: TSC cycles are real cycles of the CPU running the guest; hypercalls counted: 10^5 per run)"
+        ),
+    }
     println!();
     println!("Page-table updates (bench=pt-update): guest TSC cycles per PTE, median of the guest's repetitions;");
     println!("counts per run from the guest (hypercalls) and from the hypervisor's counters (sysctl perfc:");
@@ -243,7 +299,10 @@ fn main() -> ExitCode {
         println!("(no pt_update lines from our hypervisor)");
     }
     println!();
-    println!("Two domains on ours (dom0 <-> domU; guest TSC cycles under TCG):");
+    println!(
+        "Two domains on ours (dom0 <-> domU; guest TSC cycles under {}):",
+        accel.name()
+    );
     println!();
     println!("| figure | value |");
     println!("|---|---|");
@@ -274,7 +333,10 @@ fn main() -> ExitCode {
         None => println!("(no two-domain figures: the run failed)"),
     }
     println!();
-    println!("Block I/O on ours, one run, one 32 MiB virtio disk (MB/s = 10^6 bytes/s; TCG):");
+    println!(
+        "Block I/O on ours, one run, one 32 MiB virtio disk (MB/s = 10^6 bytes/s; {}):",
+        accel.name()
+    );
     println!();
     match &blk {
         Some([dev, front, back]) => {
@@ -322,6 +384,7 @@ fn main() -> ExitCode {
         && ours.boot_ms.is_some()
         && xen.boot_ms.is_some()
         && ours.null_cycles.is_some()
+        && ours.native_cycles.is_some()
         && xen.null_cycles.is_some()
     {
         ExitCode::SUCCESS

@@ -378,6 +378,8 @@ extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     // instead of triple-faulting.
     super::gdt::init();
     super::entry::init();
+    // Before SMAP: on a KVM that cannot host us, the entry path's `clac` is not even emulated.
+    super::ring3::check_ring0();
     let (smep, smap) = super::entry::enable_smep_smap();
     super::entry::enable_sse();
     console::printk!(

@@ -68,6 +68,8 @@ fn check_stack() {
 
 /// Called by the entry assembly for every exception, interrupt and hypercall.
 pub extern "C" fn handle_entry(regs: &mut Regs) {
+    // The boot-time ring-3 probe expects no entry here; one means it failed (`ring3.rs`).
+    super::ring3::probe_entry(regs);
     if !regs.from_guest() {
         // A listed instruction that loads guest-chosen state faulted: resume at its fixup.
         if let Some(fixup) = super::extable::fixup(regs.rip) {
