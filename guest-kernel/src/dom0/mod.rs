@@ -24,6 +24,7 @@ mod console;
 mod console_daemon;
 mod demo;
 mod net;
+mod netback;
 mod netdev;
 mod netstack;
 pub mod pci;
@@ -149,12 +150,15 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         events::register(p, Channel::Timer);
     }
     let stay = cmdline.has("stay");
+    let net = Net::new(cmdline);
+    let mut ctx = Ctx::new();
+    ctx.vifs = net.serves_vifs();
     let mut d = Dom0 {
-        ctx: Ctx::new(),
+        ctx,
         toolstack: Toolstack::new(cmdline),
         services: vec![
             Box::new(Blkback::new()),
-            Box::new(Net::new(cmdline)),
+            Box::new(net),
             Box::new(ConsoleDaemon),
             Box::new(XenstoredPump),
             Box::new(Shell::new()),

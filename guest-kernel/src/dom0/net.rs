@@ -13,13 +13,16 @@
 //! echo>/<domU1 http>/<domU1 echo>` names the host ports `make run` forwards (printed with the
 //! command to try; domU N uses the domU ports + N - 1).
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 
 use guest_kernel::cmdline::Cmdline;
 use ring_drivers::bridge::{Bridge, Config, Forward, MacFmt, PortId};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
+use super::netback::{self, Link, Vif};
 use super::netdev::NetDevice;
 use super::netstack::{Addressing, HostIf};
 use super::service::{Ctx, Service};
@@ -32,7 +35,6 @@ pub const NIC_PORT: PortId = PortId(0);
 pub const DOM0_PORT: PortId = PortId(1);
 
 /// The bridge port of domU `domid`'s vif.
-#[allow(dead_code)] // netback's ports: next step
 pub const fn vif_port(domid: u16) -> PortId {
     PortId(0x100 + domid)
 }
@@ -44,7 +46,6 @@ const AGE_EVERY_NS: u64 = 10_000_000_000;
 
 /// Host ports `make run` forwards (`net-fwd=`).
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)] // the domU ports are printed when the vifs connect: next step
 struct HostFwd {
     dom0_http: u16,
     dom0_echo: u16,
@@ -76,35 +77,43 @@ pub struct Net {
     bridge: Bridge,
     fwd: Option<HostFwd>,
     last_age_ns: u64,
+    /// Each domU's vif, by domid.
+    vifs: BTreeMap<u16, Vif>,
 }
 
-/// Sends `frame`, which came in on `ingress`, to every port the bridge picks, except the NIC
-/// (the caller does that one, if the NIC is not where the frame came from).
-fn forward_inner(
+/// Sends `frame`, which came in on `ingress`, out of every port the bridge picks (`nic` is
+/// `None` while the NIC's own receive buffers are lent out: then the NIC is the ingress port,
+/// which never is a target).
+fn route(
     bridge: &mut Bridge,
     host: &mut Option<HostIf>,
+    vifs: &mut BTreeMap<u16, Vif>,
+    nic: Option<&mut NetDevice>,
     now_ns: u64,
     ingress: PortId,
     frame: &[u8],
-) -> bool {
+) {
     let verdict = bridge.forward(now_ns, ingress, frame);
-    let mut to_nic = false;
+    if matches!(verdict, Forward::Drop(_)) {
+        return;
+    }
+    let mut nic = nic;
     for port in bridge.targets(ingress, verdict) {
-        match port {
-            NIC_PORT => to_nic = true,
-            DOM0_PORT => {
-                if let Some(h) = host.as_mut() {
-                    h.deliver(frame);
-                    bridge.sent(port, frame.len());
-                }
-            }
-            _ => {}
+        let sent = match port {
+            NIC_PORT => nic.as_mut().is_some_and(|n| n.send(frame)),
+            DOM0_PORT => host.as_mut().is_some_and(|h| {
+                h.deliver(frame);
+                true
+            }),
+            PortId(p) => p
+                .checked_sub(vif_port(0).0)
+                .and_then(|id| vifs.get_mut(&id))
+                .is_some_and(|v| v.send(frame)),
+        };
+        if sent {
+            bridge.sent(port, frame.len());
         }
     }
-    if matches!(verdict, Forward::Drop(_)) {
-        return false;
-    }
-    to_nic
 }
 
 impl Net {
@@ -117,6 +126,7 @@ impl Net {
             bridge: Bridge::new(Config::default()),
             fwd: cmdline.get("net-fwd").and_then(parse_fwd),
             last_age_ns: 0,
+            vifs: BTreeMap::new(),
         };
         if cmdline.get("net") == Some("off") {
             return net;
@@ -157,6 +167,54 @@ impl Net {
         net.nic = Some(nic);
         net.host = Some(host);
         net
+    }
+
+    /// Whether dom0 serves vifs (it has a NIC and a bridge): the toolstack then writes each
+    /// domU's vif nodes (`Ctx::vifs`).
+    pub fn serves_vifs(&self) -> bool {
+        self.nic.is_some()
+    }
+
+    /// A vif's link went up or down: its bridge port follows.
+    fn link(&mut self, id: u16, link: Link) {
+        match link {
+            Link::Same => {}
+            Link::Up(mac) => {
+                let _ = self.bridge.remove_port(vif_port(id));
+                match self.bridge.add_port(vif_port(id), Some(mac)) {
+                    Ok(()) => println!("net: vif{id}.0 ({}) joined the bridge", MacFmt(&mac)),
+                    Err(e) => println!("net: vif{id}.0 cannot join the bridge: {e:?}"),
+                }
+                if let Some(f) = self.fwd {
+                    println!(
+                        "net: try `curl http://127.0.0.1:{}/` for domU{id}'s page (10.0.2.{}; echo: \
+                         127.0.0.1:{})",
+                        u32::from(f.domu_http) + u32::from(id) - 1,
+                        15 + u32::from(id),
+                        u32::from(f.domu_echo) + u32::from(id) - 1
+                    );
+                }
+            }
+            Link::Down => {
+                if self.bridge.remove_port(vif_port(id)).is_some() {
+                    println!("net: vif{id}.0 left the bridge");
+                }
+            }
+        }
+    }
+
+    /// Serves vif `id`'s tx ring and forwards what it sent.
+    fn serve_vif(&mut self, ctx: &mut Ctx, id: u16, event: bool) {
+        let mut out = Vec::new();
+        let Some(v) = self.vifs.get_mut(&id) else {
+            return;
+        };
+        let link = v.serve(&mut ctx.xs, event, &mut out);
+        self.link(id, link);
+        let now = time::now_ns().unwrap_or(0);
+        for frame in out {
+            self.switch(now, vif_port(id), &frame);
+        }
     }
 
     fn print_dom0_fwd(&self) {
@@ -237,6 +295,30 @@ impl Net {
         );
     }
 
+    /// The vifs' part of dom0's page.
+    fn vif_lines(out: &mut String, vifs: &BTreeMap<u16, Vif>) {
+        for (id, v) in vifs {
+            if let Some(s) = v.stats() {
+                let _ = writeln!(
+                    out,
+                    "vif{id}.0: from the domU {} packets {} bytes ({} refused), to it {} packets \
+                     {} bytes ({} queued, {} dropped), {} events, {} notifications, {} grant \
+                     copies",
+                    s.tx_packets,
+                    s.tx_bytes,
+                    s.tx_errors,
+                    s.rx_packets,
+                    s.rx_bytes,
+                    s.rx_queued,
+                    s.rx_dropped_no_buffer + s.rx_dropped_malformed + s.rx_grant_errors,
+                    s.events_received,
+                    s.notifications_sent,
+                    s.grant_copy_calls
+                );
+            }
+        }
+    }
+
     /// Moves frames until nothing moves: the NIC's arrivals, dom0's stack.
     fn pump(&mut self) {
         if self.nic.is_none() {
@@ -247,17 +329,18 @@ impl Net {
             let mut moved = 0;
             // The wire: each frame goes through the bridge straight from the receive buffer.
             if let Some(nic) = self.nic.as_mut() {
-                let (bridge, host) = (&mut self.bridge, &mut self.host);
+                let (bridge, host, vifs) = (&mut self.bridge, &mut self.host, &mut self.vifs);
                 moved += nic.recv(NIC_BUDGET, |frame| {
-                    forward_inner(bridge, host, now, NIC_PORT, frame);
+                    route(bridge, host, vifs, None, now, NIC_PORT, frame);
                 });
             }
             // dom0's stack.
             if let Some(mut host) = self.host.take() {
                 let (echoed, pages, addr) = (host.echoed, host.pages, host.addr);
-                let (nic, bridge) = (&self.nic, &self.bridge);
+                let (nic, bridge, vifs) = (&self.nic, &self.bridge, &self.vifs);
                 let (out, note) = host.poll(now, &mut |s| {
-                    Self::page(s, nic, bridge, addr, echoed, pages)
+                    Self::page(s, nic, bridge, addr, echoed, pages);
+                    Self::vif_lines(s, vifs);
                 });
                 self.host = Some(host);
                 if let Some(note) = note {
@@ -284,36 +367,85 @@ impl Net {
         }
     }
 
-    /// Forwards `frame` from `ingress` (not the NIC) to wherever the bridge says.
+    /// Forwards `frame` from `ingress` to wherever the bridge says.
     fn switch(&mut self, now_ns: u64, ingress: PortId, frame: &[u8]) {
-        let to_nic = forward_inner(&mut self.bridge, &mut self.host, now_ns, ingress, frame);
-        if to_nic && ingress != NIC_PORT {
-            if let Some(nic) = self.nic.as_mut() {
-                if nic.send(frame) {
-                    self.bridge.sent(NIC_PORT, frame.len());
-                }
-            }
-        }
+        route(
+            &mut self.bridge,
+            &mut self.host,
+            &mut self.vifs,
+            self.nic.as_mut(),
+            now_ns,
+            ingress,
+            frame,
+        );
     }
 }
 
 impl Service for Net {
-    fn event(&mut self, _ctx: &mut Ctx, channel: Channel) {
-        if channel == Channel::Nic {
-            if let Some(nic) = self.nic.as_mut() {
-                nic.interrupt();
+    fn event(&mut self, ctx: &mut Ctx, channel: Channel) {
+        match channel {
+            Channel::Nic => {
+                if let Some(nic) = self.nic.as_mut() {
+                    nic.interrupt();
+                }
+                self.pump();
             }
-            self.pump();
+            Channel::Vif(id) => {
+                self.serve_vif(ctx, id, true);
+                self.pump();
+            }
+            _ => {}
         }
     }
 
-    fn poll(&mut self, _ctx: &mut Ctx) {
+    fn poll(&mut self, ctx: &mut Ctx) {
+        let busy: Vec<u16> = self
+            .vifs
+            .iter()
+            .filter(|(_, v)| v.busy)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in busy {
+            self.serve_vif(ctx, id, false);
+        }
         self.pump();
+    }
+
+    fn attach(&mut self, ctx: &mut Ctx, id: u16) {
+        if !self.serves_vifs() {
+            return;
+        }
+        if let Some((vif, link)) = Vif::create(&mut ctx.xs, id) {
+            self.vifs.insert(id, vif);
+            self.link(id, link);
+        }
+    }
+
+    fn detach(&mut self, ctx: &mut Ctx, id: u16) {
+        if let Some(v) = self.vifs.remove(&id) {
+            v.destroy(&mut ctx.xs);
+            self.link(id, Link::Down);
+        }
+    }
+
+    fn watch(&mut self, ctx: &mut Ctx, token: &str) -> bool {
+        let Some(id) = token.strip_prefix("vif").and_then(|t| t.parse().ok()) else {
+            return false;
+        };
+        if token != netback::token(id) {
+            return false;
+        }
+        if let Some(v) = self.vifs.get_mut(&id) {
+            let link = v.frontend_changed(&mut ctx.xs);
+            self.link(id, link);
+        }
+        true
     }
 
     fn busy(&self) -> bool {
         self.nic.as_ref().is_some_and(|n| n.rx_pending())
             || self.host.as_ref().is_some_and(|h| h.pending())
+            || self.vifs.values().any(|v| v.busy)
     }
 
     fn deadline_ns(&mut self, now_ns: u64) -> Option<u64> {

@@ -20,6 +20,7 @@
 //! - **Wire input is hostile too**: a completion longer than its buffer or shorter than the
 //!   header is dropped and counted, never used to index.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
@@ -41,11 +42,14 @@ use crate::kernel::hypercall as hc;
 use crate::kernel::pt::PtError;
 use crate::kernel::{direct_map, mm};
 
-/// Descriptors per virtqueue (QEMU's virtio-net offers 256), and receive buffers posted.
-pub const QUEUE: usize = 256;
+/// Descriptors per virtqueue (QEMU's virtio-net offers up to 256), and receive buffers posted.
+/// The driver keeps a shadow of each queue's descriptors inside its own struct, which is built
+/// on the stack: 64 keeps it near 4 KiB (256 made dom0's 64 KiB boot stack overflow into the
+/// `.bss` below it).
+pub const QUEUE: usize = 64;
 
 /// Transmit buffers (each one frame of memory).
-const TX_BUFFERS: usize = 128;
+const TX_BUFFERS: usize = 64;
 
 /// Why the NIC could not be found or used.
 #[derive(Debug)]
@@ -159,7 +163,7 @@ pub struct NicStats {
 
 /// A virtio-net NIC with its posted buffers.
 pub struct NetDevice {
-    net: VirtIONetRaw<NetHal, PciTransport, QUEUE>,
+    net: Box<VirtIONetRaw<NetHal, PciTransport, QUEUE>>,
     /// Receive buffer (its frame) by the token of the request that holds it.
     rx: Vec<Option<Pfn>>,
     /// Transmit buffer and the length queued, by token.
@@ -204,7 +208,7 @@ impl NetDevice {
         );
         let transport =
             PciTransport::new::<NetHal, _>(&mut root, location).map_err(NetError::Transport)?;
-        let net = VirtIONetRaw::<NetHal, _, QUEUE>::new(transport)?;
+        let net = Box::new(VirtIONetRaw::<NetHal, _, QUEUE>::new(transport)?);
         let mac = net.mac_address();
         let mut dev = NetDevice {
             net,

@@ -509,8 +509,11 @@ fn exception(frame: &mut TrapFrame) {
         return;
     }
     println!(
-        "guest-kernel: unexpected trap {trap} rip={:#x} outside any case; giving up",
-        frame.rip
+        "guest-kernel: unexpected trap {trap} rip={:#x} cr2={:#x} rsp={:#x} outside any case; \
+         giving up",
+        frame.rip,
+        super::shared_info::cr2().unwrap_or(0),
+        frame.rsp
     );
     hc::shutdown(SHUTDOWN_crash);
 }
