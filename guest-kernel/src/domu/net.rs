@@ -195,6 +195,7 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
     let mut fetch = cmdline
         .get("net-fetch")
         .and_then(|v| v.parse::<u16>().ok())
+        .filter(|&target| target != domid) // one command line for every domU: not ourselves
         .and_then(requested_address)
         .map(|target| Fetch {
             target,
@@ -205,6 +206,7 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
             next_try_ms: 0,
             done: false,
         });
+    let mut configured = false;
     loop {
         let now = now_ms();
         let page = Page {
@@ -219,12 +221,18 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
         let event = stack.poll(&mut nf, now, &mut |s| page.render(now_ms(), s));
         match event {
             Some(NetEvent::Configured(addr, gw)) => {
+                configured = true;
                 let gw = gw.map_or(String::from("none"), |g| format!("{g}"));
                 println!(
                     "domU: net: {addr} by DHCP, gateway {gw}; http on port 80, echo on port 7"
                 );
             }
-            Some(NetEvent::Deconfigured) => println!("domU: net: DHCP lease lost"),
+            // smoltcp reports Deconfigured once at start too: only a lost lease is news.
+            Some(NetEvent::Deconfigured) if configured => {
+                println!("domU: net: DHCP lease lost");
+                configured = false;
+            }
+            Some(NetEvent::Deconfigured) => {}
             None => {}
         }
         if let Some(f) = fetch.as_mut() {
