@@ -113,7 +113,7 @@ run-xen: images $(DISK)
 bench: images
 	@$(PICK_ACCEL); \
 	for a in $$([ "$$accel" = kvm ] && echo kvm) tcg; do \
-	    XTESTS_ACCEL=$$a cargo run -q --release -p xtests --bin bench || exit 1; \
+	    XTESTS_ACCEL=$$a cargo run -q --release -p xtests --bin bench -- $(BENCH_ARGS) || exit 1; \
 	done
 
 # The teaching lab (docs/lab-page-table-batching.md): both hypervisors, wall and icount mode.
