@@ -18,6 +18,8 @@
 #   make fuzz-mm        the frame-table property test, long: 10^7 random operations (release mode)
 #   make fuzz           the hypercall-sequence fuzzer, long: 10^7 operations from a random seed
 #                       (FUZZ_SEED=<seed> replays one; FUZZ_OPS, FUZZ_THREADS; release mode)
+#   make debug          `make run`'s boot stopped under QEMU's gdb stub, gdb attached with both
+#                       images' symbols (scripts/debug.gdb; README "Debugging with gdb")
 #   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
 #   make xen-reference  boot `guest-kernel suite=conformance` as dom0 on Xen 4.17, print the cases
 #   make clean
@@ -108,6 +110,23 @@ run-xen: images $(DISK)
 	set -x; $(QEMU) $$aflags $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen-4.17/xen -append "$(XEN_CMDLINE)" \
 	    -initrd "$(strip $(BUILD)/guest-kernel exit=reboot $(DOM0_CMDLINE))"; \
 	    { status=$$?; set +x; } 2>/dev/null; echo "==== QEMU exited with status $$status ===="
+
+# QEMU's gdb stub with both images' symbols (scripts/debug.gdb): QEMU starts stopped, its serial
+# console in $(BUILD)/debug-serial.log (`tail -f` it), and gdb attaches in the foreground; QEMU
+# ends with gdb. The same boot as `make run` (DOMUS, DOM0_CMDLINE, ..., ACCEL). GDB_ARGS adds
+# gdb options, e.g. GDB_ARGS='-batch -ex "break xen::start_xen" -ex continue -ex bt'.
+GDB_PORT ?= 1234
+GDB_ARGS ?=
+debug: images $(DISK)
+	@$(PICK_ACCEL); \
+	echo "==== make debug: QEMU stopped at reset, gdb stub on localhost:$(GDB_PORT), serial console in $(BUILD)/debug-serial.log ===="; \
+	$(QEMU) $$aflags $(subst -serial stdio,-serial file:$(BUILD)/debug-serial.log,$(QEMU_FLAGS)) $(DISK_ARGS) \
+	    -gdb tcp:localhost:$(GDB_PORT) -S -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
+	    -initrd "$(strip $(BUILD)/guest-kernel $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))$(subst $(space)$(comma),$(comma),$(strip $(DOMU_MODULES)))" \
+	    </dev/null & qemu=$$!; \
+	for i in $$(seq 50); do ss -ltn 2>/dev/null | grep -q ":$(GDB_PORT) " && break; sleep 0.1; done; \
+	gdb -q -x scripts/debug.gdb -ex "target remote localhost:$(GDB_PORT)" $(GDB_ARGS); \
+	status=$$?; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; exit $$status
 
 # Under KVM (when picked) and then under TCG, in one run.
 bench: images

@@ -26,6 +26,7 @@ LAYERS='
 1  regs.rs
 1  mm
 2  multiboot.rs
+2  acpi.rs
 2  guest_access.rs
 2  domain
 3  shared_info.rs

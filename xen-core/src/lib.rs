@@ -16,6 +16,7 @@
 //!   from, so that the same guests boot on real Xen and here.
 #![cfg_attr(target_os = "none", no_std)]
 
+pub mod acpi;
 pub mod bounce;
 pub mod cmdline;
 pub mod console;

@@ -65,6 +65,7 @@ pub fn start(
     cmdline: &str,
     nr_pages: u64,
 ) -> ! {
+    super::platform::discover();
     match super::time::init() {
         Ok(t) => printk!(
             "TSC: {} kHz, APIC timer: {} kHz\n",
@@ -187,9 +188,11 @@ pub fn start(
         };
         let _ = mm.deny_io(ht);
     }
+    // The I/O APIC where the MADT puts it (`platform.rs`; QEMU's 0xFEC00000 without ACPI).
+    let ioapic = super::platform::ioapic_base() >> 12;
     let _ = mm.mark_mmio_ro(FrameRange {
-        start: Mfn(0xfec00),
-        end: Mfn(0xfec01),
+        start: Mfn(ioapic),
+        end: Mfn(ioapic + 1),
     });
     let _ = mm.mark_mmio_ro(FrameRange {
         start: Mfn(0xfed00),

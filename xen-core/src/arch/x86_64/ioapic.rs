@@ -1,9 +1,11 @@
-//! The I/O APIC (at 0xFEC00000, the hypervisor's; dom0 may map it read-only, as on Xen): routes
-//! the GSIs dom0 bound as PIRQs to [`IRQ_VECTOR_BASE`]` + gsi` on this CPU's local APIC.
+//! The I/O APIC (where ACPI's MADT puts it, 0xFEC00000 on QEMU, see `platform.rs`; the
+//! hypervisor's, dom0 may map it read-only, as on Xen): routes the GSIs dom0 bound as PIRQs to
+//! [`IRQ_VECTOR_BASE`]` + gsi` on this CPU's local APIC.
 //!
 //! PCI INTx lines are level-triggered and, on QEMU's `pc` machine, active high at the I/O APIC
 //! (QEMU's MADT gives every PCI-routed ISA IRQ an override with flags 0xd: level, active high),
-//! so each GSI is programmed level-triggered, active high, fixed delivery, physical destination.
+//! so each GSI is programmed with the trigger mode and polarity of its MADT override, or level
+//! and active high without one (`platform::gsi_signal`), fixed delivery, physical destination.
 //! When one fires, [`interrupt`] masks its line and sends the local APIC its EOI (the level stays
 //! asserted until the device is serviced, so the line must stay masked until the guest's
 //! `PHYSDEVOP_eoi`), and records the GSI; the dispatcher then raises dom0's bound port
@@ -16,10 +18,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use xen_core::pirq::{PirqTable, NR_GSIS};
 
 use super::console::printk;
-use super::{apic, mmio};
+use super::{apic, mmio, platform};
 
-/// Machine address of the I/O APIC's registers.
-const IOAPIC_BASE: u64 = 0xFEC0_0000;
 /// First vector of the GSIs: GSI n arrives on vector 0x30 + n (below the timer's 0xF0).
 pub const IRQ_VECTOR_BASE: u8 = 0x30;
 
@@ -30,6 +30,7 @@ const REG_REDIR: u32 = 0x10;
 
 const REDIR_MASKED: u32 = 1 << 16;
 const REDIR_LEVEL: u32 = 1 << 15;
+const REDIR_ACTIVE_LOW: u32 = 1 << 13;
 
 /// Virtual address of the register window, 0 before [`init`].
 static BASE: AtomicU64 = AtomicU64::new(0);
@@ -69,7 +70,7 @@ fn init() -> Option<u64> {
     if base != 0 {
         return Some(base);
     }
-    let base = mmio::directmap_uncached(IOAPIC_BASE).ok()?;
+    let base = mmio::directmap_uncached(platform::ioapic_base()).ok()?;
     let version = read(base, REG_VERSION);
     if version == u32::MAX {
         return None;
@@ -83,10 +84,19 @@ fn init() -> Option<u64> {
     Some(base)
 }
 
-/// Programs `gsi`'s entry: vector `IRQ_VECTOR_BASE + gsi`, level, active high, to this CPU.
+/// Programs `gsi`'s entry: vector `IRQ_VECTOR_BASE + gsi`, the trigger mode and polarity
+/// `platform::gsi_signal` gives (level, active high unless the MADT overrides it), to this CPU.
 fn program(base: u64, gsi: u32, masked: bool) {
     let vector = u32::from(IRQ_VECTOR_BASE) + gsi;
-    let low = vector | REDIR_LEVEL | if masked { REDIR_MASKED } else { 0 };
+    let signal = platform::gsi_signal(gsi);
+    let low = vector
+        | if signal.level { REDIR_LEVEL } else { 0 }
+        | if signal.active_low {
+            REDIR_ACTIVE_LOW
+        } else {
+            0
+        }
+        | if masked { REDIR_MASKED } else { 0 };
     // Mask first, then the destination, then the final low word.
     write(base, REG_REDIR + 2 * gsi, REDIR_MASKED);
     write(base, REG_REDIR + 2 * gsi + 1, (apic::id() & 0xff) << 24);
@@ -113,8 +123,9 @@ pub fn sync(pirqs: &PirqTable) {
             program(base, gsi, want & bit == 0);
             if want & bit != 0 && ROUTED.fetch_or(bit, Ordering::SeqCst) & bit == 0 {
                 printk!(
-                    "irq: GSI {gsi} -> vector {:#x} (I/O APIC, level, active high) -> dom0 pirq\n",
-                    u32::from(IRQ_VECTOR_BASE) + gsi
+                    "irq: GSI {gsi} -> vector {:#x} (I/O APIC, {}) -> dom0 pirq\n",
+                    u32::from(IRQ_VECTOR_BASE) + gsi,
+                    platform::gsi_signal(gsi)
                 );
             }
         }

@@ -21,6 +21,7 @@ pub mod mappings;
 pub mod mmio;
 pub mod pic;
 pub mod pit;
+pub mod platform;
 pub mod power;
 pub mod ring3;
 pub mod rtc;
