@@ -511,7 +511,7 @@ fn print_network() -> bool {
             println!();
             let f = |line: &str, key: &str| -> Option<f64> {
                 // "<n> <key>" pairs: the number before the key word.
-                let words: Vec<&str> = line.split(|c: char| c == ' ' || c == ',').collect();
+                let words: Vec<&str> = line.split([' ', ',']).collect();
                 words
                     .windows(2)
                     .find(|w| w[1] == key)
