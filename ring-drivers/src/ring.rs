@@ -284,10 +284,12 @@ where
     }
 
     /// The published request producer, checked (`RING_REQUEST_PROD_OVERFLOW`): requests not yet
-    /// answered can never exceed the ring.
+    /// answered can never exceed the ring, and a producer never moves back behind what was
+    /// already consumed (Linux netback's "Impossible number of requests").
     fn req_prod<P: SharedPage + ?Sized>(&self, page: &P) -> Result<RingIdx, RingError> {
         let prod = page.load_acquire_u32(REQ_PROD);
-        if prod.wrapping_sub(self.rsp_prod_pvt) > Self::SIZE {
+        let ahead = prod.wrapping_sub(self.rsp_prod_pvt);
+        if ahead > Self::SIZE || ahead < self.unanswered() {
             return Err(RingError::IndexOverrun {
                 prod,
                 cons: self.rsp_prod_pvt,
@@ -571,6 +573,30 @@ mod tests {
         // Attaching to an overrun ring fails too.
         p.store_release_u32(REQ_PROD, 40);
         assert!(Back::attach(&p).is_err());
+    }
+
+    #[test]
+    fn producer_moved_back_behind_consumed_requests_breaks_the_ring() {
+        let mut p = ArrayPage::new();
+        let mut f = Front::init(&mut p);
+        for i in 0..3 {
+            f.push_request(&mut p, &req(i));
+        }
+        f.push_requests(&mut p);
+        let mut b = Back::attach(&p).unwrap();
+        assert!(b.get_request(&p).unwrap().is_some());
+        assert!(b.get_request(&p).unwrap().is_some());
+        // Two consumed, none answered: a producer of 1 would hand out slot 2 again, and the
+        // wrapped distance would look like a full ring of phantom requests.
+        p.store_release_u32(REQ_PROD, 1);
+        let err = RingError::IndexOverrun {
+            prod: 1,
+            cons: 0,
+            size: 32,
+        };
+        assert_eq!(b.get_request(&p), Err(err));
+        assert_eq!(b.unconsumed_requests(&p), Err(err), "sticky");
+        assert_eq!(b.req_cons(), 2, "nothing more consumed");
     }
 
     #[test]

@@ -637,3 +637,29 @@ fn front_survives_a_lying_back_end() {
     set_word(&rx_page, 8, 1000); // rsp_prod
     assert!(front.receive().is_err());
 }
+
+/// A multi-page frame (feature-sg) with fewer buffers posted than it needs: `send` queues it
+/// and returns instead of spinning on the one buffer that is there (dom0 would hang with every
+/// other vif); once the front end posts the rest, the frame goes out whole.
+#[test]
+fn rx_frame_waits_for_enough_buffers_without_spinning() {
+    let mut r = rig(true);
+    post_rx(&mut r, 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let out = r.back.send(&[7; 5000], RxMeta::default()).unwrap();
+        tx.send(()).unwrap();
+        (r, out)
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("send returned (no spin on too few rx buffers)");
+    let (mut r, out) = handle.join().unwrap();
+    assert_eq!(out, RxOutcome::Queued);
+    assert!(rx_responses(&mut r).is_empty(), "no buffer used yet");
+    post_rx(&mut r, 1);
+    assert_eq!(r.back.flush_rx().unwrap(), 1);
+    let rsps = rx_responses(&mut r);
+    assert_eq!(rsps.len(), 2);
+    assert_eq!(rsps[0].status, 4096);
+    assert_eq!(rsps[1].status, 5000 - 4096);
+}

@@ -220,6 +220,20 @@ impl GntCopy {
     }
 }
 
+/// The segments' bytes add up to the local buffer's length: the hypervisor copies to or from
+/// `va + pos` for every byte the segments name, so a mismatch would read or write past the
+/// buffer (the back ends keep this invariant; this makes it checked, not assumed).
+fn fits(segs: &[GrantSegment], len: usize) -> Result<(), GrantIoError> {
+    let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+    if total == len {
+        return Ok(());
+    }
+    Err(GrantIoError {
+        gref: segs.first().map_or(0, |s| s.gref),
+        status: hypercall_abi::grant_table::GNTST_general_error,
+    })
+}
+
 impl GrantIo for GntCopy {
     fn copy_from_grants(
         &mut self,
@@ -227,7 +241,9 @@ impl GrantIo for GntCopy {
         segs: &[GrantSegment],
         buf: &mut [u8],
     ) -> Result<(), GrantIoError> {
-        // The hypervisor writes `buf` (our heap memory, exclusively borrowed for the call).
+        // The hypervisor writes `buf` (our heap memory, exclusively borrowed for the call), as
+        // many bytes as the segments say: they must cover exactly `buf`, never past it.
+        fits(segs, buf.len())?;
         self.build(domid, segs, buf.as_mut_ptr() as u64, false);
         self.run()
     }
@@ -238,6 +254,7 @@ impl GrantIo for GntCopy {
         segs: &[GrantSegment],
         data: &[u8],
     ) -> Result<(), GrantIoError> {
+        fits(segs, data.len())?;
         self.build(domid, segs, data.as_ptr() as u64, true);
         self.run()
     }

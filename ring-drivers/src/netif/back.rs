@@ -526,6 +526,17 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             if self.rx_queue.is_empty() || !self.rx.final_check_for_requests(&mut self.rx_page)? {
                 return Ok(done);
             }
+            // Posted buffers are waiting, but maybe fewer than the head frame needs (a
+            // multi-page frame): go round again only if it fits now, else wait for the event
+            // armed just above (Linux's `xenvif_rx_ring_slots_available`). Going round on any
+            // posted buffer would spin dom0 forever on a front end that posts one at a time.
+            let needed = self
+                .rx_queue
+                .front()
+                .map_or(0, |(f, _)| f.len().div_ceil(PAGE_SIZE));
+            if (self.rx.unconsumed_requests(&self.rx_page)? as usize) < needed {
+                return Ok(done);
+            }
         }
     }
 
