@@ -56,14 +56,14 @@ DISK_ARGS   = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk
 # dom0's NIC (`make run`): a virtio-net PCI card on QEMU's user-mode network (10.0.2.0/24,
 # gateway 10.0.2.2, DHCP from 10.0.2.15), host ports forwarded from 127.0.0.1 only:
 #   dom0 (DHCP, 10.0.2.15)        127.0.0.1:$(DOM0_HTTP_PORT) -> :80 (HTTP), :$(DOM0_ECHO_PORT) -> :7 (echo)
-#   domU N (DHCP, asks 10.0.2.(15+N)) 127.0.0.1:$(NET_HTTP_PORT)+N-1 -> :80, :$(NET_ECHO_PORT)+N-1 -> :7
+#   domU N (DHCP, asks 10.0.2.(20+N)) 127.0.0.1:$(NET_HTTP_PORT)+N-1 -> :80, :$(NET_ECHO_PORT)+N-1 -> :7
 # dom0 prints the `curl` line to try. NET=none leaves the NIC out.
 NET            ?= user
 DOM0_HTTP_PORT ?= 8000
 DOM0_ECHO_PORT ?= 8001
 NET_HTTP_PORT  ?= 8080
 NET_ECHO_PORT  ?= 8007
-NET_FWD     = hostfwd=tcp:127.0.0.1:$(DOM0_HTTP_PORT)-10.0.2.15:80,hostfwd=tcp:127.0.0.1:$(DOM0_ECHO_PORT)-10.0.2.15:7$(subst $(space),,$(foreach i,$(shell seq 1 $(DOMUS)),$(comma)hostfwd=tcp:127.0.0.1:$(shell echo $$(($(NET_HTTP_PORT)+$(i)-1)))-10.0.2.$(shell echo $$((15+$(i)))):80$(comma)hostfwd=tcp:127.0.0.1:$(shell echo $$(($(NET_ECHO_PORT)+$(i)-1)))-10.0.2.$(shell echo $$((15+$(i)))):7))
+NET_FWD     = hostfwd=tcp:127.0.0.1:$(DOM0_HTTP_PORT)-10.0.2.15:80,hostfwd=tcp:127.0.0.1:$(DOM0_ECHO_PORT)-10.0.2.15:7$(subst $(space),,$(foreach i,$(shell seq 1 $(DOMUS)),$(comma)hostfwd=tcp:127.0.0.1:$(shell echo $$(($(NET_HTTP_PORT)+$(i)-1)))-10.0.2.$(shell echo $$((20+$(i)))):80$(comma)hostfwd=tcp:127.0.0.1:$(shell echo $$(($(NET_ECHO_PORT)+$(i)-1)))-10.0.2.$(shell echo $$((20+$(i)))):7))
 NET_ARGS    = $(if $(filter user,$(NET)),-netdev user$(comma)id=net0$(comma)$(NET_FWD) -device virtio-net-pci$(comma)netdev=net0$(comma)addr=5,-nic none)
 NET_DOM0    = $(if $(filter user,$(NET)),net-fwd=$(DOM0_HTTP_PORT)/$(DOM0_ECHO_PORT)/$(NET_HTTP_PORT)/$(NET_ECHO_PORT))
 # QEMU's -initrd list: dom0, then the domUs (a comma inside a command line is doubled, QEMU's
@@ -132,7 +132,7 @@ debug: images $(DISK)
 bench: images
 	@$(PICK_ACCEL); \
 	for a in $$([ "$$accel" = kvm ] && echo kvm) tcg; do \
-	    XTESTS_ACCEL=$$a cargo run -q --release -p xtests --bin bench || exit 1; \
+	    XTESTS_ACCEL=$$a cargo run -q --release -p xtests --bin bench -- $(BENCH_ARGS) || exit 1; \
 	done
 
 # The teaching lab (docs/lab-page-table-batching.md): both hypervisors, wall and icount mode.

@@ -11,6 +11,9 @@
 //! taken; DHCP itself cannot be avoided: the gateway and DNS come with it. A static address
 //! ([`Addressing::Static`]) exists for tests and networks without a DHCP server.
 //!
+//! Bench services: a sink on port 9 (checks an [`Xorshift`] stream, answers `ok <n>`) and a
+//! source on port 19 (sends that stream until the peer closes), for checked one-way throughput.
+//!
 //! The HTTP server answers `GET /` (and `HEAD /`) with a text page the caller renders (domain
 //! id, uptime, the vif's counters, see [`StackStats`]), anything else with 404 or 400, always
 //! `Connection: close`; the echo service returns every byte until the peer closes. Each service
@@ -47,9 +50,18 @@ pub const MAX_FRAME: usize = 1514;
 pub const HTTP_PORT: u16 = 80;
 /// The echo port (RFC 862).
 pub const ECHO_PORT: u16 = 7;
+/// The sink port (discard's, RFC 863): checks what arrives against [`Xorshift`] from
+/// [`STREAM_SEED`] and, once the peer closes, answers `ok <bytes>\n` or `bad <offset>\n`.
+pub const SINK_PORT: u16 = 9;
+/// The source port (chargen's, RFC 864): sends [`Xorshift`] from [`STREAM_SEED`] until the peer
+/// closes.
+pub const SOURCE_PORT: u16 = 19;
+/// The seed of the sink's and source's stream.
+pub const STREAM_SEED: u64 = 1;
 /// Listening sockets per service.
 const HTTP_SOCKETS: usize = 8;
 const ECHO_SOCKETS: usize = 3;
+const STREAM_SOCKETS: usize = 2;
 /// A request head larger than this is refused (400).
 const MAX_REQUEST: usize = 4096;
 /// Buffers: small for HTTP, a full 64 KiB window for echo and client connections.
@@ -110,6 +122,12 @@ pub struct StackStats {
     pub echo_connections: u64,
     /// Bytes echoed.
     pub echo_bytes: u64,
+    /// Bytes the sink received.
+    pub sink_bytes: u64,
+    /// Sink connections whose stream was wrong.
+    pub sink_errors: u64,
+    /// Bytes the source sent.
+    pub source_bytes: u64,
     /// Frames handed to the NIC.
     pub frames_out: u64,
     /// Frames the NIC refused (no buffer).
@@ -209,6 +227,76 @@ impl<N: Nic> phy::Device for Phy<'_, N> {
     }
 }
 
+/// The xorshift64 byte stream of `ring_drivers::blkif::xorshift_stream` (x ^= x << 13;
+/// x ^= x >> 7; x ^= x << 17; each state as 8 little-endian bytes), produced or checked in
+/// pieces of any length.
+#[derive(Clone, Copy, Debug)]
+pub struct Xorshift {
+    x: u64,
+    word: [u8; 8],
+    at: usize,
+}
+
+impl Xorshift {
+    /// The stream from `seed`.
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift {
+            x: seed,
+            word: [0; 8],
+            at: 8,
+        }
+    }
+
+    fn next_byte(&mut self) -> u8 {
+        if self.at == 8 {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            self.word = self.x.to_le_bytes();
+            self.at = 0;
+        }
+        self.at += 1;
+        self.word[self.at - 1]
+    }
+
+    /// Fills `buf` with the next bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next_byte();
+        }
+    }
+
+    /// Checks `data` against the next bytes: the index of the first difference, if any.
+    pub fn check(&mut self, data: &[u8]) -> Option<usize> {
+        data.iter().position(|&b| b != self.next_byte())
+    }
+}
+
+/// One sink or source connection.
+struct StreamConn {
+    /// The stream expected (sink) or sent (source).
+    gen: Xorshift,
+    /// Bytes so far.
+    bytes: u64,
+    /// Sink: the first wrong byte's offset.
+    bad: Option<u64>,
+    /// Sink: the verdict line, queued once the peer closed.
+    answered: bool,
+    active: bool,
+}
+
+impl StreamConn {
+    fn new() -> StreamConn {
+        StreamConn {
+            gen: Xorshift::new(STREAM_SEED),
+            bytes: 0,
+            bad: None,
+            answered: false,
+            active: false,
+        }
+    }
+}
+
 /// One HTTP connection's progress.
 #[derive(Default)]
 struct HttpConn {
@@ -228,6 +316,8 @@ pub struct NetStack {
     started_ms: u64,
     http: Vec<(SocketHandle, HttpConn)>,
     echo: Vec<(SocketHandle, u64)>,
+    sink: Vec<(SocketHandle, StreamConn)>,
+    source: Vec<(SocketHandle, StreamConn)>,
     next_port: u16,
     stats: StackStats,
 }
@@ -275,6 +365,8 @@ impl NetStack {
             started_ms: now_ms,
             http: Vec::new(),
             echo: Vec::new(),
+            sink: Vec::new(),
+            source: Vec::new(),
             next_port: 49152,
             stats,
         };
@@ -305,6 +397,12 @@ impl NetStack {
         for _ in 0..ECHO_SOCKETS {
             let h = s.sockets.add(tcp_socket(STREAM_BUF, STREAM_BUF));
             s.echo.push((h, 0));
+        }
+        for _ in 0..STREAM_SOCKETS {
+            let h = s.sockets.add(tcp_socket(STREAM_BUF, 1024));
+            s.sink.push((h, StreamConn::new()));
+            let h = s.sockets.add(tcp_socket(1024, STREAM_BUF));
+            s.source.push((h, StreamConn::new()));
         }
         s
     }
@@ -358,7 +456,10 @@ impl NetStack {
             if let Some(e) = self.poll_dhcp(now_ms) {
                 event = Some(e);
             }
-            let served = self.serve_http(now_ms, page) | self.serve_echo();
+            let served = self.serve_http(now_ms, page)
+                | self.serve_echo()
+                | self.serve_sink()
+                | self.serve_source();
             if r == PollResult::None && !served {
                 break;
             }
@@ -480,9 +581,98 @@ impl NetStack {
                 self.stats.echo_bytes += n as u64;
                 progress = true;
             }
-            if !sock.may_recv() && sock.may_send() && sock.send_queue() == 0 {
+            if sock.state() == tcp::State::CloseWait && sock.send_queue() == 0 {
                 sock.close();
                 progress = true;
+            }
+        }
+        progress
+    }
+
+    fn serve_sink(&mut self) -> bool {
+        let mut progress = false;
+        for (h, c) in self.sink.iter_mut() {
+            let sock = self.sockets.get_mut::<tcp::Socket>(*h);
+            if !sock.is_open() {
+                let _ = sock.listen(SINK_PORT);
+                *c = StreamConn::new();
+                continue;
+            }
+            if !sock.is_active() {
+                continue;
+            }
+            c.active = true;
+            while sock.can_recv() {
+                let got = sock.recv(|buf| {
+                    if c.bad.is_none() {
+                        if let Some(i) = c.gen.check(buf) {
+                            c.bad = Some(c.bytes + i as u64);
+                        }
+                    }
+                    c.bytes += buf.len() as u64;
+                    (buf.len(), buf.len())
+                });
+                self.stats.sink_bytes += got.unwrap_or(0) as u64;
+                progress = true;
+                if got.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            // The peer's FIN (CLOSE-WAIT; not SYN-RECEIVED, where may_recv is false too).
+            if sock.state() == tcp::State::CloseWait && !c.answered && sock.can_send() {
+                let line = match c.bad {
+                    None => format!("ok {}\n", c.bytes),
+                    Some(at) => {
+                        self.stats.sink_errors += 1;
+                        format!("bad {at}\n")
+                    }
+                };
+                let _ = sock.send_slice(line.as_bytes());
+                sock.close();
+                c.answered = true;
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    fn serve_source(&mut self) -> bool {
+        let mut progress = false;
+        let mut buf = [0u8; 8192];
+        for (h, c) in self.source.iter_mut() {
+            let sock = self.sockets.get_mut::<tcp::Socket>(*h);
+            if !sock.is_open() {
+                let _ = sock.listen(SOURCE_PORT);
+                *c = StreamConn::new();
+                continue;
+            }
+            if !sock.is_active() {
+                continue;
+            }
+            // Anything the peer sends is discarded; its FIN ends the stream.
+            while sock.can_recv() {
+                if sock.recv(|b| (b.len(), b.len())).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            if sock.state() == tcp::State::CloseWait {
+                sock.close();
+                continue;
+            }
+            while sock.can_send() {
+                let room = (sock.send_capacity() - sock.send_queue()).min(buf.len());
+                if room == 0 {
+                    break;
+                }
+                // Only what fits is generated, so the stream never skips.
+                c.gen.fill(&mut buf[..room]);
+                let n = sock.send_slice(&buf[..room]).unwrap_or(0);
+                c.bytes += n as u64;
+                self.stats.source_bytes += n as u64;
+                progress |= n > 0;
+                if n < room {
+                    break;
+                }
             }
         }
         progress
@@ -820,6 +1010,45 @@ mod tests {
         );
         assert_eq!(p.server.stats().echo_bytes, 1 << 20);
         assert_eq!(p.server.stats().echo_connections, 1);
+    }
+
+    #[test]
+    fn sink_checks_the_stream_and_source_sends_it() {
+        let mut p = pair(0);
+        let mut x = Xorshift::new(STREAM_SEED);
+        let mut good = vec![0u8; 300_001];
+        x.fill(&mut good);
+        assert_eq!(
+            &good[..16],
+            &ring_drivers::blkif::xorshift_stream(STREAM_SEED, 16)[..],
+            "the blk-selftest stream"
+        );
+        assert_eq!(p.exchange(9, &good), b"ok 300001\n");
+        let mut bad = good.clone();
+        bad[123_456] ^= 1;
+        assert_eq!(p.exchange(9, &bad), b"bad 123456\n");
+        assert_eq!(p.server.stats().sink_errors, 1);
+        // The source: read 200 000 bytes, then close.
+        let c = p.client.open(SERVER, 19).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..100_000 {
+            if got.len() >= 200_000 {
+                break;
+            }
+            p.step();
+            p.client.recv(c, &mut got);
+        }
+        assert!(got.len() >= 200_000, "the source sent {} bytes", got.len());
+        p.client.close(c);
+        for _ in 0..100 {
+            p.step();
+        }
+        p.client.recv(c, &mut got);
+        let mut want = vec![0u8; got.len()];
+        Xorshift::new(STREAM_SEED).fill(&mut want);
+        assert!(got == want, "the source's stream");
+        assert_eq!(p.client.state(c), ConnState::Closed);
+        p.client.release(c);
     }
 
     #[test]

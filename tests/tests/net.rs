@@ -1,14 +1,13 @@
 //! QEMU tests of the network: dom0's virtio-net NIC on QEMU's user-mode network, dom0's own
-//! interface (smoltcp: DHCP, echo, HTTP) and the bridge. The host reaches the guests through
+//! interface (smoltcp: DHCP, echo, HTTP), the bridge, netback and the domUs' netfront. The host reaches the guests through
 //! QEMU's `hostfwd` on 127.0.0.1 ports picked free at run time, with plain TCP: a page fetched
 //! as `curl` would, and a random stream sent to an echo service and read back byte for byte.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ring_drivers::blkif::{xorshift64, xorshift_stream};
+use ring_drivers::blkif::xorshift64;
+use xtests::net::{echo_stream, http_get};
 use xtests::{build_dir, free_port, guest_kernel_image, virtio_net_args, Boot, XEN_CMDLINE};
 
 /// dom0's address from QEMU's DHCP server (the first it hands out).
@@ -25,80 +24,6 @@ fn random_seed(salt: u64) -> u64 {
         x = xorshift64(x);
     }
     x.max(1)
-}
-
-/// Connects to 127.0.0.1:`port`, retrying while QEMU's forward has nobody listening yet.
-fn connect(port: u16) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => {
-                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-                s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
-                return s;
-            }
-            Err(e) if Instant::now() > deadline => panic!("connect 127.0.0.1:{port}: {e}"),
-            Err(_) => thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// `GET /` as curl sends it; returns the status line and the body.
-fn http_get(port: u16) -> (String, String) {
-    let mut s = connect(port);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: xtests\r\nAccept: */*\r\n\r\n")
-        .unwrap();
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).expect("read the HTTP reply");
-    let reply = String::from_utf8_lossy(&reply).to_string();
-    let (head, body) = reply
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {reply:?}"));
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
-    assert_eq!(body.len(), len, "body length differs from Content-Length");
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
-
-/// Sends `len` bytes of the xorshift64 stream seeded `seed` to the echo service behind `port`
-/// and reads them back at the same time; panics at the first wrong byte. Returns MB/s.
-fn echo_stream(port: u16, seed: u64, len: usize) -> f64 {
-    let data = xorshift_stream(seed, len);
-    let s = connect(port);
-    let mut reader = s.try_clone().unwrap();
-    let start = Instant::now();
-    let expected = data.clone();
-    let rx = thread::spawn(move || {
-        let mut got = vec![0u8; 64 * 1024];
-        let mut at = 0usize;
-        while at < expected.len() {
-            let n = reader.read(&mut got).expect("read the echo");
-            assert!(
-                n > 0,
-                "the echo service closed after {at} of {} bytes",
-                expected.len()
-            );
-            if got[..n] != expected[at..at + n] {
-                let i = (0..n).find(|&i| got[i] != expected[at + i]).unwrap();
-                panic!("echoed byte {} differs (seed {seed})", at + i);
-            }
-            at += n;
-        }
-        at
-    });
-    let mut w = s;
-    w.write_all(&data).expect("send the stream");
-    let back = rx.join().expect("reader");
-    let secs = start.elapsed().as_secs_f64();
-    let _ = w.shutdown(Shutdown::Both);
-    assert_eq!(back, len);
-    len as f64 / secs / 1e6
 }
 
 #[test]
@@ -143,6 +68,142 @@ fn the_host_reaches_dom0_over_its_nic_page_and_16_mib_echo() {
         .unwrap_or_else(|| panic!("no echo counter in {body}"));
     assert_eq!(echoed, 16 << 20, "page: {body}");
     let log = run.stop().log;
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("panicked") || l.contains("FATAL")),
+        "log:\n{}",
+        log.join("\n")
+    );
+}
+
+/// domU `id`'s address: it asks QEMU's DHCP server for 10.0.2.(20 + domid)
+/// (`guest_kernel::netstack::requested_address`).
+fn domu_ip(id: u16) -> String {
+    format!("10.0.2.{}", 20 + id)
+}
+
+/// dom0 (services, with the NIC) and one domU per command line; each domU's port 80 and 7
+/// forwarded from a free host port: returns the run and `(http, echo)` per domU.
+fn boot_domus(domus: &[&str]) -> (xtests::Running, Vec<(u16, u16)>) {
+    let ports: Vec<(u16, u16)> = domus.iter().map(|_| (free_port(), free_port())).collect();
+    let ips: Vec<String> = (1..=domus.len() as u16).map(domu_ip).collect();
+    let mut forwards = Vec::new();
+    for (i, &(http, echo)) in ports.iter().enumerate() {
+        forwards.push((http, ips[i].as_str(), 80));
+        forwards.push((echo, ips[i].as_str(), 7));
+    }
+    let mut modules = vec![(guest_kernel_image(), String::new())];
+    modules.extend(domus.iter().map(|c| (guest_kernel_image(), c.to_string())));
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules,
+        timeout: Duration::from_secs(300),
+        qemu_extra: virtio_net_args(&forwards),
+    };
+    (boot.spawn().expect("start QEMU"), ports)
+}
+
+/// Waits for `needle` or fails with the log.
+fn expect_line(run: &mut xtests::Running, needle: &str, secs: u64) -> String {
+    match run.wait_for(needle, Duration::from_secs(secs)) {
+        Some(l) => l,
+        None => panic!(
+            "no line containing {needle:?} within {secs} s; log:\n{}",
+            run.log().join("\n")
+        ),
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn two_domus_echo_16_mib_each_at_once_and_domu1_fetches_domu2s_page_over_the_bridge() {
+    let (mut run, ports) = boot_domus(&["name=web1 net-fetch=2", "name=web2"]);
+    for id in 1..=2u16 {
+        expect_line(
+            &mut run,
+            &format!("(d{id}) domU: net: {}/24", domu_ip(id)),
+            120,
+        );
+    }
+    // The host fetches both pages (what `curl http://127.0.0.1:<port>/` prints).
+    for (i, &(http, _)) in ports.iter().enumerate() {
+        let (status, body) = http_get(http);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let id = i + 1;
+        assert!(
+            body.contains(&format!("xen-rs domU {id} (web{id})")),
+            "page: {body}"
+        );
+    }
+    // 16 MiB of a random stream through each domU's echo service, both at once.
+    let seeds = [random_seed(11), random_seed(12)];
+    println!("seeds {seeds:?}");
+    let movers: Vec<_> = ports
+        .iter()
+        .zip(seeds)
+        .map(|(&(_, echo), seed)| thread::spawn(move || echo_stream(echo, seed, 16 << 20)))
+        .collect();
+    for (i, m) in movers.into_iter().enumerate() {
+        let rate = m.join().expect("echo thread");
+        println!(
+            "host <-> domU{}: 16 MiB echoed, {rate:.1} MB/s (both at once)",
+            i + 1
+        );
+    }
+    // domU1 fetched domU2's page through dom0's bridge.
+    expect_line(&mut run, "(d1) net-fetch: ok", 120);
+    let log = run.stop().log;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("(d1) net-fetch: xen-rs domU 2 (web2)")),
+        "domU1 did not get domU2's page; log:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("panicked")
+            || l.contains("unexpected trap")
+            || l.contains("FATAL")),
+        "log:\n{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_hostile_netfront_is_refused_and_closed_while_another_domus_16_mib_echo_completes() {
+    let (mut run, ports) = boot_domus(&["name=evil net-evil net-evil-flood=4000", "name=good"]);
+    expect_line(&mut run, &format!("(d2) domU: net: {}/24", domu_ip(2)), 120);
+    // The good domU's transfer runs while the evil one floods netback.
+    let seed = random_seed(21);
+    println!("seed {seed}");
+    let rate = echo_stream(ports[1].1, seed, 16 << 20);
+    println!("host <-> good domU next to the hostile one: 16 MiB echoed, {rate:.1} MB/s");
+    let refused = expect_line(&mut run, "(d1) net-evil: ", 120);
+    println!("{refused}");
+    expect_line(&mut run, "netback: d1 ring overrun: closing", 120);
+    expect_line(&mut run, "(d1) net-evil: back end closed the vif", 120);
+    // The hostile domU ends; its frames all go back to the pool.
+    expect_line(&mut run, "domain 1: all", 120);
+    // The good domU still answers.
+    let (status, body) = http_get(ports[1].0);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("xen-rs domU 2 (good)"), "page: {body}");
+    let log = run.stop().log;
+    let summary = log
+        .iter()
+        .find(|l| l.contains("net-evil: ") && l.contains(" refused"))
+        .unwrap_or_else(|| panic!("no refusal count; log:\n{}", log.join("\n")));
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    let k = words
+        .iter()
+        .position(|w| *w == "of")
+        .expect("<k> of <n> refused");
+    assert_eq!(
+        words[k - 1],
+        words[k + 1],
+        "not every bad packet refused: {summary}"
+    );
     assert!(
         !log.iter()
             .any(|l| l.contains("panicked") || l.contains("FATAL")),

@@ -190,7 +190,7 @@ impl Net {
                         "net: try `curl http://127.0.0.1:{}/` for domU{id}'s page (10.0.2.{}; echo: \
                          127.0.0.1:{})",
                         u32::from(f.domu_http) + u32::from(id) - 1,
-                        15 + u32::from(id),
+                        20 + u32::from(id),
                         u32::from(f.domu_echo) + u32::from(id) - 1
                     );
                 }

@@ -156,7 +156,13 @@ impl HostIf {
             }
         }
         let echo = (0..ECHO_SOCKETS)
-            .map(|_| sockets.add(tcp_socket(ECHO_BUF, ECHO_BUF)))
+            .map(|_| {
+                let mut s = tcp_socket(ECHO_BUF, ECHO_BUF);
+                // An echo answers at once: no Nagle, no delayed acknowledgement.
+                s.set_nagle_enabled(false);
+                s.set_ack_delay(None);
+                sockets.add(s)
+            })
             .collect();
         let http = (0..HTTP_SOCKETS)
             .map(|_| (sockets.add(tcp_socket(HTTP_RX, HTTP_TX)), Http::Reading(0)))

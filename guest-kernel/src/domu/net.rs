@@ -1,6 +1,7 @@
 //! The domU's network mode: when dom0 made a vif for us (`device/vif/0`), connect netfront,
 //! bring up `guest_kernel::netstack` on it (DHCP, asking for 10.0.2.(20 + domid); why in that
-//! module's doc) and serve HTTP on port 80 and echo on port 7 until dom0 shuts us down.
+//! module's doc) and serve HTTP on port 80, echo on port 7 and the bench's sink (9) and source (19) until dom0
+//! shuts us down.
 //!
 //! The page (`GET /`) shows the domain's id and name, its uptime, its address and the vif's
 //! counters (netfront's and the stack's). `net-fetch=<domid>` on the command line also fetches
@@ -65,6 +66,7 @@ impl Page<'_> {
              \x20 rx: {} packets, {} bytes, {} dropped\n\
              \x20 events: {} received, {} notifications sent, {} bad responses, {} ring errors\n\
              tcp: {} http requests, {} echo connections, {} bytes echoed\n\
+             \x20 sink (port 9): {} bytes, {} bad streams; source (port 19): {} bytes\n\
              frames: {} out, {} refused, {} in\n",
             self.domid,
             self.name,
@@ -84,6 +86,9 @@ impl Page<'_> {
             s.http_requests,
             s.echo_connections,
             s.echo_bytes,
+            s.sink_bytes,
+            s.sink_errors,
+            s.source_bytes,
             s.frames_out,
             s.frames_refused,
             s.frames_in,
@@ -190,6 +195,7 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
     let mut fetch = cmdline
         .get("net-fetch")
         .and_then(|v| v.parse::<u16>().ok())
+        .filter(|&target| target != domid) // one command line for every domU: not ourselves
         .and_then(requested_address)
         .map(|target| Fetch {
             target,
@@ -200,6 +206,7 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
             next_try_ms: 0,
             done: false,
         });
+    let mut configured = false;
     loop {
         let now = now_ms();
         let page = Page {
@@ -214,12 +221,18 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
         let event = stack.poll(&mut nf, now, &mut |s| page.render(now_ms(), s));
         match event {
             Some(NetEvent::Configured(addr, gw)) => {
+                configured = true;
                 let gw = gw.map_or(String::from("none"), |g| format!("{g}"));
                 println!(
                     "domU: net: {addr} by DHCP, gateway {gw}; http on port 80, echo on port 7"
                 );
             }
-            Some(NetEvent::Deconfigured) => println!("domU: net: DHCP lease lost"),
+            // smoltcp reports Deconfigured once at start too: only a lost lease is news.
+            Some(NetEvent::Deconfigured) if configured => {
+                println!("domU: net: DHCP lease lost");
+                configured = false;
+            }
+            Some(NetEvent::Deconfigured) => {}
             None => {}
         }
         if let Some(f) = fetch.as_mut() {

@@ -85,7 +85,10 @@
 //! 10.0.2.15..=10.0.2.30; dom0, asking for nothing first, gets 10.0.2.15). So the Makefile's host
 //! port forwards name domU D statically (`hostfwd=tcp:127.0.0.1:<port>-10.0.2.(20+D):80` and
 //! `:7`). It serves HTTP on
-//! port 80 (a text page: domid, uptime, the vif's counters) and echo on port 7; `net-fetch=<D2>`
+//! port 80 (a text page: domid, uptime, the vif's counters), echo on port 7, and for the bench a
+//! sink on port 9 (checks the xorshift64 stream of `blkif::xorshift_stream` from seed 1, answers
+//! `ok <bytes>` when the peer closes) and a source on port 19 (sends that stream until the peer
+//! closes); `net-fetch=<D2>`
 //! fetches domU D2's page over the bridge, `net-reconnects=<n>` closes and reconnects the vif
 //! n times first.
 //!
