@@ -31,13 +31,14 @@ use ring_drivers::blkif::{
     keys, xorshift_stream, BackendInfo, BlkFront, BlkFrontRing, FrontendTransport, GrantPages,
 };
 use ring_drivers::shared_page::SharedPage;
-use ring_drivers::xenbus::state::{FrontendAction, XenbusFrontend};
+use ring_drivers::xenbus::state::XenbusFrontend;
 use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
 
 use super::client::Client;
 use super::error::DomuError;
+use super::xenbus_front::{self, XenbusDevice};
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
 use crate::kernel::mm;
@@ -121,14 +122,6 @@ fn value(d: &mut Client, path: &str) -> Result<String, DomuError> {
     }
 }
 
-/// Reads `path` and parses it as a XenbusState (`Unknown` if absent or malformed).
-fn state_of(d: &mut Client, path: &str) -> Result<XenbusState, DomuError> {
-    Ok(match d.read(path)? {
-        Ok(v) => XenbusState::from_node(&v).unwrap_or(XenbusState::Unknown),
-        Err(_) => XenbusState::Unknown,
-    })
-}
-
 const TOKEN: &str = "blk-back-state";
 
 impl Blkfront {
@@ -171,91 +164,27 @@ impl Blkfront {
 
     /// The back end's current state.
     pub fn backend_state(&self, d: &mut Client) -> Result<XenbusState, DomuError> {
-        state_of(d, &format!("{}/state", self.back_dir))
-    }
-
-    /// Waits for the back end's `state` watch to fire (or a second to pass).
-    fn wait_backend(&self, d: &mut Client, since: u64) -> Result<(), DomuError> {
-        let start = time::now_ns().unwrap_or(0);
-        loop {
-            if let Some(i) = d.watches.iter().position(|w| w.token == TOKEN) {
-                d.watches.remove(i);
-                return Ok(());
-            }
-            d.timed_out(since)?;
-            if time::now_ns().unwrap_or(0) > start + 1000 * time::MS {
-                return Ok(());
-            }
-            d.step();
-        }
+        xenbus_front::backend_state(self, d)
     }
 
     /// Runs the handshake until the device is connected.
     pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        let since = time::now_ns().unwrap_or(0);
-        loop {
-            let back = self.backend_state(d)?;
-            let actions = self.xb.on_other_end_changed(back);
-            self.apply(d, &actions)?;
-            if self.xb.state() == XenbusState::Connected {
-                return Ok(());
-            }
-            self.wait_backend(d, since)?;
-        }
+        xenbus_front::connect(self, d)
     }
 
     /// Closes the device (`Closing`, then `Closed` once the back end let go of the ring).
     pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        let since = time::now_ns().unwrap_or(0);
-        let actions = self.xb.close();
-        self.apply(d, &actions)?;
-        while self.xb.state() != XenbusState::Closed {
-            self.wait_backend(d, since)?;
-            let back = self.backend_state(d)?;
-            let actions = self.xb.on_other_end_changed(back);
-            self.apply(d, &actions)?;
-        }
-        Ok(())
+        xenbus_front::close(self, d)
     }
 
     /// After [`Blkfront::close`]: waits for the back end to be `Closed` too, then connects again
     /// (fresh ring, grants and port).
     pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        let since = time::now_ns().unwrap_or(0);
-        let mut back = self.backend_state(d)?;
-        while back != XenbusState::Closed && back != XenbusState::InitWait {
-            self.wait_backend(d, since)?;
-            back = self.backend_state(d)?;
-        }
-        let actions = self.xb.reconnect(back);
-        self.apply(d, &actions)?;
-        self.connect(d)
+        xenbus_front::reconnect(self, d)
     }
 
     fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
-        let path = format!("{}/{key}", self.front_dir);
-        d.ok(0, &Request::Write(&path, v.as_bytes()))?
-            .map_err(|e| DomuError::Refused(format!("write {path}"), e))
-    }
-
-    fn apply(&mut self, d: &mut Client, actions: &[FrontendAction]) -> Result<(), DomuError> {
-        for &a in actions {
-            match a {
-                FrontendAction::PublishTransport => self.publish(d)?,
-                FrontendAction::ReadBackendInfo => {
-                    let info = self.read_backend_info(d)?;
-                    if let Some(b) = self.blk.as_mut() {
-                        b.connect(info);
-                    }
-                }
-                FrontendAction::Connect => {}
-                FrontendAction::Disconnect => self.teardown(),
-                FrontendAction::SwitchState(s) => {
-                    self.write_node(d, keys::STATE, &format!("{}", s.raw()))?
-                }
-            }
-        }
-        Ok(())
+        xenbus_front::write_node(d, &self.front_dir, key, v)
     }
 
     /// Grants the ring and data pages, allocates the port, initialises the ring and writes the
@@ -310,14 +239,8 @@ impl Blkfront {
             keys::DISCARD_ALIGNMENT,
             keys::DISCARD_SECURE,
         ];
-        let mut values = Vec::new();
-        for k in names {
-            if let Ok(v) = d.read(&format!("{}/{k}", self.back_dir))? {
-                values.push((k, v));
-            }
-        }
-        BackendInfo::from_keys(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .map_err(DomuError::BackendKeys)
+        let values = xenbus_front::read_keys(d, &self.back_dir, &names)?;
+        BackendInfo::from_keys(|k| xenbus_front::lookup(&values, k)).map_err(DomuError::BackendKeys)
     }
 
     /// Ends the grants and closes the port (the back end has let go of them).
@@ -542,7 +465,7 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
             println!("blk-evil: back end closed the ring (state {})", s.raw());
             break;
         }
-        b.wait_backend(d, since)?;
+        xenbus_front::wait_backend::<Blkfront>(d, since)?;
     }
     if refused == cases.len() {
         Ok(())
@@ -602,4 +525,36 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
         per_request(s.waits, s.requests),
     );
     b.close(d)
+}
+
+impl XenbusDevice for Blkfront {
+    const TOKEN: &'static str = TOKEN;
+
+    fn xenbus(&mut self) -> &mut XenbusFrontend {
+        &mut self.xb
+    }
+
+    fn front_dir(&self) -> &str {
+        &self.front_dir
+    }
+
+    fn back_dir(&self) -> &str {
+        &self.back_dir
+    }
+
+    fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        Blkfront::publish(self, d)
+    }
+
+    fn connect_device(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        let info = self.read_backend_info(d)?;
+        if let Some(b) = self.blk.as_mut() {
+            b.connect(info);
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        Blkfront::teardown(self)
+    }
 }

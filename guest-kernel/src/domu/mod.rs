@@ -50,6 +50,7 @@ pub mod error;
 pub mod net;
 pub mod net_evil;
 pub mod netfront;
+pub mod xenbus_front;
 
 /// A ring page of our initial region, from its machine frame.
 fn own_page(mfn: u64) -> Option<MappedPage> {

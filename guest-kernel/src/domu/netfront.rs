@@ -27,11 +27,12 @@ use ring_drivers::netif::{
     keys, parse_mac, GrantPages, NetBackendInfo, NetFront, NetFrontError, NetFrontStats,
     NetFrontendTransport,
 };
-use ring_drivers::xenbus::state::{FrontendAction, XenbusFrontend};
+use ring_drivers::xenbus::state::XenbusFrontend;
 use ring_drivers::xenbus::{Reply, Request};
 
 use super::client::Client;
 use super::error::DomuError;
+use super::xenbus_front::{self, XenbusDevice};
 use crate::kernel::direct_map;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
@@ -189,94 +190,24 @@ impl Netfront {
         }))
     }
 
-    fn backend_state(&self, d: &mut Client) -> Result<XenbusState, DomuError> {
-        Ok(match d.read(&format!("{}/state", self.back_dir))? {
-            Ok(v) => XenbusState::from_node(&v).unwrap_or(XenbusState::Unknown),
-            Err(_) => XenbusState::Unknown,
-        })
-    }
-
-    fn wait_backend(&self, d: &mut Client, since: u64) -> Result<(), DomuError> {
-        let start = time::now_ns().unwrap_or(0);
-        loop {
-            if let Some(i) = d.watches.iter().position(|w| w.token == TOKEN) {
-                d.watches.remove(i);
-                return Ok(());
-            }
-            d.timed_out(since)?;
-            if time::now_ns().unwrap_or(0) > start + 1000 * time::MS {
-                return Ok(());
-            }
-            d.step();
-        }
-    }
-
     /// Runs the handshake until the vif is connected.
     pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        let since = time::now_ns().unwrap_or(0);
-        loop {
-            let back = self.backend_state(d)?;
-            let actions = self.xb.on_other_end_changed(back);
-            self.apply(d, &actions)?;
-            if self.xb.state() == XenbusState::Connected {
-                return Ok(());
-            }
-            self.wait_backend(d, since)?;
-        }
+        xenbus_front::connect(self, d)
     }
 
     /// Closes the vif (`Closing`, then `Closed` once the back end let go of the rings).
     pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        let since = time::now_ns().unwrap_or(0);
-        let actions = self.xb.close();
-        self.apply(d, &actions)?;
-        while self.xb.state() != XenbusState::Closed {
-            self.wait_backend(d, since)?;
-            let back = self.backend_state(d)?;
-            let actions = self.xb.on_other_end_changed(back);
-            self.apply(d, &actions)?;
-        }
-        Ok(())
+        xenbus_front::close(self, d)
     }
 
     /// After [`Netfront::close`]: waits for the back end to be `Closed` (or back in `InitWait`),
     /// then connects again with fresh rings, grants and port.
     pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        let since = time::now_ns().unwrap_or(0);
-        let mut back = self.backend_state(d)?;
-        while back != XenbusState::Closed && back != XenbusState::InitWait {
-            self.wait_backend(d, since)?;
-            back = self.backend_state(d)?;
-        }
-        let actions = self.xb.reconnect(back);
-        self.apply(d, &actions)?;
-        self.connect(d)
+        xenbus_front::reconnect(self, d)
     }
 
     fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
-        let path = format!("{}/{key}", self.front_dir);
-        d.ok(0, &Request::Write(&path, v.as_bytes()))?
-            .map_err(|e| DomuError::Refused(format!("write {path}"), e))
-    }
-
-    fn apply(&mut self, d: &mut Client, actions: &[FrontendAction]) -> Result<(), DomuError> {
-        for &a in actions {
-            match a {
-                FrontendAction::PublishTransport => self.publish(d)?,
-                FrontendAction::ReadBackendInfo => {
-                    let info = self.read_backend_info(d)?;
-                    if let Some(f) = self.dev.as_mut() {
-                        f.connect(info);
-                    }
-                }
-                FrontendAction::Connect => {}
-                FrontendAction::Disconnect => self.teardown(),
-                FrontendAction::SwitchState(s) => {
-                    self.write_node(d, keys::STATE, &format!("{}", s.raw()))?
-                }
-            }
-        }
-        Ok(())
+        xenbus_front::write_node(d, &self.front_dir, key, v)
     }
 
     /// Grants the rings and data pages, allocates the port, initialises the rings (posting
@@ -336,13 +267,8 @@ impl Netfront {
             keys::FEATURE_RX_COPY,
             keys::FEATURE_GSO_TCPV4,
         ];
-        let mut values = Vec::new();
-        for k in names {
-            if let Ok(v) = d.read(&format!("{}/{k}", self.back_dir))? {
-                values.push((k, v));
-            }
-        }
-        NetBackendInfo::from_keys(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        let values = xenbus_front::read_keys(d, &self.back_dir, &names)?;
+        NetBackendInfo::from_keys(|k| xenbus_front::lookup(&values, k))
             .map_err(DomuError::BackendKeys)
     }
 
@@ -379,11 +305,11 @@ impl Netfront {
     ) -> Result<XenbusState, DomuError> {
         let since = time::now_ns().unwrap_or(0);
         loop {
-            let s = self.backend_state(d)?;
+            let s = xenbus_front::backend_state(self, d)?;
             if states.contains(&s) {
                 return Ok(s);
             }
-            self.wait_backend(d, since)?;
+            xenbus_front::wait_backend::<Self>(d, since)?;
         }
     }
 
@@ -454,5 +380,37 @@ impl Nic for Netfront {
                 None
             }
         }
+    }
+}
+
+impl XenbusDevice for Netfront {
+    const TOKEN: &'static str = TOKEN;
+
+    fn xenbus(&mut self) -> &mut XenbusFrontend {
+        &mut self.xb
+    }
+
+    fn front_dir(&self) -> &str {
+        &self.front_dir
+    }
+
+    fn back_dir(&self) -> &str {
+        &self.back_dir
+    }
+
+    fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        Netfront::publish(self, d)
+    }
+
+    fn connect_device(&mut self, d: &mut Client) -> Result<(), DomuError> {
+        let info = self.read_backend_info(d)?;
+        if let Some(f) = self.dev.as_mut() {
+            f.connect(info);
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        Netfront::teardown(self)
     }
 }
