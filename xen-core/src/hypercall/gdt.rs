@@ -77,7 +77,7 @@ pub(super) fn update_descriptor<M: Machine + ?Sized>(
     desc: u64,
 ) -> HcResult {
     // Aligned, or it would corrupt two adjacent descriptors.
-    if maddr % 8 != 0 {
+    if !maddr.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let Some(desc) = check_descriptor(desc) else {

@@ -90,8 +90,8 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
     let cpu_holds_prev = m.segs_to_load.is_none();
     if let Some(prev) = prev {
         let s = &mut segs[prev];
-        // SAFETY: reading segment registers has no side effects.
         if cpu_holds_prev {
+            // SAFETY: reading segment registers has no side effects.
             unsafe {
                 asm!("mov {:x}, ds", out(reg) s[0], options(nomem, nostack, preserves_flags));
                 asm!("mov {:x}, es", out(reg) s[1], options(nomem, nostack, preserves_flags));
