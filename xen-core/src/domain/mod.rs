@@ -336,7 +336,16 @@ pub struct Domain {
     /// emulation and loaded into the real register for each configuration access the
     /// hypervisor performs for it (Xen's `d->arch.pci_cf8`, `emulate::port_io`).
     pub pci_cf8: u32,
+    /// Frames the FIFO event-channel ABI uses (control blocks from `EVTCHNOP_init_control`,
+    /// event array pages from `EVTCHNOP_expand_array`): each holds a general and a writable
+    /// type reference until the domain goes back to 2-level (`EVTCHNOP_reset`) or dies.
+    pub evtchn_frames: heapless::Vec<Mfn, EVTCHN_FRAMES>,
 }
+
+/// Most frames the FIFO ABI can hold for a domain: a control block per legacy vCPU slot and
+/// every event array page (`EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`).
+pub const EVTCHN_FRAMES: usize = hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPUS
+    + (hypercall_abi::event_channel::EVTCHN_FIFO_NR_CHANNELS / 1024) as usize;
 
 impl Vcpu {
     /// The machine address of the `vcpu_info` the guest registered, if it moved it.
@@ -386,6 +395,7 @@ impl Domain {
             watchdogs: [None; 2],
             vcpu: Vcpu::default(),
             pci_cf8: 0,
+            evtchn_frames: heapless::Vec::new(),
         }
     }
 
@@ -468,6 +478,7 @@ mod tests {
                 ..Vcpu::default()
             },
             pci_cf8: 0,
+            evtchn_frames: heapless::Vec::new(),
         }
     }
 

@@ -12,12 +12,13 @@
 //! expect aborts only the case (or group) it happened in, printed as `unexpected trap vector=..`
 //! (`traps.rs` has the machinery). This file holds the suite's machinery and the scratch pages;
 //! the groups are in [`basics`] (start_info to memory_op), [`mmu`] and [`memory`] (page tables),
-//! [`evtchn`], [`grant`], [`exceptions`], [`cpu`] (the rest of CPU virtualization), [`timer`]
+//! [`evtchn`] and [`evtchn_fifo`], [`grant`], [`exceptions`], [`cpu`] (the rest of CPU virtualization), [`timer`]
 //! (timer, scheduler and vCPU) and [`physdev`].
 
 mod basics;
 mod cpu;
 mod evtchn;
+mod evtchn_fifo;
 mod exceptions;
 mod grant;
 mod insn;
@@ -215,6 +216,8 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
         }
         Err(why) => s.case("traps.groups_skipped", format_args!("{why}")),
     }
+    // Last: it switches the domain to FIFO events and back (EVTCHNOP_reset closes every port).
+    s.group("evtchn_fifo", evtchn_fifo::cases);
     println!("conformance done: {} cases", s.count);
 }
 

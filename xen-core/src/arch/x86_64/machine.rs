@@ -3,7 +3,7 @@
 
 use core::arch::x86_64::__cpuid_count;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
@@ -98,9 +98,39 @@ impl MachineMemoryMut for DirectMap {
             .fetch_and(!(1 << bit), Ordering::SeqCst);
         Some(old & (1 << bit) != 0)
     }
+
+    fn compare_exchange_u32(&mut self, addr: Maddr, old: u32, new: u32) -> Option<u32> {
+        let a = self.atomic_u32(addr)?;
+        Some(
+            match a.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(v) | Err(v) => v,
+            },
+        )
+    }
+
+    fn fetch_or_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        Some(self.atomic_u32(addr)?.fetch_or(bits, Ordering::SeqCst))
+    }
+
+    fn fetch_and_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        Some(self.atomic_u32(addr)?.fetch_and(bits, Ordering::SeqCst))
+    }
 }
 
 impl DirectMap {
+    /// The naturally aligned u32 at `addr` as an atomic: FIFO event words and control blocks
+    /// (`lock cmpxchg`, `lock or`, `lock and` on the direct map).
+    fn atomic_u32(&mut self, addr: Maddr) -> Option<&AtomicU32> {
+        if !addr.0.is_multiple_of(4) {
+            return None;
+        }
+        let virt = self.virt(addr, 4)?;
+        // SAFETY: as for `atomic_u64`: `[addr, addr + 4)` lies in the direct map, outside the
+        // image and the frame table, guest or free memory no Rust data lives in; `virt` is
+        // 4-byte aligned. The reference lives for one locked instruction.
+        Some(unsafe { AtomicU32::from_ptr(virt as *mut u32) })
+    }
+
     /// The naturally aligned u64 at `addr` as an atomic, for Xen's locked bit operations on
     /// memory a guest shares (`lock or`/`lock and`, or `lock bts`/`btr`, on the direct map).
     fn atomic_u64(&mut self, addr: Maddr) -> Option<&AtomicU64> {
@@ -234,6 +264,18 @@ impl MachineMemoryMut for HvMachine {
 
     fn test_and_clear_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
         self.mem.test_and_clear_bit(addr, bit)
+    }
+
+    fn compare_exchange_u32(&mut self, addr: Maddr, old: u32, new: u32) -> Option<u32> {
+        self.mem.compare_exchange_u32(addr, old, new)
+    }
+
+    fn fetch_or_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        self.mem.fetch_or_u32(addr, bits)
+    }
+
+    fn fetch_and_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        self.mem.fetch_and_u32(addr, bits)
     }
 }
 

@@ -125,6 +125,15 @@ pub(crate) fn audit_with_foreign(
             count[g.0 as usize] += 1;
             tcount[g.0 as usize] += 1;
         }
+        // The FIFO event-channel frames: a general and a writable type reference each.
+        for &v in &d.evtchn_frames {
+            let f = frame(v.0).ok_or_else(|| format!("d{} FIFO frame {v:?} beyond RAM", d.id))?;
+            if f.page_type() != PageType::Writable || f.owner() != Owner::Domain(d.id) {
+                return Err(format!("d{} FIFO frame {v:?} is {f:?}", d.id));
+            }
+            count[v.0 as usize] += 1;
+            tcount[v.0 as usize] += 1;
+        }
         // `VCPUOP_register_vcpu_info`: a general and a writable type reference.
         if let Some((v, _)) = d.vcpu.vcpu_info {
             let f = frame(v.0).ok_or_else(|| format!("d{} vcpu_info {v:?} beyond RAM", d.id))?;

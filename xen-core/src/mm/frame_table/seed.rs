@@ -254,6 +254,7 @@ impl<'t> Mm<'t> {
         let user = dom.vcpu.user_l4.take();
         let gdt = core::mem::take(&mut dom.vcpu.gdt_frames);
         let vcpu_info = dom.vcpu.vcpu_info.take();
+        let evtchn_frames = core::mem::take(&mut dom.evtchn_frames);
         dom.vcpu.gdt_ents = 0;
         (dom.vcpu.ldt_base, dom.vcpu.ldt_ents) = (0, 0);
         let max = self.frames.max_ram_page();
@@ -274,6 +275,11 @@ impl<'t> Mm<'t> {
             // reference.
             if let Some((v, _)) = vcpu_info {
                 pt.put_page_and_type(v);
+            }
+            // `evtchn_fifo_destroy`: each FIFO control block and event array page holds a
+            // general and a writable type reference (`map_guest_page`).
+            for f in evtchn_frames {
+                pt.put_page_and_type(f);
             }
             // `relinquish_memory`: pins first (they may hold whole trees), then the rest.
             for m in 0..max {
