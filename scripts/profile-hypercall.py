@@ -13,6 +13,10 @@ XEN_SYMS = os.environ["PROFILE_XEN_SYMS"]
 GUEST = os.environ["PROFILE_GUEST"]
 PORT = os.environ.get("PROFILE_GDB_PORT", "1299")
 CALLS = int(os.environ.get("PROFILE_CALLS", "3"))
+# Where in the guest to start (a guest-kernel function), and how many hypercalls to let pass
+# after it before stepping.
+BREAK = os.environ.get("PROFILE_BREAK", "guest_kernel::suites::bench::null_hypercall")
+SKIP = int(os.environ.get("PROFILE_SKIP", "50"))
 
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
@@ -20,13 +24,13 @@ gdb.execute("set architecture i386:x86-64")
 gdb.execute("file " + XEN_SYMS)
 gdb.execute("add-symbol-file " + GUEST)
 gdb.execute("target remote localhost:" + PORT)
-gdb.execute("hbreak guest_kernel::suites::bench::null_hypercall", to_string=True)
+gdb.execute("hbreak " + BREAK, to_string=True)
 gdb.execute("continue", to_string=True)
 gdb.execute("delete")
 gdb.execute("hbreak xen_syscall_entry", to_string=True)
 # Past the first calls (cold caches of QEMU's translator do not matter, but the loop's first
 # iterations run other code paths, e.g. a pending timer tick).
-for _ in range(50):
+for _ in range(SKIP):
     gdb.execute("continue", to_string=True)
 
 
@@ -47,7 +51,7 @@ calls = []
 for _ in range(CALLS):
     calls.append(one_call())
     gdb.execute("continue", to_string=True)
-print("profile: instructions per null hypercall (hypervisor side):", [len(c) for c in calls])
+print("profile: instructions per hypercall (hypervisor side):", [len(c) for c in calls])
 names = {}
 per_fn = collections.Counter()
 for pc in min(calls, key=len):
