@@ -87,6 +87,18 @@ fn boot_with(
     }
 }
 
+/// The first line of `run`'s log containing `needle` (empty if none), and its `median_cycles=`.
+fn median_line(run: Option<&xtests::Run>, needle: &str) -> (String, Option<u64>) {
+    let line = run
+        .and_then(|r| r.log.iter().find(|l| l.contains(needle)).cloned())
+        .unwrap_or_default();
+    let cycles = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("median_cycles="))
+        .and_then(|v| v.parse().ok());
+    (line, cycles)
+}
+
 /// `null_opts`: extra hypervisor options for the null-hypercall boot (ours: the native baseline).
 fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
     let mut boots = Vec::new();
@@ -99,32 +111,8 @@ fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
     }
     let boot_ms = (boots.len() == BOOTS).then(|| median(&boots).unwrap_or(0) as f64 / 1000.0);
     let run = boot(hypervisor, null_opts, "bench=null-hypercall exit=reboot");
-    let native_line = run
-        .as_ref()
-        .and_then(|r| {
-            r.log
-                .iter()
-                .find(|l| l.contains("native-syscall: median_cycles="))
-                .cloned()
-        })
-        .unwrap_or_default();
-    let native_cycles = native_line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("median_cycles="))
-        .and_then(|v| v.parse().ok());
-    let line = run
-        .as_ref()
-        .and_then(|r| {
-            r.log
-                .iter()
-                .find(|l| l.contains("bench null_hypercall"))
-                .cloned()
-        })
-        .unwrap_or_default();
-    let null_cycles = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("median_cycles="))
-        .and_then(|v| v.parse().ok());
+    let (native_line, native_cycles) = median_line(run.as_ref(), "native-syscall: median_cycles=");
+    let (line, null_cycles) = median_line(run.as_ref(), "bench null_hypercall");
     let pt = boot(hypervisor, "", "bench=pt-update exit=reboot");
     let pt_update = pt
         .map(|r| {
@@ -163,19 +151,13 @@ struct IcountFigures {
 }
 
 fn measure_icount(hypervisor: &std::path::Path) -> IcountFigures {
-    let null = boot_with(
+    let run = boot_with(
         hypervisor,
         "",
         "bench=null-hypercall exit=reboot",
         icount_args(),
-    )
-    .and_then(|r| {
-        r.log
-            .iter()
-            .find(|l| l.contains("bench null_hypercall"))
-            .map(|l| fields(l))
-    })
-    .and_then(|f| f.get("median_cycles").and_then(|v| v.parse().ok()));
+    );
+    let (_, null) = median_line(run.as_ref(), "bench null_hypercall");
     let pt_update = boot_with(hypervisor, "", "bench=pt-update exit=reboot", icount_args())
         .map(|r| {
             r.log
