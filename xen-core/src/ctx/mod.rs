@@ -56,7 +56,7 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     /// multicall, an entry's continuation is its own (the multicall rewrites the entry's
     /// arguments in guest memory and continues itself from that entry, `MCSF_call_preempted`)
     /// while the other effects add up to the multicall's.
-    pub fx: Effects,
+    pub fx: &'a mut Effects,
 }
 
 impl<M: Machine + ?Sized> Ctx<'_, M> {

@@ -163,7 +163,7 @@ pub fn with_ctx<R>(
         others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
-        fx: Default::default(),
+        fx: &mut Default::default(),
     };
     let r = f(&mut ctx);
     settle(&mut ctx);
@@ -173,7 +173,7 @@ pub fn with_ctx<R>(
 /// What the arch layer does with the effects a handler called directly (not through
 /// [`super::dispatch`]) recorded: the TLB work becomes the vCPU's to owe, a crash shuts it down.
 pub fn settle<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
-    let fx = core::mem::take(&mut ctx.fx);
+    let fx = core::mem::take(ctx.fx);
     let out = super::Outcome::from_effects(0, fx);
     out.apply_effects(ctx.dom);
 }
@@ -244,7 +244,7 @@ pub fn with_set_ctx<R>(
         others,
         regs: &mut regs,
         in_multicall: false,
-        fx: Default::default(),
+        fx: &mut Default::default(),
     };
     let r = f(&mut ctx);
     settle(&mut ctx);

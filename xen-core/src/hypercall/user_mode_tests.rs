@@ -40,7 +40,7 @@ fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
         others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
-        fx: Default::default(),
+        fx: &mut Default::default(),
     };
     call(&mut ctx, nr.into(), a)
 }

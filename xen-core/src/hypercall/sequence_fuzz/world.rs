@@ -579,7 +579,7 @@ impl World {
                 others,
                 regs: &mut me.regs,
                 in_multicall: false,
-                fx: Default::default(),
+                fx: &mut Default::default(),
             };
             let r = f(&mut ctx);
             crate::hypercall::testing::settle(&mut ctx);

@@ -185,7 +185,7 @@ impl World {
             others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
-            fx: Default::default(),
+            fx: &mut Default::default(),
         };
         let r = f(&mut ctx);
         crate::hypercall::testing::settle(&mut ctx);
@@ -390,7 +390,7 @@ impl Two {
             others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
-            fx: Default::default(),
+            fx: &mut Default::default(),
         };
         let r = f(&mut ctx);
         crate::hypercall::testing::settle(&mut ctx);
