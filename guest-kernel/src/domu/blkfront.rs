@@ -138,26 +138,6 @@ impl Blkfront {
         xenbus_front::backend_state(&self.link, d)
     }
 
-    /// Runs the handshake until the device is connected.
-    pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::connect(self, d)
-    }
-
-    /// Closes the device (`Closing`, then `Closed` once the back end let go of the ring).
-    pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::close(self, d)
-    }
-
-    /// After [`Blkfront::close`]: waits for the back end to be `Closed` too, then connects again
-    /// (fresh ring, grants and port).
-    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::reconnect(self, d)
-    }
-
-    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
-        self.link.write_node(d, key, v)
-    }
-
     /// Grants the ring and data pages, allocates the port, initialises the ring and writes the
     /// transport keys.
     fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
@@ -192,7 +172,7 @@ impl Blkfront {
             event_channel: port,
         };
         for (k, v) in t.to_keys() {
-            self.write_node(d, k, &v)?;
+            self.link.write_node(d, k, &v)?;
         }
         Ok(())
     }

@@ -162,26 +162,6 @@ impl Netfront {
         }))
     }
 
-    /// Runs the handshake until the vif is connected.
-    pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::connect(self, d)
-    }
-
-    /// Closes the vif (`Closing`, then `Closed` once the back end let go of the rings).
-    pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::close(self, d)
-    }
-
-    /// After [`Netfront::close`]: waits for the back end to be `Closed` (or back in `InitWait`),
-    /// then connects again with fresh rings, grants and port.
-    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::reconnect(self, d)
-    }
-
-    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
-        self.link.write_node(d, key, v)
-    }
-
     /// Grants the rings and data pages, allocates the port, initialises the rings (posting
     /// every rx page) and writes the transport keys.
     fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
@@ -228,7 +208,7 @@ impl Netfront {
             no_csum_offload: true,
         };
         for (k, v) in t.to_keys() {
-            self.write_node(d, k, &v)?;
+            self.link.write_node(d, k, &v)?;
         }
         Ok(())
     }

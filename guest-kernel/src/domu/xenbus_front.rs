@@ -87,6 +87,31 @@ pub trait XenbusDevice {
     fn connect_device(&mut self, d: &mut Client) -> Result<(), DomuError>;
     /// Ends the grants and closes the port (the back end has let go of them).
     fn teardown(&mut self);
+
+    /// Runs the handshake until the device is connected.
+    fn connect(&mut self, d: &mut Client) -> Result<(), DomuError>
+    where
+        Self: Sized,
+    {
+        connect(self, d)
+    }
+
+    /// Closes the device (`Closing`, then `Closed` once the back end let go of its rings).
+    fn close(&mut self, d: &mut Client) -> Result<(), DomuError>
+    where
+        Self: Sized,
+    {
+        close(self, d)
+    }
+
+    /// After [`XenbusDevice::close`]: waits for the back end to be `Closed` (or back in
+    /// `InitWait`), then connects again with fresh rings, grants and port.
+    fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError>
+    where
+        Self: Sized,
+    {
+        reconnect(self, d)
+    }
 }
 
 /// The back end's current state (`Unknown` if its node is absent or malformed).

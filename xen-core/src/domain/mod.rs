@@ -244,11 +244,13 @@ pub struct PerfCounters {
     pub ref_ops: u64,
     /// Exceptions the guest raised (emulated or bounced) and interrupts taken while it ran.
     pub traps: u64,
+    /// Hypercalls that went straight back to the guest (the fast path: `hypercall::table::Exit`).
+    pub fast_exits: u64,
 }
 
 impl PerfCounters {
     /// The counters with their names, in the order `XEN_SYSCTL_perfc_op` reports them.
-    pub fn named(&self) -> [(&'static str, u64); 8] {
+    pub fn named(&self) -> [(&'static str, u64); 9] {
         [
             ("hypercalls", self.hypercalls),
             ("traps", self.traps),
@@ -258,6 +260,7 @@ impl PerfCounters {
             ("tlb_flushes", self.tlb_flushes),
             ("invlpgs", self.invlpgs),
             ("ref_ops", self.ref_ops),
+            ("fast_exits", self.fast_exits),
         ]
     }
 }

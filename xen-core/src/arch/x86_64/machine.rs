@@ -18,10 +18,14 @@ use super::mappings::image_maddr_range;
 /// another mapping.
 pub struct DirectMap;
 
-/// The frame table's machine range, once it exists (see [`DirectMap`]).
-static FRAME_TABLE_RANGE: spin::Once<core::ops::Range<u64>> = spin::Once::new();
+/// The frame table's machine range, once it exists (see [`DirectMap`]): start and end, or
+/// `u64::MAX..0` (which overlaps nothing) before. Plain atomics rather than a `Once`, since every
+/// machine access checks them (set once, on the one CPU, before any guest runs).
+static FRAME_TABLE_START: AtomicU64 = AtomicU64::new(u64::MAX);
+static FRAME_TABLE_END: AtomicU64 = AtomicU64::new(0);
 
 impl DirectMap {
+    #[inline]
     fn virt(&self, addr: Maddr, len: usize) -> Option<u64> {
         let end = addr.0.checked_add(u64::try_from(len).ok()?)?;
         if end > layout::BOOT_DIRECTMAP_SIZE {
@@ -31,10 +35,12 @@ impl DirectMap {
         if addr.0 < image.end && image.start < end {
             return None;
         }
-        if let Some(ft) = FRAME_TABLE_RANGE.get() {
-            if addr.0 < ft.end && ft.start < end {
-                return None;
-            }
+        let (ft_start, ft_end) = (
+            FRAME_TABLE_START.load(Ordering::Relaxed),
+            FRAME_TABLE_END.load(Ordering::Relaxed),
+        );
+        if addr.0 < ft_end && ft_start < end {
+            return None;
         }
         layout::directmap_virt(addr.0)
     }
@@ -48,12 +54,16 @@ impl DirectMap {
     ) -> &'static mut [xen_core::mm::frame_table::FrameInfo] {
         let bytes = entries * core::mem::size_of::<xen_core::mm::frame_table::FrameInfo>();
         let start = first.maddr().0;
-        assert!(FRAME_TABLE_RANGE.get().is_none(), "one frame table");
+        assert!(
+            FRAME_TABLE_END.load(Ordering::Relaxed) == 0,
+            "one frame table"
+        );
         assert!(
             start + bytes as u64 <= layout::BOOT_DIRECTMAP_SIZE,
             "frame table in the direct map"
         );
-        FRAME_TABLE_RANGE.call_once(|| start..start + bytes as u64);
+        FRAME_TABLE_START.store(start, Ordering::Relaxed);
+        FRAME_TABLE_END.store(start + bytes as u64, Ordering::Relaxed);
         let virt = layout::directmap_virt(start).expect("checked above");
         // SAFETY: the range lies in the direct map (mapped for the hypervisor's lifetime), came from
         // the frame allocator (so nothing else owns it), and is from now on refused by `virt`, so
