@@ -163,7 +163,7 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
                 continue;
             };
             run_timers(&mut hv.arch, g, ports, slot == hv.sched.cur, now);
-            wake::wake_if_due(&hv.arch, g, now);
+            wake::wake_if_due(&hv.arch, g, ports, now);
         }
         lifecycle::stopped_domains(hv, doms, regs);
         if tick {
