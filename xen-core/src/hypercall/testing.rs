@@ -152,9 +152,11 @@ pub fn with_ctx<R>(
 ) -> R {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
     let mut grants = Box::new(crate::gnttab::GrantTable::new());
+    let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
     let mut ctx = Ctx {
         m,
         info,
+        pool: &mut pool,
         dom,
         events: &mut events,
         grants: &mut grants,
@@ -231,9 +233,11 @@ pub fn with_set_ctx<R>(
     };
     let mut regs = Regs::default();
     let (me, events, grants, others) = set.split(slot).expect("no domain in that slot");
+    let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
     let mut ctx = Ctx {
         m,
         info: &info,
+        pool: &mut pool,
         dom: &mut me.dom,
         events,
         grants,

@@ -33,6 +33,7 @@ fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
     let mut ctx = Ctx {
         m: &mut w.m,
         info: &w.info,
+        pool: &mut w.pool,
         dom: &mut w.dom,
         events: &mut events,
         grants: &mut grants,

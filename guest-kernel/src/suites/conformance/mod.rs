@@ -25,6 +25,7 @@ mod insn;
 mod memory;
 mod mmu;
 mod physdev;
+mod reservation;
 mod timer;
 
 use core::fmt;
@@ -205,6 +206,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
     s.group("hypercall", mmu::unknown_hypercall_cases);
     s.group("evtchn", evtchn::event_channel_cases);
     s.group("grant", grant::cases);
+    reservation::cases(&mut s, si);
     // These groups provoke faults and events on purpose: without handlers, the first one would
     // kill the domain, so they run only if the setup cases installed them.
     match s.handlers_ready() {

@@ -136,6 +136,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 let mut ctx = Ctx {
                     m: &mut hv.arch,
                     info: &hv.info,
+                    pool: &mut hv.pool,
                     dom: &mut *dom,
                     events: ports,
                     grants,

@@ -87,7 +87,7 @@ pub(crate) fn audit_with_foreign(
 
     for (mfn, f) in mm.frames.iter() {
         let i = mfn.0 as usize;
-        if f.owner() == Owner::Free && *f != super::FrameInfo::FREE {
+        if f.owner() == Owner::Free && f.without_given() != super::FrameInfo::FREE {
             return Err(format!("{mfn:?} is free but {f:?}"));
         }
         if f.allocated() {
