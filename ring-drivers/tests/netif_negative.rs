@@ -816,7 +816,7 @@ fn rx_queue_flushes_in_one_call_and_is_bounded_in_bytes() {
     let mut r = rig(true);
     for i in 0..10u8 {
         assert_eq!(
-            r.back.queue(&[i; 1514], RxMeta::default()),
+            r.back.queue(&[i; 1514], RxMeta::default()).unwrap(),
             RxOutcome::Queued
         );
     }
@@ -837,25 +837,40 @@ fn rx_queue_flushes_in_one_call_and_is_bounded_in_bytes() {
         r.pages.read(10 + usize::from(x.id), 0, &mut b);
         assert!(b.iter().all(|&v| v == i as u8));
     }
-    // Without buffers: full-size frames fit RX_QUEUE_BYTES / 1514 times, then are dropped.
+    // Full-size frames fit RX_QUEUE_BYTES / 1514 times; a full queue is flushed into the two
+    // buffers left, so two more fit; then, with no buffer, frames are dropped.
     let fit = RX_QUEUE_BYTES / 1514;
-    for _ in 0..fit {
+    for _ in 0..fit + 2 {
         assert_eq!(
-            r.back.queue(&[9; 1514], RxMeta::default()),
+            r.back.queue(&[9; 1514], RxMeta::default()).unwrap(),
             RxOutcome::Queued
         );
     }
     assert_eq!(
-        r.back.queue(&[9; 1514], RxMeta::default()),
+        r.back.queue(&[9; 1514], RxMeta::default()).unwrap(),
         RxOutcome::Dropped(RxDrop::QueueFull)
     );
-    // The two buffers left take two frames; the room they free is used again.
-    assert_eq!(r.back.flush_rx().unwrap(), 2);
-    assert_eq!(
-        r.back.queue(&[8; 1514], RxMeta::default()),
-        RxOutcome::Queued
-    );
-    assert_eq!(r.back.rx_queued(), fit - 1);
+    assert_eq!(rx_responses(&mut r).len(), 2);
+    assert_eq!(r.back.rx_queued(), fit);
+    assert_eq!(r.back.stats().rx_dropped_no_buffer, 1);
+}
+
+/// A burst larger than the queue, with buffers posted, loses nothing: the queue is flushed
+/// when it fills instead of dropping.
+#[test]
+fn a_burst_larger_than_the_rx_queue_loses_nothing_while_buffers_are_posted() {
+    let mut r = rig(true);
+    post_rx(&mut r, 14);
+    let fit = RX_QUEUE_BYTES / 1514;
+    for i in 0..fit + 14 {
+        assert_eq!(
+            r.back.queue(&[i as u8; 1514], RxMeta::default()).unwrap(),
+            RxOutcome::Queued,
+            "frame {i}"
+        );
+    }
+    assert_eq!(r.back.stats().rx_dropped_no_buffer, 0);
+    assert_eq!(rx_responses(&mut r).len(), 14);
 }
 
 /// A front end that refuses offload (`feature-no-csum-offload`) never sees `csum_blank`: the

@@ -354,8 +354,13 @@ impl Vif {
             return false;
         };
         match c.back.queue(frame, RxMeta::default()) {
-            RxOutcome::Delivered | RxOutcome::Queued => true,
-            RxOutcome::Dropped(_) => false,
+            Ok(RxOutcome::Delivered) | Ok(RxOutcome::Queued) => true,
+            Ok(RxOutcome::Dropped(_)) => false,
+            Err(_) => {
+                self.overrun = true;
+                self.busy = true;
+                false
+            }
         }
     }
 

@@ -697,17 +697,22 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
     }
 
     /// Copies a frame into the rx queue (no grant copy yet: [`NetBack::flush_rx`] moves every
-    /// queued frame that has posted buffers, many per hypercall). [`RxOutcome::Queued`], or
-    /// dropped and counted: malformed, a blank checksum that cannot be completed for a front
-    /// end refusing offload, or the queue full ([`RX_QUEUE_MAX`] frames or [`RX_QUEUE_BYTES`]).
-    pub fn queue(&mut self, frame: &[u8], meta: RxMeta) -> RxOutcome {
+    /// queued frame that has posted buffers, many per hypercall; a full queue is flushed
+    /// first). [`RxOutcome::Queued`], or dropped and counted: malformed, a blank checksum that
+    /// cannot be completed for a front end refusing offload, or the queue still full
+    /// ([`RX_QUEUE_MAX`] frames or [`RX_QUEUE_BYTES`]: the front end posts no buffers).
+    pub fn queue(&mut self, frame: &[u8], meta: RxMeta) -> Result<RxOutcome, RingError> {
         if let Some(d) = self.rx_malformed(frame) {
             self.stats.rx_dropped_malformed += 1;
-            return RxOutcome::Dropped(d);
+            return Ok(RxOutcome::Dropped(d));
         }
-        if self.rxq.frames.len() >= RX_QUEUE_MAX || !self.rxq.room(frame.len()) {
-            self.stats.rx_dropped_no_buffer += 1;
-            return RxOutcome::Dropped(RxDrop::QueueFull);
+        let full = |q: &mut RxQueue| q.frames.len() >= RX_QUEUE_MAX || !q.room(frame.len());
+        if full(&mut self.rxq) {
+            self.flush_rx()?;
+            if full(&mut self.rxq) {
+                self.stats.rx_dropped_no_buffer += 1;
+                return Ok(RxOutcome::Dropped(RxDrop::QueueFull));
+            }
         }
         let at = self.rxq.data.len();
         self.rxq.data.extend_from_slice(frame);
@@ -716,7 +721,7 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             if let Err(e) = csum::complete(&mut self.rxq.data[at..]) {
                 self.rxq.data.truncate(at);
                 self.stats.rx_dropped_malformed += 1;
-                return RxOutcome::Dropped(RxDrop::Checksum(e));
+                return Ok(RxOutcome::Dropped(RxDrop::Checksum(e)));
             }
             self.stats.rx_csum_completed += 1;
             meta = RxMeta {
@@ -729,7 +734,7 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             meta,
             waited: false,
         });
-        RxOutcome::Queued
+        Ok(RxOutcome::Queued)
     }
 
     /// Gives a frame to the front end now: copied into the buffers it posted (several slots
@@ -740,7 +745,7 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
         if !self.rxq.frames.is_empty() {
             self.flush_rx()?;
         }
-        let out = self.queue(frame, meta);
+        let out = self.queue(frame, meta)?;
         if out != RxOutcome::Queued {
             return Ok(out);
         }
@@ -831,9 +836,17 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
         'frames: for f in q.frames.iter().take(n) {
             let (seg0, mut off) = (q.segs.len(), 0);
             while off < f.len {
-                let Some(req) = self.rx.get_request(&self.rx_page)? else {
-                    short = Some(seg0);
-                    break 'frames;
+                let req = match self.rx.get_request(&self.rx_page) {
+                    Ok(Some(req)) => req,
+                    Ok(None) => {
+                        short = Some(seg0);
+                        break 'frames;
+                    }
+                    Err(e) => {
+                        // Nothing answered yet: the vif is broken and will be closed.
+                        self.rxq = q;
+                        return Err(e);
+                    }
                 };
                 let len = (f.len - off).min(PAGE_SIZE);
                 q.ids.push(req.id);
