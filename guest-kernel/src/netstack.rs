@@ -681,9 +681,7 @@ impl NetStack {
     /// How long the caller may sleep before the next [`NetStack::poll`] (ms), if it wants to.
     pub fn poll_delay(&mut self, now_ms: u64) -> Option<u64> {
         let d = self.iface.poll_delay(now(now_ms), &self.sockets)?;
-        // Rounded up: a timer less than a millisecond away is not "due now" (0 would make the
-        // caller poll in a loop without ever blocking until it is).
-        Some(d.total_micros().div_ceil(1000))
+        Some(d.total_millis())
     }
 
     /// Opens a client connection to `remote:port` (from an ephemeral local port).
