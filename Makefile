@@ -20,6 +20,8 @@
 #                       (FUZZ_SEED=<seed> replays one; FUZZ_OPS, FUZZ_THREADS; release mode)
 #   make debug          `make run`'s boot stopped under QEMU's gdb stub, gdb attached with both
 #                       images' symbols (scripts/debug.gdb; README "Debugging with gdb")
+#   make profile        instructions of one null hypercall in our hypervisor, per function (TCG
+#                       with -icount, gdb single-stepping; docs/performance.md)
 #   make images         build/xen (our hypervisor) and build/guest-kernel (the PV guest ELF)
 #   make xen-reference  boot `guest-kernel suite=conformance` as dom0 on Xen 4.17, print the cases
 #   make clean
@@ -76,7 +78,7 @@ LAB_ARGS   ?=
 
 export BUILD
 
-.PHONY: all setup images run run-xen bench lab lab-check test kvm-pass debug lint fuzz-mm fuzz xen-reference clean
+.PHONY: all setup images run run-xen bench lab lab-check test kvm-pass debug profile lint fuzz-mm fuzz xen-reference clean
 
 all: images
 
@@ -127,6 +129,10 @@ debug: images $(DISK)
 	for i in $$(seq 50); do ss -ltn 2>/dev/null | grep -q ":$(GDB_PORT) " && break; sleep 0.1; done; \
 	gdb -q -x scripts/debug.gdb -ex "target remote localhost:$(GDB_PORT)" $(GDB_ARGS); \
 	status=$$?; kill $$qemu 2>/dev/null; wait $$qemu 2>/dev/null; exit $$status
+
+# Instructions of one null hypercall, per function (docs/performance.md): TCG, -icount, gdb.
+profile: images
+	@bash scripts/profile-hypercall.sh
 
 # Under KVM (when picked) and then under TCG, in one run.
 bench: images

@@ -419,7 +419,28 @@ pub struct MaximumGpfn(pub XenMemoryDomain);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MachineMemoryMap(pub XenMemoryMap);
 
+/// The argument of `XENMEM_increase_reservation`: a [`XenMemoryReservation`].
+#[doc(alias = "XENMEM_increase_reservation")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IncreaseReservation(pub XenMemoryReservation);
+
+/// The argument of `XENMEM_decrease_reservation`: a [`XenMemoryReservation`].
+#[doc(alias = "XENMEM_decrease_reservation")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecreaseReservation(pub XenMemoryReservation);
+
+/// The argument of `XENMEM_populate_physmap`: a [`XenMemoryReservation`].
+#[doc(alias = "XENMEM_populate_physmap")]
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PopulatePhysmap(pub XenMemoryReservation);
+
 crate::sub_ops!(MemoryOpArg:
+    IncreaseReservation => XENMEM_increase_reservation,
+    DecreaseReservation => XENMEM_decrease_reservation,
+    PopulatePhysmap => XENMEM_populate_physmap,
     CurrentReservation => XENMEM_current_reservation,
     MaximumReservation => XENMEM_maximum_reservation,
     MaximumGpfn => XENMEM_maximum_gpfn,

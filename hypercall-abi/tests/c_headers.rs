@@ -356,6 +356,9 @@ fn type_checks() -> Vec<TypeCheck> {
         // The sub-op wrappers: same layout as what they wrap.
         sched::ShutdownCode => "sched_shutdown_t" {};
         memory::CurrentReservation => "struct xen_memory_domain" {};
+        memory::IncreaseReservation => "struct xen_memory_reservation" {};
+        memory::DecreaseReservation => "struct xen_memory_reservation" {};
+        memory::PopulatePhysmap => "struct xen_memory_reservation" {};
         memory::MaximumReservation => "struct xen_memory_domain" {};
         memory::MaximumGpfn => "struct xen_memory_domain" {};
         memory::MachineMemoryMap => "struct xen_memory_map" {};
@@ -2113,6 +2116,9 @@ fn pair_checks() -> Vec<PairCheck> {
             SchedPinOverride => "SCHEDOP_pin_override", "sched_pin_override_t";
         }
         memory::MemoryOpArg {
+            IncreaseReservation => "XENMEM_increase_reservation", "struct xen_memory_reservation";
+            DecreaseReservation => "XENMEM_decrease_reservation", "struct xen_memory_reservation";
+            PopulatePhysmap => "XENMEM_populate_physmap", "struct xen_memory_reservation";
             CurrentReservation => "XENMEM_current_reservation", "struct xen_memory_domain";
             MaximumReservation => "XENMEM_maximum_reservation", "struct xen_memory_domain";
             MaximumGpfn => "XENMEM_maximum_gpfn", "struct xen_memory_domain";

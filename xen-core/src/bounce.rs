@@ -227,7 +227,7 @@ pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
     dom: &mut Domain,
     regs: &mut Regs,
 ) -> Result<bool, CrashReason> {
-    if shared_info::upcall_mask(m, dom) || !shared_info::upcall_pending(m, dom) {
+    if !shared_info::upcall_deliverable(m, dom) {
         return Ok(false);
     }
     let eip = dom.vcpu.event_callback;

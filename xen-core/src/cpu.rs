@@ -11,7 +11,7 @@
 
 use core::fmt;
 
-use crate::ctx::Machine;
+use crate::ctx::{Effects, Machine};
 use crate::domain::pool::Pool;
 use crate::domain::set::DomainSet;
 use crate::domain::{Domain, FlushRequest, MachineInfo};
@@ -109,6 +109,9 @@ pub struct Hv<A> {
     pub pool: Pool,
     /// The scheduler's state.
     pub sched: Sched,
+    /// The effects of the hypercall being run (`Ctx::fx`), kept here rather than built for
+    /// each call: empty between calls (the way out takes or leaves nothing in it).
+    pub fx: Effects,
 }
 
 impl<A: Arch> Hv<A> {
@@ -120,6 +123,7 @@ impl<A: Arch> Hv<A> {
             info,
             pool,
             sched: Sched::new(cur, now),
+            fx: Effects::default(),
         }
     }
 }

@@ -84,7 +84,8 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
                 for port in 1..ports.valid_ports() {
                     if let Some(c) = ports.channel(port) {
                         if c.state != crate::evtchn::ChannelState::Free {
-                            let pending = crate::shared_info::port_pending(&*arch, &g.dom, port);
+                            let pending =
+                                crate::evtchn::fifo::port_pending(&*arch, &g.dom, ports, port);
                             printk!(
                                 arch,
                                 "  port {port}: {:?} pending {}\n",

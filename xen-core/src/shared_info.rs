@@ -48,6 +48,12 @@ mod offsets {
         vcpu_info(vcpu) + offset_of!(VcpuInfo, evtchn_upcall_pending)
     }
 
+    /// The mask byte follows the pending byte at the start of a 4-byte word, so that one 32-bit
+    /// read takes both (`SharedInfoPage::upcall_deliverable`).
+    pub const UPCALL_MASK_AFTER_PENDING: bool = offset_of!(VcpuInfo, evtchn_upcall_mask)
+        == offset_of!(VcpuInfo, evtchn_upcall_pending) + 1
+        && offset_of!(VcpuInfo, evtchn_upcall_pending) % 4 == 0;
+
     /// `vcpu_info[vcpu].evtchn_upcall_mask`.
     pub const fn upcall_mask(vcpu: u32) -> usize {
         vcpu_info(vcpu) + offset_of!(VcpuInfo, evtchn_upcall_mask)
@@ -400,6 +406,15 @@ impl<S: SharedRead> SharedInfoPage<S> {
         self.0.read_u8(offsets::upcall_pending(vcpu)) != 0
     }
 
+    /// Whether an upcall is pending and not masked for `vcpu`: `evtchn_upcall_pending` and
+    /// `evtchn_upcall_mask`, the first two bytes of its `vcpu_info`, in one read (the way out of
+    /// every hypercall asks this).
+    pub fn upcall_deliverable(&self, vcpu: u32) -> bool {
+        const _: () = assert!(offsets::UPCALL_MASK_AFTER_PENDING);
+        let w = self.0.read_u32(offsets::upcall_pending(vcpu)).to_le_bytes();
+        w[0] != 0 && w[1] == 0
+    }
+
     /// `vcpu_info[vcpu].evtchn_upcall_mask`: the guest's virtual interrupt flag, inverted.
     pub fn upcall_mask(&self, vcpu: u32) -> bool {
         self.0.read_u8(offsets::upcall_mask(vcpu)) != 0
@@ -566,6 +581,11 @@ pub fn upcall_mask<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
 /// Sets or clears the upcall mask of `dom`'s vCPU 0.
 pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
     SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(0, masked);
+}
+
+/// Whether an event upcall is pending and unmasked for `dom`'s vCPU 0.
+pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
+    SharedInfoPage::of_domain(m, dom).upcall_deliverable(0)
 }
 
 /// Whether an event upcall is pending for `dom`'s vCPU 0.

@@ -31,14 +31,13 @@ use ring_drivers::blkif::{
     keys, xorshift_stream, BackendInfo, BlkFront, BlkFrontRing, FrontendTransport, GrantPages,
 };
 use ring_drivers::shared_page::SharedPage;
-use ring_drivers::xenbus::state::XenbusFrontend;
 use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
 
 use super::client::Client;
 use super::error::DomuError;
-use super::xenbus_front::{self, XenbusDevice};
+use super::xenbus_front::{self, FrontLink, XenbusDevice};
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
 use crate::kernel::mm;
@@ -103,23 +102,10 @@ type Front = BlkFront<MappedPage, DataPages, EvtNotify>;
 pub struct Blkfront {
     /// Its virtual device number (the directory name under `device/vbd`).
     pub vdev: u32,
-    front_dir: String,
-    back_dir: String,
-    backend_id: u16,
-    xb: XenbusFrontend,
+    link: FrontLink,
     blk: Option<Front>,
     ring_gref: u32,
     port: u32,
-}
-
-/// Reads the node `path` as text.
-fn value(d: &mut Client, path: &str) -> Result<String, DomuError> {
-    match d.read(path)? {
-        Ok(v) => {
-            String::from_utf8(v).map_err(|_| DomuError::BadNode(String::from(path), "not UTF-8"))
-        }
-        Err(e) => Err(DomuError::Refused(String::from(path), e)),
-    }
 }
 
 const TOKEN: &str = "blk-back-state";
@@ -137,25 +123,10 @@ impl Blkfront {
             .find_map(|n| n.parse().ok())
             .ok_or(DomuError::NoVbd)?;
         let front_dir = format!("device/vbd/{vdev}");
-        let back_dir = value(d, &format!("{front_dir}/backend"))?;
-        let id_path = format!("{front_dir}/backend-id");
-        let backend_id = value(d, &id_path)?
-            .parse()
-            .map_err(|_| DomuError::BadNode(id_path, "not a domid"))?;
-        d.ok(
-            0,
-            &Request::Watch {
-                path: &format!("{back_dir}/state"),
-                token: TOKEN,
-            },
-        )?
-        .map_err(|e| DomuError::Refused(format!("watch {back_dir}/state"), e))?;
+        let link = FrontLink::open(d, front_dir, TOKEN)?;
         Ok(Blkfront {
             vdev,
-            front_dir,
-            back_dir,
-            backend_id,
-            xb: XenbusFrontend::new(),
+            link,
             blk: None,
             ring_gref: 0,
             port: 0,
@@ -164,27 +135,7 @@ impl Blkfront {
 
     /// The back end's current state.
     pub fn backend_state(&self, d: &mut Client) -> Result<XenbusState, DomuError> {
-        xenbus_front::backend_state(self, d)
-    }
-
-    /// Runs the handshake until the device is connected.
-    pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::connect(self, d)
-    }
-
-    /// Closes the device (`Closing`, then `Closed` once the back end let go of the ring).
-    pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::close(self, d)
-    }
-
-    /// After [`Blkfront::close`]: waits for the back end to be `Closed` too, then connects again
-    /// (fresh ring, grants and port).
-    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::reconnect(self, d)
-    }
-
-    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
-        xenbus_front::write_node(d, &self.front_dir, key, v)
+        xenbus_front::backend_state(&self.link, d)
     }
 
     /// Grants the ring and data pages, allocates the port, initialises the ring and writes the
@@ -192,7 +143,7 @@ impl Blkfront {
     fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {
         self.teardown();
         grant::init().map_err(DomuError::GrantTable)?;
-        let dom = self.backend_id;
+        let dom = self.link.backend_id;
         let mfn = |va: u64| mm::va_to_mfn(va).ok_or(DomuError::NoFrame("page"));
         let mut grefs = [0u32; DATA_PAGES];
         for (i, g) in grefs.iter_mut().enumerate() {
@@ -221,7 +172,7 @@ impl Blkfront {
             event_channel: port,
         };
         for (k, v) in t.to_keys() {
-            self.write_node(d, k, &v)?;
+            self.link.write_node(d, k, &v)?;
         }
         Ok(())
     }
@@ -239,7 +190,7 @@ impl Blkfront {
             keys::DISCARD_ALIGNMENT,
             keys::DISCARD_SECURE,
         ];
-        let values = xenbus_front::read_keys(d, &self.back_dir, &names)?;
+        let values = self.link.read_back_keys(d, &names)?;
         BackendInfo::from_keys(|k| xenbus_front::lookup(&values, k)).map_err(DomuError::BackendKeys)
     }
 
@@ -530,16 +481,8 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
 impl XenbusDevice for Blkfront {
     const TOKEN: &'static str = TOKEN;
 
-    fn xenbus(&mut self) -> &mut XenbusFrontend {
-        &mut self.xb
-    }
-
-    fn front_dir(&self) -> &str {
-        &self.front_dir
-    }
-
-    fn back_dir(&self) -> &str {
-        &self.back_dir
+    fn link(&mut self) -> &mut FrontLink {
+        &mut self.link
     }
 
     fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {

@@ -27,6 +27,7 @@ use ring_drivers::netif::{format_mac, NetFrontStats};
 use super::client::Client;
 use super::error::DomuError;
 use super::netfront::Netfront;
+use super::xenbus_front::XenbusDevice;
 use crate::kernel::events::{self, Channel};
 use crate::kernel::{console, time};
 

@@ -26,6 +26,7 @@ use zerocopy::IntoBytes;
 use super::client::Client;
 use super::error::DomuError;
 use super::netfront::Netfront;
+use super::xenbus_front::XenbusDevice;
 use crate::kernel::time;
 
 /// One slot of a hostile packet: a data request, or an extra-info slot's bytes.

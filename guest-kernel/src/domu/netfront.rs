@@ -27,12 +27,11 @@ use ring_drivers::netif::{
     keys, parse_mac, GrantPages, NetBackendInfo, NetFront, NetFrontError, NetFrontStats,
     NetFrontendTransport,
 };
-use ring_drivers::xenbus::state::XenbusFrontend;
 use ring_drivers::xenbus::{Reply, Request};
 
 use super::client::Client;
 use super::error::DomuError;
-use super::xenbus_front::{self, XenbusDevice};
+use super::xenbus_front::{self, FrontLink, XenbusDevice};
 use crate::kernel::direct_map;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
@@ -119,12 +118,9 @@ type Front = NetFront<MappedPage, NetPages, EvtNotify>;
 
 /// vif 0, connected or not.
 pub struct Netfront {
-    front_dir: String,
-    back_dir: String,
-    backend_id: u16,
+    link: FrontLink,
     /// The MAC the toolstack gave us.
     pub mac: [u8; 6],
-    xb: XenbusFrontend,
     frames: Option<VifFrames>,
     dev: Option<Front>,
     ring_grefs: [u32; 2],
@@ -136,15 +132,6 @@ pub struct Netfront {
 }
 
 const TOKEN: &str = "net-back-state";
-
-fn value(d: &mut Client, path: &str) -> Result<String, DomuError> {
-    match d.read(path)? {
-        Ok(v) => {
-            String::from_utf8(v).map_err(|_| DomuError::BadNode(String::from(path), "not UTF-8"))
-        }
-        Err(e) => Err(DomuError::Refused(String::from(path), e)),
-    }
-}
 
 impl Netfront {
     /// Looks for `device/vif/0`: `Ok(None)` when dom0 made no vif for us (no network).
@@ -158,29 +145,14 @@ impl Netfront {
             return Ok(None);
         }
         let front_dir = String::from("device/vif/0");
-        let back_dir = value(d, &format!("{front_dir}/backend"))?;
-        let id_path = format!("{front_dir}/backend-id");
-        let backend_id = value(d, &id_path)?
-            .parse()
-            .map_err(|_| DomuError::BadNode(id_path, "not a domid"))?;
         let mac_path = format!("{front_dir}/{}", keys::MAC);
-        let mac = parse_mac(value(d, &mac_path)?.as_bytes())
+        let mac = parse_mac(xenbus_front::value(d, &mac_path)?.as_bytes())
             .filter(|m| m[0] & 1 == 0)
             .ok_or(DomuError::BadNode(mac_path, "not a unicast MAC"))?;
-        d.ok(
-            0,
-            &Request::Watch {
-                path: &format!("{back_dir}/state"),
-                token: TOKEN,
-            },
-        )?
-        .map_err(|e| DomuError::Refused(format!("watch {back_dir}/state"), e))?;
+        let link = FrontLink::open(d, front_dir, TOKEN)?;
         Ok(Some(Netfront {
-            front_dir,
-            back_dir,
-            backend_id,
+            link,
             mac,
-            xb: XenbusFrontend::new(),
             frames: None,
             dev: None,
             ring_grefs: [0; 2],
@@ -188,26 +160,6 @@ impl Netfront {
             ring_errors: 0,
             events: 0,
         }))
-    }
-
-    /// Runs the handshake until the vif is connected.
-    pub fn connect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::connect(self, d)
-    }
-
-    /// Closes the vif (`Closing`, then `Closed` once the back end let go of the rings).
-    pub fn close(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::close(self, d)
-    }
-
-    /// After [`Netfront::close`]: waits for the back end to be `Closed` (or back in `InitWait`),
-    /// then connects again with fresh rings, grants and port.
-    pub fn reconnect(&mut self, d: &mut Client) -> Result<(), DomuError> {
-        xenbus_front::reconnect(self, d)
-    }
-
-    fn write_node(&self, d: &mut Client, key: &str, v: &str) -> Result<(), DomuError> {
-        xenbus_front::write_node(d, &self.front_dir, key, v)
     }
 
     /// Grants the rings and data pages, allocates the port, initialises the rings (posting
@@ -221,7 +173,7 @@ impl Netfront {
         let f = self.frames.as_ref().expect("allocated above");
         let (tx_ring_va, rx_ring_va) = (f.tx_ring, f.rx_ring);
         let (tx_vas, rx_vas) = (f.tx.clone(), f.rx.clone());
-        let dom = self.backend_id;
+        let dom = self.link.backend_id;
         let grant_all = |vas: Vec<u64>, readonly: bool| -> Result<NetPages, DomuError> {
             let mut grefs = Vec::with_capacity(vas.len());
             for &va in &vas {
@@ -256,7 +208,7 @@ impl Netfront {
             no_csum_offload: true,
         };
         for (k, v) in t.to_keys() {
-            self.write_node(d, k, &v)?;
+            self.link.write_node(d, k, &v)?;
         }
         Ok(())
     }
@@ -267,7 +219,7 @@ impl Netfront {
             keys::FEATURE_RX_COPY,
             keys::FEATURE_GSO_TCPV4,
         ];
-        let values = xenbus_front::read_keys(d, &self.back_dir, &names)?;
+        let values = self.link.read_back_keys(d, &names)?;
         NetBackendInfo::from_keys(|k| xenbus_front::lookup(&values, k))
             .map_err(DomuError::BackendKeys)
     }
@@ -305,7 +257,7 @@ impl Netfront {
     ) -> Result<XenbusState, DomuError> {
         let since = time::now_ns().unwrap_or(0);
         loop {
-            let s = xenbus_front::backend_state(self, d)?;
+            let s = xenbus_front::backend_state(&self.link, d)?;
             if states.contains(&s) {
                 return Ok(s);
             }
@@ -386,16 +338,8 @@ impl Nic for Netfront {
 impl XenbusDevice for Netfront {
     const TOKEN: &'static str = TOKEN;
 
-    fn xenbus(&mut self) -> &mut XenbusFrontend {
-        &mut self.xb
-    }
-
-    fn front_dir(&self) -> &str {
-        &self.front_dir
-    }
-
-    fn back_dir(&self) -> &str {
-        &self.back_dir
+    fn link(&mut self) -> &mut FrontLink {
+        &mut self.link
     }
 
     fn publish(&mut self, d: &mut Client) -> Result<(), DomuError> {

@@ -25,6 +25,10 @@
 //!   the bridge, netback and netfront; netback's events, notifications and grant-copy calls per
 //!   packet, the domU's netfront counters.
 //!
+//! - icount mode (TCG only): the null hypercall and the page-table updates again under
+//!   `-icount shift=0,sleep=off`, where a TSC cycle is one guest instruction: exact figures, the
+//!   same on every machine, ours next to Xen 4.17.
+//!
 //! The machine is shared and noisy: compare the two columns of one run (the ratio), not absolute
 //! figures across runs.
 
@@ -57,12 +61,22 @@ fn fields(line: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 fn boot(hypervisor: &std::path::Path, xen_opts: &str, guest_cmdline: &str) -> Option<xtests::Run> {
+    boot_with(hypervisor, xen_opts, guest_cmdline, Vec::new())
+}
+
+/// [`boot`] with extra QEMU arguments (the icount mode's).
+fn boot_with(
+    hypervisor: &std::path::Path,
+    xen_opts: &str,
+    guest_cmdline: &str,
+    qemu_extra: Vec<String>,
+) -> Option<xtests::Run> {
     let b = Boot {
         hypervisor: hypervisor.to_path_buf(),
         cmdline: format!("{XEN_CMDLINE} {xen_opts}").trim_end().to_string(),
         modules: vec![(guest_kernel_image(), guest_cmdline.into())],
         timeout: Duration::from_secs(120),
-        qemu_extra: Vec::new(),
+        qemu_extra,
     };
     match b.run() {
         Ok(r) => Some(r),
@@ -71,6 +85,18 @@ fn boot(hypervisor: &std::path::Path, xen_opts: &str, guest_cmdline: &str) -> Op
             None
         }
     }
+}
+
+/// The first line of `run`'s log containing `needle` (empty if none), and its `median_cycles=`.
+fn median_line(run: Option<&xtests::Run>, needle: &str) -> (String, Option<u64>) {
+    let line = run
+        .and_then(|r| r.log.iter().find(|l| l.contains(needle)).cloned())
+        .unwrap_or_default();
+    let cycles = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("median_cycles="))
+        .and_then(|v| v.parse().ok());
+    (line, cycles)
 }
 
 /// `null_opts`: extra hypervisor options for the null-hypercall boot (ours: the native baseline).
@@ -85,32 +111,8 @@ fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
     }
     let boot_ms = (boots.len() == BOOTS).then(|| median(&boots).unwrap_or(0) as f64 / 1000.0);
     let run = boot(hypervisor, null_opts, "bench=null-hypercall exit=reboot");
-    let native_line = run
-        .as_ref()
-        .and_then(|r| {
-            r.log
-                .iter()
-                .find(|l| l.contains("native-syscall: median_cycles="))
-                .cloned()
-        })
-        .unwrap_or_default();
-    let native_cycles = native_line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("median_cycles="))
-        .and_then(|v| v.parse().ok());
-    let line = run
-        .as_ref()
-        .and_then(|r| {
-            r.log
-                .iter()
-                .find(|l| l.contains("bench null_hypercall"))
-                .cloned()
-        })
-        .unwrap_or_default();
-    let null_cycles = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("median_cycles="))
-        .and_then(|v| v.parse().ok());
+    let (native_line, native_cycles) = median_line(run.as_ref(), "native-syscall: median_cycles=");
+    let (line, null_cycles) = median_line(run.as_ref(), "bench null_hypercall");
     let pt = boot(hypervisor, "", "bench=pt-update exit=reboot");
     let pt_update = pt
         .map(|r| {
@@ -129,6 +131,85 @@ fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
         native_line,
         pt_update,
     }
+}
+
+/// The icount mode's QEMU arguments (as the lab's): TCG counts one TSC cycle per guest
+/// instruction (`-icount shift=0,sleep=off`), so the figures are exact and the same on every
+/// machine; `-x2apic` because QEMU's icount aborts when Xen 4.17 reads the x2APIC timer by MSR.
+fn icount_args() -> Vec<String> {
+    ["-cpu", "max,-x2apic", "-icount", "shift=0,sleep=off"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The icount mode's figures for one hypervisor: the null hypercall's median and the
+/// `bench pt_update` lines, in guest instructions.
+struct IcountFigures {
+    null: Option<u64>,
+    pt_update: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+fn measure_icount(hypervisor: &std::path::Path) -> IcountFigures {
+    let run = boot_with(
+        hypervisor,
+        "",
+        "bench=null-hypercall exit=reboot",
+        icount_args(),
+    );
+    let (_, null) = median_line(run.as_ref(), "bench null_hypercall");
+    let pt_update = boot_with(hypervisor, "", "bench=pt-update exit=reboot", icount_args())
+        .map(|r| {
+            r.log
+                .iter()
+                .filter(|l| l.contains("bench pt_update"))
+                .map(|l| fields(l))
+                .collect()
+        })
+        .unwrap_or_default();
+    IcountFigures { null, pt_update }
+}
+
+/// The icount mode: exact guest-instruction counts for ours and Xen 4.17 (TCG only).
+fn print_icount() {
+    println!();
+    println!("icount mode (TCG, -icount shift=0,sleep=off: one TSC cycle = one guest instruction; exact, the same on every machine):");
+    println!();
+    let ours = measure_icount(&build_dir().join("xen"));
+    let xen = measure_icount(&xen_reference_image());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!("| figure (guest instructions) | ours | Xen 4.17 | ours / Xen |");
+    println!("|---|---|---|---|");
+    println!(
+        "| null hypercall (xen_version) round trip, median of 10^5 | {} | {} | {} |",
+        show(ours.null),
+        show(xen.null),
+        ratio(ours.null.map(|v| v as f64), xen.null.map(|v| v as f64))
+    );
+    for o in &ours.pt_update {
+        let key = (o.get("variant"), o.get("batch"));
+        let x = xen
+            .pt_update
+            .iter()
+            .find(|x| (x.get("variant"), x.get("batch")) == key);
+        let oc: Option<f64> = o.get("cycles_per_pte").and_then(|v| v.parse().ok());
+        let xc: Option<f64> = x
+            .and_then(|x| x.get("cycles_per_pte"))
+            .and_then(|v| v.parse().ok());
+        println!(
+            "| {} batch {} ({} pages), per PTE | {} | {} | {} |",
+            o.get("variant").map_or("?", |v| v.as_str()),
+            o.get("batch").map_or("?", |v| v.as_str()),
+            o.get("pages").map_or("?", |v| v.as_str()),
+            show(oc),
+            show(xc),
+            ratio(oc, xc)
+        );
+    }
+    println!("(`make profile` breaks our null hypercall down per function; docs/performance.md)");
 }
 
 fn show<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -217,6 +298,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         };
     }
+    // `bench --icount`: the icount section alone (`make bench BENCH_ARGS=--icount`).
+    if std::env::args().any(|a| a == "--icount") {
+        print_icount();
+        return ExitCode::SUCCESS;
+    }
     let domains = two_domains();
     let blk = block();
     let accel = xtests::accel();
@@ -272,6 +358,11 @@ fn main() -> ExitCode {
         xtests::Accel::Kvm => println!(
             "(KVM: TSC cycles are real cycles of the CPU running the guest; hypercalls counted: 10^5 per run)"
         ),
+    }
+    if accel == xtests::Accel::Tcg {
+        print_icount();
+    } else {
+        println!("(icount mode: TCG only; it runs in the TCG pass)");
     }
     println!();
     println!("Page-table updates (bench=pt-update): guest TSC cycles per PTE, median of the guest's repetitions;");

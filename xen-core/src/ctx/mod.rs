@@ -26,6 +26,7 @@ use crate::domain::{Domain, MachineInfo};
 use crate::evtchn::PortTable;
 use crate::gnttab::GrantTable;
 use crate::guest_access::{GuestFault, PageTableGuest};
+use crate::mm::frame_alloc::FramePool;
 use crate::regs::Regs;
 
 /// Everything a handler may touch.
@@ -34,6 +35,8 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     pub m: &'a mut M,
     /// Machine-wide facts.
     pub info: &'a MachineInfo,
+    /// The free pool: frames `memory_op` hands to domains and takes back.
+    pub pool: &'a mut dyn FramePool,
     /// The calling domain (and its only vCPU).
     pub dom: &'a mut Domain,
     /// Its event channels.
@@ -53,7 +56,7 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
     /// multicall, an entry's continuation is its own (the multicall rewrites the entry's
     /// arguments in guest memory and continues itself from that entry, `MCSF_call_preempted`)
     /// while the other effects add up to the multicall's.
-    pub fx: Effects,
+    pub fx: &'a mut Effects,
 }
 
 impl<M: Machine + ?Sized> Ctx<'_, M> {

@@ -87,6 +87,22 @@ pub struct Effects {
     pub flush: FlushRequest,
     /// The caller broke the rules: crash it.
     pub crash: Option<CrashReason>,
+    /// A call ran that needs the full way out (its row's `Exit::Full` in the hypercall table, or
+    /// a handler that changed state the way out acts on).
+    pub full_exit: bool,
+}
+
+impl Effects {
+    /// Whether the call left nothing for the way out to do, so that its caller may go straight
+    /// back to its guest: only `Exit::Fast` rows ran (the hypercall table), it finished (no
+    /// continuation), kicked no domain, owes no TLB work and broke no rule.
+    pub fn nothing_to_do(&self) -> bool {
+        !self.full_exit
+            && self.continuation.is_none()
+            && self.kicks.is_empty()
+            && self.flush.is_empty()
+            && self.crash.is_none()
+    }
 }
 
 /// A hypercall's result for the guest.
@@ -110,6 +126,8 @@ pub struct Outcome {
     pub flush: FlushRequest,
     /// Crash the caller, for this reason.
     pub crash: Option<CrashReason>,
+    /// The way out must be the full one (see [`Effects::full_exit`]).
+    pub full_exit: bool,
 }
 
 impl Outcome {
@@ -120,6 +138,7 @@ impl Outcome {
             kicks: Kicks::default(),
             flush: FlushRequest::default(),
             crash: None,
+            full_exit: false,
         }
     }
 
@@ -134,6 +153,7 @@ impl Outcome {
             kicks: fx.kicks,
             flush: fx.flush,
             crash: fx.crash,
+            full_exit: fx.full_exit,
         }
     }
 

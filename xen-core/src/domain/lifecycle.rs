@@ -21,6 +21,7 @@ use crate::domain::{DomainId, Shutdown};
 use crate::evtchn::hypercall as event_channel;
 use crate::gnttab::hypercall as grant_table;
 use crate::mm::frame_table::{Mm, Owner};
+use crate::mm::memory::reclaim;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::power::FailCode;
 use crate::regs::Regs;
@@ -204,38 +205,44 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
 }
 
 /// Gives dead domains' frames back to the free pool once nothing references them (their M2P
-/// entries invalidated), printing a line per domain whose memory is all back.
+/// entries invalidated), printing a line per domain whose memory is all back. A domain's pages
+/// are the frames the pool gave it (at build time, or later through `memory_op`) that it did not
+/// give back: those still marked with its id in the frame table ([`reclaim`]).
 pub fn reap<A: Arch>(hv: &mut Hv<A>) {
     let mut i = 0;
     while i < hv.pool.zombies.len() {
         let a = hv.pool.zombies[i].clone();
         let owner = Owner::Domain(a.domid);
-        let held = match hv.arch.mm() {
-            Some((mm, _)) => (a.pages.start.0..a.pages.end.0)
-                .chain(core::iter::once(a.shared_info.0))
-                .chain(a.grant_frames.start.0..a.grant_frames.end.0)
-                .filter(|&m| mm.frames.get(Mfn(m)).is_some_and(|f| f.owner() == owner))
-                .count(),
-            None => 0,
+        let Some((mm, mem)) = hv.arch.mm() else {
+            i += 1;
+            continue;
         };
-        if held > 0 {
+        let owned = |m: u64| mm.frames.get(Mfn(m)).is_some_and(|f| f.owner() == owner);
+        // The build-time run and the shared pages first (cheap); only when they are all free,
+        // the whole table (pages populated later lie anywhere).
+        let held = (a.pages.start.0..a.pages.end.0)
+            .chain(core::iter::once(a.shared_info.0))
+            .chain(a.grant_frames.start.0..a.grant_frames.end.0)
+            .any(owned)
+            || mm.frames.iter().any(|(_, f)| f.owner() == owner);
+        if held {
             i += 1;
             continue;
         }
-        for mfn in a.pages.start.0..a.pages.end.0 {
-            let _ = hv
-                .arch
-                .write_u64(Maddr(hv.pool.m2p_base + mfn * 8), INVALID_M2P_ENTRY);
+        let pages = reclaim(mm, mem, &mut hv.pool, Some(a.domid), &mut |_| {});
+        for mfn in
+            core::iter::once(a.shared_info.0).chain(a.grant_frames.start.0..a.grant_frames.end.0)
+        {
+            let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn * 8), INVALID_M2P_ENTRY);
         }
-        let _ = hv.pool.frames.free(a.pages);
         let _ = hv.pool.frames.free(one(a.shared_info));
         let _ = hv.pool.frames.free(a.grant_frames);
+        let frames = pages + 1 + a.grant_frames.len();
         printk!(
             &mut hv.arch,
-            "domain {}: all {} frames returned to the free pool ({} free)\n",
+            "domain {}: all {frames} frames returned to the free pool ({} free)\n",
             a.domid,
-            a.frames(),
-            hv.pool.frames.free_frames()
+            hv.pool.free_frames()
         );
         hv.pool.zombies.swap_remove(i);
     }

@@ -244,11 +244,13 @@ pub struct PerfCounters {
     pub ref_ops: u64,
     /// Exceptions the guest raised (emulated or bounced) and interrupts taken while it ran.
     pub traps: u64,
+    /// Hypercalls that went straight back to the guest (the fast path: `hypercall::table::Exit`).
+    pub fast_exits: u64,
 }
 
 impl PerfCounters {
     /// The counters with their names, in the order `XEN_SYSCTL_perfc_op` reports them.
-    pub fn named(&self) -> [(&'static str, u64); 8] {
+    pub fn named(&self) -> [(&'static str, u64); 9] {
         [
             ("hypercalls", self.hypercalls),
             ("traps", self.traps),
@@ -258,6 +260,7 @@ impl PerfCounters {
             ("tlb_flushes", self.tlb_flushes),
             ("invlpgs", self.invlpgs),
             ("ref_ops", self.ref_ops),
+            ("fast_exits", self.fast_exits),
         ]
     }
 }
@@ -333,7 +336,16 @@ pub struct Domain {
     /// emulation and loaded into the real register for each configuration access the
     /// hypervisor performs for it (Xen's `d->arch.pci_cf8`, `emulate::port_io`).
     pub pci_cf8: u32,
+    /// Frames the FIFO event-channel ABI uses (control blocks from `EVTCHNOP_init_control`,
+    /// event array pages from `EVTCHNOP_expand_array`): each holds a general and a writable
+    /// type reference until the domain goes back to 2-level (`EVTCHNOP_reset`) or dies.
+    pub evtchn_frames: heapless::Vec<Mfn, EVTCHN_FRAMES>,
 }
+
+/// Most frames the FIFO ABI can hold for a domain: a control block per legacy vCPU slot and
+/// every event array page (`EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`).
+pub const EVTCHN_FRAMES: usize = hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPUS
+    + (hypercall_abi::event_channel::EVTCHN_FIFO_NR_CHANNELS / 1024) as usize;
 
 impl Vcpu {
     /// The machine address of the `vcpu_info` the guest registered, if it moved it.
@@ -383,6 +395,7 @@ impl Domain {
             watchdogs: [None; 2],
             vcpu: Vcpu::default(),
             pci_cf8: 0,
+            evtchn_frames: heapless::Vec::new(),
         }
     }
 
@@ -465,6 +478,7 @@ mod tests {
                 ..Vcpu::default()
             },
             pci_cf8: 0,
+            evtchn_frames: heapless::Vec::new(),
         }
     }
 

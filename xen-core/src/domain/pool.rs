@@ -3,8 +3,8 @@
 //! still referenced. What happens to them over a domain's life is `super::lifecycle`'s.
 
 use crate::domain::set::MAX_DOMAINS;
-use crate::mm::frame_alloc::{BootFrameAllocator, FrameRange};
-use crate::mm::{Maddr, Mfn};
+use crate::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FramePool, FrameRange};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
 pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
@@ -46,8 +46,15 @@ impl Alloc {
 
 /// Free memory, and what each domain took from it.
 pub struct Pool {
-    /// The free frames.
+    /// The free frames, as runs.
     pub frames: BootFrameAllocator,
+    /// Free single frames the run list had no room for (a domain that gave back every other
+    /// page): a list linked through the frames themselves, each holding the next one's number
+    /// plus one in its first eight bytes (0 ends the list). Nothing maps a free frame, so only
+    /// the hypervisor writes there.
+    singles: Option<Mfn>,
+    /// How many frames that list holds.
+    nr_singles: u64,
     pub(super) allocs: [Option<Alloc>; MAX_DOMAINS],
     pub(super) zombies: heapless::Vec<Alloc, MAX_ZOMBIES>,
     /// Where the M2P table is (machine address).
@@ -63,6 +70,8 @@ impl Pool {
     pub fn new(frames: BootFrameAllocator, m2p_base: u64) -> Pool {
         Pool {
             frames,
+            singles: None,
+            nr_singles: 0,
             allocs: [const { None }; MAX_DOMAINS],
             zombies: heapless::Vec::new(),
             m2p_base,
@@ -73,7 +82,7 @@ impl Pool {
 
     /// Free frames.
     pub fn free_frames(&self) -> u64 {
-        self.frames.free_frames()
+        self.frames.free_frames() + self.nr_singles
     }
 
     /// Records that domain `domid` in `slot` owns `pages`, `shared_info` and `grant_frames`.
@@ -101,6 +110,48 @@ impl Pool {
     /// Dead domains whose memory is not all back yet.
     pub fn zombies(&self) -> &[Alloc] {
         &self.zombies
+    }
+}
+
+impl FramePool for Pool {
+    fn take(
+        &mut self,
+        mem: &mut dyn MachineMemoryMut,
+        order: u32,
+        limit: Option<Mfn>,
+    ) -> Option<Mfn> {
+        if order == 0 {
+            if let Some(head) = self.singles.filter(|h| limit.is_none_or(|l| *h < l)) {
+                let link = mem.read_u64(head.maddr()).unwrap_or(0);
+                self.singles = link.checked_sub(1).map(Mfn);
+                self.nr_singles -= 1;
+                if self.singles.is_none() && self.nr_singles != 0 {
+                    // The list lost its tail (a link went missing): those frames are lost,
+                    // but never handed out twice.
+                    self.nr_singles = 0;
+                }
+                return Some(head);
+            }
+            if limit.is_none() {
+                return self.frames.alloc_frame();
+            }
+        }
+        FramePool::take(&mut self.frames, mem, order, limit)
+    }
+
+    fn give_back(&mut self, mem: &mut dyn MachineMemoryMut, mfn: Mfn) {
+        if self.frames.free(one(mfn)).is_ok() {
+            return;
+        }
+        let link = self.singles.map_or(0, |h| h.0 + 1);
+        if mem.write_u64(mfn.maddr(), link).is_some() {
+            self.singles = Some(mfn);
+            self.nr_singles += 1;
+        }
+    }
+
+    fn free_frames(&self) -> u64 {
+        Pool::free_frames(self)
     }
 }
 

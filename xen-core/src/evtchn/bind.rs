@@ -24,10 +24,7 @@ pub fn alloc_unbound<D: Domains + ?Sized>(
     } else {
         remote_dom
     };
-    *d.ports.chan_mut(port) = Channel {
-        state: ChannelState::Unbound { remote_dom },
-        notify_vcpu: 0,
-    };
+    d.ports.bind(port, ChannelState::Unbound { remote_dom }, 0);
     Ok(port)
 }
 
@@ -60,19 +57,16 @@ pub fn bind_interdomain<D: Domains + ?Sized>(
     remote_port: EvtchnPort,
 ) -> Result<Bound, Errno> {
     let rd = resolve(caller, remote_dom)?;
-    let local = Channel {
-        state: ChannelState::Interdomain {
-            remote_dom: rd,
-            remote_port,
-        },
-        notify_vcpu: 0,
+    let local = ChannelState::Interdomain {
+        remote_dom: rd,
+        remote_port,
     };
     // The remote end keeps the vCPU it notifies (`bind_vcpu` may have moved it while unbound).
     let (mut ld, lport) = if rd == caller {
         let ld = doms.get(caller).ok_or(Errno::ESRCH)?;
         let lport = ld.ports.get_free_port()?;
         check_waiting_for(ld.ports, remote_port, caller)?;
-        *ld.ports.chan_mut(lport) = local;
+        ld.ports.bind(lport, local, 0);
         ld.ports.chan_mut(remote_port).state = ChannelState::Interdomain {
             remote_dom: caller,
             remote_port: lport,
@@ -82,7 +76,7 @@ pub fn bind_interdomain<D: Domains + ?Sized>(
         let (ld, r) = doms.get_two(caller, rd).ok_or(Errno::ESRCH)?;
         let lport = ld.ports.get_free_port()?;
         check_waiting_for(r.ports, remote_port, caller)?;
-        *ld.ports.chan_mut(lport) = local;
+        ld.ports.bind(lport, local, 0);
         r.ports.chan_mut(remote_port).state = ChannelState::Interdomain {
             remote_dom: caller,
             remote_port: lport,
@@ -115,10 +109,7 @@ pub fn bind_virq<D: Domains + ?Sized>(
         return Err(Errno::EEXIST);
     }
     let port = d.ports.get_free_port()?;
-    *d.ports.chan_mut(port) = Channel {
-        state: ChannelState::Virq { virq },
-        notify_vcpu: vcpu,
-    };
+    d.ports.bind(port, ChannelState::Virq { virq }, vcpu);
     d.ports.virq_to_port[vcpu as usize][virq as usize] = port;
     Ok(port)
 }
@@ -134,10 +125,7 @@ pub fn bind_ipi<D: Domains + ?Sized>(
         return Err(Errno::ENOENT);
     }
     let port = d.ports.get_free_port()?;
-    *d.ports.chan_mut(port) = Channel {
-        state: ChannelState::Ipi,
-        notify_vcpu: vcpu,
-    };
+    d.ports.bind(port, ChannelState::Ipi, vcpu);
     Ok(port)
 }
 
@@ -153,10 +141,7 @@ pub fn bind_pirq<D: Domains + ?Sized>(
     let d = doms.get(caller).ok_or(Errno::ESRCH)?;
     d.ports.pirqs.check_bind(pirq)?;
     let port = d.ports.get_free_port()?;
-    *d.ports.chan_mut(port) = Channel {
-        state: ChannelState::Pirq { pirq },
-        notify_vcpu: 0,
-    };
+    d.ports.bind(port, ChannelState::Pirq { pirq }, 0);
     d.ports.pirqs.bind(pirq, port);
     Ok(port)
 }

@@ -16,8 +16,13 @@ use hypercall_abi::errno::Errno;
 use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::DomainSet;
 use crate::domain::Domain;
+use crate::evtchn::fifo::{self, FifoMemory};
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
-use crate::guest_access::{GuestFault, GuestMemory, GuestPtr, PageTableGuest};
+use crate::guest_access::{
+    copy_from_guest, copy_to_guest, GuestFault, GuestMemory, GuestPtr, PageTableGuest,
+};
+use crate::mm::frame_table::{Owner, PageType};
+use crate::mm::guest_pt::pt;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::shared_info::{
     forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedMemory,
@@ -39,6 +44,28 @@ forward_shared_read!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| 
 forward_shared_memory!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
     MachineFrameMut::with_vcpu_info(&mut **s.m.borrow_mut(), s.mfn, s.vcpu0)
 });
+
+// FIFO event words and control blocks: aligned u32s in the domain's frames, through the machine.
+impl<M: MachineMemoryMut + ?Sized> FifoMemory for SharedFrame<'_, '_, M> {
+    fn load(&self, at: Maddr) -> Option<u32> {
+        self.m.borrow().read_u32(at)
+    }
+    fn store(&mut self, at: Maddr, value: u32) -> Option<()> {
+        if !at.0.is_multiple_of(4) {
+            return None;
+        }
+        self.m.borrow_mut().write(at, &value.to_le_bytes())
+    }
+    fn cmpxchg(&mut self, at: Maddr, old: u32, new: u32) -> Option<u32> {
+        self.m.borrow_mut().compare_exchange_u32(at, old, new)
+    }
+    fn fetch_or(&mut self, at: Maddr, bits: u32) -> Option<u32> {
+        self.m.borrow_mut().fetch_or_u32(at, bits)
+    }
+    fn fetch_and(&mut self, at: Maddr, bits: u32) -> Option<u32> {
+        self.m.borrow_mut().fetch_and_u32(at, bits)
+    }
+}
 
 /// The caller's memory, through the shared machine.
 struct SharedGuest<'a, 'm, M: ?Sized> {
@@ -123,6 +150,98 @@ pub(crate) fn event_channel_op<M: Machine + ?Sized>(
     cmd: u64,
     arg: u64,
 ) -> HcResult {
+    use hypercall_abi::event_channel::{EVTCHNOP_expand_array, EVTCHNOP_init_control};
+    let result = match crate::ctx::cmd32(cmd) {
+        EVTCHNOP_init_control => init_control(ctx, arg),
+        EVTCHNOP_expand_array => expand_array(ctx, arg),
+        _ => event_channel_op_2(ctx, cmd, arg),
+    };
+    // `EVTCHNOP_reset` went back to 2-level: the FIFO frames are no longer used
+    // (`evtchn_fifo_destroy`).
+    if ctx.events.fifo().is_none() && !ctx.dom.evtchn_frames.is_empty() {
+        release_fifo_frames(ctx);
+    }
+    result
+}
+
+/// Drops the references the FIFO frames of the caller hold (`unmap_guest_page`).
+fn release_fifo_frames<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
+    let frames = core::mem::take(&mut ctx.dom.evtchn_frames);
+    let Some((mm, mem)) = ctx.m.mm() else { return };
+    let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
+    for f in frames {
+        pt.put_page_and_type(f);
+    }
+}
+
+/// `map_guest_page`: frame `gfn` (a machine frame: PV guests are not translated) must be the
+/// caller's and take a writable type (not a page table or descriptor page), else -EINVAL; it
+/// then holds a general and a writable type reference, recorded in `Domain::evtchn_frames`.
+fn take_fifo_frame<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, gfn: u64) -> Result<Mfn, Errno> {
+    let id = ctx.dom.id;
+    let mfn = Mfn(gfn);
+    if ctx.dom.evtchn_frames.is_full() {
+        return Err(Errno::ENOMEM);
+    }
+    let Some((mm, mem)) = ctx.m.mm() else {
+        return Err(Errno::EINVAL);
+    };
+    let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
+    if !pt.mm.frames.mfn_valid(mfn)
+        || pt
+            .get_page_and_type(mfn, Owner::Domain(id), PageType::Writable)
+            .is_err()
+    {
+        return Err(Errno::EINVAL);
+    }
+    // Cannot fail: checked not full above.
+    let _ = ctx.dom.evtchn_frames.push(mfn);
+    Ok(mfn)
+}
+
+/// `EVTCHNOP_init_control` (`evtchn_fifo_init_control`): Xen's checks in its order (the
+/// argument, -EFAULT; the vCPU, -ENOENT; the offset, -EINVAL; a second block for the vCPU,
+/// -EINVAL; the frame, -EINVAL), then the control block is mapped and, for the first one, the
+/// domain switches to FIFO. `link_bits` is written back.
+fn init_control<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
+    use hypercall_abi::event_channel::{EvtchnInitControl, EVTCHN_FIFO_LINK_BITS};
+    let ptr = GuestPtr::new(arg);
+    let mut a: EvtchnInitControl = copy_from_guest(&ctx.guest(), ptr).map_err(|_| Errno::EFAULT)?;
+    fifo::check_init_control(ctx.events, a.vcpu, a.offset)?;
+    let mfn = take_fifo_frame(ctx, a.control_gfn)?;
+    let shared = crate::shared_info::MachineFrame::with_vcpu_info(
+        &*ctx.m,
+        ctx.dom.shared_info,
+        ctx.dom.vcpu.vcpu_info_maddr(),
+    );
+    let block = Maddr(mfn.maddr().0 + u64::from(a.offset));
+    fifo::init_control(ctx.events, &shared, a.vcpu, block);
+    a.link_bits = EVTCHN_FIFO_LINK_BITS as u8;
+    copy_to_guest(&mut ctx.guest(), ptr, &a).map_err(|_| Errno::EFAULT)?;
+    Ok(0)
+}
+
+/// `EVTCHNOP_expand_array` (`evtchn_fifo_expand_array`): the argument (-EFAULT), FIFO in use
+/// (-EOPNOTSUPP), room for a page (-ENOSPC), the frame (-EINVAL); events waiting for the page
+/// are raised.
+fn expand_array<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
+    use hypercall_abi::event_channel::EvtchnExpandArray;
+    let a: EvtchnExpandArray =
+        copy_from_guest(&ctx.guest(), GuestPtr::new(arg)).map_err(|_| Errno::EFAULT)?;
+    fifo::check_expand_array(ctx.events)?;
+    let mfn = take_fifo_frame(ctx, a.array_gfn)?;
+    let kick = with_domain(&mut *ctx.m, ctx.dom, ctx.events, |doms, id| {
+        let mut d = doms.get(id)?;
+        fifo::add_array_page(&mut d, mfn.maddr())
+    });
+    if let Some(k) = kick {
+        ctx.fx.kicks.add(k.dom);
+    }
+    Ok(0)
+}
+
+/// Every other `EVTCHNOP_*`, over the portable `evtchn` code and every domain.
+fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let (id, l4) = (ctx.dom.id, ctx.dom.l4);
     let m = RefCell::new(&mut *ctx.m);
     let mut doms = AllDomains {

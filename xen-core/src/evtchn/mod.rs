@@ -21,10 +21,16 @@
 //! Physical IRQs: a domain's PIRQs (mapped by `PHYSDEVOP_map_pirq`, see `crate::pirq`) live in
 //! its port table; `bind_pirq` binds one, `close` unbinds it, [`send_pirq`] raises it.
 //!
-//! Not provided yet: the FIFO ABI (`init_control`, `expand_array`: -ENOSYS, so guests fall back to 2-level), Xen-
-//! internal consumers, and device-model targets in the privilege check.
+//! The FIFO ABI (`fifo.rs`) replaces the 2-level bitmaps for a domain once it calls
+//! `EVTCHNOP_init_control`: [`set_pending`], unmask and clearing on free then go through its
+//! event words instead (Xen's `evtchn_port_ops`), until `EVTCHNOP_reset` switches back.
+//!
+//! Not provided yet: Xen-internal consumers, device-model targets in the privilege check, and
+//! FIFO ports beyond [`NR_PORTS`] (the table's fixed size: -ENOSPC there, where Xen would go on
+//! to 2^17).
 
 mod bind;
+pub mod fifo;
 pub mod hypercall;
 mod op;
 mod send;
@@ -32,6 +38,8 @@ mod send;
 pub use bind::*;
 pub use op::*;
 pub use send::*;
+
+use fifo::{Fifo, FifoMemory};
 
 use hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPUS;
 use hypercall_abi::event_channel::{
@@ -117,12 +125,26 @@ pub struct Channel {
     pub state: ChannelState,
     /// The vCPU notified when it becomes pending (`notify_vcpu_id`).
     pub notify_vcpu: u32,
+    /// FIFO priority, 0 (highest) ..= 15 (`priority`); the default on each allocation.
+    pub priority: u8,
+    /// FIFO: the vCPU of the queue the event was last linked on (`fifo_lastq`), kept when the
+    /// port is freed, as Xen keeps it.
+    pub last_vcpu: u8,
+    /// FIFO: the priority of that queue.
+    pub last_priority: u8,
+    /// FIFO: pending while no event array page covered the port (`evtchn->pending`); raised when
+    /// the page is added.
+    pub fifo_pending: bool,
 }
 
 impl Channel {
     const FREE: Channel = Channel {
         state: ChannelState::Free,
         notify_vcpu: 0,
+        priority: hypercall_abi::event_channel::EVTCHN_FIFO_PRIORITY_DEFAULT as u8,
+        last_vcpu: 0,
+        last_priority: 0,
+        fifo_pending: false,
     };
 }
 
@@ -141,6 +163,8 @@ pub struct PortTable {
     virq_to_port: [[EvtchnPort; NR_VIRQS as usize]; MAX_VCPUS],
     /// The domain's physical IRQs and the ports bound to them.
     pub pirqs: PirqTable,
+    /// The FIFO ABI's state once the domain switched to it; `None`: 2-level.
+    fifo: Option<Fifo>,
 }
 
 impl PortTable {
@@ -161,6 +185,7 @@ impl PortTable {
             },
             virq_to_port: [[0; NR_VIRQS as usize]; MAX_VCPUS],
             pirqs: PirqTable::new(),
+            fifo: None,
         }
     }
 
@@ -176,6 +201,26 @@ impl PortTable {
             v.fill(0);
         }
         self.pirqs.reset();
+        self.fifo = None;
+    }
+
+    /// The FIFO state, if the domain uses the FIFO ABI.
+    pub fn fifo(&self) -> Option<&Fifo> {
+        self.fifo.as_ref()
+    }
+
+    /// Back to the 2-level ABI (`EVTCHNOP_reset`, `evtchn_fifo_destroy`): the FIFO state goes.
+    fn drop_fifo(&mut self) {
+        self.fifo = None;
+    }
+
+    /// Binds free `port` to `state`, notifying `vcpu`, with the default priority (Xen's
+    /// `evtchn_port_init`); what FIFO remembers across a free is kept.
+    fn bind(&mut self, port: EvtchnPort, state: ChannelState, vcpu: u32) {
+        let c = self.chan_mut(port);
+        c.state = state;
+        c.notify_vcpu = vcpu;
+        c.priority = Channel::FREE.priority;
     }
 
     /// Number of valid ports: ports `0..valid_ports()` exist, later ones are -EINVAL.
@@ -282,8 +327,8 @@ pub type DomainPair<'a, S> = (DomainEvents<'a, S>, DomainEvents<'a, S>);
 
 /// The set of existing domains, as event channels look them up (Xen's `rcu_lock_domain_by_id`).
 pub trait Domains {
-    /// How each domain's `shared_info` is reached.
-    type Shared: SharedMemory + ?Sized;
+    /// How each domain's `shared_info` (and, under FIFO, its event words) is reached.
+    type Shared: SharedMemory + FifoMemory + ?Sized;
 
     /// The domain with this id, if it exists.
     fn get(&mut self, id: DomId) -> Option<DomainEvents<'_, Self::Shared>>;
@@ -305,7 +350,7 @@ pub struct EvtchnDomain<S> {
     pub shared: S,
 }
 
-impl<S: SharedMemory> EvtchnDomain<S> {
+impl<S: SharedMemory + FifoMemory> EvtchnDomain<S> {
     fn view(&mut self) -> DomainEvents<'_, S> {
         DomainEvents {
             id: self.id,
@@ -316,7 +361,7 @@ impl<S: SharedMemory> EvtchnDomain<S> {
     }
 }
 
-impl<S: SharedMemory> Domains for [EvtchnDomain<S>] {
+impl<S: SharedMemory + FifoMemory> Domains for [EvtchnDomain<S>] {
     type Shared = S;
 
     fn get(&mut self, id: DomId) -> Option<DomainEvents<'_, S>> {
@@ -400,26 +445,54 @@ fn mark_events_pending<S: SharedMemory + ?Sized>(
     }
 }
 
+/// `evtchn_port_set_pending` for `port` notifying `vcpu`, by the domain's ABI.
+fn raise<S: SharedMemory + FifoMemory + ?Sized>(
+    d: &mut DomainEvents<'_, S>,
+    port: EvtchnPort,
+    vcpu: u32,
+) -> Option<Kick> {
+    if d.ports.fifo.is_some() {
+        fifo::set_pending(d, port, vcpu)
+    } else {
+        set_pending(d.id, d.shared, port, vcpu)
+    }
+}
+
 /// `evtchn_port_set_pending`: only usable channels are made pending.
-fn set_pending_on<S: SharedMemory + ?Sized>(
+fn set_pending_on<S: SharedMemory + FifoMemory + ?Sized>(
     d: &mut DomainEvents<'_, S>,
     port: EvtchnPort,
 ) -> Option<Kick> {
     let chan = *d.ports.channel(port)?;
     if chan.state.usable() {
-        set_pending(d.id, d.shared, port, chan.notify_vcpu)
+        raise(d, port, chan.notify_vcpu)
     } else {
         None
     }
 }
 
 /// Xen's `evtchn_free`: clear the pending bit (so a re-bound port starts quiet), mark the
-/// channel free and notify vCPU 0 again.
-fn free_channel<S: SharedMemory + ?Sized>(d: &mut DomainEvents<'_, S>, port: EvtchnPort) {
+/// channel free and notify vCPU 0 again. What FIFO remembers of the port (its last queue, a
+/// pending state waiting for an event array page) stays, as in Xen's `struct evtchn`.
+fn free_channel<S: SharedMemory + FifoMemory + ?Sized>(
+    d: &mut DomainEvents<'_, S>,
+    port: EvtchnPort,
+) {
     if d.ports.chan_mut(port).state.usable() {
-        SharedInfoPage(&mut *d.shared).test_and_clear_evtchn_pending(port);
+        match &d.ports.fifo {
+            Some(f) => fifo::clear_pending(f, &mut *d.shared, port),
+            None => {
+                SharedInfoPage(&mut *d.shared).test_and_clear_evtchn_pending(port);
+            }
+        }
     }
-    *d.ports.chan_mut(port) = Channel::FREE;
+    let c = d.ports.chan_mut(port);
+    *c = Channel {
+        last_vcpu: c.last_vcpu,
+        last_priority: c.last_priority,
+        fifo_pending: c.fifo_pending,
+        ..Channel::FREE
+    };
 }
 
 /// Whether `caller` may act on domain `target`: Xen's default `XSM_TARGET` policy.

@@ -106,7 +106,9 @@ pub fn status<D: Domains + ?Sized>(
     Ok(out)
 }
 
-/// `EVTCHNOP_reset` on the caller itself: close every port (Xen's `evtchn_reset`). Resetting
+/// `EVTCHNOP_reset` on the caller itself: close every port and go back to the 2-level ABI if
+/// the domain used FIFO (Xen's `evtchn_reset`; the handler then releases the FIFO frames).
+/// Resetting
 /// another domain needs it paused by its controller, which does not exist here yet: -EINVAL, as
 /// Xen answers for a running domain.
 pub fn reset<D: Domains + ?Sized>(doms: &mut D, caller: DomId, dom: DomId) -> Result<(), Errno> {
@@ -123,6 +125,7 @@ pub fn reset<D: Domains + ?Sized>(doms: &mut D, caller: DomId, dom: DomId) -> Re
         // Free and reserved ports answer -EINVAL; that is expected.
         let _ = close(doms, caller, port);
     }
+    doms.get(target).ok_or(Errno::ESRCH)?.ports.drop_fifo();
     Ok(())
 }
 
@@ -244,13 +247,22 @@ pub fn do_event_channel_op<D: Domains + ?Sized, G: GuestMemory>(
         EVTCHNOP_reset => {
             arg::<EvtchnReset>(guest, arg_va.cast()).and_then(|r| reset(doms, caller, r.dom))
         }
-        // The 2-level ABI has no priorities: Xen checks the port, then answers -ENOSYS.
+        // `evtchn_set_priority`: the port must be valid (-EINVAL); the 2-level ABI has no
+        // priorities (-ENOSYS); the channel must be in use (-EACCES); then the FIFO range.
         EVTCHNOP_set_priority => arg::<EvtchnSetPriority>(guest, arg_va.cast()).and_then(|p| {
             let d = doms.get(caller).ok_or(Errno::ESRCH)?;
-            d.ports.channel(p.port).ok_or(Errno::EINVAL)?;
-            Err(Errno::ENOSYS)
+            let chan = *d.ports.channel(p.port).ok_or(Errno::EINVAL)?;
+            if d.ports.fifo.is_none() {
+                return Err(Errno::ENOSYS);
+            }
+            if !chan.state.usable() {
+                return Err(Errno::EACCES);
+            }
+            fifo::set_priority(d.ports, p.port, p.priority)
         }),
-        // The FIFO ABI is not provided; guests fall back to 2-level on any error.
+        // These map guest frames: the handler (`hypercall.rs`) checks the frame against the
+        // frame table and calls [`init_control_with`] / [`expand_array_with`]; without one
+        // (a caller that has no frame table) the ABI is not offered.
         EVTCHNOP_init_control => {
             arg::<EvtchnInitControl>(guest, arg_va.cast()).and(Err(Errno::ENOSYS))
         }

@@ -33,16 +33,20 @@ pub fn send<D: Domains + ?Sized>(
 }
 
 /// `EVTCHNOP_unmask`: clear `port`'s mask bit and, if that unmasked a pending event, deliver it
-/// to the notified vCPU (`evtchn_2l_unmask`). Closed ports are accepted and left alone.
+/// to the notified vCPU (`evtchn_2l_unmask`, or `evtchn_fifo_unmask`, which links it). Closed
+/// ports are accepted and left alone.
 pub fn unmask<D: Domains + ?Sized>(
     doms: &mut D,
     caller: DomId,
     port: EvtchnPort,
 ) -> Result<Option<Kick>, Errno> {
-    let d = doms.get(caller).ok_or(Errno::ESRCH)?;
+    let mut d = doms.get(caller).ok_or(Errno::ESRCH)?;
     let chan = *d.ports.channel(port).ok_or(Errno::EINVAL)?;
     if !chan.state.usable() {
         return Ok(None);
+    }
+    if d.ports.fifo.is_some() {
+        return Ok(fifo::unmask(&mut d, port, chan.notify_vcpu));
     }
     let mut page = SharedInfoPage(&mut *d.shared);
     if page.test_and_clear_evtchn_mask(port)
@@ -63,7 +67,7 @@ pub fn send_virq<D: Domains + ?Sized>(
     vcpu: u32,
     virq: u32,
 ) -> Option<Kick> {
-    let d = doms.get(dom)?;
+    let mut d = doms.get(dom)?;
     let table_vcpu = if virq_is_global(virq) { 0 } else { vcpu };
     let port = d.ports.virq_port(table_vcpu, virq)?;
     let notify = if virq_is_global(virq) {
@@ -71,7 +75,7 @@ pub fn send_virq<D: Domains + ?Sized>(
     } else {
         vcpu
     };
-    set_pending(d.id, d.shared, port, notify)
+    raise(&mut d, port, notify)
 }
 
 /// Raises the PIRQ mapping `gsi` in domain `dom`, whose line was masked when the interrupt

@@ -40,15 +40,7 @@ use crate::ctx::{Ctx, Effects, Machine, Outcome};
 /// [`Hypercall::in_multicall`]). Inside a multicall the outcome carries only the entry's result
 /// or continuation: its other effects stay in `ctx.fx`, the multicall's.
 pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> Outcome {
-    ctx.dom.vcpu.perf.hypercalls += 1;
-    let rc = match table::lookup(nr) {
-        None => Errno::ENOSYS.neg(),
-        Some(h) if ctx.in_multicall && !h.in_multicall => Errno::EINVAL.neg(),
-        Some(h) => match h.handler.run(ctx, a) {
-            Ok(v) => v,
-            Err(e) => e.neg(),
-        },
-    };
+    let rc = execute(ctx, nr, a);
     if ctx.in_multicall {
         let fx = Effects {
             continuation: ctx.fx.continuation.take(),
@@ -56,7 +48,25 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
         };
         Outcome::from_effects(rc, fx)
     } else {
-        Outcome::from_effects(rc, core::mem::take(&mut ctx.fx))
+        Outcome::from_effects(rc, core::mem::take(ctx.fx))
+    }
+}
+
+/// Runs hypercall `nr` as [`dispatch`] does, but returns only the value for RAX (meaningless if
+/// it continues) and leaves every effect in `ctx.fx`: the hypercall fast path looks there
+/// ([`Effects::nothing_to_do`]) and builds the [`Outcome`] only when there is something to do.
+pub fn execute<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
+    ctx.dom.vcpu.perf.hypercalls += 1;
+    match table::lookup(nr) {
+        None => Errno::ENOSYS.neg(),
+        Some(h) if ctx.in_multicall && !h.in_multicall => Errno::EINVAL.neg(),
+        Some(h) => {
+            ctx.fx.full_exit |= h.exit == table::Exit::Full;
+            match h.handler.run(ctx, a) {
+                Ok(v) => v,
+                Err(e) => e.neg(),
+            }
+        }
     }
 }
 

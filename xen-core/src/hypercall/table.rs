@@ -9,7 +9,7 @@
 //! changed besides its caller is not a property of its row but of the call: its
 //! [`crate::ctx::Outcome`] says (the domains it kicked).
 //!
-//! Compared with Xen 4.17's PV64 column we serve a subset: no `update_descriptor`, `platform_op`,
+//! Compared with Xen 4.17's PV64 column we serve a subset: no `platform_op`,
 //! `xsm_op`, `nmi_op`, `kexec_op`, `dm_op`, `hypfs_op`, `mca`, nor the `*_compat` entries.
 
 // Rows name Xen's constants (`__HYPERVISOR_iret`).
@@ -49,6 +49,7 @@ pub enum Handler {
     SetTrapTable,
     MmuUpdate,
     SetGdt,
+    UpdateDescriptor,
     StackSwitch,
     SetCallbacks,
     FpuTaskswitch,
@@ -83,6 +84,7 @@ impl Handler {
             Handler::SetTrapTable => traps::set_trap_table(ctx, a[0]),
             Handler::MmuUpdate => mmu::mmu_update(ctx, a[0], a[1], a[2], a[3]),
             Handler::SetGdt => gdt::set_gdt(ctx, a[0], a[1]),
+            Handler::UpdateDescriptor => gdt::update_descriptor(ctx, a[0], a[1]),
             Handler::StackSwitch => traps::stack_switch(ctx, a[0], a[1]),
             Handler::SetCallbacks => callback::set_callbacks(ctx, a[0], a[1], a[2]),
             Handler::FpuTaskswitch => traps::fpu_taskswitch(ctx, a[0]),
@@ -130,9 +132,25 @@ pub struct Hypercall {
     /// rewrites the caller's frame, which means nothing inside a batch, and is refused too (Xen
     /// 4.17's `pv_do_multicall_call` runs it and ends the batch instead: our answer differs).
     pub in_multicall: bool,
+    /// The way out after it ([`Exit`]).
+    pub exit: Exit,
+}
+
+/// What the way back to the guest must do after a hypercall, beyond what its [`Outcome`]
+/// (`crate::ctx::Outcome`) records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The call changes nothing the way out acts on except through its outcome (kicks, TLB work,
+    /// a crash, a continuation): no timer, scheduling or upcall-mask state, no register or
+    /// segment state `load_vcpu` loads. After it the vCPU may go straight back (when the outcome
+    /// is empty too), with only a pending event upcall delivered: the hypercall fast path.
+    Fast,
+    /// The full way out: timers, scheduling, the vCPU's state loaded again.
+    Full,
 }
 
 use Caller::{Any, Privileged};
+use Exit::{Fast, Full};
 
 /// One row, in the column order of the table below.
 const fn row(
@@ -141,6 +159,7 @@ const fn row(
     handler: Handler,
     caller: Caller,
     in_multicall: bool,
+    exit: Exit,
 ) -> Hypercall {
     Hypercall {
         nr,
@@ -148,6 +167,7 @@ const fn row(
         handler,
         caller,
         in_multicall,
+        exit,
     }
 }
 
@@ -158,35 +178,36 @@ const NO_MC: bool = false;
 /// The hypercalls we implement, in Xen's number order. Every other number is -ENOSYS.
 #[rustfmt::skip] // a table: one row a line
 pub const TABLE: &[Hypercall] = &[
-    //  number                                       name                             handler                               caller      multicall
-    row(__HYPERVISOR_set_trap_table,                "set_trap_table",                Handler::SetTrapTable,                Any,        MC),
-    row(__HYPERVISOR_mmu_update,                    "mmu_update",                    Handler::MmuUpdate,                   Any,        MC),
-    row(__HYPERVISOR_set_gdt,                       "set_gdt",                       Handler::SetGdt,                      Any,        MC),
-    row(__HYPERVISOR_stack_switch,                  "stack_switch",                  Handler::StackSwitch,                 Any,        MC),
-    row(__HYPERVISOR_set_callbacks,                 "set_callbacks",                 Handler::SetCallbacks,                Any,        MC),
-    row(__HYPERVISOR_fpu_taskswitch,                "fpu_taskswitch",                Handler::FpuTaskswitch,               Any,        MC),
-    row(__HYPERVISOR_set_debugreg,                  "set_debugreg",                  Handler::SetDebugreg,                 Any,        MC),
-    row(__HYPERVISOR_get_debugreg,                  "get_debugreg",                  Handler::GetDebugreg,                 Any,        MC),
-    row(__HYPERVISOR_memory_op,                     "memory_op",                     Handler::MemoryOp,                    Any,        MC),
-    row(__HYPERVISOR_multicall,                     "multicall",                     Handler::Multicall,                   Any,        NO_MC),
-    row(__HYPERVISOR_update_va_mapping,             "update_va_mapping",             Handler::UpdateVaMapping,             Any,        MC),
-    row(__HYPERVISOR_set_timer_op,                  "set_timer_op",                  Handler::SetTimerOp,                  Any,        MC),
-    row(__HYPERVISOR_xen_version,                   "xen_version",                   Handler::XenVersion,                  Any,        MC),
-    row(__HYPERVISOR_console_io,                    "console_io",                    Handler::ConsoleIo,                   Privileged, MC),
-    row(__HYPERVISOR_grant_table_op,                "grant_table_op",                Handler::GrantTableOp,                Any,        MC),
-    row(__HYPERVISOR_vm_assist,                     "vm_assist",                     Handler::VmAssist,                    Any,        MC),
-    row(__HYPERVISOR_update_va_mapping_otherdomain, "update_va_mapping_otherdomain", Handler::UpdateVaMappingOtherdomain,  Any,        MC),
-    row(__HYPERVISOR_iret,                          "iret",                          Handler::Iret,                        Any,        NO_MC),
-    row(__HYPERVISOR_vcpu_op,                       "vcpu_op",                       Handler::VcpuOp,                      Any,        MC),
-    row(__HYPERVISOR_set_segment_base,              "set_segment_base",              Handler::SetSegmentBase,              Any,        MC),
-    row(__HYPERVISOR_mmuext_op,                     "mmuext_op",                     Handler::MmuextOp,                    Any,        MC),
-    row(__HYPERVISOR_sched_op,                      "sched_op",                      Handler::SchedOp,                     Any,        MC),
-    row(__HYPERVISOR_callback_op,                   "callback_op",                   Handler::CallbackOp,                  Any,        MC),
-    row(__HYPERVISOR_event_channel_op,              "event_channel_op",              Handler::EventChannelOp,              Any,        MC),
-    row(__HYPERVISOR_physdev_op,                    "physdev_op",                    Handler::PhysdevOp,                   Any,        MC),
-    row(__HYPERVISOR_hvm_op,                        "hvm_op",                        Handler::HvmOp,                       Privileged, MC),
-    row(__HYPERVISOR_sysctl,                        "sysctl",                        Handler::Sysctl,                      Privileged, MC),
-    row(__HYPERVISOR_domctl,                        "domctl",                        Handler::Domctl,                      Privileged, MC),
+    //  number                                       name                             handler                               caller      multicall exit
+    row(__HYPERVISOR_set_trap_table,                "set_trap_table",                Handler::SetTrapTable,                Any,        MC,    Full),
+    row(__HYPERVISOR_mmu_update,                    "mmu_update",                    Handler::MmuUpdate,                   Any,        MC,    Fast),
+    row(__HYPERVISOR_set_gdt,                       "set_gdt",                       Handler::SetGdt,                      Any,        MC,    Full),
+    row(__HYPERVISOR_stack_switch,                  "stack_switch",                  Handler::StackSwitch,                 Any,        MC,    Full),
+    row(__HYPERVISOR_set_callbacks,                 "set_callbacks",                 Handler::SetCallbacks,                Any,        MC,    Full),
+    row(__HYPERVISOR_fpu_taskswitch,                "fpu_taskswitch",                Handler::FpuTaskswitch,               Any,        MC,    Full),
+    row(__HYPERVISOR_set_debugreg,                  "set_debugreg",                  Handler::SetDebugreg,                 Any,        MC,    Full),
+    row(__HYPERVISOR_get_debugreg,                  "get_debugreg",                  Handler::GetDebugreg,                 Any,        MC,    Fast),
+    row(__HYPERVISOR_update_descriptor,             "update_descriptor",             Handler::UpdateDescriptor,            Any,        MC,    Fast),
+    row(__HYPERVISOR_memory_op,                     "memory_op",                     Handler::MemoryOp,                    Any,        MC,    Full),
+    row(__HYPERVISOR_multicall,                     "multicall",                     Handler::Multicall,                   Any,        NO_MC, Fast),
+    row(__HYPERVISOR_update_va_mapping,             "update_va_mapping",             Handler::UpdateVaMapping,             Any,        MC,    Fast),
+    row(__HYPERVISOR_set_timer_op,                  "set_timer_op",                  Handler::SetTimerOp,                  Any,        MC,    Full),
+    row(__HYPERVISOR_xen_version,                   "xen_version",                   Handler::XenVersion,                  Any,        MC,    Fast),
+    row(__HYPERVISOR_console_io,                    "console_io",                    Handler::ConsoleIo,                   Privileged, MC,    Fast),
+    row(__HYPERVISOR_grant_table_op,                "grant_table_op",                Handler::GrantTableOp,                Any,        MC,    Fast),
+    row(__HYPERVISOR_vm_assist,                     "vm_assist",                     Handler::VmAssist,                    Any,        MC,    Full),
+    row(__HYPERVISOR_update_va_mapping_otherdomain, "update_va_mapping_otherdomain", Handler::UpdateVaMappingOtherdomain,  Any,        MC,    Fast),
+    row(__HYPERVISOR_iret,                          "iret",                          Handler::Iret,                        Any,        NO_MC, Full),
+    row(__HYPERVISOR_vcpu_op,                       "vcpu_op",                       Handler::VcpuOp,                      Any,        MC,    Full),
+    row(__HYPERVISOR_set_segment_base,              "set_segment_base",              Handler::SetSegmentBase,              Any,        MC,    Full),
+    row(__HYPERVISOR_mmuext_op,                     "mmuext_op",                     Handler::MmuextOp,                    Any,        MC,    Fast),
+    row(__HYPERVISOR_sched_op,                      "sched_op",                      Handler::SchedOp,                     Any,        MC,    Full),
+    row(__HYPERVISOR_callback_op,                   "callback_op",                   Handler::CallbackOp,                  Any,        MC,    Full),
+    row(__HYPERVISOR_event_channel_op,              "event_channel_op",              Handler::EventChannelOp,              Any,        MC,    Full),
+    row(__HYPERVISOR_physdev_op,                    "physdev_op",                    Handler::PhysdevOp,                   Any,        MC,    Full),
+    row(__HYPERVISOR_hvm_op,                        "hvm_op",                        Handler::HvmOp,                       Privileged, MC,    Full),
+    row(__HYPERVISOR_sysctl,                        "sysctl",                        Handler::Sysctl,                      Privileged, MC,    Full),
+    row(__HYPERVISOR_domctl,                        "domctl",                        Handler::Domctl,                      Privileged, MC,    Full),
 ];
 
 /// Numbers up to here can have a row (Xen's `NR_hypercalls` is 64).

@@ -241,11 +241,7 @@ fn numbers_without_a_row_are_enosys() {
         u64::MAX,
     ]);
     // Xen's own numbers we do not serve.
-    for nr in [
-        __HYPERVISOR_platform_op,
-        __HYPERVISOR_update_descriptor,
-        __HYPERVISOR_xsm_op,
-    ] {
+    for nr in [__HYPERVISOR_platform_op, __HYPERVISOR_xsm_op] {
         assert!(unknown.contains(&u64::from(nr)));
     }
     for nr in unknown {
@@ -590,4 +586,95 @@ fn a_multicall_adds_up_its_entries_kicks() {
     );
     assert_eq!(out.rax(), 0);
     assert_eq!(out.kicks.iter().collect::<Vec<_>>(), [1, 2]);
+}
+
+/// The rows whose way out may be the fast one ([`super::table::Exit::Fast`]): each is a decision
+/// (the call changes no timer, scheduling, upcall-mask or loaded vCPU state except through its
+/// outcome), so the list is spelled out here and a new fast row must be added on purpose.
+#[test]
+fn only_the_rows_listed_here_take_the_fast_way_out() {
+    let fast: Vec<&str> = TABLE
+        .iter()
+        .filter(|h| h.exit == super::table::Exit::Fast)
+        .map(|h| h.name)
+        .collect();
+    assert_eq!(
+        fast,
+        [
+            "mmu_update",
+            "get_debugreg",
+            // Writes one descriptor in memory; the GDT the CPU runs on maps that memory.
+            "update_descriptor",
+            "multicall",
+            "update_va_mapping",
+            "xen_version",
+            "console_io",
+            "grant_table_op",
+            "update_va_mapping_otherdomain",
+            "mmuext_op",
+        ]
+    );
+}
+
+/// What the arch layer's fast path reads: a fast call that did nothing else leaves nothing to
+/// do; a full row, a fast row with TLB work, and a multicall with a full entry all need the full
+/// way out.
+#[test]
+fn the_fast_way_out_is_taken_only_when_nothing_is_left_to_do() {
+    let (mut m, mut set) = world();
+    let slot = set.slot_of(1).unwrap();
+    let mut run_as_1 = |m: &mut FakeMachine, nr: u32, a: [u64; 5]| {
+        with_set_ctx(m, &mut set, slot, |ctx| {
+            let rc = execute(ctx, nr.into(), a);
+            let quiet = ctx.fx.nothing_to_do();
+            core::mem::take(ctx.fx);
+            (rc, quiet)
+        })
+    };
+    // xen_version(XENVER_version): a value, nothing else.
+    let (rc, quiet) = run_as_1(&mut m, __HYPERVISOR_xen_version, [0; 5]);
+    assert!(rc > 0 && quiet);
+    // An unknown number is -ENOSYS, and changes nothing either.
+    assert_eq!(run_as_1(&mut m, 63, [0; 5]), (Errno::ENOSYS.neg(), true));
+    // set_timer_op changes the vCPU's timer: the way out must arm it.
+    assert!(!run_as_1(&mut m, __HYPERVISOR_set_timer_op, [0; 5]).1);
+    // Effects a fast row can record (this fake machine has no frame table for mmuext_op's TLB
+    // work): each one is something to do.
+    let mut perf = crate::domain::PerfCounters::default();
+    let mut fx = Effects::default();
+    fx.flush.flush_all(&mut perf);
+    assert!(!fx.nothing_to_do(), "TLB work");
+    let mut fx = Effects::default();
+    fx.kicks.add(2);
+    assert!(!fx.nothing_to_do(), "a kick");
+    let fx = Effects {
+        continuation: Some(Continuation::new(&[1])),
+        ..Effects::default()
+    };
+    assert!(!fx.nothing_to_do(), "a continuation");
+    let fx = Effects {
+        crash: Some("test"),
+        ..Effects::default()
+    };
+    assert!(!fx.nothing_to_do(), "a crash");
+    // A multicall is as fast as its slowest entry.
+    let list = ARG + 0x100;
+    for (i, nr) in [__HYPERVISOR_xen_version, __HYPERVISOR_set_timer_op]
+        .into_iter()
+        .enumerate()
+    {
+        put(
+            &mut m,
+            list + i as u64 * 64,
+            &MulticallEntry {
+                op: nr.into(),
+                result: 0,
+                args: [0; 6],
+            },
+        );
+    }
+    let one = run_as_1(&mut m, __HYPERVISOR_multicall, [list, 1, 0, 0, 0]);
+    assert_eq!(one, (0, true), "xen_version alone");
+    let two = run_as_1(&mut m, __HYPERVISOR_multicall, [list, 2, 0, 0, 0]);
+    assert_eq!(two, (0, false), "with set_timer_op");
 }

@@ -152,16 +152,18 @@ pub fn with_ctx<R>(
 ) -> R {
     let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
     let mut grants = Box::new(crate::gnttab::GrantTable::new());
+    let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
     let mut ctx = Ctx {
         m,
         info,
+        pool: &mut pool,
         dom,
         events: &mut events,
         grants: &mut grants,
         others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
-        fx: Default::default(),
+        fx: &mut Default::default(),
     };
     let r = f(&mut ctx);
     settle(&mut ctx);
@@ -171,7 +173,7 @@ pub fn with_ctx<R>(
 /// What the arch layer does with the effects a handler called directly (not through
 /// [`super::dispatch`]) recorded: the TLB work becomes the vCPU's to owe, a crash shuts it down.
 pub fn settle<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
-    let fx = core::mem::take(&mut ctx.fx);
+    let fx = core::mem::take(ctx.fx);
     let out = super::Outcome::from_effects(0, fx);
     out.apply_effects(ctx.dom);
 }
@@ -231,16 +233,18 @@ pub fn with_set_ctx<R>(
     };
     let mut regs = Regs::default();
     let (me, events, grants, others) = set.split(slot).expect("no domain in that slot");
+    let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
     let mut ctx = Ctx {
         m,
         info: &info,
+        pool: &mut pool,
         dom: &mut me.dom,
         events,
         grants,
         others,
         regs: &mut regs,
         in_multicall: false,
-        fx: Default::default(),
+        fx: &mut Default::default(),
     };
     let r = f(&mut ctx);
     settle(&mut ctx);

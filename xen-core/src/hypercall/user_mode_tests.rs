@@ -33,13 +33,14 @@ fn call_with(w: &mut World, regs: &mut Regs, nr: u32, a: [u64; 5]) -> i64 {
     let mut ctx = Ctx {
         m: &mut w.m,
         info: &w.info,
+        pool: &mut w.pool,
         dom: &mut w.dom,
         events: &mut events,
         grants: &mut grants,
         others: crate::domain::set::Others::none(),
         regs,
         in_multicall: false,
-        fx: Default::default(),
+        fx: &mut Default::default(),
     };
     call(&mut ctx, nr.into(), a)
 }

@@ -18,7 +18,7 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::mm::e820::{MemoryKind, MemoryRegion};
-use crate::mm::{Maddr, Mfn};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Machine memory below this address is never handed out (BIOS data, real-mode IVT, VGA, ROMs).
 pub const LOW_MEMORY_END: Maddr = Maddr(1 << 20);
@@ -258,13 +258,21 @@ impl FrameAllocator for BootFrameAllocator {
     }
 
     fn alloc_contiguous(&mut self, count: u64, align: u64) -> Option<Mfn> {
+        self.alloc_contiguous_below(count, align, Mfn(u64::MAX))
+    }
+}
+
+impl BootFrameAllocator {
+    /// `count` machine-contiguous free frames whose first frame number is a multiple of `align`,
+    /// all below frame `limit` (`MEMF_bits`: a guest asking for memory a device can address).
+    pub fn alloc_contiguous_below(&mut self, count: u64, align: u64, limit: Mfn) -> Option<Mfn> {
         if count == 0 {
             return None;
         }
         let align = align.max(1);
         // Highest run first: the highest aligned start that leaves `count` frames below the end.
         let (index, start) = self.free.iter().enumerate().rev().find_map(|(i, r)| {
-            let top = r.end.0.checked_sub(count)?;
+            let top = r.end.0.min(limit.0).checked_sub(count)?;
             let start = top - top % align;
             (start >= r.start.0).then_some((i, start))
         })?;
@@ -275,6 +283,52 @@ impl FrameAllocator for BootFrameAllocator {
         }
         self.remove(start, start + count).ok()?;
         Some(Mfn(start))
+    }
+}
+
+/// The free pool as the hypercalls that change a domain's memory see it
+/// (`XENMEM_populate_physmap`, `increase_reservation`, `decrease_reservation`, `exchange`):
+/// frames handed to a domain at run time, one extent at a time, and frames given back one by
+/// one. The hypervisor's pool (`domain::pool::Pool`) implements it; host tests may use a
+/// [`BootFrameAllocator`].
+pub trait FramePool {
+    /// `1 << order` machine-contiguous free frames, the first a multiple of their number, all
+    /// below `limit` if one is given; `None` if there are none. Their contents are whatever they
+    /// held: zeroing them is the caller's.
+    fn take(
+        &mut self,
+        mem: &mut dyn MachineMemoryMut,
+        order: u32,
+        limit: Option<Mfn>,
+    ) -> Option<Mfn>;
+    /// Takes back a frame nothing uses any more (no owner, no reference, no mapping).
+    fn give_back(&mut self, mem: &mut dyn MachineMemoryMut, mfn: Mfn);
+    /// How many frames are free.
+    fn free_frames(&self) -> u64;
+}
+
+impl FramePool for BootFrameAllocator {
+    fn take(
+        &mut self,
+        _mem: &mut dyn MachineMemoryMut,
+        order: u32,
+        limit: Option<Mfn>,
+    ) -> Option<Mfn> {
+        let count = 1u64.checked_shl(order)?;
+        self.alloc_contiguous_below(count, count, limit.unwrap_or(Mfn(u64::MAX)))
+    }
+
+    fn give_back(&mut self, _mem: &mut dyn MachineMemoryMut, mfn: Mfn) {
+        // A run list that cannot take one more run loses the frame: the pool proper
+        // (`domain::pool::Pool`) keeps such frames on a list of single frames instead.
+        let _ = self.free(FrameRange {
+            start: mfn,
+            end: Mfn(mfn.0 + 1),
+        });
+    }
+
+    fn free_frames(&self) -> u64 {
+        BootFrameAllocator::free_frames(self)
     }
 }
 

@@ -1,19 +1,42 @@
-//! `memory_op`: the queries about a domain's and the machine's memory (`public/memory.h`).
+//! `memory_op`: a domain's reservation (`increase_reservation`, `decrease_reservation`,
+//! `populate_physmap`, `exchange`), the queries about a domain's and the machine's memory, and
+//! the way frames a domain gave up go back to the free pool ([`reclaim`]).
+//!
+//! Xen 4.17's `xen/common/memory.c` for a PV domain, whose frames are machine frames (the p2m is
+//! the guest's own; the hypervisor keeps the M2P):
+//!
+//! - The three reservation operations never fail with an errno: whatever goes wrong (the
+//!   argument unreadable, `nr_extents` too large to encode a continuation, no such domain, a
+//!   caller that may not act on the target, bad `mem_flags`, an extent list outside guest space,
+//!   an order above the caller's limit, an extent that cannot be read, freed or allocated, the
+//!   target's `max_pages` reached) stops the operation, and the answer is the number of extents
+//!   done. Long ones are preempted and continue with the index in the command word
+//!   (`MEMOP_EXTENT_SHIFT`).
+//! - A freed page goes back to the pool only when nothing references it any more (Xen's
+//!   `guest_remove_page` drops the allocation reference; the last `put_page` frees). A page
+//!   still mapped, used as a page table or grant-mapped stays the domain's, counted in its
+//!   `tot_pages`, until then; [`reclaim`] finds it once it is free.
+//! - Frames handed out are zeroed (Xen scrubs what dying domains freed; a live domain's freed
+//!   pages are not scrubbed there, so zeroing every frame handed out is the stricter choice).
 //!
 //! The command word carries a continuation index above `MEMOP_EXTENT_SHIFT`; Xen refuses a
-//! non-zero index with -EINVAL for every command that cannot be continued, and so do we. The
-//! operations that change a domain's memory (populate, exchange, add_to_physmap, ...) come with
-//! the memory-management issue; until then they are -ENOSYS.
+//! non-zero index with -EINVAL for every command that cannot be continued, and so do we.
 
 // Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
 #![allow(non_upper_case_globals)]
 
+use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_END;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::*;
 use hypercall_abi::xen::DOMID_SELF;
 
 use crate::ctx::{Ctx, HcResult, Machine};
+use crate::domain::pool::INVALID_M2P_ENTRY;
+use crate::domain::{Domain, DomainId};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
+use crate::mm::frame_alloc::{FramePool, FrameRange};
+use crate::mm::frame_table::{Mm, Owner, Removed};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::shared_info::SharedInfoPage;
 
 /// Low bits of the command word: the operation (`MEMOP_CMD_MASK`).
@@ -21,9 +44,32 @@ const CMD_MASK: u64 = (1 << 6) - 1;
 /// Shift of the continuation index (`MEMOP_EXTENT_SHIFT`).
 const EXTENT_SHIFT: u64 = 6;
 
+/// The largest extent order an unprivileged domain may ask for (`CONFIG_DOMU_MAX_ORDER`: 2 MiB).
+pub const DOMU_MAX_ORDER: u32 = 9;
+/// The largest extent order the control and hardware domain may ask for (`max_order()` of dom0:
+/// `ctldom_max_order`, `CONFIG_PAGEALLOC_MAX_ORDER`, capped by `MAX_ORDER`).
+pub const CTLDOM_MAX_ORDER: u32 = 20;
+/// `MAX_ORDER`: the populate-on-demand limit.
+pub const MAX_ORDER: u32 = 20;
+/// `MAX_NUMNODES` on x86: a node number in `mem_flags` at or above it is refused.
+const MAX_NUMNODES: u32 = 64;
+
+/// `max_order(d)` (`xen/common/memory.c`).
+pub fn max_order(d: &Domain) -> u32 {
+    if d.privileged {
+        CTLDOM_MAX_ORDER
+    } else {
+        DOMU_MAX_ORDER
+    }
+}
+
 pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let op = (cmd & CMD_MASK) as u32;
     let start_extent = (cmd as u32 as u64) >> EXTENT_SHIFT;
+    if let XENMEM_increase_reservation | XENMEM_decrease_reservation | XENMEM_populate_physmap = op
+    {
+        return reservation(ctx, op, start_extent, arg);
+    }
     if start_extent != 0 {
         return Err(Errno::EINVAL);
     }
@@ -31,21 +77,26 @@ pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg
         XENMEM_maximum_ram_page => Ok(ctx.info.max_ram_page as i64),
         XENMEM_current_reservation | XENMEM_maximum_reservation | XENMEM_maximum_gpfn => {
             let domid: u16 = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
-            if domid != DOMID_SELF && domid != ctx.dom.id {
-                // Only one domain exists yet; a privileged caller naming another gets -ESRCH.
-                return Err(if ctx.dom.privileged {
-                    Errno::ESRCH
-                } else {
-                    Errno::EPERM
-                });
-            }
+            reclaim_loose(ctx);
+            // `rcu_lock_domain_by_any_id`, then `xsm_memory_stat_reservation` (XSM_TARGET).
+            let d: &Domain = if domid == DOMID_SELF || domid == ctx.dom.id {
+                ctx.dom
+            } else {
+                let privileged = ctx.dom.privileged;
+                let (g, _) = ctx.others.get(domid).ok_or(Errno::ESRCH)?;
+                if !privileged {
+                    return Err(Errno::EPERM);
+                }
+                &g.dom
+            };
             Ok(match op {
-                XENMEM_current_reservation => ctx.dom.nr_pages as i64,
-                XENMEM_maximum_reservation => ctx.dom.max_pages as i64,
+                XENMEM_current_reservation => d.nr_pages as i64,
+                XENMEM_maximum_reservation => d.max_pages as i64,
                 // A PV guest's highest pfn is what it wrote into shared_info.arch.max_pfn.
-                _ => SharedInfoPage::of(&*ctx.m, ctx.dom.shared_info).arch_max_pfn() as i64,
+                _ => SharedInfoPage::of(&*ctx.m, d.shared_info).arch_max_pfn() as i64,
             })
         }
+        XENMEM_exchange => exchange(ctx, arg),
         // A PV domain without a map set by the toolstack has none to report.
         XENMEM_memory_map => Err(Errno::ENOSYS),
         XENMEM_machine_memory_map => {
@@ -74,3 +125,337 @@ pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg
         _ => Err(Errno::ENOSYS),
     }
 }
+
+/// `guest_handle_subrange_okay(h, first, last)` for an array of 8-byte elements: the count fits
+/// and the first element's address is guest space (`array_access_ok`, `__addr_ok`).
+fn subrange_okay(h: u64, first: u64, last: u64) -> bool {
+    let count = last.wrapping_sub(first).wrapping_add(1);
+    let start = h.wrapping_add(first.wrapping_mul(8));
+    count < u64::MAX / 8 && !(1 << 47..HYPERVISOR_VIRT_END).contains(&start)
+}
+
+/// What `construct_memop_from_reservation` and the lookup make of a reservation.
+struct Memop {
+    /// The target: `None` for the caller itself.
+    other: Option<DomainId>,
+    /// `MEMF_bits`: every frame below this one.
+    limit: Option<Mfn>,
+    /// An exact-node request for a node without memory (QEMU's machine has node 0 only).
+    no_memory: bool,
+}
+
+/// `get_order_from_pages(n)`: the smallest order whose extent holds `n` pages.
+fn order_from_pages(n: u64) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        64 - (n - 1).leading_zeros()
+    }
+}
+
+/// The checks before the loop, in Xen's order; `None` stops the operation before any extent.
+fn memop_from_reservation<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    r: &XenMemoryReservation,
+) -> Option<Memop> {
+    // `rcu_lock_domain_by_any_id`.
+    let other = if r.domid == DOMID_SELF || r.domid == ctx.dom.id {
+        None
+    } else {
+        ctx.others.get(r.domid)?;
+        Some(r.domid)
+    };
+    let mut m = Memop {
+        other,
+        limit: None,
+        no_memory: false,
+    };
+    let bits = r.mem_flags & 0xff;
+    if bits != 0 && bits < order_from_pages(ctx.info.max_ram_page) + 12 {
+        if bits <= 12 {
+            return None;
+        }
+        m.limit = Some(Mfn(1 << (bits - 12)));
+    }
+    // No domain has a virtual NUMA layout, so `XENMEMF_vnode` selects nothing; otherwise
+    // `propagate_node`.
+    if r.mem_flags & XENMEMF_vnode == 0 {
+        let node = (r.mem_flags >> 8).wrapping_sub(1) & 0xff;
+        let exact = r.mem_flags & XENMEMF_exact_node_request != 0;
+        if node != 0xff {
+            if ctx.dom.privileged {
+                if node >= MAX_NUMNODES {
+                    return None;
+                }
+                m.no_memory = exact && node != 0;
+            } else if exact {
+                return None;
+            }
+        }
+    }
+    // `xsm_memory_adjust_reservation(XSM_TARGET)`: the caller itself, or the control domain.
+    if m.other.is_some() && !ctx.dom.privileged {
+        return None;
+    }
+    Some(m)
+}
+
+/// The target domain of a reservation operation.
+fn target<'c, M: Machine + ?Sized>(
+    ctx: &'c mut Ctx<'_, M>,
+    other: Option<DomainId>,
+) -> Option<&'c mut Domain> {
+    match other {
+        None => Some(&mut *ctx.dom),
+        Some(id) => ctx.others.get(id).map(|(g, _)| &mut g.dom),
+    }
+}
+
+/// Whether the target is being destroyed (`d->is_dying`): nothing is allocated to it.
+fn dying<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, other: Option<DomainId>) -> bool {
+    match other {
+        None => false,
+        Some(id) => ctx.others.get(id).is_none_or(|(g, _)| g.destroy),
+    }
+}
+
+/// `alloc_domheap_pages(d, order, memflags)` and `assign_pages`: an extent of `1 << order`
+/// zeroed frames for the target, within its `max_pages`; its M2P entries say "no pfn" until
+/// the caller sets them.
+fn alloc_extent<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, m: &Memop, order: u32) -> Option<Mfn> {
+    if m.no_memory || dying(ctx, m.other) {
+        return None;
+    }
+    let n = 1u64 << order;
+    let d = target(ctx, m.other)?;
+    if d.nr_pages.checked_add(n)? > d.max_pages {
+        return None;
+    }
+    let id = d.id;
+    let (mm, mem) = ctx.m.mm()?;
+    let first = ctx.pool.take(mem, order, m.limit)?;
+    let range = FrameRange {
+        start: first,
+        end: Mfn(first.0 + n),
+    };
+    if mm.assign(range, Owner::Domain(id)).is_err() {
+        // The frame table disagrees with the pool: keep those frames out of both rather than
+        // hand one out twice.
+        return None;
+    }
+    let m2p = mm.cfg.m2p;
+    for f in first.0..range.end.0 {
+        let _ = mem.write(Mfn(f).maddr(), &[0u8; 4096]);
+        let _ = mem.write_u64(Maddr(m2p.0 + f * 8), INVALID_M2P_ENTRY);
+    }
+    target(ctx, m.other)?.nr_pages += n;
+    Some(first)
+}
+
+/// A frame nobody uses any more goes back to the pool, its M2P entry invalidated.
+fn give_back(mm: &mut Mm<'_>, mem: &mut dyn MachineMemoryMut, pool: &mut dyn FramePool, mfn: Mfn) {
+    let _ = mm.take_loose(mfn);
+    let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn.0 * 8), INVALID_M2P_ENTRY);
+    pool.give_back(mem, mfn);
+}
+
+/// Returns every loose frame (given to a domain by the pool, freed since) to the pool: all of
+/// them, or only those given to `only`. `freed(id)` is called once per frame with the domain it
+/// had been given to. Returns how many went back. Without `only`, also recounts
+/// [`Mm::loose_waiting`]: the frames a domain gave up that are still referenced.
+pub fn reclaim(
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    pool: &mut dyn FramePool,
+    only: Option<DomainId>,
+    freed: &mut dyn FnMut(DomainId),
+) -> u64 {
+    let mut n = 0;
+    let mut waiting = 0u32;
+    for m in 0..mm.frames.max_ram_page() {
+        let Some(f) = mm.frames.get(Mfn(m)) else {
+            continue;
+        };
+        let given = f.given_to();
+        if f.loose() && (only.is_none() || given == only) {
+            give_back(mm, mem, pool, Mfn(m));
+            if let Some(id) = given {
+                freed(id);
+            }
+            n += 1;
+        } else if given.is_some() && f.owner() != Owner::Free && !f.allocated() {
+            waiting = waiting.saturating_add(1);
+        }
+    }
+    if only.is_none() {
+        mm.loose_waiting = waiting;
+    }
+    n
+}
+
+/// Takes back what became free of the pages domains gave up while still referenced (their
+/// `tot_pages` go down only now, as in Xen, where the last `put_page` frees). Runs only while
+/// such pages exist.
+fn reclaim_loose<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
+    let Some((mm, mem)) = ctx.m.mm() else {
+        return;
+    };
+    if mm.loose_waiting == 0 {
+        return;
+    }
+    let me = &mut *ctx.dom;
+    let others = &mut ctx.others;
+    reclaim(mm, mem, &mut *ctx.pool, None, &mut |id| {
+        let d = if id == me.id {
+            Some(&mut *me)
+        } else {
+            others.get(id).map(|(g, _)| &mut g.dom)
+        };
+        if let Some(d) = d {
+            d.nr_pages = d.nr_pages.saturating_sub(1);
+        }
+    });
+}
+
+/// `XENMEM_increase_reservation`, `decrease_reservation`, `populate_physmap`: returns the
+/// number of extents done (see the module comment).
+fn reservation<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    op: u32,
+    start: u64,
+    arg: u64,
+) -> HcResult {
+    let done = Ok(start as i64);
+    let Ok(r) = copy_from_guest::<XenMemoryReservation>(&ctx.guest(), GuestPtr::new(arg)) else {
+        return done;
+    };
+    // Is it too large for us to encode a continuation?
+    if r.nr_extents > u64::from(u32::MAX >> EXTENT_SHIFT) || start >= r.nr_extents {
+        return done;
+    }
+    let Some(m) = memop_from_reservation(ctx, &r) else {
+        return done;
+    };
+    reclaim_loose(ctx);
+    let list = GuestPtr::<u64>::new(r.extent_start);
+    let order = r.extent_order;
+    let last = r.nr_extents - 1;
+    let pod = op == XENMEM_populate_physmap && r.mem_flags & XENMEMF_populate_on_demand != 0;
+    let order_ok = match op {
+        XENMEM_populate_physmap if pod => order <= MAX_ORDER,
+        _ => order <= max_order(ctx.dom),
+    };
+    let list_ok = match op {
+        XENMEM_increase_reservation => list.is_null() || subrange_okay(list.va(), start, last),
+        _ => subrange_okay(list.va(), start, last),
+    };
+    if !list_ok || !order_ok {
+        return done;
+    }
+    let mut i = start;
+    while i < r.nr_extents {
+        if i != start && ctx.preempt_check() {
+            return ctx.create_continuation(&[u64::from(op) | (i << EXTENT_SHIFT), arg]);
+        }
+        let ok = match op {
+            XENMEM_increase_reservation => increase_one(ctx, &m, order, list, i),
+            XENMEM_decrease_reservation => decrease_one(ctx, &m, order, list, i),
+            _ => populate_one(ctx, &m, order, pod, list, i),
+        };
+        if !ok {
+            break;
+        }
+        i += 1;
+    }
+    Ok(i as i64)
+}
+
+/// One extent of `increase_reservation`: allocated, and its first frame written to the list
+/// unless the list is null (the frames stay the target's even if that write fails).
+fn increase_one<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    m: &Memop,
+    order: u32,
+    list: GuestPtr<u64>,
+    i: u64,
+) -> bool {
+    let Some(mfn) = alloc_extent(ctx, m, order) else {
+        return false;
+    };
+    list.is_null() || copy_to_guest(&mut ctx.guest(), list.add(i), &mfn.0).is_ok()
+}
+
+/// One extent of `populate_physmap`: the pfn read from the list, an extent allocated, the M2P
+/// entries set to its pfns (`set_gpfn_from_mfn`), its first frame written back over the pfn.
+fn populate_one<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    m: &Memop,
+    order: u32,
+    pod: bool,
+    list: GuestPtr<u64>,
+    i: u64,
+) -> bool {
+    let Ok(gpfn) = copy_from_guest(&ctx.guest(), list.add(i)) else {
+        return false;
+    };
+    if pod {
+        // Never on oneself; for another PV domain Xen has nothing to mark and counts it done.
+        return m.other.is_some();
+    }
+    let Some(mfn) = alloc_extent(ctx, m, order) else {
+        return false;
+    };
+    if let Some((mm, mem)) = ctx.m.mm() {
+        let m2p = mm.cfg.m2p;
+        for j in 0..1u64 << order {
+            let _ = mem.write_u64(Maddr(m2p.0 + (mfn.0 + j) * 8), gpfn.wrapping_add(j));
+        }
+    }
+    copy_to_guest(&mut ctx.guest(), list.add(i), &mfn.0).is_ok()
+}
+
+/// One extent of `decrease_reservation`: each of its frames removed with `guest_remove_page`;
+/// the first that cannot be stops the operation (the frames before it stay removed, as in Xen).
+fn decrease_one<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    m: &Memop,
+    order: u32,
+    list: GuestPtr<u64>,
+    i: u64,
+) -> bool {
+    let Ok(gmfn) = copy_from_guest::<u64>(&ctx.guest(), list.add(i)) else {
+        return false;
+    };
+    let Some(id) = target(ctx, m.other).map(|d| d.id) else {
+        return false;
+    };
+    for j in 0..1u64 << order {
+        let mfn = Mfn(gmfn.wrapping_add(j));
+        let Some((mm, mem)) = ctx.m.mm() else {
+            return false;
+        };
+        match mm.guest_remove_page(mfn, id, &mut ctx.dom.vcpu.perf) {
+            Ok(Removed::Freed) => {
+                give_back(mm, mem, &mut *ctx.pool, mfn);
+                // The caller may still hold a TLB entry for the page it unmapped: none survives
+                // its return, so the frame is not reachable once it can be handed out again.
+                let v = &mut ctx.dom.vcpu;
+                v.flush.flush_all(&mut v.perf);
+                if let Some(d) = target(ctx, m.other) {
+                    d.nr_pages = d.nr_pages.saturating_sub(1);
+                }
+            }
+            Ok(Removed::StillReferenced) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// `XENMEM_exchange`: not yet; see `docs/abi-coverage.md`.
+fn exchange<M: Machine + ?Sized>(_ctx: &mut Ctx<'_, M>, _arg: u64) -> HcResult {
+    Err(Errno::ENOSYS)
+}
+
+#[cfg(test)]
+mod tests;

@@ -132,6 +132,41 @@ pub trait MachineMemoryMut: MachineMemory {
         }
         Some(old & (1 << bit) != 0)
     }
+
+    /// Reads the little-endian u32 at `addr`, which must be 4-byte aligned (FIFO event words and
+    /// control blocks in a guest's frames).
+    fn read_u32(&self, addr: Maddr) -> Option<u32> {
+        if !addr.0.is_multiple_of(4) {
+            return None;
+        }
+        let b = self.read(addr, 4)?;
+        Some(u32::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Locked `cmpxchg` on the aligned u32 at `addr` (memory a guest shares): writes `new` if
+    /// the word holds `old`; returns what the word held. The default, a read and a write, is
+    /// right for memory nothing else runs on (host tests).
+    fn compare_exchange_u32(&mut self, addr: Maddr, old: u32, new: u32) -> Option<u32> {
+        let cur = self.read_u32(addr)?;
+        if cur == old {
+            self.write(addr, &new.to_le_bytes())?;
+        }
+        Some(cur)
+    }
+
+    /// Locked `fetch_or` on the aligned u32 at `addr`; returns the old value.
+    fn fetch_or_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        let cur = self.read_u32(addr)?;
+        self.write(addr, &(cur | bits).to_le_bytes())?;
+        Some(cur)
+    }
+
+    /// Locked `fetch_and` on the aligned u32 at `addr`; returns the old value.
+    fn fetch_and_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        let cur = self.read_u32(addr)?;
+        self.write(addr, &(cur & bits).to_le_bytes())?;
+        Some(cur)
+    }
 }
 
 /// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that

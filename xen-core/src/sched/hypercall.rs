@@ -100,7 +100,7 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
         if !ctx.events.is_valid(port) {
             return Err(Errno::EINVAL);
         }
-        if crate::shared_info::port_pending(&*ctx.m, ctx.dom, port) {
+        if crate::evtchn::fifo::port_pending(&*ctx.m, ctx.dom, ctx.events, port) {
             return Ok(0);
         }
         let _ = ports.push(port);

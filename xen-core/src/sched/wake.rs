@@ -13,7 +13,12 @@ use crate::evtchn::hypercall as event_channel;
 /// Wakes the vCPU of `g` if what it waits for happened by `now`: a blocked vCPU with an upcall
 /// pending, a polling one with one of its ports pending or its poll deadline passed. Returns
 /// whether it was woken.
-pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut DomainEntry, now: u64) -> bool {
+pub fn wake_if_due<M: Machine + ?Sized>(
+    m: &M,
+    g: &mut DomainEntry,
+    ports: &crate::evtchn::PortTable,
+    now: u64,
+) -> bool {
     let mut woken = false;
     if g.dom.vcpu.blocked && crate::shared_info::upcall_pending(m, &g.dom) {
         g.dom.vcpu.blocked = false;
@@ -23,7 +28,7 @@ pub fn wake_if_due<M: Machine + ?Sized>(m: &M, g: &mut DomainEntry, now: u64) ->
         let ready = poll
             .ports
             .iter()
-            .any(|&p| crate::shared_info::port_pending(m, &g.dom, p))
+            .any(|&p| crate::evtchn::fifo::port_pending(m, &g.dom, ports, p))
             || poll.deadline.is_some_and(|d| now >= d);
         if ready {
             g.dom.vcpu.poll = None;

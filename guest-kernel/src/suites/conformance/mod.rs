@@ -12,18 +12,20 @@
 //! expect aborts only the case (or group) it happened in, printed as `unexpected trap vector=..`
 //! (`traps.rs` has the machinery). This file holds the suite's machinery and the scratch pages;
 //! the groups are in [`basics`] (start_info to memory_op), [`mmu`] and [`memory`] (page tables),
-//! [`evtchn`], [`grant`], [`exceptions`], [`cpu`] (the rest of CPU virtualization), [`timer`]
+//! [`evtchn`] and [`evtchn_fifo`], [`grant`], [`exceptions`], [`cpu`] (the rest of CPU virtualization), [`timer`]
 //! (timer, scheduler and vCPU) and [`physdev`].
 
 mod basics;
 mod cpu;
 mod evtchn;
+mod evtchn_fifo;
 mod exceptions;
 mod grant;
 mod insn;
 mod memory;
 mod mmu;
 mod physdev;
+mod reservation;
 mod timer;
 
 use core::fmt;
@@ -204,6 +206,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
     s.group("hypercall", mmu::unknown_hypercall_cases);
     s.group("evtchn", evtchn::event_channel_cases);
     s.group("grant", grant::cases);
+    reservation::cases(&mut s, si);
     // These groups provoke faults and events on purpose: without handlers, the first one would
     // kill the domain, so they run only if the setup cases installed them.
     match s.handlers_ready() {
@@ -215,6 +218,8 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
         }
         Err(why) => s.case("traps.groups_skipped", format_args!("{why}")),
     }
+    // Last: it switches the domain to FIFO events and back (EVTCHNOP_reset closes every port).
+    s.group("evtchn_fifo", evtchn_fifo::cases);
     println!("conformance done: {} cases", s.count);
 }
 

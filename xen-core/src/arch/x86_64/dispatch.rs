@@ -12,11 +12,11 @@ use core::arch::asm;
 use spin::Mutex;
 use xen_core::bounce;
 use xen_core::cpu::Hv;
-use xen_core::ctx::{Ctx, Effects, Kicks};
+use xen_core::ctx::{Ctx, Kicks, Outcome};
 use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{MachineInfo, Shutdown};
-use xen_core::hypercall::dispatch;
+use xen_core::hypercall::execute;
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
 use xen_core::sched::core::Entry;
 
@@ -114,6 +114,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
     // the full scheduling pass.
     let mut kicks = Kicks::default();
     let mut hypercall = false;
+    let mut fast = false;
     {
         let (g, ports, grants, others) = doms
             .split(hv.sched.cur)
@@ -135,19 +136,27 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 let mut ctx = Ctx {
                     m: &mut hv.arch,
                     info: &hv.info,
+                    pool: &mut hv.pool,
                     dom: &mut *dom,
                     events: ports,
                     grants,
                     others,
                     regs: &mut *regs,
                     in_multicall: false,
-                    fx: Effects::default(),
+                    fx: &mut hv.fx,
                 };
-                let out = dispatch(&mut ctx, nr, args);
-                // The result into RAX, or the continuation into the registers; a crash; the
-                // TLB work the vCPU owes before it runs again.
-                out.apply(nr, dom, regs);
-                kicks = out.kicks;
+                let rc = execute(&mut ctx, nr, args);
+                if ctx.fx.nothing_to_do() {
+                    // (`ctx` is not used again on this branch: its borrows end here.)
+                    regs.rax = rc as u64;
+                    fast = dom.shutdown.is_none();
+                } else {
+                    // The result into RAX, or the continuation into the registers; a crash; the
+                    // TLB work the vCPU owes before it runs again.
+                    let out = Outcome::from_effects(rc, core::mem::take(ctx.fx));
+                    out.apply(nr, dom, regs);
+                    kicks = out.kicks;
+                }
                 hypercall = true;
             }
             v @ 0..=31 => {
@@ -164,6 +173,19 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         // timers and scheduling for everyone, is not the guest's doing).
         let spent = hv.arch.now().saturating_sub(entered);
         g.sched.longest_entry_ns = g.sched.longest_entry_ns.max(spent);
+        // The hypercall fast path (Xen's plain `test_all_events` return): a fast hypercall that
+        // left nothing to do goes straight back to its guest, with only a pending event upcall
+        // delivered (Linux's `xen_force_evtchn_callback` is a `xen_version` call made for that).
+        // Nothing else can be due: interrupts stay masked in here, so a timer that came due
+        // meanwhile is still pending at the APIC and is taken the moment the guest runs, through
+        // the full way out; the vCPU's loaded state is unchanged.
+        if fast && xen_core::guest_access::is_canonical(regs.rip) {
+            dom.vcpu.perf.fast_exits += 1;
+            match bounce::deliver_upcall(&mut hv.arch, dom, regs) {
+                Ok(_) => return,
+                Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),
+            }
+        }
     }
     let entry = match regs.vector {
         _ if hypercall => Entry::Hypercall(&kicks),

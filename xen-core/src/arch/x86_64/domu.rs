@@ -170,6 +170,7 @@ pub fn build(
         ));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
+        m.mm.clear_given(pages);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
         return Err(());
@@ -181,6 +182,7 @@ pub fn build(
         refuse(format_args!("no memory for its grant table"));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
+        m.mm.clear_given(pages);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
         return Err(());
@@ -203,6 +205,7 @@ pub fn build(
         refuse(format_args!("no grant table: {e:?}"));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
+        m.mm.clear_given(pages);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
         let _ = pool.frames.free(grant_frames);

@@ -3,7 +3,7 @@
 
 use core::arch::x86_64::__cpuid_count;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
@@ -18,10 +18,14 @@ use super::mappings::image_maddr_range;
 /// another mapping.
 pub struct DirectMap;
 
-/// The frame table's machine range, once it exists (see [`DirectMap`]).
-static FRAME_TABLE_RANGE: spin::Once<core::ops::Range<u64>> = spin::Once::new();
+/// The frame table's machine range, once it exists (see [`DirectMap`]): start and end, or
+/// `u64::MAX..0` (which overlaps nothing) before. Plain atomics rather than a `Once`, since every
+/// machine access checks them (set once, on the one CPU, before any guest runs).
+static FRAME_TABLE_START: AtomicU64 = AtomicU64::new(u64::MAX);
+static FRAME_TABLE_END: AtomicU64 = AtomicU64::new(0);
 
 impl DirectMap {
+    #[inline]
     fn virt(&self, addr: Maddr, len: usize) -> Option<u64> {
         let end = addr.0.checked_add(u64::try_from(len).ok()?)?;
         if end > layout::BOOT_DIRECTMAP_SIZE {
@@ -31,10 +35,12 @@ impl DirectMap {
         if addr.0 < image.end && image.start < end {
             return None;
         }
-        if let Some(ft) = FRAME_TABLE_RANGE.get() {
-            if addr.0 < ft.end && ft.start < end {
-                return None;
-            }
+        let (ft_start, ft_end) = (
+            FRAME_TABLE_START.load(Ordering::Relaxed),
+            FRAME_TABLE_END.load(Ordering::Relaxed),
+        );
+        if addr.0 < ft_end && ft_start < end {
+            return None;
         }
         layout::directmap_virt(addr.0)
     }
@@ -48,12 +54,16 @@ impl DirectMap {
     ) -> &'static mut [xen_core::mm::frame_table::FrameInfo] {
         let bytes = entries * core::mem::size_of::<xen_core::mm::frame_table::FrameInfo>();
         let start = first.maddr().0;
-        assert!(FRAME_TABLE_RANGE.get().is_none(), "one frame table");
+        assert!(
+            FRAME_TABLE_END.load(Ordering::Relaxed) == 0,
+            "one frame table"
+        );
         assert!(
             start + bytes as u64 <= layout::BOOT_DIRECTMAP_SIZE,
             "frame table in the direct map"
         );
-        FRAME_TABLE_RANGE.call_once(|| start..start + bytes as u64);
+        FRAME_TABLE_START.store(start, Ordering::Relaxed);
+        FRAME_TABLE_END.store(start + bytes as u64, Ordering::Relaxed);
         let virt = layout::directmap_virt(start).expect("checked above");
         // SAFETY: the range lies in the direct map (mapped for the hypervisor's lifetime), came from
         // the frame allocator (so nothing else owns it), and is from now on refused by `virt`, so
@@ -98,9 +108,39 @@ impl MachineMemoryMut for DirectMap {
             .fetch_and(!(1 << bit), Ordering::SeqCst);
         Some(old & (1 << bit) != 0)
     }
+
+    fn compare_exchange_u32(&mut self, addr: Maddr, old: u32, new: u32) -> Option<u32> {
+        let a = self.atomic_u32(addr)?;
+        Some(
+            match a.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(v) | Err(v) => v,
+            },
+        )
+    }
+
+    fn fetch_or_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        Some(self.atomic_u32(addr)?.fetch_or(bits, Ordering::SeqCst))
+    }
+
+    fn fetch_and_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        Some(self.atomic_u32(addr)?.fetch_and(bits, Ordering::SeqCst))
+    }
 }
 
 impl DirectMap {
+    /// The naturally aligned u32 at `addr` as an atomic: FIFO event words and control blocks
+    /// (`lock cmpxchg`, `lock or`, `lock and` on the direct map).
+    fn atomic_u32(&mut self, addr: Maddr) -> Option<&AtomicU32> {
+        if !addr.0.is_multiple_of(4) {
+            return None;
+        }
+        let virt = self.virt(addr, 4)?;
+        // SAFETY: as for `atomic_u64`: `[addr, addr + 4)` lies in the direct map, outside the
+        // image and the frame table, guest or free memory no Rust data lives in; `virt` is
+        // 4-byte aligned. The reference lives for one locked instruction.
+        Some(unsafe { AtomicU32::from_ptr(virt as *mut u32) })
+    }
+
     /// The naturally aligned u64 at `addr` as an atomic, for Xen's locked bit operations on
     /// memory a guest shares (`lock or`/`lock and`, or `lock bts`/`btr`, on the direct map).
     fn atomic_u64(&mut self, addr: Maddr) -> Option<&AtomicU64> {
@@ -134,6 +174,9 @@ pub struct HvMachine {
     pub preempt: PreemptAt,
     /// The vCPU state as last loaded into the CPU (`context.rs`).
     pub loaded: Loaded,
+    /// A context switch to this slot's vCPU left its data selectors to load (`context.rs`:
+    /// after its GDT frames).
+    pub segs_to_load: Option<usize>,
 }
 
 /// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes (kept and
@@ -234,6 +277,18 @@ impl MachineMemoryMut for HvMachine {
 
     fn test_and_clear_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
         self.mem.test_and_clear_bit(addr, bit)
+    }
+
+    fn compare_exchange_u32(&mut self, addr: Maddr, old: u32, new: u32) -> Option<u32> {
+        self.mem.compare_exchange_u32(addr, old, new)
+    }
+
+    fn fetch_or_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        self.mem.fetch_or_u32(addr, bits)
+    }
+
+    fn fetch_and_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        self.mem.fetch_and_u32(addr, bits)
     }
 }
 

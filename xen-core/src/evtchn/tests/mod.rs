@@ -86,6 +86,7 @@ fn status_of(w: &mut World, caller: DomId, id: DomId, port: EvtchnPort) -> Resul
     status(w.as_mut_slice(), caller, id, port).map(|s| s.status)
 }
 
+mod fifo;
 mod op;
 mod rules;
 mod sequences;

@@ -568,16 +568,18 @@ impl World {
         self.m.mem.watch = Some(entered_on);
         self.m.mem.hit = None;
         let r = {
+            let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
             let mut ctx = Ctx {
                 m: &mut self.m,
                 info: &self.info,
+                pool: &mut pool,
                 dom: &mut me.dom,
                 events,
                 grants,
                 others,
                 regs: &mut me.regs,
                 in_multicall: false,
-                fx: Default::default(),
+                fx: &mut Default::default(),
             };
             let r = f(&mut ctx);
             crate::hypercall::testing::settle(&mut ctx);
@@ -689,7 +691,7 @@ impl World {
             let ok = match mfn.0 {
                 0..4 => (f.owner(), f.count(), f.type_count()) == (Owner::Io, 1, 1),
                 4..8 => (f.owner(), f.count(), f.type_count()) == (Owner::Xen, 0, 0),
-                _ => *f == FrameInfo::FREE,
+                _ => f.without_given() == FrameInfo::FREE,
             };
             if !ok {
                 return Err(format!(

@@ -87,7 +87,7 @@ pub(crate) fn audit_with_foreign(
 
     for (mfn, f) in mm.frames.iter() {
         let i = mfn.0 as usize;
-        if f.owner() == Owner::Free && *f != super::FrameInfo::FREE {
+        if f.owner() == Owner::Free && f.without_given() != super::FrameInfo::FREE {
             return Err(format!("{mfn:?} is free but {f:?}"));
         }
         if f.allocated() {
@@ -124,6 +124,15 @@ pub(crate) fn audit_with_foreign(
             }
             count[g.0 as usize] += 1;
             tcount[g.0 as usize] += 1;
+        }
+        // The FIFO event-channel frames: a general and a writable type reference each.
+        for &v in &d.evtchn_frames {
+            let f = frame(v.0).ok_or_else(|| format!("d{} FIFO frame {v:?} beyond RAM", d.id))?;
+            if f.page_type() != PageType::Writable || f.owner() != Owner::Domain(d.id) {
+                return Err(format!("d{} FIFO frame {v:?} is {f:?}", d.id));
+            }
+            count[v.0 as usize] += 1;
+            tcount[v.0 as usize] += 1;
         }
         // `VCPUOP_register_vcpu_info`: a general and a writable type reference.
         if let Some((v, _)) = d.vcpu.vcpu_info {

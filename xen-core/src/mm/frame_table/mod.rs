@@ -61,7 +61,7 @@ use crate::mm::frame_alloc::FrameRange;
 use crate::mm::PtLevel;
 use crate::mm::{Maddr, Mfn};
 
-pub use seed::SeedError;
+pub use seed::{Removed, SeedError};
 pub use segdesc::check_descriptor;
 pub use validate::Pt;
 
@@ -210,7 +210,14 @@ pub struct FrameInfo {
     /// `linear_pt_count`: for a validated table, how many linear entries to other tables it
     /// holds (positive) or how many such entries point at it (negative); never both.
     linear: i16,
-    _reserved: u16,
+    /// The domain the free pool gave this frame to (`DOMID_INVALID`: none): set when the frame
+    /// is assigned to a domain, kept when the frame table frees it, cleared only when the frame
+    /// goes back to the pool. A free frame that still names a domain is *loose*: its last
+    /// reference went (a domain's teardown, or a page it gave up with
+    /// `XENMEM_decrease_reservation` while something still referenced it) and the pool has not
+    /// taken it back yet (`mm::memory::reclaim`). This is how every frame stays accounted for
+    /// without a per-domain page list.
+    given: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<FrameInfo>() == 16);
@@ -224,7 +231,7 @@ impl FrameInfo {
         ty: PageType::None as u8,
         flags: 0,
         linear: 0,
-        _reserved: 0,
+        given: DOMID_INVALID,
     };
 
     /// The owner.
@@ -272,6 +279,28 @@ impl FrameInfo {
         self.flags & flag::XEN_HEAP != 0
     }
 
+    /// The domain the free pool gave the frame to, until the pool takes it back.
+    pub const fn given_to(&self) -> Option<DomainId> {
+        if self.given == DOMID_INVALID {
+            None
+        } else {
+            Some(self.given)
+        }
+    }
+
+    /// Whether the frame is loose: free in the frame table, but not back in the pool yet.
+    pub const fn loose(&self) -> bool {
+        self.owner == DOMID_INVALID && self.given != DOMID_INVALID
+    }
+
+    /// The entry without its pool mark: what the frame's use looks like.
+    pub const fn without_given(&self) -> FrameInfo {
+        FrameInfo {
+            given: DOMID_INVALID,
+            ..*self
+        }
+    }
+
     fn set(&mut self, bit: u8, on: bool) {
         if on {
             self.flags |= bit;
@@ -307,6 +336,9 @@ impl fmt::Debug for FrameInfo {
         )?;
         if self.linear != 0 {
             write!(f, " linear={}", self.linear)?;
+        }
+        if let Some(d) = self.given_to() {
+            write!(f, " given=d{d}")?;
         }
         Ok(())
     }
@@ -390,7 +422,10 @@ impl<'t> FrameTable<'t> {
         perf.ref_ops += 1;
         if f.count == 0 {
             debug_assert_eq!(f.type_count, 0, "{mfn:?} freed with a type reference");
+            // The pool's mark stays: the frame is loose until the pool takes it back.
+            let given = f.given;
             *f = FrameInfo::FREE;
+            f.given = given;
         }
     }
 
@@ -424,6 +459,10 @@ pub struct Mm<'t> {
     io_denied: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     mmio_ro: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     domains: heapless::Vec<DomainInfo, MAX_DOMAINS>,
+    /// Pages given up by a live domain ([`Mm::guest_remove_page`]) while still referenced: a
+    /// hint that loose frames may appear when those references go, so `memory_op` looks for
+    /// them (`mm::memory::reclaim`) while it is non-zero. Recounted by each look.
+    pub loose_waiting: u32,
 }
 
 impl<'t> Mm<'t> {
@@ -438,6 +477,7 @@ impl<'t> Mm<'t> {
             io_denied,
             mmio_ro: heapless::Vec::new(),
             domains: heapless::Vec::new(),
+            loose_waiting: 0,
         }
     }
 

@@ -15,7 +15,7 @@ use core::fmt;
 use hypercall_abi::errno::Errno;
 
 use super::{flag, Mm, Owner, PageType, Pt};
-use crate::domain::{Domain, DomainId};
+use crate::domain::{Domain, DomainId, PerfCounters};
 use crate::mm::frame_alloc::FrameRange;
 use crate::mm::{MachineMemoryMut, Mfn, PtLevel};
 
@@ -95,7 +95,77 @@ impl fmt::Display for SeedError {
     }
 }
 
+/// What became of a page a domain gave up ([`Mm::guest_remove_page`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// Nothing referenced it any more: it is free (and loose, until the pool takes it back).
+    Freed,
+    /// Something still references it (a mapping, a page-table use, a pin, a grant mapping): it
+    /// stays the domain's, without its allocation reference, until the last reference goes.
+    StillReferenced,
+}
+
 impl<'t> Mm<'t> {
+    /// `guest_remove_page` for a PV domain (`xen/common/memory.c`; a PV guest names the machine
+    /// frame itself): `mfn` beyond the frame table is -EINVAL, a frame `id` does not own (or
+    /// one with no reference) is -ENXIO; otherwise its allocation reference is dropped, if it
+    /// still has one, and the frame is freed once nothing else references it. A second removal
+    /// of a frame that is still referenced succeeds again and changes nothing, as in Xen.
+    ///
+    /// One deviation, on purpose: a hypervisor page shared with the domain (shared_info, grant
+    /// frames) is refused with -EBUSY. Xen lets the guest drop the share's allocation reference
+    /// and keeps using the page; here those frames are the domain's pool record until it dies.
+    pub fn guest_remove_page(
+        &mut self,
+        mfn: Mfn,
+        id: DomainId,
+        perf: &mut PerfCounters,
+    ) -> Result<Removed, Errno> {
+        if !self.frames.mfn_valid(mfn) {
+            return Err(Errno::EINVAL);
+        }
+        if !self.frames.get_page(mfn, Owner::Domain(id), perf) {
+            return Err(Errno::ENXIO);
+        }
+        let f = self.frames.get_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.xen_heap() {
+            self.frames.put_page(mfn, perf);
+            return Err(Errno::EBUSY);
+        }
+        if f.allocated() {
+            f.set(flag::ALLOCATED, false);
+            self.frames.put_page(mfn, perf);
+        }
+        self.frames.put_page(mfn, perf);
+        Ok(match self.frames.get(mfn) {
+            Some(f) if f.owner() == Owner::Free => Removed::Freed,
+            _ => {
+                self.loose_waiting = self.loose_waiting.saturating_add(1);
+                Removed::StillReferenced
+            }
+        })
+    }
+
+    /// Takes a loose frame back for the pool: clears its mark and returns the domain it had
+    /// been given to. `None` if the frame is not loose (in use, or back already).
+    pub fn take_loose(&mut self, mfn: Mfn) -> Option<DomainId> {
+        let f = self.frames.get_mut(mfn)?;
+        if !f.loose() {
+            return None;
+        }
+        let id = f.given;
+        f.given = hypercall_abi::xen::DOMID_INVALID;
+        Some(id)
+    }
+
+    /// Clears the pool's mark on the free frames of `range`: a builder that failed gives them
+    /// back to the pool directly.
+    pub fn clear_given(&mut self, range: FrameRange) {
+        for m in range.start.0..range.end.0 {
+            let _ = self.take_loose(Mfn(m));
+        }
+    }
+
     /// A [`Pt`] for work done on behalf of `dom` outside a hypercall.
     fn pt_for<'a>(
         &'a mut self,
@@ -149,9 +219,10 @@ impl<'t> Mm<'t> {
             };
             f.owner = owner.to_bits();
             match owner {
-                Owner::Domain(_) => {
+                Owner::Domain(id) => {
                     f.count = 1;
                     f.flags = flag::ALLOCATED;
+                    f.given = id;
                 }
                 Owner::Io => {
                     f.count = 1;
@@ -254,6 +325,7 @@ impl<'t> Mm<'t> {
         let user = dom.vcpu.user_l4.take();
         let gdt = core::mem::take(&mut dom.vcpu.gdt_frames);
         let vcpu_info = dom.vcpu.vcpu_info.take();
+        let evtchn_frames = core::mem::take(&mut dom.evtchn_frames);
         dom.vcpu.gdt_ents = 0;
         (dom.vcpu.ldt_base, dom.vcpu.ldt_ents) = (0, 0);
         let max = self.frames.max_ram_page();
@@ -274,6 +346,11 @@ impl<'t> Mm<'t> {
             // reference.
             if let Some((v, _)) = vcpu_info {
                 pt.put_page_and_type(v);
+            }
+            // `evtchn_fifo_destroy`: each FIFO control block and event array page holds a
+            // general and a writable type reference (`map_guest_page`).
+            for f in evtchn_frames {
+                pt.put_page_and_type(f);
             }
             // `relinquish_memory`: pins first (they may hold whole trees), then the rest.
             for m in 0..max {

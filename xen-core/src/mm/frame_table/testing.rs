@@ -58,6 +58,8 @@ pub(crate) struct World {
     pub dom: Domain,
     pub info: MachineInfo,
     pub built: BuiltDomain,
+    /// The free pool: what the builder left of the machine.
+    pub pool: BootFrameAllocator,
 }
 
 pub(crate) fn fresh_domain(id: u16, privileged: bool, shared_info: Mfn) -> Domain {
@@ -123,6 +125,7 @@ impl World {
             dom,
             info,
             built,
+            pool: frames,
         };
         w.check();
         w
@@ -175,13 +178,14 @@ impl World {
         let mut ctx = Ctx {
             m: &mut self.m,
             info: &self.info,
+            pool: &mut self.pool,
             dom: &mut self.dom,
             events: &mut events,
             grants: &mut grants,
             others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
-            fx: Default::default(),
+            fx: &mut Default::default(),
         };
         let r = f(&mut ctx);
         crate::hypercall::testing::settle(&mut ctx);
@@ -277,6 +281,8 @@ pub(crate) struct Two {
     pub m: FakeMachine,
     pub doms: [Domain; 2],
     pub info: MachineInfo,
+    /// The free pool (empty unless a test fills it).
+    pub pool: BootFrameAllocator,
 }
 
 /// First frame of domain `d`.
@@ -340,6 +346,7 @@ impl Two {
             info: MachineInfo {
                 max_ram_page: SMALL_FRAMES,
             },
+            pool: BootFrameAllocator::empty(),
         };
         t.check();
         t
@@ -376,13 +383,14 @@ impl Two {
         let mut ctx = Ctx {
             m: &mut self.m,
             info: &self.info,
+            pool: &mut self.pool,
             dom: &mut self.doms[d],
             events: &mut events,
             grants: &mut grants,
             others: crate::domain::set::Others::none(),
             regs: &mut regs,
             in_multicall: false,
-            fx: Default::default(),
+            fx: &mut Default::default(),
         };
         let r = f(&mut ctx);
         crate::hypercall::testing::settle(&mut ctx);

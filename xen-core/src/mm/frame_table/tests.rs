@@ -730,7 +730,7 @@ fn relinquishing_every_domain_returns_every_count_to_zero() {
         match mfn.0 {
             0..4 => assert_eq!((f.count(), f.type_count()), (1, 1), "I/O {mfn:?}"),
             4..6 => assert_eq!((f.owner(), f.count()), (Owner::Xen, 0)),
-            _ => assert_eq!(*f, super::FrameInfo::FREE, "{mfn:?}"),
+            _ => assert_eq!(f.without_given(), super::FrameInfo::FREE, "{mfn:?}"),
         }
     }
 }
@@ -765,7 +765,12 @@ fn install_gdt_and_ldt(t: &mut Two) {
 /// Every frame of domain 1 is free again, and the frame table agrees with what is left.
 fn domain1_is_gone(t: &Two, others: &[&crate::domain::Domain]) {
     for m in (d1(0)..d1(DOM_FRAMES)).chain([7]) {
-        assert_eq!(t.frame(m), super::FrameInfo::FREE, "{:?}", Mfn(m));
+        assert_eq!(
+            t.frame(m).without_given(),
+            super::FrameInfo::FREE,
+            "{:?}",
+            Mfn(m)
+        );
     }
     super::audit::audit(t.mm(), &t.m.mem, others).unwrap();
 }
@@ -891,5 +896,128 @@ fn register_vcpu_info_moves_vcpu_info_and_holds_its_frame_until_teardown() {
     let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
     assert_eq!(t.doms[1].vcpu.vcpu_info, None);
+    domain1_is_gone(&t, &[&t.doms[0]]);
+}
+
+/// `EVTCHNOP_init_control` and `EVTCHNOP_expand_array` through the handler (`map_guest_page`):
+/// the frame must be the domain's and take a writable type (-EINVAL otherwise, as for a frame
+/// beyond RAM), after Xen's vCPU (-ENOENT) and offset (-EINVAL) checks; each accepted frame
+/// holds a general and a writable type reference (the audit counts them) until
+/// `EVTCHNOP_reset` goes back to 2-level, and a domain torn down with FIFO frames gives every
+/// frame back.
+#[test]
+fn fifo_event_channel_frames_are_checked_held_and_released() {
+    use hypercall_abi::event_channel::*;
+    const EINVAL: i64 = -22;
+    let mut t = Two::new();
+    let arg = page_va(12);
+    let l4 = t.doms[1].l4.0;
+    let (block, array) = (d1(13), d1(14));
+    let before = (t.frame(block), t.frame(array));
+    t.ctx(1, |ctx| {
+        let init = |ctx: &mut crate::ctx::Ctx<'_, crate::hypercall::testing::FakeMachine>,
+                    gfn: u64,
+                    offset: u32,
+                    vcpu: u32| {
+            let a = EvtchnInitControl {
+                control_gfn: gfn,
+                offset,
+                vcpu,
+                ..Default::default()
+            };
+            crate::guest_access::copy_to_guest(
+                &mut ctx.guest(),
+                crate::guest_access::GuestPtr::new(arg),
+                &a,
+            )
+            .unwrap();
+            let rc = crate::hypercall::testing::call(
+                ctx,
+                __HYPERVISOR_event_channel_op.into(),
+                [EVTCHNOP_init_control.into(), arg, 0, 0, 0],
+            );
+            let back: EvtchnInitControl = crate::guest_access::copy_from_guest(
+                &ctx.guest(),
+                crate::guest_access::GuestPtr::new(arg),
+            )
+            .unwrap();
+            (rc, back.link_bits)
+        };
+        let expand = |ctx: &mut crate::ctx::Ctx<'_, crate::hypercall::testing::FakeMachine>,
+                      gfn: u64| {
+            crate::guest_access::copy_to_guest(
+                &mut ctx.guest(),
+                crate::guest_access::GuestPtr::new(arg),
+                &EvtchnExpandArray { array_gfn: gfn },
+            )
+            .unwrap();
+            crate::hypercall::testing::call(
+                ctx,
+                __HYPERVISOR_event_channel_op.into(),
+                [EVTCHNOP_expand_array.into(), arg, 0, 0, 0],
+            )
+        };
+        assert_eq!(expand(ctx, array), -95, "EOPNOTSUPP before init_control");
+        assert_eq!(init(ctx, block, 0, 1), (-2, 0), "no vCPU 1");
+        assert_eq!(init(ctx, block, 4, 0).0, EINVAL, "unaligned");
+        assert_eq!(init(ctx, block, 4096 - 64, 0).0, EINVAL, "crosses the page");
+        assert_eq!(init(ctx, 1 << 40, 0, 0).0, EINVAL, "beyond RAM");
+        assert_eq!(init(ctx, base(0) + 13, 0, 0).0, EINVAL, "dom0's frame");
+        assert_eq!(init(ctx, l4, 0, 0).0, EINVAL, "its own L4");
+        assert!(ctx.events.fifo().is_none() && ctx.dom.evtchn_frames.is_empty());
+        assert_eq!(init(ctx, block, 0x40, 0), (0, 17), "link_bits written back");
+        assert!(ctx.events.fifo().is_some());
+        assert_eq!(init(ctx, block, 0x40, 0).0, EINVAL, "twice");
+        assert_eq!(expand(ctx, l4), EINVAL, "a page table as event array");
+        assert_eq!(expand(ctx, array), 0);
+        assert_eq!(ctx.dom.evtchn_frames.len(), 2);
+    });
+    for (m, b) in [(block, before.0), (array, before.1)] {
+        let f = t.frame(m);
+        assert_eq!(
+            (f.page_type(), f.type_count(), f.count()),
+            (PageType::Writable, b.type_count() + 1, b.count() + 1)
+        );
+    }
+    t.check();
+    // Back to 2-level: the references go.
+    t.ctx(1, |ctx| {
+        crate::guest_access::copy_to_guest(
+            &mut ctx.guest(),
+            crate::guest_access::GuestPtr::new(arg),
+            &EvtchnReset { dom: DOMID_SELF },
+        )
+        .unwrap();
+        let rc = crate::hypercall::testing::call(
+            ctx,
+            __HYPERVISOR_event_channel_op.into(),
+            [EVTCHNOP_reset.into(), arg, 0, 0, 0],
+        );
+        assert_eq!(rc, 0);
+        assert!(ctx.dom.evtchn_frames.is_empty());
+    });
+    assert_eq!(t.frame(block).count(), before.0.count());
+    t.check();
+    // Held again, then torn down with the domain.
+    t.ctx(1, |ctx| {
+        let a = EvtchnInitControl {
+            control_gfn: block,
+            ..Default::default()
+        };
+        crate::guest_access::copy_to_guest(
+            &mut ctx.guest(),
+            crate::guest_access::GuestPtr::new(arg),
+            &a,
+        )
+        .unwrap();
+        let rc = crate::hypercall::testing::call(
+            ctx,
+            __HYPERVISOR_event_channel_op.into(),
+            [EVTCHNOP_init_control.into(), arg, 0, 0, 0],
+        );
+        assert_eq!(rc, 0);
+    });
+    let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
+    assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
