@@ -151,6 +151,8 @@ pub struct HostIf {
     pub gateway: Option<Ipv4Address>,
     /// Frames dropped because the receive queue was full.
     pub rx_dropped: u64,
+    /// When the stack must be polled again even without frames (see [`HostIf::due`]).
+    next_poll_ns: u64,
     /// Bytes echoed.
     pub echoed: u64,
     /// HTTP requests answered.
@@ -217,6 +219,7 @@ impl HostIf {
             addr,
             gateway,
             rx_dropped: 0,
+            next_poll_ns: 0,
             echoed: 0,
             pages: 0,
         }
@@ -235,6 +238,13 @@ impl HostIf {
     /// Whether frames wait for the stack.
     pub fn pending(&self) -> bool {
         !self.dev.rx.is_empty()
+    }
+
+    /// Whether [`HostIf::poll`] has anything to do at `now_ns`: frames wait, or a timer of
+    /// the stack (as the last poll left it) is due. dom0 forwards most frames for others:
+    /// polling its own stack for each of them would cost a smoltcp pass per frame.
+    pub fn due(&self, now_ns: u64) -> bool {
+        !self.dev.rx.is_empty() || now_ns >= self.next_poll_ns
     }
 
     /// Runs the stack and the services at `now_ns`; `page` writes the HTTP page's body. Returns
@@ -260,6 +270,7 @@ impl HostIf {
                 break;
             }
         }
+        self.next_poll_ns = self.deadline_ns(now_ns).unwrap_or(u64::MAX);
         (core::mem::take(&mut self.dev.tx), note)
     }
 
