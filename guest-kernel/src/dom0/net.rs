@@ -349,8 +349,8 @@ impl Net {
                     route(bridge, host, vifs, None, now, NIC_PORT, frame);
                 });
             }
-            // dom0's stack, when it has frames or a timer due.
-            if let Some(mut host) = self.host.take_if(|h| h.due(now)) {
+            // dom0's stack.
+            if let Some(mut host) = self.host.take() {
                 let (echoed, pages, addr) = (host.echoed, host.pages, host.addr);
                 let (nic, bridge, vifs) = (&self.nic, &self.bridge, &self.vifs);
                 let (out, note) = host.poll(now, &mut |s| {

@@ -5,7 +5,9 @@
 //!
 //! - TCP port 7: echo (every byte back), the host <-> dom0 direct figure of `make bench`;
 //! - TCP port 80: an HTTP/1.1 page with dom0's address, uptime and the NIC's and bridge's
-//!   counters (one request per connection, `Connection: close`).
+//!   counters (one request per connection, `Connection: close`);
+//! - TCP ports 9 and 19: the bench's sink and source, as the domU has them
+//!   (`guest_kernel::netstack`), for the one-way host <-> dom0 direct figures.
 //!
 //! The "device" under smoltcp is two queues: frames the bridge delivers to this port, and frames
 //! the stack emits, which the bridge takes from [`HostIf::poll`]'s result.
