@@ -153,8 +153,6 @@ pub struct HostIf {
     pub gateway: Option<Ipv4Address>,
     /// Frames dropped because the receive queue was full.
     pub rx_dropped: u64,
-    /// When the stack must be polled again even without frames (see [`HostIf::due`]).
-    next_poll_ns: u64,
     /// Bytes echoed.
     pub echoed: u64,
     /// HTTP requests answered.
@@ -221,7 +219,6 @@ impl HostIf {
             addr,
             gateway,
             rx_dropped: 0,
-            next_poll_ns: 0,
             echoed: 0,
             pages: 0,
         }
@@ -242,13 +239,6 @@ impl HostIf {
         !self.dev.rx.is_empty()
     }
 
-    /// Whether [`HostIf::poll`] has anything to do at `now_ns`: frames wait, or a timer of
-    /// the stack (as the last poll left it) is due. dom0 forwards most frames for others:
-    /// polling its own stack for each of them would cost a smoltcp pass per frame.
-    pub fn due(&self, now_ns: u64) -> bool {
-        !self.dev.rx.is_empty() || now_ns >= self.next_poll_ns
-    }
-
     /// Runs the stack and the services at `now_ns`; `page` writes the HTTP page's body. Returns
     /// the frames the stack sent (for the bridge) and, the first time an address is configured,
     /// a line saying so.
@@ -264,15 +254,12 @@ impl HostIf {
             if let Some(h) = self.dhcp {
                 note = note.or(self.dhcp_event(h));
             }
-            let moved = self.serve_echo()
-                | self.serve_sink()
-                | self.serve_source()
-                | self.serve_http(page);
+            let moved =
+                self.serve_echo() | self.serve_sink() | self.serve_source() | self.serve_http(page);
             if !moved && self.dev.rx.is_empty() {
                 break;
             }
         }
-        self.next_poll_ns = self.deadline_ns(now_ns).unwrap_or(u64::MAX);
         (core::mem::take(&mut self.dev.tx), note)
     }
 

@@ -562,7 +562,9 @@ fn hv_counters(run: &mut xtests::Running) -> Option<HvCounters> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = run.log();
-    let sched = log.iter().rposition(|l| l.contains("scheduler: weighted"))?;
+    let sched = log
+        .iter()
+        .rposition(|l| l.contains("scheduler: weighted"))?;
     let mut c = HvCounters {
         idle_ns: number_after(&log[sched], "idle ")?,
         ..HvCounters::default()
@@ -740,7 +742,10 @@ fn print_network() -> bool {
         println!("  {}", l.trim());
     }
     if let (Some(x), true) = (front_notif, packets > 0.0) {
-        println!("  netfront notifications sent per packet: {:.3}", x / packets);
+        println!(
+            "  netfront notifications sent per packet: {:.3}",
+            x / packets
+        );
     }
     // Where the time goes: the hypervisor's accounting per phase.
     let [h0, h1, h2] = n.hv;
