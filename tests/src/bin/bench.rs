@@ -289,10 +289,65 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
     }
 }
 
+/// The block section's tables (dom0 direct next to the domU, then the split driver's counters).
+fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
+    match blk {
+        Some([dev, front, back]) => {
+            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
+            };
+            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
+            println!("|---|---|---|");
+            for (name, key) in [
+                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
+                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
+                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
+            ] {
+                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
+            }
+            println!();
+            println!("| split-driver counter (whole blk-bench run) | value |");
+            println!("|---|---|");
+            println!("| requests | {} |", get(front, "requests"));
+            println!(
+                "| front end: notifications sent per request | {} |",
+                get(front, "notifications_per_request")
+            );
+            println!(
+                "| front end: waits for an event per request | {} |",
+                get(front, "waits_per_request")
+            );
+            println!(
+                "| back end: events received per request | {} |",
+                get(back, "events_per_request")
+            );
+            println!(
+                "| back end: notifications sent per request | {} |",
+                get(back, "notifications_per_request")
+            );
+            println!(
+                "| back end: grant-copy hypercalls | {} |",
+                get(back, "grant_copy_hypercalls")
+            );
+        }
+        None => println!("(no block figures: the run failed)"),
+    }
+}
+
 fn main() -> ExitCode {
     // `bench --net`: the network section alone (`make bench BENCH_ARGS=--net`).
     if std::env::args().any(|a| a == "--net") {
         return if print_network() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    // `bench --blk`: the block section alone (`make bench BENCH_ARGS=--blk`).
+    if std::env::args().any(|a| a == "--blk") {
+        let blk = block();
+        print_block(&blk);
+        return if blk.is_some() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -442,47 +497,7 @@ fn main() -> ExitCode {
         accel.name()
     );
     println!();
-    match &blk {
-        Some([dev, front, back]) => {
-            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
-                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
-            };
-            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
-            println!("|---|---|---|");
-            for (name, key) in [
-                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
-                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
-                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
-            ] {
-                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
-            }
-            println!();
-            println!("| split-driver counter (whole blk-bench run) | value |");
-            println!("|---|---|");
-            println!("| requests | {} |", get(front, "requests"));
-            println!(
-                "| front end: notifications sent per request | {} |",
-                get(front, "notifications_per_request")
-            );
-            println!(
-                "| front end: waits for an event per request | {} |",
-                get(front, "waits_per_request")
-            );
-            println!(
-                "| back end: events received per request | {} |",
-                get(back, "events_per_request")
-            );
-            println!(
-                "| back end: notifications sent per request | {} |",
-                get(back, "notifications_per_request")
-            );
-            println!(
-                "| back end: grant-copy hypercalls | {} |",
-                get(back, "grant_copy_hypercalls")
-            );
-        }
-        None => println!("(no block figures: the run failed)"),
-    }
+    print_block(&blk);
     let net = print_network();
     if net
         && domains.is_some()
