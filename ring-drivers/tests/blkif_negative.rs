@@ -413,3 +413,77 @@ fn front_end_refuses_a_response_it_never_asked_for() {
     });
     assert!(matches!(err, Err(BlkFrontError::UnknownResponse(_))));
 }
+
+#[test]
+fn a_bad_grant_in_a_batch_fails_only_its_own_request() {
+    let mut r = rig(false);
+    let mut view = &*r.page;
+    // Five one-page writes in one batch; the third names a grant that does not exist.
+    for i in 0..5u64 {
+        let mut w = r.write_req(i * 8, 1);
+        w.id = 100 + i;
+        w.seg[0] = r.seg(i as usize, 0, 7);
+        if i == 2 {
+            w.seg[0].gref = 4000;
+        }
+        r.ring.push_request(&mut view, &w);
+    }
+    r.ring.push_requests(&mut view);
+    assert_eq!(r.back.serve().unwrap().requests, 5);
+    let stats = r.back.stats();
+    // One copy-in for the batch, one disk batch of the four good writes.
+    assert_eq!((stats.copy_batches, stats.batches), (1, 1));
+    assert_eq!((stats.batched_requests, stats.max_batch), (4, 4));
+    let mut statuses = Vec::new();
+    while let Some(rsp) = r.ring.get_response(&view).unwrap() {
+        statuses.push((rsp.id, rsp.status));
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            (100, BLKIF_RSP_OKAY),
+            (101, BLKIF_RSP_OKAY),
+            (102, BLKIF_RSP_ERROR),
+            (103, BLKIF_RSP_OKAY),
+            (104, BLKIF_RSP_OKAY)
+        ]
+    );
+    let disk = r.back.disk().bytes();
+    for i in 0..5usize {
+        let want: Vec<u8> = if i == 2 {
+            r.original[i * 4096..(i + 1) * 4096].to_vec()
+        } else {
+            vec![0xa0 + i as u8; 4096]
+        };
+        assert!(disk[i * 4096..(i + 1) * 4096] == want[..], "page {i}");
+    }
+}
+
+#[test]
+fn a_flush_waits_for_the_writes_before_it() {
+    // Write, flush, write in one pass: the flush ends the first batch and is done alone, so the
+    // second write is a batch of its own (the disk sees write, flush, write in that order).
+    let mut r = rig(false);
+    let mut view = &*r.page;
+    let w1 = r.write_req(0, 1);
+    let flush = BlkifRequest {
+        operation: BLKIF_OP_FLUSH_DISKCACHE,
+        id: 9,
+        ..Default::default()
+    };
+    let w2 = r.write_req(64, 2);
+    for q in [&w1, &flush, &w2] {
+        r.ring.push_request(&mut view, q);
+    }
+    r.ring.push_requests(&mut view);
+    assert_eq!(r.back.serve().unwrap().requests, 3);
+    let stats = r.back.stats();
+    assert_eq!((stats.batches, stats.batched_requests), (2, 2));
+    let mut n = 0;
+    while let Some(rsp) = r.ring.get_response(&view).unwrap() {
+        assert_eq!(rsp.status, BLKIF_RSP_OKAY);
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}

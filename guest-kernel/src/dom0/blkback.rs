@@ -37,8 +37,8 @@ use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
 use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
-    BackStats, BackendInfo, BlkBack, Disk, DiskError, FrontendTransport, GrantIo, GrantIoError,
-    GrantSegment, RamDisk,
+    BackStats, BackendInfo, BlkBack, Disk, DiskError, DiskIo, FrontendTransport, GrantIo,
+    GrantIoError, GrantSegment, GrantXfer, RamDisk,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
@@ -138,6 +138,13 @@ impl Disk for SharedDisk {
         })
     }
 
+    fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+        Self::with(|b| match b {
+            Backing::Virtio(d) => d.transfer(ios),
+            Backing::Ram(r) => r.transfer(ios),
+        })
+    }
+
     fn read_only(&self) -> bool {
         Self::with(|b| match b {
             Backing::Virtio(d) => d.readonly(),
@@ -161,6 +168,11 @@ impl GntCopy {
     fn build(&mut self, domid: u16, segs: &[GrantSegment], va: u64, to_grant: bool) {
         self.ops.clear();
         self.grefs.clear();
+        self.append(domid, segs, va, to_grant);
+    }
+
+    /// Appends the ops for `segs` against the local buffer at `va` to the list.
+    fn append(&mut self, domid: u16, segs: &[GrantSegment], va: u64, to_grant: bool) {
         let mut pos = 0u64;
         for s in segs {
             let mut done = 0u16;
@@ -235,6 +247,47 @@ fn fits(segs: &[GrantSegment], len: usize) -> Result<(), GrantIoError> {
 }
 
 impl GrantIo for GntCopy {
+    fn copy_batch(&mut self, domid: u16, batch: &mut [GrantXfer<'_>]) {
+        // Every item's ops in one list, one hypercall; each item then takes its own ops' status.
+        self.ops.clear();
+        self.grefs.clear();
+        let mut ends = Vec::with_capacity(batch.len());
+        for x in batch.iter_mut() {
+            if let Err(e) = fits(x.segs, x.buf.len()) {
+                x.result = Err(e);
+                ends.push(self.ops.len());
+                continue;
+            }
+            x.result = Ok(());
+            self.append(domid, x.segs, x.buf.as_mut_ptr() as u64, x.to_grant);
+            ends.push(self.ops.len());
+        }
+        if self.ops.is_empty() {
+            return;
+        }
+        self.hypercalls += 1;
+        let rc = hc::grant_table_op(&mut self.ops);
+        let mut start = 0;
+        for (x, &end) in batch.iter_mut().zip(&ends) {
+            if x.result.is_ok() {
+                let failed = if rc != 0 {
+                    Some((start, hypercall_abi::grant_table::GNTST_general_error))
+                } else {
+                    (start..end)
+                        .find(|&i| self.ops[i].status != 0)
+                        .map(|i| (i, self.ops[i].status))
+                };
+                if let Some((i, status)) = failed {
+                    x.result = Err(GrantIoError {
+                        gref: self.grefs.get(i).copied().unwrap_or(0),
+                        status,
+                    });
+                }
+            }
+            start = end;
+        }
+    }
+
     fn copy_from_grants(
         &mut self,
         domid: u16,
@@ -592,7 +645,7 @@ impl Service for Blkback {
 fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
     let per = |n: u64| per_request(n, s.requests);
     println!(
-        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls}",
+        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls} grant_copy_hypercalls_per_request={} disk_batches={} requests_per_disk_batch={} max_disk_batch={}",
         s.requests,
         s.errors,
         s.sectors_read,
@@ -601,6 +654,10 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
         s.notifications_sent,
         per(s.events_received),
         per(s.notifications_sent),
+        per(copy_hypercalls),
+        s.batches,
+        per_request(s.batched_requests, s.batches),
+        s.max_batch,
     );
 }
 

@@ -58,6 +58,45 @@ pub trait GrantIo {
         segs: &[GrantSegment],
         data: &[u8],
     ) -> Result<(), GrantIoError>;
+
+    /// Performs every copy of `batch` (each to or from its own buffer), storing each one's
+    /// result in it: a failing copy fails only its own item. The kernel does the whole batch in
+    /// one `GNTTABOP_copy` hypercall; the default copies item by item.
+    fn copy_batch(&mut self, domid: u16, batch: &mut [GrantXfer<'_>]) {
+        for x in batch.iter_mut() {
+            x.result = if x.to_grant {
+                self.copy_to_grants(domid, x.segs, x.buf)
+            } else {
+                self.copy_from_grants(domid, x.segs, x.buf)
+            };
+        }
+    }
+}
+
+/// One request's grant copy in a [`GrantIo::copy_batch`].
+#[derive(Debug)]
+pub struct GrantXfer<'a> {
+    /// The request's segments.
+    pub segs: &'a [GrantSegment],
+    /// Its local buffer (the segments' total length).
+    pub buf: &'a mut [u8],
+    /// `true`: `buf` → grants (a read's data); `false`: grants → `buf` (a write's).
+    pub to_grant: bool,
+    /// What happened (set by `copy_batch`).
+    pub result: Result<(), GrantIoError>,
+}
+
+/// One transfer of a batch handed to [`Disk::transfer`].
+#[derive(Debug)]
+pub struct DiskIo<'a> {
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Write `buf` (else read into it).
+    pub write: bool,
+    /// Whole sectors.
+    pub buf: &'a mut [u8],
+    /// What happened (set by `transfer`).
+    pub result: Result<(), DiskError>,
 }
 
 /// A disk operation failed.
@@ -79,6 +118,18 @@ pub trait Disk {
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError>;
     /// Makes earlier writes durable (`BLKIF_OP_FLUSH_DISKCACHE`).
     fn flush(&mut self) -> Result<(), DiskError>;
+    /// Performs every transfer of `ios`, storing each one's result in it. They are independent
+    /// (the back end never puts a flush or discard in a batch), so a device may have them all in
+    /// flight at once and complete them in any order; the default does them one by one.
+    fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+        for io in ios.iter_mut() {
+            io.result = if io.write {
+                self.write(io.sector, io.buf)
+            } else {
+                self.read(io.sector, io.buf)
+            };
+        }
+    }
     /// Discards `count` sectors starting at `sector` (`BLKIF_OP_DISCARD`); only called when
     /// [`Disk::supports_discard`] says so.
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
@@ -341,6 +392,14 @@ pub struct BackStats {
     pub sectors_read: u64,
     /// Sectors written to the disk.
     pub sectors_written: u64,
+    /// Batches of reads and writes handed to the disk at once ([`Disk::transfer`] calls).
+    pub batches: u64,
+    /// Requests in those batches (divided by `batches`: requests in flight at the disk).
+    pub batched_requests: u64,
+    /// Largest batch.
+    pub max_batch: u64,
+    /// [`GrantIo::copy_batch`] calls (one `GNTTABOP_copy` hypercall each in the kernel).
+    pub copy_batches: u64,
 }
 
 /// What one [`BlkBack::serve`] call did.
@@ -357,6 +416,21 @@ pub struct Served {
 /// cannot hold the back end's CPU forever.
 pub const SERVE_BUDGET: usize = 4 * BlkBackRing::SIZE as usize;
 
+/// Reads and writes handed to the disk at once: a whole ring's worth.
+pub const BATCH: usize = BlkBackRing::SIZE as usize;
+
+/// A validated read or write waiting in the current batch: its response fields, where it goes,
+/// and the index of its bounce buffer.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    id: u64,
+    operation: u8,
+    sector: u64,
+    segs: Segments,
+    write: bool,
+    status: Result<(), RequestError>,
+}
+
 /// A block back end serving one front end's ring from a [`Disk`].
 #[derive(Debug)]
 pub struct BlkBack<P, D, G, N> {
@@ -367,6 +441,9 @@ pub struct BlkBack<P, D, G, N> {
     grants: G,
     notify: N,
     bounce: Vec<u8>,
+    /// One bounce buffer of 11 pages per request of a batch.
+    bounces: Vec<Vec<u8>>,
+    batch: Vec<Pending>,
     stats: BackStats,
     last_error: Option<RequestError>,
 }
@@ -384,6 +461,8 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             grants,
             notify,
             bounce: vec![0; BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE],
+            bounces: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
             stats: BackStats::default(),
             last_error: None,
         })
@@ -395,29 +474,72 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         self.serve()
     }
 
-    /// Answers waiting requests (at most [`SERVE_BUDGET`]), publishing each response and
-    /// notifying the front end when its `rsp_event` asks for it; before returning with nothing
+    /// Answers waiting requests (at most [`SERVE_BUDGET`]). Reads and writes are gathered into
+    /// batches of up to [`BATCH`] (a ring's worth): every write's data comes in with one
+    /// [`GrantIo::copy_batch`], the disk gets the whole batch at once ([`Disk::transfer`]), every
+    /// read's data goes out with one more `copy_batch`, and the batch's responses are published
+    /// together, notifying the front end once if its `rsp_event` asks for it. A flush or discard
+    /// ends the batch before it (it must follow the writes the front end completed before it)
+    /// and is done alone; a refused request is answered at once. Before returning with nothing
     /// left it re-arms `req_event` (`RING_FINAL_CHECK_FOR_REQUESTS`), so the next request
     /// notifies. A producer overrun is returned now and on every later call: the ring is no
     /// longer served, and the integrator should report it and disconnect the device.
     pub fn serve(&mut self) -> Result<Served, RingError> {
         let mut served = 0;
         loop {
-            while let Some(req) = self.ring.get_request(&self.page)? {
-                let rsp = self.handle(&req);
-                self.ring.push_response(&mut self.page, &rsp);
-                if self.ring.push_responses_and_check_notify(&mut self.page) {
-                    self.notify.notify();
-                    self.stats.notifications_sent += 1;
+            while served + self.batch.len() < SERVE_BUDGET {
+                let Some(req) = self.ring.get_request(&self.page)? else {
+                    break;
+                };
+                match parse_request(&req, &DeviceLimits::of(&self.disk)) {
+                    Ok(BlkOp::Read { sector, segs }) => self.batch.push(Pending {
+                        id: req.id,
+                        operation: req.operation,
+                        sector,
+                        segs,
+                        write: false,
+                        status: Ok(()),
+                    }),
+                    Ok(BlkOp::Write {
+                        sector,
+                        segs,
+                        preflush: false,
+                    }) => self.batch.push(Pending {
+                        id: req.id,
+                        operation: req.operation,
+                        sector,
+                        segs,
+                        write: true,
+                        status: Ok(()),
+                    }),
+                    Ok(_) => {
+                        // A flush, discard or pre-flushed write: after everything before it.
+                        served += self.run_batch();
+                        let rsp = self.handle(&req);
+                        self.ring.push_response(&mut self.page, &rsp);
+                        served += 1;
+                    }
+                    Err(e) => {
+                        let rsp = self.answer(&req, Err(e));
+                        self.ring.push_response(&mut self.page, &rsp);
+                        served += 1;
+                    }
                 }
-                served += 1;
-                if served >= SERVE_BUDGET {
-                    let more = self.ring.unconsumed_requests(&self.page)? > 0;
-                    return Ok(Served {
-                        requests: served,
-                        more,
-                    });
+                if self.batch.len() >= BATCH {
+                    served += self.run_batch();
                 }
+            }
+            served += self.run_batch();
+            if self.ring.push_responses_and_check_notify(&mut self.page) {
+                self.notify.notify();
+                self.stats.notifications_sent += 1;
+            }
+            if served >= SERVE_BUDGET {
+                let more = self.ring.unconsumed_requests(&self.page)? > 0;
+                return Ok(Served {
+                    requests: served,
+                    more,
+                });
             }
             if !self.ring.final_check_for_requests(&mut self.page)? {
                 return Ok(Served {
@@ -428,11 +550,106 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         }
     }
 
-    /// Validates and performs one request (already copied out of the ring); returns its
-    /// response. Nothing is written to the disk unless the whole request is valid and every
-    /// segment was copied in.
-    pub fn handle(&mut self, req: &BlkifRequest) -> BlkifResponse {
-        let status = match self.perform(req) {
+    /// Performs the gathered reads and writes (see [`BlkBack::serve`]) and pushes (does not
+    /// publish) their responses; returns how many. A write whose data could not be copied in
+    /// is not written; a read whose disk transfer failed is not copied out.
+    fn run_batch(&mut self) -> usize {
+        let n = self.batch.len();
+        if n == 0 {
+            return 0;
+        }
+        while self.bounces.len() < n {
+            self.bounces
+                .push(vec![0; BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE]);
+        }
+        // The writes' data, all in one batch of copies.
+        self.grant_pass(true);
+        // The disk: every request still good, at once.
+        {
+            let mut ios: Vec<DiskIo<'_>> = Vec::with_capacity(n);
+            let mut index = Vec::with_capacity(n);
+            for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
+                if p.status.is_ok() {
+                    index.push(i);
+                    ios.push(DiskIo {
+                        sector: p.sector,
+                        write: p.write,
+                        buf: &mut b[..p.segs.bytes()],
+                        result: Ok(()),
+                    });
+                }
+            }
+            if !ios.is_empty() {
+                self.disk.transfer(&mut ios);
+                self.stats.batches += 1;
+                self.stats.batched_requests += ios.len() as u64;
+                self.stats.max_batch = self.stats.max_batch.max(ios.len() as u64);
+            }
+            let results: Vec<_> = ios.iter().map(|io| io.result).collect();
+            drop(ios);
+            for (i, r) in index.into_iter().zip(results) {
+                if let Err(e) = r {
+                    self.batch[i].status = Err(RequestError::Disk(e));
+                }
+            }
+        }
+        // The reads' data, all in one batch of copies.
+        self.grant_pass(false);
+        let batch = core::mem::take(&mut self.batch);
+        for p in &batch {
+            if p.status.is_ok() {
+                if p.write {
+                    self.stats.sectors_written += p.segs.sectors();
+                } else {
+                    self.stats.sectors_read += p.segs.sectors();
+                }
+            }
+            let rsp = self.respond(p.id, p.operation, p.status);
+            self.ring.push_response(&mut self.page, &rsp);
+        }
+        self.batch = batch;
+        self.batch.clear();
+        n
+    }
+
+    /// One [`GrantIo::copy_batch`] for every good write of the batch (`writes`: their data
+    /// in) or every good read (their data out); a failed copy fails its request.
+    fn grant_pass(&mut self, writes: bool) {
+        let mut xfers: Vec<GrantXfer<'_>> = Vec::with_capacity(self.batch.len());
+        let mut index = Vec::with_capacity(self.batch.len());
+        for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
+            if p.write == writes && p.status.is_ok() {
+                index.push(i);
+                xfers.push(GrantXfer {
+                    segs: p.segs.as_slice(),
+                    buf: &mut b[..p.segs.bytes()],
+                    to_grant: !writes,
+                    result: Ok(()),
+                });
+            }
+        }
+        if xfers.is_empty() {
+            return;
+        }
+        self.grants.copy_batch(self.frontend, &mut xfers);
+        self.stats.copy_batches += 1;
+        let results: Vec<_> = xfers.iter().map(|x| x.result).collect();
+        drop(xfers);
+        for (i, r) in index.into_iter().zip(results) {
+            if let Err(e) = r {
+                self.batch[i].status = Err(RequestError::Grant(e));
+            }
+        }
+    }
+
+    /// Counts a request's outcome and builds its response.
+    fn respond(
+        &mut self,
+        id: u64,
+        operation: u8,
+        result: Result<(), RequestError>,
+    ) -> BlkifResponse {
+        let status = match result {
             Ok(()) => BLKIF_RSP_OKAY,
             Err(e) => {
                 self.last_error = Some(e);
@@ -442,11 +659,23 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         };
         self.stats.requests += 1;
         BlkifResponse {
-            id: req.id,
-            operation: req.operation,
+            id,
+            operation,
             status,
             ..Default::default()
         }
+    }
+
+    fn answer(&mut self, req: &BlkifRequest, result: Result<(), RequestError>) -> BlkifResponse {
+        self.respond(req.id, req.operation, result)
+    }
+
+    /// Validates and performs one request (already copied out of the ring); returns its
+    /// response. Nothing is written to the disk unless the whole request is valid and every
+    /// segment was copied in.
+    pub fn handle(&mut self, req: &BlkifRequest) -> BlkifResponse {
+        let r = self.perform(req);
+        self.answer(req, r)
     }
 
     fn perform(&mut self, req: &BlkifRequest) -> Result<(), RequestError> {

@@ -72,6 +72,11 @@ pub struct FrontStats {
     pub notifications_sent: u64,
     /// Times the front end waited for an event (`wait_event` calls).
     pub waits: u64,
+    /// Sum over requests sent of the requests in flight just after sending it (divided by
+    /// `requests`: the mean depth the back end saw).
+    pub in_flight_sum: u64,
+    /// Most requests in flight at once.
+    pub max_in_flight: u64,
 }
 
 /// A request in flight.
@@ -279,12 +284,19 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         });
         self.ring
             .push_request_bytes(&mut self.page, &req[..bytes.len()]);
-        self.stats.requests += 1;
+        self.count_sent();
         self.publish();
         while self.inflight.iter().any(Option::is_some) {
             self.wait_some(&mut wait_event, &mut None, &mut first_error)?;
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn count_sent(&mut self) {
+        let n = self.inflight.iter().filter(|f| f.is_some()).count() as u64;
+        self.stats.requests += 1;
+        self.stats.in_flight_sum += n;
+        self.stats.max_in_flight = self.stats.max_in_flight.max(n);
     }
 
     fn publish(&mut self) {
@@ -358,7 +370,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                     len: chunk,
                 });
                 self.ring.push_request(&mut self.page, &req);
-                self.stats.requests += 1;
+                self.count_sent();
                 next += chunk;
                 pushed = true;
             }

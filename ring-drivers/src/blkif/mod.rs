@@ -35,8 +35,8 @@ mod selftest;
 mod xenstore;
 
 pub use back::{
-    parse_request, BackStats, BlkBack, BlkOp, DeviceLimits, Disk, DiskError, GrantIo, GrantIoError,
-    GrantSegment, RequestError, Segments, Served, SERVE_BUDGET,
+    parse_request, BackStats, BlkBack, BlkOp, DeviceLimits, Disk, DiskError, DiskIo, GrantIo,
+    GrantIoError, GrantSegment, GrantXfer, RequestError, Segments, Served, BATCH, SERVE_BUDGET,
 };
 pub use front::{BlkFront, BlkFrontError, FrontStats, GrantPages};
 pub use ram_disk::RamDisk;

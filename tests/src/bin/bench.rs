@@ -16,9 +16,10 @@
 //!
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
-//!   and then a domU does the same through blkfront/blkback (`blk-bench`: 256 KiB calls, split
-//!   into 11-page requests, several in flight), on a fresh 32 MiB image; with the event
-//!   notifications per request on both sides (BlkFront and BlkBack counters).
+//!   and then a domU does the same through blkfront/blkback (`blk-bench`: 1 MiB calls, split
+//!   into 11-page requests, up to 16 in flight), on a fresh 32 MiB image; with the event
+//!   notifications per request on both sides, requests in flight and grant-copy hypercalls per
+//!   request (BlkFront and BlkBack counters). `--blk` runs this section alone.
 //!
 //! - Network (ours only): dom0 with its virtio-net NIC and one domU; the host's TCP echo of
 //!   64 MiB (every byte checked) and 1-byte round trips to dom0 directly and to the domU through
@@ -326,8 +327,19 @@ fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
                 get(back, "notifications_per_request")
             );
             println!(
-                "| back end: grant-copy hypercalls | {} |",
-                get(back, "grant_copy_hypercalls")
+                "| front end: requests in flight when one is sent, mean / max | {} / {} |",
+                get(front, "mean_in_flight"),
+                get(front, "max_in_flight")
+            );
+            println!(
+                "| back end: requests per disk batch (in flight at the device), mean / max | {} / {} |",
+                get(back, "requests_per_disk_batch"),
+                get(back, "max_disk_batch")
+            );
+            println!(
+                "| back end: grant-copy hypercalls (per request) | {} ({}) |",
+                get(back, "grant_copy_hypercalls"),
+                get(back, "grant_copy_hypercalls_per_request")
             );
         }
         None => println!("(no block figures: the run failed)"),
