@@ -6,14 +6,16 @@ use alloc::vec::Vec;
 
 use hypercall_abi::grant_table::GrantRef;
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse,
-    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT,
+    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse,
+    BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT,
     BLKIF_OP_READ, BLKIF_OP_RESERVED_1, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER,
     BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::{BackendInfo, BlkBackRing, Notify, SECTORS_PER_PAGE, SECTOR_SIZE};
+use super::{
+    BackendInfo, BlkBackRing, Notify, SECTORS_PER_PAGE, SECTOR_SIZE,
+};
 use crate::byte_ring::RingError;
 use crate::shared_page::{SharedPage, PAGE_SIZE};
 
@@ -178,6 +180,11 @@ pub enum RequestError {
     },
     /// A write (or discard) to a read-only device.
     ReadOnly,
+    /// A `BLKIF_OP_INDIRECT` whose `indirect_op` is not a read or a write.
+    IndirectOperation(u8),
+    /// A `BLKIF_OP_INDIRECT` with 0 segments or more than the back end published in
+    /// `feature-max-indirect-segments`.
+    IndirectSegmentCount(u16),
     /// Copying from or to a granted page failed (bad grant reference, wrong domain...).
     Grant(GrantIoError),
     /// The disk failed.
@@ -207,6 +214,8 @@ pub struct DeviceLimits {
     pub flush: bool,
     /// `feature-discard`.
     pub discard: bool,
+    /// `feature-max-indirect-segments` (0: `BLKIF_OP_INDIRECT` not offered).
+    pub max_indirect_segments: u16,
 }
 
 impl DeviceLimits {
@@ -217,6 +226,7 @@ impl DeviceLimits {
             read_only: disk.read_only(),
             flush: disk.supports_flush(),
             discard: disk.supports_discard(),
+            max_indirect_segments: 0,
         }
     }
 
@@ -231,7 +241,7 @@ impl DeviceLimits {
 /// The validated segments of a request, as byte ranges of granted frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segments {
-    segs: [GrantSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    segs: [GrantSegment; MAX_INDIRECT_SEGMENTS],
     len: usize,
     sectors: u64,
 }
@@ -256,12 +266,18 @@ impl Segments {
         if nr == 0 || usize::from(nr) > BLKIF_MAX_SEGMENTS_PER_REQUEST {
             return Err(RequestError::SegmentCount(nr));
         }
+        Self::parse_list(&seg[..usize::from(nr)])
+    }
+
+    /// Checks every segment of `seg` (1..=[`MAX_INDIRECT_SEGMENTS`] of them).
+    fn parse_list(seg: &[BlkifRequestSegment]) -> Result<Segments, RequestError> {
+        debug_assert!(!seg.is_empty() && seg.len() <= MAX_INDIRECT_SEGMENTS);
         let mut out = Segments {
-            segs: [GrantSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST],
-            len: usize::from(nr),
+            segs: [GrantSegment::default(); MAX_INDIRECT_SEGMENTS],
+            len: seg.len(),
             sectors: 0,
         };
-        for (i, s) in seg[..usize::from(nr)].iter().enumerate() {
+        for (i, s) in seg.iter().enumerate() {
             if s.first_sect > s.last_sect || s.last_sect >= SECTORS_PER_PAGE {
                 return Err(RequestError::SegmentRange {
                     index: i as u8,
@@ -370,12 +386,79 @@ pub fn parse_request(req: &BlkifRequest, dev: &DeviceLimits) -> Result<BlkOp, Re
                 count: d.nr_sectors,
             })
         }
-        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_RESERVED_1 | BLKIF_OP_INDIRECT => {
+        BLKIF_OP_INDIRECT => {
+            // Its segments are in granted pages: `parse_indirect_header`, a grant copy of the
+            // pages, then `parse_indirect_segments` ([`BlkBack`] does all three).
+            parse_indirect_header(req, dev)?;
             Err(RequestError::Unsupported(op))
         }
+        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_RESERVED_1 => Err(RequestError::Unsupported(op)),
         _ => Err(RequestError::UnknownOperation(op)),
     }
 }
+
+/// The first checks of a `BLKIF_OP_INDIRECT` request (the slot read as a
+/// `blkif_request_indirect`): the feature is offered (else `Unsupported`, as for a back end
+/// without it), `indirect_op` is a read or a write, `nr_segments` is 1..= the published maximum,
+/// a write is allowed. Returns the header and how many indirect pages hold its segments (each
+/// page holds 512).
+pub fn parse_indirect_header(
+    req: &BlkifRequest,
+    dev: &DeviceLimits,
+) -> Result<(BlkifRequestIndirect, usize), RequestError> {
+    if dev.max_indirect_segments == 0 {
+        return Err(RequestError::Unsupported(BLKIF_OP_INDIRECT));
+    }
+    let (ind, _) = BlkifRequestIndirect::read_from_prefix(req.as_bytes())
+        .expect("an indirect request is a prefix of a request");
+    if ind.indirect_op != BLKIF_OP_READ && ind.indirect_op != BLKIF_OP_WRITE {
+        return Err(RequestError::IndirectOperation(ind.indirect_op));
+    }
+    let nr = ind.nr_segments;
+    if nr == 0
+        || nr > dev.max_indirect_segments
+        || usize::from(nr) > MAX_INDIRECT_SEGMENTS
+        || usize::from(nr).div_ceil(SEGMENTS_PER_INDIRECT_PAGE)
+            > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST
+    {
+        return Err(RequestError::IndirectSegmentCount(nr));
+    }
+    if ind.indirect_op == BLKIF_OP_WRITE && dev.read_only {
+        return Err(RequestError::ReadOnly);
+    }
+    Ok((ind, usize::from(nr).div_ceil(SEGMENTS_PER_INDIRECT_PAGE)))
+}
+
+/// The rest of a `BLKIF_OP_INDIRECT`'s checks, once its segments were copied out of the
+/// indirect pages (`seg`, exactly `nr_segments` of them): each segment's sector range, then the
+/// disk range.
+pub fn parse_indirect_segments(
+    ind: &BlkifRequestIndirect,
+    seg: &[BlkifRequestSegment],
+    dev: &DeviceLimits,
+) -> Result<BlkOp, RequestError> {
+    if seg.len() != usize::from(ind.nr_segments) || seg.is_empty() || seg.len() > MAX_INDIRECT_SEGMENTS
+    {
+        return Err(RequestError::IndirectSegmentCount(ind.nr_segments));
+    }
+    let segs = Segments::parse_list(seg)?;
+    dev.check_range(ind.sector_number, segs.sectors)?;
+    Ok(if ind.indirect_op == BLKIF_OP_READ {
+        BlkOp::Read {
+            sector: ind.sector_number,
+            segs,
+        }
+    } else {
+        BlkOp::Write {
+            sector: ind.sector_number,
+            segs,
+            preflush: false,
+        }
+    })
+}
+
+/// Segment descriptors in one indirect page (`4096 / sizeof(blkif_request_segment)`).
+pub const SEGMENTS_PER_INDIRECT_PAGE: usize = PAGE_SIZE / core::mem::size_of::<BlkifRequestSegment>();
 
 /// Counters of a back end (for the bench: notifications per request).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -400,6 +483,8 @@ pub struct BackStats {
     pub max_batch: u64,
     /// [`GrantIo::copy_batch`] calls (one `GNTTABOP_copy` hypercall each in the kernel).
     pub copy_batches: u64,
+    /// `BLKIF_OP_INDIRECT` requests whose indirect pages were read.
+    pub indirect_requests: u64,
 }
 
 /// What one [`BlkBack::serve`] call did.
@@ -418,6 +503,14 @@ pub const SERVE_BUDGET: usize = 4 * BlkBackRing::SIZE as usize;
 
 /// Reads and writes handed to the disk at once: a whole ring's worth.
 pub const BATCH: usize = BlkBackRing::SIZE as usize;
+
+/// A batch also ends once its data reaches this many bytes: the bounce buffers a front end can
+/// make the back end hold stay bounded (32 indirect requests would be 4 MiB).
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// Segments an indirect request may carry here (`feature-max-indirect-segments` is at most
+/// this): 32, as Linux's blkfront asks by default, 128 KiB per request.
+pub const MAX_INDIRECT_SEGMENTS: usize = 32;
 
 /// A validated read or write waiting in the current batch: its response fields, where it goes,
 /// and the index of its bounce buffer.
@@ -444,6 +537,10 @@ pub struct BlkBack<P, D, G, N> {
     /// One bounce buffer of 11 pages per request of a batch.
     bounces: Vec<Vec<u8>>,
     batch: Vec<Pending>,
+    /// `feature-max-indirect-segments` published (0: not offered).
+    max_indirect: u16,
+    /// The indirect pages of the request being parsed.
+    indirect: Vec<u8>,
     stats: BackStats,
     last_error: Option<RequestError>,
 }
@@ -463,6 +560,8 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             bounce: vec![0; BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE],
             bounces: Vec::new(),
             batch: Vec::with_capacity(BATCH),
+            max_indirect: 0,
+            indirect: Vec::new(),
             stats: BackStats::default(),
             last_error: None,
         })
@@ -491,10 +590,15 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 let Some(req) = self.ring.get_request(&self.page)? else {
                     break;
                 };
-                match parse_request(&req, &DeviceLimits::of(&self.disk)) {
+                let parsed = if req.operation == BLKIF_OP_INDIRECT {
+                    self.parse_indirect(&req)
+                } else {
+                    parse_request(&req, &self.limits())
+                };
+                match parsed {
                     Ok(BlkOp::Read { sector, segs }) => self.batch.push(Pending {
                         id: req.id,
-                        operation: req.operation,
+                        operation: BLKIF_OP_READ,
                         sector,
                         segs,
                         write: false,
@@ -506,7 +610,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                         preflush: false,
                     }) => self.batch.push(Pending {
                         id: req.id,
-                        operation: req.operation,
+                        operation: BLKIF_OP_WRITE,
                         sector,
                         segs,
                         write: true,
@@ -520,12 +624,22 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                         served += 1;
                     }
                     Err(e) => {
+                        let mut req = req;
+                        if req.operation == BLKIF_OP_INDIRECT
+                            && self.max_indirect > 0
+                            && matches!(req.nr_segments, BLKIF_OP_READ | BLKIF_OP_WRITE)
+                        {
+                            // Answered with the real operation, as Linux's blkback does (the
+                            // byte after `operation` is `indirect_op` in this layout).
+                            req.operation = req.nr_segments;
+                        }
                         let rsp = self.answer(&req, Err(e));
                         self.ring.push_response(&mut self.page, &rsp);
                         served += 1;
                     }
                 }
-                if self.batch.len() >= BATCH {
+                let bytes: usize = self.batch.iter().map(|p| p.segs.bytes()).sum();
+                if self.batch.len() >= BATCH || bytes >= BATCH_BYTES {
                     served += self.run_batch();
                 }
             }
@@ -559,8 +673,12 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             return 0;
         }
         while self.bounces.len() < n {
-            self.bounces
-                .push(vec![0; BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE]);
+            self.bounces.push(Vec::new());
+        }
+        for (p, b) in self.batch.iter().zip(self.bounces.iter_mut()) {
+            if b.len() < p.segs.bytes() {
+                b.resize(p.segs.bytes(), 0);
+            }
         }
         // The writes' data, all in one batch of copies.
         self.grant_pass(true);
@@ -610,6 +728,51 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         self.batch = batch;
         self.batch.clear();
         n
+    }
+
+    /// The limits requests are checked against.
+    fn limits(&self) -> DeviceLimits {
+        DeviceLimits {
+            max_indirect_segments: self.max_indirect,
+            ..DeviceLimits::of(&self.disk)
+        }
+    }
+
+    /// Offers `BLKIF_OP_INDIRECT` with up to `segments` segments (at most
+    /// [`MAX_INDIRECT_SEGMENTS`]; 0 withdraws it); publish [`BlkBack::backend_info`] after.
+    pub fn set_max_indirect_segments(&mut self, segments: u16) {
+        self.max_indirect = segments.min(MAX_INDIRECT_SEGMENTS as u16);
+    }
+
+    /// Validates a `BLKIF_OP_INDIRECT`: the header, then a grant copy of its indirect pages (a
+    /// bad reference fails the request, nothing else), then every segment from that copy.
+    fn parse_indirect(&mut self, req: &BlkifRequest) -> Result<BlkOp, RequestError> {
+        let limits = self.limits();
+        let (ind, pages) = parse_indirect_header(req, &limits)?;
+        let nr = usize::from(ind.nr_segments);
+        let seg_size = core::mem::size_of::<BlkifRequestSegment>();
+        let mut segs: Vec<GrantSegment> = Vec::with_capacity(pages);
+        let mut left = nr * seg_size;
+        for &gref in &ind.indirect_grefs[..pages] {
+            let len = left.min(PAGE_SIZE);
+            segs.push(GrantSegment {
+                gref,
+                offset: 0,
+                len: len as u16,
+            });
+            left -= len;
+        }
+        self.indirect.resize(nr * seg_size, 0);
+        self.grants
+            .copy_from_grants(self.frontend, &segs, &mut self.indirect)
+            .map_err(RequestError::Grant)?;
+        self.stats.indirect_requests += 1;
+        let list: Vec<BlkifRequestSegment> = self
+            .indirect
+            .chunks_exact(seg_size)
+            .map(|c| BlkifRequestSegment::read_from_bytes(c).expect("8 bytes"))
+            .collect();
+        parse_indirect_segments(&ind, &list, &limits)
     }
 
     /// One [`GrantIo::copy_batch`] for every good write of the batch (`writes`: their data
@@ -740,7 +903,10 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
 
     /// What to publish in xenstore for this device (`sectors`, `info`, features...).
     pub fn backend_info(&self) -> BackendInfo {
-        BackendInfo::for_disk(&self.disk)
+        BackendInfo {
+            max_indirect_segments: u32::from(self.max_indirect),
+            ..BackendInfo::for_disk(&self.disk)
+        }
     }
 
     /// Disconnects: gives back the ring page, disk, grant access and event channel.
