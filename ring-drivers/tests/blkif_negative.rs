@@ -12,8 +12,8 @@ use std::sync::Arc;
 use common::{EventChannel, FrontPages, GrantTable, Sender, FRONT_DOMID};
 use hypercall_abi::grant_table::GNTST_bad_gntref;
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse, BLKIF_OP_DISCARD,
-    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse,
+    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
     BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use ring_drivers::blkif::{
@@ -498,9 +498,8 @@ fn a_flush_waits_for_the_writes_before_it() {
 /// An indirect request of `nr` segments (whole pages 0.., cycling over the rig's 11) at
 /// `sector`, its segment list in page 10 of the rig (granted like the others).
 fn indirect_req(r: &mut Rig, op: u8, sector: u64, nr: u16) -> BlkifRequestIndirect {
-    let segs: Vec<BlkifRequestSegment> = (0..usize::from(nr))
-        .map(|i| r.seg(i % 10, 0, 7))
-        .collect();
+    let segs: Vec<BlkifRequestSegment> =
+        (0..usize::from(nr)).map(|i| r.seg(i % 10, 0, 7)).collect();
     r.pages.write(10, 0, segs.as_bytes());
     let mut grefs = [0; 8];
     grefs[0] = r.pages.gref(10);
@@ -601,7 +600,12 @@ fn hostile_indirect_requests_are_refused() {
         },
     );
     // Only reads and writes may be indirect.
-    for op in [BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_DISCARD, BLKIF_OP_INDIRECT, 0x7f] {
+    for op in [
+        BLKIF_OP_FLUSH_DISKCACHE,
+        BLKIF_OP_DISCARD,
+        BLKIF_OP_INDIRECT,
+        0x7f,
+    ] {
         let req = indirect_req(&mut r, op, 0, 4);
         r.refused(
             req.as_bytes(),

@@ -56,6 +56,9 @@ use crate::kernel::ring_page::{self, MappedPage};
 /// The virtual device number of the one disk each domU gets: `xvda` (202 << 8 | 0).
 pub const VDEV: u32 = 51712;
 
+/// Segments a domU's `BLKIF_OP_INDIRECT` may carry (`feature-max-indirect-segments`).
+const INDIRECT_SEGMENTS: u16 = ring_drivers::blkif::MAX_INDIRECT_SEGMENTS as u16;
+
 /// Sectors of the RAM disk used when dom0 has no virtio disk.
 const RAM_SECTORS: u64 = 2048;
 
@@ -436,7 +439,11 @@ impl Vbd {
         for a in actions {
             let ok = match a {
                 BackendAction::PublishBackendInfo => {
-                    for (k, v) in BackendInfo::for_disk(&SharedDisk).to_keys() {
+                    let info = BackendInfo {
+                        max_indirect_segments: u32::from(INDIRECT_SEGMENTS),
+                        ..BackendInfo::for_disk(&SharedDisk)
+                    };
+                    for (k, v) in info.to_keys() {
                         store.write(&format!("{}/{k}", self.back_dir), &v);
                     }
                     true
@@ -503,7 +510,10 @@ impl Vbd {
             GntCopy::default(),
             EvtNotify(port),
         ) {
-            Ok(b) => b,
+            Ok(mut b) => {
+                b.set_max_indirect_segments(INDIRECT_SEGMENTS);
+                b
+            }
             Err(e) => {
                 let _ = events::close(port);
                 ring_page::unmap_grant(page, handle);
@@ -645,7 +655,7 @@ impl Service for Blkback {
 fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
     let per = |n: u64| per_request(n, s.requests);
     println!(
-        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls} grant_copy_hypercalls_per_request={} disk_batches={} requests_per_disk_batch={} max_disk_batch={}",
+        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls} grant_copy_hypercalls_per_request={} disk_batches={} requests_per_disk_batch={} max_disk_batch={} indirect_requests={}",
         s.requests,
         s.errors,
         s.sectors_read,
@@ -658,6 +668,7 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
         s.batches,
         per_request(s.batched_requests, s.batches),
         s.max_batch,
+        s.indirect_requests,
     );
 }
 
@@ -716,8 +727,12 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
         }
     }
     let rand_ns = now() - t0;
+    let (interrupts, timeouts) = SharedDisk::with(|b| match b {
+        Backing::Virtio(d) => (d.interrupts, d.timeouts),
+        Backing::Ram(_) => (0, 0),
+    });
     println!(
-        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={}",
+        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} interrupts={interrupts} poll_timeouts={timeouts}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(random_ops, rand_ns)

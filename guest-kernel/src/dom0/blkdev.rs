@@ -53,8 +53,9 @@ pub const SECTOR_SIZE: usize = 512;
 const PTE_PWT: u64 = 1 << 3;
 const PTE_PCD: u64 = 1 << 4;
 
-/// Largest request handed to the device at once (bounded so the bounce buffer stays small).
-const MAX_REQUEST_SECTORS: usize = 64;
+/// Largest request handed to the device at once: 128 KiB, a whole 32-segment indirect blkif
+/// request (bounded so a bounce buffer, where one is needed, stays small).
+const MAX_REQUEST_SECTORS: usize = 256;
 
 /// Why the block device could not be found or used.
 #[derive(Debug)]

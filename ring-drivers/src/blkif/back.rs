@@ -7,15 +7,13 @@ use alloc::vec::Vec;
 use hypercall_abi::grant_table::GrantRef;
 use hypercall_abi::io::blkif::{
     BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse,
-    BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT,
-    BLKIF_OP_READ, BLKIF_OP_RESERVED_1, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER,
-    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+    BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
+    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_RESERVED_1,
+    BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::{
-    BackendInfo, BlkBackRing, Notify, SECTORS_PER_PAGE, SECTOR_SIZE,
-};
+use super::{BackendInfo, BlkBackRing, Notify, SECTORS_PER_PAGE, SECTOR_SIZE};
 use crate::byte_ring::RingError;
 use crate::shared_page::{SharedPage, PAGE_SIZE};
 
@@ -437,7 +435,9 @@ pub fn parse_indirect_segments(
     seg: &[BlkifRequestSegment],
     dev: &DeviceLimits,
 ) -> Result<BlkOp, RequestError> {
-    if seg.len() != usize::from(ind.nr_segments) || seg.is_empty() || seg.len() > MAX_INDIRECT_SEGMENTS
+    if seg.len() != usize::from(ind.nr_segments)
+        || seg.is_empty()
+        || seg.len() > MAX_INDIRECT_SEGMENTS
     {
         return Err(RequestError::IndirectSegmentCount(ind.nr_segments));
     }
@@ -458,7 +458,8 @@ pub fn parse_indirect_segments(
 }
 
 /// Segment descriptors in one indirect page (`4096 / sizeof(blkif_request_segment)`).
-pub const SEGMENTS_PER_INDIRECT_PAGE: usize = PAGE_SIZE / core::mem::size_of::<BlkifRequestSegment>();
+pub const SEGMENTS_PER_INDIRECT_PAGE: usize =
+    PAGE_SIZE / core::mem::size_of::<BlkifRequestSegment>();
 
 /// Counters of a back end (for the bench: notifications per request).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

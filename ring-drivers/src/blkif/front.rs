@@ -357,8 +357,8 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         loop {
             let mut pushed = false;
             while next < len && first_error.is_none() && !self.ring.is_full() {
-                let indirect = max_indirect > BLKIF_MAX_SEGMENTS_PER_REQUEST
-                    && !self.free_indirect.is_empty();
+                let indirect =
+                    max_indirect > BLKIF_MAX_SEGMENTS_PER_REQUEST && !self.free_indirect.is_empty();
                 let max_pages = if indirect {
                     max_indirect
                 } else {
@@ -394,8 +394,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                 }
                 let ind_page = if indirect {
                     let ip = self.free_indirect.pop().expect("checked above");
-                    self.pages
-                        .write_indirect(ip, 0, segs[..npages].as_bytes());
+                    self.pages.write_indirect(ip, 0, segs[..npages].as_bytes());
                     let mut grefs = [0; BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
                     grefs[0] = self.pages.indirect_gref(ip);
                     let req = BlkifRequestIndirect {

@@ -306,6 +306,11 @@ fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
             ] {
                 println!("| {name} | {} | {} |", get(dev, key), get(front, key));
             }
+            println!(
+                "| dom0 direct: virtio interrupts / poll timeouts | {} / {} |",
+                get(dev, "interrupts"),
+                get(dev, "poll_timeouts")
+            );
             println!();
             println!("| split-driver counter (whole blk-bench run) | value |");
             println!("|---|---|");
@@ -335,6 +340,11 @@ fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
                 "| back end: requests per disk batch (in flight at the device), mean / max | {} / {} |",
                 get(back, "requests_per_disk_batch"),
                 get(back, "max_disk_batch")
+            );
+            println!(
+                "| indirect requests (front end sent / back end read) | {} / {} |",
+                get(front, "indirect_requests"),
+                get(back, "indirect_requests")
             );
             println!(
                 "| back end: grant-copy hypercalls (per request) | {} ({}) |",
