@@ -657,6 +657,7 @@ fn print_network() -> bool {
                     || l.contains("rx:")
                     || l.contains("events:")
                     || l.contains("frames:")
+                    || l.starts_with("loop:")
             }) {
                 println!("  {}", l.trim());
             }
