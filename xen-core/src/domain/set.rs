@@ -122,22 +122,26 @@ impl DomainSet {
     }
 
     /// The guest in `slot`.
+    #[inline]
     pub fn guest(&self, slot: usize) -> Option<&DomainEntry> {
         self.guests.get(slot)?.as_ref()
     }
 
     /// The guest in `slot`, mutably.
+    #[inline]
     pub fn guest_mut(&mut self, slot: usize) -> Option<&mut DomainEntry> {
         self.guests.get_mut(slot)?.as_mut()
     }
 
     /// The guest and port table in `slot`.
+    #[inline]
     pub fn both_mut(&mut self, slot: usize) -> Option<(&mut DomainEntry, &mut PortTable)> {
         let g = self.guests.get_mut(slot)?.as_mut()?;
         Some((g, &mut self.ports[slot]))
     }
 
     /// The port table in `slot`.
+    #[inline]
     pub fn ports(&self, slot: usize) -> &PortTable {
         &self.ports[slot]
     }

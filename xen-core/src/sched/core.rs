@@ -34,6 +34,7 @@ pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
 }
 
 /// Whether a vCPU could run now.
+#[inline]
 pub fn runnable(g: &DomainEntry) -> bool {
     let v = &g.dom.vcpu;
     !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
@@ -225,6 +226,7 @@ fn switch_to<A: Arch>(
         .expect("picked from the existing domains");
     *regs = g.regs;
     g.sched.dispatches += 1;
+    g.dom.vcpu.perf.dispatches += 1;
     hv.arch.context_switch(prev, next);
     hv.sched.cur = next;
     hv.sched.run_start = now;
@@ -323,11 +325,17 @@ pub fn next_deadline(g: &DomainEntry, running: bool) -> Option<u64> {
     let v = &g.dom.vcpu;
     let periodic = (running && v.periodic_period != 0).then_some(v.next_periodic);
     let poll = v.poll.as_ref().and_then(|p| p.deadline);
-    [v.timer_deadline, periodic, poll]
-        .into_iter()
-        .chain(g.dom.watchdogs.iter().copied())
-        .flatten()
-        .min()
+    // Plain comparisons rather than an iterator chain: the way out asks this of every domain.
+    let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    };
+    let mut next = earlier(earlier(v.timer_deadline, periodic), poll);
+    for &w in &g.dom.watchdogs {
+        next = earlier(next, w);
+    }
+    next
 }
 
 /// Arms the one-shot timer for the next deadline of any domain (the end of the running vCPU's
