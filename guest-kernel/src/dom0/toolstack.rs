@@ -392,9 +392,15 @@ impl Toolstack {
             xs.write(&format!("{home}/{node}"), "");
             xs.set_perms(&format!("{home}/{node}"), &rw);
         }
-        let kib = info.tot_pages * 4;
-        xs.write(&format!("{home}/memory/static-max"), &format!("{kib}"));
-        xs.write(&format!("{home}/memory/target"), &format!("{kib}"));
+        // libxl's memory nodes (KiB): the balloon follows `target`; `mem-set` changes it.
+        xs.write(
+            &format!("{home}/memory/static-max"),
+            &format!("{}", info.max_pages * 4),
+        );
+        xs.write(
+            &format!("{home}/memory/target"),
+            &format!("{}", info.tot_pages * 4),
+        );
         xs.write(&format!("{home}/cpu/0/availability"), "online");
         if ctx.vifs {
             write_vif_nodes(&mut ctx.xs, id);
