@@ -115,7 +115,7 @@ fn sign_bit(size: u8) -> u64 {
 /// PF, ZF and SF of a result of `size` bytes.
 fn result_flags(result: u64, size: u8) -> u64 {
     let mut f = 0;
-    if (result as u8).count_ones() % 2 == 0 {
+    if (result as u8).count_ones().is_multiple_of(2) {
         f |= PF;
     }
     if result & mask(size) == 0 {
@@ -272,7 +272,7 @@ pub fn pte_write(regs: &mut Regs, code: &[u8], cr2: u64, pte: &mut dyn PteAccess
     };
     // Xen's `ptwr_emulated_update`: a naturally aligned access inside the faulting page.
     let size64 = u64::from(size);
-    if (addr ^ cr2) & !0xfff != 0 || addr % size64 != 0 {
+    if (addr ^ cr2) & !0xfff != 0 || !addr.is_multiple_of(size64) {
         return Emulated::No;
     }
     let aligned = addr & !7;
