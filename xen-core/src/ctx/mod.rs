@@ -75,7 +75,7 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
             self.m.preemption(),
             &*self.m,
             self.dom.shared_info,
-            self.dom.vcpu.vcpu_info_maddr(),
+            self.dom.vcpu().vcpu_info_maddr(),
         )
     }
 

@@ -148,7 +148,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     // dom0 destroyed it from its own entry (`XEN_DOMCTL_destroydomain`), so the CPU runs on
     // dom0's tables, not on the dying domain's, whose L4s are released here.
     if let Some(g) = doms.guest(slot) {
-        let tables = [Some(g.dom.l4), g.dom.vcpu.user_l4];
+        let tables = [Some(g.dom.l4), g.dom.vcpu().user_l4];
         assert!(
             !tables.contains(&Some(hv.arch.running_l4())),
             "destroying d{} while the CPU runs on its page tables",

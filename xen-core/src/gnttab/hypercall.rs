@@ -132,7 +132,7 @@ fn run_op<M: Machine + ?Sized>(
     count: u32,
 ) -> Result<Ran, Errno> {
     let shared_info = ctx.dom.shared_info;
-    let vcpu0 = ctx.dom.vcpu.vcpu_info_maddr();
+    let vcpu0 = ctx.dom.vcpu().vcpu_info_maddr();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
@@ -315,11 +315,12 @@ pub fn domain_dying(
         mine,
         others,
     };
+    let vcpu = dom.vcpu_mut();
     let mut pt = crate::mm::frame_table::Pt {
         mm,
         mem,
-        perf: &mut dom.vcpu.perf,
-        flush: &mut dom.vcpu.flush,
+        perf: &mut vcpu.perf,
+        flush: &mut vcpu.flush,
         caller,
     };
     gnt::release_mappings(&mut pt, &mut tables, id);

@@ -18,7 +18,14 @@ pub(crate) fn pt<'a>(
     flush: &'a mut crate::domain::FlushRequest,
 ) -> (Pt<'a, 'static>, DomainParts<'a>) {
     let caller = dom.info();
-    let Domain { l4, vcpu, .. } = dom;
+    let Domain {
+        l4,
+        vcpus,
+        cur_vcpu,
+        ..
+    } = dom;
+    // The running vCPU ([`Domain::vcpu_mut`], split from `l4`).
+    let vcpu = &mut vcpus[*cur_vcpu];
     let crate::domain::Vcpu {
         perf,
         user_l4,

@@ -448,18 +448,19 @@ impl World {
             .unwrap();
         // The spare L4, pinned the way the guest would pin it.
         let caller = dom.info();
+        let vcpu = dom.vcpu_mut();
         let mut pt = Pt {
             mm,
             mem,
-            perf: &mut dom.vcpu.perf,
-            flush: &mut dom.vcpu.flush,
+            perf: &mut vcpu.perf,
+            flush: &mut vcpu.flush,
             caller,
         };
         let spare = Mfn(b + I_L4_SPARE);
         pt.get_page_and_type(spare, Owner::Domain(id), PageType::L4)
             .unwrap();
         pt.mm.set_pinned(spare, true);
-        dom.vcpu.flush.take();
+        dom.vcpu_mut().flush.take();
         self.ids[s] = Some(id);
         self.cover.rebuilt += u64::from(id >= SLOTS as DomainId);
         true
@@ -471,7 +472,7 @@ impl World {
         for s in self.live() {
             let g = self.guest(s).unwrap();
             let maps = self.set.grants[s].mappings().count() > 0;
-            let switched = g.dom.l4.0 != dom_base(s) + I_L4 || g.dom.vcpu.user_l4.is_some();
+            let switched = g.dom.l4.0 != dom_base(s) + I_L4 || g.dom.vcpu().user_l4.is_some();
             let ports = self.set.ports(s);
             let bound = (0..ports.valid_ports()).any(|p| {
                 matches!(
@@ -481,7 +482,7 @@ impl World {
             });
             c.granted = c.granted.max(u64::from(maps));
             c.switched = c.switched.max(u64::from(switched));
-            c.gdt = c.gdt.max(u64::from(!g.dom.vcpu.gdt_frames.is_empty()));
+            c.gdt = c.gdt.max(u64::from(!g.dom.vcpu().gdt_frames.is_empty()));
             c.channels = c.channels.max(u64::from(bound));
         }
         self.cover.add(&c);
@@ -510,13 +511,13 @@ impl World {
         let Some(g) = self.set.guest_mut(s) else {
             return;
         };
-        let v = &mut g.dom.vcpu;
+        let v = g.dom.vcpu_mut();
         v.blocked = false;
         v.yielded = false;
         v.poll = None;
         if !v.kernel_mode {
             let _ = g.dom.toggle_guest_mode();
-            g.dom.vcpu.flush.take();
+            g.dom.vcpu_mut().flush.take();
         }
         self.m.now += 1_000_000;
     }
@@ -613,7 +614,7 @@ impl World {
             .set
             .guest_mut(s)
             .ok_or_else(|| format!("the domain of slot {s} vanished"))?;
-        let req = g.dom.vcpu.flush.take();
+        let req = g.dom.vcpu_mut().flush.take();
         let now = req.new_cr3.unwrap_or(live);
         if g.dom.shutdown.is_none() && now != g.dom.current_l4() {
             return Err(format!(
@@ -642,14 +643,15 @@ impl World {
         if !self.checks.gdt_teardown {
             // Drop the GDT's references as a fixed `relinquish_domain` does (then there are none
             // left for it to drop, whichever version runs).
-            let frames = core::mem::take(&mut g.dom.vcpu.gdt_frames);
-            g.dom.vcpu.gdt_ents = 0;
+            let frames = core::mem::take(&mut g.dom.vcpu_mut().gdt_frames);
+            g.dom.vcpu_mut().gdt_ents = 0;
             let caller = g.dom.info();
+            let vcpu = g.dom.vcpu_mut();
             let mut pt = Pt {
                 mm,
                 mem,
-                perf: &mut g.dom.vcpu.perf,
-                flush: &mut g.dom.vcpu.flush,
+                perf: &mut vcpu.perf,
+                flush: &mut vcpu.flush,
                 caller,
             };
             for f in frames {
@@ -797,7 +799,7 @@ impl World {
                         "slot {s}: d{} l4={:?} user_l4={:?}{}; ",
                         g.dom.id,
                         g.dom.l4,
-                        g.dom.vcpu.user_l4,
+                        g.dom.vcpu().user_l4,
                         if g.dom.shutdown.is_some() {
                             " (shut down)"
                         } else {

@@ -526,7 +526,7 @@ fn run(seed: u64, steps: u64) -> Stats {
         s.ops += 1;
         // What the arch layer would do after each hypercall.
         for d in &mut t.doms {
-            d.vcpu.flush.take();
+            d.vcpu_mut().flush.take();
         }
         if let Err(e) = t.audit() {
             panic!(

@@ -408,7 +408,7 @@ impl Two {
             .iter()
             .map(|&(ptr, val)| hypercall_abi::xen::MmuUpdate { ptr, val })
             .collect();
-        let before = self.doms[d].vcpu.perf.page_updates;
+        let before = self.doms[d].vcpu().perf.page_updates;
         let rc = self.ctx(d, |ctx| {
             crate::mm::mmu::do_mmu_update(
                 ctx,
@@ -418,7 +418,7 @@ impl Two {
                 foreigndom,
             )
         });
-        let done = (self.doms[d].vcpu.perf.page_updates - before) as u32;
+        let done = (self.doms[d].vcpu().perf.page_updates - before) as u32;
         (rc.unwrap_or_else(|e| e.neg()), done)
     }
 

@@ -45,7 +45,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;
-    let vcpu0 = ctx.dom.vcpu.vcpu_info_maddr();
+    let vcpu0 = ctx.dom.vcpu().vcpu_info_maddr();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };

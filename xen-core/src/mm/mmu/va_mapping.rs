@@ -142,6 +142,6 @@ pub fn ptwr_emulate<M: Machine + ?Sized>(
     let (mut pt, _) = pt(mm, mem, dom, &mut flush);
     pt.perf.page_updates += 1;
     let r = pt.mod_l1_entry(at, value, false, me, Owner::Domain(me.id));
-    dom.vcpu.flush.merge(&flush);
+    dom.vcpu_mut().flush.merge(&flush);
     r
 }
