@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(regs.rsp, GUEST_VA + 0x800 - 64);
         let g = PageTableGuest {
             mem: &mut m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         let frame: [u64; 8] =
             copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
@@ -349,7 +349,7 @@ mod tests {
         );
         let g = PageTableGuest {
             mem: &mut m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         let frame: [u64; 7] =
             copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
@@ -408,7 +408,10 @@ mod tests {
     }
 
     fn kernel_frame<const N: usize>(m: &mut FakeMachine, d: &Domain, rsp: u64) -> [u64; N] {
-        let g = PageTableGuest { mem: m, l4: d.l4 };
+        let g = PageTableGuest {
+            mem: m,
+            l4: d.vcpu().l4,
+        };
         copy_from_guest(&g, crate::guest_access::GuestPtr::new(rsp)).unwrap()
     }
 
@@ -423,7 +426,7 @@ mod tests {
 
         // Guest kernel mode, on the kernel's table and GS base.
         assert!(d.vcpu().kernel_mode);
-        assert_eq!(d.vcpu().flush.new_cr3, Some(d.l4));
+        assert_eq!(d.vcpu().flush.new_cr3, Some(d.vcpu().l4));
         assert_eq!(d.vcpu().gs_bases(), (KERNEL_GS, USER_GS));
         // The callback, on the kernel stack (16-byte aligned, then 7 words), flat kernel selectors,
         // DF cleared, the user's general registers untouched; the exit is still a `sysret` one.
@@ -519,7 +522,7 @@ mod tests {
         // The CPU reports ring 3 (user bit) for every guest fault; user mode keeps it.
         inject_exception(&mut m, &mut d, &mut regs, 14, Some(0x6), 0x7000_0000).unwrap();
         assert!(d.vcpu().kernel_mode);
-        assert_eq!(d.vcpu().flush.new_cr3, Some(d.l4));
+        assert_eq!(d.vcpu().flush.new_cr3, Some(d.vcpu().l4));
         assert_eq!(regs.rsp, GUEST_VA + 0x2000 - 8 * 8);
         let frame: [u64; 8] = kernel_frame(&mut m, &d, regs.rsp);
         assert_eq!(

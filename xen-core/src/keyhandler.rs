@@ -54,7 +54,11 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
                     d.shutdown,
                     if g.destroy { ", dying" } else { "" }
                 );
-                let rip = if slot == cur { regs.rip } else { g.regs.rip };
+                let rip = if slot == cur {
+                    regs.rip
+                } else {
+                    g.dom.vcpu().regs.rip
+                };
                 let mask = crate::shared_info::upcall_mask(&*arch, d);
                 let pending = crate::shared_info::upcall_pending(&*arch, d);
                 printk!(

@@ -32,6 +32,13 @@ pub enum Shutdown {
 /// Per-vCPU state, as far as the ABI defines it.
 #[derive(Clone, Debug)]
 pub struct Vcpu {
+    /// Its kernel top-level page table (Xen's `guest_table`, CR3 in guest kernel mode): holds a
+    /// general and an L4 type reference while set; `Mfn(0)` until the domain's page tables are
+    /// validated (vCPU 0) or `VCPUOP_initialise` gives it one.
+    pub l4: Mfn,
+    /// Its guest registers while it does not run (Xen's `user_regs`); the running vCPU's are in
+    /// the CPU (or the arch layer's entry frame).
+    pub regs: crate::regs::Regs,
     /// The virtual trap table (`set_trap_table`), indexed by vector; `address == 0` is "none".
     pub trap_ctxt: [TrapInfo; 256],
     /// Guest kernel stack for traps from guest user mode (`stack_switch`).
@@ -286,6 +293,8 @@ impl PerfCounters {
 impl Default for Vcpu {
     fn default() -> Self {
         Vcpu {
+            l4: Mfn(0),
+            regs: crate::regs::Regs::default(),
             trap_ctxt: [TrapInfo::default(); 256],
             kernel_ss: 0,
             kernel_sp: 0,
@@ -338,8 +347,6 @@ pub struct Domain {
     pub max_pages: u64,
     /// The shared_info frame (hypervisor-owned, guest-writable).
     pub shared_info: Mfn,
-    /// The current top-level page table.
-    pub l4: Mfn,
     /// The code the domain reports at shutdown, if set early (`SCHEDOP_shutdown_code`).
     pub shutdown_code: Option<u32>,
     /// Set once the domain has stopped.
@@ -416,12 +423,14 @@ impl Domain {
             nr_pages,
             max_pages,
             shared_info,
-            l4,
             shutdown_code: None,
             shutdown: None,
             vm_assist: 0,
             watchdogs: [None; 2],
-            vcpus: one_vcpu(Vcpu::default()),
+            vcpus: one_vcpu(Vcpu {
+                l4,
+                ..Vcpu::default()
+            }),
             cur_vcpu: 0,
             pci_cf8: 0,
             evtchn_frames: heapless::Vec::new(),
@@ -453,7 +462,7 @@ impl Domain {
         match (self.vcpu().kernel_mode, self.vcpu().user_l4) {
             (false, Some(user)) => user,
             // User mode without a user table cannot happen (see `Vcpu::user_l4`).
-            _ => self.l4,
+            _ => self.vcpu().l4,
         }
     }
 
@@ -526,12 +535,12 @@ mod tests {
             nr_pages: 16,
             max_pages: 16,
             shared_info: Mfn(5),
-            l4: Mfn(0x10),
             shutdown_code: None,
             shutdown: None,
             vm_assist: 0,
             watchdogs: [None; 2],
             vcpus: one_vcpu(Vcpu {
+                l4: Mfn(0x10),
                 gs_base_kernel: 0xffff_8880_0000_0000,
                 gs_base_user: 0x7f00_0000_1000,
                 ..Vcpu::default()

@@ -242,7 +242,7 @@ fn expand_array<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
 
 /// Every other `EVTCHNOP_*`, over the portable `evtchn` code and every domain.
 fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
-    let (id, l4) = (ctx.dom.id, ctx.dom.l4);
+    let (id, l4) = (ctx.dom.id, ctx.dom.vcpu().l4);
     let m = RefCell::new(&mut *ctx.m);
     let mut doms = AllDomains {
         doms: heapless::Vec::new(),

@@ -139,7 +139,7 @@ fn run_op<M: Machine + ?Sized>(
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
         i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu0)
     };
-    let l4 = ctx.dom.l4;
+    let l4 = ctx.dom.vcpu().l4;
     let me = ctx.dom.id;
     let mut tables = Tables {
         me,

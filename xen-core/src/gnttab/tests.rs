@@ -73,7 +73,7 @@ impl World {
     ) -> R {
         let dom = &mut self.two.doms[d];
         let caller = dom.info();
-        let l4 = dom.l4;
+        let l4 = dom.vcpu().l4;
         let vcpu = dom.vcpu_mut();
         let mut pt = Pt {
             mm: self.two.m.mm.as_mut().unwrap(),

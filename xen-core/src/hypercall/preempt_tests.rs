@@ -136,7 +136,7 @@ fn a_multicall_is_preempted_between_entries_and_continues_where_it_stopped() {
     let list = GUEST_VA;
     let mut g = PageTableGuest {
         mem: &mut m.mem,
-        l4: dom.l4,
+        l4: dom.vcpu().l4,
     };
     for i in 0..100 {
         let e = MulticallEntry {
@@ -197,7 +197,7 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
     let list = GUEST_VA;
     let mut g = PageTableGuest {
         mem: &mut m.mem,
-        l4: dom.l4,
+        l4: dom.vcpu().l4,
     };
     let calls = [
         MulticallEntry {
@@ -261,7 +261,7 @@ fn a_long_console_write_is_preempted_and_continued() {
     let text: Vec<u8> = (0..32 * 1024u32).map(|i| b'a' + (i % 26) as u8).collect();
     let mut g = PageTableGuest {
         mem: &mut m.mem,
-        l4: dom.l4,
+        l4: dom.vcpu().l4,
     };
     crate::guest_access::GuestMemory::write(&mut g, GUEST_VA, &text).unwrap();
     m.preempt = FakePreempt::every(10);

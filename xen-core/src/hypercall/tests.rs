@@ -32,7 +32,10 @@ fn guest_write<T: IntoBytes + zerocopy::Immutable>(
     va: u64,
     v: &T,
 ) {
-    let mut g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
+    let mut g = crate::guest_access::PageTableGuest {
+        mem: m,
+        l4: d.vcpu().l4,
+    };
     copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(va), v).unwrap();
 }
 
@@ -41,7 +44,10 @@ fn guest_read<T: zerocopy::FromBytes + IntoBytes>(
     d: &crate::domain::Domain,
     va: u64,
 ) -> T {
-    let g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
+    let g = crate::guest_access::PageTableGuest {
+        mem: m,
+        l4: d.vcpu().l4,
+    };
     copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
 }
 
@@ -166,7 +172,7 @@ fn console_write_copies_guest_bytes_and_checks_the_pointer() {
     let text = [b'x'; 300];
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut m,
-        l4: d.l4,
+        l4: d.vcpu().l4,
     };
     g.write(GUEST_VA, &text).unwrap();
     assert_eq!(

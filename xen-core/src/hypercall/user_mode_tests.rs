@@ -152,7 +152,7 @@ fn iret_to_user_mode_loads_the_user_table_and_gs_base() {
     );
     // User mode sees none of the kernel's mappings.
     let kernel_va = w.scratch_va(3) - 8;
-    assert!(translate(&w.m.mem, w.dom.l4, kernel_va, false).is_some());
+    assert!(translate(&w.m.mem, w.dom.vcpu().l4, kernel_va, false).is_some());
     assert!(translate(&w.m.mem, user_l4, kernel_va, false).is_none());
     // The user L4 holds its reference and type as before.
     let f = w.frame(user_l4);
@@ -236,7 +236,7 @@ fn a_system_call_round_trip_through_user_mode() {
     };
     bounce::switch_to_kernel(&mut w.m, &mut w.dom, &mut regs).unwrap();
     assert!(w.dom.vcpu().kernel_mode);
-    assert_eq!(w.dom.vcpu_mut().flush.take().new_cr3, Some(w.dom.l4));
+    assert_eq!(w.dom.vcpu_mut().flush.take().new_cr3, Some(w.dom.vcpu().l4));
     assert_eq!(w.dom.vcpu().gs_bases(), (KERNEL_GS, USER_GS));
     assert_eq!((regs.rip, regs.rsp, regs.rax), (SYSCALL_CB, top - 56, 39));
     let frame: [u64; 7] = w.get(regs.rsp);

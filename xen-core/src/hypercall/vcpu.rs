@@ -188,7 +188,7 @@ mod tests {
         };
         let mut g = crate::guest_access::PageTableGuest {
             mem: &mut m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         crate::guest_access::copy_to_guest(
             &mut g,

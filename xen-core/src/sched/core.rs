@@ -30,7 +30,7 @@ pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
     let g = doms.guest_mut(hv.sched.cur).expect("a domain to run");
     g.sched.dispatches += 1;
     hv.arch.load_vcpu(&g.dom);
-    g.regs
+    g.dom.vcpu().regs
 }
 
 /// Whether a vCPU could run now.
@@ -212,7 +212,7 @@ fn switch_to<A: Arch>(
     let cur = hv.sched.cur;
     let prev = match doms.guest_mut(cur) {
         Some(prev) => {
-            prev.regs = *regs;
+            prev.dom.vcpu_mut().regs = *regs;
             prev.sched.run_ns += now.saturating_sub(hv.sched.run_start);
             if runnable(prev) && !prev.dom.vcpu().yielded {
                 prev.sched.preemptions += 1;
@@ -224,7 +224,7 @@ fn switch_to<A: Arch>(
     let g = doms
         .guest_mut(next)
         .expect("picked from the existing domains");
-    *regs = g.regs;
+    *regs = g.dom.vcpu().regs;
     g.sched.dispatches += 1;
     g.dom.vcpu_mut().perf.dispatches += 1;
     hv.arch.context_switch(prev, next);

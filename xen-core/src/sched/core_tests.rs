@@ -28,7 +28,7 @@ fn world() -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
     let mut set = Box::new(DomainSet::new());
     for id in 0..3u16 {
         let mut g = guest(id);
-        g.regs.rip = 0x1000 * (u64::from(id) + 1);
+        g.dom.vcpu_mut().regs.rip = 0x1000 * (u64::from(id) + 1);
         g.sched.weight = super::DEFAULT_WEIGHT;
         g.dom.vcpu_mut().periodic_period = 0;
         crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
@@ -73,7 +73,7 @@ fn a_vcpu_keeps_the_cpu_for_its_slice_then_the_next_runnable_one_runs() {
     assert_eq!(hv.sched.cur, 1);
     assert_eq!(hv.arch.switches, [(Some(0), 1)]);
     assert_eq!(regs.rip, 0x2000, "the next vCPU's registers");
-    assert_eq!(set.guest(0).unwrap().regs.rax, 42);
+    assert_eq!(set.guest(0).unwrap().dom.vcpu().regs.rax, 42);
     assert_eq!(set.guest(0).unwrap().sched.preemptions, 1);
     assert_eq!(set.guest(0).unwrap().sched.run_ns, SLICE_NS);
     assert_eq!(set.guest(1).unwrap().sched.dispatches, 1);
@@ -126,7 +126,8 @@ fn an_expired_timer_sends_virq_timer_and_wakes_its_vcpu() {
     assert_eq!(hv.sched.idle_ns, 1000);
     let d1 = &set.guest(1).unwrap().dom;
     assert_eq!(
-        d1.vcpu().timer_deadline, None,
+        d1.vcpu().timer_deadline,
+        None,
         "a single-shot timer fires once"
     );
     assert!(!d1.vcpu().blocked, "the tick woke it");
@@ -183,7 +184,10 @@ fn a_pending_flush_is_carried_out_before_the_vcpu_runs() {
     assert_eq!(hv.arch.performed.len(), 1);
     assert_eq!(hv.arch.performed[0].0, 0);
     assert!(hv.arch.performed[0].1.local_flush);
-    assert!(set.guest(0).unwrap().dom.vcpu().flush.is_empty(), "done once");
+    assert!(
+        set.guest(0).unwrap().dom.vcpu().flush.is_empty(),
+        "done once"
+    );
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.arch.performed.len(), 1);
 }

@@ -193,7 +193,7 @@ mod tests {
     ) -> i64 {
         let mut g = crate::guest_access::PageTableGuest {
             mem: &mut *m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         crate::guest_access::copy_to_guest(
             &mut g,

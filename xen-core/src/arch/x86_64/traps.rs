@@ -125,7 +125,7 @@ pub fn guest_exception(
             let crs = GuestCrs {
                 cr0: guest_cr0(dom),
                 cr2: xen_core::shared_info::cr2(&*m, dom),
-                cr3: dom.l4.maddr().0,
+                cr3: dom.vcpu().l4.maddr().0,
                 cr4: emulate::guest_cr4(dom.vcpu().cr4, host_cr4()),
             };
             // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).

@@ -23,7 +23,6 @@ use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
 use crate::mm::PtLevel;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
-use crate::regs::Regs;
 
 /// Frames of the machine.
 pub(super) const FRAMES: u64 = 320;
@@ -401,7 +400,6 @@ impl World {
             .unwrap();
         let guest = DomainEntry {
             dom,
-            regs: Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: s,
@@ -472,7 +470,8 @@ impl World {
         for s in self.live() {
             let g = self.guest(s).unwrap();
             let maps = self.set.grants[s].mappings().count() > 0;
-            let switched = g.dom.l4.0 != dom_base(s) + I_L4 || g.dom.vcpu().user_l4.is_some();
+            let switched =
+                g.dom.vcpu().l4.0 != dom_base(s) + I_L4 || g.dom.vcpu().user_l4.is_some();
             let ports = self.set.ports(s);
             let bound = (0..ports.valid_ports()).any(|p| {
                 matches!(
@@ -568,6 +567,8 @@ impl World {
         let entered_on = me.dom.current_l4();
         self.m.mem.watch = Some(entered_on);
         self.m.mem.hit = None;
+        // The running vCPU's registers, out of the domain while the hypercall borrows it.
+        let mut regs = me.dom.vcpu().regs;
         let r = {
             let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
             let mut ctx = Ctx {
@@ -578,7 +579,7 @@ impl World {
                 events,
                 grants,
                 others,
-                regs: &mut me.regs,
+                regs: &mut regs,
                 in_multicall: false,
                 fx: &mut Default::default(),
             };
@@ -586,6 +587,7 @@ impl World {
             crate::hypercall::testing::settle(&mut ctx);
             r
         };
+        me.dom.vcpu_mut().regs = regs;
         let live = self.m.mem.watch.take().unwrap_or(entered_on);
         if self.checks.live_cr3 {
             if let Some(hit) = self.m.mem.hit.take() {
@@ -798,7 +800,7 @@ impl World {
                         out,
                         "slot {s}: d{} l4={:?} user_l4={:?}{}; ",
                         g.dom.id,
-                        g.dom.l4,
+                        g.dom.vcpu().l4,
                         g.dom.vcpu().user_l4,
                         if g.dom.shutdown.is_some() {
                             " (shut down)"

@@ -279,7 +279,7 @@ pub(crate) fn audit_with_foreign(
 /// The tables a vCPU's CR3 can hold: its kernel L4 (`guest_table`) and, when set, its user L4
 /// (`guest_table_user`), each holding a general and an L4 type reference.
 fn base_pointers(d: &Domain) -> impl Iterator<Item = Mfn> {
-    [Some(d.l4), d.vcpu().user_l4]
+    [Some(d.vcpu().l4), d.vcpu().user_l4]
         .into_iter()
         .flatten()
         .filter(|t| t.0 != 0)

@@ -290,7 +290,7 @@ impl<'t> Mm<'t> {
             pt.get_page_and_type(l4, owner, PageType::L4)
                 .map_err(|errno| SeedError::Refused { mfn: l4, errno })?;
         }
-        dom.l4 = l4;
+        dom.vcpu_mut().l4 = l4;
         for (mfn, level) in tables {
             let ok = self.frames.get(mfn).is_some_and(|f| {
                 f.page_type() == PageType::of_level(level)
@@ -321,7 +321,7 @@ impl<'t> Mm<'t> {
     /// (`gnttab::hypercall::domain_dying`).
     pub fn relinquish_domain(&mut self, mem: &mut dyn MachineMemoryMut, dom: &mut Domain) -> usize {
         let owner = Owner::Domain(dom.id);
-        let kernel = core::mem::replace(&mut dom.l4, Mfn(0));
+        let kernel = core::mem::replace(&mut dom.vcpu_mut().l4, Mfn(0));
         // What each vCPU holds: its user L4, GDT frames and `vcpu_info` frame.
         let mut user = heapless::Vec::<Mfn, { crate::domain::MAX_VCPUS }>::new();
         let mut gdt = heapless::Vec::<Mfn, { 16 * crate::domain::MAX_VCPUS }>::new();

@@ -32,7 +32,7 @@ fn d0(k: u64) -> u64 {
 #[test]
 fn dom0_from_the_builder_validates_with_xens_start_of_day_counts() {
     let w = World::dom0();
-    let l4 = w.frame(w.dom.l4);
+    let l4 = w.frame(w.dom.vcpu().l4);
     // PGC_allocated + read-only mapping + pin + guest_table, as `mark_pv_pt_pages_rdonly` sets.
     assert_eq!((l4.count(), l4.type_count()), (4, 2));
     assert!(l4.pinned() && l4.validated());
@@ -99,7 +99,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
             "{level} {m:?}"
         );
     }
-    assert_eq!(dom.l4, built.l4);
+    assert_eq!(dom.vcpu().l4, built.l4);
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn hooking_a_table_into_an_upper_level_validates_it_and_unhooking_cascades() {
     t.check();
     // The guest sees z through the new branch at VA 1 GiB.
     let va = 1 << 30;
-    let at = crate::guest_access::translate(&t.m.mem, t.doms[1].l4, va, true).unwrap();
+    let at = crate::guest_access::translate(&t.m.mem, t.doms[1].vcpu().l4, va, true).unwrap();
     assert_eq!(at, Mfn(z).maddr());
     // Unhook: y, then x, are devalidated, and z loses the mapping's type reference.
     assert_eq!(t.mmu(1, &[(Two::slot(d1(1), 1), 0)], SELF_ID), (0, 1));
@@ -381,7 +381,7 @@ fn a_new_base_pointer_takes_the_new_l4_and_releases_the_old_one() {
         .unwrap();
     t.doms[1].vcpu_mut().flush.take();
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_BASEPTR, x, 0)], SELF_ID), 0);
-    assert_eq!(t.doms[1].l4, Mfn(x));
+    assert_eq!(t.doms[1].vcpu().l4, Mfn(x));
     // CR3 switched at once (`write_ptbase`), before the old table was released.
     assert_eq!(t.m.cr3, Some(Mfn(x)));
     assert_eq!(t.doms[1].vcpu().flush.new_cr3, None);
@@ -557,7 +557,10 @@ fn set_ldt_records_the_table_as_xen_checks_it() {
     );
     // No entries: the base is ignored.
     assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x1234, 0)], SELF_ID), 0);
-    assert_eq!((t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents), (0, 0));
+    assert_eq!(
+        (t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -679,7 +682,7 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
     };
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     crate::guest_access::copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(list), &req)
         .unwrap();
@@ -693,7 +696,7 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
     assert_eq!(rc, 0);
     let g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     assert_eq!(
         crate::guest_access::copy_from_guest::<u32>(&g, crate::guest_access::GuestPtr::new(done))
@@ -745,7 +748,7 @@ fn install_gdt_and_ldt(t: &mut Two) {
     let list = page_va(12);
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     crate::guest_access::copy_to_guest(
         &mut g,
@@ -785,7 +788,10 @@ fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
     let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
     assert!(t.doms[1].vcpu().gdt_frames.is_empty());
-    assert_eq!((t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents), (0, 0));
+    assert_eq!(
+        (t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents),
+        (0, 0)
+    );
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
 
@@ -800,7 +806,6 @@ fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
     for (slot, dom) in t.doms.iter().enumerate() {
         let g = DomainEntry {
             dom: dom.clone(),
-            regs: crate::regs::Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: 0,
@@ -825,7 +830,7 @@ fn register_vcpu_info(t: &mut Two, mfn: u64, offset: u32) -> i64 {
     let arg = page_va(12);
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     let info = VcpuRegisterVcpuInfo {
         mfn,
@@ -855,7 +860,7 @@ fn register_vcpu_info_moves_vcpu_info_and_holds_its_frame_until_teardown() {
     assert_eq!(register_vcpu_info(&mut t, base(0) + 13, 0), EINVAL);
     assert_eq!(register_vcpu_info(&mut t, 1 << 40, 0), EINVAL);
     // One of its own page tables (the L4) cannot be made writable.
-    let l4 = t.doms[1].l4.0;
+    let l4 = t.doms[1].vcpu().l4.0;
     assert_eq!(register_vcpu_info(&mut t, l4, 0), EINVAL);
     assert_eq!(t.doms[1].vcpu().vcpu_info, None);
     t.check();
@@ -912,7 +917,7 @@ fn fifo_event_channel_frames_are_checked_held_and_released() {
     const EINVAL: i64 = -22;
     let mut t = Two::new();
     let arg = page_va(12);
-    let l4 = t.doms[1].l4.0;
+    let l4 = t.doms[1].vcpu().l4.0;
     let (block, array) = (d1(13), d1(14));
     let before = (t.frame(block), t.frame(array));
     t.ctx(1, |ctx| {

@@ -127,7 +127,7 @@ impl Guest {
     }
 
     fn l4(&self) -> u64 {
-        self.w.dom.l4.0
+        self.w.dom.vcpu().l4.0
     }
 
     /// The table of `level` (4..=2) on the way to `va`, as the guest walks its tables.
