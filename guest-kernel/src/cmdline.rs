@@ -45,9 +45,40 @@ impl<'a> Cmdline<'a> {
     }
 }
 
+/// A memory size as `xl mem-set` takes it, in KiB: a number with an optional suffix `k`, `m`,
+/// `g` or `t` (either case; none means MiB, as xl's `parse_mem_size_kb`). `None` for anything
+/// else, or a size that does not fit.
+pub fn parse_mem_kib(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match suffix {
+        "k" | "K" => 0,
+        "" | "m" | "M" => 10,
+        "g" | "G" => 20,
+        "t" | "T" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_sizes_are_read_as_xl_reads_them() {
+        assert_eq!(parse_mem_kib("12"), Some(12 * 1024));
+        assert_eq!(parse_mem_kib("12M"), Some(12 * 1024));
+        assert_eq!(parse_mem_kib("12288k"), Some(12 * 1024));
+        assert_eq!(parse_mem_kib("1g"), Some(1 << 20));
+        assert_eq!(parse_mem_kib("2T"), Some(2 << 30));
+        for bad in ["", "m", "12x", "-1", "1.5M", "12 M", "99999999999999999999"] {
+            assert_eq!(parse_mem_kib(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_mem_kib("18446744073709551615t"), None);
+    }
 
     #[test]
     fn stops_at_nul_and_splits_words() {

@@ -358,6 +358,10 @@ pub struct Counters {
     pub invlpgs: u32,
     /// Frame reference-count operations.
     pub ref_ops: u32,
+    /// Hypercalls that took the hypervisor's fast way back.
+    pub fast_exits: u32,
+    /// Times the scheduler switched the CPU to this vCPU.
+    pub dispatches: u32,
 }
 
 impl Counters {
@@ -372,6 +376,8 @@ impl Counters {
             b"tlb_flushes" => &mut self.tlb_flushes,
             b"invlpgs" => &mut self.invlpgs,
             b"ref_ops" => &mut self.ref_ops,
+            b"fast_exits" => &mut self.fast_exits,
+            b"dispatches" => &mut self.dispatches,
             _ => return false,
         };
         *slot = value;
@@ -391,6 +397,8 @@ impl Counters {
             tlb_flushes: self.tlb_flushes.wrapping_sub(earlier.tlb_flushes),
             invlpgs: self.invlpgs.wrapping_sub(earlier.invlpgs),
             ref_ops: self.ref_ops.wrapping_sub(earlier.ref_ops),
+            fast_exits: self.fast_exits.wrapping_sub(earlier.fast_exits),
+            dispatches: self.dispatches.wrapping_sub(earlier.dispatches),
         }
     }
 }

@@ -8,9 +8,14 @@
 //!   a broadcast or a multicast destination is flooded to every port but the ingress one. A frame
 //!   whose destination was learned on its own ingress port is filtered: nothing goes back out of
 //!   the port it came in on.
-//! - **Bounded**: the table holds at most [`Config::max_entries`] entries. When it is full an
-//!   unknown source is not learned (its replies are flooded) until entries age out; nothing is
-//!   evicted, so a flood of made-up sources cannot push out the stations that are there.
+//! - **Bounded**: the table holds at most [`Config::max_entries`] entries, of which
+//!   [`Config::max_ports`] are kept for the locked ports' fixed entries: learned sources (from
+//!   the NIC side, which anyone on the wire can fill with made-up addresses) never take the
+//!   room a new vif needs to join. When the learned part is full, the least recently seen
+//!   learned entry is evicted if it has been idle for [`Config::evict_idle_ns`]; otherwise the
+//!   new source is not learned (its replies are flooded), so a flood of made-up sources cannot
+//!   push out the stations that are talking. Finding the oldest entry is a scan, done at most
+//!   once until that entry can have become idle enough (no scan per flooded frame).
 //! - **Locked ports**: a port added with a MAC (a domU's vif: the MAC the toolstack gave it) gets
 //!   a fixed entry for it that never ages and never moves, and frames from that port with any
 //!   other source are dropped (a domU cannot claim another station's address); a fixed MAC seen
@@ -75,8 +80,10 @@ pub struct Config {
     pub ageing_ns: u64,
     /// Longest frame forwarded (header included, no FCS): 1514, plus 4 for one VLAN tag.
     pub max_frame: usize,
-    /// Most ports.
+    /// Most ports (and table entries kept for their fixed MACs).
     pub max_ports: usize,
+    /// A learned entry idle this long may be evicted for a new source when the table is full.
+    pub evict_idle_ns: u64,
 }
 
 impl Default for Config {
@@ -86,6 +93,7 @@ impl Default for Config {
             ageing_ns: 300_000_000_000,
             max_frame: 1518,
             max_ports: 256,
+            evict_idle_ns: 30_000_000_000,
         }
     }
 }
@@ -159,6 +167,8 @@ pub struct Stats {
     pub aged: u64,
     /// Learned entries that moved to another port (a station moved).
     pub moved: u64,
+    /// Idle learned entries evicted to learn a new source.
+    pub evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -181,6 +191,10 @@ pub struct Bridge {
     table: BTreeMap<Mac, Entry>,
     ports: BTreeMap<PortId, Port>,
     stats: Stats,
+    /// Fixed entries in the table (locked ports' MACs).
+    fixed: usize,
+    /// No learned entry can be evictable before this time (the last scan's oldest entry).
+    next_evict_ns: u64,
 }
 
 impl Bridge {
@@ -191,7 +205,19 @@ impl Bridge {
             table: BTreeMap::new(),
             ports: BTreeMap::new(),
             stats: Stats::default(),
+            fixed: 0,
+            next_evict_ns: 0,
         }
+    }
+
+    /// Learned entries the table holds at most: the rest is kept for fixed ones.
+    fn learned_max(&self) -> usize {
+        self.cfg.max_entries.saturating_sub(self.cfg.max_ports)
+    }
+
+    /// Learned entries in the table.
+    pub fn learned(&self) -> usize {
+        self.table.len() - self.fixed
     }
 
     /// Adds port `id`; with `locked`, only that source MAC is accepted from it and the MAC gets a
@@ -219,6 +245,7 @@ impl Bridge {
                     fixed: true,
                 },
             );
+            self.fixed += 1;
         }
         self.ports.insert(
             id,
@@ -234,6 +261,9 @@ impl Bridge {
     pub fn remove_port(&mut self, id: PortId) -> Option<PortStats> {
         let port = self.ports.remove(&id)?;
         self.table.retain(|_, e| e.port != id);
+        if port.locked.is_some() {
+            self.fixed -= 1;
+        }
         Some(port.stats)
     }
 
@@ -310,7 +340,7 @@ impl Bridge {
             }
             return;
         }
-        if self.table.len() >= self.cfg.max_entries {
+        if self.learned() >= self.learned_max() && !self.evict_idle(now_ns) {
             self.stats.learn_refused += 1;
             return;
         }
@@ -322,6 +352,32 @@ impl Bridge {
                 fixed: false,
             },
         );
+    }
+
+    /// Evicts the least recently seen learned entry if it has been idle for
+    /// [`Config::evict_idle_ns`]; whether it did. Scans the table at most once per period in
+    /// which no entry can have become evictable.
+    fn evict_idle(&mut self, now_ns: u64) -> bool {
+        if now_ns < self.next_evict_ns {
+            return false;
+        }
+        let oldest = self
+            .table
+            .iter()
+            .filter(|(_, e)| !e.fixed)
+            .min_by_key(|(_, e)| e.seen_ns)
+            .map(|(m, e)| (*m, e.seen_ns));
+        let Some((mac, seen)) = oldest else {
+            return false;
+        };
+        let idle_at = seen.saturating_add(self.cfg.evict_idle_ns);
+        if now_ns < idle_at {
+            self.next_evict_ns = idle_at;
+            return false;
+        }
+        self.table.remove(&mac);
+        self.stats.evicted += 1;
+        true
     }
 
     fn expired(&self, e: &Entry, now_ns: u64) -> bool {
@@ -495,10 +551,12 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_bounded_and_a_full_table_evicts_nobody() {
+    fn the_table_is_bounded_and_a_full_table_evicts_nobody_fresh() {
         let cfg = Config {
-            max_entries: 4,
+            max_entries: 8,
+            max_ports: 4,
             ageing_ns: 10 * S,
+            evict_idle_ns: 10 * S,
             ..Config::default()
         };
         let mut b = bridge(cfg);
@@ -521,6 +579,81 @@ mod tests {
         assert_eq!(b.age(20 * S), 4);
         b.forward(20 * S, NIC, &frame(BROADCAST, mac(100), 60));
         assert_eq!(b.lookup(20 * S, &mac(100)), Some(NIC));
+    }
+
+    /// The wire fills the table with made-up sources: a vif that connects afterwards still
+    /// joins (room is kept for fixed entries), and the flood pushes out no station that is
+    /// talking, only idle ones.
+    #[test]
+    fn a_flood_from_the_wire_cannot_keep_a_vif_out_nor_push_out_talkers() {
+        let cfg = Config {
+            max_entries: 12,
+            max_ports: 4,
+            ageing_ns: 300 * S,
+            evict_idle_ns: 30 * S,
+            ..Config::default()
+        };
+        let mut b = Bridge::new(cfg);
+        b.add_port(NIC, None).unwrap();
+        b.add_port(DOM0, None).unwrap();
+        b.add_port(VIF1, Some(mac(201))).unwrap();
+        // The gateway behind the NIC, talking all along.
+        let gw = [0x52, 0x55, 0x0a, 0, 2, 2];
+        b.forward(0, NIC, &frame(BROADCAST, gw, 60));
+        for n in 0..1000u32 {
+            let t = u64::from(n) * S / 10;
+            let src = [0x02, 0, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8];
+            b.forward(t, NIC, &frame(BROADCAST, src, 60));
+            if n % 50 == 0 {
+                b.forward(t, NIC, &frame(mac(201), gw, 60));
+            }
+        }
+        assert_eq!(
+            b.len(),
+            12 - 4 + 1,
+            "learned part full, plus VIF1's fixed entry"
+        );
+        assert_eq!(b.learned(), 8);
+        // A new vif joins: its fixed entry has room.
+        b.add_port(VIF2, Some(mac(202))).unwrap();
+        assert_eq!(b.len(), 10);
+        assert_eq!(
+            b.forward(100 * S, VIF1, &frame(mac(202), mac(201), 60)),
+            Forward::To(VIF2)
+        );
+        // The gateway, refreshed every 5 s, was never evicted; idle made-up sources were.
+        assert_eq!(b.lookup(100 * S, &gw), Some(NIC));
+        assert!(b.stats().evicted > 0);
+        assert!(b.stats().learn_refused > 0);
+        assert_eq!(b.remove_port(VIF2).map(|s| s.rx_frames), Some(0));
+        assert_eq!(b.learned(), 8);
+    }
+
+    /// Eviction does not scan the table for every flooded frame: after a scan finds nothing
+    /// idle, none happens until the oldest entry can be idle.
+    #[test]
+    fn eviction_scans_are_rare() {
+        let cfg = Config {
+            max_entries: 6,
+            max_ports: 2,
+            evict_idle_ns: 10 * S,
+            ..Config::default()
+        };
+        let mut b = Bridge::new(cfg);
+        b.add_port(NIC, None).unwrap();
+        for n in 0..4 {
+            b.forward(n * S, NIC, &frame(BROADCAST, mac(n as u8), 60));
+        }
+        for n in 4..100 {
+            b.forward(5 * S, NIC, &frame(BROADCAST, mac(n), 60));
+        }
+        assert_eq!(b.next_evict_ns, 10 * S);
+        assert_eq!(b.stats().evicted, 0);
+        // At 10 s mac(0) is idle enough: it goes, the next source is learned.
+        b.forward(10 * S, NIC, &frame(BROADCAST, mac(150), 60));
+        assert_eq!(b.stats().evicted, 1);
+        assert_eq!(b.lookup(10 * S, &mac(150)), Some(NIC));
+        assert_eq!(b.lookup(10 * S, &mac(0)), None);
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! and the vifs with); [`blkif`] (block back end, front end, RAM disk and the device's xenstore keys, on
 //! `ring` and `xenbus`); [`netif`] (network back end and front end, the rx-copy model, and the
 //! vif's xenstore keys, on the same pieces); [`console_ring`] (the PV console ring and a `(dN) ` line prefixer);
-//! [`printable`] (guest text escaped for dom0's log).
+//! [`printable`] (guest text escaped for dom0's log); [`ratelimit`] (one console line per
+//! interval for what a guest can cause).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ mod byte_ring;
 pub mod console_ring;
 pub mod netif;
 pub mod printable;
+pub mod ratelimit;
 pub mod ring;
 pub mod shared_page;
 pub mod xenbus;

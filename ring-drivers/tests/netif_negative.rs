@@ -19,10 +19,11 @@ use hypercall_abi::io::netif::{
     NETIF_RSP_OKAY, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO,
     XEN_NETIF_EXTRA_TYPE_MCAST_ADD, XEN_NETIF_GSO_TYPE_TCPV4,
 };
+use ring_drivers::netif::csum::{self, CsumError};
 use ring_drivers::netif::{
     GrantIoError, GrantPages, NetBack, NetBackendInfo, NetFront, NetFrontendTransport,
     NetRxBackRing, NetRxFrontRing, NetTxBackRing, NetTxFrontRing, RxDrop, RxMeta, RxOutcome,
-    TxError, TxMeta, RX_QUEUE_MAX, TX_BUDGET, XEN_NETBK_LEGACY_SLOTS_MAX,
+    TxError, TxMeta, RX_QUEUE_BYTES, RX_QUEUE_MAX, TX_BUDGET, XEN_NETBK_LEGACY_SLOTS_MAX,
 };
 use ring_drivers::shared_page::{AtomicPage, SharedPage};
 use ring_drivers::RingError;
@@ -50,6 +51,29 @@ struct Rig {
 }
 
 fn rig(sg: bool) -> Rig {
+    rig_with(sg, true)
+}
+
+/// A 60-byte Ethernet + IPv4 + TCP frame from 10.0.2.21:7 with a right checksum.
+fn tcp_frame() -> Vec<u8> {
+    let mut f = vec![
+        0x00, 0x16, 0x3e, 0, 0, 2, 0x00, 0x16, 0x3e, 0, 0, 1, 0x08, 0x00,
+    ];
+    f.extend_from_slice(&[
+        0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 2, 21, 10, 0, 2, 2,
+    ]);
+    f.extend_from_slice(&[
+        0, 7, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0x10, 0,
+    ]);
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(b"hello!");
+    csum::complete(&mut f).unwrap();
+    assert_eq!(csum::verify(&f), Ok(true));
+    f
+}
+
+/// `no_csum`: the front end wrote `feature-no-csum-offload`.
+fn rig_with(sg: bool, no_csum: bool) -> Rig {
     let tx_page = Arc::new(AtomicPage::new());
     let rx_page = Arc::new(AtomicPage::new());
     let tx = NetTxFrontRing::init(&mut &*tx_page);
@@ -65,7 +89,7 @@ fn rig(sg: bool) -> Rig {
         event_channel: 3,
         feature_sg: sg,
         feature_rx_notify: true,
-        no_csum_offload: true,
+        no_csum_offload: no_csum,
     };
     let notified = Arc::new(EventChannel::default());
     let back = Back::new(
@@ -165,7 +189,12 @@ impl Rig {
 fn good_packets_with_flags_and_skipped_extras() {
     let mut r = rig(true);
     r.still_serves();
-    // One slot, csum_blank, with a multicast extra (not offered: skipped).
+    // One slot, csum_blank (a TCP frame whose checksum is left blank), with a multicast extra
+    // (not offered: skipped). The back end fills the checksum in.
+    let tcp = tcp_frame();
+    let mut blank = tcp.clone();
+    blank[50..52].fill(0);
+    r.pages.write(3, 0, &blank);
     let first = r.slot(3, 0, 60, NETTXF_csum_blank | NETTXF_extra_info);
     r.push(&first);
     let mut mcast = NetifExtraInfo {
@@ -178,14 +207,15 @@ fn good_packets_with_flags_and_skipped_extras() {
     let mut got = Vec::new();
     r.back.serve_tx(|f, m| got.push((f.to_vec(), m))).unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, vec![3; 60]);
+    assert_eq!(got[0].0, tcp, "checksum completed");
     assert_eq!(
         got[0].1,
         TxMeta {
-            csum_blank: true,
-            data_validated: false
+            csum_blank: false,
+            data_validated: true
         }
     );
+    assert_eq!(r.back.stats().tx_csum_completed, 1);
     let mut rsps = Vec::new();
     while let Some(x) = r.tx.get_response(&*r.tx_page).unwrap() {
         rsps.push(x);
@@ -207,6 +237,12 @@ fn good_packets_with_flags_and_skipped_extras() {
     r.push_extra(&gso);
     let (frames, _) = r.serve();
     assert_eq!(frames, vec![vec![4; 60]]);
+    // csum_blank on a frame that is not TCP or UDP over IP: refused, not forwarded half-done.
+    let first = r.slot(4, 0, 60, NETTXF_csum_blank);
+    r.push(&first);
+    r.pushed = 1;
+    r.expect_refused(TxError::Checksum(CsumError::NotIp), 0);
+    assert_eq!(r.back.stats().tx_csum_errors, 1);
 }
 
 #[test]
@@ -469,7 +505,7 @@ fn rx_responses(r: &mut Rig) -> Vec<NetifRxResponse> {
 
 #[test]
 fn rx_frames_land_in_posted_buffers_with_flags() {
-    let mut r = rig(true);
+    let mut r = rig_with(true, false);
     post_rx(&mut r, 4);
     let frame: Vec<u8> = (0..5000).map(|i| i as u8).collect();
     let meta = RxMeta {
@@ -662,4 +698,205 @@ fn rx_frame_waits_for_enough_buffers_without_spinning() {
     assert_eq!(rsps.len(), 2);
     assert_eq!(rsps[0].status, 4096);
     assert_eq!(rsps[1].status, 5000 - 4096);
+}
+
+// --- Limits and batching (dom0's heap is small; one hypercall per frame is slow). ---
+
+/// A frame larger than the back end forwards is refused from its first slot, before any grant
+/// copy and before any buffer is touched; one at the limit goes through.
+#[test]
+fn oversize_frames_are_refused_before_any_copy() {
+    let mut r = rig(true);
+    r.back.set_max_frame(1518);
+    for size in [1519u16, 4000, 65535] {
+        let copies = r.back.stats().grant_copy_calls;
+        let a = r.slot(1, 0, size, NETTXF_more_data);
+        let b = r.slot(2, 0, size - 1000, 0);
+        r.push(&a);
+        r.push(&b);
+        r.expect_refused(TxError::Oversize { size }, 0);
+        // expect_refused served one more good packet (one copy) after the refusal.
+        assert_eq!(
+            r.back.stats().grant_copy_calls,
+            copies + 1,
+            "no copy for it"
+        );
+    }
+    assert_eq!(r.back.stats().tx_oversize, 3);
+    let a = r.slot(1, 0, 1518, NETTXF_more_data);
+    let b = r.slot(2, 0, 518, 0);
+    r.push(&a);
+    r.push(&b);
+    let (frames, rsps) = r.serve();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].len(), 1518);
+    assert!(rsps.iter().all(|x| x.status == NETIF_RSP_OKAY));
+}
+
+/// The packets of one pass are copied with one grant-copy call, delivered in order, each with
+/// its own bytes; a bad grant in the middle costs that packet alone (the batch is redone packet
+/// by packet to find it).
+#[test]
+fn a_pass_is_one_grant_copy_and_a_bad_grant_refuses_only_its_packet() {
+    let mut r = rig(true);
+    for p in 0..24 {
+        r.pages.write(p, 0, &[p as u8 + 100; 4096]);
+    }
+    let copies = r.back.stats().grant_copy_calls;
+    for i in 0..20u16 {
+        let s = r.slot(usize::from(i), i * 7, 60 + i * 70, 0);
+        r.push(&s);
+    }
+    let (frames, rsps) = r.serve();
+    assert_eq!(
+        r.back.stats().grant_copy_calls,
+        copies + 1,
+        "one call for 20"
+    );
+    assert_eq!(frames.len(), 20);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.len(), 60 + i * 70);
+        assert!(
+            f.iter().all(|&x| x == i as u8 + 100),
+            "frame {i}'s own bytes"
+        );
+    }
+    assert_eq!(rsps.len(), 20);
+    assert!(rsps.iter().all(|x| x.status == NETIF_RSP_OKAY));
+    r.pushed = 0;
+    // Packet 5 of 10 names a grant that does not exist.
+    let mut bad_id = 0;
+    for i in 0..10u16 {
+        let mut s = r.slot(usize::from(i), 0, 100, 0);
+        if i == 5 {
+            s.gref = 4242;
+            bad_id = s.id;
+        }
+        r.push(&s);
+    }
+    let (frames, rsps) = r.serve();
+    assert_eq!(frames.len(), 9);
+    assert_eq!(rsps.len(), 10, "every slot answered");
+    for x in &rsps {
+        let want = if x.id == bad_id {
+            NETIF_RSP_ERROR
+        } else {
+            NETIF_RSP_OKAY
+        };
+        assert_eq!(x.status, want, "slot {}", x.id);
+    }
+    assert!(matches!(r.back.last_error(), Some(TxError::Grant(_))));
+    assert_eq!(r.back.stats().tx_grant_errors, 1);
+}
+
+/// More than a batch buffer's worth in one pass: several copy calls, every frame intact.
+#[test]
+fn a_pass_larger_than_the_batch_buffer_is_copied_in_several_calls() {
+    let mut r = rig(true);
+    let copies = r.back.stats().grant_copy_calls;
+    // 60 frames of 3000 bytes (two slots each): 180 000 bytes, three 64 KiB batches.
+    for i in 0..60usize {
+        let a = r.slot(i % 10, 1096, 3000, NETTXF_more_data);
+        let b = r.slot(i % 10 + 10, 0, 0, 0);
+        r.push(&a);
+        r.push(&b);
+    }
+    let (frames, rsps) = r.serve();
+    assert_eq!(frames.len(), 60);
+    assert_eq!(rsps.len(), 120);
+    assert!(frames.iter().all(|f| f.len() == 3000));
+    let calls = r.back.stats().grant_copy_calls - copies;
+    assert!((3..=4).contains(&calls), "{calls} copy calls");
+}
+
+/// Frames queued for the front end go out many per grant-copy call; the queue is bounded in
+/// bytes (no frame-count-times-64-KiB growth).
+#[test]
+fn rx_queue_flushes_in_one_call_and_is_bounded_in_bytes() {
+    let mut r = rig(true);
+    for i in 0..10u8 {
+        assert_eq!(
+            r.back.queue(&[i; 1514], RxMeta::default()).unwrap(),
+            RxOutcome::Queued
+        );
+    }
+    assert!(rx_responses(&mut r).is_empty(), "nothing before the flush");
+    post_rx(&mut r, 12);
+    let copies = r.back.stats().grant_copy_calls;
+    assert_eq!(r.back.flush_rx().unwrap(), 10);
+    assert_eq!(
+        r.back.stats().grant_copy_calls,
+        copies + 1,
+        "one call for 10"
+    );
+    let rsps = rx_responses(&mut r);
+    assert_eq!(rsps.len(), 10);
+    for (i, x) in rsps.iter().enumerate() {
+        assert_eq!(x.status, 1514);
+        let mut b = vec![0; 1514];
+        r.pages.read(10 + usize::from(x.id), 0, &mut b);
+        assert!(b.iter().all(|&v| v == i as u8));
+    }
+    // Full-size frames fit RX_QUEUE_BYTES / 1514 times; a full queue is flushed into the two
+    // buffers left, so two more fit; then, with no buffer, frames are dropped.
+    let fit = RX_QUEUE_BYTES / 1514;
+    for _ in 0..fit + 2 {
+        assert_eq!(
+            r.back.queue(&[9; 1514], RxMeta::default()).unwrap(),
+            RxOutcome::Queued
+        );
+    }
+    assert_eq!(
+        r.back.queue(&[9; 1514], RxMeta::default()).unwrap(),
+        RxOutcome::Dropped(RxDrop::QueueFull)
+    );
+    assert_eq!(rx_responses(&mut r).len(), 2);
+    assert_eq!(r.back.rx_queued(), fit);
+    assert_eq!(r.back.stats().rx_dropped_no_buffer, 1);
+}
+
+/// A burst larger than the queue, with buffers posted, loses nothing: the queue is flushed
+/// when it fills instead of dropping.
+#[test]
+fn a_burst_larger_than_the_rx_queue_loses_nothing_while_buffers_are_posted() {
+    let mut r = rig(true);
+    post_rx(&mut r, 14);
+    let fit = RX_QUEUE_BYTES / 1514;
+    for i in 0..fit + 14 {
+        assert_eq!(
+            r.back.queue(&[i as u8; 1514], RxMeta::default()).unwrap(),
+            RxOutcome::Queued,
+            "frame {i}"
+        );
+    }
+    assert_eq!(r.back.stats().rx_dropped_no_buffer, 0);
+    assert_eq!(rx_responses(&mut r).len(), 14);
+}
+
+/// A front end that refuses offload (`feature-no-csum-offload`) never sees `csum_blank`: the
+/// back end completes the checksum and says `data_validated`; one that cannot be completed is
+/// dropped.
+#[test]
+fn rx_blank_checksums_are_completed_for_a_front_end_refusing_offload() {
+    let mut r = rig_with(true, true);
+    post_rx(&mut r, 2);
+    let tcp = tcp_frame();
+    let mut blank = tcp.clone();
+    blank[50..52].fill(0);
+    let meta = RxMeta {
+        csum_blank: true,
+        data_validated: true,
+    };
+    assert_eq!(r.back.send(&blank, meta).unwrap(), RxOutcome::Delivered);
+    assert!(matches!(
+        r.back.send(&[1; 60], meta).unwrap(),
+        RxOutcome::Dropped(RxDrop::Checksum(_))
+    ));
+    let rsps = rx_responses(&mut r);
+    assert_eq!(rsps.len(), 1);
+    assert_eq!(rsps[0].flags, NETRXF_data_validated);
+    let mut got = vec![0; 60];
+    r.pages.read(10 + usize::from(rsps[0].id), 0, &mut got);
+    assert_eq!(got, tcp);
+    assert_eq!(r.back.stats().rx_csum_completed, 1);
 }

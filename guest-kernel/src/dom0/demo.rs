@@ -34,6 +34,9 @@ struct Ping {
     rtts: Vec<u64>,
     /// The pattern and reply grants (`None`: the domU has no grant table).
     grefs: Option<(u32, u32)>,
+    /// dom0's hypervisor counters and upcall count at the kick, when benchmarking: the bench
+    /// line gives what one round trip cost dom0 (hypercalls, fast exits, dispatches, upcalls).
+    before: Option<(guest_kernel::pt_lab::Counters, u32)>,
 }
 
 /// Why the grant exchange failed.
@@ -169,6 +172,7 @@ impl Demo {
                     (Some(a), Some(b)) => Some((a, b)),
                     _ => None,
                 },
+                before: None,
             };
             self.pings.insert(id, ping);
         }
@@ -178,7 +182,12 @@ impl Demo {
         events::clear_pending(local);
         events::take(local);
         // The kick: the domU starts bouncing once it knows we are bound.
+        let bench = self.bench_copies > 0;
         if let Some(p) = self.pings.get_mut(&id) {
+            if bench {
+                p.before =
+                    crate::suites::pt_workload::perf_counters().map(|c| (c, events::upcalls()));
+            }
             p.sent_at = rdtsc();
         }
         let _ = events::send(local);
@@ -206,9 +215,26 @@ impl Demo {
         if self.bench_copies > 0 {
             let mut rtts = core::mem::take(&mut p.rtts);
             rtts.sort_unstable();
+            let after = crate::suites::pt_workload::perf_counters().map(|c| (c, events::upcalls()));
+            // Per round trip, dom0's side: its hypercalls (the counter's reading itself is one
+            // more), those that took the fast way back, its dispatches and upcalls.
+            let per = match (p.before, after) {
+                (Some((b, ub)), Some((a, ua))) => {
+                    let d = a.since(&b);
+                    let r = f64::from(rounds.max(1));
+                    format!(
+                        " dom0_hypercalls_per_rtt={:.2} dom0_fast_exits_per_rtt={:.2} dom0_dispatches_per_rtt={:.2} dom0_upcalls_per_rtt={:.2}",
+                        f64::from(d.hypercalls.saturating_sub(1)) / r,
+                        f64::from(d.fast_exits) / r,
+                        f64::from(d.dispatches) / r,
+                        f64::from(ua.wrapping_sub(ub)) / r
+                    )
+                }
+                _ => alloc::string::String::new(),
+            };
             if let Some(&median) = rtts.get(rtts.len() / 2) {
                 println!(
-                    "bench evtchn_rtt dom={id} rounds={} median_cycles={median} min_cycles={}",
+                    "bench evtchn_rtt dom={id} rounds={} median_cycles={median} min_cycles={}{per}",
                     rtts.len(),
                     rtts[0]
                 );

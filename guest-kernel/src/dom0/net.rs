@@ -203,17 +203,32 @@ impl Net {
         }
     }
 
-    /// Serves vif `id`'s tx ring and forwards what it sent.
+    /// Serves vif `id`'s tx ring and forwards what it sent, each frame straight from the back
+    /// end's buffer (the vif is taken out of the map meanwhile: the bridge never sends a frame
+    /// back out of its ingress port, so it needs no path to itself).
     fn serve_vif(&mut self, ctx: &mut Ctx, id: u16, event: bool) {
-        let mut out = Vec::new();
-        let Some(v) = self.vifs.get_mut(&id) else {
+        let Some(mut v) = self.vifs.remove(&id) else {
             return;
         };
-        let link = v.serve(&mut ctx.xs, event, &mut out);
-        self.link(id, link);
         let now = time::now_ns().unwrap_or(0);
-        for frame in out {
-            self.switch(now, vif_port(id), &frame);
+        let (bridge, host, vifs, nic) = (
+            &mut self.bridge,
+            &mut self.host,
+            &mut self.vifs,
+            &mut self.nic,
+        );
+        let link = v.serve(&mut ctx.xs, event, now, &mut |frame, _meta| {
+            route(bridge, host, vifs, nic.as_mut(), now, vif_port(id), frame);
+        });
+        self.vifs.insert(id, v);
+        self.link(id, link);
+        self.flush_vifs();
+    }
+
+    /// Copies the frames queued for each domU into its buffers (batched grant copies).
+    fn flush_vifs(&mut self) {
+        for v in self.vifs.values_mut() {
+            v.flush();
         }
     }
 
@@ -354,6 +369,7 @@ impl Net {
                     self.switch(now, DOM0_PORT, &frame);
                 }
             }
+            self.flush_vifs();
             if moved == 0 {
                 break;
             }

@@ -10,8 +10,13 @@
 //!   (blkback's [`GntCopy`]): tx (domU -> dom0) into the back end's buffer, rx (dom0 -> domU)
 //!   into buffers the domU posted.
 //! - **Serving**: on each event and again while a budget-limited pass left slots; each frame the
-//!   domU sent goes to the bridge after the pass (the back end lends it only inside its
-//!   callback). A ring overrun closes that vif alone (`netback: d<N> ring overrun: closing`).
+//!   domU sent is handed to the caller's callback straight from the back end's batch buffer
+//!   (no copy, no allocation per frame), which routes it through the bridge. A first slot
+//!   larger than the bridge forwards ([`MAX_FRAME`]) is refused before any copy. Frames for the
+//!   domU are queued ([`Vif::send`]) and copied many per `GNTTABOP_copy` by [`Vif::flush`]
+//!   after each burst. Refused packets are reported at most once per [`REPORT_EVERY_NS`]
+//!   per vif, with the count. A ring overrun closes that vif alone
+//!   (`netback: d<N> ring overrun: closing`).
 //! - **Teardown**: front end `Closing`/`Closed`, an overrun, or the domU's death: the port is
 //!   closed, the rings unmapped, the bridge port removed, and the counters printed as
 //!   `bench netback dom=<N> ...` (notifications and grant copies per packet).
@@ -25,8 +30,10 @@ use guest_kernel::rates::per_request;
 use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::HypercallError;
 use ring_drivers::netif::{
-    keys, parse_mac, NetBack, NetBackStats, NetBackendInfo, NetFrontendTransport, RxMeta, RxOutcome,
+    keys, parse_mac, NetBack, NetBackStats, NetBackendInfo, NetFrontendTransport, RxMeta,
+    RxOutcome, TxMeta,
 };
+use ring_drivers::ratelimit::LogLimit;
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::RingError;
 
@@ -37,6 +44,13 @@ use crate::kernel::ring_page::{self, MappedPage};
 
 type Back = NetBack<MappedPage, GntCopy, EvtNotify>;
 
+/// The largest frame a vif may send: the bridge's limit (a 1500-byte MTU, the Ethernet header
+/// and one VLAN tag); no GSO is offered, so nothing larger is legitimate.
+pub const MAX_FRAME: usize = 1518;
+
+/// A vif's refused packets are reported at most this often.
+pub const REPORT_EVERY_NS: u64 = 10_000_000_000;
+
 /// A connected vif.
 struct Conn {
     back: Back,
@@ -44,6 +58,7 @@ struct Conn {
     rx_handle: u32,
     port: u32,
     errors_reported: u64,
+    report: LogLimit,
 }
 
 /// Why a vif could not connect.
@@ -231,7 +246,10 @@ impl Vif {
             GntCopy::default(),
             EvtNotify(port),
         ) {
-            Ok(b) => b,
+            Ok(mut b) => {
+                b.set_max_frame(MAX_FRAME);
+                b
+            }
             Err(e) => {
                 let _ = events::close(port);
                 ring_page::unmap_grant(tx_page, tx_handle);
@@ -250,6 +268,7 @@ impl Vif {
             rx_handle,
             port,
             errors_reported: 0,
+            report: LogLimit::new(REPORT_EVERY_NS),
         });
         self.busy = true; // frames may be waiting already
         Ok(true)
@@ -276,8 +295,15 @@ impl Vif {
     }
 
     /// The vif's port fired (`event`), or a pass left work: serve the tx ring, handing every
-    /// frame the domU sent to `out`. Returns the link change (an overrun closes the vif).
-    pub fn serve(&mut self, store: &mut impl Store, event: bool, out: &mut Vec<Vec<u8>>) -> Link {
+    /// frame the domU sent to `deliver` (valid only inside the call). Returns the link change
+    /// (an overrun closes the vif).
+    pub fn serve(
+        &mut self,
+        store: &mut impl Store,
+        event: bool,
+        now_ns: u64,
+        deliver: &mut dyn FnMut(&[u8], TxMeta),
+    ) -> Link {
         if self.overrun {
             return self.close_overrun(store);
         }
@@ -285,14 +311,13 @@ impl Vif {
             self.busy = false;
             return Link::Same;
         };
-        let mut take = |frame: &[u8], _meta| out.push(frame.to_vec());
         let r = if event {
-            c.back.on_event(&mut take)
+            c.back.on_event(&mut *deliver)
         } else {
-            c.back.serve_tx(&mut take)
+            c.back.serve_tx(&mut *deliver)
         };
         let errors = c.back.stats().tx_errors;
-        if errors > c.errors_reported {
+        if errors > c.errors_reported && c.report.allow(now_ns).is_some() {
             println!(
                 "netback: d{} refused {} packet(s), last: {:?}",
                 self.domid,
@@ -322,13 +347,13 @@ impl Vif {
         }
     }
 
-    /// A frame from the bridge for this domU: copied into a buffer it posted, or queued, or
-    /// dropped (counted by the back end). Whether it was taken.
+    /// A frame from the bridge for this domU: queued (copied into its buffers by the next
+    /// [`Vif::flush`]) or dropped (counted by the back end). Whether it was taken.
     pub fn send(&mut self, frame: &[u8]) -> bool {
         let Some(c) = self.conn.as_mut() else {
             return false;
         };
-        match c.back.send(frame, RxMeta::default()) {
+        match c.back.queue(frame, RxMeta::default()) {
             Ok(RxOutcome::Delivered) | Ok(RxOutcome::Queued) => true,
             Ok(RxOutcome::Dropped(_)) => false,
             Err(_) => {
@@ -336,6 +361,21 @@ impl Vif {
                 self.busy = true;
                 false
             }
+        }
+    }
+
+    /// Copies the frames queued for the domU into the buffers it posted (many per grant
+    /// copy). An rx overrun closes the vif at the next serve.
+    pub fn flush(&mut self) {
+        let Some(c) = self.conn.as_mut() else {
+            return;
+        };
+        if c.back.rx_queued() == 0 {
+            return;
+        }
+        if c.back.flush_rx().is_err() {
+            self.overrun = true;
+            self.busy = true;
         }
     }
 

@@ -23,6 +23,8 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4C
 
 /// Frames waiting for the stack at most (more are dropped: the stack is not keeping up).
 const RX_QUEUE: usize = 512;
+/// Bytes waiting for the stack at most: a domU flooding broadcasts cannot fill dom0's heap.
+const RX_QUEUE_BYTES: usize = 256 * 1024;
 /// Ethernet payload size.
 const MTU: usize = 1500;
 /// Listening echo and HTTP sockets (concurrent connections of each).
@@ -36,6 +38,8 @@ const HTTP_TX: usize = 8192;
 /// The queues smoltcp sees as its device.
 struct Queues {
     rx: VecDeque<Vec<u8>>,
+    /// Bytes in `rx`.
+    rx_bytes: usize,
     tx: Vec<Vec<u8>>,
 }
 
@@ -64,6 +68,7 @@ impl Device for Queues {
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx, Tx<'_>)> {
         let frame = self.rx.pop_front()?;
+        self.rx_bytes -= frame.len();
         Some((Rx(frame), Tx(&mut self.tx)))
     }
 
@@ -135,6 +140,7 @@ impl HostIf {
     pub fn new(mac: [u8; 6], addressing: Addressing, now_ns: u64, seed: u64) -> HostIf {
         let mut dev = Queues {
             rx: VecDeque::new(),
+            rx_bytes: 0,
             tx: Vec::new(),
         };
         let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -185,10 +191,11 @@ impl HostIf {
 
     /// A frame the bridge sends to dom0.
     pub fn deliver(&mut self, frame: &[u8]) {
-        if self.dev.rx.len() >= RX_QUEUE {
+        if self.dev.rx.len() >= RX_QUEUE || self.dev.rx_bytes + frame.len() > RX_QUEUE_BYTES {
             self.rx_dropped += 1;
             return;
         }
+        self.dev.rx_bytes += frame.len();
         self.dev.rx.push_back(frame.to_vec());
     }
 

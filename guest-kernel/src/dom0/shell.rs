@@ -1,6 +1,6 @@
 //! dom0's shell: serial input (the hypervisor routes it to dom0 and raises `VIRQ_CONSOLE`),
 //! echoed and edited line by line; each line is an `xl`-like command: `list`,
-//! `shutdown|reboot|destroy <id>`, `poweroff`, `help`.
+//! `shutdown|reboot|destroy <id>`, `mem-set <id> <size>`, `poweroff`, `help`.
 
 use alloc::format;
 use alloc::string::String;
@@ -11,6 +11,7 @@ use hypercall_abi::xen::CONSOLEIO_read;
 
 use super::service::{Ctx, Request, Service};
 use super::toolstack::{destroy, domus};
+use super::xenstore::Store;
 use crate::kernel::console;
 use crate::kernel::events::Channel;
 use crate::kernel::hypercall as hc;
@@ -74,11 +75,13 @@ fn command(ctx: &mut Ctx, line: &str) {
     let (Some(cmd), arg) = (words.next(), words.next()) else {
         return;
     };
+    let arg2 = words.next();
     let id = arg.and_then(|a| a.parse::<u16>().ok());
     match (cmd, id) {
         ("help", _) => println!(
-            "xl: commands: list, shutdown <id>, reboot <id>, destroy <id>, poweroff (CTRL-a three times: debug keys)"
+            "xl: commands: list, shutdown <id>, reboot <id>, destroy <id>, mem-set <id> <size>, poweroff (CTRL-a three times: debug keys)"
         ),
+        ("mem-set", Some(id)) => mem_set(ctx, id, arg2.unwrap_or("")),
         ("list", _) => list(ctx),
         ("shutdown" | "reboot", Some(id)) => {
             let reason = if cmd == "shutdown" {
@@ -112,11 +115,39 @@ fn command(ctx: &mut Ctx, line: &str) {
     }
 }
 
+/// `mem-set <id> <size>`: writes the domU's `memory/target` (KiB), which its balloon follows
+/// (xl's `mem-set`; the size takes xl's suffixes, MiB without one). Refused above
+/// `memory/static-max`, the most the domain may hold.
+fn mem_set(ctx: &mut Ctx, id: u16, size: &str) {
+    let Some(kib) = guest_kernel::cmdline::parse_mem_kib(size) else {
+        println!("xl: mem-set d{id}: bad size '{size}' (e.g. 12M, 8192k, 1g)");
+        return;
+    };
+    if !ctx.doms.contains_key(&id) {
+        println!("xl: mem-set d{id}: no such domain");
+        return;
+    }
+    let home = format!("/local/domain/{id}/memory");
+    let max = ctx
+        .xs
+        .read(&format!("{home}/static-max"))
+        .and_then(|v| v.parse::<u64>().ok());
+    if max.is_some_and(|m| kib > m) {
+        println!(
+            "xl: mem-set d{id}: {kib} KiB is above static-max {} KiB",
+            max.unwrap_or(0)
+        );
+        return;
+    }
+    ctx.xs.write(&format!("{home}/target"), &format!("{kib}"));
+    println!("xl: mem-set d{id}: target {kib} KiB");
+}
+
 /// `list`: every domU with its name, memory, CPU time and state.
 fn list(ctx: &Ctx) {
     println!(
-        "xl: {:<4} {:<16} {:>8} {:>10}  state",
-        "id", "name", "mem", "cpu(ms)"
+        "xl: {:<4} {:<16} {:>8} {:>8} {:>10}  state",
+        "id", "name", "mem", "pages", "cpu(ms)"
     );
     match domus() {
         Ok(list) => {
@@ -135,10 +166,11 @@ fn list(ctx: &Ctx) {
                     "running"
                 };
                 println!(
-                    "xl: {:<4} {:<16} {:>5} MiB {:>10}  {state}",
+                    "xl: {:<4} {:<16} {:>5} MiB {:>8} {:>10}  {state}",
                     d.domain,
                     name,
                     d.tot_pages / 256,
+                    d.tot_pages,
                     d.cpu_time / 1_000_000
                 );
             }

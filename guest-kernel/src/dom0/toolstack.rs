@@ -374,6 +374,15 @@ impl Toolstack {
                 access: Access::None,
             }],
         );
+        // libxl's memory nodes (KiB): the balloon follows `target`; `mem-set` changes it.
+        xs.write(
+            &format!("{home}/memory/static-max"),
+            &format!("{}", info.max_pages * 4),
+        );
+        xs.write(
+            &format!("{home}/memory/target"),
+            &format!("{}", info.tot_pages * 4),
+        );
         if ctx.vifs {
             write_vif_nodes(&mut ctx.xs, id);
         }

@@ -259,13 +259,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The default demo's part: read sector 0, print it, close.
-pub fn demo(d: &mut Client) -> Result<(), DomuError> {
+/// The default demo's part: read sector 0, print it, close. Returns the closed device (a
+/// lingering domU's balloon reconnects it).
+pub fn demo(d: &mut Client) -> Result<Blkfront, DomuError> {
     let mut b = open(d)?;
     let mut buf = vec![0u8; 512];
     b.read(d, 0, &mut buf)?;
     println!("domU: blkfront: read sector 0: {}...", hex(&buf[..16]));
-    b.close(d)
+    b.close(d)?;
+    Ok(b)
 }
 
 /// `blk-selftest=<seed>,<start_sector>,<sectors>`.

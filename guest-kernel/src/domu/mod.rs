@@ -20,6 +20,8 @@
 //!
 //! `net-evil` attacks dom0's netback instead (`net_evil.rs`): bad packets, a flood, an overrun.
 //!
+//! With `linger` the domU then stays up, its balloon following `memory/target` (`balloon.rs`).
+//!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
 //! `hostile=<name>` makes one of the attacks of [`crate::suites::hostile`] and powers off.
 
@@ -44,6 +46,7 @@ use crate::kernel::hypercall as hc;
 use crate::kernel::ring_page::MappedPage;
 use crate::kernel::{console, mm, shared_info, time, traps};
 
+pub mod balloon;
 pub mod blkfront;
 pub mod client;
 pub mod error;
@@ -272,9 +275,15 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     }
     println!("domU: ping-pong {rounds} round trips ok, grant copy verified");
     // The block device: read sector 0 through the split driver.
-    blkfront::demo(&mut d)?;
+    let vbd = blkfront::demo(&mut d)?;
     // The network, if dom0 made us a vif: served until dom0 shuts us down.
-    net::serve_if_vif(&mut d, domid, cmdline)
+    net::serve_if_vif(&mut d, domid, cmdline)?;
+    // Lingering: the balloon follows `memory/target` until dom0 shuts us down.
+    if cmdline.has("linger") {
+        println!("domU: lingering until dom0 shuts me down");
+        return balloon::serve(&mut d, vbd);
+    }
+    Ok(())
 }
 
 /// Writes `data/*` in one transaction (retried on EAGAIN).

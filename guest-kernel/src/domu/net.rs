@@ -47,6 +47,9 @@ struct Page<'a> {
     vif: NetFrontStats,
     events: u64,
     ring_errors: u64,
+    /// Loop passes and how many of them blocked.
+    passes: u64,
+    blocks: u64,
 }
 
 impl Page<'_> {
@@ -68,7 +71,8 @@ impl Page<'_> {
              \x20 events: {} received, {} notifications sent, {} bad responses, {} ring errors\n\
              tcp: {} http requests, {} echo connections, {} bytes echoed\n\
              \x20 sink (port 9): {} bytes, {} bad streams; source (port 19): {} bytes\n\
-             frames: {} out, {} refused, {} in\n",
+             frames: {} out, {} refused, {} in\n\
+             loop: {} passes, {} blocked\n",
             self.domid,
             self.name,
             up / 1000,
@@ -93,6 +97,8 @@ impl Page<'_> {
             s.frames_out,
             s.frames_refused,
             s.frames_in,
+            self.passes,
+            self.blocks,
         )
     }
 }
@@ -208,7 +214,9 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
             done: false,
         });
     let mut configured = false;
+    let (mut passes, mut blocks) = (0u64, 0u64);
     loop {
+        passes += 1;
         let now = now_ms();
         let page = Page {
             domid,
@@ -218,6 +226,8 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
             vif: nf.stats(),
             events: nf.events,
             ring_errors: nf.ring_errors,
+            passes,
+            blocks,
         };
         let event = stack.poll(&mut nf, now, &mut |s| page.render(now_ms(), s));
         match event {
@@ -242,6 +252,7 @@ pub fn serve_if_vif(d: &mut Client, domid: u16, cmdline: &Cmdline<'_>) -> Result
         console::flush();
         let delay = stack.poll_delay(now).unwrap_or(1000).min(1000);
         if delay > 0 && !nf.prepare_to_wait() {
+            blocks += 1;
             events::wait(Some(delay * time::MS));
         }
         events::dispatch(|_, ch| {

@@ -60,6 +60,19 @@ pub fn pfn_to_mfn(pfn: u64) -> Option<u64> {
     Some(unsafe { ptr::read_volatile((l.mfn_list as *const u64).add(pfn as usize)) })
 }
 
+/// Sets the p2m entry of `pfn` (`u64::MAX`: no frame, Linux's `INVALID_P2M_ENTRY`): the
+/// balloon's, after it gave a frame back or got one.
+pub fn set_p2m(pfn: u64, mfn: u64) {
+    let l = layout();
+    if pfn >= l.nr_pages {
+        return;
+    }
+    // SAFETY: the p2m list holds nr_pages u64 entries and is mapped writable in the initial
+    // region for the kernel's lifetime (Xen's start-of-day layout); only the balloon writes it,
+    // and nothing holds a reference into it.
+    unsafe { ptr::write_volatile((l.mfn_list as *mut u64).add(pfn as usize), mfn) }
+}
+
 /// The guest pfn of machine frame `mfn`, from the hypervisor's read-only M2P table.
 pub fn mfn_to_pfn(mfn: u64) -> u64 {
     // SAFETY: the hypervisor maps the M2P read-only at MACH2PHYS_VIRT_START for every PV guest;

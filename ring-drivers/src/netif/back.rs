@@ -6,6 +6,21 @@
 //! `serve_tx` calls; at most one packet's slots (18 data + 4 extra) are ever held unanswered.
 //! Once a packet fails a check every slot it already holds is answered `NETIF_RSP_ERROR`, and
 //! each further slot of its chain is answered as it arrives.
+//!
+//! Batching: the valid packets of a pass are packed into one buffer ([`TX_BATCH_BYTES`]) and
+//! copied out of the grants with one [`GrantIo`] call (one `GNTTABOP_copy` hypercall for many
+//! frames, as Linux netback batches its copy ops), then delivered and answered. Frames for the
+//! front end go through a byte-bounded queue ([`RX_QUEUE_BYTES`], [`RX_QUEUE_MAX`] frames):
+//! [`NetBack::queue`] only copies a frame in, [`NetBack::flush_rx`] copies every queued frame
+//! that has posted buffers into them with one call per [`RX_BATCH_SEGS`] slots. Both buffers
+//! are allocated once, when the back end is made: no heap allocation per frame, and nothing the
+//! front end does makes them grow.
+//!
+//! Checksums: a `NETTXF_csum_blank` frame has its TCP/UDP checksum filled in ([`super::csum`])
+//! before it is delivered (as `data_validated`); one that cannot be completed is refused. A
+//! frame for the front end marked [`RxMeta::csum_blank`] goes out as `NETRXF_csum_blank |
+//! NETRXF_data_validated` only if the front end accepts offload (no `feature-no-csum-offload`);
+//! otherwise its checksum is completed in the queue first.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -20,6 +35,7 @@ use hypercall_abi::io::netif::{
 };
 use zerocopy::{FromBytes, IntoBytes};
 
+use super::csum::{self, CsumError};
 use super::{
     GrantIo, GrantIoError, GrantSegment, NetFrontendTransport, NetRxBackRing, NetTxBackRing,
     Notify, ETH_HLEN, MAX_EXTRA_SLOTS, MAX_FRAME, XEN_NETBK_LEGACY_SLOTS_MAX,
@@ -73,6 +89,15 @@ pub enum TxError {
     },
     /// More than [`XEN_NETBK_LEGACY_SLOTS_MAX`] data slots (XSA-39).
     TooManySlots,
+    /// The first slot's `size` (the whole frame) is larger than the back end forwards
+    /// ([`NetBack::set_max_frame`]): refused before anything is copied.
+    Oversize {
+        /// The first slot's `size`.
+        size: u16,
+    },
+    /// `NETTXF_csum_blank` on a frame whose checksum cannot be completed (not TCP or UDP over
+    /// IPv4 or IPv6, a fragment, bad lengths).
+    Checksum(CsumError),
     /// An extra-info slot of type `XEN_NETIF_EXTRA_TYPE_NONE` or unknown.
     BadExtraType(u8),
     /// More extra-info slots than there are types.
@@ -95,6 +120,9 @@ pub enum RxDrop {
     QueueFull,
     /// Copying into a posted buffer failed (its slots were answered `NETIF_RSP_ERROR`).
     Grant(GrantIoError),
+    /// Marked `csum_blank` for a front end that refuses offload, and the checksum cannot be
+    /// completed.
+    Checksum(CsumError),
     /// The front end withdrew posted buffers (`req_prod` moved back) while the frame was being
     /// placed: the slots taken were answered `NETIF_RSP_ERROR`.
     RingShrank,
@@ -105,7 +133,8 @@ pub enum RxDrop {
 pub enum RxOutcome {
     /// Copied into the front end's buffers and published.
     Delivered,
-    /// No buffer posted yet: queued until the front end posts one.
+    /// Waiting in the queue: no buffer posted yet ([`NetBack::send`]), or not flushed yet
+    /// ([`NetBack::queue`]).
     Queued,
     /// Dropped (counted in [`NetBackStats`]).
     Dropped(RxDrop),
@@ -144,6 +173,12 @@ pub struct NetBackStats {
     pub tx_bad_extra: u64,
     /// ... [`TxError::Grant`].
     pub tx_grant_errors: u64,
+    /// ... [`TxError::Oversize`].
+    pub tx_oversize: u64,
+    /// ... [`TxError::Checksum`].
+    pub tx_csum_errors: u64,
+    /// `NETTXF_csum_blank` frames whose checksum the back end filled in.
+    pub tx_csum_completed: u64,
     /// Tx slots consumed (every kind).
     pub tx_slots: u64,
     /// Extra-info slots skipped.
@@ -156,8 +191,10 @@ pub struct NetBackStats {
     pub rx_queued: u64,
     /// Frames dropped because the front end posted no buffer ([`RxDrop::QueueFull`]).
     pub rx_dropped_no_buffer: u64,
-    /// Frames dropped as empty or too big.
+    /// Frames dropped as empty or too big, or whose checksum could not be completed.
     pub rx_dropped_malformed: u64,
+    /// Frames whose checksum the back end completed (the front end refuses offload).
+    pub rx_csum_completed: u64,
     /// Frames dropped because a posted buffer's grant failed (or the ring shrank).
     pub rx_grant_errors: u64,
     /// Events sent to the front end.
@@ -174,6 +211,83 @@ pub const TX_BUDGET: usize = 2 * NetTxBackRing::SIZE as usize;
 
 /// Frames queued for a front end that has no buffer posted; beyond it they are dropped.
 pub const RX_QUEUE_MAX: usize = 128;
+
+/// Bytes the rx queue holds at most (one frame of [`MAX_FRAME`] fits); beyond it frames are
+/// dropped ([`RxDrop::QueueFull`]).
+pub const RX_QUEUE_BYTES: usize = 64 * 1024;
+
+/// Bytes of tx frames copied together: the buffer one pass's packets are packed into.
+pub const TX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Grant segments (tx slots) in one tx copy call at most.
+pub const TX_BATCH_SEGS: usize = 128;
+
+/// Rx slots filled by one copy call at most.
+pub const RX_BATCH_SEGS: usize = 64;
+
+/// A valid tx packet waiting in the batch for its copy.
+#[derive(Clone, Copy, Debug)]
+struct TxPending {
+    /// Where its bytes go in the batch buffer, and how many.
+    at: usize,
+    len: usize,
+    /// Its grant segments and slot ids in the batch's lists.
+    segs: (usize, usize),
+    ids: (usize, usize),
+    meta: TxMeta,
+}
+
+/// Packets gathered in a pass for one grant-copy call.
+#[derive(Debug, Default)]
+struct TxBatch {
+    buf: Vec<u8>,
+    used: usize,
+    segs: Vec<GrantSegment>,
+    ids: Vec<u16>,
+    pkts: Vec<TxPending>,
+}
+
+/// A frame in the rx queue.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    len: usize,
+    meta: RxMeta,
+    /// Already counted as having waited for a buffer (`rx_queued`).
+    waited: bool,
+}
+
+/// Frames for the front end, their bytes back to back in `data[head..]`.
+#[derive(Debug, Default)]
+struct RxQueue {
+    data: Vec<u8>,
+    head: usize,
+    frames: VecDeque<Queued>,
+    /// Grant segments and request ids of the batch being copied.
+    segs: Vec<GrantSegment>,
+    ids: Vec<u16>,
+}
+
+impl RxQueue {
+    /// Whether `len` more bytes fit (moving the waiting bytes to the front if that makes room).
+    fn room(&mut self, len: usize) -> bool {
+        if self.data.len() + len > RX_QUEUE_BYTES && self.head > 0 {
+            self.data.copy_within(self.head.., 0);
+            self.data.truncate(self.data.len() - self.head);
+            self.head = 0;
+        }
+        self.data.len() + len <= RX_QUEUE_BYTES
+    }
+
+    /// Drops the first `n` frames of `bytes` bytes.
+    fn pop(&mut self, n: usize, bytes: usize) {
+        self.frames.drain(..n);
+        self.head += bytes;
+        if self.frames.is_empty() {
+            self.data.clear();
+            self.head = 0;
+        }
+    }
+}
 
 /// The tx packet under assembly.
 #[derive(Debug, Default)]
@@ -207,11 +321,17 @@ pub struct NetBack<P, G, N> {
     rx_page: P,
     frontend: u16,
     front_sg: bool,
+    /// The front end accepts `NETRXF_csum_blank` (it did not write
+    /// `feature-no-csum-offload`).
+    front_csum_offload: bool,
     grants: G,
     notify: N,
     pkt: Packet,
-    frame: Vec<u8>,
-    rx_queue: VecDeque<(Vec<u8>, RxMeta)>,
+    max_frame: usize,
+    batch: TxBatch,
+    rxq: RxQueue,
+    /// What became of the last frame a flush took out of the queue.
+    rx_last: Option<Result<(), RxDrop>>,
     stats: NetBackStats,
     last_error: Option<TxError>,
 }
@@ -237,17 +357,40 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             rx_page,
             frontend,
             front_sg: transport.feature_sg,
+            front_csum_offload: !transport.no_csum_offload,
             grants,
             notify,
             pkt: Packet {
                 frags: Vec::with_capacity(XEN_NETBK_LEGACY_SLOTS_MAX),
                 ..Packet::default()
             },
-            frame: vec![0; MAX_FRAME],
-            rx_queue: VecDeque::new(),
+            max_frame: MAX_FRAME,
+            batch: TxBatch {
+                buf: vec![0; TX_BATCH_BYTES],
+                used: 0,
+                segs: Vec::with_capacity(TX_BATCH_SEGS),
+                ids: Vec::with_capacity(TX_BATCH_SEGS),
+                pkts: Vec::with_capacity(TX_BATCH_SEGS),
+            },
+            rxq: RxQueue {
+                data: Vec::with_capacity(RX_QUEUE_BYTES),
+                head: 0,
+                frames: VecDeque::with_capacity(RX_QUEUE_MAX),
+                segs: Vec::with_capacity(RX_BATCH_SEGS),
+                ids: Vec::with_capacity(RX_BATCH_SEGS),
+            },
+            rx_last: None,
             stats: NetBackStats::default(),
             last_error: None,
         })
+    }
+
+    /// The largest frame the front end may send (and the back end will copy): the bridge's
+    /// frame limit (1518 for a 1500-byte MTU and a VLAN tag) when nothing beyond the MTU is
+    /// offered (no GSO). A larger first slot is refused ([`TxError::Oversize`]) before any
+    /// copy. Clamped to [`ETH_HLEN`]..=[`MAX_FRAME`]; the default is [`MAX_FRAME`].
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max.clamp(ETH_HLEN, MAX_FRAME);
     }
 
     /// The event channel fired: counts it, copies queued frames into buffers the front end
@@ -276,15 +419,15 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             while let Some(req) = self.tx.get_request(&self.tx_page)? {
                 served.slots += 1;
                 self.stats.tx_slots += 1;
-                if self.take_slot(req, &mut deliver) {
-                    served.packets += 1;
-                }
+                served.packets += self.take_slot(req, &mut deliver);
                 if served.slots >= TX_BUDGET {
+                    served.packets += self.flush_tx(&mut deliver);
                     self.publish_tx();
                     served.more = self.tx.unconsumed_requests(&self.tx_page)? > 0;
                     return Ok(served);
                 }
             }
+            served.packets += self.flush_tx(&mut deliver);
             self.publish_tx();
             if !self.tx.final_check_for_requests(&mut self.tx_page)? {
                 return Ok(served);
@@ -312,19 +455,7 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             return;
         }
         self.pkt.error = Some(e);
-        self.last_error = Some(e);
-        let s = &mut self.stats;
-        s.tx_errors += 1;
-        match e {
-            TxError::TooShort { .. } => s.tx_too_short += 1,
-            TxError::CrossesPage { .. } => s.tx_crosses_page += 1,
-            TxError::FragmentTooBig { .. } => s.tx_fragment_too_big += 1,
-            TxError::TooManySlots => s.tx_too_many_slots += 1,
-            TxError::BadExtraType(_) | TxError::TooManyExtras | TxError::GsoNotOffered => {
-                s.tx_bad_extra += 1
-            }
-            TxError::Grant(_) => s.tx_grant_errors += 1,
-        }
+        self.count_error(e);
         if !self.pkt.first_answered {
             self.pkt.first_answered = true;
             self.answer(self.pkt.first.id, NETIF_RSP_ERROR);
@@ -337,8 +468,28 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
         self.pkt.frags.clear();
     }
 
-    /// Takes one slot copied out of the ring; `true` when it finished a delivered packet.
-    fn take_slot(&mut self, req: NetifTxRequest, deliver: &mut impl FnMut(&[u8], TxMeta)) -> bool {
+    /// Counts a refused packet by cause.
+    fn count_error(&mut self, e: TxError) {
+        self.last_error = Some(e);
+        let s = &mut self.stats;
+        s.tx_errors += 1;
+        match e {
+            TxError::TooShort { .. } => s.tx_too_short += 1,
+            TxError::CrossesPage { .. } => s.tx_crosses_page += 1,
+            TxError::FragmentTooBig { .. } => s.tx_fragment_too_big += 1,
+            TxError::TooManySlots => s.tx_too_many_slots += 1,
+            TxError::BadExtraType(_) | TxError::TooManyExtras | TxError::GsoNotOffered => {
+                s.tx_bad_extra += 1
+            }
+            TxError::Grant(_) => s.tx_grant_errors += 1,
+            TxError::Oversize { .. } => s.tx_oversize += 1,
+            TxError::Checksum(_) => s.tx_csum_errors += 1,
+        }
+    }
+
+    /// Takes one slot copied out of the ring; returns how many packets were delivered (a full
+    /// batch is copied and delivered when a finished packet does not fit it).
+    fn take_slot(&mut self, req: NetifTxRequest, deliver: &mut impl FnMut(&[u8], TxMeta)) -> usize {
         if !self.pkt.active {
             let mut frags = core::mem::take(&mut self.pkt.frags);
             frags.clear();
@@ -355,6 +506,8 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             };
             if usize::from(req.size) < ETH_HLEN {
                 self.fail(TxError::TooShort { size: req.size });
+            } else if usize::from(req.size) > self.max_frame {
+                self.fail(TxError::Oversize { size: req.size });
             }
         } else if self.pkt.extra_pending {
             self.take_extra(&req);
@@ -391,7 +544,7 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             }
         }
         if self.pkt.extra_pending || self.pkt.more {
-            return false;
+            return 0;
         }
         self.pkt.active = false;
         self.finish(deliver)
@@ -420,9 +573,10 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
         // MCAST_ADD/DEL and HASH: not offered, harmless, skipped.
     }
 
-    /// The packet's last slot was taken: checks the first slot's own length, copies the frame
-    /// out of the grants, delivers it and answers its slots.
-    fn finish(&mut self, deliver: &mut impl FnMut(&[u8], TxMeta)) -> bool {
+    /// The packet's last slot was taken: checks the first slot's own length and adds the
+    /// packet to the batch (copying and delivering the batch first if it is full). Returns how
+    /// many packets that delivered.
+    fn finish(&mut self, deliver: &mut impl FnMut(&[u8], TxMeta)) -> usize {
         let first = self.pkt.first;
         let own = self.pkt.remaining;
         if self.pkt.error.is_none() && usize::from(first.offset) + usize::from(own) > PAGE_SIZE {
@@ -432,112 +586,219 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
             });
         }
         if self.pkt.error.is_some() {
-            return false;
-        }
-        let mut segs = [GrantSegment::default(); XEN_NETBK_LEGACY_SLOTS_MAX];
-        let mut n = 0;
-        let pieces = core::iter::once((first.gref, first.offset, own))
-            .chain(self.pkt.frags.iter().map(|f| (f.gref, f.offset, f.size)));
-        for (gref, offset, len) in pieces {
-            if len > 0 {
-                segs[n] = GrantSegment { gref, offset, len };
-                n += 1;
-            }
+            return 0;
         }
         let size = usize::from(first.size);
-        self.stats.grant_copy_calls += 1;
-        if let Err(e) =
-            self.grants
-                .copy_from_grants(self.frontend, &segs[..n], &mut self.frame[..size])
+        let b = &self.batch;
+        let delivered = if b.used + size > b.buf.len()
+            || b.segs.len() + XEN_NETBK_LEGACY_SLOTS_MAX > TX_BATCH_SEGS
         {
-            self.fail(TxError::Grant(e));
-            return false;
-        }
-        let meta = TxMeta {
-            csum_blank: first.flags & NETTXF_csum_blank != 0,
-            data_validated: first.flags & NETTXF_data_validated != 0,
+            self.flush_tx(deliver)
+        } else {
+            0
         };
-        deliver(&self.frame[..size], meta);
-        self.stats.tx_packets += 1;
-        self.stats.tx_bytes += size as u64;
-        self.answer(first.id, NETIF_RSP_OKAY);
-        let frags = core::mem::take(&mut self.pkt.frags);
-        for f in &frags {
-            self.answer(f.id, NETIF_RSP_OKAY);
+        let b = &mut self.batch;
+        let (seg0, id0) = (b.segs.len(), b.ids.len());
+        let pieces = core::iter::once((first.gref, first.offset, own, first.id)).chain(
+            self.pkt
+                .frags
+                .iter()
+                .map(|f| (f.gref, f.offset, f.size, f.id)),
+        );
+        for (gref, offset, len, id) in pieces {
+            if len > 0 {
+                b.segs.push(GrantSegment { gref, offset, len });
+            }
+            b.ids.push(id);
         }
-        self.pkt.frags = frags;
+        b.pkts.push(TxPending {
+            at: b.used,
+            len: size,
+            segs: (seg0, b.segs.len()),
+            ids: (id0, b.ids.len()),
+            meta: TxMeta {
+                csum_blank: first.flags & NETTXF_csum_blank != 0,
+                data_validated: first.flags & NETTXF_data_validated != 0,
+            },
+        });
+        b.used += size;
         self.pkt.frags.clear();
-        true
+        delivered
     }
 
-    /// Gives a frame to the front end: copied into the buffers it posted (several slots with
-    /// `NETRXF_more_data` for a frame over a page, if it offered `feature-sg`), queued when it
-    /// has none posted (up to [`RX_QUEUE_MAX`] frames), or dropped and counted.
-    pub fn send(&mut self, frame: &[u8], meta: RxMeta) -> Result<RxOutcome, RingError> {
-        let drop = if frame.is_empty() {
+    /// Copies the batch's packets out of the grants (one call; each packet alone again if it
+    /// fails, to find whose grant is bad), completes blank checksums, delivers each good
+    /// packet and answers every slot. Returns how many packets were delivered.
+    fn flush_tx(&mut self, deliver: &mut impl FnMut(&[u8], TxMeta)) -> usize {
+        if self.batch.pkts.is_empty() {
+            return 0;
+        }
+        let mut b = core::mem::take(&mut self.batch);
+        self.stats.grant_copy_calls += 1;
+        let whole = self
+            .grants
+            .copy_from_grants(self.frontend, &b.segs, &mut b.buf[..b.used]);
+        let mut delivered = 0;
+        for p in &b.pkts {
+            let frame = &mut b.buf[p.at..p.at + p.len];
+            let mut r = whole.map_err(TxError::Grant);
+            if r.is_err() {
+                self.stats.grant_copy_calls += 1;
+                r = self
+                    .grants
+                    .copy_from_grants(self.frontend, &b.segs[p.segs.0..p.segs.1], frame)
+                    .map_err(TxError::Grant);
+            }
+            let mut meta = p.meta;
+            if r.is_ok() && meta.csum_blank {
+                r = csum::complete(frame).map_err(TxError::Checksum);
+                if r.is_ok() {
+                    self.stats.tx_csum_completed += 1;
+                    meta = TxMeta {
+                        csum_blank: false,
+                        data_validated: true,
+                    };
+                }
+            }
+            let status = match r {
+                Ok(()) => {
+                    deliver(frame, meta);
+                    self.stats.tx_packets += 1;
+                    self.stats.tx_bytes += p.len as u64;
+                    delivered += 1;
+                    NETIF_RSP_OKAY
+                }
+                Err(e) => {
+                    self.count_error(e);
+                    NETIF_RSP_ERROR
+                }
+            };
+            for &id in &b.ids[p.ids.0..p.ids.1] {
+                self.answer(id, status);
+            }
+        }
+        b.used = 0;
+        b.segs.clear();
+        b.ids.clear();
+        b.pkts.clear();
+        self.batch = b;
+        delivered
+    }
+
+    /// Why `frame` cannot go to this front end at all, if it cannot.
+    fn rx_malformed(&self, frame: &[u8]) -> Option<RxDrop> {
+        if frame.is_empty() {
             Some(RxDrop::Empty)
         } else if frame.len() > MAX_FRAME || (frame.len() > PAGE_SIZE && !self.front_sg) {
             Some(RxDrop::TooBig(frame.len()))
         } else {
             None
-        };
-        if let Some(d) = drop {
+        }
+    }
+
+    /// Copies a frame into the rx queue (no grant copy yet: [`NetBack::flush_rx`] moves every
+    /// queued frame that has posted buffers, many per hypercall; a full queue is flushed
+    /// first). [`RxOutcome::Queued`], or dropped and counted: malformed, a blank checksum that
+    /// cannot be completed for a front end refusing offload, or the queue still full
+    /// ([`RX_QUEUE_MAX`] frames or [`RX_QUEUE_BYTES`]: the front end posts no buffers).
+    pub fn queue(&mut self, frame: &[u8], meta: RxMeta) -> Result<RxOutcome, RingError> {
+        if let Some(d) = self.rx_malformed(frame) {
             self.stats.rx_dropped_malformed += 1;
             return Ok(RxOutcome::Dropped(d));
         }
-        self.flush_rx()?;
-        if self.rx_queue.is_empty() {
-            if let Some(done) = self.rx_one(frame, meta)? {
-                self.publish_rx();
-                return Ok(match done {
-                    Ok(()) => RxOutcome::Delivered,
-                    Err(d) => RxOutcome::Dropped(d),
-                });
+        let full = |q: &mut RxQueue| q.frames.len() >= RX_QUEUE_MAX || !q.room(frame.len());
+        if full(&mut self.rxq) {
+            self.flush_rx()?;
+            if full(&mut self.rxq) {
+                self.stats.rx_dropped_no_buffer += 1;
+                return Ok(RxOutcome::Dropped(RxDrop::QueueFull));
             }
         }
-        if self.rx_queue.len() >= RX_QUEUE_MAX {
-            self.stats.rx_dropped_no_buffer += 1;
-            return Ok(RxOutcome::Dropped(RxDrop::QueueFull));
+        let at = self.rxq.data.len();
+        self.rxq.data.extend_from_slice(frame);
+        let mut meta = meta;
+        if meta.csum_blank && !self.front_csum_offload {
+            if let Err(e) = csum::complete(&mut self.rxq.data[at..]) {
+                self.rxq.data.truncate(at);
+                self.stats.rx_dropped_malformed += 1;
+                return Ok(RxOutcome::Dropped(RxDrop::Checksum(e)));
+            }
+            self.stats.rx_csum_completed += 1;
+            meta = RxMeta {
+                csum_blank: false,
+                data_validated: true,
+            };
         }
-        self.rx_queue.push_back((frame.to_vec(), meta));
-        self.stats.rx_queued += 1;
-        // Ask for an event when the front end posts a buffer; if it just did, copy now.
-        if self.rx.final_check_for_requests(&mut self.rx_page)? {
-            self.flush_rx()?;
-        }
+        self.rxq.frames.push_back(Queued {
+            len: frame.len(),
+            meta,
+            waited: false,
+        });
         Ok(RxOutcome::Queued)
     }
 
-    /// Copies queued frames into buffers the front end posted since; re-arms the rx ring's
+    /// Gives a frame to the front end now: copied into the buffers it posted (several slots
+    /// with `NETRXF_more_data` for a frame over a page, if it offered `feature-sg`), queued
+    /// when it has not posted enough, or dropped and counted ([`NetBack::queue`] and
+    /// [`NetBack::flush_rx`] in one call; frames queued earlier go first).
+    pub fn send(&mut self, frame: &[u8], meta: RxMeta) -> Result<RxOutcome, RingError> {
+        if !self.rxq.frames.is_empty() {
+            self.flush_rx()?;
+        }
+        let out = self.queue(frame, meta)?;
+        if out != RxOutcome::Queued {
+            return Ok(out);
+        }
+        self.flush_rx()?;
+        if !self.rxq.frames.is_empty() {
+            return Ok(RxOutcome::Queued);
+        }
+        // The queue emptied: the last frame it gave up was this one.
+        Ok(match self.rx_last {
+            Some(Err(d)) => RxOutcome::Dropped(d),
+            _ => RxOutcome::Delivered,
+        })
+    }
+
+    /// Copies queued frames into buffers the front end posted (one grant-copy call per
+    /// [`RX_BATCH_SEGS`] slots), publishes the responses, and re-arms the rx ring's
     /// `req_event` while frames still wait. Returns how many frames left the queue.
     pub fn flush_rx(&mut self) -> Result<usize, RingError> {
         let mut done = 0;
         loop {
-            while let Some((frame, meta)) = self.rx_queue.pop_front() {
-                if self.rx_one(&frame, meta)?.is_none() {
-                    self.rx_queue.push_front((frame, meta));
+            let mut moved = 0;
+            loop {
+                let n = self.rx_batch()?;
+                if n == 0 {
                     break;
                 }
-                done += 1;
+                moved += n;
             }
-            if done > 0 {
+            if moved > 0 {
                 self.publish_rx();
+                done += moved;
             }
-            if self.rx_queue.is_empty() || !self.rx.final_check_for_requests(&mut self.rx_page)? {
-                return Ok(done);
+            if self.rxq.frames.is_empty() || !self.rx.final_check_for_requests(&mut self.rx_page)? {
+                break;
             }
             // Posted buffers are waiting, but maybe fewer than the head frame needs (a
             // multi-page frame): go round again only if it fits now, else wait for the event
             // armed just above (Linux's `xenvif_rx_ring_slots_available`). Going round on any
             // posted buffer would spin dom0 forever on a front end that posts one at a time.
             let needed = self
-                .rx_queue
+                .rxq
+                .frames
                 .front()
-                .map_or(0, |(f, _)| f.len().div_ceil(PAGE_SIZE));
+                .map_or(0, |q| q.len.div_ceil(PAGE_SIZE));
             if (self.rx.unconsumed_requests(&self.rx_page)? as usize) < needed {
-                return Ok(done);
+                break;
             }
         }
+        for q in self.rxq.frames.iter_mut().filter(|q| !q.waited) {
+            q.waited = true;
+            self.stats.rx_queued += 1;
+        }
+        Ok(done)
     }
 
     fn publish_rx(&mut self) {
@@ -547,77 +808,145 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
         }
     }
 
-    /// Copies one frame into posted buffers, answering their slots (not yet published).
-    /// `None`: not enough buffers posted, nothing consumed.
-    fn rx_one(
-        &mut self,
-        frame: &[u8],
-        meta: RxMeta,
-    ) -> Result<Option<Result<(), RxDrop>>, RingError> {
-        let needed = frame.len().div_ceil(PAGE_SIZE);
-        if (self.rx.unconsumed_requests(&self.rx_page)? as usize) < needed {
-            return Ok(None);
-        }
-        let mut ids = [0u16; MAX_FRAME.div_ceil(PAGE_SIZE)];
-        let mut segs = [GrantSegment::default(); MAX_FRAME.div_ceil(PAGE_SIZE)];
-        let mut taken = 0;
-        for (i, chunk) in frame.chunks(PAGE_SIZE).enumerate() {
-            // Counted above, but the front end may have moved `req_prod` back since.
-            let Some(req) = self.rx.get_request(&self.rx_page)? else {
+    /// Copies the queued frames at the head that posted buffers can hold (up to
+    /// [`RX_BATCH_SEGS`] slots) with one grant-copy call, answering their slots (not yet
+    /// published). Returns how many frames left the queue (0: none fits).
+    fn rx_batch(&mut self) -> Result<usize, RingError> {
+        let mut avail = self.rx.unconsumed_requests(&self.rx_page)? as usize;
+        let (mut n, mut slots) = (0, 0);
+        for q in &self.rxq.frames {
+            let need = q.len.div_ceil(PAGE_SIZE);
+            if need > avail || slots + need > RX_BATCH_SEGS {
                 break;
-            };
-            ids[i] = req.id;
-            segs[i] = GrantSegment {
-                gref: req.gref,
-                offset: 0,
-                len: chunk.len() as u16,
-            };
-            taken += 1;
+            }
+            avail -= need;
+            slots += need;
+            n += 1;
         }
-        let copied = if taken < needed {
-            Err(RxDrop::RingShrank)
-        } else {
+        if n == 0 {
+            return Ok(0);
+        }
+        // Take the posted requests. The front end may have moved `req_prod` back since they
+        // were counted: the frame that falls short is dropped (its slots answered
+        // `NETIF_RSP_ERROR`), the ones after it stay queued.
+        let mut q = core::mem::take(&mut self.rxq);
+        q.segs.clear();
+        q.ids.clear();
+        let (mut full, mut bytes, mut short) = (0, 0, None);
+        'frames: for f in q.frames.iter().take(n) {
+            let (seg0, mut off) = (q.segs.len(), 0);
+            while off < f.len {
+                let req = match self.rx.get_request(&self.rx_page) {
+                    Ok(Some(req)) => req,
+                    Ok(None) => {
+                        short = Some(seg0);
+                        break 'frames;
+                    }
+                    Err(e) => {
+                        // Nothing answered yet: the vif is broken and will be closed.
+                        self.rxq = q;
+                        return Err(e);
+                    }
+                };
+                let len = (f.len - off).min(PAGE_SIZE);
+                q.ids.push(req.id);
+                q.segs.push(GrantSegment {
+                    gref: req.gref,
+                    offset: 0,
+                    len: len as u16,
+                });
+                off += len;
+            }
+            full += 1;
+            bytes += f.len;
+        }
+        let full_segs = short.unwrap_or(q.segs.len());
+        let whole = if full > 0 {
             self.stats.grant_copy_calls += 1;
-            self.grants
-                .copy_to_grants(self.frontend, &segs[..needed], frame)
-                .map_err(RxDrop::Grant)
+            self.grants.copy_to_grants(
+                self.frontend,
+                &q.segs[..full_segs],
+                &q.data[q.head..q.head + bytes],
+            )
+        } else {
+            Ok(())
         };
+        let (mut seg, mut at) = (0, q.head);
+        for f in q.frames.iter().take(full) {
+            let need = f.len.div_ceil(PAGE_SIZE);
+            let mut r = whole.map_err(RxDrop::Grant);
+            if r.is_err() {
+                self.stats.grant_copy_calls += 1;
+                r = self
+                    .grants
+                    .copy_to_grants(
+                        self.frontend,
+                        &q.segs[seg..seg + need],
+                        &q.data[at..at + f.len],
+                    )
+                    .map_err(RxDrop::Grant);
+            }
+            self.rx_respond(&q.ids[seg..seg + need], &q.segs[seg..seg + need], f.meta, r);
+            match r {
+                Ok(()) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += f.len as u64;
+                }
+                Err(_) => self.stats.rx_grant_errors += 1,
+            }
+            self.rx_last = Some(r);
+            seg += need;
+            at += f.len;
+        }
+        let mut gone = full;
+        if let Some(s0) = short {
+            // The frame that fell short: its taken slots answered ERROR, the frame dropped.
+            let len = q.frames[full].len;
+            let r = Err(RxDrop::RingShrank);
+            self.rx_respond(&q.ids[s0..], &q.segs[s0..], RxMeta::default(), r);
+            self.stats.rx_grant_errors += 1;
+            self.rx_last = Some(r);
+            gone += 1;
+            bytes += len;
+        }
+        q.pop(gone, bytes);
+        self.rxq = q;
+        Ok(gone)
+    }
+
+    /// Answers the rx slots `ids` (filled as `segs` say) of one frame.
+    fn rx_respond(
+        &mut self,
+        ids: &[u16],
+        segs: &[GrantSegment],
+        meta: RxMeta,
+        r: Result<(), RxDrop>,
+    ) {
         let mut flags = match (meta.csum_blank, meta.data_validated) {
             (true, _) => NETRXF_csum_blank | NETRXF_data_validated,
             (false, true) => NETRXF_data_validated,
             (false, false) => 0,
         };
-        for i in 0..taken {
-            let last = i + 1 == needed;
-            let rsp = match copied {
+        for (i, (&id, seg)) in ids.iter().zip(segs).enumerate() {
+            let last = i + 1 == ids.len();
+            let rsp = match r {
                 Ok(()) => NetifRxResponse {
-                    id: ids[i],
+                    id,
                     offset: 0,
                     flags: flags | if last { 0 } else { NETRXF_more_data },
-                    status: segs[i].len as i16,
+                    status: seg.len as i16,
                 },
                 Err(_) => NetifRxResponse {
-                    id: ids[i],
+                    id,
                     offset: 0,
                     flags: 0,
                     status: NETIF_RSP_ERROR,
                 },
             };
-            // Never false: the slot's request was consumed just above.
+            // Never false: the slot's request was consumed.
             let _ = self.rx.push_response(&mut self.rx_page, &rsp);
             flags = 0;
         }
-        Ok(Some(match copied {
-            Ok(()) => {
-                self.stats.rx_packets += 1;
-                self.stats.rx_bytes += frame.len() as u64;
-                Ok(())
-            }
-            Err(d) => {
-                self.stats.rx_grant_errors += 1;
-                Err(d)
-            }
-        }))
     }
 
     /// The counters.
@@ -635,9 +964,9 @@ impl<P: SharedPage, G: GrantIo, N: Notify> NetBack<P, G, N> {
         self.tx.broken().or(self.rx.broken())
     }
 
-    /// Frames waiting for the front end to post buffers.
+    /// Frames waiting in the rx queue.
     pub fn rx_queued(&self) -> usize {
-        self.rx_queue.len()
+        self.rxq.frames.len()
     }
 
     /// The front end's domain.

@@ -118,13 +118,14 @@ use hypercall_abi::io::netif::{
 use crate::ring::{BackRing, FrontRing};
 
 mod back;
+pub mod csum;
 mod front;
 mod xenstore;
 
 pub use crate::blkif::{GrantIo, GrantIoError, GrantPages, GrantSegment, KeyError, Notify};
 pub use back::{
-    NetBack, NetBackStats, RxDrop, RxMeta, RxOutcome, TxError, TxMeta, TxServed, RX_QUEUE_MAX,
-    TX_BUDGET,
+    NetBack, NetBackStats, RxDrop, RxMeta, RxOutcome, TxError, TxMeta, TxServed, RX_BATCH_SEGS,
+    RX_QUEUE_BYTES, RX_QUEUE_MAX, TX_BATCH_BYTES, TX_BATCH_SEGS, TX_BUDGET,
 };
 pub use front::{NetFront, NetFrontError, NetFrontStats};
 pub use xenstore::{

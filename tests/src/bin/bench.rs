@@ -421,6 +421,32 @@ fn main() -> ExitCode {
                 get(&r, "rounds"),
                 get(&r, "median_cycles")
             );
+            let null = ours.null_cycles.map(|n| n as f64);
+            let rtt_cycles: Option<f64> = r.get("median_cycles").and_then(|v| v.parse().ok());
+            println!(
+                "| the round trip in null hypercalls of this run (goal: <= 20) | {} |",
+                match (rtt_cycles, null) {
+                    (Some(r), Some(n)) if n > 0.0 => format!("{:.0}", r / n),
+                    _ => "-".into(),
+                }
+            );
+            for (key, what) in [
+                (
+                    "dom0_hypercalls_per_rtt",
+                    "dom0's hypercalls per round trip",
+                ),
+                ("dom0_fast_exits_per_rtt", "of which took the fast way back"),
+                (
+                    "dom0_dispatches_per_rtt",
+                    "context switches to dom0 per round trip",
+                ),
+                (
+                    "dom0_upcalls_per_rtt",
+                    "event upcalls to dom0 per round trip",
+                ),
+            ] {
+                println!("| {what} | {} |", get(&r, key));
+            }
             println!(
                 "| grant copy of 4 KiB, median of {} (cycles per copy) | {} |",
                 get(&c, "copies"),
@@ -631,6 +657,7 @@ fn print_network() -> bool {
                     || l.contains("rx:")
                     || l.contains("events:")
                     || l.contains("frames:")
+                    || l.starts_with("loop:")
             }) {
                 println!("  {}", l.trim());
             }

@@ -246,11 +246,13 @@ pub struct PerfCounters {
     pub traps: u64,
     /// Hypercalls that went straight back to the guest (the fast path: `hypercall::table::Exit`).
     pub fast_exits: u64,
+    /// Times the scheduler switched the CPU to this vCPU (context switches into it).
+    pub dispatches: u64,
 }
 
 impl PerfCounters {
     /// The counters with their names, in the order `XEN_SYSCTL_perfc_op` reports them.
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    pub fn named(&self) -> [(&'static str, u64); 10] {
         [
             ("hypercalls", self.hypercalls),
             ("traps", self.traps),
@@ -261,6 +263,7 @@ impl PerfCounters {
             ("invlpgs", self.invlpgs),
             ("ref_ops", self.ref_ops),
             ("fast_exits", self.fast_exits),
+            ("dispatches", self.dispatches),
         ]
     }
 }

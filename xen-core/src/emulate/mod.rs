@@ -7,7 +7,8 @@
 //! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2, CR3 (its L4 frame) and
 //!   CR4 as Xen shows it to a PV guest ([`guest_cr4`]); CR4 writes keep the bits the guest owns;
 //! - `in`/`out` (#GP) when the guest's virtual IOPL allows them (`PHYSDEVOP_set_iopl`), on the
-//!   ports the domain may use ([`port_io()`]).
+//!   ports the domain may use ([`port_io()`]);
+//! - `cli`/`sti` (#GP) when the virtual IOPL allows them: skipped, as Xen does ([`cli_sti`]).
 //!
 //! Decoding works on bytes copied from the guest; nothing here trusts them beyond their length.
 

@@ -246,3 +246,23 @@ pub fn port_io(
     regs.rip = regs.rip.wrapping_add(io.len);
     Emulated::Done
 }
+
+/// Emulates `cli` / `sti` at `regs.rip` after a #GP(0), as Xen 4.17's privileged-op emulation
+/// does (`validate` in `pv/emul-priv-op.c`): when the virtual IOPL allows them in the current
+/// mode they are skipped and change nothing (a PV kernel masks events through `vcpu_info`'s
+/// `evtchn_upcall_mask`, and Xen deliberately does not map `cli` onto it); otherwise the #GP is
+/// the guest's (`Emulated::No`). An optional REX prefix is accepted.
+pub fn cli_sti(regs: &mut Regs, code: &[u8], dom: &crate::domain::Domain) -> Emulated {
+    let len = match code {
+        [0xfa | 0xfb, ..] => 1,
+        [0x40..=0x4f, 0xfa | 0xfb, ..] => 2,
+        _ => return Emulated::No,
+    };
+    let architectural =
+        dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0;
+    if !iopl_ok(dom.vcpu.iopl, dom.vcpu.kernel_mode, architectural) {
+        return Emulated::No;
+    }
+    regs.rip = regs.rip.wrapping_add(len);
+    Emulated::Done
+}

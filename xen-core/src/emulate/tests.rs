@@ -796,3 +796,45 @@ fn the_pv_cpuid_policy_hides_what_xen_hides_from_pv_guests() {
     assert_eq!(cpuid(0x8000_0002, 0, all_ones), [u32::MAX; 4]);
     assert_eq!(cpuid(0x4000_0001, 0, all_ones), [(4 << 16) | 17, 0, 0, 0]);
 }
+
+#[test]
+fn cli_and_sti_are_no_ops_when_the_virtual_iopl_allows_them() {
+    let mut d = io_dom(false);
+    let at = |rip| Regs {
+        rip,
+        rflags: 0x202,
+        ..Regs::default()
+    };
+    // Linux raises its IOPL to 1 (`PHYSDEVOP_set_iopl`): its kernel's cli/sti are skipped.
+    for code in [&[0xfa, 0x65][..], &[0xfb], &[0x48, 0xfa]] {
+        let mut regs = at(0x1000);
+        assert_eq!(cli_sti(&mut regs, code, &d), Emulated::Done, "{code:x?}");
+        let len = if code[0] == 0x48 { 2 } else { 1 };
+        assert_eq!(
+            regs,
+            Regs {
+                rip: 0x1000 + len,
+                ..at(0x1000)
+            }
+        );
+    }
+    // Not cli/sti, or a truncated fetch.
+    for code in [&[0xf4][..], &[0x48], &[], &[0x66, 0xfa]] {
+        assert_eq!(cli_sti(&mut at(0x1000), code, &d), Emulated::No);
+    }
+    // User mode needs IOPL 3; kernel mode at IOPL 0 needs `architectural_iopl`.
+    d.vcpu.kernel_mode = false;
+    assert_eq!(cli_sti(&mut at(0x1000), &[0xfa], &d), Emulated::No);
+    d.vcpu.iopl = 3;
+    assert_eq!(cli_sti(&mut at(0x1000), &[0xfa], &d), Emulated::Done);
+    d.vcpu.kernel_mode = true;
+    d.vcpu.iopl = 0;
+    let mut regs = at(0x1000);
+    assert_eq!(cli_sti(&mut regs, &[0xfb], &d), Emulated::No);
+    assert_eq!(
+        regs.rip, 0x1000,
+        "refused: the #GP is the guest's, at the instruction"
+    );
+    d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
+    assert_eq!(cli_sti(&mut at(0x1000), &[0xfb], &d), Emulated::Done);
+}

@@ -1,18 +1,19 @@
-//! `set_gdt`: the guest's own descriptor table (`pv/descriptor-tables.c: do_set_gdt`).
+//! `set_gdt` and `update_descriptor`: the guest's own descriptor table
+//! (`pv/descriptor-tables.c: do_set_gdt`, `do_update_descriptor`).
 //!
 //! The frames must be the domain's and pass validation as segment-descriptor pages (every
 //! descriptor safe for a ring-3 guest); they keep that type while installed, so the guest cannot
-//! map them writable and change a descriptor behind the hypervisor's back.
-//!
-//! Limitation: the descriptors are validated and the frames typed, but the CPU keeps running on
-//! the hypervisor's own GDT (Xen's flat selectors); loading guest descriptors into a per-vCPU GDT
-//! is still to come, so a guest that uses selectors of its own takes a #GP.
+//! map them writable and change a descriptor behind the hypervisor's back. The arch layer maps
+//! the installed frames below the hypervisor's reserved entries of the GDT the CPU runs on
+//! (`arch/x86_64/gdt.rs`, Xen's per-vCPU GDT area), so the guest's own selectors work.
+//! `update_descriptor` writes one checked descriptor into such a frame, or into any frame of the
+//! caller that may be writable.
 
 use hypercall_abi::errno::Errno;
 
 use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::GuestMemory;
-use crate::mm::frame_table::{Owner, PageType};
+use crate::mm::frame_table::{check_descriptor, Owner, PageType};
 use crate::mm::guest_pt::pt;
 use crate::mm::Mfn;
 
@@ -64,4 +65,45 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
     ctx.dom.vcpu.gdt_frames = frames;
     ctx.dom.vcpu.gdt_ents = entries as u32;
     Ok(0)
+}
+
+/// `update_descriptor(maddr, desc)`: writes descriptor `desc`, checked and fixed up as
+/// `check_descriptor` does, at machine address `maddr` (Xen 4.17 `do_update_descriptor`). The
+/// address must be 8-byte aligned and in a frame the caller owns that is a descriptor page or can
+/// take the writable type (not a page table); every refusal is -EINVAL, as in Xen.
+pub(super) fn update_descriptor<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    maddr: u64,
+    desc: u64,
+) -> HcResult {
+    // Aligned, or it would corrupt two adjacent descriptors.
+    if !maddr.is_multiple_of(8) {
+        return Err(Errno::EINVAL);
+    }
+    let Some(desc) = check_descriptor(desc) else {
+        return Err(Errno::EINVAL);
+    };
+    let id = ctx.dom.id;
+    let Some((mm, mem)) = ctx.m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
+    // A PV guest's frame numbers are machine frame numbers (`get_page_from_gfn`).
+    let mfn = Mfn(maddr >> 12);
+    if !pt.mm.frames.mfn_valid(mfn) || !pt.get_page(mfn, Owner::Domain(id)) {
+        return Err(Errno::EINVAL);
+    }
+    // A descriptor page stays one; anything else must be able to be writable.
+    let ty = match pt.mm.frames.get(mfn).map(|f| f.page_type()) {
+        Some(PageType::SegDesc) => PageType::SegDesc,
+        _ => PageType::Writable,
+    };
+    if pt.get_page_type(mfn, ty).is_err() {
+        pt.put_page(mfn);
+        return Err(Errno::EINVAL);
+    }
+    let written = pt.mem.write_u64(crate::mm::Maddr(maddr), desc);
+    pt.put_page_type(mfn);
+    pt.put_page(mfn);
+    written.map(|()| 0).ok_or(Errno::EFAULT)
 }

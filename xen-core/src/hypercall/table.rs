@@ -9,7 +9,7 @@
 //! changed besides its caller is not a property of its row but of the call: its
 //! [`crate::ctx::Outcome`] says (the domains it kicked).
 //!
-//! Compared with Xen 4.17's PV64 column we serve a subset: no `update_descriptor`, `platform_op`,
+//! Compared with Xen 4.17's PV64 column we serve a subset: no `platform_op`,
 //! `xsm_op`, `nmi_op`, `kexec_op`, `dm_op`, `hypfs_op`, `mca`, nor the `*_compat` entries.
 
 // Rows name Xen's constants (`__HYPERVISOR_iret`).
@@ -49,6 +49,7 @@ pub enum Handler {
     SetTrapTable,
     MmuUpdate,
     SetGdt,
+    UpdateDescriptor,
     StackSwitch,
     SetCallbacks,
     FpuTaskswitch,
@@ -83,6 +84,7 @@ impl Handler {
             Handler::SetTrapTable => traps::set_trap_table(ctx, a[0]),
             Handler::MmuUpdate => mmu::mmu_update(ctx, a[0], a[1], a[2], a[3]),
             Handler::SetGdt => gdt::set_gdt(ctx, a[0], a[1]),
+            Handler::UpdateDescriptor => gdt::update_descriptor(ctx, a[0], a[1]),
             Handler::StackSwitch => traps::stack_switch(ctx, a[0], a[1]),
             Handler::SetCallbacks => callback::set_callbacks(ctx, a[0], a[1], a[2]),
             Handler::FpuTaskswitch => traps::fpu_taskswitch(ctx, a[0]),
@@ -185,6 +187,7 @@ pub const TABLE: &[Hypercall] = &[
     row(__HYPERVISOR_fpu_taskswitch,                "fpu_taskswitch",                Handler::FpuTaskswitch,               Any,        MC,    Full),
     row(__HYPERVISOR_set_debugreg,                  "set_debugreg",                  Handler::SetDebugreg,                 Any,        MC,    Full),
     row(__HYPERVISOR_get_debugreg,                  "get_debugreg",                  Handler::GetDebugreg,                 Any,        MC,    Fast),
+    row(__HYPERVISOR_update_descriptor,             "update_descriptor",             Handler::UpdateDescriptor,            Any,        MC,    Fast),
     row(__HYPERVISOR_memory_op,                     "memory_op",                     Handler::MemoryOp,                    Any,        MC,    Full),
     row(__HYPERVISOR_multicall,                     "multicall",                     Handler::Multicall,                   Any,        NO_MC, Fast),
     row(__HYPERVISOR_update_va_mapping,             "update_va_mapping",             Handler::UpdateVaMapping,             Any,        MC,    Fast),

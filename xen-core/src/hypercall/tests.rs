@@ -535,9 +535,9 @@ fn sysctl_perfc_reports_and_resets_the_counters() {
     );
     let back: XenSysctl = guest_read(&mut m, &d, GUEST_VA);
     let nr = u32::from_le_bytes(back.u[4..8].try_into().unwrap());
-    assert_eq!(nr, 9);
-    let descs: [XenSysctlPerfcDesc; 9] = guest_read(&mut m, &d, GUEST_VA + 0x1000);
-    let vals: [u32; 9] = guest_read(&mut m, &d, GUEST_VA + 0x2000);
+    assert_eq!(nr, 10);
+    let descs: [XenSysctlPerfcDesc; 10] = guest_read(&mut m, &d, GUEST_VA + 0x1000);
+    let vals: [u32; 10] = guest_read(&mut m, &d, GUEST_VA + 0x2000);
     let i = descs
         .iter()
         .position(|x| x.name.starts_with(b"tlb_flushes\0"))

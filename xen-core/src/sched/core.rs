@@ -226,6 +226,7 @@ fn switch_to<A: Arch>(
         .expect("picked from the existing domains");
     *regs = g.regs;
     g.sched.dispatches += 1;
+    g.dom.vcpu.perf.dispatches += 1;
     hv.arch.context_switch(prev, next);
     hv.sched.cur = next;
     hv.sched.run_start = now;

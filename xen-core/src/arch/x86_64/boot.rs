@@ -326,6 +326,7 @@ boot_l3_directmap:  .skip 4096
 boot_l2_low:        .skip 4096
 boot_l2_xen:        .skip 4096
 boot_l2_directmap:  .skip 4096 * {directmap_gib}
+    .globl boot_l1_xen
 boot_l1_xen:        .skip 4096 * {img_l1s}
 boot_l1_directmap:  .skip 4096 * {img_l1s}
     .balign 16

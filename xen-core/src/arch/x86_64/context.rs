@@ -85,42 +85,50 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
     unsafe { asm!("clts", options(nomem, nostack)) };
     m.loaded.ts = false;
     let mut segs = SEGS.lock();
+    // Selectors still waiting to be loaded: the CPU's are not `prev`'s (a second switch before
+    // any vCPU ran), whose saved ones stand.
+    let cpu_holds_prev = m.segs_to_load.is_none();
     if let Some(prev) = prev {
         let s = &mut segs[prev];
-        // SAFETY: reading segment registers has no side effects.
-        unsafe {
-            asm!("mov {:x}, ds", out(reg) s[0], options(nomem, nostack, preserves_flags));
-            asm!("mov {:x}, es", out(reg) s[1], options(nomem, nostack, preserves_flags));
-            asm!("mov {:x}, fs", out(reg) s[2], options(nomem, nostack, preserves_flags));
-            asm!("mov {:x}, gs", out(reg) s[3], options(nomem, nostack, preserves_flags));
+        if cpu_holds_prev {
+            // SAFETY: reading segment registers has no side effects.
+            unsafe {
+                asm!("mov {:x}, ds", out(reg) s[0], options(nomem, nostack, preserves_flags));
+                asm!("mov {:x}, es", out(reg) s[1], options(nomem, nostack, preserves_flags));
+                asm!("mov {:x}, fs", out(reg) s[2], options(nomem, nostack, preserves_flags));
+                asm!("mov {:x}, gs", out(reg) s[3], options(nomem, nostack, preserves_flags));
+            }
         }
         // SAFETY: as above.
         unsafe { asm!("fxsave64 [{}]", in(reg) fpu[prev].0.as_mut_ptr(), options(nostack)) };
     }
     // SAFETY: as above.
     unsafe { asm!("fxrstor64 [{}]", in(reg) fpu[next].0.as_ptr(), options(nostack)) };
-    let s = segs[next];
-    // Each selector is null (a new vCPU) or one this vCPU loaded itself, which the CPU checked
-    // then; still, they are the guest's choice, so each load has an exception-table fixup (a
-    // refused selector becomes the null one, as Xen's `load_segments`). Loading FS and GS also
-    // loads their bases from the descriptors: the MSR writes below (the cache of loaded bases is
-    // forgotten) put the vCPU's own bases back.
-    for (which, sel) in s.iter().enumerate() {
-        if super::extable::load_data_segment(which, *sel).is_err() {
-            segs[next][which] = 0;
-        }
-    }
-    // A guest may have changed its bases without a hypercall (a selector load clears them): the
-    // next vCPU's bases are written whatever the cache says.
-    m.loaded.fs = 1;
-    m.loaded.gs = 1;
-    m.loaded.gs_shadow = 1;
+    // The next vCPU's selectors may name its own GDT entries: they are loaded by
+    // `load_vcpu_state`, once its GDT frames are in place.
+    drop(segs);
+    m.segs_to_load = Some(next);
     // Guest user mappings are global (as Xen makes them): a new address space must not see the
     // previous domain's.
     flush_tlb_global();
 }
 
-/// Loads the vCPU's segment bases, virtual CR0.TS and page tables into the CPU where changed.
+/// Loads the data selectors slot `slot`'s vCPU had when it last ran.
+fn load_data_segments(slot: usize) {
+    let mut segs = SEGS.lock();
+    let s = segs[slot];
+    // Each selector is null (a new vCPU) or one this vCPU loaded itself, which the CPU checked
+    // then; still, they are the guest's choice (and its GDT may have changed since), so each load
+    // has an exception-table fixup (a refused selector becomes the null one, as Xen's
+    // `load_segments`). The caller rewrites the FS and GS bases afterwards.
+    for (which, sel) in s.iter().enumerate() {
+        if super::extable::load_data_segment(which, *sel).is_err() {
+            segs[slot][which] = 0;
+        }
+    }
+}
+
+/// Loads the vCPU's GDT frames, its data selectors after a switch, segment bases, virtual CR0.TS and page tables into the CPU where changed.
 /// The GS base and CR3 follow the guest mode: the user's GS base and L4 in user mode, the
 /// kernel's in kernel mode (what Xen's `swapgs` and `update_cr3` keep in step on each toggle).
 pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
@@ -135,7 +143,17 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         debug: dbg,
         base_writes: v.base_writes,
     };
+    // The vCPU's own descriptors under the hypervisor's (`set_gdt`), before any of its
+    // selectors is loaded.
+    super::gdt::load_guest_frames(&v.gdt_frames);
     let mut have = m.loaded;
+    if let Some(slot) = m.segs_to_load.take() {
+        load_data_segments(slot);
+        // Loading FS and GS also loaded their bases from the descriptors.
+        have.fs = !want.fs;
+        have.gs = !want.gs;
+        have.gs_shadow = !want.gs_shadow;
+    }
     if want.base_writes != have.base_writes {
         // The guest wrote a base: the CPU's copies may be stale whatever the cache says.
         have.fs = !want.fs;

@@ -240,6 +240,7 @@ pub fn start(
         cr3: 0,
         preempt: super::machine::PreemptAt::new(),
         loaded: super::machine::Loaded::UNKNOWN,
+        segs_to_load: None,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
     xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);

@@ -6,9 +6,18 @@
 //! `syscall` lands on 0xe008 and `sysret` on 0xe033/0xe02b. The TSS gives the CPU the stack to use
 //! when an interrupt or exception arrives from ring 3 (RSP0) and separate known-good stacks for
 //! double faults, NMIs, debug exceptions and machine checks (IST1..IST4), as Xen has.
+//!
+//! Below the reserved block lie the guest's own descriptors: the GDT's first 14 pages are a
+//! window onto the running vCPU's `set_gdt` frames ([`load_guest_frames`]), as Xen maps them into
+//! the per-vCPU GDT area it loads (`pv_set_gdt`, `write_full_gdt_ptes`), so a guest's own
+//! selectors (Linux's `__USER_DS` 0x2b, ...) work. A page the guest did not give maps a page of
+//! zeros read-only (Xen's `zero_l1e`): a selector there is a null descriptor, #GP(selector).
 
 use core::arch::asm;
 use core::mem::size_of;
+
+use xen_core::layout::XEN_VIRT_START;
+use xen_core::mm::Mfn;
 
 /// Hypervisor 64-bit code selector.
 pub const HYPERVISOR_CS: u16 = 0xe008;
@@ -35,8 +44,26 @@ pub const STACK_SIZE: usize = 32 * 1024;
 /// scheduling and domain teardown included.
 pub const ENTRY_STACK_SIZE: usize = 256 * 1024;
 
+/// Pages of the GDT below the reserved block: the guest's (`FIRST_RESERVED_GDT_PAGE`).
+pub const GUEST_PAGES: usize = FIRST_RESERVED * 8 / 4096;
+
 #[repr(C, align(4096))]
 struct Gdt([u64; ENTRIES]);
+
+extern "C" {
+    /// The image window's L1 entries (`boot.rs`), the first one mapping `__image_start`.
+    static mut boot_l1_xen: [u64; 0];
+    /// First byte of the image (`xen.ld`).
+    static __image_start: u8;
+}
+
+/// What each guest page of the GDT window maps now: a guest frame, or `None` for the image's own
+/// page of zeros.
+static WINDOW: spin::Mutex<[Option<Mfn>; GUEST_PAGES]> = spin::Mutex::new([None; GUEST_PAGES]);
+
+const PTE_P: u64 = 1;
+const PTE_RW: u64 = 2;
+const PTE_NX: u64 = 1 << 63;
 
 /// The 64-bit TSS (Intel SDM vol. 3, 8.7).
 #[repr(C, packed(4))]
@@ -92,6 +119,42 @@ pub fn entry_stack_top() -> u64 {
 /// Lowest address of the entry stack.
 pub fn entry_stack_bottom() -> u64 {
     (&raw const ENTRY_STACK) as u64
+}
+
+/// Maps the vCPU's GDT frames (`set_gdt`, each holding a descriptor-page type reference, so
+/// every descriptor in them is checked) into the GDT's guest pages, and zeros where it gave none.
+/// Only changed pages are rewritten and invalidated; call before anything may load a guest
+/// selector for this vCPU (its data segments, an `iretq` to it).
+pub fn load_guest_frames(frames: &[Mfn]) {
+    let mut window = WINDOW.lock();
+    let gdt = (&raw const GDT) as u64;
+    // Only the addresses of the L1 array and of the image's first byte are taken.
+    let (l1, image) = (
+        (&raw mut boot_l1_xen) as *mut u64,
+        (&raw const __image_start) as u64,
+    );
+    for (page, slot) in window.iter_mut().enumerate() {
+        let want = frames.get(page).copied();
+        if *slot == want {
+            continue;
+        }
+        let va = gdt + (page * 4096) as u64;
+        let pte = match want {
+            // Writable for the CPU's own accessed-bit updates, as Xen maps them
+            // (`__PAGE_HYPERVISOR_RW`); the guest has no writable mapping of them.
+            Some(mfn) => (mfn.0 << 12) | PTE_P | PTE_RW | PTE_NX,
+            None => (va - XEN_VIRT_START) | PTE_P | PTE_NX,
+        };
+        // SAFETY: `va` is a page of the GDT static inside the image window, so its L1 entry is
+        // `boot_l1_xen[(va - __image_start) / 4096]`; only the CPU's descriptor-table accesses
+        // use these pages (Rust never touches the GDT below the reserved block), and the
+        // `invlpg` drops the old translation before any of them can.
+        unsafe {
+            l1.add(((va - image) >> 12) as usize).write_volatile(pte);
+            asm!("invlpg [{}]", in(reg) va, options(nostack));
+        }
+        *slot = want;
+    }
 }
 
 const fn segment(flags_hi: u64, access: u64) -> u64 {

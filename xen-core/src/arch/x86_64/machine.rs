@@ -174,6 +174,9 @@ pub struct HvMachine {
     pub preempt: PreemptAt,
     /// The vCPU state as last loaded into the CPU (`context.rs`).
     pub loaded: Loaded,
+    /// A context switch to this slot's vCPU left its data selectors to load (`context.rs`:
+    /// after its GDT frames).
+    pub segs_to_load: Option<usize>,
 }
 
 /// vCPU state as last loaded into the CPU, to skip redundant MSR and CR writes (kept and

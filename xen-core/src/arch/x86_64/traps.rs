@@ -134,6 +134,10 @@ pub fn guest_exception(
             {
                 return Ok(());
             }
+            // `cli`/`sti`, in either guest mode, when the virtual IOPL allows them: no-ops.
+            if ec == 0 && emulate::cli_sti(regs, code, dom) == emulate::Emulated::Done {
+                return Ok(());
+            }
             // Privileged instructions are emulated for the guest kernel only; from guest user
             // mode they are the #GP they are (Xen emulates with CPL 3 there, `read_segment`).
             if ec == 0 && dom.vcpu.kernel_mode {
