@@ -349,14 +349,6 @@ pub enum Ev {
     BindIpi(u8),
     BindVcpu(Port, u8),
     Reset(Dom),
-    /// `EVTCHNOP_init_control`: the control block in this frame at this offset, for this vCPU.
-    InitControl {
-        frame: F,
-        offset: u16,
-        vcpu: u8,
-    },
-    /// `EVTCHNOP_expand_array` with this frame.
-    ExpandArray(F),
     /// Any command with zeroed-or-stale arguments.
     Raw(u8),
 }
@@ -754,9 +746,6 @@ fn ev() -> BoxedStrategy<Ev> {
         1 => (0u8..3).prop_map(Ev::BindIpi),
         1 => (port(), 0u8..3).prop_map(|(p, v)| Ev::BindVcpu(p, v)),
         1 => dom().prop_map(Ev::Reset),
-        2 => (frame(), prop::sample::select(vec![0u16, 4, 8, 0x40, 4024, 4032]), 0u8..2)
-            .prop_map(|(frame, offset, vcpu)| Ev::InitControl { frame, offset, vcpu }),
-        2 => frame().prop_map(Ev::ExpandArray),
         1 => (0u8..16).prop_map(Ev::Raw),
     ]
     .boxed()

@@ -981,25 +981,6 @@ fn evtchn(w: &mut World, s: usize, k: usize, ev: Ev) -> (u32, u64) {
             let op = EvtchnReset { dom: dom(w, d) };
             (EVTCHNOP_reset, put_arg(w, s, k, &op))
         }
-        Ev::InitControl {
-            frame,
-            offset,
-            vcpu,
-        } => {
-            let op = EvtchnInitControl {
-                control_gfn: resolve_frame(w, s, frame),
-                offset: offset.into(),
-                vcpu: vcpu.into(),
-                ..Default::default()
-            };
-            (EVTCHNOP_init_control, put_arg(w, s, k, &op))
-        }
-        Ev::ExpandArray(frame) => {
-            let op = EvtchnExpandArray {
-                array_gfn: resolve_frame(w, s, frame),
-            };
-            (EVTCHNOP_expand_array, put_arg(w, s, k, &op))
-        }
         Ev::Raw(c) => (c.into(), arg_va(k)),
     }
 }
