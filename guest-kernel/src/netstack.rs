@@ -333,6 +333,9 @@ fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
     );
     s.set_timeout(Some(Duration::from_millis(IDLE_TIMEOUT_MS)));
     s.set_nagle_enabled(false);
+    // As dom0's echo: every segment acknowledged at once (smoltcp delays ACKs 10 ms by
+    // default), so a one-way stream is not paced by the ACK timer.
+    s.set_ack_delay(None);
     s
 }
 

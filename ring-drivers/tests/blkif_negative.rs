@@ -12,8 +12,8 @@ use std::sync::Arc;
 use common::{EventChannel, FrontPages, GrantTable, Sender, FRONT_DOMID};
 use hypercall_abi::grant_table::GNTST_bad_gntref;
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse, BLKIF_OP_DISCARD,
-    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse,
+    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
     BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use ring_drivers::blkif::{
@@ -109,7 +109,14 @@ impl Rig {
         let rsp = self.submit(req);
         assert_eq!(rsp.status, status, "{error:?}");
         assert_eq!(rsp.id, u64::from_ne_bytes(req[8..16].try_into().unwrap()));
-        assert_eq!(rsp.operation, req[0]);
+        // An indirect read or write is answered with its real operation (as Linux's blkback).
+        let op = if req[0] == BLKIF_OP_INDIRECT && rsp.operation != BLKIF_OP_INDIRECT {
+            assert!(req[1] == BLKIF_OP_READ || req[1] == BLKIF_OP_WRITE);
+            req[1]
+        } else {
+            req[0]
+        };
+        assert_eq!(rsp.operation, op);
         assert_eq!(self.back.last_error(), Some(error));
         assert!(
             self.back.disk().bytes() == &self.original[..],
@@ -412,4 +419,206 @@ fn front_end_refuses_a_response_it_never_asked_for() {
         }
     });
     assert!(matches!(err, Err(BlkFrontError::UnknownResponse(_))));
+}
+
+#[test]
+fn a_bad_grant_in_a_batch_fails_only_its_own_request() {
+    let mut r = rig(false);
+    let mut view = &*r.page;
+    // Five one-page writes in one batch; the third names a grant that does not exist.
+    for i in 0..5u64 {
+        let mut w = r.write_req(i * 8, 1);
+        w.id = 100 + i;
+        w.seg[0] = r.seg(i as usize, 0, 7);
+        if i == 2 {
+            w.seg[0].gref = 4000;
+        }
+        r.ring.push_request(&mut view, &w);
+    }
+    r.ring.push_requests(&mut view);
+    assert_eq!(r.back.serve().unwrap().requests, 5);
+    let stats = r.back.stats();
+    // One copy-in for the batch, one disk batch of the four good writes.
+    assert_eq!((stats.copy_batches, stats.batches), (1, 1));
+    assert_eq!((stats.batched_requests, stats.max_batch), (4, 4));
+    let mut statuses = Vec::new();
+    while let Some(rsp) = r.ring.get_response(&view).unwrap() {
+        statuses.push((rsp.id, rsp.status));
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            (100, BLKIF_RSP_OKAY),
+            (101, BLKIF_RSP_OKAY),
+            (102, BLKIF_RSP_ERROR),
+            (103, BLKIF_RSP_OKAY),
+            (104, BLKIF_RSP_OKAY)
+        ]
+    );
+    let disk = r.back.disk().bytes();
+    for i in 0..5usize {
+        let want: Vec<u8> = if i == 2 {
+            r.original[i * 4096..(i + 1) * 4096].to_vec()
+        } else {
+            vec![0xa0 + i as u8; 4096]
+        };
+        assert!(disk[i * 4096..(i + 1) * 4096] == want[..], "page {i}");
+    }
+}
+
+#[test]
+fn a_flush_waits_for_the_writes_before_it() {
+    // Write, flush, write in one pass: the flush ends the first batch and is done alone, so the
+    // second write is a batch of its own (the disk sees write, flush, write in that order).
+    let mut r = rig(false);
+    let mut view = &*r.page;
+    let w1 = r.write_req(0, 1);
+    let flush = BlkifRequest {
+        operation: BLKIF_OP_FLUSH_DISKCACHE,
+        id: 9,
+        ..Default::default()
+    };
+    let w2 = r.write_req(64, 2);
+    for q in [&w1, &flush, &w2] {
+        r.ring.push_request(&mut view, q);
+    }
+    r.ring.push_requests(&mut view);
+    assert_eq!(r.back.serve().unwrap().requests, 3);
+    let stats = r.back.stats();
+    assert_eq!((stats.batches, stats.batched_requests), (2, 2));
+    let mut n = 0;
+    while let Some(rsp) = r.ring.get_response(&view).unwrap() {
+        assert_eq!(rsp.status, BLKIF_RSP_OKAY);
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}
+
+/// An indirect request of `nr` segments (whole pages 0.., cycling over the rig's 11) at
+/// `sector`, its segment list in page 10 of the rig (granted like the others).
+fn indirect_req(r: &mut Rig, op: u8, sector: u64, nr: u16) -> BlkifRequestIndirect {
+    let segs: Vec<BlkifRequestSegment> =
+        (0..usize::from(nr)).map(|i| r.seg(i % 10, 0, 7)).collect();
+    r.pages.write(10, 0, segs.as_bytes());
+    let mut grefs = [0; 8];
+    grefs[0] = r.pages.gref(10);
+    BlkifRequestIndirect {
+        operation: BLKIF_OP_INDIRECT,
+        indirect_op: op,
+        nr_segments: nr,
+        id: 0x1d,
+        sector_number: sector,
+        indirect_grefs: grefs,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_indirect_write_lands() {
+    let mut r = rig(false);
+    r.back.set_max_indirect_segments(32);
+    assert_eq!(r.back.backend_info().max_indirect_segments, 32);
+    let req = indirect_req(&mut r, BLKIF_OP_WRITE, 0, 20);
+    let rsp = r.submit(req.as_bytes());
+    assert_eq!((rsp.id, rsp.status), (0x1d, BLKIF_RSP_OKAY));
+    // Answered with the real operation, as Linux's blkback does.
+    assert_eq!(rsp.operation, BLKIF_OP_WRITE);
+    let disk = r.back.disk().bytes();
+    for i in 0..20usize {
+        assert!(disk[i * 4096..(i + 1) * 4096]
+            .iter()
+            .all(|&b| b == 0xa0 + (i % 10) as u8));
+    }
+    assert_eq!(r.back.stats().indirect_requests, 1);
+}
+
+#[test]
+fn hostile_indirect_requests_are_refused() {
+    let mut r = rig(false);
+    r.back.set_max_indirect_segments(32);
+    // More segments than published, and none.
+    for nr in [33u16, 0, 512, u16::MAX] {
+        let req = indirect_req(&mut r, BLKIF_OP_WRITE, 0, nr.min(33));
+        let req = BlkifRequestIndirect {
+            nr_segments: nr,
+            ..req
+        };
+        r.refused(
+            req.as_bytes(),
+            BLKIF_RSP_ERROR,
+            RequestError::IndirectSegmentCount(nr),
+        );
+    }
+    // The indirect page's grant does not exist: nothing is read from it, nothing written.
+    let mut req = indirect_req(&mut r, BLKIF_OP_WRITE, 0, 4);
+    req.indirect_grefs[0] = 4000;
+    r.refused(
+        req.as_bytes(),
+        BLKIF_RSP_ERROR,
+        RequestError::Grant(GrantIoError {
+            gref: 4000,
+            status: GNTST_bad_gntref,
+        }),
+    );
+    // A bad data grant inside the list: no partial write.
+    let mut req = indirect_req(&mut r, BLKIF_OP_WRITE, 0, 12);
+    let mut segs: Vec<BlkifRequestSegment> = (0..12).map(|i| r.seg(i % 10, 0, 7)).collect();
+    segs[11].gref = 4001;
+    r.pages.write(10, 0, segs.as_bytes());
+    req.id = 0x1e;
+    r.refused(
+        req.as_bytes(),
+        BLKIF_RSP_ERROR,
+        RequestError::Grant(GrantIoError {
+            gref: 4001,
+            status: GNTST_bad_gntref,
+        }),
+    );
+    // A bad sector range inside the list.
+    let req = indirect_req(&mut r, BLKIF_OP_READ, 0, 5);
+    let mut segs: Vec<BlkifRequestSegment> = (0..5).map(|i| r.seg(i, 0, 7)).collect();
+    segs[3] = r.seg(3, 6, 2);
+    r.pages.write(10, 0, segs.as_bytes());
+    r.refused(
+        req.as_bytes(),
+        BLKIF_RSP_ERROR,
+        RequestError::SegmentRange {
+            index: 3,
+            first_sect: 6,
+            last_sect: 2,
+        },
+    );
+    // Past the end of the disk.
+    let req = indirect_req(&mut r, BLKIF_OP_READ, SECTORS - 8 * 12 + 8, 12);
+    r.refused(
+        req.as_bytes(),
+        BLKIF_RSP_ERROR,
+        RequestError::PastEnd {
+            sector: SECTORS - 8 * 12 + 8,
+            count: 96,
+        },
+    );
+    // Only reads and writes may be indirect.
+    for op in [
+        BLKIF_OP_FLUSH_DISKCACHE,
+        BLKIF_OP_DISCARD,
+        BLKIF_OP_INDIRECT,
+        0x7f,
+    ] {
+        let req = indirect_req(&mut r, op, 0, 4);
+        r.refused(
+            req.as_bytes(),
+            BLKIF_RSP_ERROR,
+            RequestError::IndirectOperation(op),
+        );
+    }
+    // Withdrawn: EOPNOTSUPP again.
+    r.back.set_max_indirect_segments(0);
+    let req = indirect_req(&mut r, BLKIF_OP_READ, 0, 4);
+    r.refused(
+        req.as_bytes(),
+        BLKIF_RSP_EOPNOTSUPP,
+        RequestError::Unsupported(BLKIF_OP_INDIRECT),
+    );
 }

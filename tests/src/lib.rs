@@ -545,6 +545,7 @@ pub fn duplicate_names(cases: &[Case]) -> Vec<String> {
 /// QEMU and returns the log. Dropping it kills QEMU too.
 pub struct Running {
     child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
     arrived: Vec<Duration>,
@@ -565,11 +566,12 @@ impl Boot {
         let start = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
             .args(self.qemu_args())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
+        let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -593,6 +595,7 @@ impl Boot {
         }
         Ok(Running {
             child,
+            stdin,
             lines: rx,
             log: Vec::new(),
             arrived: Vec::new(),
@@ -625,6 +628,19 @@ impl Running {
                 }
                 Err(_) => return None,
             }
+        }
+    }
+
+    /// Writes `bytes` to the serial port's input (QEMU's stdin): `\x01\x01\x01` hands it to
+    /// the hypervisor's debug keys.
+    pub fn send_input(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        match self.stdin.as_mut() {
+            Some(i) => {
+                i.write_all(bytes)?;
+                i.flush()
+            }
+            None => Err(std::io::Error::other("no stdin")),
         }
     }
 

@@ -111,3 +111,42 @@ pub fn echo_rtt_us(port: u16, n: usize) -> (f64, usize) {
     times.sort_by(|a, b| a.total_cmp(b));
     (times[times.len() / 2], times.len())
 }
+
+/// Sends `len` bytes of the xorshift64 stream from seed 1 to the sink service behind `port`
+/// (port 9 of a guest), half-closes, and expects `ok <len>`: MB/s of the one-way transfer
+/// (start to the verdict).
+pub fn sink_stream(port: u16, len: usize) -> f64 {
+    let data = xorshift_stream(1, len);
+    let mut s = connect(port);
+    let start = Instant::now();
+    s.write_all(&data).expect("send to the sink");
+    s.shutdown(Shutdown::Write).expect("half-close");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("the sink's verdict");
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(reply.trim(), format!("ok {len}"), "the sink's verdict");
+    len as f64 / secs / 1e6
+}
+
+/// Reads `len` bytes from the source service behind `port` (port 19 of a guest), checked
+/// against the xorshift64 stream from seed 1, then closes: MB/s of the one-way transfer.
+pub fn source_stream(port: u16, len: usize) -> f64 {
+    let expected = xorshift_stream(1, len);
+    let mut s = connect(port);
+    let start = Instant::now();
+    let mut got = vec![0u8; 64 * 1024];
+    let mut at = 0usize;
+    while at < len {
+        let want = (len - at).min(got.len());
+        let n = s.read(&mut got[..want]).expect("read from the source");
+        assert!(n > 0, "the source closed after {at} of {len} bytes");
+        if got[..n] != expected[at..at + n] {
+            let i = (0..n).find(|&i| got[i] != expected[at + i]).unwrap();
+            panic!("source byte {} differs", at + i);
+        }
+        at += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = s.shutdown(Shutdown::Both);
+    len as f64 / secs / 1e6
+}

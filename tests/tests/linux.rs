@@ -37,11 +37,16 @@ const STAGES: &[&str] = &[
     "xen:balloon: Initialising balloon driver",
     "clocksource: Switched to clocksource xen",
     "NET: Registered PF_INET protocol family",
+    // Page-table writes by `xchg`, `lock cmpxchg`, `lock btr`, ... are emulated as validated
+    // updates (`emulate::pte_write`); dom0 wrote libxl's `control/feature-*` nodes.
+    "NET: Registered PF_INET6 protocol family",
+    "Loading compiled-in X.509 certificates",
+    "xenbus_probe_frontend: Device with no driver: device/vbd/51712",
+    "VFS: Unable to mount root fs",
 ];
-/// The last stage of [`STAGES`] Linux reaches on our hypervisor today; what stops it next is a
-/// page-table write other than `mov` (`__vunmap_range_noflush`'s `xchg` on a PTE: an oops, which
-/// `oops=panic` turns into a crash the toolstack cleans up).
-const REACHED: &str = "NET: Registered PF_INET protocol family";
+/// The last stage of [`STAGES`] Linux reaches on our hypervisor today: the end of its boot
+/// without a root file system (no initrd yet), a panic the toolstack cleans up.
+const REACHED: &str = "VFS: Unable to mount root fs";
 
 /// The kernel ELF, fetched and extracted on first use, or why it cannot be had.
 fn debian_kernel() -> Result<PathBuf, String> {

@@ -37,8 +37,8 @@ use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
 use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
-    BackStats, BackendInfo, BlkBack, Disk, DiskError, FrontendTransport, GrantIo, GrantIoError,
-    GrantSegment, RamDisk,
+    BackStats, BackendInfo, BlkBack, Disk, DiskError, DiskIo, FrontendTransport, GrantIo,
+    GrantIoError, GrantSegment, GrantXfer, RamDisk,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
@@ -55,6 +55,9 @@ use crate::kernel::ring_page::{self, MappedPage};
 
 /// The virtual device number of the one disk each domU gets: `xvda` (202 << 8 | 0).
 pub const VDEV: u32 = 51712;
+
+/// Segments a domU's `BLKIF_OP_INDIRECT` may carry (`feature-max-indirect-segments`).
+const INDIRECT_SEGMENTS: u16 = ring_drivers::blkif::MAX_INDIRECT_SEGMENTS as u16;
 
 /// Sectors of the RAM disk used when dom0 has no virtio disk.
 const RAM_SECTORS: u64 = 2048;
@@ -138,6 +141,13 @@ impl Disk for SharedDisk {
         })
     }
 
+    fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+        Self::with(|b| match b {
+            Backing::Virtio(d) => d.transfer(ios),
+            Backing::Ram(r) => r.transfer(ios),
+        })
+    }
+
     fn read_only(&self) -> bool {
         Self::with(|b| match b {
             Backing::Virtio(d) => d.readonly(),
@@ -161,6 +171,11 @@ impl GntCopy {
     fn build(&mut self, domid: u16, segs: &[GrantSegment], va: u64, to_grant: bool) {
         self.ops.clear();
         self.grefs.clear();
+        self.append(domid, segs, va, to_grant);
+    }
+
+    /// Appends the ops for `segs` against the local buffer at `va` to the list.
+    fn append(&mut self, domid: u16, segs: &[GrantSegment], va: u64, to_grant: bool) {
         let mut pos = 0u64;
         for s in segs {
             let mut done = 0u16;
@@ -235,6 +250,47 @@ fn fits(segs: &[GrantSegment], len: usize) -> Result<(), GrantIoError> {
 }
 
 impl GrantIo for GntCopy {
+    fn copy_batch(&mut self, domid: u16, batch: &mut [GrantXfer<'_>]) {
+        // Every item's ops in one list, one hypercall; each item then takes its own ops' status.
+        self.ops.clear();
+        self.grefs.clear();
+        let mut ends = Vec::with_capacity(batch.len());
+        for x in batch.iter_mut() {
+            if let Err(e) = fits(x.segs, x.buf.len()) {
+                x.result = Err(e);
+                ends.push(self.ops.len());
+                continue;
+            }
+            x.result = Ok(());
+            self.append(domid, x.segs, x.buf.as_mut_ptr() as u64, x.to_grant);
+            ends.push(self.ops.len());
+        }
+        if self.ops.is_empty() {
+            return;
+        }
+        self.hypercalls += 1;
+        let rc = hc::grant_table_op(&mut self.ops);
+        let mut start = 0;
+        for (x, &end) in batch.iter_mut().zip(&ends) {
+            if x.result.is_ok() {
+                let failed = if rc != 0 {
+                    Some((start, hypercall_abi::grant_table::GNTST_general_error))
+                } else {
+                    (start..end)
+                        .find(|&i| self.ops[i].status != 0)
+                        .map(|i| (i, self.ops[i].status))
+                };
+                if let Some((i, status)) = failed {
+                    x.result = Err(GrantIoError {
+                        gref: self.grefs.get(i).copied().unwrap_or(0),
+                        status,
+                    });
+                }
+            }
+            start = end;
+        }
+    }
+
     fn copy_from_grants(
         &mut self,
         domid: u16,
@@ -383,7 +439,11 @@ impl Vbd {
         for a in actions {
             let ok = match a {
                 BackendAction::PublishBackendInfo => {
-                    for (k, v) in BackendInfo::for_disk(&SharedDisk).to_keys() {
+                    let info = BackendInfo {
+                        max_indirect_segments: u32::from(INDIRECT_SEGMENTS),
+                        ..BackendInfo::for_disk(&SharedDisk)
+                    };
+                    for (k, v) in info.to_keys() {
                         store.write(&format!("{}/{k}", self.back_dir), &v);
                     }
                     true
@@ -450,7 +510,10 @@ impl Vbd {
             GntCopy::default(),
             EvtNotify(port),
         ) {
-            Ok(b) => b,
+            Ok(mut b) => {
+                b.set_max_indirect_segments(INDIRECT_SEGMENTS);
+                b
+            }
             Err(e) => {
                 let _ = events::close(port);
                 ring_page::unmap_grant(page, handle);
@@ -592,7 +655,7 @@ impl Service for Blkback {
 fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
     let per = |n: u64| per_request(n, s.requests);
     println!(
-        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls}",
+        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls} grant_copy_hypercalls_per_request={} disk_batches={} requests_per_disk_batch={} max_disk_batch={} indirect_requests={}",
         s.requests,
         s.errors,
         s.sectors_read,
@@ -601,6 +664,11 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
         s.notifications_sent,
         per(s.events_received),
         per(s.notifications_sent),
+        per(copy_hypercalls),
+        s.batches,
+        per_request(s.batched_requests, s.batches),
+        s.max_batch,
+        s.indirect_requests,
     );
 }
 
@@ -659,8 +727,12 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
         }
     }
     let rand_ns = now() - t0;
+    let (interrupts, timeouts) = SharedDisk::with(|b| match b {
+        Backing::Virtio(d) => (d.interrupts, d.timeouts),
+        Backing::Ram(_) => (0, 0),
+    });
     println!(
-        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={}",
+        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} interrupts={interrupts} poll_timeouts={timeouts}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(random_ops, rand_ns)

@@ -24,6 +24,7 @@
 //! The driver itself is the `virtio-drivers` crate (`VirtIOBlk` over `PciTransport`); this file
 //! is its `Hal` for a PV guest and the [`BlockDevice`] API in 512-byte sectors.
 
+use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::{self, NonNull};
 
@@ -31,6 +32,7 @@ use guest_kernel::layout::{direct_map_va, MMIO_BASE, MMIO_END};
 use guest_kernel::paging::{index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_RW};
 use guest_kernel::pci::{is_virtio_blk, selftest_pattern};
 use hypercall_abi::HypercallError;
+use ring_drivers::blkif::{DiskError, DiskIo};
 use spin::Mutex;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction};
@@ -51,8 +53,9 @@ pub const SECTOR_SIZE: usize = 512;
 const PTE_PWT: u64 = 1 << 3;
 const PTE_PCD: u64 = 1 << 4;
 
-/// Largest request handed to the device at once (bounded so the bounce buffer stays small).
-const MAX_REQUEST_SECTORS: usize = 64;
+/// Largest request handed to the device at once: 128 KiB, a whole 32-segment indirect blkif
+/// request (bounded so a bounce buffer, where one is needed, stays small).
+const MAX_REQUEST_SECTORS: usize = 256;
 
 /// Why the block device could not be found or used.
 #[derive(Debug)]
@@ -134,6 +137,28 @@ fn maddr_to_va(maddr: u64) -> Option<u64> {
     Some(direct_map_va(pfn) + (maddr & 0xfff))
 }
 
+/// The machine address of `[va, va + len)` if the range is one of our pages' run whose machine
+/// frames are contiguous (dom0's memory on our hypervisor is `mfn = base + pfn`, so heap and
+/// stack buffers are): the device may then use it in place, without a bounce copy. `None`
+/// (bounce) when any page is not ours or the run is not machine-contiguous (Xen 4.17).
+fn direct_maddr(va: u64, len: usize) -> Option<u64> {
+    if len == 0 {
+        return None;
+    }
+    let first = va >> 12;
+    let last = (va + len as u64 - 1) >> 12;
+    let mfn0 = mm::va_to_mfn(va)?;
+    if mfn0 >= 1 << 40 {
+        return None; // INVALID_MFN (a ballooned-out page) or garbage
+    }
+    for (i, page) in (first..=last).enumerate().skip(1) {
+        if mm::pfn_to_mfn(page) != Some(mfn0 + i as u64) {
+            return None;
+        }
+    }
+    Some((mfn0 << 12) | (va & 0xfff))
+}
+
 /// Maps machine range `[paddr, paddr + size)` (I/O memory) uncached in the MMIO range.
 fn map_mmio(paddr: u64, size: usize) -> Result<u64, PtError> {
     let offset = paddr & 0xfff;
@@ -190,6 +215,10 @@ unsafe impl Hal for XenHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
+        if let Some(maddr) = direct_maddr(buffer.as_ptr().cast::<u8>() as u64, len) {
+            // Machine-contiguous already: the device reads or writes it in place.
+            return maddr;
+        }
         let (maddr, va) = dma_pages(len.div_ceil(PAGE_SIZE))
             .unwrap_or_else(|e| panic!("blkdev: bounce buffer: {e}"));
         if direction != BufferDirection::DeviceToDriver {
@@ -202,6 +231,10 @@ unsafe impl Hal for XenHal {
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         let len = buffer.len();
+        if direct_maddr(buffer.as_ptr().cast::<u8>() as u64, len) == Some(paddr) {
+            // Shared in place (a bounce page is never the buffer's own frame).
+            return;
+        }
         let Some(va) = maddr_to_va(paddr) else {
             return;
         };
@@ -233,6 +266,10 @@ pub struct BlockDevice {
     pub interrupts: u64,
     /// Waits that ended without the event (a lost interrupt would show here).
     pub timeouts: u64,
+    /// Requests submitted by [`BlockDevice::transfer`].
+    pub submitted: u64,
+    /// Most requests [`BlockDevice::transfer`] had in the device's queue at once.
+    pub max_inflight: u64,
 }
 
 /// How the driver learns that a request completed.
@@ -348,6 +385,8 @@ impl BlockDevice {
             irq,
             interrupts: 0,
             timeouts: 0,
+            submitted: 0,
+            max_inflight: 0,
         })
     }
 
@@ -391,7 +430,7 @@ impl BlockDevice {
                     let token = self
                         .blk
                         .read_blocks_nb(at as usize, &mut req, chunk, &mut resp)?;
-                    self.wait(token, port, pirq);
+                    self.wait(port, pirq);
                     self.blk
                         .complete_read_blocks(token, &req, chunk, &mut resp)?;
                 }
@@ -415,7 +454,7 @@ impl BlockDevice {
                     let token =
                         self.blk
                             .write_blocks_nb(at as usize, &mut req, chunk, &mut resp)?;
-                    self.wait(token, port, pirq);
+                    self.wait(port, pirq);
                     self.blk
                         .complete_write_blocks(token, &req, chunk, &mut resp)?;
                 }
@@ -439,10 +478,135 @@ impl BlockDevice {
         Ok(r?)
     }
 
-    /// Waits for request `token` to be in the used ring: `SCHEDOP_poll` on the PIRQ's port, then
-    /// clear the event, read the ISR (lowering the line) and EOI the PIRQ. The poll has a timeout
-    /// so that a lost interrupt only costs time.
-    fn wait(&mut self, token: u16, port: u32, pirq: u32) {
+    /// Performs a batch of independent reads and writes with the device's queue kept full:
+    /// requests (each transfer split into pieces of at most [`MAX_REQUEST_SECTORS`]) are
+    /// submitted while the queue has room (16 with the indirect descriptors QEMU offers), and
+    /// each completion, in the order the device finishes them (the used ring), frees room for
+    /// the next; completions are awaited on the PIRQ's port as in [`BlockDevice::read`].
+    pub fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+        struct Piece {
+            io: usize,
+            sector: u64,
+            ptr: *mut u8,
+            len: usize,
+            write: bool,
+        }
+        let mut pieces = Vec::new();
+        for (i, io) in ios.iter_mut().enumerate() {
+            if self.check(io.sector, io.buf.len()).is_err() {
+                io.result = Err(DiskError::Io);
+                continue;
+            }
+            io.result = Ok(());
+            let (sector, write) = (io.sector, io.write);
+            for (k, c) in io
+                .buf
+                .chunks_mut(MAX_REQUEST_SECTORS * SECTOR_SIZE)
+                .enumerate()
+            {
+                pieces.push(Piece {
+                    io: i,
+                    sector: sector + (k * MAX_REQUEST_SECTORS) as u64,
+                    ptr: c.as_mut_ptr(),
+                    len: c.len(),
+                    write,
+                });
+            }
+        }
+        let depth = usize::from(self.blk.virt_queue_size());
+        // Header and status of each request in flight: allocated once, never moved while the
+        // device may write them.
+        let mut hdrs: Vec<(BlkReq, BlkResp)> = (0..depth)
+            .map(|_| (BlkReq::default(), BlkResp::default()))
+            .collect();
+        let mut slots: Vec<Option<(usize, u16)>> = alloc::vec![None; depth];
+        let (mut next, mut inflight) = (0, 0);
+        let fail = |ios: &mut [DiskIo<'_>], io: usize| ios[io].result = Err(DiskError::Io);
+        loop {
+            while next < pieces.len() && inflight < depth {
+                let s = slots
+                    .iter()
+                    .position(Option::is_none)
+                    .expect("inflight < depth");
+                let p = &pieces[next];
+                let (req, resp) = &mut hdrs[s];
+                // SAFETY: `p.ptr..+len` is a piece of `ios[p.io].buf`, which this call borrows
+                // exclusively until every request is completed below; `req`/`resp` live in
+                // `hdrs`, which is not touched otherwise until then.
+                let token = unsafe {
+                    let buf = core::slice::from_raw_parts_mut(p.ptr, p.len);
+                    if p.write {
+                        self.blk.write_blocks_nb(p.sector as usize, req, buf, resp)
+                    } else {
+                        self.blk.read_blocks_nb(p.sector as usize, req, buf, resp)
+                    }
+                };
+                match token {
+                    Ok(t) => {
+                        slots[s] = Some((next, t));
+                        inflight += 1;
+                        self.submitted += 1;
+                        next += 1;
+                    }
+                    Err(virtio_drivers::Error::QueueFull) if inflight > 0 => break,
+                    Err(_) => {
+                        fail(ios, p.io);
+                        next += 1;
+                    }
+                }
+            }
+            if inflight == 0 {
+                break;
+            }
+            self.max_inflight = self.max_inflight.max(inflight as u64);
+            let token = self.wait_used();
+            let Some(s) = slots
+                .iter()
+                .position(|x| x.is_some_and(|(_, t)| t == token))
+            else {
+                // Not one of ours: the device is broken; give up on what is in flight.
+                for (piece, _) in slots.iter().flatten() {
+                    fail(ios, pieces[*piece].io);
+                }
+                return;
+            };
+            let (piece, _) = slots[s].take().expect("found");
+            inflight -= 1;
+            let p = &pieces[piece];
+            let (req, resp) = &mut hdrs[s];
+            // SAFETY: the same buffers as when submitted (see above).
+            let r = unsafe {
+                let buf = core::slice::from_raw_parts_mut(p.ptr, p.len);
+                if p.write {
+                    self.blk.complete_write_blocks(token, req, buf, resp)
+                } else {
+                    self.blk.complete_read_blocks(token, req, buf, resp)
+                }
+            };
+            if r.is_err() {
+                fail(ios, p.io);
+            }
+        }
+    }
+
+    /// Waits until the used ring has an entry and returns its token. With a PIRQ:
+    /// `SCHEDOP_poll` on its port, then clear the event, read the ISR (lowering the line) and
+    /// EOI the PIRQ; the poll has a timeout so that a lost interrupt only costs time. Polled:
+    /// spins.
+    fn wait_used(&mut self) -> u16 {
+        let IrqMode::Pirq { port, pirq, .. } = self.irq else {
+            loop {
+                if let Some(t) = self.blk.peek_used() {
+                    return t;
+                }
+                core::hint::spin_loop();
+            }
+        };
+        self.wait(port, pirq)
+    }
+
+    /// Waits for an entry in the used ring (see [`BlockDevice::wait_used`]); returns its token.
+    fn wait(&mut self, port: u32, pirq: u32) -> u16 {
         use hypercall_abi::physdev::PhysdevEoi;
         use hypercall_abi::sched::SchedPoll;
         loop {
@@ -452,8 +616,8 @@ impl BlockDevice {
                 self.blk.ack_interrupt();
                 hc::physdev_op(&mut PhysdevEoi { irq: pirq });
             }
-            if self.blk.peek_used() == Some(token) {
-                break;
+            if let Some(t) = self.blk.peek_used() {
+                return t;
             }
             let mut ports = [port];
             let mut poll = SchedPoll {

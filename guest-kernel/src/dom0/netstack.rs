@@ -5,7 +5,9 @@
 //!
 //! - TCP port 7: echo (every byte back), the host <-> dom0 direct figure of `make bench`;
 //! - TCP port 80: an HTTP/1.1 page with dom0's address, uptime and the NIC's and bridge's
-//!   counters (one request per connection, `Connection: close`).
+//!   counters (one request per connection, `Connection: close`);
+//! - TCP ports 9 and 19: the bench's sink and source, as the domU has them
+//!   (`guest_kernel::netstack`), for the one-way host <-> dom0 direct figures.
 //!
 //! The "device" under smoltcp is two queues: frames the bridge delivers to this port, and frames
 //! the stack emits, which the bridge takes from [`HostIf::poll`]'s result.
@@ -20,6 +22,8 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+use guest_kernel::netstack::{Xorshift, SINK_PORT, SOURCE_PORT, STREAM_SEED};
 
 /// Frames waiting for the stack at most (more are dropped: the stack is not keeping up).
 const RX_QUEUE: usize = 512;
@@ -84,6 +88,35 @@ impl Device for Queues {
     }
 }
 
+/// A sink or source connection: the stream, bytes so far, the first wrong byte (sink).
+#[derive(Clone, Copy)]
+struct Stream {
+    gen: Xorshift,
+    bytes: u64,
+    bad: Option<u64>,
+    answered: bool,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            gen: Xorshift::new(STREAM_SEED),
+            bytes: 0,
+            bad: None,
+            answered: false,
+        }
+    }
+}
+
+/// A socket for the echo and the bench services: a full window, and everything answered at
+/// once (no Nagle, no delayed acknowledgement).
+fn stream_socket() -> tcp::Socket<'static> {
+    let mut s = tcp_socket(ECHO_BUF, ECHO_BUF);
+    s.set_nagle_enabled(false);
+    s.set_ack_delay(None);
+    s
+}
+
 /// An HTTP connection's progress.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Http {
@@ -108,6 +141,10 @@ pub struct HostIf {
     sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
     echo: Vec<SocketHandle>,
+    /// The bench's one-way services, as the domU has them: the sink (port 9: checks the
+    /// xorshift stream, answers `ok <n>`) and the source (port 19: sends it).
+    sink: (SocketHandle, Stream),
+    source: (SocketHandle, Stream),
     http: Vec<(SocketHandle, Http)>,
     scratch: Vec<u8>,
     /// Its address once it has one.
@@ -162,14 +199,10 @@ impl HostIf {
             }
         }
         let echo = (0..ECHO_SOCKETS)
-            .map(|_| {
-                let mut s = tcp_socket(ECHO_BUF, ECHO_BUF);
-                // An echo answers at once: no Nagle, no delayed acknowledgement.
-                s.set_nagle_enabled(false);
-                s.set_ack_delay(None);
-                sockets.add(s)
-            })
+            .map(|_| sockets.add(stream_socket()))
             .collect();
+        let sink = (sockets.add(stream_socket()), Stream::new());
+        let source = (sockets.add(stream_socket()), Stream::new());
         let http = (0..HTTP_SOCKETS)
             .map(|_| (sockets.add(tcp_socket(HTTP_RX, HTTP_TX)), Http::Reading(0)))
             .collect();
@@ -179,6 +212,8 @@ impl HostIf {
             sockets,
             dhcp,
             echo,
+            sink,
+            source,
             http,
             scratch: vec![0; 16 * 1024],
             addr,
@@ -219,7 +254,8 @@ impl HostIf {
             if let Some(h) = self.dhcp {
                 note = note.or(self.dhcp_event(h));
             }
-            let moved = self.serve_echo() | self.serve_http(page);
+            let moved =
+                self.serve_echo() | self.serve_sink() | self.serve_source() | self.serve_http(page);
             if !moved && self.dev.rx.is_empty() {
                 break;
             }
@@ -292,6 +328,82 @@ impl HostIf {
             }
             if !s.may_recv() && s.send_queue() == 0 && s.state() == tcp::State::CloseWait {
                 s.close();
+            }
+        }
+        moved
+    }
+
+    /// The sink: checks what arrives against the stream; at the peer's FIN answers
+    /// `ok <bytes>` or `bad <offset>` and closes.
+    fn serve_sink(&mut self) -> bool {
+        let (h, c) = &mut self.sink;
+        let s = self.sockets.get_mut::<tcp::Socket>(*h);
+        if !s.is_open() {
+            let _ = s.listen(SINK_PORT);
+            *c = Stream::new();
+            return false;
+        }
+        let mut moved = false;
+        while s.can_recv() {
+            let got = s
+                .recv(|buf| {
+                    if c.bad.is_none() {
+                        if let Some(i) = c.gen.check(buf) {
+                            c.bad = Some(c.bytes + i as u64);
+                        }
+                    }
+                    c.bytes += buf.len() as u64;
+                    (buf.len(), buf.len())
+                })
+                .unwrap_or(0);
+            if got == 0 {
+                break;
+            }
+            moved = true;
+        }
+        if s.state() == tcp::State::CloseWait && !c.answered && s.can_send() {
+            let line = match c.bad {
+                None => alloc::format!("ok {}\n", c.bytes),
+                Some(at) => alloc::format!("bad {at}\n"),
+            };
+            let _ = s.send_slice(line.as_bytes());
+            s.close();
+            c.answered = true;
+            moved = true;
+        }
+        moved
+    }
+
+    /// The source: sends the stream as fast as the window allows until the peer closes.
+    fn serve_source(&mut self) -> bool {
+        let (h, c) = &mut self.source;
+        let s = self.sockets.get_mut::<tcp::Socket>(*h);
+        if !s.is_open() {
+            let _ = s.listen(SOURCE_PORT);
+            *c = Stream::new();
+            return false;
+        }
+        while s.can_recv() {
+            if s.recv(|b| (b.len(), b.len())).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        if s.state() == tcp::State::CloseWait {
+            s.close();
+            return true;
+        }
+        let mut moved = false;
+        while s.can_send() {
+            let room = (s.send_capacity() - s.send_queue()).min(self.scratch.len());
+            if room == 0 {
+                break;
+            }
+            c.gen.fill(&mut self.scratch[..room]);
+            let n = s.send_slice(&self.scratch[..room]).unwrap_or(0);
+            c.bytes += n as u64;
+            moved |= n > 0;
+            if n < room {
+                break;
             }
         }
         moved

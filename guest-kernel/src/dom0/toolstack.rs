@@ -366,14 +366,32 @@ impl Toolstack {
         xs.write(&format!("{home}/console/port"), &format!("{cons_evtchn}"));
         xs.write(&format!("{home}/console/type"), "xenconsoled");
         xs.write(&format!("{home}/console/limit"), "1048576");
-        xs.write(&format!("{home}/data"), "");
-        xs.set_perms(
-            &format!("{home}/data"),
-            &[Perm {
-                domid: id,
-                access: Access::None,
-            }],
-        );
+        // libxl's other nodes (`libxl__domain_make`, `libxl__build_post`): `cpu`, `memory`,
+        // `device` and `control` read-only for the domain, the nodes it writes its own (Linux
+        // writes `control/feature-*` and watches `control/shutdown`, reads `memory/target`).
+        let rw = [Perm {
+            domid: id,
+            access: Access::None,
+        }];
+        for dir in ["cpu", "memory", "device", "control"] {
+            xs.write(&format!("{home}/{dir}"), "");
+            xs.set_perms(&format!("{home}/{dir}"), &ro);
+        }
+        for node in [
+            "control/shutdown",
+            "control/feature-poweroff",
+            "control/feature-reboot",
+            "control/feature-suspend",
+            "control/sysrq",
+            "data",
+            "drivers",
+            "feature",
+            "attr",
+            "error",
+        ] {
+            xs.write(&format!("{home}/{node}"), "");
+            xs.set_perms(&format!("{home}/{node}"), &rw);
+        }
         // libxl's memory nodes (KiB): the balloon follows `target`; `mem-set` changes it.
         xs.write(
             &format!("{home}/memory/static-max"),
@@ -383,6 +401,7 @@ impl Toolstack {
             &format!("{home}/memory/target"),
             &format!("{}", info.tot_pages * 4),
         );
+        xs.write(&format!("{home}/cpu/0/availability"), "online");
         if ctx.vifs {
             write_vif_nodes(&mut ctx.xs, id);
         }

@@ -6,10 +6,10 @@ use alloc::vec::Vec;
 
 use hypercall_abi::grant_table::GrantRef;
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse,
-    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT,
-    BLKIF_OP_READ, BLKIF_OP_RESERVED_1, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER,
-    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse,
+    BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
+    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_RESERVED_1,
+    BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -58,6 +58,45 @@ pub trait GrantIo {
         segs: &[GrantSegment],
         data: &[u8],
     ) -> Result<(), GrantIoError>;
+
+    /// Performs every copy of `batch` (each to or from its own buffer), storing each one's
+    /// result in it: a failing copy fails only its own item. The kernel does the whole batch in
+    /// one `GNTTABOP_copy` hypercall; the default copies item by item.
+    fn copy_batch(&mut self, domid: u16, batch: &mut [GrantXfer<'_>]) {
+        for x in batch.iter_mut() {
+            x.result = if x.to_grant {
+                self.copy_to_grants(domid, x.segs, x.buf)
+            } else {
+                self.copy_from_grants(domid, x.segs, x.buf)
+            };
+        }
+    }
+}
+
+/// One request's grant copy in a [`GrantIo::copy_batch`].
+#[derive(Debug)]
+pub struct GrantXfer<'a> {
+    /// The request's segments.
+    pub segs: &'a [GrantSegment],
+    /// Its local buffer (the segments' total length).
+    pub buf: &'a mut [u8],
+    /// `true`: `buf` → grants (a read's data); `false`: grants → `buf` (a write's).
+    pub to_grant: bool,
+    /// What happened (set by `copy_batch`).
+    pub result: Result<(), GrantIoError>,
+}
+
+/// One transfer of a batch handed to [`Disk::transfer`].
+#[derive(Debug)]
+pub struct DiskIo<'a> {
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Write `buf` (else read into it).
+    pub write: bool,
+    /// Whole sectors.
+    pub buf: &'a mut [u8],
+    /// What happened (set by `transfer`).
+    pub result: Result<(), DiskError>,
 }
 
 /// A disk operation failed.
@@ -79,6 +118,18 @@ pub trait Disk {
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError>;
     /// Makes earlier writes durable (`BLKIF_OP_FLUSH_DISKCACHE`).
     fn flush(&mut self) -> Result<(), DiskError>;
+    /// Performs every transfer of `ios`, storing each one's result in it. They are independent
+    /// (the back end never puts a flush or discard in a batch), so a device may have them all in
+    /// flight at once and complete them in any order; the default does them one by one.
+    fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+        for io in ios.iter_mut() {
+            io.result = if io.write {
+                self.write(io.sector, io.buf)
+            } else {
+                self.read(io.sector, io.buf)
+            };
+        }
+    }
     /// Discards `count` sectors starting at `sector` (`BLKIF_OP_DISCARD`); only called when
     /// [`Disk::supports_discard`] says so.
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
@@ -127,6 +178,11 @@ pub enum RequestError {
     },
     /// A write (or discard) to a read-only device.
     ReadOnly,
+    /// A `BLKIF_OP_INDIRECT` whose `indirect_op` is not a read or a write.
+    IndirectOperation(u8),
+    /// A `BLKIF_OP_INDIRECT` with 0 segments or more than the back end published in
+    /// `feature-max-indirect-segments`.
+    IndirectSegmentCount(u16),
     /// Copying from or to a granted page failed (bad grant reference, wrong domain...).
     Grant(GrantIoError),
     /// The disk failed.
@@ -156,6 +212,8 @@ pub struct DeviceLimits {
     pub flush: bool,
     /// `feature-discard`.
     pub discard: bool,
+    /// `feature-max-indirect-segments` (0: `BLKIF_OP_INDIRECT` not offered).
+    pub max_indirect_segments: u16,
 }
 
 impl DeviceLimits {
@@ -166,6 +224,7 @@ impl DeviceLimits {
             read_only: disk.read_only(),
             flush: disk.supports_flush(),
             discard: disk.supports_discard(),
+            max_indirect_segments: 0,
         }
     }
 
@@ -180,7 +239,7 @@ impl DeviceLimits {
 /// The validated segments of a request, as byte ranges of granted frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segments {
-    segs: [GrantSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    segs: [GrantSegment; MAX_INDIRECT_SEGMENTS],
     len: usize,
     sectors: u64,
 }
@@ -205,12 +264,18 @@ impl Segments {
         if nr == 0 || usize::from(nr) > BLKIF_MAX_SEGMENTS_PER_REQUEST {
             return Err(RequestError::SegmentCount(nr));
         }
+        Self::parse_list(&seg[..usize::from(nr)])
+    }
+
+    /// Checks every segment of `seg` (1..=[`MAX_INDIRECT_SEGMENTS`] of them).
+    fn parse_list(seg: &[BlkifRequestSegment]) -> Result<Segments, RequestError> {
+        debug_assert!(!seg.is_empty() && seg.len() <= MAX_INDIRECT_SEGMENTS);
         let mut out = Segments {
-            segs: [GrantSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST],
-            len: usize::from(nr),
+            segs: [GrantSegment::default(); MAX_INDIRECT_SEGMENTS],
+            len: seg.len(),
             sectors: 0,
         };
-        for (i, s) in seg[..usize::from(nr)].iter().enumerate() {
+        for (i, s) in seg.iter().enumerate() {
             if s.first_sect > s.last_sect || s.last_sect >= SECTORS_PER_PAGE {
                 return Err(RequestError::SegmentRange {
                     index: i as u8,
@@ -319,12 +384,82 @@ pub fn parse_request(req: &BlkifRequest, dev: &DeviceLimits) -> Result<BlkOp, Re
                 count: d.nr_sectors,
             })
         }
-        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_RESERVED_1 | BLKIF_OP_INDIRECT => {
+        BLKIF_OP_INDIRECT => {
+            // Its segments are in granted pages: `parse_indirect_header`, a grant copy of the
+            // pages, then `parse_indirect_segments` ([`BlkBack`] does all three).
+            parse_indirect_header(req, dev)?;
             Err(RequestError::Unsupported(op))
         }
+        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_RESERVED_1 => Err(RequestError::Unsupported(op)),
         _ => Err(RequestError::UnknownOperation(op)),
     }
 }
+
+/// The first checks of a `BLKIF_OP_INDIRECT` request (the slot read as a
+/// `blkif_request_indirect`): the feature is offered (else `Unsupported`, as for a back end
+/// without it), `indirect_op` is a read or a write, `nr_segments` is 1..= the published maximum,
+/// a write is allowed. Returns the header and how many indirect pages hold its segments (each
+/// page holds 512).
+pub fn parse_indirect_header(
+    req: &BlkifRequest,
+    dev: &DeviceLimits,
+) -> Result<(BlkifRequestIndirect, usize), RequestError> {
+    if dev.max_indirect_segments == 0 {
+        return Err(RequestError::Unsupported(BLKIF_OP_INDIRECT));
+    }
+    let (ind, _) = BlkifRequestIndirect::read_from_prefix(req.as_bytes())
+        .expect("an indirect request is a prefix of a request");
+    if ind.indirect_op != BLKIF_OP_READ && ind.indirect_op != BLKIF_OP_WRITE {
+        return Err(RequestError::IndirectOperation(ind.indirect_op));
+    }
+    let nr = ind.nr_segments;
+    if nr == 0
+        || nr > dev.max_indirect_segments
+        || usize::from(nr) > MAX_INDIRECT_SEGMENTS
+        || usize::from(nr).div_ceil(SEGMENTS_PER_INDIRECT_PAGE)
+            > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST
+    {
+        return Err(RequestError::IndirectSegmentCount(nr));
+    }
+    if ind.indirect_op == BLKIF_OP_WRITE && dev.read_only {
+        return Err(RequestError::ReadOnly);
+    }
+    Ok((ind, usize::from(nr).div_ceil(SEGMENTS_PER_INDIRECT_PAGE)))
+}
+
+/// The rest of a `BLKIF_OP_INDIRECT`'s checks, once its segments were copied out of the
+/// indirect pages (`seg`, exactly `nr_segments` of them): each segment's sector range, then the
+/// disk range.
+pub fn parse_indirect_segments(
+    ind: &BlkifRequestIndirect,
+    seg: &[BlkifRequestSegment],
+    dev: &DeviceLimits,
+) -> Result<BlkOp, RequestError> {
+    if seg.len() != usize::from(ind.nr_segments)
+        || seg.is_empty()
+        || seg.len() > MAX_INDIRECT_SEGMENTS
+    {
+        return Err(RequestError::IndirectSegmentCount(ind.nr_segments));
+    }
+    let segs = Segments::parse_list(seg)?;
+    dev.check_range(ind.sector_number, segs.sectors)?;
+    Ok(if ind.indirect_op == BLKIF_OP_READ {
+        BlkOp::Read {
+            sector: ind.sector_number,
+            segs,
+        }
+    } else {
+        BlkOp::Write {
+            sector: ind.sector_number,
+            segs,
+            preflush: false,
+        }
+    })
+}
+
+/// Segment descriptors in one indirect page (`4096 / sizeof(blkif_request_segment)`).
+pub const SEGMENTS_PER_INDIRECT_PAGE: usize =
+    PAGE_SIZE / core::mem::size_of::<BlkifRequestSegment>();
 
 /// Counters of a back end (for the bench: notifications per request).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -341,6 +476,16 @@ pub struct BackStats {
     pub sectors_read: u64,
     /// Sectors written to the disk.
     pub sectors_written: u64,
+    /// Batches of reads and writes handed to the disk at once ([`Disk::transfer`] calls).
+    pub batches: u64,
+    /// Requests in those batches (divided by `batches`: requests in flight at the disk).
+    pub batched_requests: u64,
+    /// Largest batch.
+    pub max_batch: u64,
+    /// [`GrantIo::copy_batch`] calls (one `GNTTABOP_copy` hypercall each in the kernel).
+    pub copy_batches: u64,
+    /// `BLKIF_OP_INDIRECT` requests whose indirect pages were read.
+    pub indirect_requests: u64,
 }
 
 /// What one [`BlkBack::serve`] call did.
@@ -357,6 +502,29 @@ pub struct Served {
 /// cannot hold the back end's CPU forever.
 pub const SERVE_BUDGET: usize = 4 * BlkBackRing::SIZE as usize;
 
+/// Reads and writes handed to the disk at once: a whole ring's worth.
+pub const BATCH: usize = BlkBackRing::SIZE as usize;
+
+/// A batch also ends once its data reaches this many bytes: the bounce buffers a front end can
+/// make the back end hold stay bounded (32 indirect requests would be 4 MiB).
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// Segments an indirect request may carry here (`feature-max-indirect-segments` is at most
+/// this): 32, as Linux's blkfront asks by default, 128 KiB per request.
+pub const MAX_INDIRECT_SEGMENTS: usize = 32;
+
+/// A validated read or write waiting in the current batch: its response fields, where it goes,
+/// and the index of its bounce buffer.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    id: u64,
+    operation: u8,
+    sector: u64,
+    segs: Segments,
+    write: bool,
+    status: Result<(), RequestError>,
+}
+
 /// A block back end serving one front end's ring from a [`Disk`].
 #[derive(Debug)]
 pub struct BlkBack<P, D, G, N> {
@@ -367,6 +535,13 @@ pub struct BlkBack<P, D, G, N> {
     grants: G,
     notify: N,
     bounce: Vec<u8>,
+    /// One bounce buffer of 11 pages per request of a batch.
+    bounces: Vec<Vec<u8>>,
+    batch: Vec<Pending>,
+    /// `feature-max-indirect-segments` published (0: not offered).
+    max_indirect: u16,
+    /// The indirect pages of the request being parsed.
+    indirect: Vec<u8>,
     stats: BackStats,
     last_error: Option<RequestError>,
 }
@@ -384,6 +559,10 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             grants,
             notify,
             bounce: vec![0; BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE],
+            bounces: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
+            max_indirect: 0,
+            indirect: Vec::new(),
             stats: BackStats::default(),
             last_error: None,
         })
@@ -395,29 +574,87 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         self.serve()
     }
 
-    /// Answers waiting requests (at most [`SERVE_BUDGET`]), publishing each response and
-    /// notifying the front end when its `rsp_event` asks for it; before returning with nothing
+    /// Answers waiting requests (at most [`SERVE_BUDGET`]). Reads and writes are gathered into
+    /// batches of up to [`BATCH`] (a ring's worth): every write's data comes in with one
+    /// [`GrantIo::copy_batch`], the disk gets the whole batch at once ([`Disk::transfer`]), every
+    /// read's data goes out with one more `copy_batch`, and the batch's responses are published
+    /// together, notifying the front end once if its `rsp_event` asks for it. A flush or discard
+    /// ends the batch before it (it must follow the writes the front end completed before it)
+    /// and is done alone; a refused request is answered at once. Before returning with nothing
     /// left it re-arms `req_event` (`RING_FINAL_CHECK_FOR_REQUESTS`), so the next request
     /// notifies. A producer overrun is returned now and on every later call: the ring is no
     /// longer served, and the integrator should report it and disconnect the device.
     pub fn serve(&mut self) -> Result<Served, RingError> {
         let mut served = 0;
         loop {
-            while let Some(req) = self.ring.get_request(&self.page)? {
-                let rsp = self.handle(&req);
-                self.ring.push_response(&mut self.page, &rsp);
-                if self.ring.push_responses_and_check_notify(&mut self.page) {
-                    self.notify.notify();
-                    self.stats.notifications_sent += 1;
+            while served + self.batch.len() < SERVE_BUDGET {
+                let Some(req) = self.ring.get_request(&self.page)? else {
+                    break;
+                };
+                let parsed = if req.operation == BLKIF_OP_INDIRECT {
+                    self.parse_indirect(&req)
+                } else {
+                    parse_request(&req, &self.limits())
+                };
+                match parsed {
+                    Ok(BlkOp::Read { sector, segs }) => self.batch.push(Pending {
+                        id: req.id,
+                        operation: BLKIF_OP_READ,
+                        sector,
+                        segs,
+                        write: false,
+                        status: Ok(()),
+                    }),
+                    Ok(BlkOp::Write {
+                        sector,
+                        segs,
+                        preflush: false,
+                    }) => self.batch.push(Pending {
+                        id: req.id,
+                        operation: BLKIF_OP_WRITE,
+                        sector,
+                        segs,
+                        write: true,
+                        status: Ok(()),
+                    }),
+                    Ok(_) => {
+                        // A flush, discard or pre-flushed write: after everything before it.
+                        served += self.run_batch();
+                        let rsp = self.handle(&req);
+                        self.ring.push_response(&mut self.page, &rsp);
+                        served += 1;
+                    }
+                    Err(e) => {
+                        let mut req = req;
+                        if req.operation == BLKIF_OP_INDIRECT
+                            && self.max_indirect > 0
+                            && matches!(req.nr_segments, BLKIF_OP_READ | BLKIF_OP_WRITE)
+                        {
+                            // Answered with the real operation, as Linux's blkback does (the
+                            // byte after `operation` is `indirect_op` in this layout).
+                            req.operation = req.nr_segments;
+                        }
+                        let rsp = self.answer(&req, Err(e));
+                        self.ring.push_response(&mut self.page, &rsp);
+                        served += 1;
+                    }
                 }
-                served += 1;
-                if served >= SERVE_BUDGET {
-                    let more = self.ring.unconsumed_requests(&self.page)? > 0;
-                    return Ok(Served {
-                        requests: served,
-                        more,
-                    });
+                let bytes: usize = self.batch.iter().map(|p| p.segs.bytes()).sum();
+                if self.batch.len() >= BATCH || bytes >= BATCH_BYTES {
+                    served += self.run_batch();
                 }
+            }
+            served += self.run_batch();
+            if self.ring.push_responses_and_check_notify(&mut self.page) {
+                self.notify.notify();
+                self.stats.notifications_sent += 1;
+            }
+            if served >= SERVE_BUDGET {
+                let more = self.ring.unconsumed_requests(&self.page)? > 0;
+                return Ok(Served {
+                    requests: served,
+                    more,
+                });
             }
             if !self.ring.final_check_for_requests(&mut self.page)? {
                 return Ok(Served {
@@ -428,11 +665,155 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         }
     }
 
-    /// Validates and performs one request (already copied out of the ring); returns its
-    /// response. Nothing is written to the disk unless the whole request is valid and every
-    /// segment was copied in.
-    pub fn handle(&mut self, req: &BlkifRequest) -> BlkifResponse {
-        let status = match self.perform(req) {
+    /// Performs the gathered reads and writes (see [`BlkBack::serve`]) and pushes (does not
+    /// publish) their responses; returns how many. A write whose data could not be copied in
+    /// is not written; a read whose disk transfer failed is not copied out.
+    fn run_batch(&mut self) -> usize {
+        let n = self.batch.len();
+        if n == 0 {
+            return 0;
+        }
+        while self.bounces.len() < n {
+            self.bounces.push(Vec::new());
+        }
+        for (p, b) in self.batch.iter().zip(self.bounces.iter_mut()) {
+            if b.len() < p.segs.bytes() {
+                b.resize(p.segs.bytes(), 0);
+            }
+        }
+        // The writes' data, all in one batch of copies.
+        self.grant_pass(true);
+        // The disk: every request still good, at once.
+        {
+            let mut ios: Vec<DiskIo<'_>> = Vec::with_capacity(n);
+            let mut index = Vec::with_capacity(n);
+            for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
+                if p.status.is_ok() {
+                    index.push(i);
+                    ios.push(DiskIo {
+                        sector: p.sector,
+                        write: p.write,
+                        buf: &mut b[..p.segs.bytes()],
+                        result: Ok(()),
+                    });
+                }
+            }
+            if !ios.is_empty() {
+                self.disk.transfer(&mut ios);
+                self.stats.batches += 1;
+                self.stats.batched_requests += ios.len() as u64;
+                self.stats.max_batch = self.stats.max_batch.max(ios.len() as u64);
+            }
+            let results: Vec<_> = ios.iter().map(|io| io.result).collect();
+            drop(ios);
+            for (i, r) in index.into_iter().zip(results) {
+                if let Err(e) = r {
+                    self.batch[i].status = Err(RequestError::Disk(e));
+                }
+            }
+        }
+        // The reads' data, all in one batch of copies.
+        self.grant_pass(false);
+        let batch = core::mem::take(&mut self.batch);
+        for p in &batch {
+            if p.status.is_ok() {
+                if p.write {
+                    self.stats.sectors_written += p.segs.sectors();
+                } else {
+                    self.stats.sectors_read += p.segs.sectors();
+                }
+            }
+            let rsp = self.respond(p.id, p.operation, p.status);
+            self.ring.push_response(&mut self.page, &rsp);
+        }
+        self.batch = batch;
+        self.batch.clear();
+        n
+    }
+
+    /// The limits requests are checked against.
+    fn limits(&self) -> DeviceLimits {
+        DeviceLimits {
+            max_indirect_segments: self.max_indirect,
+            ..DeviceLimits::of(&self.disk)
+        }
+    }
+
+    /// Offers `BLKIF_OP_INDIRECT` with up to `segments` segments (at most
+    /// [`MAX_INDIRECT_SEGMENTS`]; 0 withdraws it); publish [`BlkBack::backend_info`] after.
+    pub fn set_max_indirect_segments(&mut self, segments: u16) {
+        self.max_indirect = segments.min(MAX_INDIRECT_SEGMENTS as u16);
+    }
+
+    /// Validates a `BLKIF_OP_INDIRECT`: the header, then a grant copy of its indirect pages (a
+    /// bad reference fails the request, nothing else), then every segment from that copy.
+    fn parse_indirect(&mut self, req: &BlkifRequest) -> Result<BlkOp, RequestError> {
+        let limits = self.limits();
+        let (ind, pages) = parse_indirect_header(req, &limits)?;
+        let nr = usize::from(ind.nr_segments);
+        let seg_size = core::mem::size_of::<BlkifRequestSegment>();
+        let mut segs: Vec<GrantSegment> = Vec::with_capacity(pages);
+        let mut left = nr * seg_size;
+        for &gref in &ind.indirect_grefs[..pages] {
+            let len = left.min(PAGE_SIZE);
+            segs.push(GrantSegment {
+                gref,
+                offset: 0,
+                len: len as u16,
+            });
+            left -= len;
+        }
+        self.indirect.resize(nr * seg_size, 0);
+        self.grants
+            .copy_from_grants(self.frontend, &segs, &mut self.indirect)
+            .map_err(RequestError::Grant)?;
+        self.stats.indirect_requests += 1;
+        let list: Vec<BlkifRequestSegment> = self
+            .indirect
+            .chunks_exact(seg_size)
+            .map(|c| BlkifRequestSegment::read_from_bytes(c).expect("8 bytes"))
+            .collect();
+        parse_indirect_segments(&ind, &list, &limits)
+    }
+
+    /// One [`GrantIo::copy_batch`] for every good write of the batch (`writes`: their data
+    /// in) or every good read (their data out); a failed copy fails its request.
+    fn grant_pass(&mut self, writes: bool) {
+        let mut xfers: Vec<GrantXfer<'_>> = Vec::with_capacity(self.batch.len());
+        let mut index = Vec::with_capacity(self.batch.len());
+        for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
+            if p.write == writes && p.status.is_ok() {
+                index.push(i);
+                xfers.push(GrantXfer {
+                    segs: p.segs.as_slice(),
+                    buf: &mut b[..p.segs.bytes()],
+                    to_grant: !writes,
+                    result: Ok(()),
+                });
+            }
+        }
+        if xfers.is_empty() {
+            return;
+        }
+        self.grants.copy_batch(self.frontend, &mut xfers);
+        self.stats.copy_batches += 1;
+        let results: Vec<_> = xfers.iter().map(|x| x.result).collect();
+        drop(xfers);
+        for (i, r) in index.into_iter().zip(results) {
+            if let Err(e) = r {
+                self.batch[i].status = Err(RequestError::Grant(e));
+            }
+        }
+    }
+
+    /// Counts a request's outcome and builds its response.
+    fn respond(
+        &mut self,
+        id: u64,
+        operation: u8,
+        result: Result<(), RequestError>,
+    ) -> BlkifResponse {
+        let status = match result {
             Ok(()) => BLKIF_RSP_OKAY,
             Err(e) => {
                 self.last_error = Some(e);
@@ -442,11 +823,23 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         };
         self.stats.requests += 1;
         BlkifResponse {
-            id: req.id,
-            operation: req.operation,
+            id,
+            operation,
             status,
             ..Default::default()
         }
+    }
+
+    fn answer(&mut self, req: &BlkifRequest, result: Result<(), RequestError>) -> BlkifResponse {
+        self.respond(req.id, req.operation, result)
+    }
+
+    /// Validates and performs one request (already copied out of the ring); returns its
+    /// response. Nothing is written to the disk unless the whole request is valid and every
+    /// segment was copied in.
+    pub fn handle(&mut self, req: &BlkifRequest) -> BlkifResponse {
+        let r = self.perform(req);
+        self.answer(req, r)
     }
 
     fn perform(&mut self, req: &BlkifRequest) -> Result<(), RequestError> {
@@ -511,7 +904,10 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
 
     /// What to publish in xenstore for this device (`sectors`, `info`, features...).
     pub fn backend_info(&self) -> BackendInfo {
-        BackendInfo::for_disk(&self.disk)
+        BackendInfo {
+            max_indirect_segments: u32::from(self.max_indirect),
+            ..BackendInfo::for_disk(&self.disk)
+        }
     }
 
     /// Disconnects: gives back the ring page, disk, grant access and event channel.

@@ -5,13 +5,14 @@ use alloc::vec::Vec;
 
 use hypercall_abi::grant_table::GrantRef;
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse, BlkifVdev,
-    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
-    BLKIF_OP_WRITE, BLKIF_RSP_OKAY, VDISK_READONLY,
+    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse,
+    BlkifVdev, BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST,
+    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BLKIF_RSP_OKAY, VDISK_READONLY,
 };
 use zerocopy::IntoBytes;
 
-use super::{BackendInfo, BlkFrontRing, Notify, SECTOR_SIZE};
+use super::{BackendInfo, BlkFrontRing, Notify, MAX_INDIRECT_SEGMENTS, SECTOR_SIZE};
 use crate::byte_ring::RingError;
 use crate::shared_page::{SharedPage, PAGE_SIZE};
 
@@ -26,6 +27,20 @@ pub trait GrantPages {
     fn read(&self, page: usize, offset: usize, buf: &mut [u8]);
     /// Copies bytes into page `page` at `offset`.
     fn write(&mut self, page: usize, offset: usize, data: &[u8]);
+    /// Pages for the segment lists of `BLKIF_OP_INDIRECT` requests (granted read-only would do,
+    /// like the data pages otherwise); 0, the default: the front end sends only direct requests.
+    fn indirect_count(&self) -> usize {
+        0
+    }
+    /// The grant reference of indirect page `page` (< `indirect_count()`).
+    fn indirect_gref(&self, page: usize) -> GrantRef {
+        let _ = page;
+        0
+    }
+    /// Copies a segment list into indirect page `page` at `offset`.
+    fn write_indirect(&mut self, page: usize, offset: usize, data: &[u8]) {
+        let _ = (page, offset, data);
+    }
 }
 
 /// Why a front-end operation failed.
@@ -72,6 +87,13 @@ pub struct FrontStats {
     pub notifications_sent: u64,
     /// Times the front end waited for an event (`wait_event` calls).
     pub waits: u64,
+    /// Sum over requests sent of the requests in flight just after sending it (divided by
+    /// `requests`: the mean depth the back end saw).
+    pub in_flight_sum: u64,
+    /// Most requests in flight at once.
+    pub max_in_flight: u64,
+    /// `BLKIF_OP_INDIRECT` requests sent.
+    pub indirect_requests: u64,
 }
 
 /// A request in flight.
@@ -85,6 +107,8 @@ struct Inflight {
     pages: Vec<usize>,
     /// Byte offset of its data in the caller's buffer.
     buf_offset: usize,
+    /// The indirect page holding its segment list (an indirect request).
+    indirect: Option<usize>,
     /// Bytes of data.
     len: usize,
 }
@@ -115,6 +139,7 @@ pub struct BlkFront<P, G, N> {
     info: BackendInfo,
     handle: BlkifVdev,
     free_pages: Vec<usize>,
+    free_indirect: Vec<usize>,
     inflight: Vec<Option<Inflight>>,
     generation: u64,
     stats: FrontStats,
@@ -143,6 +168,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             page,
             handle,
             free_pages: (0..pages.count()).rev().collect(),
+            free_indirect: (0..pages.indirect_count()).rev().collect(),
             pages,
             notify,
             info: BackendInfo::default(),
@@ -275,16 +301,24 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             sector,
             pages: Vec::new(),
             buf_offset: 0,
+            indirect: None,
             len: 0,
         });
         self.ring
             .push_request_bytes(&mut self.page, &req[..bytes.len()]);
-        self.stats.requests += 1;
+        self.count_sent();
         self.publish();
         while self.inflight.iter().any(Option::is_some) {
             self.wait_some(&mut wait_event, &mut None, &mut first_error)?;
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn count_sent(&mut self) {
+        let n = self.inflight.iter().filter(|f| f.is_some()).count() as u64;
+        self.stats.requests += 1;
+        self.stats.in_flight_sum += n;
+        self.stats.max_in_flight = self.stats.max_in_flight.max(n);
     }
 
     fn publish(&mut self) {
@@ -312,37 +346,45 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             Buf::Read(_) => BLKIF_OP_READ,
             Buf::Write(_) => BLKIF_OP_WRITE,
         };
-        let max_pages = BLKIF_MAX_SEGMENTS_PER_REQUEST.min(self.pages.count());
+        // Indirect requests when the back end offers them and we have pages for the lists.
+        let max_indirect = if self.pages.indirect_count() > 0 {
+            (self.info.max_indirect_segments as usize).min(MAX_INDIRECT_SEGMENTS)
+        } else {
+            0
+        };
         let mut next = 0usize; // bytes submitted
         let mut first_error = None;
         loop {
             let mut pushed = false;
             while next < len && first_error.is_none() && !self.ring.is_full() {
+                let indirect =
+                    max_indirect > BLKIF_MAX_SEGMENTS_PER_REQUEST && !self.free_indirect.is_empty();
+                let max_pages = if indirect {
+                    max_indirect
+                } else {
+                    BLKIF_MAX_SEGMENTS_PER_REQUEST
+                }
+                .min(self.pages.count());
                 let chunk = (len - next).min(max_pages * PAGE_SIZE);
                 let npages = chunk.div_ceil(PAGE_SIZE);
                 if self.free_pages.len() < npages {
                     break;
                 }
+                // A request that fits a direct one goes direct.
+                let indirect = indirect && npages > BLKIF_MAX_SEGMENTS_PER_REQUEST;
                 let slot = self.new_id().expect("a free ring slot means a free id");
                 let id = self.make_id(slot);
                 let chunk_sector = sector + (next / SECTOR_SIZE) as u64;
-                let mut req = BlkifRequest {
-                    operation: op,
-                    nr_segments: npages as u8,
-                    handle: self.handle,
-                    id,
-                    sector_number: chunk_sector,
-                    ..Default::default()
-                };
+                let mut segs = [BlkifRequestSegment::default(); MAX_INDIRECT_SEGMENTS];
                 let mut pages = Vec::with_capacity(npages);
-                for i in 0..npages {
+                for (i, seg) in segs.iter_mut().enumerate().take(npages) {
                     let page = self.free_pages.pop().expect("counted above");
                     let at = next + i * PAGE_SIZE;
                     let bytes = (len - at).min(PAGE_SIZE);
                     if let Buf::Write(data) = &buf {
                         self.pages.write(page, 0, &data[at..at + bytes]);
                     }
-                    req.seg[i] = BlkifRequestSegment {
+                    *seg = BlkifRequestSegment {
                         gref: self.pages.gref(page),
                         first_sect: 0,
                         last_sect: (bytes / SECTOR_SIZE - 1) as u8,
@@ -350,15 +392,46 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                     };
                     pages.push(page);
                 }
+                let ind_page = if indirect {
+                    let ip = self.free_indirect.pop().expect("checked above");
+                    self.pages.write_indirect(ip, 0, segs[..npages].as_bytes());
+                    let mut grefs = [0; BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+                    grefs[0] = self.pages.indirect_gref(ip);
+                    let req = BlkifRequestIndirect {
+                        operation: BLKIF_OP_INDIRECT,
+                        indirect_op: op,
+                        nr_segments: npages as u16,
+                        id,
+                        sector_number: chunk_sector,
+                        handle: self.handle,
+                        indirect_grefs: grefs,
+                        ..Default::default()
+                    };
+                    self.ring.push_request_bytes(&mut self.page, req.as_bytes());
+                    self.stats.indirect_requests += 1;
+                    Some(ip)
+                } else {
+                    let mut req = BlkifRequest {
+                        operation: op,
+                        nr_segments: npages as u8,
+                        handle: self.handle,
+                        id,
+                        sector_number: chunk_sector,
+                        ..Default::default()
+                    };
+                    req.seg[..npages].copy_from_slice(&segs[..npages]);
+                    self.ring.push_request(&mut self.page, &req);
+                    None
+                };
                 self.inflight[slot] = Some(Inflight {
                     id,
                     sector: chunk_sector,
                     pages,
                     buf_offset: next,
+                    indirect: ind_page,
                     len: chunk,
                 });
-                self.ring.push_request(&mut self.page, &req);
-                self.stats.requests += 1;
+                self.count_sent();
                 next += chunk;
                 pushed = true;
             }
@@ -425,6 +498,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             }
         }
         self.free_pages.extend(done.pages.iter().rev());
+        self.free_indirect.extend(done.indirect);
         Ok(())
     }
 }

@@ -35,8 +35,10 @@ mod selftest;
 mod xenstore;
 
 pub use back::{
-    parse_request, BackStats, BlkBack, BlkOp, DeviceLimits, Disk, DiskError, GrantIo, GrantIoError,
-    GrantSegment, RequestError, Segments, Served, SERVE_BUDGET,
+    parse_indirect_header, parse_indirect_segments, parse_request, BackStats, BlkBack, BlkOp,
+    DeviceLimits, Disk, DiskError, DiskIo, GrantIo, GrantIoError, GrantSegment, GrantXfer,
+    RequestError, Segments, Served, BATCH, BATCH_BYTES, MAX_INDIRECT_SEGMENTS,
+    SEGMENTS_PER_INDIRECT_PAGE, SERVE_BUDGET,
 };
 pub use front::{BlkFront, BlkFrontError, FrontStats, GrantPages};
 pub use ram_disk::RamDisk;

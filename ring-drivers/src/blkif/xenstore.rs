@@ -44,6 +44,8 @@ pub mod keys {
     pub const DISCARD_ALIGNMENT: &str = "discard-alignment";
     /// Back end: `BLKIF_DISCARD_SECURE` honoured.
     pub const DISCARD_SECURE: &str = "discard-secure";
+    /// Back end: segments a `BLKIF_OP_INDIRECT` request may carry (absent: none).
+    pub const FEATURE_MAX_INDIRECT_SEGMENTS: &str = "feature-max-indirect-segments";
 }
 
 /// `XEN_IO_PROTO_ABI_X86_64` (`io/protocols.h`): the only ring ABI we speak (the native one).
@@ -112,6 +114,8 @@ pub struct BackendInfo {
     pub discard_alignment: u32,
     /// `discard-secure`.
     pub discard_secure: bool,
+    /// `feature-max-indirect-segments` (0, or absent: no `BLKIF_OP_INDIRECT`).
+    pub max_indirect_segments: u32,
 }
 
 impl Default for BackendInfo {
@@ -127,6 +131,7 @@ impl Default for BackendInfo {
             discard_granularity: SECTOR_SIZE as u32,
             discard_alignment: 0,
             discard_secure: false,
+            max_indirect_segments: 0,
         }
     }
 }
@@ -178,6 +183,12 @@ impl BackendInfo {
             ));
             out.push((keys::DISCARD_SECURE, b(self.discard_secure)));
         }
+        if self.max_indirect_segments > 0 {
+            out.push((
+                keys::FEATURE_MAX_INDIRECT_SEGMENTS,
+                format!("{}", self.max_indirect_segments),
+            ));
+        }
         out
     }
 
@@ -205,6 +216,7 @@ impl BackendInfo {
             discard_granularity: number_u32(r, keys::DISCARD_GRANULARITY, sector_size)?,
             discard_alignment: number_u32(r, keys::DISCARD_ALIGNMENT, 0)?,
             discard_secure: flag(r, keys::DISCARD_SECURE)?,
+            max_indirect_segments: number_u32(r, keys::FEATURE_MAX_INDIRECT_SEGMENTS, 0)?,
         })
     }
 }
@@ -269,6 +281,7 @@ mod tests {
             feature_flush_cache: true,
             feature_discard: true,
             discard_granularity: 4096,
+            max_indirect_segments: 32,
             ..BackendInfo::default()
         };
         let keys = info.to_keys();
@@ -304,6 +317,8 @@ mod tests {
             ("physical-sector-size", "768"),
             ("info", "4294967296"),
             ("feature-discard", "yes"),
+            ("feature-max-indirect-segments", "4294967296"),
+            ("feature-max-indirect-segments", "-1"),
         ] {
             let mut pairs = vec![("sectors", "8")];
             pairs.retain(|(key, _)| *key != k);

@@ -22,9 +22,9 @@
 //!               call again (serve_tx) while the result says `more` (a per-call budget keeps
 //!               one domU from starving the others)
 //! a frame for the domU (bridge output to this vif):
-//!            back.send(frame, RxMeta::default())?
-//!            -> copied into a buffer the domU posted, or queued (bounded) until it posts one,
-//!               or dropped and counted (RxOutcome says which)
+//!            back.queue(frame, RxMeta::default())?   (copied into the bounded rx queue)
+//!            back.flush_rx()?   after the burst: every queued frame that has posted buffers,
+//!               many per GNTTABOP_copy (send() = queue + flush for one frame)
 //! errors:    Err(RingError) from any call = the front end overran a ring: stop serving it,
 //!            close the device (XenbusBackend::close) and drop the NetBack. Bad packets are
 //!            never errors of the call: they are answered NETIF_RSP_ERROR and counted.
@@ -102,14 +102,20 @@
 //! each slot answered, at most 22 slots are ever held); an extra-info slot of unknown type, more
 //! extras than types, a GSO extra (not offered); a grant the copy refuses. A producer overrun
 //! (`req_prod` more than a ring ahead) on either ring breaks the vif ([`crate::RingError`]).
-//! On rx, a front end that never posts buffers has frames queued up to
-//! [`RX_QUEUE_MAX`], then dropped and counted; a bad rx grant drops the frame and answers
+//! A first slot larger than the back end forwards ([`NetBack::set_max_frame`]; dom0 sets the
+//! bridge's 1518) is refused before any copy. Tx frames are copied into one fixed 64 KiB batch
+//! buffer per vif ([`TX_BATCH_BYTES`]): nothing the front end sends makes the back end
+//! allocate. On rx, a front end that never posts buffers has frames queued up to
+//! [`RX_QUEUE_MAX`] frames or [`RX_QUEUE_BYTES`], then dropped and counted; a bad rx grant drops the frame and answers
 //! the slot `NETIF_RSP_ERROR`. Nothing here panics on anything the other domain wrote.
 //!
-//! Checksums: a front end that sends `NETTXF_csum_blank` leaves the protocol checksum to
-//! compute; [`TxMeta`] reports it and the bridge must complete it (or only forward such frames
-//! to vifs that accept offload). Our front end never sets it and refuses offload on rx
-//! (`feature-no-csum-offload`), since smoltcp checks every checksum.
+//! Checksums: a front end that sends `NETTXF_csum_blank` (Linux's netfront does) leaves the
+//! TCP/UDP checksum to compute: the back end fills it in ([`csum`]) before delivering the frame
+//! (marked `data_validated`), and refuses a frame it cannot complete ([`TxError::Checksum`]).
+//! On rx, [`RxMeta::csum_blank`] becomes `NETRXF_csum_blank | NETRXF_data_validated` only for
+//! a front end that accepts offload; for one that wrote `feature-no-csum-offload` (ours:
+//! smoltcp checks every checksum) the checksum is completed in the queue first. Our front end
+//! never sets `csum_blank`.
 
 use hypercall_abi::io::netif::{
     NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse, XEN_NETIF_NR_SLOTS_MIN,

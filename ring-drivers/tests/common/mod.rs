@@ -31,6 +31,7 @@ impl GrantTable {
         FrontPages {
             table: self.clone(),
             grefs,
+            indirect: Vec::new(),
         }
     }
 
@@ -43,10 +44,21 @@ impl GrantTable {
     }
 }
 
-/// The front end's granted data pages.
+/// The front end's granted data pages (and, after [`FrontPages::with_indirect`], pages for
+/// indirect segment lists).
 pub struct FrontPages {
     table: Arc<GrantTable>,
     pub grefs: Vec<u32>,
+    pub indirect: Vec<u32>,
+}
+
+impl FrontPages {
+    /// Grants `n` more pages for indirect segment lists.
+    pub fn with_indirect(mut self, n: usize) -> Self {
+        let more = self.table.grant(n);
+        self.indirect = more.grefs;
+        self
+    }
 }
 
 impl GrantPages for FrontPages {
@@ -66,6 +78,20 @@ impl GrantPages for FrontPages {
     fn write(&mut self, page: usize, offset: usize, data: &[u8]) {
         let mut pages = self.table.pages.lock().unwrap();
         let p = pages.get_mut(&self.grefs[page]).unwrap();
+        p[offset..offset + data.len()].copy_from_slice(data);
+    }
+
+    fn indirect_count(&self) -> usize {
+        self.indirect.len()
+    }
+
+    fn indirect_gref(&self, page: usize) -> u32 {
+        self.indirect[page]
+    }
+
+    fn write_indirect(&mut self, page: usize, offset: usize, data: &[u8]) {
+        let mut pages = self.table.pages.lock().unwrap();
+        let p = pages.get_mut(&self.indirect[page]).unwrap();
         p[offset..offset + data.len()].copy_from_slice(data);
     }
 }

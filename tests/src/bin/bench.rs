@@ -16,9 +16,10 @@
 //!
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
-//!   and then a domU does the same through blkfront/blkback (`blk-bench`: 256 KiB calls, split
-//!   into 11-page requests, several in flight), on a fresh 32 MiB image; with the event
-//!   notifications per request on both sides (BlkFront and BlkBack counters).
+//!   and then a domU does the same through blkfront/blkback (`blk-bench`: 1 MiB calls, split
+//!   into 11-page requests, up to 16 in flight), on a fresh 32 MiB image; with the event
+//!   notifications per request on both sides, requests in flight and grant-copy hypercalls per
+//!   request (BlkFront and BlkBack counters). `--blk` runs this section alone.
 //!
 //! - Network (ours only): dom0 with its virtio-net NIC and one domU; the host's TCP echo of
 //!   64 MiB (every byte checked) and 1-byte round trips to dom0 directly and to the domU through
@@ -289,10 +290,86 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
     }
 }
 
+/// The block section's tables (dom0 direct next to the domU, then the split driver's counters).
+fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
+    match blk {
+        Some([dev, front, back]) => {
+            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
+            };
+            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
+            println!("|---|---|---|");
+            for (name, key) in [
+                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
+                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
+                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
+            ] {
+                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
+            }
+            println!(
+                "| dom0 direct: virtio interrupts / poll timeouts | {} / {} |",
+                get(dev, "interrupts"),
+                get(dev, "poll_timeouts")
+            );
+            println!();
+            println!("| split-driver counter (whole blk-bench run) | value |");
+            println!("|---|---|");
+            println!("| requests | {} |", get(front, "requests"));
+            println!(
+                "| front end: notifications sent per request | {} |",
+                get(front, "notifications_per_request")
+            );
+            println!(
+                "| front end: waits for an event per request | {} |",
+                get(front, "waits_per_request")
+            );
+            println!(
+                "| back end: events received per request | {} |",
+                get(back, "events_per_request")
+            );
+            println!(
+                "| back end: notifications sent per request | {} |",
+                get(back, "notifications_per_request")
+            );
+            println!(
+                "| front end: requests in flight when one is sent, mean / max | {} / {} |",
+                get(front, "mean_in_flight"),
+                get(front, "max_in_flight")
+            );
+            println!(
+                "| back end: requests per disk batch (in flight at the device), mean / max | {} / {} |",
+                get(back, "requests_per_disk_batch"),
+                get(back, "max_disk_batch")
+            );
+            println!(
+                "| indirect requests (front end sent / back end read) | {} / {} |",
+                get(front, "indirect_requests"),
+                get(back, "indirect_requests")
+            );
+            println!(
+                "| back end: grant-copy hypercalls (per request) | {} ({}) |",
+                get(back, "grant_copy_hypercalls"),
+                get(back, "grant_copy_hypercalls_per_request")
+            );
+        }
+        None => println!("(no block figures: the run failed)"),
+    }
+}
+
 fn main() -> ExitCode {
     // `bench --net`: the network section alone (`make bench BENCH_ARGS=--net`).
     if std::env::args().any(|a| a == "--net") {
         return if print_network() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    // `bench --blk`: the block section alone (`make bench BENCH_ARGS=--blk`).
+    if std::env::args().any(|a| a == "--blk") {
+        let blk = block();
+        print_block(&blk);
+        return if blk.is_some() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -468,47 +545,7 @@ fn main() -> ExitCode {
         accel.name()
     );
     println!();
-    match &blk {
-        Some([dev, front, back]) => {
-            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
-                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
-            };
-            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
-            println!("|---|---|---|");
-            for (name, key) in [
-                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
-                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
-                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
-            ] {
-                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
-            }
-            println!();
-            println!("| split-driver counter (whole blk-bench run) | value |");
-            println!("|---|---|");
-            println!("| requests | {} |", get(front, "requests"));
-            println!(
-                "| front end: notifications sent per request | {} |",
-                get(front, "notifications_per_request")
-            );
-            println!(
-                "| front end: waits for an event per request | {} |",
-                get(front, "waits_per_request")
-            );
-            println!(
-                "| back end: events received per request | {} |",
-                get(back, "events_per_request")
-            );
-            println!(
-                "| back end: notifications sent per request | {} |",
-                get(back, "notifications_per_request")
-            );
-            println!(
-                "| back end: grant-copy hypercalls | {} |",
-                get(back, "grant_copy_hypercalls")
-            );
-        }
-        None => println!("(no block figures: the run failed)"),
-    }
+    print_block(&blk);
     let net = print_network();
     if net
         && domains.is_some()
@@ -526,23 +563,96 @@ fn main() -> ExitCode {
 }
 
 /// Network figures (ours only), one boot: dom0 with its virtio-net NIC and one domU behind
-/// netback; the host's echo streams (64 MiB, checked) and 1-byte round trips to dom0 directly
-/// and to the domU through the bridge and netback; then both pages' counters.
+/// netback; the host's streams (64 MiB, checked: echo both ways at once, into the sink, out of
+/// the source) and 1-byte round trips to dom0 directly and to the domU through the bridge and
+/// netback; the hypervisor's scheduler and perf counters after each phase (debug keys `r`
+/// and `p`); then both pages' counters.
 struct NetFigures {
-    dom0_mb_s: f64,
-    domu_mb_s: f64,
-    dom0_rtt_us: (f64, usize),
-    domu_rtt_us: (f64, usize),
+    /// Per phase (dom0 direct, domU): echo, host -> guest, guest -> host MB/s.
+    echo: [f64; 2],
+    to_guest: [f64; 2],
+    from_guest: [f64; 2],
+    rtt_us: [(f64, usize); 2],
+    /// The hypervisor's counters before, after the dom0 phase, after the domU phase.
+    hv: [HvCounters; 3],
+    /// Each phase's wall time (s), counter reading to counter reading.
+    wall_s: [f64; 2],
     /// dom0's page line for the vif (`vif1.0: ...`).
     vif_line: String,
     /// The domU's page (its counters).
     domu_page: String,
 }
 
+/// What debug keys `r` and `p` print, at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+struct HvCounters {
+    idle_ns: f64,
+    /// dom0's and domU1's run time, dispatches and hypercalls.
+    run_ns: [f64; 2],
+    dispatches: [f64; 2],
+    hypercalls: [f64; 2],
+}
+
+/// The number after `key` (`key` ends with `=` or a space) in `line`.
+fn number_after(line: &str, key: &str) -> Option<f64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Asks the hypervisor for its scheduler and perf counters (serial input already switched
+/// to it) and reads them from the log.
+fn hv_counters(run: &mut xtests::Running) -> Option<HvCounters> {
+    let seen = run
+        .log()
+        .iter()
+        .filter(|l| l.contains("device interrupts:"))
+        .count();
+    run.send_input(b"rp").ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while run
+        .log()
+        .iter()
+        .filter(|l| l.contains("device interrupts:"))
+        .count()
+        == seen
+    {
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = run.log();
+    let sched = log
+        .iter()
+        .rposition(|l| l.contains("scheduler: weighted"))?;
+    let mut c = HvCounters {
+        idle_ns: number_after(&log[sched], "idle ")?,
+        ..HvCounters::default()
+    };
+    for (i, d) in ["d0", "d1"].iter().enumerate() {
+        let l = log[sched..]
+            .iter()
+            .find(|l| l.contains(&format!("  {d}: weight")))?;
+        c.run_ns[i] = number_after(l, "run ")?;
+        c.dispatches[i] = number_after(l, "dispatched ")?;
+        let p = log
+            .iter()
+            .rev()
+            .find(|l| l.contains(&format!("{d} perf counters:")))?;
+        c.hypercalls[i] = number_after(p, "hypercalls=")?;
+    }
+    Some(c)
+}
+
 fn network() -> Option<NetFigures> {
-    use xtests::net::{echo_rtt_us, echo_stream, http_get};
-    let ports: Vec<u16> = (0..4).map(|_| xtests::free_port()).collect();
+    use xtests::net::{echo_rtt_us, echo_stream, http_get, sink_stream, source_stream};
+    let ports: Vec<u16> = (0..8).map(|_| xtests::free_port()).collect();
     let (dom0_echo, domu_echo, dom0_http, domu_http) = (ports[0], ports[1], ports[2], ports[3]);
+    let sink = [ports[4], ports[5]];
+    let source = [ports[6], ports[7]];
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -556,6 +666,10 @@ fn network() -> Option<NetFigures> {
             (domu_echo, "10.0.2.21", 7),
             (dom0_http, "10.0.2.15", 80),
             (domu_http, "10.0.2.21", 80),
+            (sink[0], "10.0.2.15", 9),
+            (sink[1], "10.0.2.21", 9),
+            (source[0], "10.0.2.15", 19),
+            (source[1], "10.0.2.21", 19),
         ]),
     };
     let mut run = match boot.spawn() {
@@ -574,11 +688,24 @@ fn network() -> Option<NetFigures> {
             return None;
         }
     }
+    // Serial input to the hypervisor's debug keys from now on.
+    let _ = run.send_input(b"\x01\x01\x01");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut hv = [HvCounters::default(); 3];
+    hv[0] = hv_counters(&mut run).unwrap_or_default();
     const BYTES: usize = 64 << 20;
-    let dom0_mb_s = echo_stream(dom0_echo, 0x5eed_0001, BYTES);
-    let domu_mb_s = echo_stream(domu_echo, 0x5eed_0002, BYTES);
-    let dom0_rtt_us = echo_rtt_us(dom0_echo, 1000);
-    let domu_rtt_us = echo_rtt_us(domu_echo, 1000);
+    let (mut echo, mut to_guest, mut from_guest) = ([0.0; 2], [0.0; 2], [0.0; 2]);
+    let mut rtt_us = [(0.0, 0); 2];
+    let mut wall_s = [0.0; 2];
+    for (i, port) in [dom0_echo, domu_echo].into_iter().enumerate() {
+        let t = std::time::Instant::now();
+        echo[i] = echo_stream(port, 0x5eed_0001 + i as u64, BYTES);
+        to_guest[i] = sink_stream(sink[i], BYTES);
+        from_guest[i] = source_stream(source[i], BYTES);
+        rtt_us[i] = echo_rtt_us(port, 1000);
+        hv[i + 1] = hv_counters(&mut run).unwrap_or_default();
+        wall_s[i] = t.elapsed().as_secs_f64();
+    }
     let (_, page) = http_get(dom0_http);
     let vif_line = page
         .lines()
@@ -588,10 +715,12 @@ fn network() -> Option<NetFigures> {
     let (_, domu_page) = http_get(domu_http);
     run.stop();
     Some(NetFigures {
-        dom0_mb_s,
-        domu_mb_s,
-        dom0_rtt_us,
-        domu_rtt_us,
+        echo,
+        to_guest,
+        from_guest,
+        rtt_us,
+        hv,
+        wall_s,
         vif_line,
         domu_page,
     })
@@ -601,79 +730,137 @@ fn network() -> Option<NetFigures> {
 fn print_network() -> bool {
     println!();
     println!(
-        "Network (ours): the host's TCP echo through QEMU's user-mode network and dom0's virtio-net \
-         NIC, 64 MiB each way, every byte checked; dom0 direct (its own smoltcp stack on the \
-         bridge) next to a domU (bridge, netback, netfront, the domU's smoltcp); 1-byte round \
-         trips, median of up to 1000 (20 s at most):"
+        "Network (ours): the host's TCP streams through QEMU's user-mode network and dom0's \
+         virtio-net NIC, 64 MiB each, every byte checked (echo: both ways at once; sink: host -> \
+         guest; source: guest -> host); dom0 direct (its own smoltcp stack on the bridge) next \
+         to a domU (bridge, netback, netfront, the domU's smoltcp); 1-byte round trips over \
+         TCP, median of up to 1000 (20 s at most):"
     );
     println!();
-    match network() {
-        Some(n) => {
-            println!("| figure | dom0 direct | domU via netback/netfront | domU / dom0 |");
-            println!("|---|---|---|---|");
-            println!(
-                "| echo 64 MiB (MB/s, each way at once) | {:.1} | {:.1} | {:.0} % |",
-                n.dom0_mb_s,
-                n.domu_mb_s,
-                100.0 * n.domu_mb_s / n.dom0_mb_s
-            );
-            println!(
-                "| round trip 1 byte (us, median of {} / {}) | {:.0} | {:.0} | {:.2} |",
-                n.dom0_rtt_us.1,
-                n.domu_rtt_us.1,
-                n.dom0_rtt_us.0,
-                n.domu_rtt_us.0,
-                n.domu_rtt_us.0 / n.dom0_rtt_us.0
-            );
-            println!();
-            let f = |line: &str, key: &str| -> Option<f64> {
-                // "<n> <key>" pairs: the number before the key word.
-                let words: Vec<&str> = line.split([' ', ',']).collect();
-                words
-                    .windows(2)
-                    .find(|w| w[1] == key)
-                    .and_then(|w| w[0].parse().ok())
-            };
-            let v = &n.vif_line;
-            let pkts_from = f(v, "packets").unwrap_or(0.0);
-            let to = v.split("to it ").nth(1).unwrap_or("");
-            let pkts_to = f(to, "packets").unwrap_or(0.0);
-            let packets = pkts_from + pkts_to;
-            println!("dom0 (netback, whole run): {v}");
-            if packets > 0.0 {
-                for (key, name) in [
-                    ("events", "events received"),
-                    ("notifications", "notifications sent"),
-                    ("grant", "grant-copy calls"),
-                ] {
-                    if let Some(x) = f(v, key) {
-                        println!("  netback {name} per packet: {:.3}", x / packets);
-                    }
-                }
-            }
-            println!("domU (netfront, whole run):");
-            for l in n.domu_page.lines().filter(|l| {
-                l.contains("tx:")
-                    || l.contains("rx:")
-                    || l.contains("events:")
-                    || l.contains("frames:")
-                    || l.starts_with("loop:")
-            }) {
-                println!("  {}", l.trim());
-            }
-            if n.domu_mb_s < 0.8 * n.dom0_mb_s {
-                println!(
-                    "domU throughput is below 80 % of dom0's: every frame crosses dom0's event loop \
-                     twice (NIC -> bridge -> netback grant copy, and back), one GNTTABOP_copy per \
-                     frame each way (see grant copies per packet above), and the domU's own stack \
-                     runs in a 16 MiB guest scheduled round-robin with dom0 on one CPU."
-                );
+    let Some(n) = network() else {
+        println!("(no network figures: the run failed)");
+        return false;
+    };
+    println!("| figure | dom0 direct | domU via netback/netfront | domU / dom0 |");
+    println!("|---|---|---|---|");
+    for (name, v) in [
+        ("echo 64 MiB (MB/s, each way at once)", n.echo),
+        ("host -> guest 64 MiB (MB/s)", n.to_guest),
+        ("guest -> host 64 MiB (MB/s)", n.from_guest),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.0} % |",
+            v[0],
+            v[1],
+            100.0 * v[1] / v[0]
+        );
+    }
+    let r = n.rtt_us;
+    println!(
+        "| round trip 1 byte over TCP (us, median of {} / {}) | {:.0} | {:.0} | {:.2} |",
+        r[0].1,
+        r[1].1,
+        r[0].0,
+        r[1].0,
+        r[1].0 / r[0].0
+    );
+    println!();
+    let f = |line: &str, key: &str| -> Option<f64> {
+        // "<n> <key>" pairs: the number before the key word.
+        let words: Vec<&str> = line.split([' ', ',']).collect();
+        words
+            .windows(2)
+            .find(|w| w[1] == key)
+            .and_then(|w| w[0].parse().ok())
+    };
+    let v = &n.vif_line;
+    let pkts_from = f(v, "packets").unwrap_or(0.0);
+    let to = v.split("to it ").nth(1).unwrap_or("");
+    let pkts_to = f(to, "packets").unwrap_or(0.0);
+    let packets = pkts_from + pkts_to;
+    println!("dom0 (netback, whole run): {v}");
+    if packets > 0.0 {
+        for (key, name) in [
+            ("events", "events received"),
+            ("notifications", "notifications sent"),
+            ("grant", "grant-copy calls"),
+        ] {
+            if let Some(x) = f(v, key) {
+                println!("  netback {name} per packet: {:.3}", x / packets);
             }
         }
-        None => {
-            println!("(no network figures: the run failed)");
-            return false;
+    }
+    println!("domU (netfront, whole run):");
+    let mut front_notif = None;
+    for l in n.domu_page.lines().filter(|l| {
+        l.contains("tx:")
+            || l.contains("rx:")
+            || l.contains("events:")
+            || l.contains("frames:")
+            || l.starts_with("loop:")
+    }) {
+        if l.contains("events:") {
+            front_notif = f(l, "notifications");
         }
+        println!("  {}", l.trim());
+    }
+    if let (Some(x), true) = (front_notif, packets > 0.0) {
+        println!(
+            "  netfront notifications sent per packet: {:.3}",
+            x / packets
+        );
+    }
+    // Where the time goes: the hypervisor's accounting per phase.
+    let [h0, h1, h2] = n.hv;
+    if h2.run_ns[0] > 0.0 {
+        println!();
+        println!(
+            "Where the time goes (the hypervisor's scheduler and perf counters, per phase: each \
+             phase moves 3 x 64 MiB and the round trips):"
+        );
+        println!("| phase | wall (s) | busy (s) | domU CPU (s) | idle (s) | dom0 dispatches | domU dispatches | dom0 hypercalls | domU hypercalls |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (i, (name, a, b)) in [("dom0 direct", h0, h1), ("domU", h1, h2)]
+            .into_iter()
+            .enumerate()
+        {
+            // Busy: wall time less the hypervisor's idle time (a vCPU's run time is only
+            // added up when it is switched out, so dom0 alone on the CPU shows little).
+            let idle = (b.idle_ns - a.idle_ns) / 1e9;
+            println!(
+                "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                n.wall_s[i],
+                n.wall_s[i] - idle,
+                (b.run_ns[1] - a.run_ns[1]) / 1e9,
+                idle,
+                b.dispatches[0] - a.dispatches[0],
+                b.dispatches[1] - a.dispatches[1],
+                b.hypercalls[0] - a.hypercalls[0],
+                b.hypercalls[1] - a.hypercalls[1],
+            );
+        }
+        // Packets of the domU phase: the vif's (nothing else crosses it).
+        if packets > 0.0 {
+            println!(
+                "domU phase, per packet through the vif ({packets:.0}): dom0 {:.2} hypercalls, \
+                 domU {:.2} hypercalls, {:.3} switches to the domU, dom0 CPU {:.1} us, domU CPU \
+                 {:.1} us; dom0 direct phase: {:.1} us of CPU per packet of the domU phase's count",
+                (h2.hypercalls[0] - h1.hypercalls[0]) / packets,
+                (h2.hypercalls[1] - h1.hypercalls[1]) / packets,
+                (h2.dispatches[1] - h1.dispatches[1]) / packets,
+                (h2.run_ns[0] - h1.run_ns[0]) / packets / 1e3,
+                (h2.run_ns[1] - h1.run_ns[1]) / packets / 1e3,
+                (n.wall_s[0] - (h1.idle_ns - h0.idle_ns) / 1e9) / packets * 1e6,
+            );
+        }
+    }
+    if n.echo[1] < 0.8 * n.echo[0] {
+        println!(
+            "domU throughput is below 80 % of dom0's: the domU phase's CPU time is dom0's (NIC, \
+             bridge, netback) plus the domU's own stack, on one CPU shared round-robin (see the \
+             table above); grant copies are batched (calls per packet above), so what remains \
+             is the second stack's work, the domain switches and dom0's forwarding."
+        );
     }
     true
 }

@@ -237,6 +237,10 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         }
         let _ = hv.pool.frames.free(one(a.shared_info));
         let _ = hv.pool.frames.free(a.grant_frames);
+        // The running guest may hold stale TLB entries for frames of this domain it had mapped
+        // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return
+        // to the pool (one CPU: one full flush).
+        hv.arch.flush_tlb_all();
         let frames = pages + 1 + a.grant_frames.len();
         printk!(
             &mut hv.arch,

@@ -114,7 +114,9 @@ fn destroying_a_domain_gives_every_frame_back_to_the_pool() {
         FREE + D1_FRAMES
     )));
     assert_eq!(m2p(&hv, base(1) + 3), INVALID_M2P_ENTRY);
-    assert_eq!(hv.arch.tlb_flushes, 1, "the mappers' TLBs");
+    // The mappers' TLBs at the destruction, and again when the frames return to the pool (a
+    // mapping dropped since, by a PTE write without a flush, may still be cached).
+    assert_eq!(hv.arch.tlb_flushes, 2, "the mappers' TLBs");
     assert!(dom0_notified(&hv, &set));
     assert!(hv.arch.rebuilt.is_empty());
 }

@@ -122,9 +122,12 @@ impl FramePool for Pool {
     ) -> Option<Mfn> {
         if order == 0 {
             if let Some(head) = self.singles.filter(|h| limit.is_none_or(|l| *h < l)) {
+                // The link lives in the free frame itself: no guest can reach a free frame (every
+                // path that frees one flushes the TLB before a guest runs again), but a bad link
+                // must still not underflow the count.
                 let link = mem.read_u64(head.maddr()).unwrap_or(0);
                 self.singles = link.checked_sub(1).map(Mfn);
-                self.nr_singles -= 1;
+                self.nr_singles = self.nr_singles.saturating_sub(1);
                 if self.singles.is_none() && self.nr_singles != 0 {
                     // The list lost its tail (a link went missing): those frames are lost,
                     // but never handed out twice.

@@ -312,44 +312,6 @@ pub fn privileged(
     }
 }
 
-/// A guest store to one of its page tables through the read-only mapping: `mov %reg, mem`
-/// (REX.W 89 /r, an 8-byte store). Returns the source register and the instruction's length; the
-/// target address is the fault's CR2. Other forms are not emulated.
-pub fn decode_pte_store(code: &[u8]) -> Option<(u8, u64)> {
-    let (&rex, rest) = code.split_first()?;
-    if rex & 0xf8 != 0x48 {
-        return None; // REX.W required: a PTE is 8 bytes
-    }
-    let [0x89, modrm, ref tail @ ..] = *rest else {
-        return None;
-    };
-    let md = modrm >> 6;
-    let rm = modrm & 7;
-    if md == 3 {
-        return None; // a register destination is not a store
-    }
-    let mut len = 3u64; // REX, opcode, ModRM
-    if rm == 4 {
-        let &sib = tail.first()?;
-        len += 1;
-        if md == 0 && sib & 7 == 5 {
-            len += 4; // no base: disp32
-        }
-    } else if md == 0 && rm == 5 {
-        len += 4; // RIP-relative disp32
-    }
-    len += match md {
-        1 => 1,
-        2 => 4,
-        _ => 0,
-    };
-    if code.len() < len as usize {
-        return None;
-    }
-    let reg = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
-    Some((reg, len))
-}
-
 /// General register number `n` (x86 encoding order) in the frame.
 pub fn gpr(regs: &mut Regs, n: u8) -> &mut u64 {
     match n & 15 {
@@ -386,6 +348,10 @@ pub fn permit_softint(dpl: u8, kernel_mode: bool) -> bool {
 
 mod port_io;
 pub use port_io::*;
+mod pte_write;
+pub use pte_write::{pte_write, warm_up_decoder, PteAccess};
+#[cfg(test)]
+mod pte_write_tests;
 
 const _: () = assert!(__HYPERVISOR_iret == 23);
 

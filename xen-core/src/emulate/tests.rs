@@ -209,25 +209,6 @@ fn privileged_instructions_xen_emulates() {
     );
 }
 
-#[test]
-fn pte_store_decoding() {
-    // mov %rax, (%rcx)
-    assert_eq!(decode_pte_store(&[0x48, 0x89, 0x01]), Some((0, 3)));
-    // mov %r9, 0x10(%rdi): REX.WR, disp8
-    assert_eq!(decode_pte_store(&[0x4c, 0x89, 0x4f, 0x10]), Some((9, 4)));
-    // mov %rdx, (%rsp): SIB
-    assert_eq!(decode_pte_store(&[0x48, 0x89, 0x14, 0x24]), Some((2, 4)));
-    // mov %rax, 0x1000(%rip): disp32
-    assert_eq!(
-        decode_pte_store(&[0x48, 0x89, 0x05, 0, 0x10, 0, 0]),
-        Some((0, 7))
-    );
-    // 32-bit store, register destination, truncated instruction: not emulated.
-    assert_eq!(decode_pte_store(&[0x89, 0x01]), None);
-    assert_eq!(decode_pte_store(&[0x48, 0x89, 0xc1]), None);
-    assert_eq!(decode_pte_store(&[0x48, 0x89, 0x05, 0]), None);
-}
-
 /// A port space that records accesses and answers `0x1234_5678 + port`.
 #[derive(Default)]
 struct FakeBus {

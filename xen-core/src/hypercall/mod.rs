@@ -20,7 +20,7 @@ mod domctl;
 mod gdt;
 mod hvm;
 mod sysctl;
-pub use crate::mm::mmu::ptwr_emulate;
+pub use crate::mm::mmu::{ptwr_emulate, ptwr_read};
 mod multicall;
 pub mod table;
 pub use table::{Hypercall, TABLE};

@@ -305,7 +305,7 @@ fn reclaim_loose<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
     }
     let me = &mut *ctx.dom;
     let others = &mut ctx.others;
-    reclaim(mm, mem, &mut *ctx.pool, None, &mut |id| {
+    let freed = reclaim(mm, mem, &mut *ctx.pool, None, &mut |id| {
         let d = if id == me.id {
             Some(&mut *me)
         } else {
@@ -315,6 +315,14 @@ fn reclaim_loose<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
             d.nr_pages = d.nr_pages.saturating_sub(1);
         }
     });
+    if freed > 0 {
+        // A guest may still hold a TLB entry for a page it unmapped (a PTE cleared by
+        // `mmu_update` flushes nothing): none may survive to the moment the frame can be handed
+        // out again. One CPU: one full flush before any guest runs covers every such entry (Xen
+        // flushes the CPUs whose TLB may hold a freed page before reusing it).
+        let v = &mut ctx.dom.vcpu;
+        v.flush.flush_all(&mut v.perf);
+    }
 }
 
 /// `XENMEM_increase_reservation`, `decrease_reservation`, `populate_physmap`: returns the

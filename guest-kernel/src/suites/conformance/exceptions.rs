@@ -16,7 +16,9 @@ use hypercall_abi::arch_x86_64::{TrapInfo, VGCF_in_syscall, FLAT_KERNEL_CS, FLAT
 use hypercall_abi::xen::{__HYPERVISOR_iret, __HYPERVISOR_set_trap_table, DOMID_SELF};
 
 use super::insn::{read_cr, store_same, ud2};
-use super::{flag, flush_local, mm, normal, scratch, values, Suite, NON_CANONICAL, UNMAPPED};
+use super::{
+    flag, flush_local, mm, normal, scratch, values, Restored, Suite, NON_CANONICAL, UNMAPPED,
+};
 use crate::kernel::boot::hypercall_page;
 use crate::kernel::hypercall as hc;
 use crate::kernel::shared_info;
@@ -373,6 +375,160 @@ fn l1_pagetable_cases(s: &mut Suite) {
             flush_local();
         }
         values!("{p} cr2_ok={} pte_kept={}", cr2_is(&p, pte_va), flag(kept))
+    });
+
+    l1_pagetable_rmw_cases(s);
+}
+
+/// Software-available PTE bit 9: free for the guest, accepted by the validation.
+const PTE_AVAIL9: u64 = 1 << 9;
+
+/// The guest's view of scratch page 3's L1 entry, read through the read-only mapping.
+fn pte_now(pte_va: u64) -> u64 {
+    // SAFETY: `pte_va` is the 8-byte aligned address of an entry of a mapped L1 table.
+    unsafe { core::ptr::read_volatile(pte_va as *const u64) }
+}
+
+/// Puts scratch page 3's entry back as it was (if a case changed it) and flushes.
+fn put_back(slot: &mm::L1Slot, pte_va: u64) -> Restored {
+    if pte_now(pte_va) == slot.value {
+        return Restored(0);
+    }
+    let (rc, _) = hc::mmu_update(&[normal(slot.maddr, slot.value)], DOMID_SELF);
+    flush_local();
+    Restored(rc)
+}
+
+/// The read-modify-write instructions Linux uses on PTEs (`xchg` in `ptep_get_and_clear`,
+/// `lock cmpxchg`, `lock btr`/`bts`, `lock andb`/`orb` for `clear_bit`/`set_bit`): Xen's
+/// `x86_emulate` performs each as a validated update too, with the instruction's register and
+/// flag results; an entry it would refuse leaves the #PF to the guest, registers unchanged.
+/// Each case changes only the software bit 9 of scratch page 3's entry and puts it back.
+fn l1_pagetable_rmw_cases(s: &mut Suite) {
+    s.run("traps.l1_pagetable_xchg", || {
+        let Some((pte_va, slot)) = scratch_pte() else {
+            return values!("scratch_unmapped");
+        };
+        let old = pte_now(pte_va);
+        let mut r = old | PTE_AVAIL9;
+        // SAFETY: swaps in the same entry with a software bit set (the same mapping).
+        let p = unsafe { probe!("xchg {v}, ({a})", a = in(reg) pte_va, v = inout(reg) r) };
+        let stored = pte_now(pte_va) == old | PTE_AVAIL9;
+        let back = put_back(&slot, pte_va);
+        values!(
+            "{p} old_returned={} stored={}{back}",
+            flag(r == old),
+            flag(stored)
+        )
+    });
+
+    s.run("traps.l1_pagetable_xchg_invalid", || {
+        let Some((pte_va, slot)) = scratch_pte() else {
+            return values!("scratch_unmapped");
+        };
+        let bad = make_entry(mm::l4_mfn(), PTE_P | PTE_RW | PTE_A | PTE_D);
+        let mut r = bad;
+        // SAFETY: asks to map the L4 writable over scratch page 3: refused, restored if not.
+        let p = unsafe { probe!("xchg {v}, ({a})", a = in(reg) pte_va, v = inout(reg) r) };
+        let kept = pte_now(pte_va) == slot.value;
+        let back = put_back(&slot, pte_va);
+        values!(
+            "{p} cr2_ok={} reg_kept={} pte_kept={}{back}",
+            cr2_is(&p, pte_va),
+            flag(r == bad),
+            flag(kept)
+        )
+    });
+
+    s.run("traps.l1_pagetable_lock_cmpxchg", || {
+        let Some((pte_va, slot)) = scratch_pte() else {
+            return values!("scratch_unmapped");
+        };
+        let old = pte_now(pte_va);
+        // Expected value right: stored, ZF set.
+        let (mut rax, mut fl) = (old, 0u64);
+        // SAFETY: replaces the entry with itself plus a software bit.
+        let p1 = unsafe {
+            probe!(
+                "lock cmpxchg {n}, ({a})\n pushfq\n popq {f}",
+                a = in(reg) pte_va,
+                n = in(reg) old | PTE_AVAIL9,
+                f = inout(reg) fl,
+                inout("rax") rax
+            )
+        };
+        let stored = pte_now(pte_va) == old | PTE_AVAIL9;
+        let (zf1, rax1) = (fl & 0x40 != 0, rax == old);
+        // Expected value wrong: no store, RAX gets the entry, ZF clear.
+        rax = old;
+        fl = 0;
+        // SAFETY: the comparison fails (the entry has bit 9 set now): nothing is stored.
+        let p2 = unsafe {
+            probe!(
+                "lock cmpxchg {n}, ({a})\n pushfq\n popq {f}",
+                a = in(reg) pte_va,
+                n = in(reg) old,
+                f = inout(reg) fl,
+                inout("rax") rax
+            )
+        };
+        let kept = pte_now(pte_va) == old | PTE_AVAIL9;
+        let (zf2, rax2) = (fl & 0x40 != 0, rax == old | PTE_AVAIL9);
+        let back = put_back(&slot, pte_va);
+        values!(
+            "match=[{p1} stored={} zf={} rax_kept={}] mismatch=[{p2} kept={} zf={} rax_loaded={}]{back}",
+            flag(stored),
+            flag(zf1),
+            flag(rax1),
+            flag(kept),
+            flag(zf2),
+            flag(rax2)
+        )
+    });
+
+    s.run("traps.l1_pagetable_lock_bts_btr", || {
+        let Some((pte_va, slot)) = scratch_pte() else {
+            return values!("scratch_unmapped");
+        };
+        let old = pte_now(pte_va);
+        let (mut f1, mut f2) = (0u64, 0u64);
+        // SAFETY: sets, then clears, a software bit of the entry.
+        let p1 = unsafe {
+            probe!("lock btsq $9, ({a})\n pushfq\n popq {f}", a = in(reg) pte_va, f = inout(reg) f1)
+        };
+        let set = pte_now(pte_va) == old | PTE_AVAIL9;
+        // SAFETY: as above.
+        let p2 = unsafe {
+            probe!("lock btrq $9, ({a})\n pushfq\n popq {f}", a = in(reg) pte_va, f = inout(reg) f2)
+        };
+        let cleared = pte_now(pte_va) == old;
+        let back = put_back(&slot, pte_va);
+        values!(
+            "bts=[{p1} cf={} set={}] btr=[{p2} cf={} cleared={}]{back}",
+            f1 & 1,
+            flag(set),
+            f2 & 1,
+            flag(cleared)
+        )
+    });
+
+    s.run("traps.l1_pagetable_lock_orb_andb", || {
+        let Some((pte_va, slot)) = scratch_pte() else {
+            return values!("scratch_unmapped");
+        };
+        let old = pte_now(pte_va);
+        // SAFETY: sets, then clears, bit 9 (bit 1 of the entry's second byte).
+        let p1 = unsafe { probe!("lock orb $0x02, 1({a})", a = in(reg) pte_va) };
+        let set = pte_now(pte_va) == old | PTE_AVAIL9;
+        // SAFETY: as above.
+        let p2 = unsafe { probe!("lock andb $0xfd, 1({a})", a = in(reg) pte_va) };
+        let cleared = pte_now(pte_va) == old;
+        let back = put_back(&slot, pte_va);
+        values!(
+            "orb=[{p1} set={}] andb=[{p2} cleared={}]{back}",
+            flag(set),
+            flag(cleared)
+        )
     });
 }
 

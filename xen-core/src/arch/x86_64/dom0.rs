@@ -246,6 +246,8 @@ pub fn start(
     xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
     Arch::publish_time(&mut m, &dom);
     super::context::capture_initial_fpu();
+    let heap = super::heap::warm_up();
+    printk!("x86 decoder ready: {} KiB of the boot heap\n", heap / 1024);
     let mut name = heapless::String::new();
     let _ = name.push_str("Domain-0");
     let mut doms = dispatch::DOMS.lock();

@@ -14,6 +14,7 @@ pub mod domu;
 pub mod entry;
 pub mod extable;
 pub mod gdt;
+pub mod heap;
 pub mod ioapic;
 pub mod lab;
 pub mod machine;

@@ -8,7 +8,7 @@
 use core::ptr;
 
 /// Size reserved for the table.
-pub const TABLE_SIZE: usize = 64 * 1024;
+pub const TABLE_SIZE: usize = 128 * 1024;
 
 #[used]
 #[link_section = ".xen_symbols"]

@@ -8,7 +8,7 @@ use xen_core::bounce::{self, CrashReason};
 use xen_core::domain::Domain;
 use xen_core::emulate::{self, GuestCrs};
 use xen_core::guest_access::{GuestMemory, PageTableGuest};
-use xen_core::hypercall::ptwr_emulate;
+use xen_core::hypercall::{ptwr_emulate, ptwr_read};
 use xen_core::power::FailCode;
 use xen_core::regs::Regs;
 use xen_core::regs::RegsDump;
@@ -166,12 +166,9 @@ pub fn guest_exception(
             if ec & (PFEC_PRESENT_WRITE | PFEC_RESERVED) == PFEC_PRESENT_WRITE
                 && dom.vcpu.kernel_mode
             {
-                if let Some((reg, len)) = emulate::decode_pte_store(code) {
-                    let value = *emulate::gpr(regs, reg);
-                    if ptwr_emulate(&mut *m, dom, cr2, value).is_ok() {
-                        regs.rip = regs.rip.wrapping_add(len);
-                        return Ok(());
-                    }
+                let mut access = PtwrAccess { m: &mut *m, dom };
+                if emulate::pte_write(regs, code, cr2, &mut access) == emulate::Emulated::Done {
+                    return Ok(());
                 }
             }
             bounce::inject_exception(&mut *m, dom, regs, 14, Some(ec as u32), cr2)
@@ -239,4 +236,21 @@ pub fn hypervisor_fault(regs: &Regs) -> ! {
     }
     super::symbols::print_backtrace(regs.rbp);
     power::fail(FailCode::Trap)
+}
+
+/// The guest's own L1 entries as the page-table-write emulation reaches them: read and written
+/// (validated, as `mmu_update` does) through `ptwr_read` / `ptwr_emulate`.
+struct PtwrAccess<'a> {
+    m: &'a mut HvMachine,
+    dom: &'a mut Domain,
+}
+
+impl emulate::PteAccess for PtwrAccess<'_> {
+    fn read(&mut self, va: u64) -> Option<u64> {
+        ptwr_read(&mut *self.m, self.dom, va).ok()
+    }
+
+    fn write(&mut self, va: u64, value: u64) -> bool {
+        ptwr_emulate(&mut *self.m, self.dom, va, value).is_ok()
+    }
 }

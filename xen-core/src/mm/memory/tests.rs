@@ -219,11 +219,18 @@ fn a_page_still_mapped_is_given_up_but_freed_only_when_unmapped() {
     assert_eq!(w.call(__HYPERVISOR_update_va_mapping, [va, 0, 0, 0, 0]), 0);
     let f = w.frame(mfn);
     assert!(f.loose(), "{f:?}");
+    // That unmapping asked for no flush: the TLB may still map the page.
+    let _ = w.dom.vcpu.flush.take();
     assert_eq!(
         query(&mut w, XENMEM_current_reservation, DOMID_SELF),
         (DOM0_PAGES - 1) as i64
     );
     assert_eq!(w.pool.free_frames(), free + 1);
+    // Back in the pool, it must be in no TLB once the caller runs: a full flush is owed.
+    assert!(
+        w.dom.vcpu.flush.local_flush,
+        "a flush before the caller runs"
+    );
     assert_eq!(w.mm().loose_waiting, 0);
     assert!(!w.frame(mfn).loose());
     w.check();

@@ -85,35 +85,58 @@ pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
     Ok(0)
 }
 
-/// Xen's emulation of a guest kernel's store to one of its own L1 page tables through the
-/// read-only mapping (`pv/ro-page-fault.c: ptwr_do_page_fault`, always on in 4.17): the store of
-/// `value` to guest address `va` is carried out as a validated `mod_l1_entry`. Refused (and the
-/// page fault delivered to the guest) unless `va` maps, read-only, a validated L1 table of the
-/// domain and the store is an aligned 8-byte one; a refused entry leaves the table unchanged.
-pub fn ptwr_emulate<M: Machine + ?Sized>(
-    m: &mut M,
-    dom: &mut Domain,
+/// The machine address of the L1 entry a guest kernel's store at `va` goes to, if `va` maps,
+/// read-only, a validated L1 table of the domain (Xen's `ptwr_do_page_fault` checks), and the
+/// table's frame; -EINVAL otherwise (then the fault is the guest's).
+fn ptwr_target(
+    mm: &crate::mm::frame_table::Mm<'static>,
+    mem: &dyn crate::mm::MachineMemoryMut,
+    dom: &Domain,
     va: u64,
-    value: u64,
-) -> Result<(), Errno> {
+) -> Result<Maddr, Errno> {
     if va & 7 != 0 {
         return Err(Errno::EINVAL);
     }
-    let (l4, me) = (dom.l4, dom.info());
-    let Some((mm, mem)) = m.mm() else {
-        return Err(Errno::ENOSYS);
-    };
-    let (pte_at, _) = map_guest_l1e(mem, l4, va).ok_or(Errno::EINVAL)?;
+    let (pte_at, _) = map_guest_l1e(mem, dom.l4, va).ok_or(Errno::EINVAL)?;
     let pte = mem.read_u64(pte_at).ok_or(Errno::EFAULT)?;
     if !pte::present(pte) || pte & pte::RW != 0 {
         return Err(Errno::EINVAL);
     }
     let target = Mfn(pte::mfn(pte));
     let f = mm.frames.get(target).ok_or(Errno::EINVAL)?;
-    if f.owner() != Owner::Domain(me.id) || f.page_type() != PageType::L1 || !f.validated() {
+    if f.owner() != Owner::Domain(dom.id) || f.page_type() != PageType::L1 || !f.validated() {
         return Err(Errno::EINVAL);
     }
-    let at = Maddr(target.maddr().0 + (va & 0xff8));
+    Ok(Maddr(target.maddr().0 + (va & 0xff8)))
+}
+
+/// The entry a guest kernel's store at `va` would change (see [`ptwr_emulate`]): what the
+/// emulation of a read-modify-write instruction starts from.
+pub fn ptwr_read<M: Machine + ?Sized>(m: &mut M, dom: &Domain, va: u64) -> Result<u64, Errno> {
+    let Some((mm, mem)) = m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let at = ptwr_target(mm, mem, dom, va)?;
+    mem.read_u64(at).ok_or(Errno::EFAULT)
+}
+
+/// Xen's emulation of a guest kernel's store to one of its own L1 page tables through the
+/// read-only mapping (`pv/ro-page-fault.c: ptwr_do_page_fault`, always on in 4.17): the store of
+/// `value` to guest address `va` is carried out as a validated `mod_l1_entry`. Refused (and the
+/// page fault delivered to the guest) unless `va` maps, read-only, a validated L1 table of the
+/// domain and the store is an aligned 8-byte one (the instruction emulation, `emulate::pte_write`,
+/// merges narrower stores into the full entry first); a refused entry leaves the table unchanged.
+pub fn ptwr_emulate<M: Machine + ?Sized>(
+    m: &mut M,
+    dom: &mut Domain,
+    va: u64,
+    value: u64,
+) -> Result<(), Errno> {
+    let me = dom.info();
+    let Some((mm, mem)) = m.mm() else {
+        return Err(Errno::ENOSYS);
+    };
+    let at = ptwr_target(mm, mem, dom, va)?;
     // Not a hypercall: the TLB work is the vCPU's to owe straight away.
     let mut flush = crate::domain::FlushRequest::default();
     let (mut pt, _) = pt(mm, mem, dom, &mut flush);
