@@ -24,7 +24,15 @@ pub(super) fn set_debugreg<M: Machine + ?Sized>(
     reg: u64,
     value: u64,
 ) -> HcResult {
-    let v = ctx.dom.vcpu_mut();
+    apply_debugreg(ctx.dom.vcpu_mut(), reg, value).map(|()| 0)
+}
+
+/// `set_debugreg` on vCPU `v` (also what `VCPUOP_initialise` does with each `debugreg[]`).
+pub(super) fn apply_debugreg(
+    v: &mut crate::domain::Vcpu,
+    reg: u64,
+    value: u64,
+) -> Result<(), Errno> {
     match reg as u32 {
         r @ 0..=3 => {
             if !guest_va_ok(value) {
@@ -47,7 +55,7 @@ pub(super) fn set_debugreg<M: Machine + ?Sized>(
         }
         _ => return Err(Errno::EINVAL),
     }
-    Ok(0)
+    Ok(())
 }
 
 pub(super) fn get_debugreg<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: u64) -> HcResult {

@@ -136,6 +136,10 @@ pub fn exit_to_guest<A: Arch>(
             .guest_mut(hv.sched.cur)
             .expect("the scheduler picked a domain");
         g.dom.vcpu_mut().yielded = false;
+        if let Err(why) = bounce::deliver_nmi(&mut hv.arch, &mut g.dom, regs) {
+            g.dom.shutdown = Some(Shutdown::Crashed(why));
+            continue;
+        }
         if let Err(why) = bounce::deliver_upcall(&mut hv.arch, &mut g.dom, regs) {
             g.dom.shutdown = Some(Shutdown::Crashed(why));
             continue;

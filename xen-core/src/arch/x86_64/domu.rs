@@ -61,6 +61,19 @@ pub fn build(
         },
         None => DEFAULT_DOMU_MEM,
     };
+    let vcpus = match option(cmdline, "vcpus") {
+        Some(v) => match xen_core::cmdline::parse_vcpus(v) {
+            Some(n) => n,
+            None => {
+                refuse(format_args!(
+                    "bad vcpus={v} (1 to {})",
+                    xen_core::domain::MAX_VCPUS
+                ));
+                return Err(());
+            }
+        },
+        None => 1,
+    };
     let nr_pages = mem / 4096;
     let Some(slot) = doms.free_slot() else {
         refuse(format_args!(
@@ -100,6 +113,7 @@ pub fn build(
     };
     let _ = m.mem.write(shared_info.maddr(), &[0u8; 4096]);
     let mut dom = Domain::new(id, false, nr_pages, nr_pages, shared_info, Mfn(0));
+    dom.set_max_vcpus(vcpus);
     // The xenstore and console channels, unbound for dom0 (ports 1 and 2 of a new domain).
     let mut ports_ok = Ok((0, 0));
     doms.install(
