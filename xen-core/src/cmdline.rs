@@ -175,7 +175,16 @@ mod tests {
         assert_eq!(parse_vcpus("1"), Some(1));
         assert_eq!(parse_vcpus("2"), Some(2));
         assert_eq!(parse_vcpus("8"), Some(crate::domain::MAX_VCPUS));
-        for bad in ["", "0", "9", "-1", "2x", "0x2", "99999999999999999999", " 2"] {
+        for bad in [
+            "",
+            "0",
+            "9",
+            "-1",
+            "2x",
+            "0x2",
+            "99999999999999999999",
+            " 2",
+        ] {
             assert_eq!(parse_vcpus(bad), None, "{bad:?}");
         }
     }

@@ -9,15 +9,15 @@ use hypercall_abi::vcpu::*;
 
 use crate::ctx::{Ctx, HcResult, Machine};
 use hypercall_abi::arch_x86_64::{
-    VcpuGuestContext, VGCF_failsafe_disables_events, VGCF_in_kernel, VGCF_online,
-    VGCF_syscall_disables_events,
+    VGCF_failsafe_disables_events, VGCF_in_kernel, VGCF_online, VGCF_syscall_disables_events,
+    VcpuGuestContext,
 };
 
 use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestPtr};
-use crate::regs::Regs;
 use crate::mm::frame_table::{Owner, PageType};
 use crate::mm::guest_pt::pt;
 use crate::mm::{Maddr, Mfn};
+use crate::regs::Regs;
 use crate::shared_info::VCPU_INFO_SIZE;
 
 /// Shortest periodic timer Xen accepts (1 ms).
@@ -358,8 +358,14 @@ fn initialise<M: Machine + ?Sized>(
     v.kernel_mode = c.flags & VGCF_in_kernel != 0;
     v.initialised = true;
     v.up = c.flags & VGCF_online != 0;
-    v.runstate
-        .set(if v.up { RUNSTATE_runnable } else { RUNSTATE_offline }, now);
+    v.runstate.set(
+        if v.up {
+            RUNSTATE_runnable
+        } else {
+            RUNSTATE_offline
+        },
+        now,
+    );
     Ok(())
 }
 

@@ -204,8 +204,7 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
             lifecycle::reap(hv);
         }
 
-        let mut cands: heapless::Vec<Candidate, { MAX_DOMAINS * MAX_VCPUS }> =
-            heapless::Vec::new();
+        let mut cands: heapless::Vec<Candidate, { MAX_DOMAINS * MAX_VCPUS }> = heapless::Vec::new();
         for (slot, g) in doms.slots() {
             for v in 0..g.dom.vcpus.len() {
                 // Cannot fail: at most MAX_VCPUS vCPUs in each of MAX_DOMAINS slots.
@@ -276,8 +275,7 @@ fn switch_to<A: Arch>(
         .vcpu_mut()
         .runstate
         .set(hypercall_abi::vcpu::RUNSTATE_running, now);
-    hv.arch
-        .context_switch(prev, unit(next, g.dom.cur_vcpu));
+    hv.arch.context_switch(prev, unit(next, g.dom.cur_vcpu));
     hv.sched.cur = next;
     hv.sched.run_start = now;
     hv.sched.slice_end = now + super::slice_ns(g.sched.weight);

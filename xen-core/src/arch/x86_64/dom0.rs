@@ -257,7 +257,11 @@ pub fn start(
         segs_to_load: None,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
-    xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
+    // Every vCPU starts with event upcalls masked (vCPUs 1.. until they unmask them).
+    for vcpu in 0..dom.vcpus.len() as u32 {
+        xen_core::shared_info::SharedInfoPage::of_domain_mut(&mut m, &dom)
+            .set_upcall_mask(vcpu, true);
+    }
     Arch::publish_time(&mut m, &dom);
     super::context::capture_initial_fpu();
     let heap = super::heap::warm_up();

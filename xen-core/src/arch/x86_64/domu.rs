@@ -234,7 +234,10 @@ pub fn build(
         console_evtchn,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
-    xen_core::shared_info::set_upcall_mask(m, &dom, true);
+    // Every vCPU starts with event upcalls masked (vCPUs 1.. until they unmask them).
+    for vcpu in 0..dom.vcpus.len() as u32 {
+        xen_core::shared_info::SharedInfoPage::of_domain_mut(m, &dom).set_upcall_mask(vcpu, true);
+    }
     Arch::publish_time(m, &dom);
     let g = doms.guest_mut(slot).expect("installed above");
     g.dom = dom;

@@ -34,7 +34,7 @@ impl Stop<'_> {
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
         self.preempt.is_some_and(|p| {
             crate::ctx::preempt_check(p, mem, self.shared_info, self.vcpu_info, self.vcpu)
-            })
+        })
     }
 }
 
