@@ -236,6 +236,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
             let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn * 8), INVALID_M2P_ENTRY);
         }
         let _ = hv.pool.frames.free(one(a.shared_info));
+        mm.release_xen(a.grant_frames);
         let _ = hv.pool.frames.free(a.grant_frames);
         // The running guest may hold stale TLB entries for frames of this domain it had mapped
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return

@@ -385,9 +385,23 @@ fn the_granters_death_revokes_every_mapping_of_its_grants() {
     assert_eq!([w.frame(GRANTED), w.frame(GRANTED2)], start);
     w.check();
     // Now dom0's frames can all go: nothing of dom1 holds them.
+    // Every grant-table frame is the domain's (shared) or the hypervisor's: none is free for
+    // the pool to hand out while the table uses it.
+    for f in w.tables[0].frames() {
+        let owner = w.two.frame(f.0).owner();
+        assert!(
+            matches!(owner, Owner::Xen | Owner::Domain(0)),
+            "{f:?} is {owner:?}"
+        );
+    }
     let mm = w.two.m.mm.as_mut().unwrap();
     let left = mm.relinquish_domain(&mut w.two.m.mem, &mut w.two.doms[0]);
     assert_eq!(left, 0);
+    for f in w.tables[0].frames() {
+        // The shared frames went with the domain; the active entries' stay the hypervisor's
+        // until the reaper frees them.
+        mm.release_xen(crate::domain::pool::one(*f));
+    }
     for f in w.tables[0].frames() {
         assert_eq!(w.two.frame(f.0).owner(), Owner::Free);
     }

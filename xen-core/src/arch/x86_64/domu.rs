@@ -206,6 +206,7 @@ pub fn build(
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
         m.mm.clear_given(pages);
+        m.mm.release_xen(grant_frames);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
         let _ = pool.frames.free(grant_frames);

@@ -14,7 +14,7 @@ use core::fmt;
 
 use hypercall_abi::errno::Errno;
 
-use super::{flag, Mm, Owner, PageType, Pt};
+use super::{flag, FrameInfo, Mm, Owner, PageType, Pt};
 use crate::domain::{Domain, DomainId, PerfCounters};
 use crate::mm::frame_alloc::FrameRange;
 use crate::mm::{MachineMemoryMut, Mfn, PtLevel};
@@ -158,6 +158,18 @@ impl<'t> Mm<'t> {
         Some(id)
     }
 
+    /// The hypervisor frames of `range` that no guest holds any more become free again (a dead
+    /// domain's grant-table frames, before they go back to the pool); others stay as they are.
+    pub fn release_xen(&mut self, range: FrameRange) {
+        for m in range.start.0..range.end.0 {
+            if let Some(f) = self.frames.get_mut(Mfn(m)) {
+                if f.owner() == Owner::Xen && f.count == 0 {
+                    *f = FrameInfo::FREE;
+                }
+            }
+        }
+    }
+
     /// Clears the pool's mark on the free frames of `range`: a builder that failed gives them
     /// back to the pool directly.
     pub fn clear_given(&mut self, range: FrameRange) {
@@ -206,7 +218,9 @@ impl<'t> Mm<'t> {
                 .frames
                 .get(Mfn(m))
                 .ok_or(SeedError::OutOfRange { mfn: Mfn(m) })?;
-            if f.owner() != Owner::Free {
+            // A loose frame (free, but not back in the pool yet) is still counted against the
+            // domain it was given to: handing it out again would count it twice.
+            if f.owner() != Owner::Free || f.loose() {
                 return Err(SeedError::NotFree {
                     mfn: Mfn(m),
                     owner: f.owner(),
