@@ -15,11 +15,12 @@
 use hypercall_abi::sched::SHUTDOWN_reboot;
 
 use crate::cpu::{printk, Arch, Hv, Stop};
-use crate::domain::pool::{one, INVALID_M2P_ENTRY};
+use crate::domain::pool::INVALID_M2P_ENTRY;
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::{DomainId, Shutdown};
 use crate::evtchn::hypercall as event_channel;
 use crate::gnttab::hypercall as grant_table;
+use crate::mm::frame_alloc::FramePool;
 use crate::mm::frame_table::{Mm, Owner};
 use crate::mm::memory::reclaim;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
@@ -235,9 +236,14 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         {
             let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn * 8), INVALID_M2P_ENTRY);
         }
-        let _ = hv.pool.frames.free(one(a.shared_info));
         mm.release_xen(a.grant_frames);
-        let _ = hv.pool.frames.free(a.grant_frames);
+        // Frame by frame through the pool, so that a full run list puts them on its list of
+        // single frames instead of losing them.
+        for m in
+            core::iter::once(a.shared_info.0).chain(a.grant_frames.start.0..a.grant_frames.end.0)
+        {
+            FramePool::give_back(&mut hv.pool, mem, Mfn(m));
+        }
         // The running guest may hold stale TLB entries for frames of this domain it had mapped
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return
         // to the pool (one CPU: one full flush).

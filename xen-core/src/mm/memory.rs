@@ -65,7 +65,8 @@ pub fn max_order(d: &Domain) -> u32 {
 
 pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let op = (cmd & CMD_MASK) as u32;
-    let start_extent = (cmd as u32 as u64) >> EXTENT_SHIFT;
+    // The whole 64-bit word, as Xen's `unsigned long start_extent = cmd >> MEMOP_EXTENT_SHIFT`.
+    let start_extent = cmd >> EXTENT_SHIFT;
     if let XENMEM_increase_reservation | XENMEM_decrease_reservation | XENMEM_populate_physmap = op
     {
         return reservation(ctx, op, start_extent, arg);
@@ -245,7 +246,16 @@ fn alloc_extent<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, m: &Memop, order: u32
     }
     let m2p = mm.cfg.m2p;
     for f in first.0..range.end.0 {
-        let _ = mem.write(Mfn(f).maddr(), &[0u8; 4096]);
+        if mem.write(Mfn(f).maddr(), &[0u8; 4096]).is_none() {
+            // A frame that cannot be scrubbed never reaches a guest with its last owner's data:
+            // the extent is undone and its frames stay out of the pool.
+            let mut perf = crate::domain::PerfCounters::default();
+            for g in first.0..range.end.0 {
+                mm.frames.put_page(Mfn(g), &mut perf);
+                let _ = mm.take_loose(Mfn(g));
+            }
+            return None;
+        }
         let _ = mem.write_u64(Maddr(m2p.0 + f * 8), INVALID_M2P_ENTRY);
     }
     target(ctx, m.other)?.nr_pages += n;
