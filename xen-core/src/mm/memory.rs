@@ -271,8 +271,9 @@ fn give_back(mm: &mut Mm<'_>, mem: &mut dyn MachineMemoryMut, pool: &mut dyn Fra
 
 /// Returns every loose frame (given to a domain by the pool, freed since) to the pool: all of
 /// them, or only those given to `only`. `freed(id)` is called once per frame with the domain it
-/// had been given to. Returns how many went back. Without `only`, also recounts
-/// [`Mm::loose_waiting`]: the frames a domain gave up that are still referenced.
+/// had been given to. Returns how many went back. Without `only`, the frames the frame table
+/// queued as they became loose are looked at, and the whole table only when the queue
+/// overflowed: the cost is what there is to take back, not the machine's size.
 pub fn reclaim(
     mm: &mut Mm<'_>,
     mem: &mut dyn MachineMemoryMut,
@@ -281,24 +282,35 @@ pub fn reclaim(
     freed: &mut dyn FnMut(DomainId),
 ) -> u64 {
     let mut n = 0;
-    let mut waiting = 0u32;
-    for m in 0..mm.frames.max_ram_page() {
-        let Some(f) = mm.frames.get(Mfn(m)) else {
-            continue;
+    let mut take = |mm: &mut Mm<'_>, mem: &mut dyn MachineMemoryMut, m: Mfn| {
+        let Some(f) = mm.frames.get(m) else {
+            return;
         };
         let given = f.given_to();
         if f.loose() && (only.is_none() || given == only) {
-            give_back(mm, mem, pool, Mfn(m));
+            give_back(mm, mem, pool, m);
             if let Some(id) = given {
                 freed(id);
             }
             n += 1;
-        } else if given.is_some() && f.owner() != Owner::Free && !f.allocated() {
-            waiting = waiting.saturating_add(1);
         }
-    }
-    if only.is_none() {
-        mm.loose_waiting = waiting;
+    };
+    let queued = if only.is_none() {
+        mm.frames.take_loose_queue()
+    } else {
+        None
+    };
+    match queued {
+        Some(queue) => {
+            for m in queue {
+                take(mm, mem, m);
+            }
+        }
+        None => {
+            for m in 0..mm.frames.max_ram_page() {
+                take(mm, mem, Mfn(m));
+            }
+        }
     }
     n
 }
@@ -310,7 +322,7 @@ fn reclaim_loose<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
     let Some((mm, mem)) = ctx.m.mm() else {
         return;
     };
-    if mm.loose_waiting == 0 {
+    if !mm.frames.loose_pending() {
         return;
     }
     let me = &mut *ctx.dom;
