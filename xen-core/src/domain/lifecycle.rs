@@ -183,6 +183,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
         g.sched.longest_entry_ns / 1000
     );
     if let Some(a) = hv.pool.allocs[slot].take() {
+        hv.pool.reaped_at = None;
         if let Err(a) = hv.pool.zombies.push(a) {
             printk!(
                 &mut hv.arch,
@@ -210,6 +211,14 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
 /// are the frames the pool gave it (at build time, or later through `memory_op`) that it did not
 /// give back: those still marked with its id in the frame table ([`reclaim`]).
 pub fn reap<A: Arch>(hv: &mut Hv<A>) {
+    let Some(frees) = hv.arch.mm().map(|(mm, _)| mm.frames.frees()) else {
+        return;
+    };
+    if hv.pool.zombies.is_empty() || hv.pool.reaped_at == Some(frees) {
+        // Nothing was freed since every zombie was last found holding frames: a zombie kept
+        // alive by one frame another domain maps costs nothing per tick.
+        return;
+    }
     let mut i = 0;
     while i < hv.pool.zombies.len() {
         let a = hv.pool.zombies[i].clone();
@@ -257,4 +266,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         );
         hv.pool.zombies.swap_remove(i);
     }
+    // Whatever is left holds frames: look again once something was freed. (Reclaiming frees
+    // nothing in the frame table, so the count read at the start still stands.)
+    hv.pool.reaped_at = Some(frees);
 }

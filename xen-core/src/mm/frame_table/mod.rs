@@ -354,6 +354,9 @@ pub struct FrameTable<'t> {
     loose: heapless::Deque<Mfn, LOOSE_QUEUE>,
     /// More frames became loose than [`LOOSE_QUEUE`] remembers: the next reclaim walks the table.
     loose_overflow: bool,
+    /// How many times a frame was freed (its last general reference went), ever: a change
+    /// tells a dead domain's reaper that its frames may all be free now.
+    frees: u64,
 }
 
 /// Loose frames remembered one by one before a reclaim falls back to walking the frame table:
@@ -369,7 +372,13 @@ impl<'t> FrameTable<'t> {
             frames: storage,
             loose: heapless::Deque::new(),
             loose_overflow: false,
+            frees: 0,
         }
+    }
+
+    /// How many frees there were so far (see the field).
+    pub fn frees(&self) -> u64 {
+        self.frees
     }
 
     /// Whether frames may have become loose since the last [`FrameTable::take_loose_queue`].
@@ -457,6 +466,7 @@ impl<'t> FrameTable<'t> {
             let given = f.given;
             *f = FrameInfo::FREE;
             f.given = given;
+            self.frees = self.frees.wrapping_add(1);
             if given != DOMID_INVALID && self.loose.push_back(mfn).is_err() {
                 self.loose_overflow = true;
             }
