@@ -206,8 +206,21 @@ pub fn start(
             "dom0 kernel {path}: not readable through the direct map"
         ));
     };
+    // Its initrd: module 1 when that one says `initrd` (`cmdline::is_initrd_module`).
+    let initrd = match info.modules.get(1) {
+        Some(m) if xen_core::cmdline::is_initrd_module(m.string) => {
+            match BootDirectMap.read(m.start, m.len() as usize) {
+                Some(b) if !b.is_empty() => b,
+                _ => refuse(format_args!(
+                    "dom0's initrd (boot module 1) is empty or not readable"
+                )),
+            }
+        }
+        _ => &[],
+    };
     let params = BuildParams {
         image: image_bytes,
+        initrd,
         cmdline,
         nr_pages,
         kind: DomainKind::Dom0,
@@ -298,6 +311,16 @@ pub fn start(
     }
     printk!("free memory before domUs: {} frames\n", pool.free_frames());
     for i in 1..pool.modules.len() {
+        // An initrd module belongs to the kernel before it; one after another initrd has none.
+        if xen_core::cmdline::is_initrd_module(&pool.modules[i].string) {
+            if xen_core::cmdline::is_initrd_module(&pool.modules[i - 1].string) {
+                printk!(
+                    "ERR: boot module {i} ({}): an initrd with no kernel before it: ignored\n",
+                    xen_core::cmdline::split_image_name(&pool.modules[i].string).0
+                );
+            }
+            continue;
+        }
         let _ = domu::build(&mut m, &mut pool, &mut doms, i);
     }
     drop(doms);
