@@ -24,7 +24,7 @@ pub(super) fn set_debugreg<M: Machine + ?Sized>(
     reg: u64,
     value: u64,
 ) -> HcResult {
-    let v = &mut ctx.dom.vcpu;
+    let v = ctx.dom.vcpu_mut();
     match reg as u32 {
         r @ 0..=3 => {
             if !guest_va_ok(value) {
@@ -51,7 +51,7 @@ pub(super) fn set_debugreg<M: Machine + ?Sized>(
 }
 
 pub(super) fn get_debugreg<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: u64) -> HcResult {
-    let v = &ctx.dom.vcpu;
+    let v = ctx.dom.vcpu();
     Ok(match reg as u32 {
         r @ 0..=3 => v.dr[r as usize] as i64,
         6 => v.dr6 as i64,

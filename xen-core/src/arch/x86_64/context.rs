@@ -132,7 +132,7 @@ fn load_data_segments(slot: usize) {
 /// The GS base and CR3 follow the guest mode: the user's GS base and L4 in user mode, the
 /// kernel's in kernel mode (what Xen's `swapgs` and `update_cr3` keep in step on each toggle).
 pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
-    let v = &dom.vcpu;
+    let v = dom.vcpu();
     let (gs, gs_shadow) = v.gs_bases();
     let dbg = (v.dr, v.dr7);
     let want = Loaded {
