@@ -244,18 +244,12 @@ impl GrantTable {
     }
 
     /// `grant_table_init` for domain `id`: takes `max_frames` (at most [`MAX_GRANT_FRAMES`])
-<<<<<<< HEAD
-    /// frames for the shared entries and [`active_frames_for`]`(max_frames)` for the active
-    /// entries from `alloc` (marked the hypervisor's in the frame table, so no guest can be given
-    /// or map them; [`Mm::release_xen`] frees them when the domain is gone), zeroes them and
-    /// shares the first one with the domain. The domain must be registered in `mm`.
-=======
     /// frames for the shared entries, [`active_frames_for`]`(max_frames)` for the active
     /// entries and [`status_frames_for`]`(max_frames)` for version 2's status entries from
-    /// `alloc` ([`table_frames_for`] in all; free in the frame table, so no guest can map them),
+    /// `alloc` ([`table_frames_for`] in all; marked the hypervisor's in the frame table, so no
+    /// guest can be given or map them; [`Mm::release_xen`] frees them when the domain is gone),
     /// zeroes the active ones and shares the first shared one with the domain. The domain must be
     /// registered in `mm`.
->>>>>>> main
     pub fn init(
         &mut self,
         mm: &mut Mm<'_>,

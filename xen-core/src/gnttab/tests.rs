@@ -679,10 +679,10 @@ fn version_2_shares_status_frames_and_converts_the_reserved_entries() {
     assert_eq!(w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 4)), Ok(()));
     assert_eq!(w.tables[0].nr_entries(), 1024);
     assert_eq!(w.tables[0].status_frames().len(), 1);
-    // Back to 1: status frames free again, reserved entry 1 with its reading bit back.
+    // Back to 1: status frames the hypervisor's again, reserved entry 1 with its reading bit back.
     assert_eq!(w.set_version(0, 1), (1, Ok(())));
     assert!(w.tables[0].status_frames().is_empty());
-    assert_eq!(w.frame(st[0].0).owner(), Owner::Free);
+    assert_eq!(w.frame(st[0].0).owner(), Owner::Xen, "the hypervisor's again");
     assert_eq!(w.flags(0, 1), GTF_permit_access | GTF_reading);
     assert_eq!(w.tables[0].entry(&w.two.m.mem, 1), (9, 1, GRANTED as u32));
     assert_eq!(w.tables[0].nr_entries(), 2048);
@@ -724,7 +724,7 @@ fn version_changes_are_refused_while_in_use() {
     w.grant2(0, 3, GTF_accept_transfer, 1, 0, 1 << 32);
     assert_eq!(w.set_version(0, 1), (1, Ok(())));
     assert_eq!(w.tables[0].entry(&w.two.m.mem, 3), (0, 0, 0), "dropped");
-    assert_eq!(w.frame(st.0).owner(), Owner::Free);
+    assert_eq!(w.frame(st.0).owner(), Owner::Xen);
     w.check();
 }
 

@@ -292,7 +292,8 @@ impl<'t> Mm<'t> {
 
     /// Undoes [`Mm::share_xen_page_with_guest`] for a page [`Mm::is_unreferenced_share`]
     /// says nothing else references (`put_page_alloc_ref` then `page_set_owner(pg, NULL)`): it
-    /// is free again, the hypervisor's to reuse. Does nothing to any other frame.
+    /// is the hypervisor's again (marked so: the pool can never hand it out while the
+    /// hypervisor keeps it). Does nothing to any other frame.
     pub fn unshare_xen_page(&mut self, mfn: Mfn, id: DomainId) {
         if !self.is_unreferenced_share(mfn, id) {
             return;
@@ -300,6 +301,7 @@ impl<'t> Mm<'t> {
         if let Some(f) = self.frames.get_mut(mfn) {
             let given = f.given;
             *f = FrameInfo::FREE;
+            f.owner = Owner::Xen.to_bits();
             f.given = given;
         }
     }
