@@ -81,7 +81,16 @@ pub fn create_bounce_frame<M: MachineMemoryMut + ?Sized>(
         shared_info::set_upcall_mask(m, dom, true);
     }
     let cs = cs | (u64::from(saved_mask) << 32);
-    let fl = (regs.rflags & !rflags::IF) | if saved_mask { 0 } else { rflags::IF };
+    // The frame's IOPL is the virtual one with `VMASST_TYPE_architectural_iopl`, else 0
+    // (`create_bounce_frame` folds `VCPU_iopl` in under the assist).
+    let iopl = if dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0 {
+        u64::from(dom.vcpu.iopl & 3) << 12
+    } else {
+        0
+    };
+    let fl = (regs.rflags & !(rflags::IF | rflags::IOPL))
+        | iopl
+        | if saved_mask { 0 } else { rflags::IF };
 
     let mut words = [0u64; 8];
     let mut n = 0;
