@@ -595,6 +595,35 @@ mod tests {
         }
     }
 
+    /// The frame's RFLAGS.IOPL is the virtual IOPL with `VMASST_TYPE_architectural_iopl`, and 0
+    /// without it, whatever the real RFLAGS held.
+    #[test]
+    fn bounce_frame_iopl_follows_the_architectural_iopl_assist() {
+        let frame_iopl = |assist: bool, real: u64| {
+            let (mut m, mut d, _) = setup();
+            d.vcpu.trap_ctxt[6].address = 0x10_1000;
+            d.vcpu.iopl = 2;
+            if assist {
+                d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
+            }
+            let mut regs = Regs {
+                rip: 0x10_2345,
+                cs: 0xe033,
+                rflags: 0x246 | real,
+                rsp: GUEST_VA + 0x800,
+                ss: 0xe02b,
+                ..Regs::default()
+            };
+            inject_exception(&mut m, &mut d, &mut regs, 6, None, 0).unwrap();
+            let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
+            (frame[4] >> 12) & 3
+        };
+        assert_eq!(frame_iopl(false, 0), 0);
+        assert_eq!(frame_iopl(false, 0x3000), 0);
+        assert_eq!(frame_iopl(true, 0), 2);
+        assert_eq!(frame_iopl(true, 0x1000), 2);
+    }
+
     #[test]
     fn software_interrupts_follow_the_dpl_of_the_current_mode() {
         let gp = |n: u64| n * 8 + 2;

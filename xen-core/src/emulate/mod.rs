@@ -399,6 +399,8 @@ pub use port_io::*;
 mod pte_write;
 pub use pte_write::{pte_write, warm_up_decoder, PteAccess};
 #[cfg(test)]
+mod privop_tests;
+#[cfg(test)]
 mod pte_write_tests;
 
 const _: () = assert!(__HYPERVISOR_iret == 23);

@@ -161,7 +161,10 @@ fn debug_register_cases(s: &mut Suite) {
         ("dr.mov_to_dr7_reserved_bit_11", 1 << 11),
         ("dr.mov_to_dr7_reserved_bit_15", 1 << 15),
         ("dr.mov_to_dr7_upper_half", 1 << 32),
-        ("dr.mov_to_dr7_io_breakpoint_without_de", DR7_L0 | DR7_RW0_IO),
+        (
+            "dr.mov_to_dr7_io_breakpoint_without_de",
+            DR7_L0 | DR7_RW0_IO,
+        ),
     ] {
         s.run(name, || {
             let p = write_dr(7, value);
@@ -189,7 +192,11 @@ fn debug_register_cases(s: &mut Suite) {
         let (p4, v4) = read_dr(4);
         let (p5, v5) = read_dr(5);
         let undo = hc::set_debugreg(6, 0);
-        values!("set6={r6} dr4={} dr5={} undo={undo}", Read(p4, v4), Read(p5, v5))
+        values!(
+            "set6={r6} dr4={} dr5={} undo={undo}",
+            Read(p4, v4),
+            Read(p5, v5)
+        )
     });
     s.run("dr.mov_to_dr4_dr5_alias", || {
         let p4 = write_dr(4, 0x8);
@@ -403,7 +410,11 @@ fn msr_cases(s: &mut Suite) {
         ("msr.write_mc0_status_zero", 0x401, 0),
         ("msr.write_mc0_status_nonzero", 0x401, 1),
         ("msr.write_efer_zero", 0xc000_0080, 0),
-        ("msr.write_fs_base_non_canonical", 0xc000_0100, NON_CANONICAL),
+        (
+            "msr.write_fs_base_non_canonical",
+            0xc000_0100,
+            NON_CANONICAL,
+        ),
         ("msr.write_lstar", 0xc000_0082, 0),
         ("msr.write_sysenter_eip", 0x176, 0),
         ("msr.write_spec_ctrl_zero", 0x48, 0),
@@ -496,6 +507,9 @@ fn iopl_cases(s: &mut Suite) {
         traps::iret_with_rflags(0);
         let off = hc::vm_assist(VMASST_CMD_disable, VMASST_TYPE_architectural_iopl);
         let undo = set_iopl(0);
-        values!("enable={on} iopl={} disable={off} undo={undo}", (flags >> 12) & 3)
+        values!(
+            "enable={on} iopl={} disable={off} undo={undo}",
+            (flags >> 12) & 3
+        )
     });
 }
