@@ -323,7 +323,7 @@ fn hypervisor_ports_are_withheld_from_dom0_and_everything_from_domus() {
 fn port_io_needs_iopl_then_reads_or_masks() {
     let mut bus = FakeBus::default();
     let mut dom0 = io_dom(true);
-    dom0.vcpu.iopl = 0;
+    dom0.vcpu_mut().iopl = 0;
     let mut regs = Regs {
         rax: 0xffff_ffff_ffff_ffff,
         rdx: 0x3f0,
@@ -336,7 +336,7 @@ fn port_io_needs_iopl_then_reads_or_masks() {
         Emulated::No
     );
     assert_eq!(regs.rip, 0x1000);
-    dom0.vcpu.iopl = 1;
+    dom0.vcpu_mut().iopl = 1;
     // in %dx, %eax: real read, zero-extended into RAX.
     assert_eq!(
         port_io(&mut regs, &[0xed], &mut dom0, &mut bus),
@@ -383,12 +383,12 @@ fn port_io_needs_iopl_then_reads_or_masks() {
     );
     assert_eq!(regs.rax, 0xff);
     // User mode needs IOPL 3.
-    dom0.vcpu.kernel_mode = false;
+    dom0.vcpu_mut().kernel_mode = false;
     assert_eq!(
         port_io(&mut regs, &[0xe4, 0x80], &mut dom0, &mut bus),
         Emulated::No
     );
-    dom0.vcpu.iopl = 3;
+    dom0.vcpu_mut().iopl = 3;
     assert_eq!(
         port_io(&mut regs, &[0xe4, 0x80], &mut dom0, &mut bus),
         Emulated::Done
@@ -536,7 +536,7 @@ fn io_dom(privileged: bool) -> crate::domain::Domain {
         crate::mm::Mfn(5),
         crate::mm::Mfn(6),
     );
-    d.vcpu.iopl = 1;
+    d.vcpu_mut().iopl = 1;
     d
 }
 
@@ -837,12 +837,12 @@ fn cli_and_sti_are_no_ops_when_the_virtual_iopl_allows_them() {
         assert_eq!(cli_sti(&mut at(0x1000), code, &d), Emulated::No);
     }
     // User mode needs IOPL 3; kernel mode at IOPL 0 needs `architectural_iopl`.
-    d.vcpu.kernel_mode = false;
+    d.vcpu_mut().kernel_mode = false;
     assert_eq!(cli_sti(&mut at(0x1000), &[0xfa], &d), Emulated::No);
-    d.vcpu.iopl = 3;
+    d.vcpu_mut().iopl = 3;
     assert_eq!(cli_sti(&mut at(0x1000), &[0xfa], &d), Emulated::Done);
-    d.vcpu.kernel_mode = true;
-    d.vcpu.iopl = 0;
+    d.vcpu_mut().kernel_mode = true;
+    d.vcpu_mut().iopl = 0;
     let mut regs = at(0x1000);
     assert_eq!(cli_sti(&mut regs, &[0xfb], &d), Emulated::No);
     assert_eq!(

@@ -132,14 +132,14 @@ fn run_op<M: Machine + ?Sized>(
     count: u32,
 ) -> Result<Ran, Errno> {
     let shared_info = ctx.dom.shared_info;
-    let vcpu0 = ctx.dom.vcpu.vcpu_info_maddr();
+    let vcpu0 = ctx.dom.vcpu().vcpu_info_maddr();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
         i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu0)
     };
-    let l4 = ctx.dom.l4;
+    let l4 = ctx.dom.vcpu().l4;
     let me = ctx.dom.id;
     let mut tables = Tables {
         me,
@@ -315,11 +315,12 @@ pub fn domain_dying(
         mine,
         others,
     };
+    let vcpu = dom.vcpu_mut();
     let mut pt = crate::mm::frame_table::Pt {
         mm,
         mem,
-        perf: &mut dom.vcpu.perf,
-        flush: &mut dom.vcpu.flush,
+        perf: &mut vcpu.perf,
+        flush: &mut vcpu.flush,
         caller,
     };
     gnt::release_mappings(&mut pt, &mut tables, id);

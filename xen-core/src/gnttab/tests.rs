@@ -73,12 +73,13 @@ impl World {
     ) -> R {
         let dom = &mut self.two.doms[d];
         let caller = dom.info();
-        let l4 = dom.l4;
+        let l4 = dom.vcpu().l4;
+        let vcpu = dom.vcpu_mut();
         let mut pt = Pt {
             mm: self.two.m.mm.as_mut().unwrap(),
             mem: &mut self.two.m.mem,
-            perf: &mut dom.vcpu.perf,
-            flush: &mut dom.vcpu.flush,
+            perf: &mut vcpu.perf,
+            flush: &mut vcpu.flush,
             caller,
         };
         f(&mut pt, l4, &mut Both(&mut self.tables))

@@ -13,11 +13,11 @@ pub(super) fn set_debugreg<M: Machine + ?Sized>(
 ) -> HcResult {
     // The register number is an `int` in Xen's `do_set_debugreg`: the low 32 bits count.
     let reg = reg as u32;
-    debugreg::set_debugreg(&mut ctx.dom.vcpu, reg, value)?;
+    debugreg::set_debugreg(ctx.dom.vcpu_mut(), reg, value)?;
     Ok(0)
 }
 
 pub(super) fn get_debugreg<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: u64) -> HcResult {
     let reg = reg as u32;
-    Ok(debugreg::get_debugreg(&ctx.dom.vcpu, reg)? as i64)
+    Ok(debugreg::get_debugreg(ctx.dom.vcpu(), reg)? as i64)
 }

@@ -134,7 +134,7 @@ fn load_data_segments(slot: usize) {
 /// The GS base and CR3 follow the guest mode: the user's GS base and L4 in user mode, the
 /// kernel's in kernel mode (what Xen's `swapgs` and `update_cr3` keep in step on each toggle).
 pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
-    let v = &dom.vcpu;
+    let v = dom.vcpu();
     let (gs, gs_shadow) = v.gs_bases();
     let dbg = (v.dr, v.dr7);
     let want = Loaded {
@@ -235,7 +235,7 @@ pub fn sync_guest_bases(m: &mut HvMachine, dom: &mut Domain) {
     ) else {
         return;
     };
-    let v = &mut dom.vcpu;
+    let v = dom.vcpu_mut();
     v.fs_base = fs;
     if v.kernel_mode {
         v.gs_base_kernel = gs;

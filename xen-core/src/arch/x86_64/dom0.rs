@@ -226,6 +226,7 @@ pub fn start(
     printk!(" ENTRY ADDRESS: {:016x}\n", built.entry);
 
     let mut dom = Domain::new(0, true, nr_pages, u32::MAX.into(), shared_info, built.l4);
+    dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
     // so that from now on every change to them goes through the validated hypercalls.
     if let Err(e) = xen_core::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built) {
@@ -255,7 +256,6 @@ pub fn start(
         0,
         DomainEntry {
             dom,
-            regs: Regs::guest_entry(built.entry, built.stack_top, built.start_info_va),
             sched: SchedInfo {
                 weight: xen_core::sched::DEFAULT_WEIGHT,
                 ..SchedInfo::default()

@@ -106,7 +106,6 @@ pub fn build(
         slot,
         DomainEntry {
             dom: dom.clone(),
-            regs: Regs::default(),
             sched: SchedInfo {
                 weight: xen_core::sched::DEFAULT_WEIGHT,
                 ..SchedInfo::default()
@@ -225,7 +224,7 @@ pub fn build(
     Arch::publish_time(m, &dom);
     let g = doms.guest_mut(slot).expect("installed above");
     g.dom = dom;
-    g.regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
+    g.dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     g.rings = Some(rings);
     pool.record(slot, id, pages, shared_info, grant_frames);
     pool.next_domid += 1;
