@@ -682,7 +682,11 @@ fn version_2_shares_status_frames_and_converts_the_reserved_entries() {
     // Back to 1: status frames the hypervisor's again, reserved entry 1 with its reading bit back.
     assert_eq!(w.set_version(0, 1), (1, Ok(())));
     assert!(w.tables[0].status_frames().is_empty());
-    assert_eq!(w.frame(st[0].0).owner(), Owner::Xen, "the hypervisor's again");
+    assert_eq!(
+        w.frame(st[0].0).owner(),
+        Owner::Xen,
+        "the hypervisor's again"
+    );
     assert_eq!(w.flags(0, 1), GTF_permit_access | GTF_reading);
     assert_eq!(w.tables[0].entry(&w.two.m.mem, 1), (9, 1, GRANTED as u32));
     assert_eq!(w.tables[0].nr_entries(), 2048);
