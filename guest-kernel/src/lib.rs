@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod demo;
+pub mod evtchn_fifo;
 pub mod frame_alloc;
 pub mod introduce;
 pub mod layout;

@@ -42,7 +42,7 @@ use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 use super::pci;
 use crate::kernel::hypercall as hc;
 use crate::kernel::pt::{self, PtError};
-use crate::kernel::shared_info::{self, Bitmap};
+use crate::kernel::shared_info;
 use crate::kernel::time;
 use crate::kernel::{direct_map, mm};
 
@@ -328,7 +328,7 @@ pub(crate) fn bind_gsi(gsi: u32) -> Option<IrqMode> {
         return None;
     }
     // The upcall handles unmasked ports only: this one is waited for with SCHEDOP_poll.
-    shared_info::set_bit(Bitmap::Mask, bind.port);
+    crate::kernel::events::mask(bind.port);
     Some(IrqMode::Pirq {
         gsi,
         pirq,
@@ -610,8 +610,8 @@ impl BlockDevice {
         use hypercall_abi::physdev::PhysdevEoi;
         use hypercall_abi::sched::SchedPoll;
         loop {
-            if shared_info::test_bit(Bitmap::Pending, port) == 1 {
-                shared_info::clear_bit(Bitmap::Pending, port);
+            if crate::kernel::events::is_pending(port) {
+                crate::kernel::events::clear_pending(port);
                 self.interrupts += 1;
                 self.blk.ack_interrupt();
                 hc::physdev_op(&mut PhysdevEoi { irq: pirq });
@@ -627,7 +627,7 @@ impl BlockDevice {
                 ..Default::default()
             };
             hc::sched_op(&mut poll);
-            if shared_info::test_bit(Bitmap::Pending, port) != 1 {
+            if !crate::kernel::events::is_pending(port) {
                 self.timeouts += 1;
             }
         }

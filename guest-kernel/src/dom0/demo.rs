@@ -20,8 +20,8 @@ use super::xenstore::{Store, Xenstore};
 use crate::kernel::events::{self, Channel};
 use crate::kernel::grant::{self, CopyEnd, GrantError};
 use crate::kernel::hypercall as hc;
+use crate::kernel::mm;
 use crate::kernel::time::{self, rdtsc};
-use crate::kernel::{mm, shared_info};
 
 /// The demo partner's state for one domU.
 struct Ping {
@@ -179,7 +179,7 @@ impl Demo {
         // Xen marks a freshly bound port pending (so no event can be lost in the race with the
         // peer); here that would count as the first ping. Upcalls are masked in this loop, so
         // the bit has not been delivered yet: clear it.
-        shared_info::clear_bit(shared_info::Bitmap::Pending, local);
+        events::clear_pending(local);
         events::take(local);
         // The kick: the domU starts bouncing once it knows we are bound.
         let bench = self.bench_copies > 0;

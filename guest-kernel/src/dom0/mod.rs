@@ -138,6 +138,8 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         println!("services: cannot install the trap table or event callback");
         return SHUTDOWN_crash;
     }
+    // FIFO events when the hypervisor offers them (`evtchn=2l` keeps the 2-level ABI).
+    events::init_abi(cmdline.get("evtchn") == Some("2l"));
     match events::bind_virq(VIRQ_DOM_EXC) {
         Ok(p) => events::register(p, Channel::DomExc),
         Err(rc) => println!("toolstack: bind VIRQ_DOM_EXC={rc}"),

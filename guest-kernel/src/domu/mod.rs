@@ -122,7 +122,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> ! {
     hc::shutdown(reason)
 }
 
-fn setup(si: &StartInfo) -> Result<Client, DomuError> {
+fn setup(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<Client, DomuError> {
     shared_info::map(si).map_err(DomuError::SharedInfo)?;
     if traps::install() != 0 || traps::register_upcall() != 0 {
         return Err(DomuError::Handlers);
@@ -134,11 +134,13 @@ fn setup(si: &StartInfo) -> Result<Client, DomuError> {
     if let Ok(p) = events::bind_virq(VIRQ_TIMER) {
         events::register(p, Channel::Timer);
     }
+    // FIFO events when offered (`evtchn=2l` keeps 2-level); the ports bound so far carry over.
+    events::init_abi(cmdline.get("evtchn") == Some("2l"));
     Ok(Client::new(store, si.store_evtchn))
 }
 
 fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
-    let mut d = setup(si)?;
+    let mut d = setup(si, cmdline)?;
     if let Some(way) = cmdline.get("crash") {
         crash(way);
     }

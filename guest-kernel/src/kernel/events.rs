@@ -11,13 +11,22 @@
 //! port-to-[`Channel`] table ([`register`]) and run an event loop: [`wait`] blocks until
 //! something fired, [`dispatch`] hands each fired port with its handler to the caller.
 //! The event-channel hypercalls those modes need are wrapped here too.
+//!
+//! **Two ABIs.** dom0 and the domU call [`init_abi`] once their upcall is installed: it offers
+//! the hypervisor a FIFO control block (`EVTCHNOP_init_control`, a page of .bss) and, if that
+//! works, four event array pages (ports 0..4095, `EVTCHNOP_expand_array`); from then on the
+//! upcall consumes the FIFO queues (`guest_kernel::evtchn_fifo`) instead of the 2-level bitmaps.
+//! Any error keeps the 2-level ABI, and `evtchn=2l` on the command line forces it. Code that
+//! polls a port rather than taking its upcall ([`is_pending`], [`clear_pending`], [`mask`])
+//! goes through here so that it works on both.
 
 use alloc::collections::BTreeMap;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use guest_kernel::evtchn_fifo::{self as fifo, CONTROL_WORDS, WORDS_PER_PAGE};
 use hypercall_abi::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnSend,
-    EvtchnUnmask,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnExpandArray,
+    EvtchnInitControl, EvtchnSend, EvtchnUnmask, EVTCHN_FIFO_MAX_QUEUES,
 };
 use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::DOMID_SELF;
@@ -35,9 +44,120 @@ static RECEIVED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 /// Number of upcalls taken so far.
 static UPCALLS: AtomicU32 = AtomicU32::new(0);
 
+/// Whether the domain switched to the FIFO ABI ([`init_abi`]).
+static FIFO: AtomicBool = AtomicBool::new(false);
+
+/// Event array pages the hypervisor took: ports below `ARRAY_PAGES * 1024` have a word.
+static ARRAY_PAGES: AtomicU32 = AtomicU32::new(0);
+
+/// Pages offered for the event array: every port of the 2-level range.
+const MAX_ARRAY_PAGES: usize = 4;
+
+#[repr(C, align(4096))]
+struct Page<const N: usize>([AtomicU32; N]);
+
+/// vCPU 0's FIFO control block (at offset 0), shared with the hypervisor.
+static CONTROL: Page<1024> = Page([const { AtomicU32::new(0) }; 1024]);
+
+/// The event array, shared with the hypervisor once expanded. Words start at 0 (not masked),
+/// as the 2-level mask bits do.
+static ARRAY: Page<{ MAX_ARRAY_PAGES * WORDS_PER_PAGE }> =
+    Page([const { AtomicU32::new(0) }; MAX_ARRAY_PAGES * WORDS_PER_PAGE]);
+
+/// Where each queue's walk stopped (Linux's per-CPU `q->head`), only touched by the upcall.
+static HEADS: [AtomicU32; EVTCHN_FIFO_MAX_QUEUES] =
+    [const { AtomicU32::new(0) }; EVTCHN_FIFO_MAX_QUEUES];
+
+/// Words one upcall visits at most (a hypervisor that links in a loop cannot hold the CPU).
+const FIFO_BUDGET: u32 = 2 * (MAX_ARRAY_PAGES * WORDS_PER_PAGE) as u32;
+
+/// Which event ABI is in use, for the boot line and the tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    /// FIFO, with this many ports covered by event array pages.
+    Fifo(u32),
+    /// 2-level: forced by `evtchn=2l`.
+    TwoLevelForced,
+    /// 2-level: `EVTCHNOP_init_control` failed with this.
+    TwoLevel(i64),
+}
+
+/// Switches to the FIFO ABI if the hypervisor offers it (and `force_2l` is not set), as Linux
+/// does at boot (`xen_evtchn_fifo_init`), and prints `events: FIFO ...` or `events: 2-level
+/// ...`. Call once, with upcalls masked, after the event callback is registered.
+pub fn init_abi(force_2l: bool) -> Abi {
+    let abi = if force_2l {
+        Abi::TwoLevelForced
+    } else {
+        try_fifo()
+    };
+    match abi {
+        Abi::Fifo(ports) => println!("events: FIFO ({ports} ports)"),
+        Abi::TwoLevelForced => println!("events: 2-level (forced by evtchn=2l)"),
+        Abi::TwoLevel(rc) => println!("events: 2-level (init_control: {rc})"),
+    }
+    abi
+}
+
+fn try_fifo() -> Abi {
+    let Some(block) = super::mm::va_to_mfn(core::ptr::addr_of!(CONTROL) as u64) else {
+        return Abi::TwoLevel(-22);
+    };
+    let mut init = EvtchnInitControl {
+        control_gfn: block,
+        offset: 0,
+        vcpu: 0,
+        ..Default::default()
+    };
+    let rc = hc::event_channel_op(&mut init);
+    if rc != 0 {
+        return Abi::TwoLevel(rc);
+    }
+    FIFO.store(true, Ordering::SeqCst);
+    for page in 0..MAX_ARRAY_PAGES {
+        let va = core::ptr::addr_of!(ARRAY) as u64 + (page * 4096) as u64;
+        let Some(mfn) = super::mm::va_to_mfn(va) else {
+            break;
+        };
+        if hc::event_channel_op(&mut EvtchnExpandArray { array_gfn: mfn }) != 0 {
+            break;
+        }
+        ARRAY_PAGES.fetch_add(1, Ordering::SeqCst);
+    }
+    Abi::Fifo(ARRAY_PAGES.load(Ordering::SeqCst) * WORDS_PER_PAGE as u32)
+}
+
+/// The event words the hypervisor has (ports `0..len`).
+fn words() -> &'static [AtomicU32] {
+    let n = ARRAY_PAGES.load(Ordering::SeqCst) as usize * WORDS_PER_PAGE;
+    ARRAY.0.get(..n).unwrap_or(&[])
+}
+
+/// `port`'s event word, if the domain uses FIFO and a page covers it.
+fn word(port: u32) -> Option<&'static AtomicU32> {
+    if FIFO.load(Ordering::SeqCst) {
+        words().get(port as usize)
+    } else {
+        None
+    }
+}
+
+fn record(port: u32) {
+    if let Some(w) = RECEIVED.get((port / 64) as usize) {
+        w.fetch_or(1 << (port % 64), Ordering::SeqCst);
+    }
+}
+
 /// Handles one upcall (called by the trap dispatcher, with upcalls masked).
 pub fn upcall() {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
+    if FIFO.load(Ordering::SeqCst) {
+        shared_info::ack_upcall();
+        if let Some(control) = CONTROL.0.first_chunk::<CONTROL_WORDS>() {
+            fifo::consume(control, words(), &HEADS, FIFO_BUDGET, record);
+        }
+        return;
+    }
     let mut selector = shared_info::ack_upcall();
     while selector != 0 {
         let w = selector.trailing_zeros();
@@ -194,10 +314,42 @@ pub fn close(port: u32) -> Result<(), HypercallError> {
     check(hc::event_channel_op(&mut c))
 }
 
-/// `EVTCHNOP_unmask`: clears the port's mask bit (Xen re-raises it if it is pending).
+/// Unmasks `port`: in place when FIFO allows it (not pending, not BUSY), else
+/// `EVTCHNOP_unmask` (Xen re-raises a pending event).
 pub fn unmask(port: u32) {
+    if word(port).is_some_and(fifo::unmask_local) {
+        return;
+    }
     let mut u = EvtchnUnmask { port };
     hc::event_channel_op(&mut u);
+}
+
+/// Masks `port`: the upcall no longer reports it (a port waited for with `SCHEDOP_poll`).
+pub fn mask(port: u32) {
+    match word(port) {
+        Some(w) => fifo::mask(w),
+        None => shared_info::set_bit(Bitmap::Mask, port),
+    }
+}
+
+/// Whether `port` is pending, whichever ABI is in use.
+pub fn is_pending(port: u32) -> bool {
+    match word(port) {
+        Some(w) => fifo::is_pending(w),
+        None if FIFO.load(Ordering::SeqCst) => false,
+        None => shared_info::test_bit(Bitmap::Pending, port) == 1,
+    }
+}
+
+/// Clears `port`'s pending state, whichever ABI is in use.
+pub fn clear_pending(port: u32) {
+    match word(port) {
+        Some(w) => {
+            fifo::clear_pending(w);
+        }
+        None if FIFO.load(Ordering::SeqCst) => {}
+        None => shared_info::clear_bit(Bitmap::Pending, port),
+    }
 }
 
 /// `EVTCHNOP_send` on a bound port: how a ring end (`ring_drivers`' [`Notify`]) tells its peer.

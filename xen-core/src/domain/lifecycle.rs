@@ -48,7 +48,11 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
         };
         if let Some(s) = g.dom.shutdown {
             if g.dom.id == 0 {
-                let r = if slot == hv.sched.cur { *regs } else { g.regs };
+                let r = if slot == hv.sched.cur {
+                    *regs
+                } else {
+                    g.dom.vcpu().regs
+                };
                 dom0_stopped(&mut hv.arch, g, &r, s);
             }
             if !g.reported {
@@ -63,7 +67,11 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
                     ),
                     Shutdown::Crashed(why) => {
                         printk!(&mut hv.arch, "domain {id} ({}) crashed: {why}\n", g.name);
-                        let r = if slot == hv.sched.cur { regs } else { &g.regs };
+                        let r = if slot == hv.sched.cur {
+                            regs
+                        } else {
+                            &g.dom.vcpu().regs
+                        };
                         printk!(&mut hv.arch, "{}", RegsDump(r));
                     }
                 }
@@ -148,7 +156,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     // dom0 destroyed it from its own entry (`XEN_DOMCTL_destroydomain`), so the CPU runs on
     // dom0's tables, not on the dying domain's, whose L4s are released here.
     if let Some(g) = doms.guest(slot) {
-        let tables = [Some(g.dom.l4), g.dom.vcpu.user_l4];
+        let tables = [Some(g.dom.vcpu().l4), g.dom.vcpu().user_l4];
         assert!(
             !tables.contains(&Some(hv.arch.running_l4())),
             "destroying d{} while the CPU runs on its page tables",
@@ -236,6 +244,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
             let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn * 8), INVALID_M2P_ENTRY);
         }
         let _ = hv.pool.frames.free(one(a.shared_info));
+        mm.release_xen(a.grant_frames);
         let _ = hv.pool.frames.free(a.grant_frames);
         // The running guest may hold stale TLB entries for frames of this domain it had mapped
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return

@@ -352,6 +352,13 @@ pub fn is_pending<S: FifoMemory + ?Sized>(fifo: &Fifo, mem: &S, port: EvtchnPort
         .is_some_and(|w| w & PENDING != 0)
 }
 
+/// `evtchn_fifo_is_busy`: the port's event word is LINKED on a queue.
+pub fn is_linked<S: FifoMemory + ?Sized>(fifo: &Fifo, mem: &S, port: EvtchnPort) -> bool {
+    fifo.word(port)
+        .and_then(|w| mem.load(w))
+        .is_some_and(|w| w & LINKED != 0)
+}
+
 /// `evtchn_fifo_is_masked`: a port no page covers counts as masked.
 pub fn is_masked<S: FifoMemory + ?Sized>(fifo: &Fifo, mem: &S, port: EvtchnPort) -> bool {
     fifo.word(port)

@@ -267,13 +267,26 @@ impl PortTable {
     }
 
     /// Xen's `evtchn_allocate_port`: make `port` usable if it is free, allocating its bucket
-    /// (and every bucket before it) if needed.
-    fn allocate_port(&mut self, port: EvtchnPort) -> Result<(), Errno> {
+    /// (and every bucket before it) if needed. Under FIFO a free port whose event word is still
+    /// LINKED on a queue is busy (`evtchn_is_busy`): handing it out again would deliver its
+    /// first event on the old queue.
+    fn allocate_port<S: FifoMemory + ?Sized>(
+        &mut self,
+        mem: &S,
+        port: EvtchnPort,
+    ) -> Result<(), Errno> {
         if port > self.max_port || port as usize >= NR_PORTS {
             return Err(Errno::ENOSPC);
         }
         if self.is_valid(port) {
             if self.channels[port as usize].state != ChannelState::Free {
+                return Err(Errno::EBUSY);
+            }
+            if self
+                .fifo
+                .as_ref()
+                .is_some_and(|f| fifo::is_linked(f, mem, port))
+            {
                 return Err(Errno::EBUSY);
             }
         } else {
@@ -284,11 +297,12 @@ impl PortTable {
     }
 
     /// Xen's `get_free_port`: the lowest free port, allocating a bucket if all valid ones are
-    /// taken. The new bucket stays valid even if the operation then fails, as in Xen.
-    fn get_free_port(&mut self) -> Result<EvtchnPort, Errno> {
+    /// taken. The new bucket stays valid even if the operation then fails, as in Xen. `mem`
+    /// reaches the event words under FIFO.
+    fn get_free_port<S: FifoMemory + ?Sized>(&mut self, mem: &S) -> Result<EvtchnPort, Errno> {
         let mut port = 0;
         while port <= self.max_port {
-            match self.allocate_port(port) {
+            match self.allocate_port(mem, port) {
                 Ok(()) => return Ok(port),
                 Err(Errno::EBUSY) => port += 1,
                 Err(e) => return Err(e),

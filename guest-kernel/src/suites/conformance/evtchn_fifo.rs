@@ -269,6 +269,28 @@ pub(super) fn cases(s: &mut Suite) {
         format_args!("close={rc_close} a={} close_b={rc_close_b}", Bits(word(a))),
     );
 
+    // A closed port whose word is still LINKED is busy (`evtchn_is_busy` in Xen's
+    // `evtchn_allocate_port`): a new pair gets other ports; once the guest unlinks the words,
+    // the lowest ones come back.
+    let linked = (word(a) & L != 0, word(b) & L != 0);
+    let (rc_pair, c, d) = pair();
+    let reused_while_linked = c == a || c == b || d == a || d == b;
+    let _ = (close(c), close(d));
+    clear_pages();
+    let (rc_pair2, e, f) = pair();
+    let reused_after = (e == a || e == b) && (f == a || f == b);
+    let _ = (close(e), close(f));
+    s.case(
+        "evtchn_fifo.linked_port_not_reused",
+        format_args!(
+            "a_linked={} b_linked={} pair={rc_pair} reused_while_linked={} pair_after_unlink={rc_pair2} reused_after={}",
+            flag(linked.0),
+            flag(linked.1),
+            flag(reused_while_linked),
+            flag(reused_after)
+        ),
+    );
+
     // Event array pages up to Xen's limit (128; the same frame may serve several times).
     let mut added = 1;
     let mut last = 0;

@@ -17,7 +17,6 @@ use hypercall_abi::vcpu::VcpuSetSingleshotTimer;
 use hypercall_abi::xen::{DOMID_SELF, VIRQ_TIMER};
 
 use crate::kernel::hypercall as hc;
-use crate::kernel::shared_info::{self, Bitmap::Pending};
 use crate::kernel::{console, events, time};
 
 const MS: u64 = time::MS;
@@ -59,8 +58,8 @@ fn poll(port: u32, timeout: u64) -> (i64, u64, bool) {
     let start = time::now_ns().unwrap_or(0);
     let rc = hc::sched_op(&mut p);
     let took = time::now_ns().unwrap_or(0).saturating_sub(start) / MS;
-    let fired = shared_info::test_bit(Pending, port) != 0;
-    shared_info::clear_bit(Pending, port);
+    let fired = events::is_pending(port);
+    events::clear_pending(port);
     events::take(port);
     (rc, took, fired)
 }
@@ -84,7 +83,7 @@ pub fn run() -> Result<(), &'static str> {
     if stop != 0 {
         return Err("cannot stop the periodic timer");
     }
-    shared_info::clear_bit(Pending, port);
+    events::clear_pending(port);
     events::take(port);
 
     // set_timer_op: 2^63 - 1 and a negative deadline are both clamped to 100 ms ahead.

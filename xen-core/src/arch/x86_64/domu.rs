@@ -131,7 +131,6 @@ pub fn build(
         slot,
         DomainEntry {
             dom: dom.clone(),
-            regs: Regs::default(),
             sched: SchedInfo {
                 weight: xen_core::sched::DEFAULT_WEIGHT,
                 ..SchedInfo::default()
@@ -232,6 +231,7 @@ pub fn build(
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
         m.mm.clear_given(pages);
+        m.mm.release_xen(grant_frames);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
         let _ = pool.frames.free(grant_frames);
@@ -251,7 +251,7 @@ pub fn build(
     Arch::publish_time(m, &dom);
     let g = doms.guest_mut(slot).expect("installed above");
     g.dom = dom;
-    g.regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
+    g.dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     g.rings = Some(rings);
     pool.record(slot, id, pages, shared_info, grant_frames);
     pool.next_domid += 1;

@@ -388,6 +388,26 @@ fn close_clears_pending_in_the_word() {
 }
 
 #[test]
+fn a_closed_port_still_linked_is_not_handed_out_again_until_consumed() {
+    // Xen's `evtchn_allocate_port` skips a free port whose word is LINKED (`evtchn_is_busy`):
+    // reusing it would deliver its first event on the old queue.
+    let mut w = fifo_world();
+    let (a, b) = pair(&mut w);
+    send(w.as_mut_slice(), DOM1, b).unwrap();
+    assert_ne!(word(&w, a) & L, 0, "a is linked on a queue");
+    close(w.as_mut_slice(), DOM1, a).unwrap();
+    let c = alloc_unbound(w.as_mut_slice(), DOM1, DOMID_SELF, DOMID_SELF).unwrap();
+    assert_ne!(c, a, "a still LINKED: busy");
+    assert_eq!(c, b + 1, "the lowest free port that is not linked");
+    // Once the guest consumed it, the port is free again.
+    // (b is pending since its bind, as Xen makes a new interdomain port; a, closed, is not.)
+    assert_eq!(consume(&mut w, BLOCK, 8), vec![b]);
+    assert_eq!(word(&w, a) & L, 0);
+    let e = alloc_unbound(w.as_mut_slice(), DOM1, DOMID_SELF, DOMID_SELF).unwrap();
+    assert_eq!(e, a);
+}
+
+#[test]
 fn tail_unlinked_by_the_guest_restarts_the_queue_at_head() {
     let mut w = fifo_world();
     let (a, b) = pair(&mut w);

@@ -117,7 +117,7 @@ fn populate_then_decrease_moves_frames_between_the_pool_and_the_domain() {
         assert_eq!(m2p(&w, m), INVALID_M2P_ENTRY);
     }
     // The caller's TLB is flushed before it runs again.
-    assert!(w.dom.vcpu.flush.local_flush);
+    assert!(w.dom.vcpu().flush.local_flush);
     w.check();
 }
 
@@ -220,7 +220,7 @@ fn a_page_still_mapped_is_given_up_but_freed_only_when_unmapped() {
     let f = w.frame(mfn);
     assert!(f.loose(), "{f:?}");
     // That unmapping asked for no flush: the TLB may still map the page.
-    let _ = w.dom.vcpu.flush.take();
+    let _ = w.dom.vcpu_mut().flush.take();
     assert_eq!(
         query(&mut w, XENMEM_current_reservation, DOMID_SELF),
         (DOM0_PAGES - 1) as i64
@@ -228,7 +228,7 @@ fn a_page_still_mapped_is_given_up_but_freed_only_when_unmapped() {
     assert_eq!(w.pool.free_frames(), free + 1);
     // Back in the pool, it must be in no TLB once the caller runs: a full flush is owed.
     assert!(
-        w.dom.vcpu.flush.local_flush,
+        w.dom.vcpu().flush.local_flush,
         "a flush before the caller runs"
     );
     assert_eq!(w.mm().loose_waiting, 0);
@@ -549,4 +549,45 @@ fn the_pool_keeps_single_frames_its_run_list_has_no_room_for() {
         })
         .unwrap();
     assert_eq!(pool.take(&mut mem, 3, None), Some(Mfn(64)));
+}
+
+#[test]
+fn only_frames_truly_back_in_the_pool_are_handed_out() {
+    // Whatever the pool holds by mistake (a corrupted list of single frames, a frame put back
+    // twice), the frame table is the gate: a hypervisor frame, a frame a domain holds and a
+    // loose frame not yet reclaimed are never given to a domain.
+    use crate::domain::pool::one;
+    use crate::domain::PerfCounters;
+    use crate::mm::frame_alloc::BootFrameAllocator;
+    let mut w = World::dom0();
+    let good = std::mem::replace(&mut w.pool, BootFrameAllocator::empty());
+    let increase =
+        |w: &mut World| reservation(w, XENMEM_increase_reservation, &[0], 0, 0, DOMID_SELF);
+
+    w.pool.free(one(WORLD_M2P)).unwrap();
+    assert_eq!(increase(&mut w), 0, "a hypervisor frame");
+    assert_eq!(w.frame(WORLD_M2P).owner(), Owner::Xen);
+
+    w.pool = good;
+    assert_eq!(increase(&mut w), 1);
+    let held = Mfn(list(&mut w, 1)[0]);
+    assert_eq!(increase(&mut w), 1);
+    let loose = Mfn(list(&mut w, 1)[0]);
+    let good = std::mem::replace(&mut w.pool, BootFrameAllocator::empty());
+    w.pool.free(one(held)).unwrap();
+    assert_eq!(increase(&mut w), 0, "a frame the domain holds");
+    assert_eq!(w.frame(held).owner(), Owner::Domain(0));
+
+    // The allocation reference goes behind the pool's back: free, still counted as dom0's.
+    w.m.mm
+        .as_mut()
+        .unwrap()
+        .frames
+        .put_page(loose, &mut PerfCounters::default());
+    assert!(w.frame(loose).loose());
+    w.pool = BootFrameAllocator::empty();
+    w.pool.free(one(loose)).unwrap();
+    assert_eq!(increase(&mut w), 0, "a loose frame");
+    assert!(w.frame(loose).loose());
+    w.pool = good;
 }
