@@ -62,11 +62,11 @@ pub fn create_bounce_frame<M: MachineMemoryMut + ?Sized>(
     if b.eip == 0 {
         return Err("no handler registered for a trap or event it had to take");
     }
-    let from_user = !dom.vcpu.kernel_mode;
+    let from_user = !dom.vcpu().kernel_mode;
     let (mut sp, cs) = if from_user {
         // "Push new frame at registered guest-OS stack base", on the kernel's page tables.
         dom.toggle_guest_mode()?;
-        (dom.vcpu.kernel_sp, regs.cs & 0xffff)
+        (dom.vcpu().kernel_sp, regs.cs & 0xffff)
     } else {
         // "In kernel context already: push new frame at existing %rsp"; RPL 0 in the saved CS
         // tells the guest it interrupted itself.
@@ -81,7 +81,16 @@ pub fn create_bounce_frame<M: MachineMemoryMut + ?Sized>(
         shared_info::set_upcall_mask(m, dom, true);
     }
     let cs = cs | (u64::from(saved_mask) << 32);
-    let fl = (regs.rflags & !rflags::IF) | if saved_mask { 0 } else { rflags::IF };
+    // The frame's IOPL is the virtual one with `VMASST_TYPE_architectural_iopl`, else 0
+    // (`create_bounce_frame` folds `VCPU_iopl` in under the assist).
+    let iopl = if dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0 {
+        u64::from(dom.vcpu().iopl & 3) << 12
+    } else {
+        0
+    };
+    let fl = (regs.rflags & !(rflags::IF | rflags::IOPL))
+        | iopl
+        | if saved_mask { 0 } else { rflags::IF };
 
     let mut words = [0u64; 8];
     let mut n = 0;
@@ -134,7 +143,7 @@ pub fn switch_to_kernel<M: MachineMemoryMut + ?Sized>(
     dom: &mut Domain,
     regs: &mut Regs,
 ) -> Result<(), CrashReason> {
-    let v = &dom.vcpu;
+    let v = dom.vcpu();
     let eip = if regs.cs == u64::from(FLAT_USER_CS32) {
         v.syscall32_callback
     } else {
@@ -170,14 +179,14 @@ pub fn inject_exception<M: MachineMemoryMut + ?Sized>(
     error_code: Option<u32>,
     cr2: u64,
 ) -> Result<(), CrashReason> {
-    let ti = dom.vcpu.trap_ctxt[usize::from(vector)];
+    let ti = dom.vcpu().trap_ctxt[usize::from(vector)];
     let mut error_code = error_code;
     if vector == TRAP_PAGE_FAULT {
         shared_info::set_cr2(m, dom, cr2);
         // The CPU saw ring 3; the guest wants to know whether its *user* mode faulted.
         error_code = error_code.map(|e| {
             let e = e & !PFEC_USER;
-            if dom.vcpu.kernel_mode {
+            if dom.vcpu().kernel_mode {
                 e
             } else {
                 e | PFEC_USER
@@ -207,8 +216,8 @@ pub fn software_interrupt<M: MachineMemoryMut + ?Sized>(
     error_code: u64,
 ) -> Option<Result<(), CrashReason>> {
     let n = crate::emulate::soft_int_vector(error_code)?;
-    let ti = dom.vcpu.trap_ctxt[usize::from(n)];
-    if !crate::emulate::permit_softint(ti.dpl(), dom.vcpu.kernel_mode) {
+    let ti = dom.vcpu().trap_ctxt[usize::from(n)];
+    if !crate::emulate::permit_softint(ti.dpl(), dom.vcpu().kernel_mode) {
         return None;
     }
     regs.rip = regs.rip.wrapping_add(2);
@@ -230,7 +239,7 @@ pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
     if !shared_info::upcall_deliverable(m, dom) {
         return Ok(false);
     }
-    let eip = dom.vcpu.event_callback;
+    let eip = dom.vcpu().event_callback;
     create_bounce_frame(
         m,
         dom,
@@ -253,8 +262,8 @@ mod tests {
     #[test]
     fn exception_frame_layout_matches_xen() {
         let (mut m, mut d, _) = setup();
-        d.vcpu.trap_ctxt[14].address = 0x10_1000;
-        d.vcpu.trap_ctxt[14].flags = 4; // mask events
+        d.vcpu_mut().trap_ctxt[14].address = 0x10_1000;
+        d.vcpu_mut().trap_ctxt[14].flags = 4; // mask events
         let mut regs = Regs {
             rip: 0x10_2345,
             cs: 0xe033,
@@ -271,7 +280,7 @@ mod tests {
         assert_eq!(regs.rsp, GUEST_VA + 0x800 - 64);
         let g = PageTableGuest {
             mem: &mut m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         let frame: [u64; 8] =
             copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
@@ -329,7 +338,7 @@ mod tests {
     #[test]
     fn upcall_only_when_pending_and_unmasked() {
         let (mut m, mut d, _) = setup();
-        d.vcpu.event_callback = 0x10_3000;
+        d.vcpu_mut().event_callback = 0x10_3000;
         let mut regs = Regs {
             rsp: GUEST_VA + 0x800,
             rflags: 0x202,
@@ -349,7 +358,7 @@ mod tests {
         );
         let g = PageTableGuest {
             mem: &mut m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         let frame: [u64; 7] =
             copy_from_guest(&g, crate::guest_access::GuestPtr::new(regs.rsp)).unwrap();
@@ -379,12 +388,12 @@ mod tests {
     /// page 2 of the guest region (unaligned: it is aligned down).
     fn in_user_mode() -> (FakeMachine, Domain) {
         let (m, mut d, _) = setup();
-        d.vcpu.user_l4 = Some(USER_L4);
-        d.vcpu.kernel_mode = false;
-        d.vcpu.kernel_ss = 0xe02b;
-        d.vcpu.kernel_sp = GUEST_VA + 0x2008;
-        d.vcpu.gs_base_kernel = KERNEL_GS;
-        d.vcpu.gs_base_user = USER_GS;
+        d.vcpu_mut().user_l4 = Some(USER_L4);
+        d.vcpu_mut().kernel_mode = false;
+        d.vcpu_mut().kernel_ss = 0xe02b;
+        d.vcpu_mut().kernel_sp = GUEST_VA + 0x2008;
+        d.vcpu_mut().gs_base_kernel = KERNEL_GS;
+        d.vcpu_mut().gs_base_user = USER_GS;
         (m, d)
     }
 
@@ -408,7 +417,10 @@ mod tests {
     }
 
     fn kernel_frame<const N: usize>(m: &mut FakeMachine, d: &Domain, rsp: u64) -> [u64; N] {
-        let g = PageTableGuest { mem: m, l4: d.l4 };
+        let g = PageTableGuest {
+            mem: m,
+            l4: d.vcpu().l4,
+        };
         copy_from_guest(&g, crate::guest_access::GuestPtr::new(rsp)).unwrap()
     }
 
@@ -416,15 +428,15 @@ mod tests {
     #[test]
     fn syscall_from_user_enters_the_callback_on_the_kernel_stack() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.syscall_callback = SYSCALL_CB;
-        d.vcpu.callback_flags = VGCF_syscall_disables_events;
+        d.vcpu_mut().syscall_callback = SYSCALL_CB;
+        d.vcpu_mut().callback_flags = VGCF_syscall_disables_events;
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
 
         // Guest kernel mode, on the kernel's table and GS base.
-        assert!(d.vcpu.kernel_mode);
-        assert_eq!(d.vcpu.flush.new_cr3, Some(d.l4));
-        assert_eq!(d.vcpu.gs_bases(), (KERNEL_GS, USER_GS));
+        assert!(d.vcpu().kernel_mode);
+        assert_eq!(d.vcpu().flush.new_cr3, Some(d.vcpu().l4));
+        assert_eq!(d.vcpu().gs_bases(), (KERNEL_GS, USER_GS));
         // The callback, on the kernel stack (16-byte aligned, then 7 words), flat kernel selectors,
         // DF cleared, the user's general registers untouched; the exit is still a `sysret` one.
         assert_eq!(regs.rip, SYSCALL_CB);
@@ -448,7 +460,7 @@ mod tests {
     #[test]
     fn syscall_from_user_with_events_masked_saves_the_mask_and_keeps_it() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.syscall_callback = SYSCALL_CB;
+        d.vcpu_mut().syscall_callback = SYSCALL_CB;
         shared_info::set_upcall_mask(&mut m, &d, true);
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
@@ -463,7 +475,7 @@ mod tests {
 
         // Registered without CALLBACKF_mask_events: events stay as they were.
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.syscall_callback = SYSCALL_CB;
+        d.vcpu_mut().syscall_callback = SYSCALL_CB;
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
         assert!(!shared_info::upcall_mask(&m, &d));
@@ -472,8 +484,8 @@ mod tests {
     #[test]
     fn syscall_from_32_bit_code_takes_the_syscall32_callback() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.syscall_callback = SYSCALL_CB;
-        d.vcpu.syscall32_callback = 0x10_6000;
+        d.vcpu_mut().syscall_callback = SYSCALL_CB;
+        d.vcpu_mut().syscall32_callback = 0x10_6000;
         let mut regs = syscall_entry_frame(0xe023);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
         assert_eq!((regs.rip, regs.cs), (0x10_6000, 0xe033));
@@ -487,11 +499,11 @@ mod tests {
     #[test]
     fn syscall_from_user_without_a_callback_is_ud_at_the_instruction() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.trap_ctxt[6].address = 0x10_1600;
+        d.vcpu_mut().trap_ctxt[6].address = 0x10_1600;
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
         assert_eq!(regs.rip, 0x10_1600);
-        assert!(d.vcpu.kernel_mode);
+        assert!(d.vcpu().kernel_mode);
         let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
         assert_eq!(frame[2], USER_RIP - 2, "#UD points at the `syscall` itself");
         assert_eq!(regs.rflags & rflags::DF, rflags::DF, "DF is left alone");
@@ -505,7 +517,7 @@ mod tests {
     #[test]
     fn exception_from_user_mode_goes_on_the_kernel_stack_with_the_user_bit() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.trap_ctxt[14].address = 0x10_1000;
+        d.vcpu_mut().trap_ctxt[14].address = 0x10_1000;
         let mut regs = Regs {
             rip: USER_RIP,
             cs: 0xe033,
@@ -518,8 +530,8 @@ mod tests {
         };
         // The CPU reports ring 3 (user bit) for every guest fault; user mode keeps it.
         inject_exception(&mut m, &mut d, &mut regs, 14, Some(0x6), 0x7000_0000).unwrap();
-        assert!(d.vcpu.kernel_mode);
-        assert_eq!(d.vcpu.flush.new_cr3, Some(d.l4));
+        assert!(d.vcpu().kernel_mode);
+        assert_eq!(d.vcpu().flush.new_cr3, Some(d.vcpu().l4));
         assert_eq!(regs.rsp, GUEST_VA + 0x2000 - 8 * 8);
         let frame: [u64; 8] = kernel_frame(&mut m, &d, regs.rsp);
         assert_eq!(
@@ -528,7 +540,7 @@ mod tests {
         );
         // The same fault in kernel mode: user bit cleared, RPL 0, the interrupted stack.
         let (mut m, mut d, _) = setup();
-        d.vcpu.trap_ctxt[14].address = 0x10_1000;
+        d.vcpu_mut().trap_ctxt[14].address = 0x10_1000;
         let mut regs = Regs {
             rip: 0x10_2000,
             cs: 0xe033,
@@ -537,7 +549,7 @@ mod tests {
             ..Regs::default()
         };
         inject_exception(&mut m, &mut d, &mut regs, 14, Some(0x6), 0).unwrap();
-        assert!(d.vcpu.flush.is_empty(), "no mode switch, no CR3 load");
+        assert!(d.vcpu().flush.is_empty(), "no mode switch, no CR3 load");
         let frame: [u64; 8] = kernel_frame(&mut m, &d, regs.rsp);
         assert_eq!((frame[2], frame[4]), (0x2, 0xe030));
     }
@@ -545,7 +557,7 @@ mod tests {
     #[test]
     fn an_upcall_in_user_mode_switches_to_the_kernel() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.event_callback = 0x10_3000;
+        d.vcpu_mut().event_callback = 0x10_3000;
         let _ = shared_info::SharedInfoPage::of_mut(&mut m, d.shared_info)
             .test_and_set_upcall_pending(0);
         let mut regs = Regs {
@@ -557,7 +569,7 @@ mod tests {
             ..Regs::default()
         };
         assert_eq!(deliver_upcall(&mut m, &mut d, &mut regs), Ok(true));
-        assert!(d.vcpu.kernel_mode);
+        assert!(d.vcpu().kernel_mode);
         assert_eq!((regs.rip, regs.rsp), (0x10_3000, GUEST_VA + 0x2000 - 7 * 8));
         let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
         assert_eq!(&frame[2..], &[USER_RIP, 0xe033, 0x202, USER_RSP, 0xe02b]);
@@ -574,7 +586,7 @@ mod tests {
         // hypervisor, or simply unmapped.
         for sp in [0, HYPERVISOR_VIRT_START + 0x1000, 0x6000_0000_0000] {
             let (mut m, mut d) = in_user_mode();
-            d.vcpu.kernel_sp = sp;
+            d.vcpu_mut().kernel_sp = sp;
             let mut regs = Regs {
                 rsp: GUEST_VA + 0x800, // mapped, but not the stack to use
                 ..Regs::default()
@@ -586,14 +598,43 @@ mod tests {
         }
     }
 
+    /// The frame's RFLAGS.IOPL is the virtual IOPL with `VMASST_TYPE_architectural_iopl`, and 0
+    /// without it, whatever the real RFLAGS held.
+    #[test]
+    fn bounce_frame_iopl_follows_the_architectural_iopl_assist() {
+        let frame_iopl = |assist: bool, real: u64| {
+            let (mut m, mut d, _) = setup();
+            d.vcpu_mut().trap_ctxt[6].address = 0x10_1000;
+            d.vcpu_mut().iopl = 2;
+            if assist {
+                d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
+            }
+            let mut regs = Regs {
+                rip: 0x10_2345,
+                cs: 0xe033,
+                rflags: 0x246 | real,
+                rsp: GUEST_VA + 0x800,
+                ss: 0xe02b,
+                ..Regs::default()
+            };
+            inject_exception(&mut m, &mut d, &mut regs, 6, None, 0).unwrap();
+            let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
+            (frame[4] >> 12) & 3
+        };
+        assert_eq!(frame_iopl(false, 0), 0);
+        assert_eq!(frame_iopl(false, 0x3000), 0);
+        assert_eq!(frame_iopl(true, 0), 2);
+        assert_eq!(frame_iopl(true, 0x1000), 2);
+    }
+
     #[test]
     fn software_interrupts_follow_the_dpl_of_the_current_mode() {
         let gp = |n: u64| n * 8 + 2;
         let (mut m, mut d) = in_user_mode();
-        d.vcpu.trap_ctxt[0x80].address = 0x10_8000;
-        d.vcpu.trap_ctxt[0x80].flags = 3; // DPL 3
-        d.vcpu.trap_ctxt[0x81].address = 0x10_8100;
-        d.vcpu.trap_ctxt[0x81].flags = 1 | 4; // DPL 1, mask events
+        d.vcpu_mut().trap_ctxt[0x80].address = 0x10_8000;
+        d.vcpu_mut().trap_ctxt[0x80].flags = 3; // DPL 3
+        d.vcpu_mut().trap_ctxt[0x81].address = 0x10_8100;
+        d.vcpu_mut().trap_ctxt[0x81].flags = 1 | 4; // DPL 1, mask events
         let user = Regs {
             rip: USER_RIP,
             cs: 0xe033,
@@ -605,13 +646,13 @@ mod tests {
         let mut regs = user;
         assert!(software_interrupt(&mut m, &mut d, &mut regs, gp(0x81)).is_none());
         assert_eq!(regs, user);
-        assert!(!d.vcpu.kernel_mode);
+        assert!(!d.vcpu().kernel_mode);
         // DPL 3 is delivered after the two-byte `int`, on the kernel stack.
         assert_eq!(
             software_interrupt(&mut m, &mut d, &mut regs, gp(0x80)),
             Some(Ok(()))
         );
-        assert!(d.vcpu.kernel_mode);
+        assert!(d.vcpu().kernel_mode);
         let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
         assert_eq!(
             (regs.rip, frame[2], frame[3]),

@@ -38,7 +38,7 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
         b'q' => {
             for (slot, g) in doms.slots() {
                 let d = &g.dom;
-                let v = &d.vcpu;
+                let v = d.vcpu();
                 printk!(
                     arch,
                     "d{} ({}): {} pages (max {}), {}, shutdown {:?}{}\n",
@@ -54,7 +54,11 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
                     d.shutdown,
                     if g.destroy { ", dying" } else { "" }
                 );
-                let rip = if slot == cur { regs.rip } else { g.regs.rip };
+                let rip = if slot == cur {
+                    regs.rip
+                } else {
+                    g.dom.vcpu().regs.rip
+                };
                 let mask = crate::shared_info::upcall_mask(&*arch, d);
                 let pending = crate::shared_info::upcall_pending(&*arch, d);
                 printk!(
@@ -124,7 +128,7 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
         b'p' => {
             for (_, g) in doms.slots() {
                 printk!(arch, "d{} perf counters:", g.dom.id);
-                for (name, value) in g.dom.vcpu.perf.named() {
+                for (name, value) in g.dom.vcpu().perf.named() {
                     printk!(arch, " {name}={value}");
                 }
                 printk!(arch, "\n");
@@ -135,7 +139,7 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
         b'P' => {
             for slot in 0..MAX_DOMAINS {
                 if let Some(g) = doms.guest_mut(slot) {
-                    g.dom.vcpu.perf = Default::default();
+                    g.dom.vcpu_mut().perf = Default::default();
                     printk!(arch, "d{} perf counters reset\n", g.dom.id);
                 }
             }

@@ -20,7 +20,7 @@ fn world() -> (Hv<FakeArch>, Box<DomainSet>) {
     let mut set = Box::new(DomainSet::new());
     set.install(0, guest(0), MAX_PORT_2L);
     let mut d4 = guest(4);
-    d4.dom.vcpu.blocked = true;
+    d4.dom.vcpu_mut().blocked = true;
     d4.sched.weight = 512;
     set.install(2, d4, MAX_PORT_2L);
     let (g, ports) = set.both_mut(0).unwrap();
@@ -76,7 +76,7 @@ fn r_shows_the_scheduler_and_h_the_keys() {
 #[test]
 fn e_lists_bound_channels_and_p_counters_reset_by_capital_p() {
     let (mut hv, mut set) = world();
-    set.guest_mut(2).unwrap().dom.vcpu.perf.hypercalls = 5;
+    set.guest_mut(2).unwrap().dom.vcpu_mut().perf.hypercalls = 5;
     let out = keys(&mut hv, &mut set, &Regs::default(), b"e");
     assert_eq!(
         out,
@@ -86,7 +86,7 @@ fn e_lists_bound_channels_and_p_counters_reset_by_capital_p() {
     assert!(out.contains("d4 perf counters:"), "{out}");
     assert!(out.contains(" hypercalls=5"), "{out}");
     keys(&mut hv, &mut set, &Regs::default(), b"P");
-    assert_eq!(set.guest(2).unwrap().dom.vcpu.perf.hypercalls, 0);
+    assert_eq!(set.guest(2).unwrap().dom.vcpu().perf.hypercalls, 0);
     assert_eq!(
         keys(&mut hv, &mut set, &Regs::default(), b"x"),
         "",

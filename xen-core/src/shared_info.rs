@@ -384,7 +384,7 @@ impl<'a, M: MachineMemoryMut + ?Sized> SharedInfoPage<MachineFrameMut<'a, M>> {
         SharedInfoPage(MachineFrameMut::with_vcpu_info(
             m,
             dom.shared_info,
-            dom.vcpu.vcpu_info_maddr(),
+            dom.vcpu().vcpu_info_maddr(),
         ))
     }
 }
@@ -395,7 +395,7 @@ impl<'a, M: MachineMemory + ?Sized> SharedInfoPage<MachineFrame<'a, M>> {
         SharedInfoPage(MachineFrame::with_vcpu_info(
             m,
             dom.shared_info,
-            dom.vcpu.vcpu_info_maddr(),
+            dom.vcpu().vcpu_info_maddr(),
         ))
     }
 }

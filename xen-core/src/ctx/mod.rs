@@ -64,7 +64,7 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
     pub fn guest(&mut self) -> PageTableGuest<'_, M> {
         PageTableGuest {
             mem: &mut *self.m,
-            l4: self.dom.l4,
+            l4: self.dom.vcpu().l4,
         }
     }
 
@@ -75,7 +75,7 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
             self.m.preemption(),
             &*self.m,
             self.dom.shared_info,
-            self.dom.vcpu.vcpu_info_maddr(),
+            self.dom.vcpu().vcpu_info_maddr(),
         )
     }
 

@@ -176,7 +176,7 @@ impl Outcome {
     /// Applies the effects on the caller itself: the TLB work becomes the vCPU's to owe, a crash
     /// shuts it down.
     pub fn apply_effects(&self, dom: &mut Domain) {
-        dom.vcpu.flush.merge(&self.flush);
+        dom.vcpu_mut().flush.merge(&self.flush);
         if let Some(why) = self.crash {
             dom.shutdown = Some(Shutdown::Crashed(why));
         }

@@ -49,7 +49,11 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
         };
         if let Some(s) = g.dom.shutdown {
             if g.dom.id == 0 {
-                let r = if slot == hv.sched.cur { *regs } else { g.regs };
+                let r = if slot == hv.sched.cur {
+                    *regs
+                } else {
+                    g.dom.vcpu().regs
+                };
                 dom0_stopped(&mut hv.arch, g, &r, s);
             }
             if !g.reported {
@@ -64,7 +68,11 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
                     ),
                     Shutdown::Crashed(why) => {
                         printk!(&mut hv.arch, "domain {id} ({}) crashed: {why}\n", g.name);
-                        let r = if slot == hv.sched.cur { regs } else { &g.regs };
+                        let r = if slot == hv.sched.cur {
+                            regs
+                        } else {
+                            &g.dom.vcpu().regs
+                        };
                         printk!(&mut hv.arch, "{}", RegsDump(r));
                     }
                 }
@@ -149,7 +157,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     // dom0 destroyed it from its own entry (`XEN_DOMCTL_destroydomain`), so the CPU runs on
     // dom0's tables, not on the dying domain's, whose L4s are released here.
     if let Some(g) = doms.guest(slot) {
-        let tables = [Some(g.dom.l4), g.dom.vcpu.user_l4];
+        let tables = [Some(g.dom.vcpu().l4), g.dom.vcpu().user_l4];
         assert!(
             !tables.contains(&Some(hv.arch.running_l4())),
             "destroying d{} while the CPU runs on its page tables",

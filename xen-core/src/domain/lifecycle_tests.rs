@@ -35,7 +35,6 @@ fn world(map_d1: bool) -> (Hv<FakeArch>, Box<DomainSet>) {
     for (slot, dom) in t.doms.iter().enumerate() {
         let g = DomainEntry {
             dom: dom.clone(),
-            regs: Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::try_from(if slot == 0 { "Domain-0" } else { "d1" }).unwrap(),
             module: slot,
@@ -46,7 +45,7 @@ fn world(map_d1: bool) -> (Hv<FakeArch>, Box<DomainSet>) {
         set.install(slot, g, MAX_PORT_2L);
     }
     let mut arch = FakeArch::new(t.m);
-    arch.l4 = t.doms[0].l4;
+    arch.l4 = t.doms[0].vcpu().l4;
     let (g, ports) = set.both_mut(0).unwrap();
     bind_virq_for(&mut arch, &g.dom, ports, VIRQ_DOM_EXC).unwrap();
     crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
@@ -77,7 +76,7 @@ fn a_crashed_domain_is_reported_once_with_its_registers_and_dom0_is_told() {
     let (mut hv, mut set) = world(false);
     let g = set.guest_mut(1).unwrap();
     g.dom.shutdown = Some(Shutdown::Crashed("test crash"));
-    g.regs.rip = 0xdead_beef;
+    g.dom.vcpu_mut().regs.rip = 0xdead_beef;
     lifecycle::stopped_domains(&mut hv, &mut set, &Regs::default());
     assert!(hv.arch.out.contains("domain 1 (d1) crashed: test crash\n"));
     assert!(
@@ -187,7 +186,7 @@ fn dom0_shutting_down_takes_the_machine_with_it() {
 #[should_panic(expected = "while the CPU runs on its page tables")]
 fn a_domain_is_never_destroyed_under_the_cpu() {
     let (mut hv, mut set) = world(false);
-    hv.arch.l4 = set.guest(1).unwrap().dom.l4;
+    hv.arch.l4 = set.guest(1).unwrap().dom.vcpu().l4;
     lifecycle::destroy(&mut hv, &mut set, 1);
 }
 

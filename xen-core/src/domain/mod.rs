@@ -1,8 +1,9 @@
 //! Domains and virtual CPUs: the per-guest state hypercalls read and change.
 //!
-//! One domain has one vCPU for now (the scheduler and SMP guests come later). Everything here is
-//! plain data; the arch layer loads the parts the CPU must see (segment bases, CR0.TS, CR3) when it
-//! runs the vCPU.
+//! A domain holds up to [`MAX_VCPUS`] vCPUs; code that means "the vCPU running now" (the caller
+//! of a hypercall, the one an exception came from) goes through [`Domain::vcpu`] /
+//! [`Domain::vcpu_mut`], which follow [`Domain::cur_vcpu`]. Everything here is plain data; the
+//! arch layer loads the parts the CPU must see (segment bases, CR0.TS, CR3) when it runs a vCPU.
 
 pub mod build;
 pub mod lifecycle;
@@ -31,6 +32,13 @@ pub enum Shutdown {
 /// Per-vCPU state, as far as the ABI defines it.
 #[derive(Clone, Debug)]
 pub struct Vcpu {
+    /// Its kernel top-level page table (Xen's `guest_table`, CR3 in guest kernel mode): holds a
+    /// general and an L4 type reference while set; `Mfn(0)` until the domain's page tables are
+    /// validated (vCPU 0) or `VCPUOP_initialise` gives it one.
+    pub l4: Mfn,
+    /// Its guest registers while it does not run (Xen's `user_regs`); the running vCPU's are in
+    /// the CPU (or the arch layer's entry frame).
+    pub regs: crate::regs::Regs,
     /// The virtual trap table (`set_trap_table`), indexed by vector; `address == 0` is "none".
     pub trap_ctxt: [TrapInfo; 256],
     /// Guest kernel stack for traps from guest user mode (`stack_switch`).
@@ -64,7 +72,8 @@ pub struct Vcpu {
     /// The guest's virtual CR0.TS (`fpu_taskswitch`).
     pub fpu_ts: bool,
     /// The CR4 bits the guest controls in its view of CR4 (`PV_CR4_GUEST_MASK` within its CPUID
-    /// policy: only DE here, see `emulate::guest_cr4`), as it last wrote them.
+    /// policy: TSD, DE, FSGSBASE where the CPU has it, see `emulate::pv_cr4_writable`), as it last
+    /// wrote them. Of these only FSGSBASE is loaded into the CPU while the guest runs.
     pub cr4: u64,
     /// Single-shot timer deadline in system time ns (`set_timer_op`), if armed.
     pub timer_deadline: Option<u64>,
@@ -87,8 +96,17 @@ pub struct Vcpu {
     pub dr: [u64; 4],
     /// Virtual DR6: what the last #DB reported (`X86_DR6_DEFAULT` when clear).
     pub dr6: u64,
-    /// Virtual DR7.
+    /// Virtual DR7, without the enable bits of I/O breakpoints.
     pub dr7: u64,
+    /// The enable bits of I/O breakpoints (R/W = 10b, allowed with CR4.DE; Xen's
+    /// `arch.pv.dr7_emul`): part of the DR7 the guest reads, never loaded into the CPU.
+    pub dr7_emul: u64,
+    /// vMCE's MCG_STATUS as the guest last wrote it (`arch.vmce.mcg_status`).
+    pub mcg_status: u64,
+    /// vMCE's MCi_CTL2 of the guest's two banks (Intel CPUs only).
+    pub mci_ctl2: [u64; 2],
+    /// TSC_AUX as the guest wrote it (what `rdtscp` returns in ECX while it runs).
+    pub tsc_aux: u64,
     /// Guest address of its runstate area (`VCPUOP_register_runstate_memory_area`), 0 for none.
     pub runstate_area: u64,
     /// Where the guest moved this vCPU's `vcpu_info` (`VCPUOP_register_vcpu_info`): the frame,
@@ -221,8 +239,8 @@ impl FlushRequest {
     }
 }
 
-/// Counters of memory-management work, per vCPU (a domain's figures are its vCPUs' sum; one vCPU
-/// per domain today). Plain numbers for the teaching lab: they show what batching saves.
+/// Counters of memory-management work, per vCPU (a domain's figures are its vCPUs' sum,
+/// [`Domain::perf`]). Plain numbers for the teaching lab: they show what batching saves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PerfCounters {
     /// Hypercalls dispatched, multicall entries included (Xen's `calls_to_*` perf counters).
@@ -251,6 +269,20 @@ pub struct PerfCounters {
 }
 
 impl PerfCounters {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &PerfCounters) {
+        self.hypercalls += other.hypercalls;
+        self.ptes_validated += other.ptes_validated;
+        self.page_updates += other.page_updates;
+        self.writable_mmu_updates += other.writable_mmu_updates;
+        self.tlb_flushes += other.tlb_flushes;
+        self.invlpgs += other.invlpgs;
+        self.ref_ops += other.ref_ops;
+        self.traps += other.traps;
+        self.fast_exits += other.fast_exits;
+        self.dispatches += other.dispatches;
+    }
+
     /// The counters with their names, in the order `XEN_SYSCTL_perfc_op` reports them.
     pub fn named(&self) -> [(&'static str, u64); 10] {
         [
@@ -271,6 +303,8 @@ impl PerfCounters {
 impl Default for Vcpu {
     fn default() -> Self {
         Vcpu {
+            l4: Mfn(0),
+            regs: crate::regs::Regs::default(),
             trap_ctxt: [TrapInfo::default(); 256],
             kernel_ss: 0,
             kernel_sp: 0,
@@ -296,6 +330,10 @@ impl Default for Vcpu {
             dr: [0; 4],
             dr6: DR6_DEFAULT,
             dr7: 0x400,
+            dr7_emul: 0,
+            mcg_status: 0,
+            mci_ctl2: [0; 2],
+            tsc_aux: 0,
             runstate_area: 0,
             vcpu_info: None,
             gdt_frames: heapless::Vec::new(),
@@ -323,8 +361,6 @@ pub struct Domain {
     pub max_pages: u64,
     /// The shared_info frame (hypervisor-owned, guest-writable).
     pub shared_info: Mfn,
-    /// The current top-level page table.
-    pub l4: Mfn,
     /// The code the domain reports at shutdown, if set early (`SCHEDOP_shutdown_code`).
     pub shutdown_code: Option<u32>,
     /// Set once the domain has stopped.
@@ -333,8 +369,12 @@ pub struct Domain {
     pub vm_assist: u64,
     /// Watchdog deadlines (`SCHEDOP_watchdog`), by id - 1; `None` is a free slot.
     pub watchdogs: [Option<u64>; 2],
-    /// Its only vCPU.
-    pub vcpu: Vcpu,
+    /// Its vCPUs, by id: `vcpus.len()` is Xen's `d->max_vcpus` (fixed when the domain is built,
+    /// at least 1). Reach the running one through [`Domain::vcpu`].
+    pub vcpus: heapless::Vec<Vcpu, MAX_VCPUS>,
+    /// The id of the vCPU running now (or that ran last): the one hypercalls and exceptions of
+    /// this domain act on. Always `< vcpus.len()`.
+    pub cur_vcpu: usize,
     /// Its PCI CONFIG_ADDRESS (port 0xCF8), written and read as a dword through port I/O
     /// emulation and loaded into the real register for each configuration access the
     /// hypervisor performs for it (Xen's `d->arch.pci_cf8`, `emulate::port_io`).
@@ -344,6 +384,12 @@ pub struct Domain {
     /// type reference until the domain goes back to 2-level (`EVTCHNOP_reset`) or dies.
     pub evtchn_frames: heapless::Vec<Mfn, EVTCHN_FRAMES>,
 }
+
+/// Most vCPUs of one domain. Small on purpose: the hypervisor runs on one physical CPU, so more
+/// vCPUs only time-share it; each [`Vcpu`] is about 5 KiB (its 256-entry virtual trap table) and
+/// every domain slot reserves room for all of them; and 8 stays below `XEN_LEGACY_MAX_VCPUS`
+/// (32), so every vCPU has its `vcpu_info` in shared_info without `VCPUOP_register_vcpu_info`.
+pub const MAX_VCPUS: usize = 8;
 
 /// Most frames the FIFO ABI can hold for a domain: a control block per legacy vCPU slot and
 /// every event array page (`EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`).
@@ -391,25 +437,46 @@ impl Domain {
             nr_pages,
             max_pages,
             shared_info,
-            l4,
             shutdown_code: None,
             shutdown: None,
             vm_assist: 0,
             watchdogs: [None; 2],
-            vcpu: Vcpu::default(),
+            vcpus: one_vcpu(Vcpu {
+                l4,
+                ..Vcpu::default()
+            }),
+            cur_vcpu: 0,
             pci_cf8: 0,
             evtchn_frames: heapless::Vec::new(),
         }
+    }
+
+    /// The vCPU running now (the caller of a hypercall, the one an exception came from).
+    #[inline]
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpus[self.cur_vcpu]
+    }
+
+    /// The vCPU running now, mutably.
+    #[inline]
+    pub fn vcpu_mut(&mut self) -> &mut Vcpu {
+        &mut self.vcpus[self.cur_vcpu]
+    }
+
+    /// The id of the vCPU running now (`current->vcpu_id`).
+    #[inline]
+    pub fn vcpu_id(&self) -> u32 {
+        self.cur_vcpu as u32
     }
 
     /// The top-level table the vCPU runs on in its current mode (Xen's `update_cr3`: the kernel's
     /// `guest_table` or the user's `guest_table_user`). Guest user mode never runs on the kernel's
     /// table, so it never sees the kernel's mappings.
     pub fn current_l4(&self) -> Mfn {
-        match (self.vcpu.kernel_mode, self.vcpu.user_l4) {
+        match (self.vcpu().kernel_mode, self.vcpu().user_l4) {
             (false, Some(user)) => user,
             // User mode without a user table cannot happen (see `Vcpu::user_l4`).
-            _ => self.l4,
+            _ => self.vcpu().l4,
         }
     }
 
@@ -419,12 +486,12 @@ impl Domain {
     /// user mappings are global, the kernel's are not, as Xen arranges with `adjust_guest_l1e`).
     /// Entering user mode without a user table is refused (the caller crashes the domain).
     pub fn toggle_guest_mode(&mut self) -> Result<(), &'static str> {
-        if self.vcpu.kernel_mode && self.vcpu.user_l4.is_none() {
+        if self.vcpu().kernel_mode && self.vcpu().user_l4.is_none() {
             return Err(NO_USER_PAGE_TABLES);
         }
-        self.vcpu.kernel_mode = !self.vcpu.kernel_mode;
+        self.vcpu_mut().kernel_mode = !self.vcpu().kernel_mode;
         let l4 = self.current_l4();
-        self.vcpu.flush.load_cr3(l4);
+        self.vcpu_mut().flush.load_cr3(l4);
         Ok(())
     }
 
@@ -436,10 +503,22 @@ impl Domain {
         }
     }
 
-    /// The domain's memory-management counters (its only vCPU's).
-    pub fn perf(&self) -> &PerfCounters {
-        &self.vcpu.perf
+    /// The domain's memory-management counters: the sum of its vCPUs'.
+    pub fn perf(&self) -> PerfCounters {
+        let mut sum = PerfCounters::default();
+        for v in &self.vcpus {
+            sum.add(&v.perf);
+        }
+        sum
     }
+}
+
+/// A vCPU list holding `v` alone (vCPU 0).
+pub fn one_vcpu(v: Vcpu) -> heapless::Vec<Vcpu, MAX_VCPUS> {
+    let mut vcpus = heapless::Vec::new();
+    // Cannot fail: MAX_VCPUS >= 1.
+    let _ = vcpus.push(v);
+    vcpus
 }
 
 /// A domain as the frame table knows it: its id and whether it holds I/O privileges (dom0 has all
@@ -470,16 +549,17 @@ mod tests {
             nr_pages: 16,
             max_pages: 16,
             shared_info: Mfn(5),
-            l4: Mfn(0x10),
             shutdown_code: None,
             shutdown: None,
             vm_assist: 0,
             watchdogs: [None; 2],
-            vcpu: Vcpu {
+            vcpus: one_vcpu(Vcpu {
+                l4: Mfn(0x10),
                 gs_base_kernel: 0xffff_8880_0000_0000,
                 gs_base_user: 0x7f00_0000_1000,
                 ..Vcpu::default()
-            },
+            }),
+            cur_vcpu: 0,
             pci_cf8: 0,
             evtchn_frames: heapless::Vec::new(),
         }
@@ -489,34 +569,34 @@ mod tests {
     fn entering_user_mode_needs_user_page_tables() {
         let mut d = domain();
         assert_eq!(d.toggle_guest_mode(), Err(NO_USER_PAGE_TABLES));
-        assert!(d.vcpu.kernel_mode, "refused: still in kernel mode");
-        assert!(d.vcpu.flush.is_empty(), "refused: no CR3 load");
+        assert!(d.vcpu().kernel_mode, "refused: still in kernel mode");
+        assert!(d.vcpu().flush.is_empty(), "refused: no CR3 load");
         assert_eq!(d.current_l4(), Mfn(0x10));
     }
 
     #[test]
     fn a_toggle_swaps_page_tables_and_gs_bases_both_ways() {
         let mut d = domain();
-        d.vcpu.user_l4 = Some(Mfn(0x20));
-        let (kernel_gs, user_gs) = (d.vcpu.gs_base_kernel, d.vcpu.gs_base_user);
-        assert_eq!(d.vcpu.gs_bases(), (kernel_gs, user_gs));
+        d.vcpu_mut().user_l4 = Some(Mfn(0x20));
+        let (kernel_gs, user_gs) = (d.vcpu().gs_base_kernel, d.vcpu().gs_base_user);
+        assert_eq!(d.vcpu().gs_bases(), (kernel_gs, user_gs));
 
         d.toggle_guest_mode().unwrap();
-        assert!(!d.vcpu.kernel_mode);
+        assert!(!d.vcpu().kernel_mode);
         assert_eq!(d.current_l4(), Mfn(0x20), "user mode runs on the user L4");
-        assert_eq!(d.vcpu.flush.take().new_cr3, Some(Mfn(0x20)));
-        assert_eq!(d.vcpu.gs_bases(), (user_gs, kernel_gs), "swapgs");
+        assert_eq!(d.vcpu_mut().flush.take().new_cr3, Some(Mfn(0x20)));
+        assert_eq!(d.vcpu().gs_bases(), (user_gs, kernel_gs), "swapgs");
         // The fields keep their meaning (Xen's `gs_base_kernel`/`gs_base_user`).
         assert_eq!(
-            (d.vcpu.gs_base_kernel, d.vcpu.gs_base_user),
+            (d.vcpu().gs_base_kernel, d.vcpu().gs_base_user),
             (kernel_gs, user_gs)
         );
 
         d.toggle_guest_mode().unwrap();
-        assert!(d.vcpu.kernel_mode);
+        assert!(d.vcpu().kernel_mode);
         assert_eq!(d.current_l4(), Mfn(0x10));
-        assert_eq!(d.vcpu.flush.take().new_cr3, Some(Mfn(0x10)));
-        assert_eq!(d.vcpu.gs_bases(), (kernel_gs, user_gs));
+        assert_eq!(d.vcpu_mut().flush.take().new_cr3, Some(Mfn(0x10)));
+        assert_eq!(d.vcpu().gs_bases(), (kernel_gs, user_gs));
     }
 
     #[test]
@@ -524,10 +604,10 @@ mod tests {
         // An `iret` to user mode followed by an upcall bounce in the same exit: the flush request
         // ends with the kernel table, once.
         let mut d = domain();
-        d.vcpu.user_l4 = Some(Mfn(0x20));
+        d.vcpu_mut().user_l4 = Some(Mfn(0x20));
         d.toggle_guest_mode().unwrap();
         d.toggle_guest_mode().unwrap();
-        let req = d.vcpu.flush.take();
+        let req = d.vcpu_mut().flush.take();
         assert_eq!(req.new_cr3, Some(Mfn(0x10)));
         assert!(
             !req.local_flush,

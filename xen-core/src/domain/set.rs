@@ -1,15 +1,13 @@
 //! Every domain the hypervisor runs: a fixed table of slots, and the split borrow that lets a
 //! hypercall change its caller and reach the other domains at the same time.
 //!
-//! A slot holds a [`DomainEntry`] (the domain, its vCPU's saved registers while it does not run, its
-//! scheduling figures) and, beside it in a parallel array, the domain's event-channel
+//! A slot holds a [`DomainEntry`] (the domain with its vCPUs, its scheduling figures) and, beside it in a parallel array, the domain's event-channel
 //! [`PortTable`] (tens of KiB each, so the arrays are built in place once and reset in place, never
 //! moved). Domain ids are not slot numbers: a rebuilt domain gets a fresh id, as on Xen.
 
 use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
 use crate::gnttab::GrantTable;
-use crate::regs::Regs;
 
 /// Most domains at once, dom0 included.
 pub const MAX_DOMAINS: usize = 16;
@@ -39,8 +37,6 @@ pub struct SchedInfo {
 pub struct DomainEntry {
     /// The domain.
     pub dom: Domain,
-    /// Its vCPU's registers while another vCPU runs.
-    pub regs: Regs,
     /// Scheduling figures.
     pub sched: SchedInfo,
     /// Its name (`name=` on its boot module's command line; "Domain-0" for dom0).
@@ -246,7 +242,6 @@ mod tests {
     fn guest(id: DomainId) -> DomainEntry {
         DomainEntry {
             dom: Domain::new(id, id == 0, 1, 1, Mfn(u64::from(id) + 1), Mfn(0)),
-            regs: Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: 0,

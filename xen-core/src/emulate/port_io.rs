@@ -211,7 +211,7 @@ pub fn port_io(
     };
     let architectural =
         dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0;
-    if !iopl_ok(dom.vcpu.iopl, dom.vcpu.kernel_mode, architectural) {
+    if !iopl_ok(dom.vcpu().iopl, dom.vcpu().kernel_mode, architectural) {
         return Emulated::No;
     }
     let direct = admin_io_okay(dom.privileged, io.port, io.bytes);
@@ -260,7 +260,7 @@ pub fn cli_sti(regs: &mut Regs, code: &[u8], dom: &crate::domain::Domain) -> Emu
     };
     let architectural =
         dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0;
-    if !iopl_ok(dom.vcpu.iopl, dom.vcpu.kernel_mode, architectural) {
+    if !iopl_ok(dom.vcpu().iopl, dom.vcpu().kernel_mode, architectural) {
         return Emulated::No;
     }
     regs.rip = regs.rip.wrapping_add(len);

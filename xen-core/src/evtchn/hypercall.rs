@@ -115,7 +115,7 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
             shared: SharedFrame {
                 m,
                 mfn: dom.shared_info,
-                vcpu0: dom.vcpu.vcpu_info_maddr(),
+                vcpu0: dom.vcpu().vcpu_info_maddr(),
             },
         });
     }
@@ -212,7 +212,7 @@ fn init_control<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
     let shared = crate::shared_info::MachineFrame::with_vcpu_info(
         &*ctx.m,
         ctx.dom.shared_info,
-        ctx.dom.vcpu.vcpu_info_maddr(),
+        ctx.dom.vcpu().vcpu_info_maddr(),
     );
     let block = Maddr(mfn.maddr().0 + u64::from(a.offset));
     fifo::init_control(ctx.events, &shared, a.vcpu, block);
@@ -242,7 +242,7 @@ fn expand_array<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
 
 /// Every other `EVTCHNOP_*`, over the portable `evtchn` code and every domain.
 fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
-    let (id, l4) = (ctx.dom.id, ctx.dom.l4);
+    let (id, l4) = (ctx.dom.id, ctx.dom.vcpu().l4);
     let m = RefCell::new(&mut *ctx.m);
     let mut doms = AllDomains {
         doms: heapless::Vec::new(),
@@ -274,7 +274,7 @@ fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: 
     // (Xen's `evtchn_check_pollers`): any domain polling is looked at again.
     if op == EVTCHNOP_send && outcome.result.is_ok() {
         for g in ctx.others.iter() {
-            if g.dom.vcpu.poll.is_some() {
+            if g.dom.vcpu().poll.is_some() {
                 ctx.fx.kicks.add(g.dom.id);
             }
         }

@@ -15,7 +15,7 @@ fn register<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: &CallbackRegister) -
     if !is_canonical(reg.address) {
         return Err(Errno::EINVAL);
     }
-    let v = &mut ctx.dom.vcpu;
+    let v = ctx.dom.vcpu_mut();
     let mask = reg.flags & CALLBACKF_mask_events != 0;
     let set_flag = |flags: &mut u64, bit: u64| {
         if mask {
@@ -87,7 +87,7 @@ pub(super) fn callback_op<M: Machine + ?Sized>(
             let unreg: CallbackUnregister = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             match unreg.r#type {
                 CALLBACKTYPE_nmi => {
-                    ctx.dom.vcpu.trap_ctxt[TRAP_NMI].address = 0;
+                    ctx.dom.vcpu_mut().trap_ctxt[TRAP_NMI].address = 0;
                     Ok(0)
                 }
                 CALLBACKTYPE_event

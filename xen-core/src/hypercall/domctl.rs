@@ -50,7 +50,7 @@ pub(super) fn domain_info(dom: &Domain, cpu_time: u64, dying: bool) -> XenDomctl
         Some(Shutdown::Crashed(_)) => dom.shutdown_code.unwrap_or(SHUTDOWN_crash),
         None => dom.shutdown_code.unwrap_or(SHUTDOWN_CODE_INVALID),
     };
-    let blocked = dom.vcpu.blocked || dom.vcpu.poll.is_some();
+    let blocked = dom.vcpu().blocked || dom.vcpu().poll.is_some();
     let mut flags = code << XEN_DOMINF_shutdownshift;
     if dom.shutdown.is_some() {
         flags |= XEN_DOMINF_shutdown;

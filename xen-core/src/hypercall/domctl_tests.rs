@@ -37,7 +37,7 @@ fn world() -> (FakeMachine, Box<DomainSet>) {
     d3.rings = Some(RINGS);
     set.install(1, d3, MAX_PORT_2L);
     let mut d1 = guest(1);
-    d1.dom.vcpu.blocked = true;
+    d1.dom.vcpu_mut().blocked = true;
     set.install(2, d1, MAX_PORT_2L);
     let mut d5 = guest(5);
     d5.dom.shutdown = Some(Shutdown::Requested(SHUTDOWN_reboot));
@@ -144,8 +144,8 @@ fn getdomaininfo_flags_follow_the_domain_state() {
     // Polling counts as blocked.
     let s = slot_of(&set, 1);
     let d1 = &mut set.guest_mut(s).unwrap().dom;
-    d1.vcpu.blocked = false;
-    d1.vcpu.poll = Some(Poll::default());
+    d1.vcpu_mut().blocked = false;
+    d1.vcpu_mut().poll = Some(Poll::default());
     assert_eq!(flags(&mut m, &mut set, 1), XEN_DOMINF_blocked | 0xffff_0000);
     // The caller is running; its own run time is not in reach (0).
     assert_eq!(flags(&mut m, &mut set, 0), XEN_DOMINF_running | 0xffff_0000);

@@ -43,7 +43,7 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
     let Some((mm, mem)) = ctx.m.mm() else {
         return Err(Errno::ENOSYS);
     };
-    let old = core::mem::take(&mut ctx.dom.vcpu.gdt_frames);
+    let old = core::mem::take(&mut ctx.dom.vcpu_mut().gdt_frames);
     let (mut pt, _) = pt(mm, mem, ctx.dom, &mut ctx.fx.flush);
     for (i, &mfn) in frames.iter().enumerate() {
         if !pt.mm.frames.mfn_valid(mfn)
@@ -54,7 +54,7 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
             for &taken in &frames[..i] {
                 pt.put_page_and_type(taken);
             }
-            ctx.dom.vcpu.gdt_frames = old;
+            ctx.dom.vcpu_mut().gdt_frames = old;
             return Err(Errno::EINVAL);
         }
     }
@@ -62,8 +62,8 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
         pt.put_page_and_type(mfn);
     }
     pt.flush.flush_all(pt.perf);
-    ctx.dom.vcpu.gdt_frames = frames;
-    ctx.dom.vcpu.gdt_ents = entries as u32;
+    ctx.dom.vcpu_mut().gdt_frames = frames;
+    ctx.dom.vcpu_mut().gdt_ents = entries as u32;
     Ok(0)
 }
 

@@ -80,7 +80,7 @@ fn ptwr_stores_to_own_l1_are_validated_updates() {
     w.check();
 
     // Mapping the L4 writable through the store: refused, table unchanged.
-    let bad = (w.dom.l4.0 << 12) | pte::PRESENT | pte::RW;
+    let bad = (w.dom.vcpu().l4.0 << 12) | pte::PRESENT | pte::RW;
     assert!(ptwr_emulate(&mut w.m, &mut w.dom, store_va, bad).is_err());
     assert_eq!(w.m.mem.read_u64(pte_at).unwrap(), pte_value);
 

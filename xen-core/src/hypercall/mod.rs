@@ -56,7 +56,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
 /// it continues) and leaves every effect in `ctx.fx`: the hypercall fast path looks there
 /// ([`Effects::nothing_to_do`]) and builds the [`Outcome`] only when there is something to do.
 pub fn execute<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
-    ctx.dom.vcpu.perf.hypercalls += 1;
+    ctx.dom.vcpu_mut().perf.hypercalls += 1;
     match table::lookup(nr) {
         None => Errno::ENOSYS.neg(),
         Some(h) if ctx.in_multicall && !h.in_multicall => Errno::EINVAL.neg(),

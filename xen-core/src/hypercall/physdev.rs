@@ -54,7 +54,7 @@ pub(super) fn physdev_op<M: Machine + ?Sized>(
             if req.iopl > 3 {
                 return Err(Errno::EINVAL);
             }
-            ctx.dom.vcpu.iopl = req.iopl as u8;
+            ctx.dom.vcpu_mut().iopl = req.iopl as u8;
             Ok(0)
         }
         PHYSDEVOP_map_pirq => {

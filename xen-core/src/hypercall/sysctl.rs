@@ -33,9 +33,9 @@ pub(super) fn sysctl<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcR
         XEN_SYSCTL_perfc_op => {
             let (mut pc, _) =
                 XenSysctlPerfcOp::read_from_prefix(&op.u).map_err(|_| Errno::EINVAL)?;
-            let counters = ctx.dom.vcpu.perf.named();
+            let counters = ctx.dom.vcpu().perf.named();
             match pc.cmd {
-                XEN_SYSCTL_PERFCOP_reset => ctx.dom.vcpu.perf = PerfCounters::default(),
+                XEN_SYSCTL_PERFCOP_reset => ctx.dom.vcpu_mut().perf = PerfCounters::default(),
                 XEN_SYSCTL_PERFCOP_query => {}
                 _ => return Err(Errno::EINVAL),
             }

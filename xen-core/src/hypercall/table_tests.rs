@@ -62,8 +62,8 @@ fn sched_view(m: &FakeMachine, set: &DomainSet, id: DomainId) -> String {
         crate::shared_info::upcall_pending(m, &g.dom),
         g.dom.shutdown,
         g.destroy,
-        g.dom.vcpu.blocked,
-        g.dom.vcpu.poll.is_some(),
+        g.dom.vcpu().blocked,
+        g.dom.vcpu().poll.is_some(),
     )
 }
 
@@ -247,9 +247,9 @@ fn numbers_without_a_row_are_enosys() {
     for nr in unknown {
         let slot = set.slot_of(1).unwrap();
         let (rc, counted) = with_set_ctx(&mut m, &mut set, slot, |ctx| {
-            let before = ctx.dom.vcpu.perf.hypercalls;
+            let before = ctx.dom.vcpu().perf.hypercalls;
             let out = dispatch(ctx, nr, [0; 5]);
-            (out, ctx.dom.vcpu.perf.hypercalls - before)
+            (out, ctx.dom.vcpu().perf.hypercalls - before)
         });
         assert_eq!(rc, Outcome::value(Errno::ENOSYS.neg()), "number {nr:#x}");
         assert_eq!(counted, 1);
@@ -306,7 +306,7 @@ fn an_event_sent_to_another_domain_kicks_it() {
     set.guest_mut(set.slot_of(2).unwrap())
         .unwrap()
         .dom
-        .vcpu
+        .vcpu_mut()
         .blocked = true;
     // Domain 2 offers a port to dom0; dom0 binds it (neither touches the other's run state).
     let a = EvtchnAllocUnbound {
@@ -438,7 +438,7 @@ fn a_polling_domain_is_kicked_by_a_send_even_with_its_upcall_pending() {
     let (mut m, mut set) = world();
     // dom0 sends to itself (loopback) while domain 2 polls with an upcall already pending.
     let d2 = set.slot_of(2).unwrap();
-    set.guest_mut(d2).unwrap().dom.vcpu.poll = Some(crate::domain::Poll::default());
+    set.guest_mut(d2).unwrap().dom.vcpu_mut().poll = Some(crate::domain::Poll::default());
     put(
         &mut m,
         ARG,
@@ -519,12 +519,12 @@ fn a_crash_and_tlb_work_in_the_outcome_reach_the_caller() {
         crash: Some("test"),
         ..Effects::default()
     };
-    fx.flush.flush_all(&mut dom.vcpu.perf);
+    fx.flush.flush_all(&mut dom.vcpu_mut().perf);
     let out = Outcome::from_effects(0, fx);
     out.apply(0, &mut dom, &mut Regs::default());
     assert_eq!(dom.shutdown, Some(crate::domain::Shutdown::Crashed("test")));
     assert!(
-        dom.vcpu.flush.local_flush,
+        dom.vcpu().flush.local_flush,
         "owed before the vCPU runs again"
     );
 }

@@ -207,7 +207,6 @@ pub fn guest(id: crate::domain::DomainId) -> crate::domain::set::DomainEntry {
     dom.shared_info = Mfn(10 + u64::from(id));
     crate::domain::set::DomainEntry {
         dom,
-        regs: Regs::default(),
         sched: crate::domain::set::SchedInfo {
             run_ns: 1000 * u64::from(id),
             ..Default::default()

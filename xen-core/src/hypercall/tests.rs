@@ -32,7 +32,10 @@ fn guest_write<T: IntoBytes + zerocopy::Immutable>(
     va: u64,
     v: &T,
 ) {
-    let mut g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
+    let mut g = crate::guest_access::PageTableGuest {
+        mem: m,
+        l4: d.vcpu().l4,
+    };
     copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(va), v).unwrap();
 }
 
@@ -41,7 +44,10 @@ fn guest_read<T: zerocopy::FromBytes + IntoBytes>(
     d: &crate::domain::Domain,
     va: u64,
 ) -> T {
-    let g = crate::guest_access::PageTableGuest { mem: m, l4: d.l4 };
+    let g = crate::guest_access::PageTableGuest {
+        mem: m,
+        l4: d.vcpu().l4,
+    };
     copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
 }
 
@@ -166,7 +172,7 @@ fn console_write_copies_guest_bytes_and_checks_the_pointer() {
     let text = [b'x'; 300];
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut m,
-        l4: d.l4,
+        l4: d.vcpu().l4,
     };
     g.write(GUEST_VA, &text).unwrap();
     assert_eq!(
@@ -410,8 +416,8 @@ fn trap_table_install_clear_and_bad_entries() {
         ),
         0
     );
-    assert_eq!(d.vcpu.trap_ctxt[14].address, 0x10_0000);
-    assert_eq!(d.vcpu.trap_ctxt[6].address, 0x10_0100);
+    assert_eq!(d.vcpu().trap_ctxt[14].address, 0x10_0000);
+    assert_eq!(d.vcpu().trap_ctxt[6].address, 0x10_0100);
     assert_eq!(
         call(
             &mut m,
@@ -436,7 +442,7 @@ fn trap_table_install_clear_and_bad_entries() {
         call(&mut m, &mut d, __HYPERVISOR_set_trap_table, [0, 0, 0, 0, 0]),
         0
     );
-    assert!(d.vcpu.trap_ctxt.iter().all(|t| t.address == 0));
+    assert!(d.vcpu().trap_ctxt.iter().all(|t| t.address == 0));
 }
 
 #[test]
@@ -470,6 +476,42 @@ fn iret_restores_the_context_and_the_upcall_mask() {
     assert_eq!(regs.rflags & 0x3000, 0);
     assert_eq!((regs.rcx, regs.r11), (12, 11));
     assert!(!crate::shared_info::upcall_mask(&m, &d));
+}
+
+#[test]
+fn iret_takes_the_virtual_iopl_from_the_frame_only_with_architectural_iopl() {
+    let (mut m, mut d, info) = setup();
+    let iret = |m: &mut FakeMachine, d: &mut crate::domain::Domain, rflags: u64| {
+        let frame = hypercall_abi::arch_x86_64::IretContext {
+            rip: 0x10_2000,
+            cs: 0xe030,
+            rflags,
+            rsp: GUEST_VA + 0x800,
+            ss: 0xe02b,
+            ..Default::default()
+        };
+        guest_write(m, d, GUEST_VA + 0x100, &frame);
+        let mut regs = Regs {
+            rsp: GUEST_VA + 0x100,
+            ..Regs::default()
+        };
+        with_ctx(m, d, &info, &mut regs, |c| {
+            super::testing::call(c, __HYPERVISOR_iret.into(), [0; 5])
+        });
+        regs
+    };
+    // Without the assist the frame's IOPL is dropped and the virtual one stays.
+    d.vcpu_mut().iopl = 1;
+    let regs = iret(&mut m, &mut d, 0x3202);
+    assert_eq!((d.vcpu().iopl, regs.rflags & 0x3000), (1, 0));
+    // With it, each iret sets the virtual IOPL, 0 included; the real one stays 0.
+    d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
+    let regs = iret(&mut m, &mut d, 0x3202);
+    assert_eq!((d.vcpu().iopl, regs.rflags & 0x3000), (3, 0));
+    iret(&mut m, &mut d, 0x1202);
+    assert_eq!(d.vcpu().iopl, 1);
+    iret(&mut m, &mut d, 0x0202);
+    assert_eq!(d.vcpu().iopl, 0);
 }
 
 #[test]
@@ -516,7 +558,7 @@ fn shutdown_code_wins_over_the_final_reason() {
 fn sysctl_perfc_reports_and_resets_the_counters() {
     use hypercall_abi::sysctl::*;
     let (mut m, mut d, _) = setup();
-    d.vcpu.perf.tlb_flushes = 7;
+    d.vcpu_mut().perf.tlb_flushes = 7;
     let op = XenSysctlPerfcOp {
         cmd: XEN_SYSCTL_PERFCOP_query,
         desc: GUEST_VA + 0x1000,
@@ -557,7 +599,7 @@ fn sysctl_perfc_reports_and_resets_the_counters() {
         call(&mut m, &mut d, __HYPERVISOR_sysctl, [GUEST_VA, 0, 0, 0, 0]),
         0
     );
-    assert_eq!(d.vcpu.perf.tlb_flushes, 0);
+    assert_eq!(d.vcpu().perf.tlb_flushes, 0);
     sc.interface_version = 0x14;
     guest_write(&mut m, &d, GUEST_VA, &sc);
     assert_eq!(
@@ -595,10 +637,24 @@ fn debug_registers_refuse_what_would_reach_the_hypervisor() {
         call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [7, 0, 0, 0, 0]),
         0x401
     );
-    assert_eq!(set(&mut m, &mut d, 9, 0), EINVAL);
+    // A register that does not exist is -ENODEV both ways (Xen 4.17's `set_debugreg`); the
+    // number is an `int`, so only its low 32 bits count.
+    assert_eq!(set(&mut m, &mut d, 9, 0), -19);
     assert_eq!(
         call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [9, 0, 0, 0, 0]),
         -19
+    );
+    assert_eq!(set(&mut m, &mut d, 1 << 32, GUEST_VA + 8), 0);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [0, 0, 0, 0, 0]),
+        (GUEST_VA + 8) as i64
+    );
+    // DR6's upper half is refused; DR4 is DR6 without CR4.DE.
+    assert_eq!(set(&mut m, &mut d, 6, 1 << 32), EINVAL);
+    assert_eq!(set(&mut m, &mut d, 4, 1), 0);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [6, 0, 0, 0, 0]),
+        0xffff_0ff1
     );
 }
 
@@ -614,9 +670,9 @@ fn physdev_set_iopl_answers_as_xen_4_17() {
             __HYPERVISOR_physdev_op,
             [PHYSDEVOP_set_iopl.into(), GUEST_VA, 0, 0, 0],
         );
-        assert_eq!((rc, d.vcpu.iopl), (0, iopl as u8));
+        assert_eq!((rc, d.vcpu().iopl), (0, iopl as u8));
     }
-    d.vcpu.iopl = 1;
+    d.vcpu_mut().iopl = 1;
     guest_write(&mut m, &d, GUEST_VA, &PhysdevSetIopl { iopl: 4 });
     let rc = call(
         &mut m,
@@ -624,7 +680,7 @@ fn physdev_set_iopl_answers_as_xen_4_17() {
         __HYPERVISOR_physdev_op,
         [PHYSDEVOP_set_iopl.into(), GUEST_VA, 0, 0, 0],
     );
-    assert_eq!((rc, d.vcpu.iopl), (EINVAL, 1), "out of range: unchanged");
+    assert_eq!((rc, d.vcpu().iopl), (EINVAL, 1), "out of range: unchanged");
     let rc = call(
         &mut m,
         &mut d,

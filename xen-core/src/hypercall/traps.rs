@@ -18,7 +18,7 @@ use crate::regs::rflags;
 pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64) -> HcResult {
     if list == 0 {
         // A null table clears the whole virtual IDT.
-        ctx.dom.vcpu.trap_ctxt = [TrapInfo::default(); 256];
+        ctx.dom.vcpu_mut().trap_ctxt = [TrapInfo::default(); 256];
         return Ok(0);
     }
     let mut at = list;
@@ -32,7 +32,7 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
         }
         // `fixup_guest_code_selector`: a 64-bit PV kernel's selectors carry RPL 3.
         ti.cs |= 3;
-        ctx.dom.vcpu.trap_ctxt[usize::from(ti.vector)] = ti;
+        ctx.dom.vcpu_mut().trap_ctxt[usize::from(ti.vector)] = ti;
         at = at.wrapping_add(core::mem::size_of::<TrapInfo>() as u64);
         if ctx.preempt_check() {
             return ctx.create_continuation(&[at]);
@@ -45,6 +45,7 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
 /// (`arch-x86/xen-x86_64.h`). The RPL of the saved CS chooses the mode: 3 returns to guest user
 /// mode (toggling to it: user page tables, user GS base), anything else stays in kernel mode. CS
 /// and SS get RPL 3 either way, since both modes run in ring 3.
+/// With `VMASST_TYPE_architectural_iopl` the frame's RFLAGS.IOPL sets the virtual IOPL.
 pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     let rsp = ctx.regs.rsp;
     let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), GuestPtr::new(rsp)) else {
@@ -57,6 +58,11 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
             ctx.fx.crash = Some(why);
             return Ok(0);
         }
+    }
+    // With `VMASST_TYPE_architectural_iopl` the frame's IOPL becomes the virtual one; the real
+    // RFLAGS.IOPL stays 0 (`sanitise_for_guest`), so port I/O keeps faulting into the emulation.
+    if ctx.dom.vm_assist & (1 << VMASST_TYPE_architectural_iopl) != 0 {
+        ctx.dom.vcpu_mut().iopl = ((saved.rflags & rflags::IOPL) >> 12) as u8;
     }
     let r = &mut *ctx.regs;
     r.rip = saved.rip;
@@ -87,8 +93,8 @@ pub(super) fn stack_switch<M: Machine + ?Sized>(
     sp: u64,
 ) -> HcResult {
     // `fixup_guest_stack_selector`: force RPL 3. Xen accepts any value: it is checked when used.
-    ctx.dom.vcpu.kernel_ss = ss | 3;
-    ctx.dom.vcpu.kernel_sp = sp;
+    ctx.dom.vcpu_mut().kernel_ss = ss | 3;
+    ctx.dom.vcpu_mut().kernel_sp = sp;
     Ok(0)
 }
 
@@ -97,7 +103,7 @@ pub(super) fn set_segment_base<M: Machine + ?Sized>(
     which: u64,
     base: u64,
 ) -> HcResult {
-    let v = &mut ctx.dom.vcpu;
+    let v = ctx.dom.vcpu_mut();
     if matches!(
         which as u32,
         SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL | SEGBASE_GS_USER_SEL
@@ -131,7 +137,7 @@ pub(super) fn set_segment_base<M: Machine + ?Sized>(
 }
 
 pub(super) fn fpu_taskswitch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, set: u64) -> HcResult {
-    ctx.dom.vcpu.fpu_ts = set as u32 != 0;
+    ctx.dom.vcpu_mut().fpu_ts = set as u32 != 0;
     Ok(0)
 }
 

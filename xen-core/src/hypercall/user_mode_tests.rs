@@ -70,7 +70,7 @@ fn kernel_ready_for_user() -> (World, Mfn, u64) {
     };
     w.put(list, &op);
     assert_eq!(w.call(__HYPERVISOR_mmuext_op, [list, 1, 0, SELF, 0]), 0);
-    assert_eq!(w.dom.vcpu.user_l4, Some(user_l4));
+    assert_eq!(w.dom.vcpu().user_l4, Some(user_l4));
 
     let stack_top = w.scratch_va(3);
     assert_eq!(
@@ -78,14 +78,14 @@ fn kernel_ready_for_user() -> (World, Mfn, u64) {
         0
     );
     for (which, base) in [(SEGBASE_GS_KERNEL, KERNEL_GS), (SEGBASE_GS_USER, USER_GS)] {
-        let writes = w.dom.vcpu.base_writes;
+        let writes = w.dom.vcpu().base_writes;
         assert_eq!(
             w.call(__HYPERVISOR_set_segment_base, [which.into(), base, 0, 0, 0]),
             0
         );
         // Counted, so the arch layer rewrites the CPU's bases (a selector load may have changed
         // them since the last write).
-        assert_eq!(w.dom.vcpu.base_writes, writes + 1);
+        assert_eq!(w.dom.vcpu().base_writes, writes + 1);
     }
     let reg = CallbackRegister {
         r#type: CALLBACKTYPE_syscall,
@@ -101,7 +101,7 @@ fn kernel_ready_for_user() -> (World, Mfn, u64) {
         ),
         0
     );
-    w.dom.vcpu.flush.take();
+    w.dom.vcpu_mut().flush.take();
     w.check();
     (w, user_l4, stack_top)
 }
@@ -137,10 +137,10 @@ fn iret_to_user_mode_loads_the_user_table_and_gs_base() {
     };
     assert_eq!(call_with(&mut w, &mut regs, __HYPERVISOR_iret, [0; 5]), 0);
     assert!(w.dom.shutdown.is_none());
-    assert!(!w.dom.vcpu.kernel_mode);
+    assert!(!w.dom.vcpu().kernel_mode);
     assert_eq!(w.dom.current_l4(), user_l4);
-    assert_eq!(w.dom.vcpu.flush.take().new_cr3, Some(user_l4));
-    assert_eq!(w.dom.vcpu.gs_bases(), (USER_GS, KERNEL_GS));
+    assert_eq!(w.dom.vcpu_mut().flush.take().new_cr3, Some(user_l4));
+    assert_eq!(w.dom.vcpu().gs_bases(), (USER_GS, KERNEL_GS));
     assert_eq!(
         (regs.rip, regs.cs, regs.rsp, regs.ss),
         (USER_RIP, 0xe033, USER_RSP, 0xe02b)
@@ -152,7 +152,7 @@ fn iret_to_user_mode_loads_the_user_table_and_gs_base() {
     );
     // User mode sees none of the kernel's mappings.
     let kernel_va = w.scratch_va(3) - 8;
-    assert!(translate(&w.m.mem, w.dom.l4, kernel_va, false).is_some());
+    assert!(translate(&w.m.mem, w.dom.vcpu().l4, kernel_va, false).is_some());
     assert!(translate(&w.m.mem, user_l4, kernel_va, false).is_none());
     // The user L4 holds its reference and type as before.
     let f = w.frame(user_l4);
@@ -171,8 +171,8 @@ fn iret_to_user_mode_without_user_tables_crashes_the_domain() {
     let before = regs;
     call_with(&mut w, &mut regs, __HYPERVISOR_iret, [0; 5]);
     assert_eq!(w.dom.shutdown, Some(Shutdown::Crashed(NO_USER_PAGE_TABLES)));
-    assert!(w.dom.vcpu.kernel_mode);
-    assert!(w.dom.vcpu.flush.is_empty());
+    assert!(w.dom.vcpu().kernel_mode);
+    assert!(w.dom.vcpu().flush.is_empty());
     assert_eq!(regs, before, "nothing of the context is loaded");
 }
 
@@ -190,9 +190,9 @@ fn iret_with_rpl_0_stays_in_kernel_mode() {
         ..Regs::default()
     };
     call_with(&mut w, &mut regs, __HYPERVISOR_iret, [0; 5]);
-    assert!(w.dom.vcpu.kernel_mode);
-    assert!(w.dom.vcpu.flush.is_empty(), "no mode switch, no CR3 load");
-    assert_eq!(w.dom.vcpu.gs_bases(), (KERNEL_GS, USER_GS));
+    assert!(w.dom.vcpu().kernel_mode);
+    assert!(w.dom.vcpu().flush.is_empty(), "no mode switch, no CR3 load");
+    assert_eq!(w.dom.vcpu().gs_bases(), (KERNEL_GS, USER_GS));
     assert_eq!(
         (regs.rip, regs.cs),
         (0x10_2000, 0xe033),
@@ -212,13 +212,13 @@ fn a_system_call_round_trip_through_user_mode() {
         ..Regs::default()
     };
     call_with(&mut w, &mut regs, __HYPERVISOR_iret, [0; 5]);
-    assert!(!w.dom.vcpu.kernel_mode);
+    assert!(!w.dom.vcpu().kernel_mode);
     // Back from a syscall: left with `sysret`, so RCX and R11 are RIP and RFLAGS.
     assert_eq!(
         (regs.rcx, regs.r11, regs.vector),
         (USER_RIP, 0x202, ENTRY_SYSCALL)
     );
-    w.dom.vcpu.flush.take();
+    w.dom.vcpu_mut().flush.take();
 
     // User mode: `syscall` at USER_RIP + 0x10 with RAX = 39. The entry builds its frame.
     let next = USER_RIP + 0x12;
@@ -235,9 +235,9 @@ fn a_system_call_round_trip_through_user_mode() {
         ..Regs::default()
     };
     bounce::switch_to_kernel(&mut w.m, &mut w.dom, &mut regs).unwrap();
-    assert!(w.dom.vcpu.kernel_mode);
-    assert_eq!(w.dom.vcpu.flush.take().new_cr3, Some(w.dom.l4));
-    assert_eq!(w.dom.vcpu.gs_bases(), (KERNEL_GS, USER_GS));
+    assert!(w.dom.vcpu().kernel_mode);
+    assert_eq!(w.dom.vcpu_mut().flush.take().new_cr3, Some(w.dom.vcpu().l4));
+    assert_eq!(w.dom.vcpu().gs_bases(), (KERNEL_GS, USER_GS));
     assert_eq!((regs.rip, regs.rsp, regs.rax), (SYSCALL_CB, top - 56, 39));
     let frame: [u64; 7] = w.get(regs.rsp);
     assert_eq!(
@@ -268,8 +268,8 @@ fn a_system_call_round_trip_through_user_mode() {
         ..Regs::default()
     };
     assert_eq!(call_with(&mut w, &mut regs, __HYPERVISOR_iret, [0; 5]), 0);
-    assert!(!w.dom.vcpu.kernel_mode);
-    assert_eq!(w.dom.vcpu.flush.take().new_cr3, Some(user_l4));
+    assert!(!w.dom.vcpu().kernel_mode);
+    assert_eq!(w.dom.vcpu_mut().flush.take().new_cr3, Some(user_l4));
     assert_eq!(
         (regs.rip, regs.rsp, regs.cs),
         (next, USER_RSP - 0x40, 0xe033)
@@ -321,5 +321,5 @@ fn the_32_bit_syscall_callback_is_kept() {
         ),
         0
     );
-    assert_eq!(w.dom.vcpu.syscall32_callback, 0x10_6000);
+    assert_eq!(w.dom.vcpu().syscall32_callback, 0x10_6000);
 }

@@ -58,11 +58,11 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             if !(MIN_PERIOD_NS..=MAX_PERIOD_NS).contains(&set.period_ns) {
                 return Err(Errno::EINVAL);
             }
-            ctx.dom.vcpu.periodic_period = set.period_ns;
+            ctx.dom.vcpu_mut().periodic_period = set.period_ns;
             Ok(0)
         }
         VCPUOP_stop_periodic_timer => {
-            ctx.dom.vcpu.periodic_period = 0;
+            ctx.dom.vcpu_mut().periodic_period = 0;
             Ok(0)
         }
         VCPUOP_set_singleshot_timer => {
@@ -73,18 +73,18 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             // negative s_time_t for `set_timer`, so it fires at once too; any other deadline,
             // however far, is kept (`do_vcpu_op` in `xen/common/domain.c`).
             let now = ctx.m.now_ns();
-            ctx.dom.vcpu.timer_deadline =
+            ctx.dom.vcpu_mut().timer_deadline =
                 Some(crate::time::guest_deadline(set.timeout_abs_ns, now));
             Ok(0)
         }
         VCPUOP_stop_singleshot_timer => {
-            ctx.dom.vcpu.timer_deadline = None;
+            ctx.dom.vcpu_mut().timer_deadline = None;
             Ok(0)
         }
         VCPUOP_register_runstate_memory_area => {
             let area: VcpuRegisterRunstateMemoryArea =
                 copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
-            ctx.dom.vcpu.runstate_area = area.addr;
+            ctx.dom.vcpu_mut().runstate_area = area.addr;
             if area.addr != 0 {
                 // Xen writes the current runstate at once; a bad address is the guest's loss.
                 let info = runstate(ctx.m.now_ns());
@@ -122,7 +122,7 @@ fn register_vcpu_info<M: Machine + ?Sized>(
     info: VcpuRegisterVcpuInfo,
 ) -> HcResult {
     const PAGE_SIZE: u32 = 4096;
-    if info.offset > PAGE_SIZE - VCPU_INFO_SIZE as u32 || ctx.dom.vcpu.vcpu_info.is_some() {
+    if info.offset > PAGE_SIZE - VCPU_INFO_SIZE as u32 || ctx.dom.vcpu().vcpu_info.is_some() {
         return Err(Errno::EINVAL);
     }
     let id = ctx.dom.id;
@@ -148,7 +148,7 @@ fn register_vcpu_info<M: Machine + ?Sized>(
     let at = Maddr(mfn.maddr().0 + u64::from(info.offset));
     // Cannot fail: a frame of the domain's, which the frame table just vouched for.
     let _ = mem.write(at, &old);
-    ctx.dom.vcpu.vcpu_info = Some((mfn, info.offset));
+    ctx.dom.vcpu_mut().vcpu_info = Some((mfn, info.offset));
     let mut page = crate::shared_info::SharedInfoPage::of_domain_mut(mem, ctx.dom);
     page.test_and_set_upcall_pending(0);
     for word in 0..64 {
@@ -188,7 +188,7 @@ mod tests {
         };
         let mut g = crate::guest_access::PageTableGuest {
             mem: &mut m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         crate::guest_access::copy_to_guest(
             &mut g,
@@ -207,7 +207,7 @@ mod tests {
                 [VCPUOP_set_singleshot_timer.into(), 0, GUEST_VA, 0, 0],
             )
         });
-        (rc, d.vcpu.timer_deadline)
+        (rc, d.vcpu().timer_deadline)
     }
 
     fn vcpu_op(d: &mut crate::domain::Domain, cmd: u32, vcpu: u64) -> i64 {

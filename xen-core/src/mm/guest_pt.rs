@@ -18,14 +18,14 @@ pub(crate) fn pt<'a>(
     flush: &'a mut crate::domain::FlushRequest,
 ) -> (Pt<'a, 'static>, DomainParts<'a>) {
     let caller = dom.info();
-    let Domain { l4, vcpu, .. } = dom;
     let crate::domain::Vcpu {
+        l4,
         perf,
         user_l4,
         ldt_base,
         ldt_ents,
         ..
-    } = vcpu;
+    } = dom.vcpu_mut();
     (
         Pt {
             mm,

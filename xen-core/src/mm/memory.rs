@@ -342,7 +342,7 @@ fn reclaim_loose<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
         // `mmu_update` flushes nothing): none may survive to the moment the frame can be handed
         // out again. One CPU: one full flush before any guest runs covers every such entry (Xen
         // flushes the CPUs whose TLB may hold a freed page before reusing it).
-        let v = &mut ctx.dom.vcpu;
+        let v = ctx.dom.vcpu_mut();
         v.flush.flush_all(&mut v.perf);
     }
 }
@@ -464,12 +464,12 @@ fn decrease_one<M: Machine + ?Sized>(
         let Some((mm, mem)) = ctx.m.mm() else {
             return false;
         };
-        match mm.guest_remove_page(mfn, id, &mut ctx.dom.vcpu.perf) {
+        match mm.guest_remove_page(mfn, id, &mut ctx.dom.vcpu_mut().perf) {
             Ok(Removed::Freed) => {
                 give_back(mm, mem, &mut *ctx.pool, mfn);
                 // The caller may still hold a TLB entry for the page it unmapped: none survives
                 // its return, so the frame is not reachable once it can be handed out again.
-                let v = &mut ctx.dom.vcpu;
+                let v = ctx.dom.vcpu_mut();
                 v.flush.flush_all(&mut v.perf);
                 if let Some(d) = target(ctx, m.other) {
                     d.nr_pages = d.nr_pages.saturating_sub(1);

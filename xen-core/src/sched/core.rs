@@ -30,13 +30,13 @@ pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
     let g = doms.guest_mut(hv.sched.cur).expect("a domain to run");
     g.sched.dispatches += 1;
     hv.arch.load_vcpu(&g.dom);
-    g.regs
+    g.dom.vcpu().regs
 }
 
 /// Whether a vCPU could run now.
 #[inline]
 pub fn runnable(g: &DomainEntry) -> bool {
-    let v = &g.dom.vcpu;
+    let v = g.dom.vcpu();
     !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
 }
 
@@ -110,7 +110,7 @@ pub fn exit_to_guest<A: Arch>(
         let g = doms
             .guest_mut(hv.sched.cur)
             .expect("the scheduler picked a domain");
-        g.dom.vcpu.yielded = false;
+        g.dom.vcpu_mut().yielded = false;
         if let Err(why) = bounce::deliver_upcall(&mut hv.arch, &mut g.dom, regs) {
             g.dom.shutdown = Some(Shutdown::Crashed(why));
             continue;
@@ -132,7 +132,7 @@ pub fn exit_to_guest<A: Arch>(
     let g = doms
         .guest_mut(hv.sched.cur)
         .expect("the scheduler picked a domain");
-    let req = g.dom.vcpu.flush.take();
+    let req = g.dom.vcpu_mut().flush.take();
     if !req.is_empty() {
         hv.arch.perform_flushes(&g.dom, req);
     }
@@ -150,7 +150,7 @@ fn may_go_on<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> bool {
         return false;
     };
     run_timers(&mut hv.arch, g, ports, true, now);
-    runnable(g) && !g.dom.vcpu.yielded && !g.destroy
+    runnable(g) && !g.dom.vcpu().yielded && !g.destroy
 }
 
 /// Runs every domain's timers, wakes, reports and tears down, and leaves in `hv.sched.cur` (with
@@ -181,13 +181,13 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
         let cur = hv.sched.cur;
         let keep = doms
             .guest(cur)
-            .is_some_and(|g| !g.dom.vcpu.yielded && now < hv.sched.slice_end);
+            .is_some_and(|g| !g.dom.vcpu().yielded && now < hv.sched.slice_end);
         match super::pick(&cands, cur, keep) {
             Some(next) => {
                 if next != cur || doms.guest(cur).is_none() {
                     switch_to(hv, doms, regs, next, now);
                 } else if now >= hv.sched.slice_end
-                    || doms.guest(next).is_some_and(|g| g.dom.vcpu.yielded)
+                    || doms.guest(next).is_some_and(|g| g.dom.vcpu().yielded)
                 {
                     // Alone on the CPU: a new slice.
                     hv.sched.slice_end =
@@ -212,9 +212,9 @@ fn switch_to<A: Arch>(
     let cur = hv.sched.cur;
     let prev = match doms.guest_mut(cur) {
         Some(prev) => {
-            prev.regs = *regs;
+            prev.dom.vcpu_mut().regs = *regs;
             prev.sched.run_ns += now.saturating_sub(hv.sched.run_start);
-            if runnable(prev) && !prev.dom.vcpu.yielded {
+            if runnable(prev) && !prev.dom.vcpu().yielded {
                 prev.sched.preemptions += 1;
             }
             Some(cur)
@@ -224,9 +224,9 @@ fn switch_to<A: Arch>(
     let g = doms
         .guest_mut(next)
         .expect("picked from the existing domains");
-    *regs = g.regs;
+    *regs = g.dom.vcpu().regs;
     g.sched.dispatches += 1;
-    g.dom.vcpu.perf.dispatches += 1;
+    g.dom.vcpu_mut().perf.dispatches += 1;
     hv.arch.context_switch(prev, next);
     hv.sched.cur = next;
     hv.sched.run_start = now;
@@ -287,7 +287,7 @@ pub fn run_timers<A: Arch>(
     running: bool,
     now: u64,
 ) {
-    let v = &mut g.dom.vcpu;
+    let v = g.dom.vcpu_mut();
     let mut fire = false;
     if v.timer_deadline.is_some_and(|d| d <= now) {
         v.timer_deadline = None;
@@ -322,7 +322,7 @@ pub fn next_deadline(g: &DomainEntry, running: bool) -> Option<u64> {
     if g.dom.shutdown.is_some() {
         return None;
     }
-    let v = &g.dom.vcpu;
+    let v = g.dom.vcpu();
     let periodic = (running && v.periodic_period != 0).then_some(v.next_periodic);
     let poll = v.poll.as_ref().and_then(|p| p.deadline);
     // Plain comparisons rather than an iterator chain: the way out asks this of every domain.

@@ -28,9 +28,9 @@ fn world() -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
     let mut set = Box::new(DomainSet::new());
     for id in 0..3u16 {
         let mut g = guest(id);
-        g.regs.rip = 0x1000 * (u64::from(id) + 1);
+        g.dom.vcpu_mut().regs.rip = 0x1000 * (u64::from(id) + 1);
         g.sched.weight = super::DEFAULT_WEIGHT;
-        g.dom.vcpu.periodic_period = 0;
+        g.dom.vcpu_mut().periodic_period = 0;
         crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
         set.install(usize::from(id), g, MAX_PORT_2L);
         let (g, ports) = set.both_mut(usize::from(id)).unwrap();
@@ -73,7 +73,7 @@ fn a_vcpu_keeps_the_cpu_for_its_slice_then_the_next_runnable_one_runs() {
     assert_eq!(hv.sched.cur, 1);
     assert_eq!(hv.arch.switches, [(Some(0), 1)]);
     assert_eq!(regs.rip, 0x2000, "the next vCPU's registers");
-    assert_eq!(set.guest(0).unwrap().regs.rax, 42);
+    assert_eq!(set.guest(0).unwrap().dom.vcpu().regs.rax, 42);
     assert_eq!(set.guest(0).unwrap().sched.preemptions, 1);
     assert_eq!(set.guest(0).unwrap().sched.run_ns, SLICE_NS);
     assert_eq!(set.guest(1).unwrap().sched.dispatches, 1);
@@ -84,8 +84,8 @@ fn a_vcpu_keeps_the_cpu_for_its_slice_then_the_next_runnable_one_runs() {
 #[test]
 fn a_blocked_vcpu_is_passed_over() {
     let (mut hv, mut set, mut regs) = world();
-    set.guest_mut(1).unwrap().dom.vcpu.blocked = true;
-    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    set.guest_mut(1).unwrap().dom.vcpu_mut().blocked = true;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().yielded = true;
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.sched.cur, 2, "slot 1 is blocked");
     assert_eq!(
@@ -99,37 +99,38 @@ fn a_blocked_vcpu_is_passed_over() {
 fn a_pending_upcall_wakes_a_blocked_vcpu() {
     let (mut hv, mut set, mut regs) = world();
     for slot in 1..3 {
-        set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
     }
     let d2 = set.guest(2).unwrap().dom.clone();
     let _ = crate::shared_info::SharedInfoPage::of_mut(&mut hv.arch, d2.shared_info)
         .test_and_set_upcall_pending(0);
-    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().yielded = true;
     exit(&mut hv, &mut set, &mut regs);
-    assert!(!set.guest(2).unwrap().dom.vcpu.blocked, "woken");
-    assert!(set.guest(1).unwrap().dom.vcpu.blocked, "still waiting");
+    assert!(!set.guest(2).unwrap().dom.vcpu().blocked, "woken");
+    assert!(set.guest(1).unwrap().dom.vcpu().blocked, "still waiting");
     assert_eq!(hv.sched.cur, 2);
 }
 
 #[test]
 fn an_expired_timer_sends_virq_timer_and_wakes_its_vcpu() {
     let (mut hv, mut set, mut regs) = world();
-    let g1 = &mut set.guest_mut(1).unwrap().dom.vcpu;
+    let g1 = set.guest_mut(1).unwrap().dom.vcpu_mut();
     g1.blocked = true;
     g1.timer_deadline = Some(T0 + 1000);
-    set.guest_mut(2).unwrap().dom.vcpu.blocked = true;
+    set.guest_mut(2).unwrap().dom.vcpu_mut().blocked = true;
     // Dom0 blocks too: the CPU idles until domain 1's timer.
-    set.guest_mut(0).unwrap().dom.vcpu.blocked = true;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().blocked = true;
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.arch.halts, 1, "one halt, ended by the timer");
     assert_eq!(hv.sched.idle_halts, 1);
     assert_eq!(hv.sched.idle_ns, 1000);
     let d1 = &set.guest(1).unwrap().dom;
     assert_eq!(
-        d1.vcpu.timer_deadline, None,
+        d1.vcpu().timer_deadline,
+        None,
         "a single-shot timer fires once"
     );
-    assert!(!d1.vcpu.blocked, "the tick woke it");
+    assert!(!d1.vcpu().blocked, "the tick woke it");
     assert!(crate::shared_info::upcall_pending(&hv.arch, d1));
     assert_eq!(
         hv.arch.published,
@@ -143,8 +144,8 @@ fn an_expired_timer_sends_virq_timer_and_wakes_its_vcpu() {
 #[test]
 fn the_timer_is_armed_for_the_earliest_deadline() {
     let (mut hv, mut set, mut regs) = world();
-    set.guest_mut(1).unwrap().dom.vcpu.timer_deadline = Some(T0 + 3000);
-    set.guest_mut(2).unwrap().dom.vcpu.timer_deadline = Some(T0 + 2000);
+    set.guest_mut(1).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 3000);
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 2000);
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.arch.timer, Some(T0 + 2000));
     assert_eq!(hv.sched.armed, Some(T0 + 2000));
@@ -162,28 +163,31 @@ fn the_fast_way_out_keeps_the_running_vcpu_while_its_slice_lasts() {
     let (mut hv, mut set, mut regs) = world();
     exit(&mut hv, &mut set, &mut regs);
     // Another domain's timer expired, but this entry touched nobody else: not looked at now.
-    set.guest_mut(1).unwrap().dom.vcpu.timer_deadline = Some(T0);
+    set.guest_mut(1).unwrap().dom.vcpu_mut().timer_deadline = Some(T0);
     hv.arch.m.now = T0 + 10;
     exit_to_guest(&mut hv, &mut set, &mut regs, false, false);
     assert_eq!(hv.sched.cur, 0);
-    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, Some(T0));
+    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, Some(T0));
     // Once the slice is over the full pass runs, timers included.
     hv.arch.m.now = T0 + SLICE_NS;
     exit_to_guest(&mut hv, &mut set, &mut regs, false, false);
-    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, None);
+    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, None);
     assert_eq!(hv.sched.cur, 1);
 }
 
 #[test]
 fn a_pending_flush_is_carried_out_before_the_vcpu_runs() {
     let (mut hv, mut set, mut regs) = world();
-    let v = &mut set.guest_mut(0).unwrap().dom.vcpu;
+    let v = set.guest_mut(0).unwrap().dom.vcpu_mut();
     v.flush.flush_all(&mut v.perf);
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.arch.performed.len(), 1);
     assert_eq!(hv.arch.performed[0].0, 0);
     assert!(hv.arch.performed[0].1.local_flush);
-    assert!(set.guest(0).unwrap().dom.vcpu.flush.is_empty(), "done once");
+    assert!(
+        set.guest(0).unwrap().dom.vcpu().flush.is_empty(),
+        "done once"
+    );
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.arch.performed.len(), 1);
 }
@@ -211,7 +215,7 @@ fn an_expired_watchdog_shuts_the_domain_down_and_it_is_reported() {
 fn with_nothing_that_could_ever_wake_a_vcpu_dom0_is_crashed() {
     let (mut hv, mut set, mut regs) = world();
     for slot in 0..3 {
-        set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
     }
     exit(&mut hv, &mut set, &mut regs);
 }
@@ -220,7 +224,7 @@ fn with_nothing_that_could_ever_wake_a_vcpu_dom0_is_crashed() {
 fn an_unmasked_device_line_lets_the_cpu_halt_without_a_deadline() {
     let (mut hv, mut set, mut regs) = world();
     for slot in 0..3 {
-        set.guest_mut(slot).unwrap().dom.vcpu.blocked = true;
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
     }
     hv.arch.lines_enabled = true;
     hv.arch.max_halts = 3;
@@ -242,18 +246,18 @@ fn an_unmasked_device_line_lets_the_cpu_halt_without_a_deadline() {
 #[test]
 fn a_poll_ends_when_its_deadline_passes() {
     let (mut hv, mut set, mut regs) = world();
-    set.guest_mut(1).unwrap().dom.vcpu.poll = Some(crate::domain::Poll {
+    set.guest_mut(1).unwrap().dom.vcpu_mut().poll = Some(crate::domain::Poll {
         ports: heapless::Vec::new(),
         deadline: Some(T0 + 500),
     });
-    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
-    set.guest_mut(2).unwrap().dom.vcpu.blocked = true;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().yielded = true;
+    set.guest_mut(2).unwrap().dom.vcpu_mut().blocked = true;
     exit(&mut hv, &mut set, &mut regs);
     assert_eq!(hv.sched.cur, 0, "slot 1 still polls");
     hv.arch.m.now = T0 + 500;
-    set.guest_mut(0).unwrap().dom.vcpu.yielded = true;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().yielded = true;
     exit(&mut hv, &mut set, &mut regs);
-    assert!(set.guest(1).unwrap().dom.vcpu.poll.is_none());
+    assert!(set.guest(1).unwrap().dom.vcpu().poll.is_none());
     assert_eq!(hv.sched.cur, 1);
 }
 
@@ -261,29 +265,29 @@ fn a_poll_ends_when_its_deadline_passes() {
 fn a_hypercall_that_kicked_nobody_leaves_the_other_domains_alone() {
     let (mut hv, mut set, mut regs) = world();
     exit(&mut hv, &mut set, &mut regs);
-    set.guest_mut(1).unwrap().dom.vcpu.timer_deadline = Some(T0);
+    set.guest_mut(1).unwrap().dom.vcpu_mut().timer_deadline = Some(T0);
     hv.arch.m.now = T0 + 10;
     let none = Kicks::default();
     after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&none));
     assert_eq!(
-        set.guest(1).unwrap().dom.vcpu.timer_deadline,
+        set.guest(1).unwrap().dom.vcpu().timer_deadline,
         Some(T0),
         "not looked at"
     );
     after_entry(&mut hv, &mut set, &mut regs, Entry::Exception);
-    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, Some(T0));
+    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, Some(T0));
     // Kicking domain 1 makes the way out look at everyone: its timer fires.
     let mut kicks = Kicks::default();
     kicks.add(1);
     after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
-    assert_eq!(set.guest(1).unwrap().dom.vcpu.timer_deadline, None);
+    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, None);
     assert_eq!(hv.sched.cur, 0, "slice left: the caller goes on");
 }
 
 #[test]
 fn a_timer_tick_reads_the_debug_keys_and_runs_the_full_pass() {
     let (mut hv, mut set, mut regs) = world();
-    set.guest_mut(2).unwrap().dom.vcpu.timer_deadline = Some(T0);
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0);
     hv.arch.keys.extend(b"h");
     after_entry(
         &mut hv,
@@ -295,7 +299,7 @@ fn a_timer_tick_reads_the_debug_keys_and_runs_the_full_pass() {
         hv.arch.out.is_empty(),
         "keys are read on the timer tick only"
     );
-    assert_eq!(set.guest(2).unwrap().dom.vcpu.timer_deadline, None);
+    assert_eq!(set.guest(2).unwrap().dom.vcpu().timer_deadline, None);
     after_entry(
         &mut hv,
         &mut set,

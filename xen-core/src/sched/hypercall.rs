@@ -17,7 +17,7 @@ pub(crate) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg:
     match crate::ctx::cmd32(cmd) {
         // The scheduler runs another vCPU if one is runnable (`vcpu_yield`).
         SCHEDOP_yield => {
-            ctx.dom.vcpu.yielded = true;
+            ctx.dom.vcpu_mut().yielded = true;
             Ok(0)
         }
         SCHEDOP_block => {
@@ -25,7 +25,7 @@ pub(crate) fn sched_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg:
             // then waits until an event is pending (at once if one already is: the scheduler
             // wakes a blocked vCPU with an upcall pending).
             crate::shared_info::set_upcall_mask(ctx.m, ctx.dom, false);
-            ctx.dom.vcpu.blocked = true;
+            ctx.dom.vcpu_mut().blocked = true;
             Ok(0)
         }
         SCHEDOP_shutdown => {
@@ -109,7 +109,7 @@ fn poll<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, p: SchedPoll) -> HcResult {
     // bit set is negative, so already past, and the poll ends at once.
     let now = ctx.m.now_ns();
     let deadline = (p.timeout != 0).then(|| crate::time::guest_deadline(p.timeout, now));
-    ctx.dom.vcpu.poll = Some(Poll { ports, deadline });
+    ctx.dom.vcpu_mut().poll = Some(Poll { ports, deadline });
     Ok(0)
 }
 
@@ -156,7 +156,7 @@ const MAX_AHEAD_NS: u64 = 1 << 50;
 
 pub(crate) fn set_timer_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, timeout: u64) -> HcResult {
     if timeout == 0 {
-        ctx.dom.vcpu.timer_deadline = None;
+        ctx.dom.vcpu_mut().timer_deadline = None;
         return Ok(0);
     }
     let now = ctx.m.now_ns();
@@ -165,7 +165,7 @@ pub(crate) fn set_timer_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, timeout: u
     } else {
         timeout
     };
-    ctx.dom.vcpu.timer_deadline = Some(deadline);
+    ctx.dom.vcpu_mut().timer_deadline = Some(deadline);
     Ok(0)
 }
 
@@ -193,7 +193,7 @@ mod tests {
     ) -> i64 {
         let mut g = crate::guest_access::PageTableGuest {
             mem: &mut *m,
-            l4: d.l4,
+            l4: d.vcpu().l4,
         };
         crate::guest_access::copy_to_guest(
             &mut g,
@@ -222,7 +222,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(sched_op(&mut m, &mut d, SCHEDOP_poll, &p), 0);
-        d.vcpu.poll.expect("the vCPU waits").deadline
+        d.vcpu().poll.as_ref().expect("the vCPU waits").deadline
     }
 
     #[test]
@@ -259,7 +259,7 @@ mod tests {
                 )
             });
             assert_eq!(rc, 0);
-            d.vcpu.timer_deadline
+            d.vcpu().timer_deadline
         };
         assert_eq!(deadline(0), None);
         assert_eq!(deadline(NOW + (1 << 50) - 1), Some(NOW + (1 << 50) - 1));

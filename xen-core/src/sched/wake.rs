@@ -20,18 +20,18 @@ pub fn wake_if_due<M: Machine + ?Sized>(
     now: u64,
 ) -> bool {
     let mut woken = false;
-    if g.dom.vcpu.blocked && crate::shared_info::upcall_pending(m, &g.dom) {
-        g.dom.vcpu.blocked = false;
+    if g.dom.vcpu().blocked && crate::shared_info::upcall_pending(m, &g.dom) {
+        g.dom.vcpu_mut().blocked = false;
         woken = true;
     }
-    if let Some(poll) = &g.dom.vcpu.poll {
+    if let Some(poll) = &g.dom.vcpu().poll {
         let ready = poll
             .ports
             .iter()
             .any(|&p| crate::evtchn::fifo::port_pending(m, &g.dom, ports, p))
             || poll.deadline.is_some_and(|d| now >= d);
         if ready {
-            g.dom.vcpu.poll = None;
+            g.dom.vcpu_mut().poll = None;
             woken = true;
         }
     }

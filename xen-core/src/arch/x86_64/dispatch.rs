@@ -120,11 +120,12 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             .split(hv.sched.cur)
             .expect("the running vCPU's domain exists");
         let dom = &mut g.dom;
+        super::context::sync_guest_bases(&mut hv.arch, dom);
         match regs.vector {
             // `syscall` from guest user mode, or from 32-bit code (Xen's `cstar_enter` bounces
             // that whatever the mode): not a hypercall, the guest kernel's syscall callback takes
             // it.
-            ENTRY_SYSCALL if !dom.vcpu.kernel_mode || regs.cs == u64::from(GUEST_CS32) => {
+            ENTRY_SYSCALL if !dom.vcpu().kernel_mode || regs.cs == u64::from(GUEST_CS32) => {
                 if let Err(why) = bounce::switch_to_kernel(&mut hv.arch, dom, regs) {
                     dom.shutdown = Some(Shutdown::Crashed(why));
                 }
@@ -160,12 +161,12 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 hypercall = true;
             }
             v @ 0..=31 => {
-                dom.vcpu.perf.traps += 1;
+                dom.vcpu_mut().perf.traps += 1;
                 if let Err(why) = guest_exception(&mut hv.arch, dom, regs, v as u8) {
                     dom.shutdown = Some(Shutdown::Crashed(why));
                 }
             }
-            v if v == u64::from(apic::TIMER_VECTOR) => dom.vcpu.perf.traps += 1,
+            v if v == u64::from(apic::TIMER_VECTOR) => dom.vcpu_mut().perf.traps += 1,
             // Other external interrupts taken while the guest ran: nothing is routed to guests.
             _ => {}
         }
@@ -180,7 +181,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         // meanwhile is still pending at the APIC and is taken the moment the guest runs, through
         // the full way out; the vCPU's loaded state is unchanged.
         if fast && xen_core::guest_access::is_canonical(regs.rip) {
-            dom.vcpu.perf.fast_exits += 1;
+            dom.vcpu_mut().perf.fast_exits += 1;
             match bounce::deliver_upcall(&mut hv.arch, dom, regs) {
                 Ok(_) => return,
                 Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),

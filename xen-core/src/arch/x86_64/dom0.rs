@@ -227,8 +227,21 @@ pub fn start(
             "dom0 kernel {path}: not readable through the direct map"
         ));
     };
+    // Its initrd: module 1 when that one says `initrd` (`cmdline::is_initrd_module`).
+    let initrd = match info.modules.get(1) {
+        Some(m) if xen_core::cmdline::is_initrd_module(m.string) => {
+            match BootDirectMap.read(m.start, m.len() as usize) {
+                Some(b) if !b.is_empty() => b,
+                _ => refuse(format_args!(
+                    "dom0's initrd (boot module 1) is empty or not readable"
+                )),
+            }
+        }
+        _ => &[],
+    };
     let params = BuildParams {
         image: image_bytes,
+        initrd,
         cmdline,
         nr_pages,
         kind: DomainKind::Dom0,
@@ -247,6 +260,7 @@ pub fn start(
     printk!(" ENTRY ADDRESS: {:016x}\n", built.entry);
 
     let mut dom = Domain::new(0, true, nr_pages, u32::MAX.into(), shared_info, built.l4);
+    dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
     // so that from now on every change to them goes through the validated hypercalls.
     if let Err(e) = xen_core::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built) {
@@ -276,7 +290,6 @@ pub fn start(
         0,
         DomainEntry {
             dom,
-            regs: Regs::guest_entry(built.entry, built.stack_top, built.start_info_va),
             sched: SchedInfo {
                 weight: xen_core::sched::DEFAULT_WEIGHT,
                 ..SchedInfo::default()
@@ -319,6 +332,16 @@ pub fn start(
     }
     printk!("free memory before domUs: {} frames\n", pool.free_frames());
     for i in 1..pool.modules.len() {
+        // An initrd module belongs to the kernel before it; one after another initrd has none.
+        if xen_core::cmdline::is_initrd_module(&pool.modules[i].string) {
+            if xen_core::cmdline::is_initrd_module(&pool.modules[i - 1].string) {
+                printk!(
+                    "ERR: boot module {i} ({}): an initrd with no kernel before it: ignored\n",
+                    xen_core::cmdline::split_image_name(&pool.modules[i].string).0
+                );
+            }
+            continue;
+        }
         let _ = domu::build(&mut m, &mut pool, &mut doms, i);
     }
     drop(doms);

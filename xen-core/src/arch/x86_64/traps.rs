@@ -110,8 +110,8 @@ pub fn guest_exception(
         6 if emulate::forced_cpuid(regs, code, native_cpuid) => Ok(()),
         // #NM after the guest set its virtual CR0.TS: clear it and let the guest see the fault.
         7 => {
-            if dom.vcpu.fpu_ts {
-                dom.vcpu.fpu_ts = false;
+            if dom.vcpu().fpu_ts {
+                dom.vcpu_mut().fpu_ts = false;
                 bounce::inject_exception(&mut *m, dom, regs, 7, None, 0)
             } else {
                 Ok(())
@@ -125,8 +125,9 @@ pub fn guest_exception(
             let crs = GuestCrs {
                 cr0: guest_cr0(dom),
                 cr2: xen_core::shared_info::cr2(&*m, dom),
-                cr3: dom.l4.maddr().0,
-                cr4: emulate::guest_cr4(dom.vcpu.cr4, host_cr4()),
+                cr3: dom.vcpu().l4.maddr().0,
+                cr4: emulate::guest_cr4(dom.vcpu().cr4, host_cr4()),
+                cr4_writable: emulate::pv_cr4_writable(native_cpuid),
             };
             // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).
             if ec == 0
@@ -140,10 +141,15 @@ pub fn guest_exception(
             }
             // Privileged instructions are emulated for the guest kernel only; from guest user
             // mode they are the #GP they are (Xen emulates with CPL 3 there, `read_segment`).
-            if ec == 0 && dom.vcpu.kernel_mode {
+            if ec == 0 && dom.vcpu().kernel_mode {
                 let saved = *regs;
-                match emulate::privileged(regs, code, &mut dom.vcpu, crs) {
+                match emulate::privileged(regs, code, dom.vcpu_mut(), crs, &mut RealMsrs) {
                     emulate::Emulated::Done => return Ok(()),
+                    // A debug register that does not exist: Xen's emulator raises #UD.
+                    emulate::Emulated::Ud => {
+                        *regs = saved;
+                        return bounce::inject_exception(&mut *m, dom, regs, 6, None, 0);
+                    }
                     // Reloading the current L4 is a TLB flush; switching tables arrives with
                     // validated page tables.
                     emulate::Emulated::NewCr3(v) if v & 0x000f_ffff_ffff_f000 == crs.cr3 => {
@@ -164,7 +170,7 @@ pub fn guest_exception(
             const PFEC_PRESENT_WRITE: u64 = 0x3;
             const PFEC_RESERVED: u64 = 0x8;
             if ec & (PFEC_PRESENT_WRITE | PFEC_RESERVED) == PFEC_PRESENT_WRITE
-                && dom.vcpu.kernel_mode
+                && dom.vcpu().kernel_mode
             {
                 let mut access = PtwrAccess { m: &mut *m, dom };
                 if emulate::pte_write(regs, code, cr2, &mut access) == emulate::Emulated::Done {
@@ -182,7 +188,7 @@ pub fn guest_exception(
                 asm!("mov {}, dr6", out(reg) dr6, options(nomem, nostack));
                 asm!("mov dr6, {}", in(reg) xen_core::domain::DR6_DEFAULT, options(nomem, nostack));
             }
-            dom.vcpu.dr6 = (dom.vcpu.dr6 & !0xf) | (dr6 & 0xe00f);
+            dom.vcpu_mut().dr6 = (dom.vcpu().dr6 & !0xf) | (dr6 & 0xe00f);
             bounce::inject_exception(&mut *m, dom, regs, 1, None, 0)
         }
         8 | 18 => Err("machine check or double fault while the guest ran"),
@@ -190,6 +196,23 @@ pub fn guest_exception(
             let has_ec = matches!(vector, 10..=14 | 17 | 21 | 29 | 30);
             bounce::inject_exception(&mut *m, dom, regs, vector, has_ec.then_some(ec as u32), 0)
         }
+    }
+}
+
+/// The CPU as the MSR emulation sees it (`emulate::MsrHost`).
+struct RealMsrs;
+
+impl emulate::MsrHost for RealMsrs {
+    fn rdmsr(&mut self, msr: u32) -> Option<u64> {
+        super::extable::rdmsr_safe(msr).ok()
+    }
+
+    fn rdtsc(&mut self) -> u64 {
+        super::tsc::rdtsc_ordered()
+    }
+
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        native_cpuid(leaf, subleaf)
     }
 }
 
@@ -206,7 +229,7 @@ fn guest_cr0(dom: &Domain) -> u64 {
     let cr0: u64;
     // SAFETY: reading CR0 has no side effects.
     unsafe { asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack)) };
-    (cr0 & !CR0_TS) | if dom.vcpu.fpu_ts { CR0_TS } else { 0 }
+    (cr0 & !CR0_TS) | if dom.vcpu().fpu_ts { CR0_TS } else { 0 }
 }
 
 /// An exception or interrupt while the hypervisor itself ran: fatal.

@@ -15,7 +15,7 @@ use super::BuiltDomain;
 
 /// Everything dom0 construction does to the frame table: registers `dom`, assigns it the built
 /// domain's frames, shares its shared_info page with it, and validates and pins its bootstrap
-/// tables (setting `dom.l4`).
+/// tables (setting `dom.vcpu().l4`).
 pub fn seed_domain(
     mm: &mut Mm<'_>,
     mem: &mut dyn MachineMemoryMut,

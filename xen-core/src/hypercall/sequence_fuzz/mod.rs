@@ -425,13 +425,14 @@ fn the_live_cr3_check_catches_a_running_l4_that_loses_its_type() {
     // Inside one entry, drop the pin's and the base pointer's type references on the L4 the vCPU
     // runs on, as a buggy handler would.
     let r = w.entry(0, |ctx| {
-        let l4 = ctx.dom.l4;
+        let l4 = ctx.dom.vcpu().l4;
         let caller = ctx.dom.info();
+        let vcpu = ctx.dom.vcpu_mut();
         let mut pt = Pt {
             mm: &mut ctx.m.mm,
             mem: &mut ctx.m.mem,
-            perf: &mut ctx.dom.vcpu.perf,
-            flush: &mut ctx.dom.vcpu.flush,
+            perf: &mut vcpu.perf,
+            flush: &mut vcpu.flush,
             caller,
         };
         pt.mm.set_pinned(l4, false);

@@ -306,7 +306,7 @@ fn resolve_frame(w: &World, s: usize, f: F) -> u64 {
     };
     match f {
         F::Own(i) => b + u64::from(i) % DOM_FRAMES,
-        F::Cur => w.guest(s).map_or(b, |g| g.dom.l4.0),
+        F::Cur => w.guest(s).map_or(b, |g| g.dom.vcpu().l4.0),
         F::Table(k) => nth(tables(w, s, None), k, b + u64::from(k) % DOM_FRAMES),
         F::L4(k) => nth(tables(w, s, Some(PageType::L4)), k, b + I_L4_SPARE),
         F::Other(d, i) => dom_base(other_slot(s, d)) + u64::from(i) % DOM_FRAMES,
@@ -806,7 +806,7 @@ fn prepare(w: &mut World, s: usize, call: &Call, k: usize) -> (u64, [u64; 5], St
             });
             // `iret` reads its frame at the guest's stack pointer.
             if let Some(g) = w.set.guest_mut(s) {
-                g.regs.rsp = base;
+                g.dom.vcpu_mut().regs.rsp = base;
             }
             (nr.into(), a)
         }

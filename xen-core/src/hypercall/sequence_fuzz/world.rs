@@ -23,7 +23,6 @@ use crate::mm::frame_table::testing::{new_mm, range, HV_SLOTS};
 use crate::mm::frame_table::{pte, FrameInfo, Mm, Owner, PageType, Pt, FIRST_XEN_SLOT, XEN_SLOTS};
 use crate::mm::PtLevel;
 use crate::mm::{FakeMemory, MachineMemory, MachineMemoryMut, Maddr, Mfn};
-use crate::regs::Regs;
 
 /// Frames of the machine.
 pub(super) const FRAMES: u64 = 320;
@@ -35,9 +34,9 @@ pub(super) const SLOTS: usize = 3;
 pub(super) const DOM_FRAMES: u64 = 48;
 /// Grant-table frames each domain is given (one shared at first, `setup_table` shares more).
 pub(super) const GRANT_FRAMES: u32 = 4;
-/// Frames each grant table takes: the shared entries and the active entries (one per reference,
-/// never shared).
-pub(super) const TABLE_FRAMES: u32 = GRANT_FRAMES + crate::gnttab::active_frames_for(GRANT_FRAMES);
+/// Frames each grant table takes: the shared entries, the active entries (one per reference,
+/// never shared) and the status frames (shared under version 2 only).
+pub(super) const TABLE_FRAMES: u32 = crate::gnttab::table_frames_for(GRANT_FRAMES);
 /// Frames from here to [`FRAMES`] are never given to anyone.
 pub(super) const FIRST_FREE: u64 = 256;
 
@@ -403,7 +402,6 @@ impl World {
             .unwrap();
         let guest = DomainEntry {
             dom,
-            regs: Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: s,
@@ -450,18 +448,19 @@ impl World {
             .unwrap();
         // The spare L4, pinned the way the guest would pin it.
         let caller = dom.info();
+        let vcpu = dom.vcpu_mut();
         let mut pt = Pt {
             mm,
             mem,
-            perf: &mut dom.vcpu.perf,
-            flush: &mut dom.vcpu.flush,
+            perf: &mut vcpu.perf,
+            flush: &mut vcpu.flush,
             caller,
         };
         let spare = Mfn(b + I_L4_SPARE);
         pt.get_page_and_type(spare, Owner::Domain(id), PageType::L4)
             .unwrap();
         pt.mm.set_pinned(spare, true);
-        dom.vcpu.flush.take();
+        dom.vcpu_mut().flush.take();
         self.ids[s] = Some(id);
         self.cover.rebuilt += u64::from(id >= SLOTS as DomainId);
         true
@@ -473,7 +472,8 @@ impl World {
         for s in self.live() {
             let g = self.guest(s).unwrap();
             let maps = self.set.grants[s].mappings().count() > 0;
-            let switched = g.dom.l4.0 != dom_base(s) + I_L4 || g.dom.vcpu.user_l4.is_some();
+            let switched =
+                g.dom.vcpu().l4.0 != dom_base(s) + I_L4 || g.dom.vcpu().user_l4.is_some();
             let ports = self.set.ports(s);
             let bound = (0..ports.valid_ports()).any(|p| {
                 matches!(
@@ -483,7 +483,7 @@ impl World {
             });
             c.granted = c.granted.max(u64::from(maps));
             c.switched = c.switched.max(u64::from(switched));
-            c.gdt = c.gdt.max(u64::from(!g.dom.vcpu.gdt_frames.is_empty()));
+            c.gdt = c.gdt.max(u64::from(!g.dom.vcpu().gdt_frames.is_empty()));
             c.channels = c.channels.max(u64::from(bound));
         }
         self.cover.add(&c);
@@ -512,13 +512,13 @@ impl World {
         let Some(g) = self.set.guest_mut(s) else {
             return;
         };
-        let v = &mut g.dom.vcpu;
+        let v = g.dom.vcpu_mut();
         v.blocked = false;
         v.yielded = false;
         v.poll = None;
         if !v.kernel_mode {
             let _ = g.dom.toggle_guest_mode();
-            g.dom.vcpu.flush.take();
+            g.dom.vcpu_mut().flush.take();
         }
         self.m.now += 1_000_000;
     }
@@ -569,6 +569,8 @@ impl World {
         let entered_on = me.dom.current_l4();
         self.m.mem.watch = Some(entered_on);
         self.m.mem.hit = None;
+        // The running vCPU's registers, out of the domain while the hypercall borrows it.
+        let mut regs = me.dom.vcpu().regs;
         let r = {
             let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
             let mut ctx = Ctx {
@@ -579,7 +581,7 @@ impl World {
                 events,
                 grants,
                 others,
-                regs: &mut me.regs,
+                regs: &mut regs,
                 in_multicall: false,
                 fx: &mut Default::default(),
             };
@@ -587,6 +589,7 @@ impl World {
             crate::hypercall::testing::settle(&mut ctx);
             r
         };
+        me.dom.vcpu_mut().regs = regs;
         let live = self.m.mem.watch.take().unwrap_or(entered_on);
         if self.checks.live_cr3 {
             if let Some(hit) = self.m.mem.hit.take() {
@@ -615,7 +618,7 @@ impl World {
             .set
             .guest_mut(s)
             .ok_or_else(|| format!("the domain of slot {s} vanished"))?;
-        let req = g.dom.vcpu.flush.take();
+        let req = g.dom.vcpu_mut().flush.take();
         let now = req.new_cr3.unwrap_or(live);
         if g.dom.shutdown.is_none() && now != g.dom.current_l4() {
             return Err(format!(
@@ -644,14 +647,15 @@ impl World {
         if !self.checks.gdt_teardown {
             // Drop the GDT's references as a fixed `relinquish_domain` does (then there are none
             // left for it to drop, whichever version runs).
-            let frames = core::mem::take(&mut g.dom.vcpu.gdt_frames);
-            g.dom.vcpu.gdt_ents = 0;
+            let frames = core::mem::take(&mut g.dom.vcpu_mut().gdt_frames);
+            g.dom.vcpu_mut().gdt_ents = 0;
             let caller = g.dom.info();
+            let vcpu = g.dom.vcpu_mut();
             let mut pt = Pt {
                 mm,
                 mem,
-                perf: &mut g.dom.vcpu.perf,
-                flush: &mut g.dom.vcpu.flush,
+                perf: &mut vcpu.perf,
+                flush: &mut vcpu.flush,
                 caller,
             };
             for f in frames {
@@ -803,8 +807,8 @@ impl World {
                         out,
                         "slot {s}: d{} l4={:?} user_l4={:?}{}; ",
                         g.dom.id,
-                        g.dom.l4,
-                        g.dom.vcpu.user_l4,
+                        g.dom.vcpu().l4,
+                        g.dom.vcpu().user_l4,
                         if g.dom.shutdown.is_some() {
                             " (shut down)"
                         } else {

@@ -572,7 +572,7 @@ fn cache_flushes_need_io_privileges() {
         t.ext(1, &[(MMUEXT_FLUSH_CACHE_GLOBAL, 0, 0)], SELF_ID),
         EINVAL
     );
-    assert!(!t.doms[1].vcpu.flush.cache_flush);
+    assert!(!t.doms[1].vcpu().flush.cache_flush);
 }
 
 #[test]
@@ -582,7 +582,10 @@ fn set_ldt_refuses_misaligned_oversized_and_hypervisor_tables() {
     for (base, ents) in [(0x1008, 1), (0x1000, 8193), (hv, 1), (1 << 47, 1)] {
         assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, base, ents)], SELF_ID), EINVAL);
     }
-    assert_eq!((t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents), (0, 0));
+    assert_eq!(
+        (t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents),
+        (0, 0)
+    );
 }
 
 #[test]

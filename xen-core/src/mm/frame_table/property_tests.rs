@@ -306,7 +306,7 @@ fn some_table(t: &Two, r: &mut Rng, d: usize) -> Option<(u64, PageType)> {
 fn aimed_va(t: &Two, r: &mut Rng, d: usize) -> u64 {
     for _ in 0..8 {
         let v = (r.below(2) << 39) | (r.below(3) << 30) | (r.below(3) << 21) | page_va(r.below(48));
-        if crate::mm::guest_pt::map_guest_l1e(&t.m.mem, t.doms[d].l4, v).is_some() {
+        if crate::mm::guest_pt::map_guest_l1e(&t.m.mem, t.doms[d].vcpu().l4, v).is_some() {
             return v;
         }
     }
@@ -433,7 +433,7 @@ fn step(t: &mut Two, r: &mut Rng, s: &mut Stats) -> Op {
                     };
                     // Validated L4s to switch to (for NEW_BASEPTR, other than the current one:
                     // a reload is reached often enough through `frame`).
-                    let current = t.doms[d].l4.0;
+                    let current = t.doms[d].vcpu().l4.0;
                     let l4s: Vec<u64> = (base(d)..base(d) + DOM_FRAMES)
                         .filter(|&m| {
                             let f = t.frame(m);
@@ -461,7 +461,7 @@ fn step(t: &mut Two, r: &mut Rng, s: &mut Stats) -> Op {
                 })
                 .collect();
             let fd = foreigndom(r, d);
-            let old_l4 = t.doms[d].l4;
+            let old_l4 = t.doms[d].vcpu().l4;
             let rc = t.ext(d, &ops, fd);
             s.ok += usize::from(rc == 0);
             if rc == 0 {
@@ -471,7 +471,7 @@ fn step(t: &mut Two, r: &mut Rng, s: &mut Stats) -> Op {
                             s.pins_ok[(cmd - MMUEXT_PIN_L1_TABLE) as usize] += 1
                         }
                         MMUEXT_UNPIN_TABLE => s.unpins_ok += 1,
-                        MMUEXT_NEW_BASEPTR if t.doms[d].l4.0 == arg1 && old_l4.0 != arg1 => {
+                        MMUEXT_NEW_BASEPTR if t.doms[d].vcpu().l4.0 == arg1 && old_l4.0 != arg1 => {
                             s.baseptr_ok += 1
                         }
                         _ => {}
@@ -526,7 +526,7 @@ fn run(seed: u64, steps: u64) -> Stats {
         s.ops += 1;
         // What the arch layer would do after each hypercall.
         for d in &mut t.doms {
-            d.vcpu.flush.take();
+            d.vcpu_mut().flush.take();
         }
         if let Err(e) = t.audit() {
             panic!(

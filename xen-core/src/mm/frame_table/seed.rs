@@ -182,7 +182,7 @@ impl<'t> Mm<'t> {
         dom: &'a mut Domain,
     ) -> Pt<'a, 't> {
         let caller = dom.info();
-        let vcpu = &mut dom.vcpu;
+        let vcpu = dom.vcpu_mut();
         Pt {
             mm: self,
             mem,
@@ -279,6 +279,30 @@ impl<'t> Mm<'t> {
         Ok(())
     }
 
+    /// Whether `mfn` is a hypervisor page shared with `id` ([`Mm::share_xen_page_with_guest`])
+    /// that nothing but the share references: no mapping, no grant, no other use.
+    pub fn is_unreferenced_share(&self, mfn: Mfn, id: DomainId) -> bool {
+        self.frames.get(mfn).is_some_and(|f| {
+            f.owner() == Owner::Domain(id) && f.xen_heap() && f.count == 1 && f.type_count == 1
+        })
+    }
+
+    /// Undoes [`Mm::share_xen_page_with_guest`] for a page [`Mm::is_unreferenced_share`]
+    /// says nothing else references (`put_page_alloc_ref` then `page_set_owner(pg, NULL)`): it
+    /// is the hypervisor's again (marked so: the pool can never hand it out while the
+    /// hypervisor keeps it). Does nothing to any other frame.
+    pub fn unshare_xen_page(&mut self, mfn: Mfn, id: DomainId) {
+        if !self.is_unreferenced_share(mfn, id) {
+            return;
+        }
+        if let Some(f) = self.frames.get_mut(mfn) {
+            let given = f.given;
+            *f = FrameInfo::FREE;
+            f.owner = Owner::Xen.to_bits();
+            f.given = given;
+        }
+    }
+
     /// Validates the bootstrap page tables rooted at `l4`, pins `l4` (Xen pins dom0's top-level
     /// table) and installs it as `dom`'s base pointer (`guest_table`), each holding a general and
     /// a type reference. `tables` lists every table the builder wrote
@@ -301,7 +325,7 @@ impl<'t> Mm<'t> {
             pt.get_page_and_type(l4, owner, PageType::L4)
                 .map_err(|errno| SeedError::Refused { mfn: l4, errno })?;
         }
-        dom.l4 = l4;
+        dom.vcpu_mut().l4 = l4;
         for (mfn, level) in tables {
             let ok = self.frames.get(mfn).is_some_and(|f| {
                 f.page_type() == PageType::of_level(level)
@@ -332,18 +356,29 @@ impl<'t> Mm<'t> {
     /// (`gnttab::hypercall::domain_dying`).
     pub fn relinquish_domain(&mut self, mem: &mut dyn MachineMemoryMut, dom: &mut Domain) -> usize {
         let owner = Owner::Domain(dom.id);
-        let kernel = core::mem::replace(&mut dom.l4, Mfn(0));
-        let user = dom.vcpu.user_l4.take();
-        let gdt = core::mem::take(&mut dom.vcpu.gdt_frames);
-        let vcpu_info = dom.vcpu.vcpu_info.take();
+        let kernel = core::mem::replace(&mut dom.vcpu_mut().l4, Mfn(0));
+        // What each vCPU holds: its user L4, GDT frames and `vcpu_info` frame.
+        let mut user = heapless::Vec::<Mfn, { crate::domain::MAX_VCPUS }>::new();
+        let mut gdt = heapless::Vec::<Mfn, { 16 * crate::domain::MAX_VCPUS }>::new();
+        let mut vcpu_info = heapless::Vec::<Mfn, { crate::domain::MAX_VCPUS }>::new();
+        for v in dom.vcpus.iter_mut() {
+            // Cannot overflow: one entry (or 16 GDT frames) per vCPU at most.
+            if let Some(u) = v.user_l4.take() {
+                let _ = user.push(u);
+            }
+            let _ = gdt.extend_from_slice(&core::mem::take(&mut v.gdt_frames));
+            if let Some((f, _)) = v.vcpu_info.take() {
+                let _ = vcpu_info.push(f);
+            }
+            v.gdt_ents = 0;
+            (v.ldt_base, v.ldt_ents) = (0, 0);
+        }
         let evtchn_frames = core::mem::take(&mut dom.evtchn_frames);
-        dom.vcpu.gdt_ents = 0;
-        (dom.vcpu.ldt_base, dom.vcpu.ldt_ents) = (0, 0);
         let max = self.frames.max_ram_page();
         {
             let mut pt = self.pt_for(mem, dom);
             // `vcpu_destroy_pagetables`.
-            for t in [Some(kernel), user].into_iter().flatten() {
+            for t in core::iter::once(kernel).chain(user) {
                 if t.0 != 0 && pt.mm.frames.get(t).is_some_and(|f| f.owner() == owner) {
                     pt.put_page_and_type(t);
                 }
@@ -355,7 +390,7 @@ impl<'t> Mm<'t> {
             }
             // `unmap_vcpu_info`: `VCPUOP_register_vcpu_info` took a general and a writable type
             // reference.
-            if let Some((v, _)) = vcpu_info {
+            for v in vcpu_info {
                 pt.put_page_and_type(v);
             }
             // `evtchn_fifo_destroy`: each FIFO control block and event array page holds a

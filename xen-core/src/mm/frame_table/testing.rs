@@ -88,6 +88,7 @@ impl World {
         let image = Elf::good().bytes();
         let params = BuildParams {
             image: &image,
+            initrd: &[],
             cmdline: "",
             nr_pages: DOM0_PAGES,
             kind: DomainKind::Dom0,
@@ -205,20 +206,20 @@ impl World {
 
     /// Where the L1 entry for `va` lives (walking the current tables), its value, and its L1.
     pub fn l1_slot(&self, va: u64) -> (Maddr, u64, Mfn) {
-        let (at, l1) =
-            crate::mm::guest_pt::map_guest_l1e(&self.m.mem, self.dom.l4, va).expect("va has an L1");
+        let (at, l1) = crate::mm::guest_pt::map_guest_l1e(&self.m.mem, self.dom.vcpu().l4, va)
+            .expect("va has an L1");
         (at, self.m.mem.read_u64(at).unwrap(), l1)
     }
 
     /// Reads a u64 at guest `va` through the current tables.
     pub fn peek(&self, va: u64) -> u64 {
-        let at = translate(&self.m.mem, self.dom.l4, va, false).expect("va mapped");
+        let at = translate(&self.m.mem, self.dom.vcpu().l4, va, false).expect("va mapped");
         self.m.mem.read_u64(at).unwrap()
     }
 
     /// Writes a u64 at guest `va` through the current tables (which must map it writable).
     pub fn poke(&mut self, va: u64, v: u64) {
-        let at = translate(&self.m.mem, self.dom.l4, va, true).expect("va mapped writable");
+        let at = translate(&self.m.mem, self.dom.vcpu().l4, va, true).expect("va mapped writable");
         self.m.mem.write_u64(at, v).unwrap();
     }
 
@@ -226,7 +227,7 @@ impl World {
     pub fn put<T: IntoBytes + Immutable>(&mut self, va: u64, v: &T) {
         let mut g = PageTableGuest {
             mem: &mut self.m.mem,
-            l4: self.dom.l4,
+            l4: self.dom.vcpu().l4,
         };
         copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(va), v).unwrap();
     }
@@ -235,7 +236,7 @@ impl World {
     pub fn get<T: FromBytes + IntoBytes>(&mut self, va: u64) -> T {
         let g = PageTableGuest {
             mem: &mut self.m.mem,
-            l4: self.dom.l4,
+            l4: self.dom.vcpu().l4,
         };
         copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
     }
@@ -408,7 +409,7 @@ impl Two {
             .iter()
             .map(|&(ptr, val)| hypercall_abi::xen::MmuUpdate { ptr, val })
             .collect();
-        let before = self.doms[d].vcpu.perf.page_updates;
+        let before = self.doms[d].vcpu().perf.page_updates;
         let rc = self.ctx(d, |ctx| {
             crate::mm::mmu::do_mmu_update(
                 ctx,
@@ -418,7 +419,7 @@ impl Two {
                 foreigndom,
             )
         });
-        let done = (self.doms[d].vcpu.perf.page_updates - before) as u32;
+        let done = (self.doms[d].vcpu().perf.page_updates - before) as u32;
         (rc.unwrap_or_else(|e| e.neg()), done)
     }
 

@@ -32,7 +32,7 @@ fn d0(k: u64) -> u64 {
 #[test]
 fn dom0_from_the_builder_validates_with_xens_start_of_day_counts() {
     let w = World::dom0();
-    let l4 = w.frame(w.dom.l4);
+    let l4 = w.frame(w.dom.vcpu().l4);
     // PGC_allocated + read-only mapping + pin + guest_table, as `mark_pv_pt_pages_rdonly` sets.
     assert_eq!((l4.count(), l4.type_count()), (4, 2));
     assert!(l4.pinned() && l4.validated());
@@ -78,6 +78,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
     let image = crate::domain::build::tests::Elf::good().bytes();
     let params = BuildParams {
         image: &image,
+        initrd: &[],
         cmdline: "",
         nr_pages: DOM0_PAGES,
         kind: DomainKind::Dom0,
@@ -99,7 +100,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
             "{level} {m:?}"
         );
     }
-    assert_eq!(dom.l4, built.l4);
+    assert_eq!(dom.vcpu().l4, built.l4);
 }
 
 #[test]
@@ -154,11 +155,11 @@ fn whitelisted_flag_changes_take_the_fast_path_without_reference_changes() {
     let mut t = Two::new();
     let slot = Two::slot(d1(3), 10);
     let old = t.entry(d1(3), 10);
-    let ops = t.doms[1].vcpu.perf.ref_ops;
+    let ops = t.doms[1].vcpu().perf.ref_ops;
     let new = old | DIRTY | GLOBAL | pte::NX | (1 << 60);
     assert_eq!(t.mmu(1, &[(slot, new)], SELF_ID), (0, 1));
     // Two general references for the page-lock of the L1 (get and put), nothing else.
-    assert_eq!(t.doms[1].vcpu.perf.ref_ops - ops, 2);
+    assert_eq!(t.doms[1].vcpu().perf.ref_ops - ops, 2);
     assert_eq!(t.entry(d1(3), 10), new);
     t.check();
 }
@@ -213,10 +214,10 @@ fn a_frame_changes_type_only_when_its_type_count_is_zero_and_then_flushes() {
     let mut t = Two::new();
     let x = d1(20);
     t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
-    t.doms[1].vcpu.flush.take();
+    t.doms[1].vcpu_mut().flush.take();
     // Writable (count 0 now) -> L1: a type change, and stale writable TLB entries must go.
     assert_eq!(t.ext(1, &[(MMUEXT_PIN_L1_TABLE, x, 0)], SELF_ID), 0);
-    assert!(t.doms[1].vcpu.flush.local_flush);
+    assert!(t.doms[1].vcpu().flush.local_flush);
     // Pinned as L1, it cannot become an L2.
     assert_eq!(t.ext(1, &[(MMUEXT_PIN_L2_TABLE, x, 0)], SELF_ID), -22);
     t.ext(1, &[(MMUEXT_UNPIN_TABLE, x, 0)], SELF_ID);
@@ -239,7 +240,7 @@ fn hooking_a_table_into_an_upper_level_validates_it_and_unhooking_cascades() {
     t.m.mem
         .write_u64(Maddr(Two::slot(y, 0)), (x << 12) | TABLE_FLAGS)
         .unwrap();
-    t.doms[1].vcpu.flush.take();
+    t.doms[1].vcpu_mut().flush.take();
     let rc = t.mmu(
         1,
         &[(Two::slot(d1(1), 1), (y << 12) | TABLE_FLAGS)],
@@ -250,11 +251,11 @@ fn hooking_a_table_into_an_upper_level_validates_it_and_unhooking_cascades() {
     assert_eq!(t.frame(x).page_type(), PageType::L1);
     assert_eq!(t.frame(z).type_count(), 2);
     // The L3 is in use (loaded through the L4): one flush after the batch.
-    assert!(t.doms[1].vcpu.flush.local_flush);
+    assert!(t.doms[1].vcpu().flush.local_flush);
     t.check();
     // The guest sees z through the new branch at VA 1 GiB.
     let va = 1 << 30;
-    let at = crate::guest_access::translate(&t.m.mem, t.doms[1].l4, va, true).unwrap();
+    let at = crate::guest_access::translate(&t.m.mem, t.doms[1].vcpu().l4, va, true).unwrap();
     assert_eq!(at, Mfn(z).maddr());
     // Unhook: y, then x, are devalidated, and z loses the mapping's type reference.
     assert_eq!(t.mmu(1, &[(Two::slot(d1(1), 1), 0)], SELF_ID), (0, 1));
@@ -272,7 +273,7 @@ fn l2_updates_of_a_merely_pinned_table_need_no_flush() {
     let x = d1(20);
     t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
     assert_eq!(t.ext(1, &[(MMUEXT_PIN_L2_TABLE, x, 0)], SELF_ID), 0);
-    t.doms[1].vcpu.flush.take();
+    t.doms[1].vcpu_mut().flush.take();
     // x is an L2 hooked up nowhere: pointing its slot 5 at the domain's L1 changes no TLB.
     let rc = t.mmu(
         1,
@@ -280,22 +281,22 @@ fn l2_updates_of_a_merely_pinned_table_need_no_flush() {
         SELF_ID,
     );
     assert_eq!(rc, (0, 1));
-    assert!(t.doms[1].vcpu.flush.is_empty());
+    assert!(t.doms[1].vcpu().flush.is_empty());
     t.check();
 }
 
 #[test]
 fn a_batch_of_upper_level_updates_flushes_once() {
     let mut t = Two::new();
-    t.doms[1].vcpu.flush.take();
-    let before = t.doms[1].vcpu.perf.tlb_flushes;
+    t.doms[1].vcpu_mut().flush.take();
+    let before = t.doms[1].vcpu().perf.tlb_flushes;
     // Re-point L3 slots 1..4 at the domain's own L2 (several entries may map one table).
     let reqs: Vec<_> = (1..5)
         .map(|i| (Two::slot(d1(1), i), (d1(2) << 12) | TABLE_FLAGS))
         .collect();
     assert_eq!(t.mmu(1, &reqs, SELF_ID), (0, 4));
     assert_eq!(t.frame(d1(2)).type_count(), 5);
-    assert_eq!(t.doms[1].vcpu.perf.tlb_flushes - before, 1);
+    assert_eq!(t.doms[1].vcpu().perf.tlb_flushes - before, 1);
     t.check();
 }
 
@@ -347,11 +348,12 @@ fn descriptor_pages_are_checked_fixed_up_and_never_writable() {
         .unwrap();
     let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     let dom = &mut t.doms[1];
+    let vcpu = dom.vcpu_mut();
     let mut pt = super::Pt {
         mm,
         mem,
-        perf: &mut dom.vcpu.perf,
-        flush: &mut dom.vcpu.flush,
+        perf: &mut vcpu.perf,
+        flush: &mut vcpu.flush,
         caller: crate::domain::DomainInfo {
             id: 1,
             privileged: false,
@@ -378,12 +380,12 @@ fn a_new_base_pointer_takes_the_new_l4_and_releases_the_old_one() {
     t.m.mem
         .write_u64(Maddr(Two::slot(x, 0)), (d1(1) << 12) | TABLE_FLAGS)
         .unwrap();
-    t.doms[1].vcpu.flush.take();
+    t.doms[1].vcpu_mut().flush.take();
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_BASEPTR, x, 0)], SELF_ID), 0);
-    assert_eq!(t.doms[1].l4, Mfn(x));
+    assert_eq!(t.doms[1].vcpu().l4, Mfn(x));
     // CR3 switched at once (`write_ptbase`), before the old table was released.
     assert_eq!(t.m.cr3, Some(Mfn(x)));
-    assert_eq!(t.doms[1].vcpu.flush.new_cr3, None);
+    assert_eq!(t.doms[1].vcpu().flush.new_cr3, None);
     let (old, new) = (t.frame(d1(0)), t.frame(x));
     assert_eq!(
         (old.type_count(), new.type_count()),
@@ -403,14 +405,14 @@ fn a_new_base_pointer_takes_the_new_l4_and_releases_the_old_one() {
 fn the_user_base_pointer_holds_a_reference_until_replaced_or_cleared() {
     let mut t = Two::new();
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, d1(0), 0)], SELF_ID), 0);
-    assert_eq!(t.doms[1].vcpu.user_l4, Some(Mfn(d1(0))));
+    assert_eq!(t.doms[1].vcpu().user_l4, Some(Mfn(d1(0))));
     assert_eq!(t.frame(d1(0)).type_count(), 3);
     t.check();
     // Setting it again is a no-op; 0 clears it.
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, d1(0), 0)], SELF_ID), 0);
     assert_eq!(t.frame(d1(0)).type_count(), 3);
     assert_eq!(t.ext(1, &[(MMUEXT_NEW_USER_BASEPTR, 0, 0)], SELF_ID), 0);
-    assert_eq!(t.doms[1].vcpu.user_l4, None);
+    assert_eq!(t.doms[1].vcpu().user_l4, None);
     assert_eq!(t.frame(d1(0)).type_count(), 2);
     t.check();
 }
@@ -432,9 +434,9 @@ fn update_va_mapping_records_the_flush_its_flags_ask_for() {
         (3, false, false),
     ];
     for (flags, full, one) in cases {
-        t.doms[1].vcpu.flush.take();
+        t.doms[1].vcpu_mut().flush.take();
         assert_eq!(t.uvm(1, va, pte, flags, None), 0, "flags {flags:#x}");
-        let f = t.doms[1].vcpu.flush.take();
+        let f = t.doms[1].vcpu_mut().flush.take();
         assert_eq!(f.local_flush, full, "flags {flags:#x}");
         assert_eq!(f.invlpg.contains(&va), one, "flags {flags:#x}");
     }
@@ -442,10 +444,10 @@ fn update_va_mapping_records_the_flush_its_flags_ask_for() {
     let mask_va = page_va(12);
     t.m.mem.write_u64(Mfn(d1(12)).maddr(), 1).unwrap();
     assert_eq!(t.uvm(1, va, pte, mask_va | UVMF_INVLPG, None), 0);
-    assert!(t.doms[1].vcpu.flush.take().invlpg.contains(&va));
+    assert!(t.doms[1].vcpu_mut().flush.take().invlpg.contains(&va));
     t.m.mem.write_u64(Mfn(d1(12)).maddr(), 0).unwrap();
     assert_eq!(t.uvm(1, va, pte, mask_va | UVMF_TLB_FLUSH, None), 0);
-    assert!(t.doms[1].vcpu.flush.take().is_empty());
+    assert!(t.doms[1].vcpu_mut().flush.take().is_empty());
 }
 
 #[test]
@@ -463,9 +465,9 @@ fn mmuext_flush_operations_record_their_flushes() {
         // Non-canonical addresses are ignored.
         (MMUEXT_INVLPG_LOCAL, 1 << 47, 0, false, None),
     ] {
-        t.doms[1].vcpu.flush.take();
+        t.doms[1].vcpu_mut().flush.take();
         assert_eq!(t.ext(1, &[(cmd, arg1, arg2)], SELF_ID), 0, "cmd {cmd}");
-        let f = t.doms[1].vcpu.flush.take();
+        let f = t.doms[1].vcpu_mut().flush.take();
         assert_eq!(f.local_flush, full, "cmd {cmd}");
         assert_eq!(f.invlpg.first().copied(), one, "cmd {cmd}");
     }
@@ -474,19 +476,19 @@ fn mmuext_flush_operations_record_their_flushes() {
         .map(|i| (MMUEXT_INVLPG_LOCAL, i * 4096, 0))
         .collect();
     assert_eq!(t.ext(1, &ops, SELF_ID), 0);
-    let f = t.doms[1].vcpu.flush.take();
+    let f = t.doms[1].vcpu_mut().flush.take();
     assert!(f.local_flush && f.invlpg.is_empty());
     // dom0 may flush caches.
     assert_eq!(t.ext(0, &[(MMUEXT_FLUSH_CACHE, 0, 0)], SELF_ID), 0);
-    assert!(t.doms[0].vcpu.flush.take().cache_flush);
+    assert!(t.doms[0].vcpu_mut().flush.take().cache_flush);
     assert_eq!(t.ext(0, &[(MMUEXT_FLUSH_CACHE_GLOBAL, 0, 0)], SELF_ID), 0);
-    assert!(t.doms[0].vcpu.flush.take().cache_flush);
+    assert!(t.doms[0].vcpu_mut().flush.take().cache_flush);
 }
 
 #[test]
 fn perf_counters_count_hypercalls_validations_flushes_and_references() {
     let mut t = Two::new();
-    let p0 = t.doms[1].vcpu.perf;
+    let p0 = t.doms[1].vcpu().perf;
     let slot = Two::slot(d1(3), 40);
     let rc = t.call(
         1,
@@ -494,18 +496,18 @@ fn perf_counters_count_hypercalls_validations_flushes_and_references() {
         [page_va(40), (d1(10) << 12) | DATA, UVMF_TLB_FLUSH, 0, 0],
     );
     assert_eq!(rc, 0);
-    let p = t.doms[1].vcpu.perf;
+    let p = t.doms[1].vcpu().perf;
     assert_eq!(p.hypercalls - p0.hypercalls, 1);
     assert_eq!(p.ptes_validated - p0.ptes_validated, 1);
     assert_eq!(p.tlb_flushes - p0.tlb_flushes, 1);
     // L1 page lock (get + put), the new mapping's general and type references.
     assert_eq!(p.ref_ops - p0.ref_ops, 4);
     assert_eq!(t.mmu(1, &[(slot, 0)], SELF_ID), (0, 1));
-    assert_eq!(t.doms[1].vcpu.perf.page_updates - p.page_updates, 1);
+    assert_eq!(t.doms[1].vcpu().perf.page_updates - p.page_updates, 1);
     // A plain write to a data page counts as a writable update.
-    let w0 = t.doms[1].vcpu.perf.writable_mmu_updates;
+    let w0 = t.doms[1].vcpu().perf.writable_mmu_updates;
     assert_eq!(t.mmu(1, &[(d1(10) << 12, 7)], SELF_ID), (0, 1));
-    assert_eq!(t.doms[1].vcpu.perf.writable_mmu_updates - w0, 1);
+    assert_eq!(t.doms[1].vcpu().perf.writable_mmu_updates - w0, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,12 +553,15 @@ fn set_ldt_records_the_table_as_xen_checks_it() {
     let mut t = Two::new();
     assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x40_0000, 16)], SELF_ID), 0);
     assert_eq!(
-        (t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents),
+        (t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents),
         (0x40_0000, 16)
     );
     // No entries: the base is ignored.
     assert_eq!(t.ext(1, &[(MMUEXT_SET_LDT, 0x1234, 0)], SELF_ID), 0);
-    assert_eq!((t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents), (0, 0));
+    assert_eq!(
+        (t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -678,7 +683,7 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
     };
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     crate::guest_access::copy_to_guest(&mut g, crate::guest_access::GuestPtr::new(list), &req)
         .unwrap();
@@ -692,7 +697,7 @@ fn a_guest_setting_the_preemption_bit_gets_xens_continuation_semantics() {
     assert_eq!(rc, 0);
     let g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     assert_eq!(
         crate::guest_access::copy_from_guest::<u32>(&g, crate::guest_access::GuestPtr::new(done))
@@ -744,7 +749,7 @@ fn install_gdt_and_ldt(t: &mut Two) {
     let list = page_va(12);
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     crate::guest_access::copy_to_guest(
         &mut g,
@@ -783,8 +788,11 @@ fn relinquishing_a_domain_drops_the_references_of_its_gdt() {
     install_gdt_and_ldt(&mut t);
     let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
-    assert!(t.doms[1].vcpu.gdt_frames.is_empty());
-    assert_eq!((t.doms[1].vcpu.ldt_base, t.doms[1].vcpu.ldt_ents), (0, 0));
+    assert!(t.doms[1].vcpu().gdt_frames.is_empty());
+    assert_eq!(
+        (t.doms[1].vcpu().ldt_base, t.doms[1].vcpu().ldt_ents),
+        (0, 0)
+    );
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
 
@@ -799,7 +807,6 @@ fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
     for (slot, dom) in t.doms.iter().enumerate() {
         let g = DomainEntry {
             dom: dom.clone(),
-            regs: crate::regs::Regs::default(),
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: 0,
@@ -824,7 +831,7 @@ fn register_vcpu_info(t: &mut Two, mfn: u64, offset: u32) -> i64 {
     let arg = page_va(12);
     let mut g = crate::guest_access::PageTableGuest {
         mem: &mut t.m.mem,
-        l4: t.doms[1].l4,
+        l4: t.doms[1].vcpu().l4,
     };
     let info = VcpuRegisterVcpuInfo {
         mfn,
@@ -854,9 +861,9 @@ fn register_vcpu_info_moves_vcpu_info_and_holds_its_frame_until_teardown() {
     assert_eq!(register_vcpu_info(&mut t, base(0) + 13, 0), EINVAL);
     assert_eq!(register_vcpu_info(&mut t, 1 << 40, 0), EINVAL);
     // One of its own page tables (the L4) cannot be made writable.
-    let l4 = t.doms[1].l4.0;
+    let l4 = t.doms[1].vcpu().l4.0;
     assert_eq!(register_vcpu_info(&mut t, l4, 0), EINVAL);
-    assert_eq!(t.doms[1].vcpu.vcpu_info, None);
+    assert_eq!(t.doms[1].vcpu().vcpu_info, None);
     t.check();
 
     // Linux's shape: in a per-CPU page at some offset; the old contents come along.
@@ -864,7 +871,7 @@ fn register_vcpu_info_moves_vcpu_info_and_holds_its_frame_until_teardown() {
     t.m.mem.write(mask_at, &[1]).unwrap();
     let before = t.frame(frame);
     assert_eq!(register_vcpu_info(&mut t, frame, 0x40), 0);
-    assert_eq!(t.doms[1].vcpu.vcpu_info, Some((Mfn(frame), 0x40)));
+    assert_eq!(t.doms[1].vcpu().vcpu_info, Some((Mfn(frame), 0x40)));
     let f = t.frame(frame);
     assert_eq!(
         (f.page_type(), f.type_count(), f.count()),
@@ -891,11 +898,11 @@ fn register_vcpu_info_moves_vcpu_info_and_holds_its_frame_until_teardown() {
     assert!(crate::shared_info::upcall_pending(&t.m.mem, &t.doms[1]));
     // Once only.
     assert_eq!(register_vcpu_info(&mut t, d1(14), 0), EINVAL);
-    assert_eq!(t.doms[1].vcpu.vcpu_info, Some((Mfn(frame), 0x40)));
+    assert_eq!(t.doms[1].vcpu().vcpu_info, Some((Mfn(frame), 0x40)));
 
     let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
-    assert_eq!(t.doms[1].vcpu.vcpu_info, None);
+    assert_eq!(t.doms[1].vcpu().vcpu_info, None);
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
 
@@ -911,7 +918,7 @@ fn fifo_event_channel_frames_are_checked_held_and_released() {
     const EINVAL: i64 = -22;
     let mut t = Two::new();
     let arg = page_va(12);
-    let l4 = t.doms[1].l4.0;
+    let l4 = t.doms[1].vcpu().l4.0;
     let (block, array) = (d1(13), d1(14));
     let before = (t.frame(block), t.frame(array));
     t.ctx(1, |ctx| {

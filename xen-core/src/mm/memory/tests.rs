@@ -117,7 +117,7 @@ fn populate_then_decrease_moves_frames_between_the_pool_and_the_domain() {
         assert_eq!(m2p(&w, m), INVALID_M2P_ENTRY);
     }
     // The caller's TLB is flushed before it runs again.
-    assert!(w.dom.vcpu.flush.local_flush);
+    assert!(w.dom.vcpu().flush.local_flush);
     w.check();
 }
 
@@ -220,7 +220,7 @@ fn a_page_still_mapped_is_given_up_but_freed_only_when_unmapped() {
     let f = w.frame(mfn);
     assert!(f.loose(), "{f:?}");
     // That unmapping asked for no flush: the TLB may still map the page.
-    let _ = w.dom.vcpu.flush.take();
+    let _ = w.dom.vcpu_mut().flush.take();
     assert_eq!(
         query(&mut w, XENMEM_current_reservation, DOMID_SELF),
         (DOM0_PAGES - 1) as i64
@@ -228,7 +228,7 @@ fn a_page_still_mapped_is_given_up_but_freed_only_when_unmapped() {
     assert_eq!(w.pool.free_frames(), free + 1);
     // Back in the pool, it must be in no TLB once the caller runs: a full flush is owed.
     assert!(
-        w.dom.vcpu.flush.local_flush,
+        w.dom.vcpu().flush.local_flush,
         "a flush before the caller runs"
     );
     assert!(!w.mm().frames.loose_pending());

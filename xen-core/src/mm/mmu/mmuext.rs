@@ -31,7 +31,7 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
         return Err(Errno::ENOSYS);
     };
     let curr = ctx.dom.info();
-    let (count, done) = match batch_start(mem, ctx.dom.l4, &ops, count, pdone, foreigndom)? {
+    let (count, done) = match batch_start(mem, ctx.dom.vcpu().l4, &ops, count, pdone, foreigndom)? {
         BatchStart::Finished(rc) => return Ok(rc),
         BatchStart::Run { count, done } => (count, done),
     };
@@ -58,7 +58,7 @@ pub(crate) fn do_mmuext_op<M: Machine + ?Sized>(
     }
     // Through the tables in use now, as Xen's `copy_to_guest` goes through CR3.
     if let Some((_, mem)) = ctx.m.mm() {
-        write_done(mem, ctx.dom.l4, pdone, done.wrapping_add(i));
+        write_done(mem, ctx.dom.vcpu().l4, pdone, done.wrapping_add(i));
     }
     continue_batch(ctx, &ops, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
@@ -74,7 +74,7 @@ fn mmuext_step<M: Machine + ?Sized>(
     pg_owner: Owner,
 ) -> Result<(), Errno> {
     let (mm, mem) = ctx.m.mm().ok_or(Errno::ENOSYS)?;
-    let op = ops.get(mem, ctx.dom.l4, i)?;
+    let op = ops.get(mem, ctx.dom.vcpu().l4, i)?;
     if op.cmd == MMUEXT_NEW_BASEPTR {
         // `new_guest_cr3` switches CR3, which the frame-table context cannot reach.
         if pg_owner != Owner::Domain(ctx.dom.id) {
@@ -300,7 +300,7 @@ fn copy_frame(mem: &mut dyn MachineMemoryMut, src: Option<Mfn>, dst: Mfn) -> Res
 /// or multicall could unpin it, map it writable or `CLEAR_PAGE`/`COPY_PAGE` it, and rewrite the
 /// hypervisor's slots of the table the CPU was still running on.)
 fn new_guest_cr3<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, mfn: Mfn) -> Result<(), Errno> {
-    let old = ctx.dom.l4;
+    let old = ctx.dom.vcpu().l4;
     if old == mfn {
         // Reloading the current table: just `write_ptbase` (a full TLB flush).
         ctx.m.write_ptbase(mfn);
@@ -312,7 +312,7 @@ fn new_guest_cr3<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, mfn: Mfn) -> Result<
         let me = Owner::Domain(pt.caller.id);
         pt.get_page_and_type(mfn, me, PageType::L4)?;
     }
-    ctx.dom.l4 = mfn;
+    ctx.dom.vcpu_mut().l4 = mfn;
     // `update_cr3` + `write_ptbase`: hypercalls come from guest kernel mode, whose table this is.
     ctx.m.write_ptbase(ctx.dom.current_l4());
     if old.0 != 0 {

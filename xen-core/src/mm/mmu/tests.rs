@@ -127,7 +127,7 @@ impl Guest {
     }
 
     fn l4(&self) -> u64 {
-        self.w.dom.l4.0
+        self.w.dom.vcpu().l4.0
     }
 
     /// The table of `level` (4..=2) on the way to `va`, as the guest walks its tables.
@@ -614,7 +614,7 @@ fn the_user_l4_is_released_at_once_since_hypercalls_run_on_the_kernel_l4() {
     let l4 = g.l4();
     let t = l4_copy(&mut g);
     assert_eq!(g.ext1(MMUEXT_NEW_USER_BASEPTR, t.mfn), 0);
-    assert_eq!(g.w.dom.vcpu.user_l4, Some(Mfn(t.mfn)));
+    assert_eq!(g.w.dom.vcpu().user_l4, Some(Mfn(t.mfn)));
     // In user mode the CPU runs on the user table: still a live L4.
     g.w.dom.toggle_guest_mode().unwrap();
     g.w.m.cr3 = Some(g.w.dom.current_l4());

@@ -45,7 +45,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;
-    let vcpu0 = ctx.dom.vcpu.vcpu_info_maddr();
+    let vcpu0 = ctx.dom.vcpu().vcpu_info_maddr();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
@@ -54,7 +54,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         shared_info,
         vcpu0,
     };
-    let guest_l4 = ctx.dom.l4;
+    let guest_l4 = ctx.dom.vcpu().l4;
     let curr = ctx.dom.info();
     let (count, done) = match batch_start(mem, guest_l4, &reqs, count, pdone, foreigndom)? {
         BatchStart::Finished(rc) => return Ok(rc),

@@ -43,7 +43,7 @@ pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
     };
     // `xsm_update_va_mapping`.
     xsm_target(curr, pg_owner)?;
-    let guest_l4 = ctx.dom.l4;
+    let guest_l4 = ctx.dom.vcpu().l4;
     let (mut pt, _) = pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
 
     let (at, gl1mfn) = map_guest_l1e(pt.mem, guest_l4, va).ok_or(Errno::EINVAL)?;
@@ -97,7 +97,7 @@ fn ptwr_target(
     if va & 7 != 0 {
         return Err(Errno::EINVAL);
     }
-    let (pte_at, _) = map_guest_l1e(mem, dom.l4, va).ok_or(Errno::EINVAL)?;
+    let (pte_at, _) = map_guest_l1e(mem, dom.vcpu().l4, va).ok_or(Errno::EINVAL)?;
     let pte = mem.read_u64(pte_at).ok_or(Errno::EFAULT)?;
     if !pte::present(pte) || pte & pte::RW != 0 {
         return Err(Errno::EINVAL);
@@ -142,6 +142,6 @@ pub fn ptwr_emulate<M: Machine + ?Sized>(
     let (mut pt, _) = pt(mm, mem, dom, &mut flush);
     pt.perf.page_updates += 1;
     let r = pt.mod_l1_entry(at, value, false, me, Owner::Domain(me.id));
-    dom.vcpu.flush.merge(&flush);
+    dom.vcpu_mut().flush.merge(&flush);
     r
 }
