@@ -353,7 +353,7 @@ fn initialise<M: Machine + ?Sized>(
     v.dr6 = crate::domain::DR6_DEFAULT;
     v.dr7 = 0x400;
     for (reg, &value) in c.debugreg.iter().enumerate() {
-        let _ = super::debugreg::apply_debugreg(v, reg as u64, value);
+        let _ = crate::emulate::debugreg::set_debugreg(v, reg as u32, value);
     }
     v.kernel_mode = c.flags & VGCF_in_kernel != 0;
     v.initialised = true;
