@@ -129,13 +129,14 @@ impl<'a> BootOptions<'a> {
 }
 
 /// Parses `vcpus=<n>` of a boot module's command line: how many vCPUs the domain gets, 1 to
-/// `MAX_VCPUS` (decimal). Anything else is `None` (the caller refuses the module).
-pub fn parse_vcpus(text: &str) -> Option<usize> {
+/// `max` (decimal; the caller passes `domain::MAX_VCPUS`). Anything else is `None` (the caller
+/// refuses the module).
+pub fn parse_vcpus(text: &str, max: usize) -> Option<usize> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 3 {
         return None;
     }
     let n: usize = text.parse().ok()?;
-    (1..=crate::domain::MAX_VCPUS).contains(&n).then_some(n)
+    (1..=max).contains(&n).then_some(n)
 }
 
 /// Parses Xen's size syntax (`parse_size_and_unit`): a decimal number with a B, K, M, G or T
@@ -180,9 +181,9 @@ mod tests {
     #[test]
     fn vcpus_counts_from_one_to_max() {
         use super::parse_vcpus;
-        assert_eq!(parse_vcpus("1"), Some(1));
-        assert_eq!(parse_vcpus("2"), Some(2));
-        assert_eq!(parse_vcpus("8"), Some(crate::domain::MAX_VCPUS));
+        assert_eq!(parse_vcpus("1", 8), Some(1));
+        assert_eq!(parse_vcpus("2", 8), Some(2));
+        assert_eq!(parse_vcpus("8", 8), Some(8));
         for bad in [
             "",
             "0",
@@ -193,7 +194,7 @@ mod tests {
             "99999999999999999999",
             " 2",
         ] {
-            assert_eq!(parse_vcpus(bad), None, "{bad:?}");
+            assert_eq!(parse_vcpus(bad, 8), None, "{bad:?}");
         }
     }
 

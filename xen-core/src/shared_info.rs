@@ -265,10 +265,7 @@ fn read_bytes<const N: usize, M: MachineMemory + ?Sized>(m: &M, at: Maddr) -> [u
 pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<hypercall_abi::xen::VcpuInfo>();
 const _: () = assert!(offsets::vcpu_info(0) == 0);
 
-/// Where each vCPU's `vcpu_info` lives once the guest moved it out of shared_info
-/// (`VCPUOP_register_vcpu_info`), by vCPU id; `None`: in its `vcpu_info[]` slot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VcpuInfoMap(pub [Option<Maddr>; crate::domain::MAX_VCPUS]);
+pub use crate::domain::VcpuInfoMap;
 
 /// Where byte `offset` of shared_info is: in the frame at `base`, or, inside `vcpu_info[v]` once
 /// the guest registered another place for it, there.

@@ -467,6 +467,11 @@ pub struct Domain {
 /// (32), so every vCPU has its `vcpu_info` in shared_info without `VCPUOP_register_vcpu_info`.
 pub const MAX_VCPUS: usize = 8;
 
+/// Where each vCPU's `vcpu_info` lives once the guest moved it out of shared_info
+/// (`VCPUOP_register_vcpu_info`), by vCPU id; `None`: in its `vcpu_info[]` slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuInfoMap(pub [Option<crate::mm::Maddr>; MAX_VCPUS]);
+
 /// Most frames the FIFO ABI can hold for a domain: a control block per legacy vCPU slot and
 /// every event array page (`EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`).
 pub const EVTCHN_FRAMES: usize = hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPUS
@@ -577,8 +582,8 @@ impl Domain {
     }
 
     /// Where each vCPU's `vcpu_info` is, if the guest moved it out of shared_info.
-    pub fn vcpu_info_map(&self) -> crate::shared_info::VcpuInfoMap {
-        let mut map = crate::shared_info::VcpuInfoMap::default();
+    pub fn vcpu_info_map(&self) -> VcpuInfoMap {
+        let mut map = VcpuInfoMap::default();
         for (slot, v) in map.0.iter_mut().zip(self.vcpus.iter()) {
             *slot = v.vcpu_info_maddr();
         }

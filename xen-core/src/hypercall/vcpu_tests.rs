@@ -17,6 +17,9 @@ use crate::mm::frame_table::testing::{base, page_va, Two};
 use crate::mm::frame_table::PageType;
 use crate::mm::Mfn;
 
+/// A change that makes a context hostile.
+type Edit = dyn Fn(&mut VcpuGuestContext);
+
 const EINVAL: i64 = -22;
 const ENOENT: i64 = -2;
 const EEXIST: i64 = -17;
@@ -37,7 +40,7 @@ const GDT_FRAME: u64 = 22;
 fn two_vcpus() -> Two {
     let mut t = Two::new();
     t.doms[1].set_max_vcpus(2);
-    let slot = Two::slot(d1(3), GDT_FRAME) | u64::from(MMU_NORMAL_PT_UPDATE);
+    let slot = Two::slot(d1(3), GDT_FRAME) | MMU_NORMAL_PT_UPDATE;
     assert_eq!(t.mmu(1, &[(slot, 0)], DOMID_SELF.into()), (0, 1));
     t
 }
@@ -147,7 +150,7 @@ fn hostile_contexts_are_refused_and_leak_no_reference() {
         (a.count(), a.type_count(), b.count(), b.type_count())
     };
     let before = refs(&t);
-    let hostile: [(&str, &dyn Fn(&mut VcpuGuestContext)); 9] = [
+    let hostile: [(&str, &Edit); 9] = [
         ("non-canonical RIP", &|c| c.user_regs.rip = 1 << 47),
         ("trap handler", &|c| c.trap_ctxt[3].address = 1 << 63),
         ("LDT in Xen", &|c| c.ldt_base = 0xffff_8000_0000_0000),

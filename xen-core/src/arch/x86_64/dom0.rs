@@ -266,7 +266,7 @@ pub fn start(
     let vcpus = xen_core::cmdline::params(cmdline)
         .find(|p| p.name == "vcpus")
         .map(|p| p.value.unwrap_or(""));
-    match vcpus.map(xen_core::cmdline::parse_vcpus) {
+    match vcpus.map(|v| xen_core::cmdline::parse_vcpus(v, xen_core::domain::MAX_VCPUS)) {
         None => {}
         Some(Some(n)) => dom.set_max_vcpus(n),
         Some(None) => refuse(format_args!(

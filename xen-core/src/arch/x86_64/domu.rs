@@ -64,7 +64,7 @@ pub fn build(
         None => DEFAULT_DOMU_MEM,
     };
     let vcpus = match option(cmdline, "vcpus") {
-        Some(v) => match xen_core::cmdline::parse_vcpus(v) {
+        Some(v) => match xen_core::cmdline::parse_vcpus(v, xen_core::domain::MAX_VCPUS) {
             Some(n) => n,
             None => {
                 refuse(format_args!(
