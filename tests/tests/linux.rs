@@ -185,7 +185,8 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
         "xl: shutdown d1: asked through control/shutdown (poweroff)",
         30,
     );
-    step(&mut q, "reboot: Power down", 120);
+    // busybox init took the request (Linux ran /sbin/poweroff) and powers off.
+    step(&mut q, "Requesting system poweroff", 120);
     step(&mut q, "toolstack: d1 (linux) shut down (poweroff)", 60);
     step(&mut q, "Hardware Dom0 halted: powering off", 60);
     let run = q.stop();
