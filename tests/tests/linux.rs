@@ -189,7 +189,7 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
     step(&mut q, "Requesting system poweroff", 120);
     step(&mut q, "toolstack: d1 (linux) shut down (poweroff)", 60);
     step(&mut q, "Hardware Dom0 halted: powering off", 60);
-    let run = q.stop();
+    let run = q.finish(Duration::from_secs(30));
     let log = run.log.join("\n");
     let linux: Vec<&String> = run.log.iter().filter(|l| l.starts_with("(d1)")).collect();
     println!("Linux's last console lines (before attaching):");
