@@ -66,6 +66,10 @@ pub struct Pool {
     pub modules: heapless::Vec<BootModule, 16>,
     /// The id the next domain built gets.
     pub next_domid: u16,
+    /// The frame table's free count ([`crate::mm::frame_table::FrameTable::frees`]) when the
+    /// reaper last found every zombie still holding frames: until a frame is freed again (or a
+    /// zombie joins) there is nothing new to find, and the walk is skipped.
+    pub reaped_at: Option<u64>,
 }
 
 impl Pool {
@@ -77,6 +81,7 @@ impl Pool {
             nr_singles: 0,
             allocs: [const { None }; MAX_DOMAINS],
             zombies: heapless::Vec::new(),
+            reaped_at: None,
             m2p_base,
             modules: heapless::Vec::new(),
             next_domid: 1,

@@ -920,3 +920,42 @@ fn transitive_grants_copy_one_level_with_xens_checks() {
     assert_eq!(w.flags(1, 20), GTF_transitive);
     w.check();
 }
+
+#[test]
+fn a_pinned_entry_rewritten_as_transitive_is_refused_and_no_reference_moves() {
+    // Review of the v2 work: A grants X to B, B maps it (entry pinned); B grants Y to A; A
+    // rewrites the pinned entry as transitive to B's grant. A copy from it must not take a
+    // reference on Y and hand back X (Xen re-checks the active entry after the nested
+    // acquire); otherwise each copy drops a reference on X it never took.
+    let mut w = World::new();
+    assert_eq!(w.set_version(0, 2).1, Ok(()));
+    w.grant2(0, 10, GTF_permit_access, 1, 0, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    let y = base(1) + 6;
+    w.grant(1, 24, GTF_permit_access, 0, y);
+    w.grant2(0, 10, GTF_transitive, 1, 1, 24);
+    let (x0, y0) = (w.frame(GRANTED).count(), w.frame(y).count());
+    let own = base(1) + 12;
+    let op = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 10,
+            domid: 0,
+            offset: 0,
+            ..Default::default()
+        },
+        dest: GnttabCopyPtr {
+            u: own,
+            domid: DOMID_SELF,
+            offset: 0,
+            ..Default::default()
+        },
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    for _ in 0..4 {
+        assert_eq!(w.copy(1, op), GNTST_general_error);
+        assert_eq!((w.frame(GRANTED).count(), w.frame(y).count()), (x0, y0));
+    }
+}

@@ -139,10 +139,7 @@ impl<'t> Mm<'t> {
         self.frames.put_page(mfn, perf);
         Ok(match self.frames.get(mfn) {
             Some(f) if f.owner() == Owner::Free => Removed::Freed,
-            _ => {
-                self.loose_waiting = self.loose_waiting.saturating_add(1);
-                Removed::StillReferenced
-            }
+            _ => Removed::StillReferenced,
         })
     }
 
