@@ -113,7 +113,8 @@ run: images $(DISK)
 
 # Debian's Linux as domU1 (scripts/fetch-linux.sh, scripts/make-initramfs.sh fetch what is
 # missing with apt-get download); dom0 attaches the serial line to its console
-# (`attach-console=1`) and powers off when Linux does.
+# (`attach-console=1`) and powers off when Linux does. CTRL-C goes to Linux, not to QEMU
+# (`signal=off`): leave with `poweroff` in Linux, or CTRL-] and `shutdown 1` in dom0's shell.
 LINUX         ?=
 LINUX_MEM     ?= 160M
 LINUX_CMDLINE ?= console=hvc0
@@ -122,7 +123,8 @@ run-linux: images $(DISK)
 	initrd=$$(bash scripts/make-initramfs.sh) || { echo "run-linux: cannot build the initramfs" >&2; exit 2; }; \
 	$(PICK_ACCEL); \
 	echo "==== our hypervisor: $(BUILD)/xen, $(BUILD)/guest-kernel as dom0, $$kernel as domU1 with $$initrd (CTRL-] detaches) ===="; \
-	set -x; $(QEMU) $$aflags $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
+	set -x; $(QEMU) $$aflags $(subst -serial stdio,-chardev stdio$(comma)id=serial0$(comma)signal=off -serial chardev:serial0,$(QEMU_FLAGS)) \
+	    $(DISK_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
 	    -initrd "$(strip $(BUILD)/guest-kernel attach-console=1 $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE))),$$kernel name=linux mem=$(LINUX_MEM) $(subst $(comma),$(comma)$(comma),$(LINUX_CMDLINE)),$$initrd initrd"; \
 	    { status=$$?; set +x; } 2>/dev/null; echo "==== QEMU exited with status $$status ===="; exit $$status
 
