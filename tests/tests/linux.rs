@@ -268,3 +268,39 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
         run.elapsed.as_secs_f64()
     );
 }
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_linux_domu_that_panics_is_contained_and_its_frames_return() {
+    let kernel = match debian_kernel() {
+        Ok(k) => k,
+        Err(why) => {
+            println!("SKIPPED: Debian's Linux kernel is not available: {why}");
+            return;
+        }
+    };
+    // No initrd and no root device: Linux panics at the end of its boot (`oops=panic` makes
+    // any oops one too), which Xen PV turns into SCHEDOP_shutdown(crash).
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), String::new()),
+            (
+                kernel,
+                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic".into(),
+            ),
+        ],
+        timeout: Duration::from_secs(300),
+        qemu_extra: Vec::new(),
+    };
+    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    let log = run.log.join("\n");
+    run.expect("VFS: Unable to mount root fs");
+    run.expect("toolstack: d1 (linux) crashed");
+    run.expect("toolstack: d1 (linux) destroyed");
+    let (before, after) = run.free_frames();
+    assert_eq!(after, Some(before), "every frame of d1 back; log:\n{log}");
+    run.expect("Hardware Dom0 halted: powering off");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+}
