@@ -3,17 +3,40 @@
 use super::*;
 
 /// One side of a copy, claimed: the frame with a general reference (and a writable type
-/// reference for the destination), and the grant pinned if it came from one.
+/// reference for the destination), and the grant pinned if it came from one, with the window of
+/// the frame it may touch.
 struct CopyBuf {
     domain: DomainId,
     mfn: Mfn,
-    gref: Option<GrantRef>,
+    grant: Option<Acquired>,
     read_only: bool,
     have_type: bool,
+    /// First byte the copy may touch (`ptr.offset` after the claim).
+    start: u16,
+    /// Bytes from `start` it may touch (`len` after the claim).
+    len: u16,
 }
 
-/// `acquire_grant_for_copy` (v1): pins `gref` of `rd` for `ld`, taking a general reference on
-/// the frame.
+/// A grant pinned for a copy: the reference, and for a transitive grant the referent pinned
+/// with it (Xen's `act->trans_domain`/`act->trans_gref`).
+#[derive(Clone, Copy)]
+struct Acquired {
+    gref: GrantRef,
+    trans: Option<(DomainId, GrantRef)>,
+}
+
+/// What [`acquire_grant_for_copy`] hands back: the frame, with one general reference taken,
+/// and the window of it the grant covers.
+struct Window {
+    mfn: Mfn,
+    start: u16,
+    len: u16,
+    trans: Option<(DomainId, GrantRef)>,
+}
+
+/// `acquire_grant_for_copy`: pins `gref` of `rd` for `ld`, taking a general reference on the
+/// frame. A version-2 transitive grant pins its referent (one level: `allow_transitive` is
+/// false for the referent) for `rd`, and covers the referent's window.
 fn acquire_grant_for_copy(
     pt: &mut Pt<'_, '_>,
     tables: &mut dyn GrantTables,
@@ -21,7 +44,8 @@ fn acquire_grant_for_copy(
     gref: GrantRef,
     ld: DomId,
     readonly: bool,
-) -> Result<Mfn, i16> {
+    allow_transitive: bool,
+) -> Result<Window, i16> {
     let rgt = tables.table(rd).ok_or(GNTST_bad_domain)?;
     if gref >= rgt.nr_entries() {
         return Err(GNTST_bad_gntref);
@@ -36,36 +60,122 @@ fn acquire_grant_for_copy(
     if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
         return Err(GNTST_general_error);
     }
-    let fail = |rgt: &mut GrantTable, mem: &mut dyn MachineMemoryMut, s: i16| {
-        let clear = flags_to_clear(act.pin, readonly);
-        rgt.clear_flags(mem, gref, clear);
+    let old_pin = act.pin;
+    let sha = rgt.entry_v2(pt.mem, gref);
+    let v2 = rgt.version() == 2;
+    let needs_status = old_pin == 0 || (!readonly && old_pin & PIN_WRITE == 0);
+    // `unlock_out_clear`.
+    let fail = |tables: &mut dyn GrantTables, mem: &mut dyn MachineMemoryMut, s: i16| {
+        if let Some(rgt) = tables.table(rd) {
+            let clear = flags_to_clear(act.pin, readonly);
+            rgt.clear_flags(mem, gref, clear);
+        }
         Err(s)
     };
-    if act.pin == 0 || (!readonly && act.pin & PIN_WRITE == 0) {
-        set_status_v1(pt.mem, rgt, gref, act.pin != 0, readonly, false, ld)?;
-        let (_, _, frame) = rgt.entry(pt.mem, gref);
-        let mfn = Mfn(frame.into());
-        if !pt.get_page(mfn, Owner::Domain(rd)) {
-            return fail(rgt, pt.mem, GNTST_bad_page);
+    let mut trans = None;
+    if v2 && sha.flags() & GTF_type_mask == GTF_transitive {
+        if needs_status {
+            set_status(pt.mem, rgt, gref, old_pin != 0, readonly, false, ld)?;
         }
-        if act.pin == 0 {
-            act.domid = ld;
-            act.mfn = mfn;
+        if !allow_transitive {
+            // "transitive grant when transitivity not allowed".
+            return fail(tables, pt.mem, GNTST_general_error);
+        }
+        let (td, tgref) = (sha.trans_domid(), sha.trans_gref());
+        if td == rd {
+            // "transitive grants cannot be self-referential".
+            return fail(tables, pt.mem, GNTST_general_error);
+        }
+        if tables.table(td).is_none() {
+            // "transitive grant referenced bad domain".
+            return fail(tables, pt.mem, GNTST_general_error);
+        }
+        let w = match acquire_grant_for_copy(pt, tables, td, tgref, rd, readonly, false) {
+            Ok(w) => w,
+            Err(s) => {
+                // `fixup_status_for_copy_pin`: no pin was taken on `gref`.
+                return fail(tables, pt.mem, s);
+            }
+        };
+        // Nothing ran between the two acquisitions (Xen drops its locks here and answers
+        // ERESTART if another CPU changed the entry meanwhile).
+        if old_pin == 0 {
+            act = ActiveEntry {
+                pin: 0,
+                domid: ld,
+                mfn: w.mfn,
+                start: w.start,
+                length: w.len,
+                // Always a sub-page: that keeps transitive grants from being mapped.
+                is_sub_page: true,
+            };
+        }
+        trans = Some((td, tgref));
+    } else if needs_status {
+        set_status(pt.mem, rgt, gref, old_pin != 0, readonly, false, ld)?;
+        // v1 `frame`; v2 `full_page.frame` or `sub_page.frame` (the same word).
+        let sub = v2 && sha.flags() & GTF_sub_page != 0;
+        let mfn = Mfn(sha.frame());
+        let (start, length) = if sub {
+            (sha.page_off(), sha.length())
+        } else {
+            (0, PAGE_SIZE)
+        };
+        // `get_paged_frame`: a frame the granter owns.
+        if !pt.get_page(mfn, Owner::Domain(rd)) {
+            return fail(tables, pt.mem, GNTST_bad_page);
+        }
+        if old_pin == 0 {
+            act = ActiveEntry {
+                pin: 0,
+                domid: ld,
+                mfn,
+                start,
+                length,
+                is_sub_page: sub,
+            };
         } else if act.mfn != mfn {
             // Pinned already: the pinned frame is the one copied (Xen overwrites `page` with the
             // entry's frame yet copies `act->mfn`; the two differ only if the granter rewrote
             // a pinned entry).
             pt.put_page(mfn);
             if !pt.get_page(act.mfn, Owner::Domain(rd)) {
-                return fail(rgt, pt.mem, GNTST_bad_domain);
+                return fail(tables, pt.mem, GNTST_bad_domain);
             }
         }
     } else if !pt.get_page(act.mfn, Owner::Domain(rd)) {
-        return fail(rgt, pt.mem, GNTST_bad_domain);
+        return fail(tables, pt.mem, GNTST_bad_domain);
     }
     act.pin += inc;
-    rgt.write_active(pt.mem, gref, &act);
-    Ok(act.mfn)
+    if let Some(rgt) = tables.table(rd) {
+        rgt.write_active(pt.mem, gref, &act);
+    }
+    Ok(Window {
+        mfn: act.mfn,
+        start: act.start,
+        len: act.length,
+        trans,
+    })
+}
+
+/// `release_grant_for_copy`: drops the pin [`acquire_grant_for_copy`] took (and the
+/// referent's, for a transitive grant). The frame reference is the caller's to drop.
+fn release_grant_for_copy(
+    mem: &mut dyn MachineMemoryMut,
+    tables: &mut dyn GrantTables,
+    rd: DomainId,
+    a: Acquired,
+    readonly: bool,
+) {
+    let dec = if readonly {
+        GNTPIN_HSTR_INC
+    } else {
+        GNTPIN_HSTW_INC
+    };
+    unpin(mem, tables, rd, a.gref, dec, readonly);
+    if let Some((td, tgref)) = a.trans {
+        unpin(mem, tables, td, tgref, dec, readonly);
+    }
 }
 
 /// `gnttab_copy_claim_buf`.
@@ -80,13 +190,18 @@ fn claim_buf(
     let ld = pt.caller.id;
     let mut buf = if is_gref {
         let gref = u as GrantRef;
-        let mfn = acquire_grant_for_copy(pt, tables, domain, gref, ld, read_only)?;
+        let w = acquire_grant_for_copy(pt, tables, domain, gref, ld, read_only, true)?;
         CopyBuf {
             domain,
-            mfn,
-            gref: Some(gref),
+            mfn: w.mfn,
+            grant: Some(Acquired {
+                gref,
+                trans: w.trans,
+            }),
             read_only,
             have_type: false,
+            start: w.start,
+            len: w.len,
         }
     } else {
         // `get_paged_frame`: for a PV domain the frame number is the machine frame, which it
@@ -98,9 +213,11 @@ fn claim_buf(
         CopyBuf {
             domain,
             mfn,
-            gref: None,
+            grant: None,
             read_only,
             have_type: false,
+            start: 0,
+            len: PAGE_SIZE,
         }
     };
     if !read_only {
@@ -115,14 +232,8 @@ fn claim_buf(
 
 /// `gnttab_copy_release_buf`.
 fn release_buf(pt: &mut Pt<'_, '_>, tables: &mut dyn GrantTables, buf: &CopyBuf) {
-    if let Some(gref) = buf.gref {
-        // `release_grant_for_copy`.
-        let dec = if buf.read_only {
-            GNTPIN_HSTR_INC
-        } else {
-            GNTPIN_HSTW_INC
-        };
-        unpin(pt.mem, tables, buf.domain, gref, dec, buf.read_only);
+    if let Some(a) = buf.grant {
+        release_grant_for_copy(pt.mem, tables, buf.domain, a, buf.read_only);
     }
     if buf.have_type {
         pt.put_page_type(buf.mfn);
@@ -173,9 +284,14 @@ pub fn copy(pt: &mut Pt<'_, '_>, tables: &mut dyn GrantTables, op: &GnttabCopy) 
         usize::from(op.dest.offset),
         usize::from(op.len),
     );
-    // `gnttab_copy_buf`: v1 grants are whole pages, so the sub-page bounds always hold.
+    // `gnttab_copy_buf`: within the page, then within each side's window.
+    let within = |off: usize, b: &CopyBuf| {
+        off >= usize::from(b.start) && off + len <= usize::from(b.start) + usize::from(b.len)
+    };
     let rc = if so + len > 4096 || dof + len > 4096 {
         GNTST_bad_copy_arg // "copy beyond page area"
+    } else if !within(so, &src) || !within(dof, &dst) {
+        GNTST_general_error // "copy source/dest out of bounds"
     } else {
         copy_bytes(pt.mem, src.mfn, so, dst.mfn, dof, len)
     };

@@ -255,7 +255,7 @@ fn run_op<M: Machine + ?Sized>(
         GNTTABOP_set_version => {
             let uop = uop.cast::<GnttabSetVersion>();
             let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
-            let (version, rc) = gnt::set_version(tables.mine, op.version);
+            let (version, rc) = gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version);
             op.version = version;
             put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))
@@ -283,11 +283,30 @@ fn run_op<M: Machine + ?Sized>(
             }
             let uop = uop.cast::<GnttabGetStatusFrames>();
             let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let frame_list = GuestPtr::<u64>::new(op.frame_list);
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => s,
-                // Version 1 has no status frames.
-                Ok(_) if op.nr_frames > 0 => GNTST_general_error,
-                Ok(_) => GNTST_okay,
+                Ok(id) => {
+                    let frames = tables.table(id).map_or(&[][..], |t| t.status_frames());
+                    // "Requested addresses for N grant status frames, but has only M"
+                    // (version 1 has none).
+                    if op.nr_frames as usize > frames.len() {
+                        GNTST_general_error
+                    } else {
+                        let mut list = [0u64; gnt::MAX_STATUS_FRAMES as usize];
+                        for (l, f) in list.iter_mut().zip(frames) {
+                            *l = f.0;
+                        }
+                        let mut status = GNTST_okay;
+                        for i in 0..op.nr_frames {
+                            let at = frame_list.add(i.into());
+                            if put(pt.mem, l4, at, &list[i as usize]).is_none() {
+                                status = GNTST_bad_virt_addr;
+                            }
+                        }
+                        status
+                    }
+                }
             };
             let field = uop.field(offset_of!(GnttabGetStatusFrames, status));
             put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;

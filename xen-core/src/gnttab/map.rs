@@ -144,20 +144,20 @@ pub fn map_grant_ref(
     // `active_entry_acquire`: the reference's own entry, whoever else pins what.
     let mut act = rgt.read_active(pt.mem, gref);
     let inc = pin_inc(flags);
-    // "Bad domain, or risk of counter overflow".
-    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0) {
+    // "Bad domain, or risk of counter overflow, or subpage".
+    if act.pin != 0 && (act.domid != ld || act.pin & overflow_mask(inc) != 0 || act.is_sub_page) {
         op.status = GNTST_general_error;
         return;
     }
     let mut page_ref = false;
     if act.pin == 0 || (!ro && act.pin & PIN_WRITE == 0) {
-        if let Err(s) = set_status_v1(pt.mem, rgt, gref, act.pin != 0, ro, true, ld) {
+        if let Err(s) = set_status(pt.mem, rgt, gref, act.pin != 0, ro, true, ld) {
             op.status = s;
             return;
         }
         if act.pin == 0 {
-            let (_, _, frame) = rgt.entry(pt.mem, gref);
-            let mfn = Mfn(frame.into());
+            // v1 `frame`, v2 `full_page.frame` (a transitive entry's words read the same way).
+            let mfn = Mfn(rgt.entry_v2(pt.mem, gref).frame());
             // `get_paged_frame` for a PV granter: the entry names a machine frame it owns.
             if !pt.get_page(mfn, Owner::Domain(rd)) {
                 let clear = flags_to_clear(act.pin, ro);
@@ -166,8 +166,14 @@ pub fn map_grant_ref(
                 return;
             }
             page_ref = true;
-            act.domid = ld;
-            act.mfn = mfn;
+            act = ActiveEntry {
+                pin: 0,
+                domid: ld,
+                mfn,
+                start: 0,
+                length: PAGE_SIZE,
+                is_sub_page: false,
+            };
         }
     }
     act.pin += inc;

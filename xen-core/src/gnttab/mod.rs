@@ -35,9 +35,16 @@
 //! stay until the mapper dies, as on Xen. Device mappings hold their references in the maptrack
 //! entry.
 //!
-//! What is left out, each answered as documented: grant table version 2 (`set_version(2)` answers
-//! -ENOSYS with version 1, which is Xen's answer when booted with `gnttab=max-ver:1`), transitive
-//! and sub-page grants (v2 only), `GNTTABOP_transfer`, `unmap_and_replace`, `cache_flush` and
+//! Version 2 (`set_version(2)`) is Xen's too: 16-byte `grant_entry_v2_t` entries (256 per frame:
+//! full-page, sub-page and transitive grants) with the `GTF_reading`/`GTF_writing` bits in
+//! separate **status frames** (`grant_status_t`, 2048 per frame), which [`GrantTable::init`] takes
+//! with the others and shares with the domain only while it uses version 2
+//! (`gnttab_populate_status_frames`/`gnttab_unpopulate_status_frames`: switching back to version
+//! 1 is -EBUSY while the domain still maps one). The active entry of a pinned reference records
+//! the sub-page window (`start`, `length`, `is_sub_page`) a copy may touch; a transitive grant's
+//! referent is pinned for the copy that uses it and released with it, within the same element.
+//!
+//! What is left out, each answered as documented: `GNTTABOP_transfer`, `cache_flush` and
 //! `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
 //! frames it owns, so they never arise).
 
@@ -56,8 +63,9 @@ use hypercall_abi::grant_table::{
     GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
     GNTST_bad_dev_addr, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page,
     GNTST_general_error, GNTST_no_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access,
-    GTF_reading, GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, GnttabCopy,
-    GnttabMapGrantRef, GnttabUnmapGrantRef, GrantRef,
+    GTF_reading, GTF_readonly, GTF_sub_page, GTF_transitive, GTF_type_mask, GTF_writing,
+    GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantEntryV2, GrantRef,
+    GNTTAB_NR_RESERVED_ENTRIES,
 };
 use hypercall_abi::xen::{DomId, DOMID_SELF};
 
@@ -72,11 +80,24 @@ pub const MAX_GRANT_FRAMES: u32 = 64;
 pub const INITIAL_NR_GRANT_FRAMES: u32 = 1;
 /// v1 entries per 4 KiB frame.
 pub const ENTRIES_PER_FRAME: u32 = 512;
+/// v2 entries (16 bytes) per 4 KiB frame.
+pub const ENTRIES_PER_FRAME_V2: u32 = 256;
+/// `grant_status_t` entries per status frame.
+pub const STATUS_PER_FRAME: u32 = 2048;
+/// Status frames a table of `nr_frames` v2 frames needs (`grant_to_status_frames`).
+pub const fn status_frames_for(nr_frames: u32) -> u32 {
+    (nr_frames * ENTRIES_PER_FRAME_V2).div_ceil(STATUS_PER_FRAME)
+}
+/// Most status frames a table has.
+pub const MAX_STATUS_FRAMES: u32 = status_frames_for(MAX_GRANT_FRAMES);
 /// Most mappings a domain holds at once (maptrack handles 0..1024).
 pub const MAX_MAPTRACK: usize = 1024;
-/// Bytes of one active entry in its frame: the pin counts and the domain in the first word, the
-/// frame in the second.
+/// Bytes of one active entry in its frame: the pin counts, the domain, the window's start and
+/// the sub-page bit in the first word, the frame and the window's length in the second.
 const ACTIVE_ENTRY_BYTES: u64 = 16;
+/// The frame's bits in the second word of an active entry (the sub-page length is above them; a
+/// pinned frame is in the frame table, far below 2^48).
+const ACTIVE_MFN_MASK: u64 = (1 << 48) - 1;
 /// Active entries per frame (Xen's `ACGNT_PER_PAGE`).
 pub const ACGNT_PER_PAGE: u32 = 4096 / ACTIVE_ENTRY_BYTES as u32;
 /// Active-entry frames a table of `max_frames` shared frames needs
@@ -84,9 +105,15 @@ pub const ACGNT_PER_PAGE: u32 = 4096 / ACTIVE_ENTRY_BYTES as u32;
 pub const fn active_frames_for(max_frames: u32) -> u32 {
     (max_frames * ENTRIES_PER_FRAME).div_ceil(ACGNT_PER_PAGE)
 }
-/// Most frames a table takes from the arch layer: shared entries and active entries.
-pub const MAX_TABLE_FRAMES: usize =
-    (MAX_GRANT_FRAMES + active_frames_for(MAX_GRANT_FRAMES)) as usize;
+/// Frames a table of at most `max_frames` shared frames takes from the arch layer: the shared
+/// entries, the active entries and the (version 2) status entries.
+pub const fn table_frames_for(max_frames: u32) -> u32 {
+    max_frames + active_frames_for(max_frames) + status_frames_for(max_frames)
+}
+/// Most frames a table takes from the arch layer.
+pub const MAX_TABLE_FRAMES: usize = table_frames_for(MAX_GRANT_FRAMES) as usize;
+/// Page size, as a grant's window length.
+const PAGE_SIZE: u16 = 4096;
 
 /// Pin count of writable host mappings (`GNTPIN_hstw_*`).
 pub const GNTPIN_HSTW_INC: u32 = 1;
@@ -115,8 +142,8 @@ const fn overflow_mask(inc: u32) -> u32 {
 /// The writable counts.
 const PIN_WRITE: u32 = GNTPIN_HSTW_MASK | GNTPIN_DEVW_MASK;
 
-/// The active state of one reference (`struct active_grant_entry`, v1 fields). `domid` and
-/// `mfn` mean something only while `pin` is not 0 (Xen's are stale too once unpinned).
+/// The active state of one reference (`struct active_grant_entry`). Every field but `pin`
+/// means something only while `pin` is not 0 (Xen's are stale too once unpinned).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActiveEntry {
     /// The `GNTPIN_*` counts.
@@ -125,6 +152,12 @@ pub struct ActiveEntry {
     pub domid: DomId,
     /// The granted frame.
     pub mfn: Mfn,
+    /// First byte of the frame the grant covers (`start`; 0 for a full page).
+    pub start: u16,
+    /// Bytes it covers (`length`; 4096 for a full page).
+    pub length: u16,
+    /// A sub-page or transitive grant (`is_sub_page`): it cannot be mapped.
+    pub is_sub_page: bool,
 }
 
 /// One of a domain's mappings of a grant (`struct grant_mapping`); `flags` 0 is a free handle.
@@ -168,10 +201,12 @@ pub enum GrantInitError {
 pub struct GrantTable {
     version: u32,
     nr_frames: u32,
+    nr_status_frames: u32,
     max_frames: u32,
     reserved: u32,
     /// The frames [`GrantTable::init`] took: `max_frames` for the shared entries, then
-    /// `active_frames_for(max_frames)` for the active entries.
+    /// `active_frames_for(max_frames)` for the active entries, then
+    /// `status_frames_for(max_frames)` for the status entries of version 2.
     frames: [Mfn; MAX_TABLE_FRAMES],
     maptrack: [Mapping; MAX_MAPTRACK],
 }
@@ -188,6 +223,7 @@ impl GrantTable {
         GrantTable {
             version: 1,
             nr_frames: 0,
+            nr_status_frames: 0,
             max_frames: MAX_GRANT_FRAMES,
             reserved: 0,
             frames: [Mfn(0); MAX_TABLE_FRAMES],
@@ -200,6 +236,7 @@ impl GrantTable {
     pub fn reset(&mut self) {
         self.version = 1;
         self.nr_frames = 0;
+        self.nr_status_frames = 0;
         self.max_frames = MAX_GRANT_FRAMES;
         self.reserved = 0;
         self.frames.fill(Mfn(0));
@@ -207,9 +244,11 @@ impl GrantTable {
     }
 
     /// `grant_table_init` for domain `id`: takes `max_frames` (at most [`MAX_GRANT_FRAMES`])
-    /// frames for the shared entries and [`active_frames_for`]`(max_frames)` for the active
-    /// entries from `alloc` (free in the frame table, so no guest can map them), zeroes them and
-    /// shares the first one with the domain. The domain must be registered in `mm`.
+    /// frames for the shared entries, [`active_frames_for`]`(max_frames)` for the active
+    /// entries and [`status_frames_for`]`(max_frames)` for version 2's status entries from
+    /// `alloc` ([`table_frames_for`] in all; free in the frame table, so no guest can map them),
+    /// zeroes the active ones and shares the first shared one with the domain. The domain must be
+    /// registered in `mm`.
     pub fn init(
         &mut self,
         mm: &mut Mm<'_>,
@@ -221,7 +260,8 @@ impl GrantTable {
         self.reset();
         let max_frames = max_frames.clamp(INITIAL_NR_GRANT_FRAMES, MAX_GRANT_FRAMES);
         self.max_frames = max_frames;
-        let total = max_frames + active_frames_for(max_frames);
+        let total = table_frames_for(max_frames);
+        let status0 = max_frames + active_frames_for(max_frames);
         for i in 0..total as usize {
             let Some(mfn) = alloc() else {
                 return Err(GrantInitError::NoMemory);
@@ -229,7 +269,10 @@ impl GrantTable {
             self.frames[i] = mfn;
             self.reserved += 1;
             // Every reference starts unpinned.
-            if i >= max_frames as usize && mem.write(mfn.maddr(), &[0u8; 4096]).is_none() {
+            if i >= max_frames as usize
+                && i < status0 as usize
+                && mem.write(mfn.maddr(), &[0u8; 4096]).is_none()
+            {
                 return Err(GrantInitError::Unwritable(mfn));
             }
         }
@@ -253,6 +296,17 @@ impl GrantTable {
         &self.frames[..self.nr_frames as usize]
     }
 
+    /// The status frames shared with the domain (version 2 only; `get_status_frames`' list).
+    pub fn status_frames(&self) -> &[Mfn] {
+        let first = (self.max_frames + active_frames_for(self.max_frames)) as usize;
+        &self.frames[first..first + self.nr_status_frames as usize]
+    }
+
+    /// `nr_status_frames`.
+    pub const fn nr_status_frames(&self) -> u32 {
+        self.nr_status_frames
+    }
+
     /// `gt_version`.
     pub const fn version(&self) -> u32 {
         self.version
@@ -268,9 +322,13 @@ impl GrantTable {
         self.max_frames
     }
 
-    /// `nr_grant_entries`.
+    /// `nr_grant_entries`: 512 a frame in version 1, 256 in version 2.
     pub const fn nr_entries(&self) -> u32 {
-        self.nr_frames * ENTRIES_PER_FRAME
+        if self.version == 2 {
+            self.nr_frames * ENTRIES_PER_FRAME_V2
+        } else {
+            self.nr_frames * ENTRIES_PER_FRAME
+        }
     }
 
     /// The active entry of `gref` if it is pinned.
@@ -303,9 +361,10 @@ impl GrantTable {
             .map(|(h, m)| (h as u32, m))
     }
 
-    /// `gnttab_grow_table`: shares frames up to `n` with domain `id`. Their active entries are
-    /// ready (cleared at [`GrantTable::init`], untouched since: only references below
-    /// `nr_entries` are ever pinned).
+    /// `gnttab_grow_table`: shares frames up to `n` with domain `id`, and under version 2 the
+    /// status frames they need. Their active entries are ready (cleared at
+    /// [`GrantTable::init`], unpinned since: only references below `nr_entries` are ever pinned,
+    /// and a version switch needs every one above the reserved ones unpinned).
     fn grow(
         &mut self,
         mm: &mut Mm<'_>,
@@ -315,8 +374,11 @@ impl GrantTable {
     ) -> bool {
         let n = n.max(INITIAL_NR_GRANT_FRAMES);
         // A table [`GrantTable::init`] did not complete has no frames to grow into.
-        let ready = self.reserved == self.max_frames + active_frames_for(self.max_frames);
+        let ready = self.reserved == table_frames_for(self.max_frames);
         if n > self.max_frames || !ready {
+            return false;
+        }
+        if self.version == 2 && !self.populate_status_frames(mm, mem, id, n) {
             return false;
         }
         for i in self.nr_frames..n {
@@ -331,29 +393,121 @@ impl GrantTable {
         true
     }
 
+    /// `gnttab_populate_status_frames`: zeroes and shares the status frames `n` shared frames
+    /// need. `false` if one cannot be shared (Xen: -ENOMEM).
+    fn populate_status_frames(
+        &mut self,
+        mm: &mut Mm<'_>,
+        mem: &mut dyn MachineMemoryMut,
+        id: DomainId,
+        n: u32,
+    ) -> bool {
+        let first = self.max_frames + active_frames_for(self.max_frames);
+        for i in self.nr_status_frames..status_frames_for(n) {
+            let mfn = self.frames[(first + i) as usize];
+            if mem.write(mfn.maddr(), &[0u8; 4096]).is_none()
+                || mm.share_xen_page_with_guest(mfn, id, true).is_err()
+            {
+                return false;
+            }
+            self.nr_status_frames = i + 1;
+        }
+        true
+    }
+
+    /// `gnttab_unpopulate_status_frames`: takes every status frame back from domain `id`;
+    /// -EBUSY, changing nothing, while something but the share references one (the domain
+    /// maps it).
+    fn unpopulate_status_frames(
+        &mut self,
+        mm: &mut Mm<'_>,
+        id: DomainId,
+    ) -> Result<(), hypercall_abi::Errno> {
+        let busy = self
+            .status_frames()
+            .iter()
+            .any(|&m| !mm.is_unreferenced_share(m, id));
+        if busy {
+            return Err(hypercall_abi::Errno::EBUSY);
+        }
+        let first = (self.max_frames + active_frames_for(self.max_frames)) as usize;
+        for i in 0..self.nr_status_frames as usize {
+            mm.unshare_xen_page(self.frames[first + i], id);
+        }
+        self.nr_status_frames = 0;
+        Ok(())
+    }
+
+    /// Bytes of one shared entry.
+    const fn entry_bytes(&self) -> u64 {
+        if self.version == 2 {
+            16
+        } else {
+            8
+        }
+    }
+
     /// Where entry `gref` lives (the caller checked `gref < nr_entries`).
     fn entry_at(&self, gref: GrantRef) -> Maddr {
-        let frame = self.frames[(gref / ENTRIES_PER_FRAME) as usize];
-        Maddr(frame.maddr().0 + u64::from(gref % ENTRIES_PER_FRAME) * 8)
+        let per = (4096 / self.entry_bytes()) as u32;
+        let frame = self.frames[(gref / per) as usize];
+        Maddr(frame.maddr().0 + u64::from(gref % per) * self.entry_bytes())
     }
 
-    /// Entry `gref` as `(flags, domid, frame)`; a frame machine memory refuses reads as empty.
+    /// Entry `gref` as `(flags, domid, frame)` (version 2: `full_page.frame`, truncated to 32
+    /// bits); a frame machine memory refuses reads as empty.
     pub fn entry(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> (u16, DomId, u32) {
+        let e = self.entry_v2(mem, gref);
+        (e.flags(), e.domid(), e.frame() as u32)
+    }
+
+    /// Entry `gref` as a version-2 entry: in version 1 the header and the frame (the union's
+    /// `full_page` view); beyond the table, or unreadable, empty.
+    pub fn entry_v2(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> GrantEntryV2 {
         if gref >= self.nr_entries() {
-            return (0, 0, 0);
+            return GrantEntryV2::default();
         }
-        let v = mem.read_u64(self.entry_at(gref)).unwrap_or(0);
-        (v as u16, (v >> 16) as u16, (v >> 32) as u32)
+        let at = self.entry_at(gref);
+        let w0 = mem.read_u64(at).unwrap_or(0);
+        if self.version == 2 {
+            let w1 = mem.read_u64(Maddr(at.0 + 8)).unwrap_or(0);
+            GrantEntryV2 { words: [w0, w1] }
+        } else {
+            GrantEntryV2 {
+                words: [w0 & 0xffff_ffff, w0 >> 32],
+            }
+        }
     }
 
-    fn set_entry_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, flags: u16) {
-        let _ = mem.write(self.entry_at(gref), &flags.to_le_bytes());
+    /// Where the `GTF_reading`/`GTF_writing` bits of `gref` live: the entry's flags in version
+    /// 1, its `grant_status_t` in version 2 (the caller checked `gref < nr_entries`).
+    fn status_at(&self, gref: GrantRef) -> Maddr {
+        if self.version == 2 {
+            let first = self.max_frames + active_frames_for(self.max_frames);
+            let frame = self.frames[(first + gref / STATUS_PER_FRAME) as usize];
+            Maddr(frame.maddr().0 + u64::from(gref % STATUS_PER_FRAME) * 2)
+        } else {
+            self.entry_at(gref)
+        }
     }
 
-    /// `gnttab_clear_flags`.
+    /// The status of `gref` (version 1: the entry's flags).
+    pub fn status(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> u16 {
+        if gref >= self.nr_entries() {
+            return 0;
+        }
+        mem.read(self.status_at(gref), 2)
+            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn set_status(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, v: u16) {
+        let _ = mem.write(self.status_at(gref), &v.to_le_bytes());
+    }
+
+    /// `gnttab_clear_flags` on the status of `gref`.
     fn clear_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, bits: u16) {
-        let (flags, _, _) = self.entry(mem, gref);
-        self.set_entry_flags(mem, gref, flags & !bits);
+        let v = self.status(mem, gref);
+        self.set_status(mem, gref, v & !bits);
     }
 
     /// Where the active entry of `gref` lives (`_active_entry`; the caller checked
@@ -373,15 +527,23 @@ impl GrantTable {
         ActiveEntry {
             pin: w0 as u32,
             domid: (w0 >> 32) as DomId,
-            mfn: Mfn(w1),
+            start: ((w0 >> 48) & 0xfff) as u16,
+            is_sub_page: w0 >> 60 & 1 != 0,
+            mfn: Mfn(w1 & ACTIVE_MFN_MASK),
+            length: ((w1 >> 48) & 0x1fff) as u16,
         }
     }
 
     /// Stores the active entry of `gref` (the caller checked `gref < nr_entries`).
     fn write_active(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, act: &ActiveEntry) {
         let at = self.active_at(gref);
-        let _ = mem.write_u64(at, u64::from(act.pin) | u64::from(act.domid) << 32);
-        let _ = mem.write_u64(Maddr(at.0 + 8), act.mfn.0);
+        let w0 = u64::from(act.pin)
+            | u64::from(act.domid) << 32
+            | u64::from(act.start & 0xfff) << 48
+            | u64::from(act.is_sub_page) << 60;
+        let w1 = (act.mfn.0 & ACTIVE_MFN_MASK) | u64::from(act.length & 0x1fff) << 48;
+        let _ = mem.write_u64(at, w0);
+        let _ = mem.write_u64(Maddr(at.0 + 8), w1);
     }
 
     fn free_handle(&self) -> Option<u32> {
@@ -409,9 +571,10 @@ fn any_id(caller: DomainId, id: DomId) -> DomainId {
     }
 }
 
-/// `_set_status_v1`: checks an entry not yet pinned grants `ld` access of the kind asked (a map
-/// refuses sub-page grants) and sets `GTF_reading`, and `GTF_writing` for a writable pin.
-fn set_status_v1(
+/// `_set_status`: checks an entry not yet pinned grants `ld` access of the kind asked (a map
+/// refuses sub-page grants) and sets `GTF_reading`, and `GTF_writing` for a writable pin, in the
+/// entry (version 1) or its status (version 2, which also accepts a transitive grant).
+fn set_status(
     mem: &mut dyn MachineMemoryMut,
     gt: &GrantTable,
     gref: GrantRef,
@@ -420,19 +583,25 @@ fn set_status_v1(
     mapflag: bool,
     ld: DomId,
 ) -> Result<(), i16> {
-    let (flags, domid, _) = gt.entry(mem, gref);
+    let e = gt.entry_v2(mem, gref);
+    let (flags, domid) = (e.flags(), e.domid());
     let mask = GTF_type_mask | if mapflag { GTF_sub_page } else { 0 };
-    if !pinned && ((flags & mask) != GTF_permit_access || domid != ld) {
+    let kind_ok = |flags: u16| {
+        flags & mask == GTF_permit_access || (gt.version == 2 && flags & mask == GTF_transitive)
+    };
+    if !pinned && (!kind_ok(flags) || domid != ld) {
         return Err(GNTST_general_error); // "Bad flags or dom"
     }
-    let mut new = flags | GTF_reading;
-    if !readonly {
-        new |= GTF_writing;
-        if flags & GTF_readonly != 0 {
-            return Err(GNTST_general_error); // "Attempt to write-pin a r/o grant entry"
-        }
+    if !readonly && flags & GTF_readonly != 0 {
+        return Err(GNTST_general_error); // "Attempt to write-pin a r/o grant entry"
     }
-    gt.set_entry_flags(mem, gref, new);
+    let bits = if readonly {
+        GTF_reading
+    } else {
+        GTF_reading | GTF_writing
+    };
+    let status = gt.status(mem, gref);
+    gt.set_status(mem, gref, status | bits);
     Ok(())
 }
 

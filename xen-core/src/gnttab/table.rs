@@ -52,16 +52,91 @@ pub fn setup_table(
     Ok(())
 }
 
-/// `gnttab_set_version`: the version in effect afterwards, and the error if any. Version 2 is
-/// refused as Xen refuses it under `gnttab=max-ver:1`.
-pub fn set_version(gt: &GrantTable, version: u32) -> (u32, Result<(), hypercall_abi::Errno>) {
-    use hypercall_abi::Errno;
-    let rc = match version {
-        1 => Ok(()),
-        2 => Err(Errno::ENOSYS),
-        _ => Err(Errno::EINVAL),
-    };
+/// `gnttab_set_version` for domain `id` (the caller, whose table `gt` is): the version in
+/// effect afterwards, and the error if any. Xen's rules: only 1 and 2 (-EINVAL); no reference
+/// above the reserved ones ([`GNTTAB_NR_RESERVED_ENTRIES`]) may be pinned (-EBUSY); version 2
+/// shares the status frames, going back to 1 takes them back (-EBUSY while the domain maps
+/// one) and refuses reserved entries version 1 cannot hold (-ERANGE: a frame above 32 bits, a
+/// transitive grant). The whole table is cleared but for the reserved entries, which are
+/// converted (their `GTF_reading`/`GTF_writing` move between the flags and the status).
+pub fn set_version(
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    gt: &mut GrantTable,
+    id: DomainId,
+    version: u32,
+) -> (u32, Result<(), hypercall_abi::Errno>) {
+    let rc = change_version(mm, mem, gt, id, version);
     (gt.version, rc)
+}
+
+fn change_version(
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    gt: &mut GrantTable,
+    id: DomainId,
+    version: u32,
+) -> Result<(), hypercall_abi::Errno> {
+    use hypercall_abi::Errno;
+    if version != 1 && version != 2 {
+        return Err(Errno::EINVAL);
+    }
+    if gt.version == version {
+        return Ok(());
+    }
+    // "some grant entries still in use".
+    if (GNTTAB_NR_RESERVED_ENTRIES..gt.nr_entries()).any(|r| gt.read_active(mem, r).pin != 0) {
+        return Err(Errno::EBUSY);
+    }
+    if gt.version == 1 {
+        if !gt.populate_status_frames(mm, mem, id, gt.nr_frames) {
+            return Err(Errno::ENOMEM);
+        }
+    } else {
+        for r in 0..GNTTAB_NR_RESERVED_ENTRIES {
+            let e = gt.entry_v2(mem, r);
+            let kind = e.flags() & GTF_type_mask;
+            let big = kind == GTF_permit_access && e.frame() >> 32 != 0;
+            if big || kind == GTF_transitive {
+                return Err(Errno::ERANGE);
+            }
+        }
+    }
+    // The reserved entries as version-1 words (flags with the status bits, domid, frame).
+    let mut reserved = [0u64; GNTTAB_NR_RESERVED_ENTRIES as usize];
+    for (r, slot) in (0..).zip(reserved.iter_mut()) {
+        let e = gt.entry_v2(mem, r);
+        *slot = if gt.version == 1 {
+            e.words[0] | e.words[1] << 32
+        } else if e.flags() & GTF_type_mask == GTF_permit_access {
+            let flags = e.flags() | gt.status(mem, r);
+            u64::from(flags) | u64::from(e.domid()) << 16 | (e.frame() & 0xffff_ffff) << 32
+        } else {
+            // "bad flags when switching version", or invalid: dropped.
+            0
+        };
+    }
+    if version == 1 {
+        gt.unpopulate_status_frames(mm, id)?;
+    }
+    for &f in gt.shared_frames() {
+        let _ = mem.write(f.maddr(), &[0u8; 4096]);
+    }
+    gt.version = version;
+    for (r, &v) in (0..).zip(reserved.iter()) {
+        let at = gt.entry_at(r);
+        if version == 1 {
+            let _ = mem.write_u64(at, v);
+        } else {
+            let flags = v as u16;
+            let both = GTF_reading | GTF_writing;
+            gt.set_status(mem, r, flags & both);
+            let hdr = u64::from(flags & !both) | (v & 0xffff_0000);
+            let _ = mem.write_u64(at, hdr);
+            let _ = mem.write_u64(Maddr(at.0 + 8), v >> 32);
+        }
+    }
+    Ok(())
 }
 
 /// `swap_grant_ref`: exchanges two unpinned entries of the caller's table.
@@ -82,10 +157,26 @@ pub fn swap_grant_ref(
         return hypercall_abi::grant_table::GNTST_eagain;
     }
     let (ea, eb) = (gt.entry_at(a), gt.entry_at(b));
-    let (Some(va), Some(vb)) = (mem.read_u64(ea), mem.read_u64(eb)) else {
+    let n = gt.entry_bytes() as usize;
+    let (Some(va), Some(vb)) = (mem.read(ea, n), mem.read(eb, n)) else {
         return GNTST_general_error;
     };
-    let _ = mem.write_u64(ea, vb);
-    let _ = mem.write_u64(eb, va);
+    let (va, vb) = (copy16(va), copy16(vb));
+    let _ = mem.write(ea, &vb[..n]);
+    let _ = mem.write(eb, &va[..n]);
+    if gt.version == 2 {
+        // Version 2 swaps the status too.
+        let (sa, sb) = (gt.status(mem, a), gt.status(mem, b));
+        gt.set_status(mem, a, sb);
+        gt.set_status(mem, b, sa);
+    }
     GNTST_okay
+}
+
+/// Up to 16 bytes of an entry, copied out of machine memory.
+fn copy16(b: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let n = b.len().min(16);
+    out[..n].copy_from_slice(&b[..n]);
+    out
 }

@@ -606,3 +606,299 @@ fn a_wrong_bus_address_refuses_only_a_device_unmap() {
     assert_eq!(w.frame(GRANTED), start);
     w.check();
 }
+
+// Version 2: status frames, sub-page and transitive grants, switching back.
+
+impl World {
+    /// `set_version` for domain `d`: the version afterwards and the errno.
+    fn set_version(&mut self, d: usize, v: u32) -> (u32, Result<(), hypercall_abi::Errno>) {
+        let mm = self.two.m.mm.as_mut().unwrap();
+        set_version(mm, &mut self.two.m.mem, &mut self.tables[d], d as u16, v)
+    }
+
+    /// Writes version-2 entry `gref` of domain `d`: the header, the union's second 32 bits
+    /// (`page_off`/`length` or `trans_domid`) and its second word (`frame` or `gref`).
+    fn grant2(&mut self, d: usize, gref: u32, flags: u16, domid: u16, mid: u32, w1: u64) {
+        let at = self.tables[d].entry_at(gref);
+        let w0 = u64::from(flags) | u64::from(domid) << 16 | u64::from(mid) << 32;
+        self.two.m.mem.write_u64(at, w0).unwrap();
+        self.two.m.mem.write_u64(Maddr(at.0 + 8), w1).unwrap();
+    }
+
+    fn status(&self, d: usize, gref: u32) -> u16 {
+        self.tables[d].status(&self.two.m.mem, gref)
+    }
+}
+
+fn sub_page(off: u16, len: u16) -> u32 {
+    u32::from(off) | u32::from(len) << 16
+}
+
+#[test]
+fn version_2_shares_status_frames_and_converts_the_reserved_entries() {
+    let mut w = World::new();
+    w.grant(0, 1, GTF_permit_access | GTF_reading, 1, GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    assert!(w.tables[0].status_frames().is_empty());
+    assert_eq!(w.set_version(0, 3), (1, Err(hypercall_abi::Errno::EINVAL)));
+    assert_eq!(w.set_version(0, 0), (1, Err(hypercall_abi::Errno::EINVAL)));
+    assert_eq!(w.set_version(0, 1), (1, Ok(())));
+    assert_eq!(w.set_version(0, 2), (2, Ok(())));
+    assert_eq!(w.tables[0].nr_entries(), 256);
+    let st = w.tables[0].status_frames().to_vec();
+    assert_eq!(st.len(), 1);
+    let f = w.frame(st[0].0);
+    assert_eq!(f.owner(), Owner::Domain(0));
+    assert!(f.xen_heap());
+    // Reserved entry 1 kept, its reading bit moved to the status; entry 10 cleared.
+    let e = w.tables[0].entry_v2(&w.two.m.mem, 1);
+    assert_eq!(
+        (e.flags(), e.domid(), e.frame()),
+        (GTF_permit_access, 1, GRANTED)
+    );
+    assert_eq!(w.status(0, 1), GTF_reading);
+    assert_eq!(
+        w.tables[0].entry_v2(&w.two.m.mem, 10),
+        GrantEntryV2::default()
+    );
+    // Growing the table under version 2 keeps the status frames in step.
+    assert_eq!(w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 4)), Ok(()));
+    assert_eq!(w.tables[0].nr_entries(), 1024);
+    assert_eq!(w.tables[0].status_frames().len(), 1);
+    // Back to 1: status frames free again, reserved entry 1 with its reading bit back.
+    assert_eq!(w.set_version(0, 1), (1, Ok(())));
+    assert!(w.tables[0].status_frames().is_empty());
+    assert_eq!(w.frame(st[0].0).owner(), Owner::Free);
+    assert_eq!(w.flags(0, 1), GTF_permit_access | GTF_reading);
+    assert_eq!(w.tables[0].entry(&w.two.m.mem, 1), (9, 1, GRANTED as u32));
+    assert_eq!(w.tables[0].nr_entries(), 2048);
+    w.check();
+}
+
+#[test]
+fn version_changes_are_refused_while_in_use() {
+    let mut w = World::new();
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(w.set_version(0, 2), (1, Err(hypercall_abi::Errno::EBUSY)));
+    assert!(w.tables[0].status_frames().is_empty());
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    // A reserved entry may stay mapped across the switch.
+    w.grant(0, 2, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 2, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(w.set_version(0, 2), (2, Ok(())));
+    assert_eq!(w.status(0, 2), GTF_reading | GTF_writing);
+    assert_eq!(
+        w.tables[0].entry_v2(&w.two.m.mem, 2).flags(),
+        GTF_permit_access
+    );
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    assert_eq!(w.status(0, 2), 0);
+    // A status frame the domain maps keeps it at version 2.
+    let st = w.tables[0].status_frames()[0];
+    assert!(w.as_dom(0, |pt, _, _| pt.get_page(st, Owner::Domain(0))));
+    assert_eq!(w.set_version(0, 1), (2, Err(hypercall_abi::Errno::EBUSY)));
+    assert_eq!(w.tables[0].status_frames(), &[st]);
+    w.as_dom(0, |pt, _, _| pt.put_page(st));
+    // Reserved entries version 1 cannot hold.
+    w.grant2(0, 3, GTF_permit_access, 1, 0, 1 << 32);
+    assert_eq!(w.set_version(0, 1), (2, Err(hypercall_abi::Errno::ERANGE)));
+    w.grant2(0, 3, GTF_transitive, 1, 0, 10);
+    assert_eq!(w.set_version(0, 1), (2, Err(hypercall_abi::Errno::ERANGE)));
+    w.grant2(0, 3, GTF_accept_transfer, 1, 0, 1 << 32);
+    assert_eq!(w.set_version(0, 1), (1, Ok(())));
+    assert_eq!(w.tables[0].entry(&w.two.m.mem, 3), (0, 0, 0), "dropped");
+    assert_eq!(w.frame(st.0).owner(), Owner::Free);
+    w.check();
+}
+
+#[test]
+fn version_2_maps_keep_their_status_apart_and_refuse_sub_pages() {
+    let mut w = World::new();
+    assert_eq!(w.set_version(0, 2).1, Ok(()));
+    let start = w.frame(GRANTED);
+    w.grant2(0, 10, GTF_permit_access, 1, 0, GRANTED);
+    w.grant2(
+        0,
+        11,
+        GTF_permit_access | GTF_sub_page,
+        1,
+        sub_page(0, 64),
+        GRANTED,
+    );
+    w.grant2(0, 12, GTF_permit_access | GTF_readonly, 1, 0, GRANTED);
+    w.grant2(0, 13, GTF_permit_access, 1, 0, 1 << 40); // beyond the frame table
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(
+        w.tables[0].entry_v2(&w.two.m.mem, 10).flags(),
+        GTF_permit_access
+    );
+    assert_eq!(w.status(0, 10), GTF_reading | GTF_writing);
+    assert_eq!(w.map(1, 11, 0, AT2, HOST).status, GNTST_general_error);
+    assert_eq!(w.map(1, 12, 0, AT2, HOST).status, GNTST_general_error);
+    assert_eq!(w.map(1, 13, 0, AT2, HOST).status, GNTST_bad_page);
+    assert_eq!(w.map(1, 256, 0, AT2, HOST).status, GNTST_bad_gntref);
+    assert_eq!(
+        (w.status(0, 11), w.status(0, 12), w.status(0, 13)),
+        (0, 0, 0)
+    );
+    let r = w.map(1, 12, 0, AT2, RO);
+    assert_eq!(r.status, GNTST_okay);
+    assert_eq!(w.status(0, 12), GTF_reading);
+    assert_eq!(w.unmap(1, AT2, 0, r.handle), GNTST_okay);
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    assert_eq!((w.status(0, 10), w.status(0, 12)), (0, 0));
+    assert_eq!(w.frame(GRANTED), start);
+    // Swapping exchanges the status too.
+    w.tables[0].set_status(&mut w.two.m.mem, 20, GTF_reading);
+    let rc = swap_grant_ref(&mut w.two.m.mem, &w.tables[0], 20, 10);
+    assert_eq!(rc, GNTST_okay);
+    assert_eq!((w.status(0, 10), w.status(0, 20)), (GTF_reading, 0));
+    assert_eq!(w.tables[0].entry_v2(&w.two.m.mem, 20).frame(), GRANTED);
+    w.check();
+}
+
+#[test]
+fn sub_page_copies_stay_within_their_window() {
+    let mut w = World::new();
+    assert_eq!(w.set_version(0, 2).1, Ok(()));
+    w.grant2(
+        0,
+        10,
+        GTF_permit_access | GTF_sub_page,
+        1,
+        sub_page(256, 64),
+        GRANTED,
+    );
+    w.grant2(
+        0,
+        11,
+        GTF_permit_access | GTF_sub_page | GTF_readonly,
+        1,
+        sub_page(8, 8),
+        GRANTED2,
+    );
+    w.two
+        .m
+        .mem
+        .write_u64(Maddr((GRANTED2 << 12) + 8), 0x5566)
+        .unwrap();
+    let (a, b) = (w.frame(GRANTED), w.frame(GRANTED2));
+    let ptr = |u: u64, domid: u16, offset: u16| GnttabCopyPtr {
+        u,
+        domid,
+        offset,
+        ..Default::default()
+    };
+    let both = GNTCOPY_source_gref | GNTCOPY_dest_gref;
+    let cases = [
+        (ptr(11, 0, 8), ptr(10, 0, 256), 8, GNTST_okay),
+        (ptr(11, 0, 8), ptr(10, 0, 312), 8, GNTST_okay), // the window's last 8 bytes
+        (ptr(11, 0, 8), ptr(10, 0, 313), 8, GNTST_general_error),
+        (ptr(11, 0, 8), ptr(10, 0, 248), 8, GNTST_general_error),
+        (ptr(11, 0, 0), ptr(10, 0, 256), 8, GNTST_general_error),
+        (ptr(11, 0, 8), ptr(10, 0, 256), 9, GNTST_general_error),
+        (ptr(11, 0, 4095), ptr(10, 0, 256), 2, GNTST_bad_copy_arg),
+    ];
+    for (source, dest, len, want) in cases {
+        let op = GnttabCopy {
+            source,
+            dest,
+            len,
+            flags: both,
+            ..Default::default()
+        };
+        assert_eq!(w.copy(1, op), want, "{op:?}");
+    }
+    let got = w.two.m.mem.read_u64(Maddr((GRANTED << 12) + 312));
+    assert_eq!(got, Some(0x5566));
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
+    assert_eq!((w.status(0, 10), w.status(0, 11)), (0, 0));
+    assert_eq!((w.frame(GRANTED), w.frame(GRANTED2)), (a, b));
+    w.check();
+}
+
+#[test]
+fn transitive_grants_copy_one_level_with_xens_checks() {
+    let mut w = World::new();
+    assert_eq!(w.set_version(0, 2).1, Ok(()));
+    assert_eq!(w.set_version(1, 2).1, Ok(()));
+    // dom0 grants a window of GRANTED to dom1; dom1 grants it on, transitively, back to dom0.
+    w.grant2(
+        0,
+        10,
+        GTF_permit_access | GTF_sub_page,
+        1,
+        sub_page(128, 32),
+        GRANTED,
+    );
+    w.grant2(1, 20, GTF_transitive, 0, 0, 10);
+    w.grant2(1, 21, GTF_transitive, 0, 1, 10); // names dom1 itself
+    w.grant2(1, 22, GTF_transitive, 0, 9, 10); // no such domain
+    w.grant2(1, 23, GTF_transitive, 0, 0, 30); // names a transitive grant
+    w.grant2(0, 30, GTF_transitive, 1, 1, 24);
+    w.grant2(1, 24, GTF_permit_access, 0, 0, base(1) + 6);
+    w.grant2(1, 25, GTF_transitive, 0, 0, 11); // names an entry not granted to dom1
+    w.two
+        .m
+        .mem
+        .write_u64(Maddr((GRANTED << 12) + 136), 0x7788)
+        .unwrap();
+    let start = w.frame(GRANTED);
+    let ptr = |u: u64, domid: u16, offset: u16| GnttabCopyPtr {
+        u,
+        domid,
+        offset,
+        ..Default::default()
+    };
+    let own = base(0) + 12;
+    let copy = |w: &mut World, gref: u64, off: u16, len: u16| {
+        let op = GnttabCopy {
+            source: ptr(gref, 1, off),
+            dest: ptr(own, DOMID_SELF, 0),
+            len,
+            flags: GNTCOPY_source_gref,
+            ..Default::default()
+        };
+        w.copy(0, op)
+    };
+    assert_eq!(copy(&mut w, 20, 136, 8), GNTST_okay);
+    assert_eq!(w.two.m.mem.read_u64(Maddr(own << 12)), Some(0x7788));
+    // The referent's window binds the transitive grant.
+    assert_eq!(copy(&mut w, 20, 120, 8), GNTST_general_error);
+    assert_eq!(copy(&mut w, 20, 156, 8), GNTST_general_error);
+    for gref in [21, 22, 23, 25] {
+        assert_eq!(
+            copy(&mut w, gref, 136, 8),
+            GNTST_general_error,
+            "ref {gref}"
+        );
+    }
+    // Mapping a transitive grant is refused too (its words name no frame dom1 owns).
+    assert_ne!(w.map(0, 20, 1, page_va(20), HOST).status, GNTST_okay);
+    // Every pin and status bit went with its copy.
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
+    assert!(w.tables[1].active_entries(&w.two.m.mem).next().is_none());
+    for (d, r) in [
+        (0, 10),
+        (0, 30),
+        (1, 20),
+        (1, 21),
+        (1, 22),
+        (1, 23),
+        (1, 24),
+        (1, 25),
+    ] {
+        assert_eq!(w.status(d, r), 0, "d{d} ref {r}");
+    }
+    assert_eq!(w.frame(GRANTED), start);
+    // Version 1 has no transitive grants.
+    assert_eq!(w.set_version(1, 1).1, Ok(()));
+    w.grant(1, 20, GTF_transitive, 0, 0);
+    assert_eq!(copy(&mut w, 20, 136, 8), GNTST_general_error);
+    assert_eq!(w.flags(1, 20), GTF_transitive);
+    w.check();
+}

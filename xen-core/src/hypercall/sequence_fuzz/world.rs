@@ -34,9 +34,9 @@ pub(super) const SLOTS: usize = 3;
 pub(super) const DOM_FRAMES: u64 = 48;
 /// Grant-table frames each domain is given (one shared at first, `setup_table` shares more).
 pub(super) const GRANT_FRAMES: u32 = 4;
-/// Frames each grant table takes: the shared entries and the active entries (one per reference,
-/// never shared).
-pub(super) const TABLE_FRAMES: u32 = GRANT_FRAMES + crate::gnttab::active_frames_for(GRANT_FRAMES);
+/// Frames each grant table takes: the shared entries, the active entries (one per reference,
+/// never shared) and the status frames (shared under version 2 only).
+pub(super) const TABLE_FRAMES: u32 = crate::gnttab::table_frames_for(GRANT_FRAMES);
 /// Frames from here to [`FRAMES`] are never given to anyone.
 pub(super) const FIRST_FREE: u64 = 256;
 

@@ -14,7 +14,7 @@ use core::fmt;
 
 use hypercall_abi::errno::Errno;
 
-use super::{flag, Mm, Owner, PageType, Pt};
+use super::{flag, FrameInfo, Mm, Owner, PageType, Pt};
 use crate::domain::{Domain, DomainId, PerfCounters};
 use crate::mm::frame_alloc::FrameRange;
 use crate::mm::{MachineMemoryMut, Mfn, PtLevel};
@@ -302,6 +302,28 @@ impl<'t> Mm<'t> {
         });
         f.type_count = 1;
         Ok(())
+    }
+
+    /// Whether `mfn` is a hypervisor page shared with `id` ([`Mm::share_xen_page_with_guest`])
+    /// that nothing but the share references: no mapping, no grant, no other use.
+    pub fn is_unreferenced_share(&self, mfn: Mfn, id: DomainId) -> bool {
+        self.frames.get(mfn).is_some_and(|f| {
+            f.owner() == Owner::Domain(id) && f.xen_heap() && f.count == 1 && f.type_count == 1
+        })
+    }
+
+    /// Undoes [`Mm::share_xen_page_with_guest`] for a page [`Mm::is_unreferenced_share`]
+    /// says nothing else references (`put_page_alloc_ref` then `page_set_owner(pg, NULL)`): it
+    /// is free again, the hypervisor's to reuse. Does nothing to any other frame.
+    pub fn unshare_xen_page(&mut self, mfn: Mfn, id: DomainId) {
+        if !self.is_unreferenced_share(mfn, id) {
+            return;
+        }
+        if let Some(f) = self.frames.get_mut(mfn) {
+            let given = f.given;
+            *f = FrameInfo::FREE;
+            f.given = given;
+        }
     }
 
     /// Validates the bootstrap page tables rooted at `l4`, pins `l4` (Xen pins dom0's top-level
