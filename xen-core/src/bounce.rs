@@ -81,7 +81,16 @@ pub fn create_bounce_frame<M: MachineMemoryMut + ?Sized>(
         shared_info::set_upcall_mask(m, dom, true);
     }
     let cs = cs | (u64::from(saved_mask) << 32);
-    let fl = (regs.rflags & !rflags::IF) | if saved_mask { 0 } else { rflags::IF };
+    // The frame's IOPL is the virtual one with `VMASST_TYPE_architectural_iopl`, else 0
+    // (`create_bounce_frame` folds `VCPU_iopl` in under the assist).
+    let iopl = if dom.vm_assist & (1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl) != 0 {
+        u64::from(dom.vcpu().iopl & 3) << 12
+    } else {
+        0
+    };
+    let fl = (regs.rflags & !(rflags::IF | rflags::IOPL))
+        | iopl
+        | if saved_mask { 0 } else { rflags::IF };
 
     let mut words = [0u64; 8];
     let mut n = 0;
@@ -587,6 +596,35 @@ mod tests {
                 "{sp:#x}"
             );
         }
+    }
+
+    /// The frame's RFLAGS.IOPL is the virtual IOPL with `VMASST_TYPE_architectural_iopl`, and 0
+    /// without it, whatever the real RFLAGS held.
+    #[test]
+    fn bounce_frame_iopl_follows_the_architectural_iopl_assist() {
+        let frame_iopl = |assist: bool, real: u64| {
+            let (mut m, mut d, _) = setup();
+            d.vcpu_mut().trap_ctxt[6].address = 0x10_1000;
+            d.vcpu_mut().iopl = 2;
+            if assist {
+                d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
+            }
+            let mut regs = Regs {
+                rip: 0x10_2345,
+                cs: 0xe033,
+                rflags: 0x246 | real,
+                rsp: GUEST_VA + 0x800,
+                ss: 0xe02b,
+                ..Regs::default()
+            };
+            inject_exception(&mut m, &mut d, &mut regs, 6, None, 0).unwrap();
+            let frame: [u64; 7] = kernel_frame(&mut m, &d, regs.rsp);
+            (frame[4] >> 12) & 3
+        };
+        assert_eq!(frame_iopl(false, 0), 0);
+        assert_eq!(frame_iopl(false, 0x3000), 0);
+        assert_eq!(frame_iopl(true, 0), 2);
+        assert_eq!(frame_iopl(true, 0x1000), 2);
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub fn split_image_name(s: &str) -> (&str, &str) {
     }
 }
 
+/// Whether boot module string `s` names an initial ramdisk rather than a kernel: its arguments'
+/// first word is `initrd` (`-initrd "linux.elf console=hvc0,initrd.cpio.gz initrd"`). Such a
+/// module is no domain of its own: it is the ramdisk of the kernel in the module just before it
+/// (`start_info.mod_start`/`mod_len`), as Xen gives dom0 the module after its kernel.
+pub fn is_initrd_module(s: &str) -> bool {
+    split_image_name(s).1.split(' ').next() == Some("initrd")
+}
+
 /// One command-line option: `name` or `name=value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Param<'a> {
@@ -189,6 +197,16 @@ mod tests {
     #[test]
     fn cook_keeps_grub2_command_lines_whole() {
         assert_eq!(cook(" console=com1", Some("GRUB 2.06")), "console=com1");
+    }
+
+    #[test]
+    fn an_initrd_module_is_named_by_its_first_argument() {
+        assert!(is_initrd_module("build/initrd.cpio.gz initrd"));
+        assert!(is_initrd_module("  initrd.gz   initrd more=1"));
+        assert!(!is_initrd_module("build/initrd.cpio.gz"));
+        assert!(!is_initrd_module("vmlinux console=hvc0 initrd"));
+        assert!(!is_initrd_module("vmlinux initrd=foo"));
+        assert!(!is_initrd_module("initrd"));
     }
 
     #[test]

@@ -562,6 +562,46 @@ pub fn iret_with_selectors(cs: u64, ss: u64) -> (Option<Trap>, bool) {
     (trap, at_target)
 }
 
+/// Calls `HYPERVISOR_iret` with a frame that returns to kernel mode just after the call, on the
+/// flat kernel selectors, with the current RFLAGS (IF clear) plus `set_bits` (the case's IOPL, say).
+/// With IF clear the return leaves upcalls masked; the caller's mask is put back afterwards. Xen's
+/// `do_iret` takes the virtual IOPL from the frame when `VMASST_TYPE_architectural_iopl` is on.
+pub fn iret_with_rflags(set_bits: u64) {
+    let mask = super::shared_info::upcall_mask();
+    // SAFETY: as in `iret_with_selectors`: the frame returns to label 3 on the stack pointer the
+    // block started with, on the kernel's own selectors; RAX, RCX and R11 are clobbered.
+    unsafe {
+        core::arch::asm!(
+            "lea 3f(%rip), {target}",
+            "mov %rsp, {sp}",
+            "pushq ${ss}",
+            "push {sp}",
+            "pushfq",
+            "andq $~0x200, (%rsp)",
+            "or {bits}, (%rsp)",
+            "pushq ${cs}",
+            "push {target}",
+            "pushq $0",
+            "jmp {hypercall_page}+{iret_offset}",
+            "3:",
+            target = out(reg) _,
+            sp = out(reg) _,
+            bits = in(reg) set_bits,
+            ss = const FLAT_KERNEL_SS,
+            cs = const FLAT_KERNEL_CS & !3,
+            hypercall_page = sym hypercall_page,
+            iret_offset = const __HYPERVISOR_iret * 32,
+            out("rax") _,
+            out("rcx") _,
+            out("r11") _,
+            options(att_syntax)
+        );
+    }
+    if let Some(m) = mask {
+        super::shared_info::set_upcall_mask(m);
+    }
+}
+
 /// The trap recorded at the last armed recovery point, if one was taken since the last call.
 pub fn take_last() -> Option<Trap> {
     LAST.take()

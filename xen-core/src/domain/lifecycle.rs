@@ -15,11 +15,12 @@
 use hypercall_abi::sched::SHUTDOWN_reboot;
 
 use crate::cpu::{printk, Arch, Hv, Stop};
-use crate::domain::pool::{one, INVALID_M2P_ENTRY};
+use crate::domain::pool::INVALID_M2P_ENTRY;
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::{DomainId, Shutdown};
 use crate::evtchn::hypercall as event_channel;
 use crate::gnttab::hypercall as grant_table;
+use crate::mm::frame_alloc::FramePool;
 use crate::mm::frame_table::{Mm, Owner};
 use crate::mm::memory::reclaim;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
@@ -190,6 +191,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
         g.sched.longest_entry_ns / 1000
     );
     if let Some(a) = hv.pool.allocs[slot].take() {
+        hv.pool.reaped_at = None;
         if let Err(a) = hv.pool.zombies.push(a) {
             printk!(
                 &mut hv.arch,
@@ -217,6 +219,14 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
 /// are the frames the pool gave it (at build time, or later through `memory_op`) that it did not
 /// give back: those still marked with its id in the frame table ([`reclaim`]).
 pub fn reap<A: Arch>(hv: &mut Hv<A>) {
+    let Some(frees) = hv.arch.mm().map(|(mm, _)| mm.frames.frees()) else {
+        return;
+    };
+    if hv.pool.zombies.is_empty() || hv.pool.reaped_at == Some(frees) {
+        // Nothing was freed since every zombie was last found holding frames: a zombie kept
+        // alive by one frame another domain maps costs nothing per tick.
+        return;
+    }
     let mut i = 0;
     while i < hv.pool.zombies.len() {
         let a = hv.pool.zombies[i].clone();
@@ -243,8 +253,14 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         {
             let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn * 8), INVALID_M2P_ENTRY);
         }
-        let _ = hv.pool.frames.free(one(a.shared_info));
-        let _ = hv.pool.frames.free(a.grant_frames);
+        mm.release_xen(a.grant_frames);
+        // Frame by frame through the pool, so that a full run list puts them on its list of
+        // single frames instead of losing them.
+        for m in
+            core::iter::once(a.shared_info.0).chain(a.grant_frames.start.0..a.grant_frames.end.0)
+        {
+            FramePool::give_back(&mut hv.pool, mem, Mfn(m));
+        }
         // The running guest may hold stale TLB entries for frames of this domain it had mapped
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return
         // to the pool (one CPU: one full flush).
@@ -258,4 +274,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         );
         hv.pool.zombies.swap_remove(i);
     }
+    // Whatever is left holds frames: look again once something was freed. (Reclaiming frees
+    // nothing in the frame table, so the count read at the start still stands.)
+    hv.pool.reaped_at = Some(frees);
 }

@@ -72,7 +72,8 @@ pub struct Vcpu {
     /// The guest's virtual CR0.TS (`fpu_taskswitch`).
     pub fpu_ts: bool,
     /// The CR4 bits the guest controls in its view of CR4 (`PV_CR4_GUEST_MASK` within its CPUID
-    /// policy: only DE here, see `emulate::guest_cr4`), as it last wrote them.
+    /// policy: TSD, DE, FSGSBASE where the CPU has it, see `emulate::pv_cr4_writable`), as it last
+    /// wrote them. Of these only FSGSBASE is loaded into the CPU while the guest runs.
     pub cr4: u64,
     /// Single-shot timer deadline in system time ns (`set_timer_op`), if armed.
     pub timer_deadline: Option<u64>,
@@ -95,8 +96,17 @@ pub struct Vcpu {
     pub dr: [u64; 4],
     /// Virtual DR6: what the last #DB reported (`X86_DR6_DEFAULT` when clear).
     pub dr6: u64,
-    /// Virtual DR7.
+    /// Virtual DR7, without the enable bits of I/O breakpoints.
     pub dr7: u64,
+    /// The enable bits of I/O breakpoints (R/W = 10b, allowed with CR4.DE; Xen's
+    /// `arch.pv.dr7_emul`): part of the DR7 the guest reads, never loaded into the CPU.
+    pub dr7_emul: u64,
+    /// vMCE's MCG_STATUS as the guest last wrote it (`arch.vmce.mcg_status`).
+    pub mcg_status: u64,
+    /// vMCE's MCi_CTL2 of the guest's two banks (Intel CPUs only).
+    pub mci_ctl2: [u64; 2],
+    /// TSC_AUX as the guest wrote it (what `rdtscp` returns in ECX while it runs).
+    pub tsc_aux: u64,
     /// Guest address of its runstate area (`VCPUOP_register_runstate_memory_area`), 0 for none.
     pub runstate_area: u64,
     /// Where the guest moved this vCPU's `vcpu_info` (`VCPUOP_register_vcpu_info`): the frame,
@@ -320,6 +330,10 @@ impl Default for Vcpu {
             dr: [0; 4],
             dr6: DR6_DEFAULT,
             dr7: 0x400,
+            dr7_emul: 0,
+            mcg_status: 0,
+            mci_ctl2: [0; 2],
+            tsc_aux: 0,
             runstate_area: 0,
             vcpu_info: None,
             gdt_frames: heapless::Vec::new(),

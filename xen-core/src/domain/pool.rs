@@ -51,7 +51,10 @@ pub struct Pool {
     /// Free single frames the run list had no room for (a domain that gave back every other
     /// page): a list linked through the frames themselves, each holding the next one's number
     /// plus one in its first eight bytes (0 ends the list). Nothing maps a free frame, so only
-    /// the hypervisor writes there.
+    /// the hypervisor writes there; and should a link ever be wrong, the frame table stays the
+    /// gate: `Mm::assign` gives a domain only a frame that is free and reclaimed, and every
+    /// frame the hypervisor uses (its image, the M2P and the tables mapping it, the frame
+    /// table, the boot modules, grant-table frames) is marked `Owner::Xen`.
     singles: Option<Mfn>,
     /// How many frames that list holds.
     nr_singles: u64,
@@ -63,6 +66,10 @@ pub struct Pool {
     pub modules: heapless::Vec<BootModule, 16>,
     /// The id the next domain built gets.
     pub next_domid: u16,
+    /// The frame table's free count ([`crate::mm::frame_table::FrameTable::frees`]) when the
+    /// reaper last found every zombie still holding frames: until a frame is freed again (or a
+    /// zombie joins) there is nothing new to find, and the walk is skipped.
+    pub reaped_at: Option<u64>,
 }
 
 impl Pool {
@@ -74,6 +81,7 @@ impl Pool {
             nr_singles: 0,
             allocs: [const { None }; MAX_DOMAINS],
             zombies: heapless::Vec::new(),
+            reaped_at: None,
             m2p_base,
             modules: heapless::Vec::new(),
             next_domid: 1,

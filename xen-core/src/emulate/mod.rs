@@ -6,6 +6,8 @@
 //!   its CPUID view, including the hypervisor leaves at 0x40000000 (`arch-x86/cpuid.h`);
 //! - `mov %crN, %reg` reads (#GP): CR0 with the guest's virtual TS, CR2, CR3 (its L4 frame) and
 //!   CR4 as Xen shows it to a PV guest ([`guest_cr4`]); CR4 writes keep the bits the guest owns;
+//! - `mov` to and from DR0..DR7 (#GP), with `set_debugreg`'s checks ([`debugreg`]);
+//! - `rdmsr`/`wrmsr` (#GP) of the MSRs Xen answers for a PV guest ([`msr`]), #GP for the rest;
 //! - `in`/`out` (#GP) when the guest's virtual IOPL allows them (`PHYSDEVOP_set_iopl`), on the
 //!   ports the domain may use ([`port_io()`]);
 //! - `cli`/`sti` (#GP) when the virtual IOPL allows them: skipped, as Xen does ([`cli_sti`]).
@@ -52,11 +54,11 @@ pub const PV_LEAF1_EDX: u32 = bits(&[0, 2, 4, 5, 6, 8, 11, 15, 16, 19, 22, 23, 2
 /// although Xen shows them: XSAVE (and OSXSAVE) with what needs it, FMA, AVX and F16C: Xen emulates
 /// `xsetbv` and switches XSAVE state per vCPU; we save the FPU with `fxsave`, SSE state only.
 pub const PV_LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 22, 23, 25, 30, 31]);
-/// Leaf 7 subleaf 0 EBX bits ("A" in word 5 without the AVX and AVX-512 family): BMI1, BMI2,
-/// ERMS, RTM, RDSEED, ADX, CLFLUSHOPT, CLWB, SHA. Hidden as in Xen: TSC_ADJUST, SGX, HLE, SMEP,
-/// INVPCID, PQM, MPX, PQE, SMAP, PROC_TRACE, AVX512PF/ER. Hidden here: FSGSBASE (a PV guest
-/// cannot set CR4.FSGSBASE, see `PV_CR4_GUEST_MASK`), AVX2 and AVX-512 (no XSAVE).
-pub const PV_LEAF7_EBX: u32 = bits(&[3, 8, 9, 11, 18, 19, 23, 24, 29]);
+/// Leaf 7 subleaf 0 EBX bits ("A" in word 5 without the AVX and AVX-512 family): FSGSBASE, BMI1,
+/// BMI2, ERMS, RTM, RDSEED, ADX, CLFLUSHOPT, CLWB, SHA. Hidden as in Xen: TSC_ADJUST, SGX, HLE,
+/// SMEP, INVPCID, PQM, MPX, PQE, SMAP, PROC_TRACE, AVX512PF/ER. Hidden here: AVX2 and AVX-512
+/// (no XSAVE). FSGSBASE is usable once the guest sets CR4.FSGSBASE ([`pv_cr4_writable`]).
+pub const PV_LEAF7_EBX: u32 = bits(&[0, 3, 8, 9, 11, 18, 19, 23, 24, 29]);
 /// Leaf 7 subleaf 0 ECX bits: PREFETCHWT1, GFNI, RDPID, CLDEMOTE ("A"; VAES, VPCLMULQDQ and the
 /// AVX-512 ones need XSAVE). Hidden as in Xen: UMIP, PKU, OSPKE, WAITPKG, CET_SS, TME, LA57, BLD,
 /// ENQCMD, SGX_LC, PKS.
@@ -162,8 +164,12 @@ pub struct GuestCrs {
     pub cr3: u64,
     /// CR4 as the guest sees it ([`guest_cr4`]).
     pub cr4: u64,
+    /// The CR4 bits a write may set ([`pv_cr4_writable`]).
+    pub cr4_writable: u64,
 }
 
+/// CR4.TSD: `rdtsc` only at CPL 0.
+pub const CR4_TSD: u64 = 1 << 2;
 /// CR4.DE: debugging extensions.
 pub const CR4_DE: u64 = 1 << 3;
 /// CR4.PAE.
@@ -174,15 +180,42 @@ pub const CR4_MCE: u64 = 1 << 6;
 pub const CR4_OSFXSR: u64 = 1 << 9;
 /// CR4.OSXMMEXCPT: the OS handles SIMD floating-point exceptions (#XM).
 pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// CR4.FSGSBASE: `rdfsbase` and friends usable.
+pub const CR4_FSGSBASE: u64 = 1 << 16;
+/// CR4.OSXSAVE.
+pub const CR4_OSXSAVE: u64 = 1 << 18;
 /// The CR4 bits a PV guest sees from the hypervisor's own CR4 (Xen's
 /// `PV_CR4_GUEST_VISIBLE_MASK`, `xen/arch/x86/include/asm/pv/domain.h`).
 pub const PV_CR4_GUEST_VISIBLE_MASK: u64 = CR4_PAE | CR4_MCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-/// The CR4 bits a PV guest may set in its view. Xen's `PV_CR4_GUEST_MASK` is TSD, DE, FSGSBASE
-/// and OSXSAVE, each only if the domain's CPUID policy has the feature (`pv_fixup_guest_cr4`);
-/// our PV policy ([`cpuid`]) hides FSGSBASE and XSAVE, and CR4.TSD is not loaded into the CPU
-/// for a guest, so DE (emulated: it only changes how DR4/DR5 and I/O breakpoints behave) is what
-/// remains. Attempts to set other bits are discarded, as in Xen (a CR4 write never faults).
-pub const PV_CR4_GUEST_MASK: u64 = CR4_DE;
+/// The CR4 bits a PV guest may set in its view (Xen's `PV_CR4_GUEST_MASK`), each only if the
+/// domain's CPUID policy has the feature ([`pv_cr4_writable`]). Attempts to set other bits are
+/// discarded, as in Xen: a CR4 write never faults.
+pub const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE | CR4_FSGSBASE | CR4_OSXSAVE;
+
+/// The bits of [`PV_CR4_GUEST_MASK`] the PV CPUID policy allows (`pv_fixup_guest_cr4`): TSD
+/// with TSC, DE, FSGSBASE where the CPU has it, OSXSAVE never (our policy hides XSAVE). Of
+/// these only FSGSBASE reaches the CPU while the guest runs (`pv_make_cr4`); TSD and DE live in
+/// the guest's view (DE changes what DR4/DR5 are, `emulate::debugreg`).
+pub fn pv_cr4_writable(native: NativeCpuid) -> u64 {
+    let has = |leaf: u32, reg: usize, bit: u32| {
+        native(if leaf >= 0x8000_0000 { 0x8000_0000 } else { 0 }, 0)[0] >= leaf
+            && pv_policy(leaf, 0, native)[reg] & (1 << bit) != 0
+    };
+    let mut m = 0;
+    if has(1, 3, 4) {
+        m |= CR4_TSD;
+    }
+    if has(1, 3, 2) {
+        m |= CR4_DE;
+    }
+    if has(7, 1, 0) {
+        m |= CR4_FSGSBASE;
+    }
+    if has(1, 2, 26) {
+        m |= CR4_OSXSAVE;
+    }
+    m
+}
 
 /// The CR4 a PV guest reads (`pv_fixup_guest_cr4`): its own bits, and the hypervisor's visible
 /// ones from `host_cr4`.
@@ -222,24 +255,24 @@ pub enum Emulated {
     /// `mov %reg, %cr3`: the guest asks for a new base pointer; RIP already advanced. The caller
     /// validates and loads it (as `MMUEXT_NEW_BASEPTR`), or reflects #GP.
     NewCr3(u64),
-    /// Not an instruction Xen emulates for a PV guest: reflect the #GP.
+    /// Not an instruction Xen emulates for a PV guest, or one it refuses: reflect the #GP(0).
     No,
+    /// Xen's emulator raises #UD instead (a debug register that does not exist): inject it.
+    Ud,
 }
 
-const MSR_FS_BASE: u32 = 0xc000_0100;
-const MSR_GS_BASE: u32 = 0xc000_0101;
-const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
 const CR0_TS: u64 = 1 << 3;
 
 /// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
 /// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
-/// CR3 and CR4 writes, and RDMSR/WRMSR of the segment-base MSRs. Everything else is
-/// `Emulated::No`.
+/// CR3 and CR4 writes, `mov` to and from DR0..DR7 ([`debugreg`]), and RDMSR/WRMSR of the MSRs
+/// Xen answers ([`msr`]). Everything else is `Emulated::No`.
 pub fn privileged(
     regs: &mut Regs,
     code: &[u8],
     vcpu: &mut crate::domain::Vcpu,
     crs: GuestCrs,
+    host: &mut dyn MsrHost,
 ) -> Emulated {
     if mov_from_cr(regs, code, crs) {
         return Emulated::Done;
@@ -271,22 +304,41 @@ pub fn privileged(
                     regs.rip = regs.rip.wrapping_add(3 + prefix);
                     Emulated::NewCr3(value)
                 }
-                // Xen's `write_cr(4)`: keep the guest's own bits, discard the rest.
+                // Xen's `write_cr(4)`: keep the guest's own bits its policy allows, discard the
+                // rest (`pv_fixup_guest_cr4`).
                 4 => {
-                    vcpu.cr4 = value & PV_CR4_GUEST_MASK;
+                    vcpu.cr4 = value & PV_CR4_GUEST_MASK & crs.cr4_writable;
                     regs.rip = regs.rip.wrapping_add(3 + prefix);
                     Emulated::Done
                 }
                 _ => Emulated::No,
             }
         }
-        // rdmsr / wrmsr of the bases a PV kernel owns.
+        // mov %drN, %reg / mov %reg, %drN (mod is ignored, as for control registers):
+        // `x86emul_read_dr` / `x86emul_write_dr`.
+        [0x0f, op @ (0x21 | 0x23), modrm, ..] => {
+            let dr = u32::from((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+            let rm = (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 };
+            if op == 0x21 {
+                match debugreg::get_debugreg(vcpu, dr) {
+                    Ok(v) => *gpr(regs, rm) = v,
+                    Err(_) => return Emulated::Ud,
+                }
+            } else {
+                let value = *gpr(regs, rm);
+                match debugreg::set_debugreg(vcpu, dr, value) {
+                    Ok(()) => {}
+                    Err(hypercall_abi::errno::Errno::ENODEV) => return Emulated::Ud,
+                    Err(_) => return Emulated::No,
+                }
+            }
+            regs.rip = regs.rip.wrapping_add(3 + prefix);
+            Emulated::Done
+        }
+        // rdmsr / wrmsr of the MSRs Xen lets a PV kernel see.
         [0x0f, 0x32, ..] => {
-            let value = match regs.rcx as u32 {
-                MSR_FS_BASE => vcpu.fs_base,
-                MSR_GS_BASE => vcpu.gs_base_kernel,
-                MSR_SHADOW_GS_BASE => vcpu.gs_base_user,
-                _ => return Emulated::No,
+            let Some(value) = msr::guest_rdmsr(vcpu, regs.rcx as u32, host) else {
+                return Emulated::No;
             };
             regs.rax = value & 0xffff_ffff;
             regs.rdx = value >> 32;
@@ -295,16 +347,9 @@ pub fn privileged(
         }
         [0x0f, 0x30, ..] => {
             let value = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
-            if !crate::guest_access::is_canonical(value) {
+            if !msr::guest_wrmsr(vcpu, regs.rcx as u32, value, host) {
                 return Emulated::No;
             }
-            match regs.rcx as u32 {
-                MSR_FS_BASE => vcpu.fs_base = value,
-                MSR_GS_BASE => vcpu.gs_base_kernel = value,
-                MSR_SHADOW_GS_BASE => vcpu.gs_base_user = value,
-                _ => return Emulated::No,
-            }
-            vcpu.base_writes = vcpu.base_writes.wrapping_add(1);
             regs.rip = regs.rip.wrapping_add(2 + prefix);
             Emulated::Done
         }
@@ -346,10 +391,15 @@ pub fn permit_softint(dpl: u8, kernel_mode: bool) -> bool {
     dpl >= if kernel_mode { 1 } else { 3 }
 }
 
+pub mod debugreg;
+pub mod msr;
+pub use msr::MsrHost;
 mod port_io;
 pub use port_io::*;
 mod pte_write;
 pub use pte_write::{pte_write, warm_up_decoder, PteAccess};
+#[cfg(test)]
+mod privop_tests;
 #[cfg(test)]
 mod pte_write_tests;
 

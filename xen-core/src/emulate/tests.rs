@@ -6,6 +6,8 @@ fn native(_leaf: u32, _sub: u32) -> [u32; 4] {
     [1, 2, 3, 4]
 }
 
+pub(super) use super::privop_tests::FakeHost;
+
 #[test]
 fn forced_cpuid_gives_xen_signature_and_advances() {
     let mut regs = Regs {
@@ -43,6 +45,7 @@ fn mov_from_cr3_and_cr0_with_rex() {
         cr2: 0x42,
         cr3: 0x1234_5000,
         cr4: guest_cr4(0, 0x0030_06a0),
+        cr4_writable: CR4_TSD | CR4_DE,
     };
     let mut regs = Regs::default();
     assert!(mov_from_cr(&mut regs, &[0x0f, 0x20, 0xd8], crs)); // mov %cr3, %rax
@@ -72,28 +75,34 @@ fn the_guest_view_of_cr4_is_xens() {
     assert_eq!(guest_cr4(0, host), 0x620);
     assert_eq!(guest_cr4(CR4_DE, host), 0x628);
     // Bits the guest may not own are not in its view, whatever it wrote.
-    assert_eq!(guest_cr4(u64::MAX, 0), CR4_DE);
+    assert_eq!(guest_cr4(u64::MAX, 0), PV_CR4_GUEST_MASK);
     let crs = GuestCrs {
         cr0: 0x8005_003b,
         cr2: 0,
         cr3: 0x5000,
         cr4: 0x620,
+        cr4_writable: CR4_TSD | CR4_DE | CR4_FSGSBASE,
     };
     let mut v = crate::domain::Vcpu::default();
-    // mov %rax, %cr4 with DE, PGE, PSE, OSXSAVE and FSGSBASE: only DE is kept, and it never
-    // faults (Xen's `write_cr(4)`).
+    // mov %rax, %cr4 with DE, PGE, PSE, OSXSAVE and FSGSBASE: DE and FSGSBASE (the policy has
+    // them) are kept, OSXSAVE (hidden XSAVE) and the rest discarded, and it never faults (Xen's
+    // `write_cr(4)`).
     let mut regs = Regs {
         rax: CR4_DE | (1 << 7) | (1 << 4) | (1 << 18) | (1 << 16),
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x22, 0xe0], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x22, 0xe0], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
-    assert_eq!((v.cr4, regs.rip), (CR4_DE, 3));
+    assert_eq!((v.cr4, regs.rip), (CR4_DE | CR4_FSGSBASE, 3));
     let mut regs = Regs::default();
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x22, 0xe0], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x22, 0xe0], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!(v.cr4, 0);
@@ -106,6 +115,7 @@ fn privileged_instructions_xen_emulates() {
         cr2: 0,
         cr3: 0x5000,
         cr4: 0x620,
+        cr4_writable: CR4_TSD | CR4_DE | CR4_FSGSBASE,
     };
     let mut v = crate::domain::Vcpu {
         fpu_ts: true,
@@ -114,7 +124,9 @@ fn privileged_instructions_xen_emulates() {
     };
     let mut regs = Regs::default();
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x06], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x06], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert!(!v.fpu_ts);
@@ -125,7 +137,9 @@ fn privileged_instructions_xen_emulates() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert!(v.fpu_ts);
@@ -134,7 +148,9 @@ fn privileged_instructions_xen_emulates() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x22, 0xc0], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::No
     );
     let mut regs = Regs {
@@ -142,25 +158,31 @@ fn privileged_instructions_xen_emulates() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x22, 0xdb], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x22, 0xdb], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::NewCr3(0x5000)
     );
-    // rdmsr FS_BASE; rdmsr of anything else is not emulated.
+    // rdmsr FS_BASE; rdmsr of an MSR Xen does not answer is not emulated.
     let mut regs = Regs {
         rcx: 0xc000_0100,
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x32], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x32], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!((regs.rax, regs.rdx), (0x1234, 0));
     let mut regs = Regs {
-        rcx: 0x10,
+        rcx: 0x1234_5678,
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x32], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x32], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::No
     );
     // wrmsr SHADOW_GS_BASE, non-canonical refused.
@@ -171,7 +193,9 @@ fn privileged_instructions_xen_emulates() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!(v.gs_base_user, 0x5000);
@@ -184,7 +208,9 @@ fn privileged_instructions_xen_emulates() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!(v.base_writes, writes + 1);
@@ -195,16 +221,22 @@ fn privileged_instructions_xen_emulates() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs),
+        privileged(&mut regs, &[0x0f, 0x30], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::No
     );
     // cli, hlt: not emulated.
     assert_eq!(
-        privileged(&mut Regs::default(), &[0xfa], &mut v, crs),
+        privileged(&mut Regs::default(), &[0xfa], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::No
     );
     assert_eq!(
-        privileged(&mut Regs::default(), &[0xf4], &mut v, crs),
+        privileged(&mut Regs::default(), &[0xf4], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::No
     );
 }
@@ -761,10 +793,11 @@ fn the_pv_cpuid_policy_hides_what_xen_hides_from_pv_guests() {
     );
     // AMD's copy of PSE and PGE follows leaf 1.
     assert_eq!(d & (bit(3) | bit(13)), 0);
-    // Leaf 7: no FSGSBASE, SMEP, SMAP, INVPCID, AVX2; no subleaf 1.
+    // Leaf 7: FSGSBASE shown (as Xen's "A"); no SMEP, SMAP, INVPCID, AVX2; no subleaf 1.
     let [a, b, ..] = cpuid(7, 0, all_ones);
     assert_eq!(a, 0);
-    for n in [0, 5, 7, 10, 20] {
+    assert_ne!(b & bit(0), 0, "leaf 7 ebx FSGSBASE");
+    for n in [5, 7, 10, 20] {
         assert_eq!(b & bit(n), 0, "leaf 7 ebx bit {n}");
     }
     assert_eq!(cpuid(7, 1, all_ones), [0; 4]);

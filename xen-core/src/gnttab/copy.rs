@@ -97,8 +97,20 @@ fn acquire_grant_for_copy(
                 return fail(tables, pt.mem, s);
             }
         };
-        // Nothing ran between the two acquisitions (Xen drops its locks here and answers
-        // ERESTART if another CPU changed the entry meanwhile).
+        // Pinned already (by a mapping, before the granter rewrote the entry as transitive):
+        // the pin must describe what was just acquired, else the reference taken on the
+        // referent's frame and the frame handed back would differ (Xen's re-check after the
+        // nested acquire; Xen retries, here the copy fails).
+        if old_pin != 0
+            && (act.mfn != w.mfn
+                || !act.is_sub_page
+                || act.start != w.start & 0xfff
+                || act.length != w.len & 0x1fff)
+        {
+            unpin(pt.mem, tables, td, tgref, inc, readonly);
+            pt.put_page(w.mfn);
+            return fail(tables, pt.mem, GNTST_general_error);
+        }
         if old_pin == 0 {
             act = ActiveEntry {
                 pin: 0,

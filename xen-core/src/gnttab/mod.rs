@@ -250,7 +250,8 @@ impl GrantTable {
     /// `grant_table_init` for domain `id`: takes `max_frames` (at most [`MAX_GRANT_FRAMES`])
     /// frames for the shared entries, [`active_frames_for`]`(max_frames)` for the active
     /// entries and [`status_frames_for`]`(max_frames)` for version 2's status entries from
-    /// `alloc` ([`table_frames_for`] in all; free in the frame table, so no guest can map them),
+    /// `alloc` ([`table_frames_for`] in all; marked the hypervisor's in the frame table, so no
+    /// guest can be given or map them; [`Mm::release_xen`] frees them when the domain is gone),
     /// zeroes the active ones and shares the first shared one with the domain. The domain must be
     /// registered in `mm`.
     pub fn init(
@@ -270,6 +271,13 @@ impl GrantTable {
             let Some(mfn) = alloc() else {
                 return Err(GrantInitError::NoMemory);
             };
+            // The hypervisor's until shared: no domain can be given it, map it or free it.
+            let range = crate::mm::frame_alloc::FrameRange {
+                start: mfn,
+                end: Mfn(mfn.0 + 1),
+            };
+            mm.assign(range, Owner::Xen)
+                .map_err(GrantInitError::Share)?;
             self.frames[i] = mfn;
             self.reserved += 1;
             // Every reference starts unpinned.

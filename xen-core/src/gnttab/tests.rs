@@ -386,9 +386,23 @@ fn the_granters_death_revokes_every_mapping_of_its_grants() {
     assert_eq!([w.frame(GRANTED), w.frame(GRANTED2)], start);
     w.check();
     // Now dom0's frames can all go: nothing of dom1 holds them.
+    // Every grant-table frame is the domain's (shared) or the hypervisor's: none is free for
+    // the pool to hand out while the table uses it.
+    for f in w.tables[0].frames() {
+        let owner = w.two.frame(f.0).owner();
+        assert!(
+            matches!(owner, Owner::Xen | Owner::Domain(0)),
+            "{f:?} is {owner:?}"
+        );
+    }
     let mm = w.two.m.mm.as_mut().unwrap();
     let left = mm.relinquish_domain(&mut w.two.m.mem, &mut w.two.doms[0]);
     assert_eq!(left, 0);
+    for f in w.tables[0].frames() {
+        // The shared frames went with the domain; the active entries' stay the hypervisor's
+        // until the reaper frees them.
+        mm.release_xen(crate::domain::pool::one(*f));
+    }
     for f in w.tables[0].frames() {
         assert_eq!(w.two.frame(f.0).owner(), Owner::Free);
     }
@@ -665,10 +679,14 @@ fn version_2_shares_status_frames_and_converts_the_reserved_entries() {
     assert_eq!(w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 4)), Ok(()));
     assert_eq!(w.tables[0].nr_entries(), 1024);
     assert_eq!(w.tables[0].status_frames().len(), 1);
-    // Back to 1: status frames free again, reserved entry 1 with its reading bit back.
+    // Back to 1: status frames the hypervisor's again, reserved entry 1 with its reading bit back.
     assert_eq!(w.set_version(0, 1), (1, Ok(())));
     assert!(w.tables[0].status_frames().is_empty());
-    assert_eq!(w.frame(st[0].0).owner(), Owner::Free);
+    assert_eq!(
+        w.frame(st[0].0).owner(),
+        Owner::Xen,
+        "the hypervisor's again"
+    );
     assert_eq!(w.flags(0, 1), GTF_permit_access | GTF_reading);
     assert_eq!(w.tables[0].entry(&w.two.m.mem, 1), (9, 1, GRANTED as u32));
     assert_eq!(w.tables[0].nr_entries(), 2048);
@@ -710,7 +728,7 @@ fn version_changes_are_refused_while_in_use() {
     w.grant2(0, 3, GTF_accept_transfer, 1, 0, 1 << 32);
     assert_eq!(w.set_version(0, 1), (1, Ok(())));
     assert_eq!(w.tables[0].entry(&w.two.m.mem, 3), (0, 0, 0), "dropped");
-    assert_eq!(w.frame(st.0).owner(), Owner::Free);
+    assert_eq!(w.frame(st.0).owner(), Owner::Xen);
     w.check();
 }
 
@@ -906,6 +924,45 @@ fn transitive_grants_copy_one_level_with_xens_checks() {
     assert_eq!(copy(&mut w, 20, 136, 8), GNTST_general_error);
     assert_eq!(w.flags(1, 20), GTF_transitive);
     w.check();
+}
+
+#[test]
+fn a_pinned_entry_rewritten_as_transitive_is_refused_and_no_reference_moves() {
+    // Review of the v2 work: A grants X to B, B maps it (entry pinned); B grants Y to A; A
+    // rewrites the pinned entry as transitive to B's grant. A copy from it must not take a
+    // reference on Y and hand back X (Xen re-checks the active entry after the nested
+    // acquire); otherwise each copy drops a reference on X it never took.
+    let mut w = World::new();
+    assert_eq!(w.set_version(0, 2).1, Ok(()));
+    w.grant2(0, 10, GTF_permit_access, 1, 0, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    let y = base(1) + 6;
+    w.grant(1, 24, GTF_permit_access, 0, y);
+    w.grant2(0, 10, GTF_transitive, 1, 1, 24);
+    let (x0, y0) = (w.frame(GRANTED).count(), w.frame(y).count());
+    let own = base(1) + 12;
+    let op = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 10,
+            domid: 0,
+            offset: 0,
+            ..Default::default()
+        },
+        dest: GnttabCopyPtr {
+            u: own,
+            domid: DOMID_SELF,
+            offset: 0,
+            ..Default::default()
+        },
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    for _ in 0..4 {
+        assert_eq!(w.copy(1, op), GNTST_general_error);
+        assert_eq!((w.frame(GRANTED).count(), w.frame(y).count()), (x0, y0));
+    }
 }
 
 // `GNTMAP_contains_pte` and `GNTTABOP_unmap_and_replace`.

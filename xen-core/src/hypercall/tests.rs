@@ -479,6 +479,42 @@ fn iret_restores_the_context_and_the_upcall_mask() {
 }
 
 #[test]
+fn iret_takes_the_virtual_iopl_from_the_frame_only_with_architectural_iopl() {
+    let (mut m, mut d, info) = setup();
+    let iret = |m: &mut FakeMachine, d: &mut crate::domain::Domain, rflags: u64| {
+        let frame = hypercall_abi::arch_x86_64::IretContext {
+            rip: 0x10_2000,
+            cs: 0xe030,
+            rflags,
+            rsp: GUEST_VA + 0x800,
+            ss: 0xe02b,
+            ..Default::default()
+        };
+        guest_write(m, d, GUEST_VA + 0x100, &frame);
+        let mut regs = Regs {
+            rsp: GUEST_VA + 0x100,
+            ..Regs::default()
+        };
+        with_ctx(m, d, &info, &mut regs, |c| {
+            super::testing::call(c, __HYPERVISOR_iret.into(), [0; 5])
+        });
+        regs
+    };
+    // Without the assist the frame's IOPL is dropped and the virtual one stays.
+    d.vcpu_mut().iopl = 1;
+    let regs = iret(&mut m, &mut d, 0x3202);
+    assert_eq!((d.vcpu().iopl, regs.rflags & 0x3000), (1, 0));
+    // With it, each iret sets the virtual IOPL, 0 included; the real one stays 0.
+    d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
+    let regs = iret(&mut m, &mut d, 0x3202);
+    assert_eq!((d.vcpu().iopl, regs.rflags & 0x3000), (3, 0));
+    iret(&mut m, &mut d, 0x1202);
+    assert_eq!(d.vcpu().iopl, 1);
+    iret(&mut m, &mut d, 0x0202);
+    assert_eq!(d.vcpu().iopl, 0);
+}
+
+#[test]
 fn shutdown_code_wins_over_the_final_reason() {
     let (mut m, mut d, _) = setup();
     guest_write(&mut m, &d, GUEST_VA, &1u32);
@@ -601,10 +637,24 @@ fn debug_registers_refuse_what_would_reach_the_hypervisor() {
         call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [7, 0, 0, 0, 0]),
         0x401
     );
-    assert_eq!(set(&mut m, &mut d, 9, 0), EINVAL);
+    // A register that does not exist is -ENODEV both ways (Xen 4.17's `set_debugreg`); the
+    // number is an `int`, so only its low 32 bits count.
+    assert_eq!(set(&mut m, &mut d, 9, 0), -19);
     assert_eq!(
         call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [9, 0, 0, 0, 0]),
         -19
+    );
+    assert_eq!(set(&mut m, &mut d, 1 << 32, GUEST_VA + 8), 0);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [0, 0, 0, 0, 0]),
+        (GUEST_VA + 8) as i64
+    );
+    // DR6's upper half is refused; DR4 is DR6 without CR4.DE.
+    assert_eq!(set(&mut m, &mut d, 6, 1 << 32), EINVAL);
+    assert_eq!(set(&mut m, &mut d, 4, 1), 0);
+    assert_eq!(
+        call(&mut m, &mut d, __HYPERVISOR_get_debugreg, [6, 0, 0, 0, 0]),
+        0xffff_0ff1
     );
 }
 

@@ -45,6 +45,7 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
 /// (`arch-x86/xen-x86_64.h`). The RPL of the saved CS chooses the mode: 3 returns to guest user
 /// mode (toggling to it: user page tables, user GS base), anything else stays in kernel mode. CS
 /// and SS get RPL 3 either way, since both modes run in ring 3.
+/// With `VMASST_TYPE_architectural_iopl` the frame's RFLAGS.IOPL sets the virtual IOPL.
 pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
     let rsp = ctx.regs.rsp;
     let Ok(saved) = copy_from_guest::<IretContext>(&ctx.guest(), GuestPtr::new(rsp)) else {
@@ -57,6 +58,11 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
             ctx.fx.crash = Some(why);
             return Ok(0);
         }
+    }
+    // With `VMASST_TYPE_architectural_iopl` the frame's IOPL becomes the virtual one; the real
+    // RFLAGS.IOPL stays 0 (`sanitise_for_guest`), so port I/O keeps faulting into the emulation.
+    if ctx.dom.vm_assist & (1 << VMASST_TYPE_architectural_iopl) != 0 {
+        ctx.dom.vcpu_mut().iopl = ((saved.rflags & rflags::IOPL) >> 12) as u8;
     }
     let r = &mut *ctx.regs;
     r.rip = saved.rip;

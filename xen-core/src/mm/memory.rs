@@ -65,7 +65,8 @@ pub fn max_order(d: &Domain) -> u32 {
 
 pub(crate) fn memory_op<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let op = (cmd & CMD_MASK) as u32;
-    let start_extent = (cmd as u32 as u64) >> EXTENT_SHIFT;
+    // The whole 64-bit word, as Xen's `unsigned long start_extent = cmd >> MEMOP_EXTENT_SHIFT`.
+    let start_extent = cmd >> EXTENT_SHIFT;
     if let XENMEM_increase_reservation | XENMEM_decrease_reservation | XENMEM_populate_physmap = op
     {
         return reservation(ctx, op, start_extent, arg);
@@ -245,7 +246,16 @@ fn alloc_extent<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, m: &Memop, order: u32
     }
     let m2p = mm.cfg.m2p;
     for f in first.0..range.end.0 {
-        let _ = mem.write(Mfn(f).maddr(), &[0u8; 4096]);
+        if mem.write(Mfn(f).maddr(), &[0u8; 4096]).is_none() {
+            // A frame that cannot be scrubbed never reaches a guest with its last owner's data:
+            // the extent is undone and its frames stay out of the pool.
+            let mut perf = crate::domain::PerfCounters::default();
+            for g in first.0..range.end.0 {
+                mm.frames.put_page(Mfn(g), &mut perf);
+                let _ = mm.take_loose(Mfn(g));
+            }
+            return None;
+        }
         let _ = mem.write_u64(Maddr(m2p.0 + f * 8), INVALID_M2P_ENTRY);
     }
     target(ctx, m.other)?.nr_pages += n;
@@ -261,8 +271,9 @@ fn give_back(mm: &mut Mm<'_>, mem: &mut dyn MachineMemoryMut, pool: &mut dyn Fra
 
 /// Returns every loose frame (given to a domain by the pool, freed since) to the pool: all of
 /// them, or only those given to `only`. `freed(id)` is called once per frame with the domain it
-/// had been given to. Returns how many went back. Without `only`, also recounts
-/// [`Mm::loose_waiting`]: the frames a domain gave up that are still referenced.
+/// had been given to. Returns how many went back. Without `only`, the frames the frame table
+/// queued as they became loose are looked at, and the whole table only when the queue
+/// overflowed: the cost is what there is to take back, not the machine's size.
 pub fn reclaim(
     mm: &mut Mm<'_>,
     mem: &mut dyn MachineMemoryMut,
@@ -271,24 +282,35 @@ pub fn reclaim(
     freed: &mut dyn FnMut(DomainId),
 ) -> u64 {
     let mut n = 0;
-    let mut waiting = 0u32;
-    for m in 0..mm.frames.max_ram_page() {
-        let Some(f) = mm.frames.get(Mfn(m)) else {
-            continue;
+    let mut take = |mm: &mut Mm<'_>, mem: &mut dyn MachineMemoryMut, m: Mfn| {
+        let Some(f) = mm.frames.get(m) else {
+            return;
         };
         let given = f.given_to();
         if f.loose() && (only.is_none() || given == only) {
-            give_back(mm, mem, pool, Mfn(m));
+            give_back(mm, mem, pool, m);
             if let Some(id) = given {
                 freed(id);
             }
             n += 1;
-        } else if given.is_some() && f.owner() != Owner::Free && !f.allocated() {
-            waiting = waiting.saturating_add(1);
         }
-    }
-    if only.is_none() {
-        mm.loose_waiting = waiting;
+    };
+    let queued = if only.is_none() {
+        mm.frames.take_loose_queue()
+    } else {
+        None
+    };
+    match queued {
+        Some(queue) => {
+            for m in queue {
+                take(mm, mem, m);
+            }
+        }
+        None => {
+            for m in 0..mm.frames.max_ram_page() {
+                take(mm, mem, Mfn(m));
+            }
+        }
     }
     n
 }
@@ -300,7 +322,7 @@ fn reclaim_loose<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) {
     let Some((mm, mem)) = ctx.m.mm() else {
         return;
     };
-    if mm.loose_waiting == 0 {
+    if !mm.frames.loose_pending() {
         return;
     }
     let me = &mut *ctx.dom;

@@ -13,7 +13,7 @@
 //! (`traps.rs` has the machinery). This file holds the suite's machinery and the scratch pages;
 //! the groups are in [`basics`] (start_info to memory_op), [`mmu`] and [`memory`] (page tables),
 //! [`evtchn`] and [`evtchn_fifo`], [`grant`], [`exceptions`], [`cpu`] (the rest of CPU virtualization), [`timer`]
-//! (timer, scheduler and vCPU) and [`physdev`].
+//! (timer, scheduler and vCPU), [`physdev`] and [`privop`] (debug registers, CR4, MSRs, IOPL).
 
 mod basics;
 mod cpu;
@@ -25,6 +25,7 @@ mod insn;
 mod memory;
 mod mmu;
 mod physdev;
+mod privop;
 mod reservation;
 mod timer;
 
@@ -215,6 +216,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
             cpu::cases(&mut s);
             timer::cases(&mut s);
             physdev::cases(&mut s);
+            privop::cases(&mut s);
         }
         Err(why) => s.case("traps.groups_skipped", format_args!("{why}")),
     }

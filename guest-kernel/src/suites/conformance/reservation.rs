@@ -13,8 +13,9 @@ use hypercall_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use hypercall_abi::memory::{
     xenmemf_address_bits, xenmemf_node, CurrentReservation, DecreaseReservation,
     IncreaseReservation, MemoryNoArg, PopulatePhysmap, XENMEMF_exact_node_request,
-    XENMEMF_populate_on_demand, XENMEMF_vnode, XENMEM_decrease_reservation,
-    XENMEM_increase_reservation, XENMEM_populate_physmap, XenMemoryDomain, XenMemoryReservation,
+    XENMEMF_populate_on_demand, XENMEMF_vnode, XENMEM_current_reservation,
+    XENMEM_decrease_reservation, XENMEM_increase_reservation, XENMEM_populate_physmap,
+    XenMemoryDomain, XenMemoryReservation,
 };
 use hypercall_abi::xen::{
     StartInfo, DOMID_SELF, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, UVMF_INVLPG,
@@ -354,6 +355,19 @@ pub(super) fn cases(s: &mut Suite, si: &StartInfo) {
         let back = decrease(&mut [l[2]], 0);
         let after = current() - base;
         values!("past_end={past} at_end={at_end} last_only={last} untouched={untouched} m2p_ok={m2p} delta={delta} decrease={back} delta_after={after}")
+    });
+
+    // The continuation index is the whole 64-bit command word above bit 6 (Xen's
+    // `start_extent = cmd >> MEMOP_EXTENT_SHIFT` on an unsigned long): an index beyond 32 bits
+    // is past any list and comes back as it is; other sub-ops refuse any index.
+    s.run("reservation.continuation_index_above_32_bits", || {
+        let base = current();
+        let mut l = [PFN];
+        let mut r = reservation(&mut l, 0, 0, DOMID_SELF);
+        let high = raw(u64::from(XENMEM_populate_physmap) | (1 << 38), &mut r);
+        let stat = raw(u64::from(XENMEM_current_reservation) | (1 << 38), &mut r);
+        let delta = current() - base;
+        values!("populate={high:#x} current_reservation={stat} delta={delta}")
     });
 
     s.run("reservation.order_too_large", || {

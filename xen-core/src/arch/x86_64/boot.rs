@@ -383,6 +383,7 @@ extern "C" fn start(mb_magic: u32, mb_info_paddr: u32) -> ! {
     super::ring3::check_ring0();
     let (smep, smap) = super::entry::enable_smep_smap();
     super::entry::enable_sse();
+    super::entry::init_cr4_mce_and_pat();
     console::printk!(
         "SMEP {}, SMAP {}\n",
         if smep { "enabled" } else { "not available" },

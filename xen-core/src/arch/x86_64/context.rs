@@ -8,6 +8,7 @@ use core::arch::asm;
 use spin::Mutex;
 use xen_core::domain::set::MAX_DOMAINS;
 use xen_core::domain::{Domain, FlushRequest};
+use xen_core::emulate;
 
 use super::machine::{Cr3Load, HvMachine, Loaded};
 
@@ -29,6 +30,7 @@ static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+const MSR_TSC_AUX: u32 = 0xc000_0103;
 /// CR0.TS.
 pub const CR0_TS: u64 = 1 << 3;
 
@@ -142,6 +144,8 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         ts: v.fpu_ts,
         debug: dbg,
         base_writes: v.base_writes,
+        fsgsbase: v.cr4 & emulate::CR4_FSGSBASE != 0,
+        tsc_aux: v.tsc_aux,
     };
     // The vCPU's own descriptors under the hypervisor's (`set_gdt`), before any of its
     // selectors is loaded.
@@ -191,6 +195,22 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         if want.gs_shadow != have.gs_shadow {
             let _ = super::extable::wrmsr_safe(MSR_KERNEL_GS_BASE, want.gs_shadow);
         }
+        if want.tsc_aux != have.tsc_aux {
+            // Checked to fit 32 bits by the emulated WRMSR; absent without RDTSCP (refused).
+            let _ = super::extable::wrmsr_safe(MSR_TSC_AUX, want.tsc_aux);
+        }
+        if want.fsgsbase != have.fsgsbase {
+            // `pv_make_cr4`: the guest's CR4.FSGSBASE is the CPU's while it runs (only offered
+            // where the CPU has it, `emulate::pv_cr4_writable`).
+            let mut cr4: u64;
+            asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+            cr4 = if want.fsgsbase {
+                cr4 | emulate::CR4_FSGSBASE
+            } else {
+                cr4 & !emulate::CR4_FSGSBASE
+            };
+            asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        }
         if want.ts != have.ts {
             let mut cr0: u64;
             asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
@@ -199,6 +219,31 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         }
     }
     m.loaded = want;
+}
+
+/// At an entry from a guest that may write its own FS and GS bases (CR4.FSGSBASE), reads them
+/// back into its vCPU, as Xen reads `rdfsbase`/`rdgsbase` where it needs them: the current
+/// mode's GS base is the CPU's GS base (the other one only `swapgs` reaches, which the guest
+/// cannot execute).
+pub fn sync_guest_bases(m: &mut HvMachine, dom: &mut Domain) {
+    if !m.loaded.fsgsbase {
+        return;
+    }
+    let (Ok(fs), Ok(gs)) = (
+        super::extable::rdmsr_safe(MSR_FS_BASE),
+        super::extable::rdmsr_safe(MSR_GS_BASE),
+    ) else {
+        return;
+    };
+    let v = dom.vcpu_mut();
+    v.fs_base = fs;
+    if v.kernel_mode {
+        v.gs_base_kernel = gs;
+    } else {
+        v.gs_base_user = gs;
+    }
+    m.loaded.fs = fs;
+    m.loaded.gs = gs;
 }
 
 /// Carries out the TLB, cache and CR3 work the hypercalls asked for (`FlushRequest`), once per

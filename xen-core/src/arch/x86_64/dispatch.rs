@@ -120,6 +120,7 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
             .split(hv.sched.cur)
             .expect("the running vCPU's domain exists");
         let dom = &mut g.dom;
+        super::context::sync_guest_bases(&mut hv.arch, dom);
         match regs.vector {
             // `syscall` from guest user mode, or from 32-bit code (Xen's `cstar_enter` bounces
             // that whatever the mode): not a hypercall, the guest kernel's syscall callback takes

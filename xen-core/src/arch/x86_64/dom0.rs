@@ -17,7 +17,7 @@ use super::domu;
 use super::machine::{DirectMap, HvMachine};
 use super::mappings::{hypervisor_l4_slots, image_maddr_range, map_m2p, BootDirectMap};
 use super::{dispatch, power};
-use xen_core::domain::pool::{BootModule, Pool};
+use xen_core::domain::pool::{one, BootModule, Pool};
 
 /// The CPU's physical address width (CPUID 0x80000008), 36 if it does not say.
 fn physical_address_bits() -> u64 {
@@ -117,7 +117,23 @@ pub fn start(
         let _ = mem.write(Mfn(m2p.0 + i).maddr(), &invalid);
     }
     let _ = INVALID_M2P_ENTRY;
-    if map_m2p(&mut mem, &mut || frames.alloc_frame(), m2p, m2p_frames).is_none() {
+    // The tables that map it come from one run, marked the hypervisor's below like the table
+    // itself (nothing a domain could ever be given: a guest holding one of them would write
+    // PTEs every L4 shares). At most an L3, the L2s and the L1s, one more of each for a run that
+    // straddles a boundary.
+    let m2p_l1s = m2p_frames.div_ceil(512) + 1;
+    let m2p_tables = 2 + m2p_l1s.div_ceil(512) + 1 + m2p_l1s;
+    let Some(m2p_pt) = frames.alloc_contiguous(m2p_tables, 1) else {
+        refuse(format_args!(
+            "no memory for the M2P table's mappings ({m2p_tables} frames)"
+        ));
+    };
+    let mut next_table = m2p_pt.0;
+    let mut table = || {
+        next_table += 1;
+        (next_table <= m2p_pt.0 + m2p_tables).then_some(Mfn(next_table - 1))
+    };
+    if map_m2p(&mut mem, &mut table, m2p, m2p_frames).is_none() {
         refuse(format_args!("cannot map the M2P table"));
     }
 
@@ -168,15 +184,20 @@ pub fn start(
     for range in [
         (image.start / 4096, image.end.div_ceil(4096)),
         (m2p.0, m2p.0 + m2p_frames),
+        (m2p_pt.0, m2p_pt.0 + m2p_tables),
         (ft.0, ft.0 + ft_frames),
-    ] {
-        let _ = mm.assign(
-            FrameRange {
-                start: Mfn(range.0),
-                end: Mfn(range.1),
-            },
-            Owner::Xen,
-        );
+    ]
+    .into_iter()
+    .chain(
+        // The boot modules: domains are built (and rebuilt) from them.
+        info.modules
+            .iter()
+            .map(|m| (m.start.0 / 4096, m.end.0.div_ceil(4096).min(max_ram_page))),
+    ) {
+        // Frame by frame: a module sharing a frame with another one is still marked.
+        for m in range.0..range.1 {
+            let _ = mm.assign(one(Mfn(m)), Owner::Xen);
+        }
     }
     // As Xen's `dom0_setup_permissions` (the MSI window, local APIC included, is withheld by
     // `Mm::new`): the HyperTransport window is withheld on AMD CPUs before family 0x17, and the
@@ -206,8 +227,21 @@ pub fn start(
             "dom0 kernel {path}: not readable through the direct map"
         ));
     };
+    // Its initrd: module 1 when that one says `initrd` (`cmdline::is_initrd_module`).
+    let initrd = match info.modules.get(1) {
+        Some(m) if xen_core::cmdline::is_initrd_module(m.string) => {
+            match BootDirectMap.read(m.start, m.len() as usize) {
+                Some(b) if !b.is_empty() => b,
+                _ => refuse(format_args!(
+                    "dom0's initrd (boot module 1) is empty or not readable"
+                )),
+            }
+        }
+        _ => &[],
+    };
     let params = BuildParams {
         image: image_bytes,
+        initrd,
         cmdline,
         nr_pages,
         kind: DomainKind::Dom0,
@@ -298,6 +332,16 @@ pub fn start(
     }
     printk!("free memory before domUs: {} frames\n", pool.free_frames());
     for i in 1..pool.modules.len() {
+        // An initrd module belongs to the kernel before it; one after another initrd has none.
+        if xen_core::cmdline::is_initrd_module(&pool.modules[i].string) {
+            if xen_core::cmdline::is_initrd_module(&pool.modules[i - 1].string) {
+                printk!(
+                    "ERR: boot module {i} ({}): an initrd with no kernel before it: ignored\n",
+                    xen_core::cmdline::split_image_name(&pool.modules[i].string).0
+                );
+            }
+            continue;
+        }
         let _ = domu::build(&mut m, &mut pool, &mut doms, i);
     }
     drop(doms);

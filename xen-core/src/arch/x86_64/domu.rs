@@ -2,7 +2,9 @@
 //!
 //! Every boot module after dom0's becomes a domU (Xen calls this boot-time launch "dom0less").
 //! Its command line may carry `name=<name>` and `mem=<size>` (the hypervisor reads them; the
-//! kernel sees the whole line). The domU gets Xen's domU `start_info`: a xenstore ring and a
+//! kernel sees the whole line). A module whose command line is `initrd` is no domain but the
+//! initial ramdisk of the kernel in the module before it (`start_info.mod_start`/`mod_len`, a
+//! virtual address in the initial mapping, right after the kernel, as Xen maps dom0's). The domU gets Xen's domU `start_info`: a xenstore ring and a
 //! console ring in its initial region, each with an event channel left unbound for dom0 to bind,
 //! which dom0's toolstack learns with `HVMOP_get_param`. The rest of a domain's life (shutdown,
 //! destruction, reaping its memory, rebuilding one that rebooted) is portable:
@@ -62,6 +64,29 @@ pub fn build(
         None => DEFAULT_DOMU_MEM,
     };
     let nr_pages = mem / 4096;
+    // Its initrd: the next module, when that one says `initrd` (`cmdline::is_initrd_module`).
+    let initrd: &[u8] = match pool.modules.get(module + 1) {
+        Some(rd) if xen_core::cmdline::is_initrd_module(&rd.string) => {
+            match BootDirectMap.read(rd.start, rd.len) {
+                Some(b) if !b.is_empty() => b,
+                Some(_) => {
+                    refuse(format_args!(
+                        "its initrd (boot module {}) is empty",
+                        module + 1
+                    ));
+                    return Err(());
+                }
+                None => {
+                    refuse(format_args!(
+                        "its initrd (boot module {}) is not readable through the direct map",
+                        module + 1
+                    ));
+                    return Err(());
+                }
+            }
+        }
+        _ => &[],
+    };
     let Some(slot) = doms.free_slot() else {
         refuse(format_args!(
             "no room for another domain (at most {MAX_DOMAINS})"
@@ -138,6 +163,7 @@ pub fn build(
     };
     let params = BuildParams {
         image,
+        initrd,
         cmdline,
         nr_pages,
         kind: DomainKind::DomU {
@@ -205,6 +231,7 @@ pub fn build(
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
         doms.remove(slot);
         m.mm.clear_given(pages);
+        m.mm.release_xen(grant_frames);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
         let _ = pool.frames.free(grant_frames);
@@ -235,5 +262,13 @@ pub fn build(
         built.mfn_base.0,
         built.entry
     );
+    if let Some(r) = built.layout.initrd {
+        printk!(
+            "d{id}: initrd of {} bytes (boot module {}) at {:#x}\n",
+            r.end - r.start,
+            module + 1,
+            r.start
+        );
+    }
     Ok(slot)
 }

@@ -400,6 +400,34 @@ pub fn enable_sse() {
     }
 }
 
+/// CR4.MCE.
+const CR4_MCE: u64 = 1 << 6;
+/// MSR_IA32_CR_PAT.
+const MSR_PAT: u32 = 0x277;
+
+/// The rest of Xen's start-of-day CPU setup a PV guest can see: CR4.MCE where the CPU has
+/// machine checks (`mcheck_init`; a PV guest reads it in its CR4, `emulate::guest_cr4`), and
+/// Xen's PAT (`XEN_MSR_PAT`), which PV guests read and select with their PTEs' PAT, PCD and
+/// PWT bits. Its entries 0..3 are the power-on ones (WB, WT, UC-, UC), which are all the
+/// hypervisor's own mappings use; 4..7 become WC, WP, UC, UC.
+pub fn init_cr4_mce_and_pat() {
+    let mce = core::arch::x86_64::__cpuid(1).edx & (1 << 7) != 0;
+    // SAFETY: CR4.MCE only lets a machine check raise #MC (vector 18, a fatal trap here, as a
+    // machine check is in any case); the PAT change leaves entries 0..3, the ones in use, as
+    // they are, and nothing maps memory with the PAT bit before this.
+    unsafe {
+        if mce {
+            let mut cr4: u64;
+            asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+            cr4 |= CR4_MCE;
+            asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        }
+        let pat = xen_core::emulate::msr::XEN_MSR_PAT;
+        asm!("wrmsr", in("ecx") MSR_PAT, in("eax") pat as u32, in("edx") (pat >> 32) as u32,
+             options(nomem, nostack));
+    }
+}
+
 /// Enables SMEP and SMAP where the CPU has them (CPUID leaf 7, EBX bits 7 and 20), as Xen does
 /// by default: every guest page is a user page (64-bit PV guests run in ring 3), so ring 0 can
 /// then neither run guest code nor read or write guest memory through a guest mapping by mistake

@@ -61,6 +61,37 @@ pub fn wrmsr_safe(msr: u32, value: u64) -> Result<(), u8> {
     }
 }
 
+/// Reads an MSR that may not exist on this CPU; a fault is an error carrying the vector (Xen's
+/// `rdmsr_safe`), used for the MSRs a guest may read (`emulate::msr`).
+pub fn rdmsr_safe(msr: u32) -> Result<u64, u8> {
+    let fault: u64;
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading an MSR has no side effect on the ones the emulation asks for; one the CPU
+    // does not have faults, and the listed fixup resumes after the instruction with R11 set.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "xor eax, eax",
+            "xor edx, edx",
+            "2: rdmsr",
+            "3:",
+            ".pushsection xen_extable, \"a\"",
+            ".balign 8",
+            ".quad 2b, 3b",
+            ".popsection",
+            in("ecx") msr,
+            out("eax") lo,
+            out("edx") hi,
+            out("r11") fault,
+            options(nostack, nomem),
+        );
+    }
+    match fault {
+        0 => Ok((u64::from(hi) << 32) | u64::from(lo)),
+        v => Err((v - 1) as u8),
+    }
+}
+
 /// Loads a data segment register (`which`: 0 DS, 1 ES, 2 FS, 3 GS) with a selector a guest chose;
 /// a selector the CPU refuses is an error and the register is loaded with the null selector
 /// instead (Xen's `loadsegment` fixups).

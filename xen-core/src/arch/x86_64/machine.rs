@@ -196,6 +196,11 @@ pub struct Loaded {
     /// The vCPU's `base_writes` when its bases were last written: a new explicit write rewrites
     /// them all, whatever the cache says (a selector load may have changed the CPU's copy).
     pub(super) base_writes: u64,
+    /// CR4.FSGSBASE: the guest may change its FS and GS bases itself (`wrfsbase`), so they are
+    /// read back at each entry (`context::sync_guest_bases`).
+    pub(super) fsgsbase: bool,
+    /// MSR_TSC_AUX.
+    pub(super) tsc_aux: u64,
 }
 
 impl Loaded {
@@ -207,6 +212,8 @@ impl Loaded {
         ts: true,
         debug: ([0; 4], 0x400),
         base_writes: u64::MAX,
+        fsgsbase: false,
+        tsc_aux: u64::MAX,
     };
 }
 

@@ -127,6 +127,7 @@ pub fn guest_exception(
                 cr2: xen_core::shared_info::cr2(&*m, dom),
                 cr3: dom.vcpu().l4.maddr().0,
                 cr4: emulate::guest_cr4(dom.vcpu().cr4, host_cr4()),
+                cr4_writable: emulate::pv_cr4_writable(native_cpuid),
             };
             // Port I/O, in either guest mode, when the virtual IOPL allows it (`guest_io_okay`).
             if ec == 0
@@ -142,8 +143,13 @@ pub fn guest_exception(
             // mode they are the #GP they are (Xen emulates with CPL 3 there, `read_segment`).
             if ec == 0 && dom.vcpu().kernel_mode {
                 let saved = *regs;
-                match emulate::privileged(regs, code, dom.vcpu_mut(), crs) {
+                match emulate::privileged(regs, code, dom.vcpu_mut(), crs, &mut RealMsrs) {
                     emulate::Emulated::Done => return Ok(()),
+                    // A debug register that does not exist: Xen's emulator raises #UD.
+                    emulate::Emulated::Ud => {
+                        *regs = saved;
+                        return bounce::inject_exception(&mut *m, dom, regs, 6, None, 0);
+                    }
                     // Reloading the current L4 is a TLB flush; switching tables arrives with
                     // validated page tables.
                     emulate::Emulated::NewCr3(v) if v & 0x000f_ffff_ffff_f000 == crs.cr3 => {
@@ -190,6 +196,23 @@ pub fn guest_exception(
             let has_ec = matches!(vector, 10..=14 | 17 | 21 | 29 | 30);
             bounce::inject_exception(&mut *m, dom, regs, vector, has_ec.then_some(ec as u32), 0)
         }
+    }
+}
+
+/// The CPU as the MSR emulation sees it (`emulate::MsrHost`).
+struct RealMsrs;
+
+impl emulate::MsrHost for RealMsrs {
+    fn rdmsr(&mut self, msr: u32) -> Option<u64> {
+        super::extable::rdmsr_safe(msr).ok()
+    }
+
+    fn rdtsc(&mut self) -> u64 {
+        super::tsc::rdtsc_ordered()
+    }
+
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        native_cpuid(leaf, subleaf)
     }
 }
 

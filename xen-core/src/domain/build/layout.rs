@@ -128,6 +128,9 @@ pub struct Layout {
     pub v_end: u64,
     /// The loaded kernel image `[virt_kstart, virt_kend)`.
     pub kernel: Region,
+    /// The initial ramdisk, from the page after the kernel (`start_info.mod_start`, `mod_len`),
+    /// when the domain has one.
+    pub initrd: Option<Region>,
     /// The p2m list: `nr_pages` 8-byte machine frame numbers (in the region, or at `INIT_P2M`).
     pub p2m: Region,
     /// The pfn of the p2m list's first page.
@@ -214,6 +217,21 @@ impl Layout {
         dom0: bool,
         init_p2m: Option<u64>,
     ) -> Result<Self, LayoutError> {
+        Self::compute_with_initrd(virt_base, kstart, kend, 0, nr_pages, dom0, init_p2m)
+    }
+
+    /// [`Layout::compute_with_p2m`] with an initial ramdisk of `initrd_len` bytes (0: none),
+    /// mapped from the page after the kernel as `dom0_construct_pv` maps dom0's
+    /// (`vinitrd_start = round_pgup(vkern_end)`), everything else following it.
+    pub fn compute_with_initrd(
+        virt_base: u64,
+        kstart: u64,
+        kend: u64,
+        initrd_len: u64,
+        nr_pages: u64,
+        dom0: bool,
+        init_p2m: Option<u64>,
+    ) -> Result<Self, LayoutError> {
         let overflow = LayoutError::AddressOverflow;
         let v_start = virt_base;
         let kernel = Region {
@@ -221,7 +239,19 @@ impl Layout {
             end: kend,
         };
         let p2m_len = nr_pages.checked_mul(P2M_ENTRY_SIZE).ok_or(overflow)?;
-        let kernel_end = round_up(kend, PAGE_SIZE).ok_or(overflow)?;
+        let vkern_end = round_up(kend, PAGE_SIZE).ok_or(overflow)?;
+        let initrd = if initrd_len == 0 {
+            None
+        } else {
+            Some(Region {
+                start: vkern_end,
+                end: vkern_end.checked_add(initrd_len).ok_or(overflow)?,
+            })
+        };
+        let kernel_end = match initrd {
+            Some(r) => round_up(r.end, PAGE_SIZE).ok_or(overflow)?,
+            None => vkern_end,
+        };
         let (p2m, si_start) = match init_p2m {
             None => {
                 let p2m = Region {
@@ -332,6 +362,7 @@ impl Layout {
                 v_start,
                 v_end,
                 kernel,
+                initrd,
                 p2m,
                 p2m_pfn: first,
                 p2m_tables: tables,
@@ -358,6 +389,7 @@ impl Layout {
             v_start,
             v_end,
             kernel,
+            initrd,
             p2m,
             p2m_pfn: (p2m.start - v_start) / PAGE_SIZE,
             p2m_tables: 0,
@@ -403,6 +435,9 @@ impl fmt::Display for Arrangement<'_> {
             )
         };
         line(f, "Loaded kernel:", l.kernel, l.pfn_of(l.kernel.start))?;
+        if let Some(r) = l.initrd {
+            line(f, "Init. ramdisk:", r, l.pfn_of(r.start))?;
+        }
         line(f, "Phys-Mach map:", l.p2m, l.p2m_pfn)?;
         line(f, "Start info:", l.start_info, l.pfn_of(l.start_info.start))?;
         if let Some(r) = l.xenstore {

@@ -92,6 +92,13 @@ pub enum BuildError {
         /// Pages asked for.
         nr_pages: u64,
     },
+    /// The initial ramdisk alone is larger than the domain's memory.
+    InitrdTooLarge {
+        /// Its length in bytes.
+        len: u64,
+        /// Pages of the domain.
+        nr_pages: u64,
+    },
     /// Machine memory refused a write (the frames taken so far are not returned).
     MemoryWrite {
         /// Where.
@@ -126,6 +133,11 @@ impl fmt::Display for BuildError {
             BuildError::OutOfMemory { nr_pages } => {
                 write!(f, "no {nr_pages} contiguous free machine frames")
             }
+            BuildError::InitrdTooLarge { len, nr_pages } => write!(
+                f,
+                "the initrd ({len} bytes) does not fit in the domain's {} KiB",
+                nr_pages * 4
+            ),
             BuildError::MemoryWrite { maddr } => {
                 write!(f, "machine memory at {maddr} refused a write")
             }
@@ -178,6 +190,9 @@ impl<'a> KernelImage<'a> {
 pub struct BuildParams<'a> {
     /// The kernel image (a boot module), untrusted.
     pub image: &'a [u8],
+    /// The initial ramdisk (a boot module), untrusted, opaque; empty for none. It is mapped after
+    /// the kernel and named by `start_info.mod_start` (a virtual address) and `mod_len`.
+    pub initrd: &'a [u8],
     /// The kernel's command line; truncated to `MAX_GUEST_CMDLINE - 1` bytes.
     pub cmdline: &'a str,
     /// Pages of memory the domain gets.
@@ -194,10 +209,18 @@ pub struct BuildParams<'a> {
 pub fn plan<'a>(params: &BuildParams<'a>) -> Result<(KernelImage<'a>, Layout), BuildError> {
     let kernel = KernelImage::parse(params.image)?;
     kernel.check_kind(params.kind)?;
-    let layout = Layout::compute_with_p2m(
+    let initrd_len = params.initrd.len() as u64;
+    if initrd_len.div_ceil(PAGE_SIZE as u64) >= params.nr_pages {
+        return Err(BuildError::InitrdTooLarge {
+            len: initrd_len,
+            nr_pages: params.nr_pages,
+        });
+    }
+    let layout = Layout::compute_with_initrd(
         kernel.addrs.virt_base,
         kernel.addrs.kstart,
         kernel.addrs.kend,
+        initrd_len,
         params.nr_pages,
         params.kind == DomainKind::Dom0,
         kernel.notes.init_p2m,
@@ -297,6 +320,11 @@ where
         write(mem, maddr_of_va(va), kernel.elf.file_bytes(segment))?;
     }
 
+    // The initrd, as the boot loader gave it; Xen copies dom0's the same way.
+    if let Some(r) = layout.initrd {
+        write(mem, maddr_of_va(r.start), params.initrd)?;
+    }
+
     if let Some(va) = kernel.addrs.hypercall_page {
         let mut page = [0u8; PAGE_SIZE];
         write_hypercall_page(&mut page);
@@ -313,6 +341,10 @@ where
     si.mfn_list = layout.p2m.start;
     si.first_p2m_pfn = layout.first_p2m_pfn;
     si.nr_p2m_frames = layout.nr_p2m_frames;
+    if let Some(r) = layout.initrd {
+        si.mod_start = r.start;
+        si.mod_len = r.end - r.start;
+    }
     // `strlcpy`: at most MAX_GUEST_CMDLINE - 1 bytes and a NUL.
     let cmdline = params.cmdline.as_bytes();
     let len = cmdline.len().min(MAX_GUEST_CMDLINE - 1);

@@ -394,6 +394,8 @@ impl World {
             Mfn(0),
         );
         mm.add_domain(dom.info()).unwrap();
+        // A dead domain's frames went back to the pool (the real reaper's `reclaim`).
+        mm.clear_given(range(b, b + DOM_FRAMES));
         mm.assign(range(b, b + DOM_FRAMES), Owner::Domain(id))
             .unwrap();
         mm.share_xen_page_with_guest(shared_info(s), id, true)
@@ -662,6 +664,11 @@ impl World {
         }
         mm.relinquish_domain(mem, &mut g.dom);
         let grant_frames: Vec<Mfn> = grants.frames().to_vec();
+        // As `domain::lifecycle::reap`: the grant table's own frames are the hypervisor's until
+        // the domain is gone.
+        for f in &grant_frames {
+            mm.release_xen(crate::domain::pool::one(*f));
+        }
         self.set.remove(s);
         self.ids[s] = None;
         self.dead.push((id, s));

@@ -348,14 +348,54 @@ impl fmt::Debug for FrameInfo {
 /// references need page-table validation and live on [`Pt`].
 pub struct FrameTable<'t> {
     frames: &'t mut [FrameInfo],
+    /// Frames that became loose (their last reference went while the pool's mark was on them),
+    /// in that order, so that taking them back costs what there is to take, not a walk of the
+    /// whole table ([`FrameTable::take_loose_queue`]).
+    loose: heapless::Deque<Mfn, LOOSE_QUEUE>,
+    /// More frames became loose than [`LOOSE_QUEUE`] remembers: the next reclaim walks the table.
+    loose_overflow: bool,
+    /// How many times a frame was freed (its last general reference went), ever: a change
+    /// tells a dead domain's reaper that its frames may all be free now.
+    frees: u64,
 }
+
+/// Loose frames remembered one by one before a reclaim falls back to walking the frame table:
+/// that walk is then paid for by at least this many frees.
+pub const LOOSE_QUEUE: usize = 512;
 
 impl<'t> FrameTable<'t> {
     /// A frame table over `storage`, one entry per frame from 0 up to `max_ram_page`; every entry
     /// starts free.
     pub fn new(storage: &'t mut [FrameInfo]) -> Self {
         storage.fill(FrameInfo::FREE);
-        FrameTable { frames: storage }
+        FrameTable {
+            frames: storage,
+            loose: heapless::Deque::new(),
+            loose_overflow: false,
+            frees: 0,
+        }
+    }
+
+    /// How many frees there were so far (see the field).
+    pub fn frees(&self) -> u64 {
+        self.frees
+    }
+
+    /// Whether frames may have become loose since the last [`FrameTable::take_loose_queue`].
+    pub fn loose_pending(&self) -> bool {
+        self.loose_overflow || !self.loose.is_empty()
+    }
+
+    /// The frames that became loose since the last call, oldest first (each may have been taken
+    /// back since: check [`FrameInfo::loose`]), or `None` if more became loose than the queue
+    /// holds and the whole table must be looked at. Empties the queue either way.
+    pub fn take_loose_queue(&mut self) -> Option<heapless::Deque<Mfn, LOOSE_QUEUE>> {
+        let queue = core::mem::take(&mut self.loose);
+        if core::mem::take(&mut self.loose_overflow) {
+            None
+        } else {
+            Some(queue)
+        }
     }
 
     /// One past the last frame the table covers (`max_page`).
@@ -426,6 +466,10 @@ impl<'t> FrameTable<'t> {
             let given = f.given;
             *f = FrameInfo::FREE;
             f.given = given;
+            self.frees = self.frees.wrapping_add(1);
+            if given != DOMID_INVALID && self.loose.push_back(mfn).is_err() {
+                self.loose_overflow = true;
+            }
         }
     }
 
@@ -459,10 +503,6 @@ pub struct Mm<'t> {
     io_denied: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     mmio_ro: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     domains: heapless::Vec<DomainInfo, MAX_DOMAINS>,
-    /// Pages given up by a live domain ([`Mm::guest_remove_page`]) while still referenced: a
-    /// hint that loose frames may appear when those references go, so `memory_op` looks for
-    /// them (`mm::memory::reclaim`) while it is non-zero. Recounted by each look.
-    pub loose_waiting: u32,
 }
 
 impl<'t> Mm<'t> {
@@ -477,7 +517,6 @@ impl<'t> Mm<'t> {
             io_denied,
             mmio_ro: heapless::Vec::new(),
             domains: heapless::Vec::new(),
-            loose_waiting: 0,
         }
     }
 

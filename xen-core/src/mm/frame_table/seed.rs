@@ -139,10 +139,7 @@ impl<'t> Mm<'t> {
         self.frames.put_page(mfn, perf);
         Ok(match self.frames.get(mfn) {
             Some(f) if f.owner() == Owner::Free => Removed::Freed,
-            _ => {
-                self.loose_waiting = self.loose_waiting.saturating_add(1);
-                Removed::StillReferenced
-            }
+            _ => Removed::StillReferenced,
         })
     }
 
@@ -156,6 +153,18 @@ impl<'t> Mm<'t> {
         let id = f.given;
         f.given = hypercall_abi::xen::DOMID_INVALID;
         Some(id)
+    }
+
+    /// The hypervisor frames of `range` that no guest holds any more become free again (a dead
+    /// domain's grant-table frames, before they go back to the pool); others stay as they are.
+    pub fn release_xen(&mut self, range: FrameRange) {
+        for m in range.start.0..range.end.0 {
+            if let Some(f) = self.frames.get_mut(Mfn(m)) {
+                if f.owner() == Owner::Xen && f.count == 0 {
+                    *f = FrameInfo::FREE;
+                }
+            }
+        }
     }
 
     /// Clears the pool's mark on the free frames of `range`: a builder that failed gives them
@@ -206,7 +215,9 @@ impl<'t> Mm<'t> {
                 .frames
                 .get(Mfn(m))
                 .ok_or(SeedError::OutOfRange { mfn: Mfn(m) })?;
-            if f.owner() != Owner::Free {
+            // A loose frame (free, but not back in the pool yet) is still counted against the
+            // domain it was given to: handing it out again would count it twice.
+            if f.owner() != Owner::Free || f.loose() {
                 return Err(SeedError::NotFree {
                     mfn: Mfn(m),
                     owner: f.owner(),
@@ -278,7 +289,8 @@ impl<'t> Mm<'t> {
 
     /// Undoes [`Mm::share_xen_page_with_guest`] for a page [`Mm::is_unreferenced_share`]
     /// says nothing else references (`put_page_alloc_ref` then `page_set_owner(pg, NULL)`): it
-    /// is free again, the hypervisor's to reuse. Does nothing to any other frame.
+    /// is the hypervisor's again (marked so: the pool can never hand it out while the
+    /// hypervisor keeps it). Does nothing to any other frame.
     pub fn unshare_xen_page(&mut self, mfn: Mfn, id: DomainId) {
         if !self.is_unreferenced_share(mfn, id) {
             return;
@@ -286,6 +298,7 @@ impl<'t> Mm<'t> {
         if let Some(f) = self.frames.get_mut(mfn) {
             let given = f.given;
             *f = FrameInfo::FREE;
+            f.owner = Owner::Xen.to_bits();
             f.given = given;
         }
     }

@@ -88,6 +88,7 @@ impl World {
         let image = Elf::good().bytes();
         let params = BuildParams {
             image: &image,
+            initrd: &[],
             cmdline: "",
             nr_pages: DOM0_PAGES,
             kind: DomainKind::Dom0,

@@ -78,6 +78,7 @@ fn validation_leaves_the_builders_tables_byte_for_byte() {
     let image = crate::domain::build::tests::Elf::good().bytes();
     let params = BuildParams {
         image: &image,
+        initrd: &[],
         cmdline: "",
         nr_pages: DOM0_PAGES,
         kind: DomainKind::Dom0,

@@ -70,6 +70,7 @@ impl Machine {
 fn params(image: &[u8], nr_pages: u64, kind: DomainKind) -> BuildParams<'_> {
     BuildParams {
         image,
+        initrd: &[],
         cmdline: "console=hvc0 root=/dev/xvda",
         nr_pages,
         kind,
@@ -180,7 +181,22 @@ fn check_domain(m: &Machine, d: &BuiltDomain, elf: &Elf, kind: DomainKind) {
     assert_eq!(si.pt_base, l.page_tables.start);
     assert_eq!(si.nr_pt_frames, l.nr_pt_frames);
     assert_eq!(si.mfn_list, l.p2m.start);
-    assert_eq!((si.mod_start, si.mod_len), (0, 0));
+    match l.initrd {
+        Some(r) => {
+            assert_eq!((si.mod_start, si.mod_len), (r.start, r.end - r.start));
+            assert_eq!(
+                si.flags & SIF_MOD_START_PFN,
+                0,
+                "a virtual address, not a pfn"
+            );
+            assert_eq!(r.start, l.kernel.end.next_multiple_of(4096));
+            assert_eq!(
+                l.p2m.start.min(l.start_info.start),
+                r.end.next_multiple_of(4096)
+            );
+        }
+        None => assert_eq!((si.mod_start, si.mod_len), (0, 0)),
+    }
     assert_eq!(si.cmd_line_bytes(), b"console=hvc0 root=/dev/xvda");
     assert_eq!(
         (si.first_p2m_pfn, si.nr_p2m_frames),
@@ -395,6 +411,81 @@ fn builds_a_region_crossing_512_gib() {
     let l3s = d.page_table_frames().filter(|f| f.1 == PtLevel::L3).count();
     assert_eq!(l3s, 2);
     check_domain(&m, &d, &elf, DomainKind::Dom0);
+}
+
+#[test]
+fn an_initrd_is_mapped_after_the_kernel_and_named_in_start_info() {
+    let elf = Elf::good();
+    let image = elf.bytes();
+    // Not a multiple of a page, and with no zero byte, so a short copy or a misplaced one shows.
+    let initrd: Vec<u8> = (0..3 * 4096 + 123).map(|i| (i % 251) as u8 + 1).collect();
+    for kind in [
+        DomainKind::Dom0,
+        DomainKind::DomU {
+            store_evtchn: 1,
+            console_evtchn: 2,
+        },
+    ] {
+        let mut m = Machine::new();
+        let p = BuildParams {
+            initrd: &initrd,
+            ..params(&image, 2048, kind)
+        };
+        let d = m.build(&p).unwrap();
+        let r = d.layout.initrd.expect("an initrd region");
+        assert_eq!(r.end - r.start, initrd.len() as u64);
+        assert_eq!(m.read_va(&d, r.start, initrd.len()), initrd);
+        // The rest of its last page is zero.
+        let tail = r.end.next_multiple_of(4096) - r.end;
+        assert!(m.read_va(&d, r.end, tail as usize).iter().all(|&b| b == 0));
+        check_domain(&m, &d, &elf, kind);
+        assert!(d
+            .layout
+            .arrangement()
+            .to_string()
+            .contains(" Init. ramdisk: "));
+    }
+}
+
+#[test]
+fn an_initrd_too_large_for_the_domain_is_refused_before_any_frame_is_taken() {
+    let image = Elf::good().bytes();
+    let mut m = Machine::new();
+    let free = m.frames.free_frames();
+    let big = vec![1u8; 1024 * 4096];
+    let err = m
+        .build(&BuildParams {
+            initrd: &big,
+            ..params(&image, 1024, DomainKind::Dom0)
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the initrd (4194304 bytes) does not fit in the domain's 4096 KiB"
+    );
+    // Smaller than the domain, but not with the kernel and the rest of the initial mapping.
+    let err = m
+        .build(&BuildParams {
+            initrd: &big[..1000 * 4096],
+            ..params(
+                &image,
+                1024,
+                DomainKind::DomU {
+                    store_evtchn: 1,
+                    console_evtchn: 2,
+                },
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BuildError::Layout(LayoutError::TooFewPages { nr_pages: 1024, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(m.frames.free_frames(), free);
+    assert!(m.mem.bytes.iter().all(|&b| b == CANARY));
 }
 
 #[test]

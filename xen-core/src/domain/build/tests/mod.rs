@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hypercall_abi::elfnote::*;
-use hypercall_abi::xen::StartInfo;
+use hypercall_abi::xen::{StartInfo, SIF_MOD_START_PFN};
 use zerocopy::FromBytes;
 
 use super::elf::{PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE};
