@@ -6,6 +6,11 @@
 #                       DISK=<raw image> is dom0's virtio disk, build/disk.img by default;
 #                       every domU reaches it as vbd 51712, e.g.
 #                       DOMU_CMDLINE='blk-selftest=<seed>,<start_sector>,<sectors>')
+#   make run-linux      our hypervisor, our dom0 and Debian's Linux 6.1 as domU1 with an initramfs
+#                       built from Debian packages (busybox-static, xen-blkfront, xen-netfront),
+#                       the serial line attached to Linux's shell (CTRL-] detaches to dom0's shell);
+#                       LINUX=<vmlinuz or vmlinux> boots another PV kernel, LINUX_MEM=160M,
+#                       LINUX_CMDLINE='console=hvc0'; DISK is its /dev/xvda
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #                       run, run-xen and bench take ACCEL=auto (default: KVM if a probe boot finds
 #                       that /dev/kvm can host a ring-0 hypervisor, else TCG), ACCEL=kvm, ACCEL=tcg
@@ -78,7 +83,7 @@ LAB_ARGS   ?=
 
 export BUILD
 
-.PHONY: all setup images run run-xen bench lab lab-check test kvm-pass debug profile lint fuzz-mm fuzz xen-reference clean
+.PHONY: all setup images run run-linux run-xen bench lab lab-check test kvm-pass debug profile lint fuzz-mm fuzz xen-reference clean
 
 all: images
 
@@ -104,6 +109,21 @@ run: images $(DISK)
 	echo "==== our hypervisor: $(BUILD)/xen with $(BUILD)/guest-kernel as dom0 and $(DOMUS) domU(s) ===="; \
 	set -x; $(QEMU) $$aflags $(QEMU_FLAGS) $(DISK_ARGS) $(NET_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
 	    -initrd "$(strip $(BUILD)/guest-kernel $(NET_DOM0) $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))$(subst $(space)$(comma),$(comma),$(strip $(DOMU_MODULES)))"; \
+	    { status=$$?; set +x; } 2>/dev/null; echo "==== QEMU exited with status $$status ===="; exit $$status
+
+# Debian's Linux as domU1 (scripts/fetch-linux.sh, scripts/make-initramfs.sh fetch what is
+# missing with apt-get download); dom0 attaches the serial line to its console
+# (`attach-console=1`) and powers off when Linux does.
+LINUX         ?=
+LINUX_MEM     ?= 160M
+LINUX_CMDLINE ?= console=hvc0
+run-linux: images $(DISK)
+	@kernel=$$(LINUX="$(LINUX)" bash scripts/fetch-linux.sh) || { echo "run-linux: cannot fetch or extract the kernel" >&2; exit 2; }; \
+	initrd=$$(bash scripts/make-initramfs.sh) || { echo "run-linux: cannot build the initramfs" >&2; exit 2; }; \
+	$(PICK_ACCEL); \
+	echo "==== our hypervisor: $(BUILD)/xen, $(BUILD)/guest-kernel as dom0, $$kernel as domU1 with $$initrd (CTRL-] detaches) ===="; \
+	set -x; $(QEMU) $$aflags $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
+	    -initrd "$(strip $(BUILD)/guest-kernel attach-console=1 $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE))),$$kernel name=linux mem=$(LINUX_MEM) $(subst $(comma),$(comma)$(comma),$(LINUX_CMDLINE)),$$initrd initrd"; \
 	    { status=$$?; set +x; } 2>/dev/null; echo "==== QEMU exited with status $$status ===="; exit $$status
 
 run-xen: images $(DISK)
