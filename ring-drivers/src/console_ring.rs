@@ -115,6 +115,11 @@ impl LinePrefixer {
         }
     }
 
+    /// Whether a partial line (no `\n` yet, such as a shell prompt) is waiting.
+    pub fn has_partial(&self) -> bool {
+        self.line.len() > self.prefix.len()
+    }
+
     /// Emits a pending partial line (for example when the domain dies), if there is one.
     pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
         if self.line.len() > self.prefix.len() {
@@ -192,7 +197,9 @@ mod tests {
         let mut emit = |l: &[u8]| lines.push(l.to_vec());
         p.feed(b"hello\r\nwor", &mut emit);
         p.feed(b"ld\n\npartial", &mut emit);
+        assert!(p.has_partial());
         p.flush(&mut emit);
+        assert!(!p.has_partial());
         p.flush(&mut emit);
         assert_eq!(
             lines,

@@ -653,6 +653,19 @@ impl Running {
         &self.log
     }
 
+    /// Waits up to `timeout` for QEMU to exit by itself (a guest that powers the machine off),
+    /// then [`Running::stop`]s it: the run's ending is QEMU's own exit status when it exited.
+    pub fn finish(mut self, timeout: Duration) -> Run {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.stop()
+    }
+
     /// Kills QEMU (if it is still running) and returns the whole log.
     pub fn stop(mut self) -> Run {
         let _ = self.child.kill();

@@ -1,13 +1,19 @@
 //! QEMU test: Debian's own Linux kernel (linux-image-amd64, fetched with apt by
-//! `scripts/fetch-linux.sh`) boots as a PV domU on our hypervisor next to our dom0, and gets as far
-//! as it gets today; whatever it does, the domain is contained and its frames return.
+//! `scripts/fetch-linux.sh`) boots as a PV domU on our hypervisor next to our dom0, with the
+//! initramfs `scripts/make-initramfs.sh` builds (busybox-static, xen-blkfront, xen-netfront), to
+//! a shell on its console. The test attaches dom0's serial line to that console (`console 1`),
+//! types a command and reads its output, writes a pattern to `/dev/xvda` (served by our blkback
+//! from the test's disk image), fetches the page busybox `httpd` serves in Linux over netfront,
+//! our netback and dom0's bridge (Linux's address from QEMU's DHCP), detaches (CTRL-]) and asks dom0's `shutdown 1`, which Linux obeys
+//! through xenstore (`control/shutdown`): it powers off cleanly, every frame returns, and the
+//! host finds the pattern in the image.
 //!
-//! The stage asserted is named by [`REACHED`]: each fix that takes Linux further moves it. Skips,
-//! saying why, when the kernel package cannot be fetched (no network, no apt).
+//! The stages asserted on Linux's console are [`STAGES`] up to [`REACHED`]. Skips, saying why,
+//! when the packages cannot be fetched (no network, no apt).
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xtests::{build_dir, guest_kernel_image, repo_root, Boot, Ending, XEN_CMDLINE};
 
@@ -37,16 +43,30 @@ const STAGES: &[&str] = &[
     "xen:balloon: Initialising balloon driver",
     "clocksource: Switched to clocksource xen",
     "NET: Registered PF_INET protocol family",
+    // The initrd: start_info's mod_start/mod_len name it, mapped after the kernel.
+    "Trying to unpack rootfs image as initramfs",
+    "Freeing initrd memory",
     // Page-table writes by `xchg`, `lock cmpxchg`, `lock btr`, ... are emulated as validated
     // updates (`emulate::pte_write`); dom0 wrote libxl's `control/feature-*` nodes.
     "NET: Registered PF_INET6 protocol family",
     "Loading compiled-in X.509 certificates",
     "xenbus_probe_frontend: Device with no driver: device/vbd/51712",
-    "VFS: Unable to mount root fs",
+    "Run /init as init process",
+    // The initramfs's /init loaded the modules: blkfront connected to our blkback.
+    "blkfront: xvda",
+    "xen-rs initramfs: ready (modules: xen_blkfront xen_netfront)",
+    // busybox init's shell on hvc0 (its /etc/profile prints this).
+    "xen-rs initramfs: shell on /dev/hvc0",
 ];
-/// The last stage of [`STAGES`] Linux reaches on our hypervisor today: the end of its boot
-/// without a root file system (no initrd yet), a panic the toolstack cleans up.
-const REACHED: &str = "VFS: Unable to mount root fs";
+/// The last stage of [`STAGES`] Linux reaches on our hypervisor today: its shell.
+const REACHED: &str = "xen-rs initramfs: shell on /dev/hvc0";
+
+/// The shell's prompt (`PS1` in the initramfs's /etc/profile): it has no newline, so seeing it
+/// means dom0 printed a partial line once Linux went quiet.
+const PROMPT: &str = "domU:/# ";
+
+/// Sector of `/dev/xvda` the test writes its pattern to.
+const PATTERN_SECTOR: u64 = 2048;
 
 /// The kernel ELF, fetched and extracted on first use, or why it cannot be had.
 fn debian_kernel() -> Result<PathBuf, String> {
@@ -73,16 +93,60 @@ fn debian_kernel() -> Result<PathBuf, String> {
         .ok_or(format!("{} was not produced", path.display()))
 }
 
+/// The initramfs, built on first use, or why it cannot be had.
+fn initramfs() -> Result<PathBuf, String> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/make-initramfs.sh"))
+        .env("BUILD", build_dir())
+        .current_dir(repo_root())
+        .output()
+        .map_err(|e| format!("cannot run scripts/make-initramfs.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/make-initramfs.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let path = if path.is_absolute() {
+        path
+    } else {
+        repo_root().join(path)
+    };
+    path.is_file()
+        .then_some(path.clone())
+        .ok_or(format!("{} was not produced", path.display()))
+}
+
+/// `GET /` from 127.0.0.1:`port`: the whole answer, headers included.
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: linux\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
-fn debians_linux_boots_as_a_domu_as_far_as_it_gets_and_is_contained() {
-    let kernel = match debian_kernel() {
-        Ok(k) => k,
-        Err(why) => {
-            println!("SKIPPED: Debian's Linux kernel is not available: {why}");
+fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly() {
+    let (kernel, initrd) = match (debian_kernel(), initramfs()) {
+        (Ok(k), Ok(i)) => (k, i),
+        (Err(why), _) | (_, Err(why)) => {
+            println!("SKIPPED: Debian's Linux kernel or its initramfs is not available: {why}");
             return;
         }
     };
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let pattern = format!("xen-rs linux blkfront {nonce:016x}");
+    let disk = build_dir().join(format!("linux-test-{}.img", std::process::id()));
+    std::fs::write(&disk, vec![0u8; 8 << 20]).expect("write the test disk");
+    let http = xtests::free_port();
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -90,20 +154,81 @@ fn debians_linux_boots_as_a_domu_as_far_as_it_gets_and_is_contained() {
             (guest_kernel_image(), String::new()),
             (
                 kernel,
-                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic".into(),
+                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic dhcp-ip=10.0.2.21"
+                    .into(),
             ),
+            (initrd, "initrd".into()),
         ],
-        timeout: Duration::from_secs(150),
-        qemu_extra: Vec::new(),
+        timeout: Duration::from_secs(600),
+        qemu_extra: [
+            xtests::virtio_disk_args(&disk),
+            xtests::virtio_net_args(&[(http, "10.0.2.21", 80)]),
+        ]
+        .concat(),
     };
-    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    let mut q = boot
+        .spawn()
+        .unwrap_or_else(|e| panic!("harness error: {e}"));
+    let t0 = Instant::now();
+    let step = |q: &mut xtests::Running, needle: &str, secs: u64| -> String {
+        q.wait_for(needle, Duration::from_secs(secs))
+            .unwrap_or_else(|| {
+                let log = q.log().join("\n");
+                panic!("no line with {needle:?} within {secs} s; log:\n{log}")
+            })
+    };
+    // netfront through our netback and dom0's bridge: DHCP from QEMU's network, then httpd.
+    step(&mut q, "xen-rs initramfs: eth0 is 10.0.2.21/24", 400);
+    step(&mut q, "xen-rs initramfs: httpd on port 80", 60);
+    step(&mut q, REACHED, 120);
+    let shell_at = t0.elapsed();
+    // The prompt, a partial line, printed by dom0 once Linux is quiet.
+    step(&mut q, &format!("(d1) {PROMPT}"), 60);
+
+    // The host fetches Linux's page through QEMU's forward, dom0's NIC, bridge and netback.
+    let page = http_get(http).unwrap_or_else(|e| {
+        let log = q.log().join("\n");
+        panic!("GET from Linux's httpd failed: {e}; log:\n{log}")
+    });
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains("Hello from Debian's Linux"),
+        "Linux's page: {page}"
+    );
+
+    // Attach, type, read the answer (not the echo of the command: $((6*7)) is the shell's).
+    q.send_input(b"console 1\r").unwrap();
+    step(&mut q, "xl: console d1 (linux) attached", 30);
+    q.send_input(b"echo hello $((6*7)) from $(uname -s)\r")
+        .unwrap();
+    step(&mut q, "hello 42 from Linux", 60);
+    // The pattern through blkfront to our blkback and dom0's disk; read back with O_DIRECT.
+    let cmd = format!(
+        "printf '{pattern}' | dd of=/dev/xvda bs=512 seek={PATTERN_SECTOR} conv=sync,fsync 2>/dev/null && sync && dd if=/dev/xvda bs=512 skip={PATTERN_SECTOR} count=1 iflag=direct 2>/dev/null | head -c 64 | grep -c '{nonce:016x}' | sed 's/^/pattern lines read back: /'\r"
+    );
+    q.send_input(cmd.as_bytes()).unwrap();
+    step(&mut q, "pattern lines read back: 1", 60);
+    // CTRL-] gives the line back to dom0, whose `shutdown 1` goes through control/shutdown.
+    q.send_input(b"\x1d").unwrap();
+    step(&mut q, "xl: console d1 detached", 30);
+    q.send_input(b"shutdown 1\r").unwrap();
+    step(
+        &mut q,
+        "xl: shutdown d1: asked through control/shutdown (poweroff)",
+        30,
+    );
+    // busybox init took the request (Linux ran /sbin/poweroff) and powers off.
+    step(&mut q, "Requesting system poweroff", 120);
+    step(&mut q, "toolstack: d1 (linux) shut down (poweroff)", 60);
+    step(&mut q, "Hardware Dom0 halted: powering off", 60);
+    let run = q.finish(Duration::from_secs(30));
     let log = run.log.join("\n");
     let linux: Vec<&String> = run.log.iter().filter(|l| l.starts_with("(d1)")).collect();
-    println!("Linux's last console lines:");
-    for l in linux.iter().rev().take(12).rev() {
+    println!("Linux's last console lines (before attaching):");
+    for l in linux.iter().rev().take(8).rev() {
         println!("  {l}");
     }
     run.expect("*** Built d1 (linux)");
+    run.expect("d1: initrd of ");
     // Each stage up to REACHED, in order, on Linux's own console (through dom0's daemon).
     let mut from = 0;
     for stage in STAGES {
@@ -116,14 +241,66 @@ fn debians_linux_boots_as_a_domu_as_far_as_it_gets_and_is_contained() {
             break;
         }
     }
-    // However Linux ends, the hypervisor and dom0 survive it and take every frame back.
+    assert!(
+        !run.has("Kernel panic") && !run.has("crashed"),
+        "a clean power-off; log:\n{log}"
+    );
+    run.expect("toolstack: d1 (linux) destroyed");
+    let (before, after) = run.free_frames();
+    assert_eq!(after, Some(before), "every frame of d1 back; log:\n{log}");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    // The host finds the pattern where Linux wrote it, and nothing else changed.
+    let image = std::fs::read(&disk).expect("read the test disk");
+    let _ = std::fs::remove_file(&disk);
+    let at = PATTERN_SECTOR as usize * 512;
+    assert_eq!(&image[at..at + pattern.len()], pattern.as_bytes());
+    assert!(
+        image[..at]
+            .iter()
+            .chain(&image[at + pattern.len()..])
+            .all(|&b| b == 0),
+        "only the pattern's sector changed"
+    );
+    println!(
+        "Linux reached its shell {:.1} s after QEMU started ({}); {:.1} s wall to power-off",
+        shell_at.as_secs_f64(),
+        xtests::accel().name(),
+        run.elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_linux_domu_that_panics_is_contained_and_its_frames_return() {
+    let kernel = match debian_kernel() {
+        Ok(k) => k,
+        Err(why) => {
+            println!("SKIPPED: Debian's Linux kernel is not available: {why}");
+            return;
+        }
+    };
+    // No initrd and no root device: Linux panics at the end of its boot (`oops=panic` makes
+    // any oops one too), which Xen PV turns into SCHEDOP_shutdown(crash).
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), String::new()),
+            (
+                kernel,
+                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic".into(),
+            ),
+        ],
+        timeout: Duration::from_secs(300),
+        qemu_extra: Vec::new(),
+    };
+    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    let log = run.log.join("\n");
+    run.expect("VFS: Unable to mount root fs");
+    run.expect("toolstack: d1 (linux) crashed");
     run.expect("toolstack: d1 (linux) destroyed");
     let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame of d1 back; log:\n{log}");
     run.expect("Hardware Dom0 halted: powering off");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    println!(
-        "Linux reached {REACHED:?}; {:.1} s wall from QEMU start to power-off",
-        run.elapsed.as_secs_f64()
-    );
 }

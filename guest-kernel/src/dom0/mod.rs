@@ -8,7 +8,8 @@
 //!   connection 0.
 //! - **console daemon** (`console_daemon.rs`, over `console.rs`): drains every domU's console ring into `(d<id>) text`
 //!   lines.
-//! - **shell** (`shell.rs`): `xl`-like commands typed on the serial line.
+//! - **shell** (`shell.rs`): `xl`-like commands typed on the serial line; `console <id>`
+//!   attaches the serial line to a domU's console until CTRL-].
 //! - **block back end** (`blkback.rs`): a vbd per domU, served from dom0's disk (`blkdev.rs`,
 //!   found through `pci.rs`).
 //! - **network** (`net.rs`): the NIC (`netdev.rs`, virtio-net), dom0's own interface
@@ -161,9 +162,11 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         services: vec![
             Box::new(Blkback::new()),
             Box::new(net),
-            Box::new(ConsoleDaemon),
+            Box::new(ConsoleDaemon::new()),
             Box::new(XenstoredPump),
-            Box::new(Shell::new()),
+            Box::new(Shell::new(
+                cmdline.get("attach-console").and_then(|v| v.parse().ok()),
+            )),
             Box::new(Demo::new(cmdline)),
         ],
         poweroff: false,

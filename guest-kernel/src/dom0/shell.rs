@@ -1,6 +1,13 @@
 //! dom0's shell: serial input (the hypervisor routes it to dom0 and raises `VIRQ_CONSOLE`),
 //! echoed and edited line by line; each line is an `xl`-like command: `list`,
-//! `shutdown|reboot|destroy <id>`, `mem-set <id> <size>`, `poweroff`, `help`.
+//! `shutdown|reboot|destroy <id>`, `mem-set <id> <size>`, `console <id>`, `poweroff`, `help`.
+//!
+//! `shutdown <id>` asks a domU that announced `control/feature-poweroff` through xenstore (it
+//! powers itself off cleanly), otherwise shuts it down from outside (`SCHEDOP_remote_shutdown`).
+//!
+//! `console <id>` attaches the serial line to a domU's console as `xl console` does: its output
+//! comes through unprefixed, every typed byte goes to its ring, until CTRL-] (0x1d) detaches.
+//! dom0's `attach-console=<id>` attaches to that domU as soon as the toolstack introduces it.
 
 use alloc::format;
 use alloc::string::String;
@@ -18,10 +25,14 @@ use crate::kernel::hypercall as hc;
 
 /// The longest line the shell keeps.
 const LINE_MAX: usize = 120;
+/// The byte that detaches an attached console: CTRL-], as in `xl console`.
+pub const DETACH: u8 = 0x1d;
 
 /// The line being typed.
 pub struct Shell {
     line: String,
+    /// `attach-console=<id>`: the domU to attach to when it is introduced.
+    auto_attach: Option<u16>,
 }
 
 impl Service for Shell {
@@ -30,13 +41,31 @@ impl Service for Shell {
             self.input(ctx);
         }
     }
+
+    fn attach(&mut self, ctx: &mut Ctx, id: u16) {
+        if self.auto_attach == Some(id) {
+            attach_console(ctx, id);
+        }
+    }
+}
+
+/// `console <id>`: attaches the serial line to `id`'s console.
+fn attach_console(ctx: &mut Ctx, id: u16) {
+    let name = ctx.doms.get(&id).map(|d| d.name.clone());
+    match name {
+        Some(name) if ctx.consoles.attach(id) => {
+            println!("xl: console d{id} ({name}) attached: CTRL-] detaches");
+        }
+        _ => println!("xl: console d{id}: no such domain"),
+    }
 }
 
 impl Shell {
-    /// No line typed yet.
-    pub fn new() -> Shell {
+    /// No line typed yet; `auto_attach`: the domU whose console to attach when it appears.
+    pub fn new(auto_attach: Option<u16>) -> Shell {
         Shell {
             line: String::new(),
+            auto_attach,
         }
     }
 
@@ -48,7 +77,20 @@ impl Shell {
             if n <= 0 {
                 return;
             }
-            for &b in &buf[..n as usize] {
+            let mut bytes = &buf[..n as usize];
+            // Attached: everything up to CTRL-] goes to the domU's console.
+            while let Some(id) = ctx.consoles.attached() {
+                let end = bytes.iter().position(|&b| b == DETACH);
+                ctx.consoles.input(&bytes[..end.unwrap_or(bytes.len())]);
+                let Some(end) = end else {
+                    bytes = &[];
+                    break;
+                };
+                ctx.consoles.detach();
+                println!("\nxl: console d{id} detached");
+                bytes = &bytes[end + 1..];
+            }
+            for &b in bytes {
                 match b {
                     b'\r' | b'\n' => {
                         console::write_bytes(b"\n");
@@ -79,10 +121,12 @@ fn command(ctx: &mut Ctx, line: &str) {
     let id = arg.and_then(|a| a.parse::<u16>().ok());
     match (cmd, id) {
         ("help", _) => println!(
-            "xl: commands: list, shutdown <id>, reboot <id>, destroy <id>, mem-set <id> <size>, poweroff (CTRL-a three times: debug keys)"
+            "xl: commands: list, shutdown <id>, reboot <id>, destroy <id>, mem-set <id> <size>, console <id> (CTRL-] detaches), poweroff (CTRL-a three times: debug keys)"
         ),
         ("mem-set", Some(id)) => mem_set(ctx, id, arg2.unwrap_or("")),
         ("list", _) => list(ctx),
+        ("console", Some(id)) => attach_console(ctx, id),
+        ("shutdown" | "reboot", Some(id)) if asks_through_xenstore(ctx, cmd, id) => {}
         ("shutdown" | "reboot", Some(id)) => {
             let reason = if cmd == "shutdown" {
                 SHUTDOWN_poweroff
@@ -113,6 +157,28 @@ fn command(ctx: &mut Ctx, line: &str) {
         }
         _ => println!("xl: unknown command '{line}' (try help)"),
     }
+}
+
+/// `shutdown|reboot <id>` as xl does it for a guest with PV drivers: when the domU announced
+/// `control/feature-poweroff` (or `-reboot`) = 1 (Linux does), the request is written to its
+/// `control/shutdown` and the guest shuts itself down cleanly; returns false (the caller then
+/// shuts it down with `SCHEDOP_remote_shutdown`) for a guest that did not.
+fn asks_through_xenstore(ctx: &mut Ctx, cmd: &str, id: u16) -> bool {
+    if !ctx.doms.contains_key(&id) {
+        return false;
+    }
+    let what = if cmd == "shutdown" {
+        "poweroff"
+    } else {
+        "reboot"
+    };
+    let control = format!("/local/domain/{id}/control");
+    if ctx.xs.read(&format!("{control}/feature-{what}")).as_deref() != Some("1") {
+        return false;
+    }
+    ctx.xs.write(&format!("{control}/shutdown"), what);
+    println!("xl: {cmd} d{id}: asked through control/shutdown ({what})");
+    true
 }
 
 /// `mem-set <id> <size>`: writes the domU's `memory/target` (KiB), which its balloon follows

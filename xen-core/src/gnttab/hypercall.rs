@@ -86,7 +86,11 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
     }
     let batch = matches!(
         cmd,
-        GNTTABOP_map_grant_ref | GNTTABOP_unmap_grant_ref | GNTTABOP_copy | GNTTABOP_swap_grant_ref
+        GNTTABOP_map_grant_ref
+            | GNTTABOP_unmap_grant_ref
+            | GNTTABOP_unmap_and_replace
+            | GNTTABOP_copy
+            | GNTTABOP_swap_grant_ref
     );
     let uop = GuestPtr::<c_void>::new(uop);
     if batch && !uop.okay() {
@@ -101,6 +105,9 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
             let rest = match cmd {
                 GNTTABOP_map_grant_ref => uop.cast::<GnttabMapGrantRef>().add(i.into()).va(),
                 GNTTABOP_unmap_grant_ref => uop.cast::<GnttabUnmapGrantRef>().add(i.into()).va(),
+                GNTTABOP_unmap_and_replace => {
+                    uop.cast::<GnttabUnmapAndReplace>().add(i.into()).va()
+                }
                 GNTTABOP_copy => uop.cast::<GnttabCopy>().add(i.into()).va(),
                 _ => uop.cast::<GnttabSwapGrantRef>().add(i.into()).va(),
             };
@@ -170,6 +177,20 @@ fn run_op<M: Machine + ?Sized>(
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapGrantRef, status));
+                put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
+            }
+            Ok(Ran::Done(0))
+        }
+        GNTTABOP_unmap_and_replace => {
+            for i in 0..count {
+                if i.is_multiple_of(UNMAP_BATCH) && stop(pt.mem, i) {
+                    return Ok(Ran::Preempted(i));
+                }
+                let at = uop.cast::<GnttabUnmapAndReplace>().add(i.into());
+                let mut op: GnttabUnmapAndReplace = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                gnt::unmap_and_replace(&mut pt, l4, &mut tables, &mut op);
+                // Only `status` is written back.
+                let field = at.field(offset_of!(GnttabUnmapAndReplace, status));
                 put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))

@@ -80,24 +80,66 @@ fn flush_mapping(pt: &mut Pt<'_, '_>, addr: u64, flags: u32) {
     }
 }
 
-/// `replace_grant_pv_mapping` with no replacement: clears the grant PTE at `addr` if it still
-/// maps `mfn` with the grant's access. The PTE's references are the caller's to drop.
-fn destroy_host_mapping(pt: &mut Pt<'_, '_>, l4: Mfn, addr: u64, mfn: Mfn, flags: u32) -> i16 {
-    let Some((at, l1)) = grant_l1e(pt, l4, addr, flags) else {
-        return GNTST_general_error;
-    };
-    let rc = match pt.mem.read_u64(at) {
-        Some(old) if matches_grant(old, mfn, flags) => {
-            if pt.mem.write_u64(at, 0).is_some() {
-                GNTST_okay
-            } else {
-                GNTST_general_error
-            }
-        }
-        // "PTE doesn't match grant".
-        _ => GNTST_general_error,
-    };
+/// `steal_linear_address`: clears the L1 entry that maps linear address `va` for the caller (in
+/// a validated L1 it owns) and returns it, with the references it held, which are now the
+/// caller's to place or drop. `None` if there is no such entry.
+fn steal_linear_address(pt: &mut Pt<'_, '_>, l4: Mfn, va: u64) -> Option<u64> {
+    let (at, l1) = grant_l1e(pt, l4, va, 0)?;
+    let old = pt.mem.read_u64(at);
+    let stolen = old.filter(|_| pt.mem.write_u64(at, 0).is_some());
     pt.put_page(l1);
+    stolen
+}
+
+/// `replace_grant_pv_mapping`: the grant PTE at `addr` (a linear address, or with
+/// `GNTMAP_contains_pte` the PTE's machine address) must still map `mfn` with the grant's
+/// present and RW bits; it is replaced by the entry stolen from linear address `new_addr`
+/// (`GNTTABOP_unmap_and_replace`; not with `GNTMAP_contains_pte`), or cleared when `new_addr`
+/// is 0. The grant PTE's references are the caller's to drop; on failure a stolen entry's are
+/// dropped here (its mapping is gone, as on Xen).
+fn replace_host_mapping(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    addr: u64,
+    mfn: Mfn,
+    new_addr: u64,
+    flags: u32,
+) -> i16 {
+    if flags & GNTMAP_contains_pte != 0 && new_addr != 0 {
+        return GNTST_general_error; // "Replace not available in this addressing mode"
+    }
+    let mut nl1e = 0;
+    if new_addr != 0 {
+        match steal_linear_address(pt, l4, new_addr) {
+            Some(e) => nl1e = e,
+            None => return GNTST_general_error,
+        }
+        // Its translation may be cached, and its frame may go below: Xen flushes after each
+        // batch whatever happened.
+        pt.flush.flush_all(pt.perf);
+    }
+    let rc = match grant_l1e(pt, l4, addr, flags) {
+        None => GNTST_general_error,
+        Some((at, l1)) => {
+            let rc = match pt.mem.read_u64(at) {
+                Some(old) if matches_grant(old, mfn, flags) => {
+                    if pt.mem.write_u64(at, nl1e).is_some() {
+                        GNTST_okay
+                    } else {
+                        GNTST_general_error
+                    }
+                }
+                // "PTE doesn't match grant".
+                _ => GNTST_general_error,
+            };
+            pt.put_page(l1);
+            rc
+        }
+    };
+    if rc != GNTST_okay {
+        // "If there was an error, we are still responsible for the stolen pte."
+        pt.put_page_from_l1e(nl1e);
+    }
     rc
 }
 
@@ -285,71 +327,88 @@ pub fn unmap_grant_ref(
     tables: &mut dyn GrantTables,
     op: &mut GnttabUnmapGrantRef,
 ) {
+    op.status = unmap_common(pt, l4, tables, op.host_addr, op.dev_bus_addr, op.handle, 0);
+}
+
+/// `unmap_and_replace`: one `GNTTABOP_unmap_and_replace` for the caller, an unmap of the host
+/// mapping at `host_addr` whose PTE is replaced by the one at `new_addr` (which is cleared);
+/// fills `status`.
+pub fn unmap_and_replace(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    tables: &mut dyn GrantTables,
+    op: &mut GnttabUnmapAndReplace,
+) {
+    op.status = unmap_common(pt, l4, tables, op.host_addr, 0, op.handle, op.new_addr);
+}
+
+/// `unmap_common` then `unmap_common_complete`: the status. A host mapping goes only with a
+/// `host_addr`, a device mapping only with a `dev_bus_addr`; the handle is freed when neither
+/// is left.
+fn unmap_common(
+    pt: &mut Pt<'_, '_>,
+    l4: Mfn,
+    tables: &mut dyn GrantTables,
+    host_addr: u64,
+    dev_bus_addr: u64,
+    handle: u32,
+    new_addr: u64,
+) -> i16 {
     let ld = pt.caller.id;
     let Some(map) = tables
         .table(ld)
-        .and_then(|t| t.maptrack.get(op.handle as usize).copied())
+        .and_then(|t| t.maptrack.get(handle as usize).copied())
     else {
-        op.status = GNTST_bad_handle; // handle beyond the maptrack
-        return;
+        return GNTST_bad_handle; // handle beyond the maptrack
     };
     if map.flags == 0 {
-        op.status = GNTST_bad_handle; // "Zero flags for handle"
-        return;
+        return GNTST_bad_handle; // "Zero flags for handle"
     }
     let Some(rgt) = tables.table(map.domid) else {
         // Xen crashes the caller here (a granter vanished under a mapping); granters' deaths
         // revoke their grants first ([`revoke_grants_of`]), so this cannot happen.
-        op.status = GNTST_bad_handle;
-        return;
+        return GNTST_bad_handle;
     };
     if map.gref >= rgt.nr_entries() {
-        op.status = GNTST_bad_handle; // "Unstable handle"
-        return;
+        return GNTST_bad_handle; // "Unstable handle"
     }
     let Some(act) = rgt.active(pt.mem, map.gref) else {
-        op.status = GNTST_bad_handle;
-        return;
+        return GNTST_bad_handle;
     };
     let mfn = act.mfn;
     // "Bus address doesn't match gntref": checked only for a device mapping, and answered
     // GNTST_bad_dev_addr, as Xen 4.17 does (differential cases
     // `grant.unmap_device_wrong_bus_addr`, `grant.unmap_host_wrong_bus_addr`).
-    if op.dev_bus_addr != 0
-        && map.flags & GNTMAP_device_map != 0
-        && op.dev_bus_addr != mfn.maddr().0
-    {
-        op.status = GNTST_bad_dev_addr;
-        return;
+    if dev_bus_addr != 0 && map.flags & GNTMAP_device_map != 0 && dev_bus_addr != mfn.maddr().0 {
+        return GNTST_bad_dev_addr;
     }
     let mut flags = map.flags;
     let mut done = 0u32;
-    if op.host_addr != 0 && flags & GNTMAP_host_map != 0 {
-        let rc = destroy_host_mapping(pt, l4, op.host_addr, mfn, flags);
+    if host_addr != 0 && flags & GNTMAP_host_map != 0 {
+        let rc = replace_host_mapping(pt, l4, host_addr, mfn, new_addr, flags);
         if rc != GNTST_okay {
-            op.status = rc;
-            return;
+            return rc;
         }
         flags &= !GNTMAP_host_map;
         done |= GNTMAP_host_map | (map.flags & GNTMAP_readonly);
         pt.flush.flush_all(pt.perf); // `gnttab_flush_tlb`
     }
-    if op.dev_bus_addr != 0 && flags & GNTMAP_device_map != 0 {
+    if dev_bus_addr != 0 && flags & GNTMAP_device_map != 0 {
         flags &= !GNTMAP_device_map;
         done |= GNTMAP_device_map | (map.flags & GNTMAP_readonly);
     }
     if let Some(lgt) = tables.table(ld) {
-        let m = &mut lgt.maptrack[op.handle as usize];
+        let m = &mut lgt.maptrack[handle as usize];
         m.flags = if flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
             0
         } else {
             flags
         };
     }
-    op.status = GNTST_okay;
     if done != 0 {
         complete_unmap(pt, tables, map.domid, map.gref, mfn, done);
     }
+    GNTST_okay
 }
 
 /// `unmap_common_complete`: drops the references and pins of what an unmap took away (`done`:

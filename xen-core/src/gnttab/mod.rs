@@ -44,6 +44,10 @@
 //! the sub-page window (`start`, `length`, `is_sub_page`) a copy may touch; a transitive grant's
 //! referent is pinned for the copy that uses it and released with it, within the same element.
 //!
+//! `GNTTABOP_unmap_and_replace` moves the PTE at `new_addr` into the grant's slot
+//! (`steal_linear_address`), and `GNTMAP_contains_pte` names a host mapping's PTE by its machine
+//! address (in a validated L1 the mapper owns), both as `xen/arch/x86/pv/grant_table.c`.
+//!
 //! What is left out, each answered as documented: `GNTTABOP_transfer`, `cache_flush` and
 //! `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
 //! frames it owns, so they never arise).
@@ -64,8 +68,8 @@ use hypercall_abi::grant_table::{
     GNTST_bad_dev_addr, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page,
     GNTST_general_error, GNTST_no_space, GNTST_okay, GNTST_permission_denied, GTF_permit_access,
     GTF_reading, GTF_readonly, GTF_sub_page, GTF_transitive, GTF_type_mask, GTF_writing,
-    GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantEntryV2, GrantRef,
-    GNTTAB_NR_RESERVED_ENTRIES,
+    GnttabCopy, GnttabMapGrantRef, GnttabUnmapAndReplace, GnttabUnmapGrantRef, GrantEntryV2,
+    GrantRef, GNTTAB_NR_RESERVED_ENTRIES,
 };
 use hypercall_abi::xen::{DomId, DOMID_SELF};
 
@@ -581,7 +585,8 @@ fn any_id(caller: DomainId, id: DomId) -> DomainId {
 
 /// `_set_status`: checks an entry not yet pinned grants `ld` access of the kind asked (a map
 /// refuses sub-page grants) and sets `GTF_reading`, and `GTF_writing` for a writable pin, in the
-/// entry (version 1) or its status (version 2, which also accepts a transitive grant).
+/// entry (version 1) or its status (version 2, which also accepts a transitive grant for a
+/// copy).
 fn set_status(
     mem: &mut dyn MachineMemoryMut,
     gt: &GrantTable,
@@ -594,8 +599,11 @@ fn set_status(
     let e = gt.entry_v2(mem, gref);
     let (flags, domid) = (e.flags(), e.domid());
     let mask = GTF_type_mask | if mapflag { GTF_sub_page } else { 0 };
+    // Version 2 also pins a transitive grant, for a copy only (a map of one is refused before
+    // any status bit is set: differential case `grant.v2_map_transitive_words`).
     let kind_ok = |flags: u16| {
-        flags & mask == GTF_permit_access || (gt.version == 2 && flags & mask == GTF_transitive)
+        flags & mask == GTF_permit_access
+            || (gt.version == 2 && !mapflag && flags & mask == GTF_transitive)
     };
     if !pinned && (!kind_ok(flags) || domid != ld) {
         return Err(GNTST_general_error); // "Bad flags or dom"

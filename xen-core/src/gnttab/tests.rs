@@ -895,8 +895,13 @@ fn transitive_grants_copy_one_level_with_xens_checks() {
             "ref {gref}"
         );
     }
-    // Mapping a transitive grant is refused too (its words name no frame dom1 owns).
-    assert_ne!(w.map(0, 20, 1, page_va(20), HOST).status, GNTST_okay);
+    // Mapping a transitive grant is refused, even one whose words name a frame dom1 owns.
+    w.grant2(1, 26, GTF_transitive, 0, 0, base(1) + 6);
+    assert_eq!(
+        w.map(0, 26, 1, page_va(20), HOST).status,
+        GNTST_general_error
+    );
+    assert_eq!(w.status(1, 26), 0);
     // Every pin and status bit went with its copy.
     assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert!(w.tables[1].active_entries(&w.two.m.mem).next().is_none());
@@ -958,4 +963,118 @@ fn a_pinned_entry_rewritten_as_transitive_is_refused_and_no_reference_moves() {
         assert_eq!(w.copy(1, op), GNTST_general_error);
         assert_eq!((w.frame(GRANTED).count(), w.frame(y).count()), (x0, y0));
     }
+}
+
+// `GNTMAP_contains_pte` and `GNTTABOP_unmap_and_replace`.
+
+/// Machine address of dom1's L1 entry for `va`.
+const fn pte_maddr(va: u64) -> u64 {
+    ((base(1) + 3) << 12) + (va >> 12) * 8
+}
+
+const AT3: u64 = page_va(22);
+
+impl World {
+    fn unmap_replace(&mut self, d: usize, va: u64, new: u64, handle: u32) -> i16 {
+        let mut op = GnttabUnmapAndReplace {
+            host_addr: va,
+            new_addr: new,
+            handle,
+            ..Default::default()
+        };
+        self.as_dom(d, |pt, l4, t| unmap_and_replace(pt, l4, t, &mut op));
+        op.status
+    }
+}
+
+#[test]
+fn contains_pte_maps_through_the_pte_machine_address() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let pte_mode = HOST | GNTMAP_contains_pte;
+    let refused = [
+        pte_maddr(AT) + 3,           // misaligned
+        (base(1) + 6) << 12,         // a data page, not an L1
+        ((base(0) + 3) << 12) + 160, // dom0's L1
+        0xff_ffff_f000,              // beyond the frame table
+    ];
+    for addr in refused {
+        let m = w.map(1, 10, 0, addr, pte_mode);
+        assert_eq!(m.status, GNTST_general_error, "{addr:#x}");
+    }
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    let m = w.map(1, 10, 0, pte_maddr(AT), pte_mode);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(pte::mfn(w.pte(AT)), GRANTED);
+    assert_eq!(w.tables[1].mapping(m.handle).unwrap().pte.0, pte_maddr(AT));
+    // No replacing in this mode (AT2 keeps its entry); unmapped by the same address only.
+    let kept = w.pte(AT2);
+    assert_eq!(
+        w.unmap_replace(1, pte_maddr(AT), AT2, m.handle),
+        GNTST_general_error
+    );
+    assert_eq!(w.pte(AT2), kept);
+    assert_eq!(w.unmap(1, pte_maddr(AT2), 0, m.handle), GNTST_general_error);
+    assert_eq!(w.unmap(1, pte_maddr(AT), 0, m.handle), GNTST_okay);
+    assert_eq!(w.pte(AT), 0);
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}
+
+#[test]
+fn unmap_and_replace_moves_the_new_pte_into_the_grants_slot() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    let moved = w.pte(AT2);
+    let moved_frame = w.frame(pte::mfn(moved));
+    // Refused before anything changes: a bad handle, no L1 at `new_addr`; a `host_addr` of 0
+    // has nothing to do (success, the mapping stays).
+    assert_eq!(w.unmap_replace(1, AT, AT2, 5000), GNTST_bad_handle);
+    assert_eq!(
+        w.unmap_replace(1, AT, 0x7000_0000_0000, m.handle),
+        GNTST_general_error
+    );
+    assert_eq!(w.unmap_replace(1, 0, AT2, m.handle), GNTST_okay);
+    assert_eq!(w.pte(AT2), moved);
+    assert_eq!(pte::mfn(w.pte(AT)), GRANTED);
+    assert!(w.tables[1].mapping(m.handle).is_some());
+    assert_eq!(w.unmap_replace(1, AT, AT2, m.handle), GNTST_okay);
+    assert_eq!(w.pte(AT), moved);
+    assert_eq!(w.pte(AT2), 0);
+    assert_eq!(
+        w.frame(pte::mfn(moved)),
+        moved_frame,
+        "its references moved with it"
+    );
+    assert!(w.tables[1].mapping(m.handle).is_none());
+    assert_eq!(w.flags(0, 10), GTF_permit_access);
+    assert_eq!(w.frame(GRANTED), start);
+    assert_eq!(w.unmap_replace(1, AT, AT2, m.handle), GNTST_bad_handle);
+    w.check();
+}
+
+#[test]
+fn a_failed_replace_still_consumes_the_stolen_pte() {
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    let victim = pte::mfn(w.pte(AT3));
+    let before = w.frame(victim);
+    // `host_addr` is not the grant's PTE: refused, and AT3's entry is gone with its references.
+    assert_eq!(w.unmap_replace(1, AT2, AT3, m.handle), GNTST_general_error);
+    assert_eq!(w.pte(AT3), 0);
+    assert_eq!(w.frame(victim).count(), before.count() - 1);
+    assert_eq!(w.frame(victim).type_count(), before.type_count() - 1);
+    assert_eq!(pte::mfn(w.pte(AT)), GRANTED, "the grant mapping stays");
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
 }

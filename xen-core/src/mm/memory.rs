@@ -35,7 +35,7 @@ use crate::domain::pool::INVALID_M2P_ENTRY;
 use crate::domain::{Domain, DomainId};
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr};
 use crate::mm::frame_alloc::{FramePool, FrameRange};
-use crate::mm::frame_table::{Mm, Owner, Removed};
+use crate::mm::frame_table::{FrameInfo, Mm, Owner, Removed};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::shared_info::SharedInfoPage;
 
@@ -482,10 +482,255 @@ fn decrease_one<M: Machine + ?Sized>(
     true
 }
 
-/// `XENMEM_exchange`: not yet; see `docs/abi-coverage.md`.
-fn exchange<M: Machine + ?Sized>(_ctx: &mut Ctx<'_, M>, _arg: u64) -> HcResult {
-    Err(Errno::ENOSYS)
+/// Most frames one chunk of `XENMEM_exchange` may take in (and extents it may hand out): a
+/// chunk is `1 << max(in.extent_order, out.extent_order)` frames, which is at most 512 for a
+/// domU (`DOMU_MAX_ORDER`); only dom0 can ask for more, and is answered -ENOMEM (see below).
+pub const EXCHANGE_CHUNK_MAX: usize = 512;
+
+/// The offset of `nr_exchanged` in `xen_memory_exchange`.
+const NR_EXCHANGED_OFFSET: u64 = 64;
+
+/// `XENMEM_exchange` (Xen 4.17's `memory_exchange`): the caller gives up `in.nr_extents` extents
+/// of `1 << in.extent_order` frames of the target (itself, or any domain for dom0) and gets
+/// `out.nr_extents` extents of `1 << out.extent_order` new frames, the same number of pages,
+/// chunk by chunk (a chunk is one extent of the larger order). Per chunk: each input frame is
+/// stolen (`steal_page`: the target's, allocated, referenced by nothing else; -EINVAL otherwise),
+/// the output extents are allocated (-ENOMEM), and only then are the input frames freed and the
+/// output ones given to the target, their M2P entries set to the pfns read from the out list
+/// and their first frames written over them. A failed chunk gives its stolen frames back;
+/// `nr_exchanged` then says how many input extents the chunks before it exchanged. The target's
+/// page count does not move. Preempted between chunks, with `nr_exchanged` written back.
+///
+/// Deviation: a chunk of more than [`EXCHANGE_CHUNK_MAX`] frames (an order above 9, dom0
+/// only) fails with -ENOMEM before any frame is taken, where Xen would perform it.
+fn exchange<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult {
+    let argp = GuestPtr::<XenMemoryExchange>::new(arg);
+    let exch = copy_from_guest(&ctx.guest(), argp)?;
+    let (r, nr_exchanged) = exchange_chunks(ctx, &exch, arg);
+    let Some(n) = nr_exchanged else {
+        return r;
+    };
+    // `__copy_field_to_guest(arg, &exch, nr_exchanged)`.
+    let field = GuestPtr::<u64>::new(arg.wrapping_add(NR_EXCHANGED_OFFSET));
+    if copy_to_guest(&mut ctx.guest(), field, &n).is_err() {
+        return Err(Errno::EFAULT);
+    }
+    r
 }
 
+/// The body of [`exchange`]: its result, and the `nr_exchanged` to write back (`None`: the call
+/// returns without writing it, as Xen's early `return 0` and continuation paths).
+fn exchange_chunks<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    exch: &XenMemoryExchange,
+    arg: u64,
+) -> (HcResult, Option<u64>) {
+    let (inr, out) = (&exch.r#in, &exch.out);
+    let early = |e: Errno| (Err(e), Some(exch.nr_exchanged));
+    if inr.extent_order.max(out.extent_order) > max_order(ctx.dom) {
+        return early(Errno::EPERM);
+    }
+    let (in_order, out_order) = (inr.extent_order, out.extent_order);
+    if exch.nr_exchanged > inr.nr_extents
+        || inr.domid != out.domid
+        || (u64::MAX >> in_order) < inr.nr_extents
+        || (u64::MAX >> out_order) < out.nr_extents
+        || (inr.nr_extents << in_order) != (out.nr_extents << out_order)
+    {
+        return early(Errno::EINVAL);
+    }
+    if exch.nr_exchanged == inr.nr_extents {
+        return (Ok(0), None);
+    }
+    if !subrange_okay(inr.extent_start, exch.nr_exchanged, inr.nr_extents - 1) {
+        return early(Errno::EFAULT);
+    }
+    let (in_chunk_order, out_chunk_order) = if in_order <= out_order {
+        (out_order - in_order, 0)
+    } else {
+        (0, in_order - out_order)
+    };
+    let out_first = if in_chunk_order > 0 {
+        exch.nr_exchanged >> in_chunk_order
+    } else {
+        exch.nr_exchanged << out_chunk_order
+    };
+    // `out.nr_extents` is not 0 here: the sizes match and `in.nr_extents` is not 0.
+    if !subrange_okay(out.extent_start, out_first, out.nr_extents - 1) {
+        return early(Errno::EFAULT);
+    }
+    // Xen 4.17 does not refuse an `nr_exchanged` inside a chunk: the chunk it falls in is
+    // exchanged from its start.
+    // `rcu_lock_domain_by_any_id`, then `xsm_memory_exchange(XSM_TARGET)`.
+    let other = if inr.domid == DOMID_SELF || inr.domid == ctx.dom.id {
+        None
+    } else if ctx.others.get(inr.domid).is_none() {
+        return early(Errno::ESRCH);
+    } else {
+        Some(inr.domid)
+    };
+    if other.is_some() && !ctx.dom.privileged {
+        return early(Errno::EPERM);
+    }
+    // `MEMF_bits` of `out.mem_flags` (the node is only a preference).
+    let bits = out.mem_flags & 0xff;
+    let limit = match bits {
+        0 => None,
+        b if b >= 64 + 12 => None,
+        b => Some(Mfn(1 << (b.max(13) - 12))),
+    };
+    reclaim_loose(ctx);
+    let ins = GuestPtr::<u64>::new(inr.extent_start);
+    let outs = GuestPtr::<u64>::new(out.extent_start);
+    let first = exch.nr_exchanged >> in_chunk_order;
+    let chunks = inr.nr_extents >> in_chunk_order;
+    let mut i = first;
+    while i < chunks {
+        if i != first && ctx.preempt_check() {
+            let n = i << in_chunk_order;
+            let field = GuestPtr::<u64>::new(arg.wrapping_add(NR_EXCHANGED_OFFSET));
+            if copy_to_guest(&mut ctx.guest(), field, &n).is_err() {
+                return (Err(Errno::EFAULT), None);
+            }
+            return (
+                ctx.create_continuation(&[u64::from(XENMEM_exchange), arg]),
+                None,
+            );
+        }
+        let chunk = Chunk {
+            other,
+            limit,
+            in_order,
+            out_order,
+            in_chunk_order,
+            out_chunk_order,
+            ins,
+            outs,
+        };
+        if let Err(e) = exchange_chunk(ctx, &chunk, i) {
+            return (Err(e), Some(i << in_chunk_order));
+        }
+        i += 1;
+    }
+    (Ok(0), Some(inr.nr_extents))
+}
+
+/// What every chunk of one exchange shares.
+struct Chunk {
+    other: Option<DomainId>,
+    limit: Option<Mfn>,
+    in_order: u32,
+    out_order: u32,
+    in_chunk_order: u32,
+    out_chunk_order: u32,
+    ins: GuestPtr<u64>,
+    outs: GuestPtr<u64>,
+}
+
+/// One chunk of [`exchange`]: all of it, or (with its error) nothing but what Xen also leaves
+/// done (an output extent whose pfn could not be read stays the target's, unnamed).
+fn exchange_chunk<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    c: &Chunk,
+    i: u64,
+) -> Result<(), Errno> {
+    let Some(id) = target(ctx, c.other).map(|d| d.id) else {
+        return Err(Errno::ESRCH);
+    };
+    if 1usize << c.in_order.max(c.out_order) > EXCHANGE_CHUNK_MAX {
+        return Err(Errno::ENOMEM);
+    }
+    // Steal a chunk's worth of input frames.
+    let mut stolen: heapless::Vec<(Mfn, FrameInfo), EXCHANGE_CHUNK_MAX> = heapless::Vec::new();
+    let mut taken: heapless::Vec<Mfn, EXCHANGE_CHUNK_MAX> = heapless::Vec::new();
+    let r = (|| {
+        for j in 0..1u64 << c.in_chunk_order {
+            let gmfn: u64 = copy_from_guest(&ctx.guest(), c.ins.add((i << c.in_chunk_order) + j))
+                .map_err(|_| Errno::EFAULT)?;
+            for k in 0..1u64 << c.in_order {
+                let mfn = Mfn(gmfn.wrapping_add(k));
+                let (mm, _) = ctx.m.mm().ok_or(Errno::EINVAL)?;
+                let saved = mm.steal_page(mfn, id)?;
+                // Cannot overflow: the chunk holds at most `EXCHANGE_CHUNK_MAX` frames.
+                let _ = stolen.push((mfn, saved));
+            }
+        }
+        // Allocate a chunk's worth of output extents, owned by nobody yet.
+        if dying(ctx, c.other) {
+            return Err(Errno::ENOMEM);
+        }
+        for _ in 0..1u64 << c.out_chunk_order {
+            let (_, mem) = ctx.m.mm().ok_or(Errno::ENOMEM)?;
+            let first = ctx
+                .pool
+                .take(mem, c.out_order, c.limit)
+                .ok_or(Errno::ENOMEM)?;
+            let _ = taken.push(first);
+        }
+        Ok(())
+    })();
+    let Some((mm, mem)) = ctx.m.mm() else {
+        return Err(Errno::EINVAL);
+    };
+    if let Err(e) = r {
+        // Give the stolen frames back, and the output frames to the pool.
+        for (mfn, saved) in stolen {
+            mm.unsteal_page(mfn, saved);
+        }
+        for first in taken {
+            for f in 0..1u64 << c.out_order {
+                ctx.pool.give_back(mem, Mfn(first.0 + f));
+            }
+        }
+        return Err(e);
+    }
+    // Beyond this point the chunk cannot fail. The input frames go back to the pool; the caller
+    // may still hold a TLB entry for one it unmapped: none survives its return.
+    for &(mfn, _) in &stolen {
+        give_back(mm, mem, &mut *ctx.pool, mfn);
+    }
+    let v = ctx.dom.vcpu_mut();
+    v.flush.flush_all(&mut v.perf);
+    // Each output extent becomes the target's: zeroed, its M2P entries the pfns from the list,
+    // its first frame written over the pfn.
+    let mut rc = Ok(());
+    for (j, &first) in taken.iter().enumerate() {
+        let Some((mm, mem)) = ctx.m.mm() else {
+            return Err(Errno::EINVAL);
+        };
+        let n = 1u64 << c.out_order;
+        let range = FrameRange {
+            start: first,
+            end: Mfn(first.0 + n),
+        };
+        if mm.assign(range, Owner::Domain(id)).is_err() {
+            // The frame table disagrees with the pool: keep those frames out of both.
+            rc = Err(Errno::ENOMEM);
+            continue;
+        }
+        for f in first.0..range.end.0 {
+            let _ = mem.write(Mfn(f).maddr(), &[0u8; 4096]);
+            let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + f * 8), INVALID_M2P_ENTRY);
+        }
+        let at = c.outs.add((i << c.out_chunk_order) + j as u64);
+        let Ok(gpfn) = copy_from_guest::<u64>(&ctx.guest(), at) else {
+            rc = Err(Errno::EFAULT);
+            continue;
+        };
+        if let Some((mm, mem)) = ctx.m.mm() {
+            let m2p = mm.cfg.m2p;
+            for f in 0..n {
+                let _ = mem.write_u64(Maddr(m2p.0 + (first.0 + f) * 8), gpfn.wrapping_add(f));
+            }
+        }
+        if copy_to_guest(&mut ctx.guest(), at, &first.0).is_err() {
+            rc = Err(Errno::EFAULT);
+        }
+    }
+    rc
+}
+
+#[cfg(test)]
+mod exchange_tests;
 #[cfg(test)]
 mod tests;

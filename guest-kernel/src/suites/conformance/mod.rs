@@ -20,6 +20,7 @@ mod cpu;
 mod evtchn;
 mod evtchn_fifo;
 mod exceptions;
+mod exchange;
 mod grant;
 mod insn;
 mod memory;
@@ -208,6 +209,7 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
     s.group("evtchn", evtchn::event_channel_cases);
     s.group("grant", grant::cases);
     reservation::cases(&mut s, si);
+    exchange::cases(&mut s, si);
     // These groups provoke faults and events on purpose: without handlers, the first one would
     // kill the domain, so they run only if the setup cases installed them.
     match s.handlers_ready() {

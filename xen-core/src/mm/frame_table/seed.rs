@@ -143,6 +143,42 @@ impl<'t> Mm<'t> {
         })
     }
 
+    /// `steal_page(d, page, MEMF_no_refcount)` for `XENMEM_exchange` (`xen/arch/x86/mm.c`): a
+    /// frame `id` owns, not a hypervisor page shared with it, whose only reference is its
+    /// allocation (not mapped, not a page table, not pinned, not grant-mapped) stops being the
+    /// domain's: it becomes free (loose, its pool mark kept) and the entry it had is returned, so
+    /// that [`Mm::unsteal_page`] can give it back if the exchange fails. Anything else is
+    /// -EINVAL, and changes nothing. The domain's page count is the caller's business.
+    pub fn steal_page(&mut self, mfn: Mfn, id: DomainId) -> Result<super::FrameInfo, Errno> {
+        let f = self.frames.get_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.owner() != Owner::Domain(id)
+            || f.xen_heap()
+            || !f.allocated()
+            || f.pinned()
+            || f.count != 1
+            || f.type_count != 0
+        {
+            return Err(Errno::EINVAL);
+        }
+        let saved = *f;
+        let given = f.given;
+        *f = super::FrameInfo::FREE;
+        f.given = given;
+        Ok(saved)
+    }
+
+    /// Gives a frame [`Mm::steal_page`] took back to its domain as it was (Xen's
+    /// `assign_pages(page, 1, d, MEMF_no_refcount)` on the failure path of the exchange).
+    pub fn unsteal_page(&mut self, mfn: Mfn, saved: super::FrameInfo) {
+        if let Some(f) = self.frames.get_mut(mfn) {
+            debug_assert!(
+                f.owner() == Owner::Free && f.count == 0,
+                "{mfn:?} reused while stolen"
+            );
+            *f = saved;
+        }
+    }
+
     /// Takes a loose frame back for the pool: clears its mark and returns the domain it had
     /// been given to. `None` if the frame is not loose (in use, or back already).
     pub fn take_loose(&mut self, mfn: Mfn) -> Option<DomainId> {

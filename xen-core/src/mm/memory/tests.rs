@@ -4,9 +4,8 @@
 
 use hypercall_abi::memory::{
     xenmemf_address_bits, xenmemf_node, XENMEMF_exact_node_request, XENMEMF_populate_on_demand,
-    XENMEM_current_reservation, XENMEM_decrease_reservation, XENMEM_exchange,
-    XENMEM_increase_reservation, XENMEM_maximum_reservation, XENMEM_populate_physmap,
-    XenMemoryReservation,
+    XENMEM_current_reservation, XENMEM_decrease_reservation, XENMEM_increase_reservation,
+    XENMEM_maximum_reservation, XENMEM_populate_physmap, XenMemoryReservation,
 };
 use hypercall_abi::xen::{__HYPERVISOR_memory_op, __HYPERVISOR_update_va_mapping, DOMID_SELF};
 
@@ -18,7 +17,6 @@ use crate::mm::frame_table::{Owner, PageType};
 use crate::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 const ESRCH: i64 = -3;
-const ENOSYS: i64 = -38;
 const UNMAPPED: u64 = 0x0000_7000_0000_0000;
 
 /// Where the tests put the reservation argument and the extent list.
@@ -512,10 +510,6 @@ fn queries_name_existing_domains_only() {
         u32::MAX as i64
     );
     assert_eq!(query(&mut w, XENMEM_current_reservation, 5), ESRCH);
-    assert_eq!(
-        w.call(__HYPERVISOR_memory_op, [XENMEM_exchange.into(), 0, 0, 0, 0]),
-        ENOSYS
-    );
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //! and exhaustion cases are in [`copy`].
 
 mod copy;
+mod replace;
+mod v2;
 
 use hypercall_abi::grant_table::GnttabOpArg;
 use hypercall_abi::grant_table::{
@@ -325,6 +327,7 @@ pub fn cases(s: &mut Suite) {
     poke(c.va, 0xc0c0);
 
     map_cases(s, &tbl, g.va, [h, r]);
+    replace::cases(s, &tbl, g.va, [h, r]);
     copy::copy_cases(s, &tbl, g.mfn, c.va, c.mfn);
 
     let mut sw = [GnttabSwapGrantRef {
@@ -365,6 +368,7 @@ pub fn cases(s: &mut Suite) {
         "grant.cleanup",
         format_args!("restore={}", u8::from(rt.ok())),
     );
+    v2::cases(s);
 }
 
 fn map_cases(s: &mut Suite, tbl: &Table, g_va: u64, [h, r]: [ScratchMap; 2]) {
