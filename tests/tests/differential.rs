@@ -9,7 +9,13 @@ use xtests::{
     build_dir, diff_cases, guest_kernel_image, Boot, CaseDiff, Ending, SuiteResult, XEN_CMDLINE,
 };
 
-const GUEST_CMDLINE: &str = "suite=conformance exit=reboot";
+/// dom0's command line: on our hypervisor `vcpus=2` gives dom0 two vCPUs (Xen passes it on to the
+/// guest, which ignores it).
+const GUEST_CMDLINE: &str = "suite=conformance exit=reboot vcpus=2";
+
+/// The same two vCPUs for dom0 on Xen (one physical CPU, as ours): `dom0_max_vcpus=2` sets the
+/// minimum and the maximum (our hypervisor ignores it), so the `vcpu_smp` cases see the same domain.
+const DOM0_VCPUS: &str = "dom0_max_vcpus=2";
 
 /// The reviewed list of known differences: `name  # reason` per line.
 fn known_differences() -> BTreeMap<String, String> {
@@ -28,7 +34,7 @@ fn known_differences() -> BTreeMap<String, String> {
 fn suite_on(hypervisor: std::path::PathBuf) -> (SuiteResult, Ending, String) {
     let boot = Boot {
         hypervisor,
-        cmdline: XEN_CMDLINE.into(),
+        cmdline: format!("{XEN_CMDLINE} {DOM0_VCPUS}"),
         modules: vec![(guest_kernel_image(), GUEST_CMDLINE.into())],
         timeout: Duration::from_secs(120),
         qemu_extra: Vec::new(),

@@ -28,6 +28,7 @@ mod mmu;
 mod physdev;
 mod privop;
 mod reservation;
+mod smp;
 mod timer;
 
 use core::fmt;
@@ -224,6 +225,8 @@ pub fn run(si: &StartInfo, exit_reason: u32) {
     }
     // Last: it switches the domain to FIFO events and back (EVTCHNOP_reset closes every port).
     s.group("evtchn_fifo", evtchn_fifo::cases);
+    // After everything: it leaves vCPU 1 initialised (offline), holding a reference on the L4.
+    s.group("vcpu_smp", smp::cases);
     println!("conformance done: {} cases", s.count);
 }
 
