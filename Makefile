@@ -10,7 +10,8 @@
 #                       built from Debian packages (busybox-static, xen-blkfront, xen-netfront),
 #                       the serial line attached to Linux's shell (CTRL-] detaches to dom0's shell);
 #                       LINUX=<vmlinuz or vmlinux> boots another PV kernel, LINUX_MEM=160M,
-#                       LINUX_CMDLINE='console=hvc0'; DISK is its /dev/xvda
+#                       LINUX_CMDLINE='console=hvc0'; DISK is its /dev/xvda; its eth0 (netfront,
+#                       DHCP 10.0.2.21) serves a page: curl http://127.0.0.1:8080/ (NET=none: no NIC)
 #   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
 #                       run, run-xen and bench take ACCEL=auto (default: KVM if a probe boot finds
 #                       that /dev/kvm can host a ring-0 hypervisor, else TCG), ACCEL=kvm, ACCEL=tcg
@@ -113,7 +114,8 @@ run: images $(DISK)
 
 # Debian's Linux as domU1 (scripts/fetch-linux.sh, scripts/make-initramfs.sh fetch what is
 # missing with apt-get download); dom0 attaches the serial line to its console
-# (`attach-console=1`) and powers off when Linux does.
+# (`attach-console=1`) and powers off when Linux does. CTRL-C goes to Linux, not to QEMU
+# (`signal=off`): leave with `poweroff` in Linux, or CTRL-] and `shutdown 1` in dom0's shell.
 LINUX         ?=
 LINUX_MEM     ?= 160M
 LINUX_CMDLINE ?= console=hvc0
@@ -122,8 +124,9 @@ run-linux: images $(DISK)
 	initrd=$$(bash scripts/make-initramfs.sh) || { echo "run-linux: cannot build the initramfs" >&2; exit 2; }; \
 	$(PICK_ACCEL); \
 	echo "==== our hypervisor: $(BUILD)/xen, $(BUILD)/guest-kernel as dom0, $$kernel as domU1 with $$initrd (CTRL-] detaches) ===="; \
-	set -x; $(QEMU) $$aflags $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
-	    -initrd "$(strip $(BUILD)/guest-kernel attach-console=1 $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE))),$$kernel name=linux mem=$(LINUX_MEM) $(subst $(comma),$(comma)$(comma),$(LINUX_CMDLINE)),$$initrd initrd"; \
+	set -x; $(QEMU) $$aflags $(subst -serial stdio,-chardev stdio$(comma)id=serial0$(comma)signal=off -serial chardev:serial0,$(QEMU_FLAGS)) \
+	    $(DISK_ARGS) $(NET_ARGS) -kernel $(BUILD)/xen -append "$(strip $(XEN_CMDLINE) $(XEN_OPTS))" \
+	    -initrd "$(strip $(BUILD)/guest-kernel attach-console=1 $(NET_DOM0) $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE))),$(strip $$kernel name=linux mem=$(LINUX_MEM) $(if $(filter user,$(NET)),dhcp-ip=10.0.2.21) $(subst $(comma),$(comma)$(comma),$(LINUX_CMDLINE))),$$initrd initrd"; \
 	    { status=$$?; set +x; } 2>/dev/null; echo "==== QEMU exited with status $$status ===="; exit $$status
 
 run-xen: images $(DISK)

@@ -94,6 +94,18 @@ for m in $(cat /lib/modules/order); do
     if insmod "/lib/modules/$m.ko"; then loaded="$loaded $m"; else echo "initramfs: insmod $m failed"; fi
 done
 echo "xen-rs initramfs: ready (modules:$loaded)"
+# Networking when there is a vif: DHCP (asking for dhcp-ip=<address> when given) and a web page.
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set lo up
+    ask=
+    for w in $(cat /proc/cmdline); do case $w in dhcp-ip=*) ask="-r ${w#dhcp-ip=}" ;; esac; done
+    if udhcpc -i eth0 -q -n -t 5 -T 2 $ask -s /etc/udhcpc.script >/dev/null 2>&1; then
+        echo "xen-rs initramfs: eth0 is $(ip -4 -o addr show eth0 | sed 's/.* inet \([^ ]*\).*/\1/')"
+        httpd -p 80 -h /www && echo "xen-rs initramfs: httpd on port 80"
+    else
+        echo "xen-rs initramfs: eth0: no DHCP answer"
+    fi
+fi
 for w in $(cat /proc/cmdline); do
     case $w in
         xtest=*) echo "${w#xtest=}" | base64 -d > /tmp/xtest && sh /tmp/xtest ;;
@@ -102,6 +114,24 @@ done
 exec /sbin/init
 EOF
 chmod +x "$root/init"
+cat > "$root/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+# busybox udhcpc's hook: apply the lease.
+case $1 in
+    deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+    bound|renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+        ;;
+esac
+exit 0
+EOF
+chmod +x "$root/etc/udhcpc.script"
+mkdir -p "$root/www"
+cat > "$root/www/index.html" <<'EOF'
+Hello from Debian's Linux, a PV domU of xen-rs (busybox httpd, netfront to dom0's netback).
+EOF
 cat > "$root/etc/inittab" <<'EOF'
 hvc0::respawn:-/bin/sh
 ::ctrlaltdel:/bin/poweroff

@@ -3,7 +3,8 @@
 //! initramfs `scripts/make-initramfs.sh` builds (busybox-static, xen-blkfront, xen-netfront), to
 //! a shell on its console. The test attaches dom0's serial line to that console (`console 1`),
 //! types a command and reads its output, writes a pattern to `/dev/xvda` (served by our blkback
-//! from the test's disk image), detaches (CTRL-]) and asks dom0's `shutdown 1`, which Linux obeys
+//! from the test's disk image), fetches the page busybox `httpd` serves in Linux over netfront,
+//! our netback and dom0's bridge (Linux's address from QEMU's DHCP), detaches (CTRL-]) and asks dom0's `shutdown 1`, which Linux obeys
 //! through xenstore (`control/shutdown`): it powers off cleanly, every frame returns, and the
 //! host finds the pattern in the image.
 //!
@@ -117,6 +118,17 @@ fn initramfs() -> Result<PathBuf, String> {
         .ok_or(format!("{} was not produced", path.display()))
 }
 
+/// `GET /` from 127.0.0.1:`port`: the whole answer, headers included.
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: linux\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly() {
@@ -134,6 +146,7 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
     let pattern = format!("xen-rs linux blkfront {nonce:016x}");
     let disk = build_dir().join(format!("linux-test-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 8 << 20]).expect("write the test disk");
+    let http = xtests::free_port();
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -141,12 +154,17 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
             (guest_kernel_image(), String::new()),
             (
                 kernel,
-                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic".into(),
+                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic dhcp-ip=10.0.2.21"
+                    .into(),
             ),
             (initrd, "initrd".into()),
         ],
         timeout: Duration::from_secs(600),
-        qemu_extra: xtests::virtio_disk_args(&disk),
+        qemu_extra: [
+            xtests::virtio_disk_args(&disk),
+            xtests::virtio_net_args(&[(http, "10.0.2.21", 80)]),
+        ]
+        .concat(),
     };
     let mut q = boot
         .spawn()
@@ -159,10 +177,23 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
                 panic!("no line with {needle:?} within {secs} s; log:\n{log}")
             })
     };
-    step(&mut q, REACHED, 400);
+    // netfront through our netback and dom0's bridge: DHCP from QEMU's network, then httpd.
+    step(&mut q, "xen-rs initramfs: eth0 is 10.0.2.21/24", 400);
+    step(&mut q, "xen-rs initramfs: httpd on port 80", 60);
+    step(&mut q, REACHED, 120);
     let shell_at = t0.elapsed();
     // The prompt, a partial line, printed by dom0 once Linux is quiet.
     step(&mut q, &format!("(d1) {PROMPT}"), 60);
+
+    // The host fetches Linux's page through QEMU's forward, dom0's NIC, bridge and netback.
+    let page = http_get(http).unwrap_or_else(|e| {
+        let log = q.log().join("\n");
+        panic!("GET from Linux's httpd failed: {e}; log:\n{log}")
+    });
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains("Hello from Debian's Linux"),
+        "Linux's page: {page}"
+    );
 
     // Attach, type, read the answer (not the echo of the command: $((6*7)) is the shell's).
     q.send_input(b"console 1\r").unwrap();
@@ -236,4 +267,40 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
         xtests::accel().name(),
         run.elapsed.as_secs_f64()
     );
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_linux_domu_that_panics_is_contained_and_its_frames_return() {
+    let kernel = match debian_kernel() {
+        Ok(k) => k,
+        Err(why) => {
+            println!("SKIPPED: Debian's Linux kernel is not available: {why}");
+            return;
+        }
+    };
+    // No initrd and no root device: Linux panics at the end of its boot (`oops=panic` makes
+    // any oops one too), which Xen PV turns into SCHEDOP_shutdown(crash).
+    let boot = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), String::new()),
+            (
+                kernel,
+                "name=linux mem=160M console=hvc0 earlyprintk=xen oops=panic".into(),
+            ),
+        ],
+        timeout: Duration::from_secs(300),
+        qemu_extra: Vec::new(),
+    };
+    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    let log = run.log.join("\n");
+    run.expect("VFS: Unable to mount root fs");
+    run.expect("toolstack: d1 (linux) crashed");
+    run.expect("toolstack: d1 (linux) destroyed");
+    let (before, after) = run.free_frames();
+    assert_eq!(after, Some(before), "every frame of d1 back; log:\n{log}");
+    run.expect("Hardware Dom0 halted: powering off");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
 }

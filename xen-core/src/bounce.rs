@@ -229,6 +229,29 @@ pub fn software_interrupt<M: MachineMemoryMut + ?Sized>(
     Some(create_bounce_frame(m, dom, regs, b))
 }
 
+/// Delivers an NMI sent with `VCPUOP_send_nmi` to the running vCPU, if one is pending and none is
+/// being handled (Xen's `process_nmi`): the pending flag is cleared, and if the guest has an NMI
+/// callback (trap table entry 2, `CALLBACKTYPE_nmi`) it gets an exception frame for vector 2 and
+/// further NMIs wait for its `iret`. Without a callback the NMI is dropped, as Xen's null trap
+/// bounce does. Returns whether a frame was built.
+pub fn deliver_nmi<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &mut Domain,
+    regs: &mut Regs,
+) -> Result<bool, CrashReason> {
+    let v = dom.vcpu_mut();
+    if !v.nmi_pending || v.nmi_masked {
+        return Ok(false);
+    }
+    v.nmi_pending = false;
+    if v.trap_ctxt[2].address == 0 {
+        return Ok(false);
+    }
+    v.nmi_masked = true;
+    inject_exception(m, dom, regs, 2, None, 0)?;
+    Ok(true)
+}
+
 /// Delivers a pending event upcall if the guest has events pending and unmasked. Returns whether
 /// one was delivered.
 pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(

@@ -128,6 +128,17 @@ impl<'a> BootOptions<'a> {
     }
 }
 
+/// Parses `vcpus=<n>` of a boot module's command line: how many vCPUs the domain gets, 1 to
+/// `max` (decimal; the caller passes `domain::MAX_VCPUS`). Anything else is `None` (the caller
+/// refuses the module).
+pub fn parse_vcpus(text: &str, max: usize) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 3 {
+        return None;
+    }
+    let n: usize = text.parse().ok()?;
+    (1..=max).contains(&n).then_some(n)
+}
+
 /// Parses Xen's size syntax (`parse_size_and_unit`): a decimal number with a B, K, M, G or T
 /// suffix; without a suffix the number is in KiB.
 pub fn parse_size(text: &str) -> Option<u64> {
@@ -167,6 +178,26 @@ pub fn parse_loglvl(value: &str) -> Option<LevelFilter> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vcpus_counts_from_one_to_max() {
+        use super::parse_vcpus;
+        assert_eq!(parse_vcpus("1", 8), Some(1));
+        assert_eq!(parse_vcpus("2", 8), Some(2));
+        assert_eq!(parse_vcpus("8", 8), Some(8));
+        for bad in [
+            "",
+            "0",
+            "9",
+            "-1",
+            "2x",
+            "0x2",
+            "99999999999999999999",
+            " 2",
+        ] {
+            assert_eq!(parse_vcpus(bad, 8), None, "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -54,12 +54,14 @@ pub trait Arch: Machine {
     fn take_pending_irqs(&mut self) -> u32;
     /// Whether any device interrupt line is unmasked (an interrupt could still wake the CPU).
     fn irq_lines_enabled(&self) -> bool;
-    /// Hands the CPU's per-vCPU register state (FPU, data segments) from the vCPU of slot `prev`
-    /// (saved; `None` if its domain is gone) to the vCPU of slot `next` (loaded), and drops every
-    /// TLB entry (a new address space). General registers are the caller's business.
+    /// Hands the CPU's per-vCPU register state (FPU, data segments) from the vCPU of scheduling
+    /// unit `prev` (saved; `None` if its domain is gone) to the vCPU of unit `next` (loaded), and
+    /// drops every TLB entry (a new address space). Units are `sched::core::unit(slot, vcpu)`.
+    /// General registers are the caller's business.
     fn context_switch(&mut self, prev: Option<usize>, next: usize);
-    /// Gives slot `slot` a new vCPU's initial FPU state and null data selectors.
-    fn reset_vcpu_state(&mut self, slot: usize);
+    /// Gives scheduling unit `unit` (a vCPU being initialised) the initial FPU state and null
+    /// data selectors.
+    fn reset_vcpu_state(&mut self, unit: usize);
     /// Drops every TLB entry, global ones included.
     fn flush_tlb_all(&mut self);
     /// Carries out the TLB, cache and CR3 work `req` records for the vCPU of `dom`, which is

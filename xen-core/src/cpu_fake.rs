@@ -25,15 +25,17 @@ pub struct FakeArch {
     pub irqs: u32,
     /// Whether a device line is unmasked.
     pub lines_enabled: bool,
-    /// Context switches: (previous slot, next slot).
+    /// Context switches between domains' slots: (previous slot, next slot).
     pub switches: Vec<(Option<usize>, usize)>,
+    /// Context switches as scheduling units (slot and vCPU): (previous unit, next unit).
+    pub unit_switches: Vec<(Option<usize>, usize)>,
     /// Full TLB flushes (outside context switches).
     pub tlb_flushes: u32,
     /// Flush requests performed, with the domain they were for.
     pub performed: Vec<(DomainId, FlushRequest)>,
     /// The domain whose vCPU state was loaded last.
     pub loaded: Option<DomainId>,
-    /// Slots whose vCPU state was reset.
+    /// Scheduling units whose vCPU state was reset.
     pub reset: Vec<usize>,
     /// The table the CPU runs on.
     pub l4: Mfn,
@@ -65,6 +67,7 @@ impl FakeArch {
             irqs: 0,
             lines_enabled: false,
             switches: Vec::new(),
+            unit_switches: Vec::new(),
             tlb_flushes: 0,
             performed: Vec::new(),
             loaded: None,
@@ -153,10 +156,12 @@ impl Arch for FakeArch {
         self.lines_enabled
     }
     fn context_switch(&mut self, prev: Option<usize>, next: usize) {
-        self.switches.push((prev, next));
+        let slot = |u: usize| u / crate::domain::MAX_VCPUS;
+        self.switches.push((prev.map(slot), slot(next)));
+        self.unit_switches.push((prev, next));
     }
-    fn reset_vcpu_state(&mut self, slot: usize) {
-        self.reset.push(slot);
+    fn reset_vcpu_state(&mut self, unit: usize) {
+        self.reset.push(unit);
     }
     fn flush_tlb_all(&mut self) {
         self.tlb_flushes += 1;

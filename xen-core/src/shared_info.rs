@@ -7,9 +7,10 @@
 //! bitmaps, the upcall flags, CR2 and the time records are all placed by one source.
 //!
 //! The view works over any [`SharedMemory`]: the frame in machine memory ([`MachineFrame`],
-//! [`MachineFrameMut`]), or plain bytes in host tests. Once the guest has moved vCPU 0's
+//! [`MachineFrameMut`]), or plain bytes in host tests. Once the guest has moved a vCPU's
 //! `vcpu_info` elsewhere (`VCPUOP_register_vcpu_info`), the machine views send the bytes of
-//! `vcpu_info[0]` (the first 64 bytes of shared_info) to the registered place instead, so every
+//! `vcpu_info[v]` (64 bytes at `v * 64` in shared_info) to the registered place instead
+//! ([`VcpuInfoMap`]), so every
 //! per-vCPU field (upcall pending and mask, pending selector, CR2, time) follows it, as Xen's
 //! `vcpu_info(v, field)` does. Where Xen uses a locked instruction
 //! (`test_and_set_bit` on `evtchn_pending`, `evtchn_mask`, `evtchn_pending_sel` and
@@ -264,11 +265,13 @@ fn read_bytes<const N: usize, M: MachineMemory + ?Sized>(m: &M, at: Maddr) -> [u
 pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<hypercall_abi::xen::VcpuInfo>();
 const _: () = assert!(offsets::vcpu_info(0) == 0);
 
-/// Where byte `offset` of shared_info is: in the frame at `base`, or, for `vcpu_info[0]` once
+pub use crate::domain::VcpuInfoMap;
+
+/// Where byte `offset` of shared_info is: in the frame at `base`, or, inside `vcpu_info[v]` once
 /// the guest registered another place for it, there.
-fn place(base: Maddr, vcpu0: Option<Maddr>, offset: usize) -> Maddr {
-    match vcpu0 {
-        Some(v) if offset < VCPU_INFO_SIZE => Maddr(v.0 + offset as u64),
+fn place(base: Maddr, map: VcpuInfoMap, offset: usize) -> Maddr {
+    match map.0.get(offset / VCPU_INFO_SIZE) {
+        Some(Some(v)) => Maddr(v.0 + (offset % VCPU_INFO_SIZE) as u64),
         _ => Maddr(base.0 + offset as u64),
     }
 }
@@ -277,34 +280,34 @@ fn place(base: Maddr, vcpu0: Option<Maddr>, offset: usize) -> Maddr {
 pub struct MachineFrame<'a, M: ?Sized> {
     m: &'a M,
     base: Maddr,
-    vcpu0: Option<Maddr>,
+    vcpu_info: VcpuInfoMap,
 }
 
 impl<'a, M: MachineMemory + ?Sized> MachineFrame<'a, M> {
     /// The frame `mfn` of `m`.
     pub fn new(m: &'a M, mfn: Mfn) -> Self {
-        Self::with_vcpu_info(m, mfn, None)
+        Self::with_vcpu_info(m, mfn, VcpuInfoMap::default())
     }
 
-    /// The frame `mfn` of `m`, with vCPU 0's `vcpu_info` at `vcpu0` if the guest moved it.
-    pub fn with_vcpu_info(m: &'a M, mfn: Mfn, vcpu0: Option<Maddr>) -> Self {
+    /// The frame `mfn` of `m`, with each vCPU's `vcpu_info` where `vcpu_info` says.
+    pub fn with_vcpu_info(m: &'a M, mfn: Mfn, vcpu_info: VcpuInfoMap) -> Self {
         MachineFrame {
             m,
             base: mfn.maddr(),
-            vcpu0,
+            vcpu_info,
         }
     }
 }
 
 impl<M: MachineMemory + ?Sized> SharedRead for MachineFrame<'_, M> {
     fn read_u8(&self, offset: usize) -> u8 {
-        read_bytes::<1, M>(self.m, place(self.base, self.vcpu0, offset))[0]
+        read_bytes::<1, M>(self.m, place(self.base, self.vcpu_info, offset))[0]
     }
     fn read_u32(&self, offset: usize) -> u32 {
-        u32::from_le_bytes(read_bytes(self.m, place(self.base, self.vcpu0, offset)))
+        u32::from_le_bytes(read_bytes(self.m, place(self.base, self.vcpu_info, offset)))
     }
     fn read_u64(&self, offset: usize) -> u64 {
-        u64::from_le_bytes(read_bytes(self.m, place(self.base, self.vcpu0, offset)))
+        u64::from_le_bytes(read_bytes(self.m, place(self.base, self.vcpu_info, offset)))
     }
 }
 
@@ -313,33 +316,33 @@ impl<M: MachineMemory + ?Sized> SharedRead for MachineFrame<'_, M> {
 pub struct MachineFrameMut<'a, M: ?Sized> {
     m: &'a mut M,
     base: Maddr,
-    vcpu0: Option<Maddr>,
+    vcpu_info: VcpuInfoMap,
 }
 
 impl<'a, M: MachineMemoryMut + ?Sized> MachineFrameMut<'a, M> {
     /// The frame `mfn` of `m`.
     pub fn new(m: &'a mut M, mfn: Mfn) -> Self {
-        Self::with_vcpu_info(m, mfn, None)
+        Self::with_vcpu_info(m, mfn, VcpuInfoMap::default())
     }
 
-    /// The frame `mfn` of `m`, with vCPU 0's `vcpu_info` at `vcpu0` if the guest moved it.
-    pub fn with_vcpu_info(m: &'a mut M, mfn: Mfn, vcpu0: Option<Maddr>) -> Self {
+    /// The frame `mfn` of `m`, with each vCPU's `vcpu_info` where `vcpu_info` says.
+    pub fn with_vcpu_info(m: &'a mut M, mfn: Mfn, vcpu_info: VcpuInfoMap) -> Self {
         MachineFrameMut {
             m,
             base: mfn.maddr(),
-            vcpu0,
+            vcpu_info,
         }
     }
 
     fn at(&self, offset: usize) -> Maddr {
-        place(self.base, self.vcpu0, offset)
+        place(self.base, self.vcpu_info, offset)
     }
 }
 
 forward_shared_read!([M: MachineMemoryMut + ?Sized] MachineFrameMut<'_, M>, |s| MachineFrame {
     m: &*s.m,
     base: s.base,
-    vcpu0: s.vcpu0,
+    vcpu_info: s.vcpu_info,
 });
 
 impl<M: MachineMemoryMut + ?Sized> SharedMemory for MachineFrameMut<'_, M> {
@@ -384,7 +387,7 @@ impl<'a, M: MachineMemoryMut + ?Sized> SharedInfoPage<MachineFrameMut<'a, M>> {
         SharedInfoPage(MachineFrameMut::with_vcpu_info(
             m,
             dom.shared_info,
-            dom.vcpu().vcpu_info_maddr(),
+            dom.vcpu_info_map(),
         ))
     }
 }
@@ -395,7 +398,7 @@ impl<'a, M: MachineMemory + ?Sized> SharedInfoPage<MachineFrame<'a, M>> {
         SharedInfoPage(MachineFrame::with_vcpu_info(
             m,
             dom.shared_info,
-            dom.vcpu().vcpu_info_maddr(),
+            dom.vcpu_info_map(),
         ))
     }
 }
@@ -571,26 +574,31 @@ impl<S: SharedMemory> SharedInfoPage<S> {
     }
 }
 
-// Shorthands over the view for vCPU 0 of a domain, the only vCPU the arch layer runs.
+// Shorthands over the view for the running vCPU of a domain (`Domain::vcpu_id`).
 
-/// Whether `dom`'s vCPU 0 has its event upcalls masked.
+/// Whether `dom`'s running vCPU has its event upcalls masked.
 pub fn upcall_mask<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of_domain(m, dom).upcall_mask(0)
+    SharedInfoPage::of_domain(m, dom).upcall_mask(dom.vcpu_id())
 }
 
-/// Sets or clears the upcall mask of `dom`'s vCPU 0.
+/// Sets or clears the upcall mask of `dom`'s running vCPU.
 pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
-    SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(0, masked);
+    SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(dom.vcpu_id(), masked);
 }
 
-/// Whether an event upcall is pending and unmasked for `dom`'s vCPU 0.
+/// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of_domain(m, dom).upcall_deliverable(0)
+    SharedInfoPage::of_domain(m, dom).upcall_deliverable(dom.vcpu_id())
 }
 
-/// Whether an event upcall is pending for `dom`'s vCPU 0.
+/// Whether an event upcall is pending for `dom`'s running vCPU.
 pub fn upcall_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of_domain(m, dom).upcall_pending(0)
+    SharedInfoPage::of_domain(m, dom).upcall_pending(dom.vcpu_id())
+}
+
+/// Whether an event upcall is pending for `dom`'s vCPU `vcpu`.
+pub fn upcall_pending_of<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, vcpu: u32) -> bool {
+    SharedInfoPage::of_domain(m, dom).upcall_pending(vcpu)
 }
 
 /// Whether event channel `port` of `dom` is pending (its bit in `evtchn_pending`).
@@ -598,14 +606,14 @@ pub fn port_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, port: u32) -
     SharedInfoPage::of_domain(m, dom).evtchn_pending(port)
 }
 
-/// Records a page-fault address where `dom`'s handler reads it (vCPU 0).
+/// Records a page-fault address where `dom`'s handler reads it (the running vCPU's).
 pub fn set_cr2<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, cr2: u64) {
-    SharedInfoPage::of_domain_mut(m, dom).set_cr2(0, cr2);
+    SharedInfoPage::of_domain_mut(m, dom).set_cr2(dom.vcpu_id(), cr2);
 }
 
-/// The page-fault address last given to `dom`'s vCPU 0.
+/// The page-fault address last given to `dom`'s running vCPU.
 pub fn cr2<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> u64 {
-    SharedInfoPage::of_domain(m, dom).cr2(0)
+    SharedInfoPage::of_domain(m, dom).cr2(dom.vcpu_id())
 }
 
 #[cfg(test)]

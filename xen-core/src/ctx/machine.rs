@@ -82,7 +82,8 @@ pub(crate) fn preempt_check<R: MachineMemory + ?Sized>(
     p: &dyn Preempt,
     mem: &R,
     shared_info: Mfn,
-    vcpu0: Option<crate::mm::Maddr>,
+    vcpu_info: crate::shared_info::VcpuInfoMap,
+    vcpu: u32,
 ) -> bool {
     if p.pending() {
         return true;
@@ -90,7 +91,7 @@ pub(crate) fn preempt_check<R: MachineMemory + ?Sized>(
     let page = SharedInfoPage(crate::shared_info::MachineFrame::with_vcpu_info(
         mem,
         shared_info,
-        vcpu0,
+        vcpu_info,
     ));
-    page.upcall_pending(0) && !page.upcall_mask(0)
+    page.upcall_pending(vcpu) && !page.upcall_mask(vcpu)
 }

@@ -75,7 +75,8 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
             self.m.preemption(),
             &*self.m,
             self.dom.shared_info,
-            self.dom.vcpu().vcpu_info_maddr(),
+            self.dom.vcpu_info_map(),
+            self.dom.vcpu_id(),
         )
     }
 

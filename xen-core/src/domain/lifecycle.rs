@@ -157,9 +157,12 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     // dom0 destroyed it from its own entry (`XEN_DOMCTL_destroydomain`), so the CPU runs on
     // dom0's tables, not on the dying domain's, whose L4s are released here.
     if let Some(g) = doms.guest(slot) {
-        let tables = [Some(g.dom.vcpu().l4), g.dom.vcpu().user_l4];
+        let running = hv.arch.running_l4();
         assert!(
-            !tables.contains(&Some(hv.arch.running_l4())),
+            !g.dom
+                .vcpus
+                .iter()
+                .any(|v| v.l4 == running || v.user_l4 == Some(running)),
             "destroying d{} while the CPU runs on its page tables",
             g.dom.id
         );

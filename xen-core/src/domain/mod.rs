@@ -133,6 +133,19 @@ pub struct Vcpu {
     pub flush: FlushRequest,
     /// Event counters, read by the teaching lab ([`Domain::perf`]).
     pub perf: PerfCounters,
+    /// Initialised: vCPU 0 by the domain builder, the others by `VCPUOP_initialise` (Xen's
+    /// `is_initialised`). Only an initialised vCPU can be brought up.
+    pub initialised: bool,
+    /// Up (online): not `_VPF_down`. Only an up vCPU runs; the domain shuts down when the
+    /// last one goes down (`VCPUOP_down`).
+    pub up: bool,
+    /// An NMI is waiting for delivery (`VCPUOP_send_nmi`, Xen's `nmi_pending`).
+    pub nmi_pending: bool,
+    /// An NMI is being handled: no other is delivered until the guest's `iret` (Xen's
+    /// `async_exception_mask` bit for NMIs).
+    pub nmi_masked: bool,
+    /// Its runstate (`vcpu_runstate_info`): the state, since when, and the time spent in each.
+    pub runstate: Runstate,
     /// The virtual I/O privilege level, 0..=3 (`PHYSDEVOP_set_iopl`, Xen's `arch.pv.iopl`):
     /// port I/O from the guest kernel is emulated when it is at least 1, from guest user mode
     /// when it is 3 (`emulate::iopl_ok`). The real RFLAGS.IOPL stays 0, so every port access
@@ -344,6 +357,69 @@ impl Default for Vcpu {
             flush: FlushRequest::default(),
             perf: PerfCounters::default(),
             iopl: 0,
+            initialised: false,
+            up: false,
+            nmi_pending: false,
+            nmi_masked: false,
+            runstate: Runstate::default(),
+        }
+    }
+}
+
+/// A vCPU's runstate accounting (`struct vcpu_runstate_info`, `public/vcpu.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Runstate {
+    /// RUNSTATE_* it is in.
+    pub state: i32,
+    /// System time it entered that state.
+    pub entry: u64,
+    /// Time spent in each RUNSTATE_* (running, runnable, blocked, offline), not counting the
+    /// current stretch.
+    pub time: [u64; 4],
+}
+
+impl Default for Runstate {
+    fn default() -> Self {
+        Runstate {
+            state: hypercall_abi::vcpu::RUNSTATE_offline,
+            entry: 0,
+            time: [0; 4],
+        }
+    }
+}
+
+impl Runstate {
+    /// Moves to `state` at `now` (nothing if it is in it already), adding the time spent in the
+    /// old one.
+    pub fn set(&mut self, state: i32, now: u64) {
+        if state == self.state {
+            return;
+        }
+        if let Some(t) = usize::try_from(self.state)
+            .ok()
+            .and_then(|i| self.time.get_mut(i))
+        {
+            *t += now.saturating_sub(self.entry);
+        }
+        self.state = state;
+        self.entry = now;
+    }
+
+    /// The record as the guest reads it at `now` (Xen's `vcpu_runstate_get`: the current
+    /// stretch counted in).
+    pub fn info(&self, now: u64) -> hypercall_abi::vcpu::VcpuRunstateInfo {
+        let mut time = self.time;
+        if let Some(t) = usize::try_from(self.state)
+            .ok()
+            .and_then(|i| time.get_mut(i))
+        {
+            *t += now.saturating_sub(self.entry);
+        }
+        hypercall_abi::vcpu::VcpuRunstateInfo {
+            state: self.state,
+            state_entry_time: self.entry,
+            time,
+            ..Default::default()
         }
     }
 }
@@ -390,6 +466,11 @@ pub struct Domain {
 /// every domain slot reserves room for all of them; and 8 stays below `XEN_LEGACY_MAX_VCPUS`
 /// (32), so every vCPU has its `vcpu_info` in shared_info without `VCPUOP_register_vcpu_info`.
 pub const MAX_VCPUS: usize = 8;
+
+/// Where each vCPU's `vcpu_info` lives once the guest moved it out of shared_info
+/// (`VCPUOP_register_vcpu_info`), by vCPU id; `None`: in its `vcpu_info[]` slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuInfoMap(pub [Option<crate::mm::Maddr>; MAX_VCPUS]);
 
 /// Most frames the FIFO ABI can hold for a domain: a control block per legacy vCPU slot and
 /// every event array page (`EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`).
@@ -443,6 +524,12 @@ impl Domain {
             watchdogs: [None; 2],
             vcpus: one_vcpu(Vcpu {
                 l4,
+                initialised: true,
+                up: true,
+                runstate: Runstate {
+                    state: hypercall_abi::vcpu::RUNSTATE_running,
+                    ..Runstate::default()
+                },
                 ..Vcpu::default()
             }),
             cur_vcpu: 0,
@@ -467,6 +554,40 @@ impl Domain {
     #[inline]
     pub fn vcpu_id(&self) -> u32 {
         self.cur_vcpu as u32
+    }
+
+    /// Gives the domain `n` vCPUs in all (Xen's `max_vcpus`, at most [`MAX_VCPUS`]; at least
+    /// the one it has): the new ones are neither initialised nor up, as Xen's `vcpu_create`
+    /// leaves them until `VCPUOP_initialise` and `VCPUOP_up`.
+    pub fn set_max_vcpus(&mut self, n: usize) {
+        while self.vcpus.len() < n.min(MAX_VCPUS) {
+            // Cannot fail: below MAX_VCPUS.
+            let _ = self.vcpus.push(Vcpu::default());
+        }
+    }
+
+    /// vCPU `id`, if the domain has it (Xen's `domain_vcpu`).
+    pub fn vcpu_by_id(&self, id: u32) -> Option<&Vcpu> {
+        self.vcpus.get(usize::try_from(id).ok()?)
+    }
+
+    /// vCPU `id`, mutably.
+    pub fn vcpu_by_id_mut(&mut self, id: u32) -> Option<&mut Vcpu> {
+        self.vcpus.get_mut(usize::try_from(id).ok()?)
+    }
+
+    /// How many vCPUs are up (`nr_online_vcpus`).
+    pub fn nr_online(&self) -> u32 {
+        self.vcpus.iter().filter(|v| v.up).count() as u32
+    }
+
+    /// Where each vCPU's `vcpu_info` is, if the guest moved it out of shared_info.
+    pub fn vcpu_info_map(&self) -> VcpuInfoMap {
+        let mut map = VcpuInfoMap::default();
+        for (slot, v) in map.0.iter_mut().zip(self.vcpus.iter()) {
+            *slot = v.vcpu_info_maddr();
+        }
+        map
     }
 
     /// The top-level table the vCPU runs on in its current mode (Xen's `update_cr3`: the kernel's

@@ -103,9 +103,9 @@ impl DomainSet {
         self.guests.iter().position(Option::is_none)
     }
 
-    /// Puts `guest` in free slot `slot` with a fresh port table (one vCPU, `max_port`).
+    /// Puts `guest` in free slot `slot` with a fresh port table (for its vCPUs, `max_port`).
     pub fn install(&mut self, slot: usize, guest: DomainEntry, max_port: u32) {
-        self.ports[slot].reset(1, max_port);
+        self.ports[slot].reset(guest.dom.vcpus.len() as u32, max_port);
         self.grants[slot].reset();
         self.guests[slot] = Some(guest);
     }

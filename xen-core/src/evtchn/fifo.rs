@@ -392,8 +392,7 @@ impl<M: crate::mm::MachineMemory + ?Sized> FifoMemory for ReadOnly<'_, M> {
     }
 }
 
-/// Whether `port` of the domain whose shared_info is `shared_info` (vCPU 0's `vcpu_info` at
-/// `vcpu0` if moved) is pending, whichever ABI it uses (Xen's `evtchn_port_is_pending`).
+/// Whether `port` of `dom` is pending, whichever ABI it uses (Xen's `evtchn_port_is_pending`).
 pub fn port_pending<M: crate::mm::MachineMemory + ?Sized>(
     m: &M,
     dom: &crate::domain::Domain,

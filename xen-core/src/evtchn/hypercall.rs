@@ -33,16 +33,16 @@ use crate::shared_info::{
 pub struct SharedFrame<'a, 'm, M: ?Sized> {
     m: &'a RefCell<&'m mut M>,
     mfn: Mfn,
-    /// vCPU 0's `vcpu_info`, if the guest moved it out of shared_info.
-    vcpu0: Option<Maddr>,
+    /// Where the guest moved its vCPUs' `vcpu_info`s, if it did.
+    vcpu_info: crate::shared_info::VcpuInfoMap,
 }
 
 // Each access borrows the machine for just its own length.
 forward_shared_read!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
-    MachineFrame::with_vcpu_info(&**s.m.borrow(), s.mfn, s.vcpu0)
+    MachineFrame::with_vcpu_info(&**s.m.borrow(), s.mfn, s.vcpu_info)
 });
 forward_shared_memory!([M: MachineMemoryMut + ?Sized] SharedFrame<'_, '_, M>, |s| {
-    MachineFrameMut::with_vcpu_info(&mut **s.m.borrow_mut(), s.mfn, s.vcpu0)
+    MachineFrameMut::with_vcpu_info(&mut **s.m.borrow_mut(), s.mfn, s.vcpu_info)
 });
 
 // FIFO event words and control blocks: aligned u32s in the domain's frames, through the machine.
@@ -115,7 +115,7 @@ impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
             shared: SharedFrame {
                 m,
                 mfn: dom.shared_info,
-                vcpu0: dom.vcpu().vcpu_info_maddr(),
+                vcpu_info: dom.vcpu_info_map(),
             },
         });
     }
@@ -212,7 +212,7 @@ fn init_control<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
     let shared = crate::shared_info::MachineFrame::with_vcpu_info(
         &*ctx.m,
         ctx.dom.shared_info,
-        ctx.dom.vcpu().vcpu_info_maddr(),
+        ctx.dom.vcpu_info_map(),
     );
     let block = Maddr(mfn.maddr().0 + u64::from(a.offset));
     fifo::init_control(ctx.events, &shared, a.vcpu, block);
@@ -274,9 +274,13 @@ fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: 
     // (Xen's `evtchn_check_pollers`): any domain polling is looked at again.
     if op == EVTCHNOP_send && outcome.result.is_ok() {
         for g in ctx.others.iter() {
-            if g.dom.vcpu().poll.is_some() {
+            if g.dom.vcpus.iter().any(|v| v.poll.is_some()) {
                 ctx.fx.kicks.add(g.dom.id);
             }
+        }
+        // Another vCPU of the caller may be polling (an IPI).
+        if ctx.dom.vcpus.iter().any(|v| v.poll.is_some()) {
+            ctx.fx.kicks.add(ctx.dom.id);
         }
     }
     outcome.result.map(|()| 0).map_err(|e: Errno| e)
@@ -298,16 +302,28 @@ fn with_domain<M: MachineMemoryMut + ?Sized, R>(
     f(&mut doms, dom.id)
 }
 
-/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a timer tick, ...). The scheduler's
-/// pass that follows wakes the vCPU if the upcall became pending (`sched::wake`).
+/// Raises `virq` on the domain's vCPU 0 from the hypervisor (a global VIRQ, ...). The
+/// scheduler's pass that follows wakes the vCPU if the upcall became pending (`sched::wake`).
 pub fn send_virq<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
     virq: u32,
 ) {
+    send_vcpu_virq(m, dom, ports, 0, virq);
+}
+
+/// Raises per-vCPU `virq` (`VIRQ_TIMER`, ...) on vCPU `vcpu` of the domain: the port that vCPU
+/// bound for it, notifying that vCPU (Xen's `send_guest_vcpu_virq`).
+pub fn send_vcpu_virq<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &Domain,
+    ports: &mut PortTable,
+    vcpu: u32,
+    virq: u32,
+) {
     with_domain(m, dom, ports, |doms, id| {
-        let _ = evtchn::send_virq(doms, id, 0, virq);
+        let _ = evtchn::send_virq(doms, id, vcpu, virq);
     });
 }
 

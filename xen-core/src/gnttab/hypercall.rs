@@ -139,12 +139,12 @@ fn run_op<M: Machine + ?Sized>(
     count: u32,
 ) -> Result<Ran, Errno> {
     let shared_info = ctx.dom.shared_info;
-    let vcpu0 = ctx.dom.vcpu().vcpu_info_maddr();
+    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
-        i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu0)
+        i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu_info, vcpu)
     };
     let l4 = ctx.dom.vcpu().l4;
     let me = ctx.dom.id;

@@ -43,14 +43,16 @@ const SHUTDOWN_CODE_INVALID: u32 = !0;
 /// with `SCHEDOP_shutdown_code`; a crashed domain reports `SHUTDOWN_crash` unless it had set a
 /// code first (`domain_crash` goes through `domain_shutdown`, where an earlier code wins).
 ///
-/// One vCPU, id 0, always online; no XSM label, handle, CPU pool or emulated devices (PV).
+/// `max_vcpu_id` is the domain's highest vCPU id, `nr_online_vcpus` how many are up; blocked
+/// means every vCPU that is up is blocked or polling (Xen's `getdomaininfo`); no XSM label, handle, CPU pool or emulated devices (PV).
 pub(super) fn domain_info(dom: &Domain, cpu_time: u64, dying: bool) -> XenDomctlGetdomaininfo {
     let code = match dom.shutdown {
         Some(Shutdown::Requested(code)) => code,
         Some(Shutdown::Crashed(_)) => dom.shutdown_code.unwrap_or(SHUTDOWN_crash),
         None => dom.shutdown_code.unwrap_or(SHUTDOWN_CODE_INVALID),
     };
-    let blocked = dom.vcpu().blocked || dom.vcpu().poll.is_some();
+    let up = || dom.vcpus.iter().filter(|v| v.up);
+    let blocked = up().count() > 0 && up().all(|v| v.blocked || v.poll.is_some());
     let mut flags = code << XEN_DOMINF_shutdownshift;
     if dom.shutdown.is_some() {
         flags |= XEN_DOMINF_shutdown;
@@ -71,8 +73,8 @@ pub(super) fn domain_info(dom: &Domain, cpu_time: u64, dying: bool) -> XenDomctl
         // A PV domain is not translated: Xen's `mfn_to_gfn` gives the machine frame back.
         shared_info_frame: dom.shared_info.0,
         cpu_time,
-        nr_online_vcpus: 1,
-        max_vcpu_id: 0,
+        nr_online_vcpus: dom.nr_online(),
+        max_vcpu_id: dom.vcpus.len().saturating_sub(1) as u32,
         ..Default::default()
     }
 }

@@ -39,6 +39,22 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
         .map(|c| Mfn(u64::from_le_bytes(c.try_into().expect("8 bytes"))))
         .collect();
 
+    install_gdt(ctx, &frames, entries as u32).map(|()| 0)
+}
+
+/// `pv_set_gdt`: installs `frames` (the first `entries.div_ceil(512)` of them) as the running
+/// vCPU's GDT of `entries` entries, each frame taking a general and a segment-descriptor type
+/// reference (-EINVAL if one cannot), then releases the old frames.
+pub(super) fn install_gdt<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    frames: &[Mfn],
+    entries: u32,
+) -> Result<(), Errno> {
+    if u64::from(entries) > FIRST_RESERVED_GDT_ENTRY {
+        return Err(Errno::EINVAL);
+    }
+    let nr_frames = u64::from(entries).div_ceil(ENTRIES_PER_FRAME) as usize;
+    let frames: heapless::Vec<Mfn, 16> = frames.iter().take(nr_frames).copied().collect();
     let id = ctx.dom.id;
     let Some((mm, mem)) = ctx.m.mm() else {
         return Err(Errno::ENOSYS);
@@ -63,8 +79,8 @@ pub(super) fn set_gdt<M: Machine + ?Sized>(
     }
     pt.flush.flush_all(pt.perf);
     ctx.dom.vcpu_mut().gdt_frames = frames;
-    ctx.dom.vcpu_mut().gdt_ents = entries as u32;
-    Ok(0)
+    ctx.dom.vcpu_mut().gdt_ents = entries;
+    Ok(())
 }
 
 /// `update_descriptor(maddr, desc)`: writes descriptor `desc`, checked and fixed up as

@@ -87,3 +87,5 @@ mod table_tests;
 mod tests;
 #[cfg(test)]
 mod user_mode_tests;
+#[cfg(test)]
+mod vcpu_tests;

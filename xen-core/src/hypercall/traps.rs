@@ -52,6 +52,9 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
         ctx.fx.crash = Some("fault while reading the iret context from the guest stack");
         return Ok(0);
     };
+    // The end of an NMI handler, or of any frame: NMIs may be delivered again
+    // (`async_exception_cleanup`).
+    ctx.dom.vcpu_mut().nmi_masked = false;
     // Returning to user mode? Hypercalls come from kernel mode only, so this is a toggle to user.
     if saved.cs & 3 == 3 {
         if let Err(why) = ctx.dom.toggle_guest_mode() {

@@ -14,7 +14,7 @@ use crate::cpu::{printk, Arch, Hv};
 use crate::ctx::Kicks;
 use crate::domain::lifecycle;
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
-use crate::domain::Shutdown;
+use crate::domain::{Shutdown, MAX_VCPUS};
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
 use crate::regs::Regs;
@@ -24,8 +24,8 @@ use super::{wake, Candidate};
 /// How often an idle CPU looks at the serial line while dom0 waits for input.
 pub const CONSOLE_POLL_NS: u64 = 20_000_000;
 
-/// Gives the CPU to the vCPU in `hv.sched.cur` for the first time: returns the registers to enter
-/// it with.
+/// Gives the CPU to the current vCPU of the domain in `hv.sched.cur` for the first time: returns
+/// the registers to enter it with.
 pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
     let g = doms.guest_mut(hv.sched.cur).expect("a domain to run");
     g.sched.dispatches += 1;
@@ -33,11 +33,36 @@ pub fn start<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Regs {
     g.dom.vcpu().regs
 }
 
-/// Whether a vCPU could run now.
+/// The scheduling unit of vCPU `vcpu` of the domain in `slot`: what [`super::pick`] and the
+/// arch layer's per-vCPU state are indexed by.
+#[inline]
+pub fn unit(slot: usize, vcpu: usize) -> usize {
+    slot * MAX_VCPUS + vcpu
+}
+
+/// Whether vCPU `v` of a domain could run now: up, not blocked or polling, its domain neither
+/// shut down nor dying.
+#[inline]
+pub fn vcpu_runnable(g: &DomainEntry, v: usize) -> bool {
+    g.dom.vcpus.get(v).is_some_and(|v| {
+        v.up && !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
+    })
+}
+
+/// Whether the domain's current vCPU (the one running, or that ran last) could run now.
 #[inline]
 pub fn runnable(g: &DomainEntry) -> bool {
-    let v = g.dom.vcpu();
-    !v.blocked && v.poll.is_none() && g.dom.shutdown.is_none() && !g.destroy
+    vcpu_runnable(g, g.dom.cur_vcpu)
+}
+
+/// The runstate vCPU `v` of a domain is in when it does not run.
+fn idle_runstate(g: &DomainEntry, v: usize) -> i32 {
+    use hypercall_abi::vcpu::{RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_runnable};
+    match g.dom.vcpus.get(v) {
+        Some(vc) if !vc.up || g.dom.shutdown.is_some() => RUNSTATE_offline,
+        Some(vc) if vc.blocked || vc.poll.is_some() => RUNSTATE_blocked,
+        _ => RUNSTATE_runnable,
+    }
 }
 
 /// What brought the CPU into the hypervisor from a guest, as the way out needs to know it.
@@ -111,6 +136,10 @@ pub fn exit_to_guest<A: Arch>(
             .guest_mut(hv.sched.cur)
             .expect("the scheduler picked a domain");
         g.dom.vcpu_mut().yielded = false;
+        if let Err(why) = bounce::deliver_nmi(&mut hv.arch, &mut g.dom, regs) {
+            g.dom.shutdown = Some(Shutdown::Crashed(why));
+            continue;
+        }
         if let Err(why) = bounce::deliver_upcall(&mut hv.arch, &mut g.dom, regs) {
             g.dom.shutdown = Some(Shutdown::Crashed(why));
             continue;
@@ -150,6 +179,10 @@ fn may_go_on<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> bool {
         return false;
     };
     run_timers(&mut hv.arch, g, ports, true, now);
+    // A timer of another vCPU of this domain may have woken it: the full pass then decides.
+    if wake::wake_if_due(&hv.arch, g, ports, now) && g.dom.vcpus.len() > 1 {
+        return false;
+    }
     runnable(g) && !g.dom.vcpu().yielded && !g.destroy
 }
 
@@ -171,21 +204,26 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
             lifecycle::reap(hv);
         }
 
-        let cands: heapless::Vec<Candidate, MAX_DOMAINS> = doms
-            .slots()
-            .map(|(slot, g)| Candidate {
-                slot,
-                runnable: runnable(g),
-            })
-            .collect();
+        let mut cands: heapless::Vec<Candidate, { MAX_DOMAINS * MAX_VCPUS }> = heapless::Vec::new();
+        for (slot, g) in doms.slots() {
+            for v in 0..g.dom.vcpus.len() {
+                // Cannot fail: at most MAX_VCPUS vCPUs in each of MAX_DOMAINS slots.
+                let _ = cands.push(Candidate {
+                    unit: unit(slot, v),
+                    runnable: vcpu_runnable(g, v),
+                });
+            }
+        }
         let cur = hv.sched.cur;
+        let cur_unit = unit(cur, doms.guest(cur).map_or(0, |g| g.dom.cur_vcpu));
         let keep = doms
             .guest(cur)
             .is_some_and(|g| !g.dom.vcpu().yielded && now < hv.sched.slice_end);
-        match super::pick(&cands, cur, keep) {
-            Some(next) => {
-                if next != cur || doms.guest(cur).is_none() {
-                    switch_to(hv, doms, regs, next, now);
+        match super::pick(&cands, cur_unit, keep) {
+            Some(next_unit) => {
+                let next = next_unit / MAX_VCPUS;
+                if next_unit != cur_unit || doms.guest(cur).is_none() {
+                    switch_to(hv, doms, regs, next, next_unit % MAX_VCPUS, now);
                 } else if now >= hv.sched.slice_end
                     || doms.guest(next).is_some_and(|g| g.dom.vcpu().yielded)
                 {
@@ -200,34 +238,44 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
     }
 }
 
-/// Hands the CPU from the vCPU in `hv.sched.cur` (if its domain still exists) to the one in
-/// `next`: its registers into `regs`, the accounting, and the arch's context switch.
+/// Hands the CPU from the current vCPU of the domain in `hv.sched.cur` (if it still exists) to
+/// vCPU `vcpu` of the domain in `next`: its registers into `regs`, the runstates, the
+/// accounting, and the arch's context switch.
 fn switch_to<A: Arch>(
     hv: &mut Hv<A>,
     doms: &mut DomainSet,
     regs: &mut Regs,
     next: usize,
+    vcpu: usize,
     now: u64,
 ) {
     let cur = hv.sched.cur;
     let prev = match doms.guest_mut(cur) {
         Some(prev) => {
+            let pv = prev.dom.cur_vcpu;
             prev.dom.vcpu_mut().regs = *regs;
             prev.sched.run_ns += now.saturating_sub(hv.sched.run_start);
             if runnable(prev) && !prev.dom.vcpu().yielded {
                 prev.sched.preemptions += 1;
             }
-            Some(cur)
+            let state = idle_runstate(prev, pv);
+            prev.dom.vcpu_mut().runstate.set(state, now);
+            Some(unit(cur, pv))
         }
         None => None,
     };
     let g = doms
         .guest_mut(next)
         .expect("picked from the existing domains");
+    g.dom.cur_vcpu = vcpu.min(g.dom.vcpus.len().saturating_sub(1));
     *regs = g.dom.vcpu().regs;
     g.sched.dispatches += 1;
     g.dom.vcpu_mut().perf.dispatches += 1;
-    hv.arch.context_switch(prev, next);
+    g.dom
+        .vcpu_mut()
+        .runstate
+        .set(hypercall_abi::vcpu::RUNSTATE_running, now);
+    hv.arch.context_switch(prev, unit(next, g.dom.cur_vcpu));
     hv.sched.cur = next;
     hv.sched.run_start = now;
     hv.sched.slice_end = now + super::slice_ns(g.sched.weight);
@@ -239,7 +287,7 @@ fn switch_to<A: Arch>(
 fn idle<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
     let next = doms
         .slots()
-        .filter_map(|(_, g)| next_deadline(g, false))
+        .filter_map(|(_, g)| next_deadline(g, None))
         .min();
     // Serial input is polled, not interrupt-driven: while dom0 listens for it (VIRQ_CONSOLE
     // bound), wake up every 20 ms to look.
@@ -276,10 +324,10 @@ fn idle<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
     lifecycle::reap(hv);
 }
 
-/// Fires what is due for one domain: the single-shot timer and (while the vCPU runs) the
-/// periodic timer send VIRQ_TIMER; an expired watchdog shuts the domain down
-/// (`SHUTDOWN_watchdog`). A vCPU that does not run has no periodic ticks (Xen stops the periodic
-/// timer of a descheduled vCPU and catches up when it runs again).
+/// Fires what is due for one domain: each vCPU's single-shot timer and (for the vCPU that runs,
+/// if `running`) its periodic timer send that vCPU's VIRQ_TIMER; an expired watchdog shuts the
+/// domain down (`SHUTDOWN_watchdog`). A vCPU that does not run has no periodic ticks (Xen stops
+/// the periodic timer of a descheduled vCPU and catches up when it runs again).
 pub fn run_timers<A: Arch>(
     arch: &mut A,
     g: &mut DomainEntry,
@@ -287,23 +335,36 @@ pub fn run_timers<A: Arch>(
     running: bool,
     now: u64,
 ) {
-    let v = g.dom.vcpu_mut();
-    let mut fire = false;
-    if v.timer_deadline.is_some_and(|d| d <= now) {
-        v.timer_deadline = None;
-        fire = true;
-    }
-    if running && v.periodic_period != 0 && v.next_periodic <= now {
-        // Xen's periodic timer catches up by whole periods.
-        let behind = (now - v.next_periodic) / v.periodic_period + 1;
-        v.next_periodic += behind * v.periodic_period;
-        fire = true;
-    }
-    if fire && g.dom.shutdown.is_none() {
-        // Refresh the guest's time record with each tick, as Xen's `update_vcpu_system_time`
-        // does, so its extrapolation from the TSC never runs far.
-        arch.publish_time(&g.dom);
-        event_channel::send_virq(arch, &g.dom, ports, hypercall_abi::xen::VIRQ_TIMER);
+    let cur = g.dom.cur_vcpu;
+    let mut published = false;
+    for id in 0..g.dom.vcpus.len() {
+        let v = &mut g.dom.vcpus[id];
+        let mut fire = false;
+        if v.timer_deadline.is_some_and(|d| d <= now) {
+            v.timer_deadline = None;
+            fire = true;
+        }
+        if running && id == cur && v.periodic_period != 0 && v.next_periodic <= now {
+            // Xen's periodic timer catches up by whole periods.
+            let behind = (now - v.next_periodic) / v.periodic_period + 1;
+            v.next_periodic += behind * v.periodic_period;
+            fire = true;
+        }
+        if fire && g.dom.shutdown.is_none() {
+            // Refresh the guest's time record with each tick, as Xen's
+            // `update_vcpu_system_time` does, so its extrapolation from the TSC never runs far.
+            if !published {
+                arch.publish_time(&g.dom);
+                published = true;
+            }
+            event_channel::send_vcpu_virq(
+                arch,
+                &g.dom,
+                ports,
+                id as u32,
+                hypercall_abi::xen::VIRQ_TIMER,
+            );
+        }
     }
     // Xen's `domain_watchdog_timeout`: a domain already shutting down is left alone; otherwise
     // `domain_shutdown(d, SHUTDOWN_watchdog)`, where a code set by `SCHEDOP_shutdown_code` wins.
@@ -317,21 +378,28 @@ pub fn run_timers<A: Arch>(
     }
 }
 
-/// The next moment something is due for a domain's vCPU.
-pub fn next_deadline(g: &DomainEntry, running: bool) -> Option<u64> {
+/// The next moment something is due for a domain's vCPUs: their single-shot timers and poll
+/// deadlines, the periodic timer of `running` (the vCPU that runs, if it is this domain's), and
+/// the domain's watchdogs.
+pub fn next_deadline(g: &DomainEntry, running: Option<usize>) -> Option<u64> {
     if g.dom.shutdown.is_some() {
         return None;
     }
-    let v = g.dom.vcpu();
-    let periodic = (running && v.periodic_period != 0).then_some(v.next_periodic);
-    let poll = v.poll.as_ref().and_then(|p| p.deadline);
     // Plain comparisons rather than an iterator chain: the way out asks this of every domain.
     let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
     };
-    let mut next = earlier(earlier(v.timer_deadline, periodic), poll);
+    let mut next = None;
+    for (id, v) in g.dom.vcpus.iter().enumerate() {
+        if !v.up {
+            continue;
+        }
+        let periodic = (running == Some(id) && v.periodic_period != 0).then_some(v.next_periodic);
+        let poll = v.poll.as_ref().and_then(|p| p.deadline);
+        next = earlier(next, earlier(earlier(v.timer_deadline, periodic), poll));
+    }
     for &w in &g.dom.watchdogs {
         next = earlier(next, w);
     }
@@ -349,17 +417,22 @@ fn arm_next_timer<A: Arch>(hv: &mut Hv<A>, doms: &DomainSet, full: bool) {
         let mut others_runnable = false;
         for (slot, g) in doms.slots() {
             if slot != s.cur {
-                if let Some(d) = next_deadline(g, false) {
+                if let Some(d) = next_deadline(g, None) {
                     others_next = Some(others_next.map_or(d, |n| n.min(d)));
                 }
-                others_runnable |= runnable(g);
             }
+            // Any other vCPU, of this domain too, that could take the CPU.
+            others_runnable |= (0..g.dom.vcpus.len())
+                .any(|v| (slot != s.cur || v != g.dom.cur_vcpu) && vcpu_runnable(g, v));
         }
         s.others_next = others_next;
         s.others_runnable = others_runnable;
     }
     let mut next = s.others_next;
-    if let Some(d) = doms.guest(s.cur).and_then(|g| next_deadline(g, true)) {
+    if let Some(d) = doms
+        .guest(s.cur)
+        .and_then(|g| next_deadline(g, Some(g.dom.cur_vcpu)))
+    {
         next = Some(next.map_or(d, |n| n.min(d)));
     }
     if s.others_runnable {

@@ -308,3 +308,100 @@ fn a_timer_tick_reads_the_debug_keys_and_runs_the_full_pass() {
     );
     assert!(hv.arch.out.starts_with("'q' domains"), "{}", hv.arch.out);
 }
+
+/// Domain 1 of [`world`] with a second vCPU, initialised and up (registers at 0x2100).
+fn world_with_two_vcpus() -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
+    let (mut hv, mut set, regs) = world();
+    let d = &mut set.guest_mut(1).unwrap().dom;
+    d.set_max_vcpus(2);
+    let v = &mut d.vcpus[1];
+    v.initialised = true;
+    v.up = true;
+    v.periodic_period = 0;
+    v.regs.rip = 0x2100;
+    let d = d.clone();
+    crate::shared_info::SharedInfoPage::of_domain_mut(&mut hv.arch, &d).set_upcall_mask(1, true);
+    (hv, set, regs)
+}
+
+#[test]
+fn every_vcpu_of_a_domain_takes_its_turn_with_its_own_registers() {
+    let (mut hv, mut set, mut regs) = world_with_two_vcpus();
+    for slot in [0, 2] {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!((hv.sched.cur, set.guest(1).unwrap().dom.cur_vcpu), (1, 0));
+    assert_eq!(regs.rip, 0x2000);
+    regs.rax = 7;
+    hv.arch.m.now = T0 + 2 * SLICE_NS;
+    exit(&mut hv, &mut set, &mut regs);
+    let d1 = &set.guest(1).unwrap().dom;
+    assert_eq!(
+        (hv.sched.cur, d1.cur_vcpu),
+        (1, 1),
+        "vCPU 1 of the same domain"
+    );
+    assert_eq!(regs.rip, 0x2100, "its own registers");
+    assert_eq!(d1.vcpus[0].regs.rax, 7, "vCPU 0's saved");
+    let unit = |slot: usize, v: usize| super::core::unit(slot, v);
+    assert_eq!(
+        hv.arch.unit_switches.last(),
+        Some(&(Some(unit(1, 0)), unit(1, 1)))
+    );
+    assert_eq!(
+        d1.vcpus[0].runstate.state,
+        hypercall_abi::vcpu::RUNSTATE_runnable
+    );
+    assert_eq!(
+        d1.vcpus[1].runstate.state,
+        hypercall_abi::vcpu::RUNSTATE_running
+    );
+    // And back after its slice.
+    hv.arch.m.now = T0 + 4 * SLICE_NS;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(set.guest(1).unwrap().dom.cur_vcpu, 0);
+    assert_eq!((regs.rip, regs.rax), (0x2000, 7));
+}
+
+#[test]
+fn one_vcpu_blocks_while_the_other_runs_and_only_its_own_upcall_wakes_it() {
+    let (mut hv, mut set, mut regs) = world_with_two_vcpus();
+    for slot in [0, 2] {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    set.guest_mut(1).unwrap().dom.vcpus[1].blocked = true;
+    exit(&mut hv, &mut set, &mut regs);
+    // vCPU 0 runs alone, slice after slice.
+    hv.arch.m.now = T0 + 3 * SLICE_NS;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!((hv.sched.cur, set.guest(1).unwrap().dom.cur_vcpu), (1, 0));
+    // An upcall for vCPU 0 does not wake vCPU 1.
+    let d1 = set.guest(1).unwrap().dom.clone();
+    let _ = crate::shared_info::SharedInfoPage::of_domain_mut(&mut hv.arch, &d1)
+        .test_and_set_upcall_pending(0);
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(1).unwrap().dom.vcpus[1].blocked);
+    // One for vCPU 1 (an IPI's) does, and it gets the CPU when vCPU 0 yields.
+    let _ = crate::shared_info::SharedInfoPage::of_domain_mut(&mut hv.arch, &d1)
+        .test_and_set_upcall_pending(1);
+    set.guest_mut(1).unwrap().dom.vcpu_mut().yielded = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(!set.guest(1).unwrap().dom.vcpus[1].blocked, "woken");
+    assert_eq!(set.guest(1).unwrap().dom.cur_vcpu, 1);
+    assert_eq!(regs.rip, 0x2100);
+}
+
+#[test]
+fn a_vcpu_that_is_down_or_not_initialised_never_runs() {
+    let (mut hv, mut set, mut regs) = world_with_two_vcpus();
+    set.guest_mut(1).unwrap().dom.vcpus[1].up = false;
+    for slot in [0, 2] {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    for i in 1..5 {
+        hv.arch.m.now = T0 + i * 2 * SLICE_NS;
+        exit(&mut hv, &mut set, &mut regs);
+        assert_eq!(set.guest(1).unwrap().dom.cur_vcpu, 0);
+    }
+}

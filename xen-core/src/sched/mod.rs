@@ -1,5 +1,8 @@
 //! Scheduler policy: which vCPU runs next, and for how long (weighted round robin on one CPU).
 //!
+//! The unit of scheduling is a vCPU (a domain's slot and a vCPU id): every up, runnable vCPU of
+//! every domain takes its turn, each with its own registers and state.
+//!
 //! The arch layer keeps the mechanism (saving and loading vCPU state, the APIC timer that ends a
 //! slice); this module only decides. Each runnable vCPU gets a time slice proportional to its
 //! weight ([`slice_ns`]); when the slice ends, or the vCPU blocks or yields, the next runnable
@@ -26,8 +29,9 @@ pub const DEFAULT_WEIGHT: u32 = 256;
 /// A vCPU as the policy sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
-    /// Its slot.
-    pub slot: usize,
+    /// Its scheduling unit: its domain's slot times `MAX_VCPUS` plus its vCPU id
+    /// (`core::unit`), so the vCPUs of a domain follow each other in the round.
+    pub unit: usize,
     /// Whether it could run now (not blocked, polling, shut down or dying).
     pub runnable: bool,
 }
@@ -39,16 +43,16 @@ pub fn slice_ns(weight: u32) -> u64 {
     SLICE_NS * w / u64::from(DEFAULT_WEIGHT)
 }
 
-/// Picks the vCPU to run. `cur` is the slot of the vCPU that ran last; `keep` says it may go on
+/// Picks the vCPU to run. `cur` is the unit of the vCPU that ran last; `keep` says it may go on
 /// (runnable, slice left, did not yield). Otherwise the first runnable candidate after `cur` in
-/// slot order, wrapping round (`cur` itself last). `None`: nothing is runnable; idle.
+/// unit order, wrapping round (`cur` itself last). `None`: nothing is runnable; idle.
 pub fn pick(cands: &[Candidate], cur: usize, keep: bool) -> Option<usize> {
-    if keep && cands.iter().any(|c| c.slot == cur && c.runnable) {
+    if keep && cands.iter().any(|c| c.unit == cur && c.runnable) {
         return Some(cur);
     }
-    let after = cands.iter().filter(|c| c.runnable && c.slot > cur);
-    let before = cands.iter().filter(|c| c.runnable && c.slot <= cur);
-    after.chain(before).map(|c| c.slot).next()
+    let after = cands.iter().filter(|c| c.runnable && c.unit > cur);
+    let before = cands.iter().filter(|c| c.runnable && c.unit <= cur);
+    after.chain(before).map(|c| c.unit).next()
 }
 
 /// The scheduler's state for one CPU.
@@ -94,8 +98,8 @@ impl Sched {
 mod tests {
     use super::*;
 
-    fn c(slot: usize, runnable: bool) -> Candidate {
-        Candidate { slot, runnable }
+    fn c(unit: usize, runnable: bool) -> Candidate {
+        Candidate { unit, runnable }
     }
 
     #[test]

@@ -10,9 +10,9 @@ use crate::ctx::Machine;
 use crate::domain::set::{DomainEntry, DomainSet};
 use crate::evtchn::hypercall as event_channel;
 
-/// Wakes the vCPU of `g` if what it waits for happened by `now`: a blocked vCPU with an upcall
-/// pending, a polling one with one of its ports pending or its poll deadline passed. Returns
-/// whether it was woken.
+/// Wakes each vCPU of `g` whose wait ended by `now`: a blocked vCPU with an upcall pending in
+/// its own `vcpu_info`, a polling one with one of its ports pending or its poll deadline passed.
+/// Returns whether any was woken.
 pub fn wake_if_due<M: Machine + ?Sized>(
     m: &M,
     g: &mut DomainEntry,
@@ -20,19 +20,22 @@ pub fn wake_if_due<M: Machine + ?Sized>(
     now: u64,
 ) -> bool {
     let mut woken = false;
-    if g.dom.vcpu().blocked && crate::shared_info::upcall_pending(m, &g.dom) {
-        g.dom.vcpu_mut().blocked = false;
-        woken = true;
-    }
-    if let Some(poll) = &g.dom.vcpu().poll {
-        let ready = poll
-            .ports
-            .iter()
-            .any(|&p| crate::evtchn::fifo::port_pending(m, &g.dom, ports, p))
-            || poll.deadline.is_some_and(|d| now >= d);
-        if ready {
-            g.dom.vcpu_mut().poll = None;
+    for id in 0..g.dom.vcpus.len() {
+        let v = &g.dom.vcpus[id];
+        if v.blocked && crate::shared_info::upcall_pending_of(m, &g.dom, id as u32) {
+            g.dom.vcpus[id].blocked = false;
             woken = true;
+        }
+        if let Some(poll) = &g.dom.vcpus[id].poll {
+            let ready = poll
+                .ports
+                .iter()
+                .any(|&p| crate::evtchn::fifo::port_pending(m, &g.dom, ports, p))
+                || poll.deadline.is_some_and(|d| now >= d);
+            if ready {
+                g.dom.vcpus[id].poll = None;
+                woken = true;
+            }
         }
     }
     woken

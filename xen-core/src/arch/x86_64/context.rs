@@ -7,22 +7,27 @@ use core::arch::asm;
 
 use spin::Mutex;
 use xen_core::domain::set::MAX_DOMAINS;
+use xen_core::domain::MAX_VCPUS;
+
+/// Scheduling units: every vCPU of every slot (`xen_core::sched::core::unit`).
+const UNITS: usize = MAX_DOMAINS * MAX_VCPUS;
 use xen_core::domain::{Domain, FlushRequest};
 use xen_core::emulate;
 
 use super::machine::{Cr3Load, HvMachine, Loaded};
 
-/// FPU/SSE state of each slot's vCPU while it does not run (`fxsave` format).
-static FPU: Mutex<[Fxsave; MAX_DOMAINS]> = Mutex::new([Fxsave([0; 512]); MAX_DOMAINS]);
+/// FPU/SSE state of each vCPU while it does not run (`fxsave` format), by scheduling unit.
+static FPU: Mutex<[Fxsave; UNITS]> = Mutex::new([Fxsave([0; 512]); UNITS]);
 
 /// An `fxsave` area.
 #[derive(Clone, Copy)]
 #[repr(C, align(16))]
 pub struct Fxsave(pub [u8; 512]);
 
-/// Data segment selectors (DS, ES, FS, GS) of each slot's vCPU while it does not run (Xen's
-/// `save_segments`/`load_segments`): a guest loads them itself, even from user mode.
-static SEGS: Mutex<[[u16; 4]; MAX_DOMAINS]> = Mutex::new([[0; 4]; MAX_DOMAINS]);
+/// Data segment selectors (DS, ES, FS, GS) of each vCPU while it does not run (Xen's
+/// `save_segments`/`load_segments`), by scheduling unit: a guest loads them itself, even from
+/// user mode.
+static SEGS: Mutex<[[u16; 4]; UNITS]> = Mutex::new([[0; 4]; UNITS]);
 
 /// The FPU state a vCPU starts with (`fninit`), captured once at boot.
 static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
@@ -48,12 +53,22 @@ pub fn capture_initial_fpu() {
     });
 }
 
-/// Gives slot `slot` the initial FPU state and null data selectors (a new domain).
+/// Gives every vCPU of slot `slot` the initial FPU state and null data selectors (a new domain).
 pub fn reset_fpu(slot: usize) {
-    if let Some(init) = FPU_INIT.get() {
-        FPU.lock()[slot] = *init;
+    for unit in slot * MAX_VCPUS..(slot + 1) * MAX_VCPUS {
+        reset_unit(unit);
     }
-    SEGS.lock()[slot] = [0; 4];
+}
+
+/// Gives the vCPU of scheduling unit `unit` the initial FPU state and null data selectors.
+pub fn reset_unit(unit: usize) {
+    if unit >= UNITS {
+        return;
+    }
+    if let Some(init) = FPU_INIT.get() {
+        FPU.lock()[unit] = *init;
+    }
+    SEGS.lock()[unit] = [0; 4];
 }
 
 /// Drops every TLB entry, global ones included, by toggling CR4.PGE.
@@ -77,8 +92,9 @@ pub fn flush_tlb_local() {
     }
 }
 
-/// Hands the FPU state and data selectors from the vCPU of slot `prev` (saved, if its domain
-/// still exists) to the one of slot `next` (loaded), and drops every TLB entry.
+/// Hands the FPU state and data selectors from the vCPU of unit `prev` (saved, if its domain
+/// still exists) to the one of unit `next` (loaded), and drops every TLB entry. (Units come from
+/// the portable scheduler, always below `UNITS`.)
 pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
     let mut fpu = FPU.lock();
     // SAFETY: `clts` only makes FPU instructions usable in ring 0 (the vCPU's virtual CR0.TS is
@@ -115,7 +131,7 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
     flush_tlb_global();
 }
 
-/// Loads the data selectors slot `slot`'s vCPU had when it last ran.
+/// Loads the data selectors the vCPU of unit `slot` had when it last ran.
 fn load_data_segments(slot: usize) {
     let mut segs = SEGS.lock();
     let s = segs[slot];

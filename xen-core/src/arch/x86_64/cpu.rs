@@ -47,8 +47,8 @@ impl Arch for HvMachine {
         context::switch(self, prev, next);
     }
 
-    fn reset_vcpu_state(&mut self, slot: usize) {
-        context::reset_fpu(slot);
+    fn reset_vcpu_state(&mut self, unit: usize) {
+        context::reset_unit(unit);
     }
 
     fn flush_tlb_all(&mut self) {
@@ -79,7 +79,10 @@ impl Arch for HvMachine {
         let Ok(t) = super::time::init() else { return };
         let info = t.clock.vcpu_time_info(super::tsc::rdtsc_ordered(), 0);
         let mut page = xen_core::shared_info::SharedInfoPage::of_domain_mut(self, dom);
-        page.publish_vcpu_time(0, &info);
+        // One physical CPU: every vCPU reads the same TSC scale.
+        for vcpu in 0..dom.vcpus.len() as u32 {
+            page.publish_vcpu_time(vcpu, &info);
+        }
         page.publish_wallclock(t.wallclock);
     }
 

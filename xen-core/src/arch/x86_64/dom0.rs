@@ -261,6 +261,19 @@ pub fn start(
 
     let mut dom = Domain::new(0, true, nr_pages, u32::MAX.into(), shared_info, built.l4);
     dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
+    // `vcpus=<n>` on dom0's module line (Xen's `dom0_max_vcpus`): vCPUs 1.. wait for
+    // `VCPUOP_initialise` and `VCPUOP_up`.
+    let vcpus = xen_core::cmdline::params(cmdline)
+        .find(|p| p.name == "vcpus")
+        .map(|p| p.value.unwrap_or(""));
+    match vcpus.map(|v| xen_core::cmdline::parse_vcpus(v, xen_core::domain::MAX_VCPUS)) {
+        None => {}
+        Some(Some(n)) => dom.set_max_vcpus(n),
+        Some(None) => refuse(format_args!(
+            "bad vcpus= on dom0's command line (1 to {})",
+            xen_core::domain::MAX_VCPUS
+        )),
+    }
     // The frame table learns dom0's frames and validates (and pins) its bootstrap page tables,
     // so that from now on every change to them goes through the validated hypercalls.
     if let Err(e) = xen_core::domain::build::seed_domain(&mut mm, &mut mem, &mut dom, &built) {
@@ -278,7 +291,11 @@ pub fn start(
         segs_to_load: None,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
-    xen_core::shared_info::set_upcall_mask(&mut m, &dom, true);
+    // Every vCPU starts with event upcalls masked (vCPUs 1.. until they unmask them).
+    for vcpu in 0..dom.vcpus.len() as u32 {
+        xen_core::shared_info::SharedInfoPage::of_domain_mut(&mut m, &dom)
+            .set_upcall_mask(vcpu, true);
+    }
     Arch::publish_time(&mut m, &dom);
     super::context::capture_initial_fpu();
     let heap = super::heap::warm_up();

@@ -63,6 +63,19 @@ pub fn build(
         },
         None => DEFAULT_DOMU_MEM,
     };
+    let vcpus = match option(cmdline, "vcpus") {
+        Some(v) => match xen_core::cmdline::parse_vcpus(v, xen_core::domain::MAX_VCPUS) {
+            Some(n) => n,
+            None => {
+                refuse(format_args!(
+                    "bad vcpus={v} (1 to {})",
+                    xen_core::domain::MAX_VCPUS
+                ));
+                return Err(());
+            }
+        },
+        None => 1,
+    };
     let nr_pages = mem / 4096;
     // Its initrd: the next module, when that one says `initrd` (`cmdline::is_initrd_module`).
     let initrd: &[u8] = match pool.modules.get(module + 1) {
@@ -125,6 +138,7 @@ pub fn build(
     };
     let _ = m.mem.write(shared_info.maddr(), &[0u8; 4096]);
     let mut dom = Domain::new(id, false, nr_pages, nr_pages, shared_info, Mfn(0));
+    dom.set_max_vcpus(vcpus);
     // The xenstore and console channels, unbound for dom0 (ports 1 and 2 of a new domain).
     let mut ports_ok = Ok((0, 0));
     doms.install(
@@ -247,7 +261,10 @@ pub fn build(
         console_evtchn,
     };
     // Guests start with event upcalls masked, and with the time published in shared_info.
-    xen_core::shared_info::set_upcall_mask(m, &dom, true);
+    // Every vCPU starts with event upcalls masked (vCPUs 1.. until they unmask them).
+    for vcpu in 0..dom.vcpus.len() as u32 {
+        xen_core::shared_info::SharedInfoPage::of_domain_mut(m, &dom).set_upcall_mask(vcpu, true);
+    }
     Arch::publish_time(m, &dom);
     let g = doms.guest_mut(slot).expect("installed above");
     g.dom = dom;

@@ -117,7 +117,7 @@ pub(crate) fn audit_with_foreign(
         }
         // `set_gdt`: each frame of the guest's GDT holds a general and a descriptor-page type
         // reference while installed.
-        for &g in &d.vcpu().gdt_frames {
+        for &g in d.vcpus.iter().flat_map(|v| v.gdt_frames.iter()) {
             let f = frame(g.0).ok_or_else(|| format!("d{} GDT frame {g:?} beyond RAM", d.id))?;
             if f.page_type() != PageType::SegDesc || f.owner() != Owner::Domain(d.id) {
                 return Err(format!("d{} GDT frame {g:?} is {f:?}", d.id));
@@ -135,7 +135,7 @@ pub(crate) fn audit_with_foreign(
             tcount[v.0 as usize] += 1;
         }
         // `VCPUOP_register_vcpu_info`: a general and a writable type reference.
-        if let Some((v, _)) = d.vcpu().vcpu_info {
+        for (v, _) in d.vcpus.iter().filter_map(|v| v.vcpu_info) {
             let f = frame(v.0).ok_or_else(|| format!("d{} vcpu_info {v:?} beyond RAM", d.id))?;
             if f.page_type() != PageType::Writable || f.owner() != Owner::Domain(d.id) {
                 return Err(format!("d{} vcpu_info frame {v:?} is {f:?}", d.id));
@@ -276,11 +276,12 @@ pub(crate) fn audit_with_foreign(
     Ok(())
 }
 
-/// The tables a vCPU's CR3 can hold: its kernel L4 (`guest_table`) and, when set, its user L4
-/// (`guest_table_user`), each holding a general and an L4 type reference.
-fn base_pointers(d: &Domain) -> impl Iterator<Item = Mfn> {
-    [Some(d.vcpu().l4), d.vcpu().user_l4]
-        .into_iter()
+/// The tables the domain's vCPUs' CR3 can hold: each vCPU's kernel L4 (`guest_table`) and,
+/// when set, its user L4 (`guest_table_user`), each holding a general and an L4 type reference.
+fn base_pointers(d: &Domain) -> impl Iterator<Item = Mfn> + '_ {
+    d.vcpus
+        .iter()
+        .flat_map(|v| [Some(v.l4), v.user_l4])
         .flatten()
         .filter(|t| t.0 != 0)
 }

@@ -392,15 +392,15 @@ impl<'t> Mm<'t> {
     /// (`gnttab::hypercall::domain_dying`).
     pub fn relinquish_domain(&mut self, mem: &mut dyn MachineMemoryMut, dom: &mut Domain) -> usize {
         let owner = Owner::Domain(dom.id);
-        let kernel = core::mem::replace(&mut dom.vcpu_mut().l4, Mfn(0));
-        // What each vCPU holds: its user L4, GDT frames and `vcpu_info` frame.
-        let mut user = heapless::Vec::<Mfn, { crate::domain::MAX_VCPUS }>::new();
+        // What each vCPU holds: its kernel and user L4, GDT frames and `vcpu_info` frame.
+        let mut tables = heapless::Vec::<Mfn, { 2 * crate::domain::MAX_VCPUS }>::new();
         let mut gdt = heapless::Vec::<Mfn, { 16 * crate::domain::MAX_VCPUS }>::new();
         let mut vcpu_info = heapless::Vec::<Mfn, { crate::domain::MAX_VCPUS }>::new();
         for v in dom.vcpus.iter_mut() {
             // Cannot overflow: one entry (or 16 GDT frames) per vCPU at most.
+            let _ = tables.push(core::mem::replace(&mut v.l4, Mfn(0)));
             if let Some(u) = v.user_l4.take() {
-                let _ = user.push(u);
+                let _ = tables.push(u);
             }
             let _ = gdt.extend_from_slice(&core::mem::take(&mut v.gdt_frames));
             if let Some((f, _)) = v.vcpu_info.take() {
@@ -414,7 +414,7 @@ impl<'t> Mm<'t> {
         {
             let mut pt = self.pt_for(mem, dom);
             // `vcpu_destroy_pagetables`.
-            for t in core::iter::once(kernel).chain(user) {
+            for t in tables {
                 if t.0 != 0 && pt.mm.frames.get(t).is_some_and(|f| f.owner() == owner) {
                     pt.put_page_and_type(t);
                 }

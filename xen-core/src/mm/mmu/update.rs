@@ -26,13 +26,15 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
 struct Stop<'p> {
     preempt: Option<&'p dyn crate::ctx::Preempt>,
     shared_info: Mfn,
-    vcpu0: Option<crate::mm::Maddr>,
+    vcpu_info: crate::shared_info::VcpuInfoMap,
+    vcpu: u32,
 }
 
 impl Stop<'_> {
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
-        self.preempt
-            .is_some_and(|p| crate::ctx::preempt_check(p, mem, self.shared_info, self.vcpu0))
+        self.preempt.is_some_and(|p| {
+            crate::ctx::preempt_check(p, mem, self.shared_info, self.vcpu_info, self.vcpu)
+        })
     }
 }
 
@@ -45,14 +47,15 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;
-    let vcpu0 = ctx.dom.vcpu().vcpu_info_maddr();
+    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = Stop {
         preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
         shared_info,
-        vcpu0,
+        vcpu_info,
+        vcpu,
     };
     let guest_l4 = ctx.dom.vcpu().l4;
     let curr = ctx.dom.info();
