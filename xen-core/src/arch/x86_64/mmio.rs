@@ -2,8 +2,8 @@
 //!
 //! The boot page tables map machine 0..4 GiB at `DIRECTMAP_VIRT_START` with write-back 2 MiB
 //! pages (`boot.rs`). Device registers must not be cached, so before the hypervisor touches one it
-//! sets PCD|PWT on the direct-map entry covering it: with the power-on PAT, that entry selects
-//! PAT entry 3, uncacheable (UC). Firmware normally marks the MMIO hole UC in the MTRRs too, and
+//! sets PCD|PWT on the direct-map entry covering it: that entry selects PAT entry 3, uncacheable
+//! (UC), in the power-on PAT and in Xen's (`XEN_MSR_PAT`, loaded at boot by `entry.rs`). Firmware normally marks the MMIO hole UC in the MTRRs too, and
 //! the stricter type wins, but the page tables should say so themselves.
 //!
 //! This is for devices alone in their 2 MiB frame (the local APIC at 0xFEE00000 is): the whole
