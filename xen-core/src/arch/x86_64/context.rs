@@ -220,7 +220,11 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
             // where the CPU has it, `emulate::pv_cr4_writable`).
             let mut cr4: u64;
             asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
-            cr4 = if want.fsgsbase {
+            // Never set where the CPU lacks it, whatever the guest's view says (a context from
+            // VCPUOP_initialise may carry the bit): that write would fault in ring 0.
+            let has =
+                emulate::pv_cr4_writable(super::machine::native_cpuid) & emulate::CR4_FSGSBASE != 0;
+            cr4 = if want.fsgsbase && has {
                 cr4 | emulate::CR4_FSGSBASE
             } else {
                 cr4 & !emulate::CR4_FSGSBASE
