@@ -6,7 +6,7 @@
 //! counters (`P` resets them), `h` the list.
 
 use crate::cpu::{printk, Arch, Hv};
-use crate::domain::set::{DomainSet, MAX_DOMAINS};
+use crate::domain::set::DomainSet;
 use crate::evtchn::hypercall as event_channel;
 use crate::regs::Regs;
 
@@ -137,7 +137,7 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
             printk!(arch, "device interrupts: {}\n", device_interrupts);
         }
         b'P' => {
-            for slot in 0..MAX_DOMAINS {
+            for slot in doms.occupied() {
                 if let Some(g) = doms.guest_mut(slot) {
                     g.dom.vcpu_mut().perf = Default::default();
                     printk!(arch, "d{} perf counters reset\n", g.dom.id);

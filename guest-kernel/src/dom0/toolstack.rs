@@ -45,7 +45,7 @@ use crate::kernel::ring_page::{self, MappedPage};
 use crate::kernel::time;
 
 /// Most domains one `getdomaininfolist` reports.
-const MAX_DOMAINS: usize = 64;
+const MAX_DOMAINS: usize = 128;
 
 /// Longest domain name dom0 shows (a domU chooses its own: longer ones are cut).
 const NAME_MAX: usize = 64;

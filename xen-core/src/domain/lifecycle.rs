@@ -43,7 +43,7 @@ pub fn shutdown_name(code: u32) -> &'static str {
 /// Reports domains that shut down (dom0 takes the machine with it, as on Xen) and tears down
 /// those dom0 destroyed. `regs` are the running vCPU's (slot `hv.sched.cur`).
 pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
-    for slot in 0..MAX_DOMAINS {
+    for slot in doms.occupied() {
         let Some(g) = doms.guest_mut(slot) else {
             continue;
         };

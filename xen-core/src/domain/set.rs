@@ -9,8 +9,10 @@ use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
 use crate::gnttab::GrantTable;
 
-/// Most domains at once, dom0 included.
-pub const MAX_DOMAINS: usize = 16;
+/// Most domains at once, dom0 included: dom0 and 64 small domUs with room to spare (issue 17's
+/// scale benchmark). Each slot costs its port and grant tables in the image whether used or not
+/// (`docs/performance.md`, "Scale"); the scheduler's passes visit occupied slots only.
+pub const MAX_DOMAINS: usize = crate::mm::frame_table::MAX_DOMAINS;
 
 /// The highest 2-level event channel port (4096 ports on 64-bit).
 pub const MAX_PORT_2L: u32 = 4095;
@@ -67,8 +69,26 @@ pub struct BootRings {
     pub console_evtchn: u32,
 }
 
+const _: () = assert!(MAX_DOMAINS <= 128, "occupied slots are a u128 mask");
+
+/// The slots set in `mask`, lowest first.
+#[inline]
+fn mask_slots(mut mask: u128) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let slot = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(slot)
+    })
+}
+
 /// The table of domains.
 pub struct DomainSet {
+    /// Bit `s` set: slot `s` holds a domain. Every walk over the domains goes through it, so a
+    /// pass costs the domains there are, not the slots there could be.
+    occupied: u128,
     guests: [Option<DomainEntry>; MAX_DOMAINS],
     ports: [PortTable; MAX_DOMAINS],
     /// Each slot's grant table (built and reset in place, like the port tables).
@@ -85,6 +105,7 @@ impl DomainSet {
     /// No domains.
     pub const fn new() -> DomainSet {
         DomainSet {
+            occupied: 0,
             guests: [const { None }; MAX_DOMAINS],
             ports: [const { PortTable::new(1, MAX_PORT_2L) }; MAX_DOMAINS],
             grants: [const { GrantTable::new() }; MAX_DOMAINS],
@@ -93,14 +114,18 @@ impl DomainSet {
 
     /// The slot of domain `id`.
     pub fn slot_of(&self, id: DomainId) -> Option<usize> {
-        self.guests
-            .iter()
-            .position(|g| g.as_ref().is_some_and(|g| g.dom.id == id))
+        self.slots().find(|(_, g)| g.dom.id == id).map(|(s, _)| s)
     }
 
-    /// A free slot, if any.
+    /// The lowest free slot, if any.
     pub fn free_slot(&self) -> Option<usize> {
-        self.guests.iter().position(Option::is_none)
+        Some(self.occupied.trailing_ones() as usize).filter(|&s| s < MAX_DOMAINS)
+    }
+
+    /// The occupied slots, lowest first (a copy of the mask: the set may change meanwhile).
+    #[inline]
+    pub fn occupied(&self) -> impl Iterator<Item = usize> {
+        mask_slots(self.occupied)
     }
 
     /// Puts `guest` in free slot `slot` with a fresh port table (for its vCPUs, `max_port`).
@@ -108,12 +133,17 @@ impl DomainSet {
         self.ports[slot].reset(guest.dom.vcpus.len() as u32, max_port);
         self.grants[slot].reset();
         self.guests[slot] = Some(guest);
+        self.occupied |= 1 << slot;
     }
 
     /// Empties slot `slot`, returning its domain.
     pub fn remove(&mut self, slot: usize) -> Option<DomainEntry> {
+        if slot >= MAX_DOMAINS {
+            return None;
+        }
         self.ports[slot].reset(1, MAX_PORT_2L);
         self.grants[slot].reset();
+        self.occupied &= !(1 << slot);
         self.guests[slot].take()
     }
 
@@ -144,15 +174,12 @@ impl DomainSet {
 
     /// Occupied slots, in slot order.
     pub fn slots(&self) -> impl Iterator<Item = (usize, &DomainEntry)> + '_ {
-        self.guests
-            .iter()
-            .enumerate()
-            .filter_map(|(i, g)| g.as_ref().map(|g| (i, g)))
+        mask_slots(self.occupied).filter_map(|s| self.guests[s].as_ref().map(|g| (s, g)))
     }
 
     /// Number of domains.
     pub fn len(&self) -> usize {
-        self.guests.iter().flatten().count()
+        self.occupied.count_ones() as usize
     }
 
     /// Whether there is no domain.
@@ -177,11 +204,14 @@ impl DomainSet {
         let (pme, phi) = prest.split_first_mut()?;
         let (tlo, trest) = self.grants.split_at_mut(slot);
         let (tme, thi) = trest.split_first_mut()?;
+        let below = (1u128 << slot) - 1;
         Some((
             gme.as_mut()?,
             pme,
             tme,
             Others {
+                lo_mask: self.occupied & below,
+                hi_mask: (self.occupied & !below) >> slot >> 1,
                 lo: (glo, plo),
                 hi: (ghi, phi),
                 grants: (tlo, thi),
@@ -192,6 +222,9 @@ impl DomainSet {
 
 /// Every domain but the caller, borrowed for the length of a hypercall.
 pub struct Others<'a> {
+    /// The occupied slots of `lo`, and of `hi` (bit 0: the slot after the caller's).
+    lo_mask: u128,
+    hi_mask: u128,
     lo: (&'a mut [Option<DomainEntry>], &'a mut [PortTable]),
     hi: (&'a mut [Option<DomainEntry>], &'a mut [PortTable]),
     grants: (&'a mut [GrantTable], &'a mut [GrantTable]),
@@ -201,6 +234,8 @@ impl<'a> Others<'a> {
     /// No other domain (tests of a single domain).
     pub fn none() -> Others<'a> {
         Others {
+            lo_mask: 0,
+            hi_mask: 0,
             lo: (&mut [], &mut []),
             hi: (&mut [], &mut []),
             grants: (&mut [], &mut []),
@@ -214,15 +249,19 @@ impl<'a> Others<'a> {
 
     /// Every other domain with its ports.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut DomainEntry, &mut PortTable)> + '_ {
+        let (lo_mask, hi_mask) = (self.lo_mask, self.hi_mask);
         let lo = self.lo.0.iter_mut().zip(self.lo.1.iter_mut());
         let hi = self.hi.0.iter_mut().zip(self.hi.1.iter_mut());
+        // Only the occupied slots: each step skips straight to the next one.
+        let lo = Skip::new(lo, lo_mask);
+        let hi = Skip::new(hi, hi_mask);
         lo.chain(hi).filter_map(|(g, p)| g.as_mut().map(|g| (g, p)))
     }
 
     /// The grant table of domain `id`, if it exists (and is not the caller).
     pub fn grants_mut(&mut self, id: DomainId) -> Option<&mut GrantTable> {
-        let lo = self.lo.0.iter().zip(self.grants.0.iter_mut());
-        let hi = self.hi.0.iter().zip(self.grants.1.iter_mut());
+        let lo = Skip::new(self.lo.0.iter().zip(self.grants.0.iter_mut()), self.lo_mask);
+        let hi = Skip::new(self.hi.0.iter().zip(self.grants.1.iter_mut()), self.hi_mask);
         lo.chain(hi)
             .find(|(g, _)| g.as_ref().is_some_and(|g| g.dom.id == id))
             .map(|(_, t)| t)
@@ -230,7 +269,43 @@ impl<'a> Others<'a> {
 
     /// Every other domain.
     pub fn iter(&self) -> impl Iterator<Item = &DomainEntry> + '_ {
-        self.lo.0.iter().chain(self.hi.0.iter()).flatten()
+        let lo = mask_slots(self.lo_mask).filter_map(|s| self.lo.0.get(s)?.as_ref());
+        let hi = mask_slots(self.hi_mask).filter_map(|s| self.hi.0.get(s)?.as_ref());
+        lo.chain(hi)
+    }
+}
+
+/// The items of `inner` at the positions set in `mask` (the occupied slots of a slice).
+struct Skip<I> {
+    inner: I,
+    mask: u128,
+    /// Position of the next item `inner` yields.
+    pos: usize,
+}
+
+impl<I: Iterator> Skip<I> {
+    fn new(inner: I, mask: u128) -> Self {
+        Skip {
+            inner,
+            mask,
+            pos: 0,
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for Skip<I> {
+    type Item = I::Item;
+
+    #[inline]
+    fn next(&mut self) -> Option<I::Item> {
+        if self.mask == 0 {
+            return None;
+        }
+        let at = self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
+        let item = self.inner.nth(at - self.pos);
+        self.pos = at + 1;
+        item
     }
 }
 
@@ -290,5 +365,63 @@ mod tests {
         assert_eq!(set.free_slot(), Some(1));
         assert!(set.split(1).is_none());
         assert_eq!(set.ports(1).max_port(), MAX_PORT_2L);
+    }
+
+    #[test]
+    fn walks_visit_only_the_occupied_slots_up_to_the_last() {
+        let mut set = boxed_set();
+        let last = MAX_DOMAINS - 1;
+        let taken = [(0, 0), (5, 5), (64, 64), (last, 99)];
+        for (slot, id) in taken {
+            set.install(slot, guest(id), MAX_PORT_2L);
+        }
+        assert_eq!(set.len(), 4);
+        assert_eq!(set.occupied().collect::<Vec<_>>(), [0, 5, 64, last]);
+        assert_eq!(
+            set.slots().map(|(s, g)| (s, g.dom.id)).collect::<Vec<_>>(),
+            taken
+        );
+        assert_eq!(set.slot_of(99), Some(last));
+        assert_eq!(set.free_slot(), Some(1));
+        // The others of each domain, in slot order, the caller left out; each one's grant table
+        // reached by id.
+        for (slot, id) in taken {
+            let (me, _, _, mut others) = set.split(slot).unwrap();
+            assert_eq!(me.dom.id, id);
+            let want: Vec<u16> = taken.iter().map(|t| t.1).filter(|&i| i != id).collect();
+            assert_eq!(others.iter().map(|g| g.dom.id).collect::<Vec<_>>(), want);
+            assert_eq!(
+                others.iter_mut().map(|(g, _)| g.dom.id).collect::<Vec<_>>(),
+                want
+            );
+            for &other in &want {
+                assert_eq!(others.get(other).unwrap().0.dom.id, other);
+                assert!(others.grants_mut(other).is_some());
+            }
+            assert!(others.get(id).is_none() && others.grants_mut(id).is_none());
+            assert!(others.get(1).is_none(), "no domain 1");
+        }
+        set.remove(64);
+        assert_eq!(set.occupied().collect::<Vec<_>>(), [0, 5, last]);
+        assert!(set.guest(64).is_none() && set.split(64).is_none());
+        assert_eq!(
+            set.remove(MAX_DOMAINS).map(|g| g.dom.id),
+            None,
+            "no such slot"
+        );
+        assert_eq!(set.len(), 3);
+    }
+
+    #[test]
+    fn every_slot_can_be_filled_and_then_none_is_free() {
+        let mut set = boxed_set();
+        for slot in 0..MAX_DOMAINS {
+            assert_eq!(set.free_slot(), Some(slot));
+            set.install(slot, guest(slot as DomainId), 1023);
+        }
+        assert_eq!(set.free_slot(), None);
+        assert_eq!(set.len(), MAX_DOMAINS);
+        set.remove(MAX_DOMAINS / 2);
+        assert_eq!(set.free_slot(), Some(MAX_DOMAINS / 2));
     }
 }

@@ -193,7 +193,7 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
     loop {
         wake::deliver_irqs(&mut hv.arch, doms);
         let now = hv.arch.now_ns();
-        for slot in 0..MAX_DOMAINS {
+        for slot in doms.occupied() {
             let Some((g, ports)) = doms.both_mut(slot) else {
                 continue;
             };

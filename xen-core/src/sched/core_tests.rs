@@ -476,3 +476,27 @@ fn a_context_switch_updates_both_runstate_areas() {
     let v1 = read(&mut hv, GUEST_VA + 0x200);
     assert_eq!((v1.state, v1.state_entry_time), (RUNSTATE_running, t2));
 }
+
+#[test]
+fn a_domain_in_the_last_slot_has_its_timer_run_and_is_scheduled() {
+    let (mut hv, mut set, mut regs) = world();
+    // Slot 2's domain moves to the last slot, leaving a gap the passes skip.
+    let last = crate::domain::set::MAX_DOMAINS - 1;
+    let mut g = set.remove(2).unwrap();
+    g.dom.vcpu_mut().blocked = true;
+    g.dom.vcpu_mut().timer_deadline = Some(T0 + 500);
+    set.install(last, g, MAX_PORT_2L);
+    let (g, ports) = set.both_mut(last).unwrap();
+    bind_virq_for(&mut hv.arch, &g.dom, ports, VIRQ_TIMER).unwrap();
+    for slot in 0..2 {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.arch.halts, 1, "idle until the last slot's deadline");
+    assert_eq!(hv.sched.idle_ns, 500);
+    let d = &set.guest(last).unwrap().dom;
+    assert_eq!(d.vcpu().timer_deadline, None);
+    assert!(!d.vcpu().blocked, "its timer woke it");
+    assert_eq!(hv.sched.cur, last);
+    assert_eq!(regs.rip, 0x3000);
+}

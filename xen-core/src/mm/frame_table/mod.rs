@@ -65,8 +65,10 @@ pub use seed::{Removed, SeedError};
 pub use segdesc::check_descriptor;
 pub use validate::Pt;
 
-/// Most domains the frame table tracks at once.
-pub const MAX_DOMAINS: usize = 16;
+/// Most domains the frame table tracks at once (and the hypervisor runs at once:
+/// `crate::domain::set::MAX_DOMAINS` is this value). At most 128: the domain set keeps its
+/// occupied slots in a 128-bit mask.
+pub const MAX_DOMAINS: usize = 80;
 /// Most I/O ranges that can be withheld from privileged domains.
 pub const MAX_IO_DENIED: usize = 8;
 /// First L4 slot Xen reserves for itself in every 64-bit PV L4 (`ROOT_PAGETABLE_FIRST_XEN_SLOT`).
