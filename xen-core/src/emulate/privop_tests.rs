@@ -482,7 +482,9 @@ fn rdtsc_and_rdtscp_are_emulated_for_the_kernel_under_tsd() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(&mut regs, &[0x0f, 0x31], &mut v, crs, &mut FakeHost::AMD),
+        privileged(&mut regs, &[0x0f, 0x31], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!(
@@ -492,13 +494,9 @@ fn rdtsc_and_rdtscp_are_emulated_for_the_kernel_under_tsd() {
     // With a REX prefix the instruction is one byte longer.
     let mut regs = Regs::default();
     assert_eq!(
-        privileged(
-            &mut regs,
-            &[0x48, 0x0f, 0x31],
-            &mut v,
-            crs,
-            &mut FakeHost::AMD
-        ),
+        privileged(&mut regs, &[0x48, 0x0f, 0x31], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!(regs.rip, 3);
@@ -507,13 +505,9 @@ fn rdtsc_and_rdtscp_are_emulated_for_the_kernel_under_tsd() {
         ..Regs::default()
     };
     assert_eq!(
-        privileged(
-            &mut regs,
-            &[0x0f, 0x01, 0xf9],
-            &mut v,
-            crs,
-            &mut FakeHost::AMD
-        ),
+        privileged(&mut regs, &[0x0f, 0x01, 0xf9], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::Done
     );
     assert_eq!(
@@ -523,25 +517,17 @@ fn rdtsc_and_rdtscp_are_emulated_for_the_kernel_under_tsd() {
     // No RDTSCP in the policy: #UD, nothing changed.
     let mut regs = Regs::default();
     assert_eq!(
-        privileged(
-            &mut regs,
-            &[0x0f, 0x01, 0xf9],
-            &mut v,
-            crs,
-            &mut FakeHost::INTEL
-        ),
+        privileged(&mut regs, &[0x0f, 0x01, 0xf9], &mut v, crs, &mut {
+            FakeHost::INTEL
+        }),
         Emulated::Ud
     );
     assert_eq!(regs, Regs::default());
     // Other 0f 01 forms stay refused.
     assert_eq!(
-        privileged(
-            &mut regs,
-            &[0x0f, 0x01, 0xf8],
-            &mut v,
-            crs,
-            &mut FakeHost::AMD
-        ),
+        privileged(&mut regs, &[0x0f, 0x01, 0xf8], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
         Emulated::No
     );
 }
