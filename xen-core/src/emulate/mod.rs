@@ -41,13 +41,15 @@ const fn bits(list: &[u32]) -> u32 {
 }
 
 /// Leaf 1 EDX bits a PV guest sees: Xen's "A" (all guests, by default) features of
-/// `public/arch-x86/cpufeatureset.h` word 0 — FPU, DE, TSC, MSR, PAE, CX8, SEP, CMOV, PAT,
-/// CLFLUSH, ACPI, MMX, FXSR, SSE, SSE2, SS, HTT. Hidden as in Xen ("S", HVM only): VME, PSE, MTRR,
-/// PGE, PSE36 (a PV guest's page tables are validated 4 KiB mappings: no large pages), and what
-/// Xen never shows (DS, TM1, PBE). Hidden here although Xen shows them: MCE and MCA (Xen emulates
-/// the machine-check MSRs for PV guests, vMCE; we do not) and APIC (a PV guest has no local
-/// APIC to program).
-pub const PV_LEAF1_EDX: u32 = bits(&[0, 2, 4, 5, 6, 8, 11, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28]);
+/// `public/arch-x86/cpufeatureset.h` word 0 — FPU, DE, TSC, MSR, PAE, MCE, CX8, SEP, MCA, CMOV,
+/// PAT, CLFLUSH, ACPI, MMX, FXSR, SSE, SSE2, SS, HTT. MCE and MCA as in Xen: the machine-check
+/// MSRs are Xen's vMCE (`emulate::msr`; the `cpuid.pv_policy_features` and `msr.*` differential
+/// cases). Hidden as in Xen ("S", HVM only): VME, PSE, MTRR, PGE, PSE36 (a PV guest's page tables
+/// are validated 4 KiB mappings: no large pages), and what Xen never shows (DS, TM1, PBE).
+/// Hidden here although Xen shows it: APIC (a PV guest has no local APIC to program).
+pub const PV_LEAF1_EDX: u32 = bits(&[
+    0, 2, 4, 5, 6, 7, 8, 11, 14, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28,
+]);
 /// Leaf 1 ECX bits a PV guest sees ("A" in word 1): SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1,
 /// SSE4.2, MOVBE, POPCNT, AESNI, RDRAND, and HYPERVISOR (set). Hidden as in Xen: DTES64, MONITOR,
 /// DSCPL, VMX, SMX, EIST, TM2, SDBG, XTPR, PDCM, PCID, DCA, X2APIC, TSC_DEADLINE. Hidden here

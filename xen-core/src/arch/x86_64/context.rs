@@ -60,8 +60,10 @@ pub fn reset_fpu(slot: usize) {
     }
 }
 
-/// Gives the vCPU of scheduling unit `unit` the initial FPU state and null data selectors.
-pub fn reset_unit(unit: usize) {
+/// Gives the vCPU of scheduling unit `unit` the initial FPU state and null data selectors. Every
+/// unit of a slot gets it when a domain is built there ([`reset_fpu`]), so a vCPU that
+/// `VCPUOP_initialise` starts later begins from that state.
+fn reset_unit(unit: usize) {
     if unit >= UNITS {
         return;
     }
