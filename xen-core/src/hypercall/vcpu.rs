@@ -206,7 +206,8 @@ pub fn update_runstate_area<M: MachineMemoryMut + ?Sized>(
     let Some(v) = dom.vcpus.get(idx) else {
         return;
     };
-    if v.runstate_area == 0 {
+    // Only through a kernel L4 the vCPU holds (an uninitialised vCPU has none).
+    if v.runstate_area == 0 || !v.initialised {
         return;
     }
     let mut g = PageTableGuest { mem, l4: v.l4 };
