@@ -64,7 +64,7 @@ const MODULE_ENTRY_SIZE: usize = 16;
 const MMAP_ENTRY_MIN_SIZE: u32 = 20;
 
 /// The most boot modules we accept (dom0 plus domUs); more is reported as an error.
-pub const MAX_MODULES: usize = 80;
+pub const MAX_MODULES: usize = 32;
 /// The longest string (command line, loader name) we accept, without its NUL.
 pub const MAX_STRING_LEN: usize = 4096;
 

@@ -63,7 +63,7 @@ pub struct Pool {
     /// Where the M2P table is (machine address).
     pub m2p_base: u64,
     /// The boot modules.
-    pub modules: heapless::Vec<BootModule, { crate::multiboot::MAX_MODULES }>,
+    pub modules: heapless::Vec<BootModule, 16>,
     /// The id the next domain built gets.
     pub next_domid: u16,
     /// The frame table's free count ([`crate::mm::frame_table::FrameTable::frees`]) when the

@@ -95,7 +95,7 @@ impl Arch for HvMachine {
         doms: &mut DomainSet,
         module: usize,
     ) -> Option<usize> {
-        domu::build(self, pool, doms, module).ok()
+        domu::build(self, pool, doms, module, None).ok()
     }
 
     fn stop(&mut self, how: Stop) -> ! {

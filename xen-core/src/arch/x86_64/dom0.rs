@@ -359,7 +359,18 @@ pub fn start(
             }
             continue;
         }
-        let _ = domu::build(&mut m, &mut pool, &mut doms, i);
+        match domu::copies(&pool, i) {
+            1 => {
+                let _ = domu::build(&mut m, &mut pool, &mut doms, i, None);
+            }
+            n => {
+                for c in 1..=n {
+                    if domu::build(&mut m, &mut pool, &mut doms, i, Some(c)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
     }
     drop(doms);
     printk!("Std. Loglevel: All\n");

@@ -1,7 +1,8 @@
 //! Boot-time domUs: building one from a boot module.
 //!
 //! Every boot module after dom0's becomes a domU (Xen calls this boot-time launch "dom0less").
-//! Its command line may carry `name=<name>` and `mem=<size>` (the hypervisor reads them; the
+//! Its command line may carry `name=<name>`, `mem=<size>` and `copies=<n>` (n domUs from the one
+//! module, named `<name>1` to `<name><n>`; the hypervisor reads them; the
 //! kernel sees the whole line). A module whose command line is `initrd` is no domain but the
 //! initial ramdisk of the kernel in the module before it (`start_info.mod_start`/`mod_len`, a
 //! virtual address in the initial mapping, right after the kernel, as Xen maps dom0's). The domU gets Xen's domU `start_info`: a xenstore ring and a
@@ -38,13 +39,35 @@ fn option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Builds a domU from boot module `module` into a free slot. A module that cannot be built is
-/// refused with a message naming why; the caller goes on with the others.
+/// How many domUs boot module `module` asks for: its `copies=` (1 to [`MAX_DOMAINS`]; 1 without
+/// it or when it is not a number in range, which is reported).
+pub fn copies(pool: &Pool, module: usize) -> u32 {
+    let Some(bm) = pool.modules.get(module) else {
+        return 0;
+    };
+    let (path, cmdline) = xen_core::cmdline::split_image_name(&bm.string);
+    match option(cmdline, "copies").map(str::parse::<u32>) {
+        None => 1,
+        Some(Ok(n)) if (1..=MAX_DOMAINS as u32).contains(&n) => n,
+        Some(_) => {
+            printk!(
+                "ERR: boot module {module} ({path}): bad copies= (1 to {MAX_DOMAINS}): one domU\n"
+            );
+            1
+        }
+    }
+}
+
+/// Builds a domU from boot module `module` into a free slot: copy `copy` of the module's
+/// `copies=` (its name gets the copy's number, from 1), or `None` for a module built once. A
+/// module that cannot be built is refused with a message naming why; the caller goes on with the
+/// others.
 pub fn build(
     m: &mut HvMachine,
     pool: &mut Pool,
     doms: &mut DomainSet,
     module: usize,
+    copy: Option<u32>,
 ) -> Result<usize, ()> {
     let Some(bm) = pool.modules.get(module).cloned() else {
         return Err(());
@@ -123,8 +146,11 @@ pub fn build(
     let mut name: heapless::String<32> = heapless::String::new();
     match option(cmdline, "name") {
         Some(n) => {
-            for c in n.chars().take(31) {
+            for c in n.chars().take(if copy.is_some() { 28 } else { 31 }) {
                 let _ = name.push(c);
+            }
+            if let Some(c) = copy {
+                let _ = core::fmt::write(&mut name, format_args!("{c}"));
             }
         }
         None => {
