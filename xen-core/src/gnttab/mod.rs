@@ -48,7 +48,7 @@
 //! (`steal_linear_address`), and `GNTMAP_contains_pte` names a host mapping's PTE by its machine
 //! address (in a validated L1 the mapper owns), both as `xen/arch/x86/pv/grant_table.c`.
 //!
-//! What is left out, each answered as documented: `GNTTABOP_transfer`, `cache_flush` and
+//! `GNTTABOP_transfer` is in [`transfer`]. What is left out, each answered as documented: `cache_flush` and
 //! `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
 //! frames it owns, so they never arise).
 
@@ -57,10 +57,12 @@ pub mod hypercall;
 mod copy;
 mod map;
 mod table;
+mod transfer;
 
 pub use copy::*;
 pub use map::*;
 pub use table::*;
+pub(crate) use transfer::transfer_one;
 
 use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
@@ -516,6 +518,24 @@ impl GrantTable {
         let _ = mem.write(self.status_at(gref), &v.to_le_bytes());
     }
 
+    /// Writes the flags of entry `gref`'s header (the first 16 bits of the entry in both
+    /// versions; the caller checked `gref < nr_entries`).
+    fn set_header_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, v: u16) {
+        let _ = mem.write(self.entry_at(gref), &v.to_le_bytes());
+    }
+
+    /// Writes the frame field of entry `gref`: version 1 `frame` (32 bits, as Xen's
+    /// `sha->frame = mfn` truncates), version 2 `full_page.frame` (the caller checked
+    /// `gref < nr_entries`).
+    fn set_entry_frame(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, frame: u64) {
+        let at = self.entry_at(gref);
+        if self.version == 2 {
+            let _ = mem.write_u64(Maddr(at.0 + 8), frame);
+        } else {
+            let _ = mem.write(Maddr(at.0 + 4), &(frame as u32).to_le_bytes());
+        }
+    }
+
     /// `gnttab_clear_flags` on the status of `gref`.
     fn clear_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, bits: u16) {
         let v = self.status(mem, gref);
@@ -660,3 +680,5 @@ fn unpin(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;
