@@ -120,6 +120,20 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
     }
 }
 
+/// The other domains as receivers of a transfer.
+struct OtherReceivers<'a, 'b>(&'a mut Others<'b>);
+
+impl gnt::Receivers for OtherReceivers<'_, '_> {
+    fn receiver(
+        &mut self,
+        id: DomainId,
+    ) -> Option<(&mut crate::domain::Domain, bool, &mut GrantTable)> {
+        self.0
+            .with_grants_mut(id)
+            .map(|(g, t)| (&mut g.dom, g.destroy, t))
+    }
+}
+
 /// `GNTTABOP_transfer` (`gnttab_transfer`): a `GNTST_*` status per element (see
 /// [`gnt::transfer_one`]); a fault reading an element or writing its status ends the batch with
 /// -EFAULT; preempted before element `i` (never the first), the rest continues
@@ -142,7 +156,19 @@ fn transfer<M: Machine + ?Sized>(
             ]);
         }
         let op: GnttabTransfer = copy_from_guest(&ctx.guest(), at).map_err(|_| Errno::EFAULT)?;
-        let status = gnt::transfer_one(ctx, &op);
+        let Some((mm, mem)) = ctx.m.mm() else {
+            return Err(Errno::ENOSYS);
+        };
+        let mut others = OtherReceivers(&mut ctx.others);
+        let status = gnt::transfer_one(
+            mm,
+            mem,
+            &mut *ctx.pool,
+            &mut *ctx.dom,
+            &mut *ctx.grants,
+            &mut others,
+            &op,
+        );
         let field = at.field(offset_of!(GnttabTransfer, status));
         copy_to_guest(&mut ctx.guest(), field, &status).map_err(|_| Errno::EFAULT)?;
     }

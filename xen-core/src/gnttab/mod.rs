@@ -62,7 +62,7 @@ mod transfer;
 pub use copy::*;
 pub use map::*;
 pub use table::*;
-pub(crate) use transfer::transfer_one;
+pub use transfer::{transfer_one, Receivers};
 
 use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,

@@ -37,40 +37,16 @@ use hypercall_abi::grant_table::{
 };
 use hypercall_abi::Errno;
 
-use crate::ctx::{Ctx, Machine};
-use crate::domain::set::Others;
 use crate::domain::{Domain, DomainId};
 use crate::gnttab::GrantTable;
 use crate::mm::frame_alloc::{FramePool, FrameRange};
 use crate::mm::frame_table::{Mm, Owner};
-use crate::mm::memory::give_back;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
-/// The receiving domain `id` (`rcu_lock_domain_by_id`): its domain record, whether it is dying,
-/// and its grant table; the caller's own when it transfers to itself.
-fn receiver<'c>(
-    me: &'c mut Domain,
-    mine: &'c mut GrantTable,
-    others: &'c mut Others<'_>,
-    id: DomainId,
-) -> Option<(&'c mut Domain, bool, &'c mut GrantTable)> {
-    if id == me.id {
-        return Some((me, false, mine));
-    }
-    others
-        .with_grants_mut(id)
-        .map(|(g, t)| (&mut g.dom, g.destroy, t))
-}
-
-/// `free_domheap_page` of a frame stolen from the caller that no domain receives: back to the
-/// pool, its M2P entry invalidated.
-fn free_stolen(
-    mm: &mut Mm<'_>,
-    mem: &mut dyn MachineMemoryMut,
-    pool: &mut dyn FramePool,
-    mfn: Mfn,
-) {
-    give_back(mm, mem, pool, mfn);
+/// The domains a transfer may reach besides the caller (`rcu_lock_domain_by_id`).
+pub trait Receivers {
+    /// Domain `id` (not the caller), whether it is dying, and its grant table.
+    fn receiver(&mut self, id: DomainId) -> Option<(&mut Domain, bool, &mut GrantTable)>;
 }
 
 /// `gnttab_prepare_for_transfer(rd, ld, ref)`: whether entry `gref` of `rgt` accepts a transfer
@@ -92,12 +68,17 @@ fn prepare_for_transfer(
     true
 }
 
-/// One element of `GNTTABOP_transfer` from the caller of `ctx`: its `GNTST_*` status.
-pub(crate) fn transfer_one<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: &GnttabTransfer) -> i16 {
-    let Some((mm, mem)) = ctx.m.mm() else {
-        return GNTST_general_error;
-    };
-    let me = &mut *ctx.dom;
+/// One element of `GNTTABOP_transfer` from `me` (whose table is `mine`): its `GNTST_*` status.
+/// A stolen frame no domain receives goes back to `pool`.
+pub fn transfer_one(
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    pool: &mut dyn FramePool,
+    me: &mut Domain,
+    mine: &mut GrantTable,
+    others: &mut dyn Receivers,
+    op: &GnttabTransfer,
+) -> i16 {
     let ld = me.id;
     let mfn = Mfn(op.mfn);
     if !mm.frames.mfn_valid(mfn) {
@@ -114,13 +95,18 @@ pub(crate) fn transfer_one<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: &Gntta
     let v = me.vcpu_mut();
     v.flush.flush_all(&mut v.perf);
 
-    let pool = &mut *ctx.pool;
-    let Some((rd, dying, rgt)) = receiver(me, &mut *ctx.grants, &mut ctx.others, op.domid) else {
-        free_stolen(mm, mem, pool, mfn);
+    // `rcu_lock_domain_by_id(gop.domid)`: the caller's own id is the caller, `DOMID_SELF` nobody.
+    let found = if op.domid == ld {
+        Some((me, false, mine))
+    } else {
+        others.receiver(op.domid)
+    };
+    let Some((rd, dying, rgt)) = found else {
+        mm.give_back(mem, pool, mfn);
         return GNTST_bad_domain; // "can't find d%d"
     };
     if dying || rd.nr_pages >= rd.max_pages {
-        free_stolen(mm, mem, pool, mfn);
+        mm.give_back(mem, pool, mfn);
         return GNTST_general_error; // "is dying" / "has no headroom"
     }
     // The page is reserved in the receiver's total (`domain_adjust_tot_pages(e, 1)`) before its
@@ -139,7 +125,7 @@ pub(crate) fn transfer_one<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, op: &Gntta
     };
     if !assigned {
         rd.nr_pages = rd.nr_pages.saturating_sub(1);
-        free_stolen(mm, mem, pool, mfn);
+        mm.give_back(mem, pool, mfn);
         return GNTST_general_error;
     }
     // Tell the receiver about its new frame: `guest_physmap_add_page(e, sha->frame, mfn)` (for

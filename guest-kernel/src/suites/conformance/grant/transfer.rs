@@ -6,7 +6,7 @@
 //! frame number. Runs on the version-1 table after the swap case; every entry is cleared again.
 
 use hypercall_abi::grant_table::{
-    GnttabTransfer, GNTTABOP_transfer, GTF_accept_transfer, GTF_permit_access,
+    GNTTABOP_transfer, GTF_accept_transfer, GTF_permit_access, GnttabTransfer,
 };
 use hypercall_abi::xen::DOMID_SELF;
 
@@ -111,11 +111,41 @@ pub(super) fn cases(s: &mut Suite, tbl: &Table, table_mfn: u64, g_mfn: u64, r: &
 
     // Refusals after the steal: the frame is gone (freed), whatever the entry said.
     let refusals: [(&str, u16, u32, u16, u16); 5] = [
-        ("grant.transfer_refused_no_such_domain", NO_SUCH_DOMAIN, R_XFER, GTF_accept_transfer, ME),
-        ("grant.transfer_refused_domid_self", DOMID_SELF, R_XFER, GTF_accept_transfer, ME),
-        ("grant.transfer_refused_not_accepting", ME, R_XFER, GTF_permit_access, ME),
-        ("grant.transfer_refused_other_domid", ME, R_XFER, GTF_accept_transfer, OTHER_DOMID),
-        ("grant.transfer_refused_ref_beyond_table", ME, 0xffff_fff0, GTF_accept_transfer, ME),
+        (
+            "grant.transfer_refused_no_such_domain",
+            NO_SUCH_DOMAIN,
+            R_XFER,
+            GTF_accept_transfer,
+            ME,
+        ),
+        (
+            "grant.transfer_refused_domid_self",
+            DOMID_SELF,
+            R_XFER,
+            GTF_accept_transfer,
+            ME,
+        ),
+        (
+            "grant.transfer_refused_not_accepting",
+            ME,
+            R_XFER,
+            GTF_permit_access,
+            ME,
+        ),
+        (
+            "grant.transfer_refused_other_domid",
+            ME,
+            R_XFER,
+            GTF_accept_transfer,
+            OTHER_DOMID,
+        ),
+        (
+            "grant.transfer_refused_ref_beyond_table",
+            ME,
+            0xffff_fff0,
+            GTF_accept_transfer,
+            ME,
+        ),
     ];
     for (i, (name, domid, gref, flags, edom)) in refusals.into_iter().enumerate() {
         tbl.set(R_XFER, flags, edom, PFN);
