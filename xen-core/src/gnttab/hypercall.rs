@@ -5,7 +5,8 @@
 //! above the command (the continuation argument only `cache_flush` uses), then the array must
 //! start in guest space (-EFAULT). The batch operations (map, unmap, copy, swap) return 0 and put
 //! a `GNTST_*` status in each element; a fault reading or writing an element ends the batch with
-//! -EFAULT (`transfer` too, see [`gnt::transfer_one`]). `setup_table`, `query_size` and `get_status_frames` take exactly one element.
+//! -EFAULT (`transfer` too, see [`gnt::transfer_one`]). `setup_table`, `query_size` and
+//! `get_status_frames` take exactly one element.
 
 // Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
 #![allow(non_upper_case_globals)]

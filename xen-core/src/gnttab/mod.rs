@@ -48,8 +48,8 @@
 //! (`steal_linear_address`), and `GNTMAP_contains_pte` names a host mapping's PTE by its machine
 //! address (in a validated L1 the mapper owns), both as `xen/arch/x86/pv/grant_table.c`.
 //!
-//! `GNTTABOP_transfer` is in [`transfer`]. What is left out, each answered as documented: `cache_flush` and
-//! `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
+//! `GNTTABOP_transfer` is in [`transfer`]. What is left out, each answered as documented:
+//! `cache_flush` and `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
 //! frames it owns, so they never arise).
 
 pub mod hypercall;
