@@ -49,8 +49,8 @@
 //! address (in a validated L1 the mapper owns), both as `xen/arch/x86/pv/grant_table.c`.
 //!
 //! `GNTTABOP_transfer` is in [`transfer`]. What is left out, each answered as documented:
-//! `cache_flush` and `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
-//! frames it owns, so they never arise).
+//! `cache_flush` and `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV
+//! granter can only grant frames it owns, so they never arise).
 
 pub mod hypercall;
 
