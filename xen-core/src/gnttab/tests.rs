@@ -1141,7 +1141,7 @@ fn a_failed_transitive_copy_clears_a_guest_set_writing_bit() {
 #[test]
 fn an_incomplete_table_gets_no_status_frames() {
     let mut w = World::new();
-    w.tables[1] = Box::new(GrantTable::new());
+    *w.tables[1] = GrantTable::new();
     let before = w.two.m.mem.read_u64(Maddr(0));
     assert_eq!(w.set_version(1, 2), (1, Err(hypercall_abi::Errno::ENOMEM)));
     assert!(w.tables[1].status_frames().is_empty());
