@@ -69,7 +69,12 @@ impl Pt<'_, '_> {
 
     /// `put_page`.
     pub fn put_page(&mut self, mfn: Mfn) {
+        let frees = self.mm.frames.frees();
         self.mm.frames.put_page(mfn, self.perf);
+        if self.mm.frames.frees() != frees {
+            // The frame lost its owner and type.
+            self.mem.frame_types_changed();
+        }
     }
 
     /// The domain that owns `mfn`, as the registry knows it.
@@ -109,6 +114,10 @@ impl Pt<'_, '_> {
         }
         f.type_count += 1;
         let needs_validation = !f.validated();
+        if changed_from.is_some() || needs_validation {
+            // Before anything is written into the frame as its new type.
+            self.mem.frame_types_changed();
+        }
         if changed_from.is_some_and(|t| t != PageType::None) {
             // On a type change Xen flushes every TLB that may still hold mappings made under the
             // old type (`_get_page_type`, "vital that no other CPUs are left with mappings of a
@@ -127,6 +136,7 @@ impl Pt<'_, '_> {
                 f.set_type(PageType::None);
                 f.type_count = 0;
                 f.set(super::flag::VALIDATED, false);
+                self.mem.frame_types_changed();
                 return Err(e);
             }
             self.frame_mut(mfn)?.set(super::flag::VALIDATED, true);
@@ -155,6 +165,7 @@ impl Pt<'_, '_> {
             // Page tables must be unvalidated when their count reaches zero. The type stays, so a
             // later use as the same type revalidates and a use as another type changes it.
             f.set(super::flag::VALIDATED, false);
+            self.mem.frame_types_changed();
             self.devalidate_page(mfn, ty);
         }
     }

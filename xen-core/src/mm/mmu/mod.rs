@@ -32,6 +32,7 @@ use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::{Domain, DomainInfo};
 use crate::guest_access::{
     copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestPtr, PageTableGuest,
+    TranslationCache, Watched,
 };
 use crate::mm::frame_table::{pte, Mm, Owner, PageType, Pt};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
@@ -66,6 +67,19 @@ impl<T: FromBytes + IntoBytes + Copy> Batch<'_, T> {
         match *self {
             Batch::Guest(list) => list.okay(),
             Batch::Slice(_) => true,
+        }
+    }
+
+    /// Element `i` (`__copy_from_guest`), through the call's translation cache.
+    fn get_cached(
+        &self,
+        mem: &dyn MachineMemoryMut,
+        cache: &TranslationCache,
+        i: u32,
+    ) -> Result<T, Errno> {
+        match *self {
+            Batch::Guest(list) => Ok(cache.copy_from_guest(mem, list.add(u64::from(i)))?),
+            Batch::Slice(s) => s.get(i as usize).copied().ok_or(Errno::EFAULT),
         }
     }
 

@@ -47,7 +47,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;
-    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
+    let (vcpu_info, vcpu) = (ctx.dom.running_vcpu_info_map(), ctx.dom.vcpu_id());
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
@@ -73,14 +73,21 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     } else {
         curr
     };
+    // From here every access to guest memory and every write goes through the call's
+    // translation cache and the memory that keeps it honest (see `TranslationCache`).
+    let cache = TranslationCache::new(guest_l4);
+    let mut mem = Watched::new(mem, &cache);
     let (rc, i, stopped) = match get_pg_owner(mm, curr, foreigndom as u16) {
         None => (Err(Errno::ESRCH), 0, false),
         Some(pg_owner) => {
-            let (mut pt, _) = pt(mm, &mut *mem, &mut *ctx.dom, &mut ctx.fx.flush);
-            mmu_update_loop(&mut pt, reqs, count, guest_l4, pt_owner, pg_owner, stop)
+            let (mut pt, _) = pt(mm, &mut mem, &mut *ctx.dom, &mut ctx.fx.flush);
+            mmu_update_loop(&mut pt, reqs, count, &cache, pt_owner, pg_owner, stop)
         }
     };
-    write_done(mem, guest_l4, pdone, done.wrapping_add(i));
+    if !pdone.is_null() {
+        // Xen ignores a failure to write it.
+        let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
+    }
     continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
@@ -91,7 +98,7 @@ fn mmu_update_loop(
     pt: &mut Pt<'_, '_>,
     reqs: Batch<'_, MmuUpdate>,
     count: u32,
-    guest_l4: Mfn,
+    cache: &TranslationCache,
     pt_owner: DomainInfo,
     pg_owner: Owner,
     stop: Stop<'_>,
@@ -106,7 +113,7 @@ fn mmu_update_loop(
             stopped = true;
             break;
         }
-        let req = match reqs.get(pt.mem, guest_l4, i) {
+        let req = match reqs.get_cached(&*pt.mem, cache, i) {
             Ok(r) => r,
             Err(e) => {
                 rc = Err(e);
