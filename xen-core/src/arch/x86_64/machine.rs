@@ -246,6 +246,10 @@ impl Loaded {
 pub struct PreemptAt {
     /// System time (ns) from which a hypercall must stop.
     pub deadline: u64,
+    /// The same as a TSC value, so that the question, asked before every element of a batch,
+    /// is one `rdtsc` and a comparison; 0 until the first question after [`PreemptAt::arm`]
+    /// works it out (most hypercalls never ask).
+    deadline_tsc: Cell<u64>,
     /// Questions asked, to ration the APIC reads.
     asked: Cell<u32>,
 }
@@ -262,6 +266,7 @@ impl PreemptAt {
     pub const fn new() -> PreemptAt {
         PreemptAt {
             deadline: u64::MAX,
+            deadline_tsc: Cell::new(u64::MAX),
             asked: Cell::new(0),
         }
     }
@@ -271,12 +276,18 @@ impl PreemptAt {
     pub fn arm(&mut self, now: u64, due: Option<u64>) {
         let cap = now.saturating_add(Self::MAX_NS);
         self.deadline = due.map_or(cap, |d| d.min(cap));
+        self.deadline_tsc.set(0);
     }
 }
 
 impl Preempt for PreemptAt {
     fn pending(&self) -> bool {
-        if super::time::now() >= self.deadline {
+        let mut deadline_tsc = self.deadline_tsc.get();
+        if deadline_tsc == 0 {
+            deadline_tsc = super::time::tsc_at(self.deadline).max(1);
+            self.deadline_tsc.set(deadline_tsc);
+        }
+        if super::time::tsc_now() >= deadline_tsc {
             return true;
         }
         let n = self.asked.get().wrapping_add(1);
