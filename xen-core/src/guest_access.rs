@@ -276,12 +276,39 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for PageTableGuest<'_, M> {
     }
 }
 
-/// A guest page's translation kept by a [`TranslationCache`].
-#[derive(Clone, Copy, Debug)]
-struct Cached {
-    /// `va >> 12` of the page.
-    va_page: u64,
-    walk: Walk,
+/// A guest page's translation kept by a [`TranslationCache`], in plain cells: the check every
+/// write makes is eight loads and compares.
+struct Slot {
+    /// `va >> 12` of the page, or [`EMPTY`].
+    va_page: Cell<u64>,
+    /// The page's machine address.
+    page: Cell<u64>,
+    /// Every level allows writing.
+    writable: Cell<bool>,
+    /// The frames of the tables the walk read, or [`EMPTY`] (which no write's frame is close
+    /// to: frame numbers are below 2^52).
+    tables: [Cell<u64>; 4],
+}
+
+/// An empty [`Slot`]'s page and tables.
+const EMPTY: u64 = u64::MAX;
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            va_page: Cell::new(EMPTY),
+            page: Cell::new(0),
+            writable: Cell::new(false),
+            tables: [const { Cell::new(EMPTY) }; 4],
+        }
+    }
+
+    fn clear(&self) {
+        self.va_page.set(EMPTY);
+        for t in &self.tables {
+            t.set(EMPTY);
+        }
+    }
 }
 
 /// Slots of a [`TranslationCache`]: a batch's list and its `*done`.
@@ -306,7 +333,7 @@ const CACHE_SLOTS: usize = 2;
 /// at the time it is asked for, as an uncached walk would.
 pub struct TranslationCache {
     l4: Mfn,
-    slots: Cell<[Option<Cached>; CACHE_SLOTS]>,
+    slots: [Slot; CACHE_SLOTS],
     /// The slot the next miss fills.
     next: Cell<usize>,
     /// Walks done on misses, for tests and counters.
@@ -318,7 +345,7 @@ impl TranslationCache {
     pub const fn new(l4: Mfn) -> Self {
         TranslationCache {
             l4,
-            slots: Cell::new([None; CACHE_SLOTS]),
+            slots: [const { Slot::new() }; CACHE_SLOTS],
             next: Cell::new(0),
             walks: Cell::new(0),
         }
@@ -331,45 +358,48 @@ impl TranslationCache {
 
     /// Drops every translation.
     pub fn clear(&self) {
-        self.slots.set([None; CACHE_SLOTS]);
+        for s in &self.slots {
+            s.clear();
+        }
     }
 
     /// `[addr, addr + len)` is about to be written: drops the translations read from a table in
     /// the frames it touches.
+    #[inline]
     fn written(&self, addr: Maddr, len: usize) {
         if len == 0 {
             return;
         }
-        let first = addr.mfn();
-        let last = Maddr(addr.0.saturating_add(len as u64 - 1)).mfn();
-        let mut slots = self.slots.get();
-        let mut changed = false;
-        for slot in slots.iter_mut() {
-            if slot.is_some_and(|c| c.walk.tables.iter().any(|t| first <= *t && *t <= last)) {
-                *slot = None;
-                changed = true;
+        let first = addr.0 >> 12;
+        let span = (addr.0.saturating_add(len as u64 - 1) >> 12) - first;
+        for s in &self.slots {
+            if s.tables.iter().any(|t| t.get().wrapping_sub(first) <= span) {
+                s.clear();
             }
-        }
-        if changed {
-            self.slots.set(slots);
         }
     }
 
-    /// The walk for the page of `va`, from the cache or a new walk (which is then kept).
-    fn lookup<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64) -> Option<Walk> {
+    /// The walk for the page of `va`, from the cache or a new walk (which is then kept):
+    /// the page's machine address and whether it may be written.
+    fn lookup<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64) -> Option<(Maddr, bool)> {
         let va_page = va >> 12;
-        let slots = self.slots.get();
-        if let Some(c) = slots.iter().flatten().find(|c| c.va_page == va_page) {
-            return Some(c.walk);
+        for s in &self.slots {
+            if s.va_page.get() == va_page {
+                return Some((Maddr(s.page.get()), s.writable.get()));
+            }
         }
         self.walks.set(self.walks.get() + 1);
         let walk = walk(mem, self.l4, va)?;
-        let mut slots = slots;
         let i = self.next.get();
-        slots[i] = Some(Cached { va_page, walk });
-        self.slots.set(slots);
+        let s = &self.slots[i];
+        s.va_page.set(va_page);
+        s.page.set(walk.page.0);
+        s.writable.set(walk.writable);
+        for (c, t) in s.tables.iter().zip(walk.tables) {
+            c.set(t.0);
+        }
         self.next.set((i + 1) % CACHE_SLOTS);
-        Some(walk)
+        Some((walk.page, walk.writable))
     }
 
     /// `copy_from_guest` through the cache (a `T` that crosses a page end is read with uncached
@@ -386,9 +416,9 @@ impl TranslationCache {
             read_walked(mem, self.l4, va, buf)?;
             return Ok(value);
         }
-        let w = self.lookup(mem, va).ok_or(GuestFault { va })?;
+        let (page, _) = self.lookup(mem, va).ok_or(GuestFault { va })?;
         let bytes = mem
-            .read(Maddr(w.page.0 | off), buf.len())
+            .read(Maddr(page.0 | off), buf.len())
             .ok_or(GuestFault { va })?;
         buf.copy_from_slice(bytes);
         Ok(value)
@@ -407,11 +437,11 @@ impl TranslationCache {
         if off as usize + data.len() > 4096 {
             return write_walked(mem, self.l4, va, data);
         }
-        let w = self.lookup(&*mem, va).ok_or(GuestFault { va })?;
-        if !w.writable {
+        let (page, writable) = self.lookup(&*mem, va).ok_or(GuestFault { va })?;
+        if !writable {
             return Err(GuestFault { va });
         }
-        mem.write(Maddr(w.page.0 | off), data)
+        mem.write(Maddr(page.0 | off), data)
             .ok_or(GuestFault { va })
     }
 }
