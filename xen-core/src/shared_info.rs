@@ -276,6 +276,20 @@ fn place(base: Maddr, map: VcpuInfoMap, offset: usize) -> Maddr {
     }
 }
 
+/// The machine address of the word that holds `vcpu`'s `evtchn_upcall_pending` (byte 0) and
+/// `evtchn_upcall_mask` (byte 1), for a loop that asks [`upcall_word_deliverable`] before every
+/// element of a batch without placing it each time.
+pub fn upcall_word(shared_info: Mfn, map: VcpuInfoMap, vcpu: u32) -> Maddr {
+    const _: () = assert!(offsets::UPCALL_MASK_AFTER_PENDING);
+    place(shared_info.maddr(), map, offsets::upcall_pending(vcpu))
+}
+
+/// Whether the word at [`upcall_word`] says an upcall is pending and not masked (read as
+/// little-endian bytes, as [`SharedInfoPage::upcall_deliverable`] reads it).
+pub fn upcall_word_deliverable(w: [u8; 4]) -> bool {
+    w[0] != 0 && w[1] == 0
+}
+
 /// A domain's shared_info frame in machine memory, for reading.
 pub struct MachineFrame<'a, M: ?Sized> {
     m: &'a M,

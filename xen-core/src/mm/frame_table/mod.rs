@@ -443,7 +443,8 @@ impl<'t> FrameTable<'t> {
         match self.get_owner_and_reference(mfn, perf) {
             Some(o) if o == owner => true,
             Some(_) => {
-                self.put_page(mfn, perf);
+                // Not the owner's: the frame was allocated, so this is not the last reference.
+                let _ = self.put_page(mfn, perf);
                 false
             }
             None => false,
@@ -451,11 +452,11 @@ impl<'t> FrameTable<'t> {
     }
 
     /// `put_page`: drops a general reference; the last one frees the frame (`free_domheap_page`):
-    /// it loses its owner and type.
-    pub fn put_page(&mut self, mfn: Mfn, perf: &mut PerfCounters) {
+    /// it loses its owner and type. Returns whether it did.
+    pub fn put_page(&mut self, mfn: Mfn, perf: &mut PerfCounters) -> bool {
         let Some(f) = self.get_mut(mfn) else {
             debug_assert!(false, "put_page on {mfn:?} beyond the frame table");
-            return;
+            return false;
         };
         debug_assert!(f.count > 0, "put_page on {mfn:?} with no reference");
         f.count = f.count.saturating_sub(1);
@@ -470,7 +471,9 @@ impl<'t> FrameTable<'t> {
             if given != DOMID_INVALID && self.loose.push_back(mfn).is_err() {
                 self.loose_overflow = true;
             }
+            return true;
         }
+        false
     }
 
     /// `is_iomem_page`: beyond RAM, or I/O memory inside it. Never reference counted.

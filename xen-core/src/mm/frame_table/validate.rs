@@ -69,9 +69,7 @@ impl Pt<'_, '_> {
 
     /// `put_page`.
     pub fn put_page(&mut self, mfn: Mfn) {
-        let frees = self.mm.frames.frees();
-        self.mm.frames.put_page(mfn, self.perf);
-        if self.mm.frames.frees() != frees {
+        if self.mm.frames.put_page(mfn, self.perf) {
             // The frame lost its owner and type.
             self.mem.frame_types_changed();
         }

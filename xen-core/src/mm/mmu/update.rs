@@ -20,20 +20,25 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
     )
 }
 
-/// What a batch loop asks between elements: whether to stop (see [`crate::ctx::preempt_check`]).
+/// What a batch loop asks between elements: whether to stop (Xen's `hypercall_preempt_check()`,
+/// as [`crate::ctx::preempt_check`] asks it, with the upcall word placed once per call).
 /// `None` for a test's slice, which is never preempted.
 #[derive(Clone, Copy)]
 struct Stop<'p> {
     preempt: Option<&'p dyn crate::ctx::Preempt>,
-    shared_info: Mfn,
-    vcpu_info: crate::shared_info::VcpuInfoMap,
-    vcpu: u32,
+    /// The caller's `evtchn_upcall_pending` and mask ([`crate::shared_info::upcall_word`]).
+    upcall_word: Maddr,
 }
 
 impl Stop<'_> {
+    #[inline]
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
         self.preempt.is_some_and(|p| {
-            crate::ctx::preempt_check(p, mem, self.shared_info, self.vcpu_info, self.vcpu)
+            p.pending()
+                || mem
+                    .read(self.upcall_word, 4)
+                    .and_then(|b| b.try_into().ok())
+                    .is_some_and(crate::shared_info::upcall_word_deliverable)
         })
     }
 }
@@ -53,9 +58,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     };
     let stop = Stop {
         preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
-        shared_info,
-        vcpu_info,
-        vcpu,
+        upcall_word: crate::shared_info::upcall_word(shared_info, vcpu_info, vcpu),
     };
     let guest_l4 = ctx.dom.vcpu().l4;
     let curr = ctx.dom.info();
