@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 #! Builds the initramfs Linux boots as a domU (`make run-linux`, tests/tests/linux.rs): Debian's
-#! busybox-static plus the kernel's own xen-blkfront and xen-netfront modules, into
-#! $BUILD/linux/initrd.cpio.gz; prints that path. A no-op when it is newer than this script.
+#! busybox-static plus the kernel's own xen-blkfront and xen-netfront modules and its ext4 driver,
+#! into $BUILD/linux/initrd.cpio.gz; prints that path. A no-op when it is newer than this script.
 #
 # Everything comes from Debian packages fetched with `apt-get download` (nothing is installed):
 # busybox-static, and the versioned linux-image package scripts/fetch-linux.sh downloaded (run
 # first if its .deb is missing). Modules are taken with the modules their `depends=` (.modinfo)
-# names, decompressed on the host when Debian ships them as .ko.xz/.ko.zst. The archive (newc
+# names, decompressed on the host when Debian ships them as .ko.xz/.ko.zst. Debian builds ext4
+# as a module (CONFIG_EXT4_FS=m, which also serves ext2 and ext3: CONFIG_EXT4_USE_FOR_EXT2=y):
+# ext4 with what its depends= names (jbd2, mbcache, crc16) and crc32c_generic, the provider of the
+# `crypto-crc32c` its softdep= asks for (modprobe would load it; insmod reads no softdep), so
+# busybox's mke2fs can make a filesystem on /dev/xvda and `mount` mount it. The archive (newc
 # cpio, gzip) is written by the Python below, so no cpio tool or root (for /dev/console) is needed.
 #
 # The initramfs's /init mounts proc, sysfs and devtmpfs, loads the modules, prints
@@ -71,11 +75,13 @@ add_module() {
     done
     order+=("$name")
 }
+add_module crc32c_generic
+add_module ext4
 add_module xen-blkfront
 add_module xen-netfront
 
 root="$work/root"
-mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,root,lib/modules}
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,root,mnt,lib/modules}
 cp "$work/bb/bin/busybox" "$root/bin/busybox"
 for m in "${order[@]}"; do cp "$work/mods/$m.ko" "$root/lib/modules/"; done
 printf '%s\n' "${order[@]}" > "$root/lib/modules/order"

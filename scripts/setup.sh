@@ -8,6 +8,8 @@
 #   differential reference.
 # - The x86_64-unknown-none Rust target (rust-toolchain.toml names it; rustup adds it on first use).
 # - fonts-dejavu-core: the font `make lab` draws its plots' text with (loaded by file, no fontconfig).
+# - e2fsprogs (debugfs, e2fsck): the Linux test reads the ext2 filesystem Linux made on its disk
+#   image from the host, without mounting it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -60,6 +62,11 @@ fi
 if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     apt_update
     $SUDO apt-get install -y -qq fonts-dejavu-core >/dev/null
+fi
+
+if ! PATH="$PATH:/sbin:/usr/sbin" command -v debugfs >/dev/null 2>&1; then
+    apt_update
+    $SUDO apt-get install -y -qq e2fsprogs >/dev/null
 fi
 
 if command -v rustup >/dev/null 2>&1; then

@@ -99,6 +99,46 @@ fn two_level_and_fifo_guests_exchange_events() {
     );
 }
 
+/// `vcpus=2`: each domU brings its second vCPU up and runs the cross-vCPU test
+/// (`guest-kernel/src/domu/smp.rs`), one on FIFO events and one on 2-level, then the usual demo
+/// on vCPU 0. Every step must print its PASS line, none a FAIL.
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_domu_with_two_vcpus_brings_the_second_up_and_exchanges_events_across_them() {
+    let run = boot(
+        &[
+            "name=smp mem=16M vcpus=2".into(),
+            "name=smp2l mem=16M vcpus=2 evtchn=2l".into(),
+        ],
+        Duration::from_secs(180),
+    );
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    assert!(
+        !run.log.iter().any(|l| l.contains("smp: FAIL")),
+        "no step failed; log:\n{log}"
+    );
+    for id in 1..=2 {
+        run.expect(&format!("(d{id}) smp: 2 vCPUs; bringing vCPU 1 up"));
+        for step in ["bring-up", "ipi", "bind-vcpu", "block", "down-up"] {
+            run.expect(&format!("(d{id}) smp: PASS {step}: "));
+        }
+        run.expect(&format!("(d{id}) smp: all PASS"));
+        // vCPU 0 goes on with the demo alone.
+        run.expect(&format!(
+            "(d{id}) domU: ping-pong 100 round trips ok, grant copy verified"
+        ));
+    }
+    run.expect("(d1) events: FIFO (4096 ports)");
+    run.expect("(d2) events: 2-level (forced by evtchn=2l)");
+    let (before, after) = run.free_frames();
+    assert_eq!(
+        after,
+        Some(before),
+        "every frame back (vCPU 1's vcpu_info and FIFO pages too); log:\n{log}"
+    );
+}
+
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn eight_domus_ping_pong_and_copy_grants_with_dom0() {

@@ -1,12 +1,15 @@
 //! QEMU test: Debian's own Linux kernel (linux-image-amd64, fetched with apt by
 //! `scripts/fetch-linux.sh`) boots as a PV domU on our hypervisor next to our dom0, with the
-//! initramfs `scripts/make-initramfs.sh` builds (busybox-static, xen-blkfront, xen-netfront), to
-//! a shell on its console. The test attaches dom0's serial line to that console (`console 1`),
-//! types a command and reads its output, writes a pattern to `/dev/xvda` (served by our blkback
-//! from the test's disk image), fetches the page busybox `httpd` serves in Linux over netfront,
-//! our netback and dom0's bridge (Linux's address from QEMU's DHCP), detaches (CTRL-]) and asks dom0's `shutdown 1`, which Linux obeys
-//! through xenstore (`control/shutdown`): it powers off cleanly, every frame returns, and the
-//! host finds the pattern in the image.
+//! initramfs `scripts/make-initramfs.sh` builds (busybox-static, xen-blkfront, xen-netfront,
+//! ext4), to a shell on its console. The test attaches dom0's serial line to that console
+//! (`console 1`), types a command and reads its output, makes an ext2 filesystem on `/dev/xvda`
+//! (served by our blkback from the test's disk image), mounts it, writes files, syncs, unmounts,
+//! mounts it again after dropping the page cache and checks them, writes a raw pattern after
+//! the filesystem, fetches the page busybox `httpd` serves in Linux over netfront, our netback
+//! and dom0's bridge (Linux's address from QEMU's DHCP), detaches (CTRL-]) and asks dom0's
+//! `shutdown 1`, which Linux obeys through xenstore (`control/shutdown`): it powers off cleanly,
+//! every frame returns, and the host finds the files in the image (`e2fsck -fn` clean,
+//! `debugfs` reads them) and the pattern after them.
 //!
 //! The stages asserted on Linux's console are [`STAGES`] up to [`REACHED`]. Skips, saying why,
 //! when the packages cannot be fetched (no network, no apt).
@@ -54,7 +57,7 @@ const STAGES: &[&str] = &[
     "Run /init as init process",
     // The initramfs's /init loaded the modules: blkfront connected to our blkback.
     "blkfront: xvda",
-    "xen-rs initramfs: ready (modules: xen_blkfront xen_netfront)",
+    "xen-rs initramfs: ready (modules: crc32c_generic jbd2 mbcache crc16 ext4 xen_blkfront xen_netfront)",
     // busybox init's shell on hvc0 (its /etc/profile prints this).
     "xen-rs initramfs: shell on /dev/hvc0",
 ];
@@ -65,8 +68,61 @@ const REACHED: &str = "xen-rs initramfs: shell on /dev/hvc0";
 /// means dom0 printed a partial line once Linux went quiet.
 const PROMPT: &str = "domU:/# ";
 
-/// Sector of `/dev/xvda` the test writes its pattern to.
-const PATTERN_SECTOR: u64 = 2048;
+/// Sector of `/dev/xvda` the test writes its pattern to: after the filesystem.
+const PATTERN_SECTOR: u64 = 8192;
+
+/// The size of the ext2 filesystem Linux makes at the start of `/dev/xvda` (busybox `mke2fs`'s
+/// KBYTES): the first 4 MiB, before [`PATTERN_SECTOR`].
+const FS_KIB: u64 = 4096;
+
+/// The lines of `/seq.txt` Linux writes in its filesystem (`seq 1 FS_SEQ`, about 1 MiB: the
+/// file needs ext2's indirect blocks).
+const FS_SEQ: u32 = 150_000;
+
+/// An e2fsprogs tool (`debugfs`, `e2fsck`), searched in PATH and in /sbin, /usr/sbin (a
+/// non-root PATH may lack them); setup.sh installs e2fsprogs.
+fn e2fs_tool(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/sbin".into(), "/usr/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: scripts/setup.sh installs e2fsprogs"))
+}
+
+/// A file of the ext2 filesystem at the start of `image`, read on the host with `debugfs`.
+fn debugfs_cat(image: &std::path::Path, path: &str) -> Vec<u8> {
+    let out = Command::new(e2fs_tool("debugfs"))
+        .args(["-R", &format!("cat {path}")])
+        .arg(image)
+        .output()
+        .expect("run debugfs");
+    assert!(
+        out.status.success(),
+        "debugfs cat {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The SHA-256 of `data` in hex, by the host's `sha256sum` (as busybox's prints it in Linux).
+fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().expect("sha256sum's answer");
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
 
 /// The kernel ELF, fetched and extracted on first use, or why it cannot be had.
 fn debian_kernel() -> Result<PathBuf, String> {
@@ -146,6 +202,7 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
     let pattern = format!("xen-rs linux blkfront {nonce:016x}");
     let disk = build_dir().join(format!("linux-test-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 8 << 20]).expect("write the test disk");
+    const { assert!(FS_KIB * 2 <= PATTERN_SECTOR) };
     let http = xtests::free_port();
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
@@ -201,6 +258,23 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
     q.send_input(b"echo hello $((6*7)) from $(uname -s)\r")
         .unwrap();
     step(&mut q, "hello 42 from Linux", 60);
+    // A filesystem on /dev/xvda: busybox's mke2fs makes ext2 on its first 4 MiB, Linux's ext4
+    // driver (modules from the initramfs) mounts it; a directory, a small file with this run's
+    // nonce and a 1 MiB one; sync, unmount.
+    let hello = format!("xen-rs linux ext2 {nonce:016x}\n");
+    let seq: String = (1..=FS_SEQ).map(|i| format!("{i}\n")).collect();
+    let cmd = format!(
+        "mke2fs -L xen-rs /dev/xvda {FS_KIB} >/dev/null && mount -t ext2 /dev/xvda /mnt && mkdir /mnt/dir && echo 'xen-rs linux ext2 {nonce:016x}' > /mnt/dir/hello.txt && seq 1 {FS_SEQ} > /mnt/seq.txt && sync && umount /mnt && echo fs-made-$((2*3))\r"
+    );
+    q.send_input(cmd.as_bytes()).unwrap();
+    step(&mut q, "fs-made-6", 120);
+    // Mounted again read-only after the page cache was dropped: what comes back came through
+    // blkfront from the disk.
+    let cmd = "echo 3 > /proc/sys/vm/drop_caches && mount -t ext2 -o ro /dev/xvda /mnt && grep -c 'linux ext2' /mnt/dir/hello.txt | sed 's/^/fs hello lines: /' && sha256sum /mnt/seq.txt | sed 's/ .*//; s/^/fs seq sha256: /' && umount /mnt\r";
+    q.send_input(cmd.as_bytes()).unwrap();
+    step(&mut q, "fs hello lines: 1", 60);
+    let seq_sha = sha256_hex(seq.as_bytes());
+    step(&mut q, &format!("fs seq sha256: {seq_sha}"), 60);
     // The pattern through blkfront to our blkback and dom0's disk; read back with O_DIRECT.
     let cmd = format!(
         "printf '{pattern}' | dd of=/dev/xvda bs=512 seek={PATTERN_SECTOR} conv=sync,fsync 2>/dev/null && sync && dd if=/dev/xvda bs=512 skip={PATTERN_SECTOR} count=1 iflag=direct 2>/dev/null | head -c 64 | grep -c '{nonce:016x}' | sed 's/^/pattern lines read back: /'\r"
@@ -227,6 +301,14 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
     for l in linux.iter().rev().take(8).rev() {
         println!("  {l}");
     }
+    println!("Linux's filesystem lines:");
+    for l in run
+        .log
+        .iter()
+        .filter(|l| l.contains("EXT4-fs") || l.starts_with("fs ") || l.starts_with("fs-made"))
+    {
+        println!("  {l}");
+    }
     run.expect("*** Built d1 (linux)");
     run.expect("d1: initrd of ");
     // Each stage up to REACHED, in order, on Linux's own console (through dom0's daemon).
@@ -249,17 +331,38 @@ fn debians_linux_runs_a_shell_in_a_domu_writes_its_disk_and_powers_off_cleanly()
     let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame of d1 back; log:\n{log}");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    // The host finds the pattern where Linux wrote it, and nothing else changed.
+    // The host finds Linux's filesystem clean (e2fsck, read-only) with its files in it
+    // (debugfs), the pattern where Linux wrote it, and nothing else changed.
+    let fsck = Command::new(e2fs_tool("e2fsck"))
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn of Linux's filesystem: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&debugfs_cat(&disk, "/dir/hello.txt")),
+        hello
+    );
+    assert!(
+        debugfs_cat(&disk, "/seq.txt") == seq.as_bytes(),
+        "/seq.txt on the host differs from `seq 1 {FS_SEQ}`"
+    );
     let image = std::fs::read(&disk).expect("read the test disk");
     let _ = std::fs::remove_file(&disk);
     let at = PATTERN_SECTOR as usize * 512;
+    let fs_end = FS_KIB as usize * 1024;
     assert_eq!(&image[at..at + pattern.len()], pattern.as_bytes());
     assert!(
-        image[..at]
+        image[fs_end..at]
             .iter()
             .chain(&image[at + pattern.len()..])
             .all(|&b| b == 0),
-        "only the pattern's sector changed"
+        "only the filesystem and the pattern's sector changed"
     );
     println!(
         "Linux reached its shell {:.1} s after QEMU started ({}); {:.1} s wall to power-off",

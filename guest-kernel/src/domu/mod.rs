@@ -20,6 +20,9 @@
 //!
 //! `net-evil` attacks dom0's netback instead (`net_evil.rs`): bad packets, a flood, an overrun.
 //!
+//! With a second vCPU (`vcpus=2` on the module line) the domU first brings it up and runs the
+//! cross-vCPU test (`smp.rs`), then does the rest on vCPU 0.
+//!
 //! With `linger` the domU then stays up, its balloon following `memory/target` (`balloon.rs`).
 //!
 //! `crash=wild-write|triple-fault|bad-hypercall` makes the hypervisor crash the domain instead.
@@ -53,6 +56,7 @@ pub mod error;
 pub mod net;
 pub mod net_evil;
 pub mod netfront;
+pub mod smp;
 pub mod xenbus_front;
 
 /// A ring page of our initial region, from its machine frame.
@@ -152,6 +156,10 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
         Err(e) => return Err(DomuError::Refused(String::from("read domid"), e)),
     };
     println!("domU: my domid is {domid} (from xenstore)");
+    // With a second vCPU (`vcpus=2`): bring it up and run the cross-vCPU test first.
+    if crate::kernel::smp::count() > 1 {
+        smp::run()?;
+    }
     // The block modes skip the ping-pong demo.
     if let Some(arg) = cmdline.get("blk-selftest") {
         return blkfront::selftest(&mut d, arg);

@@ -1,12 +1,14 @@
 //! The event upcall: what the kernel does when Xen enters its event callback.
 //!
-//! Xen sets a port's bit in `evtchn_pending`, the word's bit in vCPU 0's `evtchn_pending_sel` and
-//! `evtchn_upcall_pending`, and, if `evtchn_upcall_mask` is 0, bounces to the event callback with
-//! upcalls masked (`traps.rs` routes that to [`upcall`]). The 2-level protocol (`xen.h`,
+//! Xen sets a port's bit in `evtchn_pending`, the word's bit in the `evtchn_pending_sel` and
+//! `evtchn_upcall_pending` of the vCPU the port notifies, and, if that vCPU's
+//! `evtchn_upcall_mask` is 0, bounces it to the event callback with upcalls masked (`traps.rs`
+//! routes that to [`upcall`]). The 2-level protocol (`xen.h`,
 //! "Event channels"): clear `evtchn_upcall_pending`, exchange the selector with 0, and for each
 //! selected word handle the bits that are pending and not masked, clearing each pending bit.
 //!
-//! The upcall only records which ports fired (it must not allocate or lock). The conformance
+//! The upcall only records which ports fired, in a set of the vCPU that took it (it must not
+//! allocate or lock): [`take_on`] tells which vCPU an event reached. The conformance
 //! cases [`take`] single ports; the multi-domain programs (`dom0/`, `domu/`) keep a
 //! port-to-[`Channel`] table ([`register`]) and run an event loop: [`wait`] blocks until
 //! something fired, [`dispatch`] hands each fired port with its handler to the caller.
@@ -16,17 +18,20 @@
 //! the hypervisor a FIFO control block (`EVTCHNOP_init_control`, a page of .bss) and, if that
 //! works, four event array pages (ports 0..4095, `EVTCHNOP_expand_array`); from then on the
 //! upcall consumes the FIFO queues (`guest_kernel::evtchn_fifo`) instead of the 2-level bitmaps.
-//! Any error keeps the 2-level ABI, and `evtchn=2l` on the command line forces it. Code that
+//! Any error keeps the 2-level ABI, and `evtchn=2l` on the command line forces it. Each vCPU
+//! has its own control block and queues: [`init_vcpu`] gives one to another vCPU before it
+//! comes up (Linux's `evtchn_fifo_cpu_prepare`). Code that
 //! polls a port rather than taking its upcall ([`is_pending`], [`clear_pending`], [`mask`])
 //! goes through here so that it works on both.
 
 use alloc::collections::BTreeMap;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use guest_kernel::evtchn_fifo::{self as fifo, CONTROL_WORDS, WORDS_PER_PAGE};
 use hypercall_abi::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnExpandArray,
-    EvtchnInitControl, EvtchnSend, EvtchnUnmask, EVTCHN_FIFO_MAX_QUEUES,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
+    EvtchnClose, EvtchnExpandArray, EvtchnInitControl, EvtchnSend, EvtchnUnmask,
+    EVTCHN_FIFO_MAX_QUEUES,
 };
 use hypercall_abi::sched::SchedNoArg;
 use hypercall_abi::xen::DOMID_SELF;
@@ -36,10 +41,27 @@ use spin::Mutex;
 
 use super::hypercall as hc;
 use super::shared_info::{self, Bitmap};
+use super::smp::{self, MAX_VCPUS};
 use super::time;
 
-/// Ports seen by the upcall and not yet taken: a copy of the 4096-bit pending bitmap.
-static RECEIVED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// A set of ports: one bit per port of the 2-level range.
+type PortSet = [AtomicU64; 64];
+
+/// Ports each vCPU's upcall saw and that are not yet taken.
+static RECEIVED: [PortSet; MAX_VCPUS] = [const { [const { AtomicU64::new(0) }; 64] }; MAX_VCPUS];
+
+/// The vCPU each port notifies, as far as this kernel moved it ([`bind_ipi`], [`bind_vcpu`]; 0
+/// otherwise): a 2-level upcall takes only its own vCPU's ports, since the selectors are per
+/// vCPU but the pending bitmap is shared (Linux's `cpu_evtchn_mask`). FIFO needs no such table:
+/// each vCPU has its own queues.
+static NOTIFY: [AtomicU8; 4096] = [const { AtomicU8::new(0) }; 4096];
+
+/// Records that `port` notifies `vcpu`.
+fn set_notify(port: u32, vcpu: u32) {
+    if let Some(n) = NOTIFY.get(port as usize) {
+        n.store(vcpu as u8, Ordering::SeqCst);
+    }
+}
 
 /// Number of upcalls taken so far.
 static UPCALLS: AtomicU32 = AtomicU32::new(0);
@@ -56,17 +78,19 @@ const MAX_ARRAY_PAGES: usize = 4;
 #[repr(C, align(4096))]
 struct Page<const N: usize>([AtomicU32; N]);
 
-/// vCPU 0's FIFO control block (at offset 0), shared with the hypervisor.
-static CONTROL: Page<1024> = Page([const { AtomicU32::new(0) }; 1024]);
+/// Each vCPU's FIFO control block (at offset 0 of its page), shared with the hypervisor.
+static CONTROL: [Page<1024>; MAX_VCPUS] =
+    [const { Page([const { AtomicU32::new(0) }; 1024]) }; MAX_VCPUS];
 
 /// The event array, shared with the hypervisor once expanded. Words start at 0 (not masked),
 /// as the 2-level mask bits do.
 static ARRAY: Page<{ MAX_ARRAY_PAGES * WORDS_PER_PAGE }> =
     Page([const { AtomicU32::new(0) }; MAX_ARRAY_PAGES * WORDS_PER_PAGE]);
 
-/// Where each queue's walk stopped (Linux's per-CPU `q->head`), only touched by the upcall.
-static HEADS: [AtomicU32; EVTCHN_FIFO_MAX_QUEUES] =
-    [const { AtomicU32::new(0) }; EVTCHN_FIFO_MAX_QUEUES];
+/// Where each of a vCPU's queues' walk stopped (Linux's per-CPU `q->head`), only touched by
+/// that vCPU's upcall.
+static HEADS: [[AtomicU32; EVTCHN_FIFO_MAX_QUEUES]; MAX_VCPUS] =
+    [const { [const { AtomicU32::new(0) }; EVTCHN_FIFO_MAX_QUEUES] }; MAX_VCPUS];
 
 /// Words one upcall visits at most (a hypervisor that links in a loop cannot hold the CPU).
 const FIFO_BUDGET: u32 = 2 * (MAX_ARRAY_PAGES * WORDS_PER_PAGE) as u32;
@@ -99,17 +123,35 @@ pub fn init_abi(force_2l: bool) -> Abi {
     abi
 }
 
-fn try_fifo() -> Abi {
-    let Some(block) = super::mm::va_to_mfn(core::ptr::addr_of!(CONTROL) as u64) else {
-        return Abi::TwoLevel(-22);
+/// `EVTCHNOP_init_control` for `vcpu` with its page of [`CONTROL`]; the hypercall's result.
+fn init_control(vcpu: u32) -> i64 {
+    let Some(page) = CONTROL.get(vcpu as usize) else {
+        return -22;
+    };
+    let Some(block) = super::mm::va_to_mfn(core::ptr::addr_of!(*page) as u64) else {
+        return -22;
     };
     let mut init = EvtchnInitControl {
         control_gfn: block,
         offset: 0,
-        vcpu: 0,
+        vcpu,
         ..Default::default()
     };
-    let rc = hc::event_channel_op(&mut init);
+    hc::event_channel_op(&mut init)
+}
+
+/// Gives vCPU `vcpu` (not yet up) what it needs to take events: with FIFO, its own control block
+/// (before any event is bound to it); nothing with 2-level events. The hypercall's result.
+pub fn init_vcpu(vcpu: u32) -> i64 {
+    if FIFO.load(Ordering::SeqCst) {
+        init_control(vcpu)
+    } else {
+        0
+    }
+}
+
+fn try_fifo() -> Abi {
+    let rc = init_control(0);
     if rc != 0 {
         return Abi::TwoLevel(rc);
     }
@@ -142,19 +184,23 @@ fn word(port: u32) -> Option<&'static AtomicU32> {
     }
 }
 
+/// Notes that `port` fired on this vCPU.
 fn record(port: u32) {
-    if let Some(w) = RECEIVED.get((port / 64) as usize) {
+    let mine = &RECEIVED[smp::this_vcpu() as usize];
+    if let Some(w) = mine.get((port / 64) as usize) {
         w.fetch_or(1 << (port % 64), Ordering::SeqCst);
     }
 }
 
-/// Handles one upcall (called by the trap dispatcher, with upcalls masked).
+/// Handles one upcall on the vCPU it arrived on (called by the trap dispatcher, with upcalls
+/// masked): that vCPU's selector or FIFO queues.
 pub fn upcall() {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
+    let me = smp::this_vcpu() as usize;
     if FIFO.load(Ordering::SeqCst) {
         shared_info::ack_upcall();
-        if let Some(control) = CONTROL.0.first_chunk::<CONTROL_WORDS>() {
-            fifo::consume(control, words(), &HEADS, FIFO_BUDGET, record);
+        if let Some(control) = CONTROL[me].0.first_chunk::<CONTROL_WORDS>() {
+            fifo::consume(control, words(), &HEADS[me], FIFO_BUDGET, record);
         }
         return;
     }
@@ -166,16 +212,29 @@ pub fn upcall() {
         while ready != 0 {
             let bit = ready.trailing_zeros();
             ready &= ready - 1;
-            shared_info::clear_bit(Bitmap::Pending, w * 64 + bit);
-            RECEIVED[w as usize].fetch_or(1 << bit, Ordering::SeqCst);
+            let port = w * 64 + bit;
+            // Another vCPU's port stays pending for that vCPU's own upcall.
+            if usize::from(NOTIFY[port as usize].load(Ordering::SeqCst)) != me {
+                continue;
+            }
+            shared_info::clear_bit(Bitmap::Pending, port);
+            record(port);
         }
     }
 }
 
-/// Whether `port` fired since the last call; forgets it.
+/// Whether `port` fired (on any vCPU) since the last call; forgets it.
 pub fn take(port: u32) -> bool {
+    (0..MAX_VCPUS as u32).fold(false, |fired, vcpu| take_on(vcpu, port) | fired)
+}
+
+/// Whether `port` fired on vCPU `vcpu` (its upcall saw it) since the last call; forgets it there.
+pub fn take_on(vcpu: u32, port: u32) -> bool {
     let bit = 1u64 << (port % 64);
-    RECEIVED[(port / 64) as usize].fetch_and(!bit, Ordering::SeqCst) & bit != 0
+    RECEIVED
+        .get(vcpu as usize)
+        .and_then(|set| set.get((port / 64) as usize))
+        .is_some_and(|w| w.fetch_and(!bit, Ordering::SeqCst) & bit != 0)
 }
 
 /// Number of upcalls taken since boot (cases compare two readings).
@@ -226,8 +285,10 @@ pub fn unregister(port: u32) {
 /// (`None`: a port nobody registered). Returns how many ports fired.
 pub fn dispatch(mut f: impl FnMut(u32, Option<Channel>)) -> usize {
     let mut n = 0;
-    for (w, word) in RECEIVED.iter().enumerate() {
-        let mut bits = word.swap(0, Ordering::SeqCst);
+    for w in 0..64 {
+        let mut bits = RECEIVED
+            .iter()
+            .fold(0, |bits, set| bits | set[w].swap(0, Ordering::SeqCst));
         while bits != 0 {
             let bit = bits.trailing_zeros();
             bits &= bits - 1;
@@ -240,9 +301,12 @@ pub fn dispatch(mut f: impl FnMut(u32, Option<Channel>)) -> usize {
     n
 }
 
-/// Whether any port fired and was not yet dispatched or taken.
+/// Whether any port fired (on any vCPU) and was not yet dispatched or taken.
 pub fn any_received() -> bool {
-    RECEIVED.iter().any(|w| w.load(Ordering::SeqCst) != 0)
+    RECEIVED
+        .iter()
+        .flatten()
+        .any(|w| w.load(Ordering::SeqCst) != 0)
 }
 
 /// Blocks until some port fired, or `timeout_ns` passed (the timer raises VIRQ_TIMER, which
@@ -301,6 +365,22 @@ pub fn bind_virq(virq: u32) -> Result<u32, HypercallError> {
     Ok(b.port)
 }
 
+/// `EVTCHNOP_bind_ipi`: a port that notifies vCPU `vcpu` of this domain when we send on it.
+pub fn bind_ipi(vcpu: u32) -> Result<u32, HypercallError> {
+    let mut b = EvtchnBindIpi { vcpu, port: 0 };
+    check(hc::event_channel_op(&mut b))?;
+    set_notify(b.port, vcpu);
+    unmask(b.port);
+    Ok(b.port)
+}
+
+/// `EVTCHNOP_bind_vcpu`: `port`'s events go to vCPU `vcpu` from now on.
+pub fn bind_vcpu(port: u32, vcpu: u32) -> Result<(), HypercallError> {
+    check(hc::event_channel_op(&mut EvtchnBindVcpu { port, vcpu }))?;
+    set_notify(port, vcpu);
+    Ok(())
+}
+
 /// `EVTCHNOP_send`.
 pub fn send(port: u32) -> Result<(), HypercallError> {
     let mut s = EvtchnSend { port };
@@ -310,6 +390,7 @@ pub fn send(port: u32) -> Result<(), HypercallError> {
 /// `EVTCHNOP_close` (and forgets the port's handler).
 pub fn close(port: u32) -> Result<(), HypercallError> {
     unregister(port);
+    set_notify(port, 0);
     let mut c = EvtchnClose { port };
     check(hc::event_channel_op(&mut c))
 }

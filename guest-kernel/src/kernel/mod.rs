@@ -27,5 +27,6 @@ pub mod mm;
 pub mod pt;
 pub mod ring_page;
 pub mod shared_info;
+pub mod smp;
 pub mod time;
 pub mod traps;

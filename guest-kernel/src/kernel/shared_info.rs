@@ -1,5 +1,5 @@
 //! The shared_info page: mapped once, then read by the cases, the trap handler, the event upcall
-//! and the clock.
+//! and the clock; and each vCPU's `vcpu_info`, in shared_info or where the vCPU registered it.
 //!
 //! `start_info.shared_info` is a *machine* address: a PV guest maps it itself, here by remapping
 //! a page-aligned window in .bss with `update_va_mapping`. Xen writes the page at any time (event
@@ -11,10 +11,10 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use guest_kernel::paging::{entry_frame, make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
-use hypercall_abi::xen::{SharedInfo, StartInfo, VcpuInfo, UVMF_INVLPG};
+use hypercall_abi::xen::{SharedInfo, StartInfo, VcpuInfo, UVMF_INVLPG, XEN_LEGACY_MAX_VCPUS};
 
 use super::hypercall as hc;
-use super::mm;
+use super::{mm, smp};
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -74,24 +74,38 @@ pub fn get() -> Option<*mut SharedInfo> {
     }
 }
 
-/// vCPU 0's `vcpu_info` (this kernel runs on vCPU 0 only).
-pub fn vcpu0() -> Option<*mut VcpuInfo> {
+/// vCPU `id`'s `vcpu_info`: where it registered it (`smp::register_vcpu_info`), else its slot
+/// of shared_info (the first 32 vCPUs have one).
+pub fn vcpu_info(id: u32) -> Option<*mut VcpuInfo> {
+    if let Some(v) = smp::registered_vcpu_info(id) {
+        return Some(v);
+    }
+    let sh = get()?;
     // SAFETY: field address arithmetic inside the mapped page; nothing is dereferenced.
-    get().map(|sh| unsafe { &raw mut (*sh).vcpu_info[0] })
+    let slots = unsafe { &raw mut (*sh).vcpu_info };
+    // SAFETY: as above, for an index checked against the array's length.
+    ((id as usize) < XEN_LEGACY_MAX_VCPUS)
+        .then(|| unsafe { slots.cast::<VcpuInfo>().add(id as usize) })
 }
 
-/// `evtchn_upcall_mask` of vCPU 0: 1 while event upcalls are masked (the PV "interrupt flag").
+/// The `vcpu_info` of the vCPU running this code.
+pub fn this() -> Option<*mut VcpuInfo> {
+    vcpu_info(smp::this_vcpu())
+}
+
+/// `evtchn_upcall_mask` of this vCPU: 1 while event upcalls are masked (the PV "interrupt
+/// flag").
 pub fn upcall_mask() -> Option<u8> {
     // SAFETY: a byte of our own vcpu_info; volatile because Xen writes it too (on callback entry
     // and on iret).
-    vcpu0().map(|v| unsafe { ptr::read_volatile(&raw const (*v).evtchn_upcall_mask) })
+    this().map(|v| unsafe { ptr::read_volatile(&raw const (*v).evtchn_upcall_mask) })
 }
 
-/// Sets `evtchn_upcall_mask` of vCPU 0 (a PV `cli`/`sti`); does nothing if shared_info is not
+/// Sets `evtchn_upcall_mask` of this vCPU (a PV `cli`/`sti`); does nothing if shared_info is not
 /// mapped. Unmasking does not deliver an already-pending event by itself: the next return from
 /// the hypervisor does (Linux's `xen_irq_enable` makes a hypercall for that reason).
 pub fn set_upcall_mask(mask: u8) {
-    if let Some(v) = vcpu0() {
+    if let Some(v) = this() {
         // SAFETY: the guest owns this byte of its vcpu_info (`xen.h`, vcpu_info).
         unsafe { ptr::write_volatile(&raw mut (*v).evtchn_upcall_mask, mask) }
     }
@@ -100,7 +114,7 @@ pub fn set_upcall_mask(mask: u8) {
 /// `vcpu_info.arch.cr2`: where Xen leaves the faulting address of a page fault it delivers.
 pub fn cr2() -> Option<u64> {
     // SAFETY: a word of our own vcpu_info, written by Xen before it enters the #PF handler.
-    vcpu0().map(|v| unsafe { ptr::read_volatile(&raw const (*v).arch.cr2) })
+    this().map(|v| unsafe { ptr::read_volatile(&raw const (*v).arch.cr2) })
 }
 
 /// One of the two 2-level event bitmaps of shared_info.
@@ -152,10 +166,10 @@ pub fn clear_bit(bitmap: Bitmap, port: u32) {
     }
 }
 
-/// Clears vCPU 0's `evtchn_upcall_pending` and then its selector, in that order, as a guest's
+/// Clears this vCPU's `evtchn_upcall_pending` and then its selector, in that order, as a guest's
 /// event loop does (`xen-abi.md`, semantics 6). Returns the selector's previous value.
 pub fn ack_upcall() -> u64 {
-    let Some(v) = vcpu0() else { return 0 };
+    let Some(v) = this() else { return 0 };
     // SAFETY: fields of our own vcpu_info; the selector is exchanged atomically because Xen sets
     // its bits with locked instructions.
     unsafe {
@@ -164,10 +178,10 @@ pub fn ack_upcall() -> u64 {
     }
 }
 
-/// vCPU 0's `evtchn_upcall_pending` (0 or 1), or -1 if shared_info is not mapped.
+/// This vCPU's `evtchn_upcall_pending` (0 or 1), or -1 if shared_info is not mapped.
 pub fn upcall_pending() -> i32 {
     // SAFETY: a byte of our own vcpu_info, written by Xen.
-    vcpu0().map_or(-1, |v| unsafe {
+    this().map_or(-1, |v| unsafe {
         i32::from(ptr::read_volatile(&raw const (*v).evtchn_upcall_pending))
     })
 }

@@ -1,4 +1,5 @@
-//! System time: Xen's nanosecond clock, read from vCPU 0's `vcpu_time_info` and the TSC.
+//! System time: Xen's nanosecond clock, read from vCPU 0's `vcpu_time_info` and the TSC (one
+//! clock for every vCPU: they share one TSC).
 //!
 //! Timer hypercalls (`set_timer_op`, `VCPUOP_set_singleshot_timer`, `SCHEDOP_poll`'s timeout) take
 //! absolute deadlines in this clock. The values are never printed: they differ run to run.
@@ -23,7 +24,7 @@ const MAX_TRIES: u32 = 100_000;
 /// The snapshot is read under the `version` seqlock: an odd version means Xen is rewriting it, a
 /// changed version means it did so while we read, and either way we read again.
 pub fn now_ns() -> Option<u64> {
-    let v = shared_info::vcpu0()?;
+    let v = shared_info::vcpu_info(0)?;
     // SAFETY: field address inside our own mapped vcpu_info; nothing is dereferenced here.
     let t = unsafe { &raw const (*v).time };
     for _ in 0..MAX_TRIES {

@@ -52,7 +52,7 @@ use hypercall_abi::xen::__HYPERVISOR_iret;
 
 use super::boot::hypercall_page;
 use super::hypercall as hc;
-use super::{events, shared_info};
+use super::{events, shared_info, smp};
 
 /// Vector number the upcall entry reports (past the 256 hardware vectors).
 pub const UPCALL: u64 = 256;
@@ -414,8 +414,10 @@ pub static RECOVERY: AtomicU64 = AtomicU64::new(0);
 /// Stack pointer of the innermost running `guarded_call` (0: none). Written by the asm.
 static CURRENT_GUARD: AtomicU64 = AtomicU64::new(0);
 
-/// Handlers running now: more than one means the trap handler itself trapped.
-static DEPTH: AtomicU32 = AtomicU32::new(0);
+/// Handlers running now on each vCPU: more than one on a vCPU means its trap handler itself
+/// trapped. (Recovery points and guards are vCPU 0's: only the suites, which run there, arm
+/// them.)
+static DEPTH: [AtomicU32; smp::MAX_VCPUS] = [const { AtomicU32::new(0) }; smp::MAX_VCPUS];
 
 /// RFLAGS.TF: single-step.
 const RFLAGS_TF: u64 = 1 << 8;
@@ -445,7 +447,9 @@ pub fn set_user_mode(user: &'static dyn UserMode) {
 
 /// Called by `trap_common` for every exception and upcall.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if DEPTH.fetch_add(1, Ordering::SeqCst) != 0 {
+    // The handler runs on the stack it interrupted, so this is the vCPU that trapped.
+    let depth = &DEPTH[smp::this_vcpu() as usize];
+    if depth.fetch_add(1, Ordering::SeqCst) != 0 {
         println!(
             "guest-kernel: trap vector={} inside the trap handler (rip={:#x}); giving up",
             frame.vector, frame.rip
@@ -465,7 +469,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         },
         _ => exception(frame),
     }
-    DEPTH.fetch_sub(1, Ordering::SeqCst);
+    depth.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn exception(frame: &mut TrapFrame) {

@@ -669,6 +669,10 @@ pub struct DomainInfo {
 pub struct MachineInfo {
     /// One past the highest RAM frame (`XENMEM_maximum_ram_page`).
     pub max_ram_page: u64,
+    /// The CR4 bits a PV guest may set in its view on this CPU (`emulate::pv_cr4_writable` of
+    /// the CPU's CPUID, worked out once at boot): `VCPUOP_initialise` keeps only these of a
+    /// context's `ctrlreg[4]`, as the emulated `mov %reg,%cr4` does.
+    pub pv_cr4_writable: u64,
 }
 
 #[cfg(test)]

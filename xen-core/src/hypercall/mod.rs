@@ -24,6 +24,7 @@ pub use crate::mm::mmu::{ptwr_emulate, ptwr_read};
 mod multicall;
 pub mod table;
 pub use table::{Hypercall, TABLE};
+pub use vcpu::update_runstate_area;
 mod physdev;
 mod traps;
 mod vcpu;

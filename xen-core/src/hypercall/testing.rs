@@ -138,6 +138,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         dom,
         MachineInfo {
             max_ram_page: 0x1ffe0,
+            pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
         },
     )
 }
@@ -229,6 +230,7 @@ pub fn with_set_ctx<R>(
 ) -> R {
     let info = MachineInfo {
         max_ram_page: 0x1ffe0,
+        pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
     };
     let mut regs = Regs::default();
     let (me, events, grants, others) = set.split(slot).expect("no domain in that slot");

@@ -19,6 +19,7 @@ const UNMAPPED: u64 = 0x7000_0000_0000;
 fn call(m: &mut FakeMachine, d: &mut crate::domain::Domain, nr: u32, a: [u64; 5]) -> i64 {
     let info = MachineInfo {
         max_ram_page: 0x1ffe0,
+        pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
     };
     let mut regs = Regs::default();
     with_ctx(m, d, &info, &mut regs, |ctx| {
@@ -380,7 +381,10 @@ fn unknown_hypercalls_are_enosys() {
     for nr in [1u32, 26, 60, 127] {
         assert_eq!(call(&mut m, &mut d, nr, [0; 5]), ENOSYS, "hypercall {nr}");
     }
-    let info = MachineInfo { max_ram_page: 1 };
+    let info = MachineInfo {
+        max_ram_page: 1,
+        pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
+    };
     let mut regs = Regs::default();
     assert_eq!(
         with_ctx(&mut m, &mut d, &info, &mut regs, |c| super::testing::call(

@@ -6,6 +6,7 @@
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::*;
+use hypercall_abi::xen::VMASST_TYPE_runstate_update_flag;
 
 use crate::ctx::{Ctx, HcResult, Machine};
 use hypercall_abi::arch_x86_64::{
@@ -13,10 +14,14 @@ use hypercall_abi::arch_x86_64::{
     VcpuGuestContext,
 };
 
-use crate::guest_access::{copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestPtr};
+use crate::domain::Domain;
+use crate::guest_access::{
+    copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestMemory, GuestPtr,
+    PageTableGuest,
+};
 use crate::mm::frame_table::{Owner, PageType};
 use crate::mm::guest_pt::pt;
-use crate::mm::{Maddr, Mfn};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 use crate::shared_info::VCPU_INFO_SIZE;
 
@@ -136,12 +141,18 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             ctx.dom.vcpu_mut().timer_deadline = None;
             Ok(0)
         }
+        // `guest_handle_okay`: an address the guest may not name is -EFAULT (only the start is
+        // checked, as Xen's `access_ok`). The area is written now, through the caller's tables,
+        // and again at every context switch of that vCPU ([`update_runstate_area`]).
         VCPUOP_register_runstate_memory_area => {
             let area: VcpuRegisterRunstateMemoryArea =
                 copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
+            if !guest_va_ok(area.addr) {
+                return Err(Errno::EFAULT);
+            }
             ctx.dom.vcpus[idx].runstate_area = area.addr;
             if area.addr != 0 {
-                // Xen writes the current runstate at once; a bad address is the guest's loss.
+                // A bad address is the guest's loss (Xen ignores `__copy_to_guest`'s result).
                 let info = ctx.dom.vcpus[idx].runstate.info(ctx.m.now_ns());
                 let _ = copy_to_guest(&mut ctx.guest(), GuestPtr::new(area.addr), &info);
             }
@@ -176,6 +187,44 @@ pub(super) fn vcpu_op<M: Machine + ?Sized>(
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// Xen's `update_runstate_area`, called at each context switch for the vCPU leaving the CPU and
+/// the one taking it: writes vCPU `idx`'s runstate at `now` into the area it registered, if any,
+/// through that vCPU's kernel page tables. With `VMASST_TYPE_runstate_update_flag` enabled a
+/// reader can tell a record being rewritten: `XEN_RUNSTATE_UPDATE` (bit 63 of
+/// `state_entry_time`) is set first by writing that field's top byte alone, the record is
+/// written with the bit set, then the byte is written again without it. A fault (the area
+/// unmapped, read-only) is ignored, as in Xen.
+pub fn update_runstate_area<M: MachineMemoryMut + ?Sized>(
+    mem: &mut M,
+    dom: &Domain,
+    idx: usize,
+    now: u64,
+) {
+    let Some(v) = dom.vcpus.get(idx) else {
+        return;
+    };
+    // Only through a kernel L4 the vCPU holds (an uninitialised vCPU has none).
+    if v.runstate_area == 0 || !v.initialised {
+        return;
+    }
+    let mut g = PageTableGuest { mem, l4: v.l4 };
+    let mut info = v.runstate.info(now);
+    // The top byte of `state_entry_time`, where XEN_RUNSTATE_UPDATE lives.
+    let flag_byte = v
+        .runstate_area
+        .wrapping_add(core::mem::offset_of!(VcpuRunstateInfo, state_entry_time) as u64 + 7);
+    let flagged = dom.vm_assist & (1 << VMASST_TYPE_runstate_update_flag) != 0;
+    if flagged {
+        info.state_entry_time |= XEN_RUNSTATE_UPDATE;
+        let _ = g.write(flag_byte, &[(info.state_entry_time >> 56) as u8]);
+    }
+    let _ = copy_to_guest(&mut g, GuestPtr::new(v.runstate_area), &info);
+    if flagged {
+        info.state_entry_time &= !XEN_RUNSTATE_UPDATE;
+        let _ = g.write(flag_byte, &[(info.state_entry_time >> 56) as u8]);
     }
 }
 
@@ -348,12 +397,16 @@ fn initialise<M: Machine + ?Sized>(
     v.gs_base_user = if r.gs & !3 == 0 { c.gs_base_user } else { 0 };
     v.base_writes = v.base_writes.wrapping_add(1);
     v.fpu_ts = c.ctrlreg[0] & (1 << 3) != 0;
-    v.cr4 = c.ctrlreg[4] & crate::emulate::PV_CR4_GUEST_MASK;
+    // Only the bits a PV guest owns and this CPU offers (Xen's `pv_fixup_guest_cr4`); the
+    // emulated `mov %reg,%cr4` keeps the same ones.
+    v.cr4 = c.ctrlreg[4] & crate::emulate::PV_CR4_GUEST_MASK & ctx.info.pv_cr4_writable;
     v.dr = [0; 4];
     v.dr6 = crate::domain::DR6_DEFAULT;
     v.dr7 = 0x400;
-    for (reg, &value) in c.debugreg.iter().enumerate() {
-        let _ = crate::emulate::debugreg::set_debugreg(v, reg as u32, value);
+    // As Xen: DR0-DR3, DR6 and DR7 only (debugreg[4] and [5] would be aliases of DR6 and DR7
+    // without CR4.DE, and Xen never applies them).
+    for reg in [0, 1, 2, 3, 6, 7] {
+        let _ = crate::emulate::debugreg::set_debugreg(v, reg, c.debugreg[reg as usize]);
     }
     v.kernel_mode = c.flags & VGCF_in_kernel != 0;
     v.initialised = true;
@@ -454,6 +507,7 @@ mod tests {
         .unwrap();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
+            pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
         };
         let mut regs = Regs::default();
         let rc = with_ctx(&mut m, &mut d, &info, &mut regs, |ctx| {
@@ -470,6 +524,7 @@ mod tests {
         let (mut m, _, _) = setup();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
+            pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
         };
         let mut regs = Regs::default();
         with_ctx(&mut m, d, &info, &mut regs, |ctx| {

@@ -316,3 +316,133 @@ fn an_nmi_goes_to_the_nmi_callback_once_until_iret() {
     assert_eq!(deliver_nmi(&mut t.m.mem, d, &mut regs), Ok(false));
     assert!(d.vcpu().nmi_pending, "waits for the iret");
 }
+
+#[test]
+fn initialise_keeps_only_the_cr4_bits_this_cpu_offers() {
+    use crate::emulate::{CR4_DE, CR4_FSGSBASE, CR4_OSXSAVE, CR4_TSD};
+    let wants = CR4_TSD | CR4_DE | CR4_FSGSBASE | CR4_OSXSAVE | (1 << 5);
+    // A CPU that offers none of them (no FSGSBASE, say): CR4 stays 0, so nothing reaches the
+    // CPU's CR4 when the vCPU runs.
+    let mut t = two_vcpus();
+    t.info.pv_cr4_writable = 0;
+    let mut c = good_context();
+    c.ctrlreg[4] = wants;
+    assert_eq!(initialise(&mut t, 1, &c), 0);
+    assert_eq!(t.doms[1].vcpus[1].cr4, 0);
+    // One that offers DE and FSGSBASE: those, and never a bit outside the guest's mask.
+    let mut t = two_vcpus();
+    t.info.pv_cr4_writable = CR4_DE | CR4_FSGSBASE;
+    assert_eq!(initialise(&mut t, 1, &c), 0);
+    assert_eq!(t.doms[1].vcpus[1].cr4, CR4_DE | CR4_FSGSBASE);
+}
+
+#[test]
+fn initialise_applies_dr0_to_dr3_dr6_and_dr7_only() {
+    let mut t = two_vcpus();
+    let mut c = good_context();
+    // debugreg[4] and [5] would be DR6 and DR7 without CR4.DE; Xen ignores them.
+    c.debugreg[4] = 0xff0;
+    c.debugreg[5] = 0x401;
+    // DR7 with general detect is refused: DR7 keeps its default.
+    c.debugreg[7] = 1 << 13;
+    c.debugreg[0] = 0x5000;
+    c.debugreg[6] = 0x1;
+    assert_eq!(initialise(&mut t, 1, &c), 0);
+    let v = &t.doms[1].vcpus[1];
+    assert_eq!(v.dr7, 0x400, "debugreg[5] is not DR7");
+    assert_eq!(v.dr[0], 0x5000);
+    assert_eq!(
+        v.dr6,
+        crate::domain::DR6_DEFAULT | 1,
+        "DR6 from debugreg[6] only"
+    );
+}
+
+/// Machine memory that records every write (to see the order of a runstate update).
+struct Logged<'a> {
+    mem: &'a mut crate::mm::FakeMemory,
+    writes: Vec<(u64, Vec<u8>)>,
+}
+
+impl crate::mm::MachineMemory for Logged<'_> {
+    fn read(&self, addr: crate::mm::Maddr, len: usize) -> Option<&[u8]> {
+        self.mem.read(addr, len)
+    }
+}
+
+impl crate::mm::MachineMemoryMut for Logged<'_> {
+    fn write(&mut self, addr: crate::mm::Maddr, data: &[u8]) -> Option<()> {
+        self.writes.push((addr.0, data.to_vec()));
+        self.mem.write(addr, data)
+    }
+}
+
+#[test]
+fn the_runstate_area_needs_a_guest_address_and_follows_xens_update_protocol() {
+    use super::update_runstate_area;
+    use hypercall_abi::xen::VMASST_TYPE_runstate_update_flag;
+    let mut t = two_vcpus();
+    let area = |t: &mut Two, addr: u64| {
+        let a = VcpuRegisterRunstateMemoryArea { addr };
+        let mut g = PageTableGuest {
+            mem: &mut t.m.mem,
+            l4: t.doms[1].vcpu().l4,
+        };
+        copy_to_guest(&mut g, GuestPtr::new(CTX_VA), &a).unwrap();
+        vcpu_op(t, VCPUOP_register_runstate_memory_area, 0, CTX_VA)
+    };
+    // The hypervisor's range and non-canonical addresses: -EFAULT, nothing recorded.
+    assert_eq!(area(&mut t, 0xffff_8300_0000_0000), EFAULT);
+    assert_eq!(area(&mut t, 0x0000_8000_0000_0000), EFAULT);
+    assert_eq!(t.doms[1].vcpus[0].runstate_area, 0);
+    // A guest address: recorded and written at once.
+    let at = page_va(13) + 0x100;
+    assert_eq!(area(&mut t, at), 0);
+    assert_eq!(t.doms[1].vcpus[0].runstate_area, at);
+    let read = |t: &mut Two| -> VcpuRunstateInfo {
+        let g = PageTableGuest {
+            mem: &mut t.m.mem,
+            l4: t.doms[1].vcpu().l4,
+        };
+        crate::guest_access::copy_from_guest(&g, GuestPtr::new(at)).unwrap()
+    };
+    assert_eq!(read(&mut t).state, RUNSTATE_running);
+    // Without the VM assist: one plain write of the record.
+    t.doms[1].vcpus[0].runstate.set(RUNSTATE_runnable, 5_000);
+    let mut log = Logged {
+        mem: &mut t.m.mem,
+        writes: Vec::new(),
+    };
+    update_runstate_area(&mut log, &t.doms[1], 0, 6_000);
+    assert_eq!(log.writes.len(), 1);
+    let got = read(&mut t);
+    assert_eq!(
+        (got.state, got.state_entry_time),
+        (RUNSTATE_runnable, 5_000)
+    );
+    // With it: the flag byte, the record flagged, the flag byte cleared.
+    t.doms[1].vm_assist |= 1 << VMASST_TYPE_runstate_update_flag;
+    t.doms[1].vcpus[0].runstate.set(RUNSTATE_blocked, 7_000);
+    let mut log = Logged {
+        mem: &mut t.m.mem,
+        writes: Vec::new(),
+    };
+    update_runstate_area(&mut log, &t.doms[1], 0, 8_000);
+    let w = log.writes;
+    assert_eq!(w.len(), 3, "{w:x?}");
+    assert_eq!(w[0].1, [0x80], "XEN_RUNSTATE_UPDATE set first");
+    assert_eq!(w[1].1.len(), core::mem::size_of::<VcpuRunstateInfo>());
+    assert_eq!(w[1].1[15], 0x80, "the record is written flagged");
+    assert_eq!((w[2].0, &w[2].1[..]), (w[0].0, &[0u8][..]), "then cleared");
+    let got = read(&mut t);
+    assert_eq!((got.state, got.state_entry_time), (RUNSTATE_blocked, 7_000));
+    assert_eq!(got.time[RUNSTATE_blocked as usize], 1_000);
+    // An area that is not mapped: nothing written, nothing breaks.
+    t.doms[1].vcpus[0].runstate_area = 0x7fff_0000_0000;
+    let mut log = Logged {
+        mem: &mut t.m.mem,
+        writes: Vec::new(),
+    };
+    update_runstate_area(&mut log, &t.doms[1], 0, 9_000);
+    assert!(log.writes.is_empty());
+}

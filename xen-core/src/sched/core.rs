@@ -17,6 +17,7 @@ use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::{Shutdown, MAX_VCPUS};
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
+use crate::hypercall::update_runstate_area;
 use crate::regs::Regs;
 
 use super::{wake, Candidate};
@@ -239,8 +240,9 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
 }
 
 /// Hands the CPU from the current vCPU of the domain in `hv.sched.cur` (if it still exists) to
-/// vCPU `vcpu` of the domain in `next`: its registers into `regs`, the runstates, the
-/// accounting, and the arch's context switch.
+/// vCPU `vcpu` of the domain in `next`: its registers into `regs`, the runstates (and the
+/// runstate areas both registered, Xen's `update_runstate_area`), the accounting, and the arch's
+/// context switch.
 fn switch_to<A: Arch>(
     hv: &mut Hv<A>,
     doms: &mut DomainSet,
@@ -260,6 +262,7 @@ fn switch_to<A: Arch>(
             }
             let state = idle_runstate(prev, pv);
             prev.dom.vcpu_mut().runstate.set(state, now);
+            update_runstate_area(&mut hv.arch, &prev.dom, pv, now);
             Some(unit(cur, pv))
         }
         None => None,
@@ -275,6 +278,7 @@ fn switch_to<A: Arch>(
         .vcpu_mut()
         .runstate
         .set(hypercall_abi::vcpu::RUNSTATE_running, now);
+    update_runstate_area(&mut hv.arch, &g.dom, g.dom.cur_vcpu, now);
     hv.arch.context_switch(prev, unit(next, g.dom.cur_vcpu));
     hv.sched.cur = next;
     hv.sched.run_start = now;

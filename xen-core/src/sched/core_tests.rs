@@ -405,3 +405,74 @@ fn a_vcpu_that_is_down_or_not_initialised_never_runs() {
         assert_eq!(set.guest(1).unwrap().dom.cur_vcpu, 0);
     }
 }
+
+#[test]
+fn an_nmi_wakes_a_blocked_or_polling_vcpu_unless_masked() {
+    let (mut hv, mut set, mut regs) = world_with_two_vcpus();
+    for slot in [0, 2] {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    set.guest_mut(1).unwrap().dom.vcpus[1].blocked = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(1).unwrap().dom.vcpus[1].blocked);
+    // An NMI it cannot take yet (one in progress) leaves it waiting.
+    let v = &mut set.guest_mut(1).unwrap().dom.vcpus[1];
+    v.nmi_pending = true;
+    v.nmi_masked = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(1).unwrap().dom.vcpus[1].blocked, "masked");
+    // Unmasked (its iret): woken, as Xen's vcpu_kick does after VCPUOP_send_nmi.
+    set.guest_mut(1).unwrap().dom.vcpus[1].nmi_masked = false;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(!set.guest(1).unwrap().dom.vcpus[1].blocked, "woken");
+    // A poll with no port pending and no deadline ends the same way.
+    let v = &mut set.guest_mut(1).unwrap().dom.vcpus[1];
+    v.nmi_pending = false;
+    v.poll = Some(crate::domain::Poll {
+        ports: heapless::Vec::new(),
+        deadline: None,
+    });
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(1).unwrap().dom.vcpus[1].poll.is_some());
+    set.guest_mut(1).unwrap().dom.vcpus[1].nmi_pending = true;
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(1).unwrap().dom.vcpus[1].poll.is_none());
+}
+
+#[test]
+fn a_context_switch_updates_both_runstate_areas() {
+    use crate::hypercall::testing::GUEST_VA;
+    use hypercall_abi::vcpu::{RUNSTATE_runnable, RUNSTATE_running, VcpuRunstateInfo};
+    let (mut hv, mut set, mut regs) = world_with_two_vcpus();
+    for slot in [0, 2] {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    let d = &mut set.guest_mut(1).unwrap().dom;
+    let l4 = d.vcpus[0].l4;
+    d.vcpus[1].l4 = l4;
+    d.vcpus[0].runstate_area = GUEST_VA + 0x100;
+    d.vcpus[1].runstate_area = GUEST_VA + 0x200;
+    let read = |hv: &mut Hv<FakeArch>, va: u64| -> VcpuRunstateInfo {
+        let g = crate::guest_access::PageTableGuest {
+            mem: &mut hv.arch,
+            l4,
+        };
+        crate::guest_access::copy_from_guest(&g, crate::guest_access::GuestPtr::new(va)).unwrap()
+    };
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(set.guest(1).unwrap().dom.cur_vcpu, 0);
+    // vCPU 0 got the CPU: its area says running (since its domain was built).
+    let t1 = set.guest(1).unwrap().dom.vcpus[0].runstate.entry;
+    let got = read(&mut hv, GUEST_VA + 0x100);
+    assert_eq!((got.state, got.state_entry_time), (RUNSTATE_running, t1));
+    // Its slice ends: vCPU 1 runs; both areas are rewritten.
+    hv.arch.m.now = T0 + 2 * SLICE_NS;
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(set.guest(1).unwrap().dom.cur_vcpu, 1);
+    let t2 = hv.arch.m.now;
+    let v0 = read(&mut hv, GUEST_VA + 0x100);
+    assert_eq!((v0.state, v0.state_entry_time), (RUNSTATE_runnable, t2));
+    assert_eq!(v0.time[RUNSTATE_running as usize], t2 - t1);
+    let v1 = read(&mut hv, GUEST_VA + 0x200);
+    assert_eq!((v1.state, v1.state_entry_time), (RUNSTATE_running, t2));
+}

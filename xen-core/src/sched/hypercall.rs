@@ -203,6 +203,7 @@ mod tests {
         .unwrap();
         let info = MachineInfo {
             max_ram_page: 0x1ffe0,
+            pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
         };
         let mut regs = Regs::default();
         with_ctx(m, d, &info, &mut regs, |ctx| {
@@ -249,6 +250,7 @@ mod tests {
             m.now = NOW;
             let info = MachineInfo {
                 max_ram_page: 0x1ffe0,
+                pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
             };
             let mut regs = Regs::default();
             let rc = with_ctx(&mut m, &mut d, &info, &mut regs, |ctx| {

@@ -3,7 +3,8 @@
 //!
 //! An event made pending sets `evtchn_upcall_pending` in the target vCPU's `vcpu_info`; a vCPU
 //! blocked in `SCHEDOP_block` runs again once that is set, one polling in `SCHEDOP_poll` once one
-//! of its ports is pending or its deadline passed.
+//! of its ports is pending or its deadline passed. An NMI it may take (`VCPUOP_send_nmi`, not
+//! masked) ends either wait, as Xen's `vcpu_kick` does.
 
 use crate::cpu::Arch;
 use crate::ctx::Machine;
@@ -11,8 +12,9 @@ use crate::domain::set::{DomainEntry, DomainSet};
 use crate::evtchn::hypercall as event_channel;
 
 /// Wakes each vCPU of `g` whose wait ended by `now`: a blocked vCPU with an upcall pending in
-/// its own `vcpu_info`, a polling one with one of its ports pending or its poll deadline passed.
-/// Returns whether any was woken.
+/// its own `vcpu_info`, a polling one with one of its ports pending or its poll deadline passed,
+/// and either with an NMI pending and not masked (the poll then returns 0, as Xen's). Returns
+/// whether any was woken.
 pub fn wake_if_due<M: Machine + ?Sized>(
     m: &M,
     g: &mut DomainEntry,
@@ -22,15 +24,17 @@ pub fn wake_if_due<M: Machine + ?Sized>(
     let mut woken = false;
     for id in 0..g.dom.vcpus.len() {
         let v = &g.dom.vcpus[id];
-        if v.blocked && crate::shared_info::upcall_pending_of(m, &g.dom, id as u32) {
+        let nmi = v.nmi_pending && !v.nmi_masked;
+        if v.blocked && (nmi || crate::shared_info::upcall_pending_of(m, &g.dom, id as u32)) {
             g.dom.vcpus[id].blocked = false;
             woken = true;
         }
         if let Some(poll) = &g.dom.vcpus[id].poll {
-            let ready = poll
-                .ports
-                .iter()
-                .any(|&p| crate::evtchn::fifo::port_pending(m, &g.dom, ports, p))
+            let ready = nmi
+                || poll
+                    .ports
+                    .iter()
+                    .any(|&p| crate::evtchn::fifo::port_pending(m, &g.dom, ports, p))
                 || poll.deadline.is_some_and(|d| now >= d);
             if ready {
                 g.dom.vcpus[id].poll = None;

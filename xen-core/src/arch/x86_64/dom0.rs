@@ -364,5 +364,10 @@ pub fn start(
     drop(doms);
     printk!("Std. Loglevel: All\n");
     printk!("*** Serial input to DOM0 (type 'CTRL-a' three times to switch input)\n");
-    dispatch::run(m, MachineInfo { max_ram_page }, pool, 0)
+    let pv_cr4_writable = xen_core::emulate::pv_cr4_writable(super::machine::native_cpuid);
+    let info = MachineInfo {
+        max_ram_page,
+        pv_cr4_writable,
+    };
+    dispatch::run(m, info, pool, 0)
 }

@@ -307,6 +307,7 @@ impl World {
             set,
             info: MachineInfo {
                 max_ram_page: FRAMES,
+                pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
             },
             ids: [None; SLOTS],
             dead: Vec::new(),

@@ -120,6 +120,7 @@ impl World {
         };
         let info = MachineInfo {
             max_ram_page: WORLD_FRAMES,
+            pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
         };
         let w = World {
             m,
@@ -346,6 +347,7 @@ impl Two {
             doms,
             info: MachineInfo {
                 max_ram_page: SMALL_FRAMES,
+                pv_cr4_writable: crate::emulate::PV_CR4_GUEST_MASK,
             },
             pool: BootFrameAllocator::empty(),
         };
