@@ -288,6 +288,9 @@ struct Slot {
     /// The frames of the tables the walk read, or [`EMPTY`] (which no write's frame is close
     /// to: frame numbers are below 2^52).
     tables: [Cell<u64>; 4],
+    /// The page's own frame, or [`EMPTY`]: a write to it leaves the translation alone but
+    /// changes what an [`ArrayReader`] read ahead from it.
+    data: Cell<u64>,
 }
 
 /// An empty [`Slot`]'s page and tables.
@@ -300,11 +303,13 @@ impl Slot {
             page: Cell::new(0),
             writable: Cell::new(false),
             tables: [const { Cell::new(EMPTY) }; 4],
+            data: Cell::new(EMPTY),
         }
     }
 
     fn clear(&self) {
         self.va_page.set(EMPTY);
+        self.data.set(EMPTY);
         for t in &self.tables {
             t.set(EMPTY);
         }
@@ -334,14 +339,18 @@ const CACHE_SLOTS: usize = 2;
 pub struct TranslationCache {
     l4: Mfn,
     slots: [Slot; CACHE_SLOTS],
-    /// Bit `mfn % 64` of every table frame of every slot (bits of dropped slots may stay): a
-    /// write to one frame whose bit is clear touches no cached walk, known in a few
-    /// instructions, which is what nearly every write of a batch is.
+    /// Bit `mfn % 64` of every table frame and page frame of every slot (bits of dropped slots
+    /// may stay): a write to one frame whose bit is clear touches no cached walk or page, known
+    /// in a few instructions, which is what nearly every write of a batch is.
     tables_mask: Cell<u64>,
     /// The slot the next miss fills.
     next: Cell<usize>,
     /// Walks done on misses, for tests and counters.
     walks: Cell<u64>,
+    /// Moves on whenever a slot is dropped, replaced or cleared, or its page's frame written:
+    /// what an [`ArrayReader`] read ahead under one epoch is what the guest's memory holds
+    /// as long as the epoch stays.
+    epoch: Cell<u64>,
 }
 
 impl TranslationCache {
@@ -353,6 +362,7 @@ impl TranslationCache {
             tables_mask: Cell::new(0),
             next: Cell::new(0),
             walks: Cell::new(0),
+            epoch: Cell::new(0),
         }
     }
 
@@ -366,10 +376,20 @@ impl TranslationCache {
         for s in &self.slots {
             s.clear();
         }
+        self.bump();
+    }
+
+    /// The current epoch (see the field).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
+    fn bump(&self) {
+        self.epoch.set(self.epoch.get().wrapping_add(1));
     }
 
     /// `[addr, addr + len)` is about to be written: drops the translations read from a table in
-    /// the frames it touches.
+    /// the frames it touches, and ends the epoch if it touches one of them or a cached page.
     #[inline]
     fn written(&self, addr: Maddr, len: usize) {
         if len == 0 {
@@ -380,9 +400,13 @@ impl TranslationCache {
         if span == 0 && self.tables_mask.get() & (1 << (first % 64)) == 0 {
             return;
         }
+        let hit = |t: &Cell<u64>| t.get().wrapping_sub(first) <= span;
         for s in &self.slots {
-            if s.tables.iter().any(|t| t.get().wrapping_sub(first) <= span) {
+            if s.tables.iter().any(hit) {
                 s.clear();
+                self.bump();
+            } else if hit(&s.data) {
+                self.bump();
             }
         }
     }
@@ -400,10 +424,15 @@ impl TranslationCache {
         let walk = walk(mem, self.l4, va)?;
         let i = self.next.get();
         let s = &self.slots[i];
+        if s.va_page.get() != EMPTY {
+            // Its page is no longer watched.
+            self.bump();
+        }
         s.va_page.set(va_page);
+        s.data.set(walk.page.mfn().0);
         s.page.set(walk.page.0);
         s.writable.set(walk.writable);
-        let mut mask = self.tables_mask.get();
+        let mut mask = self.tables_mask.get() | 1 << (walk.page.mfn().0 % 64);
         for (c, t) in s.tables.iter().zip(walk.tables) {
             c.set(t.0);
             mask |= 1 << (t.0 % 64);
@@ -454,6 +483,72 @@ impl TranslationCache {
         }
         mem.write(Maddr(page.0 | off), data)
             .ok_or(GuestFault { va })
+    }
+}
+
+/// Elements of a guest array read up to `N` at a time, through a [`TranslationCache`]: one
+/// copy out of guest memory for every `N` elements (or the rest of a page) instead of one per
+/// element. Xen reads each element when it gets to it; so does this, in effect: what was read
+/// ahead is used only while the cache's epoch stays, that is while nothing has been written
+/// into the page it came from nor into a table that maps it, and no type changed.
+pub struct ArrayReader<T, const N: usize> {
+    list: GuestPtr<T>,
+    /// Elements `first ..` of the array, read under `epoch`.
+    buf: heapless::Vec<T, N>,
+    first: u64,
+    epoch: u64,
+}
+
+impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
+    /// A reader of the array at `list`; nothing read yet.
+    pub fn new(list: GuestPtr<T>) -> Self {
+        ArrayReader {
+            list,
+            buf: heapless::Vec::new(),
+            first: 0,
+            epoch: 0,
+        }
+    }
+
+    /// Element `i` (`copy_from_guest(list + i)`), reading ahead at most up to element
+    /// `end - 1`.
+    pub fn get<M: MachineMemoryMut + ?Sized>(
+        &mut self,
+        cache: &TranslationCache,
+        mem: &M,
+        i: u64,
+        end: u64,
+    ) -> Result<T, GuestFault> {
+        if self.epoch == cache.epoch() {
+            if let Some(v) = i
+                .checked_sub(self.first)
+                .and_then(|k| self.buf.get(usize::try_from(k).ok()?))
+            {
+                return Ok(*v);
+            }
+        }
+        let size = core::mem::size_of::<T>();
+        let ptr = self.list.add(i);
+        let va = ptr.va();
+        let in_page = (4096 - (va & 0xfff)) as usize / size.max(1);
+        let n = N.min(in_page).min(end.saturating_sub(i) as usize);
+        if n <= 1 || size == 0 {
+            self.buf.clear();
+            return cache.copy_from_guest(mem, ptr);
+        }
+        let (page, _) = cache.lookup(mem, va).ok_or(GuestFault { va })?;
+        let epoch = cache.epoch();
+        let bytes = mem
+            .read(Maddr(page.0 | (va & 0xfff)), n * size)
+            .ok_or(GuestFault { va })?;
+        self.buf.clear();
+        for chunk in bytes.chunks_exact(size) {
+            let v = T::read_from_bytes(chunk).map_err(|_| GuestFault { va })?;
+            let _ = self.buf.push(v);
+        }
+        self.first = i;
+        self.epoch = epoch;
+        self.buf.first().copied().ok_or(GuestFault { va })
     }
 }
 
@@ -755,5 +850,47 @@ mod tests {
         // A value across a page end, both pages readable.
         let v: [u8; 4] = cache.copy_from_guest(&w, GuestPtr::new(0x40_0ffe)).unwrap();
         assert_eq!(v, [0; 4]);
+    }
+
+    #[test]
+    fn the_array_reader_reads_ahead_only_while_nothing_it_read_can_have_changed() {
+        let mut m = writable_machine();
+        for i in 0..16u64 {
+            m.write_u64(Maddr(0x8000 + 8 * i), 100 + i).unwrap();
+        }
+        let cache = TranslationCache::new(Mfn(1));
+        let mut w = Watched::new(&mut m, &cache);
+        let mut r = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
+        assert_eq!(r.get(&cache, &w, 0, 16), Ok(100));
+        // Read ahead: memory changed behind the cache's back is not seen until the epoch ends.
+        w.mem.write_u64(Maddr(0x8008), 7).unwrap();
+        assert_eq!(r.get(&cache, &w, 1, 16), Ok(101));
+        // A write through the watched memory into the page ends the epoch.
+        w.write_u64(Maddr(0x8010), 55).unwrap();
+        assert_eq!(r.get(&cache, &w, 2, 16), Ok(55));
+        // So does a type change, and a write to a table of the walk.
+        w.mem.write_u64(Maddr(0x8018), 66).unwrap();
+        w.frame_types_changed();
+        assert_eq!(r.get(&cache, &w, 3, 16), Ok(66));
+        w.mem.write_u64(Maddr(0x8020), 77).unwrap();
+        let l1e = w.read_u64(Maddr(0x4000)).unwrap();
+        w.write_u64(Maddr(0x4000), l1e).unwrap();
+        assert_eq!(r.get(&cache, &w, 4, 16), Ok(77));
+        // Not past `end`.
+        let mut r2 = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0040));
+        assert_eq!(r2.get(&cache, &w, 0, 1), Ok(108));
+        w.mem.write_u64(Maddr(0x8048), 99).unwrap();
+        assert_eq!(
+            r2.get(&cache, &w, 1, 16),
+            Ok(99),
+            "element 9 was not read ahead"
+        );
+        // Nor past the page: the page's last element alone, then the next page's.
+        let mut last = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0ff8));
+        assert_eq!(last.get(&cache, &w, 0, 16), Ok(0));
+        assert_eq!(
+            last.get(&cache, &w, 1, 16),
+            Ok(u64::from_le_bytes(*b"other\0\0\0"))
+        );
     }
 }

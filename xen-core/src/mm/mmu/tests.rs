@@ -848,3 +848,37 @@ fn a_request_that_remaps_the_list_is_followed_by_the_next_read() {
     g.restore(s);
     g.w.check();
 }
+
+/// Requests are read ahead (`ArrayReader`), but what a request writes into the list itself is
+/// what a later request of the batch is read as (Xen copies each request when it gets to it):
+/// request 0 is a plain write into the list's own (writable) page over request 1's value.
+#[test]
+fn a_request_that_rewrites_the_list_is_seen_by_the_next_request() {
+    let mut g = Guest::new();
+    let (s, r) = (g.scratch(6), g.scratch(8));
+    g.w.poke(r.va, 0);
+    let rewrite = normal((s.mfn << 12) + 16 + 8, 0x3333);
+    let writes_r = normal(r.mfn << 12, 0x1111);
+    let far = normal((r.mfn << 12) + 8, 0x4444);
+    // Request 2 is rewritten too, and request 19, which the first read ahead did not reach.
+    let rewrite_2 = normal((s.mfn << 12) + 2 * 16 + 8, 0x5555);
+    let rewrite_19 = normal((s.mfn << 12) + 19 * 16 + 8, 0x6666);
+    let mut reqs = vec![rewrite, writes_r, far, rewrite_2, rewrite_19];
+    reqs[2] = far;
+    // Requests 5..19 write harmless values to r's third word; 19 is rewritten to 0x6666.
+    reqs.extend((5..=19).map(|_| normal((r.mfn << 12) + 16, 0x7777)));
+    assert_eq!(mmu_update_in_page(&mut g, s, &reqs), 0);
+    assert_eq!(
+        g.w.peek(r.va),
+        0x3333,
+        "request 1 as rewritten by request 0"
+    );
+    // Request 3 rewrote request 2 after it ran: no effect; request 4 rewrote request 19.
+    assert_eq!(g.w.peek(r.va + 8), 0x4444);
+    assert_eq!(
+        g.w.peek(r.va + 16),
+        0x6666,
+        "request 19 as rewritten by request 4"
+    );
+    assert_eq!(g.w.peek(s.va + 0x800), 20, "*done");
+}

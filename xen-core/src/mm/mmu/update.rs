@@ -110,13 +110,14 @@ fn mmu_update_loop(
     let mut rc = Ok(());
     let mut i = 0;
     let mut stopped = false;
+    let mut reader = reqs.reader();
     while i < count {
         // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
         if i > 0 && stop.now(pt.mem) {
             stopped = true;
             break;
         }
-        let req = match reqs.get_cached(&*pt.mem, cache, i) {
+        let req = match reader.get(&*pt.mem, cache, i, count) {
             Ok(r) => r,
             Err(e) => {
                 rc = Err(e);
