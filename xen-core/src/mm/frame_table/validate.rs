@@ -34,10 +34,12 @@ pub struct Pt<'a, 't> {
 }
 
 impl Pt<'_, '_> {
+    #[inline]
     fn frame(&self, mfn: Mfn) -> Option<&FrameInfo> {
         self.mm.frames.get(mfn)
     }
 
+    #[inline]
     fn frame_mut(&mut self, mfn: Mfn) -> Result<&mut FrameInfo, Errno> {
         self.mm.frames.get_mut(mfn).ok_or(Errno::EINVAL)
     }
@@ -63,11 +65,13 @@ impl Pt<'_, '_> {
     }
 
     /// `get_page`: a general reference on a frame `owner` owns.
+    #[inline]
     pub fn get_page(&mut self, mfn: Mfn, owner: Owner) -> bool {
         self.mm.frames.get_page(mfn, owner, self.perf)
     }
 
     /// `put_page`.
+    #[inline]
     pub fn put_page(&mut self, mfn: Mfn) {
         if self.mm.frames.put_page(mfn, self.perf) {
             // The frame lost its owner and type.
@@ -144,6 +148,7 @@ impl Pt<'_, '_> {
 
     /// `_put_page_type`: drops a type reference; when the last reference on a page table goes,
     /// the table is devalidated and drops the references its entries held.
+    #[inline]
     pub fn put_page_type(&mut self, mfn: Mfn) {
         self.perf.ref_ops += 1;
         let Ok(f) = self.frame_mut(mfn) else {
@@ -179,6 +184,7 @@ impl Pt<'_, '_> {
     }
 
     /// `put_page_and_type`.
+    #[inline]
     pub fn put_page_and_type(&mut self, mfn: Mfn) {
         self.put_page_type(mfn);
         self.put_page(mfn);
@@ -321,6 +327,7 @@ impl Pt<'_, '_> {
     }
 
     /// `put_page_from_l1e`: drops what `get_page_from_l1e` took.
+    #[inline]
     pub(crate) fn put_page_from_l1e(&mut self, l1e: u64) {
         let mfn = Mfn(pte::mfn(l1e));
         if !pte::present(l1e) || self.mm.frames.is_iomem_page(mfn) {

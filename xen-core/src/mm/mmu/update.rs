@@ -168,12 +168,11 @@ fn normal_pt_update(
     let ptr = req.ptr - cmd;
     let gmfn = Mfn(ptr >> 12);
     let pt_owner_o = Owner::Domain(pt_owner.id);
-    if !pt.get_page(gmfn, pt_owner_o) {
+    let Some(f) = pt.mm.frames.get_page_info(gmfn, pt_owner_o, pt.perf) else {
         return Err(Errno::EINVAL); // "Could not get page for normal update"
-    }
+    };
     let at = Maddr(ptr);
     let preserve_ad = cmd == MMU_PT_UPDATE_PRESERVE_AD;
-    let f = *pt.mm.frames.get(gmfn).ok_or(Errno::EINVAL)?;
     // `page_lock` succeeds on a validated frame in use as its type.
     let rc = if f.validated() && f.type_count() > 0 {
         match f.page_type() {
