@@ -196,8 +196,8 @@ pub const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE | CR4_FSGSBASE | CR4_OSXSAVE
 
 /// The bits of [`PV_CR4_GUEST_MASK`] the PV CPUID policy allows (`pv_fixup_guest_cr4`): TSD
 /// with TSC, DE, FSGSBASE where the CPU has it, OSXSAVE never (our policy hides XSAVE). Of
-/// these only FSGSBASE reaches the CPU while the guest runs (`pv_make_cr4`); TSD and DE live in
-/// the guest's view (DE changes what DR4/DR5 are, `emulate::debugreg`).
+/// these TSD and FSGSBASE reach the CPU while the guest runs (`pv_make_cr4`); DE lives in the
+/// guest's view (it changes what DR4/DR5 are, `emulate::debugreg`).
 pub fn pv_cr4_writable(native: NativeCpuid) -> u64 {
     let has = |leaf: u32, reg: usize, bit: u32| {
         native(if leaf >= 0x8000_0000 { 0x8000_0000 } else { 0 }, 0)[0] >= leaf
@@ -267,8 +267,9 @@ const CR0_TS: u64 = 1 << 3;
 
 /// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
 /// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
-/// CR3 and CR4 writes, `mov` to and from DR0..DR7 ([`debugreg`]), and RDMSR/WRMSR of the MSRs
-/// Xen answers ([`msr`]). Everything else is `Emulated::No`.
+/// CR3 and CR4 writes, `mov` to and from DR0..DR7 ([`debugreg`]), RDMSR/WRMSR of the MSRs
+/// Xen answers ([`msr`]), and RDTSC/RDTSCP under the guest's CR4.TSD. Everything else is
+/// `Emulated::No`.
 pub fn privileged(
     regs: &mut Regs,
     code: &[u8],
@@ -334,6 +335,27 @@ pub fn privileged(
                     Err(_) => return Emulated::No,
                 }
             }
+            regs.rip = regs.rip.wrapping_add(3 + prefix);
+            Emulated::Done
+        }
+        // rdtsc / rdtscp: they fault only while the guest kernel has set CR4.TSD (which is
+        // then the CPU's, `pv_make_cr4`); Xen emulates them for the kernel (`read_msr` of
+        // MSR_IA32_TSC) and its user mode gets the #GP. RDTSCP only where the policy has it.
+        [0x0f, 0x31, ..] => {
+            let tsc = host.rdtsc();
+            regs.rax = tsc & 0xffff_ffff;
+            regs.rdx = tsc >> 32;
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        [0x0f, 0x01, 0xf9, ..] => {
+            if !msr::has_rdtscp(host) {
+                return Emulated::Ud;
+            }
+            let tsc = host.rdtsc();
+            regs.rax = tsc & 0xffff_ffff;
+            regs.rdx = tsc >> 32;
+            regs.rcx = vcpu.tsc_aux & 0xffff_ffff;
             regs.rip = regs.rip.wrapping_add(3 + prefix);
             Emulated::Done
         }
