@@ -104,6 +104,8 @@ const ACTIVE_ENTRY_BYTES: u64 = 16;
 /// The frame's bits in the second word of an active entry (the sub-page length is above them; a
 /// pinned frame is in the frame table, far below 2^48).
 const ACTIVE_MFN_MASK: u64 = (1 << 48) - 1;
+/// The bits of an active entry's `start` (Xen's `start:15` bit-field; `length` is 16 bits).
+pub(crate) const ACTIVE_START_MASK: u16 = 0x7fff;
 /// Active entries per frame (Xen's `ACGNT_PER_PAGE`).
 pub const ACGNT_PER_PAGE: u32 = 4096 / ACTIVE_ENTRY_BYTES as u32;
 /// Active-entry frames a table of `max_frames` shared frames needs
@@ -416,6 +418,11 @@ impl GrantTable {
         id: DomainId,
         n: u32,
     ) -> bool {
+        // A table [`GrantTable::init`] did not complete has no frames here (they would read as
+        // machine frame 0): refuse, as [`GrantTable::grow`] does.
+        if self.reserved != table_frames_for(self.max_frames) {
+            return false;
+        }
         let first = self.max_frames + active_frames_for(self.max_frames);
         for i in self.nr_status_frames..status_frames_for(n) {
             let mfn = self.frames[(first + i) as usize];
@@ -559,10 +566,10 @@ impl GrantTable {
         ActiveEntry {
             pin: w0 as u32,
             domid: (w0 >> 32) as DomId,
-            start: ((w0 >> 48) & 0xfff) as u16,
-            is_sub_page: w0 >> 60 & 1 != 0,
+            start: ((w0 >> 48) as u16) & ACTIVE_START_MASK,
+            is_sub_page: w0 >> 63 != 0,
             mfn: Mfn(w1 & ACTIVE_MFN_MASK),
-            length: ((w1 >> 48) & 0x1fff) as u16,
+            length: (w1 >> 48) as u16,
         }
     }
 
@@ -571,9 +578,9 @@ impl GrantTable {
         let at = self.active_at(gref);
         let w0 = u64::from(act.pin)
             | u64::from(act.domid) << 32
-            | u64::from(act.start & 0xfff) << 48
-            | u64::from(act.is_sub_page) << 60;
-        let w1 = (act.mfn.0 & ACTIVE_MFN_MASK) | u64::from(act.length & 0x1fff) << 48;
+            | u64::from(act.start & ACTIVE_START_MASK) << 48
+            | u64::from(act.is_sub_page) << 63;
+        let w1 = (act.mfn.0 & ACTIVE_MFN_MASK) | u64::from(act.length) << 48;
         let _ = mem.write_u64(at, w0);
         let _ = mem.write_u64(Maddr(at.0 + 8), w1);
     }
