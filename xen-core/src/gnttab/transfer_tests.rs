@@ -490,7 +490,7 @@ fn a_frame_grant_mapped_by_another_domain_is_refused() {
     assert_eq!(rc, 0);
     let mut back = [0u8; core::mem::size_of::<GnttabMapGrantRef>()];
     let n = back.len();
-    back.copy_from_slice(&x.two.m.mem.read(Maddr(at1), n).unwrap());
+    back.copy_from_slice(x.two.m.mem.read(Maddr(at1), n).unwrap());
     let mapped = GnttabMapGrantRef::read_from_bytes(&back).unwrap();
     assert_eq!(mapped.status, GNTST_okay);
     x.unmap_page(10);
