@@ -747,11 +747,7 @@ mod tests {
         let same: [u8; 16] = w.read(Maddr(0x0ff8), 16).unwrap().try_into().unwrap();
         w.write(Maddr(0x0ff8), &same).unwrap();
         let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
-        assert_eq!(
-            cache.walks(),
-            3,
-            "a write across into a table frame drops the walks"
-        );
+        assert_eq!(cache.walks(), 3, "a write across into a table frame drops the walks");
     }
 
     #[test]

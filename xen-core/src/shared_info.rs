@@ -590,49 +590,24 @@ impl<S: SharedMemory> SharedInfoPage<S> {
 
 // Shorthands over the view for the running vCPU of a domain (`Domain::vcpu_id`).
 
-/// `dom`'s shared_info with only its running vCPU's `vcpu_info` placed (enough for the questions
-/// below, which are asked on every way out of a hypercall).
-fn running<'a, M: MachineMemory + ?Sized>(
-    m: &'a M,
-    dom: &Domain,
-) -> SharedInfoPage<MachineFrame<'a, M>> {
-    SharedInfoPage(MachineFrame::with_vcpu_info(
-        m,
-        dom.shared_info,
-        dom.running_vcpu_info_map(),
-    ))
-}
-
-/// [`running`], for writing.
-fn running_mut<'a, M: MachineMemoryMut + ?Sized>(
-    m: &'a mut M,
-    dom: &Domain,
-) -> SharedInfoPage<MachineFrameMut<'a, M>> {
-    SharedInfoPage(MachineFrameMut::with_vcpu_info(
-        m,
-        dom.shared_info,
-        dom.running_vcpu_info_map(),
-    ))
-}
-
 /// Whether `dom`'s running vCPU has its event upcalls masked.
 pub fn upcall_mask<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    running(m, dom).upcall_mask(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).upcall_mask(dom.vcpu_id())
 }
 
 /// Sets or clears the upcall mask of `dom`'s running vCPU.
 pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
-    running_mut(m, dom).set_upcall_mask(dom.vcpu_id(), masked);
+    SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(dom.vcpu_id(), masked);
 }
 
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    running(m, dom).upcall_deliverable(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).upcall_deliverable(dom.vcpu_id())
 }
 
 /// Whether an event upcall is pending for `dom`'s running vCPU.
 pub fn upcall_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    running(m, dom).upcall_pending(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).upcall_pending(dom.vcpu_id())
 }
 
 /// Whether an event upcall is pending for `dom`'s vCPU `vcpu`.
@@ -647,12 +622,12 @@ pub fn port_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, port: u32) -
 
 /// Records a page-fault address where `dom`'s handler reads it (the running vCPU's).
 pub fn set_cr2<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, cr2: u64) {
-    running_mut(m, dom).set_cr2(dom.vcpu_id(), cr2);
+    SharedInfoPage::of_domain_mut(m, dom).set_cr2(dom.vcpu_id(), cr2);
 }
 
 /// The page-fault address last given to `dom`'s running vCPU.
 pub fn cr2<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> u64 {
-    running(m, dom).cr2(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).cr2(dom.vcpu_id())
 }
 
 #[cfg(test)]
