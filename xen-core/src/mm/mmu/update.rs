@@ -52,7 +52,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let shared_info = ctx.dom.shared_info;
-    let (vcpu_info, vcpu) = (ctx.dom.running_vcpu_info_map(), ctx.dom.vcpu_id());
+    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
