@@ -11,6 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 out="$BUILD/linux/vmlinux"
+# The QEMU tests run in parallel threads and more than one may ask for the kernel at once: one
+# fetch at a time (the others then find it there).
+mkdir -p "$BUILD/linux"
+exec 8>"$BUILD/linux/.fetch.lock"
+flock 8
 if [ -n "${LINUX:-}" ]; then
     mkdir -p "$BUILD/linux"
     bash scripts/extract-vmlinux.sh "$LINUX" "$BUILD/linux/vmlinux-custom"

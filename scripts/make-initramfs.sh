@@ -23,6 +23,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 out="$BUILD/linux/initrd.cpio.gz"
+# One build at a time (parallel tests may ask at once); the others then find it there.
+mkdir -p "$BUILD/linux"
+exec 7>"$BUILD/linux/.initramfs.lock"
+flock 7
 if [ -s "$out" ] && [ "$out" -nt "$0" ]; then
     echo "$out"
     exit 0

@@ -59,9 +59,6 @@ pub trait Arch: Machine {
     /// drops every TLB entry (a new address space). Units are `sched::core::unit(slot, vcpu)`.
     /// General registers are the caller's business.
     fn context_switch(&mut self, prev: Option<usize>, next: usize);
-    /// Gives scheduling unit `unit` (a vCPU being initialised) the initial FPU state and null
-    /// data selectors.
-    fn reset_vcpu_state(&mut self, unit: usize);
     /// Drops every TLB entry, global ones included.
     fn flush_tlb_all(&mut self);
     /// Carries out the TLB, cache and CR3 work `req` records for the vCPU of `dom`, which is

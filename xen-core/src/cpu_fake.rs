@@ -35,8 +35,6 @@ pub struct FakeArch {
     pub performed: Vec<(DomainId, FlushRequest)>,
     /// The domain whose vCPU state was loaded last.
     pub loaded: Option<DomainId>,
-    /// Scheduling units whose vCPU state was reset.
-    pub reset: Vec<usize>,
     /// The table the CPU runs on.
     pub l4: Mfn,
     /// Keys typed for the hypervisor, handed out by `poll_console`.
@@ -71,7 +69,6 @@ impl FakeArch {
             tlb_flushes: 0,
             performed: Vec::new(),
             loaded: None,
-            reset: Vec::new(),
             l4: Mfn(0),
             keys: VecDeque::new(),
             dom0_input: false,
@@ -159,9 +156,6 @@ impl Arch for FakeArch {
         let slot = |u: usize| u / crate::domain::MAX_VCPUS;
         self.switches.push((prev.map(slot), slot(next)));
         self.unit_switches.push((prev, next));
-    }
-    fn reset_vcpu_state(&mut self, unit: usize) {
-        self.reset.push(unit);
     }
     fn flush_tlb_all(&mut self) {
         self.tlb_flushes += 1;

@@ -14,7 +14,9 @@
 //!
 //! Command-line modes (`domu/mod.rs` runs them): `blk-selftest=<seed>,<start>,<sectors>` writes an
 //! xorshift64 stream, flushes, reconnects, reads it back and verifies; `blk-evil` sends one bad
-//! request per kind and then overruns the ring; `blk-bench[=<start>]` measures throughput.
+//! request per kind and then overruns the ring; `blk-bench[=<start>]` measures throughput;
+//! `blk-soak=<seed>,<start>,<sectors>` writes, flushes, reads back and verifies rounds of it until
+//! dom0 asks it to power off through `control/shutdown` (a bystander's steady I/O).
 
 use alloc::format;
 use alloc::string::String;
@@ -347,6 +349,101 @@ pub fn selftest(d: &mut Client, arg: &str) -> Result<(), DomuError> {
     };
     b.close(d)?;
     r
+}
+
+/// The pause between two rounds of [`soak`]: the bystander's I/O is steady, not a flood that
+/// would starve its neighbours of the (emulated) CPU.
+const SOAK_PAUSE_NS: u64 = 100 * time::MS;
+
+/// `blk-soak=<seed>,<start_sector>,<sectors>`: a bystander's steady block I/O, until dom0 asks it
+/// to stop. Announces `control/feature-poweroff` and watches `control/shutdown` (so dom0's
+/// `shutdown <id>` asks it through xenstore, as it asks Linux); then round after round (the
+/// first is round 1) writes the xorshift64 stream seeded `seed + n - 1` from `<start_sector>`,
+/// flushes, reads it back and verifies it (`blk-soak: round <n> ok`), [`SOAK_PAUSE_NS`] apart. When
+/// `control/shutdown` says `poweroff` it acknowledges (writes it empty, as Linux does), closes the
+/// vbd and says `blk-soak: stopped by control/shutdown after <n> rounds, last seed <s>`; the
+/// domU then powers off. A mismatch fails the domU.
+pub fn soak(d: &mut Client, arg: &str) -> Result<(), DomuError> {
+    let nums: Vec<u64> = arg.split(',').filter_map(|s| s.parse().ok()).collect();
+    let [seed, start, sectors] = nums[..] else {
+        return Err(DomuError::Arg(
+            "blk-soak",
+            String::from(arg),
+            "want <seed>,<start_sector>,<sectors>",
+        ));
+    };
+    if sectors == 0 || sectors > 1024 {
+        return Err(DomuError::Arg(
+            "blk-soak",
+            String::from(arg),
+            "1 to 1024 sectors",
+        ));
+    }
+    d.ok(
+        0,
+        &Request::Watch {
+            path: "control/shutdown",
+            token: "shutdown",
+        },
+    )?
+    .map_err(|e| DomuError::Refused(String::from("watch control/shutdown"), e))?;
+    d.ok(0, &Request::Write("control/feature-poweroff", b"1"))?
+        .map_err(|e| DomuError::Refused(String::from("write control/feature-poweroff"), e))?;
+    let mut b = open(d)?;
+    let len = sectors as usize * 512;
+    let mut back = vec![0u8; len];
+    let mut round = 0u64;
+    loop {
+        let round_seed = seed.wrapping_add(round);
+        let data = xorshift_stream(round_seed, len);
+        b.write(d, start, &data)?;
+        b.flush(d)?;
+        b.read(d, start, &mut back)?;
+        if let Some(i) = (0..len).find(|&i| back[i] != data[i]) {
+            println!(
+                "blk-soak: round {}: mismatch at byte {i}: wrote {:#04x} read {:#04x}",
+                round + 1,
+                data[i],
+                back[i]
+            );
+            return Err(DomuError::Check(String::from("blk-soak failed")));
+        }
+        round += 1;
+        println!("blk-soak: round {round} ok");
+        if soak_pause_asked_to_stop(d)? {
+            break;
+        }
+    }
+    b.close(d)?;
+    println!(
+        "blk-soak: stopped by control/shutdown after {round} rounds, last seed {}",
+        seed.wrapping_add(round - 1)
+    );
+    Ok(())
+}
+
+/// Waits [`SOAK_PAUSE_NS`], handling events; true if `control/shutdown` asked for a power-off
+/// meanwhile (or before), which is then acknowledged.
+fn soak_pause_asked_to_stop(d: &mut Client) -> Result<bool, DomuError> {
+    let until = time::now_ns().unwrap_or(0) + SOAK_PAUSE_NS;
+    loop {
+        while let Some(w) = d.watches.pop_front() {
+            if w.token != "shutdown" {
+                continue;
+            }
+            if let Ok(v) = d.read("control/shutdown")? {
+                if v == b"poweroff" {
+                    d.ok(0, &Request::Write("control/shutdown", b""))?
+                        .map_err(|e| DomuError::Refused(String::from("ack control/shutdown"), e))?;
+                    return Ok(true);
+                }
+            }
+        }
+        match time::now_ns() {
+            Some(now) if now < until => d.step_within(until - now),
+            _ => return Ok(false),
+        }
+    }
 }
 
 /// `blk-reconnects=<n>`: closes and reconnects the vbd `n` times, reading sector 0 after each

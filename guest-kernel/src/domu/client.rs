@@ -76,7 +76,12 @@ impl Client {
 
     /// Waits for events and handles them.
     pub fn step(&mut self) {
-        events::wait(Some(1000 * time::MS));
+        self.step_within(1000 * time::MS);
+    }
+
+    /// Waits for events, at most `ns` nanoseconds, and handles them.
+    pub fn step_within(&mut self, ns: u64) {
+        events::wait(Some(ns));
         let mut pings = 0;
         events::dispatch(|_, h| {
             if let Some(Channel::Ping(_)) = h {

@@ -164,6 +164,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
     if let Some(arg) = cmdline.get("blk-selftest") {
         return blkfront::selftest(&mut d, arg);
     }
+    if let Some(arg) = cmdline.get("blk-soak") {
+        return blkfront::soak(&mut d, arg);
+    }
     if cmdline.has("blk-evil") {
         return blkfront::evil(&mut d);
     }

@@ -41,13 +41,15 @@ const fn bits(list: &[u32]) -> u32 {
 }
 
 /// Leaf 1 EDX bits a PV guest sees: Xen's "A" (all guests, by default) features of
-/// `public/arch-x86/cpufeatureset.h` word 0 — FPU, DE, TSC, MSR, PAE, CX8, SEP, CMOV, PAT,
-/// CLFLUSH, ACPI, MMX, FXSR, SSE, SSE2, SS, HTT. Hidden as in Xen ("S", HVM only): VME, PSE, MTRR,
-/// PGE, PSE36 (a PV guest's page tables are validated 4 KiB mappings: no large pages), and what
-/// Xen never shows (DS, TM1, PBE). Hidden here although Xen shows them: MCE and MCA (Xen emulates
-/// the machine-check MSRs for PV guests, vMCE; we do not) and APIC (a PV guest has no local
-/// APIC to program).
-pub const PV_LEAF1_EDX: u32 = bits(&[0, 2, 4, 5, 6, 8, 11, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28]);
+/// `public/arch-x86/cpufeatureset.h` word 0 — FPU, DE, TSC, MSR, PAE, MCE, CX8, SEP, MCA, CMOV,
+/// PAT, CLFLUSH, ACPI, MMX, FXSR, SSE, SSE2, SS, HTT. MCE and MCA as in Xen: the machine-check
+/// MSRs are Xen's vMCE (`emulate::msr`; the `cpuid.pv_policy_features` and `msr.*` differential
+/// cases). Hidden as in Xen ("S", HVM only): VME, PSE, MTRR, PGE, PSE36 (a PV guest's page tables
+/// are validated 4 KiB mappings: no large pages), and what Xen never shows (DS, TM1, PBE).
+/// Hidden here although Xen shows it: APIC (a PV guest has no local APIC to program).
+pub const PV_LEAF1_EDX: u32 = bits(&[
+    0, 2, 4, 5, 6, 7, 8, 11, 14, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28,
+]);
 /// Leaf 1 ECX bits a PV guest sees ("A" in word 1): SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1,
 /// SSE4.2, MOVBE, POPCNT, AESNI, RDRAND, and HYPERVISOR (set). Hidden as in Xen: DTES64, MONITOR,
 /// DSCPL, VMX, SMX, EIST, TM2, SDBG, XTPR, PDCM, PCID, DCA, X2APIC, TSC_DEADLINE. Hidden here
@@ -194,8 +196,8 @@ pub const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE | CR4_FSGSBASE | CR4_OSXSAVE
 
 /// The bits of [`PV_CR4_GUEST_MASK`] the PV CPUID policy allows (`pv_fixup_guest_cr4`): TSD
 /// with TSC, DE, FSGSBASE where the CPU has it, OSXSAVE never (our policy hides XSAVE). Of
-/// these only FSGSBASE reaches the CPU while the guest runs (`pv_make_cr4`); TSD and DE live in
-/// the guest's view (DE changes what DR4/DR5 are, `emulate::debugreg`).
+/// these TSD and FSGSBASE reach the CPU while the guest runs (`pv_make_cr4`); DE lives in the
+/// guest's view (it changes what DR4/DR5 are, `emulate::debugreg`).
 pub fn pv_cr4_writable(native: NativeCpuid) -> u64 {
     let has = |leaf: u32, reg: usize, bit: u32| {
         native(if leaf >= 0x8000_0000 { 0x8000_0000 } else { 0 }, 0)[0] >= leaf
@@ -265,8 +267,9 @@ const CR0_TS: u64 = 1 << 3;
 
 /// Emulates the privileged instructions Xen emulates for a 64-bit PV kernel that faulted with
 /// #GP(0) (`pv/emul-priv-op.c`): control-register reads, `clts`, CR0 writes that change only TS,
-/// CR3 and CR4 writes, `mov` to and from DR0..DR7 ([`debugreg`]), and RDMSR/WRMSR of the MSRs
-/// Xen answers ([`msr`]). Everything else is `Emulated::No`.
+/// CR3 and CR4 writes, `mov` to and from DR0..DR7 ([`debugreg`]), RDMSR/WRMSR of the MSRs
+/// Xen answers ([`msr`]), and RDTSC/RDTSCP under the guest's CR4.TSD. Everything else is
+/// `Emulated::No`.
 pub fn privileged(
     regs: &mut Regs,
     code: &[u8],
@@ -332,6 +335,27 @@ pub fn privileged(
                     Err(_) => return Emulated::No,
                 }
             }
+            regs.rip = regs.rip.wrapping_add(3 + prefix);
+            Emulated::Done
+        }
+        // rdtsc / rdtscp: they fault only while the guest kernel has set CR4.TSD (which is
+        // then the CPU's, `pv_make_cr4`); Xen emulates them for the kernel (`read_msr` of
+        // MSR_IA32_TSC) and its user mode gets the #GP. RDTSCP only where the policy has it.
+        [0x0f, 0x31, ..] => {
+            let tsc = host.rdtsc();
+            regs.rax = tsc & 0xffff_ffff;
+            regs.rdx = tsc >> 32;
+            regs.rip = regs.rip.wrapping_add(2 + prefix);
+            Emulated::Done
+        }
+        [0x0f, 0x01, 0xf9, ..] => {
+            if !msr::has_rdtscp(host) {
+                return Emulated::Ud;
+            }
+            let tsc = host.rdtsc();
+            regs.rax = tsc & 0xffff_ffff;
+            regs.rdx = tsc >> 32;
+            regs.rcx = vcpu.tsc_aux & 0xffff_ffff;
             regs.rip = regs.rip.wrapping_add(3 + prefix);
             Emulated::Done
         }

@@ -98,10 +98,15 @@ fn family(host: &mut dyn MsrHost) -> u32 {
     }
 }
 
+/// Whether the guest's CPUID policy offers RDTSCP.
+pub fn has_rdtscp(host: &mut dyn MsrHost) -> bool {
+    host.cpuid(0x8000_0000, 0)[0] >= 0x8000_0001
+        && host.cpuid(0x8000_0001, 0)[3] & PV_EXT1_EDX & (1 << 27) != 0
+}
+
 /// Whether the guest's CPUID policy offers RDTSCP or RDPID, which make TSC_AUX exist.
 fn has_tsc_aux(host: &mut dyn MsrHost) -> bool {
-    let rdtscp = host.cpuid(0x8000_0000, 0)[0] >= 0x8000_0001
-        && host.cpuid(0x8000_0001, 0)[3] & PV_EXT1_EDX & (1 << 27) != 0;
+    let rdtscp = has_rdtscp(host);
     let rdpid = host.cpuid(0, 0)[0] >= 7 && host.cpuid(7, 0)[2] & PV_LEAF7_ECX & (1 << 22) != 0;
     rdtscp || rdpid
 }

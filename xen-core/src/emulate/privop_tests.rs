@@ -457,3 +457,77 @@ fn rdmsr_and_wrmsr_through_the_emulation() {
     );
     assert_eq!(regs.rip, 0);
 }
+
+/// Under the guest kernel's CR4.TSD the CPU faults `rdtsc`/`rdtscp` at CPL 3; Xen emulates them
+/// for the kernel (the TSC split into EDX:EAX, TSC_AUX into ECX) and raises #UD for an RDTSCP
+/// the policy does not offer.
+#[test]
+fn rdtsc_and_rdtscp_are_emulated_for_the_kernel_under_tsd() {
+    let crs = GuestCrs {
+        cr0: 0x8005_003b,
+        cr2: 0,
+        cr3: 0x5000,
+        cr4: CR4_TSD,
+        cr4_writable: CR4_TSD,
+    };
+    let mut v = Vcpu {
+        cr4: CR4_TSD,
+        tsc_aux: 7,
+        ..vcpu()
+    };
+    let mut regs = Regs {
+        rax: u64::MAX,
+        rdx: u64::MAX,
+        rcx: u64::MAX,
+        ..Regs::default()
+    };
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x31], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
+        Emulated::Done
+    );
+    assert_eq!(
+        (regs.rax, regs.rdx, regs.rcx, regs.rip),
+        (0x2345_6789, 1, u64::MAX, 2)
+    );
+    // With a REX prefix the instruction is one byte longer.
+    let mut regs = Regs::default();
+    assert_eq!(
+        privileged(&mut regs, &[0x48, 0x0f, 0x31], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
+        Emulated::Done
+    );
+    assert_eq!(regs.rip, 3);
+    let mut regs = Regs {
+        rcx: u64::MAX,
+        ..Regs::default()
+    };
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x01, 0xf9], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
+        Emulated::Done
+    );
+    assert_eq!(
+        (regs.rax, regs.rdx, regs.rcx, regs.rip),
+        (0x2345_6789, 1, 7, 3)
+    );
+    // No RDTSCP in the policy: #UD, nothing changed.
+    let mut regs = Regs::default();
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x01, 0xf9], &mut v, crs, &mut {
+            FakeHost::INTEL
+        }),
+        Emulated::Ud
+    );
+    assert_eq!(regs, Regs::default());
+    // Other 0f 01 forms stay refused.
+    assert_eq!(
+        privileged(&mut regs, &[0x0f, 0x01, 0xf8], &mut v, crs, &mut {
+            FakeHost::AMD
+        }),
+        Emulated::No
+    );
+}

@@ -20,13 +20,16 @@ use hypercall_abi::callback::{
     CALLBACKTYPE_nmi, CALLBACKTYPE_syscall, CallbackRegister, CallbackUnregister,
 };
 use hypercall_abi::xen::{
-    __HYPERVISOR_callback_op, __HYPERVISOR_set_gdt, VMASST_CMD_disable, VMASST_CMD_enable,
-    VMASST_TYPE_4gb_segments, VMASST_TYPE_runstate_update_flag, VMASST_TYPE_writable_pagetables,
+    __HYPERVISOR_callback_op, __HYPERVISOR_set_gdt, __HYPERVISOR_update_descriptor,
+    VMASST_CMD_disable, VMASST_CMD_enable, VMASST_TYPE_4gb_segments,
+    VMASST_TYPE_runstate_update_flag, VMASST_TYPE_writable_pagetables,
 };
 
 use super::exceptions::l1_store_same;
 use super::insn::{rdmsr, read_cr};
-use super::{flag, mm, scratch, values, Suite, Values, BAD_CMD, NON_CANONICAL, UNMAPPED};
+use super::{
+    flag, mm, peek, poke, scratch, values, Suite, Values, BAD_CMD, NON_CANONICAL, UNMAPPED,
+};
 use crate::kernel::hypercall::{self as hc, ptr as gp};
 use crate::kernel::traps::{self, probe, Probe};
 
@@ -48,6 +51,7 @@ pub(super) fn cases(s: &mut Suite) {
     control_register_cases(s);
     privileged_instruction_cases(s);
     set_gdt_cases(s);
+    update_descriptor_cases(s);
     vm_assist_cases(s);
 }
 
@@ -315,6 +319,23 @@ fn cpuid_cases(s: &mut Suite) {
         values!("{p} pages={a} msr={b:#x}")
     });
 
+    // The PV CPUID policy's feature bits Linux acts on (`xen_cpuid` uses the forced prefix):
+    // leaf 1 EDX PSE (3), MCE (7), MCA (14), PSE36 (17); leaf 0x80000001 EDX Page1GB (26).
+    // Hidden large pages keep Linux's direct map in 4 KiB pages (no superpage `mmu_update`).
+    s.run("cpuid.pv_policy_features", || {
+        let (p1, [_, _, _, d1]) = forced_cpuid(1);
+        let (p8, [_, _, _, d8]) = forced_cpuid(0x8000_0001);
+        let bit = |r: u32, b: u32| (r >> b) & 1;
+        values!(
+            "{p1} {p8} pse={} mce={} mca={} pse36={} page1gb={}",
+            bit(d1, 3),
+            bit(d1, 7),
+            bit(d1, 14),
+            bit(d1, 17),
+            bit(d8, 26)
+        )
+    });
+
     // A plain CPUID is not trapped by the guest (Xen may fault and emulate it, invisibly, or the
     // CPU answers directly); its answer depends on the CPU QEMU models, so only "it returned".
     s.run("cpuid.native_leaf_0", || {
@@ -453,6 +474,74 @@ fn set_gdt_cases(s: &mut Suite) {
     // No entries: no frames are read, so even a bad list is accepted.
     s.run("set_gdt.zero_entries_bad_frame_list", || {
         values!("{}", gdt(UNMAPPED, 0))
+    });
+}
+
+/// `update_descriptor(maddr, desc)` (Xen's `do_update_descriptor`, as Linux's `write_gdt_entry`
+/// uses it): `desc` goes through `check_descriptor` (DPL raised to the guest kernel's ring 3,
+/// call gates forced to DPL 0 with the DPL kept in the target selector's RPL, system descriptors
+/// other than call gates refused) and is written at `maddr`, which must be 8-byte aligned in a
+/// frame of the caller that is a descriptor page or may be writable. Each accepted case writes
+/// to the second descriptor slot of a scratch page (an ordinary writable page of dom0, cleared
+/// first) and prints what landed there.
+fn update_descriptor_cases(s: &mut Suite) {
+    fn update(maddr: u64, desc: u64) -> i64 {
+        // SAFETY: the cases name a scratch page of ours (nothing else lives there), an address
+        // the hypervisor must refuse, or one of our page tables, which it must refuse to write.
+        unsafe { hc::hypercall(__HYPERVISOR_update_descriptor, maddr, desc, 0, 0, 0) }
+    }
+    fn write(desc: u64) -> Values {
+        let Some(page) = scratch(3) else {
+            return values!("scratch_unmapped");
+        };
+        poke(page.va + 8, 0);
+        let rc = update((page.mfn << 12) + 8, desc);
+        let stored = peek(page.va + 8);
+        poke(page.va + 8, 0);
+        values!("rc={rc} stored={stored:#018x}")
+    }
+    // Code and data segments: all accepted, DPL 0..2 raised to 3.
+    s.run("update_descriptor.code64_dpl3", || {
+        write(0x00af_fb00_0000_ffff)
+    });
+    s.run("update_descriptor.code64_dpl0", || {
+        write(0x00af_9b00_0000_ffff)
+    });
+    s.run("update_descriptor.data_dpl1", || {
+        write(0x00cf_b300_0000_ffff)
+    });
+    // The null descriptor and a not-present one of any type are safe as they are.
+    s.run("update_descriptor.null", || write(0));
+    s.run("update_descriptor.not_present_tss", || {
+        write(0x0000_0900_0000_0067)
+    });
+    // A present 64-bit TSS or LDT descriptor is a system descriptor: refused.
+    s.run("update_descriptor.present_tss", || {
+        write(0x0000_8900_0000_0067)
+    });
+    s.run("update_descriptor.present_ldt", || {
+        write(0x0000_8200_0000_ffff)
+    });
+    // A call gate to the guest kernel's code selector: stored with DPL 0 (its DPL, 3, in the
+    // selector's RPL). One to the hypervisor's own code selector (0xe008) is refused.
+    s.run("update_descriptor.call_gate_kernel_cs", || {
+        write(0x0000_ec00_e033_1000)
+    });
+    s.run("update_descriptor.call_gate_hypervisor_cs", || {
+        write(0x0000_ec00_e008_1000)
+    });
+    s.run("update_descriptor.misaligned", || {
+        let Some(page) = scratch(3) else {
+            return values!("scratch_unmapped");
+        };
+        values!("{}", update((page.mfn << 12) + 4, 0))
+    });
+    s.run("update_descriptor.invalid_frame", || {
+        values!("{}", update(0x000f_ffff_ffff_u64 << 12, 0))
+    });
+    // Our L4 is a page table: it cannot take the writable type, so nothing is written.
+    s.run("update_descriptor.page_table_frame", || {
+        values!("{}", update(mm::l4_mfn() << 12, 0))
     });
 }
 

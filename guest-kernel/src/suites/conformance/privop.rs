@@ -306,7 +306,48 @@ fn cr4_cases(s: &mut Suite) {
             flag(after == Some(cr4))
         )
     });
+    // Under CR4.TSD the CPU faults `rdtsc`/`rdtscp` at CPL 3, where this kernel runs: Xen loads
+    // the bit into the CPU (`pv_make_cr4`) and emulates both for the kernel, so they still work
+    // here and return a TSC that moves on (and, for `rdtscp`, TSC_AUX in ECX).
+    s.run("cr4.tsd_kernel_rdtsc_emulated", || {
+        let Some(cr4) = read_cr4().1 else {
+            return values!("read_trapped");
+        };
+        let set = write_cr4(cr4 | CR4_TSD);
+        let tsd = read_cr4().1.is_some_and(|v| v & CR4_TSD != 0);
+        let (p1, t1) = rdtsc();
+        let (p2, t2) = rdtsc();
+        let (p3, t3, aux) = rdtscp();
+        let restore = write_cr4(cr4);
+        let aux_read = rdmsr(MSR_TSC_AUX).1;
+        values!(
+            "set=[{set}] tsd={} rdtsc=[{p1}] [{p2}] moves_on={} rdtscp=[{p3}] later={} aux_matches={} restore=[{restore}]",
+            flag(tsd),
+            flag(t2 > t1),
+            flag(p3.trap.is_some() || t3 > t2),
+            flag(p3.trap.is_some() || Some(u64::from(aux)) == aux_read)
+        )
+    });
     let _ = CR4_OSXSAVE;
+}
+
+/// MSR_TSC_AUX (what `rdtscp` returns in ECX).
+const MSR_TSC_AUX: u32 = 0xc000_0103;
+
+/// `rdtsc`: the probe and the TSC.
+fn rdtsc() -> (Probe, u64) {
+    let (mut lo, mut hi) = (0u32, 0u32);
+    // SAFETY: reading the TSC has no side effect; under CR4.TSD it traps and is emulated.
+    let p = unsafe { probe!("rdtsc", inout("eax") lo, inout("edx") hi) };
+    (p, (u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// `rdtscp`: the probe, the TSC and ECX (TSC_AUX).
+fn rdtscp() -> (Probe, u64, u32) {
+    let (mut lo, mut hi, mut aux) = (0u32, 0u32, 0u32);
+    // SAFETY: as `rdtsc`; without RDTSCP in the policy it is #UD, which the handler resumes from.
+    let p = unsafe { probe!("rdtscp", inout("eax") lo, inout("edx") hi, inout("ecx") aux) };
+    (p, (u64::from(hi) << 32) | u64::from(lo), aux)
 }
 
 /// `rdmsr` of `msr`: the value or the trap.

@@ -60,8 +60,10 @@ pub fn reset_fpu(slot: usize) {
     }
 }
 
-/// Gives the vCPU of scheduling unit `unit` the initial FPU state and null data selectors.
-pub fn reset_unit(unit: usize) {
+/// Gives the vCPU of scheduling unit `unit` the initial FPU state and null data selectors. Every
+/// unit of a slot gets it when a domain is built there ([`reset_fpu`]), so a vCPU that
+/// `VCPUOP_initialise` starts later begins from that state.
+fn reset_unit(unit: usize) {
     if unit >= UNITS {
         return;
     }
@@ -161,6 +163,7 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         debug: dbg,
         base_writes: v.base_writes,
         fsgsbase: v.cr4 & emulate::CR4_FSGSBASE != 0,
+        tsd: v.cr4 & emulate::CR4_TSD != 0,
         tsc_aux: v.tsc_aux,
     };
     // The vCPU's own descriptors under the hypervisor's (`set_gdt`), before any of its
@@ -215,9 +218,10 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
             // Checked to fit 32 bits by the emulated WRMSR; absent without RDTSCP (refused).
             let _ = super::extable::wrmsr_safe(MSR_TSC_AUX, want.tsc_aux);
         }
-        if want.fsgsbase != have.fsgsbase {
-            // `pv_make_cr4`: the guest's CR4.FSGSBASE is the CPU's while it runs (only offered
-            // where the CPU has it, `emulate::pv_cr4_writable`).
+        if (want.fsgsbase, want.tsd) != (have.fsgsbase, have.tsd) {
+            // `pv_make_cr4`: the guest's CR4.FSGSBASE and CR4.TSD are the CPU's while it runs
+            // (only offered where the CPU has them, `emulate::pv_cr4_writable`), switched per
+            // vCPU so that neither leaks into the next one.
             let mut cr4: u64;
             asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
             // Never set where the CPU lacks it, whatever the guest's view says (a context from
@@ -228,6 +232,12 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
                 cr4 | emulate::CR4_FSGSBASE
             } else {
                 cr4 & !emulate::CR4_FSGSBASE
+            };
+            // Every x86-64 CPU has TSD; at CPL 0 it changes nothing for the hypervisor.
+            cr4 = if want.tsd {
+                cr4 | emulate::CR4_TSD
+            } else {
+                cr4 & !emulate::CR4_TSD
             };
             asm!("mov cr4, {}", in(reg) cr4, options(nostack));
         }

@@ -47,10 +47,6 @@ impl Arch for HvMachine {
         context::switch(self, prev, next);
     }
 
-    fn reset_vcpu_state(&mut self, unit: usize) {
-        context::reset_unit(unit);
-    }
-
     fn flush_tlb_all(&mut self) {
         context::flush_tlb_global();
     }

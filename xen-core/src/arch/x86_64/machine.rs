@@ -217,6 +217,8 @@ pub struct Loaded {
     /// CR4.FSGSBASE: the guest may change its FS and GS bases itself (`wrfsbase`), so they are
     /// read back at each entry (`context::sync_guest_bases`).
     pub(super) fsgsbase: bool,
+    /// CR4.TSD: `rdtsc` faults at CPL 3 (the guest kernel's is emulated, `emulate::privileged`).
+    pub(super) tsd: bool,
     /// MSR_TSC_AUX.
     pub(super) tsc_aux: u64,
 }
@@ -231,6 +233,7 @@ impl Loaded {
         debug: ([0; 4], 0x400),
         base_writes: u64::MAX,
         fsgsbase: false,
+        tsd: false,
         tsc_aux: u64::MAX,
     };
 }
