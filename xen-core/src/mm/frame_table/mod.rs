@@ -62,6 +62,9 @@ use crate::mm::PtLevel;
 use crate::mm::{Maddr, Mfn};
 
 pub use seed::{Removed, SeedError};
+
+/// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
+pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
 pub use segdesc::check_descriptor;
 pub use validate::Pt;
 
