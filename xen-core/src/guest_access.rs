@@ -288,8 +288,8 @@ struct Slot {
     /// The frames of the tables the walk read, or [`EMPTY`] (which no write's frame is close
     /// to: frame numbers are below 2^52).
     tables: [Cell<u64>; 4],
-    /// The page's own frame, or [`EMPTY`]: a write to it leaves the translation alone but
-    /// changes what an [`ArrayReader`] read ahead from it.
+    /// The page's own frame once an [`ArrayReader`] read ahead from it, else [`EMPTY`]: a
+    /// write to it leaves the translation alone but ends the epoch.
     data: Cell<u64>,
 }
 
@@ -412,12 +412,24 @@ impl TranslationCache {
     }
 
     /// The walk for the page of `va`, from the cache or a new walk (which is then kept):
-    /// the page's machine address and whether it may be written.
-    fn lookup<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64) -> Option<(Maddr, bool)> {
+    /// the page's machine address and whether it may be written. With `watch_data`, writes to
+    /// the page itself end the epoch from now on (an [`ArrayReader`] reads ahead from it).
+    fn lookup<M: MachineMemoryMut + ?Sized>(
+        &self,
+        mem: &M,
+        va: u64,
+        watch_data: bool,
+    ) -> Option<(Maddr, bool)> {
         let va_page = va >> 12;
         for s in &self.slots {
             if s.va_page.get() == va_page {
-                return Some((Maddr(s.page.get()), s.writable.get()));
+                let page = s.page.get();
+                if watch_data && s.data.get() == EMPTY {
+                    s.data.set(page >> 12);
+                    self.tables_mask
+                        .set(self.tables_mask.get() | 1 << ((page >> 12) % 64));
+                }
+                return Some((Maddr(page), s.writable.get()));
             }
         }
         self.walks.set(self.walks.get() + 1);
@@ -429,10 +441,11 @@ impl TranslationCache {
             self.bump();
         }
         s.va_page.set(va_page);
-        s.data.set(walk.page.mfn().0);
+        let data = walk.page.mfn().0;
+        s.data.set(if watch_data { data } else { EMPTY });
         s.page.set(walk.page.0);
         s.writable.set(walk.writable);
-        let mut mask = self.tables_mask.get() | 1 << (walk.page.mfn().0 % 64);
+        let mut mask = self.tables_mask.get() | u64::from(watch_data) << (data % 64);
         for (c, t) in s.tables.iter().zip(walk.tables) {
             c.set(t.0);
             mask |= 1 << (t.0 % 64);
@@ -456,7 +469,7 @@ impl TranslationCache {
             read_walked(mem, self.l4, va, buf)?;
             return Ok(value);
         }
-        let (page, _) = self.lookup(mem, va).ok_or(GuestFault { va })?;
+        let (page, _) = self.lookup(mem, va, false).ok_or(GuestFault { va })?;
         let bytes = mem
             .read(Maddr(page.0 | off), buf.len())
             .ok_or(GuestFault { va })?;
@@ -477,7 +490,7 @@ impl TranslationCache {
         if off as usize + data.len() > 4096 {
             return write_walked(mem, self.l4, va, data);
         }
-        let (page, writable) = self.lookup(&*mem, va).ok_or(GuestFault { va })?;
+        let (page, writable) = self.lookup(&*mem, va, false).ok_or(GuestFault { va })?;
         if !writable {
             return Err(GuestFault { va });
         }
@@ -536,7 +549,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
             self.buf.clear();
             return cache.copy_from_guest(mem, ptr);
         }
-        let (page, _) = cache.lookup(mem, va).ok_or(GuestFault { va })?;
+        let (page, _) = cache.lookup(mem, va, true).ok_or(GuestFault { va })?;
         let epoch = cache.epoch();
         let bytes = mem
             .read(Maddr(page.0 | (va & 0xfff)), n * size)

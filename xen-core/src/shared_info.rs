@@ -276,15 +276,21 @@ fn place(base: Maddr, map: VcpuInfoMap, offset: usize) -> Maddr {
     }
 }
 
-/// The machine address of the word that holds `vcpu`'s `evtchn_upcall_pending` (byte 0) and
-/// `evtchn_upcall_mask` (byte 1), for a loop that asks [`upcall_word_deliverable`] before every
-/// element of a batch without placing it each time.
-pub fn upcall_word(shared_info: Mfn, map: VcpuInfoMap, vcpu: u32) -> Maddr {
+/// The machine address of the word that holds the running vCPU's `evtchn_upcall_pending`
+/// (byte 0) and `evtchn_upcall_mask` (byte 1): in its `vcpu_info[]` slot of shared_info or in
+/// the `vcpu_info` it registered. Placed from that registration alone (no [`VcpuInfoMap`] of
+/// every vCPU built: this is asked on every way out of a hypercall, and a batch places it once
+/// per call and reads it before every element).
+pub fn running_upcall_word(dom: &Domain) -> Maddr {
     const _: () = assert!(offsets::UPCALL_MASK_AFTER_PENDING);
-    place(shared_info.maddr(), map, offsets::upcall_pending(vcpu))
+    match dom.vcpu().vcpu_info_maddr() {
+        // `place` of an offset inside `vcpu_info[v]`: the same offset inside the registered one.
+        Some(at) => Maddr(at.0 + offsets::upcall_pending(0) as u64),
+        None => Maddr(dom.shared_info.maddr().0 + offsets::upcall_pending(dom.vcpu_id()) as u64),
+    }
 }
 
-/// Whether the word at [`upcall_word`] says an upcall is pending and not masked (read as
+/// Whether the word at [`running_upcall_word`] says an upcall is pending and not masked (read as
 /// little-endian bytes, as [`SharedInfoPage::upcall_deliverable`] reads it).
 pub fn upcall_word_deliverable(w: [u8; 4]) -> bool {
     w[0] != 0 && w[1] == 0
@@ -590,49 +596,24 @@ impl<S: SharedMemory> SharedInfoPage<S> {
 
 // Shorthands over the view for the running vCPU of a domain (`Domain::vcpu_id`).
 
-/// `dom`'s shared_info with only its running vCPU's `vcpu_info` placed (enough for the questions
-/// below, which are asked on every way out of a hypercall).
-fn running<'a, M: MachineMemory + ?Sized>(
-    m: &'a M,
-    dom: &Domain,
-) -> SharedInfoPage<MachineFrame<'a, M>> {
-    SharedInfoPage(MachineFrame::with_vcpu_info(
-        m,
-        dom.shared_info,
-        dom.running_vcpu_info_map(),
-    ))
-}
-
-/// [`running`], for writing.
-fn running_mut<'a, M: MachineMemoryMut + ?Sized>(
-    m: &'a mut M,
-    dom: &Domain,
-) -> SharedInfoPage<MachineFrameMut<'a, M>> {
-    SharedInfoPage(MachineFrameMut::with_vcpu_info(
-        m,
-        dom.shared_info,
-        dom.running_vcpu_info_map(),
-    ))
-}
-
 /// Whether `dom`'s running vCPU has its event upcalls masked.
 pub fn upcall_mask<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    running(m, dom).upcall_mask(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).upcall_mask(dom.vcpu_id())
 }
 
 /// Sets or clears the upcall mask of `dom`'s running vCPU.
 pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
-    running_mut(m, dom).set_upcall_mask(dom.vcpu_id(), masked);
+    SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(dom.vcpu_id(), masked);
 }
 
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    running(m, dom).upcall_deliverable(dom.vcpu_id())
+    upcall_word_deliverable(read_bytes::<4, M>(m, running_upcall_word(dom)))
 }
 
 /// Whether an event upcall is pending for `dom`'s running vCPU.
 pub fn upcall_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    running(m, dom).upcall_pending(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).upcall_pending(dom.vcpu_id())
 }
 
 /// Whether an event upcall is pending for `dom`'s vCPU `vcpu`.
@@ -647,12 +628,12 @@ pub fn port_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, port: u32) -
 
 /// Records a page-fault address where `dom`'s handler reads it (the running vCPU's).
 pub fn set_cr2<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, cr2: u64) {
-    running_mut(m, dom).set_cr2(dom.vcpu_id(), cr2);
+    SharedInfoPage::of_domain_mut(m, dom).set_cr2(dom.vcpu_id(), cr2);
 }
 
 /// The page-fault address last given to `dom`'s running vCPU.
 pub fn cr2<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> u64 {
-    running(m, dom).cr2(dom.vcpu_id())
+    SharedInfoPage::of_domain(m, dom).cr2(dom.vcpu_id())
 }
 
 #[cfg(test)]

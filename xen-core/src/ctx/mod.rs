@@ -75,7 +75,7 @@ impl<M: Machine + ?Sized> Ctx<'_, M> {
             self.m.preemption(),
             &*self.m,
             self.dom.shared_info,
-            self.dom.running_vcpu_info_map(),
+            self.dom.vcpu_info_map(),
             self.dom.vcpu_id(),
         )
     }

@@ -590,18 +590,6 @@ impl Domain {
         map
     }
 
-    /// [`Domain::vcpu_info_map`] with only the running vCPU's place filled in: all that the
-    /// questions about that vCPU alone need (its upcall, asked before every element of a long
-    /// batch), built without a walk of every vCPU.
-    #[inline]
-    pub fn running_vcpu_info_map(&self) -> VcpuInfoMap {
-        let mut map = VcpuInfoMap::default();
-        if let Some(slot) = map.0.get_mut(self.cur_vcpu) {
-            *slot = self.vcpu().vcpu_info_maddr();
-        }
-        map
-    }
-
     /// The top-level table the vCPU runs on in its current mode (Xen's `update_cr3`: the kernel's
     /// `guest_table` or the user's `guest_table_user`). Guest user mode never runs on the kernel's
     /// table, so it never sees the kernel's mappings.

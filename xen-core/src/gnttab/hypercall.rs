@@ -199,7 +199,7 @@ fn run_op<M: Machine + ?Sized>(
     count: u32,
 ) -> Result<Ran, Errno> {
     let shared_info = ctx.dom.shared_info;
-    let (vcpu_info, vcpu) = (ctx.dom.running_vcpu_info_map(), ctx.dom.vcpu_id());
+    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };

@@ -13,7 +13,7 @@ use crate::mm::frame_table::testing::{base, page_va, Two};
 use crate::mm::frame_table::FrameInfo;
 use crate::mm::{MachineMemory, MachineMemoryMut};
 use crate::regs::Regs;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Domain 0's L1 (frame `base(0) + 3`) maps its 32 frames at VA 0..0x20000.
 const L1: u64 = base(0) + 3;
@@ -74,6 +74,17 @@ impl X {
 
     /// `grant_table_op(GNTTABOP_transfer, uop, count)` as domain `d`, once.
     fn raw(&mut self, d: usize, uop: u64, count: u64) -> (i64, Option<crate::ctx::Continuation>) {
+        self.call(d, GNTTABOP_transfer, uop, count)
+    }
+
+    /// `grant_table_op(cmd, uop, count)` as domain `d`, once.
+    fn call(
+        &mut self,
+        d: usize,
+        cmd: u32,
+        uop: u64,
+        count: u64,
+    ) -> (i64, Option<crate::ctx::Continuation>) {
         self.swap();
         self.two.m.cr3 = Some(self.set.guest(d).unwrap().dom.current_l4());
         let mut regs = Regs::default();
@@ -93,7 +104,7 @@ impl X {
         let r = crate::hypercall::testing::call_once(
             &mut ctx,
             __HYPERVISOR_grant_table_op.into(),
-            [GNTTABOP_transfer.into(), uop, count, 0, 0],
+            [cmd.into(), uop, count, 0, 0],
         );
         self.swap();
         r
@@ -456,4 +467,47 @@ fn version_2_entries_get_the_full_page_frame() {
     assert_eq!((e.flags(), e.frame()), (flags, GIVEN));
     assert_eq!(x.m2p(GIVEN), PFN);
     x.two.check();
+}
+
+/// A frame another domain maps through a grant holds that mapping's reference: it cannot be
+/// stolen (nothing the giver hands on is still reachable by someone else); once unmapped, it can.
+#[test]
+fn a_frame_grant_mapped_by_another_domain_is_refused() {
+    let mut x = X::new();
+    // Domain 0 grants its page 10 to domain 1, which maps it at its page 20.
+    x.entry(0, 9, GTF_permit_access, 1, GIVEN);
+    x.entry(1, REF, GTF_accept_transfer, 0, PFN);
+    let map = GnttabMapGrantRef {
+        host_addr: page_va(20),
+        flags: GNTMAP_host_map,
+        r#ref: 9,
+        dom: 0,
+        ..Default::default()
+    };
+    let at1 = (base(1) + 30) << 12;
+    x.two.m.mem.write(Maddr(at1), map.as_bytes()).unwrap();
+    let (rc, _) = x.call(1, GNTTABOP_map_grant_ref, page_va(30), 1);
+    assert_eq!(rc, 0);
+    let mut back = [0u8; core::mem::size_of::<GnttabMapGrantRef>()];
+    let n = back.len();
+    back.copy_from_slice(x.two.m.mem.read(Maddr(at1), n).unwrap());
+    let mapped = GnttabMapGrantRef::read_from_bytes(&back).unwrap();
+    assert_eq!(mapped.status, GNTST_okay);
+    x.unmap_page(10);
+    let (_, st) = x.transfer(&[op(GIVEN, 1, REF)]);
+    assert_eq!(st[0], GNTST_bad_page);
+    assert_eq!(x.frame(GIVEN).owner(), Owner::Domain(0));
+    assert_eq!(x.read_entry(1, REF).0, GTF_accept_transfer);
+    // Domain 1 unmaps it: now the allocation is the only reference.
+    let unmap = GnttabUnmapGrantRef {
+        host_addr: page_va(20),
+        handle: mapped.handle,
+        ..Default::default()
+    };
+    x.two.m.mem.write(Maddr(at1), unmap.as_bytes()).unwrap();
+    let (rc, _) = x.call(1, GNTTABOP_unmap_grant_ref, page_va(30), 1);
+    assert_eq!(rc, 0);
+    let (_, st) = x.transfer(&[op(GIVEN, 1, REF)]);
+    assert_eq!(st[0], GNTST_okay);
+    assert_eq!(x.frame(GIVEN).owner(), Owner::Domain(1));
 }

@@ -26,7 +26,8 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
 #[derive(Clone, Copy)]
 struct Stop<'p> {
     preempt: Option<&'p dyn crate::ctx::Preempt>,
-    /// The caller's `evtchn_upcall_pending` and mask ([`crate::shared_info::upcall_word`]).
+    /// The caller's `evtchn_upcall_pending` and mask
+    /// ([`crate::shared_info::running_upcall_word`]).
     upcall_word: Maddr,
 }
 
@@ -51,14 +52,13 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) -> HcResult {
-    let shared_info = ctx.dom.shared_info;
-    let (vcpu_info, vcpu) = (ctx.dom.running_vcpu_info_map(), ctx.dom.vcpu_id());
+    let upcall_word = crate::shared_info::running_upcall_word(ctx.dom);
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = Stop {
         preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
-        upcall_word: crate::shared_info::upcall_word(shared_info, vcpu_info, vcpu),
+        upcall_word,
     };
     let guest_l4 = ctx.dom.vcpu().l4;
     let curr = ctx.dom.info();
