@@ -117,11 +117,18 @@ run: images $(DISK)
 # (`attach-console=1`) and powers off when Linux does. CTRL-C goes to Linux, not to QEMU
 # (`signal=off`): leave with `poweroff` in Linux, or CTRL-] and `shutdown 1` in dom0's shell.
 LINUX         ?=
+LINUX_MODULES ?=
 LINUX_MEM     ?= 160M
 LINUX_CMDLINE ?= console=hvc0
 run-linux: images $(DISK)
 	@kernel=$$(LINUX="$(LINUX)" bash scripts/fetch-linux.sh) || { echo "run-linux: cannot fetch or extract the kernel" >&2; exit 2; }; \
-	initrd=$$(bash scripts/make-initramfs.sh) || { echo "run-linux: cannot build the initramfs" >&2; exit 2; }; \
+	mods="$(LINUX_MODULES)"; \
+	if [ -z "$$mods" ] && [ -n "$(LINUX)" ]; then \
+	    v=$$(basename "$(LINUX)" | sed -n 's/^vmlinu[xz]-//p'); d="$$(dirname "$(LINUX)")/../lib/modules/$$v"; \
+	    if [ -n "$$v" ] && [ -d "$$d" ]; then mods=$$(cd "$$d" && pwd); \
+	    else echo "run-linux: no lib/modules/$$v beside $(LINUX): the initramfs has the default kernel's modules (LINUX_MODULES=<dir> to name them)" >&2; fi; \
+	fi; \
+	initrd=$$(LINUX_MODULES="$$mods" bash scripts/make-initramfs.sh) || { echo "run-linux: cannot build the initramfs" >&2; exit 2; }; \
 	$(PICK_ACCEL); \
 	echo "==== our hypervisor: $(BUILD)/xen, $(BUILD)/guest-kernel as dom0, $$kernel as domU1 with $$initrd (CTRL-] detaches) ===="; \
 	set -x; $(QEMU) $$aflags $(subst -serial stdio,-chardev stdio$(comma)id=serial0$(comma)signal=off -serial chardev:serial0,$(QEMU_FLAGS)) \

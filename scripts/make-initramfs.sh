@@ -19,10 +19,19 @@
 # off cleanly on `poweroff` or when Xen's control/shutdown asks (Linux runs /sbin/poweroff). A
 # kernel command-line option `xtest=<base64 of a shell script>` makes /init run that script before
 # the shell (the QEMU test uses it).
+#
+# LINUX_MODULES=<dir> takes the modules from that lib/modules/<version> directory instead (for
+# another kernel, `make run-linux LINUX=...`: a kernel only loads modules built with it), and
+# writes $BUILD/linux/initrd-<version>.cpio.gz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 out="$BUILD/linux/initrd.cpio.gz"
+modsrc=${LINUX_MODULES:-}
+if [ -n "$modsrc" ]; then
+    [ -d "$modsrc" ] || { echo "make-initramfs: LINUX_MODULES=$modsrc is not a directory" >&2; exit 1; }
+    out="$BUILD/linux/initrd-$(basename "$modsrc").cpio.gz"
+fi
 # One build at a time (parallel tests may ask at once); the others then find it there.
 mkdir -p "$BUILD/linux"
 exec 7>"$BUILD/linux/.initramfs.lock"
@@ -32,10 +41,14 @@ if [ -s "$out" ] && [ "$out" -nt "$0" ]; then
     exit 0
 fi
 pkg="$BUILD/linux/pkg"
-deb=$(ls "$pkg"/linux-image-[0-9]*.deb 2>/dev/null | head -n1 || true)
-if [ -z "$deb" ]; then
-    LINUX= bash scripts/fetch-linux.sh >/dev/null
-    deb=$(ls "$pkg"/linux-image-[0-9]*.deb | head -n1)
+if [ -n "$modsrc" ]; then
+    deb=$modsrc
+else
+    deb=$(ls "$pkg"/linux-image-[0-9]*.deb 2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+        LINUX= bash scripts/fetch-linux.sh >/dev/null
+        deb=$(ls "$pkg"/linux-image-[0-9]*.deb | head -n1)
+    fi
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -46,9 +59,13 @@ trap 'rm -rf "$work"' EXIT
     dpkg-deb -x busybox-static_*.deb bb
 )
 [ -x "$work/bb/bin/busybox" ] || { echo "make-initramfs: no bin/busybox in busybox-static" >&2; exit 1; }
-mkdir -p "$work/k"
-dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/k" --wildcards './lib/modules/*'
-moddir=$(ls -d "$work"/k/lib/modules/* | head -n1)
+if [ -n "$modsrc" ]; then
+    moddir=$modsrc
+else
+    mkdir -p "$work/k"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/k" --wildcards './lib/modules/*'
+    moddir=$(ls -d "$work"/k/lib/modules/* | head -n1)
+fi
 
 # The module file of a module name (`-` and `_` are the same), decompressed into $work/mods.
 mkdir -p "$work/mods"

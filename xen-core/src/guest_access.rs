@@ -6,6 +6,7 @@
 //! user-mode access (64-bit PV kernels run in ring 3), writable for a write. Anything else is
 //! -EFAULT for the hypercall, never a hypervisor fault.
 
+use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 
@@ -144,6 +145,45 @@ pub fn guest_va_ok(va: u64) -> bool {
     is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
 }
 
+/// What a walk of the guest's tables found for one page: where it is, which tables the walk read
+/// (the frames of its L4, L3, L2 and L1 entries: a write to any of them may change the answer),
+/// and whether every level also allows writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    /// The machine address of the page's first byte.
+    pub page: Maddr,
+    /// The frames of the L4, L3, L2 and L1 tables whose entries the walk read.
+    pub tables: [Mfn; 4],
+    /// Every entry on the way has RW: a write through this translation is allowed.
+    pub writable: bool,
+}
+
+/// Walks the 4-level tables rooted at `l4` for a user-mode read of `va`. Superpages are
+/// refused: PV guests map 4 KiB pages only.
+pub fn walk<M: MachineMemoryMut + ?Sized>(mem: &M, l4: Mfn, va: u64) -> Option<Walk> {
+    if !guest_va_ok(va) {
+        return None;
+    }
+    let mut tables = [l4; 4];
+    let mut table = l4.maddr();
+    let mut rw = PTE_RW;
+    for level in (1..=4u32).rev() {
+        tables[4 - level as usize] = table.mfn();
+        let index = (va >> (12 + 9 * (level - 1))) & 511;
+        let entry = mem.read_u64(Maddr(table.0 + index * 8))?;
+        if entry & (PTE_P | PTE_US) != PTE_P | PTE_US || (level > 1 && entry & PTE_PSE != 0) {
+            return None;
+        }
+        rw &= entry;
+        table = Maddr(entry & PTE_FRAME);
+    }
+    Some(Walk {
+        page: table,
+        tables,
+        writable: rw != 0,
+    })
+}
+
 /// Translates `va` through the 4-level tables rooted at `l4` for a user-mode access (`write` asks
 /// for a writable mapping). Superpages are refused: PV guests map 4 KiB pages only.
 pub fn translate<M: MachineMemoryMut + ?Sized>(
@@ -152,20 +192,70 @@ pub fn translate<M: MachineMemoryMut + ?Sized>(
     va: u64,
     write: bool,
 ) -> Option<Maddr> {
-    if !guest_va_ok(va) {
-        return None;
+    let w = walk(mem, l4, va)?;
+    (w.writable || !write).then_some(Maddr(w.page.0 | (va & 0xfff)))
+}
+
+/// Runs `f` on each page-bounded piece of `[va, va + len)`: (offset, machine address, len).
+fn pieces<M: MachineMemoryMut + ?Sized>(
+    mem: &M,
+    l4: Mfn,
+    va: u64,
+    len: usize,
+    write: bool,
+    mut f: impl FnMut(usize, Maddr, usize) -> Option<()>,
+) -> Result<(), GuestFault> {
+    let mut done = 0usize;
+    while done < len {
+        let cur = va.checked_add(done as u64).ok_or(GuestFault { va })?;
+        let in_page = (4096 - (cur & 0xfff)) as usize;
+        let n = in_page.min(len - done);
+        let maddr = translate(mem, l4, cur, write).ok_or(GuestFault { va: cur })?;
+        f(done, maddr, n).ok_or(GuestFault { va: cur })?;
+        done += n;
     }
-    let mut table = l4.maddr();
-    for level in (1..=4u32).rev() {
-        let index = (va >> (12 + 9 * (level - 1))) & 511;
-        let entry = mem.read_u64(Maddr(table.0 + index * 8))?;
-        let need = PTE_P | PTE_US | if write { PTE_RW } else { 0 };
-        if entry & need != need || (level > 1 && entry & PTE_PSE != 0) {
-            return None;
-        }
-        table = Maddr(entry & PTE_FRAME);
+    Ok(())
+}
+
+/// Reads `buf.len()` bytes at `va` through the tables at `l4`, one walk per page.
+fn read_walked<M: MachineMemoryMut + ?Sized>(
+    mem: &M,
+    l4: Mfn,
+    va: u64,
+    buf: &mut [u8],
+) -> Result<(), GuestFault> {
+    let len = buf.len();
+    pieces(mem, l4, va, len, false, |off, maddr, n| {
+        buf[off..off + n].copy_from_slice(mem.read(maddr, n)?);
+        Some(())
+    })
+}
+
+/// Writes `data` at `va` through the tables at `l4`: every piece is translated first, so a
+/// fault half-way writes nothing.
+fn write_walked<M: MachineMemoryMut + ?Sized>(
+    mem: &mut M,
+    l4: Mfn,
+    va: u64,
+    data: &[u8],
+) -> Result<(), GuestFault> {
+    let in_first = (4096 - (va & 0xfff)) as usize;
+    if data.len() <= in_first {
+        // One page: one walk.
+        let maddr = translate(&*mem, l4, va, true).ok_or(GuestFault { va })?;
+        return mem.write(maddr, data).ok_or(GuestFault { va });
     }
-    Some(Maddr(table.0 | (va & 0xfff)))
+    pieces(&*mem, l4, va, data.len(), true, |_, _, _| Some(()))?;
+    let mut done = 0usize;
+    while done < data.len() {
+        let cur = va + done as u64;
+        let n = ((4096 - (cur & 0xfff)) as usize).min(data.len() - done);
+        let maddr = translate(&*mem, l4, cur, true).ok_or(GuestFault { va: cur })?;
+        mem.write(maddr, &data[done..done + n])
+            .ok_or(GuestFault { va: cur })?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// [`GuestMemory`] over machine memory and the guest's current L4 table.
@@ -176,58 +266,384 @@ pub struct PageTableGuest<'m, M: MachineMemoryMut + ?Sized> {
     pub l4: Mfn,
 }
 
-impl<M: MachineMemoryMut + ?Sized> PageTableGuest<'_, M> {
-    /// Runs `f` on each page-bounded piece of `[va, va + len)`: (guest va, machine address, len).
-    fn pieces(
-        &self,
-        va: u64,
-        len: usize,
-        write: bool,
-        mut f: impl FnMut(usize, Maddr, usize) -> Option<()>,
-    ) -> Result<(), GuestFault> {
-        let mut done = 0usize;
-        while done < len {
-            let cur = va.checked_add(done as u64).ok_or(GuestFault { va })?;
-            let in_page = (4096 - (cur & 0xfff)) as usize;
-            let n = in_page.min(len - done);
-            let maddr = translate(&*self.mem, self.l4, cur, write).ok_or(GuestFault { va: cur })?;
-            f(done, maddr, n).ok_or(GuestFault { va: cur })?;
-            done += n;
-        }
-        Ok(())
-    }
-}
-
 impl<M: MachineMemoryMut + ?Sized> GuestMemory for PageTableGuest<'_, M> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
-        let len = buf.len();
-        self.pieces(va, len, false, |off, maddr, n| {
-            buf[off..off + n].copy_from_slice(self.mem.read(maddr, n)?);
-            Some(())
-        })
+        read_walked(&*self.mem, self.l4, va, buf)
     }
 
     fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
-        // Translate every piece first, so a fault half-way writes nothing.
-        self.pieces(va, data.len(), true, |_, _, _| Some(()))?;
-        let mut done = 0usize;
-        while done < data.len() {
-            let cur = va + done as u64;
-            let n = ((4096 - (cur & 0xfff)) as usize).min(data.len() - done);
-            let maddr = translate(&*self.mem, self.l4, cur, true).ok_or(GuestFault { va: cur })?;
-            self.mem
-                .write(maddr, &data[done..done + n])
-                .ok_or(GuestFault { va: cur })?;
-            done += n;
+        write_walked(&mut *self.mem, self.l4, va, data)
+    }
+}
+
+/// A guest page's translation kept by a [`TranslationCache`], in plain cells: the check every
+/// write makes is eight loads and compares.
+struct Slot {
+    /// `va >> 12` of the page, or [`EMPTY`].
+    va_page: Cell<u64>,
+    /// The page's machine address.
+    page: Cell<u64>,
+    /// Every level allows writing.
+    writable: Cell<bool>,
+    /// The frames of the tables the walk read, or [`EMPTY`] (which no write's frame is close
+    /// to: frame numbers are below 2^52).
+    tables: [Cell<u64>; 4],
+    /// The page's own frame once an [`ArrayReader`] read ahead from it, else [`EMPTY`]: a
+    /// write to it leaves the translation alone but ends the epoch.
+    data: Cell<u64>,
+}
+
+/// An empty [`Slot`]'s page and tables.
+const EMPTY: u64 = u64::MAX;
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            va_page: Cell::new(EMPTY),
+            page: Cell::new(0),
+            writable: Cell::new(false),
+            tables: [const { Cell::new(EMPTY) }; 4],
+            data: Cell::new(EMPTY),
         }
-        Ok(())
+    }
+
+    fn clear(&self) {
+        self.va_page.set(EMPTY);
+        self.data.set(EMPTY);
+        for t in &self.tables {
+            t.set(EMPTY);
+        }
+    }
+}
+
+/// Slots of a [`TranslationCache`]: a batch's list and its `*done`.
+const CACHE_SLOTS: usize = 2;
+
+/// Translations of guest pages kept for the length of one hypercall, so that a batch of
+/// thousands of 16-byte elements costs one walk of the guest's tables per page of its list
+/// rather than one per element (Xen reads the list through the MMU and its TLB).
+///
+/// A cached translation is exactly what a new walk would return as long as none of the four
+/// entries the walk read has changed. So it is dropped (a) by every write, through [`Watched`],
+/// to any of the four table frames it was read from (the whole frame, not just the entry), and
+/// (b) by every change of a frame's type, validation or ownership, which the frame table
+/// reports through [`MachineMemoryMut::frame_types_changed`]. While the hypercall runs, every
+/// write to machine memory goes through the [`Watched`] memory built with this cache, and the
+/// root `l4` is the call's own. Without (a), a request that unmaps the page of a cached writable
+/// translation and then makes that page a page table would leave a writable path into a
+/// validated table (`copy_to_guest` through the stale translation); the tests build exactly
+/// that.
+///
+/// Only the contents of a page are read through it, never kept: every copy reads machine memory
+/// at the time it is asked for, as an uncached walk would.
+pub struct TranslationCache {
+    l4: Mfn,
+    slots: [Slot; CACHE_SLOTS],
+    /// Bit `mfn % 64` of every table frame and page frame of every slot (bits of dropped slots
+    /// may stay): a write to one frame whose bit is clear touches no cached walk or page, known
+    /// in a few instructions, which is what nearly every write of a batch is.
+    tables_mask: Cell<u64>,
+    /// The slot the next miss fills.
+    next: Cell<usize>,
+    /// Walks done on misses, for tests and counters.
+    walks: Cell<u64>,
+    /// Moves on whenever a slot is dropped, replaced or cleared, or its page's frame written:
+    /// what an [`ArrayReader`] read ahead under one epoch is what the guest's memory holds
+    /// as long as the epoch stays.
+    epoch: Cell<u64>,
+}
+
+impl TranslationCache {
+    /// An empty cache over the guest tables rooted at `l4`.
+    pub const fn new(l4: Mfn) -> Self {
+        TranslationCache {
+            l4,
+            slots: [const { Slot::new() }; CACHE_SLOTS],
+            tables_mask: Cell::new(0),
+            next: Cell::new(0),
+            walks: Cell::new(0),
+            epoch: Cell::new(0),
+        }
+    }
+
+    /// Walks of the guest's tables done so far (cache misses).
+    pub fn walks(&self) -> u64 {
+        self.walks.get()
+    }
+
+    /// Drops every translation.
+    pub fn clear(&self) {
+        for s in &self.slots {
+            s.clear();
+        }
+        self.bump();
+    }
+
+    /// The current epoch (see the field).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
+    fn bump(&self) {
+        self.epoch.set(self.epoch.get().wrapping_add(1));
+    }
+
+    /// `[addr, addr + len)` is about to be written: drops the translations read from a table in
+    /// the frames it touches, and ends the epoch if it touches one of them or a cached page.
+    #[inline]
+    fn written(&self, addr: Maddr, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let first = addr.0 >> 12;
+        let span = (addr.0.saturating_add(len as u64 - 1) >> 12) - first;
+        if span == 0 && self.tables_mask.get() & (1 << (first % 64)) == 0 {
+            return;
+        }
+        let hit = |t: &Cell<u64>| t.get().wrapping_sub(first) <= span;
+        for s in &self.slots {
+            if s.tables.iter().any(hit) {
+                s.clear();
+                self.bump();
+            } else if hit(&s.data) {
+                self.bump();
+            }
+        }
+    }
+
+    /// The walk for the page of `va`, from the cache or a new walk (which is then kept):
+    /// the page's machine address and whether it may be written. With `watch_data`, writes to
+    /// the page itself end the epoch from now on (an [`ArrayReader`] reads ahead from it).
+    fn lookup<M: MachineMemoryMut + ?Sized>(
+        &self,
+        mem: &M,
+        va: u64,
+        watch_data: bool,
+    ) -> Option<(Maddr, bool)> {
+        let va_page = va >> 12;
+        for s in &self.slots {
+            if s.va_page.get() == va_page {
+                let page = s.page.get();
+                if watch_data && s.data.get() == EMPTY {
+                    s.data.set(page >> 12);
+                    self.tables_mask
+                        .set(self.tables_mask.get() | 1 << ((page >> 12) % 64));
+                }
+                return Some((Maddr(page), s.writable.get()));
+            }
+        }
+        self.walks.set(self.walks.get() + 1);
+        let walk = walk(mem, self.l4, va)?;
+        let i = self.next.get();
+        let s = &self.slots[i];
+        if s.va_page.get() != EMPTY {
+            // Its page is no longer watched.
+            self.bump();
+        }
+        s.va_page.set(va_page);
+        let data = walk.page.mfn().0;
+        s.data.set(if watch_data { data } else { EMPTY });
+        s.page.set(walk.page.0);
+        s.writable.set(walk.writable);
+        let mut mask = self.tables_mask.get() | u64::from(watch_data) << (data % 64);
+        for (c, t) in s.tables.iter().zip(walk.tables) {
+            c.set(t.0);
+            mask |= 1 << (t.0 % 64);
+        }
+        self.tables_mask.set(mask);
+        self.next.set((i + 1) % CACHE_SLOTS);
+        Some((walk.page, walk.writable))
+    }
+
+    /// `copy_from_guest` through the cache (a `T` that crosses a page end is read with uncached
+    /// walks).
+    pub fn copy_from_guest<T: FromBytes + IntoBytes, M: MachineMemoryMut + ?Sized>(
+        &self,
+        mem: &M,
+        ptr: GuestPtr<T>,
+    ) -> Result<T, GuestFault> {
+        let mut value = T::new_zeroed();
+        let (va, buf) = (ptr.va, value.as_mut_bytes());
+        let off = va & 0xfff;
+        if off as usize + buf.len() > 4096 {
+            read_walked(mem, self.l4, va, buf)?;
+            return Ok(value);
+        }
+        let (page, _) = self.lookup(mem, va, false).ok_or(GuestFault { va })?;
+        let bytes = mem
+            .read(Maddr(page.0 | off), buf.len())
+            .ok_or(GuestFault { va })?;
+        buf.copy_from_slice(bytes);
+        Ok(value)
+    }
+
+    /// `copy_to_guest` through the cache: the cached walk must allow writing (a `T` that crosses
+    /// a page end is written with uncached walks). `mem` is the [`Watched`] memory of this cache.
+    pub fn copy_to_guest<T: IntoBytes + Immutable>(
+        &self,
+        mem: &mut Watched<'_>,
+        ptr: GuestPtr<T>,
+        value: &T,
+    ) -> Result<(), GuestFault> {
+        let (va, data) = (ptr.va, value.as_bytes());
+        let off = va & 0xfff;
+        if off as usize + data.len() > 4096 {
+            return write_walked(mem, self.l4, va, data);
+        }
+        let (page, writable) = self.lookup(&*mem, va, false).ok_or(GuestFault { va })?;
+        if !writable {
+            return Err(GuestFault { va });
+        }
+        mem.write(Maddr(page.0 | off), data)
+            .ok_or(GuestFault { va })
+    }
+}
+
+/// Elements of a guest array read up to `N` at a time, through a [`TranslationCache`]: one
+/// copy out of guest memory for every `N` elements (or the rest of a page) instead of one per
+/// element. Xen reads each element when it gets to it; so does this, in effect: what was read
+/// ahead is used only while the cache's epoch stays, that is while nothing has been written
+/// into the page it came from nor into a table that maps it, and no type changed.
+pub struct ArrayReader<T, const N: usize> {
+    list: GuestPtr<T>,
+    /// Elements `first ..` of the array, read under `epoch`.
+    buf: heapless::Vec<T, N>,
+    first: u64,
+    epoch: u64,
+}
+
+impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
+    /// A reader of the array at `list`; nothing read yet.
+    pub fn new(list: GuestPtr<T>) -> Self {
+        ArrayReader {
+            list,
+            buf: heapless::Vec::new(),
+            first: 0,
+            epoch: 0,
+        }
+    }
+
+    /// Element `i` (`copy_from_guest(list + i)`), reading ahead at most up to element
+    /// `end - 1`.
+    pub fn get<M: MachineMemoryMut + ?Sized>(
+        &mut self,
+        cache: &TranslationCache,
+        mem: &M,
+        i: u64,
+        end: u64,
+    ) -> Result<T, GuestFault> {
+        if self.epoch == cache.epoch() {
+            if let Some(v) = i
+                .checked_sub(self.first)
+                .and_then(|k| self.buf.get(usize::try_from(k).ok()?))
+            {
+                return Ok(*v);
+            }
+        }
+        let size = core::mem::size_of::<T>();
+        let ptr = self.list.add(i);
+        let va = ptr.va();
+        let in_page = (4096 - (va & 0xfff)) as usize / size.max(1);
+        let n = N.min(in_page).min(end.saturating_sub(i) as usize);
+        if n <= 1 || size == 0 {
+            self.buf.clear();
+            return cache.copy_from_guest(mem, ptr);
+        }
+        let (page, _) = cache.lookup(mem, va, true).ok_or(GuestFault { va })?;
+        let epoch = cache.epoch();
+        let bytes = mem
+            .read(Maddr(page.0 | (va & 0xfff)), n * size)
+            .ok_or(GuestFault { va })?;
+        self.buf.clear();
+        for chunk in bytes.chunks_exact(size) {
+            let v = T::read_from_bytes(chunk).map_err(|_| GuestFault { va })?;
+            let _ = self.buf.push(v);
+        }
+        self.first = i;
+        self.epoch = epoch;
+        self.buf.first().copied().ok_or(GuestFault { va })
+    }
+}
+
+/// Machine memory for the length of one hypercall with a [`TranslationCache`]: forwards every
+/// access, and tells the cache of every write before it happens (and of every type change), so
+/// that no translation outlives the tables it was read from. Everything the hypercall writes
+/// goes through it.
+pub struct Watched<'c> {
+    mem: &'c mut dyn MachineMemoryMut,
+    cache: &'c TranslationCache,
+}
+
+impl<'c> Watched<'c> {
+    /// `mem`, watched for `cache`.
+    pub fn new(mem: &'c mut dyn MachineMemoryMut, cache: &'c TranslationCache) -> Self {
+        Watched { mem, cache }
+    }
+}
+
+impl crate::mm::MachineMemory for Watched<'_> {
+    fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
+        self.mem.read(addr, len)
+    }
+}
+
+// Every method is forwarded (the defaults would work too, through `read` and `write`, but would
+// lose the direct map's single loads and locked instructions); each one that writes tells the
+// cache first.
+impl MachineMemoryMut for Watched<'_> {
+    fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
+        self.cache.written(addr, data.len());
+        self.mem.write(addr, data)
+    }
+
+    fn frame_types_changed(&mut self) {
+        self.cache.clear();
+        self.mem.frame_types_changed();
+    }
+
+    fn read_u64(&self, addr: Maddr) -> Option<u64> {
+        self.mem.read_u64(addr)
+    }
+
+    fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
+        self.cache.written(addr, 8);
+        self.mem.write_u64(addr, value)
+    }
+
+    fn test_and_set_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        self.cache.written(addr, 8);
+        self.mem.test_and_set_bit(addr, bit)
+    }
+
+    fn test_and_clear_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {
+        self.cache.written(addr, 8);
+        self.mem.test_and_clear_bit(addr, bit)
+    }
+
+    fn read_u32(&self, addr: Maddr) -> Option<u32> {
+        self.mem.read_u32(addr)
+    }
+
+    fn compare_exchange_u32(&mut self, addr: Maddr, old: u32, new: u32) -> Option<u32> {
+        self.cache.written(addr, 4);
+        self.mem.compare_exchange_u32(addr, old, new)
+    }
+
+    fn fetch_or_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        self.cache.written(addr, 4);
+        self.mem.fetch_or_u32(addr, bits)
+    }
+
+    fn fetch_and_u32(&mut self, addr: Maddr, bits: u32) -> Option<u32> {
+        self.cache.written(addr, 4);
+        self.mem.fetch_and_u32(addr, bits)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::FakeMemory;
+    use crate::mm::{FakeMemory, MachineMemory};
 
     const FLAGS: u64 = PTE_P | PTE_RW | PTE_US;
 
@@ -306,5 +722,188 @@ mod tests {
         let mut b = [0u8; 1];
         assert!(g.read(0x40_2000, &mut b).is_err());
         assert!(g.read(0x60_0000, &mut b).is_err());
+    }
+
+    /// Two guest pages at 0x40_0000 (frame 8) and 0x40_1000 (frame 9), both writable.
+    fn writable_machine() -> FakeMemory {
+        let mut m = machine();
+        m.write_u64(Maddr(0x4000 + 8), 0x9000 | FLAGS).unwrap();
+        m.put(0x9000, b"other");
+        m
+    }
+
+    #[test]
+    fn the_cache_walks_once_per_page() {
+        let mut m = writable_machine();
+        let cache = TranslationCache::new(Mfn(1));
+        let mut w = Watched::new(&mut m, &cache);
+        for i in 0..4u64 {
+            let v: [u8; 2] = cache
+                .copy_from_guest(&w, GuestPtr::new(0x40_0000 + i))
+                .unwrap();
+            assert_eq!(v, [b"hello"[i as usize], b"hello"[i as usize + 1]]);
+        }
+        cache
+            .copy_to_guest(&mut w, GuestPtr::new(0x40_0010), &7u32)
+            .unwrap();
+        assert_eq!(cache.walks(), 1, "one page, one walk (its write included)");
+        // A second page takes the other slot; both stay.
+        let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_1000)).unwrap();
+        let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+        assert_eq!(cache.walks(), 2);
+        // Data writes (not to a table the walks read) keep the translations.
+        w.write(Maddr(0x8000), b"J").unwrap();
+        let v: [u8; 5] = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+        assert_eq!(&v, b"Jello", "contents are read at each copy, never kept");
+        assert_eq!(cache.walks(), 2);
+        // A write that starts in a frame no walk read and ends in the L4 (frame 1).
+        let same: [u8; 16] = w.read(Maddr(0x0ff8), 16).unwrap().try_into().unwrap();
+        w.write(Maddr(0x0ff8), &same).unwrap();
+        let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+        assert_eq!(
+            cache.walks(),
+            3,
+            "a write across into a table frame drops the walks"
+        );
+    }
+
+    #[test]
+    fn a_write_to_a_table_on_the_walk_drops_the_translation() {
+        for (table, slot) in [(0x1000u64, 0u64), (0x2000, 0), (0x3000, 2), (0x4000, 0)] {
+            let mut m = writable_machine();
+            let cache = TranslationCache::new(Mfn(1));
+            let mut w = Watched::new(&mut m, &cache);
+            let v: [u8; 5] = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+            assert_eq!(&v, b"hello");
+            // Another entry of the same table frame: the whole frame is watched.
+            w.write_u64(Maddr(table + 8 * 100), 0).unwrap();
+            let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+            assert_eq!(
+                cache.walks(),
+                2,
+                "table {table:#x}: a write to it drops the walk"
+            );
+            // The entry itself: the page now maps frame 9, read-only.
+            let old = w.read_u64(Maddr(table + 8 * slot)).unwrap();
+            let new = if table == 0x4000 {
+                0x9000 | PTE_P | PTE_US
+            } else {
+                old
+            };
+            w.write(Maddr(table + 8 * slot), &new.to_le_bytes())
+                .unwrap();
+            if table == 0x4000 {
+                let v: [u8; 5] = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+                assert_eq!(&v, b"other", "read through the new mapping");
+                let r = cache.copy_to_guest(&mut w, GuestPtr::new(0x40_0000), &1u8);
+                assert_eq!(r, Err(GuestFault { va: 0x40_0000 }), "now read-only");
+                assert_eq!(w.read(Maddr(0x9000), 1).unwrap(), b"o");
+            } else {
+                let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_0000)).unwrap();
+            }
+            assert_eq!(cache.walks(), 3);
+        }
+    }
+
+    #[test]
+    fn a_type_change_drops_every_translation() {
+        let mut m = writable_machine();
+        let cache = TranslationCache::new(Mfn(1));
+        let mut w = Watched::new(&mut m, &cache);
+        cache
+            .copy_to_guest(&mut w, GuestPtr::new(0x40_0000), &b'H')
+            .unwrap();
+        // The L1 entry changes behind the cache's back (not through `w`): only the frame
+        // table's report of a type change can tell it.
+        w.mem
+            .write_u64(Maddr(0x4000), 0x9000 | PTE_P | PTE_US)
+            .unwrap();
+        w.frame_types_changed();
+        let r = cache.copy_to_guest(&mut w, GuestPtr::new(0x40_0000), &b'X');
+        assert_eq!(r, Err(GuestFault { va: 0x40_0000 }));
+        assert_eq!(w.read(Maddr(0x8000), 5).unwrap(), b"Hello");
+        assert_eq!(cache.walks(), 2);
+    }
+
+    #[test]
+    fn cached_copies_check_what_uncached_ones_check() {
+        let mut m = machine();
+        let cache = TranslationCache::new(Mfn(1));
+        let mut w = Watched::new(&mut m, &cache);
+        let mut b = [0u8; 1];
+        for va in [
+            0x40_2000,
+            0x0000_8000_0000_0000,
+            HYPERVISOR_VIRT_START,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                cache
+                    .copy_from_guest::<u8, _>(&w, GuestPtr::new(va))
+                    .is_err(),
+                PageTableGuest {
+                    mem: &mut *w.mem,
+                    l4: Mfn(1)
+                }
+                .read(va, &mut b)
+                .is_err(),
+                "{va:#x}"
+            );
+        }
+        // Read-only page 0x40_1000: readable, not writable, and a write that crosses into it
+        // from the writable page writes nothing.
+        let _: u8 = cache.copy_from_guest(&w, GuestPtr::new(0x40_1000)).unwrap();
+        assert!(cache
+            .copy_to_guest(&mut w, GuestPtr::new(0x40_1000), &1u8)
+            .is_err());
+        assert!(cache
+            .copy_to_guest(&mut w, GuestPtr::new(0x40_0ffe), &[1u8; 4])
+            .is_err());
+        assert_eq!(w.read(Maddr(0x8ffe), 2).unwrap(), [0, 0]);
+        // A value across a page end, both pages readable.
+        let v: [u8; 4] = cache.copy_from_guest(&w, GuestPtr::new(0x40_0ffe)).unwrap();
+        assert_eq!(v, [0; 4]);
+    }
+
+    #[test]
+    fn the_array_reader_reads_ahead_only_while_nothing_it_read_can_have_changed() {
+        let mut m = writable_machine();
+        for i in 0..16u64 {
+            m.write_u64(Maddr(0x8000 + 8 * i), 100 + i).unwrap();
+        }
+        let cache = TranslationCache::new(Mfn(1));
+        let mut w = Watched::new(&mut m, &cache);
+        let mut r = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
+        assert_eq!(r.get(&cache, &w, 0, 16), Ok(100));
+        // Read ahead: memory changed behind the cache's back is not seen until the epoch ends.
+        w.mem.write_u64(Maddr(0x8008), 7).unwrap();
+        assert_eq!(r.get(&cache, &w, 1, 16), Ok(101));
+        // A write through the watched memory into the page ends the epoch.
+        w.write_u64(Maddr(0x8010), 55).unwrap();
+        assert_eq!(r.get(&cache, &w, 2, 16), Ok(55));
+        // So does a type change, and a write to a table of the walk.
+        w.mem.write_u64(Maddr(0x8018), 66).unwrap();
+        w.frame_types_changed();
+        assert_eq!(r.get(&cache, &w, 3, 16), Ok(66));
+        w.mem.write_u64(Maddr(0x8020), 77).unwrap();
+        let l1e = w.read_u64(Maddr(0x4000)).unwrap();
+        w.write_u64(Maddr(0x4000), l1e).unwrap();
+        assert_eq!(r.get(&cache, &w, 4, 16), Ok(77));
+        // Not past `end`.
+        let mut r2 = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0040));
+        assert_eq!(r2.get(&cache, &w, 0, 1), Ok(108));
+        w.mem.write_u64(Maddr(0x8048), 99).unwrap();
+        assert_eq!(
+            r2.get(&cache, &w, 1, 16),
+            Ok(99),
+            "element 9 was not read ahead"
+        );
+        // Nor past the page: the page's last element alone, then the next page's.
+        let mut last = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0ff8));
+        assert_eq!(last.get(&cache, &w, 0, 16), Ok(0));
+        assert_eq!(
+            last.get(&cache, &w, 1, 16),
+            Ok(u64::from_le_bytes(*b"other\0\0\0"))
+        );
     }
 }

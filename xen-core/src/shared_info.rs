@@ -276,6 +276,26 @@ fn place(base: Maddr, map: VcpuInfoMap, offset: usize) -> Maddr {
     }
 }
 
+/// The machine address of the word that holds the running vCPU's `evtchn_upcall_pending`
+/// (byte 0) and `evtchn_upcall_mask` (byte 1): in its `vcpu_info[]` slot of shared_info or in
+/// the `vcpu_info` it registered. Placed from that registration alone (no [`VcpuInfoMap`] of
+/// every vCPU built: this is asked on every way out of a hypercall, and a batch places it once
+/// per call and reads it before every element).
+pub fn running_upcall_word(dom: &Domain) -> Maddr {
+    const _: () = assert!(offsets::UPCALL_MASK_AFTER_PENDING);
+    match dom.vcpu().vcpu_info_maddr() {
+        // `place` of an offset inside `vcpu_info[v]`: the same offset inside the registered one.
+        Some(at) => Maddr(at.0 + offsets::upcall_pending(0) as u64),
+        None => Maddr(dom.shared_info.maddr().0 + offsets::upcall_pending(dom.vcpu_id()) as u64),
+    }
+}
+
+/// Whether the word at [`running_upcall_word`] says an upcall is pending and not masked (read as
+/// little-endian bytes, as [`SharedInfoPage::upcall_deliverable`] reads it).
+pub fn upcall_word_deliverable(w: [u8; 4]) -> bool {
+    w[0] != 0 && w[1] == 0
+}
+
 /// A domain's shared_info frame in machine memory, for reading.
 pub struct MachineFrame<'a, M: ?Sized> {
     m: &'a M,
@@ -588,7 +608,7 @@ pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, ma
 
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of_domain(m, dom).upcall_deliverable(dom.vcpu_id())
+    upcall_word_deliverable(read_bytes::<4, M>(m, running_upcall_word(dom)))
 }
 
 /// Whether an event upcall is pending for `dom`'s running vCPU.

@@ -93,5 +93,5 @@ pub(crate) fn preempt_check<R: MachineMemory + ?Sized>(
         shared_info,
         vcpu_info,
     ));
-    page.upcall_pending(vcpu) && !page.upcall_mask(vcpu)
+    page.upcall_deliverable(vcpu)
 }

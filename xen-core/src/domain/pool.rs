@@ -6,8 +6,7 @@ use crate::domain::set::MAX_DOMAINS;
 use crate::mm::frame_alloc::{BootFrameAllocator, FrameAllocator, FramePool, FrameRange};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
-/// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
-pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
+pub use crate::mm::frame_table::INVALID_M2P_ENTRY;
 
 /// Dead domains whose frames are still referenced, at most (a push beyond would lose them).
 pub const MAX_ZOMBIES: usize = 64;

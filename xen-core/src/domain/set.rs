@@ -267,6 +267,14 @@ impl<'a> Others<'a> {
             .map(|(_, t)| t)
     }
 
+    /// Domain `id` with its grant table, if it exists (and is not the caller).
+    pub fn with_grants_mut(&mut self, id: DomainId) -> Option<(&mut DomainEntry, &mut GrantTable)> {
+        let lo = self.lo.0.iter_mut().zip(self.grants.0.iter_mut());
+        let hi = self.hi.0.iter_mut().zip(self.grants.1.iter_mut());
+        lo.chain(hi)
+            .find_map(|(g, t)| g.as_mut().filter(|g| g.dom.id == id).map(|g| (g, t)))
+    }
+
     /// Every other domain.
     pub fn iter(&self) -> impl Iterator<Item = &DomainEntry> + '_ {
         let lo = mask_slots(self.lo_mask).filter_map(|s| self.lo.0.get(s)?.as_ref());

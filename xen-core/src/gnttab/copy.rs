@@ -93,8 +93,14 @@ fn acquire_grant_for_copy(
         let w = match acquire_grant_for_copy(pt, tables, td, tgref, rd, readonly, false) {
             Ok(w) => w,
             Err(s) => {
-                // `fixup_status_for_copy_pin`: no pin was taken on `gref`.
-                return fail(tables, pt.mem, s);
+                // `fixup_status_for_copy_pin`: no pin was taken on `gref`; unlike
+                // `unlock_out_clear` it drops GTF_writing whenever no write pin remains, for a
+                // read-only acquisition too.
+                if let Some(rgt) = tables.table(rd) {
+                    let clear = flags_to_clear(act.pin, false);
+                    rgt.clear_flags(pt.mem, gref, clear);
+                }
+                return Err(s);
             }
         };
         // Pinned already (by a mapping, before the granter rewrote the entry as transitive):
@@ -104,8 +110,8 @@ fn acquire_grant_for_copy(
         if old_pin != 0
             && (act.mfn != w.mfn
                 || !act.is_sub_page
-                || act.start != w.start & 0xfff
-                || act.length != w.len & 0x1fff)
+                || act.start != w.start & ACTIVE_START_MASK
+                || act.length != w.len)
         {
             unpin(pt.mem, tables, td, tgref, inc, readonly);
             pt.put_page(w.mfn);
@@ -116,7 +122,7 @@ fn acquire_grant_for_copy(
                 pin: 0,
                 domid: ld,
                 mfn: w.mfn,
-                start: w.start,
+                start: w.start & ACTIVE_START_MASK,
                 length: w.len,
                 // Always a sub-page: that keeps transitive grants from being mapped.
                 is_sub_page: true,
@@ -129,7 +135,8 @@ fn acquire_grant_for_copy(
         let sub = v2 && sha.flags() & GTF_sub_page != 0;
         let mfn = Mfn(sha.frame());
         let (start, length) = if sub {
-            (sha.page_off(), sha.length())
+            // `act->start` is a 15-bit field in Xen: an offset of 0x8000 or more wraps there.
+            (sha.page_off() & ACTIVE_START_MASK, sha.length())
         } else {
             (0, PAGE_SIZE)
         };

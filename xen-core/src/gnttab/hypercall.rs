@@ -5,7 +5,8 @@
 //! above the command (the continuation argument only `cache_flush` uses), then the array must
 //! start in guest space (-EFAULT). The batch operations (map, unmap, copy, swap) return 0 and put
 //! a `GNTST_*` status in each element; a fault reading or writing an element ends the batch with
-//! -EFAULT. `setup_table`, `query_size` and `get_status_frames` take exactly one element.
+//! -EFAULT (`transfer` too, see [`gnt::transfer_one`]). `setup_table`, `query_size` and
+//! `get_status_frames` take exactly one element.
 
 // Handlers match on Xen's own constant spellings (`EVTCHNOP_send`, `GNTTABOP_copy`).
 #![allow(non_upper_case_globals)]
@@ -91,10 +92,14 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
             | GNTTABOP_unmap_and_replace
             | GNTTABOP_copy
             | GNTTABOP_swap_grant_ref
+            | GNTTABOP_transfer
     );
     let uop = GuestPtr::<c_void>::new(uop);
     if batch && !uop.okay() {
         return Err(Errno::EFAULT); // `guest_handle_okay`
+    }
+    if cmd == GNTTABOP_transfer {
+        return transfer(ctx, uop.cast(), count);
     }
     match run_op(ctx, cmd, uop, count)? {
         Ran::Done(rc) => Ok(rc),
@@ -114,6 +119,61 @@ pub(crate) fn grant_table_op<M: Machine + ?Sized>(
             ctx.create_continuation(&[u64::from(cmd), rest, u64::from(count - i)])
         }
     }
+}
+
+/// The other domains as receivers of a transfer.
+struct OtherReceivers<'a, 'b>(&'a mut Others<'b>);
+
+impl gnt::Receivers for OtherReceivers<'_, '_> {
+    fn receiver(
+        &mut self,
+        id: DomainId,
+    ) -> Option<(&mut crate::domain::Domain, bool, &mut GrantTable)> {
+        self.0
+            .with_grants_mut(id)
+            .map(|(g, t)| (&mut g.dom, g.destroy, t))
+    }
+}
+
+/// `GNTTABOP_transfer` (`gnttab_transfer`): a `GNTST_*` status per element (see
+/// [`gnt::transfer_one`]); a fault reading an element or writing its status ends the batch with
+/// -EFAULT; preempted before element `i` (never the first), the rest continues
+/// (`count - i` elements from `uop + i`).
+fn transfer<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    uop: GuestPtr<GnttabTransfer>,
+    count: u32,
+) -> HcResult {
+    if ctx.m.mm().is_none() {
+        return Err(Errno::ENOSYS);
+    }
+    for i in 0..count {
+        let at = uop.add(i.into());
+        if i > 0 && ctx.preempt_check() {
+            return ctx.create_continuation(&[
+                u64::from(GNTTABOP_transfer),
+                at.va(),
+                u64::from(count - i),
+            ]);
+        }
+        let op: GnttabTransfer = copy_from_guest(&ctx.guest(), at).map_err(|_| Errno::EFAULT)?;
+        let Some((mm, mem)) = ctx.m.mm() else {
+            return Err(Errno::ENOSYS);
+        };
+        let mut others = OtherReceivers(&mut ctx.others);
+        let status = gnt::transfer_one(
+            mm,
+            mem,
+            &mut *ctx.pool,
+            &mut *ctx.dom,
+            &mut *ctx.grants,
+            &mut others,
+            &op,
+        );
+        let field = at.field(offset_of!(GnttabTransfer, status));
+        copy_to_guest(&mut ctx.guest(), field, &status).map_err(|_| Errno::EFAULT)?;
+    }
+    Ok(0)
 }
 
 /// Elements `gnttab_unmap_grant_ref` does between preemption checks

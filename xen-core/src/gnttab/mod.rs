@@ -48,19 +48,21 @@
 //! (`steal_linear_address`), and `GNTMAP_contains_pte` names a host mapping's PTE by its machine
 //! address (in a validated L1 the mapper owns), both as `xen/arch/x86/pv/grant_table.c`.
 //!
-//! What is left out, each answered as documented: `GNTTABOP_transfer`, `cache_flush` and
-//! `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV granter can only grant
-//! frames it owns, so they never arise).
+//! `GNTTABOP_transfer` is in [`transfer`]. What is left out, each answered as documented:
+//! `cache_flush` and `dump_table` (-ENOSYS), IOMMU mappings, and I/O-memory grants (a PV
+//! granter can only grant frames it owns, so they never arise).
 
 pub mod hypercall;
 
 mod copy;
 mod map;
 mod table;
+mod transfer;
 
 pub use copy::*;
 pub use map::*;
 pub use table::*;
+pub use transfer::{transfer_one, Receivers};
 
 use hypercall_abi::grant_table::{
     _GNTMAP_guest_avail0, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
@@ -102,6 +104,8 @@ const ACTIVE_ENTRY_BYTES: u64 = 16;
 /// The frame's bits in the second word of an active entry (the sub-page length is above them; a
 /// pinned frame is in the frame table, far below 2^48).
 const ACTIVE_MFN_MASK: u64 = (1 << 48) - 1;
+/// The bits of an active entry's `start` (Xen's `start:15` bit-field; `length` is 16 bits).
+pub(crate) const ACTIVE_START_MASK: u16 = 0x7fff;
 /// Active entries per frame (Xen's `ACGNT_PER_PAGE`).
 pub const ACGNT_PER_PAGE: u32 = 4096 / ACTIVE_ENTRY_BYTES as u32;
 /// Active-entry frames a table of `max_frames` shared frames needs
@@ -414,6 +418,11 @@ impl GrantTable {
         id: DomainId,
         n: u32,
     ) -> bool {
+        // A table [`GrantTable::init`] did not complete has no frames here (they would read as
+        // machine frame 0): refuse, as [`GrantTable::grow`] does.
+        if self.reserved != table_frames_for(self.max_frames) {
+            return false;
+        }
         let first = self.max_frames + active_frames_for(self.max_frames);
         for i in self.nr_status_frames..status_frames_for(n) {
             let mfn = self.frames[(first + i) as usize];
@@ -516,6 +525,24 @@ impl GrantTable {
         let _ = mem.write(self.status_at(gref), &v.to_le_bytes());
     }
 
+    /// Writes the flags of entry `gref`'s header (the first 16 bits of the entry in both
+    /// versions; the caller checked `gref < nr_entries`).
+    fn set_header_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, v: u16) {
+        let _ = mem.write(self.entry_at(gref), &v.to_le_bytes());
+    }
+
+    /// Writes the frame field of entry `gref`: version 1 `frame` (32 bits, as Xen's
+    /// `sha->frame = mfn` truncates), version 2 `full_page.frame` (the caller checked
+    /// `gref < nr_entries`).
+    fn set_entry_frame(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, frame: u64) {
+        let at = self.entry_at(gref);
+        if self.version == 2 {
+            let _ = mem.write_u64(Maddr(at.0 + 8), frame);
+        } else {
+            let _ = mem.write(Maddr(at.0 + 4), &(frame as u32).to_le_bytes());
+        }
+    }
+
     /// `gnttab_clear_flags` on the status of `gref`.
     fn clear_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, bits: u16) {
         let v = self.status(mem, gref);
@@ -539,10 +566,10 @@ impl GrantTable {
         ActiveEntry {
             pin: w0 as u32,
             domid: (w0 >> 32) as DomId,
-            start: ((w0 >> 48) & 0xfff) as u16,
-            is_sub_page: w0 >> 60 & 1 != 0,
+            start: ((w0 >> 48) as u16) & ACTIVE_START_MASK,
+            is_sub_page: w0 >> 63 != 0,
             mfn: Mfn(w1 & ACTIVE_MFN_MASK),
-            length: ((w1 >> 48) & 0x1fff) as u16,
+            length: (w1 >> 48) as u16,
         }
     }
 
@@ -551,9 +578,9 @@ impl GrantTable {
         let at = self.active_at(gref);
         let w0 = u64::from(act.pin)
             | u64::from(act.domid) << 32
-            | u64::from(act.start & 0xfff) << 48
-            | u64::from(act.is_sub_page) << 60;
-        let w1 = (act.mfn.0 & ACTIVE_MFN_MASK) | u64::from(act.length & 0x1fff) << 48;
+            | u64::from(act.start & ACTIVE_START_MASK) << 48
+            | u64::from(act.is_sub_page) << 63;
+        let w1 = (act.mfn.0 & ACTIVE_MFN_MASK) | u64::from(act.length) << 48;
         let _ = mem.write_u64(at, w0);
         let _ = mem.write_u64(Maddr(at.0 + 8), w1);
     }
@@ -660,3 +687,5 @@ fn unpin(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;

@@ -1078,3 +1078,72 @@ fn a_failed_replace_still_consumes_the_stolen_pte() {
     assert_eq!(w.frame(GRANTED), start);
     w.check();
 }
+
+/// An active entry keeps Xen's field widths: a 15-bit `start`, a 16-bit `length` (gnt2 review
+/// F2: 12 and 13 bits were kept before, so a second reader saw another window).
+#[test]
+fn active_entries_keep_xens_start_and_length_widths() {
+    let mut w = World::new();
+    let act = ActiveEntry {
+        pin: GNTPIN_HSTR_INC,
+        domid: 1,
+        mfn: Mfn(GRANTED),
+        start: 0x7ff0,
+        length: 0xfff0,
+        is_sub_page: true,
+    };
+    w.tables[0].write_active(&mut w.two.m.mem, 10, &act);
+    assert_eq!(w.tables[0].read_active(&w.two.m.mem, 10), act);
+    // Xen's `start:15` drops the top bit of a 16-bit offset.
+    let wide = ActiveEntry {
+        start: 0x8010,
+        ..act
+    };
+    w.tables[0].write_active(&mut w.two.m.mem, 10, &wide);
+    assert_eq!(w.tables[0].read_active(&w.two.m.mem, 10).start, 0x10);
+    w.tables[0].write_active(&mut w.two.m.mem, 10, &ActiveEntry::default());
+    w.check();
+}
+
+/// A failed nested acquisition clears GTF_writing on the transitive entry whenever no write pin
+/// remains, for a read-only copy too (Xen's `fixup_status_for_copy_pin`; gnt2 review F4).
+#[test]
+fn a_failed_transitive_copy_clears_a_guest_set_writing_bit() {
+    let mut w = World::new();
+    assert_eq!(w.set_version(0, 2).1, Ok(()));
+    assert_eq!(w.set_version(1, 2).1, Ok(()));
+    // dom1's ref 25 names dom0's ref 11, which is not granted to dom1.
+    w.grant2(1, 25, GTF_transitive, 0, 0, 11);
+    w.tables[1].set_status(&mut w.two.m.mem, 25, GTF_writing);
+    let op = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 25,
+            domid: 1,
+            offset: 0,
+            ..Default::default()
+        },
+        dest: GnttabCopyPtr {
+            u: base(0) + 12,
+            domid: DOMID_SELF,
+            ..Default::default()
+        },
+        len: 8,
+        flags: GNTCOPY_source_gref,
+        ..Default::default()
+    };
+    assert_eq!(w.copy(0, op), GNTST_general_error);
+    assert_eq!(w.status(1, 25), 0);
+    w.check();
+}
+
+/// Switching a table that never finished its set-up to version 2 is refused before any status
+/// frame is touched (gnt2 review F3: its frame slots would read as machine frame 0).
+#[test]
+fn an_incomplete_table_gets_no_status_frames() {
+    let mut w = World::new();
+    *w.tables[1] = GrantTable::new();
+    let before = w.two.m.mem.read_u64(Maddr(0));
+    assert_eq!(w.set_version(1, 2), (1, Err(hypercall_abi::Errno::ENOMEM)));
+    assert!(w.tables[1].status_frames().is_empty());
+    assert_eq!(w.two.m.mem.read_u64(Maddr(0)), before);
+}

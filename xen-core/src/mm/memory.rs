@@ -264,9 +264,7 @@ fn alloc_extent<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, m: &Memop, order: u32
 
 /// A frame nobody uses any more goes back to the pool, its M2P entry invalidated.
 fn give_back(mm: &mut Mm<'_>, mem: &mut dyn MachineMemoryMut, pool: &mut dyn FramePool, mfn: Mfn) {
-    let _ = mm.take_loose(mfn);
-    let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn.0 * 8), INVALID_M2P_ENTRY);
-    pool.give_back(mem, mfn);
+    mm.give_back(mem, pool, mfn);
 }
 
 /// Returns every loose frame (given to a domain by the pool, freed since) to the pool: all of

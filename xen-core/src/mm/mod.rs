@@ -100,6 +100,11 @@ pub trait MachineMemoryMut: MachineMemory {
     /// Copies `data` to machine memory at `addr`.
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()>;
 
+    /// Told by the frame table whenever a frame changes type, is validated or devalidated as a
+    /// page table, or is freed. Memory that keeps guest translations for the length of a
+    /// hypercall (`guest_access::Watched`) drops them all; plain memory caches nothing.
+    fn frame_types_changed(&mut self) {}
+
     /// Reads a little-endian u64 at `addr` (page-table entries, p2m entries).
     fn read_u64(&self, addr: Maddr) -> Option<u64> {
         let b = self.read(addr, 8)?;

@@ -152,3 +152,30 @@ fn the_wallclock_is_published_with_its_own_version() {
         ]
     );
 }
+
+/// The way out's upcall question placed from the running vCPU's registration alone answers as
+/// the full view does, for vCPUs in shared_info and with a registered `vcpu_info`.
+#[test]
+fn the_running_upcall_word_is_where_the_full_view_looks() {
+    use crate::domain::Domain;
+    use crate::mm::{FakeMemory, MachineMemoryMut, Mfn};
+    let mut dom = Domain::new(0, true, 16, 16, Mfn(2), Mfn(1));
+    dom.set_max_vcpus(3);
+    dom.vcpus[2].vcpu_info = Some((Mfn(5), 0x40));
+    for cur in 0..3 {
+        dom.cur_vcpu = cur;
+        let at = super::running_upcall_word(&dom);
+        for (pending, mask) in [(0u8, 0u8), (1, 0), (1, 1), (0, 1)] {
+            let mut m = FakeMemory::new(0, 8 * 4096);
+            m.write(at, &[pending, mask]).unwrap();
+            let view = SharedInfoPage::of_domain(&m, &dom);
+            assert_eq!(view.upcall_pending(cur as u32), pending != 0, "vCPU {cur}");
+            assert_eq!(view.upcall_mask(cur as u32), mask != 0, "vCPU {cur}");
+            assert_eq!(
+                super::upcall_deliverable(&m, &dom),
+                view.upcall_deliverable(cur as u32),
+                "vCPU {cur}"
+            );
+        }
+    }
+}

@@ -31,12 +31,12 @@ fn res(list: u64, n: u64, order: u32) -> XenMemoryReservation {
     }
 }
 
-fn populate(list: &mut [u64], order: u32) -> i64 {
+pub(super) fn populate(list: &mut [u64], order: u32) -> i64 {
     let n = list.len() as u64;
     hc::memory_op(&mut PopulatePhysmap(res(gp(list.as_mut_ptr()), n, order)))
 }
 
-fn decrease(list: &mut [u64], order: u32) -> i64 {
+pub(super) fn decrease(list: &mut [u64], order: u32) -> i64 {
     let n = list.len() as u64;
     hc::memory_op(&mut DecreaseReservation(res(
         gp(list.as_mut_ptr()),
@@ -45,7 +45,7 @@ fn decrease(list: &mut [u64], order: u32) -> i64 {
     )))
 }
 
-fn current() -> i64 {
+pub(super) fn current() -> i64 {
     hc::memory_op(&mut CurrentReservation(XenMemoryDomain {
         domid: DOMID_SELF,
     }))

@@ -25,24 +25,25 @@ static FRAME_TABLE_START: AtomicU64 = AtomicU64::new(u64::MAX);
 static FRAME_TABLE_END: AtomicU64 = AtomicU64::new(0);
 
 impl DirectMap {
-    #[inline]
+    /// The direct-map address of `[addr, addr + len)`, or `None` if any byte of it lies beyond
+    /// the direct map, in the image or in the frame table. Every machine access of the
+    /// hypervisor asks this, so it is written to be short: `len` is at most a page in practice
+    /// (and anything up to `usize::MAX` is still refused correctly: the sum is checked), the
+    /// image's range is two link-time constants, and the frame table's two loads.
+    #[inline(always)]
     fn virt(&self, addr: Maddr, len: usize) -> Option<u64> {
-        let end = addr.0.checked_add(u64::try_from(len).ok()?)?;
-        if end > layout::BOOT_DIRECTMAP_SIZE {
-            return None;
-        }
+        let end = addr.0.checked_add(len as u64)?;
         let image = image_maddr_range();
-        if addr.0 < image.end && image.start < end {
-            return None;
-        }
         let (ft_start, ft_end) = (
             FRAME_TABLE_START.load(Ordering::Relaxed),
             FRAME_TABLE_END.load(Ordering::Relaxed),
         );
-        if addr.0 < ft_end && ft_start < end {
-            return None;
-        }
-        layout::directmap_virt(addr.0)
+        let in_map = end <= layout::BOOT_DIRECTMAP_SIZE;
+        let outside = in_map
+            & (addr.0 >= image.end || image.start >= end)
+            & (addr.0 >= ft_end || ft_start >= end);
+        // `end <= BOOT_DIRECTMAP_SIZE` makes `addr` a direct-map address.
+        outside.then_some(layout::DIRECTMAP_VIRT_START + addr.0)
     }
 
     /// Turns `frames` frames at `first` into the frame table's storage, for the hypervisor's
@@ -94,6 +95,23 @@ impl MachineMemoryMut for DirectMap {
         // SAFETY: as for `read`; no Rust reference covers memory outside the image, so this copy
         // aliases nothing the compiler knows about.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
+        Some(())
+    }
+
+    // Page-table entries go through these: one load or store each, not a slice and a copy.
+    fn read_u64(&self, addr: Maddr) -> Option<u64> {
+        let virt = self.virt(addr, 8)?;
+        // SAFETY: as for `read`: `[addr, addr + 8)` is in the direct map, outside the image and
+        // the frame table; an unaligned load is allowed on x86.
+        Some(u64::from_le(unsafe {
+            core::ptr::read_unaligned(virt as *const u64)
+        }))
+    }
+
+    fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
+        let virt = self.virt(addr, 8)?;
+        // SAFETY: as for `write`.
+        unsafe { core::ptr::write_unaligned(virt as *mut u64, value.to_le()) };
         Some(())
     }
 
@@ -231,6 +249,10 @@ impl Loaded {
 pub struct PreemptAt {
     /// System time (ns) from which a hypercall must stop.
     pub deadline: u64,
+    /// The same as a TSC value, so that the question, asked before every element of a batch,
+    /// is one `rdtsc` and a comparison; 0 until the first question after [`PreemptAt::arm`]
+    /// works it out (most hypercalls never ask).
+    deadline_tsc: Cell<u64>,
     /// Questions asked, to ration the APIC reads.
     asked: Cell<u32>,
 }
@@ -247,6 +269,7 @@ impl PreemptAt {
     pub const fn new() -> PreemptAt {
         PreemptAt {
             deadline: u64::MAX,
+            deadline_tsc: Cell::new(u64::MAX),
             asked: Cell::new(0),
         }
     }
@@ -256,12 +279,18 @@ impl PreemptAt {
     pub fn arm(&mut self, now: u64, due: Option<u64>) {
         let cap = now.saturating_add(Self::MAX_NS);
         self.deadline = due.map_or(cap, |d| d.min(cap));
+        self.deadline_tsc.set(0);
     }
 }
 
 impl Preempt for PreemptAt {
     fn pending(&self) -> bool {
-        if super::time::now() >= self.deadline {
+        let mut deadline_tsc = self.deadline_tsc.get();
+        if deadline_tsc == 0 {
+            deadline_tsc = super::time::tsc_at(self.deadline).max(1);
+            self.deadline_tsc.set(deadline_tsc);
+        }
+        if super::time::tsc_now() >= deadline_tsc {
             return true;
         }
         let n = self.asked.get().wrapping_add(1);
@@ -279,6 +308,14 @@ impl MachineMemory for HvMachine {
 impl MachineMemoryMut for HvMachine {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.mem.write(addr, data)
+    }
+
+    fn read_u64(&self, addr: Maddr) -> Option<u64> {
+        self.mem.read_u64(addr)
+    }
+
+    fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
+        self.mem.write_u64(addr, value)
     }
 
     fn test_and_set_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {

@@ -112,6 +112,18 @@ pub fn now() -> u64 {
         .map_or(0, |t| t.clock.system_time(tsc::rdtsc_ordered()))
 }
 
+/// The TSC value at which [`now`] reaches `system_time` (`u64::MAX` before time keeping is up:
+/// never).
+pub fn tsc_at(system_time: u64) -> u64 {
+    TIME.get().map_or(u64::MAX, |t| t.clock.tsc_at(system_time))
+}
+
+/// The TSC now (ordered after earlier loads), for comparing with [`tsc_at`].
+#[inline]
+pub fn tsc_now() -> u64 {
+    tsc::rdtsc_ordered()
+}
+
 /// The APIC's mode, for printing.
 struct ModeName(Option<Mode>);
 

@@ -62,6 +62,9 @@ use crate::mm::PtLevel;
 use crate::mm::{Maddr, Mfn};
 
 pub use seed::{Removed, SeedError};
+
+/// An M2P entry for a frame no domain owns (`INVALID_M2P_ENTRY`).
+pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
 pub use segdesc::check_descriptor;
 pub use validate::Pt;
 
@@ -406,15 +409,18 @@ impl<'t> FrameTable<'t> {
     }
 
     /// `mfn_valid`: the frame is covered by the table.
+    #[inline]
     pub fn mfn_valid(&self, mfn: Mfn) -> bool {
         mfn.0 < self.max_ram_page()
     }
 
     /// The entry of `mfn`, if the table covers it.
+    #[inline]
     pub fn get(&self, mfn: Mfn) -> Option<&FrameInfo> {
         self.frames.get(usize::try_from(mfn.0).ok()?)
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, mfn: Mfn) -> Option<&mut FrameInfo> {
         self.frames.get_mut(usize::try_from(mfn.0).ok()?)
     }
@@ -429,6 +435,7 @@ impl<'t> FrameTable<'t> {
 
     /// `page_get_owner_and_reference`: takes a general reference and returns the owner, unless
     /// the frame is not allocated (count 0) or the count would overflow.
+    #[inline]
     pub fn get_owner_and_reference(&mut self, mfn: Mfn, perf: &mut PerfCounters) -> Option<Owner> {
         let f = self.get_mut(mfn)?;
         // Xen refuses counts 0 (not allocated), -1 and -2 (the last reserved for get_page_light).
@@ -441,23 +448,50 @@ impl<'t> FrameTable<'t> {
     }
 
     /// `get_page`: takes a general reference if `owner` owns the frame.
+    #[inline]
     pub fn get_page(&mut self, mfn: Mfn, owner: Owner, perf: &mut PerfCounters) -> bool {
         match self.get_owner_and_reference(mfn, perf) {
             Some(o) if o == owner => true,
             Some(_) => {
-                self.put_page(mfn, perf);
+                // Not the owner's: the frame was allocated, so this is not the last reference.
+                let _ = self.put_page(mfn, perf);
                 false
             }
             None => false,
         }
     }
 
+    /// [`FrameTable::get_page`] that also returns the frame's entry as it is with the reference
+    /// taken: one look-up for what a page-table update asks of the table it writes.
+    #[inline]
+    pub fn get_page_info(
+        &mut self,
+        mfn: Mfn,
+        owner: Owner,
+        perf: &mut PerfCounters,
+    ) -> Option<FrameInfo> {
+        let f = self.get_mut(mfn)?;
+        if f.count == 0 || f.count >= u32::MAX - 1 {
+            return None;
+        }
+        if f.owner() != owner {
+            // `get_page` takes the reference and gives it back (not the last one: the frame is
+            // allocated): two reference operations, no change.
+            perf.ref_ops += 2;
+            return None;
+        }
+        f.count += 1;
+        perf.ref_ops += 1;
+        Some(*f)
+    }
+
     /// `put_page`: drops a general reference; the last one frees the frame (`free_domheap_page`):
-    /// it loses its owner and type.
-    pub fn put_page(&mut self, mfn: Mfn, perf: &mut PerfCounters) {
+    /// it loses its owner and type. Returns whether it did.
+    #[inline]
+    pub fn put_page(&mut self, mfn: Mfn, perf: &mut PerfCounters) -> bool {
         let Some(f) = self.get_mut(mfn) else {
             debug_assert!(false, "put_page on {mfn:?} beyond the frame table");
-            return;
+            return false;
         };
         debug_assert!(f.count > 0, "put_page on {mfn:?} with no reference");
         f.count = f.count.saturating_sub(1);
@@ -472,10 +506,13 @@ impl<'t> FrameTable<'t> {
             if given != DOMID_INVALID && self.loose.push_back(mfn).is_err() {
                 self.loose_overflow = true;
             }
+            return true;
         }
+        false
     }
 
     /// `is_iomem_page`: beyond RAM, or I/O memory inside it. Never reference counted.
+    #[inline]
     pub fn is_iomem_page(&self, mfn: Mfn) -> bool {
         self.get(mfn).is_none_or(|f| f.owner() == Owner::Io)
     }

@@ -17,7 +17,7 @@ use hypercall_abi::errno::Errno;
 use super::{flag, FrameInfo, Mm, Owner, PageType, Pt};
 use crate::domain::{Domain, DomainId, PerfCounters};
 use crate::mm::frame_alloc::FrameRange;
-use crate::mm::{MachineMemoryMut, Mfn, PtLevel};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn, PtLevel};
 
 /// Why a domain's frames could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +177,20 @@ impl<'t> Mm<'t> {
             );
             *f = saved;
         }
+    }
+
+    /// A frame nobody uses any more goes back to `pool`, its M2P entry invalidated (the last
+    /// `put_page` of Xen's `free_domheap_page`).
+    pub fn give_back(
+        &mut self,
+        mem: &mut dyn MachineMemoryMut,
+        pool: &mut dyn crate::mm::frame_alloc::FramePool,
+        mfn: Mfn,
+    ) {
+        let _ = self.take_loose(mfn);
+        let m2p = self.cfg.m2p;
+        let _ = mem.write_u64(Maddr(m2p.0 + mfn.0 * 8), super::INVALID_M2P_ENTRY);
+        pool.give_back(mem, mfn);
     }
 
     /// Takes a loose frame back for the pool: clears its mark and returns the domain it had

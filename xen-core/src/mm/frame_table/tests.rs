@@ -1028,3 +1028,44 @@ fn fifo_event_channel_frames_are_checked_held_and_released() {
     assert_eq!(mm.relinquish_domain(mem, &mut t.doms[1]), 0);
     domain1_is_gone(&t, &[&t.doms[0]]);
 }
+
+/// `get_page_info` is `get_page` plus the entry: the same answer, counts and counters on a frame
+/// of the owner, of another owner, a free frame and one beyond the table.
+#[test]
+fn get_page_info_answers_as_get_page_does() {
+    use crate::domain::PerfCounters;
+    let data = World::dom0().mfn_of(World::dom0().scratch_va(0));
+    let cases = [
+        (data, Owner::Domain(0)),
+        (data, Owner::Domain(1)),
+        (data, Owner::Io),
+        (Mfn(WORLD_FRAMES - 1), Owner::Domain(0)),
+        (Mfn(WORLD_FRAMES + 5), Owner::Domain(0)),
+    ];
+    for (mfn, owner) in cases {
+        let (mut a, mut b) = (World::dom0(), World::dom0());
+        let (mut pa, mut pb) = (PerfCounters::default(), PerfCounters::default());
+        let got =
+            a.m.mm
+                .as_mut()
+                .unwrap()
+                .frames
+                .get_page(mfn, owner, &mut pa);
+        let info =
+            b.m.mm
+                .as_mut()
+                .unwrap()
+                .frames
+                .get_page_info(mfn, owner, &mut pb);
+        assert_eq!(got, info.is_some(), "{mfn:?} {owner:?}");
+        assert_eq!(pa.ref_ops, pb.ref_ops, "{mfn:?} {owner:?}");
+        let (fa, fb) = (
+            a.mm().frames.get(mfn).copied(),
+            b.mm().frames.get(mfn).copied(),
+        );
+        assert_eq!(fa, fb, "{mfn:?} {owner:?}");
+        if let Some(i) = info {
+            assert_eq!(Some(i), fb);
+        }
+    }
+}

@@ -34,10 +34,12 @@ pub struct Pt<'a, 't> {
 }
 
 impl Pt<'_, '_> {
+    #[inline]
     fn frame(&self, mfn: Mfn) -> Option<&FrameInfo> {
         self.mm.frames.get(mfn)
     }
 
+    #[inline]
     fn frame_mut(&mut self, mfn: Mfn) -> Result<&mut FrameInfo, Errno> {
         self.mm.frames.get_mut(mfn).ok_or(Errno::EINVAL)
     }
@@ -63,13 +65,18 @@ impl Pt<'_, '_> {
     }
 
     /// `get_page`: a general reference on a frame `owner` owns.
+    #[inline]
     pub fn get_page(&mut self, mfn: Mfn, owner: Owner) -> bool {
         self.mm.frames.get_page(mfn, owner, self.perf)
     }
 
     /// `put_page`.
+    #[inline]
     pub fn put_page(&mut self, mfn: Mfn) {
-        self.mm.frames.put_page(mfn, self.perf);
+        if self.mm.frames.put_page(mfn, self.perf) {
+            // The frame lost its owner and type.
+            self.mem.frame_types_changed();
+        }
     }
 
     /// The domain that owns `mfn`, as the registry knows it.
@@ -109,6 +116,10 @@ impl Pt<'_, '_> {
         }
         f.type_count += 1;
         let needs_validation = !f.validated();
+        if changed_from.is_some() || needs_validation {
+            // Before anything is written into the frame as its new type.
+            self.mem.frame_types_changed();
+        }
         if changed_from.is_some_and(|t| t != PageType::None) {
             // On a type change Xen flushes every TLB that may still hold mappings made under the
             // old type (`_get_page_type`, "vital that no other CPUs are left with mappings of a
@@ -127,6 +138,7 @@ impl Pt<'_, '_> {
                 f.set_type(PageType::None);
                 f.type_count = 0;
                 f.set(super::flag::VALIDATED, false);
+                self.mem.frame_types_changed();
                 return Err(e);
             }
             self.frame_mut(mfn)?.set(super::flag::VALIDATED, true);
@@ -136,6 +148,7 @@ impl Pt<'_, '_> {
 
     /// `_put_page_type`: drops a type reference; when the last reference on a page table goes,
     /// the table is devalidated and drops the references its entries held.
+    #[inline]
     pub fn put_page_type(&mut self, mfn: Mfn) {
         self.perf.ref_ops += 1;
         let Ok(f) = self.frame_mut(mfn) else {
@@ -155,6 +168,7 @@ impl Pt<'_, '_> {
             // Page tables must be unvalidated when their count reaches zero. The type stays, so a
             // later use as the same type revalidates and a use as another type changes it.
             f.set(super::flag::VALIDATED, false);
+            self.mem.frame_types_changed();
             self.devalidate_page(mfn, ty);
         }
     }
@@ -170,6 +184,7 @@ impl Pt<'_, '_> {
     }
 
     /// `put_page_and_type`.
+    #[inline]
     pub fn put_page_and_type(&mut self, mfn: Mfn) {
         self.put_page_type(mfn);
         self.put_page(mfn);
@@ -312,6 +327,7 @@ impl Pt<'_, '_> {
     }
 
     /// `put_page_from_l1e`: drops what `get_page_from_l1e` took.
+    #[inline]
     pub(crate) fn put_page_from_l1e(&mut self, l1e: u64) {
         let mfn = Mfn(pte::mfn(l1e));
         if !pte::present(l1e) || self.mm.frames.is_iomem_page(mfn) {

@@ -31,7 +31,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::{Domain, DomainInfo};
 use crate::guest_access::{
-    copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, GuestPtr, PageTableGuest,
+    copy_from_guest, copy_to_guest, guest_va_ok, is_canonical, ArrayReader, GuestPtr,
+    PageTableGuest, TranslationCache, Watched,
 };
 use crate::mm::frame_table::{pte, Mm, Owner, PageType, Pt};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
@@ -69,11 +70,45 @@ impl<T: FromBytes + IntoBytes + Copy> Batch<'_, T> {
         }
     }
 
+    /// A reader of the elements in order (see [`BatchReader`]).
+    fn reader(&self) -> BatchReader<'_, T> {
+        match *self {
+            Batch::Guest(list) => BatchReader::Guest(ArrayReader::new(list)),
+            Batch::Slice(s) => BatchReader::Slice(s),
+        }
+    }
+
     /// Element `i` (`__copy_from_guest`).
     fn get(&self, mem: &mut dyn MachineMemoryMut, l4: Mfn, i: u32) -> Result<T, Errno> {
         match *self {
             Batch::Guest(list) => read_guest(mem, l4, list.add(u64::from(i))),
             Batch::Slice(s) => s.get(i as usize).copied().ok_or(Errno::EFAULT),
+        }
+    }
+}
+
+/// Elements a batch reads ahead at a time (one copy out of the guest's list per this many).
+const READ_AHEAD: usize = 16;
+
+/// A [`Batch`] read element by element: a guest list through an [`ArrayReader`] and the call's
+/// translation cache, or a test's slice.
+enum BatchReader<'s, T> {
+    Guest(ArrayReader<T, READ_AHEAD>),
+    Slice(&'s [T]),
+}
+
+impl<T: FromBytes + IntoBytes + Copy> BatchReader<'_, T> {
+    /// Element `i` of `count` (`__copy_from_guest`).
+    fn get(
+        &mut self,
+        mem: &dyn MachineMemoryMut,
+        cache: &TranslationCache,
+        i: u32,
+        count: u32,
+    ) -> Result<T, Errno> {
+        match self {
+            BatchReader::Guest(r) => Ok(r.get(cache, mem, u64::from(i), u64::from(count))?),
+            BatchReader::Slice(s) => s.get(i as usize).copied().ok_or(Errno::EFAULT),
         }
     }
 }

@@ -768,3 +768,117 @@ fn batches_inside_a_multicall_are_preempted_with_the_same_answers() {
         (whole.rc, &whole.results, &whole.done)
     );
 }
+
+/// Issues `mmu_update` with the list and `*done` in scratch page `s` (the list at its start,
+/// `*done` at offset 0x800, which starts at 0), the rest of the page zero: the call reads its
+/// list, and writes `*done`, through one cached translation of that page.
+fn mmu_update_in_page(g: &mut Guest, s: Scratch, reqs: &[MmuUpdate]) -> i64 {
+    for i in 0..512 {
+        g.w.poke(s.va + 8 * i, 0);
+    }
+    for (i, r) in reqs.iter().enumerate() {
+        g.w.put(s.va + 16 * i as u64, r);
+    }
+    let rc = g.w.call(
+        __HYPERVISOR_mmu_update,
+        [s.va, reqs.len() as u64, s.va + 0x800, SELF, 0],
+    );
+    g.w.check();
+    rc
+}
+
+/// The security case of the translation cache: request 0 makes the list's own page read-only,
+/// request 1 makes that page an L1 table (through an L2 entry), and `*done`, in the same page,
+/// must then not be written through the writable translation cached when the list was first
+/// read (Xen's write faults: its hardware walk sees the read-only mapping; the fault is ignored).
+/// A stale translation would be a writable path into a validated page table.
+#[test]
+fn a_page_made_a_table_mid_batch_is_not_written_through_a_cached_translation() {
+    let mut g = Guest::new();
+    let s = g.scratch(6);
+    let l2 = g.table(s.va, 2);
+    let at = (l2 << 12) + 511 * 8;
+    let free = crate::mm::MachineMemoryMut::read_u64(&g.w.m.mem, crate::mm::Maddr(at));
+    assert_eq!(free, Some(0), "a free L2 slot");
+    let ro = entry(s.mfn, pte::PRESENT | pte::ACCESSED);
+    // As L1 entries the list is harmless: the pointers are not present, the values map the
+    // page itself read-only. So the page validates as an L1.
+    let reqs = [normal(s.pte_maddr, ro), normal(at, ro)];
+    assert_eq!(mmu_update_in_page(&mut g, s, &reqs), 0);
+    let f = g.w.frame(Mfn(s.mfn));
+    assert_eq!((f.page_type(), f.validated()), (PageType::L1, true));
+    assert_eq!(
+        g.w.peek(s.va + 0x800),
+        0,
+        "*done (entry 256 of the new L1) was not written"
+    );
+    // Undo: unhook the L1, then the page is writable again.
+    assert_eq!(g.mmu_update(&[normal(at, 0)], SELF), (0, 1));
+    g.restore(s);
+    g.w.check();
+}
+
+/// Request 0 maps the list's page to another frame (no type changes anywhere: the new frame is
+/// already writable, the old one stays so): request 1 is read through the new mapping, as
+/// Xen's hardware walk reads it, and `*done` is written there.
+#[test]
+fn a_request_that_remaps_the_list_is_followed_by_the_next_read() {
+    let mut g = Guest::new();
+    let (s, q, r) = (g.scratch(6), g.scratch(7), g.scratch(8));
+    g.w.poke(r.va, 0);
+    g.w.poke(r.va + 8, 0);
+    let writes_r0 = normal(r.mfn << 12, 0x1111);
+    let writes_r8 = normal((r.mfn << 12) + 8, 0x2222);
+    // Page q holds a different request 1.
+    for i in 0..512 {
+        g.w.poke(q.va + 8 * i, 0);
+    }
+    g.w.put(q.va + 16, &writes_r8);
+    let remap = normal(s.pte_maddr, data_pte(q.mfn, s.pte));
+    let types = |g: &Guest| (g.w.frame(Mfn(s.mfn)), g.w.frame(Mfn(q.mfn)));
+    assert_eq!(mmu_update_in_page(&mut g, s, &[remap, writes_r0]), 0);
+    assert_eq!((g.w.peek(r.va), g.w.peek(r.va + 8)), (0, 0x2222));
+    assert_eq!(g.w.peek(q.va + 0x800), 2, "*done in the new frame");
+    let after = types(&g);
+    assert_eq!(
+        (after.0.page_type(), after.1.page_type()),
+        (PageType::Writable, PageType::Writable),
+        "no type changed: only the write to the L1 can have dropped the translation"
+    );
+    g.restore(s);
+    g.w.check();
+}
+
+/// Requests are read ahead (`ArrayReader`), but what a request writes into the list itself is
+/// what a later request of the batch is read as (Xen copies each request when it gets to it):
+/// request 0 is a plain write into the list's own (writable) page over request 1's value.
+#[test]
+fn a_request_that_rewrites_the_list_is_seen_by_the_next_request() {
+    let mut g = Guest::new();
+    let (s, r) = (g.scratch(6), g.scratch(8));
+    g.w.poke(r.va, 0);
+    let rewrite = normal((s.mfn << 12) + 16 + 8, 0x3333);
+    let writes_r = normal(r.mfn << 12, 0x1111);
+    let far = normal((r.mfn << 12) + 8, 0x4444);
+    // Request 2 is rewritten too, and request 19, which the first read ahead did not reach.
+    let rewrite_2 = normal((s.mfn << 12) + 2 * 16 + 8, 0x5555);
+    let rewrite_19 = normal((s.mfn << 12) + 19 * 16 + 8, 0x6666);
+    let mut reqs = vec![rewrite, writes_r, far, rewrite_2, rewrite_19];
+    reqs[2] = far;
+    // Requests 5..19 write harmless values to r's third word; 19 is rewritten to 0x6666.
+    reqs.extend((5..=19).map(|_| normal((r.mfn << 12) + 16, 0x7777)));
+    assert_eq!(mmu_update_in_page(&mut g, s, &reqs), 0);
+    assert_eq!(
+        g.w.peek(r.va),
+        0x3333,
+        "request 1 as rewritten by request 0"
+    );
+    // Request 3 rewrote request 2 after it ran: no effect; request 4 rewrote request 19.
+    assert_eq!(g.w.peek(r.va + 8), 0x4444);
+    assert_eq!(
+        g.w.peek(r.va + 16),
+        0x6666,
+        "request 19 as rewritten by request 4"
+    );
+    assert_eq!(g.w.peek(s.va + 0x800), 20, "*done");
+}

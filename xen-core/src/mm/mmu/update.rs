@@ -20,20 +20,26 @@ pub(crate) fn mmu_update<M: Machine + ?Sized>(
     )
 }
 
-/// What a batch loop asks between elements: whether to stop (see [`crate::ctx::preempt_check`]).
+/// What a batch loop asks between elements: whether to stop (Xen's `hypercall_preempt_check()`,
+/// as [`crate::ctx::preempt_check`] asks it, with the upcall word placed once per call).
 /// `None` for a test's slice, which is never preempted.
 #[derive(Clone, Copy)]
 struct Stop<'p> {
     preempt: Option<&'p dyn crate::ctx::Preempt>,
-    shared_info: Mfn,
-    vcpu_info: crate::shared_info::VcpuInfoMap,
-    vcpu: u32,
+    /// The caller's `evtchn_upcall_pending` and mask
+    /// ([`crate::shared_info::running_upcall_word`]).
+    upcall_word: Maddr,
 }
 
 impl Stop<'_> {
+    #[inline]
     fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
         self.preempt.is_some_and(|p| {
-            crate::ctx::preempt_check(p, mem, self.shared_info, self.vcpu_info, self.vcpu)
+            p.pending()
+                || mem
+                    .read(self.upcall_word, 4)
+                    .and_then(|b| b.try_into().ok())
+                    .is_some_and(crate::shared_info::upcall_word_deliverable)
         })
     }
 }
@@ -46,16 +52,13 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) -> HcResult {
-    let shared_info = ctx.dom.shared_info;
-    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
+    let upcall_word = crate::shared_info::running_upcall_word(ctx.dom);
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
     let stop = Stop {
         preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
-        shared_info,
-        vcpu_info,
-        vcpu,
+        upcall_word,
     };
     let guest_l4 = ctx.dom.vcpu().l4;
     let curr = ctx.dom.info();
@@ -73,14 +76,21 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     } else {
         curr
     };
+    // From here every access to guest memory and every write goes through the call's
+    // translation cache and the memory that keeps it honest (see `TranslationCache`).
+    let cache = TranslationCache::new(guest_l4);
+    let mut mem = Watched::new(mem, &cache);
     let (rc, i, stopped) = match get_pg_owner(mm, curr, foreigndom as u16) {
         None => (Err(Errno::ESRCH), 0, false),
         Some(pg_owner) => {
-            let (mut pt, _) = pt(mm, &mut *mem, &mut *ctx.dom, &mut ctx.fx.flush);
-            mmu_update_loop(&mut pt, reqs, count, guest_l4, pt_owner, pg_owner, stop)
+            let (mut pt, _) = pt(mm, &mut mem, &mut *ctx.dom, &mut ctx.fx.flush);
+            mmu_update_loop(&mut pt, reqs, count, &cache, pt_owner, pg_owner, stop)
         }
     };
-    write_done(mem, guest_l4, pdone, done.wrapping_add(i));
+    if !pdone.is_null() {
+        // Xen ignores a failure to write it.
+        let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
+    }
     continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
@@ -91,7 +101,7 @@ fn mmu_update_loop(
     pt: &mut Pt<'_, '_>,
     reqs: Batch<'_, MmuUpdate>,
     count: u32,
-    guest_l4: Mfn,
+    cache: &TranslationCache,
     pt_owner: DomainInfo,
     pg_owner: Owner,
     stop: Stop<'_>,
@@ -100,13 +110,14 @@ fn mmu_update_loop(
     let mut rc = Ok(());
     let mut i = 0;
     let mut stopped = false;
+    let mut reader = reqs.reader();
     while i < count {
         // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
         if i > 0 && stop.now(pt.mem) {
             stopped = true;
             break;
         }
-        let req = match reqs.get(pt.mem, guest_l4, i) {
+        let req = match reader.get(&*pt.mem, cache, i, count) {
             Ok(r) => r,
             Err(e) => {
                 rc = Err(e);
@@ -157,12 +168,11 @@ fn normal_pt_update(
     let ptr = req.ptr - cmd;
     let gmfn = Mfn(ptr >> 12);
     let pt_owner_o = Owner::Domain(pt_owner.id);
-    if !pt.get_page(gmfn, pt_owner_o) {
+    let Some(f) = pt.mm.frames.get_page_info(gmfn, pt_owner_o, pt.perf) else {
         return Err(Errno::EINVAL); // "Could not get page for normal update"
-    }
+    };
     let at = Maddr(ptr);
     let preserve_ad = cmd == MMU_PT_UPDATE_PRESERVE_AD;
-    let f = *pt.mm.frames.get(gmfn).ok_or(Errno::EINVAL)?;
     // `page_lock` succeeds on a validated frame in use as its type.
     let rc = if f.validated() && f.type_count() > 0 {
         match f.page_type() {

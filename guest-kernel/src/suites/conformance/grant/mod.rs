@@ -6,10 +6,11 @@
 //! Scratch pages: 0 is remapped onto the first grant-table frame (so the cases can write
 //! entries), 1 is the granted page, 2 and 3 are where grants get mapped, 4 is a second granted
 //! page for copies. Every page is put back at the end (or at the case that moved it). The copy
-//! and exhaustion cases are in [`copy`].
+//! and exhaustion cases are in [`copy`], `GNTTABOP_transfer` in [`transfer`].
 
 mod copy;
 mod replace;
+mod transfer;
 mod v2;
 
 use hypercall_abi::grant_table::GnttabOpArg;
@@ -349,6 +350,8 @@ pub fn cases(s: &mut Suite) {
             sw[0].status
         ),
     );
+
+    transfer::cases(s, &tbl, frames[0], g.mfn, &r);
 
     copy::exhaustion_cases(s, &t, g.mfn, c.va, c.mfn);
 
