@@ -40,7 +40,8 @@ QEMU       := qemu-system-x86_64
 # The accelerator: ACCEL=auto (default: KVM when /dev/kvm can host a ring-0 hypervisor, found by
 # a probe boot, else TCG; scripts/accel.sh says which and why), ACCEL=kvm or ACCEL=tcg to force.
 ACCEL      ?= auto
-ACCEL_FLAGS_kvm := -accel kvm -cpu host
+# KVM's CPU model comes from scripts/kvm-cpu.sh: `host`, less what this host's KVM refuses.
+ACCEL_FLAGS_kvm  = -accel kvm -cpu $$(bash scripts/kvm-cpu.sh)
 ACCEL_FLAGS_tcg := -accel tcg -cpu max
 # Sets the shell variable `aflags` to the chosen accelerator's flags (and `accel` to its name).
 PICK_ACCEL  = accel=$$(bash scripts/accel.sh "$(ACCEL)") || exit 2; \
