@@ -316,6 +316,9 @@ impl Slot {
     }
 }
 
+#[cfg(test)]
+pub(crate) static REVIEW_HITS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Slots of a [`TranslationCache`]: a batch's list and its `*done`.
 const CACHE_SLOTS: usize = 2;
 
@@ -424,6 +427,17 @@ impl TranslationCache {
         for s in &self.slots {
             if s.va_page.get() == va_page {
                 let page = s.page.get();
+                #[cfg(test)]
+                {
+                    // Review oracle: a hit must be what a fresh walk returns now.
+                    REVIEW_HITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    let fresh = walk(mem, self.l4, va);
+                    assert_eq!(
+                        fresh.map(|w| (w.page.0, w.writable)),
+                        Some((page, s.writable.get())),
+                        "stale translation cache hit for {va:#x}"
+                    );
+                }
                 if watch_data && s.data.get() == EMPTY {
                     s.data.set(page >> 12);
                     self.tables_mask
@@ -537,6 +551,17 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
                 .checked_sub(self.first)
                 .and_then(|k| self.buf.get(usize::try_from(k).ok()?))
             {
+                #[cfg(test)]
+                {
+                    // Review oracle: what was read ahead is what memory holds now.
+                    let mut fresh = T::new_zeroed();
+                    let r = read_walked(mem, cache.l4, self.list.add(i).va(), fresh.as_mut_bytes());
+                    let mut held = *v;
+                    assert!(
+                        r.is_ok() && fresh.as_mut_bytes() == held.as_mut_bytes(),
+                        "stale read-ahead of element {i}"
+                    );
+                }
                 return Ok(*v);
             }
         }
