@@ -254,6 +254,7 @@ pub fn deliver_nmi<M: MachineMemoryMut + ?Sized>(
 
 /// Delivers a pending event upcall if the guest has events pending and unmasked. Returns whether
 /// one was delivered.
+#[inline]
 pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &mut Domain,

@@ -39,6 +39,7 @@ mod offsets {
     pub const BITS_PER_WORD: u32 = 64;
 
     /// `vcpu_info[vcpu]` (legacy slots, `vcpu` < `XEN_LEGACY_MAX_VCPUS`).
+    #[inline]
     pub const fn vcpu_info(vcpu: u32) -> usize {
         offset_of!(SharedInfo, vcpu_info) + vcpu as usize * size_of::<VcpuInfo>()
     }
@@ -255,6 +256,7 @@ forward_shared_memory!([T: SharedMemory + ?Sized] &mut T, |s| (**s));
 pub(crate) use {forward_shared_memory, forward_shared_read};
 
 /// Reads `N` bytes of machine memory at `at`, zeros if they cannot be read.
+#[inline]
 fn read_bytes<const N: usize, M: MachineMemory + ?Sized>(m: &M, at: Maddr) -> [u8; N] {
     m.read(at, N)
         .and_then(|b| b.try_into().ok())
@@ -281,6 +283,7 @@ fn place(base: Maddr, map: VcpuInfoMap, offset: usize) -> Maddr {
 /// the `vcpu_info` it registered. Placed from that registration alone (no [`VcpuInfoMap`] of
 /// every vCPU built: this is asked on every way out of a hypercall, and a batch places it once
 /// per call and reads it before every element).
+#[inline]
 pub fn running_upcall_word(dom: &Domain) -> Maddr {
     const _: () = assert!(offsets::UPCALL_MASK_AFTER_PENDING);
     match dom.vcpu().vcpu_info_maddr() {
@@ -607,6 +610,7 @@ pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, ma
 }
 
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
+#[inline]
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
     upcall_word_deliverable(read_bytes::<4, M>(m, running_upcall_word(dom)))
 }

@@ -247,11 +247,15 @@ impl Loaded {
 /// waiting in the APIC (a device's, for dom0).
 #[derive(Debug)]
 pub struct PreemptAt {
-    /// System time (ns) from which a hypercall must stop.
-    pub deadline: u64,
-    /// The same as a TSC value, so that the question, asked before every element of a batch,
-    /// is one `rdtsc` and a comparison; 0 until the first question after [`PreemptAt::arm`]
-    /// works it out (most hypercalls never ask).
+    /// The TSC when the hypercall that runs entered.
+    entered_tsc: u64,
+    /// The next deadline the hypervisor has (system time, ns), if any.
+    due: Option<u64>,
+    /// The TSC value from which the hypercall must stop: the earlier of `due` and
+    /// [`PreemptAt::MAX_NS`] after the entry, as a TSC value so that the question, asked before
+    /// every element of a batch, is one `rdtsc` and a comparison; 0 until the first question
+    /// after [`PreemptAt::arm`] works it out (most hypercalls never ask, and the entry only
+    /// stores two words).
     deadline_tsc: Cell<u64>,
     /// Questions asked, to ration the APIC reads.
     asked: Cell<u32>,
@@ -268,18 +272,28 @@ impl PreemptAt {
     /// Never preempts, until [`PreemptAt::arm`].
     pub const fn new() -> PreemptAt {
         PreemptAt {
-            deadline: u64::MAX,
+            entered_tsc: 0,
+            due: None,
             deadline_tsc: Cell::new(u64::MAX),
             asked: Cell::new(0),
         }
     }
 
-    /// A hypercall starts at `now`: it stops at `due` (the next deadline the hypervisor has,
-    /// if any), and at most [`PreemptAt::MAX_NS`] later.
-    pub fn arm(&mut self, now: u64, due: Option<u64>) {
-        let cap = now.saturating_add(Self::MAX_NS);
-        self.deadline = due.map_or(cap, |d| d.min(cap));
+    /// A hypercall starts at TSC value `entered_tsc`: it stops at `due` (the next deadline the
+    /// hypervisor has, if any, in system time), and at most [`PreemptAt::MAX_NS`] after it
+    /// started.
+    #[inline]
+    pub fn arm(&mut self, entered_tsc: u64, due: Option<u64>) {
+        self.entered_tsc = entered_tsc;
+        self.due = due;
         self.deadline_tsc.set(0);
+    }
+
+    /// The TSC value from which the hypercall must stop (see `deadline_tsc`).
+    fn deadline(&self) -> u64 {
+        let cap = super::time::system_time_at(self.entered_tsc).saturating_add(Self::MAX_NS);
+        let deadline = self.due.map_or(cap, |d| d.min(cap));
+        super::time::tsc_at(deadline).max(1)
     }
 }
 
@@ -287,7 +301,7 @@ impl Preempt for PreemptAt {
     fn pending(&self) -> bool {
         let mut deadline_tsc = self.deadline_tsc.get();
         if deadline_tsc == 0 {
-            deadline_tsc = super::time::tsc_at(self.deadline).max(1);
+            deadline_tsc = self.deadline();
             self.deadline_tsc.set(deadline_tsc);
         }
         if super::time::tsc_now() >= deadline_tsc {
