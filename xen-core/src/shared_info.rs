@@ -612,7 +612,11 @@ pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, ma
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
 #[inline]
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    upcall_word_deliverable(read_bytes::<4, M>(m, running_upcall_word(dom)))
+    upcall_word_deliverable(
+        m.read_u32_unaligned(running_upcall_word(dom))
+            .unwrap_or(0)
+            .to_le_bytes(),
+    )
 }
 
 /// Whether an event upcall is pending for `dom`'s running vCPU.

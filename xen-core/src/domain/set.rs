@@ -218,8 +218,13 @@ impl DomainSet {
         // SAFETY: `slot < MAX_DOMAINS`, the arrays' length, so each pointer is to an element of
         // its array; the three are distinct objects. `Others` reaches only the slots of `mask`,
         // which leaves `slot` out, so these references alias nothing it hands out.
-        let (me, my_ports, my_grants) =
-            unsafe { ((*guests.add(slot)).as_mut()?, &mut *ports.add(slot), &mut *grants.add(slot)) };
+        let (me, my_ports, my_grants) = unsafe {
+            (
+                (*guests.add(slot)).as_mut()?,
+                &mut *ports.add(slot),
+                &mut *grants.add(slot),
+            )
+        };
         Some((
             me,
             my_ports,
@@ -228,7 +233,8 @@ impl DomainSet {
                 guests,
                 ports,
                 grants,
-                mask: self.occupied & !(1u128 << slot),
+                occupied: self.occupied,
+                caller: slot,
                 _set: PhantomData,
             },
         ))
@@ -245,8 +251,10 @@ pub struct Others<'a> {
     guests: *mut Option<DomainEntry>,
     ports: *mut PortTable,
     grants: *mut GrantTable,
-    /// The occupied slots, the caller's left out.
-    mask: u128,
+    /// The occupied slots (the caller's among them: `mask` leaves it out).
+    occupied: u128,
+    /// The caller's slot.
+    caller: usize,
     _set: PhantomData<&'a mut DomainSet>,
 }
 
@@ -257,15 +265,23 @@ impl<'a> Others<'a> {
             guests: NonNull::dangling().as_ptr(),
             ports: NonNull::dangling().as_ptr(),
             grants: NonNull::dangling().as_ptr(),
-            mask: 0,
+            occupied: 0,
+            caller: 0,
             _set: PhantomData,
         }
+    }
+
+    /// The occupied slots other than the caller's (worked out when asked: the split is made on
+    /// every entry, and most hypercalls never look at the others).
+    #[inline]
+    fn mask(&self) -> u128 {
+        self.occupied & !(1u128 << self.caller)
     }
 
     /// The guest in slot `s` of the mask.
     #[inline]
     fn guest_at(&self, s: usize) -> Option<&DomainEntry> {
-        debug_assert!(self.mask & (1 << s) != 0);
+        debug_assert!(self.mask() & (1 << s) != 0);
         // SAFETY: `s` is a slot of `mask` (the only callers pass those), so below
         // `MAX_DOMAINS` and not the caller's; the result borrows `self`, so no mutable
         // reference to the slot made through `self` can be live.
@@ -287,7 +303,7 @@ impl<'a> Others<'a> {
         &'s mut PortTable,
         &'s mut GrantTable,
     ) {
-        debug_assert!(self.mask & (1 << s) != 0);
+        debug_assert!(self.mask() & (1 << s) != 0);
         // SAFETY: as the caller promises: an occupied slot that is not the caller's, below
         // `MAX_DOMAINS`, reached by nothing else.
         unsafe {
@@ -302,7 +318,7 @@ impl<'a> Others<'a> {
     /// The slot of domain `id` among the others.
     #[inline]
     fn slot_of(&self, id: DomainId) -> Option<usize> {
-        mask_slots(self.mask).find(|&s| self.guest_at(s).is_some_and(|g| g.dom.id == id))
+        mask_slots(self.mask()).find(|&s| self.guest_at(s).is_some_and(|g| g.dom.id == id))
     }
 
     /// Domain `id` with its ports, if it exists (and is not the caller).
@@ -316,7 +332,7 @@ impl<'a> Others<'a> {
     /// Every other domain with its ports.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut DomainEntry, &mut PortTable)> + '_ {
         let this = &*self;
-        mask_slots(self.mask).filter_map(move |s| {
+        mask_slots(self.mask()).filter_map(move |s| {
             // SAFETY: each slot of the mask once, so the items are distinct slots; they borrow
             // `self` mutably (the iterator's lifetime).
             let (g, p, _) = unsafe { this.slot_mut(s) };
@@ -341,7 +357,7 @@ impl<'a> Others<'a> {
 
     /// Every other domain.
     pub fn iter(&self) -> impl Iterator<Item = &DomainEntry> + '_ {
-        mask_slots(self.mask).filter_map(|s| self.guest_at(s))
+        mask_slots(self.mask()).filter_map(|s| self.guest_at(s))
     }
 }
 

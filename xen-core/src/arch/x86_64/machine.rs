@@ -16,7 +16,14 @@ use super::mappings::image_maddr_range;
 /// Machine memory through the direct map (machine 0..4 GiB), minus the hypervisor image and the
 /// frame table, whose bytes are live Rust data that must never be aliased or written through
 /// another mapping.
-pub struct DirectMap;
+pub struct DirectMap {
+    /// The page [`MachineMemory::read_u32_unaligned`] last found wholly reachable, as its frame number
+    /// plus one (0: none). Event upcall checks read the same word of the running vCPU's
+    /// `vcpu_info` on every hypercall's way out and before every element of a batch: an access
+    /// to this page is one comparison instead of the bounds checks. Set only once the frame
+    /// table exists, after which which pages are reachable never changes.
+    u32_page: Cell<u64>,
+}
 
 /// The frame table's machine range, once it exists (see [`DirectMap`]): start and end, or
 /// `u64::MAX..0` (which overlaps nothing) before. Plain atomics rather than a `Once`, since every
@@ -25,6 +32,13 @@ static FRAME_TABLE_START: AtomicU64 = AtomicU64::new(u64::MAX);
 static FRAME_TABLE_END: AtomicU64 = AtomicU64::new(0);
 
 impl DirectMap {
+    /// Machine memory through the direct map.
+    pub const fn new() -> DirectMap {
+        DirectMap {
+            u32_page: Cell::new(0),
+        }
+    }
+
     /// The direct-map address of `[addr, addr + len)`, or `None` if any byte of it lies beyond
     /// the direct map, in the image or in the frame table. Every machine access of the
     /// hypervisor asks this, so it is written to be short: `len` is at most a page in practice
@@ -63,6 +77,7 @@ impl DirectMap {
             start + bytes as u64 <= layout::BOOT_DIRECTMAP_SIZE,
             "frame table in the direct map"
         );
+        self.u32_page.set(0);
         FRAME_TABLE_START.store(start, Ordering::Relaxed);
         FRAME_TABLE_END.store(start + bytes as u64, Ordering::Relaxed);
         let virt = layout::directmap_virt(start).expect("checked above");
@@ -86,6 +101,39 @@ impl MachineMemory for DirectMap {
         // and outside the image. It is guest or free memory: a guest may change it concurrently only
         // on another CPU, and there is one CPU, which is running this code.
         Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
+    }
+
+    #[inline]
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        let page = addr.0 >> 12;
+        let virt = if page.wrapping_add(1) == self.u32_page.get() && addr.0 & 0xfff <= 4092 {
+            // Inside the page found reachable before (see `u32_page`).
+            layout::DIRECTMAP_VIRT_START + addr.0
+        } else {
+            self.read_u32_slow(addr)?
+        };
+        // SAFETY: as for `read`: `[addr, addr + 4)` lies in the direct map, outside the image and
+        // the frame table (checked now, or for its whole page before, which stays true); an
+        // unaligned load is allowed on x86.
+        Some(u32::from_le(unsafe {
+            core::ptr::read_unaligned(virt as *const u32)
+        }))
+    }
+}
+
+impl DirectMap {
+    /// [`MachineMemory::read_u32_unaligned`] outside the remembered page: the bounds checks, and the page
+    /// remembered if all of it is reachable and the frame table exists.
+    #[inline(never)]
+    fn read_u32_slow(&self, addr: Maddr) -> Option<u64> {
+        let virt = self.virt(addr, 4)?;
+        let page = addr.0 >> 12;
+        if FRAME_TABLE_END.load(Ordering::Relaxed) != 0
+            && self.virt(Maddr(page << 12), 4096).is_some()
+        {
+            self.u32_page.set(page + 1);
+        }
+        Some(virt)
     }
 }
 
@@ -316,6 +364,11 @@ impl Preempt for PreemptAt {
 impl MachineMemory for HvMachine {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         self.mem.read(addr, len)
+    }
+
+    #[inline]
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        self.mem.read_u32_unaligned(addr)
     }
 }
 

@@ -37,9 +37,8 @@ impl Stop<'_> {
         self.preempt.is_some_and(|p| {
             p.pending()
                 || mem
-                    .read(self.upcall_word, 4)
-                    .and_then(|b| b.try_into().ok())
-                    .is_some_and(crate::shared_info::upcall_word_deliverable)
+                    .read_u32_unaligned(self.upcall_word)
+                    .is_some_and(|w| crate::shared_info::upcall_word_deliverable(w.to_le_bytes()))
         })
     }
 }
