@@ -9,6 +9,7 @@
 use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 
 use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -506,8 +507,11 @@ impl TranslationCache {
 /// into the page it came from nor into a table that maps it, and no type changed.
 pub struct ArrayReader<T, const N: usize> {
     list: GuestPtr<T>,
-    /// Elements `first ..` of the array, read under `epoch`.
-    buf: heapless::Vec<T, N>,
+    /// Elements `first .. first + len` of the array, read under `epoch` (an array and a count:
+    /// the hit, once per element of a batch, is a few instructions; left uninitialised, not
+    /// zeroed, by `new`, once per batch).
+    buf: [MaybeUninit<T>; N],
+    len: usize,
     first: u64,
     epoch: u64,
 }
@@ -517,7 +521,8 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
     pub fn new(list: GuestPtr<T>) -> Self {
         ArrayReader {
             list,
-            buf: heapless::Vec::new(),
+            buf: [const { MaybeUninit::uninit() }; N],
+            len: 0,
             first: 0,
             epoch: 0,
         }
@@ -525,6 +530,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
 
     /// Element `i` (`copy_from_guest(list + i)`), reading ahead at most up to element
     /// `end - 1`.
+    #[inline(always)]
     pub fn get<M: MachineMemoryMut + ?Sized>(
         &mut self,
         cache: &TranslationCache,
@@ -535,18 +541,33 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
         if self.epoch == cache.epoch() {
             if let Some(v) = i
                 .checked_sub(self.first)
-                .and_then(|k| self.buf.get(usize::try_from(k).ok()?))
+                .filter(|&k| k < self.len as u64)
+                .and_then(|k| self.buf.get(k as usize))
             {
-                return Ok(*v);
+                // SAFETY: elements below `len` were written by the last read-ahead (`len` is
+                // only ever set to the count it wrote).
+                return Ok(unsafe { v.assume_init() });
             }
         }
+        self.read_ahead(cache, mem, i, end)
+    }
+
+    /// [`ArrayReader::get`] of an element not read ahead under the current epoch.
+    #[inline(never)]
+    fn read_ahead<M: MachineMemoryMut + ?Sized>(
+        &mut self,
+        cache: &TranslationCache,
+        mem: &M,
+        i: u64,
+        end: u64,
+    ) -> Result<T, GuestFault> {
         let size = core::mem::size_of::<T>();
         let ptr = self.list.add(i);
         let va = ptr.va();
         let in_page = (4096 - (va & 0xfff)) as usize / size.max(1);
         let n = N.min(in_page).min(end.saturating_sub(i) as usize);
         if n <= 1 || size == 0 {
-            self.buf.clear();
+            self.len = 0;
             return cache.copy_from_guest(mem, ptr);
         }
         let (page, _) = cache.lookup(mem, va, true).ok_or(GuestFault { va })?;
@@ -554,14 +575,21 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
         let bytes = mem
             .read(Maddr(page.0 | (va & 0xfff)), n * size)
             .ok_or(GuestFault { va })?;
-        self.buf.clear();
-        for chunk in bytes.chunks_exact(size) {
-            let v = T::read_from_bytes(chunk).map_err(|_| GuestFault { va })?;
-            let _ = self.buf.push(v);
+        // Nothing is read ahead until all of it is (an error leaves none).
+        self.len = 0;
+        let mut read = 0;
+        for (slot, chunk) in self.buf.iter_mut().zip(bytes.chunks_exact(size)) {
+            *slot = MaybeUninit::new(T::read_from_bytes(chunk).map_err(|_| GuestFault { va })?);
+            read += 1;
         }
+        self.len = read;
         self.first = i;
         self.epoch = epoch;
-        self.buf.first().copied().ok_or(GuestFault { va })
+        if self.len == 0 {
+            return Err(GuestFault { va });
+        }
+        // SAFETY: element 0 was just written (`len` > 0).
+        Ok(unsafe { self.buf[0].assume_init() })
     }
 }
 
@@ -584,6 +612,10 @@ impl<'c> Watched<'c> {
 impl crate::mm::MachineMemory for Watched<'_> {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         self.mem.read(addr, len)
+    }
+
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        self.mem.read_u32_unaligned(addr)
     }
 }
 

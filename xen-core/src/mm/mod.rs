@@ -8,6 +8,7 @@ pub mod frame_table;
 pub(crate) mod guest_pt;
 pub(crate) mod memory;
 pub(crate) mod mmu;
+pub mod page_memo;
 
 use core::fmt;
 

@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::frame_table::{Mm, Owner, PageType};
+use xen_core::mm::page_memo::PageMemo;
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 use super::console;
@@ -17,12 +18,14 @@ use super::mappings::image_maddr_range;
 /// frame table, whose bytes are live Rust data that must never be aliased or written through
 /// another mapping.
 pub struct DirectMap {
-    /// The page [`MachineMemory::read_u32_unaligned`] last found wholly reachable, as its frame number
-    /// plus one (0: none). Event upcall checks read the same word of the running vCPU's
-    /// `vcpu_info` on every hypercall's way out and before every element of a batch: an access
-    /// to this page is one comparison instead of the bounds checks. Set only once the frame
-    /// table exists, after which which pages are reachable never changes.
-    u32_page: Cell<u64>,
+    /// The page [`MachineMemory::read_u32_unaligned`] last found wholly reachable: event upcall
+    /// checks read the same word of the running vCPU's `vcpu_info` on every hypercall's way out
+    /// and before every element of a batch.
+    u32_memo: PageMemo,
+    /// The page [`MachineMemoryMut::write_u64`] last found wholly reachable, which
+    /// [`MachineMemoryMut::read_u64`] uses too: each element of an `mmu_update` batch reads and
+    /// writes an entry of the same L1 table as the one before, as a rule.
+    u64_memo: PageMemo,
 }
 
 /// The frame table's machine range, once it exists (see [`DirectMap`]): start and end, or
@@ -35,8 +38,39 @@ impl DirectMap {
     /// Machine memory through the direct map.
     pub const fn new() -> DirectMap {
         DirectMap {
-            u32_page: Cell::new(0),
+            u32_memo: PageMemo::new(),
+            u64_memo: PageMemo::new(),
         }
+    }
+
+    /// [`DirectMap::virt`] through `memo`: an access inside the remembered page needs no check
+    /// (it passed whole, and which pages pass never changes once the frame table exists, see
+    /// [`PageMemo`]). On a miss, the access alone is checked, in line; or, with `remember`,
+    /// its whole page is checked and remembered if it passes (what the accesses that come in
+    /// runs ask: a walk's reads, one per table, would only pay for remembering).
+    #[inline(always)]
+    fn virt_memo(&self, memo: &PageMemo, addr: Maddr, len: usize, remember: bool) -> Option<u64> {
+        if memo.covers(addr, len) {
+            return Some(layout::DIRECTMAP_VIRT_START + addr.0);
+        }
+        if remember {
+            self.virt_miss(memo, addr, len)
+        } else {
+            self.virt(addr, len)
+        }
+    }
+
+    #[inline(never)]
+    fn virt_miss(&self, memo: &PageMemo, addr: Maddr, len: usize) -> Option<u64> {
+        let page = PageMemo::page_of(addr);
+        if FRAME_TABLE_END.load(Ordering::Relaxed) != 0
+            && addr.0 - page.0 + len as u64 <= 4096
+            && self.virt(page, 4096).is_some()
+        {
+            memo.remember(addr);
+            return Some(layout::DIRECTMAP_VIRT_START + addr.0);
+        }
+        self.virt(addr, len)
     }
 
     /// The direct-map address of `[addr, addr + len)`, or `None` if any byte of it lies beyond
@@ -77,7 +111,8 @@ impl DirectMap {
             start + bytes as u64 <= layout::BOOT_DIRECTMAP_SIZE,
             "frame table in the direct map"
         );
-        self.u32_page.set(0);
+        self.u32_memo.forget();
+        self.u64_memo.forget();
         FRAME_TABLE_START.store(start, Ordering::Relaxed);
         FRAME_TABLE_END.store(start + bytes as u64, Ordering::Relaxed);
         let virt = layout::directmap_virt(start).expect("checked above");
@@ -105,35 +140,12 @@ impl MachineMemory for DirectMap {
 
     #[inline]
     fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
-        let page = addr.0 >> 12;
-        let virt = if page.wrapping_add(1) == self.u32_page.get() && addr.0 & 0xfff <= 4092 {
-            // Inside the page found reachable before (see `u32_page`).
-            layout::DIRECTMAP_VIRT_START + addr.0
-        } else {
-            self.read_u32_slow(addr)?
-        };
+        let virt = self.virt_memo(&self.u32_memo, addr, 4, true)?;
         // SAFETY: as for `read`: `[addr, addr + 4)` lies in the direct map, outside the image and
-        // the frame table (checked now, or for its whole page before, which stays true); an
-        // unaligned load is allowed on x86.
+        // the frame table (`virt_memo`); an unaligned load is allowed on x86.
         Some(u32::from_le(unsafe {
             core::ptr::read_unaligned(virt as *const u32)
         }))
-    }
-}
-
-impl DirectMap {
-    /// [`MachineMemory::read_u32_unaligned`] outside the remembered page: the bounds checks, and the page
-    /// remembered if all of it is reachable and the frame table exists.
-    #[inline(never)]
-    fn read_u32_slow(&self, addr: Maddr) -> Option<u64> {
-        let virt = self.virt(addr, 4)?;
-        let page = addr.0 >> 12;
-        if FRAME_TABLE_END.load(Ordering::Relaxed) != 0
-            && self.virt(Maddr(page << 12), 4096).is_some()
-        {
-            self.u32_page.set(page + 1);
-        }
-        Some(virt)
     }
 }
 
@@ -147,8 +159,10 @@ impl MachineMemoryMut for DirectMap {
     }
 
     // Page-table entries go through these: one load or store each, not a slice and a copy.
+    #[inline]
     fn read_u64(&self, addr: Maddr) -> Option<u64> {
-        let virt = self.virt(addr, 8)?;
+        // (Only writes remember: the entry a batch element reads, it then writes.)
+        let virt = self.virt_memo(&self.u64_memo, addr, 8, false)?;
         // SAFETY: as for `read`: `[addr, addr + 8)` is in the direct map, outside the image and
         // the frame table; an unaligned load is allowed on x86.
         Some(u64::from_le(unsafe {
@@ -156,8 +170,9 @@ impl MachineMemoryMut for DirectMap {
         }))
     }
 
+    #[inline]
     fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
-        let virt = self.virt(addr, 8)?;
+        let virt = self.virt_memo(&self.u64_memo, addr, 8, true)?;
         // SAFETY: as for `write`.
         unsafe { core::ptr::write_unaligned(virt as *mut u64, value.to_le()) };
         Some(())
