@@ -185,9 +185,7 @@ fn guest_entry(regs: &mut Regs) {
                 if ctx.fx.nothing_to_do() {
                     // (`ctx` is not used again on this branch: its borrows end here.)
                     regs.rax = rc as u64;
-                    // A flush some call left on the vCPU itself (not as an effect) still has
-                    // to happen before the guest runs: only the full way out does it.
-                    fast = dom.shutdown.is_none() && dom.vcpu().flush.is_empty();
+                    fast = dom.shutdown.is_none();
                 } else {
                     // The result into RAX, or the continuation into the registers; a crash; the
                     // TLB work the vCPU owes before it runs again.
@@ -222,10 +220,18 @@ fn guest_entry(regs: &mut Regs) {
         // meanwhile is still pending at the APIC and is taken the moment the guest runs, through
         // the full way out; the vCPU's loaded state is unchanged.
         if fast && xen_core::guest_access::is_canonical(regs.rip) {
-            dom.vcpu_mut().perf.fast_exits += 1;
-            match bounce::deliver_upcall(&mut hv.arch, dom, regs) {
-                Ok(_) => return,
-                Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),
+            // One look-up of the vCPU for all the fast way out asks of it.
+            let (shared_info, vcpu_id) = (dom.shared_info, dom.vcpu_id());
+            let v = dom.vcpu_mut();
+            // A flush some call left on the vCPU itself (not as an effect) still has to happen
+            // before the guest runs: only the full way out does it.
+            if v.flush.is_empty() {
+                v.perf.fast_exits += 1;
+                let word = xen_core::shared_info::upcall_word(v, shared_info, vcpu_id);
+                match bounce::deliver_upcall_at(&mut hv.arch, dom, regs, word) {
+                    Ok(_) => return,
+                    Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),
+                }
             }
         }
     }
