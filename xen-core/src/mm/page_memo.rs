@@ -82,7 +82,7 @@ mod tests {
         let m = PageMemo::new();
         m.remember(Maddr(0x10));
         assert!(m.covers(Maddr(0), 8) && !m.covers(Maddr(0x1000), 8));
-        let last = u64::MAX & !0xfff;
+        let last: u64 = !0xfff;
         m.remember(Maddr(last));
         assert!(m.covers(Maddr(last + 0xff0), 8));
         assert!(!m.covers(Maddr(last + 0xffc), 8), "would wrap past the top");
