@@ -626,11 +626,7 @@ pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> boo
 /// [`upcall_deliverable`] with the upcall word placed already ([`upcall_word`]).
 #[inline]
 pub fn upcall_deliverable_at<M: MachineMemory + ?Sized>(m: &M, word: Maddr) -> bool {
-    upcall_word_deliverable(
-        m.read_u32_unaligned(word)
-            .unwrap_or(0)
-            .to_le_bytes(),
-    )
+    upcall_word_deliverable(m.read_u32_unaligned(word).unwrap_or(0).to_le_bytes())
 }
 
 /// Whether an event upcall is pending for `dom`'s running vCPU.
