@@ -244,6 +244,7 @@ impl Pt<'_, '_> {
     /// `get_page_from_l1e`: the references a present L1 entry needs. `l1e_owner` owns the table;
     /// `pg_owner` is whose frames it may map (itself, or the domain named by `foreigndom`).
     /// Returns the flags Xen flips in the entry (I/O mappings are forced uncachable).
+    #[inline(always)]
     pub(crate) fn get_page_from_l1e(
         &mut self,
         l1e: u64,
