@@ -32,7 +32,7 @@ use guest_kernel::layout::{direct_map_va, MMIO_BASE, MMIO_END};
 use guest_kernel::paging::{index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_RW};
 use guest_kernel::pci::{is_virtio_blk, selftest_pattern};
 use hypercall_abi::HypercallError;
-use ring_drivers::blkif::{DiskError, DiskIo};
+use ring_drivers::blkif::{DiskError, DiskIo, IoData};
 use spin::Mutex;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction};
@@ -184,6 +184,25 @@ fn map_mmio(paddr: u64, size: usize) -> Result<u64, PtError> {
     Ok(base + offset)
 }
 
+/// Reserves `pages` pages of the MMIO range with page tables but nothing mapped (the grant-map
+/// area: the hypervisor writes its PTEs); returns the first page's address.
+pub(crate) fn reserve_va(pages: usize) -> Result<u64, PtError> {
+    let mut next = NEXT_MMIO.lock();
+    let base = *next;
+    let end = base + pages as u64 * 4096;
+    if end > MMIO_END {
+        return Err(PtError::OutOfFrames);
+    }
+    let l4 = mm::kernel_l4();
+    let mut va = base;
+    while va < end {
+        pt::ensure_l1(l4, va)?;
+        va = (va | 0x1f_ffff) + 1; // the next 2 MiB: one L1 table each
+    }
+    *next = end;
+    Ok(base)
+}
+
 // SAFETY: `dma_alloc` returns zeroed, page-aligned memory that nothing else uses until
 // `dma_dealloc` (fresh allocator frames, machine-contiguous, at their direct-map address);
 // `mmio_phys_to_virt` returns a fresh mapping of the BAR range; `share` hands the device a bounce
@@ -215,7 +234,12 @@ unsafe impl Hal for XenHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
-        if let Some(maddr) = direct_maddr(buffer.as_ptr().cast::<u8>() as u64, len) {
+        let va = buffer.as_ptr().cast::<u8>() as u64;
+        if let Some(bus) = super::grant_map::bus_addr(va, len) {
+            // A front end's granted page mapped for the device: its `dev_bus_addr`.
+            return bus;
+        }
+        if let Some(maddr) = direct_maddr(va, len) {
             // Machine-contiguous already: the device reads or writes it in place.
             return maddr;
         }
@@ -231,7 +255,12 @@ unsafe impl Hal for XenHal {
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         let len = buffer.len();
-        if direct_maddr(buffer.as_ptr().cast::<u8>() as u64, len) == Some(paddr) {
+        let va = buffer.as_ptr().cast::<u8>() as u64;
+        if super::grant_map::bus_addr(va, len) == Some(paddr) {
+            // A granted page, in place.
+            return;
+        }
+        if direct_maddr(va, len) == Some(paddr) {
             // Shared in place (a bounce page is never the buffer's own frame).
             return;
         }
@@ -493,14 +522,17 @@ impl BlockDevice {
         }
         let mut pieces = Vec::new();
         for (i, io) in ios.iter_mut().enumerate() {
-            if self.check(io.sector, io.buf.len()).is_err() {
+            let IoData::Buf(buf) = &mut io.data else {
+                io.result = Err(DiskError::Unsupported);
+                continue;
+            };
+            if self.check(io.sector, buf.len()).is_err() {
                 io.result = Err(DiskError::Io);
                 continue;
             }
             io.result = Ok(());
             let (sector, write) = (io.sector, io.write);
-            for (k, c) in io
-                .buf
+            for (k, c) in buf
                 .chunks_mut(MAX_REQUEST_SECTORS * SECTOR_SIZE)
                 .enumerate()
             {

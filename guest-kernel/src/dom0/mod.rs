@@ -24,6 +24,7 @@ pub mod blkdev;
 mod console;
 mod console_daemon;
 mod demo;
+mod grant_map;
 mod net;
 mod netback;
 mod netdev;

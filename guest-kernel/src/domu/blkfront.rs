@@ -23,6 +23,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use hypercall_abi::io::blkif::{
     BlkifRequest, BlkifRequestSegment, BlkifVdev, BLKIF_OP_READ, BLKIF_OP_WRITE_BARRIER,
@@ -142,6 +143,15 @@ pub struct Blkfront {
 
 const TOKEN: &str = "blk-back-state";
 
+/// Whether the front end offers `feature-persistent` (`blk-no-persistent` on the command line:
+/// not, as a front end that revokes its grants after each request would).
+static OFFER_PERSISTENT: AtomicBool = AtomicBool::new(true);
+
+/// Offers persistent grants or not on the next connect.
+pub fn set_offer_persistent(offer: bool) {
+    OFFER_PERSISTENT.store(offer, Ordering::Relaxed);
+}
+
 impl Blkfront {
     /// Finds the first vbd dom0 created for us and watches its back end's state.
     pub fn discover(d: &mut Client) -> Result<Blkfront, DomuError> {
@@ -181,9 +191,11 @@ impl Blkfront {
         for (i, g) in grefs.iter_mut().enumerate() {
             *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(DomuError::Grant)?;
         }
+        // Read-write although the back end only reads them: with persistent grants it maps
+        // every grant read-write once (as Linux's blkback does) and keeps it.
         let mut indirect = [0u32; INDIRECT_PAGES];
         for (i, g) in indirect.iter_mut().enumerate() {
-            *g = grant::grant_access(dom, mfn(indirect_va(i))?, true).map_err(DomuError::Grant)?;
+            *g = grant::grant_access(dom, mfn(indirect_va(i))?, false).map_err(DomuError::Grant)?;
         }
         let port =
             events::alloc_unbound(dom).map_err(|rc| DomuError::Evtchn("alloc_unbound", rc))?;
@@ -206,6 +218,9 @@ impl Blkfront {
         let t = FrontendTransport {
             ring_ref: self.ring_gref,
             event_channel: port,
+            // Our pages are a fixed set granted for the connection's lifetime: persistent
+            // grants already, which the back end may keep mapped if it offers that too.
+            feature_persistent: OFFER_PERSISTENT.load(Ordering::Relaxed),
         };
         for (k, v) in t.to_keys() {
             self.link.write_node(d, k, &v)?;
@@ -226,6 +241,7 @@ impl Blkfront {
             keys::DISCARD_ALIGNMENT,
             keys::DISCARD_SECURE,
             keys::FEATURE_MAX_INDIRECT_SEGMENTS,
+            keys::FEATURE_PERSISTENT,
         ];
         let values = self.link.read_back_keys(d, &names)?;
         BackendInfo::from_keys(|k| xenbus_front::lookup(&values, k)).map_err(DomuError::BackendKeys)
@@ -604,8 +620,10 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
     }
     let rand_ns = now() - t0;
     let s = b.front()?.stats();
+    let persistent =
+        OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={}",
+        "bench blk bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(ops, rand_ns),
@@ -617,6 +635,7 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
         per_request(s.in_flight_sum, s.requests),
         s.max_in_flight,
         s.indirect_requests,
+        u8::from(persistent),
     );
     b.close(d)
 }
