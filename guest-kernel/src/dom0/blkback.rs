@@ -154,6 +154,11 @@ impl Disk for SharedDisk {
         })
     }
 
+    fn supports_dma(&self) -> bool {
+        // The virtio device reaches a front end's pages mapped in the grant-map area.
+        Self::with(|b| matches!(b, Backing::Virtio(_))) && grant_map::ready()
+    }
+
     fn read_only(&self) -> bool {
         Self::with(|b| match b {
             Backing::Virtio(d) => d.readonly(),

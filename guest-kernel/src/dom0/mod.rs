@@ -33,6 +33,7 @@ pub mod pci;
 mod service;
 mod shell;
 mod toolstack;
+mod virtio_blk;
 mod xenstore;
 mod xenstored;
 

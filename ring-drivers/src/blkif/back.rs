@@ -190,6 +190,9 @@ impl IoData<'_> {
 pub struct DmaSeg {
     /// Bus address.
     pub addr: u64,
+    /// Where the back end's CPU reaches the same bytes (the mapping's `host_addr` plus the
+    /// offset: the kernel's address; opaque here).
+    pub host: u64,
     /// Bytes (a whole number of sectors).
     pub len: u32,
 }
@@ -1079,8 +1082,10 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         for p in &self.batch {
             let Some(first) = p.mapped else { continue };
             for (k, s) in p.segs.as_slice().iter().enumerate() {
+                let m = &self.maps[first + k];
                 self.dma_segs[first + k] = DmaSeg {
-                    addr: self.maps[first + k].bus_addr + u64::from(s.offset),
+                    addr: m.bus_addr + u64::from(s.offset),
+                    host: m.host_addr + u64::from(s.offset),
                     len: u32::from(s.len),
                 };
             }
