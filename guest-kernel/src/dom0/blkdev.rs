@@ -460,9 +460,9 @@ impl BlockDevice {
                 // SAFETY: `hdr`, the chunk and `status` outlive the request: it is completed
                 // below (the device is done with them once its token is in the used ring).
                 unsafe {
-                    let token =
-                        self.blk
-                            .submit(at, &mut hdr, Data::In(&mut bufs), &mut status)?;
+                    let token = self
+                        .blk
+                        .submit(at, &mut hdr, Data::In(&mut bufs), &mut status)?;
                     self.wait(port, pirq);
                     self.blk
                         .complete(token, &hdr, Data::In(&mut bufs), &mut status)?;
@@ -594,8 +594,9 @@ impl BlockDevice {
         let depth = self.blk.queue_size();
         // Header and status of each request in flight: allocated once, never moved while the
         // device may write them.
-        let mut hdrs: Vec<(BlkHeader, [u8; 1])> =
-            (0..depth).map(|_| (BlkHeader::default(), [0u8; 1])).collect();
+        let mut hdrs: Vec<(BlkHeader, [u8; 1])> = (0..depth)
+            .map(|_| (BlkHeader::default(), [0u8; 1]))
+            .collect();
         let mut slots: Vec<Option<(usize, u16)>> = alloc::vec![None; depth];
         let (mut next, mut inflight) = (0, 0);
         let fail = |ios: &mut [DiskIo<'_>], io: usize| ios[io].result = Err(DiskError::Io);
@@ -609,7 +610,9 @@ impl BlockDevice {
                 let bufs: Vec<&[u8]> = p
                     .bufs
                     .iter()
-                    .map(|&(ptr, len)| unsafe { core::slice::from_raw_parts(ptr.cast_const(), len) })
+                    .map(|&(ptr, len)| unsafe {
+                        core::slice::from_raw_parts(ptr.cast_const(), len)
+                    })
                     .collect();
                 f(Data::Out(&bufs))
             } else {
@@ -638,9 +641,7 @@ impl BlockDevice {
                 // call borrows exclusively until every request is completed below, or pages of
                 // the grant-map area mapped (checked above) until the back end unmaps them
                 // after this call; `hdr`/`status` live in `hdrs`, untouched until then.
-                let token = unsafe {
-                    with_data(p, |d| self.blk.submit(p.sector, hdr, d, status))
-                };
+                let token = unsafe { with_data(p, |d| self.blk.submit(p.sector, hdr, d, status)) };
                 match token {
                     Ok(t) => {
                         slots[s] = Some((next, t));

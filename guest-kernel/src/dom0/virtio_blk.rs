@@ -227,7 +227,8 @@ impl VirtioBlk {
                     let mut outputs: Vec<&mut [u8]> = Vec::with_capacity(bufs.len() + 1);
                     outputs.extend(bufs.iter_mut().map(|b| &mut **b));
                     outputs.push(status.as_mut_slice());
-                    self.queue.pop_used(token, &[hdr.as_bytes()], &mut outputs)?;
+                    self.queue
+                        .pop_used(token, &[hdr.as_bytes()], &mut outputs)?;
                 }
             }
         }

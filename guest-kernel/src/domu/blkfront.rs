@@ -583,11 +583,25 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 }
 
 /// `blk-bench[=<start sector>]`: sequential write and read of 4 MiB in 1 MiB calls (each split
-/// into 11-page requests, up to 16 in flight), then 256 random 4 KiB reads, through the split
-/// driver; prints `bench blk ...` with the front end's counters.
+/// into requests of up to 32 pages, up to 16 in flight), then 256 random 4 KiB reads, through
+/// the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
+/// the same again over a fresh connection on which the front end does not offer persistent
+/// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
+/// unmaps them after, or grant-copies).
 pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
     let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut b = open(d)?;
+    bench_pass(d, &mut b, start, "persistent")?;
+    b.close(d)?;
+    set_offer_persistent(false);
+    b.reconnect(d)?;
+    bench_pass(d, &mut b, start, "no-persistent")?;
+    b.close(d)
+}
+
+/// One pass of [`bench`] over the connected `b`.
+fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Result<(), DomuError> {
+    let before = b.front()?.stats();
     let bytes: u64 = 4 << 20;
     let chunk = 1024 * 1024usize;
     let count = bytes / 512;
@@ -619,25 +633,26 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
         b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
     }
     let rand_ns = now() - t0;
-    let s = b.front()?.stats();
+    let after = b.front()?.stats();
+    let n = |f: fn(&ring_drivers::blkif::FrontStats) -> u64| f(&after) - f(&before);
+    let requests = n(|s| s.requests);
     let persistent =
         OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
+        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(ops, rand_ns),
-        s.requests,
-        s.notifications_sent,
-        s.waits,
-        per_request(s.notifications_sent, s.requests),
-        per_request(s.waits, s.requests),
-        per_request(s.in_flight_sum, s.requests),
-        s.max_in_flight,
-        s.indirect_requests,
+        n(|s| s.notifications_sent),
+        n(|s| s.waits),
+        per_request(n(|s| s.notifications_sent), requests),
+        per_request(n(|s| s.waits), requests),
+        per_request(n(|s| s.in_flight_sum), requests),
+        after.max_in_flight,
+        n(|s| s.indirect_requests),
         u8::from(persistent),
     );
-    b.close(d)
+    Ok(())
 }
 
 impl XenbusDevice for Blkfront {
