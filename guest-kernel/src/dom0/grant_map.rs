@@ -21,8 +21,9 @@ use spin::Mutex;
 
 use crate::kernel::hypercall as hc;
 
-/// Pages in the area: room for three vbds' persistent grants (256 each), within the 1024
-/// mappings the hypervisor tracks for dom0 (rings and netback need some too).
+/// Pages in the area: room for two vbds' persistent grants (320 each, at most) and more
+/// batches' mappings, within the 1024 mappings the hypervisor tracks for dom0 (rings and
+/// netback need some too). Past it, requests are grant-copied.
 pub const SLOTS: usize = 768;
 
 const PAGE: u64 = 4096;

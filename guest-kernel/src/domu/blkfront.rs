@@ -47,9 +47,9 @@ use crate::kernel::mm;
 use crate::kernel::ring_page::MappedPage;
 use crate::kernel::time;
 
-/// Granted data pages: 176, enough for 16 full 11-segment requests in flight (as many as dom0's
-/// virtio queue takes at once).
-pub const DATA_PAGES: usize = 176;
+/// Granted data pages: 256, a whole 1 MiB call in flight at once (8 indirect requests of 32
+/// pages, one per indirect page; or 23 direct ones of 11).
+pub const DATA_PAGES: usize = 256;
 
 /// Granted pages for the segment lists of indirect requests (one per indirect request in flight).
 pub const INDIRECT_PAGES: usize = 8;

@@ -632,9 +632,9 @@ pub const BATCH: usize = BlkBackRing::SIZE as usize;
 pub const BATCH_BYTES: usize = 1 << 20;
 
 /// Persistent grants a back end keeps mapped at most by default: every data and indirect page
-/// of our front end (176 + 8) with room to spare, well inside the 1024 mappings the hypervisor
+/// of our front end (256 + 8) with room to spare, inside the 1024 mappings the hypervisor
 /// tracks for dom0 (Linux's blkback keeps up to 1056 per ring).
-pub const MAX_PERSISTENT_GRANTS: usize = 256;
+pub const MAX_PERSISTENT_GRANTS: usize = 320;
 
 /// Segments an indirect request may carry here (`feature-max-indirect-segments` is at most
 /// this): 32, as Linux's blkfront asks by default, 128 KiB per request.
