@@ -14,8 +14,8 @@ use std::thread;
 use common::{BackGrants, DmaDisk, EventChannel, FrontPages, GrantTable, Rng, Sender, FRONT_DOMID};
 use hypercall_abi::grant_table::GNTST_bad_gntref;
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestSegment, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_ERROR,
-    BLKIF_RSP_OKAY,
+    BlkifRequest, BlkifRequestIndirect, BlkifRequestSegment, BLKIF_OP_INDIRECT, BLKIF_OP_READ,
+    BLKIF_OP_WRITE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use ring_drivers::blkif::{
     BackStats, BlkBack, BlkFront, BlkFrontRing, Disk, GrantIoError, GrantPages, RamDisk,
@@ -340,4 +340,94 @@ fn invalid_requests_are_refused_before_anything_is_mapped() {
     assert_eq!(r.back.stats().map_hypercalls, 0, "nothing mapped for them");
     assert_eq!(r.table.live_mappings(), 0);
     assert!(r.disk_untouched());
+}
+
+/// An indirect request whose segment list is in `list_page` (a granted page of `r`), `nr`
+/// segments cycling over the rig's 11 pages.
+fn indirect(r: &mut Rig, list: &FrontPages, op: u8, sector: u64, nr: u16) -> BlkifRequestIndirect {
+    let segs: Vec<BlkifRequestSegment> = (0..usize::from(nr))
+        .map(|i| BlkifRequestSegment {
+            gref: r.pages.gref(i % 11),
+            first_sect: 0,
+            last_sect: 7,
+            ..Default::default()
+        })
+        .collect();
+    list.write_shared(0, 0, segs.as_bytes());
+    let mut grefs = [0; 8];
+    grefs[0] = list.gref(0);
+    BlkifRequestIndirect {
+        operation: BLKIF_OP_INDIRECT,
+        indirect_op: op,
+        nr_segments: nr,
+        id: 0x1d1d_0000 + u64::from(nr),
+        sector_number: sector,
+        indirect_grefs: grefs,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn hostile_indirect_requests_over_persistent_grants() {
+    let mut r = rig(true);
+    r.back.set_max_indirect_segments(32);
+    let list = r.table.grant(1);
+    let submit = |r: &mut Rig, req: &BlkifRequestIndirect| {
+        let mut view = &*r.page;
+        assert!(r.ring.push_request_bytes(&mut view, req.as_bytes()));
+        r.ring.push_requests(&mut view);
+        assert_eq!(r.back.serve().unwrap().requests, 1);
+        r.ring
+            .get_response(&view)
+            .unwrap()
+            .expect("answered")
+            .status
+    };
+    // The indirect page's grant does not exist: refused, nothing written, nothing mapped.
+    let mut req = indirect(&mut r, &list, BLKIF_OP_WRITE, 0, 20);
+    req.indirect_grefs[0] = 4000;
+    assert_eq!(submit(&mut r, &req), BLKIF_RSP_ERROR);
+    assert!(matches!(
+        r.back.last_error(),
+        Some(RequestError::Grant(GrantIoError { gref: 4000, .. }))
+    ));
+    assert_eq!(r.table.live_mappings(), 0);
+    // A segment in the list with a bad grant, then one with a bad sector range.
+    let mut segs = indirect(&mut r, &list, BLKIF_OP_WRITE, 0, 12);
+    let bad: Vec<BlkifRequestSegment> = (0..12)
+        .map(|i| BlkifRequestSegment {
+            gref: if i == 11 { 4001 } else { r.pages.gref(i % 11) },
+            first_sect: 0,
+            last_sect: 7,
+            ..Default::default()
+        })
+        .collect();
+    list.write_shared(0, 0, bad.as_bytes());
+    segs.id = 77;
+    assert_eq!(submit(&mut r, &segs), BLKIF_RSP_ERROR);
+    assert!(r.disk_untouched());
+    let mut range = bad.clone();
+    range[11].gref = r.pages.gref(0);
+    range[5].last_sect = 8;
+    list.write_shared(0, 0, range.as_bytes());
+    assert_eq!(submit(&mut r, &segs), BLKIF_RSP_ERROR);
+    assert!(matches!(
+        r.back.last_error(),
+        Some(RequestError::SegmentRange { index: 5, .. })
+    ));
+    assert!(r.disk_untouched());
+    // A good one: written by DMA, its list read through the persistent mapping.
+    let good = indirect(&mut r, &list, BLKIF_OP_WRITE, 0, 20);
+    assert_eq!(submit(&mut r, &good), BLKIF_RSP_OKAY);
+    assert!(r.back.disk().ram.bytes()[..20 * 4096]
+        .chunks(4096)
+        .enumerate()
+        .all(|(i, c)| c.iter().all(|&b| b == 0xa0 + (i % 11) as u8)));
+    assert_eq!(r.back.stats().dma_requests, 1);
+    let (_, _, grants, _) = r.back.into_parts();
+    assert_eq!(
+        grants.copies, 0,
+        "nothing moved by grant copy (the bad ones failed)"
+    );
+    assert_eq!(r.table.live_mappings(), 0);
 }

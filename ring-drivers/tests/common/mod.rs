@@ -96,6 +96,14 @@ pub struct FrontPages {
 }
 
 impl FrontPages {
+    /// Writes into page `page` at `offset` through a shared reference (a hostile front end
+    /// rewriting a page it granted).
+    pub fn write_shared(&self, page: usize, offset: usize, data: &[u8]) {
+        let mut pages = self.table.pages.lock().unwrap();
+        let p = pages.get_mut(&self.grefs[page]).unwrap();
+        p[offset..offset + data.len()].copy_from_slice(data);
+    }
+
     /// Grants `n` more pages for indirect segment lists.
     pub fn with_indirect(mut self, n: usize) -> Self {
         let more = self.table.grant(n);
