@@ -82,13 +82,34 @@ impl Accel {
         }
     }
 
-    /// QEMU's `-accel` and `-cpu` arguments for it.
+    /// QEMU's `-accel` and `-cpu` arguments for it (KVM: [`kvm_cpu`]'s model).
     pub fn qemu_args(self) -> [&'static str; 4] {
         match self {
             Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
-            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+            Accel::Kvm => ["-accel", "kvm", "-cpu", kvm_cpu()],
         }
     }
+}
+
+/// The `-cpu` model for KVM boots, asked once of `scripts/kvm-cpu.sh`: `host`, or
+/// `host,-arch-capabilities` where this host's KVM refuses the IA32_ARCH_CAPABILITIES value QEMU
+/// sets for `-cpu host` (QEMU would abort before the guest runs).
+pub fn kvm_cpu() -> &'static str {
+    static CPU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CPU.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kvm-cpu.sh");
+        let out = Command::new("bash").arg(script).output();
+        let model = out
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if model.is_empty() {
+            "host".to_string()
+        } else {
+            model
+        }
+    })
 }
 
 /// The accelerator `XTESTS_ACCEL` asks for (TCG when unset). A value that is neither `tcg` nor
@@ -133,6 +154,10 @@ pub struct Run {
     pub log: Vec<String>,
     /// When each line of `log` arrived, counted from QEMU's start.
     pub arrived: Vec<Duration>,
+    /// QEMU's CPU time (user + system, all its threads) when each line of `log` arrived, where
+    /// `/proc` tells it (zero otherwise): unlike the wall clock, it barely moves with the load
+    /// of a shared machine.
+    pub cpu: Vec<Duration>,
     /// How the run ended.
     pub ending: Ending,
     /// Wall-clock duration.
@@ -255,6 +280,7 @@ impl Boot {
             .spawn()
             .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
 
+        let pid = child.id();
         let (tx, rx) = mpsc::channel::<String>();
         let mut readers = Vec::new();
         let stdout = child.stdout.take().expect("piped");
@@ -289,6 +315,7 @@ impl Boot {
         };
         let mut log = Vec::new();
         let mut arrived = Vec::new();
+        let mut cpu = Vec::new();
         let ending = loop {
             let now = Instant::now();
             if now >= deadline {
@@ -310,6 +337,7 @@ impl Boot {
                     let is_end = markers.iter().any(|m| line.contains(m));
                     log.push(line);
                     arrived.push(start.elapsed());
+                    cpu.push(process_cpu_time(pid));
                     if is_end {
                         let _ = child.kill();
                         break Ending::Marker;
@@ -321,6 +349,7 @@ impl Boot {
                         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
                             log.push(line);
                             arrived.push(start.elapsed());
+                            cpu.push(Duration::ZERO);
                         }
                         break Ending::Exited(status.code().unwrap_or(-1));
                     }
@@ -338,10 +367,27 @@ impl Boot {
         Ok(Run {
             log,
             arrived,
+            cpu,
             ending,
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// The CPU time (user + system) process `pid` has used, from `/proc/<pid>/stat` (fields 14 and
+/// 15, in clock ticks of 100 Hz, the kernel's `USER_HZ`); zero when it cannot be read.
+fn process_cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// QEMU arguments attaching `image` (raw) as a virtio-blk PCI disk: dom0's real block device.
@@ -398,6 +444,15 @@ impl Run {
             .iter()
             .position(|l| l.contains(pattern))
             .map(|i| self.arrived[i])
+    }
+
+    /// QEMU's CPU time when the first line containing `pattern` arrived (see [`Run::cpu`]).
+    pub fn first_line_cpu(&self, pattern: &str) -> Option<Duration> {
+        self.log
+            .iter()
+            .position(|l| l.contains(pattern))
+            .and_then(|i| self.cpu.get(i).copied())
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -674,9 +729,11 @@ impl Running {
             self.log.push(line);
             self.arrived.push(self.start.elapsed());
         }
+        let cpu = vec![Duration::ZERO; self.log.len()];
         Run {
             log: std::mem::take(&mut self.log),
             arrived: std::mem::take(&mut self.arrived),
+            cpu,
             ending: status.map_or(Ending::TimedOut, Ending::Exited),
             elapsed: self.start.elapsed(),
         }
@@ -799,13 +856,43 @@ mod tests {
     }
 
     #[test]
+    fn a_process_cpu_time_counts_its_work() {
+        // Busy until the reading has moved 50 ms (however loaded the machine), but no longer
+        // than 20 s of wall clock: a reading that never moves fails.
+        let me = std::process::id();
+        let before = process_cpu_time(me);
+        let start = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after < before + Duration::from_millis(50)
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = process_cpu_time(me);
+        }
+        assert!(
+            after >= before + Duration::from_millis(50),
+            "{before:?} -> {after:?}"
+        );
+        // It cannot run ahead of the wall clock by more than the other threads' share.
+        assert!(
+            after - before <= start.elapsed() * 64,
+            "{before:?} -> {after:?}"
+        );
+        assert_eq!(process_cpu_time(u32::MAX), Duration::ZERO);
+    }
+
+    #[test]
     fn accel_names_and_flags() {
         assert_eq!(Accel::parse(""), Some(Accel::Tcg));
         assert_eq!(Accel::parse("tcg"), Some(Accel::Tcg));
         assert_eq!(Accel::parse("kvm"), Some(Accel::Kvm));
         assert_eq!(Accel::parse("KVM"), None);
         assert_eq!(Accel::parse("hvf"), None);
-        assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", kvm_cpu()]);
+        assert!(kvm_cpu().starts_with("host"));
         assert_eq!(Accel::Tcg.qemu_args(), ["-accel", "tcg", "-cpu", "max"]);
         assert_eq!(Accel::parse(Accel::Kvm.name()), Some(Accel::Kvm));
     }

@@ -573,7 +573,7 @@ impl World {
         // The running vCPU's registers, out of the domain while the hypercall borrows it.
         let mut regs = me.dom.vcpu().regs;
         let r = {
-            let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
+            let mut pool = Sink;
             let mut ctx = Ctx {
                 m: &mut self.m,
                 info: &self.info,
@@ -823,5 +823,29 @@ impl World {
             }
         }
         out
+    }
+}
+
+/// The pool a hypercall sees in the world: it has nothing to hand out, and a frame given back
+/// stays free in the frame table without being handed out again. Every frame keeps its home
+/// slot (`check_owners`): a frame of a dead domain that a call released (its last reference
+/// gone) and then handed to another domain in the same call would be legitimate, but would make
+/// the slot's next domain find part of its memory taken.
+struct Sink;
+
+impl crate::mm::frame_alloc::FramePool for Sink {
+    fn take(
+        &mut self,
+        _mem: &mut dyn crate::mm::MachineMemoryMut,
+        _order: u32,
+        _limit: Option<Mfn>,
+    ) -> Option<Mfn> {
+        None
+    }
+
+    fn give_back(&mut self, _mem: &mut dyn crate::mm::MachineMemoryMut, _mfn: Mfn) {}
+
+    fn free_frames(&self) -> u64 {
+        0
     }
 }
