@@ -199,7 +199,7 @@ fn at(map: &GrantMapping, offset: usize, len: usize) -> *mut u8 {
     let a = AREA.lock();
     let s = slot_of(&a, map.host_addr).expect("a mapping of the area");
     assert!(
-        a.bus[s] == map.bus_addr && map.host_addr % PAGE == 0,
+        a.bus[s] == map.bus_addr && map.host_addr.is_multiple_of(PAGE),
         "a live mapping"
     );
     assert!(offset + len <= PAGE as usize, "inside the granted page");
