@@ -31,15 +31,19 @@ pub struct Alloc {
     pub pages: FrameRange,
     /// Its shared_info frame.
     pub shared_info: Mfn,
-    /// Its grant-table frames (shared entries, shared with it or held in reserve, and active
-    /// entries): one run, taken at once.
-    pub grant_frames: FrameRange,
+    /// Its grant table's frames (shared entries, active entries, status entries), as the
+    /// table took them from the pool: at build, then as the domain grew its table (brought up to
+    /// date when it is destroyed, [`super::lifecycle::destroy`]).
+    pub grant_frames: GrantFrames,
 }
+
+/// A grant table's frames ([`crate::gnttab::GrantTable::frames`]).
+pub type GrantFrames = heapless::Vec<Mfn, { crate::gnttab::MAX_TABLE_FRAMES }>;
 
 impl Alloc {
     /// How many frames it holds.
     pub fn frames(&self) -> u64 {
-        self.pages.len() + 1 + self.grant_frames.len()
+        self.pages.len() + 1 + self.grant_frames.len() as u64
     }
 }
 
@@ -99,7 +103,7 @@ impl Pool {
         domid: u16,
         pages: FrameRange,
         shared_info: Mfn,
-        grant_frames: FrameRange,
+        grant_frames: GrantFrames,
     ) {
         self.allocs[slot] = Some(Alloc {
             domid,
