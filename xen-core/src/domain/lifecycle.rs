@@ -179,6 +179,23 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     };
     // The mappers' TLBs: another vCPU is flushed when it is switched to; the running one now.
     hv.arch.flush_tlb_all();
+    // Its grant table's frames that nothing references any more (the active entries', and the
+    // shared ones no other domain maps) go back to the pool now (the TLBs were flushed above);
+    // the others wait for the reaper.
+    let mut held = crate::domain::pool::HeldGrantFrames::new();
+    let mut lost = 0;
+    for &f in &gone.grant_frames {
+        let Some((mm, mem)) = hv.arch.mm() else {
+            break;
+        };
+        if mm.frames.get(f).is_some_and(|i| i.owner() == Owner::Xen) {
+            let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + f.0 * 8), INVALID_M2P_ENTRY);
+            mm.release_xen(crate::domain::pool::one(f));
+            FramePool::give_back(&mut hv.pool, mem, f);
+        } else if held.push(f).is_err() {
+            lost += 1;
+        }
+    }
     let g = &gone.guest;
     let id = g.dom.id;
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
@@ -197,9 +214,16 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
         "domain {id}: longest hypervisor entry {} us\n",
         g.sched.longest_entry_ns / 1000
     );
+    if lost > 0 {
+        printk!(
+            &mut hv.arch,
+            "domain {id}: {lost} grant-table frames lost: too many still referenced\n"
+        );
+    }
     if let Some(mut a) = hv.pool.allocs[slot].take() {
         // The table's frames now, the ones it grew into included.
-        a.grant_frames = gone.grant_frames.clone();
+        a.grant_taken = gone.grant_frames.len() as u32;
+        a.grant_frames = held;
         hv.pool.reaped_at = None;
         if let Err(a) = hv.pool.zombies.push(a) {
             printk!(
@@ -272,7 +296,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return
         // to the pool (one CPU: one full flush).
         hv.arch.flush_tlb_all();
-        let frames = pages + 1 + a.grant_frames.len() as u64;
+        let frames = pages + 1 + u64::from(a.grant_taken);
         printk!(
             &mut hv.arch,
             "domain {}: all {frames} frames returned to the free pool ({} free)\n",

@@ -262,7 +262,7 @@ pub fn build(
         let _ = pool.frames.free(one(shared_info));
         return Err(());
     }
-    let grant_frames = doms.grants[slot].frames().iter().copied().collect();
+    let grant_taken = doms.grants[slot].frames().len() as u32;
     let page_mfn = |r: Option<build::layout::Region>| {
         r.map_or(0, |r| built.mfn_base.0 + built.layout.pfn_of(r.start))
     };
@@ -282,7 +282,7 @@ pub fn build(
     g.dom = dom;
     g.dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     g.rings = Some(rings);
-    pool.record(slot, id, pages, shared_info, grant_frames);
+    pool.record(slot, id, pages, shared_info, grant_taken);
     pool.next_domid += 1;
     super::context::reset_fpu(slot);
     printk!(
