@@ -566,11 +566,9 @@ impl World {
         f: impl FnOnce(&mut Ctx<'_, FuzzMachine>) -> R,
     ) -> Result<R, String> {
         self.entries += 1;
-        // The pool a grant table grows from (`setup_table`, `set_version(2)`).
-        let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
-        for f in self.free_grant_frames() {
-            let _ = pool.free(crate::domain::pool::one(f));
-        }
+        // The pool: the grant-table frames no table holds, for a table to grow into
+        // (`setup_table`, `set_version(2)`); nothing else.
+        let mut pool = Sink(self.free_grant_frames());
         let (me, events, grants, others) = self
             .set
             .split(s)
@@ -834,5 +832,35 @@ impl World {
             }
         }
         out
+    }
+}
+
+/// The pool a hypercall sees in the world: it hands out only the grant-table frames no table
+/// holds (single frames, for a table to grow into; any slot's, as the arch layer's pool hands
+/// out any free frame), and a frame given back stays free in the frame table without being
+/// handed out again. Every other frame keeps its home slot (`check_owners`): a frame of a dead
+/// domain that a call released (its last reference gone) and then handed to another domain in
+/// the same call would be legitimate, but would make the slot's next domain find part of its
+/// memory taken.
+struct Sink(Vec<Mfn>);
+
+impl crate::mm::frame_alloc::FramePool for Sink {
+    fn take(
+        &mut self,
+        _mem: &mut dyn crate::mm::MachineMemoryMut,
+        order: u32,
+        _limit: Option<Mfn>,
+    ) -> Option<Mfn> {
+        if order == 0 {
+            self.0.pop()
+        } else {
+            None
+        }
+    }
+
+    fn give_back(&mut self, _mem: &mut dyn crate::mm::MachineMemoryMut, _mfn: Mfn) {}
+
+    fn free_frames(&self) -> u64 {
+        self.0.len() as u64
     }
 }
