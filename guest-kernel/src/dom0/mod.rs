@@ -183,11 +183,13 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     while (stay || !d.ctx.doms.is_empty()) && !d.poweroff {
         d.pass();
     }
-    let (arenas, size, used) = heap::usage();
+    let heap = heap::usage();
     println!(
-        "dom0: heap {} KiB in {arenas} arena(s) taken from free pages, {} KiB in use",
-        size >> 10,
-        used >> 10
+        "dom0: heap {} KiB in {} arena(s) taken from free pages, {} KiB in use, {} KiB at most",
+        heap.size >> 10,
+        heap.arenas,
+        heap.used >> 10,
+        heap.peak >> 10
     );
     println!("services: no domU left, powering off");
     SHUTDOWN_poweroff
