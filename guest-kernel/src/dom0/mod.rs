@@ -24,6 +24,7 @@ pub mod blkdev;
 mod console;
 mod console_daemon;
 mod demo;
+mod grant_map;
 mod net;
 mod netback;
 mod netdev;
@@ -32,6 +33,7 @@ pub mod pci;
 mod service;
 mod shell;
 mod toolstack;
+mod virtio_blk;
 mod xenstore;
 mod xenstored;
 

@@ -103,7 +103,7 @@ pub fn start(
     for r in map.iter() {
         let _ = e820.push((r.base.0, r.len, r.kind.e820_type()));
     }
-    let mut mem = DirectMap;
+    let mut mem = DirectMap::new();
 
     // The read-only machine-to-phys table every PV guest can read at MACH2PHYS_VIRT_START.
     let m2p_frames = (max_ram_page * 8).div_ceil(4096);
@@ -250,7 +250,7 @@ pub fn start(
     };
     let m2p_base = m2p.maddr().0;
     let built = match build::build(&mut mem, &mut frames, &params, |mfn, pfn| {
-        let _ = DirectMap.write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
+        let _ = DirectMap::new().write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
     }) {
         Ok(b) => b,
         Err(e) => refuse(format_args!("dom0 kernel {path} refused: {e}")),
