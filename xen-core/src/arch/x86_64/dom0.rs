@@ -348,6 +348,22 @@ pub fn start(
         });
     }
     printk!("free memory before domUs: {} frames\n", pool.free_frames());
+    // What each domain costs the hypervisor besides its own pages: the slot's static state
+    // (paid for every slot, used or not) and, per domain, shared_info and the grant-table frames
+    // its build took ("all N frames returned" counts them when it is gone).
+    {
+        use core::mem::size_of;
+        let entry = size_of::<Option<DomainEntry>>();
+        let ports = size_of::<xen_core::evtchn::PortTable>();
+        let grants = size_of::<xen_core::gnttab::GrantTable>();
+        let save = super::context::SAVE_BYTES_PER_SLOT;
+        let alloc = size_of::<Option<xen_core::domain::pool::Alloc>>();
+        printk!(
+            "memory per domain slot: {} bytes static (domain {entry}, event channels {ports}, grant table {grants}, vCPU save areas {save}, pool record {alloc}), {} slots\n",
+            entry + ports + grants + save + alloc,
+            xen_core::domain::set::MAX_DOMAINS
+        );
+    }
     for i in 1..pool.modules.len() {
         // An initrd module belongs to the kernel before it; one after another initrd has none.
         if xen_core::cmdline::is_initrd_module(&pool.modules[i].string) {
