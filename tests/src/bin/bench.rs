@@ -19,14 +19,23 @@
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
 //!   and then a domU does the same through blkfront/blkback (`blk-bench`: 1 MiB calls, split
-//!   into 11-page requests, up to 16 in flight), on a fresh 32 MiB image; with the event
-//!   notifications per request on both sides, requests in flight and grant-copy hypercalls per
-//!   request (BlkFront and BlkBack counters). `--blk` runs this section alone.
+//!   into indirect requests of 32 pages, up to 16 in flight), on a fresh 32 MiB image, twice:
+//!   with persistent grants (the back end maps the front end's pages once, the device DMAs into
+//!   them), then over a fresh connection without (each batch's grants mapped and unmapped);
+//!   the ratios to dom0 direct are of the same run; with the event notifications per request
+//!   on both sides, requests in flight, grant-copy and map/unmap hypercalls per request and how
+//!   each request's data moved (BlkFront and BlkBack counters). `--blk` runs this section alone.
 //!
 //! - Network (ours only): dom0 with its virtio-net NIC and one domU; the host's TCP echo of
 //!   64 MiB (every byte checked) and 1-byte round trips to dom0 directly and to the domU through
 //!   the bridge, netback and netfront; netback's events, notifications and grant-copy calls per
 //!   packet, the domU's netfront counters.
+//!
+//! - Scale (ours only): dom0 + 64 domUs of 4 MiB in 512 MiB, each doing its ping-pong and grant
+//!   copy with dom0: the hypervisor's build of them, each domU from its build to done (median,
+//!   slowest), all of them (total, per domU), QEMU start to the last one destroyed, in wall clock
+//!   and QEMU CPU time; the hypervisor's memory per domain (static slot + frames) and dom0's
+//!   heap. `--scale` runs this section alone.
 //!
 //! - icount mode (TCG only): the null hypercall and the page-table updates again under
 //!   `-icount shift=0,sleep=off`, where a TSC cycle is one guest instruction: exact figures, the
@@ -255,9 +264,19 @@ fn two_domains() -> Option<(String, String)> {
     Some((find("bench evtchn_rtt")?, find("bench grant_copy")?))
 }
 
-/// dom0 on its disk directly, then a domU through the split driver: the `bench blkdev`,
-/// `bench blk` and `bench blkback` lines.
-fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
+/// The block section's counter lines: dom0 direct (`bench blkdev`), then per domU pass
+/// (persistent grants, then none) the front end's `bench blk` and the back end's
+/// `bench blkback dom=1`.
+type Fields = std::collections::BTreeMap<String, String>;
+struct Block {
+    dev: Fields,
+    /// (front end, back end) of each pass.
+    passes: Vec<(Fields, Fields)>,
+}
+
+/// dom0 on its disk directly, then a domU through the split driver, twice (with persistent
+/// grants, then without): the `bench blkdev`, `bench blk` and `bench blkback` lines.
+fn block() -> Option<Block> {
     let disk = build_dir().join(format!("bench-disk-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 32 << 20]).ok()?;
     let b = Boot {
@@ -287,14 +306,21 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
             return None;
         }
     };
-    let find = |p: &str| run.log.iter().find(|l| l.contains(p)).map(|l| fields(l));
-    let r = (
-        find("bench blkdev "),
-        find("bench blk "),
-        find("bench blkback dom=1"),
-    );
-    match r {
-        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+    let all = |p: &str| -> Vec<Fields> {
+        run.log
+            .iter()
+            .filter(|l| l.contains(p))
+            .map(|l| fields(l))
+            .collect()
+    };
+    let dev = all("bench blkdev ").into_iter().next();
+    let fronts = all("bench blk mode=");
+    let backs = all("bench blkback dom=1 ");
+    match dev {
+        Some(dev) if fronts.len() == 2 && backs.len() == 2 => Some(Block {
+            dev,
+            passes: fronts.into_iter().zip(backs).collect(),
+        }),
         _ => {
             eprintln!("bench: block run incomplete:\n{}", run.log.join("\n"));
             None
@@ -302,70 +328,134 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
     }
 }
 
-/// The block section's tables (dom0 direct next to the domU, then the split driver's counters).
-fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
-    match blk {
-        Some([dev, front, back]) => {
-            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
-                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
-            };
-            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
-            println!("|---|---|---|");
-            for (name, key) in [
-                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
-                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
-                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
-            ] {
-                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
-            }
-            println!(
-                "| dom0 direct: virtio interrupts / poll timeouts | {} / {} |",
-                get(dev, "interrupts"),
-                get(dev, "poll_timeouts")
-            );
-            println!();
-            println!("| split-driver counter (whole blk-bench run) | value |");
-            println!("|---|---|");
-            println!("| requests | {} |", get(front, "requests"));
-            println!(
-                "| front end: notifications sent per request | {} |",
-                get(front, "notifications_per_request")
-            );
-            println!(
-                "| front end: waits for an event per request | {} |",
-                get(front, "waits_per_request")
-            );
-            println!(
-                "| back end: events received per request | {} |",
-                get(back, "events_per_request")
-            );
-            println!(
-                "| back end: notifications sent per request | {} |",
-                get(back, "notifications_per_request")
-            );
-            println!(
-                "| front end: requests in flight when one is sent, mean / max | {} / {} |",
-                get(front, "mean_in_flight"),
-                get(front, "max_in_flight")
-            );
-            println!(
-                "| back end: requests per disk batch (in flight at the device), mean / max | {} / {} |",
-                get(back, "requests_per_disk_batch"),
-                get(back, "max_disk_batch")
-            );
-            println!(
-                "| indirect requests (front end sent / back end read) | {} / {} |",
-                get(front, "indirect_requests"),
-                get(back, "indirect_requests")
-            );
-            println!(
-                "| back end: grant-copy hypercalls (per request) | {} ({}) |",
-                get(back, "grant_copy_hypercalls"),
-                get(back, "grant_copy_hypercalls_per_request")
-            );
-        }
-        None => println!("(no block figures: the run failed)"),
+/// The block section's tables (dom0 direct next to the domU's two passes, with same-run ratios,
+/// then the split driver's counters per pass).
+fn print_block(blk: &Option<Block>) {
+    let Some(Block { dev, passes }) = blk else {
+        println!("(no block figures: the run failed)");
+        return;
+    };
+    let get = |m: &Fields, k: &str| m.get(k).cloned().unwrap_or_else(|| "n/a".into());
+    let ratio = |a: &Fields, b: &Fields, k: &str| match (
+        a.get(k).and_then(|v| v.parse::<f64>().ok()),
+        b.get(k).and_then(|v| v.parse::<f64>().ok()),
+    ) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.0} %", 100.0 * x / y),
+        _ => "n/a".into(),
+    };
+    println!(
+        "| figure | dom0 direct (virtio-blk) | domU, persistent grants | ratio | domU, no persistent grants | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, key) in [
+        ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
+        ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
+        ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
+    ] {
+        let (p, n) = (&passes[0].0, &passes[1].0);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            get(dev, key),
+            get(p, key),
+            ratio(p, dev, key),
+            get(n, key),
+            ratio(n, dev, key)
+        );
     }
+    println!(
+        "| dom0 direct: virtio interrupts / poll timeouts | {} / {} | | | | |",
+        get(dev, "interrupts"),
+        get(dev, "poll_timeouts")
+    );
+    println!();
+    println!(
+        "| split-driver counter (each blk-bench pass) | persistent grants | no persistent grants |"
+    );
+    println!("|---|---|---|");
+    let row = |name: &str, f: &dyn Fn(&Fields, &Fields) -> String| {
+        println!(
+            "| {name} | {} | {} |",
+            f(&passes[0].0, &passes[0].1),
+            f(&passes[1].0, &passes[1].1)
+        );
+    };
+    row("persistent grants used (front end / back end)", &|f, b| {
+        format!("{} / {}", get(f, "persistent"), get(b, "persistent"))
+    });
+    row("requests", &|f, _| get(f, "requests"));
+    row("front end: notifications sent per request", &|f, _| {
+        get(f, "notifications_per_request")
+    });
+    row("front end: waits for an event per request", &|f, _| {
+        get(f, "waits_per_request")
+    });
+    row("back end: events received per request", &|_, b| {
+        get(b, "events_per_request")
+    });
+    row("back end: notifications sent per request", &|_, b| {
+        get(b, "notifications_per_request")
+    });
+    row(
+        "front end: requests in flight when one is sent, mean / max",
+        &|f, _| format!("{} / {}", get(f, "mean_in_flight"), get(f, "max_in_flight")),
+    );
+    row(
+        "back end: requests per disk batch (in flight at the device), mean / max",
+        &|_, b| {
+            format!(
+                "{} / {}",
+                get(b, "requests_per_disk_batch"),
+                get(b, "max_disk_batch")
+            )
+        },
+    );
+    row(
+        "indirect requests (front end sent / back end read)",
+        &|f, b| {
+            format!(
+                "{} / {}",
+                get(f, "indirect_requests"),
+                get(b, "indirect_requests")
+            )
+        },
+    );
+    row(
+        "back end: reads and writes by DMA / copied through mappings / grant-copied",
+        &|_, b| {
+            format!(
+                "{} / {} / {}",
+                get(b, "dma_requests"),
+                get(b, "mapped_copy_requests"),
+                get(b, "grant_copy_requests")
+            )
+        },
+    );
+    row("back end: grant-copy hypercalls (per request)", &|_, b| {
+        format!(
+            "{} ({})",
+            get(b, "grant_copy_hypercalls"),
+            get(b, "grant_copy_hypercalls_per_request")
+        )
+    });
+    row("back end: map + unmap hypercalls (per request)", &|_, b| {
+        format!(
+            "{} + {} ({})",
+            get(b, "map_hypercalls"),
+            get(b, "unmap_hypercalls"),
+            get(b, "map_unmap_hypercalls_per_request")
+        )
+    });
+    row(
+        "back end: grants mapped persistently / for one batch / unmapped",
+        &|_, b| {
+            format!(
+                "{} / {} / {}",
+                get(b, "persistent_maps"),
+                get(b, "grant_maps"),
+                get(b, "grant_unmaps")
+            )
+        },
+    );
 }
 
 fn main() -> ExitCode {
@@ -382,6 +472,14 @@ fn main() -> ExitCode {
         let blk = block();
         print_block(&blk);
         return if blk.is_some() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    // `bench --scale`: the scale section alone (`make bench BENCH_ARGS=--scale`).
+    if std::env::args().any(|a| a == "--scale") {
+        return if print_scale() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -565,7 +663,9 @@ fn main() -> ExitCode {
     println!();
     print_block(&blk);
     let net = print_network();
+    let scale = print_scale();
     if net
+        && scale
         && domains.is_some()
         && blk.is_some()
         && ours.boot_ms.is_some()
@@ -881,4 +981,187 @@ fn print_network() -> bool {
         );
     }
     true
+}
+
+/// domUs the scale section boots (the figure: 64 of 4 MiB next to dom0 in 512 MiB).
+const SCALE_DOMUS: usize = 64;
+/// Memory of each, MiB.
+const SCALE_MEM_MIB: u64 = 4;
+
+/// Scale (ours only): dom0 + [`SCALE_DOMUS`] domUs of [`SCALE_MEM_MIB`] MiB from one boot module
+/// (`copies=`), each doing its event-channel ping-pong and grant copy with dom0 (and reading its
+/// vbd), then destroyed by dom0. Times come from when the serial lines arrived (wall clock) and
+/// QEMU's CPU time then: the hypervisor building them (`*** Built dN`), each domU from its build
+/// to dom0's `dN ping-pong 20 ok, grant copy 4096 bytes ok` (median and slowest), all of them
+/// from the first build to the last one done (total and per domU), and QEMU start to dom0
+/// powering off with every domU destroyed. Memory: the hypervisor's static slot per domain (it
+/// prints the sizes) plus the frames a domU held beyond its own pages (`all N frames returned`),
+/// and dom0's heap. Returns whether every domU did its work.
+fn print_scale() -> bool {
+    let b = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), String::new()),
+            (
+                guest_kernel_image(),
+                format!("name=vm mem={SCALE_MEM_MIB}M copies={SCALE_DOMUS} pingpong=20"),
+            ),
+        ],
+        timeout: Duration::from_secs(600),
+        qemu_extra: Vec::new(),
+    };
+    println!();
+    println!(
+        "Scale on ours: dom0 + {SCALE_DOMUS} domUs of {SCALE_MEM_MIB} MiB in 512 MiB, each ping-pong (20 round trips) and grant copy with dom0 ({}):",
+        xtests::accel().name()
+    );
+    println!();
+    let run = match b.run() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("(scale: {e})");
+            return false;
+        }
+    };
+    let at = |p: &str| run.log.iter().position(|l| l.contains(p));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let built: Vec<Option<usize>> = (1..=SCALE_DOMUS)
+        .map(|id| at(&format!("*** Built d{id} (vm{id})")))
+        .collect();
+    let done: Vec<Option<usize>> = (1..=SCALE_DOMUS)
+        .map(|id| {
+            at(&format!(
+                "dom0: d{id} ping-pong 20 ok, grant copy 4096 bytes ok"
+            ))
+        })
+        .collect();
+    let verified = (1..=SCALE_DOMUS)
+        .filter(|id| {
+            at(&format!(
+                "(d{id}) domU: ping-pong 20 round trips ok, grant copy verified"
+            ))
+            .is_some()
+        })
+        .count();
+    let ok = done.iter().filter(|d| d.is_some()).count();
+    println!("| figure | wall clock | QEMU CPU time |");
+    println!("|---|---|---|");
+    println!(
+        "| domUs that booted, ping-ponged and grant-copied with dom0 (dom0's count / the domUs' own) | {ok} / {verified} of {SCALE_DOMUS} | |"
+    );
+    // One figure from line `a` to line `b`, in wall and CPU milliseconds.
+    let span = |a: usize, b: usize| {
+        let wall = ms(run.arrived[b].saturating_sub(run.arrived[a]));
+        let cpu = (!run.cpu[a].is_zero() && !run.cpu[b].is_zero())
+            .then(|| ms(run.cpu[b].saturating_sub(run.cpu[a])));
+        (wall, cpu)
+    };
+    let cell = |v: Option<f64>, div: f64| v.map_or("n/a".into(), |v| format!("{:.1} ms", v / div));
+    let n = SCALE_DOMUS as f64;
+    if let (Some(start), Some(Some(last_built))) = (at("free memory before domUs"), built.last()) {
+        let (w, c) = span(start, *last_built);
+        println!(
+            "| the hypervisor builds the {SCALE_DOMUS} domUs: total / per domU | {:.1} ms / {:.2} ms | {} / {} |",
+            w,
+            w / n,
+            cell(c, 1.0),
+            cell(c, n)
+        );
+    }
+    // Each domU from its build to dom0's line that its ping-pong and grant copy are done.
+    let mut lat_wall: Vec<u64> = Vec::new();
+    let mut lat_cpu: Vec<u64> = Vec::new();
+    for (b, d) in built.iter().zip(&done) {
+        if let (Some(b), Some(d)) = (b, d) {
+            let (w, c) = span(*b, *d);
+            lat_wall.push((w * 1000.0) as u64);
+            if let Some(c) = c {
+                lat_cpu.push((c * 1000.0) as u64);
+            }
+        }
+    }
+    let us = |v: Option<u64>| v.map_or("n/a".into(), |v| format!("{:.1} ms", v as f64 / 1000.0));
+    println!(
+        "| each domU, built -> its ping-pong and grant copy done: median / slowest | {} / {} | {} / {} |",
+        us(median(&lat_wall)),
+        us(lat_wall.iter().max().copied()),
+        us(median(&lat_cpu)),
+        us(lat_cpu.iter().max().copied())
+    );
+    let last_done = done.iter().flatten().max().copied();
+    if let (Some(Some(first)), Some(last)) = (built.first(), last_done) {
+        let (w, c) = span(*first, last);
+        println!(
+            "| all of them, first built -> last done: total / per domU | {:.1} ms / {:.2} ms | {} / {} |",
+            w,
+            w / n,
+            cell(c, 1.0),
+            cell(c, n)
+        );
+    }
+    if let Some(off) = at("services: no domU left, powering off") {
+        let cpu = run.cpu[off];
+        println!(
+            "| QEMU start -> every domU destroyed, dom0 powering off | {:.1} ms | {} |",
+            ms(run.arrived[off]),
+            if cpu.is_zero() {
+                "n/a".into()
+            } else {
+                format!("{:.1} ms", ms(cpu))
+            }
+        );
+    }
+    println!();
+    // Memory: the static slot (printed by the hypervisor) and the frames beyond the domU's pages.
+    let slot = run.log.iter().find_map(|l| {
+        let rest = l.split("memory per domain slot: ").nth(1)?;
+        Some((
+            rest.split(' ').next()?.parse::<u64>().ok()?,
+            rest.to_string(),
+        ))
+    });
+    let pages = SCALE_MEM_MIB * 256;
+    let returned: Vec<u64> = run
+        .log
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split(": all ").nth(1)?;
+            let n: u64 = rest.split(' ').next()?.parse().ok()?;
+            rest.contains("frames returned to the free pool")
+                .then_some(n)
+        })
+        .collect();
+    let extra = median(&returned).map(|n| n.saturating_sub(pages));
+    println!("| hypervisor memory per domain | bytes |");
+    println!("|---|---|");
+    match &slot {
+        Some((bytes, _)) => {
+            println!("| static slot (paid for every slot, used or not) | {bytes} |")
+        }
+        None => println!("| static slot | n/a |"),
+    }
+    match extra {
+        Some(f) => println!(
+            "| frames beyond the domU's own {pages} pages (shared_info, grant table), median of {} domUs | {} ({f} frames) |",
+            returned.len(),
+            f * 4096
+        ),
+        None => println!("| frames beyond the domU's own pages | n/a |"),
+    }
+    if let (Some((bytes, _)), Some(f)) = (&slot, extra) {
+        let total = bytes + f * 4096;
+        println!(
+            "| **total** (goal: 64 KiB) | **{total} ({:.1} KiB)** |",
+            total as f64 / 1024.0
+        );
+    }
+    println!();
+    if let Some((_, detail)) = &slot {
+        println!("hypervisor: memory per domain slot: {detail}");
+    }
+    if let Some(l) = run.log.iter().find(|l| l.starts_with("dom0: heap ")) {
+        println!("{l}");
+    }
+    ok == SCALE_DOMUS && verified == SCALE_DOMUS
 }

@@ -220,8 +220,17 @@ impl FlushRequest {
     }
 
     /// Whether nothing is asked.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        *self == FlushRequest::default()
+        // Field by field (a comparison with `default()` would build one and compare the
+        // vectors): asked on every hypercall's way out.
+        let FlushRequest {
+            local_flush,
+            invlpg,
+            new_cr3,
+            cache_flush,
+        } = self;
+        !*local_flush && invlpg.is_empty() && new_cr3.is_none() && !*cache_flush
     }
 
     /// Adds what `other` asks (already counted where it was asked).
@@ -479,6 +488,7 @@ pub const EVTCHN_FRAMES: usize = hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPU
 
 impl Vcpu {
     /// The machine address of the `vcpu_info` the guest registered, if it moved it.
+    #[inline]
     pub fn vcpu_info_maddr(&self) -> Option<crate::mm::Maddr> {
         self.vcpu_info
             .map(|(mfn, off)| crate::mm::Maddr(mfn.maddr().0 + u64::from(off)))
