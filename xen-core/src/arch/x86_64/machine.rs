@@ -51,6 +51,9 @@ impl DirectMap {
     #[inline(always)]
     fn virt_memo(&self, memo: &PageMemo, addr: Maddr, len: usize, remember: bool) -> Option<u64> {
         if memo.covers(addr, len) {
+            // What passed once passes for ever (debug builds check the invariant the memo rests
+            // on, so a later change to what `virt` refuses trips here).
+            debug_assert!(self.virt(addr, len).is_some(), "stale direct-map memo");
             return Some(layout::DIRECTMAP_VIRT_START + addr.0);
         }
         if remember {

@@ -191,8 +191,17 @@ fn normal_pt_update(
     let gmfn = Mfn(ptr >> 12);
     let pt_owner_o = Owner::Domain(pt_owner.id);
     let f = match pt.mm.frames.get(gmfn) {
-        // Referenced by this batch already: still `pt_owner`'s (`pt_owner` is the batch's).
-        Some(f) if *held == Some(gmfn) => *f,
+        // Referenced by this batch already: still `pt_owner`'s (`pt_owner` is the batch's, and
+        // no operation of an `mmu_update` batch changes a frame's owner: one that steals or
+        // transfers frames added to this loop must drop `held` first).
+        Some(f) if *held == Some(gmfn) => {
+            debug_assert_eq!(
+                f.owner(),
+                pt_owner_o,
+                "a held table changed owner mid-batch"
+            );
+            *f
+        }
         _ => {
             let Some(f) = pt.mm.frames.get_page_info(gmfn, pt_owner_o, pt.perf) else {
                 return Err(Errno::EINVAL); // "Could not get page for normal update"
