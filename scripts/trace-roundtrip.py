@@ -1,0 +1,101 @@
+# gdb script for `scripts/trace-roundtrip.sh`: where the guest instructions of one event-channel
+# round trip go (dom0 <-> domU ping-pong, `make bench`'s two-domain run). QEMU runs under
+# `-icount shift=0,sleep=off` with its gdb stub; this script lets dom0's ping handler run to its
+# steady state, then single-steps everything (both guests and the hypervisor) from one entry of
+# dom0's `pinged` to the next, and prints the segments (each stay in the hypervisor or in a
+# guest) with their instruction counts and, per hypervisor entry, the functions that cost most.
+import collections
+import os
+
+import gdb
+
+XEN_SYMS = os.environ["TRACE_XEN_SYMS"]
+GUEST = os.environ["TRACE_GUEST"]
+PORT = os.environ.get("TRACE_GDB_PORT", "1298")
+BREAK = os.environ.get("TRACE_BREAK", "guest_kernel::dom0::demo::Demo::pinged")
+SKIP = int(os.environ.get("TRACE_SKIP", "100"))
+TOP = int(os.environ.get("TRACE_TOP", "12"))
+# Round trips to trace one after the other (the first `SKIP` let pass).
+ROUNDS = int(os.environ.get("TRACE_ROUNDS", "3"))
+
+gdb.execute("set pagination off")
+gdb.execute("set confirm off")
+gdb.execute("set architecture i386:x86-64")
+gdb.execute("file " + XEN_SYMS)
+gdb.execute("add-symbol-file " + GUEST)
+gdb.execute("target remote localhost:" + PORT)
+gdb.execute("hbreak " + BREAK, to_string=True)
+for _ in range(SKIP):
+    gdb.execute("continue", to_string=True)
+gdb.execute("delete")
+start = int(gdb.parse_and_eval("$pc")) & 0xFFFFFFFFFFFFFFFF
+
+names = {}
+
+
+def name(pc):
+    if pc not in names:
+        s = gdb.execute("info symbol 0x%x" % pc, to_string=True).strip()
+        names[pc] = s.split(" in section")[0].rsplit(" + ", 1)[0]
+    return names[pc]
+
+
+HV = 0x8000_0000_0000_0000
+
+
+def cr3():
+    try:
+        return int(gdb.parse_and_eval("$cr3")) & 0xFFFFFFFFFFFFF000
+    except gdb.error:
+        return 0
+
+
+def one_round():
+    """Every instruction until dom0's `pinged` is entered again, with the CR3 of each guest
+    stretch (which domain it was)."""
+    pcs = []
+    spaces = []
+    gdb.execute("stepi", to_string=True)
+    was_hv = True
+    while True:
+        pc = int(gdb.parse_and_eval("$pc")) & 0xFFFFFFFFFFFFFFFF
+        if pc == start or len(pcs) > 400000:
+            return pcs, spaces
+        hv = pc >= HV
+        if not hv and was_hv:
+            spaces.append(cr3())
+        was_hv = hv
+        pcs.append(pc)
+        gdb.execute("stepi", to_string=True)
+
+
+all_fn = collections.Counter()
+dom0_cr3 = cr3()
+for r in range(ROUNDS):
+    pcs, spaces = one_round()
+    segs = []
+    for pc in pcs:
+        hv = pc >= HV
+        if not segs or segs[-1][0] != hv:
+            segs.append((hv, []))
+        segs[-1][1].append(pc)
+    total_hv = sum(len(s) for h, s in segs if h)
+    print("trace: round trip %d: %d instructions, %d in the hypervisor over %d entries, %d in guests"
+          % (r, len(pcs), total_hv, sum(1 for h, _ in segs if h), len(pcs) - total_hv))
+    gi = 0
+    for i, (hv, s) in enumerate(segs):
+        per_fn = collections.Counter(name(pc) for pc in s)
+        if hv:
+            all_fn.update(per_fn)
+            who = "HV   "
+        else:
+            c = spaces[gi] if gi < len(spaces) else 0
+            gi += 1
+            who = "dom0 " if c == dom0_cr3 else "domU "
+        print("trace: seg %2d %s %6d  first=%s last=%s" % (i, who, len(s), name(s[0])[:60], name(s[-1])[:60]))
+        for fn, n in per_fn.most_common(TOP if hv else 5):
+            print("trace:          %6d  %s" % (n, fn[:110]))
+print("trace: hypervisor functions over the %d round trips:" % ROUNDS)
+for fn, n in all_fn.most_common(70):
+    print("trace:   %6d  %s" % (n, fn[:120]))
+gdb.execute("kill")
