@@ -31,13 +31,47 @@ gdb.execute("delete")
 start = int(gdb.parse_and_eval("$pc")) & 0xFFFFFFFFFFFFFFFF
 
 names = {}
+starts = {}
 
 
 def name(pc):
     if pc not in names:
         s = gdb.execute("info symbol 0x%x" % pc, to_string=True).strip()
-        names[pc] = s.split(" in section")[0].rsplit(" + ", 1)[0]
+        s = s.split(" in section")[0]
+        names[pc] = s.rsplit(" + ", 1)[0]
+        starts[pc] = " + " not in s
     return names[pc]
+
+
+callers = collections.Counter()
+
+
+def inclusive(steps):
+    """Per function, the instructions spent in it and in what it called (a call is a function's
+    first instruction reached with RSP 8 lower; a return, RSP above the frame's)."""
+    incl = collections.Counter()
+    callers.clear()
+    stack = []
+    prev_sp = None
+    for pc, sp in steps:
+        while stack and sp > stack[-1][1]:
+            stack.pop()
+        fn = name(pc)
+        if starts[pc]:
+            if prev_sp is not None and sp == prev_sp - 8:
+                stack.append((fn, sp))
+            elif stack:
+                stack[-1] = (fn, stack[-1][1])
+            else:
+                stack.append((fn, sp))
+        elif not stack:
+            stack.append((fn, sp))
+        for f in set(f for f, _ in stack) | {fn}:
+            incl[f] += 1
+        if fn in ("memset", "memcpy", "memcmp") and len(stack) >= 2:
+            callers[fn + " <- " + stack[-2][0]] += 1
+        prev_sp = sp
+    return incl
 
 
 HV = 0x8000_0000_0000_0000
@@ -54,31 +88,36 @@ def one_round():
     """Every instruction until dom0's `pinged` is entered again, with the CR3 of each guest
     stretch (which domain it was)."""
     pcs = []
+    sps = []
     spaces = []
     gdb.execute("stepi", to_string=True)
     was_hv = True
     while True:
         pc = int(gdb.parse_and_eval("$pc")) & 0xFFFFFFFFFFFFFFFF
         if pc == start or len(pcs) > 400000:
-            return pcs, spaces
+            return pcs, sps, spaces
         hv = pc >= HV
         if not hv and was_hv:
             spaces.append(cr3())
         was_hv = hv
         pcs.append(pc)
+        sps.append(int(gdb.parse_and_eval("$sp")) & 0xFFFFFFFFFFFFFFFF if hv else 0)
         gdb.execute("stepi", to_string=True)
 
 
 all_fn = collections.Counter()
 dom0_cr3 = cr3()
 for r in range(ROUNDS):
-    pcs, spaces = one_round()
+    pcs, sps, spaces = one_round()
     segs = []
-    for pc in pcs:
+    segsp = []
+    for pc, sp in zip(pcs, sps):
         hv = pc >= HV
         if not segs or segs[-1][0] != hv:
             segs.append((hv, []))
+            segsp.append([])
         segs[-1][1].append(pc)
+        segsp[-1].append((pc, sp))
     total_hv = sum(len(s) for h, s in segs if h)
     print("trace: round trip %d: %d instructions, %d in the hypervisor over %d entries, %d in guests"
           % (r, len(pcs), total_hv, sum(1 for h, _ in segs if h), len(pcs) - total_hv))
@@ -95,6 +134,12 @@ for r in range(ROUNDS):
         print("trace: seg %2d %s %6d  first=%s last=%s" % (i, who, len(s), name(s[0])[:60], name(s[-1])[:60]))
         for fn, n in per_fn.most_common(TOP if hv else 5):
             print("trace:          %6d  %s" % (n, fn[:110]))
+        if hv:
+            print("trace:        inclusive:")
+            for fn, n in inclusive(segsp[i]).most_common(TOP * 2):
+                print("trace:          %6d  %s" % (n, fn[:110]))
+            for fn, n in callers.most_common(8):
+                print("trace:          %6d  %s" % (n, fn[:110]))
 print("trace: hypervisor functions over the %d round trips:" % ROUNDS)
 for fn, n in all_fn.most_common(70):
     print("trace:   %6d  %s" % (n, fn[:120]))
