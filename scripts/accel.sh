@@ -44,7 +44,8 @@ if [ ! -f "$image" ]; then
 fi
 
 log=$(mktemp)
-timeout 30 "$qemu" -accel kvm -cpu host -m 64 -display none -serial stdio -monitor none \
+cpu=$(QEMU=$qemu bash "$(dirname "$0")/kvm-cpu.sh")
+timeout 30 "$qemu" -accel kvm -cpu "$cpu" -m 64 -display none -serial stdio -monitor none \
     -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -kernel "$image" -append "console=com1 selftest=cpl" >"$log" 2>&1 </dev/null
 status=$?

@@ -21,6 +21,6 @@ qemu-system-x86_64 -m 512 -display none -serial "file:$log" -monitor none -no-re
 qemu=$!
 trap 'kill $qemu 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$PORT " && break; sleep 0.1; done
-PROFILE_XEN_SYMS="$BUILD/xen-syms" PROFILE_GUEST="$BUILD/guest-kernel" PROFILE_GDB_PORT=$PORT \
+PROFILE_XEN_SYMS="$BUILD/xen-syms" PROFILE_GUEST="$BUILD/guest-kernel-syms" PROFILE_GDB_PORT=$PORT \
     timeout 600 gdb -q -batch -x scripts/profile-hypercall.py 2>&1 |
     sed -n 's/^profile: //p'

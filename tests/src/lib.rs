@@ -82,13 +82,34 @@ impl Accel {
         }
     }
 
-    /// QEMU's `-accel` and `-cpu` arguments for it.
+    /// QEMU's `-accel` and `-cpu` arguments for it (KVM: [`kvm_cpu`]'s model).
     pub fn qemu_args(self) -> [&'static str; 4] {
         match self {
             Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
-            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+            Accel::Kvm => ["-accel", "kvm", "-cpu", kvm_cpu()],
         }
     }
+}
+
+/// The `-cpu` model for KVM boots, asked once of `scripts/kvm-cpu.sh`: `host`, or
+/// `host,-arch-capabilities` where this host's KVM refuses the IA32_ARCH_CAPABILITIES value QEMU
+/// sets for `-cpu host` (QEMU would abort before the guest runs).
+pub fn kvm_cpu() -> &'static str {
+    static CPU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CPU.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kvm-cpu.sh");
+        let out = Command::new("bash").arg(script).output();
+        let model = out
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if model.is_empty() {
+            "host".to_string()
+        } else {
+            model
+        }
+    })
 }
 
 /// The accelerator `XTESTS_ACCEL` asks for (TCG when unset). A value that is neither `tcg` nor
@@ -805,7 +826,8 @@ mod tests {
         assert_eq!(Accel::parse("kvm"), Some(Accel::Kvm));
         assert_eq!(Accel::parse("KVM"), None);
         assert_eq!(Accel::parse("hvf"), None);
-        assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", "host"]);
+        assert_eq!(Accel::Kvm.qemu_args(), ["-accel", "kvm", "-cpu", kvm_cpu()]);
+        assert!(kvm_cpu().starts_with("host"));
         assert_eq!(Accel::Tcg.qemu_args(), ["-accel", "tcg", "-cpu", "max"]);
         assert_eq!(Accel::parse(Accel::Kvm.name()), Some(Accel::Kvm));
     }

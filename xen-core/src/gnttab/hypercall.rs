@@ -170,6 +170,11 @@ fn transfer<M: Machine + ?Sized>(
             &mut others,
             &op,
         );
+        // The TLB flush a steal owes (`gnttab_flush_tlb`) is this call's effect: left only on
+        // the vCPU, a way out that sees no effects would return to the guest with the stolen
+        // frame still in its TLB.
+        let owed = ctx.dom.vcpu_mut().flush.take();
+        ctx.fx.flush.merge(&owed);
         let field = at.field(offset_of!(GnttabTransfer, status));
         copy_to_guest(&mut ctx.guest(), field, &status).map_err(|_| Errno::EFAULT)?;
     }

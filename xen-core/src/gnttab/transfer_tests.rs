@@ -31,6 +31,8 @@ const EINVAL: i64 = -22;
 struct X {
     two: Two,
     set: Box<DomainSet>,
+    /// The effects the last call left for the way out.
+    fx: crate::ctx::Effects,
 }
 
 impl X {
@@ -56,7 +58,11 @@ impl X {
             two.doms[d].max_pages = 40;
         }
         two.check();
-        X { two, set }
+        X {
+            two,
+            set,
+            fx: Default::default(),
+        }
     }
 
     /// Swaps the domains between the test machine and the set (the set holds them while a
@@ -86,6 +92,7 @@ impl X {
         count: u64,
     ) -> (i64, Option<crate::ctx::Continuation>) {
         self.swap();
+        let mut fx = crate::ctx::Effects::default();
         self.two.m.cr3 = Some(self.set.guest(d).unwrap().dom.current_l4());
         let mut regs = Regs::default();
         let (me, events, grants, others) = self.set.split(d).unwrap();
@@ -99,15 +106,20 @@ impl X {
             others,
             regs: &mut regs,
             in_multicall: false,
-            fx: &mut Default::default(),
+            fx: &mut fx,
         };
-        let r = crate::hypercall::testing::call_once(
+        // As the hypercall way out does: the effects first, then the outcome built from them.
+        let rc = crate::hypercall::execute(
             &mut ctx,
             __HYPERVISOR_grant_table_op.into(),
             [cmd.into(), uop, count, 0, 0],
         );
+        let seen = ctx.fx.clone();
+        let out = crate::ctx::Outcome::from_effects(rc, core::mem::take(ctx.fx));
+        out.apply_effects(ctx.dom);
+        self.fx = seen;
         self.swap();
-        r
+        (out.rax(), out.continuation())
     }
 
     /// Transfers as domain 0 (its array at [`ARG`]): the result and each status.
@@ -510,4 +522,25 @@ fn a_frame_grant_mapped_by_another_domain_is_refused() {
     let (_, st) = x.transfer(&[op(GIVEN, 1, REF)]);
     assert_eq!(st[0], GNTST_okay);
     assert_eq!(x.frame(GIVEN).owner(), Owner::Domain(1));
+}
+
+/// The flush a steal owes is the call's effect, not a note on the vCPU: the hypercall way out
+/// skips its full pass (and the flush with it) when a call leaves no effects.
+#[test]
+fn a_transfer_owes_its_flush_as_an_effect_so_no_fast_way_out_skips_it() {
+    let mut x = X::new();
+    x.unmap_page(10);
+    x.entry(1, REF, GTF_accept_transfer, 0, PFN);
+    let (rc, st) = x.transfer(&[op(GIVEN, 1, REF)]);
+    assert_eq!((rc, st[0]), (0, GNTST_okay));
+    assert!(x.fx.flush.local_flush, "the steal's TLB flush is an effect");
+    assert!(!x.fx.nothing_to_do());
+    // (The way out makes it the vCPU's to owe, and does it.)
+    x.two.doms[0].vcpu_mut().flush.take();
+    // A refused element after the steal (no such receiver) owes the flush too.
+    x.unmap_page(11);
+    let (_, st) = x.transfer(&[op(base(0) + 11, 7, REF)]);
+    assert_eq!(st[0], GNTST_bad_domain);
+    assert!(x.fx.flush.local_flush);
+    x.two.check();
 }

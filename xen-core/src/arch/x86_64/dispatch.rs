@@ -150,7 +150,9 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 if ctx.fx.nothing_to_do() {
                     // (`ctx` is not used again on this branch: its borrows end here.)
                     regs.rax = rc as u64;
-                    fast = dom.shutdown.is_none();
+                    // A flush some call left on the vCPU itself (not as an effect) still has
+                    // to happen before the guest runs: only the full way out does it.
+                    fast = dom.shutdown.is_none() && dom.vcpu().flush.is_empty();
                 } else {
                     // The result into RAX, or the continuation into the registers; a crash; the
                     // TLB work the vCPU owes before it runs again.
