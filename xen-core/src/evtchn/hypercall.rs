@@ -188,7 +188,11 @@ impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, 'o
                 shared: &mut self.shared,
             };
             let other = other_view(m, g, ports, slot_a);
-            return Some(if a == self.id { (me, other) } else { (other, me) });
+            return Some(if a == self.id {
+                (me, other)
+            } else {
+                (other, me)
+            });
         }
         let (mut x, mut y) = (None, None);
         for (g, ports) in others.iter_mut() {
