@@ -313,7 +313,6 @@ fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: 
     let mut guest = SharedGuest { m: &m, l4 };
     let op = crate::ctx::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
-    drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
     use hypercall_abi::event_channel::{
         EVTCHNOP_bind_pirq, EVTCHNOP_close, EVTCHNOP_reset, EVTCHNOP_send,
