@@ -336,7 +336,7 @@ pub fn wait(timeout_ns: Option<u64>) {
         return;
     }
     if let (Some(t), Some(now)) = (timeout_ns, time::now_ns()) {
-        hc::set_timer_op(now + t);
+        time::arm_timeout(now + t, now);
     }
     // SCHEDOP_block unmasks upcalls and checks for pending events before blocking; the upcall
     // runs on the way out of the hypercall.
