@@ -219,9 +219,17 @@ impl FlushRequest {
         self.new_cr3 = Some(l4);
     }
 
-    /// Whether nothing is asked.
+    /// Whether nothing is asked (field by field: comparing with a default request built for
+    /// the purpose costs a copy of the whole `invlpg` list, on every way out).
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        *self == FlushRequest::default()
+        let FlushRequest {
+            local_flush,
+            invlpg,
+            new_cr3,
+            cache_flush,
+        } = self;
+        !*local_flush && invlpg.is_empty() && new_cr3.is_none() && !*cache_flush
     }
 
     /// Adds what `other` asks (already counted where it was asked).
