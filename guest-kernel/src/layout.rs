@@ -12,6 +12,8 @@
 //!                                         through the same L3 (the XenoLinux arrangement)
 //!   L4 slot 2        0x0100_0000_0000 ..  kernel scratch range (bench=pt-update, lab=pt-batching)
 //!   L4 slot 3        0x0180_0000_0000 ..  device MMIO: PCI BARs dom0 maps, uncached (blkdev)
+//!   L4 slot 4        0x0200_0000_0000 ..  windows: other domains' frames and grants dom0 maps
+//!                                         (`ring_page`), no memory of ours behind them
 //!   L4 slots 256-271 0xffff_8000_0000_0000 ..  Xen's, copied into every L4 it validates
 //! ```
 //!
@@ -30,6 +32,8 @@ pub const USER_SLOT: usize = 1;
 pub const SCRATCH_SLOT: usize = 2;
 /// L4 slot of device MMIO mappings (dom0's PCI BARs).
 pub const MMIO_SLOT: usize = 3;
+/// L4 slot of the windows other domains' pages are mapped at.
+pub const WINDOW_SLOT: usize = 4;
 /// Xen's reserved L4 slots (`HYPERVISOR_VIRT_START` .. `HYPERVISOR_VIRT_END`).
 pub const XEN_SLOTS: Range<usize> = 256..272;
 
@@ -50,6 +54,11 @@ pub const SCRATCH_END: u64 = 0x0000_0180_0000_0000;
 pub const MMIO_BASE: u64 = 0x0000_0180_0000_0000;
 /// End of the device MMIO range (exclusive).
 pub const MMIO_END: u64 = 0x0000_0200_0000_0000;
+
+/// Start of the window range.
+pub const WINDOW_BASE: u64 = 0x0000_0200_0000_0000;
+/// End of the window range (exclusive).
+pub const WINDOW_END: u64 = 0x0000_0280_0000_0000;
 
 /// The direct-map address of `pfn`.
 pub const fn direct_map_va(pfn: Pfn) -> u64 {
@@ -190,6 +199,8 @@ pub const fn slots_are_consistent() -> bool {
         && index(SCRATCH_END - 1, 4) == SCRATCH_SLOT
         && index(MMIO_BASE, 4) == MMIO_SLOT
         && index(MMIO_END - 1, 4) == MMIO_SLOT
+        && index(WINDOW_BASE, 4) == WINDOW_SLOT
+        && index(WINDOW_END - 1, 4) == WINDOW_SLOT
         && index(INIT_TEXT, 4) == USER_SLOT
         && index(INIT_STACK_TOP - 1, 4) == USER_SLOT
         && DIRECT_MAP_MAX_PAGES << 12 == USER_BASE
@@ -210,6 +221,7 @@ mod tests {
         assert!(slots_are_consistent());
         assert!(!XEN_SLOTS.contains(&USER_SLOT));
         assert!(!XEN_SLOTS.contains(&SCRATCH_SLOT));
+        assert!(!XEN_SLOTS.contains(&WINDOW_SLOT));
         assert_eq!(direct_map_va(Pfn(0x1c6)), 0x1c_6000);
     }
 

@@ -1,5 +1,5 @@
 //! Portable parts of the PV guest kernel: command-line parsing, page-table index arithmetic, the
-//! virtual address map, the frame allocator, `mmu_update` batching, the page-table workload's
+//! virtual address map, the frame allocator, the kernel heap's arena sizes, `mmu_update` batching, the page-table workload's
 //! parameters and result lines, the PV clock arithmetic, the demo protocol's pattern, the
 //! throughput arithmetic the block benchmarks print, the line formatting the console
 //! prints, the domU's TCP/IP services on smoltcp (`netstack`), the xenstore server
@@ -16,6 +16,7 @@ pub mod cmdline;
 pub mod demo;
 pub mod evtchn_fifo;
 pub mod frame_alloc;
+pub mod heap_policy;
 pub mod introduce;
 pub mod layout;
 pub mod line;

@@ -53,7 +53,7 @@ use self::shell::Shell;
 use self::toolstack::Toolstack;
 use self::xenstored::XenstoredPump;
 use crate::kernel::events::{self, Channel};
-use crate::kernel::{shared_info, time, traps};
+use crate::kernel::{heap, shared_info, time, traps};
 
 /// Whether the hypervisor reports any domain besides dom0 (services mode's trigger).
 pub fn has_domus() -> bool {
@@ -181,6 +181,12 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     while (stay || !d.ctx.doms.is_empty()) && !d.poweroff {
         d.pass();
     }
+    let (arenas, size, used) = heap::usage();
+    println!(
+        "dom0: heap {} KiB in {arenas} arena(s) taken from free pages, {} KiB in use",
+        size >> 10,
+        used >> 10
+    );
     println!("services: no domU left, powering off");
     SHUTDOWN_poweroff
 }

@@ -4,7 +4,8 @@
 //!
 //! - **Discovery**: `device/vbd` lists the devices dom0's toolstack created; each has `backend`
 //!   (the back end's directory) and `backend-id`. We watch the back end's `state`.
-//! - **Transport**: one ring page and [`DATA_PAGES`] data pages in .bss, granted read-write to the
+//! - **Transport**: one ring page in .bss and [`DATA_PAGES`] data pages taken from the frame
+//!   allocator on the first connect (not in the image: every domain would pay for them), granted read-write to the
 //!   back end's domain; an unbound event channel for it; `ring-ref`, `event-channel` and
 //!   `protocol` (`x86_64-abi`) written in the front-end directory. The ring is initialised
 //!   (`BlkFront::new`) before its reference is published.
@@ -35,11 +36,14 @@ use ring_drivers::blkif::{
 use ring_drivers::shared_page::SharedPage;
 use ring_drivers::xenbus::{Reply, Request};
 
+use guest_kernel::layout::direct_map_va;
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
+use spin::Once;
 
 use super::client::Client;
 use super::error::DomuError;
 use super::xenbus_front::{self, FrontLink, XenbusDevice};
+use crate::kernel::direct_map;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::grant;
 use crate::kernel::mm;
@@ -58,8 +62,26 @@ struct Page([u8; 4096]);
 
 /// The ring page; shared with the back end: reached only through raw pointers.
 static mut RING: Page = Page([0; 4096]);
-/// The data pages; shared with the back end (its grant copies write them): raw pointers only.
-static mut DATA: [Page; DATA_PAGES] = [const { Page([0; 4096]) }; DATA_PAGES];
+/// The data pages, taken from the frame allocator on the first connect and kept: direct-map
+/// address of the first of them and how many there are (consecutive). Shared with the back end
+/// (its grant copies write them): raw pointers only.
+static DATA: Once<(u64, usize)> = Once::new();
+
+/// Fewest data pages: one request of the most segments (`BLKIF_MAX_SEGMENTS_PER_REQUEST`).
+const MIN_DATA_PAGES: usize = 11;
+
+/// Takes the data pages (once; later calls return the same pages): [`DATA_PAGES`], or a quarter
+/// of the free frames when that is fewer (a 4 MiB domU has a few dozen), at least
+/// [`MIN_DATA_PAGES`].
+fn data_pages() -> Result<(u64, usize), DomuError> {
+    DATA.try_call_once(|| {
+        direct_map::init_memory().map_err(|_| DomuError::NoFrame("direct map"))?;
+        let n = DATA_PAGES.min(((mm::free_frames() / 4) as usize).max(MIN_DATA_PAGES));
+        let first = mm::alloc_contiguous(n as u64).ok_or(DomuError::NoFrame("data"))?;
+        Ok((direct_map_va(first), n))
+    })
+    .copied()
+}
 
 /// The indirect pages; shared with the back end (it grant-copies them): raw pointers only.
 static mut INDIRECT: [Page; INDIRECT_PAGES] = [const { Page([0; 4096]) }; INDIRECT_PAGES];
@@ -71,9 +93,9 @@ fn indirect_va(i: usize) -> u64 {
 }
 
 fn data_va(i: usize) -> u64 {
-    assert!(i < DATA_PAGES);
-    // SAFETY: address of an element of a static array; nothing is dereferenced.
-    unsafe { (&raw mut DATA[i]) as u64 }
+    let (base, n) = *DATA.get().expect("publish took the data pages");
+    assert!(i < n);
+    base + (i * 4096) as u64
 }
 
 fn ring_va() -> u64 {
@@ -84,12 +106,14 @@ fn ring_va() -> u64 {
 #[derive(Debug)]
 pub struct DataPages {
     grefs: [u32; DATA_PAGES],
+    /// How many of them there are (the first `count` of `grefs`).
+    count: usize,
     indirect: [u32; INDIRECT_PAGES],
 }
 
 impl GrantPages for DataPages {
     fn count(&self) -> usize {
-        DATA_PAGES
+        self.count
     }
 
     fn gref(&self, page: usize) -> u32 {
@@ -177,8 +201,9 @@ impl Blkfront {
         grant::init().map_err(DomuError::GrantTable)?;
         let dom = self.link.backend_id;
         let mfn = |va: u64| mm::va_to_mfn(va).ok_or(DomuError::NoFrame("page"));
+        let (_, count) = data_pages()?;
         let mut grefs = [0u32; DATA_PAGES];
-        for (i, g) in grefs.iter_mut().enumerate() {
+        for (i, g) in grefs[..count].iter_mut().enumerate() {
             *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(DomuError::Grant)?;
         }
         let mut indirect = [0u32; INDIRECT_PAGES];
@@ -195,7 +220,11 @@ impl Blkfront {
         let blk = Front::new(
             page,
             self.vdev as BlkifVdev,
-            DataPages { grefs, indirect },
+            DataPages {
+                grefs,
+                count,
+                indirect,
+            },
             EvtNotify(port),
         );
         // The ring is initialised: only now may the back end see it.
@@ -238,8 +267,7 @@ impl Blkfront {
         };
         let (_, pages, _) = blk.into_parts();
         let mut busy = 0;
-        for &g in pages
-            .grefs
+        for &g in pages.grefs[..pages.count]
             .iter()
             .chain(pages.indirect.iter())
             .chain(core::iter::once(&self.ring_gref))

@@ -1,61 +1,126 @@
 //! The kernel heap: the `#[global_allocator]` behind `alloc` (used by the xenstore server and the
 //! dom0 services).
 //!
-//! A 4 MiB static arena managed by `linked_list_allocator` (a first-fit list threaded through the
-//! free blocks themselves, so fragmentation never loses memory). It is initialised on first use.
+//! The heap is taken from the domain's free pages at run time, not from the image: it is a list
+//! of *arenas*, each a run of consecutive free frames from the frame allocator (`mm.rs`), reached
+//! through the direct map (so a heap address is still `pfn << 12`, and a buffer spanning pages is
+//! one machine-contiguous run on our hypervisor, as the block driver's DMA wants). The first
+//! allocation extends the direct map (`direct_map::init_memory`, page tables built with
+//! `mmu_update`: the kernel never writes them itself) and takes the first arena; an allocation no
+//! arena can serve takes another, of [`guest_kernel::heap_policy::chunk_pages`] pages (sized to the
+//! domain's memory), until the frames run out. Each arena is managed by `linked_list_allocator` (a
+//! first-fit list threaded through the free blocks themselves). Arenas are never given back.
+//!
 //! The lock is a spinlock: never allocate in the event upcall or a trap handler, which could
 //! interrupt a holder and spin forever.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
 
+use guest_kernel::heap_policy::{chunk_pages, MAX_ARENAS};
+use guest_kernel::layout::direct_map_va;
+use guest_kernel::paging::PAGE_SIZE;
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
-/// Size of the arena.
-const HEAP_SIZE: usize = 4 << 20;
+use super::{direct_map, mm};
 
-#[repr(C, align(4096))]
-struct Arena([u8; HEAP_SIZE]);
-
-/// The arena. Only reached through the pointers [`KernelHeap`] hands out.
-static mut ARENA: Arena = Arena([0; HEAP_SIZE]);
+/// The arenas taken so far (the first `len`).
+struct Arenas {
+    heaps: [Heap; MAX_ARENAS],
+    len: usize,
+}
 
 struct KernelHeap {
-    heap: Mutex<Option<Heap>>,
+    arenas: Mutex<Arenas>,
 }
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    heap: Mutex::new(None),
+    arenas: Mutex::new(Arenas {
+        heaps: [const { Heap::empty() }; MAX_ARENAS],
+        len: 0,
+    }),
 };
 
-impl KernelHeap {
-    fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
-        let mut guard = self.heap.lock();
-        let heap = guard.get_or_insert_with(|| {
-            // SAFETY: the arena is static (valid for the kernel's lifetime), used by nothing but
-            // this heap, and handed to it exactly once (under the lock, when still `None`).
-            unsafe { Heap::new((&raw mut ARENA).cast::<u8>(), HEAP_SIZE) }
-        });
-        f(heap)
+impl Arenas {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.heaps[..self.len]
+            .iter_mut()
+            .find_map(|h| h.allocate_first_fit(layout).ok())
+    }
+
+    /// Takes one more arena, big enough for `layout`; `false` when there is no room for one (no
+    /// slot left, no run of free frames that long, or no direct map).
+    fn grow(&mut self, layout: Layout) -> bool {
+        if self.len == MAX_ARENAS || direct_map::init_memory().is_err() {
+            return false;
+        }
+        // Room for the block, its worst-case alignment padding and the allocator's hole header.
+        let need = (layout.size() as u64)
+            .saturating_add(layout.align() as u64)
+            .saturating_add(64)
+            .div_ceil(PAGE_SIZE);
+        let want = chunk_pages(mm::layout().nr_pages, need);
+        // A smaller run when the full chunk is not there: the heap takes what is left.
+        let Some((first, pages)) = [want, need]
+            .into_iter()
+            .find_map(|n| mm::alloc_contiguous(n).map(|p| (p, n)))
+        else {
+            return false;
+        };
+        let Ok(size) = usize::try_from(pages * PAGE_SIZE) else {
+            return false;
+        };
+        // SAFETY: the frames `first .. first + pages` were just taken from the frame allocator,
+        // so nothing else uses them and they are never given back; `init_memory` mapped them
+        // writable at their direct-map addresses, for the kernel's lifetime.
+        unsafe {
+            self.heaps[self.len].init(direct_map_va(first) as *mut u8, size);
+        }
+        self.len += 1;
+        true
     }
 }
 
-// SAFETY: `Heap` returns blocks of the layout's size and alignment inside the arena, each handed
-// out once until it is given back through `dealloc`; every access is under one lock.
+// SAFETY: each arena returns blocks of the layout's size and alignment inside its own frames,
+// each handed out once until it is given back through `dealloc` to the arena that holds it;
+// every access is under one lock.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.with(|h| {
-            h.allocate_first_fit(layout)
-                .map_or(core::ptr::null_mut(), |p| p.as_ptr())
-        })
+        let mut arenas = self.arenas.lock();
+        loop {
+            if let Some(p) = arenas.allocate(layout) {
+                return p.as_ptr();
+            }
+            if !arenas.grow(layout) {
+                return ptr::null_mut();
+            }
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(p) = core::ptr::NonNull::new(ptr) {
+        let Some(p) = NonNull::new(ptr) else {
+            return;
+        };
+        let mut arenas = self.arenas.lock();
+        let len = arenas.len;
+        if let Some(h) = arenas.heaps[..len]
+            .iter_mut()
+            .find(|h| (h.bottom()..h.top()).contains(&ptr))
+        {
             // SAFETY: the caller guarantees `ptr` came from `alloc` with this layout
-            // (GlobalAlloc's contract).
-            self.with(|h| unsafe { h.deallocate(p, layout) });
+            // (GlobalAlloc's contract), so from this arena, the one whose range holds it.
+            unsafe { h.deallocate(p, layout) };
         }
     }
+}
+
+/// What the heap holds: arenas taken, their bytes, bytes of them in use.
+pub fn usage() -> (usize, usize, usize) {
+    let arenas = HEAP.arenas.lock();
+    let (size, used) = arenas.heaps[..arenas.len]
+        .iter()
+        .fold((0, 0), |(size, used), h| (size + h.size(), used + h.used()));
+    (arenas.len, size, used)
 }

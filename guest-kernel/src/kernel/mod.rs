@@ -21,7 +21,7 @@ pub mod boot;
 pub mod direct_map;
 pub mod events;
 pub mod grant;
-mod heap;
+pub mod heap;
 pub mod hypercall;
 pub mod mm;
 pub mod pt;

@@ -3,9 +3,12 @@
 //!
 //! A shared page is written by the other side at any time, so it is never referenced: bytes are
 //! copied with volatile accesses and the ring indices are atomics (`ring_drivers::SharedPage`).
-//! A window is a page-aligned page of our .bss whose L1 entry is repointed at a foreign frame
-//! (`update_va_mapping_otherdomain`) and cleared (PTE 0) when the mapping is given up, so that no
-//! mapping keeps the other domain's frame referenced after it is destroyed.
+//! A window is a page of virtual address space in its own L4 slot (`layout::WINDOW_BASE`, no
+//! memory of ours behind it: an image page per window would cost every domain, the smallest
+//! domU too) whose L1 entry is pointed at a foreign frame (`update_va_mapping_otherdomain`) and
+//! cleared (PTE 0) when the mapping is given up, so that no mapping keeps the other domain's
+//! frame referenced after it is destroyed. The one L1 table behind the [`WINDOWS`] windows is
+//! built (with `mmu_update`, `pt::ensure_l1`) on the first claim.
 //!
 //! A window can also hold a **grant mapping** ([`map_grant`]): `GNTTABOP_map_grant_ref` with
 //! `GNTMAP_host_map` at the window's address makes the hypervisor write the PTE (the other
@@ -15,12 +18,17 @@
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use guest_kernel::layout::WINDOW_BASE;
 use guest_kernel::paging::{make_entry, PTE_A, PTE_D, PTE_P, PTE_RW};
 use hypercall_abi::grant_table::{GNTMAP_host_map, GnttabMapGrantRef, GnttabUnmapGrantRef};
 use hypercall_abi::xen::UVMF_INVLPG;
 use ring_drivers::shared_page::{SharedPage, PAGE_SIZE};
 
+use spin::Once;
+
 use super::hypercall as hc;
+use super::pt::{self, PtError};
+use super::{direct_map, mm};
 
 /// A mapped page shared with another domain, at virtual address `va`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,23 +91,42 @@ impl SharedPage for MappedPage {
     }
 }
 
-/// Number of window pages: two rings per domU for up to 30 domUs, plus spares.
-pub const WINDOWS: usize = 64;
+/// Number of windows: one L1 table's worth, three rings (xenstore, console, block) for each of
+/// 80 domains and more to spare.
+pub const WINDOWS: usize = 512;
 
-#[repr(C, align(4096))]
-struct Windows([[u8; PAGE_SIZE]; WINDOWS]);
+/// Bit i of word i / 64 set: window i is in use.
+static IN_USE: [AtomicU64; WINDOWS / 64] = [const { AtomicU64::new(0) }; WINDOWS / 64];
 
-/// The window pages. Never accessed as Rust data: only their addresses are used.
-static mut WINDOW_PAGES: Windows = Windows([[0; PAGE_SIZE]; WINDOWS]);
+/// The L1 table behind the windows, built on the first claim.
+static TABLE: Once<Result<(), PtError>> = Once::new();
 
-/// Bit i set: window i is in use.
-static IN_USE: AtomicU64 = AtomicU64::new(0);
+/// The address of window `i`.
+fn window_va(i: usize) -> u64 {
+    WINDOW_BASE + (i * PAGE_SIZE) as u64
+}
+
+/// The index of the window at `va`.
+fn window_index(va: u64) -> usize {
+    let i = (va.wrapping_sub(WINDOW_BASE) / PAGE_SIZE as u64) as usize;
+    assert!(
+        i < WINDOWS && va.is_multiple_of(PAGE_SIZE as u64),
+        "not a window page"
+    );
+    i
+}
+
+fn release(i: usize) {
+    IN_USE[i / 64].fetch_and(!(1 << (i % 64)), Ordering::SeqCst);
+}
 
 /// Why a foreign frame could not be mapped.
 #[derive(Clone, Copy, Debug)]
 pub enum MapError {
     /// Every window is in use.
     NoWindow,
+    /// The windows' page table could not be built.
+    Table(PtError),
     /// The hypervisor refused (`update_va_mapping_otherdomain`'s return code).
     Refused(i64),
     /// `GNTTABOP_map_grant_ref` failed: the hypercall's return code, or its `GNTST_*` status.
@@ -110,6 +137,7 @@ impl core::fmt::Display for MapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             MapError::NoWindow => write!(f, "no free window page"),
+            MapError::Table(e) => write!(f, "window page table: {e}"),
             MapError::Refused(rc) => write!(f, "update_va_mapping_otherdomain={rc}"),
             MapError::Grant(st) => write!(f, "map_grant_ref status {st}"),
         }
@@ -118,20 +146,27 @@ impl core::fmt::Display for MapError {
 
 /// Claims a free window: its index and address.
 fn claim() -> Result<(usize, u64), MapError> {
-    let i = loop {
-        let used = IN_USE.load(Ordering::SeqCst);
-        if used == u64::MAX {
-            return Err(MapError::NoWindow);
+    TABLE
+        .call_once(|| {
+            // The L1's frame comes from the allocator, which needs the direct map.
+            direct_map::init_memory()?;
+            pt::ensure_l1(mm::kernel_l4(), WINDOW_BASE).map(|_| ())
+        })
+        .map_err(MapError::Table)?;
+    for (w, word) in IN_USE.iter().enumerate() {
+        let mut used = word.load(Ordering::SeqCst);
+        while used != u64::MAX {
+            let bit = (!used).trailing_zeros();
+            match word.compare_exchange(used, used | 1 << bit, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    let i = w * 64 + bit as usize;
+                    return Ok((i, window_va(i)));
+                }
+                Err(now) => used = now,
+            }
         }
-        let i = (!used).trailing_zeros();
-        if IN_USE
-            .compare_exchange(used, used | 1 << i, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            break i as usize;
-        }
-    };
-    Ok((i, (&raw mut WINDOW_PAGES) as u64 + (i * PAGE_SIZE) as u64))
+    }
+    Err(MapError::NoWindow)
 }
 
 /// Maps machine frame `mfn` of domain `domid` at a free window (writable or read-only);
@@ -143,7 +178,7 @@ pub fn map_foreign(domid: u16, mfn: u64, writable: bool) -> Result<MappedPage, M
     // SAFETY: the window is ours alone (just claimed) and never referenced as Rust data.
     let rc = unsafe { hc::update_va_mapping_otherdomain(va, pte, UVMF_INVLPG, domid) };
     if rc != 0 {
-        IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+        release(i);
         return Err(MapError::Refused(rc));
     }
     // SAFETY: just mapped, page-aligned, only reached through the returned value.
@@ -166,7 +201,7 @@ pub fn map_grant(domid: u16, gref: u32) -> Result<(MappedPage, u32), MapError> {
         // The window's own page may have been replaced by nothing: make it empty either way.
         // SAFETY: the window is ours alone (just claimed) and never referenced as Rust data.
         unsafe { hc::update_va_mapping(va, 0, UVMF_INVLPG) };
-        IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+        release(i);
         return Err(MapError::Grant(if rc != 0 {
             rc
         } else {
@@ -183,9 +218,7 @@ pub fn map_grant(domid: u16, gref: u32) -> Result<(MappedPage, u32), MapError> {
 /// the hypervisor already revoked the mapping because the granter died). The caller must not use
 /// `page` afterwards.
 pub fn unmap_grant(page: MappedPage, handle: u32) -> i64 {
-    let base = (&raw mut WINDOW_PAGES) as u64;
-    let i = ((page.va - base) / PAGE_SIZE as u64) as usize;
-    assert!(i < WINDOWS, "not a window page");
+    let i = window_index(page.va);
     let mut op = [GnttabUnmapGrantRef {
         host_addr: page.va,
         handle,
@@ -198,18 +231,16 @@ pub fn unmap_grant(page: MappedPage, handle: u32) -> i64 {
         // SAFETY: the caller gives the window up; nothing references it.
         unsafe { hc::update_va_mapping(page.va, 0, UVMF_INVLPG) };
     }
-    IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+    release(i);
     rc
 }
 
 /// Unmaps a window (PTE 0: the foreign frame is no longer referenced) and frees it. The caller
 /// must not use `page` (or a copy) afterwards.
 pub fn unmap(page: MappedPage) -> i64 {
-    let base = (&raw mut WINDOW_PAGES) as u64;
-    let i = ((page.va - base) / PAGE_SIZE as u64) as usize;
-    assert!(i < WINDOWS, "not a window page");
+    let i = window_index(page.va);
     // SAFETY: the caller gives the window up; nothing references it.
     let rc = unsafe { hc::update_va_mapping(page.va, 0, UVMF_INVLPG) };
-    IN_USE.fetch_and(!(1 << i), Ordering::SeqCst);
+    release(i);
     rc
 }

@@ -21,8 +21,6 @@ use crate::kernel::time::rdtsc;
 /// Null-hypercall round trips to time.
 const NULL_HYPERCALL_ITERATIONS: usize = 100_000;
 
-static mut SAMPLES: [u32; NULL_HYPERCALL_ITERATIONS] = [0; NULL_HYPERCALL_ITERATIONS];
-
 /// Runs benchmark `name`; returns false if there is no such benchmark.
 pub fn run(name: &str, cmdline: &Cmdline<'_>) -> bool {
     match name {
@@ -35,10 +33,9 @@ pub fn run(name: &str, cmdline: &Cmdline<'_>) -> bool {
 
 /// `xen_version(XENVER_version)`, the cheapest hypercall, timed one call at a time.
 fn null_hypercall() {
-    // SAFETY: the samples array is used by this function only, and the kernel is single-threaded.
-    let samples = unsafe {
-        core::slice::from_raw_parts_mut((&raw mut SAMPLES).cast::<u32>(), NULL_HYPERCALL_ITERATIONS)
-    };
+    // On the heap (taken from the domain's free pages), not in the image: 400 KiB of `.bss` would
+    // be paid by every domain, the 4 MiB domUs of `make bench --scale` too.
+    let mut samples = alloc::vec![0u32; NULL_HYPERCALL_ITERATIONS];
     for s in samples.iter_mut() {
         let t0 = rdtsc();
         let v = hypercall::xen_version_noarg(hypercall_abi::version::XenVersionNoArg::Version);
