@@ -15,6 +15,7 @@ PORT = os.environ.get("TRACE_GDB_PORT", "1298")
 BREAK = os.environ.get("TRACE_BREAK", "guest_kernel::dom0::demo::Demo::pinged")
 SKIP = int(os.environ.get("TRACE_SKIP", "100"))
 TOP = int(os.environ.get("TRACE_TOP", "12"))
+GTOP = int(os.environ.get("TRACE_GTOP", "5"))
 # Round trips to trace one after the other (the first `SKIP` let pass).
 ROUNDS = int(os.environ.get("TRACE_ROUNDS", "3"))
 
@@ -132,7 +133,7 @@ for r in range(ROUNDS):
             gi += 1
             who = "dom0 " if c == dom0_cr3 else "domU "
         print("trace: seg %2d %s %6d  first=%s last=%s" % (i, who, len(s), name(s[0])[:60], name(s[-1])[:60]))
-        for fn, n in per_fn.most_common(TOP if hv else 5):
+        for fn, n in per_fn.most_common(TOP if hv else GTOP):
             print("trace:          %6d  %s" % (n, fn[:110]))
         if hv:
             print("trace:        inclusive:")
