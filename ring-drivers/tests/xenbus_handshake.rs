@@ -35,6 +35,9 @@ struct World {
     transport: Option<FrontendTransport>,
     backend_info: Option<BackendInfo>,
     log: Vec<String>,
+    /// Each end offers `feature-persistent`.
+    front_persistent: bool,
+    back_persistent: bool,
 }
 
 impl World {
@@ -51,6 +54,8 @@ impl World {
             transport: None,
             backend_info: None,
             log: Vec::new(),
+            front_persistent: false,
+            back_persistent: false,
         };
         // The toolstack creates both nodes in Initialising.
         w.write(FRONT_DIR, keys::STATE, "1");
@@ -89,6 +94,7 @@ impl World {
                     let t = FrontendTransport {
                         ring_ref: RING_GREF,
                         event_channel: PORT,
+                        feature_persistent: self.front_persistent,
                     };
                     for (k, v) in t.to_keys() {
                         self.write(FRONT_DIR, k, &v);
@@ -122,7 +128,10 @@ impl World {
             self.log.push(format!("back {a:?}"));
             match a {
                 BackendAction::PublishBackendInfo => {
-                    let info = BackendInfo::for_disk(self.disk.as_ref().unwrap());
+                    let info = BackendInfo {
+                        feature_persistent: self.back_persistent,
+                        ..BackendInfo::for_disk(self.disk.as_ref().unwrap())
+                    };
                     for (k, v) in info.to_keys() {
                         self.write(BACK_DIR, k, &v);
                     }
@@ -136,14 +145,16 @@ impl World {
                     assert_eq!(t.event_channel, PORT);
                     let ring = self.rings[&t.ring_ref].clone();
                     let to_front = Arc::new(EventChannel::default());
-                    let dev = BlkBack::new(
+                    let mut dev = BlkBack::new(
                         ring,
                         FRONT_DOMID,
                         self.disk.take().unwrap(),
-                        self.grants.backend_view(),
+                        self.grants.backend_view().with_map(),
                         to_front.sender(),
                     )
                     .unwrap();
+                    // What the front end wrote decides, with what we published.
+                    dev.set_persistent(self.back_persistent, t.feature_persistent);
                     self.back_dev = Some(dev);
                 }
                 BackendAction::Disconnect => {
@@ -256,4 +267,54 @@ fn connect_close_reconnect_close() {
     w.settle();
     assert_eq!(w.states(), (Closed, Closed));
     assert!(w.front_dev.is_none() && w.back_dev.is_none());
+}
+
+/// `feature-persistent` through xenstore: used only when both ends offer it; either end
+/// without it (the key absent or `0`) gets grant copies, and the data is the same either way.
+#[test]
+fn persistent_grants_only_when_both_ends_offer_them() {
+    for (front, back) in [(true, true), (true, false), (false, true), (false, false)] {
+        let mut w = World::new();
+        w.front_persistent = front;
+        w.back_persistent = back;
+        let a = w.back.start();
+        w.back_actions(a);
+        w.settle();
+        assert_eq!(w.states(), (Connected, Connected));
+        let flag = |v: bool| if v { &b"1"[..] } else { &b"0"[..] };
+        assert_eq!(
+            w.store[&format!("{FRONT_DIR}/feature-persistent")],
+            flag(front)
+        );
+        assert_eq!(
+            w.store[&format!("{BACK_DIR}/feature-persistent")],
+            flag(back)
+        );
+        assert_eq!(
+            w.front_dev.as_ref().unwrap().info().feature_persistent,
+            back,
+            "the front end read the back end's offer"
+        );
+        let used = w.back_dev.as_ref().unwrap().persistent();
+        assert_eq!(used, front && back, "front {front} back {back}");
+        let data: Vec<u8> = (0..40960).map(|i| (i * 13 + 5) as u8).collect();
+        assert!(w.io(64, &data) == data);
+        let s = w.back_dev.as_ref().unwrap().stats();
+        if used {
+            // Every page used is mapped once and kept; nothing grant-copied.
+            assert!(s.persistent_maps > 0 && s.persistent_maps <= 11);
+            assert_eq!(w.grants.live_mappings() as u64, s.persistent_maps);
+            assert_eq!((s.grant_copy_requests, s.mapped_copy_requests), (0, 2));
+        } else {
+            assert_eq!((s.persistent_maps, s.grant_maps), (0, 0));
+            assert_eq!(w.grants.live_mappings(), 0);
+            assert_eq!(s.grant_copy_requests, 2);
+        }
+        // Closing unmaps every persistent grant before the ring goes.
+        let a = w.front.close();
+        w.front_actions(a);
+        w.settle();
+        assert_eq!(w.states(), (Closed, Closed));
+        assert_eq!(w.grants.live_mappings(), 0);
+    }
 }

@@ -154,6 +154,10 @@ pub struct Run {
     pub log: Vec<String>,
     /// When each line of `log` arrived, counted from QEMU's start.
     pub arrived: Vec<Duration>,
+    /// QEMU's CPU time (user + system, all its threads) when each line of `log` arrived, where
+    /// `/proc` tells it (zero otherwise): unlike the wall clock, it barely moves with the load
+    /// of a shared machine.
+    pub cpu: Vec<Duration>,
     /// How the run ended.
     pub ending: Ending,
     /// Wall-clock duration.
@@ -276,6 +280,7 @@ impl Boot {
             .spawn()
             .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
 
+        let pid = child.id();
         let (tx, rx) = mpsc::channel::<String>();
         let mut readers = Vec::new();
         let stdout = child.stdout.take().expect("piped");
@@ -310,6 +315,7 @@ impl Boot {
         };
         let mut log = Vec::new();
         let mut arrived = Vec::new();
+        let mut cpu = Vec::new();
         let ending = loop {
             let now = Instant::now();
             if now >= deadline {
@@ -331,6 +337,7 @@ impl Boot {
                     let is_end = markers.iter().any(|m| line.contains(m));
                     log.push(line);
                     arrived.push(start.elapsed());
+                    cpu.push(process_cpu_time(pid));
                     if is_end {
                         let _ = child.kill();
                         break Ending::Marker;
@@ -342,6 +349,7 @@ impl Boot {
                         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
                             log.push(line);
                             arrived.push(start.elapsed());
+                            cpu.push(Duration::ZERO);
                         }
                         break Ending::Exited(status.code().unwrap_or(-1));
                     }
@@ -359,10 +367,27 @@ impl Boot {
         Ok(Run {
             log,
             arrived,
+            cpu,
             ending,
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// The CPU time (user + system) process `pid` has used, from `/proc/<pid>/stat` (fields 14 and
+/// 15, in clock ticks of 100 Hz, the kernel's `USER_HZ`); zero when it cannot be read.
+fn process_cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// QEMU arguments attaching `image` (raw) as a virtio-blk PCI disk: dom0's real block device.
@@ -419,6 +444,15 @@ impl Run {
             .iter()
             .position(|l| l.contains(pattern))
             .map(|i| self.arrived[i])
+    }
+
+    /// QEMU's CPU time when the first line containing `pattern` arrived (see [`Run::cpu`]).
+    pub fn first_line_cpu(&self, pattern: &str) -> Option<Duration> {
+        self.log
+            .iter()
+            .position(|l| l.contains(pattern))
+            .and_then(|i| self.cpu.get(i).copied())
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -695,9 +729,11 @@ impl Running {
             self.log.push(line);
             self.arrived.push(self.start.elapsed());
         }
+        let cpu = vec![Duration::ZERO; self.log.len()];
         Run {
             log: std::mem::take(&mut self.log),
             arrived: std::mem::take(&mut self.arrived),
+            cpu,
             ending: status.map_or(Ending::TimedOut, Ending::Exited),
             elapsed: self.start.elapsed(),
         }
@@ -817,6 +853,35 @@ mod tests {
             duplicate_names(&[case("a", "1"), case("b", "1"), case("a", "2")]),
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn a_process_cpu_time_counts_its_work() {
+        // Busy until the reading has moved 50 ms (however loaded the machine), but no longer
+        // than 20 s of wall clock: a reading that never moves fails.
+        let me = std::process::id();
+        let before = process_cpu_time(me);
+        let start = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after < before + Duration::from_millis(50)
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = process_cpu_time(me);
+        }
+        assert!(
+            after >= before + Duration::from_millis(50),
+            "{before:?} -> {after:?}"
+        );
+        // It cannot run ahead of the wall clock by more than the other threads' share.
+        assert!(
+            after - before <= start.elapsed() * 64,
+            "{before:?} -> {after:?}"
+        );
+        assert_eq!(process_cpu_time(u32::MAX), Duration::ZERO);
     }
 
     #[test]

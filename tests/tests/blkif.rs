@@ -90,6 +90,75 @@ fn a_domu_writes_an_xorshift_stream_through_blkfront_and_the_host_finds_it_on_th
     let bytes = sectors as usize * SECTOR;
     run.expect(&format!("(d1) blk-selftest: ok {bytes} bytes"));
     run.expect("toolstack: d1 (blk) shut down (poweroff)");
+    // Both ends offer persistent grants: every read and write went through grants mapped once
+    // (on both connections), none was grant-copied, and all were unmapped at disconnect.
+    let back = blkback_lines(&run.log, 1);
+    assert_eq!(back.len(), 2, "one line per connection:\n{log}");
+    for l in &back {
+        assert_eq!(field(l, "persistent"), 1, "{l}");
+        assert_eq!(field(l, "grant_copy_requests"), 0, "{l}");
+        assert!(field(l, "persistent_maps") > 0, "{l}");
+        assert_eq!(
+            field(l, "grant_unmaps"),
+            field(l, "persistent_maps") + field(l, "grant_maps"),
+            "{l}"
+        );
+        assert_eq!(field(l, "unmap_failures"), 0, "{l}");
+    }
+    check_image(&image, &[(start, &xorshift_stream(seed, bytes))]);
+}
+
+/// The `bench blkback dom=<domid> ...` lines (one per connection).
+fn blkback_lines(log: &[String], domid: u16) -> Vec<String> {
+    let pat = format!("bench blkback dom={domid} ");
+    log.iter().filter(|l| l.contains(&pat)).cloned().collect()
+}
+
+/// The number after ` <key>=` in a counters line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split(&format!(" {key}="))
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn a_front_end_that_does_not_offer_persistent_grants_gets_them_grant_copied() {
+    let seed = random(5);
+    let sectors = 160u64;
+    let start = random(6) % (DISK_SECTORS - sectors);
+    println!("seed {seed}, start sector {start}, {sectors} sectors");
+    let disk = fresh_disk("nopersistent", &vec![0u8; DISK_BYTES]);
+    let run = boot(
+        &disk,
+        &[format!(
+            "name=blk blk-no-persistent blk-selftest={seed},{start},{sectors}"
+        )],
+    );
+    let image = std::fs::read(&disk).expect("read the test disk");
+    let _ = std::fs::remove_file(&disk);
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    let bytes = sectors as usize * SECTOR;
+    run.expect(&format!("(d1) blk-selftest: ok {bytes} bytes"));
+    let back = blkback_lines(&run.log, 1);
+    assert_eq!(back.len(), 2, "one line per connection:\n{log}");
+    for l in &back {
+        assert_eq!(field(l, "persistent"), 0, "{l}");
+        assert_eq!(field(l, "persistent_maps"), 0, "{l}");
+        assert_eq!(field(l, "errors"), 0, "{l}");
+        // Without persistent grants the data is grant-copied, or mapped for the device's DMA
+        // for one batch and unmapped after it.
+        assert_eq!(field(l, "grant_maps"), field(l, "grant_unmaps"), "{l}");
+        assert_eq!(field(l, "mapped_copy_requests"), 0, "{l}");
+        // Every request but the first connection's flush.
+        assert!(
+            field(l, "grant_copy_requests") + field(l, "dma_requests") + 1 >= field(l, "requests"),
+            "{l}"
+        );
+    }
     check_image(&image, &[(start, &xorshift_stream(seed, bytes))]);
 }
 

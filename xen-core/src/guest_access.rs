@@ -316,6 +316,12 @@ impl Slot {
     }
 }
 
+/// Cache hits checked against a fresh walk by the test oracle in [`TranslationCache::lookup`]
+/// (the sequence fuzzer prints it: a fuzzer that never hits the cache tests nothing of it).
+#[cfg(test)]
+pub(crate) static CACHE_HITS_CHECKED: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(0);
+
 /// Slots of a [`TranslationCache`]: a batch's list and its `*done`.
 const CACHE_SLOTS: usize = 2;
 
@@ -336,6 +342,14 @@ const CACHE_SLOTS: usize = 2;
 ///
 /// Only the contents of a page are read through it, never kept: every copy reads machine memory
 /// at the time it is asked for, as an uncached walk would.
+///
+/// What this rests on, and what a cache kept longer would have to replace: it lives for ONE call
+/// (each multicall entry and each continuation builds its own), on the one CPU, with interrupts
+/// masked, so no other vCPU, domain or interrupt handler writes memory meanwhile, and nothing that
+/// frees or retypes frames outside the call (page-table write emulation, grant map/unmap/revoke,
+/// dom0's foreign `mmu_update` or `update_va_mapping_otherdomain`, `decrease_reservation`,
+/// `GNTTABOP_transfer`, domain teardown) can run inside it. A translation kept across calls would
+/// need a global generation bumped by every page-table write, type change and free.
 pub struct TranslationCache {
     l4: Mfn,
     slots: [Slot; CACHE_SLOTS],
@@ -424,6 +438,17 @@ impl TranslationCache {
         for s in &self.slots {
             if s.va_page.get() == va_page {
                 let page = s.page.get();
+                #[cfg(test)]
+                {
+                    // Test oracle: a hit must be what a fresh walk returns now.
+                    CACHE_HITS_CHECKED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    let fresh = walk(mem, self.l4, va);
+                    assert_eq!(
+                        fresh.map(|w| (w.page.0, w.writable)),
+                        Some((page, s.writable.get())),
+                        "stale translation cache hit for {va:#x}"
+                    );
+                }
                 if watch_data && s.data.get() == EMPTY {
                     s.data.set(page >> 12);
                     self.tables_mask
@@ -537,6 +562,17 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
                 .checked_sub(self.first)
                 .and_then(|k| self.buf.get(usize::try_from(k).ok()?))
             {
+                #[cfg(test)]
+                if !tests::BEHIND_THE_CACHE.with(|b| b.get()) {
+                    // Test oracle: what was read ahead is what memory holds now.
+                    let mut fresh = T::new_zeroed();
+                    let r = read_walked(mem, cache.l4, self.list.add(i).va(), fresh.as_mut_bytes());
+                    let mut held = *v;
+                    assert!(
+                        r.is_ok() && fresh.as_mut_bytes() == held.as_mut_bytes(),
+                        "stale read-ahead of element {i}"
+                    );
+                }
                 return Ok(*v);
             }
         }
@@ -643,6 +679,12 @@ impl MachineMemoryMut for Watched<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    std::thread_local! {
+        /// Set by a test that changes memory behind the translation cache's back on purpose:
+        /// the read-ahead oracle in [`ArrayReader::get`] would flag exactly that.
+        pub(super) static BEHIND_THE_CACHE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
     use crate::mm::{FakeMemory, MachineMemory};
 
     const FLAGS: u64 = PTE_P | PTE_RW | PTE_US;
@@ -867,6 +909,8 @@ mod tests {
 
     #[test]
     fn the_array_reader_reads_ahead_only_while_nothing_it_read_can_have_changed() {
+        // This test writes behind the cache's back on purpose: the read-ahead oracle is off.
+        BEHIND_THE_CACHE.with(|b| b.set(true));
         let mut m = writable_machine();
         for i in 0..16u64 {
             m.write_u64(Maddr(0x8000 + 8 * i), 100 + i).unwrap();

@@ -38,7 +38,7 @@ use hypercall_abi::xen::DOMID_SELF;
 use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
     BackStats, BackendInfo, BlkBack, Disk, DiskError, DiskIo, FrontendTransport, GrantIo,
-    GrantIoError, GrantSegment, GrantXfer, RamDisk,
+    GrantIoError, GrantMapping, GrantSegment, GrantXfer, RamDisk,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
@@ -46,6 +46,7 @@ use ring_drivers::RingError;
 use spin::Mutex;
 
 use super::blkdev::BlockDevice;
+use super::grant_map;
 use super::service::{Ctx, Service};
 use super::xenstore::Store;
 use crate::kernel::events::{self, Channel, EvtNotify};
@@ -58,6 +59,10 @@ pub const VDEV: u32 = 51712;
 
 /// Segments a domU's `BLKIF_OP_INDIRECT` may carry (`feature-max-indirect-segments`).
 const INDIRECT_SEGMENTS: u16 = ring_drivers::blkif::MAX_INDIRECT_SEGMENTS as u16;
+
+/// Offer persistent grants (`feature-persistent`): a front end that offers them too gets its
+/// grants mapped once and kept (`grant_map`), with the device DMAing into them.
+const PERSISTENT: bool = true;
 
 /// Sectors of the RAM disk used when dom0 has no virtio disk.
 const RAM_SECTORS: u64 = 2048;
@@ -84,6 +89,7 @@ pub fn init_disk() {
     if d.0.is_some() {
         return;
     }
+    grant_map::init();
     d.0 = Some(match BlockDevice::probe(false) {
         Ok(dev) => {
             println!(
@@ -146,6 +152,11 @@ impl Disk for SharedDisk {
             Backing::Virtio(d) => d.transfer(ios),
             Backing::Ram(r) => r.transfer(ios),
         })
+    }
+
+    fn supports_dma(&self) -> bool {
+        // The virtio device reaches a front end's pages mapped in the grant-map area.
+        Self::with(|b| matches!(b, Backing::Virtio(_))) && grant_map::ready()
     }
 
     fn read_only(&self) -> bool {
@@ -250,6 +261,31 @@ fn fits(segs: &[GrantSegment], len: usize) -> Result<(), GrantIoError> {
 }
 
 impl GrantIo for GntCopy {
+    fn can_map(&self) -> bool {
+        grant_map::ready()
+    }
+
+    fn map_grants(
+        &mut self,
+        domid: u16,
+        grefs: &[(u32, bool)],
+        out: &mut Vec<Result<GrantMapping, GrantIoError>>,
+    ) {
+        grant_map::map(domid, grefs, out);
+    }
+
+    fn unmap_grants(&mut self, maps: &[GrantMapping]) -> usize {
+        grant_map::unmap(maps)
+    }
+
+    fn read_mapped(&mut self, map: &GrantMapping, offset: usize, buf: &mut [u8]) {
+        grant_map::read(map, offset, buf);
+    }
+
+    fn write_mapped(&mut self, map: &GrantMapping, offset: usize, data: &[u8]) {
+        grant_map::write(map, offset, data);
+    }
+
     fn copy_batch(&mut self, domid: u16, batch: &mut [GrantXfer<'_>]) {
         // Every item's ops in one list, one hypercall; each item then takes its own ops' status.
         self.ops.clear();
@@ -441,6 +477,7 @@ impl Vbd {
                 BackendAction::PublishBackendInfo => {
                     let info = BackendInfo {
                         max_indirect_segments: u32::from(INDIRECT_SEGMENTS),
+                        feature_persistent: PERSISTENT && grant_map::ready(),
                         ..BackendInfo::for_disk(&SharedDisk)
                     };
                     for (k, v) in info.to_keys() {
@@ -512,6 +549,7 @@ impl Vbd {
         ) {
             Ok(mut b) => {
                 b.set_max_indirect_segments(INDIRECT_SEGMENTS);
+                b.set_persistent(PERSISTENT && grant_map::ready(), t.feature_persistent);
                 b
             }
             Err(e) => {
@@ -542,17 +580,20 @@ impl Vbd {
             return;
         };
         self.busy = false;
-        let s = c.back.stats();
+        let mut back = c.back;
+        back.release_grants();
+        let s = back.stats();
+        let persistent = back.persistent();
         let _ = events::close(c.port);
         let hypercalls = {
-            let (page, _, grants, _) = c.back.into_parts();
+            let (page, _, grants, _) = back.into_parts();
             let rc = ring_page::unmap_grant(page, c.handle);
             if rc != 0 && !dead {
                 println!("blkback: d{} unmap ring: {rc}", self.domid);
             }
             grants.hypercalls
         };
-        print_stats(self.domid, &s, hypercalls);
+        print_stats(self.domid, &s, hypercalls, persistent);
     }
 
     /// The ring's port fired (`event`), or a pass left work: serve.
@@ -652,10 +693,10 @@ impl Service for Blkback {
 }
 
 /// `bench blkback ...`: the back end's counters over a connection.
-fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
+fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64, persistent: bool) {
     let per = |n: u64| per_request(n, s.requests);
     println!(
-        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls} grant_copy_hypercalls_per_request={} disk_batches={} requests_per_disk_batch={} max_disk_batch={} indirect_requests={}",
+        "bench blkback dom={domid} requests={} errors={} sectors_read={} sectors_written={} events_received={} notifications_sent={} events_per_request={} notifications_per_request={} grant_copy_hypercalls={copy_hypercalls} grant_copy_hypercalls_per_request={} disk_batches={} requests_per_disk_batch={} max_disk_batch={} indirect_requests={} persistent={} persistent_maps={} persistent_hits={} grant_maps={} grant_unmaps={} unmap_failures={} map_hypercalls={} unmap_hypercalls={} map_unmap_hypercalls_per_request={} dma_requests={} mapped_copy_requests={} grant_copy_requests={}",
         s.requests,
         s.errors,
         s.sectors_read,
@@ -669,6 +710,18 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64) {
         per_request(s.batched_requests, s.batches),
         s.max_batch,
         s.indirect_requests,
+        u8::from(persistent),
+        s.persistent_maps,
+        s.persistent_hits,
+        s.grant_maps,
+        s.grant_unmaps,
+        s.unmap_failures,
+        s.map_hypercalls,
+        s.unmap_hypercalls,
+        per(s.map_hypercalls + s.unmap_hypercalls),
+        s.dma_requests,
+        s.mapped_copy_requests,
+        s.grant_copy_requests,
     );
 }
 

@@ -21,8 +21,11 @@
 //!   line. If either hypercall fails (a hypervisor without PIRQs), completion is polled: the
 //!   queue's interrupts off, spinning on the used ring (`add_notify_wait_pop`).
 //!
-//! The driver itself is the `virtio-drivers` crate (`VirtIOBlk` over `PciTransport`); this file
-//! is its `Hal` for a PV guest and the [`BlockDevice`] API in 512-byte sectors.
+//! The driver is `virtio_blk.rs` (scatter-gather requests) over the `virtio-drivers` crate's
+//! `PciTransport` and virtqueue; this file is their `Hal` for a PV guest and the [`BlockDevice`]
+//! API in 512-byte sectors. A transfer whose data is in a front end's mapped grants
+//! (`IoData::Dma`) is one request with one descriptor per granted page, at the bus address the
+//! hypervisor gave the mapping: the device reads and writes the domU's pages itself.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -32,14 +35,14 @@ use guest_kernel::layout::{direct_map_va, MMIO_BASE, MMIO_END};
 use guest_kernel::paging::{index, make_entry, Mfn, Pfn, PTE_A, PTE_D, PTE_P, PTE_RW};
 use guest_kernel::pci::{is_virtio_blk, selftest_pattern};
 use hypercall_abi::HypercallError;
-use ring_drivers::blkif::{DiskError, DiskIo};
+use ring_drivers::blkif::{DiskError, DiskIo, IoData};
 use spin::Mutex;
-use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::pci;
+use super::virtio_blk::{BlkHeader, Data, VirtioBlk};
 use crate::kernel::hypercall as hc;
 use crate::kernel::pt::{self, PtError};
 use crate::kernel::shared_info;
@@ -184,6 +187,25 @@ fn map_mmio(paddr: u64, size: usize) -> Result<u64, PtError> {
     Ok(base + offset)
 }
 
+/// Reserves `pages` pages of the MMIO range with page tables but nothing mapped (the grant-map
+/// area: the hypervisor writes its PTEs); returns the first page's address.
+pub(crate) fn reserve_va(pages: usize) -> Result<u64, PtError> {
+    let mut next = NEXT_MMIO.lock();
+    let base = *next;
+    let end = base + pages as u64 * 4096;
+    if end > MMIO_END {
+        return Err(PtError::OutOfFrames);
+    }
+    let l4 = mm::kernel_l4();
+    let mut va = base;
+    while va < end {
+        pt::ensure_l1(l4, va)?;
+        va = (va | 0x1f_ffff) + 1; // the next 2 MiB: one L1 table each
+    }
+    *next = end;
+    Ok(base)
+}
+
 // SAFETY: `dma_alloc` returns zeroed, page-aligned memory that nothing else uses until
 // `dma_dealloc` (fresh allocator frames, machine-contiguous, at their direct-map address);
 // `mmio_phys_to_virt` returns a fresh mapping of the BAR range; `share` hands the device a bounce
@@ -215,7 +237,12 @@ unsafe impl Hal for XenHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
-        if let Some(maddr) = direct_maddr(buffer.as_ptr().cast::<u8>() as u64, len) {
+        let va = buffer.as_ptr().cast::<u8>() as u64;
+        if let Some(bus) = super::grant_map::bus_addr(va, len) {
+            // A front end's granted page mapped for the device: its `dev_bus_addr`.
+            return bus;
+        }
+        if let Some(maddr) = direct_maddr(va, len) {
             // Machine-contiguous already: the device reads or writes it in place.
             return maddr;
         }
@@ -231,7 +258,12 @@ unsafe impl Hal for XenHal {
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         let len = buffer.len();
-        if direct_maddr(buffer.as_ptr().cast::<u8>() as u64, len) == Some(paddr) {
+        let va = buffer.as_ptr().cast::<u8>() as u64;
+        if super::grant_map::bus_addr(va, len) == Some(paddr) {
+            // A granted page, in place.
+            return;
+        }
+        if direct_maddr(va, len) == Some(paddr) {
             // Shared in place (a bounce page is never the buffer's own frame).
             return;
         }
@@ -255,7 +287,7 @@ unsafe impl Hal for XenHal {
 /// A virtio-blk disk in 512-byte sectors: the device part of the block split driver (blkback
 /// serves domUs from it).
 pub struct BlockDevice {
-    blk: VirtIOBlk<XenHal, PciTransport>,
+    blk: VirtioBlk,
     /// Where the device sits on PCI bus 0.
     pub location: DeviceFunction,
     /// Its PCI device ID (0x1001 transitional, 0x1042 modern).
@@ -354,7 +386,7 @@ impl BlockDevice {
         );
         let transport =
             PciTransport::new::<XenHal, _>(&mut root, location).map_err(BlkError::Transport)?;
-        let mut blk = VirtIOBlk::<XenHal, _>::new(transport)?;
+        let mut blk = VirtioBlk::new(transport)?;
         // Interrupt Line (byte 0x3c) and Pin (0x3d): a pin and a line below 0xff mean INTx
         // routed to that GSI.
         let intr = pci::PortCam.read_word(location, 0x3c);
@@ -422,20 +454,21 @@ impl BlockDevice {
         {
             let at = sector + (i * MAX_REQUEST_SECTORS) as u64;
             if let IrqMode::Pirq { port, pirq, .. } = self.irq {
-                let mut req = BlkReq::default();
-                let mut resp = BlkResp::default();
-                // SAFETY: `req`, `chunk` and `resp` outlive the request: it is completed below
-                // (or the error returned only after the device is done with them).
+                let mut hdr = BlkHeader::default();
+                let mut status = [0u8; 1];
+                let mut bufs = [chunk];
+                // SAFETY: `hdr`, the chunk and `status` outlive the request: it is completed
+                // below (the device is done with them once its token is in the used ring).
                 unsafe {
                     let token = self
                         .blk
-                        .read_blocks_nb(at as usize, &mut req, chunk, &mut resp)?;
+                        .submit(at, &mut hdr, Data::In(&mut bufs), &mut status)?;
                     self.wait(port, pirq);
                     self.blk
-                        .complete_read_blocks(token, &req, chunk, &mut resp)?;
+                        .complete(token, &hdr, Data::In(&mut bufs), &mut status)?;
                 }
             } else {
-                self.blk.read_blocks(at as usize, chunk)?;
+                self.blk.read_polled(at, chunk)?;
             }
         }
         Ok(())
@@ -447,19 +480,20 @@ impl BlockDevice {
         for (i, chunk) in buf.chunks(MAX_REQUEST_SECTORS * SECTOR_SIZE).enumerate() {
             let at = sector + (i * MAX_REQUEST_SECTORS) as u64;
             if let IrqMode::Pirq { port, pirq, .. } = self.irq {
-                let mut req = BlkReq::default();
-                let mut resp = BlkResp::default();
+                let mut hdr = BlkHeader::default();
+                let mut status = [0u8; 1];
+                let bufs = [chunk];
                 // SAFETY: as in `read`.
                 unsafe {
-                    let token =
-                        self.blk
-                            .write_blocks_nb(at as usize, &mut req, chunk, &mut resp)?;
+                    let token = self
+                        .blk
+                        .submit(at, &mut hdr, Data::Out(&bufs), &mut status)?;
                     self.wait(port, pirq);
                     self.blk
-                        .complete_write_blocks(token, &req, chunk, &mut resp)?;
+                        .complete(token, &hdr, Data::Out(&bufs), &mut status)?;
                 }
             } else {
-                self.blk.write_blocks(at as usize, chunk)?;
+                self.blk.write_polled(at, chunk)?;
             }
         }
         Ok(())
@@ -479,49 +513,118 @@ impl BlockDevice {
     }
 
     /// Performs a batch of independent reads and writes with the device's queue kept full:
-    /// requests (each transfer split into pieces of at most [`MAX_REQUEST_SECTORS`]) are
-    /// submitted while the queue has room (16 with the indirect descriptors QEMU offers), and
-    /// each completion, in the order the device finishes them (the used ring), frees room for
-    /// the next; completions are awaited on the PIRQ's port as in [`BlockDevice::read`].
+    /// requests (each transfer split into pieces of at most [`MAX_REQUEST_SECTORS`], and of at
+    /// most the device's segments) are submitted while the queue has room (16: each request's
+    /// descriptors are one indirect table), and each completion, in the order the device
+    /// finishes them (the used ring), frees room for the next; completions are awaited on the
+    /// PIRQ's port as in [`BlockDevice::read`]. An [`IoData::Dma`] transfer's pieces are the
+    /// front end's mapped pages themselves (one descriptor each, at its bus address).
     pub fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+        /// A request: its transfer, first sector, direction and data buffers (address, length).
         struct Piece {
             io: usize,
             sector: u64,
-            ptr: *mut u8,
-            len: usize,
             write: bool,
+            bufs: Vec<(*mut u8, usize)>,
         }
-        let mut pieces = Vec::new();
+        let max_bytes = MAX_REQUEST_SECTORS * SECTOR_SIZE;
+        let max_segs = self.blk.max_segments();
+        let mut pieces: Vec<Piece> = Vec::new();
         for (i, io) in ios.iter_mut().enumerate() {
-            if self.check(io.sector, io.buf.len()).is_err() {
+            if self.check(io.sector, io.data.len()).is_err() {
                 io.result = Err(DiskError::Io);
                 continue;
             }
             io.result = Ok(());
-            let (sector, write) = (io.sector, io.write);
-            for (k, c) in io
-                .buf
-                .chunks_mut(MAX_REQUEST_SECTORS * SECTOR_SIZE)
-                .enumerate()
-            {
-                pieces.push(Piece {
-                    io: i,
-                    sector: sector + (k * MAX_REQUEST_SECTORS) as u64,
-                    ptr: c.as_mut_ptr(),
-                    len: c.len(),
-                    write,
-                });
+            let (mut sector, write) = (io.sector, io.write);
+            match &mut io.data {
+                IoData::Buf(buf) => {
+                    for c in buf.chunks_mut(max_bytes) {
+                        pieces.push(Piece {
+                            io: i,
+                            sector,
+                            write,
+                            bufs: alloc::vec![(c.as_mut_ptr(), c.len())],
+                        });
+                        sector += (c.len() / SECTOR_SIZE) as u64;
+                    }
+                }
+                IoData::Dma(segs) => {
+                    let mut cur = Piece {
+                        io: i,
+                        sector,
+                        write,
+                        bufs: Vec::new(),
+                    };
+                    let mut bytes = 0;
+                    for s in segs.iter() {
+                        let len = s.len as usize;
+                        // Each piece is one mapped page of the grant-map area (checked by
+                        // `Hal::share`, which gives the device its bus address).
+                        if super::grant_map::bus_addr(s.host, len) != Some(s.addr)
+                            || len == 0
+                            || !len.is_multiple_of(SECTOR_SIZE)
+                        {
+                            io.result = Err(DiskError::Io);
+                            break;
+                        }
+                        if !cur.bufs.is_empty()
+                            && (bytes + len > max_bytes || cur.bufs.len() == max_segs)
+                        {
+                            let next = Piece {
+                                io: i,
+                                sector: cur.sector + (bytes / SECTOR_SIZE) as u64,
+                                write,
+                                bufs: Vec::new(),
+                            };
+                            pieces.push(core::mem::replace(&mut cur, next));
+                            bytes = 0;
+                        }
+                        cur.bufs.push((s.host as *mut u8, len));
+                        bytes += len;
+                    }
+                    if io.result.is_err() {
+                        pieces.retain(|p| p.io != i);
+                    } else if !cur.bufs.is_empty() {
+                        pieces.push(cur);
+                    }
+                }
             }
         }
-        let depth = usize::from(self.blk.virt_queue_size());
+        let depth = self.blk.queue_size();
         // Header and status of each request in flight: allocated once, never moved while the
         // device may write them.
-        let mut hdrs: Vec<(BlkReq, BlkResp)> = (0..depth)
-            .map(|_| (BlkReq::default(), BlkResp::default()))
+        let mut hdrs: Vec<(BlkHeader, [u8; 1])> = (0..depth)
+            .map(|_| (BlkHeader::default(), [0u8; 1]))
             .collect();
         let mut slots: Vec<Option<(usize, u16)>> = alloc::vec![None; depth];
         let (mut next, mut inflight) = (0, 0);
         let fail = |ios: &mut [DiskIo<'_>], io: usize| ios[io].result = Err(DiskError::Io);
+        /// Runs `f` on piece `p`'s buffers as the device's data.
+        ///
+        /// # Safety
+        /// `p`'s buffers must be valid for the device's access (see the callers).
+        unsafe fn with_data<R>(p: &Piece, f: impl FnOnce(Data<'_, '_>) -> R) -> R {
+            if p.write {
+                // SAFETY: the caller's promise.
+                let bufs: Vec<&[u8]> = p
+                    .bufs
+                    .iter()
+                    .map(|&(ptr, len)| unsafe {
+                        core::slice::from_raw_parts(ptr.cast_const(), len)
+                    })
+                    .collect();
+                f(Data::Out(&bufs))
+            } else {
+                // SAFETY: the caller's promise.
+                let mut bufs: Vec<&mut [u8]> = p
+                    .bufs
+                    .iter()
+                    .map(|&(ptr, len)| unsafe { core::slice::from_raw_parts_mut(ptr, len) })
+                    .collect();
+                f(Data::In(&mut bufs))
+            }
+        }
         loop {
             while next < pieces.len() && inflight < depth {
                 let s = slots
@@ -529,18 +632,16 @@ impl BlockDevice {
                     .position(Option::is_none)
                     .expect("inflight < depth");
                 let p = &pieces[next];
-                let (req, resp) = &mut hdrs[s];
-                // SAFETY: `p.ptr..+len` is a piece of `ios[p.io].buf`, which this call borrows
-                // exclusively until every request is completed below; `req`/`resp` live in
-                // `hdrs`, which is not touched otherwise until then.
-                let token = unsafe {
-                    let buf = core::slice::from_raw_parts_mut(p.ptr, p.len);
-                    if p.write {
-                        self.blk.write_blocks_nb(p.sector as usize, req, buf, resp)
-                    } else {
-                        self.blk.read_blocks_nb(p.sector as usize, req, buf, resp)
-                    }
-                };
+                if ios[p.io].result.is_err() {
+                    next += 1; // an earlier piece of its transfer failed
+                    continue;
+                }
+                let (hdr, status) = &mut hdrs[s];
+                // SAFETY: a piece's buffers are a part of its transfer's buffer, which this
+                // call borrows exclusively until every request is completed below, or pages of
+                // the grant-map area mapped (checked above) until the back end unmaps them
+                // after this call; `hdr`/`status` live in `hdrs`, untouched until then.
+                let token = unsafe { with_data(p, |d| self.blk.submit(p.sector, hdr, d, status)) };
                 match token {
                     Ok(t) => {
                         slots[s] = Some((next, t));
@@ -573,16 +674,9 @@ impl BlockDevice {
             let (piece, _) = slots[s].take().expect("found");
             inflight -= 1;
             let p = &pieces[piece];
-            let (req, resp) = &mut hdrs[s];
+            let (hdr, status) = &mut hdrs[s];
             // SAFETY: the same buffers as when submitted (see above).
-            let r = unsafe {
-                let buf = core::slice::from_raw_parts_mut(p.ptr, p.len);
-                if p.write {
-                    self.blk.complete_write_blocks(token, req, buf, resp)
-                } else {
-                    self.blk.complete_read_blocks(token, req, buf, resp)
-                }
-            };
+            let r = unsafe { with_data(p, |d| self.blk.complete(token, hdr, d, status)) };
             if r.is_err() {
                 fail(ios, p.io);
             }

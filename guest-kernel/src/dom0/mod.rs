@@ -24,6 +24,7 @@ pub mod blkdev;
 mod console;
 mod console_daemon;
 mod demo;
+mod grant_map;
 mod net;
 mod netback;
 mod netdev;
@@ -32,6 +33,7 @@ pub mod pci;
 mod service;
 mod shell;
 mod toolstack;
+mod virtio_blk;
 mod xenstore;
 mod xenstored;
 
@@ -181,11 +183,13 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     while (stay || !d.ctx.doms.is_empty()) && !d.poweroff {
         d.pass();
     }
-    let (arenas, size, used) = heap::usage();
+    let heap = heap::usage();
     println!(
-        "dom0: heap {} KiB in {arenas} arena(s) taken from free pages, {} KiB in use",
-        size >> 10,
-        used >> 10
+        "dom0: heap {} KiB in {} arena(s) taken from free pages, {} KiB in use, {} KiB at most",
+        heap.size >> 10,
+        heap.arenas,
+        heap.used >> 10,
+        heap.peak >> 10
     );
     println!("services: no domU left, powering off");
     SHUTDOWN_poweroff

@@ -24,6 +24,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use hypercall_abi::io::blkif::{
     BlkifRequest, BlkifRequestSegment, BlkifVdev, BLKIF_OP_READ, BLKIF_OP_WRITE_BARRIER,
@@ -50,9 +51,9 @@ use crate::kernel::mm;
 use crate::kernel::ring_page::MappedPage;
 use crate::kernel::time;
 
-/// Granted data pages: 176, enough for 16 full 11-segment requests in flight (as many as dom0's
-/// virtio queue takes at once).
-pub const DATA_PAGES: usize = 176;
+/// Granted data pages: 256, a whole 1 MiB call in flight at once (8 indirect requests of 32
+/// pages, one per indirect page; or 23 direct ones of 11).
+pub const DATA_PAGES: usize = 256;
 
 /// Granted pages for the segment lists of indirect requests (one per indirect request in flight).
 pub const INDIRECT_PAGES: usize = 8;
@@ -166,6 +167,15 @@ pub struct Blkfront {
 
 const TOKEN: &str = "blk-back-state";
 
+/// Whether the front end offers `feature-persistent` (`blk-no-persistent` on the command line:
+/// not, as a front end that revokes its grants after each request would).
+static OFFER_PERSISTENT: AtomicBool = AtomicBool::new(true);
+
+/// Offers persistent grants or not on the next connect.
+pub fn set_offer_persistent(offer: bool) {
+    OFFER_PERSISTENT.store(offer, Ordering::Relaxed);
+}
+
 impl Blkfront {
     /// Finds the first vbd dom0 created for us and watches its back end's state.
     pub fn discover(d: &mut Client) -> Result<Blkfront, DomuError> {
@@ -206,9 +216,11 @@ impl Blkfront {
         for (i, g) in grefs[..count].iter_mut().enumerate() {
             *g = grant::grant_access(dom, mfn(data_va(i))?, false).map_err(DomuError::Grant)?;
         }
+        // Read-write although the back end only reads them: with persistent grants it maps
+        // every grant read-write once (as Linux's blkback does) and keeps it.
         let mut indirect = [0u32; INDIRECT_PAGES];
         for (i, g) in indirect.iter_mut().enumerate() {
-            *g = grant::grant_access(dom, mfn(indirect_va(i))?, true).map_err(DomuError::Grant)?;
+            *g = grant::grant_access(dom, mfn(indirect_va(i))?, false).map_err(DomuError::Grant)?;
         }
         let port =
             events::alloc_unbound(dom).map_err(|rc| DomuError::Evtchn("alloc_unbound", rc))?;
@@ -235,6 +247,9 @@ impl Blkfront {
         let t = FrontendTransport {
             ring_ref: self.ring_gref,
             event_channel: port,
+            // Our pages are a fixed set granted for the connection's lifetime: persistent
+            // grants already, which the back end may keep mapped if it offers that too.
+            feature_persistent: OFFER_PERSISTENT.load(Ordering::Relaxed),
         };
         for (k, v) in t.to_keys() {
             self.link.write_node(d, k, &v)?;
@@ -255,6 +270,7 @@ impl Blkfront {
             keys::DISCARD_ALIGNMENT,
             keys::DISCARD_SECURE,
             keys::FEATURE_MAX_INDIRECT_SEGMENTS,
+            keys::FEATURE_PERSISTENT,
         ];
         let values = self.link.read_back_keys(d, &names)?;
         BackendInfo::from_keys(|k| xenbus_front::lookup(&values, k)).map_err(DomuError::BackendKeys)
@@ -595,11 +611,25 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 }
 
 /// `blk-bench[=<start sector>]`: sequential write and read of 4 MiB in 1 MiB calls (each split
-/// into 11-page requests, up to 16 in flight), then 256 random 4 KiB reads, through the split
-/// driver; prints `bench blk ...` with the front end's counters.
+/// into requests of up to 32 pages, up to 16 in flight), then 256 random 4 KiB reads, through
+/// the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
+/// the same again over a fresh connection on which the front end does not offer persistent
+/// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
+/// unmaps them after, or grant-copies).
 pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
     let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut b = open(d)?;
+    bench_pass(d, &mut b, start, "persistent")?;
+    b.close(d)?;
+    set_offer_persistent(false);
+    b.reconnect(d)?;
+    bench_pass(d, &mut b, start, "no-persistent")?;
+    b.close(d)
+}
+
+/// One pass of [`bench`] over the connected `b`.
+fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Result<(), DomuError> {
+    let before = b.front()?.stats();
     let bytes: u64 = 4 << 20;
     let chunk = 1024 * 1024usize;
     let count = bytes / 512;
@@ -631,22 +661,26 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
         b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
     }
     let rand_ns = now() - t0;
-    let s = b.front()?.stats();
+    let after = b.front()?.stats();
+    let n = |f: fn(&ring_drivers::blkif::FrontStats) -> u64| f(&after) - f(&before);
+    let requests = n(|s| s.requests);
+    let persistent =
+        OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={}",
+        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(ops, rand_ns),
-        s.requests,
-        s.notifications_sent,
-        s.waits,
-        per_request(s.notifications_sent, s.requests),
-        per_request(s.waits, s.requests),
-        per_request(s.in_flight_sum, s.requests),
-        s.max_in_flight,
-        s.indirect_requests,
+        n(|s| s.notifications_sent),
+        n(|s| s.waits),
+        per_request(n(|s| s.notifications_sent), requests),
+        per_request(n(|s| s.waits), requests),
+        per_request(n(|s| s.in_flight_sum), requests),
+        after.max_in_flight,
+        n(|s| s.indirect_requests),
+        u8::from(persistent),
     );
-    b.close(d)
+    Ok(())
 }
 
 impl XenbusDevice for Blkfront {

@@ -16,7 +16,8 @@
 //! made a vif for us (`device/vif/0`), the network (`net.rs` over `netfront.rs`): DHCP, HTTP on
 //! port 80, echo on port 7, until dom0 shuts us down; without one the domU powers off as before.
 //! `blk-selftest=<seed>,<start>,<sectors>`, `blk-evil`, `blk-reconnects=<n>` and `blk-bench[=<start>]` run a block mode
-//! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test).
+//! instead of the demo; `blk-crash` connects the vbd and then crashes (dom0's teardown test);
+//! `blk-no-persistent` makes blkfront not offer persistent grants (`feature-persistent=0`).
 //!
 //! `net-evil` attacks dom0's netback instead (`net_evil.rs`): bad packets, a flood, an overrun.
 //!
@@ -161,6 +162,9 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
         smp::run()?;
     }
     // The block modes skip the ping-pong demo.
+    if cmdline.has("blk-no-persistent") {
+        blkfront::set_offer_persistent(false);
+    }
     if let Some(arg) = cmdline.get("blk-selftest") {
         return blkfront::selftest(&mut d, arg);
     }

@@ -29,6 +29,9 @@ use super::{direct_map, mm};
 struct Arenas {
     heaps: [Heap; MAX_ARENAS],
     len: usize,
+    /// Bytes handed out now, and the most ever.
+    used: usize,
+    peak: usize,
 }
 
 struct KernelHeap {
@@ -40,6 +43,8 @@ static HEAP: KernelHeap = KernelHeap {
     arenas: Mutex::new(Arenas {
         heaps: [const { Heap::empty() }; MAX_ARENAS],
         len: 0,
+        used: 0,
+        peak: 0,
     }),
 };
 
@@ -91,6 +96,8 @@ unsafe impl GlobalAlloc for KernelHeap {
         let mut arenas = self.arenas.lock();
         loop {
             if let Some(p) = arenas.allocate(layout) {
+                arenas.used += layout.size();
+                arenas.peak = arenas.peak.max(arenas.used);
                 return p.as_ptr();
             }
             if !arenas.grow(layout) {
@@ -112,15 +119,31 @@ unsafe impl GlobalAlloc for KernelHeap {
             // SAFETY: the caller guarantees `ptr` came from `alloc` with this layout
             // (GlobalAlloc's contract), so from this arena, the one whose range holds it.
             unsafe { h.deallocate(p, layout) };
+            arenas.used -= layout.size();
         }
     }
 }
 
-/// What the heap holds: arenas taken, their bytes, bytes of them in use.
-pub fn usage() -> (usize, usize, usize) {
+/// What the heap holds.
+pub struct Usage {
+    /// Arenas taken.
+    pub arenas: usize,
+    /// Their bytes.
+    pub size: usize,
+    /// Bytes handed out now.
+    pub used: usize,
+    /// The most bytes ever handed out at once.
+    pub peak: usize,
+}
+
+/// What the heap holds now.
+pub fn usage() -> Usage {
     let arenas = HEAP.arenas.lock();
-    let (size, used) = arenas.heaps[..arenas.len]
-        .iter()
-        .fold((0, 0), |(size, used), h| (size + h.size(), used + h.used()));
-    (arenas.len, size, used)
+    let size = arenas.heaps[..arenas.len].iter().map(Heap::size).sum();
+    Usage {
+        arenas: arenas.len,
+        size,
+        used: arenas.used,
+        peak: arenas.peak,
+    }
 }

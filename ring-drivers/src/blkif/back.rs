@@ -1,6 +1,7 @@
 //! The block back end: [`BlkBack`] serves one front end's ring from a [`Disk`], after
 //! [`parse_request`] validated each request copied out of the ring against [`DeviceLimits`].
 
+use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -71,6 +72,65 @@ pub trait GrantIo {
             };
         }
     }
+
+    /// Whether [`GrantIo::map_grants`] can map grants at all (`GNTTABOP_map_grant_ref` with
+    /// `GNTMAP_host_map | GNTMAP_device_map`, a free place to map them). The default: no, every
+    /// byte is copied.
+    fn can_map(&self) -> bool {
+        false
+    }
+
+    /// Maps each `(gref, readonly)` of domain `domid`, appending one result per entry, in
+    /// order, to `out`: a failure fails only its own entry. The kernel does them all in one
+    /// `GNTTABOP_map_grant_ref` hypercall.
+    fn map_grants(
+        &mut self,
+        domid: u16,
+        grefs: &[(GrantRef, bool)],
+        out: &mut Vec<Result<GrantMapping, GrantIoError>>,
+    ) {
+        let _ = domid;
+        out.extend(grefs.iter().map(|&(gref, _)| {
+            Err(GrantIoError {
+                gref,
+                status: hypercall_abi::grant_table::GNTST_general_error,
+            })
+        }));
+    }
+
+    /// Gives up mappings made by [`GrantIo::map_grants`] (one `GNTTABOP_unmap_grant_ref`
+    /// hypercall); returns how many the hypervisor refused (a dead front end's grants were
+    /// revoked already).
+    fn unmap_grants(&mut self, maps: &[GrantMapping]) -> usize {
+        let _ = maps;
+        0
+    }
+
+    /// Copies bytes out of a mapped grant at `offset` (`offset + buf.len() <= 4096`).
+    fn read_mapped(&mut self, map: &GrantMapping, offset: usize, buf: &mut [u8]) {
+        let _ = (map, offset, buf);
+    }
+
+    /// Copies bytes into a mapped (read-write) grant at `offset`.
+    fn write_mapped(&mut self, map: &GrantMapping, offset: usize, data: &[u8]) {
+        let _ = (map, offset, data);
+    }
+}
+
+/// A front end's grant mapped by the back end ([`GrantIo::map_grants`]): the CPU reaches it
+/// through [`GrantIo::read_mapped`]/[`GrantIo::write_mapped`], the device at `bus_addr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantMapping {
+    /// The front end's reference.
+    pub gref: GrantRef,
+    /// The `grant_handle_t` it is unmapped with.
+    pub handle: u32,
+    /// Where the back end mapped it (the kernel's virtual address; opaque here).
+    pub host_addr: u64,
+    /// `dev_bus_addr` (`GNTMAP_device_map`): the frame's address for the device's DMA.
+    pub bus_addr: u64,
+    /// Mapped read-only (`GNTMAP_readonly`): the device may only read it.
+    pub readonly: bool,
 }
 
 /// One request's grant copy in a [`GrantIo::copy_batch`].
@@ -91,12 +151,50 @@ pub struct GrantXfer<'a> {
 pub struct DiskIo<'a> {
     /// First 512-byte sector.
     pub sector: u64,
-    /// Write `buf` (else read into it).
+    /// Write the data (else read into it).
     pub write: bool,
-    /// Whole sectors.
-    pub buf: &'a mut [u8],
+    /// Where the data is: whole sectors.
+    pub data: IoData<'a>,
     /// What happened (set by `transfer`).
     pub result: Result<(), DiskError>,
+}
+
+/// Where a [`DiskIo`]'s data is.
+#[derive(Debug)]
+pub enum IoData<'a> {
+    /// In the back end's memory.
+    Buf(&'a mut [u8]),
+    /// In the front end's mapped grants, for the device's DMA (only for a disk whose
+    /// [`Disk::supports_dma`] says so): each piece inside one granted frame.
+    Dma(&'a [DmaSeg]),
+}
+
+impl IoData<'_> {
+    /// Bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            IoData::Buf(b) => b.len(),
+            IoData::Dma(segs) => segs.iter().map(|s| s.len as usize).sum(),
+        }
+    }
+
+    /// No bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A piece of a DMA transfer: `len` bytes at bus address `addr` (within one 4 KiB frame:
+/// a mapped grant's `bus_addr` plus a validated segment's offset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaSeg {
+    /// Bus address.
+    pub addr: u64,
+    /// Where the back end's CPU reaches the same bytes (the mapping's `host_addr` plus the
+    /// offset: the kernel's address; opaque here).
+    pub host: u64,
+    /// Bytes (a whole number of sectors).
+    pub len: u32,
 }
 
 /// A disk operation failed.
@@ -123,12 +221,16 @@ pub trait Disk {
     /// flight at once and complete them in any order; the default does them one by one.
     fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
         for io in ios.iter_mut() {
-            io.result = if io.write {
-                self.write(io.sector, io.buf)
-            } else {
-                self.read(io.sector, io.buf)
+            io.result = match &mut io.data {
+                IoData::Buf(b) if io.write => self.write(io.sector, b),
+                IoData::Buf(b) => self.read(io.sector, b),
+                IoData::Dma(_) => Err(DiskError::Unsupported),
             };
         }
+    }
+    /// Whether [`Disk::transfer`] takes [`IoData::Dma`] (the device reaches bus addresses).
+    fn supports_dma(&self) -> bool {
+        false
     }
     /// Discards `count` sectors starting at `sector` (`BLKIF_OP_DISCARD`); only called when
     /// [`Disk::supports_discard`] says so.
@@ -486,6 +588,26 @@ pub struct BackStats {
     pub copy_batches: u64,
     /// `BLKIF_OP_INDIRECT` requests whose indirect pages were read.
     pub indirect_requests: u64,
+    /// Grants mapped to be kept (persistent grants).
+    pub persistent_maps: u64,
+    /// Segments (and indirect pages) served from a persistent grant already mapped.
+    pub persistent_hits: u64,
+    /// Grants mapped for one batch only (for the device), then unmapped.
+    pub grant_maps: u64,
+    /// Grants unmapped (the batch's own, and the persistent ones at disconnect).
+    pub grant_unmaps: u64,
+    /// Unmaps the hypervisor refused (a dead front end's grants are revoked already).
+    pub unmap_failures: u64,
+    /// [`GrantIo::map_grants`] calls (one `GNTTABOP_map_grant_ref` hypercall each).
+    pub map_hypercalls: u64,
+    /// [`GrantIo::unmap_grants`] calls.
+    pub unmap_hypercalls: u64,
+    /// Reads and writes whose data the device moved itself to or from the mapped grants.
+    pub dma_requests: u64,
+    /// Reads and writes copied by the CPU between a bounce buffer and mapped grants.
+    pub mapped_copy_requests: u64,
+    /// Reads and writes grant-copied through a bounce buffer.
+    pub grant_copy_requests: u64,
 }
 
 /// What one [`BlkBack::serve`] call did.
@@ -509,6 +631,11 @@ pub const BATCH: usize = BlkBackRing::SIZE as usize;
 /// make the back end hold stay bounded (32 indirect requests would be 4 MiB).
 pub const BATCH_BYTES: usize = 1 << 20;
 
+/// Persistent grants a back end keeps mapped at most by default: every data and indirect page
+/// of our front end (256 + 8) with room to spare, inside the 1024 mappings the hypervisor
+/// tracks for dom0 (Linux's blkback keeps up to 1056 per ring).
+pub const MAX_PERSISTENT_GRANTS: usize = 320;
+
 /// Segments an indirect request may carry here (`feature-max-indirect-segments` is at most
 /// this): 32, as Linux's blkfront asks by default, 128 KiB per request.
 pub const MAX_INDIRECT_SEGMENTS: usize = 32;
@@ -523,6 +650,26 @@ struct Pending {
     segs: Segments,
     write: bool,
     status: Result<(), RequestError>,
+    /// Its segments' grants are mapped: `maps[i..i + segs.len]` of the back end (else its data
+    /// is grant-copied through its bounce buffer).
+    mapped: Option<usize>,
+    /// ... and the device reaches them itself (no copy at all).
+    dma: bool,
+}
+
+impl Pending {
+    fn new(id: u64, operation: u8, sector: u64, segs: Segments, write: bool) -> Pending {
+        Pending {
+            id,
+            operation,
+            sector,
+            segs,
+            write,
+            status: Ok(()),
+            mapped: None,
+            dma: false,
+        }
+    }
 }
 
 /// A block back end serving one front end's ring from a [`Disk`].
@@ -542,6 +689,20 @@ pub struct BlkBack<P, D, G, N> {
     max_indirect: u16,
     /// The indirect pages of the request being parsed.
     indirect: Vec<u8>,
+    /// `feature-persistent` published.
+    offer_persistent: bool,
+    /// Persistent grants negotiated (both ends offered them).
+    persistent: bool,
+    /// Most grants kept mapped at once.
+    max_persistent: usize,
+    /// The persistent grants, mapped on first use and kept until disconnect.
+    pgrants: BTreeMap<GrantRef, GrantMapping>,
+    /// The mappings of the batch's mapped requests (see [`Pending::mapped`]).
+    maps: Vec<GrantMapping>,
+    /// Their DMA pieces (parallel to `maps`).
+    dma_segs: Vec<DmaSeg>,
+    /// Mappings made for this batch only, unmapped when it completes.
+    temp: Vec<GrantMapping>,
     stats: BackStats,
     last_error: Option<RequestError>,
 }
@@ -563,6 +724,13 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             batch: Vec::with_capacity(BATCH),
             max_indirect: 0,
             indirect: Vec::new(),
+            offer_persistent: false,
+            persistent: false,
+            max_persistent: MAX_PERSISTENT_GRANTS,
+            pgrants: BTreeMap::new(),
+            maps: Vec::new(),
+            dma_segs: Vec::new(),
+            temp: Vec::new(),
             stats: BackStats::default(),
             last_error: None,
         })
@@ -597,26 +765,17 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                     parse_request(&req, &self.limits())
                 };
                 match parsed {
-                    Ok(BlkOp::Read { sector, segs }) => self.batch.push(Pending {
-                        id: req.id,
-                        operation: BLKIF_OP_READ,
-                        sector,
-                        segs,
-                        write: false,
-                        status: Ok(()),
-                    }),
+                    Ok(BlkOp::Read { sector, segs }) => {
+                        self.batch
+                            .push(Pending::new(req.id, BLKIF_OP_READ, sector, segs, false))
+                    }
                     Ok(BlkOp::Write {
                         sector,
                         segs,
                         preflush: false,
-                    }) => self.batch.push(Pending {
-                        id: req.id,
-                        operation: BLKIF_OP_WRITE,
-                        sector,
-                        segs,
-                        write: true,
-                        status: Ok(()),
-                    }),
+                    }) => self
+                        .batch
+                        .push(Pending::new(req.id, BLKIF_OP_WRITE, sector, segs, true)),
                     Ok(_) => {
                         // A flush, discard or pre-flushed write: after everything before it.
                         served += self.run_batch();
@@ -673,16 +832,19 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         if n == 0 {
             return 0;
         }
+        // Which requests' grants are mapped (persistent grants, or mapped for the device).
+        self.map_pass();
         while self.bounces.len() < n {
             self.bounces.push(Vec::new());
         }
         for (p, b) in self.batch.iter().zip(self.bounces.iter_mut()) {
-            if b.len() < p.segs.bytes() {
+            if !p.dma && b.len() < p.segs.bytes() {
                 b.resize(p.segs.bytes(), 0);
             }
         }
-        // The writes' data, all in one batch of copies.
+        // The writes' data, all in one batch of copies (or out of the mapped grants).
         self.grant_pass(true);
+        self.mapped_copy(true);
         // The disk: every request still good, at once.
         {
             let mut ios: Vec<DiskIo<'_>> = Vec::with_capacity(n);
@@ -690,10 +852,16 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
                 if p.status.is_ok() {
                     index.push(i);
+                    let data = match p.mapped {
+                        Some(first) if p.dma => {
+                            IoData::Dma(&self.dma_segs[first..first + p.segs.len])
+                        }
+                        _ => IoData::Buf(&mut b[..p.segs.bytes()]),
+                    };
                     ios.push(DiskIo {
                         sector: p.sector,
                         write: p.write,
-                        buf: &mut b[..p.segs.bytes()],
+                        data,
                         result: Ok(()),
                     });
                 }
@@ -712,8 +880,16 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 }
             }
         }
-        // The reads' data, all in one batch of copies.
+        // The reads' data, all in one batch of copies (or into the mapped grants).
         self.grant_pass(false);
+        self.mapped_copy(false);
+        // The batch's own mappings go now that the device is done with them.
+        if !self.temp.is_empty() {
+            self.stats.unmap_failures += self.grants.unmap_grants(&self.temp) as u64;
+            self.stats.unmap_hypercalls += 1;
+            self.stats.grant_unmaps += self.temp.len() as u64;
+            self.temp.clear();
+        }
         let batch = core::mem::take(&mut self.batch);
         for p in &batch {
             if p.status.is_ok() {
@@ -721,6 +897,11 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                     self.stats.sectors_written += p.segs.sectors();
                 } else {
                     self.stats.sectors_read += p.segs.sectors();
+                }
+                match (p.mapped, p.dma) {
+                    (Some(_), true) => self.stats.dma_requests += 1,
+                    (Some(_), false) => self.stats.mapped_copy_requests += 1,
+                    (None, _) => self.stats.grant_copy_requests += 1,
                 }
             }
             let rsp = self.respond(p.id, p.operation, p.status);
@@ -764,9 +945,29 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             left -= len;
         }
         self.indirect.resize(nr * seg_size, 0);
-        self.grants
-            .copy_from_grants(self.frontend, &segs, &mut self.indirect)
-            .map_err(RequestError::Grant)?;
+        let mut mapped = false;
+        if self.persistent {
+            // Through the persistent mappings when every page has one (or gets one now).
+            let maps: Vec<_> = segs
+                .iter()
+                .map_while(|s| self.persistent_grant(s.gref))
+                .collect();
+            if maps.len() == segs.len() {
+                let mut at = 0;
+                for (s, m) in segs.iter().zip(&maps) {
+                    let l = usize::from(s.len);
+                    self.grants
+                        .read_mapped(m, 0, &mut self.indirect[at..at + l]);
+                    at += l;
+                }
+                mapped = true;
+            }
+        }
+        if !mapped {
+            self.grants
+                .copy_from_grants(self.frontend, &segs, &mut self.indirect)
+                .map_err(RequestError::Grant)?;
+        }
         self.stats.indirect_requests += 1;
         let list: Vec<BlkifRequestSegment> = self
             .indirect
@@ -776,13 +977,200 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         parse_indirect_segments(&ind, &list, &limits)
     }
 
+    /// Decides where each good request of the batch moves its data (see [`BlkBack::serve`]):
+    /// with persistent grants, through the grants kept mapped (those not mapped yet are mapped
+    /// now, all in one [`GrantIo::map_grants`], while fewer than the maximum are kept); else, if
+    /// the disk does DMA, through grants mapped for this batch only (writes read-only); else, or
+    /// if a mapping fails, by grant copy (which then reports a bad reference as before).
+    fn map_pass(&mut self) {
+        self.maps.clear();
+        self.dma_segs.clear();
+        for p in self.batch.iter_mut() {
+            p.mapped = None;
+            p.dma = false;
+        }
+        if !self.grants.can_map() {
+            return;
+        }
+        let dma = self.disk.supports_dma();
+        // Requests whose grants the persistent pass tried to map (a failure is not retried).
+        let mut fits = vec![false; self.batch.len()];
+        if self.persistent {
+            let mut want: Vec<(GrantRef, bool)> = Vec::new();
+            for (i, p) in self.batch.iter().enumerate() {
+                if p.status.is_err() {
+                    continue;
+                }
+                let start = want.len();
+                for s in p.segs.as_slice() {
+                    if !self.pgrants.contains_key(&s.gref)
+                        && !want.iter().any(|&(g, _)| g == s.gref)
+                    {
+                        want.push((s.gref, false));
+                    }
+                }
+                if self.pgrants.len() + want.len() <= self.max_persistent {
+                    fits[i] = true;
+                } else {
+                    want.truncate(start);
+                }
+            }
+            if !want.is_empty() {
+                let mut results = Vec::with_capacity(want.len());
+                self.grants.map_grants(self.frontend, &want, &mut results);
+                self.stats.map_hypercalls += 1;
+                for m in results.into_iter().flatten() {
+                    self.stats.persistent_maps += 1;
+                    self.pgrants.insert(m.gref, m);
+                }
+            }
+            for (p, &fit) in self.batch.iter_mut().zip(&fits) {
+                let segs = p.segs.as_slice();
+                if !fit || !segs.iter().all(|s| self.pgrants.contains_key(&s.gref)) {
+                    continue;
+                }
+                p.mapped = Some(self.maps.len());
+                p.dma = dma;
+                self.maps.extend(segs.iter().map(|s| self.pgrants[&s.gref]));
+                self.stats.persistent_hits += segs.len() as u64;
+            }
+        }
+        if dma {
+            // The rest: mapped for the device, for this batch only.
+            let mut want: Vec<(GrantRef, bool)> = Vec::new();
+            for (p, _) in self
+                .batch
+                .iter()
+                .zip(&fits)
+                .filter(|(p, &tried)| p.status.is_ok() && p.mapped.is_none() && !tried)
+            {
+                want.extend(p.segs.as_slice().iter().map(|s| (s.gref, p.write)));
+            }
+            if !want.is_empty() {
+                let mut results = Vec::with_capacity(want.len());
+                self.grants.map_grants(self.frontend, &want, &mut results);
+                self.stats.map_hypercalls += 1;
+                let mut results = results.into_iter();
+                for (p, &tried) in self.batch.iter_mut().zip(&fits) {
+                    if p.status.is_err() || p.mapped.is_some() || tried {
+                        continue;
+                    }
+                    let first = self.maps.len();
+                    let mut all = true;
+                    for r in results.by_ref().take(p.segs.len) {
+                        match r {
+                            Ok(m) => {
+                                self.stats.grant_maps += 1;
+                                self.temp.push(m);
+                                self.maps.push(m);
+                            }
+                            Err(_) => all = false,
+                        }
+                    }
+                    if all {
+                        p.mapped = Some(first);
+                        p.dma = true;
+                    } else {
+                        // Grant-copied instead (its mappings are still given up after).
+                        self.maps.truncate(first);
+                    }
+                }
+            }
+        }
+        // The device's pieces: each mapped frame's bus address plus the segment's offset.
+        self.dma_segs.resize(self.maps.len(), DmaSeg::default());
+        for p in &self.batch {
+            let Some(first) = p.mapped else { continue };
+            for (k, s) in p.segs.as_slice().iter().enumerate() {
+                let m = &self.maps[first + k];
+                self.dma_segs[first + k] = DmaSeg {
+                    addr: m.bus_addr + u64::from(s.offset),
+                    host: m.host_addr + u64::from(s.offset),
+                    len: u32::from(s.len),
+                };
+            }
+        }
+    }
+
+    /// Copies between the bounce buffers and the mapped grants of the requests that are mapped
+    /// but not DMA'd (`writes`: the writes' data in, else the reads' data out).
+    fn mapped_copy(&mut self, writes: bool) {
+        for (p, b) in self.batch.iter().zip(self.bounces.iter_mut()) {
+            let Some(first) = p.mapped else { continue };
+            if p.dma || p.write != writes || p.status.is_err() {
+                continue;
+            }
+            let mut at = 0;
+            for (s, m) in p.segs.as_slice().iter().zip(&self.maps[first..]) {
+                let (o, l) = (usize::from(s.offset), usize::from(s.len));
+                if writes {
+                    self.grants.read_mapped(m, o, &mut b[at..at + l]);
+                } else {
+                    self.grants.write_mapped(m, o, &b[at..at + l]);
+                }
+                at += l;
+            }
+        }
+    }
+
+    /// The persistent mapping of `gref`, mapping it now if it is not yet and there is room.
+    fn persistent_grant(&mut self, gref: GrantRef) -> Option<GrantMapping> {
+        if let Some(m) = self.pgrants.get(&gref) {
+            self.stats.persistent_hits += 1;
+            return Some(*m);
+        }
+        if self.pgrants.len() >= self.max_persistent {
+            return None;
+        }
+        let mut results = Vec::with_capacity(1);
+        self.grants
+            .map_grants(self.frontend, &[(gref, false)], &mut results);
+        self.stats.map_hypercalls += 1;
+        let m = results.pop()?.ok()?;
+        self.stats.persistent_maps += 1;
+        self.pgrants.insert(gref, m);
+        Some(m)
+    }
+
+    /// Offers persistent grants (`feature-persistent`; publish [`BlkBack::backend_info`] after)
+    /// and uses them if the front end offers them too (`front`: its `feature-persistent`). A
+    /// back end whose [`GrantIo`] cannot map never uses them.
+    pub fn set_persistent(&mut self, offer: bool, front: bool) {
+        self.offer_persistent = offer;
+        self.persistent = offer && front && self.grants.can_map();
+    }
+
+    /// Keeps at most `n` grants mapped (default [`MAX_PERSISTENT_GRANTS`]); beyond, requests
+    /// fall back to mappings for their batch only, or to grant copies.
+    pub fn set_max_persistent_grants(&mut self, n: usize) {
+        self.max_persistent = n;
+    }
+
+    /// Whether persistent grants are in use.
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// Unmaps every persistent grant (disconnecting: [`BlkBack::into_parts`] does it too; call
+    /// it first to count the unmaps in [`BlkBack::stats`]).
+    pub fn release_grants(&mut self) {
+        if self.pgrants.is_empty() {
+            return;
+        }
+        let all: Vec<GrantMapping> = self.pgrants.values().copied().collect();
+        self.stats.unmap_failures += self.grants.unmap_grants(&all) as u64;
+        self.stats.unmap_hypercalls += 1;
+        self.stats.grant_unmaps += all.len() as u64;
+        self.pgrants.clear();
+    }
+
     /// One [`GrantIo::copy_batch`] for every good write of the batch (`writes`: their data
     /// in) or every good read (their data out); a failed copy fails its request.
     fn grant_pass(&mut self, writes: bool) {
         let mut xfers: Vec<GrantXfer<'_>> = Vec::with_capacity(self.batch.len());
         let mut index = Vec::with_capacity(self.batch.len());
         for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
-            if p.write == writes && p.status.is_ok() {
+            if p.write == writes && p.status.is_ok() && p.mapped.is_none() {
                 index.push(i);
                 xfers.push(GrantXfer {
                     segs: p.segs.as_slice(),
@@ -906,12 +1294,15 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
     pub fn backend_info(&self) -> BackendInfo {
         BackendInfo {
             max_indirect_segments: u32::from(self.max_indirect),
+            feature_persistent: self.offer_persistent,
             ..BackendInfo::for_disk(&self.disk)
         }
     }
 
-    /// Disconnects: gives back the ring page, disk, grant access and event channel.
-    pub fn into_parts(self) -> (P, D, G, N) {
+    /// Disconnects: unmaps the persistent grants, gives back the ring page, disk, grant access
+    /// and event channel.
+    pub fn into_parts(mut self) -> (P, D, G, N) {
+        self.release_grants();
         (self.page, self.disk, self.grants, self.notify)
     }
 }

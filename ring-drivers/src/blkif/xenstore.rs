@@ -46,6 +46,8 @@ pub mod keys {
     pub const DISCARD_SECURE: &str = "discard-secure";
     /// Back end: segments a `BLKIF_OP_INDIRECT` request may carry (absent: none).
     pub const FEATURE_MAX_INDIRECT_SEGMENTS: &str = "feature-max-indirect-segments";
+    /// Both ends: persistent grants offered (`"1"`); used only when both offer them.
+    pub const FEATURE_PERSISTENT: &str = "feature-persistent";
 }
 
 /// `XEN_IO_PROTO_ABI_X86_64` (`io/protocols.h`): the only ring ABI we speak (the native one).
@@ -116,6 +118,9 @@ pub struct BackendInfo {
     pub discard_secure: bool,
     /// `feature-max-indirect-segments` (0, or absent: no `BLKIF_OP_INDIRECT`).
     pub max_indirect_segments: u32,
+    /// `feature-persistent`: the back end keeps the front end's grants mapped if the front end
+    /// offers it too (blkif.h: the front end then reuses a fixed set of grants).
+    pub feature_persistent: bool,
 }
 
 impl Default for BackendInfo {
@@ -132,6 +137,7 @@ impl Default for BackendInfo {
             discard_alignment: 0,
             discard_secure: false,
             max_indirect_segments: 0,
+            feature_persistent: false,
         }
     }
 }
@@ -171,6 +177,7 @@ impl BackendInfo {
             (keys::FEATURE_FLUSH_CACHE, b(self.feature_flush_cache)),
             (keys::FEATURE_BARRIER, b(self.feature_barrier)),
             (keys::FEATURE_DISCARD, b(self.feature_discard)),
+            (keys::FEATURE_PERSISTENT, b(self.feature_persistent)),
         ];
         if self.feature_discard {
             out.push((
@@ -217,6 +224,7 @@ impl BackendInfo {
             discard_alignment: number_u32(r, keys::DISCARD_ALIGNMENT, 0)?,
             discard_secure: flag(r, keys::DISCARD_SECURE)?,
             max_indirect_segments: number_u32(r, keys::FEATURE_MAX_INDIRECT_SEGMENTS, 0)?,
+            feature_persistent: flag(r, keys::FEATURE_PERSISTENT)?,
         })
     }
 }
@@ -229,6 +237,8 @@ pub struct FrontendTransport {
     pub ring_ref: GrantRef,
     /// The front end's event-channel port (`event-channel`).
     pub event_channel: u32,
+    /// `feature-persistent`: the front end reuses a fixed set of grants (absent: no).
+    pub feature_persistent: bool,
 }
 
 impl FrontendTransport {
@@ -238,6 +248,10 @@ impl FrontendTransport {
             (keys::RING_REF, format!("{}", self.ring_ref)),
             (keys::EVENT_CHANNEL, format!("{}", self.event_channel)),
             (keys::PROTOCOL, String::from(XEN_IO_PROTO_ABI_X86_64)),
+            (
+                keys::FEATURE_PERSISTENT,
+                String::from(if self.feature_persistent { "1" } else { "0" }),
+            ),
         ]
     }
 
@@ -256,6 +270,7 @@ impl FrontendTransport {
             ring_ref: u32::try_from(ring_ref).map_err(|_| KeyError::Invalid(keys::RING_REF))?,
             event_channel: u32::try_from(port)
                 .map_err(|_| KeyError::Invalid(keys::EVENT_CHANNEL))?,
+            feature_persistent: flag(r, keys::FEATURE_PERSISTENT)?,
         })
     }
 }
@@ -282,6 +297,7 @@ mod tests {
             feature_discard: true,
             discard_granularity: 4096,
             max_indirect_segments: 32,
+            feature_persistent: true,
             ..BackendInfo::default()
         };
         let keys = info.to_keys();
@@ -319,6 +335,7 @@ mod tests {
             ("feature-discard", "yes"),
             ("feature-max-indirect-segments", "4294967296"),
             ("feature-max-indirect-segments", "-1"),
+            ("feature-persistent", "2x"),
         ] {
             let mut pairs = vec![("sectors", "8")];
             pairs.retain(|(key, _)| *key != k);
@@ -338,6 +355,7 @@ mod tests {
         let t = FrontendTransport {
             ring_ref: 9,
             event_channel: 12,
+            feature_persistent: true,
         };
         let keys = t.to_keys();
         let mut pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -346,10 +364,28 @@ mod tests {
             vec![
                 ("ring-ref", "9"),
                 ("event-channel", "12"),
-                ("protocol", "x86_64-abi")
+                ("protocol", "x86_64-abi"),
+                ("feature-persistent", "1"),
             ]
         );
         assert_eq!(FrontendTransport::from_keys(reader(&pairs)), Ok(t));
+        // A front end that does not offer persistent grants: absent means no, as does "0".
+        pairs.pop();
+        let without = FrontendTransport {
+            feature_persistent: false,
+            ..t
+        };
+        assert_eq!(FrontendTransport::from_keys(reader(&pairs)), Ok(without));
+        pairs.push(("feature-persistent", "0"));
+        assert_eq!(FrontendTransport::from_keys(reader(&pairs)), Ok(without));
+        pairs.pop();
+        pairs.push(("feature-persistent", "yes"));
+        assert_eq!(
+            FrontendTransport::from_keys(reader(&pairs)),
+            Err(KeyError::Invalid(keys::FEATURE_PERSISTENT))
+        );
+        pairs.pop();
+        let t = without;
         pairs.pop();
         assert_eq!(
             FrontendTransport::from_keys(reader(&pairs)),

@@ -3,7 +3,9 @@
 //! Every boot runs under the accelerator `XTESTS_ACCEL` names (`tcg` by default; `make bench`
 //! runs this once under KVM when `scripts/accel.sh` picks it, then once under TCG).
 //!
-//! - Boot: QEMU start to dom0's first console line, median of 5 boots, in ms (wall clock).
+//! - Boot: QEMU start to dom0's first console line, median of 5 boots, in ms (wall clock), and
+//!   QEMU's CPU time (user + system) at that line in the same boots: the boot's work, which the
+//!   load of a shared machine barely moves, where the wall clock doubles.
 //! - Null hypercall: `xen_version(XENVER_version)` round trip in guest TSC cycles, median of 10^5,
 //!   measured by the guest (`bench=null-hypercall`); next to it, from the same boot of ours, the
 //!   bare `syscall`/`sysretq` round trip from ring 3 with an empty handler, median of 1000,
@@ -17,9 +19,12 @@
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
 //!   and then a domU does the same through blkfront/blkback (`blk-bench`: 1 MiB calls, split
-//!   into 11-page requests, up to 16 in flight), on a fresh 32 MiB image; with the event
-//!   notifications per request on both sides, requests in flight and grant-copy hypercalls per
-//!   request (BlkFront and BlkBack counters). `--blk` runs this section alone.
+//!   into indirect requests of 32 pages, up to 16 in flight), on a fresh 32 MiB image, twice:
+//!   with persistent grants (the back end maps the front end's pages once, the device DMAs into
+//!   them), then over a fresh connection without (each batch's grants mapped and unmapped);
+//!   the ratios to dom0 direct are of the same run; with the event notifications per request
+//!   on both sides, requests in flight, grant-copy and map/unmap hypercalls per request and how
+//!   each request's data moved (BlkFront and BlkBack counters). `--blk` runs this section alone.
 //!
 //! - Network (ours only): dom0 with its virtio-net NIC and one domU; the host's TCP echo of
 //!   64 MiB (every byte checked) and 1-byte round trips to dom0 directly and to the domU through
@@ -43,6 +48,9 @@ const FIRST_LINE: &str = "guest-kernel 0.1.0: booted";
 
 struct Figures {
     boot_ms: Option<f64>,
+    /// QEMU's CPU time (user + system) at dom0's first line, median of the same boots, in ms:
+    /// the work of the boot, which the load of a shared machine barely moves.
+    boot_cpu_ms: Option<f64>,
     null_cycles: Option<u64>,
     null_line: String,
     /// Ours only (`selftest=native-syscall`, same boot as the null hypercall): the bare
@@ -103,14 +111,20 @@ fn median_line(run: Option<&xtests::Run>, needle: &str) -> (String, Option<u64>)
 /// `null_opts`: extra hypervisor options for the null-hypercall boot (ours: the native baseline).
 fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
     let mut boots = Vec::new();
+    let mut cpus = Vec::new();
     for _ in 0..BOOTS {
-        if let Some(t) =
-            boot(hypervisor, "", "exit=reboot").and_then(|r| r.first_line_at(FIRST_LINE))
-        {
+        let Some(r) = boot(hypervisor, "", "exit=reboot") else {
+            continue;
+        };
+        if let Some(t) = r.first_line_at(FIRST_LINE) {
             boots.push(t.as_micros() as u64);
+        }
+        if let Some(t) = r.first_line_cpu(FIRST_LINE) {
+            cpus.push(t.as_micros() as u64);
         }
     }
     let boot_ms = (boots.len() == BOOTS).then(|| median(&boots).unwrap_or(0) as f64 / 1000.0);
+    let boot_cpu_ms = (cpus.len() == BOOTS).then(|| median(&cpus).unwrap_or(0) as f64 / 1000.0);
     let run = boot(hypervisor, null_opts, "bench=null-hypercall exit=reboot");
     let (native_line, native_cycles) = median_line(run.as_ref(), "native-syscall: median_cycles=");
     let (line, null_cycles) = median_line(run.as_ref(), "bench null_hypercall");
@@ -126,6 +140,7 @@ fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
         .unwrap_or_default();
     Figures {
         boot_ms,
+        boot_cpu_ms,
         null_cycles,
         null_line: line,
         native_cycles,
@@ -299,9 +314,19 @@ fn two_domains_with(qemu_extra: Vec<String>) -> Option<(String, String)> {
     Some((find("bench evtchn_rtt")?, find("bench grant_copy")?))
 }
 
-/// dom0 on its disk directly, then a domU through the split driver: the `bench blkdev`,
-/// `bench blk` and `bench blkback` lines.
-fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
+/// The block section's counter lines: dom0 direct (`bench blkdev`), then per domU pass
+/// (persistent grants, then none) the front end's `bench blk` and the back end's
+/// `bench blkback dom=1`.
+type Fields = std::collections::BTreeMap<String, String>;
+struct Block {
+    dev: Fields,
+    /// (front end, back end) of each pass.
+    passes: Vec<(Fields, Fields)>,
+}
+
+/// dom0 on its disk directly, then a domU through the split driver, twice (with persistent
+/// grants, then without): the `bench blkdev`, `bench blk` and `bench blkback` lines.
+fn block() -> Option<Block> {
     let disk = build_dir().join(format!("bench-disk-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 32 << 20]).ok()?;
     let b = Boot {
@@ -331,14 +356,21 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
             return None;
         }
     };
-    let find = |p: &str| run.log.iter().find(|l| l.contains(p)).map(|l| fields(l));
-    let r = (
-        find("bench blkdev "),
-        find("bench blk "),
-        find("bench blkback dom=1"),
-    );
-    match r {
-        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+    let all = |p: &str| -> Vec<Fields> {
+        run.log
+            .iter()
+            .filter(|l| l.contains(p))
+            .map(|l| fields(l))
+            .collect()
+    };
+    let dev = all("bench blkdev ").into_iter().next();
+    let fronts = all("bench blk mode=");
+    let backs = all("bench blkback dom=1 ");
+    match dev {
+        Some(dev) if fronts.len() == 2 && backs.len() == 2 => Some(Block {
+            dev,
+            passes: fronts.into_iter().zip(backs).collect(),
+        }),
         _ => {
             eprintln!("bench: block run incomplete:\n{}", run.log.join("\n"));
             None
@@ -346,70 +378,134 @@ fn block() -> Option<[std::collections::BTreeMap<String, String>; 3]> {
     }
 }
 
-/// The block section's tables (dom0 direct next to the domU, then the split driver's counters).
-fn print_block(blk: &Option<[std::collections::BTreeMap<String, String>; 3]>) {
-    match blk {
-        Some([dev, front, back]) => {
-            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
-                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
-            };
-            println!("| figure | dom0 direct (virtio-blk) | domU via blkfront/blkback |");
-            println!("|---|---|---|");
-            for (name, key) in [
-                ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
-                ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
-                ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
-            ] {
-                println!("| {name} | {} | {} |", get(dev, key), get(front, key));
-            }
-            println!(
-                "| dom0 direct: virtio interrupts / poll timeouts | {} / {} |",
-                get(dev, "interrupts"),
-                get(dev, "poll_timeouts")
-            );
-            println!();
-            println!("| split-driver counter (whole blk-bench run) | value |");
-            println!("|---|---|");
-            println!("| requests | {} |", get(front, "requests"));
-            println!(
-                "| front end: notifications sent per request | {} |",
-                get(front, "notifications_per_request")
-            );
-            println!(
-                "| front end: waits for an event per request | {} |",
-                get(front, "waits_per_request")
-            );
-            println!(
-                "| back end: events received per request | {} |",
-                get(back, "events_per_request")
-            );
-            println!(
-                "| back end: notifications sent per request | {} |",
-                get(back, "notifications_per_request")
-            );
-            println!(
-                "| front end: requests in flight when one is sent, mean / max | {} / {} |",
-                get(front, "mean_in_flight"),
-                get(front, "max_in_flight")
-            );
-            println!(
-                "| back end: requests per disk batch (in flight at the device), mean / max | {} / {} |",
-                get(back, "requests_per_disk_batch"),
-                get(back, "max_disk_batch")
-            );
-            println!(
-                "| indirect requests (front end sent / back end read) | {} / {} |",
-                get(front, "indirect_requests"),
-                get(back, "indirect_requests")
-            );
-            println!(
-                "| back end: grant-copy hypercalls (per request) | {} ({}) |",
-                get(back, "grant_copy_hypercalls"),
-                get(back, "grant_copy_hypercalls_per_request")
-            );
-        }
-        None => println!("(no block figures: the run failed)"),
+/// The block section's tables (dom0 direct next to the domU's two passes, with same-run ratios,
+/// then the split driver's counters per pass).
+fn print_block(blk: &Option<Block>) {
+    let Some(Block { dev, passes }) = blk else {
+        println!("(no block figures: the run failed)");
+        return;
+    };
+    let get = |m: &Fields, k: &str| m.get(k).cloned().unwrap_or_else(|| "n/a".into());
+    let ratio = |a: &Fields, b: &Fields, k: &str| match (
+        a.get(k).and_then(|v| v.parse::<f64>().ok()),
+        b.get(k).and_then(|v| v.parse::<f64>().ok()),
+    ) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.0} %", 100.0 * x / y),
+        _ => "n/a".into(),
+    };
+    println!(
+        "| figure | dom0 direct (virtio-blk) | domU, persistent grants | ratio | domU, no persistent grants | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, key) in [
+        ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
+        ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
+        ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
+    ] {
+        let (p, n) = (&passes[0].0, &passes[1].0);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            get(dev, key),
+            get(p, key),
+            ratio(p, dev, key),
+            get(n, key),
+            ratio(n, dev, key)
+        );
     }
+    println!(
+        "| dom0 direct: virtio interrupts / poll timeouts | {} / {} | | | | |",
+        get(dev, "interrupts"),
+        get(dev, "poll_timeouts")
+    );
+    println!();
+    println!(
+        "| split-driver counter (each blk-bench pass) | persistent grants | no persistent grants |"
+    );
+    println!("|---|---|---|");
+    let row = |name: &str, f: &dyn Fn(&Fields, &Fields) -> String| {
+        println!(
+            "| {name} | {} | {} |",
+            f(&passes[0].0, &passes[0].1),
+            f(&passes[1].0, &passes[1].1)
+        );
+    };
+    row("persistent grants used (front end / back end)", &|f, b| {
+        format!("{} / {}", get(f, "persistent"), get(b, "persistent"))
+    });
+    row("requests", &|f, _| get(f, "requests"));
+    row("front end: notifications sent per request", &|f, _| {
+        get(f, "notifications_per_request")
+    });
+    row("front end: waits for an event per request", &|f, _| {
+        get(f, "waits_per_request")
+    });
+    row("back end: events received per request", &|_, b| {
+        get(b, "events_per_request")
+    });
+    row("back end: notifications sent per request", &|_, b| {
+        get(b, "notifications_per_request")
+    });
+    row(
+        "front end: requests in flight when one is sent, mean / max",
+        &|f, _| format!("{} / {}", get(f, "mean_in_flight"), get(f, "max_in_flight")),
+    );
+    row(
+        "back end: requests per disk batch (in flight at the device), mean / max",
+        &|_, b| {
+            format!(
+                "{} / {}",
+                get(b, "requests_per_disk_batch"),
+                get(b, "max_disk_batch")
+            )
+        },
+    );
+    row(
+        "indirect requests (front end sent / back end read)",
+        &|f, b| {
+            format!(
+                "{} / {}",
+                get(f, "indirect_requests"),
+                get(b, "indirect_requests")
+            )
+        },
+    );
+    row(
+        "back end: reads and writes by DMA / copied through mappings / grant-copied",
+        &|_, b| {
+            format!(
+                "{} / {} / {}",
+                get(b, "dma_requests"),
+                get(b, "mapped_copy_requests"),
+                get(b, "grant_copy_requests")
+            )
+        },
+    );
+    row("back end: grant-copy hypercalls (per request)", &|_, b| {
+        format!(
+            "{} ({})",
+            get(b, "grant_copy_hypercalls"),
+            get(b, "grant_copy_hypercalls_per_request")
+        )
+    });
+    row("back end: map + unmap hypercalls (per request)", &|_, b| {
+        format!(
+            "{} + {} ({})",
+            get(b, "map_hypercalls"),
+            get(b, "unmap_hypercalls"),
+            get(b, "map_unmap_hypercalls_per_request")
+        )
+    });
+    row(
+        "back end: grants mapped persistently / for one batch / unmapped",
+        &|_, b| {
+            format!(
+                "{} / {} / {}",
+                get(b, "persistent_maps"),
+                get(b, "grant_maps"),
+                get(b, "grant_unmaps")
+            )
+        },
+    );
 }
 
 fn main() -> ExitCode {
@@ -458,6 +554,12 @@ fn main() -> ExitCode {
         show(ours.boot_ms.map(|v| format!("{v:.0}"))),
         show(xen.boot_ms.map(|v| format!("{v:.0}"))),
         ratio(ours.boot_ms, xen.boot_ms)
+    );
+    println!(
+        "| QEMU's CPU time at dom0's first line, median of {BOOTS} (ms; the load barely moves it) | {} | {} | {} |",
+        show(ours.boot_cpu_ms.map(|v| format!("{v:.0}"))),
+        show(xen.boot_cpu_ms.map(|v| format!("{v:.0}"))),
+        ratio(ours.boot_cpu_ms, xen.boot_cpu_ms)
     );
     println!(
         "| null hypercall (xen_version) round trip, median of 10^5 (guest TSC cycles) | {} | {} | {} |",

@@ -15,7 +15,7 @@
 use hypercall_abi::sched::SHUTDOWN_reboot;
 
 use crate::cpu::{printk, Arch, Hv, Stop};
-use crate::domain::pool::INVALID_M2P_ENTRY;
+use crate::domain::pool::{GrantFrames, INVALID_M2P_ENTRY};
 use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
 use crate::domain::{DomainId, Shutdown};
 use crate::evtchn::hypercall as event_channel;
@@ -126,6 +126,8 @@ pub struct Destroyed {
     /// The domains whose page-table entries mapping its grants were cleared: their TLBs must be
     /// flushed (global entries included) before they run again.
     pub flush: heapless::Vec<DomainId, MAX_DOMAINS>,
+    /// Every frame its grant table took (at build and as it grew), for the reaper.
+    pub grant_frames: GrantFrames,
 }
 
 /// Tears down the domain in `slot` (`domain_kill`, `domain_relinquish_resources`): its grant
@@ -141,6 +143,7 @@ pub fn teardown(
 ) -> Option<Destroyed> {
     let (g, ports, grants, mut others) = doms.split(slot)?;
     let flush = grant_table::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
+    let grant_frames = grants.frames().iter().copied().collect();
     event_channel::close_all(mem, &g.dom, ports, &mut others);
     let still_referenced = mm.relinquish_domain(mem, &mut g.dom);
     let guest = doms.remove(slot)?;
@@ -148,6 +151,7 @@ pub fn teardown(
         guest,
         still_referenced,
         flush,
+        grant_frames,
     })
 }
 
@@ -175,6 +179,23 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     };
     // The mappers' TLBs: another vCPU is flushed when it is switched to; the running one now.
     hv.arch.flush_tlb_all();
+    // Its grant table's frames that nothing references any more (the active entries', and the
+    // shared ones no other domain maps) go back to the pool now (the TLBs were flushed above);
+    // the others wait for the reaper.
+    let mut held = crate::domain::pool::HeldGrantFrames::new();
+    let mut lost = 0;
+    for &f in &gone.grant_frames {
+        let Some((mm, mem)) = hv.arch.mm() else {
+            break;
+        };
+        if mm.frames.get(f).is_some_and(|i| i.owner() == Owner::Xen) {
+            let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + f.0 * 8), INVALID_M2P_ENTRY);
+            mm.release_xen(crate::domain::pool::one(f));
+            FramePool::give_back(&mut hv.pool, mem, f);
+        } else if held.push(f).is_err() {
+            lost += 1;
+        }
+    }
     let g = &gone.guest;
     let id = g.dom.id;
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
@@ -193,7 +214,16 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
         "domain {id}: longest hypervisor entry {} us\n",
         g.sched.longest_entry_ns / 1000
     );
-    if let Some(a) = hv.pool.allocs[slot].take() {
+    if lost > 0 {
+        printk!(
+            &mut hv.arch,
+            "domain {id}: {lost} grant-table frames lost: too many still referenced\n"
+        );
+    }
+    if let Some(mut a) = hv.pool.allocs[slot].take() {
+        // The table's frames now, the ones it grew into included.
+        a.grant_taken = gone.grant_frames.len() as u32;
+        a.grant_frames = held;
         hv.pool.reaped_at = None;
         if let Err(a) = hv.pool.zombies.push(a) {
             printk!(
@@ -243,7 +273,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         // the whole table (pages populated later lie anywhere).
         let held = (a.pages.start.0..a.pages.end.0)
             .chain(core::iter::once(a.shared_info.0))
-            .chain(a.grant_frames.start.0..a.grant_frames.end.0)
+            .chain(a.grant_frames.iter().map(|m| m.0))
             .any(owned)
             || mm.frames.iter().any(|(_, f)| f.owner() == owner);
         if held {
@@ -251,24 +281,22 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
             continue;
         }
         let pages = reclaim(mm, mem, &mut hv.pool, Some(a.domid), &mut |_| {});
-        for mfn in
-            core::iter::once(a.shared_info.0).chain(a.grant_frames.start.0..a.grant_frames.end.0)
-        {
+        for mfn in core::iter::once(a.shared_info.0).chain(a.grant_frames.iter().map(|m| m.0)) {
             let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + mfn * 8), INVALID_M2P_ENTRY);
         }
-        mm.release_xen(a.grant_frames);
+        for &f in &a.grant_frames {
+            mm.release_xen(crate::domain::pool::one(f));
+        }
         // Frame by frame through the pool, so that a full run list puts them on its list of
         // single frames instead of losing them.
-        for m in
-            core::iter::once(a.shared_info.0).chain(a.grant_frames.start.0..a.grant_frames.end.0)
-        {
+        for m in core::iter::once(a.shared_info.0).chain(a.grant_frames.iter().map(|m| m.0)) {
             FramePool::give_back(&mut hv.pool, mem, Mfn(m));
         }
         // The running guest may hold stale TLB entries for frames of this domain it had mapped
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return
         // to the pool (one CPU: one full flush).
         hv.arch.flush_tlb_all();
-        let frames = pages + 1 + a.grant_frames.len();
+        let frames = pages + 1 + u64::from(a.grant_taken);
         printk!(
             &mut hv.arch,
             "domain {}: all {frames} frames returned to the free pool ({} free)\n",

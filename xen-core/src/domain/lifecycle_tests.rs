@@ -57,7 +57,7 @@ fn world(map_d1: bool) -> (Hv<FakeArch>, Box<DomainSet>) {
         1,
         range(base(1), base(1) + DOM_FRAMES),
         Mfn(7),
-        range(80, 80),
+        Default::default(),
     );
     assert_eq!(pool.free_frames(), FREE);
     (Hv::new(arch, t.info, pool, 0), set)

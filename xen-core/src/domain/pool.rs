@@ -31,15 +31,28 @@ pub struct Alloc {
     pub pages: FrameRange,
     /// Its shared_info frame.
     pub shared_info: Mfn,
-    /// Its grant-table frames (shared entries, shared with it or held in reserve, and active
-    /// entries): one run, taken at once.
-    pub grant_frames: FrameRange,
+    /// How many frames its grant table took (at build, then as the domain grew it; brought up to
+    /// date when it is destroyed, [`super::lifecycle::destroy`]).
+    pub grant_taken: u32,
+    /// Its grant-table frames something still referenced when it was destroyed (another domain
+    /// mapping a shared frame): the reaper gives them back with its pages. The others go back to
+    /// the pool at once. Empty while it lives.
+    pub grant_frames: HeldGrantFrames,
 }
+
+/// A dead domain's grant-table frames still referenced, at most (more are lost, with a line).
+pub const MAX_HELD_GRANT_FRAMES: usize = 4;
+
+/// The grant-table frames a dead domain's [`Alloc`] keeps for the reaper.
+pub type HeldGrantFrames = heapless::Vec<Mfn, MAX_HELD_GRANT_FRAMES>;
+
+/// A grant table's frames ([`crate::gnttab::GrantTable::frames`]), all of them.
+pub type GrantFrames = heapless::Vec<Mfn, { crate::gnttab::MAX_TABLE_FRAMES }>;
 
 impl Alloc {
     /// How many frames it holds.
     pub fn frames(&self) -> u64 {
-        self.pages.len() + 1 + self.grant_frames.len()
+        self.pages.len() + 1 + u64::from(self.grant_taken)
     }
 }
 
@@ -92,20 +105,22 @@ impl Pool {
         self.frames.free_frames() + self.nr_singles
     }
 
-    /// Records that domain `domid` in `slot` owns `pages`, `shared_info` and `grant_frames`.
+    /// Records that domain `domid` in `slot` owns `pages`, `shared_info` and `grant_taken`
+    /// grant-table frames (its table lists them).
     pub fn record(
         &mut self,
         slot: usize,
         domid: u16,
         pages: FrameRange,
         shared_info: Mfn,
-        grant_frames: FrameRange,
+        grant_taken: u32,
     ) {
         self.allocs[slot] = Some(Alloc {
             domid,
             pages,
             shared_info,
-            grant_frames,
+            grant_taken,
+            grant_frames: HeldGrantFrames::new(),
         });
     }
 

@@ -213,6 +213,10 @@ fn run_op<M: Machine + ?Sized>(
     };
     let l4 = ctx.dom.vcpu().l4;
     let me = ctx.dom.id;
+    // The frames a table grows into come from the free pool (`gnttab_grow_table`,
+    // `gnttab_populate_status_frames`).
+    let pool = &mut *ctx.pool;
+    let mut alloc = |mem: &mut dyn MachineMemoryMut| pool.take(mem, 0, None);
     let mut tables = Tables {
         me,
         mine: &mut *ctx.grants,
@@ -298,22 +302,24 @@ fn run_op<M: Machine + ?Sized>(
             }
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => s,
-                Ok(id) => match gnt::setup_table(&mut pt, &mut tables, id, op.nr_frames) {
-                    Err(s) => s,
-                    Ok(()) => {
-                        let mut status = GNTST_okay;
-                        for i in 0..op.nr_frames {
-                            let mfn = tables
-                                .table(id)
-                                .and_then(|t| t.shared_frames().get(i as usize).copied())
-                                .map_or(0, |m| m.0);
-                            if put(pt.mem, l4, frame_list.add(i.into()), &mfn).is_none() {
-                                status = GNTST_bad_virt_addr;
+                Ok(id) => {
+                    match gnt::setup_table(&mut pt, &mut tables, id, op.nr_frames, &mut alloc) {
+                        Err(s) => s,
+                        Ok(()) => {
+                            let mut status = GNTST_okay;
+                            for i in 0..op.nr_frames {
+                                let mfn = tables
+                                    .table(id)
+                                    .and_then(|t| t.shared_frames().get(i as usize).copied())
+                                    .map_or(0, |m| m.0);
+                                if put(pt.mem, l4, frame_list.add(i.into()), &mfn).is_none() {
+                                    status = GNTST_bad_virt_addr;
+                                }
                             }
+                            status
                         }
-                        status
                     }
-                },
+                }
             };
             let field = uop.field(offset_of!(GnttabSetupTable, status));
             put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
@@ -341,7 +347,8 @@ fn run_op<M: Machine + ?Sized>(
         GNTTABOP_set_version => {
             let uop = uop.cast::<GnttabSetVersion>();
             let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
-            let (version, rc) = gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version);
+            let (version, rc) =
+                gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version, &mut alloc);
             op.version = version;
             put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))

@@ -6,15 +6,18 @@
 //!
 //! - the **shared entries** (`grant_entry_v1_t`, 512 per frame) live in hypervisor frames shared
 //!   writable with the domain (`share_xen_page_with_guest`), which the guest maps with
-//!   `mmu_update` after `GNTTABOP_setup_table` told it their MFNs. The arch layer hands the table
-//!   [`MAX_GRANT_FRAMES`] such frames when it builds the domain ([`GrantTable::init`]); one is
-//!   shared at once (Xen's `INITIAL_NR_GRANT_FRAMES`), the others when `setup_table` grows the
-//!   table;
+//!   `mmu_update` after `GNTTABOP_setup_table` told it their MFNs. As on Xen, a table starts with
+//!   one ([`INITIAL_NR_GRANT_FRAMES`], taken and shared by [`GrantTable::init`] when the domain
+//!   is built) and takes more from the arch layer's free pool only when `setup_table` grows it
+//!   (`gnttab_grow_table`), up to its `max_frames` ([`MAX_GRANT_FRAMES`] at most): a domain
+//!   that never grows its table costs 3 frames (one shared, two of active entries), not the
+//!   200 a table of 64 frames needs;
 //! - the **active entries** (Xen's `struct active_grant_entry`): one per reference of the table,
 //!   as on Xen (`_active_entry(t, e)` indexes `t->active` by the reference): the pin counts (host
 //!   and device, read-only and writable), the domain it is pinned for and the frame. They live in
 //!   hypervisor frames that no guest can map ([`ACGNT_PER_PAGE`] entries of 16 bytes per frame,
-//!   `num_act_frames_from_sha_frames`), which [`GrantTable::init`] takes with the shared ones.
+//!   `num_act_frames_from_sha_frames`), taken as the table grows, before the shared frames
+//!   whose references they describe.
 //!   So a reference can always be pinned by the domain it is granted to: what other mappers
 //!   pinned costs it nothing, and the only bound is the granter's own table size;
 //! - the **maptrack** table: the domain's own mappings of other domains' grants, indexed by the
@@ -37,10 +40,11 @@
 //!
 //! Version 2 (`set_version(2)`) is Xen's too: 16-byte `grant_entry_v2_t` entries (256 per frame:
 //! full-page, sub-page and transitive grants) with the `GTF_reading`/`GTF_writing` bits in
-//! separate **status frames** (`grant_status_t`, 2048 per frame), which [`GrantTable::init`] takes
-//! with the others and shares with the domain only while it uses version 2
-//! (`gnttab_populate_status_frames`/`gnttab_unpopulate_status_frames`: switching back to version
-//! 1 is -EBUSY while the domain still maps one). The active entry of a pinned reference records
+//! separate **status frames** (`grant_status_t`, 2048 per frame), taken when the domain switches
+//! to version 2 or grows its table under it, and shared with the domain only while it uses
+//! version 2 (`gnttab_populate_status_frames`/`gnttab_unpopulate_status_frames`: switching back
+//! to version 1 is -EBUSY while the domain still maps one; the frames are kept for the next
+//! switch, where Xen frees them). The active entry of a pinned reference records
 //! the sub-page window (`start`, `length`, `is_sub_page`) a copy may touch; a transitive grant's
 //! referent is pinned for the copy that uses it and released with it, within the same element.
 //!
@@ -120,6 +124,13 @@ pub const fn table_frames_for(max_frames: u32) -> u32 {
 }
 /// Most frames a table takes from the arch layer.
 pub const MAX_TABLE_FRAMES: usize = table_frames_for(MAX_GRANT_FRAMES) as usize;
+/// Most active-entry frames a table has.
+pub const MAX_ACTIVE_FRAMES: usize = active_frames_for(MAX_GRANT_FRAMES) as usize;
+
+/// Where a table's frames come from: one free frame from the arch layer's pool (its contents
+/// are whatever they were; the table zeroes it), `None` when there is none. It gets machine
+/// memory for the pool's own bookkeeping.
+pub type FrameSource<'a> = dyn FnMut(&mut dyn MachineMemoryMut) -> Option<Mfn> + 'a;
 /// Page size, as a grant's window length.
 const PAGE_SIZE: u16 = 4096;
 
@@ -211,11 +222,22 @@ pub struct GrantTable {
     nr_frames: u32,
     nr_status_frames: u32,
     max_frames: u32,
-    reserved: u32,
-    /// The frames [`GrantTable::init`] took: `max_frames` for the shared entries, then
-    /// `active_frames_for(max_frames)` for the active entries, then
-    /// `status_frames_for(max_frames)` for the status entries of version 2.
+    /// [`GrantTable::init`] ran: the table may take frames.
+    ready: bool,
+    /// Frames taken so far (the first `taken` of `frames`).
+    taken: u32,
+    /// Every frame the table took from the arch layer, in the order taken (shared, active and
+    /// status alike): what goes back to the pool once the domain is gone.
     frames: [Mfn; MAX_TABLE_FRAMES],
+    /// The shared-entry frames, shared with the domain (the first `nr_frames`).
+    shared: [Mfn; MAX_GRANT_FRAMES as usize],
+    /// The active-entry frames (the first `nr_active`), never shared.
+    active: [Mfn; MAX_ACTIVE_FRAMES],
+    nr_active: u32,
+    /// The status frames taken (the first `nr_status_taken`); the first `nr_status_frames`
+    /// of them are shared while the table is at version 2.
+    status: [Mfn; MAX_STATUS_FRAMES as usize],
+    nr_status_taken: u32,
     maptrack: [Mapping; MAX_MAPTRACK],
 }
 
@@ -233,8 +255,14 @@ impl GrantTable {
             nr_frames: 0,
             nr_status_frames: 0,
             max_frames: MAX_GRANT_FRAMES,
-            reserved: 0,
+            ready: false,
+            taken: 0,
             frames: [Mfn(0); MAX_TABLE_FRAMES],
+            shared: [Mfn(0); MAX_GRANT_FRAMES as usize],
+            active: [Mfn(0); MAX_ACTIVE_FRAMES],
+            nr_active: 0,
+            status: [Mfn(0); MAX_STATUS_FRAMES as usize],
+            nr_status_taken: 0,
             maptrack: [Mapping::FREE; MAX_MAPTRACK],
         }
     }
@@ -246,76 +274,79 @@ impl GrantTable {
         self.nr_frames = 0;
         self.nr_status_frames = 0;
         self.max_frames = MAX_GRANT_FRAMES;
-        self.reserved = 0;
+        self.ready = false;
+        self.taken = 0;
         self.frames.fill(Mfn(0));
+        self.shared.fill(Mfn(0));
+        self.active.fill(Mfn(0));
+        self.nr_active = 0;
+        self.status.fill(Mfn(0));
+        self.nr_status_taken = 0;
         self.maptrack.fill(Mapping::FREE);
     }
 
-    /// `grant_table_init` for domain `id`: takes `max_frames` (at most [`MAX_GRANT_FRAMES`])
-    /// frames for the shared entries, [`active_frames_for`]`(max_frames)` for the active
-    /// entries and [`status_frames_for`]`(max_frames)` for version 2's status entries from
-    /// `alloc` ([`table_frames_for`] in all; marked the hypervisor's in the frame table, so no
-    /// guest can be given or map them; [`Mm::release_xen`] frees them when the domain is gone),
-    /// zeroes the active ones and shares the first shared one with the domain. The domain must be
-    /// registered in `mm`.
+    /// `grant_table_init` for domain `id`, limited to `max_frames` shared frames (at most
+    /// [`MAX_GRANT_FRAMES`]): takes its first shared frame and the active entries' frames for it
+    /// from `alloc` (marked the hypervisor's in the frame table, so no guest can be given or map
+    /// them; [`Mm::release_xen`] frees them when the domain is gone: every frame the table
+    /// takes, now or as it grows, is in [`GrantTable::frames`]), zeroes them and shares the
+    /// shared one with the domain. The domain must be registered in `mm`.
     pub fn init(
         &mut self,
         mm: &mut Mm<'_>,
         mem: &mut dyn MachineMemoryMut,
         id: DomainId,
-        alloc: &mut dyn FnMut() -> Option<Mfn>,
+        alloc: &mut FrameSource<'_>,
         max_frames: u32,
     ) -> Result<(), GrantInitError> {
         self.reset();
-        let max_frames = max_frames.clamp(INITIAL_NR_GRANT_FRAMES, MAX_GRANT_FRAMES);
-        self.max_frames = max_frames;
-        let total = table_frames_for(max_frames);
-        let status0 = max_frames + active_frames_for(max_frames);
-        for i in 0..total as usize {
-            let Some(mfn) = alloc() else {
-                return Err(GrantInitError::NoMemory);
-            };
-            // The hypervisor's until shared: no domain can be given it, map it or free it.
-            let range = crate::mm::frame_alloc::FrameRange {
-                start: mfn,
-                end: Mfn(mfn.0 + 1),
-            };
-            mm.assign(range, Owner::Xen)
-                .map_err(GrantInitError::Share)?;
-            self.frames[i] = mfn;
-            self.reserved += 1;
-            // Every reference starts unpinned.
-            if i >= max_frames as usize
-                && i < status0 as usize
-                && mem.write(mfn.maddr(), &[0u8; 4096]).is_none()
-            {
-                return Err(GrantInitError::Unwritable(mfn));
-            }
+        self.max_frames = max_frames.clamp(INITIAL_NR_GRANT_FRAMES, MAX_GRANT_FRAMES);
+        self.ready = true;
+        self.try_grow(mm, mem, id, INITIAL_NR_GRANT_FRAMES, alloc)
+    }
+
+    /// Takes one frame from `alloc` for the table: the hypervisor's in the frame table, recorded
+    /// in [`GrantTable::frames`], zeroed.
+    fn take(
+        &mut self,
+        mm: &mut Mm<'_>,
+        mem: &mut dyn MachineMemoryMut,
+        alloc: &mut FrameSource<'_>,
+    ) -> Result<Mfn, GrantInitError> {
+        if self.taken as usize == MAX_TABLE_FRAMES {
+            return Err(GrantInitError::NoMemory);
         }
-        if !self.grow(mm, mem, id, INITIAL_NR_GRANT_FRAMES) {
-            return Err(GrantInitError::Share(SeedError::OutOfRange {
-                mfn: self.frames[0],
-            }));
-        }
-        Ok(())
+        let mfn = alloc(mem).ok_or(GrantInitError::NoMemory)?;
+        let range = crate::mm::frame_alloc::FrameRange {
+            start: mfn,
+            end: Mfn(mfn.0 + 1),
+        };
+        // The hypervisor's until shared: no domain can be given it, map it or free it.
+        mm.assign(range, Owner::Xen)
+            .map_err(GrantInitError::Share)?;
+        self.frames[self.taken as usize] = mfn;
+        self.taken += 1;
+        // Every reference starts unpinned, every shared entry empty.
+        mem.write(mfn.maddr(), &[0u8; 4096])
+            .ok_or(GrantInitError::Unwritable(mfn))?;
+        Ok(mfn)
     }
 
     /// Every frame the table was given (shared or not, active entries too), for the arch layer to
     /// take back once the domain is gone. A shared frame something still references stays owned by the dead domain
     /// in the frame table (a zombie frame): only reuse frames the frame table shows free.
     pub fn frames(&self) -> &[Mfn] {
-        &self.frames[..self.reserved as usize]
+        &self.frames[..self.taken as usize]
     }
 
     /// The frames shared with the domain (`setup_table`'s frame list).
     pub fn shared_frames(&self) -> &[Mfn] {
-        &self.frames[..self.nr_frames as usize]
+        &self.shared[..self.nr_frames as usize]
     }
 
     /// The status frames shared with the domain (version 2 only; `get_status_frames`' list).
     pub fn status_frames(&self) -> &[Mfn] {
-        let first = (self.max_frames + active_frames_for(self.max_frames)) as usize;
-        &self.frames[first..first + self.nr_status_frames as usize]
+        &self.status[..self.nr_status_frames as usize]
     }
 
     /// `nr_status_frames`.
@@ -377,58 +408,85 @@ impl GrantTable {
             .map(|(h, m)| (h as u32, m))
     }
 
-    /// `gnttab_grow_table`: shares frames up to `n` with domain `id`, and under version 2 the
-    /// status frames they need. Their active entries are ready (cleared at
-    /// [`GrantTable::init`], unpinned since: only references below `nr_entries` are ever pinned,
-    /// and a version switch needs every one above the reserved ones unpinned).
+    /// `gnttab_grow_table`: grows the table to `n` shared frames for domain `id`, taking from
+    /// `alloc` the active entries' frames the new references need, under version 2 the status
+    /// frames, and the shared frames themselves (each zeroed, the shared ones shared). `false`
+    /// beyond `max_frames`, for a table [`GrantTable::init`] never set up, or when `alloc` runs
+    /// dry; what was taken until then stays the table's, consistent (the counts only cover
+    /// frames fully set up).
     fn grow(
         &mut self,
         mm: &mut Mm<'_>,
         mem: &mut dyn MachineMemoryMut,
         id: DomainId,
         n: u32,
+        alloc: &mut FrameSource<'_>,
     ) -> bool {
+        self.try_grow(mm, mem, id, n, alloc).is_ok()
+    }
+
+    fn try_grow(
+        &mut self,
+        mm: &mut Mm<'_>,
+        mem: &mut dyn MachineMemoryMut,
+        id: DomainId,
+        n: u32,
+        alloc: &mut FrameSource<'_>,
+    ) -> Result<(), GrantInitError> {
         let n = n.max(INITIAL_NR_GRANT_FRAMES);
-        // A table [`GrantTable::init`] did not complete has no frames to grow into.
-        let ready = self.reserved == table_frames_for(self.max_frames);
-        if n > self.max_frames || !ready {
-            return false;
+        if n > self.max_frames || !self.ready {
+            return Err(GrantInitError::NoMemory);
         }
-        if self.version == 2 && !self.populate_status_frames(mm, mem, id, n) {
-            return false;
+        // Active entries first: a reference exists only once its active entry does.
+        while self.nr_active < active_frames_for(n) {
+            let mfn = self.take(mm, mem, alloc)?;
+            self.active[self.nr_active as usize] = mfn;
+            self.nr_active += 1;
         }
-        for i in self.nr_frames..n {
-            let mfn = self.frames[i as usize];
-            if mem.write(mfn.maddr(), &[0u8; 4096]).is_none()
-                || mm.share_xen_page_with_guest(mfn, id, true).is_err()
-            {
-                return false;
-            }
-            self.nr_frames = i + 1;
+        if self.version == 2 && !self.populate_status_frames(mm, mem, id, n, alloc) {
+            return Err(GrantInitError::NoMemory);
         }
-        true
+        while self.nr_frames < n {
+            let mfn = self.take(mm, mem, alloc)?;
+            mm.share_xen_page_with_guest(mfn, id, true)
+                .map_err(GrantInitError::Share)?;
+            self.shared[self.nr_frames as usize] = mfn;
+            self.nr_frames += 1;
+        }
+        Ok(())
     }
 
     /// `gnttab_populate_status_frames`: zeroes and shares the status frames `n` shared frames
-    /// need. `false` if one cannot be shared (Xen: -ENOMEM).
+    /// need, taking from `alloc` those the table does not hold yet. `false` if one cannot be
+    /// taken or shared (Xen: -ENOMEM).
     fn populate_status_frames(
         &mut self,
         mm: &mut Mm<'_>,
         mem: &mut dyn MachineMemoryMut,
         id: DomainId,
         n: u32,
+        alloc: &mut FrameSource<'_>,
     ) -> bool {
-        // A table [`GrantTable::init`] did not complete has no frames here (they would read as
-        // machine frame 0): refuse, as [`GrantTable::grow`] does.
-        if self.reserved != table_frames_for(self.max_frames) {
+        // A table [`GrantTable::init`] never set up takes nothing.
+        if !self.ready {
             return false;
         }
-        let first = self.max_frames + active_frames_for(self.max_frames);
         for i in self.nr_status_frames..status_frames_for(n) {
-            let mfn = self.frames[(first + i) as usize];
-            if mem.write(mfn.maddr(), &[0u8; 4096]).is_none()
-                || mm.share_xen_page_with_guest(mfn, id, true).is_err()
-            {
+            let mfn = if i < self.nr_status_taken {
+                let mfn = self.status[i as usize];
+                if mem.write(mfn.maddr(), &[0u8; 4096]).is_none() {
+                    return false;
+                }
+                mfn
+            } else {
+                let Ok(mfn) = self.take(mm, mem, alloc) else {
+                    return false;
+                };
+                self.status[i as usize] = mfn;
+                self.nr_status_taken += 1;
+                mfn
+            };
+            if mm.share_xen_page_with_guest(mfn, id, true).is_err() {
                 return false;
             }
             self.nr_status_frames = i + 1;
@@ -451,9 +509,8 @@ impl GrantTable {
         if busy {
             return Err(hypercall_abi::Errno::EBUSY);
         }
-        let first = (self.max_frames + active_frames_for(self.max_frames)) as usize;
         for i in 0..self.nr_status_frames as usize {
-            mm.unshare_xen_page(self.frames[first + i], id);
+            mm.unshare_xen_page(self.status[i], id);
         }
         self.nr_status_frames = 0;
         Ok(())
@@ -471,7 +528,7 @@ impl GrantTable {
     /// Where entry `gref` lives (the caller checked `gref < nr_entries`).
     fn entry_at(&self, gref: GrantRef) -> Maddr {
         let per = (4096 / self.entry_bytes()) as u32;
-        let frame = self.frames[(gref / per) as usize];
+        let frame = self.shared[(gref / per) as usize];
         Maddr(frame.maddr().0 + u64::from(gref % per) * self.entry_bytes())
     }
 
@@ -504,8 +561,7 @@ impl GrantTable {
     /// 1, its `grant_status_t` in version 2 (the caller checked `gref < nr_entries`).
     fn status_at(&self, gref: GrantRef) -> Maddr {
         if self.version == 2 {
-            let first = self.max_frames + active_frames_for(self.max_frames);
-            let frame = self.frames[(first + gref / STATUS_PER_FRAME) as usize];
+            let frame = self.status[(gref / STATUS_PER_FRAME) as usize];
             Maddr(frame.maddr().0 + u64::from(gref % STATUS_PER_FRAME) * 2)
         } else {
             self.entry_at(gref)
@@ -552,7 +608,7 @@ impl GrantTable {
     /// Where the active entry of `gref` lives (`_active_entry`; the caller checked
     /// `gref < nr_entries`).
     fn active_at(&self, gref: GrantRef) -> Maddr {
-        let frame = self.frames[(self.max_frames + gref / ACGNT_PER_PAGE) as usize];
+        let frame = self.active[(gref / ACGNT_PER_PAGE) as usize];
         Maddr(frame.maddr().0 + u64::from(gref % ACGNT_PER_PAGE) * ACTIVE_ENTRY_BYTES)
     }
 

@@ -35,18 +35,21 @@ pub fn target_table(
 }
 
 /// The body of `gnttab_setup_table` once the domain is known: grows `id`'s table to
-/// `nr_frames` if needed; the caller then copies out [`GrantTable::shared_frames`].
+/// `nr_frames` if needed, taking the frames from `alloc` (the free pool); the caller then copies
+/// out [`GrantTable::shared_frames`]. Beyond `max_frames`, or with no frame left, Xen's
+/// `GNTST_general_error` ("limited to N grant-table frames", "Expand grant table ... failed").
 pub fn setup_table(
     pt: &mut Pt<'_, '_>,
     tables: &mut dyn GrantTables,
     id: DomainId,
     nr_frames: u32,
+    alloc: &mut FrameSource<'_>,
 ) -> Result<(), i16> {
     let gt = tables.table(id).ok_or(GNTST_bad_domain)?;
     if nr_frames > gt.max_frames {
         return Err(GNTST_general_error); // "limited to N grant-table frames"
     }
-    if nr_frames > gt.nr_frames && !gt.grow(pt.mm, pt.mem, id, nr_frames) {
+    if nr_frames > gt.nr_frames && !gt.grow(pt.mm, pt.mem, id, nr_frames, alloc) {
         return Err(GNTST_general_error);
     }
     Ok(())
@@ -56,7 +59,8 @@ pub fn setup_table(
 /// effect afterwards, and the error if any. Xen's rules: only 1 and 2 (-EINVAL); no reference
 /// above the reserved ones ([`GNTTAB_NR_RESERVED_ENTRIES`]) may be pinned (-EBUSY); version 2
 /// shares the status frames, going back to 1 takes them back (-EBUSY while the domain maps
-/// one) and refuses reserved entries version 1 cannot hold (-ERANGE: a frame above 32 bits, a
+/// one; the status frames come from `alloc`, -ENOMEM when it has none) and refuses reserved
+/// entries version 1 cannot hold (-ERANGE: a frame above 32 bits, a
 /// transitive grant). The whole table is cleared but for the reserved entries, which are
 /// converted (their `GTF_reading`/`GTF_writing` move between the flags and the status).
 pub fn set_version(
@@ -65,8 +69,9 @@ pub fn set_version(
     gt: &mut GrantTable,
     id: DomainId,
     version: u32,
+    alloc: &mut FrameSource<'_>,
 ) -> (u32, Result<(), hypercall_abi::Errno>) {
-    let rc = change_version(mm, mem, gt, id, version);
+    let rc = change_version(mm, mem, gt, id, version, alloc);
     (gt.version, rc)
 }
 
@@ -76,6 +81,7 @@ fn change_version(
     gt: &mut GrantTable,
     id: DomainId,
     version: u32,
+    alloc: &mut FrameSource<'_>,
 ) -> Result<(), hypercall_abi::Errno> {
     use hypercall_abi::Errno;
     if version != 1 && version != 2 {
@@ -89,7 +95,7 @@ fn change_version(
         return Err(Errno::EBUSY);
     }
     if gt.version == 1 {
-        if !gt.populate_status_frames(mm, mem, id, gt.nr_frames) {
+        if !gt.populate_status_frames(mm, mem, id, gt.nr_frames, alloc) {
             return Err(Errno::ENOMEM);
         }
     } else {

@@ -9,10 +9,13 @@ use super::*;
 use crate::mm::frame_table::testing::{base, page_va, Two};
 use crate::mm::frame_table::FrameInfo;
 
-/// Two domains with a grant table each (frames 80.. for the tables, 4 frames each).
+/// Two domains with a grant table each (at most 4 shared frames each; the tables take frames
+/// 80.. as they grow).
 struct World {
     two: Two,
     tables: [Box<GrantTable>; 2],
+    /// The next frame a table takes.
+    next: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 /// The tables as [`GrantTables`] (domain `i` has id `i`).
@@ -40,18 +43,35 @@ impl World {
     fn new() -> World {
         let mut two = Two::new();
         let mut tables = [Box::new(GrantTable::new()), Box::new(GrantTable::new())];
-        let mut next = 80u64;
-        let mut alloc = || {
-            next += 1;
-            Some(Mfn(next - 1))
-        };
+        let next = std::rc::Rc::new(std::cell::Cell::new(80u64));
+        let mut alloc = World::source(&next);
         for (d, t) in tables.iter_mut().enumerate() {
             let mm = two.m.mm.as_mut().unwrap();
             t.init(mm, &mut two.m.mem, d as u16, &mut alloc, 4).unwrap();
         }
-        let w = World { two, tables };
+        let w = World { two, tables, next };
         w.two.check();
         w
+    }
+
+    /// The free pool the tables grow from: frames 80.. in order, up to the machine's end.
+    fn source(
+        next: &std::rc::Rc<std::cell::Cell<u64>>,
+    ) -> impl FnMut(&mut dyn MachineMemoryMut) -> Option<Mfn> {
+        let next = next.clone();
+        move |_| {
+            let m = next.get();
+            next.set(m + 1);
+            (m < crate::mm::frame_table::testing::SMALL_FRAMES).then_some(Mfn(m))
+        }
+    }
+
+    /// `setup_table` as domain `d` for domain `target`'s table.
+    fn setup(&mut self, d: usize, target: u16, nr_frames: u32) -> Result<(), i16> {
+        let mut alloc = World::source(&self.next);
+        self.as_dom(d, |pt, _, t| {
+            setup_table(pt, t, target, nr_frames, &mut alloc)
+        })
     }
 
     /// Writes entry `gref` of domain `d`'s table.
@@ -130,6 +150,115 @@ const HOST: u32 = GNTMAP_host_map;
 const RO: u32 = GNTMAP_host_map | GNTMAP_readonly;
 
 #[test]
+fn a_table_takes_its_frames_as_it_grows_not_at_build() {
+    let mut w = World::new();
+    // Built: one shared frame and the two frames of its 512 active entries, nothing more.
+    assert_eq!(w.tables[0].frames().len(), 3);
+    assert_eq!(w.tables[1].frames().len(), 3);
+    let before = w.next.get();
+    // Growing to 3 frames (1536 references) takes 2 shared frames and 4 of active entries.
+    assert_eq!(w.setup(0, 0, 3), Ok(()));
+    assert_eq!(w.tables[0].nr_frames(), 3);
+    assert_eq!(w.tables[0].frames().len(), 3 + 6);
+    assert_eq!(w.next.get(), before + 6);
+    // The shared ones are the domain's (a Xen heap page), the active ones the hypervisor's.
+    for (i, f) in w.tables[0].shared_frames().iter().enumerate() {
+        let info = w.frame(f.0);
+        assert_eq!(info.owner(), Owner::Domain(0), "shared frame {i}");
+        assert!(info.xen_heap());
+    }
+    let active = w.tables[0].frames().len() - 3;
+    assert_eq!(
+        w.tables[0]
+            .frames()
+            .iter()
+            .filter(|f| w.frame(f.0).owner() == Owner::Xen)
+            .count(),
+        active
+    );
+    // The new references work: entry 1500 grants a frame that dom1 can map.
+    w.grant(0, 1500, GTF_permit_access, 1, GRANTED);
+    let op = w.map(1, 1500, 0, AT, HOST);
+    assert_eq!(op.status, GNTST_okay);
+    assert_eq!(w.unmap(1, AT, 0, op.handle), GNTST_okay);
+    // Asking for what it has already takes nothing.
+    assert_eq!(w.setup(0, 0, 2), Ok(()));
+    assert_eq!(w.tables[0].frames().len(), 9);
+    w.check();
+}
+
+#[test]
+fn growth_beyond_max_frames_is_refused_and_takes_nothing() {
+    let mut w = World::new();
+    let before = w.next.get();
+    // Xen's answer to a guest asking past `max_grant_frames`: GNTST_general_error ("limited
+    // to 4 grant-table frames"), whatever the number.
+    for n in [5, 64, 65, u32::MAX] {
+        assert_eq!(w.setup(0, 0, n), Err(GNTST_general_error), "{n} frames");
+    }
+    assert_eq!(w.next.get(), before, "no frame taken");
+    assert_eq!(w.tables[0].nr_frames(), 1);
+    assert_eq!(w.tables[0].frames().len(), 3);
+    // Exactly the limit is fine.
+    assert_eq!(w.setup(0, 0, 4), Ok(()));
+    assert_eq!(w.tables[0].nr_frames(), 4);
+    assert_eq!(w.tables[0].frames().len(), 4 + 8);
+    w.check();
+}
+
+#[test]
+fn growth_with_a_dry_pool_fails_cleanly_and_the_table_stays_usable() {
+    let mut w = World::new();
+    // The pool has 2 frames left: growing to 4 frames needs 3 shared and 6 active.
+    w.next
+        .set(crate::mm::frame_table::testing::SMALL_FRAMES - 2);
+    assert_eq!(w.setup(0, 0, 4), Err(GNTST_general_error));
+    // What it took is recorded (given back with the domain), the table did not grow.
+    assert_eq!(w.tables[0].nr_frames(), 1);
+    assert_eq!(w.tables[0].nr_entries(), 512);
+    assert_eq!(w.tables[0].frames().len(), 5);
+    // The first frame still works.
+    w.grant(0, 9, GTF_permit_access, 1, GRANTED);
+    let op = w.map(1, 9, 0, AT, HOST);
+    assert_eq!(op.status, GNTST_okay);
+    assert_eq!(w.unmap(1, AT, 0, op.handle), GNTST_okay);
+    // A reference past the first frame is still refused.
+    let op = w.map(1, 600, 0, AT, HOST);
+    assert_eq!(op.status, GNTST_bad_gntref);
+    w.check();
+}
+
+#[test]
+fn version_2_takes_its_status_frame_once() {
+    let mut w = World::new();
+    let before = w.next.get();
+    assert_eq!(w.set_version(0, 2), (2, Ok(())));
+    assert_eq!(w.next.get(), before + 1, "one status frame");
+    assert_eq!(w.tables[0].status_frames().len(), 1);
+    // Growing under version 2: 4 frames of 256 entries still fit one status frame.
+    assert_eq!(w.setup(0, 0, 4), Ok(()));
+    assert_eq!(w.tables[0].status_frames().len(), 1);
+    assert_eq!(w.tables[0].frames().len(), 4 + 8 + 1);
+    // Back to 1 and to 2 again: the status frame is kept and shared again, none taken.
+    let taken = w.next.get();
+    assert_eq!(w.set_version(0, 1), (1, Ok(())));
+    assert!(w.tables[0].status_frames().is_empty());
+    assert_eq!(w.set_version(0, 2), (2, Ok(())));
+    assert_eq!(w.tables[0].status_frames().len(), 1);
+    assert_eq!(w.next.get(), taken);
+    w.check();
+}
+
+#[test]
+fn version_2_with_a_dry_pool_is_enomem() {
+    let mut w = World::new();
+    w.next.set(crate::mm::frame_table::testing::SMALL_FRAMES);
+    assert_eq!(w.set_version(0, 2), (1, Err(hypercall_abi::Errno::ENOMEM)));
+    assert!(w.tables[0].status_frames().is_empty());
+    w.check();
+}
+
+#[test]
 fn setup_shares_the_first_frame_and_grows_on_demand() {
     let mut w = World::new();
     assert_eq!(w.tables[0].nr_frames(), 1);
@@ -137,10 +266,10 @@ fn setup_shares_the_first_frame_and_grows_on_demand() {
     let f = w.frame(w.tables[0].shared_frames()[0].0);
     assert_eq!(f.owner(), Owner::Domain(0));
     assert!(f.xen_heap());
-    let r = w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 3));
+    let r = w.setup(0, 0, 3);
     assert_eq!(r, Ok(()));
     assert_eq!(w.tables[0].nr_frames(), 3);
-    let r = w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 5));
+    let r = w.setup(0, 0, 5);
     assert_eq!(
         r,
         Err(GNTST_general_error),
@@ -468,7 +597,7 @@ fn one_mapper_cannot_exhaust_the_granters_active_entries() {
     let start = [w.frame(GRANTED), w.frame(GRANTED2)];
     // dom0's table grows to 4 frames (2048 references); every one from 8 up is granted read-only
     // to dom1, and reference 5 to dom0 itself (the second mapper).
-    assert_eq!(w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 4)), Ok(()));
+    assert_eq!(w.setup(0, 0, 4), Ok(()));
     let ro = GTF_permit_access | GTF_readonly;
     for r in 8..2048 {
         w.grant(0, r, ro, 1, GRANTED);
@@ -626,8 +755,16 @@ fn a_wrong_bus_address_refuses_only_a_device_unmap() {
 impl World {
     /// `set_version` for domain `d`: the version afterwards and the errno.
     fn set_version(&mut self, d: usize, v: u32) -> (u32, Result<(), hypercall_abi::Errno>) {
+        let mut alloc = World::source(&self.next);
         let mm = self.two.m.mm.as_mut().unwrap();
-        set_version(mm, &mut self.two.m.mem, &mut self.tables[d], d as u16, v)
+        set_version(
+            mm,
+            &mut self.two.m.mem,
+            &mut self.tables[d],
+            d as u16,
+            v,
+            &mut alloc,
+        )
     }
 
     /// Writes version-2 entry `gref` of domain `d`: the header, the union's second 32 bits
@@ -676,7 +813,7 @@ fn version_2_shares_status_frames_and_converts_the_reserved_entries() {
         GrantEntryV2::default()
     );
     // Growing the table under version 2 keeps the status frames in step.
-    assert_eq!(w.as_dom(0, |pt, _, t| setup_table(pt, t, 0, 4)), Ok(()));
+    assert_eq!(w.setup(0, 0, 4), Ok(()));
     assert_eq!(w.tables[0].nr_entries(), 1024);
     assert_eq!(w.tables[0].status_frames().len(), 1);
     // Back to 1: status frames the hypervisor's again, reserved entry 1 with its reading bit back.

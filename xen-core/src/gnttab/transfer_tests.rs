@@ -40,7 +40,7 @@ impl X {
         let mut two = Two::new();
         let mut set = Box::new(DomainSet::new());
         let mut next = 80u64;
-        let mut alloc = || {
+        let mut alloc = |_: &mut dyn MachineMemoryMut| {
             next += 1;
             Some(Mfn(next - 1))
         };
@@ -465,7 +465,16 @@ fn version_2_entries_get_the_full_page_frame() {
     x.unmap_page(10);
     {
         let mm = x.two.m.mm.as_mut().unwrap();
-        let (v, rc) = set_version(mm, &mut x.two.m.mem, &mut x.set.grants[1], 1, 2);
+        // Its status frame: frame 100, free (the tables took 80..86).
+        let mut status = Some(Mfn(100));
+        let (v, rc) = set_version(
+            mm,
+            &mut x.two.m.mem,
+            &mut x.set.grants[1],
+            1,
+            2,
+            &mut |_| status.take(),
+        );
         assert_eq!((v, rc), (2, Ok(())));
     }
     let at = x.set.grants[1].entry_at(REF);

@@ -320,12 +320,12 @@ pub fn start(
         MAX_PORT_2L,
     );
     super::context::reset_fpu(0);
-    // dom0's grant table: frames shared with it as Xen's `gnttab_grow_table` does.
+    // dom0's grant table: its first frame (more come from the pool as it grows it).
     if let Err(e) = doms.grants[0].init(
         &mut m.mm,
         &mut m.mem,
         0,
-        &mut || frames.alloc_frame(),
+        &mut |_| frames.alloc_frame(),
         xen_core::gnttab::MAX_GRANT_FRAMES,
     ) {
         refuse(format_args!("dom0's grant table: {e:?}"));

@@ -18,7 +18,7 @@ use xen_core::domain::pool::{one, Pool};
 use xen_core::domain::set::{BootRings, DomainEntry, DomainSet, SchedInfo, MAX_DOMAINS};
 use xen_core::domain::Domain;
 use xen_core::evtchn::hypercall as event_channel;
-use xen_core::mm::frame_alloc::{FrameAllocator, FrameRange};
+use xen_core::mm::frame_alloc::{FrameAllocator, FramePool, FrameRange};
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use xen_core::regs::Regs;
 
@@ -240,43 +240,29 @@ pub fn build(
         let _ = pool.frames.free(one(shared_info));
         return Err(());
     }
-    // Its grant table: frames shared with it as Xen's `gnttab_grow_table` does, and the
-    // frames of its active entries; one run, so that one range records them all.
-    let nr_grant = xen_core::gnttab::MAX_TABLE_FRAMES as u64;
-    let Some(first) = pool.frames.alloc_contiguous(nr_grant, 1) else {
-        refuse(format_args!("no memory for its grant table"));
-        m.mm.relinquish_domain(&mut m.mem, &mut dom);
-        doms.remove(slot);
-        m.mm.clear_given(pages);
-        let _ = pool.frames.free(pages);
-        let _ = pool.frames.free(one(shared_info));
-        return Err(());
-    };
-    let grant_frames = FrameRange {
-        start: first,
-        end: Mfn(first.0 + nr_grant),
-    };
-    let mut next = first.0;
+    // Its grant table: one shared frame and the active entries' frames for it, as Xen's
+    // `grant_table_init`; the table takes more from the pool when the domain grows it.
     if let Err(e) = doms.grants[slot].init(
         &mut m.mm,
         &mut m.mem,
         id,
-        &mut || {
-            next += 1;
-            (next <= grant_frames.end.0).then_some(Mfn(next - 1))
-        },
+        &mut |mem| pool.take(mem, 0, None),
         xen_core::gnttab::MAX_GRANT_FRAMES,
     ) {
         refuse(format_args!("no grant table: {e:?}"));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
+        for &f in doms.grants[slot].frames() {
+            m.mm.release_xen(one(f));
+            FramePool::give_back(pool, &mut m.mem, f);
+        }
+        doms.grants[slot].reset();
         doms.remove(slot);
         m.mm.clear_given(pages);
-        m.mm.release_xen(grant_frames);
         let _ = pool.frames.free(pages);
         let _ = pool.frames.free(one(shared_info));
-        let _ = pool.frames.free(grant_frames);
         return Err(());
     }
+    let grant_taken = doms.grants[slot].frames().len() as u32;
     let page_mfn = |r: Option<build::layout::Region>| {
         r.map_or(0, |r| built.mfn_base.0 + built.layout.pfn_of(r.start))
     };
@@ -296,7 +282,7 @@ pub fn build(
     g.dom = dom;
     g.dom.vcpu_mut().regs = Regs::guest_entry(built.entry, built.stack_top, built.start_info_va);
     g.rings = Some(rings);
-    pool.record(slot, id, pages, shared_info, grant_frames);
+    pool.record(slot, id, pages, shared_info, grant_taken);
     pool.next_domid += 1;
     super::context::reset_fpu(slot);
     printk!(

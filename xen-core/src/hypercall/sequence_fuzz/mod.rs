@@ -343,6 +343,10 @@ fn hypercall_sequences_from_three_hostile_domains_keep_every_invariant() {
         plan.ops,
         plan.threads
     );
+    eprintln!(
+        "  translation-cache hits checked against a fresh walk: {}",
+        crate::guest_access::CACHE_HITS_CHECKED.load(Ordering::Relaxed)
+    );
     let c = &total.cover;
     let calls: Vec<String> = crate::hypercall::TABLE
         .iter()

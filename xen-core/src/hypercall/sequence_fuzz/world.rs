@@ -354,18 +354,29 @@ impl World {
         }
     }
 
-    /// Whether every frame slot `s` builds a domain from is free.
+    fn is_free(&self, m: Mfn) -> bool {
+        self.m
+            .mm
+            .frames
+            .get(m)
+            .is_some_and(|f| f.owner() == Owner::Free)
+    }
+
+    /// The grant-table frames no table holds: the pool tables take frames from, at build and as
+    /// they grow (any slot's, as the arch layer's pool hands out any free frame).
+    fn free_grant_frames(&self) -> Vec<Mfn> {
+        (0..SLOTS)
+            .flat_map(|k| (0..u64::from(TABLE_FRAMES)).map(move |i| grant_frame(k, i)))
+            .filter(|&m| self.is_free(m))
+            .collect()
+    }
+
+    /// Whether every frame slot `s` builds a domain from is free, and the pool has the frames
+    /// of a new grant table.
     fn slot_free(&self, s: usize) -> bool {
-        let free = |m: Mfn| {
-            self.m
-                .mm
-                .frames
-                .get(m)
-                .is_some_and(|f| f.owner() == Owner::Free)
-        };
-        (dom_base(s)..dom_base(s) + DOM_FRAMES).all(|m| free(Mfn(m)))
-            && free(shared_info(s))
-            && (0..u64::from(TABLE_FRAMES)).all(|i| free(grant_frame(s, i)))
+        (dom_base(s)..dom_base(s) + DOM_FRAMES).all(|m| self.is_free(Mfn(m)))
+            && self.is_free(shared_info(s))
+            && self.free_grant_frames().len() >= 3
     }
 
     /// Builds a domain in empty slot `s` with the next id (dom0, privileged, in slot 0), if every
@@ -376,14 +387,12 @@ impl World {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let mut grant_pool = self.free_grant_frames().into_iter();
         let b = dom_base(s);
         let privileged = s == 0;
         let mm = &mut self.m.mm;
         let mem = &mut self.m.mem.mem;
-        for m in (b..b + DOM_FRAMES)
-            .chain([shared_info(s).0])
-            .chain((0..u64::from(TABLE_FRAMES)).map(|i| grant_frame(s, i).0))
-        {
+        for m in (b..b + DOM_FRAMES).chain([shared_info(s).0]) {
             mem.write(Mfn(m).maddr(), &[0u8; 4096]).unwrap();
         }
         let dom = Domain::new(
@@ -411,11 +420,7 @@ impl World {
             reported: false,
         };
         self.set.install(s, guest, MAX_PORT_2L);
-        let mut next = 0u64;
-        let mut alloc = || {
-            next += 1;
-            (next <= u64::from(TABLE_FRAMES)).then(|| grant_frame(s, next - 1))
-        };
+        let mut alloc = |_: &mut dyn MachineMemoryMut| grant_pool.next();
         self.set.grants[s]
             .init(mm, mem, id, &mut alloc, GRANT_FRAMES)
             .unwrap();
@@ -433,7 +438,8 @@ impl World {
             w(mem, I_L1, i, ((b + i) << 12) | flags);
         }
         w(mem, I_L1, MAPPED, shared_info(s).maddr().0 | DATA);
-        w(mem, I_L1, MAPPED + 1, grant_frame(s, 0).maddr().0 | DATA);
+        let shared0 = self.set.grants[s].shared_frames()[0];
+        w(mem, I_L1, MAPPED + 1, shared0.maddr().0 | DATA);
         for i in 0..ALIAS_PAGES {
             w(mem, I_L1_ALIAS, i, ((b + I_ALIAS) << 12) | DATA);
         }
@@ -560,6 +566,9 @@ impl World {
         f: impl FnOnce(&mut Ctx<'_, FuzzMachine>) -> R,
     ) -> Result<R, String> {
         self.entries += 1;
+        // The pool: the grant-table frames no table holds, for a table to grow into
+        // (`setup_table`, `set_version(2)`); nothing else.
+        let mut pool = Sink(self.free_grant_frames());
         let (me, events, grants, others) = self
             .set
             .split(s)
@@ -573,7 +582,6 @@ impl World {
         // The running vCPU's registers, out of the domain while the hypercall borrows it.
         let mut regs = me.dom.vcpu().regs;
         let r = {
-            let mut pool = crate::mm::frame_alloc::BootFrameAllocator::empty();
             let mut ctx = Ctx {
                 m: &mut self.m,
                 info: &self.info,
@@ -752,7 +760,8 @@ impl World {
             let m = mfn.0;
             let home = (dom_base(s)..dom_base(s) + DOM_FRAMES).contains(&m)
                 || mfn == shared_info(s)
-                || (0..u64::from(TABLE_FRAMES)).any(|i| grant_frame(s, i) == mfn);
+                || (0..SLOTS)
+                    .any(|k| (0..u64::from(TABLE_FRAMES)).any(|i| grant_frame(k, i) == mfn));
             if !home {
                 return Err(format!("{mfn:?} belongs to d{id} of slot {s}: {f:?}"));
             }
@@ -823,5 +832,35 @@ impl World {
             }
         }
         out
+    }
+}
+
+/// The pool a hypercall sees in the world: it hands out only the grant-table frames no table
+/// holds (single frames, for a table to grow into; any slot's, as the arch layer's pool hands
+/// out any free frame), and a frame given back stays free in the frame table without being
+/// handed out again. Every other frame keeps its home slot (`check_owners`): a frame of a dead
+/// domain that a call released (its last reference gone) and then handed to another domain in
+/// the same call would be legitimate, but would make the slot's next domain find part of its
+/// memory taken.
+struct Sink(Vec<Mfn>);
+
+impl crate::mm::frame_alloc::FramePool for Sink {
+    fn take(
+        &mut self,
+        _mem: &mut dyn crate::mm::MachineMemoryMut,
+        order: u32,
+        _limit: Option<Mfn>,
+    ) -> Option<Mfn> {
+        if order == 0 {
+            self.0.pop()
+        } else {
+            None
+        }
+    }
+
+    fn give_back(&mut self, _mem: &mut dyn crate::mm::MachineMemoryMut, _mfn: Mfn) {}
+
+    fn free_frames(&self) -> u64 {
+        self.0.len() as u64
     }
 }

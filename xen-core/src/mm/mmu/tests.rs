@@ -882,3 +882,115 @@ fn a_request_that_rewrites_the_list_is_seen_by_the_next_request() {
     );
     assert_eq!(g.w.peek(s.va + 0x800), 20, "*done");
 }
+
+/// Random batches whose requests remap, make read-only, hook as L1 tables and rewrite the
+/// pages the list and `*done` live in. The translation cache's oracles (`cfg(test)` in
+/// `guest_access`: every hit re-walked, every read-ahead element re-read) and the frame table's
+/// audit after each call must hold.
+#[test]
+fn random_batches_remapping_their_own_list_and_done_never_see_a_stale_translation() {
+    let mut g = Guest::new();
+    let (s, t, q, r, u) = (
+        g.scratch(6),
+        g.scratch(7),
+        g.scratch(8),
+        g.scratch(9),
+        g.scratch(10),
+    );
+    let l2 = g.table(s.va, 2);
+    let slots = [(l2 << 12) + 511 * 8, (l2 << 12) + 510 * 8];
+    for &a in &slots {
+        assert_eq!(
+            crate::mm::MachineMemoryMut::read_u64(&g.w.m.mem, crate::mm::Maddr(a)),
+            Some(0)
+        );
+    }
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let frames = [s.mfn, t.mfn, q.mfn, r.mfn, u.mfn];
+    let ro = pte::PRESENT | pte::ACCESSED;
+    let mut hooked = 0;
+    // 20,000 batches in release builds (`cargo test --release`), 4,000 in `make test`'s debug run.
+    let rounds = if cfg!(debug_assertions) { 4000 } else { 20000 };
+    for round in 0..rounds {
+        // Fresh state: nothing hooked, s and t on their own frames, read-write.
+        for &a in &slots {
+            assert_eq!(g.mmu_update(&[normal(a, 0)], SELF).0, 0);
+        }
+        g.restore(s);
+        g.restore(t);
+        for p in [s, t, q, r, u] {
+            if rnd(3) == 0 {
+                for i in 0..512 {
+                    g.w.poke(p.va + 8 * i, 0);
+                }
+            }
+        }
+        let count = 1 + rnd(40);
+        let off = 16 * rnd(0x400 / 16);
+        let done_va = if rnd(2) == 0 {
+            s.va + 0x800 + 4 * rnd(0x100)
+        } else {
+            t.va + 4 * rnd(0x400)
+        };
+        let mut reqs = Vec::new();
+        for _ in 0..count {
+            let f = frames[rnd(5) as usize];
+            let pte_at = if rnd(2) == 0 {
+                s.pte_maddr
+            } else {
+                t.pte_maddr
+            };
+            let req = match rnd(6) {
+                0 => normal(pte_at, data_pte(f, s.pte)),
+                1 => normal(pte_at, entry(f, ro)),
+                2 => normal(slots[rnd(2) as usize], entry(f, ro | pte::RW)),
+                3 => normal(slots[rnd(2) as usize], 0),
+                // A plain write into the list's frame or *done's, over a later request or *done.
+                4 => {
+                    let page = if rnd(2) == 0 { s.mfn } else { t.mfn };
+                    let val = if rnd(2) == 0 {
+                        pte_at | MMU_NORMAL_PT_UPDATE
+                    } else {
+                        data_pte(frames[rnd(5) as usize], 0)
+                    };
+                    normal((page << 12) + 8 * rnd(512), val)
+                }
+                _ => normal((f << 12) + 8 * rnd(512), rnd(1 << 20)),
+            };
+            reqs.push(req);
+        }
+        for (i, q) in reqs.iter().enumerate() {
+            g.w.put(s.va + off + 16 * i as u64, q);
+        }
+        let rc = g.w.call(
+            __HYPERVISOR_mmu_update,
+            [s.va + off, count, done_va, SELF, 0],
+        );
+        g.w.check();
+        if rc == 0
+            && slots.iter().any(|&a| {
+                crate::mm::MachineMemoryMut::read_u64(&g.w.m.mem, crate::mm::Maddr(a))
+                    .is_some_and(|e| e != 0)
+            })
+        {
+            hooked += 1;
+        }
+        let _ = round;
+    }
+    for &a in &slots {
+        assert_eq!(g.mmu_update(&[normal(a, 0)], SELF).0, 0);
+    }
+    g.restore(s);
+    g.restore(t);
+    g.w.check();
+    eprintln!(
+        "review: {} cache hits checked; {hooked} rounds ended with a page hooked as a table",
+        crate::guest_access::CACHE_HITS_CHECKED.load(core::sync::atomic::Ordering::Relaxed)
+    );
+}
