@@ -17,6 +17,9 @@ CALLS = int(os.environ.get("PROFILE_CALLS", "3"))
 # after it before stepping.
 BREAK = os.environ.get("PROFILE_BREAK", "guest_kernel::suites::bench::null_hypercall")
 SKIP = int(os.environ.get("PROFILE_SKIP", "50"))
+# A file to write the shortest call's instruction addresses to, one a line (to read them beside
+# `objdump -d build/xen-syms`).
+TRACE = os.environ.get("PROFILE_TRACE")
 
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
@@ -52,6 +55,9 @@ for _ in range(CALLS):
     calls.append(one_call())
     gdb.execute("continue", to_string=True)
 print("profile: instructions per hypercall (hypervisor side):", [len(c) for c in calls])
+if TRACE:
+    with open(TRACE, "w") as f:
+        f.writelines("%x\n" % pc for pc in min(calls, key=len))
 names = {}
 per_fn = collections.Counter()
 for pc in min(calls, key=len):

@@ -7,6 +7,7 @@
 # to reach first), PROFILE_SKIP (hypercalls to let pass after it), e.g. one `mmu_update` of one
 # PTE: PROFILE_CMDLINE="bench=pt-update pages=64 batches=1 variants=mmu_update" \
 #   PROFILE_BREAK=guest_kernel::suites::pt_workload::round PROFILE_SKIP=3 make profile
+# PROFILE_TRACE=FILE writes the addresses of the instructions of the shortest call stepped to FILE.
 set -euo pipefail
 BUILD=${BUILD:-build}
 PORT=${PROFILE_GDB_PORT:-1299}

@@ -254,12 +254,26 @@ pub fn deliver_nmi<M: MachineMemoryMut + ?Sized>(
 
 /// Delivers a pending event upcall if the guest has events pending and unmasked. Returns whether
 /// one was delivered.
+#[inline]
 pub fn deliver_upcall<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &mut Domain,
     regs: &mut Regs,
 ) -> Result<bool, CrashReason> {
-    if !shared_info::upcall_deliverable(m, dom) {
+    let word = shared_info::running_upcall_word(dom);
+    deliver_upcall_at(m, dom, regs, word)
+}
+
+/// [`deliver_upcall`] with the running vCPU's upcall word placed already
+/// ([`shared_info::upcall_word`]).
+#[inline]
+pub fn deliver_upcall_at<M: MachineMemoryMut + ?Sized>(
+    m: &mut M,
+    dom: &mut Domain,
+    regs: &mut Regs,
+    word: crate::mm::Maddr,
+) -> Result<bool, CrashReason> {
+    if !shared_info::upcall_deliverable_at(m, word) {
         return Ok(false);
     }
     let eip = dom.vcpu().event_callback;

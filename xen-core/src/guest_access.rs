@@ -9,6 +9,7 @@
 use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 
 use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -531,8 +532,11 @@ impl TranslationCache {
 /// into the page it came from nor into a table that maps it, and no type changed.
 pub struct ArrayReader<T, const N: usize> {
     list: GuestPtr<T>,
-    /// Elements `first ..` of the array, read under `epoch`.
-    buf: heapless::Vec<T, N>,
+    /// Elements `first .. first + len` of the array, read under `epoch` (an array and a count:
+    /// the hit, once per element of a batch, is a few instructions; left uninitialised, not
+    /// zeroed, by `new`, once per batch).
+    buf: [MaybeUninit<T>; N],
+    len: usize,
     first: u64,
     epoch: u64,
 }
@@ -542,7 +546,8 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
     pub fn new(list: GuestPtr<T>) -> Self {
         ArrayReader {
             list,
-            buf: heapless::Vec::new(),
+            buf: [const { MaybeUninit::uninit() }; N],
+            len: 0,
             first: 0,
             epoch: 0,
         }
@@ -550,6 +555,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
 
     /// Element `i` (`copy_from_guest(list + i)`), reading ahead at most up to element
     /// `end - 1`.
+    #[inline(always)]
     pub fn get<M: MachineMemoryMut + ?Sized>(
         &mut self,
         cache: &TranslationCache,
@@ -560,29 +566,45 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
         if self.epoch == cache.epoch() {
             if let Some(v) = i
                 .checked_sub(self.first)
-                .and_then(|k| self.buf.get(usize::try_from(k).ok()?))
+                .filter(|&k| k < self.len as u64)
+                .and_then(|k| self.buf.get(k as usize))
             {
+                // SAFETY: elements below `len` were written by the last read-ahead (`len` is
+                // only ever set to the count it wrote).
+                let v = unsafe { v.assume_init() };
                 #[cfg(test)]
                 if !tests::BEHIND_THE_CACHE.with(|b| b.get()) {
                     // Test oracle: what was read ahead is what memory holds now.
                     let mut fresh = T::new_zeroed();
                     let r = read_walked(mem, cache.l4, self.list.add(i).va(), fresh.as_mut_bytes());
-                    let mut held = *v;
+                    let mut held = v;
                     assert!(
                         r.is_ok() && fresh.as_mut_bytes() == held.as_mut_bytes(),
                         "stale read-ahead of element {i}"
                     );
                 }
-                return Ok(*v);
+                return Ok(v);
             }
         }
+        self.read_ahead(cache, mem, i, end)
+    }
+
+    /// [`ArrayReader::get`] of an element not read ahead under the current epoch.
+    #[inline(never)]
+    fn read_ahead<M: MachineMemoryMut + ?Sized>(
+        &mut self,
+        cache: &TranslationCache,
+        mem: &M,
+        i: u64,
+        end: u64,
+    ) -> Result<T, GuestFault> {
         let size = core::mem::size_of::<T>();
         let ptr = self.list.add(i);
         let va = ptr.va();
         let in_page = (4096 - (va & 0xfff)) as usize / size.max(1);
         let n = N.min(in_page).min(end.saturating_sub(i) as usize);
         if n <= 1 || size == 0 {
-            self.buf.clear();
+            self.len = 0;
             return cache.copy_from_guest(mem, ptr);
         }
         let (page, _) = cache.lookup(mem, va, true).ok_or(GuestFault { va })?;
@@ -590,14 +612,21 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
         let bytes = mem
             .read(Maddr(page.0 | (va & 0xfff)), n * size)
             .ok_or(GuestFault { va })?;
-        self.buf.clear();
-        for chunk in bytes.chunks_exact(size) {
-            let v = T::read_from_bytes(chunk).map_err(|_| GuestFault { va })?;
-            let _ = self.buf.push(v);
+        // Nothing is read ahead until all of it is (an error leaves none).
+        self.len = 0;
+        let mut read = 0;
+        for (slot, chunk) in self.buf.iter_mut().zip(bytes.chunks_exact(size)) {
+            *slot = MaybeUninit::new(T::read_from_bytes(chunk).map_err(|_| GuestFault { va })?);
+            read += 1;
         }
+        self.len = read;
         self.first = i;
         self.epoch = epoch;
-        self.buf.first().copied().ok_or(GuestFault { va })
+        if self.len == 0 {
+            return Err(GuestFault { va });
+        }
+        // SAFETY: element 0 was just written (`len` > 0).
+        Ok(unsafe { self.buf[0].assume_init() })
     }
 }
 
@@ -621,11 +650,24 @@ impl crate::mm::MachineMemory for Watched<'_> {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         self.mem.read(addr, len)
     }
+
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        self.mem.read_u32_unaligned(addr)
+    }
 }
 
 // Every method is forwarded (the defaults would work too, through `read` and `write`, but would
 // lose the direct map's single loads and locked instructions); each one that writes tells the
 // cache first.
+impl Watched<'_> {
+    /// [`MachineMemoryMut::write_u64`] that may touch a cached translation.
+    #[inline(never)]
+    fn written_then_write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
+        self.cache.written(addr, 8);
+        self.mem.write_u64(addr, value)
+    }
+}
+
 impl MachineMemoryMut for Watched<'_> {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.cache.written(addr, data.len());
@@ -642,8 +684,14 @@ impl MachineMemoryMut for Watched<'_> {
     }
 
     fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
-        self.cache.written(addr, 8);
-        self.mem.write_u64(addr, value)
+        // Every page-table entry a batch writes comes here: the usual answer (one page, whose
+        // bit in the mask is clear: nothing cached is touched) in a few instructions.
+        if addr.0 & 0xfff <= 0xff8
+            && self.cache.tables_mask.get() & (1 << ((addr.0 >> 12) % 64)) == 0
+        {
+            return self.mem.write_u64(addr, value);
+        }
+        self.written_then_write_u64(addr, value)
     }
 
     fn test_and_set_bit(&mut self, addr: Maddr, bit: u32) -> Option<bool> {

@@ -39,12 +39,14 @@ mod offsets {
     pub const BITS_PER_WORD: u32 = 64;
 
     /// `vcpu_info[vcpu]` (legacy slots, `vcpu` < `XEN_LEGACY_MAX_VCPUS`).
+    #[inline]
     pub const fn vcpu_info(vcpu: u32) -> usize {
         offset_of!(SharedInfo, vcpu_info) + vcpu as usize * size_of::<VcpuInfo>()
     }
 
     /// `vcpu_info[vcpu].evtchn_upcall_pending`; bit 0 of the word starting there is that
     /// byte's bit 0, which is what Xen's `test_and_set_bit(0, &evtchn_upcall_pending)` touches.
+    #[inline]
     pub const fn upcall_pending(vcpu: u32) -> usize {
         vcpu_info(vcpu) + offset_of!(VcpuInfo, evtchn_upcall_pending)
     }
@@ -255,6 +257,7 @@ forward_shared_memory!([T: SharedMemory + ?Sized] &mut T, |s| (**s));
 pub(crate) use {forward_shared_memory, forward_shared_read};
 
 /// Reads `N` bytes of machine memory at `at`, zeros if they cannot be read.
+#[inline]
 fn read_bytes<const N: usize, M: MachineMemory + ?Sized>(m: &M, at: Maddr) -> [u8; N] {
     m.read(at, N)
         .and_then(|b| b.try_into().ok())
@@ -281,12 +284,20 @@ fn place(base: Maddr, map: VcpuInfoMap, offset: usize) -> Maddr {
 /// the `vcpu_info` it registered. Placed from that registration alone (no [`VcpuInfoMap`] of
 /// every vCPU built: this is asked on every way out of a hypercall, and a batch places it once
 /// per call and reads it before every element).
+#[inline]
 pub fn running_upcall_word(dom: &Domain) -> Maddr {
+    upcall_word(dom.vcpu(), dom.shared_info, dom.vcpu_id())
+}
+
+/// [`running_upcall_word`] of vCPU `v`, number `vcpu_id` of a domain whose shared_info frame
+/// is `shared_info` (for a caller that holds the vCPU already).
+#[inline]
+pub fn upcall_word(v: &crate::domain::Vcpu, shared_info: Mfn, vcpu_id: u32) -> Maddr {
     const _: () = assert!(offsets::UPCALL_MASK_AFTER_PENDING);
-    match dom.vcpu().vcpu_info_maddr() {
+    match v.vcpu_info_maddr() {
         // `place` of an offset inside `vcpu_info[v]`: the same offset inside the registered one.
         Some(at) => Maddr(at.0 + offsets::upcall_pending(0) as u64),
-        None => Maddr(dom.shared_info.maddr().0 + offsets::upcall_pending(dom.vcpu_id()) as u64),
+        None => Maddr(shared_info.maddr().0 + offsets::upcall_pending(vcpu_id) as u64),
     }
 }
 
@@ -607,8 +618,15 @@ pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, ma
 }
 
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.
+#[inline]
 pub fn upcall_deliverable<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    upcall_word_deliverable(read_bytes::<4, M>(m, running_upcall_word(dom)))
+    upcall_deliverable_at(m, running_upcall_word(dom))
+}
+
+/// [`upcall_deliverable`] with the upcall word placed already ([`upcall_word`]).
+#[inline]
+pub fn upcall_deliverable_at<M: MachineMemory + ?Sized>(m: &M, word: Maddr) -> bool {
+    upcall_word_deliverable(m.read_u32_unaligned(word).unwrap_or(0).to_le_bytes())
 }
 
 /// Whether an event upcall is pending for `dom`'s running vCPU.

@@ -31,6 +31,12 @@
 //!   the bridge, netback and netfront; netback's events, notifications and grant-copy calls per
 //!   packet, the domU's netfront counters.
 //!
+//! - Scale (ours only): dom0 + 64 domUs of 4 MiB in 512 MiB, each doing its ping-pong and grant
+//!   copy with dom0: the hypervisor's build of them, each domU from its build to done (median,
+//!   slowest), all of them (total, per domU), QEMU start to the last one destroyed, in wall clock
+//!   and QEMU CPU time; the hypervisor's memory per domain (static slot + frames) and dom0's
+//!   heap. `--scale` runs this section alone.
+//!
 //! - icount mode (TCG only): the null hypercall and the page-table updates again under
 //!   `-icount shift=0,sleep=off`, where a TSC cycle is one guest instruction: exact figures, the
 //!   same on every machine, ours next to Xen 4.17.
@@ -527,6 +533,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         };
     }
+    // `bench --scale`: the scale section alone (`make bench BENCH_ARGS=--scale`).
+    if std::env::args().any(|a| a == "--scale") {
+        return if print_scale() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     // `bench --icount`: the icount section alone (`make bench BENCH_ARGS=--icount`).
     if std::env::args().any(|a| a == "--icount") {
         print_icount();
@@ -705,7 +719,9 @@ fn main() -> ExitCode {
     println!();
     print_block(&blk);
     let net = print_network();
+    let scale = print_scale();
     if net
+        && scale
         && domains.is_some()
         && blk.is_some()
         && ours.boot_ms.is_some()
@@ -1021,4 +1037,187 @@ fn print_network() -> bool {
         );
     }
     true
+}
+
+/// domUs the scale section boots (the figure: 64 of 4 MiB next to dom0 in 512 MiB).
+const SCALE_DOMUS: usize = 64;
+/// Memory of each, MiB.
+const SCALE_MEM_MIB: u64 = 4;
+
+/// Scale (ours only): dom0 + [`SCALE_DOMUS`] domUs of [`SCALE_MEM_MIB`] MiB from one boot module
+/// (`copies=`), each doing its event-channel ping-pong and grant copy with dom0 (and reading its
+/// vbd), then destroyed by dom0. Times come from when the serial lines arrived (wall clock) and
+/// QEMU's CPU time then: the hypervisor building them (`*** Built dN`), each domU from its build
+/// to dom0's `dN ping-pong 20 ok, grant copy 4096 bytes ok` (median and slowest), all of them
+/// from the first build to the last one done (total and per domU), and QEMU start to dom0
+/// powering off with every domU destroyed. Memory: the hypervisor's static slot per domain (it
+/// prints the sizes) plus the frames a domU held beyond its own pages (`all N frames returned`),
+/// and dom0's heap. Returns whether every domU did its work.
+fn print_scale() -> bool {
+    let b = Boot {
+        hypervisor: build_dir().join("xen"),
+        cmdline: XEN_CMDLINE.into(),
+        modules: vec![
+            (guest_kernel_image(), String::new()),
+            (
+                guest_kernel_image(),
+                format!("name=vm mem={SCALE_MEM_MIB}M copies={SCALE_DOMUS} pingpong=20"),
+            ),
+        ],
+        timeout: Duration::from_secs(600),
+        qemu_extra: Vec::new(),
+    };
+    println!();
+    println!(
+        "Scale on ours: dom0 + {SCALE_DOMUS} domUs of {SCALE_MEM_MIB} MiB in 512 MiB, each ping-pong (20 round trips) and grant copy with dom0 ({}):",
+        xtests::accel().name()
+    );
+    println!();
+    let run = match b.run() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("(scale: {e})");
+            return false;
+        }
+    };
+    let at = |p: &str| run.log.iter().position(|l| l.contains(p));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let built: Vec<Option<usize>> = (1..=SCALE_DOMUS)
+        .map(|id| at(&format!("*** Built d{id} (vm{id})")))
+        .collect();
+    let done: Vec<Option<usize>> = (1..=SCALE_DOMUS)
+        .map(|id| {
+            at(&format!(
+                "dom0: d{id} ping-pong 20 ok, grant copy 4096 bytes ok"
+            ))
+        })
+        .collect();
+    let verified = (1..=SCALE_DOMUS)
+        .filter(|id| {
+            at(&format!(
+                "(d{id}) domU: ping-pong 20 round trips ok, grant copy verified"
+            ))
+            .is_some()
+        })
+        .count();
+    let ok = done.iter().filter(|d| d.is_some()).count();
+    println!("| figure | wall clock | QEMU CPU time |");
+    println!("|---|---|---|");
+    println!(
+        "| domUs that booted, ping-ponged and grant-copied with dom0 (dom0's count / the domUs' own) | {ok} / {verified} of {SCALE_DOMUS} | |"
+    );
+    // One figure from line `a` to line `b`, in wall and CPU milliseconds.
+    let span = |a: usize, b: usize| {
+        let wall = ms(run.arrived[b].saturating_sub(run.arrived[a]));
+        let cpu = (!run.cpu[a].is_zero() && !run.cpu[b].is_zero())
+            .then(|| ms(run.cpu[b].saturating_sub(run.cpu[a])));
+        (wall, cpu)
+    };
+    let cell = |v: Option<f64>, div: f64| v.map_or("n/a".into(), |v| format!("{:.1} ms", v / div));
+    let n = SCALE_DOMUS as f64;
+    if let (Some(start), Some(Some(last_built))) = (at("free memory before domUs"), built.last()) {
+        let (w, c) = span(start, *last_built);
+        println!(
+            "| the hypervisor builds the {SCALE_DOMUS} domUs: total / per domU | {:.1} ms / {:.2} ms | {} / {} |",
+            w,
+            w / n,
+            cell(c, 1.0),
+            cell(c, n)
+        );
+    }
+    // Each domU from its build to dom0's line that its ping-pong and grant copy are done.
+    let mut lat_wall: Vec<u64> = Vec::new();
+    let mut lat_cpu: Vec<u64> = Vec::new();
+    for (b, d) in built.iter().zip(&done) {
+        if let (Some(b), Some(d)) = (b, d) {
+            let (w, c) = span(*b, *d);
+            lat_wall.push((w * 1000.0) as u64);
+            if let Some(c) = c {
+                lat_cpu.push((c * 1000.0) as u64);
+            }
+        }
+    }
+    let us = |v: Option<u64>| v.map_or("n/a".into(), |v| format!("{:.1} ms", v as f64 / 1000.0));
+    println!(
+        "| each domU, built -> its ping-pong and grant copy done: median / slowest | {} / {} | {} / {} |",
+        us(median(&lat_wall)),
+        us(lat_wall.iter().max().copied()),
+        us(median(&lat_cpu)),
+        us(lat_cpu.iter().max().copied())
+    );
+    let last_done = done.iter().flatten().max().copied();
+    if let (Some(Some(first)), Some(last)) = (built.first(), last_done) {
+        let (w, c) = span(*first, last);
+        println!(
+            "| all of them, first built -> last done: total / per domU | {:.1} ms / {:.2} ms | {} / {} |",
+            w,
+            w / n,
+            cell(c, 1.0),
+            cell(c, n)
+        );
+    }
+    if let Some(off) = at("services: no domU left, powering off") {
+        let cpu = run.cpu[off];
+        println!(
+            "| QEMU start -> every domU destroyed, dom0 powering off | {:.1} ms | {} |",
+            ms(run.arrived[off]),
+            if cpu.is_zero() {
+                "n/a".into()
+            } else {
+                format!("{:.1} ms", ms(cpu))
+            }
+        );
+    }
+    println!();
+    // Memory: the static slot (printed by the hypervisor) and the frames beyond the domU's pages.
+    let slot = run.log.iter().find_map(|l| {
+        let rest = l.split("memory per domain slot: ").nth(1)?;
+        Some((
+            rest.split(' ').next()?.parse::<u64>().ok()?,
+            rest.to_string(),
+        ))
+    });
+    let pages = SCALE_MEM_MIB * 256;
+    let returned: Vec<u64> = run
+        .log
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split(": all ").nth(1)?;
+            let n: u64 = rest.split(' ').next()?.parse().ok()?;
+            rest.contains("frames returned to the free pool")
+                .then_some(n)
+        })
+        .collect();
+    let extra = median(&returned).map(|n| n.saturating_sub(pages));
+    println!("| hypervisor memory per domain | bytes |");
+    println!("|---|---|");
+    match &slot {
+        Some((bytes, _)) => {
+            println!("| static slot (paid for every slot, used or not) | {bytes} |")
+        }
+        None => println!("| static slot | n/a |"),
+    }
+    match extra {
+        Some(f) => println!(
+            "| frames beyond the domU's own {pages} pages (shared_info, grant table), median of {} domUs | {} ({f} frames) |",
+            returned.len(),
+            f * 4096
+        ),
+        None => println!("| frames beyond the domU's own pages | n/a |"),
+    }
+    if let (Some((bytes, _)), Some(f)) = (&slot, extra) {
+        let total = bytes + f * 4096;
+        println!(
+            "| **total** (goal: 64 KiB) | **{total} ({:.1} KiB)** |",
+            total as f64 / 1024.0
+        );
+    }
+    println!();
+    if let Some((_, detail)) = &slot {
+        println!("hypervisor: memory per domain slot: {detail}");
+    }
+    if let Some(l) = run.log.iter().find(|l| l.starts_with("dom0: heap ")) {
+        println!("{l}");
+    }
+    ok == SCALE_DOMUS && verified == SCALE_DOMUS
 }

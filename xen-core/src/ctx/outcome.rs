@@ -46,6 +46,11 @@ pub struct Kicks {
 }
 
 impl Kicks {
+    /// Nobody kicked.
+    pub const NONE: Kicks = Kicks {
+        ids: heapless::Vec::new(),
+    };
+
     /// Adds domain `id` (once).
     pub fn add(&mut self, id: DomainId) {
         if !self.ids.contains(&id) && self.ids.push(id).is_err() {
@@ -66,6 +71,7 @@ impl Kicks {
     }
 
     /// Whether nobody was kicked.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -96,6 +102,7 @@ impl Effects {
     /// Whether the call left nothing for the way out to do, so that its caller may go straight
     /// back to its guest: only `Exit::Fast` rows ran (the hypercall table), it finished (no
     /// continuation), kicked no domain, owes no TLB work and broke no rule.
+    #[inline]
     pub fn nothing_to_do(&self) -> bool {
         !self.full_exit
             && self.continuation.is_none()

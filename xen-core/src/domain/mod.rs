@@ -219,10 +219,11 @@ impl FlushRequest {
         self.new_cr3 = Some(l4);
     }
 
-    /// Whether nothing is asked (field by field: comparing with a default request built for
-    /// the purpose costs a copy of the whole `invlpg` list, on every way out).
+    /// Whether nothing is asked.
     #[inline]
     pub fn is_empty(&self) -> bool {
+        // Field by field (a comparison with `default()` would build one and compare the
+        // vectors): asked on every hypercall's way out.
         let FlushRequest {
             local_flush,
             invlpg,
@@ -487,6 +488,7 @@ pub const EVTCHN_FRAMES: usize = hypercall_abi::arch_x86_64::XEN_LEGACY_MAX_VCPU
 
 impl Vcpu {
     /// The machine address of the `vcpu_info` the guest registered, if it moved it.
+    #[inline]
     pub fn vcpu_info_maddr(&self) -> Option<crate::mm::Maddr> {
         self.vcpu_info
             .map(|(mfn, off)| crate::mm::Maddr(mfn.maddr().0 + u64::from(off)))

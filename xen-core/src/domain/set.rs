@@ -8,6 +8,8 @@
 use crate::domain::{Domain, DomainId};
 use crate::evtchn::PortTable;
 use crate::gnttab::GrantTable;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 /// Most domains at once, dom0 included: dom0 and 64 small domUs with room to spare (issue 17's
 /// scale benchmark). Each slot costs its port and grant tables in the image whether used or not
@@ -31,6 +33,9 @@ pub struct SchedInfo {
     /// The longest the hypervisor spent on one of its hypercalls or exceptions, in ns (one
     /// entry: a preempted hypercall that continues is a new entry each time).
     pub longest_entry_ns: u64,
+    /// The same in the arch layer's clock ticks (the TSC on x86), kept to compare each entry's
+    /// cost against without converting it to ns.
+    pub longest_entry_ticks: u64,
 }
 
 /// One domain's entry in the [`DomainSet`]: the domain with what the hypervisor keeps for it
@@ -189,6 +194,10 @@ impl DomainSet {
 
     /// Splits the table into the guest in `slot` (with its ports and grant table) and all the
     /// others.
+    ///
+    /// Made on every entry from a guest, so it is a few instructions: [`Others`] is three
+    /// pointers and a mask, not slices around the caller's slot.
+    #[inline]
     pub fn split(
         &mut self,
         slot: usize,
@@ -198,122 +207,157 @@ impl DomainSet {
         &mut GrantTable,
         Others<'_>,
     )> {
-        let (glo, grest) = self.guests.split_at_mut(slot);
-        let (gme, ghi) = grest.split_first_mut()?;
-        let (plo, prest) = self.ports.split_at_mut(slot);
-        let (pme, phi) = prest.split_first_mut()?;
-        let (tlo, trest) = self.grants.split_at_mut(slot);
-        let (tme, thi) = trest.split_first_mut()?;
-        let below = (1u128 << slot) - 1;
+        if slot >= MAX_DOMAINS {
+            return None;
+        }
+        // Every pointer is taken before any reference to a slot is made, and all of them come
+        // from `self`, borrowed mutably for as long as the results live.
+        let guests = self.guests.as_mut_ptr();
+        let ports = self.ports.as_mut_ptr();
+        let grants = self.grants.as_mut_ptr();
+        // SAFETY: `slot < MAX_DOMAINS`, the arrays' length, so each pointer is to an element of
+        // its array; the three are distinct objects. `Others` reaches only the slots of `mask`,
+        // which leaves `slot` out, so these references alias nothing it hands out.
+        let (me, my_ports, my_grants) = unsafe {
+            (
+                (*guests.add(slot)).as_mut()?,
+                &mut *ports.add(slot),
+                &mut *grants.add(slot),
+            )
+        };
         Some((
-            gme.as_mut()?,
-            pme,
-            tme,
+            me,
+            my_ports,
+            my_grants,
             Others {
-                lo_mask: self.occupied & below,
-                hi_mask: (self.occupied & !below) >> slot >> 1,
-                lo: (glo, plo),
-                hi: (ghi, phi),
-                grants: (tlo, thi),
+                guests,
+                ports,
+                grants,
+                occupied: self.occupied,
+                caller: slot,
+                _set: PhantomData,
             },
         ))
     }
 }
 
 /// Every domain but the caller, borrowed for the length of a hypercall.
+///
+/// The three arrays of the [`DomainSet`] as pointers (the caller's slot is borrowed apart, so no
+/// slice may cover it) and the occupied slots other than the caller's: every method reaches
+/// only those slots, each through its own element, and hands out references that live no
+/// longer than the borrow of `self` they come from.
 pub struct Others<'a> {
-    /// The occupied slots of `lo`, and of `hi` (bit 0: the slot after the caller's).
-    lo_mask: u128,
-    hi_mask: u128,
-    lo: (&'a mut [Option<DomainEntry>], &'a mut [PortTable]),
-    hi: (&'a mut [Option<DomainEntry>], &'a mut [PortTable]),
-    grants: (&'a mut [GrantTable], &'a mut [GrantTable]),
+    guests: *mut Option<DomainEntry>,
+    ports: *mut PortTable,
+    grants: *mut GrantTable,
+    /// The occupied slots (the caller's among them: `mask` leaves it out).
+    occupied: u128,
+    /// The caller's slot.
+    caller: usize,
+    _set: PhantomData<&'a mut DomainSet>,
 }
 
 impl<'a> Others<'a> {
     /// No other domain (tests of a single domain).
     pub fn none() -> Others<'a> {
         Others {
-            lo_mask: 0,
-            hi_mask: 0,
-            lo: (&mut [], &mut []),
-            hi: (&mut [], &mut []),
-            grants: (&mut [], &mut []),
+            guests: NonNull::dangling().as_ptr(),
+            ports: NonNull::dangling().as_ptr(),
+            grants: NonNull::dangling().as_ptr(),
+            occupied: 0,
+            caller: 0,
+            _set: PhantomData,
         }
+    }
+
+    /// The occupied slots other than the caller's (worked out when asked: the split is made on
+    /// every entry, and most hypercalls never look at the others).
+    #[inline]
+    fn mask(&self) -> u128 {
+        self.occupied & !(1u128 << self.caller)
+    }
+
+    /// The guest in slot `s` of the mask.
+    #[inline]
+    fn guest_at(&self, s: usize) -> Option<&DomainEntry> {
+        debug_assert!(self.mask() & (1 << s) != 0);
+        // SAFETY: `s` is a slot of `mask` (the only callers pass those), so below
+        // `MAX_DOMAINS` and not the caller's; the result borrows `self`, so no mutable
+        // reference to the slot made through `self` can be live.
+        unsafe { (*self.guests.add(s)).as_ref() }
+    }
+
+    /// The guest, ports and grant table in slot `s` of the mask, mutably.
+    ///
+    /// # Safety
+    ///
+    /// `s` is a slot of `mask`, and no other reference to its elements made through this
+    /// `Others` lives as long as the results.
+    #[inline]
+    unsafe fn slot_mut<'s>(
+        &self,
+        s: usize,
+    ) -> (
+        &'s mut Option<DomainEntry>,
+        &'s mut PortTable,
+        &'s mut GrantTable,
+    ) {
+        debug_assert!(self.mask() & (1 << s) != 0);
+        // SAFETY: as the caller promises: an occupied slot that is not the caller's, below
+        // `MAX_DOMAINS`, reached by nothing else.
+        unsafe {
+            (
+                &mut *self.guests.add(s),
+                &mut *self.ports.add(s),
+                &mut *self.grants.add(s),
+            )
+        }
+    }
+
+    /// The slot of domain `id` among the others.
+    #[inline]
+    fn slot_of(&self, id: DomainId) -> Option<usize> {
+        mask_slots(self.mask()).find(|&s| self.guest_at(s).is_some_and(|g| g.dom.id == id))
     }
 
     /// Domain `id` with its ports, if it exists (and is not the caller).
     pub fn get(&mut self, id: DomainId) -> Option<(&mut DomainEntry, &mut PortTable)> {
-        self.iter_mut().find(|(g, _)| g.dom.id == id)
+        let s = self.slot_of(id)?;
+        // SAFETY: a slot of the mask; the results borrow `self` mutably.
+        let (g, p, _) = unsafe { self.slot_mut(s) };
+        Some((g.as_mut()?, p))
     }
 
     /// Every other domain with its ports.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut DomainEntry, &mut PortTable)> + '_ {
-        let (lo_mask, hi_mask) = (self.lo_mask, self.hi_mask);
-        let lo = self.lo.0.iter_mut().zip(self.lo.1.iter_mut());
-        let hi = self.hi.0.iter_mut().zip(self.hi.1.iter_mut());
-        // Only the occupied slots: each step skips straight to the next one.
-        let lo = Skip::new(lo, lo_mask);
-        let hi = Skip::new(hi, hi_mask);
-        lo.chain(hi).filter_map(|(g, p)| g.as_mut().map(|g| (g, p)))
+        let this = &*self;
+        mask_slots(self.mask()).filter_map(move |s| {
+            // SAFETY: each slot of the mask once, so the items are distinct slots; they borrow
+            // `self` mutably (the iterator's lifetime).
+            let (g, p, _) = unsafe { this.slot_mut(s) };
+            Some((g.as_mut()?, p))
+        })
     }
 
     /// The grant table of domain `id`, if it exists (and is not the caller).
     pub fn grants_mut(&mut self, id: DomainId) -> Option<&mut GrantTable> {
-        let lo = Skip::new(self.lo.0.iter().zip(self.grants.0.iter_mut()), self.lo_mask);
-        let hi = Skip::new(self.hi.0.iter().zip(self.grants.1.iter_mut()), self.hi_mask);
-        lo.chain(hi)
-            .find(|(g, _)| g.as_ref().is_some_and(|g| g.dom.id == id))
-            .map(|(_, t)| t)
+        let s = self.slot_of(id)?;
+        // SAFETY: a slot of the mask; the result borrows `self` mutably.
+        Some(unsafe { self.slot_mut(s) }.2)
     }
 
     /// Domain `id` with its grant table, if it exists (and is not the caller).
     pub fn with_grants_mut(&mut self, id: DomainId) -> Option<(&mut DomainEntry, &mut GrantTable)> {
-        let lo = self.lo.0.iter_mut().zip(self.grants.0.iter_mut());
-        let hi = self.hi.0.iter_mut().zip(self.grants.1.iter_mut());
-        lo.chain(hi)
-            .find_map(|(g, t)| g.as_mut().filter(|g| g.dom.id == id).map(|g| (g, t)))
+        let s = self.slot_of(id)?;
+        // SAFETY: a slot of the mask; the results borrow `self` mutably.
+        let (g, _, t) = unsafe { self.slot_mut(s) };
+        Some((g.as_mut()?, t))
     }
 
     /// Every other domain.
     pub fn iter(&self) -> impl Iterator<Item = &DomainEntry> + '_ {
-        let lo = mask_slots(self.lo_mask).filter_map(|s| self.lo.0.get(s)?.as_ref());
-        let hi = mask_slots(self.hi_mask).filter_map(|s| self.hi.0.get(s)?.as_ref());
-        lo.chain(hi)
-    }
-}
-
-/// The items of `inner` at the positions set in `mask` (the occupied slots of a slice).
-struct Skip<I> {
-    inner: I,
-    mask: u128,
-    /// Position of the next item `inner` yields.
-    pos: usize,
-}
-
-impl<I: Iterator> Skip<I> {
-    fn new(inner: I, mask: u128) -> Self {
-        Skip {
-            inner,
-            mask,
-            pos: 0,
-        }
-    }
-}
-
-impl<I: Iterator> Iterator for Skip<I> {
-    type Item = I::Item;
-
-    #[inline]
-    fn next(&mut self) -> Option<I::Item> {
-        if self.mask == 0 {
-            return None;
-        }
-        let at = self.mask.trailing_zeros() as usize;
-        self.mask &= self.mask - 1;
-        let item = self.inner.nth(at - self.pos);
-        self.pos = at + 1;
-        item
+        mask_slots(self.mask()).filter_map(|s| self.guest_at(s))
     }
 }
 

@@ -56,6 +56,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
 /// Runs hypercall `nr` as [`dispatch`] does, but returns only the value for RAX (meaningless if
 /// it continues) and leaves every effect in `ctx.fx`: the hypercall fast path looks there
 /// ([`Effects::nothing_to_do`]) and builds the [`Outcome`] only when there is something to do.
+#[inline]
 pub fn execute<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
     ctx.dom.vcpu_mut().perf.hypercalls += 1;
     match table::lookup(nr) {

@@ -79,6 +79,7 @@ pub enum Handler {
 
 impl Handler {
     /// Runs the handler for the caller in `ctx` with the guest's argument registers `a`.
+    #[inline(always)]
     pub(super) fn run<M: Machine + ?Sized>(self, ctx: &mut Ctx<'_, M>, a: [u64; 5]) -> HcResult {
         match self {
             Handler::SetTrapTable => traps::set_trap_table(ctx, a[0]),
@@ -231,6 +232,7 @@ static INDEX: [u8; NR_HYPERCALLS] = {
 };
 
 /// The row for hypercall number `nr` (the guest's whole RAX), if we implement it.
+#[inline]
 pub fn lookup(nr: u64) -> Option<&'static Hypercall> {
     let i = *INDEX.get(usize::try_from(nr).ok()?)?;
     TABLE.get(usize::from(i))

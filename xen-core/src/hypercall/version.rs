@@ -34,6 +34,10 @@ pub fn features(dom0: bool) -> u32 {
     f
 }
 
+/// `HYPERVISOR_xen_version(cmd, arg)`. `XENVER_version` is the null hypercall by convention
+/// (Linux's `xen_force_evtchn_callback` too): answered in line, the subcommands that copy to the
+/// guest out of line (their buffers make a large frame).
+#[inline(always)]
 pub(super) fn xen_version<M: Machine + ?Sized>(
     ctx: &mut Ctx<'_, M>,
     cmd: u64,
@@ -41,6 +45,14 @@ pub(super) fn xen_version<M: Machine + ?Sized>(
 ) -> HcResult {
     match crate::ctx::cmd32(cmd) {
         XENVER_version => Ok((XEN_MAJOR << 16) | XEN_MINOR),
+        XENVER_pagesize => Ok(4096),
+        _ => xen_version_copy(ctx, cmd, arg),
+    }
+}
+
+#[inline(never)]
+fn xen_version_copy<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
+    match crate::ctx::cmd32(cmd) {
         XENVER_extraversion => put_str::<16, M>(ctx, arg, EXTRAVERSION),
         XENVER_capabilities => put_str::<1024, M>(ctx, arg, CAPABILITIES),
         XENVER_changeset => put_str::<64, M>(ctx, arg, b"xen-rs\0"),
@@ -69,7 +81,6 @@ pub(super) fn xen_version<M: Machine + ?Sized>(
             copy_to_guest(&mut ctx.guest(), GuestPtr::new(arg), &fi)?;
             Ok(0)
         }
-        XENVER_pagesize => Ok(4096),
         XENVER_guest_handle => {
             // The domain handle (a UUID the toolstack assigns); boot-time domains have none.
             let handle: XenDomainHandle = [0; 16];

@@ -8,6 +8,7 @@ pub mod frame_table;
 pub(crate) mod guest_pt;
 pub(crate) mod memory;
 pub(crate) mod mmu;
+pub mod page_memo;
 
 use core::fmt;
 
@@ -92,6 +93,15 @@ pub trait MachineMemory {
     /// Borrows `len` bytes of machine memory starting at `addr`, or returns `None` if any byte of
     /// that range is not readable.
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]>;
+
+    /// Reads a little-endian u32 at `addr`, aligned or not (the event upcall word of a
+    /// `vcpu_info`, read on every hypercall's way out); `None` where [`MachineMemory::read`]
+    /// would refuse.
+    #[inline]
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        let b = self.read(addr, 4)?;
+        Some(u32::from_le_bytes(b.try_into().ok()?))
+    }
 }
 
 /// Write access to machine memory (the domain builder, page-table walks that set A/D bits, guest

@@ -29,6 +29,11 @@ pub struct Fxsave(pub [u8; 512]);
 /// user mode.
 static SEGS: Mutex<[[u16; 4]; UNITS]> = Mutex::new([[0; 4]; UNITS]);
 
+/// Bytes of the FPU and segment save areas each domain slot has (`MAX_VCPUS` units), whatever
+/// its vCPUs.
+pub const SAVE_BYTES_PER_SLOT: usize =
+    MAX_VCPUS * (core::mem::size_of::<Fxsave>() + core::mem::size_of::<[u16; 4]>());
+
 /// The FPU state a vCPU starts with (`fninit`), captured once at boot.
 static FPU_INIT: spin::Once<Fxsave> = spin::Once::new();
 

@@ -27,6 +27,9 @@ use super::traps::{
 };
 use super::{apic, ioapic};
 
+/// The kicks of a hypercall that took the fast way out (none), for `after_entry`.
+static NO_KICKS: Kicks = Kicks::NONE;
+
 static HV: Mutex<Option<Hv<HvMachine>>> = Mutex::new(None);
 
 /// Every domain (kept apart from `Hv`: port tables are tens of KiB each, too big to build on the
@@ -51,31 +54,53 @@ extern "C" {
 }
 
 /// Stops the machine, with a clear message, if the stack in use (the entry stack, or the boot
-/// stack before the first guest runs) is nearly exhausted.
+/// stack before the first guest runs) is nearly exhausted. On every entry from a guest: one
+/// comparison per stack.
+#[inline]
 fn check_stack() {
     let sp: u64;
     // SAFETY: reading RSP has no side effects.
     unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
-    for bottom in [
-        super::gdt::entry_stack_bottom(),
-        (&raw const boot_stack) as u64,
-    ] {
-        if (bottom..bottom + STACK_MARGIN).contains(&sp) {
-            panic!("hypervisor stack nearly exhausted: rsp {sp:#x}, bottom {bottom:#x}");
-        }
+    let entry = super::gdt::entry_stack_bottom();
+    let boot = (&raw const boot_stack) as u64;
+    if sp.wrapping_sub(entry) < STACK_MARGIN || sp.wrapping_sub(boot) < STACK_MARGIN {
+        stack_exhausted(sp);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn stack_exhausted(sp: u64) -> ! {
+    panic!(
+        "hypervisor stack nearly exhausted: rsp {sp:#x}, entry stack bottom {:#x}, boot stack \
+         bottom {:#x}",
+        super::gdt::entry_stack_bottom(),
+        (&raw const boot_stack) as u64
+    );
 }
 
 /// Called by the entry assembly for every exception, interrupt and hypercall.
 pub extern "C" fn handle_entry(regs: &mut Regs) {
     // The boot-time ring-3 probe expects no entry here; one means it failed (`ring3.rs`).
     super::ring3::probe_entry(regs);
+    // A hypercall (a `syscall` frame comes only from a guest) skips the interrupt and
+    // hypervisor-fault cases.
+    if regs.vector != ENTRY_SYSCALL && !interrupt_or_fault(regs) {
+        return;
+    }
+    guest_entry(regs);
+}
+
+/// The first part of an entry that is not a `syscall`: acknowledges an interrupt, handles a
+/// fault of the hypervisor's own. Returns whether the entry came from a guest (and goes on).
+#[inline(never)]
+fn interrupt_or_fault(regs: &mut Regs) -> bool {
     if !regs.from_guest() {
         // A listed instruction that loads guest-chosen state faulted: resume at its fixup.
         if let Some(fixup) = super::extable::fixup(regs.rip) {
             regs.rip = fixup;
             regs.r11 = regs.vector + 1;
-            return;
+            return false;
         }
         // The `iretq` back to a guest refused the guest's selectors: the fault is the guest's.
         if regs.rip == super::entry::iret_to_guest_address() && matches!(regs.vector, 10..=13) {
@@ -93,26 +118,36 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         v if ioapic::gsi_of_vector(v).is_some() => {
             ioapic::interrupt(ioapic::gsi_of_vector(v).unwrap_or(0));
         }
-        1 if !regs.from_guest() => return hypervisor_debug_trap(regs),
-        2 if !regs.from_guest() => return hypervisor_nmi(regs),
+        1 if !regs.from_guest() => {
+            hypervisor_debug_trap(regs);
+            return false;
+        }
+        2 if !regs.from_guest() => {
+            hypervisor_nmi(regs);
+            return false;
+        }
         _ if !regs.from_guest() => hypervisor_fault(regs),
         _ => {}
     }
-    if !regs.from_guest() {
-        // An interrupt taken while the hypervisor waited (idle): resume the wait.
-        return;
-    }
+    // An interrupt taken while the hypervisor waited (idle) resumes the wait.
+    regs.from_guest()
+}
+
+/// An entry from a guest: its hypercall, exception or interrupt, then the way out.
+#[inline]
+fn guest_entry(regs: &mut Regs) {
     let mut guard = HV.lock();
     let hv = guard
         .as_mut()
         .expect("a guest runs only after `run` installed the state");
     check_stack();
     let mut doms = DOMS.lock();
-    // How long the guest's request keeps the CPU (see `SchedInfo::longest_entry_ns`).
-    let entered = hv.arch.now();
+    // How long the guest's request keeps the CPU (see `SchedInfo::longest_entry_ns`): the raw
+    // TSC, converted to system time only when needed (a new longest entry, a preemption check).
+    let entered = super::time::tsc_now();
     // The domains a hypercall kicked (woke, shut down, ...): with none, the way out may skip
     // the full scheduling pass.
-    let mut kicks = Kicks::default();
+    let mut kicks = None;
     let mut hypercall = false;
     let mut fast = false;
     {
@@ -150,15 +185,13 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
                 if ctx.fx.nothing_to_do() {
                     // (`ctx` is not used again on this branch: its borrows end here.)
                     regs.rax = rc as u64;
-                    // A flush some call left on the vCPU itself (not as an effect) still has
-                    // to happen before the guest runs: only the full way out does it.
-                    fast = dom.shutdown.is_none() && dom.vcpu().flush.is_empty();
+                    fast = dom.shutdown.is_none();
                 } else {
                     // The result into RAX, or the continuation into the registers; a crash; the
                     // TLB work the vCPU owes before it runs again.
                     let out = Outcome::from_effects(rc, core::mem::take(ctx.fx));
                     out.apply(nr, dom, regs);
-                    kicks = out.kicks;
+                    kicks = Some(out.kicks);
                 }
                 hypercall = true;
             }
@@ -174,8 +207,12 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         }
         // From entry to the end of the handler: what the guest's request cost (the way out,
         // timers and scheduling for everyone, is not the guest's doing).
-        let spent = hv.arch.now().saturating_sub(entered);
-        g.sched.longest_entry_ns = g.sched.longest_entry_ns.max(spent);
+        let spent = super::time::tsc_now().saturating_sub(entered);
+        if spent > g.sched.longest_entry_ticks {
+            g.sched.longest_entry_ticks = spent;
+            g.sched.longest_entry_ns = super::time::system_time_at(entered + spent)
+                .saturating_sub(super::time::system_time_at(entered));
+        }
         // The hypercall fast path (Xen's plain `test_all_events` return): a fast hypercall that
         // left nothing to do goes straight back to its guest, with only a pending event upcall
         // delivered (Linux's `xen_force_evtchn_callback` is a `xen_version` call made for that).
@@ -183,15 +220,23 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
         // meanwhile is still pending at the APIC and is taken the moment the guest runs, through
         // the full way out; the vCPU's loaded state is unchanged.
         if fast && xen_core::guest_access::is_canonical(regs.rip) {
-            dom.vcpu_mut().perf.fast_exits += 1;
-            match bounce::deliver_upcall(&mut hv.arch, dom, regs) {
-                Ok(_) => return,
-                Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),
+            // One look-up of the vCPU for all the fast way out asks of it.
+            let (shared_info, vcpu_id) = (dom.shared_info, dom.vcpu_id());
+            let v = dom.vcpu_mut();
+            // A flush some call left on the vCPU itself (not as an effect) still has to happen
+            // before the guest runs: only the full way out does it.
+            if v.flush.is_empty() {
+                v.perf.fast_exits += 1;
+                let word = xen_core::shared_info::upcall_word(v, shared_info, vcpu_id);
+                match bounce::deliver_upcall_at(&mut hv.arch, dom, regs, word) {
+                    Ok(_) => return,
+                    Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),
+                }
             }
         }
     }
     let entry = match regs.vector {
-        _ if hypercall => Entry::Hypercall(&kicks),
+        _ if hypercall => Entry::Hypercall(kicks.as_ref().unwrap_or(&NO_KICKS)),
         ENTRY_SYSCALL | 0..=31 => Entry::Exception,
         v => Entry::Interrupt {
             tick: v == u64::from(apic::TIMER_VECTOR),

@@ -215,7 +215,7 @@ pub fn build(
     };
     let m2p_base = pool.m2p_base;
     let built = match build::build(&mut m.mem, &mut pool.frames, &params, |mfn, pfn| {
-        let _ = DirectMap.write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
+        let _ = DirectMap::new().write_u64(Maddr(m2p_base + mfn.0 * 8), pfn.0);
     }) {
         Ok(b) => b,
         Err(e) => {

@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::frame_table::{Mm, Owner, PageType};
+use xen_core::mm::page_memo::PageMemo;
 use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 
 use super::console;
@@ -16,7 +17,16 @@ use super::mappings::image_maddr_range;
 /// Machine memory through the direct map (machine 0..4 GiB), minus the hypervisor image and the
 /// frame table, whose bytes are live Rust data that must never be aliased or written through
 /// another mapping.
-pub struct DirectMap;
+pub struct DirectMap {
+    /// The page [`MachineMemory::read_u32_unaligned`] last found wholly reachable: event upcall
+    /// checks read the same word of the running vCPU's `vcpu_info` on every hypercall's way out
+    /// and before every element of a batch.
+    u32_memo: PageMemo,
+    /// The page [`MachineMemoryMut::write_u64`] last found wholly reachable, which
+    /// [`MachineMemoryMut::read_u64`] uses too: each element of an `mmu_update` batch reads and
+    /// writes an entry of the same L1 table as the one before, as a rule.
+    u64_memo: PageMemo,
+}
 
 /// The frame table's machine range, once it exists (see [`DirectMap`]): start and end, or
 /// `u64::MAX..0` (which overlaps nothing) before. Plain atomics rather than a `Once`, since every
@@ -25,6 +35,44 @@ static FRAME_TABLE_START: AtomicU64 = AtomicU64::new(u64::MAX);
 static FRAME_TABLE_END: AtomicU64 = AtomicU64::new(0);
 
 impl DirectMap {
+    /// Machine memory through the direct map.
+    pub const fn new() -> DirectMap {
+        DirectMap {
+            u32_memo: PageMemo::new(),
+            u64_memo: PageMemo::new(),
+        }
+    }
+
+    /// [`DirectMap::virt`] through `memo`: an access inside the remembered page needs no check
+    /// (it passed whole, and which pages pass never changes once the frame table exists, see
+    /// [`PageMemo`]). On a miss, the access alone is checked, in line; or, with `remember`,
+    /// its whole page is checked and remembered if it passes (what the accesses that come in
+    /// runs ask: a walk's reads, one per table, would only pay for remembering).
+    #[inline(always)]
+    fn virt_memo(&self, memo: &PageMemo, addr: Maddr, len: usize, remember: bool) -> Option<u64> {
+        if memo.covers(addr, len) {
+            return Some(layout::DIRECTMAP_VIRT_START + addr.0);
+        }
+        if remember {
+            self.virt_miss(memo, addr, len)
+        } else {
+            self.virt(addr, len)
+        }
+    }
+
+    #[inline(never)]
+    fn virt_miss(&self, memo: &PageMemo, addr: Maddr, len: usize) -> Option<u64> {
+        let page = PageMemo::page_of(addr);
+        if FRAME_TABLE_END.load(Ordering::Relaxed) != 0
+            && addr.0 - page.0 + len as u64 <= 4096
+            && self.virt(page, 4096).is_some()
+        {
+            memo.remember(addr);
+            return Some(layout::DIRECTMAP_VIRT_START + addr.0);
+        }
+        self.virt(addr, len)
+    }
+
     /// The direct-map address of `[addr, addr + len)`, or `None` if any byte of it lies beyond
     /// the direct map, in the image or in the frame table. Every machine access of the
     /// hypervisor asks this, so it is written to be short: `len` is at most a page in practice
@@ -63,6 +111,8 @@ impl DirectMap {
             start + bytes as u64 <= layout::BOOT_DIRECTMAP_SIZE,
             "frame table in the direct map"
         );
+        self.u32_memo.forget();
+        self.u64_memo.forget();
         FRAME_TABLE_START.store(start, Ordering::Relaxed);
         FRAME_TABLE_END.store(start + bytes as u64, Ordering::Relaxed);
         let virt = layout::directmap_virt(start).expect("checked above");
@@ -87,6 +137,16 @@ impl MachineMemory for DirectMap {
         // on another CPU, and there is one CPU, which is running this code.
         Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
     }
+
+    #[inline]
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        let virt = self.virt_memo(&self.u32_memo, addr, 4, true)?;
+        // SAFETY: as for `read`: `[addr, addr + 4)` lies in the direct map, outside the image and
+        // the frame table (`virt_memo`); an unaligned load is allowed on x86.
+        Some(u32::from_le(unsafe {
+            core::ptr::read_unaligned(virt as *const u32)
+        }))
+    }
 }
 
 impl MachineMemoryMut for DirectMap {
@@ -99,8 +159,10 @@ impl MachineMemoryMut for DirectMap {
     }
 
     // Page-table entries go through these: one load or store each, not a slice and a copy.
+    #[inline]
     fn read_u64(&self, addr: Maddr) -> Option<u64> {
-        let virt = self.virt(addr, 8)?;
+        // (Only writes remember: the entry a batch element reads, it then writes.)
+        let virt = self.virt_memo(&self.u64_memo, addr, 8, false)?;
         // SAFETY: as for `read`: `[addr, addr + 8)` is in the direct map, outside the image and
         // the frame table; an unaligned load is allowed on x86.
         Some(u64::from_le(unsafe {
@@ -108,8 +170,9 @@ impl MachineMemoryMut for DirectMap {
         }))
     }
 
+    #[inline]
     fn write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
-        let virt = self.virt(addr, 8)?;
+        let virt = self.virt_memo(&self.u64_memo, addr, 8, true)?;
         // SAFETY: as for `write`.
         unsafe { core::ptr::write_unaligned(virt as *mut u64, value.to_le()) };
         Some(())
@@ -247,11 +310,15 @@ impl Loaded {
 /// waiting in the APIC (a device's, for dom0).
 #[derive(Debug)]
 pub struct PreemptAt {
-    /// System time (ns) from which a hypercall must stop.
-    pub deadline: u64,
-    /// The same as a TSC value, so that the question, asked before every element of a batch,
-    /// is one `rdtsc` and a comparison; 0 until the first question after [`PreemptAt::arm`]
-    /// works it out (most hypercalls never ask).
+    /// The TSC when the hypercall that runs entered.
+    entered_tsc: u64,
+    /// The next deadline the hypervisor has (system time, ns), if any.
+    due: Option<u64>,
+    /// The TSC value from which the hypercall must stop: the earlier of `due` and
+    /// [`PreemptAt::MAX_NS`] after the entry, as a TSC value so that the question, asked before
+    /// every element of a batch, is one `rdtsc` and a comparison; 0 until the first question
+    /// after [`PreemptAt::arm`] works it out (most hypercalls never ask, and the entry only
+    /// stores two words).
     deadline_tsc: Cell<u64>,
     /// Questions asked, to ration the APIC reads.
     asked: Cell<u32>,
@@ -268,18 +335,28 @@ impl PreemptAt {
     /// Never preempts, until [`PreemptAt::arm`].
     pub const fn new() -> PreemptAt {
         PreemptAt {
-            deadline: u64::MAX,
+            entered_tsc: 0,
+            due: None,
             deadline_tsc: Cell::new(u64::MAX),
             asked: Cell::new(0),
         }
     }
 
-    /// A hypercall starts at `now`: it stops at `due` (the next deadline the hypervisor has,
-    /// if any), and at most [`PreemptAt::MAX_NS`] later.
-    pub fn arm(&mut self, now: u64, due: Option<u64>) {
-        let cap = now.saturating_add(Self::MAX_NS);
-        self.deadline = due.map_or(cap, |d| d.min(cap));
+    /// A hypercall starts at TSC value `entered_tsc`: it stops at `due` (the next deadline the
+    /// hypervisor has, if any, in system time), and at most [`PreemptAt::MAX_NS`] after it
+    /// started.
+    #[inline]
+    pub fn arm(&mut self, entered_tsc: u64, due: Option<u64>) {
+        self.entered_tsc = entered_tsc;
+        self.due = due;
         self.deadline_tsc.set(0);
+    }
+
+    /// The TSC value from which the hypercall must stop (see `deadline_tsc`).
+    fn deadline(&self) -> u64 {
+        let cap = super::time::system_time_at(self.entered_tsc).saturating_add(Self::MAX_NS);
+        let deadline = self.due.map_or(cap, |d| d.min(cap));
+        super::time::tsc_at(deadline).max(1)
     }
 }
 
@@ -287,7 +364,7 @@ impl Preempt for PreemptAt {
     fn pending(&self) -> bool {
         let mut deadline_tsc = self.deadline_tsc.get();
         if deadline_tsc == 0 {
-            deadline_tsc = super::time::tsc_at(self.deadline).max(1);
+            deadline_tsc = self.deadline();
             self.deadline_tsc.set(deadline_tsc);
         }
         if super::time::tsc_now() >= deadline_tsc {
@@ -302,6 +379,11 @@ impl Preempt for PreemptAt {
 impl MachineMemory for HvMachine {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         self.mem.read(addr, len)
+    }
+
+    #[inline]
+    fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
+        self.mem.read_u32_unaligned(addr)
     }
 }
 

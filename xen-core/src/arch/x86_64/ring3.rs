@@ -287,10 +287,17 @@ fn not_ring0(cpl: u16, why: core::fmt::Arguments<'_>) -> ! {
 /// Called first on every IDT entry: while the probe's ring-3 code runs, any exception or
 /// interrupt is unexpected. The one a KVM that runs the hypervisor in ring 3 causes is a page
 /// fault at the probe's LSTAR from ring 3 (the handler's first instruction fetched at CPL 3).
+#[inline]
 pub fn probe_entry(regs: &Regs) {
-    if !PROBE_RUNNING.load(Ordering::Relaxed) {
-        return;
+    if PROBE_RUNNING.load(Ordering::Relaxed) {
+        probe_failed(regs);
     }
+}
+
+/// An entry while the probe ran: the probe failed.
+#[cold]
+#[inline(never)]
+fn probe_failed(regs: &Regs) -> ! {
     let lstar = xen_ring3_lstar as unsafe extern "C" fn() as usize as u64;
     if regs.rip == lstar && regs.cs & 3 != 0 {
         not_ring0(

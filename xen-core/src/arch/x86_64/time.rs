@@ -112,6 +112,12 @@ pub fn now() -> u64 {
         .map_or(0, |t| t.clock.system_time(tsc::rdtsc_ordered()))
 }
 
+/// System time at TSC value `tsc` (0 before [`init`]): what [`now`] returned, or will return,
+/// when the TSC read `tsc`.
+pub fn system_time_at(tsc: u64) -> u64 {
+    TIME.get().map_or(0, |t| t.clock.system_time(tsc))
+}
+
 /// The TSC value at which [`now`] reaches `system_time` (`u64::MAX` before time keeping is up:
 /// never).
 pub fn tsc_at(system_time: u64) -> u64 {

@@ -5,6 +5,7 @@
 //! One file (about 800 lines) on purpose: the success cases share one seeded-dom0 fixture and read
 //! as one walk through the frame table's rules; the refusals are apart.
 
+use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::*;
 
 use super::pte::{self, ACCESSED, DIRTY, GLOBAL, PCD, PRESENT, PWT, RW, USER};
@@ -148,6 +149,51 @@ fn xen_adds_user_and_guest_kernel_to_kernel_mappings_and_global_to_user_mappings
     );
     t.mmu(1, &[(slot, (d1(10) << 12) | PRESENT | USER)], SELF_ID);
     assert_eq!(t.entry(d1(3), 40), (d1(10) << 12) | PRESENT | USER | GLOBAL);
+}
+
+/// The general count of frame `mfn` in `t`.
+fn general_count(t: &Two, mfn: u64) -> u32 {
+    t.mm().frames.get(Mfn(mfn)).unwrap().count()
+}
+
+#[test]
+fn a_batch_holds_one_reference_on_the_table_it_writes_and_drops_it_whatever_ends_the_batch() {
+    let mut t = Two::new();
+    let (l1, l2) = (d1(3), d1(2));
+    let counts = |t: &Two| (general_count(t, l1), general_count(t, l2));
+    let before = counts(&t);
+    let flags = DIRTY | GLOBAL;
+    // Three updates of one table: one get and one put of it in all (Xen: three of each).
+    let ops = t.doms[1].vcpu().perf.ref_ops;
+    let reqs = [10, 11, 12].map(|i| (Two::slot(l1, i), t.entry(l1, i) | flags));
+    assert_eq!(t.mmu(1, &reqs, SELF_ID), (0, 3));
+    assert_eq!(t.doms[1].vcpu().perf.ref_ops - ops, 2);
+    assert_eq!(counts(&t), before, "the reference is dropped at the end");
+    t.check();
+    // L1, L2, L1: each change of table drops the last one's and takes the next one's.
+    let ops = t.doms[1].vcpu().perf.ref_ops;
+    let reqs = [
+        (Two::slot(l1, 13), t.entry(l1, 13) | flags),
+        (Two::slot(l2, 5), 0),
+        (Two::slot(l1, 14), t.entry(l1, 14) | flags),
+    ];
+    assert_eq!(t.mmu(1, &reqs, SELF_ID), (0, 3));
+    assert_eq!(t.doms[1].vcpu().perf.ref_ops - ops, 6);
+    assert_eq!(counts(&t), before);
+    for i in 10..15 {
+        assert_eq!(t.entry(l1, i) & flags, flags, "entry {i} written");
+    }
+    t.check();
+    // A refusal ends the batch: the reference held for the updates before it is dropped too.
+    let reqs = [
+        (Two::slot(l1, 15), t.entry(l1, 15) | flags),
+        (Two::slot(l1, 16), t.entry(l1, 16) | pte::PSE),
+        (Two::slot(l1, 17), t.entry(l1, 17) | flags),
+    ];
+    assert_eq!(t.mmu(1, &reqs, SELF_ID), (Errno::EINVAL.neg(), 1));
+    assert_eq!(counts(&t), before);
+    assert_eq!(t.entry(l1, 17) & DIRTY, 0, "nothing after the refusal");
+    t.check();
 }
 
 #[test]

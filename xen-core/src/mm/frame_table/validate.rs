@@ -90,7 +90,26 @@ impl Pt<'_, '_> {
     /// `_get_page_type` (non-preemptible): takes a type reference on a frame the caller holds a
     /// general reference on. A frame changes type only while its type count is zero; a page
     /// table (or descriptor page) is validated when its count leaves zero.
+    #[inline(always)]
     pub fn get_page_type(&mut self, mfn: Mfn, ty: PageType) -> Result<(), Errno> {
+        // The usual case first, in line (every writable mapping of a page mapped elsewhere):
+        // a frame already in use as `ty`, and valid as it, gains one use. What the full path
+        // does with it too: nothing to change, validate or flush.
+        if let Some(f) = self.mm.frames.get_mut(mfn) {
+            if f.type_count != 0 && f.type_count != u32::MAX && f.page_type() == ty && f.validated()
+            {
+                f.type_count += 1;
+                self.perf.ref_ops += 1;
+                return Ok(());
+            }
+        }
+        self.get_page_type_full(mfn, ty)
+    }
+
+    /// [`Pt::get_page_type`] in full: the first use of a frame as a type (type change,
+    /// validation), and every refusal.
+    #[inline(never)]
+    fn get_page_type_full(&mut self, mfn: Mfn, ty: PageType) -> Result<(), Errno> {
         self.perf.ref_ops += 1;
         let f = self.frame_mut(mfn)?;
         if f.type_count == u32::MAX {
@@ -225,6 +244,7 @@ impl Pt<'_, '_> {
     /// `get_page_from_l1e`: the references a present L1 entry needs. `l1e_owner` owns the table;
     /// `pg_owner` is whose frames it may map (itself, or the domain named by `foreigndom`).
     /// Returns the flags Xen flips in the entry (I/O mappings are forced uncachable).
+    #[inline(always)]
     pub(crate) fn get_page_from_l1e(
         &mut self,
         l1e: u64,
@@ -327,10 +347,18 @@ impl Pt<'_, '_> {
     }
 
     /// `put_page_from_l1e`: drops what `get_page_from_l1e` took.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put_page_from_l1e(&mut self, l1e: u64) {
+        // (An empty entry, what every map replaces, held nothing: decided in line.)
+        if pte::present(l1e) {
+            self.put_page_from_present_l1e(l1e);
+        }
+    }
+
+    #[inline(never)]
+    fn put_page_from_present_l1e(&mut self, l1e: u64) {
         let mfn = Mfn(pte::mfn(l1e));
-        if !pte::present(l1e) || self.mm.frames.is_iomem_page(mfn) {
+        if self.mm.frames.is_iomem_page(mfn) {
             return;
         }
         if l1e & pte::RW != 0 {

@@ -99,6 +99,7 @@ enum BatchReader<'s, T> {
 
 impl<T: FromBytes + IntoBytes + Copy> BatchReader<'_, T> {
     /// Element `i` of `count` (`__copy_from_guest`).
+    #[inline(always)]
     fn get(
         &mut self,
         mem: &dyn MachineMemoryMut,

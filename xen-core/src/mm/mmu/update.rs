@@ -37,9 +37,8 @@ impl Stop<'_> {
         self.preempt.is_some_and(|p| {
             p.pending()
                 || mem
-                    .read(self.upcall_word, 4)
-                    .and_then(|b| b.try_into().ok())
-                    .is_some_and(crate::shared_info::upcall_word_deliverable)
+                    .read_u32_unaligned(self.upcall_word)
+                    .is_some_and(|w| crate::shared_info::upcall_word_deliverable(w.to_le_bytes()))
         })
     }
 }
@@ -111,6 +110,9 @@ fn mmu_update_loop(
     let mut i = 0;
     let mut stopped = false;
     let mut reader = reqs.reader();
+    // The table the last update wrote, with the general reference taken for it kept (see
+    // `normal_pt_update`), dropped below whatever ends the loop.
+    let mut held = None;
     while i < count {
         // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
         if i > 0 && stop.now(pt.mem) {
@@ -128,7 +130,15 @@ fn mmu_update_loop(
         let cmd = req.ptr & 7;
         let r = match cmd {
             MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE => {
-                normal_pt_update(pt, req, cmd, pt_owner, pg_owner, &mut flush_linear_pt)
+                normal_pt_update(
+                    pt,
+                    req,
+                    cmd,
+                    pt_owner,
+                    pg_owner,
+                    &mut flush_linear_pt,
+                    &mut held,
+                )
             }
             MMU_MACHPHYS_UPDATE => machphys_update(pt, req, pt_owner, pg_owner),
             _ => Err(Errno::ENOSYS),
@@ -138,6 +148,9 @@ fn mmu_update_loop(
             break;
         }
         i += 1;
+    }
+    if let Some(table) = held {
+        pt.put_page(table);
     }
     // Changes to L2..L4 tables that are in use (not merely pinned) must not leave stale
     // paging-structure caches behind: one flush for the whole batch (XSA-286).
@@ -151,6 +164,14 @@ fn mmu_update_loop(
 /// `MMU_NORMAL_PT_UPDATE` (and `PRESERVE_AD`, and `NO_TRANSLATE`, which is the same for a PV
 /// guest): `*ptr = val` for a page-table entry, validated; or a plain write when `ptr` is in an
 /// ordinary page the guest may write anyway.
+///
+/// Xen takes a general reference on the frame written for each update and drops it after
+/// (`get_page_from_mfn` ... `put_page`). Here the reference taken for one update is kept in
+/// `held` while the next ones write the same frame (as a batch's do, a table at a time), and
+/// dropped when one writes another frame or the batch ends: one get and one put per table
+/// rather than per entry. Each update still reads the frame's entry as it is then (type,
+/// validation, type count), and the frame cannot change owner or be freed while referenced,
+/// which is all the reference was for.
 fn normal_pt_update(
     pt: &mut Pt<'_, '_>,
     req: MmuUpdate,
@@ -158,6 +179,7 @@ fn normal_pt_update(
     pt_owner: DomainInfo,
     pg_owner: Owner,
     flush_linear_pt: &mut bool,
+    held: &mut Option<Mfn>,
 ) -> Result<(), Errno> {
     // `xsm_mmu_update`: the caller must be allowed to act on both owners.
     if pg_owner != Owner::Io {
@@ -168,8 +190,18 @@ fn normal_pt_update(
     let ptr = req.ptr - cmd;
     let gmfn = Mfn(ptr >> 12);
     let pt_owner_o = Owner::Domain(pt_owner.id);
-    let Some(f) = pt.mm.frames.get_page_info(gmfn, pt_owner_o, pt.perf) else {
-        return Err(Errno::EINVAL); // "Could not get page for normal update"
+    let f = match pt.mm.frames.get(gmfn) {
+        // Referenced by this batch already: still `pt_owner`'s (`pt_owner` is the batch's).
+        Some(f) if *held == Some(gmfn) => *f,
+        _ => {
+            let Some(f) = pt.mm.frames.get_page_info(gmfn, pt_owner_o, pt.perf) else {
+                return Err(Errno::EINVAL); // "Could not get page for normal update"
+            };
+            if let Some(before) = held.replace(gmfn) {
+                pt.put_page(before);
+            }
+            f
+        }
     };
     let at = Maddr(ptr);
     let preserve_ad = cmd == MMU_PT_UPDATE_PRESERVE_AD;
@@ -204,7 +236,6 @@ fn normal_pt_update(
     } else {
         Err(Errno::EINVAL)
     };
-    pt.put_page(gmfn);
     rc
 }
 
