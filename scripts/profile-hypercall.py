@@ -16,7 +16,7 @@ CALLS = int(os.environ.get("PROFILE_CALLS", "3"))
 # Where in the guest to start (a guest-kernel function), and how many hypercalls to let pass
 # after it before stepping.
 BREAK = os.environ.get("PROFILE_BREAK", "guest_kernel::suites::bench::null_hypercall")
-SKIP = int(os.environ.get("PROFILE_SKIP", "50"))
+SKIP = int(os.environ.get("PROFILE_SKIP", "1000"))
 # A file to write the shortest call's instruction addresses to, one a line (to read them beside
 # `objdump -d build/xen-syms`).
 TRACE = os.environ.get("PROFILE_TRACE")
@@ -32,7 +32,8 @@ gdb.execute("continue", to_string=True)
 gdb.execute("delete")
 gdb.execute("hbreak xen_syscall_entry", to_string=True)
 # Past the first calls (cold caches of QEMU's translator do not matter, but the loop's first
-# iterations run other code paths, e.g. a pending timer tick).
+# iterations run other code paths, e.g. a pending timer tick, or the guest kernel growing its
+# heap with `mmu_update`s).
 for _ in range(SKIP):
     gdb.execute("continue", to_string=True)
 

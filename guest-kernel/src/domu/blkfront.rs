@@ -65,7 +65,7 @@ struct Page([u8; 4096]);
 static mut RING: Page = Page([0; 4096]);
 /// The data pages, taken from the frame allocator on the first connect and kept: direct-map
 /// address of the first of them and how many there are (consecutive). Shared with the back end
-/// (its grant copies write them): raw pointers only.
+/// (its grant copies, or its device by DMA, write them): raw pointers only.
 static DATA: Once<(u64, usize)> = Once::new();
 
 /// Fewest data pages: one request of the most segments (`BLKIF_MAX_SEGMENTS_PER_REQUEST`).
@@ -84,7 +84,7 @@ fn data_pages() -> Result<(u64, usize), DomuError> {
     .copied()
 }
 
-/// The indirect pages; shared with the back end (it grant-copies them): raw pointers only.
+/// The indirect pages; shared with the back end (it maps or grant-copies them): raw pointers only.
 static mut INDIRECT: [Page; INDIRECT_PAGES] = [const { Page([0; 4096]) }; INDIRECT_PAGES];
 
 fn indirect_va(i: usize) -> u64 {

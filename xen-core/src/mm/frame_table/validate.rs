@@ -358,10 +358,25 @@ impl Pt<'_, '_> {
     #[inline(never)]
     fn put_page_from_present_l1e(&mut self, l1e: u64) {
         let mfn = Mfn(pte::mfn(l1e));
+        let write = l1e & pte::RW != 0;
+        if let Some(f) = self.mm.frames.get_mut(mfn) {
+            // The usual case in one look-up: a RAM frame of which neither reference dropped is
+            // the last of its kind, so nothing is devalidated or freed (what the full path
+            // below, `put_page_type` and `put_page`, does then too).
+            if f.owner() != Owner::Io && f.count > 1 && (!write || f.type_count > 1) {
+                if write {
+                    f.type_count -= 1;
+                    self.perf.ref_ops += 1;
+                }
+                f.count -= 1;
+                self.perf.ref_ops += 1;
+                return;
+            }
+        }
         if self.mm.frames.is_iomem_page(mfn) {
             return;
         }
-        if l1e & pte::RW != 0 {
+        if write {
             self.put_page_and_type(mfn);
         } else {
             self.put_page(mfn);
