@@ -634,9 +634,20 @@ pub fn upcall_pending<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
     SharedInfoPage::of_domain(m, dom).upcall_pending(dom.vcpu_id())
 }
 
-/// Whether an event upcall is pending for `dom`'s vCPU `vcpu`.
+/// Whether an event upcall is pending for `dom`'s vCPU `vcpu`: its `evtchn_upcall_pending`,
+/// placed from that vCPU's own `vcpu_info` registration as [`running_upcall_word`] places the
+/// running one's (no [`VcpuInfoMap`] of every vCPU built: the scheduler asks this of each
+/// blocked vCPU on every pass).
 pub fn upcall_pending_of<M: MachineMemory + ?Sized>(m: &M, dom: &Domain, vcpu: u32) -> bool {
-    SharedInfoPage::of_domain(m, dom).upcall_pending(vcpu)
+    let at = match dom
+        .vcpus
+        .get(vcpu as usize)
+        .and_then(|v| v.vcpu_info_maddr())
+    {
+        Some(at) => Maddr(at.0 + offsets::upcall_pending(0) as u64),
+        None => Maddr(dom.shared_info.maddr().0 + offsets::upcall_pending(vcpu) as u64),
+    };
+    read_bytes::<1, M>(m, at)[0] != 0
 }
 
 /// Whether event channel `port` of `dom` is pending (its bit in `evtchn_pending`).

@@ -50,6 +50,12 @@ type PortSet = [AtomicU64; 64];
 /// Ports each vCPU's upcall saw and that are not yet taken.
 static RECEIVED: [PortSet; MAX_VCPUS] = [const { [const { AtomicU64::new(0) }; 64] }; MAX_VCPUS];
 
+/// For each vCPU, which words of its [`RECEIVED`] set may have a bit (bit `w`: word `w`): the
+/// event loop looks at those words only, not at all 64 of every vCPU's set on each pass. The
+/// upcall sets the word's bit, then this one; the loop clears this one, then takes the words,
+/// so a bit is never left behind unseen (at worst a summary bit outlives its word's bits).
+static SUMMARY: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
 /// The vCPU each port notifies, as far as this kernel moved it ([`bind_ipi`], [`bind_vcpu`]; 0
 /// otherwise): a 2-level upcall takes only its own vCPU's ports, since the selectors are per
 /// vCPU but the pending bitmap is shared (Linux's `cpu_evtchn_mask`). FIFO needs no such table:
@@ -186,9 +192,10 @@ fn word(port: u32) -> Option<&'static AtomicU32> {
 
 /// Notes that `port` fired on this vCPU.
 fn record(port: u32) {
-    let mine = &RECEIVED[smp::this_vcpu() as usize];
-    if let Some(w) = mine.get((port / 64) as usize) {
+    let me = smp::this_vcpu() as usize;
+    if let Some(w) = RECEIVED[me].get((port / 64) as usize) {
         w.fetch_or(1 << (port % 64), Ordering::SeqCst);
+        SUMMARY[me].fetch_or(1 << (port / 64), Ordering::SeqCst);
     }
 }
 
@@ -285,7 +292,13 @@ pub fn unregister(port: u32) {
 /// (`None`: a port nobody registered). Returns how many ports fired.
 pub fn dispatch(mut f: impl FnMut(u32, Option<Channel>)) -> usize {
     let mut n = 0;
-    for w in 0..64 {
+    // The words any vCPU's upcall may have written since the last pass.
+    let mut words = SUMMARY
+        .iter()
+        .fold(0, |words, s| words | s.swap(0, Ordering::SeqCst));
+    while words != 0 {
+        let w = words.trailing_zeros() as usize;
+        words &= words - 1;
         let mut bits = RECEIVED
             .iter()
             .fold(0, |bits, set| bits | set[w].swap(0, Ordering::SeqCst));
@@ -303,10 +316,17 @@ pub fn dispatch(mut f: impl FnMut(u32, Option<Channel>)) -> usize {
 
 /// Whether any port fired (on any vCPU) and was not yet dispatched or taken.
 pub fn any_received() -> bool {
-    RECEIVED
-        .iter()
-        .flatten()
-        .any(|w| w.load(Ordering::SeqCst) != 0)
+    RECEIVED.iter().zip(&SUMMARY).any(|(set, summary)| {
+        let mut words = summary.load(Ordering::SeqCst);
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            if set[w].load(Ordering::SeqCst) != 0 {
+                return true;
+            }
+        }
+        false
+    })
 }
 
 /// Blocks until some port fired, or `timeout_ns` passed (the timer raises VIRQ_TIMER, which
@@ -316,7 +336,7 @@ pub fn wait(timeout_ns: Option<u64>) {
         return;
     }
     if let (Some(t), Some(now)) = (timeout_ns, time::now_ns()) {
-        hc::set_timer_op(now + t);
+        time::arm_timeout(now + t, now);
     }
     // SCHEDOP_block unmasks upcalls and checks for pending events before blocking; the upcall
     // runs on the way out of the hypercall.

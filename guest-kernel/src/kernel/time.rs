@@ -6,7 +6,7 @@
 
 use core::arch::x86_64::_rdtsc;
 use core::ptr;
-use core::sync::atomic::{compiler_fence, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 
 use guest_kernel::pvclock;
 
@@ -14,6 +14,41 @@ use super::shared_info;
 
 /// Nanoseconds per millisecond.
 pub const MS: u64 = 1_000_000;
+
+/// The single-shot deadline [`arm_timeout`] last set on each vCPU with `set_timer_op` (0: none it
+/// knows of). Any other call that may move a vCPU's timer (`set_timer_op` from elsewhere, any
+/// `vcpu_op`, a multicall) forgets them all ([`forget_armed`], from the hypercall wrapper).
+static ARMED: [AtomicU64; super::smp::MAX_VCPUS] =
+    [const { AtomicU64::new(0) }; super::smp::MAX_VCPUS];
+
+/// How close to its deadline an armed timer must not be to serve a later one: the hypervisor's
+/// clock may run a little ahead of our extrapolation of it, so a deadline this near may already
+/// have fired there.
+const ARMED_SLACK_NS: u64 = MS;
+
+/// Makes sure this vCPU's single-shot timer fires no later than `deadline` (`now` is the time
+/// read just before): a deadline armed earlier by this function that is still ahead and no later
+/// serves as it is (its `VIRQ_TIMER` ends a wait early at worst, which callers take as a wake-up
+/// with nothing to do); otherwise `set_timer_op(deadline)`. An event loop waiting with the same
+/// timeout pass after pass so arms its timer once per timeout, not once per pass.
+pub fn arm_timeout(deadline: u64, now: u64) {
+    let me = super::smp::this_vcpu() as usize;
+    let armed = ARMED.get(me).map_or(0, |a| a.load(Ordering::SeqCst));
+    if armed != 0 && armed > now.saturating_add(ARMED_SLACK_NS) && armed <= deadline {
+        return;
+    }
+    super::hypercall::set_timer_op(deadline);
+    if let Some(a) = ARMED.get(me) {
+        a.store(deadline, Ordering::SeqCst);
+    }
+}
+
+/// Forgets every armed deadline [`arm_timeout`] recorded (a call that may have moved a timer).
+pub fn forget_armed() {
+    for a in &ARMED {
+        a.store(0, Ordering::SeqCst);
+    }
+}
 
 /// Attempts at a consistent snapshot before giving up (a hypervisor that left `version` odd).
 const MAX_TRIES: u32 = 100_000;

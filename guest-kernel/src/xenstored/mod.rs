@@ -15,8 +15,9 @@
 //! - **Watches** fire once when set, then on every change at or under their path, as
 //!   `XS_WATCH_EVENT` (`path\0token\0`, `req_id` 0) queued to the watcher; `@introduceDomain` and
 //!   `@releaseDomain` fire when domains come and go. A watcher only hears of nodes it may read.
-//! - **Transactions** work on a snapshot of the tree ([`store`]); commit fails with `EAGAIN` if
-//!   another connection changed a node the transaction read or wrote.
+//! - **Transactions** keep what they change over the live tree and read the rest from it
+//!   ([`store`], C xenstored's way); commit fails with `EAGAIN` if another connection changed a
+//!   node the transaction read or wrote since it first touched it.
 //! - **Domains**: `XS_INTRODUCE` / `XS_RELEASE` (dom0 only) create and drop connections and
 //!   return an [`Action`] for the kernel to map or unmap the ring.
 
@@ -42,7 +43,7 @@ use ring_drivers::xenbus::xs_ring::{frame, XsMessage};
 use ring_drivers::xenbus::{nul_strings, parse_decimal, push_decimal, Access, Perm};
 
 use path::{canonical, home, is_child, parent};
-use store::{Db, Node, Nodes, TxLog};
+use store::{Db, Node, Nodes, Overlay, TxLog};
 
 /// The privileged connection (dom0, the toolstack).
 pub const DOM0: u16 = 0;
@@ -121,7 +122,8 @@ struct Watch {
 
 #[derive(Debug)]
 struct Transaction {
-    nodes: Nodes,
+    /// What it changed over the live tree.
+    overlay: Overlay,
     log: TxLog,
     fires: Vec<Fire>,
 }
@@ -477,7 +479,7 @@ impl Xenstored {
         }
     }
 
-    /// Runs a tree operation on the live tree or on transaction `tx_id`'s snapshot.
+    /// Runs a tree operation on the live tree or on transaction `tx_id`'s view of it.
     fn tree_op(
         &mut self,
         conn: u16,
@@ -490,15 +492,17 @@ impl Xenstored {
                 nodes: &mut self.nodes,
                 generation: &mut self.generation,
                 log: None,
+                below: None,
             };
             return tree_op(&mut db, conn, r#type, payload);
         }
         let c = self.connections.get_mut(&conn).ok_or(Errno::EACCES)?;
         let tx = c.transactions.get_mut(&tx_id).ok_or(Errno::ENOENT)?;
         let mut db = Db {
-            nodes: &mut tx.nodes,
+            nodes: &mut tx.overlay.nodes,
             generation: &mut self.generation,
             log: Some(&mut tx.log),
+            below: Some((&self.nodes, &mut tx.overlay.removed)),
         };
         if conn != DOM0 && tx.fires.len() >= QUOTA_TX_FIRES {
             return Err(Errno::ENOSPC);
@@ -548,7 +552,6 @@ impl Xenstored {
     }
 
     fn transaction_start(&mut self, conn: u16) -> Result<Done, Errno> {
-        let snapshot = self.nodes.clone();
         let c = self.connections.get_mut(&conn).ok_or(Errno::EACCES)?;
         if conn != DOM0 && c.transactions.len() >= QUOTA_TRANSACTIONS {
             return Err(Errno::ENOSPC);
@@ -561,7 +564,7 @@ impl Xenstored {
         c.transactions.insert(
             id,
             Transaction {
-                nodes: snapshot,
+                overlay: Overlay::default(),
                 log: TxLog::default(),
                 fires: Vec::new(),
             },
@@ -592,7 +595,7 @@ impl Xenstored {
         if conflict {
             return Err(Errno::EAGAIN);
         }
-        // The node quota was checked against the transaction's snapshot; several transactions
+        // The node quota was checked against the transaction's view; several transactions
         // could each stay under it and together exceed it: check the tree the commit would make.
         if conn != DOM0 {
             let owns = |n: Option<&Node>| {
@@ -604,14 +607,15 @@ impl Xenstored {
                 .filter(|n| n.perms.first().map(|p| p.domid) == Some(conn))
                 .count();
             let after = tx.log.written.iter().fold(now as isize, |acc, p| {
-                acc + isize::from(owns(tx.nodes.get(p))) - isize::from(owns(self.nodes.get(p)))
+                acc + isize::from(owns(tx.overlay.lookup(&self.nodes, p)))
+                    - isize::from(owns(self.nodes.get(p)))
             });
             if after > QUOTA_NODES as isize {
                 return Err(Errno::ENOSPC);
             }
         }
         for p in &tx.log.written {
-            match tx.nodes.get(p) {
+            match tx.overlay.nodes.get(p) {
                 Some(n) => {
                     self.generation += 1;
                     let mut n = n.clone();
@@ -636,7 +640,7 @@ fn watch_event(path: &str, token: &[u8]) -> Option<Vec<u8>> {
     frame(XS_WATCH_EVENT, 0, 0, &p).ok()
 }
 
-/// The tree requests, on the live tree or a transaction's snapshot.
+/// The tree requests, on the live tree or a transaction's view of it.
 fn tree_op(db: &mut Db<'_>, conn: u16, r#type: u32, payload: &[u8]) -> Result<Done, Errno> {
     match r#type {
         XS_READ => {

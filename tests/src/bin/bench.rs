@@ -232,6 +232,57 @@ fn print_icount() {
         );
     }
     println!("(`make profile` breaks our null hypercall down per function; docs/performance.md)");
+    print_icount_round_trip(ours.null);
+}
+
+/// The two-domain event-channel round trip under icount (ours only): its median in guest
+/// instructions, the same in null hypercalls of the icount run, and dom0's side of each round
+/// trip from its performance counters (the protocol is symmetric: the domU's side is the same).
+fn print_icount_round_trip(null: Option<u64>) {
+    println!();
+    println!("Event-channel round trip dom0 <-> domU under icount (ours; dom0 bench-copies=1000, domU pingpong=1000):");
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    let Some((rtt, _)) = two_domains_with(icount_args()) else {
+        println!("| round trip | FAILED |");
+        return;
+    };
+    let r = fields(&rtt);
+    let get = |k: &str| r.get(k).cloned().unwrap_or_else(|| "n/a".into());
+    println!(
+        "| round trip, median of {} (guest instructions) | {} |",
+        get("rounds"),
+        get("median_cycles")
+    );
+    let median: Option<f64> = r.get("median_cycles").and_then(|v| v.parse().ok());
+    println!(
+        "| the round trip in null hypercalls of this mode (goal: <= 20) | {} |",
+        match (median, null) {
+            (Some(m), Some(n)) if n > 0 => format!("{:.1}", m / n as f64),
+            _ => "-".into(),
+        }
+    );
+    for (key, what) in [
+        (
+            "dom0_hypercalls_per_rtt",
+            "dom0's hypercalls per round trip",
+        ),
+        ("dom0_fast_exits_per_rtt", "of which took the fast way back"),
+        (
+            "dom0_dispatches_per_rtt",
+            "context switches to dom0 per round trip",
+        ),
+        (
+            "dom0_upcalls_per_rtt",
+            "event upcalls to dom0 per round trip",
+        ),
+    ] {
+        println!("| {what} | {} |", get(key));
+    }
+    println!();
+    println!("ours: {rtt}");
+    println!("(scripts/trace-roundtrip.sh traces one round trip instruction by instruction; docs/performance.md)");
 }
 
 fn show<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -240,6 +291,11 @@ fn show<T: std::fmt::Display>(v: Option<T>) -> String {
 
 /// dom0 + one domU: the `bench evtchn_rtt` and `bench grant_copy` lines dom0 prints.
 fn two_domains() -> Option<(String, String)> {
+    two_domains_with(Vec::new())
+}
+
+/// [`two_domains`] with extra QEMU arguments (the icount mode's).
+fn two_domains_with(qemu_extra: Vec<String>) -> Option<(String, String)> {
     let b = Boot {
         hypervisor: build_dir().join("xen"),
         cmdline: XEN_CMDLINE.into(),
@@ -251,7 +307,7 @@ fn two_domains() -> Option<(String, String)> {
             ),
         ],
         timeout: Duration::from_secs(120),
-        qemu_extra: Vec::new(),
+        qemu_extra,
     };
     let run = match b.run() {
         Ok(r) => r,

@@ -14,7 +14,7 @@ use core::cell::RefCell;
 use hypercall_abi::errno::Errno;
 
 use crate::ctx::{Ctx, HcResult, Machine};
-use crate::domain::set::DomainSet;
+use crate::domain::set::{DomainEntry, DomainSet, Others};
 use crate::domain::Domain;
 use crate::evtchn::fifo::{self, FifoMemory};
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
@@ -93,55 +93,117 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for SharedGuest<'_, '_, M> {
     }
 }
 
-/// One domain as the event-channel code sees it.
-struct Entry<'a, 'm, M: ?Sized> {
+/// Every domain, as `evtchn::Domains` sees them: the caller, and the others looked up only when
+/// an operation names them (an interdomain send reaches one domain, not all of them: building a
+/// view of every domain on each call cost more than the send itself).
+struct AllDomains<'a, 'm, 'o, M: ?Sized> {
+    m: &'a RefCell<&'m mut M>,
     id: u16,
     privileged: bool,
     ports: &'a mut PortTable,
     shared: SharedFrame<'a, 'm, M>,
+    /// The other domains (none for the hypervisor's own operations on one domain).
+    others: Option<&'a mut Others<'o>>,
+    /// The shared_info handles of the other domains an operation holds at once.
+    scratch: [Option<SharedFrame<'a, 'm, M>>; 2],
 }
 
-/// Every domain, as `evtchn::Domains` sees them.
-struct AllDomains<'a, 'm, M: ?Sized> {
-    doms: heapless::Vec<Entry<'a, 'm, M>, { crate::domain::set::MAX_DOMAINS }>,
-}
-
-impl<'a, 'm, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, M> {
-    fn add(&mut self, m: &'a RefCell<&'m mut M>, dom: &Domain, ports: &'a mut PortTable) {
-        let _ = self.doms.push(Entry {
+impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, 'o, M> {
+    fn new(
+        m: &'a RefCell<&'m mut M>,
+        dom: &Domain,
+        ports: &'a mut PortTable,
+        others: Option<&'a mut Others<'o>>,
+    ) -> Self {
+        AllDomains {
+            m,
             id: dom.id,
             privileged: dom.privileged,
             ports,
-            shared: SharedFrame {
-                m,
-                mfn: dom.shared_info,
-                vcpu_info: dom.vcpu_info_map(),
-            },
-        });
+            shared: SharedFrame::of(m, dom),
+            others,
+            scratch: [None, None],
+        }
     }
 }
 
-fn view<'e, 'a: 'e, 'm: 'e, M: MachineMemoryMut + ?Sized>(
-    e: &'e mut Entry<'a, 'm, M>,
-) -> DomainEvents<'e, SharedFrame<'a, 'm, M>> {
+impl<'a, 'm, M: ?Sized> SharedFrame<'a, 'm, M> {
+    fn of(m: &'a RefCell<&'m mut M>, dom: &Domain) -> Self {
+        SharedFrame {
+            m,
+            mfn: dom.shared_info,
+            vcpu_info: dom.vcpu_info_map(),
+        }
+    }
+}
+
+/// Another domain's view, its shared_info handle kept in `slot`.
+fn other_view<'e, 'a: 'e, 'm: 'e, M: ?Sized>(
+    m: &'a RefCell<&'m mut M>,
+    g: &'e DomainEntry,
+    ports: &'e mut PortTable,
+    slot: &'e mut Option<SharedFrame<'a, 'm, M>>,
+) -> DomainEvents<'e, SharedFrame<'a, 'm, M>>
+where
+    SharedFrame<'a, 'm, M>: SharedMemory + FifoMemory,
+{
     DomainEvents {
-        id: e.id,
-        privileged: e.privileged,
-        ports: &mut *e.ports,
-        shared: &mut e.shared,
+        id: g.dom.id,
+        privileged: g.dom.privileged,
+        ports,
+        shared: slot.insert(SharedFrame::of(m, &g.dom)),
     }
 }
 
-impl<'a, 'm, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, M> {
+impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, 'o, M> {
     type Shared = SharedFrame<'a, 'm, M>;
 
     fn get(&mut self, id: u16) -> Option<DomainEvents<'_, Self::Shared>> {
-        self.doms.iter_mut().find(|d| d.id == id).map(view)
+        if id == self.id {
+            return Some(DomainEvents {
+                id,
+                privileged: self.privileged,
+                ports: &mut *self.ports,
+                shared: &mut self.shared,
+            });
+        }
+        let (g, ports) = self.others.as_mut()?.get(id)?;
+        let [slot, _] = &mut self.scratch;
+        Some(other_view(self.m, g, ports, slot))
     }
 
     fn get_two(&mut self, a: u16, b: u16) -> Option<DomainPair<'_, Self::Shared>> {
-        let (x, y) = evtchn::two_by_id(&mut self.doms, |d| d.id, a, b)?;
-        Some((view(x), view(y)))
+        if a == b {
+            return None;
+        }
+        let m = self.m;
+        let [slot_a, slot_b] = &mut self.scratch;
+        let others = self.others.as_mut()?;
+        if a == self.id || b == self.id {
+            let (g, ports) = others.get(if a == self.id { b } else { a })?;
+            let me = DomainEvents {
+                id: self.id,
+                privileged: self.privileged,
+                ports: &mut *self.ports,
+                shared: &mut self.shared,
+            };
+            let other = other_view(m, g, ports, slot_a);
+            return Some(if a == self.id {
+                (me, other)
+            } else {
+                (other, me)
+            });
+        }
+        let (mut x, mut y) = (None, None);
+        for (g, ports) in others.iter_mut() {
+            if g.dom.id == a {
+                x = Some((g, ports));
+            } else if g.dom.id == b {
+                y = Some((g, ports));
+            }
+        }
+        let ((ga, pa), (gb, pb)) = (x?, y?);
+        Some((other_view(m, ga, pa, slot_a), other_view(m, gb, pb, slot_b)))
     }
 }
 
@@ -244,20 +306,13 @@ fn expand_array<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
 fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let (id, l4) = (ctx.dom.id, ctx.dom.vcpu().l4);
     let m = RefCell::new(&mut *ctx.m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, ctx.dom, &mut *ctx.events);
     // Every domain that exists, shut down ones included: closing a channel to a stopped domain
     // must unbind its end too, or tearing that domain down later would rebind a port of ours
     // that may have been reused meanwhile.
-    for (g, ports) in ctx.others.iter_mut() {
-        doms.add(&m, &g.dom, ports);
-    }
+    let mut doms = AllDomains::new(&m, ctx.dom, &mut *ctx.events, Some(&mut ctx.others));
     let mut guest = SharedGuest { m: &m, l4 };
     let op = crate::ctx::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
-    drop(doms);
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
     use hypercall_abi::event_channel::{
         EVTCHNOP_bind_pirq, EVTCHNOP_close, EVTCHNOP_reset, EVTCHNOP_send,
@@ -292,13 +347,10 @@ fn with_domain<M: MachineMemoryMut + ?Sized, R>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
-    f: impl FnOnce(&mut AllDomains<'_, '_, M>, u16) -> R,
+    f: impl FnOnce(&mut AllDomains<'_, '_, '_, M>, u16) -> R,
 ) -> R {
     let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
+    let mut doms = AllDomains::new(&m, dom, ports, None);
     f(&mut doms, dom.id)
 }
 
@@ -380,16 +432,10 @@ pub fn close_all<M: MachineMemoryMut + ?Sized>(
     m: &mut M,
     dom: &Domain,
     ports: &mut PortTable,
-    others: &mut crate::domain::set::Others<'_>,
+    others: &mut Others<'_>,
 ) {
     let id = dom.id;
     let m = RefCell::new(m);
-    let mut doms = AllDomains {
-        doms: heapless::Vec::new(),
-    };
-    doms.add(&m, dom, ports);
-    for (g, p) in others.iter_mut() {
-        doms.add(&m, &g.dom, p);
-    }
+    let mut doms = AllDomains::new(&m, dom, ports, Some(others));
     let _ = evtchn::reset(&mut doms, id, id);
 }

@@ -198,7 +198,7 @@ pub const TABLE: &[Hypercall] = &[
     row(__HYPERVISOR_grant_table_op,                "grant_table_op",                Handler::GrantTableOp,                Any,        MC,    Fast),
     row(__HYPERVISOR_vm_assist,                     "vm_assist",                     Handler::VmAssist,                    Any,        MC,    Full),
     row(__HYPERVISOR_update_va_mapping_otherdomain, "update_va_mapping_otherdomain", Handler::UpdateVaMappingOtherdomain,  Any,        MC,    Fast),
-    row(__HYPERVISOR_iret,                          "iret",                          Handler::Iret,                        Any,        NO_MC, Full),
+    row(__HYPERVISOR_iret,                          "iret",                          Handler::Iret,                        Any,        NO_MC, Fast),
     row(__HYPERVISOR_vcpu_op,                       "vcpu_op",                       Handler::VcpuOp,                      Any,        MC,    Full),
     row(__HYPERVISOR_set_segment_base,              "set_segment_base",              Handler::SetSegmentBase,              Any,        MC,    Full),
     row(__HYPERVISOR_mmuext_op,                     "mmuext_op",                     Handler::MmuextOp,                    Any,        MC,    Fast),

@@ -483,6 +483,48 @@ fn iret_restores_the_context_and_the_upcall_mask() {
 }
 
 #[test]
+fn iret_within_kernel_mode_takes_the_fast_way_back_unless_it_toggles_or_an_nmi_waits() {
+    let (mut m, mut d, info) = setup();
+    let run = |m: &mut FakeMachine, d: &mut crate::domain::Domain, cs: u64| {
+        let frame = hypercall_abi::arch_x86_64::IretContext {
+            rip: 0x10_2000,
+            cs,
+            rflags: 0x202,
+            rsp: GUEST_VA + 0x800,
+            ss: 0xe02b,
+            ..Default::default()
+        };
+        guest_write(m, d, GUEST_VA + 0x100, &frame);
+        let mut regs = Regs {
+            rsp: GUEST_VA + 0x100,
+            ..Regs::default()
+        };
+        with_ctx(m, d, &info, &mut regs, |c| {
+            super::execute(c, __HYPERVISOR_iret.into(), [0; 5]);
+            let quiet = c.fx.nothing_to_do();
+            core::mem::take(c.fx);
+            quiet
+        })
+    };
+    assert!(
+        run(&mut m, &mut d, 0xe030),
+        "back to kernel mode: nothing left to do"
+    );
+    d.vcpu_mut().nmi_pending = true;
+    assert!(
+        !run(&mut m, &mut d, 0xe030),
+        "an NMI to deliver, now unmasked"
+    );
+    d.vcpu_mut().nmi_pending = false;
+    d.vcpu_mut().user_l4 = Some(d.vcpu().l4);
+    assert!(
+        !run(&mut m, &mut d, 0xe033),
+        "to user mode: its page tables and GS base to load"
+    );
+    assert!(!d.vcpu().kernel_mode);
+}
+
+#[test]
 fn iret_takes_the_virtual_iopl_from_the_frame_only_with_architectural_iopl() {
     let (mut m, mut d, info) = setup();
     let iret = |m: &mut FakeMachine, d: &mut crate::domain::Domain, rflags: u64| {

@@ -53,10 +53,17 @@ pub(super) fn iret<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>) -> HcResult {
         return Ok(0);
     };
     // The end of an NMI handler, or of any frame: NMIs may be delivered again
-    // (`async_exception_cleanup`).
+    // (`async_exception_cleanup`). One waiting is delivered by the full way out.
     ctx.dom.vcpu_mut().nmi_masked = false;
-    // Returning to user mode? Hypercalls come from kernel mode only, so this is a toggle to user.
+    if ctx.dom.vcpu().nmi_pending {
+        ctx.fx.full_exit = true;
+    }
+    // Returning to user mode? Hypercalls come from kernel mode only, so this is a toggle to user:
+    // the full way out loads the user page tables and GS base (`load_vcpu`). Within kernel mode
+    // the registers and the upcall mask are all that change, which the fast way back handles
+    // (it delivers an upcall the unmasking lets through).
     if saved.cs & 3 == 3 {
+        ctx.fx.full_exit = true;
         if let Err(why) = ctx.dom.toggle_guest_mode() {
             ctx.fx.crash = Some(why);
             return Ok(0);

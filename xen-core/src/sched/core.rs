@@ -106,14 +106,67 @@ pub fn after_entry<A: Arch>(
     regs: &mut Regs,
     entry: Entry<'_>,
 ) {
-    let (touches_others, tick) = (entry.touches_others(), entry.tick());
+    let tick = entry.tick();
     wake::deliver_irqs(&mut hv.arch, doms);
     // The timer interrupt is also when the hypervisor looks at its serial console for debug keys
     // (cheaply: not on every entry).
     if tick {
         crate::keyhandler::poll(hv, doms, regs);
     }
+    let touches_others = match entry {
+        // An event sent to another domain: wake it here rather than in a full pass over every
+        // domain, when waking is all its kick can need.
+        Entry::Hypercall(kicks) if !kicks.is_empty() => !wake_kicked(hv, doms, kicks),
+        e => e.touches_others(),
+    };
     exit_to_guest(hv, doms, regs, touches_others, tick);
+}
+
+/// The light way to take a hypercall's kicks (Xen's `vcpu_kick` of another domain's vCPU,
+/// without its `schedule` softirq unless the running vCPU must give way): each kicked domain's
+/// waiting vCPUs whose wait ended are woken (`wake::wake_if_due`), and what the way out keeps of
+/// the other domains is brought up to date: whether one is runnable (so the running vCPU's slice
+/// end is armed and preempts it) and their earliest deadline (only ever moved earlier: a timer
+/// that fires early only brings a full pass). The running vCPU then goes on as after any entry
+/// that changed no other domain ([`may_go_on`]: its own timers, its slice), and a full pass
+/// follows when it cannot.
+///
+/// Returns false, having changed nothing, when a kick needs the full pass: the running domain
+/// itself (another of its vCPUs), or a domain that no longer exists, is shutting down or dying.
+fn wake_kicked<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, kicks: &Kicks) -> bool {
+    let cur_id = doms.guest(hv.sched.cur).map(|g| g.dom.id);
+    let mut slots: heapless::Vec<usize, MAX_DOMAINS> = heapless::Vec::new();
+    for id in kicks.iter() {
+        if Some(id) == cur_id {
+            return false;
+        }
+        match doms.slot_of(id) {
+            Some(s)
+                if doms
+                    .guest(s)
+                    .is_some_and(|g| g.dom.shutdown.is_none() && !g.destroy) =>
+            {
+                // Cannot fail: a kick list names each domain once, and at most MAX_DOMAINS exist.
+                let _ = slots.push(s);
+            }
+            _ => return false,
+        }
+    }
+    let now = hv.arch.now_ns();
+    let s = &mut hv.sched;
+    for &slot in &slots {
+        let Some((g, ports)) = doms.both_mut(slot) else {
+            continue;
+        };
+        wake::wake_if_due(&hv.arch, g, ports, now);
+        if (0..g.dom.vcpus.len()).any(|v| vcpu_runnable(g, v)) {
+            s.others_runnable = true;
+        }
+        if let Some(d) = next_deadline(g, None) {
+            s.others_next = Some(s.others_next.map_or(d, |n| n.min(d)));
+        }
+    }
+    true
 }
 
 /// Settles everything due before a guest runs again, choosing which one; leaves its registers in
@@ -162,8 +215,9 @@ pub fn exit_to_guest<A: Arch>(
     let g = doms
         .guest_mut(hv.sched.cur)
         .expect("the scheduler picked a domain");
-    let req = g.dom.vcpu_mut().flush.take();
-    if !req.is_empty() {
+    // (Looked at in place: taking it moves the whole request, `invlpg` list included.)
+    if !g.dom.vcpu().flush.is_empty() {
+        let req = g.dom.vcpu_mut().flush.take();
         hv.arch.perform_flushes(&g.dom, req);
     }
     hv.arch.load_vcpu(&g.dom);

@@ -276,12 +276,87 @@ fn a_hypercall_that_kicked_nobody_leaves_the_other_domains_alone() {
     );
     after_entry(&mut hv, &mut set, &mut regs, Entry::Exception);
     assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, Some(T0));
-    // Kicking domain 1 makes the way out look at everyone: its timer fires.
+    // Kicking domain 1 looks at it: the timer is armed for its deadline, already due, so its
+    // interrupt comes at once and that entry's full pass fires the timer.
     let mut kicks = Kicks::default();
     kicks.add(1);
     after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
-    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, None);
     assert_eq!(hv.sched.cur, 0, "slice left: the caller goes on");
+    assert_eq!(hv.arch.timer, Some(T0), "armed for domain 1's deadline");
+    after_entry(
+        &mut hv,
+        &mut set,
+        &mut regs,
+        Entry::Interrupt { tick: false },
+    );
+    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, None);
+}
+
+#[test]
+fn a_kick_wakes_the_other_domain_without_a_full_pass_and_it_runs_at_the_callers_slice_end() {
+    let (mut hv, mut set, mut regs) = world();
+    // Only domains 0 and 1 matter: 2 is blocked with nothing pending. 1 blocks too.
+    for slot in 1..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    assert_eq!(
+        hv.arch.timer, None,
+        "nobody else runnable: no slice end armed"
+    );
+    // Domain 1's upcall becomes pending (an event sent to it), and the send kicks it.
+    let d1 = set.guest(1).unwrap().dom.clone();
+    let _ = crate::shared_info::SharedInfoPage::of_mut(&mut hv.arch, d1.shared_info)
+        .test_and_set_upcall_pending(0);
+    // (A deadline of domain 2 set behind the scheduler's back: the light way does not look.)
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 5);
+    hv.arch.m.now = T0 + 10;
+    let mut kicks = Kicks::default();
+    kicks.add(1);
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    assert!(!set.guest(1).unwrap().dom.vcpu().blocked, "woken");
+    assert_eq!(hv.sched.cur, 0, "the caller keeps the rest of its slice");
+    assert!(hv.arch.switches.is_empty());
+    assert_eq!(
+        set.guest(2).unwrap().dom.vcpu().timer_deadline,
+        Some(T0 + 5),
+        "no full pass"
+    );
+    assert_eq!(
+        hv.arch.timer,
+        Some(T0 + SLICE_NS),
+        "armed for the caller's slice end: another domain can run now"
+    );
+    // Its slice over, the caller gives way to the woken domain.
+    hv.arch.m.now = T0 + SLICE_NS;
+    after_entry(
+        &mut hv,
+        &mut set,
+        &mut regs,
+        Entry::Interrupt { tick: false },
+    );
+    assert_eq!(hv.sched.cur, 1);
+    assert_eq!(hv.arch.switches, [(Some(0), 1)]);
+}
+
+#[test]
+fn a_kick_of_a_shut_down_domain_or_of_the_caller_takes_the_full_pass() {
+    let (mut hv, mut set, mut regs) = world();
+    exit(&mut hv, &mut set, &mut regs);
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0);
+    hv.arch.m.now = T0 + 10;
+    // The caller kicked itself (another of its vCPUs): everyone is looked at.
+    let mut kicks = Kicks::default();
+    kicks.add(0);
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    assert_eq!(set.guest(2).unwrap().dom.vcpu().timer_deadline, None);
+    // A domain shut down by the call (SCHEDOP_remote_shutdown): the full pass reports it.
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0);
+    set.guest_mut(1).unwrap().dom.shutdown = Some(Shutdown::Crashed("test"));
+    let mut kicks = Kicks::default();
+    kicks.add(1);
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    assert_eq!(set.guest(2).unwrap().dom.vcpu().timer_deadline, None);
 }
 
 #[test]

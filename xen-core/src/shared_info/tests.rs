@@ -156,6 +156,37 @@ fn the_wallclock_is_published_with_its_own_version() {
 /// The way out's upcall question placed from the running vCPU's registration alone answers as
 /// the full view does, for vCPUs in shared_info and with a registered `vcpu_info`.
 #[test]
+fn a_vcpus_upcall_pending_is_read_where_the_full_view_looks() {
+    use crate::domain::Domain;
+    use crate::mm::{FakeMemory, MachineMemoryMut, Mfn};
+    let mut dom = Domain::new(0, true, 16, 16, Mfn(2), Mfn(1));
+    dom.set_max_vcpus(3);
+    dom.vcpus[1].vcpu_info = Some((Mfn(5), 0x40));
+    // Each vCPU's flag set alone, in the shared_info slot or the registered vcpu_info; and a
+    // vCPU id beyond the domain's vCPUs, read in the shared_info slots as the full view does.
+    for vcpu in 0..4u32 {
+        for set in 0..4u32 {
+            let mut m = FakeMemory::new(0, 8 * 4096);
+            let mut view = SharedInfoPage::of_domain_mut(&mut m, &dom);
+            let _ = view.test_and_set_upcall_pending(set);
+            let full = SharedInfoPage::of_domain(&m, &dom).upcall_pending(vcpu);
+            assert_eq!(full, vcpu == set, "vCPU {vcpu}, flag of {set}");
+            assert_eq!(
+                super::upcall_pending_of(&m, &dom, vcpu),
+                full,
+                "vCPU {vcpu}, flag of {set}"
+            );
+        }
+    }
+    // The registered vcpu_info is read, not the slot it left.
+    let mut m = FakeMemory::new(0, 8 * 4096);
+    let slot =
+        crate::mm::Maddr(dom.shared_info.maddr().0 + super::offsets::upcall_pending(1) as u64);
+    m.write(slot, &[1]).unwrap();
+    assert!(!super::upcall_pending_of(&m, &dom, 1));
+}
+
+#[test]
 fn the_running_upcall_word_is_where_the_full_view_looks() {
     use crate::domain::Domain;
     use crate::mm::{FakeMemory, MachineMemoryMut, Mfn};

@@ -58,8 +58,10 @@ extern "C" {
 }
 
 /// What each guest page of the GDT window maps now: a guest frame, or `None` for the image's own
-/// page of zeros.
-static WINDOW: spin::Mutex<[Option<Mfn>; GUEST_PAGES]> = spin::Mutex::new([None; GUEST_PAGES]);
+/// page of zeros; and how many leading pages map guest frames (the rest map zeros), so that the
+/// usual case, the frames already in place, is one short comparison.
+static WINDOW: spin::Mutex<([Option<Mfn>; GUEST_PAGES], usize)> =
+    spin::Mutex::new(([None; GUEST_PAGES], 0));
 
 const PTE_P: u64 = 1;
 const PTE_RW: u64 = 2;
@@ -126,7 +128,18 @@ pub fn entry_stack_bottom() -> u64 {
 /// Only changed pages are rewritten and invalidated; call before anything may load a guest
 /// selector for this vCPU (its data segments, an `iretq` to it).
 pub fn load_guest_frames(frames: &[Mfn]) {
-    let mut window = WINDOW.lock();
+    let mut guard = WINDOW.lock();
+    let (window, used) = &mut *guard;
+    // Already in place (every context switch back to the same vCPU, every way out): pages
+    // `0..used` map exactly `frames`, and the others zeros.
+    if *used == frames.len()
+        && window
+            .iter()
+            .zip(frames)
+            .all(|(slot, &mfn)| *slot == Some(mfn))
+    {
+        return;
+    }
     let gdt = (&raw const GDT) as u64;
     // Only the addresses of the L1 array and of the image's first byte are taken.
     let (l1, image) = (
@@ -155,6 +168,7 @@ pub fn load_guest_frames(frames: &[Mfn]) {
         }
         *slot = want;
     }
+    *used = frames.len().min(GUEST_PAGES);
 }
 
 const fn segment(flags_hi: u64, access: u64) -> u64 {

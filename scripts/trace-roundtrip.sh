@@ -1,0 +1,24 @@
+#!/bin/bash
+# Traces one event-channel round trip of `make bench`'s two-domain run (dom0 `bench-copies=1000`,
+# domU `pingpong=1000`) instruction by instruction under `-icount shift=0,sleep=off`: the
+# hypervisor's entries and the guests' stretches with their instruction counts, and the
+# hypervisor's functions (scripts/trace-roundtrip.py; docs/performance.md). Needs build/xen,
+# build/xen-syms, build/guest-kernel (`make images`). TRACE_SKIP: round trips to let pass first.
+set -euo pipefail
+BUILD=${BUILD:-build}
+PORT=${TRACE_GDB_PORT:-1298}
+command -v gdb >/dev/null || { echo "trace: gdb is missing (apt-get install gdb)" >&2; exit 2; }
+log=$(mktemp)
+qemu-system-x86_64 -m 512 -display none -serial "file:$log" -monitor none -no-reboot \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -accel tcg -cpu max,-x2apic -icount shift=0,sleep=off -gdb "tcp:127.0.0.1:$PORT" -S \
+    -kernel "$BUILD/xen" \
+    -append "console=com1 com1=115200,8n1 dom0_mem=64M loglvl=all guest_loglvl=all" \
+    -initrd "$BUILD/guest-kernel bench-copies=1000 exit=reboot,$BUILD/guest-kernel name=bench mem=16M pingpong=1000" \
+    </dev/null 2>/dev/null &
+qemu=$!
+trap 'kill $qemu 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$PORT " && break; sleep 0.1; done
+TRACE_XEN_SYMS="$BUILD/xen-syms" TRACE_GUEST="$BUILD/guest-kernel" TRACE_GDB_PORT=$PORT \
+    timeout 1200 gdb -q -batch -x scripts/trace-roundtrip.py 2>&1 |
+    sed -n 's/^trace: //p'
