@@ -60,6 +60,11 @@ pub fn http_get(port: u16) -> (String, String) {
 pub fn echo_stream(port: u16, seed: u64, len: usize) -> f64 {
     let data = xorshift_stream(seed, len);
     let s = connect(port);
+    // A transfer that stalls fails the test with where it stopped instead of hanging it (and
+    // CI) for ever: no step of a working echo waits a minute.
+    let stall = Some(std::time::Duration::from_secs(60));
+    s.set_read_timeout(stall).unwrap();
+    s.set_write_timeout(stall).unwrap();
     let mut reader = s.try_clone().unwrap();
     let start = Instant::now();
     let expected = data.clone();
@@ -67,7 +72,12 @@ pub fn echo_stream(port: u16, seed: u64, len: usize) -> f64 {
         let mut got = vec![0u8; 64 * 1024];
         let mut at = 0usize;
         while at < expected.len() {
-            let n = reader.read(&mut got).expect("read the echo");
+            let n = reader.read(&mut got).unwrap_or_else(|e| {
+                panic!(
+                    "the echo stalled after {at} of {} bytes came back: {e}",
+                    expected.len()
+                )
+            });
             assert!(
                 n > 0,
                 "the echo service closed after {at} of {} bytes",
