@@ -235,6 +235,37 @@ fn print_icount() {
     print_icount_round_trip(ours.null);
 }
 
+/// The rows both round-trip tables share: the median round trip `r` in null hypercalls of the
+/// same `what` (mode or run; `decimals` places), and dom0's side per round trip from its
+/// counters.
+fn print_rtt_breakdown(r: &Fields, null: Option<f64>, what: &str, decimals: usize) {
+    let median: Option<f64> = r.get("median_cycles").and_then(|v| v.parse().ok());
+    println!(
+        "| the round trip in null hypercalls of this {what} (goal: <= 20) | {} |",
+        match (median, null) {
+            (Some(m), Some(n)) if n > 0.0 => format!("{:.decimals$}", m / n),
+            _ => "-".into(),
+        }
+    );
+    for (key, row) in [
+        (
+            "dom0_hypercalls_per_rtt",
+            "dom0's hypercalls per round trip",
+        ),
+        ("dom0_fast_exits_per_rtt", "of which took the fast way back"),
+        (
+            "dom0_dispatches_per_rtt",
+            "context switches to dom0 per round trip",
+        ),
+        (
+            "dom0_upcalls_per_rtt",
+            "event upcalls to dom0 per round trip",
+        ),
+    ] {
+        println!("| {row} | {} |", r.get(key).map_or("n/a", |v| v.as_str()));
+    }
+}
+
 /// The two-domain event-channel round trip under icount (ours only): its median in guest
 /// instructions, the same in null hypercalls of the icount run, and dom0's side of each round
 /// trip from its performance counters (the protocol is symmetric: the domU's side is the same).
@@ -255,31 +286,7 @@ fn print_icount_round_trip(null: Option<u64>) {
         get("rounds"),
         get("median_cycles")
     );
-    let median: Option<f64> = r.get("median_cycles").and_then(|v| v.parse().ok());
-    println!(
-        "| the round trip in null hypercalls of this mode (goal: <= 20) | {} |",
-        match (median, null) {
-            (Some(m), Some(n)) if n > 0 => format!("{:.1}", m / n as f64),
-            _ => "-".into(),
-        }
-    );
-    for (key, what) in [
-        (
-            "dom0_hypercalls_per_rtt",
-            "dom0's hypercalls per round trip",
-        ),
-        ("dom0_fast_exits_per_rtt", "of which took the fast way back"),
-        (
-            "dom0_dispatches_per_rtt",
-            "context switches to dom0 per round trip",
-        ),
-        (
-            "dom0_upcalls_per_rtt",
-            "event upcalls to dom0 per round trip",
-        ),
-    ] {
-        println!("| {what} | {} |", get(key));
-    }
+    print_rtt_breakdown(&r, null.map(|n| n as f64), "mode", 1);
     println!();
     println!("ours: {rtt}");
     println!("(scripts/trace-roundtrip.sh traces one round trip instruction by instruction; docs/performance.md)");
@@ -670,32 +677,7 @@ fn main() -> ExitCode {
                 get(&r, "rounds"),
                 get(&r, "median_cycles")
             );
-            let null = ours.null_cycles.map(|n| n as f64);
-            let rtt_cycles: Option<f64> = r.get("median_cycles").and_then(|v| v.parse().ok());
-            println!(
-                "| the round trip in null hypercalls of this run (goal: <= 20) | {} |",
-                match (rtt_cycles, null) {
-                    (Some(r), Some(n)) if n > 0.0 => format!("{:.0}", r / n),
-                    _ => "-".into(),
-                }
-            );
-            for (key, what) in [
-                (
-                    "dom0_hypercalls_per_rtt",
-                    "dom0's hypercalls per round trip",
-                ),
-                ("dom0_fast_exits_per_rtt", "of which took the fast way back"),
-                (
-                    "dom0_dispatches_per_rtt",
-                    "context switches to dom0 per round trip",
-                ),
-                (
-                    "dom0_upcalls_per_rtt",
-                    "event upcalls to dom0 per round trip",
-                ),
-            ] {
-                println!("| {what} | {} |", get(&r, key));
-            }
+            print_rtt_breakdown(&r, ours.null_cycles.map(|n| n as f64), "run", 0);
             println!(
                 "| grant copy of 4 KiB, median of {} (cycles per copy) | {} |",
                 get(&c, "copies"),
