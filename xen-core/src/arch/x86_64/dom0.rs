@@ -320,6 +320,12 @@ pub fn start(
         MAX_PORT_2L,
     );
     super::context::reset_fpu(0);
+    // dom0's first event-channel page (more come from the pool as it binds ports).
+    if let Some((_, ports)) = doms.both_mut(0) {
+        if let Err(e) = xen_core::evtchn::hypercall::init_ports(&mut m, &mut frames, ports) {
+            refuse(format_args!("dom0's event channels: {e:?}"));
+        }
+    }
     // dom0's grant table: its first frame (more come from the pool as it grows it).
     if let Err(e) = doms.grants[0].init(
         &mut m.mm,
