@@ -355,8 +355,8 @@ pub fn start(
     }
     printk!("free memory before domUs: {} frames\n", pool.free_frames());
     // What each domain costs the hypervisor besides its own pages: the slot's static state
-    // (paid for every slot, used or not) and, per domain, shared_info and the grant-table frames
-    // its build took ("all N frames returned" counts them when it is gone).
+    // (paid for every slot, used or not) and, per domain, shared_info, the grant-table frames and
+    // the event-channel pages it took ("all N frames returned" counts them when it is gone).
     {
         use core::mem::size_of;
         let entry = size_of::<Option<DomainEntry>>();
