@@ -2,7 +2,7 @@
 //! [`Machine`] (memory, console, time, frame table, interrupt lines), and the question a long
 //! hypercall asks between its elements ([`Preempt`], [`preempt_check`]).
 
-use crate::mm::frame_alloc::FramePool;
+use crate::mm::frame_alloc::{FramePool, FrameRange};
 use crate::mm::frame_table::{Mm, Owner};
 use crate::mm::xen_page::XenPage;
 use crate::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
@@ -127,9 +127,12 @@ pub fn give_back_xen_frame(
     }
     let _ = mem.write_u64(
         Maddr(mm.cfg.m2p.0 + mfn.0 * 8),
-        crate::domain::pool::INVALID_M2P_ENTRY,
+        crate::mm::frame_table::INVALID_M2P_ENTRY,
     );
-    mm.release_xen(crate::domain::pool::one(mfn));
+    mm.release_xen(FrameRange {
+        start: mfn,
+        end: Mfn(mfn.0 + 1),
+    });
     pool.give_back(mem, mfn);
     true
 }
@@ -142,7 +145,10 @@ pub fn take_xen_page(
     pool: &mut dyn FramePool,
 ) -> Option<XenPage> {
     let mfn = pool.take(mem, 0, None)?;
-    let one = crate::domain::pool::one(mfn);
+    let one = FrameRange {
+        start: mfn,
+        end: Mfn(mfn.0 + 1),
+    };
     if mm.assign(one, Owner::Xen).is_err() {
         pool.give_back(mem, mfn);
         return None;
