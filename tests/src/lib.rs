@@ -417,7 +417,9 @@ impl Run {
     }
 
     /// The free-frame count our hypervisor printed before building the domUs, and the last one
-    /// it printed after giving a dead domain's frames back (`None` if none was given back).
+    /// it printed after giving a dead domain's frames back (`None` if none was given back), with
+    /// the event-channel pages dom0 took from the pool as it bound ports added back (dom0 lives
+    /// on, and keeps its channel pages as on Xen; its first one was taken before the count).
     pub fn free_frames(&self) -> (u64, Option<u64>) {
         let before = self
             .log
@@ -433,9 +435,21 @@ impl Run {
             .expect("the hypervisor prints the free pool before the domUs");
         let after = self.log.iter().rev().find_map(|l| {
             let rest = l.split("frames returned to the free pool (").nth(1)?;
-            rest.split(' ').next()?.parse().ok()
+            rest.split(' ').next()?.parse::<u64>().ok()
         });
-        (before, after)
+        let dom0_pages = self
+            .log
+            .iter()
+            .find_map(|l| {
+                l.split("dom0's event channels in ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(1);
+        (before, after.map(|a| a + dom0_pages.saturating_sub(1)))
     }
 
     /// When the first line containing `pattern` arrived, counted from QEMU's start.

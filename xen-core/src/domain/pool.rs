@@ -34,6 +34,10 @@ pub struct Alloc {
     /// How many frames its grant table took (at build, then as the domain grew it; brought up to
     /// date when it is destroyed, [`super::lifecycle::destroy`]).
     pub grant_taken: u32,
+    /// How many frames its event-channel table held (its channel pages, taken as it bound
+    /// ports; given back to the pool when it is destroyed, counted here for the line that says
+    /// all its frames are back).
+    pub port_taken: u32,
     /// Its grant-table frames something still referenced when it was destroyed (another domain
     /// mapping a shared frame): the reaper gives them back with its pages. The others go back to
     /// the pool at once. Empty while it lives.
@@ -52,7 +56,7 @@ pub type GrantFrames = heapless::Vec<Mfn, { crate::gnttab::MAX_TABLE_FRAMES }>;
 impl Alloc {
     /// How many frames it holds.
     pub fn frames(&self) -> u64 {
-        self.pages.len() + 1 + u64::from(self.grant_taken)
+        self.pages.len() + 1 + u64::from(self.grant_taken) + u64::from(self.port_taken)
     }
 }
 
@@ -120,6 +124,7 @@ impl Pool {
             pages,
             shared_info,
             grant_taken,
+            port_taken: 0,
             grant_frames: HeldGrantFrames::new(),
         });
     }
