@@ -53,7 +53,7 @@ impl TrapTable {
     /// canonical (checked by every caller: a guest's non-canonical handler is -EINVAL).
     pub fn set(&mut self, vector: u8, ti: &TrapInfo) {
         debug_assert!(
-            crate::guest_access::is_canonical(ti.address),
+            ((ti.address << 16) as i64 >> 16) as u64 == ti.address,
             "a non-canonical trap handler {:#x}",
             ti.address
         );
