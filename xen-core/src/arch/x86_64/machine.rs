@@ -9,7 +9,7 @@ use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::frame_table::{Mm, Owner, PageType};
 use xen_core::mm::page_memo::PageMemo;
-use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
+use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn, MmuCopy};
 
 use super::console;
 use super::mappings::image_maddr_range;
@@ -159,6 +159,14 @@ impl MachineMemoryMut for DirectMap {
         // aliases nothing the compiler knows about.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
         Some(())
+    }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        super::uaccess::read(l4, va, buf)
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        super::uaccess::write(l4, va, data)
     }
 
     // Page-table entries go through these: one load or store each, not a slice and a copy.
@@ -393,6 +401,14 @@ impl MachineMemory for HvMachine {
 impl MachineMemoryMut for HvMachine {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.mem.write(addr, data)
+    }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        self.mem.mmu_read(l4, va, buf)
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        self.mem.mmu_write(l4, va, data)
     }
 
     fn read_u64(&self, addr: Maddr) -> Option<u64> {
