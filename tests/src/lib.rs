@@ -417,7 +417,10 @@ impl Run {
     }
 
     /// The free-frame count our hypervisor printed before building the domUs, and the last one
-    /// it printed after giving a dead domain's frames back (`None` if none was given back).
+    /// it printed after giving a dead domain's frames back (`None` if none was given back), with
+    /// the frames dom0's own tables took from the pool as it ran added back (event-channel pages,
+    /// maptrack frames: dom0 lives on and keeps them, as on Xen; the hypervisor prints how many
+    /// at dom0's end).
     pub fn free_frames(&self) -> (u64, Option<u64>) {
         let before = self
             .log
@@ -433,9 +436,21 @@ impl Run {
             .expect("the hypervisor prints the free pool before the domUs");
         let after = self.log.iter().rev().find_map(|l| {
             let rest = l.split("frames returned to the free pool (").nth(1)?;
-            rest.split(' ').next()?.parse().ok()
+            rest.split(' ').next()?.parse::<u64>().ok()
         });
-        (before, after)
+        let dom0_took = self
+            .log
+            .iter()
+            .find_map(|l| {
+                l.split("dom0's tables took ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        (before, after.map(|a| a + dom0_took))
     }
 
     /// When the first line containing `pattern` arrived, counted from QEMU's start.

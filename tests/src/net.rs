@@ -71,6 +71,8 @@ pub fn echo_stream(port: u16, seed: u64, len: usize) -> f64 {
     let rx = thread::spawn(move || {
         let mut got = vec![0u8; 64 * 1024];
         let mut at = 0usize;
+        let mut last = Instant::now();
+        let mut worst = (std::time::Duration::ZERO, 0usize);
         while at < expected.len() {
             let n = reader.read(&mut got).unwrap_or_else(|e| {
                 panic!(
@@ -88,6 +90,14 @@ pub fn echo_stream(port: u16, seed: u64, len: usize) -> f64 {
                 panic!("echoed byte {} differs (seed {seed})", at + i);
             }
             at += n;
+            let gap = last.elapsed();
+            if gap > worst.0 {
+                worst = (gap, at);
+            }
+            last = Instant::now();
+        }
+        if worst.0 > std::time::Duration::from_secs(2) {
+            println!("echo: longest wait {:?} before byte {}", worst.0, worst.1);
         }
         at
     });

@@ -55,7 +55,8 @@ fn the_host_reaches_dom0_over_its_nic_page_and_16_mib_echo() {
 
     let seed = random_seed(1);
     println!("seed {seed}");
-    let rate = echo_stream(echo, seed, 16 << 20);
+    let rate = std::panic::catch_unwind(|| echo_stream(echo, seed, 16 << 20))
+        .unwrap_or_else(|e| stalled(&mut run, e));
     println!("host <-> dom0 echo: 16 MiB each way, {rate:.1} MB/s");
 
     // The page counts what went through.
@@ -104,6 +105,23 @@ fn boot_domus(domus: &[&str]) -> (xtests::Running, Vec<(u16, u16)>) {
     (boot.spawn().expect("start QEMU"), ports)
 }
 
+/// An echo failed (it stalled, or a byte came back wrong): the debug keys print the domains,
+/// their event channels and the scheduler, so the failure says which side stopped waiting for
+/// what; then fails with the echo's own message and the end of the log.
+fn stalled(run: &mut xtests::Running, e: Box<dyn std::any::Any + Send>) -> ! {
+    let _ = run.send_input(b"\x01\x01\x01qer");
+    run.wait_for("scheduler: weighted", Duration::from_secs(10));
+    thread::sleep(Duration::from_secs(1));
+    let log = run.log();
+    let tail = &log[log.len().saturating_sub(400)..];
+    let why = e
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    panic!("{why}; last lines:\n{}", tail.join("\n"))
+}
+
 /// Waits for `needle` or fails with the log.
 fn expect_line(run: &mut xtests::Running, needle: &str, secs: u64) -> String {
     match run.wait_for(needle, Duration::from_secs(secs)) {
@@ -145,7 +163,7 @@ fn two_domus_echo_16_mib_each_at_once_and_domu1_fetches_domu2s_page_over_the_bri
         .map(|(&(_, echo), seed)| thread::spawn(move || echo_stream(echo, seed, 16 << 20)))
         .collect();
     for (i, m) in movers.into_iter().enumerate() {
-        let rate = m.join().expect("echo thread");
+        let rate = m.join().unwrap_or_else(|e| stalled(&mut run, e));
         println!(
             "host <-> domU{}: 16 MiB echoed, {rate:.1} MB/s (both at once)",
             i + 1
@@ -177,7 +195,8 @@ fn a_hostile_netfront_is_refused_and_closed_while_another_domus_16_mib_echo_comp
     // The good domU's transfer runs while the evil one floods netback.
     let seed = random_seed(21);
     println!("seed {seed}");
-    let rate = echo_stream(ports[1].1, seed, 16 << 20);
+    let echo = std::panic::catch_unwind(|| echo_stream(ports[1].1, seed, 16 << 20));
+    let rate = echo.unwrap_or_else(|e| stalled(&mut run, e));
     println!("host <-> good domU next to the hostile one: 16 MiB echoed, {rate:.1} MB/s");
     let refused = expect_line(&mut run, "(d1) net-evil: ", 120);
     println!("{refused}");

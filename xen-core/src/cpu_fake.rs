@@ -110,6 +110,12 @@ impl Machine for FakeArch {
     fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
         self.m.mm()
     }
+    fn take_xen_page(
+        &mut self,
+        pool: &mut dyn crate::mm::frame_alloc::FramePool,
+    ) -> Option<crate::mm::xen_page::XenPage> {
+        self.m.take_xen_page(pool)
+    }
     fn write_ptbase(&mut self, l4: Mfn) {
         self.l4 = l4;
     }

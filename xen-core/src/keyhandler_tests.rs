@@ -24,7 +24,14 @@ fn world() -> (Hv<FakeArch>, Box<DomainSet>) {
     d4.sched.weight = 512;
     set.install(2, d4, MAX_PORT_2L);
     let (g, ports) = set.both_mut(0).unwrap();
-    bind_virq_for(&mut arch, &g.dom, ports, VIRQ_CONSOLE).unwrap();
+    bind_virq_for(
+        &mut arch,
+        &mut BootFrameAllocator::empty(),
+        &g.dom,
+        ports,
+        VIRQ_CONSOLE,
+    )
+    .unwrap();
     let hv = Hv::new(arch, info, Pool::new(BootFrameAllocator::empty(), 0), 0);
     (hv, set)
 }

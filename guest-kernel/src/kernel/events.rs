@@ -307,6 +307,12 @@ pub fn dispatch(mut f: impl FnMut(u32, Option<Channel>)) -> usize {
             bits &= bits - 1;
             let port = w as u32 * 64 + bit;
             let h = HANDLERS.lock().get(&port).copied();
+            if h == Some(Channel::Timer) {
+                // A single-shot timer fired: whatever `time::arm_timeout` recorded may be the
+                // deadline that just passed, so the next wait arms afresh instead of trusting
+                // a record whose timer the hypervisor no longer holds.
+                time::forget_armed();
+            }
             f(port, h);
             n += 1;
         }

@@ -17,7 +17,9 @@ pub const MS: u64 = 1_000_000;
 
 /// The single-shot deadline [`arm_timeout`] last set on each vCPU with `set_timer_op` (0: none it
 /// knows of). Any other call that may move a vCPU's timer (`set_timer_op` from elsewhere, any
-/// `vcpu_op`, a multicall) forgets them all ([`forget_armed`], from the hypercall wrapper).
+/// `vcpu_op`, a multicall) forgets them all ([`forget_armed`], from the hypercall wrapper), and
+/// so does every `VIRQ_TIMER` the event loop dispatches (the record may name the deadline that
+/// fired).
 static ARMED: [AtomicU64; super::smp::MAX_VCPUS] =
     [const { AtomicU64::new(0) }; super::smp::MAX_VCPUS];
 

@@ -1181,7 +1181,7 @@ fn print_scale() -> bool {
     }
     match extra {
         Some(f) => println!(
-            "| frames beyond the domU's own {pages} pages (shared_info, grant table), median of {} domUs | {} ({f} frames) |",
+            "| frames beyond the domU's own {pages} pages (shared_info, grant table, event-channel pages), median of {} domUs | {} ({f} frames) |",
             returned.len(),
             f * 4096
         ),

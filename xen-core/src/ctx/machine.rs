@@ -2,8 +2,10 @@
 //! [`Machine`] (memory, console, time, frame table, interrupt lines), and the question a long
 //! hypercall asks between its elements ([`Preempt`], [`preempt_check`]).
 
-use crate::mm::frame_table::Mm;
-use crate::mm::{MachineMemory, MachineMemoryMut, Mfn};
+use crate::mm::frame_alloc::{FramePool, FrameRange};
+use crate::mm::frame_table::{Mm, Owner};
+use crate::mm::xen_page::XenPage;
+use crate::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
 use crate::pirq::PirqTable;
 use crate::shared_info::SharedInfoPage;
 
@@ -46,6 +48,16 @@ pub trait Machine: MachineMemoryMut {
     /// is over, an interrupt waits). The default, for machines without time, never preempts.
     fn preemption(&self) -> &dyn Preempt {
         &NoPreemption
+    }
+
+    /// A frame from `pool` for the hypervisor's own per-domain data (event-channel pages,
+    /// Xen's `alloc_xenheap_page`): marked the hypervisor's in the frame table, so no domain can
+    /// be given or map it, and reached through [`MachineMemoryMut::xen_frame`]. `None` when the
+    /// pool is dry (or the machine has no frame table), nothing taken. Give it back with
+    /// [`give_back_xen_frame`] once the structure holding it is gone.
+    fn take_xen_page(&mut self, pool: &mut dyn FramePool) -> Option<XenPage> {
+        let (mm, mem) = self.mm()?;
+        take_xen_page(mm, mem, pool)
     }
 
     /// [`Machine::mm`] together with [`Machine::preemption`]: a batch loop holds the frame table
@@ -94,4 +106,62 @@ pub(crate) fn preempt_check<R: MachineMemory + ?Sized>(
         vcpu_info,
     ));
     page.upcall_deliverable(vcpu)
+}
+
+/// Gives frame `mfn`, which held hypervisor data ([`Machine::take_xen_page`]) and which nothing
+/// reaches any more, back to `pool`: its M2P entry invalidated, free again in the frame table.
+/// A frame the frame table no longer shows as the hypervisor's alone (something still
+/// references it) is not given back: `false`.
+pub fn give_back_xen_frame(
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    pool: &mut dyn FramePool,
+    mfn: Mfn,
+) -> bool {
+    if mm
+        .frames
+        .get(mfn)
+        .is_none_or(|i| i.owner() != Owner::Xen || i.count() != 0)
+    {
+        return false;
+    }
+    let _ = mem.write_u64(
+        Maddr(mm.cfg.m2p.0 + mfn.0 * 8),
+        crate::mm::frame_table::INVALID_M2P_ENTRY,
+    );
+    mm.release_xen(FrameRange {
+        start: mfn,
+        end: Mfn(mfn.0 + 1),
+    });
+    pool.give_back(mem, mfn);
+    true
+}
+
+/// The body of [`Machine::take_xen_page`]: a frame from `pool`, the hypervisor's in `mm`,
+/// reached through `mem`.
+pub fn take_xen_page(
+    mm: &mut Mm<'_>,
+    mem: &mut dyn MachineMemoryMut,
+    pool: &mut dyn FramePool,
+) -> Option<XenPage> {
+    let mfn = pool.take(mem, 0, None)?;
+    let one = FrameRange {
+        start: mfn,
+        end: Mfn(mfn.0 + 1),
+    };
+    if mm.assign(one, Owner::Xen).is_err() {
+        pool.give_back(mem, mfn);
+        return None;
+    }
+    match mem.xen_frame(mfn) {
+        // SAFETY: the frame came out of the free pool, so nothing else holds it, and is now
+        // the hypervisor's in the frame table (no domain can be given, map or be granted
+        // it); `xen_frame` gives its 4096 bytes, aligned, for the machine's lifetime.
+        Some(ptr) => Some(unsafe { XenPage::new(mfn, ptr) }),
+        None => {
+            mm.release_xen(one);
+            pool.give_back(mem, mfn);
+            None
+        }
+    }
 }

@@ -16,7 +16,7 @@ mod machine;
 mod outcome;
 
 pub(crate) use machine::preempt_check;
-pub use machine::{Machine, NoPreemption, Preempt};
+pub use machine::{give_back_xen_frame, take_xen_page, Machine, NoPreemption, Preempt};
 pub use outcome::{Continuation, Effects, Kicks, Outcome, Ret};
 
 use hypercall_abi::errno::Errno;

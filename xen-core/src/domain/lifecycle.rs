@@ -54,6 +54,22 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
                 } else {
                     g.dom.vcpu().regs
                 };
+                // What the pool holds at the end, and the frames dom0's own tables took from it
+                // as it ran (event-channel pages as it bound ports, maptrack frames as it mapped
+                // grants, grant-table growth; it keeps them while it lives, as on Xen): tests
+                // add them back when they check that every frame came back.
+                let ports = doms.ports(slot).nr_pages();
+                let grants = doms.grants[slot].frames().len();
+                let took =
+                    (ports + grants).saturating_sub(hv.pool.dom0_table_frames_at_boot as usize);
+                printk!(
+                    &mut hv.arch,
+                    "at dom0's end: {} frames free, dom0's tables took {took} frames from the pool (event channels in {ports} pages, grant table in {grants} frames)\n",
+                    hv.pool.free_frames(),
+                );
+                let Some(g) = doms.guest(slot) else {
+                    continue;
+                };
                 dom0_stopped(&mut hv.arch, g, &r, s);
             }
             if !g.reported {
@@ -128,6 +144,9 @@ pub struct Destroyed {
     pub flush: heapless::Vec<DomainId, MAX_DOMAINS>,
     /// Every frame its grant table took (at build and as it grew), for the reaper.
     pub grant_frames: GrantFrames,
+    /// The frames of its event-channel pages: the hypervisor's alone, they go back to the pool
+    /// at once.
+    pub port_frames: crate::evtchn::PortFrames,
 }
 
 /// Tears down the domain in `slot` (`domain_kill`, `domain_relinquish_resources`): its grant
@@ -145,6 +164,7 @@ pub fn teardown(
     let flush = grant_table::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
     let grant_frames = grants.frames().iter().copied().collect();
     event_channel::close_all(mem, &g.dom, ports, &mut others);
+    let port_frames = ports.take_pages();
     let still_referenced = mm.relinquish_domain(mem, &mut g.dom);
     let guest = doms.remove(slot)?;
     Some(Destroyed {
@@ -152,6 +172,7 @@ pub fn teardown(
         still_referenced,
         flush,
         grant_frames,
+        port_frames,
     })
 }
 
@@ -196,6 +217,12 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
             lost += 1;
         }
     }
+    // Its channel pages: nothing reaches them any more (its ports were closed).
+    for &f in &gone.port_frames {
+        if let Some((mm, mem)) = hv.arch.mm() {
+            crate::ctx::give_back_xen_frame(mm, mem, &mut hv.pool, f);
+        }
+    }
     let g = &gone.guest;
     let id = g.dom.id;
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
@@ -223,6 +250,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     if let Some(mut a) = hv.pool.allocs[slot].take() {
         // The table's frames now, the ones it grew into included.
         a.grant_taken = gone.grant_frames.len() as u32;
+        a.port_taken = gone.port_frames.len() as u32;
         a.grant_frames = held;
         hv.pool.reaped_at = None;
         if let Err(a) = hv.pool.zombies.push(a) {
@@ -296,7 +324,7 @@ pub fn reap<A: Arch>(hv: &mut Hv<A>) {
         // (dom0's foreign mappings, unmapped without a flush): none survives the frames' return
         // to the pool (one CPU: one full flush).
         hv.arch.flush_tlb_all();
-        let frames = pages + 1 + u64::from(a.grant_taken);
+        let frames = pages + 1 + u64::from(a.grant_taken) + u64::from(a.port_taken);
         printk!(
             &mut hv.arch,
             "domain {}: all {frames} frames returned to the free pool ({} free)\n",

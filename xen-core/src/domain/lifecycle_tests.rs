@@ -10,16 +10,19 @@ use super::set::{DomainEntry, DomainSet, SchedInfo, MAX_PORT_2L};
 use super::Shutdown;
 use crate::cpu::Hv;
 use crate::cpu_fake::FakeArch;
-use crate::evtchn::hypercall::bind_virq_for;
+use crate::evtchn::hypercall::{bind_virq_for, init_ports};
+use crate::hypercall::testing::FakeXenPages;
 use crate::mm::frame_alloc::BootFrameAllocator;
 use crate::mm::frame_table::testing::{base, range, Two, DATA, DOM_FRAMES, SELF};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::regs::Regs;
 
-/// Free frames of the two-domain machine (80..128).
-const FREE: u64 = 48;
-/// Frames domain 1 holds: its pages and its shared_info (no grant frames in this world).
-const D1_FRAMES: u64 = DOM_FRAMES + 1;
+/// Free frames of the two-domain machine (80..128), but the two domains' first event-channel
+/// pages.
+const FREE: u64 = 48 - 2;
+/// Frames domain 1 holds: its pages, its shared_info and its event-channel page (no grant
+/// frames in this world).
+const D1_FRAMES: u64 = DOM_FRAMES + 2;
 
 /// The two-domain world in a domain set on the fake CPU: dom0 (slot 0, running, `VIRQ_DOM_EXC`
 /// bound, upcalls masked) and domain 1 (slot 1), whose memory the pool records. `map_d1` has dom0
@@ -46,12 +49,18 @@ fn world(map_d1: bool) -> (Hv<FakeArch>, Box<DomainSet>) {
     }
     let mut arch = FakeArch::new(t.m);
     arch.l4 = t.doms[0].vcpu().l4;
-    let (g, ports) = set.both_mut(0).unwrap();
-    bind_virq_for(&mut arch, &g.dom, ports, VIRQ_DOM_EXC).unwrap();
-    crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
+    // Event-channel pages come from the pool, through the frame table, as in the hypervisor.
+    arch.m.xen_pages = FakeXenPages::Pool;
     let mut frames = BootFrameAllocator::empty();
     frames.free(range(80, 128)).unwrap();
     let mut pool = Pool::new(frames, Mfn(4).maddr().0);
+    for slot in 0..2 {
+        let (_, ports) = set.both_mut(slot).unwrap();
+        init_ports(&mut arch, &mut pool, ports).unwrap();
+    }
+    let (g, ports) = set.both_mut(0).unwrap();
+    bind_virq_for(&mut arch, &mut pool, &g.dom, ports, VIRQ_DOM_EXC).unwrap();
+    crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
     pool.record(
         1,
         1,
@@ -128,13 +137,14 @@ fn a_frame_still_mapped_keeps_a_dead_domain_a_zombie_until_it_is_unmapped() {
     assert!(set.guest(1).is_none());
     assert!(hv.arch.out.contains("1 frames still referenced"));
     assert_eq!(hv.pool.zombies().len(), 1);
+    // Its event-channel page is the hypervisor's alone: back at once.
     assert_eq!(
         hv.pool.free_frames(),
-        FREE,
-        "nothing back while dom0 maps a frame"
+        FREE + 1,
+        "nothing but the channel page back while dom0 maps a frame"
     );
     lifecycle::reap(&mut hv);
-    assert_eq!(hv.pool.free_frames(), FREE);
+    assert_eq!(hv.pool.free_frames(), FREE + 1);
     // dom0 maps its own frame there again: the last reference goes.
     let ptr = ((base(0) + 3) << 12) + 10 * 8;
     let req = [hypercall_abi::xen::MmuUpdate {
@@ -195,4 +205,36 @@ fn shutdown_codes_have_xens_names() {
     assert_eq!(lifecycle::shutdown_name(SHUTDOWN_poweroff), "poweroff");
     assert_eq!(lifecycle::shutdown_name(SHUTDOWN_reboot), "reboot");
     assert_eq!(lifecycle::shutdown_name(99), "unknown");
+}
+
+#[test]
+fn a_channel_page_comes_from_the_pool_as_the_hypervisors_and_a_dry_pool_takes_nothing() {
+    let (mut hv, mut set) = world(false);
+    // Domain 1's first page is the hypervisor's in the frame table, not free, not the domain's.
+    let page = set.ports(1).page_frames().next().unwrap();
+    let owner = |hv: &mut Hv<FakeArch>, f: Mfn| {
+        let (mm, _) = crate::ctx::Machine::mm(&mut hv.arch).unwrap();
+        mm.frames.get(f).unwrap().owner()
+    };
+    assert_eq!(owner(&mut hv, page), crate::mm::frame_table::Owner::Xen);
+    // A table that needs a page from a dry pool: -ENOMEM, nothing taken.
+    let mut dry = BootFrameAllocator::empty();
+    let (g, ports) = set.both_mut(1).unwrap();
+    let _ = ports.take_pages();
+    ports.reset(1, MAX_PORT_2L);
+    assert_eq!(
+        init_ports(&mut hv.arch, &mut dry, ports),
+        Err(hypercall_abi::Errno::ENOMEM)
+    );
+    assert_eq!(
+        bind_virq_for(&mut hv.arch, &mut dry, &g.dom, ports, VIRQ_DOM_EXC),
+        Err(hypercall_abi::Errno::ENOMEM)
+    );
+    assert_eq!(ports.nr_pages(), 0);
+    // The page taken out above goes back to the pool like a dead domain's.
+    let free = hv.pool.free_frames();
+    let (mm, mem) = crate::ctx::Machine::mm(&mut hv.arch).unwrap();
+    assert!(crate::ctx::give_back_xen_frame(mm, mem, &mut hv.pool, page));
+    assert_eq!(hv.pool.free_frames(), free + 1);
+    assert_eq!(owner(&mut hv, page), crate::mm::frame_table::Owner::Free);
 }

@@ -34,6 +34,10 @@ pub struct Alloc {
     /// How many frames its grant table took (at build, then as the domain grew it; brought up to
     /// date when it is destroyed, [`super::lifecycle::destroy`]).
     pub grant_taken: u32,
+    /// How many frames its event-channel table held (its channel pages, taken as it bound
+    /// ports; given back to the pool when it is destroyed, counted here for the line that says
+    /// all its frames are back).
+    pub port_taken: u32,
     /// Its grant-table frames something still referenced when it was destroyed (another domain
     /// mapping a shared frame): the reaper gives them back with its pages. The others go back to
     /// the pool at once. Empty while it lives.
@@ -52,7 +56,7 @@ pub type GrantFrames = heapless::Vec<Mfn, { crate::gnttab::MAX_TABLE_FRAMES }>;
 impl Alloc {
     /// How many frames it holds.
     pub fn frames(&self) -> u64 {
-        self.pages.len() + 1 + u64::from(self.grant_taken)
+        self.pages.len() + 1 + u64::from(self.grant_taken) + u64::from(self.port_taken)
     }
 }
 
@@ -78,6 +82,9 @@ pub struct Pool {
     pub modules: heapless::Vec<BootModule, 16>,
     /// The id the next domain built gets.
     pub next_domid: u16,
+    /// The frames dom0's event-channel and grant tables held when the pool was made (taken
+    /// before it, from the boot allocator): what they hold beyond that came from the pool.
+    pub dom0_table_frames_at_boot: u32,
     /// The frame table's free count ([`crate::mm::frame_table::FrameTable::frees`]) when the
     /// reaper last found every zombie still holding frames: until a frame is freed again (or a
     /// zombie joins) there is nothing new to find, and the walk is skipped.
@@ -97,6 +104,7 @@ impl Pool {
             m2p_base,
             modules: heapless::Vec::new(),
             next_domid: 1,
+            dom0_table_frames_at_boot: 0,
         }
     }
 
@@ -120,6 +128,7 @@ impl Pool {
             pages,
             shared_info,
             grant_taken,
+            port_taken: 0,
             grant_frames: HeldGrantFrames::new(),
         });
     }

@@ -13,7 +13,7 @@ pub fn alloc_unbound<D: Domains + ?Sized>(
     let target = resolve(caller, dom)?;
     let allowed = xsm_target(doms, caller, target);
     let d = doms.get(target).ok_or(Errno::ESRCH)?;
-    let port = d.ports.get_free_port(&*d.shared)?;
+    let port = d.ports.get_free_port(&*d.shared, d.pages)?;
     if !allowed {
         return Err(Errno::EPERM);
     }
@@ -64,7 +64,7 @@ pub fn bind_interdomain<D: Domains + ?Sized>(
     // The remote end keeps the vCPU it notifies (`bind_vcpu` may have moved it while unbound).
     let (mut ld, lport) = if rd == caller {
         let ld = doms.get(caller).ok_or(Errno::ESRCH)?;
-        let lport = ld.ports.get_free_port(&*ld.shared)?;
+        let lport = ld.ports.get_free_port(&*ld.shared, ld.pages)?;
         check_waiting_for(ld.ports, remote_port, caller)?;
         ld.ports.bind(lport, local, 0);
         ld.ports.chan_mut(remote_port).state = ChannelState::Interdomain {
@@ -74,7 +74,7 @@ pub fn bind_interdomain<D: Domains + ?Sized>(
         (ld, lport)
     } else {
         let (ld, r) = doms.get_two(caller, rd).ok_or(Errno::ESRCH)?;
-        let lport = ld.ports.get_free_port(&*ld.shared)?;
+        let lport = ld.ports.get_free_port(&*ld.shared, ld.pages)?;
         check_waiting_for(r.ports, remote_port, caller)?;
         ld.ports.bind(lport, local, 0);
         r.ports.chan_mut(remote_port).state = ChannelState::Interdomain {
@@ -108,7 +108,7 @@ pub fn bind_virq<D: Domains + ?Sized>(
     if d.ports.virq_to_port[vcpu as usize][virq as usize] != 0 {
         return Err(Errno::EEXIST);
     }
-    let port = d.ports.get_free_port(&*d.shared)?;
+    let port = d.ports.get_free_port(&*d.shared, d.pages)?;
     d.ports.bind(port, ChannelState::Virq { virq }, vcpu);
     d.ports.virq_to_port[vcpu as usize][virq as usize] = port;
     Ok(port)
@@ -124,7 +124,7 @@ pub fn bind_ipi<D: Domains + ?Sized>(
     if !d.ports.vcpu_exists(vcpu) {
         return Err(Errno::ENOENT);
     }
-    let port = d.ports.get_free_port(&*d.shared)?;
+    let port = d.ports.get_free_port(&*d.shared, d.pages)?;
     d.ports.bind(port, ChannelState::Ipi, vcpu);
     Ok(port)
 }
@@ -140,7 +140,7 @@ pub fn bind_pirq<D: Domains + ?Sized>(
 ) -> Result<EvtchnPort, Errno> {
     let d = doms.get(caller).ok_or(Errno::ESRCH)?;
     d.ports.pirqs.check_bind(pirq)?;
-    let port = d.ports.get_free_port(&*d.shared)?;
+    let port = d.ports.get_free_port(&*d.shared, d.pages)?;
     d.ports.bind(port, ChannelState::Pirq { pirq }, 0);
     d.ports.pirqs.bind(pirq, port);
     Ok(port)

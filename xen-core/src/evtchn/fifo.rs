@@ -154,7 +154,9 @@ pub fn init_control<S: crate::shared_info::SharedRead + ?Sized>(
     if ports.fifo.is_none() {
         let page = SharedInfoPage(shared);
         for port in 1..ports.valid {
-            let c = &mut ports.channels[port as usize];
+            let Some(c) = super::channel_in(&mut ports.pages, port) else {
+                continue;
+            };
             if page.evtchn_pending(port) {
                 c.fifo_pending = true;
             }
@@ -196,7 +198,9 @@ pub fn add_array_page<S: SharedMemory + FifoMemory + ?Sized>(
     let end = fifo.num_evtchns().min(d.ports.valid);
     let mut kick = None;
     for port in first..end {
-        let c = &mut d.ports.channels[port as usize];
+        let Some(c) = super::channel_in(&mut d.ports.pages, port) else {
+            continue;
+        };
         if c.fifo_pending {
             c.fifo_pending = false;
             let vcpu = c.notify_vcpu;
@@ -277,7 +281,7 @@ pub(super) fn set_pending<S: SharedMemory + FifoMemory + ?Sized>(
     vcpu: u32,
 ) -> Option<Kick> {
     let fifo = d.ports.fifo.as_mut()?;
-    let chan = d.ports.channels.get_mut(port as usize)?;
+    let chan = super::channel_in(&mut d.ports.pages, port)?;
     let Some(word) = fifo.word(port) else {
         chan.fifo_pending = true;
         return None;

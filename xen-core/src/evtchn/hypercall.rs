@@ -17,12 +17,14 @@ use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::{DomainEntry, DomainSet, Others};
 use crate::domain::Domain;
 use crate::evtchn::fifo::{self, FifoMemory};
-use crate::evtchn::{self, DomainEvents, DomainPair, Domains, PortTable};
+use crate::evtchn::{self, DomainEvents, DomainPair, Domains, NoPages, PortPages, PortTable};
 use crate::guest_access::{
     copy_from_guest, copy_to_guest, GuestFault, GuestMemory, GuestPtr, PageTableGuest,
 };
+use crate::mm::frame_alloc::FramePool;
 use crate::mm::frame_table::{Owner, PageType};
 use crate::mm::guest_pt::pt;
+use crate::mm::xen_page::XenPage;
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 use crate::shared_info::{
     forward_shared_memory, forward_shared_read, MachineFrame, MachineFrameMut, SharedMemory,
@@ -98,6 +100,8 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for SharedGuest<'_, '_, M> {
 /// view of every domain on each call cost more than the send itself).
 struct AllDomains<'a, 'm, 'o, M: ?Sized> {
     m: &'a RefCell<&'m mut M>,
+    /// Where new channel pages come from.
+    pages: &'a dyn PortPages,
     id: u16,
     privileged: bool,
     ports: &'a mut PortTable,
@@ -111,12 +115,14 @@ struct AllDomains<'a, 'm, 'o, M: ?Sized> {
 impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> AllDomains<'a, 'm, 'o, M> {
     fn new(
         m: &'a RefCell<&'m mut M>,
+        pages: &'a dyn PortPages,
         dom: &Domain,
         ports: &'a mut PortTable,
         others: Option<&'a mut Others<'o>>,
     ) -> Self {
         AllDomains {
             m,
+            pages,
             id: dom.id,
             privileged: dom.privileged,
             ports,
@@ -140,6 +146,7 @@ impl<'a, 'm, M: ?Sized> SharedFrame<'a, 'm, M> {
 /// Another domain's view, its shared_info handle kept in `slot`.
 fn other_view<'e, 'a: 'e, 'm: 'e, M: ?Sized>(
     m: &'a RefCell<&'m mut M>,
+    pages: &'a dyn PortPages,
     g: &'e DomainEntry,
     ports: &'e mut PortTable,
     slot: &'e mut Option<SharedFrame<'a, 'm, M>>,
@@ -152,6 +159,7 @@ where
         privileged: g.dom.privileged,
         ports,
         shared: slot.insert(SharedFrame::of(m, &g.dom)),
+        pages,
     }
 }
 
@@ -165,18 +173,19 @@ impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, 'o
                 privileged: self.privileged,
                 ports: &mut *self.ports,
                 shared: &mut self.shared,
+                pages: self.pages,
             });
         }
         let (g, ports) = self.others.as_mut()?.get(id)?;
         let [slot, _] = &mut self.scratch;
-        Some(other_view(self.m, g, ports, slot))
+        Some(other_view(self.m, self.pages, g, ports, slot))
     }
 
     fn get_two(&mut self, a: u16, b: u16) -> Option<DomainPair<'_, Self::Shared>> {
         if a == b {
             return None;
         }
-        let m = self.m;
+        let (m, pages) = (self.m, self.pages);
         let [slot_a, slot_b] = &mut self.scratch;
         let others = self.others.as_mut()?;
         if a == self.id || b == self.id {
@@ -186,8 +195,9 @@ impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, 'o
                 privileged: self.privileged,
                 ports: &mut *self.ports,
                 shared: &mut self.shared,
+                pages,
             };
-            let other = other_view(m, g, ports, slot_a);
+            let other = other_view(m, pages, g, ports, slot_a);
             return Some(if a == self.id {
                 (me, other)
             } else {
@@ -203,7 +213,10 @@ impl<'a, 'm, 'o, M: MachineMemoryMut + ?Sized> Domains for AllDomains<'a, 'm, 'o
             }
         }
         let ((ga, pa), (gb, pb)) = (x?, y?);
-        Some((other_view(m, ga, pa, slot_a), other_view(m, gb, pb, slot_b)))
+        Some((
+            other_view(m, pages, ga, pa, slot_a),
+            other_view(m, pages, gb, pb, slot_b),
+        ))
     }
 }
 
@@ -306,10 +319,14 @@ fn expand_array<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
 fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
     let (id, l4) = (ctx.dom.id, ctx.dom.vcpu().l4);
     let m = RefCell::new(&mut *ctx.m);
+    let pages = MachinePages {
+        m: &m,
+        pool: RefCell::new(&mut *ctx.pool),
+    };
     // Every domain that exists, shut down ones included: closing a channel to a stopped domain
     // must unbind its end too, or tearing that domain down later would rebind a port of ours
     // that may have been reused meanwhile.
-    let mut doms = AllDomains::new(&m, ctx.dom, &mut *ctx.events, Some(&mut ctx.others));
+    let mut doms = AllDomains::new(&m, &pages, ctx.dom, &mut *ctx.events, Some(&mut ctx.others));
     let mut guest = SharedGuest { m: &m, l4 };
     let op = crate::ctx::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
@@ -342,7 +359,7 @@ fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: 
 }
 
 /// Runs `f` over `dom` alone, as `evtchn::Domains` sees it (with its id): what the hypervisor's
-/// own operations on one domain's channels need.
+/// own operations on one domain's channels need. They allocate no port: no page is given.
 fn with_domain<M: MachineMemoryMut + ?Sized, R>(
     m: &mut M,
     dom: &Domain,
@@ -350,8 +367,71 @@ fn with_domain<M: MachineMemoryMut + ?Sized, R>(
     f: impl FnOnce(&mut AllDomains<'_, '_, '_, M>, u16) -> R,
 ) -> R {
     let m = RefCell::new(m);
-    let mut doms = AllDomains::new(&m, dom, ports, None);
+    let mut doms = AllDomains::new(&m, &NoPages, dom, ports, None);
     f(&mut doms, dom.id)
+}
+
+/// [`with_domain`] for operations that allocate ports, their pages taken from `pool`.
+fn with_domain_pages<M: Machine + ?Sized, R>(
+    m: &mut M,
+    pool: &mut dyn FramePool,
+    dom: &Domain,
+    ports: &mut PortTable,
+    f: impl FnOnce(&mut AllDomains<'_, '_, '_, M>, u16) -> R,
+) -> R {
+    let m = RefCell::new(m);
+    let pages = MachinePages {
+        m: &m,
+        pool: RefCell::new(pool),
+    };
+    let mut doms = AllDomains::new(&m, &pages, dom, ports, None);
+    f(&mut doms, dom.id)
+}
+
+/// Channel pages from the free pool, through the machine ([`Machine::take_xen_page`]).
+struct MachinePages<'a, 'm, 'p, M: ?Sized> {
+    m: &'a RefCell<&'m mut M>,
+    pool: RefCell<&'p mut dyn FramePool>,
+}
+
+impl<M: Machine + ?Sized> PortPages for MachinePages<'_, '_, '_, M> {
+    fn take_page(&self) -> Option<XenPage> {
+        // Each borrow lasts the call: an operation takes a page between its machine accesses.
+        let mut pool = self.pool.borrow_mut();
+        self.m.borrow_mut().take_xen_page(&mut **pool)
+    }
+}
+
+/// Makes `ports` the table of a new domain `dom` (Xen's `evtchn_init`): its first page, from
+/// `pool`. -ENOMEM when the pool is dry: the domain cannot be built.
+pub fn init_ports<M: Machine + ?Sized>(
+    m: &mut M,
+    pool: &mut dyn FramePool,
+    ports: &mut PortTable,
+) -> Result<(), Errno> {
+    let m = RefCell::new(m);
+    let pages = MachinePages {
+        m: &m,
+        pool: RefCell::new(pool),
+    };
+    ports.init(&pages)
+}
+
+/// Gives the pages of a dead domain's table back to `pool` (its channels were closed: nothing
+/// reaches them). Returns how many frames went back.
+pub fn release_ports<M: Machine + ?Sized>(
+    m: &mut M,
+    pool: &mut dyn FramePool,
+    ports: &mut PortTable,
+) -> usize {
+    let frames = ports.take_pages();
+    let Some((mm, mem)) = m.mm() else {
+        return 0;
+    };
+    frames
+        .iter()
+        .filter(|&&f| crate::ctx::give_back_xen_frame(mm, mem, pool, f))
+        .count()
 }
 
 /// Raises `virq` on the domain's vCPU 0 from the hypervisor (a global VIRQ, ...). The
@@ -401,27 +481,30 @@ pub fn send_gsi<M: MachineMemoryMut + ?Sized>(
 }
 
 /// Allocates an unbound port of `dom` that `remote` may bind (what a toolstack does for a new
-/// domain's xenstore and console channels with `EVTCHNOP_alloc_unbound`).
-pub fn alloc_unbound_for<M: MachineMemoryMut + ?Sized>(
+/// domain's xenstore and console channels with `EVTCHNOP_alloc_unbound`); a new page, if the
+/// table needs one, comes from `pool`.
+pub fn alloc_unbound_for<M: Machine + ?Sized>(
     m: &mut M,
+    pool: &mut dyn FramePool,
     dom: &Domain,
     ports: &mut PortTable,
     remote: u16,
 ) -> Result<u32, Errno> {
-    with_domain(m, dom, ports, |doms, id| {
+    with_domain_pages(m, pool, dom, ports, |doms, id| {
         evtchn::alloc_unbound(doms, id, id, remote)
     })
 }
 
 /// Binds `virq` on vCPU 0 of `dom` to a new port (what the domain's own `EVTCHNOP_bind_virq`
 /// does; tests use it to watch what the hypervisor raises).
-pub fn bind_virq_for<M: MachineMemoryMut + ?Sized>(
+pub fn bind_virq_for<M: Machine + ?Sized>(
     m: &mut M,
+    pool: &mut dyn FramePool,
     dom: &Domain,
     ports: &mut PortTable,
     virq: u32,
 ) -> Result<u32, Errno> {
-    with_domain(m, dom, ports, |doms, id| {
+    with_domain_pages(m, pool, dom, ports, |doms, id| {
         evtchn::bind_virq(doms, id, virq, 0)
     })
 }
@@ -436,6 +519,6 @@ pub fn close_all<M: MachineMemoryMut + ?Sized>(
 ) {
     let id = dom.id;
     let m = RefCell::new(m);
-    let mut doms = AllDomains::new(&m, dom, ports, Some(others));
+    let mut doms = AllDomains::new(&m, &NoPages, dom, ports, Some(others));
     let _ = evtchn::reset(&mut doms, id, id);
 }

@@ -4,10 +4,14 @@
 //! This is Xen 4.17's `xen/common/event_channel.c` and `event_2l.c`, as plain Rust over state
 //! passed in:
 //!
-//! - each domain owns a [`PortTable`]: a fixed array of [`NR_PORTS`] channels (no allocation),
-//!   of which the first [`PortTable::valid_ports`] are "valid" as Xen counts them — Xen allocates
-//!   channels in buckets of [`PORTS_PER_BUCKET`] and answers -EINVAL for any port beyond the
-//!   buckets allocated so far, even below the ABI limit, so this table tracks the same boundary;
+//! - each domain owns a [`PortTable`], whose first [`PortTable::valid_ports`] ports are "valid"
+//!   as Xen counts them: Xen allocates channels in buckets of [`PORTS_PER_BUCKET`] as the domain
+//!   needs them (`evtchn_allocate_port`) and answers -EINVAL for any port beyond the buckets
+//!   allocated so far, even below the ABI limit. The channels themselves live in hypervisor pages
+//!   ([`XenPage`], [`PORTS_PER_PAGE`] channels each) taken from the free pool through
+//!   [`PortPages`] when the valid ports grow into them, and given back when the domain dies
+//!   ([`PortTable::take_pages`]): a domain that uses ten ports holds one page. No page left is
+//!   Xen's -ENOMEM, the table unchanged;
 //! - a domain's `shared_info` frame is reached only through its view
 //!   ([`SharedInfoPage`]), whose bitmap operations are Xen's locked ones (the hypervisor's
 //!   direct map does them with `lock` instructions; tests use a byte array);
@@ -60,6 +64,8 @@ use hypercall_abi::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::guest_access::{copy_from_guest, copy_to_guest, GuestMemory};
+use crate::mm::xen_page::{XenPage, PAGE_ALIGN, PAGE_BYTES};
+use crate::mm::Mfn;
 use crate::pirq::PirqTable;
 use crate::shared_info::{SharedInfoPage, SharedMemory};
 
@@ -69,6 +75,94 @@ pub const NR_PORTS: usize = EVTCHN_2L_NR_CHANNELS as usize;
 /// Xen allocates channels in buckets of this many (`EVTCHNS_PER_BUCKET`: a page of 64-byte
 /// `struct evtchn`); a port is valid once its bucket exists. Domain creation allocates the first.
 pub const PORTS_PER_BUCKET: u32 = 64;
+
+/// Channels per page of the table's storage: a frame of 16-byte [`Channel`]s, four of Xen's
+/// buckets.
+pub const PORTS_PER_PAGE: u32 = (PAGE_BYTES / core::mem::size_of::<Channel>()) as u32;
+
+/// Pages a table holds at most (every port of the 2-level ABI).
+pub const MAX_PORT_PAGES: usize = NR_PORTS / PORTS_PER_PAGE as usize;
+
+const _: () = assert!(
+    core::mem::size_of::<Channel>() == 16,
+    "a page holds 256 channels"
+);
+const _: () = assert!(core::mem::align_of::<Channel>() <= PAGE_ALIGN);
+const _: () = assert!(PORTS_PER_PAGE.is_multiple_of(PORTS_PER_BUCKET));
+
+/// The frames a table held, as [`PortTable::take_pages`] gives them back.
+pub type PortFrames = heapless::Vec<Mfn, MAX_PORT_PAGES>;
+
+/// Where a domain's event-channel pages come from: the free pool (Xen's `alloc_evtchn_bucket`,
+/// which is `xzalloc`). Shared by every domain an operation reaches, hence `&self`.
+pub trait PortPages {
+    /// A page for more channels, or `None` when no memory is left (the operation is then
+    /// -ENOMEM, as on Xen).
+    fn take_page(&self) -> Option<XenPage>;
+}
+
+/// No page to give: for the hypervisor's own operations that never allocate a port (sends,
+/// closes).
+pub struct NoPages;
+
+impl PortPages for NoPages {
+    fn take_page(&self) -> Option<XenPage> {
+        None
+    }
+}
+
+#[cfg(test)]
+impl PortPages for crate::mm::xen_page::heap::HeapPages {
+    fn take_page(&self) -> Option<XenPage> {
+        self.take()
+    }
+}
+
+/// One page of channels, every one of them a valid [`Channel`] (written when the page was
+/// taken).
+#[derive(Debug)]
+struct ChannelPage(XenPage);
+
+impl ChannelPage {
+    /// Makes `page` a page of free channels (port 0 reserved if it is the table's first page).
+    fn new(page: XenPage, first: bool) -> ChannelPage {
+        let chans = page.as_ptr().cast::<Channel>();
+        for i in 0..PORTS_PER_PAGE as usize {
+            let mut c = Channel::FREE;
+            if first && i == 0 {
+                c.state = ChannelState::Reserved;
+            }
+            // SAFETY: the page is 4096 bytes aligned for a `Channel`, this page's alone
+            // (`XenPage::new`), and `PORTS_PER_PAGE` channels fill at most that (asserted above).
+            unsafe { chans.add(i).write(c) };
+        }
+        ChannelPage(page)
+    }
+
+    #[inline]
+    fn channels(&self) -> &[Channel; PORTS_PER_PAGE as usize] {
+        // SAFETY: every channel of the page was written in `new`; the page is reached only
+        // through this value, borrowed shared here.
+        unsafe { &*self.0.as_ptr().cast::<[Channel; PORTS_PER_PAGE as usize]>() }
+    }
+
+    #[inline]
+    fn channels_mut(&mut self) -> &mut [Channel; PORTS_PER_PAGE as usize] {
+        // SAFETY: as `channels`, borrowed mutably.
+        unsafe { &mut *self.0.as_ptr().cast::<[Channel; PORTS_PER_PAGE as usize]>() }
+    }
+}
+
+/// The channel behind `port` in a table's `pages`, if its page is there (a function of the
+/// field alone, so that a caller can hold the table's other fields at the same time).
+#[inline]
+fn channel_in(
+    pages: &mut [Option<ChannelPage>; MAX_PORT_PAGES],
+    port: EvtchnPort,
+) -> Option<&mut Channel> {
+    let page = pages.get_mut((port / PORTS_PER_PAGE) as usize)?.as_mut()?;
+    Some(&mut page.channels_mut()[(port % PORTS_PER_PAGE) as usize])
+}
 
 /// vCPUs whose `vcpu_info` lives in `shared_info` (Xen's legacy slots). Port tables serve at most
 /// this many vCPUs.
@@ -148,10 +242,11 @@ impl Channel {
     };
 }
 
-/// A domain's event channels, in fixed-size storage.
-#[derive(Clone, Debug)]
+/// A domain's event channels: the pages of channels it took, and the rest in place.
+#[derive(Debug)]
 pub struct PortTable {
-    channels: [Channel; NR_PORTS],
+    /// Page `i` holds ports `i * PORTS_PER_PAGE ..`; every page the valid ports reach is there.
+    pages: [Option<ChannelPage>; MAX_PORT_PAGES],
     /// Ports below this are valid (`d->valid_evtchns`): whole buckets, grown on demand, never
     /// shrunk while the domain lives.
     valid: u32,
@@ -169,14 +264,13 @@ pub struct PortTable {
 
 impl PortTable {
     /// The table of a new domain with `vcpus` vCPUs (at most [`MAX_VCPUS`]) that may use ports up
-    /// to `max_port` (Xen's `max_evtchn_port`; dom0 gets every port of the ABI): port 0 reserved,
-    /// the first bucket valid (Xen's `evtchn_init`).
+    /// to `max_port` (Xen's `max_evtchn_port`; dom0 gets every port of the ABI), holding no page
+    /// yet: [`PortTable::init`] takes the first (Xen's `evtchn_init`). A table never initialised
+    /// takes it at its first allocation.
     pub const fn new(vcpus: u32, max_port: u32) -> PortTable {
-        let mut channels = [Channel::FREE; NR_PORTS];
-        channels[0].state = ChannelState::Reserved;
         PortTable {
-            channels,
-            valid: PORTS_PER_BUCKET,
+            pages: [const { None }; MAX_PORT_PAGES],
+            valid: 0,
             max_port,
             vcpus: if vcpus as usize > MAX_VCPUS {
                 MAX_VCPUS as u32
@@ -189,12 +283,15 @@ impl PortTable {
         }
     }
 
-    /// Makes this the table of a new domain, in place (a table is too big to build on a stack
-    /// and move): as [`PortTable::new`].
+    /// Makes this the table of a new domain, in place: as [`PortTable::new`]. Its pages must
+    /// have been taken back first ([`PortTable::take_pages`]): a page left here would be lost.
     pub fn reset(&mut self, vcpus: u32, max_port: u32) {
-        self.channels.fill(Channel::FREE);
-        self.channels[0].state = ChannelState::Reserved;
-        self.valid = PORTS_PER_BUCKET;
+        debug_assert!(
+            self.pages.iter().all(Option::is_none),
+            "a port table reset with its pages"
+        );
+        self.pages = [const { None }; MAX_PORT_PAGES];
+        self.valid = 0;
         self.max_port = max_port;
         self.vcpus = vcpus.min(MAX_VCPUS as u32);
         for v in self.virq_to_port.iter_mut() {
@@ -202,6 +299,50 @@ impl PortTable {
         }
         self.pirqs.reset();
         self.fifo = None;
+    }
+
+    /// Xen's `evtchn_init`: the first bucket, port 0 reserved in it. -ENOMEM (the table
+    /// unchanged) when `pages` has none: the domain cannot be built.
+    pub fn init(&mut self, pages: &dyn PortPages) -> Result<(), Errno> {
+        self.grow_to(0, pages)
+    }
+
+    /// Takes every page out of the table (a domain being torn down: its channels were closed),
+    /// leaving it with no valid port; their frames are for the caller to give back.
+    pub fn take_pages(&mut self) -> PortFrames {
+        self.valid = 0;
+        let mut out = PortFrames::new();
+        for p in self.pages.iter_mut() {
+            if let Some(ChannelPage(page)) = p.take() {
+                // Cannot fail: at most `MAX_PORT_PAGES` pages.
+                let _ = out.push(page.into_mfn());
+            }
+        }
+        out
+    }
+
+    /// The frames of the pages the table holds.
+    pub fn page_frames(&self) -> impl Iterator<Item = Mfn> + '_ {
+        self.pages.iter().flatten().map(|p| p.0.mfn())
+    }
+
+    /// Makes the buckets up to `port`'s valid (`port` below the ABI's limit), taking the pages
+    /// they need from `pages` (Xen's bucket allocation in `evtchn_allocate_port`). -ENOMEM when
+    /// a page is missing: the valid ports stay as they were (pages taken by then stay, for the
+    /// next growth).
+    fn grow_to(&mut self, port: EvtchnPort, pages: &dyn PortPages) -> Result<(), Errno> {
+        let valid = (port / PORTS_PER_BUCKET + 1) * PORTS_PER_BUCKET;
+        if valid <= self.valid {
+            return Ok(());
+        }
+        for i in 0..=(port / PORTS_PER_PAGE) as usize {
+            if self.pages[i].is_none() {
+                let page = pages.take_page().ok_or(Errno::ENOMEM)?;
+                self.pages[i] = Some(ChannelPage::new(page, i == 0));
+            }
+        }
+        self.valid = valid;
+        Ok(())
     }
 
     /// The FIFO state, if the domain uses the FIFO ABI.
@@ -244,12 +385,27 @@ impl PortTable {
     }
 
     /// The channel behind a valid port (Xen's `_evtchn_from_port`).
+    #[inline]
     pub fn channel(&self, port: EvtchnPort) -> Option<&Channel> {
         if self.is_valid(port) {
-            self.channels.get(port as usize)
+            let page = self.pages.get((port / PORTS_PER_PAGE) as usize)?.as_ref()?;
+            Some(&page.channels()[(port % PORTS_PER_PAGE) as usize])
         } else {
             None
         }
+    }
+
+    /// The channel stored for `port`, valid or not, if its page is there (tests look past the
+    /// valid ports: what lies there must be free).
+    #[cfg(test)]
+    pub(crate) fn stored(&self, port: EvtchnPort) -> Option<Channel> {
+        let page = self.pages.get((port / PORTS_PER_PAGE) as usize)?.as_ref()?;
+        Some(page.channels()[(port % PORTS_PER_PAGE) as usize])
+    }
+
+    /// How many pages the table holds.
+    pub fn nr_pages(&self) -> usize {
+        self.pages.iter().flatten().count()
     }
 
     /// The port bound to `virq` on `vcpu`, if any.
@@ -258,8 +414,12 @@ impl PortTable {
         (port != 0).then_some(port)
     }
 
+    /// The channel behind `port`, which must be valid.
     fn chan_mut(&mut self, port: EvtchnPort) -> &mut Channel {
-        &mut self.channels[port as usize]
+        let page = self.pages[(port / PORTS_PER_PAGE) as usize]
+            .as_mut()
+            .expect("a valid port's page is there");
+        &mut page.channels_mut()[(port % PORTS_PER_PAGE) as usize]
     }
 
     fn vcpu_exists(&self, vcpu: u32) -> bool {
@@ -267,19 +427,20 @@ impl PortTable {
     }
 
     /// Xen's `evtchn_allocate_port`: make `port` usable if it is free, allocating its bucket
-    /// (and every bucket before it) if needed. Under FIFO a free port whose event word is still
-    /// LINKED on a queue is busy (`evtchn_is_busy`): handing it out again would deliver its
-    /// first event on the old queue.
+    /// (and every bucket before it) if needed, from `pages` (-ENOMEM without one). Under FIFO a
+    /// free port whose event word is still LINKED on a queue is busy (`evtchn_is_busy`):
+    /// handing it out again would deliver its first event on the old queue.
     fn allocate_port<S: FifoMemory + ?Sized>(
         &mut self,
         mem: &S,
+        pages: &dyn PortPages,
         port: EvtchnPort,
     ) -> Result<(), Errno> {
         if port > self.max_port || port as usize >= NR_PORTS {
             return Err(Errno::ENOSPC);
         }
         if self.is_valid(port) {
-            if self.channels[port as usize].state != ChannelState::Free {
+            if self.chan_mut(port).state != ChannelState::Free {
                 return Err(Errno::EBUSY);
             }
             if self
@@ -290,19 +451,26 @@ impl PortTable {
                 return Err(Errno::EBUSY);
             }
         } else {
-            // Bucket allocation cannot fail here: the storage is already there.
-            self.valid = (port / PORTS_PER_BUCKET + 1) * PORTS_PER_BUCKET;
+            self.grow_to(port, pages)?;
+            // A new bucket's channels are free, but for port 0 of a table never initialised.
+            if self.chan_mut(port).state != ChannelState::Free {
+                return Err(Errno::EBUSY);
+            }
         }
         Ok(())
     }
 
-    /// Xen's `get_free_port`: the lowest free port, allocating a bucket if all valid ones are
-    /// taken. The new bucket stays valid even if the operation then fails, as in Xen. `mem`
-    /// reaches the event words under FIFO.
-    fn get_free_port<S: FifoMemory + ?Sized>(&mut self, mem: &S) -> Result<EvtchnPort, Errno> {
+    /// Xen's `get_free_port`: the lowest free port, allocating a bucket (from `pages`) if all
+    /// valid ones are taken. The new bucket stays valid even if the operation then fails, as in
+    /// Xen. `mem` reaches the event words under FIFO.
+    fn get_free_port<S: FifoMemory + ?Sized>(
+        &mut self,
+        mem: &S,
+        pages: &dyn PortPages,
+    ) -> Result<EvtchnPort, Errno> {
         let mut port = 0;
         while port <= self.max_port {
-            match self.allocate_port(mem, port) {
+            match self.allocate_port(mem, pages, port) {
                 Ok(()) => return Ok(port),
                 Err(Errno::EBUSY) => port += 1,
                 Err(e) => return Err(e),
@@ -334,6 +502,8 @@ pub struct DomainEvents<'a, S: SharedMemory + ?Sized> {
     pub ports: &'a mut PortTable,
     /// Its `shared_info` frame.
     pub shared: &'a mut S,
+    /// Where a new bucket of its channels comes from.
+    pub pages: &'a dyn PortPages,
 }
 
 /// Two domains borrowed at once, in the order asked for.
@@ -362,6 +532,8 @@ pub struct EvtchnDomain<S> {
     pub ports: PortTable,
     /// Its `shared_info` frame (or a handle to it).
     pub shared: S,
+    /// Where its channel pages come from.
+    pub pages: &'static dyn PortPages,
 }
 
 impl<S: SharedMemory + FifoMemory> EvtchnDomain<S> {
@@ -371,6 +543,7 @@ impl<S: SharedMemory + FifoMemory> EvtchnDomain<S> {
             privileged: self.privileged,
             ports: &mut self.ports,
             shared: &mut self.shared,
+            pages: self.pages,
         }
     }
 }

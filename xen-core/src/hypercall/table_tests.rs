@@ -682,3 +682,43 @@ fn the_fast_way_out_is_taken_only_when_nothing_is_left_to_do() {
     let two = run_as_1(&mut m, __HYPERVISOR_multicall, [list, 2, 0, 0, 0]);
     assert_eq!(two, (0, false), "with set_timer_op");
 }
+
+#[test]
+fn event_channel_pages_come_on_demand_and_a_dry_pool_is_enomem_through_the_hypercall() {
+    use crate::mm::xen_page::heap::HeapPages;
+    let (mut m, mut set) = world();
+    // Room for one page of channels: ports 1..256 of domain 1.
+    m.xen_pages = FakeXenPages::Heap(HeapPages::limited(1));
+    let alloc = |m: &mut FakeMachine, set: &mut DomainSet| {
+        let a = EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 0,
+            port: 0,
+        };
+        put(m, ARG, &a);
+        let args = [EVTCHNOP_alloc_unbound.into(), ARG, 0, 0, 0];
+        let rc = hc(m, set, 1, __HYPERVISOR_event_channel_op, args);
+        (rc, get::<EvtchnAllocUnbound>(m, ARG).port)
+    };
+    for expect in 1..crate::evtchn::PORTS_PER_PAGE {
+        assert_eq!(alloc(&mut m, &mut set), (0, expect));
+    }
+    let slot = set.slot_of(1).unwrap();
+    assert_eq!(set.ports(slot).nr_pages(), 1);
+    let (rc, _) = alloc(&mut m, &mut set);
+    assert_eq!(
+        rc,
+        Errno::ENOMEM.neg(),
+        "Xen's answer when a bucket cannot be allocated"
+    );
+    assert_eq!(set.ports(slot).valid_ports(), crate::evtchn::PORTS_PER_PAGE);
+    // The hypervisor goes on: other hypercalls, and the ports the domain has.
+    assert!(hc(&mut m, &mut set, 1, __HYPERVISOR_xen_version, [0; 5]) > 0);
+    put(&mut m, ARG, &EvtchnClose { port: 3 });
+    let args = [EVTCHNOP_close.into(), ARG, 0, 0, 0];
+    assert_eq!(
+        hc(&mut m, &mut set, 1, __HYPERVISOR_event_channel_op, args),
+        0
+    );
+    assert_eq!(alloc(&mut m, &mut set), (0, 3));
+}

@@ -28,6 +28,24 @@ pub struct FakeMachine {
     pub cr3: Option<Mfn>,
     /// When long hypercalls are told to stop (never, unless a test says so).
     pub preempt: FakePreempt,
+    /// Where the hypervisor's own pages (event-channel pages) come from.
+    pub xen_pages: FakeXenPages,
+}
+
+/// Where a [`FakeMachine`] takes the hypervisor's pages from.
+#[derive(Debug)]
+pub enum FakeXenPages {
+    /// The host's allocator, up to a limit (tests of the handlers that do not model the pool).
+    Heap(crate::mm::xen_page::heap::HeapPages),
+    /// The pool the caller passes, through the frame table and the fake memory: the
+    /// hypervisor's own way ([`crate::ctx::take_xen_page`]).
+    Pool,
+}
+
+impl Default for FakeXenPages {
+    fn default() -> Self {
+        FakeXenPages::Heap(crate::mm::xen_page::heap::HeapPages::unlimited())
+    }
 }
 
 /// The fake machine's answer to "is the CPU wanted elsewhere?": every `every`-th question says
@@ -101,6 +119,15 @@ impl Machine for FakeMachine {
         let mm = self.mm.as_mut()?;
         Some((mm, &mut self.mem))
     }
+    fn take_xen_page(
+        &mut self,
+        pool: &mut dyn crate::mm::frame_alloc::FramePool,
+    ) -> Option<crate::mm::xen_page::XenPage> {
+        match &self.xen_pages {
+            FakeXenPages::Heap(h) => h.take(),
+            FakeXenPages::Pool => crate::ctx::take_xen_page(self.mm.as_mut()?, &mut self.mem, pool),
+        }
+    }
     fn write_ptbase(&mut self, l4: Mfn) {
         self.cr3 = Some(l4);
     }
@@ -140,6 +167,7 @@ pub fn setup() -> (FakeMachine, Domain, MachineInfo) {
         mm: None,
         cr3: None,
         preempt: FakePreempt::default(),
+        xen_pages: FakeXenPages::default(),
     };
     (
         m,

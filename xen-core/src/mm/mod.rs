@@ -9,6 +9,7 @@ pub(crate) mod guest_pt;
 pub(crate) mod memory;
 pub(crate) mod mmu;
 pub mod page_memo;
+pub mod xen_page;
 
 use core::fmt;
 
@@ -133,6 +134,15 @@ pub trait MachineMemoryMut: MachineMemory {
     fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
         let _ = (l4, va, data);
         MmuCopy::Unavailable
+    }
+
+    /// Where the hypervisor reaches frame `mfn` to keep its own data structures there (a
+    /// [`xen_page::XenPage`]): its whole 4096 bytes, or `None` if the machine cannot give it
+    /// (the default: no such page can be taken). Only for a frame the frame table marks the
+    /// hypervisor's and that nothing else uses (see `XenPage::new`): the caller keeps Rust
+    /// data there.
+    fn xen_frame(&mut self, _mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
+        None
     }
 
     /// Reads a little-endian u64 at `addr` (page-table entries, p2m entries).
@@ -412,6 +422,17 @@ impl MachineMemoryMut for FakeMemory {
                 MmuCopy::Done
             }
         }
+    }
+
+    /// The frame's bytes in the vector (which never grows, so they stay where they are), if
+    /// they are aligned as a page must be ([`xen_page::PAGE_ALIGN`]).
+    fn xen_frame(&mut self, mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
+        let off = usize::try_from(mfn.maddr().0.checked_sub(self.base)?).ok()?;
+        let bytes = self.bytes.get_mut(off..off.checked_add(4096)?)?;
+        let p = bytes.as_mut_ptr();
+        (p.align_offset(xen_page::PAGE_ALIGN) == 0)
+            .then(|| core::ptr::NonNull::new(p.cast()))
+            .flatten()
     }
 }
 

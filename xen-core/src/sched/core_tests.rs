@@ -34,7 +34,14 @@ fn world() -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
         crate::shared_info::set_upcall_mask(&mut arch, &g.dom, true);
         set.install(usize::from(id), g, MAX_PORT_2L);
         let (g, ports) = set.both_mut(usize::from(id)).unwrap();
-        bind_virq_for(&mut arch, &g.dom, ports, VIRQ_TIMER).unwrap();
+        bind_virq_for(
+            &mut arch,
+            &mut BootFrameAllocator::empty(),
+            &g.dom,
+            ports,
+            VIRQ_TIMER,
+        )
+        .unwrap();
     }
     let pool = Pool::new(BootFrameAllocator::empty(), 0);
     let mut hv = Hv::new(arch, info, pool, 0);
@@ -151,6 +158,7 @@ fn the_timer_is_armed_for_the_earliest_deadline() {
     assert_eq!(hv.sched.armed, Some(T0 + 2000));
     // Alone, with no deadline: nothing to arm.
     for slot in 1..3 {
+        let _ = set.both_mut(slot).unwrap().1.take_pages();
         set.remove(slot);
     }
     exit(&mut hv, &mut set, &mut regs);
@@ -557,12 +565,21 @@ fn a_domain_in_the_last_slot_has_its_timer_run_and_is_scheduled() {
     let (mut hv, mut set, mut regs) = world();
     // Slot 2's domain moves to the last slot, leaving a gap the passes skip.
     let last = crate::domain::set::MAX_DOMAINS - 1;
+    // (The test keeps no accounts of host pages: its channel pages are dropped.)
+    let _ = set.both_mut(2).unwrap().1.take_pages();
     let mut g = set.remove(2).unwrap();
     g.dom.vcpu_mut().blocked = true;
     g.dom.vcpu_mut().timer_deadline = Some(T0 + 500);
     set.install(last, g, MAX_PORT_2L);
     let (g, ports) = set.both_mut(last).unwrap();
-    bind_virq_for(&mut hv.arch, &g.dom, ports, VIRQ_TIMER).unwrap();
+    bind_virq_for(
+        &mut hv.arch,
+        &mut BootFrameAllocator::empty(),
+        &g.dom,
+        ports,
+        VIRQ_TIMER,
+    )
+    .unwrap();
     for slot in 0..2 {
         set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
     }

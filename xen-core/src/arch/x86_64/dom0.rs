@@ -320,6 +320,12 @@ pub fn start(
         MAX_PORT_2L,
     );
     super::context::reset_fpu(0);
+    // dom0's first event-channel page (more come from the pool as it binds ports).
+    if let Some((_, ports)) = doms.both_mut(0) {
+        if let Err(e) = xen_core::evtchn::hypercall::init_ports(&mut m, &mut frames, ports) {
+            refuse(format_args!("dom0's event channels: {e:?}"));
+        }
+    }
     // dom0's grant table: its first frame (more come from the pool as it grows it).
     if let Err(e) = doms.grants[0].init(
         &mut m.mm,
@@ -334,6 +340,8 @@ pub fn start(
     // Every further boot module becomes a domU; one that cannot be built is refused and the
     // others still boot.
     let mut pool = Pool::new(frames, m2p_base);
+    pool.dom0_table_frames_at_boot =
+        (doms.ports(0).nr_pages() + doms.grants[0].frames().len()) as u32;
     for module in &info.modules {
         let mut string = heapless::String::new();
         for c in module.string.chars() {
@@ -349,8 +357,8 @@ pub fn start(
     }
     printk!("free memory before domUs: {} frames\n", pool.free_frames());
     // What each domain costs the hypervisor besides its own pages: the slot's static state
-    // (paid for every slot, used or not) and, per domain, shared_info and the grant-table frames
-    // its build took ("all N frames returned" counts them when it is gone).
+    // (paid for every slot, used or not) and, per domain, shared_info, the grant-table frames and
+    // the event-channel pages it took ("all N frames returned" counts them when it is gone).
     {
         use core::mem::size_of;
         let entry = size_of::<Option<DomainEntry>>();

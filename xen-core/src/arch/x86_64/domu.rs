@@ -183,12 +183,22 @@ pub fn build(
         },
         DOMU_MAX_PORT,
     );
+    // Its first channel page (Xen's `evtchn_init`) and the two ports, from the pool.
     if let Some((g, ports)) = doms.both_mut(slot) {
-        ports_ok = event_channel::alloc_unbound_for(&mut m.mem, &g.dom, ports, 0).and_then(|s| {
-            event_channel::alloc_unbound_for(&mut m.mem, &g.dom, ports, 0).map(|c| (s, c))
+        ports_ok = event_channel::init_ports(m, pool, ports).and_then(|()| {
+            let s = event_channel::alloc_unbound_for(m, pool, &g.dom, ports, 0)?;
+            let c = event_channel::alloc_unbound_for(m, pool, &g.dom, ports, 0)?;
+            Ok((s, c))
         });
     }
+    // A build that stops from here on gives the channel pages back with the slot.
+    let unports = |m: &mut HvMachine, pool: &mut Pool, doms: &mut DomainSet| {
+        if let Some((_, ports)) = doms.both_mut(slot) {
+            event_channel::release_ports(m, pool, ports);
+        }
+    };
     let Ok((store_evtchn, console_evtchn)) = ports_ok else {
+        unports(m, pool, doms);
         doms.remove(slot);
         let _ = pool.frames.free(one(shared_info));
         refuse(format_args!("no event channels"));
@@ -196,6 +206,7 @@ pub fn build(
     };
 
     let Some(image) = BootDirectMap.read(bm.start, bm.len) else {
+        unports(m, pool, doms);
         doms.remove(slot);
         let _ = pool.frames.free(one(shared_info));
         refuse(format_args!("not readable through the direct map"));
@@ -219,6 +230,7 @@ pub fn build(
     }) {
         Ok(b) => b,
         Err(e) => {
+            unports(m, pool, doms);
             doms.remove(slot);
             let _ = pool.frames.free(one(shared_info));
             refuse(format_args!("{e}"));
@@ -234,6 +246,7 @@ pub fn build(
             "its initial page tables did not validate: {e}"
         ));
         m.mm.relinquish_domain(&mut m.mem, &mut dom);
+        unports(m, pool, doms);
         doms.remove(slot);
         m.mm.clear_given(pages);
         let _ = pool.frames.free(pages);
@@ -256,6 +269,7 @@ pub fn build(
             FramePool::give_back(pool, &mut m.mem, f);
         }
         doms.grants[slot].reset();
+        unports(m, pool, doms);
         doms.remove(slot);
         m.mm.clear_given(pages);
         let _ = pool.frames.free(pages);

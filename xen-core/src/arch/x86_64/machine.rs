@@ -155,8 +155,10 @@ impl MachineMemory for DirectMap {
 impl MachineMemoryMut for DirectMap {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         let virt = self.virt(addr, data.len())?;
-        // SAFETY: as for `read`; no Rust reference covers memory outside the image, so this copy
-        // aliases nothing the compiler knows about.
+        // SAFETY: as for `read`; outside the image, Rust references cover only the hypervisor's
+        // own pages (`XenPage`s), frames the frame table marks `Owner::Xen` that no domain can
+        // name to a copy and that the hypervisor writes only through those references, so this
+        // copy aliases nothing the compiler knows about.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
         Some(())
     }
@@ -167,6 +169,12 @@ impl MachineMemoryMut for DirectMap {
 
     fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
         super::uaccess::write(l4, va, data)
+    }
+
+    /// The frame through the direct map: 4096-aligned, mapped for the hypervisor's lifetime.
+    fn xen_frame(&mut self, mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
+        let virt = self.virt(mfn.maddr(), 4096)?;
+        core::ptr::NonNull::new(virt as *mut [u8; 4096])
     }
 
     // Page-table entries go through these: one load or store each, not a slice and a copy.
@@ -409,6 +417,10 @@ impl MachineMemoryMut for HvMachine {
 
     fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
         self.mem.mmu_write(l4, va, data)
+    }
+
+    fn xen_frame(&mut self, mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
+        self.mem.xen_frame(mfn)
     }
 
     fn read_u64(&self, addr: Maddr) -> Option<u64> {

@@ -97,11 +97,12 @@ fn fworld() -> FWorld {
     vec![EvtchnDomain {
         id: DOM1,
         privileged: false,
-        ports: PortTable::new(2, u32::MAX),
+        ports: super::initialised(PortTable::new(2, u32::MAX)),
         shared: Mem {
             shared: vec![0; 4096],
             ..Default::default()
         },
+        pages: super::heap_pages(),
     }]
 }
 

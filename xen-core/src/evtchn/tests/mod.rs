@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::guest_access::GuestFault;
+use crate::mm::xen_page::heap::HeapPages;
 use hypercall_abi::xen::{VIRQ_CONSOLE, VIRQ_DOM_EXC};
 use std::collections::BTreeSet;
 use zerocopy::FromZeros;
@@ -21,9 +22,21 @@ fn domain(id: DomId, privileged: bool, vcpus: u32, max_port: u32) -> EvtchnDomai
     EvtchnDomain {
         id,
         privileged,
-        ports: PortTable::new(vcpus, max_port),
+        ports: initialised(PortTable::new(vcpus, max_port)),
         shared: [0; 4096],
+        pages: heap_pages(),
     }
+}
+
+/// A source of any number of pages for one test domain (leaked: it lives as long as the test).
+fn heap_pages() -> &'static HeapPages {
+    Box::leak(Box::new(HeapPages::unlimited()))
+}
+
+/// `t` with its first page, as a new domain's table (Xen's `evtchn_init`).
+fn initialised(mut t: PortTable) -> PortTable {
+    t.init(&HeapPages::unlimited()).unwrap();
+    t
 }
 
 /// dom0 (privileged, 1 vCPU, every port), dom1 (2 vCPUs, 1024 ports), dom2 (1 vCPU, 100 ports).

@@ -53,8 +53,13 @@ fn an_already_pending_upcall_is_not_kicked_again() {
 
 #[test]
 fn a_new_table_reserves_port_0_and_has_one_bucket() {
-    let t = PortTable::new(1, u32::MAX);
+    let mut t = PortTable::new(1, u32::MAX);
+    assert_eq!(t.valid_ports(), 0, "no page before evtchn_init");
+    assert_eq!(t.nr_pages(), 0);
+    let pages = HeapPages::unlimited();
+    t.init(&pages).unwrap();
     assert_eq!(t.valid_ports(), PORTS_PER_BUCKET);
+    assert_eq!(t.nr_pages(), 1);
     assert_eq!(t.channel(0).unwrap().state, ChannelState::Reserved);
     assert_eq!(t.channel(63).unwrap().state, ChannelState::Free);
     assert!(t.channel(64).is_none());
@@ -599,4 +604,172 @@ fn reset_closes_every_port_of_the_caller() {
         ChannelState::Unbound { remote_dom: DOM1 }
     );
     assert_eq!(dom(&w, DOM1).ports.virq_port(0, VIRQ_TIMER), None);
+}
+
+// ---- Channel pages taken on demand --------------------------------------------------------
+
+/// A world whose dom0 takes its channel pages from `pages` (its first page already taken).
+fn world_with_pages(pages: &'static HeapPages) -> World {
+    let mut w = world();
+    let d = dom_mut(&mut w, DOM0);
+    d.pages = pages;
+    let _ = d.ports.take_pages();
+    d.ports.reset(1, u32::MAX);
+    d.ports.init(pages).unwrap();
+    w
+}
+
+#[test]
+fn a_domain_that_uses_ten_ports_holds_one_page() {
+    let pages: &'static HeapPages = Box::leak(Box::new(HeapPages::unlimited()));
+    let mut w = world_with_pages(pages);
+    for expect in 1..=10 {
+        assert_eq!(
+            alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1),
+            Ok(expect)
+        );
+    }
+    assert_eq!(dom(&w, DOM0).ports.nr_pages(), 1);
+    assert_eq!(pages.taken.get(), 1, "evtchn_init's page, nothing more");
+}
+
+#[test]
+fn a_page_is_taken_when_the_buckets_grow_past_the_pages_held_and_only_then() {
+    let pages: &'static HeapPages = Box::leak(Box::new(HeapPages::unlimited()));
+    let mut w = world_with_pages(pages);
+    // Ports 1..256: Xen's buckets of 64 grow four times, all in the first page.
+    for expect in 1..PORTS_PER_PAGE {
+        assert_eq!(
+            alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1),
+            Ok(expect)
+        );
+    }
+    assert_eq!(dom(&w, DOM0).ports.valid_ports(), PORTS_PER_PAGE);
+    assert_eq!(pages.taken.get(), 1);
+    // Port 256's bucket is in the second page.
+    assert_eq!(
+        status_of(&mut w, DOM0, DOMID_SELF, PORTS_PER_PAGE),
+        Err(Errno::EINVAL),
+        "no bucket yet"
+    );
+    assert_eq!(
+        alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1),
+        Ok(PORTS_PER_PAGE)
+    );
+    assert_eq!(pages.taken.get(), 2);
+    assert_eq!(
+        dom(&w, DOM0).ports.valid_ports(),
+        PORTS_PER_PAGE + PORTS_PER_BUCKET
+    );
+    assert_eq!(
+        status_of(&mut w, DOM0, DOMID_SELF, PORTS_PER_PAGE + 1),
+        Ok(EVTCHNSTAT_closed)
+    );
+}
+
+#[test]
+fn a_dry_pool_is_enomem_and_the_table_stays_as_it_was_and_usable() {
+    // One page: evtchn_init's.
+    let pages: &'static HeapPages = Box::leak(Box::new(HeapPages::limited(1)));
+    let mut w = world_with_pages(pages);
+    for expect in 1..PORTS_PER_PAGE {
+        assert_eq!(
+            alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1),
+            Ok(expect)
+        );
+    }
+    // Every binding operation that needs a new bucket is Xen's -ENOMEM, and changes nothing.
+    assert_eq!(
+        alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        bind_virq(w.as_mut_slice(), DOM0, VIRQ_DOM_EXC, 0),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(dom(&w, DOM0).ports.virq_port(0, VIRQ_DOM_EXC), None);
+    assert_eq!(bind_ipi(w.as_mut_slice(), DOM0, 0), Err(Errno::ENOMEM));
+    let remote = alloc_unbound(w.as_mut_slice(), DOM1, DOMID_SELF, DOM0).unwrap();
+    assert_eq!(
+        bind_interdomain(w.as_mut_slice(), DOM0, DOM1, remote),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        status_of(&mut w, DOM1, DOMID_SELF, remote),
+        Ok(EVTCHNSTAT_unbound),
+        "the remote end is still waiting"
+    );
+    let t = &dom(&w, DOM0).ports;
+    assert_eq!(t.valid_ports(), PORTS_PER_PAGE);
+    assert_eq!(t.nr_pages(), 1);
+    assert_eq!(
+        status_of(&mut w, DOM0, DOMID_SELF, PORTS_PER_PAGE),
+        Err(Errno::EINVAL),
+        "no bucket, no port"
+    );
+    // What was allocated still works, and a closed port is handed out again.
+    assert_eq!(
+        status_of(&mut w, DOM0, DOMID_SELF, 7),
+        Ok(EVTCHNSTAT_unbound)
+    );
+    close(w.as_mut_slice(), DOM0, 7).unwrap();
+    assert_eq!(
+        bind_interdomain(w.as_mut_slice(), DOM0, DOM1, remote).map(|b| b.port),
+        Ok(7)
+    );
+    // A page given back to the pool is there for the next bucket.
+    pages.left.set(Some(1));
+    assert_eq!(
+        alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1),
+        Ok(PORTS_PER_PAGE)
+    );
+}
+
+#[test]
+fn a_new_domain_without_a_page_cannot_be_made() {
+    let mut t = PortTable::new(1, 1023);
+    assert_eq!(t.init(&HeapPages::limited(0)), Err(Errno::ENOMEM));
+    assert_eq!(t.valid_ports(), 0);
+    assert_eq!(t.nr_pages(), 0);
+}
+
+#[test]
+fn a_table_never_initialised_never_hands_out_port_0() {
+    let pages: &'static HeapPages = Box::leak(Box::new(HeapPages::unlimited()));
+    let mut w = world();
+    let d = dom_mut(&mut w, DOM2);
+    d.pages = pages;
+    let _ = d.ports.take_pages();
+    d.ports.reset(1, 99);
+    assert_eq!(status_of(&mut w, DOM2, DOMID_SELF, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        alloc_unbound(w.as_mut_slice(), DOM2, DOMID_SELF, DOM0),
+        Ok(1)
+    );
+    assert_eq!(
+        dom(&w, DOM2).ports.channel(0).map(|c| c.state),
+        Some(ChannelState::Reserved)
+    );
+}
+
+#[test]
+fn taking_the_pages_back_gives_every_frame_and_leaves_no_valid_port() {
+    let pages: &'static HeapPages = Box::leak(Box::new(HeapPages::unlimited()));
+    let mut w = world_with_pages(pages);
+    for _ in 0..600 {
+        alloc_unbound(w.as_mut_slice(), DOM0, DOMID_SELF, DOM1).unwrap();
+    }
+    assert_eq!(pages.out.get(), 3, "ports 0..601 fill three pages");
+    reset(w.as_mut_slice(), DOM0, DOMID_SELF).unwrap();
+    let d = dom_mut(&mut w, DOM0);
+    let held: Vec<_> = d.ports.page_frames().collect();
+    let frames = d.ports.take_pages();
+    assert_eq!(frames.as_slice(), held.as_slice());
+    assert_eq!(d.ports.valid_ports(), 0);
+    assert_eq!(d.ports.nr_pages(), 0);
+    assert!(d.ports.channel(1).is_none());
+    for f in frames {
+        pages.give_back(f);
+    }
+    assert_eq!(pages.out.get(), 0, "every page back");
 }

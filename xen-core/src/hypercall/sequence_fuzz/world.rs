@@ -155,6 +155,8 @@ pub(super) struct FuzzMachine {
     pub mem: Watched,
     pub mm: Mm<'static>,
     pub now: u64,
+    /// Where event-channel pages come from.
+    pub pages: crate::mm::xen_page::heap::HeapPages,
 }
 
 impl MachineMemory for FuzzMachine {
@@ -183,6 +185,14 @@ impl Machine for FuzzMachine {
     }
     fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
         Some((&mut self.mm, &mut self.mem))
+    }
+    /// Event-channel pages from the host's allocator: the world's pool models the grant-table
+    /// frames only.
+    fn take_xen_page(
+        &mut self,
+        _pool: &mut dyn crate::mm::frame_alloc::FramePool,
+    ) -> Option<crate::mm::xen_page::XenPage> {
+        self.pages.take()
     }
     /// `MMUEXT_NEW_BASEPTR` switches CR3 at once (Xen's `new_guest_cr3` + `write_ptbase`): from
     /// here on the CPU runs on `l4`, which is the table to watch.
@@ -303,6 +313,7 @@ impl World {
                 },
                 mm,
                 now: 1_000_000_000,
+                pages: Default::default(),
             },
             set,
             info: MachineInfo {
@@ -325,6 +336,11 @@ impl World {
     /// dom0 in slot 0 and domUs 1 and 2 in slots 1 and 2.
     pub fn reset(&mut self) {
         for s in 0..SLOTS {
+            if let Some((_, ports)) = self.set.both_mut(s) {
+                for f in ports.take_pages() {
+                    self.m.pages.give_back(f);
+                }
+            }
             self.set.remove(s);
         }
         let ids: Vec<DomainId> = self.m.mm.domains().map(|d| d.id).collect();
@@ -478,7 +494,7 @@ impl World {
         let mut c = Coverage::default();
         for s in self.live() {
             let g = self.guest(s).unwrap();
-            let maps = self.set.grants[s].mappings().count() > 0;
+            let maps = self.set.grants[s].mappings(&self.m.mem).count() > 0;
             let switched =
                 g.dom.vcpu().l4.0 != dom_base(s) + I_L4 || g.dom.vcpu().user_l4.is_some();
             let ports = self.set.ports(s);
@@ -653,6 +669,9 @@ impl World {
         // The mappers' TLB flushes it asks for change no state here.
         let _ = crate::gnttab::hypercall::domain_dying(mm, mem, &mut g.dom, grants, &mut others);
         crate::evtchn::hypercall::close_all(mem, &g.dom, ports, &mut others);
+        for f in ports.take_pages() {
+            self.m.pages.give_back(f);
+        }
         if !self.checks.gdt_teardown {
             // Drop the GDT's references as a fixed `relinquish_domain` does (then there are none
             // left for it to drop, whichever version runs).
@@ -732,7 +751,7 @@ impl World {
             ptes: self.foreign_ptes.clone(),
             device: Vec::new(),
         };
-        foreign.add_grants(self.live().map(|s| &self.set.grants[s]));
+        foreign.add_grants(&self.m.mem, self.live().map(|s| &self.set.grants[s]));
         audit_with_foreign(&self.m.mm, &self.m.mem, &doms, &foreign)
             .map_err(|e| format!("frame table: {e}"))?;
         self.check_owners()?;

@@ -117,6 +117,7 @@ impl World {
             mm: Some(mm),
             cr3: None,
             preempt: Default::default(),
+            xen_pages: Default::default(),
         };
         let info = MachineInfo {
             max_ram_page: WORLD_FRAMES,
@@ -382,6 +383,7 @@ impl Two {
             mm: Some(mm),
             cr3: None,
             preempt: Default::default(),
+            xen_pages: Default::default(),
         };
         let t = Two {
             m,
