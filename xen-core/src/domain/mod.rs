@@ -256,8 +256,9 @@ pub const MAX_INVLPG: usize = 8;
 /// only record what Xen would do at that point, and the arch layer performs it after the
 /// hypercall (or the whole multicall) returns and before the guest runs again, then clears the
 /// request ([`FlushRequest::take`]). That is as safe as Xen's immediate flush because the
-/// hypervisor never reaches guest memory through the TLB: guest copies walk the tables in software
-/// (`crate::guest_access`).
+/// hypervisor never reaches guest memory through the TLB while a request is pending: guest copies
+/// go through the MMU only while nothing is owed ([`FlushRequest::owes_tlb_work`]), and walk the
+/// tables in software otherwise (`crate::guest_access`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlushRequest {
     /// Flush the whole TLB of this CPU, global entries included (Xen sets `_PAGE_GLOBAL` on guest
@@ -314,6 +315,15 @@ impl FlushRequest {
             cache_flush,
         } = self;
         !*local_flush && invlpg.is_empty() && new_cr3.is_none() && !*cache_flush
+    }
+
+    /// Whether TLB or CR3 work is owed: while it is, the CPU's TLB may hold translations the
+    /// guest's tables no longer allow (a frame retyped or freed, a grant unmapped: every such
+    /// change asks for a flush before the guest runs again), so the hypervisor must not reach
+    /// guest memory through the MMU ([`crate::guest_access::MmuGuest`]).
+    #[inline]
+    pub fn owes_tlb_work(&self) -> bool {
+        self.local_flush || !self.invlpg.is_empty() || self.new_cr3.is_some()
     }
 
     /// Adds what `other` asks (already counted where it was asked).

@@ -95,8 +95,12 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
 /// fault of the hypervisor's own. Returns whether the entry came from a guest (and goes on).
 #[inline(never)]
 fn interrupt_or_fault(regs: &mut Regs) -> bool {
-    if !regs.from_guest() {
-        // A listed instruction that loads guest-chosen state faulted: resume at its fixup.
+    // (Not for a #DB or an NMI: a guest's data breakpoint on its buffer fires during a copy
+    // through the MMU, `uaccess.rs`, and is no fault of the copy; both are handled below and
+    // resume where they hit.)
+    if !regs.from_guest() && regs.vector != 1 && regs.vector != 2 {
+        // A listed instruction that loads guest-chosen state or touches guest memory faulted:
+        // resume at its fixup.
         if let Some(fixup) = super::extable::fixup(regs.rip) {
             regs.rip = fixup;
             regs.r11 = regs.vector + 1;
