@@ -141,7 +141,7 @@ impl MachineMemory for DirectMap {
         Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
         let virt = self.virt_memo(&self.u32_memo, addr, 4, true)?;
         // SAFETY: as for `read`: `[addr, addr + 4)` lies in the direct map, outside the image and
@@ -410,7 +410,7 @@ impl MachineMemory for HvMachine {
         self.mem.read(addr, len)
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
         self.mem.read_u32_unaligned(addr)
     }
