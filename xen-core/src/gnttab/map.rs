@@ -499,7 +499,8 @@ pub fn revoke_grants_of(
     dying: DomainId,
     flush: &mut dyn FnMut(DomainId),
 ) {
-    let mut ids: heapless::Vec<DomainId, { crate::domain::set::MAX_DOMAINS }> = heapless::Vec::new();
+    let mut ids: heapless::Vec<DomainId, { crate::domain::set::MAX_DOMAINS }> =
+        heapless::Vec::new();
     tables.ids(&mut |id| {
         if id != dying {
             let _ = ids.push(id);
