@@ -553,7 +553,7 @@ impl GrantTables for Crowd<'_> {
     }
     fn ids(&self, out: &mut dyn FnMut(DomainId)) {
         out(0);
-        for id in 2..crate::domain::set::MAX_DOMAINS as DomainId {
+        for id in 2..crate::mm::frame_table::MAX_DOMAINS as DomainId {
             out(id);
         }
         out(1);
