@@ -499,7 +499,7 @@ pub fn revoke_grants_of(
     dying: DomainId,
     flush: &mut dyn FnMut(DomainId),
 ) {
-    let mut ids: heapless::Vec<DomainId, { crate::domain::set::MAX_DOMAINS }> =
+    let mut ids: heapless::Vec<DomainId, { crate::mm::frame_table::MAX_DOMAINS }> =
         heapless::Vec::new();
     tables.ids(&mut |id| {
         if id != dying {
