@@ -42,12 +42,14 @@ pub unsafe fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) ->
         nr < STUBS,
         "hypercall {nr} has no stub in the hypercall page"
     );
-    if nr == __HYPERVISOR_set_timer_op
-        || nr == hypercall_abi::xen::__HYPERVISOR_vcpu_op
-        || nr == __HYPERVISOR_multicall
-    {
-        // The call may move a vCPU's single-shot timer: `time::arm_timeout` arms afresh.
-        super::time::forget_armed();
+    // A call that may move a vCPU's single-shot timer: `time::arm_timeout` arms that one afresh.
+    // `set_timer_op` is the caller's own timer; a `vcpu_op` names its vCPU (the second
+    // argument); a multicall may hold anything.
+    match nr {
+        __HYPERVISOR_set_timer_op => super::time::forget_armed_of(super::smp::this_vcpu()),
+        hypercall_abi::xen::__HYPERVISOR_vcpu_op => super::time::forget_armed_of(a2 as u32),
+        __HYPERVISOR_multicall => super::time::forget_armed(),
+        _ => {}
     }
     let stub = (&raw const hypercall_page).cast::<u8>() as u64 + u64::from(nr) * 32;
     let ret: i64;
