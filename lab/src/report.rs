@@ -583,8 +583,9 @@ fn acceptance(rows: &[Row], n: u32) -> String {
             s,
             "\nIn instructions (icount), our hypercall path costs {:.1}x Xen 4.17's (C = {:.0} \
              against {:.0}) and our per-PTE work {:.1}x (E = {:.0} against {:.0}): each request \
-             is copied from the guest through a software walk of the guest's page tables \
-             (`xen_core::guest_access`) before the frame table checks it. C / E is larger on ours \
+             is copied from the guest (through the MMU for the last few of a batch, else read \
+             ahead after a software walk of the guest's page tables, `xen_core::guest_access`) \
+             before the frame table checks it. C / E is larger on ours \
              ({:.2} against {:.2}), which is why our ratio is the higher one, but far from 4.",
             ours.per_call / xen.per_call,
             ours.per_call,

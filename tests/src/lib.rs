@@ -418,8 +418,9 @@ impl Run {
 
     /// The free-frame count our hypervisor printed before building the domUs, and the last one
     /// it printed after giving a dead domain's frames back (`None` if none was given back), with
-    /// the event-channel pages dom0 took from the pool as it bound ports added back (dom0 lives
-    /// on, and keeps its channel pages as on Xen; its first one was taken before the count).
+    /// the frames dom0's own tables took from the pool as it ran added back (event-channel pages,
+    /// maptrack frames: dom0 lives on and keeps them, as on Xen; the hypervisor prints how many
+    /// at dom0's end).
     pub fn free_frames(&self) -> (u64, Option<u64>) {
         let before = self
             .log
@@ -437,19 +438,19 @@ impl Run {
             let rest = l.split("frames returned to the free pool (").nth(1)?;
             rest.split(' ').next()?.parse::<u64>().ok()
         });
-        let dom0_pages = self
+        let dom0_took = self
             .log
             .iter()
             .find_map(|l| {
-                l.split("dom0's event channels in ")
+                l.split("dom0's tables took ")
                     .nth(1)?
                     .split(' ')
                     .next()?
                     .parse::<u64>()
                     .ok()
             })
-            .unwrap_or(1);
-        (before, after.map(|a| a + dom0_pages.saturating_sub(1)))
+            .unwrap_or(0);
+        (before, after.map(|a| a + dom0_took))
     }
 
     /// When the first line containing `pattern` arrived, counted from QEMU's start.

@@ -179,7 +179,7 @@ pub fn inject_exception<M: MachineMemoryMut + ?Sized>(
     error_code: Option<u32>,
     cr2: u64,
 ) -> Result<(), CrashReason> {
-    let ti = dom.vcpu().trap_ctxt[usize::from(vector)];
+    let ti = dom.vcpu().trap_ctxt.get(vector);
     let mut error_code = error_code;
     if vector == TRAP_PAGE_FAULT {
         shared_info::set_cr2(m, dom, cr2);
@@ -216,7 +216,7 @@ pub fn software_interrupt<M: MachineMemoryMut + ?Sized>(
     error_code: u64,
 ) -> Option<Result<(), CrashReason>> {
     let n = crate::emulate::soft_int_vector(error_code)?;
-    let ti = dom.vcpu().trap_ctxt[usize::from(n)];
+    let ti = dom.vcpu().trap_ctxt.get(n);
     if !crate::emulate::permit_softint(ti.dpl(), dom.vcpu().kernel_mode) {
         return None;
     }
@@ -244,7 +244,7 @@ pub fn deliver_nmi<M: MachineMemoryMut + ?Sized>(
         return Ok(false);
     }
     v.nmi_pending = false;
-    if v.trap_ctxt[2].address == 0 {
+    if v.trap_ctxt.get(2).address == 0 {
         return Ok(false);
     }
     v.nmi_masked = true;
@@ -299,8 +299,8 @@ mod tests {
     #[test]
     fn exception_frame_layout_matches_xen() {
         let (mut m, mut d, _) = setup();
-        d.vcpu_mut().trap_ctxt[14].address = 0x10_1000;
-        d.vcpu_mut().trap_ctxt[14].flags = 4; // mask events
+        d.vcpu_mut().trap_ctxt.update(14, |t| t.address = 0x10_1000);
+        d.vcpu_mut().trap_ctxt.update(14, |t| t.flags = 4); // mask events
         let mut regs = Regs {
             rip: 0x10_2345,
             cs: 0xe033,
@@ -536,7 +536,7 @@ mod tests {
     #[test]
     fn syscall_from_user_without_a_callback_is_ud_at_the_instruction() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu_mut().trap_ctxt[6].address = 0x10_1600;
+        d.vcpu_mut().trap_ctxt.update(6, |t| t.address = 0x10_1600);
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
         assert_eq!(regs.rip, 0x10_1600);
@@ -554,7 +554,7 @@ mod tests {
     #[test]
     fn exception_from_user_mode_goes_on_the_kernel_stack_with_the_user_bit() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu_mut().trap_ctxt[14].address = 0x10_1000;
+        d.vcpu_mut().trap_ctxt.update(14, |t| t.address = 0x10_1000);
         let mut regs = Regs {
             rip: USER_RIP,
             cs: 0xe033,
@@ -577,7 +577,7 @@ mod tests {
         );
         // The same fault in kernel mode: user bit cleared, RPL 0, the interrupted stack.
         let (mut m, mut d, _) = setup();
-        d.vcpu_mut().trap_ctxt[14].address = 0x10_1000;
+        d.vcpu_mut().trap_ctxt.update(14, |t| t.address = 0x10_1000);
         let mut regs = Regs {
             rip: 0x10_2000,
             cs: 0xe033,
@@ -641,7 +641,7 @@ mod tests {
     fn bounce_frame_iopl_follows_the_architectural_iopl_assist() {
         let frame_iopl = |assist: bool, real: u64| {
             let (mut m, mut d, _) = setup();
-            d.vcpu_mut().trap_ctxt[6].address = 0x10_1000;
+            d.vcpu_mut().trap_ctxt.update(6, |t| t.address = 0x10_1000);
             d.vcpu_mut().iopl = 2;
             if assist {
                 d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
@@ -668,10 +668,14 @@ mod tests {
     fn software_interrupts_follow_the_dpl_of_the_current_mode() {
         let gp = |n: u64| n * 8 + 2;
         let (mut m, mut d) = in_user_mode();
-        d.vcpu_mut().trap_ctxt[0x80].address = 0x10_8000;
-        d.vcpu_mut().trap_ctxt[0x80].flags = 3; // DPL 3
-        d.vcpu_mut().trap_ctxt[0x81].address = 0x10_8100;
-        d.vcpu_mut().trap_ctxt[0x81].flags = 1 | 4; // DPL 1, mask events
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(0x80, |t| t.address = 0x10_8000);
+        d.vcpu_mut().trap_ctxt.update(0x80, |t| t.flags = 3); // DPL 3
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(0x81, |t| t.address = 0x10_8100);
+        d.vcpu_mut().trap_ctxt.update(0x81, |t| t.flags = 1 | 4); // DPL 1, mask events
         let user = Regs {
             rip: USER_RIP,
             cs: 0xe033,

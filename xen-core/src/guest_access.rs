@@ -1,10 +1,16 @@
-//! Guest memory as the hypervisor touches it: guest pointers are allegations, checked by walking
-//! the guest's own page tables in software before a single byte is copied.
+//! Guest memory as the hypervisor touches it: guest pointers are allegations, checked against the
+//! guest's own page tables before a single byte is copied.
 //!
 //! Xen's rule (`guest_access.h`, `access_ok`): a PV guest pointer is good when it is canonical,
 //! lies outside the hypervisor's reserved range, and the guest's page tables map it for a
 //! user-mode access (64-bit PV kernels run in ring 3), writable for a write. Anything else is
 //! -EFAULT for the hypercall, never a hypervisor fault.
+//!
+//! Two ways to apply it. Walking the tables in software ([`PageTableGuest`], [`walk`]) works
+//! whatever table the CPU runs on. During the caller's own hypercall its tables are live in CR3,
+//! and Xen copies through the MMU: [`MmuGuest`] and [`TranslationCache`] do the same when they
+//! may (see [`MmuGuest`] for when), through [`MachineMemoryMut::mmu_read`] and `mmu_write`,
+//! which the arch layer implements with exception-table fixups (`arch/x86_64/uaccess.rs`).
 
 use core::cell::Cell;
 use core::fmt;
@@ -14,7 +20,7 @@ use core::mem::MaybeUninit;
 use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::mm::{MachineMemoryMut, Maddr, Mfn};
+use crate::mm::{MachineMemoryMut, Maddr, Mfn, MmuCopy};
 
 /// A guest pointer that could not be followed: the hypercall fails with -EFAULT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +150,33 @@ pub fn is_canonical(va: u64) -> bool {
 /// Whether a guest may name `va` at all: canonical and outside the hypervisor's reserved slots.
 pub fn guest_va_ok(va: u64) -> bool {
     is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
+}
+
+/// One past the lower canonical half (`0x0000_8000_0000_0000`).
+const LOWER_HALF_END: u64 = 1 << 47;
+
+/// Whether every byte of `[va, va + len)` lies in the part of the address space a 64-bit PV
+/// guest owns: the lower canonical half, or the upper half above the hypervisor's reserved slots
+/// (`HYPERVISOR_VIRT_END` up to the top, not wrapping). What a copy through the MMU must check
+/// first: the CPU reaches the hypervisor's own mappings too (L4 slots 256..271 are in every
+/// guest L4), which a walk refuses ([`guest_va_ok`]) and the MMU does not. An empty range
+/// touches nothing and is allowed.
+#[inline]
+pub fn guest_range_ok(va: u64, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    match va.checked_add(len as u64 - 1) {
+        None => false,
+        Some(last) => last < LOWER_HALF_END || va >= HYPERVISOR_VIRT_END,
+    }
+}
+
+/// Whether `[va, va + len)` lies within one page (a write through the MMU is all or nothing
+/// only then: every byte has the one translation).
+#[inline]
+fn within_one_page(va: u64, len: usize) -> bool {
+    (va & 0xfff) + len as u64 <= 4096
 }
 
 /// What a walk of the guest's tables found for one page: where it is, which tables the walk read
@@ -277,6 +310,62 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for PageTableGuest<'_, M> {
     }
 }
 
+/// The calling guest's memory during its own hypercall: through the CPU's MMU where that is
+/// what a walk would give, else by walking its tables ([`PageTableGuest`]). Xen copies PV guest
+/// memory through the MMU (`__copy_from_guest`: the guest's tables are in CR3); so does this,
+/// only when all of these hold:
+///
+/// - `mmu`: the caller found no TLB work owed ([`crate::domain::FlushRequest::owes_tlb_work`],
+///   `Ctx::mmu_usable`). The hypervisor defers its flushes to the way out; every change after
+///   which a translation the CPU may still hold would reach what the guest may no longer reach
+///   (a frame retyped or freed, a grant unmapped) asks for one. With none owed, every
+///   translation the TLB holds allows only what the guest itself could do through it when it
+///   runs (the same rule keeps the guest safe from its own stale entries); a stale entry to one
+///   of its own pages it unmapped without a flush is as good as Xen's.
+/// - the whole range lies in the guest's part of the address space ([`guest_range_ok`]): never
+///   the hypervisor's slots, which the MMU would reach.
+/// - the arch layer finds the CPU running on `l4` (else it answers
+///   [`MmuCopy::Unavailable`]).
+/// - a write lies within one page, so that a fault writes nothing (as a walked write, which
+///   translates every piece first).
+///
+/// The MMU honours what the walk checks: present at every level; writable at every level for a
+/// write (CR0.WP is set, so ring 0 honours read-only mappings: a guest's page tables, a
+/// read-only grant); no superpage and the U bit at every level are what validation enforces
+/// (`L2_DISALLOW_MASK`, `adjust_guest_l*e`). A copy the MMU refuses (a page fault, turned into
+/// [`MmuCopy::Fault`] by the exception table) is done again by walking, so every refusal is the
+/// walk's own answer (a TLB entry older than a guest's upgrade of a mapping could fault where the
+/// tables allow: Xen's "spurious" page faults).
+pub struct MmuGuest<'m, M: MachineMemoryMut + ?Sized> {
+    /// The guest's tables, walked when the MMU may not or will not do it.
+    pub walk: PageTableGuest<'m, M>,
+    /// No TLB work is owed (see the type).
+    pub mmu: bool,
+}
+
+impl<M: MachineMemoryMut + ?Sized> GuestMemory for MmuGuest<'_, M> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
+        if self.mmu
+            && guest_range_ok(va, buf.len())
+            && self.walk.mem.mmu_read(self.walk.l4, va, buf) == MmuCopy::Done
+        {
+            return Ok(());
+        }
+        self.walk.read(va, buf)
+    }
+
+    fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
+        if self.mmu
+            && within_one_page(va, data.len())
+            && guest_range_ok(va, data.len())
+            && self.walk.mem.mmu_write(self.walk.l4, va, data) == MmuCopy::Done
+        {
+            return Ok(());
+        }
+        self.walk.write(va, data)
+    }
+}
+
 /// A guest page's translation kept by a [`TranslationCache`], in plain cells: the check every
 /// write makes is eight loads and compares.
 struct Slot {
@@ -366,6 +455,10 @@ pub struct TranslationCache {
     /// what an [`ArrayReader`] read ahead under one epoch is what the guest's memory holds
     /// as long as the epoch stays.
     epoch: Cell<u64>,
+    /// Copies may go through the CPU's MMU (as [`MmuGuest`]'s `mmu`): set by the call while no
+    /// TLB work is owed, cleared the moment some is ([`TranslationCache::use_mmu`]). Copies
+    /// through it use no slot.
+    mmu: Cell<bool>,
 }
 
 impl TranslationCache {
@@ -378,7 +471,22 @@ impl TranslationCache {
             next: Cell::new(0),
             walks: Cell::new(0),
             epoch: Cell::new(0),
+            mmu: Cell::new(false),
         }
+    }
+
+    /// Whether copies may go through the CPU's MMU from now on (see [`MmuGuest`] for what the
+    /// caller must have checked: no TLB work owed). A call turns it off as soon as it records
+    /// TLB work, and never back on.
+    #[inline]
+    pub fn use_mmu(&self, on: bool) {
+        self.mmu.set(on);
+    }
+
+    /// Whether copies go through the MMU.
+    #[inline]
+    pub fn mmu(&self) -> bool {
+        self.mmu.get()
     }
 
     /// Walks of the guest's tables done so far (cache misses).
@@ -490,6 +598,12 @@ impl TranslationCache {
     ) -> Result<T, GuestFault> {
         let mut value = T::new_zeroed();
         let (va, buf) = (ptr.va, value.as_mut_bytes());
+        if self.mmu.get()
+            && guest_range_ok(va, buf.len())
+            && mem.mmu_read(self.l4, va, buf) == MmuCopy::Done
+        {
+            return Ok(value);
+        }
         let off = va & 0xfff;
         if off as usize + buf.len() > 4096 {
             read_walked(mem, self.l4, va, buf)?;
@@ -516,6 +630,12 @@ impl TranslationCache {
         if off as usize + data.len() > 4096 {
             return write_walked(mem, self.l4, va, data);
         }
+        if self.mmu.get()
+            && guest_range_ok(va, data.len())
+            && mem.mmu_write(self.l4, va, data) == MmuCopy::Done
+        {
+            return Ok(());
+        }
         let (page, writable) = self.lookup(&*mem, va, false).ok_or(GuestFault { va })?;
         if !writable {
             return Err(GuestFault { va });
@@ -524,6 +644,12 @@ impl TranslationCache {
             .ok_or(GuestFault { va })
     }
 }
+
+/// Below this many elements left, an [`ArrayReader`] whose cache may use the MMU reads each
+/// element through it instead of walking the tables once and reading ahead: an element read
+/// through the MMU costs about 50 instructions, a walk about 265 and an element read ahead
+/// about 14 (`make profile`, docs/performance.md).
+const MMU_ELEMENTS_BELOW: u64 = 8;
 
 /// Elements of a guest array read up to `N` at a time, through a [`TranslationCache`]: one
 /// copy out of guest memory for every `N` elements (or the rest of a page) instead of one per
@@ -554,7 +680,9 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
     }
 
     /// Element `i` (`copy_from_guest(list + i)`), reading ahead at most up to element
-    /// `end - 1`.
+    /// `end - 1`. `tlb_owed` says whether the call owes TLB work by now: asked only when the
+    /// element must be read from guest memory, and then the cache stops using the MMU if so
+    /// (see [`MmuGuest`]).
     #[inline(always)]
     pub fn get<M: MachineMemoryMut + ?Sized>(
         &mut self,
@@ -562,6 +690,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
         mem: &M,
         i: u64,
         end: u64,
+        tlb_owed: impl FnOnce() -> bool,
     ) -> Result<T, GuestFault> {
         if self.epoch == cache.epoch() {
             if let Some(v) = i
@@ -586,7 +715,36 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
                 return Ok(v);
             }
         }
+        if cache.mmu.get() {
+            if tlb_owed() {
+                cache.use_mmu(false);
+            } else if end.saturating_sub(i) < MMU_ELEMENTS_BELOW {
+                if let Some(v) = self.through_mmu(cache, mem, i) {
+                    return Ok(v);
+                }
+            }
+        }
         self.read_ahead(cache, mem, i, end)
+    }
+
+    /// Element `i` through the MMU, when few are left: each one read when it is reached, as
+    /// Xen reads them, rather than a walk of the guest's tables to learn the list's frame (which
+    /// a read-ahead needs, to notice writes into it: what was read through the MMU could not be
+    /// kept honest otherwise). A short batch then walks nothing; a long one walks once per page
+    /// of its list and reads ahead, which costs less per element. `None`: read it the other way
+    /// (the MMU faulted or is unavailable).
+    #[inline(never)]
+    fn through_mmu<M: MachineMemoryMut + ?Sized>(
+        &self,
+        cache: &TranslationCache,
+        mem: &M,
+        i: u64,
+    ) -> Option<T> {
+        let va = self.list.add(i).va();
+        let mut v = T::new_zeroed();
+        (guest_range_ok(va, core::mem::size_of::<T>())
+            && mem.mmu_read(cache.l4, va, v.as_mut_bytes()) == MmuCopy::Done)
+            .then_some(v)
     }
 
     /// [`ArrayReader::get`] of an element not read ahead under the current epoch.
@@ -672,6 +830,19 @@ impl MachineMemoryMut for Watched<'_> {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.cache.written(addr, data.len());
         self.mem.write(addr, data)
+    }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        self.mem.mmu_read(l4, va, buf)
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        // Which frame it lands in is not known here: whatever was read ahead is no longer
+        // trusted. (It cannot be a table a cached walk read: the MMU writes only through
+        // mappings the guest may write, and tables are never writable while validated; a
+        // translation older than a retype would have owed a flush, which stops MMU copies.)
+        self.cache.bump();
+        self.mem.mmu_write(l4, va, data)
     }
 
     fn frame_types_changed(&mut self) {
@@ -956,6 +1127,174 @@ mod tests {
     }
 
     #[test]
+    fn guest_ranges_lie_wholly_in_the_lower_half_or_above_the_hypervisor() {
+        let top = LOWER_HALF_END;
+        for (va, len, ok) in [
+            (0, 0, true),
+            (0, 1, true),
+            (0x40_0000, 4096, true),
+            (top - 16, 16, true),
+            (top - 16, 17, false),
+            (top - 1, 2, false),
+            (top, 1, false),
+            (HYPERVISOR_VIRT_START, 1, false),
+            (HYPERVISOR_VIRT_START - 8, 16, false),
+            (HYPERVISOR_VIRT_END - 8, 16, false),
+            (HYPERVISOR_VIRT_END - 1, 1, false),
+            (HYPERVISOR_VIRT_END, 1, true),
+            (HYPERVISOR_VIRT_END, 0x1000, true),
+            (u64::MAX, 1, true),
+            (u64::MAX - 15, 16, true),
+            (u64::MAX - 15, 17, false),
+            (u64::MAX, 2, false),
+            (0x40_0000, usize::MAX, false),
+        ] {
+            assert_eq!(guest_range_ok(va, len), ok, "{va:#x} + {len:#x}");
+        }
+    }
+
+    /// [`machine`] with an MMU running on its L4, and a page of the hypervisor's mapped in the
+    /// L4's slot 256 (as every guest L4 holds the hypervisor's slots): supervisor entries,
+    /// which the walk refuses and the MMU (ring 0, as the hypervisor runs) follows. Frames
+    /// 10..13: L3, L2, L1 and the page, which holds `SECRET`.
+    fn machine_with_mmu() -> FakeMemory {
+        let mut m = machine();
+        let sup = PTE_P | PTE_RW;
+        m.write_u64(Maddr(0x1000 + 256 * 8), 0xa000 | sup).unwrap();
+        m.write_u64(Maddr(0xa000), 0xb000 | sup).unwrap();
+        m.write_u64(Maddr(0xb000), 0xc000 | sup).unwrap();
+        m.write_u64(Maddr(0xc000), 0xd000 | sup).unwrap();
+        m.put(0xd000, b"SECRET");
+        m.mmu = Some(crate::mm::FakeMmu::new(Mfn(1)));
+        m
+    }
+
+    fn mmu_copies(m: &FakeMemory) -> u64 {
+        m.mmu.as_ref().unwrap().copies.get()
+    }
+
+    #[test]
+    fn copies_go_through_the_mmu_when_allowed_and_give_what_the_walk_gives() {
+        let mut m = machine_with_mmu();
+        let mut g = MmuGuest {
+            walk: PageTableGuest {
+                mem: &mut m,
+                l4: Mfn(1),
+            },
+            mmu: true,
+        };
+        let v: [u8; 5] = copy_from_guest(&g, GuestPtr::new(0x40_0000)).unwrap();
+        assert_eq!(&v, b"hello");
+        copy_to_guest(&mut g, GuestPtr::new(0x40_0001), b"EL").unwrap();
+        assert_eq!(mmu_copies(g.walk.mem), 2, "both through the MMU");
+        assert_eq!(g.walk.mem.read(Maddr(0x8000), 5).unwrap(), b"hELlo");
+        // Another table in CR3: the MMU is unavailable, the walk answers.
+        let mut g2 = MmuGuest {
+            walk: PageTableGuest {
+                mem: g.walk.mem,
+                l4: Mfn(2),
+            },
+            mmu: true,
+        };
+        assert!(
+            g2.read(0x40_0000, &mut [0u8; 1]).is_err(),
+            "walked from frame 2"
+        );
+        assert_eq!(mmu_copies(g2.walk.mem), 2);
+        // A write across a page end is walked (all or nothing); so is everything with `mmu` off.
+        g2.walk.l4 = Mfn(1);
+        g2.mmu = false;
+        let _: u8 = copy_from_guest(&g2, GuestPtr::new(0x40_0000)).unwrap();
+        g2.mmu = true;
+        let _ = g2.write(0x40_0ffe, b"abcd");
+        assert_eq!(mmu_copies(g2.walk.mem), 2);
+    }
+
+    /// The hostile cases: a hypervisor address (which the MMU would reach), an unmapped one,
+    /// a read-only page for an output. Each is -EFAULT, as the walk says, nothing is written,
+    /// and the hypervisor's page is never touched through the MMU.
+    #[test]
+    fn hostile_pointers_fault_through_the_mmu_as_through_the_walk() {
+        let mut m = machine_with_mmu();
+        let mut g = MmuGuest {
+            walk: PageTableGuest {
+                mem: &mut m,
+                l4: Mfn(1),
+            },
+            mmu: true,
+        };
+        let mut b = [0u8; 6];
+        for va in [
+            HYPERVISOR_VIRT_START,
+            HYPERVISOR_VIRT_START + 0x10,
+            LOWER_HALF_END - 2,
+        ] {
+            assert_eq!(g.read(va, &mut b), Err(GuestFault { va }), "{va:#x}");
+            assert_eq!(g.write(va, b"xyzw"), Err(GuestFault { va }), "{va:#x}");
+        }
+        assert_eq!(b, [0; 6], "nothing of the hypervisor's page was read");
+        assert_eq!(
+            mmu_copies(g.walk.mem),
+            0,
+            "no copy through the MMU was even tried outside guest space"
+        );
+        assert_eq!(g.walk.mem.read(Maddr(0xd000), 6).unwrap(), b"SECRET");
+        // Unmapped: the MMU faults, the walk confirms.
+        assert!(g.read(0x40_2000, &mut b).is_err());
+        assert!(g.write(0x40_2000, b"x").is_err());
+        // Read-only page: readable, not writable, and the fault writes nothing.
+        let was: [u8; 4] = g
+            .walk
+            .mem
+            .read(Maddr(0x9000), 4)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert!(g.read(0x40_1000, &mut b).is_ok());
+        assert_eq!(
+            copy_to_guest(&mut g, GuestPtr::new(0x40_1000), &0xffff_ffffu32),
+            Err(GuestFault { va: 0x40_1000 })
+        );
+        assert_eq!(g.walk.mem.read(Maddr(0x9000), 4).unwrap(), was);
+        assert_eq!(mmu_copies(g.walk.mem), 4, "the last four went to the MMU");
+    }
+
+    /// A translation the tables no longer allow stays in the TLB until a flush: with TLB work
+    /// owed (`mmu` off), copies walk the tables and the stale entry is never used.
+    #[test]
+    fn with_tlb_work_owed_a_stale_tlb_entry_is_never_used() {
+        let mut m = machine_with_mmu();
+        let cache = TranslationCache::new(Mfn(1));
+        cache.use_mmu(true);
+        {
+            let mut w = Watched::new(&mut m, &cache);
+            cache
+                .copy_to_guest(&mut w, GuestPtr::new(0x40_0000), &b'H')
+                .unwrap();
+            // The page becomes read-only and another frame's: the TLB still says frame 8,
+            // writable. The call records a flush for it (a retype would), so stops the MMU.
+            w.write_u64(Maddr(0x4000), 0x9000 | PTE_P | PTE_US).unwrap();
+            cache.use_mmu(false);
+            let r = cache.copy_to_guest(&mut w, GuestPtr::new(0x40_0000), &b'X');
+            assert_eq!(r, Err(GuestFault { va: 0x40_0000 }));
+        }
+        assert_eq!(
+            m.read(Maddr(0x8000), 5).unwrap(),
+            b"Hello",
+            "frame 8 untouched"
+        );
+        assert_eq!(mmu_copies(&m), 1);
+        // What the stale entry would have done: with the MMU allowed, the write lands in the
+        // frame the guest unmapped (why the flush rule exists).
+        cache.use_mmu(true);
+        let mut w = Watched::new(&mut m, &cache);
+        cache
+            .copy_to_guest(&mut w, GuestPtr::new(0x40_0000), &b'X')
+            .unwrap();
+        assert_eq!(m.read(Maddr(0x8000), 1).unwrap(), b"X");
+    }
+
+    #[test]
     fn the_array_reader_reads_ahead_only_while_nothing_it_read_can_have_changed() {
         // This test writes behind the cache's back on purpose: the read-ahead oracle is off.
         BEHIND_THE_CACHE.with(|b| b.set(true));
@@ -966,35 +1305,35 @@ mod tests {
         let cache = TranslationCache::new(Mfn(1));
         let mut w = Watched::new(&mut m, &cache);
         let mut r = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
-        assert_eq!(r.get(&cache, &w, 0, 16), Ok(100));
+        assert_eq!(r.get(&cache, &w, 0, 16, || false), Ok(100));
         // Read ahead: memory changed behind the cache's back is not seen until the epoch ends.
         w.mem.write_u64(Maddr(0x8008), 7).unwrap();
-        assert_eq!(r.get(&cache, &w, 1, 16), Ok(101));
+        assert_eq!(r.get(&cache, &w, 1, 16, || false), Ok(101));
         // A write through the watched memory into the page ends the epoch.
         w.write_u64(Maddr(0x8010), 55).unwrap();
-        assert_eq!(r.get(&cache, &w, 2, 16), Ok(55));
+        assert_eq!(r.get(&cache, &w, 2, 16, || false), Ok(55));
         // So does a type change, and a write to a table of the walk.
         w.mem.write_u64(Maddr(0x8018), 66).unwrap();
         w.frame_types_changed();
-        assert_eq!(r.get(&cache, &w, 3, 16), Ok(66));
+        assert_eq!(r.get(&cache, &w, 3, 16, || false), Ok(66));
         w.mem.write_u64(Maddr(0x8020), 77).unwrap();
         let l1e = w.read_u64(Maddr(0x4000)).unwrap();
         w.write_u64(Maddr(0x4000), l1e).unwrap();
-        assert_eq!(r.get(&cache, &w, 4, 16), Ok(77));
+        assert_eq!(r.get(&cache, &w, 4, 16, || false), Ok(77));
         // Not past `end`.
         let mut r2 = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0040));
-        assert_eq!(r2.get(&cache, &w, 0, 1), Ok(108));
+        assert_eq!(r2.get(&cache, &w, 0, 1, || false), Ok(108));
         w.mem.write_u64(Maddr(0x8048), 99).unwrap();
         assert_eq!(
-            r2.get(&cache, &w, 1, 16),
+            r2.get(&cache, &w, 1, 16, || false),
             Ok(99),
             "element 9 was not read ahead"
         );
         // Nor past the page: the page's last element alone, then the next page's.
         let mut last = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0ff8));
-        assert_eq!(last.get(&cache, &w, 0, 16), Ok(0));
+        assert_eq!(last.get(&cache, &w, 0, 16, || false), Ok(0));
         assert_eq!(
-            last.get(&cache, &w, 1, 16),
+            last.get(&cache, &w, 1, 16, || false),
             Ok(u64::from_le_bytes(*b"other\0\0\0"))
         );
     }

@@ -25,7 +25,7 @@ use crate::domain::set::Others;
 use crate::domain::{Domain, MachineInfo};
 use crate::evtchn::PortTable;
 use crate::gnttab::GrantTable;
-use crate::guest_access::{GuestFault, PageTableGuest};
+use crate::guest_access::{GuestFault, MmuGuest, PageTableGuest};
 use crate::mm::frame_alloc::FramePool;
 use crate::regs::Regs;
 
@@ -60,12 +60,25 @@ pub struct Ctx<'a, M: Machine + ?Sized> {
 }
 
 impl<M: Machine + ?Sized> Ctx<'_, M> {
-    /// The caller's virtual memory, as its current page tables map it.
-    pub fn guest(&mut self) -> PageTableGuest<'_, M> {
-        PageTableGuest {
-            mem: &mut *self.m,
-            l4: self.dom.vcpu().l4,
+    /// The caller's virtual memory, as its current page tables map it: through the CPU's MMU
+    /// while [`Ctx::mmu_usable`], else walked (see [`MmuGuest`]).
+    pub fn guest(&mut self) -> MmuGuest<'_, M> {
+        let mmu = self.mmu_usable();
+        MmuGuest {
+            walk: PageTableGuest {
+                mem: &mut *self.m,
+                l4: self.dom.vcpu().l4,
+            },
+            mmu,
         }
+    }
+
+    /// Whether the caller's memory may be reached through the CPU's MMU now: neither the call
+    /// (its effects so far, a multicall's included) nor the vCPU owes TLB work (see
+    /// [`MmuGuest`] for why that is the condition).
+    #[inline]
+    pub fn mmu_usable(&self) -> bool {
+        !self.fx.flush.owes_tlb_work() && !self.dom.vcpu().flush.owes_tlb_work()
     }
 
     /// Xen's `hypercall_preempt_check()`: whether a long hypercall must stop here and continue

@@ -54,14 +54,18 @@ pub fn stopped_domains<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Reg
                 } else {
                     g.dom.vcpu().regs
                 };
-                // What the pool holds at the end, and the event-channel pages dom0 took from it
-                // as it bound ports (its first came before the pool: tests add the others back
-                // when they check that every frame came back).
+                // What the pool holds at the end, and the frames dom0's own tables took from it
+                // as it ran (event-channel pages as it bound ports, maptrack frames as it mapped
+                // grants, grant-table growth; it keeps them while it lives, as on Xen): tests
+                // add them back when they check that every frame came back.
+                let ports = doms.ports(slot).nr_pages();
+                let grants = doms.grants[slot].frames().len();
+                let took =
+                    (ports + grants).saturating_sub(hv.pool.dom0_table_frames_at_boot as usize);
                 printk!(
                     &mut hv.arch,
-                    "at dom0's end: {} frames free, dom0's event channels in {} pages\n",
+                    "at dom0's end: {} frames free, dom0's tables took {took} frames from the pool (event channels in {ports} pages, grant table in {grants} frames)\n",
                     hv.pool.free_frames(),
-                    doms.ports(slot).nr_pages()
                 );
                 let Some(g) = doms.guest(slot) else {
                     continue;

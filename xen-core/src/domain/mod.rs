@@ -16,6 +16,89 @@ use hypercall_abi::arch_x86_64::TrapInfo;
 
 use crate::mm::Mfn;
 
+/// Bytes of one packed trap-table entry: the handler's address (6), code selector (2), flags (1).
+const TRAP_ENTRY_BYTES: usize = 9;
+
+/// A vCPU's virtual trap table (Xen's `trap_ctxt`, 256 `trap_info`s), packed: every handler
+/// address in it is canonical (`set_trap_table`, `CALLBACKOP_register` and `VCPUOP_initialise`
+/// refuse others), so its low 48 bits keep it whole, and the vector is the entry's index. 2,304
+/// bytes a vCPU instead of 4,096, in every slot's 8 vCPUs (issue 17's memory per domain).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrapTable([[u8; TRAP_ENTRY_BYTES]; 256]);
+
+impl TrapTable {
+    /// No handler for any vector.
+    pub const fn new() -> TrapTable {
+        TrapTable([[0; TRAP_ENTRY_BYTES]; 256])
+    }
+
+    /// Vector `vector`'s entry (its `vector` field is `vector`).
+    #[inline]
+    pub fn get(&self, vector: u8) -> TrapInfo {
+        let e = &self.0[usize::from(vector)];
+        let mut a = [0u8; 8];
+        a[..6].copy_from_slice(&e[..6]);
+        // Sign-extend bit 47: the canonical address back.
+        let address = ((u64::from_le_bytes(a) << 16) as i64 >> 16) as u64;
+        TrapInfo {
+            vector,
+            flags: e[8],
+            cs: u16::from_le_bytes([e[6], e[7]]),
+            _pad0: [0; 4],
+            address,
+        }
+    }
+
+    /// Sets vector `vector`'s entry to `ti` (its `vector` field aside), whose address must be
+    /// canonical (checked by every caller: a guest's non-canonical handler is -EINVAL).
+    pub fn set(&mut self, vector: u8, ti: &TrapInfo) {
+        debug_assert!(
+            ((ti.address << 16) as i64 >> 16) as u64 == ti.address,
+            "a non-canonical trap handler {:#x}",
+            ti.address
+        );
+        let e = &mut self.0[usize::from(vector)];
+        e[..6].copy_from_slice(&ti.address.to_le_bytes()[..6]);
+        e[6..8].copy_from_slice(&ti.cs.to_le_bytes());
+        e[8] = ti.flags;
+    }
+
+    /// Changes vector `vector`'s entry with `f`.
+    pub fn update(&mut self, vector: u8, f: impl FnOnce(&mut TrapInfo)) {
+        let mut ti = self.get(vector);
+        f(&mut ti);
+        self.set(vector, &ti);
+    }
+
+    /// Every entry, by vector.
+    pub fn iter(&self) -> impl Iterator<Item = TrapInfo> + '_ {
+        (0..=255u8).map(|v| self.get(v))
+    }
+
+    /// No handler any more (a null `set_trap_table`).
+    pub fn clear(&mut self) {
+        *self = TrapTable::new();
+    }
+}
+
+impl Default for TrapTable {
+    fn default() -> Self {
+        TrapTable::new()
+    }
+}
+
+impl core::fmt::Debug for TrapTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .filter(|t| t.address != 0)
+                    .map(|t| (t.vector, (t.address, t.cs, t.flags))),
+            )
+            .finish()
+    }
+}
+
 /// A domain id (`domid_t`).
 #[doc(alias = "domid_t")]
 pub type DomainId = u16;
@@ -40,7 +123,7 @@ pub struct Vcpu {
     /// the CPU (or the arch layer's entry frame).
     pub regs: crate::regs::Regs,
     /// The virtual trap table (`set_trap_table`), indexed by vector; `address == 0` is "none".
-    pub trap_ctxt: [TrapInfo; 256],
+    pub trap_ctxt: TrapTable,
     /// Guest kernel stack for traps from guest user mode (`stack_switch`).
     pub kernel_ss: u64,
     /// See `kernel_ss`.
@@ -173,8 +256,9 @@ pub const MAX_INVLPG: usize = 8;
 /// only record what Xen would do at that point, and the arch layer performs it after the
 /// hypercall (or the whole multicall) returns and before the guest runs again, then clears the
 /// request ([`FlushRequest::take`]). That is as safe as Xen's immediate flush because the
-/// hypervisor never reaches guest memory through the TLB: guest copies walk the tables in software
-/// (`crate::guest_access`).
+/// hypervisor never reaches guest memory through the TLB while a request is pending: guest copies
+/// go through the MMU only while nothing is owed ([`FlushRequest::owes_tlb_work`]), and walk the
+/// tables in software otherwise (`crate::guest_access`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlushRequest {
     /// Flush the whole TLB of this CPU, global entries included (Xen sets `_PAGE_GLOBAL` on guest
@@ -231,6 +315,15 @@ impl FlushRequest {
             cache_flush,
         } = self;
         !*local_flush && invlpg.is_empty() && new_cr3.is_none() && !*cache_flush
+    }
+
+    /// Whether TLB or CR3 work is owed: while it is, the CPU's TLB may hold translations the
+    /// guest's tables no longer allow (a frame retyped or freed, a grant unmapped: every such
+    /// change asks for a flush before the guest runs again), so the hypervisor must not reach
+    /// guest memory through the MMU ([`crate::guest_access::MmuGuest`]).
+    #[inline]
+    pub fn owes_tlb_work(&self) -> bool {
+        self.local_flush || !self.invlpg.is_empty() || self.new_cr3.is_some()
     }
 
     /// Adds what `other` asks (already counted where it was asked).
@@ -327,7 +420,7 @@ impl Default for Vcpu {
         Vcpu {
             l4: Mfn(0),
             regs: crate::regs::Regs::default(),
-            trap_ctxt: [TrapInfo::default(); 256],
+            trap_ctxt: TrapTable::new(),
             kernel_ss: 0,
             kernel_sp: 0,
             event_callback: 0,
@@ -748,5 +841,54 @@ mod tests {
             !req.local_flush,
             "a mode switch keeps global (user) TLB entries"
         );
+    }
+
+    #[test]
+    fn a_packed_trap_table_keeps_every_canonical_handler_cs_and_flags_whole() {
+        let mut t = TrapTable::new();
+        assert!(t.iter().all(|e| e
+            == TrapInfo {
+                vector: e.vector,
+                ..TrapInfo::default()
+            }));
+        let cases = [
+            (0u8, 0x1000u64, 0xe033u16, 0u8),
+            (14, 0x7fff_ffff_f000, 0xe033, 4),
+            (0x80, 0xffff_8000_0000_0000, 0xe02b, 3),
+            (255, 0xffff_ffff_ffff_fff0, 0xffff, 0xff),
+            (2, 0xffff_8000_dead_beef, 0x10, 1 | 4),
+        ];
+        for (v, address, cs, flags) in cases {
+            let ti = TrapInfo {
+                vector: 99, // the table's index is the vector
+                flags,
+                cs,
+                address,
+                ..Default::default()
+            };
+            t.set(v, &ti);
+            let got = t.get(v);
+            assert_eq!(
+                (got.vector, got.address, got.cs, got.flags),
+                (v, address, cs, flags),
+                "vector {v}"
+            );
+        }
+        // Neighbours untouched; an update changes one field; a clear empties it all.
+        assert_eq!(
+            t.get(13),
+            TrapInfo {
+                vector: 13,
+                ..Default::default()
+            }
+        );
+        t.update(14, |e| e.address = 0);
+        assert_eq!((t.get(14).address, t.get(14).flags), (0, 4));
+        assert_eq!(t.iter().filter(|e| e.address != 0).count(), 4);
+        t.clear();
+        assert!(t
+            .iter()
+            .all(|e| e.address == 0 && e.cs == 0 && e.flags == 0));
+        assert_eq!(core::mem::size_of::<TrapTable>(), 256 * 9);
     }
 }

@@ -82,6 +82,9 @@ pub struct Pool {
     pub modules: heapless::Vec<BootModule, 16>,
     /// The id the next domain built gets.
     pub next_domid: u16,
+    /// The frames dom0's event-channel and grant tables held when the pool was made (taken
+    /// before it, from the boot allocator): what they hold beyond that came from the pool.
+    pub dom0_table_frames_at_boot: u32,
     /// The frame table's free count ([`crate::mm::frame_table::FrameTable::frees`]) when the
     /// reaper last found every zombie still holding frames: until a frame is freed again (or a
     /// zombie joins) there is nothing new to find, and the walk is skipped.
@@ -101,6 +104,7 @@ impl Pool {
             m2p_base,
             modules: heapless::Vec::new(),
             next_domid: 1,
+            dom0_table_frames_at_boot: 0,
         }
     }
 

@@ -164,9 +164,12 @@ fn channel_in(
     Some(&mut page.channels_mut()[(port % PORTS_PER_PAGE) as usize])
 }
 
-/// vCPUs whose `vcpu_info` lives in `shared_info` (Xen's legacy slots). Port tables serve at most
-/// this many vCPUs.
-pub const MAX_VCPUS: usize = XEN_LEGACY_MAX_VCPUS;
+/// vCPUs a port table serves: a domain's most ([`crate::domain::MAX_VCPUS`]), all of them with
+/// their `vcpu_info` in `shared_info` (Xen's legacy slots). Its per-vCPU VIRQ table and FIFO
+/// queues are sized by it in every slot, so it is the domain's limit, not the ABI's 32.
+pub const MAX_VCPUS: usize = crate::domain::MAX_VCPUS;
+
+const _: () = assert!(MAX_VCPUS <= XEN_LEGACY_MAX_VCPUS);
 
 /// Bits per word of the pending and mask bitmaps (and per selector).
 const BITS_PER_WORD: u32 = 64;

@@ -231,7 +231,7 @@ fn run_op<M: Machine + ?Sized>(
                 }
                 let at = uop.cast::<GnttabMapGrantRef>().add(i.into());
                 let mut op: GnttabMapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
-                gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op);
+                gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op, &mut alloc);
                 put(pt.mem, l4, at, &op).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))

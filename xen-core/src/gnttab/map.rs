@@ -156,6 +156,7 @@ pub fn map_grant_ref(
     l4: Mfn,
     tables: &mut dyn GrantTables,
     op: &mut GnttabMapGrantRef,
+    alloc: &mut FrameSource<'_>,
 ) {
     let ld = pt.caller.id;
     let flags = op.flags;
@@ -169,8 +170,12 @@ pub fn map_grant_ref(
         op.status = GNTST_bad_domain;
         return;
     }
-    let Some(handle) = tables.table(ld).and_then(|t| t.free_handle()) else {
-        // "Failed to obtain maptrack handle": only this mapper is out of handles.
+    let handle = tables
+        .table(ld)
+        .and_then(|t| t.get_maptrack_handle(pt.mm, pt.mem, alloc));
+    let Some(handle) = handle else {
+        // "Failed to obtain maptrack handle": only this mapper is out of handles (or the pool
+        // of frames for more).
         op.status = GNTST_no_space;
         return;
     };
@@ -240,13 +245,14 @@ pub fn map_grant_ref(
     match rc {
         Ok(pte_at) => {
             if let Some(lgt) = tables.table(ld) {
-                lgt.maptrack[handle as usize] = Mapping {
+                let m = Mapping {
                     flags,
                     gref: op.r#ref,
                     domid: rd,
                     mfn,
                     pte: pte_at,
                 };
+                lgt.write_mapping(pt.mem, handle, &m);
             }
             op.dev_bus_addr = mfn.maddr().0;
             op.handle = handle;
@@ -355,15 +361,10 @@ fn unmap_common(
     new_addr: u64,
 ) -> i16 {
     let ld = pt.caller.id;
-    let Some(map) = tables
-        .table(ld)
-        .and_then(|t| t.maptrack.get(handle as usize).copied())
-    else {
-        return GNTST_bad_handle; // handle beyond the maptrack
+    // A handle beyond the maptrack, or "Zero flags for handle".
+    let Some(map) = tables.table(ld).and_then(|t| t.mapping(pt.mem, handle)) else {
+        return GNTST_bad_handle;
     };
-    if map.flags == 0 {
-        return GNTST_bad_handle; // "Zero flags for handle"
-    }
     let Some(rgt) = tables.table(map.domid) else {
         // Xen crashes the caller here (a granter vanished under a mapping); granters' deaths
         // revoke their grants first ([`revoke_grants_of`]), so this cannot happen.
@@ -398,12 +399,12 @@ fn unmap_common(
         done |= GNTMAP_device_map | (map.flags & GNTMAP_readonly);
     }
     if let Some(lgt) = tables.table(ld) {
-        let m = &mut lgt.maptrack[handle as usize];
-        m.flags = if flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
+        let left = if flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
             0
         } else {
             flags
         };
+        lgt.write_mapping(pt.mem, handle, &Mapping { flags: left, ..map });
     }
     if done != 0 {
         complete_unmap(pt, tables, map.domid, map.gref, mfn, done);
@@ -452,15 +453,18 @@ fn complete_unmap(
 /// references belong to its PTE, which tearing down the dying domain's tables drops (Xen:
 /// `gnttab_release_host_mappings` is false for PV).
 pub fn release_mappings(pt: &mut Pt<'_, '_>, tables: &mut dyn GrantTables, dying: DomainId) {
-    for h in 0..MAX_MAPTRACK {
-        let Some(map) = tables.table(dying).map(|t| t.maptrack[h]) else {
-            return;
+    let Some(len) = tables.table(dying).map(|t| t.maptrack_len()) else {
+        return;
+    };
+    for h in 0..len {
+        let Some(map) = tables.table(dying).and_then(|t| t.mapping(pt.mem, h)) else {
+            continue;
         };
         if map.flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
             continue;
         }
         if let Some(t) = tables.table(dying) {
-            t.maptrack[h] = Mapping::FREE;
+            t.write_mapping(pt.mem, h, &Mapping::FREE);
         }
         let ro = map.flags & GNTMAP_readonly != 0;
         let mut dec = 0;
@@ -503,15 +507,16 @@ pub fn revoke_grants_of(
     });
     for &mapper in &ids {
         let mut flushed = false;
-        for h in 0..MAX_MAPTRACK {
-            let Some(map) = tables.table(mapper).map(|t| t.maptrack[h]) else {
-                break;
+        let len = tables.table(mapper).map_or(0, |t| t.maptrack_len());
+        for h in 0..len {
+            let Some(map) = tables.table(mapper).and_then(|t| t.mapping(pt.mem, h)) else {
+                continue;
             };
-            if map.flags == 0 || map.domid != dying {
+            if map.domid != dying {
                 continue;
             }
             if let Some(t) = tables.table(mapper) {
-                t.maptrack[h] = Mapping::FREE;
+                t.write_mapping(pt.mem, h, &Mapping::FREE);
             }
             let ro = map.flags & GNTMAP_readonly != 0;
             let mut done = map.flags & GNTMAP_device_map;

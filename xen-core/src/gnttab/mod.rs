@@ -22,6 +22,10 @@
 //!   pinned costs it nothing, and the only bound is the granter's own table size;
 //! - the **maptrack** table: the domain's own mappings of other domains' grants, indexed by the
 //!   handle `map_grant_ref` returns, up to [`MAX_MAPTRACK`] at once (Xen: 1024 frames of 256).
+//!   Its entries live in hypervisor frames taken one at a time from the free pool when every
+//!   handle is in use (Xen's `get_maptrack_handle` growing the table by a frame,
+//!   [`MAPTRACK_PER_FRAME`] entries each): most domains map nothing and hold none; the frames are
+//!   listed with the table's others ([`GrantTable::frames`]) and go back when the domain dies.
 //!   It is the only per-mapper resource: a mapper that fills it gets `GNTST_no_space` (Xen 4.17's
 //!   answer when `get_maptrack_handle` fails, seen by the differential case
 //!   `grant.maptrack_exhausted`) and hurts nobody else; a reference's pin counter refuses its
@@ -102,6 +106,13 @@ pub const fn status_frames_for(nr_frames: u32) -> u32 {
 pub const MAX_STATUS_FRAMES: u32 = status_frames_for(MAX_GRANT_FRAMES);
 /// Most mappings a domain holds at once (maptrack handles 0..1024).
 pub const MAX_MAPTRACK: usize = 1024;
+/// Bytes of one maptrack entry in its frame: the flags and the reference in the first word,
+/// the granting domain, the frame and the PTE's machine address in the next three.
+const MAPTRACK_ENTRY_BYTES: u64 = 32;
+/// Maptrack entries per frame (Xen's `MAPTRACK_PER_PAGE`).
+pub const MAPTRACK_PER_FRAME: u32 = 4096 / MAPTRACK_ENTRY_BYTES as u32;
+/// Most maptrack frames a table takes ([`MAX_MAPTRACK`] handles).
+pub const MAX_MAPTRACK_FRAMES: usize = MAX_MAPTRACK / MAPTRACK_PER_FRAME as usize;
 /// Bytes of one active entry in its frame: the pin counts, the domain, the window's start and
 /// the sub-page bit in the first word, the frame and the window's length in the second.
 const ACTIVE_ENTRY_BYTES: u64 = 16;
@@ -122,8 +133,9 @@ pub const fn active_frames_for(max_frames: u32) -> u32 {
 pub const fn table_frames_for(max_frames: u32) -> u32 {
     max_frames + active_frames_for(max_frames) + status_frames_for(max_frames)
 }
-/// Most frames a table takes from the arch layer.
-pub const MAX_TABLE_FRAMES: usize = table_frames_for(MAX_GRANT_FRAMES) as usize;
+/// Most frames a table takes from the arch layer: its entries' and its maptrack's.
+pub const MAX_TABLE_FRAMES: usize =
+    table_frames_for(MAX_GRANT_FRAMES) as usize + MAX_MAPTRACK_FRAMES;
 /// Most active-entry frames a table has.
 pub const MAX_ACTIVE_FRAMES: usize = active_frames_for(MAX_GRANT_FRAMES) as usize;
 
@@ -238,7 +250,11 @@ pub struct GrantTable {
     /// of them are shared while the table is at version 2.
     status: [Mfn; MAX_STATUS_FRAMES as usize],
     nr_status_taken: u32,
-    maptrack: [Mapping; MAX_MAPTRACK],
+    /// The maptrack's frames (the first `nr_maptrack`), never shared, taken as handles run out.
+    maptrack: [Mfn; MAX_MAPTRACK_FRAMES],
+    nr_maptrack: u32,
+    /// The maptrack handles in use, a bit each (a mapping whose flags are not 0).
+    maptrack_used: [u64; MAX_MAPTRACK / 64],
 }
 
 impl Default for GrantTable {
@@ -263,7 +279,9 @@ impl GrantTable {
             nr_active: 0,
             status: [Mfn(0); MAX_STATUS_FRAMES as usize],
             nr_status_taken: 0,
-            maptrack: [Mapping::FREE; MAX_MAPTRACK],
+            maptrack: [Mfn(0); MAX_MAPTRACK_FRAMES],
+            nr_maptrack: 0,
+            maptrack_used: [0; MAX_MAPTRACK / 64],
         }
     }
 
@@ -282,7 +300,9 @@ impl GrantTable {
         self.nr_active = 0;
         self.status.fill(Mfn(0));
         self.nr_status_taken = 0;
-        self.maptrack.fill(Mapping::FREE);
+        self.maptrack.fill(Mfn(0));
+        self.nr_maptrack = 0;
+        self.maptrack_used.fill(0);
     }
 
     /// `grant_table_init` for domain `id`, limited to `max_frames` shared frames (at most
@@ -395,17 +415,103 @@ impl GrantTable {
     }
 
     /// The mapping with handle `h`, if in use.
-    pub fn mapping(&self, h: u32) -> Option<&Mapping> {
-        self.maptrack.get(h as usize).filter(|m| m.flags != 0)
+    pub fn mapping(&self, mem: &dyn MachineMemoryMut, h: u32) -> Option<Mapping> {
+        self.handle_in_use(h).then(|| self.read_mapping(mem, h))
     }
 
     /// Handles in use with their mappings.
-    pub fn mappings(&self) -> impl Iterator<Item = (u32, &Mapping)> + '_ {
-        self.maptrack
+    pub fn mappings<'a>(
+        &'a self,
+        mem: &'a dyn MachineMemoryMut,
+    ) -> impl Iterator<Item = (u32, Mapping)> + 'a {
+        (0..self.maptrack_len())
+            .filter(|&h| self.handle_in_use(h))
+            .map(move |h| (h, self.read_mapping(mem, h)))
+    }
+
+    /// Maptrack frames taken so far.
+    pub const fn nr_maptrack_frames(&self) -> u32 {
+        self.nr_maptrack
+    }
+
+    /// Handles the maptrack's frames hold.
+    const fn maptrack_len(&self) -> u32 {
+        self.nr_maptrack * MAPTRACK_PER_FRAME
+    }
+
+    fn handle_in_use(&self, h: u32) -> bool {
+        h < self.maptrack_len() && self.maptrack_used[h as usize / 64] >> (h % 64) & 1 != 0
+    }
+
+    /// Where handle `h`'s entry is (`h` below [`GrantTable::maptrack_len`]).
+    fn mapping_at(&self, h: u32) -> Maddr {
+        let frame = self.maptrack[(h / MAPTRACK_PER_FRAME) as usize];
+        Maddr(frame.maddr().0 + u64::from(h % MAPTRACK_PER_FRAME) * MAPTRACK_ENTRY_BYTES)
+    }
+
+    /// Handle `h`'s entry (`h` below [`GrantTable::maptrack_len`]).
+    fn read_mapping(&self, mem: &dyn MachineMemoryMut, h: u32) -> Mapping {
+        let at = self.mapping_at(h).0;
+        let word = |i: u64| mem.read_u64(Maddr(at + 8 * i)).unwrap_or(0);
+        let w0 = word(0);
+        Mapping {
+            flags: w0 as u32,
+            gref: (w0 >> 32) as u32,
+            domid: word(1) as DomId,
+            mfn: Mfn(word(2)),
+            pte: Maddr(word(3)),
+        }
+    }
+
+    /// Writes handle `h`'s entry (`h` below [`GrantTable::maptrack_len`]): in use when its
+    /// flags are not 0, free otherwise.
+    fn write_mapping(&mut self, mem: &mut dyn MachineMemoryMut, h: u32, m: &Mapping) {
+        let at = self.mapping_at(h).0;
+        let words = [
+            u64::from(m.flags) | u64::from(m.gref) << 32,
+            u64::from(m.domid),
+            m.mfn.0,
+            m.pte.0,
+        ];
+        for (i, w) in (0..).zip(words) {
+            let _ = mem.write_u64(Maddr(at + 8 * i), w);
+        }
+        let bit = 1u64 << (h % 64);
+        if m.flags != 0 {
+            self.maptrack_used[h as usize / 64] |= bit;
+        } else {
+            self.maptrack_used[h as usize / 64] &= !bit;
+        }
+    }
+
+    /// `get_maptrack_handle`: the lowest free handle, taking one more maptrack frame from
+    /// `alloc` when every handle is in use (zeroed, the hypervisor's: [`GrantTable::take`]).
+    /// `None` when the table has all [`MAX_MAPTRACK_FRAMES`] or `alloc` runs dry (Xen's
+    /// `GNTST_no_space`). A frame taken stays the table's, for the next map.
+    fn get_maptrack_handle(
+        &mut self,
+        mm: &mut Mm<'_>,
+        mem: &mut dyn MachineMemoryMut,
+        alloc: &mut FrameSource<'_>,
+    ) -> Option<u32> {
+        let words = self.maptrack_len().div_ceil(64) as usize;
+        if let Some((i, w)) = self.maptrack_used[..words]
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.flags != 0)
-            .map(|(h, m)| (h as u32, m))
+            .find(|(_, w)| **w != u64::MAX)
+        {
+            let h = (i * 64) as u32 + w.trailing_ones();
+            if h < self.maptrack_len() {
+                return Some(h);
+            }
+        }
+        if self.nr_maptrack as usize == MAX_MAPTRACK_FRAMES || !self.ready {
+            return None;
+        }
+        let mfn = self.take(mm, mem, alloc).ok()?;
+        self.maptrack[self.nr_maptrack as usize] = mfn;
+        self.nr_maptrack += 1;
+        Some((self.nr_maptrack - 1) * MAPTRACK_PER_FRAME)
     }
 
     /// `gnttab_grow_table`: grows the table to `n` shared frames for domain `id`, taking from
@@ -639,13 +745,6 @@ impl GrantTable {
         let w1 = (act.mfn.0 & ACTIVE_MFN_MASK) | u64::from(act.length) << 48;
         let _ = mem.write_u64(at, w0);
         let _ = mem.write_u64(Maddr(at.0 + 8), w1);
-    }
-
-    fn free_handle(&self) -> Option<u32> {
-        self.maptrack
-            .iter()
-            .position(|m| m.flags == 0)
-            .map(|h| h as u32)
     }
 }
 

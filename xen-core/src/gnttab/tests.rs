@@ -113,7 +113,8 @@ impl World {
             dom,
             ..Default::default()
         };
-        self.as_dom(d, |pt, l4, t| map_grant_ref(pt, l4, t, &mut op));
+        let mut alloc = World::source(&self.next);
+        self.as_dom(d, |pt, l4, t| map_grant_ref(pt, l4, t, &mut op, &mut alloc));
         op
     }
 
@@ -209,6 +210,11 @@ fn growth_beyond_max_frames_is_refused_and_takes_nothing() {
 #[test]
 fn growth_with_a_dry_pool_fails_cleanly_and_the_table_stays_usable() {
     let mut w = World::new();
+    // dom1 maps once while the pool has frames: its maptrack takes its first frame.
+    w.grant(0, 8, GTF_permit_access, 1, GRANTED);
+    let op = w.map(1, 8, 0, AT, HOST);
+    assert_eq!(op.status, GNTST_okay);
+    assert_eq!(w.unmap(1, AT, 0, op.handle), GNTST_okay);
     // The pool has 2 frames left: growing to 4 frames needs 3 shared and 6 active.
     w.next
         .set(crate::mm::frame_table::testing::SMALL_FRAMES - 2);
@@ -336,7 +342,7 @@ fn map_and_unmap_rw_and_ro_with_pins_flags_and_references() {
     assert_eq!(w.flags(0, 10), GTF_permit_access);
     assert!(w.tables[0].active(&w.two.m.mem, 10).is_none());
     assert_eq!(w.frame(GRANTED), start);
-    assert!(w.tables[1].mappings().next().is_none());
+    assert!(w.tables[1].mappings(&w.two.m.mem).next().is_none());
     w.check();
 }
 
@@ -484,7 +490,7 @@ fn a_grant_pte_replaced_by_the_guest_gives_its_references_back() {
     w.check();
     // The handle outlives its PTE: unmap refuses (the PTE does not map the frame) and keeps it.
     assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_general_error);
-    assert!(w.tables[1].mapping(m.handle).is_some());
+    assert!(w.tables[1].mapping(&w.two.m.mem, m.handle).is_some());
     // The mapper's death releases the pin without touching references again.
     w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
     assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
@@ -510,7 +516,7 @@ fn the_granters_death_revokes_every_mapping_of_its_grants() {
     });
     assert_eq!(flushed, [1]);
     assert_eq!(w.pte(AT), 0);
-    assert!(w.tables[1].mappings().next().is_none());
+    assert!(w.tables[1].mappings(&w.two.m.mem).next().is_none());
     assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
     assert_eq!([w.frame(GRANTED), w.frame(GRANTED2)], start);
     w.check();
@@ -659,7 +665,7 @@ fn one_mapper_cannot_exhaust_the_granters_active_entries() {
 
     // The mapper's death gives back every pin and reference; dom0's own mappings stay.
     w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
-    assert!(w.tables[1].mappings().next().is_none());
+    assert!(w.tables[1].mappings(&w.two.m.mem).next().is_none());
     for r in 8..2048 {
         assert_eq!(w.flags(0, r), ro, "ref {r}");
     }
@@ -739,7 +745,7 @@ fn a_wrong_bus_address_refuses_only_a_device_unmap() {
     assert_eq!(dev.status, GNTST_okay);
     let wrong = (GRANTED + 1) << 12;
     assert_eq!(w.unmap(1, 0, wrong, dev.handle), GNTST_bad_dev_addr);
-    assert!(w.tables[1].mapping(dev.handle).is_some());
+    assert!(w.tables[1].mapping(&w.two.m.mem, dev.handle).is_some());
     assert_eq!(w.unmap(1, 0, GRANTED << 12, dev.handle), GNTST_okay);
     let host = w.map(1, 10, 0, AT, HOST);
     assert_eq!(host.status, GNTST_okay);
@@ -1145,7 +1151,10 @@ fn contains_pte_maps_through_the_pte_machine_address() {
     let m = w.map(1, 10, 0, pte_maddr(AT), pte_mode);
     assert_eq!(m.status, GNTST_okay);
     assert_eq!(pte::mfn(w.pte(AT)), GRANTED);
-    assert_eq!(w.tables[1].mapping(m.handle).unwrap().pte.0, pte_maddr(AT));
+    assert_eq!(
+        w.tables[1].mapping(&w.two.m.mem, m.handle).unwrap().pte.0,
+        pte_maddr(AT)
+    );
     // No replacing in this mode (AT2 keeps its entry); unmapped by the same address only.
     let kept = w.pte(AT2);
     assert_eq!(
@@ -1180,7 +1189,7 @@ fn unmap_and_replace_moves_the_new_pte_into_the_grants_slot() {
     assert_eq!(w.unmap_replace(1, 0, AT2, m.handle), GNTST_okay);
     assert_eq!(w.pte(AT2), moved);
     assert_eq!(pte::mfn(w.pte(AT)), GRANTED);
-    assert!(w.tables[1].mapping(m.handle).is_some());
+    assert!(w.tables[1].mapping(&w.two.m.mem, m.handle).is_some());
     assert_eq!(w.unmap_replace(1, AT, AT2, m.handle), GNTST_okay);
     assert_eq!(w.pte(AT), moved);
     assert_eq!(w.pte(AT2), 0);
@@ -1189,7 +1198,7 @@ fn unmap_and_replace_moves_the_new_pte_into_the_grants_slot() {
         moved_frame,
         "its references moved with it"
     );
-    assert!(w.tables[1].mapping(m.handle).is_none());
+    assert!(w.tables[1].mapping(&w.two.m.mem, m.handle).is_none());
     assert_eq!(w.flags(0, 10), GTF_permit_access);
     assert_eq!(w.frame(GRANTED), start);
     assert_eq!(w.unmap_replace(1, AT, AT2, m.handle), GNTST_bad_handle);
@@ -1283,4 +1292,75 @@ fn an_incomplete_table_gets_no_status_frames() {
     assert_eq!(w.set_version(1, 2), (1, Err(hypercall_abi::Errno::ENOMEM)));
     assert!(w.tables[1].status_frames().is_empty());
     assert_eq!(w.two.m.mem.read_u64(Maddr(0)), before);
+}
+
+#[test]
+fn the_maptrack_takes_a_frame_at_the_first_map_and_one_more_each_time_it_is_full() {
+    let mut w = World::new();
+    let dev_ro = GNTMAP_device_map | GNTMAP_readonly;
+    w.grant(0, 10, GTF_permit_access | GTF_readonly, 1, GRANTED);
+    w.grant(0, 11, GTF_permit_access | GTF_readonly, 1, GRANTED2);
+    // A table that maps nothing holds no maptrack frame.
+    assert_eq!(w.tables[1].nr_maptrack_frames(), 0);
+    assert_eq!(w.tables[1].frames().len(), 3);
+    let before = w.next.get();
+    let first = w.map(1, 10, 0, 0, dev_ro);
+    assert_eq!((first.status, first.handle), (GNTST_okay, 0));
+    assert_eq!(w.tables[1].nr_maptrack_frames(), 1);
+    assert_eq!(w.next.get(), before + 1, "one frame from the pool");
+    let frame = *w.tables[1].frames().last().unwrap();
+    assert_eq!(
+        w.frame(frame.0).owner(),
+        Owner::Xen,
+        "the hypervisor's, never shared"
+    );
+    // Handles 1..MAPTRACK_PER_FRAME fit the first frame; the next map takes a second one.
+    for h in 1..MAPTRACK_PER_FRAME {
+        let m = w.map(1, 10 + h % 2, 0, 0, dev_ro);
+        assert_eq!((m.status, m.handle), (GNTST_okay, h));
+    }
+    assert_eq!(w.tables[1].nr_maptrack_frames(), 1);
+    let m = w.map(1, 11, 0, 0, dev_ro);
+    assert_eq!((m.status, m.handle), (GNTST_okay, MAPTRACK_PER_FRAME));
+    assert_eq!(w.tables[1].nr_maptrack_frames(), 2);
+    assert_eq!(w.next.get(), before + 2);
+    // A freed handle is handed out again, lowest first, and no frame is taken for it.
+    assert_eq!(w.unmap(1, 0, GRANTED2 << 12, 5), GNTST_okay);
+    assert!(w.tables[1].mapping(&w.two.m.mem, 5).is_none());
+    let m = w.map(1, 11, 0, 0, dev_ro);
+    assert_eq!((m.status, m.handle), (GNTST_okay, 5));
+    assert_eq!(w.next.get(), before + 2);
+    let got = w.tables[1].mapping(&w.two.m.mem, 5).unwrap();
+    assert_eq!((got.domid, got.gref, got.mfn), (0, 11, Mfn(GRANTED2)));
+    // The mapper's death unmaps everything; its frames are the table's, for the arch layer to
+    // give back with the others.
+    w.as_dom(1, |pt, _, t| release_mappings(pt, t, 1));
+    assert_eq!(w.tables[1].mappings(&w.two.m.mem).count(), 0);
+    assert_eq!(w.tables[1].frames().len(), 3 + 2);
+    w.check();
+}
+
+#[test]
+fn a_mapper_whose_maptrack_needs_a_frame_from_a_dry_pool_gets_no_space_and_nothing_changes() {
+    let mut w = World::new();
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    w.next.set(crate::mm::frame_table::testing::SMALL_FRAMES);
+    let refs = w.frame(GRANTED).count();
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_no_space, "Xen: get_maptrack_handle failed");
+    assert_eq!(w.tables[1].nr_maptrack_frames(), 0);
+    assert_eq!(w.frame(GRANTED).count(), refs, "no reference taken");
+    assert_eq!(
+        w.flags(0, 10) & (GTF_reading | GTF_writing),
+        0,
+        "not pinned"
+    );
+    assert!(w.tables[0].active_entries(&w.two.m.mem).next().is_none());
+    // With a frame in the pool again, the same map works.
+    w.next
+        .set(crate::mm::frame_table::testing::SMALL_FRAMES - 1);
+    let m = w.map(1, 10, 0, AT, HOST);
+    assert_eq!(m.status, GNTST_okay);
+    assert_eq!(w.unmap(1, AT, 0, m.handle), GNTST_okay);
+    w.check();
 }

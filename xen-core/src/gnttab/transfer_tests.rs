@@ -507,6 +507,11 @@ fn a_frame_grant_mapped_by_another_domain_is_refused() {
     };
     let at1 = (base(1) + 30) << 12;
     x.two.m.mem.write(Maddr(at1), map.as_bytes()).unwrap();
+    // A free frame for domain 1's maptrack, which its first map takes.
+    x.two
+        .pool
+        .free(crate::mm::frame_table::testing::range(100, 101))
+        .unwrap();
     let (rc, _) = x.call(1, GNTTABOP_map_grant_ref, page_va(30), 1);
     assert_eq!(rc, 0);
     let mut back = [0u8; core::mem::size_of::<GnttabMapGrantRef>()];

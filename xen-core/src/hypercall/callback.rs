@@ -9,7 +9,7 @@ use crate::ctx::{Ctx, HcResult, Machine};
 use crate::guest_access::{copy_from_guest, is_canonical, GuestPtr};
 
 /// Vector of the NMI, whose callback lives in the trap table.
-const TRAP_NMI: usize = 2;
+const TRAP_NMI: u8 = 2;
 
 fn register<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: &CallbackRegister) -> HcResult {
     if !is_canonical(reg.address) {
@@ -40,11 +40,14 @@ fn register<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: &CallbackRegister) -
         // `sysenter` is not delivered (it faults with #GP, reflected to the guest): accepted.
         CALLBACKTYPE_sysenter => {}
         CALLBACKTYPE_nmi => {
-            let t = &mut v.trap_ctxt[TRAP_NMI];
-            t.vector = TRAP_NMI as u8;
-            t.address = reg.address;
-            t.cs = hypercall_abi::arch_x86_64::FLAT_KERNEL_CS;
-            t.flags = 0;
+            let t = hypercall_abi::arch_x86_64::TrapInfo {
+                vector: TRAP_NMI,
+                address: reg.address,
+                cs: hypercall_abi::arch_x86_64::FLAT_KERNEL_CS,
+                flags: 0,
+                ..Default::default()
+            };
+            v.trap_ctxt.set(TRAP_NMI, &t);
         }
         _ => return Err(Errno::ENOSYS),
     }
@@ -87,7 +90,10 @@ pub(super) fn callback_op<M: Machine + ?Sized>(
             let unreg: CallbackUnregister = copy_from_guest(&ctx.guest(), GuestPtr::new(arg))?;
             match unreg.r#type {
                 CALLBACKTYPE_nmi => {
-                    ctx.dom.vcpu_mut().trap_ctxt[TRAP_NMI].address = 0;
+                    ctx.dom
+                        .vcpu_mut()
+                        .trap_ctxt
+                        .update(TRAP_NMI, |t| t.address = 0);
                     Ok(0)
                 }
                 CALLBACKTYPE_event

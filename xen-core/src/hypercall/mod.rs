@@ -56,7 +56,7 @@ pub fn dispatch<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5])
 /// Runs hypercall `nr` as [`dispatch`] does, but returns only the value for RAX (meaningless if
 /// it continues) and leaves every effect in `ctx.fx`: the hypercall fast path looks there
 /// ([`Effects::nothing_to_do`]) and builds the [`Outcome`] only when there is something to do.
-#[inline]
+#[inline(always)]
 pub fn execute<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) -> i64 {
     ctx.dom.vcpu_mut().perf.hypercalls += 1;
     match table::lookup(nr) {
@@ -70,6 +70,21 @@ pub fn execute<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, nr: u64, a: [u64; 5]) 
             }
         }
     }
+}
+
+/// The value for RAX of hypercall `nr` when its answer needs nothing but its arguments (Linux's
+/// `xen_force_evtchn_callback`, `xen_version(XENVER_version)`, is one; see `Handler::answer`),
+/// else `None`: the caller then builds a [`Ctx`] and runs it with [`execute`]. It records
+/// nothing (the call's effects stay empty) and counts the call in `perf` as `execute` would.
+/// The arch layer's hypercall fast path asks this first, before it builds the `Ctx`.
+#[inline(always)]
+pub fn answer(nr: u64, a: [u64; 5], perf: &mut crate::domain::PerfCounters) -> Option<i64> {
+    let rc = table::lookup(nr)?.handler.answer(a)?;
+    perf.hypercalls += 1;
+    Some(match rc {
+        Ok(v) => v,
+        Err(e) => e.neg(),
+    })
 }
 
 #[cfg(test)]

@@ -80,8 +80,8 @@ fn a_million_entry_aliased_trap_table_is_preempted_and_continued() {
         assert_eq!(c, Continuation::new(&[LIST + 1000 * 16]));
         assert_eq!(ctx.m.preempt.asked.get(), 1000);
         // What was done stays done.
-        assert_eq!(ctx.dom.vcpu().trap_ctxt[7].address, entry(7).address);
-        assert_eq!(ctx.dom.vcpu().trap_ctxt[7].cs, 0xe033);
+        assert_eq!(ctx.dom.vcpu().trap_ctxt.get(7).address, entry(7).address);
+        assert_eq!(ctx.dom.vcpu().trap_ctxt.get(7).cs, 0xe033);
 
         let (rc, continuations) = call_to_completion(
             ctx,
@@ -93,7 +93,7 @@ fn a_million_entry_aliased_trap_table_is_preempted_and_continued() {
         // One stop per 1000 entries: 1048 in all, the first one above.
         assert_eq!(continuations + 1, ENTRIES / 1000);
         for v in 0..256 {
-            let ti = ctx.dom.vcpu().trap_ctxt[v as usize];
+            let ti = ctx.dom.vcpu().trap_ctxt.get(v as u8);
             assert_eq!(
                 (ti.vector, ti.address, ti.cs),
                 (v as u8, entry(v).address, 0xe033)
@@ -251,7 +251,10 @@ fn a_preempted_sub_call_rewrites_its_entry_and_the_multicall_resumes_it() {
         let second: MulticallEntry =
             copy_from_guest(&g, crate::guest_access::GuestPtr::new(list + ENTRY)).unwrap();
         assert_eq!((first.result, second.result), (0, version as u64));
-        assert_eq!(ctx.dom.vcpu().trap_ctxt[255].address, entry(255).address);
+        assert_eq!(
+            ctx.dom.vcpu().trap_ctxt.get(255).address,
+            entry(255).address
+        );
     });
 }
 

@@ -722,3 +722,48 @@ fn event_channel_pages_come_on_demand_and_a_dry_pool_is_enomem_through_the_hyper
     );
     assert_eq!(alloc(&mut m, &mut set), (0, 3));
 }
+
+/// The calls the hypercall fast path answers without a `Ctx` (`hypercall::answer`): only these,
+/// each in a `Fast` row any domain may call, each answer the one the handler gives through a
+/// `Ctx`, which records nothing either. Anything else (another subcommand, a value in the upper
+/// half of `cmd`, which Xen's `unsigned int cmd` ignores) is answered as `execute` answers it.
+#[test]
+fn only_these_calls_are_answered_without_a_ctx() {
+    use hypercall_abi::version::{XENVER_pagesize, XENVER_version};
+    let (mut m, mut set) = world();
+    let slot = set.slot_of(1).unwrap();
+    let mut answered = Vec::new();
+    let cmds = (0..64u64).chain([1 << 32, (1 << 32) | 7, u64::MAX]);
+    for h in TABLE {
+        for cmd in cmds.clone() {
+            let a = [cmd, 0, 0, 0, 0];
+            let mut perf = crate::domain::PerfCounters::default();
+            let Some(rc) = answer(h.nr.into(), a, &mut perf) else {
+                assert_eq!(perf.hypercalls, 0);
+                continue;
+            };
+            answered.push((h.name, cmd));
+            assert_eq!(perf.hypercalls, 1, "counted as execute counts it");
+            assert_eq!(h.exit, super::table::Exit::Fast, "{}", h.name);
+            assert_eq!(h.caller, super::table::Caller::Any, "{}", h.name);
+            let (full, quiet) = with_set_ctx(&mut m, &mut set, slot, |ctx| {
+                let rc = execute(ctx, h.nr.into(), a);
+                let quiet = ctx.fx.nothing_to_do();
+                core::mem::take(ctx.fx);
+                (rc, quiet)
+            });
+            assert_eq!((rc, quiet), (full, true), "{} {cmd:#x}", h.name);
+        }
+    }
+    let v = u64::from(XENVER_version);
+    let p = u64::from(XENVER_pagesize);
+    assert_eq!(
+        answered,
+        [
+            ("xen_version", v),
+            ("xen_version", p),
+            ("xen_version", (1 << 32) | v),
+            ("xen_version", (1 << 32) | p),
+        ]
+    );
+}

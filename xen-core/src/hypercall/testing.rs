@@ -86,6 +86,14 @@ impl MachineMemoryMut for FakeMachine {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.mem.write(addr, data)
     }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> crate::mm::MmuCopy {
+        self.mem.mmu_read(l4, va, buf)
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> crate::mm::MmuCopy {
+        self.mem.mmu_write(l4, va, data)
+    }
 }
 
 impl Machine for FakeMachine {

@@ -420,8 +420,8 @@ fn trap_table_install_clear_and_bad_entries() {
         ),
         0
     );
-    assert_eq!(d.vcpu().trap_ctxt[14].address, 0x10_0000);
-    assert_eq!(d.vcpu().trap_ctxt[6].address, 0x10_0100);
+    assert_eq!(d.vcpu().trap_ctxt.get(14).address, 0x10_0000);
+    assert_eq!(d.vcpu().trap_ctxt.get(6).address, 0x10_0100);
     assert_eq!(
         call(
             &mut m,

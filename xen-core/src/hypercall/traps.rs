@@ -18,7 +18,7 @@ use crate::regs::rflags;
 pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u64) -> HcResult {
     if list == 0 {
         // A null table clears the whole virtual IDT.
-        ctx.dom.vcpu_mut().trap_ctxt = [TrapInfo::default(); 256];
+        ctx.dom.vcpu_mut().trap_ctxt.clear();
         return Ok(0);
     }
     let mut at = list;
@@ -32,7 +32,7 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
         }
         // `fixup_guest_code_selector`: a 64-bit PV kernel's selectors carry RPL 3.
         ti.cs |= 3;
-        ctx.dom.vcpu_mut().trap_ctxt[usize::from(ti.vector)] = ti;
+        ctx.dom.vcpu_mut().trap_ctxt.set(ti.vector, &ti);
         at = at.wrapping_add(core::mem::size_of::<TrapInfo>() as u64);
         if ctx.preempt_check() {
             return ctx.create_continuation(&[at]);

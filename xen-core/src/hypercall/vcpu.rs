@@ -380,9 +380,11 @@ fn initialise<M: Machine + ?Sized>(
     v.iopl = ((r.rflags & crate::regs::rflags::IOPL) >> 12) as u8;
     regs.sanitise_for_guest();
     v.regs = regs;
-    for (slot, t) in v.trap_ctxt.iter_mut().zip(c.trap_ctxt.iter()) {
-        *slot = *t;
-        slot.cs |= 3;
+    // (Checked canonical above.)
+    for (vector, t) in (0..=255u8).zip(c.trap_ctxt.iter()) {
+        let mut t = *t;
+        t.cs |= 3;
+        v.trap_ctxt.set(vector, &t);
     }
     v.ldt_base = c.ldt_base;
     v.ldt_ents = c.ldt_ents as u32;

@@ -193,7 +193,7 @@ fn a_good_context_initialises_the_vcpu_once_and_its_frames_are_held() {
     assert_eq!(v.regs.cs & 3, 3, "ring 3 selectors");
     assert_eq!(v.regs.rflags & (3 << 12), 0, "IOPL is virtual");
     assert_eq!(v.iopl, 3);
-    assert_eq!(v.trap_ctxt[14].address, 0x1_0300);
+    assert_eq!(v.trap_ctxt.get(14).address, 0x1_0300);
     assert_eq!((v.event_callback, v.kernel_sp), (0x1_0000, 0x7000));
     assert_eq!(v.runstate.state, RUNSTATE_runnable);
     let after = t.frame(l4);
@@ -307,8 +307,8 @@ fn an_nmi_goes_to_the_nmi_callback_once_until_iret() {
     assert_eq!(deliver_nmi(&mut t.m.mem, d, &mut regs), Ok(false));
     assert!(!d.vcpu().nmi_pending && !d.vcpu().nmi_masked);
     // With one: a frame for vector 2, and no second NMI until the guest's iret.
-    d.vcpu_mut().trap_ctxt[2].address = 0x3000;
-    d.vcpu_mut().trap_ctxt[2].cs = FLAT_KERNEL_CS;
+    d.vcpu_mut().trap_ctxt.update(2, |t| t.address = 0x3000);
+    d.vcpu_mut().trap_ctxt.update(2, |t| t.cs = FLAT_KERNEL_CS);
     d.vcpu_mut().nmi_pending = true;
     assert_eq!(deliver_nmi(&mut t.m.mem, d, &mut regs), Ok(true));
     assert_eq!(regs.rip, 0x3000);

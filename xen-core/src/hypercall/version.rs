@@ -43,10 +43,21 @@ pub(super) fn xen_version<M: Machine + ?Sized>(
     cmd: u64,
     arg: u64,
 ) -> HcResult {
+    match answer(cmd) {
+        Some(r) => r,
+        None => xen_version_copy(ctx, cmd, arg),
+    }
+}
+
+/// The subcommands of `xen_version` whose answer is a constant (`XENVER_version`,
+/// `XENVER_pagesize`): what the hypercall fast path answers without a `Ctx`
+/// ([`super::answer`]). `None` for the others.
+#[inline(always)]
+pub(super) fn answer(cmd: u64) -> Option<HcResult> {
     match crate::ctx::cmd32(cmd) {
-        XENVER_version => Ok((XEN_MAJOR << 16) | XEN_MINOR),
-        XENVER_pagesize => Ok(4096),
-        _ => xen_version_copy(ctx, cmd, arg),
+        XENVER_version => Some(Ok((XEN_MAJOR << 16) | XEN_MINOR)),
+        XENVER_pagesize => Some(Ok(4096)),
+        _ => None,
     }
 }
 

@@ -116,6 +116,26 @@ pub trait MachineMemoryMut: MachineMemory {
     /// hypercall (`guest_access::Watched`) drops them all; plain memory caches nothing.
     fn frame_types_changed(&mut self) {}
 
+    /// Copies `buf.len()` bytes from guest virtual address `va` through the CPU's own MMU, as
+    /// Xen's `__copy_from_guest` does for a PV guest, if the CPU runs on the tables rooted at
+    /// `l4` ([`MmuCopy::Unavailable`] otherwise, and on machines without one: host tests, the
+    /// default). The caller has checked that the whole range lies in the guest's part of the
+    /// address space ([`crate::guest_access::guest_range_ok`]) and that no TLB work is owed (see
+    /// [`crate::guest_access::MmuGuest`]): what the CPU's translations allow is then what the
+    /// guest's tables allow.
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        let _ = (l4, va, buf);
+        MmuCopy::Unavailable
+    }
+
+    /// Copies `data` to guest virtual address `va` through the CPU's own MMU (see
+    /// [`MachineMemoryMut::mmu_read`]); ring 0 honours read-only mappings (CR0.WP), so a page
+    /// the guest may not write faults. `[va, va + data.len())` lies within one page.
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        let _ = (l4, va, data);
+        MmuCopy::Unavailable
+    }
+
     /// Where the hypervisor reaches frame `mfn` to keep its own data structures there (a
     /// [`xen_page::XenPage`]): its whole 4096 bytes, or `None` if the machine cannot give it
     /// (the default: no such page can be taken). Only for a frame the frame table marks the
@@ -194,12 +214,148 @@ pub trait MachineMemoryMut: MachineMemory {
     }
 }
 
+/// What a copy through the MMU ([`MachineMemoryMut::mmu_read`]) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmuCopy {
+    /// Every byte was copied.
+    Done,
+    /// A page fault stopped it (the exception-table fixup): -EFAULT for the guest. A read may
+    /// have filled part of the buffer; a write within one page wrote nothing.
+    Fault,
+    /// Not attempted: no MMU here, or the CPU runs on other tables. Walk the tables instead.
+    Unavailable,
+}
+
 /// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that
 /// host tests place boot-loader structures in.
 #[cfg(test)]
 pub(crate) struct FakeMemory {
     pub base: u64,
     pub bytes: Vec<u8>,
+    /// A fake CPU's MMU, for tests of copies through it ([`MachineMemoryMut::mmu_read`]); none
+    /// by default.
+    pub mmu: Option<FakeMmu>,
+}
+
+/// What [`FakeMemory`] does for [`MachineMemoryMut::mmu_read`] and `mmu_write`: what the CPU
+/// does in ring 0 with RFLAGS.AC set and CR0.WP. It walks the tables in CR3 for any address,
+/// the hypervisor's slots included, and ignores the U bit (a supervisor access to a user page
+/// is allowed with AC; a supervisor page is always reachable), requires RW at every level for a
+/// write, and keeps what it found in a TLB until [`FakeMmu::flush`]: a translation the tables
+/// no longer allow stays usable until then, as on hardware.
+#[cfg(test)]
+pub(crate) struct FakeMmu {
+    /// The table the fake CPU runs on.
+    pub cr3: Mfn,
+    /// Cached translations: the page of a virtual address to (its machine page, writable).
+    pub tlb: core::cell::RefCell<std::collections::BTreeMap<u64, (u64, bool)>>,
+    /// Copies done through it (not `Unavailable`).
+    pub copies: core::cell::Cell<u64>,
+    /// Every use of a cached translation that a walk of the tables would no longer give
+    /// (virtual address, machine address, whether a write), for a test to judge.
+    pub stale_uses: core::cell::RefCell<Vec<(u64, u64, bool)>>,
+}
+
+#[cfg(test)]
+impl FakeMmu {
+    /// An MMU running on `cr3`, its TLB empty.
+    pub fn new(cr3: Mfn) -> FakeMmu {
+        FakeMmu {
+            cr3,
+            tlb: Default::default(),
+            copies: Default::default(),
+            stale_uses: Default::default(),
+        }
+    }
+
+    /// Drops every cached translation.
+    pub fn flush(&self) {
+        self.tlb.borrow_mut().clear();
+    }
+
+    /// The machine address of `va` for an access (`write`: a write), from the TLB or a walk of
+    /// `mem`'s tables (which is then cached); `None` is a page fault.
+    fn translate(&self, mem: &[u8], base: u64, va: u64, write: bool) -> Option<u64> {
+        let page = va >> 12;
+        let cached = self.tlb.borrow().get(&page).copied();
+        let (maddr, rw) = match cached {
+            Some(t) => {
+                if self.walk(mem, base, va) != Some(t) && (t.1 || !write) {
+                    self.stale_uses
+                        .borrow_mut()
+                        .push((va, t.0 | (va & 0xfff), write));
+                }
+                t
+            }
+            None => {
+                let t = self.walk(mem, base, va)?;
+                self.tlb.borrow_mut().insert(page, t);
+                t
+            }
+        };
+        (rw || !write).then_some(maddr | (va & 0xfff))
+    }
+
+    /// A fresh walk of the tables for `va` (as the CPU's, see the type): the page and whether
+    /// every level allows writing.
+    fn walk(&self, mem: &[u8], base: u64, va: u64) -> Option<(u64, bool)> {
+        let top = (va as i64) >> 47;
+        if top != 0 && top != -1 {
+            return None; // #GP: not canonical
+        }
+        let mut table = self.cr3.maddr().0;
+        let mut rw = true;
+        for level in (1..=4u32).rev() {
+            let index = (va >> (12 + 9 * (level - 1))) & 511;
+            let off = usize::try_from((table + index * 8).checked_sub(base)?).ok()?;
+            let e = u64::from_le_bytes(mem.get(off..off + 8)?.try_into().ok()?);
+            if e & 1 == 0 || (level > 1 && e & (1 << 7) != 0) {
+                return None;
+            }
+            rw &= e & 2 != 0;
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        Some((table, rw))
+    }
+}
+
+#[cfg(test)]
+impl FakeMemory {
+    /// The byte offsets of `[va, va + len)` through the fake MMU, page by page, or `None` on a
+    /// fault; `Unavailable` without an MMU running on `l4`.
+    fn mmu_pieces(
+        &self,
+        l4: Mfn,
+        va: u64,
+        len: usize,
+        write: bool,
+    ) -> Result<Option<Vec<(usize, usize)>>, ()> {
+        let Some(mmu) = self.mmu.as_ref().filter(|m| m.cr3 == l4) else {
+            return Err(());
+        };
+        mmu.copies.set(mmu.copies.get() + 1);
+        let mut out = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let Some(cur) = va.checked_add(done as u64) else {
+                return Ok(None);
+            };
+            let n = ((4096 - (cur & 0xfff)) as usize).min(len - done);
+            let Some(maddr) = mmu.translate(&self.bytes, self.base, cur, write) else {
+                return Ok(None);
+            };
+            let Some(off) = maddr
+                .checked_sub(self.base)
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|&o| o + n <= self.bytes.len())
+            else {
+                return Ok(None);
+            };
+            out.push((off, n));
+            done += n;
+        }
+        Ok(Some(out))
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +365,7 @@ impl FakeMemory {
         Self {
             base,
             bytes: vec![0; size],
+            mmu: None,
         }
     }
 
@@ -235,6 +392,36 @@ impl MachineMemoryMut for FakeMemory {
             .get_mut(off..off.checked_add(data.len())?)?
             .copy_from_slice(data);
         Some(())
+    }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        match self.mmu_pieces(l4, va, buf.len(), false) {
+            Err(()) => MmuCopy::Unavailable,
+            Ok(None) => MmuCopy::Fault,
+            Ok(Some(pieces)) => {
+                let mut done = 0;
+                for (off, n) in pieces {
+                    buf[done..done + n].copy_from_slice(&self.bytes[off..off + n]);
+                    done += n;
+                }
+                MmuCopy::Done
+            }
+        }
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        match self.mmu_pieces(l4, va, data.len(), true) {
+            Err(()) => MmuCopy::Unavailable,
+            Ok(None) => MmuCopy::Fault,
+            Ok(Some(pieces)) => {
+                let mut done = 0;
+                for (off, n) in pieces {
+                    self.bytes[off..off + n].copy_from_slice(&data[done..done + n]);
+                    done += n;
+                }
+                MmuCopy::Done
+            }
+        }
     }
 
     /// The frame's bytes in the vector (which never grows, so they stay where they are), if

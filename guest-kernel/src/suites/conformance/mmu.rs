@@ -17,6 +17,11 @@ use super::*;
 use crate::kernel::hypercall::{self as hc, ptr as gp};
 use crate::kernel::mm;
 
+/// An address in the hypervisor's text, Xen's and ours (`XEN_VIRT_START` + 2 MiB).
+const XEN_TEXT: u64 = 0xffff_82d0_4020_0000;
+/// The hypervisor's direct map of machine memory, Xen's and ours (`DIRECTMAP_VIRT_START`).
+const DIRECTMAP: u64 = 0xffff_8300_0000_0000;
+
 pub(super) fn mmu_update_cases(s: &mut Suite) {
     let Some([a, b, c]) = scratch_pages(s, "mmu_update.setup") else {
         return;
@@ -163,6 +168,47 @@ pub(super) fn mmu_update_cases(s: &mut Suite) {
         rc
     };
     let _ = rc;
+
+    // Hostile pointers for the list and for `*done`, which the hypervisor may copy through the
+    // MMU (the guest's tables are live in CR3 during its hypercall): a list in the
+    // hypervisor's text is -EFAULT; a `*done` in the hypervisor's direct map (at the alias of
+    // page a's own frame, where a write would show), in a read-only page (the guest's own
+    // page tables) or unmapped is not written, and the call succeeds (Xen ignores the failure).
+    let same = [normal(a.pte_maddr, data_pte(a.mfn, a.pte))];
+    let with_done = |list: u64, pdone: u64| {
+        // SAFETY: the hypervisor reads the list and writes `*done` only where the guest may;
+        // the pointers are the case.
+        unsafe {
+            hc::hypercall(
+                hypercall_abi::xen::__HYPERVISOR_mmu_update,
+                list,
+                1,
+                pdone,
+                DOMID_SELF.into(),
+                0,
+            )
+        }
+    };
+    let rc = with_done(XEN_TEXT, gp(same.as_ptr()));
+    s.case(
+        "mmu_update.list_in_hypervisor_text",
+        format_args!("rc={rc}"),
+    );
+    poke(a.va, 0xa1);
+    let rc = with_done(gp(same.as_ptr()), DIRECTMAP + (a.mfn << 12));
+    s.case(
+        "mmu_update.done_in_hypervisor_direct_map",
+        format_args!("rc={rc} a_reads={:#x}", peek(a.va)),
+    );
+    let pt = mm::layout().pt_base;
+    let before = peek(pt);
+    let rc = with_done(gp(same.as_ptr()), pt);
+    s.case(
+        "mmu_update.done_read_only",
+        format_args!("rc={rc} unchanged={}", (peek(pt) == before) as u8),
+    );
+    let rc = with_done(gp(same.as_ptr()), UNMAPPED);
+    s.case("mmu_update.done_unmapped", format_args!("rc={rc}"));
 
     let (rc, done) = hc::mmu_update(
         &[normal(a.pte_maddr, data_pte(a.mfn, a.pte))],

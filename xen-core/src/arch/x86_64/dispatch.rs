@@ -16,7 +16,7 @@ use xen_core::ctx::{Ctx, Kicks, Outcome};
 use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{MachineInfo, Shutdown};
-use xen_core::hypercall::execute;
+use xen_core::hypercall::{answer, execute};
 use xen_core::regs::{Regs, ENTRY_SYSCALL};
 use xen_core::sched::core::Entry;
 
@@ -95,8 +95,12 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
 /// fault of the hypervisor's own. Returns whether the entry came from a guest (and goes on).
 #[inline(never)]
 fn interrupt_or_fault(regs: &mut Regs) -> bool {
-    if !regs.from_guest() {
-        // A listed instruction that loads guest-chosen state faulted: resume at its fixup.
+    // (Not for a #DB or an NMI: a guest's data breakpoint on its buffer fires during a copy
+    // through the MMU, `uaccess.rs`, and is no fault of the copy; both are handled below and
+    // resume where they hit.)
+    if !regs.from_guest() && regs.vector != 1 && regs.vector != 2 {
+        // A listed instruction that loads guest-chosen state or touches guest memory faulted:
+        // resume at its fixup.
         if let Some(fixup) = super::extable::fixup(regs.rip) {
             regs.rip = fixup;
             regs.r11 = regs.vector + 1;
@@ -165,8 +169,16 @@ fn guest_entry(regs: &mut Regs) {
                     dom.shutdown = Some(Shutdown::Crashed(why));
                 }
             }
-            ENTRY_SYSCALL => {
+            ENTRY_SYSCALL => 'call: {
                 let (nr, args) = regs.hypercall_args();
+                hypercall = true;
+                // A call whose answer needs nothing but its arguments needs no `Ctx` either
+                // (`hypercall::answer`): it records nothing, so it goes the fast way out.
+                if let Some(rc) = answer(nr, args, &mut dom.vcpu_mut().perf) {
+                    regs.rax = rc as u64;
+                    fast = dom.shutdown.is_none();
+                    break 'call;
+                }
                 // A long hypercall stops when the APIC timer is due (or soon after it began).
                 hv.arch.preempt.arm(entered, hv.sched.armed);
                 let mut ctx = Ctx {
@@ -193,7 +205,6 @@ fn guest_entry(regs: &mut Regs) {
                     out.apply(nr, dom, regs);
                     kicks = Some(out.kicks);
                 }
-                hypercall = true;
             }
             v @ 0..=31 => {
                 dom.vcpu_mut().perf.traps += 1;
@@ -228,6 +239,10 @@ fn guest_entry(regs: &mut Regs) {
             if v.flush.is_empty() {
                 v.perf.fast_exits += 1;
                 let word = xen_core::shared_info::upcall_word(v, shared_info, vcpu_id);
+                // The usual answer, nothing to deliver, in line (one read through the memo).
+                if !xen_core::shared_info::upcall_deliverable_at(&hv.arch, word) {
+                    return;
+                }
                 match bounce::deliver_upcall_at(&mut hv.arch, dom, regs, word) {
                     Ok(_) => return,
                     Err(why) => dom.shutdown = Some(Shutdown::Crashed(why)),

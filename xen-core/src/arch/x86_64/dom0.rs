@@ -340,6 +340,8 @@ pub fn start(
     // Every further boot module becomes a domU; one that cannot be built is refused and the
     // others still boot.
     let mut pool = Pool::new(frames, m2p_base);
+    pool.dom0_table_frames_at_boot =
+        (doms.ports(0).nr_pages() + doms.grants[0].frames().len()) as u32;
     for module in &info.modules {
         let mut string = heapless::String::new();
         for c in module.string.chars() {

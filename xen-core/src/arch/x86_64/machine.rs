@@ -9,7 +9,7 @@ use xen_core::ctx::{Machine, Preempt};
 use xen_core::layout;
 use xen_core::mm::frame_table::{Mm, Owner, PageType};
 use xen_core::mm::page_memo::PageMemo;
-use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn};
+use xen_core::mm::{MachineMemory, MachineMemoryMut, Maddr, Mfn, MmuCopy};
 
 use super::console;
 use super::mappings::image_maddr_range;
@@ -141,7 +141,7 @@ impl MachineMemory for DirectMap {
         Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
         let virt = self.virt_memo(&self.u32_memo, addr, 4, true)?;
         // SAFETY: as for `read`: `[addr, addr + 4)` lies in the direct map, outside the image and
@@ -161,6 +161,14 @@ impl MachineMemoryMut for DirectMap {
         // copy aliases nothing the compiler knows about.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
         Some(())
+    }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        super::uaccess::read(l4, va, buf)
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        super::uaccess::write(l4, va, data)
     }
 
     /// The frame through the direct map: 4096-aligned, mapped for the hypervisor's lifetime.
@@ -392,7 +400,7 @@ impl MachineMemory for HvMachine {
         self.mem.read(addr, len)
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u32_unaligned(&self, addr: Maddr) -> Option<u32> {
         self.mem.read_u32_unaligned(addr)
     }
@@ -401,6 +409,14 @@ impl MachineMemory for HvMachine {
 impl MachineMemoryMut for HvMachine {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.mem.write(addr, data)
+    }
+
+    fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+        self.mem.mmu_read(l4, va, buf)
+    }
+
+    fn mmu_write(&mut self, l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+        self.mem.mmu_write(l4, va, data)
     }
 
     fn xen_frame(&mut self, mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {

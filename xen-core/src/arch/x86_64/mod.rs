@@ -31,3 +31,4 @@ pub mod symbols;
 pub mod time;
 pub mod traps;
 pub mod tsc;
+pub mod uaccess;

@@ -509,7 +509,7 @@ fn the_starting_world_and_a_quiet_sequence_pass_every_check() {
         log.push(run::step(&mut w, st).unwrap_or_else(|e| panic!("step {i}: {e}")));
         if i == 2 {
             let maps: Vec<_> = w.set.grants[0]
-                .mappings()
+                .mappings(&w.m.mem)
                 .map(|(_, m)| (m.domid, m.gref))
                 .collect();
             assert_eq!(maps, [(1, 3)], "dom0 maps d1's grant: {log:#?}");

@@ -473,7 +473,7 @@ fn resolve_handle(w: &World, s: usize, h: Handle) -> (u32, u64, u64) {
     let t = &w.set.grants[s];
     let handle = match h {
         Handle::Mapped(k) => {
-            let used: Vec<u32> = t.mappings().map(|(h, _)| h).collect();
+            let used: Vec<u32> = t.mappings(&w.m.mem).map(|(h, _)| h).collect();
             if used.is_empty() {
                 u32::from(k)
             } else {
@@ -482,7 +482,7 @@ fn resolve_handle(w: &World, s: usize, h: Handle) -> (u32, u64, u64) {
         }
         Handle::Raw(x) => x.into(),
     };
-    let Some(m) = t.mapping(handle) else {
+    let Some(m) = t.mapping(&w.m.mem, handle) else {
         return (handle, 0, 0);
     };
     let (l1, slot) = (m.pte.0 >> 12, (m.pte.0 & 0xfff) / 8);

@@ -494,7 +494,7 @@ impl World {
         let mut c = Coverage::default();
         for s in self.live() {
             let g = self.guest(s).unwrap();
-            let maps = self.set.grants[s].mappings().count() > 0;
+            let maps = self.set.grants[s].mappings(&self.m.mem).count() > 0;
             let switched =
                 g.dom.vcpu().l4.0 != dom_base(s) + I_L4 || g.dom.vcpu().user_l4.is_some();
             let ports = self.set.ports(s);
@@ -751,7 +751,7 @@ impl World {
             ptes: self.foreign_ptes.clone(),
             device: Vec::new(),
         };
-        foreign.add_grants(self.live().map(|s| &self.set.grants[s]));
+        foreign.add_grants(&self.m.mem, self.live().map(|s| &self.set.grants[s]));
         audit_with_foreign(&self.m.mm, &self.m.mem, &doms, &foreign)
             .map_err(|e| format!("frame table: {e}"))?;
         self.check_owners()?;

@@ -26,11 +26,12 @@ impl ForeignRefs {
     /// Adds the mappings recorded in grant tables `tables` (every live domain's).
     pub(crate) fn add_grants<'t>(
         &mut self,
+        mem: &dyn crate::mm::MachineMemoryMut,
         tables: impl IntoIterator<Item = &'t crate::gnttab::GrantTable>,
     ) {
         use hypercall_abi::grant_table::{GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly};
         for t in tables {
-            for (_, m) in t.mappings() {
+            for (_, m) in t.mappings(mem) {
                 if m.flags & GNTMAP_host_map != 0 {
                     self.ptes.push((m.pte, m.mfn));
                 }

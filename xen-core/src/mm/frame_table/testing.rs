@@ -6,7 +6,7 @@ use hypercall_abi::xen::DOMID_SELF;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::audit::{audit, live_cr3};
-use super::{FrameInfo, Mm, MmConfig, Owner};
+use super::{FrameInfo, Mm, MmConfig, Owner, PageType};
 use crate::ctx::{Continuation, Ctx};
 use crate::domain::build::tests::Elf;
 use crate::domain::build::{self, BuildParams, BuiltDomain, DomainKind};
@@ -172,9 +172,28 @@ impl World {
         self.with_ctx(|ctx| call_to_completion(ctx, nr, a, limit))
     }
 
+    /// Gives the machine an MMU (`FakeMmu`) from now on: hypercalls may then copy guest memory
+    /// through it, and its TLB keeps every translation until the TLB work a call asks for is
+    /// done after it, as on hardware.
+    pub fn with_mmu(&mut self) {
+        self.m.mem.mmu = Some(crate::mm::FakeMmu::new(self.dom.current_l4()));
+    }
+
+    /// Copies done through the MMU so far ([`World::with_mmu`]).
+    pub fn mmu_copies(&self) -> u64 {
+        self.m.mem.mmu.as_ref().map_or(0, |m| m.copies.get())
+    }
+
     fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Ctx<'_, FakeMachine>) -> R) -> R {
         // The guest entered on the table of its mode (the exit path loaded it).
         self.m.cr3 = Some(self.dom.current_l4());
+        if let Some(mmu) = self.m.mem.mmu.as_mut() {
+            if mmu.cr3 != self.dom.current_l4() {
+                // A CR3 load drops the TLB (the guest's global entries too, in this model).
+                mmu.flush();
+                mmu.cr3 = self.dom.current_l4();
+            }
+        }
         let mut regs = Regs::default();
         let mut events = Box::new(crate::evtchn::PortTable::new(1, 4095));
         let mut grants = Box::new(crate::gnttab::GrantTable::new());
@@ -192,6 +211,28 @@ impl World {
         };
         let r = f(&mut ctx);
         crate::hypercall::testing::settle(&mut ctx);
+        if let Some(mmu) = self.m.mem.mmu.as_ref() {
+            // Every copy that went through a translation the tables no longer give must have
+            // reached what the guest may reach through it anyway: a frame of its own, and for a
+            // write one that is no table (a retype or a free would have owed a flush first).
+            for (va, maddr, write) in mmu.stale_uses.borrow_mut().drain(..) {
+                let f = *self.mm().frames.get(Mfn(maddr >> 12)).unwrap();
+                let ok = f.owner() == Owner::Domain(self.dom.id)
+                    && (!write || matches!(f.page_type(), PageType::Writable | PageType::None));
+                assert!(
+                    ok,
+                    "a stale TLB entry for {va:#x} reached {maddr:#x} (write {write}): {f:?}"
+                );
+            }
+        }
+        if let Some(mmu) = self.m.mem.mmu.as_ref() {
+            // The way out does the TLB work the vCPU owes before the guest runs again.
+            let v = self.dom.vcpu_mut();
+            if v.flush.owes_tlb_work() {
+                mmu.flush();
+                v.flush = Default::default();
+            }
+        }
         r
     }
 

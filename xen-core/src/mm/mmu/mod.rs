@@ -98,7 +98,7 @@ enum BatchReader<'s, T> {
 }
 
 impl<T: FromBytes + IntoBytes + Copy> BatchReader<'_, T> {
-    /// Element `i` of `count` (`__copy_from_guest`).
+    /// Element `i` of `count` (`__copy_from_guest`); `tlb_owed` as for [`ArrayReader::get`].
     #[inline(always)]
     fn get(
         &mut self,
@@ -106,9 +106,12 @@ impl<T: FromBytes + IntoBytes + Copy> BatchReader<'_, T> {
         cache: &TranslationCache,
         i: u32,
         count: u32,
+        tlb_owed: impl FnOnce() -> bool,
     ) -> Result<T, Errno> {
         match self {
-            BatchReader::Guest(r) => Ok(r.get(cache, mem, u64::from(i), u64::from(count))?),
+            BatchReader::Guest(r) => {
+                Ok(r.get(cache, mem, u64::from(i), u64::from(count), tlb_owed)?)
+            }
             BatchReader::Slice(s) => s.get(i as usize).copied().ok_or(Errno::EFAULT),
         }
     }

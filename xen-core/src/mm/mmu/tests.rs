@@ -794,7 +794,22 @@ fn mmu_update_in_page(g: &mut Guest, s: Scratch, reqs: &[MmuUpdate]) -> i64 {
 /// A stale translation would be a writable path into a validated page table.
 #[test]
 fn a_page_made_a_table_mid_batch_is_not_written_through_a_cached_translation() {
+    a_page_made_a_table_mid_batch(false);
+}
+
+/// The same through the MMU: the list is read through it (its writable translation is then in
+/// the TLB, and stays there: request 0 flushes nothing), and request 1's retype asks for a
+/// flush, after which `*done` must not go through the TLB.
+#[test]
+fn a_page_made_a_table_mid_batch_is_not_written_through_a_stale_tlb_entry() {
+    a_page_made_a_table_mid_batch(true);
+}
+
+fn a_page_made_a_table_mid_batch(mmu: bool) {
     let mut g = Guest::new();
+    if mmu {
+        g.w.with_mmu();
+    }
     let s = g.scratch(6);
     let l2 = g.table(s.va, 2);
     let at = (l2 << 12) + 511 * 8;
@@ -812,10 +827,46 @@ fn a_page_made_a_table_mid_batch_is_not_written_through_a_cached_translation() {
         0,
         "*done (entry 256 of the new L1) was not written"
     );
+    if mmu {
+        assert_eq!(g.w.mmu_copies(), 2, "the list was read through the MMU");
+    }
     // Undo: unhook the L1, then the page is writable again.
     assert_eq!(g.mmu_update(&[normal(at, 0)], SELF), (0, 1));
     g.restore(s);
     g.w.check();
+}
+
+/// With an MMU, a short batch reads its list and writes `*done` through it (no walk of the
+/// guest's tables at all), and gets what the walk gives; with TLB work owed at entry (here a
+/// flush the vCPU still owes), everything is walked.
+#[test]
+fn short_batches_go_through_the_mmu_unless_tlb_work_is_owed() {
+    let mut g = Guest::new();
+    g.w.with_mmu();
+    let (s, r) = (g.scratch(6), g.scratch(8));
+    g.w.poke(r.va, 0);
+    let reqs = [
+        normal(r.mfn << 12, 0x1111),
+        normal((r.mfn << 12) + 8, 0x2222),
+    ];
+    assert_eq!(g.mmu_update(&reqs, SELF), (0, 2));
+    assert_eq!((g.w.peek(r.va), g.w.peek(r.va + 8)), (0x1111, 0x2222));
+    assert_eq!(g.w.mmu_copies(), 3, "two requests and *done");
+    // A read-only *done: the MMU faults, the walk refuses, Xen ignores it.
+    g.w.poke(s.va, 0x5555);
+    let ro = entry(s.mfn, pte::PRESENT | pte::ACCESSED);
+    assert_eq!(g.mmu_update(&[normal(s.pte_maddr, ro)], SELF), (0, 1));
+    g.w.put(g.list, &normal(r.mfn << 12, 0x3333));
+    let rc =
+        g.w.call(__HYPERVISOR_mmu_update, [g.list, 1, s.va, SELF, 0]);
+    assert_eq!((rc, g.w.peek(r.va), g.w.peek(s.va)), (0, 0x3333, 0x5555));
+    g.restore(s);
+    let copies = g.w.mmu_copies();
+    g.w.dom.vcpu_mut().flush.flush_all(&mut Default::default());
+    let rc =
+        g.w.call(__HYPERVISOR_mmu_update, [g.list, 1, g.done, SELF, 0]);
+    assert_eq!(rc, 0);
+    assert_eq!(g.w.mmu_copies(), copies, "walked: a flush was owed");
 }
 
 /// Request 0 maps the list's page to another frame (no type changes anywhere: the new frame is
@@ -889,7 +940,22 @@ fn a_request_that_rewrites_the_list_is_seen_by_the_next_request() {
 /// audit after each call must hold.
 #[test]
 fn random_batches_remapping_their_own_list_and_done_never_see_a_stale_translation() {
+    random_batches(false);
+}
+
+/// The same through the MMU, whose TLB keeps translations until the flushes the calls ask for
+/// are done: the audit after each call, and the judgement of every stale TLB entry used (a
+/// frame of the caller's, no table for a write: `World::with_mmu`), must hold.
+#[test]
+fn random_batches_through_the_mmu_use_stale_tlb_entries_only_where_harmless() {
+    random_batches(true);
+}
+
+fn random_batches(mmu: bool) {
     let mut g = Guest::new();
+    if mmu {
+        g.w.with_mmu();
+    }
     let (s, t, q, r, u) = (
         g.scratch(6),
         g.scratch(7),
@@ -990,7 +1056,9 @@ fn random_batches_remapping_their_own_list_and_done_never_see_a_stale_translatio
     g.restore(t);
     g.w.check();
     eprintln!(
-        "review: {} cache hits checked; {hooked} rounds ended with a page hooked as a table",
-        crate::guest_access::CACHE_HITS_CHECKED.load(core::sync::atomic::Ordering::Relaxed)
+        "review: {} cache hits checked; {hooked} rounds ended with a page hooked as a table; \
+         {} copies through the MMU",
+        crate::guest_access::CACHE_HITS_CHECKED.load(core::sync::atomic::Ordering::Relaxed),
+        g.w.mmu_copies()
     );
 }

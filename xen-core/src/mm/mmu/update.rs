@@ -52,6 +52,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     foreigndom: u32,
 ) -> HcResult {
     let upcall_word = crate::shared_info::running_upcall_word(ctx.dom);
+    let mmu = ctx.mmu_usable();
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
@@ -78,6 +79,9 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     // From here every access to guest memory and every write goes through the call's
     // translation cache and the memory that keeps it honest (see `TranslationCache`).
     let cache = TranslationCache::new(guest_l4);
+    // Through the MMU while no TLB work is owed (see `MmuGuest`); the loop stops that the
+    // moment an update asks for some.
+    cache.use_mmu(mmu);
     let mut mem = Watched::new(mem, &cache);
     let (rc, i, stopped) = match get_pg_owner(mm, curr, foreigndom as u16) {
         None => (Err(Errno::ESRCH), 0, false),
@@ -87,6 +91,9 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         }
     };
     if !pdone.is_null() {
+        cache.use_mmu(
+            cache.mmu() && !ctx.fx.flush.owes_tlb_work() && !ctx.dom.vcpu().flush.owes_tlb_work(),
+        );
         // Xen ignores a failure to write it.
         let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
     }
@@ -119,7 +126,10 @@ fn mmu_update_loop(
             stopped = true;
             break;
         }
-        let req = match reader.get(&*pt.mem, cache, i, count) {
+        // Once an update asked for TLB work (a retype, an in-use table changed), the TLB may
+        // hold what the tables no longer allow: the reader then stops copying through it.
+        let flush = &*pt.flush;
+        let req = match reader.get(&*pt.mem, cache, i, count, || flush.owes_tlb_work()) {
             Ok(r) => r,
             Err(e) => {
                 rc = Err(e);

@@ -1,0 +1,112 @@
+//! Guest memory through the MMU: copies to and from a guest virtual address on the tables the CPU
+//! runs on, a page fault turned into an error by the exception table (Xen's `__copy_to_user_ll`
+//! and `__copy_from_user_ll`, `xen/arch/x86/usercopy.c`).
+//!
+//! The portable core decides when a copy may go this way (`xen_core::guest_access::MmuGuest`:
+//! no TLB work owed, the range wholly in the guest's part of the address space, a write within
+//! one page); this module checks the range again, checks that CR3 holds the tables the caller
+//! means, lifts SMAP for the copy alone (every guest page is a user page: 64-bit PV kernels run
+//! in ring 3) and lets the CPU check the rest: present at every level, and writable at every
+//! level for a write (CR0.WP, set at boot and never cleared, makes ring 0 honour read-only
+//! mappings).
+
+use core::arch::asm;
+
+use xen_core::guest_access::guest_range_ok;
+use xen_core::mm::{Mfn, MmuCopy};
+
+extern "C" {
+    /// Set once SMAP is enabled (`entry::enable_smep_smap`): `stac`/`clac` exist only then.
+    static xen_smap_enabled: u8;
+}
+
+/// Whether the CPU runs on the tables rooted at `l4`.
+#[inline(always)]
+fn cr3_is(l4: Mfn) -> bool {
+    let cr3: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    cr3 == l4.maddr().0
+}
+
+/// Copies `len` bytes from `src` to `dst`, eight at a time and then one at a time, with SMAP
+/// lifted; returns whether a fault stopped it (the listed fixup resumes after the copy with
+/// R11 = vector + 1). A fault part-way leaves what was copied before it.
+///
+/// # Safety
+///
+/// The side of the copy that is the hypervisor's must be valid for `len` bytes (a buffer the
+/// caller borrows). The guest side must lie wholly in the guest's part of the address space
+/// ([`guest_range_ok`]), so that nothing the hypervisor maps is reached, and CR3 must hold the
+/// guest's tables.
+#[inline(always)]
+unsafe fn copy_with_fixup(dst: *mut u8, src: *const u8, len: usize) -> bool {
+    // SAFETY: `xen_smap_enabled` is a byte written once at boot, before any guest runs.
+    let smap = unsafe { (&raw const xen_smap_enabled).read_volatile() };
+    let fault: u64;
+    // SAFETY: see the function's contract: the hypervisor side is a borrowed buffer, the guest
+    // side is guest memory the CPU checks page by page. A #PF (or a #GP) on either `rep movs`
+    // resumes at `4:` through the exception table (`dispatch::interrupt_or_fault`), with AC
+    // restored from the frame and cleared below, on both ways.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "test {smap:e}, {smap:e}",
+            "jz 5f",
+            "stac",
+            "5:",
+            "mov {rest}, rcx",
+            "shr rcx, 3",
+            "and {rest}, 7",
+            "2: rep movsq",
+            "mov rcx, {rest}",
+            "3: rep movsb",
+            "4:",
+            "test {smap:e}, {smap:e}",
+            "jz 6f",
+            "clac",
+            "6:",
+            ".pushsection xen_extable, \"a\"",
+            ".balign 8",
+            ".quad 2b, 4b",
+            ".quad 3b, 4b",
+            ".popsection",
+            smap = in(reg) u32::from(smap),
+            rest = out(reg) _,
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            out("r11") fault,
+            options(nostack),
+        );
+    }
+    fault != 0
+}
+
+/// [`xen_core::mm::MachineMemoryMut::mmu_read`] on this CPU: `buf.len()` bytes from guest
+/// virtual address `va` of the tables at `l4`.
+pub fn read(l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
+    if !guest_range_ok(va, buf.len()) || !cr3_is(l4) {
+        return MmuCopy::Unavailable;
+    }
+    // SAFETY: `buf` is borrowed for its length; `[va, va + len)` lies in the guest's part of
+    // the address space (checked just above) and CR3 holds the guest's tables.
+    match unsafe { copy_with_fixup(buf.as_mut_ptr(), va as *const u8, buf.len()) } {
+        false => MmuCopy::Done,
+        true => MmuCopy::Fault,
+    }
+}
+
+/// [`xen_core::mm::MachineMemoryMut::mmu_write`] on this CPU: `data` to guest virtual address
+/// `va` of the tables at `l4`, within one page (so a fault writes nothing: every byte has the one
+/// translation, and the first faults if any does).
+pub fn write(l4: Mfn, va: u64, data: &[u8]) -> MmuCopy {
+    if (va & 0xfff) + data.len() as u64 > 4096 || !guest_range_ok(va, data.len()) || !cr3_is(l4) {
+        return MmuCopy::Unavailable;
+    }
+    // SAFETY: as for `read`, the other way.
+    match unsafe { copy_with_fixup(va as *mut u8, data.as_ptr(), data.len()) } {
+        false => MmuCopy::Done,
+        true => MmuCopy::Fault,
+    }
+}
