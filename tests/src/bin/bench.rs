@@ -114,8 +114,9 @@ fn median_line(run: Option<&xtests::Run>, needle: &str) -> (String, Option<u64>)
     (line, cycles)
 }
 
-/// `null_opts`: extra hypervisor options for the null-hypercall boot (ours: the native baseline).
-fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
+/// QEMU start -> dom0's first line over [`BOOTS`] boots: the median wall clock and the median
+/// of QEMU's CPU time there, in ms (`None` unless every boot got there).
+fn boot_times(hypervisor: &std::path::Path) -> (Option<f64>, Option<f64>) {
     let mut boots = Vec::new();
     let mut cpus = Vec::new();
     for _ in 0..BOOTS {
@@ -129,8 +130,13 @@ fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
             cpus.push(t.as_micros() as u64);
         }
     }
-    let boot_ms = (boots.len() == BOOTS).then(|| median(&boots).unwrap_or(0) as f64 / 1000.0);
-    let boot_cpu_ms = (cpus.len() == BOOTS).then(|| median(&cpus).unwrap_or(0) as f64 / 1000.0);
+    let ms = |v: &[u64]| (v.len() == BOOTS).then(|| median(v).unwrap_or(0) as f64 / 1000.0);
+    (ms(&boots), ms(&cpus))
+}
+
+/// `null_opts`: extra hypervisor options for the null-hypercall boot (ours: the native baseline).
+fn measure(hypervisor: &std::path::Path, null_opts: &str) -> Figures {
+    let (boot_ms, boot_cpu_ms) = boot_times(hypervisor);
     let run = boot(hypervisor, null_opts, "bench=null-hypercall exit=reboot");
     let (native_line, native_cycles) = median_line(run.as_ref(), "native-syscall: median_cycles=");
     let (line, null_cycles) = median_line(run.as_ref(), "bench null_hypercall");
@@ -521,6 +527,29 @@ fn print_block(blk: &Option<Block>) {
     );
 }
 
+/// `--boot`: QEMU start to dom0's first line, ours beside Xen 4.17, in three rounds of
+/// [`BOOTS`] boots each, alternating, so a change in the machine's load shows in both columns.
+fn print_boot() {
+    println!("| round | ours: wall / QEMU CPU (ms) | Xen 4.17: wall / QEMU CPU (ms) | ours / Xen (CPU) |");
+    println!("|---|---|---|---|");
+    let f = |v: Option<f64>| show(v.map(|v| format!("{v:.0}")));
+    for round in 1..=3 {
+        let ours = boot_times(&build_dir().join("xen"));
+        let xen = boot_times(&xen_reference_image());
+        let ratio = match (ours.1, xen.1) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "| {round} | {} / {} | {} / {} | {ratio} |",
+            f(ours.0),
+            f(ours.1),
+            f(xen.0),
+            f(xen.1)
+        );
+    }
+}
+
 fn main() -> ExitCode {
     // `bench --net`: the network section alone (`make bench BENCH_ARGS=--net`).
     if std::env::args().any(|a| a == "--net") {
@@ -551,6 +580,12 @@ fn main() -> ExitCode {
     // `bench --icount`: the icount section alone (`make bench BENCH_ARGS=--icount`).
     if std::env::args().any(|a| a == "--icount") {
         print_icount();
+        return ExitCode::SUCCESS;
+    }
+    // `bench --boot`: the boot figures alone, ours beside Xen 4.17, [`BOOTS`] boots each,
+    // alternating (`make bench BENCH_ARGS=--boot`).
+    if std::env::args().any(|a| a == "--boot") {
+        print_boot();
         return ExitCode::SUCCESS;
     }
     let domains = two_domains();

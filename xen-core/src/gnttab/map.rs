@@ -499,7 +499,8 @@ pub fn revoke_grants_of(
     dying: DomainId,
     flush: &mut dyn FnMut(DomainId),
 ) {
-    let mut ids: heapless::Vec<DomainId, 64> = heapless::Vec::new();
+    let mut ids: heapless::Vec<DomainId, { crate::mm::frame_table::MAX_DOMAINS }> =
+        heapless::Vec::new();
     tables.ids(&mut |id| {
         if id != dying {
             let _ = ids.push(id);

@@ -347,7 +347,7 @@ impl GrantTable {
         self.frames[self.taken as usize] = mfn;
         self.taken += 1;
         // Every reference starts unpinned, every shared entry empty.
-        mem.write(mfn.maddr(), &[0u8; 4096])
+        mem.zero(mfn.maddr(), 4096)
             .ok_or(GrantInitError::Unwritable(mfn))?;
         Ok(mfn)
     }
@@ -580,7 +580,7 @@ impl GrantTable {
         for i in self.nr_status_frames..status_frames_for(n) {
             let mfn = if i < self.nr_status_taken {
                 let mfn = self.status[i as usize];
-                if mem.write(mfn.maddr(), &[0u8; 4096]).is_none() {
+                if mem.zero(mfn.maddr(), 4096).is_none() {
                     return false;
                 }
                 mfn

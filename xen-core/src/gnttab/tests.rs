@@ -543,6 +543,45 @@ fn the_granters_death_revokes_every_mapping_of_its_grants() {
     }
 }
 
+/// [`Both`] among as many other domains as the hypervisor can hold, named before the mapper: the
+/// ones without a table map nothing.
+struct Crowd<'a>(Both<'a>);
+
+impl GrantTables for Crowd<'_> {
+    fn table(&mut self, id: DomainId) -> Option<&mut GrantTable> {
+        self.0.table(id)
+    }
+    fn ids(&self, out: &mut dyn FnMut(DomainId)) {
+        out(0);
+        for id in 2..crate::mm::frame_table::MAX_DOMAINS as DomainId {
+            out(id);
+        }
+        out(1);
+    }
+}
+
+#[test]
+fn the_granters_death_revokes_the_mappings_of_the_last_of_a_full_house_of_domains() {
+    // The mapper is the 80th domain the granter's death looks at: its mapping goes like the
+    // first one's (a list of mappers that held 64 kept this one's PTE, and the frame stayed
+    // reachable after the granter's frames went back).
+    let mut w = World::new();
+    let start = w.frame(GRANTED);
+    w.grant(0, 10, GTF_permit_access, 1, GRANTED);
+    assert_eq!(w.map(1, 10, 0, AT, HOST).status, GNTST_okay);
+    let mut flushed = Vec::new();
+    w.as_dom(0, |pt, _, t| {
+        let mut crowd = Crowd(Both(&mut *t.0));
+        revoke_grants_of(pt, &mut crowd, 0, &mut |id| flushed.push(id));
+        release_mappings(pt, t, 0);
+    });
+    assert_eq!(flushed, [1]);
+    assert_eq!(w.pte(AT), 0);
+    assert!(w.tables[1].mappings(&w.two.m.mem).next().is_none());
+    assert_eq!(w.frame(GRANTED), start);
+    w.check();
+}
+
 #[test]
 fn the_mappers_death_drops_its_device_mappings_and_pins() {
     let mut w = World::new();

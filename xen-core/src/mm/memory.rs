@@ -246,7 +246,7 @@ fn alloc_extent<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, m: &Memop, order: u32
     }
     let m2p = mm.cfg.m2p;
     for f in first.0..range.end.0 {
-        if mem.write(Mfn(f).maddr(), &[0u8; 4096]).is_none() {
+        if mem.zero(Mfn(f).maddr(), 4096).is_none() {
             // A frame that cannot be scrubbed never reaches a guest with its last owner's data:
             // the extent is undone and its frames stay out of the pool.
             let mut perf = crate::domain::PerfCounters::default();
@@ -707,7 +707,7 @@ fn exchange_chunk<M: Machine + ?Sized>(
             continue;
         }
         for f in first.0..range.end.0 {
-            let _ = mem.write(Mfn(f).maddr(), &[0u8; 4096]);
+            let _ = mem.zero(Mfn(f).maddr(), 4096);
             let _ = mem.write_u64(Maddr(mm.cfg.m2p.0 + f * 8), INVALID_M2P_ENTRY);
         }
         let at = c.outs.add((i << c.out_chunk_order) + j as u64);

@@ -111,6 +111,20 @@ pub trait MachineMemoryMut: MachineMemory {
     /// Copies `data` to machine memory at `addr`.
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()>;
 
+    /// Zeroes `len` bytes of machine memory at `addr` (a frame's scrub). The default writes
+    /// zeroes through [`MachineMemoryMut::write`] a page at a time, so a wrapper that watches
+    /// writes sees these too; memory reached directly stores the zeroes without a source to copy.
+    fn zero(&mut self, addr: Maddr, len: usize) -> Option<()> {
+        const ZEROES: [u8; 4096] = [0; 4096];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(ZEROES.len());
+            self.write(Maddr(addr.0.checked_add(at as u64)?), &ZEROES[..n])?;
+            at += n;
+        }
+        Some(())
+    }
+
     /// Told by the frame table whenever a frame changes type, is validated or devalidated as a
     /// page table, or is freed. Memory that keeps guest translations for the length of a
     /// hypercall (`guest_access::Watched`) drops them all; plain memory caches nothing.

@@ -140,7 +140,7 @@ pub fn start(
     let Some(shared_info) = frames.alloc_frame() else {
         refuse(format_args!("no memory for dom0's shared_info"));
     };
-    let _ = mem.write(shared_info.maddr(), &[0u8; 4096]);
+    let _ = mem.zero(shared_info.maddr(), 4096);
 
     // The frame table: one 16-byte entry per frame below max_ram_page.
     let ft_frames = (max_ram_page * 16).div_ceil(4096);
@@ -397,6 +397,13 @@ pub fn start(
         }
     }
     drop(doms);
+    // The TSC since power-on, read as dom0 is about to run: under `-icount shift=0` it counts
+    // the instructions of the whole boot (firmware included), the same on every machine.
+    printk!(
+        "boot: dom0 starts at TSC {} ({} ms of system time)\n",
+        super::tsc::rdtsc_ordered(),
+        super::time::now() / 1_000_000
+    );
     printk!("Std. Loglevel: All\n");
     printk!("*** Serial input to DOM0 (type 'CTRL-a' three times to switch input)\n");
     let pv_cr4_writable = xen_core::emulate::pv_cr4_writable(super::machine::native_cpuid);

@@ -162,7 +162,7 @@ pub fn build(
         refuse(format_args!("no memory for shared_info"));
         return Err(());
     };
-    let _ = m.mem.write(shared_info.maddr(), &[0u8; 4096]);
+    let _ = m.mem.zero(shared_info.maddr(), 4096);
     let mut dom = Domain::new(id, false, nr_pages, nr_pages, shared_info, Mfn(0));
     dom.set_max_vcpus(vcpus);
     // The xenstore and console channels, unbound for dom0 (ports 1 and 2 of a new domain).

@@ -84,7 +84,7 @@ pub fn map_m2p<M: MachineMemoryMut + ?Sized>(
     let base = hypercall_abi::arch_x86_64::MACH2PHYS_VIRT_START;
     let mut new_table = |mem: &mut M| -> Option<u64> {
         let mfn = alloc()?;
-        mem.write(mfn.maddr(), &[0u8; 4096])?;
+        mem.zero(mfn.maddr(), 4096)?;
         Some(mfn.maddr().0)
     };
     let l4 = &raw mut boot_l4;

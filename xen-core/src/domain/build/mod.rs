@@ -60,7 +60,6 @@ pub const DOM0_FLAGS: u32 = SIF_PRIVILEGED | SIF_INITDOMAIN | ((DOM0_PM_BITS << 
 pub const START_INFO_MAGIC: &[u8] = b"xen-3.0-x86_64";
 
 const PAGE_SIZE: usize = 4096;
-const ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 
 /// Which kind of domain to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,7 +296,9 @@ where
 
     // Scrub: the domain sees only zeroes and its own data (this also zeroes every bss).
     for pfn in 0..nr_pages {
-        write(mem, maddr_of_pfn(pfn), &ZERO_PAGE)?;
+        let maddr = maddr_of_pfn(pfn);
+        mem.zero(maddr, PAGE_SIZE)
+            .ok_or(BuildError::MemoryWrite { maddr })?;
     }
 
     // Page tables, the hypervisor's L4 slots first.

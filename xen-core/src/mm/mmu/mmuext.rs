@@ -248,7 +248,7 @@ fn mmuext_one(
                 pt.put_page(mfn);
                 return Err(Errno::EINVAL); // "Error clearing mfn"
             }
-            let r = pt.mem.write(mfn.maddr(), &[0u8; 4096]).ok_or(Errno::EFAULT);
+            let r = pt.mem.zero(mfn.maddr(), 4096).ok_or(Errno::EFAULT);
             pt.put_page_and_type(mfn);
             r
         }
