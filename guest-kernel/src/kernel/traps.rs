@@ -48,7 +48,7 @@ use hypercall_abi::arch_x86_64::{CpuUserRegs, TrapInfo, FLAT_KERNEL_CS, FLAT_KER
 use hypercall_abi::callback::{CALLBACKTYPE_event, CallbackRegister};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::SHUTDOWN_crash;
-use hypercall_abi::xen::{VcpuInfo, __HYPERVISOR_iret, __HYPERVISOR_xen_version};
+use hypercall_abi::xen::{__HYPERVISOR_iret, __HYPERVISOR_xen_version, VcpuInfo};
 
 use super::boot::hypercall_page;
 use super::hypercall as hc;

@@ -370,7 +370,11 @@ fn a_kicked_domains_due_timer_runs_in_place_and_a_watchdog_it_fires_brings_the_f
     kicks.add(1);
     after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
     assert!(set.guest(1).unwrap().dom.shutdown.is_some());
-    assert_eq!(set.guest(2).unwrap().dom.vcpu().timer_deadline, None, "full pass");
+    assert_eq!(
+        set.guest(2).unwrap().dom.vcpu().timer_deadline,
+        None,
+        "full pass"
+    );
 }
 
 #[test]
@@ -450,7 +454,10 @@ fn a_blocking_vcpu_takes_the_full_pass_when_another_domain_has_a_deadline_due_or
     hv.arch.m.now = T0 + 10;
     set.guest_mut(0).unwrap().dom.vcpu_mut().blocked = true;
     exit_own(&mut hv, &mut set, &mut regs);
-    assert_eq!(hv.sched.light_switches, 0, "a deadline of another domain was due");
+    assert_eq!(
+        hv.sched.light_switches, 0,
+        "a deadline of another domain was due"
+    );
     let d1 = &set.guest(1).unwrap().dom;
     assert_eq!(d1.vcpu().timer_deadline, None, "the full pass fired it");
     assert!(!d1.vcpu().blocked, "and woke domain 1");
