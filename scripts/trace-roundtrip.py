@@ -18,6 +18,8 @@ TOP = int(os.environ.get("TRACE_TOP", "12"))
 GTOP = int(os.environ.get("TRACE_GTOP", "5"))
 # Round trips to trace one after the other (the first `SKIP` let pass).
 ROUNDS = int(os.environ.get("TRACE_ROUNDS", "3"))
+# TRACE_GINCL=1: the guests' stretches get the inclusive counts too (slower: one more read per step).
+GINCL = os.environ.get("TRACE_GINCL", "") == "1"
 
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
@@ -102,7 +104,7 @@ def one_round():
             spaces.append(cr3())
         was_hv = hv
         pcs.append(pc)
-        sps.append(int(gdb.parse_and_eval("$sp")) & 0xFFFFFFFFFFFFFFFF if hv else 0)
+        sps.append(int(gdb.parse_and_eval("$sp")) & 0xFFFFFFFFFFFFFFFF if hv or GINCL else 0)
         gdb.execute("stepi", to_string=True)
 
 
@@ -135,9 +137,9 @@ for r in range(ROUNDS):
         print("trace: seg %2d %s %6d  first=%s last=%s" % (i, who, len(s), name(s[0])[:60], name(s[-1])[:60]))
         for fn, n in per_fn.most_common(TOP if hv else GTOP):
             print("trace:          %6d  %s" % (n, fn[:110]))
-        if hv:
+        if hv or GINCL:
             print("trace:        inclusive:")
-            for fn, n in inclusive(segsp[i]).most_common(TOP * 2):
+            for fn, n in inclusive(segsp[i]).most_common(TOP * 2 if hv else GTOP * 2):
                 print("trace:          %6d  %s" % (n, fn[:110]))
             for fn, n in callers.most_common(8):
                 print("trace:          %6d  %s" % (n, fn[:110]))

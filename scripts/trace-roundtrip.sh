@@ -19,6 +19,6 @@ qemu-system-x86_64 -m 512 -display none -serial "file:$log" -monitor none -no-re
 qemu=$!
 trap 'kill $qemu 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$PORT " && break; sleep 0.1; done
-TRACE_XEN_SYMS="$BUILD/xen-syms" TRACE_GUEST="$BUILD/guest-kernel" TRACE_GDB_PORT=$PORT \
+TRACE_XEN_SYMS="$BUILD/xen-syms" TRACE_GUEST="${TRACE_GUEST:-$BUILD/guest-kernel-syms}" TRACE_GDB_PORT=$PORT \
     timeout 1200 gdb -q -batch -x scripts/trace-roundtrip.py 2>&1 |
     sed -n 's/^trace: //p'

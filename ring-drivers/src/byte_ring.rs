@@ -98,6 +98,9 @@ impl ByteRing {
     ) -> Result<usize, RingError> {
         let (_, cons, used) = self.indices(page)?;
         let n = buf.len().min(used);
+        if n == 0 {
+            return Ok(0);
+        }
         let off = self.mask(cons);
         let first = n.min(self.size - off);
         page.read_bytes(self.data + off, &mut buf[..first]);

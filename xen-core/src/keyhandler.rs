@@ -105,12 +105,13 @@ pub fn handle_key<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs, ke
             let timer_interrupts = arch.counters().timer_interrupts;
             printk!(
                 arch,
-                "scheduler: weighted round robin, slice {} us, idle {} ns in {} halts, timer interrupts {}, free frames {}\n",
+                "scheduler: weighted round robin, slice {} us, idle {} ns in {} halts, timer interrupts {}, free frames {}, light switches {}\n",
                 crate::sched::SLICE_NS / 1000,
                 hv.sched.idle_ns,
                 hv.sched.idle_halts,
                 timer_interrupts,
-                hv.pool.free_frames()
+                hv.pool.free_frames(),
+                hv.sched.light_switches
             );
             for (slot, g) in doms.slots() {
                 printk!(

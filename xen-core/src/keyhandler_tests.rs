@@ -71,7 +71,7 @@ fn r_shows_the_scheduler_and_h_the_keys() {
     hv.arch.timer_interrupts = 9;
     let out = keys(&mut hv, &mut set, &Regs::default(), b"rh");
     assert!(out.starts_with(
-        "scheduler: weighted round robin, slice 5000 us, idle 77 ns in 3 halts, timer interrupts 9, free frames 0\n"
+        "scheduler: weighted round robin, slice 5000 us, idle 77 ns in 3 halts, timer interrupts 9, free frames 0, light switches 0\n"
     ), "{out}");
     assert!(out.contains("  d0: weight 0, run 0 ns, dispatched 0, preempted 0 (running)\n"));
     assert!(out.contains("  d4: weight 512, run 4000 ns, dispatched 0, preempted 0\n"));

@@ -201,8 +201,11 @@ impl Consoles {
         }
     }
 
-    /// The domUs whose consoles are read, in id order.
-    pub fn ids(&self) -> alloc::vec::Vec<u16> {
-        self.rings.keys().copied().collect()
+    /// The first ring after `id` (the first of all with `None`): walks them without collecting
+    /// the ids (the event loop does it on every pass).
+    pub fn next_id(&self, id: Option<u16>) -> Option<u16> {
+        use core::ops::Bound::{Excluded, Unbounded};
+        let from = id.map_or(Unbounded, Excluded);
+        self.rings.range((from, Unbounded)).next().map(|(&k, _)| k)
     }
 }

@@ -28,9 +28,11 @@ impl Service for ConsoleDaemon {
     }
 
     fn poll(&mut self, ctx: &mut Ctx) {
-        for id in ctx.consoles.ids() {
+        let mut at = None;
+        while let Some(id) = ctx.consoles.next_id(at) {
             ctx.consoles.drain(id);
             ctx.consoles.pump_input(id);
+            at = Some(id);
         }
         ctx.consoles.flush_idle(time::now_ns().unwrap_or(0));
         self.next_flush = ctx.consoles.next_flush_ns();

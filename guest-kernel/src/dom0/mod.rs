@@ -69,6 +69,8 @@ struct Dom0 {
     /// In attach order (detach runs backwards): the block back end first, the demo last.
     services: Vec<Box<dyn Service>>,
     poweroff: bool,
+    /// The channels that fired in this pass (kept between passes: no allocation per pass).
+    fired: Vec<Channel>,
 }
 
 impl Dom0 {
@@ -110,11 +112,12 @@ impl Dom0 {
                 events::wait(Some(until - now));
             }
         }
-        let mut fired = Vec::new();
+        let mut fired = core::mem::take(&mut self.fired);
         events::dispatch(|_, channel| fired.extend(channel));
-        for channel in fired {
+        for channel in fired.drain(..) {
             self.dispatch(channel);
         }
+        self.fired = fired;
         for s in self.services.iter_mut() {
             s.poll(&mut self.ctx);
         }
@@ -140,6 +143,10 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     if traps::install() != 0 || traps::register_upcall() != 0 {
         println!("services: cannot install the trap table or event callback");
         return SHUTDOWN_crash;
+    }
+    // `upcall-iret`: every upcall returns through HYPERVISOR_iret (to compare).
+    if cmdline.has("upcall-iret") {
+        traps::force_upcall_iret();
     }
     // FIFO events when the hypervisor offers them (`evtchn=2l` keeps the 2-level ABI).
     events::init_abi(cmdline.get("evtchn") == Some("2l"));
@@ -172,6 +179,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
             Box::new(Demo::new(cmdline)),
         ],
         poweroff: false,
+        fired: Vec::new(),
     };
     println!("services: toolstack, xenstored and console daemon running");
     blkback::init_disk();

@@ -262,8 +262,11 @@ impl Xenstore {
         self.flush_all();
     }
 
-    /// The domUs connected, in id order.
-    pub fn ids(&self) -> alloc::vec::Vec<u16> {
-        self.conns.keys().copied().collect()
+    /// The first connection after `id` (the first of all with `None`): walks them without
+    /// collecting the ids (the event loop does it on every pass).
+    pub fn next_id(&self, id: Option<u16>) -> Option<u16> {
+        use core::ops::Bound::{Excluded, Unbounded};
+        let from = id.map_or(Unbounded, Excluded);
+        self.conns.range((from, Unbounded)).next().map(|(&k, _)| k)
     }
 }

@@ -17,8 +17,10 @@ impl Service for XenstoredPump {
     }
 
     fn poll(&mut self, ctx: &mut Ctx) {
-        for id in ctx.xs.ids() {
+        let mut at = None;
+        while let Some(id) = ctx.xs.next_id(at) {
             ctx.xs.serve(id);
+            at = Some(id);
         }
     }
 }

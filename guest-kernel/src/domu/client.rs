@@ -70,8 +70,12 @@ impl Client {
         if !replies.is_empty() || !watches.is_empty() {
             let _ = events::send(self.store_port);
         }
-        self.replies.extend(replies);
-        self.watches.extend(watches);
+        if !replies.is_empty() {
+            self.replies.extend(replies);
+        }
+        if !watches.is_empty() {
+            self.watches.extend(watches);
+        }
     }
 
     /// Waits for events and handles them.

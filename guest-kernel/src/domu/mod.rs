@@ -132,6 +132,10 @@ fn setup(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<Client, DomuError> {
     if traps::install() != 0 || traps::register_upcall() != 0 {
         return Err(DomuError::Handlers);
     }
+    // `upcall-iret`: every upcall returns through HYPERVISOR_iret (to compare).
+    if cmdline.has("upcall-iret") {
+        traps::force_upcall_iret();
+    }
     own_page(si.console_domu_mfn()).ok_or(DomuError::NotOurPage("console"))?;
     events::register(si.console_domu_evtchn(), Channel::Console(0));
     let store = own_page(si.store_mfn).ok_or(DomuError::NotOurPage("xenstore"))?;

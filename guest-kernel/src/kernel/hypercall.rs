@@ -30,6 +30,20 @@ use super::boot::hypercall_page;
 /// Number of 32-byte stubs in the hypercall page.
 pub const STUBS: u32 = 4096 / 32;
 
+/// What [`hypercall`] forgets of `time::arm_timeout`'s records before call `nr` (second argument
+/// `a2`): out of line, so that the other calls pay only the three comparisons.
+#[cold]
+#[inline(never)]
+fn forget_armed_for(nr: u32, a2: u64) {
+    if nr == __HYPERVISOR_set_timer_op {
+        super::time::forget_armed_of(super::smp::this_vcpu());
+    } else if nr == hypercall_abi::xen::__HYPERVISOR_vcpu_op {
+        super::time::forget_armed_of(a2 as u32);
+    } else {
+        super::time::forget_armed();
+    }
+}
+
 /// Issues hypercall `nr` through its stub in the hypercall page.
 ///
 /// # Safety
@@ -37,17 +51,20 @@ pub const STUBS: u32 = 4096 / 32;
 /// what hypercall `nr` does with it (read, or write) for the duration of the call. The hypervisor
 /// validates guest pointers, so a wrong one gives -EFAULT, but memory it may write must not be
 /// memory Rust assumes unchanged.
+#[inline]
 pub unsafe fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     assert!(
         nr < STUBS,
         "hypercall {nr} has no stub in the hypercall page"
     );
+    // A call that may move a vCPU's single-shot timer: `time::arm_timeout` arms that one afresh.
+    // `set_timer_op` is the caller's own timer; a `vcpu_op` names its vCPU (the second
+    // argument); a multicall may hold anything.
     if nr == __HYPERVISOR_set_timer_op
         || nr == hypercall_abi::xen::__HYPERVISOR_vcpu_op
         || nr == __HYPERVISOR_multicall
     {
-        // The call may move a vCPU's single-shot timer: `time::arm_timeout` arms afresh.
-        super::time::forget_armed();
+        forget_armed_for(nr, a2);
     }
     let stub = (&raw const hypercall_page).cast::<u8>() as u64 + u64::from(nr) * 32;
     let ret: i64;

@@ -16,10 +16,10 @@ use super::shared_info;
 pub const MS: u64 = 1_000_000;
 
 /// The single-shot deadline [`arm_timeout`] last set on each vCPU with `set_timer_op` (0: none it
-/// knows of). Any other call that may move a vCPU's timer (`set_timer_op` from elsewhere, any
-/// `vcpu_op`, a multicall) forgets them all ([`forget_armed`], from the hypercall wrapper), and
-/// so does every `VIRQ_TIMER` the event loop dispatches (the record may name the deadline that
-/// fired).
+/// knows of). Any other call that may move a vCPU's timer forgets that vCPU's record (from the
+/// hypercall wrapper: `set_timer_op` from elsewhere the caller's, a `vcpu_op` the named vCPU's,
+/// [`forget_armed_of`]) or all of them (a multicall, [`forget_armed`]), and so does every
+/// `VIRQ_TIMER` the event loop dispatches (the record may name the deadline that fired).
 static ARMED: [AtomicU64; super::smp::MAX_VCPUS] =
     [const { AtomicU64::new(0) }; super::smp::MAX_VCPUS];
 
@@ -49,6 +49,15 @@ pub fn arm_timeout(deadline: u64, now: u64) {
 pub fn forget_armed() {
     for a in &ARMED {
         a.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Forgets the deadline [`arm_timeout`] recorded for vCPU `vcpu` (a call that may have moved its
+/// timer); every one if `vcpu` is not one of ours (the call fails, but forgetting is safe).
+pub fn forget_armed_of(vcpu: u32) {
+    match ARMED.get(vcpu as usize) {
+        Some(a) => a.store(0, Ordering::SeqCst),
+        None => forget_armed(),
     }
 }
 

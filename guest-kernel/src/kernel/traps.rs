@@ -48,7 +48,7 @@ use hypercall_abi::arch_x86_64::{CpuUserRegs, TrapInfo, FLAT_KERNEL_CS, FLAT_KER
 use hypercall_abi::callback::{CALLBACKTYPE_event, CallbackRegister};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sched::SHUTDOWN_crash;
-use hypercall_abi::xen::__HYPERVISOR_iret;
+use hypercall_abi::xen::{__HYPERVISOR_iret, __HYPERVISOR_xen_version, VcpuInfo};
 
 use super::boot::hypercall_page;
 use super::hypercall as hc;
@@ -56,6 +56,9 @@ use super::{events, shared_info, smp};
 
 /// Vector number the upcall entry reports (past the 256 hardware vectors).
 pub const UPCALL: u64 = 256;
+/// What [`trap_dispatch`] writes over an upcall's vector to have `trap_common` return without
+/// `HYPERVISOR_iret` ([`direct_return`]).
+const DIRECT_RETURN: u64 = 0x1_0000;
 /// Vector number the failsafe entry reports.
 pub const FAILSAFE: u64 = 257;
 /// Vector number the syscall entry reports (a `syscall` made in user mode).
@@ -156,6 +159,8 @@ trap_common:
     cld                     /* the Rust ABI wants DF clear; Xen's bounce does not clear it */
     call {dispatch}
     mov %rbx, %rsp
+    cmpq ${direct}, 120(%rsp)  /* trap_dispatch chose the return without HYPERVISOR_iret */
+    je upcall_direct_return
     pop %r15
     pop %r14
     pop %r13
@@ -175,6 +180,58 @@ trap_common:
     movq $0, (%rsp)         /* the error-code slot becomes iret_context.flags = 0 */
     jmp {hypercall_page} + {iret_offset}
 
+    /* The direct return from an upcall to guest kernel mode on the flat selectors with upcalls
+       unmasked (trap_dispatch checked; it left this vCPU's vcpu_info address in the error-code
+       slot). RSP points at the TrapFrame: GPRs at 0..112, vector 120, error code 128, then
+       rip 136, cs 144, rflags 152, rsp 160, ss 168. A return block (RCX, RAX, RFLAGS, RIP)
+       is built just below the interrupted RSP: Xen's bounce frame lies below it too, and each
+       slot written there is read first (the frame is at least 48 bytes below the block's
+       lowest slot where it matters: offsets 128 and below). */
+upcall_direct_return:
+    mov 160(%rsp), %rax     /* the interrupted RSP */
+    mov 136(%rsp), %rcx
+    mov %rcx, -8(%rax)      /* RIP, for the final ret */
+    mov 152(%rsp), %rcx
+    mov %rcx, -16(%rax)     /* RFLAGS, for popfq */
+    mov 80(%rsp), %rcx
+    mov %rcx, -24(%rax)     /* RAX */
+    mov 88(%rsp), %rcx
+    mov %rcx, -32(%rax)     /* RCX */
+    mov 128(%rsp), %rcx     /* &vcpu_info */
+    mov 0(%rsp), %r15
+    mov 8(%rsp), %r14
+    mov 16(%rsp), %r13
+    mov 24(%rsp), %r12
+    mov 32(%rsp), %rbp
+    mov 40(%rsp), %rbx
+    mov 48(%rsp), %r11
+    mov 56(%rsp), %r10
+    mov 64(%rsp), %r9
+    mov 72(%rsp), %r8
+    mov 96(%rsp), %rdx
+    mov 104(%rsp), %rsi
+    mov 112(%rsp), %rdi
+    lea -32(%rax), %rsp     /* from here on nothing below RSP is needed: an upcall may come */
+    movb $0, {mask}(%rcx)   /* what Xen's iret does for a frame with IF set: unmask */
+    cmpb $0, {pending}(%rcx)
+    jne 3f
+2:  pop %rcx
+    pop %rax
+    popfq                   /* ring 3: IF and IOPL are not touched (trap_dispatch checked) */
+    ret
+    /* An event came while upcalls were masked: enter the hypervisor, which delivers it on the
+       way out (Linux's xen_force_evtchn_callback: xen_version(0, NULL)), then return. */
+3:  push %rdi
+    push %rsi
+    push %r11
+    xor %edi, %edi
+    xor %esi, %esi
+    call {hypercall_page} + {xen_version_offset}
+    pop %r11
+    pop %rsi
+    pop %rdi
+    jmp 2b
+
     /* The table of stubs, as (vector, address) pairs, read by Rust to build trap tables. */
     .section .rodata.trap_entries, "a"
     .balign 8
@@ -192,6 +249,10 @@ trap_entries_end:
     dispatch = sym trap_dispatch,
     hypercall_page = sym hypercall_page,
     iret_offset = const __HYPERVISOR_iret * 32,
+    xen_version_offset = const __HYPERVISOR_xen_version * 32,
+    direct = const DIRECT_RETURN,
+    mask = const core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask),
+    pending = const core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending),
     options(att_syntax)
 );
 
@@ -462,6 +523,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             if let Some(user) = USER_MODE.get() {
                 user.after_upcall(frame);
             }
+            direct_return(frame);
         }
         SYSCALL => match USER_MODE.get() {
             Some(user) => user.syscall(frame),
@@ -470,6 +532,47 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         _ => exception(frame),
     }
     depth.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// RFLAGS bits a direct return cannot restore from ring 3 (`popfq` leaves IF and IOPL alone)
+/// or that need `iret` (TF: a single step; NT).
+const RFLAGS_NEEDS_IRET: u64 = RFLAGS_TF | (3 << 12) | (1 << 14);
+/// RFLAGS.IF: in a bounce frame, upcalls were unmasked when the vCPU was interrupted.
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// Whether the upcall in `frame` may return without `HYPERVISOR_iret`, and if so marks the frame
+/// for `trap_common`'s direct return. Xen's `iret` back to kernel mode on the same flat selectors
+/// with IF set does three things: it loads RIP, RSP, RFLAGS and the registers, and it clears the
+/// upcall mask (then delivers an event that came meanwhile). All of that can be done in guest
+/// kernel mode, which runs in ring 3 like the interrupted code, and Linux's 32-bit PV kernels
+/// do it (`xen_iret`'s fast path): `trap_common` writes RIP and RFLAGS below the interrupted
+/// stack pointer, unmasks, enters the hypervisor only if an event is pending, and returns with
+/// `popfq; ret`. Anything else (a return to user mode, other selectors, IF clear, TF, NT or an
+/// IOPL in the frame, no `vcpu_info`) takes `HYPERVISOR_iret` as before.
+fn direct_return(frame: &mut TrapFrame) {
+    let kernel_cs = u64::from(FLAT_KERNEL_CS & !3);
+    if frame.cs & 0xffff != kernel_cs
+        || frame.ss != u64::from(FLAT_KERNEL_SS)
+        || frame.rflags & RFLAGS_IF == 0
+        || frame.rflags & RFLAGS_NEEDS_IRET != 0
+        || !DIRECT_RETURNS.load(Ordering::Relaxed)
+    {
+        return;
+    }
+    let Some(v) = shared_info::this() else {
+        return;
+    };
+    frame.vector = DIRECT_RETURN;
+    frame.error_code = v as u64;
+}
+
+/// Whether upcalls may return without `HYPERVISOR_iret` ([`direct_return`]; `upcall-iret` on
+/// the command line turns it off, to compare).
+static DIRECT_RETURNS: AtomicBool = AtomicBool::new(true);
+
+/// Makes every upcall return through `HYPERVISOR_iret` (`upcall-iret` on the command line).
+pub fn force_upcall_iret() {
+    DIRECT_RETURNS.store(false, Ordering::Relaxed);
 }
 
 fn exception(frame: &mut TrapFrame) {

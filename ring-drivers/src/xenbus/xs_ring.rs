@@ -224,8 +224,14 @@ impl MessageAssembler {
 /// Reads from `read` (a ring's consumer) until one message is complete or the ring is empty.
 fn read_message(
     asm: &mut MessageAssembler,
+    waiting: usize,
     mut read: impl FnMut(&mut [u8]) -> Result<usize, RingError>,
 ) -> Result<Option<XsMessage>, XsRingError> {
+    // Nothing in the ring: no message can complete (and the buffer need not be zeroed; event
+    // loops ask on every pass).
+    if waiting == 0 {
+        return Ok(None);
+    }
     let mut buf = [0u8; XENSTORE_RING_SIZE];
     loop {
         // Never read past the current message: the next one stays in the ring.
@@ -247,7 +253,8 @@ pub fn read_request_message<P: SharedPage + ?Sized>(
     page: &mut P,
     asm: &mut MessageAssembler,
 ) -> Result<Option<XsMessage>, XsRingError> {
-    read_message(asm, |buf| read_request(page, buf))
+    let waiting = requests_waiting(page)?;
+    read_message(asm, waiting, |buf| read_request(page, buf))
 }
 
 /// Client: the next complete response or watch event, if the ring holds the rest of one.
@@ -255,7 +262,8 @@ pub fn read_response_message<P: SharedPage + ?Sized>(
     page: &mut P,
     asm: &mut MessageAssembler,
 ) -> Result<Option<XsMessage>, XsRingError> {
-    read_message(asm, |buf| read_response(page, buf))
+    let waiting = responses_waiting(page)?;
+    read_message(asm, waiting, |buf| read_response(page, buf))
 }
 
 /// Bytes waiting to be sent on a ring, for senders whose messages do not fit at once.

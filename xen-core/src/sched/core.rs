@@ -124,7 +124,9 @@ pub fn after_entry<A: Arch>(
 
 /// The light way to take a hypercall's kicks (Xen's `vcpu_kick` of another domain's vCPU,
 /// without its `schedule` softirq unless the running vCPU must give way): each kicked domain's
-/// waiting vCPUs whose wait ended are woken (`wake::wake_if_due`), and what the way out keeps of
+/// timers that came due run in place ([`run_timers`], so that a `VIRQ_TIMER` due is sent before
+/// the domain is looked at, as the full pass would), its waiting vCPUs whose wait ended are
+/// woken (`wake::wake_if_due`), and what the way out keeps of
 /// the other domains is brought up to date: whether one is runnable (so the running vCPU's slice
 /// end is armed and preempts it) and their earliest deadline (only ever moved earlier: a timer
 /// that fires early only brings a full pass). The running vCPU then goes on as after any entry
@@ -132,7 +134,9 @@ pub fn after_entry<A: Arch>(
 /// follows when it cannot.
 ///
 /// Returns false, having changed nothing, when a kick needs the full pass: the running domain
-/// itself (another of its vCPUs), or a domain that no longer exists, is shutting down or dying.
+/// itself (another of its vCPUs), or a domain that no longer exists, is shutting down or dying;
+/// and false too when a kicked domain's watchdog fired in place, shutting it down (the full pass
+/// reports it; what was done here it would have done).
 fn wake_kicked<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, kicks: &Kicks) -> bool {
     let cur_id = doms.guest(hv.sched.cur).map(|g| g.dom.id);
     let mut slots: heapless::Vec<usize, MAX_DOMAINS> = heapless::Vec::new();
@@ -158,6 +162,10 @@ fn wake_kicked<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, kicks: &Kicks) -> 
         let Some((g, ports)) = doms.both_mut(slot) else {
             continue;
         };
+        run_timers(&mut hv.arch, g, ports, false, now);
+        if g.dom.shutdown.is_some() {
+            return false;
+        }
         wake::wake_if_due(&hv.arch, g, ports, now);
         if (0..g.dom.vcpus.len()).any(|v| vcpu_runnable(g, v)) {
             s.others_runnable = true;
@@ -181,9 +189,14 @@ pub fn exit_to_guest<A: Arch>(
     let mut fast = !touches_others;
     let mut full = false;
     loop {
-        if !(fast && may_go_on(hv, doms)) {
-            schedule(hv, doms, regs, tick);
-            full = true;
+        let way = if fast { may_go_on(hv, doms) } else { Way::Full };
+        match way {
+            Way::GoOn => {}
+            Way::Waits if switch_from_waiting(hv, doms, regs) => full = true,
+            Way::Waits | Way::Full => {
+                schedule(hv, doms, regs, tick);
+                full = true;
+            }
         }
         fast = false;
         let g = doms
@@ -223,22 +236,87 @@ pub fn exit_to_guest<A: Arch>(
     hv.arch.load_vcpu(&g.dom);
 }
 
+/// What [`may_go_on`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    /// The running vCPU goes on.
+    GoOn,
+    /// It waits (blocked or polling; its domain's timers ran and woke none of its vCPUs), in a
+    /// domain that is neither shut down nor being destroyed: [`switch_from_waiting`] may hand
+    /// the CPU on without the full pass.
+    Waits,
+    /// The full scheduling pass decides.
+    Full,
+}
+
 /// The fast way out: after an entry that changed no other domain, the running vCPU goes on if
 /// its own timers leave it runnable and its slice lasts.
-fn may_go_on<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> bool {
+fn may_go_on<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet) -> Way {
     let now = hv.arch.now_ns();
     if now >= hv.sched.slice_end && hv.sched.others_runnable {
-        return false;
+        return Way::Full;
     }
     let Some((g, ports)) = doms.both_mut(hv.sched.cur) else {
-        return false;
+        return Way::Full;
     };
     run_timers(&mut hv.arch, g, ports, true, now);
     // A timer of another vCPU of this domain may have woken it: the full pass then decides.
     if wake::wake_if_due(&hv.arch, g, ports, now) && g.dom.vcpus.len() > 1 {
+        return Way::Full;
+    }
+    let v = g.dom.vcpu();
+    if runnable(g) && !v.yielded && !g.destroy {
+        Way::GoOn
+    } else if v.up && (v.blocked || v.poll.is_some()) && g.dom.shutdown.is_none() && !g.destroy {
+        Way::Waits
+    } else {
+        Way::Full
+    }
+}
+
+/// The light way to hand the CPU on when the running vCPU starts waiting (`SCHEDOP_block`,
+/// `SCHEDOP_poll`) after an entry that changed no other domain (or whose kicks
+/// [`wake_kicked`] took): the next runnable vCPU after it in unit order, wrapping round, as
+/// [`super::pick`] chooses, without the pass over every domain. What that pass would do besides
+/// is nothing here: the running domain's timers ran ([`may_go_on`]); no other domain has a
+/// deadline due (`others_next`, which every full pass and every kick keep, is still ahead: the
+/// other domains' timers, poll deadlines and watchdogs), so no timer of theirs fires and no
+/// poll of theirs ends; their events come with kicks, which woke them where they were sent
+/// ([`wake_kicked`]); a domain that shut down, crashed or is to be destroyed always brings the
+/// full pass (its kick, or the running domain's own way out), which reports it at once; device
+/// interrupts come with interrupt entries, which take the full pass. Nothing runnable: returns
+/// false, having changed nothing, and the full pass idles. The timer is armed afterwards over
+/// every domain (`arm_next_timer` with `full`), the running one having changed.
+fn switch_from_waiting<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs) -> bool {
+    let now = hv.arch.now_ns();
+    if hv.sched.others_next.is_some_and(|d| d <= now) {
         return false;
     }
-    runnable(g) && !g.dom.vcpu().yielded && !g.destroy
+    let cur = hv.sched.cur;
+    let Some(g) = doms.guest(cur) else {
+        return false;
+    };
+    let cur_unit = unit(cur, g.dom.cur_vcpu);
+    let (mut first, mut after) = (None, None);
+    'slots: for (slot, g) in doms.slots() {
+        for v in 0..g.dom.vcpus.len() {
+            if !vcpu_runnable(g, v) {
+                continue;
+            }
+            let u = unit(slot, v);
+            if u > cur_unit {
+                after = Some(u);
+                break 'slots;
+            }
+            first = first.or(Some(u));
+        }
+    }
+    let Some(next) = after.or(first) else {
+        return false;
+    };
+    hv.sched.light_switches += 1;
+    switch_to(hv, doms, regs, next / MAX_VCPUS, next % MAX_VCPUS, now);
+    true
 }
 
 /// Runs every domain's timers, wakes, reports and tears down, and leaves in `hv.sched.cur` (with

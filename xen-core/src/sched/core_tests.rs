@@ -284,19 +284,11 @@ fn a_hypercall_that_kicked_nobody_leaves_the_other_domains_alone() {
     );
     after_entry(&mut hv, &mut set, &mut regs, Entry::Exception);
     assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, Some(T0));
-    // Kicking domain 1 looks at it: the timer is armed for its deadline, already due, so its
-    // interrupt comes at once and that entry's full pass fires the timer.
+    // Kicking domain 1 looks at it: its timer, already due, fires in place.
     let mut kicks = Kicks::default();
     kicks.add(1);
     after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
     assert_eq!(hv.sched.cur, 0, "slice left: the caller goes on");
-    assert_eq!(hv.arch.timer, Some(T0), "armed for domain 1's deadline");
-    after_entry(
-        &mut hv,
-        &mut set,
-        &mut regs,
-        Entry::Interrupt { tick: false },
-    );
     assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, None);
 }
 
@@ -348,6 +340,44 @@ fn a_kick_wakes_the_other_domain_without_a_full_pass_and_it_runs_at_the_callers_
 }
 
 #[test]
+fn a_kicked_domains_due_timer_runs_in_place_and_a_watchdog_it_fires_brings_the_full_pass() {
+    let (mut hv, mut set, mut regs) = world();
+    for slot in 1..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    // Domain 1 waits; its timer came due just before dom0 kicks it (a kick that, say, found
+    // its port masked: no upcall of its own).
+    set.guest_mut(1).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 5);
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 5);
+    hv.arch.m.now = T0 + 10;
+    let mut kicks = Kicks::default();
+    kicks.add(1);
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    let d1 = &set.guest(1).unwrap().dom;
+    assert_eq!(d1.vcpu().timer_deadline, None, "fired in place");
+    assert!(!d1.vcpu().blocked, "its VIRQ_TIMER woke it");
+    assert_eq!(
+        set.guest(2).unwrap().dom.vcpu().timer_deadline,
+        Some(T0 + 5),
+        "no full pass"
+    );
+    assert_eq!(hv.sched.cur, 0);
+    // Domain 1's watchdog expires as dom0 kicks it: it is shut down, and the full pass (which
+    // reports it) runs the others' timers too.
+    set.guest_mut(1).unwrap().dom.watchdogs[0] = Some(T0 + 10);
+    let mut kicks = Kicks::default();
+    kicks.add(1);
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    assert!(set.guest(1).unwrap().dom.shutdown.is_some());
+    assert_eq!(
+        set.guest(2).unwrap().dom.vcpu().timer_deadline,
+        None,
+        "full pass"
+    );
+}
+
+#[test]
 fn a_kick_of_a_shut_down_domain_or_of_the_caller_takes_the_full_pass() {
     let (mut hv, mut set, mut regs) = world();
     exit(&mut hv, &mut set, &mut regs);
@@ -365,6 +395,86 @@ fn a_kick_of_a_shut_down_domain_or_of_the_caller_takes_the_full_pass() {
     kicks.add(1);
     after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
     assert_eq!(set.guest(2).unwrap().dom.vcpu().timer_deadline, None);
+}
+
+/// The way out of an entry that changed no other domain (a `SCHEDOP_block`, say).
+fn exit_own(hv: &mut Hv<FakeArch>, set: &mut DomainSet, regs: &mut Regs) {
+    exit_to_guest(hv, set, regs, false, false);
+}
+
+#[test]
+fn a_vcpu_that_blocks_hands_the_cpu_to_the_next_runnable_one_without_the_full_pass() {
+    let (mut hv, mut set, mut regs) = world();
+    set.guest_mut(1).unwrap().dom.vcpu_mut().blocked = true;
+    exit(&mut hv, &mut set, &mut regs);
+    // (A deadline of domain 1, already due, set behind the scheduler's back: only a full pass
+    // would see it.)
+    set.guest_mut(1).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 5);
+    hv.arch.m.now = T0 + 10;
+    regs.rax = 7;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().blocked = true;
+    exit_own(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.cur, 2, "the next runnable one after 0 (1 waits)");
+    assert_eq!(hv.arch.switches, [(Some(0), 2)]);
+    assert_eq!(hv.sched.light_switches, 1);
+    assert_eq!(regs.rip, 0x3000, "domain 2's registers");
+    assert_eq!(set.guest(0).unwrap().dom.vcpu().regs.rax, 7, "0's saved");
+    assert_eq!(
+        set.guest(1).unwrap().dom.vcpu().timer_deadline,
+        Some(T0 + 5),
+        "no full pass"
+    );
+    // Domain 1 is no longer "another domain" to the scheduler's record, whose deadlines it
+    // takes from every domain but the running one at each switch: the next block sees the
+    // deadline due and takes the full pass, which fires it.
+    set.guest_mut(2).unwrap().dom.vcpu_mut().blocked = true;
+    exit_own(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.light_switches, 1);
+    assert_eq!(set.guest(1).unwrap().dom.vcpu().timer_deadline, None);
+    assert_eq!(hv.sched.cur, 1, "woken by its timer");
+    // Domain 1 blocks again (its upcall taken), with 0 runnable: round the wrap to 0.
+    let d1 = set.guest(1).unwrap().dom.clone();
+    let _ = crate::shared_info::SharedInfoPage::of_mut(&mut hv.arch, d1.shared_info)
+        .test_and_clear_upcall_pending(0);
+    set.guest_mut(0).unwrap().dom.vcpu_mut().blocked = false;
+    set.guest_mut(1).unwrap().dom.vcpu_mut().blocked = true;
+    exit_own(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.cur, 0);
+    assert_eq!(hv.sched.light_switches, 2);
+}
+
+#[test]
+fn a_blocking_vcpu_takes_the_full_pass_when_another_domain_has_a_deadline_due_or_none_can_run() {
+    let (mut hv, mut set, mut regs) = world();
+    // Domain 1 waits for its timer, which the full pass knows of.
+    let v1 = set.guest_mut(1).unwrap().dom.vcpu_mut();
+    v1.blocked = true;
+    v1.timer_deadline = Some(T0 + 5);
+    exit(&mut hv, &mut set, &mut regs);
+    hv.arch.m.now = T0 + 10;
+    set.guest_mut(0).unwrap().dom.vcpu_mut().blocked = true;
+    exit_own(&mut hv, &mut set, &mut regs);
+    assert_eq!(
+        hv.sched.light_switches, 0,
+        "a deadline of another domain was due"
+    );
+    let d1 = &set.guest(1).unwrap().dom;
+    assert_eq!(d1.vcpu().timer_deadline, None, "the full pass fired it");
+    assert!(!d1.vcpu().blocked, "and woke domain 1");
+    assert_eq!(hv.sched.cur, 1, "which runs next in the round");
+    // Nobody runnable, the caller blocks too (its upcall taken): the full pass idles until a
+    // timer.
+    let d1 = set.guest(1).unwrap().dom.clone();
+    let _ = crate::shared_info::SharedInfoPage::of_mut(&mut hv.arch, d1.shared_info)
+        .test_and_clear_upcall_pending(0);
+    for slot in 0..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    set.guest_mut(2).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 1000);
+    exit_own(&mut hv, &mut set, &mut regs);
+    assert_eq!(hv.sched.light_switches, 0);
+    assert_eq!(hv.arch.halts, 1);
+    assert_eq!(hv.sched.cur, 2, "woken by its timer");
 }
 
 #[test]

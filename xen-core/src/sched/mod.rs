@@ -76,6 +76,9 @@ pub struct Sched {
     others_runnable: bool,
     /// The deadline the one-shot timer is armed for, to skip redundant (slow) timer writes.
     pub armed: Option<u64>,
+    /// Context switches made without the full pass, when a vCPU started waiting
+    /// (`core::switch_from_waiting`; debug key `r`).
+    pub light_switches: u64,
 }
 
 impl Sched {
@@ -90,6 +93,7 @@ impl Sched {
             others_next: None,
             others_runnable: true,
             armed: None,
+            light_switches: 0,
         }
     }
 }

@@ -244,10 +244,16 @@ pub const fn countdown_ticks(
 /// one, not yet due: re-arming is then what brings the interrupt that finds it due. Without
 /// that, a vCPU that spins with no other reason to enter the hypervisor would run on forever
 /// (no slice end, no timer, no watchdog).
+///
+/// A timer still counting towards an *earlier* deadline than `next` is left as it is: it fires
+/// early, which only brings a full scheduling pass that finds nothing due and arms it for what
+/// is next then; never late. The event round trip moves the deadline on every context switch
+/// (each vCPU's slice end), and each move was an APIC write; now one early interrupt per slice
+/// replaces them.
 pub const fn must_arm(next: Option<u64>, armed: Option<u64>, counting: bool) -> bool {
     match (next, armed) {
         (None, None) => false,
-        (Some(n), Some(a)) => n != a || !counting,
+        (Some(n), Some(a)) => a > n || !counting,
         _ => true,
     }
 }

@@ -110,9 +110,13 @@ fn a_fired_timer_is_armed_again_even_for_the_same_deadline() {
     // Counting towards the same deadline: nothing to do.
     assert!(!must_arm(Some(5), Some(5), true));
     assert!(!must_arm(None, None, false));
-    // A new deadline, or none any more.
-    assert!(must_arm(Some(6), Some(5), true));
+    // An earlier deadline, or none any more.
+    assert!(must_arm(Some(4), Some(5), true));
     assert!(must_arm(None, Some(5), true));
+    // A later one: the timer counting towards the earlier deadline fires early, which is
+    // harmless (a full pass that finds nothing due arms it again), never late.
+    assert!(!must_arm(Some(6), Some(5), true));
+    assert!(must_arm(Some(6), Some(5), false));
     assert!(must_arm(Some(5), None, false));
     // It fired (a few ns early: the deadline is not due yet, and still the next one). Not
     // arming it again would leave the CPU without a timer interrupt.
