@@ -52,7 +52,10 @@ pub fn close<D: Domains + ?Sized>(
                 remote_port: port,
             };
             if let Some(r) = doms.get(remote_dom) {
-                if r.ports.channel(remote_port).is_some_and(|c| c.state == back) {
+                if r.ports
+                    .channel(remote_port)
+                    .is_some_and(|c| c.state == back)
+                {
                     r.ports.chan_mut(remote_port).state = unbound;
                 }
             }

@@ -788,7 +788,11 @@ fn closing_a_channel_whose_other_end_is_not_bound_back_frees_the_local_end_alone
     };
     close(w.as_mut_slice(), DOM0, bound.port).unwrap();
     assert_eq!(state(&w, DOM0, bound.port), ChannelState::Free);
-    assert_eq!(state(&w, DOM1, other), ChannelState::Ipi, "another channel's end");
+    assert_eq!(
+        state(&w, DOM1, other),
+        ChannelState::Ipi,
+        "another channel's end"
+    );
     // dom1's first port still names dom0's old one (nothing undid it); a fresh one for the rest.
     let rport = alloc_unbound(w.as_mut_slice(), DOM1, DOMID_SELF, DOM0).unwrap();
     let again = bind_interdomain(w.as_mut_slice(), DOM0, DOM1, rport).unwrap();
