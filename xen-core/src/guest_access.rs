@@ -172,6 +172,55 @@ pub fn guest_range_ok(va: u64, len: usize) -> bool {
     }
 }
 
+/// Whether a copy through the MMU may touch `[va, va + len)` of the address space rooted at `l4`:
+/// the range is the guest's ([`guest_range_ok`]) and no L4 slot it touches maps an L4 table.
+///
+/// A read-only L4 entry may map an L4 (a linear page table: its own, or another of the same
+/// domain), as on Xen. Through it the CPU walks that L4 again one level down, and so reaches
+/// the hypervisor's slots 256..271, which every validated L4 holds, from a lower-half address:
+/// its page tables and its direct map, supervisor-only mappings the CPU in ring 0 does not
+/// refuse. The walk refuses them (the U bit at every level), so such a range is walked. Only an
+/// L4 entry can lead into an L4 (an L3 or L2 entry maps the next level down, or a table of its
+/// own level: validation), so the rest of the walk stays in the guest's tables.
+///
+/// An L4 is told by its hypervisor slots: a guest L3 cannot hold the hypervisor's present
+/// entry (it maps a frame the guest does not own), so a target whose entry in a present
+/// hypervisor slot equals `l4`'s is taken for an L4 (a false match only costs a walk).
+#[inline]
+pub fn mmu_range_ok<M: MachineMemoryMut + ?Sized>(mem: &M, l4: Mfn, va: u64, len: usize) -> bool {
+    if !guest_range_ok(va, len) {
+        return false;
+    }
+    let last = va.wrapping_add((len as u64).max(1) - 1);
+    let (first_slot, last_slot) = ((va >> 39) & 511, (last >> 39) & 511);
+    if last_slot > first_slot + 1 {
+        return false; // more than 512 GiB: nothing a hypercall copies
+    }
+    let entry = |table: Mfn, slot: u64| mem.read_u64(Maddr(table.maddr().0 + slot * 8));
+    // The hypervisor's slots (256..272), from its reserved range.
+    let mut xen_slots = (HYPERVISOR_VIRT_START >> 39) & 511..(HYPERVISOR_VIRT_END >> 39) & 511;
+    let xen = xen_slots.find_map(|k| entry(l4, k).filter(|e| e & PTE_P != 0).map(|e| (k, e)));
+    for slot in first_slot..=last_slot {
+        let Some(e) = entry(l4, slot) else {
+            return false;
+        };
+        if e & PTE_P == 0 {
+            continue; // the MMU faults, and the walk answers
+        }
+        let target = Mfn((e & PTE_FRAME) >> 12);
+        if target == l4 {
+            return false;
+        }
+        if let Some((k, want)) = xen {
+            match entry(target, k) {
+                Some(got) if got != want => {}
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
 /// Whether `[va, va + len)` lies within one page (a write through the MMU is all or nothing
 /// only then: every byte has the one translation).
 #[inline]
@@ -322,8 +371,8 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for PageTableGuest<'_, M> {
 ///   translation the TLB holds allows only what the guest itself could do through it when it
 ///   runs (the same rule keeps the guest safe from its own stale entries); a stale entry to one
 ///   of its own pages it unmapped without a flush is as good as Xen's.
-/// - the whole range lies in the guest's part of the address space ([`guest_range_ok`]): never
-///   the hypervisor's slots, which the MMU would reach.
+/// - the whole range lies in the guest's part of the address space and no L4 slot it touches
+///   maps an L4 ([`mmu_range_ok`]): never the hypervisor's slots, which the MMU would reach.
 /// - the arch layer finds the CPU running on `l4` (else it answers
 ///   [`MmuCopy::Unavailable`]).
 /// - a write lies within one page, so that a fault writes nothing (as a walked write, which
@@ -332,7 +381,9 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for PageTableGuest<'_, M> {
 /// The MMU honours what the walk checks: present at every level; writable at every level for a
 /// write (CR0.WP is set, so ring 0 honours read-only mappings: a guest's page tables, a
 /// read-only grant); no superpage and the U bit at every level are what validation enforces
-/// (`L2_DISALLOW_MASK`, `adjust_guest_l*e`). A copy the MMU refuses (a page fault, turned into
+/// (`L2_DISALLOW_MASK`, `adjust_guest_l*e`) in the guest's own tables, and the one way out of
+/// them, an L4 entry that maps an L4 (a linear page table) and so leads into the hypervisor's
+/// slots, whose entries have no U bit, is walked instead ([`mmu_range_ok`]). A copy the MMU refuses (a page fault, turned into
 /// [`MmuCopy::Fault`] by the exception table) is done again by walking, so every refusal is the
 /// walk's own answer (a TLB entry older than a guest's upgrade of a mapping could fault where the
 /// tables allow: Xen's "spurious" page faults).
@@ -346,7 +397,7 @@ pub struct MmuGuest<'m, M: MachineMemoryMut + ?Sized> {
 impl<M: MachineMemoryMut + ?Sized> GuestMemory for MmuGuest<'_, M> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
         if self.mmu
-            && guest_range_ok(va, buf.len())
+            && mmu_range_ok(self.walk.mem, self.walk.l4, va, buf.len())
             && self.walk.mem.mmu_read(self.walk.l4, va, buf) == MmuCopy::Done
         {
             return Ok(());
@@ -357,7 +408,7 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for MmuGuest<'_, M> {
     fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
         if self.mmu
             && within_one_page(va, data.len())
-            && guest_range_ok(va, data.len())
+            && mmu_range_ok(&*self.walk.mem, self.walk.l4, va, data.len())
             && self.walk.mem.mmu_write(self.walk.l4, va, data) == MmuCopy::Done
         {
             return Ok(());
@@ -599,7 +650,7 @@ impl TranslationCache {
         let mut value = T::new_zeroed();
         let (va, buf) = (ptr.va, value.as_mut_bytes());
         if self.mmu.get()
-            && guest_range_ok(va, buf.len())
+            && mmu_range_ok(mem, self.l4, va, buf.len())
             && mem.mmu_read(self.l4, va, buf) == MmuCopy::Done
         {
             return Ok(value);
@@ -631,7 +682,7 @@ impl TranslationCache {
             return write_walked(mem, self.l4, va, data);
         }
         if self.mmu.get()
-            && guest_range_ok(va, data.len())
+            && mmu_range_ok(&*mem, self.l4, va, data.len())
             && mem.mmu_write(self.l4, va, data) == MmuCopy::Done
         {
             return Ok(());
@@ -742,7 +793,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
     ) -> Option<T> {
         let va = self.list.add(i).va();
         let mut v = T::new_zeroed();
-        (guest_range_ok(va, core::mem::size_of::<T>())
+        (mmu_range_ok(mem, cache.l4, va, core::mem::size_of::<T>())
             && mem.mmu_read(cache.l4, va, v.as_mut_bytes()) == MmuCopy::Done)
             .then_some(v)
     }
@@ -1167,6 +1218,52 @@ mod tests {
         m.put(0xd000, b"SECRET");
         m.mmu = Some(crate::mm::FakeMmu::new(Mfn(1)));
         m
+    }
+
+    #[test]
+    fn a_range_an_l4_entry_maps_through_an_l4_is_never_left_to_the_mmu() {
+        // Slot 0 maps an L3 (frame 2); slot 4 the same L3; slot 5 another L4 (frame 14, holding
+        // the hypervisor's slot 256 as every L4 does) read-only; slot 6 the L4 itself; slot 7
+        // nothing.
+        let mut m = machine_with_mmu();
+        let ro = PTE_P | PTE_US;
+        let xen = m.read_u64(Maddr(0x1000 + 256 * 8)).unwrap();
+        m.write_u64(Maddr(0xe000 + 256 * 8), xen).unwrap();
+        m.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
+        m.write_u64(Maddr(0x1000 + 5 * 8), 0xe000 | ro).unwrap();
+        m.write_u64(Maddr(0x1000 + 6 * 8), 0x1000 | ro).unwrap();
+        let slot = |k: u64| k << 39;
+        let l4 = Mfn(1);
+        assert!(mmu_range_ok(&m, l4, 0x40_0000, 5), "an L3 behind slot 0");
+        assert!(mmu_range_ok(&m, l4, slot(4) + 0x1000, 4096));
+        assert!(
+            mmu_range_ok(&m, l4, slot(7), 8),
+            "nothing there: the MMU faults"
+        );
+        assert!(!mmu_range_ok(&m, l4, slot(5), 8), "another L4, linear");
+        assert!(
+            !mmu_range_ok(&m, l4, slot(6) + (256 << 12), 8),
+            "the L4 itself"
+        );
+        assert!(
+            !mmu_range_ok(&m, l4, slot(5) - 4, 8),
+            "a range that ends in slot 5"
+        );
+        assert!(
+            !mmu_range_ok(&m, l4, HYPERVISOR_VIRT_START, 8),
+            "the hypervisor's own"
+        );
+        assert!(mmu_range_ok(&m, l4, slot(4), 0), "an empty range");
+        // What the MMU would have read through slot 6: the hypervisor's page, which the walk
+        // refuses.
+        let va = slot(6) | (6 << 30) | (6 << 21) | (256 << 12);
+        let g = MmuGuest {
+            walk: PageTableGuest { mem: &mut m, l4 },
+            mmu: true,
+        };
+        let mut buf = [0u8; 6];
+        assert!(g.read(va, &mut buf).is_err());
+        assert_ne!(&buf, b"SECRET");
     }
 
     fn mmu_copies(m: &FakeMemory) -> u64 {

@@ -1062,3 +1062,37 @@ fn random_batches(mmu: bool) {
         g.w.mmu_copies()
     );
 }
+
+/// An L4 self-map (read-only, as validation allows) would let a copy through the MMU reach the
+/// hypervisor's supervisor-only slot-256 tables from a lower-half address; the walk refuses
+/// them, so such a range is walked (`guest_access::mmu_range_ok`), with or without the MMU.
+#[test]
+fn a_linear_l4_entry_never_lets_a_copy_reach_the_hypervisors_slots() {
+    for mmu in [false, true] {
+        let mut w = World::dom0();
+        let l4 = w.dom.current_l4();
+        // Stand-in for the hypervisor's slot 256: a supervisor entry to a Xen-owned frame whose
+        // page holds something that reads as one valid-looking request.
+        let hv = crate::mm::frame_table::testing::WORLD_M2P.0 + 1;
+        let slot256 = crate::mm::Maddr(l4.maddr().0 + 256 * 8);
+        w.m.mem.write_u64(slot256, (hv << 12) | 3).unwrap();
+        if mmu {
+            w.with_mmu();
+        }
+        let k = 200u64;
+        let ro = pte::PRESENT | pte::ACCESSED;
+        let req: [u64; 2] = [l4.maddr().0 + k * 8, (l4.0 << 12) | ro];
+        // Install the linear entry with a normal mmu_update from a scratch page.
+        let va = w.scratch_va(6);
+        w.put(va, &req);
+        let rc = w.call(1, [va, 1, 0, u64::from(SELF), 0]);
+        assert_eq!(rc, 0, "the RO L4 self-map is accepted");
+        // The list named at VA(k, k, k, 256): the page L4[256] points to.
+        let list = (k << 39) | (k << 30) | (k << 21) | (256 << 12);
+        let rc = w.call(1, [list, 1, 0, u64::from(SELF), 0]);
+        assert_eq!(
+            rc, -14,
+            "mmu {mmu}: the list is in a hypervisor page: -EFAULT"
+        );
+    }
+}
