@@ -150,7 +150,9 @@ pub fn take_xen_page(
         end: Mfn(mfn.0 + 1),
     };
     if mm.assign(one, Owner::Xen).is_err() {
-        pool.give_back(mem, mfn);
+        // The frame table disagrees with the pool (it says the frame is in use): keep the
+        // frame out of both rather than let the pool write its link into a page something
+        // else holds and hand it out again (as `alloc_extent` does).
         return None;
     }
     match mem.xen_frame(mfn) {

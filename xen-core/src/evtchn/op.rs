@@ -43,14 +43,22 @@ pub fn close<D: Domains + ?Sized>(
         } => {
             // The other end waits for the closing domain again, still notifying the same vCPU.
             let unbound = ChannelState::Unbound { remote_dom: caller };
-            if remote_dom == caller {
-                let d = doms.get(caller).ok_or(Errno::ESRCH)?;
-                d.ports.chan_mut(remote_port).state = unbound;
-            } else if let Some(r) = doms.get(remote_dom) {
-                r.ports.chan_mut(remote_port).state = unbound;
+            // The other end is rewritten only if it is this channel's (Xen BUG()s otherwise): a
+            // broken invariant (a missing remote domain, a remote port not valid there or not
+            // bound back here) frees the local end alone instead of touching another channel
+            // or a page that is not there.
+            let back = ChannelState::Interdomain {
+                remote_dom: caller,
+                remote_port: port,
+            };
+            if let Some(r) = doms.get(remote_dom) {
+                if r.ports
+                    .channel(remote_port)
+                    .is_some_and(|c| c.state == back)
+                {
+                    r.ports.chan_mut(remote_port).state = unbound;
+                }
             }
-            // A missing remote domain would break the invariant that both ends exist (Xen
-            // BUG()s); freeing the local end is the safe way out.
         }
     }
     let mut d = doms.get(caller).ok_or(Errno::ESRCH)?;

@@ -773,3 +773,42 @@ fn taking_the_pages_back_gives_every_frame_and_leaves_no_valid_port() {
     }
     assert_eq!(pages.out.get(), 0, "every page back");
 }
+
+#[test]
+fn closing_a_channel_whose_other_end_is_not_bound_back_frees_the_local_end_alone() {
+    // A broken invariant (Xen BUG()s): dom0's port names a dom1 port that is another channel,
+    // or one beyond dom1's table. Closing frees dom0's end and touches nothing of dom1's.
+    let mut w = world();
+    let rport = alloc_unbound(w.as_mut_slice(), DOM1, DOMID_SELF, DOM0).unwrap();
+    let bound = bind_interdomain(w.as_mut_slice(), DOM0, DOM1, rport).unwrap();
+    let other = bind_ipi(w.as_mut_slice(), DOM1, 0).unwrap();
+    dom_mut(&mut w, DOM0).ports.chan_mut(bound.port).state = ChannelState::Interdomain {
+        remote_dom: DOM1,
+        remote_port: other,
+    };
+    close(w.as_mut_slice(), DOM0, bound.port).unwrap();
+    assert_eq!(state(&w, DOM0, bound.port), ChannelState::Free);
+    assert_eq!(
+        state(&w, DOM1, other),
+        ChannelState::Ipi,
+        "another channel's end"
+    );
+    // dom1's first port still names dom0's old one (nothing undid it); a fresh one for the rest.
+    let rport = alloc_unbound(w.as_mut_slice(), DOM1, DOMID_SELF, DOM0).unwrap();
+    let again = bind_interdomain(w.as_mut_slice(), DOM0, DOM1, rport).unwrap();
+    let beyond = dom(&w, DOM1).ports.valid_ports() + 64;
+    dom_mut(&mut w, DOM0).ports.chan_mut(again.port).state = ChannelState::Interdomain {
+        remote_dom: DOM1,
+        remote_port: beyond,
+    };
+    close(w.as_mut_slice(), DOM0, again.port).unwrap();
+    assert_eq!(state(&w, DOM0, again.port), ChannelState::Free);
+    assert_eq!(
+        state(&w, DOM1, rport),
+        ChannelState::Interdomain {
+            remote_dom: DOM0,
+            remote_port: again.port
+        },
+        "dom1's end is left as it was: nothing named it"
+    );
+}
