@@ -3,7 +3,8 @@
 # domU `pingpong=1000`) instruction by instruction under `-icount shift=0,sleep=off`: the
 # hypervisor's entries and the guests' stretches with their instruction counts, and the
 # hypervisor's functions (scripts/trace-roundtrip.py; docs/performance.md). Needs build/xen,
-# build/xen-syms, build/guest-kernel (`make images`). TRACE_SKIP: round trips to let pass first.
+# build/xen-syms, build/guest-kernel-syms (`make images`). TRACE_SKIP: round trips to let pass first;
+# TRACE_GINCL=1: per-function inclusive counts for the guests' stretches too.
 set -euo pipefail
 BUILD=${BUILD:-build}
 PORT=${TRACE_GDB_PORT:-1298}
@@ -19,6 +20,9 @@ qemu-system-x86_64 -m 512 -display none -serial "file:$log" -monitor none -no-re
 qemu=$!
 trap 'kill $qemu 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$PORT " && break; sleep 0.1; done
+# Where each round trip starts: dom0 counting a ping in `Demo::pinged` (inlined, so by line).
+TRACE_BREAK=${TRACE_BREAK:-demo.rs:$(grep -n 'p.seen += 1;' guest-kernel/src/dom0/demo.rs | cut -d: -f1)}
+export TRACE_BREAK
 TRACE_XEN_SYMS="$BUILD/xen-syms" TRACE_GUEST="${TRACE_GUEST:-$BUILD/guest-kernel-syms}" TRACE_GDB_PORT=$PORT \
     timeout 1200 gdb -q -batch -x scripts/trace-roundtrip.py 2>&1 |
     sed -n 's/^trace: //p'

@@ -607,14 +607,19 @@ impl<S: SharedMemory> SharedInfoPage<S> {
 
 // Shorthands over the view for the running vCPU of a domain (`Domain::vcpu_id`).
 
-/// Whether `dom`'s running vCPU has its event upcalls masked.
+/// Whether `dom`'s running vCPU has its event upcalls masked: the byte after
+/// [`running_upcall_word`]'s (placed from the vCPU's own registration, no [`VcpuInfoMap`] of
+/// every vCPU built: every upcall and every block asks).
+#[inline]
 pub fn upcall_mask<M: MachineMemory + ?Sized>(m: &M, dom: &Domain) -> bool {
-    SharedInfoPage::of_domain(m, dom).upcall_mask(dom.vcpu_id())
+    read_bytes::<2, M>(m, running_upcall_word(dom))[1] != 0
 }
 
-/// Sets or clears the upcall mask of `dom`'s running vCPU.
+/// Sets or clears the upcall mask of `dom`'s running vCPU (placed as [`upcall_mask`] places it).
+#[inline]
 pub fn set_upcall_mask<M: MachineMemoryMut + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
-    SharedInfoPage::of_domain_mut(m, dom).set_upcall_mask(dom.vcpu_id(), masked);
+    let at = Maddr(running_upcall_word(dom).0 + 1);
+    let _ = m.write(at, &[u8::from(masked)]);
 }
 
 /// Whether an event upcall is pending and unmasked for `dom`'s running vCPU.

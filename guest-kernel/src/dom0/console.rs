@@ -37,6 +37,8 @@ pub struct Consoles {
     rings: BTreeMap<u16, Ring>,
     /// The domU whose console the serial line is attached to.
     attached: Option<u16>,
+    /// [`Consoles::poll`]'s list of the rings to serve (kept: no allocation per pass).
+    due: alloc::vec::Vec<u16>,
 }
 
 fn print_bytes(b: &[u8]) {
@@ -49,6 +51,7 @@ impl Consoles {
         Consoles {
             rings: BTreeMap::new(),
             attached: None,
+            due: alloc::vec::Vec::new(),
         }
     }
 
@@ -201,11 +204,26 @@ impl Consoles {
         }
     }
 
-    /// The first ring after `id` (the first of all with `None`): walks them without collecting
-    /// the ids (the event loop does it on every pass).
-    pub fn next_id(&self, id: Option<u16>) -> Option<u16> {
-        use core::ops::Bound::{Excluded, Unbounded};
-        let from = id.map_or(Unbounded, Excluded);
-        self.rings.range((from, Unbounded)).next().map(|(&k, _)| k)
+    /// [`Consoles::drain`] and [`Consoles::pump_input`] of every ring, in one walk (the console
+    /// daemon's poll, every pass): only the rings with output waiting (or bad indices, which
+    /// `drain` reports) or input queued for them; the others, and broken rings, are left alone
+    /// as those would leave them. Returns whether a partial line waits in some ring.
+    pub fn poll(&mut self) -> bool {
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
+        for (&id, r) in &self.rings {
+            if r.broken {
+                continue;
+            }
+            if console_ring::out_waiting(&r.page).map_or(true, |n| n > 0) || !r.input.is_empty() {
+                due.push(id);
+            }
+        }
+        for &id in &due {
+            self.drain(id);
+            self.pump_input(id);
+        }
+        self.due = due;
+        self.rings.values().any(|r| r.partial_since.is_some())
     }
 }

@@ -28,14 +28,13 @@ impl Service for ConsoleDaemon {
     }
 
     fn poll(&mut self, ctx: &mut Ctx) {
-        let mut at = None;
-        while let Some(id) = ctx.consoles.next_id(at) {
-            ctx.consoles.drain(id);
-            ctx.consoles.pump_input(id);
-            at = Some(id);
-        }
-        ctx.consoles.flush_idle(time::now_ns().unwrap_or(0));
-        self.next_flush = ctx.consoles.next_flush_ns();
+        // Partial lines waiting: print those whose domain went quiet, and wake for the others.
+        self.next_flush = if ctx.consoles.poll() {
+            ctx.consoles.flush_idle(time::now_ns().unwrap_or(0));
+            ctx.consoles.next_flush_ns()
+        } else {
+            None
+        };
     }
 
     fn deadline_ns(&mut self, _now_ns: u64) -> Option<u64> {

@@ -53,6 +53,9 @@ pub struct Xenstore {
     conns: BTreeMap<u16, Conn>,
     /// Watch events for dom0's own connection: (path, token).
     watch_events: VecDeque<(String, String)>,
+    /// [`Xenstore::serve_waiting`]'s list of the connections to serve (kept: no allocation per
+    /// pass).
+    due: alloc::vec::Vec<u16>,
 }
 
 impl Store for Xenstore {
@@ -98,6 +101,7 @@ impl Xenstore {
             xs: Xenstored::new(),
             conns: BTreeMap::new(),
             watch_events: VecDeque::new(),
+            due: alloc::vec::Vec::new(),
         }
     }
 
@@ -262,11 +266,29 @@ impl Xenstore {
         self.flush_all();
     }
 
-    /// The first connection after `id` (the first of all with `None`): walks them without
-    /// collecting the ids (the event loop does it on every pass).
-    pub fn next_id(&self, id: Option<u16>) -> Option<u16> {
-        use core::ops::Bound::{Excluded, Unbounded};
-        let from = id.map_or(Unbounded, Excluded);
-        self.conns.range((from, Unbounded)).next().map(|(&k, _)| k)
+    /// What [`Xenstore::serve`] of every connection does, in one walk (the event loop's poll,
+    /// every pass): serves each ring that holds request bytes (or whose indices are bad, which
+    /// `serve` reports), and moves queued replies into the rings; a ring with neither is left
+    /// alone, as `serve` would leave it.
+    pub fn serve_waiting(&mut self) {
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
+        let mut queued = false;
+        for (&id, c) in &self.conns {
+            if c.broken {
+                continue;
+            }
+            if xs_ring::requests_waiting(&c.page).map_or(true, |n| n > 0) {
+                due.push(id);
+            }
+            queued |= !c.out.is_empty();
+        }
+        for &id in &due {
+            self.serve(id);
+        }
+        if queued && due.is_empty() {
+            self.flush_all();
+        }
+        self.due = due;
     }
 }

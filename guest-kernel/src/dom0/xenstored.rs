@@ -17,10 +17,6 @@ impl Service for XenstoredPump {
     }
 
     fn poll(&mut self, ctx: &mut Ctx) {
-        let mut at = None;
-        while let Some(id) = ctx.xs.next_id(at) {
-            ctx.xs.serve(id);
-            at = Some(id);
-        }
+        ctx.xs.serve_waiting();
     }
 }

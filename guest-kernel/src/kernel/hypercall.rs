@@ -140,6 +140,7 @@ pub fn xen_version<A: XenVersionArg>(arg: &mut A) -> i64 {
 }
 
 /// `xen_version(cmd, NULL)` for the commands that take no buffer.
+#[inline]
 pub fn xen_version_noarg(op: XenVersionNoArg) -> i64 {
     // SAFETY: a null argument, which these commands ignore.
     unsafe { raw::xen_version(op as u32, 0) }
@@ -459,6 +460,7 @@ pub mod raw {
     /// `arg` is 0, an address the hypervisor must refuse (unmapped, non-canonical), or points to
     /// memory valid for everything command `cmd` may write (`version.h`), which Rust must not
     /// assume unchanged across the call.
+    #[inline]
     pub unsafe fn xen_version(cmd: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_xen_version, cmd.into(), arg, 0, 0, 0) }
@@ -469,6 +471,7 @@ pub mod raw {
     /// # Safety
     /// As for [`xen_version`], for what `cmd` reads and writes (`sched.h`); a shutdown command ends
     /// the domain.
+    #[inline]
     pub unsafe fn sched_op(cmd: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_sched_op, cmd.into(), arg, 0, 0, 0) }
@@ -479,6 +482,7 @@ pub mod raw {
     /// # Safety
     /// As for [`xen_version`], for what `cmd` reads and writes (`memory.h`), including the buffers
     /// the argument's guest handles name.
+    #[inline]
     pub unsafe fn memory_op(cmd: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_memory_op, cmd.into(), arg, 0, 0, 0) }
@@ -488,6 +492,7 @@ pub mod raw {
     ///
     /// # Safety
     /// As for [`xen_version`], for what `cmd` reads and writes (`event_channel.h`).
+    #[inline]
     pub unsafe fn event_channel_op(cmd: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_event_channel_op, cmd.into(), arg, 0, 0, 0) }
@@ -497,6 +502,7 @@ pub mod raw {
     ///
     /// # Safety
     /// As for [`xen_version`], for what `cmd` reads and writes (`physdev.h`).
+    #[inline]
     pub unsafe fn physdev_op(cmd: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_physdev_op, cmd.into(), arg, 0, 0, 0) }
@@ -507,6 +513,7 @@ pub mod raw {
     /// # Safety
     /// As for [`xen_version`], for what `cmd` reads and writes (`vcpu.h`); never
     /// `VCPUOP_initialise` with a context for a vCPU that would run Rust code.
+    #[inline]
     pub unsafe fn vcpu_op(cmd: u32, vcpu: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_vcpu_op, cmd.into(), vcpu.into(), arg, 0, 0) }
@@ -517,6 +524,7 @@ pub mod raw {
     /// # Safety
     /// As for [`xen_version`], for what `cmd` reads (`callback.h`), and as for
     /// [`super::callback_op`] for any address it registers.
+    #[inline]
     pub unsafe fn callback_op(cmd: u32, arg: u64) -> i64 {
         // SAFETY: the caller vouches for `arg` as above.
         unsafe { hypercall(__HYPERVISOR_callback_op, cmd.into(), arg, 0, 0, 0) }
@@ -528,6 +536,7 @@ pub mod raw {
     /// `uop` is an address the hypervisor must refuse, or points to `count` elements of what `cmd`
     /// reads and writes (`grant_table.h`), valid for the call; frames it maps or copies must not
     /// be memory Rust relies on.
+    #[inline]
     pub unsafe fn grant_table_op(cmd: u32, uop: u64, count: u32) -> i64 {
         // SAFETY: the caller vouches for `uop` and `count` as above.
         unsafe {
