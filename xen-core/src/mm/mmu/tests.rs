@@ -1085,11 +1085,11 @@ fn a_linear_l4_entry_never_lets_a_copy_reach_the_hypervisors_slots() {
         // Install the linear entry with a normal mmu_update from a scratch page.
         let va = w.scratch_va(6);
         w.put(va, &req);
-        let rc = w.call(1, [va, 1, 0, u64::from(SELF), 0]);
+        let rc = w.call(1, [va, 1, 0, SELF, 0]);
         assert_eq!(rc, 0, "the RO L4 self-map is accepted");
         // The list named at VA(k, k, k, 256): the page L4[256] points to.
         let list = (k << 39) | (k << 30) | (k << 21) | (256 << 12);
-        let rc = w.call(1, [list, 1, 0, u64::from(SELF), 0]);
+        let rc = w.call(1, [list, 1, 0, SELF, 0]);
         assert_eq!(
             rc, -14,
             "mmu {mmu}: the list is in a hypervisor page: -EFAULT"
