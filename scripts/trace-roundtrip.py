@@ -20,6 +20,9 @@ GTOP = int(os.environ.get("TRACE_GTOP", "5"))
 ROUNDS = int(os.environ.get("TRACE_ROUNDS", "3"))
 # TRACE_GINCL=1: the guests' stretches get the inclusive counts too (slower: one more read per step).
 GINCL = os.environ.get("TRACE_GINCL", "") == "1"
+# The domain whose code the break is in, and the other one (labels of the guests' stretches).
+START_NAME = os.environ.get("TRACE_START_NAME", "dom0").ljust(5)
+OTHER_NAME = os.environ.get("TRACE_OTHER_NAME", "domU").ljust(5)
 
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
@@ -133,7 +136,7 @@ for r in range(ROUNDS):
         else:
             c = spaces[gi] if gi < len(spaces) else 0
             gi += 1
-            who = "dom0 " if c == dom0_cr3 else "domU "
+            who = START_NAME if c == dom0_cr3 else OTHER_NAME
         print("trace: seg %2d %s %6d  first=%s last=%s" % (i, who, len(s), name(s[0])[:60], name(s[-1])[:60]))
         for fn, n in per_fn.most_common(TOP if hv else GTOP):
             print("trace:          %6d  %s" % (n, fn[:110]))

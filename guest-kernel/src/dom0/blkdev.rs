@@ -302,6 +302,11 @@ pub struct BlockDevice {
     pub submitted: u64,
     /// Most requests [`BlockDevice::transfer`] had in the device's queue at once.
     pub max_inflight: u64,
+    /// [`BlockDevice::transfer`]'s header and status per request in flight, and which piece each
+    /// queue slot holds: kept between calls (no allocation per request; a queue-depth-1 read
+    /// paid two, one of 64 entries), never moved while the device may write them.
+    hdrs: Vec<(BlkHeader, [u8; 1])>,
+    slots: Vec<Option<(usize, u16)>>,
 }
 
 /// How the driver learns that a request completed.
@@ -419,6 +424,8 @@ impl BlockDevice {
             timeouts: 0,
             submitted: 0,
             max_inflight: 0,
+            hdrs: Vec::new(),
+            slots: Vec::new(),
         })
     }
 
@@ -591,13 +598,16 @@ impl BlockDevice {
                 }
             }
         }
-        let depth = self.blk.queue_size();
-        // Header and status of each request in flight: allocated once, never moved while the
-        // device may write them.
-        let mut hdrs: Vec<(BlkHeader, [u8; 1])> = (0..depth)
-            .map(|_| (BlkHeader::default(), [0u8; 1]))
-            .collect();
-        let mut slots: Vec<Option<(usize, u16)>> = alloc::vec![None; depth];
+        // No more requests in flight than pieces.
+        let depth = self.blk.queue_size().min(pieces.len());
+        // Header and status of each request in flight (taken out of `self` for the call and put
+        // back at its end; the buffers stay where they are).
+        let mut hdrs = core::mem::take(&mut self.hdrs);
+        hdrs.clear();
+        hdrs.resize(depth, (BlkHeader::default(), [0u8; 1]));
+        let mut slots = core::mem::take(&mut self.slots);
+        slots.clear();
+        slots.resize(depth, None);
         let (mut next, mut inflight) = (0, 0);
         let fail = |ios: &mut [DiskIo<'_>], io: usize| ios[io].result = Err(DiskError::Io);
         /// Runs `f` on piece `p`'s buffers as the device's data.
@@ -669,7 +679,7 @@ impl BlockDevice {
                 for (piece, _) in slots.iter().flatten() {
                     fail(ios, pieces[*piece].io);
                 }
-                return;
+                break;
             };
             let (piece, _) = slots[s].take().expect("found");
             inflight -= 1;
@@ -681,6 +691,8 @@ impl BlockDevice {
                 fail(ios, p.io);
             }
         }
+        self.hdrs = hdrs;
+        self.slots = slots;
     }
 
     /// Waits until the used ring has an entry and returns its token. With a PIRQ:

@@ -872,10 +872,8 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 self.stats.batched_requests += ios.len() as u64;
                 self.stats.max_batch = self.stats.max_batch.max(ios.len() as u64);
             }
-            let results: Vec<_> = ios.iter().map(|io| io.result).collect();
-            drop(ios);
-            for (i, r) in index.into_iter().zip(results) {
-                if let Err(e) = r {
+            for (&i, io) in index.iter().zip(&ios) {
+                if let Err(e) = io.result {
                     self.batch[i].status = Err(RequestError::Disk(e));
                 }
             }
@@ -1167,6 +1165,12 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
     /// One [`GrantIo::copy_batch`] for every good write of the batch (`writes`: their data
     /// in) or every good read (their data out); a failed copy fails its request.
     fn grant_pass(&mut self, writes: bool) {
+        // Nothing to copy (every request mapped, as with persistent grants, or of the other
+        // direction): no lists to build (two allocations per pass, four per batch).
+        let copies = |p: &Pending| p.write == writes && p.status.is_ok() && p.mapped.is_none();
+        if !self.batch.iter().any(copies) {
+            return;
+        }
         let mut xfers: Vec<GrantXfer<'_>> = Vec::with_capacity(self.batch.len());
         let mut index = Vec::with_capacity(self.batch.len());
         for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
