@@ -183,7 +183,11 @@ pub fn guest_range_ok(va: u64, len: usize) -> bool {
 /// L4 entry can lead into an L4 (an L3 or L2 entry maps the next level down, or a table of its
 /// own level: validation), so the rest of the walk stays in the guest's tables.
 ///
-/// An L4 is told by its hypervisor slots: a guest L3 cannot hold the hypervisor's present
+/// A writable entry never maps an L4: a linear entry must be read-only (validation refuses
+/// it otherwise, as Xen's `get_l4_linear_pagetable`, and a change of RW in a present entry is
+/// validated afresh, not on the fast path), so it maps an L3, and the range needs nothing more
+/// (the common case: one read of the entry). A read-only entry may map either: an L4 is told
+/// by its hypervisor slots: a guest L3 cannot hold the hypervisor's present
 /// entry (it maps a frame the guest does not own), so a target whose entry in a present
 /// hypervisor slot equals `l4`'s is taken for an L4 (a false match only costs a walk).
 #[inline]
@@ -193,6 +197,25 @@ pub fn mmu_range_ok<M: MachineMemoryMut + ?Sized>(mem: &M, l4: Mfn, va: u64, len
     }
     let last = va.wrapping_add((len as u64).max(1) - 1);
     let (first_slot, last_slot) = ((va >> 39) & 511, (last >> 39) & 511);
+    let entry = |table: Mfn, slot: u64| mem.read_u64(Maddr(table.maddr().0 + slot * 8));
+    if first_slot == last_slot {
+        match entry(l4, first_slot) {
+            Some(e) if e & (PTE_P | PTE_RW) == PTE_P | PTE_RW => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    mmu_range_ok_slow(mem, l4, first_slot, last_slot)
+}
+
+/// [`mmu_range_ok`] for a range over two L4 slots or behind a read-only entry.
+#[inline(never)]
+fn mmu_range_ok_slow<M: MachineMemoryMut + ?Sized>(
+    mem: &M,
+    l4: Mfn,
+    first_slot: u64,
+    last_slot: u64,
+) -> bool {
     if last_slot > first_slot + 1 {
         return false; // more than 512 GiB: nothing a hypercall copies
     }
@@ -1232,9 +1255,14 @@ mod tests {
         m.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
         m.write_u64(Maddr(0x1000 + 5 * 8), 0xe000 | ro).unwrap();
         m.write_u64(Maddr(0x1000 + 6 * 8), 0x1000 | ro).unwrap();
+        m.write_u64(Maddr(0x1000 + 8 * 8), 0x2000 | ro).unwrap();
         let slot = |k: u64| k << 39;
         let l4 = Mfn(1);
         assert!(mmu_range_ok(&m, l4, 0x40_0000, 5), "an L3 behind slot 0");
+        assert!(
+            mmu_range_ok(&m, l4, slot(8), 8),
+            "an L3 behind a read-only entry"
+        );
         assert!(mmu_range_ok(&m, l4, slot(4) + 0x1000, 4096));
         assert!(
             mmu_range_ok(&m, l4, slot(7), 8),
