@@ -533,6 +533,12 @@ pub struct TranslationCache {
     /// TLB work is owed, cleared the moment some is ([`TranslationCache::use_mmu`]). Copies
     /// through it use no slot.
     mmu: Cell<bool>,
+    /// The L4 slot (plus one; 0 for none) [`mmu_range_ok`] last passed for a range within it:
+    /// a later range in the same slot passes without reading the entry again, until a write
+    /// to the L4's frame (which sets its bit in `tables_mask`, so [`Watched`] reports it) or a
+    /// change of types forgets it. What the check rests on is that entry alone: the type of
+    /// the table an entry maps cannot change while the entry holds its reference.
+    mmu_slot_ok: Cell<u64>,
 }
 
 impl TranslationCache {
@@ -546,7 +552,28 @@ impl TranslationCache {
             walks: Cell::new(0),
             epoch: Cell::new(0),
             mmu: Cell::new(false),
+            mmu_slot_ok: Cell::new(0),
         }
+    }
+
+    /// [`mmu_range_ok`] for this cache's L4, remembering the slot of a range that passed (see
+    /// the field `mmu_slot_ok`).
+    #[inline]
+    fn mmu_range_ok<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64, len: usize) -> bool {
+        let slot = (va >> 39) & 511;
+        let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
+        if one_slot && self.mmu_slot_ok.get() == slot + 1 && guest_range_ok(va, len) {
+            return true;
+        }
+        if !mmu_range_ok(mem, self.l4, va, len) {
+            return false;
+        }
+        if one_slot {
+            self.mmu_slot_ok.set(slot + 1);
+            self.tables_mask
+                .set(self.tables_mask.get() | 1 << (self.l4.0 % 64));
+        }
+        true
     }
 
     /// Whether copies may go through the CPU's MMU from now on (see [`MmuGuest`] for what the
@@ -573,6 +600,7 @@ impl TranslationCache {
         for s in &self.slots {
             s.clear();
         }
+        self.mmu_slot_ok.set(0);
         self.bump();
     }
 
@@ -598,6 +626,9 @@ impl TranslationCache {
             return;
         }
         let hit = |t: &Cell<u64>| t.get().wrapping_sub(first) <= span;
+        if self.l4.0.wrapping_sub(first) <= span {
+            self.mmu_slot_ok.set(0);
+        }
         for s in &self.slots {
             if s.tables.iter().any(hit) {
                 s.clear();
@@ -673,7 +704,7 @@ impl TranslationCache {
         let mut value = T::new_zeroed();
         let (va, buf) = (ptr.va, value.as_mut_bytes());
         if self.mmu.get()
-            && mmu_range_ok(mem, self.l4, va, buf.len())
+            && self.mmu_range_ok(mem, va, buf.len())
             && mem.mmu_read(self.l4, va, buf) == MmuCopy::Done
         {
             return Ok(value);
@@ -705,7 +736,7 @@ impl TranslationCache {
             return write_walked(mem, self.l4, va, data);
         }
         if self.mmu.get()
-            && mmu_range_ok(&*mem, self.l4, va, data.len())
+            && self.mmu_range_ok(&*mem, va, data.len())
             && mem.mmu_write(self.l4, va, data) == MmuCopy::Done
         {
             return Ok(());
@@ -816,7 +847,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
     ) -> Option<T> {
         let va = self.list.add(i).va();
         let mut v = T::new_zeroed();
-        (mmu_range_ok(mem, cache.l4, va, core::mem::size_of::<T>())
+        (cache.mmu_range_ok(mem, va, core::mem::size_of::<T>())
             && mem.mmu_read(cache.l4, va, v.as_mut_bytes()) == MmuCopy::Done)
             .then_some(v)
     }
@@ -1292,6 +1323,33 @@ mod tests {
         let mut buf = [0u8; 6];
         assert!(g.read(va, &mut buf).is_err());
         assert_ne!(&buf, b"SECRET");
+    }
+
+    #[test]
+    fn the_cache_forgets_a_passed_l4_slot_when_the_l4_is_written() {
+        // Slot 4 maps the L3 (writable): a range there passes, and is remembered. Then the
+        // call itself rewrites slot 4 into a read-only entry to another L4 (frame 14, holding
+        // the hypervisor's slot 256): the next range in slot 4 must be checked afresh.
+        let mut m = machine_with_mmu();
+        let xen = m.read_u64(Maddr(0x1000 + 256 * 8)).unwrap();
+        m.write_u64(Maddr(0xe000 + 256 * 8), xen).unwrap();
+        m.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
+        let cache = TranslationCache::new(Mfn(1));
+        let va = (4u64 << 39) | (256 << 12);
+        let w = Watched::new(&mut m, &cache);
+        assert!(cache.mmu_range_ok(&w, va, 8));
+        assert_eq!(cache.mmu_slot_ok.get(), 5, "remembered");
+        assert!(cache.mmu_range_ok(&w, va + 8, 8), "from the memo");
+        let mut w = w;
+        w.write_u64(Maddr(0x1000 + 4 * 8), 0xe000 | PTE_P | PTE_US)
+            .unwrap();
+        assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by the write");
+        assert!(!cache.mmu_range_ok(&w, va, 8), "another L4 behind slot 4");
+        // A change of types forgets it too.
+        w.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
+        assert!(cache.mmu_range_ok(&w, va, 8));
+        w.frame_types_changed();
+        assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by a change of types");
     }
 
     fn mmu_copies(m: &FakeMemory) -> u64 {

@@ -95,16 +95,19 @@ pub extern "C" fn handle_entry(regs: &mut Regs) {
 /// fault of the hypervisor's own. Returns whether the entry came from a guest (and goes on).
 #[inline(never)]
 fn interrupt_or_fault(regs: &mut Regs) -> bool {
-    // (Not for a #DB or an NMI: a guest's data breakpoint on its buffer fires during a copy
-    // through the MMU, `uaccess.rs`, and is no fault of the copy; both are handled below and
-    // resume where they hit.)
-    if !regs.from_guest() && regs.vector != 1 && regs.vector != 2 {
+    if !regs.from_guest() {
         // A listed instruction that loads guest-chosen state or touches guest memory faulted:
-        // resume at its fixup.
-        if let Some(fixup) = super::extable::fixup(regs.rip) {
-            regs.rip = fixup;
-            regs.r11 = regs.vector + 1;
-            return false;
+        // resume at its fixup. Only for the faults such an instruction's operands can raise
+        // (#NP, #SS, #GP, #PF, #AC): not for a #DB or an NMI (a guest's data breakpoint on its
+        // buffer fires during a copy through the MMU, `uaccess.rs`, and is no fault of the
+        // copy), nor an interrupt, nor a machine check or any other exception, which are
+        // handled below as anywhere else.
+        if matches!(regs.vector, 11..=14 | 17) {
+            if let Some(fixup) = super::extable::fixup(regs.rip) {
+                regs.rip = fixup;
+                regs.r11 = regs.vector + 1;
+                return false;
+            }
         }
         // The `iretq` back to a guest refused the guest's selectors: the fault is the guest's.
         if regs.rip == super::entry::iret_to_guest_address() && matches!(regs.vector, 10..=13) {

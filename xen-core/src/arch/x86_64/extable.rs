@@ -2,9 +2,10 @@
 //!
 //! As Xen's `_ASM_EXTABLE(insn, fixup)`: an instruction that loads something a guest chose (a
 //! segment selector, an MSR value) is listed in the `xen_extable` section with a fixup address.
-//! If it faults, the fault handler (`dispatch::handle_entry`) resumes at the fixup with R11 =
-//! vector + 1 (the instruction's own code sets R11 to 0 before it), instead of stopping the
-//! machine; the caller then decides what the guest gets. The `iretq` back to a guest is the one
+//! If it faults (#NP, #SS, #GP, #PF or #AC: what an operand can cause; any other exception
+//! there is handled as anywhere else), the fault handler (`dispatch::handle_entry`) resumes at
+//! the fixup with R11 = vector + 1 (the instruction's own code sets R11 to 0 before it),
+//! instead of stopping the machine; the caller then decides what the guest gets. The `iretq` back to a guest is the one
 //! instruction handled differently: its fault is the guest's (see `entry.rs`).
 
 use core::arch::asm;
