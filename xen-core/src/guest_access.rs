@@ -1356,6 +1356,57 @@ mod tests {
         m.mmu.as_ref().unwrap().copies.get()
     }
 
+    /// The call's cache with the MMU allowed: a copy from or to the hypervisor's slots (which
+    /// the fake MMU, as ring 0 does, would follow to `SECRET`) is never tried through it; the
+    /// walk refuses it.
+    #[test]
+    fn the_cache_never_copies_the_hypervisors_slots_through_the_mmu() {
+        let mut m = machine_with_mmu();
+        let cache = TranslationCache::new(Mfn(1));
+        cache.use_mmu(true);
+        let secret = HYPERVISOR_VIRT_START;
+        {
+            let mut w = Watched::new(&mut m, &cache);
+            let r: Result<[u8; 6], _> = cache.copy_from_guest(&w, GuestPtr::new(secret));
+            assert_eq!(r, Err(GuestFault { va: secret }));
+            let r = cache.copy_to_guest(&mut w, GuestPtr::new(secret), b"STOLEN");
+            assert_eq!(r, Err(GuestFault { va: secret }));
+            // A short batch's elements, read one at a time through the MMU when allowed.
+            let mut reader = ArrayReader::<u64, 4>::new(GuestPtr::new(secret));
+            assert_eq!(
+                reader.get(&cache, &w, 0, 1, || false),
+                Err(GuestFault { va: secret })
+            );
+        }
+        assert_eq!(mmu_copies(&m), 0, "nothing went through the MMU");
+        assert_eq!(m.read(Maddr(0xd000), 6).unwrap(), b"SECRET");
+    }
+
+    /// An array reader asks whether TLB work is owed before it reads through the MMU: once
+    /// some is, the cache stops using the MMU and the element is read by a walk.
+    #[test]
+    fn the_array_reader_stops_using_the_mmu_once_tlb_work_is_owed() {
+        let mut m = machine_with_mmu();
+        m.put(0x8000, &7u64.to_le_bytes());
+        let cache = TranslationCache::new(Mfn(1));
+        cache.use_mmu(true);
+        let w = Watched::new(&mut m, &cache);
+        let mut reader = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
+        assert_eq!(reader.get(&cache, &w, 0, 1, || true), Ok(7));
+        assert!(!cache.mmu(), "the MMU is off for the rest of the call");
+        assert_eq!(mmu_copies(&m), 0, "the element was walked");
+        // Without TLB work owed, the same read goes through the MMU.
+        let mut m = machine_with_mmu();
+        m.put(0x8000, &7u64.to_le_bytes());
+        let cache = TranslationCache::new(Mfn(1));
+        cache.use_mmu(true);
+        let w = Watched::new(&mut m, &cache);
+        let mut reader = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
+        assert_eq!(reader.get(&cache, &w, 0, 1, || false), Ok(7));
+        assert!(cache.mmu());
+        assert_eq!(mmu_copies(&m), 1);
+    }
+
     #[test]
     fn copies_go_through_the_mmu_when_allowed_and_give_what_the_walk_gives() {
         let mut m = machine_with_mmu();
