@@ -1063,6 +1063,33 @@ fn random_batches(mmu: bool) {
     );
 }
 
+/// A batch that changes an L4 (an L3, an L2) in use reads the rest of itself walking, not
+/// through the MMU: the paging-structure caches may hold the old entry until the flush the
+/// change asks for, which comes after the batch. (Found in review: an RO L4 self-map the CPU
+/// had cached, replaced by a writable entry mid-batch, passed `mmu_range_ok` on the new entry
+/// while the CPU walked the old one into the hypervisor's slots.)
+#[test]
+fn a_batch_that_changes_a_table_in_use_reads_the_rest_through_no_stale_tlb() {
+    let mut w = World::dom0();
+    let l4 = w.dom.current_l4();
+    w.with_mmu();
+    let k = 200u64;
+    let ro = pte::PRESENT | pte::ACCESSED;
+    let at = l4.maddr().0 + k * 8;
+    // Install the RO self-map, then take it out again: two changes of the L4 in CR3.
+    let reqs: [u64; 4] = [at, (l4.0 << 12) | ro, at, 0];
+    let va = w.scratch_va(6);
+    w.put(va, &reqs);
+    let before = w.mmu_copies();
+    let rc = w.call(1, [va, 2, 0, SELF, 0]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        w.mmu_copies() - before,
+        1,
+        "the first request through the MMU, the second walked"
+    );
+}
+
 /// An L4 self-map (read-only, as validation allows) would let a copy through the MMU reach the
 /// hypervisor's supervisor-only slot-256 tables from a lower-half address; the walk refuses
 /// them, so such a range is walked (`guest_access::mmu_range_ok`), with or without the MMU.

@@ -157,6 +157,13 @@ fn mmu_update_loop(
             rc = Err(e);
             break;
         }
+        // An L2, L3 or L4 in use changed: the paging-structure caches may still hold its old
+        // entry (a read-only L4 self-map, say, through which the CPU would walk into the
+        // hypervisor's slots), and the flush for it comes only after the loop. Nothing more of
+        // this call goes through the MMU.
+        if flush_linear_pt {
+            cache.use_mmu(false);
+        }
         i += 1;
     }
     if let Some(table) = held {
