@@ -1067,27 +1067,51 @@ fn random_batches(mmu: bool) {
 /// through the MMU: the paging-structure caches may hold the old entry until the flush the
 /// change asks for, which comes after the batch. (Found in review: an RO L4 self-map the CPU
 /// had cached, replaced by a writable entry mid-batch, passed `mmu_range_ok` on the new entry
-/// while the CPU walked the old one into the hypervisor's slots.)
+/// while the CPU walked the old one into the hypervisor's slots.) A table pinned and hooked in
+/// nowhere is no concern of the CPU's: changing it leaves the MMU on.
 #[test]
 fn a_batch_that_changes_a_table_in_use_reads_the_rest_through_no_stale_tlb() {
-    let mut w = World::dom0();
-    let l4 = w.dom.current_l4();
-    w.with_mmu();
-    let k = 200u64;
+    let mut g = Guest::new();
+    g.w.with_mmu();
+    let read = |g: &Guest, t: u64, i: u64| {
+        crate::mm::MachineMemoryMut::read_u64(&g.w.m.mem, crate::mm::Maddr((t << 12) + 8 * i))
+            .unwrap()
+    };
+    let (l4, k) = (g.l4(), 200u64);
+    let at = (l4 << 12) + k * 8;
     let ro = pte::PRESENT | pte::ACCESSED;
-    let at = l4.maddr().0 + k * 8;
-    // Install the RO self-map, then take it out again: two changes of the L4 in CR3.
-    let reqs: [u64; 4] = [at, (l4.0 << 12) | ro, at, 0];
-    let va = w.scratch_va(6);
-    w.put(va, &reqs);
-    let before = w.mmu_copies();
-    let rc = w.call(1, [va, 2, 0, SELF, 0]);
-    assert_eq!(rc, 0);
-    assert_eq!(
-        w.mmu_copies() - before,
-        1,
-        "the first request through the MMU, the second walked"
-    );
+    // The list's own L4 entry (writable, to an L3) and L2 entry (to an L1), to copy.
+    let l4e = read(&g, l4, (g.list >> 39) & 511);
+    let l2 = g.table(g.list, 2);
+    let l2e = read(&g, l2, (g.list >> 21) & 511);
+    // A short batch with `*done`: two requests and `*done` through the MMU when nothing stops it.
+    let copies = |g: &mut Guest, reqs: &[MmuUpdate]| {
+        let before = g.w.mmu_copies();
+        assert_eq!(g.mmu_update(reqs, SELF), (0, reqs.len() as u32));
+        g.w.mmu_copies() - before
+    };
+
+    // The reported attack: a cached RO self-map replaced by a writable entry to an L3.
+    assert_eq!(g.mmu_update(&[normal(at, entry(l4, ro))], SELF), (0, 1));
+    let n = copies(&mut g, &[normal(at, l4e), normal(at, 0)]);
+    assert_eq!(n, 1, "request 0 alone: request 1 and *done walked");
+    // The self-map installed and taken out in one batch.
+    let n = copies(&mut g, &[normal(at, entry(l4, ro)), normal(at, 0)]);
+    assert_eq!(n, 1);
+    // An L2 in use (the list's own) changed: the same.
+    let spare = (l2 << 12) + 8 * (((g.list >> 21) & 511) ^ 1);
+    let was = read(&g, l2, ((g.list >> 21) & 511) ^ 1);
+    let n = copies(&mut g, &[normal(spare, l2e), normal(spare, was)]);
+    assert_eq!(n, 1);
+
+    // A pinned L2 hooked in nowhere: all three through the MMU.
+    let t = g.scratch(4);
+    g.table_page(t, &[]);
+    assert_eq!(g.ext1(MMUEXT_PIN_L2_TABLE, t.mfn), 0);
+    let n = copies(&mut g, &[normal(t.mfn << 12, l2e), normal(t.mfn << 12, 0)]);
+    assert_eq!(n, 3, "no table in use changed: nothing owed");
+    assert_eq!(g.ext1(MMUEXT_UNPIN_TABLE, t.mfn), 0);
+    g.restore(t);
 }
 
 /// An L4 self-map (read-only, as validation allows) would let a copy through the MMU reach the

@@ -112,7 +112,6 @@ fn mmu_update_loop(
     pg_owner: Owner,
     stop: Stop<'_>,
 ) -> (Result<(), Errno>, u32, bool) {
-    let mut flush_linear_pt = false;
     let mut rc = Ok(());
     let mut i = 0;
     let mut stopped = false;
@@ -140,15 +139,7 @@ fn mmu_update_loop(
         let cmd = req.ptr & 7;
         let r = match cmd {
             MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE => {
-                normal_pt_update(
-                    pt,
-                    req,
-                    cmd,
-                    pt_owner,
-                    pg_owner,
-                    &mut flush_linear_pt,
-                    &mut held,
-                )
+                normal_pt_update(pt, req, cmd, pt_owner, pg_owner, &mut held)
             }
             MMU_MACHPHYS_UPDATE => machphys_update(pt, req, pt_owner, pg_owner),
             _ => Err(Errno::ENOSYS),
@@ -157,22 +148,10 @@ fn mmu_update_loop(
             rc = Err(e);
             break;
         }
-        // An L2, L3 or L4 in use changed: the paging-structure caches may still hold its old
-        // entry (a read-only L4 self-map, say, through which the CPU would walk into the
-        // hypervisor's slots), and the flush for it comes only after the loop. Nothing more of
-        // this call goes through the MMU.
-        if flush_linear_pt {
-            cache.use_mmu(false);
-        }
         i += 1;
     }
     if let Some(table) = held {
         pt.put_page(table);
-    }
-    // Changes to L2..L4 tables that are in use (not merely pinned) must not leave stale
-    // paging-structure caches behind: one flush for the whole batch (XSA-286).
-    if flush_linear_pt {
-        pt.flush.flush_all(pt.perf);
     }
     pt.perf.page_updates += u64::from(i);
     (rc, i, stopped)
@@ -195,7 +174,6 @@ fn normal_pt_update(
     cmd: u64,
     pt_owner: DomainInfo,
     pg_owner: Owner,
-    flush_linear_pt: &mut bool,
     held: &mut Option<Mfn>,
 ) -> Result<(), Errno> {
     // `xsm_mmu_update`: the caller must be allowed to act on both owners.
@@ -239,17 +217,8 @@ fn normal_pt_update(
                 if pg_owner != pt_owner_o {
                     Err(Errno::EINVAL)
                 } else {
-                    let r = pt.mod_upper_entry(at, req.val, ty, gmfn, preserve_ad, pt_owner);
-                    // Flush unless the table is merely pinned, hooked up nowhere.
-                    let in_use = pt
-                        .mm
-                        .frames
-                        .get(gmfn)
-                        .is_some_and(|f| f.type_count() > u32::from(f.pinned()));
-                    if r.is_ok() && in_use {
-                        *flush_linear_pt = true;
-                    }
-                    r
+                    // (It asks for the flush a table in use needs, at once.)
+                    pt.mod_upper_entry(at, req.val, ty, gmfn, preserve_ad, pt_owner)
                 }
             }
             PageType::Writable => plain_write(pt, at, req.val),
