@@ -210,7 +210,7 @@ fn normal_pt_update(
     let at = Maddr(ptr);
     let preserve_ad = cmd == MMU_PT_UPDATE_PRESERVE_AD;
     // `page_lock` succeeds on a validated frame in use as its type.
-    let rc = if f.validated() && f.type_count() > 0 {
+    if f.validated() && f.type_count() > 0 {
         match f.page_type() {
             PageType::L1 => pt.mod_l1_entry(at, req.val, preserve_ad, pt_owner, pg_owner),
             ty @ (PageType::L2 | PageType::L3 | PageType::L4) => {
@@ -230,8 +230,7 @@ fn normal_pt_update(
         r
     } else {
         Err(Errno::EINVAL)
-    };
-    rc
+    }
 }
 
 /// An `mmu_update` aimed at a writable page: Xen just writes the value
