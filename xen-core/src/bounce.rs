@@ -299,8 +299,11 @@ mod tests {
     #[test]
     fn exception_frame_layout_matches_xen() {
         let (mut m, mut d, _) = setup();
-        d.vcpu_mut().trap_ctxt.update(14, |t| t.address = 0x10_1000);
-        d.vcpu_mut().trap_ctxt.update(14, |t| t.flags = 4); // mask events
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(14, |t| t.address = 0x10_1000)
+            .unwrap();
+        d.vcpu_mut().trap_ctxt.update(14, |t| t.flags = 4).unwrap(); // mask events
         let mut regs = Regs {
             rip: 0x10_2345,
             cs: 0xe033,
@@ -536,7 +539,10 @@ mod tests {
     #[test]
     fn syscall_from_user_without_a_callback_is_ud_at_the_instruction() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu_mut().trap_ctxt.update(6, |t| t.address = 0x10_1600);
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(6, |t| t.address = 0x10_1600)
+            .unwrap();
         let mut regs = syscall_entry_frame(0xe033);
         switch_to_kernel(&mut m, &mut d, &mut regs).unwrap();
         assert_eq!(regs.rip, 0x10_1600);
@@ -554,7 +560,10 @@ mod tests {
     #[test]
     fn exception_from_user_mode_goes_on_the_kernel_stack_with_the_user_bit() {
         let (mut m, mut d) = in_user_mode();
-        d.vcpu_mut().trap_ctxt.update(14, |t| t.address = 0x10_1000);
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(14, |t| t.address = 0x10_1000)
+            .unwrap();
         let mut regs = Regs {
             rip: USER_RIP,
             cs: 0xe033,
@@ -577,7 +586,10 @@ mod tests {
         );
         // The same fault in kernel mode: user bit cleared, RPL 0, the interrupted stack.
         let (mut m, mut d, _) = setup();
-        d.vcpu_mut().trap_ctxt.update(14, |t| t.address = 0x10_1000);
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(14, |t| t.address = 0x10_1000)
+            .unwrap();
         let mut regs = Regs {
             rip: 0x10_2000,
             cs: 0xe033,
@@ -641,7 +653,10 @@ mod tests {
     fn bounce_frame_iopl_follows_the_architectural_iopl_assist() {
         let frame_iopl = |assist: bool, real: u64| {
             let (mut m, mut d, _) = setup();
-            d.vcpu_mut().trap_ctxt.update(6, |t| t.address = 0x10_1000);
+            d.vcpu_mut()
+                .trap_ctxt
+                .update(6, |t| t.address = 0x10_1000)
+                .unwrap();
             d.vcpu_mut().iopl = 2;
             if assist {
                 d.vm_assist |= 1 << hypercall_abi::xen::VMASST_TYPE_architectural_iopl;
@@ -670,12 +685,20 @@ mod tests {
         let (mut m, mut d) = in_user_mode();
         d.vcpu_mut()
             .trap_ctxt
-            .update(0x80, |t| t.address = 0x10_8000);
-        d.vcpu_mut().trap_ctxt.update(0x80, |t| t.flags = 3); // DPL 3
+            .update(0x80, |t| t.address = 0x10_8000)
+            .unwrap();
         d.vcpu_mut()
             .trap_ctxt
-            .update(0x81, |t| t.address = 0x10_8100);
-        d.vcpu_mut().trap_ctxt.update(0x81, |t| t.flags = 1 | 4); // DPL 1, mask events
+            .update(0x80, |t| t.flags = 3)
+            .unwrap(); // DPL 3
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(0x81, |t| t.address = 0x10_8100)
+            .unwrap();
+        d.vcpu_mut()
+            .trap_ctxt
+            .update(0x81, |t| t.flags = 1 | 4)
+            .unwrap(); // DPL 1, mask events
         let user = Regs {
             rip: USER_RIP,
             cs: 0xe033,

@@ -13,6 +13,7 @@ pub mod pool;
 pub mod set;
 
 use hypercall_abi::arch_x86_64::TrapInfo;
+use hypercall_abi::errno::Errno;
 
 use crate::mm::Mfn;
 
@@ -49,25 +50,25 @@ impl TrapTable {
         }
     }
 
-    /// Sets vector `vector`'s entry to `ti` (its `vector` field aside), whose address must be
-    /// canonical (checked by every caller: a guest's non-canonical handler is -EINVAL).
-    pub fn set(&mut self, vector: u8, ti: &TrapInfo) {
-        debug_assert!(
-            ((ti.address << 16) as i64 >> 16) as u64 == ti.address,
-            "a non-canonical trap handler {:#x}",
-            ti.address
-        );
+    /// Sets vector `vector`'s entry to `ti` (its `vector` field aside). A non-canonical
+    /// address, which the packed entry could not hold, is -EINVAL with the entry unchanged (as
+    /// Xen refuses a guest's non-canonical handler).
+    pub fn set(&mut self, vector: u8, ti: &TrapInfo) -> Result<(), Errno> {
+        if ((ti.address << 16) as i64 >> 16) as u64 != ti.address {
+            return Err(Errno::EINVAL);
+        }
         let e = &mut self.0[usize::from(vector)];
         e[..6].copy_from_slice(&ti.address.to_le_bytes()[..6]);
         e[6..8].copy_from_slice(&ti.cs.to_le_bytes());
         e[8] = ti.flags;
+        Ok(())
     }
 
-    /// Changes vector `vector`'s entry with `f`.
-    pub fn update(&mut self, vector: u8, f: impl FnOnce(&mut TrapInfo)) {
+    /// Changes vector `vector`'s entry with `f` (as [`TrapTable::set`]).
+    pub fn update(&mut self, vector: u8, f: impl FnOnce(&mut TrapInfo)) -> Result<(), Errno> {
         let mut ti = self.get(vector);
         f(&mut ti);
-        self.set(vector, &ti);
+        self.set(vector, &ti)
     }
 
     /// Every entry, by vector.
@@ -866,7 +867,7 @@ mod tests {
                 address,
                 ..Default::default()
             };
-            t.set(v, &ti);
+            t.set(v, &ti).unwrap();
             let got = t.get(v);
             assert_eq!(
                 (got.vector, got.address, got.cs, got.flags),
@@ -882,8 +883,15 @@ mod tests {
                 ..Default::default()
             }
         );
-        t.update(14, |e| e.address = 0);
+        t.update(14, |e| e.address = 0).unwrap();
         assert_eq!((t.get(14).address, t.get(14).flags), (0, 4));
+        // A non-canonical handler cannot be packed: -EINVAL, the entry as it was.
+        let was = t.get(2);
+        assert_eq!(
+            t.update(2, |e| e.address = 0x0000_8000_0000_0000),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(t.get(2), was);
         assert_eq!(t.iter().filter(|e| e.address != 0).count(), 4);
         t.clear();
         assert!(t

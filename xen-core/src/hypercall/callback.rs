@@ -47,7 +47,7 @@ fn register<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, reg: &CallbackRegister) -
                 flags: 0,
                 ..Default::default()
             };
-            v.trap_ctxt.set(TRAP_NMI, &t);
+            v.trap_ctxt.set(TRAP_NMI, &t)?;
         }
         _ => return Err(Errno::ENOSYS),
     }
@@ -93,7 +93,7 @@ pub(super) fn callback_op<M: Machine + ?Sized>(
                     ctx.dom
                         .vcpu_mut()
                         .trap_ctxt
-                        .update(TRAP_NMI, |t| t.address = 0);
+                        .update(TRAP_NMI, |t| t.address = 0)?;
                     Ok(0)
                 }
                 CALLBACKTYPE_event

@@ -27,12 +27,10 @@ pub(super) fn set_trap_table<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, list: u6
         if ti.address == 0 {
             return Ok(0);
         }
-        if !is_canonical(ti.address) {
-            return Err(Errno::EINVAL);
-        }
-        // `fixup_guest_code_selector`: a 64-bit PV kernel's selectors carry RPL 3.
+        // `fixup_guest_code_selector`: a 64-bit PV kernel's selectors carry RPL 3. A
+        // non-canonical handler is -EINVAL.
         ti.cs |= 3;
-        ctx.dom.vcpu_mut().trap_ctxt.set(ti.vector, &ti);
+        ctx.dom.vcpu_mut().trap_ctxt.set(ti.vector, &ti)?;
         at = at.wrapping_add(core::mem::size_of::<TrapInfo>() as u64);
         if ctx.preempt_check() {
             return ctx.create_continuation(&[at]);

@@ -384,7 +384,7 @@ fn initialise<M: Machine + ?Sized>(
     for (vector, t) in (0..=255u8).zip(c.trap_ctxt.iter()) {
         let mut t = *t;
         t.cs |= 3;
-        v.trap_ctxt.set(vector, &t);
+        v.trap_ctxt.set(vector, &t)?;
     }
     v.ldt_base = c.ldt_base;
     v.ldt_ents = c.ldt_ents as u32;

@@ -307,8 +307,14 @@ fn an_nmi_goes_to_the_nmi_callback_once_until_iret() {
     assert_eq!(deliver_nmi(&mut t.m.mem, d, &mut regs), Ok(false));
     assert!(!d.vcpu().nmi_pending && !d.vcpu().nmi_masked);
     // With one: a frame for vector 2, and no second NMI until the guest's iret.
-    d.vcpu_mut().trap_ctxt.update(2, |t| t.address = 0x3000);
-    d.vcpu_mut().trap_ctxt.update(2, |t| t.cs = FLAT_KERNEL_CS);
+    d.vcpu_mut()
+        .trap_ctxt
+        .update(2, |t| t.address = 0x3000)
+        .unwrap();
+    d.vcpu_mut()
+        .trap_ctxt
+        .update(2, |t| t.cs = FLAT_KERNEL_CS)
+        .unwrap();
     d.vcpu_mut().nmi_pending = true;
     assert_eq!(deliver_nmi(&mut t.m.mem, d, &mut regs), Ok(true));
     assert_eq!(regs.rip, 0x3000);
