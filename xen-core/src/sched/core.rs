@@ -336,6 +336,13 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
         if tick {
             lifecycle::reap(hv);
         }
+        // What was reported just now (`VIRQ_DOM_EXC`) reached dom0 after the wake-ups above,
+        // and no kick comes with it: woken here, or a dom0 waiting without a timeout would stay
+        // blocked while light switches (`switch_from_waiting`, which skip this pass) hand the
+        // CPU between the others.
+        if let Some((g, ports)) = doms.slot_of(0).and_then(|slot| doms.both_mut(slot)) {
+            wake::wake_if_due(&hv.arch, g, ports, now);
+        }
 
         let mut cands: heapless::Vec<Candidate, { MAX_DOMAINS * MAX_VCPUS }> = heapless::Vec::new();
         for (slot, g) in doms.slots() {

@@ -218,6 +218,32 @@ fn an_expired_watchdog_shuts_the_domain_down_and_it_is_reported() {
         .contains("domain 2 () shut down (code 4): watchdog\n"));
 }
 
+/// A domain's shutdown is reported to dom0 (`VIRQ_DOM_EXC`) in the full pass after its
+/// wake-ups, with no kick: dom0, waiting for it with no timeout, is woken in that pass, not
+/// left blocked while light switches hand the CPU between the others. (Found in review: with
+/// two domUs ping-ponging, dom0 stayed blocked for good.)
+#[test]
+fn a_report_to_a_waiting_dom0_wakes_it_in_the_same_pass() {
+    let (mut hv, mut set, mut regs) = world();
+    let (g, ports) = set.both_mut(0).unwrap();
+    bind_virq_for(
+        &mut hv.arch,
+        &mut BootFrameAllocator::empty(),
+        &g.dom,
+        ports,
+        hypercall_abi::xen::VIRQ_DOM_EXC,
+    )
+    .unwrap();
+    g.dom.vcpu_mut().blocked = true;
+    set.guest_mut(2).unwrap().dom.watchdogs[0] = Some(T0);
+    exit(&mut hv, &mut set, &mut regs);
+    assert!(set.guest(2).unwrap().reported);
+    assert!(
+        !set.guest(0).unwrap().dom.vcpu().blocked,
+        "dom0 woken by the report"
+    );
+}
+
 #[test]
 #[should_panic(expected = "machine stopped: Fail(Dom0Crashed)")]
 fn with_nothing_that_could_ever_wake_a_vcpu_dom0_is_crashed() {
