@@ -631,6 +631,12 @@ pub const BATCH: usize = BlkBackRing::SIZE as usize;
 /// make the back end hold stay bounded (32 indirect requests would be 4 MiB).
 pub const BATCH_BYTES: usize = 1 << 20;
 
+/// Bytes of bounce buffers a back end keeps between batches at most (one request of
+/// [`MAX_INDIRECT_SEGMENTS`]): a front end that chooses its requests' sizes cannot make dom0
+/// hold a batch's worth for every vbd for ever. Small buffers, the usual case, are reused
+/// without allocating; larger ones go back to the heap after their batch.
+pub const BOUNCE_KEEP: usize = MAX_INDIRECT_SEGMENTS * PAGE_SIZE;
+
 /// Persistent grants a back end keeps mapped at most by default: every data and indirect page
 /// of our front end (256 + 8) with room to spare, inside the 1024 mappings the hypervisor
 /// tracks for dom0 (Linux's blkback keeps up to 1056 per ring).
@@ -907,7 +913,15 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         }
         self.batch = batch;
         self.batch.clear();
+        if self.bounce_bytes() > BOUNCE_KEEP {
+            self.bounces = Vec::new();
+        }
         n
+    }
+
+    /// Bytes the batches' bounce buffers hold between batches (at most [`BOUNCE_KEEP`]).
+    pub fn bounce_bytes(&self) -> usize {
+        self.bounces.iter().map(Vec::capacity).sum()
     }
 
     /// The limits requests are checked against.

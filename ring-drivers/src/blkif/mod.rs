@@ -38,7 +38,8 @@ pub use back::{
     parse_indirect_header, parse_indirect_segments, parse_request, BackStats, BlkBack, BlkOp,
     DeviceLimits, Disk, DiskError, DiskIo, DmaSeg, GrantIo, GrantIoError, GrantMapping,
     GrantSegment, GrantXfer, IoData, RequestError, Segments, Served, BATCH, BATCH_BYTES,
-    MAX_INDIRECT_SEGMENTS, MAX_PERSISTENT_GRANTS, SEGMENTS_PER_INDIRECT_PAGE, SERVE_BUDGET,
+    BOUNCE_KEEP, MAX_INDIRECT_SEGMENTS, MAX_PERSISTENT_GRANTS, SEGMENTS_PER_INDIRECT_PAGE,
+    SERVE_BUDGET,
 };
 pub use front::{BlkFront, BlkFrontError, FrontStats, GrantPages};
 pub use ram_disk::RamDisk;
