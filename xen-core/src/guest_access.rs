@@ -1386,25 +1386,24 @@ mod tests {
     /// some is, the cache stops using the MMU and the element is read by a walk.
     #[test]
     fn the_array_reader_stops_using_the_mmu_once_tlb_work_is_owed() {
-        let mut m = machine_with_mmu();
-        m.put(0x8000, &7u64.to_le_bytes());
-        let cache = TranslationCache::new(Mfn(1));
-        cache.use_mmu(true);
-        let w = Watched::new(&mut m, &cache);
-        let mut reader = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
-        assert_eq!(reader.get(&cache, &w, 0, 1, || true), Ok(7));
-        assert!(!cache.mmu(), "the MMU is off for the rest of the call");
-        assert_eq!(mmu_copies(&m), 0, "the element was walked");
-        // Without TLB work owed, the same read goes through the MMU.
-        let mut m = machine_with_mmu();
-        m.put(0x8000, &7u64.to_le_bytes());
-        let cache = TranslationCache::new(Mfn(1));
-        cache.use_mmu(true);
-        let w = Watched::new(&mut m, &cache);
-        let mut reader = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
-        assert_eq!(reader.get(&cache, &w, 0, 1, || false), Ok(7));
-        assert!(cache.mmu());
-        assert_eq!(mmu_copies(&m), 1);
+        // One element read with TLB work owed or not: whether the MMU stays on, and how many
+        // copies went through it.
+        let read = |owed: bool| {
+            let mut m = machine_with_mmu();
+            m.put(0x8000, &7u64.to_le_bytes());
+            let cache = TranslationCache::new(Mfn(1));
+            cache.use_mmu(true);
+            let w = Watched::new(&mut m, &cache);
+            let mut reader = ArrayReader::<u64, 4>::new(GuestPtr::new(0x40_0000));
+            assert_eq!(reader.get(&cache, &w, 0, 1, || owed), Ok(7));
+            (cache.mmu(), mmu_copies(&m))
+        };
+        assert_eq!(
+            read(true),
+            (false, 0),
+            "walked, the MMU off for the rest of the call"
+        );
+        assert_eq!(read(false), (true, 1), "through the MMU");
     }
 
     #[test]

@@ -114,8 +114,22 @@ pub fn map(domid: u16, grefs: &[(u32, bool)], out: &mut Vec<Result<GrantMapping,
             op.status
         };
         if status != 0 || op.dev_bus_addr == 0 || op.dev_bus_addr & (PAGE - 1) != 0 {
-            // Nothing mapped there (a failed op writes no PTE): the slot is free again.
-            a.free.push(s);
+            if status == 0 {
+                // Mapped, but with no bus address the device could use: unmapped again, so
+                // the slot is not reused over a live mapping (and the PTE cleared if the
+                // unmap is refused).
+                let mut un = [GnttabUnmapGrantRef {
+                    host_addr: op.host_addr,
+                    dev_bus_addr: op.dev_bus_addr,
+                    handle: op.handle,
+                    ..Default::default()
+                }];
+                if hc::grant_table_op(&mut un) != 0 || un[0].status != 0 {
+                    // SAFETY: the slot is the area's and nothing references it; its PTE goes.
+                    unsafe { hc::update_va_mapping(op.host_addr, 0, UVMF_INVLPG) };
+                }
+            }
+            // Nothing mapped there now (a failed op writes no PTE): the slot is free again.
             out.push(Err(GrantIoError {
                 gref,
                 status: if status != 0 {
