@@ -653,32 +653,6 @@ impl Pt<'_, '_> {
         preserve_ad: bool,
         d: DomainInfo,
     ) -> Result<(), Errno> {
-        self.change_upper_entry(at, new, ty, table, preserve_ad, d)?;
-        // The CPU may keep the old entry of a table in use in its paging-structure caches until
-        // a flush (XSA-286). It is asked for now, with the change: from here on nothing in this
-        // call goes through the MMU (`FlushRequest::owes_tlb_work`), which could otherwise walk
-        // the old entry (a read-only L4 self-map, say, into the hypervisor's slots) while the
-        // checks read the new one; it is done on the way out, once however many entries a
-        // batch changes. A table merely pinned, hooked in nowhere, is nothing the CPU walks.
-        if self
-            .frame(table)
-            .is_some_and(|f| f.type_count() > u32::from(f.pinned()))
-        {
-            self.flush.flush_all(self.perf);
-        }
-        Ok(())
-    }
-
-    /// [`Pt::mod_upper_entry`] without the flush.
-    fn change_upper_entry(
-        &mut self,
-        at: Maddr,
-        new: u64,
-        ty: PageType,
-        table: Mfn,
-        preserve_ad: bool,
-        d: DomainInfo,
-    ) -> Result<(), Errno> {
         let slot = ((at.0 & 0xfff) / 8) as usize;
         if ty == PageType::L4 && !is_guest_l4_slot(slot) {
             return Err(Errno::EINVAL); // "L4 update in Xen-private area"
@@ -699,6 +673,7 @@ impl Pt<'_, '_> {
             }
             if !pte::changed_beyond_whitelist(old, new) {
                 self.update_entry(at, old, adjust(new), preserve_ad);
+                self.flush_if_in_use(table);
                 return Ok(());
             }
             self.get_page_from_upper(new, ty, table, d)?;
@@ -709,6 +684,23 @@ impl Pt<'_, '_> {
         // Xen defers this put (`PTF_defer`, finished by `put_old_guest_table` on the way out);
         // without preemption it happens here.
         self.put_page_from_upper(old, table);
+        self.flush_if_in_use(table);
         Ok(())
+    }
+
+    /// After a change to `table` (an L2, L3 or L4): the CPU may keep its old entry in the
+    /// paging-structure caches until a flush (XSA-286). If the table is in use, the flush is
+    /// asked for now, with the change: from here on nothing in this call goes through the MMU
+    /// (`FlushRequest::owes_tlb_work`), which could otherwise walk the old entry (a read-only L4
+    /// self-map, say, into the hypervisor's slots) while the checks read the new one; it is done
+    /// on the way out, once however many entries a batch changes. A table merely pinned, hooked
+    /// in nowhere, is nothing the CPU walks.
+    fn flush_if_in_use(&mut self, table: Mfn) {
+        if self
+            .frame(table)
+            .is_some_and(|f| f.type_count() > u32::from(f.pinned()))
+        {
+            self.flush.flush_all(self.perf);
+        }
     }
 }
