@@ -37,7 +37,12 @@ fn fresh_disk(name: &str, bytes: &[u8]) -> PathBuf {
 
 /// Boots dom0 (services mode) and one domU per command line, with `disk` as dom0's virtio disk.
 fn boot(disk: &Path, domus: &[String]) -> Run {
-    let mut modules = vec![(guest_kernel_image(), String::new())];
+    boot_with(disk, "", domus)
+}
+
+/// As [`boot`], with `dom0` as dom0's command line.
+fn boot_with(disk: &Path, dom0: &str, domus: &[String]) -> Run {
+    let mut modules = vec![(guest_kernel_image(), dom0.to_string())];
     modules.extend(domus.iter().map(|c| (guest_kernel_image(), c.clone())));
     let boot = Boot {
         hypervisor: build_dir().join("xen"),
@@ -83,7 +88,9 @@ fn a_domu_writes_an_xorshift_stream_through_blkfront_and_the_host_finds_it_on_th
     let _ = std::fs::remove_file(&disk);
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
-    run.expect("blkback: serving every domU's vbd 51712 from the virtio disk (32768 sectors)");
+    run.expect("blkback: the domUs' vbds are slots of the virtio disk (32768 sectors)");
+    run.expect("blkback: the disk is cut into 1 slot(s), one per domid 1..1");
+    run.expect("blkback: d1 vbd 51712 is sectors 0..32768 of the disk");
     run.expect("blkback: d1 vbd 51712 connected: ring-ref");
     run.expect("(d1) domU: blkfront: vbd 51712 connected, 32768 sectors");
     run.expect("(d1) blk-selftest: reconnected");
@@ -165,10 +172,13 @@ fn a_front_end_that_does_not_offer_persistent_grants_gets_them_grant_copied() {
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn a_misbehaving_front_end_is_refused_and_closed_while_another_domu_does_its_io() {
+    // Two domUs: each has half the disk. The good one writes at a random sector of its half
+    // (the second); the bad one tries, among other things, to write across the end of its half.
     let seed = random(3);
     let sectors = 128u64;
-    let start = 4096 + random(4) % (DISK_SECTORS - 4096 - sectors);
-    println!("seed {seed}, start sector {start}, {sectors} sectors");
+    let half = DISK_SECTORS / 2;
+    let start = random(4) % (half - sectors);
+    println!("seed {seed}, start sector {start} of the second half, {sectors} sectors");
     let disk = fresh_disk("evil", &vec![0u8; DISK_BYTES]);
     let run = boot(
         &disk,
@@ -187,12 +197,17 @@ fn a_misbehaving_front_end_is_refused_and_closed_while_another_domu_does_its_io(
         ("nr-segments-12", -1),
         ("first-sect-after-last", -1),
         ("past-the-end", -1),
+        ("write-across-the-end", -1),
         ("unknown-op", -1),
         ("write-barrier", -2),
     ] {
         run.expect(&format!("(d1) blk-evil: {case} -> {status}"));
     }
-    run.expect("(d1) blk-evil: 7 of 7 refused");
+    run.expect("(d1) blk-evil: 8 of 8 refused");
+    run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk");
+    run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk");
+    run.expect("(d1) domU: blkfront: vbd 51712 connected, 16384 sectors");
+    run.expect("(d2) domU: blkfront: vbd 51712 connected, 16384 sectors");
     run.expect("(d1) blk-evil: overrun sent");
     run.expect("blkback: d1 ring overrun: closing");
     run.expect("(d1) blk-evil: back end closed the ring (state 5)");
@@ -205,8 +220,9 @@ fn a_misbehaving_front_end_is_refused_and_closed_while_another_domu_does_its_io(
     run.expect(&format!("(d2) blk-selftest: ok {bytes} bytes"));
     run.expect("toolstack: d2 (good) shut down (poweroff)");
     run.expect("services: no domU left, powering off");
-    // Every bad request was refused before touching the disk: only the good domU's data is there.
-    check_image(&image, &[(start, &xorshift_stream(seed, bytes))]);
+    // Every bad request was refused before touching the disk: only the good domU's data is
+    // there, in the second half.
+    check_image(&image, &[(half + start, &xorshift_stream(seed, bytes))]);
 }
 
 #[test]
@@ -258,4 +274,40 @@ fn a_front_end_reconnects_many_times_reusing_its_grant_references() {
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     run.expect("(d1) blkfront: 40 reconnects ok");
+}
+
+#[test]
+#[ignore = "boots QEMU with build/xen: run through `make test`"]
+fn each_domu_reads_its_own_slot_of_the_disk_and_one_past_the_slots_gets_no_vbd() {
+    // `vbd-slots=2`: d1 has the first half, d2 the second, d3 nothing. Each slot's sector 0
+    // holds its own text; the demo reads sector 0 of its vbd.
+    let mut bytes = vec![0u8; DISK_BYTES];
+    bytes[..16].copy_from_slice(b"slot one sector0");
+    let second = DISK_BYTES / 2;
+    bytes[second..second + 16].copy_from_slice(b"slot two sector0");
+    let disk = fresh_disk("slots", &bytes);
+    let domus: Vec<String> = (1..=3).map(|i| format!("name=vm{i}")).collect();
+    let run = boot_with(&disk, "vbd-slots=2", &domus);
+    let image = std::fs::read(&disk).expect("read the test disk");
+    let _ = std::fs::remove_file(&disk);
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk");
+    run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk");
+    run.expect("blkback: d3 gets no vbd: the disk's 2 slot(s) are for d1..d2 (vbd-slots=)");
+    let hex = |t: &[u8]| t.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    for (id, text) in [(1, b"slot one sector0"), (2, b"slot two sector0")] {
+        run.expect(&format!(
+            "(d{id}) domU: blkfront: vbd 51712 connected, 16384 sectors"
+        ));
+        run.expect(&format!(
+            "(d{id}) domU: blkfront: read sector 0: {}...",
+            hex(text)
+        ));
+    }
+    run.expect("(d3) domU: blkfront: dom0 gave us no vbd: no block demo");
+    for id in 1..=3 {
+        run.expect(&format!("toolstack: d{id} (vm{id}) destroyed"));
+    }
+    assert!(image == bytes, "a read changed the disk");
 }

@@ -413,7 +413,8 @@ struct Bystander {
 }
 
 impl Bystander {
-    /// A region of 64 KiB at a random sector of the second half of a [`BYSTANDER_DISK`] disk.
+    /// A region of 64 KiB at a random sector of its vbd: the second half of a
+    /// [`BYSTANDER_DISK`] disk (dom0 gives d1 and d2 a half each).
     fn new() -> Bystander {
         let r = |salt: u64| {
             let t = std::time::SystemTime::now()
@@ -429,14 +430,22 @@ impl Bystander {
         let half = BYSTANDER_DISK as u64 / 512 / 2;
         let b = Bystander {
             seed: (r(1) >> 2).max(1),
-            start: half + r(2) % (half - sectors),
+            start: r(2) % (half - sectors),
             sectors,
         };
         println!(
-            "bystander: seed {}, start sector {}, {} sectors",
-            b.seed, b.start, b.sectors
+            "bystander: seed {}, start sector {} of its vbd ({} of the disk), {} sectors",
+            b.seed,
+            b.start,
+            b.disk_start(),
+            b.sectors
         );
         b
+    }
+
+    /// Where its region starts on the disk: its vbd is the disk's second half.
+    fn disk_start(&self) -> u64 {
+        BYSTANDER_DISK as u64 / 512 / 2 + self.start
     }
 
     /// Its boot module: d2 after Linux (and Linux's initrd).
@@ -493,7 +502,7 @@ impl Bystander {
 
     /// The bystander's region of `image` holds its last round's stream.
     fn check(&self, image: &[u8], last_seed: u64) {
-        let at = self.start as usize * 512;
+        let at = self.disk_start() as usize * 512;
         let len = self.sectors as usize * 512;
         assert!(
             image[at..at + len] == ring_drivers::blkif::xorshift_stream(last_seed, len)[..],
@@ -502,8 +511,8 @@ impl Bystander {
     }
 }
 
-/// The disk shared by Linux and the bystander: Linux's I/O stays in the first half, the
-/// bystander's region is in the second.
+/// The disk shared by Linux and the bystander: dom0 gives each domU half of it as its vbd,
+/// Linux (d1) the first, the bystander (d2) the second.
 const BYSTANDER_DISK: usize = 16 << 20;
 
 /// Waits up to `secs` for a line containing `needle`; fails the test with the log if none.
@@ -547,6 +556,9 @@ fn survived(run: &xtests::Run, disk: &std::path::Path, by: &Bystander, last_seed
     run.expect("toolstack: d1 (linux) destroyed");
     run.expect("(XEN) domain 1: all ");
     run.expect("toolstack: d2 (bystander) destroyed");
+    // Each had its own half of the disk as its vbd.
+    run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk");
+    run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk");
     let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
     for l in run.log.iter().filter(|l| l.contains("bench blkback dom=")) {
@@ -627,7 +639,7 @@ fn a_linux_domu_destroyed_from_dom0_mid_io_leaves_its_neighbour_working_and_its_
         image[..2 << 20].iter().any(|&b| b != 0),
         "Linux's writes are not on the disk"
     );
-    let (at, len) = (by.start as usize * 512, by.sectors as usize * 512);
+    let (at, len) = (by.disk_start() as usize * 512, by.sectors as usize * 512);
     assert!(
         image[2 << 20..at]
             .iter()
@@ -676,7 +688,7 @@ fn a_linux_domu_that_panics_is_contained_next_to_a_bystander_and_its_frames_retu
     let last_seed = by.finish(&mut q);
     let run = q.finish(Duration::from_secs(30));
     let image = survived(&run, &disk, &by, last_seed);
-    let (at, len) = (by.start as usize * 512, by.sectors as usize * 512);
+    let (at, len) = (by.disk_start() as usize * 512, by.sectors as usize * 512);
     assert!(
         image[..at]
             .iter()

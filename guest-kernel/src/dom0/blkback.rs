@@ -2,8 +2,13 @@
 //! `ring_drivers::blkif::BlkBack` from dom0's disk.
 //!
 //! - **The disk** ([`init_disk`]): dom0's virtio-blk disk (`blkdev.rs`) when one is attached,
-//!   else a 1 MiB RAM disk. **Every domU shares that one disk** (the whole device, sectors 0..n;
-//!   partitioning it between domUs is out of scope): [`SharedDisk`] is a handle to it.
+//!   else a 1 MiB RAM disk; [`SharedDisk`] is a handle to it.
+//! - **A window of it per domU** (`ring_drivers::blkif::Window`): the disk is cut into
+//!   `vbd-slots=<n>` equal slots (dom0's command line; by default as many as the highest domid
+//!   of the domUs there are when the first one is attached), and domid `d` gets slot `d - 1` as
+//!   its whole vbd, starting at its sector 0. A domU past the last slot (one built later, a
+//!   rebooted domU under its new id) gets no vbd, with a line saying so: no domU reaches
+//!   another's sectors, and a slot is never handed to a second domid.
 //! - **The toolstack part** ([`Vbd::create`]): libxl's layout. The back-end directory
 //!   `/local/domain/0/backend/vbd/<domid>/51712` (`frontend`, `frontend-id`, `state`, and what
 //!   `BackendInfo::for_disk` publishes) is owned by dom0 and readable by the domU; the front-end
@@ -37,8 +42,8 @@ use hypercall_abi::io::xenbus::XenbusState;
 use hypercall_abi::xen::DOMID_SELF;
 use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
-    BackStats, BackendInfo, BlkBack, Disk, DiskError, DiskIo, FrontendTransport, GrantIo,
-    GrantIoError, GrantMapping, GrantSegment, GrantXfer, RamDisk,
+    slot, BackStats, BackendInfo, BlkBack, Disk, DiskError, DiskIo, FrontendTransport, GrantIo,
+    GrantIoError, GrantMapping, GrantSegment, GrantXfer, RamDisk, Window,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
@@ -48,6 +53,7 @@ use spin::Mutex;
 use super::blkdev::BlockDevice;
 use super::grant_map;
 use super::service::{Ctx, Service};
+use super::toolstack;
 use super::xenstore::Store;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::hypercall as hc;
@@ -93,14 +99,14 @@ pub fn init_disk() {
     d.0 = Some(match BlockDevice::probe(false) {
         Ok(dev) => {
             println!(
-                "blkback: serving every domU's vbd {VDEV} from the virtio disk ({} sectors), one disk shared by all",
+                "blkback: the domUs' vbds are slots of the virtio disk ({} sectors)",
                 dev.sectors()
             );
             Backing::Virtio(Box::new(dev))
         }
         Err(e) => {
             println!(
-                "blkback: no virtio disk ({e}): serving every domU's vbd {VDEV} from a {RAM_SECTORS}-sector RAM disk, shared by all"
+                "blkback: no virtio disk ({e}): the domUs' vbds are slots of a {RAM_SECTORS}-sector RAM disk"
             );
             Backing::Ram(RamDisk::new(RAM_SECTORS, false))
         }
@@ -352,7 +358,10 @@ impl GrantIo for GntCopy {
     }
 }
 
-type Back = BlkBack<MappedPage, SharedDisk, GntCopy, EvtNotify>;
+/// A domU's part of the disk.
+type VbdDisk = Window<SharedDisk>;
+
+type Back = BlkBack<MappedPage, VbdDisk, GntCopy, EvtNotify>;
 
 /// A connected ring.
 struct Conn {
@@ -389,6 +398,7 @@ impl fmt::Display for ConnectError {
 /// One domU's vbd as dom0 serves it.
 pub struct Vbd {
     domid: u16,
+    disk: VbdDisk,
     backend: XenbusBackend,
     conn: Option<Conn>,
     front_dir: String,
@@ -404,10 +414,10 @@ pub fn token(domid: u16) -> String {
 }
 
 impl Vbd {
-    /// Creates `domid`'s vbd in xenstore (both directories, libxl's permissions), watches the
-    /// front end's state and starts the back end (`InitWait`). Once connected, the ring's port
-    /// goes to the event loop as [`Channel::Blk`]`(domid)`.
-    pub fn create(store: &mut impl Store, domid: u16) -> Vbd {
+    /// Creates `domid`'s vbd (`disk`) in xenstore (both directories, libxl's permissions),
+    /// watches the front end's state and starts the back end (`InitWait`). Once connected, the
+    /// ring's port goes to the event loop as [`Channel::Blk`]`(domid)`.
+    pub fn create(store: &mut impl Store, domid: u16, disk: VbdDisk) -> Vbd {
         let front_dir = format!("/local/domain/{domid}/device/vbd/{VDEV}");
         let back_dir = format!("/local/domain/0/backend/vbd/{domid}/{VDEV}");
         store.write(&back_dir, "");
@@ -448,6 +458,7 @@ impl Vbd {
         store.write(&format!("{front_dir}/state"), "1");
         let mut v = Vbd {
             domid,
+            disk,
             backend: XenbusBackend::new(),
             conn: None,
             front_dir,
@@ -478,7 +489,7 @@ impl Vbd {
                     let info = BackendInfo {
                         max_indirect_segments: u32::from(INDIRECT_SEGMENTS),
                         feature_persistent: PERSISTENT && grant_map::ready(),
-                        ..BackendInfo::for_disk(&SharedDisk)
+                        ..BackendInfo::for_disk(&self.disk)
                     };
                     for (k, v) in info.to_keys() {
                         store.write(&format!("{}/{k}", self.back_dir), &v);
@@ -543,7 +554,7 @@ impl Vbd {
         let back = match Back::new(
             page,
             self.domid,
-            SharedDisk,
+            self.disk.clone(),
             GntCopy::default(),
             EvtNotify(port),
         ) {
@@ -639,20 +650,53 @@ impl Vbd {
 /// and again while a budget-limited pass left requests waiting.
 pub struct Blkback {
     vbds: BTreeMap<u16, Vbd>,
+    /// The slots the disk is cut into (`vbd-slots=`, else decided at the first attach).
+    slots: Option<u16>,
 }
 
 impl Blkback {
-    /// No vbd yet.
-    pub fn new() -> Blkback {
+    /// No vbd yet; `slots`: `vbd-slots=` from dom0's command line.
+    pub fn new(slots: Option<u16>) -> Blkback {
         Blkback {
             vbds: BTreeMap::new(),
+            slots: slots.filter(|&n| n > 0),
         }
+    }
+
+    /// The slots: as given, else (once) the highest domid of the domUs there are now, which
+    /// are the ones built at boot when dom0 introduces its first domU.
+    fn slots(&mut self) -> u16 {
+        *self.slots.get_or_insert_with(|| {
+            let n = toolstack::domus()
+                .ok()
+                .and_then(|l| l.iter().map(|d| d.domain).max())
+                .unwrap_or(1);
+            println!("blkback: the disk is cut into {n} slot(s), one per domid 1..{n}");
+            n
+        })
+    }
+
+    /// `domid`'s part of the disk, if it has one.
+    fn window(&mut self, domid: u16) -> Option<VbdDisk> {
+        let slots = self.slots();
+        let (first, sectors) = slot(SharedDisk.sectors(), slots, domid.checked_sub(1)?)?;
+        Window::new(SharedDisk, first, sectors)
     }
 }
 
 impl Service for Blkback {
     fn attach(&mut self, ctx: &mut Ctx, id: u16) {
-        let vbd = Vbd::create(&mut ctx.xs, id);
+        let Some(disk) = self.window(id) else {
+            let n = self.slots();
+            println!("blkback: d{id} gets no vbd: the disk's {n} slot(s) are for d1..d{n} (vbd-slots=)");
+            return;
+        };
+        println!(
+            "blkback: d{id} vbd {VDEV} is sectors {}..{} of the disk",
+            disk.first(),
+            disk.first() + disk.sectors()
+        );
+        let vbd = Vbd::create(&mut ctx.xs, id, disk);
         self.vbds.insert(id, vbd);
     }
 

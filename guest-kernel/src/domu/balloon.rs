@@ -197,13 +197,14 @@ fn read_sector0(d: &mut Client, vbd: &mut Option<Blkfront>) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Follows `memory/target` until dom0 shuts the domain down: never returns but on a xenstore
-/// failure.
-pub fn serve(d: &mut Client, mut vbd: Blkfront) -> Result<(), DomuError> {
+/// Follows `memory/target` until dom0 shuts the domain down (reading sector 0 of `vbd`, if
+/// dom0 gave us one, after each change): never returns but on a xenstore failure.
+pub fn serve(d: &mut Client, mut vbd: Option<Blkfront>) -> Result<(), DomuError> {
     direct_map::init_memory().map_err(|_| DomuError::NoFrame("direct map"))?;
     let keep = canary();
-    vbd.reconnect(d)?;
-    let mut vbd = Some(vbd);
+    if let Some(v) = vbd.as_mut() {
+        v.reconnect(d)?;
+    }
     let sector0 = read_sector0(d, &mut vbd);
     let mut b = Balloon::new();
     d.ok(

@@ -27,10 +27,12 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use hypercall_abi::io::blkif::{
-    BlkifRequest, BlkifRequestSegment, BlkifVdev, BLKIF_OP_READ, BLKIF_OP_WRITE_BARRIER,
+    BlkifRequest, BlkifRequestSegment, BlkifVdev, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BLKIF_OP_WRITE_BARRIER,
     BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
 };
 use hypercall_abi::io::xenbus::XenbusState;
+use hypercall_abi::errno::Errno;
 use ring_drivers::blkif::{
     keys, xorshift_stream, BackendInfo, BlkFront, BlkFrontRing, FrontendTransport, GrantPages,
 };
@@ -181,6 +183,8 @@ impl Blkfront {
     pub fn discover(d: &mut Client) -> Result<Blkfront, DomuError> {
         let list = match d.request(0, &Request::Directory("device/vbd"))? {
             Reply::Directory(l) => l,
+            // dom0 made no vbd for us (it may have none to give).
+            Reply::Error(Errno::ENOENT) => return Err(DomuError::NoVbd),
             Reply::Error(e) => return Err(DomuError::Refused(String::from("device/vbd"), e)),
             other => return Err(DomuError::Unexpected(String::from("device/vbd"), other)),
         };
@@ -346,14 +350,21 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The default demo's part: read sector 0, print it, close. Returns the closed device (a
-/// lingering domU's balloon reconnects it).
-pub fn demo(d: &mut Client) -> Result<Blkfront, DomuError> {
-    let mut b = open(d)?;
+/// lingering domU's balloon reconnects it), or `None` if dom0 gave us no vbd.
+pub fn demo(d: &mut Client) -> Result<Option<Blkfront>, DomuError> {
+    let mut b = match open(d) {
+        Ok(b) => b,
+        Err(DomuError::NoVbd) => {
+            println!("domU: blkfront: dom0 gave us no vbd: no block demo");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     let mut buf = vec![0u8; 512];
     b.read(d, 0, &mut buf)?;
     println!("domU: blkfront: read sector 0: {}...", hex(&buf[..16]));
     b.close(d)?;
-    Ok(b)
+    Ok(Some(b))
 }
 
 /// `blk-selftest=<seed>,<start_sector>,<sectors>`.
@@ -521,7 +532,9 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
     let mut b = open(d)?;
     let sectors = b.sectors();
     let blk = b.blk.take().ok_or(DomuError::NotConnected)?;
-    let (mut page, pages, _) = blk.into_parts();
+    let (mut page, mut pages, _) = blk.into_parts();
+    // Non-zero data: a write that got through would show on the disk.
+    pages.write(0, 0, &[0xe7; 4096]);
     let port = b.port;
     // Nothing was sent yet: every index is 0, and initialising again keeps them so.
     let mut ring = BlkFrontRing::init(&mut page);
@@ -551,12 +564,16 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
     unknown.operation = 0x7f;
     let mut barrier = read(1, 0, seg(good, 0, 7));
     barrier.operation = BLKIF_OP_WRITE_BARRIER;
+    // A write of 8 sectors whose last 4 lie past our disk (in the next domU's slot, if any).
+    let mut write_across = read(1, sectors.saturating_sub(4), seg(good, 0, 7));
+    write_across.operation = BLKIF_OP_WRITE;
     let cases = [
         ("bad-gref", read(1, 0, seg(0x00ff_ffff, 0, 7))),
         ("nr-segments-0", read(0, 0, seg(good, 0, 7))),
         ("nr-segments-12", read(12, 0, seg(good, 0, 7))),
         ("first-sect-after-last", read(1, 0, seg(good, 5, 2))),
         ("past-the-end", read(1, sectors, seg(good, 0, 7))),
+        ("write-across-the-end", write_across),
         ("unknown-op", unknown),
         ("write-barrier", barrier),
     ];

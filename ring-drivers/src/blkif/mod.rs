@@ -21,7 +21,8 @@
 //! `back.rs` the back end and its request validation, `front.rs` the front end, `ram_disk.rs`
 //! [`RamDisk`], `xenstore.rs` the device's xenstore keys ([`BackendInfo`],
 //! [`FrontendTransport`]; the handshake that exchanges them is [`crate::xenbus::state`]),
-//! `selftest.rs` the data stream of the guests' `blk-selftest`.
+//! `selftest.rs` the data stream of the guests' `blk-selftest`, `window.rs` a vbd's
+//! [`Window`] of a disk shared by several domUs.
 
 use hypercall_abi::io::blkif::{BlkifRequest, BlkifResponse, BLKIF_MAX_SEGMENTS_PER_REQUEST};
 
@@ -32,6 +33,7 @@ mod back;
 mod front;
 mod ram_disk;
 mod selftest;
+mod window;
 mod xenstore;
 
 pub use back::{
@@ -44,6 +46,7 @@ pub use back::{
 pub use front::{BlkFront, BlkFrontError, FrontStats, GrantPages};
 pub use ram_disk::RamDisk;
 pub use selftest::{xorshift64, xorshift_stream};
+pub use window::{slot, Window, SLOT_ALIGN};
 pub use xenstore::{keys, BackendInfo, FrontendTransport, KeyError, XEN_IO_PROTO_ABI_X86_64};
 
 /// Bytes in a blkif sector (the unit of every sector number and count in the protocol).
