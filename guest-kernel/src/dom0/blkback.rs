@@ -688,7 +688,9 @@ impl Service for Blkback {
     fn attach(&mut self, ctx: &mut Ctx, id: u16) {
         let Some(disk) = self.window(id) else {
             let n = self.slots();
-            println!("blkback: d{id} gets no vbd: the disk's {n} slot(s) are for d1..d{n} (vbd-slots=)");
+            println!(
+                "blkback: d{id} gets no vbd: the disk's {n} slot(s) are for d1..d{n} (vbd-slots=)"
+            );
             return;
         };
         println!(

@@ -26,13 +26,12 @@ use alloc::vec::Vec;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use hypercall_abi::errno::Errno;
 use hypercall_abi::io::blkif::{
     BlkifRequest, BlkifRequestSegment, BlkifVdev, BLKIF_OP_READ, BLKIF_OP_WRITE,
-    BLKIF_OP_WRITE_BARRIER,
-    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
+    BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
 };
 use hypercall_abi::io::xenbus::XenbusState;
-use hypercall_abi::errno::Errno;
 use ring_drivers::blkif::{
     keys, xorshift_stream, BackendInfo, BlkFront, BlkFrontRing, FrontendTransport, GrantPages,
 };

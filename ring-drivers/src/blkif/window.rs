@@ -78,7 +78,9 @@ impl<D: Disk> Disk for Window<D> {
         // outside it fails alone (the back end never sends one: this is the second check).
         let mut inside = true;
         for io in ios.iter_mut() {
-            io.result = self.place(io.sector, io.data.len()).map(|at| io.sector = at);
+            io.result = self
+                .place(io.sector, io.data.len())
+                .map(|at| io.sector = at);
             inside &= io.result.is_ok();
         }
         // The moved sector numbers are the window's again for the caller.
@@ -146,7 +148,9 @@ mod tests {
     /// A 64-sector disk where every byte of sector n is n.
     fn disk() -> RamDisk {
         let mut d = RamDisk::new(64, true);
-        let bytes: Vec<u8> = (0..64 * SECTOR_SIZE).map(|i| (i / SECTOR_SIZE) as u8).collect();
+        let bytes: Vec<u8> = (0..64 * SECTOR_SIZE)
+            .map(|i| (i / SECTOR_SIZE) as u8)
+            .collect();
         d.write(0, &bytes).unwrap();
         d
     }
@@ -178,8 +182,16 @@ mod tests {
         let mut buf = vec![0u8; 2 * SECTOR_SIZE];
         // Crossing the end, starting past it, overflowing, not whole sectors.
         for sector in [7, 8, 9, u64::MAX, u64::MAX - 1] {
-            assert_eq!(w.read(sector, &mut buf), Err(DiskError::Io), "read at {sector}");
-            assert_eq!(w.write(sector, &buf), Err(DiskError::Io), "write at {sector}");
+            assert_eq!(
+                w.read(sector, &mut buf),
+                Err(DiskError::Io),
+                "read at {sector}"
+            );
+            assert_eq!(
+                w.write(sector, &buf),
+                Err(DiskError::Io),
+                "write at {sector}"
+            );
         }
         assert_eq!(w.write(0, &buf[..100]), Err(DiskError::Io));
         assert_eq!(w.discard(4, 5), Err(DiskError::Io));
@@ -225,7 +237,10 @@ mod tests {
         assert_eq!(ios[1].result, Ok(()));
         assert_eq!((ios[0].sector, ios[1].sector), (16, 0));
         assert!(c.iter().all(|&x| x == 32));
-        assert!(sector_of(w.inner(), 48).iter().all(|&x| x == 48), "the next window's sector");
+        assert!(
+            sector_of(w.inner(), 48).iter().all(|&x| x == 48),
+            "the next window's sector"
+        );
     }
 
     #[test]
