@@ -154,3 +154,76 @@ assert_layout!(XenDomctlGetdomaininfo, 112, {
     max_vcpu_id: 68, ssidref: 72, handle: 76, cpupool: 92, gpaddr_bits: 96, pad2: 97,
     arch_config: 104,
 });
+
+/// The handle (`xen_domain_handle_t`) this project's hypervisor gives a boot-time domU. **Not
+/// Xen's ABI**: Xen's toolstack puts the domain's UUID there (and a dom0less Xen leaves it zero).
+/// Bytes: `b"xen-boot"`, then the domU's place among the boot-time domUs its boot modules ask
+/// for (from 0; each copy of a `copies=` module counts, built or not) and how many they ask for,
+/// both big-endian `u32`. It depends only on the boot modules' command lines, so it is the same
+/// on every boot of one configuration, and a domU built again after a reboot (under a new id)
+/// keeps it, as libxl keeps a rebooted domain's UUID. dom0's toolstack gives each domU the
+/// part of its disk this place names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootHandle {
+    /// Its place among the boot-time domUs (from 0).
+    pub index: u32,
+    /// How many boot-time domUs the modules ask for (more than `index`).
+    pub count: u32,
+}
+
+impl BootHandle {
+    /// The first 8 bytes of such a handle.
+    pub const MAGIC: [u8; 8] = *b"xen-boot";
+
+    /// The handle's bytes.
+    pub fn to_handle(self) -> XenDomainHandle {
+        let mut h = [0u8; 16];
+        h[..8].copy_from_slice(&Self::MAGIC);
+        h[8..12].copy_from_slice(&self.index.to_be_bytes());
+        h[12..].copy_from_slice(&self.count.to_be_bytes());
+        h
+    }
+
+    /// The place a handle names, if it is such a handle (and `index < count`).
+    pub fn from_handle(h: &XenDomainHandle) -> Option<BootHandle> {
+        if h[..8] != Self::MAGIC {
+            return None;
+        }
+        let word = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let b = BootHandle {
+            index: word(8),
+            count: word(12),
+        };
+        (b.index < b.count).then_some(b)
+    }
+}
+
+#[cfg(test)]
+mod boot_handle_tests {
+    use super::BootHandle;
+
+    #[test]
+    fn a_boot_handle_reads_back_and_nothing_else_reads_as_one() {
+        let b = BootHandle {
+            index: 3,
+            count: 64,
+        };
+        let h = b.to_handle();
+        assert_eq!(&h[..8], b"xen-boot");
+        assert_eq!(BootHandle::from_handle(&h), Some(b));
+        assert_eq!(
+            BootHandle::from_handle(&[0; 16]),
+            None,
+            "Xen's dom0less handle"
+        );
+        let mut other = h;
+        other[0] ^= 1;
+        assert_eq!(BootHandle::from_handle(&other), None);
+        let past = BootHandle { index: 5, count: 5 }.to_handle();
+        assert_eq!(
+            BootHandle::from_handle(&past),
+            None,
+            "a place past the count"
+        );
+    }
+}

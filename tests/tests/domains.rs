@@ -214,6 +214,13 @@ fn sixty_four_domus_of_4_mib_each_ping_pong_grant_copy_and_read_their_vbd() {
         run.expect(&format!(
             "dom0: d{id} ping-pong 20 ok, grant copy 4096 bytes ok"
         ));
+        // Its own 32 sectors of dom0's 2048-sector RAM disk, by its place among the 64.
+        run.expect(&format!(
+            "blkback: d{id} vbd 51712 is sectors {}..{} of the disk (slot {})",
+            (id - 1) * 32,
+            id * 32,
+            id - 1
+        ));
         run.expect(&format!("bench blkback dom={id} requests=1 errors=0"));
         run.expect(&format!("toolstack: d{id} (vm) destroyed"));
     }
@@ -347,6 +354,10 @@ fn dom0_restarts_a_domu_with_remote_shutdown_reboot() {
         "*** Built d2 (phoenix)",
         "toolstack: introduced d2 (phoenix)",
         "(d2) domU: my domid is 2 (from xenstore)",
+        // Built again as the same boot-time domU, it has the same part of the disk.
+        "blkback: d1 vbd 51712 is sectors 0..2048 of the disk (slot 0)",
+        "blkback: d2 vbd 51712 is sectors 0..2048 of the disk (slot 0)",
+        "(d2) domU: blkfront: vbd 51712 connected, 2048 sectors",
         "dom0: d2 ping-pong 100 ok, grant copy 4096 bytes ok",
         "toolstack: remote_shutdown(d2, poweroff)=0",
         "toolstack: d2 (phoenix) destroyed",

@@ -557,8 +557,8 @@ fn survived(run: &xtests::Run, disk: &std::path::Path, by: &Bystander, last_seed
     run.expect("(XEN) domain 1: all ");
     run.expect("toolstack: d2 (bystander) destroyed");
     // Each had its own half of the disk as its vbd.
-    run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk");
-    run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk");
+    run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk (slot 0)");
+    run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk (slot 1)");
     let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "every frame back; log:\n{log}");
     for l in run.log.iter().filter(|l| l.contains("bench blkback dom=")) {

@@ -38,6 +38,46 @@ pub fn is_initrd_module(s: &str) -> bool {
     split_image_name(s).1.split(' ').next() == Some("initrd")
 }
 
+/// How many domUs boot module string `s` asks for: its `copies=` when that is a number from 1
+/// to `max`, 1 without it, `Err(1)` for any other value (the builder reports it and builds one).
+pub fn copies(s: &str, max: u32) -> Result<u32, u32> {
+    let args = split_image_name(s).1;
+    match args
+        .split(' ')
+        .find_map(|w| w.strip_prefix("copies="))
+        .map(str::parse::<u32>)
+    {
+        None => Ok(1),
+        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(1),
+    }
+}
+
+/// Where copy `copy` (from 1; `None` for a module built once) of boot module `module` stands
+/// among the boot-time domUs that the boot module strings `modules` (dom0's first) ask for, from
+/// 0, and how many they ask for: every module after dom0's that is no initrd, each
+/// [`copies`] times, in order, whether or not it can be built. It depends on the strings alone,
+/// so it is the same on every boot of one configuration (`hypercall_abi::domctl::BootHandle`).
+pub fn boot_place<'a>(
+    modules: impl IntoIterator<Item = &'a str>,
+    module: usize,
+    copy: Option<u32>,
+    max: u32,
+) -> (u32, u32) {
+    let (mut place, mut count) = (None, 0u32);
+    for (i, s) in modules.into_iter().enumerate().skip(1) {
+        if is_initrd_module(s) {
+            continue;
+        }
+        let n = copies(s, max).unwrap_or_else(|one| one);
+        if i == module {
+            place = Some(count + copy.map_or(0, |c| c.clamp(1, n) - 1));
+        }
+        count += n;
+    }
+    (place.unwrap_or(count), count)
+}
+
 /// One command-line option: `name` or `name=value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Param<'a> {
@@ -178,6 +218,28 @@ pub fn parse_loglvl(value: &str) -> Option<LevelFilter> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn boot_places_count_every_copy_of_every_domu_module_in_order_and_skip_initrds() {
+        let mods = [
+            "xen.elf dom0",
+            "k.elf name=a copies=3",
+            "linux console=hvc0",
+            "rd.cpio initrd",
+            "k.elf name=b copies=zero",
+            "k.elf name=c copies=2",
+        ];
+        let at = |module, copy| boot_place(mods, module, copy, 64);
+        assert_eq!(at(1, Some(1)), (0, 7));
+        assert_eq!(at(1, Some(3)), (2, 7));
+        assert_eq!(at(2, None), (3, 7), "linux, its initrd no domain");
+        assert_eq!(at(4, None), (4, 7), "a bad copies= is one domU");
+        assert_eq!(at(5, Some(2)), (6, 7));
+        assert_eq!(at(3, None), (7, 7), "an initrd has no place");
+        assert_eq!(copies("k.elf copies=65", 64), Err(1));
+        assert_eq!(copies("k.elf copies=64", 64), Ok(64));
+        assert_eq!(copies("k.elf", 64), Ok(1));
+    }
+
     #[test]
     fn vcpus_counts_from_one_to_max() {
         use super::parse_vcpus;

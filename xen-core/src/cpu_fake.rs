@@ -51,6 +51,8 @@ pub struct FakeArch {
     pub published: Vec<DomainId>,
     /// Boot modules asked to be built again.
     pub rebuilt: Vec<usize>,
+    /// `build_domain` builds (a fresh test domain of this id in a free slot) instead of failing.
+    pub rebuild_as: Option<crate::domain::DomainId>,
     /// Timer interrupts to report.
     pub timer_interrupts: u64,
 }
@@ -77,6 +79,7 @@ impl FakeArch {
             halt_step: 1_000_000,
             published: Vec::new(),
             rebuilt: Vec::new(),
+            rebuild_as: None,
             timer_interrupts: 0,
         }
     }
@@ -197,11 +200,14 @@ impl Arch for FakeArch {
     fn build_domain(
         &mut self,
         _pool: &mut Pool,
-        _doms: &mut DomainSet,
+        doms: &mut DomainSet,
         module: usize,
     ) -> Option<usize> {
         self.rebuilt.push(module);
-        None
+        let id = self.rebuild_as?;
+        let slot = doms.free_slot()?;
+        doms.install(slot, crate::hypercall::testing::guest(id), 64);
+        Some(slot)
     }
     fn stop(&mut self, how: Stop) -> ! {
         panic!("machine stopped: {how:?}\n{}", self.out)

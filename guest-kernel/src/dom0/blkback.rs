@@ -3,12 +3,15 @@
 //!
 //! - **The disk** ([`init_disk`]): dom0's virtio-blk disk (`blkdev.rs`) when one is attached,
 //!   else a 1 MiB RAM disk; [`SharedDisk`] is a handle to it.
-//! - **A window of it per domU** (`ring_drivers::blkif::Window`): the disk is cut into
-//!   `vbd-slots=<n>` equal slots (dom0's command line; by default as many as the highest domid
-//!   of the domUs there are when the first one is attached), and domid `d` gets slot `d - 1` as
-//!   its whole vbd, starting at its sector 0. A domU past the last slot (one built later, a
-//!   rebooted domU under its new id) gets no vbd, with a line saying so: no domU reaches
-//!   another's sectors, and a slot is never handed to a second domid.
+//! - **A window of it per domU** (`ring_drivers::blkif::Window`): the disk is cut into equal
+//!   slots, one per boot-time domU (or `vbd-slots=<n>` on dom0's command line), and the domU the
+//!   hypervisor built as boot-time domU `i` (its handle, `hypercall_abi::domctl::BootHandle`:
+//!   the same on every boot of one configuration, and kept by a domU that reboots) gets slot `i`
+//!   as its whole vbd, starting at its sector 0. A domU with no slot gets no vbd, with a line
+//!   saying why. So no domU reaches another's sectors, on this boot or the next with the same
+//!   boot modules; changing them (more domUs, other `copies=`) moves the slots, and a disk
+//!   reused across such a change must be wiped first, as after repartitioning. dom0's own
+//!   disk tools (`bench-blkdev`, `blkdev-selftest`) use the whole disk: the operator's.
 //! - **The toolstack part** ([`Vbd::create`]): libxl's layout. The back-end directory
 //!   `/local/domain/0/backend/vbd/<domid>/51712` (`frontend`, `frontend-id`, `state`, and what
 //!   `BackendInfo::for_disk` publishes) is owned by dom0 and readable by the domU; the front-end
@@ -35,6 +38,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use guest_kernel::rates::{mb_per_s, per_request, per_s};
+use hypercall_abi::domctl::BootHandle;
 use hypercall_abi::grant_table::{
     GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabCopy, GnttabCopyPtr,
 };
@@ -53,7 +57,6 @@ use spin::Mutex;
 use super::blkdev::BlockDevice;
 use super::grant_map;
 use super::service::{Ctx, Service};
-use super::toolstack;
 use super::xenstore::Store;
 use crate::kernel::events::{self, Channel, EvtNotify};
 use crate::kernel::hypercall as hc;
@@ -650,53 +653,63 @@ impl Vbd {
 /// and again while a budget-limited pass left requests waiting.
 pub struct Blkback {
     vbds: BTreeMap<u16, Vbd>,
-    /// The slots the disk is cut into (`vbd-slots=`, else decided at the first attach).
-    slots: Option<u16>,
+    /// `vbd-slots=` from dom0's command line: `None` (the default: as many slots as boot-time
+    /// domUs), `Some(Ok(n))` or, for a bad value, `Some(Err(text))` (no domU gets a vbd).
+    slots: Option<Result<u32, String>>,
 }
 
 impl Blkback {
-    /// No vbd yet; `slots`: `vbd-slots=` from dom0's command line.
-    pub fn new(slots: Option<u16>) -> Blkback {
+    /// No vbd yet; `slots`: the text of `vbd-slots=` on dom0's command line.
+    pub fn new(slots: Option<&str>) -> Blkback {
         Blkback {
             vbds: BTreeMap::new(),
-            slots: slots.filter(|&n| n > 0),
+            slots: slots.map(|t| {
+                t.parse::<u32>()
+                    .ok()
+                    .filter(|&n| (1..=u32::from(u16::MAX)).contains(&n))
+                    .ok_or_else(|| String::from(t))
+            }),
         }
     }
 
-    /// The slots: as given, else (once) the highest domid of the domUs there are now, which
-    /// are the ones built at boot when dom0 introduces its first domU.
-    fn slots(&mut self) -> u16 {
-        *self.slots.get_or_insert_with(|| {
-            let n = toolstack::domus()
-                .ok()
-                .and_then(|l| l.iter().map(|d| d.domain).max())
-                .unwrap_or(1);
-            println!("blkback: the disk is cut into {n} slot(s), one per domid 1..{n}");
-            n
-        })
-    }
-
-    /// `domid`'s part of the disk, if it has one.
-    fn window(&mut self, domid: u16) -> Option<VbdDisk> {
-        let slots = self.slots();
-        let (first, sectors) = slot(SharedDisk.sectors(), slots, domid.checked_sub(1)?)?;
-        Window::new(SharedDisk, first, sectors)
+    /// The part of the disk of a domU at `boot`, or why it has none.
+    fn window(&self, boot: Option<BootHandle>) -> Result<VbdDisk, String> {
+        let b = boot.ok_or_else(|| String::from("it is not a boot-time domU"))?;
+        let slots = match &self.slots {
+            None => b.count,
+            Some(Ok(n)) => *n,
+            Some(Err(t)) => return Err(format!("bad vbd-slots={t}")),
+        };
+        let disk = SharedDisk.sectors();
+        let index = u16::try_from(b.index).ok().filter(|_| b.index < slots);
+        let slots = u16::try_from(slots).unwrap_or(u16::MAX);
+        let Some(index) = index else {
+            return Err(format!(
+                "it is boot-time domU {} and the disk has {slots} slot(s)",
+                b.index
+            ));
+        };
+        let (first, sectors) = slot(disk, slots, index)
+            .ok_or_else(|| format!("the disk ({disk} sectors) is too small for {slots} slot(s)"))?;
+        Window::new(SharedDisk, first, sectors).ok_or_else(|| String::from("no such slot"))
     }
 }
 
 impl Service for Blkback {
     fn attach(&mut self, ctx: &mut Ctx, id: u16) {
-        let Some(disk) = self.window(id) else {
-            let n = self.slots();
-            println!(
-                "blkback: d{id} gets no vbd: the disk's {n} slot(s) are for d1..d{n} (vbd-slots=)"
-            );
-            return;
+        let boot = ctx.doms.get(&id).and_then(|d| d.boot);
+        let disk = match self.window(boot) {
+            Ok(d) => d,
+            Err(why) => {
+                println!("blkback: d{id} gets no vbd: {why}");
+                return;
+            }
         };
         println!(
-            "blkback: d{id} vbd {VDEV} is sectors {}..{} of the disk",
+            "blkback: d{id} vbd {VDEV} is sectors {}..{} of the disk (slot {})",
             disk.first(),
-            disk.first() + disk.sectors()
+            disk.first() + disk.sectors(),
+            boot.map_or(0, |b| b.index)
         );
         let vbd = Vbd::create(&mut ctx.xs, id, disk);
         self.vbds.insert(id, vbd);

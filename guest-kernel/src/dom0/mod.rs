@@ -169,9 +169,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         ctx,
         toolstack: Toolstack::new(cmdline),
         services: vec![
-            Box::new(Blkback::new(
-                cmdline.get("vbd-slots").and_then(|v| v.parse().ok()),
-            )),
+            Box::new(Blkback::new(cmdline.get("vbd-slots"))),
             Box::new(net),
             Box::new(ConsoleDaemon::new()),
             Box::new(XenstoredPump),

@@ -5,6 +5,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use hypercall_abi::domctl::BootHandle;
+
 use super::console::Consoles;
 use super::xenstore::Xenstore;
 use crate::kernel::events::Channel;
@@ -45,6 +47,9 @@ pub struct Domain {
     pub name: String,
     /// System time it was introduced (for `domu-timeout`).
     pub since_ns: u64,
+    /// Its place among the boot-time domUs, from the handle the hypervisor gave it (`None`: not
+    /// a boot-time domU of ours); blkback gives it its part of the disk by it.
+    pub boot: Option<BootHandle>,
 }
 
 /// What a service asks of the loop (done as soon as the service returns).

@@ -21,8 +21,8 @@ use core::fmt;
 use guest_kernel::cmdline::Cmdline;
 use guest_kernel::introduce::{self, ConnectError, RingParams, Rings};
 use hypercall_abi::domctl::{
-    XEN_DOMCTL_destroydomain, XEN_DOMINF_dying, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownmask,
-    XEN_DOMINF_shutdownshift, XenDomctl, XenDomctlGetdomaininfo,
+    BootHandle, XEN_DOMCTL_destroydomain, XEN_DOMINF_dying, XEN_DOMINF_shutdown,
+    XEN_DOMINF_shutdownmask, XEN_DOMINF_shutdownshift, XenDomctl, XenDomctlGetdomaininfo,
 };
 use hypercall_abi::errno::Errno;
 use hypercall_abi::hvm::{
@@ -343,6 +343,7 @@ impl Toolstack {
             Domain {
                 name: name.clone(),
                 since_ns: time::now_ns().unwrap_or(0),
+                boot: BootHandle::from_handle(&info.handle),
             },
         );
         // The nodes first, then the connection: the domain's first request finds them.

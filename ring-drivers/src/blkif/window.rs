@@ -243,6 +243,60 @@ mod tests {
         );
     }
 
+    /// A disk that records the DMA transfers it is given (sector, bytes).
+    #[derive(Default)]
+    struct DmaLog(Vec<(u64, usize)>);
+
+    impl Disk for DmaLog {
+        fn sectors(&self) -> u64 {
+            64
+        }
+        fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), DiskError> {
+            Err(DiskError::Unsupported)
+        }
+        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), DiskError> {
+            Err(DiskError::Unsupported)
+        }
+        fn flush(&mut self) -> Result<(), DiskError> {
+            Ok(())
+        }
+        fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
+            for io in ios.iter_mut() {
+                self.0.push((io.sector, io.data.len()));
+                io.result = Ok(());
+            }
+        }
+        fn supports_dma(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_dma_transfer_is_measured_by_its_pieces_and_kept_inside() {
+        use crate::blkif::DmaSeg;
+        let mut w = Window::new(DmaLog::default(), 40, 16).unwrap();
+        assert!(w.supports_dma());
+        let piece = |len| DmaSeg {
+            addr: 0x1000,
+            host: 0,
+            len,
+        };
+        let fits = [piece(4096), piece(2048)]; // 12 sectors
+        let past = [piece(4096), piece(4096)]; // 16 sectors
+        let dma = |sector, segs| DiskIo {
+            sector,
+            write: true,
+            data: IoData::Dma(segs),
+            result: Err(DiskError::Unsupported),
+        };
+        let mut ios = [dma(4, &fits[..]), dma(1, &past[..]), dma(0, &past[..])];
+        w.transfer(&mut ios);
+        assert_eq!(ios[0].result, Ok(()));
+        assert_eq!(ios[1].result, Err(DiskError::Io), "sectors 1..17 of 16");
+        assert_eq!(ios[2].result, Ok(()));
+        assert_eq!(w.inner().0, [(44, 6144), (40, 8192)]);
+    }
+
     #[test]
     fn slots_are_disjoint_aligned_and_inside_the_disk() {
         assert_eq!(slot(32768, 1, 0), Some((0, 32768)));

@@ -227,6 +227,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     let id = g.dom.id;
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
     let module = g.module;
+    let handle = g.dom.handle;
     printk!(
         &mut hv.arch,
         "domain {id} ({}) destroyed: {} s run, {} frames still referenced\n",
@@ -270,7 +271,12 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
             &mut hv.arch,
             "domain {id} rebooted: building it again from boot module {module}\n"
         );
-        let _ = hv.arch.build_domain(&mut hv.pool, doms, module);
+        // It keeps its handle (its place among the boot-time domUs, which dom0 gives its disk by).
+        if let Some(slot) = hv.arch.build_domain(&mut hv.pool, doms, module) {
+            if let Some(g) = doms.guest_mut(slot) {
+                g.dom.handle = handle;
+            }
+        }
     }
     event_channel::send_global_virq(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
 }

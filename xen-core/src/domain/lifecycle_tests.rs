@@ -167,12 +167,19 @@ fn a_frame_still_mapped_keeps_a_dead_domain_a_zombie_until_it_is_unmapped() {
 }
 
 #[test]
-fn a_domain_that_rebooted_is_built_again_from_its_boot_module() {
+fn a_domain_that_rebooted_is_built_again_from_its_boot_module_and_keeps_its_handle() {
     let (mut hv, mut set) = world(false);
+    hv.arch.rebuild_as = Some(7);
     let g = set.guest_mut(1).unwrap();
     g.dom.shutdown = Some(Shutdown::Requested(SHUTDOWN_reboot));
+    g.dom.handle = *b"xen-boot\0\0\0\x02\0\0\0\x05";
     g.destroy = true;
     lifecycle::stopped_domains(&mut hv, &mut set, &Regs::default());
+    let again = set
+        .slot_of(7)
+        .and_then(|s| set.guest(s))
+        .expect("built again");
+    assert_eq!(&again.dom.handle, b"xen-boot\0\0\0\x02\0\0\0\x05");
     assert!(hv
         .arch
         .out

@@ -562,6 +562,9 @@ pub struct Domain {
     /// event array pages from `EVTCHNOP_expand_array`): each holds a general and a writable
     /// type reference until the domain goes back to 2-level (`EVTCHNOP_reset`) or dies.
     pub evtchn_frames: heapless::Vec<Mfn, EVTCHN_FRAMES>,
+    /// Its handle (`xen_domain_handle_t`, reported by `getdomaininfo`): zero, or for a
+    /// boot-time domU its `hypercall_abi::domctl::BootHandle`, which a reboot keeps.
+    pub handle: hypercall_abi::version::XenDomainHandle,
 }
 
 /// Most vCPUs of one domain. Small on purpose: the hypervisor runs on one physical CPU, so more
@@ -639,6 +642,7 @@ impl Domain {
             cur_vcpu: 0,
             pci_cf8: 0,
             evtchn_frames: heapless::Vec::new(),
+            handle: [0; 16],
         }
     }
 
@@ -791,6 +795,7 @@ mod tests {
             cur_vcpu: 0,
             pci_cf8: 0,
             evtchn_frames: heapless::Vec::new(),
+            handle: [0; 16],
         }
     }
 

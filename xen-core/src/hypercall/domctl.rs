@@ -44,7 +44,8 @@ const SHUTDOWN_CODE_INVALID: u32 = !0;
 /// code first (`domain_crash` goes through `domain_shutdown`, where an earlier code wins).
 ///
 /// `max_vcpu_id` is the domain's highest vCPU id, `nr_online_vcpus` how many are up; blocked
-/// means every vCPU that is up is blocked or polling (Xen's `getdomaininfo`); no XSM label, handle, CPU pool or emulated devices (PV).
+/// means every vCPU that is up is blocked or polling (Xen's `getdomaininfo`); `handle` is the
+/// domain's ([`Domain::handle`]); no XSM label, CPU pool or emulated devices (PV).
 pub(super) fn domain_info(dom: &Domain, cpu_time: u64, dying: bool) -> XenDomctlGetdomaininfo {
     let code = match dom.shutdown {
         Some(Shutdown::Requested(code)) => code,
@@ -75,6 +76,7 @@ pub(super) fn domain_info(dom: &Domain, cpu_time: u64, dying: bool) -> XenDomctl
         cpu_time,
         nr_online_vcpus: dom.nr_online(),
         max_vcpu_id: dom.vcpus.len().saturating_sub(1) as u32,
+        handle: dom.handle,
         ..Default::default()
     }
 }

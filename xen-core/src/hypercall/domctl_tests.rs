@@ -106,6 +106,14 @@ fn getdomaininfo_describes_a_domain_like_xen() {
     assert_eq!(i.cpu_time, 3000);
     assert_eq!((i.nr_online_vcpus, i.max_vcpu_id), (1, 0));
     assert_eq!((i.ssidref, i.cpupool, i.handle), (0, 0, [0; 16]));
+    // A domain's handle is reported as it is.
+    let handle = *b"xen-boot\0\0\0\x01\0\0\0\x04";
+    set.guest_mut(set.slot_of(3).unwrap()).unwrap().dom.handle = handle;
+    assert_eq!(
+        domctl(&mut m, &mut set, 0, &domctl_op(XEN_DOMCTL_getdomaininfo, 3)),
+        0
+    );
+    assert_eq!(info_of(&get(&mut m, ARG)).handle, handle);
     assert_eq!(i.arch_config.emulation_flags, 0);
     assert_eq!((i.outstanding_pages, i.shr_pages, i.paged_pages), (0, 0, 0));
 }

@@ -45,17 +45,11 @@ pub fn copies(pool: &Pool, module: usize) -> u32 {
     let Some(bm) = pool.modules.get(module) else {
         return 0;
     };
-    let (path, cmdline) = xen_core::cmdline::split_image_name(&bm.string);
-    match option(cmdline, "copies").map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(n)) if (1..=MAX_DOMAINS as u32).contains(&n) => n,
-        Some(_) => {
-            printk!(
-                "ERR: boot module {module} ({path}): bad copies= (1 to {MAX_DOMAINS}): one domU\n"
-            );
-            1
-        }
-    }
+    xen_core::cmdline::copies(&bm.string, MAX_DOMAINS as u32).unwrap_or_else(|one| {
+        let path = xen_core::cmdline::split_image_name(&bm.string).0;
+        printk!("ERR: boot module {module} ({path}): bad copies= (1 to {MAX_DOMAINS}): one domU\n");
+        one
+    })
 }
 
 /// Builds a domU from boot module `module` into a free slot: copy `copy` of the module's
@@ -165,6 +159,14 @@ pub fn build(
     let _ = m.mem.zero(shared_info.maddr(), 4096);
     let mut dom = Domain::new(id, false, nr_pages, nr_pages, shared_info, Mfn(0));
     dom.set_max_vcpus(vcpus);
+    // Its place among the boot-time domUs, for dom0 (`BootHandle`).
+    let (index, count) = xen_core::cmdline::boot_place(
+        pool.modules.iter().map(|m| m.string.as_str()),
+        module,
+        copy,
+        MAX_DOMAINS as u32,
+    );
+    dom.handle = hypercall_abi::domctl::BootHandle { index, count }.to_handle();
     // The xenstore and console channels, unbound for dom0 (ports 1 and 2 of a new domain).
     let mut ports_ok = Ok((0, 0));
     doms.install(
