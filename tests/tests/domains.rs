@@ -336,33 +336,54 @@ fn two_domain_event_channel_and_grant_cases_give_xens_answers() {
 #[test]
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn dom0_restarts_a_domu_with_remote_shutdown_reboot() {
-    // The domU lingers after its demo; dom0 reboots it (`SCHEDOP_remote_shutdown`), destroys it,
-    // and the hypervisor builds it again under a new id, which dom0 introduces and, after its
-    // demo, powers off.
+    // Two copies of one module linger after their demo; dom0 reboots the first to finish
+    // (`SCHEDOP_remote_shutdown`) and powers the other off. The hypervisor builds the rebooted
+    // one again under a new id, as the same copy: the same name and the same place among the
+    // boot-time domUs, so dom0 gives it the same half of its disk. dom0 introduces it and,
+    // after its demo, powers it off.
     let run = boot_with(
         "restart-first".into(),
-        &["name=phoenix mem=16M linger".into()],
-        Duration::from_secs(60),
+        &["name=phoenix mem=16M linger copies=2".into()],
+        Duration::from_secs(120),
     );
     let log = run.log.join("\n");
     assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    let x = (1..=2)
+        .find(|x| run.has(&format!("toolstack: remote_shutdown(d{x}, reboot)=0")))
+        .unwrap_or_else(|| panic!("no domU rebooted; log:\n{log}"));
+    let y = 3 - x;
     for needle in [
-        "toolstack: remote_shutdown(d1, reboot)=0",
-        "domain 1 (phoenix) shut down (code 1): reboot",
-        "toolstack: d1 (phoenix) destroyed",
-        "domain 1 rebooted: building it again from boot module 1",
-        "*** Built d2 (phoenix)",
-        "toolstack: introduced d2 (phoenix)",
-        "(d2) domU: my domid is 2 (from xenstore)",
-        // Built again as the same boot-time domU, it has the same part of the disk.
-        "blkback: d1 vbd 51712 is sectors 0..2048 of the disk (slot 0)",
-        "blkback: d2 vbd 51712 is sectors 0..2048 of the disk (slot 0)",
-        "(d2) domU: blkfront: vbd 51712 connected, 2048 sectors",
-        "dom0: d2 ping-pong 100 ok, grant copy 4096 bytes ok",
-        "toolstack: remote_shutdown(d2, poweroff)=0",
-        "toolstack: d2 (phoenix) destroyed",
+        format!(
+            "blkback: d{x} vbd 51712 is sectors {}..{} of the disk (slot {})",
+            (x - 1) * 1024,
+            x * 1024,
+            x - 1
+        ),
+        format!(
+            "blkback: d{y} vbd 51712 is sectors {}..{} of the disk (slot {})",
+            (y - 1) * 1024,
+            y * 1024,
+            y - 1
+        ),
+        format!("domain {x} (phoenix{x}) shut down (code 1): reboot"),
+        format!("toolstack: d{x} (phoenix) destroyed"),
+        format!("domain {x} rebooted: building it again from boot module 1"),
+        format!("*** Built d3 (phoenix{x})"),
+        "toolstack: introduced d3 (phoenix)".into(),
+        "(d3) domU: my domid is 3 (from xenstore)".into(),
+        // Built again as the same copy, it has the same part of the disk.
+        format!(
+            "blkback: d3 vbd 51712 is sectors {}..{} of the disk (slot {})",
+            (x - 1) * 1024,
+            x * 1024,
+            x - 1
+        ),
+        "dom0: d3 ping-pong 100 ok, grant copy 4096 bytes ok".into(),
+        format!("toolstack: remote_shutdown(d{y}, poweroff)=0"),
+        "toolstack: remote_shutdown(d3, poweroff)=0".into(),
+        "toolstack: d3 (phoenix) destroyed".into(),
     ] {
-        run.expect(needle);
+        run.expect(&needle);
     }
     let (before, after) = run.free_frames();
     assert_eq!(after, Some(before), "log:\n{log}");

@@ -53,27 +53,41 @@ pub fn copies(s: &str, max: u32) -> Result<u32, u32> {
     }
 }
 
-/// Where copy `copy` (from 1; `None` for a module built once) of boot module `module` stands
-/// among the boot-time domUs that the boot module strings `modules` (dom0's first) ask for, from
-/// 0, and how many they ask for: every module after dom0's that is no initrd, each
-/// [`copies`] times, in order, whether or not it can be built. It depends on the strings alone,
-/// so it is the same on every boot of one configuration (`hypercall_abi::domctl::BootHandle`).
-pub fn boot_place<'a>(
-    modules: impl IntoIterator<Item = &'a str>,
-    module: usize,
-    copy: Option<u32>,
-    max: u32,
-) -> (u32, u32) {
+/// The boot-time domUs that the boot module strings `modules` (dom0's first) ask for, in the
+/// order the hypervisor builds them: (module, copy) for every module after dom0's that is no
+/// initrd, `copy` from 1 to its [`copies`] when it asks for more than one, else `None`. The
+/// builder goes through this list, and a domU's place in it (counting every entry, built or
+/// not) is its `hypercall_abi::domctl::BootHandle`: it depends on the strings alone, so it is
+/// the same on every boot of one configuration.
+pub fn boot_domus<'a, I>(modules: I, max: u32) -> impl Iterator<Item = (usize, Option<u32>)> + 'a
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: 'a,
+{
+    modules
+        .into_iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, s)| !is_initrd_module(s))
+        .flat_map(move |(i, s)| {
+            let n = copies(s, max).unwrap_or_else(|one| one);
+            (1..=n).map(move |c| (i, (n > 1).then_some(c)))
+        })
+}
+
+/// Where copy `copy` of boot module `module` stands in [`boot_domus`] (from 0), and how many
+/// entries it has; a domU not in it gets the count (no place).
+pub fn boot_place<'a, I>(modules: I, module: usize, copy: Option<u32>, max: u32) -> (u32, u32)
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: 'a,
+{
     let (mut place, mut count) = (None, 0u32);
-    for (i, s) in modules.into_iter().enumerate().skip(1) {
-        if is_initrd_module(s) {
-            continue;
+    for d in boot_domus(modules, max) {
+        if d == (module, copy) {
+            place = Some(count);
         }
-        let n = copies(s, max).unwrap_or_else(|one| one);
-        if i == module {
-            place = Some(count + copy.map_or(0, |c| c.clamp(1, n) - 1));
-        }
-        count += n;
+        count += 1;
     }
     (place.unwrap_or(count), count)
 }
@@ -235,6 +249,24 @@ mod tests {
         assert_eq!(at(4, None), (4, 7), "a bad copies= is one domU");
         assert_eq!(at(5, Some(2)), (6, 7));
         assert_eq!(at(3, None), (7, 7), "an initrd has no place");
+        assert_eq!(
+            at(1, None),
+            (7, 7),
+            "a module of copies has no place without its copy"
+        );
+        assert_eq!(at(5, Some(3)), (7, 7), "nor a copy past its copies=");
+        assert_eq!(
+            boot_domus(mods, 64).collect::<Vec<_>>(),
+            [
+                (1, Some(1)),
+                (1, Some(2)),
+                (1, Some(3)),
+                (2, None),
+                (4, None),
+                (5, Some(1)),
+                (5, Some(2))
+            ]
+        );
         assert_eq!(copies("k.elf copies=65", 64), Err(1));
         assert_eq!(copies("k.elf copies=64", 64), Ok(64));
         assert_eq!(copies("k.elf", 64), Ok(1));

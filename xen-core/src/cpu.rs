@@ -78,13 +78,16 @@ pub trait Arch: Machine {
     fn publish_time(&mut self, dom: &Domain);
     /// The machine's counters.
     fn counters(&self) -> Counters;
-    /// Builds a domain again from boot module `module` into a free slot (a domU that rebooted):
-    /// the slot, or `None` if it could not be built (the reason printed).
+    /// Builds a domain again from boot module `module`, as copy `copy` of its `copies=` (`None`:
+    /// a module built once), into a free slot (a domU that rebooted; the same module and copy
+    /// give it the same place among the boot-time domUs, its handle): the slot, or `None` if it
+    /// could not be built (the reason printed).
     fn build_domain(
         &mut self,
         pool: &mut Pool,
         doms: &mut DomainSet,
         module: usize,
+        copy: Option<u32>,
     ) -> Option<usize>;
     /// Stops the machine.
     fn stop(&mut self, how: Stop) -> !;

@@ -50,9 +50,7 @@ pub struct FakeArch {
     /// Domains published the time to.
     pub published: Vec<DomainId>,
     /// Boot modules asked to be built again.
-    pub rebuilt: Vec<usize>,
-    /// `build_domain` builds (a fresh test domain of this id in a free slot) instead of failing.
-    pub rebuild_as: Option<crate::domain::DomainId>,
+    pub rebuilt: Vec<(usize, Option<u32>)>,
     /// Timer interrupts to report.
     pub timer_interrupts: u64,
 }
@@ -79,7 +77,6 @@ impl FakeArch {
             halt_step: 1_000_000,
             published: Vec::new(),
             rebuilt: Vec::new(),
-            rebuild_as: None,
             timer_interrupts: 0,
         }
     }
@@ -200,14 +197,12 @@ impl Arch for FakeArch {
     fn build_domain(
         &mut self,
         _pool: &mut Pool,
-        doms: &mut DomainSet,
+        _doms: &mut DomainSet,
         module: usize,
+        copy: Option<u32>,
     ) -> Option<usize> {
-        self.rebuilt.push(module);
-        let id = self.rebuild_as?;
-        let slot = doms.free_slot()?;
-        doms.install(slot, crate::hypercall::testing::guest(id), 64);
-        Some(slot)
+        self.rebuilt.push((module, copy));
+        None
     }
     fn stop(&mut self, how: Stop) -> ! {
         panic!("machine stopped: {how:?}\n{}", self.out)

@@ -226,8 +226,7 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
     let g = &gone.guest;
     let id = g.dom.id;
     let restart = g.dom.shutdown == Some(Shutdown::Requested(SHUTDOWN_reboot));
-    let module = g.module;
-    let handle = g.dom.handle;
+    let (module, copy) = (g.module, g.copy);
     printk!(
         &mut hv.arch,
         "domain {id} ({}) destroyed: {} s run, {} frames still referenced\n",
@@ -271,12 +270,9 @@ pub fn destroy<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, slot: usize) {
             &mut hv.arch,
             "domain {id} rebooted: building it again from boot module {module}\n"
         );
-        // It keeps its handle (its place among the boot-time domUs, which dom0 gives its disk by).
-        if let Some(slot) = hv.arch.build_domain(&mut hv.pool, doms, module) {
-            if let Some(g) = doms.guest_mut(slot) {
-                g.dom.handle = handle;
-            }
-        }
+        // The same copy of the same module: the same place among the boot-time domUs (its
+        // handle, which dom0 gives its disk by).
+        let _ = hv.arch.build_domain(&mut hv.pool, doms, module, copy);
     }
     event_channel::send_global_virq(&mut hv.arch, doms, hypercall_abi::xen::VIRQ_DOM_EXC);
 }

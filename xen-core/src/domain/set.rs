@@ -50,6 +50,9 @@ pub struct DomainEntry {
     pub name: heapless::String<32>,
     /// The boot module it was built from (to rebuild it).
     pub module: usize,
+    /// Which copy of that module's `copies=` it is (from 1; `None`: a module built once): with
+    /// the module, its place among the boot-time domUs (its handle), kept when it is rebuilt.
+    pub copy: Option<u32>,
     /// Its xenstore and console rings, for a domU (what a toolstack would have set up and
     /// recorded; dom0's toolstack reads it with `HVMOP_get_param`).
     pub rings: Option<BootRings>,
@@ -372,6 +375,7 @@ mod tests {
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: 0,
+            copy: None,
             rings: None,
             destroy: false,
             reported: false,

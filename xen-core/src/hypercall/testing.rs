@@ -250,6 +250,7 @@ pub fn guest(id: crate::domain::DomainId) -> crate::domain::set::DomainEntry {
         },
         name: heapless::String::new(),
         module: 0,
+        copy: None,
         rings: None,
         destroy: false,
         reported: false,

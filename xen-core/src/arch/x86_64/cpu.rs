@@ -94,8 +94,9 @@ impl Arch for HvMachine {
         pool: &mut Pool,
         doms: &mut DomainSet,
         module: usize,
+        copy: Option<u32>,
     ) -> Option<usize> {
-        domu::build(self, pool, doms, module, None).ok()
+        domu::build(self, pool, doms, module, copy).ok()
     }
 
     fn stop(&mut self, how: Stop) -> ! {

@@ -313,6 +313,7 @@ pub fn start(
             },
             name,
             module: 0,
+            copy: None,
             rings: None,
             destroy: false,
             reported: false,
@@ -381,19 +382,26 @@ pub fn start(
                     xen_core::cmdline::split_image_name(&pool.modules[i].string).0
                 );
             }
+        } else {
+            // (Reports a bad `copies=`.)
+            domu::copies(&pool, i);
+        }
+    }
+    // The boot-time domUs, in the order their places (`BootHandle`) count them; after a copy
+    // that cannot be built, the module's later copies are not tried.
+    // (Looked up afresh for each, as the builder needs the pool.)
+    let mut failed = None;
+    for k in 0.. {
+        let strings = pool.modules.iter().map(|m| m.string.as_str());
+        let max = xen_core::domain::set::MAX_DOMAINS as u32;
+        let Some((module, copy)) = xen_core::cmdline::boot_domus(strings, max).nth(k) else {
+            break;
+        };
+        if failed == Some(module) {
             continue;
         }
-        match domu::copies(&pool, i) {
-            1 => {
-                let _ = domu::build(&mut m, &mut pool, &mut doms, i, None);
-            }
-            n => {
-                for c in 1..=n {
-                    if domu::build(&mut m, &mut pool, &mut doms, i, Some(c)).is_err() {
-                        break;
-                    }
-                }
-            }
+        if domu::build(&mut m, &mut pool, &mut doms, module, copy).is_err() && copy.is_some() {
+            failed = Some(module);
         }
     }
     drop(doms);

@@ -179,6 +179,7 @@ pub fn build(
             },
             name: name.clone(),
             module,
+            copy,
             rings: None,
             destroy: false,
             reported: false,

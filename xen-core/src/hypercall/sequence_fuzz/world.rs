@@ -431,6 +431,7 @@ impl World {
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: s,
+            copy: None,
             rings: None,
             destroy: false,
             reported: false,

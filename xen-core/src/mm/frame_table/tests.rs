@@ -856,6 +856,7 @@ fn destroying_a_domain_that_installed_a_gdt_frees_every_frame() {
             sched: SchedInfo::default(),
             name: heapless::String::new(),
             module: 0,
+            copy: None,
             rings: None,
             destroy: true,
             reported: true,
