@@ -307,6 +307,19 @@ pub struct BlockDevice {
     /// paid two, one of 64 entries), never moved while the device may write them.
     hdrs: Vec<(BlkHeader, [u8; 1])>,
     slots: Vec<Option<(usize, u16)>>,
+    /// [`BlockDevice::transfer`]'s requests and their buffers, kept between calls too.
+    pieces: Vec<Piece>,
+    bufs: Vec<(*mut u8, usize)>,
+}
+
+/// A request of [`BlockDevice::transfer`]: its transfer, first sector, direction, and its data
+/// buffers, `bufs[first..first + n]` of the call's list (address, length).
+struct Piece {
+    io: usize,
+    sector: u64,
+    write: bool,
+    first: usize,
+    n: usize,
 }
 
 /// How the driver learns that a request completed.
@@ -426,6 +439,8 @@ impl BlockDevice {
             max_inflight: 0,
             hdrs: Vec::new(),
             slots: Vec::new(),
+            pieces: Vec::new(),
+            bufs: Vec::new(),
         })
     }
 
@@ -527,16 +542,14 @@ impl BlockDevice {
     /// PIRQ's port as in [`BlockDevice::read`]. An [`IoData::Dma`] transfer's pieces are the
     /// front end's mapped pages themselves (one descriptor each, at its bus address).
     pub fn transfer(&mut self, ios: &mut [DiskIo<'_>]) {
-        /// A request: its transfer, first sector, direction and data buffers (address, length).
-        struct Piece {
-            io: usize,
-            sector: u64,
-            write: bool,
-            bufs: Vec<(*mut u8, usize)>,
-        }
         let max_bytes = MAX_REQUEST_SECTORS * SECTOR_SIZE;
         let max_segs = self.blk.max_segments();
-        let mut pieces: Vec<Piece> = Vec::new();
+        // The requests and their buffers (taken out of `self` for the call, put back at its
+        // end: no allocation per call once they have grown).
+        let mut pieces = core::mem::take(&mut self.pieces);
+        let mut bufs = core::mem::take(&mut self.bufs);
+        pieces.clear();
+        bufs.clear();
         for (i, io) in ios.iter_mut().enumerate() {
             if self.check(io.sector, io.data.len()).is_err() {
                 io.result = Err(DiskError::Io);
@@ -551,8 +564,10 @@ impl BlockDevice {
                             io: i,
                             sector,
                             write,
-                            bufs: alloc::vec![(c.as_mut_ptr(), c.len())],
+                            first: bufs.len(),
+                            n: 1,
                         });
+                        bufs.push((c.as_mut_ptr(), c.len()));
                         sector += (c.len() / SECTOR_SIZE) as u64;
                     }
                 }
@@ -561,7 +576,8 @@ impl BlockDevice {
                         io: i,
                         sector,
                         write,
-                        bufs: Vec::new(),
+                        first: bufs.len(),
+                        n: 0,
                     };
                     let mut bytes = 0;
                     for s in segs.iter() {
@@ -575,24 +591,24 @@ impl BlockDevice {
                             io.result = Err(DiskError::Io);
                             break;
                         }
-                        if !cur.bufs.is_empty()
-                            && (bytes + len > max_bytes || cur.bufs.len() == max_segs)
-                        {
+                        if cur.n > 0 && (bytes + len > max_bytes || cur.n == max_segs) {
                             let next = Piece {
                                 io: i,
                                 sector: cur.sector + (bytes / SECTOR_SIZE) as u64,
                                 write,
-                                bufs: Vec::new(),
+                                first: bufs.len(),
+                                n: 0,
                             };
                             pieces.push(core::mem::replace(&mut cur, next));
                             bytes = 0;
                         }
-                        cur.bufs.push((s.host as *mut u8, len));
+                        bufs.push((s.host as *mut u8, len));
+                        cur.n += 1;
                         bytes += len;
                     }
                     if io.result.is_err() {
                         pieces.retain(|p| p.io != i);
-                    } else if !cur.bufs.is_empty() {
+                    } else if cur.n > 0 {
                         pieces.push(cur);
                     }
                 }
@@ -610,29 +626,40 @@ impl BlockDevice {
         slots.resize(depth, None);
         let (mut next, mut inflight) = (0, 0);
         let fail = |ios: &mut [DiskIo<'_>], io: usize| ios[io].result = Err(DiskError::Io);
-        /// Runs `f` on piece `p`'s buffers as the device's data.
+        /// Runs `f` on piece `p`'s buffers (in `bufs`) as the device's data.
         ///
         /// # Safety
         /// `p`'s buffers must be valid for the device's access (see the callers).
-        unsafe fn with_data<R>(p: &Piece, f: impl FnOnce(Data<'_, '_>) -> R) -> R {
+        unsafe fn with_data<R>(
+            p: &Piece,
+            bufs: &[(*mut u8, usize)],
+            f: impl FnOnce(Data<'_, '_>) -> R,
+        ) -> R {
+            const N: usize = super::virtio_blk::MAX_SEGMENTS;
+            let bufs = &bufs[p.first..p.first + p.n.min(N)];
+            if let &[(ptr, len)] = bufs {
+                // One buffer (a 4 KiB read or write, a bounce buffer): no array of them.
+                // SAFETY: the caller's promise.
+                return if p.write {
+                    f(Data::Out(&[unsafe { core::slice::from_raw_parts(ptr.cast_const(), len) }]))
+                } else {
+                    f(Data::In(&mut [unsafe { core::slice::from_raw_parts_mut(ptr, len) }]))
+                };
+            }
             if p.write {
-                // SAFETY: the caller's promise.
-                let bufs: Vec<&[u8]> = p
-                    .bufs
-                    .iter()
-                    .map(|&(ptr, len)| unsafe {
-                        core::slice::from_raw_parts(ptr.cast_const(), len)
-                    })
-                    .collect();
-                f(Data::Out(&bufs))
+                let mut out: [&[u8]; N] = [&[]; N];
+                for (o, &(ptr, len)) in out.iter_mut().zip(bufs) {
+                    // SAFETY: the caller's promise.
+                    *o = unsafe { core::slice::from_raw_parts(ptr.cast_const(), len) };
+                }
+                f(Data::Out(&out[..bufs.len()]))
             } else {
-                // SAFETY: the caller's promise.
-                let mut bufs: Vec<&mut [u8]> = p
-                    .bufs
-                    .iter()
-                    .map(|&(ptr, len)| unsafe { core::slice::from_raw_parts_mut(ptr, len) })
-                    .collect();
-                f(Data::In(&mut bufs))
+                let mut into: [&mut [u8]; N] = core::array::from_fn(|_| Default::default());
+                for (o, &(ptr, len)) in into.iter_mut().zip(bufs) {
+                    // SAFETY: the caller's promise.
+                    *o = unsafe { core::slice::from_raw_parts_mut(ptr, len) };
+                }
+                f(Data::In(&mut into[..bufs.len()]))
             }
         }
         loop {
@@ -651,7 +678,8 @@ impl BlockDevice {
                 // call borrows exclusively until every request is completed below, or pages of
                 // the grant-map area mapped (checked above) until the back end unmaps them
                 // after this call; `hdr`/`status` live in `hdrs`, untouched until then.
-                let token = unsafe { with_data(p, |d| self.blk.submit(p.sector, hdr, d, status)) };
+                let token =
+                    unsafe { with_data(p, &bufs, |d| self.blk.submit(p.sector, hdr, d, status)) };
                 match token {
                     Ok(t) => {
                         slots[s] = Some((next, t));
@@ -686,13 +714,15 @@ impl BlockDevice {
             let p = &pieces[piece];
             let (hdr, status) = &mut hdrs[s];
             // SAFETY: the same buffers as when submitted (see above).
-            let r = unsafe { with_data(p, |d| self.blk.complete(token, hdr, d, status)) };
+            let r = unsafe { with_data(p, &bufs, |d| self.blk.complete(token, hdr, d, status)) };
             if r.is_err() {
                 fail(ios, p.io);
             }
         }
         self.hdrs = hdrs;
         self.slots = slots;
+        self.pieces = pieces;
+        self.bufs = bufs;
     }
 
     /// Waits until the used ring has an entry and returns its token. With a PIRQ:

@@ -7,7 +7,6 @@
 //! private; this is the same protocol (virtio 1.2 §5.2: a `virtio_blk_req` header the device
 //! reads, the data, a status byte it writes) with the data as a list.
 
-use alloc::vec::Vec;
 
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::pci::PciTransport;
@@ -23,6 +22,14 @@ const QUEUE: u16 = 0;
 /// virtio-drivers also caps one request's descriptors at the queue size, so this is 64: a
 /// 32-page request is 34 descriptors (QEMU's virtio-blk queues hold 256).
 pub const QUEUE_SIZE: usize = 64;
+
+/// Data buffers one request carries at most: a 32-page request (an indirect blkif request of
+/// 32 segments) plus one, so that a chain's descriptor list fits in a small array on the stack
+/// (no allocation per request besides virtio-drivers' indirect table).
+pub const MAX_SEGMENTS: usize = 33;
+
+/// A request's descriptors at most: header, data, status.
+const MAX_DESCRIPTORS: usize = MAX_SEGMENTS + 2;
 
 /// `VIRTIO_BLK_F_SEG_MAX`: `seg_max` is valid.
 const F_SEG_MAX: u64 = 1 << 2;
@@ -121,10 +128,9 @@ impl VirtioBlk {
         self.features & F_RO != 0
     }
 
-    /// Data buffers one request may carry: the device's `seg_max`, and what virtio-drivers puts
-    /// in one chain (the queue size) besides header and status.
+    /// Data buffers one request may carry: the device's `seg_max`, at most [`MAX_SEGMENTS`].
     pub fn max_segments(&self) -> usize {
-        self.seg_max.min(QUEUE_SIZE - 2)
+        self.seg_max.min(MAX_SEGMENTS)
     }
 
     /// Requests the queue holds at once.
@@ -180,20 +186,9 @@ impl VirtioBlk {
         status[0] = 0xff;
         // SAFETY: the caller keeps every buffer valid and untouched until `complete`.
         let token = unsafe {
-            match data {
-                Data::Out(bufs) => {
-                    let mut inputs: Vec<&[u8]> = Vec::with_capacity(bufs.len() + 1);
-                    inputs.push(hdr.as_bytes());
-                    inputs.extend(bufs.iter().copied());
-                    self.queue.add(&inputs, &mut [status.as_mut_slice()])?
-                }
-                Data::In(bufs) => {
-                    let mut outputs: Vec<&mut [u8]> = Vec::with_capacity(bufs.len() + 1);
-                    outputs.extend(bufs.iter_mut().map(|b| &mut **b));
-                    outputs.push(status.as_mut_slice());
-                    self.queue.add(&[hdr.as_bytes()], &mut outputs)?
-                }
-            }
+            with_chain(hdr, data, status, |inputs, outputs| {
+                self.queue.add(inputs, outputs)
+            })?
         };
         if self.queue.should_notify() {
             self.transport.notify(QUEUE);
@@ -215,22 +210,9 @@ impl VirtioBlk {
     ) -> Result<(), Error> {
         // SAFETY: the same buffers as `submit` added (the caller's promise).
         unsafe {
-            match data {
-                Data::Out(bufs) => {
-                    let mut inputs: Vec<&[u8]> = Vec::with_capacity(bufs.len() + 1);
-                    inputs.push(hdr.as_bytes());
-                    inputs.extend(bufs.iter().copied());
-                    self.queue
-                        .pop_used(token, &inputs, &mut [status.as_mut_slice()])?;
-                }
-                Data::In(bufs) => {
-                    let mut outputs: Vec<&mut [u8]> = Vec::with_capacity(bufs.len() + 1);
-                    outputs.extend(bufs.iter_mut().map(|b| &mut **b));
-                    outputs.push(status.as_mut_slice());
-                    self.queue
-                        .pop_used(token, &[hdr.as_bytes()], &mut outputs)?;
-                }
-            }
+            with_chain(hdr, data, status, |inputs, outputs| {
+                self.queue.pop_used(token, inputs, outputs)
+            })?;
         }
         match status[0] {
             S_OK => Ok(()),
@@ -301,6 +283,38 @@ impl VirtioBlk {
         while self.queue.peek_used() != Some(token) {
             core::hint::spin_loop();
         }
+    }
+}
+
+/// Runs `f` on a request's chain as virtio-drivers takes it: what the device reads (the header,
+/// a write's data) and what it writes (a read's data, the status), in arrays on the stack. More
+/// than [`MAX_SEGMENTS`] buffers: `InvalidParam`.
+fn with_chain<R>(
+    hdr: &BlkHeader,
+    data: Data<'_, '_>,
+    status: &mut [u8; 1],
+    f: impl for<'a> FnOnce(&'a [&'a [u8]], &'a mut [&'a mut [u8]]) -> Result<R, Error>,
+) -> Result<R, Error> {
+    match data {
+        // One buffer (a 4 KiB read or write): arrays of two.
+        Data::Out(&[buf]) => f(&[hdr.as_bytes(), buf], &mut [status.as_mut_slice()]),
+        Data::In([buf]) => f(&[hdr.as_bytes()], &mut [&mut **buf, status.as_mut_slice()]),
+        Data::Out(bufs) if bufs.len() <= MAX_SEGMENTS => {
+            let mut inputs: [&[u8]; MAX_DESCRIPTORS] = [&[]; MAX_DESCRIPTORS];
+            inputs[0] = hdr.as_bytes();
+            inputs[1..=bufs.len()].copy_from_slice(bufs);
+            f(&inputs[..=bufs.len()], &mut [status.as_mut_slice()])
+        }
+        Data::In(bufs) if bufs.len() <= MAX_SEGMENTS => {
+            let n = bufs.len();
+            let mut outputs: [&mut [u8]; MAX_DESCRIPTORS] = core::array::from_fn(|_| Default::default());
+            for (o, b) in outputs.iter_mut().zip(bufs.iter_mut()) {
+                *o = &mut **b;
+            }
+            outputs[n] = status.as_mut_slice();
+            f(&[hdr.as_bytes()], &mut outputs[..=n])
+        }
+        _ => Err(Error::InvalidParam),
     }
 }
 

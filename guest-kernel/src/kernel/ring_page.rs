@@ -61,18 +61,48 @@ impl MappedPage {
 impl SharedPage for MappedPage {
     fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
         let p = self.at(offset, buf.len());
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: inside the mapped page (checked by `at`); volatile because the other
-            // domain writes the page behind the compiler's back.
+        // Each byte read once, with volatile accesses because the other domain writes the page
+        // behind the compiler's back: eight at a time where the page is 8-aligned (ring slots
+        // are), so that a 112-byte slot is 14 reads, not 112.
+        let head = p.align_offset(8).min(buf.len());
+        let (start, rest) = buf.split_at_mut(head);
+        let (words, tail) = rest.split_at_mut(rest.len() & !7);
+        for (i, b) in start.iter_mut().enumerate() {
+            // SAFETY: inside the mapped page (checked by `at`).
             *b = unsafe { ptr::read_volatile(p.add(i)) };
+        }
+        for (i, w) in words.chunks_exact_mut(8).enumerate() {
+            // SAFETY: inside the mapped page, 8-aligned (`head` bytes past `p` are).
+            let v = unsafe { ptr::read_volatile(p.add(head + 8 * i).cast::<u64>()) };
+            let w: &mut [u8; 8] = w.try_into().expect("8 bytes");
+            *w = v.to_ne_bytes();
+        }
+        let at = head + words.len();
+        for (i, b) in tail.iter_mut().enumerate() {
+            // SAFETY: inside the mapped page.
+            *b = unsafe { ptr::read_volatile(p.add(at + i)) };
         }
     }
 
     fn write_bytes(&mut self, offset: usize, data: &[u8]) {
         let p = self.at(offset, data.len());
-        for (i, &b) in data.iter().enumerate() {
-            // SAFETY: as in `read_bytes`; the page is mapped writable.
+        // As `read_bytes`: each byte written once, eight at a time where aligned.
+        let head = p.align_offset(8).min(data.len());
+        let (start, rest) = data.split_at(head);
+        let (words, tail) = rest.split_at(rest.len() & !7);
+        for (i, &b) in start.iter().enumerate() {
+            // SAFETY: inside the mapped page (checked by `at`), which is mapped writable.
             unsafe { ptr::write_volatile(p.add(i), b) };
+        }
+        for (i, w) in words.chunks_exact(8).enumerate() {
+            let v = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+            // SAFETY: inside the mapped page, 8-aligned.
+            unsafe { ptr::write_volatile(p.add(head + 8 * i).cast::<u64>(), v) };
+        }
+        let at = head + words.len();
+        for (i, &b) in tail.iter().enumerate() {
+            // SAFETY: inside the mapped page.
+            unsafe { ptr::write_volatile(p.add(at + i), b) };
         }
     }
 

@@ -709,6 +709,8 @@ pub struct BlkBack<P, D, G, N> {
     dma_segs: Vec<DmaSeg>,
     /// Mappings made for this batch only, unmapped when it completes.
     temp: Vec<GrantMapping>,
+    /// [`BlkBack::map_pass`]'s list of the requests the persistent pass tried (kept).
+    fits: Vec<bool>,
     stats: BackStats,
     last_error: Option<RequestError>,
 }
@@ -737,6 +739,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             maps: Vec::new(),
             dma_segs: Vec::new(),
             temp: Vec::new(),
+            fits: Vec::new(),
             stats: BackStats::default(),
             last_error: None,
         })
@@ -854,10 +857,8 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         // The disk: every request still good, at once.
         {
             let mut ios: Vec<DiskIo<'_>> = Vec::with_capacity(n);
-            let mut index = Vec::with_capacity(n);
-            for (i, (p, b)) in self.batch.iter().zip(self.bounces.iter_mut()).enumerate() {
+            for (p, b) in self.batch.iter().zip(self.bounces.iter_mut()) {
                 if p.status.is_ok() {
-                    index.push(i);
                     let data = match p.mapped {
                         Some(first) if p.dma => {
                             IoData::Dma(&self.dma_segs[first..first + p.segs.len])
@@ -878,9 +879,11 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 self.stats.batched_requests += ios.len() as u64;
                 self.stats.max_batch = self.stats.max_batch.max(ios.len() as u64);
             }
-            for (&i, io) in index.iter().zip(&ios) {
+            // (`ios` holds the good requests in batch order.)
+            let good = self.batch.iter_mut().filter(|p| p.status.is_ok());
+            for (p, io) in good.zip(&ios) {
                 if let Err(e) = io.result {
-                    self.batch[i].status = Err(RequestError::Disk(e));
+                    p.status = Err(RequestError::Disk(e));
                 }
             }
         }
@@ -1005,8 +1008,11 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             return;
         }
         let dma = self.disk.supports_dma();
-        // Requests whose grants the persistent pass tried to map (a failure is not retried).
-        let mut fits = vec![false; self.batch.len()];
+        // Requests whose grants the persistent pass tried to map (a failure is not retried; the
+        // list is kept between batches).
+        let mut fits = core::mem::take(&mut self.fits);
+        fits.clear();
+        fits.resize(self.batch.len(), false);
         if self.persistent {
             let mut want: Vec<(GrantRef, bool)> = Vec::new();
             for (i, p) in self.batch.iter().enumerate() {
@@ -1037,13 +1043,23 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 }
             }
             for (p, &fit) in self.batch.iter_mut().zip(&fits) {
-                let segs = p.segs.as_slice();
-                if !fit || !segs.iter().all(|s| self.pgrants.contains_key(&s.gref)) {
+                if !fit {
                     continue;
                 }
-                p.mapped = Some(self.maps.len());
+                // Its grants' mappings, one look-up each; all of them or none.
+                let (first, segs) = (self.maps.len(), p.segs.as_slice());
+                for s in segs {
+                    match self.pgrants.get(&s.gref) {
+                        Some(&m) => self.maps.push(m),
+                        None => break,
+                    }
+                }
+                if self.maps.len() - first < segs.len() {
+                    self.maps.truncate(first);
+                    continue;
+                }
+                p.mapped = Some(first);
                 p.dma = dma;
-                self.maps.extend(segs.iter().map(|s| self.pgrants[&s.gref]));
                 self.stats.persistent_hits += segs.len() as u64;
             }
         }
@@ -1102,6 +1118,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 };
             }
         }
+        self.fits = fits;
     }
 
     /// Copies between the bounce buffers and the mapped grants of the requests that are mapped

@@ -19,7 +19,7 @@ use crate::domain::Domain;
 use crate::evtchn::fifo::{self, FifoMemory};
 use crate::evtchn::{self, DomainEvents, DomainPair, Domains, NoPages, PortPages, PortTable};
 use crate::guest_access::{
-    copy_from_guest, copy_to_guest, GuestFault, GuestMemory, GuestPtr, PageTableGuest,
+    copy_from_guest, copy_to_guest, GuestFault, GuestMemory, GuestPtr, MmuGuest, PageTableGuest,
 };
 use crate::mm::frame_alloc::FramePool;
 use crate::mm::frame_table::{Owner, PageType};
@@ -69,29 +69,34 @@ impl<M: MachineMemoryMut + ?Sized> FifoMemory for SharedFrame<'_, '_, M> {
     }
 }
 
-/// The caller's memory, through the shared machine.
+/// The caller's memory, through the shared machine: through the MMU when `mmu` (no TLB work
+/// is owed, [`Ctx::mmu_usable`]), else by walking its tables, as [`Ctx::guest`] does.
 struct SharedGuest<'a, 'm, M: ?Sized> {
     m: &'a RefCell<&'m mut M>,
     l4: Mfn,
+    mmu: bool,
+}
+
+impl<M: MachineMemoryMut + ?Sized> SharedGuest<'_, '_, M> {
+    fn with<R>(&self, f: impl FnOnce(&mut MmuGuest<'_, M>) -> R) -> R {
+        let mut m = self.m.borrow_mut();
+        f(&mut MmuGuest {
+            walk: PageTableGuest {
+                mem: &mut **m,
+                l4: self.l4,
+            },
+            mmu: self.mmu,
+        })
+    }
 }
 
 impl<M: MachineMemoryMut + ?Sized> GuestMemory for SharedGuest<'_, '_, M> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
-        let mut m = self.m.borrow_mut();
-        PageTableGuest {
-            mem: &mut **m,
-            l4: self.l4,
-        }
-        .read(va, buf)
+        self.with(|g| g.read(va, buf))
     }
 
     fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
-        let mut m = self.m.borrow_mut();
-        PageTableGuest {
-            mem: &mut **m,
-            l4: self.l4,
-        }
-        .write(va, data)
+        self.with(|g| g.write(va, data))
     }
 }
 
@@ -317,7 +322,7 @@ fn expand_array<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, arg: u64) -> HcResult
 
 /// Every other `EVTCHNOP_*`, over the portable `evtchn` code and every domain.
 fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: u64) -> HcResult {
-    let (id, l4) = (ctx.dom.id, ctx.dom.vcpu().l4);
+    let (id, l4, mmu) = (ctx.dom.id, ctx.dom.vcpu().l4, ctx.mmu_usable());
     let m = RefCell::new(&mut *ctx.m);
     let pages = MachinePages {
         m: &m,
@@ -327,7 +332,7 @@ fn event_channel_op_2<M: Machine + ?Sized>(ctx: &mut Ctx<'_, M>, cmd: u64, arg: 
     // must unbind its end too, or tearing that domain down later would rebind a port of ours
     // that may have been reused meanwhile.
     let mut doms = AllDomains::new(&m, &pages, ctx.dom, &mut *ctx.events, Some(&mut ctx.others));
-    let mut guest = SharedGuest { m: &m, l4 };
+    let mut guest = SharedGuest { m: &m, l4, mmu };
     let op = crate::ctx::cmd32(cmd);
     let outcome = evtchn::do_event_channel_op(&mut doms, id, &mut guest, op, GuestPtr::new(arg));
     // Binding or closing a PIRQ channel changes which interrupt lines are the guest's.
