@@ -641,9 +641,13 @@ impl BlockDevice {
                 // One buffer (a 4 KiB read or write, a bounce buffer): no array of them.
                 // SAFETY: the caller's promise.
                 return if p.write {
-                    f(Data::Out(&[unsafe { core::slice::from_raw_parts(ptr.cast_const(), len) }]))
+                    f(Data::Out(&[unsafe {
+                        core::slice::from_raw_parts(ptr.cast_const(), len)
+                    }]))
                 } else {
-                    f(Data::In(&mut [unsafe { core::slice::from_raw_parts_mut(ptr, len) }]))
+                    f(Data::In(&mut [unsafe {
+                        core::slice::from_raw_parts_mut(ptr, len)
+                    }]))
                 };
             }
             if p.write {

@@ -7,7 +7,6 @@
 //! private; this is the same protocol (virtio 1.2 §5.2: a `virtio_blk_req` header the device
 //! reads, the data, a status byte it writes) with the data as a list.
 
-
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
@@ -307,7 +306,8 @@ fn with_chain<R>(
         }
         Data::In(bufs) if bufs.len() <= MAX_SEGMENTS => {
             let n = bufs.len();
-            let mut outputs: [&mut [u8]; MAX_DESCRIPTORS] = core::array::from_fn(|_| Default::default());
+            let mut outputs: [&mut [u8]; MAX_DESCRIPTORS] =
+                core::array::from_fn(|_| Default::default());
             for (o, b) in outputs.iter_mut().zip(bufs.iter_mut()) {
                 *o = &mut **b;
             }

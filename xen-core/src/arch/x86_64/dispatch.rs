@@ -238,8 +238,9 @@ fn guest_entry(regs: &mut Regs) {
             let (shared_info, vcpu_id) = (dom.shared_info, dom.vcpu_id());
             let v = dom.vcpu_mut();
             // A flush some call left on the vCPU itself (not as an effect) still has to happen
-            // before the guest runs: only the full way out does it.
-            if v.flush.is_empty() {
+            // before the guest runs, and a pending NMI to be delivered: only the full way out
+            // does them.
+            if v.flush.is_empty() && !v.nmi_pending {
                 v.perf.fast_exits += 1;
                 let word = xen_core::shared_info::upcall_word(v, shared_info, vcpu_id);
                 // The usual answer, nothing to deliver, in line (one read through the memo).
