@@ -636,19 +636,23 @@ impl BlockDevice {
             f: impl FnOnce(Data<'_, '_>) -> R,
         ) -> R {
             const N: usize = super::virtio_blk::MAX_SEGMENTS;
-            let bufs = &bufs[p.first..p.first + p.n.min(N)];
+            // More buffers than a chain may hold (the pieces are cut to fewer): no buffer at all,
+            // which `submit` refuses, rather than a chain shorter than the request.
+            let bufs = if p.n <= N {
+                &bufs[p.first..p.first + p.n]
+            } else {
+                &[]
+            };
             if let &[(ptr, len)] = bufs {
                 // One buffer (a 4 KiB read or write, a bounce buffer): no array of them.
+                if p.write {
+                    // SAFETY: the caller's promise.
+                    let out = unsafe { core::slice::from_raw_parts(ptr.cast_const(), len) };
+                    return f(Data::Out(&[out]));
+                }
                 // SAFETY: the caller's promise.
-                return if p.write {
-                    f(Data::Out(&[unsafe {
-                        core::slice::from_raw_parts(ptr.cast_const(), len)
-                    }]))
-                } else {
-                    f(Data::In(&mut [unsafe {
-                        core::slice::from_raw_parts_mut(ptr, len)
-                    }]))
-                };
+                let into = unsafe { core::slice::from_raw_parts_mut(ptr, len) };
+                return f(Data::In(&mut [into]));
             }
             if p.write {
                 let mut out: [&[u8]; N] = [&[]; N];

@@ -12,7 +12,7 @@ use core::arch::asm;
 use spin::Mutex;
 use xen_core::bounce;
 use xen_core::cpu::Hv;
-use xen_core::ctx::{Ctx, Kicks, Outcome};
+use xen_core::ctx::{Ctx, Kicks};
 use xen_core::domain::pool::Pool;
 use xen_core::domain::set::DomainSet;
 use xen_core::domain::{MachineInfo, Shutdown};
@@ -197,16 +197,15 @@ fn guest_entry(regs: &mut Regs) {
                     fx: &mut hv.fx,
                 };
                 let rc = execute(&mut ctx, nr, args);
-                if ctx.fx.nothing_to_do() {
-                    // (`ctx` is not used again on this branch: its borrows end here.)
+                // (`ctx` is not used again: its borrows end here.)
+                if hv.fx.nothing_to_do() {
                     regs.rax = rc as u64;
                     fast = dom.shutdown.is_none();
                 } else {
                     // The result into RAX, or the continuation into the registers; a crash; the
-                    // TLB work the vCPU owes before it runs again.
-                    let out = Outcome::from_effects(rc, core::mem::take(ctx.fx));
-                    out.apply(nr, dom, regs);
-                    kicks = Some(out.kicks);
+                    // TLB work the vCPU owes before it runs again (applied from the call's
+                    // record, which is left empty for the next call).
+                    kicks = Some(hv.fx.apply_and_clear(rc, nr, dom, regs));
                 }
             }
             v @ 0..=31 => {
@@ -238,9 +237,9 @@ fn guest_entry(regs: &mut Regs) {
             let (shared_info, vcpu_id) = (dom.shared_info, dom.vcpu_id());
             let v = dom.vcpu_mut();
             // A flush some call left on the vCPU itself (not as an effect) still has to happen
-            // before the guest runs, and a pending NMI to be delivered: only the full way out
-            // does them.
-            if v.flush.is_empty() && !v.nmi_pending {
+            // before the guest runs, and a deliverable NMI (pending, not masked) delivered: only
+            // the full way out does them.
+            if v.flush.is_empty() && (!v.nmi_pending || v.nmi_masked) {
                 v.perf.fast_exits += 1;
                 let word = xen_core::shared_info::upcall_word(v, shared_info, vcpu_id);
                 // The usual answer, nothing to deliver, in line (one read through the memo).
