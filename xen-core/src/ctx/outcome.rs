@@ -10,7 +10,6 @@
 //! the way out need not look at them (`crate::sched::core`).
 
 use crate::bounce::CrashReason;
-use crate::domain::set::MAX_DOMAINS;
 use crate::domain::{Domain, DomainId, FlushRequest, Shutdown};
 use crate::regs::Regs;
 
@@ -40,21 +39,29 @@ impl Continuation {
 
 /// Domains whose state a hypercall changed so that the scheduler must look at them again: an
 /// event made pending for them (Xen's `vcpu_kick`), or they were shut down or destroyed.
+/// The first [`Kicks::CAPACITY`] are named; past them the list only says that there were more
+/// ([`Kicks::overflowed`]), and the way out then looks at every domain (the full scheduling
+/// pass), which is what a kick asks and more. Small, so that a call's record is cheap to move.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Kicks {
-    ids: heapless::Vec<DomainId, MAX_DOMAINS>,
+    ids: heapless::Vec<DomainId, { Kicks::CAPACITY }>,
+    overflow: bool,
 }
 
 impl Kicks {
+    /// Domains named at most (a send kicks one, a multicall of sends a few).
+    pub const CAPACITY: usize = 8;
+
     /// Nobody kicked.
     pub const NONE: Kicks = Kicks {
         ids: heapless::Vec::new(),
+        overflow: false,
     };
 
     /// Adds domain `id` (once).
     pub fn add(&mut self, id: DomainId) {
         if !self.ids.contains(&id) && self.ids.push(id).is_err() {
-            // More distinct domains than can exist: keep the first ones (unreachable).
+            self.overflow = true;
         }
     }
 
@@ -63,20 +70,27 @@ impl Kicks {
         for &id in &other.ids {
             self.add(id);
         }
+        self.overflow |= other.overflow;
     }
 
-    /// Whether domain `id` was kicked.
+    /// Whether domain `id` may have been kicked (always, once the list overflowed).
     pub fn contains(&self, id: DomainId) -> bool {
-        self.ids.contains(&id)
+        self.overflow || self.ids.contains(&id)
     }
 
     /// Whether nobody was kicked.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ids.is_empty() && !self.overflow
     }
 
-    /// The kicked domains, in the order they were first kicked.
+    /// Whether more domains were kicked than the list names: [`Kicks::iter`] is not all of them.
+    #[inline]
+    pub fn overflowed(&self) -> bool {
+        self.overflow
+    }
+
+    /// The kicked domains it names, in the order they were first kicked.
     pub fn iter(&self) -> impl Iterator<Item = DomainId> + '_ {
         self.ids.iter().copied()
     }
@@ -99,6 +113,21 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// Applies what hypercall `nr`, which returned `v`, recorded to its caller, as
+    /// [`Outcome::apply`] does with [`Outcome::from_effects`], and empties the record in place
+    /// for the next call (no copy of it is made: the way out of every hypercall that did
+    /// something goes through here); returns the domains it kicked.
+    pub fn apply_and_clear(&mut self, v: i64, nr: u64, dom: &mut Domain, regs: &mut Regs) -> Kicks {
+        let ret = match self.continuation.take() {
+            Some(c) => Ret::Continue(c),
+            None => Ret::Value(v),
+        };
+        apply_to_caller(ret, &self.flush, self.crash.take(), nr, dom, regs);
+        self.flush.clear();
+        self.full_exit = false;
+        core::mem::take(&mut self.kicks)
+    }
+
     /// Whether the call left nothing for the way out to do, so that its caller may go straight
     /// back to its guest: only `Exit::Fast` rows ran (the hypercall table), it finished (no
     /// continuation), kicked no domain, owes no TLB work and broke no rule.
@@ -183,36 +212,54 @@ impl Outcome {
     /// Applies the effects on the caller itself: the TLB work becomes the vCPU's to owe, a crash
     /// shuts it down.
     pub fn apply_effects(&self, dom: &mut Domain) {
-        dom.vcpu_mut().flush.merge(&self.flush);
-        if let Some(why) = self.crash {
-            dom.shutdown = Some(Shutdown::Crashed(why));
-        }
+        apply_effects_to(&self.flush, self.crash, dom);
     }
 
-    /// Applies the outcome of hypercall `nr` to its caller: the TLB work becomes the vCPU's to
-    /// owe, a crash shuts it down, and the result goes into RAX, or, for a continuation, the
-    /// guest is made to issue the same hypercall again from its `syscall` instruction (2 bytes)
-    /// with the arguments the handler set (Xen's `hypercall_create_continuation`:
-    /// `regs->rip -= 2`, the format's registers rewritten, the others left as the guest had
-    /// them).
+    /// Applies the outcome of hypercall `nr` to its caller (see [`apply_to_caller`]).
     pub fn apply(&self, nr: u64, dom: &mut Domain, regs: &mut Regs) {
-        self.apply_effects(dom);
-        match self.ret {
-            Ret::Continue(c) => {
-                regs.rip = regs.rip.wrapping_sub(2);
-                regs.rax = nr;
-                let arg_regs = [
-                    &mut regs.rdi,
-                    &mut regs.rsi,
-                    &mut regs.rdx,
-                    &mut regs.r10,
-                    &mut regs.r8,
-                ];
-                for (r, &v) in arg_regs.into_iter().zip(&c.args).take(c.nargs) {
-                    *r = v;
-                }
+        apply_to_caller(self.ret, &self.flush, self.crash, nr, dom, regs);
+    }
+}
+
+/// The effects of a call on its caller itself: the TLB work becomes the vCPU's to owe, a crash
+/// shuts it down.
+fn apply_effects_to(flush: &FlushRequest, crash: Option<CrashReason>, dom: &mut Domain) {
+    dom.vcpu_mut().flush.merge(flush);
+    if let Some(why) = crash {
+        dom.shutdown = Some(Shutdown::Crashed(why));
+    }
+}
+
+/// Applies the outcome of hypercall `nr` (`ret`, `flush`, `crash`) to its caller: the TLB work
+/// becomes the vCPU's to owe, a crash shuts it down, and the result goes into RAX, or, for a
+/// continuation, the guest is made to issue the same hypercall again from its `syscall`
+/// instruction (2 bytes) with the arguments the handler set (Xen's
+/// `hypercall_create_continuation`: `regs->rip -= 2`, the format's registers rewritten, the
+/// others left as the guest had them).
+fn apply_to_caller(
+    ret: Ret,
+    flush: &FlushRequest,
+    crash: Option<CrashReason>,
+    nr: u64,
+    dom: &mut Domain,
+    regs: &mut Regs,
+) {
+    apply_effects_to(flush, crash, dom);
+    match ret {
+        Ret::Continue(c) => {
+            regs.rip = regs.rip.wrapping_sub(2);
+            regs.rax = nr;
+            let arg_regs = [
+                &mut regs.rdi,
+                &mut regs.rsi,
+                &mut regs.rdx,
+                &mut regs.r10,
+                &mut regs.r8,
+            ];
+            for (r, &v) in arg_regs.into_iter().zip(&c.args).take(c.nargs) {
+                *r = v;
             }
-            Ret::Value(v) => regs.rax = v as u64,
         }
+        Ret::Value(v) => regs.rax = v as u64,
     }
 }

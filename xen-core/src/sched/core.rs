@@ -134,10 +134,15 @@ pub fn after_entry<A: Arch>(
 /// follows when it cannot.
 ///
 /// Returns false, having changed nothing, when a kick needs the full pass: the running domain
-/// itself (another of its vCPUs), or a domain that no longer exists, is shutting down or dying;
+/// itself (another of its vCPUs), or a domain that no longer exists, is shutting down or dying,
+/// or more kicked domains than the list names ([`Kicks::overflowed`]);
 /// and false too when a kicked domain's watchdog fired in place, shutting it down (the full pass
 /// reports it; what was done here it would have done).
 fn wake_kicked<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, kicks: &Kicks) -> bool {
+    if kicks.overflowed() {
+        // More domains than the list names: the full pass looks at all of them.
+        return false;
+    }
     let cur_id = doms.guest(hv.sched.cur).map(|g| g.dom.id);
     let mut slots: heapless::Vec<usize, MAX_DOMAINS> = heapless::Vec::new();
     for id in kicks.iter() {
