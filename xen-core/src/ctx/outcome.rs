@@ -263,3 +263,71 @@ fn apply_to_caller(
         Ret::Value(v) => regs.rax = v as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::Mfn;
+
+    #[test]
+    fn a_kick_list_past_its_capacity_says_so_and_then_contains_everyone() {
+        let mut k = Kicks::default();
+        for id in 1..=Kicks::CAPACITY as DomainId {
+            k.add(id);
+            k.add(id);
+        }
+        assert!(!k.overflowed() && !k.contains(100));
+        assert_eq!(k.iter().count(), Kicks::CAPACITY);
+        k.add(100);
+        assert!(k.overflowed() && !k.is_empty());
+        assert!(
+            k.contains(100) && k.contains(4000),
+            "any domain may have been kicked"
+        );
+        let mut merged = Kicks::default();
+        merged.add(1);
+        merged.merge(&k);
+        assert!(merged.overflowed(), "merging keeps the overflow");
+    }
+
+    /// A record with a result, a continuation or not, TLB work and a crash, and kicks.
+    fn record(continuation: bool) -> Effects {
+        let mut fx = Effects {
+            continuation: continuation.then(|| Continuation::new(&[7, 8])),
+            crash: Some("test"),
+            full_exit: true,
+            ..Effects::default()
+        };
+        fx.flush.load_cr3(Mfn(9));
+        fx.flush.cache_flush = true;
+        fx.kicks.add(3);
+        fx
+    }
+
+    #[test]
+    fn applying_a_record_in_place_does_what_its_outcome_does_and_empties_it() {
+        for continuation in [false, true] {
+            let (mut a, mut b) = (
+                crate::hypercall::testing::guest(1),
+                crate::hypercall::testing::guest(1),
+            );
+            let (mut ra, mut rb) = (Regs::default(), Regs::default());
+            ra.rip = 0x1000;
+            rb.rip = 0x1000;
+            let out = Outcome::from_effects(-22, record(continuation));
+            out.apply(24, &mut a.dom, &mut ra);
+            let mut fx = record(continuation);
+            let kicks = fx.apply_and_clear(-22, 24, &mut b.dom, &mut rb);
+            assert_eq!(ra, rb, "the same registers");
+            assert_eq!(
+                a.dom.vcpu().flush,
+                b.dom.vcpu().flush,
+                "the same TLB work owed"
+            );
+            assert_eq!(a.dom.shutdown, b.dom.shutdown, "the same crash");
+            assert_eq!(kicks, out.kicks);
+            assert_eq!(fx, Effects::default(), "the record is empty again");
+            assert!(fx.nothing_to_do());
+        }
+    }
+}
