@@ -118,14 +118,22 @@ impl Effects {
     /// for the next call (no copy of it is made: the way out of every hypercall that did
     /// something goes through here); returns the domains it kicked.
     pub fn apply_and_clear(&mut self, v: i64, nr: u64, dom: &mut Domain, regs: &mut Regs) -> Kicks {
-        let ret = match self.continuation.take() {
+        // Every field by name: one added later must be emptied here too.
+        let Effects {
+            continuation,
+            kicks,
+            flush,
+            crash,
+            full_exit,
+        } = self;
+        let ret = match continuation.take() {
             Some(c) => Ret::Continue(c),
             None => Ret::Value(v),
         };
-        apply_to_caller(ret, &self.flush, self.crash.take(), nr, dom, regs);
-        self.flush.clear();
-        self.full_exit = false;
-        core::mem::take(&mut self.kicks)
+        apply_to_caller(ret, flush, crash.take(), nr, dom, regs);
+        flush.clear();
+        *full_exit = false;
+        core::mem::take(kicks)
     }
 
     /// Whether the call left nothing for the way out to do, so that its caller may go straight

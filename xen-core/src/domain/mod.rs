@@ -357,10 +357,16 @@ impl FlushRequest {
     /// Empties the request in place (field by field: no new one built).
     #[inline]
     pub fn clear(&mut self) {
-        self.local_flush = false;
-        self.invlpg.clear();
-        self.new_cr3 = None;
-        self.cache_flush = false;
+        let FlushRequest {
+            local_flush,
+            invlpg,
+            new_cr3,
+            cache_flush,
+        } = self;
+        *local_flush = false;
+        invlpg.clear();
+        *new_cr3 = None;
+        *cache_flush = false;
     }
 }
 

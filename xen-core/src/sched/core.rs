@@ -144,7 +144,7 @@ fn wake_kicked<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, kicks: &Kicks) -> 
         return false;
     }
     let cur_id = doms.guest(hv.sched.cur).map(|g| g.dom.id);
-    let mut slots: heapless::Vec<usize, MAX_DOMAINS> = heapless::Vec::new();
+    let mut slots: heapless::Vec<usize, { Kicks::CAPACITY }> = heapless::Vec::new();
     for id in kicks.iter() {
         if Some(id) == cur_id {
             return false;
@@ -155,7 +155,7 @@ fn wake_kicked<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, kicks: &Kicks) -> 
                     .guest(s)
                     .is_some_and(|g| g.dom.shutdown.is_none() && !g.destroy) =>
             {
-                // Cannot fail: a kick list names each domain once, and at most MAX_DOMAINS exist.
+                // Cannot fail: a kick list names each domain once, at most `Kicks::CAPACITY`.
                 let _ = slots.push(s);
             }
             _ => return false,

@@ -23,10 +23,15 @@ const T0: u64 = 1_000_000_000;
 /// Domains 0, 1 and 2 in slots 0, 1 and 2, all runnable, without a periodic timer, upcalls
 /// masked (as guests start), each with VIRQ_TIMER bound; slot 0 runs.
 fn world() -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
+    world_of(3)
+}
+
+/// dom0 and `n - 1` domUs, each with `VIRQ_TIMER` bound, dom0 running.
+fn world_of(n: u16) -> (Hv<FakeArch>, Box<DomainSet>, Regs) {
     let (m, _, info) = setup();
     let mut arch = FakeArch::new(m);
     let mut set = Box::new(DomainSet::new());
-    for id in 0..3u16 {
+    for id in 0..n {
         let mut g = guest(id);
         g.dom.vcpu_mut().regs.rip = 0x1000 * (u64::from(id) + 1);
         g.sched.weight = super::DEFAULT_WEIGHT;
@@ -363,6 +368,32 @@ fn a_kick_wakes_the_other_domain_without_a_full_pass_and_it_runs_at_the_callers_
     );
     assert_eq!(hv.sched.cur, 1);
     assert_eq!(hv.arch.switches, [(Some(0), 1)]);
+}
+
+#[test]
+fn kicks_past_the_lists_capacity_take_the_full_pass_which_wakes_every_one_of_them() {
+    // Eleven blocked domUs, each with an event pending, all kicked by one call: the list names
+    // eight, so the light way would miss three; the full pass wakes all eleven.
+    let (mut hv, mut set, mut regs) = world_of(12);
+    for slot in 1..12 {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    let mut kicks = Kicks::default();
+    for slot in 1..12 {
+        let d = set.guest(slot).unwrap().dom.clone();
+        let _ = crate::shared_info::SharedInfoPage::of_mut(&mut hv.arch, d.shared_info)
+            .test_and_set_upcall_pending(0);
+        kicks.add(d.id);
+    }
+    assert!(kicks.overflowed());
+    after_entry(&mut hv, &mut set, &mut regs, Entry::Hypercall(&kicks));
+    for slot in 1..12 {
+        assert!(
+            !set.guest(slot).unwrap().dom.vcpu().blocked,
+            "d{slot} still blocked"
+        );
+    }
 }
 
 #[test]
