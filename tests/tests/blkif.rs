@@ -35,13 +35,21 @@ fn fresh_disk(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// Boots dom0 (services mode) and one domU per command line, with `disk` as dom0's virtio disk.
-fn boot(disk: &Path, domus: &[String]) -> Run {
+/// A finished boot: its run, the disk image as it left it (the file is removed), its log.
+struct Booted {
+    run: Run,
+    image: Vec<u8>,
+    log: String,
+}
+
+/// Boots dom0 (services mode) and one domU per command line, with `disk` as dom0's virtio disk;
+/// requires a clean power-off.
+fn boot(disk: &Path, domus: &[String]) -> Booted {
     boot_with(disk, "", domus)
 }
 
 /// As [`boot`], with `dom0` as dom0's command line.
-fn boot_with(disk: &Path, dom0: &str, domus: &[String]) -> Run {
+fn boot_with(disk: &Path, dom0: &str, domus: &[String]) -> Booted {
     let mut modules = vec![(guest_kernel_image(), dom0.to_string())];
     modules.extend(domus.iter().map(|c| (guest_kernel_image(), c.clone())));
     let boot = Boot {
@@ -51,7 +59,12 @@ fn boot_with(disk: &Path, dom0: &str, domus: &[String]) -> Run {
         timeout: Duration::from_secs(180),
         qemu_extra: xtests::virtio_disk_args(disk),
     };
-    boot.run().unwrap_or_else(|e| panic!("harness error: {e}"))
+    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    let image = std::fs::read(disk).expect("read the test disk");
+    let _ = std::fs::remove_file(disk);
+    let log = run.log.join("\n");
+    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    Booted { run, image, log }
 }
 
 /// Checks that `image` holds `regions` (sector, bytes) and zeros everywhere else.
@@ -80,14 +93,10 @@ fn a_domu_writes_an_xorshift_stream_through_blkfront_and_the_host_finds_it_on_th
     let start = random(2) % (DISK_SECTORS - sectors);
     println!("seed {seed}, start sector {start}, {sectors} sectors");
     let disk = fresh_disk("selftest", &vec![0u8; DISK_BYTES]);
-    let run = boot(
+    let Booted { run, image, log } = boot(
         &disk,
         &[format!("name=blk blk-selftest={seed},{start},{sectors}")],
     );
-    let image = std::fs::read(&disk).expect("read the test disk");
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     run.expect("blkback: the domUs' vbds are slots of the virtio disk (32768 sectors)");
     run.expect("blkback: d1 vbd 51712 is sectors 0..32768 of the disk (slot 0)");
     run.expect("blkback: d1 vbd 51712 connected: ring-ref");
@@ -137,16 +146,12 @@ fn a_front_end_that_does_not_offer_persistent_grants_gets_them_grant_copied() {
     let start = random(6) % (DISK_SECTORS - sectors);
     println!("seed {seed}, start sector {start}, {sectors} sectors");
     let disk = fresh_disk("nopersistent", &vec![0u8; DISK_BYTES]);
-    let run = boot(
+    let Booted { run, image, log } = boot(
         &disk,
         &[format!(
             "name=blk blk-no-persistent blk-selftest={seed},{start},{sectors}"
         )],
     );
-    let image = std::fs::read(&disk).expect("read the test disk");
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     let bytes = sectors as usize * SECTOR;
     run.expect(&format!("(d1) blk-selftest: ok {bytes} bytes"));
     let back = blkback_lines(&run.log, 1);
@@ -180,17 +185,13 @@ fn a_misbehaving_front_end_is_refused_and_closed_while_another_domu_does_its_io(
     let start = 4 + random(4) % (half - 4 - sectors);
     println!("seed {seed}, start sector {start} of the second half, {sectors} sectors");
     let disk = fresh_disk("evil", &vec![0u8; DISK_BYTES]);
-    let run = boot(
+    let Booted { run, image, log } = boot(
         &disk,
         &[
             "name=evil blk-evil".into(),
             format!("name=good blk-selftest={seed},{start},{sectors}"),
         ],
     );
-    let image = std::fs::read(&disk).expect("read the test disk");
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
     for (case, status) in [
         ("bad-gref", -1),
         ("nr-segments-0", -1),
@@ -231,11 +232,7 @@ fn the_default_demo_reads_sector_0_through_the_split_driver() {
     let mut bytes = vec![0u8; DISK_BYTES];
     bytes[..16].copy_from_slice(b"xen-rs blk demo!");
     let disk = fresh_disk("demo", &bytes);
-    let run = boot(&disk, &["name=demo".into()]);
-    let image = std::fs::read(&disk).expect("read the test disk");
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    let Booted { run, image, .. } = boot(&disk, &["name=demo".into()]);
     run.expect("(d1) domU: ping-pong 100 round trips ok, grant copy verified");
     run.expect("(d1) domU: blkfront: vbd 51712 connected, 32768 sectors");
     run.expect("(d1) domU: blkfront: read sector 0: 78656e2d727320626c6b2064656d6f21...");
@@ -248,10 +245,7 @@ fn the_default_demo_reads_sector_0_through_the_split_driver() {
 #[ignore = "boots QEMU with build/xen: run through `make test`"]
 fn a_domu_that_dies_with_its_vbd_connected_is_torn_down_and_reclaimed() {
     let disk = fresh_disk("crash", &vec![0u8; DISK_BYTES]);
-    let run = boot(&disk, &["name=dier blk-crash".into()]);
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    let Booted { run, log, .. } = boot(&disk, &["name=dier blk-crash".into()]);
     run.expect("(d1) domU: blkfront: vbd 51712 connected, 32768 sectors");
     run.expect("toolstack: d1 (dier) crashed");
     // The back end disconnected (its counters) although the grant mapping was already revoked.
@@ -269,10 +263,7 @@ fn a_front_end_reconnects_many_times_reusing_its_grant_references() {
     // Each connect grants a ring page and 32 data pages; 40 of them need 1320 references, more
     // than one grant frame holds (512): only works if ended grants are handed out again.
     let disk = fresh_disk("reconnects", &vec![0u8; DISK_BYTES]);
-    let run = boot(&disk, &["name=again blk-reconnects=40".into()]);
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    let Booted { run, .. } = boot(&disk, &["name=again blk-reconnects=40".into()]);
     run.expect("(d1) blkfront: 40 reconnects ok");
 }
 
@@ -287,11 +278,7 @@ fn each_domu_reads_its_own_slot_of_the_disk_and_one_past_the_slots_gets_no_vbd()
     bytes[second..second + 16].copy_from_slice(b"slot two sector0");
     let disk = fresh_disk("slots", &bytes);
     let domus: Vec<String> = (1..=3).map(|i| format!("name=vm{i}")).collect();
-    let run = boot_with(&disk, "vbd-slots=2", &domus);
-    let image = std::fs::read(&disk).expect("read the test disk");
-    let _ = std::fs::remove_file(&disk);
-    let log = run.log.join("\n");
-    assert_eq!(run.ending, Ending::Exited(0), "log:\n{log}");
+    let Booted { run, image, .. } = boot_with(&disk, "vbd-slots=2", &domus);
     run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk (slot 0)");
     run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk (slot 1)");
     run.expect("blkback: d3 gets no vbd: it is boot-time domU 2 and the disk has 2 slot(s)");
