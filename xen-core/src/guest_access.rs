@@ -148,6 +148,7 @@ pub fn is_canonical(va: u64) -> bool {
 }
 
 /// Whether a guest may name `va` at all: canonical and outside the hypervisor's reserved slots.
+#[inline]
 pub fn guest_va_ok(va: u64) -> bool {
     is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
 }
@@ -953,6 +954,10 @@ impl MachineMemoryMut for Watched<'_> {
     fn frame_types_changed(&mut self) {
         self.cache.clear();
         self.mem.frame_types_changed();
+    }
+
+    fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
+        self.mem.guest_l1e(l4, va)
     }
 
     fn read_u64(&self, addr: Maddr) -> Option<u64> {

@@ -5,7 +5,7 @@
 pub mod e820;
 pub mod frame_alloc;
 pub mod frame_table;
-pub(crate) mod guest_pt;
+pub mod guest_pt;
 pub(crate) mod memory;
 pub(crate) mod mmu;
 pub mod page_memo;
@@ -157,6 +157,16 @@ pub trait MachineMemoryMut: MachineMemory {
     /// data there.
     fn xen_frame(&mut self, _mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
         None
+    }
+
+    /// `map_guest_l1e`: the machine address of the L1 entry that maps `va` in the tables rooted
+    /// at `l4`, and the L1's frame (see [`guest_pt::map_guest_l1e`]). Provided, and rarely
+    /// overridden: the default is compiled for each memory with its own
+    /// [`MachineMemoryMut::read_u64`], so a walk's three reads are in line, one dynamic call per
+    /// walk rather than one per level. A wrapper forwards it (or gets the walk through its own
+    /// reads).
+    fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
+        guest_pt::walk_to_l1e(l4, va, |at| self.read_u64(at))
     }
 
     /// Reads a little-endian u64 at `addr` (page-table entries, p2m entries).

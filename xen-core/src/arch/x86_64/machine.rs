@@ -187,6 +187,18 @@ impl MachineMemoryMut for DirectMap {
         core::ptr::NonNull::new(virt as *mut [u8; 4096])
     }
 
+    /// The walk's reads go straight to [`DirectMap::virt`]: each is on another table's page,
+    /// where the memo would only miss.
+    fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
+        xen_core::mm::guest_pt::walk_to_l1e(l4, va, |addr| {
+            let virt = self.virt(addr, 8)?;
+            // SAFETY: as for `read_u64`.
+            Some(u64::from_le(unsafe {
+                core::ptr::read_unaligned(virt as *const u64)
+            }))
+        })
+    }
+
     // Page-table entries go through these: one load or store each, not a slice and a copy.
     #[inline]
     fn read_u64(&self, addr: Maddr) -> Option<u64> {
@@ -435,6 +447,10 @@ impl MachineMemoryMut for HvMachine {
 
     fn xen_frame(&mut self, mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
         self.mem.xen_frame(mfn)
+    }
+
+    fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
+        self.mem.guest_l1e(l4, va)
     }
 
     fn read_u64(&self, addr: Maddr) -> Option<u64> {

@@ -47,22 +47,26 @@ pub(crate) fn do_update_va_mapping<M: Machine + ?Sized>(
     let (mut pt, _) = pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
 
     let (at, gl1mfn) = map_guest_l1e(pt.mem, guest_l4, va).ok_or(Errno::EINVAL)?;
-    if !pt.get_page(gl1mfn, Owner::Domain(curr.id)) {
+    // Xen takes a general reference on the L1 for the update (`get_page_from_mfn(gl1mfn, d)`,
+    // `put_page` after) and requires it to be in use as an L1. Of the reference it asks two
+    // things: that the caller owns the frame, checked here in the one look-up, and that the
+    // frame stays allocated meanwhile, which holds without one: an L1 in use holds its type
+    // reference from an L2 entry, a pin or a base pointer, each of which holds a general
+    // reference too (`frame_table::audit`), and nothing else runs while this call does. The
+    // old entry's put in `mod_l1_entry` drops a reference that entry held: a read-only mapping
+    // of the L1 itself, at most, never the one that keeps it in use.
+    let is_l1 = pt.mm.frames.get(gl1mfn).is_some_and(|f| {
+        f.owner() == Owner::Domain(curr.id)
+            && f.count() > 0
+            && f.validated()
+            && f.type_count() > 0
+            && f.page_type() == PageType::L1
+    });
+    if !is_l1 {
         return Err(Errno::EINVAL);
     }
-    let is_l1 = pt
-        .mm
-        .frames
-        .get(gl1mfn)
-        .is_some_and(|f| f.validated() && f.type_count() > 0 && f.page_type() == PageType::L1);
-    let rc = if is_l1 {
-        pt.mod_l1_entry(at, val, false, curr, pg_owner)
-    } else {
-        Err(Errno::EINVAL)
-    };
-    pt.put_page(gl1mfn);
     // An error means the entry did not change: skip the flush.
-    rc?;
+    pt.mod_l1_entry(at, val, false, curr, pg_owner)?;
 
     let target = flags & !UVMF_FLUSHTYPE_MASK;
     let wanted = match target {
