@@ -114,7 +114,15 @@ function check(src, line, path,   m, dst, us, ud) {
         m = srcmod
         while (path ~ /^super::/) { m = parent(m); sub(/^super::/, "", path) }
         m = (m == "" ? path : m "::" path)
-    } else return
+    } else if (path ~ /^self::/) {
+        sub(/^self::/, "", path)
+        m = (srcmod == "" ? path : srcmod "::" path)
+    } else {
+        # A path from a child module of this one (`child::Item`, as a parent may write).
+        first = path; sub(/::.*$/, "", first)
+        if (!((srcmod == "" ? first : srcmod "::" first) in modfile)) return
+        m = (srcmod == "" ? path : srcmod "::" path)
+    }
     gsub(/::(self|\*)$/, "", m)
     dst = file_of(m)
     us = unit_of(src); ud = unit_of(dst)
@@ -158,9 +166,11 @@ pending { pending = 0; if ($0 ~ /^(pub(\(crate\))? )?mod [a-z_0-9]+ \{/) { skip 
         for (k = 1; k <= out[0]; k++) check(src, FNR, out[k])
         next
     }
-    # Paths written inline: crate::a::b::Item, super::x.
-    while (match(s, /(\$?crate|super)(::[A-Za-z_0-9]+)+/)) {
-        check(src, FNR, substr(s, RSTART, RLENGTH))
+    # Paths written inline: crate::a::b::Item, super::x, and child::x (one that starts with a
+    # lower-case name not preceded by a name or `::`: what `check` takes for a child module).
+    s = " " s
+    while (match(s, /[^A-Za-z_0-9:$][a-z_][a-z_0-9]*(::[A-Za-z_0-9]+)+/)) {
+        check(src, FNR, substr(s, RSTART + 1, RLENGTH - 1))
         s = substr(s, RSTART + RLENGTH)
     }
 }
