@@ -725,9 +725,9 @@ impl TranslationCache {
 
     /// `copy_to_guest` through the cache: the cached walk must allow writing (a `T` that crosses
     /// a page end is written with uncached walks). `mem` is the [`Watched`] memory of this cache.
-    pub fn copy_to_guest<T: IntoBytes + Immutable>(
+    pub fn copy_to_guest<T: IntoBytes + Immutable, M: MachineMemoryMut + ?Sized>(
         &self,
-        mem: &mut Watched<'_>,
+        mem: &mut Watched<'_, M>,
         ptr: GuestPtr<T>,
         value: &T,
     ) -> Result<(), GuestFault> {
@@ -898,19 +898,19 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
 /// access, and tells the cache of every write before it happens (and of every type change), so
 /// that no translation outlives the tables it was read from. Everything the hypercall writes
 /// goes through it.
-pub struct Watched<'c> {
-    mem: &'c mut dyn MachineMemoryMut,
+pub struct Watched<'c, M: MachineMemoryMut + ?Sized + 'c = dyn MachineMemoryMut + 'c> {
+    mem: &'c mut M,
     cache: &'c TranslationCache,
 }
 
-impl<'c> Watched<'c> {
+impl<'c, M: MachineMemoryMut + ?Sized> Watched<'c, M> {
     /// `mem`, watched for `cache`.
-    pub fn new(mem: &'c mut dyn MachineMemoryMut, cache: &'c TranslationCache) -> Self {
+    pub fn new(mem: &'c mut M, cache: &'c TranslationCache) -> Self {
         Watched { mem, cache }
     }
 }
 
-impl crate::mm::MachineMemory for Watched<'_> {
+impl<M: MachineMemoryMut + ?Sized> crate::mm::MachineMemory for Watched<'_, M> {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         self.mem.read(addr, len)
     }
@@ -923,7 +923,7 @@ impl crate::mm::MachineMemory for Watched<'_> {
 // Every method is forwarded (the defaults would work too, through `read` and `write`, but would
 // lose the direct map's single loads and locked instructions); each one that writes tells the
 // cache first.
-impl Watched<'_> {
+impl<M: MachineMemoryMut + ?Sized> Watched<'_, M> {
     /// [`MachineMemoryMut::write_u64`] that may touch a cached translation.
     #[inline(never)]
     fn written_then_write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
@@ -932,7 +932,7 @@ impl Watched<'_> {
     }
 }
 
-impl MachineMemoryMut for Watched<'_> {
+impl<M: MachineMemoryMut + ?Sized> MachineMemoryMut for Watched<'_, M> {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.cache.written(addr, data.len());
         self.mem.write(addr, data)

@@ -12,12 +12,12 @@ use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 /// borrows the caller's counters, and records TLB work in `flush`: the call's, see
 /// `crate::ctx::Effects`) and the rest of the domain.
 #[inline]
-pub(crate) fn pt<'a>(
+pub(crate) fn pt<'a, M: MachineMemoryMut + ?Sized>(
     mm: &'a mut Mm<'static>,
-    mem: &'a mut dyn MachineMemoryMut,
+    mem: &'a mut M,
     dom: &'a mut Domain,
     flush: &'a mut crate::domain::FlushRequest,
-) -> (Pt<'a, 'static>, DomainParts<'a>) {
+) -> (Pt<'a, 'static, M>, DomainParts<'a>) {
     let caller = dom.info();
     let crate::domain::Vcpu {
         l4,

@@ -253,7 +253,7 @@ pub enum MmuCopy {
 /// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that
 /// host tests place boot-loader structures in.
 #[cfg(test)]
-pub(crate) struct FakeMemory {
+pub struct FakeMemory {
     pub base: u64,
     pub bytes: Vec<u8>,
     /// A fake CPU's MMU, for tests of copies through it ([`MachineMemoryMut::mmu_read`]); none
@@ -268,7 +268,7 @@ pub(crate) struct FakeMemory {
 /// write, and keeps what it found in a TLB until [`FakeMmu::flush`]: a translation the tables
 /// no longer allow stays usable until then, as on hardware.
 #[cfg(test)]
-pub(crate) struct FakeMmu {
+pub struct FakeMmu {
     /// The table the fake CPU runs on.
     pub cr3: Mfn,
     /// Cached translations: the page of a virtual address to (its machine page, writable).

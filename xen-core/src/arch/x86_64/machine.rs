@@ -552,6 +552,7 @@ pub enum Cr3Load {
 }
 
 impl Machine for HvMachine {
+    type Mem = DirectMap;
     fn console_write(&mut self, bytes: &[u8]) {
         console::write_guest(bytes);
     }
@@ -587,9 +588,7 @@ impl Machine for HvMachine {
         &self.preempt
     }
 
-    fn mm_preemptible(
-        &mut self,
-    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+    fn mm_preemptible(&mut self) -> Option<(&mut Mm<'static>, &mut DirectMap, &dyn Preempt)> {
         Some((&mut self.mm, &mut self.mem, &self.preempt))
     }
 }

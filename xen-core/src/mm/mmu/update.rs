@@ -33,7 +33,7 @@ struct Stop<'p> {
 
 impl Stop<'_> {
     #[inline]
-    fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
+    fn now<W: MachineMemoryMut + ?Sized>(&self, mem: &W) -> bool {
         self.preempt.is_some_and(|p| {
             p.pending()
                 || mem
@@ -103,8 +103,8 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
 
 /// The request loop of `do_mmu_update`; returns the outcome, how many requests completed, and
 /// whether it stopped for preemption before request `i` (the outcome is then `Ok`).
-fn mmu_update_loop(
-    pt: &mut Pt<'_, '_>,
+fn mmu_update_loop<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
     reqs: Batch<'_, MmuUpdate>,
     count: u32,
     cache: &TranslationCache,
@@ -168,8 +168,8 @@ fn mmu_update_loop(
 /// rather than per entry. Each update still reads the frame's entry as it is then (type,
 /// validation, type count), and the frame cannot change owner or be freed while referenced,
 /// which is all the reference was for.
-fn normal_pt_update(
-    pt: &mut Pt<'_, '_>,
+fn normal_pt_update<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
     req: MmuUpdate,
     cmd: u64,
     pt_owner: DomainInfo,
@@ -235,14 +235,18 @@ fn normal_pt_update(
 
 /// An `mmu_update` aimed at a writable page: Xen just writes the value
 /// (`paging_write_guest_entry`).
-fn plain_write(pt: &mut Pt<'_, '_>, at: Maddr, val: u64) -> Result<(), Errno> {
+fn plain_write<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
+    at: Maddr,
+    val: u64,
+) -> Result<(), Errno> {
     pt.perf.writable_mmu_updates += 1;
     pt.mem.write_u64(at, val).ok_or(Errno::EFAULT)
 }
 
 /// `MMU_MACHPHYS_UPDATE`: M2P[`ptr >> 12`] = `val`, for a frame `pg_owner` owns.
-fn machphys_update(
-    pt: &mut Pt<'_, '_>,
+fn machphys_update<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
     req: MmuUpdate,
     pt_owner: DomainInfo,
     pg_owner: Owner,
