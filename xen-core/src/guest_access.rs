@@ -542,7 +542,58 @@ pub struct TranslationCache {
     mmu_slot_ok: Cell<u64>,
 }
 
+/// What one call's [`TranslationCache`] learnt about an L4 slot ([`mmu_range_ok`] passed a
+/// range within it), kept by the vCPU for its next call: valid while the vCPU's L4 is the same
+/// and no validated L4's guest entry can have changed since ([`Mm::l4_changes`], which moves
+/// on every such change). The answer rests on that entry alone (see the cache's
+/// `mmu_slot_ok`), so the next call may start from it rather than read the entry again.
+///
+/// [`Mm::l4_changes`]: crate::mm::frame_table::Mm::l4_changes
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotMemo {
+    l4: Mfn,
+    /// The slot plus one; 0 for none.
+    slot: u64,
+    changes: u64,
+}
+
+impl SlotMemo {
+    /// Nothing remembered.
+    pub const NONE: SlotMemo = SlotMemo {
+        l4: Mfn(0),
+        slot: 0,
+        changes: 0,
+    };
+}
+
 impl TranslationCache {
+    /// An empty cache over the guest tables rooted at `l4` that starts from what an earlier
+    /// call's cache over the same tables left in `memo`, if no L4 entry can have changed since
+    /// (`l4_changes` is [`crate::mm::frame_table::Mm::l4_changes`] now).
+    #[inline]
+    pub fn resuming(l4: Mfn, memo: SlotMemo, l4_changes: u64) -> Self {
+        let cache = TranslationCache::new(l4);
+        if memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes {
+            cache.mmu_slot_ok.set(memo.slot);
+            // As when the slot passed in this call: a write to the L4 forgets it.
+            cache
+                .tables_mask
+                .set(cache.tables_mask.get() | 1 << (l4.0 % 64));
+        }
+        cache
+    }
+
+    /// What this cache knows of an L4 slot, for the next call (see [`SlotMemo`]); `l4_changes`
+    /// as for [`TranslationCache::resuming`], read once nothing more is written.
+    #[inline]
+    pub fn memo(&self, l4_changes: u64) -> SlotMemo {
+        SlotMemo {
+            l4: self.l4,
+            slot: self.mmu_slot_ok.get(),
+            changes: l4_changes,
+        }
+    }
+
     /// An empty cache over the guest tables rooted at `l4`.
     pub const fn new(l4: Mfn) -> Self {
         TranslationCache {
@@ -1355,6 +1406,57 @@ mod tests {
         assert!(cache.mmu_range_ok(&w, va, 8));
         w.frame_types_changed();
         assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by a change of types");
+    }
+
+    /// A call starts from the L4 slot the vCPU's last call found safe only while it runs on the
+    /// same L4 and no L4 entry can have changed since; a slot it starts from is forgotten by a
+    /// write to the L4, as one found in the call is.
+    #[test]
+    fn a_call_resumes_from_the_last_calls_l4_slot_only_while_nothing_changed() {
+        let mut m = machine_with_mmu();
+        m.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
+        let va = (4u64 << 39) | (256 << 12);
+        let first = TranslationCache::new(Mfn(1));
+        assert!(first.mmu_range_ok(&Watched::new(&mut m, &first), va, 8));
+        let memo = first.memo(7);
+        assert_eq!(memo.slot, 5);
+        assert_eq!(
+            TranslationCache::resuming(Mfn(1), memo, 7)
+                .mmu_slot_ok
+                .get(),
+            5
+        );
+        assert_eq!(
+            TranslationCache::resuming(Mfn(1), memo, 8)
+                .mmu_slot_ok
+                .get(),
+            0,
+            "an L4 entry may have changed"
+        );
+        assert_eq!(
+            TranslationCache::resuming(Mfn(14), memo, 7)
+                .mmu_slot_ok
+                .get(),
+            0,
+            "another L4"
+        );
+        assert_eq!(
+            TranslationCache::resuming(Mfn(1), SlotMemo::NONE, 0)
+                .mmu_slot_ok
+                .get(),
+            0
+        );
+        // Resumed, then the call rewrites slot 4 into a read-only entry to another L4.
+        let cache = TranslationCache::resuming(Mfn(1), memo, 7);
+        let mut w = Watched::new(&mut m, &cache);
+        assert!(cache.mmu_range_ok(&w, va, 8), "from the memo");
+        let xen = w.read_u64(Maddr(0x1000 + 256 * 8)).unwrap();
+        w.write_u64(Maddr(0xe000 + 256 * 8), xen).unwrap();
+        w.write_u64(Maddr(0x1000 + 4 * 8), 0xe000 | PTE_P | PTE_US)
+            .unwrap();
+        assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by the write");
+        assert!(!cache.mmu_range_ok(&w, va, 8), "another L4 behind slot 4");
+        assert_eq!(cache.memo(7).slot, 0, "nothing passed on");
     }
 
     fn mmu_copies(m: &FakeMemory) -> u64 {

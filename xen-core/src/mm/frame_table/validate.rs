@@ -530,6 +530,9 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
     /// `promote_l2_table`/`l3`/`l4`: every present guest entry must map a valid table of the
     /// next level down; an L4 then gets the hypervisor's slots (`init_xen_l4_slots`).
     fn promote_upper_table(&mut self, mfn: Mfn, ty: PageType) -> Result<(), Errno> {
+        if ty == PageType::L4 {
+            self.mm.l4_changed();
+        }
         let d = self.owner_domain(mfn)?;
         for i in 0..ENTRIES {
             if ty == PageType::L4 && !is_guest_l4_slot(i) {
@@ -657,6 +660,9 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
         let slot = ((at.0 & 0xfff) / 8) as usize;
         if ty == PageType::L4 && !is_guest_l4_slot(slot) {
             return Err(Errno::EINVAL); // "L4 update in Xen-private area"
+        }
+        if ty == PageType::L4 {
+            self.mm.l4_changed();
         }
         let old = self.mem.read_u64(at).ok_or(Errno::EFAULT)?;
         let adjust = |e| match ty {

@@ -77,8 +77,9 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         curr
     };
     // From here every access to guest memory and every write goes through the call's
-    // translation cache and the memory that keeps it honest (see `TranslationCache`).
-    let cache = TranslationCache::new(guest_l4);
+    // translation cache and the memory that keeps it honest (see `TranslationCache`), which
+    // starts from the L4 slot the vCPU's last call found safe for the MMU, if it still is.
+    let cache = TranslationCache::resuming(guest_l4, ctx.dom.vcpu().mmu_slot, mm.l4_changes());
     // Through the MMU while no TLB work is owed (see `MmuGuest`); the loop stops that the
     // moment an update asks for some.
     cache.use_mmu(mmu);
@@ -97,6 +98,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         // Xen ignores a failure to write it.
         let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
     }
+    ctx.dom.vcpu_mut().mmu_slot = cache.memo(mm.l4_changes());
     continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
