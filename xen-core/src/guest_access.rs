@@ -141,17 +141,7 @@ const PTE_US: u64 = 1 << 2;
 const PTE_PSE: u64 = 1 << 7;
 const PTE_FRAME: u64 = 0x000f_ffff_ffff_f000;
 
-/// Whether `va` is canonical (bits 63..47 all equal).
-pub fn is_canonical(va: u64) -> bool {
-    let top = (va as i64) >> 47;
-    top == 0 || top == -1
-}
-
-/// Whether a guest may name `va` at all: canonical and outside the hypervisor's reserved slots.
-#[inline]
-pub fn guest_va_ok(va: u64) -> bool {
-    is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
-}
+pub use crate::mm::{guest_va_ok, is_canonical};
 
 /// One past the lower canonical half (`0x0000_8000_0000_0000`).
 const LOWER_HALF_END: u64 = 1 << 47;
@@ -514,7 +504,11 @@ const CACHE_SLOTS: usize = 2;
 /// frees or retypes frames outside the call (page-table write emulation, grant map/unmap/revoke,
 /// dom0's foreign `mmu_update` or `update_va_mapping_otherdomain`, `decrease_reservation`,
 /// `GNTTABOP_transfer`, domain teardown) can run inside it. A translation kept across calls would
-/// need a global generation bumped by every page-table write, type change and free.
+/// need a global generation bumped by every page-table write, type change and free. Only one
+/// answer outlives the call: that an L4 slot is safe for copies through the MMU
+/// ([`crate::mm::SlotMemo`], kept by the vCPU), which rests on one L4 entry alone, and a
+/// generation bumped by every change of a validated L4's guest entries
+/// ([`crate::mm::frame_table::Mm::l4_changes`]) guards it.
 pub struct TranslationCache {
     l4: Mfn,
     slots: [Slot; CACHE_SLOTS],
@@ -542,36 +536,12 @@ pub struct TranslationCache {
     mmu_slot_ok: Cell<u64>,
 }
 
-/// What one call's [`TranslationCache`] learnt about an L4 slot ([`mmu_range_ok`] passed a
-/// range within it), kept by the vCPU for its next call: valid while the vCPU's L4 is the same
-/// and no validated L4's guest entry can have changed since ([`Mm::l4_changes`], which moves
-/// on every such change). The answer rests on that entry alone (see the cache's
-/// `mmu_slot_ok`), so the next call may start from it rather than read the entry again.
-///
-/// [`Mm::l4_changes`]: crate::mm::frame_table::Mm::l4_changes
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SlotMemo {
-    l4: Mfn,
-    /// The slot plus one; 0 for none.
-    slot: u64,
-    changes: u64,
-}
-
-impl SlotMemo {
-    /// Nothing remembered.
-    pub const NONE: SlotMemo = SlotMemo {
-        l4: Mfn(0),
-        slot: 0,
-        changes: 0,
-    };
-}
-
 impl TranslationCache {
     /// An empty cache over the guest tables rooted at `l4` that starts from what an earlier
     /// call's cache over the same tables left in `memo`, if no L4 entry can have changed since
     /// (`l4_changes` is [`crate::mm::frame_table::Mm::l4_changes`] now).
     #[inline]
-    pub fn resuming(l4: Mfn, memo: SlotMemo, l4_changes: u64) -> Self {
+    pub fn resuming(l4: Mfn, memo: crate::mm::SlotMemo, l4_changes: u64) -> Self {
         let cache = TranslationCache::new(l4);
         if memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes {
             cache.mmu_slot_ok.set(memo.slot);
@@ -583,11 +553,11 @@ impl TranslationCache {
         cache
     }
 
-    /// What this cache knows of an L4 slot, for the next call (see [`SlotMemo`]); `l4_changes`
+    /// What this cache knows of an L4 slot, for the next call (see [`crate::mm::SlotMemo`]); `l4_changes`
     /// as for [`TranslationCache::resuming`], read once nothing more is written.
     #[inline]
-    pub fn memo(&self, l4_changes: u64) -> SlotMemo {
-        SlotMemo {
+    pub fn memo(&self, l4_changes: u64) -> crate::mm::SlotMemo {
+        crate::mm::SlotMemo {
             l4: self.l4,
             slot: self.mmu_slot_ok.get(),
             changes: l4_changes,
@@ -615,6 +585,9 @@ impl TranslationCache {
         let slot = (va >> 39) & 511;
         let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
         if one_slot && self.mmu_slot_ok.get() == slot + 1 && guest_range_ok(va, len) {
+            // Test oracle: what the memo answers is what the check would.
+            #[cfg(test)]
+            assert!(mmu_range_ok(mem, self.l4, va, len), "stale L4-slot memo");
             return true;
         }
         if !mmu_range_ok(mem, self.l4, va, len) {
@@ -1441,7 +1414,7 @@ mod tests {
             "another L4"
         );
         assert_eq!(
-            TranslationCache::resuming(Mfn(1), SlotMemo::NONE, 0)
+            TranslationCache::resuming(Mfn(1), crate::mm::SlotMemo::NONE, 0)
                 .mmu_slot_ok
                 .get(),
             0

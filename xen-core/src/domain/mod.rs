@@ -236,8 +236,8 @@ pub struct Vcpu {
     /// faults into the hypervisor.
     pub iopl: u8,
     /// The L4 slot the last `mmu_update` found safe to copy through the MMU, kept for the next
-    /// call (see [`crate::guest_access::SlotMemo`]).
-    pub mmu_slot: crate::guest_access::SlotMemo,
+    /// call (see [`crate::mm::SlotMemo`]).
+    pub mmu_slot: crate::mm::SlotMemo,
 }
 
 /// DR6 with no event recorded (`X86_DR6_DEFAULT`).
@@ -470,7 +470,7 @@ impl Default for Vcpu {
             flush: FlushRequest::default(),
             perf: PerfCounters::default(),
             iopl: 0,
-            mmu_slot: crate::guest_access::SlotMemo::NONE,
+            mmu_slot: crate::mm::SlotMemo::NONE,
             initialised: false,
             up: false,
             nmi_pending: false,

@@ -208,7 +208,7 @@ impl MachineMemoryMut for DirectMap {
     /// The walk's reads skip the memo: each is on another table's page, where it would only
     /// miss.
     fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
-        xen_core::mm::guest_pt::walk_to_l1e(l4, va, |addr| self.load_u64(addr, false))
+        xen_core::mm::walk_to_l1e(l4, va, |addr| self.load_u64(addr, false))
     }
 
     // Page-table entries go through these: one load or store each, not a slice and a copy.

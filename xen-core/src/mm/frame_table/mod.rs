@@ -545,7 +545,7 @@ pub struct Mm<'t> {
     /// Moves on whenever a guest-slot entry of a validated L4 may change: an L4 validated (its
     /// entries then whatever the frame held), an entry rewritten (`mod_upper_entry`). Nothing
     /// else changes one (a validated L4 is never writable), so an answer about an L4's entries
-    /// read under one value holds while the value stays ([`crate::guest_access::SlotMemo`]).
+    /// read under one value holds while the value stays ([`crate::mm::SlotMemo`]).
     l4_changes: u64,
 }
 

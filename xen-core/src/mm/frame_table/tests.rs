@@ -346,7 +346,23 @@ fn a_batch_of_upper_level_updates_flushes_once() {
     t.check();
 }
 
-/// What a vCPU's L4-slot memo rests on (`guest_access::SlotMemo`): `l4_changes` moves on
+/// `Machine::mm_preemptible` hands out the memory `Machine::mm` does: the batch loops compiled
+/// for the machine's memory type (`mmu_update`'s) see what everything else sees.
+#[test]
+fn mm_preemptible_hands_out_the_memory_mm_does() {
+    use crate::ctx::Machine;
+    fn same<M: Machine>(m: &mut M) {
+        let a = m.mm().unwrap().1 as *mut dyn MachineMemoryMut as *mut u8;
+        let b = m.mm_preemptible().unwrap().1 as *mut M::Mem as *mut u8;
+        assert_eq!(a, b);
+    }
+    let t = Two::new();
+    let mut m = t.m;
+    same(&mut m);
+    same(&mut crate::cpu_fake::FakeArch::new(m));
+}
+
+/// What a vCPU's L4-slot memo rests on (`mm::SlotMemo`): `l4_changes` moves on
 /// whenever a guest entry of a validated L4 may change (an L4 entry rewritten, an L4
 /// validated), and not on the usual calls (L1 updates).
 #[test]
