@@ -95,6 +95,7 @@ impl MachineMemoryMut for FakeArch {
 }
 
 impl Machine for FakeArch {
+    type Mem = crate::mm::FakeMemory;
     fn console_write(&mut self, bytes: &[u8]) {
         self.m.console_write(bytes);
     }
@@ -124,7 +125,7 @@ impl Machine for FakeArch {
     }
     fn mm_preemptible(
         &mut self,
-    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+    ) -> Option<(&mut Mm<'static>, &mut crate::mm::FakeMemory, &dyn Preempt)> {
         self.m.mm_preemptible()
     }
 }

@@ -141,17 +141,7 @@ const PTE_US: u64 = 1 << 2;
 const PTE_PSE: u64 = 1 << 7;
 const PTE_FRAME: u64 = 0x000f_ffff_ffff_f000;
 
-/// Whether `va` is canonical (bits 63..47 all equal).
-pub fn is_canonical(va: u64) -> bool {
-    let top = (va as i64) >> 47;
-    top == 0 || top == -1
-}
-
-/// Whether a guest may name `va` at all: canonical and outside the hypervisor's reserved slots.
-#[inline]
-pub fn guest_va_ok(va: u64) -> bool {
-    is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
-}
+pub use crate::mm::{guest_va_ok, is_canonical};
 
 /// One past the lower canonical half (`0x0000_8000_0000_0000`).
 const LOWER_HALF_END: u64 = 1 << 47;
@@ -514,7 +504,11 @@ const CACHE_SLOTS: usize = 2;
 /// frees or retypes frames outside the call (page-table write emulation, grant map/unmap/revoke,
 /// dom0's foreign `mmu_update` or `update_va_mapping_otherdomain`, `decrease_reservation`,
 /// `GNTTABOP_transfer`, domain teardown) can run inside it. A translation kept across calls would
-/// need a global generation bumped by every page-table write, type change and free.
+/// need a global generation bumped by every page-table write, type change and free. Only one
+/// answer outlives the call: that an L4 slot is safe for copies through the MMU
+/// ([`crate::mm::SlotMemo`], kept by the vCPU), which rests on one L4 entry alone, and a
+/// generation bumped by every change of a validated L4's guest entries
+/// ([`crate::mm::frame_table::Mm::l4_changes`]) guards it.
 pub struct TranslationCache {
     l4: Mfn,
     slots: [Slot; CACHE_SLOTS],
@@ -543,6 +537,33 @@ pub struct TranslationCache {
 }
 
 impl TranslationCache {
+    /// An empty cache over the guest tables rooted at `l4` that starts from what an earlier
+    /// call's cache over the same tables left in `memo`, if no L4 entry can have changed since
+    /// (`l4_changes` is [`crate::mm::frame_table::Mm::l4_changes`] now).
+    #[inline]
+    pub fn resuming(l4: Mfn, memo: crate::mm::SlotMemo, l4_changes: u64) -> Self {
+        let cache = TranslationCache::new(l4);
+        if memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes {
+            cache.mmu_slot_ok.set(memo.slot);
+            // As when the slot passed in this call: a write to the L4 forgets it.
+            cache
+                .tables_mask
+                .set(cache.tables_mask.get() | 1 << (l4.0 % 64));
+        }
+        cache
+    }
+
+    /// What this cache knows of an L4 slot, for the next call (see [`crate::mm::SlotMemo`]); `l4_changes`
+    /// as for [`TranslationCache::resuming`], read once nothing more is written.
+    #[inline]
+    pub fn memo(&self, l4_changes: u64) -> crate::mm::SlotMemo {
+        crate::mm::SlotMemo {
+            l4: self.l4,
+            slot: self.mmu_slot_ok.get(),
+            changes: l4_changes,
+        }
+    }
+
     /// An empty cache over the guest tables rooted at `l4`.
     pub const fn new(l4: Mfn) -> Self {
         TranslationCache {
@@ -564,6 +585,9 @@ impl TranslationCache {
         let slot = (va >> 39) & 511;
         let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
         if one_slot && self.mmu_slot_ok.get() == slot + 1 && guest_range_ok(va, len) {
+            // Test oracle: what the memo answers is what the check would.
+            #[cfg(test)]
+            assert!(mmu_range_ok(mem, self.l4, va, len), "stale L4-slot memo");
             return true;
         }
         if !mmu_range_ok(mem, self.l4, va, len) {
@@ -725,9 +749,9 @@ impl TranslationCache {
 
     /// `copy_to_guest` through the cache: the cached walk must allow writing (a `T` that crosses
     /// a page end is written with uncached walks). `mem` is the [`Watched`] memory of this cache.
-    pub fn copy_to_guest<T: IntoBytes + Immutable>(
+    pub fn copy_to_guest<T: IntoBytes + Immutable, M: MachineMemoryMut + ?Sized>(
         &self,
-        mem: &mut Watched<'_>,
+        mem: &mut Watched<'_, M>,
         ptr: GuestPtr<T>,
         value: &T,
     ) -> Result<(), GuestFault> {
@@ -898,19 +922,19 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
 /// access, and tells the cache of every write before it happens (and of every type change), so
 /// that no translation outlives the tables it was read from. Everything the hypercall writes
 /// goes through it.
-pub struct Watched<'c> {
-    mem: &'c mut dyn MachineMemoryMut,
+pub struct Watched<'c, M: MachineMemoryMut + ?Sized + 'c = dyn MachineMemoryMut + 'c> {
+    mem: &'c mut M,
     cache: &'c TranslationCache,
 }
 
-impl<'c> Watched<'c> {
+impl<'c, M: MachineMemoryMut + ?Sized> Watched<'c, M> {
     /// `mem`, watched for `cache`.
-    pub fn new(mem: &'c mut dyn MachineMemoryMut, cache: &'c TranslationCache) -> Self {
+    pub fn new(mem: &'c mut M, cache: &'c TranslationCache) -> Self {
         Watched { mem, cache }
     }
 }
 
-impl crate::mm::MachineMemory for Watched<'_> {
+impl<M: MachineMemoryMut + ?Sized> crate::mm::MachineMemory for Watched<'_, M> {
     fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
         self.mem.read(addr, len)
     }
@@ -923,7 +947,7 @@ impl crate::mm::MachineMemory for Watched<'_> {
 // Every method is forwarded (the defaults would work too, through `read` and `write`, but would
 // lose the direct map's single loads and locked instructions); each one that writes tells the
 // cache first.
-impl Watched<'_> {
+impl<M: MachineMemoryMut + ?Sized> Watched<'_, M> {
     /// [`MachineMemoryMut::write_u64`] that may touch a cached translation.
     #[inline(never)]
     fn written_then_write_u64(&mut self, addr: Maddr, value: u64) -> Option<()> {
@@ -932,7 +956,7 @@ impl Watched<'_> {
     }
 }
 
-impl MachineMemoryMut for Watched<'_> {
+impl<M: MachineMemoryMut + ?Sized> MachineMemoryMut for Watched<'_, M> {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.cache.written(addr, data.len());
         self.mem.write(addr, data)
@@ -1355,6 +1379,57 @@ mod tests {
         assert!(cache.mmu_range_ok(&w, va, 8));
         w.frame_types_changed();
         assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by a change of types");
+    }
+
+    /// A call starts from the L4 slot the vCPU's last call found safe only while it runs on the
+    /// same L4 and no L4 entry can have changed since; a slot it starts from is forgotten by a
+    /// write to the L4, as one found in the call is.
+    #[test]
+    fn a_call_resumes_from_the_last_calls_l4_slot_only_while_nothing_changed() {
+        let mut m = machine_with_mmu();
+        m.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
+        let va = (4u64 << 39) | (256 << 12);
+        let first = TranslationCache::new(Mfn(1));
+        assert!(first.mmu_range_ok(&Watched::new(&mut m, &first), va, 8));
+        let memo = first.memo(7);
+        assert_eq!(memo.slot, 5);
+        assert_eq!(
+            TranslationCache::resuming(Mfn(1), memo, 7)
+                .mmu_slot_ok
+                .get(),
+            5
+        );
+        assert_eq!(
+            TranslationCache::resuming(Mfn(1), memo, 8)
+                .mmu_slot_ok
+                .get(),
+            0,
+            "an L4 entry may have changed"
+        );
+        assert_eq!(
+            TranslationCache::resuming(Mfn(14), memo, 7)
+                .mmu_slot_ok
+                .get(),
+            0,
+            "another L4"
+        );
+        assert_eq!(
+            TranslationCache::resuming(Mfn(1), crate::mm::SlotMemo::NONE, 0)
+                .mmu_slot_ok
+                .get(),
+            0
+        );
+        // Resumed, then the call rewrites slot 4 into a read-only entry to another L4.
+        let cache = TranslationCache::resuming(Mfn(1), memo, 7);
+        let mut w = Watched::new(&mut m, &cache);
+        assert!(cache.mmu_range_ok(&w, va, 8), "from the memo");
+        let xen = w.read_u64(Maddr(0x1000 + 256 * 8)).unwrap();
+        w.write_u64(Maddr(0xe000 + 256 * 8), xen).unwrap();
+        w.write_u64(Maddr(0x1000 + 4 * 8), 0xe000 | PTE_P | PTE_US)
+            .unwrap();
+        assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by the write");
+        assert!(!cache.mmu_range_ok(&w, va, 8), "another L4 behind slot 4");
+        assert_eq!(cache.memo(7).slot, 0, "nothing passed on");
     }
 
     fn mmu_copies(m: &FakeMemory) -> u64 {

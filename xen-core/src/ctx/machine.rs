@@ -12,6 +12,11 @@ use crate::shared_info::SharedInfoPage;
 /// What the hypervisor provides to hypercall handlers besides the domain's own state. The arch
 /// layer implements it over the real machine; tests implement it over a byte vector.
 pub trait Machine: MachineMemoryMut {
+    /// The machine's memory as [`Machine::mm_preemptible`] hands it out: named, so that a batch
+    /// loop over page-table entries (`mmu_update`'s) is compiled for it, its reads and writes
+    /// in line rather than dynamic calls.
+    type Mem: MachineMemoryMut;
+
     /// Writes guest console output (dom0's goes straight to the serial line, as on Xen).
     fn console_write(&mut self, bytes: &[u8]);
     /// Reads pending console input into `buf`; returns the number of bytes read.
@@ -60,16 +65,11 @@ pub trait Machine: MachineMemoryMut {
         take_xen_page(mm, mem, pool)
     }
 
-    /// [`Machine::mm`] together with [`Machine::preemption`]: a batch loop holds the frame table
-    /// while it asks, between elements, whether to stop. A machine that overrides `preemption`
-    /// overrides this too, with the same answer.
+    /// [`Machine::mm`] together with [`Machine::preemption`], the memory as its own type: a
+    /// batch loop holds the frame table while it asks, between elements, whether to stop. The
+    /// same memory as `mm` gives and the same answer as `preemption`.
     #[allow(clippy::type_complexity)] // the three borrows one split of the machine gives
-    fn mm_preemptible(
-        &mut self,
-    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
-        self.mm()
-            .map(|(mm, mem)| (mm, mem, &NoPreemption as &dyn Preempt))
-    }
+    fn mm_preemptible(&mut self) -> Option<(&mut Mm<'static>, &mut Self::Mem, &dyn Preempt)>;
 }
 
 /// Asked between the elements of a long hypercall: must it stop and continue later?

@@ -235,6 +235,9 @@ pub struct Vcpu {
     /// when it is 3 (`emulate::iopl_ok`). The real RFLAGS.IOPL stays 0, so every port access
     /// faults into the hypervisor.
     pub iopl: u8,
+    /// The L4 slot the last `mmu_update` found safe to copy through the MMU, kept for the next
+    /// call (see [`crate::mm::SlotMemo`]).
+    pub mmu_slot: crate::mm::SlotMemo,
 }
 
 /// DR6 with no event recorded (`X86_DR6_DEFAULT`).
@@ -467,6 +470,7 @@ impl Default for Vcpu {
             flush: FlushRequest::default(),
             perf: PerfCounters::default(),
             iopl: 0,
+            mmu_slot: crate::mm::SlotMemo::NONE,
             initialised: false,
             up: false,
             nmi_pending: false,

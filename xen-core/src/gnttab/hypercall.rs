@@ -208,6 +208,8 @@ fn run_op<M: Machine + ?Sized>(
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
+    // Grant operations take the machine's memory as any memory (`dyn`).
+    let mem: &mut dyn MachineMemoryMut = mem;
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
         i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu_info, vcpu)
     };
@@ -428,7 +430,7 @@ pub fn domain_dying(
         others,
     };
     let vcpu = dom.vcpu_mut();
-    let mut pt = crate::mm::frame_table::Pt {
+    let mut pt: crate::mm::frame_table::Pt<'_, '_> = crate::mm::frame_table::Pt {
         mm,
         mem,
         perf: &mut vcpu.perf,

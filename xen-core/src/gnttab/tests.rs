@@ -95,7 +95,7 @@ impl World {
         let caller = dom.info();
         let l4 = dom.vcpu().l4;
         let vcpu = dom.vcpu_mut();
-        let mut pt = Pt {
+        let mut pt: Pt<'_, '_> = Pt {
             mm: self.two.m.mm.as_mut().unwrap(),
             mem: &mut self.two.m.mem,
             perf: &mut vcpu.perf,

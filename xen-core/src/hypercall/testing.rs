@@ -97,6 +97,7 @@ impl MachineMemoryMut for FakeMachine {
 }
 
 impl Machine for FakeMachine {
+    type Mem = FakeMemory;
     fn console_write(&mut self, bytes: &[u8]) {
         self.console.extend_from_slice(bytes);
     }
@@ -134,9 +135,7 @@ impl Machine for FakeMachine {
     fn preemption(&self) -> &dyn Preempt {
         &self.preempt
     }
-    fn mm_preemptible(
-        &mut self,
-    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+    fn mm_preemptible(&mut self) -> Option<(&mut Mm<'static>, &mut FakeMemory, &dyn Preempt)> {
         let mm = self.mm.as_mut()?;
         Some((mm, &mut self.mem, &self.preempt))
     }

@@ -4,20 +4,19 @@
 //! (`gnttab`) and `set_gdt`, so that none of them imports another's handlers.
 
 use crate::domain::Domain;
-use crate::guest_access::guest_va_ok;
-use crate::mm::frame_table::{pte, Mm, Pt};
+use crate::mm::frame_table::{Mm, Pt};
 use crate::mm::{MachineMemoryMut, Maddr, Mfn};
 
 /// Splits the context into what the handlers need at once: the frame-table context (which
 /// borrows the caller's counters, and records TLB work in `flush`: the call's, see
 /// `crate::ctx::Effects`) and the rest of the domain.
 #[inline]
-pub(crate) fn pt<'a>(
+pub(crate) fn pt<'a, M: MachineMemoryMut + ?Sized>(
     mm: &'a mut Mm<'static>,
-    mem: &'a mut dyn MachineMemoryMut,
+    mem: &'a mut M,
     dom: &'a mut Domain,
     flush: &'a mut crate::domain::FlushRequest,
-) -> (Pt<'a, 'static>, DomainParts<'a>) {
+) -> (Pt<'a, 'static, M>, DomainParts<'a>) {
     let caller = dom.info();
     let crate::domain::Vcpu {
         l4,
@@ -53,34 +52,10 @@ pub(crate) struct DomainParts<'a> {
 }
 
 /// `map_guest_l1e`: the machine address of the L1 entry that maps `va` in the tables rooted at
-/// `l4`, and the L1's frame; `None` if `va` is not a guest address or no L1 covers it. (Through
-/// [`MachineMemoryMut::guest_l1e`]: one dynamic call, the reads in line.)
+/// `l4`, and the L1's frame; `None` if `va` is not a guest address or no L1 covers it (the walk:
+/// [`crate::mm::walk_to_l1e`], through [`MachineMemoryMut::guest_l1e`]: one dynamic call, the
+/// reads in line).
 #[inline]
 pub(crate) fn map_guest_l1e(mem: &dyn MachineMemoryMut, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
     mem.guest_l1e(l4, va)
-}
-
-/// The walk of [`map_guest_l1e`], each entry read by `read` (what
-/// [`MachineMemoryMut::guest_l1e`] does, through the memory's own reads, unless a memory
-/// overrides it with reads of its own).
-#[inline(always)]
-pub fn walk_to_l1e(l4: Mfn, va: u64, read: impl Fn(Maddr) -> Option<u64>) -> Option<(Maddr, Mfn)> {
-    if !guest_va_ok(va) {
-        return None;
-    }
-    let index = |shift: u32| (va >> shift) & 511;
-    let e4 = read(Maddr(l4.maddr().0 + index(39) * 8))?;
-    if !pte::present(e4) {
-        return None;
-    }
-    let e3 = read(Maddr((e4 & pte::ADDR) + index(30) * 8))?;
-    if !pte::present(e3) {
-        return None;
-    }
-    let e2 = read(Maddr((e3 & pte::ADDR) + index(21) * 8))?;
-    if e2 & (pte::PRESENT | pte::PSE) != pte::PRESENT {
-        return None;
-    }
-    let l1 = Mfn(pte::mfn(e2));
-    Some((Maddr(l1.maddr().0 + index(12) * 8), l1))
 }

@@ -160,13 +160,13 @@ pub trait MachineMemoryMut: MachineMemory {
     }
 
     /// `map_guest_l1e`: the machine address of the L1 entry that maps `va` in the tables rooted
-    /// at `l4`, and the L1's frame (see [`guest_pt::map_guest_l1e`]). Provided, and rarely
+    /// at `l4`, and the L1's frame (see [`walk_to_l1e`]). Provided, and rarely
     /// overridden: the default is compiled for each memory with its own
     /// [`MachineMemoryMut::read_u64`], so a walk's three reads are in line, one dynamic call per
     /// walk rather than one per level. A wrapper forwards it (or gets the walk through its own
     /// reads).
     fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
-        guest_pt::walk_to_l1e(l4, va, |at| self.read_u64(at))
+        walk_to_l1e(l4, va, |at| self.read_u64(at))
     }
 
     /// Reads a little-endian u64 at `addr` (page-table entries, p2m entries).
@@ -238,6 +238,80 @@ pub trait MachineMemoryMut: MachineMemory {
     }
 }
 
+/// Whether `va` is canonical (bits 63..47 all equal).
+#[inline]
+pub fn is_canonical(va: u64) -> bool {
+    let top = (va as i64) >> 47;
+    top == 0 || top == -1
+}
+
+/// Whether a guest may name `va` at all: canonical and outside the hypervisor's reserved slots.
+#[inline]
+pub fn guest_va_ok(va: u64) -> bool {
+    use hypercall_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
+    is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
+}
+
+/// The bits of a page-table entry a walk reads ([`walk_to_l1e`]); `frame_table::pte`, which
+/// holds the rest and what they mean, takes these from here.
+pub mod entry {
+    /// Present.
+    pub const PRESENT: u64 = 1 << 0;
+    /// In an L2 (or L3) entry: maps a large page rather than a table.
+    pub const PSE: u64 = 1 << 7;
+    /// The frame's machine address bits.
+    pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
+}
+
+/// `map_guest_l1e`'s walk: the machine address of the L1 entry that maps `va` in the tables
+/// rooted at `l4`, and the L1's frame; `None` if `va` is not a guest address
+/// ([`guest_va_ok`]) or no L1 covers it (an entry not present, or a large page).
+/// Each entry is read by `read` (see [`MachineMemoryMut::guest_l1e`]).
+#[inline(always)]
+pub fn walk_to_l1e(l4: Mfn, va: u64, read: impl Fn(Maddr) -> Option<u64>) -> Option<(Maddr, Mfn)> {
+    if !guest_va_ok(va) {
+        return None;
+    }
+    let index = |shift: u32| (va >> shift) & 511;
+    let e4 = read(Maddr(l4.maddr().0 + index(39) * 8))?;
+    if e4 & entry::PRESENT == 0 {
+        return None;
+    }
+    let e3 = read(Maddr((e4 & entry::ADDR) + index(30) * 8))?;
+    if e3 & entry::PRESENT == 0 {
+        return None;
+    }
+    let e2 = read(Maddr((e3 & entry::ADDR) + index(21) * 8))?;
+    if e2 & (entry::PRESENT | entry::PSE) != entry::PRESENT {
+        return None;
+    }
+    let l1 = Mfn((e2 & entry::ADDR) >> 12);
+    Some((Maddr(l1.maddr().0 + index(12) * 8), l1))
+}
+
+/// What one call's `guest_access::TranslationCache` learnt about an L4 slot (its
+/// `mmu_range_ok` passed a range within it), kept by the vCPU for its next call: valid while the
+/// vCPU's L4 is the same and no validated L4's guest entry can have changed since
+/// (`frame_table::Mm::l4_changes`, which moves on every such change). The answer rests on that
+/// entry alone (see the cache's `mmu_slot_ok`), so the next call may start from it rather than
+/// read the entry again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotMemo {
+    pub(crate) l4: Mfn,
+    /// The slot plus one; 0 for none.
+    pub(crate) slot: u64,
+    pub(crate) changes: u64,
+}
+
+impl SlotMemo {
+    /// Nothing remembered.
+    pub const NONE: SlotMemo = SlotMemo {
+        l4: Mfn(0),
+        slot: 0,
+        changes: 0,
+    };
+}
+
 /// What a copy through the MMU ([`MachineMemoryMut::mmu_read`]) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmuCopy {
@@ -253,7 +327,7 @@ pub enum MmuCopy {
 /// A [`MachineMemory`] made of one byte vector that starts at machine address `base`: the fake that
 /// host tests place boot-loader structures in.
 #[cfg(test)]
-pub(crate) struct FakeMemory {
+pub struct FakeMemory {
     pub base: u64,
     pub bytes: Vec<u8>,
     /// A fake CPU's MMU, for tests of copies through it ([`MachineMemoryMut::mmu_read`]); none
@@ -268,7 +342,7 @@ pub(crate) struct FakeMemory {
 /// write, and keeps what it found in a TLB until [`FakeMmu::flush`]: a translation the tables
 /// no longer allow stays usable until then, as on hardware.
 #[cfg(test)]
-pub(crate) struct FakeMmu {
+pub struct FakeMmu {
     /// The table the fake CPU runs on.
     pub cr3: Mfn,
     /// Cached translations: the page of a virtual address to (its machine page, writable).

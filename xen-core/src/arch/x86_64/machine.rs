@@ -97,6 +97,24 @@ impl DirectMap {
         outside.then_some(layout::DIRECTMAP_VIRT_START + addr.0)
     }
 
+    /// The u64 at `addr` (page-table entries, p2m entries), `None` where [`DirectMap::virt`]
+    /// refuses it: looked up in the memo first when `memo` (which only writes fill: the entry a
+    /// batch element reads, it then writes). What both [`MachineMemoryMut::read_u64`] and a
+    /// walk ([`MachineMemoryMut::guest_l1e`]) read through.
+    #[inline(always)]
+    fn load_u64(&self, addr: Maddr, memo: bool) -> Option<u64> {
+        let virt = if memo {
+            self.virt_memo(&self.u64_memo, addr, 8, false)?
+        } else {
+            self.virt(addr, 8)?
+        };
+        // SAFETY: as for `read`: `[addr, addr + 8)` is in the direct map, outside the image and
+        // the frame table; an unaligned load is allowed on x86.
+        Some(u64::from_le(unsafe {
+            core::ptr::read_unaligned(virt as *const u64)
+        }))
+    }
+
     /// Turns `frames` frames at `first` into the frame table's storage, for the hypervisor's
     /// lifetime, and withdraws them from [`DirectMap`] so nothing else can reach them. Once only.
     pub fn take_frame_table(
@@ -187,28 +205,16 @@ impl MachineMemoryMut for DirectMap {
         core::ptr::NonNull::new(virt as *mut [u8; 4096])
     }
 
-    /// The walk's reads go straight to [`DirectMap::virt`]: each is on another table's page,
-    /// where the memo would only miss.
+    /// The walk's reads skip the memo: each is on another table's page, where it would only
+    /// miss.
     fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
-        xen_core::mm::guest_pt::walk_to_l1e(l4, va, |addr| {
-            let virt = self.virt(addr, 8)?;
-            // SAFETY: as for `read_u64`.
-            Some(u64::from_le(unsafe {
-                core::ptr::read_unaligned(virt as *const u64)
-            }))
-        })
+        xen_core::mm::walk_to_l1e(l4, va, |addr| self.load_u64(addr, false))
     }
 
     // Page-table entries go through these: one load or store each, not a slice and a copy.
     #[inline]
     fn read_u64(&self, addr: Maddr) -> Option<u64> {
-        // (Only writes remember: the entry a batch element reads, it then writes.)
-        let virt = self.virt_memo(&self.u64_memo, addr, 8, false)?;
-        // SAFETY: as for `read`: `[addr, addr + 8)` is in the direct map, outside the image and
-        // the frame table; an unaligned load is allowed on x86.
-        Some(u64::from_le(unsafe {
-            core::ptr::read_unaligned(virt as *const u64)
-        }))
+        self.load_u64(addr, true)
     }
 
     #[inline]
@@ -546,6 +552,7 @@ pub enum Cr3Load {
 }
 
 impl Machine for HvMachine {
+    type Mem = DirectMap;
     fn console_write(&mut self, bytes: &[u8]) {
         console::write_guest(bytes);
     }
@@ -581,9 +588,7 @@ impl Machine for HvMachine {
         &self.preempt
     }
 
-    fn mm_preemptible(
-        &mut self,
-    ) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut, &dyn Preempt)> {
+    fn mm_preemptible(&mut self) -> Option<(&mut Mm<'static>, &mut DirectMap, &dyn Preempt)> {
         Some((&mut self.mm, &mut self.mem, &self.preempt))
     }
 }

@@ -172,6 +172,7 @@ impl MachineMemoryMut for FuzzMachine {
 }
 
 impl Machine for FuzzMachine {
+    type Mem = Watched;
     fn console_write(&mut self, _bytes: &[u8]) {}
     fn console_read(&mut self, _buf: &mut [u8]) -> usize {
         0
@@ -185,6 +186,11 @@ impl Machine for FuzzMachine {
     }
     fn mm(&mut self) -> Option<(&mut Mm<'static>, &mut dyn MachineMemoryMut)> {
         Some((&mut self.mm, &mut self.mem))
+    }
+    fn mm_preemptible(
+        &mut self,
+    ) -> Option<(&mut Mm<'static>, &mut Watched, &dyn crate::ctx::Preempt)> {
+        Some((&mut self.mm, &mut self.mem, &crate::ctx::NoPreemption))
     }
     /// Event-channel pages from the host's allocator: the world's pool models the grant-table
     /// frames only.

@@ -542,9 +542,26 @@ pub struct Mm<'t> {
     io_denied: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     mmio_ro: heapless::Vec<FrameRange, MAX_IO_DENIED>,
     domains: heapless::Vec<DomainInfo, MAX_DOMAINS>,
+    /// Moves on whenever a guest-slot entry of a validated L4 may change: an L4 validated (its
+    /// entries then whatever the frame held), an entry rewritten (`mod_upper_entry`). Nothing
+    /// else changes one (a validated L4 is never writable), so an answer about an L4's entries
+    /// read under one value holds while the value stays ([`crate::mm::SlotMemo`]).
+    l4_changes: u64,
 }
 
 impl<'t> Mm<'t> {
+    /// See the field `l4_changes`.
+    #[inline]
+    pub fn l4_changes(&self) -> u64 {
+        self.l4_changes
+    }
+
+    /// Some validated L4's guest entries may be about to change (see `l4_changes`).
+    #[inline]
+    pub(crate) fn l4_changed(&mut self) {
+        self.l4_changes = self.l4_changes.wrapping_add(1);
+    }
+
     /// The state over frame-table storage `storage` (one entry per frame below `max_ram_page`,
     /// all reset to free). The [`MSI_WINDOW`] is withheld from the start.
     pub fn new(storage: &'t mut [FrameInfo], cfg: MmConfig) -> Self {
@@ -556,6 +573,7 @@ impl<'t> Mm<'t> {
             io_denied,
             mmio_ro: heapless::Vec::new(),
             domains: heapless::Vec::new(),
+            l4_changes: 0,
         }
     }
 

@@ -7,7 +7,7 @@
 //! `xen/arch/x86/mm.c`; `adjust_guest_l[1-4]e` in `xen/arch/x86/pv/mm.h` (Xen 4.17).
 
 /// `_PAGE_PRESENT`.
-pub const PRESENT: u64 = 1 << 0;
+pub const PRESENT: u64 = crate::mm::entry::PRESENT;
 /// `_PAGE_RW`.
 pub const RW: u64 = 1 << 1;
 /// `_PAGE_USER`.
@@ -23,7 +23,7 @@ pub const DIRTY: u64 = 1 << 6;
 /// `_PAGE_PAT` in an L1 entry, `_PAGE_PSE` (superpage) in an L2/L3 entry.
 pub const PAT: u64 = 1 << 7;
 /// `_PAGE_PSE`: the same bit as [`PAT`], read in an L2 or L3 entry.
-pub const PSE: u64 = 1 << 7;
+pub const PSE: u64 = crate::mm::entry::PSE;
 /// `_PAGE_GLOBAL`.
 pub const GLOBAL: u64 = 1 << 8;
 /// `_PAGE_AVAIL`: bits 9-11, free for software.
@@ -36,7 +36,7 @@ pub const GUEST_KERNEL: u64 = 1 << 52;
 /// `_PAGE_NX`.
 pub const NX: u64 = 1 << 63;
 /// The frame address, bits 12-51 (`PADDR_MASK & PAGE_MASK`).
-pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
+pub const ADDR: u64 = crate::mm::entry::ADDR;
 /// The flag bits: everything but the address.
 pub const FLAGS: u64 = !ADDR;
 /// `PAGE_CACHE_ATTRS`: the bits that select the memory type.

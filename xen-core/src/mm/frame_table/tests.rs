@@ -346,6 +346,56 @@ fn a_batch_of_upper_level_updates_flushes_once() {
     t.check();
 }
 
+/// `Machine::mm_preemptible` hands out the memory `Machine::mm` does: the batch loops compiled
+/// for the machine's memory type (`mmu_update`'s) see what everything else sees.
+#[test]
+fn mm_preemptible_hands_out_the_memory_mm_does() {
+    use crate::ctx::Machine;
+    fn same<M: Machine>(m: &mut M) {
+        let a = m.mm().unwrap().1 as *mut dyn MachineMemoryMut as *mut u8;
+        let b = m.mm_preemptible().unwrap().1 as *mut M::Mem as *mut u8;
+        assert_eq!(a, b);
+    }
+    let t = Two::new();
+    let mut m = t.m;
+    same(&mut m);
+    same(&mut crate::cpu_fake::FakeArch::new(m));
+}
+
+/// What a vCPU's L4-slot memo rests on (`mm::SlotMemo`): `l4_changes` moves on
+/// whenever a guest entry of a validated L4 may change (an L4 entry rewritten, an L4
+/// validated), and not on the usual calls (L1 updates).
+#[test]
+fn l4_changes_moves_on_an_l4_entry_or_a_new_l4_and_on_nothing_else() {
+    let mut t = Two::new();
+    let changes = |t: &Two| t.m.mm.as_ref().unwrap().l4_changes();
+    let c0 = changes(&t);
+    let data = (d1(10) << 12) | DATA;
+    assert_eq!(t.mmu(1, &[(Two::slot(d1(3), 40), data)], SELF_ID), (0, 1));
+    assert_eq!(changes(&t), c0, "an L1 update");
+    // An L2 and an L3 entry rewritten: still no L4 entry.
+    let l2e = t.entry(d1(2), 0);
+    assert_eq!(t.mmu(1, &[(Two::slot(d1(2), 0), l2e)], SELF_ID), (0, 1));
+    assert_eq!(changes(&t), c0, "an L2 update");
+    // The domain's L4 maps itself read-only in slot 300: an L4 entry.
+    let l4 = d1(0);
+    let e = (l4 << 12) | PRESENT | USER;
+    assert_eq!(t.mmu(1, &[(Two::slot(l4, 300), e)], SELF_ID), (0, 1));
+    let c1 = changes(&t);
+    assert_ne!(c1, c0, "an L4 entry rewritten");
+    // A refused L4 update (a hypervisor slot) changes nothing, but may count: only a missed
+    // change would be wrong.
+    assert_eq!(t.mmu(1, &[(Two::slot(l4, 256), 0)], SELF_ID).0, -22);
+    let c2 = changes(&t);
+    // A new L4, pinned (validated).
+    let x = d1(20);
+    t.mmu(1, &[(Two::slot(d1(3), 20), 0)], SELF_ID);
+    assert_eq!(changes(&t), c2, "an L1 entry cleared");
+    assert_eq!(t.ext(1, &[(MMUEXT_PIN_L4_TABLE, x, 0)], SELF_ID), 0);
+    assert_ne!(changes(&t), c2, "an L4 validated");
+    t.check();
+}
+
 #[test]
 fn an_l4_may_map_itself_read_only_without_a_reference() {
     let mut t = Two::new();

@@ -100,9 +100,9 @@ enum BatchReader<'s, T> {
 impl<T: FromBytes + IntoBytes + Copy> BatchReader<'_, T> {
     /// Element `i` of `count` (`__copy_from_guest`); `tlb_owed` as for [`ArrayReader::get`].
     #[inline(always)]
-    fn get(
+    fn get<W: MachineMemoryMut + ?Sized>(
         &mut self,
-        mem: &dyn MachineMemoryMut,
+        mem: &W,
         cache: &TranslationCache,
         i: u32,
         count: u32,

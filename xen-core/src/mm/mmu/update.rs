@@ -33,7 +33,7 @@ struct Stop<'p> {
 
 impl Stop<'_> {
     #[inline]
-    fn now(&self, mem: &dyn MachineMemoryMut) -> bool {
+    fn now<W: MachineMemoryMut + ?Sized>(&self, mem: &W) -> bool {
         self.preempt.is_some_and(|p| {
             p.pending()
                 || mem
@@ -77,8 +77,9 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         curr
     };
     // From here every access to guest memory and every write goes through the call's
-    // translation cache and the memory that keeps it honest (see `TranslationCache`).
-    let cache = TranslationCache::new(guest_l4);
+    // translation cache and the memory that keeps it honest (see `TranslationCache`), which
+    // starts from the L4 slot the vCPU's last call found safe for the MMU, if it still is.
+    let cache = TranslationCache::resuming(guest_l4, ctx.dom.vcpu().mmu_slot, mm.l4_changes());
     // Through the MMU while no TLB work is owed (see `MmuGuest`); the loop stops that the
     // moment an update asks for some.
     cache.use_mmu(mmu);
@@ -97,14 +98,15 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         // Xen ignores a failure to write it.
         let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
     }
+    ctx.dom.vcpu_mut().mmu_slot = cache.memo(mm.l4_changes());
     continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
 
 /// The request loop of `do_mmu_update`; returns the outcome, how many requests completed, and
 /// whether it stopped for preemption before request `i` (the outcome is then `Ok`).
-fn mmu_update_loop(
-    pt: &mut Pt<'_, '_>,
+fn mmu_update_loop<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
     reqs: Batch<'_, MmuUpdate>,
     count: u32,
     cache: &TranslationCache,
@@ -168,8 +170,8 @@ fn mmu_update_loop(
 /// rather than per entry. Each update still reads the frame's entry as it is then (type,
 /// validation, type count), and the frame cannot change owner or be freed while referenced,
 /// which is all the reference was for.
-fn normal_pt_update(
-    pt: &mut Pt<'_, '_>,
+fn normal_pt_update<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
     req: MmuUpdate,
     cmd: u64,
     pt_owner: DomainInfo,
@@ -235,14 +237,18 @@ fn normal_pt_update(
 
 /// An `mmu_update` aimed at a writable page: Xen just writes the value
 /// (`paging_write_guest_entry`).
-fn plain_write(pt: &mut Pt<'_, '_>, at: Maddr, val: u64) -> Result<(), Errno> {
+fn plain_write<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
+    at: Maddr,
+    val: u64,
+) -> Result<(), Errno> {
     pt.perf.writable_mmu_updates += 1;
     pt.mem.write_u64(at, val).ok_or(Errno::EFAULT)
 }
 
 /// `MMU_MACHPHYS_UPDATE`: M2P[`ptr >> 12`] = `val`, for a frame `pg_owner` owns.
-fn machphys_update(
-    pt: &mut Pt<'_, '_>,
+fn machphys_update<W: MachineMemoryMut + ?Sized>(
+    pt: &mut Pt<'_, '_, W>,
     req: MmuUpdate,
     pt_owner: DomainInfo,
     pg_owner: Owner,
