@@ -980,6 +980,12 @@ impl<M: MachineMemoryMut + ?Sized> MachineMemoryMut for Watched<'_, M> {
         self.mem.frame_types_changed();
     }
 
+    // A hypervisor frame is never a guest table nor a page the guest reaches: nothing cached
+    // can be in it.
+    fn xen_frame(&mut self, mfn: Mfn) -> Option<core::ptr::NonNull<[u8; 4096]>> {
+        self.mem.xen_frame(mfn)
+    }
+
     fn guest_l1e(&self, l4: Mfn, va: u64) -> Option<(Maddr, Mfn)> {
         self.mem.guest_l1e(l4, va)
     }
