@@ -579,8 +579,8 @@ impl TranslationCache {
     }
 
     /// [`mmu_range_ok`] for this cache's L4, remembering the slot of a range that passed (see
-    /// the field `mmu_slot_ok`).
-    #[inline]
+    /// the field `mmu_slot_ok`). The usual answer, a range within the remembered slot, in line.
+    #[inline(always)]
     fn mmu_range_ok<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64, len: usize) -> bool {
         let slot = (va >> 39) & 511;
         let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
@@ -590,6 +590,20 @@ impl TranslationCache {
             assert!(mmu_range_ok(mem, self.l4, va, len), "stale L4-slot memo");
             return true;
         }
+        self.mmu_range_ok_slow(mem, va, len, slot, one_slot)
+    }
+
+    /// [`TranslationCache::mmu_range_ok`] past the memo: the check itself, remembered if it
+    /// passes within one slot.
+    #[inline(never)]
+    fn mmu_range_ok_slow<M: MachineMemoryMut + ?Sized>(
+        &self,
+        mem: &M,
+        va: u64,
+        len: usize,
+        slot: u64,
+        one_slot: bool,
+    ) -> bool {
         if !mmu_range_ok(mem, self.l4, va, len) {
             return false;
         }
