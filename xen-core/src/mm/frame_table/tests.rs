@@ -464,6 +464,68 @@ fn descriptor_pages_are_checked_fixed_up_and_never_writable() {
     assert_eq!(rc, (-16, 0));
 }
 
+/// A page-table write that does not land (`UPDATE_ENTRY` failing: here a memory that refuses
+/// it) is -EBUSY, as on Xen, and leaves the entry and every count as they were: the new entry's
+/// references are dropped again, the old entry's kept. For an L1 entry and an L2 entry, each
+/// with references changing and on the fast path (flags only).
+#[test]
+fn a_page_table_write_that_does_not_land_is_ebusy_and_changes_no_count() {
+    /// The test's memory, refusing every write to one address.
+    struct Refusing<'m> {
+        mem: &'m mut dyn MachineMemoryMut,
+        at: Maddr,
+    }
+    impl MachineMemory for Refusing<'_> {
+        fn read(&self, addr: Maddr, len: usize) -> Option<&[u8]> {
+            self.mem.read(addr, len)
+        }
+    }
+    impl MachineMemoryMut for Refusing<'_> {
+        fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
+            (addr != self.at).then_some(())?;
+            self.mem.write(addr, data)
+        }
+    }
+    let mut t = Two::new();
+    let caller = crate::domain::DomainInfo {
+        id: 1,
+        privileged: false,
+    };
+    let l1_at = Two::slot(d1(3), 40);
+    let l2_at = Two::slot(d1(2), 5);
+    // (where, the new entry, an L1 entry or else an L2's)
+    let cases = [
+        (l1_at, (d1(10) << 12) | DATA, true),
+        (l1_at, t.entry(d1(3), 40) ^ ACCESSED, true),
+        (l2_at, (d1(3) << 12) | TABLE_FLAGS, false),
+        (l2_at, t.entry(d1(2), 5) ^ ACCESSED, false),
+    ];
+    for (at, new, l1) in cases {
+        let frames: Vec<_> = (0..32).map(|i| t.frame(d1(i))).collect();
+        let old = t.m.mem.read_u64(Maddr(at)).unwrap();
+        let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
+        let vcpu = t.doms[1].vcpu_mut();
+        let mut refusing = Refusing { mem, at: Maddr(at) };
+        let mut pt: super::Pt<'_, '_> = super::Pt {
+            mm,
+            mem: &mut refusing,
+            perf: &mut vcpu.perf,
+            flush: &mut vcpu.flush,
+            caller,
+        };
+        let rc = if l1 {
+            pt.mod_l1_entry(Maddr(at), new, false, caller, Owner::Domain(1))
+        } else {
+            pt.mod_upper_entry(Maddr(at), new, PageType::L2, Mfn(d1(2)), false, caller)
+        };
+        assert_eq!(rc, Err(Errno::EBUSY), "{at:#x} <- {new:#x}");
+        assert_eq!(t.m.mem.read_u64(Maddr(at)).unwrap(), old);
+        let after: Vec<_> = (0..32).map(|i| t.frame(d1(i))).collect();
+        assert_eq!(after, frames, "{at:#x} <- {new:#x}: counts changed");
+        t.check();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Base pointers and pins.
 

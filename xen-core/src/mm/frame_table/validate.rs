@@ -606,14 +606,22 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
     }
 
     /// `UPDATE_ENTRY`: writes `new`, keeping the accessed and dirty bits of `old` when asked
-    /// (`MMU_PT_UPDATE_PRESERVE_AD`).
-    fn update_entry(&mut self, at: Maddr, old: u64, new: u64, preserve_ad: bool) {
+    /// (`MMU_PT_UPDATE_PRESERVE_AD`). -EBUSY, as Xen's callers answer when it fails, if the
+    /// write does not land (the memory refused it: nothing the hypervisor's own checks let
+    /// through should be refused, but the counts must not say it was written if it was not).
+    fn update_entry(
+        &mut self,
+        at: Maddr,
+        old: u64,
+        new: u64,
+        preserve_ad: bool,
+    ) -> Result<(), Errno> {
         let v = if preserve_ad {
             new | (old & (pte::ACCESSED | pte::DIRTY))
         } else {
             new
         };
-        let _ = self.mem.write_u64(at, v);
+        self.mem.write_u64(at, v).ok_or(Errno::EBUSY)
     }
 
     /// `mod_l1_entry`: replaces the L1 entry at `at` (in validated L1 `table`, owned by `pt_dom`)
@@ -635,13 +643,16 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
             }
             // Fast path for sufficiently similar mappings: no reference changes.
             if !pte::changed_beyond_whitelist(old, new) {
-                self.update_entry(at, old, pte::adjust_guest_l1e(new), preserve_ad);
-                return Ok(());
+                return self.update_entry(at, old, pte::adjust_guest_l1e(new), preserve_ad);
             }
             let flip = self.get_page_from_l1e(new, pt_dom, pg_dom)?;
             new = pte::adjust_guest_l1e(new ^ flip);
         }
-        self.update_entry(at, old, new, preserve_ad);
+        if let Err(e) = self.update_entry(at, old, new, preserve_ad) {
+            // Not written: the new entry's references go (Xen's `put_page_from_l1e(nl1e)`).
+            self.put_page_from_l1e(new);
+            return Err(e);
+        }
         self.put_page_from_l1e(old);
         Ok(())
     }
@@ -679,14 +690,18 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
                 return Err(Errno::EINVAL);
             }
             if !pte::changed_beyond_whitelist(old, new) {
-                self.update_entry(at, old, adjust(new), preserve_ad);
+                self.update_entry(at, old, adjust(new), preserve_ad)?;
                 self.flush_if_in_use(table);
                 return Ok(());
             }
             self.get_page_from_upper(new, ty, table, d)?;
-            self.update_entry(at, old, adjust(new), preserve_ad);
+            if let Err(e) = self.update_entry(at, old, adjust(new), preserve_ad) {
+                // Not written: the new entry's references go, as in Xen's `mod_lN_entry`.
+                self.put_page_from_upper(adjust(new), table);
+                return Err(e);
+            }
         } else {
-            self.update_entry(at, old, new, preserve_ad);
+            self.update_entry(at, old, new, preserve_ad)?;
         }
         // Xen defers this put (`PTF_defer`, finished by `put_old_guest_table` on the way out);
         // without preemption it happens here.
