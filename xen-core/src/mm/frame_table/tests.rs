@@ -465,9 +465,11 @@ fn descriptor_pages_are_checked_fixed_up_and_never_writable() {
 }
 
 /// A page-table write that does not land (`UPDATE_ENTRY` failing: here a memory that refuses
-/// it) is -EBUSY, as on Xen, and leaves the entry and every count as they were: the new entry's
-/// references are dropped again, the old entry's kept. For an L1 entry and an L2 entry, each
-/// with references changing and on the fast path (flags only).
+/// it) is -EBUSY for an L1 or L2 entry and -EFAULT for an L3 or L4 one, as on Xen, and leaves
+/// the entry and every count as they were: the new entry's references are dropped again, the
+/// old entry's kept. Entries with references changing, on the fast path (flags only), cleared,
+/// an L4's read-only self-map (a linear entry, which takes no reference) and a second entry to its
+/// L3.
 #[test]
 fn a_page_table_write_that_does_not_land_is_ebusy_and_changes_no_count() {
     /// The test's memory, refusing every write to one address.
@@ -493,14 +495,62 @@ fn a_page_table_write_that_does_not_land_is_ebusy_and_changes_no_count() {
     };
     let l1_at = Two::slot(d1(3), 40);
     let l2_at = Two::slot(d1(2), 5);
-    // (where, the new entry, an L1 entry or else an L2's)
+    let (l3_at, l4) = (Two::slot(d1(1), 7), d1(0));
+    let l4_at = Two::slot(l4, 300);
+    // (where, the new entry, the table's type and frame, the errno)
     let cases = [
-        (l1_at, (d1(10) << 12) | DATA, true),
-        (l1_at, t.entry(d1(3), 40) ^ ACCESSED, true),
-        (l2_at, (d1(3) << 12) | TABLE_FLAGS, false),
-        (l2_at, t.entry(d1(2), 5) ^ ACCESSED, false),
+        (
+            l1_at,
+            (d1(10) << 12) | DATA,
+            PageType::L1,
+            d1(3),
+            Errno::EBUSY,
+        ),
+        (
+            l1_at,
+            t.entry(d1(3), 40) ^ ACCESSED,
+            PageType::L1,
+            d1(3),
+            Errno::EBUSY,
+        ),
+        (l1_at, 0, PageType::L1, d1(3), Errno::EBUSY),
+        (
+            l2_at,
+            (d1(3) << 12) | TABLE_FLAGS,
+            PageType::L2,
+            d1(2),
+            Errno::EBUSY,
+        ),
+        (
+            l2_at,
+            t.entry(d1(2), 5) ^ ACCESSED,
+            PageType::L2,
+            d1(2),
+            Errno::EBUSY,
+        ),
+        (
+            l3_at,
+            (d1(2) << 12) | TABLE_FLAGS,
+            PageType::L3,
+            d1(1),
+            Errno::EFAULT,
+        ),
+        (
+            l4_at,
+            (l4 << 12) | PRESENT | USER,
+            PageType::L4,
+            l4,
+            Errno::EFAULT,
+        ),
+        (
+            l4_at,
+            (d1(1) << 12) | TABLE_FLAGS,
+            PageType::L4,
+            l4,
+            Errno::EFAULT,
+        ),
     ];
-    for (at, new, l1) in cases {
+    for (at, new, ty, table, errno) in cases {
         let frames: Vec<_> = (0..32).map(|i| t.frame(d1(i))).collect();
         let old = t.m.mem.read_u64(Maddr(at)).unwrap();
         let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
@@ -513,12 +563,12 @@ fn a_page_table_write_that_does_not_land_is_ebusy_and_changes_no_count() {
             flush: &mut vcpu.flush,
             caller,
         };
-        let rc = if l1 {
+        let rc = if ty == PageType::L1 {
             pt.mod_l1_entry(Maddr(at), new, false, caller, Owner::Domain(1))
         } else {
-            pt.mod_upper_entry(Maddr(at), new, PageType::L2, Mfn(d1(2)), false, caller)
+            pt.mod_upper_entry(Maddr(at), new, ty, Mfn(table), false, caller)
         };
-        assert_eq!(rc, Err(Errno::EBUSY), "{at:#x} <- {new:#x}");
+        assert_eq!(rc, Err(errno), "{at:#x} <- {new:#x}");
         assert_eq!(t.m.mem.read_u64(Maddr(at)).unwrap(), old);
         let after: Vec<_> = (0..32).map(|i| t.frame(d1(i))).collect();
         assert_eq!(after, frames, "{at:#x} <- {new:#x}: counts changed");

@@ -606,9 +606,11 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
     }
 
     /// `UPDATE_ENTRY`: writes `new`, keeping the accessed and dirty bits of `old` when asked
-    /// (`MMU_PT_UPDATE_PRESERVE_AD`). -EBUSY, as Xen's callers answer when it fails, if the
-    /// write does not land (the memory refused it: nothing the hypervisor's own checks let
-    /// through should be refused, but the counts must not say it was written if it was not).
+    /// (`MMU_PT_UPDATE_PRESERVE_AD`). -EBUSY if the write does not land (the memory refused it:
+    /// nothing the hypervisor's own checks let through should be refused, but the counts must
+    /// not say it was written if it was not), what Xen's `mod_l1_entry` and `mod_l2_entry`
+    /// answer then; `mod_upper_entry` makes it -EFAULT for an L3 or L4, as Xen's
+    /// `mod_l3_entry` and `mod_l4_entry` do.
     fn update_entry(
         &mut self,
         at: Maddr,
@@ -680,6 +682,11 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
             PageType::L4 => pte::adjust_guest_l4e(e),
             _ => pte::adjust_guest_l2e(e),
         };
+        // A write that does not land (see `update_entry`).
+        let failed = match ty {
+            PageType::L2 => Errno::EBUSY,
+            _ => Errno::EFAULT,
+        };
         if pte::present(new) {
             let disallow = match ty {
                 PageType::L2 => pte::L2_DISALLOW,
@@ -690,18 +697,23 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
                 return Err(Errno::EINVAL);
             }
             if !pte::changed_beyond_whitelist(old, new) {
-                self.update_entry(at, old, adjust(new), preserve_ad)?;
+                self.update_entry(at, old, adjust(new), preserve_ad)
+                    .map_err(|_| failed)?;
                 self.flush_if_in_use(table);
                 return Ok(());
             }
             self.get_page_from_upper(new, ty, table, d)?;
-            if let Err(e) = self.update_entry(at, old, adjust(new), preserve_ad) {
+            if self
+                .update_entry(at, old, adjust(new), preserve_ad)
+                .is_err()
+            {
                 // Not written: the new entry's references go, as in Xen's `mod_lN_entry`.
                 self.put_page_from_upper(adjust(new), table);
-                return Err(e);
+                return Err(failed);
             }
         } else {
-            self.update_entry(at, old, new, preserve_ad)?;
+            self.update_entry(at, old, new, preserve_ad)
+                .map_err(|_| failed)?;
         }
         // Xen defers this put (`PTF_defer`, finished by `put_old_guest_table` on the way out);
         // without preemption it happens here.
