@@ -493,64 +493,22 @@ fn a_page_table_write_that_does_not_land_is_ebusy_and_changes_no_count() {
         id: 1,
         privileged: false,
     };
-    let l1_at = Two::slot(d1(3), 40);
-    let l2_at = Two::slot(d1(2), 5);
-    let (l3_at, l4) = (Two::slot(d1(1), 7), d1(0));
-    let l4_at = Two::slot(l4, 300);
-    // (where, the new entry, the table's type and frame, the errno)
+    // Each table: where the entry is, its type and frame, the errno of a write that fails.
+    let l1 = (Two::slot(d1(3), 40), PageType::L1, d1(3), Errno::EBUSY);
+    let l2 = (Two::slot(d1(2), 5), PageType::L2, d1(2), Errno::EBUSY);
+    let l3 = (Two::slot(d1(1), 7), PageType::L3, d1(1), Errno::EFAULT);
+    let l4 = (Two::slot(d1(0), 300), PageType::L4, d1(0), Errno::EFAULT);
     let cases = [
-        (
-            l1_at,
-            (d1(10) << 12) | DATA,
-            PageType::L1,
-            d1(3),
-            Errno::EBUSY,
-        ),
-        (
-            l1_at,
-            t.entry(d1(3), 40) ^ ACCESSED,
-            PageType::L1,
-            d1(3),
-            Errno::EBUSY,
-        ),
-        (l1_at, 0, PageType::L1, d1(3), Errno::EBUSY),
-        (
-            l2_at,
-            (d1(3) << 12) | TABLE_FLAGS,
-            PageType::L2,
-            d1(2),
-            Errno::EBUSY,
-        ),
-        (
-            l2_at,
-            t.entry(d1(2), 5) ^ ACCESSED,
-            PageType::L2,
-            d1(2),
-            Errno::EBUSY,
-        ),
-        (
-            l3_at,
-            (d1(2) << 12) | TABLE_FLAGS,
-            PageType::L3,
-            d1(1),
-            Errno::EFAULT,
-        ),
-        (
-            l4_at,
-            (l4 << 12) | PRESENT | USER,
-            PageType::L4,
-            l4,
-            Errno::EFAULT,
-        ),
-        (
-            l4_at,
-            (d1(1) << 12) | TABLE_FLAGS,
-            PageType::L4,
-            l4,
-            Errno::EFAULT,
-        ),
+        (l1, (d1(10) << 12) | DATA),
+        (l1, t.entry(d1(3), 40) ^ ACCESSED),
+        (l1, 0),
+        (l2, (d1(3) << 12) | TABLE_FLAGS),
+        (l2, t.entry(d1(2), 5) ^ ACCESSED),
+        (l3, (d1(2) << 12) | TABLE_FLAGS),
+        (l4, (d1(0) << 12) | PRESENT | USER),
+        (l4, (d1(1) << 12) | TABLE_FLAGS),
     ];
-    for (at, new, ty, table, errno) in cases {
+    for ((at, ty, table, errno), new) in cases {
         let frames: Vec<_> = (0..32).map(|i| t.frame(d1(i))).collect();
         let old = t.m.mem.read_u64(Maddr(at)).unwrap();
         let (mm, mem) = crate::ctx::Machine::mm(&mut t.m).unwrap();
