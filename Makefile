@@ -37,7 +37,7 @@
 SHELL      := /bin/bash
 BUILD      ?= build
 TARGET     := x86_64-unknown-none
-KDIR       := target/$(TARGET)/release
+KDIR       := target/$(TARGET)/kernel
 QEMU       := qemu-system-x86_64
 # The accelerator: ACCEL=auto (default: KVM when /dev/kvm can host a ring-0 hypervisor, found by
 # a probe boot, else TCG; scripts/accel.sh says which and why), ACCEL=kvm or ACCEL=tcg to force.
@@ -95,8 +95,8 @@ setup:
 	@bash scripts/setup.sh
 
 images: setup
-	cargo build --release -p guest-kernel --target $(TARGET)
-	cargo build --release -p xen-core --bin xen --target $(TARGET)
+	cargo build --profile kernel -p guest-kernel --target $(TARGET)
+	cargo build --profile kernel -p xen-core --bin xen --target $(TARGET)
 	@mkdir -p $(BUILD)
 	@# The boot module without its DWARF (1.8 MB instead of 19: every boot loads it through
 	@# QEMU's firmware); the function symbols stay. gdb reads guest-kernel-syms.

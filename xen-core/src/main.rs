@@ -7,10 +7,10 @@
 //! # Building
 //!
 //! ```text
-//! cargo build -p xen-core --bin xen --target x86_64-unknown-none --release
+//! cargo build -p xen-core --bin xen --target x86_64-unknown-none --profile kernel
 //! mkdir -p build
-//! cp target/x86_64-unknown-none/release/xen build/xen-syms      # ELF with symbols, for gdb
-//! objcopy -O binary target/x86_64-unknown-none/release/xen build/xen
+//! cp target/x86_64-unknown-none/kernel/xen build/xen-syms      # ELF with symbols, for gdb
+//! objcopy -O binary target/x86_64-unknown-none/kernel/xen build/xen
 //! ```
 //!
 //! `build/xen` is a flat image: a 64-bit ELF linked at 0xffff82d040200000 cannot be loaded by
@@ -204,7 +204,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 fn main() {
     eprintln!(
         "xen: this is the hypervisor image; build it with \
-         `cargo build -p xen-core --bin xen --target x86_64-unknown-none --release`"
+         `cargo build -p xen-core --bin xen --target x86_64-unknown-none --profile kernel`"
     );
     std::process::exit(1);
 }

@@ -326,6 +326,10 @@ fn switch_from_waiting<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut
 
 /// Runs every domain's timers, wakes, reports and tears down, and leaves in `hv.sched.cur` (with
 /// its registers in `regs`) the vCPU to run next, halting while nothing is runnable.
+///
+/// Never in line: its candidate list (every vCPU of every slot, ~10 KiB) would otherwise be in
+/// the stack frame of every way out, probed page by page on each entry.
+#[inline(never)]
 pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, tick: bool) {
     loop {
         wake::deliver_irqs(&mut hv.arch, doms);

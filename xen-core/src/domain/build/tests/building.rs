@@ -537,7 +537,7 @@ fn guest_kernel() -> Option<Vec<u8>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     [
         "build/guest-kernel",
-        "target/x86_64-unknown-none/release/guest-kernel",
+        "target/x86_64-unknown-none/kernel/guest-kernel",
     ]
     .iter()
     .find_map(|p| std::fs::read(root.join(p)).ok())
