@@ -100,9 +100,11 @@ pub fn flush_tlb_local() {
 }
 
 /// Hands the FPU state and data selectors from the vCPU of unit `prev` (saved, if its domain
-/// still exists) to the one of unit `next` (loaded), and drops every TLB entry. (Units come from
-/// the portable scheduler, always below `UNITS`.)
-pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
+/// still exists) to the one of unit `next` (loaded), drops every TLB entry and loads the page
+/// tables of `dom`'s current vCPU (the one of unit `next`), as `load_vcpu_state` would: the way
+/// out then writes its bounce frame through the MMU. (Units come from the portable scheduler,
+/// always below `UNITS`.)
+pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize, dom: &Domain) {
     let mut fpu = FPU.lock();
     // SAFETY: `clts` only makes FPU instructions usable in ring 0 (the vCPU's virtual CR0.TS is
     // loaded again by `load_vcpu_state`); each area is a 16-byte aligned 512-byte `fxsave` image:
@@ -136,6 +138,8 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
     // Guest user mappings are global (as Xen makes them): a new address space must not see the
     // previous domain's.
     flush_tlb_global();
+    // The next vCPU's tables (checked live by `load_cr3`); `load_vcpu_state` finds them there.
+    m.load_cr3(dom.current_l4(), Cr3Load::IfChanged);
 }
 
 /// Loads the data selectors the vCPU of unit `slot` had when it last ran.
