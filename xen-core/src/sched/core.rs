@@ -427,7 +427,8 @@ fn switch_to<A: Arch>(
         .runstate
         .set(hypercall_abi::vcpu::RUNSTATE_running, now);
     update_runstate_area(&mut hv.arch, &g.dom, g.dom.cur_vcpu, now);
-    hv.arch.context_switch(prev, unit(next, g.dom.cur_vcpu), &g.dom);
+    hv.arch
+        .context_switch(prev, unit(next, g.dom.cur_vcpu), &g.dom);
     hv.sched.cur = next;
     hv.sched.run_start = now;
     hv.sched.slice_end = now + super::slice_ns(g.sched.weight);

@@ -257,7 +257,11 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
         if v.fpu_ts != l.ts {
             let mut cr0: u64;
             asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
-            cr0 = if v.fpu_ts { cr0 | CR0_TS } else { cr0 & !CR0_TS };
+            cr0 = if v.fpu_ts {
+                cr0 | CR0_TS
+            } else {
+                cr0 & !CR0_TS
+            };
             asm!("mov cr0, {}", in(reg) cr0, options(nostack));
             l.ts = v.fpu_ts;
         }
