@@ -25,7 +25,7 @@ use hypercall_abi::arch_x86_64::{
 };
 
 use crate::domain::Domain;
-use crate::guest_access::{GuestMemory, PageTableGuest};
+use crate::guest_access::{GuestMemory, MmuGuest, PageTableGuest};
 use crate::mm::MachineMemoryMut;
 use crate::regs::{rflags, Regs};
 use crate::shared_info;
@@ -114,10 +114,17 @@ pub fn create_bounce_frame<M: MachineMemoryMut + ?Sized>(
     for (i, w) in words[..n].iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
-    // Kernel mode now: the frame is written through the kernel's table.
-    let mut g = PageTableGuest {
-        mem: m,
-        l4: dom.current_l4(),
+    // Kernel mode now: the frame is written through the kernel's table; through the MMU when
+    // the CPU runs on it (the way out of a switch loads it first: `Arch::context_switch`) and
+    // the vCPU owes no TLB work, the condition `MmuGuest` states: every translation the TLB then
+    // holds for the guest's part allows only what the guest could do through it itself (its
+    // own deferred flushes are in `flush`; a switch to it dropped every other domain's).
+    let mut g = MmuGuest {
+        walk: PageTableGuest {
+            mem: m,
+            l4: dom.current_l4(),
+        },
+        mmu: !dom.vcpu().flush.owes_tlb_work(),
     };
     g.write(sp, &bytes[..bytes_len])
         .map_err(|_| "fault while writing an exception frame to the guest stack")?;

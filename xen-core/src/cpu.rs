@@ -55,10 +55,12 @@ pub trait Arch: Machine {
     /// Whether any device interrupt line is unmasked (an interrupt could still wake the CPU).
     fn irq_lines_enabled(&self) -> bool;
     /// Hands the CPU's per-vCPU register state (FPU, data segments) from the vCPU of scheduling
-    /// unit `prev` (saved; `None` if its domain is gone) to the vCPU of unit `next` (loaded), and
-    /// drops every TLB entry (a new address space). Units are `sched::core::unit(slot, vcpu)`.
-    /// General registers are the caller's business.
-    fn context_switch(&mut self, prev: Option<usize>, next: usize);
+    /// unit `prev` (saved; `None` if its domain is gone) to the vCPU of unit `next` (loaded), the
+    /// current vCPU of `dom`, drops every TLB entry (a new address space) and runs on that
+    /// vCPU's page tables (`Domain::current_l4`), so that the way out can reach its memory
+    /// through the MMU (its bounce frame). Units are `sched::core::unit(slot, vcpu)`. General
+    /// registers are the caller's business; the rest of its state is `load_vcpu`'s.
+    fn context_switch(&mut self, prev: Option<usize>, next: usize, dom: &Domain);
     /// Drops every TLB entry, global ones included.
     fn flush_tlb_all(&mut self);
     /// Carries out the TLB, cache and CR3 work `req` records for the vCPU of `dom`, which is

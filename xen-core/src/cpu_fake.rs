@@ -159,7 +159,8 @@ impl Arch for FakeArch {
     fn irq_lines_enabled(&self) -> bool {
         self.lines_enabled
     }
-    fn context_switch(&mut self, prev: Option<usize>, next: usize) {
+    fn context_switch(&mut self, prev: Option<usize>, next: usize, dom: &Domain) {
+        self.l4 = dom.current_l4();
         let slot = |u: usize| u / crate::domain::MAX_VCPUS;
         self.switches.push((prev.map(slot), slot(next)));
         self.unit_switches.push((prev, next));

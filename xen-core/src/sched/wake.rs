@@ -15,7 +15,24 @@ use crate::evtchn::hypercall as event_channel;
 /// its own `vcpu_info`, a polling one with one of its ports pending or its poll deadline passed,
 /// and either with an NMI pending and not masked (the poll then returns 0, as Xen's). Returns
 /// whether any was woken.
+#[inline]
 pub fn wake_if_due<M: Machine + ?Sized>(
+    m: &M,
+    g: &mut DomainEntry,
+    ports: &crate::evtchn::PortTable,
+    now: u64,
+) -> bool {
+    // The usual answer for a domain whose vCPUs all run or could (the sender of an event, the
+    // running vCPU): none waits, none to wake; the rest is out of line.
+    if !g.dom.vcpus.iter().any(|v| v.blocked || v.poll.is_some()) {
+        return false;
+    }
+    wake_waiting(m, g, ports, now)
+}
+
+/// [`wake_if_due`] when some vCPU waits.
+#[inline(never)]
+fn wake_waiting<M: Machine + ?Sized>(
     m: &M,
     g: &mut DomainEntry,
     ports: &crate::evtchn::PortTable,

@@ -14,7 +14,7 @@ const UNITS: usize = MAX_DOMAINS * MAX_VCPUS;
 use xen_core::domain::{Domain, FlushRequest};
 use xen_core::emulate;
 
-use super::machine::{Cr3Load, HvMachine, Loaded};
+use super::machine::{Cr3Load, HvMachine};
 
 /// FPU/SSE state of each vCPU while it does not run (`fxsave` format), by scheduling unit.
 static FPU: Mutex<[Fxsave; UNITS]> = Mutex::new([Fxsave([0; 512]); UNITS]);
@@ -100,9 +100,11 @@ pub fn flush_tlb_local() {
 }
 
 /// Hands the FPU state and data selectors from the vCPU of unit `prev` (saved, if its domain
-/// still exists) to the one of unit `next` (loaded), and drops every TLB entry. (Units come from
-/// the portable scheduler, always below `UNITS`.)
-pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
+/// still exists) to the one of unit `next` (loaded), drops every TLB entry and loads the page
+/// tables of `dom`'s current vCPU (the one of unit `next`), as `load_vcpu_state` would: the way
+/// out then writes its bounce frame through the MMU. (Units come from the portable scheduler,
+/// always below `UNITS`.)
+pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize, dom: &Domain) {
     let mut fpu = FPU.lock();
     // SAFETY: `clts` only makes FPU instructions usable in ring 0 (the vCPU's virtual CR0.TS is
     // loaded again by `load_vcpu_state`); each area is a 16-byte aligned 512-byte `fxsave` image:
@@ -136,6 +138,8 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize) {
     // Guest user mappings are global (as Xen makes them): a new address space must not see the
     // previous domain's.
     flush_tlb_global();
+    // The next vCPU's tables (checked live by `load_cr3`); `load_vcpu_state` finds them there.
+    m.load_cr3(dom.current_l4(), Cr3Load::IfChanged);
 }
 
 /// Loads the data selectors the vCPU of unit `slot` had when it last ran.
@@ -159,71 +163,73 @@ fn load_data_segments(slot: usize) {
 pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
     let v = dom.vcpu();
     let (gs, gs_shadow) = v.gs_bases();
-    let dbg = (v.dr, v.dr7);
-    let want = Loaded {
-        fs: v.fs_base,
-        gs,
-        gs_shadow,
-        ts: v.fpu_ts,
-        debug: dbg,
-        base_writes: v.base_writes,
-        fsgsbase: v.cr4 & emulate::CR4_FSGSBASE != 0,
-        tsd: v.cr4 & emulate::CR4_TSD != 0,
-        tsc_aux: v.tsc_aux,
-    };
     // The vCPU's own descriptors under the hypervisor's (`set_gdt`), before any of its
     // selectors is loaded.
     super::gdt::load_guest_frames(&v.gdt_frames);
-    let mut have = m.loaded;
+    // Field by field against what the CPU holds (`m.loaded`), each written only where it
+    // differs: no copy of the whole record is built (this runs on every way out).
+    //
+    // Bases the CPU's copies of which are stale whatever `m.loaded` says: after loading FS and
+    // GS (which loaded their bases from the descriptors), or after the guest wrote a base (a
+    // selector load may have changed the CPU's copy since).
+    let mut stale = v.base_writes != m.loaded.base_writes;
     if let Some(slot) = m.segs_to_load.take() {
         load_data_segments(slot);
-        // Loading FS and GS also loaded their bases from the descriptors.
-        have.fs = !want.fs;
-        have.gs = !want.gs;
-        have.gs_shadow = !want.gs_shadow;
+        stale = true;
     }
-    if want.base_writes != have.base_writes {
-        // The guest wrote a base: the CPU's copies may be stale whatever the cache says.
-        have.fs = !want.fs;
-        have.gs = !want.gs;
-        have.gs_shadow = !want.gs_shadow;
-    }
-    if dbg != have.debug {
+    let have = &m.loaded.debug;
+    // (Plain compares: the tuple's `!=` is a call to `bcmp` on every way out.)
+    let debug_same = ((v.dr[0] ^ have.0[0])
+        | (v.dr[1] ^ have.0[1])
+        | (v.dr[2] ^ have.0[2])
+        | (v.dr[3] ^ have.0[3])
+        | (v.dr7 ^ have.1))
+        == 0;
+    if !debug_same {
         // SAFETY: DR0..DR3 hold guest addresses (checked by `set_debugreg`: never the
         // hypervisor's range, which the hypervisor's own accesses use), DR7 has no general-detect
         // or I/O breakpoints; a breakpoint can only fire while the guest runs, and a #DB taken in
         // the hypervisor anyway is harmless (`hypervisor_debug_trap`).
         unsafe {
             asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack));
-            asm!("mov dr0, {}", in(reg) dbg.0[0], options(nomem, nostack));
-            asm!("mov dr1, {}", in(reg) dbg.0[1], options(nomem, nostack));
-            asm!("mov dr2, {}", in(reg) dbg.0[2], options(nomem, nostack));
-            asm!("mov dr3, {}", in(reg) dbg.0[3], options(nomem, nostack));
-            asm!("mov dr7, {}", in(reg) dbg.1, options(nomem, nostack));
+            asm!("mov dr0, {}", in(reg) v.dr[0], options(nomem, nostack));
+            asm!("mov dr1, {}", in(reg) v.dr[1], options(nomem, nostack));
+            asm!("mov dr2, {}", in(reg) v.dr[2], options(nomem, nostack));
+            asm!("mov dr3, {}", in(reg) v.dr[3], options(nomem, nostack));
+            asm!("mov dr7, {}", in(reg) v.dr7, options(nomem, nostack));
         }
+        m.loaded.debug = (v.dr, v.dr7);
     }
     // The vCPU's kernel or user L4 (`update_cr3`), both of which hold a type reference while
     // installed; `load_cr3` checks that and skips a reload of the table in CR3.
     m.load_cr3(dom.current_l4(), Cr3Load::IfChanged);
+    let fsgsbase = v.cr4 & emulate::CR4_FSGSBASE != 0;
+    let tsd = v.cr4 & emulate::CR4_TSD != 0;
+    let l = &mut m.loaded;
     // SAFETY: the bases were checked canonical by `set_segment_base` (or the emulated WRMSR), so
     // the MSR writes cannot fault; CR0.TS only makes the next FPU instruction trap.
     unsafe {
         // Guest values: checked canonical where they were set, and written with a fixup all
         // the same (a refused base stays what it was; Xen's `wrfsbase`/`wrmsr_safe`).
-        if want.fs != have.fs {
-            let _ = super::extable::wrmsr_safe(MSR_FS_BASE, want.fs);
+        if stale || v.fs_base != l.fs {
+            let _ = super::extable::wrmsr_safe(MSR_FS_BASE, v.fs_base);
+            l.fs = v.fs_base;
         }
-        if want.gs != have.gs {
-            let _ = super::extable::wrmsr_safe(MSR_GS_BASE, want.gs);
+        if stale || gs != l.gs {
+            let _ = super::extable::wrmsr_safe(MSR_GS_BASE, gs);
+            l.gs = gs;
         }
-        if want.gs_shadow != have.gs_shadow {
-            let _ = super::extable::wrmsr_safe(MSR_KERNEL_GS_BASE, want.gs_shadow);
+        if stale || gs_shadow != l.gs_shadow {
+            let _ = super::extable::wrmsr_safe(MSR_KERNEL_GS_BASE, gs_shadow);
+            l.gs_shadow = gs_shadow;
         }
-        if want.tsc_aux != have.tsc_aux {
+        l.base_writes = v.base_writes;
+        if v.tsc_aux != l.tsc_aux {
             // Checked to fit 32 bits by the emulated WRMSR; absent without RDTSCP (refused).
-            let _ = super::extable::wrmsr_safe(MSR_TSC_AUX, want.tsc_aux);
+            let _ = super::extable::wrmsr_safe(MSR_TSC_AUX, v.tsc_aux);
+            l.tsc_aux = v.tsc_aux;
         }
-        if (want.fsgsbase, want.tsd) != (have.fsgsbase, have.tsd) {
+        if (fsgsbase, tsd) != (l.fsgsbase, l.tsd) {
             // `pv_make_cr4`: the guest's CR4.FSGSBASE and CR4.TSD are the CPU's while it runs
             // (only offered where the CPU has them, `emulate::pv_cr4_writable`), switched per
             // vCPU so that neither leaks into the next one.
@@ -233,27 +239,33 @@ pub fn load_vcpu_state(m: &mut HvMachine, dom: &Domain) {
             // VCPUOP_initialise may carry the bit): that write would fault in ring 0.
             let has =
                 emulate::pv_cr4_writable(super::machine::native_cpuid) & emulate::CR4_FSGSBASE != 0;
-            cr4 = if want.fsgsbase && has {
+            cr4 = if fsgsbase && has {
                 cr4 | emulate::CR4_FSGSBASE
             } else {
                 cr4 & !emulate::CR4_FSGSBASE
             };
             // Every x86-64 CPU has TSD; at CPL 0 it changes nothing for the hypervisor.
-            cr4 = if want.tsd {
+            cr4 = if tsd {
                 cr4 | emulate::CR4_TSD
             } else {
                 cr4 & !emulate::CR4_TSD
             };
             asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+            l.fsgsbase = fsgsbase;
+            l.tsd = tsd;
         }
-        if want.ts != have.ts {
+        if v.fpu_ts != l.ts {
             let mut cr0: u64;
             asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
-            cr0 = if want.ts { cr0 | CR0_TS } else { cr0 & !CR0_TS };
+            cr0 = if v.fpu_ts {
+                cr0 | CR0_TS
+            } else {
+                cr0 & !CR0_TS
+            };
             asm!("mov cr0, {}", in(reg) cr0, options(nostack));
+            l.ts = v.fpu_ts;
         }
     }
-    m.loaded = want;
 }
 
 /// At an entry from a guest that may write its own FS and GS bases (CR4.FSGSBASE), reads them

@@ -43,8 +43,8 @@ impl Arch for HvMachine {
         ioapic::any_enabled()
     }
 
-    fn context_switch(&mut self, prev: Option<usize>, next: usize) {
-        context::switch(self, prev, next);
+    fn context_switch(&mut self, prev: Option<usize>, next: usize, dom: &Domain) {
+        context::switch(self, prev, next, dom);
     }
 
     fn flush_tlb_all(&mut self) {
