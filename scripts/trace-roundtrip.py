@@ -20,6 +20,8 @@ GTOP = int(os.environ.get("TRACE_GTOP", "5"))
 ROUNDS = int(os.environ.get("TRACE_ROUNDS", "3"))
 # TRACE_GINCL=1: the guests' stretches get the inclusive counts too (slower: one more read per step).
 GINCL = os.environ.get("TRACE_GINCL", "") == "1"
+# TRACE_PCS=FILE: the hypervisor's instruction addresses of the last round trip traced, to FILE.
+PCS = os.environ.get("TRACE_PCS", "")
 # The domain whose code the break is in, and the other one (labels of the guests' stretches).
 START_NAME = os.environ.get("TRACE_START_NAME", "dom0").ljust(5)
 OTHER_NAME = os.environ.get("TRACE_OTHER_NAME", "domU").ljust(5)
@@ -125,6 +127,13 @@ for r in range(ROUNDS):
         segs[-1][1].append(pc)
         segsp[-1].append((pc, sp))
     total_hv = sum(len(s) for h, s in segs if h)
+    if PCS:
+        # The hypervisor's instruction addresses of this round trip, one per line with the
+        # segment number (scripts/inline-breakdown.py splits them by inlined function).
+        with open(PCS, "w") as f:
+            for i, (hv, s) in enumerate(segs):
+                if hv:
+                    f.write("".join("%d %x\n" % (i, pc) for pc in s))
     print("trace: round trip %d: %d instructions, %d in the hypervisor over %d entries, %d in guests"
           % (r, len(pcs), total_hv, sum(1 for h, _ in segs if h), len(pcs) - total_hv))
     gi = 0

@@ -6,6 +6,8 @@
 # build/xen-syms, build/guest-kernel-syms (`make images`). TRACE_SKIP: round trips to let pass first;
 # TRACE_GINCL=1: per-function inclusive counts for the guests' stretches too. TRACE_WORKLOAD=blk:
 # one 4 KiB random read of the domU's blk-bench instead (blkfront, dom0's blkback, its disk).
+# TRACE_PCS=FILE: the hypervisor's instruction addresses of the last round trip, for
+# scripts/inline-breakdown.py (where the instructions of a function went, by what was inlined).
 set -euo pipefail
 BUILD=${BUILD:-build}
 PORT=${TRACE_GDB_PORT:-1298}
