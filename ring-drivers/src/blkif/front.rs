@@ -214,6 +214,29 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         self.transfer(sector, Buf::Read(buf), wait_event)
     }
 
+    /// Reads `sectors.len()` pieces of `piece` bytes (whole sectors) each, piece `i` from sector
+    /// `sectors[i]` into `buf[i * piece..]`: each piece its own requests, as many in flight at
+    /// once as ring slots and data pages allow (a queue depth above one for scattered reads, as
+    /// `fio --iodepth` issues them).
+    pub fn read_scattered(
+        &mut self,
+        sectors: &[u64],
+        piece: usize,
+        buf: &mut [u8],
+        wait_event: impl FnMut(),
+    ) -> Result<(), BlkFrontError> {
+        if piece == 0
+            || !piece.is_multiple_of(SECTOR_SIZE)
+            || sectors.len().checked_mul(piece) != Some(buf.len())
+        {
+            return Err(BlkFrontError::BufferSize(buf.len()));
+        }
+        for &s in sectors {
+            self.check_range(s, (piece / SECTOR_SIZE) as u64)?;
+        }
+        self.transfer_pieces(sectors, piece, Buf::Read(buf), wait_event)
+    }
+
     /// Writes `data` (whole sectors) from `sector`.
     pub fn write(
         &mut self,
@@ -334,14 +357,31 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
     fn transfer(
         &mut self,
         sector: u64,
-        mut buf: Buf<'_>,
-        mut wait_event: impl FnMut(),
+        buf: Buf<'_>,
+        wait_event: impl FnMut(),
     ) -> Result<(), BlkFrontError> {
         let len = buf.len();
         if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(BlkFrontError::BufferSize(len));
         }
         self.check_range(sector, (len / SECTOR_SIZE) as u64)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.transfer_pieces(&[sector], len, buf, wait_event)
+    }
+
+    /// [`Front::transfer`] of `buf` as pieces of `piece` bytes, piece `i` at sector
+    /// `sectors[i]` (one piece: a contiguous transfer); `buf` is `sectors.len()` pieces long,
+    /// checked by the caller, and no request crosses from one piece into the next.
+    fn transfer_pieces(
+        &mut self,
+        sectors: &[u64],
+        piece: usize,
+        mut buf: Buf<'_>,
+        mut wait_event: impl FnMut(),
+    ) -> Result<(), BlkFrontError> {
+        let len = buf.len();
         let op = match buf {
             Buf::Read(_) => BLKIF_OP_READ,
             Buf::Write(_) => BLKIF_OP_WRITE,
@@ -365,7 +405,8 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                     BLKIF_MAX_SEGMENTS_PER_REQUEST
                 }
                 .min(self.pages.count());
-                let chunk = (len - next).min(max_pages * PAGE_SIZE);
+                let (p, in_piece) = (next / piece, next % piece);
+                let chunk = (piece - in_piece).min(max_pages * PAGE_SIZE);
                 let npages = chunk.div_ceil(PAGE_SIZE);
                 if self.free_pages.len() < npages {
                     break;
@@ -374,13 +415,13 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                 let indirect = indirect && npages > BLKIF_MAX_SEGMENTS_PER_REQUEST;
                 let slot = self.new_id().expect("a free ring slot means a free id");
                 let id = self.make_id(slot);
-                let chunk_sector = sector + (next / SECTOR_SIZE) as u64;
+                let chunk_sector = sectors[p] + (in_piece / SECTOR_SIZE) as u64;
                 let mut segs = [BlkifRequestSegment::default(); MAX_INDIRECT_SEGMENTS];
                 let mut pages = Vec::with_capacity(npages);
                 for (i, seg) in segs.iter_mut().enumerate().take(npages) {
                     let page = self.free_pages.pop().expect("counted above");
                     let at = next + i * PAGE_SIZE;
-                    let bytes = (len - at).min(PAGE_SIZE);
+                    let bytes = (next + chunk - at).min(PAGE_SIZE);
                     if let Buf::Write(data) = &buf {
                         self.pages.write(page, 0, &data[at..at + bytes]);
                     }
