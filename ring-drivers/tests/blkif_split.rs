@@ -379,20 +379,21 @@ fn scattered_reads_land_each_piece_in_its_place() {
         "more than one request in flight: {}",
         after.max_in_flight
     );
-    assert!(after.requests - before.requests > 96, "12 KiB + 1 KiB pieces split");
+    assert!(
+        after.requests - before.requests > 96,
+        "12 KiB + 1 KiB pieces split"
+    );
     let w = &mut p.front_wait;
     let mut buf = vec![0u8; 2 * 4096];
     for (places, piece, len) in [
-        (&[0u64, 8][..], 4096, 4096),       // buffer shorter than the pieces
-        (&[0, 8], 1000, 2000),              // not whole sectors
-        (&[0, 8], 0, 0),                    // empty pieces
+        (&[0u64, 8][..], 4096, 4096),        // buffer shorter than the pieces
+        (&[0, 8], 1000, 2000),               // not whole sectors
+        (&[0, 8], 0, 0),                     // empty pieces
         (&[0, sectors - 4], 4096, 2 * 4096), // the second piece past the end
     ] {
-        let r = p
-            .front
-            .read_scattered(places, piece, &mut buf[..len], || {
-                w.wait();
-            });
+        let r = p.front.read_scattered(places, piece, &mut buf[..len], || {
+            w.wait();
+        });
         assert!(r.is_err(), "{places:?} {piece} {len}");
     }
     let (_, stats, broken, front) = p.finish();
