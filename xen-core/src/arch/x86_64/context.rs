@@ -135,11 +135,11 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize, dom: &Domain)
     // `load_vcpu_state`, once its GDT frames are in place.
     drop(segs);
     m.segs_to_load = Some(next);
-    // Guest user mappings are global (as Xen makes them): a new address space must not see the
-    // previous domain's.
-    flush_tlb_global();
-    // The next vCPU's tables (checked live by `load_cr3`); `load_vcpu_state` finds them there.
-    m.load_cr3(dom.current_l4(), Cr3Load::IfChanged);
+    // The next vCPU's tables (checked live by `load_cr3`; `load_vcpu_state` finds them there),
+    // loaded with CR4.PGE off around the CR3 write (Xen's `switch_cr3_cr4`): guest user mappings
+    // are global (as Xen makes them), and a new address space must not see the previous
+    // domain's, not even one the CPU filled speculatively between a flush and the load.
+    m.load_cr3(dom.current_l4(), Cr3Load::FlushAll);
 }
 
 /// Loads the data selectors the vCPU of unit `slot` had when it last ran.

@@ -1147,3 +1147,123 @@ fn a_linear_l4_entry_never_lets_a_copy_reach_the_hypervisors_slots() {
         );
     }
 }
+
+/// The same vCPU rewriting an L4 slot from a list it reads through that slot: the call's
+/// translation cache forgets the slot at the write to the L4 (a table it read), so the next call
+/// starts from nothing remembered and a list through the new, linear entry gets -EFAULT.
+#[test]
+fn an_l4_slot_its_own_call_rewrites_is_not_remembered() {
+    let mut w = World::dom0();
+    let l4 = w.dom.current_l4();
+    // Stand-in for the hypervisor's slot 256, as in the test above.
+    let hv = crate::mm::frame_table::testing::WORLD_M2P.0 + 1;
+    let slot256 = crate::mm::Maddr(l4.maddr().0 + 256 * 8);
+    w.m.mem.write_u64(slot256, (hv << 12) | 3).unwrap();
+    w.with_mmu();
+    let k = 200u64;
+    let k_at = l4.maddr().0 + k * 8;
+    // `L4[k]` = the entry of the scratch pages' slot: the same L3 through a second slot.
+    let list = w.scratch_va(6);
+    let e0 =
+        w.m.mem
+            .read_u64(crate::mm::Maddr(l4.maddr().0 + ((list >> 39) & 511) * 8))
+            .unwrap();
+    w.put(list, &[k_at, e0]);
+    assert_eq!(
+        w.call(1, [list, 1, 0, SELF, 0]),
+        0,
+        "a second slot for the L3"
+    );
+    let alias = (k << 39) | (list & ((1 << 39) - 1));
+    assert_eq!(w.peek(alias), k_at, "the list seen through slot k");
+    // A harmless call with its list in slot k, through the MMU: slot k remembered.
+    let s7 = w.scratch_va(7);
+    let (s7_at, s7_pte, _) = w.l1_slot(s7);
+    w.put(list, &[s7_at.0, s7_pte]);
+    let copies = w.mmu_copies();
+    assert_eq!(w.call(1, [alias, 1, 0, SELF, 0]), 0);
+    assert!(w.mmu_copies() > copies, "the list was read through the MMU");
+    assert_eq!(w.dom.vcpu().mmu_slot.slot, k + 1, "slot k remembered");
+    // From slot k, `L4[k]` becomes a read-only self-map: the call forgets the slot.
+    let ro = pte::PRESENT | pte::ACCESSED;
+    w.put(list, &[k_at, (l4.0 << 12) | ro]);
+    assert_eq!(
+        w.call(1, [alias, 1, 0, SELF, 0]),
+        0,
+        "the RO L4 self-map is accepted"
+    );
+    assert_eq!(w.dom.vcpu().mmu_slot.slot, 0, "nothing remembered");
+    // VA(k, k, k, 256): the page `L4[256]` points to, a hypervisor page.
+    let through = (k << 39) | (k << 30) | (k << 21) | (256 << 12);
+    assert_eq!(w.call(1, [through, 1, 0, SELF, 0]), -14);
+}
+
+/// The L4-slot memo end to end across domains (what `Mm::l4_changes` is for): domU reads a
+/// list through slot `k` (remembered), dom0 then rewrites domU's `L4[k]` into a linear (self)
+/// entry with a foreign `mmu_update`, which domU's own cache never sees; domU's next list,
+/// named through the new entry where it reaches the hypervisor's slot 256, must not be copied
+/// through the MMU on the strength of the remembered answer: the count moved, the slot is
+/// checked again, -EFAULT.
+#[test]
+fn an_l4_slot_another_domain_rewrites_between_two_calls_is_checked_again() {
+    use crate::mm::frame_table::testing::{base, page_va, Two};
+    use crate::mm::{FakeMmu, Maddr};
+    let mut t = Two::new();
+    let u = 1;
+    let b = base(u);
+    let l4 = Mfn(b);
+    let k = 200u64;
+    let k_at = l4.maddr().0 + k * 8;
+    let put = |t: &mut Two, page: u64, v: [u64; 2]| {
+        for (j, x) in v.iter().enumerate() {
+            let at = Maddr(((b + page) << 12) + 8 * j as u64);
+            t.m.mem.write_u64(at, *x).unwrap();
+        }
+    };
+    // Stand-in for the hypervisor's slot 256: a supervisor entry to a Xen frame.
+    assert_eq!(t.frame(4).owner(), Owner::Xen);
+    t.m.mem
+        .write_u64(Maddr(l4.maddr().0 + 256 * 8), (4 << 12) | 3)
+        .unwrap();
+    // domU's `L4[k]` = its `L4[0]`: the same L3 through a second slot.
+    let e0 = t.m.mem.read_u64(l4.maddr()).unwrap();
+    put(&mut t, 5, [k_at, e0]);
+    assert_eq!(t.call(u, 1, [page_va(5), 1, 0, SELF, 0]), 0);
+    // From now on the CPU has an MMU, running on domU's table (the way out did the TLB work
+    // the call asked for).
+    t.m.mem.mmu = Some(FakeMmu::new(l4));
+    t.doms[u].vcpu_mut().flush = Default::default();
+    // A harmless call (page 6's L1 entry written as it is), its list read through slot k.
+    let l1_6 = Maddr(((b + 3) << 12) + 6 * 8);
+    let e6 = t.m.mem.read_u64(l1_6).unwrap();
+    put(&mut t, 5, [l1_6.0, e6]);
+    let alias = (k << 39) | page_va(5);
+    assert_eq!(t.call(u, 1, [alias, 1, 0, SELF, 0]), 0);
+    let mmu = t.m.mem.mmu.as_ref().unwrap();
+    assert!(mmu.copies.get() > 0, "the list was read through the MMU");
+    assert_eq!(t.doms[u].vcpu().mmu_slot.slot, k + 1, "slot k remembered");
+    // dom0 runs (a switch: its table, the TLB emptied; what either vCPU owed is done) and
+    // makes domU's `L4[k]` a read-only self-map.
+    let switch = |t: &mut Two, to: Mfn| {
+        let mmu = t.m.mem.mmu.as_mut().unwrap();
+        mmu.cr3 = to;
+        mmu.flush();
+        for d in &mut t.doms {
+            d.vcpu_mut().flush = Default::default();
+        }
+    };
+    switch(&mut t, Mfn(base(0)));
+    let ro = pte::PRESENT | pte::ACCESSED;
+    // FOREIGNDOM: pages of domU, and (its upper half, plus one) domU's tables.
+    let foreign = (2 << 16) | 1;
+    assert_eq!(t.mmu(0, &[(k_at, (l4.0 << 12) | ro)], foreign), (0, 1));
+    assert_eq!(
+        t.doms[u].vcpu().mmu_slot.slot,
+        k + 1,
+        "domU's memo untouched"
+    );
+    // domU again: VA(k, k, k, 256) is the page `L4[256]` points to, a hypervisor page.
+    switch(&mut t, l4);
+    let through = (k << 39) | (k << 30) | (k << 21) | (256 << 12);
+    assert_eq!(t.call(u, 1, [through, 1, 0, SELF, 0]), -14);
+}
