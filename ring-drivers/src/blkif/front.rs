@@ -104,13 +104,39 @@ struct Inflight {
     /// First sector (for error reports).
     sector: u64,
     /// Data pages it uses (read: where the data arrives).
-    pages: Vec<usize>,
+    pages: PageList,
     /// Byte offset of its data in the caller's buffer.
     buf_offset: usize,
     /// The indirect page holding its segment list (an indirect request).
     indirect: Option<usize>,
     /// Bytes of data.
     len: usize,
+}
+
+/// The data pages of a request in flight, in order: at most a request's segments, kept in
+/// place (a request sent is no heap allocation and its completion no free).
+#[derive(Clone, Copy, Debug)]
+struct PageList {
+    n: usize,
+    at: [u16; MAX_INDIRECT_SEGMENTS],
+}
+
+impl PageList {
+    const EMPTY: PageList = PageList {
+        n: 0,
+        at: [0; MAX_INDIRECT_SEGMENTS],
+    };
+
+    /// Adds data page `page` (an index below the front end's page count, which fits `u16`:
+    /// `FrontPages` are counted in `usize` but a ring's data pages are a few hundred).
+    fn push(&mut self, page: usize) {
+        self.at[self.n] = page as u16;
+        self.n += 1;
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = usize> + '_ {
+        self.at[..self.n].iter().map(|&p| usize::from(p))
+    }
 }
 
 /// The caller's buffer of a transfer.
@@ -163,6 +189,10 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
 
     fn with_ring(ring: BlkFrontRing, page: P, handle: BlkifVdev, pages: G, notify: N) -> Self {
         assert!(pages.count() > 0, "a front end needs data pages");
+        assert!(
+            pages.count() <= usize::from(u16::MAX) + 1,
+            "data pages are numbered in 16 bits"
+        );
         BlkFront {
             ring,
             page,
@@ -322,7 +352,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         self.inflight[slot] = Some(Inflight {
             id,
             sector,
-            pages: Vec::new(),
+            pages: PageList::EMPTY,
             buf_offset: 0,
             indirect: None,
             len: 0,
@@ -417,7 +447,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                 let id = self.make_id(slot);
                 let chunk_sector = sectors[p] + (in_piece / SECTOR_SIZE) as u64;
                 let mut segs = [BlkifRequestSegment::default(); MAX_INDIRECT_SEGMENTS];
-                let mut pages = Vec::with_capacity(npages);
+                let mut pages = PageList::EMPTY;
                 for (i, seg) in segs.iter_mut().enumerate().take(npages) {
                     let page = self.free_pages.pop().expect("counted above");
                     let at = next + i * PAGE_SIZE;
@@ -532,7 +562,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                 sector: done.sector,
             });
         } else if let Some(buf) = dest.as_deref_mut() {
-            for (i, &page) in done.pages.iter().enumerate() {
+            for (i, page) in done.pages.iter().enumerate() {
                 let at = done.buf_offset + i * PAGE_SIZE;
                 let bytes = (done.buf_offset + done.len - at).min(PAGE_SIZE);
                 self.pages.read(page, 0, &mut buf[at..at + bytes]);
