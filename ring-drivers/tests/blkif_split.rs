@@ -340,3 +340,64 @@ fn indirect_requests_with_a_smaller_published_maximum() {
     assert!(front.requests >= 2 * 16 + 2 && front.requests < 2 * 24 + 2);
     assert_eq!(back.errors, 0);
 }
+
+/// Scattered reads (`BlkFront::read_scattered`): 48 pieces of 4 KiB at random places, all
+/// requested before any is waited for (as many in flight as ring slots and data pages allow),
+/// each landing in its own part of the buffer; pieces of 12 KiB cross request boundaries with a
+/// front end of 11-segment requests; bad shapes and a piece past the end are refused up front.
+#[test]
+fn scattered_reads_land_each_piece_in_its_place() {
+    let sectors = 8192u64;
+    let mut p = pair(sectors, false, 64, 0);
+    let all = pattern(11, sectors as usize * SECTOR_SIZE);
+    p.write(0, &all).unwrap();
+    let before = p.front.stats();
+    let mut rng = Rng(0x5eed);
+    for piece in [4096usize, 12 * 4096 + 1024] {
+        let n = 48;
+        let places: Vec<u64> = (0..n)
+            .map(|_| rng.next() % (sectors - (piece / SECTOR_SIZE) as u64))
+            .collect();
+        let mut buf = vec![0u8; n * piece];
+        let w = &mut p.front_wait;
+        p.front
+            .read_scattered(&places, piece, &mut buf, || {
+                w.wait();
+            })
+            .unwrap();
+        for (i, &s) in places.iter().enumerate() {
+            let at = s as usize * SECTOR_SIZE;
+            assert!(
+                buf[i * piece..(i + 1) * piece] == all[at..at + piece],
+                "piece {i} ({piece} bytes from sector {s})"
+            );
+        }
+    }
+    let after = p.front.stats();
+    assert!(
+        after.max_in_flight > 1,
+        "more than one request in flight: {}",
+        after.max_in_flight
+    );
+    assert!(
+        after.requests - before.requests > 96,
+        "12 KiB + 1 KiB pieces split"
+    );
+    let w = &mut p.front_wait;
+    let mut buf = vec![0u8; 2 * 4096];
+    for (places, piece, len) in [
+        (&[0u64, 8][..], 4096, 4096),        // buffer shorter than the pieces
+        (&[0, 8], 1000, 2000),               // not whole sectors
+        (&[0, 8], 0, 0),                     // empty pieces
+        (&[0, sectors - 4], 4096, 2 * 4096), // the second piece past the end
+    ] {
+        let r = p.front.read_scattered(places, piece, &mut buf[..len], || {
+            w.wait();
+        });
+        assert!(r.is_err(), "{places:?} {piece} {len}");
+    }
+    let (_, stats, broken, front) = p.finish();
+    assert_eq!(broken, None);
+    assert_eq!(stats.errors, 0);
+    assert_eq!(stats.requests, front.stats().requests);
+}

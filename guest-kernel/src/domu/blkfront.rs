@@ -317,6 +317,20 @@ impl Blkfront {
             .map_err(|e| DomuError::Io("read", Some(sector), e))
     }
 
+    /// Reads `sectors.len()` pieces of `piece` bytes, piece `i` from `sectors[i]` into
+    /// `buf[i * piece..]`, all requested before any is waited for (`BlkFront::read_scattered`).
+    pub fn read_scattered(
+        &mut self,
+        d: &mut Client,
+        sectors: &[u64],
+        piece: usize,
+        buf: &mut [u8],
+    ) -> Result<(), DomuError> {
+        self.front()?
+            .read_scattered(sectors, piece, buf, || d.step())
+            .map_err(|e| DomuError::Io("read", sectors.first().copied(), e))
+    }
+
     /// Writes `data` (whole sectors) from `sector`.
     pub fn write(&mut self, d: &mut Client, sector: u64, data: &[u8]) -> Result<(), DomuError> {
         self.front()?
@@ -627,8 +641,8 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 }
 
 /// `blk-bench[=<start sector>]`: sequential write and read of 4 MiB in 1 MiB calls (each split
-/// into requests of up to 32 pages, up to 16 in flight), then 256 random 4 KiB reads, through
-/// the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
+/// into requests of up to 32 pages, up to 16 in flight), then 256 random 4 KiB reads one at a
+/// time, then 256 more [`RAND_QD`] at a time (`rand4k_qd16_read_iops`), through the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
 /// the same again over a fresh connection on which the front end does not offer persistent
 /// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
 /// unmaps them after, or grant-copies).
@@ -642,6 +656,10 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
     bench_pass(d, &mut b, start, "no-persistent")?;
     b.close(d)
 }
+
+/// Random reads in flight at once in `blk-bench`'s second random phase (dom0's direct pass uses
+/// the same depth).
+pub const RAND_QD: usize = 16;
 
 /// One pass of [`bench`] over the connected `b`.
 fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Result<(), DomuError> {
@@ -677,16 +695,31 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
     }
     let rand_ns = now() - t0;
+    // The same at a queue depth of `RAND_QD`: each call asks for that many random pages at
+    // once, as dom0's direct pass does (`bench-blkdev`).
+    let mut places = [0u64; RAND_QD];
+    let t0 = now();
+    for _ in 0..ops / RAND_QD as u64 {
+        for p in places.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *p = start + (x % (count / 8)) * 8;
+        }
+        b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
+    }
+    let rand_qd_ns = now() - t0;
     let after = b.front()?.stats();
     let n = |f: fn(&ring_drivers::blkif::FrontStats) -> u64| f(&after) - f(&before);
     let requests = n(|s| s.requests);
     let persistent =
         OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
+        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(ops, rand_ns),
+        per_s(ops / RAND_QD as u64 * RAND_QD as u64, rand_qd_ns),
         n(|s| s.notifications_sent),
         n(|s| s.waits),
         per_request(n(|s| s.notifications_sent), requests),

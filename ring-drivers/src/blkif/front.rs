@@ -104,13 +104,39 @@ struct Inflight {
     /// First sector (for error reports).
     sector: u64,
     /// Data pages it uses (read: where the data arrives).
-    pages: Vec<usize>,
+    pages: PageList,
     /// Byte offset of its data in the caller's buffer.
     buf_offset: usize,
     /// The indirect page holding its segment list (an indirect request).
     indirect: Option<usize>,
     /// Bytes of data.
     len: usize,
+}
+
+/// The data pages of a request in flight, in order: at most a request's segments, kept in
+/// place (a request sent is no heap allocation and its completion no free).
+#[derive(Clone, Copy, Debug)]
+struct PageList {
+    n: usize,
+    at: [u16; MAX_INDIRECT_SEGMENTS],
+}
+
+impl PageList {
+    const EMPTY: PageList = PageList {
+        n: 0,
+        at: [0; MAX_INDIRECT_SEGMENTS],
+    };
+
+    /// Adds data page `page` (an index below the front end's page count, which fits `u16`:
+    /// `FrontPages` are counted in `usize` but a ring's data pages are a few hundred).
+    fn push(&mut self, page: usize) {
+        self.at[self.n] = page as u16;
+        self.n += 1;
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = usize> + '_ {
+        self.at[..self.n].iter().map(|&p| usize::from(p))
+    }
 }
 
 /// The caller's buffer of a transfer.
@@ -163,6 +189,10 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
 
     fn with_ring(ring: BlkFrontRing, page: P, handle: BlkifVdev, pages: G, notify: N) -> Self {
         assert!(pages.count() > 0, "a front end needs data pages");
+        assert!(
+            pages.count() <= usize::from(u16::MAX) + 1,
+            "data pages are numbered in 16 bits"
+        );
         BlkFront {
             ring,
             page,
@@ -212,6 +242,29 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         wait_event: impl FnMut(),
     ) -> Result<(), BlkFrontError> {
         self.transfer(sector, Buf::Read(buf), wait_event)
+    }
+
+    /// Reads `sectors.len()` pieces of `piece` bytes (whole sectors) each, piece `i` from sector
+    /// `sectors[i]` into `buf[i * piece..]`: each piece its own requests, as many in flight at
+    /// once as ring slots and data pages allow (a queue depth above one for scattered reads, as
+    /// `fio --iodepth` issues them).
+    pub fn read_scattered(
+        &mut self,
+        sectors: &[u64],
+        piece: usize,
+        buf: &mut [u8],
+        wait_event: impl FnMut(),
+    ) -> Result<(), BlkFrontError> {
+        if piece == 0
+            || !piece.is_multiple_of(SECTOR_SIZE)
+            || sectors.len().checked_mul(piece) != Some(buf.len())
+        {
+            return Err(BlkFrontError::BufferSize(buf.len()));
+        }
+        for &s in sectors {
+            self.check_range(s, (piece / SECTOR_SIZE) as u64)?;
+        }
+        self.transfer_pieces(sectors, piece, Buf::Read(buf), wait_event)
     }
 
     /// Writes `data` (whole sectors) from `sector`.
@@ -299,7 +352,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
         self.inflight[slot] = Some(Inflight {
             id,
             sector,
-            pages: Vec::new(),
+            pages: PageList::EMPTY,
             buf_offset: 0,
             indirect: None,
             len: 0,
@@ -334,14 +387,31 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
     fn transfer(
         &mut self,
         sector: u64,
-        mut buf: Buf<'_>,
-        mut wait_event: impl FnMut(),
+        buf: Buf<'_>,
+        wait_event: impl FnMut(),
     ) -> Result<(), BlkFrontError> {
         let len = buf.len();
         if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(BlkFrontError::BufferSize(len));
         }
         self.check_range(sector, (len / SECTOR_SIZE) as u64)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.transfer_pieces(&[sector], len, buf, wait_event)
+    }
+
+    /// [`Front::transfer`] of `buf` as pieces of `piece` bytes, piece `i` at sector
+    /// `sectors[i]` (one piece: a contiguous transfer); `buf` is `sectors.len()` pieces long,
+    /// checked by the caller, and no request crosses from one piece into the next.
+    fn transfer_pieces(
+        &mut self,
+        sectors: &[u64],
+        piece: usize,
+        mut buf: Buf<'_>,
+        mut wait_event: impl FnMut(),
+    ) -> Result<(), BlkFrontError> {
+        let len = buf.len();
         let op = match buf {
             Buf::Read(_) => BLKIF_OP_READ,
             Buf::Write(_) => BLKIF_OP_WRITE,
@@ -365,7 +435,8 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                     BLKIF_MAX_SEGMENTS_PER_REQUEST
                 }
                 .min(self.pages.count());
-                let chunk = (len - next).min(max_pages * PAGE_SIZE);
+                let (p, in_piece) = (next / piece, next % piece);
+                let chunk = (piece - in_piece).min(max_pages * PAGE_SIZE);
                 let npages = chunk.div_ceil(PAGE_SIZE);
                 if self.free_pages.len() < npages {
                     break;
@@ -374,13 +445,13 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                 let indirect = indirect && npages > BLKIF_MAX_SEGMENTS_PER_REQUEST;
                 let slot = self.new_id().expect("a free ring slot means a free id");
                 let id = self.make_id(slot);
-                let chunk_sector = sector + (next / SECTOR_SIZE) as u64;
+                let chunk_sector = sectors[p] + (in_piece / SECTOR_SIZE) as u64;
                 let mut segs = [BlkifRequestSegment::default(); MAX_INDIRECT_SEGMENTS];
-                let mut pages = Vec::with_capacity(npages);
+                let mut pages = PageList::EMPTY;
                 for (i, seg) in segs.iter_mut().enumerate().take(npages) {
                     let page = self.free_pages.pop().expect("counted above");
                     let at = next + i * PAGE_SIZE;
-                    let bytes = (len - at).min(PAGE_SIZE);
+                    let bytes = (next + chunk - at).min(PAGE_SIZE);
                     if let Buf::Write(data) = &buf {
                         self.pages.write(page, 0, &data[at..at + bytes]);
                     }
@@ -491,7 +562,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
                 sector: done.sector,
             });
         } else if let Some(buf) = dest.as_deref_mut() {
-            for (i, &page) in done.pages.iter().enumerate() {
+            for (i, page) in done.pages.iter().enumerate() {
                 let at = done.buf_offset + i * PAGE_SIZE;
                 let bytes = (done.buf_offset + done.len - at).min(PAGE_SIZE);
                 self.pages.read(page, 0, &mut buf[at..at + bytes]);

@@ -419,7 +419,14 @@ fn print_block(blk: &Option<Block>) {
     for (name, key) in [
         ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
         ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
-        ("random 4 KiB reads (IOPS)", "rand4k_read_iops"),
+        (
+            "random 4 KiB reads, one at a time (IOPS)",
+            "rand4k_read_iops",
+        ),
+        (
+            "random 4 KiB reads, 16 in flight (IOPS)",
+            "rand4k_qd16_read_iops",
+        ),
     ] {
         let (p, n) = (&passes[0].0, &passes[1].0);
         println!(
