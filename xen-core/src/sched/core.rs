@@ -560,25 +560,32 @@ pub fn next_deadline(g: &DomainEntry, running: Option<usize>) -> Option<u64> {
     if g.dom.shutdown.is_some() {
         return None;
     }
-    // Plain comparisons rather than an iterator chain: the way out asks this of every domain.
-    let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
+    // A plain minimum and whether there was any deadline (one may be `u64::MAX`), rather than
+    // a fold over `Option`s: the way out asks this of every domain it looks at.
+    let mut next = u64::MAX;
+    let mut any = false;
+    let mut consider = |d: Option<u64>| {
+        if let Some(d) = d {
+            any = true;
+            next = next.min(d);
+        }
     };
-    let mut next = None;
     for (id, v) in g.dom.vcpus.iter().enumerate() {
         if !v.up {
             continue;
         }
-        let periodic = (running == Some(id) && v.periodic_period != 0).then_some(v.next_periodic);
-        let poll = v.poll.as_ref().and_then(|p| p.deadline);
-        next = earlier(next, earlier(earlier(v.timer_deadline, periodic), poll));
+        consider(v.timer_deadline);
+        if running == Some(id) && v.periodic_period != 0 {
+            consider(Some(v.next_periodic));
+        }
+        if let Some(p) = &v.poll {
+            consider(p.deadline);
+        }
     }
     for &w in &g.dom.watchdogs {
-        next = earlier(next, w);
+        consider(w);
     }
-    next
+    any.then_some(next)
 }
 
 /// Arms the one-shot timer for the next deadline of any domain (the end of the running vCPU's
