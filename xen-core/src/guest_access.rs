@@ -542,15 +542,20 @@ impl TranslationCache {
     /// (`l4_changes` is [`crate::mm::frame_table::Mm::l4_changes`] now).
     #[inline]
     pub fn resuming(l4: Mfn, memo: crate::mm::SlotMemo, l4_changes: u64) -> Self {
-        let cache = TranslationCache::new(l4);
-        if memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes {
-            cache.mmu_slot_ok.set(memo.slot);
+        // One expression, built where the caller keeps it (not built and then moved: the
+        // cache is 200 bytes, and this runs once per `mmu_update`).
+        let valid = memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes;
+        TranslationCache {
+            l4,
+            slots: [Slot::new(), Slot::new()],
             // As when the slot passed in this call: a write to the L4 forgets it.
-            cache
-                .tables_mask
-                .set(cache.tables_mask.get() | 1 << (l4.0 % 64));
+            tables_mask: Cell::new(u64::from(valid) << (l4.0 % 64)),
+            next: Cell::new(0),
+            walks: Cell::new(0),
+            epoch: Cell::new(0),
+            mmu: Cell::new(false),
+            mmu_slot_ok: Cell::new(if valid { memo.slot } else { 0 }),
         }
-        cache
     }
 
     /// What this cache knows of an L4 slot, for the next call (see [`crate::mm::SlotMemo`]); `l4_changes`
@@ -877,7 +882,7 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
     /// kept honest otherwise). A short batch then walks nothing; a long one walks once per page
     /// of its list and reads ahead, which costs less per element. `None`: read it the other way
     /// (the MMU faulted or is unavailable).
-    #[inline(never)]
+    #[inline(always)]
     fn through_mmu<M: MachineMemoryMut + ?Sized>(
         &self,
         cache: &TranslationCache,

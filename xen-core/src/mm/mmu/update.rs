@@ -51,8 +51,14 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     pdone: GuestPtr<u32>,
     foreigndom: u32,
 ) -> HcResult {
-    let upcall_word = crate::shared_info::running_upcall_word(ctx.dom);
-    let mmu = ctx.mmu_usable();
+    // What the call needs of the calling vCPU, read in one look-up of it.
+    let (guest_l4, mmu_slot, upcall_word, mmu) = {
+        let v = ctx.dom.vcpu();
+        let word = crate::shared_info::upcall_word(v, ctx.dom.shared_info, ctx.dom.vcpu_id());
+        // `Ctx::mmu_usable`.
+        let mmu = !ctx.fx.flush.owes_tlb_work() && !v.flush.owes_tlb_work();
+        (v.l4, v.mmu_slot, word, mmu)
+    };
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
         return Err(Errno::ENOSYS);
     };
@@ -60,7 +66,6 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
         preempt: matches!(reqs, Batch::Guest(_)).then_some(preempt),
         upcall_word,
     };
-    let guest_l4 = ctx.dom.vcpu().l4;
     let curr = ctx.dom.info();
     let (count, done) = match batch_start(mem, guest_l4, &reqs, count, pdone, foreigndom)? {
         BatchStart::Finished(rc) => return Ok(rc),
@@ -79,7 +84,7 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     // From here every access to guest memory and every write goes through the call's
     // translation cache and the memory that keeps it honest (see `TranslationCache`), which
     // starts from the L4 slot the vCPU's last call found safe for the MMU, if it still is.
-    let cache = TranslationCache::resuming(guest_l4, ctx.dom.vcpu().mmu_slot, mm.l4_changes());
+    let cache = TranslationCache::resuming(guest_l4, mmu_slot, mm.l4_changes());
     // Through the MMU while no TLB work is owed (see `MmuGuest`); the loop stops that the
     // moment an update asks for some.
     cache.use_mmu(mmu);
@@ -91,14 +96,13 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
             mmu_update_loop(&mut pt, reqs, count, &cache, pt_owner, pg_owner, stop)
         }
     };
+    let v = ctx.dom.vcpu_mut();
     if !pdone.is_null() {
-        cache.use_mmu(
-            cache.mmu() && !ctx.fx.flush.owes_tlb_work() && !ctx.dom.vcpu().flush.owes_tlb_work(),
-        );
+        cache.use_mmu(cache.mmu() && !ctx.fx.flush.owes_tlb_work() && !v.flush.owes_tlb_work());
         // Xen ignores a failure to write it.
         let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
     }
-    ctx.dom.vcpu_mut().mmu_slot = cache.memo(mm.l4_changes());
+    v.mmu_slot = cache.memo(mm.l4_changes());
     continue_batch(ctx, &reqs, stopped.then_some(i), count, pdone, foreigndom);
     status(rc)
 }
