@@ -12,7 +12,7 @@
 //! may (see [`MmuGuest`] for when), through [`MachineMemoryMut::mmu_read`] and `mmu_write`,
 //! which the arch layer implements with exception-table fixups (`arch/x86_64/uaccess.rs`).
 
-use core::cell::Cell;
+use core::cell::{Cell, OnceCell};
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
@@ -511,7 +511,9 @@ const CACHE_SLOTS: usize = 2;
 /// ([`crate::mm::frame_table::Mm::l4_changes`]) guards it.
 pub struct TranslationCache {
     l4: Mfn,
-    slots: [Slot; CACHE_SLOTS],
+    /// Filled on the first miss: a call that copies only through the MMU (nearly every short
+    /// one) never needs them, and does not pay for setting them up.
+    slots: OnceCell<[Slot; CACHE_SLOTS]>,
     /// Bit `mfn % 64` of every table frame and page frame of every slot (bits of dropped slots
     /// may stay): a write to one frame whose bit is clear touches no cached walk or page, known
     /// in a few instructions, which is what nearly every write of a batch is.
@@ -542,12 +544,12 @@ impl TranslationCache {
     /// (`l4_changes` is [`crate::mm::frame_table::Mm::l4_changes`] now).
     #[inline]
     pub fn resuming(l4: Mfn, memo: crate::mm::SlotMemo, l4_changes: u64) -> Self {
-        // One expression, built where the caller keeps it (not built and then moved: the
-        // cache is 200 bytes, and this runs once per `mmu_update`).
+        // One expression, built where the caller keeps it (not built and then moved: this runs
+        // once per `mmu_update`).
         let valid = memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes;
         TranslationCache {
             l4,
-            slots: [Slot::new(), Slot::new()],
+            slots: OnceCell::new(),
             // As when the slot passed in this call: a write to the L4 forgets it.
             tables_mask: Cell::new(u64::from(valid) << (l4.0 % 64)),
             next: Cell::new(0),
@@ -573,7 +575,7 @@ impl TranslationCache {
     pub const fn new(l4: Mfn) -> Self {
         TranslationCache {
             l4,
-            slots: [const { Slot::new() }; CACHE_SLOTS],
+            slots: OnceCell::new(),
             tables_mask: Cell::new(0),
             next: Cell::new(0),
             walks: Cell::new(0),
@@ -620,6 +622,12 @@ impl TranslationCache {
         true
     }
 
+    /// The slots: none before the first miss, all of them (empty or not) after.
+    #[inline]
+    fn slots(&self) -> &[Slot] {
+        self.slots.get().map_or(&[], |s| &s[..])
+    }
+
     /// Whether copies may go through the CPU's MMU from now on (see [`MmuGuest`] for what the
     /// caller must have checked: no TLB work owed). A call turns it off as soon as it records
     /// TLB work, and never back on.
@@ -641,7 +649,7 @@ impl TranslationCache {
 
     /// Drops every translation.
     pub fn clear(&self) {
-        for s in &self.slots {
+        for s in self.slots() {
             s.clear();
         }
         self.mmu_slot_ok.set(0);
@@ -673,7 +681,7 @@ impl TranslationCache {
         if self.l4.0.wrapping_sub(first) <= span {
             self.mmu_slot_ok.set(0);
         }
-        for s in &self.slots {
+        for s in self.slots() {
             if s.tables.iter().any(hit) {
                 s.clear();
                 self.bump();
@@ -693,7 +701,7 @@ impl TranslationCache {
         watch_data: bool,
     ) -> Option<(Maddr, bool)> {
         let va_page = va >> 12;
-        for s in &self.slots {
+        for s in self.slots() {
             if s.va_page.get() == va_page {
                 let page = s.page.get();
                 #[cfg(test)]
@@ -718,7 +726,7 @@ impl TranslationCache {
         self.walks.set(self.walks.get() + 1);
         let walk = walk(mem, self.l4, va)?;
         let i = self.next.get();
-        let s = &self.slots[i];
+        let s = &self.slots.get_or_init(|| [const { Slot::new() }; CACHE_SLOTS])[i];
         if s.va_page.get() != EMPTY {
             // Its page is no longer watched.
             self.bump();
