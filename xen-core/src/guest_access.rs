@@ -849,12 +849,11 @@ impl<T: FromBytes + IntoBytes + Copy, const N: usize> ArrayReader<T, N> {
         end: u64,
         tlb_owed: impl FnOnce() -> bool,
     ) -> Result<T, GuestFault> {
-        if self.epoch == cache.epoch() {
-            if let Some(v) = i
-                .checked_sub(self.first)
-                .filter(|&k| k < self.len as u64)
-                .and_then(|k| self.buf.get(k as usize))
-            {
+        // Read ahead, under the current epoch (`i` below `first` wraps to a `k` past `len`;
+        // nothing read ahead yet, the first element of a call, fails the first test).
+        let k = i.wrapping_sub(self.first);
+        if k < self.len as u64 && self.epoch == cache.epoch() {
+            if let Some(v) = self.buf.get(k as usize) {
                 // SAFETY: elements below `len` were written by the last read-ahead (`len` is
                 // only ever set to the count it wrote).
                 let v = unsafe { v.assume_init() };
