@@ -435,7 +435,7 @@ impl<'t> FrameTable<'t> {
 
     /// `page_get_owner_and_reference`: takes a general reference and returns the owner, unless
     /// the frame is not allocated (count 0) or the count would overflow.
-    #[inline]
+    #[inline(always)]
     pub fn get_owner_and_reference(&mut self, mfn: Mfn, perf: &mut PerfCounters) -> Option<Owner> {
         let f = self.get_mut(mfn)?;
         // Xen refuses counts 0 (not allocated), -1 and -2 (the last reserved for get_page_light).
