@@ -125,6 +125,8 @@ fn mmu_update_loop<W: MachineMemoryMut + ?Sized>(
     // The table the last update wrote, with the general reference taken for it kept (see
     // `normal_pt_update`), dropped below whatever ends the loop.
     let mut held = None;
+    // `xsm_mmu_update`'s checks depend on the call's owners alone: asked once, here.
+    let rights = Rights::of(pt.caller, pt_owner, pg_owner);
     while i < count {
         // `if ( curr->arch.old_guest_table || (i && hypercall_preempt_check()) )`.
         if i > 0 && stop.now(pt.mem) {
@@ -145,9 +147,9 @@ fn mmu_update_loop<W: MachineMemoryMut + ?Sized>(
         let cmd = req.ptr & 7;
         let r = match cmd {
             MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE => {
-                normal_pt_update(pt, req, cmd, pt_owner, pg_owner, &mut held)
+                normal_pt_update(pt, req, cmd, pt_owner, pg_owner, rights, &mut held)
             }
-            MMU_MACHPHYS_UPDATE => machphys_update(pt, req, pt_owner, pg_owner),
+            MMU_MACHPHYS_UPDATE => machphys_update(pt, req, rights, pg_owner),
             _ => Err(Errno::ENOSYS),
         };
         if let Err(e) = r {
@@ -161,6 +163,36 @@ fn mmu_update_loop<W: MachineMemoryMut + ?Sized>(
     }
     pt.perf.page_updates += u64::from(i);
     (rc, i, stopped)
+}
+
+/// What the caller may do to the call's page-table owner and page owner (`xsm_mmu_update` of
+/// the dummy policy, and `MMU_MACHPHYS_UPDATE`'s own rule), worked out once per call.
+#[derive(Clone, Copy)]
+struct Rights {
+    /// An `MMU_NORMAL_PT_UPDATE`: the caller may act on both owners (the page owner unless it
+    /// is `DOMID_IO`).
+    normal: Result<(), Errno>,
+    /// An `MMU_MACHPHYS_UPDATE`: the caller owns the tables, and may act on the page owner.
+    machphys: Result<(), Errno>,
+}
+
+impl Rights {
+    #[inline(always)]
+    fn of(caller: DomainInfo, pt_owner: DomainInfo, pg_owner: Owner) -> Rights {
+        let pg = if pg_owner != Owner::Io {
+            xsm_target(caller, pg_owner)
+        } else {
+            Ok(())
+        };
+        Rights {
+            normal: pg.and(xsm_target(caller, Owner::Domain(pt_owner.id))),
+            machphys: if pt_owner.id != caller.id {
+                Err(Errno::EPERM)
+            } else {
+                pg
+            },
+        }
+    }
 }
 
 /// `MMU_NORMAL_PT_UPDATE` (and `PRESERVE_AD`, and `NO_TRANSLATE`, which is the same for a PV
@@ -180,13 +212,11 @@ fn normal_pt_update<W: MachineMemoryMut + ?Sized>(
     cmd: u64,
     pt_owner: DomainInfo,
     pg_owner: Owner,
+    rights: Rights,
     held: &mut Option<Mfn>,
 ) -> Result<(), Errno> {
     // `xsm_mmu_update`: the caller must be allowed to act on both owners.
-    if pg_owner != Owner::Io {
-        xsm_target(pt.caller, pg_owner)?;
-    }
-    xsm_target(pt.caller, Owner::Domain(pt_owner.id))?;
+    rights.normal?;
 
     let ptr = req.ptr - cmd;
     let gmfn = Mfn(ptr >> 12);
@@ -254,16 +284,12 @@ fn plain_write<W: MachineMemoryMut + ?Sized>(
 fn machphys_update<W: MachineMemoryMut + ?Sized>(
     pt: &mut Pt<'_, '_, W>,
     req: MmuUpdate,
-    pt_owner: DomainInfo,
+    rights: Rights,
     pg_owner: Owner,
 ) -> Result<(), Errno> {
-    if pt_owner.id != pt.caller.id {
-        return Err(Errno::EPERM);
-    }
+    // The caller must own the tables, and may act on the page owner.
+    rights.machphys?;
     let mfn = Mfn(req.ptr >> 12);
-    if pg_owner != Owner::Io {
-        xsm_target(pt.caller, pg_owner)?;
-    }
     if !pt.get_page(mfn, pg_owner) {
         return Err(Errno::EINVAL); // "Could not get page for mach->phys update"
     }
