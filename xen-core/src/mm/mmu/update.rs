@@ -98,7 +98,10 @@ pub(crate) fn do_mmu_update<M: Machine + ?Sized>(
     };
     let v = ctx.dom.vcpu_mut();
     if !pdone.is_null() {
-        cache.use_mmu(cache.mmu() && !ctx.fx.flush.owes_tlb_work() && !v.flush.owes_tlb_work());
+        // The vCPU's own `flush` was asked at the start (`mmu`): the loop cannot reach it
+        // (`pt` lends it the vCPU's counters and tables, not that), so only the call's can
+        // have changed.
+        cache.use_mmu(cache.mmu() && !ctx.fx.flush.owes_tlb_work());
         // Xen ignores a failure to write it.
         let _ = cache.copy_to_guest(&mut mem, pdone, &done.wrapping_add(i));
     }
