@@ -726,7 +726,9 @@ impl TranslationCache {
         self.walks.set(self.walks.get() + 1);
         let walk = walk(mem, self.l4, va)?;
         let i = self.next.get();
-        let s = &self.slots.get_or_init(|| [const { Slot::new() }; CACHE_SLOTS])[i];
+        let s = &self
+            .slots
+            .get_or_init(|| [const { Slot::new() }; CACHE_SLOTS])[i];
         if s.va_page.get() != EMPTY {
             // Its page is no longer watched.
             self.bump();
