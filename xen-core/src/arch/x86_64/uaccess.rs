@@ -29,9 +29,12 @@ fn cr3_is(l4: Mfn) -> bool {
     cr3 == l4.maddr().0
 }
 
-/// Copies `len` bytes from `src` to `dst`, eight at a time and then one at a time, with SMAP
-/// lifted; returns whether a fault stopped it (the listed fixup resumes after the copy with
-/// R11 = vector + 1). A fault part-way leaves what was copied before it.
+/// Copies `len` bytes from `src` to `dst` with SMAP lifted: 4, 8 or 16 bytes as plain moves
+/// ([`move_with_fixup`]), any other length eight at a time and then one at a time (`rep movs`);
+/// returns whether a fault stopped it (the listed fixup resumes after the copy with
+/// R11 = vector + 1). A fault part-way through a `rep movs` leaves what was copied before it.
+/// (The hypervisor's side of the copy is listed too, as with a single `rep movs`: a fault there
+/// would be a hypervisor bug, reported as a guest fault rather than stopping the machine.)
 ///
 /// # Safety
 ///
@@ -110,6 +113,7 @@ unsafe fn copy_with_fixup(dst: *mut u8, src: *const u8, len: usize) -> bool {
 /// As [`copy_with_fixup`]'s, for `N` bytes; `smap` is `xen_smap_enabled`.
 #[inline(always)]
 unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8) -> bool {
+    const { assert!(N == 4 || N == 8 || N == 16, "move_with_fixup: 4, 8 or 16 bytes") };
     let fault: u64;
     // SAFETY: as for `copy_with_fixup`'s `rep movs`: each listed load and store resumes at `4:`
     // through the exception table on a fault, with R11 = vector + 1 and AC restored from the
@@ -197,7 +201,8 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
                 out("r11") fault,
                 options(nostack),
             ),
-            _ => unreachable!("move_with_fixup of {} bytes", N),
+            // Refused at compile time (the assertion above).
+            _ => unreachable!(),
         }
     }
     fault != 0
