@@ -202,7 +202,7 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
                 options(nostack),
             ),
             // Refused at compile time (the assertion above).
-            _ => unreachable!(),
+            _ => unreachable!("move_with_fixup of {} bytes", N),
         }
     }
     fault != 0
