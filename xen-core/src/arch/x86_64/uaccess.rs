@@ -113,7 +113,12 @@ unsafe fn copy_with_fixup(dst: *mut u8, src: *const u8, len: usize) -> bool {
 /// As [`copy_with_fixup`]'s, for `N` bytes; `smap` is `xen_smap_enabled`.
 #[inline(always)]
 unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8) -> bool {
-    const { assert!(N == 4 || N == 8 || N == 16, "move_with_fixup: 4, 8 or 16 bytes") };
+    const {
+        assert!(
+            N == 4 || N == 8 || N == 16,
+            "move_with_fixup: 4, 8 or 16 bytes"
+        )
+    };
     let fault: u64;
     // SAFETY: as for `copy_with_fixup`'s `rep movs`: each listed load and store resumes at `4:`
     // through the exception table on a fault, with R11 = vector + 1 and AC restored from the
