@@ -103,6 +103,35 @@ unsafe fn copy_with_fixup(dst: *mut u8, src: *const u8, len: usize) -> bool {
     fault != 0
 }
 
+/// The `asm!` of a small copy (Xen's `__put_user_asm`/`__get_user_asm` take the same shape): the
+/// moves given, each labelled and listed in the exception table with the labels given, resuming
+/// at `4:` on a fault (the handler sets R11 = vector + 1; R11 is 0 otherwise, into `$fault`),
+/// with SMAP lifted around them when it is enabled (`{smap}` non-zero).
+macro_rules! small_copy {
+    ($fault:ident, [$($mv:literal),+], [$($label:literal),+], $($operands:tt)*) => {
+        asm!(
+            "xor r11d, r11d",
+            "test {smap:e}, {smap:e}",
+            "jz 5f",
+            "stac",
+            "5:",
+            $($mv,)+
+            "4:",
+            "test {smap:e}, {smap:e}",
+            "jz 6f",
+            "clac",
+            "6:",
+            ".pushsection xen_extable, \"a\"",
+            ".balign 8",
+            $(concat!(".quad ", $label, "b, 4b"),)+
+            ".popsection",
+            $($operands)*
+            out("r11") $fault,
+            options(nostack),
+        )
+    };
+}
+
 /// [`copy_with_fixup`] of exactly `N` bytes (4, 8 or 16), with plain moves: all loads first,
 /// then all stores, so that a fault on the guest's side of a read leaves the buffer as it was,
 /// and a write within one page (which [`write`] requires) faults on its first store or not at
@@ -126,85 +155,38 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
     // in ring 3).
     unsafe {
         match N {
-            4 => asm!(
-                "xor r11d, r11d",
-                "test {smap:e}, {smap:e}",
-                "jz 5f",
-                "stac",
-                "5:",
-                "2: mov {a:e}, dword ptr [{src}]",
-                "3: mov dword ptr [{dst}], {a:e}",
-                "4:",
-                "test {smap:e}, {smap:e}",
-                "jz 6f",
-                "clac",
-                "6:",
-                ".pushsection xen_extable, \"a\"",
-                ".balign 8",
-                ".quad 2b, 4b",
-                ".quad 3b, 4b",
-                ".popsection",
+            4 => small_copy!(
+                fault,
+                ["2: mov {a:e}, dword ptr [{src}]", "3: mov dword ptr [{dst}], {a:e}"],
+                ["2", "3"],
                 smap = in(reg) u32::from(smap),
                 a = out(reg) _,
                 src = in(reg) src,
                 dst = in(reg) dst,
-                out("r11") fault,
-                options(nostack),
             ),
-            8 => asm!(
-                "xor r11d, r11d",
-                "test {smap:e}, {smap:e}",
-                "jz 5f",
-                "stac",
-                "5:",
-                "2: mov {a}, qword ptr [{src}]",
-                "3: mov qword ptr [{dst}], {a}",
-                "4:",
-                "test {smap:e}, {smap:e}",
-                "jz 6f",
-                "clac",
-                "6:",
-                ".pushsection xen_extable, \"a\"",
-                ".balign 8",
-                ".quad 2b, 4b",
-                ".quad 3b, 4b",
-                ".popsection",
+            8 => small_copy!(
+                fault,
+                ["2: mov {a}, qword ptr [{src}]", "3: mov qword ptr [{dst}], {a}"],
+                ["2", "3"],
                 smap = in(reg) u32::from(smap),
                 a = out(reg) _,
                 src = in(reg) src,
                 dst = in(reg) dst,
-                out("r11") fault,
-                options(nostack),
             ),
-            16 => asm!(
-                "xor r11d, r11d",
-                "test {smap:e}, {smap:e}",
-                "jz 5f",
-                "stac",
-                "5:",
-                "2: mov {a}, qword ptr [{src}]",
-                "7: mov {b}, qword ptr [{src} + 8]",
-                "3: mov qword ptr [{dst}], {a}",
-                "8: mov qword ptr [{dst} + 8], {b}",
-                "4:",
-                "test {smap:e}, {smap:e}",
-                "jz 6f",
-                "clac",
-                "6:",
-                ".pushsection xen_extable, \"a\"",
-                ".balign 8",
-                ".quad 2b, 4b",
-                ".quad 7b, 4b",
-                ".quad 3b, 4b",
-                ".quad 8b, 4b",
-                ".popsection",
+            16 => small_copy!(
+                fault,
+                [
+                    "2: mov {a}, qword ptr [{src}]",
+                    "7: mov {b}, qword ptr [{src} + 8]",
+                    "3: mov qword ptr [{dst}], {a}",
+                    "8: mov qword ptr [{dst} + 8], {b}"
+                ],
+                ["2", "7", "3", "8"],
                 smap = in(reg) u32::from(smap),
                 a = out(reg) _,
                 b = out(reg) _,
                 src = in(reg) src,
                 dst = in(reg) dst,
-                out("r11") fault,
-                options(nostack),
             ),
             // Refused at compile time (the assertion above).
             _ => unreachable!("move_with_fixup of {} bytes", N),
