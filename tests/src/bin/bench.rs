@@ -19,7 +19,8 @@
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
 //!   and then a domU does the same through blkfront/blkback (`blk-bench`: 1 MiB calls, split
-//!   into indirect requests of 32 pages, up to 16 in flight), on a fresh 32 MiB image, twice:
+//!   into indirect requests of 32 pages, up to 16 in flight), on a fresh 32 MiB image (in
+//!   `/dev/shm` when there is one, else `build/`; `BENCH_DISK_DIR` names another place), twice:
 //!   with persistent grants (the back end maps the front end's pages once, the device DMAs into
 //!   them), then over a fresh connection without (each batch's grants mapped and unmapped);
 //!   the ratios to dom0 direct are of the same run; with the event notifications per request
