@@ -104,11 +104,13 @@ unsafe fn copy_with_fixup(dst: *mut u8, src: *const u8, len: usize) -> bool {
 }
 
 /// The `asm!` of a small copy (Xen's `__put_user_asm`/`__get_user_asm` take the same shape): the
-/// moves given, each labelled and listed in the exception table with the labels given, resuming
-/// at `4:` on a fault (the handler sets R11 = vector + 1; R11 is 0 otherwise, into `$fault`),
-/// with SMAP lifted around them when it is enabled (`{smap}` non-zero).
+/// moves given, between `{src}` and `{dst}` through `{a}` (and `{b}`, given as a further
+/// operand, for 16 bytes), each labelled and listed in the exception table with the labels
+/// given, resuming at `4:` on a fault (the handler sets R11 = vector + 1; R11 is 0 otherwise,
+/// into `$fault`), with SMAP lifted around them when it is enabled (`$smap` non-zero).
 macro_rules! small_copy {
-    ($fault:ident, [$($mv:literal),+], [$($label:literal),+], $($operands:tt)*) => {
+    ($fault:ident, $smap:expr, $src:expr, $dst:expr, [$($mv:literal),+], [$($label:literal),+]
+     $(, $($operands:tt)*)?) => {
         asm!(
             "xor r11d, r11d",
             "test {smap:e}, {smap:e}",
@@ -125,7 +127,11 @@ macro_rules! small_copy {
             ".balign 8",
             $(concat!(".quad ", $label, "b, 4b"),)+
             ".popsection",
-            $($operands)*
+            smap = in(reg) u32::from($smap),
+            a = out(reg) _,
+            src = in(reg) $src,
+            dst = in(reg) $dst,
+            $($($operands)*)?
             out("r11") $fault,
             options(nostack),
         )
@@ -157,24 +163,31 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
         match N {
             4 => small_copy!(
                 fault,
-                ["2: mov {a:e}, dword ptr [{src}]", "3: mov dword ptr [{dst}], {a:e}"],
-                ["2", "3"],
-                smap = in(reg) u32::from(smap),
-                a = out(reg) _,
-                src = in(reg) src,
-                dst = in(reg) dst,
+                smap,
+                src,
+                dst,
+                [
+                    "2: mov {a:e}, dword ptr [{src}]",
+                    "3: mov dword ptr [{dst}], {a:e}"
+                ],
+                ["2", "3"]
             ),
             8 => small_copy!(
                 fault,
-                ["2: mov {a}, qword ptr [{src}]", "3: mov qword ptr [{dst}], {a}"],
-                ["2", "3"],
-                smap = in(reg) u32::from(smap),
-                a = out(reg) _,
-                src = in(reg) src,
-                dst = in(reg) dst,
+                smap,
+                src,
+                dst,
+                [
+                    "2: mov {a}, qword ptr [{src}]",
+                    "3: mov qword ptr [{dst}], {a}"
+                ],
+                ["2", "3"]
             ),
             16 => small_copy!(
                 fault,
+                smap,
+                src,
+                dst,
                 [
                     "2: mov {a}, qword ptr [{src}]",
                     "7: mov {b}, qword ptr [{src} + 8]",
@@ -182,11 +195,7 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
                     "8: mov qword ptr [{dst} + 8], {b}"
                 ],
                 ["2", "7", "3", "8"],
-                smap = in(reg) u32::from(smap),
-                a = out(reg) _,
                 b = out(reg) _,
-                src = in(reg) src,
-                dst = in(reg) dst,
             ),
             // Refused at compile time (the assertion above).
             _ => unreachable!("move_with_fixup of {} bytes", N),
