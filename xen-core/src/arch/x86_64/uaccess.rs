@@ -29,6 +29,50 @@ fn cr3_is(l4: Mfn) -> bool {
     cr3 == l4.maddr().0
 }
 
+/// The `asm!` of a copy between guest memory and the hypervisor (Xen's `__put_user_asm` and
+/// `__get_user_asm` take the same shape): the moves given, each labelled and listed in the
+/// exception table with the labels given, resuming at `4:` on a fault (the handler sets R11 =
+/// vector + 1; R11 is 0 otherwise, into `$fault`), with SMAP lifted around them when it is
+/// enabled (operand `smap` non-zero). The `small` form is a copy of 4, 8 or 16 bytes through
+/// `{a}` (and `{b}`, given as a further operand, for 16) between `{src}` and `{dst}`.
+macro_rules! guest_copy_asm {
+    (small $fault:ident, $smap:expr, $src:expr, $dst:expr, [$($mv:literal),+],
+     [$($label:literal),+] $(, $($operands:tt)*)?) => {
+        guest_copy_asm!(
+            $fault,
+            [$($mv),+],
+            [$($label),+],
+            smap = in(reg) u32::from($smap),
+            a = out(reg) _,
+            src = in(reg) $src,
+            dst = in(reg) $dst,
+            $($($operands)*)?
+        )
+    };
+    ($fault:ident, [$($mv:literal),+], [$($label:literal),+], $($operands:tt)*) => {
+        asm!(
+            "xor r11d, r11d",
+            "test {smap:e}, {smap:e}",
+            "jz 5f",
+            "stac",
+            "5:",
+            $($mv,)+
+            "4:",
+            "test {smap:e}, {smap:e}",
+            "jz 6f",
+            "clac",
+            "6:",
+            ".pushsection xen_extable, \"a\"",
+            ".balign 8",
+            $(concat!(".quad ", $label, "b, 4b"),)+
+            ".popsection",
+            $($operands)*
+            out("r11") $fault,
+            options(nostack),
+        )
+    };
+}
+
 /// Copies `len` bytes from `src` to `dst` with SMAP lifted: 4, 8 or 16 bytes as plain moves
 /// ([`move_with_fixup`]), any other length eight at a time and then one at a time (`rep movs`);
 /// returns whether a fault stopped it (the listed fixup resumes after the copy with
@@ -69,73 +113,25 @@ unsafe fn copy_with_fixup(dst: *mut u8, src: *const u8, len: usize) -> bool {
     // resumes at `4:` through the exception table (`dispatch::interrupt_or_fault`), with AC
     // restored from the frame and cleared below, on both ways.
     unsafe {
-        asm!(
-            "xor r11d, r11d",
-            "test {smap:e}, {smap:e}",
-            "jz 5f",
-            "stac",
-            "5:",
-            "mov {rest}, rcx",
-            "shr rcx, 3",
-            "and {rest}, 7",
-            "2: rep movsq",
-            "mov rcx, {rest}",
-            "3: rep movsb",
-            "4:",
-            "test {smap:e}, {smap:e}",
-            "jz 6f",
-            "clac",
-            "6:",
-            ".pushsection xen_extable, \"a\"",
-            ".balign 8",
-            ".quad 2b, 4b",
-            ".quad 3b, 4b",
-            ".popsection",
+        guest_copy_asm!(
+            fault,
+            [
+                "mov {rest}, rcx",
+                "shr rcx, 3",
+                "and {rest}, 7",
+                "2: rep movsq",
+                "mov rcx, {rest}",
+                "3: rep movsb"
+            ],
+            ["2", "3"],
             smap = in(reg) u32::from(smap),
             rest = out(reg) _,
             inout("rcx") len => _,
             inout("rdi") dst => _,
             inout("rsi") src => _,
-            out("r11") fault,
-            options(nostack),
         );
     }
     fault != 0
-}
-
-/// The `asm!` of a small copy (Xen's `__put_user_asm`/`__get_user_asm` take the same shape): the
-/// moves given, between `{src}` and `{dst}` through `{a}` (and `{b}`, given as a further
-/// operand, for 16 bytes), each labelled and listed in the exception table with the labels
-/// given, resuming at `4:` on a fault (the handler sets R11 = vector + 1; R11 is 0 otherwise,
-/// into `$fault`), with SMAP lifted around them when it is enabled (`$smap` non-zero).
-macro_rules! small_copy {
-    ($fault:ident, $smap:expr, $src:expr, $dst:expr, [$($mv:literal),+], [$($label:literal),+]
-     $(, $($operands:tt)*)?) => {
-        asm!(
-            "xor r11d, r11d",
-            "test {smap:e}, {smap:e}",
-            "jz 5f",
-            "stac",
-            "5:",
-            $($mv,)+
-            "4:",
-            "test {smap:e}, {smap:e}",
-            "jz 6f",
-            "clac",
-            "6:",
-            ".pushsection xen_extable, \"a\"",
-            ".balign 8",
-            $(concat!(".quad ", $label, "b, 4b"),)+
-            ".popsection",
-            smap = in(reg) u32::from($smap),
-            a = out(reg) _,
-            src = in(reg) $src,
-            dst = in(reg) $dst,
-            $($($operands)*)?
-            out("r11") $fault,
-            options(nostack),
-        )
-    };
 }
 
 /// [`copy_with_fixup`] of exactly `N` bytes (4, 8 or 16), with plain moves: all loads first,
@@ -161,8 +157,8 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
     // in ring 3).
     unsafe {
         match N {
-            4 => small_copy!(
-                fault,
+            4 => guest_copy_asm!(
+                small fault,
                 smap,
                 src,
                 dst,
@@ -172,8 +168,8 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
                 ],
                 ["2", "3"]
             ),
-            8 => small_copy!(
-                fault,
+            8 => guest_copy_asm!(
+                small fault,
                 smap,
                 src,
                 dst,
@@ -183,8 +179,8 @@ unsafe fn move_with_fixup<const N: usize>(dst: *mut u8, src: *const u8, smap: u8
                 ],
                 ["2", "3"]
             ),
-            16 => small_copy!(
-                fault,
+            16 => guest_copy_asm!(
+                small fault,
                 smap,
                 src,
                 dst,
