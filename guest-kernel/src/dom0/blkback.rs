@@ -785,7 +785,8 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64, persistent: bool
 }
 
 /// `bench-blkdev` on dom0's command line: dom0 reads and writes its disk directly (no split
-/// driver), on the same device the domUs use: sequential write and read of `mib` MiB from sector
+/// driver), on the same device the domUs use: after a warm-up (1 MiB written and read, not
+/// timed), sequential write and read of `mib` MiB from sector
 /// `start` in 64 KiB requests, then `random_ops` 4 KiB reads at random 4 KiB-aligned places in that
 /// range one at a time, and as many again 16 at a time (one `Disk::transfer` of 16 pieces, as
 /// a domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`); prints
@@ -805,6 +806,14 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
         *b = (i * 31 + 7) as u8;
     }
     let now = || crate::kernel::time::now_ns().unwrap_or(0);
+    // Warm-up, not timed, as a domU's `blk-bench` does: 1 MiB written and read back.
+    for c in 0..((1u64 << 20) / chunk as u64).min(bytes / chunk as u64) {
+        let sector = start + c * (chunk as u64 / 512);
+        if disk.write(sector, &buf).is_err() || disk.read(sector, &mut buf).is_err() {
+            println!("bench blkdev: warm-up failed");
+            return;
+        }
+    }
     let t0 = now();
     for c in 0..(bytes / chunk as u64) {
         if disk.write(start + c * (chunk as u64 / 512), &buf).is_err() {
