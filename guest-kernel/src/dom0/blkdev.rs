@@ -760,6 +760,14 @@ impl BlockDevice {
                 self.blk.ack_interrupt();
                 hc::physdev_op(&mut PhysdevEoi { irq: pirq });
             }
+            // `VIRTIO_F_EVENT_IDX`: the last completion taken wrote `used_event` (the device
+            // interrupts when its used index passes it), and the used index is read next. The
+            // device does the mirror image (writes the index, a full barrier, reads
+            // `used_event`), so without a full barrier here the store could still sit in the
+            // store buffer while the load goes ahead: both sides would see the other's old
+            // value, the device would not interrupt and this would sleep out the poll's timeout
+            // (Linux's `virtqueue_poll` has the same `virtio_mb`).
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
             if let Some(t) = self.blk.peek_used() {
                 return t;
             }
