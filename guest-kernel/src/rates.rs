@@ -4,6 +4,11 @@
 use alloc::format;
 use alloc::string::String;
 
+/// Random 4 KiB reads in the block benchmarks' phase of 16 in flight, on both sides (the domU's
+/// `blk-bench` and dom0's direct `bench-blkdev`): 1024, 64 rounds of 16, so that the phase lasts
+/// some 50 ms rather than 10 and one descheduling of the emulator moves the figure less.
+pub const RAND_QD_OPS: u64 = 1024;
+
 /// `n / requests` with three decimals.
 pub fn per_request(n: u64, requests: u64) -> String {
     if requests == 0 {

@@ -788,10 +788,10 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64, persistent: bool
 /// driver), on the same device the domUs use: after a warm-up (1 MiB written and read, not
 /// timed), sequential write and read of `mib` MiB from sector
 /// `start` in 64 KiB requests, then `random_ops` 4 KiB reads at random 4 KiB-aligned places in that
-/// range one at a time, and as many again 16 at a time (one `Disk::transfer` of 16 pieces, as
+/// range one at a time, then `qd_ops` more 16 at a time (one `Disk::transfer` of 16 pieces, as
 /// a domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`); prints
 /// `bench blkdev ...`.
-pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
+pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
     let mut disk = SharedDisk;
     let sectors = disk.sectors();
     let bytes = mib << 20;
@@ -852,7 +852,7 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
     let rand_ns = now() - t0;
     const QD: usize = 16;
     let t0 = now();
-    for _ in 0..random_ops / QD as u64 {
+    for _ in 0..qd_ops / QD as u64 {
         let mut ios: Vec<DiskIo<'_>> = buf[..QD * 4096]
             .chunks_mut(4096)
             .map(|piece| {
@@ -879,10 +879,10 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64) {
         Backing::Ram(_) => (0, 0),
     });
     println!(
-        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_read_iops={} interrupts={interrupts} poll_timeouts={timeouts}",
+        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} interrupts={interrupts} poll_timeouts={timeouts}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(random_ops, rand_ns),
-        per_s(random_ops / QD as u64 * QD as u64, rand_qd_ns)
+        per_s(qd_ops / QD as u64 * QD as u64, rand_qd_ns)
     );
 }

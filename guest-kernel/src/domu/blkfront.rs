@@ -39,7 +39,7 @@ use ring_drivers::shared_page::SharedPage;
 use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::layout::direct_map_va;
-use guest_kernel::rates::{mb_per_s, per_request, per_s};
+use guest_kernel::rates::{mb_per_s, per_request, per_s, RAND_QD_OPS};
 use spin::Once;
 
 use super::client::Client;
@@ -643,7 +643,7 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 /// `blk-bench[=<start sector>]`: after a warm-up (one 1 MiB call each way, not timed),
 /// sequential write and read of 4 MiB in 1 MiB calls (each split into requests of up to 32
 /// pages, up to 16 in flight), then 256 random 4 KiB reads one at a
-/// time, then 256 more [`RAND_QD`] at a time (`rand4k_qd16_read_iops`), through the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
+/// time, then [`RAND_QD_OPS`] more [`RAND_QD`] at a time (`rand4k_qd16_read_iops`), through the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
 /// the same again over a fresh connection on which the front end does not offer persistent
 /// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
 /// unmaps them after, or grant-copies).
@@ -708,7 +708,7 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     // once, as dom0's direct pass does (`bench-blkdev`).
     let mut places = [0u64; RAND_QD];
     let t0 = now();
-    for _ in 0..ops / RAND_QD as u64 {
+    for _ in 0..RAND_QD_OPS / RAND_QD as u64 {
         for p in places.iter_mut() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -724,11 +724,11 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     let persistent =
         OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
+        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={RAND_QD_OPS} rand4k_qd16_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(ops, rand_ns),
-        per_s(ops / RAND_QD as u64 * RAND_QD as u64, rand_qd_ns),
+        per_s(RAND_QD_OPS / RAND_QD as u64 * RAND_QD as u64, rand_qd_ns),
         n(|s| s.notifications_sent),
         n(|s| s.waits),
         per_request(n(|s| s.notifications_sent), requests),
