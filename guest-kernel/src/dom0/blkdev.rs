@@ -780,7 +780,14 @@ impl BlockDevice {
             };
             hc::sched_op(&mut poll);
             if !crate::kernel::events::is_pending(port) {
+                // Timed out. Whatever was lost, it does not stay lost: the device is notified
+                // again (in case a notification was), and its ISR read and the PIRQ EOI'd (in
+                // case an interrupt was: a line left high is lowered and unmasked). Each is
+                // harmless when nothing was.
                 self.timeouts += 1;
+                self.blk.kick();
+                self.blk.ack_interrupt();
+                hc::physdev_op(&mut PhysdevEoi { irq: pirq });
             }
         }
     }

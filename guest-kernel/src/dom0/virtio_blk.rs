@@ -142,6 +142,12 @@ impl VirtioBlk {
         self.transport.ack_interrupt()
     }
 
+    /// Notifies the device of the queue whatever `avail_event` says (an extra notification is
+    /// harmless): after a wait timed out, in case one was lost.
+    pub fn kick(&mut self) {
+        self.transport.notify(QUEUE);
+    }
+
     /// Asks the device to interrupt on completions.
     pub fn enable_interrupts(&mut self) {
         self.queue.set_dev_notify(true);
@@ -189,6 +195,9 @@ impl VirtioBlk {
                 self.queue.add(inputs, outputs)
             })?
         };
+        // The avail index just stored, `avail_event` loaded next: a full barrier between them
+        // (VIRTIO_F_EVENT_IDX's other Dekker pair; see `BlockDevice::wait`).
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         if self.queue.should_notify() {
             self.transport.notify(QUEUE);
         }
@@ -264,6 +273,8 @@ impl VirtioBlk {
             let token = self
                 .queue
                 .add(&[hdr.as_bytes()], &mut [status.as_mut_slice()])?;
+            // As in `submit`.
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
             if self.queue.should_notify() {
                 self.transport.notify(QUEUE);
             }

@@ -58,7 +58,9 @@ fn create_host_mapping(
         pt.put_page(l1);
         return Err(GNTST_general_error);
     };
-    let written = pt.mem.write_u64(at, grant_pte(mfn, flags)).is_some();
+    let e = grant_pte(mfn, flags);
+    pt.mm.note_l1e(pt.caller.id, e);
+    let written = pt.mem.write_u64(at, e).is_some();
     pt.put_page(l1);
     if !written {
         return Err(GNTST_general_error);
@@ -123,6 +125,7 @@ fn replace_host_mapping(
         Some((at, l1)) => {
             let rc = match pt.mem.read_u64(at) {
                 Some(old) if matches_grant(old, mfn, flags) => {
+                    pt.mm.note_l1e(pt.caller.id, nl1e);
                     if pt.mem.write_u64(at, nl1e).is_some() {
                         GNTST_okay
                     } else {

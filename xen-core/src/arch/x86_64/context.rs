@@ -136,10 +136,12 @@ pub fn switch(m: &mut HvMachine, prev: Option<usize>, next: usize, dom: &Domain)
     drop(segs);
     m.segs_to_load = Some(next);
     // The next vCPU's tables (checked live by `load_cr3`; `load_vcpu_state` finds them there),
-    // loaded with CR4.PGE off around the CR3 write (Xen's `switch_cr3_cr4`): guest user mappings
-    // are global (as Xen makes them), and a new address space must not see the previous
-    // domain's, not even one the CPU filled speculatively between a flush and the load.
-    m.load_cr3(dom.current_l4(), Cr3Load::FlushAll);
+    // loaded with CR4.PGE off around the CR3 write (Xen's `switch_cr3_cr4`) when the table left
+    // may have global entries: guest user mappings are global (as Xen makes them), and a new
+    // address space must not see the previous one's, not even one the CPU filled
+    // speculatively between a flush and the load. A domain whose tables never held a global
+    // entry leaves none in the TLB past the CR3 write (`Cr3Load::Switch`).
+    m.load_cr3(dom.current_l4(), Cr3Load::Switch);
 }
 
 /// Loads the data selectors the vCPU of unit `slot` had when it last ran.

@@ -286,6 +286,7 @@ pub fn start(
         e820,
         mm,
         cr3: 0,
+        cr3_owner: None,
         preempt: super::machine::PreemptAt::new(),
         loaded: super::machine::Loaded::UNKNOWN,
         segs_to_load: None,

@@ -298,6 +298,9 @@ pub struct HvMachine {
     /// The machine address CR3 holds: the table the CPU runs on (0 until the first guest's is
     /// loaded). Every CR3 load goes through [`HvMachine::load_cr3`], which keeps it.
     pub cr3: u64,
+    /// The domain owning the table in CR3 (`None` until the first load): the only one whose
+    /// global TLB entries the CPU may hold (see [`Cr3Load::Switch`]).
+    pub cr3_owner: Option<xen_core::domain::DomainId>,
     /// When the hypercall that runs must stop and continue.
     pub preempt: PreemptAt,
     /// The vCPU state as last loaded into the CPU (`context.rs`).
@@ -507,24 +510,39 @@ impl HvMachine {
     /// reserved slots (written at validation, never writable while it keeps its type), which is
     /// what lets the code running now go on after the load.
     pub fn load_cr3(&mut self, l4: Mfn, how: Cr3Load) {
-        let live = self.mm.frames.get(l4).is_some_and(|f| {
-            f.page_type() == PageType::L4
-                && f.validated()
-                && f.type_count() > 0
-                && matches!(f.owner(), Owner::Domain(_))
+        let owner = self.mm.frames.get(l4).and_then(|f| match f.owner() {
+            Owner::Domain(d)
+                if f.page_type() == PageType::L4 && f.validated() && f.type_count() > 0 =>
+            {
+                Some(d)
+            }
+            _ => None,
         });
-        assert!(live, "CR3 load of {l4:?}, which is not a live L4");
+        let Some(owner) = owner else {
+            panic!("CR3 load of {l4:?}, which is not a live L4");
+        };
         let maddr = l4.maddr().0;
         if maddr == self.cr3 && how == Cr3Load::IfChanged {
             return;
         }
+        // The global entries the TLB may hold are the current owner's (every change of owner
+        // drops them when it may have some): they must go when its address space is left for
+        // another one, but only if its tables can hold any (`Mm::may_hold_global`).
+        let leaving_globals = self.cr3_owner.is_none_or(|d| self.mm.may_hold_global(d));
+        let flush_globals = match how {
+            Cr3Load::FlushAll => true,
+            Cr3Load::Switch => leaving_globals,
+            Cr3Load::IfChanged | Cr3Load::Always => {
+                self.cr3_owner != Some(owner) && leaving_globals
+            }
+        };
         // SAFETY: `l4` is a validated L4 with a type reference (checked above), so its slots
         // 256..272 hold the hypervisor's entries (`init_xen_l4_slots` at validation; a guest can
         // change them neither through validated updates nor by mapping the frame writable) and
         // the hypervisor's code, stack and data stay mapped across the load. Toggling CR4.PGE
         // only drops cached translations.
         unsafe {
-            if how == Cr3Load::FlushAll {
+            if flush_globals {
                 let cr4: u64;
                 core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
                 core::arch::asm!("mov cr4, {}", in(reg) cr4 & !(1 << 7), options(nostack));
@@ -535,6 +553,7 @@ impl HvMachine {
             }
         }
         self.cr3 = maddr;
+        self.cr3_owner = Some(owner);
     }
 }
 
@@ -549,6 +568,12 @@ pub enum Cr3Load {
     /// Always, and the global TLB entries too (Xen's `write_ptbase`, whose `switch_cr3_cr4`
     /// toggles CR4.PGE).
     FlushAll,
+    /// Always, and the global TLB entries too unless the table being left belongs to a domain
+    /// whose tables never held a global entry (`Mm::may_hold_global`): then the TLB holds
+    /// none of its translations once the CR3 write dropped the non-global ones, and the CR4
+    /// writes (each of which empties the whole TLB, the hypervisor's entries too, and under
+    /// QEMU's TCG its translation caches) are saved. A context switch.
+    Switch,
 }
 
 impl Machine for HvMachine {

@@ -194,6 +194,12 @@ pub(crate) fn audit_with_foreign(
                 if e & pte::USER == 0 {
                     return Err(format!("{}: not adjusted (no _PAGE_USER)", what()));
                 }
+                if e & pte::GLOBAL != 0 && !mm.may_hold_global(id) {
+                    return Err(format!(
+                        "{}: global, but d{id} is not marked as holding global entries",
+                        what()
+                    ));
+                }
                 let io = frame(t).is_none_or(|tf| tf.owner() == Owner::Io);
                 if io {
                     if !mm.iomem_access_permitted(Owner::Domain(id), Mfn(t)) {

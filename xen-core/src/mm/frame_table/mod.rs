@@ -547,9 +547,46 @@ pub struct Mm<'t> {
     /// else changes one (a validated L4 is never writable), so an answer about an L4's entries
     /// read under one value holds while the value stays ([`crate::mm::SlotMemo`]).
     l4_changes: u64,
+    /// One bit per domain id: set once a global entry (`_PAGE_GLOBAL`, which
+    /// `adjust_guest_l1e` puts on every true user mapping, and which a guest may set on any L1
+    /// entry) was written into an L1 table the domain owns; never cleared (a reused id only
+    /// costs flushes). While a domain's bit is clear its tables hold no global entry, so the
+    /// TLB holds none of its translations once a CR3 write dropped the non-global ones: a
+    /// switch away from it need not flush global entries ([`Mm::may_hold_global`]).
+    globals: [u64; GLOBAL_WORDS],
 }
 
+/// Words of [`Mm`]'s `globals`: one bit for every domain id below `DOMID_FIRST_RESERVED`
+/// (0x7FF0), rounded up.
+const GLOBAL_WORDS: usize = 0x8000 / 64;
+
 impl<'t> Mm<'t> {
+    /// Records that L1 entry `e`, written into a table `owner` owns, may be cached as a global
+    /// TLB entry (see the field `globals`). Every write of a guest L1 entry goes through here:
+    /// validation of a new L1 (`promote_l1_entry`), `mod_l1_entry`, grant host mappings; the
+    /// frame-table audit checks that no validated L1 holds a global entry its owner's bit does
+    /// not cover.
+    #[inline]
+    pub(crate) fn note_l1e(&mut self, owner: DomainId, e: u64) {
+        if e & pte::GLOBAL != 0 {
+            let i = usize::from(owner);
+            if let Some(w) = self.globals.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// Whether `owner`'s tables may hold a global entry, i.e. whether the TLB may keep
+    /// translations of its address space across a CR3 write (true for an id beyond the table:
+    /// never a table's owner).
+    #[inline]
+    pub fn may_hold_global(&self, owner: DomainId) -> bool {
+        let i = usize::from(owner);
+        self.globals
+            .get(i / 64)
+            .is_none_or(|w| w & (1 << (i % 64)) != 0)
+    }
+
     /// See the field `l4_changes`.
     #[inline]
     pub fn l4_changes(&self) -> u64 {
@@ -574,6 +611,7 @@ impl<'t> Mm<'t> {
             mmio_ro: heapless::Vec::new(),
             domains: heapless::Vec::new(),
             l4_changes: 0,
+            globals: [0; GLOBAL_WORDS],
         }
     }
 

@@ -1237,3 +1237,22 @@ fn get_page_info_answers_as_get_page_does() {
         }
     }
 }
+
+#[test]
+fn a_global_entry_marks_its_tables_owner_for_good_and_other_entries_do_not() {
+    let mut t = Two::new();
+    let mm = t.m.mm.as_mut().expect("the machine has a frame table");
+    // An id no table of this machine belongs to.
+    assert!(!mm.may_hold_global(7));
+    mm.note_l1e(7, PRESENT | RW | USER | pte::GUEST_KERNEL);
+    assert!(!mm.may_hold_global(7), "a kernel mapping is never global");
+    mm.note_l1e(7, PRESENT | USER | GLOBAL);
+    assert!(mm.may_hold_global(7));
+    mm.note_l1e(7, 0);
+    assert!(mm.may_hold_global(7), "the mark stays");
+    assert!(!mm.may_hold_global(8), "one bit per domain");
+    assert!(mm.may_hold_global(0x8000), "beyond the table: assumed");
+    // The hand-built tables map data as true user mappings, which validation made global.
+    assert!(mm.may_hold_global(1));
+    t.check();
+}

@@ -518,6 +518,7 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
         }
         let flip = self.get_page_from_l1e(orig, d, Owner::Domain(d.id))?;
         let adjusted = pte::adjust_guest_l1e(orig ^ flip);
+        self.mm.note_l1e(d.id, adjusted);
         if adjusted != orig {
             if let Err(e) = self.set_entry(mfn, i, adjusted) {
                 self.put_page_from_l1e(orig);
@@ -645,10 +646,13 @@ impl<M: MachineMemoryMut + ?Sized> Pt<'_, '_, M> {
             }
             // Fast path for sufficiently similar mappings: no reference changes.
             if !pte::changed_beyond_whitelist(old, new) {
-                return self.update_entry(at, old, pte::adjust_guest_l1e(new), preserve_ad);
+                let new = pte::adjust_guest_l1e(new);
+                self.mm.note_l1e(pt_dom.id, new);
+                return self.update_entry(at, old, new, preserve_ad);
             }
             let flip = self.get_page_from_l1e(new, pt_dom, pg_dom)?;
             new = pte::adjust_guest_l1e(new ^ flip);
+            self.mm.note_l1e(pt_dom.id, new);
         }
         if let Err(e) = self.update_entry(at, old, new, preserve_ad) {
             // Not written: the new entry's references go (Xen's `put_page_from_l1e(nl1e)`).
