@@ -89,16 +89,6 @@ pub fn flush_tlb_global() {
     }
 }
 
-/// Flushes this CPU's TLB (non-global entries) by reloading CR3.
-pub fn flush_tlb_local() {
-    // SAFETY: writing CR3 back unchanged only drops non-global TLB entries.
-    unsafe {
-        let cr3: u64;
-        asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
-        asm!("mov cr3, {}", in(reg) cr3, options(nostack));
-    }
-}
-
 /// Hands the FPU state and data selectors from the vCPU of unit `prev` (saved, if its domain
 /// still exists) to the one of unit `next` (loaded), drops every TLB entry and loads the page
 /// tables of `dom`'s current vCPU (the one of unit `next`), as `load_vcpu_state` would: the way

@@ -155,6 +155,15 @@ pub fn start(
         xen_l4_slots: hypervisor_l4_slots(),
         io_limit: Mfn(1 << (physical_address_bits() - 12)),
     };
+    // No hypervisor entry of a guest L4 may be global: through a guest's self-map of its L4 an
+    // entry of those slots is read as a leaf, and a context switch keeps the TLB's global
+    // entries when the domain left has none of its own (`Cr3Load::Switch`).
+    assert!(
+        cfg.xen_l4_slots
+            .iter()
+            .all(|e| e & xen_core::mm::frame_table::pte::GLOBAL == 0),
+        "a global entry among the hypervisor's L4 slots"
+    );
     let mut mm = Mm::new(storage, cfg);
     // Below max_ram_page, what is not RAM is I/O memory dom0 may map (the first MiB: VGA, BIOS;
     // the holes of the e820 map); the hypervisor's own frames are Xen's. The local APIC is the

@@ -77,8 +77,14 @@ fn init() -> Option<u64> {
     }
     let entries = ((version >> 16) & 0xff) + 1;
     for gsi in 0..entries {
-        // Masked, but already in the line's own trigger mode (see `program`).
-        write(base, REG_REDIR + 2 * gsi, low_word(gsi, true));
+        // Masked, but already in the line's own trigger mode (see `program`); entries beyond
+        // the GSIs dom0 can bind are never programmed (their vector would not fit).
+        let low = if gsi < NR_GSIS {
+            low_word(gsi, true)
+        } else {
+            REDIR_MASKED
+        };
+        write(base, REG_REDIR + 2 * gsi, low);
     }
     ENTRIES.store(entries.min(NR_GSIS), Ordering::SeqCst);
     BASE.store(base, Ordering::SeqCst);

@@ -14,7 +14,7 @@ use xen_core::regs::Regs;
 use xen_core::regs::RegsDump;
 
 use super::console::{print_emergency, printk};
-use super::context::{flush_tlb_local, CR0_TS};
+use super::context::CR0_TS;
 use super::machine::{native_cpuid, HvMachine, RealPorts};
 use super::power;
 
@@ -150,10 +150,11 @@ pub fn guest_exception(
                         *regs = saved;
                         return bounce::inject_exception(&mut *m, dom, regs, 6, None, 0);
                     }
-                    // Reloading the current L4 is a TLB flush; switching tables arrives with
-                    // validated page tables.
+                    // Reloading the current L4 is a TLB flush, global entries included (Xen's
+                    // `new_guest_cr3` goes through `write_ptbase`, which drops them: guest user
+                    // mappings are global); switching tables arrives with validated page tables.
                     emulate::Emulated::NewCr3(v) if v & 0x000f_ffff_ffff_f000 == crs.cr3 => {
-                        flush_tlb_local();
+                        super::context::flush_tlb_global();
                         return Ok(());
                     }
                     _ => *regs = saved,

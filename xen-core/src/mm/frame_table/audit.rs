@@ -178,6 +178,10 @@ pub(crate) fn audit_with_foreign(
                         FIRST_XEN_SLOT + k
                     ));
                 }
+                // Read as a leaf through a self-map: never global (see `Mm::may_hold_global`).
+                if e & pte::GLOBAL != 0 {
+                    return Err(format!("L4 {mfn:?} slot {} is global", FIRST_XEN_SLOT + k));
+                }
             }
         }
         for &i in present_slots(bytes, &mut slots) {
