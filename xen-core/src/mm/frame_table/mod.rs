@@ -566,13 +566,20 @@ impl<'t> Mm<'t> {
     /// validation of a new L1 (`promote_l1_entry`), `mod_l1_entry`, grant host mappings; the
     /// frame-table audit checks that no validated L1 holds a global entry its owner's bit does
     /// not cover.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn note_l1e(&mut self, owner: DomainId, e: u64) {
+        // One test in line on every L1 write (the PTE path); the mark out of line.
         if e & pte::GLOBAL != 0 {
-            let i = usize::from(owner);
-            if let Some(w) = self.globals.get_mut(i / 64) {
-                *w |= 1 << (i % 64);
-            }
+            self.note_global(owner);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note_global(&mut self, owner: DomainId) {
+        let i = usize::from(owner);
+        if let Some(w) = self.globals.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
         }
     }
 
