@@ -108,7 +108,12 @@ fn ptwr_target(
     }
     let target = Mfn(pte::mfn(pte));
     let f = mm.frames.get(target).ok_or(Errno::EINVAL)?;
-    if f.owner() != Owner::Domain(dom.id) || f.page_type() != PageType::L1 || !f.validated() {
+    // In use as an L1, as `update_va_mapping` asks (Xen's `page_lock` on the L1).
+    if f.owner() != Owner::Domain(dom.id)
+        || f.page_type() != PageType::L1
+        || !f.validated()
+        || f.type_count() == 0
+    {
         return Err(Errno::EINVAL);
     }
     Ok(Maddr(target.maddr().0 + (va & 0xff8)))
