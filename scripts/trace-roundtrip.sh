@@ -5,7 +5,8 @@
 # hypervisor's functions (scripts/trace-roundtrip.py; docs/performance.md). Needs build/xen,
 # build/xen-syms, build/guest-kernel-syms (`make images`). TRACE_SKIP: round trips to let pass first;
 # TRACE_GINCL=1: per-function inclusive counts for the guests' stretches too. TRACE_WORKLOAD=blk:
-# one 4 KiB random read of the domU's blk-bench instead (blkfront, dom0's blkback, its disk).
+# one 4 KiB random read of the domU's blk-bench instead (blkfront, dom0's blkback, its disk);
+# TRACE_WORKLOAD=blk16: one batch of its 16 random reads in flight.
 # TRACE_PCS=FILE: the hypervisor's instruction addresses of the last round trip, for
 # scripts/inline-breakdown.py (where the instructions of a function went, by what was inlined).
 set -euo pipefail
@@ -14,14 +15,20 @@ PORT=${TRACE_GDB_PORT:-1298}
 command -v gdb >/dev/null || { echo "trace: gdb is missing (apt-get install gdb)" >&2; exit 2; }
 log=$(mktemp)
 disk=$(mktemp)
-if [ "${TRACE_WORKLOAD:-evtchn}" = blk ]; then
+if [ "${TRACE_WORKLOAD:-evtchn}" = blk ] || [ "${TRACE_WORKLOAD:-evtchn}" = blk16 ]; then
     # One 4 KiB random read of the domU's `blk-bench` through blkfront and dom0's blkback, from
     # one read call to the next (the stretch that starts it is the domU's).
     truncate -s 32M "$disk"
     modules="$BUILD/guest-kernel bench-blkdev=16384,$BUILD/guest-kernel name=bench mem=16M blk-bench=0"
     extra=(-drive "file=$disk,format=raw,if=none,id=disk0" -device virtio-blk-pci,drive=disk0)
     line=$(grep -n 'b.read(d, start + (x % (count / 8)) \* 8' guest-kernel/src/domu/blkfront.rs | cut -d: -f1)
-    export TRACE_BREAK=${TRACE_BREAK:-blkfront.rs:$line} TRACE_SKIP=${TRACE_SKIP:-20}
+    if [ "$TRACE_WORKLOAD" = blk16 ]; then
+        # One batch of 16 random reads in flight (`read_scattered`, from one call to the next).
+        export TRACE_BREAK=${TRACE_BREAK:-guest_kernel::domu::blkfront::Blkfront::read_scattered}
+        export TRACE_SKIP=${TRACE_SKIP:-8}
+    else
+        export TRACE_BREAK=${TRACE_BREAK:-blkfront.rs:$line} TRACE_SKIP=${TRACE_SKIP:-20}
+    fi
     export TRACE_START_NAME=domU TRACE_OTHER_NAME=dom0
 else
     modules="$BUILD/guest-kernel bench-copies=1000 exit=reboot,$BUILD/guest-kernel name=bench mem=16M pingpong=1000"

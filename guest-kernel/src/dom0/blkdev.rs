@@ -145,17 +145,17 @@ fn maddr_to_va(maddr: u64) -> Option<u64> {
 /// stack buffers are): the device may then use it in place, without a bounce copy. `None`
 /// (bounce) when any page is not ours or the run is not machine-contiguous (Xen 4.17).
 fn direct_maddr(va: u64, len: usize) -> Option<u64> {
-    if len == 0 {
-        return None;
-    }
-    let first = va >> 12;
-    let last = (va + len as u64 - 1) >> 12;
+    let last = (va.checked_add((len as u64).checked_sub(1)?)?) >> 12;
     let mfn0 = mm::va_to_mfn(va)?;
     if mfn0 >= 1 << 40 {
         return None; // INVALID_MFN (a ballooned-out page) or garbage
     }
-    for (i, page) in (first..=last).enumerate().skip(1) {
-        if mm::pfn_to_mfn(page) != Some(mfn0 + i as u64) {
+    // The following pages (none for a buffer within one page, as virtio's headers are): each
+    // the next machine frame.
+    let mut want = mfn0;
+    for page in (va >> 12) + 1..=last {
+        want += 1;
+        if mm::pfn_to_mfn(page) != Some(want) {
             return None;
         }
     }

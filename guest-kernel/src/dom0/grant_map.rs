@@ -10,6 +10,7 @@
 
 use alloc::vec::Vec;
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use hypercall_abi::grant_table::{
     GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_general_error, GNTST_no_space,
@@ -43,6 +44,11 @@ static AREA: Mutex<Area> = Mutex::new(Area {
     bus: Vec::new(),
 });
 
+/// `AREA`'s `base`, readable without the lock: set once by [`init`] and never changed, so that
+/// [`bus_addr`] turns away an address outside the area (the virtio driver's headers, status
+/// bytes and dom0's own buffers, three times a request) without locking.
+static AREA_BASE: AtomicU64 = AtomicU64::new(0);
+
 /// Sets the area up (once): reserves its addresses and builds its page tables. `false` if that
 /// failed (blkback then copies every byte).
 pub fn init() -> bool {
@@ -55,6 +61,7 @@ pub fn init() -> bool {
             a.base = base;
             a.free = (0..SLOTS as u16).rev().collect();
             a.bus = alloc::vec![0; SLOTS];
+            AREA_BASE.store(base, Ordering::Release);
             true
         }
         Err(e) => {
@@ -199,6 +206,10 @@ pub fn unmap(maps: &[GrantMapping]) -> usize {
 /// The bus address of `[va, va + len)` if it lies inside one mapped slot (for the virtio
 /// driver's `Hal::share`).
 pub fn bus_addr(va: u64, len: usize) -> Option<u64> {
+    let base = AREA_BASE.load(Ordering::Acquire);
+    if base == 0 || va < base || va >= base + SLOTS as u64 * PAGE {
+        return None;
+    }
     let a = AREA.lock();
     let s = slot_of(&a, va)?;
     let off = va & (PAGE - 1);

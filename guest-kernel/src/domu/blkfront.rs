@@ -319,6 +319,8 @@ impl Blkfront {
 
     /// Reads `sectors.len()` pieces of `piece` bytes, piece `i` from `sectors[i]` into
     /// `buf[i * piece..]`, all requested before any is waited for (`BlkFront::read_scattered`).
+    /// Never inlined: `scripts/trace-roundtrip.sh`'s `TRACE_WORKLOAD=blk16` breaks on it.
+    #[inline(never)]
     pub fn read_scattered(
         &mut self,
         d: &mut Client,

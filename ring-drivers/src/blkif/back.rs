@@ -362,6 +362,7 @@ impl Segments {
         self.sectors as usize * SECTOR_SIZE
     }
 
+    #[inline]
     fn parse(nr: u8, seg: &[BlkifRequestSegment]) -> Result<Segments, RequestError> {
         if nr == 0 || usize::from(nr) > BLKIF_MAX_SEGMENTS_PER_REQUEST {
             return Err(RequestError::SegmentCount(nr));
@@ -370,6 +371,7 @@ impl Segments {
     }
 
     /// Checks every segment of `seg` (1..=[`MAX_INDIRECT_SEGMENTS`] of them).
+    #[inline]
     fn parse_list(seg: &[BlkifRequestSegment]) -> Result<Segments, RequestError> {
         debug_assert!(!seg.is_empty() && seg.len() <= MAX_INDIRECT_SEGMENTS);
         let mut out = Segments {
@@ -429,6 +431,7 @@ pub enum BlkOp {
 }
 
 /// Validates a request copied out of the ring against the device.
+#[inline]
 pub fn parse_request(req: &BlkifRequest, dev: &DeviceLimits) -> Result<BlkOp, RequestError> {
     let op = req.operation;
     match op {
@@ -693,6 +696,10 @@ pub struct BlkBack<P, D, G, N> {
     batch: Vec<Pending>,
     /// `feature-max-indirect-segments` published (0: not offered).
     max_indirect: u16,
+    /// What requests are checked against: the disk's properties, asked once when the back end
+    /// is made (they cannot change while it holds the disk: it lends the disk out only as
+    /// `&D`), and `max_indirect`.
+    limits: DeviceLimits,
     /// The indirect pages of the request being parsed.
     indirect: Vec<u8>,
     /// `feature-persistent` published.
@@ -720,6 +727,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
     /// `frontend`. Fails if the ring's `req_prod` is already an overrun.
     pub fn new(page: P, frontend: u16, disk: D, grants: G, notify: N) -> Result<Self, RingError> {
         let ring = BlkBackRing::attach(&page)?;
+        let limits = DeviceLimits::of(&disk);
         Ok(BlkBack {
             ring,
             page,
@@ -731,6 +739,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
             bounces: Vec::new(),
             batch: Vec::with_capacity(BATCH),
             max_indirect: 0,
+            limits,
             indirect: Vec::new(),
             offer_persistent: false,
             persistent: false,
@@ -763,6 +772,8 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
     /// longer served, and the integrator should report it and disconnect the device.
     pub fn serve(&mut self) -> Result<Served, RingError> {
         let mut served = 0;
+        // The bytes of `batch`'s requests (kept as they are added, not summed at each one).
+        let mut bytes = self.batch.iter().map(|p| p.segs.bytes()).sum::<usize>();
         loop {
             while served + self.batch.len() < SERVE_BUDGET {
                 let Some(req) = self.ring.get_request(&self.page)? else {
@@ -775,6 +786,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 };
                 match parsed {
                     Ok(BlkOp::Read { sector, segs }) => {
+                        bytes += segs.bytes();
                         self.batch
                             .push(Pending::new(req.id, BLKIF_OP_READ, sector, segs, false))
                     }
@@ -782,12 +794,15 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                         sector,
                         segs,
                         preflush: false,
-                    }) => self
-                        .batch
-                        .push(Pending::new(req.id, BLKIF_OP_WRITE, sector, segs, true)),
+                    }) => {
+                        bytes += segs.bytes();
+                        self.batch
+                            .push(Pending::new(req.id, BLKIF_OP_WRITE, sector, segs, true))
+                    }
                     Ok(_) => {
                         // A flush, discard or pre-flushed write: after everything before it.
                         served += self.run_batch();
+                        bytes = 0;
                         let rsp = self.handle(&req);
                         self.ring.push_response(&mut self.page, &rsp);
                         served += 1;
@@ -807,12 +822,17 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                         served += 1;
                     }
                 }
-                let bytes: usize = self.batch.iter().map(|p| p.segs.bytes()).sum();
+                debug_assert_eq!(
+                    bytes,
+                    self.batch.iter().map(|p| p.segs.bytes()).sum::<usize>()
+                );
                 if self.batch.len() >= BATCH || bytes >= BATCH_BYTES {
                     served += self.run_batch();
+                    bytes = 0;
                 }
             }
             served += self.run_batch();
+            bytes = 0;
             if self.ring.push_responses_and_check_notify(&mut self.page) {
                 self.notify.notify();
                 self.stats.notifications_sent += 1;
@@ -929,16 +949,21 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
 
     /// The limits requests are checked against.
     fn limits(&self) -> DeviceLimits {
-        DeviceLimits {
-            max_indirect_segments: self.max_indirect,
-            ..DeviceLimits::of(&self.disk)
-        }
+        debug_assert_eq!(
+            self.limits,
+            DeviceLimits {
+                max_indirect_segments: self.max_indirect,
+                ..DeviceLimits::of(&self.disk)
+            }
+        );
+        self.limits
     }
 
     /// Offers `BLKIF_OP_INDIRECT` with up to `segments` segments (at most
     /// [`MAX_INDIRECT_SEGMENTS`]; 0 withdraws it); publish [`BlkBack::backend_info`] after.
     pub fn set_max_indirect_segments(&mut self, segments: u16) {
         self.max_indirect = segments.min(MAX_INDIRECT_SEGMENTS as u16);
+        self.limits.max_indirect_segments = self.max_indirect;
     }
 
     /// Validates a `BLKIF_OP_INDIRECT`: the header, then a grant copy of its indirect pages (a
@@ -1014,9 +1039,34 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
         fits.clear();
         fits.resize(self.batch.len(), false);
         if self.persistent {
+            // The steady state first: requests whose grants are all mapped already, one look-up
+            // a grant.
+            let mut missing = false;
+            for (p, fit) in self.batch.iter_mut().zip(fits.iter_mut()) {
+                if p.status.is_err() {
+                    continue;
+                }
+                let (first, segs) = (self.maps.len(), p.segs.as_slice());
+                for s in segs {
+                    match self.pgrants.get(&s.gref) {
+                        Some(&m) => self.maps.push(m),
+                        None => break,
+                    }
+                }
+                if self.maps.len() - first < segs.len() {
+                    self.maps.truncate(first);
+                    missing = true;
+                    continue;
+                }
+                *fit = true;
+                p.mapped = Some(first);
+                p.dma = dma;
+                self.stats.persistent_hits += segs.len() as u64;
+            }
+            // The rest: their new grants mapped (as many requests' as fit), then looked up.
             let mut want: Vec<(GrantRef, bool)> = Vec::new();
             for (i, p) in self.batch.iter().enumerate() {
-                if p.status.is_err() {
+                if !missing || p.status.is_err() || p.mapped.is_some() {
                     continue;
                 }
                 let start = want.len();
@@ -1043,7 +1093,7 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 }
             }
             for (p, &fit) in self.batch.iter_mut().zip(&fits) {
-                if !fit {
+                if !fit || p.mapped.is_some() {
                     continue;
                 }
                 // Its grants' mappings, one look-up each; all of them or none.

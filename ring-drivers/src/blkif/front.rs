@@ -167,6 +167,9 @@ pub struct BlkFront<P, G, N> {
     free_pages: Vec<usize>,
     free_indirect: Vec<usize>,
     inflight: Vec<Option<Inflight>>,
+    /// How many of `inflight` are `Some` (kept, not counted: a scan of the ring's slots at
+    /// every request cost more than building the request).
+    in_flight: usize,
     generation: u64,
     stats: FrontStats,
 }
@@ -203,6 +206,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             notify,
             info: BackendInfo::default(),
             inflight: (0..BlkFrontRing::SIZE).map(|_| None).collect(),
+            in_flight: 0,
             generation: 0,
             stats: FrontStats::default(),
         }
@@ -361,14 +365,20 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             .push_request_bytes(&mut self.page, &req[..bytes.len()]);
         self.count_sent();
         self.publish();
-        while self.inflight.iter().any(Option::is_some) {
+        while self.in_flight > 0 {
             self.wait_some(&mut wait_event, &mut None, &mut first_error)?;
         }
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Counts the request just put in `inflight`.
     fn count_sent(&mut self) {
-        let n = self.inflight.iter().filter(|f| f.is_some()).count() as u64;
+        self.in_flight += 1;
+        debug_assert_eq!(
+            self.in_flight,
+            self.inflight.iter().filter(|f| f.is_some()).count()
+        );
+        let n = self.in_flight as u64;
         self.stats.requests += 1;
         self.stats.in_flight_sum += n;
         self.stats.max_in_flight = self.stats.max_in_flight.max(n);
@@ -509,7 +519,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             if pushed {
                 self.publish();
             }
-            if (next >= len || first_error.is_some()) && self.inflight.iter().all(Option::is_none) {
+            if (next >= len || first_error.is_some()) && self.in_flight == 0 {
                 return first_error.map_or(Ok(()), Err);
             }
             let mut dest = match &mut buf {
@@ -556,6 +566,7 @@ impl<P: SharedPage, G: GrantPages, N: Notify> BlkFront<P, G, N> {
             return Err(BlkFrontError::UnknownResponse(rsp.id));
         }
         let done = self.inflight[slot].take().expect("checked above");
+        self.in_flight -= 1;
         if rsp.status != BLKIF_RSP_OKAY {
             first_error.get_or_insert(BlkFrontError::Io {
                 status: rsp.status,
