@@ -34,15 +34,17 @@ struct Area {
     base: u64,
     /// Free slots.
     free: Vec<u16>,
-    /// Each slot's mapping's bus address (0: free).
-    bus: Vec<u64>,
 }
 
 static AREA: Mutex<Area> = Mutex::new(Area {
     base: 0,
     free: Vec::new(),
-    bus: Vec::new(),
 });
+
+/// Each slot's mapping's bus address (0: free), written with `AREA` locked (a slot taken from
+/// or given back to its free list) and read without it, by [`bus_addr`] (three times a request
+/// of the virtio driver: its check, `Hal::share` and `Hal::unshare`).
+static BUS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
 /// `AREA`'s `base`, readable without the lock: set once by [`init`] and never changed, so that
 /// [`bus_addr`] turns away an address outside the area (the virtio driver's headers, status
@@ -60,7 +62,6 @@ pub fn init() -> bool {
         Ok(base) => {
             a.base = base;
             a.free = (0..SLOTS as u16).rev().collect();
-            a.bus = alloc::vec![0; SLOTS];
             AREA_BASE.store(base, Ordering::Release);
             true
         }
@@ -147,7 +148,7 @@ pub fn map(domid: u16, grefs: &[(u32, bool)], out: &mut Vec<Result<GrantMapping,
             }));
             continue;
         }
-        a.bus[usize::from(s)] = op.dev_bus_addr;
+        BUS[usize::from(s)].store(op.dev_bus_addr, Ordering::Release);
         out.push(Ok(GrantMapping {
             gref,
             handle: op.handle,
@@ -195,8 +196,7 @@ pub fn unmap(maps: &[GrantMapping]) -> usize {
             // SAFETY: the slot is ours (the area's) and nothing references it; its PTE goes.
             unsafe { hc::update_va_mapping(m.host_addr, 0, UVMF_INVLPG) };
         }
-        if a.bus[s] != 0 {
-            a.bus[s] = 0;
+        if BUS[s].swap(0, Ordering::AcqRel) != 0 {
             a.free.push(s as u16);
         }
     }
@@ -210,13 +210,13 @@ pub fn bus_addr(va: u64, len: usize) -> Option<u64> {
     if base == 0 || va < base || va >= base + SLOTS as u64 * PAGE {
         return None;
     }
-    let a = AREA.lock();
-    let s = slot_of(&a, va)?;
+    let s = ((va - base) / PAGE) as usize;
     let off = va & (PAGE - 1);
-    if len == 0 || off + len as u64 > PAGE || a.bus[s] == 0 {
+    let bus = BUS[s].load(Ordering::Acquire);
+    if len == 0 || off + len as u64 > PAGE || bus == 0 {
         return None;
     }
-    Some(a.bus[s] + off)
+    Some(bus + off)
 }
 
 /// The address of `len` bytes at `offset` of a live mapping, checked.
@@ -224,7 +224,7 @@ fn at(map: &GrantMapping, offset: usize, len: usize) -> *mut u8 {
     let a = AREA.lock();
     let s = slot_of(&a, map.host_addr).expect("a mapping of the area");
     assert!(
-        a.bus[s] == map.bus_addr && map.host_addr.is_multiple_of(PAGE),
+        BUS[s].load(Ordering::Acquire) == map.bus_addr && map.host_addr.is_multiple_of(PAGE),
         "a live mapping"
     );
     assert!(offset + len <= PAGE as usize, "inside the granted page");
