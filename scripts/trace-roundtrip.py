@@ -22,6 +22,9 @@ ROUNDS = int(os.environ.get("TRACE_ROUNDS", "3"))
 GINCL = os.environ.get("TRACE_GINCL", "") == "1"
 # TRACE_PCS=FILE: the hypervisor's instruction addresses of the last round trip traced, to FILE.
 PCS = os.environ.get("TRACE_PCS", "")
+# TRACE_GPCS=1: the guests' instruction addresses too (for inline-breakdown.py with
+# XEN_SYMS=build/guest-kernel-syms).
+GPCS = os.environ.get("TRACE_GPCS", "") == "1"
 # The domain whose code the break is in, and the other one (labels of the guests' stretches).
 START_NAME = os.environ.get("TRACE_START_NAME", "dom0").ljust(5)
 OTHER_NAME = os.environ.get("TRACE_OTHER_NAME", "domU").ljust(5)
@@ -132,7 +135,7 @@ for r in range(ROUNDS):
         # segment number (scripts/inline-breakdown.py splits them by inlined function).
         with open(PCS, "w") as f:
             for i, (hv, s) in enumerate(segs):
-                if hv:
+                if hv or GPCS:
                     f.write("".join("%d %x\n" % (i, pc) for pc in s))
     print("trace: round trip %d: %d instructions, %d in the hypervisor over %d entries, %d in guests"
           % (r, len(pcs), total_hv, sum(1 for h, _ in segs if h), len(pcs) - total_hv))

@@ -8,7 +8,8 @@
 # one 4 KiB random read of the domU's blk-bench instead (blkfront, dom0's blkback, its disk);
 # TRACE_WORKLOAD=blk16: one batch of its 16 random reads in flight.
 # TRACE_PCS=FILE: the hypervisor's instruction addresses of the last round trip, for
-# scripts/inline-breakdown.py (where the instructions of a function went, by what was inlined).
+# scripts/inline-breakdown.py (where the instructions of a function went, by what was inlined);
+# TRACE_GPCS=1 adds the guests' (XEN_SYMS=build/guest-kernel-syms for the breakdown).
 set -euo pipefail
 BUILD=${BUILD:-build}
 PORT=${TRACE_GDB_PORT:-1298}

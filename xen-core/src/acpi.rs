@@ -152,6 +152,22 @@ impl Madt {
     pub fn override_for_gsi(&self, gsi: u32) -> Option<&Override> {
         self.overrides.iter().find(|o| o.gsi == gsi)
     }
+
+    /// How `gsi` signals: its override's flags if the MADT has one; else, for GSIs 0-15 (the ISA
+    /// IRQs, identity-mapped), the ISA bus's own rule, edge and active high (ACPI 6.5
+    /// §5.2.12.5: an ISA interrupt whose trigger or polarity differs needs an override, as QEMU
+    /// gives its PCI-routed IRQs 5, 9, 10 and 11); above them, level and active high, what
+    /// QEMU's DSDT declares for its PCI interrupt links on `pc` and `q35` (real hardware would
+    /// need the DSDT's `_PRT`, an AML interpreter's job, not done here).
+    pub fn gsi_signal(&self, gsi: u32) -> Signal {
+        match self.override_for_gsi(gsi) {
+            Some(o) => o.signal(),
+            None => Signal {
+                level: gsi >= 16,
+                active_low: false,
+            },
+        }
+    }
 }
 
 fn checksum_ok(bytes: &[u8]) -> bool {
@@ -447,6 +463,12 @@ mod tests {
         let gsi11 = madt.override_for_gsi(11).unwrap();
         assert_eq!(gsi11.signal().to_string(), "level, active high");
         assert!(madt.override_for_gsi(16).is_none());
+        // With an override, its flags; an ISA IRQ without one, the ISA rule (edge, active
+        // high); a GSI above the ISA range, level (QEMU's PCI links).
+        assert_eq!(madt.gsi_signal(11).to_string(), "level, active high");
+        assert_eq!(madt.gsi_signal(4).to_string(), "edge, active high");
+        assert_eq!(madt.gsi_signal(2), irq0.signal());
+        assert_eq!(madt.gsi_signal(16).to_string(), "level, active high");
         assert_eq!(madt.ioapic_for(11).unwrap().address, 0xfec0_0000);
         assert_eq!(madt.dropped, 0);
     }

@@ -619,8 +619,9 @@ impl BlockDevice {
                 }
             }
         }
-        // No more requests in flight than pieces.
-        let depth = self.blk.queue_size().min(pieces.len());
+        // No more requests in flight than pieces (nor than the slots' bit mask below holds; the
+        // queue has `virtio_blk::QUEUE_SIZE` = 64 entries anyway).
+        let depth = self.blk.queue_size().min(pieces.len()).min(64);
         // Header and status of each request in flight (taken out of `self` for the call and put
         // back at its end; the buffers stay where they are).
         let mut hdrs = core::mem::take(&mut self.hdrs);
@@ -630,6 +631,10 @@ impl BlockDevice {
         slots.clear();
         slots.resize(depth, None);
         let (mut next, mut inflight) = (0, 0);
+        // The free slots (bit `s` set: `slots[s]` is free), and each token's slot (`u8::MAX`:
+        // none), so that neither a submission nor a completion scans the slots.
+        let mut free: u64 = if depth == 64 { !0 } else { (1 << depth) - 1 };
+        let mut slot_of = [u8::MAX; super::virtio_blk::QUEUE_SIZE];
         let fail = |ios: &mut [DiskIo<'_>], io: usize| ios[io].result = Err(DiskError::Io);
         /// Runs `f` on piece `p`'s buffers (in `bufs`) as the device's data.
         ///
@@ -677,10 +682,9 @@ impl BlockDevice {
         }
         loop {
             while next < pieces.len() && inflight < depth {
-                let s = slots
-                    .iter()
-                    .position(Option::is_none)
-                    .expect("inflight < depth");
+                debug_assert!(free != 0, "inflight < depth");
+                let s = free.trailing_zeros() as usize;
+                debug_assert!(slots[s].is_none());
                 let p = &pieces[next];
                 if ios[p.io].result.is_err() {
                     next += 1; // an earlier piece of its transfer failed
@@ -696,6 +700,10 @@ impl BlockDevice {
                 match token {
                     Ok(t) => {
                         slots[s] = Some((next, t));
+                        free &= !(1 << s);
+                        if let Some(e) = slot_of.get_mut(usize::from(t)) {
+                            *e = s as u8;
+                        }
                         inflight += 1;
                         self.submitted += 1;
                         next += 1;
@@ -712,10 +720,15 @@ impl BlockDevice {
             }
             self.max_inflight = self.max_inflight.max(inflight as u64);
             let token = self.wait_used();
-            let Some(s) = slots
-                .iter()
-                .position(|x| x.is_some_and(|(_, t)| t == token))
-            else {
+            let s = slot_of
+                .get(usize::from(token))
+                .map(|&s| usize::from(s))
+                .filter(|&s| {
+                    slots
+                        .get(s)
+                        .is_some_and(|x| x.is_some_and(|(_, t)| t == token))
+                });
+            let Some(s) = s else {
                 // Not one of ours: the device is broken; give up on what is in flight.
                 for (piece, _) in slots.iter().flatten() {
                     fail(ios, pieces[*piece].io);
@@ -723,6 +736,8 @@ impl BlockDevice {
                 break;
             };
             let (piece, _) = slots[s].take().expect("found");
+            free |= 1 << s;
+            slot_of[usize::from(token)] = u8::MAX;
             inflight -= 1;
             let p = &pieces[piece];
             let (hdr, status) = &mut hdrs[s];

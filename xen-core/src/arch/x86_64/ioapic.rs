@@ -4,8 +4,9 @@
 //!
 //! PCI INTx lines are level-triggered and, on QEMU's `pc` machine, active high at the I/O APIC
 //! (QEMU's MADT gives every PCI-routed ISA IRQ an override with flags 0xd: level, active high),
-//! so each GSI is programmed with the trigger mode and polarity of its MADT override, or level
-//! and active high without one (`platform::gsi_signal`), fixed delivery, physical destination.
+//! so each GSI is programmed with the trigger mode and polarity of its MADT override, or the
+//! MADT's default without one (`platform::gsi_signal`: edge for an ISA IRQ, level above), fixed
+//! delivery, physical destination.
 //! When one fires, [`interrupt`] masks its line and sends the local APIC its EOI (the level stays
 //! asserted until the device is serviced, so the line must stay masked until the guest's
 //! `PHYSDEVOP_eoi`), and records the GSI; the dispatcher then raises dom0's bound port
@@ -92,7 +93,7 @@ fn init() -> Option<u64> {
 }
 
 /// The low word of `gsi`'s entry: vector `IRQ_VECTOR_BASE + gsi`, the trigger mode and polarity
-/// `platform::gsi_signal` gives (level, active high unless the MADT overrides it), masked or not.
+/// `platform::gsi_signal` gives, masked or not.
 fn low_word(gsi: u32, masked: bool) -> u32 {
     let vector = u32::from(IRQ_VECTOR_BASE) + gsi;
     let signal = platform::gsi_signal(gsi);

@@ -5,9 +5,10 @@
 //!   with a table that fails its checks (reported), QEMU's fixed 0xFEC00000 as before.
 //! - A GSI's trigger mode and polarity come from the MADT's interrupt source override that
 //!   targets it (QEMU's `pc` machine gives the PCI-routed ISA IRQs 5, 9, 10 and 11 level/high);
-//!   a GSI without one keeps today's choice, level-triggered and active high, what QEMU's DSDT
-//!   declares for its PCI interrupt links on `pc` and `q35` (real hardware would need the DSDT's
-//!   `_PRT`, an AML interpreter's job, not done here).
+//!   an ISA IRQ (GSI 0-15) without one is edge and active high, the ISA bus's rule, and a GSI
+//!   above them level-triggered and active high, what QEMU's DSDT declares for its PCI
+//!   interrupt links on `pc` and `q35` (real hardware would need the DSDT's `_PRT`, an AML
+//!   interpreter's job, not done here). Without a MADT every line is taken as level/high.
 //! - The timer: CPUID's TSC-deadline (leaf 1 ECX bit 24) and invariant-TSC (leaf 0x80000007 EDX
 //!   bit 8) bits are reported. The hypervisor keeps the APIC timer's count-down mode calibrated
 //!   against the PIT (`apic.rs` says why: it works on every APIC, including TCG's under
@@ -104,14 +105,15 @@ pub fn ioapic_base() -> u64 {
         .map_or(DEFAULT_IOAPIC_BASE, |io| u64::from(io.address))
 }
 
-/// How `gsi` signals: an override's flags when the MADT has one for it, else level-triggered and
-/// active high (PCI INTx as QEMU declares it; what the hypervisor always used).
+/// How `gsi` signals: what the MADT says (`Madt::gsi_signal`: its override, else edge for an
+/// ISA IRQ and level above them); without a MADT, level-triggered and active high (PCI INTx as
+/// QEMU declares it, the only lines dom0 binds).
 pub fn gsi_signal(gsi: u32) -> Signal {
-    MADT.get().and_then(|m| m.override_for_gsi(gsi)).map_or(
+    MADT.get().map_or(
         Signal {
             level: true,
             active_low: false,
         },
-        |o| o.signal(),
+        |m| m.gsi_signal(gsi),
     )
 }
