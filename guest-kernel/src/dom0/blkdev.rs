@@ -423,8 +423,13 @@ impl BlockDevice {
                 mode
             }
             None => {
-                // Completion is polled (see the module doc): the device need not interrupt.
+                // Completion is polled (see the module doc): the device need not interrupt,
+                // and must not: with `VIRTIO_F_EVENT_IDX` `disable_interrupts` only writes a
+                // hint, so INTx goes off at the device itself (the command register's Interrupt
+                // Disable), or a GSI another device is bound on would storm with this one's line.
                 blk.disable_interrupts();
+                let (_, command) = root.get_status_command(location);
+                root.set_command(location, command | Command::INTERRUPT_DISABLE);
                 IrqMode::Polled
             }
         };

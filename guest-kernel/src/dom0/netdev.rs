@@ -244,7 +244,12 @@ impl NetDevice {
                 dev.net.enable_interrupts();
                 dev.irq = mode;
             }
-            _ => dev.net.disable_interrupts(),
+            _ => {
+                // Polled: INTx off at the device too (see `BlockDevice::probe`).
+                dev.net.disable_interrupts();
+                let (_, command) = root.get_status_command(location);
+                root.set_command(location, command | Command::INTERRUPT_DISABLE);
+            }
         }
         Ok(dev)
     }
