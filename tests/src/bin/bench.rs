@@ -406,6 +406,55 @@ fn block() -> Option<Block> {
     }
 }
 
+/// Boots `make bench BENCH_ARGS=--blk` makes by default: the emulator's spread from one boot to
+/// the next (dom0's direct pass alone ranges over a factor of two) is larger than most changes.
+const BLK_RUNS: usize = 5;
+
+/// The figures of the block table that are compared run to run.
+const BLK_FIGURES: [(&str, &str); 4] = [
+    ("sequential write", "seq_write_mb_s"),
+    ("sequential read", "seq_read_mb_s"),
+    ("random 4 KiB, one at a time", "rand4k_read_iops"),
+    ("random 4 KiB, 16 in flight", "rand4k_qd16_read_iops"),
+];
+
+/// One run's same-run ratios (domU with persistent grants over dom0 direct, whole percent), in
+/// [`BLK_FIGURES`]' order; `None` where a figure is missing.
+fn block_ratios(b: &Block) -> [Option<u64>; 4] {
+    let num = |m: &Fields, k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
+    BLK_FIGURES.map(|(_, k)| match (num(&b.passes[0].0, k), num(&b.dev, k)) {
+        (Some(x), Some(y)) if y > 0.0 => Some((100.0 * x / y).round() as u64),
+        _ => None,
+    })
+}
+
+/// Each run's ratios (domU with persistent grants / dom0 direct) and their medians (the lower
+/// middle one for an even count).
+fn print_block_runs(all: &[[Option<u64>; 4]], runs: usize) {
+    println!(
+        "block: {} of {runs} runs complete; same-run ratios, domU (persistent grants) / dom0 direct:",
+        all.len()
+    );
+    println!();
+    println!(
+        "| run | {} |",
+        BLK_FIGURES.map(|(name, _)| name).join(" | ")
+    );
+    println!("|---|---|---|---|---|");
+    let pct = |r: Option<u64>| r.map_or("n/a".into(), |r| format!("{r} %"));
+    for (i, r) in all.iter().enumerate() {
+        println!("| {} | {} |", i + 1, r.map(pct).join(" | "));
+    }
+    let medians: [Option<u64>; 4] = core::array::from_fn(|f| {
+        let v: Vec<u64> = all.iter().filter_map(|r| r[f]).collect();
+        median(&v)
+    });
+    println!("| **median** | {} |", medians.map(pct).join(" | "));
+    println!();
+    println!("The last run's tables:");
+    println!();
+}
+
 /// The block section's tables (dom0 direct next to the domU's two passes, with same-run ratios,
 /// then the split driver's counters per pass).
 fn print_block(blk: &Option<Block>) {
@@ -575,11 +624,29 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         };
     }
-    // `bench --blk`: the block section alone (`make bench BENCH_ARGS=--blk`).
+    // `bench --blk`: the block section alone (`make bench BENCH_ARGS=--blk`), [`BLK_RUNS`]
+    // boots (BENCH_BLK_RUNS for another number): each run's same-run ratios, their medians, and
+    // the last run's full tables.
     if std::env::args().any(|a| a == "--blk") {
-        let blk = block();
-        print_block(&blk);
-        return if blk.is_some() {
+        let runs = std::env::var("BENCH_BLK_RUNS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(BLK_RUNS);
+        let mut all = Vec::new();
+        let mut last = None;
+        for _ in 0..runs {
+            let blk = block();
+            if let Some(b) = &blk {
+                all.push(block_ratios(b));
+            }
+            last = blk;
+        }
+        if runs > 1 {
+            print_block_runs(&all, runs);
+        }
+        print_block(&last);
+        return if all.len() == runs {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
