@@ -205,6 +205,15 @@ fn a_misbehaving_front_end_is_refused_and_closed_while_another_domu_does_its_io(
         run.expect(&format!("(d1) blk-evil: {case} -> {status}"));
     }
     run.expect("(d1) blk-evil: 8 of 8 refused");
+    // 880 references never granted, more than dom0's grant-map area has slots: all refused,
+    // and none kept a slot: the good read after them was mapped for the device (DMA), not
+    // grant-copied for want of a slot (the slots leaked before stop 33).
+    run.expect("(d1) blk-evil: a flood of 880 unknown references: 80 of 80 requests refused");
+    run.expect("(d1) blk-evil: a good read after the flood -> 0");
+    let back = blkback_lines(&run.log, 1);
+    assert_eq!(back.len(), 1, "one connection:\n{log}");
+    assert_eq!(field(&back[0], "grant_copy_requests"), 0, "{}", back[0]);
+    assert_eq!(field(&back[0], "dma_requests"), 1, "{}", back[0]);
     run.expect("blkback: d1 vbd 51712 is sectors 0..16384 of the disk (slot 0)");
     run.expect("blkback: d2 vbd 51712 is sectors 16384..32768 of the disk (slot 1)");
     run.expect("(d1) domU: blkfront: vbd 51712 connected, 16384 sectors");

@@ -701,9 +701,9 @@ impl BlockDevice {
                     Ok(t) => {
                         slots[s] = Some((next, t));
                         free &= !(1 << s);
-                        if let Some(e) = slot_of.get_mut(usize::from(t)) {
-                            *e = s as u8;
-                        }
+                        // A token is the chain's first descriptor, below the queue's size
+                        // (virtio-drivers' `VirtQueue<_, QUEUE_SIZE>`): indexing cannot fail.
+                        slot_of[usize::from(t)] = s as u8;
                         inflight += 1;
                         self.submitted += 1;
                         next += 1;

@@ -43,7 +43,10 @@ static AREA: Mutex<Area> = Mutex::new(Area {
 
 /// Each slot's mapping's bus address (0: free), written with `AREA` locked (a slot taken from
 /// or given back to its free list) and read without it, by [`bus_addr`] (three times a request
-/// of the virtio driver: its check, `Hal::share` and `Hal::unshare`).
+/// of the virtio driver: its check, `Hal::share` and `Hal::unshare`). Between [`unmap`]'s
+/// hypercall and its clearing of the entry a reader could still get the old address; only a
+/// caller using a mapping it is itself giving up could be there (blkback unmaps its own slots,
+/// after the device is done with them, in dom0's one context).
 static BUS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
 /// `AREA`'s `base`, readable without the lock: set once by [`init`] and never changed, so that
@@ -137,7 +140,15 @@ pub fn map(domid: u16, grefs: &[(u32, bool)], out: &mut Vec<Result<GrantMapping,
                     unsafe { hc::update_va_mapping(op.host_addr, 0, UVMF_INVLPG) };
                 }
             }
-            // Nothing mapped there now (a failed op writes no PTE): the slot is free again.
+            // Nothing mapped there now (a failed op writes no PTE; a mapping without a usable
+            // bus address was just undone): the slot goes back on the free list, or a front
+            // end naming bad references would use the area up for every vbd. Not when the
+            // hypercall itself failed: ops before the failure may have mapped their slots
+            // without saying so, and a slot left out is better than one reused over a live
+            // mapping.
+            if rc == 0 {
+                a.free.push(s);
+            }
             out.push(Err(GrantIoError {
                 gref,
                 status: if status != 0 {

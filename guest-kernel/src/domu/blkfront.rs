@@ -542,7 +542,11 @@ pub fn reconnects(d: &mut Client, arg: &str) -> Result<(), DomuError> {
     Ok(())
 }
 
-/// `blk-evil`: a front end that breaks the rules, one bad request at a time, then overruns.
+/// Requests of `blk-evil`'s flood of unknown references (11 each: 880, above dom0's 768 slots).
+const FLOOD_REQUESTS: u32 = 80;
+
+/// `blk-evil`: a front end that breaks the rules, one bad request at a time (then a flood of
+/// unknown references, and a good read after it), then overruns.
 pub fn evil(d: &mut Client) -> Result<(), DomuError> {
     let mut b = open(d)?;
     let sectors = b.sectors();
@@ -593,16 +597,17 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
         ("write-barrier", barrier),
     ];
     let since = time::now_ns().unwrap_or(0);
-    let mut refused = 0;
-    for (i, (name, mut req)) in cases.into_iter().enumerate() {
-        req.id = 0xe000 + i as u64;
-        ring.push_request(&mut page, &req);
+    // Sends one request and waits for its response.
+    let mut exchange = |d: &mut Client,
+                        req: &BlkifRequest|
+     -> Result<hypercall_abi::io::blkif::BlkifResponse, DomuError> {
+        ring.push_request(&mut page, req);
         if ring.push_requests_and_check_notify(&mut page) {
             let _ = events::send(port);
         }
-        let rsp = loop {
+        loop {
             if let Some(r) = ring.get_response(&page).map_err(DomuError::Ring)? {
-                break r;
+                return Ok(r);
             }
             if !ring
                 .final_check_for_responses(&mut page)
@@ -611,7 +616,12 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
                 d.timed_out(since)?;
                 d.step();
             }
-        };
+        }
+    };
+    let mut refused = 0;
+    for (i, (name, mut req)) in cases.into_iter().enumerate() {
+        req.id = 0xe000 + i as u64;
+        let rsp = exchange(d, &req)?;
         println!("blk-evil: {name} -> {}", rsp.status);
         if rsp.id == req.id && (rsp.status == BLKIF_RSP_ERROR || rsp.status == BLKIF_RSP_EOPNOTSUPP)
         {
@@ -619,6 +629,30 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
         }
     }
     println!("blk-evil: {refused} of {} refused", cases.len());
+    // A flood of reads naming references never granted, 11 a request, more in all than dom0's
+    // grant-map area has slots (768, for every vbd): each is refused, and none may keep a slot
+    // (a read of a good page after it must still be mapped for the device, not grant-copied:
+    // dom0's `bench blkback dom=<us>` line says which).
+    let mut flood_refused = 0;
+    for k in 0..FLOOD_REQUESTS {
+        let mut req = read(11, 0, seg(good, 0, 7));
+        for (j, s) in req.seg.iter_mut().enumerate() {
+            *s = seg(0x00f0_0000 + k * 11 + j as u32, 0, 7);
+        }
+        req.id = 0xf000 + u64::from(k);
+        let rsp = exchange(d, &req)?;
+        if rsp.id == req.id && rsp.status == BLKIF_RSP_ERROR {
+            flood_refused += 1;
+        }
+    }
+    println!(
+        "blk-evil: a flood of {} unknown references: {flood_refused} of {FLOOD_REQUESTS} requests refused",
+        FLOOD_REQUESTS * 11
+    );
+    let mut after = read(1, 0, seg(good, 0, 7));
+    after.id = 0xf800;
+    let rsp = exchange(d, &after)?;
+    println!("blk-evil: a good read after the flood -> {}", rsp.status);
     // The producer index far ahead of anything the back end could answer.
     let prod = ring.req_prod_pvt().wrapping_add(1000);
     page.store_release_u32(0, prod);
@@ -633,7 +667,7 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
         }
         xenbus_front::wait_backend::<Blkfront>(d, since)?;
     }
-    if refused == cases.len() {
+    if refused == cases.len() && flood_refused == FLOOD_REQUESTS && rsp.status == 0 {
         Ok(())
     } else {
         Err(DomuError::Check(String::from(

@@ -949,13 +949,6 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
 
     /// The limits requests are checked against.
     fn limits(&self) -> DeviceLimits {
-        debug_assert_eq!(
-            self.limits,
-            DeviceLimits {
-                max_indirect_segments: self.max_indirect,
-                ..DeviceLimits::of(&self.disk)
-            }
-        );
         self.limits
     }
 
