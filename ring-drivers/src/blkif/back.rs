@@ -681,6 +681,32 @@ impl Pending {
     }
 }
 
+/// Gives request `p` its grants' persistent mappings, one look-up each, appended to `maps`
+/// (all of them or none); returns whether it has them.
+fn take_persistent(
+    p: &mut Pending,
+    pgrants: &BTreeMap<GrantRef, GrantMapping>,
+    maps: &mut Vec<GrantMapping>,
+    dma: bool,
+    stats: &mut BackStats,
+) -> bool {
+    let (first, segs) = (maps.len(), p.segs.as_slice());
+    for s in segs {
+        match pgrants.get(&s.gref) {
+            Some(&m) => maps.push(m),
+            None => break,
+        }
+    }
+    if maps.len() - first < segs.len() {
+        maps.truncate(first);
+        return false;
+    }
+    p.mapped = Some(first);
+    p.dma = dma;
+    stats.persistent_hits += segs.len() as u64;
+    true
+}
+
 /// A block back end serving one front end's ring from a [`Disk`].
 #[derive(Debug)]
 pub struct BlkBack<P, D, G, N> {
@@ -1039,22 +1065,11 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 if p.status.is_err() {
                     continue;
                 }
-                let (first, segs) = (self.maps.len(), p.segs.as_slice());
-                for s in segs {
-                    match self.pgrants.get(&s.gref) {
-                        Some(&m) => self.maps.push(m),
-                        None => break,
-                    }
-                }
-                if self.maps.len() - first < segs.len() {
-                    self.maps.truncate(first);
+                if take_persistent(p, &self.pgrants, &mut self.maps, dma, &mut self.stats) {
+                    *fit = true;
+                } else {
                     missing = true;
-                    continue;
                 }
-                *fit = true;
-                p.mapped = Some(first);
-                p.dma = dma;
-                self.stats.persistent_hits += segs.len() as u64;
             }
             // The rest: their new grants mapped (as many requests' as fit), then looked up.
             let mut want: Vec<(GrantRef, bool)> = Vec::new();
@@ -1086,24 +1101,9 @@ impl<P: SharedPage, D: Disk, G: GrantIo, N: Notify> BlkBack<P, D, G, N> {
                 }
             }
             for (p, &fit) in self.batch.iter_mut().zip(&fits) {
-                if !fit || p.mapped.is_some() {
-                    continue;
+                if fit && p.mapped.is_none() {
+                    take_persistent(p, &self.pgrants, &mut self.maps, dma, &mut self.stats);
                 }
-                // Its grants' mappings, one look-up each; all of them or none.
-                let (first, segs) = (self.maps.len(), p.segs.as_slice());
-                for s in segs {
-                    match self.pgrants.get(&s.gref) {
-                        Some(&m) => self.maps.push(m),
-                        None => break,
-                    }
-                }
-                if self.maps.len() - first < segs.len() {
-                    self.maps.truncate(first);
-                    continue;
-                }
-                p.mapped = Some(first);
-                p.dma = dma;
-                self.stats.persistent_hits += segs.len() as u64;
             }
         }
         if dma {
