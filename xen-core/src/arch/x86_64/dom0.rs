@@ -66,6 +66,7 @@ pub fn start(
     nr_pages: u64,
 ) -> ! {
     super::platform::discover();
+    super::ioapic::init_at_boot();
     match super::time::init() {
         Ok(t) => printk!(
             "TSC: {} kHz, APIC timer: {} kHz\n",

@@ -10,7 +10,8 @@
 //! When one fires, [`interrupt`] masks its line and sends the local APIC its EOI (the level stays
 //! asserted until the device is serviced, so the line must stay masked until the guest's
 //! `PHYSDEVOP_eoi`), and records the GSI; the dispatcher then raises dom0's bound port
-//! ([`take_pending`], `xen_core::evtchn::hypercall::send_gsi`). Entries start masked, and
+//! ([`take_pending`], `xen_core::evtchn::hypercall::send_gsi`). Entries start masked (at boot,
+//! [`init_at_boot`]), and
 //! [`sync`] unmasks exactly those `xen_core::pirq::PirqTable::line_enabled` names.
 
 use core::ptr;
@@ -61,6 +62,18 @@ fn write(base: u64, reg: u32, value: u32) {
     unsafe {
         ptr::write_volatile((base + IOREGSEL) as *mut u32, reg);
         ptr::write_volatile((base + IOWIN) as *mut u32, value);
+    }
+}
+
+/// At boot, after `platform::discover` (which says where the I/O APIC is and how each GSI
+/// signals): maps it and masks every entry, so that nothing the firmware left unmasked can
+/// deliver before dom0 binds its first line (until then it was done at that first bind).
+pub fn init_at_boot() {
+    if init().is_none() {
+        printk!(
+            "irq: no I/O APIC answers at {:#x}: no device interrupts\n",
+            platform::ioapic_base()
+        );
     }
 }
 
