@@ -879,10 +879,11 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
         Backing::Ram(_) => (0, 0),
     });
     println!(
-        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} interrupts={interrupts} poll_timeouts={timeouts}",
+        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} qd16_batch_ns={} interrupts={interrupts} poll_timeouts={timeouts}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(random_ops, rand_ns),
-        per_s(qd_ops / QD as u64 * QD as u64, rand_qd_ns)
+        per_s(qd_ops / QD as u64 * QD as u64, rand_qd_ns),
+        rand_qd_ns / (qd_ops / QD as u64).max(1),
     );
 }

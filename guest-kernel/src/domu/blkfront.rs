@@ -164,6 +164,23 @@ pub struct Blkfront {
     blk: Option<Front>,
     ring_gref: u32,
     port: u32,
+    /// Where the wall-clock time of [`Blkfront::read_scattered`]'s calls went.
+    scattered: ScatterTimes,
+}
+
+/// Wall-clock time of [`Blkfront::read_scattered`]'s calls, split at the first and last wait:
+/// building and sending the requests, waiting (dom0's back end, the device and both switches
+/// between the domains), and taking the responses (the copies out of the data pages).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScatterTimes {
+    /// Calls that waited at least once.
+    pub calls: u64,
+    /// Nanoseconds from the call to its first wait.
+    pub send_ns: u64,
+    /// Nanoseconds waited for events.
+    pub wait_ns: u64,
+    /// Nanoseconds from the last wait's end to the call's return, and between waits.
+    pub complete_ns: u64,
 }
 
 const TOKEN: &str = "blk-back-state";
@@ -199,6 +216,7 @@ impl Blkfront {
             blk: None,
             ring_gref: 0,
             port: 0,
+            scattered: ScatterTimes::default(),
         })
     }
 
@@ -328,9 +346,31 @@ impl Blkfront {
         piece: usize,
         buf: &mut [u8],
     ) -> Result<(), DomuError> {
-        self.front()?
-            .read_scattered(sectors, piece, buf, || d.step())
-            .map_err(|e| DomuError::Io("read", sectors.first().copied(), e))
+        let front = self.blk.as_mut().ok_or(DomuError::NotConnected)?;
+        let now = || time::now_ns().unwrap_or(0);
+        let start = now();
+        let (mut first, mut last, mut waited) = (None, start, 0);
+        let r = front.read_scattered(sectors, piece, buf, || {
+            let t = now();
+            first.get_or_insert(t);
+            d.step();
+            last = now();
+            waited += last - t;
+        });
+        if let Some(first) = first {
+            let t = &mut self.scattered;
+            let total = now() - start;
+            t.calls += 1;
+            t.send_ns += first - start;
+            t.wait_ns += waited;
+            t.complete_ns += total - (first - start) - waited;
+        }
+        r.map_err(|e| DomuError::Io("read", sectors.first().copied(), e))
+    }
+
+    /// Where [`Blkfront::read_scattered`]'s calls spent their time so far.
+    pub fn scatter_times(&self) -> ScatterTimes {
+        self.scattered
     }
 
     /// Writes `data` (whole sectors) from `sector`.
@@ -743,6 +783,7 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     // The same at a queue depth of `RAND_QD`: each call asks for that many random pages at
     // once, as dom0's direct pass does (`bench-blkdev`).
     let mut places = [0u64; RAND_QD];
+    let times_before = b.scatter_times();
     let t0 = now();
     for _ in 0..RAND_QD_OPS / RAND_QD as u64 {
         for p in places.iter_mut() {
@@ -754,13 +795,17 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
     }
     let rand_qd_ns = now() - t0;
+    let times = b.scatter_times();
+    let per_batch = |f: fn(&ScatterTimes) -> u64| {
+        (f(&times) - f(&times_before)) / (times.calls - times_before.calls).max(1)
+    };
     let after = b.front()?.stats();
     let n = |f: fn(&ring_drivers::blkif::FrontStats) -> u64| f(&after) - f(&before);
     let requests = n(|s| s.requests);
     let persistent =
         OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={RAND_QD_OPS} rand4k_qd16_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={}",
+        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={RAND_QD_OPS} rand4k_qd16_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={} qd16_batch_ns={} qd16_send_ns={} qd16_wait_ns={} qd16_complete_ns={}",
         mb_per_s(bytes, write_ns),
         mb_per_s(bytes, read_ns),
         per_s(ops, rand_ns),
@@ -773,6 +818,10 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         after.max_in_flight,
         n(|s| s.indirect_requests),
         u8::from(persistent),
+        rand_qd_ns / (RAND_QD_OPS / RAND_QD as u64),
+        per_batch(|t| t.send_ns),
+        per_batch(|t| t.wait_ns),
+        per_batch(|t| t.complete_ns),
     );
     Ok(())
 }

@@ -496,6 +496,32 @@ fn print_block(blk: &Option<Block>) {
             ratio(n, dev, key)
         );
     }
+    // Where a batch of 16 random reads spends its wall-clock time: dom0's direct pass as a
+    // whole; the domU's split at its first and last wait (`Blkfront::read_scattered`).
+    let us = |f: &Fields, k: &str| {
+        f.get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or_else(|| String::from("-"), |ns| format!("{:.1}", ns / 1000.0))
+    };
+    let split = |f: &Fields| {
+        format!(
+            "{} / {} / {}",
+            us(f, "qd16_send_ns"),
+            us(f, "qd16_wait_ns"),
+            us(f, "qd16_complete_ns")
+        )
+    };
+    println!(
+        "| 16 in flight: one batch of 16 reads (us) | {} | {} | | {} | |",
+        us(dev, "qd16_batch_ns"),
+        us(&passes[0].0, "qd16_batch_ns"),
+        us(&passes[1].0, "qd16_batch_ns")
+    );
+    println!(
+        "| the domU's batch: build and send / wait (dom0's back end, the device, the switches) / take the responses (us) | | {} | | {} | |",
+        split(&passes[0].0),
+        split(&passes[1].0)
+    );
     println!(
         "| dom0 direct: virtio interrupts / poll timeouts | {} / {} | | | | |",
         get(dev, "interrupts"),
