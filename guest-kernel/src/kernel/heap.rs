@@ -12,11 +12,9 @@
 //! first-fit list threaded through the free blocks themselves). Arenas are never given back.
 //!
 //! In front of the arenas, small blocks (up to 64 bytes, aligned to at most 16) are kept on a
-//! free list per size class when given back (16, 32, 48 and 64 bytes:
-//! [`guest_kernel::heap_policy::small_class`]), and handed out again from there: the first-fit
+//! free list per size class when given back, and handed out again from there: the first-fit
 //! search costs a few hundred instructions per call, and dom0's block path allocates and frees
-//! one such block per disk request (virtio-drivers' indirect descriptor table). The lists go
-//! back to their arenas before a new arena is taken.
+//! one such block per disk request (virtio-drivers' indirect descriptor table).
 //!
 //! The lock is a spinlock: never allocate in the event upcall or a trap handler, which could
 //! interrupt a holder and spin forever.
@@ -24,9 +22,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
-use guest_kernel::heap_policy::{
-    chunk_pages, class_layout, small_class, MAX_ARENAS, SMALL_CLASSES,
-};
+use guest_kernel::heap_policy::{chunk_pages, MAX_ARENAS};
 use guest_kernel::layout::direct_map_va;
 use guest_kernel::paging::PAGE_SIZE;
 use linked_list_allocator::Heap;
@@ -45,29 +41,50 @@ struct Arenas {
     small: [SmallBlocks; SMALL_CLASSES],
 }
 
+/// Size classes of the small-block lists: 16, 32 and 64 bytes.
+const SMALL_CLASSES: usize = 3;
+/// The alignment every small block is taken from an arena with (enough for any layout the
+/// classes take).
+const SMALL_ALIGN: usize = 16;
 /// Blocks a class keeps at most; one more freed goes back to its arena.
 const SMALL_KEEP: usize = 256;
 
+/// The size class of `layout` (blocks of `16 << class` bytes), if it is small.
+fn small_class(layout: Layout) -> Option<usize> {
+    if layout.align() > SMALL_ALIGN {
+        return None;
+    }
+    match layout.size() {
+        0..=16 => Some(0),
+        17..=32 => Some(1),
+        33..=64 => Some(2),
+        _ => None,
+    }
+}
+
+/// The layout every block of size class `class` is taken from an arena (and given back) with.
+fn class_layout(class: usize) -> Layout {
+    // 16, 32 or 64 bytes aligned to 16: always a valid layout.
+    Layout::from_size_align(16 << class, SMALL_ALIGN).expect("a valid layout")
+}
+
 /// Freed blocks of one size class: a stack threaded through the blocks (each free block's first
-/// 8 bytes hold the next one's address, null at the bottom).
+/// 8 bytes hold the next one's address, 0 at the bottom).
 struct SmallBlocks {
-    top: Option<NonNull<u8>>,
+    top: usize,
     len: usize,
 }
 
-// SAFETY: the blocks on the stack belong to the heap, reached only under its lock.
-unsafe impl Send for SmallBlocks {}
-
 impl SmallBlocks {
-    const EMPTY: SmallBlocks = SmallBlocks { top: None, len: 0 };
+    const EMPTY: SmallBlocks = SmallBlocks { top: 0, len: 0 };
 
     /// A block off the stack, if there is one.
     fn pop(&mut self) -> Option<NonNull<u8>> {
-        let p = self.top?;
+        let p = NonNull::new(self.top as *mut u8)?;
         // SAFETY: `top` is a free block of this class (pushed below, aligned to 16, at least 16
         // bytes), which nothing else uses until it is handed out here; its first word is the
-        // next free block's address (null for none).
-        self.top = NonNull::new(unsafe { p.cast::<*mut u8>().read() });
+        // next free block's address.
+        self.top = unsafe { p.cast::<usize>().read() };
         self.len -= 1;
         Some(p)
     }
@@ -82,11 +99,8 @@ impl SmallBlocks {
         }
         // SAFETY: the caller's promise: the block is ours again, 16-aligned and at least 16
         // bytes long, so its first word can hold the link.
-        unsafe {
-            p.cast::<*mut u8>()
-                .write(self.top.map_or(ptr::null_mut(), NonNull::as_ptr))
-        };
-        self.top = Some(p);
+        unsafe { p.cast::<usize>().write(self.top) };
+        self.top = p.as_ptr() as usize;
         self.len += 1;
         true
     }
@@ -117,28 +131,6 @@ impl Arenas {
                 .or_else(|| self.first_fit(class_layout(c))),
             None => self.first_fit(layout),
         }
-    }
-
-    /// Gives every block waiting on the size classes' lists back to its arena; whether there
-    /// was one. (Before a new arena is taken: a request the lists cannot serve may fit in
-    /// what they hold.)
-    fn drain_small(&mut self) -> bool {
-        let mut any = false;
-        for c in 0..SMALL_CLASSES {
-            while let Some(p) = self.small[c].pop() {
-                any = true;
-                let len = self.len;
-                if let Some(h) = self.heaps[..len]
-                    .iter_mut()
-                    .find(|h| (h.bottom()..h.top()).contains(&p.as_ptr()))
-                {
-                    // SAFETY: a block on class `c`'s list was taken from this arena (the one
-                    // whose range holds it) with `class_layout(c)` and is free.
-                    unsafe { h.deallocate(p, class_layout(c)) };
-                }
-            }
-        }
-        any
     }
 
     fn first_fit(&mut self, layout: Layout) -> Option<NonNull<u8>> {
@@ -180,10 +172,8 @@ impl Arenas {
     }
 }
 
-// SAFETY: each arena returns blocks of the layout's size and alignment inside its own frames
-// (a small layout's block is its class's: as large, 16-aligned), each handed out once until it
-// is given back through `dealloc`, to the arena that holds it or onto its size class's list,
-// from which only `alloc` hands it out again (or `drain_small` gives it back to its arena);
+// SAFETY: each arena returns blocks of the layout's size and alignment inside its own frames,
+// each handed out once until it is given back through `dealloc` to the arena that holds it;
 // every access is under one lock.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -194,7 +184,7 @@ unsafe impl GlobalAlloc for KernelHeap {
                 arenas.peak = arenas.peak.max(arenas.used);
                 return p.as_ptr();
             }
-            if !arenas.drain_small() && !arenas.grow(layout) {
+            if !arenas.grow(layout) {
                 return ptr::null_mut();
             }
         }
