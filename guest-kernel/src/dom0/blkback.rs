@@ -37,7 +37,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use guest_kernel::rates::{mb_per_s, per_request, per_s};
+use guest_kernel::rates::{best_fields, mb_per_s, per_request, per_s, Rounds, ROUNDS};
 use hypercall_abi::domctl::BootHandle;
 use hypercall_abi::grant_table::{
     GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabCopy, GnttabCopyPtr,
@@ -787,10 +787,11 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64, persistent: bool
 /// `bench-blkdev` on dom0's command line: dom0 reads and writes its disk directly (no split
 /// driver), on the same device the domUs use: after a warm-up (1 MiB written and read, not
 /// timed), sequential write and read of `mib` MiB from sector
-/// `start` in 64 KiB requests, then `random_ops` 4 KiB reads at random 4 KiB-aligned places in that
-/// range one at a time, then `qd_ops` more 16 at a time (one `Disk::transfer` of 16 pieces, as
-/// a domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`); prints
-/// `bench blkdev ...`.
+/// `start` in 64 KiB requests, `random_ops` 4 KiB reads at random 4 KiB-aligned places in that
+/// range one at a time, and `qd_ops` more 16 at a time (one `Disk::transfer` of 16 pieces, as
+/// a domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`), each phase in
+/// [`ROUNDS`] rounds that alternate with the other phases'; prints `bench blkdev ...` with each
+/// phase's figure over all its rounds and over its fastest (`*_best_*`).
 pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
     let mut disk = SharedDisk;
     let sectors = disk.sectors();
@@ -814,76 +815,88 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
             return;
         }
     }
-    let t0 = now();
-    for c in 0..(bytes / chunk as u64) {
-        if disk.write(start + c * (chunk as u64 / 512), &buf).is_err() {
-            println!("bench blkdev: write failed");
-            return;
-        }
-    }
-    let _ = disk.flush();
-    let write_ns = now() - t0;
-    let t0 = now();
-    for c in 0..(bytes / chunk as u64) {
-        if disk
-            .read(start + c * (chunk as u64 / 512), &mut buf)
-            .is_err()
-        {
-            println!("bench blkdev: read failed");
-            return;
-        }
-    }
-    let read_ns = now() - t0;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    // The four phases in `ROUNDS` alternating rounds (`guest_kernel::rates::ROUNDS`), as the
+    // domU's `blk-bench` runs them.
+    let chunks = bytes / chunk as u64;
     let pages = count / 8;
-    let t0 = now();
-    for _ in 0..random_ops {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        if disk
-            .read(start + (x % pages) * 8, &mut buf[..4096])
-            .is_err()
-        {
-            println!("bench blkdev: random read failed");
-            return;
-        }
-    }
-    let rand_ns = now() - t0;
     const QD: usize = 16;
-    let t0 = now();
-    for _ in 0..qd_ops / QD as u64 {
-        let mut ios: Vec<DiskIo<'_>> = buf[..QD * 4096]
-            .chunks_mut(4096)
-            .map(|piece| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                DiskIo {
-                    sector: start + (x % pages) * 8,
-                    write: false,
-                    data: IoData::Buf(piece),
-                    result: Ok(()),
-                }
-            })
-            .collect();
-        disk.transfer(&mut ios);
-        if ios.iter().any(|io| io.result.is_err()) {
-            println!("bench blkdev: random read failed");
-            return;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let [mut write, mut read, mut rand, mut rand_qd] = [Rounds::default(); 4];
+    for round in 0..ROUNDS {
+        let first = round * chunks / ROUNDS;
+        let last = (round + 1) * chunks / ROUNDS;
+        let t0 = now();
+        for c in first..last {
+            if disk.write(start + c * (chunk as u64 / 512), &buf).is_err() {
+                println!("bench blkdev: write failed");
+                return;
+            }
         }
+        let _ = disk.flush();
+        write.add(now() - t0);
+        let t0 = now();
+        for c in first..last {
+            if disk
+                .read(start + c * (chunk as u64 / 512), &mut buf)
+                .is_err()
+            {
+                println!("bench blkdev: read failed");
+                return;
+            }
+        }
+        read.add(now() - t0);
+        let t0 = now();
+        for _ in 0..random_ops / ROUNDS {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if disk
+                .read(start + (x % pages) * 8, &mut buf[..4096])
+                .is_err()
+            {
+                println!("bench blkdev: random read failed");
+                return;
+            }
+        }
+        rand.add(now() - t0);
+        let t0 = now();
+        for _ in 0..qd_ops / QD as u64 / ROUNDS {
+            let mut ios: Vec<DiskIo<'_>> = buf[..QD * 4096]
+                .chunks_mut(4096)
+                .map(|piece| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    DiskIo {
+                        sector: start + (x % pages) * 8,
+                        write: false,
+                        data: IoData::Buf(piece),
+                        result: Ok(()),
+                    }
+                })
+                .collect();
+            disk.transfer(&mut ios);
+            if ios.iter().any(|io| io.result.is_err()) {
+                println!("bench blkdev: random read failed");
+                return;
+            }
+        }
+        rand_qd.add(now() - t0);
     }
-    let rand_qd_ns = now() - t0;
+    let random_ops = random_ops / ROUNDS * ROUNDS;
+    let batches = qd_ops / QD as u64 / ROUNDS * ROUNDS;
+    let qd_ops = batches * QD as u64;
     let (interrupts, timeouts) = SharedDisk::with(|b| match b {
         Backing::Virtio(d) => (d.interrupts, d.timeouts),
         Backing::Ram(_) => (0, 0),
     });
     println!(
-        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} qd16_batch_ns={} interrupts={interrupts} poll_timeouts={timeouts}",
-        mb_per_s(bytes, write_ns),
-        mb_per_s(bytes, read_ns),
-        per_s(random_ops, rand_ns),
-        per_s(qd_ops / QD as u64 * QD as u64, rand_qd_ns),
-        rand_qd_ns / (qd_ops / QD as u64).max(1),
+        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} qd16_batch_ns={} rounds={ROUNDS} {} interrupts={interrupts} poll_timeouts={timeouts}",
+        mb_per_s(bytes, write.total_ns),
+        mb_per_s(bytes, read.total_ns),
+        per_s(random_ops, rand.total_ns),
+        per_s(qd_ops, rand_qd.total_ns),
+        rand_qd.total_ns / batches.max(1),
+        best_fields(bytes, random_ops, qd_ops, [write, read, rand, rand_qd]),
     );
 }

@@ -39,7 +39,7 @@ use ring_drivers::shared_page::SharedPage;
 use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::layout::direct_map_va;
-use guest_kernel::rates::{mb_per_s, per_request, per_s, RAND_QD_OPS};
+use guest_kernel::rates::{best_fields, mb_per_s, per_request, per_s, Rounds, RAND_QD_OPS, ROUNDS};
 use spin::Once;
 
 use super::client::Client;
@@ -717,9 +717,12 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 }
 
 /// `blk-bench[=<start sector>]`: after a warm-up (one 1 MiB call each way, not timed),
-/// sequential write and read of 4 MiB in 1 MiB calls (each split into requests of up to 32
-/// pages, up to 16 in flight), then 256 random 4 KiB reads one at a
-/// time, then [`RAND_QD_OPS`] more [`RAND_QD`] at a time (`rand4k_qd16_read_iops`), through the split driver; prints `bench blk mode=persistent ...` with the front end's counters. Then
+/// sequential write and read of 4 MiB in 512 KiB calls (each split into requests of up to 32
+/// pages, up to 16 in flight), 256 random 4 KiB reads one at a time, and [`RAND_QD_OPS`] more
+/// [`RAND_QD`] at a time (`rand4k_qd16_read_iops`), through the split driver, each phase in
+/// [`ROUNDS`] rounds that alternate with the other phases'; prints `bench blk mode=persistent
+/// ...` with each phase's figure over all its rounds and over its fastest (`*_best_*`), and the
+/// front end's counters. Then
 /// the same again over a fresh connection on which the front end does not offer persistent
 /// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
 /// unmaps them after, or grant-copies).
@@ -759,42 +762,49 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     // the same way (`bench_direct`).
     b.write(d, start, &buf)?;
     b.read(d, start, &mut buf)?;
-    let t0 = now();
-    for c in 0..(bytes / chunk as u64) {
-        b.write(d, start + c * (chunk as u64 / 512), &buf)?;
-    }
-    b.flush(d)?;
-    let write_ns = now() - t0;
-    let t0 = now();
-    for c in 0..(bytes / chunk as u64) {
-        b.read(d, start + c * (chunk as u64 / 512), &mut buf)?;
-    }
-    let read_ns = now() - t0;
+    // The four phases in `ROUNDS` alternating rounds (`guest_kernel::rates::ROUNDS`), as dom0's
+    // direct pass runs them: each round writes and then reads an eighth of the range, in one
+    // call each.
+    let per_round = bytes / ROUNDS;
     let ops = 256u64;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let t0 = now();
-    for _ in 0..ops {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
-    }
-    let rand_ns = now() - t0;
-    // The same at a queue depth of `RAND_QD`: each call asks for that many random pages at
-    // once, as dom0's direct pass does (`bench-blkdev`).
     let mut places = [0u64; RAND_QD];
     let times_before = b.scatter_times();
-    let t0 = now();
-    for _ in 0..RAND_QD_OPS / RAND_QD as u64 {
-        for p in places.iter_mut() {
+    let [mut write, mut read, mut rand, mut rand_qd] = [Rounds::default(); 4];
+    for round in 0..ROUNDS {
+        let sector = start + round * (per_round / 512);
+        let piece = &mut buf[..per_round as usize];
+        let t0 = now();
+        b.write(d, sector, piece)?;
+        b.flush(d)?;
+        write.add(now() - t0);
+        let t0 = now();
+        b.read(d, sector, piece)?;
+        read.add(now() - t0);
+        let t0 = now();
+        for _ in 0..ops / ROUNDS {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            *p = start + (x % (count / 8)) * 8;
+            b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
         }
-        b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
+        rand.add(now() - t0);
+        // The same at a queue depth of `RAND_QD`: each call asks for that many random pages
+        // at once, as dom0's direct pass does (`bench-blkdev`).
+        let t0 = now();
+        for _ in 0..RAND_QD_OPS / RAND_QD as u64 / ROUNDS {
+            for p in places.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *p = start + (x % (count / 8)) * 8;
+            }
+            b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
+        }
+        rand_qd.add(now() - t0);
     }
-    let rand_qd_ns = now() - t0;
+    let batches = RAND_QD_OPS / RAND_QD as u64 / ROUNDS * ROUNDS;
+    let qd_ops = batches * RAND_QD as u64;
     let times = b.scatter_times();
     let per_batch = |f: fn(&ScatterTimes) -> u64| {
         (f(&times) - f(&times_before)) / (times.calls - times_before.calls).max(1)
@@ -805,11 +815,12 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     let persistent =
         OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={RAND_QD_OPS} rand4k_qd16_read_iops={} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={} qd16_batch_ns={} qd16_send_ns={} qd16_wait_ns={} qd16_complete_ns={}",
-        mb_per_s(bytes, write_ns),
-        mb_per_s(bytes, read_ns),
-        per_s(ops, rand_ns),
-        per_s(RAND_QD_OPS / RAND_QD as u64 * RAND_QD as u64, rand_qd_ns),
+        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} rounds={ROUNDS} {} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={} qd16_batch_ns={} qd16_send_ns={} qd16_wait_ns={} qd16_complete_ns={}",
+        mb_per_s(bytes, write.total_ns),
+        mb_per_s(bytes, read.total_ns),
+        per_s(ops, rand.total_ns),
+        per_s(qd_ops, rand_qd.total_ns),
+        best_fields(bytes, ops, qd_ops, [write, read, rand, rand_qd]),
         n(|s| s.notifications_sent),
         n(|s| s.waits),
         per_request(n(|s| s.notifications_sent), requests),
@@ -818,7 +829,7 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         after.max_in_flight,
         n(|s| s.indirect_requests),
         u8::from(persistent),
-        rand_qd_ns / (RAND_QD_OPS / RAND_QD as u64),
+        rand_qd.total_ns / batches.max(1),
         per_batch(|t| t.send_ns),
         per_batch(|t| t.wait_ns),
         per_batch(|t| t.complete_ns),

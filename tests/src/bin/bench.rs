@@ -406,21 +406,28 @@ fn block() -> Option<Block> {
     }
 }
 
-/// Boots `make bench BENCH_ARGS=--blk` makes by default: the emulator's spread from one boot to
-/// the next (dom0's direct pass alone ranges over a factor of two) is larger than most changes.
+/// Boots `make bench BENCH_ARGS=--blk` makes by default: the host's speed varies by a factor of
+/// two from one stretch of time to the next (docs/performance.md, "The host's speed, and
+/// rounds"), more than most changes move a figure.
 const BLK_RUNS: usize = 5;
 
-/// The figures of the block table that are compared run to run.
-const BLK_FIGURES: [(&str, &str); 4] = [
+/// The figures of the block table that are compared run to run: each phase over all its
+/// rounds, then over its fastest round (the guests' `*_best_*` fields; `guest_kernel::rates::
+/// ROUNDS`).
+const BLK_FIGURES: [(&str, &str); 8] = [
     ("sequential write", "seq_write_mb_s"),
     ("sequential read", "seq_read_mb_s"),
     ("random 4 KiB, one at a time", "rand4k_read_iops"),
     ("random 4 KiB, 16 in flight", "rand4k_qd16_read_iops"),
+    ("sequential write", "seq_write_best_mb_s"),
+    ("sequential read", "seq_read_best_mb_s"),
+    ("random 4 KiB, one at a time", "rand4k_best_read_iops"),
+    ("random 4 KiB, 16 in flight", "rand4k_qd16_best_read_iops"),
 ];
 
 /// One run's same-run ratios (domU with persistent grants over dom0 direct, whole percent), in
 /// [`BLK_FIGURES`]' order; `None` where a figure is missing.
-fn block_ratios(b: &Block) -> [Option<u64>; 4] {
+fn block_ratios(b: &Block) -> [Option<u64>; 8] {
     let num = |m: &Fields, k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
     BLK_FIGURES.map(|(_, k)| match (num(&b.passes[0].0, k), num(&b.dev, k)) {
         (Some(x), Some(y)) if y > 0.0 => Some((100.0 * x / y).round() as u64),
@@ -429,27 +436,49 @@ fn block_ratios(b: &Block) -> [Option<u64>; 4] {
 }
 
 /// Each run's ratios (domU with persistent grants / dom0 direct) and their medians (the lower
-/// middle one for an even count).
-fn print_block_runs(all: &[[Option<u64>; 4]], runs: usize) {
+/// middle one for an even count): each phase over all its rounds, then over its fastest round
+/// on each side.
+fn print_block_runs(all: &[[Option<u64>; 8]], runs: usize) {
     println!(
         "block: {} of {runs} runs complete; same-run ratios, domU (persistent grants) / dom0 direct:",
         all.len()
     );
-    println!();
-    println!(
-        "| run | {} |",
-        BLK_FIGURES.map(|(name, _)| name).join(" | ")
-    );
-    println!("|---|---|---|---|---|");
     let pct = |r: Option<u64>| r.map_or("n/a".into(), |r| format!("{r} %"));
-    for (i, r) in all.iter().enumerate() {
-        println!("| {} | {} |", i + 1, r.map(pct).join(" | "));
+    for (title, first) in [
+        ("each phase over all its rounds", 0),
+        ("each phase over its fastest round, on each side", 4),
+    ] {
+        println!();
+        println!("{title}:");
+        println!();
+        println!(
+            "| run | {} |",
+            BLK_FIGURES[first..first + 4]
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        println!("|---|---|---|---|---|");
+        for (i, r) in all.iter().enumerate() {
+            println!(
+                "| {} | {} |",
+                i + 1,
+                r[first..first + 4]
+                    .iter()
+                    .map(|&r| pct(r))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+        let medians: Vec<String> = (first..first + 4)
+            .map(|f| {
+                let v: Vec<u64> = all.iter().filter_map(|r| r[f]).collect();
+                pct(median(&v))
+            })
+            .collect();
+        println!("| **median** | {} |", medians.join(" | "));
     }
-    let medians: [Option<u64>; 4] = core::array::from_fn(|f| {
-        let v: Vec<u64> = all.iter().filter_map(|r| r[f]).collect();
-        median(&v)
-    });
-    println!("| **median** | {} |", medians.map(pct).join(" | "));
     println!();
     println!("The last run's tables:");
     println!();
@@ -484,6 +513,22 @@ fn print_block(blk: &Option<Block>) {
         (
             "random 4 KiB reads, 16 in flight (IOPS)",
             "rand4k_qd16_read_iops",
+        ),
+        (
+            "sequential write, fastest 512 KiB round (MB/s)",
+            "seq_write_best_mb_s",
+        ),
+        (
+            "sequential read, fastest 512 KiB round (MB/s)",
+            "seq_read_best_mb_s",
+        ),
+        (
+            "random 4 KiB reads, one at a time, fastest round of 32 (IOPS)",
+            "rand4k_best_read_iops",
+        ),
+        (
+            "random 4 KiB reads, 16 in flight, fastest round of 128 (IOPS)",
+            "rand4k_qd16_best_read_iops",
         ),
     ] {
         let (p, n) = (&passes[0].0, &passes[1].0);
