@@ -4,19 +4,36 @@
 use alloc::format;
 use alloc::string::String;
 
-/// Random 4 KiB reads in the block benchmarks' phase of 16 in flight, on both sides (the domU's
-/// `blk-bench` and dom0's direct `bench-blkdev`): 1024, 64 rounds of 16, so that the phase lasts
-/// some 50 ms rather than 10 and one descheduling of the emulator moves the figure less.
-pub const RAND_QD_OPS: u64 = 1024;
-
 /// Rounds each phase of the block benchmarks is cut into, on both sides. The phases' rounds
 /// alternate (a round of sequential writes, one of sequential reads, one of random reads one at
 /// a time, one of 16 in flight, then the next of each), so that every phase is sampled across
 /// the whole pass rather than in one stretch of it: the host these benchmarks run on gives the
 /// emulator's CPU thread a half-speed core for anything from 20 ms to a second at a time
 /// (docs/performance.md, "The host's speed, and rounds"), and one phase measured in one stretch
-/// took that factor of two whole.
-pub const ROUNDS: u64 = 8;
+/// took that factor of two whole. 32 rounds make a pass last about half a second on each side
+/// (the fastest round is then rarely one the host slowed); each round moves what the constants
+/// below say.
+pub const ROUNDS: u64 = 32;
+
+/// The range the sequential rounds go round, from the benchmark's start sector: round `r`
+/// writes and then reads the `r % 8`-th [`SEQ_ROUND_BYTES`] of it.
+pub const SEQ_RANGE_BYTES: u64 = 4 << 20;
+
+/// Bytes a round of sequential writes moves (flushed at its end), and then a round of reads.
+pub const SEQ_ROUND_BYTES: u64 = 512 << 10;
+
+/// Random 4 KiB reads one at a time in a round, at random 4 KiB-aligned places in the range.
+pub const RAND_ROUND_OPS: u64 = 32;
+
+/// Random 4 KiB reads in a round of the phase of 16 in flight: 8 batches of 16.
+pub const RAND_QD_ROUND_OPS: u64 = 128;
+
+/// Bytes, random reads one at a time and random reads 16 in flight of a whole pass.
+pub const PASS: (u64, u64, u64) = (
+    SEQ_ROUND_BYTES * ROUNDS,
+    RAND_ROUND_OPS * ROUNDS,
+    RAND_QD_ROUND_OPS * ROUNDS,
+);
 
 /// A phase's wall clock over its [`ROUNDS`]: the total and the fastest round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,18 +71,22 @@ impl Rounds {
     }
 }
 
-/// The `*_best_*` fields of a block benchmark's line: each phase's figure over its fastest
-/// round. `rounds` are the phases' in the order sequential write, sequential read, random reads
-/// one at a time, 16 in flight; `bytes` were written and read, `random_ops` and `qd_ops` read,
-/// each over [`ROUNDS`] equal rounds.
-pub fn best_fields(bytes: u64, random_ops: u64, qd_ops: u64, rounds: [Rounds; 4]) -> String {
+/// The figures of a block benchmark's line from its phases' `rounds` (sequential write,
+/// sequential read, random reads one at a time, 16 in flight, each [`ROUNDS`] rounds of the
+/// sizes above): each phase over all its rounds, then over its fastest (`*_best_*`).
+pub fn phase_fields(rounds: [Rounds; 4]) -> String {
     let [write, read, one, sixteen] = rounds;
+    let (bytes, ops, qd_ops) = PASS;
     format!(
-        "seq_write_best_mb_s={} seq_read_best_mb_s={} rand4k_best_read_iops={} rand4k_qd16_best_read_iops={}",
-        mb_per_s(bytes / ROUNDS, write.best()),
-        mb_per_s(bytes / ROUNDS, read.best()),
-        per_s(random_ops / ROUNDS, one.best()),
-        per_s(qd_ops / ROUNDS, sixteen.best()),
+        "bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} rounds={ROUNDS} seq_write_best_mb_s={} seq_read_best_mb_s={} rand4k_best_read_iops={} rand4k_qd16_best_read_iops={}",
+        mb_per_s(bytes, write.total_ns),
+        mb_per_s(bytes, read.total_ns),
+        per_s(ops, one.total_ns),
+        per_s(qd_ops, sixteen.total_ns),
+        mb_per_s(SEQ_ROUND_BYTES, write.best()),
+        mb_per_s(SEQ_ROUND_BYTES, read.best()),
+        per_s(RAND_ROUND_OPS, one.best()),
+        per_s(RAND_QD_ROUND_OPS, sixteen.best()),
     )
 }
 
@@ -114,20 +135,22 @@ mod tests {
     }
 
     #[test]
-    fn best_fields_rate_the_fastest_round() {
+    fn phase_fields_rate_all_rounds_and_the_fastest() {
         let mut rounds = [Rounds::default(); 4];
-        // 8 rounds each; the fastest: 512 KiB in 2 ms, 512 KiB in 1 ms, 32 reads in 8 ms,
-        // 128 reads in 4 ms.
+        // The fastest rounds: 512 KiB in 2 ms, 512 KiB in 1 ms, 32 reads in 8 ms, 128 reads in
+        // 4 ms; the other 31 of each take twice as long.
         for (r, best) in rounds
             .iter_mut()
-            .zip([2_000_000, 1_000_000, 8_000_000, 4_000_000])
+            .zip([2_000_000u64, 1_000_000, 8_000_000, 4_000_000])
         {
-            r.add(best * 3);
             r.add(best);
+            for _ in 1..ROUNDS {
+                r.add(best * 2);
+            }
         }
         assert_eq!(
-            best_fields(4 << 20, 256, 1024, rounds),
-            "seq_write_best_mb_s=262.1 seq_read_best_mb_s=524.2 rand4k_best_read_iops=4000 rand4k_qd16_best_read_iops=32000"
+            phase_fields(rounds),
+            "bytes=16777216 seq_write_mb_s=133.1 seq_read_mb_s=266.3 rand4k_ops=1024 rand4k_read_iops=2031 rand4k_qd16_ops=4096 rand4k_qd16_read_iops=16253 rounds=32 seq_write_best_mb_s=262.1 seq_read_best_mb_s=524.2 rand4k_best_read_iops=4000 rand4k_qd16_best_read_iops=32000"
         );
     }
 }

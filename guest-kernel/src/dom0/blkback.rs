@@ -37,7 +37,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use guest_kernel::rates::{best_fields, mb_per_s, per_request, per_s, Rounds, ROUNDS};
+use guest_kernel::rates::{
+    per_request, phase_fields, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
+    SEQ_ROUND_BYTES,
+};
 use hypercall_abi::domctl::BootHandle;
 use hypercall_abi::grant_table::{
     GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabCopy, GnttabCopyPtr,
@@ -786,17 +789,16 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64, persistent: bool
 
 /// `bench-blkdev` on dom0's command line: dom0 reads and writes its disk directly (no split
 /// driver), on the same device the domUs use: after a warm-up (1 MiB written and read, not
-/// timed), sequential write and read of `mib` MiB from sector
-/// `start` in 64 KiB requests, `random_ops` 4 KiB reads at random 4 KiB-aligned places in that
-/// range one at a time, and `qd_ops` more 16 at a time (one `Disk::transfer` of 16 pieces, as
-/// a domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`), each phase in
-/// [`ROUNDS`] rounds that alternate with the other phases'; prints `bench blkdev ...` with each
-/// phase's figure over all its rounds and over its fastest (`*_best_*`).
-pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
+/// timed), [`ROUNDS`] rounds of each phase, alternating: sequential writes and then reads of
+/// [`SEQ_ROUND_BYTES`] in 64 KiB requests, going round [`SEQ_RANGE_BYTES`] from sector
+/// `start`; [`RAND_ROUND_OPS`] 4 KiB reads at random 4 KiB-aligned places in that range one at
+/// a time; [`RAND_QD_ROUND_OPS`] more 16 at a time (one `Disk::transfer` of 16 pieces, as a
+/// domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`). Prints `bench blkdev
+/// ...` with each phase's figure over all its rounds and over its fastest (`*_best_*`).
+pub fn bench_direct(start: u64) {
     let mut disk = SharedDisk;
     let sectors = disk.sectors();
-    let bytes = mib << 20;
-    let count = bytes / 512;
+    let count = SEQ_RANGE_BYTES / 512;
     if start + count > sectors {
         println!("bench blkdev: the disk ({sectors} sectors) is too small");
         return;
@@ -808,26 +810,26 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
     }
     let now = || crate::kernel::time::now_ns().unwrap_or(0);
     // Warm-up, not timed, as a domU's `blk-bench` does: 1 MiB written and read back.
-    for c in 0..((1u64 << 20) / chunk as u64).min(bytes / chunk as u64) {
+    for c in 0..(1u64 << 20) / chunk as u64 {
         let sector = start + c * (chunk as u64 / 512);
         if disk.write(sector, &buf).is_err() || disk.read(sector, &mut buf).is_err() {
             println!("bench blkdev: warm-up failed");
             return;
         }
     }
-    // The four phases in `ROUNDS` alternating rounds (`guest_kernel::rates::ROUNDS`), as the
-    // domU's `blk-bench` runs them.
-    let chunks = bytes / chunk as u64;
+    // The four phases in alternating rounds, as the domU's `blk-bench` runs them.
+    let chunks = SEQ_ROUND_BYTES / chunk as u64;
+    let slots = SEQ_RANGE_BYTES / SEQ_ROUND_BYTES;
     let pages = count / 8;
     const QD: usize = 16;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let [mut write, mut read, mut rand, mut rand_qd] = [Rounds::default(); 4];
     for round in 0..ROUNDS {
-        let first = round * chunks / ROUNDS;
-        let last = (round + 1) * chunks / ROUNDS;
+        let first = start + (round % slots) * (SEQ_ROUND_BYTES / 512);
+        let sector = |c: u64| first + c * (chunk as u64 / 512);
         let t0 = now();
-        for c in first..last {
-            if disk.write(start + c * (chunk as u64 / 512), &buf).is_err() {
+        for c in 0..chunks {
+            if disk.write(sector(c), &buf).is_err() {
                 println!("bench blkdev: write failed");
                 return;
             }
@@ -835,18 +837,15 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
         let _ = disk.flush();
         write.add(now() - t0);
         let t0 = now();
-        for c in first..last {
-            if disk
-                .read(start + c * (chunk as u64 / 512), &mut buf)
-                .is_err()
-            {
+        for c in 0..chunks {
+            if disk.read(sector(c), &mut buf).is_err() {
                 println!("bench blkdev: read failed");
                 return;
             }
         }
         read.add(now() - t0);
         let t0 = now();
-        for _ in 0..random_ops / ROUNDS {
+        for _ in 0..RAND_ROUND_OPS {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -860,7 +859,7 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
         }
         rand.add(now() - t0);
         let t0 = now();
-        for _ in 0..qd_ops / QD as u64 / ROUNDS {
+        for _ in 0..RAND_QD_ROUND_OPS / QD as u64 {
             let mut ios: Vec<DiskIo<'_>> = buf[..QD * 4096]
                 .chunks_mut(4096)
                 .map(|piece| {
@@ -883,20 +882,13 @@ pub fn bench_direct(start: u64, mib: u64, random_ops: u64, qd_ops: u64) {
         }
         rand_qd.add(now() - t0);
     }
-    let random_ops = random_ops / ROUNDS * ROUNDS;
-    let batches = qd_ops / QD as u64 / ROUNDS * ROUNDS;
-    let qd_ops = batches * QD as u64;
     let (interrupts, timeouts) = SharedDisk::with(|b| match b {
         Backing::Virtio(d) => (d.interrupts, d.timeouts),
         Backing::Ram(_) => (0, 0),
     });
     println!(
-        "bench blkdev bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={random_ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} qd16_batch_ns={} rounds={ROUNDS} {} interrupts={interrupts} poll_timeouts={timeouts}",
-        mb_per_s(bytes, write.total_ns),
-        mb_per_s(bytes, read.total_ns),
-        per_s(random_ops, rand.total_ns),
-        per_s(qd_ops, rand_qd.total_ns),
-        rand_qd.total_ns / batches.max(1),
-        best_fields(bytes, random_ops, qd_ops, [write, read, rand, rand_qd]),
+        "bench blkdev {} qd16_batch_ns={} interrupts={interrupts} poll_timeouts={timeouts}",
+        phase_fields([write, read, rand, rand_qd]),
+        rand_qd.total_ns / (RAND_QD_ROUND_OPS / QD as u64 * ROUNDS),
     );
 }

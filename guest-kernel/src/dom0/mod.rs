@@ -185,12 +185,7 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     blkback::init_disk();
     if let Some(v) = cmdline.get("bench-blkdev") {
         // `bench-blkdev=<start sector>`: dom0 on the disk directly, before serving the domUs.
-        blkback::bench_direct(
-            v.parse().unwrap_or(16384),
-            4,
-            256,
-            guest_kernel::rates::RAND_QD_OPS,
-        );
+        blkback::bench_direct(v.parse().unwrap_or(16384));
     }
     d.toolstack.scan(&mut d.ctx, &mut d.services);
     while (stay || !d.ctx.doms.is_empty()) && !d.poweroff {

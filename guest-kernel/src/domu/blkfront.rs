@@ -39,7 +39,10 @@ use ring_drivers::shared_page::SharedPage;
 use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::layout::direct_map_va;
-use guest_kernel::rates::{best_fields, mb_per_s, per_request, per_s, Rounds, RAND_QD_OPS, ROUNDS};
+use guest_kernel::rates::{
+    per_request, phase_fields, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
+    SEQ_ROUND_BYTES,
+};
 use spin::Once;
 
 use super::client::Client;
@@ -717,12 +720,12 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 }
 
 /// `blk-bench[=<start sector>]`: after a warm-up (one 1 MiB call each way, not timed),
-/// sequential write and read of 4 MiB in 512 KiB calls (each split into requests of up to 32
-/// pages, up to 16 in flight), 256 random 4 KiB reads one at a time, and [`RAND_QD_OPS`] more
-/// [`RAND_QD`] at a time (`rand4k_qd16_read_iops`), through the split driver, each phase in
-/// [`ROUNDS`] rounds that alternate with the other phases'; prints `bench blk mode=persistent
-/// ...` with each phase's figure over all its rounds and over its fastest (`*_best_*`), and the
-/// front end's counters. Then
+/// [`ROUNDS`] rounds of each phase through the split driver, alternating: sequential writes and
+/// then reads of [`SEQ_ROUND_BYTES`] in one call each (split into requests of up to 32 pages,
+/// up to 16 in flight), going round [`SEQ_RANGE_BYTES`]; [`RAND_ROUND_OPS`] random 4 KiB reads
+/// one at a time; [`RAND_QD_ROUND_OPS`] more [`RAND_QD`] at a time (`rand4k_qd16_read_iops`).
+/// Prints `bench blk mode=persistent ...` with each phase's figure over all its rounds and over
+/// its fastest (`*_best_*`), and the front end's counters. Then
 /// the same again over a fresh connection on which the front end does not offer persistent
 /// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
 /// unmaps them after, or grant-copies).
@@ -744,9 +747,8 @@ pub const RAND_QD: usize = 16;
 /// One pass of [`bench`] over the connected `b`.
 fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Result<(), DomuError> {
     let before = b.front()?.stats();
-    let bytes: u64 = 4 << 20;
     let chunk = 1024 * 1024usize;
-    let count = bytes / 512;
+    let count = SEQ_RANGE_BYTES / 512;
     if start + count > b.sectors() {
         return Err(DomuError::Check(String::from(
             "bench blk: the disk is too small",
@@ -762,18 +764,15 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     // the same way (`bench_direct`).
     b.write(d, start, &buf)?;
     b.read(d, start, &mut buf)?;
-    // The four phases in `ROUNDS` alternating rounds (`guest_kernel::rates::ROUNDS`), as dom0's
-    // direct pass runs them: each round writes and then reads an eighth of the range, in one
-    // call each.
-    let per_round = bytes / ROUNDS;
-    let ops = 256u64;
+    // The four phases in alternating rounds, as dom0's direct pass runs them.
+    let slots = SEQ_RANGE_BYTES / SEQ_ROUND_BYTES;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut places = [0u64; RAND_QD];
     let times_before = b.scatter_times();
     let [mut write, mut read, mut rand, mut rand_qd] = [Rounds::default(); 4];
     for round in 0..ROUNDS {
-        let sector = start + round * (per_round / 512);
-        let piece = &mut buf[..per_round as usize];
+        let sector = start + (round % slots) * (SEQ_ROUND_BYTES / 512);
+        let piece = &mut buf[..SEQ_ROUND_BYTES as usize];
         let t0 = now();
         b.write(d, sector, piece)?;
         b.flush(d)?;
@@ -782,7 +781,7 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         b.read(d, sector, piece)?;
         read.add(now() - t0);
         let t0 = now();
-        for _ in 0..ops / ROUNDS {
+        for _ in 0..RAND_ROUND_OPS {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -792,7 +791,7 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         // The same at a queue depth of `RAND_QD`: each call asks for that many random pages
         // at once, as dom0's direct pass does (`bench-blkdev`).
         let t0 = now();
-        for _ in 0..RAND_QD_OPS / RAND_QD as u64 / ROUNDS {
+        for _ in 0..RAND_QD_ROUND_OPS / RAND_QD as u64 {
             for p in places.iter_mut() {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -803,8 +802,6 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         }
         rand_qd.add(now() - t0);
     }
-    let batches = RAND_QD_OPS / RAND_QD as u64 / ROUNDS * ROUNDS;
-    let qd_ops = batches * RAND_QD as u64;
     let times = b.scatter_times();
     let per_batch = |f: fn(&ScatterTimes) -> u64| {
         (f(&times) - f(&times_before)) / (times.calls - times_before.calls).max(1)
@@ -815,12 +812,8 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     let persistent =
         OFFER_PERSISTENT.load(Ordering::Relaxed) && b.front()?.info().feature_persistent;
     println!(
-        "bench blk mode={mode} bytes={bytes} seq_write_mb_s={} seq_read_mb_s={} rand4k_ops={ops} rand4k_read_iops={} rand4k_qd16_ops={qd_ops} rand4k_qd16_read_iops={} rounds={ROUNDS} {} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={} qd16_batch_ns={} qd16_send_ns={} qd16_wait_ns={} qd16_complete_ns={}",
-        mb_per_s(bytes, write.total_ns),
-        mb_per_s(bytes, read.total_ns),
-        per_s(ops, rand.total_ns),
-        per_s(qd_ops, rand_qd.total_ns),
-        best_fields(bytes, ops, qd_ops, [write, read, rand, rand_qd]),
+        "bench blk mode={mode} {} requests={requests} notifications_sent={} waits={} notifications_per_request={} waits_per_request={} mean_in_flight={} max_in_flight={} indirect_requests={} persistent={} qd16_batch_ns={} qd16_send_ns={} qd16_wait_ns={} qd16_complete_ns={}",
+        phase_fields([write, read, rand, rand_qd]),
         n(|s| s.notifications_sent),
         n(|s| s.waits),
         per_request(n(|s| s.notifications_sent), requests),
@@ -829,7 +822,7 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
         after.max_in_flight,
         n(|s| s.indirect_requests),
         u8::from(persistent),
-        rand_qd.total_ns / batches.max(1),
+        rand_qd.total_ns / (RAND_QD_ROUND_OPS / RAND_QD as u64 * ROUNDS),
         per_batch(|t| t.send_ns),
         per_batch(|t| t.wait_ns),
         per_batch(|t| t.complete_ns),

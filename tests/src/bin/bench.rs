@@ -504,8 +504,8 @@ fn print_block(blk: &Option<Block>) {
     );
     println!("|---|---|---|---|---|---|");
     for (name, key) in [
-        ("sequential write, 4 MiB (MB/s)", "seq_write_mb_s"),
-        ("sequential read, 4 MiB (MB/s)", "seq_read_mb_s"),
+        ("sequential write, 16 MiB (MB/s)", "seq_write_mb_s"),
+        ("sequential read, 16 MiB (MB/s)", "seq_read_mb_s"),
         (
             "random 4 KiB reads, one at a time (IOPS)",
             "rand4k_read_iops",
