@@ -10,9 +10,10 @@ use alloc::string::String;
 /// the whole pass rather than in one stretch of it: the host these benchmarks run on gives the
 /// emulator's CPU thread a half-speed core for anything from 20 ms to a second at a time
 /// (docs/performance.md, "The host's speed, and rounds"), and one phase measured in one stretch
-/// took that factor of two whole. 32 rounds make a pass last about half a second on each side
-/// (the fastest round is then rarely one the host slowed); each round moves what the constants
-/// below say.
+/// took that factor of two whole. dom0 runs each of its direct rounds just before the domU's
+/// (`dom0::blkbench`), so each phase's two totals are measured over the same stretches of
+/// time. 32 rounds make a pass last about half a second on each side; each round moves what
+/// the constants below say.
 pub const ROUNDS: u64 = 32;
 
 /// The range the sequential rounds go round, from the benchmark's start sector: round `r`
@@ -90,6 +91,18 @@ pub fn phase_fields(rounds: [Rounds; 4]) -> String {
     )
 }
 
+/// The text a domU's `blk-bench` writes to ask dom0 for its direct round `k` of pass `n`, and
+/// dom0 writes back once it ran it (`dom0::blkbench`).
+pub fn round_text(n: u32, k: u64) -> String {
+    format!("{n}.{k}")
+}
+
+/// [`round_text`]'s text as (pass, round); `None` for anything else.
+pub fn parse_round(text: &str) -> Option<(u32, u64)> {
+    let (n, k) = text.split_once('.')?;
+    Some((n.parse().ok()?, k.parse().ok()?))
+}
+
 /// `n / requests` with three decimals.
 pub fn per_request(n: u64, requests: u64) -> String {
     if requests == 0 {
@@ -121,6 +134,15 @@ mod tests {
         assert_eq!(mb_per_s(1_000_000, 1_000_000_000), "1.0");
         assert_eq!(mb_per_s(1, 0), "1000.0");
         assert_eq!(per_s(5, 1_000_000_000), 5);
+    }
+
+    #[test]
+    fn round_texts() {
+        assert_eq!(parse_round(&round_text(1, 31)), Some((1, 31)));
+        assert_eq!(parse_round("1"), None);
+        assert_eq!(parse_round("a.1"), None);
+        assert_eq!(parse_round("1.-1"), None);
+        assert_eq!(parse_round("1.2.3"), None);
     }
 
     #[test]

@@ -37,10 +37,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use guest_kernel::rates::{
-    per_request, phase_fields, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
-    SEQ_ROUND_BYTES,
-};
+use guest_kernel::rates::per_request;
 use hypercall_abi::domctl::BootHandle;
 use hypercall_abi::grant_table::{
     GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabCopy, GnttabCopyPtr,
@@ -50,7 +47,7 @@ use hypercall_abi::xen::DOMID_SELF;
 use hypercall_abi::HypercallError;
 use ring_drivers::blkif::{
     slot, BackStats, BackendInfo, BlkBack, Disk, DiskError, DiskIo, FrontendTransport, GrantIo,
-    GrantIoError, GrantMapping, GrantSegment, GrantXfer, IoData, RamDisk, Window,
+    GrantIoError, GrantMapping, GrantSegment, GrantXfer, RamDisk, Window,
 };
 use ring_drivers::xenbus::state::{BackendAction, XenbusBackend};
 use ring_drivers::xenbus::{Access, Perm};
@@ -787,108 +784,11 @@ fn print_stats(domid: u16, s: &BackStats, copy_hypercalls: u64, persistent: bool
     );
 }
 
-/// `bench-blkdev` on dom0's command line: dom0 reads and writes its disk directly (no split
-/// driver), on the same device the domUs use: after a warm-up (1 MiB written and read, not
-/// timed), [`ROUNDS`] rounds of each phase, alternating: sequential writes and then reads of
-/// [`SEQ_ROUND_BYTES`] in 64 KiB requests, going round [`SEQ_RANGE_BYTES`] from sector
-/// `start`; [`RAND_ROUND_OPS`] 4 KiB reads at random 4 KiB-aligned places in that range one at
-/// a time; [`RAND_QD_ROUND_OPS`] more 16 at a time (one `Disk::transfer` of 16 pieces, as a
-/// domU's `blk-bench` asks through blkfront: `rand4k_qd16_read_iops`). Prints `bench blkdev
-/// ...` with each phase's figure over all its rounds and over its fastest (`*_best_*`).
-pub fn bench_direct(start: u64) {
-    let mut disk = SharedDisk;
-    let sectors = disk.sectors();
-    let count = SEQ_RANGE_BYTES / 512;
-    if start + count > sectors {
-        println!("bench blkdev: the disk ({sectors} sectors) is too small");
-        return;
-    }
-    let chunk = 64 * 1024usize;
-    let mut buf = alloc::vec![0u8; chunk];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (i * 31 + 7) as u8;
-    }
-    let now = || crate::kernel::time::now_ns().unwrap_or(0);
-    // Warm-up, not timed, as a domU's `blk-bench` does: 1 MiB written and read back.
-    for c in 0..(1u64 << 20) / chunk as u64 {
-        let sector = start + c * (chunk as u64 / 512);
-        if disk.write(sector, &buf).is_err() || disk.read(sector, &mut buf).is_err() {
-            println!("bench blkdev: warm-up failed");
-            return;
-        }
-    }
-    // The four phases in alternating rounds, as the domU's `blk-bench` runs them.
-    let chunks = SEQ_ROUND_BYTES / chunk as u64;
-    let slots = SEQ_RANGE_BYTES / SEQ_ROUND_BYTES;
-    let pages = count / 8;
-    const QD: usize = 16;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let [mut write, mut read, mut rand, mut rand_qd] = [Rounds::default(); 4];
-    for round in 0..ROUNDS {
-        let first = start + (round % slots) * (SEQ_ROUND_BYTES / 512);
-        let sector = |c: u64| first + c * (chunk as u64 / 512);
-        let t0 = now();
-        for c in 0..chunks {
-            if disk.write(sector(c), &buf).is_err() {
-                println!("bench blkdev: write failed");
-                return;
-            }
-        }
-        let _ = disk.flush();
-        write.add(now() - t0);
-        let t0 = now();
-        for c in 0..chunks {
-            if disk.read(sector(c), &mut buf).is_err() {
-                println!("bench blkdev: read failed");
-                return;
-            }
-        }
-        read.add(now() - t0);
-        let t0 = now();
-        for _ in 0..RAND_ROUND_OPS {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if disk
-                .read(start + (x % pages) * 8, &mut buf[..4096])
-                .is_err()
-            {
-                println!("bench blkdev: random read failed");
-                return;
-            }
-        }
-        rand.add(now() - t0);
-        let t0 = now();
-        for _ in 0..RAND_QD_ROUND_OPS / QD as u64 {
-            let mut ios: Vec<DiskIo<'_>> = buf[..QD * 4096]
-                .chunks_mut(4096)
-                .map(|piece| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    DiskIo {
-                        sector: start + (x % pages) * 8,
-                        write: false,
-                        data: IoData::Buf(piece),
-                        result: Ok(()),
-                    }
-                })
-                .collect();
-            disk.transfer(&mut ios);
-            if ios.iter().any(|io| io.result.is_err()) {
-                println!("bench blkdev: random read failed");
-                return;
-            }
-        }
-        rand_qd.add(now() - t0);
-    }
-    let (interrupts, timeouts) = SharedDisk::with(|b| match b {
+/// The disk's virtio interrupts and poll timeouts so far (0 and 0 for a RAM disk), for the
+/// direct benchmark's counters (`blkbench`).
+pub fn disk_counts() -> (u64, u64) {
+    SharedDisk::with(|b| match b {
         Backing::Virtio(d) => (d.interrupts, d.timeouts),
         Backing::Ram(_) => (0, 0),
-    });
-    println!(
-        "bench blkdev {} qd16_batch_ns={} interrupts={interrupts} poll_timeouts={timeouts}",
-        phase_fields([write, read, rand, rand_qd]),
-        rand_qd.total_ns / (RAND_QD_ROUND_OPS / QD as u64 * ROUNDS),
-    );
+    })
 }

@@ -20,6 +20,7 @@
 //! console rings, the table of domUs, and the requests a service makes of the loop.
 
 pub mod blkback;
+mod blkbench;
 pub mod blkdev;
 mod console;
 mod console_daemon;
@@ -184,8 +185,11 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     println!("services: toolstack, xenstored and console daemon running");
     blkback::init_disk();
     if let Some(v) = cmdline.get("bench-blkdev") {
-        // `bench-blkdev=<start sector>`: dom0 on the disk directly, before serving the domUs.
-        blkback::bench_direct(v.parse().unwrap_or(16384));
+        // `bench-blkdev=<start sector>`: dom0 on the disk directly, round by round as a domU's
+        // `blk-bench` asks.
+        d.services.push(Box::new(blkbench::DirectBench::new(
+            v.parse().unwrap_or(16384),
+        )));
     }
     d.toolstack.scan(&mut d.ctx, &mut d.services);
     while (stay || !d.ctx.doms.is_empty()) && !d.poweroff {

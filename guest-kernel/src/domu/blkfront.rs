@@ -40,8 +40,8 @@ use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::layout::direct_map_va;
 use guest_kernel::rates::{
-    per_request, phase_fields, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
-    SEQ_ROUND_BYTES,
+    per_request, phase_fields, round_text, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS,
+    SEQ_RANGE_BYTES, SEQ_ROUND_BYTES,
 };
 use spin::Once;
 
@@ -732,11 +732,23 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
     let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut b = open(d)?;
-    bench_pass(d, &mut b, start, "persistent")?;
+    // dom0 runs its direct rounds paired with ours when it offers to (`bench-blkdev`).
+    let paired = d.read(PAIR_OFFER)?.is_ok();
+    if paired {
+        d.ok(
+            0,
+            &Request::Watch {
+                path: PAIR_DONE,
+                token: PAIR_DONE,
+            },
+        )?
+        .map_err(|e| DomuError::Refused(format!("watch {PAIR_DONE}"), e))?;
+    }
+    bench_pass(d, &mut b, start, "persistent", paired.then_some(0))?;
     b.close(d)?;
     set_offer_persistent(false);
     b.reconnect(d)?;
-    bench_pass(d, &mut b, start, "no-persistent")?;
+    bench_pass(d, &mut b, start, "no-persistent", paired.then_some(1))?;
     b.close(d)
 }
 
@@ -744,8 +756,38 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
 /// the same depth).
 pub const RAND_QD: usize = 16;
 
-/// One pass of [`bench`] over the connected `b`.
-fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Result<(), DomuError> {
+/// Written by dom0 when it runs its direct rounds paired with a domU's (`dom0::blkbench`).
+const PAIR_OFFER: &str = "data/blk-bench-direct";
+/// Where the domU asks for dom0's round ([`round_text`]).
+const PAIR_ASK: &str = "data/blk-bench-round";
+/// Where dom0 answers that it ran it (the same text), and the watch's token.
+const PAIR_DONE: &str = "data/blk-bench-done";
+
+/// Asks dom0 for its direct round `k` of pass `n` and waits until it ran it.
+fn pair(d: &mut Client, n: u32, k: u64) -> Result<(), DomuError> {
+    let text = round_text(n, k);
+    d.ok(0, &Request::Write(PAIR_ASK, text.as_bytes()))?
+        .map_err(|e| DomuError::Refused(format!("write {PAIR_ASK}"), e))?;
+    let since = time::now_ns().unwrap_or(0);
+    loop {
+        d.watches.retain(|w| w.token != PAIR_DONE);
+        if d.read(PAIR_DONE)?.ok().as_deref() == Some(text.as_bytes()) {
+            return Ok(());
+        }
+        d.timed_out(since)?;
+        d.step();
+    }
+}
+
+/// One pass of [`bench`] over the connected `b`; `pass`: its number, when dom0 runs its direct
+/// rounds paired with ours ([`pair`] before each round).
+fn bench_pass(
+    d: &mut Client,
+    b: &mut Blkfront,
+    start: u64,
+    mode: &str,
+    pass: Option<u32>,
+) -> Result<(), DomuError> {
     let before = b.front()?.stats();
     let chunk = 1024 * 1024usize;
     let count = SEQ_RANGE_BYTES / 512;
@@ -771,6 +813,9 @@ fn bench_pass(d: &mut Client, b: &mut Blkfront, start: u64, mode: &str) -> Resul
     let times_before = b.scatter_times();
     let [mut write, mut read, mut rand, mut rand_qd] = [Rounds::default(); 4];
     for round in 0..ROUNDS {
+        if let Some(n) = pass {
+            pair(d, n, round)?;
+        }
         let sector = start + (round % slots) * (SEQ_ROUND_BYTES / 512);
         let piece = &mut buf[..SEQ_ROUND_BYTES as usize];
         let t0 = now();

@@ -17,9 +17,11 @@
 //!   of a 4 KiB page from the domU (`GNTTABOP_copy`, one per hypercall): median cycles and MB/s.
 //!
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
-//!   (`bench-blkdev`: 4 MiB sequential write and read in 64 KiB requests, 256 random 4 KiB reads)
-//!   and then a domU does the same through blkfront/blkback (`blk-bench`: 1 MiB calls, split
-//!   into indirect requests of 32 pages, up to 16 in flight), on a fresh 32 MiB image (in
+//!   (`bench-blkdev`: sequential write and read in 64 KiB requests, random 4 KiB reads one at a
+//!   time and 16 in flight) and a domU does the same through blkfront/blkback (`blk-bench`:
+//!   512 KiB calls, split into indirect requests of 32 pages, up to 16 in flight), each phase in
+//!   32 rounds, dom0's round and the domU's taking turns (`guest_kernel::rates`,
+//!   `dom0::blkbench`), on a fresh 32 MiB image (in
 //!   `/dev/shm` when there is one, else `build/`; `BENCH_DISK_DIR` names another place), twice:
 //!   with persistent grants (the back end maps the front end's pages once, the device DMAs into
 //!   them), then over a fresh connection without (each batch's grants mapped and unmapped);
@@ -334,14 +336,15 @@ fn two_domains_with(qemu_extra: Vec<String>) -> Option<(String, String)> {
     Some((find("bench evtchn_rtt")?, find("bench grant_copy")?))
 }
 
-/// The block section's counter lines: dom0 direct (`bench blkdev`), then per domU pass
-/// (persistent grants, then none) the front end's `bench blk` and the back end's
-/// `bench blkback dom=1`.
+/// The block section's counter lines: per domU pass (persistent grants, then none) dom0's
+/// direct rounds paired with it (`bench blkdev pass=<n>`), the front end's `bench blk` and the
+/// back end's `bench blkback dom=1`.
 type Fields = std::collections::BTreeMap<String, String>;
 struct Block {
+    /// dom0 direct, paired with the first pass (the table's dom0 column).
     dev: Fields,
-    /// (front end, back end) of each pass.
-    passes: Vec<(Fields, Fields)>,
+    /// (front end, back end, dom0 direct paired with it) of each pass.
+    passes: Vec<(Fields, Fields, Fields)>,
 }
 
 /// dom0 on its disk directly, then a domU through the split driver, twice (with persistent
@@ -391,13 +394,18 @@ fn block() -> Option<Block> {
             .map(|l| fields(l))
             .collect()
     };
-    let dev = all("bench blkdev ").into_iter().next();
+    let devs = all("bench blkdev pass=");
     let fronts = all("bench blk mode=");
     let backs = all("bench blkback dom=1 ");
-    match dev {
-        Some(dev) if fronts.len() == 2 && backs.len() == 2 => Some(Block {
-            dev,
-            passes: fronts.into_iter().zip(backs).collect(),
+    match devs.first() {
+        Some(dev) if devs.len() == 2 && fronts.len() == 2 && backs.len() == 2 => Some(Block {
+            dev: dev.clone(),
+            passes: fronts
+                .into_iter()
+                .zip(backs)
+                .zip(devs.iter().cloned())
+                .map(|((f, b), d)| (f, b, d))
+                .collect(),
         }),
         _ => {
             eprintln!("bench: block run incomplete:\n{}", run.log.join("\n"));
@@ -412,8 +420,8 @@ fn block() -> Option<Block> {
 const BLK_RUNS: usize = 5;
 
 /// The figures of the block table that are compared run to run: each phase over all its
-/// rounds, then over its fastest round (the guests' `*_best_*` fields; `guest_kernel::rates::
-/// ROUNDS`).
+/// rounds (the first four, in the runs' table), then over its fastest round (the guests'
+/// `*_best_*` fields; `guest_kernel::rates::ROUNDS`).
 const BLK_FIGURES: [(&str, &str); 8] = [
     ("sequential write", "seq_write_mb_s"),
     ("sequential read", "seq_read_mb_s"),
@@ -435,50 +443,40 @@ fn block_ratios(b: &Block) -> [Option<u64>; 8] {
     })
 }
 
-/// Each run's ratios (domU with persistent grants / dom0 direct) and their medians (the lower
-/// middle one for an even count): each phase over all its rounds, then over its fastest round
-/// on each side.
+/// Each run's ratios (domU with persistent grants / dom0 direct, each phase over all its
+/// rounds, dom0's paired with the domU's) and their medians (the lower middle one for an even
+/// count). The fastest-round figures are in the last run's table only: the two sides' fastest
+/// rounds are not paired in time, and their ratio moves more from run to run.
 fn print_block_runs(all: &[[Option<u64>; 8]], runs: usize) {
     println!(
-        "block: {} of {runs} runs complete; same-run ratios, domU (persistent grants) / dom0 direct:",
+        "block: {} of {runs} runs complete; same-run ratios, domU (persistent grants) / dom0 direct, each phase over its 32 rounds, dom0's and the domU's taking turns:",
         all.len()
     );
+    println!();
     let pct = |r: Option<u64>| r.map_or("n/a".into(), |r| format!("{r} %"));
-    for (title, first) in [
-        ("each phase over all its rounds", 0),
-        ("each phase over its fastest round, on each side", 4),
-    ] {
-        println!();
-        println!("{title}:");
-        println!();
+    println!(
+        "| run | {} |",
+        BLK_FIGURES[..4]
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|---|---|---|");
+    for (i, r) in all.iter().enumerate() {
         println!(
-            "| run | {} |",
-            BLK_FIGURES[first..first + 4]
-                .iter()
-                .map(|(name, _)| *name)
-                .collect::<Vec<_>>()
-                .join(" | ")
+            "| {} | {} |",
+            i + 1,
+            r[..4].iter().map(|&r| pct(r)).collect::<Vec<_>>().join(" | ")
         );
-        println!("|---|---|---|---|---|");
-        for (i, r) in all.iter().enumerate() {
-            println!(
-                "| {} | {} |",
-                i + 1,
-                r[first..first + 4]
-                    .iter()
-                    .map(|&r| pct(r))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
-        }
-        let medians: Vec<String> = (first..first + 4)
-            .map(|f| {
-                let v: Vec<u64> = all.iter().filter_map(|r| r[f]).collect();
-                pct(median(&v))
-            })
-            .collect();
-        println!("| **median** | {} |", medians.join(" | "));
     }
+    let medians: Vec<String> = (0..4)
+        .map(|f| {
+            let v: Vec<u64> = all.iter().filter_map(|r| r[f]).collect();
+            pct(median(&v))
+        })
+        .collect();
+    println!("| **median** | {} |", medians.join(" | "));
     println!();
     println!("The last run's tables:");
     println!();
@@ -500,7 +498,7 @@ fn print_block(blk: &Option<Block>) {
         _ => "n/a".into(),
     };
     println!(
-        "| figure | dom0 direct (virtio-blk) | domU, persistent grants | ratio | domU, no persistent grants | ratio |"
+        "| figure | dom0 direct (virtio-blk) | domU, persistent grants | ratio | domU, no persistent grants | ratio (to dom0's rounds paired with it) |"
     );
     println!("|---|---|---|---|---|---|");
     for (name, key) in [
@@ -538,7 +536,7 @@ fn print_block(blk: &Option<Block>) {
             get(p, key),
             ratio(p, dev, key),
             get(n, key),
-            ratio(n, dev, key)
+            ratio(n, &passes[1].2, key)
         );
     }
     // Where a batch of 16 random reads spends its wall-clock time: dom0's direct pass as a
