@@ -467,7 +467,11 @@ fn print_block_runs(all: &[[Option<u64>; 8]], runs: usize) {
         println!(
             "| {} | {} |",
             i + 1,
-            r[..4].iter().map(|&r| pct(r)).collect::<Vec<_>>().join(" | ")
+            r[..4]
+                .iter()
+                .map(|&r| pct(r))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     let medians: Vec<String> = (0..4)
