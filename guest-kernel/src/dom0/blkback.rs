@@ -362,7 +362,7 @@ impl GrantIo for GntCopy {
 }
 
 /// A domU's part of the disk.
-type VbdDisk = Window<SharedDisk>;
+pub type VbdDisk = Window<SharedDisk>;
 
 type Back = BlkBack<MappedPage, VbdDisk, GntCopy, EvtNotify>;
 
@@ -649,33 +649,26 @@ impl Vbd {
     }
 }
 
-/// The block back end as one of dom0's services: a vbd per domU, served on its ring's events
-/// and again while a budget-limited pass left requests waiting.
-pub struct Blkback {
-    vbds: BTreeMap<u16, Vbd>,
-    /// `vbd-slots=` from dom0's command line: `None` (the default: as many slots as boot-time
-    /// domUs), `Some(Ok(n))` or, for a bad value, `Some(Err(text))` (no domU gets a vbd).
-    slots: Option<Result<u32, String>>,
-}
+/// How the disk is cut into the domUs' parts: `vbd-slots=` from dom0's command line, `None` (the
+/// default: as many slots as boot-time domUs), `Some(Ok(n))` or, for a bad value,
+/// `Some(Err(text))` (no domU gets a vbd).
+pub struct Slots(Option<Result<u32, String>>);
 
-impl Blkback {
-    /// No vbd yet; `slots`: the text of `vbd-slots=` on dom0's command line.
-    pub fn new(slots: Option<&str>) -> Blkback {
-        Blkback {
-            vbds: BTreeMap::new(),
-            slots: slots.map(|t| {
-                t.parse::<u32>()
-                    .ok()
-                    .filter(|&n| (1..=u32::from(u16::MAX)).contains(&n))
-                    .ok_or_else(|| String::from(t))
-            }),
-        }
+impl Slots {
+    /// `text`: the value of `vbd-slots=`, if given.
+    pub fn new(text: Option<&str>) -> Slots {
+        Slots(text.map(|t| {
+            t.parse::<u32>()
+                .ok()
+                .filter(|&n| (1..=u32::from(u16::MAX)).contains(&n))
+                .ok_or_else(|| String::from(t))
+        }))
     }
 
     /// The part of the disk of a domU at `boot`, or why it has none.
-    fn window(&self, boot: Option<BootHandle>) -> Result<VbdDisk, String> {
+    pub fn window(&self, boot: Option<BootHandle>) -> Result<VbdDisk, String> {
         let b = boot.ok_or_else(|| String::from("it is not a boot-time domU"))?;
-        let slots = match &self.slots {
+        let slots = match &self.0 {
             None => b.count,
             Some(Ok(n)) => *n,
             Some(Err(t)) => return Err(format!("bad vbd-slots={t}")),
@@ -695,10 +688,27 @@ impl Blkback {
     }
 }
 
+/// The block back end as one of dom0's services: a vbd per domU, served on its ring's events
+/// and again while a budget-limited pass left requests waiting.
+pub struct Blkback {
+    vbds: BTreeMap<u16, Vbd>,
+    slots: Slots,
+}
+
+impl Blkback {
+    /// No vbd yet; `slots`: the text of `vbd-slots=` on dom0's command line.
+    pub fn new(slots: Option<&str>) -> Blkback {
+        Blkback {
+            vbds: BTreeMap::new(),
+            slots: Slots::new(slots),
+        }
+    }
+}
+
 impl Service for Blkback {
     fn attach(&mut self, ctx: &mut Ctx, id: u16) {
         let boot = ctx.doms.get(&id).and_then(|d| d.boot);
-        let disk = match self.window(boot) {
+        let disk = match self.slots.window(boot) {
             Ok(d) => d,
             Err(why) => {
                 println!("blkback: d{id} gets no vbd: {why}");

@@ -10,8 +10,11 @@
 //! domU runs its round `k` through the split driver. dom0 writes `data/blk-bench-direct` when
 //! it attaches a domU, so that a domU knows whether to ask.
 //!
-//! A domU's text is checked (two numbers, rounds in order, at most [`MAX_PASSES`] passes, one
-//! domU at a time); anything else is answered without running a round.
+//! dom0's rounds run inside the asking domU's own part of the disk (its vbd's window, from
+//! sector `start` of it), so they touch only sectors that domU may write itself. A domU's text
+//! is checked (two numbers, a pass number below [`MAX_PASSES`], rounds in order, one domU's pass
+//! at a time, [`MAX_PASSES_IN_ALL`] passes started in all); anything else is answered with
+//! `<text> refused`, and dom0 says why on its console.
 
 use alloc::format;
 use alloc::string::String;
@@ -21,13 +24,14 @@ use guest_kernel::rates::{
     parse_round, phase_fields, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
     SEQ_ROUND_BYTES,
 };
+use hypercall_abi::domctl::BootHandle;
 use ring_drivers::blkif::{Disk, DiskIo, IoData};
 
-use super::blkback::{disk_counts, SharedDisk};
+use super::blkback::{disk_counts, Slots, VbdDisk};
 use super::service::{Ctx, Service};
 use super::xenstore::Store;
 
-/// Passes a domU may ask for (`blk-bench` makes two: persistent grants, then none).
+/// Pass numbers a domU may ask for (`blk-bench` makes two: persistent grants, then none).
 pub const MAX_PASSES: u32 = 2;
 
 /// Passes dom0 starts in all, whoever asks: a domU asking for round 0 again and again gets no
@@ -44,6 +48,8 @@ const QD: usize = 16;
 /// at a time; [`RAND_QD_ROUND_OPS`] more 16 at a time (one `Disk::transfer` of 16 pieces, as a
 /// domU's `blk-bench` asks through blkfront).
 pub struct DirectPass {
+    /// The asking domU's part of the disk; `start` is a sector of it.
+    disk: VbdDisk,
     start: u64,
     buf: Vec<u8>,
     /// The random places' generator.
@@ -64,12 +70,16 @@ fn now() -> u64 {
     crate::kernel::time::now_ns().unwrap_or(0)
 }
 
+/// Nanoseconds since `t0` (0 if the clock went back or failed).
+fn since(t0: u64) -> u64 {
+    now().saturating_sub(t0)
+}
+
 impl DirectPass {
-    /// A pass from sector `start`, warmed up; `Err` if the disk is too small or fails.
-    pub fn new(start: u64) -> Result<DirectPass, &'static str> {
-        let mut disk = SharedDisk;
+    /// A pass from sector `start` of `disk`, warmed up; `Err` if `disk` is too small or fails.
+    pub fn new(mut disk: VbdDisk, start: u64) -> Result<DirectPass, &'static str> {
         if start.saturating_add(SEQ_RANGE_BYTES / 512) > disk.sectors() {
-            return Err("the disk is too small");
+            return Err("its part of the disk is too small");
         }
         let mut buf = alloc::vec![0u8; CHUNK];
         for (i, b) in buf.iter_mut().enumerate() {
@@ -82,6 +92,7 @@ impl DirectPass {
             }
         }
         Ok(DirectPass {
+            disk,
             start,
             buf,
             x: 0x9e37_79b9_7f4a_7c15,
@@ -99,7 +110,7 @@ impl DirectPass {
 
     /// The next round of each phase.
     pub fn round(&mut self) -> Result<(), &'static str> {
-        let mut disk = SharedDisk;
+        let disk = &mut self.disk;
         let (irq0, to0) = disk_counts();
         let chunks = SEQ_ROUND_BYTES / CHUNK as u64;
         let slots = SEQ_RANGE_BYTES / SEQ_ROUND_BYTES;
@@ -120,20 +131,20 @@ impl DirectPass {
                 .map_err(|_| "write failed")?;
         }
         let _ = disk.flush();
-        write.add(now() - t0);
+        write.add(since(t0));
         let t0 = now();
         for c in 0..chunks {
             disk.read(sector(c), &mut self.buf)
                 .map_err(|_| "read failed")?;
         }
-        read.add(now() - t0);
+        read.add(since(t0));
         let t0 = now();
         for _ in 0..RAND_ROUND_OPS {
             let place = next();
             disk.read(place, &mut self.buf[..4096])
                 .map_err(|_| "random read failed")?;
         }
-        rand.add(now() - t0);
+        rand.add(since(t0));
         let t0 = now();
         for _ in 0..RAND_QD_ROUND_OPS / QD as u64 {
             let mut ios: Vec<DiskIo<'_>> = self.buf[..QD * 4096]
@@ -150,7 +161,7 @@ impl DirectPass {
                 return Err("random read failed");
             }
         }
-        rand_qd.add(now() - t0);
+        rand_qd.add(since(t0));
         let (irq1, to1) = disk_counts();
         self.interrupts += irq1.wrapping_sub(irq0);
         self.timeouts += to1.wrapping_sub(to0);
@@ -173,6 +184,8 @@ impl DirectPass {
 /// The direct benchmark as one of dom0's services (`bench-blkdev=<start sector>`).
 pub struct DirectBench {
     start: u64,
+    /// How the disk is cut into the domUs' parts (as blkback cuts it).
+    slots: Slots,
     /// The domU being paired with, its pass number and dom0's side of that pass.
     pass: Option<(u16, u32, DirectPass)>,
     /// Passes started (all domUs).
@@ -188,54 +201,53 @@ fn token(id: u16) -> String {
 }
 
 impl DirectBench {
-    /// Pairs from sector `start`.
-    pub fn new(start: u64) -> DirectBench {
+    /// Pairs from sector `start` of each asking domU's part of the disk, cut as `vbd-slots=`
+    /// (`slots`) says.
+    pub fn new(start: u64, slots: Option<&str>) -> DirectBench {
         DirectBench {
             start,
+            slots: Slots::new(slots),
             pass: None,
             passes: 0,
         }
     }
 
-    /// Round `k` of pass `n`, as domU `id` asks; whether it ran.
-    fn run(&mut self, id: u16, n: u32, k: u64) -> bool {
+    /// Round `k` of pass `n`, as domU `id` (booted as `boot`) asks; `Err`: why not.
+    fn run(&mut self, id: u16, boot: Option<BootHandle>, n: u32, k: u64) -> Result<(), String> {
         if n >= MAX_PASSES || k >= ROUNDS {
-            return false;
+            return Err(String::from("no such pass or round"));
         }
         // A pass starts at round 0, unless another domU's is under way; every start counts
         // towards the limit, finished or not, so that no domU keeps dom0 on its disk forever
         // by starting over.
-        let free = self.pass.as_ref().is_none_or(|p| p.0 == id);
-        if k == 0 && free {
+        if let Some((other, ..)) = self.pass.as_ref().filter(|p| p.0 != id) {
+            return Err(format!("d{other}'s pass is under way"));
+        }
+        if k == 0 {
             self.pass = None;
             if self.passes >= MAX_PASSES_IN_ALL {
-                return false;
+                return Err(format!("{MAX_PASSES_IN_ALL} passes were started already"));
             }
             self.passes += 1;
-            match DirectPass::new(self.start) {
-                Ok(p) => self.pass = Some((id, n, p)),
-                Err(why) => {
-                    println!("bench blkdev: {why}");
-                    return false;
-                }
-            }
+            let disk = self.slots.window(boot)?;
+            let pass = DirectPass::new(disk, self.start).map_err(String::from)?;
+            self.pass = Some((id, n, pass));
         }
-        let Some((pid, pn, pass)) = self.pass.as_mut() else {
-            return false;
+        let Some((_, pn, pass)) = self.pass.as_mut() else {
+            return Err(String::from("no pass under way"));
         };
-        if *pid != id || *pn != n || pass.rounds() != k {
-            return false;
+        if *pn != n || pass.rounds() != k {
+            return Err(format!("pass {pn} is at round {}", pass.rounds()));
         }
         if let Err(why) = pass.round() {
-            println!("bench blkdev: {why}");
             self.pass = None;
-            return false;
+            return Err(String::from(why));
         }
         if pass.rounds() == ROUNDS {
             println!("bench blkdev pass={n} dom={id} {}", pass.fields());
             self.pass = None;
         }
-        true
+        Ok(())
     }
 }
 
@@ -260,14 +272,26 @@ impl Service for DirectBench {
         let Some(text) = ctx.xs.read(&node(id, "blk-bench-round")) else {
             return true;
         };
-        if ctx.xs.read(&node(id, "blk-bench-done")).as_deref() == Some(text.as_str()) {
+        if ctx
+            .xs
+            .read(&node(id, "blk-bench-done"))
+            .is_some_and(|done| done == text || done == format!("{text} refused"))
+        {
             return true;
         }
-        if let Some((n, k)) = parse_round(&text) {
-            self.run(id, n, k);
-        }
+        let boot = ctx.doms.get(&id).and_then(|d| d.boot);
+        let ran = parse_round(&text)
+            .ok_or_else(|| String::from("not <pass>.<round>"))
+            .and_then(|(n, k)| self.run(id, boot, n, k));
         // Answered whatever it was, so that no domU waits on dom0.
-        ctx.xs.write(&node(id, "blk-bench-done"), &text);
+        let answer = match ran {
+            Ok(()) => text,
+            Err(why) => {
+                println!("bench blkdev: d{id}'s round {text:?} refused: {why}");
+                format!("{text} refused")
+            }
+        };
+        ctx.xs.write(&node(id, "blk-bench-done"), &answer);
         true
     }
 }

@@ -187,8 +187,13 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
     if let Some(v) = cmdline.get("bench-blkdev") {
         // `bench-blkdev=<start sector>`: dom0 on the disk directly, round by round as a domU's
         // `blk-bench` asks.
+        let start = v.parse().unwrap_or_else(|_| {
+            println!("services: bench-blkdev={v}: not a sector number, using 16384");
+            16384
+        });
         d.services.push(Box::new(blkbench::DirectBench::new(
-            v.parse().unwrap_or(16384),
+            start,
+            cmdline.get("vbd-slots"),
         )));
     }
     d.toolstack.scan(&mut d.ctx, &mut d.services);

@@ -760,10 +760,12 @@ pub const RAND_QD: usize = 16;
 const PAIR_OFFER: &str = "data/blk-bench-direct";
 /// Where the domU asks for dom0's round ([`round_text`]).
 const PAIR_ASK: &str = "data/blk-bench-round";
-/// Where dom0 answers that it ran it (the same text), and the watch's token.
+/// Where dom0 answers that it ran it (the same text) or not (`<text> refused`), and the watch's
+/// token.
 const PAIR_DONE: &str = "data/blk-bench-done";
 
-/// Asks dom0 for its direct round `k` of pass `n` and waits until it ran it.
+/// Asks dom0 for its direct round `k` of pass `n` and waits until it ran it; `Err` if dom0
+/// refused.
 fn pair(d: &mut Client, n: u32, k: u64) -> Result<(), DomuError> {
     let text = round_text(n, k);
     d.ok(0, &Request::Write(PAIR_ASK, text.as_bytes()))?
@@ -771,8 +773,14 @@ fn pair(d: &mut Client, n: u32, k: u64) -> Result<(), DomuError> {
     let since = time::now_ns().unwrap_or(0);
     loop {
         d.watches.retain(|w| w.token != PAIR_DONE);
-        if d.read(PAIR_DONE)?.ok().as_deref() == Some(text.as_bytes()) {
-            return Ok(());
+        match d.read(PAIR_DONE)?.ok() {
+            Some(v) if v == text.as_bytes() => return Ok(()),
+            Some(v) if v == format!("{text} refused").as_bytes() => {
+                return Err(DomuError::Check(format!(
+                    "bench blk: dom0 refused its round {text} (its console says why)"
+                )))
+            }
+            _ => {}
         }
         d.timed_out(since)?;
         d.step();
@@ -803,7 +811,7 @@ fn bench_pass(
     // for what every later call reuses: the back end mapping the persistent grants (a 1 MiB
     // call uses all of the front end's pages: 256 data and 8 indirect) and, under TCG, QEMU
     // translating the code both drivers run for the first time. dom0's direct pass warms up
-    // the same way (`bench_direct`).
+    // too (1 MiB written and read back, `dom0::blkbench::DirectPass::new`).
     b.write(d, start, &buf)?;
     b.read(d, start, &mut buf)?;
     // The four phases in alternating rounds, as dom0's direct pass runs them.
@@ -821,10 +829,10 @@ fn bench_pass(
         let t0 = now();
         b.write(d, sector, piece)?;
         b.flush(d)?;
-        write.add(now() - t0);
+        write.add(now().saturating_sub(t0));
         let t0 = now();
         b.read(d, sector, piece)?;
-        read.add(now() - t0);
+        read.add(now().saturating_sub(t0));
         let t0 = now();
         for _ in 0..RAND_ROUND_OPS {
             x ^= x << 13;
@@ -832,7 +840,7 @@ fn bench_pass(
             x ^= x << 17;
             b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
         }
-        rand.add(now() - t0);
+        rand.add(now().saturating_sub(t0));
         // The same at a queue depth of `RAND_QD`: each call asks for that many random pages
         // at once, as dom0's direct pass does (`bench-blkdev`).
         let t0 = now();
@@ -845,7 +853,7 @@ fn bench_pass(
             }
             b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
         }
-        rand_qd.add(now() - t0);
+        rand_qd.add(now().saturating_sub(t0));
     }
     let times = b.scatter_times();
     let per_batch = |f: fn(&ScatterTimes) -> u64| {
