@@ -6,12 +6,14 @@
 //! [`init`], [`calibrate_timer`], [`arm_oneshot`] / [`arm_oneshot_tsc`], [`cancel`], [`eoi`], and
 //! [`timer_interrupt`], which the IDT stub for [`TIMER_VECTOR`] calls.
 //!
-//! Why not x2APIC whenever the CPU has it, as Xen does? QEMU (10.0, TCG) with `-icount` aborts
-//! with "Bad icount read" when the guest reads the x2APIC timer's current-count MSR: its `rdmsr`
-//! helper reads the virtual clock without being marked as an I/O instruction. Writes are fine, and
-//! so is the xAPIC page, which is I/O. Calibration must read the current count, so the APIC stays
-//! in the xAPIC mode firmware leaves it in at least until the timer is calibrated: the
-//! deterministic `-icount` runs the project's labs use depend on it.
+//! x2APIC whenever the CPU has it, as Xen does, but only once the timer is calibrated
+//! (`dom0::start`): QEMU (10.0, TCG) with `-icount` aborts with "Bad icount read" when the guest
+//! reads the x2APIC timer's current-count MSR (its `rdmsr` helper reads the virtual clock without
+//! being marked as an I/O instruction). Writes are fine, and so is the xAPIC page, which is I/O.
+//! Calibration must read the current count, so it runs in the xAPIC mode firmware leaves the APIC
+//! in; nothing reads the count afterwards. In x2APIC mode an EOI or a timer arming is an MSR
+//! write, where the xAPIC's is an MMIO write that QEMU's TCG runs by leaving the translated block
+//! and translating the access alone (docs/performance.md, "Device interrupts without MMIO").
 //!
 //! Deadlines are kept in TSC ticks. The APIC timer only counts down a number of its own ticks, so
 //! arming converts the time left into APIC ticks; if the interrupt arrives before the deadline
@@ -22,7 +24,7 @@
 use core::arch::x86_64::__cpuid;
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use spin::Once;
 use x86_64::registers::model_specific::Msr;
@@ -219,7 +221,8 @@ pub fn init() -> Result<Mode, ApicError> {
 
     // Xen's `clear_local_APIC` and `setup_local_APIC`, reduced to one CPU and no guests yet.
     let max_lvt = (read(REG_VERSION) >> 16) & 0xff;
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    LVT_TIMER.store(LVT_UNKNOWN, Ordering::SeqCst);
+    set_lvt_timer(LVT_MASKED | u32::from(TIMER_VECTOR));
     write(REG_LVT_LINT0, LVT_MASKED);
     write(REG_LVT_LINT1, LVT_DELIVERY_NMI);
     write(REG_LVT_ERROR, LVT_MASKED);
@@ -292,6 +295,24 @@ pub fn send_self_nmi() {
     }
 }
 
+/// What the timer's LVT entry holds ([`LVT_UNKNOWN`] until [`init`] writes it): every arming
+/// would otherwise write it again (unmasked, the same vector), and under emulation each APIC
+/// register access costs an exit (xAPIC: an MMIO write, which QEMU's TCG handles by leaving the
+/// translated block and running the access alone).
+static LVT_TIMER: AtomicU32 = AtomicU32::new(LVT_UNKNOWN);
+/// Not a value an LVT entry is ever given here (reserved bits set).
+const LVT_UNKNOWN: u32 = u32::MAX;
+
+/// Sets the timer's LVT entry to `value` unless it holds it already. Only this module writes
+/// the register, always through here, so the cache is what the APIC holds (the APIC keeps it
+/// across the switch to x2APIC mode).
+fn set_lvt_timer(value: u32) {
+    if LVT_TIMER.load(Ordering::SeqCst) != value {
+        write(REG_LVT_TIMER, value);
+        LVT_TIMER.store(value, Ordering::SeqCst);
+    }
+}
+
 /// Signals the end of the interrupt being handled.
 pub fn eoi() {
     write(REG_EOI, 0);
@@ -341,7 +362,7 @@ pub fn calibrate_timer(clock: &Clock) -> Result<u64, ApicError> {
         return Ok(c.apic_hz);
     }
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    set_lvt_timer(LVT_MASKED | u32::from(TIMER_VECTOR));
     let interval = (clock.tsc_hz / 100).max(1);
     let mut best: Option<(u64, Interval)> = None;
     for _ in 0..CALIBRATE_TRIES {
@@ -384,7 +405,7 @@ static LAST_EXPIRY_TSC: AtomicU64 = AtomicU64::new(0);
 /// far deadline never turns into a short count.
 fn program_countdown(c: &Calibration, deadline: u64) {
     let ticks = countdown_ticks(c.clock.scale, c.ns_to_ticks, rdtsc_ordered(), deadline);
-    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
+    set_lvt_timer(u32::from(TIMER_VECTOR));
     write(REG_TIMER_INITIAL, ticks);
 }
 
@@ -415,7 +436,7 @@ pub fn counting() -> bool {
 pub fn cancel() {
     DEADLINE_TSC.store(0, Ordering::SeqCst);
     write(REG_TIMER_INITIAL, 0);
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    set_lvt_timer(LVT_MASKED | u32::from(TIMER_VECTOR));
 }
 
 /// Counters of the timer, for tests and statistics.

@@ -42,27 +42,42 @@ static ENTRIES: AtomicU32 = AtomicU32::new(0);
 static ENABLED: AtomicU32 = AtomicU32::new(0);
 /// GSIs that fired and are not yet delivered to dom0.
 static PENDING: AtomicU32 = AtomicU32::new(0);
-/// GSIs routed at least once (each is reported once).
+/// GSIs routed at least once (each is reported once); their entries hold this CPU as the
+/// destination.
 static ROUTED: AtomicU32 = AtomicU32::new(0);
 /// Interrupts taken since boot (debug keys, tests).
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
-fn read(base: u64, reg: u32) -> u32 {
-    // SAFETY: `base` is the uncached direct-map address of the I/O APIC (from `init`); selecting
-    // a register and reading the window has no other effect. One CPU, interrupts off: no other
-    // selector write can come in between.
-    unsafe {
-        ptr::write_volatile((base + IOREGSEL) as *mut u32, reg);
-        ptr::read_volatile((base + IOWIN) as *const u32)
+/// The register IOREGSEL selects ([`UNSELECTED`] when unknown): each access to the window
+/// selects its register only if another one is selected. Only this module writes IOREGSEL
+/// (dom0 may map the I/O APIC read-only, never writable: `dom0::start`), on one CPU with
+/// interrupts off, so this is what the I/O APIC holds. Under emulation every register access is
+/// an exit (QEMU's TCG leaves the translated block for each MMIO access); an interrupt's mask
+/// and its EOI's unmask of the same entry then take one access each after the first select.
+static SELECTED: AtomicU32 = AtomicU32::new(UNSELECTED);
+const UNSELECTED: u32 = u32::MAX;
+
+/// Selects `reg` in IOREGSEL unless it is selected already.
+fn select(base: u64, reg: u32) {
+    if SELECTED.load(Ordering::SeqCst) != reg {
+        // SAFETY: `base` is the uncached direct-map address of the I/O APIC (from `init`);
+        // selecting a register has no other effect. One CPU, interrupts off: no other selector
+        // write can come in between.
+        unsafe { ptr::write_volatile((base + IOREGSEL) as *mut u32, reg) };
+        SELECTED.store(reg, Ordering::SeqCst);
     }
 }
 
+fn read(base: u64, reg: u32) -> u32 {
+    select(base, reg);
+    // SAFETY: as in `select`; reading the window has no side effect.
+    unsafe { ptr::read_volatile((base + IOWIN) as *const u32) }
+}
+
 fn write(base: u64, reg: u32, value: u32) {
-    // SAFETY: as in `read`; the registers written are redirection entries the hypervisor owns.
-    unsafe {
-        ptr::write_volatile((base + IOREGSEL) as *mut u32, reg);
-        ptr::write_volatile((base + IOWIN) as *mut u32, value);
-    }
+    select(base, reg);
+    // SAFETY: as in `select`; the registers written are redirection entries the hypervisor owns.
+    unsafe { ptr::write_volatile((base + IOWIN) as *mut u32, value) };
 }
 
 /// At boot, after `platform::discover` (which says where the I/O APIC is and how each GSI
@@ -132,9 +147,14 @@ fn low_word(gsi: u32, masked: bool) -> u32 {
 /// the device's ISR 1, the 8259 seeing IRQ 11 high and the I/O APIC not). A masked
 /// level-triggered entry still records the line, and unmasking it delivers.
 fn program(base: u64, gsi: u32, masked: bool) {
-    // Mask first, then the destination, then the final low word.
-    write(base, REG_REDIR + 2 * gsi, low_word(gsi, true));
-    write(base, REG_REDIR + 2 * gsi + 1, (apic::id() & 0xff) << 24);
+    // The destination is written once, while the entry is masked (this CPU's APIC ID does not
+    // change); afterwards the entry's low word alone masks and unmasks it (`init` left it
+    // masked in its own trigger mode, and so does [`interrupt`]).
+    if ROUTED.load(Ordering::SeqCst) & (1 << gsi) == 0 {
+        // Mask first, then the destination, then the final low word.
+        write(base, REG_REDIR + 2 * gsi, low_word(gsi, true));
+        write(base, REG_REDIR + 2 * gsi + 1, (apic::id() & 0xff) << 24);
+    }
     write(base, REG_REDIR + 2 * gsi, low_word(gsi, masked));
 }
 
@@ -156,6 +176,8 @@ pub fn sync(pirqs: &PirqTable) {
         let bit = 1 << gsi;
         if (want ^ have) & bit != 0 {
             program(base, gsi, want & bit == 0);
+            // `program` wrote the destination if it was not routed yet (a line is never
+            // unmasked before that).
             if want & bit != 0 && ROUTED.fetch_or(bit, Ordering::SeqCst) & bit == 0 {
                 printk!(
                     "irq: GSI {gsi} -> vector {:#x} (I/O APIC, {}) -> dom0 pirq\n",
@@ -179,8 +201,9 @@ pub fn gsi_of_vector(vector: u64) -> Option<u32> {
 pub fn interrupt(gsi: u32) {
     let base = BASE.load(Ordering::SeqCst);
     if base != 0 {
-        let low = read(base, REG_REDIR + 2 * gsi);
-        write(base, REG_REDIR + 2 * gsi, low | REDIR_MASKED);
+        // Masked in its own trigger mode (see `program`): the entry's low word is all this
+        // module's (`low_word`), so it is written without being read first.
+        write(base, REG_REDIR + 2 * gsi, low_word(gsi, true));
     }
     ENABLED.fetch_and(!(1 << gsi), Ordering::SeqCst);
     PENDING.fetch_or(1 << gsi, Ordering::SeqCst);
