@@ -13,7 +13,7 @@ use crate::bounce;
 use crate::cpu::{printk, Arch, Hv};
 use crate::ctx::Kicks;
 use crate::domain::lifecycle;
-use crate::domain::set::{DomainEntry, DomainSet, MAX_DOMAINS};
+use crate::domain::set::{DomainEntry, DomainSet};
 use crate::domain::{Shutdown, MAX_VCPUS};
 use crate::evtchn::hypercall as event_channel;
 use crate::evtchn::PortTable;
@@ -353,22 +353,21 @@ pub fn schedule<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &mut Regs, 
             wake::wake_if_due(&hv.arch, g, ports, now);
         }
 
-        let mut cands: heapless::Vec<Candidate, { MAX_DOMAINS * MAX_VCPUS }> = heapless::Vec::new();
-        for (slot, g) in doms.slots() {
-            for v in 0..g.dom.vcpus.len() {
-                // Cannot fail: at most MAX_VCPUS vCPUs in each of MAX_DOMAINS slots.
-                let _ = cands.push(Candidate {
-                    unit: unit(slot, v),
-                    runnable: vcpu_runnable(g, v),
-                });
-            }
-        }
         let cur = hv.sched.cur;
         let cur_unit = unit(cur, doms.guest(cur).map_or(0, |g| g.dom.cur_vcpu));
         let keep = doms
             .guest(cur)
             .is_some_and(|g| !g.dom.vcpu().yielded && now < hv.sched.slice_end);
-        match super::pick(&cands, cur_unit, keep) {
+        let cands = || {
+            doms.slots().flat_map(|(slot, g)| {
+                (0..g.dom.vcpus.len()).map(move |v| Candidate {
+                    unit: unit(slot, v),
+                    runnable: vcpu_runnable(g, v),
+                })
+            })
+        };
+        let picked = super::pick_from(cands, cur_unit, keep);
+        match picked {
             Some(next_unit) => {
                 let next = next_unit / MAX_VCPUS;
                 if next_unit != cur_unit || doms.guest(cur).is_none() {

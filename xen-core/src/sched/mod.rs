@@ -47,11 +47,23 @@ pub fn slice_ns(weight: u32) -> u64 {
 /// (runnable, slice left, did not yield). Otherwise the first runnable candidate after `cur` in
 /// unit order, wrapping round (`cur` itself last). `None`: nothing is runnable; idle.
 pub fn pick(cands: &[Candidate], cur: usize, keep: bool) -> Option<usize> {
-    if keep && cands.iter().any(|c| c.unit == cur && c.runnable) {
+    pick_from(|| cands.iter().copied(), cur, keep)
+}
+
+/// [`pick`] over the candidates `cands` yields, in unit order, each time it is called (at most
+/// three passes). The scheduler's full pass gives it its domains' vCPUs as they are, with no
+/// list of them: a list of every vCPU of every slot would be ~10 KiB of stack, probed page by
+/// page on each full pass.
+pub fn pick_from<I: Iterator<Item = Candidate>>(
+    cands: impl Fn() -> I,
+    cur: usize,
+    keep: bool,
+) -> Option<usize> {
+    if keep && cands().any(|c| c.unit == cur && c.runnable) {
         return Some(cur);
     }
-    let after = cands.iter().filter(|c| c.runnable && c.unit > cur);
-    let before = cands.iter().filter(|c| c.runnable && c.unit <= cur);
+    let after = cands().filter(|c| c.runnable && c.unit > cur);
+    let before = cands().filter(|c| c.runnable && c.unit <= cur);
     after.chain(before).map(|c| c.unit).next()
 }
 
