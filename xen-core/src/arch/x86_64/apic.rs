@@ -124,6 +124,22 @@ const MODE_X2APIC: u8 = 2;
 /// Virtual address of the xAPIC register page (in xAPIC mode).
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
 
+/// IA32_APIC_BASE as [`init`] found it (enabled), 0 before: what a PV guest reads
+/// ([`guest_apic_base`]).
+static FIRMWARE_APIC_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// What a guest's `rdmsr` of IA32_APIC_BASE answers: the APIC as firmware left it (enabled), not
+/// the mode the hypervisor moved it to, so that what guests see does not depend on it. Xen 4.17
+/// reads the CPU's value, and on a machine without an IOMMU (QEMU's here) keeps the xAPIC mode
+/// firmware left; this gives the same answer (the differential case `msr.read_apic_base`).
+/// `None` before [`init`].
+pub fn guest_apic_base() -> Option<u64> {
+    match FIRMWARE_APIC_BASE.load(Ordering::SeqCst) {
+        0 => None,
+        v => Some(v),
+    }
+}
+
 /// The current mode, if [`init`] has run.
 pub fn mode() -> Option<Mode> {
     match MODE.load(Ordering::SeqCst) {
@@ -211,6 +227,7 @@ pub fn init() -> Result<Mode, ApicError> {
         XAPIC_BASE.store(va, Ordering::SeqCst);
         Mode::XApic { base: va }
     };
+    FIRMWARE_APIC_BASE.store(base | APIC_BASE_ENABLE, Ordering::SeqCst);
     MODE.store(
         match mode {
             Mode::X2Apic => MODE_X2APIC,

@@ -205,6 +205,12 @@ struct RealMsrs;
 
 impl emulate::MsrHost for RealMsrs {
     fn rdmsr(&mut self, msr: u32) -> Option<u64> {
+        if msr == emulate::msr::MSR_APIC_BASE {
+            // The mode firmware left, not the x2APIC the hypervisor may have moved to.
+            if let Some(v) = super::apic::guest_apic_base() {
+                return Some(v);
+            }
+        }
         super::extable::rdmsr_safe(msr).ok()
     }
 
