@@ -18,7 +18,8 @@
 #   make bench          boot time, null-hypercall cost next to the bare syscall round trip, ours
 #                       next to Xen 4.17 (under KVM too when ACCEL picks it; ACCEL=auto|kvm|tcg),
 #                       two domains, block I/O, network, and scale: dom0 + 64 domUs of 4 MiB
-#                       (BENCH_ARGS=--scale, --blk, --net, --icount or --boot: that section alone)
+#                       (BENCH_ARGS=--scale, --blk, --net, --icount or --boot: that section alone;
+#                       --blk-emulator: QEMU's own work per random read, counted with perf uprobes)
 #   make lab            the page-table batching lab: build/lab/{results.csv,report.md,*.svg,*.png}
 #   make lab-check      rerun the lab's icount mode and require the same CSV rows
 #   make test           host unit tests, ABI-vs-C-headers conformance, lints, QEMU tests on Xen 4.17

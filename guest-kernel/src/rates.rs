@@ -91,6 +91,55 @@ pub fn phase_fields(rounds: [Rounds; 4]) -> String {
     )
 }
 
+/// Which of the four phases a block benchmark pass runs (`bench-phases=` on dom0's and on the
+/// domU's command line): letters `w` (sequential write), `r` (sequential read), `1` (random
+/// reads one at a time) and `q` (random reads 16 in flight), or `none`; all four by default.
+/// A phase left out takes no time (its figures then read as the impossible ones the rate
+/// functions give for no time). `make bench BENCH_ARGS=--blk-emulator` runs one phase alone on
+/// either side, or on neither, to count what the emulator does for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases(u8);
+
+impl Phases {
+    /// Every phase.
+    pub const ALL: Phases = Phases(0b1111);
+    const LETTERS: [char; 4] = ['w', 'r', '1', 'q'];
+
+    /// `text`'s phases; `None` if it holds anything but the letters above (each at most once)
+    /// or `none`.
+    pub fn parse(text: &str) -> Option<Phases> {
+        if text == "none" {
+            return Some(Phases(0));
+        }
+        let mut bits = 0u8;
+        for c in text.chars() {
+            let i = Self::LETTERS.iter().position(|&l| l == c)?;
+            if bits & 1 << i != 0 {
+                return None;
+            }
+            bits |= 1 << i;
+        }
+        (!text.is_empty()).then_some(Phases(bits))
+    }
+
+    /// The phases a `bench-phases=` argument names (all without one); `Err`: the message to
+    /// print for a bad one, every phase then running.
+    pub fn from_arg(arg: Option<&str>) -> Result<Phases, String> {
+        match arg {
+            None => Ok(Phases::ALL),
+            Some(t) => Phases::parse(t).ok_or_else(|| {
+                format!("bench-phases={t}: not letters of w, r, 1, q or none: every phase runs")
+            }),
+        }
+    }
+
+    /// Whether phase `i` (0 sequential write, 1 sequential read, 2 random one at a time, 3
+    /// random 16 in flight, the order of [`phase_fields`]) runs.
+    pub fn has(self, i: usize) -> bool {
+        i < 4 && self.0 & 1 << i != 0
+    }
+}
+
 /// The text a domU's `blk-bench` writes to ask dom0 for its direct round `k` of pass `n`, and
 /// dom0 writes back once it ran it (`dom0::blkbench`).
 pub fn round_text(n: u32, k: u64) -> String {
@@ -134,6 +183,24 @@ mod tests {
         assert_eq!(mb_per_s(1_000_000, 1_000_000_000), "1.0");
         assert_eq!(mb_per_s(1, 0), "1000.0");
         assert_eq!(per_s(5, 1_000_000_000), 5);
+    }
+
+    #[test]
+    fn phases() {
+        assert_eq!(Phases::parse("wr1q"), Some(Phases::ALL));
+        assert_eq!(Phases::parse("q1rw"), Some(Phases::ALL));
+        let one = Phases::parse("1").unwrap();
+        assert!(one.has(2));
+        assert!(!one.has(0) && !one.has(1) && !one.has(3) && !one.has(4));
+        let none = Phases::parse("none").unwrap();
+        assert!((0..4).all(|i| !none.has(i)));
+        assert_eq!(Phases::parse(""), None);
+        assert_eq!(Phases::parse("11"), None);
+        assert_eq!(Phases::parse("x"), None);
+        assert_eq!(Phases::parse("wnone"), None);
+        assert_eq!(Phases::from_arg(None), Ok(Phases::ALL));
+        assert_eq!(Phases::from_arg(Some("q")), Ok(Phases(0b1000)));
+        assert!(Phases::from_arg(Some("z")).is_err());
     }
 
     #[test]

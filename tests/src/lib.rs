@@ -253,8 +253,23 @@ impl Boot {
         self.run_inner(self.qemu_args_under(accel), &[])
     }
 
+    /// As [`Boot::run`], QEMU started by `wrapper` (a program and its arguments, given QEMU's
+    /// command line after them: e.g. `perf stat ... --`).
+    pub fn run_wrapped(&self, wrapper: &[String]) -> Result<Run, HarnessError> {
+        self.run_with(wrapper, self.qemu_args(), &[])
+    }
+
     fn run_inner(
         &self,
+        args: Vec<String>,
+        triggers: &[(&str, &[u8])],
+    ) -> Result<Run, HarnessError> {
+        self.run_with(&[], args, triggers)
+    }
+
+    fn run_with(
+        &self,
+        wrapper: &[String],
         args: Vec<String>,
         triggers: &[(&str, &[u8])],
     ) -> Result<Run, HarnessError> {
@@ -268,7 +283,17 @@ impl Boot {
             }
         }
         let start = Instant::now();
-        let mut child = Command::new("qemu-system-x86_64")
+        let (program, before) = match wrapper.split_first() {
+            Some((p, rest)) => (p.as_str(), rest.iter().map(String::as_str).collect()),
+            None => ("qemu-system-x86_64", Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(before)
+            .args(if wrapper.is_empty() {
+                None
+            } else {
+                Some("qemu-system-x86_64")
+            })
             .args(args)
             .stdin(if triggers.is_empty() {
                 Stdio::null()
@@ -278,7 +303,7 @@ impl Boot {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| HarnessError(format!("cannot start qemu-system-x86_64: {e}")))?;
+            .map_err(|e| HarnessError(format!("cannot start {program}: {e}")))?;
 
         let pid = child.id();
         let (tx, rx) = mpsc::channel::<String>();

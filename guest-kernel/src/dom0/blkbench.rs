@@ -21,7 +21,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use guest_kernel::rates::{
-    parse_round, phase_fields, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
+    parse_round, phase_fields, Phases, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
     SEQ_ROUND_BYTES,
 };
 use hypercall_abi::domctl::BootHandle;
@@ -56,6 +56,8 @@ pub struct DirectPass {
     x: u64,
     /// Sequential write, sequential read, random one at a time, random 16 in flight.
     phases: [Rounds; 4],
+    /// The phases run (`bench-phases=`).
+    which: Phases,
     rounds: u64,
     /// Virtio interrupts and poll timeouts during the rounds (not between them: dom0 serves
     /// the domU's requests there).
@@ -77,7 +79,7 @@ fn since(t0: u64) -> u64 {
 
 impl DirectPass {
     /// A pass from sector `start` of `disk`, warmed up; `Err` if `disk` is too small or fails.
-    pub fn new(mut disk: VbdDisk, start: u64) -> Result<DirectPass, &'static str> {
+    pub fn new(mut disk: VbdDisk, start: u64, which: Phases) -> Result<DirectPass, &'static str> {
         if start.saturating_add(SEQ_RANGE_BYTES / 512) > disk.sectors() {
             return Err("its part of the disk is too small");
         }
@@ -97,6 +99,7 @@ impl DirectPass {
             buf,
             x: 0x9e37_79b9_7f4a_7c15,
             phases: [Rounds::default(); 4],
+            which,
             rounds: 0,
             interrupts: 0,
             timeouts: 0,
@@ -125,43 +128,52 @@ impl DirectPass {
             *x ^= *x << 17;
             self.start + (*x % pages) * 8
         };
-        let t0 = now();
-        for c in 0..chunks {
-            disk.write(sector(c), &self.buf)
-                .map_err(|_| "write failed")?;
-        }
-        let _ = disk.flush();
-        write.add(since(t0));
-        let t0 = now();
-        for c in 0..chunks {
-            disk.read(sector(c), &mut self.buf)
-                .map_err(|_| "read failed")?;
-        }
-        read.add(since(t0));
-        let t0 = now();
-        for _ in 0..RAND_ROUND_OPS {
-            let place = next();
-            disk.read(place, &mut self.buf[..4096])
-                .map_err(|_| "random read failed")?;
-        }
-        rand.add(since(t0));
-        let t0 = now();
-        for _ in 0..RAND_QD_ROUND_OPS / QD as u64 {
-            let mut ios: Vec<DiskIo<'_>> = self.buf[..QD * 4096]
-                .chunks_mut(4096)
-                .map(|piece| DiskIo {
-                    sector: next(),
-                    write: false,
-                    data: IoData::Buf(piece),
-                    result: Ok(()),
-                })
-                .collect();
-            disk.transfer(&mut ios);
-            if ios.iter().any(|io| io.result.is_err()) {
-                return Err("random read failed");
+        let which = self.which;
+        if which.has(0) {
+            let t0 = now();
+            for c in 0..chunks {
+                disk.write(sector(c), &self.buf)
+                    .map_err(|_| "write failed")?;
             }
+            let _ = disk.flush();
+            write.add(since(t0));
         }
-        rand_qd.add(since(t0));
+        if which.has(1) {
+            let t0 = now();
+            for c in 0..chunks {
+                disk.read(sector(c), &mut self.buf)
+                    .map_err(|_| "read failed")?;
+            }
+            read.add(since(t0));
+        }
+        if which.has(2) {
+            let t0 = now();
+            for _ in 0..RAND_ROUND_OPS {
+                let place = next();
+                disk.read(place, &mut self.buf[..4096])
+                    .map_err(|_| "random read failed")?;
+            }
+            rand.add(since(t0));
+        }
+        if which.has(3) {
+            let t0 = now();
+            for _ in 0..RAND_QD_ROUND_OPS / QD as u64 {
+                let mut ios: Vec<DiskIo<'_>> = self.buf[..QD * 4096]
+                    .chunks_mut(4096)
+                    .map(|piece| DiskIo {
+                        sector: next(),
+                        write: false,
+                        data: IoData::Buf(piece),
+                        result: Ok(()),
+                    })
+                    .collect();
+                disk.transfer(&mut ios);
+                if ios.iter().any(|io| io.result.is_err()) {
+                    return Err("random read failed");
+                }
+            }
+            rand_qd.add(since(t0));
+        }
         let (irq1, to1) = disk_counts();
         self.interrupts += irq1.wrapping_sub(irq0);
         self.timeouts += to1.wrapping_sub(to0);
@@ -190,6 +202,8 @@ pub struct DirectBench {
     pass: Option<(u16, u32, DirectPass)>,
     /// Passes started (all domUs).
     passes: u32,
+    /// The phases each round runs (`bench-phases=`).
+    which: Phases,
 }
 
 fn node(id: u16, leaf: &str) -> String {
@@ -202,13 +216,14 @@ fn token(id: u16) -> String {
 
 impl DirectBench {
     /// Pairs from sector `start` of each asking domU's part of the disk, cut as `vbd-slots=`
-    /// (`slots`) says.
-    pub fn new(start: u64, slots: Option<&str>) -> DirectBench {
+    /// (`slots`) says, running the phases `which` names in each round.
+    pub fn new(start: u64, slots: Option<&str>, which: Phases) -> DirectBench {
         DirectBench {
             start,
             slots: Slots::new(slots),
             pass: None,
             passes: 0,
+            which,
         }
     }
 
@@ -230,7 +245,7 @@ impl DirectBench {
             }
             self.passes += 1;
             let disk = self.slots.window(boot)?;
-            let pass = DirectPass::new(disk, self.start).map_err(String::from)?;
+            let pass = DirectPass::new(disk, self.start, self.which).map_err(String::from)?;
             self.pass = Some((id, n, pass));
         }
         let Some((_, pn, pass)) = self.pass.as_mut() else {

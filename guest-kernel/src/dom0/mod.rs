@@ -194,6 +194,12 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         d.services.push(Box::new(blkbench::DirectBench::new(
             start,
             cmdline.get("vbd-slots"),
+            guest_kernel::rates::Phases::from_arg(cmdline.get("bench-phases")).unwrap_or_else(
+                |why| {
+                    println!("services: {why}");
+                    guest_kernel::rates::Phases::ALL
+                },
+            ),
         )));
     }
     d.toolstack.scan(&mut d.ctx, &mut d.services);

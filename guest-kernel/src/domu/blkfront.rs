@@ -40,7 +40,7 @@ use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::layout::direct_map_va;
 use guest_kernel::rates::{
-    per_request, phase_fields, round_text, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS,
+    per_request, phase_fields, round_text, Phases, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS,
     SEQ_RANGE_BYTES, SEQ_ROUND_BYTES,
 };
 use spin::Once;
@@ -729,7 +729,7 @@ pub fn evil(d: &mut Client) -> Result<(), DomuError> {
 /// the same again over a fresh connection on which the front end does not offer persistent
 /// grants (`mode=no-persistent`: the back end maps each batch's grants for the device and
 /// unmaps them after, or grant-copies).
-pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
+pub fn bench(d: &mut Client, arg: Option<&str>, which: Phases) -> Result<(), DomuError> {
     let start: u64 = arg.and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut b = open(d)?;
     // dom0 runs its direct rounds paired with ours when it offers to (`bench-blkdev`).
@@ -744,11 +744,11 @@ pub fn bench(d: &mut Client, arg: Option<&str>) -> Result<(), DomuError> {
         )?
         .map_err(|e| DomuError::Refused(format!("watch {PAIR_DONE}"), e))?;
     }
-    bench_pass(d, &mut b, start, "persistent", paired.then_some(0))?;
+    bench_pass(d, &mut b, start, "persistent", paired.then_some(0), which)?;
     b.close(d)?;
     set_offer_persistent(false);
     b.reconnect(d)?;
-    bench_pass(d, &mut b, start, "no-persistent", paired.then_some(1))?;
+    bench_pass(d, &mut b, start, "no-persistent", paired.then_some(1), which)?;
     b.close(d)
 }
 
@@ -795,6 +795,7 @@ fn bench_pass(
     start: u64,
     mode: &str,
     pass: Option<u32>,
+    which: Phases,
 ) -> Result<(), DomuError> {
     let before = b.front()?.stats();
     let chunk = 1024 * 1024usize;
@@ -826,34 +827,42 @@ fn bench_pass(
         }
         let sector = start + (round % slots) * (SEQ_ROUND_BYTES / 512);
         let piece = &mut buf[..SEQ_ROUND_BYTES as usize];
-        let t0 = now();
-        b.write(d, sector, piece)?;
-        b.flush(d)?;
-        write.add(now().saturating_sub(t0));
-        let t0 = now();
-        b.read(d, sector, piece)?;
-        read.add(now().saturating_sub(t0));
-        let t0 = now();
-        for _ in 0..RAND_ROUND_OPS {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
+        if which.has(0) {
+            let t0 = now();
+            b.write(d, sector, piece)?;
+            b.flush(d)?;
+            write.add(now().saturating_sub(t0));
         }
-        rand.add(now().saturating_sub(t0));
-        // The same at a queue depth of `RAND_QD`: each call asks for that many random pages
-        // at once, as dom0's direct pass does (`bench-blkdev`).
-        let t0 = now();
-        for _ in 0..RAND_QD_ROUND_OPS / RAND_QD as u64 {
-            for p in places.iter_mut() {
+        if which.has(1) {
+            let t0 = now();
+            b.read(d, sector, piece)?;
+            read.add(now().saturating_sub(t0));
+        }
+        if which.has(2) {
+            let t0 = now();
+            for _ in 0..RAND_ROUND_OPS {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                *p = start + (x % (count / 8)) * 8;
+                b.read(d, start + (x % (count / 8)) * 8, &mut buf[..4096])?;
             }
-            b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
+            rand.add(now().saturating_sub(t0));
         }
-        rand_qd.add(now().saturating_sub(t0));
+        // The same at a queue depth of `RAND_QD`: each call asks for that many random pages
+        // at once, as dom0's direct pass does (`bench-blkdev`).
+        if which.has(3) {
+            let t0 = now();
+            for _ in 0..RAND_QD_ROUND_OPS / RAND_QD as u64 {
+                for p in places.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *p = start + (x % (count / 8)) * 8;
+                }
+                b.read_scattered(d, &places, 4096, &mut buf[..RAND_QD * 4096])?;
+            }
+            rand_qd.add(now().saturating_sub(t0));
+        }
     }
     let times = b.scatter_times();
     let per_batch = |f: fn(&ScatterTimes) -> u64| {

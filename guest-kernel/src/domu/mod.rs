@@ -203,7 +203,12 @@ fn main(si: &StartInfo, cmdline: &Cmdline<'_>) -> Result<(), DomuError> {
         crash("wild-write");
     }
     if cmdline.has("blk-bench") {
-        return blkfront::bench(&mut d, cmdline.get("blk-bench"));
+        let which = guest_kernel::rates::Phases::from_arg(cmdline.get("bench-phases"))
+            .unwrap_or_else(|why| {
+                println!("domU: {why}");
+                guest_kernel::rates::Phases::ALL
+            });
+        return blkfront::bench(&mut d, cmdline.get("blk-bench"), which);
     }
     let rounds: u32 = cmdline
         .get("pingpong")

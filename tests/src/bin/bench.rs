@@ -40,6 +40,10 @@
 //!   and QEMU CPU time; the hypervisor's memory per domain (static slot + frames) and dom0's
 //!   heap. `--scale` runs this section alone.
 //!
+//! - `--blk-emulator` (alone, not in the default run; needs `perf` and root): QEMU's own work
+//!   per random 4 KiB read one at a time, dom0's direct and the domU's, counted with uprobes
+//!   (`bench/emulator.rs`).
+//!
 //! - icount mode (TCG only): the null hypercall and the page-table updates again under
 //!   `-icount shift=0,sleep=off`, where a TSC cycle is one guest instruction: exact figures, the
 //!   same on every machine, ours next to Xen 4.17.
@@ -49,6 +53,9 @@
 
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[path = "bench/emulator.rs"]
+mod emulator;
 
 use xtests::{build_dir, guest_kernel_image, median, xen_reference_image, Boot, XEN_CMDLINE};
 
@@ -720,6 +727,14 @@ fn main() -> ExitCode {
         }
         print_block(&last);
         return if all.len() == runs {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    // `bench --blk-emulator`: what QEMU does per random 4 KiB read on each path (uprobes).
+    if std::env::args().any(|a| a == "--blk-emulator") {
+        return if emulator::print() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
