@@ -21,8 +21,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use guest_kernel::rates::{
-    parse_round, phase_fields, Phases, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS, SEQ_RANGE_BYTES,
-    SEQ_ROUND_BYTES,
+    parse_round, phase_fields, Phases, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS,
+    SEQ_RANGE_BYTES, SEQ_ROUND_BYTES,
 };
 use hypercall_abi::domctl::BootHandle;
 use ring_drivers::blkif::{Disk, DiskIo, IoData};

@@ -40,8 +40,8 @@ use ring_drivers::xenbus::{Reply, Request};
 
 use guest_kernel::layout::direct_map_va;
 use guest_kernel::rates::{
-    per_request, phase_fields, round_text, Phases, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS, ROUNDS,
-    SEQ_RANGE_BYTES, SEQ_ROUND_BYTES,
+    per_request, phase_fields, round_text, Phases, Rounds, RAND_QD_ROUND_OPS, RAND_ROUND_OPS,
+    ROUNDS, SEQ_RANGE_BYTES, SEQ_ROUND_BYTES,
 };
 use spin::Once;
 
@@ -748,7 +748,14 @@ pub fn bench(d: &mut Client, arg: Option<&str>, which: Phases) -> Result<(), Dom
     b.close(d)?;
     set_offer_persistent(false);
     b.reconnect(d)?;
-    bench_pass(d, &mut b, start, "no-persistent", paired.then_some(1), which)?;
+    bench_pass(
+        d,
+        &mut b,
+        start,
+        "no-persistent",
+        paired.then_some(1),
+        which,
+    )?;
     b.close(d)
 }
 
