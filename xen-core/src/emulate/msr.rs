@@ -2,9 +2,9 @@
 //! in `arch/x86/msr.c`, `read_msr`/`write_msr` in `pv/emul-priv-op.c`, vMCE in
 //! `cpu/mcheck/vmce.c`); every other MSR is #GP(0), as 4.17 does without `msr_relaxed`.
 //!
-//! Some answers are the CPU's (EFER, APIC_BASE as firmware left it, MISC_ENABLE, the microcode revision), some
-//! depend on its vendor (vMCE's MCG_CAP, AMD's HWCR): both hypervisors give the same on one
-//! machine, which is what the differential cases compare (QEMU's `-cpu max`, an AMD model).
+//! Some answers are the CPU's (EFER, APIC_BASE as firmware left it, MISC_ENABLE, the microcode
+//! revision), some depend on its vendor (vMCE's MCG_CAP, AMD's HWCR): both hypervisors give the
+//! same on one machine, which is what the differential cases compare (QEMU's `-cpu max`, an AMD model).
 
 use super::{PV_EXT1_EDX, PV_LEAF7_ECX};
 use crate::domain::Vcpu;

@@ -6,8 +6,9 @@
 //! [`init`], [`calibrate_timer`], [`arm_oneshot`] / [`arm_oneshot_tsc`], [`cancel`], [`eoi`], and
 //! [`timer_interrupt`], which the IDT stub for [`TIMER_VECTOR`] calls.
 //!
-//! x2APIC whenever the CPU has it, as Xen does, but only once the timer is calibrated
-//! (`dom0::start`): QEMU (10.0, TCG) with `-icount` aborts with "Bad icount read" when the guest
+//! x2APIC whenever the CPU has it (Xen uses it where it can: with an IOMMU for interrupt
+//! remapping, or when firmware enabled it; without either, as on QEMU's machine here, Xen 4.17
+//! keeps the xAPIC), but only once the timer is calibrated (`dom0::start`): QEMU (10.0, TCG) with `-icount` aborts with "Bad icount read" when the guest
 //! reads the x2APIC timer's current-count MSR (its `rdmsr` helper reads the virtual clock without
 //! being marked as an I/O instruction). Writes are fine, and so is the xAPIC page, which is I/O.
 //! Calibration must read the current count, so it runs in the xAPIC mode firmware leaves the APIC
@@ -315,7 +316,7 @@ pub fn send_self_nmi() {
 /// What the timer's LVT entry holds ([`LVT_UNKNOWN`] until [`init`] writes it): every arming
 /// would otherwise write it again (unmasked, the same vector), and under emulation each APIC
 /// register access costs an exit (xAPIC: an MMIO write, which QEMU's TCG handles by leaving the
-/// translated block and running the access alone).
+/// translated block and running the access alone). One CPU: a second would need it per CPU.
 static LVT_TIMER: AtomicU32 = AtomicU32::new(LVT_UNKNOWN);
 /// Not a value an LVT entry is ever given here (reserved bits set).
 const LVT_UNKNOWN: u32 = u32::MAX;

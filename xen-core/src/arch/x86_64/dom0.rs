@@ -70,7 +70,7 @@ pub fn start(
     match super::time::init() {
         Ok(t) => {
             // The local APIC in x2APIC mode once its timer is calibrated, where the CPU has it
-            // (as Xen does): its registers are MSRs, where the xAPIC's are an MMIO page, and
+            // (Xen 4.17 also wants an IOMMU for it, which one CPU does not need): its registers are MSRs, where the xAPIC's are an MMIO page, and
             // every interrupt's EOI and every timer arming is one access or two (under QEMU's
             // TCG each MMIO access leaves the translated block). Calibration read the timer's
             // count, which only the xAPIC page lets QEMU's `-icount` do; nothing reads it

@@ -49,9 +49,12 @@ static ROUTED: AtomicU32 = AtomicU32::new(0);
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// The register IOREGSEL selects ([`UNSELECTED`] when unknown): each access to the window
-/// selects its register only if another one is selected. Only this module writes IOREGSEL
-/// (dom0 may map the I/O APIC read-only, never writable: `dom0::start`), on one CPU with
-/// interrupts off, so this is what the I/O APIC holds. Under emulation every register access is
+/// selects its register only if another one is selected. No CPU path writes IOREGSEL but this
+/// module's (dom0 may map the I/O APIC read-only, never writable: `dom0::start`), on one CPU
+/// with interrupts off, so this is what the I/O APIC holds. (A bus-master device dom0 drives
+/// could DMA to it, there being no IOMMU; dom0 can already DMA anywhere, so that gives it
+/// nothing new. A second CPU would need this per CPU or under a lock, as the accesses
+/// themselves would.) Under emulation every register access is
 /// an exit (QEMU's TCG leaves the translated block for each MMIO access); an interrupt's mask
 /// and its EOI's unmask of the same entry then take one access each after the first select.
 static SELECTED: AtomicU32 = AtomicU32::new(UNSELECTED);
@@ -100,8 +103,11 @@ fn init() -> Option<u64> {
         return Some(base);
     }
     let base = mmio::directmap_uncached(platform::ioapic_base()).ok()?;
+    // Whatever firmware left selected, select afresh (and again at a retry after a failure).
+    SELECTED.store(UNSELECTED, Ordering::SeqCst);
     let version = read(base, REG_VERSION);
     if version == u32::MAX {
+        SELECTED.store(UNSELECTED, Ordering::SeqCst);
         return None;
     }
     let entries = ((version >> 16) & 0xff) + 1;
