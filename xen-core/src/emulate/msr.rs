@@ -4,7 +4,8 @@
 //!
 //! Some answers are the CPU's (EFER, APIC_BASE as firmware left it, MISC_ENABLE, the microcode
 //! revision), some depend on its vendor (vMCE's MCG_CAP, AMD's HWCR): both hypervisors give the
-//! same on one machine, which is what the differential cases compare (QEMU's `-cpu max`, an AMD model).
+//! same on one machine, which is what the differential cases compare (QEMU's `-cpu max`, an AMD
+//! model).
 
 use super::{PV_EXT1_EDX, PV_LEAF7_ECX};
 use crate::domain::Vcpu;
