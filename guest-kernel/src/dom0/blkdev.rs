@@ -386,6 +386,97 @@ pub(crate) fn bind_gsi(gsi: u32) -> Option<IrqMode> {
     })
 }
 
+/// `cfg_type` of the common configuration's and the notifications' `virtio_pci_cap`s.
+const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
+/// PCI capability ID of a vendor-specific capability (virtio's).
+const PCI_CAP_ID_VNDR: u8 = 0x09;
+/// `queue_select` and `queue_notify_off` in `virtio_pci_common_cfg`.
+const COMMON_QUEUE_SELECT: usize = 0x16;
+const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1e;
+
+/// Where a virtio structure is: BAR `bar`, `offset` and `length` in it (`virtio_pci_cap`).
+struct CapRegion {
+    bar: u8,
+    offset: u32,
+    length: u32,
+}
+
+/// Maps the region `r` of `location`'s BARs (checked against the BAR's size); its address.
+fn map_cap_region(
+    root: &mut virtio_drivers::transport::pci::bus::PciRoot<pci::PortCam>,
+    location: DeviceFunction,
+    r: &CapRegion,
+) -> Option<u64> {
+    let (address, size) = root
+        .bar_info(location, r.bar)
+        .ok()??
+        .memory_address_size()?;
+    if address == 0 || u64::from(r.offset) + u64::from(r.length) > size {
+        return None;
+    }
+    map_mmio(address + u64::from(r.offset), r.length as usize).ok()
+}
+
+/// Finds queue `queue`'s notify register of the modern virtio-pci device at `location`, as
+/// `PciTransport::notify` computes it on each call (virtio-drivers' own TODO says to cache it),
+/// or `None` (the transport's own notify is used then): the first common and notify
+/// capabilities, `queue_notify_off` read once with the queue selected, every offset checked
+/// against its region and BAR.
+fn notify_register(
+    root: &mut virtio_drivers::transport::pci::bus::PciRoot<pci::PortCam>,
+    location: DeviceFunction,
+    queue: u16,
+) -> Option<super::virtio_blk::NotifyRegister> {
+    let (mut common, mut notify) = (None, None);
+    for cap in root.capabilities(location) {
+        if cap.id != PCI_CAP_ID_VNDR {
+            continue;
+        }
+        let (cap_len, cfg_type) = (cap.private_header as u8, (cap.private_header >> 8) as u8);
+        let word = |at: u8| pci::PortCam.read_word(location, cap.offset + at);
+        let region = CapRegion {
+            bar: word(4) as u8,
+            offset: word(8),
+            length: word(12),
+        };
+        match cfg_type {
+            VIRTIO_PCI_CAP_COMMON_CFG if common.is_none() => common = Some(region),
+            VIRTIO_PCI_CAP_NOTIFY_CFG if cap_len >= 20 && notify.is_none() => {
+                notify = Some((region, word(16)));
+            }
+            _ => {}
+        }
+    }
+    let common = common?;
+    let (notify, multiplier) = notify?;
+    if (common.length as usize) < COMMON_QUEUE_NOTIFY_OFF + 2 {
+        return None;
+    }
+    let cfg = map_cap_region(root, location, &common)?;
+    // SAFETY: `cfg` maps the device's common configuration uncached, at least up to
+    // `queue_notify_off` (checked above); selecting a queue and reading its notify offset
+    // change nothing else (the transport selects the queue it wants before each access).
+    let off = unsafe {
+        ptr::write_volatile((cfg + COMMON_QUEUE_SELECT as u64) as *mut u16, queue);
+        ptr::read_volatile((cfg + COMMON_QUEUE_NOTIFY_OFF as u64) as *const u16)
+    };
+    let at = u64::from(off) * u64::from(multiplier);
+    if at + 2 > u64::from(notify.length) || !at.is_multiple_of(2) {
+        return None;
+    }
+    let region = CapRegion {
+        bar: notify.bar,
+        offset: notify.offset.checked_add(u32::try_from(at).ok()?)?,
+        length: 2,
+    };
+    let va = map_cap_region(root, location, &region)?;
+    // SAFETY: `va` maps the two bytes of queue `queue`'s notify register (within the notify
+    // capability's region and its BAR, checked above), uncached (`map_mmio`), for as long as
+    // dom0 runs.
+    Some(unsafe { super::virtio_blk::NotifyRegister::new(NonNull::new(va as *mut u16)?) })
+}
+
 impl BlockDevice {
     /// Finds the first virtio-blk function on PCI bus 0, enables it (memory decoding, bus
     /// mastering) and initialises it. Raises the IOPL and builds the kernel's direct map and
@@ -402,9 +493,13 @@ impl BlockDevice {
             location,
             command | Command::MEMORY_SPACE | Command::BUS_MASTER,
         );
+        let notify = notify_register(&mut root, location, 0);
         let transport =
             PciTransport::new::<XenHal, _>(&mut root, location).map_err(BlkError::Transport)?;
         let mut blk = VirtioBlk::new(transport)?;
+        if let Some(reg) = notify {
+            blk.set_notify_register(reg);
+        }
         // Interrupt Line (byte 0x3c) and Pin (0x3d): a pin and a line below 0xff mean INTx
         // routed to that GSI.
         let intr = pci::PortCam.read_word(location, 0x3c);

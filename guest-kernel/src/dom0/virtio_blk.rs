@@ -7,10 +7,12 @@
 //! private; this is the same protocol (virtio 1.2 §5.2: a `virtio_blk_req` header the device
 //! reads, the data, a status byte it writes) with the data as a list.
 
+use core::ptr::NonNull;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
 use virtio_drivers::{Error, PAGE_SIZE};
+
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::blkdev::XenHal;
@@ -54,6 +56,31 @@ const S_OK: u8 = 0;
 /// `VIRTIO_BLK_S_UNSUPP`.
 const S_UNSUPP: u8 = 2;
 
+/// A virtqueue's notify register of a modern virtio-pci device: `queue_notify_off` times
+/// `notify_off_multiplier` into the notify capability's region (virtio 1.2 §4.1.4.4), mapped
+/// uncached. Found once (`blkdev::notify_register`): the queue's offset never changes.
+pub struct NotifyRegister(NonNull<u16>);
+
+// SAFETY: the register is device memory mapped for dom0's kernel alone, reached only through
+// `write` (a volatile 16-bit store); dom0 runs on one vCPU.
+unsafe impl Send for NotifyRegister {}
+
+impl NotifyRegister {
+    /// # Safety
+    /// `va` must map the 16-bit notify register of a virtqueue uncached, for as long as the
+    /// register is used.
+    pub unsafe fn new(va: NonNull<u16>) -> NotifyRegister {
+        NotifyRegister(va)
+    }
+
+    /// Notifies the device of queue `queue` (without `VIRTIO_F_NOTIFICATION_DATA`, the queue's
+    /// index is what is written).
+    pub fn write(&self, queue: u16) {
+        // SAFETY: `new`'s contract: an uncached mapping of the register.
+        unsafe { self.0.as_ptr().write_volatile(queue) }
+    }
+}
+
 /// `struct virtio_blk_req`'s header: what the device reads first.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -66,6 +93,8 @@ pub struct BlkHeader {
 /// A virtio-blk device.
 pub struct VirtioBlk {
     transport: PciTransport,
+    /// The queue's notify register, when [`VirtioBlk::set_notify_register`] was given it.
+    notify: Option<NotifyRegister>,
     queue: VirtQueue<XenHal, QUEUE_SIZE>,
     capacity: u64,
     features: u64,
@@ -110,6 +139,7 @@ impl VirtioBlk {
         transport.finish_init();
         Ok(VirtioBlk {
             transport,
+            notify: None,
             queue,
             capacity,
             features,
@@ -142,10 +172,25 @@ impl VirtioBlk {
         self.transport.ack_interrupt()
     }
 
+    /// Writes the queue's notify register found at probe (one register write), or has the
+    /// transport find it (virtio-drivers' `PciTransport::notify` selects the queue and reads its
+    /// `queue_notify_off` first: three accesses, each an exit from QEMU's translated code).
+    fn notify(&mut self) {
+        match &self.notify {
+            Some(reg) => reg.write(QUEUE),
+            None => self.transport.notify(QUEUE),
+        }
+    }
+
+    /// Notifies the queue through `reg` from now on (`super::blkdev`, which found it at probe).
+    pub fn set_notify_register(&mut self, reg: NotifyRegister) {
+        self.notify = Some(reg);
+    }
+
     /// Notifies the device of the queue whatever `avail_event` says (an extra notification is
     /// harmless): after a wait timed out, in case one was lost.
     pub fn kick(&mut self) {
-        self.transport.notify(QUEUE);
+        self.notify();
     }
 
     /// Asks the device to interrupt on completions.
@@ -199,7 +244,7 @@ impl VirtioBlk {
         // (VIRTIO_F_EVENT_IDX's other Dekker pair; see `BlockDevice::wait`).
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         if self.queue.should_notify() {
-            self.transport.notify(QUEUE);
+            self.notify();
         }
         Ok(token)
     }
@@ -276,7 +321,7 @@ impl VirtioBlk {
             // As in `submit`.
             core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
             if self.queue.should_notify() {
-                self.transport.notify(QUEUE);
+                self.notify();
             }
             self.spin_for(token);
             self.queue
