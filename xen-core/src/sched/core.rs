@@ -461,7 +461,13 @@ fn idle<A: Arch>(hv: &mut Hv<A>, doms: &mut DomainSet, regs: &Regs) {
         }
         return;
     };
-    if d != u64::MAX {
+    // A timer already counting towards an earlier deadline is left as it is, as on the way out
+    // (`time::must_arm`): usually the running vCPU's periodic tick, which the way out armed
+    // and will want again as soon as the halt ends; it fires early at worst, and the pass it
+    // brings idles again. Re-arming it for the later deadline here and back after the halt
+    // was two timer writes a halt, each of which under QEMU moves a timer of its main loop
+    // and can wake that thread.
+    if d != u64::MAX && crate::time::must_arm(Some(d), hv.sched.armed, hv.arch.timer_counting()) {
         hv.arch.arm_timer(d);
         hv.sched.armed = Some(d);
     }

@@ -1,6 +1,7 @@
 //! Host tests of the scheduler loop (`sched/core.rs`) and wake-ups (`sched/wake.rs`) on the fake
 //! CPU: who runs, when a timer wakes whom, the idle loop, and what is loaded on the way out.
 
+use crate::cpu::Arch;
 use hypercall_abi::xen::VIRQ_TIMER;
 
 use super::core::{after_entry, exit_to_guest, Entry};
@@ -151,6 +152,25 @@ fn an_expired_timer_sends_virq_timer_and_wakes_its_vcpu() {
     );
     assert_eq!(hv.sched.cur, 1);
     assert_eq!(hv.arch.switches, [(Some(0), 1)]);
+}
+
+#[test]
+fn idle_keeps_a_timer_counting_towards_an_earlier_deadline() {
+    let (mut hv, mut set, mut regs) = world();
+    // Armed for an earlier deadline and still counting (the way out arms the running vCPU's
+    // periodic tick so); the idle loop's own deadline, domain 1's timer, is later.
+    hv.arch.arm_timer(T0 + 500);
+    hv.sched.armed = Some(T0 + 500);
+    set.guest_mut(1).unwrap().dom.vcpu_mut().timer_deadline = Some(T0 + 3000);
+    for slot in 0..3 {
+        set.guest_mut(slot).unwrap().dom.vcpu_mut().blocked = true;
+    }
+    exit(&mut hv, &mut set, &mut regs);
+    // The first halt ends at the earlier deadline (not re-armed later and back), the second at
+    // domain 1's timer, which wakes it.
+    assert_eq!(hv.arch.halts, 2);
+    assert_eq!(hv.sched.idle_ns, 3000);
+    assert_eq!(hv.sched.cur, 1);
 }
 
 #[test]
