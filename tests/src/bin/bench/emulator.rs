@@ -52,9 +52,7 @@ fn qemu_path() -> Option<String> {
 
 /// Adds the uprobes (removing any left over first); `Err`: why they cannot be.
 fn add_probes(qemu: &str) -> Result<(), String> {
-    let _ = Command::new("perf")
-        .args(["probe", "-q", "-d", "probe_qemu:*"])
-        .output();
+    remove_probes();
     for (f, _) in PROBES {
         let out = Command::new("perf")
             .args(["probe", "-q", "-x", qemu, "--add", f])
@@ -70,6 +68,7 @@ fn add_probes(qemu: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Deletes every `probe_qemu:*` uprobe (ours, or any left over).
 fn remove_probes() {
     let _ = Command::new("perf")
         .args(["probe", "-q", "-d", "probe_qemu:*"])
