@@ -6,7 +6,8 @@
 # build/xen-syms, build/guest-kernel-syms (`make images`). TRACE_SKIP: round trips to let pass first;
 # TRACE_GINCL=1: per-function inclusive counts for the guests' stretches too. TRACE_WORKLOAD=blk:
 # one 4 KiB random read of the domU's blk-bench instead (blkfront, dom0's blkback, its disk);
-# TRACE_WORKLOAD=blk16: one batch of its 16 random reads in flight.
+# TRACE_WORKLOAD=blk16: one batch of its 16 random reads in flight. TRACE_WORKLOAD=gcopy: one of
+# dom0's timed 4 KiB grant copies from the domU (`bench_grant_copy`, one `GNTTABOP_copy` each).
 # TRACE_PCS=FILE: the hypervisor's instruction addresses of the last round trip, for
 # scripts/inline-breakdown.py (where the instructions of a function went, by what was inlined);
 # TRACE_GPCS=1 adds the guests' (XEN_SYMS=build/guest-kernel-syms for the breakdown).
@@ -45,6 +46,11 @@ qemu-system-x86_64 -m 512 -display none -serial "file:$log" -monitor none -no-re
 qemu=$!
 trap 'kill $qemu 2>/dev/null || true; rm -f "$log" "$disk"' EXIT
 for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ":$PORT " && break; sleep 0.1; done
+if [ "${TRACE_WORKLOAD:-evtchn}" = gcopy ]; then
+    # From one timed copy to the next (`let t0 = rdtsc();` in `bench_grant_copy`).
+    line=$(grep -n 'let t0 = rdtsc();' guest-kernel/src/dom0/demo.rs | head -1 | cut -d: -f1)
+    export TRACE_BREAK=${TRACE_BREAK:-demo.rs:$line} TRACE_SKIP=${TRACE_SKIP:-20}
+fi
 # Where each round trip starts: dom0 counting a ping in `Demo::pinged` (inlined, so by line).
 TRACE_BREAK=${TRACE_BREAK:-demo.rs:$(grep -n 'p.seen += 1;' guest-kernel/src/dom0/demo.rs | cut -d: -f1)}
 export TRACE_BREAK

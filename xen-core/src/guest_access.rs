@@ -990,6 +990,11 @@ impl<M: MachineMemoryMut + ?Sized> MachineMemoryMut for Watched<'_, M> {
         self.mem.write(addr, data)
     }
 
+    fn copy(&mut self, from: Maddr, to: Maddr, len: usize) -> Option<()> {
+        self.cache.written(to, len);
+        self.mem.copy(from, to, len)
+    }
+
     fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
         self.mem.mmu_read(l4, va, buf)
     }

@@ -319,7 +319,8 @@ pub fn copy(pt: &mut Pt<'_, '_>, tables: &mut dyn GrantTables, op: &GnttabCopy) 
     rc
 }
 
-/// `memcpy` between two frames, through a small buffer (regions may overlap within a frame).
+/// `memcpy` between two frames (`memmove`: the regions may overlap within a frame), with no
+/// buffer between them where the memory is reached directly.
 fn copy_bytes(
     mem: &mut dyn MachineMemoryMut,
     src: Mfn,
@@ -328,12 +329,11 @@ fn copy_bytes(
     dof: usize,
     len: usize,
 ) -> i16 {
-    let mut buf = [0u8; 4096];
-    let Some(from) = mem.read(Maddr(src.maddr().0 + so as u64), len) else {
-        return GNTST_general_error;
-    };
-    buf[..len].copy_from_slice(from);
-    match mem.write(Maddr(dst.maddr().0 + dof as u64), &buf[..len]) {
+    let (from, to) = (
+        Maddr(src.maddr().0 + so as u64),
+        Maddr(dst.maddr().0 + dof as u64),
+    );
+    match mem.copy(from, to, len) {
         Some(()) => GNTST_okay,
         None => GNTST_general_error,
     }

@@ -22,7 +22,7 @@ use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::Others;
 use crate::domain::DomainId;
 use crate::gnttab::{self as gnt, GrantTable, GrantTables};
-use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr, PageTableGuest};
+use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr, MmuGuest, PageTableGuest};
 use crate::mm::{MachineMemoryMut, Mfn};
 
 /// Bits of `cmd` above the command: a continuation's argument (`GNTTABOP_ARG_MASK`).
@@ -52,21 +52,41 @@ impl GrantTables for Tables<'_, '_> {
     }
 }
 
+/// `copy_from_guest` of one argument: through the MMU when `mmu` (no TLB work owed, see
+/// [`MmuGuest`]), else by walking the caller's tables.
 fn get<T: FromBytes + IntoBytes>(
     mem: &mut dyn MachineMemoryMut,
     l4: Mfn,
+    mmu: bool,
     ptr: GuestPtr<T>,
 ) -> Option<T> {
-    copy_from_guest(&PageTableGuest { mem, l4 }, ptr).ok()
+    copy_from_guest(
+        &MmuGuest {
+            walk: PageTableGuest { mem, l4 },
+            mmu,
+        },
+        ptr,
+    )
+    .ok()
 }
 
+/// `copy_to_guest` of one result, as [`get`].
 fn put<T: IntoBytes + Immutable>(
     mem: &mut dyn MachineMemoryMut,
     l4: Mfn,
+    mmu: bool,
     ptr: GuestPtr<T>,
     v: &T,
 ) -> Option<()> {
-    copy_to_guest(&mut PageTableGuest { mem, l4 }, ptr, v).ok()
+    copy_to_guest(
+        &mut MmuGuest {
+            walk: PageTableGuest { mem, l4 },
+            mmu,
+        },
+        ptr,
+        v,
+    )
+    .ok()
 }
 
 /// `do_grant_table_op`.
@@ -224,6 +244,10 @@ fn run_op<M: Machine + ?Sized>(
         mine: &mut *ctx.grants,
         others: &mut ctx.others,
     };
+    // The caller's arguments go through the MMU while neither its vCPU nor this call owes TLB
+    // work (`MmuGuest`): the vCPU's debt cannot change during the call, the call's is asked
+    // at each copy (a map or unmap may add some).
+    let owes = ctx.dom.vcpu().flush.owes_tlb_work();
     let (mut pt, _) = crate::mm::guest_pt::pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
     match cmd {
         GNTTABOP_map_grant_ref => {
@@ -232,9 +256,11 @@ fn run_op<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabMapGrantRef>().add(i.into());
-                let mut op: GnttabMapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let mut op: GnttabMapGrantRef =
+                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
                 gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op, &mut alloc);
-                put(pt.mem, l4, at, &op).ok_or(Errno::EFAULT)?;
+                put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at, &op)
+                    .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -244,11 +270,19 @@ fn run_op<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabUnmapGrantRef>().add(i.into());
-                let mut op: GnttabUnmapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let mut op: GnttabUnmapGrantRef =
+                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapGrantRef, status));
-                put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    !owes && !pt.flush.owes_tlb_work(),
+                    field,
+                    &op.status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -258,11 +292,19 @@ fn run_op<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabUnmapAndReplace>().add(i.into());
-                let mut op: GnttabUnmapAndReplace = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let mut op: GnttabUnmapAndReplace =
+                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_and_replace(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapAndReplace, status));
-                put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    !owes && !pt.flush.owes_tlb_work(),
+                    field,
+                    &op.status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -272,10 +314,18 @@ fn run_op<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabCopy>().add(i.into());
-                let op: GnttabCopy = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let op: GnttabCopy =
+                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
                 let status = gnt::copy(&mut pt, &mut tables, &op);
                 let field = at.field(offset_of!(GnttabCopy, status));
-                put(pt.mem, l4, field, &status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    !owes && !pt.flush.owes_tlb_work(),
+                    field,
+                    &status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -285,10 +335,18 @@ fn run_op<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabSwapGrantRef>().add(i.into());
-                let op: GnttabSwapGrantRef = get(pt.mem, l4, at).ok_or(Errno::EFAULT)?;
+                let op: GnttabSwapGrantRef =
+                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
                 let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
                 let field = at.field(offset_of!(GnttabSwapGrantRef, status));
-                put(pt.mem, l4, field, &status).ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    l4,
+                    !owes && !pt.flush.owes_tlb_work(),
+                    field,
+                    &status,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -297,7 +355,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabSetupTable>();
-            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let mut op =
+                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
             let frame_list = GuestPtr::<u64>::new(op.frame_list);
             if !frame_list.okay() {
                 return Err(Errno::EFAULT);
@@ -314,7 +373,15 @@ fn run_op<M: Machine + ?Sized>(
                                     .table(id)
                                     .and_then(|t| t.shared_frames().get(i as usize).copied())
                                     .map_or(0, |m| m.0);
-                                if put(pt.mem, l4, frame_list.add(i.into()), &mfn).is_none() {
+                                if put(
+                                    pt.mem,
+                                    l4,
+                                    !owes && !pt.flush.owes_tlb_work(),
+                                    frame_list.add(i.into()),
+                                    &mfn,
+                                )
+                                .is_none()
+                                {
                                     status = GNTST_bad_virt_addr;
                                 }
                             }
@@ -324,7 +391,14 @@ fn run_op<M: Machine + ?Sized>(
                 }
             };
             let field = uop.field(offset_of!(GnttabSetupTable, status));
-            put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                l4,
+                !owes && !pt.flush.owes_tlb_work(),
+                field,
+                &op.status,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_query_size => {
@@ -332,7 +406,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabQuerySize>();
-            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let mut op =
+                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
             match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => op.status = s,
                 Ok(id) => {
@@ -343,21 +418,23 @@ fn run_op<M: Machine + ?Sized>(
                     op.status = GNTST_okay;
                 }
             }
-            put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
+            put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop, &op).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_set_version => {
             let uop = uop.cast::<GnttabSetVersion>();
-            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let mut op =
+                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
             let (version, rc) =
                 gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version, &mut alloc);
             op.version = version;
-            put(pt.mem, l4, uop, &op).ok_or(Errno::EFAULT)?;
+            put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop, &op).ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))
         }
         GNTTABOP_get_version => {
             let uop = uop.cast::<GnttabGetVersion>();
-            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let mut op =
+                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
             let id = if op.dom == hypercall_abi::xen::DOMID_SELF {
                 me
             } else {
@@ -369,7 +446,14 @@ fn run_op<M: Machine + ?Sized>(
             }
             op.version = version;
             let field = uop.field(offset_of!(GnttabGetVersion, version));
-            put(pt.mem, l4, field, &op.version).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                l4,
+                !owes && !pt.flush.owes_tlb_work(),
+                field,
+                &op.version,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_get_status_frames => {
@@ -377,7 +461,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabGetStatusFrames>();
-            let mut op = get(pt.mem, l4, uop).ok_or(Errno::EFAULT)?;
+            let mut op =
+                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
             let frame_list = GuestPtr::<u64>::new(op.frame_list);
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => s,
@@ -395,7 +480,15 @@ fn run_op<M: Machine + ?Sized>(
                         let mut status = GNTST_okay;
                         for i in 0..op.nr_frames {
                             let at = frame_list.add(i.into());
-                            if put(pt.mem, l4, at, &list[i as usize]).is_none() {
+                            if put(
+                                pt.mem,
+                                l4,
+                                !owes && !pt.flush.owes_tlb_work(),
+                                at,
+                                &list[i as usize],
+                            )
+                            .is_none()
+                            {
                                 status = GNTST_bad_virt_addr;
                             }
                         }
@@ -404,7 +497,14 @@ fn run_op<M: Machine + ?Sized>(
                 }
             };
             let field = uop.field(offset_of!(GnttabGetStatusFrames, status));
-            put(pt.mem, l4, field, &op.status).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                l4,
+                !owes && !pt.flush.owes_tlb_work(),
+                field,
+                &op.status,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         _ => Err(Errno::ENOSYS),

@@ -111,6 +111,26 @@ pub trait MachineMemoryMut: MachineMemory {
     /// Copies `data` to machine memory at `addr`.
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()>;
 
+    /// Copies `len` bytes from machine address `from` to `to`, as `memmove` (the two ranges may
+    /// overlap: a grant copy within one frame). The default goes through a page-sized buffer and
+    /// [`MachineMemoryMut::write`], so a wrapper that watches writes sees these too; memory
+    /// reached directly copies in place, with no buffer to fill and empty again.
+    fn copy(&mut self, from: Maddr, to: Maddr, len: usize) -> Option<()> {
+        let mut buf = [0u8; 4096];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(buf.len());
+            // Backwards when the destination starts inside the source, so that an overlapping
+            // copy reads each byte before it is overwritten.
+            let chunk = if to.0 > from.0 { len - at - n } else { at };
+            let src = Maddr(from.0.checked_add(chunk as u64)?);
+            buf[..n].copy_from_slice(self.read(src, n)?);
+            self.write(Maddr(to.0.checked_add(chunk as u64)?), &buf[..n])?;
+            at += n;
+        }
+        Some(())
+    }
+
     /// Zeroes `len` bytes of machine memory at `addr` (a frame's scrub). The default writes
     /// zeroes through [`MachineMemoryMut::write`] a page at a time, so a wrapper that watches
     /// writes sees these too; memory reached directly stores the zeroes without a source to copy.
@@ -545,6 +565,42 @@ mod tests {
         assert!(mem.read(Maddr(0xfff), 1).is_none());
         assert!(mem.read(Maddr(0x10ff), 2).is_none());
         assert!(mem.read(Maddr(u64::MAX), 2).is_none());
+    }
+
+    /// The default `copy` is a `memmove`: overlapping ranges either way round, over more than
+    /// its one-page buffer, give what a copy through a separate buffer gives; out of range is
+    /// refused.
+    #[test]
+    fn the_default_copy_moves_overlapping_ranges_as_memmove() {
+        let size = 3 * 4096;
+        let pattern: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+        for (from, to, len) in [
+            (0, 100, 8000),
+            (100, 0, 8000),
+            (0, 4096, 8192),
+            (4096, 0, 8192),
+            (5, 5, 10),
+            (0, 9000, 3000),
+        ] {
+            let mut mem = FakeMemory::new(0x10000, size);
+            mem.bytes.copy_from_slice(&pattern);
+            let mut want = pattern.clone();
+            want.copy_within(from..from + len, to);
+            assert_eq!(
+                mem.copy(
+                    Maddr(0x10000 + from as u64),
+                    Maddr(0x10000 + to as u64),
+                    len
+                ),
+                Some(())
+            );
+            assert!(mem.bytes == want, "copy {from} -> {to}, {len} bytes");
+        }
+        let mut mem = FakeMemory::new(0x10000, size);
+        assert_eq!(
+            mem.copy(Maddr(0x10000), Maddr(0x10000 + 4096 * 2), 4097),
+            None
+        );
     }
 
     #[test]

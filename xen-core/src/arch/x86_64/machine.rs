@@ -181,6 +181,16 @@ impl MachineMemoryMut for DirectMap {
         Some(())
     }
 
+    /// One `memmove` through the direct map: no buffer between the two frames.
+    fn copy(&mut self, from: Maddr, to: Maddr, len: usize) -> Option<()> {
+        let src = self.virt(from, len)?;
+        let dst = self.virt(to, len)?;
+        // SAFETY: as for `write`: both ranges lie in the direct map outside the image and the
+        // frame table (`virt`), and no Rust reference covers them; `copy` allows overlap.
+        unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len) };
+        Some(())
+    }
+
     fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
         super::uaccess::read(l4, va, buf)
     }
@@ -440,6 +450,10 @@ impl MachineMemory for HvMachine {
 impl MachineMemoryMut for HvMachine {
     fn write(&mut self, addr: Maddr, data: &[u8]) -> Option<()> {
         self.mem.write(addr, data)
+    }
+
+    fn copy(&mut self, from: Maddr, to: Maddr, len: usize) -> Option<()> {
+        self.mem.copy(from, to, len)
     }
 
     fn mmu_read(&self, l4: Mfn, va: u64, buf: &mut [u8]) -> MmuCopy {
