@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn what_follows_a_bare_double_dash_is_split_off() {
-        let c = Cmdline::from_bytes(b"build-domu bench-copies=1 -- name=bench mem=16M pingpong=5\0");
+        let c =
+            Cmdline::from_bytes(b"build-domu bench-copies=1 -- name=bench mem=16M pingpong=5\0");
         let (own, rest) = c.split_dashes();
         assert_eq!(own.as_str(), "build-domu bench-copies=1 ");
         assert!(own.has("build-domu") && !own.has("pingpong") && own.get("mem").is_none());

@@ -97,7 +97,9 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             }
             (None, None) if !initdomain => domu::run(si, &cmdline),
             // `stay`: the services run (the network, the shell) even with no domU to serve.
-            (None, None) if dom0::has_domus() || cmdline.has("stay") || cmdline.has("build-domu") => {
+            (None, None)
+                if dom0::has_domus() || cmdline.has("stay") || cmdline.has("build-domu") =>
+            {
                 dom0::run(si, &cmdline, domu_cmdline)
             }
             (None, None) => {

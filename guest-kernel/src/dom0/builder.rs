@@ -39,14 +39,14 @@ use core::fmt;
 use guest_kernel::cmdline::{parse_mem_kib, Cmdline};
 use guest_kernel::introduce::RingParams;
 use hypercall_abi::arch_x86_64::{
-    xen_pfn_to_cr3, VcpuGuestContext, FLAT_KERNEL_CS, FLAT_KERNEL_DS, FLAT_KERNEL_SS,
-    VGCF_in_kernel, VGCF_online,
+    xen_pfn_to_cr3, VGCF_in_kernel, VGCF_online, VcpuGuestContext, FLAT_KERNEL_CS, FLAT_KERNEL_DS,
+    FLAT_KERNEL_SS,
 };
 use hypercall_abi::domctl::{
-    BootHandle, XenDomctl, XenDomctlCreatedomain, XenDomctlGetdomaininfo, XenDomctlMaxMem,
-    XenDomctlMaxVcpus, XenDomctlVcpucontext, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain,
-    XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus, XEN_DOMCTL_setvcpucontext,
-    XEN_DOMCTL_unpausedomain,
+    BootHandle, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo,
+    XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus, XEN_DOMCTL_setvcpucontext, XEN_DOMCTL_unpausedomain,
+    XenDomctl, XenDomctlCreatedomain, XenDomctlGetdomaininfo, XenDomctlMaxMem, XenDomctlMaxVcpus,
+    XenDomctlVcpucontext,
 };
 use hypercall_abi::event_channel::EvtchnAllocUnbound;
 use hypercall_abi::memory::{PopulatePhysmap, XenMemoryReservation};
@@ -150,7 +150,10 @@ pub fn from_boot_module(
     if !cmdline.has("build-domu") {
         return None;
     }
-    match image.ok_or(Error::NoImage).and_then(|i| build(i, domu_cmdline)) {
+    match image
+        .ok_or(Error::NoImage)
+        .and_then(|i| build(i, domu_cmdline))
+    {
         Ok(b) => {
             println!(
                 "builder: built d{} ({}): store mfn {:#x} port {}, console mfn {:#x} port {}",
@@ -316,7 +319,13 @@ fn fill(
     si.store_evtchn = store_port;
     si.set_console_domu_mfn(console_mfn);
     si.set_console_domu_evtchn(console_port);
-    write_va(id, layout, &mfn_of_va, layout.start_info.start, si.as_bytes())?;
+    write_va(
+        id,
+        layout,
+        &mfn_of_va,
+        layout.start_info.start,
+        si.as_bytes(),
+    )?;
 
     // The p2m list.
     write_va(id, layout, &mfn_of_va, layout.p2m.start, p2m.as_bytes())?;

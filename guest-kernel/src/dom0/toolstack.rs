@@ -380,8 +380,14 @@ impl Toolstack {
         xs.set_perms(&home, &ro);
         xs.write(&format!("{home}/name"), &name);
         xs.write(&format!("{home}/domid"), &format!("{id}"));
-        xs.write(&format!("{home}/console/ring-ref"), &format!("{}", params.console_mfn));
-        xs.write(&format!("{home}/console/port"), &format!("{}", params.console_port));
+        xs.write(
+            &format!("{home}/console/ring-ref"),
+            &format!("{}", params.console_mfn),
+        );
+        xs.write(
+            &format!("{home}/console/port"),
+            &format!("{}", params.console_port),
+        );
         xs.write(&format!("{home}/console/type"), "xenconsoled");
         xs.write(&format!("{home}/console/limit"), "1048576");
         // libxl's other nodes (`libxl__domain_make`, `libxl__build_post`): `cpu`, `memory`,
