@@ -19,6 +19,22 @@ impl<'a> Cmdline<'a> {
         Cmdline { text }
     }
 
+    /// The words before a bare `--` word, and the text after it (trimmed), if there is one: dom0
+    /// passes what follows `--` to the domU it builds (`build-domu`), and reads only what comes
+    /// before.
+    pub fn split_dashes(self) -> (Cmdline<'a>, Option<&'a str>) {
+        let t = self.text;
+        let mut at = 0;
+        for word in t.split(' ') {
+            if word == "--" {
+                let rest = &t[at + 2..];
+                return (Cmdline { text: &t[..at] }, Some(rest.trim()));
+            }
+            at += word.len() + 1;
+        }
+        (self, None)
+    }
+
     /// The whole command line.
     pub fn as_str(&self) -> &'a str {
         self.text
@@ -66,6 +82,20 @@ pub fn parse_mem_kib(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_follows_a_bare_double_dash_is_split_off() {
+        let c =
+            Cmdline::from_bytes(b"build-domu bench-copies=1 -- name=bench mem=16M pingpong=5\0");
+        let (own, rest) = c.split_dashes();
+        assert_eq!(own.as_str(), "build-domu bench-copies=1 ");
+        assert!(own.has("build-domu") && !own.has("pingpong") && own.get("mem").is_none());
+        assert_eq!(rest, Some("name=bench mem=16M pingpong=5"));
+        let (own, rest) = Cmdline::from_bytes(b"a=--b c--").split_dashes();
+        assert_eq!((own.as_str(), rest), ("a=--b c--", None));
+        let (own, rest) = Cmdline::from_bytes(b"--").split_dashes();
+        assert_eq!((own.as_str(), rest), ("", Some("")));
+    }
 
     #[test]
     fn memory_sizes_are_read_as_xl_reads_them() {

@@ -20,7 +20,8 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
     // written by anyone else for the kernel's lifetime.
     let si: &'static StartInfo = unsafe { &*start_info };
     mm::init(si);
-    let cmdline = Cmdline::from_bytes(&si.cmd_line);
+    // dom0's own words, and what follows `--` for the domU it builds (`build-domu`).
+    let (cmdline, domu_cmdline) = Cmdline::from_bytes(&si.cmd_line).split_dashes();
     let initdomain = si.flags & SIF_INITDOMAIN != 0;
     if !initdomain {
         // A domU's console is its console ring, from the first line on.
@@ -96,7 +97,11 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             }
             (None, None) if !initdomain => domu::run(si, &cmdline),
             // `stay`: the services run (the network, the shell) even with no domU to serve.
-            (None, None) if dom0::has_domus() || cmdline.has("stay") => dom0::run(si, &cmdline),
+            (None, None)
+                if dom0::has_domus() || cmdline.has("stay") || cmdline.has("build-domu") =>
+            {
+                dom0::run(si, &cmdline, domu_cmdline)
+            }
             (None, None) => {
                 println!("guest-kernel: nothing to do, shutting down");
                 exit_reason(&cmdline)

@@ -1,6 +1,7 @@
 //! Domain control for the control domain (`HYPERVISOR_domctl`), mirroring `domctl.h`: the part a
 //! small dom0 toolstack needs to learn about and manage domains (`getdomaininfo`,
-//! `destroydomain`, `pausedomain`/`unpausedomain`).
+//! `destroydomain`, `pausedomain`/`unpausedomain`), and to build a PV domain as libxenguest
+//! does (`createdomain`, `max_mem`, `setvcpucontext`).
 //!
 //! `domctl.h` is a tools interface (`__XEN_TOOLS__`): its layout carries its own version number,
 //! [`XEN_DOMCTL_INTERFACE_VERSION`], which every call must quote.
@@ -16,6 +17,9 @@ use crate::xen::DomId;
 /// The domctl interface version of Xen 4.17; a call quoting another is refused (-EACCES).
 pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x0000_0015;
 
+/// Command: create a domain from a [`XenDomctlCreatedomain`]; `xen_domctl.domain` is IN/OUT (0 or
+/// a reserved id: the hypervisor picks one). The domain starts paused, with no memory.
+pub const XEN_DOMCTL_createdomain: u32 = 1;
 /// Command: destroy a domain (`domain_kill`); the caller cannot destroy itself.
 pub const XEN_DOMCTL_destroydomain: u32 = 2;
 /// Command: pause a domain on behalf of the toolstack.
@@ -25,6 +29,16 @@ pub const XEN_DOMCTL_unpausedomain: u32 = 4;
 /// Command: fill a [`XenDomctlGetdomaininfo`]. In Xen 4.17 it describes the first domain whose id
 /// is at least `domain` and echoes that id in `xen_domctl.domain` (4.18 made it exact).
 pub const XEN_DOMCTL_getdomaininfo: u32 = 5;
+
+/// Command: set the most memory a domain may hold ([`XenDomctlMaxMem`]).
+pub const XEN_DOMCTL_max_mem: u32 = 11;
+/// Command: set a vCPU's initial state ([`XenDomctlVcpucontext`]) while the domain is paused.
+pub const XEN_DOMCTL_setvcpucontext: u32 = 12;
+/// Command: allocate a domain's vCPUs ([`XenDomctlMaxVcpus`], the same count as at creation;
+/// Xen 4.17 still needs it before any vCPU exists).
+pub const XEN_DOMCTL_max_vcpus: u32 = 15;
+/// Mask of [`XenDomctlCreatedomain::grant_opts`] holding the highest grant-table version allowed.
+pub const XEN_DOMCTL_GRANT_version_mask: u32 = 0xf;
 
 /// Bit number of [`XEN_DOMINF_dying`].
 pub const _XEN_DOMINF_dying: u32 = 0;
@@ -154,6 +168,87 @@ assert_layout!(XenDomctlGetdomaininfo, 112, {
     max_vcpu_id: 68, ssidref: 72, handle: 76, cpupool: 92, gpaddr_bits: 96, pad2: 97,
     arch_config: 104,
 });
+
+/// `XEN_DOMCTL_createdomain`'s argument (all IN). A PV domain has `flags` 0 and no emulated
+/// devices (`arch.emulation_flags` 0).
+#[doc(alias = "xen_domctl_createdomain")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenDomctlCreatedomain {
+    /// XSM security reference.
+    pub ssidref: u32,
+    /// The domain's handle (the toolstack's UUID).
+    pub handle: XenDomainHandle,
+    /// `XEN_DOMCTL_CDF_*` (0: a PV domain).
+    pub flags: u32,
+    /// `XEN_DOMCTL_IOMMU_*`.
+    pub iommu_opts: u32,
+    /// vCPUs the domain may have.
+    pub max_vcpus: u32,
+    /// Highest event-channel port it may use.
+    pub max_evtchn_port: u32,
+    /// Most grant-table frames (< 0: the hypervisor's default).
+    pub max_grant_frames: i32,
+    /// Most maptrack frames (< 0: the hypervisor's default).
+    pub max_maptrack_frames: i32,
+    /// Highest grant-table version allowed, in [`XEN_DOMCTL_GRANT_version_mask`] (Xen 4.17
+    /// refuses 0).
+    pub grant_opts: u32,
+    /// Per-vCPU trace buffer bytes (0: none).
+    pub vmtrace_size: u32,
+    /// CPU pool (0: the default).
+    pub cpupool_id: u32,
+    /// Architecture configuration (emulated devices).
+    pub arch: XenArchDomainconfig,
+}
+assert_layout!(XenDomctlCreatedomain, 64, {
+    ssidref: 0, handle: 4, flags: 20, iommu_opts: 24, max_vcpus: 28, max_evtchn_port: 32,
+    max_grant_frames: 36, max_maptrack_frames: 40, grant_opts: 44, vmtrace_size: 48,
+    cpupool_id: 52, arch: 56,
+});
+
+/// `XEN_DOMCTL_max_mem`'s argument.
+#[doc(alias = "xen_domctl_max_mem")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenDomctlMaxMem {
+    /// The most memory the domain may hold, in KiB.
+    pub max_memkb: u64,
+}
+assert_layout!(XenDomctlMaxMem, 8, { max_memkb: 0 });
+
+/// `XEN_DOMCTL_max_vcpus`'s argument.
+#[doc(alias = "xen_domctl_max_vcpus")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenDomctlMaxVcpus {
+    /// How many vCPUs (as `max_vcpus` at creation).
+    pub max: u32,
+}
+assert_layout!(XenDomctlMaxVcpus, 4, { max: 0 });
+
+/// `XEN_DOMCTL_setvcpucontext`'s argument: which vCPU, and a guest handle to its
+/// `vcpu_guest_context` ([`crate::arch_x86_64::VcpuGuestContext`]).
+#[doc(alias = "xen_domctl_vcpucontext")]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenDomctlVcpucontext {
+    /// The vCPU.
+    pub vcpu: u32,
+    /// Padding (the handle is 64-bit aligned).
+    pub _pad: u32,
+    /// Guest address of the context (`XEN_GUEST_HANDLE_64`).
+    pub ctxt: u64,
+}
+assert_layout!(XenDomctlVcpucontext, 16, { vcpu: 0, _pad: 4, ctxt: 8 });
 
 /// The handle (`xen_domain_handle_t`) this project's hypervisor gives a boot-time domU. **Not
 /// Xen's ABI**: Xen's toolstack puts the domain's UUID there (and a dom0less Xen leaves it zero).

@@ -245,6 +245,10 @@ fn type_checks() -> Vec<TypeCheck> {
         arch_x86_64::XenCpuidLeaf => "xen_cpuid_leaf_t" { leaf, subleaf, a, b, c, d };
         arch_x86_64::XenArchDomainconfig => "struct xen_arch_domainconfig" { emulation_flags, misc_flags };
         domctl::XenDomctl => "struct xen_domctl" { cmd, interface_version, domain, _pad, u };
+        domctl::XenDomctlCreatedomain => "struct xen_domctl_createdomain" { ssidref, handle, flags, iommu_opts, max_vcpus, max_evtchn_port, max_grant_frames, max_maptrack_frames, grant_opts, vmtrace_size, cpupool_id, arch };
+        domctl::XenDomctlMaxMem => "struct xen_domctl_max_mem" { max_memkb };
+        domctl::XenDomctlMaxVcpus => "struct xen_domctl_max_vcpus" { max };
+        domctl::XenDomctlVcpucontext => "struct xen_domctl_vcpucontext" { vcpu, ctxt } pad { _pad };
         domctl::XenDomctlGetdomaininfo => "struct xen_domctl_getdomaininfo" { domain, pad1, flags, tot_pages, max_pages, outstanding_pages, shr_pages, paged_pages, shared_info_frame, cpu_time, nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool, gpaddr_bits, pad2, arch_config };
         hvm::XenHvmParam => "struct xen_hvm_param" { domid, pad, index, value };
         callback::CallbackRegister => "callback_register_t" { r#type, flags, address } pad { _pad0 };
@@ -804,7 +808,12 @@ fn const_checks() -> Vec<ConstCheck> {
         sysctl::XEN_SYSCTL_PERFCOP_query,
         sysctl::XEN_SYSCTL_getdomaininfolist,
         domctl::XEN_DOMCTL_INTERFACE_VERSION,
+        domctl::XEN_DOMCTL_createdomain,
         domctl::XEN_DOMCTL_destroydomain,
+        domctl::XEN_DOMCTL_max_mem,
+        domctl::XEN_DOMCTL_setvcpucontext,
+        domctl::XEN_DOMCTL_max_vcpus,
+        domctl::XEN_DOMCTL_GRANT_version_mask,
         domctl::XEN_DOMCTL_pausedomain,
         domctl::XEN_DOMCTL_unpausedomain,
         domctl::XEN_DOMCTL_getdomaininfo,

@@ -22,6 +22,7 @@
 pub mod blkback;
 mod blkbench;
 pub mod blkdev;
+mod builder;
 mod console;
 mod console_daemon;
 mod demo;
@@ -135,8 +136,21 @@ impl Dom0 {
     }
 }
 
+/// dom0's boot module (`start_info.mod_start`, `mod_len`), if it has one.
+fn boot_module(si: &StartInfo) -> Option<&'static [u8]> {
+    if si.mod_start == 0 || si.mod_len == 0 {
+        return None;
+    }
+    // SAFETY: the hypervisor maps the module inside dom0's initial region (`xen.h`'s start-of-day
+    // layout), which the kernel keeps mapped and never hands to its frame allocator (free pages
+    // start after the region); nothing writes it.
+    Some(unsafe { core::slice::from_raw_parts(si.mod_start as *const u8, si.mod_len as usize) })
+}
+
 /// Runs the services until no domU is left (or forever with `stay`); returns the exit reason.
-pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
+/// With `build-domu`, dom0 first builds its boot module as a domU with `domu_cmdline` (what
+/// followed `--` on its command line).
+pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>, domu_cmdline: Option<&str>) -> u32 {
     if let Err(e) = shared_info::map(si) {
         println!("services: shared_info: {e}");
         return SHUTDOWN_crash;
@@ -182,6 +196,10 @@ pub fn run(si: &StartInfo, cmdline: &Cmdline<'_>) -> u32 {
         poweroff: false,
         fired: Vec::new(),
     };
+    if let Some(b) = builder::from_boot_module(boot_module(si), cmdline, domu_cmdline.unwrap_or(""))
+    {
+        d.toolstack.adopt(b);
+    }
     println!("services: toolstack, xenstored and console daemon running");
     blkback::init_disk();
     if let Some(v) = cmdline.get("bench-blkdev") {

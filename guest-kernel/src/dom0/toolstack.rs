@@ -199,6 +199,9 @@ pub struct Toolstack {
     failed: introduce::Failed,
     /// `VIRQ_DOM_EXC` fired: look at the domain list at the end of the pass.
     rescan: bool,
+    /// The domUs dom0 built itself (`build-domu`), whose rings it knows without asking the
+    /// hypervisor (a PV domain on Xen has no HVM parameters to ask).
+    built: Vec<super::builder::Built>,
 }
 
 /// The services other than the toolstack, which it attaches to and detaches from each domU.
@@ -222,7 +225,13 @@ impl Toolstack {
                 .map(|secs| secs * 1_000_000_000),
             failed: introduce::Failed::new(),
             rescan: false,
+            built: Vec::new(),
         }
+    }
+
+    /// Takes on a domU dom0 built: introduced at the next scan with the rings the builder gave it.
+    pub fn adopt(&mut self, built: super::builder::Built) {
+        self.built.push(built);
     }
 
     /// The end of an event-loop pass: destroys the domUs past `domu-timeout`, and looks at the
@@ -316,16 +325,24 @@ impl Toolstack {
         info: &XenDomctlGetdomaininfo,
     ) -> Result<(), (String, IntroduceError)> {
         let id = info.domain;
-        let fallback = || format!("domain{id}");
-        let p = |index| hvm_param(id, index).map_err(|e| (fallback(), e));
-        let (store_mfn, store_evtchn) = (p(HVM_PARAM_STORE_PFN)?, p(HVM_PARAM_STORE_EVTCHN)?);
-        let (cons_mfn, cons_evtchn) = (p(HVM_PARAM_CONSOLE_PFN)?, p(HVM_PARAM_CONSOLE_EVTCHN)?);
-        let name = domain_name(id, store_mfn).unwrap_or_else(fallback);
-        let params = RingParams {
-            store_mfn,
-            store_port: store_evtchn as u32,
-            console_mfn: cons_mfn,
-            console_port: cons_evtchn as u32,
+        let (name, params) = match self.built.iter().find(|b| b.id == id) {
+            Some(b) => (b.name.clone(), b.rings),
+            None => {
+                let fallback = || format!("domain{id}");
+                let p = |index| hvm_param(id, index).map_err(|e| (fallback(), e));
+                let (store_mfn, store_evtchn) =
+                    (p(HVM_PARAM_STORE_PFN)?, p(HVM_PARAM_STORE_EVTCHN)?);
+                let (cons_mfn, cons_evtchn) =
+                    (p(HVM_PARAM_CONSOLE_PFN)?, p(HVM_PARAM_CONSOLE_EVTCHN)?);
+                let name = domain_name(id, store_mfn).unwrap_or_else(fallback);
+                let params = RingParams {
+                    store_mfn,
+                    store_port: store_evtchn as u32,
+                    console_mfn: cons_mfn,
+                    console_port: cons_evtchn as u32,
+                };
+                (name, params)
+            }
         };
         // Maps both rings and binds both ports, or gives back what it took (a domU may have
         // closed its ports before we came to it).
@@ -363,8 +380,14 @@ impl Toolstack {
         xs.set_perms(&home, &ro);
         xs.write(&format!("{home}/name"), &name);
         xs.write(&format!("{home}/domid"), &format!("{id}"));
-        xs.write(&format!("{home}/console/ring-ref"), &format!("{cons_mfn}"));
-        xs.write(&format!("{home}/console/port"), &format!("{cons_evtchn}"));
+        xs.write(
+            &format!("{home}/console/ring-ref"),
+            &format!("{}", params.console_mfn),
+        );
+        xs.write(
+            &format!("{home}/console/port"),
+            &format!("{}", params.console_port),
+        );
         xs.write(&format!("{home}/console/type"), "xenconsoled");
         xs.write(&format!("{home}/console/limit"), "1048576");
         // libxl's other nodes (`libxl__domain_make`, `libxl__build_post`): `cpu`, `memory`,
@@ -409,7 +432,7 @@ impl Toolstack {
         for s in services.iter_mut() {
             s.attach(ctx, id);
         }
-        if let Err(e) = ctx.xs.introduce(id, store_mfn, store_evtchn as u32) {
+        if let Err(e) = ctx.xs.introduce(id, params.store_mfn, params.store_port) {
             self.undo(ctx, services, id);
             return Err((name, IntroduceError::Xenstored(e)));
         }

@@ -11,10 +11,12 @@
 //!   bare `syscall`/`sysretq` round trip from ring 3 with an empty handler, median of 1000,
 //!   measured by the hypervisor (`selftest=native-syscall`), and the ratio of the two.
 //!
-//! - Two domains (ours only: Xen 4.17 has no toolstack here to start a domU): dom0 and one domU
-//!   bounce 1000 events (round trip, dom0 send to the domU's answer arriving, through both event
-//!   loops and the scheduler: median of the 1000, TSC cycles), then dom0 times 1000 grant copies
-//!   of a 4 KiB page from the domU (`GNTTABOP_copy`, one per hypercall): median cycles and MB/s.
+//! - Two domains, ours beside Xen 4.17 (on Xen our dom0 builds the domU itself through Xen's
+//!   toolstack hypercalls, `build-domu`; on ours the hypervisor builds it from its boot module):
+//!   dom0 and one domU bounce 1000 events (round trip, dom0 send to the domU's answer arriving,
+//!   through both event loops and the scheduler: median of the 1000, TSC cycles), then dom0
+//!   times 1000 grant copies of a 4 KiB page from the domU (`GNTTABOP_copy`, one per
+//!   hypercall): median cycles. Both modes (TCG wall clock, and icount with `--icount`).
 //!
 //! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: sequential write and read in 64 KiB requests, random 4 KiB reads one at a
@@ -248,22 +250,64 @@ fn print_icount() {
         );
     }
     println!("(`make profile` breaks our null hypercall down per function; docs/performance.md)");
-    print_icount_round_trip(ours.null);
+    print_icount_round_trip((ours.null, xen.null));
 }
 
-/// The rows both round-trip tables share: the median round trip `r` in null hypercalls of the
-/// same `what` (mode or run; `decimals` places), and dom0's side per round trip from its
-/// counters.
-fn print_rtt_breakdown(r: &Fields, null: Option<f64>, what: &str, decimals: usize) {
-    let median: Option<f64> = r.get("median_cycles").and_then(|v| v.parse().ok());
-    println!(
-        "| the round trip in null hypercalls of this {what} (goal: <= 20) | {} |",
-        match (median, null) {
-            (Some(m), Some(n)) if n > 0.0 => format!("{:.decimals$}", m / n),
-            _ => "-".into(),
-        }
+/// The two-domain table both modes print, ours beside Xen 4.17 (the same guest pair: on Xen our
+/// dom0 builds the domU itself, `build-domu`): the event-channel round trip (median, and in null
+/// hypercalls of the same hypervisor in the same mode), dom0's side of a round trip from our
+/// hypervisor's counters (Xen has none to read), and the 4 KiB grant copy. `decimals`: places of
+/// the round trip in null hypercalls.
+fn print_two_domains(
+    ours: Option<&(String, String)>,
+    xen: Option<&(String, String)>,
+    null: (Option<f64>, Option<f64>),
+    unit: &str,
+    decimals: usize,
+) {
+    let split = |d: Option<&(String, String)>| d.map(|(r, c)| (fields(r), fields(c)));
+    let (o, x) = (split(ours), split(xen));
+    let num = |d: &Option<(Fields, Fields)>, rtt: bool, k: &str| -> Option<f64> {
+        let (r, c) = d.as_ref()?;
+        (if rtt { r } else { c }).get(k)?.parse().ok()
+    };
+    let text =
+        |v: Option<f64>, places: usize| v.map_or("FAILED".into(), |v| format!("{v:.places$}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!("| figure | ours | Xen 4.17 | ours / Xen |");
+    println!("|---|---|---|---|");
+    let row = |what: &str, a: Option<f64>, b: Option<f64>, places: usize| {
+        println!(
+            "| {what} | {} | {} | {} |",
+            text(a, places),
+            text(b, places),
+            ratio(a, b)
+        );
+    };
+    let (ro, rx) = (
+        num(&o, true, "median_cycles"),
+        num(&x, true, "median_cycles"),
     );
-    for (key, row) in [
+    row(
+        &format!("event-channel round trip dom0 -> domU -> dom0, median of 1000 ({unit})"),
+        ro,
+        rx,
+        0,
+    );
+    let in_nulls = |r: Option<f64>, n: Option<f64>| match (r, n) {
+        (Some(r), Some(n)) if n > 0.0 => Some(r / n),
+        _ => None,
+    };
+    row(
+        "the round trip in null hypercalls of the same hypervisor (issue 17's goal: <= 20)",
+        in_nulls(ro, null.0),
+        in_nulls(rx, null.1),
+        decimals,
+    );
+    for (key, what) in [
         (
             "dom0_hypercalls_per_rtt",
             "dom0's hypercalls per round trip",
@@ -278,33 +322,41 @@ fn print_rtt_breakdown(r: &Fields, null: Option<f64>, what: &str, decimals: usiz
             "event upcalls to dom0 per round trip",
         ),
     ] {
-        println!("| {row} | {} |", r.get(key).map_or("n/a", |v| v.as_str()));
+        let v = o.as_ref().and_then(|(r, _)| r.get(key).cloned());
+        println!(
+            "| {what} | {} | n/a | - |",
+            v.unwrap_or_else(|| "n/a".into())
+        );
+    }
+    row(
+        &format!("grant copy of 4 KiB from the domU's page, median of 1000 ({unit} per copy)"),
+        num(&o, false, "median_cycles"),
+        num(&x, false, "median_cycles"),
+        0,
+    );
+    println!();
+    for (who, d) in [("ours", ours), ("Xen 4.17", xen)] {
+        match d {
+            Some((r, c)) => println!("{who}: {r}\n{who}: {c}"),
+            None => println!("{who}: the two-domain run failed"),
+        }
     }
 }
 
-/// The two-domain event-channel round trip under icount (ours only): its median in guest
-/// instructions, the same in null hypercalls of the icount run, and dom0's side of each round
-/// trip from its performance counters (the protocol is symmetric: the domU's side is the same).
-fn print_icount_round_trip(null: Option<u64>) {
+/// The two-domain figures under icount, ours beside Xen 4.17, in guest instructions.
+fn print_icount_round_trip(null: (Option<u64>, Option<u64>)) {
     println!();
-    println!("Event-channel round trip dom0 <-> domU under icount (ours; dom0 bench-copies=1000, domU pingpong=1000):");
+    println!("Two domains under icount (dom0 bench-copies=1000, domU pingpong=1000; guest instructions, exact):");
     println!();
-    println!("| figure | value |");
-    println!("|---|---|");
-    let Some((rtt, _)) = two_domains_with(icount_args()) else {
-        println!("| round trip | FAILED |");
-        return;
-    };
-    let r = fields(&rtt);
-    let get = |k: &str| r.get(k).cloned().unwrap_or_else(|| "n/a".into());
-    println!(
-        "| round trip, median of {} (guest instructions) | {} |",
-        get("rounds"),
-        get("median_cycles")
+    let ours = two_domains_with(false, icount_args());
+    let xen = two_domains_with(true, icount_args());
+    print_two_domains(
+        ours.as_ref(),
+        xen.as_ref(),
+        (null.0.map(|n| n as f64), null.1.map(|n| n as f64)),
+        "guest instructions",
+        1,
     );
-    print_rtt_breakdown(&r, null.map(|n| n as f64), "mode", 1);
-    println!();
-    println!("ours: {rtt}");
     println!("(scripts/trace-roundtrip.sh traces one round trip instruction by instruction; docs/performance.md)");
 }
 
@@ -312,25 +364,31 @@ fn show<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "FAILED".to_string(), |v| v.to_string())
 }
 
-/// dom0 + one domU: the `bench evtchn_rtt` and `bench grant_copy` lines dom0 prints.
-fn two_domains() -> Option<(String, String)> {
-    two_domains_with(Vec::new())
-}
-
-/// [`two_domains`] with extra QEMU arguments (the icount mode's).
-fn two_domains_with(qemu_extra: Vec<String>) -> Option<(String, String)> {
-    let b = Boot {
-        hypervisor: build_dir().join("xen"),
-        cmdline: XEN_CMDLINE.into(),
-        modules: vec![
-            (guest_kernel_image(), "bench-copies=1000".into()),
-            (
-                guest_kernel_image(),
-                "name=bench mem=16M pingpong=1000".into(),
-            ),
-        ],
-        timeout: Duration::from_secs(120),
-        qemu_extra,
+/// dom0 + one domU: the `bench evtchn_rtt` and `bench grant_copy` lines dom0 prints, on ours
+/// (`on_xen` false: our hypervisor builds the domU from its boot module) or on Xen 4.17 (our dom0
+/// builds it, `build-domu`), with extra QEMU arguments (the icount mode's).
+fn two_domains_with(on_xen: bool, qemu_extra: Vec<String>) -> Option<(String, String)> {
+    const DOM0: &str = "bench-copies=1000";
+    const DOMU: &str = "name=bench mem=16M pingpong=1000";
+    let b = if on_xen {
+        let mut b = Boot::xen_reference(
+            &guest_kernel_image(),
+            &format!("build-domu {DOM0} -- {DOMU}"),
+        );
+        b.modules.push((guest_kernel_image(), String::new()));
+        b.qemu_extra = qemu_extra;
+        b
+    } else {
+        Boot {
+            hypervisor: build_dir().join("xen"),
+            cmdline: XEN_CMDLINE.into(),
+            modules: vec![
+                (guest_kernel_image(), DOM0.into()),
+                (guest_kernel_image(), DOMU.into()),
+            ],
+            timeout: Duration::from_secs(120),
+            qemu_extra,
+        }
     };
     let run = match b.run() {
         Ok(r) => r,
@@ -759,7 +817,8 @@ fn main() -> ExitCode {
         print_boot();
         return ExitCode::SUCCESS;
     }
-    let domains = two_domains();
+    let domains = two_domains_with(false, Vec::new());
+    let xen_domains = two_domains_with(true, Vec::new());
     let blk = block();
     let accel = xtests::accel();
     println!(
@@ -866,39 +925,20 @@ fn main() -> ExitCode {
     }
     println!();
     println!(
-        "Two domains on ours (dom0 <-> domU; guest TSC cycles under {}):",
+        "Two domains, ours beside Xen 4.17 (dom0 <-> domU; guest TSC cycles under {}):",
         accel.name()
     );
     println!();
-    println!("| figure | value |");
-    println!("|---|---|");
-    match &domains {
-        Some((rtt, copy)) => {
-            let (r, c) = (fields(rtt), fields(copy));
-            let get = |m: &std::collections::BTreeMap<String, String>, k: &str| {
-                m.get(k).cloned().unwrap_or_else(|| "n/a".into())
-            };
-            println!(
-                "| event-channel ping-pong round trip, median of {} (cycles) | {} |",
-                get(&r, "rounds"),
-                get(&r, "median_cycles")
-            );
-            print_rtt_breakdown(&r, ours.null_cycles.map(|n| n as f64), "run", 0);
-            println!(
-                "| grant copy of 4 KiB, median of {} (cycles per copy) | {} |",
-                get(&c, "copies"),
-                get(&c, "median_cycles")
-            );
-            println!(
-                "| grant copy throughput, 4 KiB copies (MB/s) | {} |",
-                get(&c, "mb_per_s")
-            );
-            println!();
-            println!("ours: {rtt}");
-            println!("ours: {copy}");
-        }
-        None => println!("(no two-domain figures: the run failed)"),
-    }
+    print_two_domains(
+        domains.as_ref(),
+        xen_domains.as_ref(),
+        (
+            ours.null_cycles.map(|n| n as f64),
+            xen.null_cycles.map(|n| n as f64),
+        ),
+        "cycles",
+        0,
+    );
     println!();
     println!(
         "Block I/O on ours, one run, one 32 MiB virtio disk (MB/s = 10^6 bytes/s; {}):",
