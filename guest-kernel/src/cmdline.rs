@@ -24,13 +24,12 @@ impl<'a> Cmdline<'a> {
     /// before.
     pub fn split_dashes(self) -> (Cmdline<'a>, Option<&'a str>) {
         let t = self.text;
-        let mut at = 0;
-        for word in t.split(' ') {
+        for word in self.words() {
             if word == "--" {
-                let rest = &t[at + 2..];
-                return (Cmdline { text: &t[..at] }, Some(rest.trim()));
+                // `word` is a piece of `t`: its offset is where the split goes.
+                let at = word.as_ptr() as usize - t.as_ptr() as usize;
+                return (Cmdline { text: &t[..at] }, Some(t[at + 2..].trim()));
             }
-            at += word.len() + 1;
         }
         (self, None)
     }
@@ -95,6 +94,10 @@ mod tests {
         assert_eq!((own.as_str(), rest), ("a=--b c--", None));
         let (own, rest) = Cmdline::from_bytes(b"--").split_dashes();
         assert_eq!((own.as_str(), rest), ("", Some("")));
+        // Any ASCII whitespace separates words, as for `get`.
+        let (own, rest) = Cmdline::from_bytes(b"a\t--\tmem=16M  x").split_dashes();
+        assert_eq!((own.as_str(), rest), ("a\t", Some("mem=16M  x")));
+        assert!(own.get("mem").is_none());
     }
 
     #[test]

@@ -20,9 +20,15 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
     // written by anyone else for the kernel's lifetime.
     let si: &'static StartInfo = unsafe { &*start_info };
     mm::init(si);
-    // dom0's own words, and what follows `--` for the domU it builds (`build-domu`).
-    let (cmdline, domu_cmdline) = Cmdline::from_bytes(&si.cmd_line).split_dashes();
     let initdomain = si.flags & SIF_INITDOMAIN != 0;
+    // dom0's own words, and what follows `--` for the domU it builds (`build-domu`); a domU's
+    // command line is its own whole.
+    let whole = Cmdline::from_bytes(&si.cmd_line);
+    let (cmdline, domu_cmdline) = if initdomain {
+        whole.split_dashes()
+    } else {
+        (whole, None)
+    };
     if !initdomain {
         // A domU's console is its console ring, from the first line on.
         domu::early_console(si);

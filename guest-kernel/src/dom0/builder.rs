@@ -15,11 +15,18 @@
 //!    says which) and records their M2P entries;
 //! 3. two unbound ports in the domU for dom0 (`EVTCHNOP_alloc_unbound`): xenstore and console;
 //! 4. dom0 maps each frame it fills (`update_va_mapping_otherdomain`, one window at a time):
-//!    the image, the hypercall page, the bootstrap page tables (`pagetables::write_entries`,
-//!    with each pfn's machine frame from the p2m list), `start_info` and the p2m list;
-//! 5. the L4 is pinned for the domU (`MMUEXT_PIN_L4_TABLE` with the domU as page owner: Xen
+//!    first it zeroes every frame of the initial region (Xen does not scrub what a live domain
+//!    freed, so a fresh frame may hold another domain's data; libxenguest clears what it
+//!    allocates the same way), then writes the image, the hypercall page, the bootstrap page
+//!    tables (`pagetables::write_entries`, with each pfn's machine frame from the p2m list),
+//!    `start_info` and the p2m list. The domU's other frames are its own to clear, as under
+//!    libxenguest;
+//! 5. the domU's shared_info page is set up as libxenguest's `shared_info_x86_64` sets it: every
+//!    legacy vCPU's `evtchn_upcall_mask` set (Xen leaves the page zeroed, upcalls unmasked; a
+//!    kernel starts with them masked, as Xen's own dom0 does);
+//! 6. the L4 is pinned for the domU (`MMUEXT_PIN_L4_TABLE` with the domU as page owner: Xen
 //!    validates every table, so a wrong entry is refused here, not at the domU's first fault);
-//! 6. `XEN_DOMCTL_setvcpucontext` (entry, boot stack, `start_info` in RSI, CR3) and
+//! 7. `XEN_DOMCTL_setvcpucontext` (entry, boot stack, `start_info` in RSI, CR3) and
 //!    `XEN_DOMCTL_unpausedomain`.
 //!
 //! Any failure after step 2 destroys the domain (libxl's `domcreate_complete`). The domU's ring
@@ -35,6 +42,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::mem::{offset_of, size_of};
 
 use guest_kernel::cmdline::{parse_mem_kib, Cmdline};
 use guest_kernel::introduce::RingParams;
@@ -50,7 +58,9 @@ use hypercall_abi::domctl::{
 };
 use hypercall_abi::event_channel::EvtchnAllocUnbound;
 use hypercall_abi::memory::{PopulatePhysmap, XenMemoryReservation};
-use hypercall_abi::xen::{MmuextOp, StartInfo, MAX_GUEST_CMDLINE, MMUEXT_PIN_L4_TABLE};
+use hypercall_abi::xen::{
+    MmuextOp, StartInfo, VcpuInfo, MAX_GUEST_CMDLINE, MMUEXT_PIN_L4_TABLE, XEN_LEGACY_MAX_VCPUS,
+};
 use hypercall_abi::HypercallError;
 use ring_drivers::SharedPage;
 use xen_core::domain::build::{
@@ -101,6 +111,11 @@ pub enum Error {
     Hypercall(&'static str, i64),
     /// A frame of the domU could not be mapped.
     Map(u64, MapError),
+    /// dom0 has not the memory for the domU's p2m list.
+    NoMemory,
+    /// The image asks for its p2m list outside the initial region (`XEN_ELFNOTE_INIT_P2M`,
+    /// Linux's), which this builder does not lay out.
+    InitP2m,
 }
 
 impl fmt::Display for Error {
@@ -114,6 +129,11 @@ impl fmt::Display for Error {
                 Ok(v) => write!(f, "{what} returned {v}"),
             },
             Error::Map(mfn, e) => write!(f, "mapping frame {mfn:#x}: {e}"),
+            Error::NoMemory => f.write_str("dom0 has no memory for the p2m list"),
+            Error::InitP2m => f.write_str(
+                "the kernel's INIT_P2M note puts its p2m list outside the initial region, \
+                 which this builder does not support",
+            ),
         }
     }
 }
@@ -197,6 +217,9 @@ pub fn build(image: &[u8], domu_cmdline: &str) -> Result<Built, Error> {
         shared_info: Mfn(0),
     };
     let (kernel, layout) = plan(&params).map_err(Error::Image)?;
+    if !(layout.v_start..layout.v_end).contains(&layout.p2m.start) {
+        return Err(Error::InitP2m);
+    }
 
     let create = XenDomctlCreatedomain {
         handle: BootHandle { index: 0, count: 1 }.to_handle(),
@@ -217,7 +240,9 @@ pub fn build(image: &[u8], domu_cmdline: &str) -> Result<Built, Error> {
     match fill(id, &kernel, &layout, mem_kib, domu_cmdline) {
         Ok(rings) => Ok(Built { id, name, rings }),
         Err(e) => {
-            let _ = domctl(XEN_DOMCTL_destroydomain, id, &[]);
+            if let Err(rc) = domctl(XEN_DOMCTL_destroydomain, id, &[]) {
+                println!("builder: destroying d{id} after the failure below: {rc}");
+            }
             Err(e)
         }
     }
@@ -241,7 +266,10 @@ fn fill(
     domctl(XEN_DOMCTL_max_mem, id, max.as_bytes()).map_err(|rc| Error::Hypercall("max_mem", rc))?;
 
     // The frames: pfn n (IN) comes back as its machine frame (OUT), a PV domain's p2m.
-    let mut p2m: Vec<u64> = (0..nr_pages).collect();
+    let mut p2m: Vec<u64> = Vec::new();
+    p2m.try_reserve_exact(nr_pages as usize)
+        .map_err(|_| Error::NoMemory)?;
+    p2m.extend(0..nr_pages);
     for chunk in p2m.chunks_mut(POPULATE_CHUNK) {
         let want = chunk.len() as u64;
         let rc = hc::memory_op(&mut PopulatePhysmap(XenMemoryReservation {
@@ -277,8 +305,12 @@ fn fill(
     };
     let (store_port, console_port) = (unbound()?, unbound()?);
 
-    // The image, each segment at p_paddr + VIRT_BASE - PADDR_OFFSET (`elf_load_binary`); the
-    // frames came scrubbed from Xen, so a bss needs nothing written.
+    // The initial region cleared (the image's bss, the rings, start_info's page, the stack).
+    let zero = Box::new([0u8; PAGE]);
+    for pfn in 0..layout.region_pages() {
+        write_frame(id, mfn(pfn), 0, &zero[..])?;
+    }
+    // The image, each segment at p_paddr + VIRT_BASE - PADDR_OFFSET (`elf_load_binary`).
     for segment in &kernel.elf.segments {
         let va = segment.paddr.wrapping_add(kernel.addrs.virt_offset);
         write_va(id, layout, &mfn_of_va, va, kernel.elf.file_bytes(segment))?;
@@ -329,6 +361,13 @@ fn fill(
 
     // The p2m list.
     write_va(id, layout, &mfn_of_va, layout.p2m.start, p2m.as_bytes())?;
+
+    // shared_info as libxenguest leaves it: upcalls masked on every legacy vCPU.
+    let mut shared = Box::new([0u8; PAGE]);
+    for v in 0..XEN_LEGACY_MAX_VCPUS {
+        shared[v * size_of::<VcpuInfo>() + offset_of!(VcpuInfo, evtchn_upcall_mask)] = 1;
+    }
+    write_frame(id, info.shared_info_frame, 0, &shared[..])?;
 
     // Pin the L4 for the domU: Xen validates the whole tree now.
     let l4 = mfn_of_va(layout.page_tables.start);
@@ -405,5 +444,9 @@ fn write_frame(id: u16, mfn: u64, offset: usize, data: &[u8]) -> Result<(), Erro
     let mut page = ring_page::map_foreign(id, mfn, true).map_err(|e| Error::Map(mfn, e))?;
     page.write_bytes(offset, data);
     let rc = ring_page::unmap(page);
+    if rc != 0 {
+        // The window keeps the frame mapped: the domain cannot be freed whole after this.
+        println!("builder: unmapping frame {mfn:#x} of d{id}: {rc}");
+    }
     ok("unmap", rc)
 }

@@ -463,6 +463,9 @@ impl Toolstack {
         id: u16,
         flags: Option<u32>,
     ) {
+        // A domain dom0 built is forgotten with it: a later domain under the same id gets
+        // its rings from the hypervisor (or from its own build).
+        self.built.retain(|b| b.id != id);
         // Its last words first.
         ctx.consoles.drain(id);
         let Some(d) = ctx.doms.get(&id) else {

@@ -157,6 +157,24 @@ pub fn init_vcpu(vcpu: u32) -> i64 {
 }
 
 fn try_fifo() -> Abi {
+    // No upcall until the kernel's view (FIFO on, the array's pages counted) is the
+    // hypervisor's: a port pending from the 2-level days (the periodic timer's VIRQ, bound
+    // before) is linked into the array as soon as its page is added (Xen 4.17 re-raises it
+    // then), and an upcall on the way out of that `EVTCHNOP_expand_array`, the page not yet
+    // counted, would find the queue's HEAD past the array, take READY and abandon the queue: no
+    // event linked behind it would ever raise an upcall again (seen on Xen 4.17 as a domU that
+    // never heard from xenstore).
+    let was = shared_info::upcall_mask();
+    shared_info::set_upcall_mask(1);
+    let abi = switch_to_fifo();
+    if let Some(mask) = was {
+        shared_info::set_upcall_mask(mask);
+    }
+    abi
+}
+
+/// [`try_fifo`] with upcalls masked.
+fn switch_to_fifo() -> Abi {
     let rc = init_control(0);
     if rc != 0 {
         return Abi::TwoLevel(rc);
