@@ -18,7 +18,8 @@
 //!   times 1000 grant copies of a 4 KiB page from the domU (`GNTTABOP_copy`, one per
 //!   hypercall): median cycles. Both modes (TCG wall clock, and icount with `--icount`).
 //!
-//! - Block I/O (ours only): in one run, dom0 reads and writes its virtio disk directly
+//! - Block I/O, ours and then Xen 4.17 (our dom0 builds the domU there, `build-domu`): in one
+//!   run, dom0 reads and writes its virtio disk directly
 //!   (`bench-blkdev`: sequential write and read in 64 KiB requests, random 4 KiB reads one at a
 //!   time and 16 in flight) and a domU does the same through blkfront/blkback (`blk-bench`:
 //!   512 KiB calls, split into indirect requests of 32 pages, up to 16 in flight), each phase in
@@ -29,7 +30,9 @@
 //!   them), then over a fresh connection without (each batch's grants mapped and unmapped);
 //!   the ratios to dom0 direct are of the same run; with the event notifications per request
 //!   on both sides, requests in flight, grant-copy and map/unmap hypercalls per request and how
-//!   each request's data moved (BlkFront and BlkBack counters). `--blk` runs this section alone.
+//!   each request's data moved (BlkFront and BlkBack counters); then each figure on ours over
+//!   the same on Xen 4.17, for the domU and for dom0 direct. `--blk` runs this section alone,
+//!   `BENCH_BLK_RUNS` pairs of runs (ours, then Xen), with the medians.
 //!
 //! - Network (ours only): dom0 with its virtio-net NIC and one domU; the host's TCP echo of
 //!   64 MiB (every byte checked) and 1-byte round trips to dom0 directly and to the domU through
@@ -413,8 +416,9 @@ struct Block {
 }
 
 /// dom0 on its disk directly, then a domU through the split driver, twice (with persistent
-/// grants, then without): the `bench blkdev`, `bench blk` and `bench blkback` lines.
-fn block() -> Option<Block> {
+/// grants, then without): the `bench blkdev`, `bench blk` and `bench blkback` lines; on our
+/// hypervisor, or (`on_xen`) on Xen 4.17 with our dom0 building the domU (`build-domu`).
+fn block(on_xen: bool) -> Option<Block> {
     // The disk image in memory (tmpfs) when there is one: both passes, dom0's direct one and
     // the domU's, then read the same page cache, and the host's own storage (a shared virtual
     // disk, whose stalls made whole runs crawl at ~10 IOPS) is out of the comparison.
@@ -425,23 +429,34 @@ fn block() -> Option<Block> {
         .unwrap_or_else(build_dir);
     let disk = dir.join(format!("bench-disk-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 32 << 20]).ok()?;
-    let b = Boot {
-        hypervisor: build_dir().join("xen"),
-        cmdline: XEN_CMDLINE.into(),
-        modules: vec![
-            (guest_kernel_image(), "bench-blkdev=16384".into()),
-            (
-                guest_kernel_image(),
-                "name=bench mem=16M blk-bench=0".into(),
-            ),
-        ],
-        timeout: Duration::from_secs(300),
-        qemu_extra: vec![
-            "-drive".into(),
-            format!("file={},format=raw,if=none,id=disk0", disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=disk0".into(),
-        ],
+    const DOM0: &str = "bench-blkdev=16384";
+    const DOMU: &str = "name=bench mem=16M blk-bench=0";
+    let drive = vec![
+        "-drive".into(),
+        format!("file={},format=raw,if=none,id=disk0", disk.display()),
+        "-device".into(),
+        "virtio-blk-pci,drive=disk0".into(),
+    ];
+    let b = if on_xen {
+        let mut b = Boot::xen_reference(
+            &guest_kernel_image(),
+            &format!("build-domu {DOM0} -- {DOMU}"),
+        );
+        b.modules.push((guest_kernel_image(), String::new()));
+        b.timeout = Duration::from_secs(300);
+        b.qemu_extra = drive;
+        b
+    } else {
+        Boot {
+            hypervisor: build_dir().join("xen"),
+            cmdline: XEN_CMDLINE.into(),
+            modules: vec![
+                (guest_kernel_image(), DOM0.into()),
+                (guest_kernel_image(), DOMU.into()),
+            ],
+            timeout: Duration::from_secs(300),
+            qemu_extra: drive,
+        }
     };
     let run = b.run();
     let _ = std::fs::remove_file(&disk);
@@ -506,6 +521,48 @@ fn block_ratios(b: &Block) -> [Option<u64>; 8] {
         (Some(x), Some(y)) if y > 0.0 => Some((100.0 * x / y).round() as u64),
         _ => None,
     })
+}
+
+/// One pair of runs, ours and Xen 4.17's: for each of the first four [`BLK_FIGURES`], the domU's
+/// figure (persistent grants) on ours over the same on Xen, and dom0 direct's the same way
+/// (whole percent).
+fn block_against_xen(ours: &Block, xen: &Block) -> [(Option<u64>, Option<u64>); 4] {
+    let num = |m: &Fields, k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
+    let pct = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some((100.0 * a / b).round() as u64),
+        _ => None,
+    };
+    let mut out = [(None, None); 4];
+    for (i, (_, k)) in BLK_FIGURES[..4].iter().enumerate() {
+        out[i] = (
+            pct(num(&ours.passes[0].0, k), num(&xen.passes[0].0, k)),
+            pct(num(&ours.dev, k), num(&xen.dev, k)),
+        );
+    }
+    out
+}
+
+/// The cross-hypervisor table: per phase, the median over the pairs of runs of the domU's
+/// figure on ours over Xen 4.17's, and of dom0 direct's.
+fn print_block_vs_xen(pairs: &[[(Option<u64>, Option<u64>); 4]], runs: usize) {
+    println!();
+    println!(
+        "block, ours / Xen 4.17 ({} of {runs} pairs of runs, ours then Xen; above 100 % ours is faster; the medians):",
+        pairs.len()
+    );
+    println!();
+    println!("| figure | domU through blkfront/blkback, ours / Xen | dom0 direct on its disk, ours / Xen |");
+    println!("|---|---|---|");
+    let pct = |r: Option<u64>| r.map_or("n/a".into(), |r| format!("{r} %"));
+    for (i, (name, _)) in BLK_FIGURES[..4].iter().enumerate() {
+        let domu: Vec<u64> = pairs.iter().filter_map(|p| p[i].0).collect();
+        let dev: Vec<u64> = pairs.iter().filter_map(|p| p[i].1).collect();
+        println!(
+            "| {name} | {} | {} |",
+            pct(median(&domu)),
+            pct(median(&dev))
+        );
+    }
 }
 
 /// Each run's ratios (domU with persistent grants / dom0 direct, each phase over all its
@@ -771,20 +828,37 @@ fn main() -> ExitCode {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
             .unwrap_or(BLK_RUNS);
-        let mut all = Vec::new();
-        let mut last = None;
+        let (mut all, mut xen_all) = (Vec::new(), Vec::new());
+        let (mut pairs, mut last, mut xen_last) = (Vec::new(), None, None);
         for _ in 0..runs {
-            let blk = block();
+            // Ours, then Xen 4.17 right after: each pair of runs draws the host's speed of about
+            // the same minute.
+            let blk = block(false);
+            let xen_blk = block(true);
             if let Some(b) = &blk {
                 all.push(block_ratios(b));
             }
-            last = blk;
+            if let Some(x) = &xen_blk {
+                xen_all.push(block_ratios(x));
+            }
+            if let (Some(b), Some(x)) = (&blk, &xen_blk) {
+                pairs.push(block_against_xen(b, x));
+            }
+            (last, xen_last) = (blk, xen_blk);
         }
         if runs > 1 {
             print_block_runs(&all, runs);
         }
         print_block(&last);
-        return if all.len() == runs {
+        println!();
+        println!("The same benchmark on Xen 4.17 (our dom0 and domU; dom0 builds the domU, `build-domu`):");
+        println!();
+        if runs > 1 {
+            print_block_runs(&xen_all, runs);
+        }
+        print_block(&xen_last);
+        print_block_vs_xen(&pairs, runs);
+        return if all.len() == runs && xen_all.len() == runs {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -819,7 +893,8 @@ fn main() -> ExitCode {
     }
     let domains = two_domains_with(false, Vec::new());
     let xen_domains = two_domains_with(true, Vec::new());
-    let blk = block();
+    let blk = block(false);
+    let xen_blk = block(true);
     let accel = xtests::accel();
     println!(
         "bench: accel {} ({})",
@@ -946,6 +1021,15 @@ fn main() -> ExitCode {
     );
     println!();
     print_block(&blk);
+    println!();
+    println!(
+        "The same block benchmark on Xen 4.17, one run (our dom0 builds the domU, `build-domu`):"
+    );
+    println!();
+    print_block(&xen_blk);
+    if let (Some(b), Some(x)) = (&blk, &xen_blk) {
+        print_block_vs_xen(&[block_against_xen(b, x)], 1);
+    }
     let net = print_network();
     let scale = print_scale();
     if net
