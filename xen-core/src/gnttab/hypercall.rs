@@ -425,8 +425,15 @@ fn run_op<M: Machine + ?Sized>(
             let uop = uop.cast::<GnttabSetVersion>();
             let mut op =
                 get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
+            let before = tables.mine.version();
             let (version, rc) =
                 gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version, &mut alloc);
+            if before == 2 && version == 1 {
+                // The status frames went back to the hypervisor: a translation of them the
+                // caller's TLB may still hold (mapped, then unmapped without a flush) must not
+                // outlive them, for the guest or for the copy-out below through the MMU.
+                pt.flush.flush_all(pt.perf);
+            }
             op.version = version;
             put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop, &op).ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))
