@@ -72,7 +72,7 @@ fn acquire_grant_for_copy(
             return Err(GNTST_bad_gntref);
         }
         if rgt.active_pin(pt.mem, gref) == 0 {
-            let sha = rgt.entry_v2(pt.mem, gref);
+            let sha = rgt.entry_v2_in(pt.mem, gref);
             if !(rgt.version() == 2 && sha.flags() & GTF_type_mask == GTF_transitive) {
                 return acquire_transient(pt, rgt, rd, gref, sha, ld, readonly);
             }

@@ -651,6 +651,13 @@ impl GrantTable {
         if gref >= self.nr_entries() {
             return GrantEntryV2::default();
         }
+        self.entry_v2_in(mem, gref)
+    }
+
+    /// [`GrantTable::entry_v2`] of an entry the caller checked is in the table.
+    #[inline]
+    fn entry_v2_in(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> GrantEntryV2 {
+        debug_assert!(gref < self.nr_entries());
         let at = self.entry_at(gref);
         let w0 = mem.read_u64(at).unwrap_or(0);
         if self.version == 2 {
@@ -679,6 +686,13 @@ impl GrantTable {
         if gref >= self.nr_entries() {
             return 0;
         }
+        self.status_in(mem, gref)
+    }
+
+    /// [`GrantTable::status`] of an entry the caller checked is in the table.
+    #[inline]
+    fn status_in(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> u16 {
+        debug_assert!(gref < self.nr_entries());
         mem.read(self.status_at(gref), 2)
             .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
     }
@@ -707,7 +721,7 @@ impl GrantTable {
 
     /// `gnttab_clear_flags` on the status of `gref`.
     fn clear_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, bits: u16) {
-        let v = self.status(mem, gref);
+        let v = self.status_in(mem, gref);
         if v & bits != 0 {
             self.set_status(mem, gref, v & !bits);
         }
