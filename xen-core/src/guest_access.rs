@@ -431,6 +431,99 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for MmuGuest<'_, M> {
     }
 }
 
+/// The L4-slot answer of [`mmu_range_ok`] for a call that copies its arguments with
+/// [`MmuGuest`]'s rules but keeps no [`TranslationCache`] (the grant-table calls): the slot a
+/// range within one slot last passed in, resumed from and handed back to the vCPU's
+/// [`crate::mm::SlotMemo`] as a cache's is. It rests on that L4 entry alone; the call must not
+/// change a validated L4's guest entries (no grant-table operation does: they write L1
+/// entries), and what it hands back is dropped if any changed meanwhile (`l4_changes`).
+pub struct SlotOk {
+    l4: Mfn,
+    /// The slot plus one; 0 for none.
+    slot: Cell<u64>,
+    /// [`crate::mm::frame_table::Mm::l4_changes`] when the call began.
+    changes: u64,
+}
+
+impl SlotOk {
+    /// For the tables rooted at `l4`, from what `memo` knows if no L4 entry changed since
+    /// (`l4_changes` now).
+    pub fn resuming(l4: Mfn, memo: crate::mm::SlotMemo, l4_changes: u64) -> Self {
+        let valid = memo.slot != 0 && memo.l4 == l4 && memo.changes == l4_changes;
+        SlotOk {
+            l4,
+            slot: Cell::new(if valid { memo.slot } else { 0 }),
+            changes: l4_changes,
+        }
+    }
+
+    /// What to keep for the next call (`l4_changes` now): nothing if an L4 entry changed.
+    pub fn memo(&self, l4_changes: u64) -> crate::mm::SlotMemo {
+        if l4_changes != self.changes {
+            return crate::mm::SlotMemo::NONE;
+        }
+        crate::mm::SlotMemo {
+            l4: self.l4,
+            slot: self.slot.get(),
+            changes: l4_changes,
+        }
+    }
+
+    /// [`mmu_range_ok`] for these tables, the remembered slot answered without reading it.
+    #[inline(always)]
+    fn range_ok<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64, len: usize) -> bool {
+        let slot = (va >> 39) & 511;
+        let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
+        if one_slot && self.slot.get() == slot + 1 && guest_range_ok(va, len) {
+            // Test oracle: what the memo answers is what the check would.
+            #[cfg(test)]
+            assert!(mmu_range_ok(mem, self.l4, va, len), "stale L4-slot memo");
+            return true;
+        }
+        let ok = mmu_range_ok(mem, self.l4, va, len);
+        if ok && one_slot {
+            self.slot.set(slot + 1);
+        }
+        ok
+    }
+}
+
+/// [`MmuGuest`] with a [`SlotOk`]: the same rules, the L4 slot's check remembered across the
+/// copies of one call (and from one call to the next, through the vCPU's memo).
+pub struct SlotMmuGuest<'a, 'm, M: MachineMemoryMut + ?Sized> {
+    /// The guest's tables, walked when the MMU may not or will not do it.
+    pub walk: PageTableGuest<'m, M>,
+    /// No TLB work is owed (see [`MmuGuest`]).
+    pub mmu: bool,
+    /// The slot memo; its `l4` is `walk.l4`.
+    pub slot: &'a SlotOk,
+}
+
+impl<M: MachineMemoryMut + ?Sized> GuestMemory for SlotMmuGuest<'_, '_, M> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
+        debug_assert_eq!(self.slot.l4, self.walk.l4);
+        if self.mmu
+            && self.slot.range_ok(self.walk.mem, va, buf.len())
+            && self.walk.mem.mmu_read(self.walk.l4, va, buf) == MmuCopy::Done
+        {
+            return Ok(());
+        }
+        self.walk.read(va, buf)
+    }
+
+    fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
+        debug_assert_eq!(self.slot.l4, self.walk.l4);
+        if self.mmu
+            && within_one_page(va, data.len())
+            && self.slot.range_ok(&*self.walk.mem, va, data.len())
+            && self.walk.mem.mmu_write(self.walk.l4, va, data) == MmuCopy::Done
+        {
+            return Ok(());
+        }
+        self.walk.write(va, data)
+    }
+}
+
 /// A guest page's translation kept by a [`TranslationCache`], in plain cells: the check every
 /// write makes is eight loads and compares.
 struct Slot {
@@ -1418,6 +1511,32 @@ mod tests {
         assert!(cache.mmu_range_ok(&w, va, 8));
         w.frame_types_changed();
         assert_eq!(cache.mmu_slot_ok.get(), 0, "forgotten by a change of types");
+    }
+
+    /// The grant calls' slot memo (`SlotOk`): a slot that passed is answered without reading
+    /// the L4 again within the call, resumed only under the same L4 and `l4_changes`, and not
+    /// handed on if an L4 entry changed during the call; a range over two slots is never
+    /// remembered.
+    #[test]
+    fn the_grant_calls_slot_memo_resumes_and_hands_on_only_while_nothing_changed() {
+        let mut m = machine_with_mmu();
+        m.write_u64(Maddr(0x1000 + 4 * 8), 0x2000 | FLAGS).unwrap();
+        let va = (4u64 << 39) | (256 << 12);
+        let s = SlotOk::resuming(Mfn(1), crate::mm::SlotMemo::NONE, 7);
+        assert_eq!(s.slot.get(), 0);
+        assert!(s.range_ok(&m, va, 8));
+        assert_eq!(s.slot.get(), 5);
+        // The oracle in `range_ok` checks the remembered answer against the check itself.
+        assert!(s.range_ok(&m, va + 64, 8));
+        let memo = s.memo(7);
+        assert_eq!((memo.l4, memo.slot, memo.changes), (Mfn(1), 5, 7));
+        assert_eq!(s.memo(8).slot, 0, "an L4 entry changed during the call");
+        assert_eq!(SlotOk::resuming(Mfn(1), memo, 7).slot.get(), 5);
+        assert_eq!(SlotOk::resuming(Mfn(1), memo, 8).slot.get(), 0);
+        assert_eq!(SlotOk::resuming(Mfn(14), memo, 7).slot.get(), 0);
+        let two = SlotOk::resuming(Mfn(1), crate::mm::SlotMemo::NONE, 7);
+        let _ = two.range_ok(&m, (5u64 << 39) - 8, 16);
+        assert_eq!(two.slot.get(), 0, "two slots: not remembered");
     }
 
     /// A call starts from the L4 slot the vCPU's last call found safe only while it runs on the

@@ -18,11 +18,27 @@ struct CopyBuf {
 }
 
 /// A grant pinned for a copy: the reference, and for a transitive grant the referent pinned
-/// with it (Xen's `act->trans_domain`/`act->trans_gref`).
+/// with it (Xen's `act->trans_domain`/`act->trans_gref`); or, for a grant nobody had pinned,
+/// not pinned at all ([`Pin::Transient`]).
 #[derive(Clone, Copy)]
 struct Acquired {
     gref: GrantRef,
-    trans: Option<(DomainId, GrantRef)>,
+    pin: Pin,
+}
+
+/// How [`acquire_grant_for_copy`] holds a grant.
+#[derive(Clone, Copy)]
+enum Pin {
+    /// Pinned in its active entry (and its referent, for a transitive grant), as Xen pins it.
+    Pinned(Option<(DomainId, GrantRef)>),
+    /// Not pinned: the entry was not pinned before, and nothing runs while one copy op does
+    /// (one CPU; a batch is preempted only between ops), so Xen's pin would go from 0 up and
+    /// back to 0 with nobody to see it in between. What pinning checks is checked; the frame
+    /// reference is taken as for a pinned grant; the release leaves the entry as Xen's release
+    /// leaves it: these status bits (`GTF_reading`, and `GTF_writing` for a writable copy)
+    /// cleared, the active entry unpinned. (Were the hypervisor to run guests on other CPUs
+    /// meanwhile, a granter could then see its grant unused mid-copy: this would have to pin.)
+    Transient(u16),
 }
 
 /// What [`acquire_grant_for_copy`] hands back: the frame, with one general reference taken,
@@ -31,13 +47,80 @@ struct Window {
     mfn: Mfn,
     start: u16,
     len: u16,
-    trans: Option<(DomainId, GrantRef)>,
+    pin: Pin,
 }
 
 /// `acquire_grant_for_copy`: pins `gref` of `rd` for `ld`, taking a general reference on the
 /// frame. A version-2 transitive grant pins its referent (one level: `allow_transitive` is
-/// false for the referent) for `rd`, and covers the referent's window.
+/// false for the referent) for `rd`, and covers the referent's window. An entry nobody has
+/// pinned is not pinned ([`Pin::Transient`]), in line; the rest is [`acquire_pinned`].
+#[inline(always)]
 fn acquire_grant_for_copy(
+    pt: &mut Pt<'_, '_>,
+    tables: &mut dyn GrantTables,
+    rd: DomainId,
+    gref: GrantRef,
+    ld: DomId,
+    readonly: bool,
+    allow_transitive: bool,
+) -> Result<Window, i16> {
+    // A transitive grant's referent (`allow_transitive` false) is always pinned: the
+    // transitive grant's pin records it, and its release unpins it.
+    if allow_transitive {
+        let rgt = tables.table(rd).ok_or(GNTST_bad_domain)?;
+        if gref >= rgt.nr_entries() {
+            return Err(GNTST_bad_gntref);
+        }
+        if rgt.active_pin(pt.mem, gref) == 0 {
+            let sha = rgt.entry_v2_in(pt.mem, gref);
+            if !(rgt.version() == 2 && sha.flags() & GTF_type_mask == GTF_transitive) {
+                return acquire_transient(pt, rgt, rd, gref, sha, ld, readonly);
+            }
+        }
+    }
+    acquire_pinned(pt, tables, rd, gref, ld, readonly, allow_transitive)
+}
+
+/// [`acquire_grant_for_copy`] of an entry nobody has pinned, not transitive ([`Pin::Transient`]):
+/// the checks, the window and the frame reference as [`acquire_pinned`] makes them.
+#[inline(always)]
+fn acquire_transient(
+    pt: &mut Pt<'_, '_>,
+    rgt: &GrantTable,
+    rd: DomainId,
+    gref: GrantRef,
+    sha: GrantEntryV2,
+    ld: DomId,
+    readonly: bool,
+) -> Result<Window, i16> {
+    let v2 = rgt.version() == 2;
+    {
+        let bits = status_bits(rgt, sha, false, readonly, false, ld)?;
+        let sub = v2 && sha.flags() & GTF_sub_page != 0;
+        let mfn = Mfn(sha.frame());
+        let (start, len) = if sub {
+            (sha.page_off() & ACTIVE_START_MASK, sha.length())
+        } else {
+            (0, PAGE_SIZE)
+        };
+        if !pt.get_page(mfn, Owner::Domain(rd)) {
+            // `unlock_out_clear`: the bits Xen's pin set are cleared again.
+            rgt.clear_flags(pt.mem, gref, bits);
+            return Err(GNTST_bad_page);
+        }
+        Ok(Window {
+            mfn,
+            start,
+            len,
+            pin: Pin::Transient(bits),
+        })
+    }
+}
+
+/// [`acquire_grant_for_copy`] that pins, as Xen does: an entry pinned already, or a transitive
+/// grant, or a transitive grant's referent.
+#[inline(never)]
+fn acquire_pinned(
     pt: &mut Pt<'_, '_>,
     tables: &mut dyn GrantTables,
     rd: DomainId,
@@ -90,7 +173,7 @@ fn acquire_grant_for_copy(
             // "transitive grant referenced bad domain".
             return fail(tables, pt.mem, GNTST_general_error);
         }
-        let w = match acquire_grant_for_copy(pt, tables, td, tgref, rd, readonly, false) {
+        let w = match acquire_pinned(pt, tables, td, tgref, rd, readonly, false) {
             Ok(w) => w,
             Err(s) => {
                 // `fixup_status_for_copy_pin`: no pin was taken on `gref`; unlike
@@ -173,10 +256,11 @@ fn acquire_grant_for_copy(
         mfn: act.mfn,
         start: act.start,
         len: act.length,
-        trans,
+        pin: Pin::Pinned(trans),
     })
 }
 
+#[inline(always)]
 /// `release_grant_for_copy`: drops the pin [`acquire_grant_for_copy`] took (and the
 /// referent's, for a transitive grant). The frame reference is the caller's to drop.
 fn release_grant_for_copy(
@@ -186,18 +270,28 @@ fn release_grant_for_copy(
     a: Acquired,
     readonly: bool,
 ) {
+    let trans = match a.pin {
+        Pin::Transient(bits) => {
+            if let Some(rgt) = tables.table(rd) {
+                rgt.clear_flags(mem, a.gref, bits);
+            }
+            return;
+        }
+        Pin::Pinned(trans) => trans,
+    };
     let dec = if readonly {
         GNTPIN_HSTR_INC
     } else {
         GNTPIN_HSTW_INC
     };
     unpin(mem, tables, rd, a.gref, dec, readonly);
-    if let Some((td, tgref)) = a.trans {
+    if let Some((td, tgref)) = trans {
         unpin(mem, tables, td, tgref, dec, readonly);
     }
 }
 
 /// `gnttab_copy_claim_buf`.
+#[inline(always)]
 fn claim_buf(
     pt: &mut Pt<'_, '_>,
     tables: &mut dyn GrantTables,
@@ -213,10 +307,7 @@ fn claim_buf(
         CopyBuf {
             domain,
             mfn: w.mfn,
-            grant: Some(Acquired {
-                gref,
-                trans: w.trans,
-            }),
+            grant: Some(Acquired { gref, pin: w.pin }),
             read_only,
             have_type: false,
             start: w.start,
@@ -250,6 +341,7 @@ fn claim_buf(
 }
 
 /// `gnttab_copy_release_buf`.
+#[inline(always)]
 fn release_buf(pt: &mut Pt<'_, '_>, tables: &mut dyn GrantTables, buf: &CopyBuf) {
     if let Some(a) = buf.grant {
         release_grant_for_copy(pt.mem, tables, buf.domain, a, buf.read_only);

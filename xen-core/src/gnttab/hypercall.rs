@@ -22,7 +22,9 @@ use crate::ctx::{Ctx, HcResult, Machine};
 use crate::domain::set::Others;
 use crate::domain::DomainId;
 use crate::gnttab::{self as gnt, GrantTable, GrantTables};
-use crate::guest_access::{copy_from_guest, copy_to_guest, GuestPtr, MmuGuest, PageTableGuest};
+use crate::guest_access::{
+    copy_from_guest, copy_to_guest, GuestPtr, PageTableGuest, SlotMmuGuest, SlotOk,
+};
 use crate::mm::{MachineMemoryMut, Mfn};
 
 /// Bits of `cmd` above the command: a continuation's argument (`GNTTABOP_ARG_MASK`).
@@ -53,40 +55,37 @@ impl GrantTables for Tables<'_, '_> {
 }
 
 /// `copy_from_guest` of one argument: through the MMU when `mmu` (no TLB work owed, see
-/// [`MmuGuest`]), else by walking the caller's tables.
+/// [`crate::guest_access::MmuGuest`]; the L4 slot's check remembered in `slot`), else by walking the caller's tables.
 fn get<T: FromBytes + IntoBytes>(
     mem: &mut dyn MachineMemoryMut,
+    slot: &SlotOk,
     l4: Mfn,
     mmu: bool,
     ptr: GuestPtr<T>,
 ) -> Option<T> {
-    copy_from_guest(
-        &MmuGuest {
-            walk: PageTableGuest { mem, l4 },
-            mmu,
-        },
-        ptr,
-    )
-    .ok()
+    let g = SlotMmuGuest {
+        walk: PageTableGuest { mem, l4 },
+        mmu,
+        slot,
+    };
+    copy_from_guest(&g, ptr).ok()
 }
 
 /// `copy_to_guest` of one result, as [`get`].
 fn put<T: IntoBytes + Immutable>(
     mem: &mut dyn MachineMemoryMut,
+    slot: &SlotOk,
     l4: Mfn,
     mmu: bool,
     ptr: GuestPtr<T>,
     v: &T,
 ) -> Option<()> {
-    copy_to_guest(
-        &mut MmuGuest {
-            walk: PageTableGuest { mem, l4 },
-            mmu,
-        },
-        ptr,
-        v,
-    )
-    .ok()
+    let mut g = SlotMmuGuest {
+        walk: PageTableGuest { mem, l4 },
+        mmu,
+        slot,
+    };
+    copy_to_guest(&mut g, ptr, v).ok()
 }
 
 /// `do_grant_table_op`.
@@ -223,15 +222,41 @@ fn run_op<M: Machine + ?Sized>(
     uop: GuestPtr<c_void>,
     count: u32,
 ) -> Result<Ran, Errno> {
+    // The L4 slot the arguments lie in, checked once for the call's copies through the MMU and
+    // kept by the vCPU for its next call (as `mmu_update`'s translation cache keeps it).
+    let memo = ctx.dom.vcpu().mmu_slot;
+    let (r, memo) = run_op_with(ctx, cmd, uop, count, memo);
+    ctx.dom.vcpu_mut().mmu_slot = memo;
+    r
+}
+
+/// [`run_op`] from the vCPU's L4-slot memo; returns what to keep of it.
+#[inline(always)]
+fn run_op_with<M: Machine + ?Sized>(
+    ctx: &mut Ctx<'_, M>,
+    cmd: u32,
+    uop: GuestPtr<c_void>,
+    count: u32,
+    memo: crate::mm::SlotMemo,
+) -> (Result<Ran, Errno>, crate::mm::SlotMemo) {
     let shared_info = ctx.dom.shared_info;
-    let (vcpu_info, vcpu) = (ctx.dom.vcpu_info_map(), ctx.dom.vcpu_id());
+    // The preemption question is asked before every element but the first: a call of one
+    // element (most copies, every map of a single grant) never asks it, nor builds its map.
+    let (vcpu_info, vcpu) = (
+        (count > 1).then(|| ctx.dom.vcpu_info_map()),
+        ctx.dom.vcpu_id(),
+    );
     let Some((mm, mem, preempt)) = ctx.m.mm_preemptible() else {
-        return Err(Errno::ENOSYS);
+        return (Err(Errno::ENOSYS), memo);
     };
+    let slot = &SlotOk::resuming(ctx.dom.vcpu().l4, memo, mm.l4_changes());
     // Grant operations take the machine's memory as any memory (`dyn`).
     let mem: &mut dyn MachineMemoryMut = mem;
     let stop = |mem: &dyn MachineMemoryMut, i: u32| {
-        i > 0 && crate::ctx::preempt_check(preempt, mem, shared_info, vcpu_info, vcpu)
+        i > 0
+            && vcpu_info.is_some_and(|vcpu_info| {
+                crate::ctx::preempt_check(preempt, mem, shared_info, vcpu_info, vcpu)
+            })
     };
     let l4 = ctx.dom.vcpu().l4;
     let me = ctx.dom.id;
@@ -249,7 +274,9 @@ fn run_op<M: Machine + ?Sized>(
     // at each copy (a map or unmap may add some).
     let owes = ctx.dom.vcpu().flush.owes_tlb_work();
     let (mut pt, _) = crate::mm::guest_pt::pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
-    match cmd {
+    // The operations, in a closure (their `return`s end it) so that the memo is handed back
+    // whichever way they end.
+    let r = (|| match cmd {
         GNTTABOP_map_grant_ref => {
             for i in 0..count {
                 if stop(pt.mem, i) {
@@ -257,10 +284,18 @@ fn run_op<M: Machine + ?Sized>(
                 }
                 let at = uop.cast::<GnttabMapGrantRef>().add(i.into());
                 let mut op: GnttabMapGrantRef =
-                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
+                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
+                        .ok_or(Errno::EFAULT)?;
                 gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op, &mut alloc);
-                put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at, &op)
-                    .ok_or(Errno::EFAULT)?;
+                put(
+                    pt.mem,
+                    slot,
+                    l4,
+                    !owes && !pt.flush.owes_tlb_work(),
+                    at,
+                    &op,
+                )
+                .ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -271,12 +306,14 @@ fn run_op<M: Machine + ?Sized>(
                 }
                 let at = uop.cast::<GnttabUnmapGrantRef>().add(i.into());
                 let mut op: GnttabUnmapGrantRef =
-                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
+                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
+                        .ok_or(Errno::EFAULT)?;
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapGrantRef, status));
                 put(
                     pt.mem,
+                    slot,
                     l4,
                     !owes && !pt.flush.owes_tlb_work(),
                     field,
@@ -293,12 +330,14 @@ fn run_op<M: Machine + ?Sized>(
                 }
                 let at = uop.cast::<GnttabUnmapAndReplace>().add(i.into());
                 let mut op: GnttabUnmapAndReplace =
-                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
+                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
+                        .ok_or(Errno::EFAULT)?;
                 gnt::unmap_and_replace(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapAndReplace, status));
                 put(
                     pt.mem,
+                    slot,
                     l4,
                     !owes && !pt.flush.owes_tlb_work(),
                     field,
@@ -314,12 +353,13 @@ fn run_op<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabCopy>().add(i.into());
-                let op: GnttabCopy =
-                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
+                let op: GnttabCopy = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
+                    .ok_or(Errno::EFAULT)?;
                 let status = gnt::copy(&mut pt, &mut tables, &op);
                 let field = at.field(offset_of!(GnttabCopy, status));
                 put(
                     pt.mem,
+                    slot,
                     l4,
                     !owes && !pt.flush.owes_tlb_work(),
                     field,
@@ -336,11 +376,13 @@ fn run_op<M: Machine + ?Sized>(
                 }
                 let at = uop.cast::<GnttabSwapGrantRef>().add(i.into());
                 let op: GnttabSwapGrantRef =
-                    get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), at).ok_or(Errno::EFAULT)?;
+                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
+                        .ok_or(Errno::EFAULT)?;
                 let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
                 let field = at.field(offset_of!(GnttabSwapGrantRef, status));
                 put(
                     pt.mem,
+                    slot,
                     l4,
                     !owes && !pt.flush.owes_tlb_work(),
                     field,
@@ -355,8 +397,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabSetupTable>();
-            let mut op =
-                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
+            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
+                .ok_or(Errno::EFAULT)?;
             let frame_list = GuestPtr::<u64>::new(op.frame_list);
             if !frame_list.okay() {
                 return Err(Errno::EFAULT);
@@ -375,6 +417,7 @@ fn run_op<M: Machine + ?Sized>(
                                     .map_or(0, |m| m.0);
                                 if put(
                                     pt.mem,
+                                    slot,
                                     l4,
                                     !owes && !pt.flush.owes_tlb_work(),
                                     frame_list.add(i.into()),
@@ -393,6 +436,7 @@ fn run_op<M: Machine + ?Sized>(
             let field = uop.field(offset_of!(GnttabSetupTable, status));
             put(
                 pt.mem,
+                slot,
                 l4,
                 !owes && !pt.flush.owes_tlb_work(),
                 field,
@@ -406,8 +450,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabQuerySize>();
-            let mut op =
-                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
+            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
+                .ok_or(Errno::EFAULT)?;
             match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => op.status = s,
                 Ok(id) => {
@@ -418,23 +462,46 @@ fn run_op<M: Machine + ?Sized>(
                     op.status = GNTST_okay;
                 }
             }
-            put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop, &op).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                slot,
+                l4,
+                !owes && !pt.flush.owes_tlb_work(),
+                uop,
+                &op,
+            )
+            .ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_set_version => {
             let uop = uop.cast::<GnttabSetVersion>();
-            let mut op =
-                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
+            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
+                .ok_or(Errno::EFAULT)?;
+            let before = tables.mine.version();
             let (version, rc) =
                 gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version, &mut alloc);
+            if before == 2 && version == 1 {
+                // The status frames went back to the hypervisor: a translation of them the
+                // caller's TLB may still hold (mapped, then unmapped without a flush) must not
+                // outlive them, for the guest or for the copy-out below through the MMU.
+                pt.flush.flush_all(pt.perf);
+            }
             op.version = version;
-            put(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop, &op).ok_or(Errno::EFAULT)?;
+            put(
+                pt.mem,
+                slot,
+                l4,
+                !owes && !pt.flush.owes_tlb_work(),
+                uop,
+                &op,
+            )
+            .ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))
         }
         GNTTABOP_get_version => {
             let uop = uop.cast::<GnttabGetVersion>();
-            let mut op =
-                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
+            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
+                .ok_or(Errno::EFAULT)?;
             let id = if op.dom == hypercall_abi::xen::DOMID_SELF {
                 me
             } else {
@@ -448,6 +515,7 @@ fn run_op<M: Machine + ?Sized>(
             let field = uop.field(offset_of!(GnttabGetVersion, version));
             put(
                 pt.mem,
+                slot,
                 l4,
                 !owes && !pt.flush.owes_tlb_work(),
                 field,
@@ -461,8 +529,8 @@ fn run_op<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabGetStatusFrames>();
-            let mut op =
-                get(pt.mem, l4, !owes && !pt.flush.owes_tlb_work(), uop).ok_or(Errno::EFAULT)?;
+            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
+                .ok_or(Errno::EFAULT)?;
             let frame_list = GuestPtr::<u64>::new(op.frame_list);
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => s,
@@ -482,6 +550,7 @@ fn run_op<M: Machine + ?Sized>(
                             let at = frame_list.add(i.into());
                             if put(
                                 pt.mem,
+                                slot,
                                 l4,
                                 !owes && !pt.flush.owes_tlb_work(),
                                 at,
@@ -499,6 +568,7 @@ fn run_op<M: Machine + ?Sized>(
             let field = uop.field(offset_of!(GnttabGetStatusFrames, status));
             put(
                 pt.mem,
+                slot,
                 l4,
                 !owes && !pt.flush.owes_tlb_work(),
                 field,
@@ -508,7 +578,9 @@ fn run_op<M: Machine + ?Sized>(
             Ok(Ran::Done(0))
         }
         _ => Err(Errno::ENOSYS),
-    }
+    })();
+    let memo = slot.memo(pt.mm.l4_changes());
+    (r, memo)
 }
 
 /// A domain dies: drops every grant mapping it holds of other domains' frames, and every other

@@ -651,6 +651,13 @@ impl GrantTable {
         if gref >= self.nr_entries() {
             return GrantEntryV2::default();
         }
+        self.entry_v2_in(mem, gref)
+    }
+
+    /// [`GrantTable::entry_v2`] of an entry the caller checked is in the table.
+    #[inline]
+    fn entry_v2_in(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> GrantEntryV2 {
+        debug_assert!(gref < self.nr_entries());
         let at = self.entry_at(gref);
         let w0 = mem.read_u64(at).unwrap_or(0);
         if self.version == 2 {
@@ -679,6 +686,13 @@ impl GrantTable {
         if gref >= self.nr_entries() {
             return 0;
         }
+        self.status_in(mem, gref)
+    }
+
+    /// [`GrantTable::status`] of an entry the caller checked is in the table.
+    #[inline]
+    fn status_in(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> u16 {
+        debug_assert!(gref < self.nr_entries());
         mem.read(self.status_at(gref), 2)
             .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
     }
@@ -707,8 +721,10 @@ impl GrantTable {
 
     /// `gnttab_clear_flags` on the status of `gref`.
     fn clear_flags(&self, mem: &mut dyn MachineMemoryMut, gref: GrantRef, bits: u16) {
-        let v = self.status(mem, gref);
-        self.set_status(mem, gref, v & !bits);
+        let v = self.status_in(mem, gref);
+        if v & bits != 0 {
+            self.set_status(mem, gref, v & !bits);
+        }
     }
 
     /// Where the active entry of `gref` lives (`_active_entry`; the caller checked
@@ -733,6 +749,12 @@ impl GrantTable {
             mfn: Mfn(w1 & ACTIVE_MFN_MASK),
             length: (w1 >> 48) as u16,
         }
+    }
+
+    /// The pin count of `gref`'s active entry alone (its first word; the caller checked
+    /// `gref < nr_entries`): 0, as [`GrantTable::read_active`] says, where memory refuses it.
+    fn active_pin(&self, mem: &dyn MachineMemoryMut, gref: GrantRef) -> u32 {
+        mem.read_u64(self.active_at(gref)).map_or(0, |w0| w0 as u32)
     }
 
     /// Stores the active entry of `gref` (the caller checked `gref < nr_entries`).
@@ -779,6 +801,23 @@ fn set_status(
     ld: DomId,
 ) -> Result<(), i16> {
     let e = gt.entry_v2(mem, gref);
+    let bits = status_bits(gt, e, pinned, readonly, mapflag, ld)?;
+    let status = gt.status(mem, gref);
+    gt.set_status(mem, gref, status | bits);
+    Ok(())
+}
+
+/// [`set_status`]'s checks of entry `e` (as read): the status bits it would set, or why it
+/// refuses.
+#[inline(always)]
+fn status_bits(
+    gt: &GrantTable,
+    e: GrantEntryV2,
+    pinned: bool,
+    readonly: bool,
+    mapflag: bool,
+    ld: DomId,
+) -> Result<u16, i16> {
     let (flags, domid) = (e.flags(), e.domid());
     let mask = GTF_type_mask | if mapflag { GTF_sub_page } else { 0 };
     // Version 2 also pins a transitive grant, for a copy only (a map of one is refused before
@@ -793,14 +832,11 @@ fn set_status(
     if !readonly && flags & GTF_readonly != 0 {
         return Err(GNTST_general_error); // "Attempt to write-pin a r/o grant entry"
     }
-    let bits = if readonly {
+    Ok(if readonly {
         GTF_reading
     } else {
         GTF_reading | GTF_writing
-    };
-    let status = gt.status(mem, gref);
-    gt.set_status(mem, gref, status | bits);
-    Ok(())
+    })
 }
 
 /// The flags to clear in an entry after a pin attempt or release (`unlock_out_clear`).

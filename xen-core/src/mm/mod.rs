@@ -114,7 +114,9 @@ pub trait MachineMemoryMut: MachineMemory {
     /// Copies `len` bytes from machine address `from` to `to`, as `memmove` (the two ranges may
     /// overlap: a grant copy within one frame). The default goes through a page-sized buffer and
     /// [`MachineMemoryMut::write`], so a wrapper that watches writes sees these too; memory
-    /// reached directly copies in place, with no buffer to fill and empty again.
+    /// reached directly copies in place, with no buffer to fill and empty again. A refusal after
+    /// the first page may leave the pages before it copied (the grant copy, its one caller,
+    /// copies within one page).
     fn copy(&mut self, from: Maddr, to: Maddr, len: usize) -> Option<()> {
         let mut buf = [0u8; 4096];
         let mut at = 0;
