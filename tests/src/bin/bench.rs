@@ -367,18 +367,23 @@ fn show<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "FAILED".to_string(), |v| v.to_string())
 }
 
-/// dom0 + one domU: the `bench evtchn_rtt` and `bench grant_copy` lines dom0 prints, on ours
-/// (`on_xen` false: our hypervisor builds the domU from its boot module) or on Xen 4.17 (our dom0
-/// builds it, `build-domu`), with extra QEMU arguments (the icount mode's).
-fn two_domains_with(on_xen: bool, qemu_extra: Vec<String>) -> Option<(String, String)> {
-    const DOM0: &str = "bench-copies=1000";
-    const DOMU: &str = "name=bench mem=16M pingpong=1000";
-    let b = if on_xen {
+/// Our dom0 and one domU with command lines `dom0` and `domu`: on ours, the hypervisor builds
+/// the domU from its boot module; on Xen 4.17 (`on_xen`), our dom0 builds it from its own boot
+/// module (`build-domu`, the domU's command line after `--`).
+fn pair_boot(
+    on_xen: bool,
+    dom0: &str,
+    domu: &str,
+    timeout: Duration,
+    qemu_extra: Vec<String>,
+) -> Boot {
+    if on_xen {
         let mut b = Boot::xen_reference(
             &guest_kernel_image(),
-            &format!("build-domu {DOM0} -- {DOMU}"),
+            &format!("build-domu {dom0} -- {domu}"),
         );
         b.modules.push((guest_kernel_image(), String::new()));
+        b.timeout = timeout;
         b.qemu_extra = qemu_extra;
         b
     } else {
@@ -386,13 +391,22 @@ fn two_domains_with(on_xen: bool, qemu_extra: Vec<String>) -> Option<(String, St
             hypervisor: build_dir().join("xen"),
             cmdline: XEN_CMDLINE.into(),
             modules: vec![
-                (guest_kernel_image(), DOM0.into()),
-                (guest_kernel_image(), DOMU.into()),
+                (guest_kernel_image(), dom0.into()),
+                (guest_kernel_image(), domu.into()),
             ],
-            timeout: Duration::from_secs(120),
+            timeout,
             qemu_extra,
         }
-    };
+    }
+}
+
+/// dom0 + one domU: the `bench evtchn_rtt` and `bench grant_copy` lines dom0 prints, on ours
+/// (`on_xen` false: our hypervisor builds the domU from its boot module) or on Xen 4.17 (our dom0
+/// builds it, `build-domu`), with extra QEMU arguments (the icount mode's).
+fn two_domains_with(on_xen: bool, qemu_extra: Vec<String>) -> Option<(String, String)> {
+    const DOM0: &str = "bench-copies=1000";
+    const DOMU: &str = "name=bench mem=16M pingpong=1000";
+    let b = pair_boot(on_xen, DOM0, DOMU, Duration::from_secs(120), qemu_extra);
     let run = match b.run() {
         Ok(r) => r,
         Err(e) => {
@@ -437,27 +451,7 @@ fn block(on_xen: bool) -> Option<Block> {
         "-device".into(),
         "virtio-blk-pci,drive=disk0".into(),
     ];
-    let b = if on_xen {
-        let mut b = Boot::xen_reference(
-            &guest_kernel_image(),
-            &format!("build-domu {DOM0} -- {DOMU}"),
-        );
-        b.modules.push((guest_kernel_image(), String::new()));
-        b.timeout = Duration::from_secs(300);
-        b.qemu_extra = drive;
-        b
-    } else {
-        Boot {
-            hypervisor: build_dir().join("xen"),
-            cmdline: XEN_CMDLINE.into(),
-            modules: vec![
-                (guest_kernel_image(), DOM0.into()),
-                (guest_kernel_image(), DOMU.into()),
-            ],
-            timeout: Duration::from_secs(300),
-            qemu_extra: drive,
-        }
-    };
+    let b = pair_boot(on_xen, DOM0, DOMU, Duration::from_secs(300), drive);
     let run = b.run();
     let _ = std::fs::remove_file(&disk);
     let run = match run {

@@ -93,16 +93,9 @@ fn acquire_transient(
     ld: DomId,
     readonly: bool,
 ) -> Result<Window, i16> {
-    let v2 = rgt.version() == 2;
     {
         let bits = status_bits(rgt, sha, false, readonly, false, ld)?;
-        let sub = v2 && sha.flags() & GTF_sub_page != 0;
-        let mfn = Mfn(sha.frame());
-        let (start, len) = if sub {
-            (sha.page_off() & ACTIVE_START_MASK, sha.length())
-        } else {
-            (0, PAGE_SIZE)
-        };
+        let (mfn, start, len, _) = frame_window(rgt, sha);
         if !pt.get_page(mfn, Owner::Domain(rd)) {
             // `unlock_out_clear`: the bits Xen's pin set are cleared again.
             rgt.clear_flags(pt.mem, gref, bits);
@@ -114,6 +107,21 @@ fn acquire_transient(
             len,
             pin: Pin::Transient(bits),
         })
+    }
+}
+
+/// The frame entry `sha` grants and the window of it a copy may touch: v1 `frame`, v2
+/// `full_page.frame` or `sub_page.frame` (the same word), the whole page or the sub-page's
+/// (`act->start` is a 15-bit field in Xen: an offset of 0x8000 or more wraps there); and
+/// whether it is a sub-page grant.
+#[inline(always)]
+fn frame_window(rgt: &GrantTable, sha: GrantEntryV2) -> (Mfn, u16, u16, bool) {
+    let sub = rgt.version() == 2 && sha.flags() & GTF_sub_page != 0;
+    let mfn = Mfn(sha.frame());
+    if sub {
+        (mfn, sha.page_off() & ACTIVE_START_MASK, sha.length(), true)
+    } else {
+        (mfn, 0, PAGE_SIZE, false)
     }
 }
 
@@ -214,15 +222,7 @@ fn acquire_pinned(
         trans = Some((td, tgref));
     } else if needs_status {
         set_status(pt.mem, rgt, gref, old_pin != 0, readonly, false, ld)?;
-        // v1 `frame`; v2 `full_page.frame` or `sub_page.frame` (the same word).
-        let sub = v2 && sha.flags() & GTF_sub_page != 0;
-        let mfn = Mfn(sha.frame());
-        let (start, length) = if sub {
-            // `act->start` is a 15-bit field in Xen: an offset of 0x8000 or more wraps there.
-            (sha.page_off() & ACTIVE_START_MASK, sha.length())
-        } else {
-            (0, PAGE_SIZE)
-        };
+        let (mfn, start, length, sub) = frame_window(rgt, sha);
         // `get_paged_frame`: a frame the granter owns.
         if !pt.get_page(mfn, Owner::Domain(rd)) {
             return fail(tables, pt.mem, GNTST_bad_page);

@@ -25,6 +25,7 @@ use crate::gnttab::{self as gnt, GrantTable, GrantTables};
 use crate::guest_access::{
     copy_from_guest, copy_to_guest, GuestPtr, PageTableGuest, SlotMmuGuest, SlotOk,
 };
+use crate::mm::frame_table::Pt;
 use crate::mm::{MachineMemoryMut, Mfn};
 
 /// Bits of `cmd` above the command: a continuation's argument (`GNTTABOP_ARG_MASK`).
@@ -51,6 +52,33 @@ impl GrantTables for Tables<'_, '_> {
         for g in self.others.iter() {
             out(g.dom.id);
         }
+    }
+}
+
+/// Where one call's arguments are read and its results written: [`get`] and [`put`] through
+/// the MMU while neither the vCPU (`owes`, fixed for the call) nor the call so far owes TLB work.
+struct Args<'s> {
+    slot: &'s SlotOk,
+    l4: Mfn,
+    owes: bool,
+}
+
+impl Args<'_> {
+    /// [`get`] of one argument.
+    fn get<T: FromBytes + IntoBytes>(&self, pt: &mut Pt<'_, '_>, ptr: GuestPtr<T>) -> Option<T> {
+        let mmu = !self.owes && !pt.flush.owes_tlb_work();
+        get(pt.mem, self.slot, self.l4, mmu, ptr)
+    }
+
+    /// [`put`] of one result.
+    fn put<T: IntoBytes + Immutable>(
+        &self,
+        pt: &mut Pt<'_, '_>,
+        ptr: GuestPtr<T>,
+        v: &T,
+    ) -> Option<()> {
+        let mmu = !self.owes && !pt.flush.owes_tlb_work();
+        put(pt.mem, self.slot, self.l4, mmu, ptr, v)
     }
 }
 
@@ -274,6 +302,7 @@ fn run_op_with<M: Machine + ?Sized>(
     // at each copy (a map or unmap may add some).
     let owes = ctx.dom.vcpu().flush.owes_tlb_work();
     let (mut pt, _) = crate::mm::guest_pt::pt(mm, mem, &mut *ctx.dom, &mut ctx.fx.flush);
+    let args = Args { slot, l4, owes };
     // The operations, in a closure (their `return`s end it) so that the memo is handed back
     // whichever way they end.
     let r = (|| match cmd {
@@ -283,19 +312,9 @@ fn run_op_with<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabMapGrantRef>().add(i.into());
-                let mut op: GnttabMapGrantRef =
-                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
-                        .ok_or(Errno::EFAULT)?;
+                let mut op: GnttabMapGrantRef = args.get(&mut pt, at).ok_or(Errno::EFAULT)?;
                 gnt::map_grant_ref(&mut pt, l4, &mut tables, &mut op, &mut alloc);
-                put(
-                    pt.mem,
-                    slot,
-                    l4,
-                    !owes && !pt.flush.owes_tlb_work(),
-                    at,
-                    &op,
-                )
-                .ok_or(Errno::EFAULT)?;
+                args.put(&mut pt, at, &op).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -305,21 +324,11 @@ fn run_op_with<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabUnmapGrantRef>().add(i.into());
-                let mut op: GnttabUnmapGrantRef =
-                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
-                        .ok_or(Errno::EFAULT)?;
+                let mut op: GnttabUnmapGrantRef = args.get(&mut pt, at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_grant_ref(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapGrantRef, status));
-                put(
-                    pt.mem,
-                    slot,
-                    l4,
-                    !owes && !pt.flush.owes_tlb_work(),
-                    field,
-                    &op.status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                args.put(&mut pt, field, &op.status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -329,21 +338,11 @@ fn run_op_with<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabUnmapAndReplace>().add(i.into());
-                let mut op: GnttabUnmapAndReplace =
-                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
-                        .ok_or(Errno::EFAULT)?;
+                let mut op: GnttabUnmapAndReplace = args.get(&mut pt, at).ok_or(Errno::EFAULT)?;
                 gnt::unmap_and_replace(&mut pt, l4, &mut tables, &mut op);
                 // Only `status` is written back.
                 let field = at.field(offset_of!(GnttabUnmapAndReplace, status));
-                put(
-                    pt.mem,
-                    slot,
-                    l4,
-                    !owes && !pt.flush.owes_tlb_work(),
-                    field,
-                    &op.status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                args.put(&mut pt, field, &op.status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -353,19 +352,10 @@ fn run_op_with<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabCopy>().add(i.into());
-                let op: GnttabCopy = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
-                    .ok_or(Errno::EFAULT)?;
+                let op: GnttabCopy = args.get(&mut pt, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::copy(&mut pt, &mut tables, &op);
                 let field = at.field(offset_of!(GnttabCopy, status));
-                put(
-                    pt.mem,
-                    slot,
-                    l4,
-                    !owes && !pt.flush.owes_tlb_work(),
-                    field,
-                    &status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                args.put(&mut pt, field, &status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -375,20 +365,10 @@ fn run_op_with<M: Machine + ?Sized>(
                     return Ok(Ran::Preempted(i));
                 }
                 let at = uop.cast::<GnttabSwapGrantRef>().add(i.into());
-                let op: GnttabSwapGrantRef =
-                    get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), at)
-                        .ok_or(Errno::EFAULT)?;
+                let op: GnttabSwapGrantRef = args.get(&mut pt, at).ok_or(Errno::EFAULT)?;
                 let status = gnt::swap_grant_ref(pt.mem, tables.mine, op.ref_a, op.ref_b);
                 let field = at.field(offset_of!(GnttabSwapGrantRef, status));
-                put(
-                    pt.mem,
-                    slot,
-                    l4,
-                    !owes && !pt.flush.owes_tlb_work(),
-                    field,
-                    &status,
-                )
-                .ok_or(Errno::EFAULT)?;
+                args.put(&mut pt, field, &status).ok_or(Errno::EFAULT)?;
             }
             Ok(Ran::Done(0))
         }
@@ -397,8 +377,7 @@ fn run_op_with<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabSetupTable>();
-            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
-                .ok_or(Errno::EFAULT)?;
+            let mut op = args.get(&mut pt, uop).ok_or(Errno::EFAULT)?;
             let frame_list = GuestPtr::<u64>::new(op.frame_list);
             if !frame_list.okay() {
                 return Err(Errno::EFAULT);
@@ -415,16 +394,7 @@ fn run_op_with<M: Machine + ?Sized>(
                                     .table(id)
                                     .and_then(|t| t.shared_frames().get(i as usize).copied())
                                     .map_or(0, |m| m.0);
-                                if put(
-                                    pt.mem,
-                                    slot,
-                                    l4,
-                                    !owes && !pt.flush.owes_tlb_work(),
-                                    frame_list.add(i.into()),
-                                    &mfn,
-                                )
-                                .is_none()
-                                {
+                                if args.put(&mut pt, frame_list.add(i.into()), &mfn).is_none() {
                                     status = GNTST_bad_virt_addr;
                                 }
                             }
@@ -434,15 +404,7 @@ fn run_op_with<M: Machine + ?Sized>(
                 }
             };
             let field = uop.field(offset_of!(GnttabSetupTable, status));
-            put(
-                pt.mem,
-                slot,
-                l4,
-                !owes && !pt.flush.owes_tlb_work(),
-                field,
-                &op.status,
-            )
-            .ok_or(Errno::EFAULT)?;
+            args.put(&mut pt, field, &op.status).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_query_size => {
@@ -450,8 +412,7 @@ fn run_op_with<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabQuerySize>();
-            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
-                .ok_or(Errno::EFAULT)?;
+            let mut op = args.get(&mut pt, uop).ok_or(Errno::EFAULT)?;
             match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => op.status = s,
                 Ok(id) => {
@@ -462,21 +423,12 @@ fn run_op_with<M: Machine + ?Sized>(
                     op.status = GNTST_okay;
                 }
             }
-            put(
-                pt.mem,
-                slot,
-                l4,
-                !owes && !pt.flush.owes_tlb_work(),
-                uop,
-                &op,
-            )
-            .ok_or(Errno::EFAULT)?;
+            args.put(&mut pt, uop, &op).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_set_version => {
             let uop = uop.cast::<GnttabSetVersion>();
-            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
-                .ok_or(Errno::EFAULT)?;
+            let mut op = args.get(&mut pt, uop).ok_or(Errno::EFAULT)?;
             let before = tables.mine.version();
             let (version, rc) =
                 gnt::set_version(pt.mm, pt.mem, tables.mine, me, op.version, &mut alloc);
@@ -487,21 +439,12 @@ fn run_op_with<M: Machine + ?Sized>(
                 pt.flush.flush_all(pt.perf);
             }
             op.version = version;
-            put(
-                pt.mem,
-                slot,
-                l4,
-                !owes && !pt.flush.owes_tlb_work(),
-                uop,
-                &op,
-            )
-            .ok_or(Errno::EFAULT)?;
+            args.put(&mut pt, uop, &op).ok_or(Errno::EFAULT)?;
             rc.map(|()| Ran::Done(0))
         }
         GNTTABOP_get_version => {
             let uop = uop.cast::<GnttabGetVersion>();
-            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
-                .ok_or(Errno::EFAULT)?;
+            let mut op = args.get(&mut pt, uop).ok_or(Errno::EFAULT)?;
             let id = if op.dom == hypercall_abi::xen::DOMID_SELF {
                 me
             } else {
@@ -513,15 +456,7 @@ fn run_op_with<M: Machine + ?Sized>(
             }
             op.version = version;
             let field = uop.field(offset_of!(GnttabGetVersion, version));
-            put(
-                pt.mem,
-                slot,
-                l4,
-                !owes && !pt.flush.owes_tlb_work(),
-                field,
-                &op.version,
-            )
-            .ok_or(Errno::EFAULT)?;
+            args.put(&mut pt, field, &op.version).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         GNTTABOP_get_status_frames => {
@@ -529,8 +464,7 @@ fn run_op_with<M: Machine + ?Sized>(
                 return Err(Errno::EINVAL);
             }
             let uop = uop.cast::<GnttabGetStatusFrames>();
-            let mut op = get(pt.mem, slot, l4, !owes && !pt.flush.owes_tlb_work(), uop)
-                .ok_or(Errno::EFAULT)?;
+            let mut op = args.get(&mut pt, uop).ok_or(Errno::EFAULT)?;
             let frame_list = GuestPtr::<u64>::new(op.frame_list);
             op.status = match gnt::target_table(&pt, &mut tables, op.dom) {
                 Err(s) => s,
@@ -548,16 +482,7 @@ fn run_op_with<M: Machine + ?Sized>(
                         let mut status = GNTST_okay;
                         for i in 0..op.nr_frames {
                             let at = frame_list.add(i.into());
-                            if put(
-                                pt.mem,
-                                slot,
-                                l4,
-                                !owes && !pt.flush.owes_tlb_work(),
-                                at,
-                                &list[i as usize],
-                            )
-                            .is_none()
-                            {
+                            if args.put(&mut pt, at, &list[i as usize]).is_none() {
                                 status = GNTST_bad_virt_addr;
                             }
                         }
@@ -566,15 +491,7 @@ fn run_op_with<M: Machine + ?Sized>(
                 }
             };
             let field = uop.field(offset_of!(GnttabGetStatusFrames, status));
-            put(
-                pt.mem,
-                slot,
-                l4,
-                !owes && !pt.flush.owes_tlb_work(),
-                field,
-                &op.status,
-            )
-            .ok_or(Errno::EFAULT)?;
+            args.put(&mut pt, field, &op.status).ok_or(Errno::EFAULT)?;
             Ok(Ran::Done(0))
         }
         _ => Err(Errno::ENOSYS),
