@@ -12,7 +12,8 @@
 #                       LINUX=<vmlinuz or vmlinux> boots another PV kernel, LINUX_MEM=160M,
 #                       LINUX_CMDLINE='console=hvc0'; DISK is its /dev/xvda; its eth0 (netfront,
 #                       DHCP 10.0.2.21) serves a page: curl http://127.0.0.1:8080/ (NET=none: no NIC)
-#   make run-xen        the same guest as dom0 on Debian's Xen 4.17 (the reference)
+#   make run-xen        the same guest pair on Debian's Xen 4.17 (the reference): our dom0 builds
+#                       one domU itself (build-domu; DOMU_CMDLINE, DOMU_MEM; DOMUS=0: dom0 alone)
 #                       run, run-xen and bench take ACCEL=auto (default: KVM if a probe boot finds
 #                       that /dev/kvm can host a ring-0 hypervisor, else TCG), ACCEL=kvm, ACCEL=tcg
 #   make bench          boot time, null-hypercall cost next to the bare syscall round trip, ours
@@ -145,9 +146,15 @@ run-linux: images $(DISK)
 
 run-xen: images $(DISK)
 	@$(PICK_ACCEL); \
-	echo "==== reference: Debian's Xen 4.17 with $(BUILD)/guest-kernel as dom0 ===="; \
+	if [ "$(DOMUS)" = 0 ]; then \
+	    echo "==== reference: Debian's Xen 4.17 with $(BUILD)/guest-kernel as dom0 ===="; \
+	    initrd="$(strip $(BUILD)/guest-kernel exit=reboot $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)))"; \
+	else \
+	    echo "==== reference: Debian's Xen 4.17 with $(BUILD)/guest-kernel as dom0, which builds one domU from it (build-domu) ===="; \
+	    initrd="$(strip $(BUILD)/guest-kernel exit=reboot build-domu $(subst $(comma),$(comma)$(comma),$(DOM0_CMDLINE)) -- name=domU1 mem=$(DOMU_MEM) $(subst $(comma),$(comma)$(comma),$(DOMU_CMDLINE))),$(BUILD)/guest-kernel"; \
+	fi; \
 	set -x; $(QEMU) $$aflags $(QEMU_FLAGS) $(DISK_ARGS) -kernel $(BUILD)/xen-4.17/xen -append "$(XEN_CMDLINE)" \
-	    -initrd "$(strip $(BUILD)/guest-kernel exit=reboot $(DOM0_CMDLINE))"; \
+	    -initrd "$$initrd"; \
 	    { status=$$?; set +x; } 2>/dev/null; echo "==== QEMU exited with status $$status ===="
 
 # QEMU's gdb stub with both images' symbols (scripts/debug.gdb): QEMU starts stopped, its serial

@@ -106,7 +106,12 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
             (None, None)
                 if dom0::has_domus() || cmdline.has("stay") || cmdline.has("build-domu") =>
             {
-                dom0::run(si, &cmdline, domu_cmdline)
+                // The services end with a power-off, unless `exit=reboot` asks for a reboot
+                // (Xen halts the machine on dom0's power-off; a reboot lets QEMU exit).
+                match dom0::run(si, &cmdline, domu_cmdline) {
+                    SHUTDOWN_poweroff => exit_reason(&cmdline),
+                    other => other,
+                }
             }
             (None, None) => {
                 println!("guest-kernel: nothing to do, shutting down");
