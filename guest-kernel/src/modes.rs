@@ -109,8 +109,8 @@ unsafe extern "C" fn guest_main(start_info: *const StartInfo) -> ! {
                 // The services end with a power-off, unless `exit=reboot` asks for a reboot
                 // (Xen halts the machine on dom0's power-off; a reboot lets QEMU exit).
                 match dom0::run(si, &cmdline, domu_cmdline) {
-                    SHUTDOWN_poweroff => exit_reason(&cmdline),
-                    other => other,
+                    reason if reason == SHUTDOWN_poweroff => exit_reason(&cmdline),
+                    reason => reason,
                 }
             }
             (None, None) => {
