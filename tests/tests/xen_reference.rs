@@ -66,6 +66,15 @@ fn a_guest_without_a_suite_boots_and_shuts_down_on_xen_4_17() {
     assert_ne!(run.ending, Ending::TimedOut, "log:\n{text}");
 }
 
+/// A boot of Xen 4.17 with our guest as dom0 (`dom0_cmdline`) and `module` as its boot module,
+/// which `build-domu` builds as a domU; the log as one text.
+fn built_on_xen(dom0_cmdline: &str, module: std::path::PathBuf) -> (String, Ending) {
+    let mut boot = Boot::xen_reference(&guest_kernel_image(), dom0_cmdline);
+    boot.modules.push((module, String::new()));
+    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
+    (run.log.join("\n"), run.ending)
+}
+
 /// dom0's own domain builder on Xen 4.17 (`build-domu`): our dom0 creates a domU from its boot
 /// module through Xen's toolstack hypercalls, introduces it, and the pair runs the demo (event
 /// ping-pong, grant copy, a block read through blkfront and blkback) before the domU powers off
@@ -73,13 +82,10 @@ fn a_guest_without_a_suite_boots_and_shuts_down_on_xen_4_17() {
 #[test]
 #[ignore = "boots QEMU with Debian's Xen 4.17: run through `make test`"]
 fn our_dom0_builds_and_serves_a_domu_on_xen_4_17() {
-    let mut boot = Boot::xen_reference(
-        &guest_kernel_image(),
+    let (text, ending) = built_on_xen(
         "build-domu -- name=built mem=12M pingpong=50",
+        guest_kernel_image(),
     );
-    boot.modules.push((guest_kernel_image(), String::new()));
-    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
-    let text = run.log.join("\n");
     for want in [
         // dom0's part of its command line only: the domU's words are not dom0's.
         "guest-kernel: command line \"build-domu \"",
@@ -96,7 +102,7 @@ fn our_dom0_builds_and_serves_a_domu_on_xen_4_17() {
     ] {
         assert!(text.contains(want), "missing {want:?}; log:\n{text}");
     }
-    assert_ne!(run.ending, Ending::TimedOut, "log:\n{text}");
+    assert_ne!(ending, Ending::TimedOut, "log:\n{text}");
 }
 
 /// The builder refuses what is not a PV kernel before it creates anything (here Xen's own
@@ -104,11 +110,7 @@ fn our_dom0_builds_and_serves_a_domu_on_xen_4_17() {
 #[test]
 #[ignore = "boots QEMU with Debian's Xen 4.17: run through `make test`"]
 fn our_dom0_refuses_to_build_what_is_not_a_pv_kernel_on_xen_4_17() {
-    let mut boot = Boot::xen_reference(&guest_kernel_image(), "build-domu -- name=bad");
-    boot.modules
-        .push((xtests::xen_reference_image(), String::new()));
-    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
-    let text = run.log.join("\n");
+    let (text, _) = built_on_xen("build-domu -- name=bad", xtests::xen_reference_image());
     assert!(
         text.contains("builder: cannot build the domU: image refused:"),
         "log:\n{text}"
@@ -119,10 +121,7 @@ fn our_dom0_refuses_to_build_what_is_not_a_pv_kernel_on_xen_4_17() {
         "log:\n{text}"
     );
 
-    let mut boot = Boot::xen_reference(&guest_kernel_image(), "build-domu -- mem=1M");
-    boot.modules.push((guest_kernel_image(), String::new()));
-    let run = boot.run().unwrap_or_else(|e| panic!("harness error: {e}"));
-    let text = run.log.join("\n");
+    let (text, _) = built_on_xen("build-domu -- mem=1M", guest_kernel_image());
     assert!(
         text.contains("builder: cannot build the domU: mem=1M: not a usable size"),
         "log:\n{text}"

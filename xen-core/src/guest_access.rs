@@ -431,6 +431,29 @@ impl<M: MachineMemoryMut + ?Sized> GuestMemory for MmuGuest<'_, M> {
     }
 }
 
+/// Whether an L4-slot memo (`remembered`: the slot plus one, 0 for none) answers
+/// [`mmu_range_ok`] for `[va, va + len)` without reading the L4: the range lies in the guest's
+/// part of the address space, within the one remembered slot. Also the range's first slot and
+/// whether it lies within one, for the caller to check and remember on a miss.
+#[inline(always)]
+fn slot_memo_answers<M: MachineMemoryMut + ?Sized>(
+    mem: &M,
+    l4: Mfn,
+    remembered: u64,
+    va: u64,
+    len: usize,
+) -> (bool, u64, bool) {
+    let slot = (va >> 39) & 511;
+    let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
+    let hit = one_slot && remembered == slot + 1 && guest_range_ok(va, len);
+    // Test oracle: what the memo answers is what the check would.
+    #[cfg(test)]
+    assert!(!hit || mmu_range_ok(mem, l4, va, len), "stale L4-slot memo");
+    #[cfg(not(test))]
+    let _ = (mem, l4);
+    (hit, slot, one_slot)
+}
+
 /// The L4-slot answer of [`mmu_range_ok`] for a call that copies its arguments with
 /// [`MmuGuest`]'s rules but keeps no [`TranslationCache`] (the grant-table calls): the slot a
 /// range within one slot last passed in, resumed from and handed back to the vCPU's
@@ -472,12 +495,9 @@ impl SlotOk {
     /// [`mmu_range_ok`] for these tables, the remembered slot answered without reading it.
     #[inline(always)]
     fn range_ok<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64, len: usize) -> bool {
-        let slot = (va >> 39) & 511;
-        let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
-        if one_slot && self.slot.get() == slot + 1 && guest_range_ok(va, len) {
-            // Test oracle: what the memo answers is what the check would.
-            #[cfg(test)]
-            assert!(mmu_range_ok(mem, self.l4, va, len), "stale L4-slot memo");
+        let (remembered, slot, one_slot) =
+            slot_memo_answers(mem, self.l4, self.slot.get(), va, len);
+        if remembered {
             return true;
         }
         let ok = mmu_range_ok(mem, self.l4, va, len);
@@ -682,12 +702,9 @@ impl TranslationCache {
     /// the field `mmu_slot_ok`). The usual answer, a range within the remembered slot, in line.
     #[inline(always)]
     fn mmu_range_ok<M: MachineMemoryMut + ?Sized>(&self, mem: &M, va: u64, len: usize) -> bool {
-        let slot = (va >> 39) & 511;
-        let one_slot = (va.wrapping_add((len as u64).max(1) - 1) >> 39) & 511 == slot;
-        if one_slot && self.mmu_slot_ok.get() == slot + 1 && guest_range_ok(va, len) {
-            // Test oracle: what the memo answers is what the check would.
-            #[cfg(test)]
-            assert!(mmu_range_ok(mem, self.l4, va, len), "stale L4-slot memo");
+        let (remembered, slot, one_slot) =
+            slot_memo_answers(mem, self.l4, self.mmu_slot_ok.get(), va, len);
+        if remembered {
             return true;
         }
         self.mmu_range_ok_slow(mem, va, len, slot, one_slot)
